@@ -1,0 +1,380 @@
+/* commands.c - the command table, the checks every request passes before its handler runs
+ * (known op, argument count, object name, kind), reply writers, argument readers, and the
+ * ops that are about the broker itself rather than one object. */
+#include <fnmatch.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker.h"
+
+/* op, handler, arity (arguments after the name; -N: at least N), kind, flags */
+static const command_t commands[] = {
+    {MPB_OP_PING,            cmd_ping,            0,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_INFO,            cmd_info,            0,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_OBJ_LIST,        cmd_obj_list,        3,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_OBJ_INFO,        cmd_obj_info,        0,  KIND_NONE, CMD_ANYKIND          },
+    {MPB_OP_OBJ_DELETE,      cmd_obj_delete,      0,  KIND_NONE, CMD_ANYKIND          },
+    {MPB_OP_BYE,             cmd_bye,             0,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_DICT_OPEN,       cmd_open,            0,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_SET,        cmd_dict_set,        2,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_GET,        cmd_dict_get,        -1, KIND_DICT, CMD_READ             },
+    {MPB_OP_DICT_DEL,        cmd_dict_del,        1,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_CONTAINS,   cmd_dict_contains,   1,  KIND_DICT, CMD_READ             },
+    {MPB_OP_DICT_LEN,        cmd_dict_len,        0,  KIND_DICT, CMD_READ             },
+    {MPB_OP_DICT_SCAN,       cmd_dict_scan,       3,  KIND_DICT, CMD_READ             },
+    {MPB_OP_DICT_UPDATE,     cmd_dict_update,     1,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_POP,        cmd_dict_pop,        -1, KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_POPITEM,    cmd_dict_popitem,    0,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_SETDEFAULT, cmd_dict_setdefault, 2,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_INCR,       cmd_dict_incr,       2,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_CLEAR,      cmd_dict_clear,      0,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_COPY,       cmd_dict_copy,       1,  KIND_DICT, CMD_READ             },
+    {MPB_OP_LIST_OPEN,       cmd_open,            0,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_APPEND,     cmd_list_append,     1,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_EXTEND,     cmd_list_extend,     1,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_INSERT,     cmd_list_insert,     2,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_GET,        cmd_list_get,        1,  KIND_LIST, CMD_READ             },
+    {MPB_OP_LIST_SET,        cmd_list_set,        2,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_SLICE,      cmd_list_slice,      3,  KIND_LIST, CMD_READ             },
+    {MPB_OP_LIST_POP,        cmd_list_pop,        1,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_REMOVE,     cmd_list_remove,     1,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_INDEX,      cmd_list_index,      3,  KIND_LIST, CMD_READ             },
+    {MPB_OP_LIST_COUNT,      cmd_list_count,      1,  KIND_LIST, CMD_READ             },
+    {MPB_OP_LIST_LEN,        cmd_list_len,        0,  KIND_LIST, CMD_READ             },
+    {MPB_OP_LIST_REVERSE,    cmd_list_reverse,    0,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_SORT,       cmd_list_sort,       1,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_CLEAR,      cmd_list_clear,      0,  KIND_LIST, CMD_WRITE            },
+};
+
+static const command_t *by_op[MPB__OP_MAX];
+
+const command_t *command_find(unsigned op) {
+    if (!by_op[MPB_OP_PING]) {
+        for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+            by_op[commands[i].op] = &commands[i];
+    }
+    return op < MPB__OP_MAX ? by_op[op] : NULL;
+}
+
+/* ---- replies ---- */
+
+mpb__buf_t *reply_begin(req_t *r) {
+    mpb__w_array(r->out, 3);
+    mpb__w_uint(r->out, r->rid);
+    mpb__w_uint(r->out, 0);
+    return r->out;
+}
+
+int reply_nil(req_t *r) {
+    mpb__w_nil(reply_begin(r));
+    return 0;
+}
+
+int reply_bool(req_t *r, bool v) {
+    mpb__w_bool(reply_begin(r), v);
+    return 0;
+}
+
+int reply_int(req_t *r, int64_t v) {
+    mpb__w_int(reply_begin(r), v);
+    return 0;
+}
+
+int reply_uint(req_t *r, uint64_t v) {
+    mpb__w_uint(reply_begin(r), v);
+    return 0;
+}
+
+int reply_raw(req_t *r, const uint8_t *v, size_t n) {
+    mpb__w_raw(reply_begin(r), v, n);
+    return 0;
+}
+
+int reply_error(req_t *r, int code, const char *fmt, ...) {
+    char msg[512];
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+    } else {
+        snprintf(msg, sizeof msg, "%s", mpb_strerror(code));
+    }
+    mpb__w_array(r->out, 3);
+    mpb__w_uint(r->out, r->rid);
+    mpb__w_uint(r->out, (uint64_t)-code);
+    mpb__w_cstr(r->out, msg);
+    if (log_min_level <= LOG_DEBUG) {
+        const char *opn = mpb__op_name(r->op);
+        log_debug("op %s on %.*s: %s", opn ? opn : "?", (int)(r->name ? r->namelen : 1),
+                  r->name ? r->name : "-", msg);
+    }
+    return code;
+}
+
+/* ---- arguments ---- */
+
+int arg_value(req_t *r, const char *what, size_t max, const uint8_t **v, size_t *n) {
+    if (mpb__rd_span(&r->args, v, n))
+        return reply_error(r, MPB_EPROTO, "%s: missing or malformed", what);
+    if (*n > max)
+        return reply_error(r, MPB_ETOOBIG, "%s of %zu bytes > %s %zu", what, *n,
+                           max == g_limits.max_key ? "max_key" : "max_value", max);
+    return 0;
+}
+
+int arg_key(req_t *r, const uint8_t **k, size_t *n, mpb__buf_t *scratch) {
+    int rc = arg_value(r, "key", g_limits.max_key, k, n);
+    if (rc) return rc;
+    if (!mpb__canon_is(*k, *n)) {
+        mpb__buf_reset(scratch);
+        mpb__canon(*k, *n, scratch);
+        bbuf_ensure(scratch);
+        *k = scratch->p;
+        *n = scratch->len;
+    }
+    return 0;
+}
+
+int arg_int(req_t *r, const char *what, int64_t *v) {
+    if (mpb__rd_int(&r->args, v)) return reply_error(r, MPB_ETYPE, "%s must be an integer", what);
+    return 0;
+}
+
+int arg_int_or_nil(req_t *r, const char *what, int64_t *v, bool *isnil) {
+    *isnil = mpb__rd_nil(&r->args) == 0;
+    if (*isnil) return 0;
+    return arg_int(r, what, v);
+}
+
+int arg_uint(req_t *r, const char *what, uint64_t *v) {
+    if (mpb__rd_uint(&r->args, v))
+        return reply_error(r, MPB_ETYPE, "%s must be a non-negative integer", what);
+    return 0;
+}
+
+int arg_bool(req_t *r, const char *what, bool *v) {
+    if (mpb__rd_bool(&r->args, v)) return reply_error(r, MPB_ETYPE, "%s must be a boolean", what);
+    return 0;
+}
+
+int arg_str(req_t *r, const char *what, const char **s, uint32_t *n) {
+    if (mpb__rd_str(&r->args, s, n)) return reply_error(r, MPB_ETYPE, "%s must be a string", what);
+    return 0;
+}
+
+/* ---- dispatch ---- */
+
+static bool arity_ok(const command_t *c, uint32_t argc) {
+    return c->arity >= 0 ? argc == (uint32_t)c->arity : argc >= (uint32_t)-c->arity;
+}
+
+/* Stand-ins for objects that a read finds missing: reading must not create. */
+static obj_t empty_objs[KIND__N];
+
+void dispatch(req_t *r) {
+    const command_t *cmd = command_find(r->op);
+    if (!cmd) {
+        reply_error(r, MPB_EUNKNOWNOP, "unknown op %u", r->op);
+        return;
+    }
+    if (!arity_ok(cmd, r->argc)) {
+        reply_error(r, MPB_EPROTO, "%s takes %s%d argument%s, got %u", mpb__op_name(r->op),
+                    cmd->arity < 0 ? "at least " : "", abs(cmd->arity),
+                    abs(cmd->arity) == 1 ? "" : "s", r->argc);
+        return;
+    }
+    if (cmd->flags & CMD_NOOBJ) {
+        cmd->proc(r);
+        return;
+    }
+    if (!r->name) {
+        reply_error(r, MPB_EINVAL, "%s needs an object name", mpb__op_name(r->op));
+        return;
+    }
+    if (cmd->flags & CMD_ANYKIND) {
+        cmd->proc(r); /* the handler resolves "kind/name" itself */
+        return;
+    }
+    if (!mpb__name_ok(r->name, r->namelen)) {
+        reply_error(r, MPB_EINVAL,
+                    "bad object name: 1 to 255 printable ASCII characters, no '/' or space");
+        return;
+    }
+    obj_t *o = store_get(r->name, r->namelen);
+    if (o && o->kind != cmd->kind) {
+        reply_error(r, MPB_EKIND, "%.*s is a %s, not a %s", (int)r->namelen, r->name,
+                    kind_name(o->kind), kind_name(cmd->kind));
+        return;
+    }
+    if (!o) {
+        if (cmd->flags & CMD_READ) {
+            o = &empty_objs[cmd->kind];
+            o->kind = cmd->kind;
+            o->readonly_empty = true;
+            o->name = (char *)r->name; /* only for messages, during this call */
+            o->namelen = r->namelen;
+            if (cmd->kind == KIND_DICT && !o->u.dict.key) omap_init(&o->u.dict, NULL);
+        } else {
+            o = store_create(cmd->kind, r->name, r->namelen);
+        }
+    }
+    r->obj = o;
+    cmd->proc(r);
+}
+
+/* ---- ops about the broker ---- */
+
+/* ping -> nil. Also the heartbeat (sent with rid 0: no reply). */
+int cmd_ping(req_t *r) {
+    return reply_nil(r);
+}
+
+/* bye -> nil, then the session ends: its locks and waits are released at once. */
+int cmd_bye(req_t *r) {
+    reply_nil(r);
+    sess_end(r->sess, "bye");
+    return 0;
+}
+
+/* dict.open / list.open -> nil: creates the object if new (dispatch did). */
+int cmd_open(req_t *r) {
+    return reply_nil(r);
+}
+
+static size_t heap_bytes(void) {
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+/* info -> {version, uptime_s, pid, clients, sessions, objects, objects_by_kind, memory} */
+int cmd_info(req_t *r) {
+    mpb__buf_t *b = reply_begin(r);
+    mpb__w_map(b, 8);
+    mpb__w_cstr(b, "version");
+    mpb__w_cstr(b, MPBROKER_VERSION);
+    mpb__w_cstr(b, "uptime_s");
+    mpb__w_uint(b, (uint64_t)(now_ms() - g_started_ms) / 1000);
+    mpb__w_cstr(b, "pid");
+    mpb__w_int(b, getpid());
+    mpb__w_cstr(b, "clients");
+    mpb__w_uint(b, server_peer_count());
+    mpb__w_cstr(b, "sessions");
+    mpb__w_uint(b, server_session_count());
+    mpb__w_cstr(b, "objects");
+    mpb__w_uint(b, store_count());
+    mpb__w_cstr(b, "objects_by_kind");
+    mpb__w_map(b, KIND__N - 1);
+    for (int k = 1; k < KIND__N; k++) {
+        mpb__w_cstr(b, kind_name((kind_t)k));
+        mpb__w_uint(b, store_count_kind((kind_t)k));
+    }
+    mpb__w_cstr(b, "memory");
+    mpb__w_uint(b, heap_bytes());
+    return 0;
+}
+
+/* obj.list PATTERN|nil CURSOR COUNT -> [next_cursor, [[kind, name, size], ...]] */
+int cmd_obj_list(req_t *r) {
+    const char *pat = NULL;
+    uint32_t patlen = 0;
+    uint64_t cursor, count;
+    if (mpb__rd_nil(&r->args) && arg_str(r, "pattern", &pat, &patlen)) return -1;
+    if (arg_uint(r, "cursor", &cursor) || arg_uint(r, "count", &count)) return -1;
+    if (count == 0 || count > g_limits.max_scan) count = g_limits.max_scan;
+    char pattern[512] = "*", path[300];
+    if (pat) snprintf(pattern, sizeof pattern, "%.*s", (int)patlen, pat);
+    const omap_t *m = store_map();
+    mpb__buf_t items = {0};
+    uint32_t n = 0;
+    size_t i = omap_seek(m, cursor);
+    uint64_t next = 0;
+    for (; i < m->nents; i++) {
+        const obj_t *o = m->ents[i].item;
+        if (!o) continue;
+        if (n == count) {
+            next = m->ents[i].ord;
+            break;
+        }
+        snprintf(path, sizeof path, "%s/%.*s", kind_name(o->kind), (int)o->namelen, o->name);
+        if (fnmatch(pattern, path, 0) != 0 && fnmatch(pattern, o->name, 0) != 0) continue;
+        mpb__w_array(&items, 3);
+        mpb__w_cstr(&items, kind_name(o->kind));
+        mpb__w_str(&items, o->name, o->namelen);
+        mpb__w_uint(&items, obj_size(o));
+        n++;
+    }
+    bbuf_ensure(&items);
+    mpb__buf_t *b = reply_begin(r);
+    mpb__w_array(b, 2);
+    mpb__w_uint(b, next);
+    mpb__w_array(b, n);
+    mpb__w_raw(b, items.p, items.len);
+    mpb__buf_free(&items);
+    return 0;
+}
+
+/* Resolves r->name as "kind/name" for obj.info and obj.delete. */
+static obj_t *resolve_path(req_t *r) {
+    const char *slash = memchr(r->name, '/', r->namelen);
+    if (!slash) {
+        reply_error(r, MPB_EINVAL, "object path must be kind/name, got '%.*s'",
+                    (int)r->namelen, r->name);
+        return NULL;
+    }
+    size_t kl = (size_t)(slash - r->name), nl = r->namelen - kl - 1;
+    const char *name = slash + 1;
+    kind_t k = kind_parse(r->name, kl);
+    if (k == KIND_NONE) {
+        reply_error(r, MPB_EINVAL, "unknown kind '%.*s'", (int)kl, r->name);
+        return NULL;
+    }
+    if (!mpb__name_ok(name, nl)) {
+        reply_error(r, MPB_EINVAL, "bad object name '%.*s'", (int)nl, name);
+        return NULL;
+    }
+    obj_t *o = store_get(name, nl);
+    if (!o) {
+        reply_error(r, MPB_ENOOBJ, "no object %.*s", (int)r->namelen, r->name);
+        return NULL;
+    }
+    if (o->kind != k) {
+        reply_error(r, MPB_EKIND, "%.*s is a %s, not a %s", (int)nl, name, kind_name(o->kind),
+                    kind_name(k));
+        return NULL;
+    }
+    return o;
+}
+
+/* obj.info "kind/name" -> {kind, name, size, ...per kind} */
+int cmd_obj_info(req_t *r) {
+    obj_t *o = resolve_path(r);
+    if (!o) return -1;
+    mpb__buf_t extra = {0};
+    uint32_t n = 0;
+    if (o->kind == KIND_DICT) n = dict_describe(o, &extra);
+    else if (o->kind == KIND_LIST) n = list_describe(o, &extra);
+    bbuf_ensure(&extra);
+    mpb__buf_t *b = reply_begin(r);
+    mpb__w_map(b, 3 + n);
+    mpb__w_cstr(b, "kind");
+    mpb__w_cstr(b, kind_name(o->kind));
+    mpb__w_cstr(b, "name");
+    mpb__w_str(b, o->name, o->namelen);
+    mpb__w_cstr(b, "size");
+    mpb__w_uint(b, obj_size(o));
+    mpb__w_raw(b, extra.p, extra.len);
+    mpb__buf_free(&extra);
+    return 0;
+}
+
+/* obj.delete "kind/name" -> nil */
+int cmd_obj_delete(req_t *r) {
+    obj_t *o = resolve_path(r);
+    if (!o) return -1;
+    store_delete(o);
+    return reply_nil(r);
+}

@@ -1,0 +1,593 @@
+/* server.c - the broker's one loop: it owns the ROUTER socket and all state. Each inbound
+ * message passes the gates in order (size, header, peer, MAC, sequence, msgpack shape) and
+ * the first failure is what its sender hears; each request of a batch is dispatched and its
+ * reply appended to one outbound batch, sealed and sent once.
+ *
+ *   client DEALER --[hello]-->  peer (handshake)  --[auth ok]--> peer (ready) <-> session
+ *   a session outlives its peer: a client that reconnects proves the key again and resumes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "broker.h"
+
+limits_t g_limits;
+int64_t g_started_ms;
+
+typedef struct server {
+    void *zctx, *router;
+    const uint8_t *authkey;
+    size_t keylen;
+    peer_t **buckets;
+    size_t nbuckets, npeers, npending;
+    sess_t *sessions;
+    size_t nsessions;
+    uint64_t next_sess_id;
+    mpb__buf_t out;     /* the reply batch being built, header space first */
+    mpb__buf_t scratch; /* replies nobody asked for (rid 0) */
+    volatile sig_atomic_t stopping;
+    int64_t next_sweep;
+} server_t;
+
+static server_t S;
+
+size_t server_peer_count(void) {
+    return S.npeers - S.npending;
+}
+
+size_t server_session_count(void) {
+    return S.nsessions;
+}
+
+void server_stop(void) {
+    S.stopping = 1;
+}
+
+/* ---- peers ---- */
+
+static uint64_t rid_hash(const uint8_t *rid, size_t n) {
+    return mpb__hash(rid, n);
+}
+
+static peer_t **peer_slot(const uint8_t *rid, size_t n) {
+    peer_t **pp = &S.buckets[rid_hash(rid, n) & (S.nbuckets - 1)];
+    while (*pp && !((*pp)->ridlen == n && !memcmp((*pp)->rid, rid, n))) pp = &(*pp)->hnext;
+    return pp;
+}
+
+static peer_t *peer_find(const uint8_t *rid, size_t n) {
+    return *peer_slot(rid, n);
+}
+
+static void peer_rehash(void) {
+    size_t nb = S.nbuckets * 2;
+    peer_t **b = xcalloc(nb, sizeof *b);
+    for (size_t i = 0; i < S.nbuckets; i++) {
+        for (peer_t *p = S.buckets[i], *next; p; p = next) {
+            next = p->hnext;
+            peer_t **slot = &b[rid_hash(p->rid, p->ridlen) & (nb - 1)];
+            p->hnext = *slot;
+            *slot = p;
+        }
+    }
+    free(S.buckets);
+    S.buckets = b;
+    S.nbuckets = nb;
+}
+
+static peer_t *peer_new(const uint8_t *rid, size_t n) {
+    if (S.npeers >= S.nbuckets) peer_rehash();
+    peer_t *p = xcalloc(1, sizeof *p);
+    memcpy(p->rid, rid, n);
+    p->ridlen = (uint8_t)n;
+    peer_t **slot = &S.buckets[rid_hash(rid, n) & (S.nbuckets - 1)];
+    p->hnext = *slot;
+    *slot = p;
+    S.npeers++;
+    S.npending++;
+    return p;
+}
+
+static void peer_free(peer_t *p) {
+    peer_t **pp = peer_slot(p->rid, p->ridlen);
+    if (*pp == p) *pp = p->hnext;
+    S.npeers--;
+    if (!p->ready) S.npending--;
+    if (p->sess && p->sess->peer == p) p->sess->peer = NULL;
+    mpb__mac_free(&p->rx);
+    mpb__mac_free(&p->tx);
+    free(p);
+}
+
+static void peer_sample(const peer_t *p, char *out, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < p->ridlen && k + 3 < n; i++) k += (size_t)snprintf(out + k, n - k, "%02x", p->rid[i]);
+    out[k] = 0;
+}
+
+/* ---- sending ---- */
+
+static void send_frame(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
+    if (zmq_send(S.router, rid, ridlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) return;
+    if (zmq_send(S.router, buf, len, ZMQ_DONTWAIT) < 0)
+        log_warn("reply of %zu bytes dropped: %s", len, zmq_strerror(zmq_errno()));
+}
+
+/* A plain error frame, for peers that have no keys (yet, or any more). */
+static void send_plain_error(const uint8_t *rid, size_t ridlen, int code, const char *msg) {
+    mpb__buf_t b = {0};
+    uint8_t hdr[MPB__HDR_LEN];
+    mpb__frame_header(hdr, MPB__T_ERROR, 0);
+    mpb__w_raw(&b, hdr, sizeof hdr);
+    mpb__w_map(&b, 2);
+    mpb__w_cstr(&b, "code");
+    mpb__w_int(&b, code);
+    mpb__w_cstr(&b, "msg");
+    mpb__w_cstr(&b, msg);
+    bbuf_ensure(&b);
+    send_frame(rid, ridlen, b.p, b.len);
+    mpb__buf_free(&b);
+}
+
+static void plain(const uint8_t *rid, size_t ridlen, uint8_t type, mpb__buf_t *body) {
+    mpb__buf_t b = {0};
+    uint8_t hdr[MPB__HDR_LEN];
+    mpb__frame_header(hdr, type, 0);
+    mpb__w_raw(&b, hdr, sizeof hdr);
+    mpb__w_raw(&b, body->p, body->len);
+    bbuf_ensure(&b);
+    send_frame(rid, ridlen, b.p, b.len);
+    mpb__buf_free(&b);
+}
+
+/* Seals b (whose first MPB__HDR_LEN bytes are reserved for the header) and sends it. */
+static void seal_and_send(peer_t *p, uint8_t type, mpb__buf_t *b) {
+    mpb__frame_header(b->p, type, ++p->seq_out);
+    uint8_t mac[MPB__MAC_LEN];
+    if (mpb__mac_sign(p->tx, b->p, b->len, mac)) abort();
+    mpb__w_raw(b, mac, sizeof mac);
+    bbuf_ensure(b);
+    send_frame(p->rid, p->ridlen, b->p, b->len);
+}
+
+static void out_reset(mpb__buf_t *b) {
+    mpb__buf_reset(b);
+    mpb__buf_reserve(b, MPB__HDR_LEN);
+    bbuf_ensure(b);
+    b->len = MPB__HDR_LEN;
+}
+
+/* ---- sessions ---- */
+
+static sess_t *sess_find(uint64_t id) {
+    for (sess_t *s = S.sessions; s; s = s->next)
+        if (s->id == id) return s;
+    return NULL;
+}
+
+static sess_t *sess_new(void) {
+    sess_t *s = xcalloc(1, sizeof *s);
+    s->id = ++S.next_sess_id;
+    if (mpb__random(s->token, sizeof s->token)) abort();
+    s->created_ms = s->last_seen_ms = now_ms();
+    s->next = S.sessions;
+    if (S.sessions) S.sessions->prev = s;
+    S.sessions = s;
+    S.nsessions++;
+    return s;
+}
+
+void sess_end(sess_t *s, const char *why) {
+    /* A session that says bye is routine; one that goes silent is news. */
+    log_msg(strcmp(why, "bye") ? LOG_INFO : LOG_DEBUG, "session %llu ended (%s) host=%s pid=%lld name=%s", (unsigned long long)s->id, why,
+             s->host, (long long)s->pid, s->name);
+    if (s->peer) {
+        s->peer->sess = NULL;
+        s->peer = NULL;
+    }
+    if (s->prev) s->prev->next = s->next;
+    else S.sessions = s->next;
+    if (s->next) s->next->prev = s->prev;
+    S.nsessions--;
+    free(s);
+}
+
+/* ---- handshake ---- */
+
+static void copy_str(mpb__rd_t *map, const char *key, char *out, size_t n) {
+    mpb__rd_t v;
+    const char *s;
+    uint32_t sl;
+    if (mpb__rd_mapget(map, key, &v) || mpb__rd_str(&v, &s, &sl)) return;
+    size_t k = 0;
+    for (uint32_t i = 0; i < sl && k + 1 < n; i++)
+        out[k++] = (s[i] >= ' ' && s[i] <= '~') ? s[i] : '?';
+    out[k] = 0;
+}
+
+static int get_bin(mpb__rd_t *map, const char *key, size_t want, const uint8_t **out) {
+    mpb__rd_t v;
+    uint32_t n;
+    if (mpb__rd_mapget(map, key, &v) || mpb__rd_bin(&v, out, &n) || n != want) return -1;
+    return 0;
+}
+
+static void on_hello(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
+    mpb__rd_t m = {f->body, f->body + f->bodylen}, v;
+    const uint8_t *nonce;
+    int64_t ver = 0;
+    if (mpb__mp_check(f->body, f->bodylen, 4) || mpb__rd_mapget(&m, "v", &v) ||
+        mpb__rd_int(&v, &ver) || get_bin(&m, "nonce", MPB__NONCE_LEN, &nonce)) {
+        send_plain_error(rid, ridlen, -MPB_EPROTO, "hello must be {v: 1, nonce: bin 32}");
+        return;
+    }
+    if (ver != MPB__PROTO_VERSION) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "protocol version %lld not supported (broker speaks %d)",
+                 (long long)ver, MPB__PROTO_VERSION);
+        send_plain_error(rid, ridlen, -MPB_EPROTO, msg);
+        return;
+    }
+    peer_t *p = peer_find(rid, ridlen);
+    if (p) peer_free(p); /* a new handshake on this connection starts from nothing */
+    if (S.npending >= g_limits.max_pending) {
+        send_plain_error(rid, ridlen, -MPB_ELIMIT, "too many handshakes in progress");
+        return;
+    }
+    p = peer_new(rid, ridlen);
+    memcpy(p->nonce_c, nonce, MPB__NONCE_LEN);
+    if (mpb__random(p->nonce_b, MPB__NONCE_LEN)) abort();
+    p->hs_deadline = now_ms() + g_limits.handshake_ms;
+    uint8_t proof[MPB__PROOF_LEN];
+    if (mpb__auth_proof(S.authkey, S.keylen, true, p->nonce_c, p->nonce_b, proof)) abort();
+    mpb__buf_t b = {0};
+    mpb__w_map(&b, 2);
+    mpb__w_cstr(&b, "nonce");
+    mpb__w_bin(&b, p->nonce_b, MPB__NONCE_LEN);
+    mpb__w_cstr(&b, "proof");
+    mpb__w_bin(&b, proof, sizeof proof);
+    bbuf_ensure(&b);
+    plain(rid, ridlen, MPB__T_CHALLENGE, &b);
+    mpb__buf_free(&b);
+}
+
+static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
+    char who[2 * RID_MAX + 1];
+    peer_t *p = peer_find(rid, ridlen);
+    if (!p || p->ready) {
+        send_plain_error(rid, ridlen, -MPB_EPROTO, "auth without hello");
+        return;
+    }
+    peer_sample(p, who, sizeof who);
+    mpb__rd_t m = {f->body, f->body + f->bodylen}, v;
+    const uint8_t *proof;
+    if (mpb__mp_check(f->body, f->bodylen, 4) || get_bin(&m, "proof", MPB__PROOF_LEN, &proof) ||
+        !mpb__auth_verify(S.authkey, S.keylen, false, p->nonce_c, p->nonce_b, proof,
+                          MPB__PROOF_LEN)) {
+        log_warn("authentication failed peer=%s", who);
+        send_plain_error(rid, ridlen, -MPB_EAUTH, "authentication failed");
+        peer_free(p); /* no state for a peer that fails */
+        return;
+    }
+    uint8_t c2s[MPB__KEY_LEN], s2c[MPB__KEY_LEN];
+    if (mpb__auth_keys(S.authkey, S.keylen, p->nonce_c, p->nonce_b, c2s, s2c)) abort();
+    p->rx = mpb__mac_new(c2s);
+    p->tx = mpb__mac_new(s2c);
+    if (!p->rx || !p->tx) abort();
+    p->ready = true;
+    S.npending--;
+
+    sess_t *s = NULL;
+    bool resumed = false;
+    mpb__rd_t rv;
+    if (mpb__rd_mapget(&m, "resume", &rv) == 0 && mpb__rd_type(&rv) == MPB__MT_MAP) {
+        mpb__rd_t idv;
+        uint64_t id = 0;
+        const uint8_t *tok;
+        if (mpb__rd_mapget(&rv, "id", &idv) == 0 && mpb__rd_uint(&idv, &id) == 0 &&
+            get_bin(&rv, "token", MPB__TOKEN_LEN, &tok) == 0) {
+            s = sess_find(id);
+            if (s && memcmp(s->token, tok, MPB__TOKEN_LEN) != 0) s = NULL;
+        }
+    }
+    if (s) {
+        resumed = true;
+        if (s->peer && s->peer != p) {
+            s->peer->sess = NULL; /* the old connection speaks for nobody now */
+        }
+    } else {
+        s = sess_new();
+        copy_str(&m, "host", s->host, sizeof s->host);
+        copy_str(&m, "name", s->name, sizeof s->name);
+        if (mpb__rd_mapget(&m, "pid", &v) == 0) mpb__rd_int(&v, &s->pid);
+    }
+    s->peer = p;
+    p->sess = s;
+    s->last_seen_ms = now_ms();
+    log_debug("session %llu %s peer=%s host=%s pid=%lld name=%s", (unsigned long long)s->id,
+             resumed ? "resumed" : "opened", who, s->host, (long long)s->pid, s->name);
+
+    mpb__buf_t b = {0};
+    out_reset(&b);
+    mpb__w_map(&b, 9);
+    mpb__w_cstr(&b, "session");
+    mpb__w_uint(&b, s->id);
+    mpb__w_cstr(&b, "token");
+    mpb__w_bin(&b, s->token, MPB__TOKEN_LEN);
+    mpb__w_cstr(&b, "resumed");
+    mpb__w_bool(&b, resumed);
+    mpb__w_cstr(&b, "version");
+    mpb__w_cstr(&b, MPBROKER_VERSION);
+    mpb__w_cstr(&b, "max_frame");
+    mpb__w_uint(&b, g_limits.max_frame);
+    mpb__w_cstr(&b, "max_value");
+    mpb__w_uint(&b, g_limits.max_value);
+    mpb__w_cstr(&b, "max_scan");
+    mpb__w_uint(&b, g_limits.max_scan);
+    mpb__w_cstr(&b, "heartbeat_ms");
+    mpb__w_uint(&b, (uint64_t)g_limits.heartbeat_ms);
+    mpb__w_cstr(&b, "ttl_ms");
+    mpb__w_uint(&b, (uint64_t)g_limits.session_ttl_ms);
+    bbuf_ensure(&b);
+    seal_and_send(p, MPB__T_WELCOME, &b);
+    mpb__buf_free(&b);
+}
+
+/* ---- requests ---- */
+
+static void batch_error(peer_t *p, int code, const char *msg) {
+    mpb__buf_t *b = &S.out;
+    mpb__w_array(b, 3);
+    mpb__w_uint(b, 0);
+    mpb__w_int(b, code);
+    mpb__w_cstr(b, msg);
+    (void)p;
+}
+
+static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_t framelen) {
+    char who[2 * RID_MAX + 1];
+    if (!mpb__mac_verify(p->rx, frame, framelen - MPB__MAC_LEN, f->mac)) {
+        peer_sample(p, who, sizeof who);
+        log_warn("message with a bad MAC dropped peer=%s", who);
+        send_plain_error(p->rid, p->ridlen, -MPB_EAUTH, "message MAC does not verify");
+        return;
+    }
+    if (f->seq <= p->seq_in) {
+        peer_sample(p, who, sizeof who);
+        log_warn("replayed message dropped peer=%s seq=%llu last=%llu", who,
+                 (unsigned long long)f->seq, (unsigned long long)p->seq_in);
+        send_plain_error(p->rid, p->ridlen, -MPB_EREPLAY,
+                         "sequence number already seen: replayed message dropped");
+        return;
+    }
+    p->seq_in = f->seq;
+    sess_t *s = p->sess;
+    if (!s) {
+        send_plain_error(p->rid, p->ridlen, -MPB_ESESSION,
+                         "the session of this connection has ended; connect again");
+        return;
+    }
+    s->last_seen_ms = now_ms();
+    out_reset(&S.out);
+    if (mpb__mp_check(f->body, f->bodylen, MPB__MAX_DEPTH)) {
+        batch_error(p, -MPB_EPROTO, "malformed msgpack in request batch");
+    } else {
+        mpb__rd_t rd = {f->body, f->body + f->bodylen};
+        while (mpb__rd_more(&rd)) {
+            const uint8_t *v;
+            size_t vn;
+            uint32_t n;
+            uint64_t rid = 0, op = 0;
+            if (mpb__rd_span(&rd, &v, &vn)) break;
+            mpb__rd_t q = {v, v + vn};
+            if (mpb__rd_array(&q, &n) || n < 3 || mpb__rd_uint(&q, &rid) ||
+                mpb__rd_uint(&q, &op)) {
+                batch_error(p, -MPB_EPROTO, "a request is an array [rid, op, name, args...]");
+                continue;
+            }
+            req_t r = {.peer = p, .sess = s, .rid = rid, .op = (unsigned)(op > 0xffff ? 0xffff : op)};
+            const char *name;
+            uint32_t nl;
+            if (mpb__rd_nil(&q) == 0) {
+                r.name = NULL;
+            } else if (mpb__rd_str(&q, &name, &nl) == 0) {
+                r.name = name;
+                r.namelen = nl;
+            } else {
+                r.out = rid ? &S.out : &S.scratch;
+                reply_error(&r, MPB_EPROTO, "object name must be a string or nil");
+                continue;
+            }
+            r.args = q;
+            r.argc = n - 3;
+            if (rid) {
+                r.out = &S.out;
+            } else {
+                mpb__buf_reset(&S.scratch);
+                r.out = &S.scratch;
+            }
+            dispatch(&r);
+            bbuf_ensure(r.out);
+            if (!p->sess) break; /* bye */
+        }
+    }
+    if (S.out.len > MPB__HDR_LEN) seal_and_send(p, MPB__T_REP, &S.out);
+}
+
+static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
+    mpb__frame_t f;
+    char err[128];
+    int rc = mpb__frame_parse(buf, len, g_limits.max_frame, &f, err, sizeof err);
+    if (rc) {
+        log_warn("bad frame: %s", err);
+        send_plain_error(rid, ridlen, -rc, err);
+        return;
+    }
+    switch (f.type) {
+    case MPB__T_HELLO: on_hello(rid, ridlen, &f); return;
+    case MPB__T_AUTH: on_auth(rid, ridlen, &f); return;
+    case MPB__T_REQ: {
+        peer_t *p = peer_find(rid, ridlen);
+        if (!p || !p->ready) {
+            send_plain_error(rid, ridlen, -MPB_ESESSION,
+                             "no session on this connection: say hello first");
+            return;
+        }
+        on_req(p, &f, buf, len);
+        return;
+    }
+    default:
+        snprintf(err, sizeof err, "frame type %u is not for the broker", f.type);
+        send_plain_error(rid, ridlen, -MPB_EPROTO, err);
+    }
+}
+
+/* Reads until the socket would block, so one poll wake-up serves every queued message. */
+static void drain(void) {
+    zmq_msg_t id, body;
+    zmq_msg_init(&id);
+    zmq_msg_init(&body);
+    for (int i = 0; i < 4096; i++) {
+        if (zmq_msg_recv(&id, S.router, ZMQ_DONTWAIT) < 0) break;
+        if (!zmq_msg_more(&id) || zmq_msg_recv(&body, S.router, 0) < 0) continue;
+        bool extra = zmq_msg_more(&body);
+        while (zmq_msg_more(&body) && zmq_msg_recv(&body, S.router, 0) >= 0) {
+        }
+        size_t ridlen = zmq_msg_size(&id);
+        if (ridlen == 0 || ridlen > RID_MAX) continue;
+        if (extra) {
+            send_plain_error(zmq_msg_data(&id), ridlen, -MPB_EPROTO,
+                             "one frame per message expected");
+            continue;
+        }
+        on_message(zmq_msg_data(&id), ridlen, zmq_msg_data(&body), zmq_msg_size(&body));
+    }
+    zmq_msg_close(&id);
+    zmq_msg_close(&body);
+}
+
+/* ---- timers ---- */
+
+static void sweep(int64_t now) {
+    for (size_t i = 0; i < S.nbuckets; i++) {
+        for (peer_t *p = S.buckets[i], *next; p; p = next) {
+            next = p->hnext;
+            if (!p->ready && now > p->hs_deadline) {
+                char who[2 * RID_MAX + 1];
+                peer_sample(p, who, sizeof who);
+                log_info("handshake timed out peer=%s", who);
+                peer_free(p);
+            } else if (p->ready && !p->sess) {
+                peer_free(p);
+            }
+        }
+    }
+    for (sess_t *s = S.sessions, *next; s; s = next) {
+        next = s->next;
+        if (now - s->last_seen_ms > g_limits.session_ttl_ms) sess_end(s, "expired");
+    }
+}
+
+/* ---- setup ---- */
+
+static void on_signal(int sig) {
+    (void)sig;
+    S.stopping = 1;
+}
+
+static int write_endpoint_file(const char *path, const char *ep) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    fprintf(f, "%s\n", ep);
+    if (fclose(f) != 0) return -1;
+    return rename(tmp, path);
+}
+
+int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
+    memset(&S, 0, sizeof S);
+    S.authkey = authkey;
+    S.keylen = keylen;
+    S.nbuckets = 1024;
+    S.buckets = xcalloc(S.nbuckets, sizeof *S.buckets);
+    g_limits = cfg->limits;
+    g_started_ms = now_ms();
+    if (mpb__random(&mpb__hash_seed, sizeof mpb__hash_seed)) abort();
+    store_init();
+
+    S.zctx = zmq_ctx_new();
+    zmq_ctx_set(S.zctx, ZMQ_MAX_SOCKETS, 64);
+    S.router = zmq_socket(S.zctx, ZMQ_ROUTER);
+    int one = 1, zero = 0, hwm = 100000;
+    int64_t maxmsg = (int64_t)g_limits.max_frame + 4096;
+    zmq_setsockopt(S.router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(S.router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(S.router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(S.router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    /* Frames a little over max_frame still get a clear ETOOBIG; far over it, libzmq drops
+     * the connection before buffering them. */
+    maxmsg = (int64_t)g_limits.max_frame * 2 + 4096;
+    zmq_setsockopt(S.router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    int status = 0;
+    for (int i = 0; i < cfg->nlisten; i++) {
+        if (zmq_bind(S.router, cfg->listen[i]) != 0) {
+            log_error("cannot listen on %s: %s", cfg->listen[i], zmq_strerror(zmq_errno()));
+            status = 1;
+            goto out;
+        }
+        char ep[1024];
+        size_t eplen = sizeof ep;
+        zmq_getsockopt(S.router, ZMQ_LAST_ENDPOINT, ep, &eplen);
+        log_info("listening on %s", ep);
+        if (i == 0 && cfg->endpoint_file && write_endpoint_file(cfg->endpoint_file, ep)) {
+            log_error("cannot write %s", cfg->endpoint_file);
+            status = 1;
+            goto out;
+        }
+    }
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_info("mpbrokerd %s ready pid=%d", MPBROKER_VERSION, (int)getpid());
+    S.next_sweep = now_ms() + 100;
+    while (!S.stopping) {
+        zmq_pollitem_t it = {S.router, 0, ZMQ_POLLIN, 0};
+        int64_t wait = S.next_sweep - now_ms();
+        if (wait < 0) wait = 0;
+        if (zmq_poll(&it, 1, (long)wait) < 0 && zmq_errno() != EINTR) {
+            log_error("poll: %s", zmq_strerror(zmq_errno()));
+            status = 1;
+            break;
+        }
+        if (it.revents & ZMQ_POLLIN) drain();
+        int64_t now = now_ms();
+        if (now >= S.next_sweep) {
+            sweep(now);
+            S.next_sweep = now + 100;
+        }
+    }
+    log_info("shutting down: %zu sessions, %zu objects", S.nsessions, store_count());
+out:
+    while (S.sessions) sess_end(S.sessions, "shutdown");
+    for (size_t i = 0; i < S.nbuckets; i++)
+        while (S.buckets[i]) peer_free(S.buckets[i]);
+    free(S.buckets);
+    zmq_close(S.router);
+    zmq_ctx_term(S.zctx);
+    mpb__buf_free(&S.out);
+    mpb__buf_free(&S.scratch);
+    store_free();
+    (void)fcntl;
+    return status;
+}

@@ -1,0 +1,301 @@
+/* t_dict.c - the dict kind: Python dict semantics over an insertion-ordered hash map whose
+ * items are key and value bytes in one allocation (dkv_t). Keys arrive canonicalised. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+
+static mpb__buf_t keybuf; /* canonical form of the request's key, when it was not */
+
+static dkv_t *dkv_new(const uint8_t *k, size_t kn, const uint8_t *v, size_t vn) {
+    dkv_t *kv = xmalloc(sizeof *kv + kn + vn);
+    kv->klen = (uint32_t)kn;
+    kv->vlen = (uint32_t)vn;
+    memcpy(kv->data, k, kn);
+    memcpy(kv->data + kn, v, vn);
+    return kv;
+}
+
+static inline const uint8_t *dkv_val(const dkv_t *kv) {
+    return kv->data + kv->klen;
+}
+
+static omap_t *D(req_t *r) {
+    return &r->obj->u.dict;
+}
+
+/* Sets key to value, replacing the pair's allocation when the size changes. */
+static void dict_put(omap_t *m, const uint8_t *k, size_t kn, uint64_t h, const uint8_t *v,
+                     size_t vn) {
+    long pos = omap_find(m, k, kn, h);
+    if (pos < 0) {
+        omap_add(m, dkv_new(k, kn, v, vn), h);
+        return;
+    }
+    dkv_t *kv = m->ents[pos].item;
+    if (kv->vlen != vn) {
+        kv = xrealloc(kv, sizeof *kv + kn + vn);
+        kv->vlen = (uint32_t)vn;
+        m->ents[pos].item = kv;
+    }
+    memcpy(kv->data + kn, v, vn);
+}
+
+static long find(req_t *r, const uint8_t *k, size_t kn, uint64_t *h) {
+    *h = mpb__hash(k, kn);
+    return omap_find(D(r), k, kn, *h);
+}
+
+/* dict.set KEY VALUE -> nil */
+int cmd_dict_set(req_t *r) {
+    const uint8_t *k, *v;
+    size_t kn, vn;
+    if (arg_key(r, &k, &kn, &keybuf) || arg_value(r, "value", g_limits.max_value, &v, &vn))
+        return -1;
+    dict_put(D(r), k, kn, mpb__hash(k, kn), v, vn);
+    return reply_nil(r);
+}
+
+/* dict.get KEY [DEFAULT] -> value | DEFAULT | ENOKEY */
+int cmd_dict_get(req_t *r) {
+    const uint8_t *k, *d;
+    size_t kn, dn;
+    uint64_t h;
+    if (arg_key(r, &k, &kn, &keybuf)) return -1;
+    long pos = find(r, k, kn, &h);
+    if (pos >= 0) {
+        const dkv_t *kv = D(r)->ents[pos].item;
+        return reply_raw(r, dkv_val(kv), kv->vlen);
+    }
+    if (r->argc >= 2) {
+        if (arg_value(r, "default", g_limits.max_value, &d, &dn)) return -1;
+        return reply_raw(r, d, dn);
+    }
+    char s[80];
+    mpb__mp_sample(k, kn, s, sizeof s);
+    return reply_error(r, MPB_ENOKEY, "no key %s in dict/%.*s", s, (int)r->obj->namelen,
+                       r->obj->name);
+}
+
+/* dict.del KEY -> nil | ENOKEY */
+int cmd_dict_del(req_t *r) {
+    const uint8_t *k;
+    size_t kn;
+    uint64_t h;
+    if (arg_key(r, &k, &kn, &keybuf)) return -1;
+    long pos = find(r, k, kn, &h);
+    if (pos < 0) {
+        char s[80];
+        mpb__mp_sample(k, kn, s, sizeof s);
+        return reply_error(r, MPB_ENOKEY, "no key %s in dict/%.*s", s, (int)r->obj->namelen,
+                           r->obj->name);
+    }
+    free(omap_del(D(r), (size_t)pos));
+    return reply_nil(r);
+}
+
+/* dict.contains KEY -> bool */
+int cmd_dict_contains(req_t *r) {
+    const uint8_t *k;
+    size_t kn;
+    uint64_t h;
+    if (arg_key(r, &k, &kn, &keybuf)) return -1;
+    return reply_bool(r, find(r, k, kn, &h) >= 0);
+}
+
+/* dict.len -> int */
+int cmd_dict_len(req_t *r) {
+    return reply_uint(r, D(r)->live);
+}
+
+/* dict.scan WHAT CURSOR COUNT -> [next_cursor, [keys | values | [key, value] pairs]]
+ * WHAT: 0 keys, 1 values, 2 items. Cursor 0 starts; a next_cursor of 0 means done. */
+int cmd_dict_scan(req_t *r) {
+    uint64_t what, cursor, count;
+    if (arg_uint(r, "what", &what) || arg_uint(r, "cursor", &cursor) ||
+        arg_uint(r, "count", &count))
+        return -1;
+    if (what > 2) return reply_error(r, MPB_EINVAL, "what must be 0 (keys), 1 (values) or 2 (items)");
+    if (count == 0 || count > g_limits.max_scan) count = g_limits.max_scan;
+    omap_t *m = D(r);
+    size_t i = omap_seek(m, cursor), end = i;
+    uint32_t n = 0;
+    size_t bytes = 0;
+    /* Pages are bounded by count and by bytes, so a page always fits in a frame. */
+    while (end < m->nents && n < count && bytes < g_limits.max_frame / 2) {
+        const dkv_t *kv = m->ents[end].item;
+        if (kv) {
+            n++;
+            bytes += kv->klen + kv->vlen + 2;
+        }
+        end++;
+    }
+    while (end < m->nents && !m->ents[end].item) end++;
+    uint64_t next = end < m->nents ? m->ents[end].ord : 0;
+    mpb__buf_t *b = reply_begin(r);
+    mpb__w_array(b, 2);
+    mpb__w_uint(b, next);
+    mpb__w_array(b, n);
+    for (; i < end; i++) {
+        const dkv_t *kv = m->ents[i].item;
+        if (!kv) continue;
+        if (what == 0) {
+            mpb__w_raw(b, kv->data, kv->klen);
+        } else if (what == 1) {
+            mpb__w_raw(b, dkv_val(kv), kv->vlen);
+        } else {
+            mpb__w_array(b, 2);
+            mpb__w_raw(b, kv->data, kv->klen + kv->vlen);
+        }
+    }
+    return 0;
+}
+
+/* dict.update PAIRS -> nil. PAIRS: a map, or an array of [key, value] arrays. All or none:
+ * every pair is checked before any is set. */
+int cmd_dict_update(req_t *r) {
+    mpb__rd_t start = r->args, q = r->args;
+    uint32_t n;
+    bool map = mpb__rd_map(&q, &n) == 0;
+    if (!map) {
+        q = start;
+        if (mpb__rd_array(&q, &n))
+            return reply_error(r, MPB_ETYPE, "update takes a map or an array of [key, value]");
+    }
+    mpb__rd_t first = q;
+    for (int pass = 0; pass < 2; pass++) {
+        q = first;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t two = 2;
+            if (!map && (mpb__rd_array(&q, &two) || two != 2))
+                return reply_error(r, MPB_ETYPE, "update: item %u is not a [key, value] pair", i);
+            const uint8_t *k, *v;
+            size_t kn, vn;
+            r->args = q;
+            if (arg_key(r, &k, &kn, &keybuf)) return -1;
+            if (arg_value(r, "value", g_limits.max_value, &v, &vn)) return -1;
+            q = r->args;
+            if (pass == 1) dict_put(D(r), k, kn, mpb__hash(k, kn), v, vn);
+        }
+    }
+    return reply_nil(r);
+}
+
+/* dict.pop KEY [DEFAULT] -> value | DEFAULT | ENOKEY */
+int cmd_dict_pop(req_t *r) {
+    const uint8_t *k, *d;
+    size_t kn, dn;
+    uint64_t h;
+    if (arg_key(r, &k, &kn, &keybuf)) return -1;
+    long pos = find(r, k, kn, &h);
+    if (pos < 0) {
+        if (r->argc >= 2) {
+            if (arg_value(r, "default", g_limits.max_value, &d, &dn)) return -1;
+            return reply_raw(r, d, dn);
+        }
+        char s[80];
+        mpb__mp_sample(k, kn, s, sizeof s);
+        return reply_error(r, MPB_ENOKEY, "no key %s in dict/%.*s", s, (int)r->obj->namelen,
+                           r->obj->name);
+    }
+    dkv_t *kv = omap_del(D(r), (size_t)pos);
+    reply_raw(r, dkv_val(kv), kv->vlen);
+    free(kv);
+    return 0;
+}
+
+/* dict.popitem -> [key, value] of the newest pair | EEMPTY */
+int cmd_dict_popitem(req_t *r) {
+    long pos = omap_last(D(r));
+    if (pos < 0)
+        return reply_error(r, MPB_EEMPTY, "popitem(): dict/%.*s is empty", (int)r->obj->namelen,
+                           r->obj->name);
+    dkv_t *kv = omap_del(D(r), (size_t)pos);
+    mpb__buf_t *b = reply_begin(r);
+    mpb__w_array(b, 2);
+    mpb__w_raw(b, kv->data, kv->klen + kv->vlen);
+    free(kv);
+    return 0;
+}
+
+/* dict.setdefault KEY DEFAULT -> the value now under KEY */
+int cmd_dict_setdefault(req_t *r) {
+    const uint8_t *k, *d;
+    size_t kn, dn;
+    uint64_t h;
+    if (arg_key(r, &k, &kn, &keybuf) || arg_value(r, "default", g_limits.max_value, &d, &dn))
+        return -1;
+    long pos = find(r, k, kn, &h);
+    if (pos >= 0) {
+        const dkv_t *kv = D(r)->ents[pos].item;
+        return reply_raw(r, dkv_val(kv), kv->vlen);
+    }
+    omap_add(D(r), dkv_new(k, kn, d, dn), h);
+    return reply_raw(r, d, dn);
+}
+
+/* dict.incr KEY BY -> the new integer. An absent key counts as 0. */
+int cmd_dict_incr(req_t *r) {
+    const uint8_t *k;
+    size_t kn;
+    int64_t by, cur = 0;
+    uint64_t h;
+    if (arg_key(r, &k, &kn, &keybuf) || arg_int(r, "increment", &by)) return -1;
+    long pos = find(r, k, kn, &h);
+    if (pos >= 0) {
+        const dkv_t *kv = D(r)->ents[pos].item;
+        mpb__rd_t v = {dkv_val(kv), dkv_val(kv) + kv->vlen};
+        if (mpb__rd_int(&v, &cur) || v.p != v.end) {
+            char s[80];
+            mpb__mp_sample(k, kn, s, sizeof s);
+            return reply_error(r, MPB_ETYPE, "value under %s is not an integer", s);
+        }
+    }
+    int64_t sum;
+    if (__builtin_add_overflow(cur, by, &sum))
+        return reply_error(r, MPB_EOVERFLOW, "%lld + %lld overflows int64", (long long)cur,
+                           (long long)by);
+    uint8_t enc[9];
+    size_t en = mpb__enc_int(enc, sum);
+    dict_put(D(r), k, kn, h, enc, en);
+    return reply_int(r, sum);
+}
+
+/* dict.clear -> nil */
+int cmd_dict_clear(req_t *r) {
+    omap_free(D(r), free);
+    return reply_nil(r);
+}
+
+/* dict.copy DST -> nil: DST becomes an atomic snapshot (created, or replaced if a dict). */
+int cmd_dict_copy(req_t *r) {
+    const char *dst;
+    uint32_t dn;
+    if (arg_str(r, "destination", &dst, &dn)) return -1;
+    if (!mpb__name_ok(dst, dn)) return reply_error(r, MPB_EINVAL, "bad destination name");
+    obj_t *old = store_get(dst, dn);
+    if (old == r->obj) return reply_nil(r);
+    if (old && old->kind != KIND_DICT)
+        return reply_error(r, MPB_EKIND, "%.*s is a %s, not a dict", (int)dn, dst,
+                           kind_name(old->kind));
+    obj_t *copy = dict_clone(r->obj, dst, dn);
+    if (old) {
+        store_replace(old, copy);
+    } else {
+        obj_t *fresh = store_create(KIND_DICT, dst, dn);
+        store_replace(fresh, copy);
+    }
+    return reply_nil(r);
+}
+
+uint32_t dict_describe(const obj_t *o, mpb__buf_t *b) {
+    const omap_t *m = &o->u.dict;
+    size_t bytes = m->entcap * sizeof(oent_t) + m->idxcap * sizeof(uint32_t);
+    for (size_t i = 0; i < m->nents; i++) {
+        const dkv_t *kv = m->ents[i].item;
+        if (kv) bytes += sizeof *kv + kv->klen + kv->vlen;
+    }
+    mpb__w_cstr(b, "bytes");
+    mpb__w_uint(b, bytes);
+    return 1;
+}

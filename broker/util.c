@@ -1,0 +1,54 @@
+/* util.c - allocation that aborts with the size it wanted, clocks, blobs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker.h"
+
+static void oom(size_t n) {
+    fprintf(stderr, "mpbrokerd: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) oom(n);
+    return p;
+}
+
+void *xcalloc(size_t n, size_t m) {
+    void *p = calloc(n ? n : 1, m ? m : 1);
+    if (!p) oom(n * m);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) oom(n);
+    return q;
+}
+
+char *xstrndup(const char *s, size_t n) {
+    char *p = xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void bbuf_ensure(mpb__buf_t *b) {
+    if (b->oom) oom(b->cap * 2);
+}
+
+blob_t *blob_new(const uint8_t *p, size_t n) {
+    blob_t *b = xmalloc(sizeof *b + n);
+    b->len = (uint32_t)n;
+    memcpy(b->data, p, n);
+    return b;
+}

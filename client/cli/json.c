@@ -1,0 +1,460 @@
+/* json.c - JSON <-> msgpack for the mpb CLI. JSON is parsed by jansson and packed with the
+ * proto/ writers, so the CLI stores exactly the bytes libmpb would (shortest integers, float64);
+ * msgpack from the broker is checked by mpcheck, decoded by msgpack-c and turned into jansson
+ * values. Bytes that JSON has no type for are spelt {"$bytes": "<base64>"} (and
+ * {"$ext": type, "$bytes": "<base64>"}) both ways, so that what `mpb get` prints, `mpb set`
+ * stores back unchanged. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <msgpack.h>
+
+#include "mpbproto.h"
+#include "json.h"
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- base64 (RFC 4648, standard alphabet) ---- */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* The base64 of p[0..n) as a jansson string, NULL for out of memory. */
+static json_t *b64_string(const uint8_t *p, size_t n) {
+    if (n > SIZE_MAX / 4 * 3 - 3) return NULL;
+    size_t olen = (n + 2) / 3 * 4;
+    char *s = malloc(olen + 1);
+    if (!s) return NULL;
+    char *o = s;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        *o++ = b64_alphabet[v >> 18];
+        *o++ = b64_alphabet[(v >> 12) & 63];
+        *o++ = b64_alphabet[(v >> 6) & 63];
+        *o++ = b64_alphabet[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+        *o++ = b64_alphabet[v >> 18];
+        *o++ = b64_alphabet[(v >> 12) & 63];
+        *o++ = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    *o = '\0';
+    json_t *j = json_stringn_nocheck(s, olen); /* ASCII by construction */
+    free(s);
+    return j;
+}
+
+static int b64_value(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Decodes s[0..n) into a new malloc'd buffer (*out, *outlen; non-NULL even when empty).
+ * Padding may be left off, as many encoders do; any other character (whitespace, the URL-safe
+ * alphabet, '=' inside) is refused, so a typo is an error rather than different bytes.
+ * Returns 0, -1 for invalid base64, -2 for out of memory. */
+static int b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen) {
+    if (n % 4 == 0 && n > 0 && s[n - 1] == '=') n -= (s[n - 2] == '=') ? 2 : 1;
+    if (n % 4 == 1) return -1;
+    size_t dlen = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
+    uint8_t *d = malloc(dlen ? dlen : 1);
+    if (!d) return -2;
+    uint32_t acc = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value((unsigned char)s[i]);
+        if (v < 0) {
+            free(d);
+            return -1;
+        }
+        acc = acc << 6 | (uint32_t)v;
+        if (i % 4 == 3) {
+            d[k++] = (uint8_t)(acc >> 16);
+            d[k++] = (uint8_t)(acc >> 8);
+            d[k++] = (uint8_t)acc;
+            acc = 0;
+        }
+    }
+    if (n % 4 == 2) {
+        d[k++] = (uint8_t)(acc >> 4);
+    } else if (n % 4 == 3) {
+        d[k++] = (uint8_t)(acc >> 10);
+        d[k++] = (uint8_t)(acc >> 2);
+    }
+    *out = d;
+    *outlen = k;
+    return 0;
+}
+
+/* ---- JSON -> msgpack ---- */
+
+static int pack(json_t *j, mpb__buf_t *b, char *err, size_t errlen);
+
+/* msgpack lengths are 32-bit: say so rather than write a header that lies. */
+static int fits32(size_t n, const char *what, char *err, size_t errlen) {
+    if (n <= UINT32_MAX) return 0;
+    seterr(err, errlen, "%s of %zu is too big for msgpack (max %" PRIu32 ")", what, n, UINT32_MAX);
+    return -1;
+}
+
+static void w_ext(mpb__buf_t *b, int8_t type, const uint8_t *p, size_t n) {
+    uint8_t h[6];
+    size_t hl = 1;
+    if (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) {
+        /* fixext 1, 2, 4, 8, 16: the spec's shortest form for these sizes */
+        h[0] = (uint8_t)(n == 1 ? 0xd4 : n == 2 ? 0xd5 : n == 4 ? 0xd6 : n == 8 ? 0xd7 : 0xd8);
+    } else if (n <= 0xff) {
+        h[0] = 0xc7;
+        h[hl++] = (uint8_t)n;
+    } else if (n <= 0xffff) {
+        h[0] = 0xc8;
+        h[hl++] = (uint8_t)(n >> 8);
+        h[hl++] = (uint8_t)n;
+    } else {
+        h[0] = 0xc9;
+        for (int sh = 24; sh >= 0; sh -= 8)
+            h[hl++] = (uint8_t)(n >> sh);
+    }
+    h[hl++] = (uint8_t)type;
+    mpb__w_raw(b, h, hl);
+    mpb__w_raw(b, p, n);
+}
+
+/* {"$bytes": "<base64>"} -> bin and {"$ext": type, "$bytes": "<base64>"} -> ext: the way
+ * cli_msgpack_to_json prints them, read back. Only those exact shapes (a string $bytes, an
+ * integer $ext, no other member) count; any other object is an ordinary map, so a map that
+ * merely has a "$bytes" key still stores. Returns 1 if packed, 0 if j is not one, -1 on error. */
+static int pack_bytes(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
+    size_t members = json_object_size(j);
+    json_t *bytes = json_object_get(j, "$bytes");
+    json_t *ext = json_object_get(j, "$ext");
+    if (!json_is_string(bytes)) return 0;
+    if (!(members == 1 || (members == 2 && json_is_integer(ext)))) return 0;
+    if (ext && (json_integer_value(ext) < INT8_MIN || json_integer_value(ext) > INT8_MAX)) {
+        seterr(err, errlen, "$ext type %" JSON_INTEGER_FORMAT " is not in -128..127",
+               json_integer_value(ext));
+        return -1;
+    }
+    uint8_t *d;
+    size_t n;
+    int rc = b64_decode(json_string_value(bytes), json_string_length(bytes), &d, &n);
+    if (rc < 0) {
+        seterr(err, errlen, rc == -1 ? "$bytes is not valid base64" : "out of memory");
+        return -1;
+    }
+    if (fits32(n, "$bytes", err, errlen) < 0) {
+        free(d);
+        return -1;
+    }
+    if (ext)
+        w_ext(b, (int8_t)json_integer_value(ext), d, n);
+    else
+        mpb__w_bin(b, d, n);
+    free(d);
+    return 1;
+}
+
+static int pack_object(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
+    int rc = pack_bytes(j, b, err, errlen);
+    if (rc) return rc < 0 ? -1 : 0;
+    if (fits32(json_object_size(j), "object", err, errlen) < 0) return -1;
+    mpb__w_map(b, (uint32_t)json_object_size(j));
+    /* jansson iterates in insertion order, which is the order the user wrote. */
+    for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it)) {
+        size_t kn = json_object_iter_key_len(it);
+        if (fits32(kn, "key", err, errlen) < 0) return -1;
+        mpb__w_str(b, json_object_iter_key(it), kn);
+        if (pack(json_object_iter_value(it), b, err, errlen) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Recursion is bounded by jansson's parser, which refuses nesting deeper than 2048. */
+static int pack(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: return pack_object(j, b, err, errlen);
+    case JSON_ARRAY: {
+        size_t n = json_array_size(j);
+        if (fits32(n, "array", err, errlen) < 0) return -1;
+        mpb__w_array(b, (uint32_t)n);
+        for (size_t i = 0; i < n; i++) {
+            if (pack(json_array_get(j, i), b, err, errlen) < 0) return -1;
+        }
+        return 0;
+    }
+    case JSON_STRING: {
+        size_t n = json_string_length(j);
+        if (fits32(n, "string", err, errlen) < 0) return -1;
+        mpb__w_str(b, json_string_value(j), n);
+        return 0;
+    }
+    case JSON_INTEGER: mpb__w_int(b, json_integer_value(j)); return 0;
+    case JSON_REAL: mpb__w_double(b, json_real_value(j)); return 0;
+    case JSON_TRUE: mpb__w_bool(b, true); return 0;
+    case JSON_FALSE: mpb__w_bool(b, false); return 0;
+    case JSON_NULL: mpb__w_nil(b); return 0;
+    }
+    seterr(err, errlen, "unknown JSON type %d", (int)json_typeof(j));
+    return -1;
+}
+
+int cli_json_to_msgpack(const char *text, void **out, size_t *outlen, char *err, size_t errlen) {
+    *out = NULL;
+    *outlen = 0;
+    if (!text) {
+        seterr(err, errlen, "JSON: no input");
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!j) {
+        /* jansson's text names the token ("too big integer near '18446744073709551616'");
+         * for numbers add what the limit is and the way around it. */
+        const char *hint = json_error_code(&jerr) == json_error_numeric_overflow
+                               ? " (numbers must fit in int64 or double; quote bigger ones)"
+                               : "";
+        if (jerr.line > 0)
+            seterr(err, errlen, "JSON: %s at line %d column %d%s", jerr.text, jerr.line,
+                   jerr.column, hint);
+        else
+            seterr(err, errlen, "JSON: %s%s", jerr.text, hint);
+        return -1;
+    }
+    mpb__buf_t b = {0};
+    int rc = pack(j, &b, err, errlen);
+    json_decref(j);
+    if (rc == 0 && b.oom) {
+        seterr(err, errlen, "out of memory");
+        rc = -1;
+    }
+    if (rc < 0) {
+        mpb__buf_free(&b);
+        return -1;
+    }
+    *out = b.p;
+    *outlen = b.len;
+    return 0;
+}
+
+/* ---- msgpack -> JSON ---- */
+
+static int dump_cb(const char *buf, size_t size, void *data) {
+    mpb__buf_t *b = data;
+    mpb__w_raw(b, buf, size);
+    return b->oom ? -1 : 0;
+}
+
+/* j as JSON text in a malloc'd string (not jansson's allocator, which a program may replace:
+ * our callers free() it). NULL for out of memory. */
+static char *dump(const json_t *j, size_t flags) {
+    mpb__buf_t b = {0};
+    if (json_dump_callback(j, dump_cb, &b, flags | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER) == 0)
+        mpb__w_raw(&b, "", 1);
+    else
+        b.oom = true;
+    if (b.oom) {
+        mpb__buf_free(&b);
+        return NULL;
+    }
+    return (char *)b.p;
+}
+
+static json_t *to_json(const msgpack_object *o);
+
+/* {"$bytes": "<base64>"}, with "$ext": type first for an ext. */
+static json_t *bytes_object(const void *p, size_t n, const int8_t *ext_type) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    if (ext_type && json_object_set_new(o, "$ext", json_integer(*ext_type)) < 0) goto fail;
+    if (json_object_set_new(o, "$bytes", b64_string(p, n)) < 0) goto fail;
+    return o;
+fail:
+    json_decref(o);
+    return NULL;
+}
+
+/* Map keys are strings in JSON. A msgpack str key that is UTF-8 stays itself; any other key
+ * is named by its compact JSON text (1 -> "1", [1,2] -> "[1,2]", bin -> "{\"$bytes\":...}")
+ * so that every map prints. Two keys that render the same ("1" and 1) collide: the later one
+ * wins, as with a duplicate key in JSON text. */
+static json_t *map_to_json(const msgpack_object_map *m) {
+    json_t *obj = json_object();
+    if (!obj) return NULL;
+    for (uint32_t i = 0; i < m->size; i++) {
+        json_t *k = to_json(&m->ptr[i].key);
+        if (!k) goto fail;
+        int rc;
+        if (json_is_string(k)) {
+            rc = json_object_setn_new(obj, json_string_value(k), json_string_length(k),
+                                      to_json(&m->ptr[i].val));
+        } else {
+            char *s = dump(k, JSON_COMPACT);
+            rc = s ? json_object_setn_new(obj, s, strlen(s), to_json(&m->ptr[i].val)) : -1;
+            free(s);
+        }
+        json_decref(k);
+        if (rc < 0) goto fail; /* jansson released the value */
+    }
+    return obj;
+fail:
+    json_decref(obj);
+    return NULL;
+}
+
+/* uint64 above INT64_MAX: jansson's integers are int64 and it cannot print raw number text, so
+ * such a value is a JSON real when the double is exactly it (2^63, 2^64 - 2048, ...) and
+ * otherwise its decimal digits as a string ("18446744073709551615"): never a nearby number that
+ * differs from what is stored. */
+static json_t *big_uint(uint64_t u) {
+    double d = (double)u;
+    if (d < 18446744073709551616.0 && (uint64_t)d == u) return json_real(d);
+    char s[24];
+    snprintf(s, sizeof s, "%" PRIu64, u);
+    return json_string(s);
+}
+
+/* NaN and the infinities are not JSON: they print as the strings JavaScript's Number() reads
+ * back, rather than as null, which would lose which one it was. */
+static json_t *real(double d) {
+    if (isnan(d)) return json_string("NaN");
+    if (isinf(d)) return json_string(d > 0 ? "Infinity" : "-Infinity");
+    return json_real(d);
+}
+
+/* A new reference, NULL only for out of memory. Recursion is bounded by mpcheck's depth. */
+static json_t *to_json(const msgpack_object *o) {
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL: return json_null();
+    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (o->via.u64 > INT64_MAX) return big_uint(o->via.u64);
+        return json_integer((json_int_t)o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer(o->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: return real(o->via.f64);
+    case MSGPACK_OBJECT_STR: {
+        /* jansson only holds UTF-8; anything else is shown as the bytes it is. An empty str
+         * may come with a NULL pointer, which jansson refuses. */
+        if (!o->via.str.size) return json_string("");
+        json_t *s = json_stringn(o->via.str.ptr, o->via.str.size);
+        return s ? s : bytes_object(o->via.str.ptr, o->via.str.size, NULL);
+    }
+    case MSGPACK_OBJECT_BIN: return bytes_object(o->via.bin.ptr, o->via.bin.size, NULL);
+    case MSGPACK_OBJECT_EXT: return bytes_object(o->via.ext.ptr, o->via.ext.size, &o->via.ext.type);
+    case MSGPACK_OBJECT_ARRAY: {
+        json_t *a = json_array();
+        for (uint32_t i = 0; a && i < o->via.array.size; i++) {
+            if (json_array_append_new(a, to_json(&o->via.array.ptr[i])) < 0) {
+                json_decref(a);
+                a = NULL;
+            }
+        }
+        return a;
+    }
+    case MSGPACK_OBJECT_MAP: return map_to_json(&o->via.map);
+    }
+    return NULL;
+}
+
+json_t *cli_msgpack_to_jansson(const void *mp, size_t len, char *err, size_t errlen) {
+    if (!mp || !len) {
+        seterr(err, errlen, "no msgpack value (0 bytes)");
+        return NULL;
+    }
+    /* msgpack-c sizes an array from its header alone: check every length against the bytes
+     * that are really there, and the depth, before it sees them. */
+    long n = mpb__mp_check1(mp, len, MPB__MAX_DEPTH);
+    if (n < 0) {
+        seterr(err, errlen, "invalid or truncated msgpack (%zu bytes, or nested deeper than %d)",
+               len, MPB__MAX_DEPTH);
+        return NULL;
+    }
+    if ((size_t)n != len) {
+        seterr(err, errlen, "%zu trailing bytes after a msgpack value of %ld", len - (size_t)n, n);
+        return NULL;
+    }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    msgpack_unpack_return r = msgpack_unpack_next(&u, mp, len, &off);
+    json_t *j = NULL;
+    if (r != MSGPACK_UNPACK_SUCCESS || off != len) {
+        seterr(err, errlen, "msgpack-c could not decode the value (%d)", (int)r);
+    } else if (!(j = to_json(&u.data))) {
+        seterr(err, errlen, "out of memory");
+    }
+    msgpack_unpacked_destroy(&u);
+    return j;
+}
+
+/* The fewest significant digits (1..17) whose %g text reads back as exactly d. */
+static int digits_needed(double d) {
+    char s[40];
+    for (int p = 1; p < 17; p++) {
+        snprintf(s, sizeof s, "%.*g", p, d);
+        if (strtod(s, NULL) == d) return p;
+    }
+    return 17;
+}
+
+/* The most digits any real in j needs (0 if it has none). */
+static int max_digits(json_t *j) {
+    int m = 0;
+    if (json_is_real(j)) return digits_needed(json_real_value(j));
+    if (json_is_array(j)) {
+        for (size_t i = 0; i < json_array_size(j); i++) {
+            int p = max_digits(json_array_get(j, i));
+            m = p > m ? p : m;
+        }
+    } else if (json_is_object(j)) {
+        for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it)) {
+            int p = max_digits(json_object_iter_value(it));
+            m = p > m ? p : m;
+        }
+    }
+    return m;
+}
+
+int cli_msgpack_to_json(const void *mp, size_t len, int compact, char **out, char *err,
+                        size_t errlen) {
+    *out = NULL;
+    json_t *j = cli_msgpack_to_jansson(mp, len, err, errlen);
+    if (!j) return -1;
+    /* jansson prints every real with 17 digits unless told fewer, so 0.1 would show as
+     * 0.10000000000000001. One precision applies to the whole document: the most that any of
+     * its reals needs to read back exactly, which is the shortest form when there is one real
+     * and still exact for all of them when there are several. */
+    size_t flags = compact ? JSON_COMPACT : JSON_INDENT(2);
+    int digits = max_digits(j);
+    if (digits > 0) flags |= JSON_REAL_PRECISION(digits);
+    *out = dump(j, flags);
+    json_decref(j);
+    if (!*out) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}

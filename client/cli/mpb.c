@@ -1,0 +1,545 @@
+/* mpb.c - the operator's command line: look at a broker and its objects, and change them.
+ * Values typed and printed are JSON (json.c converts); --json makes every output JSON, for
+ * scripts. Exit status: 0 done, 1 the operation failed, 2 bad usage, 3 no such key/object. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "json.h"
+#include "mpb/mpb.h"
+
+#define EXIT_FAIL     1
+#define EXIT_USAGE    2
+#define EXIT_NOTFOUND 3
+
+static struct {
+    const char *endpoint;
+    const char *keyfile;
+    bool json;
+    bool key_json;
+    int connect_timeout_ms;
+} opt;
+
+static mpb_client_t *cli;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: mpb [options] COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  info [OBJ]                    broker facts, or one object's (OBJ is kind/name)\n"
+            "  ls [PATTERN]                  objects (glob on kind/name or name), with sizes\n"
+            "  get OBJ [KEY|INDEX]           a dict value, a list item, or the whole object\n"
+            "  set dict/NAME KEY VALUE       set a dict key\n"
+            "  set list/NAME INDEX VALUE     replace a list item\n"
+            "  incr dict/NAME KEY [N]        add N (default 1) to an integer; prints it\n"
+            "  del OBJ [KEY|INDEX]           delete a key, a list item, or the whole object\n"
+            "  append list/NAME VALUE        append to a list\n"
+            "  ping                          check the broker answers\n"
+            "\n"
+            "VALUEs are JSON text ('42', '\"text\"', '[1,2]', '{\"$bytes\":\"AAE=\"}' for bytes).\n"
+            "A KEY is a string as typed, unless --key-json says it is JSON too.\n"
+            "\n"
+            "options:\n"
+            "  -e, --endpoint EP        broker (env MPB_ENDPOINT, default tcp://127.0.0.1:5555)\n"
+            "  -k, --authkey-file PATH  authkey (env MPB_AUTHKEY_FILE, or MPB_AUTHKEY itself)\n"
+            "      --json               machine-readable JSON output, errors included\n"
+            "      --key-json           KEYs are JSON (for integer or compound keys)\n"
+            "      --connect-timeout S  seconds to wait for the broker (default 5)\n"
+            "  -h, --help               this text\n");
+}
+
+/* ---- output ---- */
+
+static const char *errname(int rc) {
+    switch (rc) {
+#define XX(name, code, text)                                                                       \
+    case -(code): return #name;
+        MPB_ERRNO_MAP(XX)
+#undef XX
+    default: return "EUNKNOWN";
+    }
+}
+
+static int status_of(int rc) {
+    return rc == MPB_ENOKEY || rc == MPB_ENOOBJ || rc == MPB_EINDEX ? EXIT_NOTFOUND : EXIT_FAIL;
+}
+
+/* Reports a failed call and returns the exit status for it. */
+static int fail(int rc, const char *what) {
+    const char *msg = cli ? mpb_errmsg(cli) : mpb_strerror(rc);
+    if (opt.json) {
+        json_t *o = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", errname(rc), "message", msg,
+                              "op", what);
+        char *s = json_dumps(o, JSON_COMPACT);
+        puts(s);
+        free(s);
+        json_decref(o);
+    } else {
+        fprintf(stderr, "mpb: %s: %s\n", what, msg);
+    }
+    return status_of(rc);
+}
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "mpb: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(mpb --help for usage)\n");
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+static void print_json(json_t *j) {
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    if (s) puts(s);
+    free(s);
+}
+
+/* Prints one msgpack value as JSON. */
+static int print_value(const void *v, size_t n) {
+    char *s, err[200];
+    if (cli_msgpack_to_json(v, n, 1, &s, err, sizeof err)) {
+        fprintf(stderr, "mpb: cannot show value: %s\n", err);
+        return EXIT_FAIL;
+    }
+    puts(s);
+    free(s);
+    return 0;
+}
+
+static json_t *to_jansson(const void *v, size_t n) {
+    char err[200];
+    json_t *j = cli_msgpack_to_jansson(v, n, err, sizeof err);
+    return j ? j : json_string("<unprintable>");
+}
+
+/* ---- arguments ---- */
+
+typedef struct {
+    char kind[16];
+    const char *name;
+} objref_t;
+
+static int parse_obj(const char *s, objref_t *o) {
+    const char *slash = strchr(s, '/');
+    if (!slash || slash == s || (size_t)(slash - s) >= sizeof o->kind || !slash[1])
+        return usage_error("'%s' is not kind/name (e.g. dict/users, list/jobs)", s);
+    memcpy(o->kind, s, (size_t)(slash - s));
+    o->kind[slash - s] = 0;
+    o->name = slash + 1;
+    return 0;
+}
+
+static int parse_value(const char *text, void **out, size_t *n) {
+    char err[256];
+    if (cli_json_to_msgpack(text, out, n, err, sizeof err)) {
+        fprintf(stderr, "mpb: value '%s' is not JSON: %s\n", text, err);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int parse_key(const char *text, void **out, size_t *n) {
+    if (opt.key_json) return parse_value(text, out, n);
+    *n = mpb_pack_str(text, strlen(text), out);
+    if (!*out) {
+        fprintf(stderr, "mpb: out of memory\n");
+        return EXIT_FAIL;
+    }
+    return 0;
+}
+
+static bool parse_i64(const char *s, int64_t *v) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (errno || end == s || *end) return false;
+    *v = x;
+    return true;
+}
+
+/* ---- connecting ---- */
+
+static int connect_broker(void) {
+    void *key;
+    size_t keylen;
+    char err[300];
+    int rc = mpb_authkey_load(opt.keyfile, &key, &keylen, err, sizeof err);
+    if (rc) {
+        if (opt.json) {
+            json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", errname(rc), "message", err);
+            print_json(o);
+            json_decref(o);
+        } else {
+            fprintf(stderr, "mpb: %s\n", err);
+        }
+        return EXIT_FAIL;
+    }
+    mpb_options_t o;
+    mpb_options_init(&o);
+    o.connect_timeout_ms = opt.connect_timeout_ms;
+    o.name = "mpb";
+    o.no_heartbeat_thread = 1;
+    rc = mpb_connect(opt.endpoint, key, keylen, &o, &cli);
+    memset(key, 0, keylen);
+    mpb_free(key);
+    if (rc) return fail(rc, "connect");
+    return 0;
+}
+
+/* ---- commands ---- */
+
+static const char *const info_fields[] = {"version", "uptime_s", "pid", "clients", "sessions",
+                                          "objects", "memory", NULL};
+
+static int cmd_info(int argc, char **argv) {
+    void *m;
+    size_t n;
+    int rc;
+    if (argc > 1) return usage_error("info takes at most one object, got '%s'", argv[1]);
+    if (argc == 1) {
+        objref_t o;
+        if ((rc = parse_obj(argv[0], &o))) return rc;
+        rc = mpb_obj_describe(cli, argv[0], &m, &n);
+    } else {
+        rc = mpb_broker_info(cli, &m, &n);
+    }
+    if (rc) return fail(rc, "info");
+    json_t *j = to_jansson(m, n);
+    mpb_free(m);
+    if (opt.json) {
+        print_json(j);
+    } else if (argc == 0) {
+        for (int i = 0; info_fields[i]; i++) {
+            json_t *v = json_object_get(j, info_fields[i]);
+            char *s = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+            if (s && json_is_string(v)) printf("%-10s %s\n", info_fields[i], json_string_value(v));
+            else if (s) printf("%-10s %s\n", info_fields[i], s);
+            free(s);
+        }
+    } else {
+        const char *k;
+        json_t *v;
+        json_object_foreach(j, k, v) {
+            char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_PRESERVE_ORDER);
+            printf("%-10s %s\n", k, json_is_string(v) ? json_string_value(v) : s);
+            free(s);
+        }
+    }
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_ping(int argc, char **argv) {
+    (void)argv;
+    if (argc) return usage_error("ping takes no arguments");
+    int rc = mpb_call(cli, 1, NULL, NULL, 0, 0, NULL, NULL);
+    if (rc) return fail(rc, "ping");
+    if (opt.json) puts("{\"ok\":true}");
+    else puts("pong");
+    return 0;
+}
+
+static int cmd_ls(int argc, char **argv) {
+    if (argc > 1) return usage_error("ls takes at most one pattern, got '%s'", argv[1]);
+    const char *pat = argc ? argv[0] : NULL;
+    uint64_t cursor = 0;
+    mpb_obj_info_t page[200];
+    json_t *all = opt.json ? json_array() : NULL;
+    do {
+        size_t n;
+        int rc = mpb_objects(cli, pat, &cursor, page, 200, &n);
+        if (rc) {
+            json_decref(all);
+            return fail(rc, "ls");
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (all)
+                json_array_append_new(all, json_pack("{s:s,s:s,s:I}", "kind", page[i].kind,
+                                                     "name", page[i].name,
+                                                     "size", (json_int_t)page[i].size));
+            else
+                printf("%s/%s\t%" PRIu64 "\n", page[i].kind, page[i].name, page[i].size);
+        }
+    } while (cursor);
+    if (all) {
+        print_json(all);
+        json_decref(all);
+    }
+    return 0;
+}
+
+/* The whole dict as one JSON object: string keys as they are, other keys as their JSON. */
+static int get_dict_all(mpb_dict_t *d) {
+    json_t *obj = json_object();
+    uint64_t cursor = 0;
+    do {
+        void *pg;
+        size_t pl, n;
+        int rc = mpb_dict_scan(d, MPB_SCAN_ITEMS, &cursor, 1000, &pg, &pl, &n);
+        if (rc) {
+            json_decref(obj);
+            return fail(rc, "get");
+        }
+        json_t *arr = to_jansson(pg, pl);
+        mpb_free(pg);
+        size_t i;
+        json_t *pair;
+        json_array_foreach(arr, i, pair) {
+            json_t *k = json_array_get(pair, 0), *v = json_array_get(pair, 1);
+            if (json_is_string(k)) {
+                json_object_set(obj, json_string_value(k), v);
+            } else {
+                char *ks = json_dumps(k, JSON_COMPACT | JSON_ENCODE_ANY);
+                json_object_set(obj, ks ? ks : "?", v);
+                free(ks);
+            }
+        }
+        json_decref(arr);
+    } while (cursor);
+    print_json(obj);
+    json_decref(obj);
+    return 0;
+}
+
+static int get_list_all(mpb_list_t *l) {
+    json_t *arr = json_array();
+    int64_t start = 0;
+    for (;;) {
+        void *items;
+        size_t il, n;
+        int rc = mpb_list_slice(l, start, INT64_MAX, 1000, &items, &il, &n);
+        if (rc) {
+            json_decref(arr);
+            return fail(rc, "get");
+        }
+        json_t *page = to_jansson(items, il);
+        mpb_free(items);
+        json_array_extend(arr, page);
+        json_decref(page);
+        if (n == 0) break;
+        start += (int64_t)n;
+    }
+    print_json(arr);
+    json_decref(arr);
+    return 0;
+}
+
+static int cmd_get(int argc, char **argv) {
+    objref_t o;
+    int rc;
+    if (argc < 1 || argc > 2) return usage_error("get takes OBJ [KEY|INDEX]");
+    if ((rc = parse_obj(argv[0], &o))) return rc;
+    void *v = NULL, *k = NULL;
+    size_t vn, kn;
+    if (!strcmp(o.kind, "dict")) {
+        mpb_dict_t *d;
+        if ((rc = mpb_dict_open(cli, o.name, &d))) return fail(rc, "get");
+        if (argc == 1) {
+            rc = get_dict_all(d);
+            mpb_dict_close(&d);
+            return rc;
+        }
+        if ((rc = parse_key(argv[1], &k, &kn))) {
+            mpb_dict_close(&d);
+            return rc;
+        }
+        rc = mpb_dict_get(d, k, kn, &v, &vn);
+        mpb_free(k);
+        mpb_dict_close(&d);
+    } else if (!strcmp(o.kind, "list")) {
+        mpb_list_t *l;
+        if ((rc = mpb_list_open(cli, o.name, &l))) return fail(rc, "get");
+        if (argc == 1) {
+            rc = get_list_all(l);
+            mpb_list_close(&l);
+            return rc;
+        }
+        int64_t i;
+        if (!parse_i64(argv[1], &i)) {
+            mpb_list_close(&l);
+            return usage_error("list index '%s' is not an integer", argv[1]);
+        }
+        rc = mpb_list_get(l, i, &v, &vn);
+        mpb_list_close(&l);
+    } else {
+        return usage_error("get: unknown kind '%s' (dict or list)", o.kind);
+    }
+    if (rc) return fail(rc, "get");
+    rc = print_value(v, vn);
+    mpb_free(v);
+    return rc;
+}
+
+static int cmd_set(int argc, char **argv) {
+    objref_t o;
+    int rc;
+    if (argc != 3) return usage_error("set takes OBJ KEY VALUE");
+    if ((rc = parse_obj(argv[0], &o))) return rc;
+    void *v, *k;
+    size_t vn, kn;
+    if ((rc = parse_value(argv[2], &v, &vn))) return rc;
+    if (!strcmp(o.kind, "dict")) {
+        mpb_dict_t *d;
+        if ((rc = parse_key(argv[1], &k, &kn))) {
+            free(v);
+            return rc;
+        }
+        if (!(rc = mpb_dict_open(cli, o.name, &d))) rc = mpb_dict_set(d, k, kn, v, vn);
+        mpb_dict_close(&d);
+        free(k);
+    } else if (!strcmp(o.kind, "list")) {
+        int64_t i;
+        mpb_list_t *l;
+        if (!parse_i64(argv[1], &i)) {
+            free(v);
+            return usage_error("list index '%s' is not an integer", argv[1]);
+        }
+        if (!(rc = mpb_list_open(cli, o.name, &l))) rc = mpb_list_set(l, i, v, vn);
+        mpb_list_close(&l);
+    } else {
+        free(v);
+        return usage_error("set: unknown kind '%s' (dict or list)", o.kind);
+    }
+    free(v);
+    if (rc) return fail(rc, "set");
+    if (opt.json) puts("{\"ok\":true}");
+    return 0;
+}
+
+static int cmd_incr(int argc, char **argv) {
+    objref_t o;
+    int rc;
+    int64_t by = 1, result;
+    if (argc < 2 || argc > 3) return usage_error("incr takes dict/NAME KEY [N]");
+    if ((rc = parse_obj(argv[0], &o))) return rc;
+    if (strcmp(o.kind, "dict")) return usage_error("incr works on dicts, not '%s'", o.kind);
+    if (argc == 3 && !parse_i64(argv[2], &by))
+        return usage_error("increment '%s' is not an integer", argv[2]);
+    void *k;
+    size_t kn;
+    if ((rc = parse_key(argv[1], &k, &kn))) return rc;
+    mpb_dict_t *d;
+    if (!(rc = mpb_dict_open(cli, o.name, &d))) rc = mpb_dict_incr(d, k, kn, by, &result);
+    mpb_dict_close(&d);
+    free(k);
+    if (rc) return fail(rc, "incr");
+    printf("%" PRId64 "\n", result);
+    return 0;
+}
+
+static int cmd_del(int argc, char **argv) {
+    objref_t o;
+    int rc;
+    if (argc < 1 || argc > 2) return usage_error("del takes OBJ [KEY|INDEX]");
+    if ((rc = parse_obj(argv[0], &o))) return rc;
+    if (argc == 1) {
+        rc = mpb_obj_delete(cli, argv[0]);
+    } else if (!strcmp(o.kind, "dict")) {
+        void *k;
+        size_t kn;
+        mpb_dict_t *d;
+        if ((rc = parse_key(argv[1], &k, &kn))) return rc;
+        if (!(rc = mpb_dict_open(cli, o.name, &d))) rc = mpb_dict_del(d, k, kn);
+        mpb_dict_close(&d);
+        free(k);
+    } else if (!strcmp(o.kind, "list")) {
+        int64_t i;
+        mpb_list_t *l;
+        void *v;
+        size_t vn;
+        if (!parse_i64(argv[1], &i)) return usage_error("list index '%s' is not an integer", argv[1]);
+        if (!(rc = mpb_list_open(cli, o.name, &l)) && !(rc = mpb_list_pop(l, i, &v, &vn)))
+            mpb_free(v);
+        mpb_list_close(&l);
+    } else {
+        return usage_error("del: unknown kind '%s' (dict or list)", o.kind);
+    }
+    if (rc) return fail(rc, "del");
+    if (opt.json) puts("{\"ok\":true}");
+    return 0;
+}
+
+static int cmd_append(int argc, char **argv) {
+    objref_t o;
+    int rc;
+    if (argc != 2) return usage_error("append takes list/NAME VALUE");
+    if ((rc = parse_obj(argv[0], &o))) return rc;
+    if (strcmp(o.kind, "list")) return usage_error("append works on lists, not '%s'", o.kind);
+    void *v;
+    size_t vn;
+    if ((rc = parse_value(argv[1], &v, &vn))) return rc;
+    mpb_list_t *l;
+    if (!(rc = mpb_list_open(cli, o.name, &l))) rc = mpb_list_append(l, v, vn);
+    mpb_list_close(&l);
+    free(v);
+    if (rc) return fail(rc, "append");
+    if (opt.json) puts("{\"ok\":true}");
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+} commands[] = {
+    {"info", cmd_info}, {"ls", cmd_ls},   {"get", cmd_get},       {"set", cmd_set},
+    {"incr", cmd_incr}, {"del", cmd_del}, {"append", cmd_append}, {"ping", cmd_ping},
+};
+
+int main(int argc, char **argv) {
+    opt.endpoint = getenv("MPB_ENDPOINT") ? getenv("MPB_ENDPOINT") : "tcp://127.0.0.1:5555";
+    opt.connect_timeout_ms = 5000;
+    enum { O_JSON = 256, O_KEY_JSON, O_CONNECT_TIMEOUT };
+    static const struct option lopts[] = {
+        {"endpoint", required_argument, 0, 'e'},
+        {"authkey-file", required_argument, 0, 'k'},
+        {"json", no_argument, 0, O_JSON},
+        {"key-json", no_argument, 0, O_KEY_JSON},
+        {"connect-timeout", required_argument, 0, O_CONNECT_TIMEOUT},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    /* '+': options end at the command, so values such as -5 reach it intact. */
+    while ((c = getopt_long(argc, argv, "+e:k:h", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'e': opt.endpoint = optarg; break;
+        case 'k': opt.keyfile = optarg; break;
+        case O_JSON: opt.json = true; break;
+        case O_KEY_JSON: opt.key_json = true; break;
+        case O_CONNECT_TIMEOUT: {
+            char *end;
+            double s = strtod(optarg, &end);
+            if (*end || end == optarg || s <= 0 || s > 3600)
+                return usage_error("--connect-timeout '%s' is not a number of seconds", optarg);
+            opt.connect_timeout_ms = (int)(s * 1000);
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[optind];
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        if (strcmp(commands[i].name, name)) continue;
+        int rc = connect_broker();
+        if (rc == 0) rc = commands[i].fn(argc - optind - 1, argv + optind + 1);
+        mpb_close(&cli);
+        return rc;
+    }
+    return usage_error("unknown command '%s'", name);
+}

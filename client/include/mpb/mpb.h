@@ -1,0 +1,275 @@
+/* mpb.h - libmpb, the client of mpbrokerd: named shared dicts, lists, queues and locks on a
+ * broker reached over ZeroMQ, after the shared authkey has been proved both ways.
+ *
+ * Conventions for every call:
+ * - Returns 0 (or a documented non-negative result) on success, a negative MPB_E* on failure;
+ *   mpb_errmsg() then says why, in words ("dict/users is a list").
+ * - Keys and values are msgpack values passed as encoded bytes (const void *, size_t). The
+ *   mpb_pack_*() and mpb_unpack_*() helpers build and read the common scalars.
+ * - Buffers the library returns through `void **` are allocated by it; free them with
+ *   mpb_free(). Pointers passed in are borrowed for the duration of the call only.
+ * - timeout_ms is MPB_FOREVER (-1), MPB_NOWAIT (0) or a bound in milliseconds. Calls that do not
+ *   block in the broker are bounded by the client's op timeout (mpb_options_t.op_timeout_ms).
+ * - A client is used by one thread at a time: give each thread its own client, or serialise
+ *   calls. Object handles belong to the client that opened them.
+ * - Fork: a client belongs to the process that connected it. In a forked child every call on an
+ *   inherited client fails with MPB_EFORK; the child calls mpb_connect() for a session of its
+ *   own, and may mpb_close() the inherited one (this does not disturb the parent's session).
+ */
+#ifndef MPB_MPB_H
+#define MPB_MPB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MPB_VERSION_MAJOR 0
+#define MPB_VERSION_MINOR 1
+#define MPB_VERSION_PATCH 0
+#define MPB_VERSION_HEX   ((MPB_VERSION_MAJOR << 16) | (MPB_VERSION_MINOR << 8) | MPB_VERSION_PATCH)
+
+#define MPB_EXPORT __attribute__((visibility("default")))
+
+#define MPB_FOREVER (-1)
+#define MPB_NOWAIT  0
+
+/* One table makes the enum, mpb_strerror() and the wire codes listed in PROTOCOL.md.
+ * Calls return 0 or a negative MPB_E*; replies carry the positive code. Append only. */
+#define MPB_ERRNO_MAP(XX)                                                                          \
+    XX(ENOMEM, 1, "out of memory")                                                                 \
+    XX(ETIMEDOUT, 2, "timed out")                                                                  \
+    XX(ENOKEY, 3, "no such key")                                                                   \
+    XX(EAUTH, 4, "authentication failed")                                                          \
+    XX(EPROTO, 5, "protocol error")                                                                \
+    XX(EKIND, 6, "object is of another kind")                                                      \
+    XX(EREPLAY, 7, "replayed or out-of-order message")                                             \
+    XX(ELIMIT, 8, "limit reached")                                                                 \
+    XX(EEMPTY, 9, "empty")                                                                         \
+    XX(EFULL, 10, "full")                                                                          \
+    XX(EUNKNOWNOP, 11, "unknown op")                                                               \
+    XX(ETOOBIG, 12, "message too big")                                                             \
+    XX(EINDEX, 13, "index out of range")                                                           \
+    XX(ETYPE, 14, "wrong type")                                                                    \
+    XX(EVALUE, 15, "value not found")                                                              \
+    XX(ECONN, 16, "cannot reach the broker")                                                       \
+    XX(EINVAL, 17, "invalid argument")                                                             \
+    XX(EOVERFLOW, 18, "integer overflow")                                                          \
+    XX(ENOTOWNER, 19, "not the owner")                                                             \
+    XX(EBROKEN, 20, "broken barrier")                                                              \
+    XX(ESESSION, 21, "no such session")                                                            \
+    XX(EFORK, 22, "client used after fork")                                                        \
+    XX(ENOOBJ, 23, "no such object")                                                               \
+    XX(EREMOTE, 24, "remote function failed")                                                      \
+    XX(ECLOSED, 25, "closed")                                                                      \
+    XX(ECANCELED, 26, "canceled")                                                                  \
+    XX(EBUSY, 27, "busy")
+
+enum {
+#define XX(name, code, text) MPB_##name = -(code),
+    MPB_ERRNO_MAP(XX)
+#undef XX
+};
+
+/* A static description of err (a negative MPB_E*), or "unknown error". */
+MPB_EXPORT const char *mpb_strerror(int err);
+/* The library's version as MPB_VERSION_HEX, for checking the shared object at run time. */
+MPB_EXPORT unsigned mpb_version(void);
+
+/* ---- connecting ------------------------------------------------------------------------- */
+
+typedef struct mpb_client mpb_client_t;
+
+typedef struct mpb_options {
+    size_t size;              /* sizeof(mpb_options_t), set by mpb_options_init() */
+    int connect_timeout_ms;   /* the whole handshake; default 5000 */
+    int op_timeout_ms;        /* non-blocking ops, and the grace after a blocking op's own
+                                 deadline; default 10000 */
+    const char *name;         /* shown by `mpb info`; default "" */
+    int heartbeat_ms;         /* session heartbeat; 0 = the broker's choice (sent at connect) */
+    int no_heartbeat_thread;  /* 1: send heartbeats only from within calls (see mpb_connect) */
+} mpb_options_t;
+
+/* Fills o with the defaults. */
+MPB_EXPORT void mpb_options_init(mpb_options_t *o);
+
+/* Reads the authkey the way the tools do: the file named by path if path is non-NULL, else
+ * the file in $MPB_AUTHKEY_FILE, else the bytes of $MPB_AUTHKEY. A trailing newline in a file
+ * is dropped. On success *key is a new buffer (mpb_free() it) of *len bytes. Returns 0,
+ * MPB_EINVAL (none configured, unreadable or empty; errbuf says which) or MPB_ENOMEM. */
+MPB_EXPORT int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf,
+                                size_t errlen);
+
+/* Connects to endpoint ("tcp://host:port" or "ipc:///path") and proves the authkey both ways
+ * (the broker proves it too). Blocks up to opts->connect_timeout_ms. opts may be NULL for the
+ * defaults. Returns 0 or a negative MPB_E* (MPB_EAUTH: wrong key; MPB_ECONN / MPB_ETIMEDOUT:
+ * no broker answered). *out is set even on failure (NULL only for MPB_ENOMEM) so mpb_errmsg()
+ * can say why; mpb_close() it either way. Unless opts->no_heartbeat_thread, a background
+ * thread keeps the session alive between calls; it only ever holds the client's internal lock
+ * briefly and never runs user code. */
+MPB_EXPORT int mpb_connect(const char *endpoint, const void *authkey, size_t authkey_len,
+                           const mpb_options_t *opts, mpb_client_t **out);
+/* Ends the session (its locks are released at once) and frees c. Accepts &NULL; sets *c NULL. */
+MPB_EXPORT void mpb_close(mpb_client_t **c);
+/* Why the last call on c failed. Owned by c, valid until the next call on c. Never NULL. */
+MPB_EXPORT const char *mpb_errmsg(const mpb_client_t *c);
+/* The broker's id for this client's session (non-zero once connected). */
+MPB_EXPORT uint64_t mpb_session_id(const mpb_client_t *c);
+
+/* Frees a buffer returned by the library. Accepts NULL. */
+MPB_EXPORT void mpb_free(void *p);
+
+/* ---- msgpack helpers -------------------------------------------------------------------- */
+
+#define MPB_PACK_MAX_SCALAR 9 /* the most bytes mpb_pack_i64/double/bool/nil write */
+
+/* Encode a scalar into buf (at least MPB_PACK_MAX_SCALAR bytes); return its length. */
+MPB_EXPORT size_t mpb_pack_i64(void *buf, int64_t v);
+MPB_EXPORT size_t mpb_pack_double(void *buf, double v);
+MPB_EXPORT size_t mpb_pack_bool(void *buf, int v);
+MPB_EXPORT size_t mpb_pack_nil(void *buf);
+/* Encode a string (UTF-8 text) or bytes into a new buffer *out (mpb_free() it). Returns its
+ * length, or 0 with *out NULL when out of memory. */
+MPB_EXPORT size_t mpb_pack_str(const char *s, size_t len, void **out);
+MPB_EXPORT size_t mpb_pack_bin(const void *p, size_t len, void **out);
+/* Decode one msgpack value. Return 0, or MPB_ETYPE when buf holds another type (an integer is
+ * accepted as a double), MPB_EPROTO when it is not one well-formed value. _str and _bin point
+ * *s into buf (not NUL-terminated); they do not copy. */
+MPB_EXPORT int mpb_unpack_i64(const void *buf, size_t len, int64_t *v);
+MPB_EXPORT int mpb_unpack_double(const void *buf, size_t len, double *v);
+MPB_EXPORT int mpb_unpack_bool(const void *buf, size_t len, int *v);
+MPB_EXPORT int mpb_unpack_str(const void *buf, size_t len, const char **s, size_t *slen);
+MPB_EXPORT int mpb_unpack_bin(const void *buf, size_t len, const void **p, size_t *plen);
+
+/* ---- objects ---------------------------------------------------------------------------- */
+
+/* Object names are 1..255 bytes of printable ASCII without '/' ... see PROTOCOL.md. One name
+ * space for all kinds: opening a name as another kind fails with MPB_EKIND. */
+
+typedef struct mpb_obj_info {
+    char kind[16]; /* "dict", "list", ... */
+    char name[256];
+    uint64_t size; /* items in it */
+} mpb_obj_info_t;
+
+/* Lists objects whose "kind/name" matches the glob pattern (NULL or "*": all), a page at a
+ * time: start with *cursor = 0; each call fills up to max entries into out, sets *n, and sets
+ * *cursor to 0 when there are no more. */
+MPB_EXPORT int mpb_objects(mpb_client_t *c, const char *pattern, uint64_t *cursor,
+                           mpb_obj_info_t *out, size_t max, size_t *n);
+/* Describes one object as a msgpack map (field names per kind: PROTOCOL.md "obj.info") in a
+ * new buffer. path is "kind/name". MPB_ENOOBJ when there is none. */
+MPB_EXPORT int mpb_obj_describe(mpb_client_t *c, const char *path, void **map, size_t *len);
+/* Deletes the object "kind/name". MPB_ENOOBJ if absent, MPB_EKIND if it is of another kind. */
+MPB_EXPORT int mpb_obj_delete(mpb_client_t *c, const char *path);
+/* Broker facts as a msgpack map (version, uptime_s, clients, sessions, objects, memory). */
+MPB_EXPORT int mpb_broker_info(mpb_client_t *c, void **map, size_t *len);
+
+/* ---- dict ------------------------------------------------------------------------------- */
+
+typedef struct mpb_dict mpb_dict_t;
+
+/* Opens (creating if new) the dict called name. MPB_EKIND if name is another kind. */
+MPB_EXPORT int mpb_dict_open(mpb_client_t *c, const char *name, mpb_dict_t **out);
+/* Frees the handle (not the shared dict). Accepts &NULL; sets *d NULL. */
+MPB_EXPORT void mpb_dict_close(mpb_dict_t **d);
+
+MPB_EXPORT int mpb_dict_set(mpb_dict_t *d, const void *key, size_t klen, const void *val,
+                            size_t vlen);
+/* Copies the value under key into a new buffer *val. MPB_ENOKEY when absent. */
+MPB_EXPORT int mpb_dict_get(mpb_dict_t *d, const void *key, size_t klen, void **val,
+                            size_t *vlen);
+/* As mpb_dict_get, but an absent key yields a copy of def instead of MPB_ENOKEY. */
+MPB_EXPORT int mpb_dict_get_default(mpb_dict_t *d, const void *key, size_t klen,
+                                    const void *def, size_t deflen, void **val, size_t *vlen);
+/* Removes key. MPB_ENOKEY when absent. */
+MPB_EXPORT int mpb_dict_del(mpb_dict_t *d, const void *key, size_t klen);
+/* Returns 1 if key is present, 0 if not, or a negative MPB_E*. */
+MPB_EXPORT int mpb_dict_contains(mpb_dict_t *d, const void *key, size_t klen);
+MPB_EXPORT int mpb_dict_len(mpb_dict_t *d, uint64_t *len);
+/* Sets many pairs atomically. pairs is a msgpack map (or array of [key, value] arrays). */
+MPB_EXPORT int mpb_dict_update(mpb_dict_t *d, const void *pairs, size_t len);
+/* Removes key and returns its value. With def non-NULL an absent key yields def. */
+MPB_EXPORT int mpb_dict_pop(mpb_dict_t *d, const void *key, size_t klen, const void *def,
+                            size_t deflen, void **val, size_t *vlen);
+/* Removes and returns the most recently inserted pair (LIFO, as Python's dict.popitem).
+ * MPB_EEMPTY when the dict is empty. */
+MPB_EXPORT int mpb_dict_popitem(mpb_dict_t *d, void **key, size_t *klen, void **val,
+                                size_t *vlen);
+/* Returns the value under key, first setting it to def if absent. */
+MPB_EXPORT int mpb_dict_setdefault(mpb_dict_t *d, const void *key, size_t klen, const void *def,
+                                   size_t deflen, void **val, size_t *vlen);
+/* Atomically adds by to the integer under key (absent counts as 0); *result is the new value.
+ * MPB_ETYPE if the value is not an integer, MPB_EOVERFLOW if the sum leaves int64. */
+MPB_EXPORT int mpb_dict_incr(mpb_dict_t *d, const void *key, size_t klen, int64_t by,
+                             int64_t *result);
+MPB_EXPORT int mpb_dict_clear(mpb_dict_t *d);
+/* Makes dict dst (replacing what it held; created if new) an atomic snapshot of d. */
+MPB_EXPORT int mpb_dict_copy(mpb_dict_t *d, const char *dst);
+
+enum { MPB_SCAN_KEYS = 0, MPB_SCAN_VALUES = 1, MPB_SCAN_ITEMS = 2 };
+/* One page of keys, values or items, in insertion order. Start with *cursor = 0; *cursor is 0
+ * again after the last page. *page is a new buffer holding a msgpack array: of keys, of
+ * values, or of [key, value] pairs; *n is its length (up to max, which the broker caps).
+ * Every key present for the whole scan is returned exactly once. */
+MPB_EXPORT int mpb_dict_scan(mpb_dict_t *d, int what, uint64_t *cursor, size_t max, void **page,
+                             size_t *pagelen, size_t *n);
+
+/* Convenience: string keys, int64 / string values. */
+MPB_EXPORT int mpb_dict_set_i64(mpb_dict_t *d, const char *key, int64_t v);
+MPB_EXPORT int mpb_dict_get_i64(mpb_dict_t *d, const char *key, int64_t *v);
+MPB_EXPORT int mpb_dict_set_str(mpb_dict_t *d, const char *key, const char *v);
+/* *v is a new NUL-terminated string; mpb_free() it. */
+MPB_EXPORT int mpb_dict_get_str(mpb_dict_t *d, const char *key, char **v);
+MPB_EXPORT int mpb_dict_incr_str(mpb_dict_t *d, const char *key, int64_t by, int64_t *result);
+
+/* ---- list ------------------------------------------------------------------------------- */
+
+typedef struct mpb_list mpb_list_t;
+
+MPB_EXPORT int mpb_list_open(mpb_client_t *c, const char *name, mpb_list_t **out);
+MPB_EXPORT void mpb_list_close(mpb_list_t **l);
+
+MPB_EXPORT int mpb_list_append(mpb_list_t *l, const void *val, size_t vlen);
+/* Appends every element of the msgpack array vals. */
+MPB_EXPORT int mpb_list_extend(mpb_list_t *l, const void *vals, size_t len);
+/* Inserts before index (Python's list.insert: negative counts from the end; out of range
+ * clamps). */
+MPB_EXPORT int mpb_list_insert(mpb_list_t *l, int64_t index, const void *val, size_t vlen);
+/* Item at index (negative from the end). MPB_EINDEX when out of range. */
+MPB_EXPORT int mpb_list_get(mpb_list_t *l, int64_t index, void **val, size_t *vlen);
+MPB_EXPORT int mpb_list_set(mpb_list_t *l, int64_t index, const void *val, size_t vlen);
+/* Items [start, stop) as Python slices them (negative indexes count from the end), at most
+ * max of them (the broker caps max): *items is a new msgpack array of *n values. */
+MPB_EXPORT int mpb_list_slice(mpb_list_t *l, int64_t start, int64_t stop, size_t max,
+                              void **items, size_t *itemslen, size_t *n);
+/* Removes and returns the item at index (-1: the last). MPB_EINDEX when empty/out of range. */
+MPB_EXPORT int mpb_list_pop(mpb_list_t *l, int64_t index, void **val, size_t *vlen);
+/* Removes the first item equal to val. MPB_EVALUE when there is none. */
+MPB_EXPORT int mpb_list_remove(mpb_list_t *l, const void *val, size_t vlen);
+/* Index of the first item equal to val in [start, stop). MPB_EVALUE when there is none. */
+MPB_EXPORT int mpb_list_index(mpb_list_t *l, const void *val, size_t vlen, int64_t start,
+                              int64_t stop, int64_t *index);
+MPB_EXPORT int mpb_list_count(mpb_list_t *l, const void *val, size_t vlen, uint64_t *count);
+MPB_EXPORT int mpb_list_len(mpb_list_t *l, uint64_t *len);
+MPB_EXPORT int mpb_list_reverse(mpb_list_t *l);
+/* Stable sort: numbers, strings (by code point), bytes, and arrays of those (element-wise),
+ * each in natural order. MPB_ETYPE (and the list unchanged) when items are not comparable. */
+MPB_EXPORT int mpb_list_sort(mpb_list_t *l, int reverse);
+MPB_EXPORT int mpb_list_clear(mpb_list_t *l);
+
+/* ---- raw requests ----------------------------------------------------------------------- */
+
+/* Sends one request (op code and a msgpack array of arguments, see PROTOCOL.md) and waits for
+ * its reply: *result is a new buffer with the reply's values as a msgpack array. For tools and
+ * bindings; returns 0 or the reply's error as a negative MPB_E*. block_ms is how long the
+ * broker may park the request (MPB_FOREVER, or >= 0); the wait is that plus the op timeout. */
+MPB_EXPORT int mpb_call(mpb_client_t *c, unsigned op, const char *name, const void *args,
+                        size_t argslen, int block_ms, void **result, size_t *resultlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

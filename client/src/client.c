@@ -1,0 +1,505 @@
+/* client.c - connecting, the handshake (the broker proves the key first, then we do), sealed
+ * request frames, waiting for a reply by request id, and the heartbeat that keeps a session
+ * alive while its process computes. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "internal.h"
+
+int64_t mpb__now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int mpb__fail(mpb_client_t *c, int code, const char *fmt, ...) {
+    if (!c) return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *mpb_errmsg(const mpb_client_t *c) {
+    if (!c) return "out of memory";
+    return c->err[0] ? c->err : "no error";
+}
+
+uint64_t mpb_session_id(const mpb_client_t *c) {
+    return c ? c->session_id : 0;
+}
+
+void mpb_free(void *p) {
+    free(p);
+}
+
+void mpb_options_init(mpb_options_t *o) {
+    memset(o, 0, sizeof *o);
+    o->size = sizeof *o;
+    o->connect_timeout_ms = 5000;
+    o->op_timeout_ms = 10000;
+    o->name = "";
+}
+
+int mpb__usable(mpb_client_t *c) {
+    if (!c) return MPB_EINVAL;
+    if (c->pid != getpid())
+        return mpb__fail(c, MPB_EFORK,
+                         "this client was connected by process %d; after fork, call "
+                         "mpb_connect() in the child",
+                         (int)c->pid);
+    if (!c->connected) return mpb__fail(c, MPB_ECONN, "not connected to %s", c->endpoint);
+    return 0;
+}
+
+int mpb__dup(mpb_client_t *c, const uint8_t *p, size_t n, void **out, size_t *outlen) {
+    void *q = malloc(n ? n : 1);
+    if (!q) return mpb__fail(c, MPB_ENOMEM, "out of memory copying %zu bytes", n);
+    memcpy(q, p, n);
+    *out = q;
+    if (outlen) *outlen = n;
+    return 0;
+}
+
+/* ---- frames ---- */
+
+static int send_raw(mpb_client_t *c, const uint8_t *p, size_t n) {
+    if (zmq_send(c->sock, p, n, 0) < 0)
+        return mpb__fail(c, MPB_ECONN, "send to %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
+    c->last_send_ms = mpb__now_ms();
+    return 0;
+}
+
+/* Seals b (header space reserved at its start) with the next sequence number and sends it. */
+static int seal_send(mpb_client_t *c, mpb__buf_t *b) {
+    mpb__frame_header(b->p, MPB__T_REQ, ++c->seq_out);
+    uint8_t mac[MPB__MAC_LEN];
+    if (mpb__mac_sign(c->tx, b->p, b->len, mac)) return mpb__fail(c, MPB_ENOMEM, "MAC failed");
+    mpb__w_raw(b, mac, sizeof mac);
+    if (b->oom) return mpb__fail(c, MPB_ENOMEM, "out of memory building a request");
+    if (b->len > c->max_frame)
+        return mpb__fail(c, MPB_ETOOBIG, "request of %zu bytes > max_frame %zu", b->len,
+                         c->max_frame);
+    return send_raw(c, b->p, b->len);
+}
+
+/* Receives one message into c->reply within timeout_ms (-1: forever). 0, MPB_ETIMEDOUT. */
+static int recv_frame(mpb_client_t *c, long timeout_ms) {
+    zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+    int rc = zmq_poll(&it, 1, timeout_ms);
+    if (rc < 0) {
+        if (zmq_errno() == EINTR) return MPB_ETIMEDOUT;
+        return mpb__fail(c, MPB_ECONN, "poll: %s", zmq_strerror(zmq_errno()));
+    }
+    if (rc == 0) return MPB_ETIMEDOUT;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&m);
+        return MPB_ETIMEDOUT;
+    }
+    mpb__buf_reset(&c->reply);
+    mpb__w_raw(&c->reply, zmq_msg_data(&m), zmq_msg_size(&m));
+    bool more = zmq_msg_more(&m);
+    zmq_msg_close(&m);
+    while (more) { /* not ours to have: drop the rest */
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->sock, 0) < 0) more = false;
+        else more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    if (c->reply.oom) return mpb__fail(c, MPB_ENOMEM, "out of memory receiving a reply");
+    return 0;
+}
+
+/* The broker's plain error frame {code, msg} as a call result. */
+static int plain_error(mpb_client_t *c, const mpb__frame_t *f) {
+    mpb__rd_t m = {f->body, f->body + f->bodylen}, v;
+    int64_t code = MPB_EPROTO;
+    const char *s = "malformed error from broker";
+    uint32_t sl = (uint32_t)strlen(s);
+    if (mpb__mp_check(f->body, f->bodylen, 4) == 0) {
+        if (mpb__rd_mapget(&m, "code", &v) == 0) mpb__rd_int(&v, &code);
+        if (mpb__rd_mapget(&m, "msg", &v) == 0) mpb__rd_str(&v, &s, &sl);
+    }
+    if (code <= 0 || code > 1000) code = -MPB_EPROTO;
+    return mpb__fail(c, (int)-code, "%.*s", (int)sl, s);
+}
+
+/* ---- connecting ---- */
+
+static void put_str(mpb__buf_t *b, const char *k, const char *v) {
+    mpb__w_cstr(b, k);
+    mpb__w_cstr(b, v ? v : "");
+}
+
+static int get_bin(mpb__rd_t *map, const char *key, size_t want, const uint8_t **out) {
+    mpb__rd_t v;
+    uint32_t n;
+    if (mpb__rd_mapget(map, key, &v) || mpb__rd_bin(&v, out, &n) || n != want) return -1;
+    return 0;
+}
+
+static uint64_t map_uint(mpb__rd_t *map, const char *key, uint64_t dflt) {
+    mpb__rd_t v;
+    uint64_t u;
+    if (mpb__rd_mapget(map, key, &v) || mpb__rd_uint(&v, &u)) return dflt;
+    return u;
+}
+
+/* Waits for a plain or sealed handshake frame of the wanted type. */
+static int hs_recv(mpb_client_t *c, int64_t deadline, uint8_t want, mpb__frame_t *f) {
+    for (;;) {
+        int64_t left = deadline - mpb__now_ms();
+        if (left <= 0)
+            return mpb__fail(c, MPB_ECONN, "no mpbroker answered at %s within %d ms",
+                             c->endpoint, c->opts.connect_timeout_ms);
+        int rc = recv_frame(c, (long)left);
+        if (rc == MPB_ETIMEDOUT) continue;
+        if (rc) return rc;
+        char err[128];
+        if (mpb__frame_parse(c->reply.p, c->reply.len, SIZE_MAX, f, err, sizeof err))
+            return mpb__fail(c, MPB_EPROTO, "handshake with %s: %s", c->endpoint, err);
+        if (f->type == MPB__T_ERROR) return plain_error(c, f);
+        if (f->type != want) continue;
+        if (mpb__mp_check(f->body, f->bodylen, 8))
+            return mpb__fail(c, MPB_EPROTO, "handshake with %s: malformed body", c->endpoint);
+        return 0;
+    }
+}
+
+static int handshake(mpb_client_t *c) {
+    int64_t deadline = mpb__now_ms() + c->opts.connect_timeout_ms;
+    uint8_t nonce_c[MPB__NONCE_LEN], nonce_b[MPB__NONCE_LEN];
+    if (mpb__random(nonce_c, sizeof nonce_c)) return mpb__fail(c, MPB_ENOMEM, "no randomness");
+    mpb__buf_t b = {0};
+    uint8_t hdr[MPB__HDR_LEN];
+    mpb__frame_header(hdr, MPB__T_HELLO, 0);
+    mpb__w_raw(&b, hdr, sizeof hdr);
+    mpb__w_map(&b, 2);
+    mpb__w_cstr(&b, "v");
+    mpb__w_uint(&b, MPB__PROTO_VERSION);
+    mpb__w_cstr(&b, "nonce");
+    mpb__w_bin(&b, nonce_c, sizeof nonce_c);
+    int rc = b.oom ? mpb__fail(c, MPB_ENOMEM, "out of memory") : send_raw(c, b.p, b.len);
+    mpb__frame_t f;
+    if (!rc) rc = hs_recv(c, deadline, MPB__T_CHALLENGE, &f);
+    const uint8_t *nb, *proof;
+    bool broker_ok = false;
+    if (!rc) {
+        mpb__rd_t m = {f.body, f.body + f.bodylen};
+        if (get_bin(&m, "nonce", MPB__NONCE_LEN, &nb) || get_bin(&m, "proof", MPB__PROOF_LEN, &proof))
+            rc = mpb__fail(c, MPB_EPROTO, "malformed challenge from %s", c->endpoint);
+        else {
+            memcpy(nonce_b, nb, sizeof nonce_b);
+            broker_ok = mpb__auth_verify(c->authkey, c->keylen, true, nonce_c, nonce_b, proof,
+                                         MPB__PROOF_LEN);
+        }
+    }
+    if (!rc) {
+        /* Answer even when the broker's proof failed, so its log shows the failure too. */
+        uint8_t mine[MPB__PROOF_LEN];
+        char host[64] = "";
+        gethostname(host, sizeof host - 1);
+        if (mpb__auth_proof(c->authkey, c->keylen, false, nonce_c, nonce_b, mine))
+            rc = mpb__fail(c, MPB_ENOMEM, "HMAC failed");
+        mpb__buf_reset(&b);
+        mpb__frame_header(hdr, MPB__T_AUTH, 0);
+        mpb__w_raw(&b, hdr, sizeof hdr);
+        mpb__w_map(&b, c->session_id ? 5 : 4);
+        mpb__w_cstr(&b, "proof");
+        mpb__w_bin(&b, mine, sizeof mine);
+        put_str(&b, "host", host);
+        mpb__w_cstr(&b, "pid");
+        mpb__w_int(&b, getpid());
+        put_str(&b, "name", c->opts.name);
+        if (c->session_id) {
+            mpb__w_cstr(&b, "resume");
+            mpb__w_map(&b, 2);
+            mpb__w_cstr(&b, "id");
+            mpb__w_uint(&b, c->session_id);
+            mpb__w_cstr(&b, "token");
+            mpb__w_bin(&b, c->token, sizeof c->token);
+        }
+        if (!rc) rc = b.oom ? mpb__fail(c, MPB_ENOMEM, "out of memory") : send_raw(c, b.p, b.len);
+    }
+    mpb__buf_free(&b);
+    if (!rc && !broker_ok)
+        return mpb__fail(c, MPB_EAUTH,
+                         "authentication failed: the broker at %s holds a different authkey",
+                         c->endpoint);
+    if (rc) return rc;
+    uint8_t c2s[MPB__KEY_LEN], s2c[MPB__KEY_LEN];
+    if (mpb__auth_keys(c->authkey, c->keylen, nonce_c, nonce_b, c2s, s2c))
+        return mpb__fail(c, MPB_ENOMEM, "key derivation failed");
+    mpb__mac_free(&c->tx);
+    mpb__mac_free(&c->rx);
+    c->tx = mpb__mac_new(c2s);
+    c->rx = mpb__mac_new(s2c);
+    if (!c->tx || !c->rx) return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    c->seq_out = c->seq_in = 0;
+    rc = hs_recv(c, deadline, MPB__T_WELCOME, &f);
+    if (rc == MPB_EAUTH)
+        return mpb__fail(c, MPB_EAUTH, "authentication failed: %s refused this client's authkey",
+                         c->endpoint);
+    if (rc) return rc;
+    if (!mpb__mac_verify(c->rx, c->reply.p, c->reply.len - MPB__MAC_LEN, f.mac))
+        return mpb__fail(c, MPB_EAUTH, "welcome from %s does not verify", c->endpoint);
+    c->seq_in = f.seq;
+    mpb__rd_t m = {f.body, f.body + f.bodylen};
+    const uint8_t *tok;
+    c->session_id = map_uint(&m, "session", 0);
+    if (!c->session_id || get_bin(&m, "token", MPB__TOKEN_LEN, &tok))
+        return mpb__fail(c, MPB_EPROTO, "malformed welcome from %s", c->endpoint);
+    memcpy(c->token, tok, sizeof c->token);
+    c->max_frame = map_uint(&m, "max_frame", 8u << 20);
+    c->max_value = map_uint(&m, "max_value", 1u << 20);
+    c->max_scan = map_uint(&m, "max_scan", 1000);
+    c->heartbeat_ms = (int)map_uint(&m, "heartbeat_ms", 1000);
+    c->ttl_ms = (int)map_uint(&m, "ttl_ms", 5000);
+    if (c->opts.heartbeat_ms > 0 && c->opts.heartbeat_ms < c->heartbeat_ms)
+        c->heartbeat_ms = c->opts.heartbeat_ms;
+    c->connected = true;
+    return 0;
+}
+
+/* ---- heartbeat ---- */
+
+static void send_ping(mpb_client_t *c) {
+    uint8_t buf[MPB__HDR_LEN + 8 + MPB__MAC_LEN];
+    mpb__buf_t b = {.p = buf, .cap = sizeof buf};
+    b.len = MPB__HDR_LEN;
+    mpb__w_array(&b, 3);
+    mpb__w_uint(&b, 0); /* rid 0: no reply wanted */
+    mpb__w_uint(&b, MPB_OP_PING);
+    mpb__w_nil(&b);
+    mpb__frame_header(b.p, MPB__T_REQ, ++c->seq_out);
+    uint8_t mac[MPB__MAC_LEN];
+    if (mpb__mac_sign(c->tx, b.p, b.len, mac)) return;
+    mpb__w_raw(&b, mac, sizeof mac);
+    if (zmq_send(c->sock, b.p, b.len, ZMQ_DONTWAIT) >= 0) c->last_send_ms = mpb__now_ms();
+}
+
+static void *hb_main(void *arg) {
+    mpb_client_t *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->hb_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + (int64_t)(c->heartbeat_ms / 2) * 1000000;
+        ts.tv_sec += (time_t)(ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        pthread_cond_timedwait(&c->hb_cv, &c->mu, &ts);
+        if (c->hb_stop) break;
+        if (c->connected && mpb__now_ms() - c->last_send_ms >= c->heartbeat_ms / 2) send_ping(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* ---- the call path ---- */
+
+mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t namelen,
+                     uint32_t argc) {
+    pthread_mutex_lock(&c->mu);
+    mpb__buf_t *b = &c->out;
+    mpb__buf_reset(b);
+    if (mpb__buf_reserve(b, MPB__HDR_LEN) == 0) b->len = MPB__HDR_LEN;
+    mpb__w_array(b, 3 + argc);
+    mpb__w_uint(b, ++c->next_rid);
+    mpb__w_uint(b, op);
+    if (name) mpb__w_str(b, name, namelen);
+    else mpb__w_nil(b);
+    return b;
+}
+
+static int wait_reply(mpb_client_t *c, uint64_t rid, int block_ms, const uint8_t **val,
+                      size_t *vlen) {
+    int64_t start = mpb__now_ms();
+    int64_t deadline = block_ms < 0 ? INT64_MAX : start + block_ms + c->opts.op_timeout_ms;
+    for (;;) {
+        int64_t now = mpb__now_ms();
+        if (now >= deadline)
+            return mpb__fail(c, MPB_ETIMEDOUT, "no reply from %s within %lld ms", c->endpoint,
+                             (long long)(now - start));
+        /* Wake up in time to heartbeat while the broker holds the request. */
+        int64_t hb_at = c->last_send_ms + c->heartbeat_ms / 2;
+        int64_t until = deadline < hb_at ? deadline : hb_at;
+        int rc = recv_frame(c, (long)(until > now ? until - now : 0));
+        if (rc == MPB_ETIMEDOUT) {
+            if (mpb__now_ms() - c->last_send_ms >= c->heartbeat_ms / 2) send_ping(c);
+            continue;
+        }
+        if (rc) return rc;
+        mpb__frame_t f;
+        char err[128];
+        if (mpb__frame_parse(c->reply.p, c->reply.len, SIZE_MAX, &f, err, sizeof err))
+            return mpb__fail(c, MPB_EPROTO, "reply from %s: %s", c->endpoint, err);
+        if (f.type == MPB__T_ERROR) {
+            rc = plain_error(c, &f);
+            if (rc == MPB_ESESSION) c->connected = false;
+            return rc;
+        }
+        if (f.type != MPB__T_REP) continue;
+        if (!mpb__mac_verify(c->rx, c->reply.p, c->reply.len - MPB__MAC_LEN, f.mac) ||
+            f.seq <= c->seq_in)
+            continue; /* forged or replayed: not from our broker */
+        c->seq_in = f.seq;
+        if (mpb__mp_check(f.body, f.bodylen, MPB__MAX_DEPTH))
+            return mpb__fail(c, MPB_EPROTO, "malformed reply batch from %s", c->endpoint);
+        mpb__rd_t rd = {f.body, f.body + f.bodylen};
+        while (mpb__rd_more(&rd)) {
+            uint32_t n;
+            uint64_t r_rid, code;
+            if (mpb__rd_array(&rd, &n) || n != 3 || mpb__rd_uint(&rd, &r_rid) ||
+                mpb__rd_uint(&rd, &code))
+                return mpb__fail(c, MPB_EPROTO, "malformed reply from %s", c->endpoint);
+            const uint8_t *v;
+            size_t vn;
+            if (mpb__rd_span(&rd, &v, &vn))
+                return mpb__fail(c, MPB_EPROTO, "malformed reply from %s", c->endpoint);
+            if (r_rid != rid && r_rid != 0) continue; /* a reply to a call that gave up */
+            if (code != 0) {
+                mpb__rd_t m = {v, v + vn};
+                const char *s = "";
+                uint32_t sl = 0;
+                mpb__rd_str(&m, &s, &sl);
+                int e = code > 1000 ? MPB_EPROTO : -(int)code;
+                return mpb__fail(c, e, "%.*s", (int)sl, s);
+            }
+            if (r_rid == 0) continue;
+            *val = v;
+            *vlen = vn;
+            return 0;
+        }
+    }
+}
+
+int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen) {
+    uint64_t rid = c->next_rid;
+    int rc = mpb__usable(c);
+    if (!rc) rc = seal_send(c, &c->out);
+    if (!rc) {
+        c->err[0] = 0;
+        rc = wait_reply(c, rid, block_ms, val, vlen);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int mpb_call(mpb_client_t *c, unsigned op, const char *name, const void *args, size_t argslen,
+             int block_ms, void **result, size_t *resultlen) {
+    if (!c) return MPB_EINVAL;
+    uint32_t argc = 0;
+    if (args) {
+        mpb__rd_t r = {args, (const uint8_t *)args + argslen};
+        if (mpb__mp_check(args, argslen, MPB__MAX_DEPTH) || mpb__rd_array(&r, &argc))
+            return mpb__fail(c, MPB_EINVAL, "args must be one msgpack array");
+        args = r.p;
+        argslen = (size_t)(r.end - r.p);
+    }
+    mpb__buf_t *b = mpb__req(c, op, name, name ? strlen(name) : 0, argc);
+    mpb__w_raw(b, args, args ? argslen : 0);
+    const uint8_t *v;
+    size_t vn;
+    int rc = mpb__call(c, block_ms, &v, &vn);
+    if (rc || !result) return rc;
+    return mpb__dup(c, v, vn, result, resultlen);
+}
+
+/* ---- connect / close ---- */
+
+int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
+                const mpb_options_t *opts, mpb_client_t **out) {
+    *out = NULL;
+    mpb_client_t *c = calloc(1, sizeof *c);
+    if (!c) return MPB_ENOMEM;
+    *out = c;
+    mpb_options_init(&c->opts);
+    if (opts) memcpy(&c->opts, opts, opts->size < sizeof c->opts ? opts->size : sizeof c->opts);
+    if (c->opts.connect_timeout_ms <= 0) c->opts.connect_timeout_ms = 5000;
+    if (c->opts.op_timeout_ms <= 0) c->opts.op_timeout_ms = 10000;
+    c->opts.name = NULL; /* borrowed; not kept */
+    c->pid = getpid();
+    c->max_frame = 8u << 20;
+    c->heartbeat_ms = 1000;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->hb_cv, NULL);
+    c->endpoint = strdup(endpoint ? endpoint : "");
+    c->authkey = malloc(keylen ? keylen : 1);
+    if (!c->endpoint || !c->authkey) return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    if (!endpoint || !*endpoint) return mpb__fail(c, MPB_EINVAL, "no endpoint given");
+    if (!authkey || !keylen) return mpb__fail(c, MPB_EINVAL, "no authkey given");
+    memcpy(c->authkey, authkey, keylen);
+    c->keylen = keylen;
+    c->zctx = zmq_ctx_new();
+    if (!c->zctx) return mpb__fail(c, MPB_ENOMEM, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+    c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    if (!c->sock) return mpb__fail(c, MPB_ENOMEM, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+    int zero = 0;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_connect(c->sock, endpoint) != 0)
+        return mpb__fail(c, MPB_EINVAL, "bad endpoint '%s': %s (use tcp://HOST:PORT or ipc:///PATH)",
+                         endpoint, zmq_strerror(zmq_errno()));
+    const char *name = opts && opts->size >= sizeof *opts && opts->name ? opts->name : "";
+    c->opts.name = name;
+    int rc = handshake(c);
+    c->opts.name = NULL;
+    if (rc) return rc;
+    if (!c->opts.no_heartbeat_thread) {
+        if (pthread_create(&c->hb, NULL, hb_main, c) != 0)
+            return mpb__fail(c, MPB_ENOMEM, "cannot start the heartbeat thread");
+        c->hb_running = true;
+    }
+    c->err[0] = 0;
+    return 0;
+}
+
+void mpb_close(mpb_client_t **cp) {
+    mpb_client_t *c = *cp;
+    if (!c) return;
+    *cp = NULL;
+    bool mine = c->pid == getpid();
+    if (mine) {
+        if (c->hb_running) {
+            pthread_mutex_lock(&c->mu);
+            c->hb_stop = true;
+            pthread_cond_signal(&c->hb_cv);
+            pthread_mutex_unlock(&c->mu);
+            pthread_join(c->hb, NULL);
+        }
+        if (c->connected) {
+            /* End the session now rather than at its TTL: its locks pass on at once. */
+            mpb__buf_t *b = mpb__req(c, MPB_OP_BYE, NULL, 0, 0);
+            (void)b;
+            const uint8_t *v;
+            size_t vn;
+            int t = c->opts.op_timeout_ms;
+            c->opts.op_timeout_ms = 1000;
+            mpb__call(c, 0, &v, &vn);
+            c->opts.op_timeout_ms = t;
+        }
+        if (c->sock) zmq_close(c->sock);
+        if (c->zctx) zmq_ctx_term(c->zctx);
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->hb_cv);
+    }
+    /* In a forked child the parent's sockets are left alone: closing them here would disturb
+     * the parent's connection, and libzmq's threads do not exist in the child. */
+    mpb__mac_free(&c->tx);
+    mpb__mac_free(&c->rx);
+    if (c->authkey) memset(c->authkey, 0, c->keylen);
+    free(c->authkey);
+    free(c->endpoint);
+    mpb__buf_free(&c->out);
+    mpb__buf_free(&c->reply);
+    free(c);
+}

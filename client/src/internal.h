@@ -1,0 +1,66 @@
+/* internal.h - libmpb's private parts: the client handle, and the request/reply machinery
+ * every public call is built on. Never installed. */
+#ifndef MPB_CLIENT_INTERNAL_H
+#define MPB_CLIENT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "mpbproto.h"
+
+struct mpb_client {
+    pthread_mutex_t mu; /* held for a whole call; the heartbeat thread only try-locks it */
+    void *zctx, *sock;
+    char *endpoint;
+    uint8_t *authkey;
+    size_t keylen;
+    mpb_options_t opts;
+    pid_t pid;
+    mpb__mac_t *tx, *rx;
+    uint64_t seq_out, seq_in;
+    uint64_t next_rid;
+    uint64_t session_id;
+    uint8_t token[MPB__TOKEN_LEN];
+    size_t max_frame, max_value, max_scan;
+    int heartbeat_ms, ttl_ms;
+    bool connected;
+    mpb__buf_t out;   /* the request frame being built */
+    mpb__buf_t reply; /* the last received frame; results point into it */
+    char err[512];
+    int64_t last_send_ms;
+    pthread_t hb;
+    bool hb_running, hb_stop;
+    pthread_cond_t hb_cv;
+};
+
+struct mpb_dict {
+    mpb_client_t *c;
+    char name[256];
+    uint32_t namelen;
+};
+struct mpb_list {
+    mpb_client_t *c;
+    char name[256];
+    uint32_t namelen;
+};
+
+int64_t mpb__now_ms(void);
+/* Sets c->err and returns code. */
+__attribute__((format(printf, 3, 4))) int mpb__fail(mpb_client_t *c, int code, const char *fmt,
+                                                   ...);
+/* Checks the client may be used by this process now. 0 or a negative MPB_E*. */
+int mpb__usable(mpb_client_t *c);
+
+/* Starts a request [rid, op, name, argc args...]: write exactly argc values into the buffer
+ * that comes back. name may be NULL. */
+mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t namelen,
+                     uint32_t argc);
+/* Sends the request and waits for its reply. block_ms: how long the broker may park it
+ * (MPB_FOREVER or >= 0). On success *val points at the reply's value, valid until the next
+ * call on c. Returns 0 or the error (message in c->err). */
+int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen);
+/* A copy of (p, n) into a new buffer. */
+int mpb__dup(mpb_client_t *c, const uint8_t *p, size_t n, void **out, size_t *outlen);
+
+#endif

@@ -1,0 +1,173 @@
+/* mpbproto.h - the wire protocol shared by mpbrokerd and libmpb: frames, msgpack reading and
+ * writing, validation, canonical keys, the authkey handshake and per-message MACs. Pure
+ * functions over (buffer, length): no sockets, no globals. Never installed. */
+#ifndef MPB_PROTO_H
+#define MPB_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include "mpb/mpb.h"
+
+#define MPB__PROTO_VERSION 1
+#define MPB__HDR_LEN       12 /* 'M' 'B' version type seq(8, big-endian) */
+#define MPB__MAC_LEN       16 /* HMAC-SHA256 truncated to 128 bits */
+#define MPB__NONCE_LEN     32
+#define MPB__PROOF_LEN     32
+#define MPB__KEY_LEN       32
+#define MPB__TOKEN_LEN     16
+#define MPB__MAX_DEPTH     32
+
+enum {
+    MPB__T_HELLO = 1,     /* client -> broker, plain */
+    MPB__T_CHALLENGE = 2, /* broker -> client, plain */
+    MPB__T_AUTH = 3,      /* client -> broker, plain */
+    MPB__T_WELCOME = 4,   /* broker -> client, sealed */
+    MPB__T_REQ = 5,       /* client -> broker, sealed: requests back to back */
+    MPB__T_REP = 6,       /* broker -> client, sealed: replies back to back */
+    MPB__T_ERROR = 7,     /* broker -> client, plain: {code, msg}, for peers without keys */
+};
+
+enum {
+#define XX(name, code, wire) MPB_OP_##name = code,
+#include "ops.def"
+#undef XX
+    MPB__OP_MAX = 256
+};
+
+/* The wire name of op ("dict.get"), or NULL if unknown. */
+const char *mpb__op_name(unsigned op);
+/* The name of a positive wire error code ("ENOKEY"), or NULL. */
+const char *mpb__err_name(int code);
+
+/* ---- frames ---- */
+
+typedef struct mpb__frame {
+    uint8_t type;
+    uint64_t seq;
+    const uint8_t *body; /* msgpack, between header and MAC */
+    size_t bodylen;
+    const uint8_t *mac; /* NULL for plain frames */
+} mpb__frame_t;
+
+static inline bool mpb__type_sealed(uint8_t t) {
+    return t == MPB__T_WELCOME || t == MPB__T_REQ || t == MPB__T_REP;
+}
+
+/* Checks size, magic, version and type and splits the frame. Returns 0, MPB_ETOOBIG or
+ * MPB_EPROTO with a reason in err. Does not check the MAC. */
+int mpb__frame_parse(const uint8_t *buf, size_t len, size_t max_frame, mpb__frame_t *f,
+                     char *err, size_t errlen);
+/* Writes the 12-byte header. */
+void mpb__frame_header(uint8_t *out, uint8_t type, uint64_t seq);
+
+/* ---- growable buffer and msgpack writer ---- */
+
+typedef struct mpb__buf {
+    uint8_t *p;
+    size_t len, cap;
+    bool oom; /* a write failed for memory: the content is incomplete */
+} mpb__buf_t;
+
+int mpb__buf_reserve(mpb__buf_t *b, size_t extra);
+void mpb__buf_free(mpb__buf_t *b);
+static inline void mpb__buf_reset(mpb__buf_t *b) {
+    b->len = 0;
+    b->oom = false;
+}
+void mpb__w_raw(mpb__buf_t *b, const void *p, size_t n);
+void mpb__w_nil(mpb__buf_t *b);
+void mpb__w_bool(mpb__buf_t *b, bool v);
+void mpb__w_int(mpb__buf_t *b, int64_t v);
+void mpb__w_uint(mpb__buf_t *b, uint64_t v);
+void mpb__w_double(mpb__buf_t *b, double v);
+void mpb__w_str(mpb__buf_t *b, const char *s, size_t n);
+void mpb__w_cstr(mpb__buf_t *b, const char *s);
+void mpb__w_bin(mpb__buf_t *b, const void *p, size_t n);
+void mpb__w_array(mpb__buf_t *b, uint32_t n);
+void mpb__w_map(mpb__buf_t *b, uint32_t n);
+/* Encoders into a fixed buffer (>= 9 bytes); return the length. */
+size_t mpb__enc_int(uint8_t *out, int64_t v);
+size_t mpb__enc_uint(uint8_t *out, uint64_t v);
+
+/* ---- msgpack reader over validated bytes ---- */
+
+typedef struct mpb__rd {
+    const uint8_t *p, *end;
+} mpb__rd_t;
+
+enum { MPB__MT_NIL, MPB__MT_BOOL, MPB__MT_INT, MPB__MT_FLOAT, MPB__MT_STR, MPB__MT_BIN,
+       MPB__MT_ARRAY, MPB__MT_MAP, MPB__MT_EXT, MPB__MT_BAD };
+
+/* The type of the next value, MPB__MT_BAD at the end or on a reserved byte. */
+int mpb__rd_type(const mpb__rd_t *r);
+bool mpb__rd_more(const mpb__rd_t *r);
+/* Each returns 0 or MPB_ETYPE (wrong type, r unchanged) / MPB_EPROTO (truncated). */
+int mpb__rd_nil(mpb__rd_t *r);
+int mpb__rd_bool(mpb__rd_t *r, bool *v);
+int mpb__rd_int(mpb__rd_t *r, int64_t *v);   /* also uint64 <= INT64_MAX */
+int mpb__rd_uint(mpb__rd_t *r, uint64_t *v); /* non-negative only */
+int mpb__rd_double(mpb__rd_t *r, double *v); /* float32/64, or an integer */
+int mpb__rd_str(mpb__rd_t *r, const char **s, uint32_t *n);
+int mpb__rd_bin(mpb__rd_t *r, const uint8_t **p, uint32_t *n);
+int mpb__rd_array(mpb__rd_t *r, uint32_t *n);
+int mpb__rd_map(mpb__rd_t *r, uint32_t *n);
+/* The next whole value as raw bytes (skips it). */
+int mpb__rd_span(mpb__rd_t *r, const uint8_t **v, size_t *n);
+/* Looks key up in the map that starts at r (not consumed); on success *val is positioned on
+ * its value. MPB_ENOKEY if absent. */
+int mpb__rd_mapget(const mpb__rd_t *r, const char *key, mpb__rd_t *val);
+
+/* ---- validation ---- */
+
+/* Validates one msgpack value at the start of buf: every length within the bytes, depth <=
+ * max_depth, no reserved byte. Returns its length (> 0) or MPB_EPROTO. */
+long mpb__mp_check1(const uint8_t *buf, size_t len, int max_depth);
+/* Validates that buf is a sequence of whole values (zero or more). 0 or MPB_EPROTO. */
+int mpb__mp_check(const uint8_t *buf, size_t len, int max_depth);
+
+/* ---- canonical values ---- */
+
+/* Whether v (one valid value) is already in canonical encoding: shortest integer, str, bin,
+ * array and map headers; float32 widened to float64. */
+bool mpb__canon_is(const uint8_t *v, size_t n);
+/* Appends the canonical encoding of v (one valid value) to out. */
+void mpb__canon(const uint8_t *v, size_t n, mpb__buf_t *out);
+/* Orders a and b as Python would for sort(): numbers (int, float, bool), str (by code point),
+ * bin, and arrays of those element-wise. Returns 0 and sets *cmp, or MPB_ETYPE with the two
+ * type names in err when they are not comparable. */
+int mpb__mp_compare(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, int *cmp,
+                    char *err, size_t errlen);
+/* A short printable rendering of a value (for logs and errors), NUL-terminated. */
+void mpb__mp_sample(const uint8_t *v, size_t n, char *out, size_t outlen);
+/* Seeded hash of bytes; the broker sets the seed from random bytes at start. */
+extern uint64_t mpb__hash_seed;
+uint64_t mpb__hash(const void *p, size_t n);
+
+/* ---- authentication ---- */
+
+int mpb__random(void *out, size_t n);
+/* proof = HMAC-SHA256(authkey, label || nonce_c || nonce_b), label "mpb1 server" / "mpb1 client" */
+int mpb__auth_proof(const void *authkey, size_t keylen, bool server, const uint8_t *nonce_c,
+                    const uint8_t *nonce_b, uint8_t out[MPB__PROOF_LEN]);
+/* Constant-time check of a received proof. */
+bool mpb__auth_verify(const void *authkey, size_t keylen, bool server, const uint8_t *nonce_c,
+                      const uint8_t *nonce_b, const uint8_t *proof, size_t prooflen);
+/* HKDF-SHA256(ikm authkey, salt nonce_c || nonce_b, info "mpb1 c2s" / "mpb1 s2c"). */
+int mpb__auth_keys(const void *authkey, size_t keylen, const uint8_t *nonce_c,
+                   const uint8_t *nonce_b, uint8_t c2s[MPB__KEY_LEN], uint8_t s2c[MPB__KEY_LEN]);
+
+/* A keyed MAC context, re-used for every message of one direction of one channel. */
+typedef struct mpb__mac mpb__mac_t;
+mpb__mac_t *mpb__mac_new(const uint8_t key[MPB__KEY_LEN]);
+void mpb__mac_free(mpb__mac_t **m);
+/* out = HMAC-SHA256(key, data)[0:16]. Returns 0 or MPB_ENOMEM. */
+int mpb__mac_sign(mpb__mac_t *m, const uint8_t *data, size_t n, uint8_t out[MPB__MAC_LEN]);
+/* Constant-time verification of the 16-byte MAC that follows data. */
+bool mpb__mac_verify(mpb__mac_t *m, const uint8_t *data, size_t n, const uint8_t *mac);
+
+/* Object names: 1..255 bytes, printable ASCII, no '/', no spaces. */
+bool mpb__name_ok(const char *s, size_t n);
+
+#endif

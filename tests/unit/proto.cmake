@@ -1,0 +1,6 @@
+# proto.cmake - unit tests of proto/ (mpbproto): frames, msgpack validation, codec, canonical
+# encoding and ordering, the authkey handshake and MACs. Included by tests/unit/CMakeLists.txt.
+mpb_unit_test(test_frame test_frame.c)
+mpb_unit_test(test_mpcheck test_mpcheck.c)
+mpb_unit_test(test_codec test_codec.c)
+mpb_unit_test(test_auth test_auth.c LIBS OpenSSL::Crypto)
