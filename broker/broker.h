@@ -37,6 +37,8 @@ __attribute__((format(printf, 2, 3))) void log_msg(int level, const char *fmt, .
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 extern int log_min_level;
 
+typedef struct req req_t;
+
 /* ---- values ---- */
 
 /* A value as stored: its msgpack bytes with their length in front, one allocation. */
@@ -107,10 +109,72 @@ typedef enum kind {
     KIND_NONE = 0,
     KIND_DICT,
     KIND_LIST,
+    KIND_QUEUE,
+    KIND_LOCK,
+    KIND_RLOCK,
+    KIND_SEMAPHORE,
+    KIND_CONDITION,
+    KIND_EVENT,
+    KIND_BARRIER,
+    KIND_VALUE,
+    KIND_NAMESPACE,
     KIND__N
 } kind_t;
 const char *kind_name(kind_t k);
 kind_t kind_parse(const char *s, size_t n); /* KIND_NONE if unknown */
+
+typedef struct sess sess_t;
+typedef struct waiter waiter_t;
+
+/* Parked requests of one object, oldest first. */
+typedef struct wlist {
+    waiter_t *head, *tail;
+    size_t n;
+} wlist_t;
+
+typedef struct queue {
+    deque_t items;
+    int64_t maxsize; /* 0: unbounded */
+    bool joinable;
+    int64_t unfinished;          /* joinable: items put and not yet task_done */
+    wlist_t getters, putters, joiners;
+} queue_t;
+
+/* lock and rlock */
+typedef struct lockobj {
+    sess_t *owner; /* NULL: free */
+    uint64_t tid;
+    int64_t count; /* rlock recursion */
+    uint64_t fence;
+    int64_t acquired_ms;
+    wlist_t waiters;
+} lockobj_t;
+
+typedef struct sem {
+    int64_t value, initial;
+    bool bounded;
+    wlist_t waiters;
+} sem_t;
+
+typedef struct cond {
+    kind_t lock_kind; /* KIND_LOCK or KIND_RLOCK */
+    char *lock_name;
+    uint32_t lock_namelen;
+    wlist_t waiters;
+} cond_t;
+
+typedef struct event {
+    bool set;
+    wlist_t waiters;
+} event_t;
+
+typedef struct barrier {
+    int64_t parties;
+    int64_t timeout_ms; /* default for waits that give none; -1: none */
+    bool broken;
+    uint64_t round;
+    wlist_t waiters;
+} barrier_t;
 
 typedef struct obj {
     kind_t kind;
@@ -118,8 +182,15 @@ typedef struct obj {
     char *name;
     bool readonly_empty; /* the shared stand-in for a missing object read by a CMD_READ op */
     union {
-        omap_t dict; /* items: dkv_t */
+        omap_t dict; /* items: dkv_t; also namespace */
         deque_t list;
+        queue_t queue;
+        lockobj_t lock;
+        sem_t sem;
+        cond_t cond;
+        event_t event;
+        barrier_t barrier;
+        blob_t *value;
     } u;
 } obj_t;
 
@@ -152,7 +223,6 @@ obj_t *dict_clone(const obj_t *src, const char *name, size_t n);
 
 #define RID_MAX 256
 
-typedef struct sess sess_t;
 typedef struct peer {
     uint8_t rid[RID_MAX];
     uint8_t ridlen;
@@ -165,8 +235,18 @@ typedef struct peer {
     struct peer *hnext; /* peer table chain */
 } peer_t;
 
+/* What a session holds, released when it ends: lock ownership or semaphore units. */
+typedef struct hold {
+    obj_t *obj;
+    uint64_t tid;
+    int64_t units;
+} hold_t;
+
 struct sess {
     uint64_t id;
+    hold_t *holds;
+    size_t nholds, capholds;
+    waiter_t *waiters; /* its parked requests, through waiter.snext */
     uint8_t token[MPB__TOKEN_LEN];
     peer_t *peer; /* the connection it speaks on now; NULL while none */
     char host[64];
@@ -176,9 +256,72 @@ struct sess {
     sess_t *next, *prev; /* all sessions */
 };
 
+/* ---- waiter.c: requests parked until an op or a deadline answers them ----
+ *
+ *   obj ── wlist ──> [w1] <-> [w2] <-> [w3]     FIFO per object (and per purpose)
+ *   sess ──────────> [w1] -> [w7]                 to drop them when the session ends
+ *   heap of deadlines ─> the loop's poll timeout */
+struct waiter {
+    sess_t *sess;
+    uint64_t rid;
+    unsigned op;
+    obj_t *obj;
+    wlist_t *list;
+    waiter_t *next, *prev; /* in list */
+    waiter_t *snext, *sprev; /* in sess->waiters */
+    int64_t deadline; /* INT64_MAX: none */
+    size_t heap;      /* position in the timer heap + 1; 0: not in it */
+    blob_t *item;     /* queue.put: the item */
+    uint64_t tid;     /* lock owner thread id */
+    int64_t count;    /* rlock recursion to restore (condition.wait) */
+    bool timed_out;   /* condition.wait: re-acquiring after a timeout */
+    obj_t *cond;      /* condition.wait: the condition waited on */
+};
+
+/* Parks the request on list (FIFO) with a deadline from timeout_ms (-1: none). */
+waiter_t *waiter_park(req_t *r, wlist_t *list, int64_t timeout_ms);
+/* Takes w off its list, the heap and its session; frees it (not its item). */
+void waiter_free(waiter_t *w);
+/* Moves w to the end of another list, with a new deadline (INT64_MAX: none). */
+void waiter_move(waiter_t *w, obj_t *obj, wlist_t *list, int64_t deadline);
+/* Answers a parked request: exactly one value or an error, in a frame of its own. */
+void waiter_reply_nil(waiter_t *w);
+void waiter_reply_bool(waiter_t *w, bool v);
+void waiter_reply_int(waiter_t *w, int64_t v);
+void waiter_reply_raw(waiter_t *w, const uint8_t *v, size_t n);
+__attribute__((format(printf, 3, 4))) void waiter_reply_error(waiter_t *w, int code,
+                                                              const char *fmt, ...);
+/* Milliseconds until the next deadline (-1: none), and firing the ones that are due. */
+long waiter_next_ms(int64_t now);
+void waiter_expire(int64_t now);
+size_t waiter_count(void);
+/* Drops every waiter on list with an error (object deleted, barrier broken...). */
+void wlist_fail(wlist_t *l, int code, const char *msg);
+
+/* ---- session holdings ---- */
+void sess_hold(sess_t *s, obj_t *o, uint64_t tid, int64_t units);
+/* Removes up to units from the holding; returns what was removed. */
+int64_t sess_unhold(sess_t *s, obj_t *o, uint64_t tid, int64_t units);
+
+/* What an object does when a waiter times out, a session ends, or the object goes. */
+void sync_on_timeout(waiter_t *w);
+void sync_release_hold(sess_t *s, hold_t *h);
+void sync_on_waiter_gone(obj_t *o);
+/* Whether o has waiters or holders: such an object cannot be deleted. */
+bool sync_busy(const obj_t *o, char *why, size_t n);
+void sync_free(obj_t *o);
+uint32_t sync_describe(const obj_t *o, mpb__buf_t *b);
+/* A lock's next holder, if any waiter can have it now. */
+void lock_grant_next(obj_t *o);
+extern uint64_t g_fence;
+/* Sends one sealed reply frame [rid, code, value] to a session's current connection. */
+void server_send_reply(sess_t *s, const uint8_t *reply, size_t n);
+/* Forgets every session's holdings of o (it is being deleted). */
+void server_forget_obj(obj_t *o);
+
 /* ---- requests and replies ---- */
 
-typedef struct req {
+struct req {
     peer_t *peer;
     sess_t *sess;
     uint64_t rid; /* 0: the sender wants no reply */
@@ -189,7 +332,8 @@ typedef struct req {
     mpb__rd_t args; /* positioned on the first argument */
     uint32_t argc;
     mpb__buf_t *out;
-} req_t;
+    bool parked; /* the handler parked it: no reply now */
+};
 
 /* Each writes exactly one reply [rid, code, value] and returns 0. */
 int reply_nil(req_t *r);
@@ -294,6 +438,43 @@ int cmd_list_len(req_t *r);
 int cmd_list_reverse(req_t *r);
 int cmd_list_sort(req_t *r);
 int cmd_list_clear(req_t *r);
+int cmd_queue_open(req_t *r);
+int cmd_queue_put(req_t *r);
+int cmd_queue_get(req_t *r);
+int cmd_queue_qsize(req_t *r);
+int cmd_queue_task_done(req_t *r);
+int cmd_queue_join(req_t *r);
+int cmd_queue_empty(req_t *r);
+int cmd_queue_full(req_t *r);
+int cmd_lock_acquire(req_t *r);
+int cmd_lock_release(req_t *r);
+int cmd_lock_locked(req_t *r);
+int cmd_sem_open(req_t *r);
+int cmd_sem_acquire(req_t *r);
+int cmd_sem_release(req_t *r);
+int cmd_sem_value(req_t *r);
+int cmd_cond_open(req_t *r);
+int cmd_cond_wait(req_t *r);
+int cmd_cond_notify(req_t *r);
+int cmd_event_set(req_t *r);
+int cmd_event_clear(req_t *r);
+int cmd_event_is_set(req_t *r);
+int cmd_event_wait(req_t *r);
+int cmd_barrier_open(req_t *r);
+int cmd_barrier_wait(req_t *r);
+int cmd_barrier_reset(req_t *r);
+int cmd_barrier_abort(req_t *r);
+int cmd_barrier_state(req_t *r);
+int cmd_value_open(req_t *r);
+int cmd_value_get(req_t *r);
+int cmd_value_set(req_t *r);
+int cmd_value_add(req_t *r);
+int cmd_ns_get(req_t *r);
+int cmd_ns_set(req_t *r);
+int cmd_ns_del(req_t *r);
+int cmd_ns_list(req_t *r);
+/* Reads a blocking op's timeout argument (ms; -1: forever, 0: do not wait). */
+int arg_timeout(req_t *r, int64_t *ms);
 /* Kind-specific parts of obj.info: write (count) more map pairs into b. */
 uint32_t dict_describe(const obj_t *o, mpb__buf_t *b);
 uint32_t list_describe(const obj_t *o, mpb__buf_t *b);

@@ -47,6 +47,48 @@ static const command_t commands[] = {
     {MPB_OP_LIST_REVERSE,    cmd_list_reverse,    0,  KIND_LIST, CMD_WRITE            },
     {MPB_OP_LIST_SORT,       cmd_list_sort,       1,  KIND_LIST, CMD_WRITE            },
     {MPB_OP_LIST_CLEAR,      cmd_list_clear,      0,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_QUEUE_OPEN,      cmd_queue_open,      2,  KIND_QUEUE, CMD_WRITE           },
+    {MPB_OP_QUEUE_PUT,       cmd_queue_put,       2,  KIND_QUEUE, CMD_WRITE           },
+    {MPB_OP_QUEUE_GET,       cmd_queue_get,       1,  KIND_QUEUE, CMD_WRITE           },
+    {MPB_OP_QUEUE_QSIZE,     cmd_queue_qsize,     0,  KIND_QUEUE, CMD_READ            },
+    {MPB_OP_QUEUE_TASK_DONE, cmd_queue_task_done, 0,  KIND_QUEUE, CMD_WRITE           },
+    {MPB_OP_QUEUE_JOIN,      cmd_queue_join,      1,  KIND_QUEUE, CMD_WRITE           },
+    {MPB_OP_QUEUE_EMPTY,     cmd_queue_empty,     0,  KIND_QUEUE, CMD_READ            },
+    {MPB_OP_QUEUE_FULL,      cmd_queue_full,      0,  KIND_QUEUE, CMD_READ            },
+    {MPB_OP_LOCK_OPEN,       cmd_open,            0,  KIND_LOCK, CMD_WRITE            },
+    {MPB_OP_LOCK_ACQUIRE,    cmd_lock_acquire,    2,  KIND_LOCK, CMD_WRITE            },
+    {MPB_OP_LOCK_RELEASE,    cmd_lock_release,    1,  KIND_LOCK, CMD_WRITE            },
+    {MPB_OP_LOCK_LOCKED,     cmd_lock_locked,     0,  KIND_LOCK, CMD_READ             },
+    {MPB_OP_RLOCK_OPEN,      cmd_open,            0,  KIND_RLOCK, CMD_WRITE           },
+    {MPB_OP_RLOCK_ACQUIRE,   cmd_lock_acquire,    2,  KIND_RLOCK, CMD_WRITE           },
+    {MPB_OP_RLOCK_RELEASE,   cmd_lock_release,    1,  KIND_RLOCK, CMD_WRITE           },
+    {MPB_OP_RLOCK_LOCKED,    cmd_lock_locked,     0,  KIND_RLOCK, CMD_READ            },
+    {MPB_OP_SEM_OPEN,        cmd_sem_open,        2,  KIND_SEMAPHORE, CMD_WRITE       },
+    {MPB_OP_SEM_ACQUIRE,     cmd_sem_acquire,     1,  KIND_SEMAPHORE, CMD_WRITE       },
+    {MPB_OP_SEM_RELEASE,     cmd_sem_release,     1,  KIND_SEMAPHORE, CMD_WRITE       },
+    {MPB_OP_SEM_VALUE,       cmd_sem_value,       0,  KIND_SEMAPHORE, CMD_WRITE       },
+    {MPB_OP_COND_OPEN,       cmd_cond_open,       1,  KIND_CONDITION, CMD_WRITE       },
+    {MPB_OP_COND_WAIT,       cmd_cond_wait,       2,  KIND_CONDITION, CMD_WRITE       },
+    {MPB_OP_COND_NOTIFY,     cmd_cond_notify,     2,  KIND_CONDITION, CMD_WRITE       },
+    {MPB_OP_EVENT_OPEN,      cmd_open,            0,  KIND_EVENT, CMD_WRITE           },
+    {MPB_OP_EVENT_SET,       cmd_event_set,       0,  KIND_EVENT, CMD_WRITE           },
+    {MPB_OP_EVENT_CLEAR,     cmd_event_clear,     0,  KIND_EVENT, CMD_WRITE           },
+    {MPB_OP_EVENT_IS_SET,    cmd_event_is_set,    0,  KIND_EVENT, CMD_READ            },
+    {MPB_OP_EVENT_WAIT,      cmd_event_wait,      1,  KIND_EVENT, CMD_WRITE           },
+    {MPB_OP_BARRIER_OPEN,    cmd_barrier_open,    2,  KIND_BARRIER, CMD_WRITE         },
+    {MPB_OP_BARRIER_WAIT,    cmd_barrier_wait,    1,  KIND_BARRIER, CMD_WRITE         },
+    {MPB_OP_BARRIER_RESET,   cmd_barrier_reset,   0,  KIND_BARRIER, CMD_WRITE         },
+    {MPB_OP_BARRIER_ABORT,   cmd_barrier_abort,   0,  KIND_BARRIER, CMD_WRITE         },
+    {MPB_OP_BARRIER_STATE,   cmd_barrier_state,   0,  KIND_BARRIER, CMD_READ          },
+    {MPB_OP_VALUE_OPEN,      cmd_value_open,      1,  KIND_VALUE, CMD_WRITE           },
+    {MPB_OP_VALUE_GET,       cmd_value_get,       0,  KIND_VALUE, CMD_READ            },
+    {MPB_OP_VALUE_SET,       cmd_value_set,       1,  KIND_VALUE, CMD_WRITE           },
+    {MPB_OP_VALUE_ADD,       cmd_value_add,       1,  KIND_VALUE, CMD_WRITE           },
+    {MPB_OP_NS_OPEN,         cmd_open,            0,  KIND_NAMESPACE, CMD_WRITE       },
+    {MPB_OP_NS_GET,          cmd_ns_get,          1,  KIND_NAMESPACE, CMD_READ        },
+    {MPB_OP_NS_SET,          cmd_ns_set,          2,  KIND_NAMESPACE, CMD_WRITE       },
+    {MPB_OP_NS_DEL,          cmd_ns_del,          1,  KIND_NAMESPACE, CMD_WRITE       },
+    {MPB_OP_NS_LIST,         cmd_ns_list,         0,  KIND_NAMESPACE, CMD_READ        },
 };
 
 static const command_t *by_op[MPB__OP_MAX];
@@ -161,6 +203,17 @@ int arg_bool(req_t *r, const char *what, bool *v) {
     return 0;
 }
 
+int arg_timeout(req_t *r, int64_t *ms) {
+    if (mpb__rd_nil(&r->args) == 0) {
+        *ms = -1;
+        return 0;
+    }
+    if (mpb__rd_int(&r->args, ms))
+        return reply_error(r, MPB_ETYPE, "timeout must be milliseconds (-1: forever)");
+    if (*ms < -1) *ms = -1;
+    return 0;
+}
+
 int arg_str(req_t *r, const char *what, const char **s, uint32_t *n) {
     if (mpb__rd_str(&r->args, s, n)) return reply_error(r, MPB_ETYPE, "%s must be a string", what);
     return 0;
@@ -217,7 +270,8 @@ void dispatch(req_t *r) {
             o->readonly_empty = true;
             o->name = (char *)r->name; /* only for messages, during this call */
             o->namelen = r->namelen;
-            if (cmd->kind == KIND_DICT && !o->u.dict.key) omap_init(&o->u.dict, NULL);
+            if ((cmd->kind == KIND_DICT || cmd->kind == KIND_NAMESPACE) && !o->u.dict.key)
+                omap_init(&o->u.dict, NULL);
         } else {
             o = store_create(cmd->kind, r->name, r->namelen);
         }
@@ -253,7 +307,7 @@ static size_t heap_bytes(void) {
 /* info -> {version, uptime_s, pid, clients, sessions, objects, objects_by_kind, memory} */
 int cmd_info(req_t *r) {
     mpb__buf_t *b = reply_begin(r);
-    mpb__w_map(b, 8);
+    mpb__w_map(b, 9);
     mpb__w_cstr(b, "version");
     mpb__w_cstr(b, MPBROKER_VERSION);
     mpb__w_cstr(b, "uptime_s");
@@ -274,6 +328,8 @@ int cmd_info(req_t *r) {
     }
     mpb__w_cstr(b, "memory");
     mpb__w_uint(b, heap_bytes());
+    mpb__w_cstr(b, "waiters");
+    mpb__w_uint(b, waiter_count());
     return 0;
 }
 
@@ -355,8 +411,9 @@ int cmd_obj_info(req_t *r) {
     if (!o) return -1;
     mpb__buf_t extra = {0};
     uint32_t n = 0;
-    if (o->kind == KIND_DICT) n = dict_describe(o, &extra);
+    if (o->kind == KIND_DICT || o->kind == KIND_NAMESPACE) n = dict_describe(o, &extra);
     else if (o->kind == KIND_LIST) n = list_describe(o, &extra);
+    else n = sync_describe(o, &extra);
     bbuf_ensure(&extra);
     mpb__buf_t *b = reply_begin(r);
     mpb__w_map(b, 3 + n);
@@ -375,6 +432,9 @@ int cmd_obj_info(req_t *r) {
 int cmd_obj_delete(req_t *r) {
     obj_t *o = resolve_path(r);
     if (!o) return -1;
+    char why[160];
+    if (sync_busy(o, why, sizeof why))
+        return reply_error(r, MPB_EBUSY, "cannot delete %.*s: %s", (int)r->namelen, r->name, why);
     store_delete(o);
     return reply_nil(r);
 }

@@ -183,6 +183,44 @@ static sess_t *sess_new(void) {
     return s;
 }
 
+void server_send_reply(sess_t *s, const uint8_t *reply, size_t n) {
+    peer_t *p = s->peer;
+    if (!p || !p->ready) return;
+    mpb__buf_t *b = &S.scratch;
+    out_reset(b);
+    mpb__w_raw(b, reply, n);
+    bbuf_ensure(b);
+    seal_and_send(p, MPB__T_REP, b);
+}
+
+void server_forget_obj(obj_t *o) {
+    for (sess_t *s = S.sessions; s; s = s->next)
+        for (size_t i = 0; i < s->nholds;)
+            if (s->holds[i].obj == o) s->holds[i] = s->holds[--s->nholds];
+            else i++;
+}
+
+/* Drops a session's parked requests and gives back what it held, waking the next waiters. */
+static void sess_release(sess_t *s) {
+    while (s->waiters) {
+        waiter_t *w = s->waiters;
+        obj_t *o = w->obj;
+        if (w->item) {
+            if (o->kind == KIND_QUEUE && o->u.queue.joinable) o->u.queue.unfinished--;
+            free(w->item);
+            w->item = NULL;
+        }
+        waiter_free(w);
+        sync_on_waiter_gone(o);
+    }
+    while (s->nholds) {
+        hold_t h = s->holds[--s->nholds];
+        sync_release_hold(s, &h);
+    }
+    free(s->holds);
+    s->holds = NULL;
+}
+
 void sess_end(sess_t *s, const char *why) {
     /* A session that says bye is routine; one that goes silent is news. */
     log_msg(strcmp(why, "bye") ? LOG_INFO : LOG_DEBUG, "session %llu ended (%s) host=%s pid=%lld name=%s", (unsigned long long)s->id, why,
@@ -191,6 +229,7 @@ void sess_end(sess_t *s, const char *why) {
         s->peer->sess = NULL;
         s->peer = NULL;
     }
+    sess_release(s);
     if (s->prev) s->prev->next = s->next;
     else S.sessions = s->next;
     if (s->next) s->next->prev = s->prev;
@@ -404,6 +443,11 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
                 reply_error(&r, MPB_EPROTO, "object name must be a string or nil");
                 continue;
             }
+            if (rid == 0 && op != MPB_OP_PING) {
+                /* rid 0 means "no reply"; only a heartbeat may ask for that */
+                batch_error(p, -MPB_EPROTO, "rid 0 is reserved for ping");
+                continue;
+            }
             r.args = q;
             r.argc = n - 3;
             if (rid) {
@@ -563,7 +607,10 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     S.next_sweep = now_ms() + 100;
     while (!S.stopping) {
         zmq_pollitem_t it = {S.router, 0, ZMQ_POLLIN, 0};
-        int64_t wait = S.next_sweep - now_ms();
+        int64_t now0 = now_ms();
+        int64_t wait = S.next_sweep - now0;
+        long wd = waiter_next_ms(now0);
+        if (wd >= 0 && wd < wait) wait = wd;
         if (wait < 0) wait = 0;
         if (zmq_poll(&it, 1, (long)wait) < 0 && zmq_errno() != EINTR) {
             log_error("poll: %s", zmq_strerror(zmq_errno()));
@@ -572,6 +619,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
         }
         if (it.revents & ZMQ_POLLIN) drain();
         int64_t now = now_ms();
+        waiter_expire(now);
         if (now >= S.next_sweep) {
             sweep(now);
             S.next_sweep = now + 100;

@@ -12,6 +12,15 @@ static const char *const kind_names[KIND__N] = {
     [KIND_NONE] = "none",
     [KIND_DICT] = "dict",
     [KIND_LIST] = "list",
+    [KIND_QUEUE] = "queue",
+    [KIND_LOCK] = "lock",
+    [KIND_RLOCK] = "rlock",
+    [KIND_SEMAPHORE] = "semaphore",
+    [KIND_CONDITION] = "condition",
+    [KIND_EVENT] = "event",
+    [KIND_BARRIER] = "barrier",
+    [KIND_VALUE] = "value",
+    [KIND_NAMESPACE] = "namespace",
 };
 
 const char *kind_name(kind_t k) {
@@ -44,9 +53,10 @@ void store_init(void) {
 void obj_free(obj_t *o) {
     if (!o) return;
     switch (o->kind) {
-    case KIND_DICT: omap_free(&o->u.dict, free); break;
+    case KIND_DICT:
+    case KIND_NAMESPACE: omap_free(&o->u.dict, free); break;
     case KIND_LIST: deque_clear(&o->u.list); break;
-    default: break;
+    default: sync_free(o); break;
     }
     free(o->name);
     free(o);
@@ -71,7 +81,9 @@ static obj_t *obj_new(kind_t kind, const char *name, size_t n) {
     o->kind = kind;
     o->name = xstrndup(name, n);
     o->namelen = (uint32_t)n;
-    if (kind == KIND_DICT) omap_init(&o->u.dict, dkv_key);
+    if (kind == KIND_DICT || kind == KIND_NAMESPACE) omap_init(&o->u.dict, dkv_key);
+    if (kind == KIND_SEMAPHORE) o->u.sem.initial = -1; /* not opened yet: see t_sync.c */
+    if (kind == KIND_BARRIER) o->u.barrier.timeout_ms = -1;
     return o;
 }
 
@@ -87,6 +99,7 @@ void store_delete(obj_t *o) {
                          mpb__hash(o->name, o->namelen));
     if (pos >= 0) omap_del(&objects, (size_t)pos);
     per_kind[o->kind]--;
+    server_forget_obj(o);
     obj_free(o);
 }
 
@@ -104,8 +117,17 @@ const omap_t *store_map(void) {
 
 uint64_t obj_size(const obj_t *o) {
     switch (o->kind) {
-    case KIND_DICT: return o->u.dict.live;
+    case KIND_DICT:
+    case KIND_NAMESPACE: return o->u.dict.live;
     case KIND_LIST: return o->u.list.len;
+    case KIND_QUEUE: return o->u.queue.items.len;
+    case KIND_LOCK:
+    case KIND_RLOCK: return o->u.lock.owner ? 1 : 0;
+    case KIND_SEMAPHORE: return o->u.sem.value < 0 ? 0 : (uint64_t)o->u.sem.value;
+    case KIND_EVENT: return o->u.event.set;
+    case KIND_BARRIER: return o->u.barrier.waiters.n;
+    case KIND_CONDITION: return o->u.cond.waiters.n;
+    case KIND_VALUE: return 1;
     default: return 0;
     }
 }

@@ -7,15 +7,6 @@
 
 #include "mpbproto.h"
 
-static size_t minlen_uint(uint64_t v) {
-    return v <= 0x7f ? 1 : v <= 0xff ? 2 : v <= 0xffff ? 3 : v <= 0xffffffffu ? 5 : 9;
-}
-
-static size_t minlen_int(int64_t v) {
-    if (v >= 0) return minlen_uint((uint64_t)v);
-    return v >= -32 ? 1 : v >= INT8_MIN ? 2 : v >= INT16_MIN ? 3 : v >= INT32_MIN ? 5 : 9;
-}
-
 static size_t minhdr_str(uint32_t n) {
     return n <= 31 ? 1 : n <= 0xff ? 2 : n <= 0xffff ? 3 : 5;
 }
@@ -32,16 +23,16 @@ static bool canon_rec(mpb__rd_t *r, mpb__buf_t *out) {
     const uint8_t *start = r->p;
     switch (mpb__rd_type(r)) {
     case MPB__MT_INT: {
+        /* Compare bytes, not lengths: 256 as int16 (d1 01 00) is as long as cd 01 00. */
         int64_t v;
         uint64_t u;
-        if (mpb__rd_int(r, &v) == 0) {
-            if (!out) return (size_t)(r->p - start) == minlen_int(v);
-            mpb__w_int(out, v);
-            return true;
-        }
-        if (mpb__rd_uint(r, &u)) return false;
-        if (!out) return (size_t)(r->p - start) == minlen_uint(u);
-        mpb__w_uint(out, u);
+        uint8_t t[9];
+        size_t tl;
+        if (mpb__rd_int(r, &v) == 0) tl = mpb__enc_int(t, v);
+        else if (mpb__rd_uint(r, &u) == 0) tl = mpb__enc_uint(t, u);
+        else return false;
+        if (!out) return (size_t)(r->p - start) == tl && memcmp(start, t, tl) == 0;
+        mpb__w_raw(out, t, tl);
         return true;
     }
     case MPB__MT_FLOAT: {
@@ -96,7 +87,7 @@ static bool canon_rec(mpb__rd_t *r, mpb__buf_t *out) {
 bool mpb__canon_is(const uint8_t *v, size_t n) {
     /* the common keys first: small ints and short strings */
     if (n == 1 && (v[0] <= 0x7f || v[0] >= 0xe0)) return true;
-    if (n >= 1 && v[0] >= 0xa0 && v[0] <= 0xbf) return true;
+    if (n >= 1 && v[0] >= 0xa0 && v[0] <= 0xbf) return n == 1u + (v[0] & 0x1fu);
     mpb__rd_t r = {v, v + n};
     return canon_rec(&r, NULL) && r.p == r.end;
 }
@@ -166,6 +157,26 @@ static int rd_num(mpb__rd_t *r, num_t *n) {
     return mpb__rd_uint(r, &n->u);
 }
 
+/* An integer against a double, exactly as Python does it: converting the integer to a double
+ * would round (2^53 + 1 == 2.0**53, INT64_MAX == 2.0**63) and break the order. */
+static int cmp_int_double(bool neg, uint64_t u, double d) {
+    if (isnan(d)) return 0; /* as Python: NaN is neither less nor greater */
+    if (neg) {
+        if (d >= 0) return -1;
+        if (d < -9223372036854775808.0) return 1; /* below INT64_MIN, or -inf */
+        double f = floor(d);                      /* in [-2^63, -1]: exact as int64 */
+        int64_t i = (int64_t)u, fi = (int64_t)f;
+        if (i != fi) return i < fi ? -1 : 1;
+        return f < d ? -1 : 0;
+    }
+    if (d < 0) return 1;
+    if (d >= 18446744073709551616.0) return -1; /* 2^64 and above, or +inf */
+    double f = floor(d);                        /* in [0, 2^64): exact as uint64 */
+    uint64_t fu = (uint64_t)f;
+    if (u != fu) return u < fu ? -1 : 1;
+    return f < d ? -1 : 0;
+}
+
 static int cmp_num(const num_t *a, const num_t *b) {
     if (a->is_int && b->is_int) {
         if (a->neg != b->neg) return a->neg ? -1 : 1;
@@ -173,10 +184,10 @@ static int cmp_num(const num_t *a, const num_t *b) {
         if (a->neg) return x < y ? -1 : x > y;
         return a->u < b->u ? -1 : a->u > b->u;
     }
-    double x = a->is_int ? (a->neg ? (double)(int64_t)a->u : (double)a->u) : a->d;
-    double y = b->is_int ? (b->neg ? (double)(int64_t)b->u : (double)b->u) : b->d;
-    if (isnan(x) || isnan(y)) return 0; /* as Python: NaN is neither less nor greater */
-    return x < y ? -1 : x > y;
+    if (a->is_int) return cmp_int_double(a->neg, a->u, b->d);
+    if (b->is_int) return -cmp_int_double(b->neg, b->u, a->d);
+    if (isnan(a->d) || isnan(b->d)) return 0;
+    return a->d < b->d ? -1 : a->d > b->d;
 }
 
 static int cmp_bytes(const void *a, uint32_t an, const void *b, uint32_t bn) {
@@ -218,6 +229,17 @@ static int cmp_rec(mpb__rd_t *a, mpb__rd_t *b, int *out, char *err, size_t errle
         if (mpb__rd_array(a, &xn) || mpb__rd_array(b, &yn)) return MPB_EPROTO;
         uint32_t m = xn < yn ? xn : yn;
         for (uint32_t i = 0; i < m; i++) {
+            /* As Python, skip equal elements first ([None] == [None], [None, 1] < [None, 2]):
+             * only the first pair that differs has to be ordered. Same bytes, same value. */
+            mpb__rd_t ea = *a, eb = *b;
+            const uint8_t *va, *vb;
+            size_t na, nb;
+            if (mpb__rd_span(&ea, &va, &na) || mpb__rd_span(&eb, &vb, &nb)) return MPB_EPROTO;
+            if (na == nb && memcmp(va, vb, na) == 0) {
+                *a = ea;
+                *b = eb;
+                continue;
+            }
             int rc = cmp_rec(a, b, out, err, errlen);
             if (rc) return rc;
             if (*out) {

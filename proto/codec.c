@@ -12,7 +12,10 @@ int mpb__buf_reserve(mpb__buf_t *b, size_t extra) {
     if (b->cap - b->len >= extra) return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap - b->len < extra) {
-        if (cap > SIZE_MAX / 2) return MPB_ENOMEM;
+        if (cap > SIZE_MAX / 2) {
+            b->oom = true; /* as for a failed realloc: the write is lost */
+            return MPB_ENOMEM;
+        }
         cap *= 2;
     }
     uint8_t *p = realloc(b->p, cap);
@@ -119,6 +122,14 @@ void mpb__w_double(mpb__buf_t *b, double v) {
     w_hdr(b, 0xcb, u, 8);
 }
 
+/* msgpack cannot say a length above 2^32 - 1, and a cut header would frame what follows it as
+ * other values: refuse the write and mark the buffer incomplete, as for memory. */
+static bool w_toolong(mpb__buf_t *b, size_t n) {
+    if (n <= UINT32_MAX) return false;
+    b->oom = true;
+    return true;
+}
+
 static void w_strhdr(mpb__buf_t *b, size_t n) {
     if (n <= 31) {
         uint8_t t = (uint8_t)(0xa0 | n);
@@ -128,6 +139,7 @@ static void w_strhdr(mpb__buf_t *b, size_t n) {
     else w_hdr(b, 0xdb, n, 4);
 }
 void mpb__w_str(mpb__buf_t *b, const char *s, size_t n) {
+    if (w_toolong(b, n)) return;
     w_strhdr(b, n);
     mpb__w_raw(b, s, n);
 }
@@ -140,6 +152,7 @@ static void w_binhdr(mpb__buf_t *b, size_t n) {
     else w_hdr(b, 0xc6, n, 4);
 }
 void mpb__w_bin(mpb__buf_t *b, const void *p, size_t n) {
+    if (w_toolong(b, n)) return;
     w_binhdr(b, n);
     mpb__w_raw(b, p, n);
 }

@@ -29,12 +29,15 @@ static const uint8_t *check1(const uint8_t *p, const uint8_t *end, int max_depth
         if (p >= end) return NULL;
         uint8_t b = *p++;
         uint64_t skip = 0, children = 0;
-        int hl = 0; /* length-field bytes */
+        int hl = 0;        /* length-field bytes */
+        bool coll = false; /* an array or a map, even an empty one: it counts as a level */
         if (b <= 0x7f || b >= 0xe0) continue;
         if (b >= 0x80 && b <= 0x8f) {
             children = (uint64_t)(b & 0x0f) * 2;
+            coll = true;
         } else if (b >= 0x90 && b <= 0x9f) {
             children = b & 0x0f;
+            coll = true;
         } else if (b >= 0xa0 && b <= 0xbf) {
             skip = b & 0x1f;
         } else {
@@ -66,8 +69,8 @@ static const uint8_t *check1(const uint8_t *p, const uint8_t *end, int max_depth
                 if (need(p, end, (size_t)hl) < 0) return NULL;
                 uint64_t n = be(p, hl);
                 p += hl;
-                if (b == 0xdc || b == 0xdd) children = n;
-                else if (b == 0xde || b == 0xdf) children = n * 2;
+                if (b == 0xdc || b == 0xdd) children = n, coll = true;
+                else if (b == 0xde || b == 0xdf) children = n * 2, coll = true;
                 else if (b >= 0xc7 && b <= 0xc9) skip = n + 1;
                 else skip = n;
             }
@@ -76,11 +79,11 @@ static const uint8_t *check1(const uint8_t *p, const uint8_t *end, int max_depth
             if ((uint64_t)(end - p) < skip) return NULL;
             p += skip;
         }
-        if (children) {
+        if (coll) {
             /* Each element takes at least one byte: a count beyond the bytes left is a lie. */
             if (children > (uint64_t)(end - p)) return NULL;
             if (depth + 1 > max_depth) return NULL;
-            pending[++depth] = children;
+            if (children) pending[++depth] = children;
         }
     }
     return p;

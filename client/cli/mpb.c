@@ -9,7 +9,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -19,6 +22,7 @@
 #define EXIT_FAIL     1
 #define EXIT_USAGE    2
 #define EXIT_NOTFOUND 3
+#define EXIT_TIMEOUT  75 /* EX_TEMPFAIL: try again later */
 
 static struct {
     const char *endpoint;
@@ -43,10 +47,22 @@ static void usage(FILE *f) {
             "  incr dict/NAME KEY [N]        add N (default 1) to an integer; prints it\n"
             "  del OBJ [KEY|INDEX]           delete a key, a list item, or the whole object\n"
             "  append list/NAME VALUE        append to a list\n"
+            "  put queue/NAME VALUE [--timeout S]   put an item (blocks while full)\n"
+            "  get queue/NAME [--timeout S]  take an item (blocks while empty)\n"
+            "  set event/NAME | clear event/NAME    set or clear an event\n"
+            "  wait event/NAME [--timeout S] wait until the event is set\n"
+            "  lock lock/NAME [--timeout S] [--conflict-exit-code N] -- COMMAND [ARGS...]\n"
+            "                                run COMMAND holding the lock (as flock(1) does)\n"
+            "  get value/NAME | set value/NAME VALUE\n"
+            "  get namespace/NAME [ATTR] | set namespace/NAME ATTR VALUE\n"
             "  ping                          check the broker answers\n"
             "\n"
             "VALUEs are JSON text ('42', '\"text\"', '[1,2]', '{\"$bytes\":\"AAE=\"}' for bytes).\n"
             "A KEY is a string as typed, unless --key-json says it is JSON too.\n"
+            "--timeout S: seconds (fractions allowed); without it, blocking commands wait\n"
+            "forever. Exit status: 0 done, 1 failed, 2 bad usage, 3 no such key/item/object\n"
+            "(an empty queue with --timeout 0 too), 75 timed out (also: the lock was not had\n"
+            "in time); mpb lock exits with COMMAND's status.\n"
             "\n"
             "options:\n"
             "  -e, --endpoint EP        broker (env MPB_ENDPOINT, default tcp://127.0.0.1:5555)\n"
@@ -70,7 +86,10 @@ static const char *errname(int rc) {
 }
 
 static int status_of(int rc) {
-    return rc == MPB_ENOKEY || rc == MPB_ENOOBJ || rc == MPB_EINDEX ? EXIT_NOTFOUND : EXIT_FAIL;
+    if (rc == MPB_ETIMEDOUT) return EXIT_TIMEOUT;
+    return rc == MPB_ENOKEY || rc == MPB_ENOOBJ || rc == MPB_EINDEX || rc == MPB_EEMPTY
+               ? EXIT_NOTFOUND
+               : EXIT_FAIL;
 }
 
 /* Reports a failed call and returns the exit status for it. */
@@ -170,6 +189,30 @@ static bool parse_i64(const char *s, int64_t *v) {
 
 /* ---- connecting ---- */
 
+/* Takes "--timeout S" (or --timeout=S) out of argv; *ms stays MPB_FOREVER without it.
+ * Stops at "--". Returns 0 or EXIT_USAGE. */
+static int take_timeout(int *argc, char **argv, int *ms) {
+    for (int i = 0; i < *argc; i++) {
+        if (!strcmp(argv[i], "--")) break;
+        const char *v = NULL;
+        int used = 0;
+        if (!strcmp(argv[i], "--timeout") && i + 1 < *argc) v = argv[i + 1], used = 2;
+        else if (!strncmp(argv[i], "--timeout=", 10)) v = argv[i] + 10, used = 1;
+        else continue;
+        char *end;
+        double sec = strtod(v, &end);
+        if (*end || end == v || sec < 0 || sec > 86400 * 365)
+            return usage_error("--timeout '%s' is not a number of seconds", v);
+        *ms = (int)(sec * 1000 + 0.5);
+        memmove(argv + i, argv + i + used, (size_t)(*argc - i - used) * sizeof *argv);
+        *argc -= used;
+        i--;
+    }
+    return 0;
+}
+
+static bool want_heartbeat;
+
 static int connect_broker(void) {
     void *key;
     size_t keylen;
@@ -189,7 +232,7 @@ static int connect_broker(void) {
     mpb_options_init(&o);
     o.connect_timeout_ms = opt.connect_timeout_ms;
     o.name = "mpb";
-    o.no_heartbeat_thread = 1;
+    o.no_heartbeat_thread = !want_heartbeat;
     rc = mpb_connect(opt.endpoint, key, keylen, &o, &cli);
     memset(key, 0, keylen);
     mpb_free(key);
@@ -337,12 +380,30 @@ static int get_list_all(mpb_list_t *l) {
 
 static int cmd_get(int argc, char **argv) {
     objref_t o;
-    int rc;
+    int rc, timeout = MPB_FOREVER;
+    if ((rc = take_timeout(&argc, argv, &timeout))) return rc;
     if (argc < 1 || argc > 2) return usage_error("get takes OBJ [KEY|INDEX]");
     if ((rc = parse_obj(argv[0], &o))) return rc;
     void *v = NULL, *k = NULL;
     size_t vn, kn;
-    if (!strcmp(o.kind, "dict")) {
+    if (!strcmp(o.kind, "queue")) {
+        mpb_queue_t *q;
+        if (argc != 1) return usage_error("get queue/NAME takes no key");
+        if ((rc = mpb_queue_open(cli, o.name, -1, -1, &q))) return fail(rc, "get");
+        rc = mpb_queue_get(q, &v, &vn, timeout);
+        mpb_queue_close(&q);
+    } else if (!strcmp(o.kind, "value")) {
+        mpb_value_t *x;
+        if (argc != 1) return usage_error("get value/NAME takes no key");
+        if (!(rc = mpb_value_open(cli, o.name, NULL, 0, &x))) rc = mpb_value_get(x, &v, &vn);
+        mpb_value_close(&x);
+    } else if (!strcmp(o.kind, "namespace")) {
+        mpb_namespace_t *ns;
+        if ((rc = mpb_namespace_open(cli, o.name, &ns))) return fail(rc, "get");
+        if (argc == 2) rc = mpb_namespace_get(ns, argv[1], &v, &vn);
+        else rc = mpb_namespace_list(ns, &v, &vn);
+        mpb_namespace_close(&ns);
+    } else if (!strcmp(o.kind, "dict")) {
         mpb_dict_t *d;
         if ((rc = mpb_dict_open(cli, o.name, &d))) return fail(rc, "get");
         if (argc == 1) {
@@ -373,7 +434,8 @@ static int cmd_get(int argc, char **argv) {
         rc = mpb_list_get(l, i, &v, &vn);
         mpb_list_close(&l);
     } else {
-        return usage_error("get: unknown kind '%s' (dict or list)", o.kind);
+        return usage_error("get: cannot get from '%s' (dict, list, queue, value, namespace)",
+                           o.kind);
     }
     if (rc) return fail(rc, "get");
     rc = print_value(v, vn);
@@ -381,13 +443,39 @@ static int cmd_get(int argc, char **argv) {
     return rc;
 }
 
+static int event_cmd(const char *what, int argc, char **argv);
+
 static int cmd_set(int argc, char **argv) {
     objref_t o;
     int rc;
+    if (argc >= 1 && !strncmp(argv[0], "event/", 6)) return event_cmd("set", argc, argv);
+    if (argc == 2 && !strncmp(argv[0], "value/", 6)) {
+        if ((rc = parse_obj(argv[0], &o))) return rc;
+        void *v;
+        size_t vn;
+        if ((rc = parse_value(argv[1], &v, &vn))) return rc;
+        mpb_value_t *x;
+        if (!(rc = mpb_value_open(cli, o.name, NULL, 0, &x))) rc = mpb_value_set(x, v, vn);
+        mpb_value_close(&x);
+        free(v);
+        if (rc) return fail(rc, "set");
+        if (opt.json) puts("{\"ok\":true}");
+        return 0;
+    }
     if (argc != 3) return usage_error("set takes OBJ KEY VALUE");
     if ((rc = parse_obj(argv[0], &o))) return rc;
     void *v, *k;
     size_t vn, kn;
+    if (!strcmp(o.kind, "namespace")) {
+        if ((rc = parse_value(argv[2], &v, &vn))) return rc;
+        mpb_namespace_t *ns;
+        if (!(rc = mpb_namespace_open(cli, o.name, &ns))) rc = mpb_namespace_set(ns, argv[1], v, vn);
+        mpb_namespace_close(&ns);
+        free(v);
+        if (rc) return fail(rc, "set");
+        if (opt.json) puts("{\"ok\":true}");
+        return 0;
+    }
     if ((rc = parse_value(argv[2], &v, &vn))) return rc;
     if (!strcmp(o.kind, "dict")) {
         mpb_dict_t *d;
@@ -488,12 +576,144 @@ static int cmd_append(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_put(int argc, char **argv) {
+    objref_t o;
+    int rc, timeout = MPB_FOREVER;
+    if ((rc = take_timeout(&argc, argv, &timeout))) return rc;
+    if (argc != 2) return usage_error("put takes queue/NAME VALUE [--timeout S]");
+    if ((rc = parse_obj(argv[0], &o))) return rc;
+    if (strcmp(o.kind, "queue")) return usage_error("put works on queues, not '%s'", o.kind);
+    void *v;
+    size_t vn;
+    if ((rc = parse_value(argv[1], &v, &vn))) return rc;
+    mpb_queue_t *q;
+    if (!(rc = mpb_queue_open(cli, o.name, -1, -1, &q))) rc = mpb_queue_put(q, v, vn, timeout);
+    mpb_queue_close(&q);
+    free(v);
+    if (rc) return fail(rc, "put");
+    if (opt.json) puts("{\"ok\":true}");
+    return 0;
+}
+
+/* set / clear / wait on an event */
+static int event_cmd(const char *what, int argc, char **argv) {
+    objref_t o;
+    int rc, timeout = MPB_FOREVER;
+    if (!strcmp(what, "wait") && (rc = take_timeout(&argc, argv, &timeout))) return rc;
+    if (argc != 1) return usage_error("%s takes event/NAME", what);
+    if ((rc = parse_obj(argv[0], &o))) return rc;
+    if (strcmp(o.kind, "event")) return usage_error("%s works on events, not '%s'", what, o.kind);
+    mpb_event_t *e;
+    if ((rc = mpb_event_open(cli, o.name, &e))) return fail(rc, what);
+    if (!strcmp(what, "set")) rc = mpb_event_set(e);
+    else if (!strcmp(what, "clear")) rc = mpb_event_clear(e);
+    else rc = mpb_event_wait(e, timeout);
+    mpb_event_close(&e);
+    if (rc < 0) return fail(rc, what);
+    if (!strcmp(what, "wait") && rc == 0) {
+        if (opt.json) puts("{\"set\":false}");
+        else fprintf(stderr, "mpb: wait: event/%s not set within the timeout\n", o.name);
+        return EXIT_TIMEOUT;
+    }
+    if (opt.json) puts(strcmp(what, "wait") ? "{\"ok\":true}" : "{\"set\":true}");
+    return 0;
+}
+
+static int cmd_clear(int argc, char **argv) {
+    return event_cmd("clear", argc, argv);
+}
+
+static int cmd_wait(int argc, char **argv) {
+    return event_cmd("wait", argc, argv);
+}
+
+static pid_t lock_child;
+
+static void forward_signal(int sig) {
+    if (lock_child > 0) kill(lock_child, sig);
+}
+
+/* mpb lock lock/NAME [--timeout S] [--conflict-exit-code N] -- COMMAND [ARGS...]: the session
+ * heartbeats while COMMAND runs, so a long command keeps the lock; if this process dies, the
+ * broker releases the lock at the session's TTL. */
+static int cmd_lock(int argc, char **argv) {
+    objref_t o;
+    int rc, timeout = MPB_FOREVER, conflict = EXIT_TIMEOUT;
+    if ((rc = take_timeout(&argc, argv, &timeout))) return rc;
+    int dd = -1;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) {
+            dd = i;
+            break;
+        }
+        if (!strcmp(argv[i], "--conflict-exit-code") && i + 1 < argc) {
+            int64_t n;
+            if (!parse_i64(argv[i + 1], &n) || n < 0 || n > 255)
+                return usage_error("--conflict-exit-code '%s' is not 0..255", argv[i + 1]);
+            conflict = (int)n;
+            memmove(argv + i, argv + i + 2, (size_t)(argc - i - 2) * sizeof *argv);
+            argc -= 2;
+            i--;
+        }
+    }
+    if (dd != 1 || dd + 1 >= argc)
+        return usage_error("lock takes lock/NAME [--timeout S] -- COMMAND [ARGS...]");
+    if ((rc = parse_obj(argv[0], &o))) return rc;
+    bool re = !strcmp(o.kind, "rlock");
+    if (strcmp(o.kind, "lock") && !re) return usage_error("lock works on locks, not '%s'", o.kind);
+    mpb_lock_t *l;
+    rc = re ? mpb_rlock_open(cli, o.name, &l) : mpb_lock_open(cli, o.name, &l);
+    if (rc) return fail(rc, "lock");
+    uint64_t fence = 0;
+    rc = mpb_lock_acquire(l, timeout, &fence);
+    if (rc == MPB_ETIMEDOUT) {
+        fprintf(stderr, "mpb: lock: %s not acquired within the timeout: %s\n", argv[0],
+                mpb_errmsg(cli));
+        mpb_lock_close(&l);
+        return conflict;
+    }
+    if (rc) {
+        mpb_lock_close(&l);
+        return fail(rc, "lock");
+    }
+    char fs[32];
+    snprintf(fs, sizeof fs, "%llu", (unsigned long long)fence);
+    setenv("MPB_FENCE", fs, 1); /* the command can hand its token to what it protects */
+    fflush(stdout);
+    fflush(stderr);
+    lock_child = fork();
+    if (lock_child == 0) {
+        execvp(argv[dd + 1], argv + dd + 1);
+        fprintf(stderr, "mpb: lock: cannot run %s: %s\n", argv[dd + 1], strerror(errno));
+        _exit(127);
+    }
+    int status = 1;
+    if (lock_child < 0) {
+        fprintf(stderr, "mpb: lock: fork: %s\n", strerror(errno));
+    } else {
+        struct sigaction sa = {0};
+        sa.sa_handler = forward_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        int st;
+        while (waitpid(lock_child, &st, 0) < 0 && errno == EINTR) {
+        }
+        status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    rc = mpb_lock_release(l);
+    if (rc) fprintf(stderr, "mpb: lock: release of %s: %s\n", argv[0], mpb_errmsg(cli));
+    mpb_lock_close(&l);
+    return status;
+}
+
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
 } commands[] = {
     {"info", cmd_info}, {"ls", cmd_ls},   {"get", cmd_get},       {"set", cmd_set},
     {"incr", cmd_incr}, {"del", cmd_del}, {"append", cmd_append}, {"ping", cmd_ping},
+    {"put", cmd_put},   {"clear", cmd_clear}, {"wait", cmd_wait}, {"lock", cmd_lock},
 };
 
 int main(int argc, char **argv) {
@@ -536,6 +756,7 @@ int main(int argc, char **argv) {
     const char *name = argv[optind];
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
         if (strcmp(commands[i].name, name)) continue;
+        want_heartbeat = !strcmp(name, "lock");
         int rc = connect_broker();
         if (rc == 0) rc = commands[i].fn(argc - optind - 1, argv + optind + 1);
         mpb_close(&cli);

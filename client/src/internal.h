@@ -34,16 +34,24 @@ struct mpb_client {
     pthread_cond_t hb_cv;
 };
 
-struct mpb_dict {
-    mpb_client_t *c;
-    char name[256];
-    uint32_t namelen;
-};
-struct mpb_list {
-    mpb_client_t *c;
-    char name[256];
-    uint32_t namelen;
-};
+/* Every object handle has this shape. */
+#define MPB__HANDLE                                                                                \
+    mpb_client_t *c;                                                                               \
+    char name[256];                                                                                \
+    uint32_t namelen;                                                                              \
+    unsigned kind_op; /* the kind's open op */                                                     \
+    uint64_t tid;     /* locks: fixed owner thread id, 0: the calling thread's */                  \
+    char lock[300];   /* condition: its lock's "kind/name" */
+struct mpb_dict { MPB__HANDLE };
+struct mpb_list { MPB__HANDLE };
+struct mpb_queue { MPB__HANDLE };
+struct mpb_lock { MPB__HANDLE };
+struct mpb_semaphore { MPB__HANDLE };
+struct mpb_condition { MPB__HANDLE };
+struct mpb_event { MPB__HANDLE };
+struct mpb_barrier { MPB__HANDLE };
+struct mpb_value { MPB__HANDLE };
+struct mpb_namespace { MPB__HANDLE };
 
 int64_t mpb__now_ms(void);
 /* Sets c->err and returns code. */

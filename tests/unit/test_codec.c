@@ -633,7 +633,8 @@ static void test_codec_type_errors_leave_reader(void **state) {
                 assert_int_equal(rc, 0);
                 assert_true(r.p > h.b);
             } else {
-                if (rc != MPB_ETYPE) print_error("value %s, reader %d: rc %d\n", vals[i].hex, k, rc);
+                if (rc != MPB_ETYPE)
+                    print_error("value %s, reader %d: rc %d\n", vals[i].hex, k, rc);
                 assert_int_equal(rc, MPB_ETYPE);
                 assert_ptr_equal(r.p, h.b);
                 assert_ptr_equal(r.end, h.b + h.n);
@@ -810,6 +811,16 @@ static void test_codec_buf(void **state) {
     mpb__w_raw(&b, "never read", SIZE_MAX);
     assert_true(b.oom);
     assert_int_equal(b.len, 1);
+    /* a str or bin longer than msgpack can say is refused whole (s is never read) */
+    mpb__buf_reset(&b);
+    mpb__w_nil(&b);
+    mpb__w_str(&b, "short", (size_t)UINT32_MAX + 1);
+    assert_true(b.oom);
+    assert_int_equal(b.len, 1);
+    mpb__buf_reset(&b);
+    mpb__w_bin(&b, "short", (size_t)UINT32_MAX + 1);
+    assert_true(b.oom);
+    assert_int_equal(b.len, 0);
     mpb__buf_free(&b);
     assert_null(b.p);
     assert_int_equal(b.len, 0);

@@ -260,12 +260,165 @@ MPB_EXPORT int mpb_list_reverse(mpb_list_t *l);
 MPB_EXPORT int mpb_list_sort(mpb_list_t *l, int reverse);
 MPB_EXPORT int mpb_list_clear(mpb_list_t *l);
 
+/* ---- queue ------------------------------------------------------------------------------ */
+
+typedef struct mpb_queue mpb_queue_t;
+
+/* Opens (creating if new) queue name. maxsize: 0 unbounded, > 0 a bound, -1 "whatever it is"
+ * (0 if new). joinable: 1 a JoinableQueue, 0 a plain Queue, -1 whatever it is. Given values
+ * must match an existing queue: MPB_EINVAL says how it differs. */
+MPB_EXPORT int mpb_queue_open(mpb_client_t *c, const char *name, int64_t maxsize, int joinable,
+                              mpb_queue_t **out);
+MPB_EXPORT void mpb_queue_close(mpb_queue_t **q);
+/* Puts a copy of val, blocking while the queue is full, up to timeout_ms. Returns 0,
+ * MPB_EFULL (timeout_ms 0 and full: put_nowait), MPB_ETIMEDOUT. */
+MPB_EXPORT int mpb_queue_put(mpb_queue_t *q, const void *val, size_t vlen, int timeout_ms);
+/* Takes the oldest item into a new buffer *val, blocking while empty, up to timeout_ms.
+ * Returns 0, MPB_EEMPTY (timeout_ms 0 and empty: get_nowait), MPB_ETIMEDOUT. Waiting getters
+ * are served first come, first served. */
+MPB_EXPORT int mpb_queue_get(mpb_queue_t *q, void **val, size_t *vlen, int timeout_ms);
+MPB_EXPORT int mpb_queue_qsize(mpb_queue_t *q, uint64_t *n);
+/* 1 or 0, or a negative MPB_E*. */
+MPB_EXPORT int mpb_queue_empty(mpb_queue_t *q);
+MPB_EXPORT int mpb_queue_full(mpb_queue_t *q);
+/* JoinableQueue: marks one item done. MPB_EVALUE when called more times than items were put,
+ * MPB_ETYPE on a plain queue. */
+MPB_EXPORT int mpb_queue_task_done(mpb_queue_t *q);
+/* JoinableQueue: blocks until every item put has been marked done. 0 or MPB_ETIMEDOUT. */
+MPB_EXPORT int mpb_queue_join(mpb_queue_t *q, int timeout_ms);
+
+/* ---- Lock and RLock ------------------------------------------------------------------------
+ * The owner is this client's session plus a thread id: by default the calling thread's (so two
+ * threads of one process are two owners), or the one given to mpb_lock_set_thread(). When the
+ * session ends (mpb_close, or no heartbeat for the broker's TTL: process killed, host gone,
+ * network cut) the broker releases what it held and the next waiter gets it. */
+
+typedef struct mpb_lock mpb_lock_t;
+
+MPB_EXPORT int mpb_lock_open(mpb_client_t *c, const char *name, mpb_lock_t **out);
+MPB_EXPORT int mpb_rlock_open(mpb_client_t *c, const char *name, mpb_lock_t **out);
+MPB_EXPORT void mpb_lock_close(mpb_lock_t **l);
+/* Fixes the owner's thread id for later calls on l (0: back to the calling thread's). */
+MPB_EXPORT void mpb_lock_set_thread(mpb_lock_t *l, uint64_t tid);
+/* Acquires, blocking up to timeout_ms. *fence (may be NULL) receives the fencing token: larger
+ * for every later acquisition, broker-wide, so a resource can refuse a stale holder. Returns 0,
+ * MPB_ETIMEDOUT, or MPB_EBUSY (a Lock acquired again by its own owner: it is not re-entrant).
+ * An RLock acquired again by its owner counts levels and keeps its token. */
+MPB_EXPORT int mpb_lock_acquire(mpb_lock_t *l, int timeout_ms, uint64_t *fence);
+/* Releases one level. MPB_ENOTOWNER when this owner does not hold it. */
+MPB_EXPORT int mpb_lock_release(mpb_lock_t *l);
+/* 1 if held by anyone, 0 if free, or a negative MPB_E*. */
+MPB_EXPORT int mpb_lock_locked(mpb_lock_t *l);
+
+/* ---- Semaphore and BoundedSemaphore -------------------------------------------------------
+ * Units a session acquired and has not released are given back when the session ends. */
+
+typedef struct mpb_semaphore mpb_semaphore_t;
+
+/* value: the initial count when new (-1: whatever it is, 1 if new); bounded: 1 for a
+ * BoundedSemaphore, 0 not, -1 whatever it is. */
+MPB_EXPORT int mpb_semaphore_open(mpb_client_t *c, const char *name, int64_t value, int bounded,
+                                  mpb_semaphore_t **out);
+MPB_EXPORT void mpb_semaphore_close(mpb_semaphore_t **s);
+/* Takes one unit, blocking up to timeout_ms. 0 or MPB_ETIMEDOUT. */
+MPB_EXPORT int mpb_semaphore_acquire(mpb_semaphore_t *s, int timeout_ms);
+/* Gives back n units. MPB_EVALUE when a bounded semaphore would exceed its initial value. */
+MPB_EXPORT int mpb_semaphore_release(mpb_semaphore_t *s, int64_t n);
+MPB_EXPORT int mpb_semaphore_value(mpb_semaphore_t *s, int64_t *value);
+
+/* ---- Condition ---------------------------------------------------------------------------- */
+
+typedef struct mpb_condition mpb_condition_t;
+
+/* Opens condition name bound to lockpath ("lock/NAME" or "rlock/NAME", created if new), or with
+ * lockpath NULL to an RLock "rlock/NAME.lock". The binding is fixed when the condition is made. */
+MPB_EXPORT int mpb_condition_open(mpb_client_t *c, const char *name, const char *lockpath,
+                                  mpb_condition_t **out);
+MPB_EXPORT void mpb_condition_close(mpb_condition_t **cv);
+/* Acquire and release the condition's lock (as mpb_lock_acquire/release). */
+MPB_EXPORT int mpb_condition_acquire(mpb_condition_t *cv, int timeout_ms, uint64_t *fence);
+MPB_EXPORT int mpb_condition_release(mpb_condition_t *cv);
+/* With the lock held: releases it, waits for a notify up to timeout_ms, and takes the lock
+ * back (all RLock levels) before returning 1 (notified) or 0 (timed out). MPB_ENOTOWNER
+ * without the lock. The re-acquisition itself is not bounded by timeout_ms, as in Python. */
+MPB_EXPORT int mpb_condition_wait(mpb_condition_t *cv, int timeout_ms);
+/* Waits until pred(arg) is true, re-checking after each wake-up, for at most timeout_ms in
+ * all. Returns pred's last answer as 1/0, or a negative MPB_E*. The lock must be held. */
+MPB_EXPORT int mpb_condition_wait_for(mpb_condition_t *cv, int (*pred)(void *arg), void *arg,
+                                      int timeout_ms);
+/* Wakes up to n waiters (they take the lock after the caller releases it); returns how many
+ * were woken, or a negative MPB_E* (MPB_ENOTOWNER without the lock). */
+MPB_EXPORT int mpb_condition_notify(mpb_condition_t *cv, int n);
+MPB_EXPORT int mpb_condition_notify_all(mpb_condition_t *cv);
+
+/* ---- Event -------------------------------------------------------------------------------- */
+
+typedef struct mpb_event mpb_event_t;
+
+MPB_EXPORT int mpb_event_open(mpb_client_t *c, const char *name, mpb_event_t **out);
+MPB_EXPORT void mpb_event_close(mpb_event_t **e);
+MPB_EXPORT int mpb_event_set(mpb_event_t *e);
+MPB_EXPORT int mpb_event_clear(mpb_event_t *e);
+/* 1 or 0, or a negative MPB_E*. */
+MPB_EXPORT int mpb_event_is_set(mpb_event_t *e);
+/* Blocks until the event is set, up to timeout_ms: 1 if it is set, 0 if the time ran out. */
+MPB_EXPORT int mpb_event_wait(mpb_event_t *e, int timeout_ms);
+
+/* ---- Barrier ------------------------------------------------------------------------------ */
+
+typedef struct mpb_barrier mpb_barrier_t;
+
+/* parties: needed when new (must match when not; 0: whatever it is). timeout_ms: the default
+ * for waits given MPB_FOREVER (-1: none). */
+MPB_EXPORT int mpb_barrier_open(mpb_client_t *c, const char *name, int64_t parties,
+                                int timeout_ms, mpb_barrier_t **out);
+MPB_EXPORT void mpb_barrier_close(mpb_barrier_t **b);
+/* Waits for all parties; *index (may be NULL) is unique among the parties of this round, from
+ * 0 to parties-1. MPB_EBROKEN when the barrier is or becomes broken: a wait timed out, it was
+ * aborted or reset, or a waiting party's session ended. A timeout breaks it for every waiter. */
+MPB_EXPORT int mpb_barrier_wait(mpb_barrier_t *b, int timeout_ms, int64_t *index);
+MPB_EXPORT int mpb_barrier_reset(mpb_barrier_t *b);
+MPB_EXPORT int mpb_barrier_abort(mpb_barrier_t *b);
+/* Any of the outputs may be NULL. */
+MPB_EXPORT int mpb_barrier_state(mpb_barrier_t *b, int64_t *parties, int64_t *n_waiting,
+                                 int *broken);
+
+/* ---- Value and Namespace ------------------------------------------------------------------ */
+
+typedef struct mpb_value mpb_value_t;
+typedef struct mpb_namespace mpb_namespace_t;
+
+/* initial (a msgpack value, or NULL for 0) applies when the value is new. */
+MPB_EXPORT int mpb_value_open(mpb_client_t *c, const char *name, const void *initial,
+                              size_t len, mpb_value_t **out);
+MPB_EXPORT void mpb_value_close(mpb_value_t **v);
+MPB_EXPORT int mpb_value_get(mpb_value_t *v, void **val, size_t *vlen);
+MPB_EXPORT int mpb_value_set(mpb_value_t *v, const void *val, size_t vlen);
+MPB_EXPORT int mpb_value_get_i64(mpb_value_t *v, int64_t *out);
+MPB_EXPORT int mpb_value_set_i64(mpb_value_t *v, int64_t x);
+/* Atomically adds by; *result (may be NULL) is the new value. MPB_ETYPE if not an integer,
+ * MPB_EOVERFLOW past int64. */
+MPB_EXPORT int mpb_value_add_i64(mpb_value_t *v, int64_t by, int64_t *result);
+MPB_EXPORT int mpb_value_add_double(mpb_value_t *v, double by, double *result);
+
+MPB_EXPORT int mpb_namespace_open(mpb_client_t *c, const char *name, mpb_namespace_t **out);
+MPB_EXPORT void mpb_namespace_close(mpb_namespace_t **ns);
+/* MPB_ENOKEY when there is no such attribute. */
+MPB_EXPORT int mpb_namespace_get(mpb_namespace_t *ns, const char *attr, void **val,
+                                 size_t *vlen);
+MPB_EXPORT int mpb_namespace_set(mpb_namespace_t *ns, const char *attr, const void *val,
+                                 size_t vlen);
+MPB_EXPORT int mpb_namespace_del(mpb_namespace_t *ns, const char *attr);
+/* Every attribute as a msgpack map {name: value} in a new buffer. */
+MPB_EXPORT int mpb_namespace_list(mpb_namespace_t *ns, void **map, size_t *len);
+
 /* ---- raw requests ----------------------------------------------------------------------- */
 
-/* Sends one request (op code and a msgpack array of arguments, see PROTOCOL.md) and waits for
- * its reply: *result is a new buffer with the reply's values as a msgpack array. For tools and
- * bindings; returns 0 or the reply's error as a negative MPB_E*. block_ms is how long the
- * broker may park the request (MPB_FOREVER, or >= 0); the wait is that plus the op timeout. */
+/* Sends one request (op code, object name or NULL, and a msgpack array of arguments, see
+ * PROTOCOL.md) and waits for its reply: *result (if result is non-NULL) is a new buffer with
+ * the reply's value. For tools and bindings; returns 0 or the reply's error as a negative
+ * MPB_E*. block_ms is how long the broker may park the request (MPB_FOREVER, or >= 0); the
+ * wait is that plus the op timeout. */
 MPB_EXPORT int mpb_call(mpb_client_t *c, unsigned op, const char *name, const void *args,
                         size_t argslen, int block_ms, void **result, size_t *resultlen);
 

@@ -1,0 +1,237 @@
+/* waiter.c - clients parked on queue.get, lock.acquire, event.wait ... until an op or a
+ * deadline answers them. A waiter is a small record on its object's FIFO list, on its
+ * session's list and, when it has a deadline, in a binary heap that gives the loop its poll
+ * timeout: ten thousand blocked clients cost ten thousand records, not threads. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+
+static waiter_t **heap;
+static size_t heap_n, heap_cap, n_waiters;
+static mpb__buf_t wbuf;
+
+size_t waiter_count(void) {
+    return n_waiters;
+}
+
+/* ---- the deadline heap (positions stored 1-based in w->heap) ---- */
+
+static void heap_set(size_t i, waiter_t *w) {
+    heap[i] = w;
+    w->heap = i + 1;
+}
+
+static void heap_up(size_t i) {
+    waiter_t *w = heap[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (heap[p]->deadline <= w->deadline) break;
+        heap_set(i, heap[p]);
+        i = p;
+    }
+    heap_set(i, w);
+}
+
+static void heap_down(size_t i) {
+    waiter_t *w = heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= heap_n) break;
+        if (c + 1 < heap_n && heap[c + 1]->deadline < heap[c]->deadline) c++;
+        if (heap[c]->deadline >= w->deadline) break;
+        heap_set(i, heap[c]);
+        i = c;
+    }
+    heap_set(i, w);
+}
+
+static void heap_add(waiter_t *w) {
+    if (heap_n == heap_cap) {
+        heap_cap = heap_cap ? heap_cap * 2 : 256;
+        heap = xrealloc(heap, heap_cap * sizeof *heap);
+    }
+    heap[heap_n] = w;
+    heap_up(heap_n++);
+}
+
+static void heap_del(waiter_t *w) {
+    if (!w->heap) return;
+    size_t i = w->heap - 1;
+    w->heap = 0;
+    heap_n--;
+    if (i == heap_n) return;
+    heap_set(i, heap[heap_n]);
+    heap_up(i);
+    heap_down(heap[i]->heap - 1);
+}
+
+/* ---- lists ---- */
+
+static void list_add(wlist_t *l, waiter_t *w) {
+    w->list = l;
+    w->next = NULL;
+    w->prev = l->tail;
+    if (l->tail) l->tail->next = w;
+    else l->head = w;
+    l->tail = w;
+    l->n++;
+}
+
+static void list_del(waiter_t *w) {
+    wlist_t *l = w->list;
+    if (!l) return;
+    if (w->prev) w->prev->next = w->next;
+    else l->head = w->next;
+    if (w->next) w->next->prev = w->prev;
+    else l->tail = w->prev;
+    l->n--;
+    w->list = NULL;
+    w->next = w->prev = NULL;
+}
+
+static int64_t deadline_of(int64_t timeout_ms) {
+    return timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
+}
+
+waiter_t *waiter_park(req_t *r, wlist_t *list, int64_t timeout_ms) {
+    waiter_t *w = xcalloc(1, sizeof *w);
+    w->sess = r->sess;
+    w->rid = r->rid;
+    w->op = r->op;
+    w->obj = r->obj;
+    w->deadline = deadline_of(timeout_ms);
+    list_add(list, w);
+    if (w->deadline != INT64_MAX) heap_add(w);
+    w->snext = r->sess->waiters;
+    if (w->snext) w->snext->sprev = w;
+    r->sess->waiters = w;
+    r->parked = true;
+    n_waiters++;
+    return w;
+}
+
+void waiter_move(waiter_t *w, obj_t *obj, wlist_t *list, int64_t deadline) {
+    list_del(w);
+    heap_del(w);
+    w->obj = obj;
+    w->deadline = deadline;
+    list_add(list, w);
+    if (deadline != INT64_MAX) heap_add(w);
+}
+
+void waiter_free(waiter_t *w) {
+    list_del(w);
+    heap_del(w);
+    if (w->sprev) w->sprev->snext = w->snext;
+    else if (w->sess) w->sess->waiters = w->snext;
+    if (w->snext) w->snext->sprev = w->sprev;
+    n_waiters--;
+    free(w);
+}
+
+/* ---- replies ---- */
+
+static void send_w(waiter_t *w) {
+    bbuf_ensure(&wbuf);
+    if (w->rid && w->sess) server_send_reply(w->sess, wbuf.p, wbuf.len);
+}
+
+static void begin_ok(waiter_t *w) {
+    mpb__buf_reset(&wbuf);
+    mpb__w_array(&wbuf, 3);
+    mpb__w_uint(&wbuf, w->rid);
+    mpb__w_uint(&wbuf, 0);
+}
+
+void waiter_reply_nil(waiter_t *w) {
+    begin_ok(w);
+    mpb__w_nil(&wbuf);
+    send_w(w);
+}
+
+void waiter_reply_bool(waiter_t *w, bool v) {
+    begin_ok(w);
+    mpb__w_bool(&wbuf, v);
+    send_w(w);
+}
+
+void waiter_reply_int(waiter_t *w, int64_t v) {
+    begin_ok(w);
+    mpb__w_int(&wbuf, v);
+    send_w(w);
+}
+
+void waiter_reply_raw(waiter_t *w, const uint8_t *v, size_t n) {
+    begin_ok(w);
+    mpb__w_raw(&wbuf, v, n);
+    send_w(w);
+}
+
+void waiter_reply_error(waiter_t *w, int code, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    mpb__buf_reset(&wbuf);
+    mpb__w_array(&wbuf, 3);
+    mpb__w_uint(&wbuf, w->rid);
+    mpb__w_uint(&wbuf, (uint64_t)-code);
+    mpb__w_cstr(&wbuf, msg);
+    send_w(w);
+}
+
+void wlist_fail(wlist_t *l, int code, const char *msg) {
+    while (l->head) {
+        waiter_t *w = l->head;
+        waiter_reply_error(w, code, "%s", msg);
+        if (w->item) free(w->item);
+        waiter_free(w);
+    }
+}
+
+/* ---- deadlines ---- */
+
+long waiter_next_ms(int64_t now) {
+    if (!heap_n) return -1;
+    int64_t d = heap[0]->deadline - now;
+    return d < 0 ? 0 : (long)d;
+}
+
+void waiter_expire(int64_t now) {
+    while (heap_n && heap[0]->deadline <= now) {
+        waiter_t *w = heap[0];
+        heap_del(w);
+        sync_on_timeout(w); /* answers it, and frees or moves it */
+    }
+}
+
+/* ---- what sessions hold ---- */
+
+void sess_hold(sess_t *s, obj_t *o, uint64_t tid, int64_t units) {
+    for (size_t i = 0; i < s->nholds; i++) {
+        if (s->holds[i].obj == o && s->holds[i].tid == tid) {
+            s->holds[i].units += units;
+            return;
+        }
+    }
+    if (s->nholds == s->capholds) {
+        s->capholds = s->capholds ? s->capholds * 2 : 4;
+        s->holds = xrealloc(s->holds, s->capholds * sizeof *s->holds);
+    }
+    s->holds[s->nholds++] = (hold_t){o, tid, units};
+}
+
+int64_t sess_unhold(sess_t *s, obj_t *o, uint64_t tid, int64_t units) {
+    for (size_t i = 0; i < s->nholds; i++) {
+        hold_t *h = &s->holds[i];
+        if (h->obj != o || h->tid != tid) continue;
+        int64_t took = units < h->units ? units : h->units;
+        h->units -= took;
+        if (h->units == 0) s->holds[i] = s->holds[--s->nholds];
+        return took;
+    }
+    return 0;
+}

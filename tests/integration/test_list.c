@@ -1,0 +1,5 @@
+/* test_list.c - placeholder while being written. */
+#include "th.h"
+int main(void) {
+    return 0;
+}

@@ -1,0 +1,205 @@
+/* th.c - see th.h. The broker runs as a child process; everything it writes stays in its
+ * temporary directory, which is removed when the test stops it (also at exit). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "th.h"
+
+const char *th_mpb_cli = MPB_CLI_PATH;
+static th_broker_t *running[8];
+
+int64_t th_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void stop_all(void) {
+    for (int i = 0; i < 8; i++)
+        if (running[i]) th_broker_stop(running[i]);
+}
+
+static int read_file(const char *path, char *buf, size_t n) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t k = fread(buf, 1, n - 1, f);
+    fclose(f);
+    buf[k] = 0;
+    while (k && (buf[k - 1] == '\n' || buf[k - 1] == '\r')) buf[--k] = 0;
+    return (int)k;
+}
+
+void th_broker_start(th_broker_t *b, ...) {
+    static int registered;
+    if (!registered++) atexit(stop_all);
+    memset(b, 0, sizeof *b);
+    snprintf(b->dir, sizeof b->dir, "/tmp/mpbtest.XXXXXX");
+    if (!mkdtemp(b->dir)) fail_msg("mkdtemp: %s", strerror(errno));
+    char epfile[300], data[300];
+    snprintf(epfile, sizeof epfile, "%s/endpoint", b->dir);
+    snprintf(data, sizeof data, "%s/data", b->dir);
+    snprintf(b->keyfile, sizeof b->keyfile, "%s/data/authkey", b->dir);
+    snprintf(b->log, sizeof b->log, "%s/broker.log", b->dir);
+    const char *argv[64] = {MPBROKERD_PATH, "--listen", "tcp://127.0.0.1:0", "--endpoint-file",
+                            epfile, "--data-dir", data};
+    int argc = 7;
+    va_list ap;
+    va_start(ap, b);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && argc < 62) argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *lf = freopen(b->log, "w", stderr);
+        (void)lf;
+        unsetenv("MPB_AUTHKEY");
+        unsetenv("MPB_AUTHKEY_FILE");
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    b->pid = pid;
+    for (int i = 0; i < 8; i++)
+        if (!running[i]) {
+            running[i] = b;
+            break;
+        }
+    for (int i = 0; i < 500; i++) { /* up to 5 s */
+        if (read_file(epfile, b->endpoint, sizeof b->endpoint) > 0 && access(b->keyfile, R_OK) == 0)
+            return;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            b->pid = 0;
+            char log[2000] = "";
+            read_file(b->log, log, sizeof log);
+            fail_msg("mpbrokerd exited at start: %s", log);
+        }
+        usleep(10000);
+    }
+    fail_msg("mpbrokerd did not start within 5 s");
+}
+
+int th_broker_alive(th_broker_t *b) {
+    return b->pid > 0 && kill(b->pid, 0) == 0 && waitpid(b->pid, NULL, WNOHANG) == 0;
+}
+
+void th_broker_stop(th_broker_t *b) {
+    if (b->pid > 0) {
+        kill(b->pid, SIGTERM);
+        if (th_wait(b->pid, 10) < 0) fprintf(stderr, "mpbrokerd did not stop on SIGTERM\n");
+        b->pid = 0;
+    }
+    if (b->dir[0]) {
+        char cmd[400];
+        if (getenv("TH_KEEP")) fprintf(stderr, "keeping %s\n", b->dir);
+        else {
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", b->dir);
+            if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", b->dir);
+        }
+        b->dir[0] = 0;
+    }
+    for (int i = 0; i < 8; i++)
+        if (running[i] == b) running[i] = NULL;
+}
+
+const char *th_authkey(th_broker_t *b, size_t *len) {
+    static char key[512];
+    int n = read_file(b->keyfile, key, sizeof key);
+    if (n <= 0) fail_msg("cannot read %s", b->keyfile);
+    *len = (size_t)n;
+    return key;
+}
+
+int th_connect_opts(th_broker_t *b, const mpb_options_t *o, mpb_client_t **out) {
+    size_t kl;
+    const char *k = th_authkey(b, &kl);
+    return mpb_connect(b->endpoint, k, kl, o, out);
+}
+
+mpb_client_t *th_connect(th_broker_t *b) {
+    mpb_client_t *c = NULL;
+    int rc = th_connect_opts(b, NULL, &c);
+    if (rc) fail_msg("connect to %s: %s", b->endpoint, mpb_errmsg(c));
+    return c;
+}
+
+pid_t th_fork(int (*child)(int idx, void *arg), void *arg) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) _exit(child(0, arg));
+    return pid;
+}
+
+int th_wait(pid_t pid, int timeout_s) {
+    int64_t end = th_now_ms() + timeout_s * 1000;
+    int st;
+    while (th_now_ms() < end) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (r < 0) return -1;
+        usleep(5000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+int th_spawn(int n, int (*child)(int idx, void *arg), void *arg, int timeout_s) {
+    pid_t pids[256];
+    if (n > 256) n = 256;
+    fflush(stdout);
+    fflush(stderr);
+    for (int i = 0; i < n; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) _exit(child(i, arg));
+    }
+    int failed = 0;
+    int64_t end = th_now_ms() + timeout_s * 1000;
+    for (int i = 0; i < n; i++) {
+        int64_t left = end - th_now_ms();
+        int st = th_wait(pids[i], left > 0 ? (int)((left + 999) / 1000) : 0);
+        if (st != 0) failed++;
+    }
+    return failed;
+}
+
+const uint8_t *th_str(const char *s, size_t *len) {
+    static uint8_t bufs[8][600];
+    static int k;
+    uint8_t *b = bufs[k++ & 7];
+    size_t n = strlen(s);
+    if (n > 500) n = 500;
+    size_t h;
+    if (n <= 31) {
+        b[0] = (uint8_t)(0xa0 | n);
+        h = 1;
+    } else if (n <= 255) {
+        b[0] = 0xd9;
+        b[1] = (uint8_t)n;
+        h = 2;
+    } else {
+        b[0] = 0xda;
+        b[1] = (uint8_t)(n >> 8);
+        b[2] = (uint8_t)n;
+        h = 3;
+    }
+    memcpy(b + h, s, n);
+    *len = h + n;
+    return b;
+}
+
+const uint8_t *th_int(int64_t v, size_t *len) {
+    static uint8_t bufs[8][10];
+    static int k;
+    uint8_t *b = bufs[k++ & 7];
+    *len = mpb_pack_i64(b, v);
+    return b;
+}
