@@ -379,6 +379,38 @@ size_t server_session_count(void);
 int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen);
 void server_stop(void);
 
+/* ---- metrics.c: counters the loop keeps, rendered for Prometheus by http.c ---- */
+
+#define METRICS_BUCKETS 16 /* latency histogram: le 1us * 2^k ... see metrics.c */
+typedef struct op_stats {
+    uint64_t ok, err[64];      /* by error code */
+    uint64_t lat[METRICS_BUCKETS + 1];
+    uint64_t lat_sum_ns;
+} op_stats_t;
+extern op_stats_t g_op_stats[MPB__OP_MAX];
+extern uint64_t g_frames_in, g_frames_out, g_bytes_in, g_bytes_out, g_auth_failures,
+    g_bad_frames, g_sessions_expired;
+/* Counts one request's outcome and its time in the broker. */
+void metrics_count(unsigned op, int code, uint64_t ns);
+/* Appends the Prometheus text exposition of every metric to out. */
+void metrics_render(mpb__buf_t *out);
+
+/* ---- http.c: /healthz, /readyz, /metrics, polled by the loop (no thread of its own) ---- */
+
+typedef struct http http_t;
+/* Listens on "ADDR:PORT" (e.g. 0.0.0.0:8080, 127.0.0.1:0). NULL with a reason in err. */
+http_t *http_start(const char *addr, char *err, size_t errlen);
+/* The one descriptor the loop polls for it, and how long it may wait (-1: no limit). */
+int http_fd(http_t *h);
+long http_timeout_ms(http_t *h);
+/* Serves what is ready, without blocking. */
+void http_run(http_t *h);
+/* The port it listens on (useful with port 0). */
+int http_port(http_t *h);
+void http_stop(http_t **h);
+/* Whether the broker accepts clients (and its data is loaded). */
+bool server_ready(void);
+
 /* ---- commands.c ---- */
 
 enum { CMD_READ = 1, CMD_WRITE = 2, CMD_NOOBJ = 4, CMD_ANYKIND = 8 };

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zmq.h>
@@ -33,6 +34,8 @@ typedef struct server {
     mpb__buf_t scratch; /* replies nobody asked for (rid 0) */
     volatile sig_atomic_t stopping;
     int64_t next_sweep;
+    http_t *http;
+    bool ready;
 } server_t;
 
 static server_t S;
@@ -47,6 +50,10 @@ size_t server_session_count(void) {
 
 void server_stop(void) {
     S.stopping = 1;
+}
+
+bool server_ready(void) {
+    return S.ready && !S.stopping;
 }
 
 /* ---- peers ---- */
@@ -115,8 +122,12 @@ static void peer_sample(const peer_t *p, char *out, size_t n) {
 
 static void send_frame(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
     if (zmq_send(S.router, rid, ridlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) return;
-    if (zmq_send(S.router, buf, len, ZMQ_DONTWAIT) < 0)
+    if (zmq_send(S.router, buf, len, ZMQ_DONTWAIT) < 0) {
         log_warn("reply of %zu bytes dropped: %s", len, zmq_strerror(zmq_errno()));
+        return;
+    }
+    g_frames_out++;
+    g_bytes_out += len;
 }
 
 /* A plain error frame, for peers that have no keys (yet, or any more). */
@@ -310,6 +321,7 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
         !mpb__auth_verify(S.authkey, S.keylen, false, p->nonce_c, p->nonce_b, proof,
                           MPB__PROOF_LEN)) {
         log_warn("authentication failed peer=%s", who);
+        g_auth_failures++;
         send_plain_error(rid, ridlen, -MPB_EAUTH, "authentication failed");
         peer_free(p); /* no state for a peer that fails */
         return;
@@ -389,6 +401,16 @@ static void batch_error(peer_t *p, int code, const char *msg) {
     (void)p;
 }
 
+/* The code of the reply dispatch just wrote ([rid, code, ...]), 0 for a parked request. */
+static int reply_code(const uint8_t *p, size_t n, bool parked) {
+    if (parked || n < 3) return 0;
+    mpb__rd_t r = {p, p + n};
+    uint32_t len;
+    uint64_t rid, code;
+    if (mpb__rd_array(&r, &len) || mpb__rd_uint(&r, &rid) || mpb__rd_uint(&r, &code)) return 0;
+    return (int)code;
+}
+
 static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_t framelen) {
     char who[2 * RID_MAX + 1];
     if (!mpb__mac_verify(p->rx, frame, framelen - MPB__MAC_LEN, f->mac)) {
@@ -456,8 +478,15 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
                 mpb__buf_reset(&S.scratch);
                 r.out = &S.scratch;
             }
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            size_t before = r.out->len;
             dispatch(&r);
             bbuf_ensure(r.out);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            metrics_count(r.op, reply_code(r.out->p + before, r.out->len - before, r.parked),
+                          (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + t1.tv_nsec -
+                                     t0.tv_nsec));
             if (!p->sess) break; /* bye */
         }
     }
@@ -467,8 +496,11 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
 static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
     mpb__frame_t f;
     char err[128];
+    g_frames_in++;
+    g_bytes_in += len;
     int rc = mpb__frame_parse(buf, len, g_limits.max_frame, &f, err, sizeof err);
     if (rc) {
+        g_bad_frames++;
         log_warn("bad frame: %s", err);
         send_plain_error(rid, ridlen, -rc, err);
         return;
@@ -534,7 +566,10 @@ static void sweep(int64_t now) {
     }
     for (sess_t *s = S.sessions, *next; s; s = next) {
         next = s->next;
-        if (now - s->last_seen_ms > g_limits.session_ttl_ms) sess_end(s, "expired");
+        if (now - s->last_seen_ms > g_limits.session_ttl_ms) {
+            g_sessions_expired++;
+            sess_end(s, "expired");
+        }
     }
 }
 
@@ -603,21 +638,40 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (cfg->http) {
+        char err[256];
+        S.http = http_start(cfg->http, err, sizeof err);
+        if (!S.http) {
+            log_error("cannot serve HTTP on %s: %s", cfg->http, err);
+            status = 1;
+            goto out;
+        }
+        log_info("HTTP on %s (port %d): /healthz /readyz /metrics", cfg->http, http_port(S.http));
+    }
+    S.ready = true;
     log_info("mpbrokerd %s ready pid=%d", MPBROKER_VERSION, (int)getpid());
     S.next_sweep = now_ms() + 100;
     while (!S.stopping) {
-        zmq_pollitem_t it = {S.router, 0, ZMQ_POLLIN, 0};
+        zmq_pollitem_t it[2] = {{S.router, 0, ZMQ_POLLIN, 0}, {NULL, -1, ZMQ_POLLIN, 0}};
+        int nit = 1;
         int64_t now0 = now_ms();
         int64_t wait = S.next_sweep - now0;
         long wd = waiter_next_ms(now0);
         if (wd >= 0 && wd < wait) wait = wd;
+        if (S.http) {
+            it[1].fd = http_fd(S.http);
+            nit = 2;
+            long hd = http_timeout_ms(S.http);
+            if (hd >= 0 && hd < wait) wait = hd;
+        }
         if (wait < 0) wait = 0;
-        if (zmq_poll(&it, 1, (long)wait) < 0 && zmq_errno() != EINTR) {
+        if (zmq_poll(it, nit, (long)wait) < 0 && zmq_errno() != EINTR) {
             log_error("poll: %s", zmq_strerror(zmq_errno()));
             status = 1;
             break;
         }
-        if (it.revents & ZMQ_POLLIN) drain();
+        if (it[0].revents & ZMQ_POLLIN) drain();
+        if (S.http) http_run(S.http);
         int64_t now = now_ms();
         waiter_expire(now);
         if (now >= S.next_sweep) {
@@ -627,6 +681,8 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     }
     log_info("shutting down: %zu sessions, %zu objects", S.nsessions, store_count());
 out:
+    S.ready = false;
+    http_stop(&S.http);
     while (S.sessions) sess_end(S.sessions, "shutdown");
     for (size_t i = 0; i < S.nbuckets; i++)
         while (S.buckets[i]) peer_free(S.buckets[i]);

@@ -305,14 +305,59 @@ static void *hb_main(void *arg) {
     return NULL;
 }
 
-/* ---- the call path ---- */
+/* ---- the call path ----
+ *
+ * Requests are appended to c->out (one frame, coalesced) and remembered by rid in a small
+ * table; c->out is sealed and sent by a flush (every synchronous call flushes). Replies are
+ * matched by rid: a synchronous call waits for its own, and the callbacks of asynchronous
+ * ones run as their replies are read, in whichever call is reading. */
+
+/* Remembered requests: slot = rid & mask (rids are sequential, so the table only grows
+ * when more requests are in flight than it has slots). */
+static pend_t *pend_slot(mpb_client_t *c, uint64_t rid) {
+    if (!c->pcap) return NULL;
+    pend_t *p = &c->pend[rid & (c->pcap - 1)];
+    return p->rid == rid ? p : NULL;
+}
+
+static int pend_add(mpb_client_t *c, uint64_t rid, mpb_callback_t cb, void *arg) {
+    if (!c->pcap || c->pend[rid & (c->pcap - 1)].rid) {
+        size_t ncap = c->pcap ? c->pcap * 2 : 64;
+        for (;;) {
+            pend_t *np = calloc(ncap, sizeof *np);
+            if (!np) return mpb__fail(c, MPB_ENOMEM, "out of memory");
+            bool clash = false;
+            for (size_t i = 0; i < c->pcap && !clash; i++) {
+                if (!c->pend[i].rid) continue;
+                pend_t *d = &np[c->pend[i].rid & (ncap - 1)];
+                if (d->rid) clash = true;
+                else *d = c->pend[i];
+            }
+            if (!clash && !np[rid & (ncap - 1)].rid) {
+                free(c->pend);
+                c->pend = np;
+                c->pcap = ncap;
+                break;
+            }
+            free(np);
+            ncap *= 2;
+        }
+    }
+    c->pend[rid & (c->pcap - 1)] = (pend_t){rid, cb, arg};
+    c->pcount++;
+    return 0;
+}
 
 mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t namelen,
                      uint32_t argc) {
     pthread_mutex_lock(&c->mu);
     mpb__buf_t *b = &c->out;
-    mpb__buf_reset(b);
-    if (mpb__buf_reserve(b, MPB__HDR_LEN) == 0) b->len = MPB__HDR_LEN;
+    if (c->out_n == 0) {
+        mpb__buf_reset(b);
+        if (mpb__buf_reserve(b, MPB__HDR_LEN) == 0) b->len = MPB__HDR_LEN;
+    }
+    c->out_mark = b->len; /* where this request starts, to take it back on failure */
+    c->out_n++;
     mpb__w_array(b, 3 + argc);
     mpb__w_uint(b, ++c->next_rid);
     mpb__w_uint(b, op);
@@ -321,98 +366,336 @@ mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t name
     return b;
 }
 
-static int wait_reply(mpb_client_t *c, uint64_t rid, int block_ms, const uint8_t **val,
-                      size_t *vlen) {
-    int64_t start = mpb__now_ms();
-    int64_t deadline = block_ms < 0 ? INT64_MAX : start + block_ms + c->opts.op_timeout_ms;
+/* Takes the last request out of c->out again (it could not be sent). */
+static void unreq(mpb_client_t *c) {
+    c->out.len = c->out_mark;
+    c->out.oom = false;
+    if (--c->out_n == 0) c->out.len = 0;
+}
+
+static int flush_locked(mpb_client_t *c) {
+    if (!c->out_n) return 0;
+    int rc = seal_send(c, &c->out);
+    c->out_n = 0;
+    mpb__buf_reset(&c->out);
+    return rc;
+}
+
+/* Receive buffers: a reply's value is read where it arrived, so a buffer stays ours while a
+ * callback or the synchronous caller may still look at it; two spares avoid allocating. */
+static mpb__buf_t *buf_take(mpb_client_t *c) {
+    for (int i = 0; i < 2; i++)
+        if (c->spare[i]) {
+            mpb__buf_t *b = c->spare[i];
+            c->spare[i] = NULL;
+            mpb__buf_reset(b);
+            return b;
+        }
+    return calloc(1, sizeof(mpb__buf_t));
+}
+
+static void buf_give(mpb_client_t *c, mpb__buf_t *b) {
+    if (!b) return;
+    for (int i = 0; i < 2; i++)
+        if (!c->spare[i]) {
+            c->spare[i] = b;
+            return;
+        }
+    mpb__buf_free(b);
+    free(b);
+}
+
+/* Receives one message into b within timeout_ms (-1: forever). 0, MPB_ETIMEDOUT. */
+static int recv_into(mpb_client_t *c, mpb__buf_t *b, long timeout_ms) {
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&m);
+        if (zmq_errno() != EAGAIN) return mpb__fail(c, MPB_ECONN, "recv: %s", zmq_strerror(zmq_errno()));
+        if (timeout_ms == 0) return MPB_ETIMEDOUT;
+        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+        int rc = zmq_poll(&it, 1, timeout_ms);
+        if (rc < 0 && zmq_errno() != EINTR)
+            return mpb__fail(c, MPB_ECONN, "poll: %s", zmq_strerror(zmq_errno()));
+        if (rc <= 0) return MPB_ETIMEDOUT;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return MPB_ETIMEDOUT;
+        }
+    }
+    mpb__buf_reset(b);
+    mpb__w_raw(b, zmq_msg_data(&m), zmq_msg_size(&m));
+    bool more = zmq_msg_more(&m);
+    zmq_msg_close(&m);
+    while (more) { /* not ours to have: drop the rest */
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->sock, 0) < 0) more = false;
+        else more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    if (b->oom) return mpb__fail(c, MPB_ENOMEM, "out of memory receiving a reply");
+    return 0;
+}
+
+/* Fails every remembered request (the connection is gone): their callbacks hear why. */
+static void fail_all(mpb_client_t *c, int code) {
+    char msg[sizeof c->err];
+    snprintf(msg, sizeof msg, "%s", c->err);
+    for (size_t i = 0; i < c->pcap; i++) {
+        pend_t p = c->pend[i];
+        if (!p.rid) continue;
+        c->pend[i].rid = 0;
+        c->pcount--;
+        if (p.cb) {
+            snprintf(c->err, sizeof c->err, "%s", msg);
+            p.cb(c, code, NULL, 0, p.arg);
+        }
+    }
+}
+
+/* Reads frames until the synchronous request `want` (0: none) is answered, or one frame has
+ * been handled when want is 0, or the deadline passes; heartbeats while it waits. Returns 0,
+ * MPB_ETIMEDOUT, or an error of the connection. For `want`, its code and value are left in
+ * c->want_code / c->want_val (valid until the next call). */
+static int pump(mpb_client_t *c, uint64_t want, int64_t deadline) {
     for (;;) {
         int64_t now = mpb__now_ms();
-        if (now >= deadline)
-            return mpb__fail(c, MPB_ETIMEDOUT, "no reply from %s within %lld ms", c->endpoint,
-                             (long long)(now - start));
-        /* Wake up in time to heartbeat while the broker holds the request. */
-        int64_t hb_at = c->last_send_ms + c->heartbeat_ms / 2;
-        int64_t until = deadline < hb_at ? deadline : hb_at;
-        int rc = recv_frame(c, (long)(until > now ? until - now : 0));
+        long wait;
+        if (deadline <= now) wait = 0;
+        else {
+            int64_t hb_at = c->last_send_ms + c->heartbeat_ms / 2;
+            int64_t until = deadline < hb_at ? deadline : hb_at;
+            wait = until > now ? (long)(until - now) : 0;
+        }
+        mpb__buf_t *b = buf_take(c);
+        if (!b) return mpb__fail(c, MPB_ENOMEM, "out of memory");
+        int rc = recv_into(c, b, wait);
         if (rc == MPB_ETIMEDOUT) {
+            buf_give(c, b);
             if (mpb__now_ms() - c->last_send_ms >= c->heartbeat_ms / 2) send_ping(c);
+            if (mpb__now_ms() >= deadline) return MPB_ETIMEDOUT;
             continue;
         }
-        if (rc) return rc;
-        mpb__frame_t f;
-        char err[128];
-        if (mpb__frame_parse(c->reply.p, c->reply.len, SIZE_MAX, &f, err, sizeof err))
-            return mpb__fail(c, MPB_EPROTO, "reply from %s: %s", c->endpoint, err);
-        if (f.type == MPB__T_ERROR) {
-            rc = plain_error(c, &f);
-            if (rc == MPB_ESESSION) c->connected = false;
+        if (rc) {
+            buf_give(c, b);
+            c->connected = false;
+            fail_all(c, rc);
             return rc;
         }
-        if (f.type != MPB__T_REP) continue;
-        if (!mpb__mac_verify(c->rx, c->reply.p, c->reply.len - MPB__MAC_LEN, f.mac) ||
-            f.seq <= c->seq_in)
-            continue; /* forged or replayed: not from our broker */
+        mpb__frame_t f;
+        char err[128];
+        if (mpb__frame_parse(b->p, b->len, SIZE_MAX, &f, err, sizeof err)) {
+            buf_give(c, b);
+            continue; /* not a frame of ours */
+        }
+        if (f.type == MPB__T_ERROR) {
+            rc = plain_error(c, &f);
+            buf_give(c, b);
+            /* A broker without our session, or a frame it could not verify: nothing in
+             * flight will be answered now. */
+            c->connected = rc != MPB_ESESSION && rc != MPB_EAUTH && rc != MPB_EREPLAY;
+            fail_all(c, rc);
+            return rc;
+        }
+        if (f.type != MPB__T_REP ||
+            !mpb__mac_verify(c->rx, b->p, b->len - MPB__MAC_LEN, f.mac) || f.seq <= c->seq_in ||
+            mpb__mp_check(f.body, f.bodylen, MPB__MAX_DEPTH)) {
+            buf_give(c, b);
+            continue; /* forged, replayed or garbled: not from our broker */
+        }
         c->seq_in = f.seq;
-        if (mpb__mp_check(f.body, f.bodylen, MPB__MAX_DEPTH))
-            return mpb__fail(c, MPB_EPROTO, "malformed reply batch from %s", c->endpoint);
+        bool keep = false;
+        int batch_err = 0;
         mpb__rd_t rd = {f.body, f.body + f.bodylen};
         while (mpb__rd_more(&rd)) {
             uint32_t n;
-            uint64_t r_rid, code;
-            if (mpb__rd_array(&rd, &n) || n != 3 || mpb__rd_uint(&rd, &r_rid) ||
-                mpb__rd_uint(&rd, &code))
-                return mpb__fail(c, MPB_EPROTO, "malformed reply from %s", c->endpoint);
+            uint64_t rid, code;
             const uint8_t *v;
             size_t vn;
-            if (mpb__rd_span(&rd, &v, &vn))
-                return mpb__fail(c, MPB_EPROTO, "malformed reply from %s", c->endpoint);
-            if (r_rid != rid && r_rid != 0) continue; /* a reply to a call that gave up */
-            if (code != 0) {
+            if (mpb__rd_array(&rd, &n) || n != 3 || mpb__rd_uint(&rd, &rid) ||
+                mpb__rd_uint(&rd, &code) || mpb__rd_span(&rd, &v, &vn))
+                break;
+            int status = code == 0 ? 0 : code > 1000 ? MPB_EPROTO : -(int)code;
+            if (status) {
                 mpb__rd_t m = {v, v + vn};
                 const char *s = "";
                 uint32_t sl = 0;
                 mpb__rd_str(&m, &s, &sl);
-                int e = code > 1000 ? MPB_EPROTO : -(int)code;
-                return mpb__fail(c, e, "%.*s", (int)sl, s);
+                snprintf(c->err, sizeof c->err, "%.*s", (int)sl, s);
             }
-            if (r_rid == 0) continue;
-            *val = v;
-            *vlen = vn;
-            return 0;
+            if (rid == 0) { /* the whole batch was refused: a bug on this side */
+                batch_err = status ? status : MPB_EPROTO;
+                continue;
+            }
+            if (want && rid == want) {
+                c->want_done = true;
+                c->want_code = status;
+                c->want_val = v;
+                c->want_len = vn;
+                keep = true;
+                continue;
+            }
+            pend_t *p = pend_slot(c, rid);
+            if (!p) continue; /* a reply to a call that gave up */
+            pend_t copy = *p;
+            p->rid = 0;
+            c->pcount--;
+            if (copy.cb) copy.cb(c, status, status ? NULL : v, status ? 0 : vn, copy.arg);
         }
+        if (keep) {
+            buf_give(c, c->last);
+            c->last = b;
+        } else {
+            buf_give(c, b);
+        }
+        if (batch_err && want && !c->want_done) {
+            c->want_done = true;
+            c->want_code = batch_err;
+            c->want_val = NULL;
+            c->want_len = 0;
+        }
+        if (!want || c->want_done) return 0;
     }
 }
 
 int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen) {
     uint64_t rid = c->next_rid;
     int rc = mpb__usable(c);
-    if (!rc) rc = seal_send(c, &c->out);
+    if (!rc && c->out.oom) rc = mpb__fail(c, MPB_ENOMEM, "out of memory building a request");
+    if (rc) {
+        unreq(c);
+        pthread_mutex_unlock(&c->mu);
+        return rc;
+    }
+    c->err[0] = 0;
+    rc = flush_locked(c);
     if (!rc) {
-        c->err[0] = 0;
-        rc = wait_reply(c, rid, block_ms, val, vlen);
+        int64_t start = mpb__now_ms();
+        int64_t deadline = block_ms < 0 ? INT64_MAX : start + block_ms + c->opts.op_timeout_ms;
+        c->want_done = false;
+        rc = pump(c, rid, deadline);
+        if (rc == MPB_ETIMEDOUT)
+            rc = mpb__fail(c, MPB_ETIMEDOUT, "no reply from %s within %lld ms", c->endpoint,
+                           (long long)(mpb__now_ms() - start));
+        else if (!rc) {
+            rc = c->want_code;
+            *val = c->want_val;
+            *vlen = c->want_len;
+        }
     }
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
 
+/* Writes op's request with the elements of args (a msgpack array) as its arguments. */
+static int put_args(mpb_client_t *c, const void *args, size_t argslen, uint32_t *argc,
+                    const void **body, size_t *bodylen) {
+    *argc = 0;
+    *body = NULL;
+    *bodylen = 0;
+    if (!args) return 0;
+    mpb__rd_t r = {args, (const uint8_t *)args + argslen};
+    if (mpb__mp_check1(args, argslen, MPB__MAX_DEPTH) != (long)argslen || mpb__rd_array(&r, argc))
+        return mpb__fail(c, MPB_EINVAL, "args must be one msgpack array");
+    *body = r.p;
+    *bodylen = (size_t)(r.end - r.p);
+    return 0;
+}
+
 int mpb_call(mpb_client_t *c, unsigned op, const char *name, const void *args, size_t argslen,
              int block_ms, void **result, size_t *resultlen) {
     if (!c) return MPB_EINVAL;
-    uint32_t argc = 0;
-    if (args) {
-        mpb__rd_t r = {args, (const uint8_t *)args + argslen};
-        if (mpb__mp_check(args, argslen, MPB__MAX_DEPTH) || mpb__rd_array(&r, &argc))
-            return mpb__fail(c, MPB_EINVAL, "args must be one msgpack array");
-        args = r.p;
-        argslen = (size_t)(r.end - r.p);
-    }
+    uint32_t argc;
+    const void *body;
+    size_t bodylen;
+    if (put_args(c, args, argslen, &argc, &body, &bodylen)) return MPB_EINVAL;
     mpb__buf_t *b = mpb__req(c, op, name, name ? strlen(name) : 0, argc);
-    mpb__w_raw(b, args, args ? argslen : 0);
+    mpb__w_raw(b, body, bodylen);
     const uint8_t *v;
     size_t vn;
     int rc = mpb__call(c, block_ms, &v, &vn);
     if (rc || !result) return rc;
     return mpb__dup(c, v, vn, result, resultlen);
+}
+
+/* ---- asynchronous requests ---- */
+
+int mpb__send(mpb_client_t *c, mpb_callback_t cb, void *arg) {
+    uint64_t rid = c->next_rid;
+    int rc = mpb__usable(c);
+    if (!rc && c->out.oom) rc = mpb__fail(c, MPB_ENOMEM, "out of memory building a request");
+    if (!rc) rc = pend_add(c, rid, cb, arg);
+    if (rc) {
+        unreq(c);
+    } else if (c->out.len >= c->autoflush_bytes || c->out_n >= c->autoflush_n) {
+        rc = flush_locked(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int mpb_send(mpb_client_t *c, unsigned op, const char *name, const void *args, size_t argslen,
+             mpb_callback_t cb, void *arg) {
+    if (!c) return MPB_EINVAL;
+    uint32_t argc;
+    const void *body;
+    size_t bodylen;
+    if (put_args(c, args, argslen, &argc, &body, &bodylen)) return MPB_EINVAL;
+    mpb__buf_t *b = mpb__req(c, op, name, name ? strlen(name) : 0, argc);
+    mpb__w_raw(b, body, bodylen);
+    return mpb__send(c, cb, arg);
+}
+
+int mpb_flush(mpb_client_t *c) {
+    if (!c) return MPB_EINVAL;
+    pthread_mutex_lock(&c->mu);
+    int rc = mpb__usable(c);
+    if (!rc) rc = flush_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int mpb_poll(mpb_client_t *c, int timeout_ms) {
+    if (!c) return MPB_EINVAL;
+    pthread_mutex_lock(&c->mu);
+    int rc = mpb__usable(c);
+    if (!rc) rc = flush_locked(c);
+    if (!rc && c->pcount) {
+        int64_t deadline = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
+        size_t before = c->pcount;
+        rc = pump(c, 0, deadline);
+        /* then whatever else is already here, without waiting */
+        while (!rc && c->pcount) rc = pump(c, 0, 0);
+        if (rc == MPB_ETIMEDOUT) rc = 0;
+        if (!rc) rc = (int)(before - c->pcount);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int mpb_drain(mpb_client_t *c, int timeout_ms) {
+    if (!c) return MPB_EINVAL;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
+    for (;;) {
+        int rc = mpb_poll(c, (int)(deadline == INT64_MAX ? -1 : deadline - mpb__now_ms()));
+        if (rc < 0) return rc;
+        if (!mpb_inflight(c)) return 0;
+        if (mpb__now_ms() >= deadline)
+            return mpb__fail(c, MPB_ETIMEDOUT, "%zu requests still in flight", mpb_inflight(c));
+    }
+}
+
+size_t mpb_inflight(const mpb_client_t *c) {
+    return c ? c->pcount : 0;
+}
+
+int mpb_fd(mpb_client_t *c) {
+    if (!c || !c->sock) return -1;
+    int fd = -1;
+    size_t len = sizeof fd;
+    if (zmq_getsockopt(c->sock, ZMQ_FD, &fd, &len) != 0) return -1;
+    return fd;
 }
 
 /* ---- connect / close ---- */
@@ -431,7 +714,14 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     c->pid = getpid();
     c->max_frame = 8u << 20;
     c->heartbeat_ms = 1000;
-    pthread_mutex_init(&c->mu, NULL);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    /* recursive: a callback run while replies are read may make calls of its own */
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&c->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    c->autoflush_bytes = 64 * 1024;
+    c->autoflush_n = 256;
     pthread_cond_init(&c->hb_cv, NULL);
     c->endpoint = strdup(endpoint ? endpoint : "");
     c->authkey = malloc(keylen ? keylen : 1);
@@ -501,5 +791,12 @@ void mpb_close(mpb_client_t **cp) {
     free(c->endpoint);
     mpb__buf_free(&c->out);
     mpb__buf_free(&c->reply);
+    for (int i = 0; i < 2; i++) {
+        if (c->spare[i]) mpb__buf_free(c->spare[i]);
+        free(c->spare[i]);
+    }
+    if (c->last) mpb__buf_free(c->last);
+    free(c->last);
+    free(c->pend);
     free(c);
 }

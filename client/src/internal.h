@@ -9,8 +9,14 @@
 
 #include "mpbproto.h"
 
+typedef struct pend {
+    uint64_t rid; /* 0: free */
+    mpb_callback_t cb;
+    void *arg;
+} pend_t;
+
 struct mpb_client {
-    pthread_mutex_t mu; /* held for a whole call; the heartbeat thread only try-locks it */
+    pthread_mutex_t mu; /* recursive; held for a whole call, and by the heartbeat thread */
     void *zctx, *sock;
     char *endpoint;
     uint8_t *authkey;
@@ -25,8 +31,18 @@ struct mpb_client {
     size_t max_frame, max_value, max_scan;
     int heartbeat_ms, ttl_ms;
     bool connected;
-    mpb__buf_t out;   /* the request frame being built */
-    mpb__buf_t reply; /* the last received frame; results point into it */
+    mpb__buf_t out;   /* the request frame being built: requests not sent yet */
+    size_t out_n, out_mark;
+    size_t autoflush_bytes, autoflush_n;
+    mpb__buf_t reply; /* handshake frames */
+    mpb__buf_t *last; /* the frame holding the last synchronous result */
+    mpb__buf_t *spare[2];
+    pend_t *pend;     /* asynchronous requests in flight, by rid */
+    size_t pcap, pcount;
+    bool want_done;
+    int want_code;
+    const uint8_t *want_val;
+    size_t want_len;
     char err[512];
     int64_t last_send_ms;
     pthread_t hb;
@@ -68,6 +84,9 @@ mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t name
  * (MPB_FOREVER or >= 0). On success *val points at the reply's value, valid until the next
  * call on c. Returns 0 or the error (message in c->err). */
 int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen);
+/* After mpb__req and the arguments: sends nothing yet (unless c->out is big), remembers cb
+ * for the reply, and unlocks. */
+int mpb__send(mpb_client_t *c, mpb_callback_t cb, void *arg);
 /* A copy of (p, n) into a new buffer. */
 int mpb__dup(mpb_client_t *c, const uint8_t *p, size_t n, void **out, size_t *outlen);
 

@@ -8,7 +8,7 @@ if(MPB_SANITIZE)
   set(MPB_INSTALL_TEST_FLAGS "-fsanitize=address,undefined")
 endif()
 add_test(NAME install_pkgconfig_cmake
-  COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/run.sh ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR}
+  COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/run.sh ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR}
           "${MPB_INSTALL_TEST_FLAGS}")
 set_tests_properties(install_pkgconfig_cmake PROPERTIES LABELS integration TIMEOUT 300
   ENVIRONMENT "CC=${CMAKE_C_COMPILER};CMAKE=${CMAKE_COMMAND}")

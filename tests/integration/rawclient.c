@@ -31,7 +31,7 @@ void rc_close(rawclient_t *c) {
     if (!c->sock) return;
     if (c->ready) {
         mpb__buf_t b = {0};
-        rc_req(&b, 0, MPB_OP_BYE, NULL, 0, 0);
+        rc_req(&b, c->next_rid++, MPB_OP_BYE, NULL, 0, 0); /* the reply is not waited for */
         rc_send_req(c, b.p, b.len, NULL);
         mpb__buf_free(&b);
     }

@@ -422,6 +422,39 @@ MPB_EXPORT int mpb_namespace_list(mpb_namespace_t *ns, void **map, size_t *len);
 MPB_EXPORT int mpb_call(mpb_client_t *c, unsigned op, const char *name, const void *args,
                         size_t argslen, int block_ms, void **result, size_t *resultlen);
 
+/* ---- pipelining: many requests in flight on one connection ---------------------------------
+ *
+ * mpb_send() queues a request and returns at once; requests queued together travel in one
+ * message (call mpb_flush(), or any call that waits, to send them). Replies come back in the
+ * order the broker answers (requests on one object are answered in order; a blocking one is
+ * answered when it can be). Each reply runs its callback, in the thread that is reading
+ * replies at that moment: inside mpb_poll(), mpb_drain() or any synchronous call on the same
+ * client. In a callback, status is 0 and (val, len) the reply's msgpack value (valid during
+ * the callback only), or status is a negative MPB_E* and mpb_errmsg(c) says why. A callback
+ * may queue further requests. If the connection fails, every request in flight gets its
+ * callback with the error. An own event loop can poll mpb_fd(c) for readability (it is
+ * edge-triggered, as ZMQ_FD is: after it fires, call mpb_poll(c, 0) until it returns 0). */
+
+typedef void (*mpb_callback_t)(mpb_client_t *c, int status, const void *val, size_t len,
+                               void *arg);
+
+/* Queues op on object name (NULL for none) with the elements of args (a msgpack array, or
+ * NULL for no arguments). Returns 0 or a negative MPB_E* (then cb is never called). */
+MPB_EXPORT int mpb_send(mpb_client_t *c, unsigned op, const char *name, const void *args,
+                        size_t argslen, mpb_callback_t cb, void *arg);
+/* Sends what is queued. */
+MPB_EXPORT int mpb_flush(mpb_client_t *c);
+/* Sends what is queued, then reads replies for up to timeout_ms (0: only what has arrived,
+ * MPB_FOREVER: until one comes) and runs their callbacks. Returns how many requests were
+ * completed, or a negative MPB_E*. */
+MPB_EXPORT int mpb_poll(mpb_client_t *c, int timeout_ms);
+/* Polls until no request is in flight. 0 or MPB_ETIMEDOUT. */
+MPB_EXPORT int mpb_drain(mpb_client_t *c, int timeout_ms);
+/* Requests sent or queued and not yet answered. */
+MPB_EXPORT size_t mpb_inflight(const mpb_client_t *c);
+/* A descriptor that becomes readable when replies may be waiting (see above), or -1. */
+MPB_EXPORT int mpb_fd(mpb_client_t *c);
+
 #ifdef __cplusplus
 }
 #endif
