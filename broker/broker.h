@@ -247,6 +247,7 @@ struct sess {
     hold_t *holds;
     size_t nholds, capholds;
     waiter_t *waiters; /* its parked requests, through waiter.snext */
+    struct pool_sess *pool; /* its tasks and, for a worker, what it serves: pool.c */
     uint8_t token[MPB__TOKEN_LEN];
     peer_t *peer; /* the connection it speaks on now; NULL while none */
     char host[64];
@@ -354,6 +355,8 @@ typedef struct limits {
     size_t max_key;
     size_t max_scan; /* items in one dict.scan / list.slice / obj.list page */
     size_t max_pending; /* handshakes in progress */
+    int pool_max_attempts;     /* dispatches of a task before it fails (worker deaths) */
+    size_t pool_max_results;   /* result bytes held for one session before its dispatch waits */
     int handshake_ms;
     int heartbeat_ms;
     int session_ttl_ms;
@@ -505,6 +508,20 @@ int cmd_ns_get(req_t *r);
 int cmd_ns_set(req_t *r);
 int cmd_ns_del(req_t *r);
 int cmd_ns_list(req_t *r);
+int cmd_pool_register(req_t *r);
+int cmd_pool_fetch(req_t *r);
+int cmd_pool_done(req_t *r);
+int cmd_pool_submit(req_t *r);
+int cmd_pool_take(req_t *r);
+int cmd_pool_cancel(req_t *r);
+int cmd_pool_stats(req_t *r);
+int cmd_pool_fninfo(req_t *r);
+/* pool.c: a session ends (its worker's tasks go back to the queue, its own are cancelled);
+ * a parked pool request times out; metrics. */
+void pool_sess_end(sess_t *s);
+void pool_on_timeout(waiter_t *w);
+void pool_metrics(mpb__buf_t *b);
+void pool_free_all(void);
 /* Reads a blocking op's timeout argument (ms; -1: forever, 0: do not wait). */
 int arg_timeout(req_t *r, int64_t *ms);
 /* Kind-specific parts of obj.info: write (count) more map pairs into b. */

@@ -89,6 +89,14 @@ static const command_t commands[] = {
     {MPB_OP_NS_SET,          cmd_ns_set,          2,  KIND_NAMESPACE, CMD_WRITE       },
     {MPB_OP_NS_DEL,          cmd_ns_del,          1,  KIND_NAMESPACE, CMD_WRITE       },
     {MPB_OP_NS_LIST,         cmd_ns_list,         0,  KIND_NAMESPACE, CMD_READ        },
+    {MPB_OP_POOL_REGISTER,   cmd_pool_register,   3,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_FETCH,      cmd_pool_fetch,      2,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_DONE,       cmd_pool_done,       1,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_SUBMIT,     cmd_pool_submit,     3,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_TAKE,       cmd_pool_take,       3,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_CANCEL,     cmd_pool_cancel,     2,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_STATS,      cmd_pool_stats,      0,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_FNINFO,     cmd_pool_fninfo,     1,  KIND_NONE, CMD_NOOBJ            },
 };
 
 static const command_t *by_op[MPB__OP_MAX];
@@ -263,6 +271,7 @@ void dispatch(req_t *r) {
                     kind_name(o->kind), kind_name(cmd->kind));
         return;
     }
+    bool created = false;
     if (!o) {
         if (cmd->flags & CMD_READ) {
             o = &empty_objs[cmd->kind];
@@ -274,10 +283,14 @@ void dispatch(req_t *r) {
                 omap_init(&o->u.dict, NULL);
         } else {
             o = store_create(cmd->kind, r->name, r->namelen);
+            created = true;
         }
     }
     r->obj = o;
-    cmd->proc(r);
+    int rc = cmd->proc(r);
+    /* A refused write leaves no trace: not even the object it would have made. */
+    char why[8];
+    if (created && rc < 0 && obj_size(o) == 0 && !sync_busy(o, why, sizeof why)) store_delete(o);
 }
 
 /* ---- ops about the broker ---- */

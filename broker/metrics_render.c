@@ -84,6 +84,7 @@ void metrics_render(mpb__buf_t *b) {
     head(b, "mpb_bytes_total", "counter", "Bytes by direction.");
     line(b, "mpb_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)g_bytes_in);
     line(b, "mpb_bytes_total{direction=\"out\"} %llu\n", (unsigned long long)g_bytes_out);
+    pool_metrics(b);
     struct mallinfo2 mi = mallinfo2();
     head(b, "mpb_memory_bytes", "gauge", "Heap bytes in use by the broker.");
     line(b, "mpb_memory_bytes %zu\n", mi.uordblks + mi.hblkhd);

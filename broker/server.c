@@ -216,7 +216,7 @@ static void sess_release(sess_t *s) {
     while (s->waiters) {
         waiter_t *w = s->waiters;
         obj_t *o = w->obj;
-        if (w->item) {
+        if (o && w->item) {
             if (o->kind == KIND_QUEUE && o->u.queue.joinable) o->u.queue.unfinished--;
             free(w->item);
             w->item = NULL;
@@ -228,6 +228,7 @@ static void sess_release(sess_t *s) {
         hold_t h = s->holds[--s->nholds];
         sync_release_hold(s, &h);
     }
+    pool_sess_end(s);
     free(s->holds);
     s->holds = NULL;
 }
@@ -501,7 +502,16 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
     int rc = mpb__frame_parse(buf, len, g_limits.max_frame, &f, err, sizeof err);
     if (rc) {
         g_bad_frames++;
-        log_warn("bad frame: %s", err);
+        char who[2 * RID_MAX + 1], sample[64];
+        size_t k = 0;
+        for (size_t i = 0; i < ridlen && k + 3 < sizeof who; i++)
+            k += (size_t)snprintf(who + k, sizeof who - k, "%02x", rid[i]);
+        who[k] = 0;
+        k = 0;
+        for (size_t i = 0; i < len && i < 24 && k + 3 < sizeof sample; i++)
+            k += (size_t)snprintf(sample + k, sizeof sample - k, "%02x", buf[i]);
+        sample[k] = 0;
+        log_warn("bad frame from peer=%s: %s (first bytes %s)", who, err, sample);
         send_plain_error(rid, ridlen, -rc, err);
         return;
     }
@@ -597,6 +607,8 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     S.nbuckets = 1024;
     S.buckets = xcalloc(S.nbuckets, sizeof *S.buckets);
     g_limits = cfg->limits;
+    if (g_limits.pool_max_attempts <= 0) g_limits.pool_max_attempts = 3;
+    if (!g_limits.pool_max_results) g_limits.pool_max_results = 64u << 20;
     g_started_ms = now_ms();
     if (mpb__random(&mpb__hash_seed, sizeof mpb__hash_seed)) abort();
     store_init();
@@ -692,6 +704,7 @@ out:
     mpb__buf_free(&S.out);
     mpb__buf_free(&S.scratch);
     store_free();
+    pool_free_all();
     (void)fcntl;
     return status;
 }

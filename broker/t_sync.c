@@ -300,6 +300,10 @@ int cmd_value_add(req_t *r) {
 
 void sync_on_timeout(waiter_t *w) {
     obj_t *o = w->obj;
+    if (!o) {
+        pool_on_timeout(w);
+        return;
+    }
     switch (o->kind) {
     case KIND_QUEUE: queue_on_timeout(w); return;
     case KIND_LOCK:
@@ -337,7 +341,7 @@ void sync_release_hold(sess_t *s, hold_t *h) {
 
 /* A party that leaves a barrier round (its session ended) breaks it, as a timeout would. */
 void sync_on_waiter_gone(obj_t *o) {
-    if (o->kind == KIND_BARRIER && o->u.barrier.waiters.n)
+    if (o && o->kind == KIND_BARRIER && o->u.barrier.waiters.n)
         barrier_break(o, "lost a party whose session ended");
 }
 

@@ -39,8 +39,13 @@ int mpb__frame_parse(const uint8_t *buf, size_t len, size_t max_frame, mpb__fram
         snprintf(err, errlen, "frame of %zu bytes > max_frame %zu", len, max_frame);
         return MPB_ETOOBIG;
     }
-    if (len < MPB__HDR_LEN || buf[0] != 'M' || buf[1] != 'B') {
+    if (len < 2 || buf[0] != 'M' || buf[1] != 'B') {
         snprintf(err, errlen, "not an mpbroker frame (%zu bytes, bad magic)", len);
+        return MPB_EPROTO;
+    }
+    if (len < MPB__HDR_LEN) {
+        snprintf(err, errlen, "frame of %zu bytes is shorter than its %d-byte header", len,
+                 MPB__HDR_LEN);
         return MPB_EPROTO;
     }
     if (buf[2] != MPB__PROTO_VERSION) {

@@ -322,16 +322,18 @@ static int cmd_ls(int argc, char **argv) {
     return 0;
 }
 
-/* The whole dict as one JSON object: string keys as they are, other keys as their JSON. */
+/* The whole dict: a JSON object when every key is a string; otherwise an array of
+ * [key, value] pairs, so that keys 5 and "5" both survive. */
 static int get_dict_all(mpb_dict_t *d) {
-    json_t *obj = json_object();
+    json_t *pairs = json_array();
+    bool all_str = true;
     uint64_t cursor = 0;
     do {
         void *pg;
         size_t pl, n;
         int rc = mpb_dict_scan(d, MPB_SCAN_ITEMS, &cursor, 1000, &pg, &pl, &n);
         if (rc) {
-            json_decref(obj);
+            json_decref(pairs);
             return fail(rc, "get");
         }
         json_t *arr = to_jansson(pg, pl);
@@ -339,19 +341,23 @@ static int get_dict_all(mpb_dict_t *d) {
         size_t i;
         json_t *pair;
         json_array_foreach(arr, i, pair) {
-            json_t *k = json_array_get(pair, 0), *v = json_array_get(pair, 1);
-            if (json_is_string(k)) {
-                json_object_set(obj, json_string_value(k), v);
-            } else {
-                char *ks = json_dumps(k, JSON_COMPACT | JSON_ENCODE_ANY);
-                json_object_set(obj, ks ? ks : "?", v);
-                free(ks);
-            }
+            if (!json_is_string(json_array_get(pair, 0))) all_str = false;
+            json_array_append(pairs, pair);
         }
         json_decref(arr);
     } while (cursor);
-    print_json(obj);
-    json_decref(obj);
+    if (all_str) {
+        json_t *obj = json_object();
+        size_t i;
+        json_t *pair;
+        json_array_foreach(pairs, i, pair) json_object_set(
+            obj, json_string_value(json_array_get(pair, 0)), json_array_get(pair, 1));
+        print_json(obj);
+        json_decref(obj);
+    } else {
+        print_json(pairs);
+    }
+    json_decref(pairs);
     return 0;
 }
 
@@ -375,6 +381,16 @@ static int get_list_all(mpb_list_t *l) {
     }
     print_json(arr);
     json_decref(arr);
+    return 0;
+}
+
+/* Reading a whole object that is not there is an error, not an empty answer. */
+static int must_exist(const char *path) {
+    void *m;
+    size_t n;
+    int rc = mpb_obj_describe(cli, path, &m, &n);
+    if (rc) return fail(rc, "get");
+    mpb_free(m);
     return 0;
 }
 
@@ -405,7 +421,8 @@ static int cmd_get(int argc, char **argv) {
         mpb_namespace_close(&ns);
     } else if (!strcmp(o.kind, "dict")) {
         mpb_dict_t *d;
-        if ((rc = mpb_dict_open(cli, o.name, &d))) return fail(rc, "get");
+        if (argc == 1 && (rc = must_exist(argv[0]))) return rc;
+        if ((rc = mpb_dict_attach(cli, o.name, &d))) return fail(rc, "get");
         if (argc == 1) {
             rc = get_dict_all(d);
             mpb_dict_close(&d);
@@ -420,7 +437,8 @@ static int cmd_get(int argc, char **argv) {
         mpb_dict_close(&d);
     } else if (!strcmp(o.kind, "list")) {
         mpb_list_t *l;
-        if ((rc = mpb_list_open(cli, o.name, &l))) return fail(rc, "get");
+        if (argc == 1 && (rc = must_exist(argv[0]))) return rc;
+        if ((rc = mpb_list_attach(cli, o.name, &l))) return fail(rc, "get");
         if (argc == 1) {
             rc = get_list_all(l);
             mpb_list_close(&l);
@@ -538,7 +556,7 @@ static int cmd_del(int argc, char **argv) {
         size_t kn;
         mpb_dict_t *d;
         if ((rc = parse_key(argv[1], &k, &kn))) return rc;
-        if (!(rc = mpb_dict_open(cli, o.name, &d))) rc = mpb_dict_del(d, k, kn);
+        if (!(rc = mpb_dict_attach(cli, o.name, &d))) rc = mpb_dict_del(d, k, kn);
         mpb_dict_close(&d);
         free(k);
     } else if (!strcmp(o.kind, "list")) {
@@ -547,7 +565,7 @@ static int cmd_del(int argc, char **argv) {
         void *v;
         size_t vn;
         if (!parse_i64(argv[1], &i)) return usage_error("list index '%s' is not an integer", argv[1]);
-        if (!(rc = mpb_list_open(cli, o.name, &l)) && !(rc = mpb_list_pop(l, i, &v, &vn)))
+        if (!(rc = mpb_list_attach(cli, o.name, &l)) && !(rc = mpb_list_pop(l, i, &v, &vn)))
             mpb_free(v);
         mpb_list_close(&l);
     } else {

@@ -798,5 +798,7 @@ void mpb_close(mpb_client_t **cp) {
     if (c->last) mpb__buf_free(c->last);
     free(c->last);
     free(c->pend);
+    if (c->pool_rt) free(*(void **)c->pool_rt); /* its route array is its first member */
+    free(c->pool_rt);
     free(c);
 }

@@ -37,6 +37,7 @@ struct mpb_client {
     mpb__buf_t reply; /* handshake frames */
     mpb__buf_t *last; /* the frame holding the last synchronous result */
     mpb__buf_t *spare[2];
+    void *pool_rt;    /* pool.c: where each task's result goes */
     pend_t *pend;     /* asynchronous requests in flight, by rid */
     size_t pcap, pcount;
     bool want_done;

@@ -146,6 +146,45 @@ int mpb_dict_open(mpb_client_t *c, const char *name, mpb_dict_t **out) {
     return 0;
 }
 
+/* A handle filled in locally. */
+static int attach(mpb_client_t *c, const char *name, mpb_client_t **hc, char *hname,
+                  uint32_t *hlen) {
+    int rc = check_name(c, name);
+    if (rc) return rc;
+    *hc = c;
+    *hlen = (uint32_t)strlen(name);
+    memcpy(hname, name, *hlen + 1);
+    return 0;
+}
+
+int mpb_dict_attach(mpb_client_t *c, const char *name, mpb_dict_t **out) {
+    *out = NULL;
+    if (!c) return MPB_EINVAL;
+    mpb_dict_t *d = calloc(1, sizeof *d);
+    if (!d) return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    int rc = attach(c, name, &d->c, d->name, &d->namelen);
+    if (rc) {
+        free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+int mpb_list_attach(mpb_client_t *c, const char *name, mpb_list_t **out) {
+    *out = NULL;
+    if (!c) return MPB_EINVAL;
+    mpb_list_t *l = calloc(1, sizeof *l);
+    if (!l) return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    int rc = attach(c, name, &l->c, l->name, &l->namelen);
+    if (rc) {
+        free(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
 void mpb_dict_close(mpb_dict_t **d) {
     free(*d);
     *d = NULL;

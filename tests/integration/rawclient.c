@@ -268,6 +268,8 @@ void rc_req(mpb__buf_t *b, uint64_t rid, unsigned op, const char *name, size_t n
     mpb__w_array(b, 3 + argc);
     mpb__w_uint(b, rid);
     mpb__w_uint(b, op);
-    if (name) mpb__w_str(b, name, namelen);
-    else mpb__w_nil(b);
+    if (name)
+        mpb__w_str(b, name, namelen);
+    else
+        mpb__w_nil(b);
 }

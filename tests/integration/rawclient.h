@@ -19,10 +19,10 @@
 /* One reply of a REP batch: [rid, code, value]. */
 typedef struct rc_reply {
     uint64_t rid;
-    uint64_t code;        /* 0: success; else the positive wire error code */
-    const uint8_t *val;   /* the value (or the message), msgpack, inside the frame */
+    uint64_t code;      /* 0: success; else the positive wire error code */
+    const uint8_t *val; /* the value (or the message), msgpack, inside the frame */
     size_t vallen;
-    char msg[512];        /* code != 0: the message as text */
+    char msg[512]; /* code != 0: the message as text */
 } rc_reply_t;
 
 /* A received frame. Pointers are into the client's receive buffer: valid until the next
@@ -34,9 +34,9 @@ typedef struct rc_frame {
     size_t len;
     const uint8_t *body;
     size_t bodylen;
-    bool mac_ok;    /* sealed, and the MAC verifies under this connection's s2c key */
-    int code;       /* ERROR: the positive wire code (5 for EPROTO...) */
-    char msg[512];  /* ERROR: its message */
+    bool mac_ok;   /* sealed, and the MAC verifies under this connection's s2c key */
+    int code;      /* ERROR: the positive wire code (5 for EPROTO...) */
+    char msg[512]; /* ERROR: its message */
     rc_reply_t rep[RC_MAX_REPLIES]; /* REP: the replies in order */
     size_t nrep;
 } rc_frame_t;
@@ -52,7 +52,7 @@ typedef struct rawclient {
     bool ready;          /* WELCOME received and verified */
     uint64_t session, max_frame, max_value;
     uint64_t next_rid;
-    mpb__buf_t in;       /* the last frame received */
+    mpb__buf_t in; /* the last frame received */
 } rawclient_t;
 
 /* Connects a DEALER to endpoint, in a context of its own (ctx NULL) or in ctx (for many

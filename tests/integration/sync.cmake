@@ -1,6 +1,6 @@
 # sync.cmake - integration tests of queues and the synchronisation kinds against a real
 # mpbrokerd, from many processes (included by CMakeLists.txt in this folder).
-mpb_integration_test(test_queue test_queue.c TIMEOUT 300)
+mpb_integration_test(test_queue test_queue.c rawclient.c TIMEOUT 300)
 mpb_integration_test(test_locks test_locks.c TIMEOUT 120)
 mpb_integration_test(test_sync test_sync.c TIMEOUT 120)
 mpb_integration_test(test_expiry test_expiry.c TIMEOUT 120)

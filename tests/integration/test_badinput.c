@@ -127,8 +127,10 @@ static int64_t rep_int(const rc_reply_t *r) {
 /* An assertion that fails today because of a reported bug: says so on stderr and goes on,
  * and says so too once it holds, so the marker gets removed. */
 static void known_bug(bool ok, const char *what) {
-    if (ok) fprintf(stderr, "known bug fixed? now passes: %s\n", what);
-    else fprintf(stderr, "KNOWN BUG (not failed): %s\n", what);
+    if (ok)
+        fprintf(stderr, "known bug fixed? now passes: %s\n", what);
+    else
+        fprintf(stderr, "KNOWN BUG (not failed): %s\n", what);
 }
 
 /* A zeroed block that lives for the whole run. */
@@ -288,7 +290,6 @@ static void test_bad_header_gets_eproto(void **state) {
 
 /* ---- size ---- */
 
-
 static void test_frame_over_max_frame_gets_etoobig(void **state) {
     (void)state;
     rawclient_t c;
@@ -427,7 +428,8 @@ static void test_bad_hello_gets_eproto(void **state) {
     mpb__w_cstr(&body, "nonce");
     mpb__w_bin(&body, nonce, sizeof nonce);
     mpb__w_cstr(&body, "x");
-    for (int i = 0; i < 40; i++) mpb__w_array(&body, 1);
+    for (int i = 0; i < 40; i++)
+        mpb__w_array(&body, 1);
     mpb__w_nil(&body);
     rc_plain(&f, MPB__T_HELLO, 0, body.p, body.len);
     send_expect(&c, f.p, f.len, MPB_EPROTO, "hello must be");
@@ -435,8 +437,13 @@ static void test_bad_hello_gets_eproto(void **state) {
     static const struct {
         const char *p;
         size_t n;
-    } junk[] = {{"", 0}, {"\xdd\xff\xff\xff\xff", 5}, {"\xdf\xff\xff\xff\xff", 5}, {"\xc1", 1},
-                {"\x82\xa1v\x01", 4}};
+    } junk[] = {
+        {"",                     0},
+        {"\xdd\xff\xff\xff\xff", 5},
+        {"\xdf\xff\xff\xff\xff", 5},
+        {"\xc1",                 1},
+        {"\x82\xa1v\x01",        4}
+    };
     for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
         rc_plain(&f, MPB__T_HELLO, 0, junk[i].p, junk[i].n);
         send_expect(&c, f.p, f.len, MPB_EPROTO, "hello must be");
@@ -559,15 +566,15 @@ static void test_malformed_batches_get_eproto(void **state) {
         const char *p;
         size_t n;
     } bad[] = {
-        {"\x94\x01\x12\xa1\x64", 5},                 /* array of 4 holding 3 */
+        {"\x94\x01\x12\xa1\x64",                 5}, /* array of 4 holding 3 */
         {"\x95\x01\x11\xa1\x64\xa1\x6b\xa5\x61", 9}, /* str of 5 holding 1 byte */
-        {"\x93\x01\x01", 3},                         /* [1, 1, ...] cut */
-        {"\xdd\xff\xff\xff\xff", 5},                 /* array32 claiming 4G items */
-        {"\xdf\xff\xff\xff\xff", 5},                 /* map32 likewise */
-        {"\xdb\xff\xff\xff\xff", 5},                 /* str32 claiming 4 GB */
-        {"\xc6\xff\xff\xff\xff", 5},                 /* bin32 likewise */
-        {"\xc1", 1},                                 /* a reserved byte */
-        {"\x93\x01\x01\xc0\xcd\x01", 6},             /* a good request, then half a uint16 */
+        {"\x93\x01\x01",                         3}, /* [1, 1, ...] cut */
+        {"\xdd\xff\xff\xff\xff",                 5}, /* array32 claiming 4G items */
+        {"\xdf\xff\xff\xff\xff",                 5}, /* map32 likewise */
+        {"\xdb\xff\xff\xff\xff",                 5}, /* str32 claiming 4 GB */
+        {"\xc6\xff\xff\xff\xff",                 5}, /* bin32 likewise */
+        {"\xc1",                                 1}, /* a reserved byte */
+        {"\x93\x01\x01\xc0\xcd\x01",             6}, /* a good request, then half a uint16 */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         body_reset(&b);
@@ -578,7 +585,8 @@ static void test_malformed_batches_get_eproto(void **state) {
     body_reset(&b);
     rc_req(&b, 1, MPB_OP_DICT_SET, "deep", 4, 2);
     mpb__w_cstr(&b, "k");
-    for (int i = 0; i < 40; i++) mpb__w_array(&b, 1);
+    for (int i = 0; i < 40; i++)
+        mpb__w_array(&b, 1);
     mpb__w_nil(&b);
     call_expect(&c, &b, 0, MPB_EPROTO, "malformed msgpack", &f);
     /* A good request followed by garbage: the batch is refused whole, nothing runs. */
@@ -595,14 +603,14 @@ static void test_malformed_batches_get_eproto(void **state) {
         const char *p;
         size_t n;
     } notreq[] = {
-        {"\xa3\x61\x62\x63", 4},         /* "abc" */
-        {"\x2a", 1},                     /* 42 */
-        {"\x80", 1},                     /* {} */
-        {"\x90", 1},                     /* [] */
-        {"\x92\x01\x01", 3},             /* [1, 1] */
-        {"\x93\xa1x\x01\xc0", 5},        /* ["x", 1, nil] */
-        {"\x93\x01\xa2op\xc0", 6},       /* [1, "op", nil] */
-        {"\x93\xff\x01\xc0", 4},         /* [-1, 1, nil] */
+        {"\xa3\x61\x62\x63",                     4 }, /* "abc" */
+        {"\x2a",                                 1 }, /* 42 */
+        {"\x80",                                 1 }, /* {} */
+        {"\x90",                                 1 }, /* [] */
+        {"\x92\x01\x01",                         3 }, /* [1, 1] */
+        {"\x93\xa1x\x01\xc0",                    5 }, /* ["x", 1, nil] */
+        {"\x93\x01\xa2op\xc0",                   6 }, /* [1, "op", nil] */
+        {"\x93\xff\x01\xc0",                     4 }, /* [-1, 1, nil] */
         {"\x93\x01\xcb\0\0\0\0\0\0\xf0\x3f\xc0", 12}, /* [1, 1.0, nil] */
     };
     for (size_t i = 0; i < sizeof notreq / sizeof *notreq; i++) {
@@ -868,8 +876,8 @@ static void test_flipped_bits_are_dropped_not_executed(void **state) {
          * other bit, sequence number included. */
         int want = bit < 32 ? MPB_EPROTO : MPB_EAUTH;
         if (-f.code != want)
-            fail_msg("bit %zu flipped: got %s \"%s\", want %s", bit, mpb__err_name(f.code),
-                     f.msg, ename(want));
+            fail_msg("bit %zu flipped: got %s \"%s\", want %s", bit, mpb__err_name(f.code), f.msg,
+                     ename(want));
         if (want == MPB_EAUTH) check_words(f.msg, "MAC does not verify");
     }
     /* Not one of them ran. */
@@ -1051,7 +1059,8 @@ static void test_200_half_open_handshakes(void **state) {
     int rc;
     assert_int_equal(good_get("after200", "k", &rc), 200);
     rc_close(&c);
-    for (int i = 0; i < N; i++) rc_close(&cs[i]);
+    for (int i = 0; i < N; i++)
+        rc_close(&cs[i]);
     free(cs);
     zmq_ctx_term(ctx);
     mpb__buf_free(&b);
@@ -1075,8 +1084,10 @@ static void test_half_open_handshake_times_out(void **state) {
     /* Its pending state lasts 5 s, then goes. */
     int64_t seen = 0;
     while (!seen && th_now_ms() - t0 < 9000) {
-        if (log_count(line)) seen = th_now_ms();
-        else usleep(50000);
+        if (log_count(line))
+            seen = th_now_ms();
+        else
+            usleep(50000);
     }
     if (!seen) fail_msg("no \"%s\" in the broker log after 9 s", line);
     if (seen - t0 < 4900) fail_msg("handshake timed out after %lld ms", (long long)(seen - t0));
@@ -1092,8 +1103,7 @@ static void test_half_open_handshake_times_out(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    th_broker_start(&B, "--max-frame", "65536", "--max-value", "32768", "--max-key", "1024",
-                    NULL);
+    th_broker_start(&B, "--max-frame", "65536", "--max-value", "32768", "--max-key", "1024", NULL);
     const char *k = th_authkey(&B, &keylen);
     memcpy(key, k, keylen);
     good = th_connect(&B);

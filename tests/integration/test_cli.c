@@ -32,7 +32,10 @@ static cli_run_t R; /* the last run */
 /* Reads both pipes to their end (neither may fill and block the child). */
 static void drain(int fo, int fe) {
     size_t no = 0, ne = 0;
-    struct pollfd p[2] = {{fo, POLLIN, 0}, {fe, POLLIN, 0}};
+    struct pollfd p[2] = {
+        {fo, POLLIN, 0},
+        {fe, POLLIN, 0}
+    };
     int open = 2;
     int64_t end = th_now_ms() + 30000;
     while (open && th_now_ms() < end) {
@@ -63,7 +66,8 @@ static void drain(int fo, int fe) {
 static int vrun(const char *first, va_list ap) {
     const char *argv[64] = {th_mpb_cli};
     int argc = 1;
-    for (const char *a = first; a && argc < 62; a = va_arg(ap, const char *)) argv[argc++] = a;
+    for (const char *a = first; a && argc < 62; a = va_arg(ap, const char *))
+        argv[argc++] = a;
     argv[argc] = NULL;
     int po[2], pe[2];
     if (pipe(po) || pipe(pe)) fail_msg("pipe: %s", strerror(errno));
@@ -164,8 +168,10 @@ static json_t *json_of_stdout(void) {
 /* An assertion that fails today because of a reported bug: says so on stderr and goes on,
  * and says so too once it holds, so the marker gets removed. */
 static void known_bug(bool ok, const char *what) {
-    if (ok) fprintf(stderr, "known bug fixed? now passes: %s\n", what);
-    else fprintf(stderr, "KNOWN BUG (not failed): %s\n", what);
+    if (ok)
+        fprintf(stderr, "known bug fixed? now passes: %s\n", what);
+    else
+        fprintf(stderr, "KNOWN BUG (not failed): %s\n", what);
 }
 
 static void use_broker_env(const th_broker_t *b) {
@@ -180,8 +186,7 @@ static void test_info_prints_lines(void **state) {
     (void)state;
     assert_int_equal(run("info", NULL), 0);
     if (R.err[0]) show("stderr not empty");
-    const char *want[] = {"version", "uptime_s", "pid", "clients", "sessions", "objects",
-                          "memory"};
+    const char *want[] = {"version", "uptime_s", "pid", "clients", "sessions", "objects", "memory"};
     char *save, *line = strtok_r(R.out, "\n", &save);
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (!line) fail_msg("no line for %s", want[i]);
@@ -216,7 +221,8 @@ static void test_info_json(void **state) {
     assert_true(json_is_string(json_object_get(j, "version")));
     const char *ints[] = {"uptime_s", "clients", "sessions", "objects"};
     for (size_t i = 0; i < 4; i++)
-        if (!json_is_integer(json_object_get(j, ints[i]))) fail_msg("%s is not an integer", ints[i]);
+        if (!json_is_integer(json_object_get(j, ints[i])))
+            fail_msg("%s is not an integer", ints[i]);
     assert_true(json_integer_value(json_object_get(j, "clients")) >= 1);
     assert_true(json_integer_value(json_object_get(j, "sessions")) >= 1);
     assert_true(json_integer_value(json_object_get(j, "objects")) >= 1);
@@ -255,7 +261,8 @@ static void test_dict_set_get(void **state) {
     EXPECT_OUT(0, "{\"ok\":true}\n", "--json", "set", "dict/u", "bob",
                "[1,\"two\",null,true,1.5,{\"$bytes\":\"AAE=\"}]");
     EXPECT_OUT(0, "[1,\"two\",null,true,1.5,{\"$bytes\":\"AAE=\"}]\n", "get", "dict/u", "bob");
-    EXPECT_OUT(0, "{\"alice\":{\"age\":30},\"bob\":[1,\"two\",null,true,1.5,{\"$bytes\":\"AAE=\"}]}\n",
+    EXPECT_OUT(0,
+               "{\"alice\":{\"age\":30},\"bob\":[1,\"two\",null,true,1.5,{\"$bytes\":\"AAE=\"}]}\n",
                "get", "dict/u");
     EXPECT_OUT(0, "{\"age\":30}\n", "--json", "get", "dict/u", "alice");
     /* Replacing a value. */
@@ -269,9 +276,17 @@ static void test_dict_set_get(void **state) {
     void *v;
     size_t vn;
     assert_int_equal(mpb_dict_open(c, "u", &d), 0);
-    assert_int_equal(mpb_dict_get(d, "\xa5" "alice", 6, &v, &vn), 0);
+    assert_int_equal(mpb_dict_get(d,
+                                  "\xa5"
+                                  "alice",
+                                  6, &v, &vn),
+                     0);
     assert_int_equal(vn, 6);
-    assert_memory_equal(v, "\x81\xa3" "age" "\x1e", 6);
+    assert_memory_equal(v,
+                        "\x81\xa3"
+                        "age"
+                        "\x1e",
+                        6);
     mpb_free(v);
     mpb_dict_close(&d);
     mpb_close(&c);
@@ -311,7 +326,10 @@ static void test_key_json(void **state) {
     assert_int_equal(mpb_dict_open(c, "kj", &d), 0);
     assert_int_equal(mpb_dict_get(d, "\x05", 1, &v, &vn), 0); /* the integer 5 */
     assert_int_equal(vn, 5);
-    assert_memory_equal(v, "\xa4" "five", 5);
+    assert_memory_equal(v,
+                        "\xa4"
+                        "five",
+                        5);
     mpb_free(v);
     mpb_dict_close(&d);
     mpb_close(&c);
@@ -429,13 +447,15 @@ static void test_ls(void **state) {
     mpb_close(&c);
     assert_int_equal(run("ls", NULL), 0);
     int lines = 0;
-    for (char *p = R.out; (p = strchr(p, '\n')); p++) lines++;
+    for (char *p = R.out; (p = strchr(p, '\n')); p++)
+        lines++;
     assert_int_equal(lines, 453);
     assert_non_null(strstr(R.out, "dict/many000\t0\n"));
     assert_non_null(strstr(R.out, "dict/many449\t0\n"));
     assert_int_equal(run("ls", "dict/many1*", NULL), 0);
     lines = 0;
-    for (char *p = R.out; (p = strchr(p, '\n')); p++) lines++;
+    for (char *p = R.out; (p = strchr(p, '\n')); p++)
+        lines++;
     assert_int_equal(lines, 100);
 
     th_broker_stop(&b2);
@@ -513,8 +533,8 @@ static void test_usage_errors_exit_2(void **state) {
     EXPECT_ERR(2, "'bogus'", "get", "bogus/x");
     EXPECT_ERR(2, "get takes OBJ [KEY|INDEX]", "get");
     EXPECT_ERR(2, "set takes OBJ KEY VALUE", "set", "dict/u", "x");
-    EXPECT_ERR(2, "--connect-timeout 'abc' is not a number of seconds", "--connect-timeout",
-               "abc", "ping");
+    EXPECT_ERR(2, "--connect-timeout 'abc' is not a number of seconds", "--connect-timeout", "abc",
+               "ping");
     /* No command, or an unknown option: the usage text, on stderr. */
     assert_int_equal(run(NULL), 2);
     if (R.out[0] || !strstr(R.err, "usage: mpb")) show("usage on stderr");

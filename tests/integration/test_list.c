@@ -3,6 +3,7 @@
  * equality, reverse, a stable sort that refuses incomparable items and leaves the list as it
  * was, clear, a randomised run against a model, and 100,000 items used as a ring. */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,8 @@ static mv_t F(double d) {
 
 static void hexdump(const char *what, const uint8_t *p, size_t n) {
     fprintf(stderr, "%s (%zu bytes):", what, n);
-    for (size_t i = 0; i < n && i < 96; i++) fprintf(stderr, " %02x", p[i]);
+    for (size_t i = 0; i < n && i < 96; i++)
+        fprintf(stderr, " %02x", p[i]);
     fprintf(stderr, n > 96 ? " ...\n" : "\n");
 }
 
@@ -109,8 +111,9 @@ static void expect_slice(mpb_list_t *l, int64_t start, int64_t stop, size_t max,
     void *v = NULL;
     size_t vn = 0, n = 99999;
     assert_ok(mpb_list_slice(l, start, stop, max, &v, &vn, &n), C);
-    if (n != wantn) fail_msg("slice(%" PRId64 ", %" PRId64 ", %zu): %zu items, want %zu", start,
-                             stop, max, n, wantn);
+    if (n != wantn)
+        fail_msg("slice(%" PRId64 ", %" PRId64 ", %zu): %zu items, want %zu", start, stop, max, n,
+                 wantn);
     assert_bytes(v, vn, want, wn);
     mpb_free(v);
 }
@@ -119,13 +122,14 @@ static void expect_slice(mpb_list_t *l, int64_t start, int64_t stop, size_t max,
 static void expect_ints(mpb_list_t *l, size_t n, const int64_t *vals) {
     mpb__buf_t b = {0};
     mpb__w_array(&b, (uint32_t)n);
-    for (size_t i = 0; i < n; i++) mpb__w_int(&b, vals[i]);
+    for (size_t i = 0; i < n; i++)
+        mpb__w_int(&b, vals[i]);
     expect_slice(l, 0, INT64_MAX, 0, b.p, b.len, n);
     assert_int_equal(llen(l), n);
     mpb__buf_free(&b);
 }
 #define EXPECT_INTS(l, ...)                                                                        \
-    expect_ints(l, sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t),                      \
+    expect_ints(l, sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t),                       \
                 (const int64_t[]){__VA_ARGS__})
 
 /* The whole list is exactly these values, given as one msgpack array. */
@@ -142,12 +146,13 @@ static void fill_ints(mpb_list_t *l, size_t n, const int64_t *vals) {
     assert_ok(mpb_list_clear(l), C);
     mpb__buf_t b = {0};
     mpb__w_array(&b, (uint32_t)n);
-    for (size_t i = 0; i < n; i++) mpb__w_int(&b, vals[i]);
+    for (size_t i = 0; i < n; i++)
+        mpb__w_int(&b, vals[i]);
     assert_ok(mpb_list_extend(l, b.p, b.len), C);
     mpb__buf_free(&b);
 }
 #define FILL_INTS(l, ...)                                                                          \
-    fill_ints(l, sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t),                        \
+    fill_ints(l, sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t),                         \
               (const int64_t[]){__VA_ARGS__})
 
 static void fill_raw(mpb_list_t *l, mv_t arr) {
@@ -170,6 +175,26 @@ static int objects_find(const char *kind, const char *name, uint64_t *size) {
             }
     } while (cursor);
     return found;
+}
+
+/* Stops the broker with SIGTERM and checks that it exited 0 with no sanitizer report in its
+ * log (leaks and memory errors in the broker show up here, not in this process). */
+static void stop_cleanly(th_broker_t *b) {
+    assert_true(b->pid > 0);
+    kill(b->pid, SIGTERM);
+    int st = th_wait(b->pid, 10);
+    b->pid = 0;
+    static char log[1 << 20];
+    size_t n = 0;
+    FILE *f = fopen(b->log, "r");
+    if (f) {
+        n = fread(log, 1, sizeof log - 1, f);
+        fclose(f);
+    }
+    log[n] = 0;
+    th_broker_stop(b);
+    if (st != 0 || strstr(log, "Sanitizer") || strstr(log, "runtime error"))
+        fail_msg("mpbrokerd exited with status %d; its log:\n%s", st, log);
 }
 
 /* ---- append / extend ---- */
@@ -206,12 +231,14 @@ static void test_append_extend(void **state) {
         app(l, vals[i]);
         mpb__w_raw(&all, vals[i].p, vals[i].n);
     }
-    for (size_t i = 0; i < nv; i++) expect_get(l, (int64_t)i, vals[i]);
+    for (size_t i = 0; i < nv; i++)
+        expect_get(l, (int64_t)i, vals[i]);
     expect_all(l, (mv_t){all.p, all.len});
     /* extend with the same values, then the list is them twice */
     assert_ok(mpb_list_extend(l, all.p, all.len), C);
     assert_int_equal(llen(l), 2 * nv);
-    for (size_t i = 0; i < nv; i++) expect_get(l, (int64_t)(nv + i), vals[i]);
+    for (size_t i = 0; i < nv; i++)
+        expect_get(l, (int64_t)(nv + i), vals[i]);
     /* extend with a non-array: ETYPE, nothing added */
     assert_err(mpb_list_extend(l, I(5).p, I(5).n), MPB_ETYPE, C, "array", NULL);
     assert_err(mpb_list_extend(l, RAW(0x81, 0x01, 0x02).p, 3), MPB_ETYPE, C, NULL, NULL);
@@ -294,10 +321,50 @@ static void test_insert(void **state) {
     /* index not an integer: ETYPE, sent raw */
     void *res;
     size_t rn;
-    assert_err(mpb_call(C, MPB_OP_LIST_INSERT, "l_insert", RAW(0x92, 0xa1, 'x', 0x01).p, 4, 0, &res,
-                        &rn),
-               MPB_ETYPE, C, "index", NULL);
+    assert_err(
+        mpb_call(C, MPB_OP_LIST_INSERT, "l_insert", RAW(0x92, 0xa1, 'x', 0x01).p, 4, 0, &res, &rn),
+        MPB_ETYPE, C, "index", NULL);
     assert_int_equal(llen(l), 14);
+    mpb_list_close(&l);
+}
+
+/* Inserts that make the ring grow, at every kind of position, with the ring's start at
+ * different offsets (the broker's capacities are powers of two from 8). */
+static void test_insert_at_capacity(void **state) {
+    (void)state;
+    mpb_list_t *l = lopen("l_insert_cap");
+    static int64_t model[300];
+    const size_t sizes[] = {8, 16, 32, 64, 128};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t cap = sizes[si];
+        for (size_t shift = 0; shift < 3; shift++) {
+            int64_t where[] = {1, (int64_t)cap / 2 - 1, (int64_t)cap / 2, (int64_t)cap - 1, -1, -2};
+            for (size_t wi = 0; wi < sizeof where / sizeof *where; wi++) {
+                /* exactly cap items, the ring started 'shift' slots in */
+                assert_ok(mpb_list_clear(l), C);
+                size_t n = 0;
+                for (size_t i = 0; i < cap; i++)
+                    app(l, I((int64_t)(n++)));
+                for (size_t i = 0; i < shift * 3; i++) {
+                    expect_pop(l, 0, I((int64_t)i));
+                    app(l, I((int64_t)(cap + i)));
+                }
+                for (size_t i = 0; i < cap; i++)
+                    model[i] = (int64_t)(i + shift * 3);
+                int64_t at = where[wi] < 0 ? where[wi] + (int64_t)cap : where[wi];
+                assert_ok(mpb_list_insert(l, where[wi], I(-1).p, I(-1).n), C);
+                memmove(&model[at + 1], &model[at], (cap - (size_t)at) * sizeof *model);
+                model[at] = -1;
+                expect_ints(l, cap + 1, model);
+                /* and one more in the other half of the grown ring */
+                int64_t at2 = (int64_t)cap - at;
+                assert_ok(mpb_list_insert(l, at2, I(-2).p, I(-2).n), C);
+                memmove(&model[at2 + 1], &model[at2], (cap + 1 - (size_t)at2) * sizeof *model);
+                model[at2] = -2;
+                expect_ints(l, cap + 2, model);
+            }
+        }
+    }
     mpb_list_close(&l);
 }
 
@@ -350,24 +417,37 @@ static void test_slice(void **state) {
         size_t max;
         int from, to; /* the expected items: from..to-1 */
     } cases[] = {
-        {0, INT64_MAX, 0, 0, 10},          {2, 5, 0, 2, 5},
-        {-3, INT64_MAX, 0, 7, 10},         {-100, 3, 0, 0, 3},
-        {5, 2, 0, 5, 5},                   {8, 100, 0, 8, 10},
-        {100, 200, 0, 10, 10},             {-2, -1, 0, 8, 9},
-        {0, -1, 0, 0, 9},                  {-100, -50, 0, 0, 0},
-        {INT64_MIN, INT64_MAX, 0, 0, 10},  {INT64_MIN, INT64_MIN, 0, 0, 0},
-        {-1, INT64_MAX, 0, 9, 10},         {10, INT64_MAX, 0, 10, 10},
-        {-10, 10, 0, 0, 10},               {-11, -9, 0, 0, 1},
-        {3, 3, 0, 3, 3},                   {0, INT64_MAX, 3, 0, 3},
-        {4, 9, 2, 4, 6},                   {-5, INT64_MAX, 1, 5, 6},
-        {0, INT64_MAX, 10, 0, 10},         {0, INT64_MAX, 11, 0, 10},
-        {0, INT64_MAX, 100000, 0, 10},     {INT64_MAX, 0, 0, 10, 10},
+        {0,         INT64_MAX, 0,      0,  10},
+        {2,         5,         0,      2,  5 },
+        {-3,        INT64_MAX, 0,      7,  10},
+        {-100,      3,         0,      0,  3 },
+        {5,         2,         0,      5,  5 },
+        {8,         100,       0,      8,  10},
+        {100,       200,       0,      10, 10},
+        {-2,        -1,        0,      8,  9 },
+        {0,         -1,        0,      0,  9 },
+        {-100,      -50,       0,      0,  0 },
+        {INT64_MIN, INT64_MAX, 0,      0,  10},
+        {INT64_MIN, INT64_MIN, 0,      0,  0 },
+        {-1,        INT64_MAX, 0,      9,  10},
+        {10,        INT64_MAX, 0,      10, 10},
+        {-10,       10,        0,      0,  10},
+        {-11,       -9,        0,      0,  1 },
+        {3,         3,         0,      3,  3 },
+        {0,         INT64_MAX, 3,      0,  3 },
+        {4,         9,         2,      4,  6 },
+        {-5,        INT64_MAX, 1,      5,  6 },
+        {0,         INT64_MAX, 10,     0,  10},
+        {0,         INT64_MAX, 11,     0,  10},
+        {0,         INT64_MAX, 100000, 0,  10},
+        {INT64_MAX, 0,         0,      10, 10},
     };
     for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
         mpb__buf_t b = {0};
         int n = cases[t].to - cases[t].from;
         mpb__w_array(&b, (uint32_t)n);
-        for (int i = cases[t].from; i < cases[t].to; i++) mpb__w_int(&b, i);
+        for (int i = cases[t].from; i < cases[t].to; i++)
+            mpb__w_int(&b, i);
         expect_slice(l, cases[t].start, cases[t].stop, cases[t].max, b.p, b.len, (size_t)n);
         mpb__buf_free(&b);
     }
@@ -375,23 +455,23 @@ static void test_slice(void **state) {
     void *res;
     size_t rn;
     const uint8_t all[] = {0x9a, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
-    assert_ok(mpb_call(C, MPB_OP_LIST_SLICE, "l_slice", RAW(0x93, 0xc0, 0xc0, 0x00).p, 4, 0, &res,
-                       &rn),
-              C);
+    assert_ok(
+        mpb_call(C, MPB_OP_LIST_SLICE, "l_slice", RAW(0x93, 0xc0, 0xc0, 0x00).p, 4, 0, &res, &rn),
+        C);
     const uint8_t *v = res;
     if (rn && v[0] == 0x91) v++, rn--; /* the value, whether or not it comes wrapped */
     assert_bytes(v, rn, all, sizeof all);
     mpb_free(res);
-    assert_ok(mpb_call(C, MPB_OP_LIST_SLICE, "l_slice", RAW(0x93, 0xc0, 0x03, 0x00).p, 4, 0, &res,
-                       &rn),
-              C);
+    assert_ok(
+        mpb_call(C, MPB_OP_LIST_SLICE, "l_slice", RAW(0x93, 0xc0, 0x03, 0x00).p, 4, 0, &res, &rn),
+        C);
     v = res;
     if (rn && v[0] == 0x91) v++, rn--;
     assert_bytes(v, rn, "\x93\x00\x01\x02", 4);
     mpb_free(res);
-    assert_ok(mpb_call(C, MPB_OP_LIST_SLICE, "l_slice", RAW(0x93, 0xfe, 0xc0, 0x00).p, 4, 0, &res,
-                       &rn),
-              C);
+    assert_ok(
+        mpb_call(C, MPB_OP_LIST_SLICE, "l_slice", RAW(0x93, 0xfe, 0xc0, 0x00).p, 4, 0, &res, &rn),
+        C);
     v = res;
     if (rn && v[0] == 0x91) v++, rn--;
     assert_bytes(v, rn, "\x92\x08\x09", 3);
@@ -408,7 +488,8 @@ static void test_slice(void **state) {
     mpb_list_t *big = lopen("l_slice_big");
     mpb__buf_t b = {0};
     mpb__w_array(&b, 2500);
-    for (int i = 0; i < 2500; i++) mpb__w_int(&b, i * 7);
+    for (int i = 0; i < 2500; i++)
+        mpb__w_int(&b, i * 7);
     assert_ok(mpb_list_extend(big, b.p, b.len), C);
     mpb__buf_free(&b);
     size_t n;
@@ -497,10 +578,8 @@ static void test_remove(void **state) {
     expect_all(l, RAW(0x93, 0xcd, 0x00, 0x07, 0xd9, 0x01, 'z', 0x92, 0xcc, 0x01, 0xa0));
     assert_ok(mpb_list_remove(l, RAW(0x07).p, 1), C);
     assert_ok(mpb_list_remove(l, S("z").p, S("z").n), C);
-    assert_ok(mpb_list_remove(l, RAW(0xdc, 0x00, 0x02, 0xd3, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xda, 0,
-                                     0)
-                                     .p,
-                                 15),
+    assert_ok(mpb_list_remove(
+                  l, RAW(0xdc, 0x00, 0x02, 0xd3, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xda, 0, 0).p, 15),
               C);
     assert_int_equal(llen(l), 0);
     /* -1 in three forms; a float is not an int of the same value (encodings differ) */
@@ -534,8 +613,7 @@ static void test_index_count(void **state) {
     expect_index(l, I(7), INT64_MIN, -2, 2);
     expect_index(l, RAW(0xcc, 0x06), 0, INT64_MAX, 1);
     expect_index(l, RAW(0xd3, 0, 0, 0, 0, 0, 0, 0, 0x07), 0, INT64_MAX, 2);
-    assert_err(mpb_list_index(l, I(7).p, I(7).n, 0, 2, &i), MPB_EVALUE, C,
-               "not in list", NULL);
+    assert_err(mpb_list_index(l, I(7).p, I(7).n, 0, 2, &i), MPB_EVALUE, C, "not in list", NULL);
     assert_err(mpb_list_index(l, I(9).p, I(9).n, 0, INT64_MAX, &i), MPB_EVALUE, C, NULL, NULL);
     assert_err(mpb_list_index(l, I(5).p, I(5).n, 4, 100, &i), MPB_EVALUE, C, NULL, NULL);
     assert_err(mpb_list_index(l, I(5).p, I(5).n, 3, 3, &i), MPB_EVALUE, C, NULL, NULL);
@@ -547,16 +625,16 @@ static void test_index_count(void **state) {
     /* nil bounds, raw */
     void *res;
     size_t rn;
-    assert_ok(mpb_call(C, MPB_OP_LIST_INDEX, "l_index", RAW(0x93, 0x06, 0xc0, 0xc0).p, 4, 0, &res,
-                       &rn),
-              C);
+    assert_ok(
+        mpb_call(C, MPB_OP_LIST_INDEX, "l_index", RAW(0x93, 0x06, 0xc0, 0xc0).p, 4, 0, &res, &rn),
+        C);
     const uint8_t *v = res;
     if (rn && v[0] == 0x91) v++, rn--;
     assert_bytes(v, rn, "\x01", 1);
     mpb_free(res);
-    assert_ok(mpb_call(C, MPB_OP_LIST_INDEX, "l_index", RAW(0x93, 0x06, 0x02, 0xc0).p, 4, 0, &res,
-                       &rn),
-              C);
+    assert_ok(
+        mpb_call(C, MPB_OP_LIST_INDEX, "l_index", RAW(0x93, 0x06, 0x02, 0xc0).p, 4, 0, &res, &rn),
+        C);
     v = res;
     if (rn && v[0] == 0x91) v++, rn--;
     assert_bytes(v, rn, "\x04", 1);
@@ -603,8 +681,10 @@ static void test_reverse_clear(void **state) {
     assert_ok(mpb_list_reverse(l), C);
     EXPECT_INTS(l, 1, 2, 3, 4, 5, 6);
     /* a list whose ring has wrapped */
-    for (int i = 0; i < 5; i++) expect_pop(l, 0, I(i + 1));
-    for (int i = 7; i < 13; i++) app(l, I(i));
+    for (int i = 0; i < 5; i++)
+        expect_pop(l, 0, I(i + 1));
+    for (int i = 7; i < 13; i++)
+        app(l, I(i));
     assert_ok(mpb_list_insert(l, 0, I(0).p, I(0).n), C);
     assert_ok(mpb_list_reverse(l), C);
     EXPECT_INTS(l, 12, 11, 10, 9, 8, 7, 6, 0);
@@ -641,8 +721,8 @@ static void test_sort_ints_floats(void **state) {
     fill_raw(l, RAW(0x93, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xd3, 0x7f, 0xff,
                     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff));
     assert_ok(mpb_list_sort(l, 0), C);
-    expect_all(l, RAW(0x93, 0xff, 0xd3, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xcf,
-                      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff));
+    expect_all(l, RAW(0x93, 0xff, 0xd3, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xcf, 0xff,
+                      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff));
     /* mixed int and float: [3, 1.5, -2, 2.5, 0, -0.5] */
     mpb__buf_t b = {0}, w = {0};
     mpb__w_array(&b, 6);
@@ -711,14 +791,14 @@ static void test_sort_str_bytes_arrays(void **state) {
     fill_raw(l, RAW(0x95, 0xc4, 0x01, 0x02, 0xc4, 0x02, 0x01, 0x00, 0xc4, 0x01, 0x01, 0xc4, 0x00,
                     0xc4, 0x01, 0xff));
     assert_ok(mpb_list_sort(l, 0), C);
-    expect_all(l, RAW(0x95, 0xc4, 0x00, 0xc4, 0x01, 0x01, 0xc4, 0x02, 0x01, 0x00, 0xc4, 0x01,
-                      0x02, 0xc4, 0x01, 0xff));
+    expect_all(l, RAW(0x95, 0xc4, 0x00, 0xc4, 0x01, 0x01, 0xc4, 0x02, 0x01, 0x00, 0xc4, 0x01, 0x02,
+                      0xc4, 0x01, 0xff));
     assert_ok(mpb_list_sort(l, 1), C);
-    expect_all(l, RAW(0x95, 0xc4, 0x01, 0xff, 0xc4, 0x01, 0x02, 0xc4, 0x02, 0x01, 0x00, 0xc4,
-                      0x01, 0x01, 0xc4, 0x00));
+    expect_all(l, RAW(0x95, 0xc4, 0x01, 0xff, 0xc4, 0x01, 0x02, 0xc4, 0x02, 0x01, 0x00, 0xc4, 0x01,
+                      0x01, 0xc4, 0x00));
     /* arrays element-wise: [2,"a"], [1,"b"], [1,"a"], [1], [], [1,"a",0] */
-    fill_raw(l, RAW(0x96, 0x92, 0x02, 0xa1, 'a', 0x92, 0x01, 0xa1, 'b', 0x92, 0x01, 0xa1, 'a',
-                    0x91, 0x01, 0x90, 0x93, 0x01, 0xa1, 'a', 0x00));
+    fill_raw(l, RAW(0x96, 0x92, 0x02, 0xa1, 'a', 0x92, 0x01, 0xa1, 'b', 0x92, 0x01, 0xa1, 'a', 0x91,
+                    0x01, 0x90, 0x93, 0x01, 0xa1, 'a', 0x00));
     assert_ok(mpb_list_sort(l, 0), C);
     expect_all(l, RAW(0x96, 0x90, 0x91, 0x01, 0x92, 0x01, 0xa1, 'a', 0x93, 0x01, 0xa1, 'a', 0x00,
                       0x92, 0x01, 0xa1, 'b', 0x92, 0x02, 0xa1, 'a'));
@@ -781,7 +861,8 @@ static void test_sort_stable(void **state) {
     /* big: values 0..19, each in 11 encodings, shuffled; merge sort paths and all */
     enum { NV = 20, N = NV * NFORMS };
     int val[N], form[N], order[N];
-    for (int i = 0; i < N; i++) order[i] = i;
+    for (int i = 0; i < N; i++)
+        order[i] = i;
     unsigned seed = 12345;
     for (int i = N - 1; i > 0; i--) {
         seed = seed * 1103515245u + 12345u;
@@ -797,7 +878,8 @@ static void test_sort_stable(void **state) {
     for (int rev = 0; rev <= 1; rev++) {
         mpb__buf_t in = {0}, want = {0};
         mpb__w_array(&in, N);
-        for (int i = 0; i < N; i++) enc_form(&in, val[i], form[i]);
+        for (int i = 0; i < N; i++)
+            enc_form(&in, val[i], form[i]);
         fill_raw(l, (mv_t){in.p, in.len});
         assert_ok(mpb_list_sort(l, rev), C);
         /* expected: by value (descending if rev), equal values in their input order */
@@ -820,8 +902,7 @@ static void test_sort_incomparable(void **state) {
     mpb_list_t *l = lopen("l_sort_bad");
     /* str and int */
     fill_raw(l, RAW(0x93, 0x02, 0xa1, 'a', 0x01));
-    assert_err(mpb_list_sort(l, 0), MPB_ETYPE, C, "'<' not supported between instances of",
-               NULL);
+    assert_err(mpb_list_sort(l, 0), MPB_ETYPE, C, "'<' not supported between instances of", NULL);
     if (!strstr(mpb_errmsg(C), "'str'") || !strstr(mpb_errmsg(C), "'int'"))
         fail_msg("message '%s' does not name str and int", mpb_errmsg(C));
     expect_all(l, RAW(0x93, 0x02, 0xa1, 'a', 0x01));
@@ -830,7 +911,8 @@ static void test_sort_incomparable(void **state) {
     /* a long list with the odd one last: found deep in a merge, the list stays as it was */
     mpb__buf_t b = {0};
     mpb__w_array(&b, 101);
-    for (int i = 0; i < 100; i++) mpb__w_int(&b, (i * 37) % 100);
+    for (int i = 0; i < 100; i++)
+        mpb__w_int(&b, (i * 37) % 100);
     mpb__w_cstr(&b, "odd");
     fill_raw(l, (mv_t){b.p, b.len});
     assert_err(mpb_list_sort(l, 0), MPB_ETYPE, C, "str", NULL);
@@ -839,7 +921,8 @@ static void test_sort_incomparable(void **state) {
     mpb__buf_reset(&b);
     mpb__w_array(&b, 101);
     mpb__w_cstr(&b, "odd");
-    for (int i = 0; i < 100; i++) mpb__w_int(&b, (i * 37) % 100);
+    for (int i = 0; i < 100; i++)
+        mpb__w_int(&b, (i * 37) % 100);
     fill_raw(l, (mv_t){b.p, b.len});
     assert_err(mpb_list_sort(l, 1), MPB_ETYPE, C, NULL, NULL);
     expect_all(l, (mv_t){b.p, b.len});
@@ -943,7 +1026,8 @@ static void test_100k_ring(void **state) {
     for (int i = 0; i < N; i += BATCH) {
         mpb__buf_reset(&b);
         mpb__w_array(&b, BATCH);
-        for (int j = i; j < i + BATCH; j++) mpb__w_int(&b, j);
+        for (int j = i; j < i + BATCH; j++)
+            mpb__w_int(&b, j);
         assert_ok(mpb_list_extend(l, b.p, b.len), C);
     }
     mpb__buf_free(&b);
@@ -980,8 +1064,9 @@ static void test_100k_ring(void **state) {
         for (uint32_t i = 0; i < cnt; i++) {
             int64_t x;
             assert_int_equal(mpb__rd_int(&r, &x), 0);
-            if (x != want) fail_msg("item %" PRId64 " is %" PRId64 ", want %" PRId64,
-                                    start + (int64_t)i, x, want);
+            if (x != want)
+                fail_msg("item %" PRId64 " is %" PRId64 ", want %" PRId64, start + (int64_t)i, x,
+                         want);
             want++;
         }
         mpb_free(items);
@@ -989,7 +1074,8 @@ static void test_100k_ring(void **state) {
     }
     assert_int_equal(want, N + POPS);
     /* from the back too */
-    for (int i = 0; i < 1000; i++) expect_pop(l, -1, I(N + POPS - 1 - i));
+    for (int i = 0; i < 1000; i++)
+        expect_pop(l, -1, I(N + POPS - 1 - i));
     assert_int_equal(llen(l), N - 1000);
     uint64_t count;
     assert_ok(mpb_list_count(l, I(N + POPS - 1001).p, I(N + POPS - 1001).n, &count), C);
@@ -1008,7 +1094,8 @@ static void test_drain_shrinks(void **state) {
     mpb_list_t *l = lopen("l_drain");
     mpb__buf_t b = {0};
     mpb__w_array(&b, 1000);
-    for (int i = 0; i < 1000; i++) mpb__w_int(&b, i);
+    for (int i = 0; i < 1000; i++)
+        mpb__w_int(&b, i);
     assert_ok(mpb_list_extend(l, b.p, b.len), C);
     mpb__buf_free(&b);
     int front = 0, back = 999;
@@ -1023,9 +1110,11 @@ static void test_drain_shrinks(void **state) {
     }
     int64_t want[64];
     size_t n = 0;
-    for (int i = front; i <= back; i++) want[n++] = i;
+    for (int i = front; i <= back; i++)
+        want[n++] = i;
     expect_ints(l, n, want);
-    for (int i = 0; i < 100; i++) app(l, I(5000 + i));
+    for (int i = 0; i < 100; i++)
+        app(l, I(5000 + i));
     assert_int_equal(llen(l), n + 100);
     expect_get(l, (int64_t)n, I(5000));
     expect_get(l, -1, I(5099));
@@ -1097,16 +1186,16 @@ static void test_kinds_and_objects(void **state) {
     mpb_free(res);
     assert_err(mpb_call(C, MPB_OP_LIST_GET, "lk_ghost", RAW(0x91, 0x00).p, 2, 0, &res, &rn),
                MPB_EINDEX, C, NULL, NULL);
-    assert_ok(mpb_call(C, MPB_OP_LIST_SLICE, "lk_ghost", RAW(0x93, 0xc0, 0xc0, 0x00).p, 4, 0, &res,
-                       &rn),
-              C);
+    assert_ok(
+        mpb_call(C, MPB_OP_LIST_SLICE, "lk_ghost", RAW(0x93, 0xc0, 0xc0, 0x00).p, 4, 0, &res, &rn),
+        C);
     p = res;
     if (rn && p[0] == 0x91 && rn == 2) p++, rn--;
     assert_bytes(p, rn, "\x90", 1);
     mpb_free(res);
-    assert_err(mpb_call(C, MPB_OP_LIST_INDEX, "lk_ghost", RAW(0x93, 0x01, 0xc0, 0xc0).p, 4, 0,
-                        &res, &rn),
-               MPB_EVALUE, C, NULL, NULL);
+    assert_err(
+        mpb_call(C, MPB_OP_LIST_INDEX, "lk_ghost", RAW(0x93, 0x01, 0xc0, 0xc0).p, 4, 0, &res, &rn),
+        MPB_EVALUE, C, NULL, NULL);
     assert_ok(mpb_call(C, MPB_OP_LIST_COUNT, "lk_ghost", RAW(0x91, 0x01).p, 2, 0, &res, &rn), C);
     mpb_free(res);
     assert_int_equal(objects_find("list", "lk_ghost", NULL), 0);
@@ -1162,7 +1251,8 @@ static void test_four_processes_extend(void **state) {
         assert_true(a % 1000 == last[a / 1000] + 1); /* each process's pairs in order */
         last[a / 1000] = (int)(a % 1000);
     }
-    for (int p = 0; p < 4; p++) assert_int_equal(last[p], 99);
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(last[p], 99);
     mpb_free(items);
     /* sort it: all equal-magnitude pairs line up */
     assert_ok(mpb_list_sort(l, 0), C);
@@ -1191,6 +1281,9 @@ static void test_broker_still_alive(void **state) {
     mpb_list_close(&l);
     mpb_close(&c);
     assert_true(th_broker_alive(&B));
+    /* and it shuts down cleanly, with nothing leaked */
+    mpb_close(&C);
+    stop_cleanly(&B);
 }
 
 static int setup(void **state) {
@@ -1212,6 +1305,7 @@ int main(void) {
         cmocka_unit_test(test_append_extend),
         cmocka_unit_test(test_extend_all_or_none),
         cmocka_unit_test(test_insert),
+        cmocka_unit_test(test_insert_at_capacity),
         cmocka_unit_test(test_get_set),
         cmocka_unit_test(test_slice),
         cmocka_unit_test(test_pop),

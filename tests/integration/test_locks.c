@@ -1,6 +1,532 @@
+/* test_locks.c - Lock and RLock against a real mpbrokerd, from many processes: a lock-guarded
+ * read-modify-write loses no update, fencing tokens only grow, an RLock counts its levels,
+ * a timed-out acquire leaves the holder holding, misuse gets clear errors, and blocked
+ * acquirers are served first come, first served. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mpbproto.h"
 #include "th.h"
-static void t(void **s) { (void)s; }
+
+static th_broker_t B;
+
+/* Children cannot use cmocka's asserts (a failure would longjmp into the forked copy of the
+ * runner): they print what failed and exit non-zero, and the parent asserts on that. */
+#define CK(cond)                                                                                   \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "[pid %d] %s:%d: check failed: %s\n", (int)getpid(), __FILE__,       \
+                    __LINE__, #cond);                                                              \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+#define CKC(c, call)                                                                               \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_ < 0) {                                                                             \
+            fprintf(stderr, "[pid %d] %s:%d: %s -> %s (%s)\n", (int)getpid(), __FILE__, __LINE__, \
+                    #call, mpb_strerror(rc_), mpb_errmsg(c));                                      \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+#define SLACK_MS 300
+
+static mpb_client_t *child_connect(void) {
+    mpb_client_t *c = NULL;
+    int rc = th_connect_opts(&B, NULL, &c);
+    if (rc) {
+        fprintf(stderr, "[pid %d] connect: %s\n", (int)getpid(), mpb_errmsg(c));
+        mpb_close(&c);
+    }
+    return c;
+}
+
+/* The value under path.field of mpb_obj_describe, as a reader positioned on it, in *buf
+ * (mpb_free it). Returns 0 or -1. */
+static int describe_get(mpb_client_t *c, const char *path, const char *field, void **buf,
+                        mpb__rd_t *v) {
+    size_t n;
+    if (mpb_obj_describe(c, path, buf, &n)) return -1;
+    mpb__rd_t r = {*buf, (const uint8_t *)*buf + n};
+    if (mpb__rd_mapget(&r, field, v)) {
+        mpb_free(*buf);
+        *buf = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* An integer or boolean field; INT64_MIN when absent. */
+static int64_t describe_int(mpb_client_t *c, const char *path, const char *field) {
+    void *m;
+    mpb__rd_t v;
+    if (describe_get(c, path, field, &m, &v)) return INT64_MIN;
+    int64_t x = INT64_MIN;
+    bool b;
+    if (mpb__rd_int(&v, &x) != 0) {
+        x = INT64_MIN;
+        if (mpb__rd_bool(&v, &b) == 0) x = b;
+    }
+    mpb_free(m);
+    return x;
+}
+
+/* How many clients wait for the lock at path (its "waiters" array); -1 on error. */
+static int64_t lock_waiters(mpb_client_t *c, const char *path) {
+    void *m;
+    mpb__rd_t v;
+    if (describe_get(c, path, "waiters", &m, &v)) return -1;
+    uint32_t n;
+    int64_t x = mpb__rd_array(&v, &n) ? -1 : (int64_t)n;
+    mpb_free(m);
+    return x;
+}
+
+/* The holder's field ("session", "pid", "thread") of the lock at path; -1 when free. */
+static int64_t lock_owner(mpb_client_t *c, const char *path, const char *field) {
+    void *m;
+    mpb__rd_t v, f;
+    if (describe_get(c, path, "owner", &m, &v)) return INT64_MIN;
+    int64_t x = -1;
+    if (mpb__rd_type(&v) == MPB__MT_MAP && mpb__rd_mapget(&v, field, &f) == 0 &&
+        mpb__rd_int(&f, &x))
+        x = INT64_MIN;
+    mpb_free(m);
+    return x;
+}
+
+static bool wait_waiters(mpb_client_t *c, const char *path, int64_t want, int timeout_ms) {
+    int64_t end = th_now_ms() + timeout_ms;
+    do {
+        if (lock_waiters(c, path) == want) return true;
+        usleep(5000);
+    } while (th_now_ms() < end);
+    return false;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- read-modify-write under a lock ---- */
+
+#define RMW_PROCS 8
+#define RMW_ITERS 200
+
+static int rmw_child(int idx, void *arg) {
+    (void)arg;
+    mpb_client_t *c = child_connect();
+    CK(c);
+    mpb_lock_t *l;
+    mpb_dict_t *d;
+    mpb_list_t *fl;
+    CKC(c, mpb_lock_open(c, "rmw", &l));
+    CKC(c, mpb_dict_open(c, "rmw.data", &d));
+    CKC(c, mpb_list_open(c, "rmw.fences", &fl));
+    uint64_t fences[RMW_ITERS];
+    for (int i = 0; i < RMW_ITERS; i++) {
+        uint64_t f = 0;
+        CKC(c, mpb_lock_acquire(l, MPB_FOREVER, &f));
+        int64_t n, last;
+        CKC(c, mpb_dict_get_i64(d, "n", &n));
+        CKC(c, mpb_dict_get_i64(d, "last_fence", &last));
+        /* every acquisition, by anyone, has a larger token than the one before it */
+        if (f <= (uint64_t)last)
+            fprintf(stderr, "fence %llu after %lld\n", (unsigned long long)f, (long long)last);
+        CK(f > (uint64_t)last);
+        CKC(c, mpb_dict_set_i64(d, "n", n + 1));
+        CKC(c, mpb_dict_set_i64(d, "last_fence", (int64_t)f));
+        CKC(c, mpb_lock_release(l));
+        CK(i == 0 || f > fences[i - 1]);
+        fences[i] = f;
+    }
+    mpb__buf_t b = {0};
+    mpb__w_array(&b, RMW_ITERS);
+    for (int i = 0; i < RMW_ITERS; i++) mpb__w_uint(&b, fences[i]);
+    CK(!b.oom);
+    CKC(c, mpb_list_extend(fl, b.p, b.len));
+    mpb__buf_free(&b);
+    (void)idx;
+    mpb_list_close(&fl);
+    mpb_dict_close(&d);
+    mpb_lock_close(&l);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_lock_guarded_increments_lose_nothing(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(c, "rmw.data", &d), 0);
+    assert_int_equal(mpb_dict_set_i64(d, "n", 0), 0);
+    assert_int_equal(mpb_dict_set_i64(d, "last_fence", 0), 0);
+    int64_t t0 = th_now_ms();
+    assert_int_equal(th_spawn(RMW_PROCS, rmw_child, NULL, 120), 0);
+    print_message("%d x %d lock-guarded increments in %lld ms\n", RMW_PROCS, RMW_ITERS,
+                  (long long)(th_now_ms() - t0));
+    int64_t n;
+    assert_int_equal(mpb_dict_get_i64(d, "n", &n), 0);
+    assert_int_equal(n, RMW_PROCS * RMW_ITERS);
+
+    /* every token handed out once */
+    mpb_list_t *fl;
+    assert_int_equal(mpb_list_open(c, "rmw.fences", &fl), 0);
+    uint64_t len;
+    assert_int_equal(mpb_list_len(fl, &len), 0);
+    assert_int_equal(len, RMW_PROCS * RMW_ITERS);
+    static uint64_t all[RMW_PROCS * RMW_ITERS];
+    size_t k = 0;
+    for (uint64_t start = 0; start < len; start += 500) {
+        void *items;
+        size_t ilen, cnt;
+        assert_int_equal(
+            mpb_list_slice(fl, (int64_t)start, (int64_t)start + 500, 500, &items, &ilen, &cnt),
+            0);
+        mpb__rd_t r = {items, (const uint8_t *)items + ilen};
+        uint32_t an;
+        assert_int_equal(mpb__rd_array(&r, &an), 0);
+        for (uint32_t i = 0; i < an; i++) {
+            assert_true(k < RMW_PROCS * RMW_ITERS);
+            assert_int_equal(mpb__rd_uint(&r, &all[k++]), 0);
+        }
+        mpb_free(items);
+    }
+    assert_int_equal(k, RMW_PROCS * RMW_ITERS);
+    qsort(all, k, sizeof *all, cmp_u64);
+    for (size_t i = 1; i < k; i++) assert_true(all[i] > all[i - 1]);
+    int64_t last;
+    assert_int_equal(mpb_dict_get_i64(d, "last_fence", &last), 0);
+    assert_int_equal((uint64_t)last, all[k - 1]);
+    assert_int_equal(describe_int(c, "lock/rmw", "locked"), 0);
+    mpb_list_close(&fl);
+    mpb_dict_close(&d);
+    mpb_close(&c);
+}
+
+/* ---- RLock ---- */
+
+static int rlock_try_child(int idx, void *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = child_connect();
+    CK(c);
+    mpb_lock_t *l;
+    CKC(c, mpb_rlock_open(c, "rl", &l));
+    /* held by another session: not ours to take or give back */
+    CK(mpb_lock_acquire(l, 0, NULL) == MPB_ETIMEDOUT);
+    CK(mpb_lock_release(l) == MPB_ENOTOWNER);
+    uint64_t f;
+    CKC(c, mpb_lock_acquire(l, MPB_FOREVER, &f));
+    CK(f > 0);
+    CKC(c, mpb_lock_release(l));
+    mpb_lock_close(&l);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_rlock_counts_levels_and_keeps_its_token(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_lock_t *l;
+    assert_int_equal(mpb_rlock_open(c, "rl", &l), 0);
+    uint64_t f1, f2, f3;
+    assert_int_equal(mpb_lock_acquire(l, 0, &f1), 0);
+    assert_int_equal(mpb_lock_acquire(l, 0, &f2), 0);
+    assert_int_equal(mpb_lock_acquire(l, MPB_FOREVER, &f3), 0);
+    assert_true(f1 == f2 && f2 == f3);
+    assert_int_equal(describe_int(c, "rlock/rl", "count"), 3);
+    pid_t p = th_fork(rlock_try_child, NULL);
+    assert_true(wait_waiters(c, "rlock/rl", 1, 10000));
+    assert_int_equal(mpb_lock_release(l), 0);
+    assert_int_equal(mpb_lock_release(l), 0);
+    assert_int_equal(mpb_lock_locked(l), 1);
+    assert_int_equal(lock_waiters(c, "rlock/rl"), 1); /* one level left: still ours */
+    assert_int_equal(mpb_lock_release(l), 0);
+    assert_int_equal(th_wait(p, 30), 0);
+    assert_int_equal(mpb_lock_locked(l), 0);
+    assert_int_equal(mpb_lock_release(l), MPB_ENOTOWNER);
+    /* the next acquisition has a new, larger token */
+    uint64_t f4;
+    assert_int_equal(mpb_lock_acquire(l, 0, &f4), 0);
+    assert_true(f4 > f1);
+    assert_int_equal(mpb_lock_release(l), 0);
+    mpb_lock_close(&l);
+    mpb_close(&c);
+}
+
+/* ---- a timed-out acquire ---- */
+
+static void test_acquire_of_held_lock_times_out_and_holder_keeps_it(void **state) {
+    (void)state;
+    mpb_client_t *a = th_connect(&B), *b = th_connect(&B);
+    mpb_lock_t *la, *lb;
+    assert_int_equal(mpb_lock_open(a, "to.lock", &la), 0);
+    assert_int_equal(mpb_lock_open(b, "to.lock", &lb), 0);
+    uint64_t fa;
+    assert_int_equal(mpb_lock_acquire(la, 0, &fa), 0);
+    int64_t t0 = th_now_ms();
+    assert_int_equal(mpb_lock_acquire(lb, 300, NULL), MPB_ETIMEDOUT);
+    int64_t dt = th_now_ms() - t0;
+    print_message("acquire(300 ms) of a held lock: ETIMEDOUT after %lld ms\n", (long long)dt);
+    assert_true(dt >= 300);
+    assert_true(dt <= 300 + SLACK_MS);
+    assert_non_null(strstr(mpb_errmsg(b), "held by"));
+    t0 = th_now_ms();
+    assert_int_equal(mpb_lock_acquire(lb, 0, NULL), MPB_ETIMEDOUT);
+    assert_true(th_now_ms() - t0 < SLACK_MS);
+    /* the holder still holds it, and nobody is left waiting */
+    assert_int_equal(lock_owner(b, "lock/to.lock", "session"), (int64_t)mpb_session_id(a));
+    assert_int_equal(lock_waiters(b, "lock/to.lock"), 0);
+    assert_int_equal(mpb_lock_locked(lb), 1);
+    assert_int_equal(mpb_lock_release(lb), MPB_ENOTOWNER);
+    assert_int_equal(mpb_lock_release(la), 0);
+    uint64_t fb;
+    assert_int_equal(mpb_lock_acquire(lb, 0, &fb), 0);
+    assert_true(fb > fa);
+    assert_int_equal(mpb_lock_release(lb), 0);
+
+    /* the same for an RLock held two levels deep */
+    mpb_lock_t *ra, *rb;
+    assert_int_equal(mpb_rlock_open(a, "to.rlock", &ra), 0);
+    assert_int_equal(mpb_rlock_open(b, "to.rlock", &rb), 0);
+    assert_int_equal(mpb_lock_acquire(ra, 0, NULL), 0);
+    assert_int_equal(mpb_lock_acquire(ra, 0, NULL), 0);
+    t0 = th_now_ms();
+    assert_int_equal(mpb_lock_acquire(rb, 150, NULL), MPB_ETIMEDOUT);
+    dt = th_now_ms() - t0;
+    assert_true(dt >= 150 && dt <= 150 + SLACK_MS);
+    assert_int_equal(describe_int(a, "rlock/to.rlock", "count"), 2);
+    assert_int_equal(mpb_lock_release(ra), 0);
+    assert_int_equal(mpb_lock_release(ra), 0);
+    assert_int_equal(mpb_lock_release(ra), MPB_ENOTOWNER);
+    mpb_lock_close(&ra);
+    mpb_lock_close(&rb);
+    mpb_lock_close(&la);
+    mpb_lock_close(&lb);
+    mpb_close(&a);
+    mpb_close(&b);
+}
+
+/* ---- misuse ---- */
+
+static int release_other_child(int idx, void *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = child_connect();
+    CK(c);
+    mpb_lock_t *l;
+    CKC(c, mpb_lock_open(c, "mis", &l));
+    CK(mpb_lock_release(l) == MPB_ENOTOWNER);
+    CK(strstr(mpb_errmsg(c), "held by session") != NULL);
+    CK(mpb_lock_locked(l) == 1);
+    mpb_lock_close(&l);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_lock_misuse_gets_clear_errors(void **state) {
+    (void)state;
+    mpb_client_t *a = th_connect(&B), *b = th_connect(&B);
+    mpb_lock_t *la, *lb;
+    assert_int_equal(mpb_lock_open(a, "mis", &la), 0);
+    assert_int_equal(mpb_lock_open(b, "mis", &lb), 0);
+
+    /* release of a lock nobody holds */
+    assert_int_equal(mpb_lock_release(la), MPB_ENOTOWNER);
+    assert_non_null(strstr(mpb_errmsg(a), "unlocked lock/mis"));
+
+    /* release of a lock another session holds: the message names the holder */
+    assert_int_equal(mpb_lock_acquire(la, 0, NULL), 0);
+    assert_int_equal(mpb_lock_release(lb), MPB_ENOTOWNER);
+    char want[64];
+    snprintf(want, sizeof want, "session %llu", (unsigned long long)mpb_session_id(a));
+    assert_non_null(strstr(mpb_errmsg(b), want));
+    snprintf(want, sizeof want, "pid %d", (int)getpid());
+    assert_non_null(strstr(mpb_errmsg(b), want));
+    /* ... and by another process */
+    assert_int_equal(th_wait(th_fork(release_other_child, NULL), 30), 0);
+
+    /* a Lock is not re-entrant */
+    assert_int_equal(mpb_lock_acquire(la, 0, NULL), MPB_EBUSY);
+    assert_non_null(strstr(mpb_errmsg(a), "not re-entrant"));
+    assert_int_equal(mpb_lock_acquire(la, 1000, NULL), MPB_EBUSY); /* at once, not after 1 s */
+    assert_int_equal(describe_int(a, "lock/mis", "count"), 1);
+
+    /* a held lock cannot be deleted */
+    assert_int_equal(mpb_obj_delete(b, "lock/mis"), MPB_EBUSY);
+    assert_non_null(strstr(mpb_errmsg(b), "held by session"));
+    assert_int_equal(mpb_lock_release(la), 0);
+
+    /* two threads of one client are two owners */
+    mpb_lock_t *t1, *t2;
+    assert_int_equal(mpb_lock_open(a, "mis", &t1), 0);
+    assert_int_equal(mpb_lock_open(a, "mis", &t2), 0);
+    mpb_lock_set_thread(t1, 1);
+    mpb_lock_set_thread(t2, 2);
+    assert_int_equal(mpb_lock_acquire(t1, 0, NULL), 0);
+    assert_int_equal(mpb_lock_acquire(t2, 0, NULL), MPB_ETIMEDOUT);
+    assert_int_equal(mpb_lock_release(t2), MPB_ENOTOWNER);
+    assert_non_null(strstr(mpb_errmsg(a), "another thread"));
+    assert_int_equal(lock_owner(a, "lock/mis", "thread"), 1);
+    assert_int_equal(mpb_lock_release(t1), 0);
+    assert_int_equal(mpb_lock_acquire(t2, 0, NULL), 0);
+    assert_int_equal(lock_owner(a, "lock/mis", "thread"), 2);
+    assert_int_equal(mpb_lock_release(t2), 0);
+    mpb_lock_close(&t1);
+    mpb_lock_close(&t2);
+
+    /* a free lock can be deleted; the kinds stay apart */
+    assert_int_equal(mpb_obj_delete(a, "lock/mis"), 0);
+    mpb_lock_t *x = NULL;
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(a, "mis.dict", &d), 0);
+    assert_int_equal(mpb_lock_open(a, "mis.dict", &x), MPB_EKIND);
+    assert_int_equal(mpb_rlock_open(a, "mis.dict", &x), MPB_EKIND);
+    assert_null(x);
+    assert_int_equal(mpb_lock_open(a, "mis.l", &x), 0);
+    mpb_lock_t *y = NULL;
+    assert_int_equal(mpb_rlock_open(a, "mis.l", &y), MPB_EKIND);
+    assert_non_null(strstr(mpb_errmsg(a), "is a lock, not a rlock"));
+    assert_int_equal(mpb_obj_delete(a, "rlock/mis.l"), MPB_EKIND);
+    mpb_lock_close(&x);
+    mpb_dict_close(&d);
+    mpb_lock_close(&la);
+    mpb_lock_close(&lb);
+    mpb_close(&a);
+    mpb_close(&b);
+}
+
+/* ---- first come, first served ---- */
+
+#define FIFO_N 5
+
+static int fifo_acquirer(int idx, void *arg) {
+    (void)idx;
+    int me = (int)(intptr_t)arg;
+    mpb_client_t *c = child_connect();
+    CK(c);
+    mpb_lock_t *l;
+    mpb_list_t *order;
+    CKC(c, mpb_lock_open(c, "fifo", &l));
+    CKC(c, mpb_list_open(c, "fifo.order", &order));
+    CKC(c, mpb_lock_acquire(l, MPB_FOREVER, NULL));
+    uint8_t b[MPB_PACK_MAX_SCALAR];
+    CKC(c, mpb_list_append(order, b, mpb_pack_i64(b, me)));
+    CKC(c, mpb_lock_release(l));
+    mpb_list_close(&order);
+    mpb_lock_close(&l);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_blocked_acquirers_are_served_in_arrival_order(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_lock_t *l;
+    assert_int_equal(mpb_lock_open(c, "fifo", &l), 0);
+    assert_int_equal(mpb_lock_acquire(l, 0, NULL), 0);
+    pid_t pids[FIFO_N];
+    for (int i = 0; i < FIFO_N; i++) {
+        pids[i] = th_fork(fifo_acquirer, (void *)(intptr_t)i);
+        assert_true(wait_waiters(c, "lock/fifo", i + 1, 10000));
+    }
+    assert_int_equal(mpb_lock_release(l), 0);
+    for (int i = 0; i < FIFO_N; i++) assert_int_equal(th_wait(pids[i], 30), 0);
+    mpb_list_t *order;
+    assert_int_equal(mpb_list_open(c, "fifo.order", &order), 0);
+    uint64_t len;
+    assert_int_equal(mpb_list_len(order, &len), 0);
+    assert_int_equal(len, FIFO_N);
+    for (int i = 0; i < FIFO_N; i++) {
+        void *v;
+        size_t n;
+        int64_t x;
+        assert_int_equal(mpb_list_get(order, i, &v, &n), 0);
+        assert_int_equal(mpb_unpack_i64(v, n, &x), 0);
+        mpb_free(v);
+        assert_int_equal(x, i);
+    }
+    mpb_list_close(&order);
+    mpb_lock_close(&l);
+    mpb_close(&c);
+}
+
+/* ---- the broker is still well ---- */
+
+/* Stops the broker and checks that it exits with status 0 and that its log holds no
+ * sanitizer report (a leak or a bad access in the broker fails the test here). */
+static void stop_broker_checked(void) {
+    assert_true(th_broker_alive(&B));
+    kill(B.pid, SIGTERM);
+    int st = th_wait(B.pid, 20);
+    B.pid = 0;
+    FILE *f = fopen(B.log, "r");
+    assert_non_null(f);
+    char line[1024];
+    bool bad = false;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "Sanitizer") || strstr(line, "runtime error")) {
+            fprintf(stderr, "broker: %s", line);
+            bad = true;
+        }
+    }
+    fclose(f);
+    assert_false(bad);
+    assert_int_equal(st, 0);
+    th_broker_stop(&B);
+}
+
+static void test_broker_still_serves_and_exits_cleanly(void **state) {
+    (void)state;
+    assert_true(th_broker_alive(&B));
+    mpb_client_t *c = th_connect(&B);
+    mpb_lock_t *l;
+    assert_int_equal(mpb_lock_open(c, "final", &l), 0);
+    uint64_t f1, f2;
+    assert_int_equal(mpb_lock_acquire(l, 0, &f1), 0);
+    assert_int_equal(mpb_lock_locked(l), 1);
+    assert_int_equal(mpb_lock_release(l), 0);
+    assert_int_equal(mpb_lock_acquire(l, 0, &f2), 0);
+    assert_true(f2 > f1);
+    assert_int_equal(mpb_lock_release(l), 0);
+    mpb_dict_t *d;
+    int64_t v;
+    assert_int_equal(mpb_dict_open(c, "final.d", &d), 0);
+    assert_int_equal(mpb_dict_set_i64(d, "k", 5), 0);
+    assert_int_equal(mpb_dict_get_i64(d, "k", &v), 0);
+    assert_int_equal(v, 5);
+    mpb_dict_close(&d);
+    mpb_lock_close(&l);
+    mpb_close(&c);
+    stop_broker_checked();
+}
+
+static int setup(void **state) {
+    (void)state;
+    th_broker_start(&B, NULL);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    th_broker_stop(&B);
+    return 0;
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(t)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lock_guarded_increments_lose_nothing),
+        cmocka_unit_test(test_rlock_counts_levels_and_keeps_its_token),
+        cmocka_unit_test(test_acquire_of_held_lock_times_out_and_holder_keeps_it),
+        cmocka_unit_test(test_lock_misuse_gets_clear_errors),
+        cmocka_unit_test(test_blocked_acquirers_are_served_in_arrival_order),
+        cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,32 +1,637 @@
+/* test_queue.c - Queue and JoinableQueue against a real mpbrokerd, from many processes:
+ * producers and consumers lose and duplicate nothing, join() waits for every task_done(),
+ * timeouts answer on time and leave the queue as it was, misuse gets a clear error, and a
+ * queue holds a million items. */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "mpbproto.h"
+#include "rawclient.h"
 #include "th.h"
+
 static th_broker_t B;
-static int child(int idx, void *arg) {
-    (void)arg;
-    mpb_client_t *c = th_connect(&B);
-    mpb_queue_t *q;
-    if (mpb_queue_open(c, "big", 0, 0, &q)) return 1;
-    for (int i = 0; i < 20000; i++) {
-        uint8_t b[9];
-        size_t n = mpb_pack_i64(b, idx * 1000000 + i);
-        if (mpb_queue_put(q, b, n, 0)) return 2;
+
+/* Children cannot use cmocka's asserts (a failure would longjmp into the forked copy of the
+ * runner): they print what failed and exit non-zero, and the parent asserts on that. */
+#define CK(cond)                                                                                   \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "[pid %d] %s:%d: check failed: %s\n", (int)getpid(), __FILE__,       \
+                    __LINE__, #cond);                                                              \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+#define CKC(c, call)                                                                               \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_ < 0) {                                                                             \
+            fprintf(stderr, "[pid %d] %s:%d: %s -> %s (%s)\n", (int)getpid(), __FILE__, __LINE__, \
+                    #call, mpb_strerror(rc_), mpb_errmsg(c));                                      \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+static mpb_client_t *child_connect(void) {
+    mpb_client_t *c = NULL;
+    int rc = th_connect_opts(&B, NULL, &c);
+    if (rc) {
+        fprintf(stderr, "[pid %d] connect: %s\n", (int)getpid(), mpb_errmsg(c));
+        mpb_close(&c);
     }
+    return c;
+}
+
+static size_t pack_int(uint8_t *buf, int64_t v) {
+    return mpb_pack_i64(buf, v);
+}
+
+/* Takes an integer item; 0, or the error. */
+static int get_int(mpb_queue_t *q, int timeout_ms, int64_t *v) {
+    void *p;
+    size_t n;
+    int rc = mpb_queue_get(q, &p, &n, timeout_ms);
+    if (rc) return rc;
+    rc = mpb_unpack_i64(p, n, v);
+    mpb_free(p);
+    return rc;
+}
+
+static int put_int(mpb_queue_t *q, int64_t v, int timeout_ms) {
+    uint8_t b[MPB_PACK_MAX_SCALAR];
+    return mpb_queue_put(q, b, pack_int(b, v), timeout_ms);
+}
+
+/* An integer or boolean field of mpb_obj_describe(path); INT64_MIN when absent. */
+static int64_t describe_int(mpb_client_t *c, const char *path, const char *field) {
+    void *m;
+    size_t n;
+    if (mpb_obj_describe(c, path, &m, &n)) return INT64_MIN;
+    mpb__rd_t r = {m, (const uint8_t *)m + n}, v;
+    int64_t x = INT64_MIN;
+    bool b;
+    if (mpb__rd_mapget(&r, field, &v) == 0 && mpb__rd_int(&v, &x) != 0) {
+        x = INT64_MIN;
+        if (mpb__rd_bool(&v, &b) == 0) x = b;
+    }
+    mpb_free(m);
+    return x;
+}
+
+/* Polls describe(path)[field] until it equals want, for up to timeout_ms. */
+static bool wait_field(mpb_client_t *c, const char *path, const char *field, int64_t want,
+                       int timeout_ms) {
+    int64_t end = th_now_ms() + timeout_ms;
+    while (th_now_ms() < end) {
+        if (describe_int(c, path, field) == want) return true;
+        usleep(5000);
+    }
+    return describe_int(c, path, field) == want;
+}
+
+/* Reads list name (integers) into out (up to max); returns how many, or -1. */
+static long read_int_list(mpb_client_t *c, const char *name, int64_t *out, size_t max) {
+    mpb_list_t *l;
+    if (mpb_list_open(c, name, &l)) return -1;
+    uint64_t len;
+    long got = 0;
+    if (mpb_list_len(l, &len) || len > max) got = -1;
+    for (uint64_t start = 0; got >= 0 && start < len; start += 500) {
+        void *items;
+        size_t ilen, n;
+        if (mpb_list_slice(l, (int64_t)start, (int64_t)start + 500, 500, &items, &ilen, &n)) {
+            got = -1;
+            break;
+        }
+        mpb__rd_t r = {items, (const uint8_t *)items + ilen};
+        uint32_t an;
+        if (mpb__rd_array(&r, &an) || an != n) got = -1;
+        for (uint32_t i = 0; got >= 0 && i < an; i++)
+            if (mpb__rd_int(&r, &out[got++])) got = -1;
+        mpb_free(items);
+    }
+    mpb_list_close(&l);
+    return got;
+}
+
+/* Appends the integers v[0..n) to list name with one list.extend. */
+static int extend_ints(mpb_client_t *c, const char *name, const int64_t *v, size_t n) {
+    mpb_list_t *l;
+    int rc = mpb_list_open(c, name, &l);
+    if (rc) return rc;
+    mpb__buf_t b = {0};
+    mpb__w_array(&b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) mpb__w_int(&b, v[i]);
+    rc = b.oom ? MPB_ENOMEM : mpb_list_extend(l, b.p, b.len);
+    mpb__buf_free(&b);
+    mpb_list_close(&l);
+    return rc;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- producers and consumers ---- */
+
+#define PC_PRODUCERS 3
+#define PC_ITEMS     1000
+#define PC_CONSUMERS 2
+
+static int pc_producer(int idx, void *arg) {
+    (void)arg;
+    mpb_client_t *c = child_connect();
+    CK(c);
+    mpb_queue_t *q;
+    CKC(c, mpb_queue_open(c, "pc", -1, -1, &q));
+    for (int i = 0; i < PC_ITEMS; i++) CKC(c, put_int(q, idx * PC_ITEMS + i, MPB_FOREVER));
+    mpb_queue_close(&q);
     mpb_close(&c);
     return 0;
 }
-static void t(void **s) {
-    (void)s;
-    th_broker_start(&B, NULL);
+
+static int pc_consumer(int idx, void *arg) {
+    (void)idx;
+    int me = (int)(intptr_t)arg;
+    mpb_client_t *c = child_connect();
+    CK(c);
+    mpb_queue_t *q;
+    CKC(c, mpb_queue_open(c, "pc", -1, -1, &q));
+    static int64_t got[PC_PRODUCERS * PC_ITEMS];
+    size_t n = 0;
+    int64_t last[PC_PRODUCERS] = {-1, -1, -1};
+    for (;;) {
+        int64_t v;
+        CKC(c, get_int(q, MPB_FOREVER, &v));
+        if (v == -1) break; /* the sentinel: one per consumer */
+        CK(v >= 0 && v < PC_PRODUCERS * PC_ITEMS && n < PC_PRODUCERS * PC_ITEMS);
+        /* a FIFO queue hands each producer's items out in the order they were put */
+        CK(v % PC_ITEMS > last[v / PC_ITEMS]);
+        last[v / PC_ITEMS] = v % PC_ITEMS;
+        got[n++] = v;
+    }
+    char name[32];
+    snprintf(name, sizeof name, "pc.got.%d", me);
+    CKC(c, extend_ints(c, name, got, n));
+    mpb_queue_close(&q);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_producers_consumers_each_item_exactly_once(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    /* bounded, so that producers also block on put */
+    assert_int_equal(mpb_queue_open(c, "pc", 64, 0, &q), 0);
+    pid_t cons[PC_CONSUMERS];
+    for (int i = 0; i < PC_CONSUMERS; i++) cons[i] = th_fork(pc_consumer, (void *)(intptr_t)i);
+    assert_int_equal(th_spawn(PC_PRODUCERS, pc_producer, NULL, 120), 0);
+    for (int i = 0; i < PC_CONSUMERS; i++) assert_int_equal(put_int(q, -1, MPB_FOREVER), 0);
+    for (int i = 0; i < PC_CONSUMERS; i++) assert_int_equal(th_wait(cons[i], 60), 0);
+
+    static int64_t all[PC_PRODUCERS * PC_ITEMS + 1];
+    size_t total = 0;
+    for (int i = 0; i < PC_CONSUMERS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "pc.got.%d", i);
+        long n = read_int_list(c, name, all + total, PC_PRODUCERS * PC_ITEMS + 1 - total);
+        assert_true(n >= 0);
+        total += (size_t)n;
+    }
+    assert_int_equal(total, PC_PRODUCERS * PC_ITEMS);
+    qsort(all, total, sizeof *all, cmp_i64);
+    for (size_t i = 0; i < total; i++) assert_int_equal(all[i], (int64_t)i); /* once each */
+
+    uint64_t n;
+    assert_int_equal(mpb_queue_qsize(q, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(describe_int(c, "queue/pc", "getters"), 0);
+    assert_int_equal(describe_int(c, "queue/pc", "putters"), 0);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
+/* ---- JoinableQueue ---- */
+
+#define JQ_N 300
+
+static int jq_producer(int idx, void *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = child_connect();
+    CK(c);
+    mpb_queue_t *q;
+    mpb_dict_t *d;
+    CKC(c, mpb_queue_open(c, "jq", -1, 1, &q));
+    CKC(c, mpb_dict_open(c, "jq.stats", &d));
+    for (int i = 0; i < JQ_N; i++) CKC(c, put_int(q, i, MPB_FOREVER));
+    CKC(c, mpb_dict_set_i64(d, "all_put", 1));
+    CKC(c, mpb_queue_join(q, MPB_FOREVER));
+    int64_t done;
+    CKC(c, mpb_dict_get_i64(d, "done", &done));
+    if (done != JQ_N) fprintf(stderr, "join returned with %lld of %d done\n", (long long)done, JQ_N);
+    CK(done == JQ_N);
+    mpb_dict_close(&d);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+    return 0;
+}
+
+static int jq_consumer(int idx, void *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = child_connect();
+    CK(c);
+    mpb_queue_t *q;
+    mpb_dict_t *d;
+    CKC(c, mpb_queue_open(c, "jq", -1, 1, &q));
+    CKC(c, mpb_dict_open(c, "jq.stats", &d));
+    for (;;) {
+        int64_t v;
+        CKC(c, get_int(q, MPB_FOREVER, &v));
+        if (v < 0) {
+            CKC(c, mpb_queue_task_done(q));
+            break;
+        }
+        usleep(300); /* some work, so that join() really waits */
+        CKC(c, mpb_dict_incr_str(d, "done", 1, NULL));
+        CKC(c, mpb_queue_task_done(q));
+    }
+    mpb_dict_close(&d);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_joinable_queue_join_returns_after_every_task_done(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    mpb_dict_t *d;
+    assert_int_equal(mpb_queue_open(c, "jq", 0, 1, &q), 0);
+    assert_int_equal(mpb_dict_open(c, "jq.stats", &d), 0);
+    assert_int_equal(mpb_dict_set_i64(d, "done", 0), 0);
+    pid_t cons[2] = {th_fork(jq_consumer, NULL), th_fork(jq_consumer, NULL)};
+    pid_t prod = th_fork(jq_producer, NULL);
+    /* a second joiner, once every item has been put */
+    int64_t all = 0;
+    for (int i = 0; i < 6000 && all != 1; i++) {
+        if (mpb_dict_get_i64(d, "all_put", &all)) all = 0;
+        if (all != 1) usleep(5000);
+    }
+    assert_int_equal(all, 1);
+    assert_int_equal(mpb_queue_join(q, 60000), 0);
+    int64_t done;
+    assert_int_equal(mpb_dict_get_i64(d, "done", &done), 0);
+    assert_int_equal(done, JQ_N);
+    assert_int_equal(th_wait(prod, 60), 0);
+    assert_int_equal(put_int(q, -1, MPB_FOREVER), 0);
+    assert_int_equal(put_int(q, -1, MPB_FOREVER), 0);
+    assert_int_equal(th_wait(cons[0], 60), 0);
+    assert_int_equal(th_wait(cons[1], 60), 0);
+
+    assert_int_equal(describe_int(c, "queue/jq", "unfinished"), 0);
+    assert_int_equal(mpb_queue_join(q, 0), 0);
+    /* one task_done more than items put */
+    assert_int_equal(mpb_queue_task_done(q), MPB_EVALUE);
+    assert_non_null(strstr(mpb_errmsg(c), "too many times"));
+    assert_int_equal(describe_int(c, "queue/jq", "unfinished"), 0);
+
+    /* task_done and join are for JoinableQueues only */
+    mpb_queue_t *plain;
+    assert_int_equal(mpb_queue_open(c, "jq.plain", 0, 0, &plain), 0);
+    assert_int_equal(put_int(plain, 1, 0), 0);
+    assert_int_equal(mpb_queue_task_done(plain), MPB_ETYPE);
+    assert_non_null(strstr(mpb_errmsg(c), "not joinable"));
+    assert_int_equal(mpb_queue_join(plain, 0), MPB_ETYPE);
+    uint64_t n;
+    assert_int_equal(mpb_queue_qsize(plain, &n), 0);
+    assert_int_equal(n, 1);
+    mpb_queue_close(&plain);
+    mpb_dict_close(&d);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
+/* ---- timeouts: on time, and nothing changed ---- */
+
+#define SLACK_MS 300
+
+static void test_get_on_empty_queue_times_out(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    assert_int_equal(mpb_queue_open(c, "to.get", 0, 0, &q), 0);
+    int64_t v;
     int64_t t0 = th_now_ms();
-    assert_int_equal(th_spawn(1, child, NULL, 100), 0);
-    int64_t t1 = th_now_ms();
-    assert_int_equal(th_spawn(4, child, NULL, 100), 0);
-    int64_t t2 = th_now_ms();
-    fprintf(stderr, "1x20000: %lld ms, 4x20000: %lld ms\n", (long long)(t1 - t0), (long long)(t2 - t1));
+    assert_int_equal(get_int(q, 300, &v), MPB_ETIMEDOUT);
+    int64_t dt = th_now_ms() - t0;
+    print_message("get(300 ms) on an empty queue: ETIMEDOUT after %lld ms\n", (long long)dt);
+    assert_true(dt >= 300);
+    assert_true(dt <= 300 + SLACK_MS);
+    t0 = th_now_ms();
+    assert_int_equal(get_int(q, 0, &v), MPB_EEMPTY); /* get_nowait */
+    assert_true(th_now_ms() - t0 < SLACK_MS);
+    /* nobody is left waiting, and the queue works */
+    assert_int_equal(describe_int(c, "queue/to.get", "getters"), 0);
+    assert_int_equal(put_int(q, 7, 0), 0);
+    assert_int_equal(get_int(q, 0, &v), 0);
+    assert_int_equal(v, 7);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
+static void test_put_on_full_queue_times_out_and_leaves_it_unchanged(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    assert_int_equal(mpb_queue_open(c, "to.put", 3, 0, &q), 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(put_int(q, i, 0), 0);
+    assert_int_equal(mpb_queue_full(q), 1);
+    int64_t t0 = th_now_ms();
+    assert_int_equal(put_int(q, 99, 250), MPB_ETIMEDOUT);
+    int64_t dt = th_now_ms() - t0;
+    print_message("put(250 ms) on a full queue: ETIMEDOUT after %lld ms\n", (long long)dt);
+    assert_true(dt >= 250);
+    assert_true(dt <= 250 + SLACK_MS);
+    assert_int_equal(put_int(q, 98, 0), MPB_EFULL); /* put_nowait */
+    assert_non_null(strstr(mpb_errmsg(c), "full"));
+    uint64_t n;
+    assert_int_equal(mpb_queue_qsize(q, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(describe_int(c, "queue/to.put", "putters"), 0);
+    /* exactly the three items, in order: neither timed-out item got in */
+    for (int i = 0; i < 3; i++) {
+        int64_t v;
+        assert_int_equal(get_int(q, 0, &v), 0);
+        assert_int_equal(v, i);
+    }
+    int64_t v;
+    assert_int_equal(get_int(q, 0, &v), MPB_EEMPTY);
+    assert_int_equal(mpb_queue_empty(q), 1);
+    assert_int_equal(mpb_queue_full(q), 0);
+    mpb_queue_close(&q);
+
+    /* a JoinableQueue does not count a put that timed out as an unfinished task */
+    assert_int_equal(mpb_queue_open(c, "to.jput", 1, 1, &q), 0);
+    assert_int_equal(put_int(q, 1, 0), 0);
+    assert_int_equal(put_int(q, 2, 100), MPB_ETIMEDOUT);
+    assert_int_equal(describe_int(c, "queue/to.jput", "unfinished"), 1);
+    assert_int_equal(get_int(q, 0, &v), 0);
+    assert_int_equal(mpb_queue_task_done(q), 0);
+    assert_int_equal(mpb_queue_join(q, 0), 0);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
+static void test_join_with_unfinished_tasks_times_out(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    assert_int_equal(mpb_queue_open(c, "to.join", 0, 1, &q), 0);
+    assert_int_equal(put_int(q, 1, 0), 0);
+    int64_t v;
+    assert_int_equal(get_int(q, 0, &v), 0); /* taken but not done */
+    int64_t t0 = th_now_ms();
+    assert_int_equal(mpb_queue_join(q, 200), MPB_ETIMEDOUT);
+    int64_t dt = th_now_ms() - t0;
+    print_message("join(200 ms) with a task unfinished: ETIMEDOUT after %lld ms\n",
+                  (long long)dt);
+    assert_true(dt >= 200);
+    assert_true(dt <= 200 + SLACK_MS);
+    assert_int_equal(mpb_queue_join(q, 0), MPB_ETIMEDOUT);
+    assert_int_equal(describe_int(c, "queue/to.join", "joiners"), 0);
+    assert_int_equal(describe_int(c, "queue/to.join", "unfinished"), 1);
+    assert_int_equal(mpb_queue_task_done(q), 0);
+    assert_int_equal(mpb_queue_join(q, 0), 0);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
+/* ---- misuse ---- */
+
+static int getter_of_5(int idx, void *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = child_connect();
+    CK(c);
+    mpb_queue_t *q;
+    CKC(c, mpb_queue_open(c, "misuse.q", -1, -1, &q));
+    int64_t v;
+    CKC(c, get_int(q, MPB_FOREVER, &v));
+    CK(v == 5);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_misuse_gets_clear_errors(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_dict_t *d;
+    mpb_queue_t *q = NULL;
+    assert_int_equal(mpb_dict_open(c, "misuse.dict", &d), 0);
+    assert_int_equal(mpb_queue_open(c, "misuse.dict", 0, 0, &q), MPB_EKIND);
+    assert_null(q);
+    assert_non_null(strstr(mpb_errmsg(c), "is a dict, not a queue"));
+    mpb_dict_close(&d);
+
+    assert_int_equal(mpb_queue_open(c, "misuse.q", 5, 0, &q), 0);
+    mpb_queue_t *q2 = NULL;
+    assert_int_equal(mpb_queue_open(c, "misuse.q", 6, -1, &q2), MPB_EINVAL);
+    assert_non_null(strstr(mpb_errmsg(c), "maxsize 5"));
+    assert_int_equal(mpb_queue_open(c, "misuse.q", -1, 1, &q2), MPB_EINVAL);
+    assert_non_null(strstr(mpb_errmsg(c), "not joinable"));
+    assert_int_equal(mpb_queue_open(c, "misuse.q", -1, -1, &q2), 0);
+    mpb_queue_close(&q2);
+    static const uint8_t bad[] = {0x92, 0x01}; /* an array of 2 with one element */
+    assert_int_equal(mpb_queue_put(q, bad, sizeof bad, 0), MPB_EINVAL);
+    assert_int_equal(mpb_queue_task_done(q), MPB_ETYPE);
+    /* the queue is still empty and usable */
+    assert_int_equal(mpb_queue_empty(q), 1);
+    /* a queue with a blocked client cannot be deleted; an idle one can */
+    pid_t g = th_fork(getter_of_5, NULL);
+    assert_true(wait_field(c, "queue/misuse.q", "getters", 1, 10000));
+    assert_int_equal(mpb_obj_delete(c, "queue/misuse.q"), MPB_EBUSY);
+    assert_non_null(strstr(mpb_errmsg(c), "blocked"));
+    assert_int_equal(put_int(q, 5, 0), 0);
+    assert_int_equal(th_wait(g, 30), 0);
+    assert_int_equal(mpb_obj_delete(c, "queue/misuse.q"), 0);
+    assert_int_equal(mpb_obj_delete(c, "queue/misuse.q"), MPB_ENOOBJ);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
+/* ---- a million items ---- */
+
+/* A million round trips of one put each take a minute under the sanitizers, so the producers
+ * speak the protocol directly and send their puts as a pipelining client would: BIG_BATCH
+ * requests in one sealed frame, BIG_WINDOW frames in flight. Every reply is checked. */
+#define BIG_PROCS  4
+#define BIG_EACH   250000
+#define BIG_BATCH  500
+#define BIG_WINDOW 4
+
+/* Receives one reply frame and checks it answers the BIG_BATCH puts from rid first with nil. */
+static int big_check_replies(rawclient_t *rc, rc_frame_t *f, uint64_t first) {
+    CK(rc_recv(rc, f, 30000) == 0);
+    CK(f->type == MPB__T_REP && f->mac_ok);
+    mpb__rd_t rd = {f->body, f->body + f->bodylen};
+    for (uint64_t i = 0; i < BIG_BATCH; i++) {
+        uint32_t n;
+        uint64_t rid, code;
+        CK(mpb__rd_array(&rd, &n) == 0 && n == 3);
+        CK(mpb__rd_uint(&rd, &rid) == 0 && rid == first + i);
+        CK(mpb__rd_uint(&rd, &code) == 0 && code == 0);
+        CK(mpb__rd_nil(&rd) == 0);
+    }
+    CK(!mpb__rd_more(&rd));
+    return 0;
+}
+
+static int big_producer(int idx, void *arg) {
+    (void)arg;
+    static rawclient_t rc;
+    static rc_frame_t f;
+    size_t kl;
+    const char *key = th_authkey(&B, &kl);
+    CK(rc_open(&rc, NULL, B.endpoint) == 0);
+    CK(rc_handshake(&rc, key, kl, 10000) == 0);
+    mpb__buf_t body = {0};
+    uint64_t rid = 1, unanswered = 0, next_answer = 1;
+    for (int i = 0; i < BIG_EACH; i += BIG_BATCH) {
+        mpb__buf_reset(&body);
+        for (int j = 0; j < BIG_BATCH; j++) {
+            rc_req(&body, rid++, MPB_OP_QUEUE_PUT, "big", 3, 2);
+            mpb__w_int(&body, (int64_t)idx * BIG_EACH + i + j);
+            mpb__w_int(&body, 0);
+        }
+        CK(!body.oom);
+        CK(rc_send_req(&rc, body.p, body.len, NULL) == 0);
+        if (++unanswered == BIG_WINDOW) {
+            if (big_check_replies(&rc, &f, next_answer)) return 1;
+            next_answer += BIG_BATCH;
+            unanswered--;
+        }
+    }
+    for (; unanswered; unanswered--, next_answer += BIG_BATCH)
+        if (big_check_replies(&rc, &f, next_answer)) return 1;
+    mpb__buf_free(&body);
+    rc_close(&rc);
+    return 0;
+}
+
+static void test_queue_of_a_million_items(void **state) {
+    (void)state;
+    int64_t t0 = th_now_ms();
+    assert_int_equal(th_spawn(BIG_PROCS, big_producer, NULL, 280), 0);
+    int64_t dt = th_now_ms() - t0;
+    print_message("%d items put by %d processes (batches of %d) in %lld ms\n",
+                  BIG_PROCS * BIG_EACH, BIG_PROCS, BIG_BATCH, (long long)dt);
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    assert_int_equal(mpb_queue_open(c, "big", -1, -1, &q), 0);
+    uint64_t n;
+    assert_int_equal(mpb_queue_qsize(q, &n), 0);
+    assert_int_equal(n, BIG_PROCS * BIG_EACH);
+    assert_int_equal(describe_int(c, "queue/big", "size"), BIG_PROCS * BIG_EACH);
+    /* each producer's items come out in its order */
+    int64_t last[BIG_PROCS] = {-1, -1, -1, -1};
+    for (int i = 0; i < 100; i++) {
+        int64_t v;
+        assert_int_equal(get_int(q, 0, &v), 0);
+        assert_true(v >= 0 && v < BIG_PROCS * BIG_EACH);
+        assert_true(v % BIG_EACH > last[v / BIG_EACH]);
+        last[v / BIG_EACH] = v % BIG_EACH;
+        assert_int_equal(mpb_queue_qsize(q, &n), 0);
+        assert_int_equal(n, BIG_PROCS * BIG_EACH - 1 - i);
+    }
+    assert_int_equal(mpb_obj_delete(c, "queue/big"), 0);
+    void *m;
+    size_t ml;
+    assert_int_equal(mpb_obj_describe(c, "queue/big", &m, &ml), MPB_ENOOBJ);
+    /* the name is free again: a new, empty queue */
+    assert_int_equal(mpb_queue_qsize(q, &n), 0);
+    assert_int_equal(n, 0);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
+/* ---- the broker is still well ---- */
+
+/* Stops the broker and checks that it exits with status 0 and that its log holds no
+ * sanitizer report (a leak or a bad access in the broker fails the test here). */
+static void stop_broker_checked(void) {
+    assert_true(th_broker_alive(&B));
+    kill(B.pid, SIGTERM);
+    int st = th_wait(B.pid, 20);
+    B.pid = 0;
+    FILE *f = fopen(B.log, "r");
+    assert_non_null(f);
+    char line[1024];
+    bool bad = false;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "Sanitizer") || strstr(line, "runtime error")) {
+            fprintf(stderr, "broker: %s", line);
+            bad = true;
+        }
+    }
+    fclose(f);
+    assert_false(bad);
+    assert_int_equal(st, 0);
     th_broker_stop(&B);
 }
+
+static void test_broker_still_serves_and_exits_cleanly(void **state) {
+    (void)state;
+    assert_true(th_broker_alive(&B));
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    assert_int_equal(mpb_queue_open(c, "final", 2, 0, &q), 0);
+    assert_int_equal(put_int(q, 41, 0), 0);
+    assert_int_equal(put_int(q, 42, 0), 0);
+    int64_t v;
+    assert_int_equal(get_int(q, 0, &v), 0);
+    assert_int_equal(v, 41);
+    assert_int_equal(get_int(q, 0, &v), 0);
+    assert_int_equal(v, 42);
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(c, "final.d", &d), 0);
+    assert_int_equal(mpb_dict_set_i64(d, "k", 5), 0);
+    assert_int_equal(mpb_dict_get_i64(d, "k", &v), 0);
+    assert_int_equal(v, 5);
+    mpb_dict_close(&d);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+    stop_broker_checked();
+}
+
+static int setup(void **state) {
+    (void)state;
+    th_broker_start(&B, NULL);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    th_broker_stop(&B);
+    return 0;
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(t)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_producers_consumers_each_item_exactly_once),
+        cmocka_unit_test(test_joinable_queue_join_returns_after_every_task_done),
+        cmocka_unit_test(test_get_on_empty_queue_times_out),
+        cmocka_unit_test(test_put_on_full_queue_times_out_and_leaves_it_unchanged),
+        cmocka_unit_test(test_join_with_unfinished_tasks_times_out),
+        cmocka_unit_test(test_misuse_gets_clear_errors),
+        cmocka_unit_test(test_queue_of_a_million_items),
+        cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -173,6 +173,9 @@ typedef struct mpb_dict mpb_dict_t;
 
 /* Opens (creating if new) the dict called name. MPB_EKIND if name is another kind. */
 MPB_EXPORT int mpb_dict_open(mpb_client_t *c, const char *name, mpb_dict_t **out);
+/* A handle on dict name without a round trip: nothing is created until the first write, and
+ * reads of a dict that does not exist find it empty. The kind is checked by each call. */
+MPB_EXPORT int mpb_dict_attach(mpb_client_t *c, const char *name, mpb_dict_t **out);
 /* Frees the handle (not the shared dict). Accepts &NULL; sets *d NULL. */
 MPB_EXPORT void mpb_dict_close(mpb_dict_t **d);
 
@@ -230,6 +233,8 @@ MPB_EXPORT int mpb_dict_incr_str(mpb_dict_t *d, const char *key, int64_t by, int
 typedef struct mpb_list mpb_list_t;
 
 MPB_EXPORT int mpb_list_open(mpb_client_t *c, const char *name, mpb_list_t **out);
+/* As mpb_dict_attach, for a list. */
+MPB_EXPORT int mpb_list_attach(mpb_client_t *c, const char *name, mpb_list_t **out);
 MPB_EXPORT void mpb_list_close(mpb_list_t **l);
 
 MPB_EXPORT int mpb_list_append(mpb_list_t *l, const void *val, size_t vlen);
@@ -421,6 +426,118 @@ MPB_EXPORT int mpb_namespace_list(mpb_namespace_t *ns, void **map, size_t *len);
  * wait is that plus the op timeout. */
 MPB_EXPORT int mpb_call(mpb_client_t *c, unsigned op, const char *name, const void *args,
                         size_t argslen, int block_ms, void **result, size_t *resultlen);
+
+/* ---- the remote Pool: workers ---------------------------------------------------------------
+ *
+ * A worker process serves named functions for pools on any host. A function gets its call's
+ * arguments as a msgpack array (apply(fn, [1, 2]) passes [1, 2]; map(fn, items) passes [item];
+ * starmap passes each item, itself an array) and answers with one msgpack value in a new
+ * malloc()ed buffer, which the library frees; or it fails (the C analogue of raising): it
+ * returns non-zero with a message in err, which reaches the caller. Functions run on the
+ * worker's own threads (concurrency of them), so they must be thread-safe when concurrency > 1. */
+
+typedef int (*mpb_task_fn)(void *ctx, const void *args, size_t alen, void **result,
+                           size_t *rlen, char *err, size_t errlen);
+
+typedef struct mpb_worker mpb_worker_t;
+
+/* A worker on client c (which it uses exclusively while serving). */
+MPB_EXPORT int mpb_worker_new(mpb_client_t *c, mpb_worker_t **out);
+MPB_EXPORT void mpb_worker_free(mpb_worker_t **w);
+/* Serves function name with fn (ctx is passed through). Before mpb_worker_serve(). */
+MPB_EXPORT int mpb_worker_add(mpb_worker_t *w, const char *name, mpb_task_fn fn, void *ctx);
+/* Tasks run at once (default 1) and tasks held beyond those (default 1). */
+MPB_EXPORT void mpb_worker_set_concurrency(mpb_worker_t *w, int n);
+MPB_EXPORT void mpb_worker_set_prefetch(mpb_worker_t *w, int n);
+/* Runs init(arg) once, before the first task (as Pool(initializer, initargs)). */
+MPB_EXPORT void mpb_worker_set_initializer(mpb_worker_t *w, void (*init)(void *arg), void *arg);
+/* After n tasks, serve returns (maxtasksperchild: the caller starts a fresh process). */
+MPB_EXPORT void mpb_worker_set_max_tasks(mpb_worker_t *w, uint64_t n);
+/* Registers and serves until mpb_worker_stop() or max tasks. Blocks. Returns 0 when stopped or
+ * done, or a negative MPB_E* when the connection failed. Tasks running at the stop finish and
+ * their results are sent first. */
+MPB_EXPORT int mpb_worker_serve(mpb_worker_t *w);
+/* Asks a serving worker to stop. Safe from a signal handler and from other threads. */
+MPB_EXPORT void mpb_worker_stop(mpb_worker_t *w);
+/* Tasks completed so far. */
+MPB_EXPORT uint64_t mpb_worker_tasks_done(const mpb_worker_t *w);
+
+/* ---- the remote Pool: callers ---------------------------------------------------------------
+ *
+ * multiprocessing.Pool's API over the broker's workers. Results and callbacks: callbacks run in
+ * the calling process, in the thread that calls into the pool's client while results arrive:
+ * mpb_pool_poll(), mpb_pool_join(), mpb_async_get()/wait(), mpb_imap_next(), or any other call
+ * on the same client. A function that fails makes its result fail with MPB_EREMOTE and the
+ * remote message in mpb_errmsg(); a map fails with its first failed item, as Python's does. */
+
+typedef struct mpb_pool mpb_pool_t;
+typedef struct mpb_async mpb_async_t;
+typedef struct mpb_imap mpb_imap_t;
+/* result: the value (apply) or a msgpack array of values (map, starmap), valid during the call */
+typedef void (*mpb_result_cb)(void *arg, const void *result, size_t len);
+/* err: a negative MPB_E*; msg: the remote error message or the reason */
+typedef void (*mpb_error_cb)(void *arg, int err, const char *msg);
+
+MPB_EXPORT int mpb_pool_open(mpb_client_t *c, mpb_pool_t **out);
+/* Terminates what is still outstanding and frees the pool. Accepts &NULL. */
+MPB_EXPORT void mpb_pool_free(mpb_pool_t **p);
+
+/* fn(*args) on some worker; blocks up to timeout_ms for the result (a new buffer). */
+MPB_EXPORT int mpb_pool_apply(mpb_pool_t *p, const char *fn, const void *args, size_t alen,
+                              int timeout_ms, void **result, size_t *rlen);
+/* Submits fn(*args); *out (may be NULL: then the pool keeps it) completes later, running cb or
+ * ecb (either may be NULL). Free *out with mpb_async_free(). */
+MPB_EXPORT int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args,
+                                    size_t alen, mpb_result_cb cb, mpb_error_cb ecb, void *arg,
+                                    mpb_async_t **out);
+/* fn(item) for every item of the msgpack array items, chunksize items per task (0: chosen
+ * as Python does, about len / (4 * workers)); *results is a msgpack array in input order. */
+MPB_EXPORT int mpb_pool_map(mpb_pool_t *p, const char *fn, const void *items, size_t len,
+                            size_t chunksize, int timeout_ms, void **results, size_t *rlen);
+MPB_EXPORT int mpb_pool_map_async(mpb_pool_t *p, const char *fn, const void *items, size_t len,
+                                  size_t chunksize, mpb_result_cb cb, mpb_error_cb ecb,
+                                  void *arg, mpb_async_t **out);
+/* As map, but each item is an array of arguments: fn(*item). */
+MPB_EXPORT int mpb_pool_starmap(mpb_pool_t *p, const char *fn, const void *items, size_t len,
+                                size_t chunksize, int timeout_ms, void **results, size_t *rlen);
+MPB_EXPORT int mpb_pool_starmap_async(mpb_pool_t *p, const char *fn, const void *items,
+                                      size_t len, size_t chunksize, mpb_result_cb cb,
+                                      mpb_error_cb ecb, void *arg, mpb_async_t **out);
+
+/* Lazy map over items that next() produces one at a time (return 1 with *item set to one
+ * msgpack value, valid until the next call; 0 at the end; < 0 to stop with that error). At most
+ * window chunks (0: 64) are in flight, so memory stays bounded however long the input.
+ * ordered 1: results in input order (imap); 0: as they finish (imap_unordered). */
+typedef int (*mpb_next_fn)(void *arg, const void **item, size_t *len);
+MPB_EXPORT int mpb_pool_imap(mpb_pool_t *p, const char *fn, mpb_next_fn next, void *arg,
+                             size_t chunksize, int ordered, size_t window, mpb_imap_t **out);
+/* The next result (a new buffer). MPB_ECLOSED after the last; MPB_EREMOTE for an item whose
+ * call failed (iteration may go on); MPB_ETIMEDOUT. */
+MPB_EXPORT int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen);
+MPB_EXPORT void mpb_imap_free(mpb_imap_t **it);
+
+/* No more tasks may be submitted. */
+MPB_EXPORT int mpb_pool_close(mpb_pool_t *p);
+/* After close: waits for every outstanding task (running callbacks). 0 or MPB_ETIMEDOUT;
+ * MPB_EINVAL if the pool is not closed. */
+MPB_EXPORT int mpb_pool_join(mpb_pool_t *p, int timeout_ms);
+/* Cancels every outstanding task: they finish with MPB_ECANCELED. Closes the pool. */
+MPB_EXPORT int mpb_pool_terminate(mpb_pool_t *p);
+/* Reads results that have arrived (up to timeout_ms for one) and runs their callbacks.
+ * Returns how many results completed, or a negative MPB_E*. */
+MPB_EXPORT int mpb_pool_poll(mpb_pool_t *p, int timeout_ms);
+
+/* Waits up to timeout_ms; the value (apply) or array (map) in a new buffer. MPB_EREMOTE (the
+ * function failed: mpb_errmsg() has its message), MPB_ECANCELED, MPB_ETIMEDOUT (with why:
+ * e.g. no worker serves the function). */
+MPB_EXPORT int mpb_async_get(mpb_async_t *a, int timeout_ms, void **result, size_t *rlen);
+/* Waits up to timeout_ms; returns 1 if ready, 0 if not. */
+MPB_EXPORT int mpb_async_wait(mpb_async_t *a, int timeout_ms);
+MPB_EXPORT int mpb_async_ready(mpb_async_t *a);
+/* 1 succeeded, 0 failed; MPB_EINVAL before it is ready (as Python raises ValueError). */
+MPB_EXPORT int mpb_async_successful(mpb_async_t *a);
+/* Frees the handle; a result still outstanding is cancelled. Accepts &NULL. */
+MPB_EXPORT void mpb_async_free(mpb_async_t **a);
 
 /* ---- pipelining: many requests in flight on one connection ---------------------------------
  *

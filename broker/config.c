@@ -1,0 +1,826 @@
+/* config.c - mpbrokerd's settings: defaults, a config file, MPB_* environment variables and
+ * flags, each layer overriding the one before, and the checks on all of them. See config.h.
+ *
+ * One table names every setting once: its key (the long flag and the file's key), its
+ * environment variable and how its value is checked. A value is checked in every layer where
+ * it appears, even when a higher layer overrides it, so --check-config reports every bad value
+ * there is, each with its source:
+ *
+ *   mpbrokerd: /etc/mpbroker/mpbrokerd.conf:12: max-frame: '8x' is not a size from 4096 to 1g
+ *   mpbrokerd: MPB_LOG_LEVEL: 'loud' is not debug, info, warn or error
+ *   mpbrokerd: --http: '8080' is not ADDR:PORT
+ *
+ * The config file is lines of "key = value"; '#' starts a comment (at the start of a line, or
+ * after a blank in a value); a value may be put in double quotes to keep a " #" or blanks at
+ * its ends. Unknown keys, a key given twice (but listen, which is a list), lines without '='
+ * and empty values are errors. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define MAX_LISTEN 8
+#define MAX_LINE   4096
+
+typedef enum stype { T_LISTEN, T_PATH, T_HTTP, T_SIZE, T_MS, T_LEVEL, T_FORMAT } stype_t;
+
+enum {
+    S_LISTEN,
+    S_AUTHKEY_FILE,
+    S_DATA_DIR,
+    S_ENDPOINT_FILE,
+    S_HTTP,
+    S_MAX_FRAME,
+    S_MAX_VALUE,
+    S_MAX_KEY,
+    S_HEARTBEAT,
+    S_TTL,
+    S_LOG_LEVEL,
+    S_LOG_FORMAT,
+    S__N
+};
+
+typedef struct setting {
+    const char *key; /* long flag and config file key */
+    const char *env;
+    stype_t type;
+    unsigned long long lo, hi;
+    const char *range; /* lo..hi as the messages say it */
+    const char *dflt;  /* the default, as text (NULL: not set) */
+} setting_t;
+
+static const setting_t settings[S__N] = {
+    [S_LISTEN] = {"listen", "MPB_LISTEN", T_LISTEN, 0, 0, NULL, "tcp://127.0.0.1:5555"},
+    [S_AUTHKEY_FILE] = {"authkey-file", "MPB_AUTHKEY_FILE", T_PATH, 0, 0, NULL, NULL},
+    [S_DATA_DIR] = {"data-dir", "MPB_DATA_DIR", T_PATH, 0, 0, NULL, "./mpb-data"},
+    [S_ENDPOINT_FILE] = {"endpoint-file", "MPB_ENDPOINT_FILE", T_PATH, 0, 0, NULL, NULL},
+    [S_HTTP] = {"http", "MPB_HTTP", T_HTTP, 0, 0, NULL, "off"},
+    [S_MAX_FRAME] = {"max-frame", "MPB_MAX_FRAME", T_SIZE, 4096, 1u << 30, "4096 to 1g", "8m"},
+    [S_MAX_VALUE] = {"max-value", "MPB_MAX_VALUE", T_SIZE, 16, 1u << 30, "16 to 1g", "1m"},
+    [S_MAX_KEY] = {"max-key", "MPB_MAX_KEY", T_SIZE, 16, 1u << 24, "16 to 16m", "64k"},
+    [S_HEARTBEAT] = {"heartbeat-ms", "MPB_HEARTBEAT_MS", T_MS, 10, 600000, "10 to 600000",
+                     "1000"},
+    [S_TTL] = {"session-ttl-ms", "MPB_SESSION_TTL_MS", T_MS, 50, 86400000, "50 to 86400000",
+               "5000"},
+    [S_LOG_LEVEL] = {"log-level", "MPB_LOG_LEVEL", T_LEVEL, 0, 0, NULL, "info"},
+    [S_LOG_FORMAT] = {"log-format", "MPB_LOG_FORMAT", T_FORMAT, 0, 0, NULL, "logfmt"},
+};
+
+/* The layers, lowest first. */
+enum { R_DEFAULT, R_FILE, R_ENV, R_FLAG };
+
+/* Where one value was found. */
+typedef struct src {
+    int rank;
+    const char *file; /* R_FILE */
+    int line;
+} src_t;
+
+struct conf {
+    config_t cfg;
+    char *str[S__N];          /* owned values of the path and http settings */
+    char *listen[MAX_LISTEN]; /* owned */
+    char *src[S__N];          /* where each value came from, as config_print says it */
+    char *listen_src[MAX_LISTEN];
+    int rank[S__N];
+    char *file;     /* the config file, if any */
+    char *file_src; /* "--config" or "MPB_CONFIG" */
+    keysrc_t keysrc;
+    char *key_src; /* for KEYSRC_FILE/ENV: which setting said so */
+    bool check;
+    int nerr;
+    FILE *err;
+};
+
+static char *xstrdup(const char *s) {
+    return xstrndup(s, strlen(s));
+}
+
+__attribute__((format(printf, 1, 2))) static char *xasprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *p = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: mpbrokerd [options]\n"
+            "Each setting is a flag, an environment variable and a config file key, in that\n"
+            "order of precedence (flags win): --max-frame, MPB_MAX_FRAME, max-frame = ...\n"
+            "\n"
+            "  -c, --config PATH         config file of 'key = value' lines (env MPB_CONFIG)\n"
+            "      --check-config        load and check everything, print the effective\n"
+            "                            configuration and exit: 0 if valid, 2 if not\n"
+            "  -l, --listen ENDPOINT     tcp://ADDR:PORT or ipc:///PATH; repeatable\n"
+            "                            (default tcp://127.0.0.1:5555; env MPB_LISTEN, a comma-\n"
+            "                            separated list)\n"
+            "  -k, --authkey-file PATH   the shared authkey (env MPB_AUTHKEY_FILE, or the key\n"
+            "                            itself in MPB_AUTHKEY). Without one, a key is made in\n"
+            "                            DATA_DIR/authkey (mode 0600) on first start.\n"
+            "  -d, --data-dir DIR        state directory (default ./mpb-data; env MPB_DATA_DIR)\n"
+            "      --endpoint-file PATH  write the first bound endpoint there (for port 0/*)\n"
+            "                            (env MPB_ENDPOINT_FILE)\n"
+            "      --http ADDR:PORT      serve /healthz, /readyz and /metrics over HTTP, e.g.\n"
+            "                            0.0.0.0:8080 (default off; env MPB_HTTP)\n"
+            "      --max-frame BYTES     largest message accepted (default 8m; MPB_MAX_FRAME)\n"
+            "      --max-value BYTES     largest value (default 1m; MPB_MAX_VALUE)\n"
+            "      --max-key BYTES       largest key (default 64k; MPB_MAX_KEY)\n"
+            "      --heartbeat-ms MS     heartbeat interval clients are told (default 1000;\n"
+            "                            MPB_HEARTBEAT_MS)\n"
+            "      --session-ttl-ms MS   a silent session expires after this (default 5000;\n"
+            "                            MPB_SESSION_TTL_MS)\n"
+            "      --log-level LEVEL     debug, info, warn, error (default info; MPB_LOG_LEVEL)\n"
+            "      --log-format FMT      logfmt or json (default logfmt; MPB_LOG_FORMAT)\n"
+            "  -V, --version             print the version\n"
+            "  -h, --help                this text\n"
+            "BYTES take a k, m or g suffix. An empty environment variable counts as unset.\n");
+}
+
+/* ---- messages ---- */
+
+__attribute__((format(printf, 4, 5))) static void complain(conf_t *c, const src_t *w, int s,
+                                                           const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    switch (w->rank) {
+    case R_FILE:
+        if (s >= 0) fprintf(c->err, "mpbrokerd: %s:%d: %s: %s\n", w->file, w->line,
+                            settings[s].key, msg);
+        else fprintf(c->err, "mpbrokerd: %s:%d: %s\n", w->file, w->line, msg);
+        break;
+    case R_ENV: fprintf(c->err, "mpbrokerd: %s: %s\n", settings[s].env, msg); break;
+    case R_FLAG: fprintf(c->err, "mpbrokerd: --%s: %s\n", settings[s].key, msg); break;
+    default: fprintf(c->err, "mpbrokerd: %s\n", msg); break;
+    }
+    c->nerr++;
+}
+
+/* How config_print and the cross-checks name a value's source. */
+static char *src_label(const src_t *w, int s) {
+    switch (w->rank) {
+    case R_FILE: return xasprintf("%s:%d", w->file, w->line);
+    case R_ENV: return xasprintf("env %s", settings[s].env);
+    case R_FLAG: return xasprintf("flag --%s", settings[s].key);
+    default: return xstrdup("default");
+    }
+}
+
+/* ---- checking one value ---- */
+
+/* A non-negative integer with an optional k/m/g suffix (powers of 1024), in lo..hi. */
+static bool parse_size(const char *s, unsigned long long lo, unsigned long long hi,
+                       unsigned long long *out) {
+    if (*s < '0' || *s > '9') return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno) return false;
+    unsigned long long mul = 1;
+    if (*end == 'k' || *end == 'K') mul = 1024, end++;
+    else if (*end == 'm' || *end == 'M') mul = 1024 * 1024, end++;
+    else if (*end == 'g' || *end == 'G') mul = 1024ULL * 1024 * 1024, end++;
+    if (*end) return false;
+    if (v > hi / mul + 1) return false; /* would overflow */
+    v *= mul;
+    if (v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool has_blank_or_ctl(const char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f) return true;
+    return false;
+}
+
+/* A ZeroMQ endpoint the broker can bind: tcp://HOST:PORT (PORT a number or *), ipc://PATH. */
+static bool check_endpoint(const char *s, char *why, size_t n) {
+    if (has_blank_or_ctl(s)) {
+        snprintf(why, n, "'%s' contains a blank or control character", s);
+        return false;
+    }
+    if (!strncmp(s, "tcp://", 6)) {
+        const char *host = s + 6, *colon = strrchr(host, ':');
+        if (!colon || colon == host) {
+            snprintf(why, n, "'%s' is not tcp://ADDR:PORT", s);
+            return false;
+        }
+        const char *port = colon + 1;
+        if (!strcmp(port, "*")) return true;
+        unsigned long long p;
+        if (!parse_size(port, 0, 65535, &p) || strpbrk(port, "kKmMgG")) {
+            snprintf(why, n, "'%s': the port must be 0..65535 or *", s);
+            return false;
+        }
+        return true;
+    }
+    if (!strncmp(s, "ipc://", 6)) {
+        size_t len = strlen(s + 6);
+        if (len == 0 || len > 107) {
+            snprintf(why, n, "'%s': an ipc path must have 1 to 107 characters", s);
+            return false;
+        }
+        return true;
+    }
+    snprintf(why, n, "'%s' is not tcp://ADDR:PORT or ipc:///PATH", s);
+    return false;
+}
+
+/* "ADDR:PORT" as http.c takes it: a numeric IPv4 address (or empty or * for all), or [IPv6]. */
+static bool check_http(const char *s, char *why, size_t n) {
+    const char *colon = strrchr(s, ':');
+    unsigned long long port;
+    if (!colon || colon == s) {
+        snprintf(why, n, "'%s' is not ADDR:PORT (e.g. 0.0.0.0:8080), nor off", s);
+        return false;
+    }
+    if (!parse_size(colon + 1, 0, 65535, &port) || strpbrk(colon + 1, "kKmMgG")) {
+        snprintf(why, n, "'%s': the port must be 0..65535", s);
+        return false;
+    }
+    char host[256];
+    size_t hl = (size_t)(colon - s);
+    if (hl >= sizeof host) {
+        snprintf(why, n, "'%s': address too long", s);
+        return false;
+    }
+    memcpy(host, s, hl);
+    host[hl] = 0;
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+        host[hl - 1] = 0;
+        if (inet_pton(AF_INET6, host + 1, buf) == 1) return true;
+    } else if (!strcmp(host, "*") || inet_pton(AF_INET, host, buf) == 1) {
+        return true;
+    }
+    snprintf(why, n, "'%s': '%s' is not a numeric IPv4 address nor an [IPv6] one", s, host);
+    return false;
+}
+
+/* Checks val for setting s and, when w ranks at least as high as what is there, makes it the
+ * setting's value. Bad values are reported and change nothing. */
+static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
+    const setting_t *st = &settings[s];
+    char why[512] = "";
+    unsigned long long v = 0;
+    int level = 0;
+    bool json = false;
+    switch (st->type) {
+    case T_LISTEN:
+        if (!check_endpoint(val, why, sizeof why)) goto bad;
+        break;
+    case T_PATH:
+        if (!*val) {
+            snprintf(why, sizeof why, "empty path");
+            goto bad;
+        }
+        break;
+    case T_HTTP:
+        if (strcmp(val, "off") && !check_http(val, why, sizeof why)) goto bad;
+        break;
+    case T_SIZE:
+        if (!parse_size(val, st->lo, st->hi, &v)) {
+            snprintf(why, sizeof why, "'%s' is not a size from %s (bytes; k, m, g suffixes)",
+                     val, st->range);
+            goto bad;
+        }
+        break;
+    case T_MS:
+        if (!parse_size(val, st->lo, st->hi, &v) || strpbrk(val, "kKmMgG")) {
+            snprintf(why, sizeof why, "'%s' is not a number of milliseconds from %s", val,
+                     st->range);
+            goto bad;
+        }
+        break;
+    case T_LEVEL:
+        if ((level = log_level_parse(val)) < 0) {
+            snprintf(why, sizeof why, "'%s' is not debug, info, warn or error", val);
+            goto bad;
+        }
+        break;
+    case T_FORMAT:
+        if (!strcmp(val, "json")) json = true;
+        else if (strcmp(val, "logfmt")) {
+            snprintf(why, sizeof why, "'%s' is not logfmt or json", val);
+            goto bad;
+        }
+        break;
+    }
+
+    if (st->type == T_LISTEN) {
+        if (w->rank > c->rank[s]) { /* a higher layer's list replaces a lower one's */
+            for (int i = 0; i < c->cfg.nlisten; i++) {
+                free(c->listen[i]);
+                free(c->listen_src[i]);
+                c->listen[i] = c->listen_src[i] = NULL;
+            }
+            c->cfg.nlisten = 0;
+            c->rank[s] = w->rank;
+        } else if (w->rank < c->rank[s]) {
+            return;
+        }
+        if (c->cfg.nlisten == MAX_LISTEN) {
+            complain(c, w, s, "more than %d endpoints to listen on", MAX_LISTEN);
+            return;
+        }
+        c->listen[c->cfg.nlisten] = xstrdup(val);
+        c->listen_src[c->cfg.nlisten] = src_label(w, s);
+        c->cfg.listen[c->cfg.nlisten] = c->listen[c->cfg.nlisten];
+        c->cfg.nlisten++;
+        return;
+    }
+    if (w->rank < c->rank[s]) return;
+    c->rank[s] = w->rank;
+    free(c->src[s]);
+    c->src[s] = src_label(w, s);
+    limits_t *l = &c->cfg.limits;
+    switch (s) {
+    case S_AUTHKEY_FILE:
+    case S_DATA_DIR:
+    case S_ENDPOINT_FILE:
+    case S_HTTP:
+        free(c->str[s]);
+        c->str[s] = (st->type == T_HTTP && !strcmp(val, "off")) ? NULL : xstrdup(val);
+        break;
+    case S_MAX_FRAME: l->max_frame = (size_t)v; break;
+    case S_MAX_VALUE: l->max_value = (size_t)v; break;
+    case S_MAX_KEY: l->max_key = (size_t)v; break;
+    case S_HEARTBEAT: l->heartbeat_ms = (int)v; break;
+    case S_TTL: l->session_ttl_ms = (int)v; break;
+    case S_LOG_LEVEL: c->cfg.log_level = level; break;
+    case S_LOG_FORMAT: c->cfg.log_json = json; break;
+    default: break;
+    }
+    return;
+bad:
+    complain(c, w, s, "%s", why);
+}
+
+/* ---- the layers ---- */
+
+static void load_defaults(conf_t *c) {
+    src_t w = {R_DEFAULT, NULL, 0};
+    for (int s = 0; s < S__N; s++) {
+        c->rank[s] = R_DEFAULT;
+        if (settings[s].dflt) set_value(c, s, settings[s].dflt, &w);
+        else c->src[s] = xstrdup("default");
+    }
+    c->cfg.limits.max_scan = 1000;
+    c->cfg.limits.max_pending = 4096;
+    c->cfg.limits.handshake_ms = 5000;
+}
+
+static int find_key(const char *k) {
+    for (int s = 0; s < S__N; s++)
+        if (!strcmp(settings[s].key, k)) return s;
+    return -1;
+}
+
+/* A hint for a key that is almost right: max_frame, MAX-FRAME, MPB_MAX_FRAME. */
+static const char *near_key(const char *k) {
+    char norm[64];
+    size_t n = strlen(k);
+    if (n >= sizeof norm) return NULL;
+    for (size_t i = 0; i <= n; i++) norm[i] = k[i] == '_' ? '-' : k[i];
+    for (int s = 0; s < S__N; s++)
+        if (!strcasecmp(settings[s].key, norm) || !strcasecmp(settings[s].env, k))
+            return settings[s].key;
+    return NULL;
+}
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
+    return s;
+}
+
+/* One "key = value" line (comments and blank lines are skipped by the caller). */
+static void load_line(conf_t *c, char *line, const src_t *w, int *seen) {
+    char *eq = strchr(line, '=');
+    if (!eq) {
+        complain(c, w, -1, "expected 'key = value', got '%.60s'", line);
+        return;
+    }
+    *eq = 0;
+    char *key = trim(line), *val = eq + 1;
+    while (*val == ' ' || *val == '\t') val++;
+    if (!*key) {
+        complain(c, w, -1, "no key before '='");
+        return;
+    }
+    int s = find_key(key);
+    if (s < 0) {
+        const char *near = near_key(key);
+        if (!strcmp(key, "authkey"))
+            complain(c, w, -1, "the authkey itself does not belong in a config file: put it in "
+                               "a file of its own (mode 0600) and name that with authkey-file");
+        else if (!strcmp(key, "config"))
+            complain(c, w, -1, "a config file cannot name another one");
+        else if (near)
+            complain(c, w, -1, "unknown key '%s' (did you mean '%s'?)", key, near);
+        else complain(c, w, -1, "unknown key '%.60s'", key);
+        return;
+    }
+    if (*val == '"') { /* quoted: up to the next quote, then only a comment may follow */
+        char *q = strchr(val + 1, '"');
+        if (!q) {
+            complain(c, w, s, "no closing '\"'");
+            return;
+        }
+        *q = 0;
+        char *rest = q + 1;
+        while (*rest == ' ' || *rest == '\t') rest++;
+        if (*rest && *rest != '#') {
+            complain(c, w, s, "unexpected '%.40s' after the quoted value", rest);
+            return;
+        }
+        val++;
+    } else {
+        for (char *p = val; *p; p++)
+            if (*p == '#' && (p == val || p[-1] == ' ' || p[-1] == '\t')) {
+                *p = 0;
+                break;
+            }
+        val = trim(val);
+    }
+    if (!*val) {
+        complain(c, w, s, "empty value");
+        return;
+    }
+    if (s != S_LISTEN && seen[s]) {
+        complain(c, w, s, "given twice (first on line %d)", seen[s]);
+        return;
+    }
+    seen[s] = w->line;
+    set_value(c, s, val, w);
+}
+
+static void load_file(conf_t *c) {
+    FILE *f = fopen(c->file, "r");
+    if (!f) {
+        fprintf(c->err, "mpbrokerd: %s: cannot read config file %s: %s\n", c->file_src, c->file,
+                strerror(errno));
+        c->nerr++;
+        return;
+    }
+    int seen[S__N] = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    src_t w = {R_FILE, c->file, 0};
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        w.line++;
+        if (n && line[n - 1] == '\n') line[--n] = 0;
+        if (n && line[n - 1] == '\r') line[--n] = 0;
+        if ((size_t)n != strlen(line)) {
+            complain(c, &w, -1, "a NUL byte: this is not a text file");
+            break;
+        }
+        if (n > MAX_LINE) {
+            complain(c, &w, -1, "line longer than %d characters", MAX_LINE);
+            continue;
+        }
+        char *p = trim(line);
+        if (!*p || *p == '#') continue;
+        load_line(c, p, &w, seen);
+    }
+    if (ferror(f)) {
+        fprintf(c->err, "mpbrokerd: %s: read error: %s\n", c->file, strerror(errno));
+        c->nerr++;
+    }
+    free(line);
+    fclose(f);
+}
+
+static void load_env(conf_t *c) {
+    src_t w = {R_ENV, NULL, 0};
+    for (int s = 0; s < S__N; s++) {
+        const char *v = getenv(settings[s].env);
+        if (!v || !*v) continue;
+        if (s != S_LISTEN) {
+            set_value(c, s, v, &w);
+            continue;
+        }
+        /* MPB_LISTEN: endpoints separated by commas or blanks. */
+        char *copy = xstrdup(v), *save = NULL;
+        for (char *e = strtok_r(copy, ", \t\n", &save); e; e = strtok_r(NULL, ", \t\n", &save))
+            set_value(c, s, e, &w);
+        free(copy);
+    }
+}
+
+/* ---- checks across settings, and the authkey ---- */
+
+static void check_all(conf_t *c) {
+    const limits_t *l = &c->cfg.limits;
+    src_t none = {R_DEFAULT, NULL, 0};
+    if (l->max_value + l->max_key + 64 > l->max_frame)
+        complain(c, &none, -1,
+                 "max-value (%zu, %s) plus max-key (%zu, %s) plus 64 must fit in max-frame "
+                 "(%zu, %s)",
+                 l->max_value, c->src[S_MAX_VALUE], l->max_key, c->src[S_MAX_KEY], l->max_frame,
+                 c->src[S_MAX_FRAME]);
+    if (l->session_ttl_ms < 2 * l->heartbeat_ms)
+        complain(c, &none, -1,
+                 "session-ttl-ms (%d, %s) must be at least twice heartbeat-ms (%d, %s)",
+                 l->session_ttl_ms, c->src[S_TTL], l->heartbeat_ms, c->src[S_HEARTBEAT]);
+
+    /* The authkey: a file named by a flag or MPB_AUTHKEY_FILE, else MPB_AUTHKEY, else a file
+     * named in the config file, else DATA_DIR/authkey. */
+    const char *envkey = getenv("MPB_AUTHKEY");
+    bool have_env = envkey && *envkey;
+    if (c->str[S_AUTHKEY_FILE] && (c->rank[S_AUTHKEY_FILE] >= R_ENV || !have_env)) {
+        c->keysrc = KEYSRC_FILE;
+        c->key_src = xstrdup(c->src[S_AUTHKEY_FILE]);
+    } else if (have_env) {
+        c->keysrc = KEYSRC_ENV;
+        c->key_src = xstrdup("env MPB_AUTHKEY");
+    } else {
+        c->keysrc = KEYSRC_GENERATE;
+        c->key_src = xstrdup(c->src[S_DATA_DIR]);
+    }
+
+    if (!c->check) return;
+    /* --check-config also looks at the files it would use, without changing anything. */
+    struct stat st;
+    const char *dir = c->str[S_DATA_DIR];
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        complain(c, &none, -1, "data-dir %s (%s) is not a directory", dir, c->src[S_DATA_DIR]);
+    if (c->keysrc == KEYSRC_FILE) {
+        uint8_t *key = NULL;
+        size_t len = 0;
+        char why[512];
+        if (config_read_key(c, &key, &len, why, sizeof why))
+            complain(c, &none, -1, "authkey-file (%s): %s", c->src[S_AUTHKEY_FILE], why);
+        if (key) {
+            explicit_bzero(key, len);
+            free(key);
+        }
+    }
+}
+
+/* ---- the flags ---- */
+
+enum {
+    O_CONFIG = 'c',
+    O_CHECK = 256,
+    O_FLAG = 512, /* O_FLAG + setting index */
+};
+
+int config_load(int argc, char **argv, FILE *err, conf_t **out) {
+    static const struct option opts[] = {
+        {"config", required_argument, 0, O_CONFIG},
+        {"check-config", no_argument, 0, O_CHECK},
+        {"listen", required_argument, 0, 'l'},
+        {"authkey-file", required_argument, 0, 'k'},
+        {"data-dir", required_argument, 0, 'd'},
+        {"endpoint-file", required_argument, 0, O_FLAG + S_ENDPOINT_FILE},
+        {"http", required_argument, 0, O_FLAG + S_HTTP},
+        {"max-frame", required_argument, 0, O_FLAG + S_MAX_FRAME},
+        {"max-value", required_argument, 0, O_FLAG + S_MAX_VALUE},
+        {"max-key", required_argument, 0, O_FLAG + S_MAX_KEY},
+        {"heartbeat-ms", required_argument, 0, O_FLAG + S_HEARTBEAT},
+        {"session-ttl-ms", required_argument, 0, O_FLAG + S_TTL},
+        {"log-level", required_argument, 0, O_FLAG + S_LOG_LEVEL},
+        {"log-format", required_argument, 0, O_FLAG + S_LOG_FORMAT},
+        {"version", no_argument, 0, 'V'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    *out = NULL;
+    /* The flags are gathered first and applied last: they name the config file, and they
+     * override it. */
+    struct flag {
+        int s;
+        const char *v;
+    } *flags = xcalloc((size_t)argc + 1, sizeof *flags);
+    int nflags = 0, opt;
+    const char *file = NULL;
+    bool check = false;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:l:k:d:Vh", opts, NULL)) != -1) {
+        int s = -1;
+        switch (opt) {
+        case O_CONFIG: file = optarg; break;
+        case O_CHECK: check = true; break;
+        case 'l': s = S_LISTEN; break;
+        case 'k': s = S_AUTHKEY_FILE; break;
+        case 'd': s = S_DATA_DIR; break;
+        case 'V':
+            printf("mpbrokerd %s\n", MPBROKER_VERSION);
+            free(flags);
+            return CONF_EXIT0;
+        case 'h':
+            usage(stdout);
+            free(flags);
+            return CONF_EXIT0;
+        default:
+            if (opt >= O_FLAG && opt < O_FLAG + S__N) {
+                s = opt - O_FLAG;
+                break;
+            }
+            fprintf(err, "mpbrokerd: try 'mpbrokerd --help'\n");
+            free(flags);
+            return CONF_BAD;
+        }
+        if (s >= 0) flags[nflags++] = (struct flag){s, optarg};
+    }
+
+    conf_t *c = xcalloc(1, sizeof *c);
+    *out = c;
+    c->err = err;
+    c->check = check;
+    if (optind < argc) {
+        fprintf(err, "mpbrokerd: unexpected argument '%s' (try 'mpbrokerd --help')\n",
+                argv[optind]);
+        c->nerr++;
+    }
+    load_defaults(c);
+    const char *envfile = getenv("MPB_CONFIG");
+    if (file) {
+        c->file_src = xstrdup("flag --config");
+    } else if (envfile && *envfile) {
+        file = envfile;
+        c->file_src = xstrdup("env MPB_CONFIG");
+    }
+    if (file && !*file) {
+        fprintf(err, "mpbrokerd: --config: empty path\n");
+        c->nerr++;
+    } else if (file) {
+        c->file = xstrdup(file);
+        load_file(c);
+    }
+    load_env(c);
+    src_t w = {R_FLAG, NULL, 0};
+    for (int i = 0; i < nflags; i++) set_value(c, flags[i].s, flags[i].v, &w);
+    free(flags);
+
+    c->cfg.authkey_file = c->str[S_AUTHKEY_FILE];
+    c->cfg.data_dir = c->str[S_DATA_DIR];
+    c->cfg.endpoint_file = c->str[S_ENDPOINT_FILE];
+    c->cfg.http = c->str[S_HTTP];
+    check_all(c);
+    if (c->nerr) {
+        fprintf(err, "mpbrokerd: %d bad setting%s\n", c->nerr, c->nerr == 1 ? "" : "s");
+        return CONF_BAD;
+    }
+    return check ? CONF_CHECK : CONF_RUN;
+}
+
+void config_free(conf_t **pc) {
+    conf_t *c = *pc;
+    if (!c) return;
+    for (int s = 0; s < S__N; s++) {
+        free(c->str[s]);
+        free(c->src[s]);
+    }
+    for (int i = 0; i < MAX_LISTEN; i++) {
+        free(c->listen[i]);
+        free(c->listen_src[i]);
+    }
+    free(c->file);
+    free(c->file_src);
+    free(c->key_src);
+    free(c);
+    *pc = NULL;
+}
+
+const config_t *config_get(const conf_t *c) {
+    return &c->cfg;
+}
+
+keysrc_t config_keysrc(const conf_t *c) {
+    return c->keysrc;
+}
+
+const char *config_file(const conf_t *c) {
+    return c->file;
+}
+
+int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size_t errlen) {
+    *key = NULL;
+    *len = 0;
+    if (c->keysrc == KEYSRC_ENV) {
+        char *v = getenv("MPB_AUTHKEY");
+        if (!v || !*v) {
+            snprintf(err, errlen, "MPB_AUTHKEY is empty");
+            return -1;
+        }
+        *len = strlen(v);
+        *key = (uint8_t *)xstrndup(v, *len);
+        explicit_bzero(v, *len); /* also out of /proc/PID/environ */
+        return 0;
+    }
+    if (c->keysrc != KEYSRC_FILE) {
+        snprintf(err, errlen, "no authkey file configured");
+        return -1;
+    }
+    const char *path = c->str[S_AUTHKEY_FILE];
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read authkey file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    uint8_t buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    bool rerr = ferror(f);
+    fclose(f);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+    if (rerr || n == 0) {
+        explicit_bzero(buf, sizeof buf);
+        snprintf(err, errlen, rerr ? "cannot read authkey file %s" : "authkey file %s is empty",
+                 path);
+        return -1;
+    }
+    *key = xmalloc(n);
+    memcpy(*key, buf, n);
+    *len = n;
+    explicit_bzero(buf, sizeof buf);
+    return 0;
+}
+
+/* A value as the parser reads it back: quoted when blanks at its ends or a '#' would cut it. */
+static void print_kv(FILE *out, const char *key, const char *val, const char *src) {
+    bool quote = val[0] == '"' || val[0] == ' ' || val[strlen(val) - 1] == ' ' ||
+                 strchr(val, '#') != NULL;
+    if (quote) fprintf(out, "%s = \"%s\"  # %s\n", key, val, src);
+    else fprintf(out, "%s = %s  # %s\n", key, val, src);
+}
+
+void config_print(const conf_t *c, FILE *out) {
+    const config_t *g = &c->cfg;
+    const limits_t *l = &g->limits;
+    char num[32];
+    fprintf(out, "# mpbrokerd %s: the effective configuration, as a config file.\n",
+            MPBROKER_VERSION);
+    fprintf(out, "# After each value, where it came from: default, FILE:LINE, env MPB_*, "
+                 "flag --*.\n");
+    if (c->file) fprintf(out, "# config file: %s (%s)\n", c->file, c->file_src);
+    else fprintf(out, "# config file: none (--config PATH or MPB_CONFIG)\n");
+    for (int i = 0; i < g->nlisten; i++) print_kv(out, "listen", g->listen[i], c->listen_src[i]);
+    if (g->authkey_file) print_kv(out, "authkey-file", g->authkey_file, c->src[S_AUTHKEY_FILE]);
+    else fprintf(out, "# authkey-file is not set  # default\n");
+    switch (c->keysrc) {
+    case KEYSRC_FILE:
+        fprintf(out, "# authkey: read from the file %s (%s)\n", g->authkey_file, c->key_src);
+        break;
+    case KEYSRC_ENV:
+        fprintf(out, "# authkey: the value of the environment variable MPB_AUTHKEY%s\n",
+                g->authkey_file ? " (it overrides authkey-file from the config file)" : "");
+        break;
+    case KEYSRC_GENERATE: {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/authkey", g->data_dir);
+        if (access(path, F_OK) == 0)
+            fprintf(out, "# authkey: read from %s (made on an earlier start)\n", path);
+        else
+            fprintf(out, "# authkey: none configured; made in %s (mode 0600) on first start\n",
+                    path);
+        break;
+    }
+    }
+    print_kv(out, "data-dir", g->data_dir, c->src[S_DATA_DIR]);
+    if (g->endpoint_file) print_kv(out, "endpoint-file", g->endpoint_file, c->src[S_ENDPOINT_FILE]);
+    else fprintf(out, "# endpoint-file is not set  # default\n");
+    print_kv(out, "http", g->http ? g->http : "off", c->src[S_HTTP]);
+    snprintf(num, sizeof num, "%zu", l->max_frame);
+    print_kv(out, "max-frame", num, c->src[S_MAX_FRAME]);
+    snprintf(num, sizeof num, "%zu", l->max_value);
+    print_kv(out, "max-value", num, c->src[S_MAX_VALUE]);
+    snprintf(num, sizeof num, "%zu", l->max_key);
+    print_kv(out, "max-key", num, c->src[S_MAX_KEY]);
+    snprintf(num, sizeof num, "%d", l->heartbeat_ms);
+    print_kv(out, "heartbeat-ms", num, c->src[S_HEARTBEAT]);
+    snprintf(num, sizeof num, "%d", l->session_ttl_ms);
+    print_kv(out, "session-ttl-ms", num, c->src[S_TTL]);
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    print_kv(out, "log-level", levels[g->log_level], c->src[S_LOG_LEVEL]);
+    print_kv(out, "log-format", g->log_json ? "json" : "logfmt", c->src[S_LOG_FORMAT]);
+}
+
+void config_log(const conf_t *c) {
+    const char *how = c->keysrc == KEYSRC_FILE  ? "file"
+                      : c->keysrc == KEYSRC_ENV ? "environment"
+                                                : "data-dir";
+    log_info("configuration: file %s%s%s%s; authkey from %s (%s)", c->file ? c->file : "none",
+             c->file ? " (" : "", c->file ? c->file_src : "", c->file ? ")" : "", how,
+             c->key_src);
+}

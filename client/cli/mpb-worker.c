@@ -1,0 +1,254 @@
+/* mpb-worker.c - a ready worker process: loads pool functions from a shared library by
+ * symbol name and serves them, so an operator starts workers without writing a main().
+ * With --max-tasks it recycles: a child process serves that many tasks, exits, and a fresh
+ * one takes its place (Pool's maxtasksperchild). If the broker goes away it reconnects. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mpb/mpb.h"
+
+static struct {
+    const char *endpoint, *keyfile, *lib, *fns, *init, *name;
+    int concurrency, prefetch;
+    unsigned long long max_tasks;
+} opt;
+
+static volatile sig_atomic_t stopping;
+static mpb_worker_t *current;
+static pid_t child;
+
+static void on_signal(int sig) {
+    stopping = 1;
+    if (current) mpb_worker_stop(current);
+    if (child > 0) kill(child, sig);
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: mpb-worker --lib PATH.so --fn NAME[,NAME...] [options]\n"
+            "  --lib PATH           shared library holding the functions\n"
+            "  --fn NAMES           comma-separated symbols to serve; each is an mpb_task_fn:\n"
+            "                       int fn(void *ctx, const void *args, size_t alen,\n"
+            "                              void **result, size_t *rlen, char *err, size_t errlen)\n"
+            "  --concurrency N      tasks run at once, on N threads (default 1)\n"
+            "  --prefetch N         tasks held beyond those (default 1)\n"
+            "  --max-tasks N        serve N tasks per process, then start a fresh one\n"
+            "  --init SYMBOL        void SYMBOL(void) run once per worker process first\n"
+            "  --name NAME          shown by `mpb pool` (default mpb-worker)\n"
+            "  -e, --endpoint EP    broker (env MPB_ENDPOINT, default tcp://127.0.0.1:5555)\n"
+            "  -k, --authkey-file P authkey (env MPB_AUTHKEY_FILE, or MPB_AUTHKEY itself)\n"
+            "Stops cleanly on SIGTERM or SIGINT: running tasks finish and are reported.\n");
+}
+
+static void logline(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logline(const char *fmt, ...) {
+    char ts[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ts=%s pid=%d msg=\"", ts, (int)getpid());
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\"\n");
+    va_end(ap);
+}
+
+/* Serves until stopped, max tasks, or a fatal error; reconnects after lost connections.
+ * Returns the exit status. */
+static int serve(void *lib, const void *key, size_t keylen) {
+    void (*init)(void) = NULL;
+    if (opt.init) {
+        *(void **)&init = dlsym(lib, opt.init);
+        if (!init) {
+            logline("--init %s: %s", opt.init, dlerror());
+            return 2;
+        }
+    }
+    bool inited = false;
+    unsigned delay_ms = 200;
+    unsigned long long done = 0;
+    while (!stopping) {
+        mpb_client_t *c = NULL;
+        mpb_options_t o;
+        mpb_options_init(&o);
+        o.name = opt.name;
+        int rc = mpb_connect(opt.endpoint, key, keylen, &o, &c);
+        if (rc == MPB_EAUTH) {
+            logline("%s", mpb_errmsg(c));
+            mpb_close(&c);
+            return 1;
+        }
+        if (rc) {
+            logline("cannot reach the broker (%s); retrying in %u ms", mpb_errmsg(c), delay_ms);
+            mpb_close(&c);
+            struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000};
+            nanosleep(&ts, NULL);
+            delay_ms = delay_ms < 5000 ? delay_ms * 2 : 5000;
+            continue;
+        }
+        delay_ms = 200;
+        mpb_worker_t *w = NULL;
+        if (mpb_worker_new(c, &w)) {
+            mpb_close(&c);
+            return 1;
+        }
+        char names[4096];
+        snprintf(names, sizeof names, "%s", opt.fns);
+        for (char *save, *n = strtok_r(names, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
+            mpb_task_fn fn;
+            *(void **)&fn = dlsym(lib, n);
+            if (!fn) {
+                logline("--fn %s: no such symbol in %s", n, opt.lib);
+                mpb_worker_free(&w);
+                mpb_close(&c);
+                return 2;
+            }
+            if (mpb_worker_add(w, n, fn, NULL)) {
+                logline("--fn %s: %s", n, mpb_errmsg(c));
+                mpb_worker_free(&w);
+                mpb_close(&c);
+                return 2;
+            }
+        }
+        mpb_worker_set_concurrency(w, opt.concurrency);
+        mpb_worker_set_prefetch(w, opt.prefetch);
+        if (opt.max_tasks) mpb_worker_set_max_tasks(w, opt.max_tasks - done);
+        if (init && !inited) {
+            init();
+            inited = true;
+        }
+        logline("serving %s from %s at %s, concurrency %d", opt.fns, opt.lib, opt.endpoint,
+                opt.concurrency);
+        current = w;
+        rc = mpb_worker_serve(w);
+        current = NULL;
+        done += mpb_worker_tasks_done(w);
+        if (rc) logline("connection lost (%s); reconnecting", mpb_errmsg(c));
+        mpb_worker_free(&w);
+        mpb_close(&c);
+        if (!rc) break; /* stopped, or max tasks done */
+    }
+    logline("stopped after %llu tasks", done);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    opt.endpoint = getenv("MPB_ENDPOINT") ? getenv("MPB_ENDPOINT") : "tcp://127.0.0.1:5555";
+    opt.concurrency = 1;
+    opt.prefetch = 1;
+    opt.name = "mpb-worker";
+    enum { O_LIB = 256, O_FN, O_CONC, O_PRE, O_MAX, O_INIT, O_NAME };
+    static const struct option lopts[] = {
+        {"lib", required_argument, 0, O_LIB},
+        {"fn", required_argument, 0, O_FN},
+        {"concurrency", required_argument, 0, O_CONC},
+        {"prefetch", required_argument, 0, O_PRE},
+        {"max-tasks", required_argument, 0, O_MAX},
+        {"init", required_argument, 0, O_INIT},
+        {"name", required_argument, 0, O_NAME},
+        {"endpoint", required_argument, 0, 'e'},
+        {"authkey-file", required_argument, 0, 'k'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int ch;
+    char *end;
+    while ((ch = getopt_long(argc, argv, "e:k:h", lopts, NULL)) != -1) {
+        switch (ch) {
+        case O_LIB: opt.lib = optarg; break;
+        case O_FN: opt.fns = optarg; break;
+        case O_CONC:
+            opt.concurrency = (int)strtol(optarg, &end, 10);
+            if (*end || opt.concurrency < 1 || opt.concurrency > 4096) {
+                fprintf(stderr, "mpb-worker: --concurrency '%s' is not 1..4096\n", optarg);
+                return 2;
+            }
+            break;
+        case O_PRE:
+            opt.prefetch = (int)strtol(optarg, &end, 10);
+            if (*end || opt.prefetch < 0 || opt.prefetch > 4096) {
+                fprintf(stderr, "mpb-worker: --prefetch '%s' is not 0..4096\n", optarg);
+                return 2;
+            }
+            break;
+        case O_MAX:
+            opt.max_tasks = strtoull(optarg, &end, 10);
+            if (*end || !opt.max_tasks) {
+                fprintf(stderr, "mpb-worker: --max-tasks '%s' is not a positive number\n", optarg);
+                return 2;
+            }
+            break;
+        case O_INIT: opt.init = optarg; break;
+        case O_NAME: opt.name = optarg; break;
+        case 'e': opt.endpoint = optarg; break;
+        case 'k': opt.keyfile = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!opt.lib || !opt.fns || optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    void *lib = dlopen(opt.lib, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        fprintf(stderr, "mpb-worker: --lib: %s\n", dlerror());
+        return 2;
+    }
+    void *key;
+    size_t keylen;
+    char err[300];
+    if (mpb_authkey_load(opt.keyfile, &key, &keylen, err, sizeof err)) {
+        fprintf(stderr, "mpb-worker: %s\n", err);
+        return 1;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    int status = 0;
+    if (!opt.max_tasks) {
+        status = serve(lib, key, keylen);
+    } else {
+        /* Recycling: each child serves max_tasks and exits; a fresh one replaces it. */
+        while (!stopping) {
+            fflush(stderr);
+            child = fork();
+            if (child < 0) {
+                fprintf(stderr, "mpb-worker: fork: %s\n", strerror(errno));
+                status = 1;
+                break;
+            }
+            if (child == 0) {
+                sa.sa_handler = on_signal;
+                sigaction(SIGTERM, &sa, NULL);
+                sigaction(SIGINT, &sa, NULL);
+                _exit(serve(lib, key, keylen));
+            }
+            int st;
+            while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+            }
+            child = 0;
+            int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            if (code != 0 && !stopping) {
+                status = code;
+                if (code == 2 || code == 1) break; /* bad arguments or key: not worth retrying */
+            }
+        }
+    }
+    memset(key, 0, keylen);
+    mpb_free(key);
+    return status;
+}

@@ -1,0 +1,108 @@
+/* mpb-healthcheck.c - the container's HEALTHCHECK: asks mpbrokerd's HTTP endpoint for /healthz
+ * (or another path) and exits 0 only on "HTTP/1.x 200". It exists so that the image needs
+ * neither curl nor wget, and it checks the real HTTP status, not only an open port.
+ *
+ *   mpb-healthcheck [ADDR:PORT [PATH]]
+ *
+ * ADDR:PORT defaults to $MPB_HTTP (as mpbrokerd takes it), else 127.0.0.1:8080; an address
+ * that means "every interface" (0.0.0.0, *, empty, [::]) is asked on loopback. The whole check
+ * is bounded by 3 seconds. Exit status: 0 healthy, 1 not healthy (the reason on stderr), 2 bad
+ * usage. Built by deploy/Dockerfile with a plain cc; depends on libc only. */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static int fail(const char *what, const char *addr) {
+    fprintf(stderr, "mpb-healthcheck: %s: %s\n", addr, what);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    const char *env = getenv("MPB_HTTP");
+    const char *addr = argc > 1 ? argv[1] : (env && *env ? env : "127.0.0.1:8080");
+    const char *path = argc > 2 ? argv[2] : "/healthz";
+    if (argc > 3 || (argc > 1 && argv[1][0] == '-') || path[0] != '/') {
+        fprintf(stderr, "usage: mpb-healthcheck [ADDR:PORT [PATH]]\n");
+        return 2;
+    }
+    if (!strcmp(addr, "off")) return fail("MPB_HTTP is off: nothing to check", addr);
+
+    char host[128];
+    const char *colon = strrchr(addr, ':');
+    char *end;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (!colon || end == colon + 1 || *end || port <= 0 || port > 65535 ||
+        (size_t)(colon - addr) >= sizeof host) {
+        fprintf(stderr, "mpb-healthcheck: '%s' is not ADDR:PORT\n", addr);
+        return 2;
+    }
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = 0;
+
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    if (host[0] == '[') { /* [IPv6] */
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        size_t hl = strlen(host);
+        if (hl < 3 || host[hl - 1] != ']') return fail("bad IPv6 address", addr);
+        host[hl - 1] = 0;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((unsigned short)port);
+        if (inet_pton(AF_INET6, host + 1, &a6->sin6_addr) != 1)
+            return fail("bad IPv6 address", addr);
+        if (IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr)) a6->sin6_addr = in6addr_loopback;
+        sl = sizeof *a6;
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((unsigned short)port);
+        if (!host[0] || !strcmp(host, "*") || !strcmp(host, "0.0.0.0"))
+            a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+            return fail("not a numeric IPv4 address", addr);
+        sl = sizeof *a4;
+    }
+
+    int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) return fail(strerror(errno), addr);
+    struct timeval tv = {3, 0}; /* connect, send and each read */
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&ss, sl) != 0) {
+        int e = errno;
+        close(fd);
+        return fail(strerror(e), addr);
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: mpb-healthcheck\r\n\r\n",
+                     path);
+    if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return fail("cannot send the request", addr);
+    }
+    char buf[256];
+    size_t got = 0;
+    while (got < sizeof buf - 1 && !memchr(buf, '\n', got)) {
+        ssize_t r = read(fd, buf + got, sizeof buf - 1 - got);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = 0;
+    char *eol = strpbrk(buf, "\r\n");
+    if (eol) *eol = 0;
+    if (!strncmp(buf, "HTTP/1.", 7) && strlen(buf) >= 12 && !strncmp(buf + 8, " 200", 4) &&
+        (buf[12] == ' ' || buf[12] == 0))
+        return 0;
+    fprintf(stderr, "mpb-healthcheck: %s%s: %s\n", addr, path, got ? buf : "no answer");
+    return 1;
+}
