@@ -83,7 +83,7 @@ static const command_t commands[] = {
     {MPB_OP_VALUE_OPEN,      cmd_value_open,      1,  KIND_VALUE, CMD_WRITE           },
     {MPB_OP_VALUE_GET,       cmd_value_get,       0,  KIND_VALUE, CMD_READ            },
     {MPB_OP_VALUE_SET,       cmd_value_set,       1,  KIND_VALUE, CMD_WRITE           },
-    {MPB_OP_VALUE_ADD,       cmd_value_add,       1,  KIND_VALUE, CMD_WRITE           },
+    {MPB_OP_VALUE_ADD,       cmd_value_add,       -1,  KIND_VALUE, CMD_WRITE           },
     {MPB_OP_NS_OPEN,         cmd_open,            0,  KIND_NAMESPACE, CMD_WRITE       },
     {MPB_OP_NS_GET,          cmd_ns_get,          1,  KIND_NAMESPACE, CMD_READ        },
     {MPB_OP_NS_SET,          cmd_ns_set,          2,  KIND_NAMESPACE, CMD_WRITE       },

@@ -27,6 +27,8 @@
 
 #include "config.h"
 
+extern char **environ;
+
 #define MAX_LISTEN 8
 #define MAX_LINE   4096
 
@@ -416,7 +418,8 @@ static char *trim(char *s) {
 static void load_line(conf_t *c, char *line, const src_t *w, int *seen) {
     char *eq = strchr(line, '=');
     if (!eq) {
-        complain(c, w, -1, "expected 'key = value', got '%.60s'", line);
+        /* Not echoed: a line without '=' may well be a pasted key. */
+        complain(c, w, -1, "expected 'key = value' (a line without '=')");
         return;
     }
     *eq = 0;
@@ -765,6 +768,23 @@ static void print_kv(FILE *out, const char *key, const char *val, const char *sr
     else fprintf(out, "%s = %s  # %s\n", key, val, src);
 }
 
+/* MPB_* variables that are no broker setting: a typo (MPB_MAX_FRAMES) is ignored, so say so.
+ * The clients' own variables are not worth a note. */
+static void print_unknown_env(FILE *out) {
+    static const char *const theirs[] = {"MPB_CONFIG", "MPB_AUTHKEY", "MPB_ENDPOINT", NULL};
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "MPB_", 4)) continue;
+        size_t n = strcspn(*e, "=");
+        bool known = false;
+        for (int s = 0; s < S__N && !known; s++)
+            known = strlen(settings[s].env) == n && !strncmp(settings[s].env, *e, n);
+        for (int i = 0; theirs[i] && !known; i++)
+            known = strlen(theirs[i]) == n && !strncmp(theirs[i], *e, n);
+        if (!known)
+            fprintf(out, "# note: %.*s is not a setting of mpbrokerd (ignored)\n", (int)n, *e);
+    }
+}
+
 void config_print(const conf_t *c, FILE *out) {
     const config_t *g = &c->cfg;
     const limits_t *l = &g->limits;
@@ -773,6 +793,7 @@ void config_print(const conf_t *c, FILE *out) {
             MPBROKER_VERSION);
     fprintf(out, "# After each value, where it came from: default, FILE:LINE, env MPB_*, "
                  "flag --*.\n");
+    print_unknown_env(out);
     if (c->file) fprintf(out, "# config file: %s (%s)\n", c->file, c->file_src);
     else fprintf(out, "# config file: none (--config PATH or MPB_CONFIG)\n");
     for (int i = 0; i < g->nlisten; i++) print_kv(out, "listen", g->listen[i], c->listen_src[i]);

@@ -779,6 +779,11 @@ static void worker_gone(worker_t *w) {
         task_t *t = w->running;
         run_del(t);
         t->fn->running--;
+        if (!t->owner) { /* its caller is gone too: nobody wants it run again */
+            job_release(t);
+            task_free(t);
+            continue;
+        }
         if (t->attempts >= g_limits.pool_max_attempts) {
             char msg[240];
             snprintf(msg, sizeof msg,

@@ -58,6 +58,7 @@ int cmd_dict_set(req_t *r) {
 
 /* dict.get KEY [DEFAULT] -> value | DEFAULT | ENOKEY */
 int cmd_dict_get(req_t *r) {
+    if (r->argc > 2) return reply_error(r, MPB_EPROTO, "dict.get takes 1 or 2 arguments, got %u", r->argc);
     const uint8_t *k, *d;
     size_t kn, dn;
     uint64_t h;
@@ -183,6 +184,7 @@ int cmd_dict_update(req_t *r) {
 
 /* dict.pop KEY [DEFAULT] -> value | DEFAULT | ENOKEY */
 int cmd_dict_pop(req_t *r) {
+    if (r->argc > 2) return reply_error(r, MPB_EPROTO, "dict.pop takes 1 or 2 arguments, got %u", r->argc);
     const uint8_t *k, *d;
     size_t kn, dn;
     uint64_t h;

@@ -14,6 +14,14 @@ static bool full(const queue_t *q) {
     return q->maxsize > 0 && (int64_t)q->items.len >= q->maxsize;
 }
 
+/* Tasks for task_done and join: items that entered the queue and are not done yet. A put
+ * waiting for room is in unfinished from the moment it parks, so that whoever drops it (its
+ * timeout here, its session's end in server.c) takes it back out; but as in Python it is no
+ * task until its item is in the queue, so join() does not wait for it. */
+static int64_t tasks(const queue_t *q) {
+    return q->unfinished - (int64_t)q->putters.n;
+}
+
 /* queue.open MAXSIZE|nil JOINABLE|nil -> [maxsize, joinable]. Parameters apply when the queue
  * is made; given ones must match an existing queue. */
 int cmd_queue_open(req_t *r) {
@@ -128,9 +136,10 @@ int cmd_queue_task_done(req_t *r) {
     queue_t *q = Q(r);
     if (!q->joinable)
         return reply_error(r, MPB_ETYPE, "queue/%.*s is not joinable", (int)r->namelen, r->name);
-    if (q->unfinished <= 0)
+    if (tasks(q) <= 0)
         return reply_error(r, MPB_EVALUE, "task_done() called too many times");
-    if (--q->unfinished == 0) {
+    q->unfinished--;
+    if (tasks(q) == 0) {
         while (q->joiners.head) {
             waiter_t *j = q->joiners.head;
             waiter_reply_nil(j);
@@ -147,9 +156,9 @@ int cmd_queue_join(req_t *r) {
     queue_t *q = Q(r);
     if (!q->joinable)
         return reply_error(r, MPB_ETYPE, "queue/%.*s is not joinable", (int)r->namelen, r->name);
-    if (q->unfinished == 0) return reply_nil(r);
+    if (tasks(q) == 0) return reply_nil(r);
     if (timeout == 0)
-        return reply_error(r, MPB_ETIMEDOUT, "%lld unfinished tasks", (long long)q->unfinished);
+        return reply_error(r, MPB_ETIMEDOUT, "%lld unfinished tasks", (long long)tasks(q));
     waiter_park(r, &q->joiners, timeout);
     return 0;
 }
@@ -168,7 +177,7 @@ void queue_on_timeout(waiter_t *w) {
                            w->obj->name);
     } else {
         waiter_reply_error(w, MPB_ETIMEDOUT, "queue/%s: %lld tasks unfinished at the timeout",
-                           w->obj->name, (long long)q->unfinished);
+                           w->obj->name, (long long)tasks(q));
     }
     waiter_free(w);
 }
@@ -181,7 +190,7 @@ uint32_t queue_describe(const obj_t *o, mpb__buf_t *b) {
     mpb__w_cstr(b, "joinable");
     mpb__w_bool(b, q->joinable);
     mpb__w_cstr(b, "unfinished");
-    mpb__w_int(b, q->unfinished);
+    mpb__w_int(b, tasks(q));
     mpb__w_cstr(b, "getters");
     mpb__w_uint(b, q->getters.n);
     mpb__w_cstr(b, "putters");

@@ -262,14 +262,26 @@ int cmd_value_set(req_t *r) {
     return reply_nil(r);
 }
 
-/* value.add N -> the new value. Integers stay integers (EOVERFLOW past int64); a float on
+/* value.add N [INT_ONLY] -> the new value. Integers stay integers (EOVERFLOW past int64); a float on
  * either side gives a float. ETYPE when the value is not a number. */
 int cmd_value_add(req_t *r) {
+    if (r->argc > 2) return reply_error(r, MPB_EPROTO, "value.add takes 1 or 2 arguments");
     blob_t *v = r->obj->u.value;
     mpb__rd_t cur = v ? (mpb__rd_t){v->data, v->data + v->len} : (mpb__rd_t){zero_int, zero_int + 1};
     int ta = mpb__rd_type(&cur), tb = mpb__rd_type(&r->args);
     if ((ta != MPB__MT_INT && ta != MPB__MT_FLOAT) || (tb != MPB__MT_INT && tb != MPB__MT_FLOAT))
         return reply_error(r, MPB_ETYPE, "value.add needs numbers");
+    if (r->argc == 2) { /* INT_ONLY: refuse rather than turn the answer into a float */
+        mpb__rd_t q = r->args;
+        const uint8_t *sk;
+        size_t skn;
+        bool int_only = false;
+        mpb__rd_span(&q, &sk, &skn);
+        mpb__rd_bool(&q, &int_only);
+        if (int_only && (ta != MPB__MT_INT || tb != MPB__MT_INT))
+            return reply_error(r, MPB_ETYPE, "value/%.*s is not an integer", (int)r->namelen,
+                               r->name);
+    }
     uint8_t enc[9];
     size_t en;
     if (ta == MPB__MT_INT && tb == MPB__MT_INT) {
@@ -330,11 +342,16 @@ void sync_release_hold(sess_t *s, hold_t *h) {
     if (o->kind == KIND_LOCK || o->kind == KIND_RLOCK) {
         lock_release_hold(s, h);
     } else if (o->kind == KIND_SEMAPHORE) {
+        /* Given back only up to the initial value, bounded or not: a unit taken from a
+         * Semaphore(0) used as a signal was consumed, not borrowed, and must not come back
+         * as a phantom when its taker ends (mpb_close included). */
         sem_t *sm = &o->u.sem;
-        sm->value += h->units;
-        if (sm->bounded && sm->value > sm->initial) sm->value = sm->initial;
-        log_info("semaphore/%s: %lld units given back: holder session %llu ended", o->name,
-                 (long long)h->units, (unsigned long long)s->id);
+        int64_t back = sm->initial - sm->value;
+        if (back > h->units) back = h->units;
+        if (back < 0) back = 0;
+        sm->value += back;
+        log_info("semaphore/%s: %lld of %lld units given back: holder session %llu ended",
+                 o->name, (long long)back, (long long)h->units, (unsigned long long)s->id);
         sem_wake(o);
     }
 }

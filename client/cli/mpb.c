@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -55,6 +56,11 @@ static void usage(FILE *f) {
             "                                run COMMAND holding the lock (as flock(1) does)\n"
             "  get value/NAME | set value/NAME VALUE\n"
             "  get namespace/NAME [ATTR] | set namespace/NAME ATTR VALUE\n"
+            "  pool [--watch [--interval S]] workers, functions and running maps\n"
+            "  pool map FN JSON_ARRAY [--chunksize N] [--timeout S]   FN over every item;\n"
+            "                                prints the results as a JSON array\n"
+            "  pool apply FN JSON_VALUE [--timeout S]  FN(JSON_VALUE) on some worker\n"
+            "  pool apply FN --args JSON_ARRAY [--timeout S]  FN(*JSON_ARRAY)\n"
             "  ping                          check the broker answers\n"
             "\n"
             "VALUEs are JSON text ('42', '\"text\"', '[1,2]', '{\"$bytes\":\"AAE=\"}' for bytes).\n"
@@ -725,6 +731,226 @@ static int cmd_lock(int argc, char **argv) {
     return status;
 }
 
+/* ---- pool ---- */
+
+static json_t *pool_stats(void) {
+    void *res;
+    size_t n;
+    int rc = mpb_call(cli, 198 /* pool.stats */, NULL, NULL, 0, 0, &res, &n);
+    if (rc) {
+        fail(rc, "pool");
+        return NULL;
+    }
+    json_t *j = to_jansson(res, n);
+    mpb_free(res);
+    return j;
+}
+
+static void bar(FILE *f, double frac, int width) {
+    int full = (int)(frac * width + 0.5);
+    if (full > width) full = width;
+    fputc('[', f);
+    for (int i = 0; i < width; i++) fputc(i < full ? '#' : '.', f);
+    fputc(']', f);
+}
+
+static void print_pool(json_t *st, FILE *f) {
+    size_t i;
+    json_t *w;
+    json_t *ws = json_object_get(st, "workers"), *fs = json_object_get(st, "functions"),
+           *js = json_object_get(st, "jobs");
+    fprintf(f, "WORKERS %zu\n", json_array_size(ws));
+    if (json_array_size(ws))
+        fprintf(f, "  %-8s %-16s %-8s %-5s %-8s %-8s %-6s %s\n", "SESSION", "HOST", "PID", "CONC",
+                "RUNNING", "DONE", "FAILED", "FUNCTIONS");
+    json_array_foreach(ws, i, w) {
+        char fnlist[512] = "";
+        size_t k, used = 0;
+        json_t *fn;
+        json_array_foreach(json_object_get(w, "functions"), k, fn) used += (size_t)snprintf(
+            fnlist + used, used < sizeof fnlist ? sizeof fnlist - used : 0, "%s%s", k ? "," : "",
+            json_string_value(fn));
+        fprintf(f, "  %-8lld %-16s %-8lld %-5lld %-8lld %-8lld %-6lld %s\n",
+                (long long)json_integer_value(json_object_get(w, "session")),
+                json_string_value(json_object_get(w, "host")),
+                (long long)json_integer_value(json_object_get(w, "pid")),
+                (long long)json_integer_value(json_object_get(w, "concurrency")),
+                (long long)json_integer_value(json_object_get(w, "running")),
+                (long long)json_integer_value(json_object_get(w, "done")),
+                (long long)json_integer_value(json_object_get(w, "failed")), fnlist);
+    }
+    fprintf(f, "FUNCTIONS %zu\n", json_array_size(fs));
+    if (json_array_size(fs))
+        fprintf(f, "  %-20s %-8s %-8s %-8s %-10s %s\n", "NAME", "WORKERS", "QUEUED", "RUNNING",
+                "DONE", "FAILED");
+    json_array_foreach(fs, i, w) {
+        fprintf(f, "  %-20s %-8lld %-8lld %-8lld %-10lld %lld\n",
+                json_string_value(json_object_get(w, "name")),
+                (long long)json_integer_value(json_object_get(w, "workers")),
+                (long long)json_integer_value(json_object_get(w, "queued")),
+                (long long)json_integer_value(json_object_get(w, "running")),
+                (long long)json_integer_value(json_object_get(w, "done")),
+                (long long)json_integer_value(json_object_get(w, "failed")));
+    }
+    if (json_array_size(js)) fprintf(f, "MAPS %zu\n", json_array_size(js));
+    json_array_foreach(js, i, w) {
+        long long total = (long long)json_integer_value(json_object_get(w, "total"));
+        long long done = (long long)json_integer_value(json_object_get(w, "done")) +
+                         (long long)json_integer_value(json_object_get(w, "failed"));
+        fprintf(f, "  job %-6lld %-14s session %-5lld ",
+                (long long)json_integer_value(json_object_get(w, "id")),
+                json_string_value(json_object_get(w, "function")),
+                (long long)json_integer_value(json_object_get(w, "session")));
+        bar(f, total ? (double)done / (double)total : 0, 30);
+        fprintf(f, " %lld/%lld tasks, %.1f s\n", done, total,
+                (double)json_integer_value(json_object_get(w, "elapsed_ms")) / 1000.0);
+    }
+}
+
+static int pool_show(int argc, char **argv) {
+    bool watch = false;
+    double interval = 1.0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--watch")) watch = true;
+        else if (!strcmp(argv[i], "--interval") && i + 1 < argc) {
+            char *end;
+            interval = strtod(argv[++i], &end);
+            if (*end || interval < 0.05 || interval > 3600)
+                return usage_error("--interval '%s' is not 0.05..3600 seconds", argv[i]);
+        } else return usage_error("pool: unknown argument '%s'", argv[i]);
+    }
+    do {
+        json_t *st = pool_stats();
+        if (!st) return EXIT_FAIL;
+        if (opt.json) {
+            print_json(st);
+        } else {
+            if (watch) fputs("\033[H\033[2J", stdout); /* home and clear, as watch(1) does */
+            print_pool(st, stdout);
+        }
+        json_decref(st);
+        fflush(stdout);
+        if (watch) {
+            struct timespec ts = {(time_t)interval, (long)((interval - (double)(time_t)interval) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+    } while (watch);
+    return 0;
+}
+
+static int pool_map(int argc, char **argv) {
+    int rc, timeout = MPB_FOREVER;
+    if ((rc = take_timeout(&argc, argv, &timeout))) return rc;
+    size_t chunksize = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--chunksize") && i + 1 < argc) {
+            int64_t n;
+            if (!parse_i64(argv[i + 1], &n) || n < 1)
+                return usage_error("--chunksize '%s' is not a positive integer", argv[i + 1]);
+            chunksize = (size_t)n;
+            memmove(argv + i, argv + i + 2, (size_t)(argc - i - 2) * sizeof *argv);
+            argc -= 2;
+            i--;
+        }
+    }
+    if (argc != 2) return usage_error("pool map takes FN JSON_ARRAY [--chunksize N] [--timeout S]");
+    void *items;
+    size_t il;
+    if ((rc = parse_value(argv[1], &items, &il))) return rc;
+    if (il == 0 || !((((uint8_t *)items)[0] & 0xf0) == 0x90 || ((uint8_t *)items)[0] == 0xdc ||
+                     ((uint8_t *)items)[0] == 0xdd)) {
+        free(items);
+        return usage_error("pool map: '%s' is not a JSON array", argv[1]);
+    }
+    mpb_pool_t *p;
+    if ((rc = mpb_pool_open(cli, &p))) {
+        free(items);
+        return fail(rc, "pool map");
+    }
+    mpb_async_t *a;
+    rc = mpb_pool_map_async(p, argv[0], items, il, chunksize, NULL, NULL, NULL, &a);
+    free(items);
+    if (rc) {
+        mpb_pool_free(&p);
+        return fail(rc, "pool map");
+    }
+    bool tty = isatty(2);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t end = timeout < 0 ? INT64_MAX : (int64_t)timeout;
+    for (;;) {
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t el = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        int step = (int)(end - el < 200 ? (end - el < 0 ? 0 : end - el) : 200);
+        int ready = mpb_async_wait(a, step);
+        if (tty) {
+            uint64_t done, total;
+            mpb_async_progress(a, &done, &total);
+            fputs("\r", stderr);
+            bar(stderr, total ? (double)done / (double)total : 1, 40);
+            fprintf(stderr, " %llu/%llu tasks %.1f s", (unsigned long long)done,
+                    (unsigned long long)total, (double)el / 1000.0);
+        }
+        if (ready != 0 || el >= end) break;
+    }
+    if (tty) fputs("\n", stderr);
+    void *res = NULL;
+    size_t rl = 0;
+    rc = mpb_async_get(a, 0, &res, &rl);
+    if (rc == MPB_ETIMEDOUT) rc = mpb_async_get(a, 0, &res, &rl); /* the message says why */
+    mpb_async_free(&a);
+    mpb_pool_free(&p);
+    if (rc) return fail(rc, "pool map");
+    rc = print_value(res, rl);
+    mpb_free(res);
+    return rc;
+}
+
+static int pool_apply(int argc, char **argv) {
+    int rc, timeout = MPB_FOREVER;
+    if ((rc = take_timeout(&argc, argv, &timeout))) return rc;
+    bool star = argc == 3 && !strcmp(argv[1], "--args");
+    if (argc != 2 && !star)
+        return usage_error("pool apply takes FN JSON_VALUE, or FN --args JSON_ARRAY");
+    const char *text = argv[argc - 1];
+    void *v;
+    size_t vn;
+    if ((rc = parse_value(text, &v, &vn))) return rc;
+    uint8_t *args = malloc(vn + 1);
+    size_t an = 0;
+    if (!args) return fail(MPB_ENOMEM, "pool apply");
+    if (star) {
+        memcpy(args, v, vn);
+        an = vn;
+    } else {
+        args[0] = 0x91; /* [value] */
+        memcpy(args + 1, v, vn);
+        an = vn + 1;
+    }
+    free(v);
+    mpb_pool_t *p;
+    void *res = NULL;
+    size_t rl = 0;
+    if (!(rc = mpb_pool_open(cli, &p))) rc = mpb_pool_apply(p, argv[0], args, an, timeout, &res, &rl);
+    free(args);
+    if (rc) {
+        int out = fail(rc, "pool apply");
+        mpb_pool_free(&p);
+        return out;
+    }
+    mpb_pool_free(&p);
+    rc = print_value(res, rl);
+    mpb_free(res);
+    return rc;
+}
+
+static int cmd_pool(int argc, char **argv) {
+    if (argc >= 1 && !strcmp(argv[0], "map")) return pool_map(argc - 1, argv + 1);
+    if (argc >= 1 && !strcmp(argv[0], "apply")) return pool_apply(argc - 1, argv + 1);
+    return pool_show(argc, argv);
+}
+
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -732,6 +958,7 @@ static const struct {
     {"info", cmd_info}, {"ls", cmd_ls},   {"get", cmd_get},       {"set", cmd_set},
     {"incr", cmd_incr}, {"del", cmd_del}, {"append", cmd_append}, {"ping", cmd_ping},
     {"put", cmd_put},   {"clear", cmd_clear}, {"wait", cmd_wait}, {"lock", cmd_lock},
+    {"pool", cmd_pool},
 };
 
 int main(int argc, char **argv) {

@@ -297,7 +297,8 @@ int mpb_dict_popitem(mpb_dict_t *d, void **key, size_t *klen, void **val, size_t
         mpb__rd_span(&r, &x, &xn))
         return mpb__fail(d->c, MPB_EPROTO, "malformed popitem reply");
     rc = mpb__dup(d->c, k, kn, key, klen);
-    if (!rc) rc = mpb__dup(d->c, x, xn, val, vlen);
+    if (rc) return rc;
+    rc = mpb__dup(d->c, x, xn, val, vlen);
     if (rc) {
         free(*key);
         *key = NULL;

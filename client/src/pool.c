@@ -1,7 +1,10 @@
 /* pool.c - multiprocessing.Pool's API over the broker. Submitting is a call that returns task
  * ids; results come back through one parked pool.take per client that covers every task the
  * session has out, and each result is routed by task id to the AsyncResult or imap iterator
- * that owns it. Callbacks therefore run wherever replies are being read. */
+ * that owns it. A result may arrive inside any call that reads replies, even inside another
+ * call's wait; its callback is queued and run when the caller is next in a pool call (poll,
+ * join, wait/get/ready, imap_next, submitting), outside any wait, so a callback may itself
+ * make calls on the client (submit more tasks, store the result). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +34,8 @@ struct mpb_pool {
     mpb_async_t *asyncs; /* outstanding or kept */
     size_t outstanding;
     mpb_imap_t *imaps;
+    mpb_async_t *notify_head, *notify_tail; /* finished, callback not yet run */
+    bool notifying;
 };
 
 struct mpb_async {
@@ -50,6 +55,8 @@ struct mpb_async {
     mpb_error_cb ecb;
     void *arg;
     mpb_async_t *next, *prev;
+    mpb_async_t *nnext; /* in its pool's notify queue */
+    bool notify_pending;
 };
 
 typedef struct islot {
@@ -66,7 +73,8 @@ struct mpb_imap {
     void *arg;
     size_t chunksize, window;
     bool ordered, input_done;
-    int input_err;
+    int input_err; /* next() failed, or gave a bad item: reported after the results before it */
+    int fail;      /* results will not come (connection lost, out of memory): reported at once */
     uint64_t submitted, consumed; /* chunks */
     islot_t *slots;               /* ring of window, by chunk sequence */
     uint64_t job;
@@ -201,11 +209,47 @@ static void async_finish(mpb_async_t *a) {
     free(a->outlens);
     a->outs = NULL;
     a->outlens = NULL;
+    if (p) { /* its callback runs later, outside whatever call is reading replies now */
+        a->nnext = NULL;
+        a->notify_pending = true;
+        if (p->notify_tail) p->notify_tail->nnext = a;
+        else p->notify_head = a;
+        p->notify_tail = a;
+    }
+}
+
+static void notify_remove(mpb_pool_t *p, mpb_async_t *a) {
+    if (!a->notify_pending) return;
+    mpb_async_t **pp = &p->notify_head, *prev = NULL;
+    while (*pp && *pp != a) {
+        prev = *pp;
+        pp = &(*pp)->nnext;
+    }
+    if (*pp) *pp = a->nnext;
+    if (p->notify_tail == a) p->notify_tail = prev;
+    a->nnext = NULL;
+    a->notify_pending = false;
+}
+
+static void notify_one(mpb_async_t *a) {
     if (a->status) {
         if (a->ecb) a->ecb(a->arg, a->status, a->msg);
     } else if (a->cb) {
         a->cb(a->arg, a->result.p, a->result.len);
     }
+}
+
+/* Runs the callbacks of finished results, in the order they finished. Not nested: a callback
+ * that calls into the pool adds to the queue this loop is draining. */
+static void run_notify(mpb_pool_t *p) {
+    if (!p || p->notifying) return;
+    p->notifying = true;
+    while (p->notify_head) {
+        mpb_async_t *a = p->notify_head;
+        notify_remove(p, a);
+        notify_one(a); /* may free a */
+    }
+    p->notifying = false;
 }
 
 static void imap_arrive(mpb_imap_t *it, uint64_t seq, const uint8_t *out, size_t len);
@@ -228,7 +272,7 @@ static void on_take(mpb_client_t *c, int status, const void *val, size_t len, vo
             i = (size_t)-1;
             if (r.kind == A_IMAP) {
                 mpb_imap_t *it = r.owner;
-                it->input_err = status;
+                it->fail = status;
                 continue;
             }
             mpb_async_t *a = r.owner;
@@ -341,6 +385,7 @@ static mpb_async_t *async_new(mpb_pool_t *p, int kind, const char *fn, uint64_t 
 static void async_unlink(mpb_async_t *a) {
     mpb_pool_t *p = a->p;
     if (!p) return;
+    notify_remove(p, a);
     if (a->prev) a->prev->next = a->next;
     else p->asyncs = a->next;
     if (a->next) a->next->prev = a->prev;
@@ -521,6 +566,7 @@ int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args, size_t
     pthread_mutex_lock(&p->c->mu);
     pump_take(p->c);
     pthread_mutex_unlock(&p->c->mu);
+    run_notify(p);
     return 0;
 }
 
@@ -536,11 +582,9 @@ static int map_async(mpb_pool_t *p, const char *fn, const void *items, size_t le
     a->cb = cb;
     a->ecb = ecb;
     a->arg = arg;
-    if (a->ready) { /* an empty map is done at once */
-        if (cb) cb(arg, a->result.p, a->result.len);
-    }
     if (out) *out = a;
     else a->kept_by_pool = true;
+    run_notify(p); /* an empty map is done at once */
     return 0;
 }
 
@@ -588,22 +632,27 @@ int mpb_pool_starmap(mpb_pool_t *p, const char *fn, const void *items, size_t le
 
 int mpb_async_wait(mpb_async_t *a, int timeout_ms) {
     if (!a) return MPB_EINVAL;
-    if (a->ready || !a->p) return a->ready ? 1 : 0;
-    mpb_client_t *c = a->p->c;
+    mpb_pool_t *p = a->p;
+    if (!p) return a->ready ? 1 : 0;
     int64_t end = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
     while (!a->ready) {
         int64_t left = end == INT64_MAX ? -1 : end - mpb__now_ms();
         if (end != INT64_MAX && left <= 0) break;
-        int rc = mpb_poll(c, (int)(left < 0 || left > 1000 ? 1000 : left));
+        int rc = mpb_poll(p->c, (int)(left < 0 || left > 1000 ? 1000 : left));
         if (rc < 0 && !a->ready) return rc;
     }
-    return a->ready ? 1 : 0;
+    int ready = a->ready; /* a callback run now may free a */
+    run_notify(p);
+    return ready ? 1 : 0;
 }
 
 int mpb_async_ready(mpb_async_t *a) {
     if (!a) return MPB_EINVAL;
-    if (!a->ready && a->p) mpb_poll(a->p->c, 0);
-    return a->ready ? 1 : 0;
+    mpb_pool_t *p = a->p;
+    if (!a->ready && p) mpb_poll(p->c, 0);
+    int ready = a->ready;
+    run_notify(p);
+    return ready ? 1 : 0;
 }
 
 int mpb_async_successful(mpb_async_t *a) {
@@ -647,6 +696,11 @@ int mpb_async_get(mpb_async_t *a, int timeout_ms, void **result, size_t *rlen) {
     return 0;
 }
 
+void mpb_async_progress(const mpb_async_t *a, uint64_t *done, uint64_t *total) {
+    if (done) *done = a ? (a->ready ? a->ntasks : a->ndone) : 0;
+    if (total) *total = a ? a->ntasks : 0;
+}
+
 static void cancel_ranges(mpb_client_t *c, mpb_async_t *a) {
     for (size_t i = 0; i < a->nranges; i++) {
         mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_CANCEL, NULL, 0, 2);
@@ -660,6 +714,10 @@ void mpb_async_free(mpb_async_t **ap) {
     mpb_async_t *a = *ap;
     if (!a) return;
     *ap = NULL;
+    if (a->p && a->notify_pending) { /* finished: its callback is owed */
+        notify_remove(a->p, a);
+        notify_one(a);
+    }
     if (a->p) {
         mpb_client_t *c = a->p->c;
         if (!a->ready && mpb__usable(c) == 0) {
@@ -735,7 +793,7 @@ static void imap_arrive(mpb_imap_t *it, uint64_t seq, const uint8_t *out, size_t
     islot_t *s = &it->slots[seq % it->window];
     s->out = malloc(len ? len : 1);
     if (!s->out) {
-        it->input_err = MPB_ENOMEM;
+        it->fail = MPB_ENOMEM;
         return;
     }
     memcpy(s->out, out, len);
@@ -843,8 +901,7 @@ int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen) {
             }
             return mpb__fail(c, MPB_ECLOSED, "no more results");
         }
-        if (it->input_err && it->input_err != MPB_EINVAL)
-            return mpb__fail(c, it->input_err, "imap: %s", mpb_strerror(it->input_err));
+        if (it->fail) return mpb__fail(c, it->fail, "imap: %s", mpb_strerror(it->fail));
         int64_t left = end == INT64_MAX ? -1 : end - mpb__now_ms();
         if (end != INT64_MAX && left <= 0) {
             uint64_t nworkers = 0;
@@ -853,6 +910,7 @@ int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen) {
                              it->fn, nworkers ? "" : ": no worker serves it");
         }
         int rc = mpb_poll(c, (int)(left < 0 || left > 1000 ? 1000 : left));
+        run_notify(it->p);
         if (rc < 0) return rc;
     }
 }
@@ -893,8 +951,10 @@ int mpb_pool_poll(mpb_pool_t *p, int timeout_ms) {
     if (!p) return MPB_EINVAL;
     size_t before = p->outstanding;
     int rc = mpb_poll(p->c, timeout_ms);
+    size_t done = before - p->outstanding;
+    run_notify(p);
     if (rc < 0) return rc;
-    return (int)(before - p->outstanding);
+    return (int)done;
 }
 
 int mpb_pool_join(mpb_pool_t *p, int timeout_ms) {
@@ -907,8 +967,10 @@ int mpb_pool_join(mpb_pool_t *p, int timeout_ms) {
             return mpb__fail(p->c, MPB_ETIMEDOUT, "%zu results still outstanding",
                              p->outstanding);
         int rc = mpb_poll(p->c, (int)(left < 0 || left > 1000 ? 1000 : left));
+        run_notify(p);
         if (rc < 0) return rc;
     }
+    run_notify(p);
     return 0;
 }
 
@@ -928,6 +990,7 @@ void mpb_pool_free(mpb_pool_t **pp) {
     mpb_pool_t *p = *pp;
     if (!p) return;
     *pp = NULL;
+    run_notify(p);
     if (p->outstanding && mpb__usable(p->c) == 0) mpb_pool_terminate(p);
     while (p->asyncs) {
         mpb_async_t *a = p->asyncs;

@@ -502,8 +502,9 @@ int mpb_value_set_i64(mpb_value_t *v, int64_t x) {
 }
 
 int mpb_value_add_i64(mpb_value_t *v, int64_t by, int64_t *result) {
-    REQ(v, MPB_OP_VALUE_ADD, 1);
+    REQ(v, MPB_OP_VALUE_ADD, 2);
     mpb__w_int(b, by);
+    mpb__w_bool(b, true);
     int rc = done_int(H(v), 0, result);
     if (rc == MPB_EPROTO) return mpb__fail(v->c, MPB_ETYPE, "value/%s is not an integer", v->name);
     return rc;

@@ -124,15 +124,6 @@ static int64_t rep_int(const rc_reply_t *r) {
     return v;
 }
 
-/* An assertion that fails today because of a reported bug: says so on stderr and goes on,
- * and says so too once it holds, so the marker gets removed. */
-static void known_bug(bool ok, const char *what) {
-    if (ok)
-        fprintf(stderr, "known bug fixed? now passes: %s\n", what);
-    else
-        fprintf(stderr, "KNOWN BUG (not failed): %s\n", what);
-}
-
 /* A zeroed block that lives for the whole run. */
 static const uint8_t *calloc_once(size_t n) {
     static uint8_t *p;
@@ -210,11 +201,19 @@ static void hello_frame(mpb__buf_t *out, int version, bool with_nonce, size_t no
 static void test_garbage_gets_eproto(void **state) {
     (void)state;
     rawclient_t c;
-    raw_open(&c);
-    send_expect(&c, "hello", 5, MPB_EPROTO, "not an mpbroker frame");
-    send_expect(&c, "", 0, MPB_EPROTO, "not an mpbroker frame (0 bytes");
-    send_expect(&c, "MB", 2, MPB_EPROTO, "not an mpbroker frame");
-    send_expect(&c, "MB\x01\x01\0\0\0\0\0\0\0", 11, MPB_EPROTO, "not an mpbroker frame");
+    const char id[] = "garbage";
+    char peer[64] = "bad frame from peer=";
+    for (size_t i = 0; i < strlen(id); i++)
+        snprintf(peer + strlen(peer), sizeof peer - strlen(peer), "%02x", (uint8_t)id[i]);
+    int logged0 = log_count(peer);
+    assert_int_equal(rc_open_as(&c, NULL, B.endpoint, id, strlen(id)), 0);
+    send_expect(&c, "hello", 5, MPB_EPROTO, "not an mpbroker frame (5 bytes, bad magic)");
+    send_expect(&c, "", 0, MPB_EPROTO, "not an mpbroker frame (0 bytes, bad magic)");
+    send_expect(&c, "M", 1, MPB_EPROTO, "not an mpbroker frame (1 bytes, bad magic)");
+    /* The right magic, but shorter than the header: said so, not "bad magic". */
+    send_expect(&c, "MB", 2, MPB_EPROTO, "frame of 2 bytes is shorter than its 12-byte header");
+    send_expect(&c, "MB\x01\x01\0\0\0\0\0\0\0", 11, MPB_EPROTO,
+                "frame of 11 bytes is shorter than its 12-byte header");
     uint8_t rnd[512];
     for (int i = 0; i < 50; i++) {
         size_t n = 1 + (size_t)(i * 37) % sizeof rnd;
@@ -222,6 +221,8 @@ static void test_garbage_gets_eproto(void **state) {
         if (rnd[0] == 'M') rnd[0] = 'N';
         send_expect(&c, rnd, n, MPB_EPROTO, "bad magic");
     }
+    /* The broker's log names the peer for each bad frame (the ERROR is sent after it). */
+    assert_int_equal(log_count(peer), logged0 + 55);
     /* The connection is not held against it: a proper handshake on it still works. */
     assert_int_equal(rc_handshake(&c, key, keylen, T_MS), 0);
     rc_close(&c);
@@ -838,12 +839,20 @@ static void test_refused_write_creates_nothing(void **state) {
         rc_req(&b, 3, MPB_OP_OBJ_INFO, i == 1 ? "dict/fresh1" : "list/fresh2", 11, 0);
         assert_int_equal(rc_call(&c, b.p, b.len, &f, T_MS), 0);
         assert_int_equal(f.nrep, 1);
-        /* BUG: commands.c dispatch() calls store_create() for a CMD_WRITE op on a new name
-         * before the handler has read its arguments, so a refused write leaves an empty object
-         * behind (visible in `mpb ls`). Checked, reported, not failed until it is fixed. */
-        known_bug(f.rep[0].code == (uint64_t)-MPB_ENOOBJ,
-                  "a refused write to a new name leaves an empty object behind");
+        assert_int_equal(f.rep[0].rid, 3);
+        /* No empty object was left behind by the refused write. */
+        check_code(-(int)f.rep[0].code, MPB_ENOOBJ, f.rep[0].msg);
+        check_words(f.rep[0].msg, i == 1 ? "dict/fresh1" : "list/fresh2");
     }
+    /* Nor under the other kind: each name is still free for either. */
+    mpb_list_t *l;
+    assert_int_equal(mpb_list_open(good, "fresh1", &l), 0);
+    mpb_list_close(&l);
+    assert_int_equal(mpb_obj_delete(good, "list/fresh1"), 0);
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(good, "fresh2", &d), 0);
+    mpb_dict_close(&d);
+    assert_int_equal(mpb_obj_delete(good, "dict/fresh2"), 0);
     mpb__buf_free(&b);
     rc_close(&c);
     good_still_works();

@@ -165,15 +165,6 @@ static json_t *json_of_stdout(void) {
     return j;
 }
 
-/* An assertion that fails today because of a reported bug: says so on stderr and goes on,
- * and says so too once it holds, so the marker gets removed. */
-static void known_bug(bool ok, const char *what) {
-    if (ok)
-        fprintf(stderr, "known bug fixed? now passes: %s\n", what);
-    else
-        fprintf(stderr, "KNOWN BUG (not failed): %s\n", what);
-}
-
 static void use_broker_env(const th_broker_t *b) {
     setenv("MPB_ENDPOINT", b->endpoint, 1);
     setenv("MPB_AUTHKEY_FILE", b->keyfile, 1);
@@ -303,21 +294,27 @@ static void test_key_json(void **state) {
     /* a negative key reaches the command intact (options end at the command) */
     EXPECT_OUT(0, "", "--key-json", "set", "dict/kj", "-7", "\"neg\"");
     EXPECT_OUT(0, "\"neg\"\n", "--key-json", "get", "dict/kj", "-7");
-    /* The whole dict: non-string keys are shown as their JSON. */
-    EXPECT_OUT(0, "{\"5\":\"five\",\"[1,2]\":12,\"-7\":\"neg\"}\n", "get", "dict/kj");
+    /* The whole dict: with any key not a string, an array of [key, value] pairs in insertion
+     * order, each key as its JSON value. */
+    EXPECT_OUT(0, "[[5,\"five\"],[[1,2],12],[-7,\"neg\"]]\n", "get", "dict/kj");
+    EXPECT_OUT(0, "[[5,\"five\"],[[1,2],12],[-7,\"neg\"]]\n", "--json", "get", "dict/kj");
     EXPECT_OUT(0, "", "--key-json", "del", "dict/kj", "-7");
     EXPECT_ERR(3, "no key -7", "--key-json", "get", "dict/kj", "-7");
     EXPECT_ERR(2, "is not JSON", "--key-json", "get", "dict/kj", "{nope");
 
-    /* The integer 5 and the string "5" are two keys; the whole-dict view should show both. */
+    /* The integer 5 and the string "5" are two keys; the whole-dict view shows both, as
+     * [key, value] pairs in insertion order. */
     EXPECT_OUT(0, "", "set", "dict/kc", "5", "\"string\"");
     EXPECT_OUT(0, "", "--key-json", "set", "dict/kc", "5", "\"integer\"");
-    assert_int_equal(run("get", "dict/kc", NULL), 0);
-    /* BUG: client/cli/mpb.c get_dict_all() names a non-string key by its JSON text, so the
-     * integer 5 and the string "5" both become the JSON member "5" and one value is lost
-     * from the output ({"5":"integer"}). Checked, reported, not failed until it is fixed. */
-    known_bug(strstr(R.out, "\"string\"") && strstr(R.out, "\"integer\""),
-              "mpb get dict/NAME shows one of two keys 5 and \"5\"");
+    EXPECT_OUT(0, "[[\"5\",\"string\"],[5,\"integer\"]]\n", "get", "dict/kc");
+    /* Insertion order, not key order: the integer first this time. */
+    EXPECT_OUT(0, "", "--key-json", "set", "dict/kd", "5", "\"integer\"");
+    EXPECT_OUT(0, "", "set", "dict/kd", "5", "\"string\"");
+    EXPECT_OUT(0, "", "set", "dict/kd", "a", "1");
+    EXPECT_OUT(0, "[[5,\"integer\"],[\"5\",\"string\"],[\"a\",1]]\n", "get", "dict/kd");
+    /* Once the only non-string key is gone, it is an object again. */
+    EXPECT_OUT(0, "", "--key-json", "del", "dict/kd", "5");
+    EXPECT_OUT(0, "{\"5\":\"string\",\"a\":1}\n", "get", "dict/kd");
 
     mpb_client_t *c = th_connect(&B);
     mpb_dict_t *d;
@@ -370,17 +367,17 @@ static void test_list(void **state) {
     EXPECT_ERR(2, "list index 'abc' is not an integer", "get", "list/p", "abc");
     EXPECT_ERR(2, "append takes list/NAME VALUE", "append", "list/p");
     EXPECT_ERR(2, "append works on lists", "append", "dict/p", "1");
-    /* Looking must not create: reading a name that does not exist leaves no object. */
-    EXPECT_OUT(0, "[]\n", "get", "list/never");
-    EXPECT_ERR(3, "no key", "get", "dict/typo", "k");
-    assert_int_equal(run("ls", "never", NULL), 0);
-    /* BUG: client/cli/mpb.c cmd_get() opens the object with mpb_list_open()/mpb_dict_open(),
-     * and open creates, so `mpb get list/never` (or a typo) makes an empty object that `mpb
-     * ls` then shows. The broker's read ops do not create (dispatch's stand-in); the CLI
-     * could read without opening. Checked, reported, not failed until it is fixed. */
-    known_bug(R.out[0] == 0, "mpb get on a missing object creates it");
-    assert_int_equal(run("ls", "typo", NULL), 0);
-    known_bug(R.out[0] == 0, "mpb get on a missing dict creates it");
+    /* Looking must not create: reading a name that does not exist is "no such object" (exit
+     * 3) and leaves no object behind. */
+    EXPECT_ERR(3, "no object list/never", "get", "list/never");
+    EXPECT_JSON_ERR(3, "ENOOBJ", "no object list/never", "get", "list/never");
+    EXPECT_ERR(3, "typo", "get", "dict/typo", "k");
+    EXPECT_ERR(3, "no object dict/typo", "get", "dict/typo");
+    EXPECT_ERR(3, "list index 0 out of range (len 0)", "get", "list/never", "0");
+    EXPECT_OUT(0, "", "ls", "never");
+    EXPECT_OUT(0, "", "ls", "typo");
+    EXPECT_ERR(3, "no object list/never", "info", "list/never");
+    EXPECT_ERR(3, "no object dict/typo", "info", "dict/typo");
 }
 
 static void test_del(void **state) {
@@ -409,6 +406,13 @@ static void test_del(void **state) {
     EXPECT_ERR(1, "dq is a list, not a dict", "del", "dict/dq");
     EXPECT_OUT(0, "", "del", "list/dq");
     EXPECT_ERR(2, "del takes OBJ [KEY|INDEX]", "del");
+    /* Deleting from a missing object: exit 3, and nothing is created. */
+    EXPECT_ERR(3, "deltypo", "del", "dict/deltypo", "k");
+    EXPECT_ERR(3, "pop from empty list", "del", "list/delnever", "0");
+    EXPECT_OUT(0, "", "ls", "deltypo");
+    EXPECT_OUT(0, "", "ls", "delnever");
+    EXPECT_ERR(3, "no object dict/deltypo", "info", "dict/deltypo");
+    EXPECT_ERR(3, "no object list/delnever", "info", "list/delnever");
 }
 
 /* ---- ls, on a broker of its own so the listing is exact ---- */

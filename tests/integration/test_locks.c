@@ -13,12 +13,12 @@
 
 static th_broker_t B;
 
-/* Children cannot use cmocka's asserts (a failure would longjmp into the forked copy of the
- * runner): they print what failed and exit non-zero, and the parent asserts on that. */
+/* Children run outside cmocka (see spawn): they print what failed and exit non-zero, and the
+ * parent asserts on their exit status. */
 #define CK(cond)                                                                                   \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: check failed: %s\n", (int)getpid(), __FILE__,       \
+            fprintf(stderr, "[pid %d] %s:%d: check failed: %s\n", (int)getpid(), __FILE__,         \
                     __LINE__, #cond);                                                              \
             return 1;                                                                              \
         }                                                                                          \
@@ -27,13 +27,54 @@ static th_broker_t B;
     do {                                                                                           \
         int rc_ = (call);                                                                          \
         if (rc_ < 0) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: %s -> %s (%s)\n", (int)getpid(), __FILE__, __LINE__, \
+            fprintf(stderr, "[pid %d] %s:%d: %s -> %s (%s)\n", (int)getpid(), __FILE__, __LINE__,  \
                     #call, mpb_strerror(rc_), mpb_errmsg(c));                                      \
             return 1;                                                                              \
         }                                                                                          \
     } while (0)
 
 #define SLACK_MS 300
+
+/* ---- child processes ----
+ * A child is a fresh run of this program (fork, then at once exec of /proc/self/exe with
+ * --child), never a bare fork: this process has threads (each client's heartbeat and ZeroMQ
+ * threads), and a forked copy inherits whatever lock one of them held at that instant - the
+ * sanitizer allocator's, say - and can hang in its first malloc. */
+typedef int (*child_fn)(int idx, const char *arg);
+static int child_index(child_fn fn); /* in the table at the end of this file */
+
+/* Starts fn(idx, arg) in a child process; returns its pid. arg may be NULL. */
+static pid_t spawn(child_fn fn, int idx, const char *arg) {
+    char sfn[16], sidx[16];
+    snprintf(sfn, sizeof sfn, "%d", child_index(fn));
+    snprintf(sidx, sizeof sidx, "%d", idx);
+    char *exe = (char *)"/proc/self/exe", *flag = (char *)"--child", *a = (char *)(arg ? arg : "");
+    char *argv[] = {exe, flag, sfn, sidx, a, B.endpoint, B.keyfile, NULL};
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Runs fn(0..n-1, arg) in n children and waits for them (stragglers are killed after
+ * timeout_s); returns how many failed. */
+static int spawn_all(int n, child_fn fn, const char *arg, int timeout_s) {
+    pid_t pids[64];
+    if (n > 64) return n;
+    for (int i = 0; i < n; i++)
+        pids[i] = spawn(fn, i, arg);
+    int failed = 0;
+    int64_t end = th_now_ms() + timeout_s * 1000;
+    for (int i = 0; i < n; i++) {
+        int64_t left = (end - th_now_ms()) / 1000;
+        if (th_wait(pids[i], left > 1 ? (int)left : 1) != 0) failed++;
+    }
+    return failed;
+}
 
 static mpb_client_t *child_connect(void) {
     mpb_client_t *c = NULL;
@@ -118,7 +159,7 @@ static int cmp_u64(const void *a, const void *b) {
 #define RMW_PROCS 8
 #define RMW_ITERS 200
 
-static int rmw_child(int idx, void *arg) {
+static int rmw_child(int idx, const char *arg) {
     (void)arg;
     mpb_client_t *c = child_connect();
     CK(c);
@@ -147,7 +188,8 @@ static int rmw_child(int idx, void *arg) {
     }
     mpb__buf_t b = {0};
     mpb__w_array(&b, RMW_ITERS);
-    for (int i = 0; i < RMW_ITERS; i++) mpb__w_uint(&b, fences[i]);
+    for (int i = 0; i < RMW_ITERS; i++)
+        mpb__w_uint(&b, fences[i]);
     CK(!b.oom);
     CKC(c, mpb_list_extend(fl, b.p, b.len));
     mpb__buf_free(&b);
@@ -167,7 +209,7 @@ static void test_lock_guarded_increments_lose_nothing(void **state) {
     assert_int_equal(mpb_dict_set_i64(d, "n", 0), 0);
     assert_int_equal(mpb_dict_set_i64(d, "last_fence", 0), 0);
     int64_t t0 = th_now_ms();
-    assert_int_equal(th_spawn(RMW_PROCS, rmw_child, NULL, 120), 0);
+    assert_int_equal(spawn_all(RMW_PROCS, rmw_child, NULL, 120), 0);
     print_message("%d x %d lock-guarded increments in %lld ms\n", RMW_PROCS, RMW_ITERS,
                   (long long)(th_now_ms() - t0));
     int64_t n;
@@ -186,8 +228,7 @@ static void test_lock_guarded_increments_lose_nothing(void **state) {
         void *items;
         size_t ilen, cnt;
         assert_int_equal(
-            mpb_list_slice(fl, (int64_t)start, (int64_t)start + 500, 500, &items, &ilen, &cnt),
-            0);
+            mpb_list_slice(fl, (int64_t)start, (int64_t)start + 500, 500, &items, &ilen, &cnt), 0);
         mpb__rd_t r = {items, (const uint8_t *)items + ilen};
         uint32_t an;
         assert_int_equal(mpb__rd_array(&r, &an), 0);
@@ -199,7 +240,8 @@ static void test_lock_guarded_increments_lose_nothing(void **state) {
     }
     assert_int_equal(k, RMW_PROCS * RMW_ITERS);
     qsort(all, k, sizeof *all, cmp_u64);
-    for (size_t i = 1; i < k; i++) assert_true(all[i] > all[i - 1]);
+    for (size_t i = 1; i < k; i++)
+        assert_true(all[i] > all[i - 1]);
     int64_t last;
     assert_int_equal(mpb_dict_get_i64(d, "last_fence", &last), 0);
     assert_int_equal((uint64_t)last, all[k - 1]);
@@ -211,7 +253,7 @@ static void test_lock_guarded_increments_lose_nothing(void **state) {
 
 /* ---- RLock ---- */
 
-static int rlock_try_child(int idx, void *arg) {
+static int rlock_try_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
     mpb_client_t *c = child_connect();
@@ -241,7 +283,7 @@ static void test_rlock_counts_levels_and_keeps_its_token(void **state) {
     assert_int_equal(mpb_lock_acquire(l, MPB_FOREVER, &f3), 0);
     assert_true(f1 == f2 && f2 == f3);
     assert_int_equal(describe_int(c, "rlock/rl", "count"), 3);
-    pid_t p = th_fork(rlock_try_child, NULL);
+    pid_t p = spawn(rlock_try_child, 0, NULL);
     assert_true(wait_waiters(c, "rlock/rl", 1, 10000));
     assert_int_equal(mpb_lock_release(l), 0);
     assert_int_equal(mpb_lock_release(l), 0);
@@ -315,7 +357,7 @@ static void test_acquire_of_held_lock_times_out_and_holder_keeps_it(void **state
 
 /* ---- misuse ---- */
 
-static int release_other_child(int idx, void *arg) {
+static int release_other_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
     mpb_client_t *c = child_connect();
@@ -350,7 +392,7 @@ static void test_lock_misuse_gets_clear_errors(void **state) {
     snprintf(want, sizeof want, "pid %d", (int)getpid());
     assert_non_null(strstr(mpb_errmsg(b), want));
     /* ... and by another process */
-    assert_int_equal(th_wait(th_fork(release_other_child, NULL), 30), 0);
+    assert_int_equal(th_wait(spawn(release_other_child, 0, NULL), 30), 0);
 
     /* a Lock is not re-entrant */
     assert_int_equal(mpb_lock_acquire(la, 0, NULL), MPB_EBUSY);
@@ -406,9 +448,9 @@ static void test_lock_misuse_gets_clear_errors(void **state) {
 
 #define FIFO_N 5
 
-static int fifo_acquirer(int idx, void *arg) {
-    (void)idx;
-    int me = (int)(intptr_t)arg;
+static int fifo_acquirer(int idx, const char *arg) {
+    (void)arg;
+    int me = idx;
     mpb_client_t *c = child_connect();
     CK(c);
     mpb_lock_t *l;
@@ -433,11 +475,12 @@ static void test_blocked_acquirers_are_served_in_arrival_order(void **state) {
     assert_int_equal(mpb_lock_acquire(l, 0, NULL), 0);
     pid_t pids[FIFO_N];
     for (int i = 0; i < FIFO_N; i++) {
-        pids[i] = th_fork(fifo_acquirer, (void *)(intptr_t)i);
+        pids[i] = spawn(fifo_acquirer, i, NULL);
         assert_true(wait_waiters(c, "lock/fifo", i + 1, 10000));
     }
     assert_int_equal(mpb_lock_release(l), 0);
-    for (int i = 0; i < FIFO_N; i++) assert_int_equal(th_wait(pids[i], 30), 0);
+    for (int i = 0; i < FIFO_N; i++)
+        assert_int_equal(th_wait(pids[i], 30), 0);
     mpb_list_t *order;
     assert_int_equal(mpb_list_open(c, "fifo.order", &order), 0);
     uint64_t len;
@@ -519,7 +562,30 @@ static int teardown(void **state) {
     return 0;
 }
 
-int main(void) {
+static const child_fn child_fns[] = {
+    rmw_child,
+    rlock_try_child,
+    release_other_child,
+    fifo_acquirer,
+};
+
+/* In a child: argv is --child FN IDX ARG ENDPOINT KEYFILE (see spawn). */
+static int run_child(char **argv) {
+    snprintf(B.endpoint, sizeof B.endpoint, "%s", argv[5]);
+    snprintf(B.keyfile, sizeof B.keyfile, "%s", argv[6]);
+    int fn = atoi(argv[2]);
+    if (fn < 0 || fn >= (int)(sizeof child_fns / sizeof *child_fns)) return 126;
+    return child_fns[fn](atoi(argv[3]), argv[4][0] ? argv[4] : NULL);
+}
+
+static int child_index(child_fn fn) {
+    for (int i = 0; i < (int)(sizeof child_fns / sizeof *child_fns); i++)
+        if (child_fns[i] == fn) return i;
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 7 && !strcmp(argv[1], "--child")) return run_child(argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lock_guarded_increments_lose_nothing),
         cmocka_unit_test(test_rlock_counts_levels_and_keeps_its_token),

@@ -15,12 +15,12 @@
 
 static th_broker_t B;
 
-/* Children cannot use cmocka's asserts (a failure would longjmp into the forked copy of the
- * runner): they print what failed and exit non-zero, and the parent asserts on that. */
+/* Children run outside cmocka (see spawn): they print what failed and exit non-zero, and the
+ * parent asserts on their exit status. */
 #define CK(cond)                                                                                   \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: check failed: %s\n", (int)getpid(), __FILE__,       \
+            fprintf(stderr, "[pid %d] %s:%d: check failed: %s\n", (int)getpid(), __FILE__,         \
                     __LINE__, #cond);                                                              \
             return 1;                                                                              \
         }                                                                                          \
@@ -29,13 +29,54 @@ static th_broker_t B;
     do {                                                                                           \
         int rc_ = (call);                                                                          \
         if (rc_ < 0) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: %s -> %s (%s)\n", (int)getpid(), __FILE__, __LINE__, \
+            fprintf(stderr, "[pid %d] %s:%d: %s -> %s (%s)\n", (int)getpid(), __FILE__, __LINE__,  \
                     #call, mpb_strerror(rc_), mpb_errmsg(c));                                      \
             return 1;                                                                              \
         }                                                                                          \
     } while (0)
 
 #define SLACK_MS 300
+
+/* ---- child processes ----
+ * A child is a fresh run of this program (fork, then at once exec of /proc/self/exe with
+ * --child), never a bare fork: this process has threads (each client's heartbeat and ZeroMQ
+ * threads), and a forked copy inherits whatever lock one of them held at that instant - the
+ * sanitizer allocator's, say - and can hang in its first malloc. */
+typedef int (*child_fn)(int idx, const char *arg);
+static int child_index(child_fn fn); /* in the table at the end of this file */
+
+/* Starts fn(idx, arg) in a child process; returns its pid. arg may be NULL. */
+static pid_t spawn(child_fn fn, int idx, const char *arg) {
+    char sfn[16], sidx[16];
+    snprintf(sfn, sizeof sfn, "%d", child_index(fn));
+    snprintf(sidx, sizeof sidx, "%d", idx);
+    char *exe = (char *)"/proc/self/exe", *flag = (char *)"--child", *a = (char *)(arg ? arg : "");
+    char *argv[] = {exe, flag, sfn, sidx, a, B.endpoint, B.keyfile, NULL};
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Runs fn(0..n-1, arg) in n children and waits for them (stragglers are killed after
+ * timeout_s); returns how many failed. */
+static int spawn_all(int n, child_fn fn, const char *arg, int timeout_s) {
+    pid_t pids[64];
+    if (n > 64) return n;
+    for (int i = 0; i < n; i++)
+        pids[i] = spawn(fn, i, arg);
+    int failed = 0;
+    int64_t end = th_now_ms() + timeout_s * 1000;
+    for (int i = 0; i < n; i++) {
+        int64_t left = (end - th_now_ms()) / 1000;
+        if (th_wait(pids[i], left > 1 ? (int)left : 1) != 0) failed++;
+    }
+    return failed;
+}
 
 static mpb_client_t *child_connect(void) {
     mpb_client_t *c = NULL;
@@ -94,7 +135,7 @@ static int reap_any(pid_t *pids, int n, int timeout_ms) {
 
 #define EV_WAITERS 5
 
-static int event_waiter(int idx, void *arg) {
+static int event_waiter(int idx, const char *arg) {
     (void)idx;
     (void)arg;
     mpb_client_t *c = child_connect();
@@ -112,7 +153,8 @@ static int event_waiter(int idx, void *arg) {
 static void test_event_set_wakes_every_waiter(void **state) {
     (void)state;
     pid_t pids[EV_WAITERS];
-    for (int i = 0; i < EV_WAITERS; i++) pids[i] = th_fork(event_waiter, NULL);
+    for (int i = 0; i < EV_WAITERS; i++)
+        pids[i] = spawn(event_waiter, i, NULL);
     mpb_client_t *c = th_connect(&B);
     mpb_event_t *e;
     assert_int_equal(mpb_event_open(c, "ev", &e), 0);
@@ -120,9 +162,10 @@ static void test_event_set_wakes_every_waiter(void **state) {
     assert_int_equal(mpb_event_is_set(e), 0);
     int64_t t0 = th_now_ms();
     assert_int_equal(mpb_event_set(e), 0);
-    for (int i = 0; i < EV_WAITERS; i++) assert_int_equal(th_wait(pids[i], 10), 0);
-    print_message("one set() woke %d waiting processes; all exited within %lld ms\n",
-                  EV_WAITERS, (long long)(th_now_ms() - t0));
+    for (int i = 0; i < EV_WAITERS; i++)
+        assert_int_equal(th_wait(pids[i], 10), 0);
+    print_message("one set() woke %d waiting processes; all exited within %lld ms\n", EV_WAITERS,
+                  (long long)(th_now_ms() - t0));
     assert_int_equal(describe_int(c, "event/ev", "waiters"), 0);
     assert_int_equal(mpb_event_is_set(e), 1);
     assert_int_equal(mpb_event_wait(e, MPB_FOREVER), 1); /* set: at once */
@@ -147,7 +190,7 @@ static void test_event_set_wakes_every_waiter(void **state) {
 #define BAR_PARTIES 4
 #define BAR_ROUNDS  5
 
-static int barrier_rounds_child(int idx, void *arg) {
+static int barrier_rounds_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
     mpb_client_t *c = child_connect();
@@ -174,7 +217,7 @@ static int barrier_rounds_child(int idx, void *arg) {
 
 static void test_barrier_rounds_hand_out_each_index_once(void **state) {
     (void)state;
-    assert_int_equal(th_spawn(BAR_PARTIES, barrier_rounds_child, NULL, 60), 0);
+    assert_int_equal(spawn_all(BAR_PARTIES, barrier_rounds_child, NULL, 60), 0);
     mpb_client_t *c = th_connect(&B);
     mpb_dict_t *d;
     assert_int_equal(mpb_dict_open(c, "bar.seen", &d), 0);
@@ -202,7 +245,7 @@ static void test_barrier_rounds_hand_out_each_index_once(void **state) {
     mpb_close(&c);
 }
 
-static int barrier_expect_broken(int idx, void *arg) {
+static int barrier_expect_broken(int idx, const char *arg) {
     (void)idx;
     const char *name = arg;
     mpb_client_t *c = child_connect();
@@ -218,7 +261,7 @@ static int barrier_expect_broken(int idx, void *arg) {
     return 0;
 }
 
-static int barrier_once_child(int idx, void *arg) {
+static int barrier_once_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
     mpb_client_t *c = child_connect();
@@ -249,7 +292,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     int broken;
 
     /* two parties wait; a third times out: all three get EBROKEN */
-    pid_t w[2] = {th_fork(barrier_expect_broken, "bar2"), th_fork(barrier_expect_broken, "bar2")};
+    pid_t w[2] = {spawn(barrier_expect_broken, 0, "bar2"), spawn(barrier_expect_broken, 1, "bar2")};
     assert_true(wait_field(c, "barrier/bar2", "n_waiting", 2, 20000));
     assert_int_equal(mpb_barrier_state(b, &parties, &waiting, &broken), 0);
     assert_int_equal(parties, BAR_PARTIES);
@@ -258,8 +301,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     int64_t t0 = th_now_ms();
     assert_int_equal(mpb_barrier_wait(b, 200, NULL), MPB_EBROKEN);
     int64_t dt = th_now_ms() - t0;
-    print_message("barrier wait(200 ms) short of parties: EBROKEN after %lld ms\n",
-                  (long long)dt);
+    print_message("barrier wait(200 ms) short of parties: EBROKEN after %lld ms\n", (long long)dt);
     assert_true(dt >= 200 && dt <= 200 + SLACK_MS);
     assert_int_equal(th_wait(w[0], 10), 0);
     assert_int_equal(th_wait(w[1], 10), 0);
@@ -275,7 +317,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     assert_int_equal(mpb_barrier_reset(b), 0);
     assert_int_equal(mpb_barrier_state(b, NULL, NULL, &broken), 0);
     assert_int_equal(broken, 0);
-    assert_int_equal(th_spawn(BAR_PARTIES, barrier_once_child, NULL, 30), 0);
+    assert_int_equal(spawn_all(BAR_PARTIES, barrier_once_child, NULL, 30), 0);
     mpb_dict_t *d;
     uint64_t len;
     assert_int_equal(mpb_dict_open(c, "bar2.seen", &d), 0);
@@ -284,7 +326,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     mpb_dict_close(&d);
 
     /* abort breaks it for the waiting party and for later ones */
-    pid_t a = th_fork(barrier_expect_broken, "bar2");
+    pid_t a = spawn(barrier_expect_broken, 0, "bar2");
     assert_true(wait_field(c, "barrier/bar2", "n_waiting", 1, 20000));
     assert_int_equal(mpb_barrier_abort(b), 0);
     assert_int_equal(th_wait(a, 10), 0);
@@ -294,7 +336,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     assert_int_equal(mpb_barrier_wait(b, 0, NULL), MPB_EBROKEN);
     /* reset with a party waiting: it gets EBROKEN, the barrier is whole */
     assert_int_equal(mpb_barrier_reset(b), 0);
-    a = th_fork(barrier_expect_broken, "bar2");
+    a = spawn(barrier_expect_broken, 0, "bar2");
     assert_true(wait_field(c, "barrier/bar2", "n_waiting", 1, 20000));
     assert_int_equal(mpb_barrier_reset(b), 0);
     assert_int_equal(th_wait(a, 10), 0);
@@ -324,7 +366,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
 #define CV_INCRS 4
 #define CV_EACH  25
 
-static int cv_incr_child(int idx, void *arg) {
+static int cv_incr_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
     mpb_client_t *c = child_connect();
@@ -368,7 +410,8 @@ static void test_condition_wait_for_a_counter(void **state) {
     assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
     /* the incrementers start while we hold the lock, and get it once we wait */
     pid_t pids[CV_INCRS];
-    for (int i = 0; i < CV_INCRS; i++) pids[i] = th_fork(cv_incr_child, NULL);
+    for (int i = 0; i < CV_INCRS; i++)
+        pids[i] = spawn(cv_incr_child, i, NULL);
     pred_arg_t pa = {v, CV_INCRS * CV_EACH, 0};
     assert_int_equal(mpb_condition_wait_for(cv, count_reached, &pa, 30000), 1);
     /* the lock is ours again: the count cannot move */
@@ -378,7 +421,8 @@ static void test_condition_wait_for_a_counter(void **state) {
     assert_true(pa.calls >= 2);
     assert_int_equal(describe_int(c, "rlock/cv.count.lock", "count"), 1);
     assert_int_equal(mpb_condition_release(cv), 0);
-    for (int i = 0; i < CV_INCRS; i++) assert_int_equal(th_wait(pids[i], 30), 0);
+    for (int i = 0; i < CV_INCRS; i++)
+        assert_int_equal(th_wait(pids[i], 30), 0);
 
     /* a predicate that never holds: 0 after the timeout, with the lock held */
     assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
@@ -393,7 +437,7 @@ static void test_condition_wait_for_a_counter(void **state) {
     mpb_close(&c);
 }
 
-static int cv_waiter_child(int idx, void *arg) {
+static int cv_waiter_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
     mpb_client_t *c = child_connect();
@@ -414,7 +458,8 @@ static int cv_waiter_child(int idx, void *arg) {
 static void test_condition_notify_wakes_exactly_n(void **state) {
     (void)state;
     pid_t pids[3];
-    for (int i = 0; i < 3; i++) pids[i] = th_fork(cv_waiter_child, NULL);
+    for (int i = 0; i < 3; i++)
+        pids[i] = spawn(cv_waiter_child, i, NULL);
     mpb_client_t *c = th_connect(&B);
     mpb_condition_t *cv;
     assert_int_equal(mpb_condition_open(c, "cv.n3", "lock/cv.n3.lock", &cv), 0);
@@ -507,7 +552,7 @@ static void test_condition_wait_timeout_and_misuse(void **state) {
 #define SEM_PROCS 6
 #define SEM_ITERS 15
 
-static int sem_child(int idx, void *arg) {
+static int sem_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
     mpb_client_t *c = child_connect();
@@ -534,7 +579,7 @@ static int sem_child(int idx, void *arg) {
     return 0;
 }
 
-static int sem_blocked_child(int idx, void *arg) {
+static int sem_blocked_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
     mpb_client_t *c = child_connect();
@@ -556,7 +601,7 @@ static void test_semaphore_limits_and_errors(void **state) {
     assert_int_equal(mpb_dict_open(c, "sem.d", &d), 0);
     assert_int_equal(mpb_dict_set_i64(d, "inside", 0), 0);
     assert_int_equal(mpb_dict_set_i64(d, "top", 0), 0);
-    assert_int_equal(th_spawn(SEM_PROCS, sem_child, NULL, 60), 0);
+    assert_int_equal(spawn_all(SEM_PROCS, sem_child, NULL, 60), 0);
     int64_t v, top;
     assert_int_equal(mpb_semaphore_value(s, &v), 0);
     assert_int_equal(v, SEM_UNITS);
@@ -580,7 +625,7 @@ static void test_semaphore_limits_and_errors(void **state) {
     assert_int_equal(v, 0);
     assert_int_equal(describe_int(c, "semaphore/sem0", "waiters"), 0);
     /* a release from another client wakes a blocked acquirer */
-    pid_t p = th_fork(sem_blocked_child, NULL);
+    pid_t p = spawn(sem_blocked_child, 0, NULL);
     assert_true(wait_field(c, "semaphore/sem0", "waiters", 1, 20000));
     assert_int_equal(mpb_semaphore_release(s, 1), 0);
     assert_int_equal(th_wait(p, 10), 0);
@@ -611,19 +656,54 @@ static void test_semaphore_limits_and_errors(void **state) {
     mpb_close(&c);
 }
 
+/* A Semaphore(0) used as a signal: the units a consumer took were consumed, and its session
+ * ending (here by mpb_close) must not hand them out again. */
+static void test_signalling_semaphore_units_do_not_come_back(void **state) {
+    (void)state;
+    mpb_client_t *prod = th_connect(&B), *cons = th_connect(&B);
+    mpb_semaphore_t *sp, *sc;
+    int64_t v;
+    assert_int_equal(mpb_semaphore_open(prod, "sig", 0, 0, &sp), 0);
+    assert_int_equal(mpb_semaphore_open(cons, "sig", 0, 0, &sc), 0);
+    assert_int_equal(mpb_semaphore_release(sp, 3), 0); /* three items ready */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mpb_semaphore_acquire(sc, 0), 0);
+    assert_int_equal(mpb_semaphore_acquire(sc, 0), MPB_ETIMEDOUT);
+    mpb_semaphore_close(&sc);
+    mpb_close(&cons);
+    assert_int_equal(mpb_semaphore_value(sp, &v), 0);
+    assert_int_equal(v, 0);
+
+    /* a Semaphore(2) used as a pool of two: a taker's units do come back */
+    mpb_semaphore_t *pool;
+    cons = th_connect(&B);
+    assert_int_equal(mpb_semaphore_open(cons, "pool2", 2, 0, &pool), 0);
+    assert_int_equal(mpb_semaphore_acquire(pool, 0), 0);
+    assert_int_equal(mpb_semaphore_acquire(pool, 0), 0);
+    mpb_semaphore_close(&pool);
+    mpb_close(&cons);
+    assert_int_equal(mpb_semaphore_open(prod, "pool2", -1, -1, &pool), 0);
+    assert_int_equal(mpb_semaphore_value(pool, &v), 0);
+    assert_int_equal(v, 2);
+    mpb_semaphore_close(&pool);
+    mpb_semaphore_close(&sp);
+    mpb_close(&prod);
+}
+
 /* ---- Value and Namespace ---- */
 
 #define VAL_PROCS 8
 #define VAL_ADDS  500
 
-static int value_add_child(int idx, void *arg) {
+static int value_add_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
     mpb_client_t *c = child_connect();
     CK(c);
     mpb_value_t *v;
     CKC(c, mpb_value_open(c, "val.count", NULL, 0, &v));
-    for (int i = 0; i < VAL_ADDS; i++) CKC(c, mpb_value_add_i64(v, 1, NULL));
+    for (int i = 0; i < VAL_ADDS; i++)
+        CKC(c, mpb_value_add_i64(v, 1, NULL));
     mpb_value_close(&v);
     mpb_close(&c);
     return 0;
@@ -631,7 +711,7 @@ static int value_add_child(int idx, void *arg) {
 
 static void test_value_ops(void **state) {
     (void)state;
-    assert_int_equal(th_spawn(VAL_PROCS, value_add_child, NULL, 60), 0);
+    assert_int_equal(spawn_all(VAL_PROCS, value_add_child, NULL, 60), 0);
     mpb_client_t *c = th_connect(&B);
     mpb_value_t *v;
     int64_t x;
@@ -815,7 +895,29 @@ static int teardown(void **state) {
     return 0;
 }
 
-int main(void) {
+static const child_fn child_fns[] = {
+    event_waiter,       barrier_rounds_child, barrier_expect_broken,
+    barrier_once_child, cv_incr_child,        cv_waiter_child,
+    sem_child,          sem_blocked_child,    value_add_child,
+};
+
+/* In a child: argv is --child FN IDX ARG ENDPOINT KEYFILE (see spawn). */
+static int run_child(char **argv) {
+    snprintf(B.endpoint, sizeof B.endpoint, "%s", argv[5]);
+    snprintf(B.keyfile, sizeof B.keyfile, "%s", argv[6]);
+    int fn = atoi(argv[2]);
+    if (fn < 0 || fn >= (int)(sizeof child_fns / sizeof *child_fns)) return 126;
+    return child_fns[fn](atoi(argv[3]), argv[4][0] ? argv[4] : NULL);
+}
+
+static int child_index(child_fn fn) {
+    for (int i = 0; i < (int)(sizeof child_fns / sizeof *child_fns); i++)
+        if (child_fns[i] == fn) return i;
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 7 && !strcmp(argv[1], "--child")) return run_child(argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_set_wakes_every_waiter),
         cmocka_unit_test(test_barrier_rounds_hand_out_each_index_once),
@@ -824,6 +926,7 @@ int main(void) {
         cmocka_unit_test(test_condition_notify_wakes_exactly_n),
         cmocka_unit_test(test_condition_wait_timeout_and_misuse),
         cmocka_unit_test(test_semaphore_limits_and_errors),
+        cmocka_unit_test(test_signalling_semaphore_units_do_not_come_back),
         cmocka_unit_test(test_value_ops),
         cmocka_unit_test(test_namespace_ops),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),

@@ -35,7 +35,9 @@ int th_connect_opts(th_broker_t *b, const mpb_options_t *o, mpb_client_t **out);
 /* The broker's key, read from its file (static buffer). */
 const char *th_authkey(th_broker_t *b, size_t *len);
 /* Forks n children; each runs child(index, arg) and exits with its return value. Waits for
- * all (bounded by timeout_s: stragglers are killed) and returns how many failed. */
+ * all (bounded by timeout_s: stragglers are killed) and returns how many failed. Fork before
+ * the parent connects a client: a child forked while the parent's client threads run may
+ * inherit a held allocator lock (seen under ASan). */
 int th_spawn(int n, int (*child)(int idx, void *arg), void *arg, int timeout_s);
 /* Forks one child running child(0, arg); returns its pid (not waited for). */
 pid_t th_fork(int (*child)(int idx, void *arg), void *arg);

@@ -14,6 +14,7 @@
 usage: check_config.py --mpbrokerd PATH --source DIR
 """
 import argparse
+import atexit
 import os
 import re
 import signal
@@ -78,6 +79,7 @@ def one(got, key):
 
 
 tmp = tempfile.mkdtemp(prefix="mpb-ops-config.")
+atexit.register(lambda: subprocess.run(["rm", "-rf", tmp]))
 
 
 def write(name, text, mode=0o644):
@@ -215,9 +217,14 @@ rc, out, err = run(["--check-config", "--config", f, "--max-frame", "2", "--log-
                    clean_env(MPB_MAX_KEY="huge", MPB_LOG_LEVEL="debug"))
 lines = [l for l in err.splitlines() if l.startswith("mpbrokerd: ")]
 for want in ["%s:1: max-frame" % f, "%s:2: log-level" % f, "%s:3: http" % f, "MPB_MAX_KEY: ",
-             "--max-frame: ", "--log-format: ", "5 bad settings"]:
+             "--max-frame: ", "--log-format: ", "6 bad settings"]:
     check(any(want in l for l in lines), "every bad value is reported: %r in %r" % (want, err))
 check(rc == 2 and out == "", "no configuration printed when it is bad")
+
+# An MPB_* variable that is no setting (a typo) is pointed out, and changes nothing.
+rc, out, err = run(["--check-config"], clean_env(MPB_MAX_FRAMES="1m", MPB_ENDPOINT="tcp://x:1"))
+check(rc == 0 and "# note: MPB_MAX_FRAMES is not a setting of mpbrokerd (ignored)" in out and
+      "MPB_ENDPOINT" not in out, "unknown MPB_* variables noted: %r" % out)
 
 # ---- the file's syntax ------------------------------------------------------------------------
 
@@ -229,6 +236,7 @@ SYNTAX = [
     ("config = /etc/other.conf\n", ":1: a config file cannot name another one"),
     ("authkey = hunter2\n", ":1: the authkey itself does not belong in a config file"),
     ("\n\nlisten\n", ":3: expected 'key = value'"),
+    ("hunter2\n", ":1: expected 'key = value' (a line without '=')"),  # a pasted key: not echoed
     ("= value\n", ":1: no key before '='"),
     ("log-level =\n", ":1: log-level: empty value"),
     ("log-level = # only a comment\n", ":1: log-level: empty value"),
@@ -285,12 +293,12 @@ empty = write("emptykey", "\n", 0o600)
 kc = write("key.conf", "authkey-file = %s\n" % keyf)
 cases = [
     (["--config", kc], {}, "read from the file %s (%s:1)" % (keyf, kc)),
-    (["--config", kc], {"MPB_AUTHKEY": SECRET}, "the environment variable MPB_AUTHKEY"),
+    (["--config", kc], {"MPB_AUTHKEY": SECRET}, "the value of the environment variable MPB_AUTHKEY"),
     (["--config", kc], {"MPB_AUTHKEY_FILE": key2, "MPB_AUTHKEY": SECRET},
      "read from the file %s (env MPB_AUTHKEY_FILE)" % key2),
     (["--config", kc, "-k", key2], {"MPB_AUTHKEY": SECRET},
      "read from the file %s (flag --authkey-file)" % key2),
-    ([], {"MPB_AUTHKEY": SECRET}, "the environment variable MPB_AUTHKEY"),
+    ([], {"MPB_AUTHKEY": SECRET}, "the value of the environment variable MPB_AUTHKEY"),
 ]
 for flags, envs, want in cases:
     rc, out, err = run(["--check-config"] + flags, clean_env(**envs))
@@ -376,7 +384,6 @@ bad_dir = os.path.join(tmp, "never")
 rc, out, err = run(["--data-dir", bad_dir, "--max-frame", "1"])
 check(rc == 2 and not os.path.exists(bad_dir), "a bad value: exit 2 before anything is made")
 
-subprocess.run(["rm", "-rf", tmp])
 if failures:
     print("%d of %d checks failed" % (len(failures), checks), file=sys.stderr)
     sys.exit(1)

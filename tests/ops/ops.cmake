@@ -47,6 +47,8 @@ set_tests_properties(ops_deploy PROPERTIES LABELS ops TIMEOUT 120)
 
 add_test(NAME ops_container
   COMMAND bash ${MPB_OPS_DIR}/container_test.sh --source ${PROJECT_SOURCE_DIR}
-          --work ${PROJECT_BINARY_DIR}/ops-container --mpb $<TARGET_FILE:mpb_cli>)
+          --work ${PROJECT_BINARY_DIR}/ops-container --mpb $<TARGET_FILE:mpb_cli>
+          --worker $<TARGET_FILE_DIR:mpb_cli>/mpb-worker
+          --demo-lib ${PROJECT_BINARY_DIR}/examples/pool/libmpbdemo.so)
 set_tests_properties(ops_container PROPERTIES LABELS container TIMEOUT 900
   SKIP_RETURN_CODE 77)

@@ -316,7 +316,8 @@ MPB_EXPORT int mpb_lock_release(mpb_lock_t *l);
 MPB_EXPORT int mpb_lock_locked(mpb_lock_t *l);
 
 /* ---- Semaphore and BoundedSemaphore -------------------------------------------------------
- * Units a session acquired and has not released are given back when the session ends. */
+ * Units a session acquired and has not released are given back when the session ends, up to
+ * the semaphore's initial value (a semaphore used as a signal gains no phantom units). */
 
 typedef struct mpb_semaphore mpb_semaphore_t;
 
@@ -401,8 +402,9 @@ MPB_EXPORT int mpb_value_get(mpb_value_t *v, void **val, size_t *vlen);
 MPB_EXPORT int mpb_value_set(mpb_value_t *v, const void *val, size_t vlen);
 MPB_EXPORT int mpb_value_get_i64(mpb_value_t *v, int64_t *out);
 MPB_EXPORT int mpb_value_set_i64(mpb_value_t *v, int64_t x);
-/* Atomically adds by; *result (may be NULL) is the new value. MPB_ETYPE if not an integer,
- * MPB_EOVERFLOW past int64. */
+/* Atomically adds by; *result (may be NULL) is the new value. MPB_ETYPE (and nothing added)
+ * if the value is not an integer, MPB_EOVERFLOW past int64. add_double works on any number
+ * and makes the value a float. */
 MPB_EXPORT int mpb_value_add_i64(mpb_value_t *v, int64_t by, int64_t *result);
 MPB_EXPORT int mpb_value_add_double(mpb_value_t *v, double by, double *result);
 
@@ -536,6 +538,8 @@ MPB_EXPORT int mpb_async_wait(mpb_async_t *a, int timeout_ms);
 MPB_EXPORT int mpb_async_ready(mpb_async_t *a);
 /* 1 succeeded, 0 failed; MPB_EINVAL before it is ready (as Python raises ValueError). */
 MPB_EXPORT int mpb_async_successful(mpb_async_t *a);
+/* Tasks (chunks) finished so far and in all; either may be NULL. */
+MPB_EXPORT void mpb_async_progress(const mpb_async_t *a, uint64_t *done, uint64_t *total);
 /* Frees the handle; a result still outstanding is cancelled. Accepts &NULL. */
 MPB_EXPORT void mpb_async_free(mpb_async_t **a);
 

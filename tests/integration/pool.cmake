@@ -1,0 +1,18 @@
+# pool.cmake - integration tests of the remote Pool against a real mpbrokerd, with real worker
+# processes: mpb-worker started by fork/exec, and forked children serving through the worker
+# API (included by CMakeLists.txt in this folder).
+
+# libmpbtestfns.so: functions only the tests need (pad, sqsleep, crash, procinfo, testinit).
+add_library(mpbtestfns MODULE pool_testfns.c)
+set_target_properties(mpbtestfns PROPERTIES PREFIX "lib" OUTPUT_NAME mpbtestfns
+  C_VISIBILITY_PRESET hidden)
+target_link_libraries(mpbtestfns PRIVATE Threads::Threads mpb_warnings)
+
+foreach(t test_pool test_pool_faults test_pool_worker)
+  mpb_integration_test(${t} ${t}.c TIMEOUT 180)
+  target_compile_definitions(${t} PRIVATE MPB_WORKER_PATH="$<TARGET_FILE:mpb_worker>"
+    MPB_DEMO_LIB="${PROJECT_BINARY_DIR}/examples/pool/libmpbdemo.so"
+    MPB_TESTFNS_LIB="$<TARGET_FILE:mpbtestfns>")
+  add_dependencies(${t} mpb_worker mpbdemo mpbtestfns)
+  set_property(TEST ${t} APPEND PROPERTY LABELS pool)
+endforeach()

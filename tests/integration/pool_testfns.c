@@ -1,0 +1,165 @@
+/* pool_testfns.c - libmpbtestfns.so: pool functions that only the pool tests need, loaded by
+ * mpb-worker (--lib). Each takes [n] (one integer) and answers one msgpack value.
+ *
+ *   pad(n)      -> bin of 1024 bytes: n big-endian in the first 8, then the byte n & 0xff
+ *   sqsleep(n)  -> n * n after sleeping 1 ms; counts its runs in $MPB_TEST_COUNTS
+ *   crash(n)    -> never answers: the worker process kills itself (SIGKILL, as a lost host)
+ *   procinfo(n) -> [pid, times testinit ran in this process]
+ *   testinit    -> for --init: counts its runs
+ *
+ * $MPB_TEST_COUNTS names a file of 32-bit counters (one per n) shared with the test through
+ * mmap, so the test sees every execution, including the ones whose worker was killed. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+typedef int task_fn(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
+                    char *err, size_t errlen);
+EXPORT task_fn pad, sqsleep, crash, procinfo;
+EXPORT void testinit(void);
+
+static int inits;
+
+/* [n] with n any msgpack integer. */
+static int arg0(const void *args, size_t alen, int64_t *v, char *err, size_t errlen) {
+    const uint8_t *p = args;
+    if (alen >= 2 && p[0] == 0x91) {
+        uint8_t t = p[1];
+        size_t need = 0;
+        if (t <= 0x7f || t >= 0xe0) {
+            *v = (int8_t)t;
+            if (t <= 0x7f) *v = t;
+            return 0;
+        }
+        switch (t) {
+        case 0xcc:
+        case 0xd0: need = 1; break;
+        case 0xcd:
+        case 0xd1: need = 2; break;
+        case 0xce:
+        case 0xd2: need = 4; break;
+        case 0xcf:
+        case 0xd3: need = 8; break;
+        default: break;
+        }
+        if (need && alen == 2 + need) {
+            uint64_t u = 0;
+            for (size_t i = 0; i < need; i++)
+                u = u << 8 | p[2 + i];
+            if (t >= 0xd0) { /* signed: sign-extend */
+                unsigned shift = (unsigned)(64 - 8 * need);
+                *v = (int64_t)(u << shift) >> shift;
+            } else {
+                *v = (int64_t)u;
+            }
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "expected one integer argument");
+    return -1;
+}
+
+static size_t enc_int(uint8_t *b, int64_t v) {
+    b[0] = 0xd3;
+    for (int i = 0; i < 8; i++)
+        b[1 + i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+    return 9;
+}
+
+int pad(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+        size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    uint8_t *b = malloc(3 + 1024);
+    if (!b) return -1;
+    b[0] = 0xc5; /* bin16 */
+    b[1] = 1024 >> 8;
+    b[2] = 1024 & 0xff;
+    memset(b + 3, (int)(n & 0xff), 1024);
+    for (int i = 0; i < 8; i++)
+        b[3 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+    *result = b;
+    *rlen = 3 + 1024;
+    return 0;
+}
+
+static uint32_t *counts;
+static size_t ncounts;
+static pthread_once_t counts_once = PTHREAD_ONCE_INIT;
+
+static void counts_open(void) {
+    const char *path = getenv("MPB_TEST_COUNTS");
+    if (!path) return;
+    int fd = open(path, O_RDWR);
+    if (fd < 0) return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m != MAP_FAILED) {
+            counts = m;
+            ncounts = (size_t)st.st_size / sizeof *counts;
+        }
+    }
+    close(fd);
+}
+
+int sqsleep(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+            size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    pthread_once(&counts_once, counts_open);
+    if (counts && n >= 0 && (size_t)n < ncounts)
+        __atomic_fetch_add(&counts[n], 1, __ATOMIC_SEQ_CST);
+    struct timespec ts = {0, 1000000};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+    uint8_t *b = malloc(9);
+    if (!b) return -1;
+    *rlen = enc_int(b, n * n);
+    *result = b;
+    return 0;
+}
+
+int crash(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+          size_t errlen) {
+    (void)ctx;
+    (void)args;
+    (void)alen;
+    (void)result;
+    (void)rlen;
+    (void)err;
+    (void)errlen;
+    raise(SIGKILL);
+    return -1;
+}
+
+void testinit(void) {
+    __atomic_fetch_add(&inits, 1, __ATOMIC_SEQ_CST);
+}
+
+int procinfo(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+             size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    uint8_t *b = malloc(1 + 9 + 9);
+    if (!b) return -1;
+    b[0] = 0x92;
+    size_t k = 1 + enc_int(b + 1, getpid());
+    k += enc_int(b + k, __atomic_load_n(&inits, __ATOMIC_SEQ_CST));
+    *result = b;
+    *rlen = k;
+    return 0;
+}

@@ -1,0 +1,363 @@
+/* test_pool_util.c - helpers shared by the pool tests, included (#include) by each
+ * test_pool*.c: a fresh broker per test, worker processes (mpb-worker started with fork/exec,
+ * or a forked child serving through the worker API) tracked by pid and killed by process group
+ * at the end, readers of pool.stats / pool.fninfo, and msgpack builders and checkers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "th.h"
+#include "mpbproto.h"
+
+#define U __attribute__((unused))
+
+#define OP_POOL_STATS  198
+#define OP_POOL_FNINFO 199
+
+static th_broker_t B;
+
+/* ---- worker processes ---- */
+
+static pid_t wpids[64];
+static int nwpids;
+
+static void track(pid_t pid) {
+    if (pid > 0 && nwpids < 64) wpids[nwpids++] = pid;
+}
+
+/* In a new child: its own process group (so a kill takes its children too), killed if the
+ * test process dies, stderr to a log in the broker's directory. */
+static void child_prepare(const char *tag) {
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    char log[400];
+    snprintf(log, sizeof log, "%s/%s-%d.log", B.dir, tag, (int)getpid());
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) {
+        dup2(fd, 2);
+        close(fd);
+    }
+}
+
+/* Starts mpb-worker serving fns (comma-separated) from lib. max_tasks 0: no recycling;
+ * init NULL: none. Returns its pid. */
+static U pid_t start_worker(const char *lib, const char *fns, int conc, int prefetch,
+                            unsigned long max_tasks, const char *init) {
+    char sconc[16], spre[16], smax[24];
+    snprintf(sconc, sizeof sconc, "%d", conc);
+    snprintf(spre, sizeof spre, "%d", prefetch);
+    snprintf(smax, sizeof smax, "%lu", max_tasks);
+    const char *argv[24];
+    int argc = 0;
+    argv[argc++] = MPB_WORKER_PATH;
+    argv[argc++] = "--lib";
+    argv[argc++] = lib;
+    argv[argc++] = "--fn";
+    argv[argc++] = fns;
+    argv[argc++] = "--concurrency";
+    argv[argc++] = sconc;
+    argv[argc++] = "--prefetch";
+    argv[argc++] = spre;
+    argv[argc++] = "-e";
+    argv[argc++] = B.endpoint;
+    argv[argc++] = "-k";
+    argv[argc++] = B.keyfile;
+    if (max_tasks) {
+        argv[argc++] = "--max-tasks";
+        argv[argc++] = smax;
+    }
+    if (init) {
+        argv[argc++] = "--init";
+        argv[argc++] = init;
+    }
+    argv[argc] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        child_prepare("mpb-worker");
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    track(pid);
+    return pid;
+}
+
+/* Forks a child running fn(arg) (it exits with the return value). Returns its pid. */
+static U pid_t start_child(int (*fn)(void *arg), void *arg) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        child_prepare("child");
+        _exit(fn(arg));
+    }
+    setpgid(pid, pid);
+    track(pid);
+    return pid;
+}
+
+static void untrack(pid_t pid) {
+    for (int i = 0; i < nwpids; i++)
+        if (wpids[i] == pid) {
+            wpids[i] = wpids[--nwpids];
+            return;
+        }
+}
+
+/* SIGKILL to pid's process group (and pid), then reaps it. */
+static U void kill_worker(pid_t pid) {
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    th_wait(pid, 10);
+    untrack(pid);
+}
+
+/* Waits up to timeout_s for a tracked child to exit; its exit status (128 + signal when
+ * killed by one), or -1 if it had to be killed. */
+static U int wait_child(pid_t pid, int timeout_s) {
+    int st = th_wait(pid, timeout_s);
+    kill(-pid, SIGKILL); /* anything it left behind */
+    untrack(pid);
+    return st;
+}
+
+static void kill_all_workers(void) {
+    while (nwpids)
+        kill_worker(wpids[nwpids - 1]);
+}
+
+/* ---- msgpack ---- */
+
+/* [0, 1, ..., n-1] */
+static U void items_range(mpb__buf_t *b, uint32_t n) {
+    mpb__buf_reset(b);
+    mpb__w_array(b, n);
+    for (uint32_t i = 0; i < n; i++)
+        mpb__w_int(b, i);
+}
+
+/* [x] */
+static U const uint8_t *args1(int64_t x, size_t *len) {
+    static uint8_t bufs[4][12];
+    static int k;
+    uint8_t *b = bufs[k++ & 3];
+    b[0] = 0x91;
+    *len = 1 + mpb_pack_i64(b + 1, x);
+    return b;
+}
+
+/* Checks that res is an array of n integers with res[i] == f(i). Returns the first index
+ * that differs, -2 for a malformed or wrong-length array, or -1 when all match. */
+static U long check_ints(const void *res, size_t len, uint32_t n, int64_t (*f)(int64_t)) {
+    mpb__rd_t r = {res, (const uint8_t *)res + len};
+    uint32_t m;
+    if (mpb__rd_array(&r, &m) || m != n) return -2;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t v;
+        if (mpb__rd_int(&r, &v) || v != f(i)) return (long)i;
+    }
+    return r.p == r.end ? -1 : -2;
+}
+
+static U int64_t sq(int64_t x) {
+    return x * x;
+}
+
+static U int64_t unpack_int(const void *v, size_t n) {
+    int64_t x = INT64_MIN;
+    if (mpb_unpack_i64(v, n, &x)) return INT64_MIN;
+    return x;
+}
+
+/* ---- pool.stats and pool.fninfo ---- */
+
+typedef struct fnstat {
+    uint64_t workers, queued, running, done, failed;
+} fnstat_t;
+
+typedef struct wstat {
+    int64_t running, concurrency;
+    uint64_t done, failed;
+} wstat_t;
+
+static int64_t map_int(const mpb__rd_t *m, const char *key) {
+    mpb__rd_t v;
+    int64_t x = -1;
+    if (mpb__rd_mapget(m, key, &v) == 0) mpb__rd_int(&v, &x);
+    return x;
+}
+
+/* pool.stats in a new buffer. */
+static void *stats_get(mpb_client_t *c, size_t *len) {
+    void *res = NULL;
+    int rc = mpb_call(c, OP_POOL_STATS, NULL, NULL, 0, 0, &res, len);
+    if (rc) fail_msg("pool.stats: %s", mpb_errmsg(c));
+    return res;
+}
+
+/* The counters of function fn (all zero if the broker does not know it). */
+static U fnstat_t fn_stat(mpb_client_t *c, const char *fn) {
+    fnstat_t s = {0};
+    size_t len;
+    void *res = stats_get(c, &len);
+    mpb__rd_t r = {res, (const uint8_t *)res + len}, v;
+    uint32_t n;
+    if (mpb__rd_mapget(&r, "functions", &v) == 0 && mpb__rd_array(&v, &n) == 0) {
+        for (uint32_t i = 0; i < n; i++) {
+            const uint8_t *e;
+            size_t el;
+            mpb__rd_span(&v, &e, &el);
+            mpb__rd_t m = {e, e + el}, nv;
+            const char *name;
+            uint32_t nl;
+            if (mpb__rd_mapget(&m, "name", &nv) || mpb__rd_str(&nv, &name, &nl)) continue;
+            if (nl != strlen(fn) || memcmp(name, fn, nl)) continue;
+            s.workers = (uint64_t)map_int(&m, "workers");
+            s.queued = (uint64_t)map_int(&m, "queued");
+            s.running = (uint64_t)map_int(&m, "running");
+            s.done = (uint64_t)map_int(&m, "done");
+            s.failed = (uint64_t)map_int(&m, "failed");
+        }
+    }
+    mpb_free(res);
+    return s;
+}
+
+/* The counters of the worker whose session belongs to process pid: 1 found, 0 not. */
+static U int worker_stat(mpb_client_t *c, pid_t pid, wstat_t *out) {
+    memset(out, 0, sizeof *out);
+    size_t len;
+    void *res = stats_get(c, &len);
+    mpb__rd_t r = {res, (const uint8_t *)res + len}, v;
+    uint32_t n;
+    int found = 0;
+    if (mpb__rd_mapget(&r, "workers", &v) == 0 && mpb__rd_array(&v, &n) == 0) {
+        for (uint32_t i = 0; i < n; i++) {
+            const uint8_t *e;
+            size_t el;
+            mpb__rd_span(&v, &e, &el);
+            mpb__rd_t m = {e, e + el};
+            if (map_int(&m, "pid") != pid) continue;
+            out->running = map_int(&m, "running");
+            out->concurrency = map_int(&m, "concurrency");
+            out->done = (uint64_t)map_int(&m, "done");
+            out->failed = (uint64_t)map_int(&m, "failed");
+            found = 1;
+        }
+    }
+    mpb_free(res);
+    return found;
+}
+
+/* Jobs in pool.stats (all sessions). */
+static U uint32_t jobs_count(mpb_client_t *c) {
+    size_t len;
+    void *res = stats_get(c, &len);
+    mpb__rd_t r = {res, (const uint8_t *)res + len}, v;
+    uint32_t n = 0;
+    if (mpb__rd_mapget(&r, "jobs", &v) == 0) mpb__rd_array(&v, &n);
+    mpb_free(res);
+    return n;
+}
+
+/* pool.fninfo: how many workers serve fn. */
+static uint64_t fn_workers(mpb_client_t *c, const char *fn) {
+    mpb__buf_t a = {0};
+    mpb__w_array(&a, 1);
+    mpb__w_cstr(&a, fn);
+    void *res = NULL;
+    size_t len;
+    int rc = mpb_call(c, OP_POOL_FNINFO, NULL, a.p, a.len, 0, &res, &len);
+    mpb__buf_free(&a);
+    if (rc) fail_msg("pool.fninfo: %s", mpb_errmsg(c));
+    mpb__rd_t r = {res, (const uint8_t *)res + len};
+    uint32_t six;
+    uint64_t w = 0;
+    if (mpb__rd_array(&r, &six) == 0 && six == 6) mpb__rd_uint(&r, &w);
+    mpb_free(res);
+    return w;
+}
+
+/* Waits (up to timeout_ms) until at least n workers serve fn; fails the test if not. */
+static U void wait_workers(mpb_client_t *c, const char *fn, uint64_t n, int timeout_ms) {
+    int64_t end = th_now_ms() + timeout_ms;
+    uint64_t w;
+    while ((w = fn_workers(c, fn)) < n) {
+        if (th_now_ms() > end)
+            fail_msg("%llu of %llu workers for %s after %d ms", (unsigned long long)w,
+                     (unsigned long long)n, fn, timeout_ms);
+        usleep(10000);
+    }
+}
+
+static U void sleep_ms_(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/* ---- the end of every test: the broker is alive and serves a well-behaved client ---- */
+
+static U void check_healthy(void) {
+    assert_true(th_broker_alive(&B));
+    mpb_client_t *c = th_connect(&B);
+    pid_t w = start_worker(MPB_DEMO_LIB, "square", 2, 1, 0, NULL);
+    wait_workers(c, "square", 1, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb__buf_t items = {0};
+    items_range(&items, 300);
+    void *res = NULL;
+    size_t rlen;
+    int rc = mpb_pool_map(p, "square", items.p, items.len, 7, 20000, &res, &rlen);
+    if (rc) fail_msg("map at the end: %s", mpb_errmsg(c));
+    assert_int_equal(check_ints(res, rlen, 300, sq), -1);
+    mpb_free(res);
+    mpb__buf_free(&items);
+    mpb_pool_free(&p);
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(c, "health", &d), 0);
+    int64_t v = 0;
+    assert_int_equal(mpb_dict_incr_str(d, "n", 41, NULL), 0);
+    assert_int_equal(mpb_dict_incr_str(d, "n", 1, &v), 0);
+    assert_int_equal(v, 42);
+    mpb_dict_close(&d);
+    mpb_close(&c);
+    kill_worker(w);
+    assert_true(th_broker_alive(&B));
+}
+
+/* ---- per-test fixtures ---- */
+
+static U int setup_broker(void **state) {
+    (void)state;
+    th_broker_start(&B, NULL);
+    return 0;
+}
+
+/* A fast TTL: a dead worker's tasks go back to the queue about a second after it died. */
+static U int setup_fast_broker(void **state) {
+    (void)state;
+    th_broker_start(&B, "--heartbeat-ms", "200", "--session-ttl-ms", "1000", NULL);
+    return 0;
+}
+
+static U int teardown_broker(void **state) {
+    (void)state;
+    kill_all_workers();
+    th_broker_stop(&B);
+    return 0;
+}

@@ -1,0 +1,343 @@
+/* test_pool_worker.c - the worker side of the remote Pool: workers written with the worker API
+ * (forked children of the test) and the ready mpb-worker program. The initializer runs once
+ * per worker process, before the first task; max_tasks recycling (mpb-worker --max-tasks, and
+ * mpb_worker_set_max_tasks in a program of one's own) serves everything; mpb_worker_stop from
+ * another thread or a signal handler ends serve with 0 after the running task is reported. */
+#include "test_pool_util.c"
+
+/* ---- an in-process worker: functions and the child that serves them ---- */
+
+static int g_inits;
+static const int g_init_arg = 7;
+static mpb_worker_t *g_w;
+
+static void ip_init(void *arg) {
+    if (arg == &g_init_arg) __atomic_fetch_add(&g_inits, 1, __ATOMIC_SEQ_CST);
+}
+
+static int reply_int(int64_t v, void **result, size_t *rlen) {
+    uint8_t *b = malloc(MPB_PACK_MAX_SCALAR);
+    if (!b) return -1;
+    *rlen = mpb_pack_i64(b, v);
+    *result = b;
+    return 0;
+}
+
+static int arg_int(const void *args, size_t alen, int64_t *v, char *err, size_t errlen) {
+    const uint8_t *p = args;
+    if (alen < 2 || p[0] != 0x91 || mpb_unpack_i64(p + 1, alen - 1, v)) {
+        snprintf(err, errlen, "expected [int]");
+        return -1;
+    }
+    return 0;
+}
+
+/* ip_square(n) -> n * n */
+static int ip_square(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
+                     char *err, size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg_int(args, alen, &n, err, errlen)) return -1;
+    return reply_int(n * n, result, rlen);
+}
+
+/* ip_inits(_) -> how many times the initializer has run in this process */
+static int ip_inits(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
+                    char *err, size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg_int(args, alen, &n, err, errlen)) return -1;
+    return reply_int(__atomic_load_n(&g_inits, __ATOMIC_SEQ_CST), result, rlen);
+}
+
+/* ip_sleep(ms) -> ms, after sleeping */
+static int ip_sleep(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
+                    char *err, size_t errlen) {
+    (void)ctx;
+    int64_t ms;
+    if (arg_int(args, alen, &ms, err, errlen)) return -1;
+    sleep_ms_((int)ms);
+    return reply_int(ms, result, rlen);
+}
+
+typedef struct wcfg {
+    int conc, prefetch;
+    uint64_t max_tasks;
+    uint64_t stop_after; /* > 0: a thread stops the worker once it has done this many */
+    bool on_sigusr1;     /* SIGUSR1 stops the worker */
+} wcfg_t;
+
+static void on_usr1(int sig) {
+    (void)sig;
+    if (g_w) mpb_worker_stop(g_w);
+}
+
+static void *stopper(void *arg) {
+    const wcfg_t *cfg = arg;
+    while (mpb_worker_tasks_done(g_w) < cfg->stop_after)
+        sleep_ms_(5);
+    mpb_worker_stop(g_w);
+    return NULL;
+}
+
+/* Exit status: 0 when serve returned 0, the initializer ran exactly once and max_tasks (if
+ * set) were done; else a code saying what went wrong. */
+static int worker_child(void *arg) {
+    const wcfg_t *cfg = arg;
+    mpb_client_t *c = NULL;
+    if (th_connect_opts(&B, NULL, &c)) return 10;
+    mpb_worker_t *w = NULL;
+    if (mpb_worker_new(c, &w)) return 11;
+    if (mpb_worker_add(w, "ip_square", ip_square, NULL) ||
+        mpb_worker_add(w, "ip_inits", ip_inits, NULL) ||
+        mpb_worker_add(w, "ip_sleep", ip_sleep, NULL))
+        return 12;
+    mpb_worker_set_concurrency(w, cfg->conc);
+    mpb_worker_set_prefetch(w, cfg->prefetch);
+    if (cfg->max_tasks) mpb_worker_set_max_tasks(w, cfg->max_tasks);
+    mpb_worker_set_initializer(w, ip_init, (void *)&g_init_arg);
+    g_w = w;
+    if (cfg->on_sigusr1) {
+        struct sigaction sa = {0};
+        sa.sa_handler = on_usr1;
+        sigaction(SIGUSR1, &sa, NULL);
+    }
+    pthread_t th;
+    if (cfg->stop_after && pthread_create(&th, NULL, stopper, (void *)cfg)) return 13;
+    int rc = mpb_worker_serve(w);
+    if (cfg->stop_after) pthread_join(th, NULL);
+    uint64_t done = mpb_worker_tasks_done(w);
+    if (rc) {
+        fprintf(stderr, "serve: %s\n", mpb_errmsg(c));
+        return 20;
+    }
+    if (g_inits != 1) return 21;
+    if (cfg->max_tasks && done != cfg->max_tasks) return 22;
+    if (cfg->stop_after && done < cfg->stop_after) return 23;
+    g_w = NULL;
+    mpb_worker_free(&w);
+    mpb_close(&c);
+    return 0;
+}
+
+/* ---- tests ---- */
+
+static void test_initializer_runs_once_per_worker_process(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    wcfg_t cfg = {.conc = 4, .prefetch = 2, .on_sigusr1 = true};
+    pid_t w1 = start_child(worker_child, &cfg);
+    pid_t w2 = start_child(worker_child, &cfg);
+    wait_workers(c, "ip_inits", 2, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb__buf_t items = {0};
+    items_range(&items, 200);
+    void *res = NULL;
+    size_t rl;
+    /* every call, on 8 threads in 2 processes, sees the initializer run exactly once */
+    assert_int_equal(mpb_pool_map(p, "ip_inits", items.p, items.len, 1, 20000, &res, &rl), 0);
+    mpb__rd_t r = {res, (uint8_t *)res + rl};
+    uint32_t n;
+    assert_int_equal(mpb__rd_array(&r, &n), 0);
+    assert_int_equal(n, 200);
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t v;
+        assert_int_equal(mpb__rd_int(&r, &v), 0);
+        assert_int_equal(v, 1);
+    }
+    mpb_free(res);
+    wstat_t s1, s2;
+    assert_true(worker_stat(c, w1, &s1));
+    assert_true(worker_stat(c, w2, &s2));
+    assert_int_equal(s1.concurrency, 4);
+    assert_int_equal(s1.done + s2.done, 200);
+    /* SIGUSR1 -> mpb_worker_stop from a signal handler: serve returns 0, and the child
+     * checks once more that its initializer ran once */
+    kill(w1, SIGUSR1);
+    kill(w2, SIGUSR1);
+    assert_int_equal(wait_child(w1, 10), 0);
+    assert_int_equal(wait_child(w2, 10), 0);
+    assert_int_equal(fn_workers(c, "ip_inits"), 0);
+    mpb__buf_free(&items);
+    mpb_pool_free(&p);
+    mpb_close(&c);
+    check_healthy();
+}
+
+static void test_mpb_worker_max_tasks_recycles_and_serves_all(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    /* --max-tasks 5: each process serves 5 tasks and a fresh one (its own --init) follows */
+    pid_t w = start_worker(MPB_TESTFNS_LIB, "procinfo", 1, 1, 5, "testinit");
+    wait_workers(c, "procinfo", 1, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb__buf_t items = {0};
+    items_range(&items, 20);
+    void *res = NULL;
+    size_t rl;
+    assert_int_equal(mpb_pool_map(p, "procinfo", items.p, items.len, 1, 30000, &res, &rl), 0);
+    mpb__rd_t r = {res, (uint8_t *)res + rl};
+    uint32_t n;
+    assert_int_equal(mpb__rd_array(&r, &n), 0);
+    assert_int_equal(n, 20);
+    int64_t pids[20];
+    int npids = 0, per[20] = {0};
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t two;
+        int64_t pid, inits;
+        assert_int_equal(mpb__rd_array(&r, &two), 0);
+        assert_int_equal(two, 2);
+        assert_int_equal(mpb__rd_int(&r, &pid), 0);
+        assert_int_equal(mpb__rd_int(&r, &inits), 0);
+        assert_int_equal(inits, 1); /* --init ran once in every process, before its tasks */
+        assert_true(pid != w);      /* served by the children, not the parent */
+        int k = 0;
+        while (k < npids && pids[k] != pid)
+            k++;
+        if (k == npids) pids[npids++] = pid;
+        per[k]++;
+    }
+    mpb_free(res);
+    printf("mpb-worker --max-tasks 5: 20 tasks served by %d processes\n", npids);
+    assert_true(npids >= 4);
+    for (int k = 0; k < npids; k++)
+        assert_true(per[k] <= 5);
+    /* SIGTERM: the recycling parent and its child stop cleanly */
+    kill(w, SIGTERM);
+    assert_int_equal(wait_child(w, 10), 0);
+    mpb__buf_free(&items);
+    mpb_pool_free(&p);
+    mpb_close(&c);
+    check_healthy();
+}
+
+static void test_worker_api_max_tasks_returns_after_that_many(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    wcfg_t cfg = {.conc = 1, .prefetch = 1, .max_tasks = 3};
+    pid_t w = start_child(worker_child, &cfg);
+    wait_workers(c, "ip_square", 1, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_async_t *h[5];
+    for (int i = 0; i < 5; i++) {
+        size_t al;
+        const uint8_t *a = args1(i + 10, &al);
+        assert_int_equal(mpb_pool_apply_async(p, "ip_square", a, al, NULL, NULL, NULL, &h[i]), 0);
+    }
+    /* serve returns 0 after exactly 3 tasks (the child checks), and the process exits */
+    assert_int_equal(wait_child(w, 20), 0);
+    int ready = 0;
+    for (int i = 0; i < 5; i++)
+        ready += mpb_async_wait(h[i], i < 3 ? 5000 : 0);
+    assert_int_equal(ready, 3);
+    assert_int_equal(fn_stat(c, "ip_square").queued, 2);
+    assert_int_equal(fn_workers(c, "ip_square"), 0);
+    /* the other two wait for the next worker, and lose nothing */
+    wcfg_t cfg2 = {.conc = 2, .prefetch = 0, .stop_after = 2};
+    pid_t w2 = start_child(worker_child, &cfg2);
+    for (int i = 0; i < 5; i++) {
+        void *res = NULL;
+        size_t rl;
+        int rc = mpb_async_get(h[i], 20000, &res, &rl);
+        if (rc) fail_msg("task %d: %s", i, mpb_errmsg(c));
+        assert_int_equal(unpack_int(res, rl), (i + 10) * (i + 10));
+        mpb_free(res);
+        mpb_async_free(&h[i]);
+    }
+    /* w2 is stopped by its own thread after 2 tasks: serve returns 0 */
+    assert_int_equal(wait_child(w2, 10), 0);
+    mpb_pool_free(&p);
+    mpb_close(&c);
+    check_healthy();
+}
+
+static void test_stop_from_a_thread_ends_serve_with_0(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    wcfg_t cfg = {.conc = 2, .prefetch = 1, .stop_after = 10};
+    pid_t w = start_child(worker_child, &cfg);
+    wait_workers(c, "ip_square", 1, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    for (int i = 0; i < 10; i++) {
+        size_t al, rl;
+        const uint8_t *a = args1(i, &al);
+        void *res = NULL;
+        assert_int_equal(mpb_pool_apply(p, "ip_square", a, al, 10000, &res, &rl), 0);
+        assert_int_equal(unpack_int(res, rl), i * i);
+        mpb_free(res);
+    }
+    int64_t t0 = th_now_ms();
+    assert_int_equal(wait_child(w, 10), 0);
+    printf("stopped from a thread: the process exited %lld ms after its 10th task\n",
+           (long long)(th_now_ms() - t0));
+    assert_int_equal(fn_workers(c, "ip_square"), 0);
+    mpb_pool_free(&p);
+    mpb_close(&c);
+    check_healthy();
+}
+
+static void test_stop_from_a_signal_reports_the_running_task_first(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    /* the worker API: SIGUSR1 -> mpb_worker_stop; mpb-worker: SIGTERM */
+    wcfg_t cfg = {.conc = 1, .prefetch = 0, .on_sigusr1 = true};
+    pid_t w1 = start_child(worker_child, &cfg);
+    pid_t w2 = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
+    wait_workers(c, "ip_sleep", 1, 10000);
+    wait_workers(c, "sleep_ms", 1, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    size_t al;
+    const uint8_t *a = args1(400, &al);
+    mpb_async_t *h1, *h2;
+    assert_int_equal(mpb_pool_apply_async(p, "ip_sleep", a, al, NULL, NULL, NULL, &h1), 0);
+    assert_int_equal(mpb_pool_apply_async(p, "sleep_ms", a, al, NULL, NULL, NULL, &h2), 0);
+    wstat_t s1 = {0}, s2 = {0};
+    int64_t end = th_now_ms() + 10000;
+    while (!(worker_stat(c, w1, &s1) && s1.running == 1 && worker_stat(c, w2, &s2) &&
+             s2.running == 1)) {
+        if (th_now_ms() > end) fail_msg("the workers never got their tasks");
+        usleep(5000);
+    }
+    sleep_ms_(100); /* both are now in the middle of their 400 ms */
+    kill(w1, SIGUSR1);
+    kill(w2, SIGTERM);
+    void *res = NULL;
+    size_t rl;
+    assert_int_equal(mpb_async_get(h1, 10000, &res, &rl), 0);
+    assert_int_equal(unpack_int(res, rl), 400);
+    mpb_free(res);
+    assert_int_equal(mpb_async_get(h2, 10000, &res, &rl), 0);
+    assert_int_equal(unpack_int(res, rl), 400);
+    mpb_free(res);
+    assert_int_equal(wait_child(w1, 10), 0);
+    assert_int_equal(wait_child(w2, 10), 0);
+    /* finished by the workers that were stopping, not handed on */
+    assert_int_equal(fn_stat(c, "ip_sleep").done, 1);
+    assert_int_equal(fn_stat(c, "sleep_ms").done, 1);
+    mpb_async_free(&h1);
+    mpb_async_free(&h2);
+    mpb_pool_free(&p);
+    mpb_close(&c);
+    check_healthy();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_initializer_runs_once_per_worker_process, setup_broker,
+                                        teardown_broker),
+        cmocka_unit_test_setup_teardown(test_mpb_worker_max_tasks_recycles_and_serves_all,
+                                        setup_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(test_worker_api_max_tasks_returns_after_that_many,
+                                        setup_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(test_stop_from_a_thread_ends_serve_with_0, setup_broker,
+                                        teardown_broker),
+        cmocka_unit_test_setup_teardown(test_stop_from_a_signal_reports_the_running_task_first,
+                                        setup_broker, teardown_broker),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,449 @@
+#!/usr/bin/python3
+"""check_k8s.py - the Kubernetes base in deploy/k8s, validated offline.
+
+The base is rendered twice when kubectl is there: by `kubectl kustomize` and by this script
+(plain YAML files listed in kustomization.yaml, the secretGenerator, labels and images, which
+is all the base uses); without kubectl only by this script (and that is said). Each rendering
+is then checked:
+
+- every document parses; yamllint passes on every file of the base;
+- every field is known to the Kubernetes API and of the right type (the model classes of
+  Debian's python3-kubernetes: openapi_types, attribute_map), and required fields are set;
+- names, labels and selectors match: a workload's selector selects its own pod template; each
+  Service selects pods that have every port it targets, and only the broker's; the
+  StatefulSet's serviceName is a headless Service that selects it;
+- the probes: liveness on /healthz, readiness on /readyz, at the container's HTTP port (by
+  name or number), which is the port MPB_HTTP listens on; MPB_LISTEN's port is a container
+  port the Service exposes;
+- the authkey: MPB_AUTHKEY_FILE in the broker and in the workers is a file of a volume made
+  from the Secret the base generates, and the Secret holds that key; nothing else carries it;
+- /data is a volumeClaimTemplate mounted where MPB_DATA_DIR points;
+- hardening: non-root, read-only root filesystem, no privilege escalation, ALL capabilities
+  dropped, requests and limits for every container; 1 broker replica, 2+ workers that reach
+  the broker through its Service.
+
+A missing tool (python3-yaml, python3-kubernetes, yamllint) fails the test with the package
+to install: never a silent pass.
+
+usage: check_k8s.py --source DIR
+"""
+import argparse
+import base64
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--source", required=True)
+opts = ap.parse_args()
+BASE = os.path.join(opts.source, "deploy", "k8s")
+
+missing = []
+try:
+    import yaml
+except ImportError:
+    missing.append("python3-yaml (import yaml)")
+try:
+    import kubernetes.client as kc
+except ImportError:
+    missing.append("python3-kubernetes (import kubernetes)")
+if not shutil.which("yamllint"):
+    missing.append("yamllint (the yamllint command)")
+if missing:
+    print("FAIL: missing tools for the manifest checks; install: apt-get install -y "
+          "python3-yaml python3-kubernetes yamllint\n  missing: " + "; ".join(missing),
+          file=sys.stderr)
+    sys.exit(1)
+
+failures = []
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, file=sys.stderr)
+    return cond
+
+
+# ---- yamllint --------------------------------------------------------------------------------
+
+YAMLLINT_CONF = ("{extends: default, rules: {line-length: {max: 100}, "
+                 "document-start: disable, truthy: {check-keys: false}}}")
+files = sorted(os.path.join(BASE, f) for f in os.listdir(BASE) if f.endswith((".yaml", ".yml")))
+p = subprocess.run(["yamllint", "-f", "parsable", "-d", YAMLLINT_CONF] + files,
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+check(p.returncode == 0, "yamllint deploy/k8s:\n" + p.stdout)
+
+# ---- rendering -----------------------------------------------------------------------------
+
+DUMMY_KEY = "dummy-authkey-for-rendering-only\n"
+
+
+def render_python(base):
+    """The base as kustomize renders it, for what it uses: resources, secretGenerator (files,
+    literals), labels (metadata only), images. Secret names keep no hash suffix."""
+    k = yaml.safe_load(open(os.path.join(base, "kustomization.yaml")))
+    known = {"apiVersion", "kind", "resources", "secretGenerator", "labels", "images"}
+    check(set(k) <= known, "kustomization.yaml uses only %s (this renderer knows them): %s" %
+          (sorted(known), sorted(set(k) - known)))
+    check(k.get("kind") == "Kustomization", "kustomization.yaml is a Kustomization")
+    docs = []
+    for r in k.get("resources", []):
+        path = os.path.join(base, r)
+        check(os.path.isfile(path), "resource %s exists" % r)
+        for d in yaml.safe_load_all(open(path)):
+            if d is not None:
+                docs.append(d)
+    for g in k.get("secretGenerator", []):
+        data = {}
+        for f in g.get("files", []):
+            key, _, fn = f.partition("=") if "=" in f else (os.path.basename(f), "", f)
+            data[key] = base64.b64encode(open(os.path.join(base, fn), "rb").read()).decode()
+        for lit in g.get("literals", []):
+            key, _, v = lit.partition("=")
+            data[key] = base64.b64encode(v.encode()).decode()
+        docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": g["name"]},
+                     "type": g.get("type", "Opaque"), "data": data})
+    for lab in k.get("labels", []):
+        check(not lab.get("includeSelectors"), "labels do not change selectors")
+        for d in docs:
+            d.setdefault("metadata", {}).setdefault("labels", {}).update(lab["pairs"])
+            if lab.get("includeTemplates") and "template" in d.get("spec", {}):
+                d["spec"]["template"].setdefault("metadata", {}).setdefault(
+                    "labels", {}).update(lab["pairs"])
+    images = {i["name"]: i for i in k.get("images", [])}
+    for d in docs:
+        for c in pod_containers(d):
+            name, _, tag = c.get("image", "").partition(":")
+            if name in images:
+                i = images[name]
+                c["image"] = i.get("newName", name) + ":" + str(i.get("newTag", tag or "latest"))
+    return docs
+
+
+def render_kubectl(base):
+    p = subprocess.run(["kubectl", "kustomize", base], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60)
+    if not check(p.returncode == 0, "kubectl kustomize renders: " + p.stderr):
+        return []
+    return [d for d in yaml.safe_load_all(p.stdout) if d is not None]
+
+
+def pod_spec(d):
+    return d.get("spec", {}).get("template", {}).get("spec", {}) if d.get("kind") in (
+        "StatefulSet", "Deployment", "DaemonSet", "Job") else None
+
+
+def pod_containers(d):
+    ps = pod_spec(d)
+    return (ps.get("initContainers", []) + ps.get("containers", [])) if ps else []
+
+
+# ---- the API's types ---------------------------------------------------------------------------
+
+PRIMITIVE = {"str": (str,), "int": (int,), "bool": (bool,), "float": (int, float),
+             "object": (str, int, dict, list, bool), "datetime": (str,), "date": (str,)}
+
+
+def check_type(value, typ, path):
+    if typ in PRIMITIVE:
+        ok = isinstance(value, PRIMITIVE[typ]) and not (typ == "int" and isinstance(value, bool))
+        return check(ok, "%s: %r is not %s" % (path, value, typ))
+    m = re.match(r"list\[(.+)\]$", typ)
+    if m:
+        if check(isinstance(value, list), "%s: not a list" % path):
+            for i, v in enumerate(value):
+                check_type(v, m.group(1), "%s[%d]" % (path, i))
+        return
+    m = re.match(r"dict\(str, (.+)\)$", typ)
+    if m:
+        if check(isinstance(value, dict), "%s: not a map" % path):
+            quantity = path.endswith((".limits", ".requests", ".capacity"))
+            for k, v in value.items():
+                if quantity and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    continue  # a Quantity may be a number
+                check_type(v, m.group(1), "%s.%s" % (path, k))
+        return
+    cls = getattr(kc, typ, None)
+    if not check(cls is not None, "%s: unknown model %s" % (path, typ)):
+        return
+    if not check(isinstance(value, dict), "%s: %r is not an object (%s)" % (path, value, typ)):
+        return
+    by_json = {v: k for k, v in cls.attribute_map.items()}
+    for k, v in value.items():
+        if check(k in by_json, "%s: unknown field '%s' in %s" % (path, k, typ)):
+            if v is not None:
+                check_type(v, cls.openapi_types[by_json[k]], "%s.%s" % (path, k))
+
+
+MODELS = {("v1", "Service"): "V1Service", ("v1", "Secret"): "V1Secret",
+          ("apps/v1", "StatefulSet"): "V1StatefulSet", ("apps/v1", "Deployment"): "V1Deployment",
+          ("v1", "ConfigMap"): "V1ConfigMap"}
+
+
+def check_api(docs, label):
+    api = kc.ApiClient()
+    for d in docs:
+        what = "%s %s/%s" % (label, d.get("kind"), d.get("metadata", {}).get("name"))
+        model = MODELS.get((d.get("apiVersion"), d.get("kind")))
+        if not check(model is not None, "%s: an apiVersion/kind this check knows" % what):
+            continue
+        check_type(d, model, what)
+        try:  # required fields: the models refuse None where the API requires a value
+            api._ApiClient__deserialize(d, model)
+        except (ValueError, TypeError) as e:
+            check(False, "%s: %s" % (what, e))
+
+
+# ---- the checks on one rendering ------------------------------------------------------------
+
+
+def matches(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def env_of(c):
+    return {e["name"]: e.get("value") for e in c.get("env", [])}
+
+
+def check_rendered(docs, label, hashed):
+    by_kind = {}
+    for d in docs:
+        check(isinstance(d, dict) and d.get("apiVersion") and d.get("kind") and
+              d.get("metadata", {}).get("name"), "%s: every document has apiVersion, kind, "
+              "metadata.name: %r" % (label, d)[:200])
+        by_kind.setdefault(d.get("kind"), []).append(d)
+    names = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    check(len(names) == len(set(names)), "%s: no two objects share kind and name" % label)
+    counts_ok = True
+    for kind, n in (("StatefulSet", 1), ("Deployment", 1), ("Secret", 1), ("Service", 2)):
+        counts_ok &= check(len(by_kind.get(kind, [])) == n, "%s: %d %s (got %d)" %
+                           (label, n, kind, len(by_kind.get(kind, []))))
+    if not counts_ok:
+        return
+    check_api(docs, label)
+    sts = by_kind["StatefulSet"][0]
+    dep = by_kind["Deployment"][0]
+    secret = by_kind["Secret"][0]
+    services = by_kind["Service"]
+    workloads = [sts, dep]
+    sname = secret["metadata"]["name"]
+    check(re.match(r"^mpbroker-authkey" + (r"-[a-z0-9]{10}$" if hashed else "$"), sname),
+          "%s: the Secret is mpbroker-authkey%s: %s" % (label, "-<hash>" if hashed else "", sname))
+
+    # Workloads select their own pods, and only their own.
+    for w in workloads:
+        sel = w["spec"]["selector"].get("matchLabels", {})
+        tl = w["spec"]["template"]["metadata"].get("labels", {})
+        check(matches(sel, tl), "%s: %s's selector %s selects its template %s" %
+              (label, w["metadata"]["name"], sel, tl))
+        for o in workloads:
+            if o is not w:
+                check(not matches(sel, o["spec"]["template"]["metadata"].get("labels", {})),
+                      "%s: %s's selector does not select %s's pods" %
+                      (label, w["metadata"]["name"], o["metadata"]["name"]))
+
+    # The broker container and its ports.
+    bc = [c for c in sts["spec"]["template"]["spec"]["containers"]]
+    check(len(bc) == 1, "%s: one broker container" % label)
+    bc = bc[0]
+    benv = env_of(bc)
+    ports = {p.get("name"): p["containerPort"] for p in bc.get("ports", [])}
+    check(set(ports) >= {"mpb", "http"}, "%s: broker ports named mpb and http: %s" %
+          (label, ports))
+    m = re.match(r"^tcp://[^:]+:(\d+)$", benv.get("MPB_LISTEN") or "")
+    check(m and int(m.group(1)) == ports.get("mpb"), "%s: MPB_LISTEN %s on the mpb port %s" %
+          (label, benv.get("MPB_LISTEN"), ports.get("mpb")))
+    m = re.match(r"^[0-9.]+:(\d+)$", benv.get("MPB_HTTP") or "")
+    check(m and int(m.group(1)) == ports.get("http"), "%s: MPB_HTTP %s on the http port %s" %
+          (label, benv.get("MPB_HTTP"), ports.get("http")))
+    check(not (benv.get("MPB_LISTEN") or "").startswith("tcp://127."),
+          "%s: the broker listens beyond loopback" % label)
+
+    # Probes: at the http port (by name or number), on /healthz and /readyz.
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"),
+                        ("startupProbe", None)):
+        pr = bc.get(probe)
+        if probe == "startupProbe" and pr is None:
+            continue
+        if not check(pr and "httpGet" in pr, "%s: %s is an httpGet" % (label, probe)):
+            continue
+        hg = pr["httpGet"]
+        port = hg.get("port")
+        check(port == "http" or port == ports.get("http"), "%s: %s at the http port (%r)" %
+              (label, probe, port))
+        if path:
+            check(hg.get("path") == path, "%s: %s on %s (%r)" % (label, probe, path,
+                                                                hg.get("path")))
+        else:
+            check(hg.get("path") in ("/healthz", "/readyz"), "%s: %s path" % (label, probe))
+
+    # Services: each selects the broker (not the workers), and every port it targets exists.
+    headless = [s for s in services if s["spec"].get("clusterIP") == "None"]
+    check(len(headless) == 1, "%s: one headless Service" % label)
+    check(sts["spec"].get("serviceName") in [s["metadata"]["name"] for s in headless],
+          "%s: StatefulSet serviceName %r is the headless Service" %
+          (label, sts["spec"].get("serviceName")))
+    client_svc = None
+    for s in services:
+        sel = s["spec"].get("selector", {})
+        sn = s["metadata"]["name"]
+        picked = [w for w in workloads
+                  if matches(sel, w["spec"]["template"]["metadata"].get("labels", {}))]
+        check(picked == [sts], "%s: Service %s selects the broker pods only (%s)" %
+              (label, sn, [w["metadata"]["name"] for w in picked]))
+        pnames = [p.get("name") for p in s["spec"]["ports"]]
+        check(len(pnames) == len(set(pnames)), "%s: Service %s port names unique" % (label, sn))
+        for p in s["spec"]["ports"]:
+            t = p.get("targetPort", p["port"])
+            check(t in ports or t in ports.values(), "%s: Service %s targets %r, a container "
+                  "port of the broker (%s)" % (label, sn, t, ports))
+        svc_ports = {p.get("name"): p["port"] for p in s["spec"]["ports"]}
+        check(svc_ports.get("mpb") == 5555 and svc_ports.get("http") == 8080,
+              "%s: Service %s has client port 5555 and http 8080: %s" % (label, sn, svc_ports))
+        if s["spec"].get("clusterIP") != "None":
+            client_svc = s
+
+    # /data is a claim template, mounted where MPB_DATA_DIR says.
+    vct = [t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])]
+    mounts = {m["mountPath"]: m["name"] for m in bc.get("volumeMounts", [])}
+    dd = benv.get("MPB_DATA_DIR")
+    check(dd in mounts and mounts[dd] in vct, "%s: MPB_DATA_DIR %s is a volumeClaimTemplate "
+          "mount (%s, %s)" % (label, dd, mounts, vct))
+    check(sts["spec"].get("replicas") == 1, "%s: one broker replica" % label)
+    for t in sts["spec"].get("volumeClaimTemplates", []):
+        check(t["spec"].get("resources", {}).get("requests", {}).get("storage"),
+              "%s: the claim asks for storage" % label)
+
+    # The authkey: every container reading it reads a file of the generated Secret.
+    keys = set(secret.get("data", {})) | set(secret.get("stringData", {}))
+    readers = 0
+    for w in workloads:
+        ps = w["spec"]["template"]["spec"]
+        vols = {v["name"]: v for v in ps.get("volumes", [])}
+        for c in ps["containers"]:
+            wn = "%s/%s" % (w["metadata"]["name"], c["name"])
+            env = env_of(c)
+            check("MPB_AUTHKEY" not in env, "%s: %s has no authkey in plain env" % (label, wn))
+            kf = env.get("MPB_AUTHKEY_FILE")
+            if not check(kf, "%s: %s sets MPB_AUTHKEY_FILE" % (label, wn)):
+                continue
+            readers += 1
+            found = False
+            for m in c.get("volumeMounts", []):
+                mp = m["mountPath"].rstrip("/") + "/"
+                if not kf.startswith(mp):
+                    continue
+                v = vols.get(m["name"], {})
+                sec = v.get("secret")
+                if not check(sec, "%s: %s's authkey mount %s is a Secret volume" %
+                             (label, wn, m["mountPath"])):
+                    continue
+                check(sec.get("secretName") == sname, "%s: %s mounts Secret %s, the generated "
+                      "one is %s" % (label, wn, sec.get("secretName"), sname))
+                rel = kf[len(mp):]
+                items = {i["path"]: i["key"] for i in sec.get("items", [])}
+                key = items.get(rel, rel if not items else None)
+                check(key in keys, "%s: %s reads key %r of the Secret, which holds %s" %
+                      (label, wn, key, sorted(keys)))
+                check(m.get("readOnly") is True, "%s: %s mounts the key read-only" % (label, wn))
+                mode = sec.get("defaultMode", 0o644)
+                check(mode & 0o007 == 0, "%s: %s's key is not world-readable (mode %o)" %
+                      (label, wn, mode))
+                found = True
+            check(found, "%s: %s's MPB_AUTHKEY_FILE %s is in a mounted volume" % (label, wn, kf))
+    check(readers == 2, "%s: the broker and the workers read the authkey (%d)" % (label, readers))
+
+    # Workers: scalable, reach the broker through its Service.
+    check(dep["spec"].get("replicas", 1) >= 2, "%s: at least 2 workers" % label)
+    wc = dep["spec"]["template"]["spec"]["containers"][0]
+    wenv = env_of(wc)
+    want_ep = "tcp://%s:5555" % (client_svc["metadata"]["name"] if client_svc else "?")
+    check(wenv.get("MPB_ENDPOINT") == want_ep, "%s: workers' MPB_ENDPOINT %r is %s" %
+          (label, wenv.get("MPB_ENDPOINT"), want_ep))
+    check((wc.get("command") or [None])[0] == "mpb-worker", "%s: workers run mpb-worker" % label)
+
+    # Hardening and resources, every container.
+    for w in workloads:
+        ps = w["spec"]["template"]["spec"]
+        psc = ps.get("securityContext", {})
+        check(ps.get("automountServiceAccountToken") is False,
+              "%s: %s does not mount a service account token" % (label, w["metadata"]["name"]))
+        for c in ps["containers"]:
+            wn = "%s/%s" % (w["metadata"]["name"], c["name"])
+            sc = c.get("securityContext", {})
+            check(sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True,
+                  "%s: %s runAsNonRoot" % (label, wn))
+            check(sc.get("runAsUser", psc.get("runAsUser", 1)) != 0, "%s: %s uid != 0" %
+                  (label, wn))
+            check(sc.get("readOnlyRootFilesystem") is True, "%s: %s read-only root" % (label, wn))
+            check(sc.get("allowPrivilegeEscalation") is False,
+                  "%s: %s no privilege escalation" % (label, wn))
+            check("ALL" in sc.get("capabilities", {}).get("drop", []),
+                  "%s: %s drops ALL capabilities" % (label, wn))
+            check(not sc.get("capabilities", {}).get("add"), "%s: %s adds none" % (label, wn))
+            check(not sc.get("privileged"), "%s: %s not privileged" % (label, wn))
+            res = c.get("resources", {})
+            for kind in ("requests", "limits"):
+                check(res.get(kind, {}).get("cpu") is not None and
+                      res.get(kind, {}).get("memory") is not None,
+                      "%s: %s has cpu and memory %s" % (label, wn, kind))
+            check(c.get("image", "").startswith("localhost/mpbroker:"),
+                  "%s: %s image set by kustomize images: %r" % (label, wn, c.get("image")))
+
+
+_check_rendered = check_rendered
+
+
+def check_rendered(docs, label, hashed):  # noqa: F811 - a malformed base fails, not crashes
+    try:
+        _check_rendered(docs, label, hashed)
+    except (KeyError, TypeError, IndexError, AttributeError) as e:
+        check(False, "%s: the manifests lack something the checks need: %s: %s" %
+              (label, type(e).__name__, e))
+
+
+tmp = tempfile.mkdtemp(prefix="mpb-ops-k8s.")
+try:
+    base = os.path.join(tmp, "k8s")
+    shutil.copytree(BASE, base)
+    with open(os.path.join(base, "authkey"), "w") as f:  # the operator's key, here a dummy
+        f.write(DUMMY_KEY)
+    py_docs = render_python(base)
+    check_rendered(py_docs, "python rendering", hashed=False)
+    secret = [d for d in py_docs if d.get("kind") == "Secret"]
+    if secret:
+        check(base64.b64decode(secret[0]["data"]["authkey"]).decode() == DUMMY_KEY,
+              "the Secret is made from the authkey file")
+    if shutil.which("kubectl"):
+        k_docs = render_kubectl(base)
+        if k_docs:
+            check_rendered(k_docs, "kubectl kustomize", hashed=True)
+
+            def shape(docs):
+                return sorted((d["kind"], re.sub(r"-[a-z0-9]{10}$", "", d["metadata"]["name"]))
+                              for d in docs)
+            check(shape(k_docs) == shape(py_docs), "both renderings have the same objects: "
+                  "%s vs %s" % (shape(k_docs), shape(py_docs)))
+        # without the key file the base refuses to render (no default key ships)
+        os.unlink(os.path.join(base, "authkey"))
+        p = subprocess.run(["kubectl", "kustomize", base], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+        check(p.returncode != 0 and "authkey" in p.stderr,
+              "without deploy/k8s/authkey, kustomize refuses to render")
+    else:
+        print("NOTE: kubectl not found: the base was rendered by this script only "
+              "(kubectl kustomize is used too where it is installed)")
+finally:
+    shutil.rmtree(tmp)
+
+if failures:
+    print("%d of %d checks failed" % (len(failures), checks), file=sys.stderr)
+    sys.exit(1)
+print("ok: %d checks" % checks)

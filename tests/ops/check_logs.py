@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+"""check_logs.py - mpbrokerd's log, in both formats: one line per event, each with a time and a
+level, well-formed logfmt or JSON; levels filter; and the authkey never appears in it.
+
+A broker is started with MPB_AUTHKEY=<secret> (and once with a generated key), the mpb CLI
+runs a few clients against it (good ones, a missing key, clients with wrong keys that contain
+the secret), /metrics is scraped, and then the log, the metrics, --check-config's output and
+the broker's /proc/PID/environ are searched for the secret: it must be in none of them.
+
+usage: check_logs.py --mpbrokerd PATH --mpb PATH
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--mpbrokerd", required=True)
+ap.add_argument("--mpb", required=True)
+opts = ap.parse_args()
+
+failures = []
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, file=sys.stderr)
+
+
+SECRET = "Zq7-ops-log-secret-9f4e2b"
+LOGFMT = re.compile(r'^ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z '
+                    r'level=(debug|info|warn|error) msg="((?:[^"\\]|\\.)*)"$')
+TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MPB_")}
+    env.update(extra)
+    return env
+
+
+class Broker:
+    def __init__(self, fmt, level="debug", key=SECRET):
+        self.dir = tempfile.mkdtemp(prefix="mpb-ops-logs.")
+        self.epf = os.path.join(self.dir, "endpoint")
+        self.logpath = os.path.join(self.dir, "broker.log")
+        env = clean_env(MPB_AUTHKEY=key) if key else clean_env()
+        self.log = open(self.logpath, "w")
+        self.p = subprocess.Popen(
+            [opts.mpbrokerd, "--listen", "tcp://127.0.0.1:0", "--endpoint-file", self.epf,
+             "--data-dir", os.path.join(self.dir, "data"), "--http", "127.0.0.1:0",
+             "--log-format", fmt, "--log-level", level],
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.endpoint = None
+        self.http_port = None
+        for _ in range(500):
+            # the HTTP port is logged at info
+            if (os.path.exists(self.epf) and os.path.getsize(self.epf) > 0 and
+                    (self.port_ok() or level not in ("debug", "info"))):
+                self.endpoint = open(self.epf).read().strip()
+                break
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.01)
+        if not self.endpoint:
+            self.stop()
+            log = open(self.logpath).read()
+            self.cleanup()
+            raise SystemExit("FAIL: mpbrokerd did not start (exit %s): %s" %
+                             (self.p.returncode, log))
+
+    def port_ok(self):
+        m = re.search(r"\(port (\d+)\)", open(self.logpath).read())
+        if m:
+            self.http_port = int(m.group(1))
+        return self.http_port is not None
+
+    def mpb(self, args, key=SECRET, keyfile=None):
+        env = clean_env(MPB_ENDPOINT=self.endpoint)
+        if keyfile:
+            env["MPB_AUTHKEY_FILE"] = keyfile
+        elif key is not None:
+            env["MPB_AUTHKEY"] = key
+        p = subprocess.run([opts.mpb, "--connect-timeout", "3"] + args, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=30)
+        return p.returncode, p.stdout, p.stderr
+
+    def get(self, path):
+        url = "http://127.0.0.1:%d%s" % (self.http_port, path)
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+
+    def environ(self):
+        try:
+            with open("/proc/%d/environ" % self.p.pid, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError as e:
+            return "(unreadable: %s)" % e
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+        return self.p.returncode
+
+    def text(self):
+        return open(self.logpath).read()
+
+    def cleanup(self):
+        subprocess.run(["rm", "-rf", self.dir])
+
+
+def parse_lines(fmt, text):
+    """[(level, msg)] of every line; a malformed line fails the check."""
+    out = []
+    for i, line in enumerate(text.split("\n")):
+        if line == "" and i == len(text.split("\n")) - 1:
+            continue  # after the last newline
+        if fmt == "logfmt":
+            m = LOGFMT.match(line)
+            check(m is not None, "logfmt line %d is well-formed: %r" % (i + 1, line))
+            if m:
+                out.append((m.group(1), m.group(2)))
+        else:
+            try:
+                o = json.loads(line)
+            except ValueError:
+                check(False, "JSON line %d parses: %r" % (i + 1, line))
+                continue
+            check(isinstance(o, dict) and set(o) == {"ts", "level", "msg"},
+                  "JSON line %d has exactly ts, level, msg: %r" % (i + 1, line))
+            check(TS.match(str(o.get("ts", ""))) is not None, "JSON ts: %r" % line)
+            check(o.get("level") in ("debug", "info", "warn", "error"), "JSON level: %r" % line)
+            out.append((o.get("level"), o.get("msg", "")))
+    return out
+
+
+for fmt in ("logfmt", "json"):
+    b = Broker(fmt)
+    try:
+        check(b.http_port is not None, "%s: HTTP port logged" % fmt)
+        rc, out, err = b.mpb(["ping"])
+        check(rc == 0, "%s: mpb ping with the key (%s)" % (fmt, err))
+        rc, out, err = b.mpb(["set", "dict/logs", "greeting", '"hello"'])
+        check(rc == 0, "%s: mpb set (%s)" % (fmt, err))
+        rc, out, err = b.mpb(["get", "dict/logs", "greeting"])
+        check(rc == 0 and out.strip() == '"hello"', "%s: mpb get: %r %s" % (fmt, out, err))
+        rc, out, err = b.mpb(["get", "dict/logs", "missing"])
+        check(rc == 3, "%s: mpb get of a missing key exits 3 (%d)" % (fmt, rc))
+        # wrong keys, two of them containing the real one
+        for wrong in ("wrong-key", SECRET + "x", "x" + SECRET):
+            rc, out, err = b.mpb(["ping"], key=wrong)
+            check(rc != 0, "%s: a wrong key is refused" % fmt)
+            check(SECRET not in out + err or wrong not in (out + err),
+                  "%s: the CLI does not echo a key" % fmt)
+        rc, out, err = b.mpb(["ping"], key=None)
+        check(rc != 0, "%s: no key at all is refused" % fmt)
+        status, metrics = b.get("/metrics")
+        check(status == 200 and SECRET not in metrics, "%s: /metrics has no authkey" % fmt)
+        check("mpb_auth_failures_total 3" in metrics, "%s: 3 auth failures counted" % fmt)
+        env = b.environ()
+        check(SECRET not in env, "%s: MPB_AUTHKEY wiped from /proc/PID/environ" % fmt)
+    finally:
+        code = b.stop()
+    check(code == 0, "%s: the broker exits 0 on SIGTERM (%s)" % (fmt, code))
+    text = b.text()
+    b.cleanup()
+    lines = parse_lines(fmt, text)
+    check(len(lines) >= 6, "%s: several lines logged (%d)" % (fmt, len(lines)))
+    check(SECRET not in text, "%s: the authkey is not in the log" % fmt)
+    levels = {lv for lv, _ in lines}
+    check({"debug", "info", "warn"} <= levels, "%s: debug, info and warn lines: %s" %
+          (fmt, levels))
+    msgs = [m for _, m in lines]
+    check(any("ready" in m for lv, m in lines if lv == "info"), "%s: 'ready' at info" % fmt)
+    check(sum(1 for lv, m in lines if lv == "warn" and "authentication failed" in m) == 3,
+          "%s: one warn line per failed handshake: %r" % (fmt, msgs))
+    check(any("shutting down" in m for m in msgs), "%s: shutdown logged" % fmt)
+    check(any("authkey from environment (env MPB_AUTHKEY)" in m for m in msgs),
+          "%s: where the key came from is logged: %r" % (fmt, msgs[:3]))
+    check(all("\n" not in m for m in msgs), "%s: one line per event" % fmt)
+
+# --check-config with the key in the environment: its source, never the key.
+p = subprocess.run([opts.mpbrokerd, "--check-config"], env=clean_env(MPB_AUTHKEY=SECRET),
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+check(p.returncode == 0 and SECRET not in p.stdout + p.stderr,
+      "--check-config does not print MPB_AUTHKEY")
+
+# Levels filter: at warn, no info or debug lines, but the failed handshake is there.
+b = Broker("logfmt", level="warn")
+try:
+    b.mpb(["ping"])
+    b.mpb(["ping"], key="wrong")
+finally:
+    b.stop()
+lines = parse_lines("logfmt", b.text())
+b.cleanup()
+check({lv for lv, _ in lines} == {"warn"}, "--log-level warn keeps only warn and up: %r" % lines)
+
+# A generated key: the log says where it is, and never what it is.
+b = Broker("json", level="debug", key=None)
+try:
+    keyfile = os.path.join(b.dir, "data", "authkey")
+    key = open(keyfile).read().strip()
+    check(len(key) == 64 and os.stat(keyfile).st_mode & 0o777 == 0o600,
+          "a generated key: 64 hex digits, mode 0600")
+    rc, out, err = b.mpb(["ping"], keyfile=keyfile)
+    check(rc == 0, "a client with the generated key file (%s)" % err)
+finally:
+    b.stop()
+text = b.text()
+b.cleanup()
+parse_lines("json", text)
+check(key not in text, "the generated key is not in the log")
+check("generated one in" in text, "the log says where the key was made")
+
+if failures:
+    print("%d of %d checks failed" % (len(failures), checks), file=sys.stderr)
+    sys.exit(1)
+print("ok: %d checks" % checks)
