@@ -11,7 +11,7 @@ target_link_libraries(mpbtestfns PRIVATE Threads::Threads mpb_warnings)
 foreach(t test_pool test_pool_faults test_pool_worker)
   mpb_integration_test(${t} ${t}.c TIMEOUT 180)
   target_compile_definitions(${t} PRIVATE MPB_WORKER_PATH="$<TARGET_FILE:mpb_worker>"
-    MPB_DEMO_LIB="${PROJECT_BINARY_DIR}/examples/pool/libmpbdemo.so"
+    MPB_DEMO_LIB="$<TARGET_FILE:mpbdemo>"
     MPB_TESTFNS_LIB="$<TARGET_FILE:mpbtestfns>")
   add_dependencies(${t} mpb_worker mpbdemo mpbtestfns)
   set_property(TEST ${t} APPEND PROPERTY LABELS pool)

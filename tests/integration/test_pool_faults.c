@@ -109,13 +109,18 @@ static int caller_child(void *arg) {
 
 static void test_caller_killed_its_tasks_are_cancelled(void **state) {
     (void)state;
+    /* the caller is forked first (no threads here yet) and starts when the worker is there */
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    gate_t gate;
+    gate_open(&gate);
+    pid_t caller = start_child(caller_child, pfd, &gate);
     mpb_client_t *mon = th_connect(&B);
     /* one slow worker: concurrency 1, and one task held beyond it */
     pid_t w = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 1, 0, NULL);
     wait_workers(mon, "sleep_ms", 1, 10000);
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t caller = start_child(caller_child, pfd);
+    gate_release(&gate);
+    gate_close(&gate);
     struct pollfd pf = {pfd[0], POLLIN, 0};
     assert_int_equal(poll(&pf, 1, 10000), 1);
     char ch;

@@ -94,14 +94,44 @@ static U pid_t start_worker(const char *lib, const char *fns, int conc, int pref
     return pid;
 }
 
-/* Forks a child running fn(arg) (it exits with the return value). Returns its pid. */
-static U pid_t start_child(int (*fn)(void *arg), void *arg) {
+/* A gate holds forked children back until the test lets them go (one byte each). */
+typedef struct gate {
+    int fd[2];
+} gate_t;
+
+static U void gate_open(gate_t *g) {
+    if (pipe(g->fd) != 0) fail_msg("pipe: %s", strerror(errno));
+}
+
+static U void gate_release(gate_t *g) {
+    if (write(g->fd[1], "g", 1) != 1) fail_msg("gate: %s", strerror(errno));
+}
+
+static U void gate_close(gate_t *g) {
+    close(g->fd[0]);
+    close(g->fd[1]);
+}
+
+/* Forks a child running fn(arg) (it exits with the return value); with a gate, only once the
+ * gate lets it go. Returns its pid.
+ *
+ * Fork children BEFORE the test process connects a client: a fork while another thread (the
+ * client's heartbeat thread, ZeroMQ's I/O threads) is inside ASan's allocator leaves that
+ * allocator's lock held in the child, whose first threads then hang (GCC 12's libasan). A
+ * child that must start later waits behind a gate. */
+static U pid_t start_child(int (*fn)(void *arg), void *arg, gate_t *gate) {
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) fail_msg("fork: %s", strerror(errno));
     if (pid == 0) {
         child_prepare("child");
+        if (gate) {
+            char ch;
+            close(gate->fd[1]);
+            if (read(gate->fd[0], &ch, 1) != 1) _exit(99);
+            close(gate->fd[0]);
+        }
         _exit(fn(arg));
     }
     setpgid(pid, pid);
@@ -132,6 +162,17 @@ static U int wait_child(pid_t pid, int timeout_s) {
     kill(-pid, SIGKILL); /* anything it left behind */
     untrack(pid);
     return st;
+}
+
+/* SIGTERM to every worker process (mpb-worker stops cleanly: its session ends at once), and
+ * waits for them. Returns how many did not exit with 0. */
+static U int stop_all_workers(void) {
+    int bad = 0;
+    for (int i = 0; i < nwpids; i++)
+        kill(wpids[i], SIGTERM);
+    while (nwpids)
+        bad += wait_child(wpids[nwpids - 1], 10) != 0;
+    return bad;
 }
 
 static void kill_all_workers(void) {
@@ -296,9 +337,21 @@ static U void wait_workers(mpb_client_t *c, const char *fn, uint64_t n, int time
     int64_t end = th_now_ms() + timeout_ms;
     uint64_t w;
     while ((w = fn_workers(c, fn)) < n) {
-        if (th_now_ms() > end)
-            fail_msg("%llu of %llu workers for %s after %d ms", (unsigned long long)w,
-                     (unsigned long long)n, fn, timeout_ms);
+        if (th_now_ms() > end) {
+            char why[512] = "";
+            size_t k = 0;
+            for (int i = 0; i < nwpids && k < sizeof why - 64; i++) {
+                int st;
+                if (waitpid(wpids[i], &st, WNOHANG) == wpids[i]) {
+                    k += (size_t)snprintf(why + k, sizeof why - k, "; worker %d exited with %d",
+                                          (int)wpids[i],
+                                          WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+                    wpids[i--] = wpids[--nwpids];
+                }
+            }
+            fail_msg("%llu of %llu workers for %s after %d ms%s", (unsigned long long)w,
+                     (unsigned long long)n, fn, timeout_ms, why);
+        }
         usleep(10000);
     }
 }

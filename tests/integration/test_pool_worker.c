@@ -85,7 +85,10 @@ static void *stopper(void *arg) {
 static int worker_child(void *arg) {
     const wcfg_t *cfg = arg;
     mpb_client_t *c = NULL;
-    if (th_connect_opts(&B, NULL, &c)) return 10;
+    if (th_connect_opts(&B, NULL, &c)) {
+        fprintf(stderr, "connect: %s\n", mpb_errmsg(c));
+        return 10;
+    }
     mpb_worker_t *w = NULL;
     if (mpb_worker_new(c, &w)) return 11;
     if (mpb_worker_add(w, "ip_square", ip_square, NULL) ||
@@ -124,10 +127,10 @@ static int worker_child(void *arg) {
 
 static void test_initializer_runs_once_per_worker_process(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
     wcfg_t cfg = {.conc = 4, .prefetch = 2, .on_sigusr1 = true};
-    pid_t w1 = start_child(worker_child, &cfg);
-    pid_t w2 = start_child(worker_child, &cfg);
+    pid_t w1 = start_child(worker_child, &cfg, NULL); /* before this process has threads */
+    pid_t w2 = start_child(worker_child, &cfg, NULL);
+    mpb_client_t *c = th_connect(&B);
     wait_workers(c, "ip_inits", 2, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
@@ -215,9 +218,13 @@ static void test_mpb_worker_max_tasks_recycles_and_serves_all(void **state) {
 
 static void test_worker_api_max_tasks_returns_after_that_many(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
     wcfg_t cfg = {.conc = 1, .prefetch = 1, .max_tasks = 3};
-    pid_t w = start_child(worker_child, &cfg);
+    wcfg_t cfg2 = {.conc = 2, .prefetch = 0, .stop_after = 2};
+    gate_t gate;
+    gate_open(&gate);
+    pid_t w = start_child(worker_child, &cfg, NULL);
+    pid_t w2 = start_child(worker_child, &cfg2, &gate); /* held back until the first is gone */
+    mpb_client_t *c = th_connect(&B);
     wait_workers(c, "ip_square", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
@@ -236,8 +243,8 @@ static void test_worker_api_max_tasks_returns_after_that_many(void **state) {
     assert_int_equal(fn_stat(c, "ip_square").queued, 2);
     assert_int_equal(fn_workers(c, "ip_square"), 0);
     /* the other two wait for the next worker, and lose nothing */
-    wcfg_t cfg2 = {.conc = 2, .prefetch = 0, .stop_after = 2};
-    pid_t w2 = start_child(worker_child, &cfg2);
+    gate_release(&gate);
+    gate_close(&gate);
     for (int i = 0; i < 5; i++) {
         void *res = NULL;
         size_t rl;
@@ -256,9 +263,9 @@ static void test_worker_api_max_tasks_returns_after_that_many(void **state) {
 
 static void test_stop_from_a_thread_ends_serve_with_0(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
     wcfg_t cfg = {.conc = 2, .prefetch = 1, .stop_after = 10};
-    pid_t w = start_child(worker_child, &cfg);
+    pid_t w = start_child(worker_child, &cfg, NULL);
+    mpb_client_t *c = th_connect(&B);
     wait_workers(c, "ip_square", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
@@ -282,10 +289,10 @@ static void test_stop_from_a_thread_ends_serve_with_0(void **state) {
 
 static void test_stop_from_a_signal_reports_the_running_task_first(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
     /* the worker API: SIGUSR1 -> mpb_worker_stop; mpb-worker: SIGTERM */
     wcfg_t cfg = {.conc = 1, .prefetch = 0, .on_sigusr1 = true};
-    pid_t w1 = start_child(worker_child, &cfg);
+    pid_t w1 = start_child(worker_child, &cfg, NULL);
+    mpb_client_t *c = th_connect(&B);
     pid_t w2 = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
     wait_workers(c, "ip_sleep", 1, 10000);
     wait_workers(c, "sleep_ms", 1, 10000);
