@@ -454,11 +454,11 @@ static void fail_all(mpb_client_t *c, int code) {
     }
 }
 
-/* Reads frames until the synchronous request `want` (0: none) is answered, or one frame has
- * been handled when want is 0, or the deadline passes; heartbeats while it waits. Returns 0,
- * MPB_ETIMEDOUT, or an error of the connection. For `want`, its code and value are left in
- * c->want_code / c->want_val (valid until the next call). */
-static int pump(mpb_client_t *c, uint64_t want, int64_t deadline) {
+/* Reads frames until the synchronous call `want` (NULL: none) is answered, or one frame has
+ * been handled when want is NULL, or the deadline passes; heartbeats while it waits. Returns 0,
+ * MPB_ETIMEDOUT, or an error of the connection. Replies to any synchronous call in progress
+ * (nested ones included) are copied into its record. */
+static int pump(mpb_client_t *c, syncwait_t *want, int64_t deadline) {
     for (;;) {
         int64_t now = mpb__now_ms();
         long wait;
@@ -505,7 +505,6 @@ static int pump(mpb_client_t *c, uint64_t want, int64_t deadline) {
             continue; /* forged, replayed or garbled: not from our broker */
         }
         c->seq_in = f.seq;
-        bool keep = false;
         int batch_err = 0;
         mpb__rd_t rd = {f.body, f.body + f.bodylen};
         while (mpb__rd_more(&rd)) {
@@ -528,12 +527,14 @@ static int pump(mpb_client_t *c, uint64_t want, int64_t deadline) {
                 batch_err = status ? status : MPB_EPROTO;
                 continue;
             }
-            if (want && rid == want) {
-                c->want_done = true;
-                c->want_code = status;
-                c->want_val = v;
-                c->want_len = vn;
-                keep = true;
+            syncwait_t *w = c->waits;
+            while (w && w->rid != rid) w = w->outer;
+            if (w) {
+                w->done = true;
+                w->code = status;
+                mpb__buf_reset(&w->val);
+                if (!status) mpb__w_raw(&w->val, v, vn);
+                if (w->val.oom) w->code = MPB_ENOMEM;
                 continue;
             }
             pend_t *p = pend_slot(c, rid);
@@ -543,19 +544,12 @@ static int pump(mpb_client_t *c, uint64_t want, int64_t deadline) {
             c->pcount--;
             if (copy.cb) copy.cb(c, status, status ? NULL : v, status ? 0 : vn, copy.arg);
         }
-        if (keep) {
-            buf_give(c, c->last);
-            c->last = b;
-        } else {
-            buf_give(c, b);
+        buf_give(c, b);
+        if (batch_err && want && !want->done) {
+            want->done = true;
+            want->code = batch_err;
         }
-        if (batch_err && want && !c->want_done) {
-            c->want_done = true;
-            c->want_code = batch_err;
-            c->want_val = NULL;
-            c->want_len = 0;
-        }
-        if (!want || c->want_done) return 0;
+        if (!want || want->done) return 0;
     }
 }
 
@@ -569,20 +563,30 @@ int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen) 
         return rc;
     }
     c->err[0] = 0;
+    syncwait_t w = {.rid = rid, .outer = c->waits};
+    c->waits = &w;
     rc = flush_locked(c);
     if (!rc) {
         int64_t start = mpb__now_ms();
         int64_t deadline = block_ms < 0 ? INT64_MAX : start + block_ms + c->opts.op_timeout_ms;
-        c->want_done = false;
-        rc = pump(c, rid, deadline);
+        rc = pump(c, &w, deadline);
         if (rc == MPB_ETIMEDOUT)
             rc = mpb__fail(c, MPB_ETIMEDOUT, "no reply from %s within %lld ms", c->endpoint,
                            (long long)(mpb__now_ms() - start));
-        else if (!rc) {
-            rc = c->want_code;
-            *val = c->want_val;
-            *vlen = c->want_len;
-        }
+        else if (!rc)
+            rc = w.code;
+    }
+    c->waits = w.outer;
+    /* The value stays readable until the next call on c. */
+    if (!c->last) c->last = calloc(1, sizeof *c->last);
+    if (c->last) {
+        mpb__buf_free(c->last);
+        *c->last = w.val;
+        *val = c->last->p;
+        *vlen = c->last->len;
+    } else {
+        mpb__buf_free(&w.val);
+        if (!rc) rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
     }
     pthread_mutex_unlock(&c->mu);
     return rc;
@@ -664,9 +668,9 @@ int mpb_poll(mpb_client_t *c, int timeout_ms) {
     if (!rc && c->pcount) {
         int64_t deadline = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
         size_t before = c->pcount;
-        rc = pump(c, 0, deadline);
+        rc = pump(c, NULL, deadline);
         /* then whatever else is already here, without waiting */
-        while (!rc && c->pcount) rc = pump(c, 0, 0);
+        while (!rc && c->pcount) rc = pump(c, NULL, 0);
         if (rc == MPB_ETIMEDOUT) rc = 0;
         if (!rc) rc = (int)(before - c->pcount);
     }

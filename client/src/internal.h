@@ -9,6 +9,16 @@
 
 #include "mpbproto.h"
 
+/* A synchronous call waiting for its reply. Calls nest (a callback run while replies are read
+ * may make one), so each has its own record, linked from the client, innermost first. */
+typedef struct syncwait {
+    uint64_t rid;
+    bool done;
+    int code;
+    mpb__buf_t val; /* a copy of the reply's value */
+    struct syncwait *outer;
+} syncwait_t;
+
 typedef struct pend {
     uint64_t rid; /* 0: free */
     mpb_callback_t cb;
@@ -40,10 +50,7 @@ struct mpb_client {
     void *pool_rt;    /* pool.c: where each task's result goes */
     pend_t *pend;     /* asynchronous requests in flight, by rid */
     size_t pcap, pcount;
-    bool want_done;
-    int want_code;
-    const uint8_t *want_val;
-    size_t want_len;
+    syncwait_t *waits; /* synchronous calls in progress, innermost first */
     char err[512];
     int64_t last_send_ms;
     pthread_t hb;

@@ -574,3 +574,39 @@ int mpb_list_clear(mpb_list_t *l) {
     (void)b;
     return call_nil(l->c, 0);
 }
+
+/* ---- pipelined forms ---- */
+
+int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *val,
+                       size_t vlen, mpb_callback_t cb, void *arg) {
+    if (check_val(d->c, "key", key, klen) || check_val(d->c, "value", val, vlen)) return MPB_EINVAL;
+    DREQ(MPB_OP_DICT_SET, 2);
+    mpb__w_raw(b, key, klen);
+    mpb__w_raw(b, val, vlen);
+    return mpb__send(d->c, cb, arg);
+}
+
+int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen, mpb_callback_t cb,
+                       void *arg) {
+    if (check_val(d->c, "key", key, klen)) return MPB_EINVAL;
+    DREQ(MPB_OP_DICT_GET, 1);
+    mpb__w_raw(b, key, klen);
+    return mpb__send(d->c, cb, arg);
+}
+
+int mpb_dict_incr_async(mpb_dict_t *d, const void *key, size_t klen, int64_t by,
+                        mpb_callback_t cb, void *arg) {
+    if (check_val(d->c, "key", key, klen)) return MPB_EINVAL;
+    DREQ(MPB_OP_DICT_INCR, 2);
+    mpb__w_raw(b, key, klen);
+    mpb__w_int(b, by);
+    return mpb__send(d->c, cb, arg);
+}
+
+int mpb_list_append_async(mpb_list_t *l, const void *val, size_t vlen, mpb_callback_t cb,
+                          void *arg) {
+    if (check_val(l->c, "value", val, vlen)) return MPB_EINVAL;
+    LREQ(MPB_OP_LIST_APPEND, 1);
+    mpb__w_raw(b, val, vlen);
+    return mpb__send(l->c, cb, arg);
+}

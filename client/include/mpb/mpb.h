@@ -466,10 +466,11 @@ MPB_EXPORT uint64_t mpb_worker_tasks_done(const mpb_worker_t *w);
 
 /* ---- the remote Pool: callers ---------------------------------------------------------------
  *
- * multiprocessing.Pool's API over the broker's workers. Results and callbacks: callbacks run in
- * the calling process, in the thread that calls into the pool's client while results arrive:
- * mpb_pool_poll(), mpb_pool_join(), mpb_async_get()/wait(), mpb_imap_next(), or any other call
- * on the same client. A function that fails makes its result fail with MPB_EREMOTE and the
+ * multiprocessing.Pool's API over the broker's workers. Callbacks run in the calling process,
+ * in the thread that calls the pool, inside a pool call and never nested in another call:
+ * mpb_pool_poll(), mpb_pool_join(), mpb_async_get()/wait()/ready(), mpb_imap_next(), the
+ * submitting calls, mpb_async_free() and mpb_pool_free(). A callback may call the pool or the
+ * client again. A function that fails makes its result fail with MPB_EREMOTE and the
  * remote message in mpb_errmsg(); a map fails with its first failed item, as Python's does. */
 
 typedef struct mpb_pool mpb_pool_t;
@@ -563,6 +564,21 @@ typedef void (*mpb_callback_t)(mpb_client_t *c, int status, const void *val, siz
  * NULL for no arguments). Returns 0 or a negative MPB_E* (then cb is never called). */
 MPB_EXPORT int mpb_send(mpb_client_t *c, unsigned op, const char *name, const void *args,
                         size_t argslen, mpb_callback_t cb, void *arg);
+/* Typed forms of mpb_send for the common ops: same arguments as their synchronous calls, and
+ * the reply's value in the callback (nil for set/append/put; the value for get; the new
+ * integer for incr; the item for queue get). Nothing is copied for the caller to free. */
+MPB_EXPORT int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *val,
+                                  size_t vlen, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen,
+                                  mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_dict_incr_async(mpb_dict_t *d, const void *key, size_t klen, int64_t by,
+                                   mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_list_append_async(mpb_list_t *l, const void *val, size_t vlen,
+                                     mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_queue_put_async(mpb_queue_t *q, const void *val, size_t vlen, int timeout_ms,
+                                   mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_queue_get_async(mpb_queue_t *q, int timeout_ms, mpb_callback_t cb,
+                                   void *arg);
 /* Sends what is queued. */
 MPB_EXPORT int mpb_flush(mpb_client_t *c);
 /* Sends what is queued, then reads replies for up to timeout_ms (0: only what has arrived,
