@@ -38,36 +38,6 @@ static mv_t I(int64_t x) {
     return v;
 }
 
-static void hexdump(const char *what, const uint8_t *p, size_t n) {
-    fprintf(stderr, "%s (%zu bytes):", what, n);
-    for (size_t i = 0; i < n && i < 64; i++)
-        fprintf(stderr, " %02x", p[i]);
-    fprintf(stderr, n > 64 ? " ...\n" : "\n");
-}
-
-static void assert_bytes(const void *got, size_t gn, const void *want, size_t wn) {
-    if (gn != wn || memcmp(got, want, gn) != 0) {
-        hexdump("got ", got, gn);
-        hexdump("want", want, wn);
-        fail_msg("bytes differ");
-    }
-}
-
-static void assert_ok(int rc, mpb_client_t *c) {
-    if (rc != 0) fail_msg("call failed: %s (%d): %s", mpb_strerror(rc), rc, mpb_errmsg(c));
-}
-
-/* rc is the error want, and the client's message contains each of the given substrings. */
-static void assert_err(int rc, int want, mpb_client_t *c, const char *sub1, const char *sub2) {
-    if (rc != want)
-        fail_msg("expected %s, got %s (%d): %s", mpb_strerror(want), mpb_strerror(rc), rc,
-                 mpb_errmsg(c));
-    if (sub1 && !strstr(mpb_errmsg(c), sub1))
-        fail_msg("message '%s' does not contain '%s'", mpb_errmsg(c), sub1);
-    if (sub2 && !strstr(mpb_errmsg(c), sub2))
-        fail_msg("message '%s' does not contain '%s'", mpb_errmsg(c), sub2);
-}
-
 static mpb_dict_t *dopen(const char *name) {
     mpb_dict_t *d = NULL;
     int rc = mpb_dict_open(C, name, &d);
@@ -76,26 +46,26 @@ static mpb_dict_t *dopen(const char *name) {
 }
 
 static void dset(mpb_dict_t *d, mv_t k, mv_t v) {
-    assert_ok(mpb_dict_set(d, k.p, k.n, v.p, v.n), C);
+    th_assert_ok(mpb_dict_set(d, k.p, k.n, v.p, v.n), C);
 }
 
 static void expect_get(mpb_dict_t *d, mv_t k, mv_t want) {
     void *v = NULL;
     size_t vn = 0;
-    assert_ok(mpb_dict_get(d, k.p, k.n, &v, &vn), C);
-    assert_bytes(v, vn, want.p, want.n);
+    th_assert_ok(mpb_dict_get(d, k.p, k.n, &v, &vn), C);
+    th_assert_bytes(v, vn, want.p, want.n);
     mpb_free(v);
 }
 
 static void expect_nokey(mpb_dict_t *d, mv_t k) {
     void *v = NULL;
     size_t vn = 0;
-    assert_err(mpb_dict_get(d, k.p, k.n, &v, &vn), MPB_ENOKEY, C, "no key", NULL);
+    th_assert_err(mpb_dict_get(d, k.p, k.n, &v, &vn), MPB_ENOKEY, C, "no key", NULL);
 }
 
 static uint64_t dlen(mpb_dict_t *d) {
     uint64_t n = 12345;
-    assert_ok(mpb_dict_len(d, &n), C);
+    th_assert_ok(mpb_dict_len(d, &n), C);
     return n;
 }
 
@@ -108,7 +78,7 @@ static size_t scan_all(mpb_dict_t *d, int what, size_t max, mpb__buf_t *out, siz
     do {
         void *pg = NULL;
         size_t pl = 0, n = 99999;
-        assert_ok(mpb_dict_scan(d, what, &cursor, max, &pg, &pl, &n), C);
+        th_assert_ok(mpb_dict_scan(d, what, &cursor, max, &pg, &pl, &n), C);
         mpb__rd_t r = {pg, (const uint8_t *)pg + pl};
         uint32_t cnt;
         assert_int_equal(mpb__rd_array(&r, &cnt), 0);
@@ -139,7 +109,7 @@ static int objects_find(const char *kind, const char *name, uint64_t *size) {
     do {
         mpb_obj_info_t info[16];
         size_t n = 0;
-        assert_ok(mpb_objects(C, NULL, &cursor, info, 16, &n), C);
+        th_assert_ok(mpb_objects(C, NULL, &cursor, info, 16, &n), C);
         assert_true(n <= 16);
         for (size_t i = 0; i < n; i++)
             if (!strcmp(info[i].kind, kind) && !strcmp(info[i].name, name)) {
@@ -247,30 +217,33 @@ static void test_get_default_and_missing(void **state) {
     void *v = NULL;
     size_t vn = 0;
     /* absent: the default comes back, and is not stored */
-    assert_ok(mpb_dict_get_default(d, S("gone").p, S("gone").n, S("dflt").p, S("dflt").n, &v, &vn),
-              C);
-    assert_bytes(v, vn, S("dflt").p, S("dflt").n);
+    th_assert_ok(mpb_dict_get_default(d, S("gone").p, S("gone").n, S("dflt").p,
+                                      S("dflt").n, &v, &vn),
+                 C);
+    th_assert_bytes(v, vn, S("dflt").p, S("dflt").n);
     mpb_free(v);
     assert_int_equal(mpb_dict_contains(d, S("gone").p, S("gone").n), 0);
     assert_int_equal(dlen(d), 1);
     /* present: the value, not the default */
-    assert_ok(mpb_dict_get_default(d, S("here").p, S("here").n, RAW(0xc0).p, 1, &v, &vn), C);
-    assert_bytes(v, vn, I(1).p, I(1).n);
+    th_assert_ok(mpb_dict_get_default(d, S("here").p, S("here").n, RAW(0xc0).p, 1, &v, &vn), C);
+    th_assert_bytes(v, vn, I(1).p, I(1).n);
     mpb_free(v);
     /* a nested default */
     mv_t nd = RAW(0x92, 0x01, 0x81, 0xa1, 'k', 0xc2);
-    assert_ok(mpb_dict_get_default(d, I(5).p, I(5).n, nd.p, nd.n, &v, &vn), C);
-    assert_bytes(v, vn, nd.p, nd.n);
+    th_assert_ok(mpb_dict_get_default(d, I(5).p, I(5).n, nd.p, nd.n, &v, &vn), C);
+    th_assert_bytes(v, vn, nd.p, nd.n);
     mpb_free(v);
     /* missing: ENOKEY naming the key and the dict */
-    assert_err(mpb_dict_get(d, S("nokey").p, S("nokey").n, &v, &vn), MPB_ENOKEY, C, "\"nokey\"",
-               "d_get");
-    assert_err(mpb_dict_get(d, I(12345).p, I(12345).n, &v, &vn), MPB_ENOKEY, C, "12345", "d_get");
-    assert_err(mpb_dict_get(d, I(-77).p, I(-77).n, &v, &vn), MPB_ENOKEY, C, "-77", NULL);
+    th_assert_err(mpb_dict_get(d, S("nokey").p, S("nokey").n, &v, &vn), MPB_ENOKEY, C, "\"nokey\"",
+                  "d_get");
+    th_assert_err(mpb_dict_get(d, I(12345).p, I(12345).n, &v, &vn), MPB_ENOKEY,
+                  C, "12345", "d_get");
+    th_assert_err(mpb_dict_get(d, I(-77).p, I(-77).n, &v, &vn), MPB_ENOKEY, C, "-77", NULL);
     /* not one well-formed value: refused before it is sent */
-    assert_err(mpb_dict_get(d, RAW(0xa5, 'a', 'b').p, 3, &v, &vn), MPB_EINVAL, C, "key", NULL);
-    assert_err(mpb_dict_get(d, RAW(0x01, 0x02).p, 2, &v, &vn), MPB_EINVAL, C, "key", NULL);
-    assert_err(mpb_dict_set(d, S("k").p, S("k").n, RAW(0xc1).p, 1), MPB_EINVAL, C, "value", NULL);
+    th_assert_err(mpb_dict_get(d, RAW(0xa5, 'a', 'b').p, 3, &v, &vn), MPB_EINVAL, C, "key", NULL);
+    th_assert_err(mpb_dict_get(d, RAW(0x01, 0x02).p, 2, &v, &vn), MPB_EINVAL, C, "key", NULL);
+    th_assert_err(mpb_dict_set(d, S("k").p, S("k").n, RAW(0xc1).p, 1),
+                  MPB_EINVAL, C, "value", NULL);
     assert_int_equal(dlen(d), 1);
     mpb_dict_close(&d);
 }
@@ -303,7 +276,7 @@ static void test_set_overwrite_sizes(void **state) {
     assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 2, &out, NULL), 3);
     mv_t abc = RAW(0xa1, 'a', 0xa1, 'b', 0xa1, 'c');
     mpb__w_raw(&want, abc.p, abc.n);
-    assert_bytes(out.p, out.len, want.p, want.len);
+    th_assert_bytes(out.p, out.len, want.p, want.len);
     mpb__buf_free(&out);
     mpb__buf_free(&want);
     mpb_free(bigv);
@@ -324,8 +297,8 @@ static void test_key_and_value_limits(void **state) {
     expect_get(d, (mv_t){k, kn}, I(1));
     mpb_free(k);
     kn = mpb_pack_str(s, kl + 1, &k);
-    assert_err(mpb_dict_set(d, k, kn, I(2).p, I(2).n), MPB_ETOOBIG, C, "key of 65537 bytes",
-               "max_key 65536");
+    th_assert_err(mpb_dict_set(d, k, kn, I(2).p, I(2).n), MPB_ETOOBIG, C, "key of 65537 bytes",
+                  "max_key 65536");
     mpb_free(k);
     void *v;
     size_t vn = mpb_pack_str(s, 1048576 - 5, &v); /* str32: 5-byte header */
@@ -334,8 +307,8 @@ static void test_key_and_value_limits(void **state) {
     expect_get(d, S("v"), (mv_t){v, vn});
     mpb_free(v);
     vn = mpb_pack_str(s, 1048576 - 4, &v);
-    assert_err(mpb_dict_set(d, S("v2").p, S("v2").n, v, vn), MPB_ETOOBIG, C,
-               "value of 1048577 bytes", "max_value 1048576");
+    th_assert_err(mpb_dict_set(d, S("v2").p, S("v2").n, v, vn), MPB_ETOOBIG, C,
+                  "value of 1048577 bytes", "max_value 1048576");
     mpb_free(v);
     free(s);
     assert_int_equal(mpb_dict_contains(d, S("v2").p, S("v2").n), 0);
@@ -357,14 +330,14 @@ static void test_del_contains_len(void **state) {
     assert_int_equal(mpb_dict_contains(d, S("a").p, S("a").n), 1);
     assert_int_equal(mpb_dict_contains(d, I(3).p, I(3).n), 1);
     assert_int_equal(mpb_dict_contains(d, S("3").p, S("3").n), 0);
-    assert_ok(mpb_dict_del(d, S("a").p, S("a").n), C);
+    th_assert_ok(mpb_dict_del(d, S("a").p, S("a").n), C);
     assert_int_equal(mpb_dict_contains(d, S("a").p, S("a").n), 0);
     expect_nokey(d, S("a"));
     assert_int_equal(dlen(d), 2);
-    assert_err(mpb_dict_del(d, S("a").p, S("a").n), MPB_ENOKEY, C, "\"a\"", "d_del");
-    assert_err(mpb_dict_del(d, I(99).p, I(99).n), MPB_ENOKEY, C, "99", "d_del");
+    th_assert_err(mpb_dict_del(d, S("a").p, S("a").n), MPB_ENOKEY, C, "\"a\"", "d_del");
+    th_assert_err(mpb_dict_del(d, I(99).p, I(99).n), MPB_ENOKEY, C, "99", "d_del");
     assert_int_equal(dlen(d), 2);
-    assert_ok(mpb_dict_del(d, RAW(0xd3, 0, 0, 0, 0, 0, 0, 0, 3).p, 9), C); /* int 3, long form */
+    th_assert_ok(mpb_dict_del(d, RAW(0xd3, 0, 0, 0, 0, 0, 0, 0, 3).p, 9), C); /* int 3, long form */
     assert_int_equal(mpb_dict_contains(d, I(3).p, I(3).n), 0);
     /* a deleted key set again goes to the end of the order */
     dset(d, S("a"), I(10));
@@ -372,12 +345,12 @@ static void test_del_contains_len(void **state) {
     mpb__buf_t out = {0};
     assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 0, &out, NULL), 3);
     mv_t bac = RAW(0xa1, 'b', 0xa1, 'a', 0xa1, 'c');
-    assert_bytes(out.p, out.len, bac.p, bac.n);
+    th_assert_bytes(out.p, out.len, bac.p, bac.n);
     mpb__buf_free(&out);
     /* delete everything, then the dict works as new */
-    assert_ok(mpb_dict_del(d, S("a").p, S("a").n), C);
-    assert_ok(mpb_dict_del(d, S("b").p, S("b").n), C);
-    assert_ok(mpb_dict_del(d, S("c").p, S("c").n), C);
+    th_assert_ok(mpb_dict_del(d, S("a").p, S("a").n), C);
+    th_assert_ok(mpb_dict_del(d, S("b").p, S("b").n), C);
+    th_assert_ok(mpb_dict_del(d, S("c").p, S("c").n), C);
     assert_int_equal(dlen(d), 0);
     dset(d, S("z"), I(26));
     expect_get(d, S("z"), I(26));
@@ -412,49 +385,49 @@ static void test_scan_small_pages(void **state) {
     size_t pages;
     assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 7, &out, &pages), 100);
     assert_int_equal(pages, 15); /* 14 pages of 7, one of 2 */
-    assert_bytes(out.p, out.len, keys.p, keys.len);
+    th_assert_bytes(out.p, out.len, keys.p, keys.len);
     mpb__buf_reset(&out);
     assert_int_equal(scan_all(d, MPB_SCAN_VALUES, 7, &out, &pages), 100);
     assert_int_equal(pages, 15);
-    assert_bytes(out.p, out.len, vals.p, vals.len);
+    th_assert_bytes(out.p, out.len, vals.p, vals.len);
     mpb__buf_reset(&out);
     assert_int_equal(scan_all(d, MPB_SCAN_ITEMS, 7, &out, &pages), 100);
     assert_int_equal(pages, 15);
-    assert_bytes(out.p, out.len, items.p, items.len);
+    th_assert_bytes(out.p, out.len, items.p, items.len);
     mpb__buf_reset(&out);
     /* page sizes 1 and exactly the size; 0 means the broker's cap */
     assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 1, &out, &pages), 100);
     assert_int_equal(pages, 100);
-    assert_bytes(out.p, out.len, keys.p, keys.len);
+    th_assert_bytes(out.p, out.len, keys.p, keys.len);
     mpb__buf_reset(&out);
     assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 100, &out, &pages), 100);
     assert_int_equal(pages, 1);
     mpb__buf_reset(&out);
     assert_int_equal(scan_all(d, MPB_SCAN_ITEMS, 0, &out, &pages), 100);
     assert_int_equal(pages, 1);
-    assert_bytes(out.p, out.len, items.p, items.len);
+    th_assert_bytes(out.p, out.len, items.p, items.len);
     mpb__buf_reset(&out);
     /* with holes: every third key deleted; the rest in order */
     mpb__buf_t rest = {0};
     for (int i = 0; i < 100; i++) {
         key_of(i, k);
         if (i % 3 == 0)
-            assert_ok(mpb_dict_del(d, S(k).p, S(k).n), C);
+            th_assert_ok(mpb_dict_del(d, S(k).p, S(k).n), C);
         else
             mpb__w_raw(&rest, S(k).p, S(k).n);
     }
     assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 7, &out, &pages), 66);
     assert_int_equal(pages, 10);
-    assert_bytes(out.p, out.len, rest.p, rest.len);
+    th_assert_bytes(out.p, out.len, rest.p, rest.len);
     mpb__buf_reset(&out);
     /* bad 'what': refused by the library, and by the broker */
     uint64_t cursor = 0;
     void *pg;
     size_t pl, n;
-    assert_err(mpb_dict_scan(d, 3, &cursor, 7, &pg, &pl, &n), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_dict_scan(d, 3, &cursor, 7, &pg, &pl, &n), MPB_EINVAL, C, NULL, NULL);
     void *res = NULL;
     size_t rn;
-    assert_err(
+    th_assert_err(
         mpb_call(C, MPB_OP_DICT_SCAN, "d_scan", RAW(0x93, 0x03, 0x00, 0x07).p, 4, 0, &res, &rn),
         MPB_EINVAL, C, "what", NULL);
     /* an empty dict: one empty page */
@@ -495,7 +468,7 @@ static void test_scan_while_mutating(void **state) {
     do {
         void *pg;
         size_t pl, n;
-        assert_ok(mpb_dict_scan(d, MPB_SCAN_KEYS, &cursor, 7, &pg, &pl, &n), C);
+        th_assert_ok(mpb_dict_scan(d, MPB_SCAN_KEYS, &cursor, 7, &pg, &pl, &n), C);
         assert_true(n <= 7);
         mpb__rd_t r = {pg, (const uint8_t *)pg + pl};
         uint32_t cnt;
@@ -522,7 +495,7 @@ static void test_scan_while_mutating(void **state) {
         for (int i = last + 1; i < MS_N && del < 3; i++)
             if (i % 5 && alive[i]) {
                 snprintf(k, sizeof k, "o%d", i);
-                assert_ok(mpb_dict_del(d, S(k).p, S(k).n), C);
+                th_assert_ok(mpb_dict_del(d, S(k).p, S(k).n), C);
                 alive[i] = false;
                 del++;
             }
@@ -530,7 +503,7 @@ static void test_scan_while_mutating(void **state) {
         for (int i = 0; i < last && i < MS_N && del < 2; i++)
             if (i % 5 && alive[i]) {
                 snprintf(k, sizeof k, "o%d", i);
-                assert_ok(mpb_dict_del(d, S(k).p, S(k).n), C);
+                th_assert_ok(mpb_dict_del(d, S(k).p, S(k).n), C);
                 alive[i] = false;
                 del++;
             }
@@ -543,7 +516,7 @@ static void test_scan_while_mutating(void **state) {
             for (int i = 0; i < MS_N; i++)
                 if (i % 5 && alive[i]) {
                     snprintf(k, sizeof k, "o%d", i);
-                    assert_ok(mpb_dict_del(d, S(k).p, S(k).n), C);
+                    th_assert_ok(mpb_dict_del(d, S(k).p, S(k).n), C);
                     alive[i] = false;
                 }
         assert_true(page < 10000);
@@ -573,7 +546,7 @@ static void test_scan_200k(void **state) {
             mpb__w_int(&b, (int64_t)j * 3 - 7);
         }
         assert_false(b.oom);
-        assert_ok(mpb_dict_update(d, b.p, b.len), C);
+        th_assert_ok(mpb_dict_update(d, b.p, b.len), C);
     }
     mpb__buf_free(&b);
     assert_int_equal(dlen(d), N);
@@ -584,7 +557,7 @@ static void test_scan_200k(void **state) {
     do {
         void *pg;
         size_t pl, n;
-        assert_ok(mpb_dict_scan(d, MPB_SCAN_ITEMS, &cursor, 5000, &pg, &pl, &n), C);
+        th_assert_ok(mpb_dict_scan(d, MPB_SCAN_ITEMS, &cursor, 5000, &pg, &pl, &n), C);
         assert_true(n >= 1 && n <= 1000);
         assert_true(pl < (8u << 20));
         mpb__rd_t r = {pg, (const uint8_t *)pg + pl};
@@ -614,7 +587,7 @@ static void test_scan_200k(void **state) {
     assert_int_equal(pages, (N + 998) / 999);
     mpb__buf_free(&out);
     mpb_dict_close(&d);
-    assert_ok(mpb_obj_delete(C, "dict/d_200k"), C);
+    th_assert_ok(mpb_obj_delete(C, "dict/d_200k"), C);
 }
 
 /* Pages are bounded by bytes too: ten values of 900 KB never come back in one 8 MB frame. */
@@ -636,7 +609,7 @@ static void test_scan_big_values_bounded(void **state) {
     do {
         void *pg;
         size_t pl, n;
-        assert_ok(mpb_dict_scan(d, MPB_SCAN_VALUES, &cursor, 0, &pg, &pl, &n), C);
+        th_assert_ok(mpb_dict_scan(d, MPB_SCAN_VALUES, &cursor, 0, &pg, &pl, &n), C);
         assert_true(n >= 1 && n < 10);
         assert_true(pl < (8u << 20));
         mpb__rd_t r = {pg, (const uint8_t *)pg + pl};
@@ -658,7 +631,7 @@ static void test_scan_big_values_bounded(void **state) {
     assert_true(pages >= 2);
     free(s);
     mpb_dict_close(&d);
-    assert_ok(mpb_obj_delete(C, "dict/d_bigvals"), C);
+    th_assert_ok(mpb_obj_delete(C, "dict/d_bigvals"), C);
 }
 
 /* ---- update ---- */
@@ -668,36 +641,36 @@ static void test_update_map_and_pairs(void **state) {
     mpb_dict_t *d = dopen("d_update");
     /* {"a": 1, "b": 2} */
     mv_t m = RAW(0x82, 0xa1, 'a', 0x01, 0xa1, 'b', 0x02);
-    assert_ok(mpb_dict_update(d, m.p, m.n), C);
+    th_assert_ok(mpb_dict_update(d, m.p, m.n), C);
     expect_get(d, S("a"), I(1));
     expect_get(d, S("b"), I(2));
     /* [["c", 3], ["a", 10]]: a keeps its place */
     mv_t pairs = RAW(0x92, 0x92, 0xa1, 'c', 0x03, 0x92, 0xa1, 'a', 0x0a);
-    assert_ok(mpb_dict_update(d, pairs.p, pairs.n), C);
+    th_assert_ok(mpb_dict_update(d, pairs.p, pairs.n), C);
     expect_get(d, S("a"), I(10));
     expect_get(d, S("c"), I(3));
     /* the same key twice in one update: the last wins; an int key in a long form */
     mv_t dup = RAW(0x83, 0xa1, 'd', 0x01, 0xa1, 'd', 0x02, 0xd1, 0x00, 0x07, 0xa1, 'x');
-    assert_ok(mpb_dict_update(d, dup.p, dup.n), C);
+    th_assert_ok(mpb_dict_update(d, dup.p, dup.n), C);
     expect_get(d, S("d"), I(2));
     expect_get(d, I(7), S("x"));
     /* empty map and empty array change nothing */
-    assert_ok(mpb_dict_update(d, RAW(0x80).p, 1), C);
-    assert_ok(mpb_dict_update(d, RAW(0x90).p, 1), C);
+    th_assert_ok(mpb_dict_update(d, RAW(0x80).p, 1), C);
+    th_assert_ok(mpb_dict_update(d, RAW(0x90).p, 1), C);
     assert_int_equal(dlen(d), 5);
     mpb__buf_t out = {0};
     mv_t order = RAW(0xa1, 'a', 0xa1, 'b', 0xa1, 'c', 0xa1, 'd', 0x07);
     assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 2, &out, NULL), 5);
-    assert_bytes(out.p, out.len, order.p, order.n);
+    th_assert_bytes(out.p, out.len, order.p, order.n);
     mpb__buf_free(&out);
     /* not a map or array of pairs: ETYPE, nothing changed */
-    assert_err(mpb_dict_update(d, I(5).p, I(5).n), MPB_ETYPE, C, NULL, NULL);
+    th_assert_err(mpb_dict_update(d, I(5).p, I(5).n), MPB_ETYPE, C, NULL, NULL);
     mv_t notpair = RAW(0x92, 0x92, 0xa1, 'x', 0x01, 0x05);
-    assert_err(mpb_dict_update(d, notpair.p, notpair.n), MPB_ETYPE, C, "item 1", NULL);
+    th_assert_err(mpb_dict_update(d, notpair.p, notpair.n), MPB_ETYPE, C, "item 1", NULL);
     mv_t triple = RAW(0x92, 0x92, 0xa1, 'y', 0x01, 0x93, 0xa1, 'z', 0x01, 0x02);
-    assert_err(mpb_dict_update(d, triple.p, triple.n), MPB_ETYPE, C, "item 1", NULL);
+    th_assert_err(mpb_dict_update(d, triple.p, triple.n), MPB_ETYPE, C, "item 1", NULL);
     mv_t single = RAW(0x91, 0x91, 0xa1, 'w');
-    assert_err(mpb_dict_update(d, single.p, single.n), MPB_ETYPE, C, "item 0", NULL);
+    th_assert_err(mpb_dict_update(d, single.p, single.n), MPB_ETYPE, C, "item 0", NULL);
     assert_int_equal(mpb_dict_contains(d, S("x").p, S("x").n), 0);
     assert_int_equal(mpb_dict_contains(d, S("y").p, S("y").n), 0);
     assert_int_equal(dlen(d), 5);
@@ -710,8 +683,8 @@ static void test_update_all_or_none(void **state) {
     th_broker_start(&b2, "--max-value", "1024", NULL);
     mpb_client_t *c = th_connect(&b2);
     mpb_dict_t *d;
-    assert_ok(mpb_dict_open(c, "d", &d), c);
-    assert_ok(mpb_dict_set(d, S("keep").p, S("keep").n, I(1).p, I(1).n), c);
+    th_assert_ok(mpb_dict_open(c, "d", &d), c);
+    th_assert_ok(mpb_dict_set(d, S("keep").p, S("keep").n, I(1).p, I(1).n), c);
     static char s[2048];
     memset(s, 'v', sizeof s);
     /* a value of exactly 1024 bytes is accepted, 1025 is not */
@@ -719,9 +692,9 @@ static void test_update_all_or_none(void **state) {
     size_t okn = mpb_pack_str(s, 1021, &ok), bign = mpb_pack_str(s, 1022, &big);
     assert_int_equal(okn, 1024);
     assert_int_equal(bign, 1025);
-    assert_ok(mpb_dict_set(d, S("exact").p, S("exact").n, ok, okn), c);
-    assert_err(mpb_dict_set(d, S("over").p, S("over").n, big, bign), MPB_ETOOBIG, c,
-               "value of 1025 bytes", "max_value 1024");
+    th_assert_ok(mpb_dict_set(d, S("exact").p, S("exact").n, ok, okn), c);
+    th_assert_err(mpb_dict_set(d, S("over").p, S("over").n, big, bign), MPB_ETOOBIG, c,
+                  "value of 1025 bytes", "max_value 1024");
     /* map {"a": 1, "b": <1025 bytes>, "c": 3} */
     mpb__buf_t m = {0};
     mpb__w_map(&m, 3);
@@ -731,8 +704,8 @@ static void test_update_all_or_none(void **state) {
     mpb__w_raw(&m, big, bign);
     mpb__w_cstr(&m, "c");
     mpb__w_int(&m, 3);
-    assert_err(mpb_dict_update(d, m.p, m.len), MPB_ETOOBIG, c, "value of 1025 bytes",
-               "max_value 1024");
+    th_assert_err(mpb_dict_update(d, m.p, m.len), MPB_ETOOBIG, c, "value of 1025 bytes",
+                  "max_value 1024");
     /* the same as pairs, with "keep" overwritten first */
     mpb__buf_t p = {0};
     mpb__w_array(&p, 3);
@@ -745,7 +718,7 @@ static void test_update_all_or_none(void **state) {
     mpb__w_array(&p, 2);
     mpb__w_cstr(&p, "b");
     mpb__w_raw(&p, big, bign);
-    assert_err(mpb_dict_update(d, p.p, p.len), MPB_ETOOBIG, c, "value of 1025 bytes", NULL);
+    th_assert_err(mpb_dict_update(d, p.p, p.len), MPB_ETOOBIG, c, "value of 1025 bytes", NULL);
     /* a bad pair at the end, after good ones */
     mpb__buf_t q = {0};
     mpb__w_array(&q, 2);
@@ -753,14 +726,14 @@ static void test_update_all_or_none(void **state) {
     mpb__w_cstr(&q, "a");
     mpb__w_int(&q, 1);
     mpb__w_int(&q, 5);
-    assert_err(mpb_dict_update(d, q.p, q.len), MPB_ETYPE, c, NULL, NULL);
+    th_assert_err(mpb_dict_update(d, q.p, q.len), MPB_ETYPE, c, NULL, NULL);
     uint64_t n;
-    assert_ok(mpb_dict_len(d, &n), c);
+    th_assert_ok(mpb_dict_len(d, &n), c);
     assert_int_equal(n, 2);
     void *v;
     size_t vn;
-    assert_ok(mpb_dict_get(d, S("keep").p, S("keep").n, &v, &vn), c);
-    assert_bytes(v, vn, I(1).p, I(1).n);
+    th_assert_ok(mpb_dict_get(d, S("keep").p, S("keep").n, &v, &vn), c);
+    th_assert_bytes(v, vn, I(1).p, I(1).n);
     mpb_free(v);
     assert_int_equal(mpb_dict_contains(d, S("a").p, S("a").n), 0);
     assert_int_equal(mpb_dict_contains(d, S("c").p, S("c").n), 0);
@@ -771,8 +744,8 @@ static void test_update_all_or_none(void **state) {
     mpb__w_raw(&m, ok, okn);
     mpb__w_cstr(&m, "c");
     mpb__w_int(&m, 3);
-    assert_ok(mpb_dict_update(d, m.p, m.len), c);
-    assert_ok(mpb_dict_len(d, &n), c);
+    th_assert_ok(mpb_dict_update(d, m.p, m.len), c);
+    th_assert_ok(mpb_dict_len(d, &n), c);
     assert_int_equal(n, 4);
     mpb__buf_free(&m);
     mpb__buf_free(&p);
@@ -794,29 +767,30 @@ static void test_pop(void **state) {
     dset(d, S("b"), S("beta"));
     void *v;
     size_t vn;
-    assert_ok(mpb_dict_pop(d, S("a").p, S("a").n, NULL, 0, &v, &vn), C);
-    assert_bytes(v, vn, S("alpha").p, S("alpha").n);
+    th_assert_ok(mpb_dict_pop(d, S("a").p, S("a").n, NULL, 0, &v, &vn), C);
+    th_assert_bytes(v, vn, S("alpha").p, S("alpha").n);
     mpb_free(v);
     assert_int_equal(mpb_dict_contains(d, S("a").p, S("a").n), 0);
     assert_int_equal(dlen(d), 1);
     /* missing with a default: the default, nothing stored */
-    assert_ok(mpb_dict_pop(d, S("a").p, S("a").n, I(-1).p, I(-1).n, &v, &vn), C);
-    assert_bytes(v, vn, I(-1).p, I(-1).n);
+    th_assert_ok(mpb_dict_pop(d, S("a").p, S("a").n, I(-1).p, I(-1).n, &v, &vn), C);
+    th_assert_bytes(v, vn, I(-1).p, I(-1).n);
     mpb_free(v);
     assert_int_equal(mpb_dict_contains(d, S("a").p, S("a").n), 0);
     /* present with a default: the value */
-    assert_ok(mpb_dict_pop(d, S("b").p, S("b").n, I(-1).p, I(-1).n, &v, &vn), C);
-    assert_bytes(v, vn, S("beta").p, S("beta").n);
+    th_assert_ok(mpb_dict_pop(d, S("b").p, S("b").n, I(-1).p, I(-1).n, &v, &vn), C);
+    th_assert_bytes(v, vn, S("beta").p, S("beta").n);
     mpb_free(v);
     assert_int_equal(dlen(d), 0);
     /* missing without one: ENOKEY naming the key */
-    assert_err(mpb_dict_pop(d, S("b").p, S("b").n, NULL, 0, &v, &vn), MPB_ENOKEY, C, "\"b\"",
-               "d_pop");
-    assert_err(mpb_dict_pop(d, I(404).p, I(404).n, NULL, 0, &v, &vn), MPB_ENOKEY, C, "404", NULL);
+    th_assert_err(mpb_dict_pop(d, S("b").p, S("b").n, NULL, 0, &v, &vn), MPB_ENOKEY, C, "\"b\"",
+                  "d_pop");
+    th_assert_err(mpb_dict_pop(d, I(404).p, I(404).n, NULL, 0, &v, &vn),
+                  MPB_ENOKEY, C, "404", NULL);
     /* canonical key */
     dset(d, I(300), S("x"));
-    assert_ok(mpb_dict_pop(d, RAW(0xd2, 0, 0, 0x01, 0x2c).p, 5, NULL, 0, &v, &vn), C);
-    assert_bytes(v, vn, S("x").p, S("x").n);
+    th_assert_ok(mpb_dict_pop(d, RAW(0xd2, 0, 0, 0x01, 0x2c).p, 5, NULL, 0, &v, &vn), C);
+    th_assert_bytes(v, vn, S("x").p, S("x").n);
     mpb_free(v);
     assert_int_equal(dlen(d), 0);
     mpb_dict_close(&d);
@@ -825,9 +799,9 @@ static void test_pop(void **state) {
 static void expect_popitem(mpb_dict_t *d, mv_t k, mv_t v) {
     void *kp = NULL, *vp = NULL;
     size_t kn = 0, vn = 0;
-    assert_ok(mpb_dict_popitem(d, &kp, &kn, &vp, &vn), C);
-    assert_bytes(kp, kn, k.p, k.n);
-    assert_bytes(vp, vn, v.p, v.n);
+    th_assert_ok(mpb_dict_popitem(d, &kp, &kn, &vp, &vn), C);
+    th_assert_bytes(kp, kn, k.p, k.n);
+    th_assert_bytes(vp, vn, v.p, v.n);
     mpb_free(kp);
     mpb_free(vp);
 }
@@ -837,7 +811,7 @@ static void test_popitem_lifo(void **state) {
     mpb_dict_t *d = dopen("d_popitem");
     void *kp, *vp;
     size_t kn, vn;
-    assert_err(mpb_dict_popitem(d, &kp, &kn, &vp, &vn), MPB_EEMPTY, C, "d_popitem", "empty");
+    th_assert_err(mpb_dict_popitem(d, &kp, &kn, &vp, &vn), MPB_EEMPTY, C, "d_popitem", "empty");
     dset(d, S("a"), I(1));
     dset(d, S("b"), I(2));
     dset(d, S("c"), I(3));
@@ -846,7 +820,7 @@ static void test_popitem_lifo(void **state) {
     dset(d, S("d"), I(4));
     expect_popitem(d, S("d"), I(4));
     expect_popitem(d, S("a"), I(1));
-    assert_err(mpb_dict_popitem(d, &kp, &kn, &vp, &vn), MPB_EEMPTY, C, "empty", NULL);
+    th_assert_err(mpb_dict_popitem(d, &kp, &kn, &vp, &vn), MPB_EEMPTY, C, "empty", NULL);
     /* overwriting keeps the place: x, y, x=3 -> popitem gives y first (as Python) */
     dset(d, S("x"), I(1));
     dset(d, S("y"), I(2));
@@ -856,9 +830,9 @@ static void test_popitem_lifo(void **state) {
     /* deleted in the middle and at the end: popitem skips the holes */
     for (int i = 0; i < 10; i++)
         dset(d, I(i), I(i * i));
-    assert_ok(mpb_dict_del(d, I(9).p, I(9).n), C);
-    assert_ok(mpb_dict_del(d, I(8).p, I(8).n), C);
-    assert_ok(mpb_dict_del(d, I(5).p, I(5).n), C);
+    th_assert_ok(mpb_dict_del(d, I(9).p, I(9).n), C);
+    th_assert_ok(mpb_dict_del(d, I(8).p, I(8).n), C);
+    th_assert_ok(mpb_dict_del(d, I(5).p, I(5).n), C);
     expect_popitem(d, I(7), I(49));
     expect_popitem(d, I(6), I(36));
     expect_popitem(d, I(4), I(16));
@@ -878,22 +852,22 @@ static void test_setdefault(void **state) {
     mpb_dict_t *d = dopen("d_setdefault");
     void *v;
     size_t vn;
-    assert_ok(mpb_dict_setdefault(d, S("a").p, S("a").n, I(5).p, I(5).n, &v, &vn), C);
-    assert_bytes(v, vn, I(5).p, I(5).n);
+    th_assert_ok(mpb_dict_setdefault(d, S("a").p, S("a").n, I(5).p, I(5).n, &v, &vn), C);
+    th_assert_bytes(v, vn, I(5).p, I(5).n);
     mpb_free(v);
     expect_get(d, S("a"), I(5));
-    assert_ok(mpb_dict_setdefault(d, S("a").p, S("a").n, I(6).p, I(6).n, &v, &vn), C);
-    assert_bytes(v, vn, I(5).p, I(5).n);
+    th_assert_ok(mpb_dict_setdefault(d, S("a").p, S("a").n, I(6).p, I(6).n, &v, &vn), C);
+    th_assert_bytes(v, vn, I(5).p, I(5).n);
     mpb_free(v);
     expect_get(d, S("a"), I(5));
     /* a nil value is a value: setdefault leaves it */
     dset(d, S("n"), RAW(0xc0));
-    assert_ok(mpb_dict_setdefault(d, S("n").p, S("n").n, I(6).p, I(6).n, &v, &vn), C);
-    assert_bytes(v, vn, RAW(0xc0).p, 1);
+    th_assert_ok(mpb_dict_setdefault(d, S("n").p, S("n").n, I(6).p, I(6).n, &v, &vn), C);
+    th_assert_bytes(v, vn, RAW(0xc0).p, 1);
     mpb_free(v);
     mv_t nested = RAW(0x91, 0x92, 0x01, 0x02);
-    assert_ok(mpb_dict_setdefault(d, I(1).p, I(1).n, nested.p, nested.n, &v, &vn), C);
-    assert_bytes(v, vn, nested.p, nested.n);
+    th_assert_ok(mpb_dict_setdefault(d, I(1).p, I(1).n, nested.p, nested.n, &v, &vn), C);
+    th_assert_bytes(v, vn, nested.p, nested.n);
     mpb_free(v);
     expect_get(d, RAW(0xcc, 0x01), nested);
     assert_int_equal(dlen(d), 3);
@@ -907,55 +881,55 @@ static void test_incr(void **state) {
     mpb_dict_t *d = dopen("d_incr");
     int64_t r = 0;
     /* absent counts as 0 */
-    assert_ok(mpb_dict_incr(d, S("n").p, S("n").n, 5, &r), C);
+    th_assert_ok(mpb_dict_incr(d, S("n").p, S("n").n, 5, &r), C);
     assert_int_equal(r, 5);
     expect_get(d, S("n"), I(5));
-    assert_ok(mpb_dict_incr(d, S("n").p, S("n").n, -8, &r), C);
+    th_assert_ok(mpb_dict_incr(d, S("n").p, S("n").n, -8, &r), C);
     assert_int_equal(r, -3);
     expect_get(d, S("n"), I(-3));
-    assert_ok(mpb_dict_incr(d, S("n").p, S("n").n, 0, &r), C);
+    th_assert_ok(mpb_dict_incr(d, S("n").p, S("n").n, 0, &r), C);
     assert_int_equal(r, -3);
-    assert_ok(mpb_dict_incr(d, S("n").p, S("n").n, 1000000, NULL), C);
+    th_assert_ok(mpb_dict_incr(d, S("n").p, S("n").n, 1000000, NULL), C);
     expect_get(d, S("n"), I(999997));
     /* incr by 0 on an absent key stores 0 */
-    assert_ok(mpb_dict_incr(d, S("z").p, S("z").n, 0, &r), C);
+    th_assert_ok(mpb_dict_incr(d, S("z").p, S("z").n, 0, &r), C);
     assert_int_equal(r, 0);
     expect_get(d, S("z"), I(0));
     /* a stored integer in a long encoding, and an int key in another form */
     dset(d, I(7), RAW(0xd3, 0, 0, 0, 0, 0, 0, 0, 0x05));
-    assert_ok(mpb_dict_incr(d, RAW(0xcc, 0x07).p, 2, 1, &r), C);
+    th_assert_ok(mpb_dict_incr(d, RAW(0xcc, 0x07).p, 2, 1, &r), C);
     assert_int_equal(r, 6);
     expect_get(d, I(7), I(6));
     /* not an integer: ETYPE naming the key, value unchanged */
     dset(d, S("s"), S("text"));
-    assert_err(mpb_dict_incr(d, S("s").p, S("s").n, 1, &r), MPB_ETYPE, C, "\"s\"", "integer");
+    th_assert_err(mpb_dict_incr(d, S("s").p, S("s").n, 1, &r), MPB_ETYPE, C, "\"s\"", "integer");
     expect_get(d, S("s"), S("text"));
     mv_t dbl = RAW(0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0); /* 1.0 */
     dset(d, S("f"), dbl);
-    assert_err(mpb_dict_incr(d, S("f").p, S("f").n, 1, &r), MPB_ETYPE, C, NULL, NULL);
+    th_assert_err(mpb_dict_incr(d, S("f").p, S("f").n, 1, &r), MPB_ETYPE, C, NULL, NULL);
     expect_get(d, S("f"), dbl);
     dset(d, S("arr"), RAW(0x91, 0x01));
-    assert_err(mpb_dict_incr(d, S("arr").p, S("arr").n, 1, &r), MPB_ETYPE, C, NULL, NULL);
+    th_assert_err(mpb_dict_incr(d, S("arr").p, S("arr").n, 1, &r), MPB_ETYPE, C, NULL, NULL);
     expect_get(d, S("arr"), RAW(0x91, 0x01));
     /* overflow both ways: EOVERFLOW, value unchanged */
     dset(d, S("max"), I(INT64_MAX));
-    assert_err(mpb_dict_incr(d, S("max").p, S("max").n, 1, &r), MPB_EOVERFLOW, C,
-               "9223372036854775807", "overflow");
+    th_assert_err(mpb_dict_incr(d, S("max").p, S("max").n, 1, &r), MPB_EOVERFLOW, C,
+                  "9223372036854775807", "overflow");
     expect_get(d, S("max"), I(INT64_MAX));
-    assert_ok(mpb_dict_incr(d, S("max").p, S("max").n, -1, &r), C);
+    th_assert_ok(mpb_dict_incr(d, S("max").p, S("max").n, -1, &r), C);
     assert_int_equal(r, INT64_MAX - 1);
-    assert_ok(mpb_dict_incr(d, S("max").p, S("max").n, 1, &r), C);
+    th_assert_ok(mpb_dict_incr(d, S("max").p, S("max").n, 1, &r), C);
     assert_int_equal(r, INT64_MAX);
     dset(d, S("min"), I(INT64_MIN + 5));
-    assert_err(mpb_dict_incr(d, S("min").p, S("min").n, -6, &r), MPB_EOVERFLOW, C, NULL, NULL);
+    th_assert_err(mpb_dict_incr(d, S("min").p, S("min").n, -6, &r), MPB_EOVERFLOW, C, NULL, NULL);
     expect_get(d, S("min"), I(INT64_MIN + 5));
-    assert_ok(mpb_dict_incr(d, S("min").p, S("min").n, -5, &r), C);
+    th_assert_ok(mpb_dict_incr(d, S("min").p, S("min").n, -5, &r), C);
     assert_int_equal(r, INT64_MIN);
-    assert_err(mpb_dict_incr(d, S("min").p, S("min").n, INT64_MIN, &r), MPB_EOVERFLOW, C, NULL,
-               NULL);
+    th_assert_err(mpb_dict_incr(d, S("min").p, S("min").n, INT64_MIN, &r), MPB_EOVERFLOW, C, NULL,
+                  NULL);
     expect_get(d, S("min"), I(INT64_MIN));
-    assert_ok(mpb_dict_incr(d, S("big").p, S("big").n, INT64_MAX, &r), C);
-    assert_ok(mpb_dict_incr(d, S("big").p, S("big").n, INT64_MIN, &r), C);
+    th_assert_ok(mpb_dict_incr(d, S("big").p, S("big").n, INT64_MAX, &r), C);
+    th_assert_ok(mpb_dict_incr(d, S("big").p, S("big").n, INT64_MIN, &r), C);
     assert_int_equal(r, -1);
     mpb_dict_close(&d);
 }
@@ -967,7 +941,7 @@ static void test_clear(void **state) {
     mpb_dict_t *d = dopen("d_clear");
     for (int i = 0; i < 50; i++)
         dset(d, I(i), I(i));
-    assert_ok(mpb_dict_clear(d), C);
+    th_assert_ok(mpb_dict_clear(d), C);
     assert_int_equal(dlen(d), 0);
     expect_nokey(d, I(1));
     mpb__buf_t out = {0};
@@ -976,8 +950,8 @@ static void test_clear(void **state) {
     assert_int_equal(pages, 1);
     void *kp, *vp;
     size_t kn, vn;
-    assert_err(mpb_dict_popitem(d, &kp, &kn, &vp, &vn), MPB_EEMPTY, C, NULL, NULL);
-    assert_ok(mpb_dict_clear(d), C); /* clearing an empty dict */
+    th_assert_err(mpb_dict_popitem(d, &kp, &kn, &vp, &vn), MPB_EEMPTY, C, NULL, NULL);
+    th_assert_ok(mpb_dict_clear(d), C); /* clearing an empty dict */
     /* it is still a dict, and works as new */
     uint64_t size = 99;
     assert_int_equal(objects_find("dict", "d_clear", &size), 1);
@@ -986,7 +960,7 @@ static void test_clear(void **state) {
     dset(d, S("a"), I(1));
     assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 1, &out, &pages), 2);
     mv_t ba = RAW(0xa1, 'b', 0xa1, 'a');
-    assert_bytes(out.p, out.len, ba.p, ba.n);
+    th_assert_bytes(out.p, out.len, ba.p, ba.n);
     mpb__buf_free(&out);
     mpb_dict_close(&d);
 }
@@ -996,22 +970,22 @@ static void test_copy(void **state) {
     mpb_dict_t *src = dopen("d_copy_src");
     for (int i = 0; i < 20; i++)
         dset(src, I(i), I(-i));
-    assert_ok(mpb_dict_del(src, I(3).p, I(3).n), C);
+    th_assert_ok(mpb_dict_del(src, I(3).p, I(3).n), C);
     mpb__buf_t before = {0}, after = {0};
     assert_int_equal(scan_all(src, MPB_SCAN_ITEMS, 0, &before, NULL), 19);
     /* to a new name */
-    assert_ok(mpb_dict_copy(src, "d_copy_snap"), C);
+    th_assert_ok(mpb_dict_copy(src, "d_copy_snap"), C);
     mpb_dict_t *snap = dopen("d_copy_snap");
     assert_int_equal(scan_all(snap, MPB_SCAN_ITEMS, 4, &after, NULL), 19);
-    assert_bytes(after.p, after.len, before.p, before.len);
+    th_assert_bytes(after.p, after.len, before.p, before.len);
     /* later changes to the source do not show in the copy, nor the other way */
     dset(src, S("new"), I(1));
-    assert_ok(mpb_dict_del(src, I(0).p, I(0).n), C);
+    th_assert_ok(mpb_dict_del(src, I(0).p, I(0).n), C);
     dset(src, I(1), S("changed"));
     dset(snap, S("only in snap"), I(2));
     mpb__buf_reset(&after);
     assert_int_equal(scan_all(snap, MPB_SCAN_ITEMS, 4, &after, NULL), 20);
-    assert_bytes(after.p, before.len, before.p, before.len);
+    th_assert_bytes(after.p, before.len, before.p, before.len);
     expect_get(snap, I(0), I(0));
     expect_get(snap, I(1), I(-1));
     assert_int_equal(mpb_dict_contains(snap, S("new").p, S("new").n), 0);
@@ -1024,34 +998,34 @@ static void test_copy(void **state) {
     mpb_dict_t *old = dopen("d_copy_old");
     dset(old, S("z"), I(9));
     dset(old, I(1), S("old"));
-    assert_ok(mpb_dict_copy(src, "d_copy_old"), C);
+    th_assert_ok(mpb_dict_copy(src, "d_copy_old"), C);
     assert_int_equal(mpb_dict_contains(old, S("z").p, S("z").n), 0);
     expect_get(old, I(1), S("changed"));
     assert_int_equal(dlen(old), 19);
     mpb__buf_t s1 = {0}, s2 = {0};
     scan_all(src, MPB_SCAN_ITEMS, 0, &s1, NULL);
     scan_all(old, MPB_SCAN_ITEMS, 0, &s2, NULL);
-    assert_bytes(s2.p, s2.len, s1.p, s1.len);
+    th_assert_bytes(s2.p, s2.len, s1.p, s1.len);
     mpb__buf_free(&s1);
     mpb__buf_free(&s2);
     /* onto itself: nothing changes */
-    assert_ok(mpb_dict_copy(src, "d_copy_src"), C);
+    th_assert_ok(mpb_dict_copy(src, "d_copy_src"), C);
     assert_int_equal(dlen(src), 19);
     /* onto a list: EKIND, and the list untouched */
     mpb_list_t *l;
-    assert_ok(mpb_list_open(C, "d_copy_list", &l), C);
-    assert_ok(mpb_list_append(l, I(1).p, I(1).n), C);
-    assert_err(mpb_dict_copy(src, "d_copy_list"), MPB_EKIND, C, "d_copy_list", "list");
+    th_assert_ok(mpb_list_open(C, "d_copy_list", &l), C);
+    th_assert_ok(mpb_list_append(l, I(1).p, I(1).n), C);
+    th_assert_err(mpb_dict_copy(src, "d_copy_list"), MPB_EKIND, C, "d_copy_list", "list");
     uint64_t ll;
-    assert_ok(mpb_list_len(l, &ll), C);
+    th_assert_ok(mpb_list_len(l, &ll), C);
     assert_int_equal(ll, 1);
     mpb_list_close(&l);
     /* a bad destination name */
-    assert_err(mpb_dict_copy(src, "a/b"), MPB_EINVAL, C, NULL, NULL);
-    assert_err(mpb_dict_copy(src, ""), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_dict_copy(src, "a/b"), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_dict_copy(src, ""), MPB_EINVAL, C, NULL, NULL);
     /* an empty source makes an empty dict */
     mpb_dict_t *empty = dopen("d_copy_empty");
-    assert_ok(mpb_dict_copy(empty, "d_copy_old"), C);
+    th_assert_ok(mpb_dict_copy(empty, "d_copy_old"), C);
     assert_int_equal(dlen(old), 0);
     uint64_t size = 99;
     assert_int_equal(objects_find("dict", "d_copy_old", &size), 1);
@@ -1092,9 +1066,9 @@ static void test_canonical_keys(void **state) {
     /* the key is kept (and scanned) in its canonical form */
     mpb__buf_t out = {0};
     assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 0, &out, NULL), 1);
-    assert_bytes(out.p, out.len, "\x01", 1);
+    th_assert_bytes(out.p, out.len, "\x01", 1);
     mpb__buf_reset(&out);
-    assert_ok(mpb_dict_del(d, forms[7].p, forms[7].n), C);
+    th_assert_ok(mpb_dict_del(d, forms[7].p, forms[7].n), C);
     assert_int_equal(dlen(d), 0);
     /* -1: negative fixint, int8, int64 */
     dset(d, RAW(0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), S("minus one"));
@@ -1123,7 +1097,7 @@ static void test_canonical_keys(void **state) {
     assert_int_equal(dlen(d), 7);
     /* the same keys through update and popitem */
     mv_t upd = RAW(0x82, 0xce, 0, 0, 0x01, 0x00, 0x01, 0xd9, 0x03, 'a', 'b', 'c', 0x02);
-    assert_ok(mpb_dict_update(d, upd.p, upd.n), C);
+    th_assert_ok(mpb_dict_update(d, upd.p, upd.n), C);
     expect_get(d, I(256), I(1));
     expect_get(d, S("abc"), I(2));
     assert_int_equal(dlen(d), 7);
@@ -1140,55 +1114,55 @@ static void test_canonical_keys(void **state) {
 static void test_helpers(void **state) {
     (void)state;
     mpb_dict_t *d = dopen("d_helpers");
-    assert_ok(mpb_dict_set_str(d, "greeting", "hello"), C);
+    th_assert_ok(mpb_dict_set_str(d, "greeting", "hello"), C);
     char *s = NULL;
-    assert_ok(mpb_dict_get_str(d, "greeting", &s), C);
+    th_assert_ok(mpb_dict_get_str(d, "greeting", &s), C);
     assert_string_equal(s, "hello");
     mpb_free(s);
     expect_get(d, S("greeting"), S("hello")); /* the same key as a packed string */
-    assert_ok(mpb_dict_set_str(d, "empty", ""), C);
-    assert_ok(mpb_dict_get_str(d, "empty", &s), C);
+    th_assert_ok(mpb_dict_set_str(d, "empty", ""), C);
+    th_assert_ok(mpb_dict_get_str(d, "empty", &s), C);
     assert_string_equal(s, "");
     mpb_free(s);
-    assert_ok(mpb_dict_set_i64(d, "n", -42), C);
+    th_assert_ok(mpb_dict_set_i64(d, "n", -42), C);
     int64_t v = 0;
-    assert_ok(mpb_dict_get_i64(d, "n", &v), C);
+    th_assert_ok(mpb_dict_get_i64(d, "n", &v), C);
     assert_int_equal(v, -42);
     expect_get(d, S("n"), I(-42));
-    assert_ok(mpb_dict_set_i64(d, "max", INT64_MAX), C);
-    assert_ok(mpb_dict_get_i64(d, "max", &v), C);
+    th_assert_ok(mpb_dict_set_i64(d, "max", INT64_MAX), C);
+    th_assert_ok(mpb_dict_get_i64(d, "max", &v), C);
     assert_int_equal(v, INT64_MAX);
-    assert_ok(mpb_dict_incr_str(d, "n", 50, &v), C);
+    th_assert_ok(mpb_dict_incr_str(d, "n", 50, &v), C);
     assert_int_equal(v, 8);
-    assert_ok(mpb_dict_incr_str(d, "fresh", -3, &v), C);
+    th_assert_ok(mpb_dict_incr_str(d, "fresh", -3, &v), C);
     assert_int_equal(v, -3);
-    assert_ok(mpb_dict_get_i64(d, "fresh", &v), C);
+    th_assert_ok(mpb_dict_get_i64(d, "fresh", &v), C);
     assert_int_equal(v, -3);
-    assert_err(mpb_dict_incr_str(d, "max", 1, &v), MPB_EOVERFLOW, C, NULL, NULL);
-    assert_err(mpb_dict_incr_str(d, "greeting", 1, &v), MPB_ETYPE, C, "greeting", NULL);
+    th_assert_err(mpb_dict_incr_str(d, "max", 1, &v), MPB_EOVERFLOW, C, NULL, NULL);
+    th_assert_err(mpb_dict_incr_str(d, "greeting", 1, &v), MPB_ETYPE, C, "greeting", NULL);
     /* wrong types and missing keys */
-    assert_err(mpb_dict_get_i64(d, "greeting", &v), MPB_ETYPE, C, NULL, NULL);
-    assert_err(mpb_dict_get_str(d, "n", &s), MPB_ETYPE, C, NULL, NULL);
-    assert_err(mpb_dict_get_str(d, "nope", &s), MPB_ENOKEY, C, "\"nope\"", NULL);
-    assert_err(mpb_dict_get_i64(d, "nope", &v), MPB_ENOKEY, C, "\"nope\"", NULL);
-    assert_err(mpb_dict_set_str(d, "x", NULL), MPB_EINVAL, C, NULL, NULL);
-    assert_err(mpb_dict_set_str(d, NULL, "x"), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_dict_get_i64(d, "greeting", &v), MPB_ETYPE, C, NULL, NULL);
+    th_assert_err(mpb_dict_get_str(d, "n", &s), MPB_ETYPE, C, NULL, NULL);
+    th_assert_err(mpb_dict_get_str(d, "nope", &s), MPB_ENOKEY, C, "\"nope\"", NULL);
+    th_assert_err(mpb_dict_get_i64(d, "nope", &v), MPB_ENOKEY, C, "\"nope\"", NULL);
+    th_assert_err(mpb_dict_set_str(d, "x", NULL), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_dict_set_str(d, NULL, "x"), MPB_EINVAL, C, NULL, NULL);
     /* long keys and values (past the helpers' stack buffer) */
     char key[300], val[5000];
     memset(key, 'K', sizeof key - 1);
     key[sizeof key - 1] = 0;
     memset(val, 'V', sizeof val - 1);
     val[sizeof val - 1] = 0;
-    assert_ok(mpb_dict_set_str(d, key, val), C);
-    assert_ok(mpb_dict_get_str(d, key, &s), C);
+    th_assert_ok(mpb_dict_set_str(d, key, val), C);
+    th_assert_ok(mpb_dict_get_str(d, key, &s), C);
     assert_string_equal(s, val);
     mpb_free(s);
-    assert_ok(mpb_dict_incr_str(d, key + 150, 7, &v), C);
-    assert_ok(mpb_dict_get_i64(d, key + 150, &v), C);
+    th_assert_ok(mpb_dict_incr_str(d, key + 150, 7, &v), C);
+    th_assert_ok(mpb_dict_get_i64(d, key + 150, &v), C);
     assert_int_equal(v, 7);
     /* UTF-8 and a string with an embedded quote */
-    assert_ok(mpb_dict_set_str(d, "clé \"q\"", "värde ✓"), C);
-    assert_ok(mpb_dict_get_str(d, "clé \"q\"", &s), C);
+    th_assert_ok(mpb_dict_set_str(d, "clé \"q\"", "värde ✓"), C);
+    th_assert_ok(mpb_dict_get_str(d, "clé \"q\"", &s), C);
     assert_string_equal(s, "värde ✓");
     mpb_free(s);
     assert_int_equal(dlen(d), 8);
@@ -1204,9 +1178,9 @@ static void test_objects_list_describe_delete(void **state) {
     dset(d1, S("b"), I(2));
     dset(d1, S("c"), I(3));
     mpb_list_t *l;
-    assert_ok(mpb_list_open(C, "obj_l1", &l), C);
-    assert_ok(mpb_list_append(l, I(1).p, I(1).n), C);
-    assert_ok(mpb_list_append(l, I(2).p, I(2).n), C);
+    th_assert_ok(mpb_list_open(C, "obj_l1", &l), C);
+    th_assert_ok(mpb_list_append(l, I(1).p, I(1).n), C);
+    th_assert_ok(mpb_list_append(l, I(2).p, I(2).n), C);
     /* "kind/name" patterns, in pages of 2 */
     struct {
         const char *pattern;
@@ -1226,7 +1200,7 @@ static void test_objects_list_describe_delete(void **state) {
         do {
             mpb_obj_info_t info[2];
             size_t n = 99;
-            assert_ok(mpb_objects(C, cases[t].pattern, &cursor, info, 2, &n), C);
+            th_assert_ok(mpb_objects(C, cases[t].pattern, &cursor, info, 2, &n), C);
             assert_true(n <= 2);
             for (size_t i = 0; i < n; i++) {
                 found++;
@@ -1256,7 +1230,7 @@ static void test_objects_list_describe_delete(void **state) {
     /* describe */
     void *m;
     size_t mn;
-    assert_ok(mpb_obj_describe(C, "dict/obj_d1", &m, &mn), C);
+    th_assert_ok(mpb_obj_describe(C, "dict/obj_d1", &m, &mn), C);
     mpb__rd_t r = {m, (const uint8_t *)m + mn}, v;
     const char *s;
     uint32_t sl;
@@ -1276,21 +1250,21 @@ static void test_objects_list_describe_delete(void **state) {
     assert_int_equal(mpb__rd_uint(&v, &u), 0);
     assert_true(u > 0);
     mpb_free(m);
-    assert_ok(mpb_obj_describe(C, "list/obj_l1", &m, &mn), C);
+    th_assert_ok(mpb_obj_describe(C, "list/obj_l1", &m, &mn), C);
     r = (mpb__rd_t){m, (const uint8_t *)m + mn};
     assert_int_equal(mpb__rd_mapget(&r, "size", &v), 0);
     assert_int_equal(mpb__rd_uint(&v, &u), 0);
     assert_int_equal(u, 2);
     mpb_free(m);
-    assert_err(mpb_obj_describe(C, "dict/obj_none", &m, &mn), MPB_ENOOBJ, C, "obj_none", NULL);
-    assert_err(mpb_obj_describe(C, "list/obj_d1", &m, &mn), MPB_EKIND, C, "obj_d1", "dict");
-    assert_err(mpb_obj_describe(C, "obj_d1", &m, &mn), MPB_EINVAL, C, NULL, NULL);
-    assert_err(mpb_obj_describe(C, "nosuchkind/obj_d1", &m, &mn), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_obj_describe(C, "dict/obj_none", &m, &mn), MPB_ENOOBJ, C, "obj_none", NULL);
+    th_assert_err(mpb_obj_describe(C, "list/obj_d1", &m, &mn), MPB_EKIND, C, "obj_d1", "dict");
+    th_assert_err(mpb_obj_describe(C, "obj_d1", &m, &mn), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_obj_describe(C, "nosuchkind/obj_d1", &m, &mn), MPB_EINVAL, C, NULL, NULL);
     /* delete */
-    assert_err(mpb_obj_delete(C, "list/obj_d1"), MPB_EKIND, C, "obj_d1", NULL);
-    assert_ok(mpb_obj_delete(C, "dict/obj_d1"), C);
-    assert_err(mpb_obj_describe(C, "dict/obj_d1", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
-    assert_err(mpb_obj_delete(C, "dict/obj_d1"), MPB_ENOOBJ, C, "obj_d1", NULL);
+    th_assert_err(mpb_obj_delete(C, "list/obj_d1"), MPB_EKIND, C, "obj_d1", NULL);
+    th_assert_ok(mpb_obj_delete(C, "dict/obj_d1"), C);
+    th_assert_err(mpb_obj_describe(C, "dict/obj_d1", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
+    th_assert_err(mpb_obj_delete(C, "dict/obj_d1"), MPB_ENOOBJ, C, "obj_d1", NULL);
     assert_int_equal(objects_find("dict", "obj_d1", NULL), 0);
     assert_int_equal(objects_find("dict", "obj_d2", NULL), 1);
     /* the old handle names a dict that is gone: using it makes a new, empty one */
@@ -1299,13 +1273,13 @@ static void test_objects_list_describe_delete(void **state) {
     dset(d1, S("again"), I(1));
     assert_int_equal(dlen(d1), 1);
     /* a deleted name is free for another kind */
-    assert_ok(mpb_obj_delete(C, "list/obj_l1"), C);
+    th_assert_ok(mpb_obj_delete(C, "list/obj_l1"), C);
     mpb_list_close(&l);
-    assert_ok(mpb_obj_delete(C, "dict/obj_d2"), C);
+    th_assert_ok(mpb_obj_delete(C, "dict/obj_d2"), C);
     mpb_dict_close(&d2);
-    assert_ok(mpb_dict_open(C, "obj_l1", &d2), C);
+    th_assert_ok(mpb_dict_open(C, "obj_l1", &d2), C);
     dset(d2, S("k"), I(1));
-    assert_ok(mpb_obj_delete(C, "dict/obj_l1"), C);
+    th_assert_ok(mpb_obj_delete(C, "dict/obj_l1"), C);
     mpb_dict_close(&d2);
     mpb_dict_close(&d1);
 }
@@ -1313,42 +1287,44 @@ static void test_objects_list_describe_delete(void **state) {
 static void test_kind_mismatch(void **state) {
     (void)state;
     mpb_list_t *l;
-    assert_ok(mpb_list_open(C, "kind_list", &l), C);
-    assert_ok(mpb_list_append(l, S("x").p, S("x").n), C);
+    th_assert_ok(mpb_list_open(C, "kind_list", &l), C);
+    th_assert_ok(mpb_list_append(l, S("x").p, S("x").n), C);
     mpb_dict_t *d = (mpb_dict_t *)0x1;
-    assert_err(mpb_dict_open(C, "kind_list", &d), MPB_EKIND, C, "kind_list is a list",
-               "not a dict");
+    th_assert_err(mpb_dict_open(C, "kind_list", &d), MPB_EKIND, C, "kind_list is a list",
+                  "not a dict");
     assert_null(d);
     /* and every dict op on that name, sent raw */
     void *res = NULL;
     size_t rn;
-    assert_err(mpb_call(C, MPB_OP_DICT_GET, "kind_list", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
-               MPB_EKIND, C, "is a list", NULL);
-    assert_err(mpb_call(C, MPB_OP_DICT_SET, "kind_list", RAW(0x92, 0x01, 0x01).p, 3, 0, &res, &rn),
-               MPB_EKIND, C, "is a list", NULL);
-    assert_err(mpb_call(C, MPB_OP_DICT_LEN, "kind_list", NULL, 0, 0, &res, &rn), MPB_EKIND, C, NULL,
-               NULL);
+    th_assert_err(mpb_call(C, MPB_OP_DICT_GET, "kind_list", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
+                  MPB_EKIND, C, "is a list", NULL);
+    th_assert_err(mpb_call(C, MPB_OP_DICT_SET, "kind_list",
+                           RAW(0x92, 0x01, 0x01).p, 3, 0, &res, &rn),
+                  MPB_EKIND, C, "is a list", NULL);
+    th_assert_err(
+        mpb_call(C, MPB_OP_DICT_LEN, "kind_list", NULL, 0, 0, &res, &rn),
+        MPB_EKIND, C, NULL, NULL);
     /* a dict name opened as a list */
     mpb_dict_t *kd = dopen("kind_dict");
     mpb_list_t *kl = (mpb_list_t *)0x1;
-    assert_err(mpb_list_open(C, "kind_dict", &kl), MPB_EKIND, C, "kind_dict is a dict",
-               "not a list");
+    th_assert_err(mpb_list_open(C, "kind_dict", &kl), MPB_EKIND, C, "kind_dict is a dict",
+                  "not a list");
     assert_null(kl);
     /* bad names */
-    assert_err(mpb_dict_open(C, "has/slash", &d), MPB_EINVAL, C, NULL, NULL);
-    assert_err(mpb_dict_open(C, "has space", &d), MPB_EINVAL, C, NULL, NULL);
-    assert_err(mpb_dict_open(C, "", &d), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_dict_open(C, "has/slash", &d), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_dict_open(C, "has space", &d), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_dict_open(C, "", &d), MPB_EINVAL, C, NULL, NULL);
     char longname[300];
     memset(longname, 'n', 256);
     longname[256] = 0;
-    assert_err(mpb_dict_open(C, longname, &d), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_dict_open(C, longname, &d), MPB_EINVAL, C, NULL, NULL);
     longname[255] = 0;
-    assert_ok(mpb_dict_open(C, longname, &d), C);
+    th_assert_ok(mpb_dict_open(C, longname, &d), C);
     assert_int_equal(objects_find("dict", longname, NULL), 1);
     mpb_dict_close(&d);
     /* the list is untouched */
     uint64_t n;
-    assert_ok(mpb_list_len(l, &n), C);
+    th_assert_ok(mpb_list_len(l, &n), C);
     assert_int_equal(n, 1);
     mpb_list_close(&l);
     mpb_dict_close(&kd);
@@ -1359,27 +1335,28 @@ static void test_read_does_not_create(void **state) {
     (void)state;
     void *res = NULL;
     size_t rn;
-    assert_ok(mpb_call(C, MPB_OP_DICT_LEN, "ghost", NULL, 0, 0, &res, &rn), C);
+    th_assert_ok(mpb_call(C, MPB_OP_DICT_LEN, "ghost", NULL, 0, 0, &res, &rn), C);
     /* mpb_call's *result is the reply's bare value (mpb.h), not wrapped in an array. */
-    assert_bytes(res, rn, "\x00", 1);
+    th_assert_bytes(res, rn, "\x00", 1);
     mpb_free(res);
-    assert_err(mpb_call(C, MPB_OP_DICT_GET, "ghost", RAW(0x91, 0xa1, 'k').p, 3, 0, &res, &rn),
-               MPB_ENOKEY, C, "\"k\"", "ghost");
-    assert_ok(mpb_call(C, MPB_OP_DICT_GET, "ghost", RAW(0x92, 0xa1, 'k', 0x07).p, 4, 0, &res, &rn),
-              C);
-    assert_bytes(res, rn, "\x07", 1);
+    th_assert_err(mpb_call(C, MPB_OP_DICT_GET, "ghost", RAW(0x91, 0xa1, 'k').p, 3, 0, &res, &rn),
+                  MPB_ENOKEY, C, "\"k\"", "ghost");
+    th_assert_ok(mpb_call(C, MPB_OP_DICT_GET, "ghost",
+                          RAW(0x92, 0xa1, 'k', 0x07).p, 4, 0, &res, &rn),
+                 C);
+    th_assert_bytes(res, rn, "\x07", 1);
     mpb_free(res);
-    assert_ok(mpb_call(C, MPB_OP_DICT_CONTAINS, "ghost", RAW(0x91, 0x01).p, 2, 0, &res, &rn), C);
-    assert_bytes(res, rn, "\xc2", 1);
+    th_assert_ok(mpb_call(C, MPB_OP_DICT_CONTAINS, "ghost", RAW(0x91, 0x01).p, 2, 0, &res, &rn), C);
+    th_assert_bytes(res, rn, "\xc2", 1);
     mpb_free(res);
-    assert_ok(
+    th_assert_ok(
         mpb_call(C, MPB_OP_DICT_SCAN, "ghost", RAW(0x93, 0x02, 0x00, 0x07).p, 4, 0, &res, &rn), C);
-    assert_bytes(res, rn, "\x92\x00\x90", 3); /* [0, []] */
+    th_assert_bytes(res, rn, "\x92\x00\x90", 3); /* [0, []] */
     mpb_free(res);
     /* a copy of it makes an empty destination, but still not the source */
-    assert_ok(mpb_call(C, MPB_OP_DICT_COPY, "ghost",
-                       RAW(0x91, 0xa6, 'g', 'h', 'o', 's', 't', '2').p, 8, 0, &res, &rn),
-              C);
+    th_assert_ok(mpb_call(C, MPB_OP_DICT_COPY, "ghost",
+                          RAW(0x91, 0xa6, 'g', 'h', 'o', 's', 't', '2').p, 8, 0, &res, &rn),
+                 C);
     mpb_free(res);
     uint64_t size = 99;
     assert_int_equal(objects_find("dict", "ghost2", &size), 1);
@@ -1388,21 +1365,23 @@ static void test_read_does_not_create(void **state) {
     assert_int_equal(objects_find("list", "ghost", NULL), 0);
     void *m;
     size_t mn;
-    assert_err(mpb_obj_describe(C, "dict/ghost", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
+    th_assert_err(mpb_obj_describe(C, "dict/ghost", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
     /* a read did not reserve the name: it can still become a list */
     mpb_list_t *l;
-    assert_ok(mpb_list_open(C, "ghost", &l), C);
+    th_assert_ok(mpb_list_open(C, "ghost", &l), C);
     assert_int_equal(objects_find("list", "ghost", NULL), 1);
     mpb_list_close(&l);
-    assert_ok(mpb_obj_delete(C, "list/ghost"), C);
+    th_assert_ok(mpb_obj_delete(C, "list/ghost"), C);
     /* writes do create */
-    assert_ok(mpb_call(C, MPB_OP_DICT_SET, "ghost3", RAW(0x92, 0x01, 0x02).p, 3, 0, &res, &rn), C);
+    th_assert_ok(mpb_call(C, MPB_OP_DICT_SET, "ghost3", RAW(0x92, 0x01, 0x02).p,
+                          3, 0, &res, &rn),
+                 C);
     mpb_free(res);
     assert_int_equal(objects_find("dict", "ghost3", &size), 1);
     assert_int_equal(size, 1);
     /* wrong argument counts are refused before anything is created */
-    assert_err(mpb_call(C, MPB_OP_DICT_SET, "ghost4", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
-               MPB_EPROTO, C, NULL, NULL);
+    th_assert_err(mpb_call(C, MPB_OP_DICT_SET, "ghost4", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
+                  MPB_EPROTO, C, NULL, NULL);
     assert_int_equal(objects_find("dict", "ghost4", NULL), 0);
 }
 
@@ -1414,43 +1393,44 @@ static void test_bad_arguments(void **state) {
     void *res = NULL;
     size_t rn;
     /* too few */
-    assert_err(mpb_call(C, MPB_OP_DICT_GET, "d_args", RAW(0x90).p, 1, 0, &res, &rn), MPB_EPROTO, C,
-               "dict.get", NULL);
-    assert_err(mpb_call(C, MPB_OP_DICT_INCR, "d_args", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
-               MPB_EPROTO, C, NULL, NULL);
+    th_assert_err(
+        mpb_call(C, MPB_OP_DICT_GET, "d_args", RAW(0x90).p, 1, 0, &res, &rn),
+        MPB_EPROTO, C, "dict.get", NULL);
+    th_assert_err(mpb_call(C, MPB_OP_DICT_INCR, "d_args", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
+                  MPB_EPROTO, C, NULL, NULL);
     /* wrong types */
-    assert_err(
+    th_assert_err(
         mpb_call(C, MPB_OP_DICT_INCR, "d_args", RAW(0x92, 0x01, 0xa1, 'x').p, 4, 0, &res, &rn),
         MPB_ETYPE, C, "increment", NULL);
-    assert_err(
+    th_assert_err(
         mpb_call(C, MPB_OP_DICT_SCAN, "d_args", RAW(0x93, 0x00, 0xff, 0x07).p, 4, 0, &res, &rn),
         MPB_ETYPE, C, "cursor", NULL);
-    assert_err(mpb_call(C, MPB_OP_DICT_COPY, "d_args", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
-               MPB_ETYPE, C, "destination", NULL);
+    th_assert_err(mpb_call(C, MPB_OP_DICT_COPY, "d_args", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
+                  MPB_ETYPE, C, "destination", NULL);
     /* a cursor no page ever gave: an empty last page */
     mv_t far = RAW(0x93, 0x00, 0xcf, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x07);
-    assert_ok(mpb_call(C, MPB_OP_DICT_SCAN, "d_args", far.p, far.n, 0, &res, &rn), C);
-    assert_bytes(res, rn, "\x92\x00\x90", 3);
+    th_assert_ok(mpb_call(C, MPB_OP_DICT_SCAN, "d_args", far.p, far.n, 0, &res, &rn), C);
+    th_assert_bytes(res, rn, "\x92\x00\x90", 3);
     mpb_free(res);
     /* too many: dict.get KEY [DEFAULT] and dict.pop KEY [DEFAULT] take at most two */
     res = NULL;
     int rc = mpb_call(C, MPB_OP_DICT_GET, "d_args", RAW(0x93, 0x01, 0x02, 0x03).p, 4, 0, &res, &rn);
     if (rc == 0) mpb_free(res);
-    assert_err(rc, MPB_EPROTO, C, "dict.get takes 1 or 2 arguments, got 3", NULL);
+    th_assert_err(rc, MPB_EPROTO, C, "dict.get takes 1 or 2 arguments, got 3", NULL);
     res = NULL;
     rc = mpb_call(C, MPB_OP_DICT_GET, "d_args", RAW(0x94, 0x01, 0x02, 0x03, 0x04).p, 5, 0, &res,
                   &rn);
     if (rc == 0) mpb_free(res);
-    assert_err(rc, MPB_EPROTO, C, "dict.get takes 1 or 2 arguments, got 4", NULL);
+    th_assert_err(rc, MPB_EPROTO, C, "dict.get takes 1 or 2 arguments, got 4", NULL);
     /* the refused pop names a key that is there: it must stay */
     res = NULL;
     rc = mpb_call(C, MPB_OP_DICT_POP, "d_args", RAW(0x93, 0x01, 0x02, 0x03).p, 4, 0, &res, &rn);
     if (rc == 0) mpb_free(res);
-    assert_err(rc, MPB_EPROTO, C, "dict.pop takes 1 or 2 arguments, got 3", NULL);
+    th_assert_err(rc, MPB_EPROTO, C, "dict.pop takes 1 or 2 arguments, got 3", NULL);
     res = NULL;
     rc = mpb_call(C, MPB_OP_DICT_POP, "d_args", RAW(0x93, 0x05, 0x02, 0x03).p, 4, 0, &res, &rn);
     if (rc == 0) mpb_free(res);
-    assert_err(rc, MPB_EPROTO, C, "dict.pop takes 1 or 2 arguments, got 3", NULL);
+    th_assert_err(rc, MPB_EPROTO, C, "dict.pop takes 1 or 2 arguments, got 3", NULL);
     expect_get(d, I(1), I(10));
     assert_int_equal(dlen(d), 1);
     mpb_dict_close(&d);
@@ -1625,15 +1605,15 @@ static void test_broker_still_alive(void **state) {
     assert_true(th_broker_alive(&B));
     mpb_client_t *c = th_connect(&B);
     mpb_dict_t *d;
-    assert_ok(mpb_dict_open(c, "d_scalars", &d), c);
+    th_assert_ok(mpb_dict_open(c, "d_scalars", &d), c);
     void *v;
     size_t vn;
-    assert_ok(mpb_dict_get(d, S("name").p, S("name").n, &v, &vn), c);
-    assert_bytes(v, vn, S("alice").p, S("alice").n);
+    th_assert_ok(mpb_dict_get(d, S("name").p, S("name").n, &v, &vn), c);
+    th_assert_bytes(v, vn, S("alice").p, S("alice").n);
     mpb_free(v);
-    assert_ok(mpb_dict_set_i64(d, "alive", 1), c);
+    th_assert_ok(mpb_dict_set_i64(d, "alive", 1), c);
     int64_t x;
-    assert_ok(mpb_dict_get_i64(d, "alive", &x), c);
+    th_assert_ok(mpb_dict_get_i64(d, "alive", &x), c);
     assert_int_equal(x, 1);
     mpb_dict_close(&d);
     mpb_close(&c);

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "mpbproto.h"
-#include "th.h"
+#include "th_child.h"
 
 static th_broker_t B;
 
@@ -20,62 +20,6 @@ static th_broker_t B;
 #define PASS_MS  3000 /* a dead holder's lock must pass on within this after the kill */
 #define CLOSE_MS 500  /* ... and a closed holder's, well under the TTL */
 #define SLACK_MS 300
-
-/* Children run outside cmocka (see spawn): they print what failed and exit non-zero, and the
- * parent asserts on their exit status. */
-#define CK(cond)                                                                                   \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: check failed: %s\n", (int)getpid(), __FILE__,         \
-                    __LINE__, #cond);                                                              \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-#define CKC(c, call)                                                                               \
-    do {                                                                                           \
-        int rc_ = (call);                                                                          \
-        if (rc_ < 0) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: %s -> %s (%s)\n", (int)getpid(), __FILE__, __LINE__,  \
-                    #call, mpb_strerror(rc_), mpb_errmsg(c));                                      \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-/* ---- child processes ----
- * A child is a fresh run of this program (fork, then at once exec of /proc/self/exe with
- * --child), never a bare fork: this process has threads (each client's heartbeat and ZeroMQ
- * threads), and a forked copy inherits whatever lock one of them held at that instant - the
- * sanitizer allocator's, say - and can hang in its first malloc. */
-typedef int (*child_fn)(int idx, const char *arg);
-static int child_index(child_fn fn); /* in the table at the end of this file */
-
-/* Starts fn(idx, arg) in a child process; returns its pid. arg may be NULL. */
-static pid_t spawn(child_fn fn, int idx, const char *arg) {
-    char sfn[16], sidx[16];
-    snprintf(sfn, sizeof sfn, "%d", child_index(fn));
-    snprintf(sidx, sizeof sidx, "%d", idx);
-    char *exe = (char *)"/proc/self/exe", *flag = (char *)"--child", *a = (char *)(arg ? arg : "");
-    char *argv[] = {exe, flag, sfn, sidx, a, B.endpoint, B.keyfile, NULL};
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Children connect with the defaults: a heartbeat thread keeps an idle session alive. */
-static mpb_client_t *child_connect(void) {
-    mpb_client_t *c = NULL;
-    int rc = th_connect_opts(&B, NULL, &c);
-    if (rc) {
-        fprintf(stderr, "[pid %d] connect: %s\n", (int)getpid(), mpb_errmsg(c));
-        mpb_close(&c);
-    }
-    return c;
-}
 
 /* Records key = v in dict "exp" with a client of the caller's. */
 static int note(mpb_client_t *c, const char *key, int64_t v) {
@@ -101,62 +45,17 @@ static int64_t await_note(mpb_client_t *c, const char *key, int timeout_ms) {
     return v;
 }
 
-/* The value under path.field of mpb_obj_describe, as a reader positioned on it, in *buf
- * (mpb_free it). Returns 0 or -1. */
-static int describe_get(mpb_client_t *c, const char *path, const char *field, void **buf,
-                        mpb__rd_t *v) {
-    size_t n;
-    if (mpb_obj_describe(c, path, buf, &n)) return -1;
-    mpb__rd_t r = {*buf, (const uint8_t *)*buf + n};
-    if (mpb__rd_mapget(&r, field, v)) {
-        mpb_free(*buf);
-        *buf = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-/* An integer or boolean field; INT64_MIN when absent. An array field gives its length. */
-static int64_t describe_int(mpb_client_t *c, const char *path, const char *field) {
-    void *m;
-    mpb__rd_t v;
-    if (describe_get(c, path, field, &m, &v)) return INT64_MIN;
-    int64_t x = INT64_MIN;
-    bool b;
-    uint32_t n;
-    if (mpb__rd_int(&v, &x) == 0) {
-    } else if (mpb__rd_bool(&v, &b) == 0) {
-        x = b;
-    } else if (mpb__rd_array(&v, &n) == 0) {
-        x = n;
-    } else {
-        x = INT64_MIN;
-    }
-    mpb_free(m);
-    return x;
-}
-
 /* The holder's pid of the lock at path; 0 when free. */
 static int64_t lock_owner_pid(mpb_client_t *c, const char *path) {
     void *m;
     mpb__rd_t v, f;
-    if (describe_get(c, path, "owner", &m, &v)) return -1;
+    if (th_describe_get(c, path, "owner", &m, &v)) return -1;
     int64_t pid = 0;
     if (mpb__rd_type(&v) == MPB__MT_MAP &&
         (mpb__rd_mapget(&v, "pid", &f) != 0 || mpb__rd_int(&f, &pid) != 0))
         pid = -1;
     mpb_free(m);
     return pid;
-}
-
-static bool wait_field(mpb_client_t *c, const char *path, const char *field, int64_t want,
-                       int timeout_ms) {
-    int64_t end = th_now_ms() + timeout_ms;
-    do {
-        if (describe_int(c, path, field) == want) return true;
-        usleep(5000);
-    } while (th_now_ms() < end);
-    return false;
 }
 
 static void kill_child(pid_t p) {
@@ -171,7 +70,7 @@ static int lock_holder(int idx, const char *arg) {
     (void)idx;
     const char *name = arg; /* "lock/NAME" or "rlock/NAME" */
     bool rlock = name[0] == 'r';
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_lock_t *l;
     CKC(c, rlock ? mpb_rlock_open(c, strchr(name, '/') + 1, &l)
@@ -188,7 +87,7 @@ static int lock_waiter(int idx, const char *arg) {
     (void)idx;
     const char *name = arg;
     bool rlock = name[0] == 'r';
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_lock_t *l;
     CKC(c, rlock ? mpb_rlock_open(c, strchr(name, '/') + 1, &l)
@@ -201,7 +100,7 @@ static int lock_waiter(int idx, const char *arg) {
     /* ours alone, one level: the dead holder's levels did not carry over */
     void *m;
     mpb__rd_t v;
-    CK(describe_get(c, name, "count", &m, &v) == 0);
+    CK(th_describe_get(c, name, "count", &m, &v) == 0);
     int64_t count = -1;
     mpb__rd_int(&v, &count);
     mpb_free(m);
@@ -219,17 +118,17 @@ static void dead_holder_passes_on(const char *path, int hold_ms) {
     mpb_dict_t *d;
     assert_int_equal(mpb_dict_open(c, "exp", &d), 0);
     assert_int_equal(mpb_dict_clear(d), 0);
-    pid_t holder = spawn(lock_holder, 0, path);
+    pid_t holder = th_child_spawn(lock_holder, 0, path);
     int64_t f1 = await_note(c, "holder.fence", 20000);
     assert_true(f1 > 0);
-    pid_t waiter = spawn(lock_waiter, 0, path);
-    assert_true(wait_field(c, path, "waiters", 1, 20000));
+    pid_t waiter = th_child_spawn(lock_waiter, 0, path);
+    assert_true(th_wait_field(c, path, "waiters", 1, 20000));
     /* an idle holder stays the holder past the TTL: its heartbeat thread speaks for it */
     for (int64_t end = th_now_ms() + hold_ms; th_now_ms() < end;) {
         assert_int_equal(lock_owner_pid(c, path), holder);
         usleep(100000);
     }
-    assert_int_equal(describe_int(c, path, "waiters"), 1);
+    assert_int_equal(th_describe_int(c, path, "waiters"), 1);
     int64_t t_kill = th_now_ms();
     kill_child(holder);
     assert_int_equal(th_wait(waiter, 20), 0);
@@ -261,7 +160,7 @@ static void test_killed_rlock_holder_three_levels_deep(void **state) {
 static int sem_holder(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_semaphore_t *s;
     CKC(c, mpb_semaphore_open(c, "dead.sem", 2, 0, &s));
@@ -275,7 +174,7 @@ static int sem_holder(int idx, const char *arg) {
 static int sem_waiter(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_semaphore_t *s;
     CKC(c, mpb_semaphore_open(c, "dead.sem", 2, 0, &s));
@@ -295,11 +194,11 @@ static void test_killed_semaphore_holder_gives_its_units_back(void **state) {
     mpb_dict_t *d;
     assert_int_equal(mpb_dict_open(c, "exp", &d), 0);
     assert_int_equal(mpb_dict_clear(d), 0);
-    pid_t holder = spawn(sem_holder, 0, NULL);
+    pid_t holder = th_child_spawn(sem_holder, 0, NULL);
     assert_int_equal(await_note(c, "sem.held", 20000), 2);
-    pid_t waiter = spawn(sem_waiter, 0, NULL);
-    assert_true(wait_field(c, "semaphore/dead.sem", "waiters", 1, 20000));
-    assert_int_equal(describe_int(c, "semaphore/dead.sem", "value"), 0);
+    pid_t waiter = th_child_spawn(sem_waiter, 0, NULL);
+    assert_true(th_wait_field(c, "semaphore/dead.sem", "waiters", 1, 20000));
+    assert_int_equal(th_describe_int(c, "semaphore/dead.sem", "value"), 0);
     int64_t t_kill = th_now_ms();
     kill_child(holder);
     assert_int_equal(th_wait(waiter, 20), 0);
@@ -307,7 +206,7 @@ static void test_killed_semaphore_holder_gives_its_units_back(void **state) {
     print_message("semaphore(2): SIGKILLed holder's units came back %lld ms after the kill\n",
                   (long long)(got - t_kill));
     assert_true(got >= t_kill && got - t_kill < PASS_MS);
-    assert_int_equal(describe_int(c, "semaphore/dead.sem", "value"), 2);
+    assert_int_equal(th_describe_int(c, "semaphore/dead.sem", "value"), 2);
     mpb_dict_close(&d);
     mpb_close(&c);
 }
@@ -317,7 +216,7 @@ static void test_killed_semaphore_holder_gives_its_units_back(void **state) {
 static int cv_waiter(int idx, const char *arg) {
     (void)idx;
     bool expect_wakeup = arg != NULL;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_condition_t *cv;
     CKC(c, mpb_condition_open(c, "dead.cv", "lock/dead.cv.lock", &cv));
@@ -337,13 +236,13 @@ static void test_killed_condition_waiter_is_dropped(void **state) {
     mpb_condition_t *cv;
     assert_int_equal(mpb_condition_open(c, "dead.cv", "lock/dead.cv.lock", &cv), 0);
     /* the doomed waiter first, a live one behind it */
-    pid_t dead = spawn(cv_waiter, 0, NULL);
-    assert_true(wait_field(c, "condition/dead.cv", "waiters", 1, 20000));
-    pid_t live = spawn(cv_waiter, 1, "wake");
-    assert_true(wait_field(c, "condition/dead.cv", "waiters", 2, 20000));
+    pid_t dead = th_child_spawn(cv_waiter, 0, NULL);
+    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 1, 20000));
+    pid_t live = th_child_spawn(cv_waiter, 1, "wake");
+    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 2, 20000));
     int64_t t_kill = th_now_ms();
     kill_child(dead);
-    assert_true(wait_field(c, "condition/dead.cv", "waiters", 1, PASS_MS));
+    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 1, PASS_MS));
     print_message("condition: SIGKILLed waiter dropped %lld ms after the kill\n",
                   (long long)(th_now_ms() - t_kill));
     /* notify(1) goes to the live waiter: the dead one does not use it up */
@@ -357,8 +256,8 @@ static void test_killed_condition_waiter_is_dropped(void **state) {
 
     /* A waiter notified after it died (before its session expired) is granted the lock when
      * the notifier lets go: the lock then passes on at the TTL like any dead holder's. */
-    dead = spawn(cv_waiter, 2, NULL);
-    assert_true(wait_field(c, "condition/dead.cv", "waiters", 1, 20000));
+    dead = th_child_spawn(cv_waiter, 2, NULL);
+    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 1, 20000));
     kill_child(dead);
     assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
     assert_int_equal(mpb_condition_notify(cv, 1), 1);
@@ -378,7 +277,7 @@ static void test_killed_condition_waiter_is_dropped(void **state) {
 static int q_getter(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "dead.q", -1, -1, &q));
@@ -392,7 +291,7 @@ static int q_getter(int idx, const char *arg) {
 static int q_putter(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "dead.jq", -1, -1, &q));
@@ -404,7 +303,7 @@ static int q_putter(int idx, const char *arg) {
 static int bar_party(int idx, const char *arg) {
     (void)idx;
     bool doomed = arg == NULL;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_barrier_t *b;
     CKC(c, mpb_barrier_open(c, "dead.bar", 3, -1, &b));
@@ -424,11 +323,11 @@ static void test_killed_queue_and_barrier_waiters_are_dropped(void **state) {
     /* a dead getter does not swallow the next item (once its session is gone) */
     mpb_queue_t *q;
     assert_int_equal(mpb_queue_open(c, "dead.q", 0, 0, &q), 0);
-    pid_t g = spawn(q_getter, 0, NULL);
-    assert_true(wait_field(c, "queue/dead.q", "getters", 1, 20000));
+    pid_t g = th_child_spawn(q_getter, 0, NULL);
+    assert_true(th_wait_field(c, "queue/dead.q", "getters", 1, 20000));
     int64_t t_kill = th_now_ms();
     kill_child(g);
-    assert_true(wait_field(c, "queue/dead.q", "getters", 0, PASS_MS));
+    assert_true(th_wait_field(c, "queue/dead.q", "getters", 0, PASS_MS));
     print_message("queue: SIGKILLed getter dropped %lld ms after the kill\n",
                   (long long)(th_now_ms() - t_kill));
     assert_int_equal(mpb_queue_put(q, b, mpb_pack_i64(b, 1), 0), 0);
@@ -440,11 +339,11 @@ static void test_killed_queue_and_barrier_waiters_are_dropped(void **state) {
     /* a dead putter's item never gets in, and is no task of a JoinableQueue */
     assert_int_equal(mpb_queue_open(c, "dead.jq", 1, 1, &q), 0);
     assert_int_equal(mpb_queue_put(q, b, mpb_pack_i64(b, 1), 0), 0);
-    pid_t p = spawn(q_putter, 0, NULL);
-    assert_true(wait_field(c, "queue/dead.jq", "putters", 1, 20000));
+    pid_t p = th_child_spawn(q_putter, 0, NULL);
+    assert_true(th_wait_field(c, "queue/dead.jq", "putters", 1, 20000));
     kill_child(p);
-    assert_true(wait_field(c, "queue/dead.jq", "putters", 0, PASS_MS));
-    assert_int_equal(describe_int(c, "queue/dead.jq", "unfinished"), 1);
+    assert_true(th_wait_field(c, "queue/dead.jq", "putters", 0, PASS_MS));
+    assert_int_equal(th_describe_int(c, "queue/dead.jq", "unfinished"), 1);
     void *v;
     size_t vl;
     int64_t x;
@@ -461,10 +360,10 @@ static void test_killed_queue_and_barrier_waiters_are_dropped(void **state) {
     /* a party that dies breaks the barrier for the others */
     mpb_barrier_t *br;
     assert_int_equal(mpb_barrier_open(c, "dead.bar", 3, -1, &br), 0);
-    pid_t doomed = spawn(bar_party, 0, NULL);
-    assert_true(wait_field(c, "barrier/dead.bar", "n_waiting", 1, 20000));
-    pid_t other = spawn(bar_party, 1, "live");
-    assert_true(wait_field(c, "barrier/dead.bar", "n_waiting", 2, 20000));
+    pid_t doomed = th_child_spawn(bar_party, 0, NULL);
+    assert_true(th_wait_field(c, "barrier/dead.bar", "n_waiting", 1, 20000));
+    pid_t other = th_child_spawn(bar_party, 1, "live");
+    assert_true(th_wait_field(c, "barrier/dead.bar", "n_waiting", 2, 20000));
     t_kill = th_now_ms();
     kill_child(doomed);
     assert_int_equal(th_wait(other, 10), 0);
@@ -486,7 +385,7 @@ static void test_killed_queue_and_barrier_waiters_are_dropped(void **state) {
 static int closing_holder(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_lock_t *l;
     mpb_semaphore_t *s;
@@ -509,7 +408,7 @@ static int closing_holder(int idx, const char *arg) {
 static int closing_waiter(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_lock_t *l;
     mpb_semaphore_t *s;
@@ -531,10 +430,10 @@ static void test_close_releases_at_once(void **state) {
     mpb_client_t *c = th_connect(&B);
     mpb_event_t *e;
     assert_int_equal(mpb_event_open(c, "close.now", &e), 0);
-    pid_t holder = spawn(closing_holder, 0, NULL);
+    pid_t holder = th_child_spawn(closing_holder, 0, NULL);
     assert_int_equal(await_note(c, "close.held", 20000), 1);
-    pid_t waiter = spawn(closing_waiter, 0, NULL);
-    assert_true(wait_field(c, "lock/close.lock", "waiters", 1, 20000));
+    pid_t waiter = th_child_spawn(closing_waiter, 0, NULL);
+    assert_true(th_wait_field(c, "lock/close.lock", "waiters", 1, 20000));
     int64_t t0 = th_now_ms();
     assert_int_equal(mpb_event_set(e), 0);
     assert_int_equal(th_wait(waiter, 10), 0);
@@ -543,8 +442,8 @@ static void test_close_releases_at_once(void **state) {
                   "told to close (TTL %d ms)\n",
                   (long long)(got - t0), TTL_MS);
     assert_true(got >= t0 && got - t0 < CLOSE_MS);
-    assert_int_equal(describe_int(c, "lock/close.lock", "locked"), 0);
-    assert_int_equal(describe_int(c, "semaphore/close.sem", "value"), 1);
+    assert_int_equal(th_describe_int(c, "lock/close.lock", "locked"), 0);
+    assert_int_equal(th_describe_int(c, "semaphore/close.sem", "value"), 1);
     kill_child(holder);
     mpb_event_close(&e);
     mpb_close(&c);
@@ -589,29 +488,6 @@ static void test_silent_client_loses_its_session(void **state) {
 
 /* ---- the broker is still well ---- */
 
-/* Stops the broker and checks that it exits with status 0 and that its log holds no
- * sanitizer report (a leak or a bad access in the broker fails the test here). */
-static void stop_broker_checked(void) {
-    assert_true(th_broker_alive(&B));
-    kill(B.pid, SIGTERM);
-    int st = th_wait(B.pid, 20);
-    B.pid = 0;
-    FILE *f = fopen(B.log, "r");
-    assert_non_null(f);
-    char line[1024];
-    bool bad = false;
-    while (fgets(line, sizeof line, f)) {
-        if (strstr(line, "Sanitizer") || strstr(line, "runtime error")) {
-            fprintf(stderr, "broker: %s", line);
-            bad = true;
-        }
-    }
-    fclose(f);
-    assert_false(bad);
-    assert_int_equal(st, 0);
-    th_broker_stop(&B);
-}
-
 static void test_broker_still_serves_and_exits_cleanly(void **state) {
     (void)state;
     assert_true(th_broker_alive(&B));
@@ -641,7 +517,7 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     mpb_dict_close(&d);
     mpb_lock_close(&l);
     mpb_close(&c);
-    stop_broker_checked();
+    th_broker_stop_checked(&B);
 }
 
 static int setup(void **state) {
@@ -656,28 +532,13 @@ static int teardown(void **state) {
     return 0;
 }
 
-static const child_fn child_fns[] = {
+static const th_child_fn child_fns[] = {
     lock_holder, lock_waiter, sem_holder, sem_waiter,     cv_waiter,
     q_getter,    q_putter,    bar_party,  closing_holder, closing_waiter,
 };
 
-/* In a child: argv is --child FN IDX ARG ENDPOINT KEYFILE (see spawn). */
-static int run_child(char **argv) {
-    snprintf(B.endpoint, sizeof B.endpoint, "%s", argv[5]);
-    snprintf(B.keyfile, sizeof B.keyfile, "%s", argv[6]);
-    int fn = atoi(argv[2]);
-    if (fn < 0 || fn >= (int)(sizeof child_fns / sizeof *child_fns)) return 126;
-    return child_fns[fn](atoi(argv[3]), argv[4][0] ? argv[4] : NULL);
-}
-
-static int child_index(child_fn fn) {
-    for (int i = 0; i < (int)(sizeof child_fns / sizeof *child_fns); i++)
-        if (child_fns[i] == fn) return i;
-    return -1;
-}
-
 int main(int argc, char **argv) {
-    if (argc == 7 && !strcmp(argv[1], "--child")) return run_child(argv);
+    th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_killed_lock_holder_passes_the_lock_on),
         cmocka_unit_test(test_killed_rlock_holder_three_levels_deep),

@@ -43,35 +43,6 @@ static mv_t F(double d) {
     return (mv_t){b, mpb_pack_double(b, d)};
 }
 
-static void hexdump(const char *what, const uint8_t *p, size_t n) {
-    fprintf(stderr, "%s (%zu bytes):", what, n);
-    for (size_t i = 0; i < n && i < 96; i++)
-        fprintf(stderr, " %02x", p[i]);
-    fprintf(stderr, n > 96 ? " ...\n" : "\n");
-}
-
-static void assert_bytes(const void *got, size_t gn, const void *want, size_t wn) {
-    if (gn != wn || memcmp(got, want, gn) != 0) {
-        hexdump("got ", got, gn);
-        hexdump("want", want, wn);
-        fail_msg("bytes differ");
-    }
-}
-
-static void assert_ok(int rc, mpb_client_t *c) {
-    if (rc != 0) fail_msg("call failed: %s (%d): %s", mpb_strerror(rc), rc, mpb_errmsg(c));
-}
-
-static void assert_err(int rc, int want, mpb_client_t *c, const char *sub1, const char *sub2) {
-    if (rc != want)
-        fail_msg("expected %s, got %s (%d): %s", mpb_strerror(want), mpb_strerror(rc), rc,
-                 mpb_errmsg(c));
-    if (sub1 && !strstr(mpb_errmsg(c), sub1))
-        fail_msg("message '%s' does not contain '%s'", mpb_errmsg(c), sub1);
-    if (sub2 && !strstr(mpb_errmsg(c), sub2))
-        fail_msg("message '%s' does not contain '%s'", mpb_errmsg(c), sub2);
-}
-
 static mpb_list_t *lopen(const char *name) {
     mpb_list_t *l = NULL;
     int rc = mpb_list_open(C, name, &l);
@@ -80,28 +51,28 @@ static mpb_list_t *lopen(const char *name) {
 }
 
 static void app(mpb_list_t *l, mv_t v) {
-    assert_ok(mpb_list_append(l, v.p, v.n), C);
+    th_assert_ok(mpb_list_append(l, v.p, v.n), C);
 }
 
 static uint64_t llen(mpb_list_t *l) {
     uint64_t n = 12345;
-    assert_ok(mpb_list_len(l, &n), C);
+    th_assert_ok(mpb_list_len(l, &n), C);
     return n;
 }
 
 static void expect_get(mpb_list_t *l, int64_t i, mv_t want) {
     void *v = NULL;
     size_t vn = 0;
-    assert_ok(mpb_list_get(l, i, &v, &vn), C);
-    assert_bytes(v, vn, want.p, want.n);
+    th_assert_ok(mpb_list_get(l, i, &v, &vn), C);
+    th_assert_bytes(v, vn, want.p, want.n);
     mpb_free(v);
 }
 
 static void expect_pop(mpb_list_t *l, int64_t i, mv_t want) {
     void *v = NULL;
     size_t vn = 0;
-    assert_ok(mpb_list_pop(l, i, &v, &vn), C);
-    assert_bytes(v, vn, want.p, want.n);
+    th_assert_ok(mpb_list_pop(l, i, &v, &vn), C);
+    th_assert_bytes(v, vn, want.p, want.n);
     mpb_free(v);
 }
 
@@ -110,11 +81,11 @@ static void expect_slice(mpb_list_t *l, int64_t start, int64_t stop, size_t max,
                          size_t wn, size_t wantn) {
     void *v = NULL;
     size_t vn = 0, n = 99999;
-    assert_ok(mpb_list_slice(l, start, stop, max, &v, &vn, &n), C);
+    th_assert_ok(mpb_list_slice(l, start, stop, max, &v, &vn, &n), C);
     if (n != wantn)
         fail_msg("slice(%" PRId64 ", %" PRId64 ", %zu): %zu items, want %zu", start, stop, max, n,
                  wantn);
-    assert_bytes(v, vn, want, wn);
+    th_assert_bytes(v, vn, want, wn);
     mpb_free(v);
 }
 
@@ -143,12 +114,12 @@ static void expect_all(mpb_list_t *l, mv_t arr) {
 
 /* Fills a fresh list with the ints. */
 static void fill_ints(mpb_list_t *l, size_t n, const int64_t *vals) {
-    assert_ok(mpb_list_clear(l), C);
+    th_assert_ok(mpb_list_clear(l), C);
     mpb__buf_t b = {0};
     mpb__w_array(&b, (uint32_t)n);
     for (size_t i = 0; i < n; i++)
         mpb__w_int(&b, vals[i]);
-    assert_ok(mpb_list_extend(l, b.p, b.len), C);
+    th_assert_ok(mpb_list_extend(l, b.p, b.len), C);
     mpb__buf_free(&b);
 }
 #define FILL_INTS(l, ...)                                                                          \
@@ -156,8 +127,8 @@ static void fill_ints(mpb_list_t *l, size_t n, const int64_t *vals) {
               (const int64_t[]){__VA_ARGS__})
 
 static void fill_raw(mpb_list_t *l, mv_t arr) {
-    assert_ok(mpb_list_clear(l), C);
-    assert_ok(mpb_list_extend(l, arr.p, arr.n), C);
+    th_assert_ok(mpb_list_clear(l), C);
+    th_assert_ok(mpb_list_extend(l, arr.p, arr.n), C);
 }
 
 /* Whether mpb_objects lists "kind/name"; its size into *size. */
@@ -167,7 +138,7 @@ static int objects_find(const char *kind, const char *name, uint64_t *size) {
     do {
         mpb_obj_info_t info[16];
         size_t n = 0;
-        assert_ok(mpb_objects(C, NULL, &cursor, info, 16, &n), C);
+        th_assert_ok(mpb_objects(C, NULL, &cursor, info, 16, &n), C);
         for (size_t i = 0; i < n; i++)
             if (!strcmp(info[i].kind, kind) && !strcmp(info[i].name, name)) {
                 found++;
@@ -207,11 +178,11 @@ static void test_append_extend(void **state) {
     app(l, I(1));
     app(l, I(2));
     mv_t three = RAW(0x93, 0x03, 0x04, 0x05);
-    assert_ok(mpb_list_extend(l, three.p, three.n), C);
-    assert_ok(mpb_list_extend(l, RAW(0x90).p, 1), C);
+    th_assert_ok(mpb_list_extend(l, three.p, three.n), C);
+    th_assert_ok(mpb_list_extend(l, RAW(0x90).p, 1), C);
     EXPECT_INTS(l, 1, 2, 3, 4, 5);
     /* every kind of value comes back exactly as sent */
-    assert_ok(mpb_list_clear(l), C);
+    th_assert_ok(mpb_list_clear(l), C);
     mv_t vals[] = {
         S("text"),
         RAW(0xc4, 0x02, 0x00, 0xff),
@@ -235,17 +206,17 @@ static void test_append_extend(void **state) {
         expect_get(l, (int64_t)i, vals[i]);
     expect_all(l, (mv_t){all.p, all.len});
     /* extend with the same values, then the list is them twice */
-    assert_ok(mpb_list_extend(l, all.p, all.len), C);
+    th_assert_ok(mpb_list_extend(l, all.p, all.len), C);
     assert_int_equal(llen(l), 2 * nv);
     for (size_t i = 0; i < nv; i++)
         expect_get(l, (int64_t)(nv + i), vals[i]);
     /* extend with a non-array: ETYPE, nothing added */
-    assert_err(mpb_list_extend(l, I(5).p, I(5).n), MPB_ETYPE, C, "array", NULL);
-    assert_err(mpb_list_extend(l, RAW(0x81, 0x01, 0x02).p, 3), MPB_ETYPE, C, NULL, NULL);
+    th_assert_err(mpb_list_extend(l, I(5).p, I(5).n), MPB_ETYPE, C, "array", NULL);
+    th_assert_err(mpb_list_extend(l, RAW(0x81, 0x01, 0x02).p, 3), MPB_ETYPE, C, NULL, NULL);
     assert_int_equal(llen(l), 2 * nv);
     /* not well-formed: refused by the library */
-    assert_err(mpb_list_append(l, RAW(0x92, 0x01).p, 2), MPB_EINVAL, C, NULL, NULL);
-    assert_err(mpb_list_extend(l, RAW(0x93, 0x01, 0x02).p, 3), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_list_append(l, RAW(0x92, 0x01).p, 2), MPB_EINVAL, C, NULL, NULL);
+    th_assert_err(mpb_list_extend(l, RAW(0x93, 0x01, 0x02).p, 3), MPB_EINVAL, C, NULL, NULL);
     assert_int_equal(llen(l), 2 * nv);
     mpb__buf_free(&all);
     mpb_list_close(&l);
@@ -264,18 +235,18 @@ static void test_extend_all_or_none(void **state) {
     mpb__w_int(&b, 1);
     mpb__w_str(&b, s, sz);
     mpb__w_int(&b, 3);
-    assert_err(mpb_list_extend(l, b.p, b.len), MPB_ETOOBIG, C, "value of 1048581 bytes",
-               "max_value 1048576");
+    th_assert_err(mpb_list_extend(l, b.p, b.len), MPB_ETOOBIG, C, "value of 1048581 bytes",
+                  "max_value 1048576");
     EXPECT_INTS(l, 7, 8);
-    assert_err(mpb_list_append(l, b.p + 2, b.len - 3), MPB_ETOOBIG, C, NULL, NULL);
-    assert_err(mpb_list_insert(l, 0, b.p + 2, b.len - 3), MPB_ETOOBIG, C, NULL, NULL);
-    assert_err(mpb_list_set(l, 0, b.p + 2, b.len - 3), MPB_ETOOBIG, C, NULL, NULL);
+    th_assert_err(mpb_list_append(l, b.p + 2, b.len - 3), MPB_ETOOBIG, C, NULL, NULL);
+    th_assert_err(mpb_list_insert(l, 0, b.p + 2, b.len - 3), MPB_ETOOBIG, C, NULL, NULL);
+    th_assert_err(mpb_list_set(l, 0, b.p + 2, b.len - 3), MPB_ETOOBIG, C, NULL, NULL);
     EXPECT_INTS(l, 7, 8);
     /* exactly max_value is fine */
     void *v;
     size_t vn = mpb_pack_str(s, sz - 5, &v);
     assert_int_equal(vn, sz);
-    assert_ok(mpb_list_append(l, v, vn), C);
+    th_assert_ok(mpb_list_append(l, v, vn), C);
     expect_get(l, -1, (mv_t){v, vn});
     assert_int_equal(llen(l), 3);
     mpb_free(v);
@@ -290,38 +261,38 @@ static void test_insert(void **state) {
     (void)state;
     mpb_list_t *l = lopen("l_insert");
     /* into an empty list, at any index */
-    assert_ok(mpb_list_insert(l, 5, I(1).p, I(1).n), C);
+    th_assert_ok(mpb_list_insert(l, 5, I(1).p, I(1).n), C);
     EXPECT_INTS(l, 1);
-    assert_ok(mpb_list_clear(l), C);
-    assert_ok(mpb_list_insert(l, -5, I(1).p, I(1).n), C);
+    th_assert_ok(mpb_list_clear(l), C);
+    th_assert_ok(mpb_list_insert(l, -5, I(1).p, I(1).n), C);
     EXPECT_INTS(l, 1);
     FILL_INTS(l, 1, 2, 3);
-    assert_ok(mpb_list_insert(l, 0, I(0).p, I(0).n), C); /* front */
+    th_assert_ok(mpb_list_insert(l, 0, I(0).p, I(0).n), C); /* front */
     EXPECT_INTS(l, 0, 1, 2, 3);
-    assert_ok(mpb_list_insert(l, 2, I(9).p, I(9).n), C); /* middle */
+    th_assert_ok(mpb_list_insert(l, 2, I(9).p, I(9).n), C); /* middle */
     EXPECT_INTS(l, 0, 1, 9, 2, 3);
-    assert_ok(mpb_list_insert(l, 5, I(7).p, I(7).n), C); /* at len: the end */
+    th_assert_ok(mpb_list_insert(l, 5, I(7).p, I(7).n), C); /* at len: the end */
     EXPECT_INTS(l, 0, 1, 9, 2, 3, 7);
-    assert_ok(mpb_list_insert(l, -1, I(8).p, I(8).n), C); /* before the last */
+    th_assert_ok(mpb_list_insert(l, -1, I(8).p, I(8).n), C); /* before the last */
     EXPECT_INTS(l, 0, 1, 9, 2, 3, 8, 7);
-    assert_ok(mpb_list_insert(l, -7, I(-1).p, I(-1).n), C); /* -len: the front */
+    th_assert_ok(mpb_list_insert(l, -7, I(-1).p, I(-1).n), C); /* -len: the front */
     EXPECT_INTS(l, -1, 0, 1, 9, 2, 3, 8, 7);
-    assert_ok(mpb_list_insert(l, -100, I(-5).p, I(-5).n), C); /* clamps to 0 */
+    th_assert_ok(mpb_list_insert(l, -100, I(-5).p, I(-5).n), C); /* clamps to 0 */
     EXPECT_INTS(l, -5, -1, 0, 1, 9, 2, 3, 8, 7);
-    assert_ok(mpb_list_insert(l, 100, I(100).p, I(100).n), C); /* clamps to len */
+    th_assert_ok(mpb_list_insert(l, 100, I(100).p, I(100).n), C); /* clamps to len */
     EXPECT_INTS(l, -5, -1, 0, 1, 9, 2, 3, 8, 7, 100);
-    assert_ok(mpb_list_insert(l, INT64_MAX, I(101).p, I(101).n), C);
-    assert_ok(mpb_list_insert(l, INT64_MIN, I(-6).p, I(-6).n), C);
+    th_assert_ok(mpb_list_insert(l, INT64_MAX, I(101).p, I(101).n), C);
+    th_assert_ok(mpb_list_insert(l, INT64_MIN, I(-6).p, I(-6).n), C);
     EXPECT_INTS(l, -6, -5, -1, 0, 1, 9, 2, 3, 8, 7, 100, 101);
-    assert_ok(mpb_list_insert(l, -3, I(50).p, I(50).n), C);
+    th_assert_ok(mpb_list_insert(l, -3, I(50).p, I(50).n), C);
     EXPECT_INTS(l, -6, -5, -1, 0, 1, 9, 2, 3, 8, 50, 7, 100, 101);
-    assert_ok(mpb_list_insert(l, 1, S("s").p, S("s").n), C);
+    th_assert_ok(mpb_list_insert(l, 1, S("s").p, S("s").n), C);
     expect_get(l, 1, S("s"));
     assert_int_equal(llen(l), 14);
     /* index not an integer: ETYPE, sent raw */
     void *res;
     size_t rn;
-    assert_err(
+    th_assert_err(
         mpb_call(C, MPB_OP_LIST_INSERT, "l_insert", RAW(0x92, 0xa1, 'x', 0x01).p, 4, 0, &res, &rn),
         MPB_ETYPE, C, "index", NULL);
     assert_int_equal(llen(l), 14);
@@ -341,7 +312,7 @@ static void test_insert_at_capacity(void **state) {
             int64_t where[] = {1, (int64_t)cap / 2 - 1, (int64_t)cap / 2, (int64_t)cap - 1, -1, -2};
             for (size_t wi = 0; wi < sizeof where / sizeof *where; wi++) {
                 /* exactly cap items, the ring started 'shift' slots in */
-                assert_ok(mpb_list_clear(l), C);
+                th_assert_ok(mpb_list_clear(l), C);
                 size_t n = 0;
                 for (size_t i = 0; i < cap; i++)
                     app(l, I((int64_t)(n++)));
@@ -352,13 +323,13 @@ static void test_insert_at_capacity(void **state) {
                 for (size_t i = 0; i < cap; i++)
                     model[i] = (int64_t)(i + shift * 3);
                 int64_t at = where[wi] < 0 ? where[wi] + (int64_t)cap : where[wi];
-                assert_ok(mpb_list_insert(l, where[wi], I(-1).p, I(-1).n), C);
+                th_assert_ok(mpb_list_insert(l, where[wi], I(-1).p, I(-1).n), C);
                 memmove(&model[at + 1], &model[at], (cap - (size_t)at) * sizeof *model);
                 model[at] = -1;
                 expect_ints(l, cap + 1, model);
                 /* and one more in the other half of the grown ring */
                 int64_t at2 = (int64_t)cap - at;
-                assert_ok(mpb_list_insert(l, at2, I(-2).p, I(-2).n), C);
+                th_assert_ok(mpb_list_insert(l, at2, I(-2).p, I(-2).n), C);
                 memmove(&model[at2 + 1], &model[at2], (cap + 1 - (size_t)at2) * sizeof *model);
                 model[at2] = -2;
                 expect_ints(l, cap + 2, model);
@@ -375,32 +346,32 @@ static void test_get_set(void **state) {
     mpb_list_t *l = lopen("l_getset");
     void *v;
     size_t vn;
-    assert_err(mpb_list_get(l, 0, &v, &vn), MPB_EINDEX, C, "out of range", NULL);
-    assert_err(mpb_list_get(l, -1, &v, &vn), MPB_EINDEX, C, NULL, NULL);
-    assert_err(mpb_list_set(l, 0, I(1).p, I(1).n), MPB_EINDEX, C, NULL, NULL);
+    th_assert_err(mpb_list_get(l, 0, &v, &vn), MPB_EINDEX, C, "out of range", NULL);
+    th_assert_err(mpb_list_get(l, -1, &v, &vn), MPB_EINDEX, C, NULL, NULL);
+    th_assert_err(mpb_list_set(l, 0, I(1).p, I(1).n), MPB_EINDEX, C, NULL, NULL);
     assert_int_equal(llen(l), 0);
     FILL_INTS(l, 10, 20, 30);
     expect_get(l, 0, I(10));
     expect_get(l, 2, I(30));
     expect_get(l, -1, I(30));
     expect_get(l, -3, I(10));
-    assert_err(mpb_list_get(l, 3, &v, &vn), MPB_EINDEX, C, "index 3 out of range", "len 3");
-    assert_err(mpb_list_get(l, -4, &v, &vn), MPB_EINDEX, C, "-4", NULL);
-    assert_err(mpb_list_get(l, INT64_MAX, &v, &vn), MPB_EINDEX, C, NULL, NULL);
-    assert_err(mpb_list_get(l, INT64_MIN, &v, &vn), MPB_EINDEX, C, NULL, NULL);
-    assert_ok(mpb_list_set(l, -1, S("x").p, S("x").n), C);
+    th_assert_err(mpb_list_get(l, 3, &v, &vn), MPB_EINDEX, C, "index 3 out of range", "len 3");
+    th_assert_err(mpb_list_get(l, -4, &v, &vn), MPB_EINDEX, C, "-4", NULL);
+    th_assert_err(mpb_list_get(l, INT64_MAX, &v, &vn), MPB_EINDEX, C, NULL, NULL);
+    th_assert_err(mpb_list_get(l, INT64_MIN, &v, &vn), MPB_EINDEX, C, NULL, NULL);
+    th_assert_ok(mpb_list_set(l, -1, S("x").p, S("x").n), C);
     expect_get(l, 2, S("x"));
-    assert_ok(mpb_list_set(l, 0, S("a much longer value than before").p,
-                           S("a much longer value than before").n),
-              C);
+    th_assert_ok(mpb_list_set(l, 0, S("a much longer value than before").p,
+                              S("a much longer value than before").n),
+                 C);
     expect_get(l, 0, S("a much longer value than before"));
     expect_get(l, -3, S("a much longer value than before"));
-    assert_ok(mpb_list_set(l, -2, RAW(0xc0).p, 1), C);
+    th_assert_ok(mpb_list_set(l, -2, RAW(0xc0).p, 1), C);
     expect_get(l, 1, RAW(0xc0));
-    assert_ok(mpb_list_set(l, 0, I(1).p, I(1).n), C);
-    assert_err(mpb_list_set(l, 3, I(1).p, I(1).n), MPB_EINDEX, C, "assignment", "len 3");
-    assert_err(mpb_list_set(l, -4, I(1).p, I(1).n), MPB_EINDEX, C, NULL, NULL);
-    assert_err(mpb_list_set(l, INT64_MIN, I(1).p, I(1).n), MPB_EINDEX, C, NULL, NULL);
+    th_assert_ok(mpb_list_set(l, 0, I(1).p, I(1).n), C);
+    th_assert_err(mpb_list_set(l, 3, I(1).p, I(1).n), MPB_EINDEX, C, "assignment", "len 3");
+    th_assert_err(mpb_list_set(l, -4, I(1).p, I(1).n), MPB_EINDEX, C, NULL, NULL);
+    th_assert_err(mpb_list_set(l, INT64_MIN, I(1).p, I(1).n), MPB_EINDEX, C, NULL, NULL);
     mv_t want = RAW(0x93, 0x01, 0xc0, 0xa1, 'x');
     expect_all(l, want);
     mpb_list_close(&l);
@@ -455,30 +426,30 @@ static void test_slice(void **state) {
     void *res;
     size_t rn;
     const uint8_t all[] = {0x9a, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
-    assert_ok(
+    th_assert_ok(
         mpb_call(C, MPB_OP_LIST_SLICE, "l_slice", RAW(0x93, 0xc0, 0xc0, 0x00).p, 4, 0, &res, &rn),
         C);
     const uint8_t *v = res;
     if (rn && v[0] == 0x91) v++, rn--; /* the value, whether or not it comes wrapped */
-    assert_bytes(v, rn, all, sizeof all);
+    th_assert_bytes(v, rn, all, sizeof all);
     mpb_free(res);
-    assert_ok(
+    th_assert_ok(
         mpb_call(C, MPB_OP_LIST_SLICE, "l_slice", RAW(0x93, 0xc0, 0x03, 0x00).p, 4, 0, &res, &rn),
         C);
     v = res;
     if (rn && v[0] == 0x91) v++, rn--;
-    assert_bytes(v, rn, "\x93\x00\x01\x02", 4);
+    th_assert_bytes(v, rn, "\x93\x00\x01\x02", 4);
     mpb_free(res);
-    assert_ok(
+    th_assert_ok(
         mpb_call(C, MPB_OP_LIST_SLICE, "l_slice", RAW(0x93, 0xfe, 0xc0, 0x00).p, 4, 0, &res, &rn),
         C);
     v = res;
     if (rn && v[0] == 0x91) v++, rn--;
-    assert_bytes(v, rn, "\x92\x08\x09", 3);
+    th_assert_bytes(v, rn, "\x92\x08\x09", 3);
     mpb_free(res);
-    assert_err(mpb_call(C, MPB_OP_LIST_SLICE, "l_slice", RAW(0x93, 0xa1, 'x', 0xc0, 0x00).p, 5, 0,
-                        &res, &rn),
-               MPB_ETYPE, C, "start", NULL);
+    th_assert_err(mpb_call(C, MPB_OP_LIST_SLICE, "l_slice",
+                           RAW(0x93, 0xa1, 'x', 0xc0, 0x00).p, 5, 0, &res, &rn),
+                  MPB_ETYPE, C, "start", NULL);
     /* an empty list */
     mpb_list_t *e = lopen("l_slice_empty");
     expect_slice(e, 0, INT64_MAX, 0, "\x90", 1, 0);
@@ -490,20 +461,20 @@ static void test_slice(void **state) {
     mpb__w_array(&b, 2500);
     for (int i = 0; i < 2500; i++)
         mpb__w_int(&b, i * 7);
-    assert_ok(mpb_list_extend(big, b.p, b.len), C);
+    th_assert_ok(mpb_list_extend(big, b.p, b.len), C);
     mpb__buf_free(&b);
     size_t n;
     void *items;
     size_t il;
-    assert_ok(mpb_list_slice(big, 0, INT64_MAX, 0, &items, &il, &n), C);
+    th_assert_ok(mpb_list_slice(big, 0, INT64_MAX, 0, &items, &il, &n), C);
     assert_int_equal(n, 1000);
     mpb_free(items);
-    assert_ok(mpb_list_slice(big, 0, INT64_MAX, 5000, &items, &il, &n), C);
+    th_assert_ok(mpb_list_slice(big, 0, INT64_MAX, 5000, &items, &il, &n), C);
     assert_int_equal(n, 1000);
     mpb_free(items);
     int64_t next = 0;
     for (int64_t start = 0;; start += (int64_t)n) {
-        assert_ok(mpb_list_slice(big, start, INT64_MAX, 0, &items, &il, &n), C);
+        th_assert_ok(mpb_list_slice(big, start, INT64_MAX, 0, &items, &il, &n), C);
         mpb__rd_t r = {items, (const uint8_t *)items + il};
         uint32_t cnt;
         assert_int_equal(mpb__rd_array(&r, &cnt), 0);
@@ -519,7 +490,7 @@ static void test_slice(void **state) {
     }
     assert_int_equal(next, 2500);
     mpb_list_close(&big);
-    assert_ok(mpb_obj_delete(C, "list/l_slice_big"), C);
+    th_assert_ok(mpb_obj_delete(C, "list/l_slice_big"), C);
     mpb_list_close(&l);
 }
 
@@ -530,8 +501,8 @@ static void test_pop(void **state) {
     mpb_list_t *l = lopen("l_pop");
     void *v;
     size_t vn;
-    assert_err(mpb_list_pop(l, -1, &v, &vn), MPB_EINDEX, C, "pop from empty list", NULL);
-    assert_err(mpb_list_pop(l, 0, &v, &vn), MPB_EINDEX, C, "empty", NULL);
+    th_assert_err(mpb_list_pop(l, -1, &v, &vn), MPB_EINDEX, C, "pop from empty list", NULL);
+    th_assert_err(mpb_list_pop(l, 0, &v, &vn), MPB_EINDEX, C, "empty", NULL);
     FILL_INTS(l, 1, 2, 3, 4, 5);
     expect_pop(l, -1, I(5)); /* pop() */
     EXPECT_INTS(l, 1, 2, 3, 4);
@@ -539,14 +510,14 @@ static void test_pop(void **state) {
     EXPECT_INTS(l, 2, 3, 4);
     expect_pop(l, -2, I(3)); /* pop(-2) */
     EXPECT_INTS(l, 2, 4);
-    assert_err(mpb_list_pop(l, 2, &v, &vn), MPB_EINDEX, C, "pop index 2 out of range", "len 2");
-    assert_err(mpb_list_pop(l, -3, &v, &vn), MPB_EINDEX, C, "-3", NULL);
-    assert_err(mpb_list_pop(l, INT64_MIN, &v, &vn), MPB_EINDEX, C, NULL, NULL);
+    th_assert_err(mpb_list_pop(l, 2, &v, &vn), MPB_EINDEX, C, "pop index 2 out of range", "len 2");
+    th_assert_err(mpb_list_pop(l, -3, &v, &vn), MPB_EINDEX, C, "-3", NULL);
+    th_assert_err(mpb_list_pop(l, INT64_MIN, &v, &vn), MPB_EINDEX, C, NULL, NULL);
     EXPECT_INTS(l, 2, 4);
     expect_pop(l, 1, I(4));
     expect_pop(l, -1, I(2));
     assert_int_equal(llen(l), 0);
-    assert_err(mpb_list_pop(l, -1, &v, &vn), MPB_EINDEX, C, "empty", NULL);
+    th_assert_err(mpb_list_pop(l, -1, &v, &vn), MPB_EINDEX, C, "empty", NULL);
     /* pops from the middle, both halves */
     FILL_INTS(l, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11);
     expect_pop(l, 2, I(2));
@@ -561,38 +532,38 @@ static void test_pop(void **state) {
 static void test_remove(void **state) {
     (void)state;
     mpb_list_t *l = lopen("l_remove");
-    assert_err(mpb_list_remove(l, I(1).p, I(1).n), MPB_EVALUE, C, "not in list", NULL);
+    th_assert_err(mpb_list_remove(l, I(1).p, I(1).n), MPB_EVALUE, C, "not in list", NULL);
     /* [1, 2, "a", 2, 1] */
     fill_raw(l, RAW(0x95, 0x01, 0x02, 0xa1, 'a', 0x02, 0x01));
-    assert_ok(mpb_list_remove(l, I(2).p, I(2).n), C); /* the first 2 only */
+    th_assert_ok(mpb_list_remove(l, I(2).p, I(2).n), C); /* the first 2 only */
     expect_all(l, RAW(0x94, 0x01, 0xa1, 'a', 0x02, 0x01));
-    assert_ok(mpb_list_remove(l, S("a").p, S("a").n), C);
+    th_assert_ok(mpb_list_remove(l, S("a").p, S("a").n), C);
     expect_all(l, RAW(0x93, 0x01, 0x02, 0x01));
-    assert_err(mpb_list_remove(l, I(3).p, I(3).n), MPB_EVALUE, C, "list.remove(x): x not in list",
-               NULL);
-    assert_err(mpb_list_remove(l, S("1").p, S("1").n), MPB_EVALUE, C, NULL, NULL);
+    th_assert_err(mpb_list_remove(l, I(3).p, I(3).n), MPB_EVALUE, C,
+                  "list.remove(x): x not in list", NULL);
+    th_assert_err(mpb_list_remove(l, S("1").p, S("1").n), MPB_EVALUE, C, NULL, NULL);
     expect_all(l, RAW(0x93, 0x01, 0x02, 0x01));
     /* by canonical encoding: 5 as cc 05 equals 05, in the argument and in the list */
     fill_raw(l, RAW(0x94, 0x05, 0xcd, 0x00, 0x07, 0xd9, 0x01, 'z', 0x92, 0xcc, 0x01, 0xa0));
-    assert_ok(mpb_list_remove(l, RAW(0xcc, 0x05).p, 2), C);
+    th_assert_ok(mpb_list_remove(l, RAW(0xcc, 0x05).p, 2), C);
     expect_all(l, RAW(0x93, 0xcd, 0x00, 0x07, 0xd9, 0x01, 'z', 0x92, 0xcc, 0x01, 0xa0));
-    assert_ok(mpb_list_remove(l, RAW(0x07).p, 1), C);
-    assert_ok(mpb_list_remove(l, S("z").p, S("z").n), C);
-    assert_ok(mpb_list_remove(
+    th_assert_ok(mpb_list_remove(l, RAW(0x07).p, 1), C);
+    th_assert_ok(mpb_list_remove(l, S("z").p, S("z").n), C);
+    th_assert_ok(mpb_list_remove(
                   l, RAW(0xdc, 0x00, 0x02, 0xd3, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xda, 0, 0).p, 15),
               C);
     assert_int_equal(llen(l), 0);
     /* -1 in three forms; a float is not an int of the same value (encodings differ) */
     fill_raw(l, RAW(0x93, 0xd1, 0xff, 0xff, 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x01));
-    assert_ok(mpb_list_remove(l, RAW(0xff).p, 1), C);
-    assert_ok(mpb_list_remove(l, RAW(0xca, 0x3f, 0x80, 0x00, 0x00).p, 5), C); /* float32 1.0 */
+    th_assert_ok(mpb_list_remove(l, RAW(0xff).p, 1), C);
+    th_assert_ok(mpb_list_remove(l, RAW(0xca, 0x3f, 0x80, 0x00, 0x00).p, 5), C); /* float32 1.0 */
     expect_all(l, RAW(0x91, 0x01));
     mpb_list_close(&l);
 }
 
 static void expect_index(mpb_list_t *l, mv_t v, int64_t start, int64_t stop, int64_t want) {
     int64_t got = -99;
-    assert_ok(mpb_list_index(l, v.p, v.n, start, stop, &got), C);
+    th_assert_ok(mpb_list_index(l, v.p, v.n, start, stop, &got), C);
     if (got != want)
         fail_msg("index(start %" PRId64 ", stop %" PRId64 ") = %" PRId64 ", want %" PRId64, start,
                  stop, got, want);
@@ -602,7 +573,7 @@ static void test_index_count(void **state) {
     (void)state;
     mpb_list_t *l = lopen("l_index");
     int64_t i;
-    assert_err(mpb_list_index(l, I(5).p, I(5).n, 0, INT64_MAX, &i), MPB_EVALUE, C, NULL, NULL);
+    th_assert_err(mpb_list_index(l, I(5).p, I(5).n, 0, INT64_MAX, &i), MPB_EVALUE, C, NULL, NULL);
     FILL_INTS(l, 5, 6, 7, 5, 6);
     expect_index(l, I(5), 0, INT64_MAX, 0);
     expect_index(l, I(5), 1, INT64_MAX, 3);
@@ -613,46 +584,46 @@ static void test_index_count(void **state) {
     expect_index(l, I(7), INT64_MIN, -2, 2);
     expect_index(l, RAW(0xcc, 0x06), 0, INT64_MAX, 1);
     expect_index(l, RAW(0xd3, 0, 0, 0, 0, 0, 0, 0, 0x07), 0, INT64_MAX, 2);
-    assert_err(mpb_list_index(l, I(7).p, I(7).n, 0, 2, &i), MPB_EVALUE, C, "not in list", NULL);
-    assert_err(mpb_list_index(l, I(9).p, I(9).n, 0, INT64_MAX, &i), MPB_EVALUE, C, NULL, NULL);
-    assert_err(mpb_list_index(l, I(5).p, I(5).n, 4, 100, &i), MPB_EVALUE, C, NULL, NULL);
-    assert_err(mpb_list_index(l, I(5).p, I(5).n, 3, 3, &i), MPB_EVALUE, C, NULL, NULL);
-    assert_err(mpb_list_index(l, I(5).p, I(5).n, 4, 1, &i), MPB_EVALUE, C, NULL, NULL);
-    assert_err(mpb_list_index(l, I(5).p, I(5).n, 100, INT64_MAX, &i), MPB_EVALUE, C, NULL, NULL);
-    assert_err(mpb_list_index(l, I(7).p, I(7).n, -2, INT64_MAX, &i), MPB_EVALUE, C, NULL, NULL);
+    th_assert_err(mpb_list_index(l, I(7).p, I(7).n, 0, 2, &i), MPB_EVALUE, C, "not in list", NULL);
+    th_assert_err(mpb_list_index(l, I(9).p, I(9).n, 0, INT64_MAX, &i), MPB_EVALUE, C, NULL, NULL);
+    th_assert_err(mpb_list_index(l, I(5).p, I(5).n, 4, 100, &i), MPB_EVALUE, C, NULL, NULL);
+    th_assert_err(mpb_list_index(l, I(5).p, I(5).n, 3, 3, &i), MPB_EVALUE, C, NULL, NULL);
+    th_assert_err(mpb_list_index(l, I(5).p, I(5).n, 4, 1, &i), MPB_EVALUE, C, NULL, NULL);
+    th_assert_err(mpb_list_index(l, I(5).p, I(5).n, 100, INT64_MAX, &i), MPB_EVALUE, C, NULL, NULL);
+    th_assert_err(mpb_list_index(l, I(7).p, I(7).n, -2, INT64_MAX, &i), MPB_EVALUE, C, NULL, NULL);
     expect_index(l, I(6), -1, INT64_MAX, 4);
     expect_index(l, I(5), -2, -1, 3);
     /* nil bounds, raw */
     void *res;
     size_t rn;
-    assert_ok(
+    th_assert_ok(
         mpb_call(C, MPB_OP_LIST_INDEX, "l_index", RAW(0x93, 0x06, 0xc0, 0xc0).p, 4, 0, &res, &rn),
         C);
     const uint8_t *v = res;
     if (rn && v[0] == 0x91) v++, rn--;
-    assert_bytes(v, rn, "\x01", 1);
+    th_assert_bytes(v, rn, "\x01", 1);
     mpb_free(res);
-    assert_ok(
+    th_assert_ok(
         mpb_call(C, MPB_OP_LIST_INDEX, "l_index", RAW(0x93, 0x06, 0x02, 0xc0).p, 4, 0, &res, &rn),
         C);
     v = res;
     if (rn && v[0] == 0x91) v++, rn--;
-    assert_bytes(v, rn, "\x04", 1);
+    th_assert_bytes(v, rn, "\x04", 1);
     mpb_free(res);
     /* count: by canonical encoding, nested too */
     fill_raw(l, RAW(0x96, 0x01, 0xa1, 'a', 0x01, 0xcd, 0x00, 0x01, 0x91, 0x01, 0xc3));
     uint64_t n = 99;
-    assert_ok(mpb_list_count(l, I(1).p, I(1).n, &n), C);
+    th_assert_ok(mpb_list_count(l, I(1).p, I(1).n, &n), C);
     assert_int_equal(n, 3);
-    assert_ok(mpb_list_count(l, RAW(0xd3, 0, 0, 0, 0, 0, 0, 0, 0x01).p, 9, &n), C);
+    th_assert_ok(mpb_list_count(l, RAW(0xd3, 0, 0, 0, 0, 0, 0, 0, 0x01).p, 9, &n), C);
     assert_int_equal(n, 3);
-    assert_ok(mpb_list_count(l, S("a").p, S("a").n, &n), C);
+    th_assert_ok(mpb_list_count(l, S("a").p, S("a").n, &n), C);
     assert_int_equal(n, 1);
-    assert_ok(mpb_list_count(l, I(2).p, I(2).n, &n), C);
+    th_assert_ok(mpb_list_count(l, I(2).p, I(2).n, &n), C);
     assert_int_equal(n, 0);
-    assert_ok(mpb_list_count(l, RAW(0x91, 0xcc, 0x01).p, 3, &n), C);
+    th_assert_ok(mpb_list_count(l, RAW(0x91, 0xcc, 0x01).p, 3, &n), C);
     assert_int_equal(n, 1);
-    assert_ok(mpb_list_count(l, RAW(0xc3).p, 1, &n), C); /* true is not 1 by encoding */
+    th_assert_ok(mpb_list_count(l, RAW(0xc3).p, 1, &n), C); /* true is not 1 by encoding */
     assert_int_equal(n, 1);
     expect_index(l, RAW(0x91, 0x01), 0, INT64_MAX, 4);
     expect_index(l, RAW(0xd0, 0x01), 1, INT64_MAX, 2);
@@ -664,37 +635,37 @@ static void test_index_count(void **state) {
 static void test_reverse_clear(void **state) {
     (void)state;
     mpb_list_t *l = lopen("l_reverse");
-    assert_ok(mpb_list_reverse(l), C);
+    th_assert_ok(mpb_list_reverse(l), C);
     expect_ints(l, 0, NULL);
     app(l, I(1));
-    assert_ok(mpb_list_reverse(l), C);
+    th_assert_ok(mpb_list_reverse(l), C);
     EXPECT_INTS(l, 1);
     app(l, I(2));
-    assert_ok(mpb_list_reverse(l), C);
+    th_assert_ok(mpb_list_reverse(l), C);
     EXPECT_INTS(l, 2, 1);
     FILL_INTS(l, 1, 2, 3, 4, 5);
-    assert_ok(mpb_list_reverse(l), C);
+    th_assert_ok(mpb_list_reverse(l), C);
     EXPECT_INTS(l, 5, 4, 3, 2, 1);
     FILL_INTS(l, 1, 2, 3, 4, 5, 6);
-    assert_ok(mpb_list_reverse(l), C);
+    th_assert_ok(mpb_list_reverse(l), C);
     EXPECT_INTS(l, 6, 5, 4, 3, 2, 1);
-    assert_ok(mpb_list_reverse(l), C);
+    th_assert_ok(mpb_list_reverse(l), C);
     EXPECT_INTS(l, 1, 2, 3, 4, 5, 6);
     /* a list whose ring has wrapped */
     for (int i = 0; i < 5; i++)
         expect_pop(l, 0, I(i + 1));
     for (int i = 7; i < 13; i++)
         app(l, I(i));
-    assert_ok(mpb_list_insert(l, 0, I(0).p, I(0).n), C);
-    assert_ok(mpb_list_reverse(l), C);
+    th_assert_ok(mpb_list_insert(l, 0, I(0).p, I(0).n), C);
+    th_assert_ok(mpb_list_reverse(l), C);
     EXPECT_INTS(l, 12, 11, 10, 9, 8, 7, 6, 0);
     /* clear */
-    assert_ok(mpb_list_clear(l), C);
+    th_assert_ok(mpb_list_clear(l), C);
     assert_int_equal(llen(l), 0);
     void *v;
     size_t vn;
-    assert_err(mpb_list_get(l, 0, &v, &vn), MPB_EINDEX, C, NULL, NULL);
-    assert_ok(mpb_list_clear(l), C);
+    th_assert_err(mpb_list_get(l, 0, &v, &vn), MPB_EINDEX, C, NULL, NULL);
+    th_assert_ok(mpb_list_clear(l), C);
     uint64_t size = 99;
     assert_int_equal(objects_find("list", "l_reverse", &size), 1);
     assert_int_equal(size, 0);
@@ -708,19 +679,19 @@ static void test_reverse_clear(void **state) {
 static void test_sort_ints_floats(void **state) {
     (void)state;
     mpb_list_t *l = lopen("l_sort");
-    assert_ok(mpb_list_sort(l, 0), C); /* empty */
+    th_assert_ok(mpb_list_sort(l, 0), C); /* empty */
     FILL_INTS(l, 3, -1, 2, 100000, -70000, 0, 2);
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     EXPECT_INTS(l, -70000, -1, 0, 2, 2, 3, 100000);
-    assert_ok(mpb_list_sort(l, 1), C);
+    th_assert_ok(mpb_list_sort(l, 1), C);
     EXPECT_INTS(l, 100000, 3, 2, 2, 0, -1, -70000);
     FILL_INTS(l, INT64_MAX, INT64_MIN, 0, -1, 1);
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     EXPECT_INTS(l, INT64_MIN, -1, 0, 1, INT64_MAX);
     /* a uint64 above INT64_MAX sorts last */
     fill_raw(l, RAW(0x93, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xd3, 0x7f, 0xff,
                     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff));
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     expect_all(l, RAW(0x93, 0xff, 0xd3, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xcf, 0xff,
                       0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff));
     /* mixed int and float: [3, 1.5, -2, 2.5, 0, -0.5] */
@@ -733,7 +704,7 @@ static void test_sort_ints_floats(void **state) {
     mpb__w_int(&b, 0);
     mpb__w_double(&b, -0.5);
     fill_raw(l, (mv_t){b.p, b.len});
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     mpb__w_array(&w, 6);
     mpb__w_int(&w, -2);
     mpb__w_double(&w, -0.5);
@@ -752,7 +723,7 @@ static void test_sort_ints_floats(void **state) {
     mpb__w_double(&b, -9223372036854775808.0);
     mpb__w_int(&b, INT64_MIN + 1);
     fill_raw(l, (mv_t){b.p, b.len});
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     mpb__buf_reset(&w);
     mpb__w_array(&w, 6);
     mpb__w_double(&w, -9223372036854775808.0);
@@ -764,7 +735,7 @@ static void test_sort_ints_floats(void **state) {
     expect_all(l, (mv_t){w.p, w.len});
     /* bools are numbers: false == 0, true == 1 */
     fill_raw(l, RAW(0x94, 0x02, 0xc3, 0xc2, 0xff));
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     expect_all(l, RAW(0x94, 0xff, 0xc2, 0xc3, 0x02));
     mpb__buf_free(&b);
     mpb__buf_free(&w);
@@ -785,34 +756,34 @@ static void test_sort_str_bytes_arrays(void **state) {
         mpb__w_cstr(&w, out[i]);
     }
     fill_raw(l, (mv_t){b.p, b.len});
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     expect_all(l, (mv_t){w.p, w.len});
     /* bytes: b"\x02", b"\x01\x00", b"\x01", b"", b"\xff" */
     fill_raw(l, RAW(0x95, 0xc4, 0x01, 0x02, 0xc4, 0x02, 0x01, 0x00, 0xc4, 0x01, 0x01, 0xc4, 0x00,
                     0xc4, 0x01, 0xff));
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     expect_all(l, RAW(0x95, 0xc4, 0x00, 0xc4, 0x01, 0x01, 0xc4, 0x02, 0x01, 0x00, 0xc4, 0x01, 0x02,
                       0xc4, 0x01, 0xff));
-    assert_ok(mpb_list_sort(l, 1), C);
+    th_assert_ok(mpb_list_sort(l, 1), C);
     expect_all(l, RAW(0x95, 0xc4, 0x01, 0xff, 0xc4, 0x01, 0x02, 0xc4, 0x02, 0x01, 0x00, 0xc4, 0x01,
                       0x01, 0xc4, 0x00));
     /* arrays element-wise: [2,"a"], [1,"b"], [1,"a"], [1], [], [1,"a",0] */
     fill_raw(l, RAW(0x96, 0x92, 0x02, 0xa1, 'a', 0x92, 0x01, 0xa1, 'b', 0x92, 0x01, 0xa1, 'a', 0x91,
                     0x01, 0x90, 0x93, 0x01, 0xa1, 'a', 0x00));
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     expect_all(l, RAW(0x96, 0x90, 0x91, 0x01, 0x92, 0x01, 0xa1, 'a', 0x93, 0x01, 0xa1, 'a', 0x00,
                       0x92, 0x01, 0xa1, 'b', 0x92, 0x02, 0xa1, 'a'));
     /* arrays whose later elements would not compare, decided by the first: [1,"a"], [0, 2] */
     fill_raw(l, RAW(0x92, 0x92, 0x01, 0xa1, 'a', 0x92, 0x00, 0x02));
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     expect_all(l, RAW(0x92, 0x92, 0x00, 0x02, 0x92, 0x01, 0xa1, 'a'));
     /* equal elements of any kind are skipped: [nil, 2], [nil, 1] */
     fill_raw(l, RAW(0x92, 0x92, 0xc0, 0x02, 0x92, 0xc0, 0x01));
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     expect_all(l, RAW(0x92, 0x92, 0xc0, 0x01, 0x92, 0xc0, 0x02));
     /* one item of any kind, even a map: nothing to compare */
     fill_raw(l, RAW(0x91, 0x81, 0x01, 0x02));
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     expect_all(l, RAW(0x91, 0x81, 0x01, 0x02));
     mpb__buf_free(&b);
     mpb__buf_free(&w);
@@ -853,10 +824,10 @@ static void test_sort_stable(void **state) {
     /* small: [1.0, 1, 0, cc 01] -> [0, 1.0, 1, cc 01]; reverse -> [1.0, 1, cc 01, 0] */
     mv_t small = RAW(0x94, 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0xcc, 0x01);
     fill_raw(l, small);
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     expect_all(l, RAW(0x94, 0x00, 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x01, 0xcc, 0x01));
     fill_raw(l, small);
-    assert_ok(mpb_list_sort(l, 1), C);
+    th_assert_ok(mpb_list_sort(l, 1), C);
     expect_all(l, RAW(0x94, 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x01, 0xcc, 0x01, 0x00));
     /* big: values 0..19, each in 11 encodings, shuffled; merge sort paths and all */
     enum { NV = 20, N = NV * NFORMS };
@@ -881,7 +852,7 @@ static void test_sort_stable(void **state) {
         for (int i = 0; i < N; i++)
             enc_form(&in, val[i], form[i]);
         fill_raw(l, (mv_t){in.p, in.len});
-        assert_ok(mpb_list_sort(l, rev), C);
+        th_assert_ok(mpb_list_sort(l, rev), C);
         /* expected: by value (descending if rev), equal values in their input order */
         mpb__w_array(&want, N);
         for (int k = 0; k < NV; k++) {
@@ -902,11 +873,12 @@ static void test_sort_incomparable(void **state) {
     mpb_list_t *l = lopen("l_sort_bad");
     /* str and int */
     fill_raw(l, RAW(0x93, 0x02, 0xa1, 'a', 0x01));
-    assert_err(mpb_list_sort(l, 0), MPB_ETYPE, C, "'<' not supported between instances of", NULL);
+    th_assert_err(mpb_list_sort(l, 0), MPB_ETYPE, C,
+                  "'<' not supported between instances of", NULL);
     if (!strstr(mpb_errmsg(C), "'str'") || !strstr(mpb_errmsg(C), "'int'"))
         fail_msg("message '%s' does not name str and int", mpb_errmsg(C));
     expect_all(l, RAW(0x93, 0x02, 0xa1, 'a', 0x01));
-    assert_err(mpb_list_sort(l, 1), MPB_ETYPE, C, NULL, NULL);
+    th_assert_err(mpb_list_sort(l, 1), MPB_ETYPE, C, NULL, NULL);
     expect_all(l, RAW(0x93, 0x02, 0xa1, 'a', 0x01));
     /* a long list with the odd one last: found deep in a merge, the list stays as it was */
     mpb__buf_t b = {0};
@@ -915,7 +887,7 @@ static void test_sort_incomparable(void **state) {
         mpb__w_int(&b, (i * 37) % 100);
     mpb__w_cstr(&b, "odd");
     fill_raw(l, (mv_t){b.p, b.len});
-    assert_err(mpb_list_sort(l, 0), MPB_ETYPE, C, "str", NULL);
+    th_assert_err(mpb_list_sort(l, 0), MPB_ETYPE, C, "str", NULL);
     expect_all(l, (mv_t){b.p, b.len});
     /* and first */
     mpb__buf_reset(&b);
@@ -924,7 +896,7 @@ static void test_sort_incomparable(void **state) {
     for (int i = 0; i < 100; i++)
         mpb__w_int(&b, (i * 37) % 100);
     fill_raw(l, (mv_t){b.p, b.len});
-    assert_err(mpb_list_sort(l, 1), MPB_ETYPE, C, NULL, NULL);
+    th_assert_err(mpb_list_sort(l, 1), MPB_ETYPE, C, NULL, NULL);
     expect_all(l, (mv_t){b.p, b.len});
     /* nil, maps, bytes against str, arrays with incomparable elements */
     mv_t bad[] = {
@@ -938,7 +910,7 @@ static void test_sort_incomparable(void **state) {
     const char *names[] = {"nil", "nil", "dict", "bytes", "str", "list"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         fill_raw(l, bad[i]);
-        assert_err(mpb_list_sort(l, 0), MPB_ETYPE, C, names[i], NULL);
+        th_assert_err(mpb_list_sort(l, 0), MPB_ETYPE, C, names[i], NULL);
         expect_all(l, bad[i]);
     }
     mpb__buf_free(&b);
@@ -965,7 +937,7 @@ static void test_random_ops_match_model(void **state) {
             memmove(&model[at + 1], &model[at], (n - (size_t)at) * sizeof *model);
             model[at] = next;
             n++;
-            assert_ok(mpb_list_insert(l, idx, I(next).p, I(next).n), C);
+            th_assert_ok(mpb_list_insert(l, idx, I(next).p, I(next).n), C);
             next++;
         } else if (k < 45 && n < CAP) {
             model[n++] = next;
@@ -980,8 +952,8 @@ static void test_random_ops_match_model(void **state) {
             if (at < 0 || at >= (int64_t)n) {
                 assert_int_equal(rc, MPB_EINDEX);
             } else {
-                assert_ok(rc, C);
-                assert_bytes(v, vn, I(model[at]).p, I(model[at]).n);
+                th_assert_ok(rc, C);
+                th_assert_bytes(v, vn, I(model[at]).p, I(model[at]).n);
                 mpb_free(v);
                 memmove(&model[at], &model[at + 1], (n - (size_t)at - 1) * sizeof *model);
                 n--;
@@ -990,19 +962,19 @@ static void test_random_ops_match_model(void **state) {
             int64_t at = RND(n);
             int64_t idx = RND(2) ? at : at - (int64_t)n;
             model[at] = -next;
-            assert_ok(mpb_list_set(l, idx, I(-next).p, I(-next).n), C);
+            th_assert_ok(mpb_list_set(l, idx, I(-next).p, I(-next).n), C);
             next++;
         } else if (k < 90 && n) { /* remove a value that is there */
             int64_t at = RND(n);
             int64_t x = model[at];
-            assert_ok(mpb_list_remove(l, I(x).p, I(x).n), C);
+            th_assert_ok(mpb_list_remove(l, I(x).p, I(x).n), C);
             memmove(&model[at], &model[at + 1], (n - (size_t)at - 1) * sizeof *model);
             n--;
         } else if (k < 95 && n) { /* get */
             int64_t at = RND(n);
             expect_get(l, RND(2) ? at : at - (int64_t)n, I(model[at]));
         } else if (k == 95) {
-            assert_ok(mpb_list_reverse(l), C);
+            th_assert_ok(mpb_list_reverse(l), C);
             for (size_t i = 0; i < n / 2; i++) {
                 int64_t t = model[i];
                 model[i] = model[n - 1 - i];
@@ -1028,7 +1000,7 @@ static void test_100k_ring(void **state) {
         mpb__w_array(&b, BATCH);
         for (int j = i; j < i + BATCH; j++)
             mpb__w_int(&b, j);
-        assert_ok(mpb_list_extend(l, b.p, b.len), C);
+        th_assert_ok(mpb_list_extend(l, b.p, b.len), C);
     }
     mpb__buf_free(&b);
     assert_int_equal(llen(l), N);
@@ -1044,8 +1016,8 @@ static void test_100k_ring(void **state) {
     expect_get(l, 0, I(POPS));
     expect_get(l, -1, I(N + POPS - 1));
     /* inserts and pops in the middle of a wrapped ring */
-    assert_ok(mpb_list_insert(l, 10, S("ten").p, S("ten").n), C);
-    assert_ok(mpb_list_insert(l, N - 10, S("late").p, S("late").n), C);
+    th_assert_ok(mpb_list_insert(l, 10, S("ten").p, S("ten").n), C);
+    th_assert_ok(mpb_list_insert(l, N - 10, S("late").p, S("late").n), C);
     expect_get(l, 10, S("ten"));
     expect_get(l, 11, I(POPS + 10));
     expect_get(l, N - 10, S("late"));
@@ -1056,7 +1028,7 @@ static void test_100k_ring(void **state) {
     for (int64_t start = 0; start < N;) {
         void *items;
         size_t il, n;
-        assert_ok(mpb_list_slice(l, start, INT64_MAX, 1000, &items, &il, &n), C);
+        th_assert_ok(mpb_list_slice(l, start, INT64_MAX, 1000, &items, &il, &n), C);
         assert_true(n >= 1 && n <= 1000);
         mpb__rd_t r = {items, (const uint8_t *)items + il};
         uint32_t cnt;
@@ -1078,12 +1050,12 @@ static void test_100k_ring(void **state) {
         expect_pop(l, -1, I(N + POPS - 1 - i));
     assert_int_equal(llen(l), N - 1000);
     uint64_t count;
-    assert_ok(mpb_list_count(l, I(N + POPS - 1001).p, I(N + POPS - 1001).n, &count), C);
+    th_assert_ok(mpb_list_count(l, I(N + POPS - 1001).p, I(N + POPS - 1001).n, &count), C);
     assert_int_equal(count, 1);
     int64_t idx;
-    assert_ok(mpb_list_index(l, I(POPS + 5).p, I(POPS + 5).n, 0, INT64_MAX, &idx), C);
+    th_assert_ok(mpb_list_index(l, I(POPS + 5).p, I(POPS + 5).n, 0, INT64_MAX, &idx), C);
     assert_int_equal(idx, 5);
-    assert_ok(mpb_list_clear(l), C);
+    th_assert_ok(mpb_list_clear(l), C);
     assert_int_equal(llen(l), 0);
     mpb_list_close(&l);
 }
@@ -1096,7 +1068,7 @@ static void test_drain_shrinks(void **state) {
     mpb__w_array(&b, 1000);
     for (int i = 0; i < 1000; i++)
         mpb__w_int(&b, i);
-    assert_ok(mpb_list_extend(l, b.p, b.len), C);
+    th_assert_ok(mpb_list_extend(l, b.p, b.len), C);
     mpb__buf_free(&b);
     int front = 0, back = 999;
     /* alternate ends and the middle so that shrinking happens with the ring at any offset */
@@ -1104,7 +1076,7 @@ static void test_drain_shrinks(void **state) {
         expect_pop(l, 0, I(front++));
         expect_pop(l, -1, I(back--));
         if ((back - front) % 7 == 0) {
-            assert_ok(mpb_list_insert(l, 0, I(front - 1).p, I(front - 1).n), C);
+            th_assert_ok(mpb_list_insert(l, 0, I(front - 1).p, I(front - 1).n), C);
             front--;
         }
     }
@@ -1127,16 +1099,17 @@ static void test_drain_shrinks(void **state) {
 static void test_kinds_and_objects(void **state) {
     (void)state;
     mpb_dict_t *d;
-    assert_ok(mpb_dict_open(C, "lk_dict", &d), C);
+    th_assert_ok(mpb_dict_open(C, "lk_dict", &d), C);
     mpb_list_t *l = (mpb_list_t *)0x1;
-    assert_err(mpb_list_open(C, "lk_dict", &l), MPB_EKIND, C, "lk_dict is a dict", "not a list");
+    th_assert_err(mpb_list_open(C, "lk_dict", &l), MPB_EKIND, C, "lk_dict is a dict", "not a list");
     assert_null(l);
     void *res;
     size_t rn;
-    assert_err(mpb_call(C, MPB_OP_LIST_APPEND, "lk_dict", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
-               MPB_EKIND, C, "is a dict", NULL);
-    assert_err(mpb_call(C, MPB_OP_LIST_LEN, "lk_dict", NULL, 0, 0, &res, &rn), MPB_EKIND, C, NULL,
-               NULL);
+    th_assert_err(mpb_call(C, MPB_OP_LIST_APPEND, "lk_dict", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
+                  MPB_EKIND, C, "is a dict", NULL);
+    th_assert_err(
+        mpb_call(C, MPB_OP_LIST_LEN, "lk_dict", NULL, 0, 0, &res, &rn),
+        MPB_EKIND, C, NULL, NULL);
     mpb_dict_close(&d);
     /* listed with kind and size; described */
     l = lopen("lk_list");
@@ -1147,7 +1120,7 @@ static void test_kinds_and_objects(void **state) {
     uint64_t cursor = 0;
     mpb_obj_info_t info[4];
     size_t n;
-    assert_ok(mpb_objects(C, "list/lk_*", &cursor, info, 4, &n), C);
+    th_assert_ok(mpb_objects(C, "list/lk_*", &cursor, info, 4, &n), C);
     assert_int_equal(n, 1);
     assert_int_equal(cursor, 0);
     assert_string_equal(info[0].kind, "list");
@@ -1155,7 +1128,7 @@ static void test_kinds_and_objects(void **state) {
     assert_int_equal(info[0].size, 4);
     void *m;
     size_t mn;
-    assert_ok(mpb_obj_describe(C, "list/lk_list", &m, &mn), C);
+    th_assert_ok(mpb_obj_describe(C, "list/lk_list", &m, &mn), C);
     mpb__rd_t r = {m, (const uint8_t *)m + mn}, v;
     uint64_t u;
     const char *s;
@@ -1172,38 +1145,38 @@ static void test_kinds_and_objects(void **state) {
     assert_true(u >= 4);
     mpb_free(m);
     /* deleted: gone, and a new list under the same name is empty */
-    assert_ok(mpb_obj_delete(C, "list/lk_list"), C);
-    assert_err(mpb_obj_describe(C, "list/lk_list", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
-    assert_err(mpb_obj_delete(C, "list/lk_list"), MPB_ENOOBJ, C, NULL, NULL);
+    th_assert_ok(mpb_obj_delete(C, "list/lk_list"), C);
+    th_assert_err(mpb_obj_describe(C, "list/lk_list", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
+    th_assert_err(mpb_obj_delete(C, "list/lk_list"), MPB_ENOOBJ, C, NULL, NULL);
     assert_int_equal(objects_find("list", "lk_list", NULL), 0);
     assert_int_equal(llen(l), 0);
     mpb_list_close(&l);
     /* reads of a list that does not exist answer as empty and do not create it */
-    assert_ok(mpb_call(C, MPB_OP_LIST_LEN, "lk_ghost", NULL, 0, 0, &res, &rn), C);
+    th_assert_ok(mpb_call(C, MPB_OP_LIST_LEN, "lk_ghost", NULL, 0, 0, &res, &rn), C);
     const uint8_t *p = res;
     if (rn && p[0] == 0x91) p++, rn--;
-    assert_bytes(p, rn, "\x00", 1);
+    th_assert_bytes(p, rn, "\x00", 1);
     mpb_free(res);
-    assert_err(mpb_call(C, MPB_OP_LIST_GET, "lk_ghost", RAW(0x91, 0x00).p, 2, 0, &res, &rn),
-               MPB_EINDEX, C, NULL, NULL);
-    assert_ok(
+    th_assert_err(mpb_call(C, MPB_OP_LIST_GET, "lk_ghost", RAW(0x91, 0x00).p, 2, 0, &res, &rn),
+                  MPB_EINDEX, C, NULL, NULL);
+    th_assert_ok(
         mpb_call(C, MPB_OP_LIST_SLICE, "lk_ghost", RAW(0x93, 0xc0, 0xc0, 0x00).p, 4, 0, &res, &rn),
         C);
     p = res;
     if (rn && p[0] == 0x91 && rn == 2) p++, rn--;
-    assert_bytes(p, rn, "\x90", 1);
+    th_assert_bytes(p, rn, "\x90", 1);
     mpb_free(res);
-    assert_err(
+    th_assert_err(
         mpb_call(C, MPB_OP_LIST_INDEX, "lk_ghost", RAW(0x93, 0x01, 0xc0, 0xc0).p, 4, 0, &res, &rn),
         MPB_EVALUE, C, NULL, NULL);
-    assert_ok(mpb_call(C, MPB_OP_LIST_COUNT, "lk_ghost", RAW(0x91, 0x01).p, 2, 0, &res, &rn), C);
+    th_assert_ok(mpb_call(C, MPB_OP_LIST_COUNT, "lk_ghost", RAW(0x91, 0x01).p, 2, 0, &res, &rn), C);
     mpb_free(res);
     assert_int_equal(objects_find("list", "lk_ghost", NULL), 0);
-    assert_err(mpb_obj_describe(C, "list/lk_ghost", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
+    th_assert_err(mpb_obj_describe(C, "list/lk_ghost", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
     /* so the name is still free for a dict */
-    assert_ok(mpb_dict_open(C, "lk_ghost", &d), C);
+    th_assert_ok(mpb_dict_open(C, "lk_ghost", &d), C);
     mpb_dict_close(&d);
-    assert_ok(mpb_obj_delete(C, "dict/lk_ghost"), C);
+    th_assert_ok(mpb_obj_delete(C, "dict/lk_ghost"), C);
 }
 
 /* ---- many processes on one list ---- */
@@ -1236,7 +1209,7 @@ static void test_four_processes_extend(void **state) {
     assert_int_equal(llen(l), 800);
     void *items;
     size_t il, n;
-    assert_ok(mpb_list_slice(l, 0, INT64_MAX, 0, &items, &il, &n), C);
+    th_assert_ok(mpb_list_slice(l, 0, INT64_MAX, 0, &items, &il, &n), C);
     assert_int_equal(n, 800);
     mpb__rd_t r = {items, (const uint8_t *)items + il};
     uint32_t cnt;
@@ -1255,7 +1228,7 @@ static void test_four_processes_extend(void **state) {
         assert_int_equal(last[p], 99);
     mpb_free(items);
     /* sort it: all equal-magnitude pairs line up */
-    assert_ok(mpb_list_sort(l, 0), C);
+    th_assert_ok(mpb_list_sort(l, 0), C);
     expect_get(l, 0, I(-3099));
     expect_get(l, -1, I(3099));
     mpb_list_close(&l);
@@ -1268,15 +1241,15 @@ static void test_broker_still_alive(void **state) {
     assert_true(th_broker_alive(&B));
     mpb_client_t *c = th_connect(&B);
     mpb_list_t *l;
-    assert_ok(mpb_list_open(c, "l_getset", &l), c);
+    th_assert_ok(mpb_list_open(c, "l_getset", &l), c);
     void *v;
     size_t vn;
-    assert_ok(mpb_list_get(l, -1, &v, &vn), c);
-    assert_bytes(v, vn, S("x").p, S("x").n);
+    th_assert_ok(mpb_list_get(l, -1, &v, &vn), c);
+    th_assert_bytes(v, vn, S("x").p, S("x").n);
     mpb_free(v);
-    assert_ok(mpb_list_append(l, I(42).p, I(42).n), c);
-    assert_ok(mpb_list_get(l, -1, &v, &vn), c);
-    assert_bytes(v, vn, I(42).p, I(42).n);
+    th_assert_ok(mpb_list_append(l, I(42).p, I(42).n), c);
+    th_assert_ok(mpb_list_get(l, -1, &v, &vn), c);
+    th_assert_bytes(v, vn, I(42).p, I(42).n);
     mpb_free(v);
     mpb_list_close(&l);
     mpb_close(&c);

@@ -9,118 +9,17 @@
 #include <unistd.h>
 
 #include "mpbproto.h"
-#include "th.h"
+#include "th_child.h"
 
 static th_broker_t B;
 
-/* Children run outside cmocka (see spawn): they print what failed and exit non-zero, and the
- * parent asserts on their exit status. */
-#define CK(cond)                                                                                   \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: check failed: %s\n", (int)getpid(), __FILE__,         \
-                    __LINE__, #cond);                                                              \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-#define CKC(c, call)                                                                               \
-    do {                                                                                           \
-        int rc_ = (call);                                                                          \
-        if (rc_ < 0) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: %s -> %s (%s)\n", (int)getpid(), __FILE__, __LINE__,  \
-                    #call, mpb_strerror(rc_), mpb_errmsg(c));                                      \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
 #define SLACK_MS 300
-
-/* ---- child processes ----
- * A child is a fresh run of this program (fork, then at once exec of /proc/self/exe with
- * --child), never a bare fork: this process has threads (each client's heartbeat and ZeroMQ
- * threads), and a forked copy inherits whatever lock one of them held at that instant - the
- * sanitizer allocator's, say - and can hang in its first malloc. */
-typedef int (*child_fn)(int idx, const char *arg);
-static int child_index(child_fn fn); /* in the table at the end of this file */
-
-/* Starts fn(idx, arg) in a child process; returns its pid. arg may be NULL. */
-static pid_t spawn(child_fn fn, int idx, const char *arg) {
-    char sfn[16], sidx[16];
-    snprintf(sfn, sizeof sfn, "%d", child_index(fn));
-    snprintf(sidx, sizeof sidx, "%d", idx);
-    char *exe = (char *)"/proc/self/exe", *flag = (char *)"--child", *a = (char *)(arg ? arg : "");
-    char *argv[] = {exe, flag, sfn, sidx, a, B.endpoint, B.keyfile, NULL};
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Runs fn(0..n-1, arg) in n children and waits for them (stragglers are killed after
- * timeout_s); returns how many failed. */
-static int spawn_all(int n, child_fn fn, const char *arg, int timeout_s) {
-    pid_t pids[64];
-    if (n > 64) return n;
-    for (int i = 0; i < n; i++)
-        pids[i] = spawn(fn, i, arg);
-    int failed = 0;
-    int64_t end = th_now_ms() + timeout_s * 1000;
-    for (int i = 0; i < n; i++) {
-        int64_t left = (end - th_now_ms()) / 1000;
-        if (th_wait(pids[i], left > 1 ? (int)left : 1) != 0) failed++;
-    }
-    return failed;
-}
-
-static mpb_client_t *child_connect(void) {
-    mpb_client_t *c = NULL;
-    int rc = th_connect_opts(&B, NULL, &c);
-    if (rc) {
-        fprintf(stderr, "[pid %d] connect: %s\n", (int)getpid(), mpb_errmsg(c));
-        mpb_close(&c);
-    }
-    return c;
-}
-
-/* The value under path.field of mpb_obj_describe, as a reader positioned on it, in *buf
- * (mpb_free it). Returns 0 or -1. */
-static int describe_get(mpb_client_t *c, const char *path, const char *field, void **buf,
-                        mpb__rd_t *v) {
-    size_t n;
-    if (mpb_obj_describe(c, path, buf, &n)) return -1;
-    mpb__rd_t r = {*buf, (const uint8_t *)*buf + n};
-    if (mpb__rd_mapget(&r, field, v)) {
-        mpb_free(*buf);
-        *buf = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-/* An integer or boolean field; INT64_MIN when absent. */
-static int64_t describe_int(mpb_client_t *c, const char *path, const char *field) {
-    void *m;
-    mpb__rd_t v;
-    if (describe_get(c, path, field, &m, &v)) return INT64_MIN;
-    int64_t x = INT64_MIN;
-    bool b;
-    if (mpb__rd_int(&v, &x) != 0) {
-        x = INT64_MIN;
-        if (mpb__rd_bool(&v, &b) == 0) x = b;
-    }
-    mpb_free(m);
-    return x;
-}
 
 /* How many clients wait for the lock at path (its "waiters" array); -1 on error. */
 static int64_t lock_waiters(mpb_client_t *c, const char *path) {
     void *m;
     mpb__rd_t v;
-    if (describe_get(c, path, "waiters", &m, &v)) return -1;
+    if (th_describe_get(c, path, "waiters", &m, &v)) return -1;
     uint32_t n;
     int64_t x = mpb__rd_array(&v, &n) ? -1 : (int64_t)n;
     mpb_free(m);
@@ -131,7 +30,7 @@ static int64_t lock_waiters(mpb_client_t *c, const char *path) {
 static int64_t lock_owner(mpb_client_t *c, const char *path, const char *field) {
     void *m;
     mpb__rd_t v, f;
-    if (describe_get(c, path, "owner", &m, &v)) return INT64_MIN;
+    if (th_describe_get(c, path, "owner", &m, &v)) return INT64_MIN;
     int64_t x = -1;
     if (mpb__rd_type(&v) == MPB__MT_MAP && mpb__rd_mapget(&v, field, &f) == 0 &&
         mpb__rd_int(&f, &x))
@@ -161,7 +60,7 @@ static int cmp_u64(const void *a, const void *b) {
 
 static int rmw_child(int idx, const char *arg) {
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_lock_t *l;
     mpb_dict_t *d;
@@ -209,7 +108,7 @@ static void test_lock_guarded_increments_lose_nothing(void **state) {
     assert_int_equal(mpb_dict_set_i64(d, "n", 0), 0);
     assert_int_equal(mpb_dict_set_i64(d, "last_fence", 0), 0);
     int64_t t0 = th_now_ms();
-    assert_int_equal(spawn_all(RMW_PROCS, rmw_child, NULL, 120), 0);
+    assert_int_equal(th_child_spawn_all(RMW_PROCS, rmw_child, NULL, 120), 0);
     print_message("%d x %d lock-guarded increments in %lld ms\n", RMW_PROCS, RMW_ITERS,
                   (long long)(th_now_ms() - t0));
     int64_t n;
@@ -245,7 +144,7 @@ static void test_lock_guarded_increments_lose_nothing(void **state) {
     int64_t last;
     assert_int_equal(mpb_dict_get_i64(d, "last_fence", &last), 0);
     assert_int_equal((uint64_t)last, all[k - 1]);
-    assert_int_equal(describe_int(c, "lock/rmw", "locked"), 0);
+    assert_int_equal(th_describe_int(c, "lock/rmw", "locked"), 0);
     mpb_list_close(&fl);
     mpb_dict_close(&d);
     mpb_close(&c);
@@ -256,7 +155,7 @@ static void test_lock_guarded_increments_lose_nothing(void **state) {
 static int rlock_try_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_lock_t *l;
     CKC(c, mpb_rlock_open(c, "rl", &l));
@@ -282,8 +181,8 @@ static void test_rlock_counts_levels_and_keeps_its_token(void **state) {
     assert_int_equal(mpb_lock_acquire(l, 0, &f2), 0);
     assert_int_equal(mpb_lock_acquire(l, MPB_FOREVER, &f3), 0);
     assert_true(f1 == f2 && f2 == f3);
-    assert_int_equal(describe_int(c, "rlock/rl", "count"), 3);
-    pid_t p = spawn(rlock_try_child, 0, NULL);
+    assert_int_equal(th_describe_int(c, "rlock/rl", "count"), 3);
+    pid_t p = th_child_spawn(rlock_try_child, 0, NULL);
     assert_true(wait_waiters(c, "rlock/rl", 1, 10000));
     assert_int_equal(mpb_lock_release(l), 0);
     assert_int_equal(mpb_lock_release(l), 0);
@@ -343,7 +242,7 @@ static void test_acquire_of_held_lock_times_out_and_holder_keeps_it(void **state
     assert_int_equal(mpb_lock_acquire(rb, 150, NULL), MPB_ETIMEDOUT);
     dt = th_now_ms() - t0;
     assert_true(dt >= 150 && dt <= 150 + SLACK_MS);
-    assert_int_equal(describe_int(a, "rlock/to.rlock", "count"), 2);
+    assert_int_equal(th_describe_int(a, "rlock/to.rlock", "count"), 2);
     assert_int_equal(mpb_lock_release(ra), 0);
     assert_int_equal(mpb_lock_release(ra), 0);
     assert_int_equal(mpb_lock_release(ra), MPB_ENOTOWNER);
@@ -360,7 +259,7 @@ static void test_acquire_of_held_lock_times_out_and_holder_keeps_it(void **state
 static int release_other_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_lock_t *l;
     CKC(c, mpb_lock_open(c, "mis", &l));
@@ -392,13 +291,13 @@ static void test_lock_misuse_gets_clear_errors(void **state) {
     snprintf(want, sizeof want, "pid %d", (int)getpid());
     assert_non_null(strstr(mpb_errmsg(b), want));
     /* ... and by another process */
-    assert_int_equal(th_wait(spawn(release_other_child, 0, NULL), 30), 0);
+    assert_int_equal(th_wait(th_child_spawn(release_other_child, 0, NULL), 30), 0);
 
     /* a Lock is not re-entrant */
     assert_int_equal(mpb_lock_acquire(la, 0, NULL), MPB_EBUSY);
     assert_non_null(strstr(mpb_errmsg(a), "not re-entrant"));
     assert_int_equal(mpb_lock_acquire(la, 1000, NULL), MPB_EBUSY); /* at once, not after 1 s */
-    assert_int_equal(describe_int(a, "lock/mis", "count"), 1);
+    assert_int_equal(th_describe_int(a, "lock/mis", "count"), 1);
 
     /* a held lock cannot be deleted */
     assert_int_equal(mpb_obj_delete(b, "lock/mis"), MPB_EBUSY);
@@ -451,7 +350,7 @@ static void test_lock_misuse_gets_clear_errors(void **state) {
 static int fifo_acquirer(int idx, const char *arg) {
     (void)arg;
     int me = idx;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_lock_t *l;
     mpb_list_t *order;
@@ -475,7 +374,7 @@ static void test_blocked_acquirers_are_served_in_arrival_order(void **state) {
     assert_int_equal(mpb_lock_acquire(l, 0, NULL), 0);
     pid_t pids[FIFO_N];
     for (int i = 0; i < FIFO_N; i++) {
-        pids[i] = spawn(fifo_acquirer, i, NULL);
+        pids[i] = th_child_spawn(fifo_acquirer, i, NULL);
         assert_true(wait_waiters(c, "lock/fifo", i + 1, 10000));
     }
     assert_int_equal(mpb_lock_release(l), 0);
@@ -502,29 +401,6 @@ static void test_blocked_acquirers_are_served_in_arrival_order(void **state) {
 
 /* ---- the broker is still well ---- */
 
-/* Stops the broker and checks that it exits with status 0 and that its log holds no
- * sanitizer report (a leak or a bad access in the broker fails the test here). */
-static void stop_broker_checked(void) {
-    assert_true(th_broker_alive(&B));
-    kill(B.pid, SIGTERM);
-    int st = th_wait(B.pid, 20);
-    B.pid = 0;
-    FILE *f = fopen(B.log, "r");
-    assert_non_null(f);
-    char line[1024];
-    bool bad = false;
-    while (fgets(line, sizeof line, f)) {
-        if (strstr(line, "Sanitizer") || strstr(line, "runtime error")) {
-            fprintf(stderr, "broker: %s", line);
-            bad = true;
-        }
-    }
-    fclose(f);
-    assert_false(bad);
-    assert_int_equal(st, 0);
-    th_broker_stop(&B);
-}
-
 static void test_broker_still_serves_and_exits_cleanly(void **state) {
     (void)state;
     assert_true(th_broker_alive(&B));
@@ -547,45 +423,18 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     mpb_dict_close(&d);
     mpb_lock_close(&l);
     mpb_close(&c);
-    stop_broker_checked();
+    th_broker_stop_checked(&B);
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    th_broker_stop(&B);
-    return 0;
-}
-
-static const child_fn child_fns[] = {
+static const th_child_fn child_fns[] = {
     rmw_child,
     rlock_try_child,
     release_other_child,
     fifo_acquirer,
 };
 
-/* In a child: argv is --child FN IDX ARG ENDPOINT KEYFILE (see spawn). */
-static int run_child(char **argv) {
-    snprintf(B.endpoint, sizeof B.endpoint, "%s", argv[5]);
-    snprintf(B.keyfile, sizeof B.keyfile, "%s", argv[6]);
-    int fn = atoi(argv[2]);
-    if (fn < 0 || fn >= (int)(sizeof child_fns / sizeof *child_fns)) return 126;
-    return child_fns[fn](atoi(argv[3]), argv[4][0] ? argv[4] : NULL);
-}
-
-static int child_index(child_fn fn) {
-    for (int i = 0; i < (int)(sizeof child_fns / sizeof *child_fns); i++)
-        if (child_fns[i] == fn) return i;
-    return -1;
-}
-
 int main(int argc, char **argv) {
-    if (argc == 7 && !strcmp(argv[1], "--child")) return run_child(argv);
+    th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lock_guarded_increments_lose_nothing),
         cmocka_unit_test(test_rlock_counts_levels_and_keeps_its_token),
@@ -594,5 +443,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_blocked_acquirers_are_served_in_arrival_order),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_child_setup, th_child_teardown);
 }

@@ -10,80 +10,9 @@
 
 #include "mpbproto.h"
 #include "rawclient.h"
-#include "th.h"
+#include "th_child.h"
 
 static th_broker_t B;
-
-/* Children run outside cmocka (see spawn): they print what failed and exit non-zero, and the
- * parent asserts on their exit status. */
-#define CK(cond)                                                                                   \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: check failed: %s\n", (int)getpid(), __FILE__,         \
-                    __LINE__, #cond);                                                              \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-#define CKC(c, call)                                                                               \
-    do {                                                                                           \
-        int rc_ = (call);                                                                          \
-        if (rc_ < 0) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: %s -> %s (%s)\n", (int)getpid(), __FILE__, __LINE__,  \
-                    #call, mpb_strerror(rc_), mpb_errmsg(c));                                      \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-/* ---- child processes ----
- * A child is a fresh run of this program (fork, then at once exec of /proc/self/exe with
- * --child), never a bare fork: this process has threads (each client's heartbeat and ZeroMQ
- * threads), and a forked copy inherits whatever lock one of them held at that instant - the
- * sanitizer allocator's, say - and can hang in its first malloc. */
-typedef int (*child_fn)(int idx, const char *arg);
-static int child_index(child_fn fn); /* in the table at the end of this file */
-
-/* Starts fn(idx, arg) in a child process; returns its pid. arg may be NULL. */
-static pid_t spawn(child_fn fn, int idx, const char *arg) {
-    char sfn[16], sidx[16];
-    snprintf(sfn, sizeof sfn, "%d", child_index(fn));
-    snprintf(sidx, sizeof sidx, "%d", idx);
-    char *exe = (char *)"/proc/self/exe", *flag = (char *)"--child", *a = (char *)(arg ? arg : "");
-    char *argv[] = {exe, flag, sfn, sidx, a, B.endpoint, B.keyfile, NULL};
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Runs fn(0..n-1, arg) in n children and waits for them (stragglers are killed after
- * timeout_s); returns how many failed. */
-static int spawn_all(int n, child_fn fn, const char *arg, int timeout_s) {
-    pid_t pids[64];
-    if (n > 64) return n;
-    for (int i = 0; i < n; i++)
-        pids[i] = spawn(fn, i, arg);
-    int failed = 0;
-    int64_t end = th_now_ms() + timeout_s * 1000;
-    for (int i = 0; i < n; i++) {
-        int64_t left = (end - th_now_ms()) / 1000;
-        if (th_wait(pids[i], left > 1 ? (int)left : 1) != 0) failed++;
-    }
-    return failed;
-}
-
-static mpb_client_t *child_connect(void) {
-    mpb_client_t *c = NULL;
-    int rc = th_connect_opts(&B, NULL, &c);
-    if (rc) {
-        fprintf(stderr, "[pid %d] connect: %s\n", (int)getpid(), mpb_errmsg(c));
-        mpb_close(&c);
-    }
-    return c;
-}
 
 static size_t pack_int(uint8_t *buf, int64_t v) {
     return mpb_pack_i64(buf, v);
@@ -103,33 +32,6 @@ static int get_int(mpb_queue_t *q, int timeout_ms, int64_t *v) {
 static int put_int(mpb_queue_t *q, int64_t v, int timeout_ms) {
     uint8_t b[MPB_PACK_MAX_SCALAR];
     return mpb_queue_put(q, b, pack_int(b, v), timeout_ms);
-}
-
-/* An integer or boolean field of mpb_obj_describe(path); INT64_MIN when absent. */
-static int64_t describe_int(mpb_client_t *c, const char *path, const char *field) {
-    void *m;
-    size_t n;
-    if (mpb_obj_describe(c, path, &m, &n)) return INT64_MIN;
-    mpb__rd_t r = {m, (const uint8_t *)m + n}, v;
-    int64_t x = INT64_MIN;
-    bool b;
-    if (mpb__rd_mapget(&r, field, &v) == 0 && mpb__rd_int(&v, &x) != 0) {
-        x = INT64_MIN;
-        if (mpb__rd_bool(&v, &b) == 0) x = b;
-    }
-    mpb_free(m);
-    return x;
-}
-
-/* Polls describe(path)[field] until it equals want, for up to timeout_ms. */
-static bool wait_field(mpb_client_t *c, const char *path, const char *field, int64_t want,
-                       int timeout_ms) {
-    int64_t end = th_now_ms() + timeout_ms;
-    while (th_now_ms() < end) {
-        if (describe_int(c, path, field) == want) return true;
-        usleep(5000);
-    }
-    return describe_int(c, path, field) == want;
 }
 
 /* Reads list name (integers) into out (up to max); returns how many, or -1. */
@@ -185,7 +87,7 @@ static int cmp_i64(const void *a, const void *b) {
 
 static int pc_producer(int idx, const char *arg) {
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "pc", -1, -1, &q));
@@ -199,7 +101,7 @@ static int pc_producer(int idx, const char *arg) {
 static int pc_consumer(int idx, const char *arg) {
     (void)arg;
     int me = idx;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "pc", -1, -1, &q));
@@ -232,8 +134,8 @@ static void test_producers_consumers_each_item_exactly_once(void **state) {
     assert_int_equal(mpb_queue_open(c, "pc", 64, 0, &q), 0);
     pid_t cons[PC_CONSUMERS];
     for (int i = 0; i < PC_CONSUMERS; i++)
-        cons[i] = spawn(pc_consumer, i, NULL);
-    assert_int_equal(spawn_all(PC_PRODUCERS, pc_producer, NULL, 120), 0);
+        cons[i] = th_child_spawn(pc_consumer, i, NULL);
+    assert_int_equal(th_child_spawn_all(PC_PRODUCERS, pc_producer, NULL, 120), 0);
     for (int i = 0; i < PC_CONSUMERS; i++)
         assert_int_equal(put_int(q, -1, MPB_FOREVER), 0);
     for (int i = 0; i < PC_CONSUMERS; i++)
@@ -256,8 +158,8 @@ static void test_producers_consumers_each_item_exactly_once(void **state) {
     uint64_t n;
     assert_int_equal(mpb_queue_qsize(q, &n), 0);
     assert_int_equal(n, 0);
-    assert_int_equal(describe_int(c, "queue/pc", "getters"), 0);
-    assert_int_equal(describe_int(c, "queue/pc", "putters"), 0);
+    assert_int_equal(th_describe_int(c, "queue/pc", "getters"), 0);
+    assert_int_equal(th_describe_int(c, "queue/pc", "putters"), 0);
     mpb_queue_close(&q);
     mpb_close(&c);
 }
@@ -269,7 +171,7 @@ static void test_producers_consumers_each_item_exactly_once(void **state) {
 static int jq_producer(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_queue_t *q;
     mpb_dict_t *d;
@@ -293,7 +195,7 @@ static int jq_producer(int idx, const char *arg) {
 static int jq_consumer(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_queue_t *q;
     mpb_dict_t *d;
@@ -324,8 +226,8 @@ static void test_joinable_queue_join_returns_after_every_task_done(void **state)
     assert_int_equal(mpb_queue_open(c, "jq", 0, 1, &q), 0);
     assert_int_equal(mpb_dict_open(c, "jq.stats", &d), 0);
     assert_int_equal(mpb_dict_set_i64(d, "done", 0), 0);
-    pid_t cons[2] = {spawn(jq_consumer, 0, NULL), spawn(jq_consumer, 1, NULL)};
-    pid_t prod = spawn(jq_producer, 0, NULL);
+    pid_t cons[2] = {th_child_spawn(jq_consumer, 0, NULL), th_child_spawn(jq_consumer, 1, NULL)};
+    pid_t prod = th_child_spawn(jq_producer, 0, NULL);
     /* a second joiner, once every item has been put */
     int64_t all = 0;
     for (int i = 0; i < 6000 && all != 1; i++) {
@@ -343,12 +245,12 @@ static void test_joinable_queue_join_returns_after_every_task_done(void **state)
     assert_int_equal(th_wait(cons[0], 60), 0);
     assert_int_equal(th_wait(cons[1], 60), 0);
 
-    assert_int_equal(describe_int(c, "queue/jq", "unfinished"), 0);
+    assert_int_equal(th_describe_int(c, "queue/jq", "unfinished"), 0);
     assert_int_equal(mpb_queue_join(q, 0), 0);
     /* one task_done more than items put */
     assert_int_equal(mpb_queue_task_done(q), MPB_EVALUE);
     assert_non_null(strstr(mpb_errmsg(c), "too many times"));
-    assert_int_equal(describe_int(c, "queue/jq", "unfinished"), 0);
+    assert_int_equal(th_describe_int(c, "queue/jq", "unfinished"), 0);
 
     /* task_done and join are for JoinableQueues only */
     mpb_queue_t *plain;
@@ -386,7 +288,7 @@ static void test_get_on_empty_queue_times_out(void **state) {
     assert_int_equal(get_int(q, 0, &v), MPB_EEMPTY); /* get_nowait */
     assert_true(th_now_ms() - t0 < SLACK_MS);
     /* nobody is left waiting, and the queue works */
-    assert_int_equal(describe_int(c, "queue/to.get", "getters"), 0);
+    assert_int_equal(th_describe_int(c, "queue/to.get", "getters"), 0);
     assert_int_equal(put_int(q, 7, 0), 0);
     assert_int_equal(get_int(q, 0, &v), 0);
     assert_int_equal(v, 7);
@@ -413,7 +315,7 @@ static void test_put_on_full_queue_times_out_and_leaves_it_unchanged(void **stat
     uint64_t n;
     assert_int_equal(mpb_queue_qsize(q, &n), 0);
     assert_int_equal(n, 3);
-    assert_int_equal(describe_int(c, "queue/to.put", "putters"), 0);
+    assert_int_equal(th_describe_int(c, "queue/to.put", "putters"), 0);
     /* exactly the three items, in order: neither timed-out item got in */
     for (int i = 0; i < 3; i++) {
         int64_t v;
@@ -430,7 +332,7 @@ static void test_put_on_full_queue_times_out_and_leaves_it_unchanged(void **stat
     assert_int_equal(mpb_queue_open(c, "to.jput", 1, 1, &q), 0);
     assert_int_equal(put_int(q, 1, 0), 0);
     assert_int_equal(put_int(q, 2, 100), MPB_ETIMEDOUT);
-    assert_int_equal(describe_int(c, "queue/to.jput", "unfinished"), 1);
+    assert_int_equal(th_describe_int(c, "queue/to.jput", "unfinished"), 1);
     assert_int_equal(get_int(q, 0, &v), 0);
     assert_int_equal(mpb_queue_task_done(q), 0);
     assert_int_equal(mpb_queue_join(q, 0), 0);
@@ -453,8 +355,8 @@ static void test_join_with_unfinished_tasks_times_out(void **state) {
     assert_true(dt >= 200);
     assert_true(dt <= 200 + SLACK_MS);
     assert_int_equal(mpb_queue_join(q, 0), MPB_ETIMEDOUT);
-    assert_int_equal(describe_int(c, "queue/to.join", "joiners"), 0);
-    assert_int_equal(describe_int(c, "queue/to.join", "unfinished"), 1);
+    assert_int_equal(th_describe_int(c, "queue/to.join", "joiners"), 0);
+    assert_int_equal(th_describe_int(c, "queue/to.join", "unfinished"), 1);
     assert_int_equal(mpb_queue_task_done(q), 0);
     assert_int_equal(mpb_queue_join(q, 0), 0);
     mpb_queue_close(&q);
@@ -466,7 +368,7 @@ static void test_join_with_unfinished_tasks_times_out(void **state) {
 static int jput_parked_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "to.jpark", -1, -1, &q));
@@ -482,8 +384,8 @@ static void test_join_does_not_wait_for_a_put_still_blocked(void **state) {
     mpb_queue_t *q;
     assert_int_equal(mpb_queue_open(c, "to.jpark", 1, 1, &q), 0);
     assert_int_equal(put_int(q, 1, 0), 0);
-    pid_t p = spawn(jput_parked_child, 0, NULL);
-    assert_true(wait_field(c, "queue/to.jpark", "putters", 1, 10000));
+    pid_t p = th_child_spawn(jput_parked_child, 0, NULL);
+    assert_true(th_wait_field(c, "queue/to.jpark", "putters", 1, 10000));
     assert_int_equal(mpb_queue_task_done(q), 0); /* item 1 is done, though still queued */
     int64_t t0 = th_now_ms();
     int rc = mpb_queue_join(q, 3000);
@@ -507,7 +409,7 @@ static void test_join_does_not_wait_for_a_put_still_blocked(void **state) {
 static int getter_of_5(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "misuse.q", -1, -1, &q));
@@ -544,8 +446,8 @@ static void test_misuse_gets_clear_errors(void **state) {
     /* the queue is still empty and usable */
     assert_int_equal(mpb_queue_empty(q), 1);
     /* a queue with a blocked client cannot be deleted; an idle one can */
-    pid_t g = spawn(getter_of_5, 0, NULL);
-    assert_true(wait_field(c, "queue/misuse.q", "getters", 1, 10000));
+    pid_t g = th_child_spawn(getter_of_5, 0, NULL);
+    assert_true(th_wait_field(c, "queue/misuse.q", "getters", 1, 10000));
     assert_int_equal(mpb_obj_delete(c, "queue/misuse.q"), MPB_EBUSY);
     assert_non_null(strstr(mpb_errmsg(c), "blocked"));
     assert_int_equal(put_int(q, 5, 0), 0);
@@ -618,7 +520,7 @@ static int big_producer(int idx, const char *arg) {
 static void test_queue_of_a_million_items(void **state) {
     (void)state;
     int64_t t0 = th_now_ms();
-    assert_int_equal(spawn_all(BIG_PROCS, big_producer, NULL, 280), 0);
+    assert_int_equal(th_child_spawn_all(BIG_PROCS, big_producer, NULL, 280), 0);
     int64_t dt = th_now_ms() - t0;
     print_message("%d items put by %d processes (batches of %d) in %lld ms\n", BIG_PROCS * BIG_EACH,
                   BIG_PROCS, BIG_BATCH, (long long)dt);
@@ -628,7 +530,7 @@ static void test_queue_of_a_million_items(void **state) {
     uint64_t n;
     assert_int_equal(mpb_queue_qsize(q, &n), 0);
     assert_int_equal(n, BIG_PROCS * BIG_EACH);
-    assert_int_equal(describe_int(c, "queue/big", "size"), BIG_PROCS * BIG_EACH);
+    assert_int_equal(th_describe_int(c, "queue/big", "size"), BIG_PROCS * BIG_EACH);
     /* each producer's items come out in its order */
     int64_t last[BIG_PROCS] = {-1, -1, -1, -1};
     for (int i = 0; i < 100; i++) {
@@ -653,29 +555,6 @@ static void test_queue_of_a_million_items(void **state) {
 
 /* ---- the broker is still well ---- */
 
-/* Stops the broker and checks that it exits with status 0 and that its log holds no
- * sanitizer report (a leak or a bad access in the broker fails the test here). */
-static void stop_broker_checked(void) {
-    assert_true(th_broker_alive(&B));
-    kill(B.pid, SIGTERM);
-    int st = th_wait(B.pid, 20);
-    B.pid = 0;
-    FILE *f = fopen(B.log, "r");
-    assert_non_null(f);
-    char line[1024];
-    bool bad = false;
-    while (fgets(line, sizeof line, f)) {
-        if (strstr(line, "Sanitizer") || strstr(line, "runtime error")) {
-            fprintf(stderr, "broker: %s", line);
-            bad = true;
-        }
-    }
-    fclose(f);
-    assert_false(bad);
-    assert_int_equal(st, 0);
-    th_broker_stop(&B);
-}
-
 static void test_broker_still_serves_and_exits_cleanly(void **state) {
     (void)state;
     assert_true(th_broker_alive(&B));
@@ -697,43 +576,16 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     mpb_dict_close(&d);
     mpb_queue_close(&q);
     mpb_close(&c);
-    stop_broker_checked();
+    th_broker_stop_checked(&B);
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    th_broker_stop(&B);
-    return 0;
-}
-
-static const child_fn child_fns[] = {
+static const th_child_fn child_fns[] = {
     pc_producer,       pc_consumer, jq_producer,  jq_consumer,
     jput_parked_child, getter_of_5, big_producer,
 };
 
-/* In a child: argv is --child FN IDX ARG ENDPOINT KEYFILE (see spawn). */
-static int run_child(char **argv) {
-    snprintf(B.endpoint, sizeof B.endpoint, "%s", argv[5]);
-    snprintf(B.keyfile, sizeof B.keyfile, "%s", argv[6]);
-    int fn = atoi(argv[2]);
-    if (fn < 0 || fn >= (int)(sizeof child_fns / sizeof *child_fns)) return 126;
-    return child_fns[fn](atoi(argv[3]), argv[4][0] ? argv[4] : NULL);
-}
-
-static int child_index(child_fn fn) {
-    for (int i = 0; i < (int)(sizeof child_fns / sizeof *child_fns); i++)
-        if (child_fns[i] == fn) return i;
-    return -1;
-}
-
 int main(int argc, char **argv) {
-    if (argc == 7 && !strcmp(argv[1], "--child")) return run_child(argv);
+    th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_producers_consumers_each_item_exactly_once),
         cmocka_unit_test(test_joinable_queue_join_returns_after_every_task_done),
@@ -745,5 +597,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_queue_of_a_million_items),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_child_setup, th_child_teardown);
 }

@@ -11,108 +11,11 @@
 #include <unistd.h>
 
 #include "mpbproto.h"
-#include "th.h"
+#include "th_child.h"
 
 static th_broker_t B;
 
-/* Children run outside cmocka (see spawn): they print what failed and exit non-zero, and the
- * parent asserts on their exit status. */
-#define CK(cond)                                                                                   \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: check failed: %s\n", (int)getpid(), __FILE__,         \
-                    __LINE__, #cond);                                                              \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-#define CKC(c, call)                                                                               \
-    do {                                                                                           \
-        int rc_ = (call);                                                                          \
-        if (rc_ < 0) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: %s -> %s (%s)\n", (int)getpid(), __FILE__, __LINE__,  \
-                    #call, mpb_strerror(rc_), mpb_errmsg(c));                                      \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
 #define SLACK_MS 300
-
-/* ---- child processes ----
- * A child is a fresh run of this program (fork, then at once exec of /proc/self/exe with
- * --child), never a bare fork: this process has threads (each client's heartbeat and ZeroMQ
- * threads), and a forked copy inherits whatever lock one of them held at that instant - the
- * sanitizer allocator's, say - and can hang in its first malloc. */
-typedef int (*child_fn)(int idx, const char *arg);
-static int child_index(child_fn fn); /* in the table at the end of this file */
-
-/* Starts fn(idx, arg) in a child process; returns its pid. arg may be NULL. */
-static pid_t spawn(child_fn fn, int idx, const char *arg) {
-    char sfn[16], sidx[16];
-    snprintf(sfn, sizeof sfn, "%d", child_index(fn));
-    snprintf(sidx, sizeof sidx, "%d", idx);
-    char *exe = (char *)"/proc/self/exe", *flag = (char *)"--child", *a = (char *)(arg ? arg : "");
-    char *argv[] = {exe, flag, sfn, sidx, a, B.endpoint, B.keyfile, NULL};
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Runs fn(0..n-1, arg) in n children and waits for them (stragglers are killed after
- * timeout_s); returns how many failed. */
-static int spawn_all(int n, child_fn fn, const char *arg, int timeout_s) {
-    pid_t pids[64];
-    if (n > 64) return n;
-    for (int i = 0; i < n; i++)
-        pids[i] = spawn(fn, i, arg);
-    int failed = 0;
-    int64_t end = th_now_ms() + timeout_s * 1000;
-    for (int i = 0; i < n; i++) {
-        int64_t left = (end - th_now_ms()) / 1000;
-        if (th_wait(pids[i], left > 1 ? (int)left : 1) != 0) failed++;
-    }
-    return failed;
-}
-
-static mpb_client_t *child_connect(void) {
-    mpb_client_t *c = NULL;
-    int rc = th_connect_opts(&B, NULL, &c);
-    if (rc) {
-        fprintf(stderr, "[pid %d] connect: %s\n", (int)getpid(), mpb_errmsg(c));
-        mpb_close(&c);
-    }
-    return c;
-}
-
-/* An integer or boolean field of mpb_obj_describe(path); INT64_MIN when absent. */
-static int64_t describe_int(mpb_client_t *c, const char *path, const char *field) {
-    void *m;
-    size_t n;
-    if (mpb_obj_describe(c, path, &m, &n)) return INT64_MIN;
-    mpb__rd_t r = {m, (const uint8_t *)m + n}, v;
-    int64_t x = INT64_MIN;
-    bool b;
-    if (mpb__rd_mapget(&r, field, &v) == 0 && mpb__rd_int(&v, &x) != 0) {
-        x = INT64_MIN;
-        if (mpb__rd_bool(&v, &b) == 0) x = b;
-    }
-    mpb_free(m);
-    return x;
-}
-
-static bool wait_field(mpb_client_t *c, const char *path, const char *field, int64_t want,
-                       int timeout_ms) {
-    int64_t end = th_now_ms() + timeout_ms;
-    do {
-        if (describe_int(c, path, field) == want) return true;
-        usleep(5000);
-    } while (th_now_ms() < end);
-    return false;
-}
 
 /* Waits up to timeout_ms for any of pids[0..n) (those not yet reaped, pid > 0) to exit; sets
  * its slot to 0 and returns its status, or -1 when none did. */
@@ -138,7 +41,7 @@ static int reap_any(pid_t *pids, int n, int timeout_ms) {
 static int event_waiter(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_event_t *e;
     CKC(c, mpb_event_open(c, "ev", &e));
@@ -154,11 +57,11 @@ static void test_event_set_wakes_every_waiter(void **state) {
     (void)state;
     pid_t pids[EV_WAITERS];
     for (int i = 0; i < EV_WAITERS; i++)
-        pids[i] = spawn(event_waiter, i, NULL);
+        pids[i] = th_child_spawn(event_waiter, i, NULL);
     mpb_client_t *c = th_connect(&B);
     mpb_event_t *e;
     assert_int_equal(mpb_event_open(c, "ev", &e), 0);
-    assert_true(wait_field(c, "event/ev", "waiters", EV_WAITERS, 20000));
+    assert_true(th_wait_field(c, "event/ev", "waiters", EV_WAITERS, 20000));
     assert_int_equal(mpb_event_is_set(e), 0);
     int64_t t0 = th_now_ms();
     assert_int_equal(mpb_event_set(e), 0);
@@ -166,7 +69,7 @@ static void test_event_set_wakes_every_waiter(void **state) {
         assert_int_equal(th_wait(pids[i], 10), 0);
     print_message("one set() woke %d waiting processes; all exited within %lld ms\n", EV_WAITERS,
                   (long long)(th_now_ms() - t0));
-    assert_int_equal(describe_int(c, "event/ev", "waiters"), 0);
+    assert_int_equal(th_describe_int(c, "event/ev", "waiters"), 0);
     assert_int_equal(mpb_event_is_set(e), 1);
     assert_int_equal(mpb_event_wait(e, MPB_FOREVER), 1); /* set: at once */
     assert_int_equal(mpb_event_wait(e, 0), 1);
@@ -179,7 +82,7 @@ static void test_event_set_wakes_every_waiter(void **state) {
     int64_t dt = th_now_ms() - t0;
     print_message("wait(250 ms) on an unset event: 0 after %lld ms\n", (long long)dt);
     assert_true(dt >= 250 && dt <= 250 + SLACK_MS);
-    assert_int_equal(describe_int(c, "event/ev", "waiters"), 0);
+    assert_int_equal(th_describe_int(c, "event/ev", "waiters"), 0);
     assert_int_equal(mpb_event_is_set(e), 0);
     mpb_event_close(&e);
     mpb_close(&c);
@@ -193,7 +96,7 @@ static void test_event_set_wakes_every_waiter(void **state) {
 static int barrier_rounds_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_barrier_t *b;
     mpb_dict_t *d;
@@ -217,7 +120,7 @@ static int barrier_rounds_child(int idx, const char *arg) {
 
 static void test_barrier_rounds_hand_out_each_index_once(void **state) {
     (void)state;
-    assert_int_equal(spawn_all(BAR_PARTIES, barrier_rounds_child, NULL, 60), 0);
+    assert_int_equal(th_child_spawn_all(BAR_PARTIES, barrier_rounds_child, NULL, 60), 0);
     mpb_client_t *c = th_connect(&B);
     mpb_dict_t *d;
     assert_int_equal(mpb_dict_open(c, "bar.seen", &d), 0);
@@ -248,7 +151,7 @@ static void test_barrier_rounds_hand_out_each_index_once(void **state) {
 static int barrier_expect_broken(int idx, const char *arg) {
     (void)idx;
     const char *name = arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_barrier_t *b;
     CKC(c, mpb_barrier_open(c, name, 0, -1, &b));
@@ -264,7 +167,7 @@ static int barrier_expect_broken(int idx, const char *arg) {
 static int barrier_once_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_barrier_t *b;
     mpb_dict_t *d;
@@ -292,8 +195,9 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     int broken;
 
     /* two parties wait; a third times out: all three get EBROKEN */
-    pid_t w[2] = {spawn(barrier_expect_broken, 0, "bar2"), spawn(barrier_expect_broken, 1, "bar2")};
-    assert_true(wait_field(c, "barrier/bar2", "n_waiting", 2, 20000));
+    pid_t w[2] = {th_child_spawn(barrier_expect_broken, 0, "bar2"),
+                  th_child_spawn(barrier_expect_broken, 1, "bar2")};
+    assert_true(th_wait_field(c, "barrier/bar2", "n_waiting", 2, 20000));
     assert_int_equal(mpb_barrier_state(b, &parties, &waiting, &broken), 0);
     assert_int_equal(parties, BAR_PARTIES);
     assert_int_equal(waiting, 2);
@@ -317,7 +221,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     assert_int_equal(mpb_barrier_reset(b), 0);
     assert_int_equal(mpb_barrier_state(b, NULL, NULL, &broken), 0);
     assert_int_equal(broken, 0);
-    assert_int_equal(spawn_all(BAR_PARTIES, barrier_once_child, NULL, 30), 0);
+    assert_int_equal(th_child_spawn_all(BAR_PARTIES, barrier_once_child, NULL, 30), 0);
     mpb_dict_t *d;
     uint64_t len;
     assert_int_equal(mpb_dict_open(c, "bar2.seen", &d), 0);
@@ -326,8 +230,8 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     mpb_dict_close(&d);
 
     /* abort breaks it for the waiting party and for later ones */
-    pid_t a = spawn(barrier_expect_broken, 0, "bar2");
-    assert_true(wait_field(c, "barrier/bar2", "n_waiting", 1, 20000));
+    pid_t a = th_child_spawn(barrier_expect_broken, 0, "bar2");
+    assert_true(th_wait_field(c, "barrier/bar2", "n_waiting", 1, 20000));
     assert_int_equal(mpb_barrier_abort(b), 0);
     assert_int_equal(th_wait(a, 10), 0);
     assert_int_equal(mpb_barrier_state(b, NULL, &waiting, &broken), 0);
@@ -336,8 +240,8 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     assert_int_equal(mpb_barrier_wait(b, 0, NULL), MPB_EBROKEN);
     /* reset with a party waiting: it gets EBROKEN, the barrier is whole */
     assert_int_equal(mpb_barrier_reset(b), 0);
-    a = spawn(barrier_expect_broken, 0, "bar2");
-    assert_true(wait_field(c, "barrier/bar2", "n_waiting", 1, 20000));
+    a = th_child_spawn(barrier_expect_broken, 0, "bar2");
+    assert_true(th_wait_field(c, "barrier/bar2", "n_waiting", 1, 20000));
     assert_int_equal(mpb_barrier_reset(b), 0);
     assert_int_equal(th_wait(a, 10), 0);
     assert_int_equal(mpb_barrier_state(b, NULL, &waiting, &broken), 0);
@@ -369,7 +273,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
 static int cv_incr_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_condition_t *cv;
     mpb_value_t *v;
@@ -411,7 +315,7 @@ static void test_condition_wait_for_a_counter(void **state) {
     /* the incrementers start while we hold the lock, and get it once we wait */
     pid_t pids[CV_INCRS];
     for (int i = 0; i < CV_INCRS; i++)
-        pids[i] = spawn(cv_incr_child, i, NULL);
+        pids[i] = th_child_spawn(cv_incr_child, i, NULL);
     pred_arg_t pa = {v, CV_INCRS * CV_EACH, 0};
     assert_int_equal(mpb_condition_wait_for(cv, count_reached, &pa, 30000), 1);
     /* the lock is ours again: the count cannot move */
@@ -419,7 +323,7 @@ static void test_condition_wait_for_a_counter(void **state) {
     assert_int_equal(mpb_value_get_i64(v, &n), 0);
     assert_int_equal(n, CV_INCRS * CV_EACH);
     assert_true(pa.calls >= 2);
-    assert_int_equal(describe_int(c, "rlock/cv.count.lock", "count"), 1);
+    assert_int_equal(th_describe_int(c, "rlock/cv.count.lock", "count"), 1);
     assert_int_equal(mpb_condition_release(cv), 0);
     for (int i = 0; i < CV_INCRS; i++)
         assert_int_equal(th_wait(pids[i], 30), 0);
@@ -440,7 +344,7 @@ static void test_condition_wait_for_a_counter(void **state) {
 static int cv_waiter_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_condition_t *cv;
     CKC(c, mpb_condition_open(c, "cv.n3", "lock/cv.n3.lock", &cv));
@@ -459,27 +363,27 @@ static void test_condition_notify_wakes_exactly_n(void **state) {
     (void)state;
     pid_t pids[3];
     for (int i = 0; i < 3; i++)
-        pids[i] = spawn(cv_waiter_child, i, NULL);
+        pids[i] = th_child_spawn(cv_waiter_child, i, NULL);
     mpb_client_t *c = th_connect(&B);
     mpb_condition_t *cv;
     assert_int_equal(mpb_condition_open(c, "cv.n3", "lock/cv.n3.lock", &cv), 0);
-    assert_true(wait_field(c, "condition/cv.n3", "waiters", 3, 20000));
+    assert_true(th_wait_field(c, "condition/cv.n3", "waiters", 3, 20000));
     assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
     assert_int_equal(mpb_condition_notify(cv, 2), 2);
-    assert_int_equal(describe_int(c, "condition/cv.n3", "waiters"), 1);
+    assert_int_equal(th_describe_int(c, "condition/cv.n3", "waiters"), 1);
     assert_int_equal(mpb_condition_release(cv), 0);
     assert_int_equal(reap_any(pids, 3, 10000), 0);
     assert_int_equal(reap_any(pids, 3, 10000), 0);
     /* the third is still waiting */
     assert_int_equal(reap_any(pids, 3, 300), -1);
-    assert_int_equal(describe_int(c, "condition/cv.n3", "waiters"), 1);
+    assert_int_equal(th_describe_int(c, "condition/cv.n3", "waiters"), 1);
     assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
     assert_int_equal(mpb_condition_notify_all(cv), 1);
     assert_int_equal(mpb_condition_notify_all(cv), 0); /* nobody left */
     assert_int_equal(mpb_condition_release(cv), 0);
     assert_int_equal(reap_any(pids, 3, 10000), 0);
-    assert_int_equal(describe_int(c, "condition/cv.n3", "waiters"), 0);
-    assert_int_equal(describe_int(c, "lock/cv.n3.lock", "locked"), 0);
+    assert_int_equal(th_describe_int(c, "condition/cv.n3", "waiters"), 0);
+    assert_int_equal(th_describe_int(c, "lock/cv.n3.lock", "locked"), 0);
 
     /* notify with nobody waiting wakes nobody */
     assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
@@ -500,7 +404,7 @@ static void test_condition_wait_timeout_and_misuse(void **state) {
     assert_non_null(strstr(mpb_errmsg(c), "unlocked lock/cv.to.lock"));
     assert_int_equal(mpb_condition_notify(cv, 1), MPB_ENOTOWNER);
     assert_int_equal(mpb_condition_notify_all(cv), MPB_ENOTOWNER);
-    assert_int_equal(describe_int(c, "condition/cv.to", "waiters"), 0);
+    assert_int_equal(th_describe_int(c, "condition/cv.to", "waiters"), 0);
 
     /* a timed-out wait answers 0, holding the lock again */
     assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
@@ -509,7 +413,7 @@ static void test_condition_wait_timeout_and_misuse(void **state) {
     int64_t dt = th_now_ms() - t0;
     print_message("condition wait(200 ms) without notify: 0 after %lld ms\n", (long long)dt);
     assert_true(dt >= 200 && dt <= 200 + SLACK_MS);
-    assert_int_equal(describe_int(c, "lock/cv.to.lock", "locked"), 1);
+    assert_int_equal(th_describe_int(c, "lock/cv.to.lock", "locked"), 1);
     assert_int_equal(mpb_condition_release(cv), 0);
     assert_int_equal(mpb_condition_release(cv), MPB_ENOTOWNER);
 
@@ -519,7 +423,7 @@ static void test_condition_wait_timeout_and_misuse(void **state) {
     assert_int_equal(mpb_condition_acquire(rc, 0, NULL), 0);
     assert_int_equal(mpb_condition_acquire(rc, 0, NULL), 0);
     assert_int_equal(mpb_condition_wait(rc, 100), 0);
-    assert_int_equal(describe_int(c, "rlock/cv.r.lock", "count"), 2);
+    assert_int_equal(th_describe_int(c, "rlock/cv.r.lock", "count"), 2);
     assert_int_equal(mpb_condition_release(rc), 0);
     assert_int_equal(mpb_condition_release(rc), 0);
     assert_int_equal(mpb_condition_release(rc), MPB_ENOTOWNER);
@@ -555,7 +459,7 @@ static void test_condition_wait_timeout_and_misuse(void **state) {
 static int sem_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_semaphore_t *s;
     mpb_dict_t *d;
@@ -582,7 +486,7 @@ static int sem_child(int idx, const char *arg) {
 static int sem_blocked_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_semaphore_t *s;
     CKC(c, mpb_semaphore_open(c, "sem0", -1, -1, &s));
@@ -601,7 +505,7 @@ static void test_semaphore_limits_and_errors(void **state) {
     assert_int_equal(mpb_dict_open(c, "sem.d", &d), 0);
     assert_int_equal(mpb_dict_set_i64(d, "inside", 0), 0);
     assert_int_equal(mpb_dict_set_i64(d, "top", 0), 0);
-    assert_int_equal(spawn_all(SEM_PROCS, sem_child, NULL, 60), 0);
+    assert_int_equal(th_child_spawn_all(SEM_PROCS, sem_child, NULL, 60), 0);
     int64_t v, top;
     assert_int_equal(mpb_semaphore_value(s, &v), 0);
     assert_int_equal(v, SEM_UNITS);
@@ -623,10 +527,10 @@ static void test_semaphore_limits_and_errors(void **state) {
     assert_true(dt >= 200 && dt <= 200 + SLACK_MS);
     assert_int_equal(mpb_semaphore_value(s, &v), 0);
     assert_int_equal(v, 0);
-    assert_int_equal(describe_int(c, "semaphore/sem0", "waiters"), 0);
+    assert_int_equal(th_describe_int(c, "semaphore/sem0", "waiters"), 0);
     /* a release from another client wakes a blocked acquirer */
-    pid_t p = spawn(sem_blocked_child, 0, NULL);
-    assert_true(wait_field(c, "semaphore/sem0", "waiters", 1, 20000));
+    pid_t p = th_child_spawn(sem_blocked_child, 0, NULL);
+    assert_true(th_wait_field(c, "semaphore/sem0", "waiters", 1, 20000));
     assert_int_equal(mpb_semaphore_release(s, 1), 0);
     assert_int_equal(th_wait(p, 10), 0);
     mpb_semaphore_close(&s);
@@ -698,7 +602,7 @@ static void test_signalling_semaphore_units_do_not_come_back(void **state) {
 static int value_add_child(int idx, const char *arg) {
     (void)idx;
     (void)arg;
-    mpb_client_t *c = child_connect();
+    mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_value_t *v;
     CKC(c, mpb_value_open(c, "val.count", NULL, 0, &v));
@@ -711,7 +615,7 @@ static int value_add_child(int idx, const char *arg) {
 
 static void test_value_ops(void **state) {
     (void)state;
-    assert_int_equal(spawn_all(VAL_PROCS, value_add_child, NULL, 60), 0);
+    assert_int_equal(th_child_spawn_all(VAL_PROCS, value_add_child, NULL, 60), 0);
     mpb_client_t *c = th_connect(&B);
     mpb_value_t *v;
     int64_t x;
@@ -840,29 +744,6 @@ static void test_namespace_ops(void **state) {
 
 /* ---- the broker is still well ---- */
 
-/* Stops the broker and checks that it exits with status 0 and that its log holds no
- * sanitizer report (a leak or a bad access in the broker fails the test here). */
-static void stop_broker_checked(void) {
-    assert_true(th_broker_alive(&B));
-    kill(B.pid, SIGTERM);
-    int st = th_wait(B.pid, 20);
-    B.pid = 0;
-    FILE *f = fopen(B.log, "r");
-    assert_non_null(f);
-    char line[1024];
-    bool bad = false;
-    while (fgets(line, sizeof line, f)) {
-        if (strstr(line, "Sanitizer") || strstr(line, "runtime error")) {
-            fprintf(stderr, "broker: %s", line);
-            bad = true;
-        }
-    }
-    fclose(f);
-    assert_false(bad);
-    assert_int_equal(st, 0);
-    th_broker_stop(&B);
-}
-
 static void test_broker_still_serves_and_exits_cleanly(void **state) {
     (void)state;
     assert_true(th_broker_alive(&B));
@@ -880,44 +761,17 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     mpb_dict_close(&d);
     mpb_event_close(&e);
     mpb_close(&c);
-    stop_broker_checked();
+    th_broker_stop_checked(&B);
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    th_broker_stop(&B);
-    return 0;
-}
-
-static const child_fn child_fns[] = {
+static const th_child_fn child_fns[] = {
     event_waiter,       barrier_rounds_child, barrier_expect_broken,
     barrier_once_child, cv_incr_child,        cv_waiter_child,
     sem_child,          sem_blocked_child,    value_add_child,
 };
 
-/* In a child: argv is --child FN IDX ARG ENDPOINT KEYFILE (see spawn). */
-static int run_child(char **argv) {
-    snprintf(B.endpoint, sizeof B.endpoint, "%s", argv[5]);
-    snprintf(B.keyfile, sizeof B.keyfile, "%s", argv[6]);
-    int fn = atoi(argv[2]);
-    if (fn < 0 || fn >= (int)(sizeof child_fns / sizeof *child_fns)) return 126;
-    return child_fns[fn](atoi(argv[3]), argv[4][0] ? argv[4] : NULL);
-}
-
-static int child_index(child_fn fn) {
-    for (int i = 0; i < (int)(sizeof child_fns / sizeof *child_fns); i++)
-        if (child_fns[i] == fn) return i;
-    return -1;
-}
-
 int main(int argc, char **argv) {
-    if (argc == 7 && !strcmp(argv[1], "--child")) return run_child(argv);
+    th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_set_wakes_every_waiter),
         cmocka_unit_test(test_barrier_rounds_hand_out_each_index_once),
@@ -931,5 +785,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_namespace_ops),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_child_setup, th_child_teardown);
 }

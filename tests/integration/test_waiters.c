@@ -14,68 +14,11 @@
 #include <unistd.h>
 
 #include "mpbproto.h"
-#include "th.h"
+#include "th_child.h"
 
 static th_broker_t B;
 
 #define SLACK_MS 300
-
-/* Children run outside cmocka (see spawn): they print what failed and exit non-zero, and the
- * parent asserts on their exit status. */
-#define CK(cond)                                                                                   \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: check failed: %s\n", (int)getpid(), __FILE__,         \
-                    __LINE__, #cond);                                                              \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-#define CKC(c, call)                                                                               \
-    do {                                                                                           \
-        int rc_ = (call);                                                                          \
-        if (rc_ < 0) {                                                                             \
-            fprintf(stderr, "[pid %d] %s:%d: %s -> %s (%s)\n", (int)getpid(), __FILE__, __LINE__,  \
-                    #call, mpb_strerror(rc_), mpb_errmsg(c));                                      \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-/* ---- child processes ----
- * A child is a fresh run of this program (fork, then at once exec of /proc/self/exe with
- * --child), never a bare fork: this process has threads (each client's heartbeat and ZeroMQ
- * threads), and a forked copy inherits whatever lock one of them held at that instant - the
- * sanitizer allocator's, say - and can hang in its first malloc. */
-typedef int (*child_fn)(int idx, const char *arg);
-static int child_index(child_fn fn); /* in the table at the end of this file */
-
-/* Starts fn(idx, arg) in a child process; returns its pid. arg may be NULL. */
-static pid_t spawn(child_fn fn, int idx, const char *arg) {
-    char sfn[16], sidx[16];
-    snprintf(sfn, sizeof sfn, "%d", child_index(fn));
-    snprintf(sidx, sizeof sidx, "%d", idx);
-    char *exe = (char *)"/proc/self/exe", *flag = (char *)"--child", *a = (char *)(arg ? arg : "");
-    char *argv[] = {exe, flag, sfn, sidx, a, B.endpoint, B.keyfile, NULL};
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* An integer field of mpb_obj_describe(path); INT64_MIN when absent. */
-static int64_t describe_int(mpb_client_t *c, const char *path, const char *field) {
-    void *m;
-    size_t n;
-    if (mpb_obj_describe(c, path, &m, &n)) return INT64_MIN;
-    mpb__rd_t r = {m, (const uint8_t *)m + n}, v;
-    int64_t x = INT64_MIN;
-    if (mpb__rd_mapget(&r, field, &v) == 0 && mpb__rd_int(&v, &x) != 0) x = INT64_MIN;
-    mpb_free(m);
-    return x;
-}
 
 static int64_t broker_waiters(mpb_client_t *c) {
     void *m;
@@ -86,16 +29,6 @@ static int64_t broker_waiters(mpb_client_t *c) {
     if (mpb__rd_mapget(&r, "waiters", &v) == 0 && mpb__rd_int(&v, &x) != 0) x = INT64_MIN;
     mpb_free(m);
     return x;
-}
-
-static bool wait_field(mpb_client_t *c, const char *path, const char *field, int64_t want,
-                       int timeout_ms) {
-    int64_t end = th_now_ms() + timeout_ms;
-    do {
-        if (describe_int(c, path, field) == want) return true;
-        usleep(5000);
-    } while (th_now_ms() < end);
-    return false;
 }
 
 static void raise_nofile(void) {
@@ -272,12 +205,12 @@ static void test_2000_parked_getters_each_get_one_item(void **state) {
     pid_t pids[MANY_PROCS];
     int64_t t0 = th_now_ms();
     for (int i = 0; i < MANY_PROCS; i++)
-        pids[i] = spawn(getters_child, i, arg);
+        pids[i] = th_child_spawn(getters_child, i, arg);
     close(fds[1]);
     mpb_client_t *c = th_connect(&B);
-    bool parked = wait_field(c, "queue/many", "getters", MANY, 180000);
+    bool parked = th_wait_field(c, "queue/many", "getters", MANY, 180000);
     int64_t t_parked = th_now_ms();
-    int64_t getters = describe_int(c, "queue/many", "getters");
+    int64_t getters = th_describe_int(c, "queue/many", "getters");
     int64_t all_waiters = broker_waiters(c);
     print_message("%lld getters parked at once (%lld waiters in the broker) after %lld ms\n",
                   (long long)getters, (long long)all_waiters, (long long)(t_parked - t0));
@@ -316,7 +249,7 @@ static void test_2000_parked_getters_each_get_one_item(void **state) {
     uint64_t left;
     assert_int_equal(mpb_queue_qsize(q, &left), 0);
     assert_int_equal(left, 0);
-    assert_int_equal(describe_int(c, "queue/many", "getters"), 0);
+    assert_int_equal(th_describe_int(c, "queue/many", "getters"), 0);
     mpb_queue_close(&q);
     mpb_close(&c);
 }
@@ -356,8 +289,8 @@ static void test_blocked_getters_are_served_in_arrival_order(void **state) {
     assert_int_equal(mpb_queue_open(c, "fifo", 0, 0, &q), 0);
     pid_t pids[FIFO_N];
     for (int i = 0; i < FIFO_N; i++) {
-        pids[i] = spawn(fifo_getter, i, NULL);
-        bool ok = wait_field(c, "queue/fifo", "getters", i + 1, 20000);
+        pids[i] = th_child_spawn(fifo_getter, i, NULL);
+        bool ok = th_wait_field(c, "queue/fifo", "getters", i + 1, 20000);
         if (!ok) kill_all(pids, i + 1);
         assert_true(ok);
         usleep(100000);
@@ -423,8 +356,8 @@ static void test_blocked_putters_and_acquirers_are_served_in_arrival_order(void 
     assert_int_equal(mpb_queue_put(q, b, mpb_pack_i64(b, 0), 0), 0);
     pid_t pids[FIFO_N];
     for (int i = 0; i < FIFO_N; i++) {
-        pids[i] = spawn(fifo_putter, i, NULL);
-        bool ok = wait_field(c, "queue/fifo.full", "putters", i + 1, 20000);
+        pids[i] = th_child_spawn(fifo_putter, i, NULL);
+        bool ok = th_wait_field(c, "queue/fifo.full", "putters", i + 1, 20000);
         if (!ok) kill_all(pids, i + 1);
         assert_true(ok);
     }
@@ -445,14 +378,14 @@ static void test_blocked_putters_and_acquirers_are_served_in_arrival_order(void 
     mpb_semaphore_t *s;
     assert_int_equal(mpb_semaphore_open(c, "fifo.sem", 0, 0, &s), 0);
     for (int i = 0; i < FIFO_N; i++) {
-        pids[i] = spawn(fifo_sem_taker, i, NULL);
-        bool ok = wait_field(c, "semaphore/fifo.sem", "waiters", i + 1, 20000);
+        pids[i] = th_child_spawn(fifo_sem_taker, i, NULL);
+        bool ok = th_wait_field(c, "semaphore/fifo.sem", "waiters", i + 1, 20000);
         if (!ok) kill_all(pids, i + 1);
         assert_true(ok);
     }
     for (int i = 0; i < FIFO_N; i++) {
         assert_int_equal(mpb_semaphore_release(s, 1), 0);
-        assert_true(wait_field(c, "semaphore/fifo.sem", "waiters", FIFO_N - 1 - i, 10000));
+        assert_true(th_wait_field(c, "semaphore/fifo.sem", "waiters", FIFO_N - 1 - i, 10000));
         assert_int_equal(th_wait(pids[i], 30), 0); /* the oldest got the unit */
     }
     mpb_list_t *order;
@@ -485,13 +418,13 @@ static void test_timed_getters_expire_among_forever_ones(void **state) {
     snprintf(arg, sizeof arg, "%d %d mix mix.go 1", fds[1], MIX_THREADS);
     pid_t pids[MIX_PROCS];
     for (int i = 0; i < MIX_PROCS; i++)
-        pids[i] = spawn(getters_child, i, arg);
+        pids[i] = th_child_spawn(getters_child, i, arg);
     close(fds[1]);
     mpb_client_t *c = th_connect(&B);
     mpb_event_t *go;
     assert_int_equal(mpb_event_open(c, "mix.go", &go), 0);
     /* everyone parked on the event first, so that the gets start together */
-    bool ready = wait_field(c, "event/mix.go", "waiters", MIX, 120000);
+    bool ready = th_wait_field(c, "event/mix.go", "waiters", MIX, 120000);
     if (!ready) kill_all(pids, MIX_PROCS);
     assert_true(ready);
     assert_int_equal(mpb_event_set(go), 0);
@@ -499,12 +432,12 @@ static void test_timed_getters_expire_among_forever_ones(void **state) {
     static report_t reps[MIX];
     int n = read_reports(fds[0], reps, MIX / 2, 20000);
     /* ... and the other half stays */
-    bool half = n == MIX / 2 && wait_field(c, "queue/mix", "getters", MIX / 2, 20000);
+    bool half = n == MIX / 2 && th_wait_field(c, "queue/mix", "getters", MIX / 2, 20000);
     if (!half) kill_all(pids, MIX_PROCS);
     assert_int_equal(n, MIX / 2);
     assert_true(half);
     usleep(100000);
-    assert_int_equal(describe_int(c, "queue/mix", "getters"), MIX / 2);
+    assert_int_equal(th_describe_int(c, "queue/mix", "getters"), MIX / 2);
     mpb_queue_t *q;
     assert_int_equal(mpb_queue_open(c, "mix", -1, -1, &q), 0);
     for (int i = 0; i < MIX / 2; i++) {
@@ -542,36 +475,13 @@ static void test_timed_getters_expire_among_forever_ones(void **state) {
     assert_int_equal(timeouts, MIX / 2);
     assert_true(worst <= 1000); /* 200 clients on 2 cores: a looser bound than alone */
     assert_int_equal(failed, 0);
-    assert_int_equal(describe_int(c, "queue/mix", "getters"), 0);
+    assert_int_equal(th_describe_int(c, "queue/mix", "getters"), 0);
     mpb_queue_close(&q);
     mpb_event_close(&go);
     mpb_close(&c);
 }
 
 /* ---- the broker is still well ---- */
-
-/* Stops the broker and checks that it exits with status 0 and that its log holds no
- * sanitizer report (a leak or a bad access in the broker fails the test here). */
-static void stop_broker_checked(void) {
-    assert_true(th_broker_alive(&B));
-    kill(B.pid, SIGTERM);
-    int st = th_wait(B.pid, 20);
-    B.pid = 0;
-    FILE *f = fopen(B.log, "r");
-    assert_non_null(f);
-    char line[1024];
-    bool bad = false;
-    while (fgets(line, sizeof line, f)) {
-        if (strstr(line, "Sanitizer") || strstr(line, "runtime error")) {
-            fprintf(stderr, "broker: %s", line);
-            bad = true;
-        }
-    }
-    fclose(f);
-    assert_false(bad);
-    assert_int_equal(st, 0);
-    th_broker_stop(&B);
-}
 
 static void test_broker_still_serves_and_exits_cleanly(void **state) {
     (void)state;
@@ -597,45 +507,18 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     mpb_dict_close(&d);
     mpb_queue_close(&q);
     mpb_close(&c);
-    stop_broker_checked();
+    th_broker_stop_checked(&B);
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    th_broker_stop(&B);
-    return 0;
-}
-
-static const child_fn child_fns[] = {
+static const th_child_fn child_fns[] = {
     getters_child,
     fifo_getter,
     fifo_putter,
     fifo_sem_taker,
 };
 
-/* In a child: argv is --child FN IDX ARG ENDPOINT KEYFILE (see spawn). */
-static int run_child(char **argv) {
-    snprintf(B.endpoint, sizeof B.endpoint, "%s", argv[5]);
-    snprintf(B.keyfile, sizeof B.keyfile, "%s", argv[6]);
-    int fn = atoi(argv[2]);
-    if (fn < 0 || fn >= (int)(sizeof child_fns / sizeof *child_fns)) return 126;
-    return child_fns[fn](atoi(argv[3]), argv[4][0] ? argv[4] : NULL);
-}
-
-static int child_index(child_fn fn) {
-    for (int i = 0; i < (int)(sizeof child_fns / sizeof *child_fns); i++)
-        if (child_fns[i] == fn) return i;
-    return -1;
-}
-
 int main(int argc, char **argv) {
-    if (argc == 7 && !strcmp(argv[1], "--child")) return run_child(argv);
+    th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_2000_parked_getters_each_get_one_item),
         cmocka_unit_test(test_blocked_getters_are_served_in_arrival_order),
@@ -643,5 +526,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_timed_getters_expire_among_forever_ones),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_child_setup, th_child_teardown);
 }

@@ -203,3 +203,95 @@ const uint8_t *th_int(int64_t v, size_t *len) {
     *len = mpb_pack_i64(b, v);
     return b;
 }
+
+void th_broker_stop_checked(th_broker_t *b) {
+    assert_true(th_broker_alive(b));
+    kill(b->pid, SIGTERM);
+    int st = th_wait(b->pid, 20);
+    b->pid = 0;
+    FILE *f = fopen(b->log, "r");
+    assert_non_null(f);
+    char line[1024];
+    bool bad = false;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "Sanitizer") || strstr(line, "runtime error")) {
+            fprintf(stderr, "broker: %s", line);
+            bad = true;
+        }
+    }
+    fclose(f);
+    assert_false(bad);
+    assert_int_equal(st, 0);
+    th_broker_stop(b);
+}
+
+int th_describe_get(mpb_client_t *c, const char *path, const char *field, void **buf,
+                    mpb__rd_t *v) {
+    size_t n;
+    if (mpb_obj_describe(c, path, buf, &n)) return -1;
+    mpb__rd_t r = {*buf, (const uint8_t *)*buf + n};
+    if (mpb__rd_mapget(&r, field, v)) {
+        mpb_free(*buf);
+        *buf = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int64_t th_describe_int(mpb_client_t *c, const char *path, const char *field) {
+    void *m;
+    mpb__rd_t v;
+    if (th_describe_get(c, path, field, &m, &v)) return INT64_MIN;
+    int64_t x = INT64_MIN;
+    bool b;
+    uint32_t n;
+    if (mpb__rd_int(&v, &x) == 0) {
+    } else if (mpb__rd_bool(&v, &b) == 0) {
+        x = b;
+    } else if (mpb__rd_array(&v, &n) == 0) {
+        x = n;
+    } else {
+        x = INT64_MIN;
+    }
+    mpb_free(m);
+    return x;
+}
+
+bool th_wait_field(mpb_client_t *c, const char *path, const char *field, int64_t want,
+                   int timeout_ms) {
+    int64_t end = th_now_ms() + timeout_ms;
+    for (;;) {
+        if (th_describe_int(c, path, field) == want) return true;
+        if (th_now_ms() >= end) return false;
+        usleep(5000);
+    }
+}
+
+static void hexdump(const char *what, const uint8_t *p, size_t n) {
+    fprintf(stderr, "%s (%zu bytes):", what, n);
+    for (size_t i = 0; i < n && i < 96; i++)
+        fprintf(stderr, " %02x", p[i]);
+    fprintf(stderr, n > 96 ? " ...\n" : "\n");
+}
+
+void th_assert_bytes(const void *got, size_t gn, const void *want, size_t wn) {
+    if (gn != wn || memcmp(got, want, gn) != 0) {
+        hexdump("got ", got, gn);
+        hexdump("want", want, wn);
+        fail_msg("bytes differ");
+    }
+}
+
+void th_assert_ok(int rc, mpb_client_t *c) {
+    if (rc != 0) fail_msg("call failed: %s (%d): %s", mpb_strerror(rc), rc, mpb_errmsg(c));
+}
+
+void th_assert_err(int rc, int want, mpb_client_t *c, const char *sub1, const char *sub2) {
+    if (rc != want)
+        fail_msg("expected %s, got %s (%d): %s", mpb_strerror(want), mpb_strerror(rc), rc,
+                 mpb_errmsg(c));
+    if (sub1 && !strstr(mpb_errmsg(c), sub1))
+        fail_msg("message '%s' does not contain '%s'", mpb_errmsg(c), sub1);
+    if (sub2 && !strstr(mpb_errmsg(c), sub2))
+        fail_msg("message '%s' does not contain '%s'", mpb_errmsg(c), sub2);
+}

@@ -1,9 +1,11 @@
 /* th.h - the integration test harness: a real mpbrokerd on a free port in a temporary
- * directory, clients connected to it, and forked client processes. */
+ * directory, clients connected to it, forked client processes (th_child.h has the exec'd
+ * kind), and readers of what the broker says about an object. */
 #ifndef MPB_TH_H
 #define MPB_TH_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mpb/mpb.h"
+#include "mpbproto.h"
 
 typedef struct th_broker {
     pid_t pid;
@@ -26,6 +29,10 @@ typedef struct th_broker {
 void th_broker_start(th_broker_t *b, ...);
 /* SIGTERM, wait, remove the directory. Accepts a stopped broker. */
 void th_broker_stop(th_broker_t *b);
+/* The last test of a suite: SIGTERM, then asserts that the broker exits with status 0 within
+ * 20 s and that its log holds no sanitizer report (a leak or a bad access in the broker shows
+ * up there, not in this process); stops it either way. */
+void th_broker_stop_checked(th_broker_t *b);
 /* Whether the broker process is still running. */
 int th_broker_alive(th_broker_t *b);
 /* Connects with the broker's key; fails the test on error. */
@@ -47,6 +54,25 @@ int th_wait(pid_t pid, int timeout_s);
 const uint8_t *th_str(const char *s, size_t *len);
 const uint8_t *th_int(int64_t v, size_t *len);
 int64_t th_now_ms(void);
+
+/* Fail the test with the error's name and the client's message when rc is not 0. */
+void th_assert_ok(int rc, mpb_client_t *c);
+/* Fail it unless rc is want and c's message contains sub1 and sub2 (each may be NULL). */
+void th_assert_err(int rc, int want, mpb_client_t *c, const char *sub1, const char *sub2);
+/* Fail it unless the bytes are equal, showing both (their first 96 bytes) in hex. */
+void th_assert_bytes(const void *got, size_t gn, const void *want, size_t wn);
+
+/* The value under field of mpb_obj_describe(path), as a reader positioned on it, in *buf
+ * (mpb_free it). Returns 0, or -1 (no such object or field; *buf is then not set). */
+int th_describe_get(mpb_client_t *c, const char *path, const char *field, void **buf,
+                    mpb__rd_t *v);
+/* An integer field of mpb_obj_describe(path); a boolean gives 0 or 1 and an array its length.
+ * INT64_MIN when absent or of another type. */
+int64_t th_describe_int(mpb_client_t *c, const char *path, const char *field);
+/* Polls th_describe_int(path, field) every 5 ms until it equals want; false if it still does
+ * not after timeout_ms. Checks at least once, and once more after the deadline. */
+bool th_wait_field(mpb_client_t *c, const char *path, const char *field, int64_t want,
+                   int timeout_ms);
 /* Path of a built program (mpb CLI etc.), from the build. */
 extern const char *th_mpb_cli;
 
