@@ -49,9 +49,67 @@ void mpb_options_init(mpb_options_t *o) {
     o->name = "";
 }
 
+/* ---- what a process shares: its ZeroMQ context, its heartbeat thread ----
+ *
+ * One context per process, as ZeroMQ advises: its one I/O thread carries every client's
+ * socket, instead of a context (and an I/O thread) per client. One heartbeat thread pings the
+ * clients that are idle. A forked child inherits neither thread: the atfork handler starts a
+ * new generation, so the child makes its own context and inherited clients refuse calls. */
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static void *g_ctx;
+static size_t g_ctx_refs;
+static unsigned g_gen;
+static mpb_client_t *g_hb_head;
+static bool g_hb_running;
+static pthread_cond_t g_hb_cv = PTHREAD_COND_INITIALIZER;
+
+static void on_fork_child(void) {
+    /* The parent's threads do not exist here; its context is not ours to terminate. */
+    pthread_mutex_init(&g_mu, NULL);
+    pthread_cond_init(&g_hb_cv, NULL);
+    g_ctx = NULL;
+    g_ctx_refs = 0;
+    g_hb_head = NULL;
+    g_hb_running = false;
+    g_gen++;
+}
+
+static void register_atfork(void) {
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+static void *ctx_ref(void) {
+    pthread_mutex_lock(&g_mu);
+    if (!g_ctx) {
+        g_ctx = zmq_ctx_new();
+        if (g_ctx) {
+            /* the default of 1023 sockets would cap the clients one process may have */
+            int limit = zmq_ctx_get(g_ctx, ZMQ_SOCKET_LIMIT);
+            zmq_ctx_set(g_ctx, ZMQ_MAX_SOCKETS, limit > 65535 ? 65535 : limit);
+        }
+    }
+    void *ctx = g_ctx;
+    if (ctx) g_ctx_refs++;
+    pthread_mutex_unlock(&g_mu);
+    return ctx;
+}
+
+static void ctx_unref(void) {
+    pthread_mutex_lock(&g_mu);
+    void *ctx = NULL;
+    if (g_ctx_refs && --g_ctx_refs == 0) {
+        ctx = g_ctx;
+        g_ctx = NULL;
+    }
+    pthread_mutex_unlock(&g_mu);
+    if (ctx) zmq_ctx_term(ctx); /* every socket of it is closed: returns at once */
+}
+
 int mpb__usable(mpb_client_t *c) {
     if (!c) return MPB_EINVAL;
-    if (c->pid != getpid())
+    if (c->gen != g_gen)
         return mpb__fail(c, MPB_EFORK,
                          "this client was connected by process %d; after fork, call "
                          "mpb_connect() in the child",
@@ -288,21 +346,70 @@ static void send_ping(mpb_client_t *c) {
     if (zmq_send(c->sock, b.p, b.len, ZMQ_DONTWAIT) >= 0) c->last_send_ms = mpb__now_ms();
 }
 
+/* Pings every idle client on the list, then sleeps until the next one is due. A client in a
+ * call is skipped (trylock): the call heartbeats while it waits. Lock order is g_mu, then a
+ * client's mu, and only by trylock, so a client may take g_mu while holding its own. */
 static void *hb_main(void *arg) {
-    mpb_client_t *c = arg;
-    pthread_mutex_lock(&c->mu);
-    while (!c->hb_stop) {
+    (void)arg;
+    pthread_mutex_lock(&g_mu);
+    while (g_hb_head) {
+        int64_t now = mpb__now_ms(), next = now + 1000;
+        for (mpb_client_t *c = g_hb_head; c; c = c->hb_next) {
+            int64_t due = now + 100; /* busy: look again soon */
+            if (pthread_mutex_trylock(&c->mu) == 0) {
+                int half = c->heartbeat_ms / 2;
+                if (c->connected && now - c->last_send_ms >= half) send_ping(c);
+                due = c->last_send_ms + half;
+                pthread_mutex_unlock(&c->mu);
+            }
+            if (due < next) next = due;
+        }
+        if (next <= now) next = now + 1;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = ts.tv_nsec + (int64_t)(c->heartbeat_ms / 2) * 1000000;
+        int64_t ns = ts.tv_nsec + (next - now) * 1000000;
         ts.tv_sec += (time_t)(ns / 1000000000);
         ts.tv_nsec = (long)(ns % 1000000000);
-        pthread_cond_timedwait(&c->hb_cv, &c->mu, &ts);
-        if (c->hb_stop) break;
-        if (c->connected && mpb__now_ms() - c->last_send_ms >= c->heartbeat_ms / 2) send_ping(c);
+        pthread_cond_timedwait(&g_hb_cv, &g_mu, &ts);
     }
-    pthread_mutex_unlock(&c->mu);
+    g_hb_running = false; /* the next client to need it starts another */
+    pthread_mutex_unlock(&g_mu);
     return NULL;
+}
+
+static int hb_add(mpb_client_t *c) {
+    int rc = 0;
+    pthread_mutex_lock(&g_mu);
+    if (!g_hb_running) {
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &a, hb_main, NULL) == 0) g_hb_running = true;
+        else rc = -1;
+        pthread_attr_destroy(&a);
+    }
+    if (!rc) {
+        c->hb_next = g_hb_head;
+        if (g_hb_head) g_hb_head->hb_prev = c;
+        g_hb_head = c;
+        c->hb_on = true;
+        pthread_cond_signal(&g_hb_cv);
+    }
+    pthread_mutex_unlock(&g_mu);
+    return rc;
+}
+
+/* After it returns the heartbeat thread no longer touches c. */
+static void hb_remove(mpb_client_t *c) {
+    if (!c->hb_on) return;
+    pthread_mutex_lock(&g_mu);
+    if (c->hb_prev) c->hb_prev->hb_next = c->hb_next;
+    else g_hb_head = c->hb_next;
+    if (c->hb_next) c->hb_next->hb_prev = c->hb_prev;
+    c->hb_on = false;
+    pthread_cond_signal(&g_hb_cv);
+    pthread_mutex_unlock(&g_mu);
 }
 
 /* ---- the call path ----
@@ -715,7 +822,9 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     if (c->opts.connect_timeout_ms <= 0) c->opts.connect_timeout_ms = 5000;
     if (c->opts.op_timeout_ms <= 0) c->opts.op_timeout_ms = 10000;
     c->opts.name = NULL; /* borrowed; not kept */
+    pthread_once(&g_once, register_atfork);
     c->pid = getpid();
+    c->gen = g_gen;
     c->max_frame = 8u << 20;
     c->heartbeat_ms = 1000;
     pthread_mutexattr_t ma;
@@ -726,7 +835,6 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     pthread_mutexattr_destroy(&ma);
     c->autoflush_bytes = 64 * 1024;
     c->autoflush_n = 256;
-    pthread_cond_init(&c->hb_cv, NULL);
     c->endpoint = strdup(endpoint ? endpoint : "");
     c->authkey = malloc(keylen ? keylen : 1);
     if (!c->endpoint || !c->authkey) return mpb__fail(c, MPB_ENOMEM, "out of memory");
@@ -734,10 +842,13 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     if (!authkey || !keylen) return mpb__fail(c, MPB_EINVAL, "no authkey given");
     memcpy(c->authkey, authkey, keylen);
     c->keylen = keylen;
-    c->zctx = zmq_ctx_new();
-    if (!c->zctx) return mpb__fail(c, MPB_ENOMEM, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
-    c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
-    if (!c->sock) return mpb__fail(c, MPB_ENOMEM, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+    void *ctx = ctx_ref();
+    if (!ctx) return mpb__fail(c, MPB_ENOMEM, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+    c->sock = zmq_socket(ctx, ZMQ_DEALER);
+    if (!c->sock) {
+        ctx_unref();
+        return mpb__fail(c, MPB_ENOMEM, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+    }
     int zero = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     if (zmq_connect(c->sock, endpoint) != 0)
@@ -749,9 +860,7 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     c->opts.name = NULL;
     if (rc) return rc;
     if (!c->opts.no_heartbeat_thread) {
-        if (pthread_create(&c->hb, NULL, hb_main, c) != 0)
-            return mpb__fail(c, MPB_ENOMEM, "cannot start the heartbeat thread");
-        c->hb_running = true;
+        if (hb_add(c)) return mpb__fail(c, MPB_ENOMEM, "cannot start the heartbeat thread");
     }
     c->err[0] = 0;
     return 0;
@@ -761,15 +870,9 @@ void mpb_close(mpb_client_t **cp) {
     mpb_client_t *c = *cp;
     if (!c) return;
     *cp = NULL;
-    bool mine = c->pid == getpid();
+    bool mine = c->gen == g_gen;
     if (mine) {
-        if (c->hb_running) {
-            pthread_mutex_lock(&c->mu);
-            c->hb_stop = true;
-            pthread_cond_signal(&c->hb_cv);
-            pthread_mutex_unlock(&c->mu);
-            pthread_join(c->hb, NULL);
-        }
+        hb_remove(c);
         if (c->connected) {
             /* End the session now rather than at its TTL: its locks pass on at once. */
             mpb__buf_t *b = mpb__req(c, MPB_OP_BYE, NULL, 0, 0);
@@ -781,10 +884,11 @@ void mpb_close(mpb_client_t **cp) {
             mpb__call(c, 0, &v, &vn);
             c->opts.op_timeout_ms = t;
         }
-        if (c->sock) zmq_close(c->sock);
-        if (c->zctx) zmq_ctx_term(c->zctx);
+        if (c->sock) {
+            zmq_close(c->sock);
+            ctx_unref();
+        }
         pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->hb_cv);
     }
     /* In a forked child the parent's sockets are left alone: closing them here would disturb
      * the parent's connection, and libzmq's threads do not exist in the child. */

@@ -27,12 +27,13 @@ typedef struct pend {
 
 struct mpb_client {
     pthread_mutex_t mu; /* recursive; held for a whole call, and by the heartbeat thread */
-    void *zctx, *sock;
+    void *sock; /* a DEALER in the process's shared ZeroMQ context */
     char *endpoint;
     uint8_t *authkey;
     size_t keylen;
     mpb_options_t opts;
-    pid_t pid;
+    pid_t pid;        /* the process that connected it (for messages) */
+    unsigned gen;     /* the fork generation it belongs to (see mpb__usable) */
     mpb__mac_t *tx, *rx;
     uint64_t seq_out, seq_in;
     uint64_t next_rid;
@@ -53,9 +54,8 @@ struct mpb_client {
     syncwait_t *waits; /* synchronous calls in progress, innermost first */
     char err[512];
     int64_t last_send_ms;
-    pthread_t hb;
-    bool hb_running, hb_stop;
-    pthread_cond_t hb_cv;
+    bool hb_on;       /* on the heartbeat thread's list */
+    struct mpb_client *hb_prev, *hb_next;
 };
 
 /* Every object handle has this shape. */
