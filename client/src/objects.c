@@ -389,9 +389,9 @@ static int key_str(mpb_client_t *c, const char *key, uint8_t *small, size_t smal
 #define WITH_KEY(d, key, body)                                                                     \
     do {                                                                                           \
         uint8_t small_[128];                                                                       \
-        void *heap_;                                                                               \
-        const uint8_t *k;                                                                          \
-        size_t kn;                                                                                 \
+        void *heap_ = NULL;                                                                        \
+        const uint8_t *k = NULL;                                                                   \
+        size_t kn = 0;                                                                             \
         if (!key) return mpb__fail(d->c, MPB_EINVAL, "key is NULL");                              \
         int krc_ = key_str(d->c, key, small_, sizeof small_, &heap_, &k, &kn);                     \
         if (krc_) return krc_;                                                                     \

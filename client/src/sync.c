@@ -72,7 +72,7 @@ static int done_int(any_t *h, int block_ms, int64_t *out) {
     int rc = mpb__call(h->c, block_ms, &v, &n);
     if (rc) return rc;
     mpb__rd_t r = {v, v + n};
-    int64_t x;
+    int64_t x = 0;
     if (mpb__rd_int(&r, &x)) return mpb__fail(h->c, MPB_EPROTO, "expected an integer reply");
     if (out) *out = x;
     return 0;
@@ -155,7 +155,7 @@ int mpb_queue_get_async(mpb_queue_t *q, int timeout_ms, mpb_callback_t cb, void 
 int mpb_queue_qsize(mpb_queue_t *q, uint64_t *n) {
     REQ(q, MPB_OP_QUEUE_QSIZE, 0);
     (void)b;
-    int64_t x;
+    int64_t x = 0;
     int rc = done_int(H(q), 0, &x);
     if (!rc) *n = (uint64_t)x;
     return rc;
@@ -218,7 +218,7 @@ static int lock_acquire(any_t *h, const char *name, uint32_t nl, bool rlock, int
     mpb__buf_t *b = mpb__req(h->c, rlock ? MPB_OP_RLOCK_ACQUIRE : MPB_OP_LOCK_ACQUIRE, name, nl, 2);
     mpb__w_uint(b, thread_id(h));
     mpb__w_int(b, ms_arg(timeout_ms));
-    int64_t f;
+    int64_t f = 0;
     int rc = done_int(h, timeout_ms, &f);
     if (!rc && fence) *fence = (uint64_t)f;
     return rc;
@@ -356,7 +356,7 @@ int mpb_condition_notify(mpb_condition_t *cv, int n) {
     REQ(cv, MPB_OP_COND_NOTIFY, 2);
     mpb__w_uint(b, thread_id(H(cv)));
     mpb__w_int(b, n);
-    int64_t woken;
+    int64_t woken = 0;
     int rc = done_int(H(cv), 0, &woken);
     return rc ? rc : (int)woken;
 }
