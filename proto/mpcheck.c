@@ -89,7 +89,28 @@ static const uint8_t *check1(const uint8_t *p, const uint8_t *end, int max_depth
     return p;
 }
 
+/* The length of the scalar at p (fixed size, or a str/bin with its length field), -1 when it
+ * does not fit in n bytes, -2 when p starts an array, map or ext (or a reserved byte). */
+static long scalar_len(const uint8_t *p, size_t n) {
+    uint8_t b = p[0];
+    size_t l;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return 1;
+    if (b >= 0xa0 && b <= 0xbf) l = 1 + (size_t)(b & 0x1f);
+    else if (b == 0xc4 || b == 0xd9) l = n >= 2 ? 2 + (size_t)p[1] : SIZE_MAX;
+    else if (b == 0xc5 || b == 0xda) l = n >= 3 ? 3 + (size_t)be(p + 1, 2) : SIZE_MAX;
+    else if (b == 0xcc || b == 0xd0) l = 2;
+    else if (b == 0xcd || b == 0xd1) l = 3;
+    else if (b == 0xca || b == 0xce || b == 0xd2) l = 5;
+    else if (b == 0xcb || b == 0xcf || b == 0xd3) l = 9;
+    else return -2;
+    return l <= n ? (long)l : -1;
+}
+
 long mpb__mp_check1(const uint8_t *buf, size_t len, int max_depth) {
+    if (len) { /* most keys and values are scalars: no walk for them */
+        long l = scalar_len(buf, len);
+        if (l != -2) return l >= 0 ? l : MPB_EPROTO;
+    }
     const uint8_t *e = check1(buf, buf + len, max_depth);
     return e ? (long)(e - buf) : MPB_EPROTO;
 }
