@@ -1,0 +1,48 @@
+#!/bin/sh
+# pool-vs-python.sh - tiny-task throughput of the remote Pool (2 mpb-worker processes, square)
+# beside Python's local multiprocessing.Pool(2) on the same machine, in one run:
+# map over N integers with chunksize 1 and 100. Usage: bench/pool-vs-python.sh [N] [BUILD]
+set -eu
+N=${1:-20000}
+B=${2:-build}
+cd "$(dirname "$0")/.."
+[ -x "$B/client/cli/mpb" ] || { echo "build first: cmake -S . -B $B && cmake --build $B" >&2; exit 1; }
+T=$(mktemp -d)
+PIDS=""
+cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; rm -rf "$T"; }
+trap cleanup EXIT INT TERM
+"$B/broker/mpbrokerd" --listen tcp://127.0.0.1:0 --endpoint-file "$T/ep" --data-dir "$T/data" \
+    >/dev/null 2>"$T/broker.log" &
+PIDS="$PIDS $!"
+i=0
+while [ ! -s "$T/ep" ] || [ ! -s "$T/data/authkey" ]; do
+    i=$((i + 1)); [ $i -lt 200 ] || { cat "$T/broker.log"; exit 1; }; sleep 0.05
+done
+export MPB_ENDPOINT="$(cat "$T/ep")" MPB_AUTHKEY_FILE="$T/data/authkey"
+for w in 1 2; do
+    "$B/client/cli/mpb-worker" --lib "$B/examples/pool/libmpbdemo.so" --fn square \
+        --concurrency 1 --prefetch 4 >/dev/null 2>>"$T/workers.log" &
+    PIDS="$PIDS $!"
+done
+sleep 0.5
+PB=${MPB_POOL_BENCH:-$B/bench/mpb-pool-bench}
+[ -x "$PB" ] || { echo "no $PB: build the bench target first" >&2; exit 1; }
+for cs in 1 100; do
+    printf 'mpbroker Pool (2 workers)       chunksize %3d: %10s tasks/s\n' "$cs" "$("$PB" "$N" "$cs")"
+done
+/usr/bin/python3 - "$N" <<'PY'
+import sys, time
+from multiprocessing import Pool
+def square(x):
+    return x * x
+if __name__ == "__main__":
+    n = int(sys.argv[1])
+    with Pool(2) as p:
+        p.map(square, range(100))
+        for cs in (1, 100):
+            t0 = time.time()
+            r = p.map(square, range(n), chunksize=cs)
+            t1 = time.time()
+            assert r == [i * i for i in range(n)]
+            print(f"Python multiprocessing.Pool(2)  chunksize {cs:>3}: {n / (t1 - t0):>10.0f} tasks/s")
+PY
