@@ -420,15 +420,15 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
         send_plain_error(p->rid, p->ridlen, -MPB_EAUTH, "message MAC does not verify");
         return;
     }
-    if (f->seq <= p->seq_in) {
+    uint64_t last = p->seq_in;
+    if (mpb__seq_accept(&p->seq_in, f->seq)) {
         peer_sample(p, who, sizeof who);
         log_warn("replayed message dropped peer=%s seq=%llu last=%llu", who,
-                 (unsigned long long)f->seq, (unsigned long long)p->seq_in);
+                 (unsigned long long)f->seq, (unsigned long long)last);
         send_plain_error(p->rid, p->ridlen, -MPB_EREPLAY,
                          "sequence number already seen: replayed message dropped");
         return;
     }
-    p->seq_in = f->seq;
     sess_t *s = p->sess;
     if (!s) {
         send_plain_error(p->rid, p->ridlen, -MPB_ESESSION,

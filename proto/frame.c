@@ -1,5 +1,6 @@
 /* frame.c - the fixed header every ZeroMQ message of the protocol starts with, and the first
- * gates an inbound frame passes (size, magic, version, type) before any MAC or msgpack work. */
+ * gates an inbound frame passes (size, magic, version, type) before any MAC or msgpack work,
+ * and the replay gate (sequence numbers) both sides apply once the MAC has verified. */
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,12 @@ void mpb__frame_header(uint8_t *out, uint8_t type, uint64_t seq) {
     out[2] = MPB__PROTO_VERSION;
     out[3] = type;
     for (int i = 0; i < 8; i++) out[4 + i] = (uint8_t)(seq >> (56 - 8 * i));
+}
+
+int mpb__seq_accept(uint64_t *last, uint64_t seq) {
+    if (seq <= *last) return MPB_EREPLAY;
+    *last = seq;
+    return 0;
 }
 
 int mpb__frame_parse(const uint8_t *buf, size_t len, size_t max_frame, mpb__frame_t *f,

@@ -61,6 +61,11 @@ int mpb__frame_parse(const uint8_t *buf, size_t len, size_t max_frame, mpb__fram
                      char *err, size_t errlen);
 /* Writes the 12-byte header. */
 void mpb__frame_header(uint8_t *out, uint8_t type, uint64_t seq);
+/* The replay gate of a sealed frame, on both sides: seq must be greater than *last, the last
+ * accepted on that channel (numbers may skip, never repeat or go back). Returns 0 and sets
+ * *last = seq, or MPB_EREPLAY with *last unchanged. Call it only for a frame whose MAC
+ * verified, so that a forgery cannot move the window. */
+int mpb__seq_accept(uint64_t *last, uint64_t seq);
 
 /* ---- growable buffer and msgpack writer ---- */
 

@@ -1,5 +1,6 @@
 /* test_frame.c - the fixed frame header and the first gates of an inbound frame: size, magic,
- * version, type, room for the MAC; op and error names; object names. */
+ * version, type, room for the MAC; the replay gate on sequence numbers; op and error names;
+ * object names. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -207,6 +208,59 @@ static void test_frame_name_ok(void **state) {
     assert_false(mpb__name_ok(name, 256));
 }
 
+/* ---- the replay gate: strictly increasing, skips allowed ---- */
+
+static void test_seq_accept_higher_and_skips(void **state) {
+    (void)state;
+    uint64_t last = 0;
+    assert_int_equal(mpb__seq_accept(&last, 1), 0);
+    assert_int_equal(last, 1);
+    assert_int_equal(mpb__seq_accept(&last, 2), 0);
+    assert_int_equal(last, 2);
+    assert_int_equal(mpb__seq_accept(&last, 1000), 0); /* a skip is fine */
+    assert_int_equal(last, 1000);
+    assert_int_equal(mpb__seq_accept(&last, 1001), 0);
+    assert_int_equal(last, 1001);
+}
+
+static void test_seq_accept_rejects_replayed_numbers(void **state) {
+    (void)state;
+    uint64_t last = 0;
+    assert_int_equal(mpb__seq_accept(&last, 0), MPB_EREPLAY); /* sealed frames start at 1 */
+    assert_int_equal(last, 0);
+    assert_int_equal(mpb__seq_accept(&last, 5), 0);
+    assert_int_equal(mpb__seq_accept(&last, 5), MPB_EREPLAY); /* equal: the same frame again */
+    assert_int_equal(last, 5);
+    assert_int_equal(mpb__seq_accept(&last, 4), MPB_EREPLAY); /* lower: an older frame */
+    assert_int_equal(mpb__seq_accept(&last, 1), MPB_EREPLAY);
+    assert_int_equal(mpb__seq_accept(&last, 0), MPB_EREPLAY);
+    assert_int_equal(last, 5); /* a rejected number moves nothing */
+    /* after a skip, the numbers skipped over are gone for good */
+    assert_int_equal(mpb__seq_accept(&last, 9), 0);
+    for (uint64_t s = 0; s <= 9; s++) assert_int_equal(mpb__seq_accept(&last, s), MPB_EREPLAY);
+    assert_int_equal(mpb__seq_accept(&last, 10), 0);
+}
+
+static void test_seq_accept_uint64_edges(void **state) {
+    (void)state;
+    uint64_t last = UINT64_MAX - 2;
+    assert_int_equal(mpb__seq_accept(&last, UINT64_MAX - 1), 0);
+    assert_int_equal(mpb__seq_accept(&last, UINT64_MAX), 0);
+    assert_int_equal(last, UINT64_MAX);
+    /* the window is spent: nothing is accepted again, nothing wraps around to 0 */
+    assert_int_equal(mpb__seq_accept(&last, UINT64_MAX), MPB_EREPLAY);
+    assert_int_equal(mpb__seq_accept(&last, 0), MPB_EREPLAY);
+    assert_int_equal(mpb__seq_accept(&last, 1), MPB_EREPLAY);
+    assert_int_equal(last, UINT64_MAX);
+    last = 0;
+    assert_int_equal(mpb__seq_accept(&last, UINT64_MAX), 0); /* one jump to the end */
+    assert_int_equal(mpb__seq_accept(&last, UINT64_MAX - 1), MPB_EREPLAY);
+    /* the top bit is a number like any other, not a sign */
+    last = (uint64_t)INT64_MAX;
+    assert_int_equal(mpb__seq_accept(&last, (uint64_t)INT64_MAX + 1), 0);
+    assert_int_equal(mpb__seq_accept(&last, (uint64_t)INT64_MAX), MPB_EREPLAY);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_frame_header_bytes),
@@ -219,6 +273,9 @@ int main(void) {
         cmocka_unit_test(test_frame_bad_type),
         cmocka_unit_test(test_frame_op_and_err_names),
         cmocka_unit_test(test_frame_name_ok),
+        cmocka_unit_test(test_seq_accept_higher_and_skips),
+        cmocka_unit_test(test_seq_accept_rejects_replayed_numbers),
+        cmocka_unit_test(test_seq_accept_uint64_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
