@@ -20,6 +20,7 @@ void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
 char *xstrndup(const char *s, size_t n);
 int64_t now_ms(void);
+int64_t now_ns(void); /* CLOCK_MONOTONIC */
 /* The buffer's space is ours to grow: wraps mpb__buf_reserve and aborts on failure. */
 void bbuf_ensure(mpb__buf_t *b);
 
@@ -84,7 +85,7 @@ typedef const uint8_t *(*omap_key_fn)(const void *item, size_t *len);
 typedef struct omap {
     oent_t *ents;
     size_t nents, entcap, live;
-    uint32_t *idx;
+    uint64_t *idx; /* position + 2 | hash tag; see omap.c */
     size_t idxcap; /* power of two */
     size_t used;   /* index slots not empty: positions and tombstones */
     uint64_t next_ord;
@@ -199,6 +200,11 @@ typedef struct dkv {
     uint32_t klen, vlen;
     uint8_t data[];
 } dkv_t;
+
+/* Touches the dict entries that the next max (<= DICT_PREFETCH_MAX) requests of a batch
+ * starting at p will look up, so their cache misses overlap; returns where it stopped. */
+#define DICT_PREFETCH_MAX 32
+const uint8_t *dict_prefetch(const uint8_t *p, const uint8_t *end, int max);
 
 /* ---- store.c ---- */
 

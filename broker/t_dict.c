@@ -292,7 +292,7 @@ int cmd_dict_copy(req_t *r) {
 
 uint32_t dict_describe(const obj_t *o, mpb__buf_t *b) {
     const omap_t *m = &o->u.dict;
-    size_t bytes = m->entcap * sizeof(oent_t) + m->idxcap * sizeof(uint32_t);
+    size_t bytes = m->entcap * sizeof(oent_t) + m->idxcap * sizeof *m->idx;
     for (size_t i = 0; i < m->nents; i++) {
         const dkv_t *kv = m->ents[i].item;
         if (kv) bytes += sizeof *kv + kv->klen + kv->vlen;
@@ -372,4 +372,68 @@ int cmd_ns_list(req_t *r) {
         if (kv) mpb__w_raw(b, kv->data, kv->klen + kv->vlen);
     }
     return 0;
+}
+
+/* ---- batches ----
+ *
+ * A lookup in a big dict is a chain of cache misses: index slot, entry, pair. One at a time,
+ * a batch of them waits for each miss in turn; touching the next requests' slots first lets
+ * the misses of a whole window overlap, then each request finds its lines in cache. */
+
+typedef struct ahead {
+    const omap_t *m;
+    uint64_t hash;
+} ahead_t;
+
+static bool keyed_op(uint64_t op) {
+    switch (op) {
+    case MPB_OP_DICT_SET:
+    case MPB_OP_DICT_GET:
+    case MPB_OP_DICT_DEL:
+    case MPB_OP_DICT_CONTAINS:
+    case MPB_OP_DICT_POP:
+    case MPB_OP_DICT_SETDEFAULT:
+    case MPB_OP_DICT_INCR: return true;
+    default: return false;
+    }
+}
+
+const uint8_t *dict_prefetch(const uint8_t *p, const uint8_t *end, int max) {
+    ahead_t a[DICT_PREFETCH_MAX];
+    int n = 0;
+    if (max > DICT_PREFETCH_MAX) max = DICT_PREFETCH_MAX;
+    mpb__rd_t rd = {p, end};
+    for (int i = 0; i < max && mpb__rd_more(&rd); i++) {
+        const uint8_t *v, *k;
+        size_t vn, kn;
+        uint32_t len, nl;
+        uint64_t rid, op;
+        const char *name;
+        if (mpb__rd_span(&rd, &v, &vn)) break;
+        mpb__rd_t q = {v, v + vn};
+        if (mpb__rd_array(&q, &len) || len < 4 || mpb__rd_uint(&q, &rid) ||
+            mpb__rd_uint(&q, &op) || !keyed_op(op) || mpb__rd_str(&q, &name, &nl) ||
+            mpb__rd_span(&q, &k, &kn) || !mpb__canon_is(k, kn))
+            continue;
+        const obj_t *o = store_get(name, nl);
+        if (!o || o->kind != KIND_DICT || !o->u.dict.idxcap) continue;
+        const omap_t *m = &o->u.dict;
+        a[n].m = m;
+        a[n].hash = mpb__hash(k, kn);
+        __builtin_prefetch(&m->idx[a[n].hash & (m->idxcap - 1)]);
+        n++;
+    }
+    for (int i = 0; i < n; i++) {
+        const omap_t *m = a[i].m;
+        uint64_t s = m->idx[a[i].hash & (m->idxcap - 1)];
+        if (s > 1) __builtin_prefetch(&m->ents[(uint32_t)s - 2]);
+        else a[i].m = NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        const omap_t *m = a[i].m;
+        if (!m) continue;
+        uint64_t s = m->idx[a[i].hash & (m->idxcap - 1)];
+        __builtin_prefetch(m->ents[(uint32_t)s - 2].item);
+    }
+    return rd.p;
 }
