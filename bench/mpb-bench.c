@@ -371,10 +371,10 @@ static void note_error(bclient_t *cl, int rc) {
     note_why(cl, rc);
 }
 
-/* May another operation start? */
-static bool may_issue(bclient_t *cl) {
+/* May another operation start, now? (The caller's clock reading: one per operation.) */
+static bool may_issue(bclient_t *cl, int64_t now) {
     if (cl->dead || g_stop || cl->issued >= cl->quota) return false;
-    return !cl->B->deadline || now_ns() < cl->B->deadline;
+    return !cl->B->deadline || now < cl->B->deadline;
 }
 
 /* ---- synchronous operations (-P 1): the blocking calls of the public API ---- */
@@ -436,7 +436,7 @@ static int sync_pool(bclient_t *cl) {
 
 /* ---- pipelined operations (-P N): mpb_send and callbacks ---- */
 
-static void slot_issue(slot_t *s);
+static void slot_issue(slot_t *s, int64_t now);
 
 /* An operation finished (its last reply came): record it, start the slot's next one. */
 static void slot_done(slot_t *s, int status) {
@@ -450,7 +450,7 @@ static void slot_done(slot_t *s, int status) {
     s->busy = false;
     cl->busy--;
     cl->end_ns = t;
-    slot_issue(s);
+    slot_issue(s, t); /* the next operation starts as this one ends */
 }
 
 static void cb_done(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
@@ -559,14 +559,14 @@ static int send_pool(slot_t *s) {
 }
 
 /* Starts the slot's next operation, if the budget allows. */
-static void slot_issue(slot_t *s) {
+static void slot_issue(slot_t *s, int64_t now) {
     bclient_t *cl = s->cl;
-    if (!may_issue(cl)) return;
+    if (!may_issue(cl, now)) return;
     s->busy = true;
     s->failed = false;
     cl->busy++;
     cl->issued++;
-    s->t0 = now_ns();
+    s->t0 = now;
     int rc = cl->B->test->send_op(s);
     if (rc) { /* never sent: its callback will not run */
         s->busy = false;
@@ -599,13 +599,13 @@ static int echo_send(slot_t *s) {
     return 0;
 }
 
-static void echo_issue(slot_t *s) {
+static void echo_issue(slot_t *s, int64_t now) {
     bclient_t *cl = s->cl;
-    if (!may_issue(cl)) return;
+    if (!may_issue(cl, now)) return;
     s->busy = true;
     cl->busy++;
     cl->issued++;
-    s->t0 = now_ns();
+    s->t0 = now;
     if (echo_send(s)) {
         s->busy = false;
         cl->busy--;
@@ -639,7 +639,7 @@ static void echo_service(bclient_t *cl, int timeout_ms) {
         cl->end_ns = t;
         s->busy = false;
         cl->busy--;
-        echo_issue(s);
+        echo_issue(s, t);
     }
 }
 
@@ -678,9 +678,9 @@ static void service(bclient_t *cl, int timeout_ms) {
 
 static void sync_run(bclient_t *cl) {
     bench_t *B = cl->B;
-    while (may_issue(cl)) {
+    int64_t t0 = now_ns();
+    while (may_issue(cl, t0)) {
         cl->issued++;
-        int64_t t0 = now_ns();
         int rc = B->echo ? 0 : B->test->sync_op(cl);
         if (B->echo) {
             if (zmq_send(cl->sock, cl->buf, B->echo_frame, 0) < 0 ||
@@ -694,6 +694,7 @@ static void sync_run(bclient_t *cl) {
         hist_add(&cl->h, (uint64_t)(t1 - t0));
         cl->done++;
         cl->end_ns = t1;
+        t0 = t1;
         if (rc) {
             note_error(cl, rc);
             if (rc == MPB_ECONN || rc == MPB_EFORK) cl->dead = true;
@@ -712,8 +713,8 @@ static void *harness(void *arg) {
     for (int i = 0; i < t->n; i++) {
         bclient_t *cl = t->cls[i];
         for (int k = 0; k < B->pipeline; k++) {
-            if (B->echo) echo_issue(&cl->slots[k]);
-            else slot_issue(&cl->slots[k]);
+            if (B->echo) echo_issue(&cl->slots[k], now_ns());
+            else slot_issue(&cl->slots[k], now_ns());
         }
         service(cl, 0);
     }
