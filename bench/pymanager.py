@@ -26,8 +26,10 @@ def keys_for(keyspace, rnd):
     return lambda: "key:%012d" % rnd.randrange(keyspace)
 
 
-def client(test, d, q, secs, keyspace, dsize, barrier, out, seed):
+def client(test, d, q, secs, keyspace, dsize, barrier, out, seed, cpus):
     import random
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     rnd = random.Random(seed)
     key = keys_for(keyspace, rnd)
     val = b"x" * dsize
@@ -73,6 +75,15 @@ def client(test, d, q, secs, keyspace, dsize, barrier, out, seed):
     out.close()
 
 
+def cpu_list(text):
+    """'0', '1-3' or '0,2' as a set of CPU numbers."""
+    cpus = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
 def quantile(sorted_ns, q):
     if not sorted_ns:
         return 0
@@ -86,7 +97,7 @@ def run(test, mgr_d, mgr_q, args, ctx):
     for i in range(args.clients):
         r, w = ctx.Pipe(duplex=False)
         p = ctx.Process(target=client, args=(test, mgr_d, mgr_q, args.time, args.keyspace,
-                                             args.d, barrier, w, 1000 + i))
+                                             args.d, barrier, w, 1000 + i, args.client_cpus))
         p.start()
         w.close()
         procs.append(p)
@@ -126,6 +137,10 @@ def main():
     ap.add_argument("-t", dest="tests", default=",".join(TESTS),
                     help="comma list of: " + ", ".join(TESTS))
     ap.add_argument("--csv", action="store_true", help="redis-benchmark's CSV columns")
+    ap.add_argument("--server-cpus", type=cpu_list, default=None,
+                    help="CPUs for the manager's server process (e.g. 0)")
+    ap.add_argument("--client-cpus", type=cpu_list, default=None,
+                    help="CPUs for the client processes (e.g. 1)")
     args = ap.parse_args()
     tests = [t for t in args.tests.split(",") if t]
     for t in tests:
@@ -134,7 +149,9 @@ def main():
 
     ctx = mp.get_context("fork")
     mgr = SyncManager(address=("127.0.0.1", 0), authkey=os.urandom(32), ctx=ctx)
-    mgr.start()
+    # the server pins itself before it starts any thread, so all of them stay there
+    mgr.start(os.sched_setaffinity if args.server_cpus else None,
+              (0, args.server_cpus) if args.server_cpus else ())
     try:
         d = mgr.dict()
         q = mgr.Queue()

@@ -283,6 +283,7 @@ struct waiter {
     int64_t count;    /* rlock recursion to restore (condition.wait) */
     bool timed_out;   /* condition.wait: re-acquiring after a timeout */
     obj_t *cond;      /* condition.wait: the condition waited on */
+    uint64_t parked_ns; /* when it was parked (CLOCK_MONOTONIC): its latency when answered */
 };
 
 /* Parks the request on list (FIFO) with a deadline from timeout_ms (-1: none). */
@@ -360,6 +361,7 @@ typedef struct limits {
     size_t max_value;
     size_t max_key;
     size_t max_scan; /* items in one dict.scan / list.slice / obj.list page */
+    size_t max_batch_reply; /* reply bytes one REQ frame may ask for; later requests: ETOOBIG */
     size_t max_pending; /* handshakes in progress */
     int pool_max_attempts;     /* dispatches of a task before it fails (worker deaths) */
     size_t pool_max_results;   /* result bytes held for one session before its dispatch waits */

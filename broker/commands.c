@@ -171,20 +171,30 @@ int arg_value(req_t *r, const char *what, size_t max, const uint8_t **v, size_t 
     if (mpb__rd_span(&r->args, v, n))
         return reply_error(r, MPB_EPROTO, "%s: missing or malformed", what);
     if (*n > max)
-        return reply_error(r, MPB_ETOOBIG, "%s of %zu bytes > %s %zu", what, *n,
-                           max == g_limits.max_key ? "max_key" : "max_value", max);
+        return reply_error(r, MPB_ETOOBIG, "%s of %zu bytes > max_value %zu", what, *n, max);
     return 0;
 }
 
+/* The limit is on the canonical encoding, which is what is stored: it can be longer than the
+ * bytes sent (a float32 widens from 5 to 9 bytes) or shorter (cd 00 01 becomes 01). */
 int arg_key(req_t *r, const uint8_t **k, size_t *n, mpb__buf_t *scratch) {
-    int rc = arg_value(r, "key", g_limits.max_key, k, n);
-    if (rc) return rc;
+    if (mpb__rd_span(&r->args, k, n))
+        return reply_error(r, MPB_EPROTO, "key: missing or malformed");
+    size_t sent = *n;
     if (!mpb__canon_is(*k, *n)) {
         mpb__buf_reset(scratch);
         mpb__canon(*k, *n, scratch);
         bbuf_ensure(scratch);
         *k = scratch->p;
         *n = scratch->len;
+    }
+    if (*n > g_limits.max_key) {
+        if (*n == sent)
+            return reply_error(r, MPB_ETOOBIG, "key of %zu bytes > max_key %zu", *n,
+                               g_limits.max_key);
+        return reply_error(r, MPB_ETOOBIG,
+                           "key of %zu bytes in canonical encoding (%zu as sent) > max_key %zu",
+                           *n, sent, g_limits.max_key);
     }
     return 0;
 }

@@ -43,6 +43,7 @@ enum {
     S_MAX_FRAME,
     S_MAX_VALUE,
     S_MAX_KEY,
+    S_MAX_BATCH_REPLY,
     S_HEARTBEAT,
     S_TTL,
     S_LOG_LEVEL,
@@ -68,6 +69,8 @@ static const setting_t settings[S__N] = {
     [S_MAX_FRAME] = {"max-frame", "MPB_MAX_FRAME", T_SIZE, 4096, 1u << 30, "4096 to 1g", "8m"},
     [S_MAX_VALUE] = {"max-value", "MPB_MAX_VALUE", T_SIZE, 16, 1u << 30, "16 to 1g", "1m"},
     [S_MAX_KEY] = {"max-key", "MPB_MAX_KEY", T_SIZE, 16, 1u << 24, "16 to 16m", "64k"},
+    [S_MAX_BATCH_REPLY] = {"max-batch-reply", "MPB_MAX_BATCH_REPLY", T_SIZE, 4096, 1ull << 36,
+                           "4096 to 64g", "64m"},
     [S_HEARTBEAT] = {"heartbeat-ms", "MPB_HEARTBEAT_MS", T_MS, 10, 600000, "10 to 600000",
                      "1000"},
     [S_TTL] = {"session-ttl-ms", "MPB_SESSION_TTL_MS", T_MS, 50, 86400000, "50 to 86400000",
@@ -141,6 +144,9 @@ static void usage(FILE *f) {
             "      --max-frame BYTES     largest message accepted (default 8m; MPB_MAX_FRAME)\n"
             "      --max-value BYTES     largest value (default 1m; MPB_MAX_VALUE)\n"
             "      --max-key BYTES       largest key (default 64k; MPB_MAX_KEY)\n"
+            "      --max-batch-reply BYTES  reply bytes one request frame may ask for; later\n"
+            "                            requests of it get ETOOBIG (default 64m;\n"
+            "                            MPB_MAX_BATCH_REPLY)\n"
             "      --heartbeat-ms MS     heartbeat interval clients are told (default 1000;\n"
             "                            MPB_HEARTBEAT_MS)\n"
             "      --session-ttl-ms MS   a silent session expires after this (default 5000;\n"
@@ -364,6 +370,7 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_MAX_FRAME: l->max_frame = (size_t)v; break;
     case S_MAX_VALUE: l->max_value = (size_t)v; break;
     case S_MAX_KEY: l->max_key = (size_t)v; break;
+    case S_MAX_BATCH_REPLY: l->max_batch_reply = (size_t)v; break;
     case S_HEARTBEAT: l->heartbeat_ms = (int)v; break;
     case S_TTL: l->session_ttl_ms = (int)v; break;
     case S_LOG_LEVEL: c->cfg.log_level = level; break;
@@ -600,6 +607,7 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         {"max-frame", required_argument, 0, O_FLAG + S_MAX_FRAME},
         {"max-value", required_argument, 0, O_FLAG + S_MAX_VALUE},
         {"max-key", required_argument, 0, O_FLAG + S_MAX_KEY},
+        {"max-batch-reply", required_argument, 0, O_FLAG + S_MAX_BATCH_REPLY},
         {"heartbeat-ms", required_argument, 0, O_FLAG + S_HEARTBEAT},
         {"session-ttl-ms", required_argument, 0, O_FLAG + S_TTL},
         {"log-level", required_argument, 0, O_FLAG + S_LOG_LEVEL},
@@ -828,6 +836,8 @@ void config_print(const conf_t *c, FILE *out) {
     print_kv(out, "max-value", num, c->src[S_MAX_VALUE]);
     snprintf(num, sizeof num, "%zu", l->max_key);
     print_kv(out, "max-key", num, c->src[S_MAX_KEY]);
+    snprintf(num, sizeof num, "%zu", l->max_batch_reply);
+    print_kv(out, "max-batch-reply", num, c->src[S_MAX_BATCH_REPLY]);
     snprintf(num, sizeof num, "%d", l->heartbeat_ms);
     print_kv(out, "heartbeat-ms", num, c->src[S_HEARTBEAT]);
     snprintf(num, sizeof num, "%d", l->session_ttl_ms);

@@ -1,7 +1,8 @@
 /* server.c - the broker's one loop: it owns the ROUTER socket and all state. Each inbound
  * message passes the gates in order (size, header, peer, MAC, sequence, msgpack shape) and
  * the first failure is what its sender hears; each request of a batch is dispatched and its
- * reply appended to one outbound batch, sealed and sent once.
+ * reply appended to an outbound REP, sealed and sent when the next reply would not fit in
+ * max_frame and at the end of the batch.
  *
  *   client DEALER --[hello]-->  peer (handshake)  --[auth ok]--> peer (ready) <-> session
  *   a session outlives its peer: a client that reconnects proves the key again and resumes. */
@@ -32,6 +33,7 @@ typedef struct server {
     uint64_t next_sess_id;
     mpb__buf_t out;     /* the reply batch being built, header space first */
     mpb__buf_t scratch; /* replies nobody asked for (rid 0) */
+    mpb__buf_t spill;   /* the reply that starts the next REP of a batch */
     volatile sig_atomic_t stopping;
     int64_t next_sweep;
     http_t *http;
@@ -40,8 +42,12 @@ typedef struct server {
 
 static server_t S;
 
+/* Connections that speak for a live session. A connection whose session has ended (bye,
+ * expiry, resumed elsewhere) is no client any more, though the sweep frees it only later. */
 size_t server_peer_count(void) {
-    return S.npeers - S.npending;
+    size_t n = 0;
+    for (const sess_t *s = S.sessions; s; s = s->next) n += s->peer != NULL;
+    return n;
 }
 
 size_t server_session_count(void) {
@@ -367,7 +373,7 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
 
     mpb__buf_t b = {0};
     out_reset(&b);
-    mpb__w_map(&b, 9);
+    mpb__w_map(&b, 10);
     mpb__w_cstr(&b, "session");
     mpb__w_uint(&b, s->id);
     mpb__w_cstr(&b, "token");
@@ -380,6 +386,8 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
     mpb__w_uint(&b, g_limits.max_frame);
     mpb__w_cstr(&b, "max_value");
     mpb__w_uint(&b, g_limits.max_value);
+    mpb__w_cstr(&b, "max_key");
+    mpb__w_uint(&b, g_limits.max_key);
     mpb__w_cstr(&b, "max_scan");
     mpb__w_uint(&b, g_limits.max_scan);
     mpb__w_cstr(&b, "heartbeat_ms");
@@ -391,25 +399,121 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
     mpb__buf_free(&b);
 }
 
-/* ---- requests ---- */
+/* ---- requests ----
+ *
+ * The replies to one REQ frame go out in REP frames of at most max_frame bytes each: when the
+ * reply just written would take the REP past that, what was before it is sealed and sent, and
+ * the reply starts the next REP. And the replies to one REQ frame may take at most
+ * max_batch_reply bytes (plus the one reply that crosses it): the requests after that are
+ * answered ETOOBIG without being run. Without both, a frame of a few kilobytes (300 dict.get of
+ * a 1 MB value) could make the broker build one answer of any size. */
 
-static void batch_error(peer_t *p, int code, const char *msg) {
+static void batch_error(int code, const char *msg) {
     mpb__buf_t *b = &S.out;
     mpb__w_array(b, 3);
     mpb__w_uint(b, 0);
     mpb__w_int(b, code);
     mpb__w_cstr(b, msg);
-    (void)p;
 }
 
-/* The code of the reply dispatch just wrote ([rid, code, ...]), 0 for a parked request. */
-static int reply_code(const uint8_t *p, size_t n, bool parked) {
-    if (parked || n < 3) return 0;
+/* The code of the reply dispatch just wrote ([rid, code, ...]). */
+static int reply_code(const uint8_t *p, size_t n) {
+    if (n < 3) return 0;
     mpb__rd_t r = {p, p + n};
     uint32_t len;
     uint64_t rid, code;
     if (mpb__rd_array(&r, &len) || mpb__rd_uint(&r, &rid) || mpb__rd_uint(&r, &code)) return 0;
     return (int)code;
+}
+
+/* Keeps the REP being built in S.out within max_frame, the reply written last starting at at. */
+static void out_fit(peer_t *p, size_t at) {
+    size_t room = g_limits.max_frame - MPB__MAC_LEN;
+    if (S.out.len <= room) return;
+    size_t n = S.out.len - at;
+    if (at > MPB__HDR_LEN) {
+        mpb__buf_reset(&S.spill);
+        mpb__w_raw(&S.spill, S.out.p + at, n);
+        bbuf_ensure(&S.spill);
+        S.out.len = at;
+        seal_and_send(p, MPB__T_REP, &S.out);
+        out_reset(&S.out);
+        mpb__w_raw(&S.out, S.spill.p, n);
+        bbuf_ensure(&S.out);
+    }
+    if (S.out.len > room) {
+        /* One reply larger than any frame: only a page of a scan can be, and only when
+         * max-value is near max-frame. Its sender hears why instead. */
+        mpb__rd_t r = {S.out.p + MPB__HDR_LEN, S.out.p + S.out.len};
+        uint32_t len;
+        uint64_t rid = 0;
+        if (mpb__rd_array(&r, &len) || mpb__rd_uint(&r, &rid)) rid = 0;
+        out_reset(&S.out);
+        char msg[128];
+        snprintf(msg, sizeof msg, "reply of %zu bytes > max_frame %zu", n + MPB__HDR_LEN +
+                 MPB__MAC_LEN, g_limits.max_frame);
+        mpb__w_array(&S.out, 3);
+        mpb__w_uint(&S.out, rid);
+        mpb__w_uint(&S.out, (uint64_t)-MPB_ETOOBIG);
+        mpb__w_cstr(&S.out, msg);
+        bbuf_ensure(&S.out);
+    }
+}
+
+/* Checks and runs one request of a batch (v, vn: its bytes); its reply, if it has one now,
+ * goes to S.out. over_budget: the frame's replies have reached max_batch_reply. */
+static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool over_budget) {
+    uint32_t n;
+    uint64_t rid = 0, op = 0;
+    mpb__rd_t q = {v, v + vn};
+    if (mpb__rd_array(&q, &n) || n < 3 || mpb__rd_uint(&q, &rid) || mpb__rd_uint(&q, &op)) {
+        batch_error(-MPB_EPROTO, "a request is an array [rid, op, name, args...]");
+        return;
+    }
+    req_t r = {.peer = p, .sess = s, .rid = rid, .op = (unsigned)(op > 0xffff ? 0xffff : op)};
+    const char *name;
+    uint32_t nl;
+    if (mpb__rd_nil(&q) == 0) {
+        r.name = NULL;
+    } else if (mpb__rd_str(&q, &name, &nl) == 0) {
+        r.name = name;
+        r.namelen = nl;
+    } else {
+        r.out = rid ? &S.out : &S.scratch;
+        reply_error(&r, MPB_EPROTO, "object name must be a string or nil");
+        return;
+    }
+    if (rid == 0 && op != MPB_OP_PING) {
+        /* rid 0 means "no reply"; only a heartbeat may ask for that */
+        batch_error(-MPB_EPROTO, "rid 0 is reserved for ping");
+        return;
+    }
+    r.args = q;
+    r.argc = n - 3;
+    if (rid) {
+        r.out = &S.out;
+    } else {
+        mpb__buf_reset(&S.scratch);
+        r.out = &S.scratch;
+    }
+    if (rid && over_budget) {
+        reply_error(&r, MPB_ETOOBIG,
+                    "not run: the replies to its frame reached max_batch_reply %zu",
+                    g_limits.max_batch_reply);
+        metrics_count(r.op, -MPB_ETOOBIG, 0);
+        return;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t before = r.out->len;
+    dispatch(&r);
+    bbuf_ensure(r.out);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* A parked request is counted when it is answered (waiter.c), with its final code. */
+    if (!r.parked)
+        metrics_count(r.op, reply_code(r.out->p + before, r.out->len - before),
+                      (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + t1.tv_nsec -
+                                 t0.tv_nsec));
 }
 
 static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_t framelen) {
@@ -438,56 +542,18 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
     s->last_seen_ms = now_ms();
     out_reset(&S.out);
     if (mpb__mp_check(f->body, f->bodylen, MPB__MAX_DEPTH)) {
-        batch_error(p, -MPB_EPROTO, "malformed msgpack in request batch");
+        batch_error(-MPB_EPROTO, "malformed msgpack in request batch");
     } else {
         mpb__rd_t rd = {f->body, f->body + f->bodylen};
+        size_t spent = 0; /* reply bytes of this frame so far, in every REP */
         while (mpb__rd_more(&rd)) {
             const uint8_t *v;
             size_t vn;
-            uint32_t n;
-            uint64_t rid = 0, op = 0;
             if (mpb__rd_span(&rd, &v, &vn)) break;
-            mpb__rd_t q = {v, v + vn};
-            if (mpb__rd_array(&q, &n) || n < 3 || mpb__rd_uint(&q, &rid) ||
-                mpb__rd_uint(&q, &op)) {
-                batch_error(p, -MPB_EPROTO, "a request is an array [rid, op, name, args...]");
-                continue;
-            }
-            req_t r = {.peer = p, .sess = s, .rid = rid, .op = (unsigned)(op > 0xffff ? 0xffff : op)};
-            const char *name;
-            uint32_t nl;
-            if (mpb__rd_nil(&q) == 0) {
-                r.name = NULL;
-            } else if (mpb__rd_str(&q, &name, &nl) == 0) {
-                r.name = name;
-                r.namelen = nl;
-            } else {
-                r.out = rid ? &S.out : &S.scratch;
-                reply_error(&r, MPB_EPROTO, "object name must be a string or nil");
-                continue;
-            }
-            if (rid == 0 && op != MPB_OP_PING) {
-                /* rid 0 means "no reply"; only a heartbeat may ask for that */
-                batch_error(p, -MPB_EPROTO, "rid 0 is reserved for ping");
-                continue;
-            }
-            r.args = q;
-            r.argc = n - 3;
-            if (rid) {
-                r.out = &S.out;
-            } else {
-                mpb__buf_reset(&S.scratch);
-                r.out = &S.scratch;
-            }
-            struct timespec t0, t1;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
-            size_t before = r.out->len;
-            dispatch(&r);
-            bbuf_ensure(r.out);
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            metrics_count(r.op, reply_code(r.out->p + before, r.out->len - before, r.parked),
-                          (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + t1.tv_nsec -
-                                     t0.tv_nsec));
+            size_t at = S.out.len;
+            run_request(p, s, v, vn, spent >= g_limits.max_batch_reply);
+            spent += S.out.len - at;
+            out_fit(p, at);
             if (!p->sess) break; /* bye */
         }
     }
@@ -609,6 +675,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     g_limits = cfg->limits;
     if (g_limits.pool_max_attempts <= 0) g_limits.pool_max_attempts = 3;
     if (!g_limits.pool_max_results) g_limits.pool_max_results = 64u << 20;
+    if (!g_limits.max_batch_reply) g_limits.max_batch_reply = 64u << 20;
     g_started_ms = now_ms();
     if (mpb__random(&mpb__hash_seed, sizeof mpb__hash_seed)) abort();
     store_init();
@@ -703,6 +770,7 @@ out:
     zmq_ctx_term(S.zctx);
     mpb__buf_free(&S.out);
     mpb__buf_free(&S.scratch);
+    mpb__buf_free(&S.spill);
     store_free();
     pool_free_all();
     (void)fcntl;

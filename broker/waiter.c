@@ -5,12 +5,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker.h"
 
 static waiter_t **heap;
 static size_t heap_n, heap_cap, n_waiters;
 static mpb__buf_t wbuf;
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 size_t waiter_count(void) {
     return n_waiters;
@@ -91,8 +98,14 @@ static void list_del(waiter_t *w) {
     w->next = w->prev = NULL;
 }
 
+/* now_ms() truncates: the true time may be up to 1 ms past it, so a deadline of now_ms() +
+ * timeout could fire up to 1 ms early. One more ms makes it never early (and at most 1 ms
+ * late). A timeout too large to add to the clock is no deadline at all: forever. */
 static int64_t deadline_of(int64_t timeout_ms) {
-    return timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
+    if (timeout_ms < 0) return INT64_MAX;
+    int64_t now = now_ms();
+    if (timeout_ms >= INT64_MAX - 1 - now) return INT64_MAX;
+    return now + timeout_ms + 1;
 }
 
 waiter_t *waiter_park(req_t *r, wlist_t *list, int64_t timeout_ms) {
@@ -102,6 +115,7 @@ waiter_t *waiter_park(req_t *r, wlist_t *list, int64_t timeout_ms) {
     w->op = r->op;
     w->obj = r->obj;
     w->deadline = deadline_of(timeout_ms);
+    w->parked_ns = mono_ns();
     list_add(list, w);
     if (w->deadline != INT64_MAX) heap_add(w);
     w->snext = r->sess->waiters;
@@ -131,10 +145,16 @@ void waiter_free(waiter_t *w) {
     free(w);
 }
 
-/* ---- replies ---- */
+/* ---- replies ----
+ *
+ * Every answer to a parked request, from every kind, passes here: so this is where it is
+ * counted, with its final code and the time from parking to answer (the dispatch that
+ * parked it counted nothing). A request dropped with its session is not answered, nor
+ * counted. */
 
-static void send_w(waiter_t *w) {
+static void send_w(waiter_t *w, int code) {
     bbuf_ensure(&wbuf);
+    metrics_count(w->op, code, mono_ns() - w->parked_ns);
     if (w->rid && w->sess) server_send_reply(w->sess, wbuf.p, wbuf.len);
 }
 
@@ -148,25 +168,25 @@ static void begin_ok(waiter_t *w) {
 void waiter_reply_nil(waiter_t *w) {
     begin_ok(w);
     mpb__w_nil(&wbuf);
-    send_w(w);
+    send_w(w, 0);
 }
 
 void waiter_reply_bool(waiter_t *w, bool v) {
     begin_ok(w);
     mpb__w_bool(&wbuf, v);
-    send_w(w);
+    send_w(w, 0);
 }
 
 void waiter_reply_int(waiter_t *w, int64_t v) {
     begin_ok(w);
     mpb__w_int(&wbuf, v);
-    send_w(w);
+    send_w(w, 0);
 }
 
 void waiter_reply_raw(waiter_t *w, const uint8_t *v, size_t n) {
     begin_ok(w);
     mpb__w_raw(&wbuf, v, n);
-    send_w(w);
+    send_w(w, 0);
 }
 
 void waiter_reply_error(waiter_t *w, int code, const char *fmt, ...) {
@@ -180,7 +200,7 @@ void waiter_reply_error(waiter_t *w, int code, const char *fmt, ...) {
     mpb__w_uint(&wbuf, w->rid);
     mpb__w_uint(&wbuf, (uint64_t)-code);
     mpb__w_cstr(&wbuf, msg);
-    send_w(w);
+    send_w(w, -code);
 }
 
 void wlist_fail(wlist_t *l, int code, const char *msg) {

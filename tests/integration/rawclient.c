@@ -233,6 +233,7 @@ int rc_auth(rawclient_t *c, const void *key, size_t keylen, rc_frame_t *f, int t
     if (mpb__rd_mapget(&m, "session", &v) == 0) mpb__rd_uint(&v, &c->session);
     if (mpb__rd_mapget(&m, "max_frame", &v) == 0) mpb__rd_uint(&v, &c->max_frame);
     if (mpb__rd_mapget(&m, "max_value", &v) == 0) mpb__rd_uint(&v, &c->max_value);
+    if (mpb__rd_mapget(&m, "max_key", &v) == 0) mpb__rd_uint(&v, &c->max_key);
     c->ready = true;
     return 0;
 }

@@ -50,7 +50,7 @@ typedef struct rawclient {
     uint64_t seq_out;    /* the last sequence number sent */
     uint64_t seq_in;     /* the last sequence number received in a verified frame */
     bool ready;          /* WELCOME received and verified */
-    uint64_t session, max_frame, max_value;
+    uint64_t session, max_frame, max_value, max_key;
     uint64_t next_rid;
     mpb__buf_t in; /* the last frame received */
 } rawclient_t;

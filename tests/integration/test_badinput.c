@@ -4,8 +4,8 @@
  * message that says what went wrong) or be dropped, must change nothing, and must not disturb
  * a well-behaved libmpb client that was connected before any of it began.
  *
- * The broker runs with small limits (--max-frame 65536 --max-value 32768 --max-key 1024) so the
- * size gates are cheap to reach. Tests run in order in one group; the last one waits for the
+ * The broker runs with small limits (--max-frame 65536 --max-value 32768 --max-key 1024
+ * --max-batch-reply 1m) so the size gates are cheap to reach. Tests run in order in one group; the last one waits for the
  * handshake timeout and so also sees every half-open peer the earlier tests left behind. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +168,21 @@ static void info_counts(uint64_t *clients, uint64_t *sessions) {
     assert_int_equal(mpb__rd_mapget(&r, "sessions", &v), 0);
     assert_int_equal(mpb__rd_uint(&v, sessions), 0);
     mpb_free(m);
+}
+
+/* info_counts once nothing is in flight any more: a bye sent without waiting (rc_close) by an
+ * earlier test may still be on its way. Two equal readings 100 ms apart, within 3 s. */
+static void info_settled(uint64_t *clients, uint64_t *sessions) {
+    uint64_t c2, s2;
+    info_counts(clients, sessions);
+    for (int i = 0; i < 30; i++) {
+        usleep(100000);
+        info_counts(&c2, &s2);
+        if (c2 == *clients && s2 == *sessions) return;
+        *clients = c2;
+        *sessions = s2;
+    }
+    fail_msg("clients/sessions in info did not settle");
 }
 
 static int log_count(const char *words) {
@@ -638,10 +653,10 @@ static void test_bad_requests_get_exact_errors(void **state) {
     mpb__buf_t b = {0};
     raw_ready(&c);
 
-    /* Unknown ops. */
-    rc_req(&b, 6, 200, NULL, 0, 0);
+    /* Unknown ops (250: in no block of ops.def). */
+    rc_req(&b, 6, 250, NULL, 0, 0);
     call_expect(&c, &b, 6, MPB_EUNKNOWNOP, NULL, &f);
-    assert_string_equal(f.rep[0].msg, "unknown op 200");
+    assert_string_equal(f.rep[0].msg, "unknown op 250");
     body_reset(&b);
     rc_req(&b, 6, 0, NULL, 0, 0);
     call_expect(&c, &b, 6, MPB_EUNKNOWNOP, "unknown op 0", &f);
@@ -800,7 +815,7 @@ static void test_bad_requests_get_exact_errors(void **state) {
     /* One batch, good - bad - good: each gets its own reply, in order. */
     body_reset(&b);
     req_kv(&b, 21, MPB_OP_DICT_SET, "batch", "a", 1);
-    rc_req(&b, 22, 200, NULL, 0, 0);
+    rc_req(&b, 22, 250, NULL, 0, 0);
     rc_req(&b, 23, MPB_OP_DICT_GET, "batch", 5, 1);
     mpb__w_cstr(&b, "a");
     assert_int_equal(rc_call(&c, b.p, b.len, &f, T_MS), 0);
@@ -1022,9 +1037,18 @@ static void test_requests_after_bye_get_esession(void **state) {
     rawclient_t c;
     rc_frame_t f;
     mpb__buf_t b = {0};
+    uint64_t cl0, s0, cl1, s1;
+    info_settled(&cl0, &s0);
     raw_ready(&c);
+    info_counts(&cl1, &s1);
+    assert_int_equal(cl1, cl0 + 1);
+    assert_int_equal(s1, s0 + 1);
     rc_req(&b, 1, MPB_OP_BYE, NULL, 0, 0);
     call_expect(&c, &b, 1, 0, NULL, &f);
+    /* At once, not after the sweep: a connection whose session ended is no client. */
+    info_counts(&cl1, &s1);
+    assert_int_equal(cl1, cl0);
+    assert_int_equal(s1, s0);
     body_reset(&b);
     rc_req(&b, 2, MPB_OP_PING, NULL, 0, 0);
     assert_int_equal(rc_send_req(&c, b.p, b.len, NULL), 0);
@@ -1039,6 +1063,327 @@ static void test_requests_after_bye_get_esession(void **state) {
     call_expect(&c, &b, 2, 0, NULL, &f);
     mpb__buf_free(&b);
     rc_close(&c);
+    good_still_works();
+}
+
+/* ---- what one frame may ask for ----
+ *
+ * The replies to one REQ go out in REP frames of at most max_frame bytes (a new one starts
+ * exactly when the next reply would not fit), in request order; and the broker runs the
+ * requests of a frame only while their replies total less than max_batch_reply: the rest get
+ * ETOOBIG, unrun. This suite's broker has --max-batch-reply 1m; one test starts a broker with
+ * the defaults (8m frames, 1m values, 64m budget) for the audit's case. */
+
+#define SUITE_BUDGET (1u << 20)
+
+/* One reply of a batch, as received. */
+typedef struct got {
+    uint64_t rid, code;
+    bool is_int, matches; /* success: an integer (in i) / equal to the expected value */
+    int64_t i;
+    char msg[96]; /* failure: its message */
+} got_t;
+
+static size_t uint_size(uint64_t v) {
+    uint8_t tmp[9];
+    return mpb__enc_uint(tmp, v);
+}
+
+/* How many of n gets (rids rid0...) of a value of vlen encoded bytes the broker runs under a
+ * budget: each while the replies before it total less than the budget. */
+static int budget_runs(uint64_t rid0, int n, size_t vlen, size_t budget) {
+    size_t spent = 0;
+    int k = 0;
+    for (; k < n && spent < budget; k++) spent += 1 + uint_size(rid0 + (uint64_t)k) + 1 + vlen;
+    return k;
+}
+
+/* Receives n replies (to one frame) into got[] within timeout_ms, checking every frame: a
+ * verified REP with the next sequence number, at most max_frame bytes, and - unless it is the
+ * last - too full for the reply that starts the next one. want: the value a successful
+ * non-integer reply must be. Returns the number of REP frames. */
+static int recv_batch(rawclient_t *c, int n, got_t *got, const uint8_t *want, size_t wantlen,
+                      size_t max_frame, int timeout_ms) {
+    static rc_frame_t f;
+    int have = 0, frames = 0;
+    size_t prev_len = 0;
+    uint64_t prev_seq = c->seq_in;
+    int64_t end = th_now_ms() + timeout_ms;
+    while (have < n) {
+        int64_t left = end - th_now_ms();
+        if (left <= 0) fail_msg("%d of %d replies after %d ms", have, n, timeout_ms);
+        int rc = rc_recv(c, &f, (int)left);
+        if (rc == MPB_ETIMEDOUT) continue;
+        assert_int_equal(rc, 0);
+        if (f.type == MPB__T_ERROR) fail_msg("ERROR frame %d: %s", f.code, f.msg);
+        assert_int_equal(f.type, MPB__T_REP);
+        assert_true(f.mac_ok);
+        assert_int_equal(f.seq, prev_seq + 1);
+        prev_seq = f.seq;
+        if (f.len > max_frame) fail_msg("REP of %zu bytes > max_frame %zu", f.len, max_frame);
+        frames++;
+        mpb__rd_t rd = {f.body, f.body + f.bodylen};
+        bool first = true;
+        while (mpb__rd_more(&rd)) {
+            const uint8_t *start = rd.p, *v;
+            size_t vn;
+            uint32_t an;
+            if (have >= n) fail_msg("more than %d replies", n);
+            got_t *g = &got[have++];
+            memset(g, 0, sizeof *g);
+            assert_int_equal(mpb__rd_array(&rd, &an), 0);
+            assert_int_equal(an, 3);
+            assert_int_equal(mpb__rd_uint(&rd, &g->rid), 0);
+            assert_int_equal(mpb__rd_uint(&rd, &g->code), 0);
+            assert_int_equal(mpb__rd_span(&rd, &v, &vn), 0);
+            size_t size = (size_t)(rd.p - start);
+            /* A REP ends only when the next reply would have taken it past max_frame. */
+            if (first && prev_len && prev_len + size <= max_frame)
+                fail_msg("a REP of %zu bytes was sent though the next reply (%zu bytes) fit",
+                         prev_len, size);
+            first = false;
+            mpb__rd_t vr = {v, v + vn};
+            if (g->code) {
+                const char *m;
+                uint32_t ml;
+                assert_int_equal(mpb__rd_str(&vr, &m, &ml), 0);
+                snprintf(g->msg, sizeof g->msg, "%.*s", (int)ml, m);
+            } else if (mpb__rd_int(&vr, &g->i) == 0) {
+                g->is_int = true;
+            } else {
+                g->matches = want && vn == wantlen && !memcmp(v, want, vn);
+            }
+        }
+        prev_len = f.len;
+    }
+    return frames;
+}
+
+/* A bin value of n payload bytes (a pattern), as msgpack, in b. */
+static void big_value(mpb__buf_t *b, size_t n) {
+    uint8_t *p = malloc(n);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(i * 7 + 3);
+    mpb__buf_reset(b);
+    mpb__w_bin(b, p, n);
+    free(p);
+}
+
+static void raw_set(rawclient_t *c, const char *dict, const char *k, const mpb__buf_t *val) {
+    mpb__buf_t b = {0};
+    rc_frame_t *f = malloc(sizeof *f);
+    assert_non_null(f);
+    rc_req(&b, 1, MPB_OP_DICT_SET, dict, strlen(dict), 2);
+    mpb__w_cstr(&b, k);
+    mpb__w_raw(&b, val->p, val->len);
+    call_expect(c, &b, 1, 0, NULL, f);
+    mpb__buf_free(&b);
+    free(f);
+}
+
+/* Appends n dict.get of dict[k], rids rid0..., to b. */
+static void gets(mpb__buf_t *b, uint64_t rid0, int n, const char *dict, const char *k) {
+    for (int i = 0; i < n; i++) {
+        rc_req(b, rid0 + (uint64_t)i, MPB_OP_DICT_GET, dict, strlen(dict), 1);
+        mpb__w_cstr(b, k);
+    }
+}
+
+/* Checks a batch of gets: rids in order from rid0, the first nok successful with the value,
+ * the others ETOOBIG naming the budget. */
+static void check_gets(const got_t *got, int n, uint64_t rid0, int nok, size_t budget) {
+    char words[64];
+    snprintf(words, sizeof words, "max_batch_reply %zu", budget);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(got[i].rid, rid0 + (uint64_t)i);
+        if (i < nok) {
+            if (got[i].code) fail_msg("reply %d of %d: %s, want the value", i, n, got[i].msg);
+            assert_true(got[i].matches);
+        } else {
+            check_code(-(int)got[i].code, MPB_ETOOBIG, got[i].msg);
+            check_words(got[i].msg, "not run");
+            check_words(got[i].msg, words);
+        }
+    }
+}
+
+typedef struct pipe_state {
+    int calls, ok, next;
+    const mpb__buf_t *want;
+} pipe_state_t;
+
+static void on_big_get(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
+    (void)c;
+    pipe_state_t *ps = arg;
+    ps->calls++;
+    if (status == 0 && len == ps->want->len && !memcmp(val, ps->want->p, len)) ps->ok++;
+}
+
+static void test_replies_to_one_frame_fill_several_rep_frames_in_order(void **state) {
+    (void)state;
+    rawclient_t c;
+    mpb__buf_t b = {0}, val = {0};
+    raw_ready(&c);
+    big_value(&val, 30000); /* two replies fit a 64 KiB REP, three do not */
+    raw_set(&c, "split", "v", &val);
+
+    /* 20 x (incr, get): 40 replies, 600 KB, in about ten REPs, every request run once. */
+    enum { PAIRS = 20 };
+    for (int i = 0; i < PAIRS; i++) {
+        req_kv(&b, 100 + 2 * (uint64_t)i, MPB_OP_DICT_INCR, "split", "n", 1);
+        gets(&b, 101 + 2 * (uint64_t)i, 1, "split", "v");
+    }
+    assert_int_equal(rc_send_req(&c, b.p, b.len, NULL), 0);
+    got_t *got = calloc(2 * PAIRS, sizeof *got);
+    assert_non_null(got);
+    int frames = recv_batch(&c, 2 * PAIRS, got, val.p, val.len, 65536, 10000);
+    for (int i = 0; i < 2 * PAIRS; i++) {
+        assert_int_equal(got[i].rid, 100 + (uint64_t)i);
+        if (got[i].code) fail_msg("reply %d: %s", i, got[i].msg);
+        if (i % 2 == 0) {
+            assert_true(got[i].is_int);
+            assert_int_equal(got[i].i, i / 2 + 1);
+        } else {
+            assert_true(got[i].matches);
+        }
+    }
+    print_message("40 replies (600 KB) to one frame came in %d REP frames\n", frames);
+    assert_true(frames >= 10);
+    free(got);
+
+    /* libmpb reads such a batch too: 20 pipelined gets, their callbacks in order. */
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(good, "split", &d), 0);
+    pipe_state_t ps = {0, 0, 0, &val};
+    size_t kl;
+    const uint8_t *k = th_str("v", &kl);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(mpb_dict_get_async(d, k, kl, on_big_get, &ps), 0);
+    assert_int_equal(mpb_drain(good, 10000), 0);
+    assert_int_equal(ps.calls, 20);
+    assert_int_equal(ps.ok, 20);
+    mpb_dict_close(&d);
+    mpb__buf_free(&b);
+    mpb__buf_free(&val);
+    rc_close(&c);
+    good_still_works();
+}
+
+static void test_batch_reply_budget_answers_the_rest_etoobig(void **state) {
+    (void)state;
+    rawclient_t c;
+    mpb__buf_t b = {0}, val = {0};
+    raw_ready(&c);
+    big_value(&val, 30000);
+    raw_set(&c, "amp", "v", &val);
+
+    /* 300 gets of 30 KB in a frame of 3.6 KB: 9 MB asked, 1 MiB allowed. A write after
+     * them is not run either. */
+    enum { N = 300 };
+    gets(&b, 1000, N, "amp", "v");
+    req_kv(&b, 1000 + N, MPB_OP_DICT_INCR, "amp", "after", 1);
+    assert_true(b.len < 4096);
+    assert_int_equal(rc_send_req(&c, b.p, b.len, NULL), 0);
+    got_t *got = calloc(N + 1, sizeof *got);
+    assert_non_null(got);
+    int frames = recv_batch(&c, N + 1, got, val.p, val.len, 65536, 10000);
+    int nok = budget_runs(1000, N, val.len, SUITE_BUDGET);
+    assert_int_equal(nok, 35); /* 34 x 30010 bytes < 1 MiB <= 35 x 30010 */
+    check_gets(got, N + 1, 1000, nok, SUITE_BUDGET);
+    print_message("%d gets of 30 KB under a 1 MiB budget: %d answered in %d REP frames, %d "
+                  "ETOOBIG\n", N, nok, frames, N + 1 - nok);
+    int rc;
+    good_get("amp", "after", &rc);
+    assert_int_equal(rc, MPB_ENOKEY); /* refused, not run */
+
+    /* The budget is per frame: the next frame on the same connection is served in full. */
+    mpb__buf_reset(&b);
+    gets(&b, 5000, 3, "amp", "v");
+    assert_int_equal(rc_send_req(&c, b.p, b.len, NULL), 0);
+    recv_batch(&c, 3, got, val.p, val.len, 65536, 10000);
+    check_gets(got, 3, 5000, 3, SUITE_BUDGET);
+    free(got);
+    mpb__buf_free(&b);
+    mpb__buf_free(&val);
+    rc_close(&c);
+    good_still_works();
+}
+
+static long rss_kb(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = atol(line + 6);
+    if (f) fclose(f);
+    return kb;
+}
+
+/* The audit's case against the defaults: 300 dict.get of a 1 MB value in a 3 KB frame once
+ * made one 300 MB REP (a full frame of them could have asked for 800 GB). Now 64 MiB worth
+ * is answered in 8 MiB REPs, the rest ETOOBIG; and so for a frame of 100,000 such gets. */
+static void test_batch_reply_budget_with_defaults(void **state) {
+    (void)state;
+    th_broker_t b2;
+    th_broker_start(&b2, NULL);
+    size_t kl2;
+    const char *k2 = th_authkey(&b2, &kl2);
+    rawclient_t c;
+    assert_int_equal(rc_open(&c, NULL, b2.endpoint), 0);
+    assert_int_equal(rc_handshake(&c, k2, kl2, T_MS), 0);
+    assert_int_equal(c.max_frame, 8u << 20);
+    mpb__buf_t b = {0}, val = {0};
+    big_value(&val, 1000000);
+    raw_set(&c, "amp", "v", &val);
+    long rss0 = rss_kb(b2.pid);
+
+    const size_t budget = 64u << 20;
+    int ns[] = {300, 100000};
+    for (int t = 0; t < 2; t++) {
+        int n = ns[t];
+        mpb__buf_reset(&b);
+        gets(&b, 2, n, "amp", "v");
+        assert_true(b.len < c.max_frame);
+        assert_int_equal(rc_send_req(&c, b.p, b.len, NULL), 0);
+        got_t *got = calloc((size_t)n, sizeof *got);
+        assert_non_null(got);
+        int64_t t0 = th_now_ms();
+        int frames = recv_batch(&c, n, got, val.p, val.len, 8u << 20, 60000);
+        int nok = budget_runs(2, n, val.len, budget);
+        assert_int_equal(nok, 68); /* 67 x 1000008 bytes < 64 MiB <= 68 x 1000008 */
+        check_gets(got, n, 2, nok, budget);
+        print_message("%d gets of 1 MB in a %zu-byte frame: %d answered, %d ETOOBIG, in %d "
+                      "REP frames, %lld ms\n",
+                      n, b.len, nok, n - nok, frames, (long long)(th_now_ms() - t0));
+        free(got);
+    }
+    long rss1 = rss_kb(b2.pid);
+    print_message("broker RSS %ld MB before, %ld MB after\n", rss0 / 1024, rss1 / 1024);
+    assert_true(rss0 > 0 && rss1 > 0);
+    /* A REP is at most 8 MiB and one frame's replies at most 64 MiB (+1 MB), whatever the
+     * sender asks: without the bounds the first frame alone took 600 MB (its REP and the
+     * copy ZeroMQ sends). */
+    assert_true(rss1 - rss0 < 200 * 1024);
+
+    /* Still serving, right. */
+    mpb_client_t *g = NULL;
+    assert_int_equal(mpb_connect(b2.endpoint, k2, kl2, NULL, &g), 0);
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(g, "amp", &d), 0);
+    void *v;
+    size_t vl;
+    size_t kl;
+    const uint8_t *k = th_str("v", &kl);
+    assert_int_equal(mpb_dict_get(d, k, kl, &v, &vl), 0);
+    th_assert_bytes(v, vl, val.p, val.len);
+    mpb_free(v);
+    mpb_dict_close(&d);
+    mpb_close(&g);
+    rc_close(&c);
+    mpb__buf_free(&b);
+    mpb__buf_free(&val);
+    th_broker_stop_checked(&b2);
     good_still_works();
 }
 
@@ -1112,7 +1457,8 @@ static void test_half_open_handshake_times_out(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    th_broker_start(&B, "--max-frame", "65536", "--max-value", "32768", "--max-key", "1024", NULL);
+    th_broker_start(&B, "--max-frame", "65536", "--max-value", "32768", "--max-key", "1024",
+                    "--max-batch-reply", "1m", NULL);
     const char *k = th_authkey(&B, &keylen);
     memcpy(key, k, keylen);
     good = th_connect(&B);
@@ -1146,6 +1492,9 @@ int main(void) {
         cmocka_unit_test(test_message_sealed_for_another_connection_gets_eauth),
         cmocka_unit_test(test_empty_and_unanswered_requests),
         cmocka_unit_test(test_requests_after_bye_get_esession),
+        cmocka_unit_test(test_replies_to_one_frame_fill_several_rep_frames_in_order),
+        cmocka_unit_test(test_batch_reply_budget_answers_the_rest_etoobig),
+        cmocka_unit_test(test_batch_reply_budget_with_defaults),
         cmocka_unit_test(test_200_half_open_handshakes),
         cmocka_unit_test(test_half_open_handshake_times_out),
     };
