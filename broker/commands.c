@@ -97,6 +97,7 @@ static const command_t commands[] = {
     {MPB_OP_POOL_CANCEL,     cmd_pool_cancel,     2,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_STATS,      cmd_pool_stats,      0,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_FNINFO,     cmd_pool_fninfo,     1,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_UNREGISTER, cmd_pool_unregister, 0,  KIND_NONE, CMD_NOOBJ            },
 };
 
 static const command_t *by_op[MPB__OP_MAX];
@@ -167,6 +168,7 @@ int reply_error(req_t *r, int code, const char *fmt, ...) {
 
 /* ---- arguments ---- */
 
+/* Every caller passes max_value (keys go through arg_key): the message names it so. */
 int arg_value(req_t *r, const char *what, size_t max, const uint8_t **v, size_t *n) {
     if (mpb__rd_span(&r->args, v, n))
         return reply_error(r, MPB_EPROTO, "%s: missing or malformed", what);
