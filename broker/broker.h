@@ -365,6 +365,7 @@ typedef struct limits {
     size_t max_pending; /* handshakes in progress */
     int pool_max_attempts;     /* dispatches of a task before it fails (worker deaths) */
     size_t pool_max_results;   /* result bytes held for one session before its dispatch waits */
+    size_t pool_max_queued;    /* bytes of unfinished tasks one session may have */
     int handshake_ms;
     int heartbeat_ms;
     int session_ttl_ms;

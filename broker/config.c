@@ -32,7 +32,7 @@ extern char **environ;
 #define MAX_LISTEN 8
 #define MAX_LINE   4096
 
-typedef enum stype { T_LISTEN, T_PATH, T_HTTP, T_SIZE, T_MS, T_LEVEL, T_FORMAT } stype_t;
+typedef enum stype { T_LISTEN, T_PATH, T_HTTP, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_COUNT } stype_t;
 
 enum {
     S_LISTEN,
@@ -48,6 +48,9 @@ enum {
     S_TTL,
     S_LOG_LEVEL,
     S_LOG_FORMAT,
+    S_POOL_MAX_ATTEMPTS,
+    S_POOL_MAX_RESULTS,
+    S_POOL_MAX_QUEUED,
     S__N
 };
 
@@ -77,6 +80,12 @@ static const setting_t settings[S__N] = {
                "5000"},
     [S_LOG_LEVEL] = {"log-level", "MPB_LOG_LEVEL", T_LEVEL, 0, 0, NULL, "info"},
     [S_LOG_FORMAT] = {"log-format", "MPB_LOG_FORMAT", T_FORMAT, 0, 0, NULL, "logfmt"},
+    [S_POOL_MAX_ATTEMPTS] = {"pool-max-attempts", "MPB_POOL_MAX_ATTEMPTS", T_COUNT, 1, 1000,
+                             "1 to 1000", "3"},
+    [S_POOL_MAX_RESULTS] = {"pool-max-results", "MPB_POOL_MAX_RESULTS", T_SIZE, 4096,
+                            1ull << 36, "4096 to 64g", "64m"},
+    [S_POOL_MAX_QUEUED] = {"pool-max-queued", "MPB_POOL_MAX_QUEUED", T_SIZE, 65536, 1ull << 36,
+                           "64k to 64g", "256m"},
 };
 
 /* The layers, lowest first. */
@@ -153,6 +162,12 @@ static void usage(FILE *f) {
             "                            MPB_SESSION_TTL_MS)\n"
             "      --log-level LEVEL     debug, info, warn, error (default info; MPB_LOG_LEVEL)\n"
             "      --log-format FMT      logfmt or json (default logfmt; MPB_LOG_FORMAT)\n"
+            "      --pool-max-attempts N times a pool task is dispatched before it fails\n"
+            "                            because its workers died (default 3)\n"
+            "      --pool-max-results BYTES  results one caller may leave untaken before its\n"
+            "                            tasks wait (default 64m)\n"
+            "      --pool-max-queued BYTES  unfinished pool tasks one caller may have; more\n"
+            "                            are refused with ELIMIT (default 256m)\n"
             "  -V, --version             print the version\n"
             "  -h, --help                this text\n"
             "BYTES take a k, m or g suffix. An empty environment variable counts as unset.\n");
@@ -317,6 +332,12 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
             goto bad;
         }
         break;
+    case T_COUNT:
+        if (!parse_size(val, st->lo, st->hi, &v) || strpbrk(val, "kKmMgG")) {
+            snprintf(why, sizeof why, "'%s' is not a number from %s", val, st->range);
+            goto bad;
+        }
+        break;
     case T_LEVEL:
         if ((level = log_level_parse(val)) < 0) {
             snprintf(why, sizeof why, "'%s' is not debug, info, warn or error", val);
@@ -375,6 +396,9 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_TTL: l->session_ttl_ms = (int)v; break;
     case S_LOG_LEVEL: c->cfg.log_level = level; break;
     case S_LOG_FORMAT: c->cfg.log_json = json; break;
+    case S_POOL_MAX_ATTEMPTS: l->pool_max_attempts = (int)v; break;
+    case S_POOL_MAX_RESULTS: l->pool_max_results = (size_t)v; break;
+    case S_POOL_MAX_QUEUED: l->pool_max_queued = (size_t)v; break;
     default: break;
     }
     return;
@@ -612,6 +636,9 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         {"session-ttl-ms", required_argument, 0, O_FLAG + S_TTL},
         {"log-level", required_argument, 0, O_FLAG + S_LOG_LEVEL},
         {"log-format", required_argument, 0, O_FLAG + S_LOG_FORMAT},
+        {"pool-max-attempts", required_argument, 0, O_FLAG + S_POOL_MAX_ATTEMPTS},
+        {"pool-max-results", required_argument, 0, O_FLAG + S_POOL_MAX_RESULTS},
+        {"pool-max-queued", required_argument, 0, O_FLAG + S_POOL_MAX_QUEUED},
         {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -845,6 +872,12 @@ void config_print(const conf_t *c, FILE *out) {
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     print_kv(out, "log-level", levels[g->log_level], c->src[S_LOG_LEVEL]);
     print_kv(out, "log-format", g->log_json ? "json" : "logfmt", c->src[S_LOG_FORMAT]);
+    snprintf(num, sizeof num, "%d", l->pool_max_attempts);
+    print_kv(out, "pool-max-attempts", num, c->src[S_POOL_MAX_ATTEMPTS]);
+    snprintf(num, sizeof num, "%zu", l->pool_max_results);
+    print_kv(out, "pool-max-results", num, c->src[S_POOL_MAX_RESULTS]);
+    snprintf(num, sizeof num, "%zu", l->pool_max_queued);
+    print_kv(out, "pool-max-queued", num, c->src[S_POOL_MAX_QUEUED]);
 }
 
 void config_log(const conf_t *c) {
