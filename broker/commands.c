@@ -97,6 +97,7 @@ static const command_t commands[] = {
     {MPB_OP_POOL_CANCEL,     cmd_pool_cancel,     2,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_STATS,      cmd_pool_stats,      0,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_FNINFO,     cmd_pool_fninfo,     1,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_UNREGISTER, cmd_pool_unregister, 0,  KIND_NONE, CMD_NOOBJ            },
 };
 
 static const command_t *by_op[MPB__OP_MAX];

@@ -3,12 +3,18 @@
  * parked pool.fetch, never holding more than their concurrency plus prefetch. Results wait in
  * the broker until their caller takes them.
  *
- *   fn "square":  queue [t7 t8 t9]       oldest task first, across a worker's functions
- *   worker w1:    running {t5 t6}  ─ dies ─> t5 t6 back to the queue front (attempts + 1)
+ *   fn "square":  ring of callers' sub-queues, one turn each:  ─> [s3: t7 t8] ─> [s5: t9] ─┐
+ *                                                              └────────────────────────────┘
+ *   caller s4:    over its result bound: its sub-queues are out of the ring until it collects
+ *   worker w1:    assigned [t5 t6] (oldest first: the first `concurrency` run, the rest are
+ *                 prefetched)  ─ dies ─> t5 t6 back to the front of their sub-queues
  *   caller s3:    done-not-taken [t4 t5]  <── pool.take (parked until one is done)
  *
- * A caller's session that ends takes its tasks with it: queued ones are dropped, running ones
- * are forgotten when they finish. A task whose workers died max_attempts times fails. */
+ * Every task is also on a list of its owner (its sub-queue, its running list or its done list)
+ * and in the id table, so a session's end, a cancel and a take cost what the session owns, not
+ * what the broker holds. A caller's session that ends takes its tasks with it: queued ones are
+ * dropped, running ones are forgotten when they finish. A task whose workers died
+ * pool_max_attempts times fails. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,35 +23,62 @@
 
 enum { T_QUEUED, T_RUNNING, T_DONE };
 
+/* Function entries nobody uses (no worker, no task, no job) kept for their counters; beyond
+ * this many the least recently used go, so made-up names cannot grow the broker. */
+#define IDLE_FNS_MAX 64
+/* Room left in a reply frame for its header, rid, MAC and array headers. */
+#define FRAME_SLACK 1024
+
 typedef struct pfn pfn_t;
 typedef struct worker worker_t;
 typedef struct job job_t;
+typedef struct oq oq_t;
+typedef struct pool_sess pool_sess_t;
 
 typedef struct task {
     uint64_t id;
     pfn_t *fn;
     job_t *job;
-    sess_t *owner;  /* NULL: its caller is gone; the result will be dropped */
-    blob_t *calls;  /* msgpack array of argument arrays */
+    sess_t *owner; /* NULL: its caller is gone; the result will be dropped */
+    oq_t *oq;      /* queued: the sub-queue it is in */
+    blob_t *calls; /* msgpack array of argument arrays */
     uint32_t ncalls;
     int state;
     int attempts;
-    bool failed;    /* some call raised */
+    bool failed; /* some call raised */
     bool canceled;
     worker_t *worker;
     blob_t *result; /* msgpack array of [ok, value-or-message] per call */
-    struct task *qnext, *qprev; /* fn queue, or owner's done list */
-    struct task *wnext, *wprev; /* worker's running list */
+    size_t cost;    /* what it counts against its owner's bound while unfinished */
+    struct task *qnext, *qprev; /* sub-queue, owner's running list, or owner's done list */
+    struct task *wnext, *wprev; /* worker's assigned list */
     struct task *hnext;         /* id table chain */
 } task_t;
+
+/* One caller's queued tasks of one function. Exists while it holds a task. */
+struct oq {
+    pfn_t *fn;
+    pool_sess_t *ps;
+    task_t *head, *tail;
+    uint64_t n;
+    oq_t *rnext, *rprev; /* the function's ring, while dispatchable */
+    oq_t *onext, *oprev; /* its caller's sub-queues */
+    bool in_ring;
+};
 
 struct pfn {
     char *name;
     uint32_t namelen;
-    task_t *qhead, *qtail;
-    uint64_t queued, running, done, failed;
+    oq_t *ring; /* the sub-queue whose turn is next */
+    uint64_t queued, paused, assigned;
+    uint64_t done, failed, canceled;
     size_t nworkers;
-    pfn_t *next;
+    size_t refs;                /* workers, tasks and jobs that name it */
+    uint64_t st_run, st_pre;    /* scratch for pool.stats and metrics */
+    pfn_t *hnext;               /* name table chain */
+    pfn_t *next, *prev;         /* all functions, newest first */
+    pfn_t *inext, *iprev;       /* unused ones, oldest first */
+    bool idle;
 };
 
 struct worker {
@@ -57,10 +90,10 @@ struct worker {
     uint64_t done, failed;
     waiter_t *fetch; /* its parked pool.fetch, if any */
     int64_t fetch_max;
-    task_t *running;
+    task_t *ahead, *atail; /* assigned to it, oldest first */
     int64_t since_ms;
-    worker_t *next, *prev;         /* all workers */
-    worker_t *fnext, *fprev;       /* workers with a parked fetch, oldest first */
+    worker_t *next, *prev;   /* all workers */
+    worker_t *fnext, *fprev; /* workers with a parked fetch, oldest first */
     bool fetching;
 };
 
@@ -68,27 +101,43 @@ struct job {
     uint64_t id;
     sess_t *owner;
     pfn_t *fn;
-    uint64_t total, done, failed, outstanding; /* outstanding: not yet taken */
+    uint64_t total, done, failed, canceled, outstanding; /* outstanding: not yet taken */
     int64_t started_ms;
-    job_t *next, *prev;
+    job_t *next, *prev;   /* all jobs */
+    job_t *onext, *oprev; /* its owner's */
 };
 
-typedef struct pool_sess {
+struct pool_sess {
+    sess_t *sess;
     worker_t *worker;
+    oq_t *oqs;                     /* its queued tasks, by function */
+    task_t *run_head;              /* its tasks at workers */
     task_t *done_head, *done_tail; /* finished, not yet taken */
-    size_t held_bytes;
+    job_t *jobs;                   /* its jobs, most recently used first */
+    uint64_t nqueued, nrunning, ndone;
+    size_t queued_bytes; /* input of its unfinished tasks (and their records) */
+    size_t held_bytes;   /* results not taken (and their records) */
+    bool paused;         /* held_bytes over the bound: its tasks wait */
     wlist_t takers;
-    size_t ntasks; /* tasks it owns, in any state */
-} pool_sess_t;
+    pool_sess_t *next, *prev; /* all of them */
+};
 
-static pfn_t *fns;
+static pfn_t *fns, *idle_head, *idle_tail;
+static size_t nidle;
+static pfn_t **fntab;
+static size_t fntabcap, nfns_all;
 static worker_t *workers, *fetch_head, *fetch_tail;
 static job_t *jobs;
+static pool_sess_t *sesses;
 static task_t **tab;
 static size_t tabcap, ntasks;
 static uint64_t next_task = 1, next_job = 1;
 static uint64_t total_requeued, total_abandoned;
 static wlist_t fetch_waiters; /* parked pool.fetch requests; order kept by fetch_head */
+
+static size_t max_queued(void) {
+    return g_limits.pool_max_queued ? g_limits.pool_max_queued : (size_t)256 << 20;
+}
 
 /* ---- the task table (id -> task) ---- */
 
@@ -131,48 +180,230 @@ static void tab_del(task_t *t) {
     ntasks--;
 }
 
-/* ---- small helpers ---- */
+/* ---- functions: a name table, and the unused ones on an LRU list ---- */
 
-static pool_sess_t *PS(sess_t *s) {
-    if (!s->pool) s->pool = xcalloc(1, sizeof *s->pool);
-    return s->pool;
+static uint64_t name_hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
+    return h;
 }
 
+static void fntab_grow(void) {
+    size_t ncap = fntabcap ? fntabcap * 2 : 64;
+    pfn_t **nt = xcalloc(ncap, sizeof *nt);
+    for (size_t i = 0; i < fntabcap; i++)
+        for (pfn_t *f = fntab[i], *nx; f; f = nx) {
+            nx = f->hnext;
+            size_t k = name_hash(f->name, f->namelen) & (ncap - 1);
+            f->hnext = nt[k];
+            nt[k] = f;
+        }
+    free(fntab);
+    fntab = nt;
+    fntabcap = ncap;
+}
+
+static void idle_del(pfn_t *f) {
+    if (!f->idle) return;
+    if (f->iprev) f->iprev->inext = f->inext;
+    else idle_head = f->inext;
+    if (f->inext) f->inext->iprev = f->iprev;
+    else idle_tail = f->iprev;
+    f->inext = f->iprev = NULL;
+    f->idle = false;
+    nidle--;
+}
+
+static void fn_destroy(pfn_t *f) {
+    idle_del(f);
+    pfn_t **pp = &fntab[name_hash(f->name, f->namelen) & (fntabcap - 1)];
+    while (*pp && *pp != f) pp = &(*pp)->hnext;
+    if (*pp) *pp = f->hnext;
+    if (f->prev) f->prev->next = f->next;
+    else fns = f->next;
+    if (f->next) f->next->prev = f->prev;
+    nfns_all--;
+    free(f->name);
+    free(f);
+}
+
+static void fn_ref(pfn_t *f) {
+    if (f->refs++ == 0) idle_del(f);
+}
+
+static void fn_unref(pfn_t *f) {
+    if (--f->refs) return;
+    f->idle = true;
+    f->iprev = idle_tail;
+    f->inext = NULL;
+    if (idle_tail) idle_tail->inext = f;
+    else idle_head = f;
+    idle_tail = f;
+    nidle++;
+    while (nidle > IDLE_FNS_MAX) fn_destroy(idle_head);
+}
+
+/* The entry of a function; a new one (unused, so on the idle list until referenced) if asked. */
 static pfn_t *fn_get(const char *name, size_t n, bool create) {
-    for (pfn_t *f = fns; f; f = f->next)
-        if (f->namelen == n && !memcmp(f->name, name, n)) return f;
+    if (fntabcap)
+        for (pfn_t *f = fntab[name_hash(name, n) & (fntabcap - 1)]; f; f = f->hnext)
+            if (f->namelen == n && !memcmp(f->name, name, n)) return f;
     if (!create) return NULL;
+    if (nfns_all + 1 > fntabcap) fntab_grow();
     pfn_t *f = xcalloc(1, sizeof *f);
     f->name = xstrndup(name, n);
     f->namelen = (uint32_t)n;
+    size_t k = name_hash(name, n) & (fntabcap - 1);
+    f->hnext = fntab[k];
+    fntab[k] = f;
     f->next = fns;
+    if (fns) fns->prev = f;
     fns = f;
-    return f;
+    nfns_all++;
+    return f; /* not idle: the caller references it at once */
 }
 
-static void q_push(pfn_t *f, task_t *t, bool front) {
+/* ---- callers' sessions ---- */
+
+static pool_sess_t *PS(sess_t *s) {
+    if (!s->pool) {
+        pool_sess_t *ps = xcalloc(1, sizeof *ps);
+        ps->sess = s;
+        ps->next = sesses;
+        if (sesses) sesses->prev = ps;
+        sesses = ps;
+        s->pool = ps;
+    }
+    return s->pool;
+}
+
+/* ---- sub-queues and the functions' rings ---- */
+
+static void ring_add(oq_t *q) {
+    if (q->in_ring) return;
+    pfn_t *f = q->fn;
+    if (!f->ring) {
+        q->rnext = q->rprev = q;
+        f->ring = q;
+    } else { /* last in turn: just before the one whose turn is next */
+        q->rnext = f->ring;
+        q->rprev = f->ring->rprev;
+        q->rprev->rnext = q;
+        f->ring->rprev = q;
+    }
+    q->in_ring = true;
+}
+
+static void ring_del(oq_t *q) {
+    if (!q->in_ring) return;
+    pfn_t *f = q->fn;
+    if (q->rnext == q) {
+        f->ring = NULL;
+    } else {
+        q->rprev->rnext = q->rnext;
+        q->rnext->rprev = q->rprev;
+        if (f->ring == q) f->ring = q->rnext;
+    }
+    q->rnext = q->rprev = NULL;
+    q->in_ring = false;
+}
+
+static oq_t *oq_get(pool_sess_t *ps, pfn_t *f) {
+    for (oq_t *q = ps->oqs; q; q = q->onext)
+        if (q->fn == f) return q;
+    oq_t *q = xcalloc(1, sizeof *q);
+    q->fn = f;
+    q->ps = ps;
+    q->onext = ps->oqs;
+    if (ps->oqs) ps->oqs->oprev = q;
+    ps->oqs = q;
+    return q;
+}
+
+static void oq_free(oq_t *q) {
+    ring_del(q);
+    pool_sess_t *ps = q->ps;
+    if (q->oprev) q->oprev->onext = q->onext;
+    else ps->oqs = q->onext;
+    if (q->onext) q->onext->oprev = q->oprev;
+    free(q);
+}
+
+/* Queues t (owned by a live caller) in its caller's sub-queue of its function. */
+static void q_push(task_t *t, bool front) {
+    pool_sess_t *ps = t->owner->pool;
+    oq_t *q = oq_get(ps, t->fn);
+    t->oq = q;
     t->qprev = t->qnext = NULL;
     if (front) {
-        t->qnext = f->qhead;
-        if (f->qhead) f->qhead->qprev = t;
-        else f->qtail = t;
-        f->qhead = t;
+        t->qnext = q->head;
+        if (q->head) q->head->qprev = t;
+        else q->tail = t;
+        q->head = t;
     } else {
-        t->qprev = f->qtail;
-        if (f->qtail) f->qtail->qnext = t;
-        else f->qhead = t;
-        f->qtail = t;
+        t->qprev = q->tail;
+        if (q->tail) q->tail->qnext = t;
+        else q->head = t;
+        q->tail = t;
     }
-    f->queued++;
+    q->n++;
+    ps->nqueued++;
+    t->fn->queued++;
+    if (ps->paused) t->fn->paused++;
+    else ring_add(q);
 }
 
-static void q_del(pfn_t *f, task_t *t) {
+static void q_del(task_t *t) {
+    oq_t *q = t->oq;
     if (t->qprev) t->qprev->qnext = t->qnext;
-    else f->qhead = t->qnext;
+    else q->head = t->qnext;
     if (t->qnext) t->qnext->qprev = t->qprev;
-    else f->qtail = t->qprev;
+    else q->tail = t->qprev;
     t->qnext = t->qprev = NULL;
-    f->queued--;
+    t->oq = NULL;
+    q->n--;
+    q->ps->nqueued--;
+    t->fn->queued--;
+    if (q->ps->paused) t->fn->paused--;
+    if (!q->n) oq_free(q);
+}
+
+/* A caller over its result bound waits: its sub-queues leave the rings until it collects. */
+static void ps_check_pause(pool_sess_t *ps) {
+    bool over = ps->held_bytes > g_limits.pool_max_results;
+    if (over == ps->paused) return;
+    ps->paused = over;
+    for (oq_t *q = ps->oqs; q; q = q->onext) {
+        if (over) {
+            ring_del(q);
+            q->fn->paused += q->n;
+        } else {
+            ring_add(q);
+            q->fn->paused -= q->n;
+        }
+    }
+}
+
+/* ---- owners' running and done lists ---- */
+
+static void run_link(pool_sess_t *ps, task_t *t) {
+    t->qprev = NULL;
+    t->qnext = ps->run_head;
+    if (ps->run_head) ps->run_head->qprev = t;
+    ps->run_head = t;
+    ps->nrunning++;
+}
+
+static void run_unlink(pool_sess_t *ps, task_t *t) {
+    if (t->qprev) t->qprev->qnext = t->qnext;
+    else ps->run_head = t->qnext;
+    if (t->qnext) t->qnext->qprev = t->qprev;
+    t->qnext = t->qprev = NULL;
+    ps->nrunning--;
+}
+
+static size_t held_cost(const task_t *t) {
+    return sizeof *t + (t->result ? t->result->len : 0);
 }
 
 static void done_push(pool_sess_t *ps, task_t *t) {
@@ -181,7 +412,8 @@ static void done_push(pool_sess_t *ps, task_t *t) {
     if (ps->done_tail) ps->done_tail->qnext = t;
     else ps->done_head = t;
     ps->done_tail = t;
-    ps->held_bytes += t->result ? t->result->len : 0;
+    ps->ndone++;
+    ps->held_bytes += held_cost(t);
 }
 
 static void done_del(pool_sess_t *ps, task_t *t) {
@@ -190,27 +422,34 @@ static void done_del(pool_sess_t *ps, task_t *t) {
     if (t->qnext) t->qnext->qprev = t->qprev;
     else ps->done_tail = t->qprev;
     t->qnext = t->qprev = NULL;
-    ps->held_bytes -= t->result ? t->result->len : 0;
+    ps->ndone--;
+    ps->held_bytes -= held_cost(t);
 }
 
-static void run_add(worker_t *w, task_t *t) {
+/* ---- workers' assigned lists ---- */
+
+static void assign(worker_t *w, task_t *t) {
     t->worker = w;
-    t->wprev = NULL;
-    t->wnext = w->running;
-    if (w->running) w->running->wprev = t;
-    w->running = t;
+    t->wnext = NULL;
+    t->wprev = w->atail;
+    if (w->atail) w->atail->wnext = t;
+    else w->ahead = t;
+    w->atail = t;
     w->inflight++;
+    t->fn->assigned++;
 }
 
-static void run_del(task_t *t) {
+static void unassign(task_t *t) {
     worker_t *w = t->worker;
     if (!w) return;
     if (t->wprev) t->wprev->wnext = t->wnext;
-    else w->running = t->wnext;
+    else w->ahead = t->wnext;
     if (t->wnext) t->wnext->wprev = t->wprev;
+    else w->atail = t->wprev;
     t->wnext = t->wprev = NULL;
     t->worker = NULL;
     w->inflight--;
+    t->fn->assigned--;
 }
 
 static void fetch_del(worker_t *w) {
@@ -224,18 +463,19 @@ static void fetch_del(worker_t *w) {
     w->fetch = NULL;
 }
 
-static void task_free(task_t *t) {
-    tab_del(t);
-    if (t->owner && t->owner->pool) t->owner->pool->ntasks--;
-    free(t->calls);
-    free(t->result);
-    free(t);
-}
+/* ---- jobs ---- */
 
 static void job_free(job_t *j) {
     if (j->prev) j->prev->next = j->next;
     else jobs = j->next;
     if (j->next) j->next->prev = j->prev;
+    pool_sess_t *ps = j->owner ? j->owner->pool : NULL;
+    if (ps) {
+        if (j->oprev) j->oprev->onext = j->onext;
+        else ps->jobs = j->onext;
+        if (j->onext) j->onext->oprev = j->oprev;
+    }
+    fn_unref(j->fn);
     free(j);
 }
 
@@ -243,29 +483,75 @@ static void job_free(job_t *j) {
 static void job_release(task_t *t) {
     job_t *j = t->job;
     t->job = NULL;
-    if (j && --j->outstanding == 0 && j->done + j->failed >= j->total) job_free(j);
+    if (j && --j->outstanding == 0 && j->done + j->failed + j->canceled >= j->total) job_free(j);
+}
+
+/* This session's job id, moved to the front (a map's batches come one after another). */
+static job_t *job_find(pool_sess_t *ps, uint64_t id) {
+    for (job_t *j = ps->jobs; j; j = j->onext) {
+        if (j->id != id) continue;
+        if (j != ps->jobs) {
+            j->oprev->onext = j->onext;
+            if (j->onext) j->onext->oprev = j->oprev;
+            j->oprev = NULL;
+            j->onext = ps->jobs;
+            ps->jobs->oprev = j;
+            ps->jobs = j;
+        }
+        return j;
+    }
+    return NULL;
+}
+
+static job_t *job_new(pool_sess_t *ps, uint64_t id, pfn_t *f) {
+    job_t *j = xcalloc(1, sizeof *j);
+    j->id = id;
+    j->owner = ps->sess;
+    j->fn = f;
+    fn_ref(f);
+    j->started_ms = now_ms();
+    j->next = jobs;
+    if (jobs) jobs->prev = j;
+    jobs = j;
+    j->onext = ps->jobs;
+    if (ps->jobs) ps->jobs->oprev = j;
+    ps->jobs = j;
+    return j;
+}
+
+/* ---- tasks ---- */
+
+static void task_free(task_t *t) {
+    tab_del(t);
+    fn_unref(t->fn);
+    free(t->calls);
+    free(t->result);
+    free(t);
 }
 
 /* ---- results ---- */
 
-/* Writes [task_id, outcomes] for every finished task of ps in [from, from + count), up to a
- * frame's worth, removing them; returns how many. */
+/* Writes [task_id, outcomes] for finished tasks of ps in [from, from + count), up to a frame's
+ * worth (always at least one), removing them; returns how many. */
 static uint32_t take_ready(pool_sess_t *ps, uint64_t from, uint64_t count, mpb__buf_t *items) {
     uint32_t n = 0;
-    size_t bytes = 0;
-    for (task_t *t = ps->done_head, *nx; t && bytes < g_limits.max_frame / 2; t = nx) {
+    size_t bytes = 0, room = g_limits.max_frame - FRAME_SLACK;
+    for (task_t *t = ps->done_head, *nx; t; t = nx) {
         nx = t->qnext;
         if (t->id < from || t->id - from >= count) continue;
+        size_t len = (t->result ? t->result->len : 1) + 16;
+        if (n && bytes + len > room) break;
         mpb__w_array(items, 2);
         mpb__w_uint(items, t->id);
         if (t->result) mpb__w_raw(items, t->result->data, t->result->len);
         else mpb__w_array(items, 0);
-        bytes += t->result ? t->result->len : 0;
+        bytes += len;
         done_del(ps, t);
         job_release(t);
         task_free(t);
         n++;
     }
+    ps_check_pause(ps);
     return n;
 }
 
@@ -283,16 +569,17 @@ static void answer_take(waiter_t *w, pool_sess_t *ps) {
     waiter_free(w);
 }
 
-static void pool_dispatch(void);
-
-/* A task is finished (by its worker, by giving up, or by cancelling): its caller can take it. */
+/* A task is finished (by its worker, by giving up, or by cancelling): its caller can take it.
+ * It is off every queue and worker already. */
 static void finish(task_t *t) {
     t->state = T_DONE;
     pfn_t *f = t->fn;
-    if (t->failed) f->failed++;
+    if (t->canceled) f->canceled++;
+    else if (t->failed) f->failed++;
     else f->done++;
     if (t->job) {
-        if (t->failed) t->job->failed++;
+        if (t->canceled) t->job->canceled++;
+        else if (t->failed) t->job->failed++;
         else t->job->done++;
     }
     if (!t->owner) { /* nobody will take it */
@@ -300,8 +587,10 @@ static void finish(task_t *t) {
         task_free(t);
         return;
     }
-    pool_sess_t *ps = PS(t->owner);
+    pool_sess_t *ps = t->owner->pool;
+    ps->queued_bytes -= t->cost;
     done_push(ps, t);
+    ps_check_pause(ps);
     for (waiter_t *w = ps->takers.head, *nx; w; w = nx) {
         nx = w->next;
         if (t->id >= w->tid && t->id - w->tid < (uint64_t)w->count) {
@@ -328,6 +617,22 @@ static void fail_task(task_t *t, const char *msg) {
     finish(t);
 }
 
+/* Takes an unfinished task off its queue or worker. */
+static void unqueue(task_t *t) {
+    if (t->state == T_QUEUED) {
+        q_del(t);
+    } else if (t->state == T_RUNNING) {
+        unassign(t);
+        if (t->owner) run_unlink(t->owner->pool, t);
+    }
+}
+
+static void cancel_task(task_t *t) {
+    unqueue(t);
+    t->canceled = true;
+    fail_task(t, "canceled");
+}
+
 /* ---- dispatch ---- */
 
 static bool serves(const worker_t *w, const pfn_t *f) {
@@ -336,16 +641,13 @@ static bool serves(const worker_t *w, const pfn_t *f) {
     return false;
 }
 
-/* The oldest queued task among w's functions whose caller still has room for results. */
+/* The next task for w: among its functions the oldest of the tasks whose turn it is. Callers
+ * over their result bound are not in the rings. */
 static task_t *next_for(worker_t *w) {
     task_t *best = NULL;
     for (size_t i = 0; i < w->nfns; i++) {
-        for (task_t *t = w->fns[i]->qhead; t; t = t->qnext) {
-            if (t->owner && t->owner->pool && t->owner->pool->held_bytes > g_limits.pool_max_results)
-                continue; /* its caller is not collecting: let it catch up */
-            if (!best || t->id < best->id) best = t;
-            break;
-        }
+        oq_t *q = w->fns[i]->ring;
+        if (q && (!best || q->head->id < best->id)) best = q->head;
     }
     return best;
 }
@@ -356,20 +658,24 @@ static void dispatch_to(worker_t *w) {
     if (credit <= 0) return;
     mpb__buf_t items = {0};
     uint32_t n = 0;
-    size_t bytes = 0;
-    while (n < credit && bytes < g_limits.max_frame / 2) {
+    size_t bytes = 0, room = g_limits.max_frame - FRAME_SLACK;
+    while (n < credit) {
         task_t *t = next_for(w);
         if (!t) break;
-        q_del(t->fn, t);
+        size_t len = t->calls->len + t->fn->namelen + 16;
+        if (n && bytes + len > room) break;
+        oq_t *q = t->oq;
+        t->fn->ring = q->rnext; /* the next caller's turn */
+        q_del(t);
         t->state = T_RUNNING;
         t->attempts++;
-        t->fn->running++;
-        run_add(w, t);
+        assign(w, t);
+        run_link(t->owner->pool, t);
         mpb__w_array(&items, 3);
         mpb__w_uint(&items, t->id);
         mpb__w_str(&items, t->fn->name, t->fn->namelen);
         mpb__w_raw(&items, t->calls->data, t->calls->len);
-        bytes += t->calls->len;
+        bytes += len;
         n++;
     }
     if (!n) {
@@ -431,6 +737,7 @@ int cmd_pool_register(req_t *r) {
         mpb__rd_str(&names, &s, &sl);
         pfn_t *f = fn_get(s, sl, true);
         if (serves(w, f)) continue;
+        fn_ref(f);
         w->fns[w->nfns++] = f;
         f->nworkers++;
     }
@@ -468,7 +775,7 @@ int cmd_pool_fetch(req_t *r) {
 
 /* pool.done [[task_id, outcomes], ...] -> nil. outcomes: one [ok, value-or-message] per call.
  * Results of tasks this worker does not hold (cancelled, or handed on after a timeout) are
- * dropped. */
+ * dropped. A value over max_value fails its task instead of being held. */
 int cmd_pool_done(req_t *r) {
     pool_sess_t *ps = PS(r->sess);
     worker_t *w = ps->worker;
@@ -488,9 +795,8 @@ int cmd_pool_done(req_t *r) {
             return reply_error(r, MPB_EPROTO, "pool.done item %u: outcomes must be an array", i);
         task_t *t = tab_get(id);
         if (!t || t->state != T_RUNNING || t->worker != w) continue;
-        if (outlen > g_limits.max_frame)
-            return reply_error(r, MPB_ETOOBIG, "result of %zu bytes > max_frame", outlen);
         bool failed = nout != t->ncalls;
+        size_t big = 0;
         for (uint32_t k = 0; k < nout && !failed; k++) {
             uint32_t pair;
             bool ok;
@@ -502,12 +808,17 @@ int cmd_pool_done(req_t *r) {
                 break;
             }
             if (!ok) failed = true;
+            if (vn > g_limits.max_value && vn > big) big = vn;
         }
-        run_del(t);
-        t->fn->running--;
-        if (nout != t->ncalls) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "worker returned %u results for %u calls", nout, t->ncalls);
+        unqueue(t);
+        char msg[160];
+        if (nout != t->ncalls || big) {
+            if (big)
+                snprintf(msg, sizeof msg, "result of %zu bytes > max_value %zu", big,
+                         g_limits.max_value);
+            else
+                snprintf(msg, sizeof msg, "worker returned %u results for %u calls", nout,
+                         t->ncalls);
             w->failed++;
             fail_task(t, msg);
             continue;
@@ -522,24 +833,60 @@ int cmd_pool_done(req_t *r) {
     return reply_nil(r);
 }
 
+static void worker_gone(worker_t *w, bool died);
+
+/* pool.unregister -> nil: this session serves no more; what it still holds goes back to the
+ * queues (not counted as an attempt), its parked fetch is answered with an empty array. */
+int cmd_pool_unregister(req_t *r) {
+    pool_sess_t *ps = PS(r->sess);
+    worker_t *w = ps->worker;
+    if (!w) return reply_error(r, MPB_EINVAL, "this session is not a worker");
+    if (w->fetching) {
+        waiter_t *fw = w->fetch;
+        fetch_del(w);
+        waiter_reply_raw(fw, (const uint8_t *)"\x90", 1);
+        waiter_free(fw);
+    }
+    log_info("worker session %llu unregistered: %lld held tasks go back to the queue",
+             (unsigned long long)r->sess->id, (long long)w->inflight);
+    worker_gone(w, false);
+    ps->worker = NULL;
+    pool_dispatch();
+    return reply_nil(r);
+}
+
 /* ---- ops for callers ---- */
 
-/* pool.submit FN JOB|nil TASKS -> [job, first_task_id]. TASKS: an array of tasks, each an
- * array of calls, each call an array of arguments; task ids are consecutive. */
+/* pool.submit FN JOB TASKS -> [job, first_task_id]. JOB: nil (a new job, as for a map), false
+ * (no job: a lone apply) or a job id this broker gave the session before. TASKS: an array of
+ * tasks, each an array of calls, each call an array of arguments; task ids are consecutive. */
 int cmd_pool_submit(req_t *r) {
     const char *fname;
     uint32_t fl, n;
     uint64_t jobid = 0;
-    bool nojob;
+    enum { J_NEW, J_NONE, J_GIVEN } jmode = J_NEW;
     if (arg_str(r, "function", &fname, &fl)) return -1;
     if (!mpb__name_ok(fname, fl))
         return reply_error(r, MPB_EINVAL, "function names are 1 to 255 printable characters");
-    nojob = mpb__rd_nil(&r->args) == 0;
-    if (!nojob && arg_uint(r, "job", &jobid)) return -1;
+    bool b;
+    if (mpb__rd_nil(&r->args) == 0) {
+        jmode = J_NEW;
+    } else if (mpb__rd_type(&r->args) == MPB__MT_BOOL) {
+        mpb__rd_bool(&r->args, &b);
+        if (b) return reply_error(r, MPB_EINVAL, "job must be nil, false or a job id");
+        jmode = J_NONE;
+    } else {
+        if (arg_uint(r, "job", &jobid)) return -1;
+        if (jobid == 0 || jobid >= next_job)
+            return reply_error(r, MPB_EINVAL, "job %llu was not issued by this broker",
+                               (unsigned long long)jobid);
+        jmode = J_GIVEN;
+    }
     mpb__rd_t q = r->args;
     if (mpb__rd_array(&q, &n) || n == 0)
         return reply_error(r, MPB_ETYPE, "tasks must be a non-empty array");
     mpb__rd_t first = q;
+    size_t cost = 0;
     for (uint32_t i = 0; i < n; i++) { /* all checked before any is queued */
         mpb__rd_t c = q;
         uint32_t ncalls;
@@ -558,23 +905,21 @@ int cmd_pool_submit(req_t *r) {
         if (vn > g_limits.max_value)
             return reply_error(r, MPB_ETOOBIG, "task of %zu bytes > max_value %zu", vn,
                                g_limits.max_value);
-    }
-    pfn_t *f = fn_get(fname, fl, true);
-    job_t *j = NULL;
-    for (job_t *x = jobs; x && !nojob; x = x->next)
-        if (x->id == jobid && x->owner == r->sess) j = x;
-    if (!j) {
-        j = xcalloc(1, sizeof *j);
-        j->id = nojob ? next_job++ : jobid;
-        if (j->id >= next_job) next_job = j->id + 1;
-        j->owner = r->sess;
-        j->fn = f;
-        j->started_ms = now_ms();
-        j->next = jobs;
-        if (jobs) jobs->prev = j;
-        jobs = j;
+        cost += sizeof(task_t) + sizeof(blob_t) + vn;
     }
     pool_sess_t *ps = PS(r->sess);
+    if (ps->queued_bytes + cost > max_queued())
+        return reply_error(r, MPB_ELIMIT,
+                           "unfinished tasks of this session would hold %zu bytes > "
+                           "pool-max-queued %zu: wait for results before submitting more",
+                           ps->queued_bytes + cost, max_queued());
+    pfn_t *f = fn_get(fname, fl, true);
+    fn_ref(f); /* held while this runs, so an empty entry is not freed under it */
+    job_t *j = NULL;
+    if (jmode == J_GIVEN && !(j = job_find(ps, jobid)))
+        j = job_new(ps, jobid, f); /* finished and freed: it goes on under the same id */
+    else if (jmode == J_NEW)
+        j = job_new(ps, next_job++, f);
     uint64_t first_id = next_task;
     q = first;
     for (uint32_t i = 0; i < n; i++) {
@@ -587,21 +932,26 @@ int cmd_pool_submit(req_t *r) {
         task_t *t = xcalloc(1, sizeof *t);
         t->id = next_task++;
         t->fn = f;
+        fn_ref(f);
         t->job = j;
         t->owner = r->sess;
         t->calls = blob_new(v, vn);
         t->ncalls = ncalls;
         t->state = T_QUEUED;
+        t->cost = sizeof(task_t) + sizeof(blob_t) + vn;
+        ps->queued_bytes += t->cost;
         tab_add(t);
-        q_push(f, t, false);
-        ps->ntasks++;
-        j->total++;
-        j->outstanding++;
+        q_push(t, false);
+        if (j) {
+            j->total++;
+            j->outstanding++;
+        }
     }
-    mpb__buf_t *b = reply_begin(r);
-    mpb__w_array(b, 2);
-    mpb__w_uint(b, j->id);
-    mpb__w_uint(b, first_id);
+    fn_unref(f);
+    mpb__buf_t *rb = reply_begin(r);
+    mpb__w_array(rb, 2);
+    mpb__w_uint(rb, j ? j->id : 0);
+    mpb__w_uint(rb, first_id);
     pool_dispatch();
     return 0;
 }
@@ -620,11 +970,7 @@ int cmd_pool_take(req_t *r) {
     for (task_t *t = ps->done_head; t && !any; t = t->qnext)
         any = t->id >= from && t->id - from < count;
     if (!any) {
-        if (timeout == 0) {
-            pool_sess_t tmp;
-            (void)tmp;
-            return reply_error(r, MPB_ETIMEDOUT, "no result ready");
-        }
+        if (timeout == 0) return reply_error(r, MPB_ETIMEDOUT, "no result ready");
         waiter_t *w = waiter_park(r, &ps->takers, timeout);
         w->tid = from;
         w->count = (int64_t)(count > INT64_MAX ? INT64_MAX : count);
@@ -643,32 +989,39 @@ int cmd_pool_take(req_t *r) {
 
 /* pool.cancel FIRST COUNT -> how many were cancelled: this session's queued tasks in the range
  * finish at once as failed with "canceled"; running ones finish the same way, and their
- * worker's result is dropped when it comes. */
+ * worker's result is dropped when it comes. Costs min(COUNT, the session's unfinished tasks). */
 int cmd_pool_cancel(req_t *r) {
     uint64_t from, count;
     if (arg_uint(r, "first", &from) || arg_uint(r, "count", &count)) return -1;
-    uint64_t n = 0;
-    for (pfn_t *f = fns; f; f = f->next) {
-        for (task_t *t = f->qhead, *nx; t; t = nx) {
-            nx = t->qnext;
-            if (t->owner != r->sess || t->id < from || t->id - from >= count) continue;
-            q_del(f, t);
-            t->canceled = true;
-            fail_task(t, "canceled");
+    pool_sess_t *ps = PS(r->sess);
+    uint64_t n = 0, mine = ps->nqueued + ps->nrunning;
+#define IN_RANGE(t) ((t)->id >= from && (t)->id - from < count)
+    if (count <= 2 * mine + 64) {
+        for (uint64_t k = 0; k < count && mine; k++) {
+            task_t *t = tab_get(from + k);
+            if (!t || t->owner != r->sess || t->state == T_DONE) continue;
+            cancel_task(t);
+            mine--;
+            n++;
+        }
+    } else { /* a wide range: walk what the session has instead */
+        for (oq_t *q = ps->oqs, *qn; q; q = qn) {
+            qn = q->onext;
+            for (task_t *t = q->head, *tn; t; t = tn) {
+                tn = t->qnext; /* the last one frees q */
+                if (!IN_RANGE(t)) continue;
+                cancel_task(t);
+                n++;
+            }
+        }
+        for (task_t *t = ps->run_head, *tn; t; t = tn) {
+            tn = t->qnext;
+            if (!IN_RANGE(t)) continue;
+            cancel_task(t);
             n++;
         }
     }
-    for (worker_t *w = workers; w; w = w->next) {
-        for (task_t *t = w->running, *nx; t; t = nx) {
-            nx = t->wnext;
-            if (t->owner != r->sess || t->id < from || t->id - from >= count) continue;
-            run_del(t);
-            t->fn->running--;
-            t->canceled = true;
-            fail_task(t, "canceled");
-            n++;
-        }
-    }
+#undef IN_RANGE
     pool_dispatch();
     return reply_uint(r, n);
 }
@@ -680,36 +1033,58 @@ static uint64_t fn_capacity(const pfn_t *f) {
     return c;
 }
 
-/* pool.fninfo FN -> [workers, capacity, queued, running, done, failed] */
+/* Splits every function's assigned tasks into running and prefetched: a worker runs the
+ * oldest `concurrency` of what it was given, the rest wait in its prefetch. */
+static void split_assigned(void) {
+    for (pfn_t *f = fns; f; f = f->next) f->st_run = f->st_pre = 0;
+    for (worker_t *w = workers; w; w = w->next) {
+        int64_t k = 0;
+        for (task_t *t = w->ahead; t; t = t->wnext, k++) {
+            if (k < w->concurrency) t->fn->st_run++;
+            else t->fn->st_pre++;
+        }
+    }
+}
+
+static int64_t w_running(const worker_t *w) {
+    return w->inflight < w->concurrency ? w->inflight : w->concurrency;
+}
+
+/* pool.fninfo FN -> [workers, capacity, queued, running, done, failed, prefetched, canceled] */
 int cmd_pool_fninfo(req_t *r) {
     const char *fname;
     uint32_t fl;
     if (arg_str(r, "function", &fname, &fl)) return -1;
     pfn_t *f = fn_get(fname, fl, false);
+    if (f) split_assigned();
     mpb__buf_t *b = reply_begin(r);
-    mpb__w_array(b, 6);
+    mpb__w_array(b, 8);
     mpb__w_uint(b, f ? f->nworkers : 0);
     mpb__w_uint(b, f ? fn_capacity(f) : 0);
     mpb__w_uint(b, f ? f->queued : 0);
-    mpb__w_uint(b, f ? f->running : 0);
+    mpb__w_uint(b, f ? f->st_run : 0);
     mpb__w_uint(b, f ? f->done : 0);
     mpb__w_uint(b, f ? f->failed : 0);
+    mpb__w_uint(b, f ? f->st_pre : 0);
+    mpb__w_uint(b, f ? f->canceled : 0);
     return 0;
 }
 
-/* pool.stats -> {workers: [...], functions: [...], jobs: [...]} for `mpb pool` */
+/* pool.stats -> {workers: [...], functions: [...], jobs: [...], callers: [...]} */
 int cmd_pool_stats(req_t *r) {
     mpb__buf_t *b = reply_begin(r);
     int64_t now = now_ms();
-    mpb__w_map(b, 3);
-    uint32_t nw = 0, nf = 0, nj = 0;
+    split_assigned();
+    mpb__w_map(b, 4);
+    uint32_t nw = 0, nf = 0, nj = 0, nc = 0;
     for (worker_t *w = workers; w; w = w->next) nw++;
     for (pfn_t *f = fns; f; f = f->next) nf++;
     for (job_t *j = jobs; j; j = j->next) nj++;
+    for (pool_sess_t *ps = sesses; ps; ps = ps->next) nc += ps->nqueued + ps->nrunning + ps->ndone > 0;
     mpb__w_cstr(b, "workers");
     mpb__w_array(b, nw);
     for (worker_t *w = workers; w; w = w->next) {
-        mpb__w_map(b, 9);
+        mpb__w_map(b, 10);
         mpb__w_cstr(b, "session");
         mpb__w_uint(b, w->sess->id);
         mpb__w_cstr(b, "host");
@@ -722,7 +1097,9 @@ int cmd_pool_stats(req_t *r) {
         mpb__w_cstr(b, "concurrency");
         mpb__w_int(b, w->concurrency);
         mpb__w_cstr(b, "running");
-        mpb__w_int(b, w->inflight);
+        mpb__w_int(b, w_running(w));
+        mpb__w_cstr(b, "prefetched");
+        mpb__w_int(b, w->inflight - w_running(w));
         mpb__w_cstr(b, "done");
         mpb__w_uint(b, w->done);
         mpb__w_cstr(b, "failed");
@@ -733,24 +1110,30 @@ int cmd_pool_stats(req_t *r) {
     mpb__w_cstr(b, "functions");
     mpb__w_array(b, nf);
     for (pfn_t *f = fns; f; f = f->next) {
-        mpb__w_map(b, 6);
+        mpb__w_map(b, 9);
         mpb__w_cstr(b, "name");
         mpb__w_str(b, f->name, f->namelen);
         mpb__w_cstr(b, "workers");
         mpb__w_uint(b, f->nworkers);
         mpb__w_cstr(b, "queued");
         mpb__w_uint(b, f->queued);
+        mpb__w_cstr(b, "paused");
+        mpb__w_uint(b, f->paused);
         mpb__w_cstr(b, "running");
-        mpb__w_uint(b, f->running);
+        mpb__w_uint(b, f->st_run);
+        mpb__w_cstr(b, "prefetched");
+        mpb__w_uint(b, f->st_pre);
         mpb__w_cstr(b, "done");
         mpb__w_uint(b, f->done);
         mpb__w_cstr(b, "failed");
         mpb__w_uint(b, f->failed);
+        mpb__w_cstr(b, "canceled");
+        mpb__w_uint(b, f->canceled);
     }
     mpb__w_cstr(b, "jobs");
     mpb__w_array(b, nj);
     for (job_t *j = jobs; j; j = j->next) {
-        mpb__w_map(b, 8);
+        mpb__w_map(b, 9);
         mpb__w_cstr(b, "id");
         mpb__w_uint(b, j->id);
         mpb__w_cstr(b, "function");
@@ -765,26 +1148,55 @@ int cmd_pool_stats(req_t *r) {
         mpb__w_uint(b, j->done);
         mpb__w_cstr(b, "failed");
         mpb__w_uint(b, j->failed);
+        mpb__w_cstr(b, "canceled");
+        mpb__w_uint(b, j->canceled);
         mpb__w_cstr(b, "elapsed_ms");
         mpb__w_int(b, now - j->started_ms);
+    }
+    mpb__w_cstr(b, "callers");
+    mpb__w_array(b, nc);
+    for (pool_sess_t *ps = sesses; ps; ps = ps->next) {
+        if (!(ps->nqueued + ps->nrunning + ps->ndone)) continue;
+        mpb__w_map(b, 9);
+        mpb__w_cstr(b, "session");
+        mpb__w_uint(b, ps->sess->id);
+        mpb__w_cstr(b, "host");
+        mpb__w_cstr(b, ps->sess->host);
+        mpb__w_cstr(b, "pid");
+        mpb__w_int(b, ps->sess->pid);
+        mpb__w_cstr(b, "queued");
+        mpb__w_uint(b, ps->nqueued);
+        mpb__w_cstr(b, "running");
+        mpb__w_uint(b, ps->nrunning);
+        mpb__w_cstr(b, "held");
+        mpb__w_uint(b, ps->ndone);
+        mpb__w_cstr(b, "queued_bytes");
+        mpb__w_uint(b, ps->queued_bytes);
+        mpb__w_cstr(b, "held_bytes");
+        mpb__w_uint(b, ps->held_bytes);
+        mpb__w_cstr(b, "paused");
+        mpb__w_bool(b, ps->paused);
     }
     return 0;
 }
 
 /* ---- sessions ending, timeouts ---- */
 
-static void worker_gone(worker_t *w) {
-    fetch_del(w); /* its parked fetch was freed with the session's other waiters */
-    while (w->running) {
-        task_t *t = w->running;
-        run_del(t);
-        t->fn->running--;
+/* A worker leaves: died (its session ended; what it held counts as an attempt) or
+ * unregistered (it does not). */
+static void worker_gone(worker_t *w, bool died) {
+    fetch_del(w); /* a dead worker's parked fetch was freed with the session's other waiters */
+    while (w->ahead) {
+        task_t *t = w->ahead;
+        unassign(t);
         if (!t->owner) { /* its caller is gone too: nobody wants it run again */
             job_release(t);
             task_free(t);
             continue;
         }
-        if (t->attempts >= g_limits.pool_max_attempts) {
+        run_unlink(t->owner->pool, t);
+        if (!died) t->attempts--;
+        if (died && t->attempts >= g_limits.pool_max_attempts) {
             char msg[240];
             snprintf(msg, sizeof msg,
                      "task failed: its worker died %d times (last: host %s pid %lld)",
@@ -793,11 +1205,14 @@ static void worker_gone(worker_t *w) {
             fail_task(t, msg);
         } else {
             t->state = T_QUEUED;
-            q_push(t->fn, t, true); /* it was the oldest: it goes first */
-            total_requeued++;
+            q_push(t, true); /* it was among the oldest: it goes first */
+            if (died) total_requeued++;
         }
     }
-    for (size_t i = 0; i < w->nfns; i++) w->fns[i]->nworkers--;
+    for (size_t i = 0; i < w->nfns; i++) {
+        w->fns[i]->nworkers--;
+        fn_unref(w->fns[i]);
+    }
     if (w->prev) w->prev->next = w->next;
     else workers = w->next;
     if (w->next) w->next->prev = w->prev;
@@ -811,36 +1226,33 @@ void pool_sess_end(sess_t *s) {
     if (ps->worker) {
         log_info("worker session %llu gone: %lld running tasks go back to the queue",
                  (unsigned long long)s->id, (long long)ps->worker->inflight);
-        worker_gone(ps->worker);
+        worker_gone(ps->worker, true);
         ps->worker = NULL;
     }
-    /* Its own tasks: the queued are dropped, the running forgotten, the finished freed. */
-    for (pfn_t *f = fns; f; f = f->next)
-        for (task_t *t = f->qhead, *nx; t; t = nx) {
-            nx = t->qnext;
-            if (t->owner != s) continue;
-            q_del(f, t);
-            job_release(t);
-            task_free(t);
-        }
-    for (worker_t *w = workers; w; w = w->next)
-        for (task_t *t = w->running; t; t = t->wnext)
-            if (t->owner == s) t->owner = NULL;
+    /* Its own tasks: the queued are dropped, the running forgotten, the finished freed; each
+     * list is its own, so this costs what it owned. */
+    while (ps->oqs) {
+        task_t *t = ps->oqs->head;
+        q_del(t); /* frees the sub-queue with its last task */
+        job_release(t);
+        task_free(t);
+    }
+    while (ps->run_head) {
+        task_t *t = ps->run_head;
+        run_unlink(ps, t);
+        t->owner = NULL;
+        t->job = NULL; /* its job goes below */
+    }
     while (ps->done_head) {
         task_t *t = ps->done_head;
         done_del(ps, t);
         job_release(t);
         task_free(t);
     }
-    for (job_t *j = jobs, *nx; j; j = nx) {
-        nx = j->next;
-        if (j->owner == s) {
-            for (size_t i = 0; i < tabcap; i++)
-                for (task_t *t = tab[i]; t; t = t->hnext)
-                    if (t->job == j) t->job = NULL;
-            job_free(j);
-        }
-    }
+    while (ps->jobs) job_free(ps->jobs);
+    if (ps->prev) ps->prev->next = ps->next;
+    else sesses = ps->next;
+    if (ps->next) ps->next->prev = ps->prev;
     free(ps);
     s->pool = NULL;
     pool_dispatch();
@@ -858,6 +1270,33 @@ void pool_on_timeout(waiter_t *w) {
     waiter_free(w);
 }
 
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void w_label(mpb__buf_t *b, const char *s, size_t n) {
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *esc = s[i] == '\\' ? "\\\\" : s[i] == '"' ? "\\\"" : s[i] == '\n' ? "\\n" : NULL;
+        if (!esc) continue;
+        mpb__w_raw(b, s + from, i - from);
+        mpb__w_raw(b, esc, 2);
+        from = i + 1;
+    }
+    mpb__w_raw(b, s + from, n - from);
+}
+
+/* name{function="F",KEY="VAL"} N */
+static void w_fn_sample(mpb__buf_t *b, const char *name, const pfn_t *f, const char *key,
+                        const char *val, uint64_t n) {
+    char num[32];
+    mpb__w_raw(b, name, strlen(name));
+    mpb__w_raw(b, "{function=\"", 11);
+    w_label(b, f->name, f->namelen);
+    int k = snprintf(num, sizeof num, "\"} %llu\n", (unsigned long long)n);
+    char head[64];
+    int h = snprintf(head, sizeof head, "\",%s=\"%s", key, val);
+    mpb__w_raw(b, head, (size_t)h);
+    mpb__w_raw(b, num, (size_t)k);
+}
+
 void pool_metrics(mpb__buf_t *b) {
     char line[512];
     int n;
@@ -866,25 +1305,31 @@ void pool_metrics(mpb__buf_t *b) {
         n = snprintf(line, sizeof line, __VA_ARGS__);                                              \
         if (n > 0) mpb__w_raw(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);    \
     } while (0)
-    size_t nw = 0;
+    size_t nw = 0, npaused = 0, held = 0, queued = 0;
     for (worker_t *w = workers; w; w = w->next) nw++;
+    for (pool_sess_t *ps = sesses; ps; ps = ps->next) {
+        npaused += ps->paused;
+        held += ps->held_bytes;
+        queued += ps->queued_bytes;
+    }
+    split_assigned();
     OUT("# HELP mpb_pool_workers Workers registered.\n# TYPE mpb_pool_workers gauge\n");
     OUT("mpb_pool_workers %zu\n", nw);
-    OUT("# HELP mpb_pool_tasks Tasks by function and state (queued, running).\n"
-        "# TYPE mpb_pool_tasks gauge\n");
+    OUT("# HELP mpb_pool_tasks Tasks by function and state (queued: waiting, paused: of those, "
+        "waiting for their caller to collect results; running; prefetched: held by a worker "
+        "beyond its concurrency).\n# TYPE mpb_pool_tasks gauge\n");
     for (pfn_t *f = fns; f; f = f->next) {
-        OUT("mpb_pool_tasks{function=\"%s\",state=\"queued\"} %llu\n", f->name,
-            (unsigned long long)f->queued);
-        OUT("mpb_pool_tasks{function=\"%s\",state=\"running\"} %llu\n", f->name,
-            (unsigned long long)f->running);
+        w_fn_sample(b, "mpb_pool_tasks", f, "state", "queued", f->queued);
+        w_fn_sample(b, "mpb_pool_tasks", f, "state", "paused", f->paused);
+        w_fn_sample(b, "mpb_pool_tasks", f, "state", "running", f->st_run);
+        w_fn_sample(b, "mpb_pool_tasks", f, "state", "prefetched", f->st_pre);
     }
     OUT("# HELP mpb_pool_tasks_finished_total Tasks finished by function and result.\n"
         "# TYPE mpb_pool_tasks_finished_total counter\n");
     for (pfn_t *f = fns; f; f = f->next) {
-        OUT("mpb_pool_tasks_finished_total{function=\"%s\",result=\"done\"} %llu\n", f->name,
-            (unsigned long long)f->done);
-        OUT("mpb_pool_tasks_finished_total{function=\"%s\",result=\"failed\"} %llu\n", f->name,
-            (unsigned long long)f->failed);
+        w_fn_sample(b, "mpb_pool_tasks_finished_total", f, "result", "done", f->done);
+        w_fn_sample(b, "mpb_pool_tasks_finished_total", f, "result", "failed", f->failed);
+        w_fn_sample(b, "mpb_pool_tasks_finished_total", f, "result", "canceled", f->canceled);
     }
     OUT("# HELP mpb_pool_tasks_requeued_total Tasks handed to another worker after theirs died.\n"
         "# TYPE mpb_pool_tasks_requeued_total counter\nmpb_pool_tasks_requeued_total %llu\n",
@@ -892,6 +1337,16 @@ void pool_metrics(mpb__buf_t *b) {
     OUT("# HELP mpb_pool_tasks_abandoned_total Tasks failed after too many worker deaths.\n"
         "# TYPE mpb_pool_tasks_abandoned_total counter\nmpb_pool_tasks_abandoned_total %llu\n",
         (unsigned long long)total_abandoned);
+    OUT("# HELP mpb_pool_callers_paused Callers whose results not taken exceed pool-max-results "
+        "(their tasks wait).\n# TYPE mpb_pool_callers_paused gauge\nmpb_pool_callers_paused "
+        "%zu\n",
+        npaused);
+    OUT("# HELP mpb_pool_results_held_bytes Bytes of finished results waiting for their "
+        "callers.\n# TYPE mpb_pool_results_held_bytes gauge\nmpb_pool_results_held_bytes %zu\n",
+        held);
+    OUT("# HELP mpb_pool_tasks_unfinished_bytes Bytes of tasks queued or running.\n"
+        "# TYPE mpb_pool_tasks_unfinished_bytes gauge\nmpb_pool_tasks_unfinished_bytes %zu\n",
+        queued);
 #undef OUT
 }
 
@@ -913,11 +1368,29 @@ void pool_free_all(void) {
         free(w);
     }
     fetch_head = fetch_tail = NULL;
+    while (jobs) {
+        job_t *j = jobs;
+        jobs = j->next;
+        free(j);
+    }
+    while (sesses) { /* none: every session ended before this */
+        pool_sess_t *ps = sesses;
+        sesses = ps->next;
+        while (ps->oqs) {
+            oq_t *q = ps->oqs;
+            ps->oqs = q->onext;
+            free(q);
+        }
+        free(ps);
+    }
     while (fns) {
         pfn_t *f = fns;
         fns = f->next;
         free(f->name);
         free(f);
     }
-    while (jobs) job_free(jobs);
+    free(fntab);
+    fntab = NULL;
+    fntabcap = nfns_all = nidle = 0;
+    idle_head = idle_tail = NULL;
 }

@@ -327,7 +327,7 @@ static uint64_t fn_workers(mpb_client_t *c, const char *fn) {
     mpb__rd_t r = {res, (const uint8_t *)res + len};
     uint32_t six;
     uint64_t w = 0;
-    if (mpb__rd_array(&r, &six) == 0 && six == 6) mpb__rd_uint(&r, &w);
+    if (mpb__rd_array(&r, &six) == 0 && six >= 6) mpb__rd_uint(&r, &w);
     mpb_free(res);
     return w;
 }
