@@ -835,6 +835,73 @@ static void test_bad_requests_get_exact_errors(void **state) {
 }
 
 /* A write that is refused still must not leave an object behind. */
+/* max_key is on the canonical encoding, which the broker stores; WELCOME says all limits. */
+static void test_key_limit_is_on_the_canonical_encoding(void **state) {
+    (void)state;
+    rawclient_t c;
+    rc_frame_t f;
+    mpb__buf_t b = {0};
+    raw_ready(&c);
+    assert_int_equal(c.max_frame, 65536);
+    assert_int_equal(c.max_value, 32768);
+    assert_int_equal(c.max_key, 1024);
+
+    /* 200 float32s: 1003 bytes as sent, 1803 once widened to float64. */
+    rc_req(&b, 1, MPB_OP_DICT_SET, "canon", 5, 2);
+    mpb__w_array(&b, 200);
+    for (int i = 0; i < 200; i++) mpb__w_raw(&b, "\xca\x3f\x80\x00\x00", 5); /* 1.0f */
+    mpb__w_int(&b, 1);
+    call_expect(&c, &b, 1, MPB_ETOOBIG,
+                "key of 1803 bytes in canonical encoding (1003 as sent) > max_key 1024", &f);
+    /* 300 int64-encoded 1s: 2703 bytes as sent, 303 canonical: a key like any other. */
+    body_reset(&b);
+    rc_req(&b, 2, MPB_OP_DICT_SET, "canon", 5, 2);
+    mpb__w_array(&b, 300);
+    for (int i = 0; i < 300; i++) mpb__w_raw(&b, "\xd3\0\0\0\0\0\0\0\x01", 9);
+    mpb__w_int(&b, 7);
+    call_expect(&c, &b, 2, 0, NULL, &f);
+    body_reset(&b);
+    rc_req(&b, 3, MPB_OP_DICT_GET, "canon", 5, 1);
+    mpb__w_array(&b, 300);
+    for (int i = 0; i < 300; i++) mpb__w_uint(&b, 1);
+    call_expect(&c, &b, 3, 0, NULL, &f);
+    assert_int_equal(rep_int(&f.rep[0]), 7);
+    body_reset(&b);
+    rc_req(&b, 4, MPB_OP_DICT_LEN, "canon", 5, 0);
+    call_expect(&c, &b, 4, 0, NULL, &f);
+    assert_int_equal(rep_int(&f.rep[0]), 1); /* the refused key left nothing */
+    rc_close(&c);
+
+    /* With max-key equal to max-value, a value over it is still "max_value". */
+    th_broker_t b2;
+    th_broker_start(&b2, "--max-frame", "131072", "--max-value", "32768", "--max-key", "32768",
+                    NULL);
+    size_t kl2;
+    const char *k2 = th_authkey(&b2, &kl2);
+    assert_int_equal(rc_open(&c, NULL, b2.endpoint), 0);
+    assert_int_equal(rc_handshake(&c, k2, kl2, T_MS), 0);
+    assert_int_equal(c.max_key, 32768);
+    uint8_t *blob = calloc(1, 40000);
+    assert_non_null(blob);
+    body_reset(&b);
+    rc_req(&b, 5, MPB_OP_DICT_SET, "eq", 2, 2);
+    mpb__w_cstr(&b, "k");
+    mpb__w_bin(&b, blob, 40000);
+    call_expect(&c, &b, 5, MPB_ETOOBIG, NULL, &f);
+    assert_string_equal(f.rep[0].msg, "value of 40003 bytes > max_value 32768");
+    body_reset(&b);
+    rc_req(&b, 6, MPB_OP_DICT_SET, "eq", 2, 2);
+    mpb__w_bin(&b, blob, 40000);
+    mpb__w_int(&b, 1);
+    call_expect(&c, &b, 6, MPB_ETOOBIG, NULL, &f);
+    assert_string_equal(f.rep[0].msg, "key of 40003 bytes > max_key 32768");
+    free(blob);
+    mpb__buf_free(&b);
+    rc_close(&c);
+    th_broker_stop_checked(&b2);
+    good_still_works();
+}
+
 static void test_refused_write_creates_nothing(void **state) {
     (void)state;
     rawclient_t c;
@@ -1486,6 +1553,7 @@ int main(void) {
         cmocka_unit_test(test_wrong_key_client_gets_eauth),
         cmocka_unit_test(test_malformed_batches_get_eproto),
         cmocka_unit_test(test_bad_requests_get_exact_errors),
+        cmocka_unit_test(test_key_limit_is_on_the_canonical_encoding),
         cmocka_unit_test(test_refused_write_creates_nothing),
         cmocka_unit_test(test_flipped_bits_are_dropped_not_executed),
         cmocka_unit_test(test_replays_get_ereplay_and_run_once),
