@@ -2,8 +2,9 @@
  * proto/ writers, so the CLI stores exactly the bytes libmpb would (shortest integers, float64);
  * msgpack from the broker is checked by mpcheck, decoded by msgpack-c and turned into jansson
  * values. Bytes that JSON has no type for are spelt {"$bytes": "<base64>"} (and
- * {"$ext": type, "$bytes": "<base64>"}) both ways, so that what `mpb get` prints, `mpb set`
- * stores back unchanged. */
+ * {"$ext": type, "$bytes": "<base64>"}), and a map that a JSON object cannot hold exactly is
+ * {"$map": [[key, value], ...]}, both ways, so that what `mpb get` prints, `mpb set` stores back
+ * unchanged (tests/fuzz/fz_json.c checks it). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -111,7 +112,7 @@ static int b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen) {
 
 /* ---- JSON -> msgpack ---- */
 
-static int pack(json_t *j, mpb__buf_t *b, char *err, size_t errlen);
+static int pack(json_t *j, int depth, mpb__buf_t *b, char *err, size_t errlen);
 
 /* msgpack lengths are 32-bit: say so rather than write a header that lies. */
 static int fits32(size_t n, const char *what, char *err, size_t errlen) {
@@ -143,16 +144,33 @@ static void w_ext(mpb__buf_t *b, int8_t type, const uint8_t *p, size_t n) {
     mpb__w_raw(b, p, n);
 }
 
-/* {"$bytes": "<base64>"} -> bin and {"$ext": type, "$bytes": "<base64>"} -> ext: the way
- * cli_msgpack_to_json prints them, read back. Only those exact shapes (a string $bytes, an
- * integer $ext, no other member) count; any other object is an ordinary map, so a map that
- * merely has a "$bytes" key still stores. Returns 1 if packed, 0 if j is not one, -1 on error. */
-static int pack_bytes(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
+/* The shapes that stand for what a JSON object cannot: {"$bytes": STRING} alone or with
+ * {"$ext": INTEGER} (bin, ext), and {"$map": [[key, value], ...]} alone (a map whose keys are
+ * not all strings). Any other object is an ordinary map; the printer spells a map that has
+ * one of these shapes as $map pairs, so that nothing reads back as what it was not. */
+static bool is_bytes_shape(json_t *j) {
     size_t members = json_object_size(j);
+    return json_is_string(json_object_get(j, "$bytes")) &&
+           (members == 1 || (members == 2 && json_is_integer(json_object_get(j, "$ext"))));
+}
+
+static bool is_map_shape(json_t *j) {
+    json_t *a = json_object_get(j, "$map");
+    if (json_object_size(j) != 1 || !json_is_array(a)) return false;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        json_t *pair = json_array_get(a, i);
+        if (!json_is_array(pair) || json_array_size(pair) != 2) return false;
+    }
+    return true;
+}
+
+/* {"$bytes": "<base64>"} -> bin and {"$ext": type, "$bytes": "<base64>"} -> ext: the way
+ * cli_msgpack_to_json prints them, read back; a map that merely has a "$bytes" key still
+ * stores as a map. Returns 1 if packed, 0 if j is not one, -1 on error. */
+static int pack_bytes(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
     json_t *bytes = json_object_get(j, "$bytes");
     json_t *ext = json_object_get(j, "$ext");
-    if (!json_is_string(bytes)) return 0;
-    if (!(members == 1 || (members == 2 && json_is_integer(ext)))) return 0;
+    if (!is_bytes_shape(j)) return 0;
     if (ext && (json_integer_value(ext) < INT8_MIN || json_integer_value(ext) > INT8_MAX)) {
         seterr(err, errlen, "$ext type %" JSON_INTEGER_FORMAT " is not in -128..127",
                json_integer_value(ext));
@@ -177,9 +195,32 @@ static int pack_bytes(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
     return 1;
 }
 
-static int pack_object(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
-    int rc = pack_bytes(j, b, err, errlen);
+static int too_deep(int depth, char *err, size_t errlen) {
+    if (depth < MPB__MAX_DEPTH) return 0;
+    seterr(err, errlen, "JSON nested deeper than %d arrays and objects, the most msgpack may",
+           MPB__MAX_DEPTH);
+    return -1;
+}
+
+/* {"$map": [[key, value], ...]}: a map with any keys, in the order given. */
+static int pack_pairs(json_t *a, int depth, mpb__buf_t *b, char *err, size_t errlen) {
+    size_t n = json_array_size(a);
+    if (fits32(n, "$map", err, errlen) < 0) return -1;
+    mpb__w_map(b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *pair = json_array_get(a, i);
+        if (pack(json_array_get(pair, 0), depth + 1, b, err, errlen) < 0 ||
+            pack(json_array_get(pair, 1), depth + 1, b, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int pack_object(json_t *j, int depth, mpb__buf_t *b, char *err, size_t errlen) {
+    int rc = pack_bytes(j, b, err, errlen); /* bin and ext are not containers */
     if (rc) return rc < 0 ? -1 : 0;
+    if (too_deep(depth, err, errlen)) return -1;
+    if (is_map_shape(j)) return pack_pairs(json_object_get(j, "$map"), depth, b, err, errlen);
     if (fits32(json_object_size(j), "object", err, errlen) < 0) return -1;
     mpb__w_map(b, (uint32_t)json_object_size(j));
     /* jansson iterates in insertion order, which is the order the user wrote. */
@@ -187,21 +228,24 @@ static int pack_object(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
         size_t kn = json_object_iter_key_len(it);
         if (fits32(kn, "key", err, errlen) < 0) return -1;
         mpb__w_str(b, json_object_iter_key(it), kn);
-        if (pack(json_object_iter_value(it), b, err, errlen) < 0) return -1;
+        if (pack(json_object_iter_value(it), depth + 1, b, err, errlen) < 0) return -1;
     }
     return 0;
 }
 
-/* Recursion is bounded by jansson's parser, which refuses nesting deeper than 2048. */
-static int pack(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
+/* depth: the arrays and maps around j. msgpack values nest at most MPB__MAX_DEPTH deep (mpcheck
+ * refuses more, in libmpb, the broker and cli_msgpack_to_json), so deeper JSON is refused here
+ * with the reason rather than packed into bytes nothing would take. This bounds the recursion. */
+static int pack(json_t *j, int depth, mpb__buf_t *b, char *err, size_t errlen) {
     switch (json_typeof(j)) {
-    case JSON_OBJECT: return pack_object(j, b, err, errlen);
+    case JSON_OBJECT: return pack_object(j, depth, b, err, errlen);
     case JSON_ARRAY: {
+        if (too_deep(depth, err, errlen)) return -1;
         size_t n = json_array_size(j);
         if (fits32(n, "array", err, errlen) < 0) return -1;
         mpb__w_array(b, (uint32_t)n);
         for (size_t i = 0; i < n; i++) {
-            if (pack(json_array_get(j, i), b, err, errlen) < 0) return -1;
+            if (pack(json_array_get(j, i), depth + 1, b, err, errlen) < 0) return -1;
         }
         return 0;
     }
@@ -244,7 +288,7 @@ int cli_json_to_msgpack(const char *text, void **out, size_t *outlen, char *err,
         return -1;
     }
     mpb__buf_t b = {0};
-    int rc = pack(j, &b, err, errlen);
+    int rc = pack(j, 0, &b, err, errlen);
     json_decref(j);
     if (rc == 0 && b.oom) {
         seterr(err, errlen, "out of memory");
@@ -296,27 +340,52 @@ fail:
     return NULL;
 }
 
+/* {"$map": [[key, value], ...]}, every key as its own JSON value. */
+static json_t *map_pairs(const msgpack_object_map *m) {
+    json_t *pairs = json_array(), *o = json_object();
+    for (uint32_t i = 0; pairs && o && i < m->size; i++) {
+        json_t *pair = json_array();
+        if (!pair || json_array_append_new(pair, to_json(&m->ptr[i].key)) < 0 ||
+            json_array_append_new(pair, to_json(&m->ptr[i].val)) < 0 ||
+            json_array_append_new(pairs, pair) < 0) {
+            json_decref(pairs);
+            pairs = NULL;
+        }
+    }
+    if (!pairs || !o || json_object_set_new(o, "$map", pairs) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* Map keys are strings in JSON. A msgpack str key that is UTF-8 stays itself; any other key
  * is named by its compact JSON text (1 -> "1", [1,2] -> "[1,2]", bin -> "{\"$bytes\":...}")
- * so that every map prints. Two keys that render the same ("1" and 1) collide: the later one
- * wins, as with a duplicate key in JSON text. */
+ * so that every map prints. When that would lose or mislead, the map is {"$map": pairs}
+ * instead: two keys that render alike (1 and "1"), or a map that has the very shape of $bytes,
+ * $ext or $map and would read back as one. */
 static json_t *map_to_json(const msgpack_object_map *m) {
     json_t *obj = json_object();
     if (!obj) return NULL;
+    bool collide = false;
     for (uint32_t i = 0; i < m->size; i++) {
         json_t *k = to_json(&m->ptr[i].key);
         if (!k) goto fail;
-        int rc;
-        if (json_is_string(k)) {
-            rc = json_object_setn_new(obj, json_string_value(k), json_string_length(k),
-                                      to_json(&m->ptr[i].val));
-        } else {
-            char *s = dump(k, JSON_COMPACT);
-            rc = s ? json_object_setn_new(obj, s, strlen(s), to_json(&m->ptr[i].val)) : -1;
-            free(s);
+        char *s = json_is_string(k) ? NULL : dump(k, JSON_COMPACT);
+        const char *ks = s ? s : json_string_value(k);
+        size_t kl = s ? strlen(s) : json_string_length(k);
+        int rc = -1;
+        if (ks) {
+            if (json_object_getn(obj, ks, kl)) collide = true;
+            rc = json_object_setn_new(obj, ks, kl, to_json(&m->ptr[i].val));
         }
+        free(s);
         json_decref(k);
         if (rc < 0) goto fail; /* jansson released the value */
+    }
+    if (collide || is_bytes_shape(obj) || is_map_shape(obj)) {
+        json_decref(obj);
+        return map_pairs(m);
     }
     return obj;
 fail:

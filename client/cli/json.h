@@ -1,6 +1,9 @@
 /* json.h - JSON <-> msgpack for the mpb CLI: what a user types becomes the msgpack value that is
  * stored, and what the broker returns is printed as JSON. Bytes that JSON cannot hold travel as
- * {"$bytes": "<base64>"} (bin, or a str that is not UTF-8) and {"$ext": type, "$bytes": ...}. */
+ * {"$bytes": "<base64>"} (bin, or a str that is not UTF-8) and {"$ext": type, "$bytes": ...};
+ * a map as {"$map": [[key, value], ...]} when a JSON object would lose or misread it (keys that
+ * print alike, such as 1 and "1"; a map shaped like one of these three). Other maps with keys
+ * that are not strings print as objects keyed by each key's JSON text (1 -> "1"). */
 #ifndef MPB_CLI_JSON_H
 #define MPB_CLI_JSON_H
 
@@ -9,8 +12,10 @@
 /* Parses JSON text (any JSON value, including scalars like 42, "x", null, true) into msgpack
  * bytes in a new malloc'd buffer (*out, *outlen; free() it). Integers become the shortest
  * msgpack int, reals float64, object members keep their order; {"$bytes": "<base64>"} becomes
- * bin and {"$ext": type, "$bytes": "<base64>"} an ext. Returns 0, or -1 with a one-line reason
- * in err ("JSON: '[' expected near 'x' at line 1 column 3") and *out = NULL. */
+ * bin and {"$ext": type, "$bytes": "<base64>"} an ext. Arrays and objects may nest 32 deep, as
+ * msgpack values may (MPB__MAX_DEPTH). Returns 0, or -1 with a one-line reason in err ("JSON: '['
+ * expected near 'x' at line 1 column 3") and *out = NULL. jansson refuses a NUL (\u0000) in an
+ * object key, though cli_msgpack_to_json may print one: such a map prints but cannot be typed. */
 int cli_json_to_msgpack(const char *text, void **out, size_t *outlen, char *err, size_t errlen);
 
 /* Renders one msgpack value (exactly len bytes, e.g. straight off the network: it is checked

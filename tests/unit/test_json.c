@@ -299,9 +299,10 @@ static void test_non_string_keys(void **state) {
     EXPECT_JSON("{\"{\\\"$bytes\\\":\\\"/w==\\\"}\":0}", 0x81, 0xa1, 0xff, 0x00);
     /* a key with NUL in it survives */
     EXPECT_JSON("{\"a\\u0000b\":1}", 0x81, 0xa3, 'a', 0x00, 'b', 0x01);
-    /* keys that render alike collide: the later one wins, as in JSON text */
-    EXPECT_JSON("{\"1\":\"second\"}", 0x82, 0x01, 0xa5, 'f', 'i', 'r', 's', 't', 0xa1, '1', 0xa6,
-                's', 'e', 'c', 'o', 'n', 'd');
+    /* keys that render alike would collide: the map is then $map pairs, each key itself */
+    EXPECT_JSON("{\"$map\":[[1,\"first\"],[\"1\",\"second\"]]}", 0x82, 0x01, 0xa5, 'f', 'i', 'r',
+                's', 't', 0xa1, '1', 0xa6, 's', 'e', 'c', 'o', 'n', 'd');
+    round_trip("{\"$map\":[[1,\"first\"],[\"1\",\"second\"]]}");
     /* the jansson form gives the same keys */
     const uint8_t mp[] = {0x82, 0x07, 0xa1, 'a', 0xa1, 'b', 0x92, 0x01, 0x02};
     char err[256];
@@ -311,6 +312,45 @@ static void test_non_string_keys(void **state) {
     assert_string_equal(json_string_value(json_object_get(j, "7")), "a");
     assert_int_equal(json_array_size(json_object_get(j, "b")), 2);
     json_decref(j);
+}
+
+/* A map shaped like $bytes, $ext or $map would read back as what it is not: it prints as
+ * $map pairs instead, and {"$map": pairs} typed in is a map with whatever keys it names. */
+static void test_map_pairs(void **state) {
+    (void)state;
+    /* {"$bytes": "AAD="} as a map of one str: not bin [0, 0] */
+    EXPECT_JSON("{\"$map\":[[\"$bytes\",\"AAD=\"]]}", 0x81, 0xa6, '$', 'b', 'y', 't', 'e', 's',
+                0xa4, 'A', 'A', 'D', '=');
+    round_trip("{\"$map\":[[\"$bytes\",\"AAD=\"]]}");
+    /* {"$ext": 1, "$bytes": ""} as a map */
+    EXPECT_JSON("{\"$map\":[[\"$ext\",1],[\"$bytes\",\"\"]]}", 0x82, 0xa4, '$', 'e', 'x', 't',
+                0x01, 0xa6, '$', 'b', 'y', 't', 'e', 's', 0xa0);
+    /* {"$map": [[1, 2]]} as a map of one key "$map" */
+    EXPECT_JSON("{\"$map\":[[\"$map\",[[1,2]]]]}", 0x81, 0xa4, '$', 'm', 'a', 'p', 0x91, 0x92,
+                0x01, 0x02);
+    round_trip("{\"$map\":[[\"$map\",[[1,2]]]]}");
+    /* near misses stay objects */
+    EXPECT_JSON("{\"$map\":[1]}", 0x81, 0xa4, '$', 'm', 'a', 'p', 0x91, 0x01);
+    EXPECT_JSON("{\"$bytes\":1}", 0x81, 0xa6, '$', 'b', 'y', 't', 'e', 's', 0x01);
+    EXPECT_MP("{\"$map\":[[1,2],3]}", 0x81, 0xa4, '$', 'm', 'a', 'p', 0x92, 0x92, 0x01, 0x02, 0x03);
+    EXPECT_MP("{\"$map\":[],\"x\":1}", 0x82, 0xa4, '$', 'm', 'a', 'p', 0x90, 0xa1, 'x', 0x01);
+    /* typed in: any keys, in order, nested values packed as usual */
+    EXPECT_MP("{\"$map\":[[1,\"a\"],[[1,2],{\"$bytes\":\"AA==\"}],[null,{\"k\":true}]]}", 0x83,
+              0x01, 0xa1, 'a', 0x92, 0x01, 0x02, 0xc4, 0x01, 0x00, 0xc0, 0x81, 0xa1, 'k', 0xc3);
+    EXPECT_MP("{\"$map\":[]}", 0x80);
+    /* a map level for the depth limit: 31 arrays and a $map fit, 32 and a $map do not */
+    char text[200], err[256];
+    snprintf(text, sizeof text, "%.*s{\"$map\":[[1,2]]}%.*s", 31,
+             "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 31, "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    void *mp;
+    size_t len;
+    assert_int_equal(cli_json_to_msgpack(text, &mp, &len, err, sizeof err), 0);
+    free(mp);
+    snprintf(text, sizeof text, "%.*s{\"$map\":[[1,2]]}%.*s", 32,
+             "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 32, "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    expect_json_error(text, err, sizeof err);
+    assert_non_null(strstr(err, "nested deeper"));
+    still_works();
 }
 
 static void test_invalid_json(void **state) {
@@ -333,7 +373,8 @@ static void test_invalid_json(void **state) {
     expect_json_error("[-9223372036854775809]", err, sizeof err);
     assert_non_null(strstr(err, "int64"));
     expect_json_error("1e400", err, sizeof err);
-    /* nesting: jansson's parser stops at 2048 levels, below that everything packs */
+    /* nesting: jansson's parser stops at 2048 levels; msgpack values, and so the packer, at
+     * 32 (deeper would pack into bytes that libmpb, the broker and the printer all refuse) */
     char deep[6001];
     memset(deep, '[', 3000);
     memset(deep + 3000, ']', 3000);
@@ -341,11 +382,24 @@ static void test_invalid_json(void **state) {
     expect_json_error(deep, err, sizeof err);
     expect_json_error(deep + 1000, err, sizeof err); /* 2000 '[' then 3000 ']' */
     deep[3000 + 2000] = '\0';                        /* 2000 of each */
+    expect_json_error(deep + 1000, err, sizeof err);
+    assert_non_null(strstr(err, "nested deeper than 32"));
+    deep[3000 + 33] = '\0'; /* 33 of each */
+    expect_json_error(deep + 3000 - 33, err, sizeof err);
+    assert_non_null(strstr(err, "nested deeper than 32"));
+    expect_json_error("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[{\"a\":1}]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", err,
+                      sizeof err);
+    deep[3000 + 32] = '\0'; /* 32 of each */
     void *dmp;
     size_t dlen;
-    assert_int_equal(cli_json_to_msgpack(deep + 1000, &dmp, &dlen, err, sizeof err), 0);
-    assert_int_equal(dlen, 2000);
+    assert_int_equal(cli_json_to_msgpack(deep + 3000 - 32, &dmp, &dlen, err, sizeof err), 0);
+    assert_int_equal(dlen, 32);
     free(dmp);
+    /* bytes are not a level: {"$bytes"} at the deepest place packs (as bin) */
+    EXPECT_MP("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[{\"$bytes\":\"AA==\"}]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+              0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91,
+              0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91,
+              0x91, 0x91, 0x91, 0x91, 0xc4, 0x01, 0x00);
     /* no input, and no room for a reason, are no crash */
     void *mp = (void *)1;
     size_t len = 1;
@@ -551,6 +605,7 @@ int main(void) {
         cmocka_unit_test(test_bad_base64),
         cmocka_unit_test(test_ext),
         cmocka_unit_test(test_non_string_keys),
+        cmocka_unit_test(test_map_pairs),
         cmocka_unit_test(test_invalid_json),
         cmocka_unit_test(test_bad_msgpack),
         cmocka_unit_test(test_depth),
