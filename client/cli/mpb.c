@@ -1,10 +1,13 @@
 /* mpb.c - the operator's command line: look at a broker and its objects, and change them.
  * Values typed and printed are JSON (json.c converts); --json makes every output JSON, for
- * scripts. Exit status: 0 done, 1 the operation failed, 2 bad usage, 3 no such key/object. */
+ * scripts. Exit status: 0 done, 1 the operation failed, 2 bad usage, 3 no such key/object (and,
+ * with --timeout 0, an empty queue to get from or a full one to put into), 75 timed out. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +37,7 @@ static struct {
 } opt;
 
 static mpb_client_t *cli;
+static const char *cur_cmd; /* the command being run, for "op" in --json errors */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -66,9 +70,14 @@ static void usage(FILE *f) {
             "VALUEs are JSON text ('42', '\"text\"', '[1,2]', '{\"$bytes\":\"AAE=\"}' for bytes).\n"
             "A KEY is a string as typed, unless --key-json says it is JSON too.\n"
             "--timeout S: seconds (fractions allowed); without it, blocking commands wait\n"
-            "forever. Exit status: 0 done, 1 failed, 2 bad usage, 3 no such key/item/object\n"
-            "(an empty queue with --timeout 0 too), 75 timed out (also: the lock was not had\n"
-            "in time); mpb lock exits with COMMAND's status.\n"
+            "forever, as they do for a timeout past 24.8 days (2^31 ms, the library's most).\n"
+            "Exit status: 0 done, 1 failed, 2 bad usage, 3 no such key/item/object (with\n"
+            "--timeout 0 too: an empty queue for get, a full one for put), 75 timed out\n"
+            "(also: the lock was not had in time, unless --conflict-exit-code N says\n"
+            "otherwise); mpb lock exits with COMMAND's status, 127 if it cannot be run.\n"
+            "With --json, errors are JSON on stdout too:\n"
+            "  {\"error\":{\"code\":\"ENOKEY\",\"message\":\"...\",\"op\":\"get\"}}\n"
+            "code EUSAGE for bad usage; \"op\" is absent before a command is known.\n"
             "\n"
             "options:\n"
             "  -e, --endpoint EP        broker (env MPB_ENDPOINT, default tcp://127.0.0.1:5555)\n"
@@ -91,36 +100,73 @@ static const char *errname(int rc) {
     }
 }
 
+/* EFULL pairs with EEMPTY: both are "--timeout 0 and the queue could not take or give an item
+ * at once", so put and get answer alike (3); with a bound > 0 both time out instead (75). */
 static int status_of(int rc) {
     if (rc == MPB_ETIMEDOUT) return EXIT_TIMEOUT;
-    return rc == MPB_ENOKEY || rc == MPB_ENOOBJ || rc == MPB_EINDEX || rc == MPB_EEMPTY
+    return rc == MPB_ENOKEY || rc == MPB_ENOOBJ || rc == MPB_EINDEX || rc == MPB_EEMPTY ||
+                   rc == MPB_EFULL
                ? EXIT_NOTFOUND
                : EXIT_FAIL;
+}
+
+/* A jansson string of s; bytes that are not UTF-8 (a key or value echoed in a message) become
+ * '?', since jansson refuses such strings and the error must still print. */
+static json_t *json_text(const char *s) {
+    json_t *j = json_string(s);
+    if (j) return j;
+    size_t n = strlen(s);
+    char *t = malloc(n + 1);
+    if (!t) return NULL;
+    for (size_t i = 0; i <= n; i++)
+        t[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
+    j = json_string(t);
+    free(t);
+    return j;
+}
+
+/* The one shape of every --json error, on stdout: {"error":{"code":..,"message":..,"op":..}},
+ * "op" being the command (absent before one is known). */
+static void print_json_error(const char *code, const char *msg, const char *op) {
+    json_t *e = json_object(), *o = json_object();
+    json_object_set_new(e, "code", json_string(code));
+    json_object_set_new(e, "message", json_text(msg));
+    if (op) json_object_set_new(e, "op", json_text(op));
+    json_object_set_new(o, "error", e);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (s) puts(s);
+    free(s);
+    json_decref(o);
+}
+
+/* A failure found by the CLI itself: "mpb: MESSAGE" on stderr, or the JSON error. */
+__attribute__((format(printf, 2, 3))) static void report(const char *code, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (opt.json) print_json_error(code, msg, cur_cmd);
+    else fprintf(stderr, "mpb: %s\n", msg);
 }
 
 /* Reports a failed call and returns the exit status for it. */
 static int fail(int rc, const char *what) {
     const char *msg = cli ? mpb_errmsg(cli) : mpb_strerror(rc);
-    if (opt.json) {
-        json_t *o = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", errname(rc), "message", msg,
-                              "op", what);
-        char *s = json_dumps(o, JSON_COMPACT);
-        puts(s);
-        free(s);
-        json_decref(o);
-    } else {
-        fprintf(stderr, "mpb: %s: %s\n", what, msg);
-    }
+    if (opt.json) print_json_error(errname(rc), msg, what);
+    else fprintf(stderr, "mpb: %s: %s\n", what, msg);
     return status_of(rc);
 }
 
+/* Bad usage: exit 2; with --json the error code is EUSAGE (the CLI's own, not an MPB_E*). */
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...) {
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "mpb: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(mpb --help for usage)\n");
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (opt.json) print_json_error("EUSAGE", msg, cur_cmd);
+    else fprintf(stderr, "mpb: %s\n(mpb --help for usage)\n", msg);
     return EXIT_USAGE;
 }
 
@@ -134,7 +180,7 @@ static void print_json(json_t *j) {
 static int print_value(const void *v, size_t n) {
     char *s, err[200];
     if (cli_msgpack_to_json(v, n, 1, &s, err, sizeof err)) {
-        fprintf(stderr, "mpb: cannot show value: %s\n", err);
+        report("EPROTO", "cannot show value: %s", err);
         return EXIT_FAIL;
     }
     puts(s);
@@ -165,20 +211,25 @@ static int parse_obj(const char *s, objref_t *o) {
     return 0;
 }
 
-static int parse_value(const char *text, void **out, size_t *n) {
+/* what: "value" or "key", for the message. */
+static int parse_json_arg(const char *what, const char *text, void **out, size_t *n) {
     char err[256];
     if (cli_json_to_msgpack(text, out, n, err, sizeof err)) {
-        fprintf(stderr, "mpb: value '%s' is not JSON: %s\n", text, err);
+        report("EUSAGE", "%s '%s' is not JSON: %s", what, text, err);
         return EXIT_USAGE;
     }
     return 0;
 }
 
+static int parse_value(const char *text, void **out, size_t *n) {
+    return parse_json_arg("value", text, out, n);
+}
+
 static int parse_key(const char *text, void **out, size_t *n) {
-    if (opt.key_json) return parse_value(text, out, n);
+    if (opt.key_json) return parse_json_arg("key", text, out, n);
     *n = mpb_pack_str(text, strlen(text), out);
     if (!*out) {
-        fprintf(stderr, "mpb: out of memory\n");
+        report("ENOMEM", "out of memory");
         return EXIT_FAIL;
     }
     return 0;
@@ -195,8 +246,20 @@ static bool parse_i64(const char *s, int64_t *v) {
 
 /* ---- connecting ---- */
 
+/* Seconds as typed (fractions allowed): the whole text a number >= 0. NaN is refused here,
+ * since every comparison with it is false and it would pass any range check after. */
+static bool parse_seconds(const char *v, double *sec) {
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || isnan(d) || d < 0) return false;
+    *sec = d;
+    return true;
+}
+
 /* Takes "--timeout S" (or --timeout=S) out of argv; *ms stays MPB_FOREVER without it.
- * Stops at "--". Returns 0 or EXIT_USAGE. */
+ * Stops at "--". The library's timeouts are int milliseconds, so a bound past INT_MAX ms
+ * (about 24.8 days, "inf" too) means forever rather than a wrapped, negative or tiny one.
+ * Returns 0 or EXIT_USAGE. */
 static int take_timeout(int *argc, char **argv, int *ms) {
     for (int i = 0; i < *argc; i++) {
         if (!strcmp(argv[i], "--")) break;
@@ -204,12 +267,13 @@ static int take_timeout(int *argc, char **argv, int *ms) {
         int used = 0;
         if (!strcmp(argv[i], "--timeout") && i + 1 < *argc) v = argv[i + 1], used = 2;
         else if (!strncmp(argv[i], "--timeout=", 10)) v = argv[i] + 10, used = 1;
+        else if (!strcmp(argv[i], "--timeout")) return usage_error("--timeout needs seconds");
         else continue;
-        char *end;
-        double sec = strtod(v, &end);
-        if (*end || end == v || sec < 0 || sec > 86400 * 365)
+        double sec;
+        if (!parse_seconds(v, &sec))
             return usage_error("--timeout '%s' is not a number of seconds", v);
-        *ms = (int)(sec * 1000 + 0.5);
+        double msd = sec * 1000 + 0.5;
+        *ms = msd >= (double)INT_MAX + 1.0 ? MPB_FOREVER : (int)msd;
         memmove(argv + i, argv + i + used, (size_t)(*argc - i - used) * sizeof *argv);
         *argc -= used;
         i--;
@@ -225,13 +289,8 @@ static int connect_broker(void) {
     char err[300];
     int rc = mpb_authkey_load(opt.keyfile, &key, &keylen, err, sizeof err);
     if (rc) {
-        if (opt.json) {
-            json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", errname(rc), "message", err);
-            print_json(o);
-            json_decref(o);
-        } else {
-            fprintf(stderr, "mpb: %s\n", err);
-        }
+        if (opt.json) print_json_error(errname(rc), err, "connect");
+        else fprintf(stderr, "mpb: %s\n", err);
         return EXIT_FAIL;
     }
     mpb_options_t o;
@@ -328,8 +387,10 @@ static int cmd_ls(int argc, char **argv) {
     return 0;
 }
 
-/* The whole dict: a JSON object when every key is a string; otherwise an array of
- * [key, value] pairs, so that keys 5 and "5" both survive. */
+/* The whole dict: a JSON object when every key is a UTF-8 string (a NUL inside included:
+ * "a\u0000b"); otherwise an array of [key, value] pairs, each key as its JSON value (5, [1,2],
+ * {"$bytes":..} for bin or a str that is not UTF-8), so that keys 5 and "5" both survive. Either
+ * way every key shows once, in insertion order. */
 static int get_dict_all(mpb_dict_t *d) {
     json_t *pairs = json_array();
     bool all_str = true;
@@ -356,8 +417,11 @@ static int get_dict_all(mpb_dict_t *d) {
         json_t *obj = json_object();
         size_t i;
         json_t *pair;
-        json_array_foreach(pairs, i, pair) json_object_set(
-            obj, json_string_value(json_array_get(pair, 0)), json_array_get(pair, 1));
+        json_array_foreach(pairs, i, pair) {
+            json_t *k = json_array_get(pair, 0); /* length-aware: a key may hold a NUL */
+            json_object_setn(obj, json_string_value(k), json_string_length(k),
+                             json_array_get(pair, 1));
+        }
         print_json(obj);
         json_decref(obj);
     } else {
@@ -691,8 +755,8 @@ static int cmd_lock(int argc, char **argv) {
     uint64_t fence = 0;
     rc = mpb_lock_acquire(l, timeout, &fence);
     if (rc == MPB_ETIMEDOUT) {
-        fprintf(stderr, "mpb: lock: %s not acquired within the timeout: %s\n", argv[0],
-                mpb_errmsg(cli));
+        report("ETIMEDOUT", "lock: %s not acquired within the timeout: %s", argv[0],
+               mpb_errmsg(cli));
         mpb_lock_close(&l);
         return conflict;
     }
@@ -705,28 +769,48 @@ static int cmd_lock(int argc, char **argv) {
     setenv("MPB_FENCE", fs, 1); /* the command can hand its token to what it protects */
     fflush(stdout);
     fflush(stderr);
+    /* Handlers before fork, so no signal falls between; exec resets them in the child. The
+     * child sends exec's errno up a close-on-exec pipe and the parent reports it: the child
+     * must not format JSON (malloc) while the heartbeat thread may hold the allocator. */
+    struct sigaction sa = {0};
+    sa.sa_handler = forward_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    int ep[2] = {-1, -1};
+    if (pipe(ep) == 0) {
+        fcntl(ep[0], F_SETFD, FD_CLOEXEC);
+        fcntl(ep[1], F_SETFD, FD_CLOEXEC);
+    }
     lock_child = fork();
     if (lock_child == 0) {
         execvp(argv[dd + 1], argv + dd + 1);
-        fprintf(stderr, "mpb: lock: cannot run %s: %s\n", argv[dd + 1], strerror(errno));
+        int e = errno;
+        ssize_t k = ep[1] >= 0 ? write(ep[1], &e, sizeof e) : 0;
+        (void)k; /* nothing more to do if even that fails */
         _exit(127);
     }
-    int status = 1;
+    if (ep[1] >= 0) close(ep[1]);
+    int status = 1, exec_errno = 0;
     if (lock_child < 0) {
-        fprintf(stderr, "mpb: lock: fork: %s\n", strerror(errno));
+        report("ENOMEM", "lock: fork: %s", strerror(errno));
     } else {
-        struct sigaction sa = {0};
-        sa.sa_handler = forward_signal;
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
-        int st;
-        while (waitpid(lock_child, &st, 0) < 0 && errno == EINTR) {
+        ssize_t got;
+        while ((got = read(ep[0], &exec_errno, sizeof exec_errno)) < 0 && errno == EINTR) {
+        } /* bounded: EOF comes at exec or exit */
+        if (got != (ssize_t)sizeof exec_errno) exec_errno = 0;
+        int st = 0;
+        pid_t w;
+        while ((w = waitpid(lock_child, &st, 0)) < 0 && errno == EINTR) {
         }
-        status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (w < 0) status = 1;
+        else status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (exec_errno)
+            report("EINVAL", "lock: cannot run %s: %s", argv[dd + 1], strerror(exec_errno));
     }
+    if (ep[0] >= 0) close(ep[0]);
     rc = mpb_lock_release(l);
-    if (rc) fprintf(stderr, "mpb: lock: release of %s: %s\n", argv[0], mpb_errmsg(cli));
+    if (rc) report(errname(rc), "lock: release of %s: %s", argv[0], mpb_errmsg(cli));
     mpb_lock_close(&l);
     return status;
 }
@@ -975,32 +1059,58 @@ int main(int argc, char **argv) {
         {0, 0, 0, 0},
     };
     int c;
-    /* '+': options end at the command, so values such as -5 reach it intact. */
-    while ((c = getopt_long(argc, argv, "+e:k:h", lopts, NULL)) != -1) {
+    /* The first bad option is reported after the loop, once a later --json is known too. */
+    char bad[600] = "";
+    bool bad_option = false; /* unknown or lacking its value: the usage text follows */
+    opterr = 0;
+    /* '+': options end at the command, so values such as -5 reach it intact. ':' first: a
+     * missing value is told apart from an unknown option. */
+    while ((c = getopt_long(argc, argv, "+:e:k:h", lopts, NULL)) != -1) {
+        const char *arg = argv[optind - 1 < argc ? optind - 1 : argc - 1];
         switch (c) {
         case 'e': opt.endpoint = optarg; break;
         case 'k': opt.keyfile = optarg; break;
         case O_JSON: opt.json = true; break;
         case O_KEY_JSON: opt.key_json = true; break;
         case O_CONNECT_TIMEOUT: {
-            char *end;
-            double s = strtod(optarg, &end);
-            if (*end || end == optarg || s <= 0 || s > 3600)
-                return usage_error("--connect-timeout '%s' is not a number of seconds", optarg);
-            opt.connect_timeout_ms = (int)(s * 1000);
+            double s;
+            if (bad[0]) break;
+            if (!parse_seconds(optarg, &s) || s <= 0 || s > 3600)
+                snprintf(bad, sizeof bad, "--connect-timeout '%s' is not a number of seconds",
+                         optarg);
+            else opt.connect_timeout_ms = s < 0.001 ? 1 : (int)(s * 1000); /* 0: the default */
             break;
         }
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return EXIT_USAGE;
+        case ':':
+            if (!bad[0]) snprintf(bad, sizeof bad, "option '%s' needs a value", arg);
+            bad_option = true;
+            break;
+        default:
+            if (bad[0]) break;
+            if (optopt && strncmp(arg, "--", 2))
+                snprintf(bad, sizeof bad, "unknown option '-%c'", optopt);
+            else
+                snprintf(bad, sizeof bad, "unknown option '%s'", arg);
+            bad_option = true;
+            break;
         }
     }
+    if (bad[0] && (opt.json || !bad_option)) return usage_error("%s", bad);
+    if (bad[0]) {
+        fprintf(stderr, "mpb: %s\n", bad);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
     if (optind >= argc) {
+        if (opt.json) return usage_error("no command (mpb --help lists them)");
         usage(stderr);
         return EXIT_USAGE;
     }
     const char *name = argv[optind];
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
         if (strcmp(commands[i].name, name)) continue;
+        cur_cmd = commands[i].name;
         want_heartbeat = !strcmp(name, "lock");
         int rc = connect_broker();
         if (rc == 0) rc = commands[i].fn(argc - optind - 1, argv + optind + 1);
