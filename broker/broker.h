@@ -447,7 +447,14 @@ typedef struct command {
     int flags;
 } command_t;
 const command_t *command_find(unsigned op);
+/* Stops it and removes the address file. */
 /* Checks and runs one request; writes its reply. */
+/* A file that http_start() fills with "HOST:PORT", the port it got (for port 0): health checks
+ * and tests read it. NULL: none. Set before http_start(). */
+void http_set_addr_file(const char *path);
+/* Whether "ADDR:PORT" can be bound now (--check-config): binds a socket and closes it at once.
+ * 0, or -1 with the reason in err. */
+int http_check_bind(const char *addr, char *err, size_t errlen);
 void dispatch(req_t *r);
 
 /* Argument helpers: on failure they write the error reply and return a negative code. */

@@ -13,7 +13,11 @@
  * The config file is lines of "key = value"; '#' starts a comment (at the start of a line, or
  * after a blank in a value); a value may be put in double quotes to keep a " #" or blanks at
  * its ends. Unknown keys, a key given twice (but listen, which is a list), lines without '='
- * and empty values are errors. */
+ * and empty values are errors. An MPB_* variable that is no setting is only warned about
+ * (the tools read some of them, and a typo must not stop a broker).
+ *
+ * --check-config also tries what the broker would do first, and undoes it at once: creating
+ * and writing in the data-dir, binding every listen endpoint and the HTTP address. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -22,8 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <zmq.h>
 
 #include "config.h"
 
@@ -109,6 +117,7 @@ struct conf {
     char *file_src; /* "--config" or "MPB_CONFIG" */
     keysrc_t keysrc;
     char *key_src; /* for KEYSRC_FILE/ENV: which setting said so */
+    char *key_note; /* MPB_AUTHKEY set but not used: why, for check and the log */
     bool check;
     int nerr;
     FILE *err;
@@ -563,6 +572,140 @@ static void load_env(conf_t *c) {
 
 /* ---- checks across settings, and the authkey ---- */
 
+int config_read_key_file(const char *path, uint8_t **key, size_t *len, char *err,
+                         size_t errlen) {
+    *key = NULL;
+    *len = 0;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "cannot read authkey file %s: it is a directory", path);
+        return -1;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read authkey file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    uint8_t buf[4096];
+    errno = 0;
+    size_t n = fread(buf, 1, sizeof buf, f);
+    int rerr = ferror(f) ? (errno ? errno : EIO) : 0;
+    fclose(f);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+    if (rerr || n == 0) {
+        explicit_bzero(buf, sizeof buf);
+        if (rerr) snprintf(err, errlen, "cannot read authkey file %s: %s", path, strerror(rerr));
+        else snprintf(err, errlen, "authkey file %s is empty", path);
+        return -1;
+    }
+    *key = xmalloc(n);
+    memcpy(*key, buf, n);
+    *len = n;
+    explicit_bzero(buf, sizeof buf);
+    return 0;
+}
+
+/* The data-dir as the broker will use it: made (one level, as mkdir does) if it is not there,
+ * and a file written in it; all of it removed again. */
+static void check_data_dir(conf_t *c) {
+    src_t none = {R_DEFAULT, NULL, 0};
+    const char *dir = c->str[S_DATA_DIR];
+    const char *src = c->src[S_DATA_DIR];
+    struct stat st;
+    bool made = false;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            complain(c, &none, -1, "data-dir %s (%s) is not a directory", dir, src);
+            return;
+        }
+    } else if (errno != ENOENT) {
+        complain(c, &none, -1, "data-dir %s (%s): %s", dir, src, strerror(errno));
+        return;
+    } else if (mkdir(dir, 0700) != 0) {
+        int e = errno;
+        char parent[4200];
+        snprintf(parent, sizeof parent, "%s", dir);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) *slash = 0;
+        else snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
+        bool noparent = e == ENOENT && stat(parent, &st) != 0;
+        complain(c, &none, -1, "data-dir %s (%s) cannot be created: %s%s%s%s", dir, src,
+                 strerror(e), noparent ? " (the broker makes only the last directory: " : "",
+                 noparent ? parent : "", noparent ? " must exist)" : "");
+        return;
+    } else {
+        made = true;
+    }
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.mpbrokerd-check-XXXXXX", dir);
+    int fd = mkstemp(probe);
+    if (fd < 0) {
+        complain(c, &none, -1, "data-dir %s (%s) is not writable: %s", dir, src,
+                 strerror(errno));
+    } else {
+        bool ok = write(fd, "x", 1) == 1;
+        int e = errno;
+        close(fd);
+        unlink(probe);
+        if (!ok)
+            complain(c, &none, -1, "data-dir %s (%s) is not writable: %s", dir, src,
+                     strerror(e));
+    }
+    if (made) rmdir(dir);
+}
+
+/* An ipc:// path: a broker must not be listening there already (libzmq would take the path
+ * from it), and the directory must take a socket. */
+static void check_ipc(conf_t *c, int i) {
+    src_t none = {R_DEFAULT, NULL, 0};
+    const char *ep = c->cfg.listen[i], *path = ep + 6;
+    struct sockaddr_un sa = {0};
+    sa.sun_family = AF_UNIX;
+    if (path[0] == '@' || strlen(path) >= sizeof sa.sun_path) return; /* abstract: zmq's */
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            complain(c, &none, -1, "listen %s (%s): %s exists and is not a socket", ep,
+                     c->listen_src[i], path);
+        else if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+            complain(c, &none, -1, "listen %s (%s): cannot bind: something listens there "
+                     "already (another broker?)", ep, c->listen_src[i]);
+    } else if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        complain(c, &none, -1, "listen %s (%s): cannot bind: %s", ep, c->listen_src[i],
+                 strerror(errno));
+    } else {
+        unlink(path);
+    }
+    close(fd);
+}
+
+/* Every endpoint bound as the broker binds it (tcp through libzmq itself, so interface names
+ * and wildcards mean what they will mean), then closed. */
+static void check_listen(conf_t *c) {
+    src_t none = {R_DEFAULT, NULL, 0};
+    void *ctx = NULL;
+    for (int i = 0; i < c->cfg.nlisten; i++) {
+        const char *ep = c->cfg.listen[i];
+        if (!strncmp(ep, "ipc://", 6)) {
+            check_ipc(c, i);
+            continue;
+        }
+        if (!ctx && !(ctx = zmq_ctx_new())) return;
+        void *sock = zmq_socket(ctx, ZMQ_ROUTER);
+        if (!sock) break;
+        int zero = 0;
+        zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+        if (zmq_bind(sock, ep) != 0)
+            complain(c, &none, -1, "listen %s (%s): cannot bind: %s", ep, c->listen_src[i],
+                     zmq_strerror(zmq_errno()));
+        zmq_close(sock);
+    }
+    if (ctx) zmq_ctx_term(ctx);
+}
+
 static void check_all(conf_t *c) {
     const limits_t *l = &c->cfg.limits;
     src_t none = {R_DEFAULT, NULL, 0};
@@ -584,6 +727,9 @@ static void check_all(conf_t *c) {
     if (c->str[S_AUTHKEY_FILE] && (c->rank[S_AUTHKEY_FILE] >= R_ENV || !have_env)) {
         c->keysrc = KEYSRC_FILE;
         c->key_src = xstrdup(c->src[S_AUTHKEY_FILE]);
+        if (have_env)
+            c->key_note = xasprintf("MPB_AUTHKEY is set too, and ignored: the authkey file "
+                                    "(%s) wins over it", c->src[S_AUTHKEY_FILE]);
     } else if (have_env) {
         c->keysrc = KEYSRC_ENV;
         c->key_src = xstrdup("env MPB_AUTHKEY");
@@ -593,11 +739,27 @@ static void check_all(conf_t *c) {
     }
 
     if (!c->check) return;
-    /* --check-config also looks at the files it would use, without changing anything. */
-    struct stat st;
-    const char *dir = c->str[S_DATA_DIR];
-    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
-        complain(c, &none, -1, "data-dir %s (%s) is not a directory", dir, c->src[S_DATA_DIR]);
+    /* --check-config also tries what the broker does first, and leaves nothing behind. */
+    check_data_dir(c);
+    check_listen(c);
+    if (c->str[S_HTTP]) {
+        char why[512];
+        if (http_check_bind(c->str[S_HTTP], why, sizeof why))
+            complain(c, &none, -1, "http %s (%s): %s", c->str[S_HTTP], c->src[S_HTTP], why);
+    }
+    if (c->keysrc == KEYSRC_GENERATE) { /* a key made on an earlier start must be readable */
+        char path[4200], why[512];
+        uint8_t *key = NULL;
+        size_t len = 0;
+        snprintf(path, sizeof path, "%s/authkey", c->str[S_DATA_DIR]);
+        if (access(path, F_OK) == 0 && config_read_key_file(path, &key, &len, why, sizeof why))
+            complain(c, &none, -1, "the authkey made in data-dir (%s): %s", c->src[S_DATA_DIR],
+                     why);
+        if (key) {
+            explicit_bzero(key, len);
+            free(key);
+        }
+    }
     if (c->keysrc == KEYSRC_FILE) {
         uint8_t *key = NULL;
         size_t len = 0;
@@ -609,6 +771,84 @@ static void check_all(conf_t *c) {
             free(key);
         }
     }
+}
+
+/* ---- MPB_* variables that are no setting ---- */
+
+/* Variables the clients, the worker and the tests read: no warning for them. */
+static const char *const not_ours[] = {"MPB_CONFIG", "MPB_AUTHKEY", "MPB_ENDPOINT",
+                                       "MPB_REQUIRE_CONTAINER", NULL};
+
+static bool env_known(const char *name, size_t n) {
+    if (n > 9 && !strncmp(name, "MPB_TEST_", 9)) return true;
+    for (int s = 0; s < S__N; s++)
+        if (strlen(settings[s].env) == n && !strncmp(settings[s].env, name, n)) return true;
+    for (int i = 0; not_ours[i]; i++)
+        if (strlen(not_ours[i]) == n && !strncmp(not_ours[i], name, n)) return true;
+    return false;
+}
+
+/* Edit distance of a and b (case-insensitive, '_' ignored), capped at 3: names are short. */
+static int name_distance(const char *a, size_t an, const char *b) {
+    char x[64], y[64];
+    size_t xn = 0, yn = 0;
+    for (size_t i = 0; i < an && xn < sizeof x; i++)
+        if (a[i] != '_') x[xn++] = (char)(a[i] | 0x20);
+    for (; *b && yn < sizeof y; b++)
+        if (*b != '_') y[yn++] = (char)(*b | 0x20);
+    int d[65][65];
+    for (size_t i = 0; i <= xn; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= yn; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= xn; i++)
+        for (size_t j = 1; j <= yn; j++) {
+            int best = d[i - 1][j - 1] + (x[i - 1] != y[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            d[i][j] = best;
+        }
+    return d[xn][yn] > 3 ? 3 : d[xn][yn];
+}
+
+/* The known variable nearest to name, if it is near enough to be a typo of it. */
+static const char *env_hint(const char *name, size_t n) {
+    const char *best = NULL;
+    int bd = 3;
+    for (int s = 0; s < S__N; s++) {
+        int d = name_distance(name, n, settings[s].env);
+        if (d < bd) bd = d, best = settings[s].env;
+    }
+    for (int i = 0; not_ours[i]; i++) {
+        int d = name_distance(name, n, not_ours[i]);
+        if (d < bd) bd = d, best = not_ours[i];
+    }
+    return best;
+}
+
+/* Calls say(arg, name, hint) for every MPB_* variable that nothing reads (hint may be NULL). */
+static void unknown_env(void (*say)(void *arg, const char *name, const char *hint), void *arg) {
+    int k = 0;
+    for (char **e = environ; *e && k < 1000; e++, k++) {
+        if (strncmp(*e, "MPB_", 4)) continue;
+        size_t n = strcspn(*e, "=");
+        if (env_known(*e, n)) continue;
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(n < 100 ? n : 100), *e);
+        say(arg, name, env_hint(*e, n));
+    }
+}
+
+static void warn_env_to(void *arg, const char *name, const char *hint) {
+    FILE *f = arg;
+    if (hint)
+        fprintf(f, "mpbrokerd: warning: %s is not a setting (ignored); did you mean %s?\n", name,
+                hint);
+    else fprintf(f, "mpbrokerd: warning: %s is not a setting of mpbrokerd (ignored)\n", name);
+}
+
+static void warn_env_log(void *arg, const char *name, const char *hint) {
+    (void)arg;
+    log_kv(LOG_WARN, "environment variable is not a setting: ignored", "name", name,
+           "did_you_mean", hint, NULL);
 }
 
 /* ---- the flags ---- */
@@ -716,6 +956,10 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
     c->cfg.endpoint_file = c->str[S_ENDPOINT_FILE];
     c->cfg.http = c->str[S_HTTP];
     check_all(c);
+    if (check || c->nerr) { /* at a start, config_log() says it */
+        unknown_env(warn_env_to, err);
+        if (c->key_note) fprintf(err, "mpbrokerd: warning: %s\n", c->key_note);
+    }
     if (c->nerr) {
         fprintf(err, "mpbrokerd: %d bad setting%s\n", c->nerr, c->nerr == 1 ? "" : "s");
         return CONF_BAD;
@@ -737,6 +981,7 @@ void config_free(conf_t **pc) {
     free(c->file);
     free(c->file_src);
     free(c->key_src);
+    free(c->key_note);
     free(c);
     *pc = NULL;
 }
@@ -771,28 +1016,7 @@ int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size
         snprintf(err, errlen, "no authkey file configured");
         return -1;
     }
-    const char *path = c->str[S_AUTHKEY_FILE];
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "cannot read authkey file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    uint8_t buf[4096];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    bool rerr = ferror(f);
-    fclose(f);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-    if (rerr || n == 0) {
-        explicit_bzero(buf, sizeof buf);
-        snprintf(err, errlen, rerr ? "cannot read authkey file %s" : "authkey file %s is empty",
-                 path);
-        return -1;
-    }
-    *key = xmalloc(n);
-    memcpy(*key, buf, n);
-    *len = n;
-    explicit_bzero(buf, sizeof buf);
-    return 0;
+    return config_read_key_file(c->str[S_AUTHKEY_FILE], key, len, err, errlen);
 }
 
 /* A value as the parser reads it back: quoted when blanks at its ends or a '#' would cut it. */
@@ -803,23 +1027,6 @@ static void print_kv(FILE *out, const char *key, const char *val, const char *sr
     else fprintf(out, "%s = %s  # %s\n", key, val, src);
 }
 
-/* MPB_* variables that are no broker setting: a typo (MPB_MAX_FRAMES) is ignored, so say so.
- * The clients' own variables are not worth a note. */
-static void print_unknown_env(FILE *out) {
-    static const char *const theirs[] = {"MPB_CONFIG", "MPB_AUTHKEY", "MPB_ENDPOINT", NULL};
-    for (char **e = environ; *e; e++) {
-        if (strncmp(*e, "MPB_", 4)) continue;
-        size_t n = strcspn(*e, "=");
-        bool known = false;
-        for (int s = 0; s < S__N && !known; s++)
-            known = strlen(settings[s].env) == n && !strncmp(settings[s].env, *e, n);
-        for (int i = 0; theirs[i] && !known; i++)
-            known = strlen(theirs[i]) == n && !strncmp(theirs[i], *e, n);
-        if (!known)
-            fprintf(out, "# note: %.*s is not a setting of mpbrokerd (ignored)\n", (int)n, *e);
-    }
-}
-
 void config_print(const conf_t *c, FILE *out) {
     const config_t *g = &c->cfg;
     const limits_t *l = &g->limits;
@@ -828,7 +1035,6 @@ void config_print(const conf_t *c, FILE *out) {
             MPBROKER_VERSION);
     fprintf(out, "# After each value, where it came from: default, FILE:LINE, env MPB_*, "
                  "flag --*.\n");
-    print_unknown_env(out);
     if (c->file) fprintf(out, "# config file: %s (%s)\n", c->file, c->file_src);
     else fprintf(out, "# config file: none (--config PATH or MPB_CONFIG)\n");
     for (int i = 0; i < g->nlisten; i++) print_kv(out, "listen", g->listen[i], c->listen_src[i]);
@@ -884,7 +1090,9 @@ void config_log(const conf_t *c) {
     const char *how = c->keysrc == KEYSRC_FILE  ? "file"
                       : c->keysrc == KEYSRC_ENV ? "environment"
                                                 : "data-dir";
-    log_info("configuration: file %s%s%s%s; authkey from %s (%s)", c->file ? c->file : "none",
-             c->file ? " (" : "", c->file ? c->file_src : "", c->file ? ")" : "", how,
-             c->key_src);
+    log_kv(LOG_INFO, "configuration", "config_file", c->file ? c->file : "none",
+           "config_file_from", c->file ? c->file_src : NULL, "key_source", how, "key_from",
+           c->key_src, NULL);
+    if (c->key_note) log_kv(LOG_WARN, c->key_note, NULL);
+    unknown_env(warn_env_log, NULL);
 }

@@ -33,7 +33,10 @@ enum {
  * that order of precedence, and validates all of it. Every problem is reported on err as one
  * line naming its source ("FILE:LINE: key: ...", "MPB_KEY: ...", "--key: ..."), all of them,
  * not only the first. *out is set (free it with config_free()) unless CONF_EXIT0. With
- * CONF_CHECK the authkey file is opened and read too, to report a key that cannot be had. */
+ * --check-config the authkey file is read too, the data-dir made (if it is not there) and
+ * written in, and every listen endpoint and the HTTP address bound, each undone at once, to
+ * report what would stop a broker from starting; MPB_* variables that are no setting, and an
+ * MPB_AUTHKEY that a key file overrides, get a warning on err (not an error). */
 int config_load(int argc, char **argv, FILE *err, conf_t **out);
 void config_free(conf_t **c);
 
@@ -47,12 +50,16 @@ const char *config_file(const conf_t *c);
  * after wiping it. MPB_AUTHKEY is wiped from the process environment once read, so it cannot
  * be read back from /proc/PID/environ. Returns 0, or -1 with the reason in err. */
 int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size_t errlen);
+/* The same for a key file at path (trailing newlines are not part of the key). */
+int config_read_key_file(const char *path, uint8_t **key, size_t *len, char *err,
+                         size_t errlen);
 
 /* Prints the effective configuration as a config file that this parser accepts, every line
  * with a comment saying where its value came from; the authkey only as where it comes from. */
 void config_print(const conf_t *c, FILE *out);
 
-/* One log line (info) saying which file and where the authkey come from. */
+/* One log line (info) saying which file and where the authkey come from; a warning for
+ * MPB_AUTHKEY when a key file overrides it, and for every MPB_* variable that is no setting. */
 void config_log(const conf_t *c);
 
 #endif

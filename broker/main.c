@@ -1,5 +1,6 @@
 /* main.c - mpbrokerd: its settings (config.c: flags, MPB_* environment, a config file), the
- * authkey (read, or made on first start), then the loop. */
+ * authkey (read, or made on first start), then the loop. The data-dir also holds http.addr,
+ * the HTTP address the broker got, while it serves HTTP. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,24 +14,10 @@
 #include "config.h"
 
 static int read_key_file(const char *path, uint8_t **key, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        log_error("cannot read authkey file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    uint8_t buf[4096];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-    if (n == 0) {
-        log_error("authkey file %s is empty", path);
-        return -1;
-    }
-    *key = xmalloc(n);
-    memcpy(*key, buf, n);
-    *len = n;
-    explicit_bzero(buf, sizeof buf);
-    return 0;
+    char err[512];
+    if (config_read_key_file(path, key, len, err, sizeof err) == 0) return 0;
+    log_kv(LOG_ERROR, err, "path", path, NULL);
+    return -1;
 }
 
 /* A new key: 32 random bytes as 64 hex digits, so it can be pasted into MPB_AUTHKEY. */
@@ -44,19 +31,24 @@ static int make_key(const char *dir, uint8_t **key, size_t *len) {
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
-        log_error("cannot create %s: %s", path, strerror(errno));
+        log_kv(LOG_ERROR, "cannot create the authkey file", "path", path, "error",
+               strerror(errno), NULL);
         return -1;
     }
     bool ok = write(fd, hex, 64) == 64 && write(fd, "\n", 1) == 1;
+    int e = errno;
     ok = (fsync(fd) == 0) && ok;
     close(fd);
     if (!ok) {
-        log_error("cannot write %s", path);
+        log_kv(LOG_ERROR, "cannot write the authkey file", "path", path, "error", strerror(e),
+               NULL);
+        unlink(path); /* a torn key would be read back on the next start */
         return -1;
     }
-    log_info("no authkey configured: generated one in %s (mode 0600); give clients that file "
-             "(MPB_AUTHKEY_FILE) or its contents (MPB_AUTHKEY)",
-             path);
+    log_kv(LOG_INFO,
+           "no authkey configured: generated one (mode 0600); give clients that file "
+           "(MPB_AUTHKEY_FILE) or its contents (MPB_AUTHKEY)",
+           "path", path, NULL);
     *key = (uint8_t *)xstrndup(hex, 64);
     *len = 64;
     explicit_bzero(raw, sizeof raw);
@@ -89,10 +81,18 @@ int main(int argc, char **argv) {
     raise_nofile();
 
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
-        log_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
+        log_kv(LOG_ERROR, "cannot create the data directory", "path", cfg->data_dir, "error",
+               strerror(errno), NULL);
         config_free(&conf);
         return 1;
     }
+    /* Where the HTTP address goes; one from an earlier run is stale until it is rewritten. */
+    char addr_file[4200];
+    snprintf(addr_file, sizeof addr_file, "%s/http.addr", cfg->data_dir);
+    if (unlink(addr_file) != 0 && errno != ENOENT)
+        log_kv(LOG_WARN, "cannot remove a stale HTTP address file", "path", addr_file, "error",
+               strerror(errno), NULL);
+    http_set_addr_file(cfg->http ? addr_file : NULL);
     uint8_t *key = NULL;
     size_t keylen = 0;
     int rc;
@@ -100,7 +100,8 @@ int main(int argc, char **argv) {
         rc = make_key(cfg->data_dir, &key, &keylen);
     } else {
         char err[512];
-        if ((rc = config_read_key(conf, &key, &keylen, err, sizeof err))) log_error("%s", err);
+        if ((rc = config_read_key(conf, &key, &keylen, err, sizeof err)))
+            log_kv(LOG_ERROR, err, NULL);
     }
     if (rc) {
         config_free(&conf);
@@ -110,6 +111,7 @@ int main(int argc, char **argv) {
     int status = server_main(cfg, key, keylen);
     explicit_bzero(key, keylen);
     free(key);
+    http_set_addr_file(NULL);
     config_free(&conf);
     return status;
 }

@@ -4,9 +4,11 @@
  *
  *   mpb-healthcheck [ADDR:PORT [PATH]]
  *
- * ADDR:PORT defaults to $MPB_HTTP (as mpbrokerd takes it), else 127.0.0.1:8080; an address
- * that means "every interface" (0.0.0.0, *, empty, [::]) is asked on loopback. The whole check
- * is bounded by 3 seconds. Exit status: 0 healthy, 1 not healthy (the reason on stderr), 2 bad
+ * ADDR:PORT defaults to what the broker says it got: $MPB_DATA_DIR/http.addr, which mpbrokerd
+ * writes while it serves HTTP (so `--http 0.0.0.0:9000` after the image name, or port 0, is
+ * found too); else $MPB_HTTP (as mpbrokerd takes it), else 127.0.0.1:8080. An address that
+ * means "every interface" (0.0.0.0, *, empty, [::]) is asked on loopback. The whole check is
+ * bounded by 3 seconds. Exit status: 0 healthy, 1 not healthy (the reason on stderr), 2 bad
  * usage. Built by deploy/Dockerfile with a plain cc; depends on libc only. */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
@@ -24,9 +26,26 @@ static int fail(const char *what, const char *addr) {
     return 1;
 }
 
+/* The first line of DATA_DIR/http.addr into buf, or NULL. */
+static const char *addr_from_file(char *buf, size_t n) {
+    const char *dir = getenv("MPB_DATA_DIR");
+    char path[4096];
+    if (!dir || !*dir || snprintf(path, sizeof path, "%s/http.addr", dir) >= (int)sizeof path)
+        return NULL;
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    char *line = fgets(buf, (int)n, f);
+    fclose(f);
+    if (!line) return NULL;
+    buf[strcspn(buf, "\r\n")] = 0;
+    return buf[0] ? buf : NULL;
+}
+
 int main(int argc, char **argv) {
     const char *env = getenv("MPB_HTTP");
-    const char *addr = argc > 1 ? argv[1] : (env && *env ? env : "127.0.0.1:8080");
+    char fbuf[256];
+    const char *from_file = argc > 1 ? NULL : addr_from_file(fbuf, sizeof fbuf);
+    const char *addr = argc > 1 ? argv[1] : from_file ? from_file : (env && *env ? env : "127.0.0.1:8080");
     const char *path = argc > 2 ? argv[2] : "/healthz";
     if (argc > 3 || (argc > 1 && argv[1][0] == '-') || path[0] != '/') {
         fprintf(stderr, "usage: mpb-healthcheck [ADDR:PORT [PATH]]\n");

@@ -9,7 +9,15 @@
   comments; a missing file; the cross-setting checks;
 - the authkey: where it comes from is printed, the key itself never;
 - deploy/mpbrokerd.conf passes, and --check-config's output is itself a valid config file;
+- what would stop a broker from starting: a data-dir that cannot be made or written (and
+  nothing left behind when it can), a listen endpoint or HTTP address that cannot be bound (a
+  port in use, a missing directory), an unreadable key file (a directory, with the reason);
+- warnings, not errors: MPB_* variables that are no setting (with a hint for a near name; the
+  tools' own variables ignored), MPB_AUTHKEY when a key file wins over it;
 - a broker started from a config file really uses it.
+
+Every run gets MPB_LISTEN=tcp://127.0.0.1:0 unless it says otherwise, so that the trial binds
+of --check-config never depend on port 5555 being free on this machine.
 
 usage: check_config.py --mpbrokerd PATH --source DIR
 """
@@ -41,10 +49,30 @@ def check(cond, what):
 
 
 def clean_env(**extra):
-    """The environment without any MPB_* variable, plus extra."""
+    """The environment without any MPB_* variable, plus extra; MPB_LISTEN is a free port unless
+    extra says otherwise (MPB_LISTEN="" leaves listen to the file or the default)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPB_")}
+    env["MPB_LISTEN"] = "tcp://127.0.0.1:0"
     env.update(extra)
     return env
+
+
+def free_port(family=None):
+    import socket
+    s = socket.socket(family or socket.AF_INET)
+    s.bind(("::1" if family else "127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def have_ipv6():
+    import socket
+    try:
+        free_port(socket.AF_INET6)
+        return True
+    except OSError:
+        return False
 
 
 def run(args, env=None, cwd=None):
@@ -92,9 +120,34 @@ def write(name, text, mode=0o644):
 
 # ---- defaults ---------------------------------------------------------------------------
 
-rc, out, err = run(["--check-config"], cwd=tmp)
+def port_free(host, port):
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+if not port_free("127.0.0.1", 5555):  # someone's broker: then that is what it must say
+    rc, out, err = run(["--check-config"], clean_env(MPB_LISTEN=""), cwd=tmp)
+    check(rc == 2 and "listen tcp://127.0.0.1:5555 (default): cannot bind: Address already in "
+          "use" in err, "defaults, port 5555 in use here: that is the one error: %r" % err)
+    print("NOTE: port 5555 is in use on this machine: the defaults were checked with another")
+rc, out, err = run(["--check-config", "--listen", "tcp://127.0.0.1:0"], clean_env(MPB_LISTEN=""),
+                   cwd=tmp)
 check(rc == 0, "defaults: exit 0 (got %d: %s)" % (rc, err))
 got = parse(out)
+if got.get("listen") == [("tcp://127.0.0.1:0", "flag --listen")]:
+    got["listen"] = [("tcp://127.0.0.1:5555", "default")]  # the one setting given
+rc, out5, err = run(["--check-config"], clean_env(MPB_LISTEN=""), cwd=tmp)
+if rc == 0:
+    check(parse(out5).get("listen") == [("tcp://127.0.0.1:5555", "default")],
+          "default listen: %r" % out5)
 DEFAULTS = {
     "listen": "tcp://127.0.0.1:5555", "data-dir": "./mpb-data", "http": "off",
     "max-frame": "8388608", "max-value": "1048576", "max-key": "65536",
@@ -110,13 +163,17 @@ check(not os.path.exists(os.path.join(tmp, "mpb-data")), "--check-config creates
 # ---- precedence, setting by setting: file < env < flag ------------------------------------
 
 # key, env, (file value, env value, flag value), how each is printed
+# --check-config binds what it is given, and makes the data-dir: free ports and paths in tmp.
+H1, H2, H3 = free_port(), free_port(), free_port()
 SETTINGS = [
-    ("listen", "MPB_LISTEN", ("tcp://127.0.0.1:1001", "tcp://127.0.0.1:1002",
-                              "ipc:///tmp/mpb-ops.sock"), None),
+    ("listen", "MPB_LISTEN", ("tcp://127.0.0.1:0", "tcp://127.0.0.1:*",
+                              "ipc://%s/mpb-ops.sock" % tmp), None),
     ("authkey-file", "MPB_AUTHKEY_FILE", None, None),  # below, it needs real files
-    ("data-dir", "MPB_DATA_DIR", ("/srv/file", "/srv/env", "/srv/flag"), None),
+    ("data-dir", "MPB_DATA_DIR", tuple(os.path.join(tmp, "dd-" + w) for w in
+                                       ("file", "env", "flag")), None),
     ("endpoint-file", "MPB_ENDPOINT_FILE", ("/run/f", "/run/e", "/run/g"), None),
-    ("http", "MPB_HTTP", ("127.0.0.1:8081", "0.0.0.0:8082", "[::1]:8083"), None),
+    ("http", "MPB_HTTP", ("127.0.0.1:%d" % H1, "0.0.0.0:%d" % H2,
+                          ("[::1]:%d" % H3) if have_ipv6() else "127.0.0.1:%d" % H3), None),
     ("max-frame", "MPB_MAX_FRAME", ("2m", "3m", "4194304"), ("2097152", "3145728", "4194304")),
     ("max-value", "MPB_MAX_VALUE", ("1k", "2k", "3072"), ("1024", "2048", "3072")),
     ("max-key", "MPB_MAX_KEY", ("100", "200", "300"), None),
@@ -138,6 +195,8 @@ for key, env, vals, shown in SETTINGS:
         ([], {env: ""}, 0, "%s:3" % conf),  # an empty variable counts as unset
     ]
     for flags, envs, want, src in cases:
+        if key == "listen":
+            envs = dict({"MPB_LISTEN": ""}, **envs)  # no free port given: the file's
         rc, out, err = run(["--check-config", "--config", conf] + flags, clean_env(**envs))
         what = "%s: file %s, env %s, flags %s" % (key, vals[0], envs, flags)
         check(rc == 0, what + ": exit 0 (got %d: %s)" % (rc, err.strip()))
@@ -157,18 +216,21 @@ check(rc == 0 and one(parse(out), "log-level") == ("error", c2 + ":1"), "--confi
 
 # listen is a list: repeated in the file, comma-separated in MPB_LISTEN, repeated as a flag;
 # a higher layer's list replaces a lower one's.
-lc = write("listen.conf", "listen = tcp://0.0.0.0:1\nlisten = ipc:///tmp/a.sock # comment\n")
-rc, out, err = run(["--check-config", "--config", lc])
-check([v for v, _ in parse(out).get("listen", [])] == ["tcp://0.0.0.0:1", "ipc:///tmp/a.sock"],
-      "listen repeated in a file: both, in order")
+ipc_a = "ipc://%s/a.sock" % tmp
+lc = write("listen.conf", "listen = tcp://0.0.0.0:0\nlisten = %s # comment\n" % ipc_a)
+rc, out, err = run(["--check-config", "--config", lc], clean_env(MPB_LISTEN=""))
+check(rc == 0 and [v for v, _ in parse(out).get("listen", [])] == ["tcp://0.0.0.0:0", ipc_a],
+      "listen repeated in a file: both, in order (%s)" % err)
 rc, out, err = run(["--check-config", "--config", lc],
-                   clean_env(MPB_LISTEN="tcp://127.0.0.1:2, tcp://*:3"))
-check(parse(out).get("listen") == [("tcp://127.0.0.1:2", "env MPB_LISTEN"),
-                                   ("tcp://*:3", "env MPB_LISTEN")], "MPB_LISTEN list replaces the file's")
-rc, out, err = run(["--check-config", "--config", lc, "-l", "tcp://127.0.0.1:4", "--listen",
-                    "tcp://127.0.0.1:5"], clean_env(MPB_LISTEN="tcp://127.0.0.1:2"))
-check([v for v, _ in parse(out).get("listen", [])] == ["tcp://127.0.0.1:4", "tcp://127.0.0.1:5"],
-      "--listen flags replace MPB_LISTEN")
+                   clean_env(MPB_LISTEN="tcp://127.0.0.1:0, tcp://*:0"))
+check(rc == 0 and parse(out).get("listen") == [("tcp://127.0.0.1:0", "env MPB_LISTEN"),
+                                               ("tcp://*:0", "env MPB_LISTEN")],
+      "MPB_LISTEN list replaces the file's (%s)" % err)
+rc, out, err = run(["--check-config", "--config", lc, "-l", "tcp://127.0.0.1:*", "--listen",
+                    "tcp://0.0.0.0:*"], clean_env(MPB_LISTEN="tcp://127.0.0.1:0"))
+check(rc == 0 and [v for v, _ in parse(out).get("listen", [])] == ["tcp://127.0.0.1:*",
+                                                                   "tcp://0.0.0.0:*"],
+      "--listen flags replace MPB_LISTEN (%s)" % err)
 many = ["--check-config"] + sum([["-l", "tcp://127.0.0.1:%d" % (100 + i)] for i in range(9)], [])
 rc, out, err = run(many)
 check(rc == 2 and "--listen: more than 8" in err, "a 9th endpoint is refused: %r" % err)
@@ -221,10 +283,27 @@ for want in ["%s:1: max-frame" % f, "%s:2: log-level" % f, "%s:3: http" % f, "MP
     check(any(want in l for l in lines), "every bad value is reported: %r in %r" % (want, err))
 check(rc == 2 and out == "", "no configuration printed when it is bad")
 
-# An MPB_* variable that is no setting (a typo) is pointed out, and changes nothing.
-rc, out, err = run(["--check-config"], clean_env(MPB_MAX_FRAMES="1m", MPB_ENDPOINT="tcp://x:1"))
-check(rc == 0 and "# note: MPB_MAX_FRAMES is not a setting of mpbrokerd (ignored)" in out and
-      "MPB_ENDPOINT" not in out, "unknown MPB_* variables noted: %r" % out)
+# An MPB_* variable that is no setting (a typo) is warned about, with the setting it is near,
+# and changes nothing; the tools' own variables get no warning.
+rc, out, err = run(["--check-config"],
+                   clean_env(MPB_MAX_FRAMES="1m", MPB_MAXFRAME="2m", MPB_LOGLEVEL="debug",
+                             MPB_ENDPIONT="tcp://x:1", MPB_ZZZ="1", MPB_ENDPOINT="tcp://x:1",
+                             MPB_AUTHKEY_FILE="", MPB_TEST_CACHE="/x",
+                             MPB_REQUIRE_CONTAINER="1"))
+warns = sorted(l for l in err.splitlines() if l.startswith("mpbrokerd: warning: "))
+want = sorted("mpbrokerd: warning: " + w for w in [
+    "MPB_MAX_FRAMES is not a setting (ignored); did you mean MPB_MAX_FRAME?",
+    "MPB_MAXFRAME is not a setting (ignored); did you mean MPB_MAX_FRAME?",
+    "MPB_LOGLEVEL is not a setting (ignored); did you mean MPB_LOG_LEVEL?",
+    "MPB_ENDPIONT is not a setting (ignored); did you mean MPB_ENDPOINT?",
+    "MPB_ZZZ is not a setting of mpbrokerd (ignored)"])
+check(rc == 0 and warns == want, "unknown MPB_* variables warned about, exit 0: %d %r" %
+      (rc, err))
+check(one(parse(out), "max-frame") == ("8388608", "default") if rc == 0 else False,
+      "a misspelt variable changes nothing")
+# and the warnings come with the errors too, when the configuration is bad
+rc, out, err = run(["--check-config", "--max-frame", "1"], clean_env(MPB_MAXFRAME="2m"))
+check(rc == 2 and "did you mean MPB_MAX_FRAME?" in err, "warnings beside errors: %r" % err)
 
 # ---- the file's syntax ------------------------------------------------------------------------
 
@@ -284,6 +363,90 @@ check(rc == 2 and "--config: empty path" in err, "empty --config: %r" % err)
 rc, out, err = run(["--check-config", "--data-dir", f])
 check(rc == 2 and "is not a directory" in err, "data-dir that is a file: %r" % err)
 
+# ---- what would stop a broker from starting ------------------------------------------------
+
+
+def errors(err):
+    return [l for l in err.splitlines() if l.startswith("mpbrokerd: ") and
+            "warning:" not in l and "bad setting" not in l]
+
+
+# The data-dir: made if it is not there, and written in, and all of it removed again.
+made = os.path.join(tmp, "new-data")
+rc, out, err = run(["--check-config", "--data-dir", made])
+check(rc == 0 and not os.path.exists(made), "a data-dir that can be made: exit 0, nothing left "
+      "(%d %s, exists: %s)" % (rc, err, os.path.exists(made)))
+existing = os.path.join(tmp, "old-data")
+os.mkdir(existing)
+rc, out, err = run(["--check-config", "--data-dir", existing])
+check(rc == 0 and os.listdir(existing) == [], "an existing data-dir: written in, nothing left: "
+      "%s %r" % (os.listdir(existing), err))
+# /sys/kernel and /sys refuse files and directories even to root
+DATA_BAD = [
+    (os.path.join(tmp, "no", "such", "data"),
+     "data-dir %s (flag --data-dir) cannot be created: No such file or directory (the broker "
+     "makes only the last directory: %s must exist)" % (os.path.join(tmp, "no", "such", "data"),
+                                                         os.path.join(tmp, "no", "such"))),
+    (os.path.join(f, "data"), "data-dir %s (flag --data-dir): Not a directory" %
+     os.path.join(f, "data")),
+]
+if os.path.isdir("/sys/kernel"):
+    DATA_BAD += [("/sys/kernel", "data-dir /sys/kernel (flag --data-dir) is not writable: "),
+                 ("/sys/mpb-data", "data-dir /sys/mpb-data (flag --data-dir) cannot be created: ")]
+for d, want in DATA_BAD:
+    rc, out, err = run(["--check-config", "--data-dir", d])
+    e = errors(err)
+    check(rc == 2 and len(e) == 1 and e[0].startswith("mpbrokerd: " + want),
+          "data-dir %s: one message %r, got %d %r" % (d, want, rc, err))
+check(not os.path.exists(os.path.join(tmp, "no")), "nothing made on the way")
+
+# Listen endpoints and the HTTP address: a port in use, a directory that is not there.
+import socket  # noqa: E402
+busy = socket.socket()
+busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+busy.bind(("127.0.0.1", 0))
+busy.listen(1)
+bp = busy.getsockname()[1]
+rc, out, err = run(["--check-config", "--listen", "tcp://127.0.0.1:%d" % bp])
+check(rc == 2 and errors(err) == ["mpbrokerd: listen tcp://127.0.0.1:%d (flag --listen): cannot "
+                                  "bind: Address already in use" % bp], "listen port in use: %r" % err)
+rc, out, err = run(["--check-config"], clean_env(MPB_HTTP="127.0.0.1:%d" % bp))
+check(rc == 2 and errors(err) == ["mpbrokerd: http 127.0.0.1:%d (env MPB_HTTP): cannot bind "
+                                  "127.0.0.1:%d: Address already in use" % (bp, bp)],
+      "HTTP port in use: %r" % err)
+rc, out, err = run(["--check-config", "--http", "0.0.0.0:%d" % bp])
+check(rc == 2 and "cannot bind 0.0.0.0:%d: Address already in use" % bp in err,
+      "HTTP on every address, the port in use on loopback: %r" % err)
+nodir = "ipc://%s/no-dir/broker.sock" % tmp
+rc, out, err = run(["--check-config", "-l", nodir])
+check(rc == 2 and errors(err) == ["mpbrokerd: listen %s (flag --listen): cannot bind: No such file "
+                                  "or directory" % nodir], "ipc in a missing directory: %r" % err)
+# an ipc socket a broker listens on is in use; a stale one (nobody listens) is not
+live = os.path.join(tmp, "live.sock")
+ls = socket.socket(socket.AF_UNIX)
+ls.bind(live)
+ls.listen(1)
+rc, out, err = run(["--check-config", "-l", "ipc://" + live])
+check(rc == 2 and "cannot bind: something listens there already" in err and os.path.exists(live),
+      "ipc in use: %r, and the socket is left alone" % err)
+ls.close()
+rc, out, err = run(["--check-config", "-l", "ipc://" + live])
+check(rc == 0 and os.path.exists(live), "a stale ipc socket is fine (%s)" % err)
+os.unlink(live)
+fresh = os.path.join(tmp, "fresh.sock")
+rc, out, err = run(["--check-config", "-l", "ipc://" + fresh])
+check(rc == 0 and not os.path.exists(fresh), "an ipc endpoint is bound and removed (%s)" % err)
+# all of them at once, one message each
+rc, out, err = run(["--check-config", "--data-dir", DATA_BAD[0][0], "--http", "127.0.0.1:%d" % bp,
+                    "-l", "tcp://127.0.0.1:%d" % bp, "-l", nodir])
+check(rc == 2 and len(errors(err)) == 4 and "4 bad settings" in err, "four problems, four "
+      "messages: %r" % err)
+busy.close()
+# and once the port is free again, the same configuration passes
+rc, out, err = run(["--check-config", "-l", "tcp://127.0.0.1:%d" % bp, "--http",
+                    "127.0.0.1:%d" % bp])
+check(rc == 0, "free again: exit 0 (%s)" % err)
+
 # ---- the authkey: its source printed, the key never -------------------------------------
 
 SECRET = "s3cr3t-ops-config-value"
@@ -306,23 +469,40 @@ for flags, envs, want in cases:
           (flags, list(envs), want, out, err))
     check(SECRET not in out + err, "the authkey is never printed (%s %s)" % (flags, list(envs)))
 rc, out, err = run(["--check-config", "-k", os.path.join(tmp, "nokey")])
-check(rc == 2 and "authkey-file (flag --authkey-file): cannot read" in err, "missing key: %r" % err)
+check(rc == 2 and "authkey-file (flag --authkey-file): cannot read authkey file %s: No such file "
+      "or directory" % os.path.join(tmp, "nokey") in err, "missing key: %r" % err)
+rc, out, err = run(["--check-config", "-k", tmp])
+check(rc == 2 and errors(err) == ["mpbrokerd: authkey-file (flag --authkey-file): cannot read "
+                                  "authkey file %s: it is a directory" % tmp],
+      "a directory as key file says so: %r" % err)
+# Both MPB_AUTHKEY_FILE and MPB_AUTHKEY: the file wins, and that is said (not an error).
+rc, out, err = run(["--check-config"], clean_env(MPB_AUTHKEY_FILE=keyf, MPB_AUTHKEY=SECRET))
+check(rc == 0 and "# authkey: read from the file %s (env MPB_AUTHKEY_FILE)" % keyf in out and
+      "mpbrokerd: warning: MPB_AUTHKEY is set too, and ignored: the authkey file (env "
+      "MPB_AUTHKEY_FILE) wins over it" in err and SECRET not in out + err,
+      "MPB_AUTHKEY_FILE over MPB_AUTHKEY is warned about: %r %r" % (out, err))
+rc, out, err = run(["--check-config"], clean_env(MPB_AUTHKEY_FILE=keyf))
+check(rc == 0 and "warning" not in err, "no warning without MPB_AUTHKEY: %r" % err)
 rc, out, err = run(["--check-config"], clean_env(MPB_AUTHKEY_FILE=empty))
 check(rc == 2 and "is empty" in err and "env MPB_AUTHKEY_FILE" in err, "empty key file: %r" % err)
 
 # ---- the shipped example, and the output as input ------------------------------------------
 
 example = os.path.join(opts.source, "deploy", "mpbrokerd.conf")
-rc, out, err = run(["--check-config", "--config", example])
+# its listen, http and data-dir (5555, 8080, /var/lib) are for a real host: tried elsewhere
+EX_ENV = clean_env(MPB_HTTP="127.0.0.1:0", MPB_DATA_DIR=os.path.join(tmp, "ex-data"))
+rc, out, err = run(["--check-config", "--config", example], EX_ENV)
 check(rc == 0, "deploy/mpbrokerd.conf passes --check-config (%d: %s)" % (rc, err))
 check(any(src.startswith(example + ":") for vals in parse(out).values() for _, src in vals)
       if rc == 0 else False, "deploy/mpbrokerd.conf sets something")
-for name, conf_args, envs in [("example", ["--config", example], {}),
-                              ("precedence", ["--config", kc, "--http", "[::]:9"],
-                               {"MPB_MAX_FRAME": "16m", "MPB_LISTEN": "tcp://*:1,ipc:///x"})]:
+for name, conf_args, envs in [("example", ["--config", example],
+                               {k: v for k, v in EX_ENV.items() if k.startswith("MPB_")}),
+                              ("precedence", ["--config", kc, "--http", "127.0.0.1:0"],
+                               {"MPB_MAX_FRAME": "16m",
+                                "MPB_LISTEN": "tcp://*:0,ipc://%s/x.sock" % tmp})]:
     rc, out, err = run(["--check-config"] + conf_args, clean_env(**envs))
     again = write("again.conf", out)
-    rc2, out2, err2 = run(["--check-config", "--config", again])
+    rc2, out2, err2 = run(["--check-config", "--config", again], clean_env(MPB_LISTEN=""))
     v1 = {k: [v for v, _ in vs] for k, vs in parse(out).items()}
     v2 = {k: [v for v, _ in vs] for k, vs in parse(out2).items()} if rc2 == 0 else None
     check(rc == 0 and rc2 == 0 and v1 == v2,
@@ -377,7 +557,11 @@ logf.seek(0)
 log = logf.read()
 check(log.startswith('{"ts":"'), "log-format = json from the file: %r" % log[:80])
 check('"level":"debug"' not in log, "MPB_LOG_LEVEL=info overrides the file's debug")
-check("configuration: file %s (env MPB_CONFIG)" % rc_conf in log, "the config file is logged")
+import json  # noqa: E402
+conf_lines = [json.loads(l) for l in log.splitlines() if '"msg":"configuration"' in l]
+check(len(conf_lines) == 1 and conf_lines[0].get("config_file") == rc_conf and
+      conf_lines[0].get("config_file_from") == "env MPB_CONFIG",
+      "the config file is logged, as fields: %r" % conf_lines)
 
 # A bad configuration starts nothing.
 bad_dir = os.path.join(tmp, "never")

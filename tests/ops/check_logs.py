@@ -1,11 +1,17 @@
 #!/usr/bin/python3
-"""check_logs.py - mpbrokerd's log, in both formats: one line per event, each with a time and a
-level, well-formed logfmt or JSON; levels filter; and the authkey never appears in it.
+"""check_logs.py - mpbrokerd's log, in both formats: one line per event, each with a time, a
+level, a message and the event's fields as keys of their own (logfmt `key=value` pairs after
+msg, or JSON members beside ts, level and msg, every value a string), well-formed; levels
+filter; and the authkey never appears in it.
 
 A broker is started with MPB_AUTHKEY=<secret> (and once with a generated key), the mpb CLI
 runs a few clients against it (good ones, a missing key, clients with wrong keys that contain
 the secret), /metrics is scraped, and then the log, the metrics, --check-config's output and
 the broker's /proc/PID/environ are searched for the secret: it must be in none of them.
+
+Also: libmicrohttpd's own messages (an HTTP port in use) come out as log lines with the right
+port, not as raw text; an MPB_* variable that is no setting and an MPB_AUTHKEY that a key file
+overrides are warned about at start, as fields a tool can select on.
 
 usage: check_logs.py --mpbrokerd PATH --mpb PATH
 """
@@ -35,12 +41,21 @@ def check(cond, what):
     if not cond:
         failures.append(what)
         print("FAIL:", what, file=sys.stderr)
+    return cond
 
 
 SECRET = "Zq7-ops-log-secret-9f4e2b"
 LOGFMT = re.compile(r'^ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z '
-                    r'level=(debug|info|warn|error) msg="((?:[^"\\]|\\.)*)"$')
+                    r'level=(debug|info|warn|error) msg="((?:[^"\\]|\\.)*)"((?: \S.*)?)$')
+# a field after msg: a bare value (no blank, '=', quote or backslash) or a quoted one
+FIELD = re.compile(r' ([A-Za-z0-9_.-]+)=([^ ="\\]+|"(?:[^"\\]|\\.)*")')
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def unquote(v):
+    if not v.startswith('"'):
+        return v
+    return json.loads(v) if "\\x" not in v else v[1:-1]
 
 
 def clean_env(**extra):
@@ -126,29 +141,52 @@ class Broker:
         subprocess.run(["rm", "-rf", self.dir])
 
 
-def parse_lines(fmt, text):
-    """[(level, msg)] of every line; a malformed line fails the check."""
+def parse_records(fmt, text):
+    """[(level, msg, {field: value})] of every line; a malformed line fails the check."""
     out = []
-    for i, line in enumerate(text.split("\n")):
-        if line == "" and i == len(text.split("\n")) - 1:
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line == "" and i == len(lines) - 1:
             continue  # after the last newline
         if fmt == "logfmt":
             m = LOGFMT.match(line)
-            check(m is not None, "logfmt line %d is well-formed: %r" % (i + 1, line))
-            if m:
-                out.append((m.group(1), m.group(2)))
+            if not check(m is not None, "logfmt line %d is well-formed: %r" % (i + 1, line)):
+                continue
+            rest, fields = m.group(3), {}
+            pos = 0
+            while pos < len(rest):
+                f = FIELD.match(rest, pos)
+                if not check(f is not None, "logfmt line %d: a well-formed field at %r" %
+                             (i + 1, rest[pos:pos + 40])):
+                    break
+                check(f.group(1) not in fields and f.group(1) not in ("ts", "level", "msg"),
+                      "logfmt line %d: field %s once, not a key of the line's own" %
+                      (i + 1, f.group(1)))
+                fields[f.group(1)] = unquote(f.group(2))
+                pos = f.end()
+            out.append((m.group(1), json.loads('"%s"' % m.group(2)) if "\\x" not in m.group(2)
+                        else m.group(2), fields))
         else:
             try:
                 o = json.loads(line)
             except ValueError:
                 check(False, "JSON line %d parses: %r" % (i + 1, line))
                 continue
-            check(isinstance(o, dict) and set(o) == {"ts", "level", "msg"},
-                  "JSON line %d has exactly ts, level, msg: %r" % (i + 1, line))
+            if not check(isinstance(o, dict) and list(o)[:3] == ["ts", "level", "msg"],
+                         "JSON line %d starts with ts, level, msg: %r" % (i + 1, line)):
+                continue
+            check(all(isinstance(v, str) for v in o.values()),
+                  "JSON line %d: every value is a string: %r" % (i + 1, line))
             check(TS.match(str(o.get("ts", ""))) is not None, "JSON ts: %r" % line)
             check(o.get("level") in ("debug", "info", "warn", "error"), "JSON level: %r" % line)
-            out.append((o.get("level"), o.get("msg", "")))
+            out.append((o.get("level"), o.get("msg", ""),
+                        {k: v for k, v in o.items() if k not in ("ts", "level", "msg")}))
     return out
+
+
+def parse_lines(fmt, text):
+    """[(level, msg)] of every line, the fields dropped."""
+    return [(lv, m) for lv, m, _ in parse_records(fmt, text)]
 
 
 for fmt in ("logfmt", "json"):
@@ -192,8 +230,11 @@ for fmt in ("logfmt", "json"):
     check(sum(1 for lv, m in lines if lv == "warn" and "authentication failed" in m) == 3,
           "%s: one warn line per failed handshake: %r" % (fmt, msgs))
     check(any("shutting down" in m for m in msgs), "%s: shutdown logged" % fmt)
-    check(any("authkey from environment (env MPB_AUTHKEY)" in m for m in msgs),
-          "%s: where the key came from is logged: %r" % (fmt, msgs[:3]))
+    recs = parse_records(fmt, text)
+    conf = [f for lv, m, f in recs if m == "configuration"]
+    check(conf and conf[0].get("key_source") == "environment" and
+          conf[0].get("key_from") == "env MPB_AUTHKEY" and conf[0].get("config_file") == "none",
+          "%s: where the key came from is logged, as fields: %r" % (fmt, conf))
     check(all("\n" not in m for m in msgs), "%s: one line per event" % fmt)
 
 # --check-config with the key in the environment: its source, never the key.
@@ -228,7 +269,72 @@ text = b.text()
 b.cleanup()
 parse_lines("json", text)
 check(key not in text, "the generated key is not in the log")
-check("generated one in" in text, "the log says where the key was made")
+made = [f for lv, m, f in parse_records("json", text) if m.startswith("no authkey configured")]
+check(made and made[0].get("path", "").endswith("/data/authkey"),
+      "the log says where the key was made, in the field path: %r" % made)
+
+
+def run_broker(args, env, wait_s=5):
+    """Starts mpbrokerd, gives it wait_s to start or fail, stops it; (exit status, its log)."""
+    d = tempfile.mkdtemp(prefix="mpb-ops-logs.")
+    try:
+        logpath = os.path.join(d, "log")
+        with open(logpath, "w") as log:
+            p = subprocess.Popen([opts.mpbrokerd, "--data-dir", os.path.join(d, "data")] + args,
+                                 env=env, stdout=subprocess.DEVNULL, stderr=log)
+            deadline = time.time() + wait_s
+            while p.poll() is None and time.time() < deadline:
+                if "ready" in open(logpath).read():
+                    break
+                time.sleep(0.02)
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        return p.returncode, open(logpath).read()
+    finally:
+        subprocess.run(["rm", "-rf", d])
+
+
+# libmicrohttpd's messages are log lines (an HTTP port in use), and say the port, not "port 0".
+import socket  # noqa: E402
+busy = socket.socket()
+busy.bind(("127.0.0.1", 0))
+busy.listen(1)
+bport = busy.getsockname()[1]
+for fmt in ("logfmt", "json"):
+    rc, text = run_broker(["--listen", "tcp://127.0.0.1:0", "--http", "127.0.0.1:%d" % bport,
+                           "--log-format", fmt], clean_env(MPB_AUTHKEY=SECRET))
+    recs = parse_records(fmt, text)  # every line well-formed: no raw libmicrohttpd text
+    check(rc == 1, "%s: an HTTP port in use stops the broker with 1 (%s)" % (fmt, rc))
+    errs = [m for lv, m, f in recs if lv == "error"]
+    check(any("port %d" % bport in m and "in use" in m for m in errs),
+          "%s: the error names port %d and says it is in use: %r" % (fmt, bport, errs))
+    check("port 0" not in text, "%s: no 'port 0' in: %r" % (fmt, text))
+busy.close()
+
+# Warnings at start, as fields: an MPB_* variable that is no setting; MPB_AUTHKEY overridden.
+kf = tempfile.NamedTemporaryFile("w", prefix="mpb-ops-logs-key.", delete=False)
+kf.write(SECRET + "\n")
+kf.close()
+try:
+    rc, text = run_broker(["--listen", "tcp://127.0.0.1:0"],
+                          clean_env(MPB_MAXFRAME="1m", MPB_FOO="x", MPB_ENDPOINT="tcp://x:1",
+                                    MPB_AUTHKEY="other-" + SECRET, MPB_AUTHKEY_FILE=kf.name))
+finally:
+    os.unlink(kf.name)
+recs = parse_records("logfmt", text)
+check(rc == 0, "a broker with unknown MPB_* variables starts and stops (%s): %s" % (rc, text))
+unk = {f.get("name"): f.get("did_you_mean") for lv, m, f in recs if lv == "warn" and
+       m == "environment variable is not a setting: ignored"}
+check(unk == {"MPB_MAXFRAME": "MPB_MAX_FRAME", "MPB_FOO": None},
+      "unknown MPB_* variables warned about, with a hint where one is near: %r" % unk)
+check(any(lv == "warn" and "MPB_AUTHKEY is set too, and ignored" in m for lv, m, f in recs),
+      "MPB_AUTHKEY overridden by MPB_AUTHKEY_FILE is warned about: %r" % recs)
+check(SECRET not in text, "neither key is in the log")
 
 if failures:
     print("%d of %d checks failed" % (len(failures), checks), file=sys.stderr)
