@@ -405,7 +405,7 @@ void server_stop(void);
 
 /* ---- metrics.c: counters the loop keeps, rendered for Prometheus by http.c ---- */
 
-#define METRICS_BUCKETS 16 /* latency histogram: le 1us * 2^k ... see metrics.c */
+#define METRICS_BUCKETS 24 /* latency histogram: le 1us * 2^k, k < 24 (8.4 s): see metrics.c */
 typedef struct op_stats {
     uint64_t ok, err[64];      /* by error code */
     uint64_t lat[METRICS_BUCKETS + 1];

@@ -22,7 +22,9 @@ static void head(mpb__buf_t *b, const char *name, const char *type, const char *
 void metrics_render(mpb__buf_t *b) {
     head(b, "mpb_up", "gauge", "1 while the broker runs.");
     line(b, "mpb_up 1\n");
-    head(b, "mpb_ready", "gauge", "1 while the broker accepts clients.");
+    head(b, "mpb_ready", "gauge",
+         "1 while the broker accepts clients (as /readyz; no data to load: persistence is not "
+         "implemented yet).");
     line(b, "mpb_ready %d\n", server_ready() ? 1 : 0);
     head(b, "mpb_uptime_seconds", "gauge", "Seconds since the broker started.");
     line(b, "mpb_uptime_seconds %lld\n", (long long)((now_ms() - g_started_ms) / 1000));
@@ -42,7 +44,8 @@ void metrics_render(mpb__buf_t *b) {
         }
     }
     head(b, "mpb_request_duration_seconds", "histogram",
-         "Time the broker spent on a request, by op (parked time excluded).");
+         "Time from a request to its answer in the broker, by op; a parked request "
+         "(queue.get, lock.acquire, ...) counts its wait too.");
     for (unsigned op = 1; op < MPB__OP_MAX; op++) {
         const op_stats_t *s = &g_op_stats[op];
         const char *name = mpb__op_name(op);
@@ -52,7 +55,8 @@ void metrics_render(mpb__buf_t *b) {
         uint64_t cum = 0;
         for (int k = 0; k < METRICS_BUCKETS; k++) {
             cum += s->lat[k];
-            line(b, "mpb_request_duration_seconds_bucket{op=\"%s\",le=\"%g\"} %llu\n", name,
+            /* 2^k microseconds, exactly: %g would round 2^20 us to 1.04858 */
+            line(b, "mpb_request_duration_seconds_bucket{op=\"%s\",le=\"%.6f\"} %llu\n", name,
                  (double)(1ull << k) * 1e-6, (unsigned long long)cum);
         }
         line(b, "mpb_request_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"} %llu\n", name,
@@ -89,6 +93,8 @@ void metrics_render(mpb__buf_t *b) {
     head(b, "mpb_memory_bytes", "gauge", "Heap bytes in use by the broker.");
     line(b, "mpb_memory_bytes %zu\n", mi.uordblks + mi.hblkhd);
     /* Persistence is not built yet: say so plainly rather than omit it. */
-    head(b, "mpb_persistence_enabled", "gauge", "1 when mutations are logged to disk.");
+    head(b, "mpb_persistence_enabled", "gauge",
+         "1 when mutations are logged to disk. Always 0: persistence is not implemented yet, "
+         "all state is in memory and lost when the broker stops.");
     line(b, "mpb_persistence_enabled 0\n");
 }

@@ -5,7 +5,8 @@
 #
 #   ops_config      tests/ops/check_config.py   precedence, every bad value, the example conf
 #   ops_logs        tests/ops/check_logs.py     one line per event, both formats, no authkey
-#   ops_metrics     tests/ops/test_ops_metrics.c  /metrics against a known workload, probes
+#   ops_metrics     tests/ops/test_ops_metrics.c  /metrics against known workloads (objects,
+#                   parked requests, a timeout, a real worker), promtool, probes
 #   ops_k8s         tests/ops/check_k8s.py      the kustomize base, offline
 #   ops_deploy      tests/ops/check_deploy.py   compose.yaml, the systemd unit, the Dockerfile
 #   ops_container   tests/ops/container_test.sh build and run the image (label container; 77 =
@@ -17,14 +18,18 @@ set(MPB_OPS_PYTHON /usr/bin/python3 CACHE FILEPATH "Python for the ops tests (De
 add_executable(mpb_healthcheck ${PROJECT_SOURCE_DIR}/deploy/mpb-healthcheck.c)
 target_link_libraries(mpb_healthcheck PRIVATE mpb_warnings)
 
+# promtool is found at run time ($MPB_PROMTOOL, PATH, or tests/ops/get_promtool.sh, which
+# unpacks Debian's prometheus package into the test cache the first time: a 19 MB download).
 add_executable(test_ops_metrics ${MPB_OPS_DIR}/test_ops_metrics.c)
 target_include_directories(test_ops_metrics PRIVATE ${PROJECT_SOURCE_DIR}/tests/integration)
 target_link_libraries(test_ops_metrics PRIVATE th mpbproto mpb_warnings)
 target_compile_definitions(test_ops_metrics PRIVATE
-  MPB_HEALTHCHECK_PATH="$<TARGET_FILE:mpb_healthcheck>")
-add_dependencies(test_ops_metrics mpb_healthcheck)
+  MPB_HEALTHCHECK_PATH="$<TARGET_FILE:mpb_healthcheck>"
+  MPB_WORKER_PATH="$<TARGET_FILE:mpb_worker>" MPB_DEMO_LIB="$<TARGET_FILE:mpbdemo>"
+  MPB_OPS_DIR="${MPB_OPS_DIR}")
+add_dependencies(test_ops_metrics mpb_healthcheck mpb_worker mpbdemo mpb_cli)
 add_test(NAME ops_metrics COMMAND test_ops_metrics)
-set_tests_properties(ops_metrics PROPERTIES LABELS "ops;integration" TIMEOUT 60)
+set_tests_properties(ops_metrics PROPERTIES LABELS "ops;integration" TIMEOUT 240)
 
 add_test(NAME ops_config
   COMMAND ${MPB_OPS_PYTHON} ${MPB_OPS_DIR}/check_config.py

@@ -1,16 +1,29 @@
 /* test_ops_metrics.c - the operator's HTTP endpoint of a real mpbrokerd (--http 127.0.0.1:0):
- * /metrics scraped before and after a known workload (7 dict.set, 3 dict.get of missing keys,
- * one client with a wrong key) and its values checked exactly; the exposition's format;
- * /healthz, /readyz, an unknown path and a wrong method; and the image's health probe
- * (deploy/mpb-healthcheck.c, built here as mpb_healthcheck) against the same broker. */
+ * /metrics scraped before and after known workloads, its values checked exactly:
+ *   - 7 dict.set, 3 dict.get of missing keys, one client with a wrong key;
+ *   - objects of several kinds made and one deleted: mpb_objects by kind;
+ *   - 5 requests parked (3 queue.get, 2 event.wait, by mpb CLI processes): mpb_blocked_waiters
+ *     5, then 0 once they are answered;
+ *   - a queue.get that times out: counted with its ETIMEDOUT result;
+ *   - a real mpb-worker (concurrency 1, no prefetch): a map of square with one failing item,
+ *     fail(), and sleep_ms tasks seen queued and running: the pool's per-function counts;
+ *   - every latency histogram: buckets grow with le, +Inf == _count == the op's requests;
+ * and every scrape passes this file's own parser and `promtool check metrics` (from Debian's
+ * prometheus package, unpacked into a cache by tests/ops/get_promtool.sh, never installed).
+ * Also /healthz, /readyz, an unknown path and a wrong method; the HTTP address file the broker
+ * writes (DATA_DIR/http.addr); and the image's health probe (deploy/mpb-healthcheck.c, built
+ * here as mpb_healthcheck) against the same broker, by flag, $MPB_HTTP and that file. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <regex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +32,9 @@
 
 static th_broker_t B;
 static int http_port;
+static char promtool[1024]; /* its path, found in setup */
+static pid_t kids[8];        /* processes a failed test left running: the teardown kills them */
+static int nkids;
 
 /* ---- a small HTTP/1.0 client ---- */
 
@@ -135,35 +151,170 @@ static void check_format(const char *text) {
     regfree(&type_re);
 }
 
+/* The sum of every sample of metric whose labels contain label (e.g. op="dict.get"). */
+static double sum_of(const char *text, const char *metric, const char *label) {
+    double sum = 0;
+    size_t n = strlen(metric);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, metric, n) || p[n] != '{') continue;
+        const char *close = strchr(p, '}'), *at = strstr(p, label);
+        if (close && at && at < close) sum += strtod(close + 1, NULL);
+    }
+    return sum;
+}
+
+/* Every op's latency histogram: le grows, the counts never shrink, +Inf is the last bucket and
+ * equals _count, _sum is not negative, and _count is the op's requests of every result. */
+static void check_histograms(const char *text) {
+    const char *pre = "mpb_request_duration_seconds_bucket{op=\"";
+    char op[64] = "";
+    double last_le = -1, last_v = -1;
+    int hists = 0;
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, pre, strlen(pre))) continue;
+        const char *o = p + strlen(pre), *q = strchr(o, '"');
+        assert_non_null(q);
+        char cur[64];
+        snprintf(cur, sizeof cur, "%.*s", (int)(q - o), o);
+        if (strcmp(cur, op)) { /* a new op: the one before ended with +Inf */
+            if (op[0] && last_le != 1e300) fail_msg("%s: histogram without a +Inf bucket", op);
+            snprintf(op, sizeof op, "%s", cur);
+            last_le = -1, last_v = -1;
+            hists++;
+        }
+        if (strncmp(q, "\",le=\"", 6)) fail_msg("bucket line without le: %.120s", p);
+        const char *le = q + 6;
+        double lv = !strncmp(le, "+Inf\"", 5) ? 1e300 : strtod(le, NULL);
+        double v = strtod(strchr(le, '}') + 1, NULL);
+        if (lv <= last_le) fail_msg("%s: le %g after %g", op, lv, last_le);
+        if (v < last_v) fail_msg("%s: bucket le=%g holds %g < %g of the one before", op, lv, v,
+                                 last_v);
+        last_le = lv, last_v = v;
+        if (lv == 1e300) {
+            char series[160], label[96];
+            snprintf(series, sizeof series, "mpb_request_duration_seconds_count{op=\"%s\"}", op);
+            double count = sample(text, series);
+            if (count != v) fail_msg("%s: +Inf bucket %g != _count %g", op, v, count);
+            snprintf(series, sizeof series, "mpb_request_duration_seconds_sum{op=\"%s\"}", op);
+            if (!(sample(text, series) >= 0)) fail_msg("%s: _sum missing or negative", op);
+            snprintf(label, sizeof label, "op=\"%s\"", op);
+            double reqs = sum_of(text, "mpb_requests_total", label);
+            if (reqs != count)
+                fail_msg("%s: %g requests counted by result, %g in its latency histogram", op,
+                         reqs, count);
+        }
+    }
+    if (op[0] && last_le != 1e300) fail_msg("%s: histogram without a +Inf bucket", op);
+    (void)hists;
+}
+
+/* promtool: $MPB_PROMTOOL, promtool on PATH, or the one get_promtool.sh unpacks into the test
+ * cache (it fetches it there if need be). */
+static void find_promtool(void) {
+    const char *env = getenv("MPB_PROMTOOL");
+    if (env && *env) {
+        snprintf(promtool, sizeof promtool, "%s", env);
+        return;
+    }
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "command -v promtool 2>/dev/null || timeout 300 sh '%s/get_promtool.sh' 2>&1",
+             MPB_OPS_DIR);
+    FILE *p = popen(cmd, "r");
+    char out[4096] = "", line[1024];
+    while (p && fgets(line, sizeof line, p)) snprintf(out, sizeof out, "%s", line);
+    int st = p ? pclose(p) : -1;
+    out[strcspn(out, "\n")] = 0;
+    if (st != 0 || access(out, X_OK) != 0)
+        fail_msg("promtool is needed to check /metrics and could not be had: %s\n"
+                 "  get it with: sh %s/get_promtool.sh  (apt-get download prometheus, unpacked "
+                 "into $MPB_TEST_CACHE, default /var/cache/mpb-test; nothing is installed), or "
+                 "set MPB_PROMTOOL", out, MPB_OPS_DIR);
+    snprintf(promtool, sizeof promtool, "%s", out);
+}
+
+/* `promtool check metrics` reads the text on stdin: exit 0 and nothing said, or the test fails
+ * with what it said. */
+static void check_promtool(const char *text) {
+    char in[] = "/tmp/mpb-ops-metrics.XXXXXX";
+    int fd = mkstemp(in);
+    assert_true(fd >= 0);
+    size_t n = strlen(text);
+    assert_int_equal(write(fd, text, n), (ssize_t)n);
+    close(fd);
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd, "timeout 60 '%s' check metrics < '%s' 2>&1", promtool, in);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char out[4096] = "";
+    size_t got = fread(out, 1, sizeof out - 1, p);
+    out[got] = 0;
+    int st = pclose(p);
+    unlink(in);
+    if (st != 0 || got) {
+        fprintf(stderr, "---- /metrics ----\n%s------------------\n", text);
+        fail_msg("promtool check metrics (exit %d): %s", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+                 out);
+    }
+}
+
 static char *scrape(void) {
     resp_t r;
     http_req("GET", "/metrics", &r);
     assert_int_equal(r.status, 200);
     if (!strstr(r.head, "text/plain; version=0.0.4")) fail_msg("content type: %s", r.head);
+    check_format(r.body);
+    check_histograms(r.body);
+    check_promtool(r.body);
     return r.body;
+}
+
+/* Scrapes until series has the value want (up to timeout_ms); the last scrape either way. */
+static char *scrape_until(const char *series, double want, int timeout_ms) {
+    int64_t end = th_now_ms() + timeout_ms;
+    for (int i = 0; i < 10000; i++) {
+        char *m = scrape();
+        if (sample(m, series) == want || th_now_ms() > end) return m;
+        free(m);
+        usleep(20000);
+    }
+    return scrape();
 }
 
 /* ---- the broker, and the port its HTTP endpoint got ---- */
 
+/* DATA_DIR/http.addr: "127.0.0.1:PORT", written once the endpoint listens. */
+static int read_addr_file(char *buf, size_t n) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/data/http.addr", B.dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t k = fread(buf, 1, n - 1, f);
+    fclose(f);
+    buf[k] = 0;
+    return (int)k;
+}
+
 static int setup(void **state) {
     (void)state;
+    find_promtool();
     th_broker_start(&B, "--http", "127.0.0.1:0", NULL);
-    for (int i = 0; i < 500 && !http_port; i++) { /* logged just after the endpoint file */
-        FILE *f = fopen(B.log, "r");
-        char line[1024];
-        while (f && fgets(line, sizeof line, f)) {
-            char *p = strstr(line, "(port ");
-            if (p && strstr(line, "HTTP on")) http_port = atoi(p + 6);
-        }
-        if (f) fclose(f);
+    char addr[128] = "";
+    for (int i = 0; i < 500 && !http_port; i++) { /* written just after the endpoint file */
+        if (read_addr_file(addr, sizeof addr) > 0 && !strncmp(addr, "127.0.0.1:", 10))
+            http_port = atoi(addr + 10);
         if (!http_port) usleep(10000);
     }
-    if (http_port <= 0) fail_msg("no 'HTTP on ... (port N)' in %s", B.log);
+    if (http_port <= 0) fail_msg("no port in %s/data/http.addr: '%s'", B.dir, addr);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
+    for (int i = 0; i < nkids; i++) {
+        kill(kids[i], SIGKILL);
+        th_wait(kids[i], 5);
+    }
     th_broker_stop(&B);
     return 0;
 }
@@ -239,6 +390,9 @@ static void test_metrics_count_what_was_done(void **state) {
     expect(m, "mpb_objects{kind=\"list\"}", 0);
     expect(m, "mpb_sessions", 1);
     expect(m, "mpb_clients", 1);
+    free(m);
+    /* the client may see the broker's proof fail before the broker sees the client's */
+    m = scrape_until("mpb_auth_failures_total", auth0 + 1, 5000);
     expect(m, "mpb_auth_failures_total", auth0 + 1);
     assert_true(sample(m, "mpb_memory_bytes") >= 0); /* present (0 under ASan's malloc) */
     free(m);
@@ -269,18 +423,331 @@ static void test_metrics_count_what_was_done(void **state) {
     mpb_close(&c);
 }
 
+/* ---- objects of several kinds ---- */
+
+static double kind_count(const char *m, const char *kind) {
+    char series[96];
+    snprintf(series, sizeof series, "mpb_objects{kind=\"%s\"}", kind);
+    return sample(m, series);
+}
+
+static void test_objects_by_kind(void **state) {
+    (void)state;
+    static const char *const kinds[] = {"dict",  "list",  "queue",   "lock",    "rlock",
+                                        "semaphore", "condition", "event", "barrier", "value",
+                                        "namespace"};
+    enum { NK = sizeof kinds / sizeof kinds[0] };
+    double before[NK];
+    char *m = scrape();
+    for (int i = 0; i < NK; i++) {
+        before[i] = kind_count(m, kinds[i]);
+        if (before[i] < 0) fail_msg("no mpb_objects{kind=\"%s\"} in /metrics", kinds[i]);
+    }
+    free(m);
+
+    mpb_client_t *c = th_connect(&B);
+    mpb_dict_t *d = NULL;
+    mpb_list_t *l1 = NULL, *l2 = NULL;
+    mpb_queue_t *q = NULL;
+    mpb_lock_t *lk = NULL;
+    mpb_event_t *e = NULL;
+    mpb_semaphore_t *sem = NULL;
+    th_assert_ok(mpb_dict_open(c, "kinds-d", &d), c);
+    th_assert_ok(mpb_dict_set_i64(d, "x", 1), c);
+    th_assert_ok(mpb_list_open(c, "kinds-l1", &l1), c);
+    th_assert_ok(mpb_list_open(c, "kinds-l2", &l2), c);
+    size_t n;
+    const uint8_t *one = th_int(1, &n);
+    th_assert_ok(mpb_list_append(l1, one, n), c);
+    th_assert_ok(mpb_list_append(l2, one, n), c);
+    th_assert_ok(mpb_queue_open(c, "kinds-q", 0, 0, &q), c);
+    th_assert_ok(mpb_lock_open(c, "kinds-lock", &lk), c);
+    th_assert_ok(mpb_event_open(c, "kinds-e", &e), c);
+    th_assert_ok(mpb_semaphore_open(c, "kinds-s", 2, 0, &sem), c);
+    th_assert_ok(mpb_obj_delete(c, "list/kinds-l2"), c);
+
+    /* +1 dict, +1 list (two made, one deleted), +1 queue, lock, event, semaphore; no other */
+    const double delta[NK] = {1, 1, 1, 1, 0, 1, 0, 1, 0, 0, 0};
+    m = scrape();
+    for (int i = 0; i < NK; i++)
+        if (kind_count(m, kinds[i]) != before[i] + delta[i]) {
+            fprintf(stderr, "---- /metrics ----\n%s------------------\n", m);
+            fail_msg("mpb_objects{kind=\"%s\"} is %g, want %g", kinds[i],
+                     kind_count(m, kinds[i]), before[i] + delta[i]);
+        }
+    free(m);
+    mpb_dict_close(&d);
+    mpb_list_close(&l1);
+    mpb_list_close(&l2);
+    mpb_queue_close(&q);
+    mpb_lock_close(&lk);
+    mpb_event_close(&e);
+    mpb_semaphore_close(&sem);
+    mpb_close(&c);
+}
+
+/* ---- parked requests: mpb_blocked_waiters, and a timeout counted with its result ---- */
+
+/* Runs the mpb CLI with args (NULL-terminated) against B, output to /dev/null. Everything the
+ * child needs is ready before fork: it only execs. */
+static pid_t spawn_cli(const char *const *args) {
+    const char *argv[16];
+    int k = 0;
+    argv[k++] = th_mpb_cli;
+    argv[k++] = "-e";
+    argv[k++] = B.endpoint;
+    argv[k++] = "-k";
+    argv[k++] = B.keyfile;
+    for (int i = 0; args[i] && k < 15; i++) argv[k++] = args[i];
+    argv[k] = NULL;
+    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    assert_true(devnull >= 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(devnull, 1);
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    close(devnull);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static void test_blocked_waiters(void **state) {
+    (void)state;
+    char *m = scrape();
+    expect(m, "mpb_blocked_waiters", 0);
+    double gets_ok = sample(m, "mpb_requests_total{op=\"queue.get\",result=\"ok\"}");
+    double waits_ok = sample(m, "mpb_requests_total{op=\"event.wait\",result=\"ok\"}");
+    free(m);
+    if (gets_ok < 0) gets_ok = 0;
+    if (waits_ok < 0) waits_ok = 0;
+
+    /* 3 takers on an empty queue and 2 waiters on a clear event, each a process of its own */
+    static const char *const get[] = {"get", "queue/ops-wait-q", "--timeout", "30", NULL};
+    static const char *const wait[] = {"wait", "event/ops-wait-e", "--timeout", "30", NULL};
+    for (int i = 0; i < 5; i++) kids[nkids++] = spawn_cli(i < 3 ? get : wait);
+    m = scrape_until("mpb_blocked_waiters", 5, 10000);
+    expect(m, "mpb_blocked_waiters", 5);
+    free(m);
+    usleep(200000); /* and it stays 5: nothing else parks or leaves */
+    m = scrape();
+    expect(m, "mpb_blocked_waiters", 5);
+    free(m);
+
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q = NULL;
+    mpb_event_t *e = NULL;
+    th_assert_ok(mpb_queue_open(c, "ops-wait-q", 0, 0, &q), c);
+    th_assert_ok(mpb_event_open(c, "ops-wait-e", &e), c);
+    size_t n;
+    for (int i = 0; i < 3; i++) {
+        const uint8_t *v = th_int(i, &n);
+        th_assert_ok(mpb_queue_put(q, v, n, 5000), c);
+    }
+    th_assert_ok(mpb_event_set(e), c);
+    for (int i = 0; i < 5; i++) {
+        int st = th_wait(kids[i], 20);
+        if (st != 0) fail_msg("mpb %s (pid %d) exited with %d", i < 3 ? "get" : "wait",
+                              (int)kids[i], st);
+    }
+    nkids = 0;
+    m = scrape_until("mpb_blocked_waiters", 0, 5000);
+    expect(m, "mpb_blocked_waiters", 0);
+    expect(m, "mpb_requests_total{op=\"queue.get\",result=\"ok\"}", gets_ok + 3);
+    expect(m, "mpb_requests_total{op=\"event.wait\",result=\"ok\"}", waits_ok + 2);
+    free(m);
+    mpb_queue_close(&q);
+    mpb_event_close(&e);
+    mpb_close(&c);
+}
+
+/* A parked queue.get that times out is answered ETIMEDOUT by the broker's timer: counted once,
+ * under that result, and in the latency histogram (check_histograms). */
+static void test_timeout_counted(void **state) {
+    (void)state;
+    const char *series = "mpb_requests_total{op=\"queue.get\",result=\"ETIMEDOUT\"}";
+    char *m = scrape();
+    double before = sample(m, series);
+    free(m);
+    if (before < 0) before = 0;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q = NULL;
+    th_assert_ok(mpb_queue_open(c, "ops-timeout", 0, 0, &q), c);
+    void *v = NULL;
+    size_t n;
+    int64_t t0 = th_now_ms();
+    assert_int_equal(mpb_queue_get(q, &v, &n, 150), MPB_ETIMEDOUT);
+    assert_true(th_now_ms() - t0 >= 150);
+    m = scrape();
+    if (sample(m, series) != before + 1) {
+        fprintf(stderr, "---- /metrics ----\n%s------------------\n", m);
+        fail_msg("%s is %g after one queue.get timed out, want %g (a parked request must be "
+                 "counted when it is answered, with its result)", series, sample(m, series),
+                 before + 1);
+    }
+    expect(m, "mpb_blocked_waiters", 0);
+    free(m);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
+/* ---- the pool, with a real mpb-worker ---- */
+
+static double fn_state(const char *m, const char *fn, const char *state) {
+    char series[160];
+    if (!strcmp(state, "done") || !strcmp(state, "failed"))
+        snprintf(series, sizeof series,
+                 "mpb_pool_tasks_finished_total{function=\"%s\",result=\"%s\"}", fn, state);
+    else
+        snprintf(series, sizeof series, "mpb_pool_tasks{function=\"%s\",state=\"%s\"}", fn,
+                 state);
+    return sample(m, series);
+}
+
+/* The four counts of fn are exactly these. */
+static void expect_fn(const char *m, const char *fn, double queued, double running, double done,
+                      double failed) {
+    double got[4] = {fn_state(m, fn, "queued"), fn_state(m, fn, "running"),
+                     fn_state(m, fn, "done"), fn_state(m, fn, "failed")};
+    if (got[0] != queued || got[1] != running || got[2] != done || got[3] != failed) {
+        fprintf(stderr, "---- /metrics ----\n%s------------------\n", m);
+        fail_msg("pool %s: queued %g running %g done %g failed %g; want %g %g %g %g", fn, got[0],
+                 got[1], got[2], got[3], queued, running, done, failed);
+    }
+}
+
+static pid_t start_worker(void) {
+    const char *argv[] = {MPB_WORKER_PATH, "--lib", MPB_DEMO_LIB, "--fn", "square,fail,sleep_ms",
+                          "--concurrency", "1", "--prefetch", "0", "-e", B.endpoint, "-k",
+                          B.keyfile, NULL};
+    char log[400];
+    snprintf(log, sizeof log, "%s/worker.log", B.dir);
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd, 2);
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    close(fd);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static const uint8_t *ints(mpb__buf_t *b, const int64_t *v, uint32_t n) {
+    mpb__buf_reset(b);
+    mpb__w_array(b, n);
+    for (uint32_t i = 0; i < n; i++) mpb__w_int(b, v[i]);
+    return b->p;
+}
+
+static void test_pool_metrics(void **state) {
+    (void)state;
+    char *m = scrape();
+    expect(m, "mpb_pool_workers", 0);
+    free(m);
+    pid_t w = start_worker();
+    kids[nkids++] = w;
+    m = scrape_until("mpb_pool_workers", 1, 10000);
+    expect(m, "mpb_pool_workers", 1);
+    /* registered, nothing run yet */
+    expect_fn(m, "square", 0, 0, 0, 0);
+    expect_fn(m, "fail", 0, 0, 0, 0);
+    expect_fn(m, "sleep_ms", 0, 0, 0, 0);
+    free(m);
+
+    mpb_client_t *c = th_connect(&B);
+    mpb_pool_t *p = NULL;
+    th_assert_ok(mpb_pool_open(c, &p), c);
+    mpb__buf_t items = {0};
+    void *res = NULL;
+    size_t rl;
+
+    /* square over 4 items, one task each; the last overflows int64: 3 done, 1 failed */
+    const int64_t sq[] = {1, 2, 3, 4294967296LL};
+    ints(&items, sq, 4);
+    assert_int_equal(mpb_pool_map(p, "square", items.p, items.len, 1, 20000, &res, &rl),
+                     MPB_EREMOTE);
+    assert_non_null(strstr(mpb_errmsg(c), "overflows"));
+    /* fail(7): one failed task */
+    size_t al;
+    uint8_t a7[12];
+    a7[0] = 0x91;
+    al = 1 + mpb_pack_i64(a7 + 1, 7);
+    assert_int_equal(mpb_pool_apply(p, "fail", a7, al, 20000, &res, &rl), MPB_EREMOTE);
+    m = scrape();
+    expect_fn(m, "square", 0, 0, 3, 1);
+    expect_fn(m, "fail", 0, 0, 0, 1);
+    expect_fn(m, "sleep_ms", 0, 0, 0, 0);
+    free(m);
+
+    /* 3 sleep_ms tasks on one worker that takes one at a time: 1 running, 2 queued, then 3 done */
+    const int64_t naps[] = {400, 400, 400};
+    ints(&items, naps, 3);
+    mpb_async_t *a = NULL;
+    th_assert_ok(mpb_pool_map_async(p, "sleep_ms", items.p, items.len, 1, NULL, NULL, NULL, &a),
+                 c);
+    m = scrape_until("mpb_pool_tasks{function=\"sleep_ms\",state=\"running\"}", 1, 5000);
+    expect_fn(m, "sleep_ms", 2, 1, 0, 0);
+    free(m);
+    th_assert_ok(mpb_async_get(a, 20000, &res, &rl), c);
+    mpb_free(res);
+    mpb_async_free(&a);
+    m = scrape();
+    expect_fn(m, "sleep_ms", 0, 0, 3, 0);
+    expect_fn(m, "square", 0, 0, 3, 1);
+    expect_fn(m, "fail", 0, 0, 0, 1);
+    expect(m, "mpb_pool_tasks_requeued_total", 0);
+    expect(m, "mpb_pool_tasks_abandoned_total", 0);
+    free(m);
+    mpb__buf_free(&items);
+    mpb_pool_free(&p);
+    mpb_close(&c);
+
+    kill(w, SIGTERM);
+    assert_int_equal(th_wait(w, 10), 0);
+    nkids--;
+    m = scrape_until("mpb_pool_workers", 0, 5000);
+    expect(m, "mpb_pool_workers", 0);
+    expect_fn(m, "square", 0, 0, 3, 1); /* counts outlive the worker */
+    free(m);
+}
+
+/* ---- the HTTP address file ---- */
+
+static void test_addr_file(void **state) {
+    (void)state;
+    char addr[128], want[64];
+    assert_true(read_addr_file(addr, sizeof addr) > 0);
+    snprintf(want, sizeof want, "127.0.0.1:%d\n", http_port);
+    assert_string_equal(addr, want);
+}
+
 /* ---- deploy/mpb-healthcheck.c, the image's HEALTHCHECK ---- */
 
-static int run_probe(const char *env_http, const char *a1, const char *a2) {
+static int run_probe_in(const char *data_dir, const char *env_http, const char *a1,
+                        const char *a2) {
     pid_t pid = fork();
     if (pid == 0) {
         if (env_http) setenv("MPB_HTTP", env_http, 1);
         else unsetenv("MPB_HTTP");
+        if (data_dir) setenv("MPB_DATA_DIR", data_dir, 1);
+        else unsetenv("MPB_DATA_DIR");
         if (!freopen("/dev/null", "w", stderr)) _exit(126);
         execl(MPB_HEALTHCHECK_PATH, "mpb-healthcheck", a1, a2, (char *)NULL);
         _exit(127);
     }
     return th_wait(pid, 10);
+}
+
+static int run_probe(const char *env_http, const char *a1, const char *a2) {
+    return run_probe_in(NULL, env_http, a1, a2);
 }
 
 static void test_healthcheck_probe(void **state) {
@@ -297,6 +764,15 @@ static void test_healthcheck_probe(void **state) {
     assert_int_equal(run_probe(any6, NULL, NULL), 0);
     assert_int_equal(run_probe("off", NULL, NULL), 1);
     assert_int_equal(run_probe(NULL, "127.0.0.1", NULL), 2);
+    /* $MPB_DATA_DIR/http.addr, the address the broker got, wins over $MPB_HTTP (which says
+     * what was asked for, maybe port 0, or what an image's ENV says while a flag says else) */
+    char data[300], none[300];
+    snprintf(data, sizeof data, "%s/data", B.dir);
+    snprintf(none, sizeof none, "%s/no-such-dir", B.dir);
+    assert_int_equal(run_probe_in(data, "127.0.0.1:0", NULL, NULL), 0);
+    assert_int_equal(run_probe_in(data, "off", NULL, NULL), 0);
+    assert_int_equal(run_probe_in(none, any, NULL, NULL), 0); /* no file: $MPB_HTTP */
+    assert_int_equal(run_probe_in(data, NULL, "127.0.0.1:1", NULL), 1); /* a flag wins */
 
     /* Nothing listening: a port that was just free. */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -312,11 +788,30 @@ static void test_healthcheck_probe(void **state) {
     assert_int_equal(run_probe(NULL, closed, NULL), 1);
 }
 
+/* Last: a broker that stops removes its address file (a stale one would send the health
+ * check to a port nobody, or somebody else, has). */
+static void test_stop_removes_addr_file(void **state) {
+    (void)state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/data/http.addr", B.dir);
+    assert_int_equal(access(path, F_OK), 0);
+    kill(B.pid, SIGTERM);
+    assert_int_equal(th_wait(B.pid, 20), 0);
+    B.pid = 0;
+    assert_int_equal(access(path, F_OK), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health_endpoints),
         cmocka_unit_test(test_metrics_count_what_was_done),
+        cmocka_unit_test(test_objects_by_kind),
+        cmocka_unit_test(test_blocked_waiters),
+        cmocka_unit_test(test_timeout_counted),
+        cmocka_unit_test(test_pool_metrics),
+        cmocka_unit_test(test_addr_file),
         cmocka_unit_test(test_healthcheck_probe),
+        cmocka_unit_test(test_stop_removes_addr_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
