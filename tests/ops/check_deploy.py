@@ -4,11 +4,14 @@
 - Dockerfile/Containerfile: one file (Containerfile is the same); ARG BASE defaulting to
   debian:bookworm-slim, both stages FROM ${BASE}; tests off in the build; the runtime stage
   installs exactly the packages whose libraries the built programs need (readelf NEEDED ->
-  dpkg -S), no compilers nor -dev packages; non-root USER, VOLUME /data, EXPOSE 5555 8080,
-  the MPB_* ENV, a HEALTHCHECK, ENTRYPOINT ["mpbrokerd"]; .dockerignore keeps build trees,
-  .git and authkeys out of the context;
+  dpkg -S), no compilers nor -dev packages; non-root USER, no VOLUME (each container of the
+  image, workers too, would get an anonymous volume: the broker's /data is mounted by whoever
+  runs it), EXPOSE 5555 8080, the MPB_* ENV, a HEALTHCHECK, ENTRYPOINT ["mpbrokerd"]; the
+  build stage installs its packages before it copies the sources (the layer is reused);
+  .dockerignore keeps build trees, .git and authkeys out of the context;
 - compose.yaml: a broker, two workers and a demo client; the authkey a file secret read
-  through MPB_AUTHKEY_FILE by every service; the broker's healthcheck; hardening; yamllint;
+  through MPB_AUTHKEY_FILE by every service; the broker's healthcheck; hardening; /data a named
+  volume of the broker only; yamllint;
 - mpbrokerd.service: the sandboxing directives; `systemd-analyze verify` and its offline
   security score where systemd-analyze is installed;
 - the MPB_* environment each of them (and the Kubernetes StatefulSet) gives the broker is
@@ -58,10 +61,14 @@ def check(cond, what):
 
 
 def check_config_env(env, what):
-    """mpbrokerd --check-config accepts this MPB_* environment."""
+    """mpbrokerd --check-config accepts this MPB_* environment. It binds what it is given: the
+    ports become 0 here (in the container they are its own), the addresses stay."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("MPB_")}
     e.update({k: str(v) for k, v in env.items()})
     e.pop("MPB_AUTHKEY_FILE", None)  # a path inside the container
+    for k in ("MPB_LISTEN", "MPB_HTTP"):
+        if k in e:
+            e[k] = re.sub(r":\d+(?=$|,)", ":0", e[k])
     e["MPB_DATA_DIR"] = tempfile.gettempdir()
     p = subprocess.run([opts.mpbrokerd, "--check-config"], env=e, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True)
@@ -117,7 +124,12 @@ if len(froms) == 2:
     user = [v for k, v in run if k == "USER"]
     check(user and re.match(r"^[1-9][0-9]*(:[1-9][0-9]*)?$", user[-1]),
           "runs as a numeric non-root USER: %s" % user)
-    check(("VOLUME", "/data") in run, "VOLUME /data")
+    check(not any(k == "VOLUME" for k, _ in run),
+          "no VOLUME: workers and the demo would each get an anonymous one")
+    bkeys = [k for k, _ in build]
+    check("COPY" in bkeys and "RUN" in bkeys and bkeys.index("RUN") < bkeys.index("COPY") and
+          "apt-get install" in build[bkeys.index("RUN")][1],
+          "the build stage installs its packages before it copies the sources")
     expose = " ".join(v for k, v in run if k == "EXPOSE").split()
     check(sorted(expose) == ["5555", "8080"], "EXPOSE 5555 8080: %s" % expose)
     envtext = " ".join(v for k, v in run if k == "ENV")
@@ -213,6 +225,9 @@ check(sorted(b.get("ports", [])) == ["127.0.0.1:5555:5555", "127.0.0.1:8080:8080
       "the broker publishes 5555 and 8080 on loopback: %s" % b.get("ports"))
 check(any(v.startswith(tuple(k + ":" for k in c.get("volumes", {}))) and v.endswith(":/data")
           for v in b.get("volumes", [])), "/data is a named volume")
+for name, sv in svcs.items():
+    if name != "broker":
+        check(not sv.get("volumes"), "%s mounts no volume (the state is the broker's)" % name)
 out = check_config_env(b.get("environment", {}), "compose broker")
 w = svcs.get("worker", {})
 check(w.get("entrypoint") == ["mpb-worker"] and w.get("command") ==
