@@ -9,6 +9,16 @@ is then checked:
 - every document parses; yamllint passes on every file of the base;
 - every field is known to the Kubernetes API and of the right type (the model classes of
   Debian's python3-kubernetes: openapi_types, attribute_map), and required fields are set;
+- every object, of each file and of each rendering, passes the API's OpenAPI schema as the npm
+  package kubernetes-models checks it (enums such as imagePullPolicy and protocol, formats
+  such as quantities, required fields); it is installed by this test from the npm registry
+  into $MPB_TEST_CACHE/npm-k8s (default /var/cache/mpb-test) the first time, and the test
+  fails, saying why, when it cannot be had;
+- what neither checks: no negative number (periods, thresholds, replicas, quantities), ports
+  in 1..65535, file modes in 0..0777, names as the API wants them (DNS-1123 subdomains and
+  labels, DNS-1035 for Services, IANA service names for ports), label keys and values;
+- and each of those checks bites: mutated copies of the base (an enum, a quantity, a negative
+  period, bad names, a port out of range, a missing or unknown field...) must each be rejected;
 - names, labels and selectors match: a workload's selector selects its own pod template; each
   Service selects pods that have every port it targets, and only the broker's; the
   StatefulSet's serviceName is a headless Service that selects it;
@@ -22,13 +32,16 @@ is then checked:
   dropped, requests and limits for every container; 1 broker replica, 2+ workers that reach
   the broker through its Service.
 
-A missing tool (python3-yaml, python3-kubernetes, yamllint) fails the test with the package
-to install: never a silent pass.
+A missing tool (python3-yaml, python3-kubernetes, yamllint, nodejs and npm) fails the test
+with the package to install: never a silent pass.
 
 usage: check_k8s.py --source DIR
 """
 import argparse
 import base64
+import copy
+import fcntl
+import json
 import os
 import re
 import shutil
@@ -52,23 +65,221 @@ except ImportError:
     missing.append("python3-kubernetes (import kubernetes)")
 if not shutil.which("yamllint"):
     missing.append("yamllint (the yamllint command)")
+for tool in ("node", "npm"):
+    if not shutil.which(tool):
+        missing.append("%s (the %s command, for the npm package kubernetes-models)" %
+                       ("nodejs" if tool == "node" else "npm", tool))
 if missing:
     print("FAIL: missing tools for the manifest checks; install: apt-get install -y "
-          "python3-yaml python3-kubernetes yamllint\n  missing: " + "; ".join(missing),
-          file=sys.stderr)
+          "python3-yaml python3-kubernetes yamllint nodejs npm\n  missing: " +
+          "; ".join(missing), file=sys.stderr)
     sys.exit(1)
 
 failures = []
 checks = 0
+collect = None  # a list while errors_of() gathers what fails instead of failing the test
 
 
 def check(cond, what):
     global checks
     checks += 1
     if not cond:
-        failures.append(what)
-        print("FAIL:", what, file=sys.stderr)
+        if collect is not None:
+            collect.append(what)
+        else:
+            failures.append(what)
+            print("FAIL:", what, file=sys.stderr)
     return cond
+
+
+def errors_of(fn, *args):
+    """What fn's checks would fail, as a list, without failing the test."""
+    global collect
+    saved, collect = collect, []
+    try:
+        try:
+            fn(*args)
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
+            collect.append("%s: %s" % (type(e).__name__, e))
+        return collect
+    finally:
+        collect = saved
+
+
+# ---- kubernetes-models, from the npm registry into the test cache ----------------------------
+
+KM_VERSION = "4.5.1"
+HERE = os.path.dirname(os.path.abspath(__file__))
+NPM_DIR = os.path.join(os.environ.get("MPB_TEST_CACHE") or "/var/cache/mpb-test", "npm-k8s")
+
+
+def npm_models():
+    """NODE_PATH holding kubernetes-models KM_VERSION, installed into NPM_DIR once."""
+    mods = os.path.join(NPM_DIR, "node_modules")
+    pj = os.path.join(mods, "kubernetes-models", "package.json")
+
+    def have():
+        try:
+            return json.load(open(pj)).get("version") == KM_VERSION
+        except (OSError, ValueError):
+            return False
+    try:
+        os.makedirs(NPM_DIR, exist_ok=True)
+        lock = open(os.path.join(NPM_DIR, ".lock"), "w")
+    except OSError as e:
+        print("FAIL: cannot write the npm cache %s (%s): set MPB_TEST_CACHE to a writable "
+              "folder" % (NPM_DIR, e), file=sys.stderr)
+        sys.exit(1)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # one install at a time; the others wait and reuse it
+    try:
+        if not have():
+            cmd = ["npm", "install", "--prefix", NPM_DIR, "--no-audit", "--no-fund",
+                   "--no-package-lock", "--loglevel=error", "kubernetes-models@" + KM_VERSION]
+            try:
+                p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, timeout=300)
+                out, rc = p.stdout, p.returncode
+            except subprocess.TimeoutExpired:
+                out, rc = "(no answer in 300 s)", -1
+            if rc != 0 or not have():
+                print("FAIL: the validator cannot be had: `%s` failed (exit %s); the npm "
+                      "registry must be reachable:\n%s" % (" ".join(cmd), rc, out[-2000:]),
+                      file=sys.stderr)
+                sys.exit(1)
+            print("NOTE: installed kubernetes-models %s into %s" % (KM_VERSION, NPM_DIR))
+    finally:
+        lock.close()
+    return mods
+
+
+NODE_PATH = npm_models()
+
+
+def npm_validate(cases):
+    """{case: [objects]} -> {case: [(what, [errors])]}, by kubernetes-models in one node run."""
+    env = dict(os.environ, NODE_PATH=NODE_PATH)
+    p = subprocess.run(["node", os.path.join(HERE, "k8s_validate.js")], env=env,
+                       input=json.dumps({"cases": cases}), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=120)
+    if not check(p.returncode == 0, "node k8s_validate.js runs: %s" % p.stderr[-1000:]):
+        return {c: [("?", ["validator did not run"])] for c in cases}
+    res = json.loads(p.stdout)
+    return {c: [("%s/%s" % (r["kind"], r["name"]), r["errors"]) for r in rs]
+            for c, rs in res.items()}
+
+
+# ---- what the schemas do not say: numbers, names --------------------------------------------
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUB = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+IANA_SVC = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+PORT_KEYS = {"containerPort", "hostPort", "port", "targetPort", "nodePort"}
+AT_LEAST_1 = {"periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"}
+MODE_KEYS = {"defaultMode", "mode"}
+
+
+def name_errors(kind, name, path, max_len=63):
+    pat, what = {"label": (DNS1123_LABEL, "a DNS-1123 label"),
+                 "subdomain": (DNS1123_SUB, "a DNS-1123 subdomain"),
+                 "1035": (DNS1035_LABEL, "a DNS-1035 label"),
+                 "port": (IANA_SVC, "an IANA service name")}[kind]
+    if not isinstance(name, str):
+        return ["%s: name %r is not a string" % (path, name)]
+    max_len = 253 if kind == "subdomain" else 15 if kind == "port" else max_len
+    ok = bool(pat.match(name)) and len(name) <= max_len
+    if kind == "port":
+        ok = ok and "--" not in name and re.search("[a-z]", name) is not None
+    return [] if ok else ["%s: %r is not %s (at most %d characters)" % (path, name, what,
+                                                                         max_len)]
+
+
+def label_errors(labels, path):
+    errs = []
+    if not isinstance(labels, dict):
+        return errs
+    for k, v in labels.items():
+        prefix, _, nm = str(k).rpartition("/")
+        if (prefix and not (DNS1123_SUB.match(prefix) and len(prefix) <= 253)) or \
+                not (LABEL_NAME.match(nm) and len(nm) <= 63):
+            errs.append("%s: label key %r is not a valid label name" % (path, k))
+        if not (isinstance(v, str) and LABEL_VALUE.match(v) and len(v) <= 63):
+            errs.append("%s: label %s's value %r is not a valid label value" % (path, k, v))
+    return errs
+
+
+def hand_errors(doc):
+    """Numbers and names of one object that the schemas let through."""
+    errs = []
+    kind = doc.get("kind")
+    meta = doc.get("metadata", {})
+    errs += name_errors("1035" if kind == "Service" else "subdomain", meta.get("name"),
+                        "%s metadata.name" % kind)
+    errs += label_errors(meta.get("labels"), "%s metadata.labels" % kind)
+
+    def walk(v, path, parent_key):
+        if isinstance(v, bool):
+            return
+        if isinstance(v, int):
+            if v < 0:
+                errs.append("%s: %d is negative" % (path, v))
+            if parent_key in PORT_KEYS and not 1 <= v <= 65535:
+                errs.append("%s: port %d is not 1..65535" % (path, v))
+            if parent_key in AT_LEAST_1 and v < 1:
+                errs.append("%s: %d is less than 1" % (path, v))
+            if parent_key in MODE_KEYS and v > 0o777:
+                errs.append("%s: mode %d (%o) is more than 0777" % (path, v, v))
+            return
+        if isinstance(v, str) and path.split(".")[-2:-1] in (["requests"], ["limits"]) and \
+                v.strip().startswith("-"):
+            errs.append("%s: quantity %r is negative" % (path, v))
+        if isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, "%s[%d]" % (path, i), parent_key)
+            return
+        if not isinstance(v, dict):
+            return
+        for k, x in v.items():
+            p = "%s.%s" % (path, k)
+            if k in ("containers", "initContainers", "volumes") and isinstance(x, list):
+                for i, c in enumerate(x):
+                    if isinstance(c, dict):
+                        errs.extend(name_errors("label", c.get("name"), "%s[%d].name" % (p, i)))
+            if k == "volumeMounts" and isinstance(x, list):
+                for i, m in enumerate(x):
+                    if isinstance(m, dict):
+                        errs.extend(name_errors("label", m.get("name"), "%s[%d].name" % (p, i)))
+            if k == "ports" and isinstance(x, list):
+                for i, pt in enumerate(x):
+                    if isinstance(pt, dict) and "name" in pt:
+                        errs.extend(name_errors("port", pt["name"], "%s[%d].name" % (p, i)))
+                    if isinstance(pt, dict) and isinstance(pt.get("targetPort"), str):
+                        errs.extend(name_errors("port", pt["targetPort"],
+                                                "%s[%d].targetPort" % (p, i)))
+            if k in ("labels", "matchLabels") or (k == "selector" and kind == "Service"):
+                errs.extend(label_errors(x, p))
+            if k == "volumeClaimTemplates" and isinstance(x, list):
+                for i, t in enumerate(x):
+                    errs.extend(name_errors("label", t.get("metadata", {}).get("name"),
+                                            "%s[%d].metadata.name" % (p, i)))
+            if k == "serviceName":
+                errs.extend(name_errors("1035", x, p))
+            walk(x, p, k)
+    walk(doc.get("spec", {}), "%s spec" % kind, "spec")
+    return errs
+
+
+def check_schemas(docs_by_case):
+    """kubernetes-models and the hand checks on each case's objects: every one passes."""
+    res = npm_validate(docs_by_case)
+    for case, docs in docs_by_case.items():
+        for (what, errs), d in zip(res.get(case, []), docs):
+            check(not errs, "%s: %s passes kubernetes-models: %s" % (case, what,
+                                                                    "; ".join(errs)))
+            he = hand_errors(d)
+            check(not he, "%s: %s: %s" % (case, what, "; ".join(he)))
 
 
 # ---- yamllint --------------------------------------------------------------------------------
@@ -409,6 +620,96 @@ def check_rendered(docs, label, hashed):  # noqa: F811 - a malformed base fails,
               (label, type(e).__name__, e))
 
 
+# ---- each check bites: mutated copies of the base must be rejected ----------------------------
+
+
+def obj(docs, kind, name=None):
+    return [d for d in docs if d.get("kind") == kind and
+            (name is None or d["metadata"]["name"] == name)][0]
+
+
+def broker_c(docs):
+    return obj(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+
+
+def worker_c(docs):
+    return obj(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def setk(d, key, value):
+    d[key] = value
+
+
+# (what, how, a text one of the errors must contain)
+MUTATIONS = [
+    ("imagePullPolicy: Sometimes", lambda ds: setk(broker_c(ds), "imagePullPolicy", "Sometimes"),
+     "imagePullPolicy must be equal to one of the allowed values"),
+    ("protocol: TCPX", lambda ds: setk(obj(ds, "Service", "mpbroker")["spec"]["ports"][0],
+                                       "protocol", "TCPX"),
+     "protocol must be equal to one of the allowed values"),
+    ("memory: 128Mx", lambda ds: setk(broker_c(ds)["resources"]["requests"], "memory", "128Mx"),
+     'memory must match format "quantity"'),
+    ("storage: lots", lambda ds: setk(obj(ds, "StatefulSet")["spec"]["volumeClaimTemplates"][0]
+                                      ["spec"]["resources"]["requests"], "storage", "lots"),
+     'storage must match format "quantity"'),
+    ("periodSeconds: -10", lambda ds: setk(broker_c(ds)["livenessProbe"], "periodSeconds", -10),
+     "livenessProbe.periodSeconds: -10 is negative"),
+    ("failureThreshold: 0", lambda ds: setk(broker_c(ds)["readinessProbe"], "failureThreshold",
+                                            0), "failureThreshold: 0 is less than 1"),
+    ("replicas: -1", lambda ds: setk(obj(ds, "Deployment")["spec"], "replicas", -1),
+     "replicas: -1 is negative"),
+    ("cpu: -1", lambda ds: setk(worker_c(ds)["resources"]["limits"], "cpu", "-1"),
+     "quantity '-1' is negative"),
+    ("containerPort: 70000", lambda ds: setk(broker_c(ds)["ports"][0], "containerPort", 70000),
+     "port 70000 is not 1..65535"),
+    ("defaultMode: 1000", lambda ds: setk(obj(ds, "Deployment")["spec"]["template"]["spec"]
+                                          ["volumes"][0]["secret"], "defaultMode", 1000),
+     "mode 1000 (1750) is more than 0777"),
+    ("container name MPB_Brokerd", lambda ds: setk(broker_c(ds), "name", "MPB_Brokerd"),
+     "'MPB_Brokerd' is not a DNS-1123 label"),
+    ("StatefulSet name MPBroker", lambda ds: setk(obj(ds, "StatefulSet")["metadata"], "name",
+                                                  "MPBroker"),
+     "'MPBroker' is not a DNS-1123 subdomain"),
+    ("Service name mpb.broker", lambda ds: setk(obj(ds, "Service", "mpbroker")["metadata"],
+                                                "name", "mpb.broker"),
+     "'mpb.broker' is not a DNS-1035 label"),
+    ("port name http_port", lambda ds: setk(broker_c(ds)["ports"][1], "name", "http_port"),
+     "'http_port' is not an IANA service name"),
+    ("port name too long", lambda ds: setk(obj(ds, "Service", "mpbroker")["spec"]["ports"][1],
+                                           "name", "http-metrics-port"),
+     "'http-metrics-port' is not an IANA service name"),
+    ("volume name authkey.vol", lambda ds: setk(obj(ds, "Deployment")["spec"]["template"]
+                                                ["spec"]["volumes"][0], "name", "authkey.vol"),
+     "'authkey.vol' is not a DNS-1123 label"),
+    ("label value 'bad value!'", lambda ds: setk(obj(ds, "Service", "mpbroker")["metadata"]
+                                                 ["labels"], "app.kubernetes.io/name",
+                                                 "bad value!"),
+     "is not a valid label value"),
+    ("no container name", lambda ds: worker_c(ds).pop("name"),
+     "containers/0 must have required property name"),
+    ("unknown field imagePullPolicyy", lambda ds: setk(broker_c(ds), "imagePullPolicyy", "Always"),
+     "unknown field 'imagePullPolicyy'"),
+    ("replicas: \"2\"", lambda ds: setk(obj(ds, "Deployment")["spec"], "replicas", "2"),
+     "replicas must be integer"),
+]
+
+
+def check_mutations(docs):
+    cases = {}
+    for what, how, _ in MUTATIONS:
+        ds = copy.deepcopy(docs)
+        how(ds)
+        cases[what] = ds
+    res = npm_validate(cases)
+    for what, _, want in MUTATIONS:
+        errs = [e for _, es in res.get(what, []) for e in es]
+        for d in cases[what]:
+            errs += hand_errors(d)
+        errs += errors_of(check_api, cases[what], what)
+        check(any(want in e for e in errs), "the mutation %s is rejected with %r; the errors "
+              "were: %s" % (what, want, errs or "none"))
+
+
 tmp = tempfile.mkdtemp(prefix="mpb-ops-k8s.")
 try:
     base = os.path.join(tmp, "k8s")
@@ -417,6 +718,11 @@ try:
         f.write(DUMMY_KEY)
     py_docs = render_python(base)
     check_rendered(py_docs, "python rendering", hashed=False)
+    schema_cases = {"python rendering": py_docs}
+    for f in files:  # each manifest as written, before kustomize
+        if os.path.basename(f) != "kustomization.yaml":
+            schema_cases["deploy/k8s/" + os.path.basename(f)] = [
+                d for d in yaml.safe_load_all(open(f)) if d is not None]
     secret = [d for d in py_docs if d.get("kind") == "Secret"]
     if secret:
         check(base64.b64decode(secret[0]["data"]["authkey"]).decode() == DUMMY_KEY,
@@ -425,6 +731,7 @@ try:
         k_docs = render_kubectl(base)
         if k_docs:
             check_rendered(k_docs, "kubectl kustomize", hashed=True)
+            schema_cases["kubectl kustomize"] = k_docs
 
             def shape(docs):
                 return sorted((d["kind"], re.sub(r"-[a-z0-9]{10}$", "", d["metadata"]["name"]))
@@ -440,6 +747,8 @@ try:
     else:
         print("NOTE: kubectl not found: the base was rendered by this script only "
               "(kubectl kustomize is used too where it is installed)")
+    check_schemas(schema_cases)
+    check_mutations(py_docs)
 finally:
     shutil.rmtree(tmp)
 
