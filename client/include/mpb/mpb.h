@@ -10,8 +10,15 @@
  *   mpb_free(). Pointers passed in are borrowed for the duration of the call only.
  * - timeout_ms is MPB_FOREVER (-1), MPB_NOWAIT (0) or a bound in milliseconds. Calls that do not
  *   block in the broker are bounded by the client's op timeout (mpb_options_t.op_timeout_ms).
- * - A client is used by one thread at a time: give each thread its own client, or serialise
- *   calls. Object handles belong to the client that opened them.
+ * - Threads: a client is used by one thread at a time. Its calls take its lock, and a blocking
+ *   call keeps it for as long as it blocks, so every other call on that client, from any
+ *   thread, waits behind it (and mpb_errmsg() is per client, not per thread). Two threads that
+ *   share a client therefore cannot hand a Lock to each other: the holder's release queues
+ *   behind the other's blocked acquire. Give each thread its own client: a session of its own
+ *   makes it a lock owner of its own. Within one client, locks tell owners apart by a thread
+ *   id (see mpb_lock_set_thread()), for a program that drives several logical tasks from one
+ *   thread through mpb_send() and MPB_NOWAIT calls. Object handles belong to the client that
+ *   opened them and are used with it.
  * - Fork: a client belongs to the process that connected it. In a forked child every call on an
  *   inherited client fails with MPB_EFORK; the child calls mpb_connect() for a session of its
  *   own, and may mpb_close() the inherited one (this does not disturb the parent's session).
@@ -92,7 +99,8 @@ typedef struct mpb_options {
     int no_heartbeat_thread;  /* 1: send heartbeats only from within calls (see mpb_connect) */
 } mpb_options_t;
 
-/* Fills o with the defaults. */
+/* Fills o with the defaults, o->size included. Start from it and change fields: a program
+ * built against an older header then still gets the defaults of fields it does not know. */
 MPB_EXPORT void mpb_options_init(mpb_options_t *o);
 
 /* Reads the authkey the way the tools do: the file named by path if path is non-NULL, else
@@ -111,11 +119,16 @@ MPB_EXPORT int mpb_authkey_load(const char *path, void **key, size_t *len, char 
  * briefly and never runs user code. */
 MPB_EXPORT int mpb_connect(const char *endpoint, const void *authkey, size_t authkey_len,
                            const mpb_options_t *opts, mpb_client_t **out);
-/* Ends the session (its locks are released at once) and frees c. Accepts &NULL; sets *c NULL. */
+/* Ends the session (its locks, semaphore units and parked waits are released at once) and
+ * frees c. Blocks up to 1 s for the broker to acknowledge; without an answer the session ends
+ * at its TTL instead. Handles opened on c must not be used afterwards, but may still be closed.
+ * In a forked child it frees the inherited copy only (the parent's session is untouched).
+ * Accepts &NULL; sets *c NULL. */
 MPB_EXPORT void mpb_close(mpb_client_t **c);
 /* Why the last call on c failed. Owned by c, valid until the next call on c. Never NULL. */
 MPB_EXPORT const char *mpb_errmsg(const mpb_client_t *c);
-/* The broker's id for this client's session (non-zero once connected). */
+/* The broker's id for this client's session: non-zero once connected, 0 for NULL. It is the
+ * "session" that `mpb info lock/NAME` shows for an owner. */
 MPB_EXPORT uint64_t mpb_session_id(const mpb_client_t *c);
 
 /* Frees a buffer returned by the library. Accepts NULL. */
@@ -130,8 +143,9 @@ MPB_EXPORT size_t mpb_pack_i64(void *buf, int64_t v);
 MPB_EXPORT size_t mpb_pack_double(void *buf, double v);
 MPB_EXPORT size_t mpb_pack_bool(void *buf, int v);
 MPB_EXPORT size_t mpb_pack_nil(void *buf);
-/* Encode a string (UTF-8 text) or bytes into a new buffer *out (mpb_free() it). Returns its
- * length, or 0 with *out NULL when out of memory. */
+/* Encode a string (len bytes of UTF-8 text, not necessarily NUL-terminated) or bytes into a
+ * new buffer *out (mpb_free() it). Returns its length, or 0 with *out NULL when out of memory.
+ * The string is not checked: a str that is not UTF-8 is stored as given. */
 MPB_EXPORT size_t mpb_pack_str(const char *s, size_t len, void **out);
 MPB_EXPORT size_t mpb_pack_bin(const void *p, size_t len, void **out);
 /* Decode one msgpack value. Return 0, or MPB_ETYPE when buf holds another type (an integer is
@@ -155,23 +169,30 @@ typedef struct mpb_obj_info {
 } mpb_obj_info_t;
 
 /* Lists objects whose "kind/name" matches the glob pattern (NULL or "*": all), a page at a
- * time: start with *cursor = 0; each call fills up to max entries into out, sets *n, and sets
- * *cursor to 0 when there are no more. */
+ * time: start with *cursor = 0; each call fills up to max entries into out (the caller's
+ * array), sets *n, and sets *cursor to 0 when there are no more. Objects made or deleted
+ * during the listing may or may not appear. */
 MPB_EXPORT int mpb_objects(mpb_client_t *c, const char *pattern, uint64_t *cursor,
                            mpb_obj_info_t *out, size_t max, size_t *n);
 /* Describes one object as a msgpack map (field names per kind: PROTOCOL.md "obj.info") in a
- * new buffer. path is "kind/name". MPB_ENOOBJ when there is none. */
+ * new buffer *map (mpb_free() it). path is "kind/name". MPB_ENOOBJ when there is none,
+ * MPB_EKIND when name is of another kind, MPB_EINVAL for a path that is not kind/name. */
 MPB_EXPORT int mpb_obj_describe(mpb_client_t *c, const char *path, void **map, size_t *len);
-/* Deletes the object "kind/name". MPB_ENOOBJ if absent, MPB_EKIND if it is of another kind. */
+/* Deletes the object "kind/name", with what it holds. MPB_ENOOBJ if absent, MPB_EKIND if it
+ * is of another kind, MPB_EBUSY while clients hold it or are blocked on it (a held lock, a
+ * queue with blocked getters or putters; mpb_errmsg() says which). Handles on it stay valid:
+ * the next write through one makes a new, empty object. */
 MPB_EXPORT int mpb_obj_delete(mpb_client_t *c, const char *path);
-/* Broker facts as a msgpack map (version, uptime_s, clients, sessions, objects, memory). */
+/* Broker facts as a msgpack map (version, uptime_s, clients, sessions, objects, memory) in a
+ * new buffer *map (mpb_free() it). */
 MPB_EXPORT int mpb_broker_info(mpb_client_t *c, void **map, size_t *len);
 
 /* ---- dict ------------------------------------------------------------------------------- */
 
 typedef struct mpb_dict mpb_dict_t;
 
-/* Opens (creating if new) the dict called name. MPB_EKIND if name is another kind. */
+/* Opens (creating if new) the dict called name: a new handle in *out (mpb_dict_close() it),
+ * NULL on failure. MPB_EKIND if name is another kind, MPB_EINVAL for a bad name. */
 MPB_EXPORT int mpb_dict_open(mpb_client_t *c, const char *name, mpb_dict_t **out);
 /* A handle on dict name without a round trip: nothing is created until the first write, and
  * reads of a dict that does not exist find it empty. The kind is checked by each call. */
@@ -179,6 +200,9 @@ MPB_EXPORT int mpb_dict_attach(mpb_client_t *c, const char *name, mpb_dict_t **o
 /* Frees the handle (not the shared dict). Accepts &NULL; sets *d NULL. */
 MPB_EXPORT void mpb_dict_close(mpb_dict_t **d);
 
+/* Stores a copy of val under key (a new key goes last in insertion order; an existing one
+ * keeps its place). MPB_EINVAL when key or val is not one well-formed msgpack value,
+ * MPB_ETOOBIG past max_key (measured in the key's canonical encoding) or max_value. */
 MPB_EXPORT int mpb_dict_set(mpb_dict_t *d, const void *key, size_t klen, const void *val,
                             size_t vlen);
 /* Copies the value under key into a new buffer *val. MPB_ENOKEY when absent. */
@@ -191,6 +215,7 @@ MPB_EXPORT int mpb_dict_get_default(mpb_dict_t *d, const void *key, size_t klen,
 MPB_EXPORT int mpb_dict_del(mpb_dict_t *d, const void *key, size_t klen);
 /* Returns 1 if key is present, 0 if not, or a negative MPB_E*. */
 MPB_EXPORT int mpb_dict_contains(mpb_dict_t *d, const void *key, size_t klen);
+/* *len: the number of keys (0 for a dict that does not exist; reading creates nothing). */
 MPB_EXPORT int mpb_dict_len(mpb_dict_t *d, uint64_t *len);
 /* Sets many pairs atomically. pairs is a msgpack map (or array of [key, value] arrays). */
 MPB_EXPORT int mpb_dict_update(mpb_dict_t *d, const void *pairs, size_t len);
@@ -208,6 +233,7 @@ MPB_EXPORT int mpb_dict_setdefault(mpb_dict_t *d, const void *key, size_t klen, 
  * MPB_ETYPE if the value is not an integer, MPB_EOVERFLOW if the sum leaves int64. */
 MPB_EXPORT int mpb_dict_incr(mpb_dict_t *d, const void *key, size_t klen, int64_t by,
                              int64_t *result);
+/* Removes every key; the dict itself stays (mpb_obj_delete() removes it). */
 MPB_EXPORT int mpb_dict_clear(mpb_dict_t *d);
 /* Makes dict dst (replacing what it held; created if new) an atomic snapshot of d. */
 MPB_EXPORT int mpb_dict_copy(mpb_dict_t *d, const char *dst);
@@ -220,23 +246,31 @@ enum { MPB_SCAN_KEYS = 0, MPB_SCAN_VALUES = 1, MPB_SCAN_ITEMS = 2 };
 MPB_EXPORT int mpb_dict_scan(mpb_dict_t *d, int what, uint64_t *cursor, size_t max, void **page,
                              size_t *pagelen, size_t *n);
 
-/* Convenience: string keys, int64 / string values. */
+/* Convenience: key is a NUL-terminated string (stored as a msgpack str), values int64 or
+ * strings; each is the call it names with those packed. MPB_EINVAL for a NULL key or value. */
 MPB_EXPORT int mpb_dict_set_i64(mpb_dict_t *d, const char *key, int64_t v);
+/* MPB_ENOKEY when absent, MPB_ETYPE when the value is not an integer that fits int64. */
 MPB_EXPORT int mpb_dict_get_i64(mpb_dict_t *d, const char *key, int64_t *v);
 MPB_EXPORT int mpb_dict_set_str(mpb_dict_t *d, const char *key, const char *v);
-/* *v is a new NUL-terminated string; mpb_free() it. */
+/* *v is a new NUL-terminated string; mpb_free() it. MPB_ENOKEY when absent, MPB_ETYPE when
+ * the value is not a str. A NUL inside the value ends the C string early. */
 MPB_EXPORT int mpb_dict_get_str(mpb_dict_t *d, const char *key, char **v);
+/* As mpb_dict_incr. */
 MPB_EXPORT int mpb_dict_incr_str(mpb_dict_t *d, const char *key, int64_t by, int64_t *result);
 
 /* ---- list ------------------------------------------------------------------------------- */
 
 typedef struct mpb_list mpb_list_t;
 
+/* As mpb_dict_open, for a list: a new handle in *out (mpb_list_close() it). */
 MPB_EXPORT int mpb_list_open(mpb_client_t *c, const char *name, mpb_list_t **out);
 /* As mpb_dict_attach, for a list. */
 MPB_EXPORT int mpb_list_attach(mpb_client_t *c, const char *name, mpb_list_t **out);
+/* Frees the handle (not the shared list). Accepts &NULL; sets *l NULL. */
 MPB_EXPORT void mpb_list_close(mpb_list_t **l);
 
+/* Appends a copy of val. MPB_EINVAL when val is not one well-formed msgpack value,
+ * MPB_ETOOBIG past max_value. */
 MPB_EXPORT int mpb_list_append(mpb_list_t *l, const void *val, size_t vlen);
 /* Appends every element of the msgpack array vals. */
 MPB_EXPORT int mpb_list_extend(mpb_list_t *l, const void *vals, size_t len);
@@ -245,6 +279,8 @@ MPB_EXPORT int mpb_list_extend(mpb_list_t *l, const void *vals, size_t len);
 MPB_EXPORT int mpb_list_insert(mpb_list_t *l, int64_t index, const void *val, size_t vlen);
 /* Item at index (negative from the end). MPB_EINDEX when out of range. */
 MPB_EXPORT int mpb_list_get(mpb_list_t *l, int64_t index, void **val, size_t *vlen);
+/* Replaces the item at index (negative from the end) with a copy of val. MPB_EINDEX when out
+ * of range. */
 MPB_EXPORT int mpb_list_set(mpb_list_t *l, int64_t index, const void *val, size_t vlen);
 /* Items [start, stop) as Python slices them (negative indexes count from the end), at most
  * max of them (the broker caps max): *items is a new msgpack array of *n values. */
@@ -257,12 +293,16 @@ MPB_EXPORT int mpb_list_remove(mpb_list_t *l, const void *val, size_t vlen);
 /* Index of the first item equal to val in [start, stop). MPB_EVALUE when there is none. */
 MPB_EXPORT int mpb_list_index(mpb_list_t *l, const void *val, size_t vlen, int64_t start,
                               int64_t stop, int64_t *index);
+/* *count: how many items equal val (as the dict compares keys: by canonical encoding). */
 MPB_EXPORT int mpb_list_count(mpb_list_t *l, const void *val, size_t vlen, uint64_t *count);
+/* *len: the number of items (0 for a list that does not exist; reading creates nothing). */
 MPB_EXPORT int mpb_list_len(mpb_list_t *l, uint64_t *len);
+/* Reverses the list in place. */
 MPB_EXPORT int mpb_list_reverse(mpb_list_t *l);
 /* Stable sort: numbers, strings (by code point), bytes, and arrays of those (element-wise),
  * each in natural order. MPB_ETYPE (and the list unchanged) when items are not comparable. */
 MPB_EXPORT int mpb_list_sort(mpb_list_t *l, int reverse);
+/* Removes every item; the list itself stays. */
 MPB_EXPORT int mpb_list_clear(mpb_list_t *l);
 
 /* ---- queue ------------------------------------------------------------------------------ */
@@ -274,6 +314,7 @@ typedef struct mpb_queue mpb_queue_t;
  * must match an existing queue: MPB_EINVAL says how it differs. */
 MPB_EXPORT int mpb_queue_open(mpb_client_t *c, const char *name, int64_t maxsize, int joinable,
                               mpb_queue_t **out);
+/* Frees the handle (not the queue: its items stay). Accepts &NULL; sets *q NULL. */
 MPB_EXPORT void mpb_queue_close(mpb_queue_t **q);
 /* Puts a copy of val, blocking while the queue is full, up to timeout_ms. Returns 0,
  * MPB_EFULL (timeout_ms 0 and full: put_nowait), MPB_ETIMEDOUT. */
@@ -282,9 +323,13 @@ MPB_EXPORT int mpb_queue_put(mpb_queue_t *q, const void *val, size_t vlen, int t
  * Returns 0, MPB_EEMPTY (timeout_ms 0 and empty: get_nowait), MPB_ETIMEDOUT. Waiting getters
  * are served first come, first served. */
 MPB_EXPORT int mpb_queue_get(mpb_queue_t *q, void **val, size_t *vlen, int timeout_ms);
+/* *n: the items in the queue now (puts still waiting for room not counted). As in Python,
+ * the answer may be stale by the time the caller acts on it. */
 MPB_EXPORT int mpb_queue_qsize(mpb_queue_t *q, uint64_t *n);
-/* 1 or 0, or a negative MPB_E*. */
+/* 1 if it holds no item, 0 if it does, or a negative MPB_E*. */
 MPB_EXPORT int mpb_queue_empty(mpb_queue_t *q);
+/* 1 if it is bounded and holds maxsize items (a put would block), 0 if not, or a negative
+ * MPB_E*. */
 MPB_EXPORT int mpb_queue_full(mpb_queue_t *q);
 /* JoinableQueue: marks one item done. MPB_EVALUE when called more times than items were put,
  * MPB_ETYPE on a plain queue. */
@@ -296,14 +341,26 @@ MPB_EXPORT int mpb_queue_join(mpb_queue_t *q, int timeout_ms);
  * The owner is this client's session plus a thread id: by default the calling thread's (so two
  * threads of one process are two owners), or the one given to mpb_lock_set_thread(). When the
  * session ends (mpb_close, or no heartbeat for the broker's TTL: process killed, host gone,
- * network cut) the broker releases what it held and the next waiter gets it. */
+ * network cut) the broker releases what it held and the next waiter gets it. A blocked acquire
+ * occupies its client (see "Threads" above): threads that pass a lock between them each need
+ * a client of their own. */
 
 typedef struct mpb_lock mpb_lock_t;
 
+/* Opens (creating if new, unlocked) the Lock called name; does not acquire it. A new handle
+ * in *out (mpb_lock_close() it). MPB_EKIND if name is another kind, an RLock included. */
 MPB_EXPORT int mpb_lock_open(mpb_client_t *c, const char *name, mpb_lock_t **out);
+/* The same for an RLock, which its owner may acquire again (each acquire needs a release).
+ * Locks and RLocks are two kinds: "lock/x" and "rlock/x" cannot both exist. */
 MPB_EXPORT int mpb_rlock_open(mpb_client_t *c, const char *name, mpb_lock_t **out);
+/* Frees the handle. It does not release the lock: a lock held stays held by this owner until
+ * released through another handle on the same name, mpb_close(), or the session's end.
+ * Accepts &NULL; sets *l NULL. */
 MPB_EXPORT void mpb_lock_close(mpb_lock_t **l);
-/* Fixes the owner's thread id for later calls on l (0: back to the calling thread's). */
+/* Fixes the owner's thread id for later calls on l (0: back to the calling thread's). Two
+ * handles with different ids are two owners within one session: for logical tasks that one
+ * thread drives (acquiring with MPB_NOWAIT, or through mpb_send() with the lock ops and the
+ * id, as PROTOCOL.md gives them), never for real threads, which need clients of their own. */
 MPB_EXPORT void mpb_lock_set_thread(mpb_lock_t *l, uint64_t tid);
 /* Acquires, blocking up to timeout_ms. *fence (may be NULL) receives the fencing token: larger
  * for every later acquisition, broker-wide, so a resource can refuse a stale holder. Returns 0,
@@ -325,11 +382,13 @@ typedef struct mpb_semaphore mpb_semaphore_t;
  * BoundedSemaphore, 0 not, -1 whatever it is. */
 MPB_EXPORT int mpb_semaphore_open(mpb_client_t *c, const char *name, int64_t value, int bounded,
                                   mpb_semaphore_t **out);
+/* Frees the handle; units acquired stay acquired. Accepts &NULL; sets *s NULL. */
 MPB_EXPORT void mpb_semaphore_close(mpb_semaphore_t **s);
 /* Takes one unit, blocking up to timeout_ms. 0 or MPB_ETIMEDOUT. */
 MPB_EXPORT int mpb_semaphore_acquire(mpb_semaphore_t *s, int timeout_ms);
 /* Gives back n units. MPB_EVALUE when a bounded semaphore would exceed its initial value. */
 MPB_EXPORT int mpb_semaphore_release(mpb_semaphore_t *s, int64_t n);
+/* *value: the units free now (as Python's get_value(); may be stale at once). */
 MPB_EXPORT int mpb_semaphore_value(mpb_semaphore_t *s, int64_t *value);
 
 /* ---- Condition ---------------------------------------------------------------------------- */
@@ -340,13 +399,17 @@ typedef struct mpb_condition mpb_condition_t;
  * lockpath NULL to an RLock "rlock/NAME.lock". The binding is fixed when the condition is made. */
 MPB_EXPORT int mpb_condition_open(mpb_client_t *c, const char *name, const char *lockpath,
                                   mpb_condition_t **out);
+/* Frees the handle; neither the lock nor a wait is released. Accepts &NULL; sets *cv NULL. */
 MPB_EXPORT void mpb_condition_close(mpb_condition_t **cv);
 /* Acquire and release the condition's lock (as mpb_lock_acquire/release). */
 MPB_EXPORT int mpb_condition_acquire(mpb_condition_t *cv, int timeout_ms, uint64_t *fence);
 MPB_EXPORT int mpb_condition_release(mpb_condition_t *cv);
 /* With the lock held: releases it, waits for a notify up to timeout_ms, and takes the lock
  * back (all RLock levels) before returning 1 (notified) or 0 (timed out). MPB_ENOTOWNER
- * without the lock. The re-acquisition itself is not bounded by timeout_ms, as in Python. */
+ * without the lock. MPB_ENOOBJ when the condition's lock no longer exists (deleted while free,
+ * or made again as another kind): at the call, or at the timeout, when the lock cannot be
+ * taken back; MPB_EINVAL for a condition never opened with its lock (mpb_condition_open()
+ * always gives it one). The re-acquisition itself is not bounded by timeout_ms, as in Python. */
 MPB_EXPORT int mpb_condition_wait(mpb_condition_t *cv, int timeout_ms);
 /* Waits until pred(arg) is true, re-checking after each wake-up, for at most timeout_ms in
  * all. Returns pred's last answer as 1/0, or a negative MPB_E*. The lock must be held. */
@@ -355,37 +418,53 @@ MPB_EXPORT int mpb_condition_wait_for(mpb_condition_t *cv, int (*pred)(void *arg
 /* Wakes up to n waiters (they take the lock after the caller releases it); returns how many
  * were woken, or a negative MPB_E* (MPB_ENOTOWNER without the lock). */
 MPB_EXPORT int mpb_condition_notify(mpb_condition_t *cv, int n);
+/* As mpb_condition_notify for every waiter. */
 MPB_EXPORT int mpb_condition_notify_all(mpb_condition_t *cv);
 
 /* ---- Event -------------------------------------------------------------------------------- */
 
 typedef struct mpb_event mpb_event_t;
 
+/* Opens (creating if new, not set) the event called name: a new handle in *out
+ * (mpb_event_close() it). MPB_EKIND if name is another kind. */
 MPB_EXPORT int mpb_event_open(mpb_client_t *c, const char *name, mpb_event_t **out);
+/* Frees the handle (not the event). Accepts &NULL; sets *e NULL. */
 MPB_EXPORT void mpb_event_close(mpb_event_t **e);
+/* Sets the event: every waiter is answered 1 at once, and later waits return at once until it
+ * is cleared. Setting a set event changes nothing. */
 MPB_EXPORT int mpb_event_set(mpb_event_t *e);
+/* Clears it: later waits block until the next set. Waiters answered already stay answered. */
 MPB_EXPORT int mpb_event_clear(mpb_event_t *e);
 /* 1 or 0, or a negative MPB_E*. */
 MPB_EXPORT int mpb_event_is_set(mpb_event_t *e);
-/* Blocks until the event is set, up to timeout_ms: 1 if it is set, 0 if the time ran out. */
+/* Blocks until the event is set, up to timeout_ms: 1 if it is set (at once if it already is),
+ * 0 if the time ran out; MPB_NOWAIT only looks. */
 MPB_EXPORT int mpb_event_wait(mpb_event_t *e, int timeout_ms);
 
 /* ---- Barrier ------------------------------------------------------------------------------ */
 
 typedef struct mpb_barrier mpb_barrier_t;
 
-/* parties: needed when new (must match when not; 0: whatever it is). timeout_ms: the default
- * for waits given MPB_FOREVER (-1: none). */
+/* Opens (creating if new) the barrier called name: a new handle in *out (mpb_barrier_close()
+ * it). parties: needed when new (must match when not; 0: whatever it is). timeout_ms: the
+ * default for waits given MPB_FOREVER (-1: none), fixed when the barrier is made. MPB_EINVAL
+ * for a new barrier without parties, or parties that differ from the existing barrier's. */
 MPB_EXPORT int mpb_barrier_open(mpb_client_t *c, const char *name, int64_t parties,
                                 int timeout_ms, mpb_barrier_t **out);
+/* Frees the handle. Accepts &NULL; sets *b NULL. */
 MPB_EXPORT void mpb_barrier_close(mpb_barrier_t **b);
 /* Waits for all parties; *index (may be NULL) is unique among the parties of this round, from
  * 0 to parties-1. MPB_EBROKEN when the barrier is or becomes broken: a wait timed out, it was
  * aborted or reset, or a waiting party's session ended. A timeout breaks it for every waiter. */
 MPB_EXPORT int mpb_barrier_wait(mpb_barrier_t *b, int timeout_ms, int64_t *index);
+/* Breaks the current round (its waiters get MPB_EBROKEN at once) and makes the barrier whole
+ * again: the next waits start a new round. */
 MPB_EXPORT int mpb_barrier_reset(mpb_barrier_t *b);
+/* Breaks the barrier: its waiters, and every wait after, get MPB_EBROKEN until
+ * mpb_barrier_reset(). */
 MPB_EXPORT int mpb_barrier_abort(mpb_barrier_t *b);
-/* Any of the outputs may be NULL. */
+/* The number of parties, how many wait in the current round, and whether it is broken (1/0).
+ * Any of the outputs may be NULL. */
 MPB_EXPORT int mpb_barrier_state(mpb_barrier_t *b, int64_t *parties, int64_t *n_waiting,
                                  int *broken);
 
@@ -394,13 +473,23 @@ MPB_EXPORT int mpb_barrier_state(mpb_barrier_t *b, int64_t *parties, int64_t *n_
 typedef struct mpb_value mpb_value_t;
 typedef struct mpb_namespace mpb_namespace_t;
 
-/* initial (a msgpack value, or NULL for 0) applies when the value is new. */
+/* Opens (creating if new) the Value called name: a new handle in *out (mpb_value_close() it).
+ * initial (a msgpack value, or NULL for the integer 0) applies when the value is new; an
+ * existing value keeps what it holds. MPB_EINVAL when initial is not one well-formed value. */
 MPB_EXPORT int mpb_value_open(mpb_client_t *c, const char *name, const void *initial,
                               size_t len, mpb_value_t **out);
+/* Frees the handle (not the value). Accepts &NULL; sets *v NULL. */
 MPB_EXPORT void mpb_value_close(mpb_value_t **v);
+/* A copy of the value (any msgpack value; the integer 0 if never set) in a new buffer *val:
+ * mpb_free() it. */
 MPB_EXPORT int mpb_value_get(mpb_value_t *v, void **val, size_t *vlen);
+/* Replaces the value with a copy of val, of any type. MPB_EINVAL when val is not one
+ * well-formed msgpack value, MPB_ETOOBIG past max_value. */
 MPB_EXPORT int mpb_value_set(mpb_value_t *v, const void *val, size_t vlen);
+/* The value as an int64. MPB_ETYPE (and *out untouched) when it is not an integer that fits:
+ * a float, a string, any other type, or an unsigned integer above INT64_MAX. */
 MPB_EXPORT int mpb_value_get_i64(mpb_value_t *v, int64_t *out);
+/* mpb_value_set with the integer x. */
 MPB_EXPORT int mpb_value_set_i64(mpb_value_t *v, int64_t x);
 /* Atomically adds by; *result (may be NULL) is the new value. MPB_ETYPE (and nothing added)
  * if the value is not an integer, MPB_EOVERFLOW past int64. add_double works on any number
@@ -408,15 +497,24 @@ MPB_EXPORT int mpb_value_set_i64(mpb_value_t *v, int64_t x);
 MPB_EXPORT int mpb_value_add_i64(mpb_value_t *v, int64_t by, int64_t *result);
 MPB_EXPORT int mpb_value_add_double(mpb_value_t *v, double by, double *result);
 
+/* Opens (creating if new, empty) the Namespace called name: a new handle in *out
+ * (mpb_namespace_close() it). MPB_EKIND if name is another kind. Attribute names are
+ * NUL-terminated strings of 1 to 255 bytes; any other gives MPB_EINVAL. */
 MPB_EXPORT int mpb_namespace_open(mpb_client_t *c, const char *name, mpb_namespace_t **out);
+/* Frees the handle (not the namespace). Accepts &NULL; sets *ns NULL. */
 MPB_EXPORT void mpb_namespace_close(mpb_namespace_t **ns);
-/* MPB_ENOKEY when there is no such attribute. */
+/* A copy of attribute attr's value in a new buffer *val (mpb_free() it). MPB_ENOKEY when
+ * there is no such attribute. */
 MPB_EXPORT int mpb_namespace_get(mpb_namespace_t *ns, const char *attr, void **val,
                                  size_t *vlen);
+/* Sets attribute attr to a copy of val (any msgpack value). MPB_EINVAL when val is not one
+ * well-formed value, MPB_ETOOBIG past max_value. */
 MPB_EXPORT int mpb_namespace_set(mpb_namespace_t *ns, const char *attr, const void *val,
                                  size_t vlen);
+/* Removes attribute attr. MPB_ENOKEY when there is no such attribute. */
 MPB_EXPORT int mpb_namespace_del(mpb_namespace_t *ns, const char *attr);
-/* Every attribute as a msgpack map {name: value} in a new buffer. */
+/* Every attribute as a msgpack map {name: value}, in the order they were first set, in a new
+ * buffer *map (mpb_free() it). */
 MPB_EXPORT int mpb_namespace_list(mpb_namespace_t *ns, void **map, size_t *len);
 
 /* ---- raw requests ----------------------------------------------------------------------- */
@@ -579,7 +677,8 @@ MPB_EXPORT int mpb_queue_put_async(mpb_queue_t *q, const void *val, size_t vlen,
                                    mpb_callback_t cb, void *arg);
 MPB_EXPORT int mpb_queue_get_async(mpb_queue_t *q, int timeout_ms, mpb_callback_t cb,
                                    void *arg);
-/* Sends what is queued. */
+/* Sends what is queued, without waiting for any reply. 0, or the error of the connection
+ * (MPB_ECONN, MPB_EFORK, ...). */
 MPB_EXPORT int mpb_flush(mpb_client_t *c);
 /* Sends what is queued, then reads replies for up to timeout_ms (0: only what has arrived,
  * MPB_FOREVER: until one comes) and runs their callbacks. Returns how many requests were
