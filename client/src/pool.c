@@ -33,7 +33,7 @@ struct mpb_pool {
     bool closed;
     mpb_async_t *asyncs; /* outstanding or kept */
     size_t outstanding;
-    mpb_imap_t *imaps;
+    mpb_imap_t *imaps; /* its iterators, so terminate and free reach them */
     mpb_async_t *notify_head, *notify_tail; /* finished, callback not yet run */
     bool notifying;
 };
@@ -79,7 +79,11 @@ struct mpb_imap {
     islot_t *slots;               /* ring of window, by chunk sequence */
     uint64_t job;
     uint64_t *ids; /* task id per slot */
-    mpb_imap_t *nextp;
+    bool canceled; /* by terminate(): no more results */
+    char input_msg[160]; /* why input_err, when it is not next()'s own error */
+    mpb__buf_t carry; /* an item read from next() that did not fit in the last chunk */
+    bool has_carry;
+    mpb_imap_t *inext, *iprev; /* in its pool's list */
 };
 
 /* ---- routing ---- */
@@ -153,6 +157,16 @@ static void route_forget(mpb_client_t *c, void *owner) {
 
 /* ---- completing ---- */
 
+/* A remote message as the caller sees it: "fn: message", unless the function named itself
+ * already ("sleep_ms: -1 is not ...", "square(4000000000) overflows"). */
+static void remote_msg(char *out, size_t n, const char *fn, const char *s, uint32_t sl) {
+    size_t fl = strlen(fn);
+    if (sl > fl && !memcmp(s, fn, fl) && (s[fl] == ':' || s[fl] == '('))
+        snprintf(out, n, "%.*s", (int)sl, s);
+    else
+        snprintf(out, n, "%s: %.*s", fn, (int)sl, s);
+}
+
 static void async_finish(mpb_async_t *a) {
     a->ready = true;
     mpb_pool_t *p = a->p;
@@ -192,7 +206,7 @@ static void async_finish(mpb_async_t *a) {
                     uint32_t sl = 0;
                     mpb__rd_str(&m, &s, &sl);
                     a->status = MPB_EREMOTE;
-                    snprintf(a->msg, sizeof a->msg, "%s: %.*s", a->fn, (int)sl, s);
+                    remote_msg(a->msg, sizeof a->msg, a->fn, s, sl);
                     if (sl == 8 && !memcmp(s, "canceled", 8)) a->status = MPB_ECANCELED;
                     break;
                 }
@@ -329,13 +343,18 @@ static void pump_take(mpb_client_t *c) {
 
 /* ---- submitting ---- */
 
-/* Submits tasks (each a msgpack array of calls) given as one msgpack array body of n tasks.
- * Returns the first task id. */
+/* submit()'s job for a lone apply: no job, so `mpb pool` does not list it as a map. */
+#define JOB_NONE UINT64_MAX
+
+/* Submits tasks (each a msgpack array of calls) given as one msgpack array body of n tasks,
+ * into job (0: a new one; JOB_NONE: none). Returns the first task id. */
 static int submit(mpb_pool_t *p, const char *fn, uint64_t job, const uint8_t *tasks,
                   size_t tlen, uint32_t n, uint64_t *first, uint64_t *job_out) {
+    if (tlen > p->c->max_frame / 4) mpb_flush(p->c); /* a big batch gets a frame of its own */
     mpb__buf_t *b = mpb__req(p->c, MPB_OP_POOL_SUBMIT, NULL, 0, 3);
     mpb__w_cstr(b, fn);
-    if (job) mpb__w_uint(b, job);
+    if (job == JOB_NONE) mpb__w_bool(b, false);
+    else if (job) mpb__w_uint(b, job);
     else mpb__w_nil(b);
     mpb__w_array(b, n);
     mpb__w_raw(b, tasks, tlen);
@@ -433,8 +452,24 @@ static uint64_t capacity(mpb_pool_t *p, const char *fn, uint64_t *nworkers) {
     return cap;
 }
 
-/* Splits items into chunks of chunksize calls and submits them, a frame's worth at a time.
- * star: each item is already an argument array; else it becomes [item]. */
+static void cancel_ranges(mpb_client_t *c, mpb_async_t *a);
+
+/* The largest task (a chunk's encoded calls) the broker takes, with room in a frame for it. */
+static size_t task_limit(const mpb_client_t *c) {
+    size_t lim = c->max_value;
+    if (lim + 1024 > c->max_frame) lim = c->max_frame > 2048 ? c->max_frame - 1024 : 1024;
+    return lim;
+}
+
+/* The encoded size of item as a call: [item], or item itself for starmap. */
+static size_t call_len(size_t vn, bool star) {
+    return star ? vn : vn + 1;
+}
+
+/* Splits items into chunks of up to chunksize calls, cut earlier where a chunk would pass the
+ * broker's max_value (as Python never fails on a chunksize, neither does this), and submits
+ * them, a frame's worth at a time. star: each item is already an argument array; else it
+ * becomes [item]. */
 static int submit_items(mpb_pool_t *p, const char *fn, const uint8_t *items, size_t len,
                         size_t chunksize, bool star, mpb_async_t **out, int kind) {
     mpb_client_t *c = p->c;
@@ -444,62 +479,91 @@ static int submit_items(mpb_pool_t *p, const char *fn, const uint8_t *items, siz
         return mpb__fail(c, MPB_EINVAL, "items must be one msgpack array");
     if (chunksize == 0) { /* as Python: about four chunks per worker process */
         uint64_t cap = capacity(p, fn, NULL);
-        chunksize = cap ? (n + 4 * cap - 1) / (4 * cap) : 1;
-        if (chunksize == 0) chunksize = 1;
+        chunksize = cap ? (size_t)(((uint64_t)n + 4 * cap - 1) / (4 * cap)) : 1;
     }
-    uint64_t ntasks = n ? (n + chunksize - 1) / chunksize : 0;
+    if (chunksize > n) chunksize = n ? n : 1;
+    if (chunksize == 0) chunksize = 1;
+    size_t limit = task_limit(c);
+    /* First pass: check the items and count the chunks. */
+    mpb__rd_t scan = r;
+    uint64_t ntasks = 0;
+    size_t k = 0, bytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *v;
+        size_t vn;
+        mpb__rd_span(&scan, &v, &vn);
+        if (star) {
+            mpb__rd_t t = {v, v + vn};
+            uint32_t dummy;
+            if (mpb__rd_array(&t, &dummy))
+                return mpb__fail(c, MPB_EINVAL, "starmap item %u is not an array of arguments", i);
+        }
+        size_t cl = call_len(vn, star);
+        if (cl + 5 > limit)
+            return mpb__fail(c, MPB_ETOOBIG, "item %u of %zu bytes > max_value %zu", i, vn,
+                             c->max_value);
+        if (k && (k == chunksize || bytes + cl + 5 > limit)) {
+            ntasks++;
+            k = bytes = 0;
+        }
+        k++;
+        bytes += cl;
+    }
+    if (k) ntasks++;
     mpb_async_t *a = async_new(p, kind, fn, ntasks);
     if (!a) return mpb__fail(c, MPB_ENOMEM, "out of memory");
-    mpb__buf_t batch = {0};
+    mpb__buf_t batch = {0}, chunk = {0};
     uint64_t job = 0, task_index = 0, batch_start = 0;
-    uint32_t in_batch = 0;
+    uint32_t in_batch = 0, in_chunk = 0;
     int rc = 0;
-    for (uint32_t i = 0; i < n && !rc;) {
-        uint32_t k = (uint32_t)((n - i) < chunksize ? (n - i) : chunksize);
-        mpb__w_array(&batch, k);
-        for (uint32_t j = 0; j < k; j++, i++) {
-            const uint8_t *v;
-            size_t vn;
-            mpb__rd_span(&r, &v, &vn);
-            if (star) {
-                mpb__rd_t t = {v, v + vn};
-                uint32_t dummy;
-                if (mpb__rd_array(&t, &dummy)) {
-                    rc = mpb__fail(c, MPB_EINVAL, "starmap item %u is not an array of arguments", i);
-                    break;
-                }
-                mpb__w_raw(&batch, v, vn);
-            } else {
-                mpb__w_array(&batch, 1);
-                mpb__w_raw(&batch, v, vn);
+    for (uint32_t i = 0; i <= n && !rc; i++) {
+        const uint8_t *v = NULL;
+        size_t vn = 0;
+        if (i < n) mpb__rd_span(&r, &v, &vn);
+        size_t cl = call_len(vn, star);
+        /* the chunk so far is complete: it goes into the batch, and the batch out when full */
+        if (in_chunk && (i == n || in_chunk == chunksize || chunk.len + cl + 5 > limit)) {
+            if (in_batch && (batch.len + chunk.len + 5 > c->max_frame / 4 || in_batch == 10000)) {
+                uint64_t first;
+                if (batch.oom || chunk.oom || batch_start + in_batch > ntasks) rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
+                if (!rc) rc = submit(p, fn, job, batch.p, batch.len, in_batch, &first, &job);
+                for (uint64_t t = 0; !rc && t < in_batch; t++)
+                    if (route_add(c, first + t, a, kind, batch_start + t))
+                        rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
+                if (!rc) rc = add_range(a, first, in_batch) ? MPB_ENOMEM : 0;
+                task_index += in_batch;
+                batch_start = task_index;
+                in_batch = 0;
+                mpb__buf_reset(&batch);
             }
+            mpb__w_array(&batch, in_chunk);
+            mpb__w_raw(&batch, chunk.p, chunk.len);
+            mpb__buf_reset(&chunk);
+            in_chunk = 0;
+            in_batch++;
         }
-        in_batch++;
-        bool last = i >= n;
-        if (!rc && (last || batch.len > c->max_frame / 4 || in_batch == 10000)) {
-            uint64_t first;
-            if (batch.oom) rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
-            if (!rc) rc = submit(p, fn, job, batch.p, batch.len, in_batch, &first, &job);
-            for (uint64_t t = 0; !rc && t < in_batch; t++)
-                if (route_add(c, first + t, a, kind, batch_start + t))
-                    rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
-            if (!rc) rc = add_range(a, first, in_batch) ? MPB_ENOMEM : 0;
-            task_index += in_batch;
-            batch_start = task_index;
-            in_batch = 0;
-            mpb__buf_reset(&batch);
-        }
+        if (i == n || rc) break;
+        if (!star) mpb__w_array(&chunk, 1);
+        mpb__w_raw(&chunk, v, vn);
+        in_chunk++;
+    }
+    if (!rc && in_batch) {
+        uint64_t first;
+        if (batch.oom || chunk.oom || batch_start + in_batch > ntasks)
+            rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
+        if (!rc) rc = submit(p, fn, job, batch.p, batch.len, in_batch, &first, &job);
+        for (uint64_t t = 0; !rc && t < in_batch; t++)
+            if (route_add(c, first + t, a, kind, batch_start + t))
+                rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
+        if (!rc) rc = add_range(a, first, in_batch) ? MPB_ENOMEM : 0;
     }
     mpb__buf_free(&batch);
+    mpb__buf_free(&chunk);
     if (rc) {
         /* what went out is cancelled; the handle is not given out */
-        for (size_t i = 0; i < a->nranges; i++) {
-            mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_CANCEL, NULL, 0, 2);
-            mpb__w_uint(b, a->firsts[i]);
-            mpb__w_uint(b, a->counts[i]);
-            const uint8_t *v;
-            size_t vn;
-            mpb__call(c, 0, &v, &vn);
+        if (mpb__usable(c) == 0) {
+            cancel_ranges(c, a);
+            mpb_flush(c);
         }
         route_forget(c, a);
         async_unlink(a);
@@ -547,7 +611,7 @@ int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args, size_t
         return mpb__fail(p->c, MPB_ENOMEM, "out of memory");
     }
     uint64_t first;
-    rc = submit(p, fn, 0, t.p, t.len, 1, &first, NULL);
+    rc = submit(p, fn, JOB_NONE, t.p, t.len, 1, &first, NULL);
     mpb__buf_free(&t);
     if (rc) return rc;
     mpb_async_t *a = async_new(p, A_APPLY, fn, 1);
@@ -674,16 +738,14 @@ int mpb_async_get(mpb_async_t *a, int timeout_ms, void **result, size_t *rlen) {
     if (!a->ready) {
         uint64_t nworkers = 0;
         uint64_t cap = capacity(p, a->fn, &nworkers);
+        char when[48] = "not ready"; /* a poll (timeout 0) did not wait */
+        if (timeout_ms != 0) snprintf(when, sizeof when, "timed out after %d ms", timeout_ms);
         if (!nworkers)
-            return mpb__fail(c, MPB_ETIMEDOUT,
-                             "timed out after %d ms: no worker serves function '%s'", timeout_ms,
-                             a->fn);
+            return mpb__fail(c, MPB_ETIMEDOUT, "%s: no worker serves function '%s'", when, a->fn);
         return mpb__fail(c, MPB_ETIMEDOUT,
-                         "timed out after %d ms: %llu of %llu tasks done; %llu workers (%llu "
-                         "slots) serve '%s'",
-                         timeout_ms, (unsigned long long)a->ndone,
-                         (unsigned long long)a->ntasks, (unsigned long long)nworkers,
-                         (unsigned long long)cap, a->fn);
+                         "%s: %llu of %llu tasks done; %llu workers (%llu slots) serve '%s'",
+                         when, (unsigned long long)a->ndone, (unsigned long long)a->ntasks,
+                         (unsigned long long)nworkers, (unsigned long long)cap, a->fn);
     }
     if (a->status) return c ? mpb__fail(c, a->status, "%s", a->msg) : a->status;
     if (result) {
@@ -701,13 +763,77 @@ void mpb_async_progress(const mpb_async_t *a, uint64_t *done, uint64_t *total) {
     if (total) *total = a ? a->ntasks : 0;
 }
 
-static void cancel_ranges(mpb_client_t *c, mpb_async_t *a) {
-    for (size_t i = 0; i < a->nranges; i++) {
-        mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_CANCEL, NULL, 0, 2);
-        mpb__w_uint(b, a->firsts[i]);
-        mpb__w_uint(b, a->counts[i]);
-        mpb__send(c, NULL, NULL);
+/* ---- cancelling: task id ranges, merged where they touch, one pool.cancel per run ---- */
+
+typedef struct range {
+    uint64_t first, count;
+} range_t;
+
+typedef struct ranges {
+    range_t *v;
+    size_t n, cap;
+} ranges_t;
+
+static void send_cancel(mpb_client_t *c, uint64_t first, uint64_t count) {
+    mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_CANCEL, NULL, 0, 2);
+    mpb__w_uint(b, first);
+    mpb__w_uint(b, count);
+    mpb__send(c, NULL, NULL);
+}
+
+static void ranges_add(mpb_client_t *c, ranges_t *r, uint64_t first, uint64_t count) {
+    if (r->n && r->v[r->n - 1].first + r->v[r->n - 1].count == first) {
+        r->v[r->n - 1].count += count; /* the common case: the next batch of the same map */
+        return;
     }
+    if (r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 16;
+        range_t *nv = realloc(r->v, ncap * sizeof *nv);
+        if (!nv) { /* no room to merge it: it goes alone */
+            send_cancel(c, first, count);
+            return;
+        }
+        r->v = nv;
+        r->cap = ncap;
+    }
+    r->v[r->n++] = (range_t){first, count};
+}
+
+static int range_cmp(const void *x, const void *y) {
+    const range_t *a = x, *b = y;
+    return a->first < b->first ? -1 : a->first > b->first;
+}
+
+/* Sends the cancels (replies not awaited) and frees the list. */
+static void ranges_send(mpb_client_t *c, ranges_t *r) {
+    if (r->n) qsort(r->v, r->n, sizeof *r->v, range_cmp);
+    for (size_t i = 0; i < r->n;) {
+        uint64_t first = r->v[i].first, end = first + r->v[i].count;
+        for (i++; i < r->n && r->v[i].first <= end; i++)
+            if (r->v[i].first + r->v[i].count > end) end = r->v[i].first + r->v[i].count;
+        send_cancel(c, first, end - first);
+    }
+    free(r->v);
+    *r = (ranges_t){0};
+}
+
+static void async_ranges(mpb_client_t *c, mpb_async_t *a, ranges_t *r) {
+    for (size_t i = 0; i < a->nranges; i++) ranges_add(c, r, a->firsts[i], a->counts[i]);
+}
+
+/* The ids of an iterator's chunks that have not come back. */
+static void imap_ranges(mpb_client_t *c, mpb_imap_t *it, ranges_t *r) {
+    if (!it->slots || !it->ids) return;
+    for (uint64_t q = it->consumed; q < it->submitted; q++) {
+        islot_t *s = &it->slots[q % it->window];
+        if (s->used && !s->out) ranges_add(c, r, it->ids[q % it->window], 1);
+    }
+}
+
+static void cancel_ranges(mpb_client_t *c, mpb_async_t *a) {
+    ranges_t r = {0};
+    async_ranges(c, a, &r);
+    ranges_send(c, &r);
 }
 
 void mpb_async_free(mpb_async_t **ap) {
@@ -732,35 +858,67 @@ void mpb_async_free(mpb_async_t **ap) {
 
 /* ---- imap ---- */
 
+/* Submits chunks while fewer than window are out. A chunk ends at chunksize items or where
+ * the next item would take it past max_value; that item waits in it->carry. */
 static int imap_fill(mpb_imap_t *it) {
     mpb_pool_t *p = it->p;
     mpb_client_t *c = p->c;
+    size_t limit = task_limit(c);
     mpb__buf_t batch = {0};
     uint32_t nt = 0;
     uint64_t seq0 = it->submitted;
-    while (!it->input_done && it->submitted + nt - it->consumed < it->window) {
+    while (!it->canceled && (!it->input_done || it->has_carry) &&
+           it->submitted + nt - it->consumed < it->window &&
+           (nt == 0 || batch.len + limit + 16 <= c->max_frame / 2)) {
         uint32_t k = 0;
         mpb__buf_t chunk = {0};
         while (k < it->chunksize) {
             const void *item;
             size_t il;
-            int r = it->next(it->arg, &item, &il);
-            if (r < 0) {
-                it->input_err = r;
-                it->input_done = true;
-                break;
+            if (it->has_carry) {
+                item = it->carry.p;
+                il = it->carry.len;
+            } else {
+                if (it->input_done) break;
+                int r = it->next(it->arg, &item, &il);
+                if (r < 0) {
+                    it->input_err = r;
+                    it->input_done = true;
+                    break;
+                }
+                if (r == 0) {
+                    it->input_done = true;
+                    break;
+                }
+                if (mpb__mp_check1(item, il, MPB__MAX_DEPTH) != (long)il) {
+                    it->input_err = MPB_EINVAL;
+                    it->input_done = true;
+                    break;
+                }
+                if (il + 6 > limit) {
+                    it->input_err = MPB_ETOOBIG;
+                    snprintf(it->input_msg, sizeof it->input_msg,
+                             "an item of %zu bytes > max_value %zu", il, c->max_value);
+                    it->input_done = true;
+                    break;
+                }
             }
-            if (r == 0) {
-                it->input_done = true;
-                break;
-            }
-            if (mpb__mp_check1(item, il, MPB__MAX_DEPTH) != (long)il) {
-                it->input_err = MPB_EINVAL;
-                it->input_done = true;
+            if (k && chunk.len + il + 6 > limit) { /* full: the item starts the next chunk */
+                if (!it->has_carry) {
+                    mpb__buf_reset(&it->carry);
+                    mpb__w_raw(&it->carry, item, il);
+                    if (it->carry.oom) {
+                        it->input_err = MPB_ENOMEM;
+                        it->input_done = true;
+                    } else {
+                        it->has_carry = true;
+                    }
+                }
                 break;
             }
             mpb__w_array(&chunk, 1);
             mpb__w_raw(&chunk, item, il);
+            it->has_carry = false; /* item may have been it->carry: copied just now */
             k++;
         }
         if (k) {
@@ -770,7 +928,7 @@ static int imap_fill(mpb_imap_t *it) {
             nt++;
         }
         mpb__buf_free(&chunk);
-        if (batch.len > c->max_frame / 4) break;
+        if (!k) break;
     }
     int rc = 0;
     if (nt) {
@@ -822,6 +980,9 @@ int mpb_pool_imap(mpb_pool_t *p, const char *fn, mpb_next_fn next, void *arg, si
         mpb_imap_free(&it);
         return mpb__fail(p->c, MPB_ENOMEM, "out of memory");
     }
+    it->inext = p->imaps;
+    if (p->imaps) p->imaps->iprev = it;
+    p->imaps = it;
     rc = imap_fill(it);
     if (rc) {
         mpb_imap_free(&it);
@@ -856,7 +1017,9 @@ static void imap_retire(mpb_imap_t *it) {
 
 int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen) {
     if (!it) return MPB_EINVAL;
+    if (!it->p) return MPB_ECLOSED; /* its pool was freed */
     mpb_client_t *c = it->p->c;
+    if (it->canceled) return mpb__fail(c, MPB_ECANCELED, "imap of '%s' canceled by terminate()", it->fn);
     int64_t end = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
     for (;;) {
         islot_t *s = imap_ready(it);
@@ -881,7 +1044,9 @@ int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen) {
                 const char *msg = "";
                 uint32_t ml = 0;
                 mpb__rd_str(&m, &msg, &ml);
-                rc = mpb__fail(c, MPB_EREMOTE, "%s: %.*s", it->fn, (int)ml, msg);
+                char m2[600];
+                remote_msg(m2, sizeof m2, it->fn, msg, ml);
+                rc = mpb__fail(c, MPB_EREMOTE, "%s", m2);
             }
             if (!rc) rc = mpb__dup(c, v, vn, result, rlen);
             if (++s->pos >= s->n) {
@@ -897,6 +1062,7 @@ int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen) {
             if (it->input_err) {
                 int e = it->input_err;
                 it->input_err = 0;
+                if (it->input_msg[0]) return mpb__fail(c, e, "the input of imap: %s", it->input_msg);
                 return mpb__fail(c, e, "the input of imap failed (%s)", mpb_strerror(e));
             }
             return mpb__fail(c, MPB_ECLOSED, "no more results");
@@ -919,19 +1085,21 @@ void mpb_imap_free(mpb_imap_t **itp) {
     mpb_imap_t *it = *itp;
     if (!it) return;
     *itp = NULL;
-    mpb_client_t *c = it->p->c;
-    if (it->slots && it->ids && mpb__usable(c) == 0) {
-        for (uint64_t q = it->consumed; q < it->submitted; q++) {
-            islot_t *s = &it->slots[q % it->window];
-            if (!s->used || s->out) continue;
-            mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_CANCEL, NULL, 0, 2);
-            mpb__w_uint(b, it->ids[q % it->window]);
-            mpb__w_uint(b, 1);
-            mpb__send(c, NULL, NULL);
+    mpb_pool_t *p = it->p;
+    if (p) { /* detached from a freed pool, it has nothing more to tell the broker */
+        mpb_client_t *c = p->c;
+        if (!it->canceled && mpb__usable(c) == 0) {
+            ranges_t r = {0};
+            imap_ranges(c, it, &r);
+            ranges_send(c, &r);
+            mpb_flush(c);
         }
-        mpb_flush(c);
+        route_forget(c, it);
+        if (it->iprev) it->iprev->inext = it->inext;
+        else p->imaps = it->inext;
+        if (it->inext) it->inext->iprev = it->iprev;
     }
-    route_forget(c, it);
+    mpb__buf_free(&it->carry);
     if (it->slots)
         for (size_t i = 0; i < it->window; i++) free(it->slots[i].out);
     free(it->slots);
@@ -978,11 +1146,20 @@ int mpb_pool_terminate(mpb_pool_t *p) {
     if (!p) return MPB_EINVAL;
     p->closed = true;
     if (mpb__usable(p->c)) return mpb__usable(p->c);
+    ranges_t r = {0};
     for (mpb_async_t *a = p->asyncs; a; a = a->next) {
         if (a->ready) continue;
         a->canceled = true;
-        cancel_ranges(p->c, a);
+        async_ranges(p->c, a, &r);
     }
+    for (mpb_imap_t *it = p->imaps; it; it = it->inext) {
+        if (it->canceled) continue;
+        imap_ranges(p->c, it, &r);
+        it->canceled = true;
+        it->input_done = true;
+        route_forget(p->c, it); /* what still comes for it is dropped */
+    }
+    ranges_send(p->c, &r); /* 80,000 applies in a row are one cancel */
     return mpb_flush(p->c);
 }
 
@@ -991,7 +1168,14 @@ void mpb_pool_free(mpb_pool_t **pp) {
     if (!p) return;
     *pp = NULL;
     run_notify(p);
-    if (p->outstanding && mpb__usable(p->c) == 0) mpb_pool_terminate(p);
+    if ((p->outstanding || p->imaps) && mpb__usable(p->c) == 0) mpb_pool_terminate(p);
+    while (p->imaps) { /* a caller's iterator stays valid (detached) until mpb_imap_free */
+        mpb_imap_t *it = p->imaps;
+        p->imaps = it->inext;
+        route_forget(p->c, it);
+        it->inext = it->iprev = NULL;
+        it->p = NULL;
+    }
     while (p->asyncs) {
         mpb_async_t *a = p->asyncs;
         route_forget(p->c, a);

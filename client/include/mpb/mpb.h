@@ -580,7 +580,8 @@ typedef void (*mpb_result_cb)(void *arg, const void *result, size_t len);
 typedef void (*mpb_error_cb)(void *arg, int err, const char *msg);
 
 MPB_EXPORT int mpb_pool_open(mpb_client_t *c, mpb_pool_t **out);
-/* Terminates what is still outstanding and frees the pool. Accepts &NULL. */
+/* Terminates what is still outstanding and frees the pool. Accepts &NULL. Handles and
+ * iterators the caller still holds stay valid, detached, until freed. */
 MPB_EXPORT void mpb_pool_free(mpb_pool_t **p);
 
 /* fn(*args) on some worker; blocks up to timeout_ms for the result (a new buffer). */
@@ -592,7 +593,10 @@ MPB_EXPORT int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *a
                                     size_t alen, mpb_result_cb cb, mpb_error_cb ecb, void *arg,
                                     mpb_async_t **out);
 /* fn(item) for every item of the msgpack array items, chunksize items per task (0: chosen
- * as Python does, about len / (4 * workers)); *results is a msgpack array in input order. */
+ * as Python does, about len / (4 * workers); any larger value is one chunk), and fewer where
+ * a chunk would pass the broker's max_value; *results is a msgpack array in input order.
+ * MPB_ETOOBIG for an item that alone passes it, MPB_ELIMIT when the broker holds as much of
+ * this client's unfinished work as it allows (pool-max-queued). */
 MPB_EXPORT int mpb_pool_map(mpb_pool_t *p, const char *fn, const void *items, size_t len,
                             size_t chunksize, int timeout_ms, void **results, size_t *rlen);
 MPB_EXPORT int mpb_pool_map_async(mpb_pool_t *p, const char *fn, const void *items, size_t len,
@@ -613,7 +617,9 @@ typedef int (*mpb_next_fn)(void *arg, const void **item, size_t *len);
 MPB_EXPORT int mpb_pool_imap(mpb_pool_t *p, const char *fn, mpb_next_fn next, void *arg,
                              size_t chunksize, int ordered, size_t window, mpb_imap_t **out);
 /* The next result (a new buffer). MPB_ECLOSED after the last; MPB_EREMOTE for an item whose
- * call failed (iteration may go on); MPB_ETIMEDOUT. */
+ * call failed (iteration may go on); MPB_ETIMEDOUT; MPB_ECANCELED after mpb_pool_terminate();
+ * MPB_ECLOSED (without a message) after mpb_pool_free(). Chunks are cut short where they would
+ * pass the broker's max_value; an item that alone would ends the input with MPB_ETOOBIG. */
 MPB_EXPORT int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen);
 MPB_EXPORT void mpb_imap_free(mpb_imap_t **it);
 
@@ -622,7 +628,8 @@ MPB_EXPORT int mpb_pool_close(mpb_pool_t *p);
 /* After close: waits for every outstanding task (running callbacks). 0 or MPB_ETIMEDOUT;
  * MPB_EINVAL if the pool is not closed. */
 MPB_EXPORT int mpb_pool_join(mpb_pool_t *p, int timeout_ms);
-/* Cancels every outstanding task: they finish with MPB_ECANCELED. Closes the pool. */
+/* Cancels every outstanding task (imap iterators too): they finish with MPB_ECANCELED. Closes
+ * the pool. */
 MPB_EXPORT int mpb_pool_terminate(mpb_pool_t *p);
 /* Reads results that have arrived (up to timeout_ms for one) and runs their callbacks.
  * Returns how many results completed, or a negative MPB_E*. */
