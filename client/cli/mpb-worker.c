@@ -1,7 +1,9 @@
 /* mpb-worker.c - a ready worker process: loads pool functions from a shared library by
  * symbol name and serves them, so an operator starts workers without writing a main().
  * With --max-tasks it recycles: a child process serves that many tasks, exits, and a fresh
- * one takes its place (Pool's maxtasksperchild). If the broker goes away it reconnects. */
+ * one takes its place (Pool's maxtasksperchild). If the broker goes away it reconnects.
+ * --init names an initializer that runs first in every worker process (Pool's initializer,
+ * with --init-arg as its initargs); if it fails, the worker exits with status 3 and says so. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
@@ -18,7 +20,7 @@
 #include "mpb/mpb.h"
 
 static struct {
-    const char *endpoint, *keyfile, *lib, *fns, *init, *name;
+    const char *endpoint, *keyfile, *lib, *fns, *init, *init_arg, *name;
     int concurrency, prefetch;
     unsigned long long max_tasks;
 } opt;
@@ -43,7 +45,9 @@ static void usage(FILE *f) {
             "  --concurrency N      tasks run at once, on N threads (default 1)\n"
             "  --prefetch N         tasks held beyond those (default 1)\n"
             "  --max-tasks N        serve N tasks per process, then start a fresh one\n"
-            "  --init SYMBOL        void SYMBOL(void) run once per worker process first\n"
+            "  --init SYMBOL        int SYMBOL(const char *arg) run once per worker process\n"
+            "                       first; non-zero means it failed: the worker exits (3)\n"
+            "  --init-arg STRING    the initializer's argument (default: NULL)\n"
             "  --name NAME          shown by `mpb pool` (default mpb-worker)\n"
             "  -e, --endpoint EP    broker (env MPB_ENDPOINT, default tcp://127.0.0.1:5555)\n"
             "  -k, --authkey-file P authkey (env MPB_AUTHKEY_FILE, or MPB_AUTHKEY itself)\n"
@@ -68,15 +72,19 @@ static void logline(const char *fmt, ...) {
 /* Serves until stopped, max tasks, or a fatal error; reconnects after lost connections.
  * Returns the exit status. */
 static int serve(void *lib, const void *key, size_t keylen) {
-    void (*init)(void) = NULL;
+    int (*init)(const char *) = NULL;
     if (opt.init) {
         *(void **)&init = dlsym(lib, opt.init);
         if (!init) {
             logline("--init %s: %s", opt.init, dlerror());
             return 2;
         }
+        int irc = init(opt.init_arg);
+        if (irc) {
+            logline("--init %s returned %d: the initializer failed; not serving", opt.init, irc);
+            return 3;
+        }
     }
-    bool inited = false;
     unsigned delay_ms = 200;
     unsigned long long done = 0;
     while (!stopping) {
@@ -125,10 +133,6 @@ static int serve(void *lib, const void *key, size_t keylen) {
         mpb_worker_set_concurrency(w, opt.concurrency);
         mpb_worker_set_prefetch(w, opt.prefetch);
         if (opt.max_tasks) mpb_worker_set_max_tasks(w, opt.max_tasks - done);
-        if (init && !inited) {
-            init();
-            inited = true;
-        }
         logline("serving %s from %s at %s, concurrency %d", opt.fns, opt.lib, opt.endpoint,
                 opt.concurrency);
         current = w;
@@ -149,7 +153,7 @@ int main(int argc, char **argv) {
     opt.concurrency = 1;
     opt.prefetch = 1;
     opt.name = "mpb-worker";
-    enum { O_LIB = 256, O_FN, O_CONC, O_PRE, O_MAX, O_INIT, O_NAME };
+    enum { O_LIB = 256, O_FN, O_CONC, O_PRE, O_MAX, O_INIT, O_NAME, O_INIT_ARG };
     static const struct option lopts[] = {
         {"lib", required_argument, 0, O_LIB},
         {"fn", required_argument, 0, O_FN},
@@ -157,6 +161,7 @@ int main(int argc, char **argv) {
         {"prefetch", required_argument, 0, O_PRE},
         {"max-tasks", required_argument, 0, O_MAX},
         {"init", required_argument, 0, O_INIT},
+        {"init-arg", required_argument, 0, O_INIT_ARG},
         {"name", required_argument, 0, O_NAME},
         {"endpoint", required_argument, 0, 'e'},
         {"authkey-file", required_argument, 0, 'k'},
@@ -191,6 +196,7 @@ int main(int argc, char **argv) {
             }
             break;
         case O_INIT: opt.init = optarg; break;
+        case O_INIT_ARG: opt.init_arg = optarg; break;
         case O_NAME: opt.name = optarg; break;
         case 'e': opt.endpoint = optarg; break;
         case 'k': opt.keyfile = optarg; break;
@@ -200,6 +206,10 @@ int main(int argc, char **argv) {
     }
     if (!opt.lib || !opt.fns || optind < argc) {
         usage(stderr);
+        return 2;
+    }
+    if (opt.init_arg && !opt.init) {
+        fprintf(stderr, "mpb-worker: --init-arg needs --init SYMBOL\n");
         return 2;
     }
     void *lib = dlopen(opt.lib, RTLD_NOW | RTLD_LOCAL);
@@ -244,7 +254,8 @@ int main(int argc, char **argv) {
             int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
             if (code != 0 && !stopping) {
                 status = code;
-                if (code == 2 || code == 1) break; /* bad arguments or key: not worth retrying */
+                /* bad arguments, key or initializer: not worth retrying */
+                if (code == 1 || code == 2 || code == 3) break;
             }
         }
     }

@@ -1,7 +1,10 @@
 /* worker.c - serving pool tasks. One thread talks to the broker (a parked pool.fetch for as
  * many tasks as there is credit, pool.done for finished ones); `concurrency` threads run the
  * functions. Finished tasks wake the talking thread through a pipe it polls beside its
- * ZeroMQ socket, so results go out at once even while a fetch is parked.
+ * ZeroMQ socket, so results go out at once even while a fetch is parked. Results go back in
+ * pool.done requests that each fit in a frame; a result the broker could not take (over
+ * max_value, or a chunk's results over max_frame) is replaced by an error saying so. When
+ * serve returns, pool.unregister tells the broker this session serves no more.
  *
  *   broker ──fetch reply──> [todo] ──threads──> [done] ──pipe──> pool.done ──> broker */
 #include <errno.h>
@@ -37,8 +40,10 @@ struct mpb_worker {
     size_t nfns;
     int concurrency, prefetch;
     uint64_t max_tasks, received, done;
-    void (*init)(void *);
+    int (*init)(void *);
     void *init_arg;
+    bool inited;
+    size_t max_value; /* the broker's, for the threads */
     volatile sig_atomic_t stop;
     int pipefd[2];
     pthread_t *threads;
@@ -119,7 +124,7 @@ void mpb_worker_set_prefetch(mpb_worker_t *w, int n) {
     w->prefetch = n < 0 ? 0 : n;
 }
 
-void mpb_worker_set_initializer(mpb_worker_t *w, void (*init)(void *arg), void *arg) {
+void mpb_worker_set_initializer(mpb_worker_t *w, int (*init)(void *arg), void *arg) {
     w->init = init;
     w->init_arg = arg;
 }
@@ -140,7 +145,18 @@ void mpb_worker_stop(mpb_worker_t *w) {
 
 /* ---- the executing threads ---- */
 
-static void run_job(job_t *j) {
+/* [false, msg] for each of n calls, in place of what out held. */
+static void fail_outcomes(mpb__buf_t *out, uint32_t n, const char *msg) {
+    mpb__buf_reset(out);
+    mpb__w_array(out, n);
+    for (uint32_t k = 0; k < n; k++) {
+        mpb__w_array(out, 2);
+        mpb__w_bool(out, false);
+        mpb__w_cstr(out, msg);
+    }
+}
+
+static void run_job(job_t *j, size_t max_value) {
     mpb__rd_t r = {j->calls, j->calls + j->len};
     uint32_t n = 0;
     mpb__rd_array(&r, &n);
@@ -154,7 +170,11 @@ static void run_job(job_t *j) {
         mpb__rd_span(&r, &args, &alen);
         int rc = j->fn->fn(j->fn->ctx, args, alen, &res, &rlen, err, sizeof err);
         mpb__w_array(&j->out, 2);
-        if (rc == 0 && res && mpb__mp_check1(res, rlen, MPB__MAX_DEPTH) == (long)rlen) {
+        if (rc == 0 && res && rlen > max_value) { /* the broker would not hold it */
+            mpb__w_bool(&j->out, false);
+            snprintf(err, sizeof err, "result of %zu bytes > max_value %zu", rlen, max_value);
+            mpb__w_cstr(&j->out, err);
+        } else if (rc == 0 && res && mpb__mp_check1(res, rlen, MPB__MAX_DEPTH) == (long)rlen) {
             mpb__w_bool(&j->out, true);
             mpb__w_raw(&j->out, res, rlen);
         } else {
@@ -178,7 +198,7 @@ static void *thread_main(void *arg) {
         w->todo_head = j->next;
         if (!w->todo_head) w->todo_tail = NULL;
         pthread_mutex_unlock(&w->mu);
-        run_job(j);
+        run_job(j, w->max_value);
         pthread_mutex_lock(&w->mu);
         j->next = w->done_head;
         w->done_head = j;
@@ -262,23 +282,49 @@ static void on_done_reply(mpb_client_t *c, int status, const void *val, size_t l
     if (status) w->err = status;
 }
 
-/* Sends pool.done for every finished job. */
+/* Room for results in one pool.done: the frame less its header, MAC and the request's own. */
+static size_t done_room(const mpb_client_t *c) {
+    return c->max_frame > 2048 ? c->max_frame - 1024 : c->max_frame / 2;
+}
+
+/* Sends pool.done for every finished job, as many requests as it takes for each to fit in a
+ * frame of its own. */
 static int report(mpb_worker_t *w) {
     pthread_mutex_lock(&w->mu);
     job_t *list = w->done_head;
     w->done_head = NULL;
     pthread_mutex_unlock(&w->mu);
     if (!list) return 0;
-    uint32_t n = 0;
-    for (job_t *j = list; j; j = j->next) n++;
-    mpb__buf_t *b = mpb__req(w->c, MPB_OP_POOL_DONE, NULL, 0, 1);
-    mpb__w_array(b, n);
+    mpb_client_t *c = w->c;
+    size_t room = done_room(c);
+    int rc = mpb_flush(c); /* what is queued goes first: each pool.done gets a frame to itself */
     for (job_t *j = list; j; j = j->next) {
-        mpb__w_array(b, 2);
-        mpb__w_uint(b, j->id);
-        mpb__w_raw(b, j->out.p, j->out.len);
+        if (j->out.len + 16 <= room) continue;
+        mpb__rd_t r = {j->calls, j->calls + j->len};
+        uint32_t nc = 0;
+        mpb__rd_array(&r, &nc);
+        char msg[128];
+        snprintf(msg, sizeof msg, "result of %zu bytes > max_frame %zu", j->out.len, c->max_frame);
+        fail_outcomes(&j->out, nc, msg);
     }
-    int rc = mpb__send(w->c, on_done_reply, w);
+    for (job_t *j = list; j && !rc;) {
+        uint32_t n = 0;
+        size_t bytes = 0;
+        job_t *end = j;
+        for (; end && (n == 0 || bytes + end->out.len + 16 <= room); end = end->next) {
+            bytes += end->out.len + 16;
+            n++;
+        }
+        mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_DONE, NULL, 0, 1);
+        mpb__w_array(b, n);
+        for (; j != end; j = j->next) {
+            mpb__w_array(b, 2);
+            mpb__w_uint(b, j->id);
+            mpb__w_raw(b, j->out.p, j->out.len);
+        }
+        rc = mpb__send(c, on_done_reply, w);
+        if (!rc) rc = mpb_flush(c);
+    }
     for (job_t *j = list, *nx; j; j = nx) {
         nx = j->next;
         job_free(j);
@@ -304,6 +350,15 @@ static int fetch(mpb_worker_t *w) {
 int mpb_worker_serve(mpb_worker_t *w) {
     mpb_client_t *c = w->c;
     if (!w->nfns) return mpb__fail(c, MPB_EINVAL, "no function to serve: mpb_worker_add() first");
+    if (w->init && !w->inited) { /* before registering: no task is given to a worker that fails */
+        int irc = w->init(w->init_arg);
+        if (irc) return mpb__fail(c, MPB_EINVAL, "the initializer failed (returned %d)", irc);
+        w->inited = true;
+    }
+    w->max_value = c->max_value;
+    w->received = 0;
+    w->quit = false;
+    w->err = 0;
     mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_REGISTER, NULL, 0, 3);
     mpb__w_array(b, (uint32_t)w->nfns);
     for (size_t i = 0; i < w->nfns; i++) mpb__w_cstr(b, w->fns[i].name);
@@ -313,7 +368,6 @@ int mpb_worker_serve(mpb_worker_t *w) {
     size_t vn;
     int rc = mpb__call(c, 0, &v, &vn);
     if (rc) return rc;
-    if (w->init) w->init(w->init_arg);
     w->threads = calloc((size_t)w->concurrency, sizeof *w->threads);
     if (!w->threads) return mpb__fail(c, MPB_ENOMEM, "out of memory");
     for (int i = 0; i < w->concurrency; i++) {
@@ -354,7 +408,13 @@ int mpb_worker_serve(mpb_worker_t *w) {
     w->nthreads = 0;
     if (!rc) {
         report(w);
+        mpb__req(c, MPB_OP_POOL_UNREGISTER, NULL, 0, 0); /* `mpb pool` lists it no more */
+        mpb__send(c, NULL, NULL);
         mpb_drain(c, c->opts.op_timeout_ms);
+    }
+    w->stop = 0; /* a stop ends one serve; the worker may serve again */
+    char drain[256];
+    while (read(w->pipefd[0], drain, sizeof drain) > 0) {
     }
     return rc;
 }

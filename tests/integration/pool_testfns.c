@@ -5,13 +5,18 @@
  *   sqsleep(n)  -> n * n after sleeping 1 ms; counts its runs in $MPB_TEST_COUNTS
  *   crash(n)    -> never answers: the worker process kills itself (SIGKILL, as a lost host)
  *   procinfo(n) -> [pid, times testinit ran in this process]
- *   testinit    -> for --init: counts its runs
+ *   initarg(n)  -> the string testinit was given (--init-arg), or nil
+ *   conc(ms)    -> after sleeping ms: the most calls this process has run at once so far
+ *   nap(n)      -> n, after sleeping $MPB_TEST_NAP_MS (read once per process; default 0)
+ *   big(n)      -> bin of n bytes (results over the broker's limits)
+ *   testinit    -> for --init: counts its runs; fails (returns 7) when its argument is "fail"
  *
  * $MPB_TEST_COUNTS names a file of 32-bit counters (one per n) shared with the test through
  * mmap, so the test sees every execution, including the ones whose worker was killed. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +30,11 @@
 
 typedef int task_fn(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
                     char *err, size_t errlen);
-EXPORT task_fn pad, sqsleep, crash, procinfo;
-EXPORT void testinit(void);
+EXPORT task_fn pad, sqsleep, crash, procinfo, initarg, conc, nap, big;
+EXPORT int testinit(const char *arg);
 
 static int inits;
+static const char *init_arg;
 
 /* [n] with n any msgpack integer. */
 static int arg0(const void *args, size_t alen, int64_t *v, char *err, size_t errlen) {
@@ -145,8 +151,103 @@ int crash(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
     return -1;
 }
 
-void testinit(void) {
+int testinit(const char *arg) {
     __atomic_fetch_add(&inits, 1, __ATOMIC_SEQ_CST);
+    init_arg = arg;
+    return arg && !strcmp(arg, "fail") ? 7 : 0;
+}
+
+int initarg(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+            size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    size_t l = init_arg ? strlen(init_arg) : 0;
+    uint8_t *b = malloc(2 + l);
+    if (!b || l > 31) {
+        free(b);
+        snprintf(err, errlen, "initarg: no room");
+        return -1;
+    }
+    if (!init_arg) {
+        b[0] = 0xc0;
+        *rlen = 1;
+    } else {
+        b[0] = (uint8_t)(0xa0 | l); /* fixstr */
+        memcpy(b + 1, init_arg, l);
+        *rlen = 1 + l;
+    }
+    *result = b;
+    return 0;
+}
+
+static void sleep_for(int64_t ms) {
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+static int running, peak;
+
+int conc(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+         size_t errlen) {
+    (void)ctx;
+    int64_t ms;
+    if (arg0(args, alen, &ms, err, errlen)) return -1;
+    int now = __atomic_add_fetch(&running, 1, __ATOMIC_SEQ_CST);
+    int p = __atomic_load_n(&peak, __ATOMIC_SEQ_CST);
+    while (now > p && !__atomic_compare_exchange_n(&peak, &p, now, false, __ATOMIC_SEQ_CST,
+                                                   __ATOMIC_SEQ_CST)) {
+    }
+    sleep_for(ms);
+    int most = __atomic_load_n(&peak, __ATOMIC_SEQ_CST);
+    __atomic_sub_fetch(&running, 1, __ATOMIC_SEQ_CST);
+    uint8_t *b = malloc(9);
+    if (!b) return -1;
+    *rlen = enc_int(b, most);
+    *result = b;
+    return 0;
+}
+
+static int64_t nap_ms = -1;
+
+int nap(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+        size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    int64_t ms = __atomic_load_n(&nap_ms, __ATOMIC_SEQ_CST);
+    if (ms < 0) {
+        const char *e = getenv("MPB_TEST_NAP_MS");
+        ms = e ? atoll(e) : 0;
+        __atomic_store_n(&nap_ms, ms, __ATOMIC_SEQ_CST);
+    }
+    sleep_for(ms);
+    uint8_t *b = malloc(9);
+    if (!b) return -1;
+    *rlen = enc_int(b, n);
+    *result = b;
+    return 0;
+}
+
+int big(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+        size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    if (n < 0 || n > (1 << 30)) {
+        snprintf(err, errlen, "big: %lld is not 0..1g", (long long)n);
+        return -1;
+    }
+    uint8_t *b = malloc(5 + (size_t)n);
+    if (!b) return -1;
+    b[0] = 0xc6; /* bin32 */
+    for (int i = 0; i < 4; i++)
+        b[1 + i] = (uint8_t)((uint64_t)n >> (24 - 8 * i));
+    memset(b + 5, 'x', (size_t)n);
+    *result = b;
+    *rlen = 5 + (size_t)n;
+    return 0;
 }
 
 int procinfo(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,

@@ -11,8 +11,9 @@ static int g_inits;
 static const int g_init_arg = 7;
 static mpb_worker_t *g_w;
 
-static void ip_init(void *arg) {
+static int ip_init(void *arg) {
     if (arg == &g_init_arg) __atomic_fetch_add(&g_inits, 1, __ATOMIC_SEQ_CST);
+    return 0;
 }
 
 static int reply_int(int64_t v, void **result, size_t *rlen) {

@@ -549,13 +549,18 @@ MPB_EXPORT int mpb_worker_add(mpb_worker_t *w, const char *name, mpb_task_fn fn,
 /* Tasks run at once (default 1) and tasks held beyond those (default 1). */
 MPB_EXPORT void mpb_worker_set_concurrency(mpb_worker_t *w, int n);
 MPB_EXPORT void mpb_worker_set_prefetch(mpb_worker_t *w, int n);
-/* Runs init(arg) once, before the first task (as Pool(initializer, initargs)). */
-MPB_EXPORT void mpb_worker_set_initializer(mpb_worker_t *w, void (*init)(void *arg), void *arg);
+/* Runs init(arg) once, in the first mpb_worker_serve() before it registers (as
+ * Pool(initializer, initargs)). A non-zero return is a failure: serve returns MPB_EINVAL
+ * ("the initializer failed (returned N)") and no task reaches this worker. */
+MPB_EXPORT void mpb_worker_set_initializer(mpb_worker_t *w, int (*init)(void *arg), void *arg);
 /* After n tasks, serve returns (maxtasksperchild: the caller starts a fresh process). */
 MPB_EXPORT void mpb_worker_set_max_tasks(mpb_worker_t *w, uint64_t n);
 /* Registers and serves until mpb_worker_stop() or max tasks. Blocks. Returns 0 when stopped or
  * done, or a negative MPB_E* when the connection failed. Tasks running at the stop finish and
- * their results are sent first. */
+ * their results are sent first; then the session unregisters (it serves no more, and the
+ * broker stops counting it), so the client may serve again, with this worker or another.
+ * A result over the broker's max_value, or a chunk's results over its max_frame, reaches the
+ * caller as that call's failure ("result of N bytes > max_value M"). */
 MPB_EXPORT int mpb_worker_serve(mpb_worker_t *w);
 /* Asks a serving worker to stop. Safe from a signal handler and from other threads. */
 MPB_EXPORT void mpb_worker_stop(mpb_worker_t *w);
