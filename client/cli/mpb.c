@@ -61,7 +61,8 @@ static void usage(FILE *f) {
             "  get value/NAME | set value/NAME VALUE\n"
             "  get namespace/NAME [ATTR] | set namespace/NAME ATTR VALUE\n"
             "  pool [--watch [--interval S]] workers, functions and running maps\n"
-            "  pool map FN JSON_ARRAY [--chunksize N] [--timeout S]   FN over every item;\n"
+            "  pool map FN JSON_ARRAY [--chunksize N] [--timeout S]   FN over every item\n"
+            "                                ('-' for JSON from stdin, here and in apply);\n"
             "                                prints the results as a JSON array\n"
             "  pool apply FN JSON_VALUE [--timeout S]  FN(JSON_VALUE) on some worker\n"
             "  pool apply FN --args JSON_ARRAY [--timeout S]  FN(*JSON_ARRAY)\n"
@@ -845,8 +846,8 @@ static void print_pool(json_t *st, FILE *f) {
            *js = json_object_get(st, "jobs");
     fprintf(f, "WORKERS %zu\n", json_array_size(ws));
     if (json_array_size(ws))
-        fprintf(f, "  %-8s %-16s %-8s %-5s %-8s %-8s %-6s %s\n", "SESSION", "HOST", "PID", "CONC",
-                "RUNNING", "DONE", "FAILED", "FUNCTIONS");
+        fprintf(f, "  %-8s %-16s %-8s %-5s %-8s %-8s %-8s %-6s %s\n", "SESSION", "HOST", "PID",
+                "CONC", "RUNNING", "PREFETCH", "DONE", "FAILED", "FUNCTIONS");
     json_array_foreach(ws, i, w) {
         char fnlist[512] = "";
         size_t k, used = 0;
@@ -854,33 +855,57 @@ static void print_pool(json_t *st, FILE *f) {
         json_array_foreach(json_object_get(w, "functions"), k, fn) used += (size_t)snprintf(
             fnlist + used, used < sizeof fnlist ? sizeof fnlist - used : 0, "%s%s", k ? "," : "",
             json_string_value(fn));
-        fprintf(f, "  %-8lld %-16s %-8lld %-5lld %-8lld %-8lld %-6lld %s\n",
+        fprintf(f, "  %-8lld %-16s %-8lld %-5lld %-8lld %-8lld %-8lld %-6lld %s\n",
                 (long long)json_integer_value(json_object_get(w, "session")),
                 json_string_value(json_object_get(w, "host")),
                 (long long)json_integer_value(json_object_get(w, "pid")),
                 (long long)json_integer_value(json_object_get(w, "concurrency")),
                 (long long)json_integer_value(json_object_get(w, "running")),
+                (long long)json_integer_value(json_object_get(w, "prefetched")),
                 (long long)json_integer_value(json_object_get(w, "done")),
                 (long long)json_integer_value(json_object_get(w, "failed")), fnlist);
     }
     fprintf(f, "FUNCTIONS %zu\n", json_array_size(fs));
     if (json_array_size(fs))
-        fprintf(f, "  %-20s %-8s %-8s %-8s %-10s %s\n", "NAME", "WORKERS", "QUEUED", "RUNNING",
-                "DONE", "FAILED");
+        fprintf(f, "  %-20s %-8s %-8s %-8s %-8s %-8s %-10s %-8s %s\n", "NAME", "WORKERS",
+                "QUEUED", "PAUSED", "RUNNING", "PREFETCH", "DONE", "FAILED", "CANCELED");
     json_array_foreach(fs, i, w) {
-        fprintf(f, "  %-20s %-8lld %-8lld %-8lld %-10lld %lld\n",
+        fprintf(f, "  %-20s %-8lld %-8lld %-8lld %-8lld %-8lld %-10lld %-8lld %lld\n",
                 json_string_value(json_object_get(w, "name")),
                 (long long)json_integer_value(json_object_get(w, "workers")),
                 (long long)json_integer_value(json_object_get(w, "queued")),
+                (long long)json_integer_value(json_object_get(w, "paused")),
                 (long long)json_integer_value(json_object_get(w, "running")),
+                (long long)json_integer_value(json_object_get(w, "prefetched")),
                 (long long)json_integer_value(json_object_get(w, "done")),
-                (long long)json_integer_value(json_object_get(w, "failed")));
+                (long long)json_integer_value(json_object_get(w, "failed")),
+                (long long)json_integer_value(json_object_get(w, "canceled")));
+    }
+    /* one line per caller, however many applies it has out: maps get their own lines below */
+    json_t *cs = json_object_get(st, "callers");
+    if (json_array_size(cs)) {
+        fprintf(f, "CALLERS %zu\n", json_array_size(cs));
+        fprintf(f, "  %-8s %-16s %-8s %-8s %-8s %-8s %-12s %s\n", "SESSION", "HOST", "PID", "QUEUED",
+                "RUNNING", "HELD", "HELD_BYTES", "STATE");
+    }
+    json_array_foreach(cs, i, w) {
+        fprintf(f, "  %-8lld %-16s %-8lld %-8lld %-8lld %-8lld %-12lld %s\n",
+                (long long)json_integer_value(json_object_get(w, "session")),
+                json_string_value(json_object_get(w, "host")),
+                (long long)json_integer_value(json_object_get(w, "pid")),
+                (long long)json_integer_value(json_object_get(w, "queued")),
+                (long long)json_integer_value(json_object_get(w, "running")),
+                (long long)json_integer_value(json_object_get(w, "held")),
+                (long long)json_integer_value(json_object_get(w, "held_bytes")),
+                json_is_true(json_object_get(w, "paused")) ? "paused (results not collected)"
+                                                            : "ok");
     }
     if (json_array_size(js)) fprintf(f, "MAPS %zu\n", json_array_size(js));
     json_array_foreach(js, i, w) {
         long long total = (long long)json_integer_value(json_object_get(w, "total"));
         long long done = (long long)json_integer_value(json_object_get(w, "done")) +
-                         (long long)json_integer_value(json_object_get(w, "failed"));
+                         (long long)json_integer_value(json_object_get(w, "failed")) +
+                         (long long)json_integer_value(json_object_get(w, "canceled"));
         fprintf(f, "  job %-6lld %-14s session %-5lld ",
                 (long long)json_integer_value(json_object_get(w, "id")),
                 json_string_value(json_object_get(w, "function")),
@@ -922,6 +947,43 @@ static int pool_show(int argc, char **argv) {
     return 0;
 }
 
+/* A JSON argument of the pool commands: the text itself, or all of stdin for "-" (a command
+ * line holds at most 128 KiB in one argument). *buf is what to free. */
+static int pool_json_arg(const char *text, void **out, size_t *n) {
+    if (strcmp(text, "-")) return parse_value(text, out, n);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (len + 1 == cap) {
+            if (cap >= (size_t)1 << 30) {
+                free(buf);
+                report("ETOOBIG", "stdin holds more than 1 GiB of JSON");
+                return EXIT_USAGE;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) break;
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - 1 - len, stdin);
+        len += got;
+        if (got == 0) break;
+    }
+    if (!buf) {
+        report("ENOMEM", "out of memory reading stdin");
+        return EXIT_FAIL;
+    }
+    buf[len] = 0;
+    char err[256];
+    int rc = 0;
+    if (cli_json_to_msgpack(buf, out, n, err, sizeof err)) {
+        report("EUSAGE", "stdin is not JSON: %s", err);
+        rc = EXIT_USAGE;
+    }
+    free(buf);
+    return rc;
+}
+
 static int pool_map(int argc, char **argv) {
     int rc, timeout = MPB_FOREVER;
     if ((rc = take_timeout(&argc, argv, &timeout))) return rc;
@@ -940,11 +1002,11 @@ static int pool_map(int argc, char **argv) {
     if (argc != 2) return usage_error("pool map takes FN JSON_ARRAY [--chunksize N] [--timeout S]");
     void *items;
     size_t il;
-    if ((rc = parse_value(argv[1], &items, &il))) return rc;
+    if ((rc = pool_json_arg(argv[1], &items, &il))) return rc;
     if (il == 0 || !((((uint8_t *)items)[0] & 0xf0) == 0x90 || ((uint8_t *)items)[0] == 0xdc ||
                      ((uint8_t *)items)[0] == 0xdd)) {
         free(items);
-        return usage_error("pool map: '%s' is not a JSON array", argv[1]);
+        return usage_error("pool map: '%.200s' is not a JSON array", argv[1]);
     }
     mpb_pool_t *p;
     if ((rc = mpb_pool_open(cli, &p))) {
@@ -982,7 +1044,14 @@ static int pool_map(int argc, char **argv) {
     void *res = NULL;
     size_t rl = 0;
     rc = mpb_async_get(a, 0, &res, &rl);
-    if (rc == MPB_ETIMEDOUT) rc = mpb_async_get(a, 0, &res, &rl); /* the message says why */
+    if (rc == MPB_ETIMEDOUT) { /* the library says why ("not ready: ..."); the wait was ours */
+        const char *why = mpb_errmsg(cli);
+        if (!strncmp(why, "not ready", 9)) why += 9;
+        report("ETIMEDOUT", "pool map: timed out after %d ms%s", timeout, why);
+        mpb_async_free(&a);
+        mpb_pool_free(&p);
+        return status_of(rc);
+    }
     mpb_async_free(&a);
     mpb_pool_free(&p);
     if (rc) return fail(rc, "pool map");
@@ -1000,7 +1069,7 @@ static int pool_apply(int argc, char **argv) {
     const char *text = argv[argc - 1];
     void *v;
     size_t vn;
-    if ((rc = parse_value(text, &v, &vn))) return rc;
+    if ((rc = pool_json_arg(text, &v, &vn))) return rc;
     uint8_t *args = malloc(vn + 1);
     size_t an = 0;
     if (!args) return fail(MPB_ENOMEM, "pool apply");
