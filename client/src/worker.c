@@ -54,6 +54,7 @@ struct mpb_worker {
     bool quit;    /* threads: no more jobs will come */
     int inflight; /* received, not yet reported */
     bool fetching;
+    bool unregistered; /* pool.unregister sent: the broker took back what it had given */
     int err;
 };
 
@@ -225,6 +226,7 @@ static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, v
         if (status != MPB_ETIMEDOUT) w->err = status;
         return;
     }
+    if (w->unregistered) return; /* tasks sent before the broker saw it: it queued them again */
     mpb__rd_t r = {val, (const uint8_t *)val + len};
     uint32_t n;
     if (mpb__rd_array(&r, &n)) return;
@@ -357,6 +359,7 @@ int mpb_worker_serve(mpb_worker_t *w) {
     }
     w->max_value = c->max_value;
     w->received = 0;
+    w->unregistered = false;
     w->quit = false;
     w->err = 0;
     mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_REGISTER, NULL, 0, 3);
@@ -379,6 +382,13 @@ int mpb_worker_serve(mpb_worker_t *w) {
     while (!w->err) {
         bool winding_down = w->stop || (w->max_tasks && w->received >= w->max_tasks);
         if (winding_down && !w->fetching && w->inflight == 0) break;
+        if (winding_down && w->inflight == 0 && !w->unregistered) {
+            /* all reported: unregistering also answers the parked fetch, so this ends now */
+            if ((rc = report(w))) break;
+            mpb__req(c, MPB_OP_POOL_UNREGISTER, NULL, 0, 0);
+            if ((rc = mpb__send(c, NULL, NULL))) break;
+            w->unregistered = true;
+        }
         if (!winding_down && !w->fetching && (rc = fetch(w))) break;
         if ((rc = report(w))) break;
         if ((rc = mpb_flush(c))) break;
@@ -408,8 +418,10 @@ int mpb_worker_serve(mpb_worker_t *w) {
     w->nthreads = 0;
     if (!rc) {
         report(w);
-        mpb__req(c, MPB_OP_POOL_UNREGISTER, NULL, 0, 0); /* `mpb pool` lists it no more */
-        mpb__send(c, NULL, NULL);
+        if (!w->unregistered) { /* `mpb pool` lists it no more */
+            mpb__req(c, MPB_OP_POOL_UNREGISTER, NULL, 0, 0);
+            mpb__send(c, NULL, NULL);
+        }
         mpb_drain(c, c->opts.op_timeout_ms);
     }
     w->stop = 0; /* a stop ends one serve; the worker may serve again */
