@@ -2,13 +2,14 @@
 # processes: mpb-worker started by fork/exec, and forked children serving through the worker
 # API (included by CMakeLists.txt in this folder).
 
-# libmpbtestfns.so: functions only the tests need (pad, sqsleep, crash, procinfo, testinit).
+# libmpbtestfns.so: functions only the tests need (pad, sqsleep, crash, procinfo, initarg, conc,
+# nap, big, testinit).
 add_library(mpbtestfns MODULE pool_testfns.c)
 set_target_properties(mpbtestfns PROPERTIES PREFIX "lib" OUTPUT_NAME mpbtestfns
   C_VISIBILITY_PRESET hidden)
 target_link_libraries(mpbtestfns PRIVATE Threads::Threads mpb_warnings)
 
-foreach(t test_pool test_pool_faults test_pool_worker)
+foreach(t test_pool test_pool_faults test_pool_worker test_pool_limits)
   mpb_integration_test(${t} ${t}.c TIMEOUT 180)
   target_compile_definitions(${t} PRIVATE MPB_WORKER_PATH="$<TARGET_FILE:mpb_worker>"
     MPB_DEMO_LIB="$<TARGET_FILE:mpbdemo>"

@@ -104,7 +104,8 @@ static void test_imap_100k_items_in_order_with_bounded_memory(void **state) {
                      (unsigned long long)g.produced);
         if (i % 2500 == 0) {
             fnstat_t s = fn_stat(mon, "pad");
-            if (s.queued + s.running > held_max) held_max = s.queued + s.running;
+            if (s.queued + s.running + s.prefetched > held_max)
+                held_max = s.queued + s.running + s.prefetched;
             long r = vmrss_kb(B.pid);
             if (r > brss_max) brss_max = r;
         }
@@ -126,7 +127,7 @@ static void test_imap_100k_items_in_order_with_bounded_memory(void **state) {
     assert_true(held_max <= WINDOW);
     fnstat_t s = fn_stat(mon, "pad");
     assert_int_equal(s.done, N / CHUNK);
-    assert_int_equal(s.queued + s.running, 0);
+    assert_int_equal(s.queued + s.running + s.prefetched, 0);
     mpb_pool_free(&p);
     mpb_close(&mon);
     mpb_close(&c);
@@ -208,10 +209,10 @@ static void test_imap_input_error_and_early_free(void **state) {
     int64_t end = th_now_ms() + 5000;
     for (;;) {
         s = fn_stat(mon, "sleep_ms");
-        if (s.queued + s.running == 0 || th_now_ms() > end) break;
+        if (s.queued + s.running + s.prefetched == 0 || th_now_ms() > end) break;
         usleep(10000);
     }
-    assert_int_equal(s.queued + s.running, 0);
+    assert_int_equal(s.queued + s.running + s.prefetched, 0);
     assert_true(g.produced <= 5 + 32 + 1);
     assert_true(s.done <= 10);
     mpb_pool_free(&p);
@@ -632,31 +633,52 @@ static void test_remote_error_reaches_the_caller(void **state) {
 
 /* ---- flow control ---- */
 
-/* Runs a map of n x sleep_ms(ms) while sampling the worker's tasks in flight; returns the
- * most seen. */
-static int64_t max_in_flight_during_map(mpb_pool_t *p, mpb_client_t *mon, pid_t w, uint32_t n,
-                                        int ms) {
+/* Runs a map of n x conc(ms) on worker w while sampling what the broker has given it. conc
+ * answers the most calls its process has run at once so far: *most_run is the largest of
+ * those (the worker's own count), and the return value the most tasks the broker had out to
+ * the worker at once (running plus prefetched). */
+static int64_t credit_during_map(mpb_pool_t *p, mpb_client_t *mon, pid_t w, uint32_t n, int ms,
+                                 int64_t *most_run) {
     mpb__buf_t items = {0};
     mpb__w_array(&items, n);
     for (uint32_t i = 0; i < n; i++)
         mpb__w_int(&items, ms);
     mpb_async_t *a = NULL;
-    assert_int_equal(mpb_pool_map_async(p, "sleep_ms", items.p, items.len, 1, NULL, NULL, NULL, &a),
+    assert_int_equal(mpb_pool_map_async(p, "conc", items.p, items.len, 1, NULL, NULL, NULL, &a),
                      0);
     int64_t most = 0, end = th_now_ms() + 30000;
     int samples = 0;
     while (!mpb_async_ready(a) && th_now_ms() < end) {
         wstat_t s;
-        if (worker_stat(mon, w, &s) && s.running > most) most = s.running;
+        if (worker_stat(mon, w, &s) && s.running + s.prefetched > most)
+            most = s.running + s.prefetched;
         samples++;
         mpb_pool_poll(p, 2);
     }
-    assert_int_equal(mpb_async_wait(a, 0), 1);
-    assert_int_equal(mpb_async_successful(a), 1);
+    void *res = NULL;
+    size_t rl;
+    assert_int_equal(mpb_async_get(a, 0, &res, &rl), 0);
     mpb_async_free(&a);
+    mpb__rd_t r = {res, (uint8_t *)res + rl};
+    uint32_t m;
+    assert_int_equal(mpb__rd_array(&r, &m), 0);
+    assert_int_equal(m, n);
+    *most_run = 0;
+    for (uint32_t i = 0; i < m; i++) {
+        int64_t v;
+        assert_int_equal(mpb__rd_int(&r, &v), 0);
+        if (v > *most_run) *most_run = v;
+    }
+    mpb_free(res);
     mpb__buf_free(&items);
-    printf("flow control: %d samples, at most %lld tasks in flight\n", samples, (long long)most);
+    printf("flow control: %d samples, at most %lld tasks at the worker, at most %lld running in "
+           "it\n",
+           samples, (long long)most, (long long)*most_run);
     return most;
+}
+
+static int64_t same(int64_t x) {
+    return x;
 }
 
 static void test_flow_control_worker_never_exceeds_its_credit(void **state) {
@@ -664,16 +686,20 @@ static void test_flow_control_worker_never_exceeds_its_credit(void **state) {
     mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
-    /* concurrency 1, prefetch 0: credit 1 */
-    pid_t w = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
-    wait_workers(mon, "sleep_ms", 1, 10000);
-    assert_int_equal(max_in_flight_during_map(p, mon, w, 30, 10), 1);
+    /* concurrency 1, prefetch 1: one runs at a time, at most 2 held */
+    pid_t w = start_worker(MPB_TESTFNS_LIB, "conc", 1, 1, 0, NULL);
+    wait_workers(mon, "conc", 1, 10000);
+    int64_t run;
+    int64_t held = credit_during_map(p, mon, w, 30, 20, &run);
+    assert_int_equal(run, 1);
+    assert_true(held >= 1 && held <= 2);
     kill_worker(w);
-    /* concurrency 2, prefetch 1: credit 3 */
-    w = start_worker(MPB_DEMO_LIB, "sleep_ms", 2, 1, 0, NULL);
-    wait_workers(mon, "sleep_ms", 1, 10000);
-    int64_t most = max_in_flight_during_map(p, mon, w, 40, 10);
-    assert_true(most >= 2 && most <= 3);
+    /* concurrency 3, prefetch 2: up to 3 at once, at most 5 held */
+    w = start_worker(MPB_TESTFNS_LIB, "conc", 3, 2, 0, NULL);
+    wait_workers(mon, "conc", 1, 10000);
+    held = credit_during_map(p, mon, w, 60, 20, &run);
+    assert_true(run >= 2 && run <= 3);
+    assert_true(held >= 3 && held <= 5);
     mpb_pool_free(&p);
     mpb_close(&mon);
     mpb_close(&c);
@@ -682,32 +708,44 @@ static void test_flow_control_worker_never_exceeds_its_credit(void **state) {
 
 static void test_flow_control_slow_worker_does_not_delay_the_rest(void **state) {
     (void)state;
+    enum { N = 100, SLOW_MS = 500 };
     mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
-    pid_t slow = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
-    wait_workers(mon, "sleep_ms", 1, 10000);
-    pid_t fast = start_worker(MPB_DEMO_LIB, "sleep_ms", 8, 0, 0, NULL);
-    wait_workers(mon, "sleep_ms", 2, 10000);
+    /* nap(n) sleeps $MPB_TEST_NAP_MS in its worker: one slow worker with the default prefetch,
+     * registered first, and two fast ones */
+    setenv("MPB_TEST_NAP_MS", "500", 1);
+    pid_t slow = start_worker(MPB_TESTFNS_LIB, "nap", 1, 1, 0, NULL);
+    setenv("MPB_TEST_NAP_MS", "5", 1);
+    wait_workers(mon, "nap", 1, 10000);
+    pid_t f1 = start_worker(MPB_TESTFNS_LIB, "nap", 4, 1, 0, NULL);
+    pid_t f2 = start_worker(MPB_TESTFNS_LIB, "nap", 4, 1, 0, NULL);
+    unsetenv("MPB_TEST_NAP_MS");
+    wait_workers(mon, "nap", 3, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb__buf_t items = {0};
-    mpb__w_array(&items, 40);
-    for (int i = 0; i < 40; i++)
-        mpb__w_int(&items, 100);
+    items_range(&items, N);
     void *res = NULL;
     size_t rl;
     int64_t t0 = th_now_ms();
-    assert_int_equal(mpb_pool_map(p, "sleep_ms", items.p, items.len, 1, 20000, &res, &rl), 0);
+    assert_int_equal(mpb_pool_map(p, "nap", items.p, items.len, 1, 60000, &res, &rl), 0);
     int64_t ms = th_now_ms() - t0;
+    assert_int_equal(check_ints(res, rl, N, same), -1);
     mpb_free(res);
-    wstat_t ss, fs;
+    wstat_t ss, fs1, fs2;
     assert_true(worker_stat(mon, slow, &ss));
-    assert_true(worker_stat(mon, fast, &fs));
-    printf("slow worker (1 slot) ran %llu, fast (8 slots) %llu; 40 x 100 ms in %lld ms\n",
-           (unsigned long long)ss.done, (unsigned long long)fs.done, (long long)ms);
-    /* Half each would take 20 x 100 ms = 2 s; shared by capacity about 0.5 s. */
-    assert_true(ms < 1500);
-    assert_true(ss.done <= 10);
-    assert_int_equal(ss.done + fs.done, 40);
+    assert_true(worker_stat(mon, f1, &fs1));
+    assert_true(worker_stat(mon, f2, &fs2));
+    printf("slow worker (%d ms a task) ran %llu, fast ones %llu and %llu; %d tasks in %lld ms "
+           "(the slow one alone: %d ms)\n",
+           SLOW_MS, (unsigned long long)ss.done, (unsigned long long)fs1.done,
+           (unsigned long long)fs2.done, N, (long long)ms, N * SLOW_MS);
+    /* the slow one holds its credit (1 running + 1 prefetched, so 2; a little slack for a slow
+     * machine); the fast ones do the rest, and the map ends long before the slow worker alone
+     * could finish it */
+    assert_true(ss.done <= 4);
+    assert_int_equal(ss.done + fs1.done + fs2.done, N);
+    assert_true(fs1.done + fs2.done >= N - 4);
+    assert_true(ms < N * SLOW_MS / 5);
     mpb__buf_free(&items);
     mpb_pool_free(&p);
     mpb_close(&mon);
@@ -759,25 +797,6 @@ static void test_close_then_join_waits_for_all(void **state) {
     mpb_pool_free(&p);
     mpb_close(&c);
     check_healthy();
-}
-
-typedef struct tally {
-    int ok, canceled, other;
-} tally_t;
-
-static void tally_ok(void *arg, const void *res, size_t len) {
-    (void)res;
-    (void)len;
-    ((tally_t *)arg)->ok++;
-}
-
-static void tally_err(void *arg, int err, const char *msg) {
-    (void)msg;
-    tally_t *t = arg;
-    if (err == MPB_ECANCELED)
-        t->canceled++;
-    else
-        t->other++;
 }
 
 static void test_terminate_cancels_the_rest(void **state) {
@@ -898,6 +917,169 @@ static void test_get_times_out_when_no_worker_serves_the_function(void **state) 
     check_healthy();
 }
 
+/* ---- imap iterators under terminate and mpb_pool_free ---- */
+
+static void test_imap_canceled_by_terminate_and_detached_by_free(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
+    pid_t w = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
+    wait_workers(mon, "sleep_ms", 1, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    /* 1000 x sleep_ms(g) with g counting up from 0: the first ones are quick */
+    gen_t g = {.limit = 1000}, g2 = {.limit = 1000};
+    mpb_imap_t *it, *it2;
+    assert_int_equal(mpb_pool_imap(p, "sleep_ms", gen_next, &g, 1, 1, 8, &it), 0);
+    assert_int_equal(mpb_pool_imap(p, "sleep_ms", gen_next, &g2, 1, 0, 8, &it2), 0);
+    void *res = NULL;
+    size_t rl;
+    assert_int_equal(mpb_imap_next(it, 10000, &res, &rl), 0);
+    assert_int_equal(unpack_int(res, rl), 0);
+    mpb_free(res);
+    /* terminate reaches the iterators: their queued chunks are cancelled, next says so */
+    assert_int_equal(mpb_pool_terminate(p), 0);
+    th_assert_err(mpb_imap_next(it, 1000, &res, &rl), MPB_ECANCELED, c, "terminate", NULL);
+    th_assert_err(mpb_imap_next(it2, 1000, &res, &rl), MPB_ECANCELED, c, "terminate", NULL);
+    int64_t end = th_now_ms() + 10000;
+    fnstat_t s;
+    for (;;) {
+        s = fn_stat(mon, "sleep_ms");
+        if (s.queued + s.running + s.prefetched == 0) break;
+        if (th_now_ms() > end) fail_msg("the iterators' tasks are still out after terminate");
+        usleep(5000);
+    }
+    assert_true(s.canceled >= 12);
+    assert_true(g.produced <= 10 && g2.produced <= 9); /* nothing more was read */
+    mpb_imap_free(&it);
+    mpb_imap_free(&it2);
+    mpb_pool_free(&p);
+    /* mpb_pool_free with iterators alive: they are detached (next: MPB_ECLOSED), not left
+     * pointing at a freed pool (ASan builds check) */
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    gen_t g3 = {.limit = 100};
+    assert_int_equal(mpb_pool_imap(p, "sleep_ms", gen_next, &g3, 1, 1, 8, &it), 0);
+    mpb_pool_free(&p);
+    assert_int_equal(mpb_imap_next(it, 1000, &res, &rl), MPB_ECLOSED);
+    assert_int_equal(mpb_imap_next(it, 0, &res, &rl), MPB_ECLOSED);
+    mpb_imap_free(&it);
+    end = th_now_ms() + 10000;
+    while ((s = fn_stat(mon, "sleep_ms")).queued) {
+        if (th_now_ms() > end) fail_msg("the freed pool's iterator tasks are still queued");
+        usleep(5000);
+    }
+    kill_worker(w);
+    mpb_close(&mon);
+    mpb_close(&c);
+    check_healthy();
+}
+
+/* ---- the mpb CLI's pool commands ---- */
+
+/* Runs mpb -e EP -k KEY args... with input on stdin; stdout and stderr in out/err (up to
+ * their size, NUL-terminated). Returns its exit status. */
+static int run_mpb(const char *input, char *out, size_t outn, char *err, size_t errn, ...) {
+    const char *argv[32] = {th_mpb_cli, "-e", B.endpoint, "-k", B.keyfile};
+    int argc = 5;
+    va_list ap;
+    va_start(ap, errn);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && argc < 30) argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    char path[2][400];
+    for (int i = 0; i < 2; i++) snprintf(path[i], sizeof path[i], "%s/cli.%d", B.dir, i);
+    int in[2];
+    if (pipe(in) != 0) fail_msg("pipe: %s", strerror(errno));
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        close(in[1]);
+        for (int i = 0; i < 2; i++) {
+            int fd = open(path[i], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            dup2(fd, 1 + i);
+        }
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    close(in[0]);
+    size_t len = input ? strlen(input) : 0, off = 0;
+    while (off < len) {
+        ssize_t k = write(in[1], input + off, len - off);
+        if (k <= 0) break;
+        off += (size_t)k;
+    }
+    close(in[1]);
+    int st = th_wait(pid, 60);
+    char *bufs[2] = {out, err};
+    size_t sizes[2] = {outn, errn};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(path[i], "r");
+        size_t k = f ? fread(bufs[i], 1, sizes[i] - 1, f) : 0;
+        bufs[i][k] = 0;
+        if (f) fclose(f);
+    }
+    return st;
+}
+
+static void test_cli_pool_commands(void **state) {
+    (void)state;
+    char out[65536], err[4096];
+    /* the timeout it was given, and why */
+    int st = run_mpb(NULL, out, sizeof out, err, sizeof err, "pool", "map", "nobody", "[1]",
+                     "--timeout", "1", NULL);
+    printf("mpb pool map nobody: exit %d: %s", st, err);
+    assert_int_not_equal(st, 0);
+    assert_non_null(strstr(err, "timed out after 1000 ms: no worker serves function 'nobody'"));
+    mpb_client_t *c = th_connect(&B);
+    pid_t w = start_worker(MPB_DEMO_LIB, "square,sleep_ms", 2, 1, 0, NULL);
+    wait_workers(c, "square", 1, 10000);
+    /* JSON from stdin: past what one command-line argument may hold (128 KiB) */
+    enum { N = 40000 };
+    size_t cap = (size_t)N * 8 + 16, k = 0;
+    char *in = malloc(cap);
+    k += (size_t)snprintf(in + k, cap - k, "[");
+    for (int i = 0; i < N; i++) k += (size_t)snprintf(in + k, cap - k, "%s%d", i ? "," : "", i);
+    snprintf(in + k, cap - k, "]\n");
+    assert_true(strlen(in) > 128 * 1024);
+    char *big = malloc(1 << 20);
+    st = run_mpb(in, big, 1 << 20, err, sizeof err, "pool", "map", "square", "-", "--chunksize",
+                 "500", NULL);
+    if (st) fail_msg("mpb pool map square - : exit %d: %s", st, err);
+    assert_true(!strncmp(big, "[0,1,4,9,16,", 12));
+    assert_non_null(strstr(big, ",1599920001]")); /* 39999 squared, last */
+    free(big);
+    free(in);
+    st = run_mpb("12", out, sizeof out, err, sizeof err, "pool", "apply", "square", "-", NULL);
+    assert_int_equal(st, 0);
+    assert_string_equal(out, "144\n");
+    /* the function's own message, once */
+    st = run_mpb(NULL, out, sizeof out, err, sizeof err, "pool", "apply", "sleep_ms", "-1", NULL);
+    assert_int_not_equal(st, 0);
+    assert_non_null(strstr(err, "sleep_ms: -1 is not"));
+    assert_null(strstr(err, "sleep_ms: sleep_ms"));
+    /* 3000 applies out: one line for their caller, not one each */
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    size_t al;
+    const uint8_t *a = args1(1, &al);
+    for (int i = 0; i < 3000; i++)
+        assert_int_equal(mpb_pool_apply_async(p, "nobody", a, al, NULL, NULL, NULL, NULL), 0);
+    st = run_mpb(NULL, out, sizeof out, err, sizeof err, "pool", NULL);
+    assert_int_equal(st, 0);
+    printf("mpb pool with 3000 applies out: %zu bytes\n%s", strlen(out), out);
+    assert_true(strlen(out) < 4096);
+    assert_non_null(strstr(out, "CALLERS 1"));
+    assert_null(strstr(out, "MAPS"));
+    assert_int_equal(mpb_pool_terminate(p), 0);
+    assert_int_equal(mpb_pool_join(p, 10000), 0);
+    mpb_pool_free(&p);
+    kill_worker(w);
+    mpb_close(&c);
+    check_healthy();
+}
+
 int main(void) {
     main_thread = pthread_self();
 #ifdef POOL_ASAN
@@ -934,6 +1116,9 @@ int main(void) {
                                         teardown_broker),
         cmocka_unit_test_setup_teardown(test_get_times_out_when_no_worker_serves_the_function,
                                         setup_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(test_imap_canceled_by_terminate_and_detached_by_free,
+                                        setup_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(test_cli_pool_commands, setup_broker, teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

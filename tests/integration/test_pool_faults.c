@@ -2,8 +2,8 @@
  * a 10,000-task map (its tasks go to the others: the result is complete, in order, each task's
  * result once), a caller SIGKILLed with 200 tasks pending (they are cancelled, not run, even
  * when the worker holding some of them dies too), a task whose worker dies every time (it
- * fails after max_attempts with "worker died"), and a live worker busy for longer than the
- * TTL (it keeps its task). The broker runs with a 1 s session TTL so the dead are noticed
+ * fails after max_attempts with "worker died", 3 by default and 2 when pool-max-attempts says
+ * so), and a live worker busy for longer than the TTL (it keeps its task). The broker runs with a 1 s session TTL so the dead are noticed
  * quickly. */
 #include <poll.h>
 #include <sys/mman.h>
@@ -79,7 +79,7 @@ static void test_worker_killed_mid_map_loses_nothing(void **state) {
     assert_true(twice <= 3); /* its concurrency + prefetch */
     assert_int_equal(f.done, N);
     assert_int_equal(f.failed, 0);
-    assert_int_equal(f.queued + f.running, 0);
+    assert_int_equal(f.queued + f.running + f.prefetched, 0);
     assert_int_equal(f.workers, 2);
     munmap(runs, N * sizeof(uint32_t));
     mpb__buf_free(&items);
@@ -167,17 +167,17 @@ static void test_caller_killed_its_tasks_are_cancelled(void **state) {
     }
     s = fn_stat(mon, "sleep_ms");
     assert_int_equal(s.queued, 0);
-    assert_int_equal(s.running, 0);
+    assert_int_equal(s.running + s.prefetched, 0);
     /* a fresh worker finds nothing of the dead caller's to run */
     pid_t w2 = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 1, 0, NULL);
     wait_workers(mon, "sleep_ms", 1, 10000);
     sleep_ms_(400);
     wstat_t ws2;
     assert_true(worker_stat(mon, w2, &ws2));
-    assert_int_equal(ws2.done + (uint64_t)ws2.running, 0);
+    assert_int_equal(ws2.done + (uint64_t)ws2.running + (uint64_t)ws2.prefetched, 0);
     fnstat_t s2 = fn_stat(mon, "sleep_ms");
     assert_int_equal(s2.done, s.done);
-    assert_int_equal(s2.queued + s2.running, 0);
+    assert_int_equal(s2.queued + s2.running + s2.prefetched, 0);
     mpb_close(&mon);
     check_healthy();
 }
@@ -205,7 +205,7 @@ static void test_task_fails_after_its_worker_died_max_attempts_times(void **stat
     fnstat_t s = fn_stat(mon, "crash");
     assert_int_equal(s.failed, 1);
     assert_int_equal(s.done, 0);
-    assert_int_equal(s.queued + s.running, 0);
+    assert_int_equal(s.queued + s.running + s.prefetched, 0);
     /* the async form: error_callback with the same words */
     mpb_async_t *h = NULL;
     assert_int_equal(mpb_pool_apply_async(p, "crash", a, al, NULL, NULL, NULL, &h), 0);
@@ -218,6 +218,44 @@ static void test_task_fails_after_its_worker_died_max_attempts_times(void **stat
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
+}
+
+/* With pool-max-attempts 2, the second death fails the task, and says 2. */
+static void test_max_attempts_is_a_setting(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
+    start_worker(MPB_TESTFNS_LIB, "crash", 1, 0, 1000000, NULL);
+    wait_workers(mon, "crash", 1, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    size_t al, rl;
+    const uint8_t *a = args1(1, &al);
+    void *res = NULL;
+    int64_t t0 = th_now_ms();
+    int rc = mpb_pool_apply(p, "crash", a, al, 30000, &res, &rl);
+    int64_t ms = th_now_ms() - t0;
+    printf("crash with pool-max-attempts 2: failed after %lld ms: %s\n", (long long)ms,
+           mpb_errmsg(c));
+    th_assert_err(rc, MPB_EREMOTE, c, "its worker died 2 times", NULL);
+    assert_true(ms >= 1000); /* two deaths, each noticed after the 1 s TTL */
+    char *m = metrics_get();
+    assert_true(metric(m, "mpb_pool_tasks_requeued_total") == 1);
+    assert_true(metric(m, "mpb_pool_tasks_abandoned_total") == 1);
+    free(m);
+    fnstat_t s = fn_stat(mon, "crash");
+    assert_int_equal(s.failed, 1);
+    assert_int_equal(s.queued + s.running + s.prefetched, 0);
+    mpb_pool_free(&p);
+    mpb_close(&mon);
+    mpb_close(&c);
+    check_healthy();
+}
+
+static int setup_two_attempts_broker(void **state) {
+    (void)state;
+    th_broker_start(&B, "--heartbeat-ms", "200", "--session-ttl-ms", "1000",
+                    "--pool-max-attempts", "2", "--http", "127.0.0.1:0", NULL);
+    return 0;
 }
 
 /* ---- a worker busy for longer than the TTL is alive, and keeps its task ---- */
@@ -258,6 +296,8 @@ int main(void) {
                                         setup_fast_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_task_fails_after_its_worker_died_max_attempts_times,
                                         setup_fast_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(test_max_attempts_is_a_setting, setup_two_attempts_broker,
+                                        teardown_broker),
         cmocka_unit_test_setup_teardown(test_busy_worker_keeps_its_task_past_the_ttl,
                                         setup_fast_broker, teardown_broker),
     };

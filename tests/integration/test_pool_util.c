@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -20,6 +23,8 @@
 
 #define U __attribute__((unused))
 
+#define OP_POOL_SUBMIT 195
+#define OP_POOL_TAKE   196
 #define OP_POOL_STATS  198
 #define OP_POOL_FNINFO 199
 
@@ -47,6 +52,8 @@ static void child_prepare(const char *tag) {
         close(fd);
     }
 }
+
+static const char *worker_init_arg; /* --init-arg for the next start_worker, if set */
 
 /* Starts mpb-worker serving fns (comma-separated) from lib. max_tasks 0: no recycling;
  * init NULL: none. Returns its pid. */
@@ -78,6 +85,10 @@ static U pid_t start_worker(const char *lib, const char *fns, int conc, int pref
     if (init) {
         argv[argc++] = "--init";
         argv[argc++] = init;
+    }
+    if (worker_init_arg) {
+        argv[argc++] = "--init-arg";
+        argv[argc++] = worker_init_arg;
     }
     argv[argc] = NULL;
     fflush(stdout);
@@ -226,11 +237,11 @@ static U int64_t unpack_int(const void *v, size_t n) {
 /* ---- pool.stats and pool.fninfo ---- */
 
 typedef struct fnstat {
-    uint64_t workers, queued, running, done, failed;
+    uint64_t workers, queued, running, done, failed, paused, prefetched, canceled;
 } fnstat_t;
 
 typedef struct wstat {
-    int64_t running, concurrency;
+    int64_t running, prefetched, concurrency, session;
     uint64_t done, failed;
 } wstat_t;
 
@@ -271,6 +282,9 @@ static U fnstat_t fn_stat(mpb_client_t *c, const char *fn) {
             s.running = (uint64_t)map_int(&m, "running");
             s.done = (uint64_t)map_int(&m, "done");
             s.failed = (uint64_t)map_int(&m, "failed");
+            s.paused = (uint64_t)map_int(&m, "paused");
+            s.prefetched = (uint64_t)map_int(&m, "prefetched");
+            s.canceled = (uint64_t)map_int(&m, "canceled");
         }
     }
     mpb_free(res);
@@ -293,6 +307,8 @@ static U int worker_stat(mpb_client_t *c, pid_t pid, wstat_t *out) {
             mpb__rd_t m = {e, e + el};
             if (map_int(&m, "pid") != pid) continue;
             out->running = map_int(&m, "running");
+            out->prefetched = map_int(&m, "prefetched");
+            out->session = map_int(&m, "session");
             out->concurrency = map_int(&m, "concurrency");
             out->done = (uint64_t)map_int(&m, "done");
             out->failed = (uint64_t)map_int(&m, "failed");
@@ -301,6 +317,51 @@ static U int worker_stat(mpb_client_t *c, pid_t pid, wstat_t *out) {
     }
     mpb_free(res);
     return found;
+}
+
+/* A caller's entry in pool.stats. */
+typedef struct cstat {
+    int64_t queued, running, held, queued_bytes, held_bytes;
+    bool paused;
+} cstat_t;
+
+/* The entry of the caller whose session is sid: 1 found (it has tasks), 0 not. */
+static U int caller_stat(mpb_client_t *c, uint64_t sid, cstat_t *out) {
+    memset(out, 0, sizeof *out);
+    size_t len;
+    void *res = stats_get(c, &len);
+    mpb__rd_t r = {res, (const uint8_t *)res + len}, v;
+    uint32_t n;
+    int found = 0;
+    if (mpb__rd_mapget(&r, "callers", &v) == 0 && mpb__rd_array(&v, &n) == 0) {
+        for (uint32_t i = 0; i < n; i++) {
+            const uint8_t *e;
+            size_t el;
+            mpb__rd_span(&v, &e, &el);
+            mpb__rd_t m = {e, e + el}, pv;
+            if ((uint64_t)map_int(&m, "session") != sid) continue;
+            out->queued = map_int(&m, "queued");
+            out->running = map_int(&m, "running");
+            out->held = map_int(&m, "held");
+            out->queued_bytes = map_int(&m, "queued_bytes");
+            out->held_bytes = map_int(&m, "held_bytes");
+            if (mpb__rd_mapget(&m, "paused", &pv) == 0) mpb__rd_bool(&pv, &out->paused);
+            found = 1;
+        }
+    }
+    mpb_free(res);
+    return found;
+}
+
+/* Functions in pool.stats. */
+static U uint32_t fns_count(mpb_client_t *c) {
+    size_t len;
+    void *res = stats_get(c, &len);
+    mpb__rd_t r = {res, (const uint8_t *)res + len}, v;
+    uint32_t n = 0;
+    if (mpb__rd_mapget(&r, "functions", &v) == 0) mpb__rd_array(&v, &n);
+    mpb_free(res);
+    return n;
 }
 
 /* Jobs in pool.stats (all sessions). */
@@ -354,6 +415,136 @@ static U void wait_workers(mpb_client_t *c, const char *fn, uint64_t n, int time
         }
         usleep(10000);
     }
+}
+
+/* ---- callbacks that count ---- */
+
+typedef struct tally {
+    int ok, canceled, other;
+} tally_t;
+
+static U void tally_ok(void *arg, const void *res, size_t len) {
+    (void)res;
+    (void)len;
+    ((tally_t *)arg)->ok++;
+}
+
+static U void tally_err(void *arg, int err, const char *msg) {
+    (void)msg;
+    tally_t *t = arg;
+    if (err == MPB_ECANCELED)
+        t->canceled++;
+    else
+        t->other++;
+}
+
+/* ---- raw pool ops, for what the library does not expose ---- */
+
+enum { JOB_NIL, JOB_FALSE, JOB_ID };
+
+/* pool.submit FN JOB [[[x]] * ntasks]: JOB nil (a new job), false (none) or the id job.
+ * Returns the reply code; *job_out and *first from the reply when 0. */
+static U int raw_submit(mpb_client_t *c, const char *fn, int mode, uint64_t job, uint32_t ntasks,
+                        int64_t x, uint64_t *job_out, uint64_t *first) {
+    mpb__buf_t a = {0};
+    mpb__w_array(&a, 3);
+    mpb__w_cstr(&a, fn);
+    if (mode == JOB_NIL) mpb__w_nil(&a);
+    else if (mode == JOB_FALSE) mpb__w_bool(&a, false);
+    else mpb__w_uint(&a, job);
+    mpb__w_array(&a, ntasks);
+    for (uint32_t i = 0; i < ntasks; i++) {
+        mpb__w_array(&a, 1);
+        mpb__w_array(&a, 1);
+        mpb__w_int(&a, x);
+    }
+    void *res = NULL;
+    size_t len = 0;
+    int rc = mpb_call(c, OP_POOL_SUBMIT, NULL, a.p, a.len, 0, &res, &len);
+    mpb__buf_free(&a);
+    if (rc == 0) {
+        mpb__rd_t r = {res, (const uint8_t *)res + len};
+        uint32_t two;
+        uint64_t j = 0, f = 0;
+        if (mpb__rd_array(&r, &two) || two != 2 || mpb__rd_uint(&r, &j) || mpb__rd_uint(&r, &f))
+            fail_msg("malformed pool.submit reply");
+        if (job_out) *job_out = j;
+        if (first) *first = f;
+        mpb_free(res);
+    }
+    return rc;
+}
+
+/* pool.take over every id, not waiting: how many finished tasks it took (0 if none ready). */
+static U uint32_t raw_take(mpb_client_t *c) {
+    mpb__buf_t a = {0};
+    mpb__w_array(&a, 3);
+    mpb__w_uint(&a, 1);
+    mpb__w_uint(&a, UINT64_MAX - 1);
+    mpb__w_int(&a, 0);
+    void *res = NULL;
+    size_t len = 0;
+    int rc = mpb_call(c, OP_POOL_TAKE, NULL, a.p, a.len, 0, &res, &len);
+    mpb__buf_free(&a);
+    if (rc == MPB_ETIMEDOUT) return 0;
+    if (rc) fail_msg("pool.take: %s", mpb_errmsg(c));
+    mpb__rd_t r = {res, (const uint8_t *)res + len};
+    uint32_t n = 0;
+    mpb__rd_array(&r, &n);
+    mpb_free(res);
+    return n;
+}
+
+/* ---- /metrics, from a broker started with --http 127.0.0.1:0 ---- */
+
+/* The page in a new NUL-terminated buffer (free() it); fails the test if it cannot get it. */
+static U char *metrics_get(void) {
+    char path[400], addr[128] = "";
+    snprintf(path, sizeof path, "%s/data/http.addr", B.dir);
+    int64_t end = th_now_ms() + 5000;
+    for (;;) { /* written once the HTTP endpoint is up */
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(addr, sizeof addr, f)) addr[0] = 0;
+            fclose(f);
+        }
+        if (addr[0] || th_now_ms() > end) break;
+        usleep(10000);
+    }
+    char *colon = strrchr(addr, ':');
+    if (!colon) fail_msg("no HTTP address in %s", path);
+    int port = atoi(colon + 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        fail_msg("connect to %s: %s", addr, strerror(errno));
+    const char *req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) fail_msg("send: %s", strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 1 == cap) buf = realloc(buf, cap *= 2);
+        ssize_t got = read(fd, buf + len, cap - 1 - len);
+        if (got <= 0) break;
+        len += (size_t)got;
+    }
+    close(fd);
+    buf[len] = 0;
+    char *body = strstr(buf, "\r\n\r\n");
+    if (!body) fail_msg("no HTTP response from %s", addr);
+    memmove(buf, body + 4, strlen(body + 4) + 1);
+    return buf;
+}
+
+/* The value of the sample named exactly series ("name{labels}"), or -1 if absent. */
+static U double metric(const char *m, const char *series) {
+    size_t n = strlen(series);
+    for (const char *p = m; (p = strstr(p, series)); p += n)
+        if ((p == m || p[-1] == '\n') && p[n] == ' ') return atof(p + n + 1);
+    return -1;
 }
 
 static U void sleep_ms_(int ms) {

@@ -2,7 +2,11 @@
  * (forked children of the test) and the ready mpb-worker program. The initializer runs once
  * per worker process, before the first task; max_tasks recycling (mpb-worker --max-tasks, and
  * mpb_worker_set_max_tasks in a program of one's own) serves everything; mpb_worker_stop from
- * another thread or a signal handler ends serve with 0 after the running task is reported. */
+ * another thread or a signal handler ends serve with 0 after the running task is reported;
+ * a serve that returns unregisters (the session, still alive, serves no more) and the client
+ * may serve again; mpb-worker --init-arg reaches the initializer, whose failure stops it. */
+#include <poll.h>
+
 #include "test_pool_util.c"
 
 /* ---- an in-process worker: functions and the child that serves them ---- */
@@ -334,6 +338,127 @@ static void test_stop_from_a_signal_reports_the_running_task_first(void **state)
     check_healthy();
 }
 
+/* ---- serve returns: the session unregisters, and may serve again ---- */
+
+static int to_parent[2], to_child[2];
+
+/* Serves 2 tasks, tells the parent, waits for its go, serves 2 more with the same worker. */
+static int twice_child(void *arg) {
+    (void)arg;
+    mpb_client_t *c = NULL;
+    if (th_connect_opts(&B, NULL, &c)) return 10;
+    mpb_worker_t *w = NULL;
+    if (mpb_worker_new(c, &w) || mpb_worker_add(w, "ip_square", ip_square, NULL)) return 11;
+    mpb_worker_set_max_tasks(w, 2);
+    if (mpb_worker_serve(w)) {
+        fprintf(stderr, "serve 1: %s\n", mpb_errmsg(c));
+        return 20;
+    }
+    char ch = 's';
+    if (write(to_parent[1], &ch, 1) != 1 || read(to_child[0], &ch, 1) != 1) return 12;
+    if (mpb_worker_serve(w)) {
+        fprintf(stderr, "serve 2: %s\n", mpb_errmsg(c));
+        return 21;
+    }
+    if (mpb_worker_tasks_done(w) != 4) return 22;
+    mpb_worker_free(&w);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_serve_returns_unregistered_and_may_serve_again(void **state) {
+    (void)state;
+    assert_int_equal(pipe(to_parent), 0);
+    assert_int_equal(pipe(to_child), 0);
+    pid_t w = start_child(twice_child, NULL, NULL);
+    mpb_client_t *c = th_connect(&B);
+    wait_workers(c, "ip_square", 1, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_async_t *h[4];
+    for (int i = 0; i < 4; i++) {
+        size_t al;
+        const uint8_t *a = args1(i + 3, &al);
+        assert_int_equal(mpb_pool_apply_async(p, "ip_square", a, al, NULL, NULL, NULL, &h[i]), 0);
+    }
+    struct pollfd pf = {to_parent[0], POLLIN, 0};
+    assert_int_equal(poll(&pf, 1, 10000), 1);
+    char ch;
+    assert_int_equal(read(to_parent[0], &ch, 1), 1);
+    /* its process and session live on, but it is no worker now: not listed, not counted */
+    assert_int_equal(kill(w, 0), 0);
+    wstat_t ws;
+    assert_int_equal(worker_stat(c, w, &ws), 0);
+    assert_int_equal(fn_workers(c, "ip_square"), 0);
+    for (int i = 0; i < 2; i++) assert_int_equal(mpb_async_wait(h[i], 5000), 1);
+    void *res = NULL;
+    size_t rl;
+    th_assert_err(mpb_async_get(h[2], 200, &res, &rl), MPB_ETIMEDOUT, c,
+                  "no worker serves function 'ip_square'", NULL);
+    assert_int_equal(fn_stat(c, "ip_square").queued, 2);
+    /* the same worker serves again on the same client */
+    ch = 'g';
+    assert_int_equal(write(to_child[1], &ch, 1), 1);
+    for (int i = 0; i < 4; i++) {
+        int rc = mpb_async_get(h[i], 20000, &res, &rl);
+        if (rc) fail_msg("task %d: %s", i, mpb_errmsg(c));
+        assert_int_equal(unpack_int(res, rl), (i + 3) * (i + 3));
+        mpb_free(res);
+        mpb_async_free(&h[i]);
+    }
+    assert_int_equal(wait_child(w, 10), 0);
+    for (int i = 0; i < 2; i++) {
+        close(to_parent[i]);
+        close(to_child[i]);
+    }
+    mpb_pool_free(&p);
+    mpb_close(&c);
+    check_healthy();
+}
+
+/* ---- mpb-worker --init SYMBOL --init-arg STRING ---- */
+
+static void test_mpb_worker_init_arg_and_a_failing_initializer(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    worker_init_arg = "hello";
+    pid_t w = start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 0, "testinit");
+    worker_init_arg = NULL;
+    wait_workers(c, "initarg", 1, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    size_t al, rl;
+    const uint8_t *a = args1(0, &al);
+    void *res = NULL;
+    assert_int_equal(mpb_pool_apply(p, "initarg", a, al, 10000, &res, &rl), 0);
+    assert_int_equal(rl, 6);
+    assert_memory_equal(res, "\xa5hello", 6);
+    mpb_free(res);
+    kill(w, SIGTERM);
+    assert_int_equal(wait_child(w, 10), 0);
+    /* testinit fails (7) for "fail": the worker says so, exits 3, and never registers */
+    worker_init_arg = "fail";
+    w = start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 0, "testinit");
+    worker_init_arg = NULL;
+    assert_int_equal(wait_child(w, 10), 3);
+    char path[400], log[2048] = "";
+    snprintf(path, sizeof path, "%s/mpb-worker-%d.log", B.dir, (int)w);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    log[fread(log, 1, sizeof log - 1, f)] = 0;
+    fclose(f);
+    assert_non_null(strstr(log, "--init testinit returned 7"));
+    assert_int_equal(fn_workers(c, "initarg"), 0);
+    /* and with recycling (--max-tasks), it is not restarted over and over */
+    worker_init_arg = "fail";
+    w = start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 5, "testinit");
+    worker_init_arg = NULL;
+    assert_int_equal(wait_child(w, 10), 3);
+    mpb_pool_free(&p);
+    mpb_close(&c);
+    check_healthy();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_initializer_runs_once_per_worker_process, setup_broker,
@@ -345,6 +470,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_stop_from_a_thread_ends_serve_with_0, setup_broker,
                                         teardown_broker),
         cmocka_unit_test_setup_teardown(test_stop_from_a_signal_reports_the_running_task_first,
+                                        setup_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(test_serve_returns_unregistered_and_may_serve_again,
+                                        setup_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(test_mpb_worker_init_arg_and_a_failing_initializer,
                                         setup_broker, teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
