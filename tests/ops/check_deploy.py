@@ -221,8 +221,10 @@ check(os.path.isfile(os.path.join(DEPLOY, bd.get("context", "?"), bd.get("docker
       "the broker's build context and dockerfile exist: %s" % bd)
 check("mpb-healthcheck" in " ".join(b.get("healthcheck", {}).get("test", [])),
       "the broker's healthcheck runs mpb-healthcheck")
-check(sorted(b.get("ports", [])) == ["127.0.0.1:5555:5555", "127.0.0.1:8080:8080"],
-      "the broker publishes 5555 and 8080 on loopback: %s" % b.get("ports"))
+check(sorted(b.get("ports", [])) == ["127.0.0.1:${MPBROKER_HTTP_PORT:-8080}:8080",
+                                     "127.0.0.1:${MPBROKER_PORT:-5555}:5555"],
+      "the broker publishes 5555 and 8080 on loopback (host ports MPBROKER_PORT and "
+      "MPBROKER_HTTP_PORT): %s" % b.get("ports"))
 check(any(v.startswith(tuple(k + ":" for k in c.get("volumes", {}))) and v.endswith(":/data")
           for v in b.get("volumes", [])), "/data is a named volume")
 for name, sv in svcs.items():

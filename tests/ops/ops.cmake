@@ -10,7 +10,10 @@
 #   ops_k8s         tests/ops/check_k8s.py      the kustomize base, offline
 #   ops_deploy      tests/ops/check_deploy.py   compose.yaml, the systemd unit, the Dockerfile
 #   ops_container   tests/ops/container_test.sh build and run the image (label container; 77 =
-#                   skipped, said loudly, when no container runtime can be had)
+#                   skipped, said loudly, when no container runtime can be had; with CI=true
+#                   or MPB_REQUIRE_CONTAINER=1 that fails instead)
+#   ops_compose     tests/ops/compose_test.sh   compose.yaml up with podman-compose, checked,
+#                   down -v (label container; skipped or failed as ops_container)
 set(MPB_OPS_DIR ${PROJECT_SOURCE_DIR}/tests/ops)
 set(MPB_OPS_PYTHON /usr/bin/python3 CACHE FILEPATH "Python for the ops tests (Debian's, with python3-yaml and python3-kubernetes)")
 
@@ -50,10 +53,18 @@ add_test(NAME ops_deploy
           --mpbrokerd $<TARGET_FILE:mpbrokerd>)
 set_tests_properties(ops_deploy PROPERTIES LABELS ops TIMEOUT 120)
 
+# Each script cuts its steps' timeouts to --budget, so that it ends, cleanup included, within
+# its TIMEOUT. ops_compose runs the image ops_container keeps (the fixture orders them).
 add_test(NAME ops_container
   COMMAND bash ${MPB_OPS_DIR}/container_test.sh --source ${PROJECT_SOURCE_DIR}
           --work ${PROJECT_BINARY_DIR}/ops-container --mpb $<TARGET_FILE:mpb_cli>
           --worker $<TARGET_FILE_DIR:mpb_cli>/mpb-worker
-          --demo-lib ${PROJECT_BINARY_DIR}/examples/pool/libmpbdemo.so)
+          --demo-lib ${PROJECT_BINARY_DIR}/examples/pool/libmpbdemo.so --budget 780)
 set_tests_properties(ops_container PROPERTIES LABELS container TIMEOUT 900
-  SKIP_RETURN_CODE 77)
+  SKIP_RETURN_CODE 77 FIXTURES_SETUP mpb_image)
+
+add_test(NAME ops_compose
+  COMMAND bash ${MPB_OPS_DIR}/compose_test.sh --source ${PROJECT_SOURCE_DIR}
+          --work ${PROJECT_BINARY_DIR}/ops-compose --mpb $<TARGET_FILE:mpb_cli> --budget 240)
+set_tests_properties(ops_compose PROPERTIES LABELS container TIMEOUT 300
+  SKIP_RETURN_CODE 77 FIXTURES_REQUIRED mpb_image)
