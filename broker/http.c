@@ -27,7 +27,7 @@ static char *addr_file; /* http_set_addr_file(); NULL: none */
 
 /* While http_start runs, libmicrohttpd's messages are kept to say why it failed; after, they
  * are log lines. */
-static char start_msg[256];
+static char start_msg[512];
 static bool starting;
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
