@@ -26,14 +26,14 @@
 
 static th_broker_t B;
 
-#define PROCS     4
-#define PER_PROC  2500
-#define ALL       (PROCS * PER_PROC)
-#define HALF      (ALL / 2)
-#define QUEUE     "big.q"
-#define LOCK      "big.lock"
-#define RID_WAIT  1 /* the parked request */
-#define RID_FREE  2 /* lock.release after the grant */
+#define PROCS    4
+#define PER_PROC 2500
+#define ALL      (PROCS * PER_PROC)
+#define HALF     (ALL / 2)
+#define QUEUE    "big.q"
+#define LOCK     "big.lock"
+#define RID_WAIT 1 /* the parked request */
+#define RID_FREE 2 /* lock.release after the grant */
 
 /* 12,000 descriptors at least: the broker holds a connection per client, and a child two per
  * client (its TCP connection and its socket's mailbox). Root may raise the hard limit too. */
@@ -115,11 +115,14 @@ static int waiters_child(int idx, const char *arg) {
             fprintf(stderr, "[child %d] handshake %d: %s\n", idx, i, mpb_strerror(rc));
             return 1;
         }
-        if (lock) send_small(&c[i], RID_WAIT, MPB_OP_LOCK_ACQUIRE, LOCK, 2, 1, -1);
-        else send_small(&c[i], RID_WAIT, MPB_OP_QUEUE_GET, QUEUE, 1, -1, 0);
+        if (lock)
+            send_small(&c[i], RID_WAIT, MPB_OP_LOCK_ACQUIRE, LOCK, 2, 1, -1);
+        else
+            send_small(&c[i], RID_WAIT, MPB_OP_QUEUE_GET, QUEUE, 1, -1, 0);
         /* heartbeats would not be needed with the test's TTL; they keep it honest */
         if (mono_ms() - last_ping > 2000) {
-            for (int j = 0; j <= i; j++) send_small(&c[j], 0, MPB_OP_PING, NULL, 0, 0, 0);
+            for (int j = 0; j <= i; j++)
+                send_small(&c[j], 0, MPB_OP_PING, NULL, 0, 0, 0);
             last_ping = mono_ms();
         }
         int zfd;
@@ -182,20 +185,22 @@ static int waiters_child(int idx, const char *arg) {
                         freed[i] = 1;
                         have++;
                     } else {
-                        fprintf(stderr, "[child %d] client %d: unexpected reply rid %llu\n",
-                                idx, i, (unsigned long long)rp->rid);
+                        fprintf(stderr, "[child %d] client %d: unexpected reply rid %llu\n", idx, i,
+                                (unsigned long long)rp->rid);
                         bad++;
                     }
                 }
             }
         }
         if (mono_ms() - last_ping > 2000) {
-            for (int j = 0; j < PER_PROC; j++) send_small(&c[j], 0, MPB_OP_PING, NULL, 0, 0, 0);
+            for (int j = 0; j < PER_PROC; j++)
+                send_small(&c[j], 0, MPB_OP_PING, NULL, 0, 0, 0);
             last_ping = mono_ms();
         }
     }
     if (have < want) fprintf(stderr, "[child %d] %d of %d answers\n", idx, have, want);
-    for (int i = 0; i < PER_PROC; i++) rc_close(&c[i]);
+    for (int i = 0; i < PER_PROC; i++)
+        rc_close(&c[i]);
     zmq_ctx_term(ctx);
     close(ep);
     free(c);
@@ -266,7 +271,8 @@ static void test_10000_blocked_clients_on_queues_and_locks(void **state) {
     snprintf(arg[0], sizeof arg[0], "%d get", fds[1]);
     snprintf(arg[1], sizeof arg[1], "%d lock", fds[1]);
     int64_t t0 = th_now_ms();
-    for (int i = 0; i < PROCS; i++) pids[i] = th_child_spawn(waiters_child, i, arg[i % 2]);
+    for (int i = 0; i < PROCS; i++)
+        pids[i] = th_child_spawn(waiters_child, i, arg[i % 2]);
     close(fds[1]);
 
     /* All parked at once; the test's own client is served meanwhile. */
@@ -281,7 +287,8 @@ static void test_10000_blocked_clients_on_queues_and_locks(void **state) {
     }
     int64_t t_parked = th_now_ms();
     if (w != ALL)
-        for (int i = 0; i < PROCS; i++) kill(pids[i], SIGKILL);
+        for (int i = 0; i < PROCS; i++)
+            kill(pids[i], SIGKILL);
     print_message("%lld clients parked at once after %lld ms (%d probes answered meanwhile)\n",
                   (long long)w, (long long)(t_parked - t0), probes);
     assert_int_equal(w, ALL);

@@ -62,13 +62,12 @@ static int timed_call(kit_t *t, int k) {
     }
 }
 
-static const char *const kind_names[] = {"queue.get",         "queue.put (full)",
-                                         "lock.acquire",      "event.wait",
-                                         "semaphore.acquire", "condition.wait",
+static const char *const kind_names[] = {"queue.get",   "queue.put (full)",  "lock.acquire",
+                                         "event.wait",  "semaphore.acquire", "condition.wait",
                                          "barrier.wait"};
 /* What each returns when its time runs out. */
-static const int timed_out_rc[] = {MPB_ETIMEDOUT, MPB_ETIMEDOUT, MPB_ETIMEDOUT, 0,
-                                   MPB_ETIMEDOUT, 0,             MPB_EBROKEN};
+static const int timed_out_rc[] = {MPB_ETIMEDOUT, MPB_ETIMEDOUT, MPB_ETIMEDOUT, 0, MPB_ETIMEDOUT, 0,
+                                   MPB_EBROKEN};
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -106,8 +105,8 @@ static void test_timeouts_fire_within_10ms_and_never_early(void **state) {
                          mpb_strerror(timed_out_rc[k]), mpb_errmsg(t.c));
             if (k == 6) assert_int_equal(mpb_barrier_reset(t.barrier), 0);
             if (over[i] < 0)
-                fail_msg("%s returned %.3f ms before its %d ms timeout", kind_names[k],
-                         -over[i], TIMEOUT_MS);
+                fail_msg("%s returned %.3f ms before its %d ms timeout", kind_names[k], -over[i],
+                         TIMEOUT_MS);
         }
         qsort(over, TRIALS, sizeof *over, cmp_double);
         double median = over[TRIALS / 2], p95 = over[(TRIALS * 95 + 99) / 100 - 1],

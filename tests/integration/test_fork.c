@@ -116,8 +116,8 @@ static void test_fork_child_gets_efork_and_its_own_session(void **state) {
         assert_int_equal(th_wait(pid, 60), 0);
         parent_intact(&p); /* the child's close (or its exit) changed nothing here */
         int64_t child = 0;
-        assert_int_equal(
-            mpb_dict_get_i64(p.d, round == 0 ? "child.closed" : "child.left", &child), 0);
+        assert_int_equal(mpb_dict_get_i64(p.d, round == 0 ? "child.closed" : "child.left", &child),
+                         0);
         assert_true(child != 0 && (uint64_t)child != p.session);
     }
 
