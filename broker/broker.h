@@ -149,6 +149,7 @@ typedef struct queue {
     deque_t items;
     int64_t maxsize; /* 0: unbounded */
     bool joinable;
+    bool maxsize_set, joinable_set; /* given by an open: fixed from then on */
     int64_t unfinished;          /* joinable: items put and not yet task_done */
     wlist_t getters, putters, joiners;
 } queue_t;

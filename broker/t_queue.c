@@ -17,13 +17,15 @@ static bool full(const queue_t *q) {
 /* Tasks for task_done and join: items that entered the queue and are not done yet. A put
  * waiting for room is in unfinished from the moment it parks, so that whoever drops it (its
  * timeout here, its session's end in server.c) takes it back out; but as in Python it is no
- * task until its item is in the queue, so join() does not wait for it. */
+ * task until its item is in the queue, so join() does not wait for it. A plain queue has none. */
 static int64_t tasks(const queue_t *q) {
-    return q->unfinished - (int64_t)q->putters.n;
+    return q->joinable ? q->unfinished - (int64_t)q->putters.n : 0;
 }
 
-/* queue.open MAXSIZE|nil JOINABLE|nil -> [maxsize, joinable]. Parameters apply when the queue
- * is made; given ones must match an existing queue. */
+/* queue.open MAXSIZE|nil JOINABLE|nil -> [maxsize, joinable]. A queue made by an open without
+ * them, or by use, is unbounded and plain until an open gives them: consumers may start
+ * before the producer that knows the settings. A given setting is fixed from then on, and a
+ * later open that gives another one is refused. */
 int cmd_queue_open(req_t *r) {
     queue_t *q = Q(r);
     int64_t maxsize = 0;
@@ -32,19 +34,23 @@ int cmd_queue_open(req_t *r) {
     nojoin = mpb__rd_nil(&r->args) == 0;
     if (!nojoin && arg_bool(r, "joinable", &joinable)) return -1;
     if (!nomax && maxsize < 0) maxsize = 0;
-    bool fresh = q->items.len == 0 && q->maxsize == 0 && !q->joinable && q->unfinished == 0 &&
-                 !q->getters.n && !q->putters.n;
-    if (fresh) {
-        if (!nomax) q->maxsize = maxsize;
-        if (!nojoin) q->joinable = joinable;
-    } else {
-        if (!nomax && maxsize != q->maxsize)
-            return reply_error(r, MPB_EINVAL, "queue/%.*s exists with maxsize %lld, not %lld",
-                               (int)r->namelen, r->name, (long long)q->maxsize,
-                               (long long)maxsize);
-        if (!nojoin && joinable != q->joinable)
-            return reply_error(r, MPB_EINVAL, "queue/%.*s exists and is %sjoinable",
-                               (int)r->namelen, r->name, q->joinable ? "" : "not ");
+    if (!nomax && q->maxsize_set && maxsize != q->maxsize)
+        return reply_error(r, MPB_EINVAL, "queue/%.*s exists with maxsize %lld, not %lld",
+                           (int)r->namelen, r->name, (long long)q->maxsize, (long long)maxsize);
+    if (!nojoin && q->joinable_set && joinable != q->joinable)
+        return reply_error(r, MPB_EINVAL, "queue/%.*s exists and is %sjoinable", (int)r->namelen,
+                           r->name, q->joinable ? "" : "not ");
+    if (!nomax && !q->maxsize_set) {
+        /* Items already beyond the bound stay; puts wait until the queue is below it. */
+        q->maxsize = maxsize;
+        q->maxsize_set = true;
+    }
+    if (!nojoin && !q->joinable_set) {
+        /* What is in the queue (or waiting to enter) becomes a task; what left it before it
+         * was joinable does not. */
+        if (joinable && !q->joinable) q->unfinished = (int64_t)(q->items.len + q->putters.n);
+        q->joinable = joinable;
+        q->joinable_set = true;
     }
     mpb__buf_t *b = reply_begin(r);
     mpb__w_array(b, 2);

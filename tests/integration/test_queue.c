@@ -458,6 +458,154 @@ static void test_misuse_gets_clear_errors(void **state) {
     mpb_close(&c);
 }
 
+/* ---- settings from the first open that gives them ---- */
+
+/* A consumer that starts before the producer: it knows nothing of the queue's settings. */
+static int early_consumer(int idx, const char *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_child_connect();
+    CK(c);
+    mpb_queue_t *q;
+    CKC(c, mpb_queue_open(c, "late.q", -1, -1, &q));
+    int64_t v;
+    CKC(c, get_int(q, 20000, &v));
+    CK(v >= 100 && v < 102);
+    CKC(c, mpb_queue_task_done(q)); /* joinable by now: the producer said so */
+    mpb_queue_close(&q);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_settings_come_from_the_first_open_that_gives_them(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    pid_t g[2];
+    for (int i = 0; i < 2; i++)
+        g[i] = th_child_spawn(early_consumer, i, NULL);
+    assert_true(th_wait_field(c, "queue/late.q", "getters", 2, 20000));
+    assert_int_equal(th_describe_int(c, "queue/late.q", "maxsize"), 0);
+    assert_int_equal(th_describe_int(c, "queue/late.q", "joinable"), 0);
+
+    /* the producer comes with JoinableQueue(maxsize=3): that is what the queue is now */
+    mpb_queue_t *q, *q2 = NULL;
+    assert_int_equal(mpb_queue_open(c, "late.q", 3, 1, &q), 0);
+    assert_int_equal(th_describe_int(c, "queue/late.q", "maxsize"), 3);
+    assert_int_equal(th_describe_int(c, "queue/late.q", "joinable"), 1);
+    assert_int_equal(put_int(q, 100, 0), 0); /* straight to the parked consumers */
+    assert_int_equal(put_int(q, 101, 0), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(th_wait(g[i], 30), 0);
+    assert_int_equal(mpb_queue_join(q, 0), 0); /* both consumers' task_done counted */
+
+    /* really bounded */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(put_int(q, i, 0), 0);
+    assert_int_equal(mpb_queue_full(q), 1);
+    assert_int_equal(put_int(q, 9, 0), MPB_EFULL);
+    assert_non_null(strstr(mpb_errmsg(c), "maxsize 3"));
+    /* really joinable */
+    assert_int_equal(mpb_queue_join(q, 0), MPB_ETIMEDOUT);
+    for (int i = 0; i < 3; i++) {
+        int64_t v;
+        assert_int_equal(get_int(q, 0, &v), 0);
+        assert_int_equal(v, i);
+        assert_int_equal(mpb_queue_task_done(q), 0);
+    }
+    assert_int_equal(mpb_queue_join(q, 0), 0);
+    assert_int_equal(mpb_queue_task_done(q), MPB_EVALUE);
+
+    /* fixed now: another explicit setting is refused, "whatever it is" is not */
+    assert_int_equal(mpb_queue_open(c, "late.q", 100, -1, &q2), MPB_EINVAL);
+    assert_non_null(strstr(mpb_errmsg(c), "maxsize 3, not 100"));
+    assert_int_equal(mpb_queue_open(c, "late.q", -1, 0, &q2), MPB_EINVAL);
+    assert_non_null(strstr(mpb_errmsg(c), "is joinable"));
+    assert_null(q2);
+    assert_int_equal(mpb_queue_open(c, "late.q", 3, 1, &q2), 0);
+    mpb_queue_close(&q2);
+    assert_int_equal(mpb_queue_open(c, "late.q", -1, -1, &q2), 0);
+    mpb_queue_close(&q2);
+    mpb_queue_close(&q);
+
+    /* each setting on its own; items put before the queue became joinable are its tasks */
+    assert_int_equal(mpb_queue_open(c, "late.q2", -1, -1, &q), 0);
+    assert_int_equal(put_int(q, 1, 0), 0);
+    assert_int_equal(put_int(q, 2, 0), 0);
+    assert_int_equal(mpb_queue_task_done(q), MPB_ETYPE);
+    assert_int_equal(mpb_queue_open(c, "late.q2", -1, 1, &q2), 0);
+    mpb_queue_close(&q2);
+    assert_int_equal(th_describe_int(c, "queue/late.q2", "unfinished"), 2);
+    assert_int_equal(mpb_queue_open(c, "late.q2", 2, -1, &q2), 0); /* already at its bound */
+    mpb_queue_close(&q2);
+    assert_int_equal(mpb_queue_full(q), 1);
+    assert_int_equal(put_int(q, 3, 0), MPB_EFULL);
+    assert_int_equal(mpb_queue_open(c, "late.q2", 0, -1, &q2), MPB_EINVAL);
+    assert_int_equal(mpb_queue_open(c, "late.q2", -1, 0, &q2), MPB_EINVAL);
+    int64_t v;
+    assert_int_equal(get_int(q, 0, &v), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(mpb_queue_task_done(q), 0);
+    assert_int_equal(mpb_queue_join(q, 0), MPB_ETIMEDOUT);
+    assert_int_equal(get_int(q, 0, &v), 0);
+    assert_int_equal(v, 2);
+    assert_int_equal(mpb_queue_task_done(q), 0);
+    assert_int_equal(mpb_queue_join(q, 0), 0);
+    mpb_queue_close(&q);
+
+    /* explicit "unbounded, plain" is a setting too */
+    assert_int_equal(mpb_queue_open(c, "late.q3", 0, 0, &q), 0);
+    assert_int_equal(mpb_queue_open(c, "late.q3", 100, 1, &q2), MPB_EINVAL);
+    assert_null(q2);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
+/* A plain queue has no tasks, whoever is blocked on it; a maxsize of INT64_MAX is a bound. */
+static int blocked_putter(int idx, const char *arg) {
+    (void)idx;
+    mpb_client_t *c = th_child_connect();
+    CK(c);
+    mpb_queue_t *q;
+    CKC(c, mpb_queue_open(c, arg, -1, -1, &q));
+    CKC(c, put_int(q, 2, 20000));
+    mpb_queue_close(&q);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_info_of_a_queue_with_a_blocked_putter(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    int64_t v;
+    for (int joinable = 0; joinable < 2; joinable++) {
+        const char *name = joinable ? "info.jq" : "info.q";
+        char path[64];
+        snprintf(path, sizeof path, "queue/%s", name);
+        assert_int_equal(mpb_queue_open(c, name, 1, joinable, &q), 0);
+        assert_int_equal(put_int(q, 1, 0), 0);
+        pid_t p = th_child_spawn(blocked_putter, 0, name);
+        assert_true(th_wait_field(c, path, "putters", 1, 20000));
+        assert_int_equal(th_describe_int(c, path, "unfinished"), joinable ? 1 : 0);
+        assert_int_equal(th_describe_int(c, path, "size"), 1);
+        assert_int_equal(get_int(q, 0, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(th_wait(p, 30), 0);
+        assert_int_equal(th_describe_int(c, path, "putters"), 0);
+        assert_int_equal(th_describe_int(c, path, "unfinished"), joinable ? 2 : 0);
+        assert_int_equal(get_int(q, 0, &v), 0);
+        assert_int_equal(v, 2);
+        mpb_queue_close(&q);
+    }
+
+    assert_int_equal(mpb_queue_open(c, "info.huge", INT64_MAX, 0, &q), 0);
+    assert_int_equal(th_describe_int(c, "queue/info.huge", "maxsize"), INT64_MAX);
+    assert_int_equal(put_int(q, 1, 0), 0);
+    assert_int_equal(mpb_queue_full(q), 0);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
 /* ---- a million items ---- */
 
 /* A million round trips of one put each take a minute under the sanitizers, so the producers
@@ -581,7 +729,7 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
 
 static const th_child_fn child_fns[] = {
     pc_producer,       pc_consumer, jq_producer,  jq_consumer,
-    jput_parked_child, getter_of_5, big_producer,
+    jput_parked_child, getter_of_5, big_producer, early_consumer, blocked_putter,
 };
 
 int main(int argc, char **argv) {
@@ -594,6 +742,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_join_with_unfinished_tasks_times_out),
         cmocka_unit_test(test_join_does_not_wait_for_a_put_still_blocked),
         cmocka_unit_test(test_misuse_gets_clear_errors),
+        cmocka_unit_test(test_settings_come_from_the_first_open_that_gives_them),
+        cmocka_unit_test(test_info_of_a_queue_with_a_blocked_putter),
         cmocka_unit_test(test_queue_of_a_million_items),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
     };
