@@ -162,11 +162,22 @@ typedef struct lockobj {
     uint64_t fence;
     int64_t acquired_ms;
     wlist_t waiters;
+    struct obj *woken_by; /* the condition whose notify the owner took it back with */
+    int64_t cond_waiting; /* waiters parked on conditions bound to it: it must stay */
 } lockobj_t;
 
+/* Units one session took from a semaphore and nobody has given back yet. */
+typedef struct semhold {
+    sess_t *sess;
+    int64_t units;
+} semhold_t;
+
 typedef struct sem {
-    int64_t value, initial;
+    int64_t value, initial; /* value may be below 0 when an open set initial after use */
     bool bounded;
+    bool value_set, bounded_set; /* given by an open: fixed from then on */
+    semhold_t *holders;          /* oldest first */
+    size_t nholders, capholders;
     wlist_t waiters;
 } sem_t;
 
@@ -175,6 +186,7 @@ typedef struct cond {
     char *lock_name;
     uint32_t lock_namelen;
     wlist_t waiters;
+    int64_t notified; /* notified waiters that have not yet released the lock after */
 } cond_t;
 
 typedef struct event {
@@ -335,6 +347,9 @@ uint32_t sync_describe(const obj_t *o, mpb__buf_t *b);
 /* A lock's next holder, if any waiter can have it now. */
 void lock_grant_next(obj_t *o);
 extern uint64_t g_fence;
+/* The next fencing token (locks and semaphores): larger than any before, in this run or an
+ * earlier one of the broker. */
+uint64_t fence_next(void);
 /* Sends one sealed reply frame [rid, code, value] to a session's current connection. */
 void server_send_reply(sess_t *s, const uint8_t *reply, size_t n);
 /* Forgets every session's holdings of o (it is being deleted). */

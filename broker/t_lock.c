@@ -4,14 +4,33 @@
  * token than an earlier one, whoever died in between.
  *
  * condition.wait releases the lock (all RLock levels), waits on the condition, and then waits
- * on the lock's own queue to take it back with the same levels before it answers. */
+ * on the lock's own queue to take it back with the same levels before it answers.
+ *
+ * A notify is not lost to a waiter that dies: from the notify until the woken waiter releases
+ * the lock again, its session holds the notification (a hold on the condition). If the
+ * session ends first, the notification passes to the condition's next waiter.
+ *
+ *   condition.waiters ──notify──> lock.waiters ──grant──> owner (woken_by) ──release──> done
+ *        (cond_waiting)           └───── hold on the condition, cond.notified ─────┘ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker.h"
 
 uint64_t g_fence;
+
+/* Tokens follow the wall clock in microseconds, and grow by at least one each time: a broker
+ * that restarts hands out tokens above those of its earlier run (unless that run averaged
+ * over a million acquisitions a second, or the clock was set back by more than its lead). */
+uint64_t fence_next(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    g_fence = us > g_fence ? us : g_fence + 1;
+    return g_fence;
+}
 
 static lockobj_t *LK(obj_t *o) {
     return &o->u.lock;
@@ -22,7 +41,7 @@ static void grant(obj_t *o, sess_t *s, uint64_t tid, int64_t count) {
     l->owner = s;
     l->tid = tid;
     l->count = count;
-    l->fence = ++g_fence;
+    l->fence = fence_next();
     l->acquired_ms = now_ms();
     sess_hold(s, o, tid, 1);
 }
@@ -32,14 +51,23 @@ void lock_grant_next(obj_t *o) {
     while (!l->owner && l->waiters.head) {
         waiter_t *w = l->waiters.head;
         grant(o, w->sess, w->tid, w->count ? w->count : 1);
+        if (w->cond && !w->timed_out) l->woken_by = w->cond;
         if (w->cond) waiter_reply_bool(w, !w->timed_out);
         else waiter_reply_int(w, (int64_t)l->fence);
         waiter_free(w);
     }
 }
 
+/* The owner is done with the notify it was woken by. */
+static void notify_done(lockobj_t *l) {
+    if (!l->woken_by) return;
+    l->woken_by->u.cond.notified -= sess_unhold(l->owner, l->woken_by, l->tid, 1);
+    l->woken_by = NULL;
+}
+
 static void release_all(obj_t *o) {
     lockobj_t *l = LK(o);
+    notify_done(l);
     sess_unhold(l->owner, o, l->tid, 1);
     l->owner = NULL;
     l->tid = 0;
@@ -116,6 +144,18 @@ int cmd_lock_locked(req_t *r) {
 
 /* ---- condition ---- */
 
+/* Moves w from condition co's waiters to the queue of its lock lo: notified, or timed out. */
+static void cond_take(obj_t *co, waiter_t *w, obj_t *lo, bool notified) {
+    LK(lo)->cond_waiting--;
+    if (notified) {
+        sess_hold(w->sess, co, w->tid, 1);
+        co->u.cond.notified++;
+    } else {
+        w->timed_out = true;
+    }
+    waiter_move(w, lo, &LK(lo)->waiters, INT64_MAX);
+}
+
 static obj_t *cond_lock(req_t *r) {
     cond_t *c = &r->obj->u.cond;
     if (!c->lock_name) {
@@ -189,6 +229,7 @@ int cmd_cond_wait(req_t *r) {
     w->tid = tid;
     w->count = count;
     w->cond = r->obj;
+    l->cond_waiting++;
     release_all(lo);
     return 0;
 }
@@ -204,7 +245,7 @@ int cmd_cond_notify(req_t *r) {
     cond_t *c = &r->obj->u.cond;
     int64_t woken = 0;
     while (c->waiters.head && (n < 0 || woken < n)) {
-        waiter_move(c->waiters.head, lo, &LK(lo)->waiters, INT64_MAX);
+        cond_take(r->obj, c->waiters.head, lo, true);
         woken++;
     }
     return reply_int(r, woken);
@@ -221,8 +262,7 @@ void lock_on_timeout(waiter_t *w) {
             waiter_free(w);
             return;
         }
-        w->timed_out = true;
-        waiter_move(w, lo, &LK(lo)->waiters, INT64_MAX);
+        cond_take(o, w, lo, false);
         lock_grant_next(lo);
         return;
     }
@@ -243,8 +283,60 @@ void lock_release_hold(sess_t *s, hold_t *h) {
         l->owner = NULL;
         l->tid = 0;
         l->count = 0;
+        l->woken_by = NULL; /* the session's hold on the condition passes the notify on */
         lock_grant_next(o);
     }
+}
+
+/* The condition's lock, or NULL if it is gone (or of another kind now). */
+static obj_t *bound_lock(const cond_t *c) {
+    obj_t *lo = c->lock_name ? store_get(c->lock_name, c->lock_namelen) : NULL;
+    return lo && lo->kind == c->lock_kind ? lo : NULL;
+}
+
+/* A session ended holding notifications of condition o: woken waiters that had not yet
+ * released the lock (they may never have seen the answer). Each goes to the next waiter. */
+void cond_release_hold(sess_t *s, hold_t *h);
+void cond_release_hold(sess_t *s, hold_t *h) {
+    obj_t *o = h->obj;
+    cond_t *c = &o->u.cond;
+    c->notified -= h->units;
+    obj_t *lo = bound_lock(c);
+    if (!lo) return;
+    int64_t passed = 0;
+    while (passed < h->units && c->waiters.head) {
+        cond_take(o, c->waiters.head, lo, true);
+        passed++;
+    }
+    log_info("condition/%s: %lld of %lld notifications passed on: woken session %llu ended",
+             o->name, (long long)passed, (long long)h->units, (unsigned long long)s->id);
+    lock_grant_next(lo);
+}
+
+/* A waiter parked on condition o is gone (its session ended). */
+void cond_on_waiter_gone(obj_t *o);
+void cond_on_waiter_gone(obj_t *o) {
+    obj_t *lo = bound_lock(&o->u.cond);
+    if (lo) LK(lo)->cond_waiting--;
+}
+
+/* Whether a condition bound to lock o has parked waiters, which need o to take it back. */
+bool lock_busy_cond(const obj_t *o, char *why, size_t n);
+bool lock_busy_cond(const obj_t *o, char *why, size_t n) {
+    if (o->u.lock.cond_waiting <= 0) return false;
+    const omap_t *m = store_map();
+    for (size_t i = 0; i < m->nents; i++) {
+        const obj_t *co = m->ents[i].item;
+        if (!co || co->kind != KIND_CONDITION || !co->u.cond.waiters.n ||
+            co->u.cond.lock_kind != o->kind || co->u.cond.lock_namelen != o->namelen ||
+            memcmp(co->u.cond.lock_name, o->name, o->namelen))
+            continue;
+        snprintf(why, n, "condition/%s has %zu waiters that must take it back",
+                 co->name, co->u.cond.waiters.n);
+        return true;
+    }
+    snprintf(why, n, "clients wait on a condition bound to it");
+    return true;
 }
 
 uint32_t lock_describe(const obj_t *o, mpb__buf_t *b);

@@ -10,25 +10,82 @@
 void queue_on_timeout(waiter_t *w);
 void lock_on_timeout(waiter_t *w);
 void lock_release_hold(sess_t *s, hold_t *h);
+void cond_release_hold(sess_t *s, hold_t *h);
+void cond_on_waiter_gone(obj_t *o);
+bool lock_busy_cond(const obj_t *o, char *why, size_t n);
 uint32_t queue_describe(const obj_t *o, mpb__buf_t *b);
 uint32_t lock_describe(const obj_t *o, mpb__buf_t *b);
 uint32_t cond_describe(const obj_t *o, mpb__buf_t *b);
 
-/* ---- semaphore ---- */
+/* ---- semaphore ----
+ *
+ * Who holds units is kept twice: in each session's holds, so that its end gives them back,
+ * and here, oldest first, so that a release by someone who holds none pays off the oldest
+ * hold. Only units nobody gave back return when a session ends: Semaphore(2), A acquires,
+ * B releases (for A), C acquires, A dies: A's unit was already given back by B. */
+
+static void holders_add(sem_t *s, sess_t *who) {
+    if (s->nholders && s->holders[s->nholders - 1].sess == who) {
+        s->holders[s->nholders - 1].units++;
+        return;
+    }
+    if (s->nholders == s->capholders) {
+        s->capholders = s->capholders ? s->capholders * 2 : 4;
+        s->holders = xrealloc(s->holders, s->capholders * sizeof *s->holders);
+    }
+    s->holders[s->nholders++] = (semhold_t){who, 1};
+}
+
+static void holders_del(sem_t *s, size_t i) {
+    memmove(&s->holders[i], &s->holders[i + 1], (s->nholders - i - 1) * sizeof *s->holders);
+    s->nholders--;
+}
+
+/* Takes up to units of who's units off the list, newest first (all of them: INT64_MAX). */
+static void holders_take(sem_t *s, sess_t *who, int64_t units) {
+    for (size_t i = s->nholders; i-- > 0 && units > 0;) {
+        semhold_t *h = &s->holders[i];
+        if (h->sess != who) continue;
+        int64_t k = h->units < units ? h->units : units;
+        h->units -= k;
+        units -= k;
+        if (!h->units) holders_del(s, i);
+    }
+}
+
+/* n units released by someone who did not hold them pay off the oldest holds. */
+static void holders_pay_off(obj_t *o, int64_t n) {
+    sem_t *s = &o->u.sem;
+    while (n > 0 && s->nholders) {
+        semhold_t *h = &s->holders[0];
+        int64_t k = h->units < n ? h->units : n;
+        sess_unhold(h->sess, o, 0, k);
+        h->units -= k;
+        n -= k;
+        if (!h->units) holders_del(s, 0);
+    }
+}
+
+static void take_unit(obj_t *o, sess_t *who) {
+    o->u.sem.value--;
+    sess_hold(who, o, 0, 1);
+    holders_add(&o->u.sem, who);
+}
 
 static void sem_wake(obj_t *o) {
     sem_t *s = &o->u.sem;
     while (s->value > 0 && s->waiters.head) {
         waiter_t *w = s->waiters.head;
-        s->value--;
-        sess_hold(w->sess, o, 0, 1);
-        waiter_reply_nil(w);
+        take_unit(o, w->sess);
+        waiter_reply_int(w, (int64_t)fence_next());
         waiter_free(w);
     }
 }
 
-/* semaphore.open VALUE|nil BOUNDED|nil -> [value, initial, bounded]. Made with VALUE (default
- * 1); given parameters must match an existing semaphore. */
+/* semaphore.open VALUE|nil BOUNDED|nil -> [value, initial, bounded]. A semaphore made by an
+ * open without them, or by use, is Semaphore(1) until an open gives them: its initial value
+ * then changes to VALUE and its value by as much (units taken stay taken, so the value may be
+ * below 0 for a while). A given setting is fixed from then on; another one is refused. */
 int cmd_sem_open(req_t *r) {
     sem_t *s = &r->obj->u.sem;
     int64_t value = 1;
@@ -37,15 +94,27 @@ int cmd_sem_open(req_t *r) {
     nobound = mpb__rd_nil(&r->args) == 0;
     if (!nobound && arg_bool(r, "bounded", &bounded)) return -1;
     if (!novalue && value < 0) return reply_error(r, MPB_EINVAL, "semaphore initial value must be >= 0");
-    if (s->initial < 0) { /* new: see store.c, which marks fresh semaphores with -1 */
-        s->initial = novalue ? 1 : value;
-        s->value = s->initial;
-        s->bounded = !nobound && bounded;
-    } else if ((!novalue && value != s->initial) || (!nobound && bounded != s->bounded)) {
+    if (s->initial < 0) s->initial = s->value = 1; /* new: store.c marks it with -1 */
+    if ((!novalue && s->value_set && value != s->initial) ||
+        (!nobound && s->bounded_set && bounded != s->bounded))
         return reply_error(r, MPB_EINVAL, "semaphore/%.*s exists with value %lld%s",
                            (int)r->namelen, r->name, (long long)s->initial,
                            s->bounded ? ", bounded" : "");
+    if (!novalue && !s->value_set) {
+        int64_t v;
+        if (__builtin_add_overflow(s->value, value - s->initial, &v))
+            return reply_error(r, MPB_EOVERFLOW,
+                               "semaphore/%.*s: value %lld raised to initial %lld overflows",
+                               (int)r->namelen, r->name, (long long)s->value, (long long)value);
+        s->value = v;
+        s->initial = value;
+        s->value_set = true;
     }
+    if (!nobound && !s->bounded_set) {
+        s->bounded = bounded;
+        s->bounded_set = true;
+    }
+    sem_wake(r->obj); /* acquirers parked on the implicit Semaphore(1) */
     mpb__buf_t *b = reply_begin(r);
     mpb__w_array(b, 3);
     mpb__w_int(b, s->value);
@@ -60,15 +129,14 @@ static sem_t *SEM(req_t *r) {
     return s;
 }
 
-/* semaphore.acquire TIMEOUT_MS -> nil | ETIMEDOUT */
+/* semaphore.acquire TIMEOUT_MS -> fencing token (as lock.acquire's) | ETIMEDOUT */
 int cmd_sem_acquire(req_t *r) {
     int64_t timeout;
     if (arg_timeout(r, &timeout)) return -1;
     sem_t *s = SEM(r);
     if (s->value > 0 && !s->waiters.head) {
-        s->value--;
-        sess_hold(r->sess, r->obj, 0, 1);
-        return reply_nil(r);
+        take_unit(r->obj, r->sess);
+        return reply_uint(r, fence_next());
     }
     if (timeout == 0)
         return reply_error(r, MPB_ETIMEDOUT, "semaphore/%.*s has no units free", (int)r->namelen,
@@ -77,18 +145,25 @@ int cmd_sem_acquire(req_t *r) {
     return 0;
 }
 
-/* semaphore.release N -> nil | EVALUE (a bounded semaphore released above its value) */
+/* semaphore.release N -> nil | EVALUE (a bounded semaphore released above its value) |
+ * EOVERFLOW. The releaser's own units go back first; the rest pay off the oldest holds. */
 int cmd_sem_release(req_t *r) {
-    int64_t n;
+    int64_t n, sum;
     if (arg_int(r, "n", &n)) return -1;
     if (n < 1) return reply_error(r, MPB_EINVAL, "n must be >= 1");
     sem_t *s = SEM(r);
-    if (s->bounded && s->value + n > s->initial)
+    int64_t room; /* below the bound; more than int64 holds when the subtraction overflows */
+    if (s->bounded && !__builtin_sub_overflow(s->initial, s->value, &room) && n > room)
         return reply_error(r, MPB_EVALUE, "semaphore/%.*s released too many times (value %lld, "
                            "bound %lld)", (int)r->namelen, r->name, (long long)s->value,
                            (long long)s->initial);
-    sess_unhold(r->sess, r->obj, 0, n);
-    s->value += n;
+    if (__builtin_add_overflow(s->value, n, &sum))
+        return reply_error(r, MPB_EOVERFLOW, "semaphore/%.*s: value %lld + %lld overflows int64",
+                           (int)r->namelen, r->name, (long long)s->value, (long long)n);
+    int64_t own = sess_unhold(r->sess, r->obj, 0, n);
+    holders_take(s, r->sess, own);
+    holders_pay_off(r->obj, n - own);
+    s->value = sum;
     sem_wake(r->obj);
     return reply_nil(r);
 }
@@ -341,13 +416,17 @@ void sync_release_hold(sess_t *s, hold_t *h) {
     obj_t *o = h->obj;
     if (o->kind == KIND_LOCK || o->kind == KIND_RLOCK) {
         lock_release_hold(s, h);
+    } else if (o->kind == KIND_CONDITION) {
+        cond_release_hold(s, h);
     } else if (o->kind == KIND_SEMAPHORE) {
         /* Given back only up to the initial value, bounded or not: a unit taken from a
          * Semaphore(0) used as a signal was consumed, not borrowed, and must not come back
          * as a phantom when its taker ends (mpb_close included). */
         sem_t *sm = &o->u.sem;
-        int64_t back = sm->initial - sm->value;
-        if (back > h->units) back = h->units;
+        holders_take(sm, s, INT64_MAX);
+        int64_t back;
+        if (__builtin_sub_overflow(sm->initial, sm->value, &back) || back > h->units)
+            back = h->units;
         if (back < 0) back = 0;
         sm->value += back;
         log_info("semaphore/%s: %lld of %lld units given back: holder session %llu ended",
@@ -356,13 +435,19 @@ void sync_release_hold(sess_t *s, hold_t *h) {
     }
 }
 
-/* A party that leaves a barrier round (its session ended) breaks it, as a timeout would. */
+/* A party that leaves a barrier round (its session ended) breaks it, as a timeout would,
+ * even when it waited alone: the parties still to come would wait for it in vain. */
 void sync_on_waiter_gone(obj_t *o) {
-    if (o && o->kind == KIND_BARRIER && o->u.barrier.waiters.n)
-        barrier_break(o, "lost a party whose session ended");
+    if (o && o->kind == KIND_BARRIER) barrier_break(o, "lost a party whose session ended");
+    if (o && o->kind == KIND_CONDITION) cond_on_waiter_gone(o);
 }
 
 bool sync_busy(const obj_t *o, char *why, size_t n) {
+    if (o->kind == KIND_CONDITION && o->u.cond.notified > 0) {
+        snprintf(why, n, "%lld notified waiters have not released its lock yet",
+                 (long long)o->u.cond.notified);
+        return true;
+    }
     switch (o->kind) {
     case KIND_QUEUE:
         if (o->u.queue.getters.n + o->u.queue.putters.n + o->u.queue.joiners.n) {
@@ -381,9 +466,10 @@ bool sync_busy(const obj_t *o, char *why, size_t n) {
             snprintf(why, n, "clients are waiting for it");
             return true;
         }
-        return false;
+        return lock_busy_cond(o, why, n);
     case KIND_SEMAPHORE:
-        if (o->u.sem.waiters.n || o->u.sem.value != o->u.sem.initial) {
+        if (o->u.sem.waiters.n || o->u.sem.nholders ||
+            (o->u.sem.initial >= 0 && o->u.sem.value != o->u.sem.initial)) {
             snprintf(why, n, "units are held or awaited");
             return true;
         }
@@ -408,6 +494,7 @@ void sync_free(obj_t *o) {
     switch (o->kind) {
     case KIND_QUEUE: deque_clear(&o->u.queue.items); break;
     case KIND_CONDITION: free(o->u.cond.lock_name); break;
+    case KIND_SEMAPHORE: free(o->u.sem.holders); break;
     case KIND_VALUE: free(o->u.value); break;
     default: break;
     }
