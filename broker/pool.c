@@ -1080,7 +1080,8 @@ int cmd_pool_stats(req_t *r) {
     for (worker_t *w = workers; w; w = w->next) nw++;
     for (pfn_t *f = fns; f; f = f->next) nf++;
     for (job_t *j = jobs; j; j = j->next) nj++;
-    for (pool_sess_t *ps = sesses; ps; ps = ps->next) nc += ps->nqueued + ps->nrunning + ps->ndone > 0;
+    for (pool_sess_t *ps = sesses; ps; ps = ps->next)
+        nc += ps->nqueued + ps->nrunning + ps->ndone > 0;
     mpb__w_cstr(b, "workers");
     mpb__w_array(b, nw);
     for (worker_t *w = workers; w; w = w->next) {
@@ -1274,7 +1275,10 @@ void pool_on_timeout(waiter_t *w) {
 static void w_label(mpb__buf_t *b, const char *s, size_t n) {
     size_t from = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *esc = s[i] == '\\' ? "\\\\" : s[i] == '"' ? "\\\"" : s[i] == '\n' ? "\\n" : NULL;
+        const char *esc = s[i] == '\\'   ? "\\\\"
+                          : s[i] == '"'  ? "\\\""
+                          : s[i] == '\n' ? "\\n"
+                                         : NULL;
         if (!esc) continue;
         mpb__w_raw(b, s + from, i - from);
         mpb__w_raw(b, esc, 2);

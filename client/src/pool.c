@@ -525,7 +525,8 @@ static int submit_items(mpb_pool_t *p, const char *fn, const uint8_t *items, siz
         if (in_chunk && (i == n || in_chunk == chunksize || chunk.len + cl + 5 > limit)) {
             if (in_batch && (batch.len + chunk.len + 5 > c->max_frame / 4 || in_batch == 10000)) {
                 uint64_t first;
-                if (batch.oom || chunk.oom || batch_start + in_batch > ntasks) rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
+                if (batch.oom || chunk.oom || batch_start + in_batch > ntasks)
+                    rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
                 if (!rc) rc = submit(p, fn, job, batch.p, batch.len, in_batch, &first, &job);
                 for (uint64_t t = 0; !rc && t < in_batch; t++)
                     if (route_add(c, first + t, a, kind, batch_start + t))
@@ -1019,7 +1020,8 @@ int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen) {
     if (!it) return MPB_EINVAL;
     if (!it->p) return MPB_ECLOSED; /* its pool was freed */
     mpb_client_t *c = it->p->c;
-    if (it->canceled) return mpb__fail(c, MPB_ECANCELED, "imap of '%s' canceled by terminate()", it->fn);
+    if (it->canceled)
+        return mpb__fail(c, MPB_ECANCELED, "imap of '%s' canceled by terminate()", it->fn);
     int64_t end = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
     for (;;) {
         islot_t *s = imap_ready(it);
@@ -1062,7 +1064,8 @@ int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen) {
             if (it->input_err) {
                 int e = it->input_err;
                 it->input_err = 0;
-                if (it->input_msg[0]) return mpb__fail(c, e, "the input of imap: %s", it->input_msg);
+                if (it->input_msg[0])
+                    return mpb__fail(c, e, "the input of imap: %s", it->input_msg);
                 return mpb__fail(c, e, "the input of imap failed (%s)", mpb_strerror(e));
             }
             return mpb__fail(c, MPB_ECLOSED, "no more results");

@@ -11,8 +11,8 @@
 /* ---- results too big ---- */
 
 /* Runs big(n) over sizes with chunksize, returns the map's status; *res on success. */
-static int map_big(mpb_pool_t *p, const int64_t *sizes, uint32_t n, size_t chunksize,
-                   void **res, size_t *rl) {
+static int map_big(mpb_pool_t *p, const int64_t *sizes, uint32_t n, size_t chunksize, void **res,
+                   size_t *rl) {
     mpb__buf_t items = {0};
     mpb__w_array(&items, n);
     for (uint32_t i = 0; i < n; i++)
@@ -102,7 +102,8 @@ static void test_paused_caller_waits_aside(void **state) {
     cstat_t cs = {0};
     int64_t end = th_now_ms() + 20000;
     while (!(caller_stat(mon, sa, &cs) && cs.paused)) {
-        if (th_now_ms() > end) fail_msg("caller a never paused (held %lld bytes)", (long long)cs.held_bytes);
+        if (th_now_ms() > end)
+            fail_msg("caller a never paused (held %lld bytes)", (long long)cs.held_bytes);
         usleep(5000);
     }
     sleep_ms_(100); /* what it had at the worker finishes */
@@ -134,7 +135,8 @@ static void test_paused_caller_waits_aside(void **state) {
     end = th_now_ms() + 20000;
     while (fn_stat(mon, "pad").done < s1.done + 100) {
         taken += raw_take(a);
-        if (th_now_ms() > end) fail_msg("caller a did not resume after taking %llu", (unsigned long long)taken);
+        if (th_now_ms() > end)
+            fail_msg("caller a did not resume after taking %llu", (unsigned long long)taken);
         usleep(2000);
     }
     kill_worker(w);
@@ -157,7 +159,8 @@ static void test_unfinished_tasks_are_bounded_per_caller(void **state) {
     size_t al;
     const uint8_t *a = args1(1, &al);
     int n = 0, rc = 0;
-    while (n < 10000 && (rc = mpb_pool_apply_async(p, "nobody", a, al, NULL, NULL, NULL, NULL)) == 0)
+    while (n < 10000 &&
+           (rc = mpb_pool_apply_async(p, "nobody", a, al, NULL, NULL, NULL, NULL)) == 0)
         n++;
     printf("pool-max-queued 64k: %d applies accepted, then: %s\n", n, mpb_errmsg(c));
     th_assert_err(rc, MPB_ELIMIT, c, "pool-max-queued 65536", NULL);
@@ -256,8 +259,8 @@ static void test_job_ids_come_from_the_broker(void **state) {
     /* ids it never gave out are refused, and do not move its counter */
     th_assert_err(raw_submit(c, "nobody", JOB_ID, UINT64_MAX, 1, 1, NULL, NULL), MPB_EINVAL, c,
                   "was not issued", NULL);
-    th_assert_err(raw_submit(c, "nobody", JOB_ID, 0, 1, 1, NULL, NULL), MPB_EINVAL, c, "was not issued",
-                  NULL);
+    th_assert_err(raw_submit(c, "nobody", JOB_ID, 0, 1, 1, NULL, NULL), MPB_EINVAL, c,
+                  "was not issued", NULL);
     th_assert_err(raw_submit(c, "nobody", JOB_ID, j1 + 1, 1, 1, NULL, NULL), MPB_EINVAL, c,
                   "was not issued", NULL);
     th_assert_ok(raw_submit(c, "nobody", JOB_NIL, 0, 1, 1, &j2, NULL), c);
@@ -381,11 +384,14 @@ static void test_stats_and_metrics_escape_names_and_free_unused_functions(void *
     uint32_t nf = fns_count(c);
     m = metrics_get();
     size_t series = 0;
-    for (const char *q = m; (q = strstr(q, "\nmpb_pool_tasks")); q++) series++;
+    for (const char *q = m; (q = strstr(q, "\nmpb_pool_tasks")); q++)
+        series++;
     printf("after 201 made-up functions: %u entries, %zu pool task series\n", nf, series);
     assert_true(nf <= 64);
     assert_true(series <= 64 * 7 + 8); /* 7 per function, and the totals */
-    assert_true(metric(m, "mpb_pool_tasks_finished_total{function=\"made-up-199\",result=\"canceled\"}") == 1);
+    assert_true(
+        metric(m, "mpb_pool_tasks_finished_total{function=\"made-up-199\",result=\"canceled\"}") ==
+        1);
     free(m);
     mpb_pool_free(&p);
     mpb_close(&c);
@@ -436,8 +442,9 @@ int main(void) {
                                         teardown_broker),
         cmocka_unit_test_setup_teardown(test_many_tasks_end_and_terminate_without_stalling_others,
                                         setup_http_broker, teardown_broker),
-        cmocka_unit_test_setup_teardown(test_stats_and_metrics_escape_names_and_free_unused_functions,
-                                        setup_http_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(
+            test_stats_and_metrics_escape_names_and_free_unused_functions, setup_http_broker,
+            teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
