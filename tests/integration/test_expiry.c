@@ -272,6 +272,166 @@ static void test_killed_condition_waiter_is_dropped(void **state) {
     mpb_close(&c);
 }
 
+/* A notify that woke a waiter which then died is not lost: when the dead session ends, the
+ * notification passes to the next waiter of the condition. The notifier lets go at once
+ * (the dead waiter is granted the lock and holds it until its TTL), or holds the lock past
+ * the TTL (the dead waiter is still queued for the lock). */
+static void notify_of_dead_waiter_passes_on(bool hold_past_ttl) {
+    mpb_client_t *c = th_connect(&B);
+    mpb_condition_t *cv;
+    assert_int_equal(mpb_condition_open(c, "dead.cv", "lock/dead.cv.lock", &cv), 0);
+    pid_t dead = th_child_spawn(cv_waiter, 0, NULL);
+    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 1, 20000));
+    pid_t live = th_child_spawn(cv_waiter, 1, "wake");
+    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 2, 20000));
+    int64_t t_kill = th_now_ms();
+    kill_child(dead);
+    assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
+    assert_int_equal(mpb_condition_notify(cv, 1), 1); /* the dead one: it was first */
+    assert_int_equal(th_describe_int(c, "condition/dead.cv", "waiters"), 1);
+    if (hold_past_ttl) {
+        /* the live waiter leaves the condition for the lock's queue when the dead one ends */
+        assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 0, PASS_MS));
+        assert_int_equal(th_describe_int(c, "lock/dead.cv.lock", "waiters"), 1);
+        assert_int_equal(mpb_condition_release(cv), 0);
+    } else {
+        assert_int_equal(mpb_condition_release(cv), 0);
+        assert_int_equal(lock_owner_pid(c, "lock/dead.cv.lock"), dead);
+    }
+    assert_int_equal(th_wait(live, 10), 0); /* woken with 1, and it held the lock */
+    int64_t dt = th_now_ms() - t_kill;
+    print_message("condition: notify taken by a SIGKILLed waiter reached the next one %lld ms "
+                  "after the kill (TTL %d ms)%s\n",
+                  (long long)dt, TTL_MS, hold_past_ttl ? ", notifier holding the lock" : "");
+    assert_true(dt < PASS_MS + SLACK_MS);
+    assert_int_equal(lock_owner_pid(c, "lock/dead.cv.lock"), 0);
+    assert_int_equal(th_describe_int(c, "condition/dead.cv", "waiters"), 0);
+    /* nothing left over: a notify now wakes nobody, and both objects may go */
+    assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
+    assert_int_equal(mpb_condition_notify(cv, 1), 0);
+    assert_int_equal(mpb_condition_release(cv), 0);
+    assert_int_equal(mpb_obj_delete(c, "condition/dead.cv"), 0);
+    assert_int_equal(mpb_obj_delete(c, "lock/dead.cv.lock"), 0);
+    mpb_condition_close(&cv);
+    mpb_close(&c);
+}
+
+static void test_notify_taken_by_a_dead_waiter_passes_on(void **state) {
+    (void)state;
+    notify_of_dead_waiter_passes_on(false);
+    notify_of_dead_waiter_passes_on(true);
+}
+
+/* An RLock condition waiter three levels deep, woken by a notifier that dies holding the
+ * lock: it gets the lock back at the notifier's TTL with its three levels, and no more. */
+static int rl_cv_waiter(int idx, const char *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_child_connect();
+    CK(c);
+    mpb_condition_t *cv;
+    CKC(c, mpb_condition_open(c, "rl.cv", NULL, &cv));
+    for (int i = 0; i < 3; i++)
+        CKC(c, mpb_condition_acquire(cv, MPB_FOREVER, NULL));
+    int rc = mpb_condition_wait(cv, MPB_FOREVER);
+    CKC(c, rc);
+    CK(rc == 1);
+    CK(th_describe_int(c, "rlock/rl.cv.lock", "count") == 3);
+    CK(lock_owner_pid(c, "rlock/rl.cv.lock") == getpid());
+    for (int i = 0; i < 3; i++)
+        CKC(c, mpb_condition_release(cv));
+    CK(mpb_condition_release(cv) == MPB_ENOTOWNER);
+    mpb_condition_close(&cv);
+    mpb_close(&c);
+    return 0;
+}
+
+static int rl_cv_notifier(int idx, const char *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_child_connect();
+    CK(c);
+    mpb_condition_t *cv;
+    CKC(c, mpb_condition_open(c, "rl.cv", NULL, &cv));
+    CKC(c, mpb_condition_acquire(cv, MPB_FOREVER, NULL));
+    CKC(c, mpb_condition_acquire(cv, MPB_FOREVER, NULL));
+    CK(mpb_condition_notify(cv, 1) == 1);
+    CKC(c, note(c, "rl.notified", 1));
+    for (;;)
+        pause();
+}
+
+static void test_rlock_levels_survive_a_dead_notifier(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    pid_t w = th_child_spawn(rl_cv_waiter, 0, NULL);
+    assert_true(th_wait_field(c, "condition/rl.cv", "waiters", 1, 20000));
+    pid_t n = th_child_spawn(rl_cv_notifier, 0, NULL);
+    assert_int_equal(await_note(c, "rl.notified", 20000), 1);
+    assert_int_equal(th_describe_int(c, "rlock/rl.cv.lock", "count"), 2);
+    int64_t t_kill = th_now_ms();
+    kill_child(n);
+    assert_int_equal(th_wait(w, 10), 0);
+    print_message("condition on an RLock: woken waiter had its 3 levels back %lld ms after the "
+                  "notifier holding 2 was SIGKILLed\n",
+                  (long long)(th_now_ms() - t_kill));
+    assert_true(th_now_ms() - t_kill < PASS_MS + SLACK_MS);
+    assert_int_equal(lock_owner_pid(c, "rlock/rl.cv.lock"), 0);
+    assert_int_equal(th_describe_int(c, "rlock/rl.cv.lock", "count"), 0);
+    mpb_close(&c);
+}
+
+/* ---- a killed semaphore holder whose unit someone else gave back ---- */
+
+static int ph_holder(int idx, const char *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_child_connect();
+    CK(c);
+    mpb_semaphore_t *s;
+    mpb_lock_t *l;
+    CKC(c, mpb_semaphore_open(c, "ph.sem", 2, 0, &s));
+    CKC(c, mpb_lock_open(c, "ph.lock", &l)); /* its release tells the session is gone */
+    CKC(c, mpb_semaphore_acquire(s, MPB_FOREVER));
+    CKC(c, mpb_lock_acquire(l, MPB_FOREVER, NULL));
+    CKC(c, note(c, "ph.held", 1));
+    for (;;)
+        pause();
+}
+
+static void test_dead_holder_gives_back_only_units_nobody_released(void **state) {
+    (void)state;
+    mpb_client_t *b = th_connect(&B), *cc = th_connect(&B);
+    mpb_semaphore_t *sb, *sc;
+    int64_t v;
+    assert_int_equal(mpb_semaphore_open(b, "ph.sem", 2, 0, &sb), 0);
+    assert_int_equal(mpb_semaphore_open(cc, "ph.sem", 2, 0, &sc), 0);
+    pid_t a = th_child_spawn(ph_holder, 0, NULL);
+    assert_int_equal(await_note(b, "ph.held", 20000), 1);
+    assert_int_equal(mpb_semaphore_release(sb, 1), 0); /* B gives back A's unit */
+    assert_int_equal(mpb_semaphore_acquire(sc, 0), 0); /* C takes one */
+    assert_int_equal(mpb_semaphore_value(sb, &v), 0);
+    assert_int_equal(v, 1);
+    int64_t t_kill = th_now_ms();
+    kill_child(a);
+    int64_t end = t_kill + PASS_MS;
+    while (lock_owner_pid(b, "lock/ph.lock") != 0 && th_now_ms() < end)
+        usleep(5000);
+    assert_int_equal(lock_owner_pid(b, "lock/ph.lock"), 0);
+    assert_int_equal(mpb_semaphore_value(sb, &v), 0);
+    print_message("semaphore(2): A's session ended %lld ms after the kill; value %lld with C "
+                  "holding one\n",
+                  (long long)(th_now_ms() - t_kill), (long long)v);
+    assert_int_equal(v, 1); /* not 2: B already gave A's unit back */
+    assert_int_equal(mpb_semaphore_release(sc, 1), 0);
+    assert_int_equal(mpb_semaphore_value(sb, &v), 0);
+    assert_int_equal(v, 2);
+    mpb_semaphore_close(&sb);
+    mpb_semaphore_close(&sc);
+    mpb_close(&b);
+    mpb_close(&cc);
+}
+
 /* ---- killed Queue and Barrier waiters ---- */
 
 static int q_getter(int idx, const char *arg) {
@@ -376,6 +536,30 @@ static void test_killed_queue_and_barrier_waiters_are_dropped(void **state) {
     assert_int_equal(broken, 1);
     assert_int_equal(waiting, 0);
     assert_int_equal(mpb_barrier_reset(br), 0);
+    mpb_barrier_close(&br);
+    mpb_close(&c);
+}
+
+/* A party that dies waiting alone breaks the barrier too: the parties still to come would
+ * otherwise wait for it in vain. */
+static void test_lone_dead_barrier_party_breaks_it(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_barrier_t *br;
+    assert_int_equal(mpb_barrier_open(c, "dead.bar", 3, -1, &br), 0);
+    assert_int_equal(mpb_barrier_reset(br), 0);
+    pid_t doomed = th_child_spawn(bar_party, 0, NULL);
+    assert_true(th_wait_field(c, "barrier/dead.bar", "n_waiting", 1, 20000));
+    int64_t t_kill = th_now_ms();
+    kill_child(doomed);
+    assert_true(th_wait_field(c, "barrier/dead.bar", "broken", 1, PASS_MS));
+    print_message("barrier: a lone SIGKILLed party broke it %lld ms after the kill\n",
+                  (long long)(th_now_ms() - t_kill));
+    assert_int_equal(th_describe_int(c, "barrier/dead.bar", "n_waiting"), 0);
+    assert_int_equal(mpb_barrier_wait(br, 5000, NULL), MPB_EBROKEN);
+    assert_non_null(strstr(mpb_errmsg(c), "reset"));
+    assert_int_equal(mpb_barrier_reset(br), 0);
+    assert_int_equal(th_describe_int(c, "barrier/dead.bar", "broken"), 0);
     mpb_barrier_close(&br);
     mpb_close(&c);
 }
@@ -535,6 +719,7 @@ static int teardown(void **state) {
 static const th_child_fn child_fns[] = {
     lock_holder, lock_waiter, sem_holder, sem_waiter,     cv_waiter,
     q_getter,    q_putter,    bar_party,  closing_holder, closing_waiter,
+    rl_cv_waiter, rl_cv_notifier, ph_holder,
 };
 
 int main(int argc, char **argv) {
@@ -544,7 +729,11 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_killed_rlock_holder_three_levels_deep),
         cmocka_unit_test(test_killed_semaphore_holder_gives_its_units_back),
         cmocka_unit_test(test_killed_condition_waiter_is_dropped),
+        cmocka_unit_test(test_notify_taken_by_a_dead_waiter_passes_on),
+        cmocka_unit_test(test_rlock_levels_survive_a_dead_notifier),
         cmocka_unit_test(test_killed_queue_and_barrier_waiters_are_dropped),
+        cmocka_unit_test(test_lone_dead_barrier_party_breaks_it),
+        cmocka_unit_test(test_dead_holder_gives_back_only_units_nobody_released),
         cmocka_unit_test(test_close_releases_at_once),
         cmocka_unit_test(test_silent_client_loses_its_session),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),

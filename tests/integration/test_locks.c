@@ -296,7 +296,10 @@ static void test_lock_misuse_gets_clear_errors(void **state) {
     /* a Lock is not re-entrant */
     assert_int_equal(mpb_lock_acquire(la, 0, NULL), MPB_EBUSY);
     assert_non_null(strstr(mpb_errmsg(a), "not re-entrant"));
+    int64_t t0 = th_now_ms();
     assert_int_equal(mpb_lock_acquire(la, 1000, NULL), MPB_EBUSY); /* at once, not after 1 s */
+    assert_true(th_now_ms() - t0 < SLACK_MS);
+    assert_int_equal(mpb_lock_acquire(la, MPB_FOREVER, NULL), MPB_EBUSY);
     assert_int_equal(th_describe_int(a, "lock/mis", "count"), 1);
 
     /* a held lock cannot be deleted */
@@ -399,6 +402,54 @@ static void test_blocked_acquirers_are_served_in_arrival_order(void **state) {
     mpb_close(&c);
 }
 
+/* ---- fencing tokens ---- */
+
+/* semaphore.acquire's raw reply: the fencing token. */
+static uint64_t sem_token(mpb_client_t *c, const char *name) {
+    uint8_t args[] = {0x91, 0x00}; /* [0]: do not wait */
+    void *res = NULL;
+    size_t n = 0;
+    uint64_t t = 0;
+    assert_int_equal(mpb_call(c, MPB_OP_SEM_ACQUIRE, name, args, sizeof args, 0, &res, &n), 0);
+    mpb__rd_t r = {res, (const uint8_t *)res + n};
+    assert_int_equal(mpb__rd_uint(&r, &t), 0);
+    mpb_free(res);
+    return t;
+}
+
+/* Locks and semaphores draw from one counter, and a restarted broker does not start it over:
+ * a holder from before the restart has a smaller token than anyone after. */
+static void test_fencing_tokens_grow_across_a_broker_restart(void **state) {
+    (void)state;
+    static th_broker_t R; /* static: the harness stops it at exit if an assertion fails */
+    uint64_t before = 0;
+    for (int run = 0; run < 2; run++) {
+        th_broker_start(&R, NULL);
+        mpb_client_t *c = th_connect(&R);
+        mpb_lock_t *l;
+        mpb_semaphore_t *s;
+        uint64_t f1, f2;
+        assert_int_equal(mpb_lock_open(c, "fence", &l), 0);
+        assert_int_equal(mpb_semaphore_open(c, "fence.sem", 2, 0, &s), 0);
+        assert_int_equal(mpb_lock_acquire(l, 0, &f1), 0);
+        uint64_t t = sem_token(c, "fence.sem");
+        assert_int_equal(mpb_lock_release(l), 0);
+        assert_int_equal(mpb_lock_acquire(l, 0, &f2), 0);
+        print_message("broker run %d: tokens %llu, semaphore %llu, %llu (last run's last %llu)\n",
+                      run + 1, (unsigned long long)f1, (unsigned long long)t,
+                      (unsigned long long)f2, (unsigned long long)before);
+        assert_true(f1 > before);
+        assert_true(t > f1);
+        assert_true(f2 > t);
+        assert_int_equal(th_describe_int(c, "semaphore/fence.sem", "value"), 1);
+        before = f2;
+        mpb_semaphore_close(&s);
+        mpb_lock_close(&l);
+        mpb_close(&c);
+        th_broker_stop_checked(&R);
+    }
+}
+
 /* ---- the broker is still well ---- */
 
 static void test_broker_still_serves_and_exits_cleanly(void **state) {
@@ -441,6 +492,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_acquire_of_held_lock_times_out_and_holder_keeps_it),
         cmocka_unit_test(test_lock_misuse_gets_clear_errors),
         cmocka_unit_test(test_blocked_acquirers_are_served_in_arrival_order),
+        cmocka_unit_test(test_fencing_tokens_grow_across_a_broker_restart),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
     };
     return cmocka_run_group_tests(tests, th_child_setup, th_child_teardown);

@@ -450,6 +450,70 @@ static void test_condition_wait_timeout_and_misuse(void **state) {
     mpb_close(&c);
 }
 
+/* A condition's lock stays while waiters need it back: deleting it is refused, naming the
+ * condition, from the wait until the woken waiter has released the lock. */
+static int cv_del_child(int idx, const char *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_child_connect();
+    CK(c);
+    mpb_condition_t *cv;
+    mpb_event_t *woken, *go;
+    CKC(c, mpb_condition_open(c, "cv.del", "lock/cv.del.lock", &cv));
+    CKC(c, mpb_event_open(c, "cv.del.woken", &woken));
+    CKC(c, mpb_event_open(c, "cv.del.go", &go));
+    CKC(c, mpb_condition_acquire(cv, MPB_FOREVER, NULL));
+    int rc = mpb_condition_wait(cv, 20000);
+    CKC(c, rc);
+    CK(rc == 1);
+    CKC(c, mpb_event_set(woken));
+    CK(mpb_event_wait(go, 20000) == 1);
+    CKC(c, mpb_condition_release(cv)); /* still ours: nobody could delete it */
+    mpb_event_close(&go);
+    mpb_event_close(&woken);
+    mpb_condition_close(&cv);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_condition_lock_cannot_be_deleted_under_its_waiters(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_condition_t *cv;
+    mpb_event_t *woken, *go;
+    assert_int_equal(mpb_condition_open(c, "cv.del", "lock/cv.del.lock", &cv), 0);
+    assert_int_equal(mpb_event_open(c, "cv.del.woken", &woken), 0);
+    assert_int_equal(mpb_event_open(c, "cv.del.go", &go), 0);
+    pid_t p = th_child_spawn(cv_del_child, 0, NULL);
+    assert_true(th_wait_field(c, "condition/cv.del", "waiters", 1, 20000));
+    /* parked on the condition: the lock is free, and still not to be deleted */
+    assert_int_equal(th_describe_int(c, "lock/cv.del.lock", "locked"), 0);
+    assert_int_equal(mpb_obj_delete(c, "lock/cv.del.lock"), MPB_EBUSY);
+    assert_non_null(strstr(mpb_errmsg(c), "condition/cv.del has 1 waiters"));
+    assert_int_equal(mpb_obj_delete(c, "condition/cv.del"), MPB_EBUSY);
+    /* notified, waiting to take the lock back */
+    assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
+    assert_int_equal(mpb_condition_notify(cv, 1), 1);
+    assert_int_equal(mpb_obj_delete(c, "condition/cv.del"), MPB_EBUSY);
+    assert_non_null(strstr(mpb_errmsg(c), "notified"));
+    assert_int_equal(mpb_obj_delete(c, "lock/cv.del.lock"), MPB_EBUSY);
+    assert_int_equal(mpb_condition_release(cv), 0);
+    /* woken, holding it */
+    assert_int_equal(mpb_event_wait(woken, 20000), 1);
+    assert_int_equal(mpb_obj_delete(c, "lock/cv.del.lock"), MPB_EBUSY);
+    assert_non_null(strstr(mpb_errmsg(c), "held by session"));
+    assert_int_equal(mpb_obj_delete(c, "condition/cv.del"), MPB_EBUSY);
+    assert_int_equal(mpb_event_set(go), 0);
+    assert_int_equal(th_wait(p, 30), 0);
+    /* all done: both may go */
+    assert_int_equal(mpb_obj_delete(c, "condition/cv.del"), 0);
+    assert_int_equal(mpb_obj_delete(c, "lock/cv.del.lock"), 0);
+    mpb_event_close(&go);
+    mpb_event_close(&woken);
+    mpb_condition_close(&cv);
+    mpb_close(&c);
+}
+
 /* ---- Semaphore ---- */
 
 #define SEM_UNITS 3
@@ -592,6 +656,203 @@ static void test_signalling_semaphore_units_do_not_come_back(void **state) {
     mpb_semaphore_close(&pool);
     mpb_semaphore_close(&sp);
     mpb_close(&prod);
+}
+
+/* A semaphore made by an open without a value, or by use, is Semaphore(1) until an open
+ * gives its settings: the units taken stay taken, and a parked acquirer gets the new ones. */
+static int sem_late_child(int idx, const char *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_child_connect();
+    CK(c);
+    mpb_semaphore_t *s;
+    CKC(c, mpb_semaphore_open(c, "late.sem", -1, -1, &s));
+    CKC(c, mpb_semaphore_acquire(s, 20000));
+    CKC(c, mpb_semaphore_release(s, 1));
+    mpb_semaphore_close(&s);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_semaphore_settings_come_from_the_first_open_that_gives_them(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_semaphore_t *s, *s2 = NULL;
+    int64_t v;
+    assert_int_equal(mpb_semaphore_open(c, "late.sem", -1, -1, &s), 0);
+    assert_int_equal(th_describe_int(c, "semaphore/late.sem", "initial"), 1);
+    assert_int_equal(mpb_semaphore_acquire(s, 0), 0); /* the default unit */
+    pid_t p = th_child_spawn(sem_late_child, 0, NULL);
+    assert_true(th_wait_field(c, "semaphore/late.sem", "waiters", 1, 20000));
+    /* BoundedSemaphore(3): two more units, one of them for the parked acquirer */
+    assert_int_equal(mpb_semaphore_open(c, "late.sem", 3, 1, &s2), 0);
+    mpb_semaphore_close(&s2);
+    assert_int_equal(th_wait(p, 30), 0);
+    assert_int_equal(mpb_semaphore_value(s, &v), 0);
+    assert_int_equal(v, 2); /* we still hold one */
+    assert_int_equal(th_describe_int(c, "semaphore/late.sem", "initial"), 3);
+    assert_int_equal(th_describe_int(c, "semaphore/late.sem", "bounded"), 1);
+    assert_int_equal(mpb_semaphore_open(c, "late.sem", 4, -1, &s2), MPB_EINVAL);
+    assert_non_null(strstr(mpb_errmsg(c), "exists with value 3, bounded"));
+    assert_int_equal(mpb_semaphore_open(c, "late.sem", -1, 0, &s2), MPB_EINVAL);
+    assert_null(s2);
+    assert_int_equal(mpb_semaphore_open(c, "late.sem", 3, 1, &s2), 0);
+    mpb_semaphore_close(&s2);
+    assert_int_equal(mpb_semaphore_release(s, 1), 0);
+    assert_int_equal(mpb_semaphore_release(s, 1), MPB_EVALUE);
+    mpb_semaphore_close(&s);
+
+    /* made Semaphore(0) after its default unit was taken: one unit is owed */
+    assert_int_equal(mpb_semaphore_open(c, "late.sem0", -1, -1, &s), 0);
+    assert_int_equal(mpb_semaphore_acquire(s, 0), 0);
+    assert_int_equal(mpb_semaphore_open(c, "late.sem0", 0, 0, &s2), 0);
+    mpb_semaphore_close(&s2);
+    assert_int_equal(mpb_semaphore_value(s, &v), 0);
+    assert_int_equal(v, -1);
+    assert_int_equal(mpb_semaphore_acquire(s, 0), MPB_ETIMEDOUT);
+    assert_int_equal(mpb_semaphore_release(s, 1), 0);
+    assert_int_equal(mpb_semaphore_acquire(s, 0), MPB_ETIMEDOUT);
+    assert_int_equal(mpb_semaphore_release(s, 1), 0);
+    assert_int_equal(mpb_semaphore_acquire(s, 0), 0);
+    mpb_semaphore_close(&s);
+
+    /* each setting on its own */
+    assert_int_equal(mpb_semaphore_open(c, "late.sem2", 5, -1, &s), 0);
+    assert_int_equal(mpb_semaphore_release(s, 1), 0); /* not bounded yet: 6 */
+    assert_int_equal(mpb_semaphore_open(c, "late.sem2", -1, 1, &s2), 0);
+    mpb_semaphore_close(&s2);
+    assert_int_equal(mpb_semaphore_release(s, 1), MPB_EVALUE); /* above its bound already */
+    assert_int_equal(mpb_semaphore_acquire(s, 0), 0);
+    assert_int_equal(mpb_semaphore_acquire(s, 0), 0);
+    assert_int_equal(mpb_semaphore_release(s, 1), 0); /* ours: back to 5 */
+    assert_int_equal(mpb_semaphore_release(s, 1), MPB_EVALUE);
+    assert_int_equal(mpb_semaphore_open(c, "late.sem2", 6, -1, &s2), MPB_EINVAL);
+    assert_int_equal(mpb_semaphore_open(c, "late.sem2", -1, 0, &s2), MPB_EINVAL);
+    mpb_semaphore_close(&s);
+    mpb_close(&c);
+}
+
+/* A release by someone who holds no unit pays off the oldest hold, so a session's end gives
+ * back only the units nobody gave back for it. */
+static void test_semaphore_release_by_another_pays_off_the_oldest_hold(void **state) {
+    (void)state;
+    mpb_client_t *a = th_connect(&B), *b = th_connect(&B), *d = th_connect(&B);
+    mpb_semaphore_t *sa, *sb, *sd;
+    int64_t v;
+    assert_int_equal(mpb_semaphore_open(a, "payoff", 2, 0, &sa), 0);
+    assert_int_equal(mpb_semaphore_open(b, "payoff", 2, 0, &sb), 0);
+    assert_int_equal(mpb_semaphore_open(d, "payoff", 2, 0, &sd), 0);
+    assert_int_equal(mpb_semaphore_acquire(sa, 0), 0);
+    assert_int_equal(mpb_semaphore_acquire(sd, 0), 0);
+    assert_int_equal(mpb_semaphore_release(sb, 1), 0); /* for a, the oldest */
+    mpb_semaphore_close(&sa);
+    mpb_close(&a); /* its unit was given back already */
+    assert_int_equal(mpb_semaphore_value(sb, &v), 0);
+    assert_int_equal(v, 1);
+    mpb_semaphore_close(&sd);
+    mpb_close(&d); /* d's was not */
+    assert_int_equal(mpb_semaphore_value(sb, &v), 0);
+    assert_int_equal(v, 2);
+
+    /* a release of more than the releaser holds: its own first, then the oldest other */
+    a = th_connect(&B);
+    d = th_connect(&B);
+    assert_int_equal(mpb_semaphore_open(a, "payoff", -1, -1, &sa), 0);
+    assert_int_equal(mpb_semaphore_open(d, "payoff", -1, -1, &sd), 0);
+    assert_int_equal(mpb_semaphore_acquire(sa, 0), 0);
+    assert_int_equal(mpb_semaphore_acquire(sd, 0), 0);
+    assert_int_equal(mpb_semaphore_release(sd, 2), 0);
+    mpb_semaphore_close(&sa);
+    mpb_close(&a);
+    mpb_semaphore_close(&sd);
+    mpb_close(&d);
+    assert_int_equal(mpb_semaphore_value(sb, &v), 0);
+    assert_int_equal(v, 2);
+    /* nothing held: it may go */
+    assert_int_equal(mpb_obj_delete(b, "semaphore/payoff"), 0);
+    mpb_semaphore_close(&sb);
+    mpb_close(&b);
+}
+
+/* Counts a client could push past int64 are refused with a reason, and change nothing. */
+static int bar_huge_timeout_child(int idx, const char *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_child_connect();
+    CK(c);
+    mpb_barrier_t *b;
+    CKC(c, mpb_barrier_open(c, "ovf.bart", 0, -1, &b));
+    int64_t index;
+    CKC(c, mpb_barrier_wait(b, MPB_FOREVER, &index));
+    CK(index == 0);
+    mpb_barrier_close(&b);
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_counts_that_would_overflow_are_refused(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_semaphore_t *s;
+    int64_t v;
+    assert_int_equal(mpb_semaphore_open(c, "ovf.sem", 1, 0, &s), 0);
+    assert_int_equal(mpb_semaphore_release(s, INT64_MAX), MPB_EOVERFLOW);
+    assert_non_null(strstr(mpb_errmsg(c), "overflows"));
+    assert_int_equal(mpb_semaphore_value(s, &v), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(mpb_semaphore_release(s, INT64_MAX - 1), 0);
+    assert_int_equal(mpb_semaphore_release(s, 1), MPB_EOVERFLOW);
+    assert_int_equal(mpb_semaphore_acquire(s, 0), 0);
+    assert_int_equal(mpb_semaphore_value(s, &v), 0);
+    assert_int_equal(v, INT64_MAX - 1);
+    mpb_semaphore_close(&s);
+
+    assert_int_equal(mpb_semaphore_open(c, "ovf.bsem", INT64_MAX, 1, &s), 0);
+    assert_int_equal(mpb_semaphore_acquire(s, 0), 0);
+    assert_int_equal(mpb_semaphore_release(s, INT64_MAX), MPB_EVALUE); /* the bound first */
+    assert_int_equal(mpb_semaphore_release(s, 1), 0);
+    assert_int_equal(mpb_semaphore_release(s, 1), MPB_EVALUE);
+    mpb_semaphore_close(&s);
+
+    /* an initial value set late that the value cannot follow */
+    mpb_semaphore_t *s2 = NULL;
+    assert_int_equal(mpb_semaphore_open(c, "ovf.late", -1, -1, &s), 0);
+    assert_int_equal(mpb_semaphore_release(s, INT64_MAX - 1), 0);
+    assert_int_equal(mpb_semaphore_open(c, "ovf.late", INT64_MAX, -1, &s2), MPB_EOVERFLOW);
+    assert_null(s2);
+    assert_int_equal(th_describe_int(c, "semaphore/ovf.late", "initial"), 1);
+    assert_int_equal(mpb_semaphore_open(c, "ovf.late", 1, -1, &s2), 0);
+    mpb_semaphore_close(&s2);
+    mpb_semaphore_close(&s);
+
+    /* a barrier nobody could fill, and one whose own timeout is too long to add to a clock */
+    mpb_barrier_t *b;
+    int64_t parties, waiting;
+    int broken;
+    assert_int_equal(mpb_barrier_open(c, "ovf.bar", INT64_MAX, -1, &b), 0);
+    assert_int_equal(mpb_barrier_state(b, &parties, NULL, NULL), 0);
+    assert_int_equal(parties, INT64_MAX);
+    assert_int_equal(mpb_barrier_wait(b, 0, NULL), MPB_EBROKEN);
+    assert_int_equal(mpb_barrier_reset(b), 0);
+    mpb_barrier_close(&b);
+    static const uint8_t args[] = {0x92, 0x02, 0xcf, 0x7f, 0xff, 0xff, 0xff,
+                                   0xff, 0xff, 0xff, 0xff}; /* [2, INT64_MAX] */
+    assert_int_equal(mpb_call(c, MPB_OP_BARRIER_OPEN, "ovf.bart", args, sizeof args, 0, NULL,
+                              NULL),
+                     0);
+    pid_t p = th_child_spawn(bar_huge_timeout_child, 0, NULL);
+    assert_true(th_wait_field(c, "barrier/ovf.bart", "n_waiting", 1, 20000));
+    usleep(300000); /* it does not time out at once */
+    assert_int_equal(mpb_barrier_open(c, "ovf.bart", 2, -1, &b), 0);
+    assert_int_equal(mpb_barrier_state(b, NULL, &waiting, &broken), 0);
+    assert_int_equal(waiting, 1);
+    assert_int_equal(broken, 0);
+    int64_t index;
+    assert_int_equal(mpb_barrier_wait(b, 5000, &index), 0);
+    assert_int_equal(index, 1);
+    assert_int_equal(th_wait(p, 30), 0);
+    mpb_barrier_close(&b);
+    mpb_close(&c);
 }
 
 /* ---- Value and Namespace ---- */
@@ -768,6 +1029,7 @@ static const th_child_fn child_fns[] = {
     event_waiter,       barrier_rounds_child, barrier_expect_broken,
     barrier_once_child, cv_incr_child,        cv_waiter_child,
     sem_child,          sem_blocked_child,    value_add_child,
+    cv_del_child,       sem_late_child,       bar_huge_timeout_child,
 };
 
 int main(int argc, char **argv) {
@@ -779,8 +1041,12 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_condition_wait_for_a_counter),
         cmocka_unit_test(test_condition_notify_wakes_exactly_n),
         cmocka_unit_test(test_condition_wait_timeout_and_misuse),
+        cmocka_unit_test(test_condition_lock_cannot_be_deleted_under_its_waiters),
         cmocka_unit_test(test_semaphore_limits_and_errors),
         cmocka_unit_test(test_signalling_semaphore_units_do_not_come_back),
+        cmocka_unit_test(test_semaphore_settings_come_from_the_first_open_that_gives_them),
+        cmocka_unit_test(test_semaphore_release_by_another_pays_off_the_oldest_hold),
+        cmocka_unit_test(test_counts_that_would_overflow_are_refused),
         cmocka_unit_test(test_value_ops),
         cmocka_unit_test(test_namespace_ops),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
