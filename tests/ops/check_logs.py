@@ -79,9 +79,8 @@ class Broker:
         self.endpoint = None
         self.http_port = None
         for _ in range(500):
-            # the HTTP port is logged at info
-            if (os.path.exists(self.epf) and os.path.getsize(self.epf) > 0 and
-                    (self.port_ok() or level not in ("debug", "info"))):
+            # the HTTP port is in DATA_DIR/http.addr, whatever the log level
+            if os.path.exists(self.epf) and os.path.getsize(self.epf) > 0 and self.port_ok():
                 self.endpoint = open(self.epf).read().strip()
                 break
             if self.p.poll() is not None:
@@ -95,7 +94,11 @@ class Broker:
                              (self.p.returncode, log))
 
     def port_ok(self):
-        m = re.search(r"\(port (\d+)\)", open(self.logpath).read())
+        try:
+            m = re.match(r"^127\.0\.0\.1:(\d+)\n$",
+                         open(os.path.join(self.dir, "data", "http.addr")).read())
+        except OSError:
+            return False
         if m:
             self.http_port = int(m.group(1))
         return self.http_port is not None
@@ -192,7 +195,7 @@ def parse_lines(fmt, text):
 for fmt in ("logfmt", "json"):
     b = Broker(fmt)
     try:
-        check(b.http_port is not None, "%s: HTTP port logged" % fmt)
+        check(b.http_port is not None, "%s: HTTP port in DATA_DIR/http.addr" % fmt)
         rc, out, err = b.mpb(["ping"])
         check(rc == 0, "%s: mpb ping with the key (%s)" % (fmt, err))
         rc, out, err = b.mpb(["set", "dict/logs", "greeting", '"hello"'])
