@@ -136,7 +136,7 @@ step "podman build (deploy/Containerfile, BASE=$BASE)"
         -f "$CTX/deploy/Containerfile" -t "$IMAGE" "$CTX" >"$WORK/build.log" 2>&1 || exit 2
     PT=120 P build --pull=never --layers --format docker --build-arg "BASE=$BASE" \
         --target build -f "$CTX/deploy/Containerfile" -t "$BUILDCACHE" "$CTX" \
-        >>"$WORK/build.log" 2>&1 || exit 3
+        >"$WORK/build-stage.log" 2>&1 || exit 3
     PT=60 P image prune -f >/dev/null 2>&1
     exit 0
 ) 9>"$CACHE/.build.lock"
@@ -144,13 +144,14 @@ case $? in
 0) ;;
 1) fail "podman build: the build lock $CACHE/.build.lock was held past the budget"; exit 1 ;;
 2) tail -40 "$WORK/build.log"; fail "podman build (log: $WORK/build.log)"; exit 1 ;;
-*) tail -20 "$WORK/build.log"; fail "tagging the build stage (log: $WORK/build.log)"; exit 1 ;;
+*) tail -20 "$WORK/build-stage.log"; fail "tagging the build stage (log: $WORK/build-stage.log)"; exit 1 ;;
 esac
-if grep -q "apt-get update" "$WORK/build.log" && ! grep -A1 "apt-get update" "$WORK/build.log" |
+# the line after the build stage's RUN apt-get says whether that layer was reused
+if awk '/^\[1\/2\] STEP [0-9\/]*: RUN apt-get update/ { getline; print; exit }' "$WORK/build.log" |
     grep -q "Using cache"; then
-    echo "NOTE: the build stage was built cold (its apt-get install downloaded); later runs reuse it"
-else
     ok "the build stage's apt-get install came from the layer cache"
+else
+    echo "NOTE: the build stage was built cold (its apt-get install downloaded); later runs reuse it"
 fi
 ok "image built ($(P image inspect --format '{{.Size}}' "$IMAGE") bytes), $(( $(date +%s) - T0 )) s so far"
 [ "$(P image inspect --format '{{.Config.User}}' "$IMAGE")" = "10001:10001" ] &&
