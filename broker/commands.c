@@ -172,6 +172,8 @@ int reply_error(req_t *r, int code, const char *fmt, ...) {
 int arg_value(req_t *r, const char *what, size_t max, const uint8_t **v, size_t *n) {
     if (mpb__rd_span(&r->args, v, n))
         return reply_error(r, MPB_EPROTO, "%s: missing or malformed", what);
+    if (mpb__mp_check1(*v, *n, MPB__MAX_DEPTH) < 0)
+        return reply_error(r, MPB_EPROTO, "%s nests deeper than %d", what, MPB__MAX_DEPTH);
     if (*n > max)
         return reply_error(r, MPB_ETOOBIG, "%s of %zu bytes > max_value %zu", what, *n, max);
     return 0;
@@ -182,6 +184,8 @@ int arg_value(req_t *r, const char *what, size_t max, const uint8_t **v, size_t 
 int arg_key(req_t *r, const uint8_t **k, size_t *n, mpb__buf_t *scratch) {
     if (mpb__rd_span(&r->args, k, n))
         return reply_error(r, MPB_EPROTO, "key: missing or malformed");
+    if (mpb__mp_check1(*k, *n, MPB__MAX_DEPTH) < 0)
+        return reply_error(r, MPB_EPROTO, "key nests deeper than %d", MPB__MAX_DEPTH);
     size_t sent = *n;
     if (!mpb__canon_is(*k, *n)) {
         mpb__buf_reset(scratch);

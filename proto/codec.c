@@ -383,7 +383,8 @@ int mpb__rd_map(mpb__rd_t *r, uint32_t *n) {
 }
 
 int mpb__rd_span(mpb__rd_t *r, const uint8_t **v, size_t *n) {
-    long l = mpb__mp_check1(r->p, (size_t)(r->end - r->p), MPB__MAX_DEPTH);
+    /* a span may be a whole request or a pool task: values nest inside them */
+    long l = mpb__mp_check1(r->p, (size_t)(r->end - r->p), MPB__FRAME_DEPTH);
     if (l < 0) return MPB_EPROTO;
     *v = r->p;
     *n = (size_t)l;

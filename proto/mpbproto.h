@@ -18,6 +18,8 @@
 #define MPB__KEY_LEN       32
 #define MPB__TOKEN_LEN     16
 #define MPB__MAX_DEPTH     32
+/* A whole frame's body: its own arrays (request, tasks, task, call) around such values. */
+#define MPB__FRAME_DEPTH   (MPB__MAX_DEPTH + 4)
 
 enum {
     MPB__T_HELLO = 1,     /* client -> broker, plain */

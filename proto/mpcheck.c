@@ -16,10 +16,10 @@ static uint64_t be(const uint8_t *p, int n) {
 /* Returns the pointer past one value, or NULL. Iterative over a counter of pending items so
  * that depth costs no C stack. */
 static const uint8_t *check1(const uint8_t *p, const uint8_t *end, int max_depth) {
-    uint64_t pending[MPB__MAX_DEPTH + 2];
+    uint64_t pending[MPB__FRAME_DEPTH + 2];
     int depth = 0;
     pending[0] = 1;
-    if (max_depth > MPB__MAX_DEPTH) max_depth = MPB__MAX_DEPTH;
+    if (max_depth > MPB__FRAME_DEPTH) max_depth = MPB__FRAME_DEPTH;
     while (depth >= 0) {
         if (pending[depth] == 0) {
             depth--;

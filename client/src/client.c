@@ -607,7 +607,7 @@ static int pump(mpb_client_t *c, syncwait_t *want, int64_t deadline) {
         }
         if (f.type != MPB__T_REP ||
             !mpb__mac_verify(c->rx, b->p, b->len - MPB__MAC_LEN, f.mac) ||
-            mpb__mp_check(f.body, f.bodylen, MPB__MAX_DEPTH) ||
+            mpb__mp_check(f.body, f.bodylen, MPB__FRAME_DEPTH) ||
             mpb__seq_accept(&c->seq_in, f.seq)) {
             buf_give(c, b);
             continue; /* forged, replayed or garbled: not from our broker */

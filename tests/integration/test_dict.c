@@ -1386,6 +1386,35 @@ static void test_read_does_not_create(void **state) {
 }
 
 /* Arguments beyond an op's contract are refused, and a cursor past the end ends the scan. */
+/* Values nest up to 32 deep, as keys do; the request's own array does not count against them. */
+static void test_deep_values(void **state) {
+    (void)state;
+    mpb_dict_t *d = dopen("d_deep");
+    uint8_t v[40], k[40];
+    for (size_t depth = 31; depth <= 33; depth++) {
+        size_t n = 0;
+        while (n + 1 < depth) v[n++] = 0x91; /* [[[...[]...]]]: depth arrays */
+        v[n++] = 0x90;
+        memcpy(k, v, n);
+        int rc = mpb_dict_set(d, k, n, v, n);
+        if (depth <= 32) {
+            assert_int_equal(rc, 0);
+            void *got;
+            size_t gn;
+            assert_int_equal(mpb_dict_get(d, k, n, &got, &gn), 0);
+            assert_int_equal(gn, n);
+            assert_memory_equal(got, v, n);
+            mpb_free(got);
+        } else {
+            th_assert_err(rc, MPB_EINVAL, C, "well-formed", NULL);
+        }
+    }
+    uint64_t len;
+    assert_int_equal(mpb_dict_len(d, &len), 0);
+    assert_int_equal(len, 2);
+    mpb_dict_close(&d);
+}
+
 static void test_bad_arguments(void **state) {
     (void)state;
     mpb_dict_t *d = dopen("d_args");
@@ -1663,6 +1692,7 @@ int main(void) {
         cmocka_unit_test(test_kind_mismatch),
         cmocka_unit_test(test_read_does_not_create),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_deep_values),
         cmocka_unit_test(test_four_processes_disjoint_keys),
         cmocka_unit_test(test_broker_still_alive),
     };

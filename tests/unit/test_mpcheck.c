@@ -204,7 +204,10 @@ static void test_mpcheck_depth_limit(void **state) {
             n = nest(buf, D + 1, map, empty);
             assert_int_equal(check1_exact(buf, n, D), MPB_EPROTO);
             assert_int_equal(mpb__mp_check(buf, n, D), MPB_EPROTO);
-            /* max_depth above the hard limit is the hard limit */
+            /* max_depth above the hard limit (a frame's depth) is the hard limit */
+            n = nest(buf, MPB__FRAME_DEPTH, map, empty);
+            assert_int_equal(check1_exact(buf, n, 1000), (long)n);
+            n = nest(buf, MPB__FRAME_DEPTH + 1, map, empty);
             assert_int_equal(check1_exact(buf, n, 1000), MPB_EPROTO);
             /* a smaller max_depth is honoured the same way */
             n = nest(buf, 3, map, empty);
