@@ -682,8 +682,6 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     S.nbuckets = 1024;
     S.buckets = xcalloc(S.nbuckets, sizeof *S.buckets);
     g_limits = cfg->limits;
-    if (g_limits.pool_max_attempts <= 0) g_limits.pool_max_attempts = 3;
-    if (!g_limits.pool_max_results) g_limits.pool_max_results = 64u << 20;
     if (!g_limits.max_batch_reply) g_limits.max_batch_reply = 64u << 20;
     g_started_ms = now_ms();
     if (mpb__random(&mpb__hash_seed, sizeof mpb__hash_seed)) abort();

@@ -122,12 +122,15 @@ int cmd_dict_scan(req_t *r) {
     size_t i = omap_seek(m, cursor), end = i;
     uint32_t n = 0;
     size_t bytes = 0;
-    /* Pages are bounded by count and by bytes, so a page always fits in a frame. */
-    while (end < m->nents && n < count && bytes < g_limits.max_frame / 2) {
+    /* Pages are bounded by count and by half a frame (but one item always goes, however big,
+     * for progress), so a page fits in a frame with its reply around it. */
+    while (end < m->nents && n < count) {
         const dkv_t *kv = m->ents[end].item;
         if (kv) {
+            size_t sz = kv->klen + kv->vlen + 2;
+            if (n && bytes + sz > g_limits.max_frame / 2) break; /* the next page takes it */
             n++;
-            bytes += kv->klen + kv->vlen + 2;
+            bytes += sz;
         }
         end++;
     }

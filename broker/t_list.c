@@ -136,8 +136,13 @@ int cmd_list_slice(req_t *r) {
     size_t lo, hi;
     slice_bounds(start, snil, stop, enil, L(r)->len, &lo, &hi);
     size_t bytes = 0, end = lo;
-    while (end < hi && end - lo < max && bytes < g_limits.max_frame / 2)
-        bytes += deque_at(L(r), end++)->len;
+    /* at most half a frame, but always one item (the next slice goes on from there) */
+    while (end < hi && end - lo < max) {
+        size_t sz = deque_at(L(r), end)->len;
+        if (end > lo && bytes + sz > g_limits.max_frame / 2) break;
+        bytes += sz;
+        end++;
+    }
     mpb__buf_t *b = reply_begin(r);
     mpb__w_array(b, (uint32_t)(end - lo));
     for (size_t i = lo; i < end; i++) {

@@ -2,6 +2,7 @@
  * float32 widened), so that 1 sent as uint8 and 1 sent as int64 are the same key; values are
  * ordered for list.sort the way Python orders them. */
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -260,6 +261,18 @@ int mpb__mp_compare(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen
 
 /* ---- samples for logs ---- */
 
+/* The shortest text that reads back as d, with a ".0" when it would look like an integer:
+ * the float key 1.0 is not the integer key 1, and a message must not say it is. */
+static void float_sample(double d, char *out, size_t outlen) {
+    char t[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(t, sizeof t, "%.*g", prec, d);
+        if (strtod(t, NULL) == d || prec == 17) break;
+    }
+    if (isfinite(d) && !strpbrk(t, ".en")) strcat(t, ".0");
+    snprintf(out, outlen, "%s", t);
+}
+
 void mpb__mp_sample(const uint8_t *v, size_t n, char *out, size_t outlen) {
     if (!outlen) return;
     mpb__rd_t r = {v, v + n};
@@ -271,7 +284,7 @@ void mpb__mp_sample(const uint8_t *v, size_t n, char *out, size_t outlen) {
     const uint8_t *b;
     if (mpb__rd_int(&r, &i) == 0) snprintf(out, outlen, "%lld", (long long)i);
     else if (mpb__rd_uint(&r, &u) == 0) snprintf(out, outlen, "%llu", (unsigned long long)u);
-    else if (mpb__rd_double(&r, &d) == 0) snprintf(out, outlen, "%g", d);
+    else if (mpb__rd_double(&r, &d) == 0) float_sample(d, out, outlen);
     else if (mpb__rd_str(&r, &s, &sl) == 0) {
         size_t k = 0;
         out[k++] = '"';

@@ -265,10 +265,20 @@ void mpb_semaphore_close(mpb_semaphore_t **s) {
     close_handle((void **)s);
 }
 
-int mpb_semaphore_acquire(mpb_semaphore_t *s, int timeout_ms) {
+int mpb_semaphore_acquire_fenced(mpb_semaphore_t *s, int timeout_ms, uint64_t *fence) {
     REQ(s, MPB_OP_SEM_ACQUIRE, 1);
     mpb__w_int(b, ms_arg(timeout_ms));
-    return done(H(s), timeout_ms);
+    const uint8_t *v;
+    size_t n;
+    int rc = mpb__call(H(s)->c, timeout_ms, &v, &n);
+    if (rc) return rc;
+    mpb__rd_t r = {v, v + n};
+    if (fence && mpb__rd_uint(&r, fence)) *fence = 0; /* a broker before tokens answers nil */
+    return 0;
+}
+
+int mpb_semaphore_acquire(mpb_semaphore_t *s, int timeout_ms) {
+    return mpb_semaphore_acquire_fenced(s, timeout_ms, NULL);
 }
 
 int mpb_semaphore_release(mpb_semaphore_t *s, int64_t n) {

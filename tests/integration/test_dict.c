@@ -1415,6 +1415,63 @@ static void test_deep_values(void **state) {
     mpb_dict_close(&d);
 }
 
+/* With values of more than half a frame allowed, a scan page stops before the pair that would
+ * take it past half a frame (the old rule stopped only after it, and a 32 KB value followed by a
+ * 48 KB one overflowed a 64 KB frame): every page arrives, every key once. */
+static void test_scan_pages_of_big_values(void **state) {
+    (void)state;
+    static th_broker_t R;
+    th_broker_start(&R, "--max-frame", "65536", "--max-value", "49152", "--max-key", "1024", NULL);
+    mpb_client_t *c = th_connect(&R);
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(c, "bigvals", &d), 0);
+    static uint8_t v[48005];
+    for (int i = 0; i < 4; i++) {
+        size_t len = i % 2 ? 48000 : 32000; /* bin32 header, then the bytes */
+        v[0] = 0xc6;
+        v[1] = 0;
+        v[2] = 0;
+        v[3] = (uint8_t)(len >> 8);
+        v[4] = (uint8_t)len;
+        memset(v + 5, 'a' + i, len);
+        uint8_t k = (uint8_t)i;
+        assert_int_equal(mpb_dict_set(d, &k, 1, v, 5 + len), 0);
+    }
+    uint64_t cursor = 0;
+    int pages = 0, seen = 0;
+    do {
+        void *page;
+        size_t pl, n;
+        assert_int_equal(mpb_dict_scan(d, MPB_SCAN_ITEMS, &cursor, 100, &page, &pl, &n), 0);
+        assert_int_equal(n, 1);
+        assert_true(pl < 65536);
+        seen += (int)n;
+        pages++;
+        mpb_free(page);
+    } while (cursor && pages < 10);
+    assert_int_equal(seen, 4);
+    mpb_list_t *l;
+    assert_int_equal(mpb_list_open(c, "biglist", &l), 0);
+    for (int i = 0; i < 4; i++) {
+        size_t len = i % 2 ? 48000 : 32000;
+        v[3] = (uint8_t)(len >> 8);
+        v[4] = (uint8_t)len;
+        assert_int_equal(mpb_list_append(l, v, 5 + len), 0);
+    }
+    void *items;
+    size_t il, n;
+    assert_int_equal(mpb_list_slice(l, 0, 4, 100, &items, &il, &n), 0);
+    assert_int_equal(n, 1); /* 32000 alone: with the 48000 after it, it would pass half */
+    mpb_free(items);
+    assert_int_equal(mpb_list_slice(l, 1, 4, 100, &items, &il, &n), 0);
+    assert_int_equal(n, 1);
+    mpb_free(items);
+    mpb_list_close(&l);
+    mpb_dict_close(&d);
+    mpb_close(&c);
+    th_broker_stop_checked(&R);
+}
+
 static void test_bad_arguments(void **state) {
     (void)state;
     mpb_dict_t *d = dopen("d_args");
@@ -1693,6 +1750,7 @@ int main(void) {
         cmocka_unit_test(test_read_does_not_create),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_deep_values),
+        cmocka_unit_test(test_scan_pages_of_big_values),
         cmocka_unit_test(test_four_processes_disjoint_keys),
         cmocka_unit_test(test_broker_still_alive),
     };

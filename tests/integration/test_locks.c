@@ -406,14 +406,12 @@ static void test_blocked_acquirers_are_served_in_arrival_order(void **state) {
 
 /* semaphore.acquire's raw reply: the fencing token. */
 static uint64_t sem_token(mpb_client_t *c, const char *name) {
-    uint8_t args[] = {0x91, 0x00}; /* [0]: do not wait */
-    void *res = NULL;
-    size_t n = 0;
+    mpb_semaphore_t *s;
     uint64_t t = 0;
-    assert_int_equal(mpb_call(c, MPB_OP_SEM_ACQUIRE, name, args, sizeof args, 0, &res, &n), 0);
-    mpb__rd_t r = {res, (const uint8_t *)res + n};
-    assert_int_equal(mpb__rd_uint(&r, &t), 0);
-    mpb_free(res);
+    assert_int_equal(mpb_semaphore_open(c, name, -1, -1, &s), 0);
+    assert_int_equal(mpb_semaphore_acquire_fenced(s, MPB_NOWAIT, &t), 0);
+    assert_true(t > 0);
+    mpb_semaphore_close(&s);
     return t;
 }
 

@@ -1342,6 +1342,11 @@ static void test_codec_sample(void **state) {
         {I64_MIN, "-9223372036854775808"},
         {U64_MAX, "18446744073709551615"},
         {F64_1_5, "1.5"},
+        {"cb 3f f0 00 00 00 00 00 00", "1.0"},                /* not the integer key 1 */
+        {"cb 3f b9 99 99 99 99 99 9a", "0.1"},                /* shortest that reads back */
+        {"cb 44 b5 2d 02 c7 e1 4a f6", "1e+23"},
+        {"cb 7f f0 00 00 00 00 00 00", "inf"},
+        {"ca 3f 80 00 00", "1.0"},
         {"a5 68 65 6c 6c 6f", "\"hello\""},
         {"a3 61 0a 62", "\"a?b\""},
         {"c4 03 01 02 03", "<3 bytes>"},

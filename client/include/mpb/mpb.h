@@ -310,8 +310,10 @@ MPB_EXPORT int mpb_list_clear(mpb_list_t *l);
 typedef struct mpb_queue mpb_queue_t;
 
 /* Opens (creating if new) queue name. maxsize: 0 unbounded, > 0 a bound, -1 "whatever it is"
- * (0 if new). joinable: 1 a JoinableQueue, 0 a plain Queue, -1 whatever it is. Given values
- * must match an existing queue: MPB_EINVAL says how it differs. */
+ * (0 if new). joinable: 1 a JoinableQueue, 0 a plain Queue, -1 whatever it is. A queue made
+ * without explicit settings (by an open with -1, or by a consumer's get) takes each setting
+ * from the first open that gives it, so consumers may start before the producer; a setting
+ * that differs from one given before: MPB_EINVAL says how. */
 MPB_EXPORT int mpb_queue_open(mpb_client_t *c, const char *name, int64_t maxsize, int joinable,
                               mpb_queue_t **out);
 /* Frees the handle (not the queue: its items stay). Accepts &NULL; sets *q NULL. */
@@ -363,9 +365,11 @@ MPB_EXPORT void mpb_lock_close(mpb_lock_t **l);
  * id, as PROTOCOL.md gives them), never for real threads, which need clients of their own. */
 MPB_EXPORT void mpb_lock_set_thread(mpb_lock_t *l, uint64_t tid);
 /* Acquires, blocking up to timeout_ms. *fence (may be NULL) receives the fencing token: larger
- * for every later acquisition, broker-wide, so a resource can refuse a stale holder. Returns 0,
- * MPB_ETIMEDOUT, or MPB_EBUSY (a Lock acquired again by its own owner: it is not re-entrant).
- * An RLock acquired again by its owner counts levels and keeps its token. */
+ * for every later acquisition, broker-wide and across broker restarts (it starts from the wall
+ * clock in microseconds), so a resource can refuse a stale holder. Returns 0, MPB_ETIMEDOUT, or
+ * MPB_EBUSY at once, whatever timeout_ms, for a Lock acquired again by its own owner (it is not
+ * re-entrant: where Python's Lock would deadlock, this is an error). An RLock acquired again by
+ * its owner counts levels and keeps its token. */
 MPB_EXPORT int mpb_lock_acquire(mpb_lock_t *l, int timeout_ms, uint64_t *fence);
 /* Releases one level. MPB_ENOTOWNER when this owner does not hold it. */
 MPB_EXPORT int mpb_lock_release(mpb_lock_t *l);
@@ -373,20 +377,28 @@ MPB_EXPORT int mpb_lock_release(mpb_lock_t *l);
 MPB_EXPORT int mpb_lock_locked(mpb_lock_t *l);
 
 /* ---- Semaphore and BoundedSemaphore -------------------------------------------------------
- * Units a session acquired and has not released are given back when the session ends, up to
- * the semaphore's initial value (a semaphore used as a signal gains no phantom units). */
+ * When a session ends, the units it acquired that nobody has released for it are given back,
+ * up to the semaphore's initial value: a release by another session pays off the oldest
+ * outstanding unit first, so a semaphore used as a signal gains no phantom units. */
 
 typedef struct mpb_semaphore mpb_semaphore_t;
 
 /* value: the initial count when new (-1: whatever it is, 1 if new); bounded: 1 for a
- * BoundedSemaphore, 0 not, -1 whatever it is. */
+ * BoundedSemaphore, 0 not, -1 whatever it is. A semaphore first made without explicit settings
+ * (by an open with -1, or by use) takes them from the first open that gives them: the initial
+ * value becomes value and the free count moves by value - 1, so it can be below 0 when units
+ * were taken before. Explicit settings that differ from earlier explicit ones: MPB_EINVAL. */
 MPB_EXPORT int mpb_semaphore_open(mpb_client_t *c, const char *name, int64_t value, int bounded,
                                   mpb_semaphore_t **out);
 /* Frees the handle; units acquired stay acquired. Accepts &NULL; sets *s NULL. */
 MPB_EXPORT void mpb_semaphore_close(mpb_semaphore_t **s);
 /* Takes one unit, blocking up to timeout_ms. 0 or MPB_ETIMEDOUT. */
 MPB_EXPORT int mpb_semaphore_acquire(mpb_semaphore_t *s, int timeout_ms);
-/* Gives back n units. MPB_EVALUE when a bounded semaphore would exceed its initial value. */
+/* As mpb_semaphore_acquire; *fence (may be NULL) receives a fencing token from the counter that
+ * locks use: larger than every token handed out before, by this broker run or an earlier one. */
+MPB_EXPORT int mpb_semaphore_acquire_fenced(mpb_semaphore_t *s, int timeout_ms, uint64_t *fence);
+/* Gives back n units (n >= 1, else MPB_EINVAL). MPB_EVALUE when a bounded semaphore would exceed
+ * its initial value; MPB_EOVERFLOW when the count would pass INT64_MAX. */
 MPB_EXPORT int mpb_semaphore_release(mpb_semaphore_t *s, int64_t n);
 /* *value: the units free now (as Python's get_value(); may be stale at once). */
 MPB_EXPORT int mpb_semaphore_value(mpb_semaphore_t *s, int64_t *value);
@@ -409,7 +421,9 @@ MPB_EXPORT int mpb_condition_release(mpb_condition_t *cv);
  * without the lock. MPB_ENOOBJ when the condition's lock no longer exists (deleted while free,
  * or made again as another kind): at the call, or at the timeout, when the lock cannot be
  * taken back; MPB_EINVAL for a condition never opened with its lock (mpb_condition_open()
- * always gives it one). The re-acquisition itself is not bounded by timeout_ms, as in Python. */
+ * always gives it one). The re-acquisition itself is not bounded by timeout_ms, as in Python.
+ * A notification is never lost to a waiter that dies: if a woken waiter's session ends before
+ * it releases the lock again, the notification passes to the condition's next waiter. */
 MPB_EXPORT int mpb_condition_wait(mpb_condition_t *cv, int timeout_ms);
 /* Waits until pred(arg) is true, re-checking after each wake-up, for at most timeout_ms in
  * all. Returns pred's last answer as 1/0, or a negative MPB_E*. The lock must be held. */
