@@ -6,15 +6,21 @@ PKGS="build-essential cmake pkg-config git
 libzmq3-dev libmsgpack-dev libssl-dev libcmocka-dev libjansson-dev libmicrohttpd-dev
 python3 python3-yaml python3-kubernetes yamllint
 podman runc debootstrap
-redis-server redis-tools python3-zmq python3-msgpack"
+redis-server redis-tools python3-zmq python3-msgpack
+nodejs npm podman-compose golang-github-containernetworking-plugin-dnsname"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "deps: installing$missing"
-$SUDO apt-get update -qq
-# shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ -n "$missing" ]; then
+    echo "deps: installing$missing"
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# promtool for ops_metrics: Debian's prometheus .deb downloaded, only promtool unpacked into
+# /var/cache/mpb-test/prometheus (no service installed). The test fetches it too if this fails.
+$SUDO sh "$(dirname "$0")/../tests/ops/get_promtool.sh" >/dev/null ||
+    echo "deps: promtool not fetched now; ops_metrics will try again"

@@ -5,6 +5,7 @@
 # there too (the container image is built once, in the first pass).
 set -eu
 cd "$(dirname "$0")/.."
+export MPB_REQUIRE_CONTAINER=1 # CI has podman: a container test that cannot run fails
 ./scripts/deps.sh
 JOBS=$(nproc 2>/dev/null || echo 2)
 
