@@ -7,11 +7,15 @@ libzmq3-dev libmsgpack-dev libssl-dev libcmocka-dev libjansson-dev libmicrohttpd
 python3 python3-yaml python3-kubernetes yamllint
 podman runc debootstrap
 redis-server redis-tools python3-zmq python3-msgpack
-nodejs npm podman-compose golang-github-containernetworking-plugin-dnsname"
+podman-compose golang-github-containernetworking-plugin-dnsname"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# Node.js and npm (the Kubernetes manifest check): Debian's, unless some other packaging of
+# them is there already (Debian's npm conflicts with a Node.js that bundles its own).
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ -n "$missing" ]; then
