@@ -26,29 +26,7 @@ void bbuf_ensure(mpb__buf_t *b);
 
 /* ---- log.c ---- */
 
-enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
-void log_setup(int level, bool json);
-int log_level_parse(const char *s); /* -1 if unknown */
-/* One line: time, level, msg, then the event's fields, given as alternating const char * keys
- * and values ended by NULL (at most 16 pairs; a pair whose value is NULL is left out). msg is
- * a fixed text that names the event; what varies goes in fields, so tools can select on them:
- *   log_kv(LOG_WARN, "authentication failed", "peer", who, NULL);
- *   log_kv(LOG_INFO, "session opened", "session", LOG_UINT(s->id), "host", s->host, NULL);
- * Keys are [A-Za-z0-9_.-]; ts, level and msg are the line's own (a field named so gets a '_'
- * in front). */
-__attribute__((sentinel)) void log_kv(int level, const char *msg, ...);
-/* A number as a field value, in a buffer that lives until the end of the enclosing block. */
-#define LOG_INT(v)  log_fmt_i64((char[24]){0}, (long long)(v))
-#define LOG_UINT(v) log_fmt_u64((char[24]){0}, (unsigned long long)(v))
-const char *log_fmt_i64(char *buf, long long v);
-const char *log_fmt_u64(char *buf, unsigned long long v);
-/* One line with a printf-formatted message and no fields (prefer log_kv for events). */
-__attribute__((format(printf, 2, 3))) void log_msg(int level, const char *fmt, ...);
-#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
-#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
-extern int log_min_level;
+#include "log.h"
 
 typedef struct req req_t;
 
@@ -447,7 +425,14 @@ long http_timeout_ms(http_t *h);
 void http_run(http_t *h);
 /* The port it listens on (useful with port 0). */
 int http_port(http_t *h);
+/* Stops it and removes the address file. */
 void http_stop(http_t **h);
+/* A file that http_start() fills with "HOST:PORT", the port it got (for port 0): health checks
+ * and tests read it. NULL: none. Set before http_start(). */
+void http_set_addr_file(const char *path);
+/* Whether "ADDR:PORT" can be bound now (--check-config): binds a socket and closes it at once.
+ * 0, or -1 with the reason in err. */
+int http_check_bind(const char *addr, char *err, size_t errlen);
 /* Whether the broker accepts clients (and its data is loaded). */
 bool server_ready(void);
 
@@ -463,14 +448,7 @@ typedef struct command {
     int flags;
 } command_t;
 const command_t *command_find(unsigned op);
-/* Stops it and removes the address file. */
 /* Checks and runs one request; writes its reply. */
-/* A file that http_start() fills with "HOST:PORT", the port it got (for port 0): health checks
- * and tests read it. NULL: none. Set before http_start(). */
-void http_set_addr_file(const char *path);
-/* Whether "ADDR:PORT" can be bound now (--check-config): binds a socket and closes it at once.
- * 0, or -1 with the reason in err. */
-int http_check_bind(const char *addr, char *err, size_t errlen);
 void dispatch(req_t *r);
 
 /* Argument helpers: on failure they write the error reply and return a negative code. */

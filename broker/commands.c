@@ -160,8 +160,10 @@ int reply_error(req_t *r, int code, const char *fmt, ...) {
     mpb__w_cstr(r->out, msg);
     if (log_min_level <= LOG_DEBUG) {
         const char *opn = mpb__op_name(r->op);
-        log_debug("op %s on %.*s: %s", opn ? opn : "?", (int)(r->name ? r->namelen : 1),
-                  r->name ? r->name : "-", msg);
+        char name[300]; /* the log cuts it at 256 bytes */
+        snprintf(name, sizeof name, "%.*s", (int)(r->name ? r->namelen : 1),
+                 r->name ? r->name : "-");
+        log_kv(LOG_DEBUG, "error reply", "op", opn ? opn : "?", "object", name, "error", msg, NULL);
     }
     return code;
 }

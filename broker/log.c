@@ -5,15 +5,17 @@
  *   {"ts":"2026-12-04T19:38:28.123Z","level":"warn","msg":"authentication failed","peer":"006b8b4568"}
  *
  * A line is built in one buffer and written with one call, so lines never interleave. Field
- * values are strings (numbers too, as LOG_INT writes them), in JSON as well. The authkey never reaches a log
- * line: nothing logs it, and samples of client data are capped. */
+ * values are strings (numbers too, as LOG_INT writes them), in JSON as well. The authkey never
+ * reaches a log line: nothing logs it, and samples of client data are capped. mpbrokerd and
+ * mpb-worker both log through it (the static library mpblog), so it needs nothing but libc. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 
-#include "broker.h"
+#include "log.h"
 
 int log_min_level = LOG_INFO;
 static bool log_json;
@@ -35,6 +37,10 @@ int log_level_parse(const char *s) {
         if (!strcasecmp(s, names[i])) return i;
     if (!strcasecmp(s, "warning")) return LOG_WARN;
     return -1;
+}
+
+int log_format_parse(const char *s) {
+    return !strcmp(s, "json") ? 1 : !strcmp(s, "logfmt") ? 0 : -1;
 }
 
 const char *log_fmt_i64(char *buf, long long v) {

@@ -745,9 +745,13 @@ int cmd_pool_register(req_t *r) {
     if (workers) workers->prev = w;
     workers = w;
     ps->worker = w;
-    log_info("worker session %llu (host %s pid %lld) serves %zu functions, concurrency %lld",
-             (unsigned long long)r->sess->id, r->sess->host, (long long)r->sess->pid, w->nfns,
-             (long long)conc);
+    char served[300] = ""; /* enough: the log cuts a value at 256 bytes */
+    size_t k = 0;
+    for (size_t i = 0; i < w->nfns && k < sizeof served; i++)
+        k += (size_t)snprintf(served + k, sizeof served - k, "%s%.*s", i ? "," : "",
+                              (int)w->fns[i]->namelen, w->fns[i]->name);
+    log_kv(LOG_INFO, "worker registered", "session", LOG_UINT(r->sess->id), "host", r->sess->host,
+           "pid", LOG_INT(r->sess->pid), "functions", served, "concurrency", LOG_INT(conc), NULL);
     return reply_nil(r);
 }
 
@@ -847,8 +851,8 @@ int cmd_pool_unregister(req_t *r) {
         waiter_reply_raw(fw, (const uint8_t *)"\x90", 1);
         waiter_free(fw);
     }
-    log_info("worker session %llu unregistered: %lld held tasks go back to the queue",
-             (unsigned long long)r->sess->id, (long long)w->inflight);
+    log_kv(LOG_INFO, "worker unregistered: its held tasks go back to the queue", "session",
+           LOG_UINT(r->sess->id), "tasks", LOG_INT(w->inflight), NULL);
     worker_gone(w, false);
     ps->worker = NULL;
     pool_dispatch();
@@ -1225,8 +1229,8 @@ void pool_sess_end(sess_t *s) {
     pool_sess_t *ps = s->pool;
     if (!ps) return;
     if (ps->worker) {
-        log_info("worker session %llu gone: %lld running tasks go back to the queue",
-                 (unsigned long long)s->id, (long long)ps->worker->inflight);
+        log_kv(LOG_INFO, "worker gone: its running tasks go back to the queue", "session",
+               LOG_UINT(s->id), "tasks", LOG_INT(ps->worker->inflight), NULL);
         worker_gone(ps->worker, true);
         ps->worker = NULL;
     }

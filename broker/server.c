@@ -129,7 +129,8 @@ static void peer_sample(const peer_t *p, char *out, size_t n) {
 static void send_frame(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
     if (zmq_send(S.router, rid, ridlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) return;
     if (zmq_send(S.router, buf, len, ZMQ_DONTWAIT) < 0) {
-        log_warn("reply of %zu bytes dropped: %s", len, zmq_strerror(zmq_errno()));
+        log_kv(LOG_WARN, "reply dropped", "bytes", LOG_UINT(len), "error",
+               zmq_strerror(zmq_errno()), NULL);
         return;
     }
     g_frames_out++;
@@ -241,8 +242,8 @@ static void sess_release(sess_t *s) {
 
 void sess_end(sess_t *s, const char *why) {
     /* A session that says bye is routine; one that goes silent is news. */
-    log_msg(strcmp(why, "bye") ? LOG_INFO : LOG_DEBUG, "session %llu ended (%s) host=%s pid=%lld name=%s", (unsigned long long)s->id, why,
-             s->host, (long long)s->pid, s->name);
+    log_kv(strcmp(why, "bye") ? LOG_INFO : LOG_DEBUG, "session ended", "session", LOG_UINT(s->id),
+           "reason", why, "host", s->host, "pid", LOG_INT(s->pid), "name", s->name, NULL);
     if (s->peer) {
         s->peer->sess = NULL;
         s->peer = NULL;
@@ -327,7 +328,7 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
     if (mpb__mp_check(f->body, f->bodylen, 4) || get_bin(&m, "proof", MPB__PROOF_LEN, &proof) ||
         !mpb__auth_verify(S.authkey, S.keylen, false, p->nonce_c, p->nonce_b, proof,
                           MPB__PROOF_LEN)) {
-        log_warn("authentication failed peer=%s", who);
+        log_kv(LOG_WARN, "authentication failed", "peer", who, NULL);
         g_auth_failures++;
         send_plain_error(rid, ridlen, -MPB_EAUTH, "authentication failed");
         peer_free(p); /* no state for a peer that fails */
@@ -368,8 +369,8 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
     s->peer = p;
     p->sess = s;
     s->last_seen_ms = now_ms();
-    log_debug("session %llu %s peer=%s host=%s pid=%lld name=%s", (unsigned long long)s->id,
-             resumed ? "resumed" : "opened", who, s->host, (long long)s->pid, s->name);
+    log_kv(LOG_DEBUG, resumed ? "session resumed" : "session opened", "session", LOG_UINT(s->id),
+           "peer", who, "host", s->host, "pid", LOG_INT(s->pid), "name", s->name, NULL);
 
     mpb__buf_t b = {0};
     out_reset(&b);
@@ -520,15 +521,15 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
     char who[2 * RID_MAX + 1];
     if (!mpb__mac_verify(p->rx, frame, framelen - MPB__MAC_LEN, f->mac)) {
         peer_sample(p, who, sizeof who);
-        log_warn("message with a bad MAC dropped peer=%s", who);
+        log_kv(LOG_WARN, "message with a bad MAC dropped", "peer", who, NULL);
         send_plain_error(p->rid, p->ridlen, -MPB_EAUTH, "message MAC does not verify");
         return;
     }
     uint64_t last = p->seq_in;
     if (mpb__seq_accept(&p->seq_in, f->seq)) {
         peer_sample(p, who, sizeof who);
-        log_warn("replayed message dropped peer=%s seq=%llu last=%llu", who,
-                 (unsigned long long)f->seq, (unsigned long long)last);
+        log_kv(LOG_WARN, "replayed message dropped", "peer", who, "seq", LOG_UINT(f->seq), "last",
+               LOG_UINT(last), NULL);
         send_plain_error(p->rid, p->ridlen, -MPB_EREPLAY,
                          "sequence number already seen: replayed message dropped");
         return;
@@ -586,7 +587,7 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
         for (size_t i = 0; i < len && i < 24 && k + 3 < sizeof sample; i++)
             k += (size_t)snprintf(sample + k, sizeof sample - k, "%02x", buf[i]);
         sample[k] = 0;
-        log_warn("bad frame from peer=%s: %s (first bytes %s)", who, err, sample);
+        log_kv(LOG_WARN, "bad frame", "peer", who, "error", err, "first_bytes", sample, NULL);
         send_plain_error(rid, ridlen, -rc, err);
         return;
     }
@@ -642,7 +643,7 @@ static void sweep(int64_t now) {
             if (!p->ready && now > p->hs_deadline) {
                 char who[2 * RID_MAX + 1];
                 peer_sample(p, who, sizeof who);
-                log_info("handshake timed out peer=%s", who);
+                log_kv(LOG_INFO, "handshake timed out", "peer", who, NULL);
                 peer_free(p);
             } else if (p->ready && !p->sess) {
                 peer_free(p);
@@ -703,16 +704,17 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     int status = 0;
     for (int i = 0; i < cfg->nlisten; i++) {
         if (zmq_bind(S.router, cfg->listen[i]) != 0) {
-            log_error("cannot listen on %s: %s", cfg->listen[i], zmq_strerror(zmq_errno()));
+            log_kv(LOG_ERROR, "cannot listen", "endpoint", cfg->listen[i], "error",
+                   zmq_strerror(zmq_errno()), NULL);
             status = 1;
             goto out;
         }
         char ep[1024];
         size_t eplen = sizeof ep;
         zmq_getsockopt(S.router, ZMQ_LAST_ENDPOINT, ep, &eplen);
-        log_info("listening on %s", ep);
+        log_kv(LOG_INFO, "listening", "endpoint", ep, NULL);
         if (i == 0 && cfg->endpoint_file && write_endpoint_file(cfg->endpoint_file, ep)) {
-            log_error("cannot write %s", cfg->endpoint_file);
+            log_kv(LOG_ERROR, "cannot write the endpoint file", "path", cfg->endpoint_file, NULL);
             status = 1;
             goto out;
         }
@@ -728,14 +730,15 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
         char err[256];
         S.http = http_start(cfg->http, err, sizeof err);
         if (!S.http) {
-            log_error("cannot serve HTTP on %s: %s", cfg->http, err);
+            log_kv(LOG_ERROR, "cannot serve HTTP", "addr", cfg->http, "error", err, NULL);
             status = 1;
             goto out;
         }
-        log_info("HTTP on %s (port %d): /healthz /readyz /metrics", cfg->http, http_port(S.http));
+        log_kv(LOG_INFO, "serving HTTP", "addr", cfg->http, "port", LOG_INT(http_port(S.http)),
+               "paths", "/healthz,/readyz,/metrics", NULL);
     }
     S.ready = true;
-    log_info("mpbrokerd %s ready pid=%d", MPBROKER_VERSION, (int)getpid());
+    log_kv(LOG_INFO, "ready", "version", MPBROKER_VERSION, "pid", LOG_INT(getpid()), NULL);
     S.next_sweep = now_ms() + 100;
     while (!S.stopping) {
         zmq_pollitem_t it[2] = {{S.router, 0, ZMQ_POLLIN, 0}, {NULL, -1, ZMQ_POLLIN, 0}};
@@ -752,7 +755,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
         }
         if (wait < 0) wait = 0;
         if (zmq_poll(it, nit, (long)wait) < 0 && zmq_errno() != EINTR) {
-            log_error("poll: %s", zmq_strerror(zmq_errno()));
+            log_kv(LOG_ERROR, "poll failed", "error", zmq_strerror(zmq_errno()), NULL);
             status = 1;
             break;
         }
@@ -765,7 +768,8 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
             S.next_sweep = now + 100;
         }
     }
-    log_info("shutting down: %zu sessions, %zu objects", S.nsessions, store_count());
+    log_kv(LOG_INFO, "shutting down", "sessions", LOG_UINT(S.nsessions), "objects",
+           LOG_UINT(store_count()), NULL);
 out:
     S.ready = false;
     http_stop(&S.http);

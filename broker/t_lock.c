@@ -278,8 +278,8 @@ void lock_release_hold(sess_t *s, hold_t *h) {
     obj_t *o = h->obj;
     lockobj_t *l = LK(o);
     if (l->owner == s && l->tid == h->tid) {
-        log_info("%s/%s released: holder session %llu ended", kind_name(o->kind), o->name,
-                 (unsigned long long)s->id);
+        log_kv(LOG_INFO, "released: its holder's session ended", "kind", kind_name(o->kind), "name",
+               o->name, "session", LOG_UINT(s->id), NULL);
         l->owner = NULL;
         l->tid = 0;
         l->count = 0;
@@ -308,8 +308,9 @@ void cond_release_hold(sess_t *s, hold_t *h) {
         cond_take(o, c->waiters.head, lo, true);
         passed++;
     }
-    log_info("condition/%s: %lld of %lld notifications passed on: woken session %llu ended",
-             o->name, (long long)passed, (long long)h->units, (unsigned long long)s->id);
+    log_kv(LOG_INFO, "notifications passed on: a woken session ended", "kind", "condition", "name",
+           o->name, "passed", LOG_INT(passed), "held", LOG_INT(h->units), "session",
+           LOG_UINT(s->id), NULL);
     lock_grant_next(lo);
 }
 

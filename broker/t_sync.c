@@ -429,8 +429,9 @@ void sync_release_hold(sess_t *s, hold_t *h) {
             back = h->units;
         if (back < 0) back = 0;
         sm->value += back;
-        log_info("semaphore/%s: %lld of %lld units given back: holder session %llu ended",
-                 o->name, (long long)back, (long long)h->units, (unsigned long long)s->id);
+        log_kv(LOG_INFO, "units given back: their holder's session ended", "kind", "semaphore",
+               "name", o->name, "units", LOG_INT(back), "held", LOG_INT(h->units), "session",
+               LOG_UINT(s->id), NULL);
         sem_wake(o);
     }
 }

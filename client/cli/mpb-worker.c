@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "mpb/mpb.h"
 
 static struct {
@@ -51,22 +51,16 @@ static void usage(FILE *f) {
             "  --name NAME          shown by `mpb pool` (default mpb-worker)\n"
             "  -e, --endpoint EP    broker (env MPB_ENDPOINT, default tcp://127.0.0.1:5555)\n"
             "  -k, --authkey-file P authkey (env MPB_AUTHKEY_FILE, or MPB_AUTHKEY itself)\n"
+            "  --log-format FMT     logfmt or json (env MPB_LOG_FORMAT, default logfmt)\n"
+            "  --log-level LEVEL    debug, info, warn or error (env MPB_LOG_LEVEL, default info)\n"
+            "Logs go to stderr, one line per event, as mpbrokerd writes them.\n"
             "Stops cleanly on SIGTERM or SIGINT: running tasks finish and are reported.\n");
 }
 
-static void logline(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logline(const char *fmt, ...) {
-    char ts[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "ts=%s pid=%d msg=\"", ts, (int)getpid());
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\"\n");
-    va_end(ap);
+/* A field on every line: with --max-tasks, processes come and go. Only the main thread logs. */
+static const char *pid_s(void) {
+    static char buf[24];
+    return log_fmt_i64(buf, getpid());
 }
 
 /* Serves until stopped, max tasks, or a fatal error; reconnects after lost connections.
@@ -76,12 +70,14 @@ static int serve(void *lib, const void *key, size_t keylen) {
     if (opt.init) {
         *(void **)&init = dlsym(lib, opt.init);
         if (!init) {
-            logline("--init %s: %s", opt.init, dlerror());
+            log_kv(LOG_ERROR, "no such initializer", "init", opt.init, "error", dlerror(), "pid",
+                   pid_s(), NULL);
             return 2;
         }
         int irc = init(opt.init_arg);
         if (irc) {
-            logline("--init %s returned %d: the initializer failed; not serving", opt.init, irc);
+            log_kv(LOG_ERROR, "the initializer failed; not serving", "init", opt.init, "returned",
+                   LOG_INT(irc), "pid", pid_s(), NULL);
             return 3;
         }
     }
@@ -94,12 +90,14 @@ static int serve(void *lib, const void *key, size_t keylen) {
         o.name = opt.name;
         int rc = mpb_connect(opt.endpoint, key, keylen, &o, &c);
         if (rc == MPB_EAUTH) {
-            logline("%s", mpb_errmsg(c));
+            log_kv(LOG_ERROR, "authentication failed", "endpoint", opt.endpoint, "error",
+                   mpb_errmsg(c), "pid", pid_s(), NULL);
             mpb_close(&c);
             return 1;
         }
         if (rc) {
-            logline("cannot reach the broker (%s); retrying in %u ms", mpb_errmsg(c), delay_ms);
+            log_kv(LOG_WARN, "cannot reach the broker; retrying", "endpoint", opt.endpoint, "error",
+                   mpb_errmsg(c), "retry_ms", LOG_UINT(delay_ms), "pid", pid_s(), NULL);
             mpb_close(&c);
             struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000};
             nanosleep(&ts, NULL);
@@ -118,13 +116,15 @@ static int serve(void *lib, const void *key, size_t keylen) {
             mpb_task_fn fn;
             *(void **)&fn = dlsym(lib, n);
             if (!fn) {
-                logline("--fn %s: no such symbol in %s", n, opt.lib);
+                log_kv(LOG_ERROR, "no such function in the library", "fn", n, "lib", opt.lib, "pid",
+                       pid_s(), NULL);
                 mpb_worker_free(&w);
                 mpb_close(&c);
                 return 2;
             }
             if (mpb_worker_add(w, n, fn, NULL)) {
-                logline("--fn %s: %s", n, mpb_errmsg(c));
+                log_kv(LOG_ERROR, "cannot serve the function", "fn", n, "error", mpb_errmsg(c),
+                       "pid", pid_s(), NULL);
                 mpb_worker_free(&w);
                 mpb_close(&c);
                 return 2;
@@ -133,18 +133,20 @@ static int serve(void *lib, const void *key, size_t keylen) {
         mpb_worker_set_concurrency(w, opt.concurrency);
         mpb_worker_set_prefetch(w, opt.prefetch);
         if (opt.max_tasks) mpb_worker_set_max_tasks(w, opt.max_tasks - done);
-        logline("serving %s from %s at %s, concurrency %d", opt.fns, opt.lib, opt.endpoint,
-                opt.concurrency);
+        log_kv(LOG_INFO, "serving", "functions", opt.fns, "lib", opt.lib, "endpoint", opt.endpoint,
+               "concurrency", LOG_INT(opt.concurrency), "pid", pid_s(), NULL);
         current = w;
         rc = mpb_worker_serve(w);
         current = NULL;
         done += mpb_worker_tasks_done(w);
-        if (rc) logline("connection lost (%s); reconnecting", mpb_errmsg(c));
+        if (rc)
+            log_kv(LOG_WARN, "connection lost; reconnecting", "endpoint", opt.endpoint, "error",
+                   mpb_errmsg(c), "pid", pid_s(), NULL);
         mpb_worker_free(&w);
         mpb_close(&c);
         if (!rc) break; /* stopped, or max tasks done */
     }
-    logline("stopped after %llu tasks", done);
+    log_kv(LOG_INFO, "stopped", "tasks", LOG_UINT(done), "pid", pid_s(), NULL);
     return 0;
 }
 
@@ -153,7 +155,9 @@ int main(int argc, char **argv) {
     opt.concurrency = 1;
     opt.prefetch = 1;
     opt.name = "mpb-worker";
-    enum { O_LIB = 256, O_FN, O_CONC, O_PRE, O_MAX, O_INIT, O_NAME, O_INIT_ARG };
+    const char *lfmt = getenv("MPB_LOG_FORMAT"), *lfmt_from = "MPB_LOG_FORMAT";
+    const char *llevel = getenv("MPB_LOG_LEVEL"), *llevel_from = "MPB_LOG_LEVEL";
+    enum { O_LIB = 256, O_FN, O_CONC, O_PRE, O_MAX, O_INIT, O_NAME, O_INIT_ARG, O_LFMT, O_LLEVEL };
     static const struct option lopts[] = {
         {"lib", required_argument, 0, O_LIB},
         {"fn", required_argument, 0, O_FN},
@@ -165,6 +169,8 @@ int main(int argc, char **argv) {
         {"name", required_argument, 0, O_NAME},
         {"endpoint", required_argument, 0, 'e'},
         {"authkey-file", required_argument, 0, 'k'},
+        {"log-format", required_argument, 0, O_LFMT},
+        {"log-level", required_argument, 0, O_LLEVEL},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -200,6 +206,8 @@ int main(int argc, char **argv) {
         case O_NAME: opt.name = optarg; break;
         case 'e': opt.endpoint = optarg; break;
         case 'k': opt.keyfile = optarg; break;
+        case O_LFMT: lfmt = optarg, lfmt_from = "--log-format"; break;
+        case O_LLEVEL: llevel = optarg, llevel_from = "--log-level"; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -212,16 +220,29 @@ int main(int argc, char **argv) {
         fprintf(stderr, "mpb-worker: --init-arg needs --init SYMBOL\n");
         return 2;
     }
+    int json = lfmt ? log_format_parse(lfmt) : 0;
+    if (json < 0) {
+        fprintf(stderr, "mpb-worker: %s: '%s' is not logfmt or json\n", lfmt_from, lfmt);
+        return 2;
+    }
+    int level = llevel ? log_level_parse(llevel) : LOG_INFO;
+    if (level < 0) {
+        fprintf(stderr, "mpb-worker: %s: '%s' is not debug, info, warn or error\n", llevel_from,
+                llevel);
+        return 2;
+    }
+    log_setup(level, json);
     void *lib = dlopen(opt.lib, RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
-        fprintf(stderr, "mpb-worker: --lib: %s\n", dlerror());
+        log_kv(LOG_ERROR, "cannot load the library", "lib", opt.lib, "error", dlerror(), "pid",
+               pid_s(), NULL);
         return 2;
     }
     void *key;
     size_t keylen;
     char err[300];
     if (mpb_authkey_load(opt.keyfile, &key, &keylen, err, sizeof err)) {
-        fprintf(stderr, "mpb-worker: %s\n", err);
+        log_kv(LOG_ERROR, "cannot load the authkey", "error", err, "pid", pid_s(), NULL);
         return 1;
     }
     struct sigaction sa = {0};
@@ -237,7 +258,8 @@ int main(int argc, char **argv) {
             fflush(stderr);
             child = fork();
             if (child < 0) {
-                fprintf(stderr, "mpb-worker: fork: %s\n", strerror(errno));
+                log_kv(LOG_ERROR, "cannot start a worker process", "error", strerror(errno), "pid",
+                       pid_s(), NULL);
                 status = 1;
                 break;
             }

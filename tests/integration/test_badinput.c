@@ -217,7 +217,7 @@ static void test_garbage_gets_eproto(void **state) {
     (void)state;
     rawclient_t c;
     const char id[] = "garbage";
-    char peer[64] = "bad frame from peer=";
+    char peer[64] = "msg=\"bad frame\" peer=";
     for (size_t i = 0; i < strlen(id); i++)
         snprintf(peer + strlen(peer), sizeof peer - strlen(peer), "%02x", (uint8_t)id[i]);
     int logged0 = log_count(peer);
@@ -1506,7 +1506,7 @@ static void test_half_open_handshake_times_out(void **state) {
     rawclient_t c;
     rc_frame_t f;
     const char id[] = "half-open";
-    char line[128] = "handshake timed out peer=";
+    char line[128] = "msg=\"handshake timed out\" peer=";
     for (size_t i = 0; i < strlen(id); i++)
         snprintf(line + strlen(line), sizeof line - strlen(line), "%02x", (uint8_t)id[i]);
     assert_int_equal(rc_open_as(&c, NULL, B.endpoint, id, strlen(id)), 0);

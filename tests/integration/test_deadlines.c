@@ -387,8 +387,8 @@ static int find_http_port(void) {
         }
         f = fopen(B.log, "r");
         while (f && fgets(line, sizeof line, f)) {
-            char *p = strstr(line, "(port ");
-            if (p && strstr(line, "HTTP on")) {
+            char *p = strstr(line, " port=");
+            if (p && strstr(line, "serving HTTP")) {
                 fclose(f);
                 return atoi(p + 6);
             }

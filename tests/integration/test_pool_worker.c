@@ -447,7 +447,7 @@ static void test_mpb_worker_init_arg_and_a_failing_initializer(void **state) {
     assert_non_null(f);
     log[fread(log, 1, sizeof log - 1, f)] = 0;
     fclose(f);
-    assert_non_null(strstr(log, "--init testinit returned 7"));
+    assert_non_null(strstr(log, "the initializer failed; not serving\" init=testinit returned=7"));
     assert_int_equal(fn_workers(c, "initarg"), 0);
     /* and with recycling (--max-tasks), it is not restarted over and over */
     worker_init_arg = "fail";

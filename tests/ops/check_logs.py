@@ -9,17 +9,23 @@ runs a few clients against it (good ones, a missing key, clients with wrong keys
 the secret), /metrics is scraped, and then the log, the metrics, --check-config's output and
 the broker's /proc/PID/environ are searched for the secret: it must be in none of them.
 
+Events carry what varies as fields, under a fixed msg: a failed authentication its peer,
+a session that opens or ends its session, host and pid, a worker that registers its functions.
+mpb-worker (with the demo library) writes the same lines, chosen by the same flags and
+variables: logfmt or JSON, with a level and a millisecond time.
+
 Also: libmicrohttpd's own messages (an HTTP port in use) come out as log lines with the right
 port, not as raw text; an MPB_* variable that is no setting and an MPB_AUTHKEY that a key file
 overrides are warned about at start, as fields a tool can select on.
 
-usage: check_logs.py --mpbrokerd PATH --mpb PATH
+usage: check_logs.py --mpbrokerd PATH --mpb PATH --worker PATH --demo-lib PATH
 """
 import argparse
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +35,8 @@ import urllib.request
 ap = argparse.ArgumentParser()
 ap.add_argument("--mpbrokerd", required=True)
 ap.add_argument("--mpb", required=True)
+ap.add_argument("--worker", required=True)
+ap.add_argument("--demo-lib", required=True)
 opts = ap.parse_args()
 
 failures = []
@@ -56,6 +64,25 @@ def unquote(v):
     if not v.startswith('"'):
         return v
     return json.loads(v) if "\\x" not in v else v[1:-1]
+
+
+def wait_for(p, ready, seconds):
+    """Until ready() is true, process p has exited or seconds have passed."""
+    deadline = time.time() + seconds
+    while p.poll() is None and time.time() < deadline and not ready():
+        time.sleep(0.02)
+
+
+def terminate(p):
+    """SIGTERM to p if it still runs; SIGKILL after 10 s. Its exit status."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
 
 
 def clean_env(**extra):
@@ -114,6 +141,19 @@ class Broker:
                            timeout=30)
         return p.returncode, p.stdout, p.stderr
 
+    def worker(self, args, key=SECRET, env=None, run=None):
+        """Runs mpb-worker against this broker with args (and env), calls run() once it
+        serves, then stops it with SIGTERM; (exit status, its log, its pid)."""
+        logpath = os.path.join(self.dir, "worker.log")
+        e = clean_env(MPB_ENDPOINT=self.endpoint, MPB_AUTHKEY=key, **(env or {}))
+        with open(logpath, "w") as log:
+            w = subprocess.Popen([opts.worker, "--lib", opts.demo_lib, "--fn", "square,fail"] +
+                                 args, env=e, stdout=subprocess.DEVNULL, stderr=log)
+        wait_for(w, lambda: workers(self) > 0, 10)
+        if w.poll() is None and run:
+            run()
+        return terminate(w), open(logpath).read(), w.pid
+
     def get(self, path):
         url = "http://127.0.0.1:%d%s" % (self.http_port, path)
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -127,13 +167,7 @@ class Broker:
             return "(unreadable: %s)" % e
 
     def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
+        terminate(self.p)
         self.log.close()
         return self.p.returncode
 
@@ -187,6 +221,18 @@ def parse_records(fmt, text):
     return out
 
 
+def workers(b):
+    """How many workers are registered, from /metrics (0 if it cannot say)."""
+    try:
+        _, m = b.get("/metrics")
+    except OSError:
+        return 0
+    for line in m.split("\n"):
+        if line.startswith("mpb_pool_workers "):
+            return int(float(line.split()[-1]))
+    return 0
+
+
 def parse_lines(fmt, text):
     """[(level, msg)] of every line, the fields dropped."""
     return [(lv, m) for lv, m, _ in parse_records(fmt, text)]
@@ -217,6 +263,15 @@ for fmt in ("logfmt", "json"):
         check("mpb_auth_failures_total 3" in metrics, "%s: 3 auth failures counted" % fmt)
         env = b.environ()
         check(SECRET not in env, "%s: MPB_AUTHKEY wiped from /proc/PID/environ" % fmt)
+        # a worker, its format chosen by the flag (logfmt) or by the variable (json)
+        applied = []
+        wrc, wtext, wpid = b.worker(
+            ["--log-format", "logfmt"] if fmt == "logfmt" else [],
+            env=None if fmt == "logfmt" else {"MPB_LOG_FORMAT": "json"},
+            run=lambda: applied.append(b.mpb(["pool", "apply", "square", "7"])))
+        check(applied and applied[0][0] == 0 and applied[0][1].strip() == "49",
+              "%s: a task through mpb-worker: %r" % (fmt, applied))
+        check(wrc == 0, "%s: mpb-worker exits 0 on SIGTERM (%s): %s" % (fmt, wrc, wtext))
     finally:
         code = b.stop()
     check(code == 0, "%s: the broker exits 0 on SIGTERM (%s)" % (fmt, code))
@@ -240,6 +295,57 @@ for fmt in ("logfmt", "json"):
           "%s: where the key came from is logged, as fields: %r" % (fmt, conf))
     check(all("\n" not in m for m in msgs), "%s: one line per event" % fmt)
 
+    # What varies is in fields, under a fixed msg.
+    check(not [m for m in msgs if re.search(r"\w=\S|session \d|peer \w", m)],
+          "%s: no msg embeds its data: %r" % (fmt, [m for m in msgs if "=" in m]))
+    peer = re.compile(r"^[0-9a-f]+$")
+    fails = [(lv, f) for lv, m, f in recs if m == "authentication failed"]
+    check(len(fails) == 3 and all(lv == "warn" and list(f) == ["peer"] and peer.match(f["peer"])
+                                  for lv, f in fails),
+          "%s: a failed authentication has its peer as a field: %r" % (fmt, fails))
+    host = socket.gethostname()
+    opened = {f.get("session"): f for lv, m, f in recs if lv == "debug" and m == "session opened"}
+    ended = {f.get("session"): f for lv, m, f in recs if m == "session ended"}
+    check(len(opened) >= 6 and set(opened) == set(ended),
+          "%s: every session that opened ended: %r %r" % (fmt, opened, ended))
+    check(all(sid.isdigit() and peer.match(f.get("peer", "")) and f.get("host") == host and
+              f.get("pid", "").isdigit() and f.get("name") in ("mpb", "mpb-worker")
+              for sid, f in opened.items()),
+          "%s: session opened: session, peer, host, pid, name fields: %r" % (fmt, opened))
+    check(all(f.get("reason") == "bye" and f.get("host") == host and
+              f.get("pid") == opened.get(sid, {}).get("pid") for sid, f in ended.items()),
+          "%s: session ended: session, reason, host, pid fields: %r" % (fmt, ended))
+    reg = [f for lv, m, f in recs if lv == "info" and m == "worker registered"]
+    check(len(reg) == 1 and reg[0].get("pid") == str(wpid) and reg[0].get("host") == host and
+          reg[0].get("functions") == "square,fail" and reg[0].get("concurrency") == "1" and
+          opened.get(reg[0].get("session"), {}).get("name") == "mpb-worker",
+          "%s: worker registered: session, host, pid, functions: %r" % (fmt, reg))
+    one = {m: f for lv, m, f in recs if m in ("ready", "listening", "serving HTTP",
+                                               "shutting down")}
+    check(one.get("ready", {}).get("pid") == str(b.p.pid) and
+          one.get("listening", {}).get("endpoint") == b.endpoint and
+          one.get("serving HTTP", {}).get("port") == str(b.http_port) and
+          one.get("shutting down", {}).get("objects", "").isdigit() and
+          one.get("shutting down", {}).get("sessions") == "0",
+          "%s: ready, listening, serving HTTP and shutting down with their fields: %r" %
+          (fmt, one))
+    check(any(f.get("op") == "dict.get" and f.get("object") == "logs" and
+              "missing" in f.get("error", "") for lv, m, f in recs if m == "error reply"),
+          "%s: an error reply has op, object and error fields" % fmt)
+
+    # mpb-worker's own lines: the same format (parse_records checks ts to the millisecond).
+    wrecs = parse_records(fmt, wtext)
+    check(SECRET not in wtext, "%s: the authkey is not in mpb-worker's log" % fmt)
+    check([(lv, m) for lv, m, f in wrecs] == [("info", "serving"), ("info", "stopped")],
+          "%s: mpb-worker logs serving and stopped, at info: %r" % (fmt, wtext))
+    wf = {m: f for lv, m, f in wrecs}
+    check(wf.get("serving", {}) == {"functions": "square,fail", "lib": opts.demo_lib,
+                                    "endpoint": b.endpoint, "concurrency": "1",
+                                    "pid": str(wpid)},
+          "%s: mpb-worker's serving line has its fields: %r" % (fmt, wf))
+    check(wf.get("stopped", {}) == {"tasks": "1", "pid": str(wpid)},
+          "%s: mpb-worker's stopped line has its fields: %r" % (fmt, wf))
+
 # --check-config with the key in the environment: its source, never the key.
 p = subprocess.run([opts.mpbrokerd, "--check-config"], env=clean_env(MPB_AUTHKEY=SECRET),
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -251,11 +357,31 @@ b = Broker("logfmt", level="warn")
 try:
     b.mpb(["ping"])
     b.mpb(["ping"], key="wrong")
+    # mpb-worker filters too: at warn, a worker that serves and stops says nothing; one with a
+    # wrong key says so, at error, with where it tried.
+    wrc, wtext, _ = b.worker(["--log-level", "warn"],
+                             run=lambda: b.mpb(["pool", "apply", "square", "3"]))
+    check(wrc == 0 and wtext == "", "mpb-worker --log-level warn: no info lines: %r" % wtext)
+    wrc, wtext, _ = b.worker([], key="wrong", env={"MPB_LOG_LEVEL": "warn"})
+    wrecs = parse_records("logfmt", wtext)
+    check(wrc == 1 and [(lv, m) for lv, m, f in wrecs] == [("error", "authentication failed")] and
+          wrecs[0][2].get("endpoint") == b.endpoint,
+          "mpb-worker with a wrong key: one error line (%s): %r" % (wrc, wtext))
 finally:
     b.stop()
 lines = parse_lines("logfmt", b.text())
 b.cleanup()
 check({lv for lv, _ in lines} == {"warn"}, "--log-level warn keeps only warn and up: %r" % lines)
+
+# mpb-worker refuses a bad format or level, naming where it came from.
+for args, env, want in ((["--log-format", "xml"], {}, "--log-format: 'xml' is not logfmt or json"),
+                        ([], {"MPB_LOG_LEVEL": "loud"},
+                         "MPB_LOG_LEVEL: 'loud' is not debug, info, warn or error")):
+    p = subprocess.run([opts.worker, "--lib", opts.demo_lib, "--fn", "square"] + args,
+                       env=clean_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=30)
+    check(p.returncode == 2 and want in p.stderr, "mpb-worker: %s (%s): %r" %
+          (want, p.returncode, p.stderr))
 
 # A generated key: the log says where it is, and never what it is.
 b = Broker("json", level="debug", key=None)
@@ -285,25 +411,14 @@ def run_broker(args, env, wait_s=5):
         with open(logpath, "w") as log:
             p = subprocess.Popen([opts.mpbrokerd, "--data-dir", os.path.join(d, "data")] + args,
                                  env=env, stdout=subprocess.DEVNULL, stderr=log)
-            deadline = time.time() + wait_s
-            while p.poll() is None and time.time() < deadline:
-                if "ready" in open(logpath).read():
-                    break
-                time.sleep(0.02)
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            wait_for(p, lambda: "ready" in open(logpath).read(), wait_s)
+            terminate(p)
         return p.returncode, open(logpath).read()
     finally:
         subprocess.run(["rm", "-rf", d])
 
 
 # libmicrohttpd's messages are log lines (an HTTP port in use), and say the port, not "port 0".
-import socket  # noqa: E402
 busy = socket.socket()
 busy.bind(("127.0.0.1", 0))
 busy.listen(1)
@@ -313,8 +428,10 @@ for fmt in ("logfmt", "json"):
                            "--log-format", fmt], clean_env(MPB_AUTHKEY=SECRET))
     recs = parse_records(fmt, text)  # every line well-formed: no raw libmicrohttpd text
     check(rc == 1, "%s: an HTTP port in use stops the broker with 1 (%s)" % (fmt, rc))
-    errs = [m for lv, m, f in recs if lv == "error"]
-    check(any("port %d" % bport in m and "in use" in m for m in errs),
+    errs = [(m, f) for lv, m, f in recs if lv == "error"]
+    check(any(m == "cannot serve HTTP" and f.get("addr") == "127.0.0.1:%d" % bport and
+              "port %d" % bport in f.get("error", "") and "in use" in f.get("error", "")
+              for m, f in errs),
           "%s: the error names port %d and says it is in use: %r" % (fmt, bport, errs))
     check("port 0" not in text, "%s: no 'port 0' in: %r" % (fmt, text))
 busy.close()

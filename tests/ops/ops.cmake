@@ -4,7 +4,8 @@
 # path is spelled from PROJECT_SOURCE_DIR so it does not matter where from.
 #
 #   ops_config      tests/ops/check_config.py   precedence, every bad value, the example conf
-#   ops_logs        tests/ops/check_logs.py     one line per event, both formats, no authkey
+#   ops_logs        tests/ops/check_logs.py     one line per event, both formats, fields, no
+#                   authkey; mpb-worker's lines too
 #   ops_metrics     tests/ops/test_ops_metrics.c  /metrics against known workloads (objects,
 #                   parked requests, a timeout, a real worker), promtool, probes
 #   ops_k8s         tests/ops/check_k8s.py      the kustomize base, offline
@@ -41,7 +42,8 @@ set_tests_properties(ops_config PROPERTIES LABELS ops TIMEOUT 60)
 
 add_test(NAME ops_logs
   COMMAND ${MPB_OPS_PYTHON} ${MPB_OPS_DIR}/check_logs.py
-          --mpbrokerd $<TARGET_FILE:mpbrokerd> --mpb $<TARGET_FILE:mpb_cli>)
+          --mpbrokerd $<TARGET_FILE:mpbrokerd> --mpb $<TARGET_FILE:mpb_cli>
+          --worker $<TARGET_FILE:mpb_worker> --demo-lib $<TARGET_FILE:mpbdemo>)
 set_tests_properties(ops_logs PROPERTIES LABELS "ops;integration" TIMEOUT 90)
 
 add_test(NAME ops_k8s
