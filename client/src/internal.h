@@ -78,6 +78,7 @@ struct mpb_value { MPB__HANDLE };
 struct mpb_namespace { MPB__HANDLE };
 
 int64_t mpb__now_ms(void);
+int64_t mpb__coarse_ms(void); /* CLOCK_MONOTONIC_COARSE: for heartbeats */
 /* Sets c->err and returns code. */
 __attribute__((format(printf, 3, 4))) int mpb__fail(mpb_client_t *c, int code, const char *fmt,
                                                    ...);
