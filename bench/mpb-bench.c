@@ -306,6 +306,7 @@ struct bench {
     uint64_t n, keyspace;
     size_t dsize;
     double time_s;
+    double warmup_s; /* --warmup: the first test runs this long, unmeasured, first */
     bool sequential, quiet, echo;
     enum { OUT_HUMAN, OUT_CSV, OUT_JSON } out;
     /* state */
@@ -923,6 +924,17 @@ static int run_test(bench_t *B, const test_t *t, result_t *res) {
     return 0;
 }
 
+/* Runs t for --warmup seconds and forgets the figures: new connections' first messages, and
+ * the scheduler settling, are not what the first measured test should show. */
+static void warm_up(bench_t *B, const test_t *t) {
+    if (B->warmup_s <= 0) return;
+    double time_s = B->time_s;
+    B->time_s = B->warmup_s;
+    result_t r;
+    run_test(B, t, &r);
+    B->time_s = time_s;
+}
+
 /* ---- output ---- */
 
 static void print_result(bench_t *B, const result_t *r) {
@@ -1041,6 +1053,7 @@ static void usage(FILE *f) {
             "                        clients' mpb_fd() in one loop, as redis-benchmark does\n"
             "                        (with -P 1 too: one request in flight per client)\n"
             "  --time S              stop each test after S seconds (fractions allowed)\n"
+            "  --warmup S            run the first test S seconds, unmeasured, before it counts\n"
             "  --sequential          with -r: keys in order, not random (-n = -r loads them all)\n"
             "  --csv                 CSV with redis-benchmark --csv's columns\n"
             "  --json                a JSON array of objects, p999_latency_ms added\n"
@@ -1107,7 +1120,7 @@ int main(int argc, char **argv) {
     char *serve[16];
     int nserve = 0;
     bool threads_set = false;
-    enum { O_CSV = 256, O_JSON, O_TIME, O_ECHO, O_SERVE, O_EPFILE, O_THREADS, O_SEQ };
+    enum { O_CSV = 256, O_JSON, O_TIME, O_ECHO, O_SERVE, O_EPFILE, O_THREADS, O_SEQ, O_WARMUP };
     static const struct option longopts[] = {
         {"endpoint", required_argument, NULL, 'e'},
         {"authkey-file", required_argument, NULL, 'k'},
@@ -1119,6 +1132,7 @@ int main(int argc, char **argv) {
         {"endpoint-file", required_argument, NULL, O_EPFILE},
         {"threads", required_argument, NULL, O_THREADS},
         {"sequential", no_argument, NULL, O_SEQ},
+        {"warmup", required_argument, NULL, O_WARMUP},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1153,6 +1167,13 @@ int main(int argc, char **argv) {
             threads_set = true;
             break;
         case O_SEQ: B.sequential = true; break;
+        case O_WARMUP: {
+            char *end;
+            B.warmup_s = strtod(optarg, &end);
+            if (*end || !(B.warmup_s >= 0 && B.warmup_s <= 600))
+                die("bad value for --warmup: '%s' (seconds, 0 to 600)", optarg);
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -1244,8 +1265,10 @@ int main(int argc, char **argv) {
     if (B.out == OUT_JSON) printf("[");
     int status = 0;
     bool set_ran = false;
+    bool warm = B.warmup_s <= 0;
     if (B.echo) {
         result_t r;
+        warm_up(&B, &ECHO_TEST);
         run_test(&B, &ECHO_TEST, &r);
         print_result(&B, &r);
         if (r.errors || !r.requests) status = 1;
@@ -1259,6 +1282,10 @@ int main(int argc, char **argv) {
             continue;
         }
         if (t == &TESTS[1] && !set_ran) preload(&B);
+        if (!warm) {
+            warm_up(&B, t);
+            warm = true;
+        }
         result_t r;
         if (run_test(&B, t, &r)) {
             status = 1;

@@ -509,7 +509,7 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
     size_t before = r.out->len;
     dispatch(&r);
     bbuf_ensure(r.out);
-    int64_t t1 = now_ns();
+    int64_t t1 = lat_clock_ns();
     /* A parked request is counted when it is answered (waiter.c), with its final code. */
     if (!r.parked)
         metrics_count(r.op, reply_code(r.out->p + before, r.out->len - before),
@@ -548,7 +548,7 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
         mpb__rd_t rd = {f->body, f->body + f->bodylen};
         size_t spent = 0; /* reply bytes of this frame so far, in every REP */
         int window = 2;   /* the first request goes alone: a lone one would gain nothing */
-        int64_t clock = now_ns();
+        int64_t clock = lat_clock_ns();
         while (mpb__rd_more(&rd)) {
             const uint8_t *v;
             size_t vn;
@@ -687,6 +687,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     g_started_ms = now_ms();
     if (mpb__random(&mpb__hash_seed, sizeof mpb__hash_seed)) abort();
     store_init();
+    lat_clock_init();
 
     S.zctx = zmq_ctx_new();
     zmq_ctx_set(S.zctx, ZMQ_MAX_SOCKETS, 64);
