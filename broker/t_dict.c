@@ -24,10 +24,10 @@ static omap_t *D(req_t *r) {
     return &r->obj->u.dict;
 }
 
-/* Sets key to value, replacing the pair's allocation when the size changes. */
-static void dict_put(omap_t *m, const uint8_t *k, size_t kn, uint64_t h, const uint8_t *v,
-                     size_t vn) {
-    long pos = omap_find(m, k, kn, h);
+/* Sets the value of the pair at pos (from omap_find; -1: a new pair), replacing the pair's
+ * allocation when the size changes. */
+static void dict_store(omap_t *m, long pos, const uint8_t *k, size_t kn, uint64_t h,
+                       const uint8_t *v, size_t vn) {
     if (pos < 0) {
         omap_add(m, dkv_new(k, kn, v, vn), h);
         return;
@@ -39,6 +39,11 @@ static void dict_put(omap_t *m, const uint8_t *k, size_t kn, uint64_t h, const u
         m->ents[pos].item = kv;
     }
     memcpy(kv->data + kn, v, vn);
+}
+
+static void dict_put(omap_t *m, const uint8_t *k, size_t kn, uint64_t h, const uint8_t *v,
+                     size_t vn) {
+    dict_store(m, omap_find(m, k, kn, h), k, kn, h, v, vn);
 }
 
 static long find(req_t *r, const uint8_t *k, size_t kn, uint64_t *h) {
@@ -262,7 +267,7 @@ int cmd_dict_incr(req_t *r) {
                            (long long)by);
     uint8_t enc[9];
     size_t en = mpb__enc_int(enc, sum);
-    dict_put(D(r), k, kn, h, enc, en);
+    dict_store(D(r), pos, k, kn, h, enc, en); /* pos is still good: nothing moved */
     return reply_int(r, sum);
 }
 
