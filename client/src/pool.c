@@ -466,6 +466,26 @@ static size_t call_len(size_t vn, bool star) {
     return star ? vn : vn + 1;
 }
 
+/* Sends the in_batch chunks in batch (tasks batch_start on of a's ntasks) in one pool.submit,
+ * routes each task's result to a and records the range of task ids they got. oom: the chunk
+ * buffer ran out of memory. *job: the job id, 0 until the first submit names one. Returns 0 or
+ * a negative MPB_E*. */
+static int submit_batch(mpb_pool_t *p, const char *fn, mpb_async_t *a, int kind,
+                        const mpb__buf_t *batch, bool oom, uint64_t batch_start, uint32_t in_batch,
+                        uint64_t ntasks, uint64_t *job) {
+    mpb_client_t *c = p->c;
+    uint64_t first;
+    int rc = 0;
+    if (batch->oom || oom || batch_start + in_batch > ntasks)
+        rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
+    if (!rc) rc = submit(p, fn, *job, batch->p, batch->len, in_batch, &first, job);
+    for (uint64_t t = 0; !rc && t < in_batch; t++)
+        if (route_add(c, first + t, a, kind, batch_start + t))
+            rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
+    if (!rc) rc = add_range(a, first, in_batch) ? MPB_ENOMEM : 0;
+    return rc;
+}
+
 /* Splits items into chunks of up to chunksize calls, cut earlier where a chunk would pass the
  * broker's max_value (as Python never fails on a chunksize, neither does this), and submits
  * them, a frame's worth at a time. star: each item is already an argument array; else it
@@ -524,14 +544,8 @@ static int submit_items(mpb_pool_t *p, const char *fn, const uint8_t *items, siz
         /* the chunk so far is complete: it goes into the batch, and the batch out when full */
         if (in_chunk && (i == n || in_chunk == chunksize || chunk.len + cl + 5 > limit)) {
             if (in_batch && (batch.len + chunk.len + 5 > c->max_frame / 4 || in_batch == 10000)) {
-                uint64_t first;
-                if (batch.oom || chunk.oom || batch_start + in_batch > ntasks)
-                    rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
-                if (!rc) rc = submit(p, fn, job, batch.p, batch.len, in_batch, &first, &job);
-                for (uint64_t t = 0; !rc && t < in_batch; t++)
-                    if (route_add(c, first + t, a, kind, batch_start + t))
-                        rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
-                if (!rc) rc = add_range(a, first, in_batch) ? MPB_ENOMEM : 0;
+                rc = submit_batch(p, fn, a, kind, &batch, chunk.oom, batch_start, in_batch, ntasks,
+                                  &job);
                 task_index += in_batch;
                 batch_start = task_index;
                 in_batch = 0;
@@ -548,16 +562,8 @@ static int submit_items(mpb_pool_t *p, const char *fn, const uint8_t *items, siz
         mpb__w_raw(&chunk, v, vn);
         in_chunk++;
     }
-    if (!rc && in_batch) {
-        uint64_t first;
-        if (batch.oom || chunk.oom || batch_start + in_batch > ntasks)
-            rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
-        if (!rc) rc = submit(p, fn, job, batch.p, batch.len, in_batch, &first, &job);
-        for (uint64_t t = 0; !rc && t < in_batch; t++)
-            if (route_add(c, first + t, a, kind, batch_start + t))
-                rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
-        if (!rc) rc = add_range(a, first, in_batch) ? MPB_ENOMEM : 0;
-    }
+    if (!rc && in_batch)
+        rc = submit_batch(p, fn, a, kind, &batch, chunk.oom, batch_start, in_batch, ntasks, &job);
     mpb__buf_free(&batch);
     mpb__buf_free(&chunk);
     if (rc) {
