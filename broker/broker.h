@@ -269,6 +269,10 @@ struct sess {
     sess_t *next, *prev; /* all sessions */
 };
 
+/* Writes who s is as three map pairs, "session" (its id), "host" and "pid", into a map the
+ * caller has opened and counted them in; s NULL (gone) writes 0, "" and 0. server.c */
+void sess_describe(const sess_t *s, mpb__buf_t *b);
+
 /* ---- waiter.c: requests parked until an op or a deadline answers them ----
  *
  *   obj ── wlist ──> [w1] <-> [w2] <-> [w3]     FIFO per object (and per purpose)

@@ -1090,12 +1090,7 @@ int cmd_pool_stats(req_t *r) {
     mpb__w_array(b, nw);
     for (worker_t *w = workers; w; w = w->next) {
         mpb__w_map(b, 10);
-        mpb__w_cstr(b, "session");
-        mpb__w_uint(b, w->sess->id);
-        mpb__w_cstr(b, "host");
-        mpb__w_cstr(b, w->sess->host);
-        mpb__w_cstr(b, "pid");
-        mpb__w_int(b, w->sess->pid);
+        sess_describe(w->sess, b);
         mpb__w_cstr(b, "functions");
         mpb__w_array(b, (uint32_t)w->nfns);
         for (size_t i = 0; i < w->nfns; i++) mpb__w_str(b, w->fns[i]->name, w->fns[i]->namelen);
@@ -1163,12 +1158,7 @@ int cmd_pool_stats(req_t *r) {
     for (pool_sess_t *ps = sesses; ps; ps = ps->next) {
         if (!(ps->nqueued + ps->nrunning + ps->ndone)) continue;
         mpb__w_map(b, 9);
-        mpb__w_cstr(b, "session");
-        mpb__w_uint(b, ps->sess->id);
-        mpb__w_cstr(b, "host");
-        mpb__w_cstr(b, ps->sess->host);
-        mpb__w_cstr(b, "pid");
-        mpb__w_int(b, ps->sess->pid);
+        sess_describe(ps->sess, b);
         mpb__w_cstr(b, "queued");
         mpb__w_uint(b, ps->nqueued);
         mpb__w_cstr(b, "running");

@@ -240,6 +240,15 @@ static void sess_release(sess_t *s) {
     s->holds = NULL;
 }
 
+void sess_describe(const sess_t *s, mpb__buf_t *b) {
+    mpb__w_cstr(b, "session");
+    mpb__w_uint(b, s ? s->id : 0);
+    mpb__w_cstr(b, "host");
+    mpb__w_cstr(b, s ? s->host : "");
+    mpb__w_cstr(b, "pid");
+    mpb__w_int(b, s ? s->pid : 0);
+}
+
 void sess_end(sess_t *s, const char *why) {
     /* A session that says bye is routine; one that goes silent is news. */
     log_kv(strcmp(why, "bye") ? LOG_INFO : LOG_DEBUG, "session ended", "session", LOG_UINT(s->id),

@@ -348,12 +348,7 @@ uint32_t lock_describe(const obj_t *o, mpb__buf_t *b) {
     mpb__w_cstr(b, "owner");
     if (l->owner) {
         mpb__w_map(b, 6);
-        mpb__w_cstr(b, "session");
-        mpb__w_uint(b, l->owner->id);
-        mpb__w_cstr(b, "host");
-        mpb__w_cstr(b, l->owner->host);
-        mpb__w_cstr(b, "pid");
-        mpb__w_int(b, l->owner->pid);
+        sess_describe(l->owner, b);
         mpb__w_cstr(b, "name");
         mpb__w_cstr(b, l->owner->name);
         mpb__w_cstr(b, "thread");
@@ -371,12 +366,7 @@ uint32_t lock_describe(const obj_t *o, mpb__buf_t *b) {
     mpb__w_array(b, (uint32_t)l->waiters.n);
     for (waiter_t *w = l->waiters.head; w; w = w->next) {
         mpb__w_map(b, 3);
-        mpb__w_cstr(b, "session");
-        mpb__w_uint(b, w->sess ? w->sess->id : 0);
-        mpb__w_cstr(b, "host");
-        mpb__w_cstr(b, w->sess ? w->sess->host : "");
-        mpb__w_cstr(b, "pid");
-        mpb__w_int(b, w->sess ? w->sess->pid : 0);
+        sess_describe(w->sess, b);
     }
     return 5;
 }
