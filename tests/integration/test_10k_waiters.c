@@ -9,7 +9,6 @@
  * A child watches its 2,500 sockets with epoll on their ZMQ_FDs, so a hand-off costs it the
  * sockets that have news, not a poll of all of them. */
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,25 +221,6 @@ static int64_t broker_waiters(mpb_client_t *c) {
     return x;
 }
 
-/* Reads n reports from fd within timeout_ms; returns how many arrived. */
-static int read_reports(int fd, report_t *out, int n, int timeout_ms) {
-    int64_t end = th_now_ms() + timeout_ms;
-    size_t want = (size_t)n * sizeof *out, got = 0;
-    while (got < want) {
-        int64_t left = end - th_now_ms();
-        if (left <= 0) break;
-        struct pollfd p = {fd, POLLIN, 0};
-        int r = poll(&p, 1, (int)left);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        ssize_t k = read(fd, (char *)out + got, want - got);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        got += (size_t)k;
-    }
-    return (int)(got / sizeof *out);
-}
-
 /* Whether one of the children has exited (they exit only when done, or on failure). */
 static bool any_exited(const pid_t *pids, int n) {
     for (int i = 0; i < n; i++)
@@ -307,7 +287,7 @@ static void test_10000_blocked_clients_on_queues_and_locks(void **state) {
     assert_int_equal(mpb_lock_release(l), 0);
 
     static report_t reps[ALL];
-    int n = read_reports(fds[0], reps, ALL, 300000);
+    int n = th_read_records(fds[0], reps, sizeof *reps, ALL, 300000);
     int64_t t_done = th_now_ms();
     print_message("%d answers (%d items, %d lock hand-offs) in %lld ms\n", n, HALF, HALF,
                   (long long)(t_done - t_parked));

@@ -3,7 +3,6 @@
  * items; blocked getters are served in arrival order; and waiters with deadlines expire on
  * time among others that wait forever, which then still get their items. */
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -163,25 +162,6 @@ static int getters_child(int idx, const char *arg) {
     return started == cfg->threads ? 0 : 1;
 }
 
-/* Reads n reports from fd within timeout_ms; returns how many arrived. */
-static int read_reports(int fd, report_t *out, int n, int timeout_ms) {
-    int64_t end = th_now_ms() + timeout_ms;
-    size_t want = (size_t)n * sizeof *out, got = 0;
-    while (got < want) {
-        int64_t left = end - th_now_ms();
-        if (left <= 0) break;
-        struct pollfd p = {fd, POLLIN, 0};
-        int r = poll(&p, 1, (int)left);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        ssize_t k = read(fd, (char *)out + got, want - got);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        got += (size_t)k;
-    }
-    return (int)(got / sizeof *out);
-}
-
 static void kill_all(pid_t *pids, int n) {
     for (int i = 0; i < n; i++)
         if (pids[i] > 0) kill(pids[i], SIGKILL);
@@ -225,7 +205,7 @@ static void test_2000_parked_getters_each_get_one_item(void **state) {
         assert_int_equal(mpb_queue_put(q, b, mpb_pack_i64(b, 10000 + i), 0), 0);
     }
     static report_t reps[MANY];
-    int n = read_reports(fds[0], reps, MANY, 120000);
+    int n = th_read_records(fds[0], reps, sizeof *reps, MANY, 120000);
     int64_t t_done = th_now_ms();
     print_message("%d items put and received by %d getters in %lld ms\n", MANY, n,
                   (long long)(t_done - t_parked));
@@ -430,7 +410,7 @@ static void test_timed_getters_expire_among_forever_ones(void **state) {
     assert_int_equal(mpb_event_set(go), 0);
     /* the timed half leaves on its own (nothing has been put: these are all timeouts) */
     static report_t reps[MIX];
-    int n = read_reports(fds[0], reps, MIX / 2, 20000);
+    int n = th_read_records(fds[0], reps, sizeof *reps, MIX / 2, 20000);
     /* ... and the other half stays */
     bool half = n == MIX / 2 && th_wait_field(c, "queue/mix", "getters", MIX / 2, 20000);
     if (!half) kill_all(pids, MIX_PROCS);
@@ -444,7 +424,7 @@ static void test_timed_getters_expire_among_forever_ones(void **state) {
         uint8_t b[MPB_PACK_MAX_SCALAR];
         assert_int_equal(mpb_queue_put(q, b, mpb_pack_i64(b, i), 0), 0);
     }
-    n += read_reports(fds[0], reps + n, MIX - n, 60000);
+    n += th_read_records(fds[0], reps + n, sizeof *reps, MIX - n, 60000);
     int failed = 0;
     for (int i = 0; i < MIX_PROCS; i++)
         if (th_wait(pids[i], 60) != 0) failed++;

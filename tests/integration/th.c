@@ -1,6 +1,7 @@
 /* th.c - see th.h. The broker runs as a child process; everything it writes stays in its
  * temporary directory, which is removed when the test stops it (also at exit). */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,24 @@ int64_t th_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int th_read_records(int fd, void *out, size_t size, int n, int timeout_ms) {
+    int64_t end = th_now_ms() + timeout_ms;
+    size_t want = (size_t)n * size, got = 0;
+    while (got < want) {
+        int64_t left = end - th_now_ms();
+        if (left <= 0) break;
+        struct pollfd p = {fd, POLLIN, 0};
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        ssize_t k = read(fd, (char *)out + got, want - got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    return (int)(got / size);
 }
 
 static void stop_all(void) {

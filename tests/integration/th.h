@@ -54,6 +54,9 @@ int th_wait(pid_t pid, int timeout_s);
 const uint8_t *th_str(const char *s, size_t *len);
 const uint8_t *th_int(int64_t v, size_t *len);
 int64_t th_now_ms(void);
+/* Reads n records of size bytes each from fd into out, waiting up to timeout_ms in all (EOF
+ * or an error ends it early); returns how many whole records arrived. */
+int th_read_records(int fd, void *out, size_t size, int n, int timeout_ms);
 
 /* Fail the test with the error's name and the client's message when rc is not 0. */
 void th_assert_ok(int rc, mpb_client_t *c);
