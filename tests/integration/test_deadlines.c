@@ -7,14 +7,9 @@
  *   - a timeout too large for the broker's clock (INT64_MAX and near it) waits forever;
  *   - a parked request is counted in /metrics when it is answered or times out, with its final
  *     result, and its latency includes the wait; not when it is parked. */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -221,34 +216,7 @@ static void test_huge_timeouts_wait_forever(void **state) {
 /* ---- /metrics ---- */
 
 static char *scrape(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)http_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        fail_msg("connect to 127.0.0.1:%d: %s", http_port, strerror(errno));
-    const char req[] = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    assert_int_equal(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        ssize_t k = read(fd, buf + len, cap - len - 1);
-        if (k < 0) fail_msg("read from HTTP: %s", strerror(errno));
-        if (k == 0) break;
-        len += (size_t)k;
-    }
-    close(fd);
-    buf[len] = 0;
+    char *buf = th_http_request(http_port, "GET", "/metrics");
     if (strncmp(buf, "HTTP/1.", 7) || !strstr(buf, " 200 ")) fail_msg("scrape: %.100s", buf);
     return buf;
 }

@@ -1,12 +1,16 @@
 /* th.c - see th.h. The broker runs as a child process; everything it writes stays in its
  * temporary directory, which is removed when the test stops it (also at exit). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +42,39 @@ int th_read_records(int fd, void *out, size_t size, int n, int timeout_ms) {
         got += (size_t)k;
     }
     return (int)(got / size);
+}
+
+char *th_http_request(int port, const char *method, const char *path) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    char req[256];
+    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: localhost\r\n\r\n", method, path);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    for (;;) {
+        if (len + 4096 > cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        ssize_t k = read(fd, buf + len, cap - len - 1);
+        if (k < 0) fail_msg("read from HTTP: %s", strerror(errno));
+        if (k == 0) break;
+        len += (size_t)k;
+    }
+    close(fd);
+    buf[len] = 0;
+    return buf;
 }
 
 static void stop_all(void) {

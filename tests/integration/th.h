@@ -57,6 +57,10 @@ int64_t th_now_ms(void);
 /* Reads n records of size bytes each from fd into out, waiting up to timeout_ms in all (EOF
  * or an error ends it early); returns how many whole records arrived. */
 int th_read_records(int fd, void *out, size_t size, int n, int timeout_ms);
+/* Sends "METHOD PATH HTTP/1.0" to 127.0.0.1:port and reads the whole response (5 s at most
+ * per read) into a new NUL-terminated buffer: free() it. Fails the test if it cannot connect,
+ * send or read. */
+char *th_http_request(int port, const char *method, const char *path);
 
 /* Fail the test with the error's name and the client's message when rc is not 0. */
 void th_assert_ok(int rc, mpb_client_t *c);

@@ -14,7 +14,6 @@
  * writes (DATA_DIR/http.addr); and the image's health probe (deploy/mpb-healthcheck.c, built
  * here as mpb_healthcheck) against the same broker, by flag, $MPB_HTTP and that file. */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <regex.h>
@@ -24,7 +23,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,35 +44,7 @@ typedef struct resp {
 
 static void http_req(const char *method, const char *path, resp_t *r) {
     memset(r, 0, sizeof *r);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)http_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        fail_msg("connect to 127.0.0.1:%d: %s", http_port, strerror(errno));
-    char req[256];
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: localhost\r\n\r\n", method, path);
-    assert_int_equal(write(fd, req, (size_t)n), n);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        ssize_t k = read(fd, buf + len, cap - len - 1);
-        if (k < 0) fail_msg("read from HTTP: %s", strerror(errno));
-        if (k == 0) break;
-        len += (size_t)k;
-    }
-    close(fd);
-    buf[len] = 0;
+    char *buf = th_http_request(http_port, method, path);
     char *sep = strstr(buf, "\r\n\r\n");
     if (!sep) fail_msg("no end of HTTP header in: %.200s", buf);
     *sep = 0;
