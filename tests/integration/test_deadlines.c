@@ -331,13 +331,7 @@ static void test_parked_requests_are_counted_when_answered(void **state) {
 static void test_broker_still_serves_and_exits_cleanly(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
-    mpb_dict_t *d;
-    int64_t x;
-    assert_int_equal(mpb_dict_open(c, "after", &d), 0);
-    assert_int_equal(mpb_dict_set_i64(d, "k", 3), 0);
-    assert_int_equal(mpb_dict_get_i64(d, "k", &x), 0);
-    assert_int_equal(x, 3);
-    mpb_dict_close(&d);
+    th_assert_dict_roundtrip(c, "after", 3);
     mpb_close(&c);
     th_broker_stop_checked(&B);
 }

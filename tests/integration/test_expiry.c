@@ -680,12 +680,7 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     assert_int_equal(mpb_lock_open(c, "dead.lock", &l), 0);
     assert_int_equal(mpb_lock_acquire(l, 0, NULL), 0);
     assert_int_equal(mpb_lock_release(l), 0);
-    mpb_dict_t *d;
-    int64_t v;
-    assert_int_equal(mpb_dict_open(c, "final.d", &d), 0);
-    assert_int_equal(mpb_dict_set_i64(d, "k", 5), 0);
-    assert_int_equal(mpb_dict_get_i64(d, "k", &v), 0);
-    assert_int_equal(v, 5);
+    th_assert_dict_roundtrip(c, "final.d", 5);
     void *info;
     size_t il;
     assert_int_equal(mpb_broker_info(c, &info, &il), 0);
@@ -698,7 +693,6 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     mpb_free(info);
     assert_int_equal(sessions, 1); /* every dead session is gone */
     assert_int_equal(waiters, 0);
-    mpb_dict_close(&d);
     mpb_lock_close(&l);
     mpb_close(&c);
     th_broker_stop_checked(&B);

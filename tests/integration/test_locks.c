@@ -463,13 +463,7 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     assert_int_equal(mpb_lock_acquire(l, 0, &f2), 0);
     assert_true(f2 > f1);
     assert_int_equal(mpb_lock_release(l), 0);
-    mpb_dict_t *d;
-    int64_t v;
-    assert_int_equal(mpb_dict_open(c, "final.d", &d), 0);
-    assert_int_equal(mpb_dict_set_i64(d, "k", 5), 0);
-    assert_int_equal(mpb_dict_get_i64(d, "k", &v), 0);
-    assert_int_equal(v, 5);
-    mpb_dict_close(&d);
+    th_assert_dict_roundtrip(c, "final.d", 5);
     mpb_lock_close(&l);
     mpb_close(&c);
     th_broker_stop_checked(&B);

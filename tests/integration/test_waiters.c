@@ -479,12 +479,7 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     assert_int_equal(mpb_unpack_i64(v, vl, &x), 0);
     mpb_free(v);
     assert_int_equal(x, 9);
-    mpb_dict_t *d;
-    assert_int_equal(mpb_dict_open(c, "final.d", &d), 0);
-    assert_int_equal(mpb_dict_set_i64(d, "k", 5), 0);
-    assert_int_equal(mpb_dict_get_i64(d, "k", &x), 0);
-    assert_int_equal(x, 5);
-    mpb_dict_close(&d);
+    th_assert_dict_roundtrip(c, "final.d", 5);
     mpb_queue_close(&q);
     mpb_close(&c);
     th_broker_stop_checked(&B);

@@ -281,6 +281,16 @@ void th_broker_stop_checked(th_broker_t *b) {
     th_broker_stop(b);
 }
 
+void th_assert_dict_roundtrip(mpb_client_t *c, const char *name, int64_t v) {
+    mpb_dict_t *d;
+    int64_t x;
+    assert_int_equal(mpb_dict_open(c, name, &d), 0);
+    assert_int_equal(mpb_dict_set_i64(d, "k", v), 0);
+    assert_int_equal(mpb_dict_get_i64(d, "k", &x), 0);
+    assert_int_equal(x, v);
+    mpb_dict_close(&d);
+}
+
 int th_describe_get(mpb_client_t *c, const char *path, const char *field, void **buf,
                     mpb__rd_t *v) {
     size_t n;
