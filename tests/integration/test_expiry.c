@@ -230,16 +230,23 @@ static int cv_waiter(int idx, const char *arg) {
     return 0;
 }
 
+/* Parks two cv_waiter children on dead.cv, each counted by the broker before the next:
+ * first the doomed one (returned, for the test to kill), then a live one (*live) that
+ * expects to be woken. */
+static pid_t park_doomed_and_live(mpb_client_t *c, pid_t *live) {
+    pid_t dead = th_child_spawn(cv_waiter, 0, NULL);
+    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 1, 20000));
+    *live = th_child_spawn(cv_waiter, 1, "wake");
+    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 2, 20000));
+    return dead;
+}
+
 static void test_killed_condition_waiter_is_dropped(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
     mpb_condition_t *cv;
     assert_int_equal(mpb_condition_open(c, "dead.cv", "lock/dead.cv.lock", &cv), 0);
-    /* the doomed waiter first, a live one behind it */
-    pid_t dead = th_child_spawn(cv_waiter, 0, NULL);
-    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 1, 20000));
-    pid_t live = th_child_spawn(cv_waiter, 1, "wake");
-    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 2, 20000));
+    pid_t live, dead = park_doomed_and_live(c, &live);
     int64_t t_kill = th_now_ms();
     kill_child(dead);
     assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 1, PASS_MS));
@@ -280,10 +287,7 @@ static void notify_of_dead_waiter_passes_on(bool hold_past_ttl) {
     mpb_client_t *c = th_connect(&B);
     mpb_condition_t *cv;
     assert_int_equal(mpb_condition_open(c, "dead.cv", "lock/dead.cv.lock", &cv), 0);
-    pid_t dead = th_child_spawn(cv_waiter, 0, NULL);
-    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 1, 20000));
-    pid_t live = th_child_spawn(cv_waiter, 1, "wake");
-    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 2, 20000));
+    pid_t live, dead = park_doomed_and_live(c, &live);
     int64_t t_kill = th_now_ms();
     kill_child(dead);
     assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
