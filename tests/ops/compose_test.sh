@@ -37,11 +37,6 @@ SKIP_PKGS=" podman-compose golang-github-containernetworking-plugin-dnsname"
 T0=$(date +%s)
 # shellcheck source=podman_env.sh
 . "$(dirname "$0")/podman_env.sh"
-FAILS=0
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-ok() { echo "ok: $*"; }
-step() { echo "---- $* ($(( $(date +%s) - T0 )) s, $(left) s left)"; }
-
 PY=/usr/bin/python3
 [ -x $PY ] || skip "/usr/bin/python3 is needed for free ports and HTTP checks"
 command -v podman-compose >/dev/null || skip "podman-compose is not installed"
@@ -62,11 +57,7 @@ cp "$SRC/deploy/compose.yaml" "$D/compose.yaml"
 KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 printf '%s\n' "$KEY" >"$D/authkey"
 chmod 0644 "$D/authkey" # read by uid 10001 inside; $WORK itself is 0700
-read -r PORT HPORT < <($PY -c '
-import socket
-ss = [socket.socket() for _ in range(2)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])')
+read -r PORT HPORT < <(free_ports)
 export MPBROKER_PORT=$PORT MPBROKER_HTTP_PORT=$HPORT
 export MPB_ENDPOINT=tcp://127.0.0.1:$PORT MPB_AUTHKEY_FILE=$D/authkey
 unset MPB_AUTHKEY

@@ -47,11 +47,6 @@ TEST_NAME="container test"
 T0=$(date +%s)
 # shellcheck source=podman_env.sh
 . "$(dirname "$0")/podman_env.sh"
-FAILS=0
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-ok() { echo "ok: $*"; }
-step() { echo "---- $* ($(( $(date +%s) - T0 )) s, $(left) s left)"; }
-
 PY=/usr/bin/python3
 [ -x $PY ] || skip "/usr/bin/python3 is needed for free ports and HTTP checks"
 podman_setup
@@ -82,11 +77,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r PORT HPORT < <($PY -c '
-import socket
-ss = [socket.socket() for _ in range(2)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])')
+read -r PORT HPORT < <(free_ports)
 KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 printf '%s\n' "$KEY" >"$WORK/authkey"
 chmod 0644 "$WORK/authkey" # read by uid 10001 inside; $WORK itself is 0700

@@ -14,6 +14,7 @@
 #
 # The caller sets TEST_NAME, T0 (start, date +%s) and BUDGET (seconds it may take in all, to
 # stay under its ctest TIMEOUT), then calls podman_setup and, for the base image, base_image.
+# It reports each check with ok or fail (which counts it in FAILS) and each phase with step.
 PATH=$PATH:/usr/sbin:/sbin # runc and debootstrap live there
 CACHE=${MPB_TEST_CACHE:-/var/cache/mpb-test}
 PODDIR=$CACHE/podman
@@ -40,6 +41,20 @@ skip() {
 # Seconds left of the budget.
 left() {
     echo $((T0 + BUDGET - $(date +%s)))
+}
+
+FAILS=0
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+ok() { echo "ok: $*"; }
+step() { echo "---- $* ($(( $(date +%s) - T0 )) s, $(left) s left)"; }
+
+# Two free TCP ports on 127.0.0.1, on one line; the caller sets PY (a python3).
+free_ports() {
+    $PY -c '
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])'
 }
 
 # timeout for a step: PT (default 120) or what is left of the budget, whichever is less.
