@@ -353,26 +353,25 @@ static U int caller_stat(mpb_client_t *c, uint64_t sid, cstat_t *out) {
     return found;
 }
 
-/* Functions in pool.stats. */
-static U uint32_t fns_count(mpb_client_t *c) {
+/* The length of the array under field in pool.stats (0 if there is none). */
+static uint32_t stats_count(mpb_client_t *c, const char *field) {
     size_t len;
     void *res = stats_get(c, &len);
     mpb__rd_t r = {res, (const uint8_t *)res + len}, v;
     uint32_t n = 0;
-    if (mpb__rd_mapget(&r, "functions", &v) == 0) mpb__rd_array(&v, &n);
+    if (mpb__rd_mapget(&r, field, &v) == 0) mpb__rd_array(&v, &n);
     mpb_free(res);
     return n;
 }
 
+/* Functions in pool.stats. */
+static U uint32_t fns_count(mpb_client_t *c) {
+    return stats_count(c, "functions");
+}
+
 /* Jobs in pool.stats (all sessions). */
 static U uint32_t jobs_count(mpb_client_t *c) {
-    size_t len;
-    void *res = stats_get(c, &len);
-    mpb__rd_t r = {res, (const uint8_t *)res + len}, v;
-    uint32_t n = 0;
-    if (mpb__rd_mapget(&r, "jobs", &v) == 0) mpb__rd_array(&v, &n);
-    mpb_free(res);
-    return n;
+    return stats_count(c, "jobs");
 }
 
 /* pool.fninfo: how many workers serve fn. */
