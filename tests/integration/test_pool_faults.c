@@ -184,20 +184,34 @@ static void test_caller_killed_its_tasks_are_cancelled(void **state) {
 
 /* ---- a task whose worker always dies ---- */
 
-static void test_task_fails_after_its_worker_died_max_attempts_times(void **state) {
-    (void)state;
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
-    /* recycling mpb-worker: every child that dies is replaced by a fresh one */
+/* A recycling mpb-worker serving crash (every child that dies is replaced by a fresh one),
+ * seen by mon, and a pool on c. */
+static mpb_pool_t *crash_pool(mpb_client_t *c, mpb_client_t *mon) {
     start_worker(MPB_TESTFNS_LIB, "crash", 1, 0, 1000000, NULL);
     wait_workers(mon, "crash", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
+    return p;
+}
+
+/* pool.apply of crash(1) on p, 30 s at most: returns its status, and in *ms how long it
+ * took. */
+static int apply_crash(mpb_pool_t *p, int64_t *ms) {
     size_t al, rl;
     const uint8_t *a = args1(1, &al);
     void *res = NULL;
     int64_t t0 = th_now_ms();
-    assert_int_equal(mpb_pool_apply(p, "crash", a, al, 30000, &res, &rl), MPB_EREMOTE);
-    int64_t ms = th_now_ms() - t0;
+    int rc = mpb_pool_apply(p, "crash", a, al, 30000, &res, &rl);
+    *ms = th_now_ms() - t0;
+    return rc;
+}
+
+static void test_task_fails_after_its_worker_died_max_attempts_times(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
+    mpb_pool_t *p = crash_pool(c, mon);
+    int64_t ms;
+    assert_int_equal(apply_crash(p, &ms), MPB_EREMOTE);
     printf("crash: failed after %lld ms: %s\n", (long long)ms, mpb_errmsg(c));
     assert_non_null(strstr(mpb_errmsg(c), "worker died"));
     assert_non_null(strstr(mpb_errmsg(c), "3 times"));
@@ -207,6 +221,9 @@ static void test_task_fails_after_its_worker_died_max_attempts_times(void **stat
     assert_int_equal(s.done, 0);
     assert_int_equal(s.queued + s.running + s.prefetched, 0);
     /* the async form: error_callback with the same words */
+    size_t al, rl;
+    const uint8_t *a = args1(1, &al);
+    void *res = NULL;
     mpb_async_t *h = NULL;
     assert_int_equal(mpb_pool_apply_async(p, "crash", a, al, NULL, NULL, NULL, &h), 0);
     assert_int_equal(mpb_async_wait(h, 30000), 1);
@@ -224,16 +241,9 @@ static void test_task_fails_after_its_worker_died_max_attempts_times(void **stat
 static void test_max_attempts_is_a_setting(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
-    start_worker(MPB_TESTFNS_LIB, "crash", 1, 0, 1000000, NULL);
-    wait_workers(mon, "crash", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
-    size_t al, rl;
-    const uint8_t *a = args1(1, &al);
-    void *res = NULL;
-    int64_t t0 = th_now_ms();
-    int rc = mpb_pool_apply(p, "crash", a, al, 30000, &res, &rl);
-    int64_t ms = th_now_ms() - t0;
+    mpb_pool_t *p = crash_pool(c, mon);
+    int64_t ms;
+    int rc = apply_crash(p, &ms);
     printf("crash with pool-max-attempts 2: failed after %lld ms: %s\n", (long long)ms,
            mpb_errmsg(c));
     th_assert_err(rc, MPB_EREMOTE, c, "its worker died 2 times", NULL);
