@@ -210,17 +210,6 @@ static int waiters_child(int idx, const char *arg) {
 
 /* ---- the test ---- */
 
-static int64_t broker_waiters(mpb_client_t *c) {
-    void *m;
-    size_t n;
-    if (mpb_broker_info(c, &m, &n)) return INT64_MIN;
-    mpb__rd_t r = {m, (const uint8_t *)m + n}, v;
-    int64_t x = INT64_MIN;
-    if (mpb__rd_mapget(&r, "waiters", &v) == 0 && mpb__rd_int(&v, &x) != 0) x = INT64_MIN;
-    mpb_free(m);
-    return x;
-}
-
 /* Whether one of the children has exited (they exit only when done, or on failure). */
 static bool any_exited(const pid_t *pids, int n) {
     for (int i = 0; i < n; i++)
@@ -258,7 +247,8 @@ static void test_10000_blocked_clients_on_queues_and_locks(void **state) {
     /* All parked at once; the test's own client is served meanwhile. */
     int64_t w = 0, end = th_now_ms() + 300000;
     int probes = 0;
-    while ((w = broker_waiters(c)) != ALL && th_now_ms() < end && !any_exited(pids, PROCS)) {
+    while ((w = th_info_int(c, "waiters")) != ALL && th_now_ms() < end &&
+           !any_exited(pids, PROCS)) {
         uint64_t n;
         assert_int_equal(mpb_queue_qsize(q, &n), 0);
         assert_int_equal(n, 0);
@@ -321,7 +311,7 @@ static void test_10000_blocked_clients_on_queues_and_locks(void **state) {
 
     /* Nothing is left parked; the lock is free and the next holder gets a larger token. */
     assert_true(th_wait_field(c, "queue/" QUEUE, "getters", 0, 10000));
-    int64_t left = broker_waiters(c);
+    int64_t left = th_info_int(c, "waiters");
     assert_int_equal(left, 0);
     assert_int_equal(mpb_lock_locked(l), 0);
     uint64_t f1 = 0;

@@ -12,23 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "mpbproto.h"
 #include "th_child.h"
 
 static th_broker_t B;
 
 #define SLACK_MS 300
-
-static int64_t broker_waiters(mpb_client_t *c) {
-    void *m;
-    size_t n;
-    if (mpb_broker_info(c, &m, &n)) return INT64_MIN;
-    mpb__rd_t r = {m, (const uint8_t *)m + n}, v;
-    int64_t x = INT64_MIN;
-    if (mpb__rd_mapget(&r, "waiters", &v) == 0 && mpb__rd_int(&v, &x) != 0) x = INT64_MIN;
-    mpb_free(m);
-    return x;
-}
 
 static void raise_nofile(void) {
     struct rlimit rl;
@@ -191,7 +179,7 @@ static void test_2000_parked_getters_each_get_one_item(void **state) {
     bool parked = th_wait_field(c, "queue/many", "getters", MANY, 180000);
     int64_t t_parked = th_now_ms();
     int64_t getters = th_describe_int(c, "queue/many", "getters");
-    int64_t all_waiters = broker_waiters(c);
+    int64_t all_waiters = th_info_int(c, "waiters");
     print_message("%lld getters parked at once (%lld waiters in the broker) after %lld ms\n",
                   (long long)getters, (long long)all_waiters, (long long)(t_parked - t0));
     if (!parked) kill_all(pids, MANY_PROCS);
@@ -467,7 +455,7 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     (void)state;
     assert_true(th_broker_alive(&B));
     mpb_client_t *c = th_connect(&B);
-    assert_int_equal(broker_waiters(c), 0);
+    assert_int_equal(th_info_int(c, "waiters"), 0);
     mpb_queue_t *q;
     assert_int_equal(mpb_queue_open(c, "final", 0, 0, &q), 0);
     uint8_t b[MPB_PACK_MAX_SCALAR];

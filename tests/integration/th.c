@@ -323,6 +323,17 @@ int64_t th_describe_int(mpb_client_t *c, const char *path, const char *field) {
     return x;
 }
 
+int64_t th_info_int(mpb_client_t *c, const char *field) {
+    void *m;
+    size_t n;
+    if (mpb_broker_info(c, &m, &n)) return INT64_MIN;
+    mpb__rd_t r = {m, (const uint8_t *)m + n}, v;
+    int64_t x = INT64_MIN;
+    if (mpb__rd_mapget(&r, field, &v) == 0 && mpb__rd_int(&v, &x) != 0) x = INT64_MIN;
+    mpb_free(m);
+    return x;
+}
+
 bool th_wait_field(mpb_client_t *c, const char *path, const char *field, int64_t want,
                    int timeout_ms) {
     int64_t end = th_now_ms() + timeout_ms;

@@ -83,6 +83,9 @@ int64_t th_describe_int(mpb_client_t *c, const char *path, const char *field);
  * not after timeout_ms. Checks at least once, and once more after the deadline. */
 bool th_wait_field(mpb_client_t *c, const char *path, const char *field, int64_t want,
                    int timeout_ms);
+/* An integer field of mpb_broker_info(); INT64_MIN when the call fails or the field is absent
+ * or not an integer. */
+int64_t th_info_int(mpb_client_t *c, const char *field);
 /* Path of a built program (mpb CLI etc.), from the build. */
 extern const char *th_mpb_cli;
 
