@@ -221,15 +221,6 @@ static char *scrape(void) {
     return buf;
 }
 
-/* The value of the sample whose name and labels are exactly series; 0 when absent (a counter
- * not yet counted is not shown). */
-static double sample(const char *text, const char *series) {
-    size_t n = strlen(series);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (!strncmp(p, series, n) && p[n] == ' ') return strtod(p + n + 1, NULL);
-    return 0;
-}
-
 typedef struct opcount {
     double ok, timedout, empty, count, sum;
 } opcount_t;
@@ -242,8 +233,9 @@ static opcount_t counts(const char *op) {
     snprintf(s[2], sizeof s[2], "mpb_requests_total{op=\"%s\",result=\"EEMPTY\"}", op);
     snprintf(s[3], sizeof s[3], "mpb_request_duration_seconds_count{op=\"%s\"}", op);
     snprintf(s[4], sizeof s[4], "mpb_request_duration_seconds_sum{op=\"%s\"}", op);
-    opcount_t c = {sample(m, s[0]), sample(m, s[1]), sample(m, s[2]), sample(m, s[3]),
-                   sample(m, s[4])};
+    /* 0 for a series not shown: a counter not yet counted */
+    opcount_t c = {th_metric(m, s[0], 0), th_metric(m, s[1], 0), th_metric(m, s[2], 0),
+                   th_metric(m, s[3], 0), th_metric(m, s[4], 0)};
     free(m);
     return c;
 }

@@ -249,8 +249,8 @@ static void test_max_attempts_is_a_setting(void **state) {
     th_assert_err(rc, MPB_EREMOTE, c, "its worker died 2 times", NULL);
     assert_true(ms >= 1000); /* two deaths, each noticed after the 1 s TTL */
     char *m = metrics_get();
-    assert_true(metric(m, "mpb_pool_tasks_requeued_total") == 1);
-    assert_true(metric(m, "mpb_pool_tasks_abandoned_total") == 1);
+    assert_true(th_metric(m, "mpb_pool_tasks_requeued_total", -1) == 1);
+    assert_true(th_metric(m, "mpb_pool_tasks_abandoned_total", -1) == 1);
     free(m);
     fnstat_t s = fn_stat(mon, "crash");
     assert_int_equal(s.failed, 1);

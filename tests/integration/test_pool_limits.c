@@ -324,7 +324,7 @@ static void test_many_tasks_end_and_terminate_without_stalling_others(void **sta
     for (int i = 0; i < NA; i++)
         th_assert_ok(mpb_pool_apply_async(p, "nobody", arg, al, tally_ok, tally_err, &t, NULL), c);
     char *m = metrics_get();
-    double cancels0 = metric(m, "mpb_requests_total{op=\"pool.cancel\",result=\"ok\"}");
+    double cancels0 = th_metric(m, "mpb_requests_total{op=\"pool.cancel\",result=\"ok\"}", -1);
     free(m);
     t0 = th_now_ms();
     assert_int_equal(mpb_pool_terminate(p), 0);
@@ -333,7 +333,7 @@ static void test_many_tasks_end_and_terminate_without_stalling_others(void **sta
     int64_t term_ms = th_now_ms() - t0;
     assert_int_equal(mpb_pool_join(p, 30000), 0);
     m = metrics_get();
-    double cancels = metric(m, "mpb_requests_total{op=\"pool.cancel\",result=\"ok\"}") -
+    double cancels = th_metric(m, "mpb_requests_total{op=\"pool.cancel\",result=\"ok\"}", -1) -
                      (cancels0 < 0 ? 0 : cancels0);
     free(m);
     fnstat_t s = fn_stat(mon, "nobody");
@@ -369,7 +369,7 @@ static void test_stats_and_metrics_escape_names_and_free_unused_functions(void *
     assert_int_equal(mpb_pool_apply_async(p, odd, arg, al, NULL, NULL, NULL, NULL), 0);
     assert_int_equal(fn_stat(c, odd).queued, 1);
     char *m = metrics_get();
-    double v = metric(m, "mpb_pool_tasks{function=\"bad\\\"name\\\\x\",state=\"queued\"}");
+    double v = th_metric(m, "mpb_pool_tasks{function=\"bad\\\"name\\\\x\",state=\"queued\"}", -1);
     if (v != 1) fail_msg("no escaped series for %s in:\n%s", odd, m);
     free(m);
     /* 200 made-up names, cancelled: their entries do not all stay */
@@ -390,8 +390,8 @@ static void test_stats_and_metrics_escape_names_and_free_unused_functions(void *
     assert_true(nf <= 64);
     assert_true(series <= 64 * 7 + 8); /* 7 per function, and the totals */
     assert_true(
-        metric(m, "mpb_pool_tasks_finished_total{function=\"made-up-199\",result=\"canceled\"}") ==
-        1);
+        th_metric(m, "mpb_pool_tasks_finished_total{function=\"made-up-199\",result=\"canceled\"}",
+                  -1) == 1);
     free(m);
     mpb_pool_free(&p);
     mpb_close(&c);

@@ -538,14 +538,6 @@ static U char *metrics_get(void) {
     return buf;
 }
 
-/* The value of the sample named exactly series ("name{labels}"), or -1 if absent. */
-static U double metric(const char *m, const char *series) {
-    size_t n = strlen(series);
-    for (const char *p = m; (p = strstr(p, series)); p += n)
-        if ((p == m || p[-1] == '\n') && p[n] == ' ') return atof(p + n + 1);
-    return -1;
-}
-
 static U void sleep_ms_(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) != 0) {

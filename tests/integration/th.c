@@ -323,6 +323,13 @@ int64_t th_describe_int(mpb_client_t *c, const char *path, const char *field) {
     return x;
 }
 
+double th_metric(const char *text, const char *series, double absent) {
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, series, n) && p[n] == ' ') return strtod(p + n + 1, NULL);
+    return absent;
+}
+
 int64_t th_info_int(mpb_client_t *c, const char *field) {
     void *m;
     size_t n;

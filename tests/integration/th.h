@@ -83,6 +83,9 @@ int64_t th_describe_int(mpb_client_t *c, const char *path, const char *field);
  * not after timeout_ms. Checks at least once, and once more after the deadline. */
 bool th_wait_field(mpb_client_t *c, const char *path, const char *field, int64_t want,
                    int timeout_ms);
+/* The value of the sample in the Prometheus text page whose name and labels are exactly series
+ * ("name{labels}"); absent when the page has none. */
+double th_metric(const char *text, const char *series, double absent);
 /* An integer field of mpb_broker_info(); INT64_MIN when the call fails or the field is absent
  * or not an integer. */
 int64_t th_info_int(mpb_client_t *c, const char *field);

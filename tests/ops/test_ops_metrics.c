@@ -59,17 +59,8 @@ static void resp_free(resp_t *r) {
     r->body = NULL;
 }
 
-/* The value of the sample whose name and labels are exactly series; -1 when absent. */
-static double sample(const char *text, const char *series) {
-    size_t n = strlen(series);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-        if (!strncmp(p, series, n) && p[n] == ' ') return strtod(p + n + 1, NULL);
-    }
-    return -1;
-}
-
 static void expect(const char *text, const char *series, double want) {
-    double got = sample(text, series);
+    double got = th_metric(text, series, -1);
     if (got != want) {
         fprintf(stderr, "---- /metrics ----\n%s------------------\n", text);
         fail_msg("%s is %g, want %g", series, got, want);
@@ -163,10 +154,10 @@ static void check_histograms(const char *text) {
         if (lv == 1e300) {
             char series[160], label[96];
             snprintf(series, sizeof series, "mpb_request_duration_seconds_count{op=\"%s\"}", op);
-            double count = sample(text, series);
+            double count = th_metric(text, series, -1);
             if (count != v) fail_msg("%s: +Inf bucket %g != _count %g", op, v, count);
             snprintf(series, sizeof series, "mpb_request_duration_seconds_sum{op=\"%s\"}", op);
-            if (!(sample(text, series) >= 0)) fail_msg("%s: _sum missing or negative", op);
+            if (!(th_metric(text, series, -1) >= 0)) fail_msg("%s: _sum missing or negative", op);
             snprintf(label, sizeof label, "op=\"%s\"", op);
             double reqs = sum_of(text, "mpb_requests_total", label);
             if (reqs != count)
@@ -244,7 +235,7 @@ static char *scrape_until(const char *series, double want, int timeout_ms) {
     int64_t end = th_now_ms() + timeout_ms;
     for (int i = 0; i < 10000; i++) {
         char *m = scrape();
-        if (sample(m, series) == want || th_now_ms() > end) return m;
+        if (th_metric(m, series, -1) == want || th_now_ms() > end) return m;
         free(m);
         usleep(20000);
     }
@@ -324,7 +315,7 @@ static void test_metrics_count_what_was_done(void **state) {
     expect(m, "mpb_objects{kind=\"dict\"}", 0);
     expect(m, "mpb_sessions", 0);
     expect(m, "mpb_requests_total{op=\"dict.set\",result=\"ok\"}", -1);
-    double auth0 = sample(m, "mpb_auth_failures_total");
+    double auth0 = th_metric(m, "mpb_auth_failures_total", -1);
     assert_true(auth0 >= 0);
     free(m);
 
@@ -364,7 +355,7 @@ static void test_metrics_count_what_was_done(void **state) {
     /* the client may see the broker's proof fail before the broker sees the client's */
     m = scrape_until("mpb_auth_failures_total", auth0 + 1, 5000);
     expect(m, "mpb_auth_failures_total", auth0 + 1);
-    assert_true(sample(m, "mpb_memory_bytes") >= 0); /* present (0 under ASan's malloc) */
+    assert_true(th_metric(m, "mpb_memory_bytes", -1) >= 0); /* present (0 under ASan's malloc) */
     free(m);
 
     mpb_dict_close(&d);
@@ -372,7 +363,7 @@ static void test_metrics_count_what_was_done(void **state) {
     /* The session ends with the client (bye); the dict stays. */
     for (int i = 0; i < 200; i++) {
         m = scrape();
-        double s = sample(m, "mpb_sessions");
+        double s = th_metric(m, "mpb_sessions", -1);
         free(m);
         if (s == 0) break;
         usleep(10000);
@@ -398,7 +389,7 @@ static void test_metrics_count_what_was_done(void **state) {
 static double kind_count(const char *m, const char *kind) {
     char series[96];
     snprintf(series, sizeof series, "mpb_objects{kind=\"%s\"}", kind);
-    return sample(m, series);
+    return th_metric(m, series, -1);
 }
 
 static void test_objects_by_kind(void **state) {
@@ -489,8 +480,8 @@ static void test_blocked_waiters(void **state) {
     (void)state;
     char *m = scrape();
     expect(m, "mpb_blocked_waiters", 0);
-    double gets_ok = sample(m, "mpb_requests_total{op=\"queue.get\",result=\"ok\"}");
-    double waits_ok = sample(m, "mpb_requests_total{op=\"event.wait\",result=\"ok\"}");
+    double gets_ok = th_metric(m, "mpb_requests_total{op=\"queue.get\",result=\"ok\"}", -1);
+    double waits_ok = th_metric(m, "mpb_requests_total{op=\"event.wait\",result=\"ok\"}", -1);
     free(m);
     if (gets_ok < 0) gets_ok = 0;
     if (waits_ok < 0) waits_ok = 0;
@@ -540,7 +531,7 @@ static void test_timeout_counted(void **state) {
     (void)state;
     const char *series = "mpb_requests_total{op=\"queue.get\",result=\"ETIMEDOUT\"}";
     char *m = scrape();
-    double before = sample(m, series);
+    double before = th_metric(m, series, -1);
     free(m);
     if (before < 0) before = 0;
     mpb_client_t *c = th_connect(&B);
@@ -552,11 +543,11 @@ static void test_timeout_counted(void **state) {
     assert_int_equal(mpb_queue_get(q, &v, &n, 150), MPB_ETIMEDOUT);
     assert_true(th_now_ms() - t0 >= 150);
     m = scrape();
-    if (sample(m, series) != before + 1) {
+    if (th_metric(m, series, -1) != before + 1) {
         fprintf(stderr, "---- /metrics ----\n%s------------------\n", m);
         fail_msg("%s is %g after one queue.get timed out, want %g (a parked request must be "
-                 "counted when it is answered, with its result)", series, sample(m, series),
-                 before + 1);
+                 "counted when it is answered, with its result)",
+                 series, th_metric(m, series, -1), before + 1);
     }
     expect(m, "mpb_blocked_waiters", 0);
     free(m);
@@ -574,7 +565,7 @@ static double fn_state(const char *m, const char *fn, const char *state) {
     else
         snprintf(series, sizeof series, "mpb_pool_tasks{function=\"%s\",state=\"%s\"}", fn,
                  state);
-    return sample(m, series);
+    return th_metric(m, series, -1);
 }
 
 /* The four counts of fn are exactly these. */
