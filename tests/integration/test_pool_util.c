@@ -260,32 +260,45 @@ static void *stats_get(mpb_client_t *c, size_t *len) {
     return res;
 }
 
+/* pool.stats in *res (mpb_free it), and in *v a reader on the array under field, at its first
+ * entry (stats_entry() takes each); returns how many entries it has (0 when it is absent). */
+static uint32_t stats_array(mpb_client_t *c, const char *field, void **res, mpb__rd_t *v) {
+    size_t len;
+    *res = stats_get(c, &len);
+    mpb__rd_t r = {*res, (const uint8_t *)*res + len};
+    uint32_t n;
+    if (mpb__rd_mapget(&r, field, v) || mpb__rd_array(v, &n)) return 0;
+    return n;
+}
+
+/* A reader on the next entry of a stats_array() reader v. */
+static mpb__rd_t stats_entry(mpb__rd_t *v) {
+    const uint8_t *e;
+    size_t el;
+    mpb__rd_span(v, &e, &el);
+    return (mpb__rd_t){e, e + el};
+}
+
 /* The counters of function fn (all zero if the broker does not know it). */
 static U fnstat_t fn_stat(mpb_client_t *c, const char *fn) {
     fnstat_t s = {0};
-    size_t len;
-    void *res = stats_get(c, &len);
-    mpb__rd_t r = {res, (const uint8_t *)res + len}, v;
-    uint32_t n;
-    if (mpb__rd_mapget(&r, "functions", &v) == 0 && mpb__rd_array(&v, &n) == 0) {
-        for (uint32_t i = 0; i < n; i++) {
-            const uint8_t *e;
-            size_t el;
-            mpb__rd_span(&v, &e, &el);
-            mpb__rd_t m = {e, e + el}, nv;
-            const char *name;
-            uint32_t nl;
-            if (mpb__rd_mapget(&m, "name", &nv) || mpb__rd_str(&nv, &name, &nl)) continue;
-            if (nl != strlen(fn) || memcmp(name, fn, nl)) continue;
-            s.workers = (uint64_t)map_int(&m, "workers");
-            s.queued = (uint64_t)map_int(&m, "queued");
-            s.running = (uint64_t)map_int(&m, "running");
-            s.done = (uint64_t)map_int(&m, "done");
-            s.failed = (uint64_t)map_int(&m, "failed");
-            s.paused = (uint64_t)map_int(&m, "paused");
-            s.prefetched = (uint64_t)map_int(&m, "prefetched");
-            s.canceled = (uint64_t)map_int(&m, "canceled");
-        }
+    void *res;
+    mpb__rd_t v;
+    uint32_t n = stats_array(c, "functions", &res, &v);
+    for (uint32_t i = 0; i < n; i++) {
+        mpb__rd_t m = stats_entry(&v), nv;
+        const char *name;
+        uint32_t nl;
+        if (mpb__rd_mapget(&m, "name", &nv) || mpb__rd_str(&nv, &name, &nl)) continue;
+        if (nl != strlen(fn) || memcmp(name, fn, nl)) continue;
+        s.workers = (uint64_t)map_int(&m, "workers");
+        s.queued = (uint64_t)map_int(&m, "queued");
+        s.running = (uint64_t)map_int(&m, "running");
+        s.done = (uint64_t)map_int(&m, "done");
+        s.failed = (uint64_t)map_int(&m, "failed");
+        s.paused = (uint64_t)map_int(&m, "paused");
+        s.prefetched = (uint64_t)map_int(&m, "prefetched");
+        s.canceled = (uint64_t)map_int(&m, "canceled");
     }
     mpb_free(res);
     return s;
@@ -294,26 +307,20 @@ static U fnstat_t fn_stat(mpb_client_t *c, const char *fn) {
 /* The counters of the worker whose session belongs to process pid: 1 found, 0 not. */
 static U int worker_stat(mpb_client_t *c, pid_t pid, wstat_t *out) {
     memset(out, 0, sizeof *out);
-    size_t len;
-    void *res = stats_get(c, &len);
-    mpb__rd_t r = {res, (const uint8_t *)res + len}, v;
-    uint32_t n;
+    void *res;
+    mpb__rd_t v;
+    uint32_t n = stats_array(c, "workers", &res, &v);
     int found = 0;
-    if (mpb__rd_mapget(&r, "workers", &v) == 0 && mpb__rd_array(&v, &n) == 0) {
-        for (uint32_t i = 0; i < n; i++) {
-            const uint8_t *e;
-            size_t el;
-            mpb__rd_span(&v, &e, &el);
-            mpb__rd_t m = {e, e + el};
-            if (map_int(&m, "pid") != pid) continue;
-            out->running = map_int(&m, "running");
-            out->prefetched = map_int(&m, "prefetched");
-            out->session = map_int(&m, "session");
-            out->concurrency = map_int(&m, "concurrency");
-            out->done = (uint64_t)map_int(&m, "done");
-            out->failed = (uint64_t)map_int(&m, "failed");
-            found = 1;
-        }
+    for (uint32_t i = 0; i < n; i++) {
+        mpb__rd_t m = stats_entry(&v);
+        if (map_int(&m, "pid") != pid) continue;
+        out->running = map_int(&m, "running");
+        out->prefetched = map_int(&m, "prefetched");
+        out->session = map_int(&m, "session");
+        out->concurrency = map_int(&m, "concurrency");
+        out->done = (uint64_t)map_int(&m, "done");
+        out->failed = (uint64_t)map_int(&m, "failed");
+        found = 1;
     }
     mpb_free(res);
     return found;
@@ -328,26 +335,20 @@ typedef struct cstat {
 /* The entry of the caller whose session is sid: 1 found (it has tasks), 0 not. */
 static U int caller_stat(mpb_client_t *c, uint64_t sid, cstat_t *out) {
     memset(out, 0, sizeof *out);
-    size_t len;
-    void *res = stats_get(c, &len);
-    mpb__rd_t r = {res, (const uint8_t *)res + len}, v;
-    uint32_t n;
+    void *res;
+    mpb__rd_t v;
+    uint32_t n = stats_array(c, "callers", &res, &v);
     int found = 0;
-    if (mpb__rd_mapget(&r, "callers", &v) == 0 && mpb__rd_array(&v, &n) == 0) {
-        for (uint32_t i = 0; i < n; i++) {
-            const uint8_t *e;
-            size_t el;
-            mpb__rd_span(&v, &e, &el);
-            mpb__rd_t m = {e, e + el}, pv;
-            if ((uint64_t)map_int(&m, "session") != sid) continue;
-            out->queued = map_int(&m, "queued");
-            out->running = map_int(&m, "running");
-            out->held = map_int(&m, "held");
-            out->queued_bytes = map_int(&m, "queued_bytes");
-            out->held_bytes = map_int(&m, "held_bytes");
-            if (mpb__rd_mapget(&m, "paused", &pv) == 0) mpb__rd_bool(&pv, &out->paused);
-            found = 1;
-        }
+    for (uint32_t i = 0; i < n; i++) {
+        mpb__rd_t m = stats_entry(&v), pv;
+        if ((uint64_t)map_int(&m, "session") != sid) continue;
+        out->queued = map_int(&m, "queued");
+        out->running = map_int(&m, "running");
+        out->held = map_int(&m, "held");
+        out->queued_bytes = map_int(&m, "queued_bytes");
+        out->held_bytes = map_int(&m, "held_bytes");
+        if (mpb__rd_mapget(&m, "paused", &pv) == 0) mpb__rd_bool(&pv, &out->paused);
+        found = 1;
     }
     mpb_free(res);
     return found;
@@ -355,11 +356,9 @@ static U int caller_stat(mpb_client_t *c, uint64_t sid, cstat_t *out) {
 
 /* The length of the array under field in pool.stats (0 if there is none). */
 static uint32_t stats_count(mpb_client_t *c, const char *field) {
-    size_t len;
-    void *res = stats_get(c, &len);
-    mpb__rd_t r = {res, (const uint8_t *)res + len}, v;
-    uint32_t n = 0;
-    if (mpb__rd_mapget(&r, field, &v) == 0) mpb__rd_array(&v, &n);
+    void *res;
+    mpb__rd_t v;
+    uint32_t n = stats_array(c, field, &res, &v);
     mpb_free(res);
     return n;
 }
