@@ -140,8 +140,8 @@ static int serve(void *lib, const void *key, size_t keylen) {
         current = NULL;
         done += mpb_worker_tasks_done(w);
         if (rc)
-            log_kv(LOG_WARN, "connection lost; reconnecting", "endpoint", opt.endpoint, "error",
-                   mpb_errmsg(c), "pid", pid_s(), NULL);
+            log_kv(LOG_WARN, stopping ? "stopping without the broker" : "connection lost; reconnecting",
+                   "endpoint", opt.endpoint, "error", mpb_errmsg(c), "pid", pid_s(), NULL);
         mpb_worker_free(&w);
         mpb_close(&c);
         if (!rc) break; /* stopped, or max tasks done */

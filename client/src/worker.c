@@ -19,6 +19,10 @@
 
 #include "internal.h"
 
+/* How long a stopping worker waits for the broker to take its last results and its unregister
+ * before it gives up on it: not so long that a stop (SIGTERM, podman stop) hangs on a dead one. */
+#define STOP_GRACE_MS 2000
+
 typedef struct fnent {
     char name[256];
     mpb_task_fn fn;
@@ -54,6 +58,8 @@ struct mpb_worker {
     bool quit;    /* threads: no more jobs will come */
     int inflight; /* received, not yet reported */
     bool fetching;
+    int64_t fetch_sent_ms; /* when the parked fetch went out */
+    int64_t stop_ms;       /* when winding down began (0: not yet) */
     bool unregistered; /* pool.unregister sent: the broker took back what it had given */
     int err;
 };
@@ -345,7 +351,10 @@ static int fetch(mpb_worker_t *w) {
     mpb__w_int(b, credit);
     mpb__w_int(b, 1000); /* short, so a stop never waits long for a parked fetch */
     int rc = mpb__send(w->c, on_fetch, w);
-    if (!rc) w->fetching = true;
+    if (!rc) {
+        w->fetching = true;
+        w->fetch_sent_ms = mpb__now_ms();
+    }
     return rc;
 }
 
@@ -382,6 +391,21 @@ int mpb_worker_serve(mpb_worker_t *w) {
     while (!w->err) {
         bool winding_down = w->stop || (w->max_tasks && w->received >= w->max_tasks);
         if (winding_down && !w->fetching && w->inflight == 0) break;
+        /* A broker that is gone says nothing (pings get no replies), so silence is the sign:
+         * the parked fetch is answered within its 1 s, and a stop within a couple of seconds
+         * once every running task has finished. */
+        int64_t now = mpb__now_ms();
+        if (w->fetching && now - w->fetch_sent_ms > 1000 + c->opts.op_timeout_ms) {
+            rc = mpb__fail(c, MPB_ECONN, "no answer from the broker for %lld ms",
+                           (long long)(now - w->fetch_sent_ms));
+            break;
+        }
+        if (winding_down && w->inflight == 0 && !w->stop_ms) w->stop_ms = now; /* all ran */
+        if (w->stop_ms && now - w->stop_ms > STOP_GRACE_MS) {
+            rc = mpb__fail(c, MPB_ECONN, "stopping: no answer from the broker for %d ms",
+                           STOP_GRACE_MS);
+            break;
+        }
         if (winding_down && w->inflight == 0 && !w->unregistered) {
             /* all reported: unregistering also answers the parked fetch, so this ends now */
             if ((rc = report(w))) break;
@@ -425,6 +449,8 @@ int mpb_worker_serve(mpb_worker_t *w) {
         mpb_drain(c, c->opts.op_timeout_ms);
     }
     w->stop = 0; /* a stop ends one serve; the worker may serve again */
+    w->stop_ms = 0;
+    w->fetching = false;
     char drain[256];
     while (read(w->pipefd[0], drain, sizeof drain) > 0) {
     }

@@ -459,6 +459,62 @@ static void test_mpb_worker_init_arg_and_a_failing_initializer(void **state) {
     check_healthy();
 }
 
+/* mpb-worker outlives its broker: when the broker is gone and another comes up at the same
+ * endpoint with the same key, the worker connects to it and serves again; and a worker whose
+ * broker is gone stops on SIGTERM within a few seconds, with status 0. */
+static void test_mpb_worker_survives_a_broker_restart_and_stops_without_one(void **state) {
+    (void)state;
+    char ipc[300], ep[320], key[300];
+    snprintf(ipc, sizeof ipc, "%s/restart.sock", B.dir);
+    snprintf(ep, sizeof ep, "ipc://%s", ipc);
+    snprintf(key, sizeof key, "%s/restart.key", B.dir);
+    static th_broker_t R; /* static: the harness stops it at exit if an assertion fails */
+    th_broker_start(&R, "--listen", ep, NULL);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "cp %s %s", R.keyfile, key);
+    assert_int_equal(system(cmd), 0);
+    const char *argv[] = {MPB_WORKER_PATH, "--lib", MPB_DEMO_LIB, "--fn", "square", "-e", ep,
+                          "-k", key, NULL};
+    fflush(stdout);
+    fflush(stderr);
+    pid_t w = fork();
+    assert_true(w >= 0);
+    if (w == 0) {
+        child_prepare("restart-worker");
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    setpgid(w, w);
+    track(w);
+    uint8_t a[] = {0x91, 0x07}; /* [7] */
+    for (int round = 0; round < 2; round++) {
+        size_t kl;
+        const char *k = th_authkey(&R, &kl);
+        mpb_client_t *c;
+        assert_int_equal(mpb_connect(ep, k, kl, NULL, &c), 0);
+        mpb_pool_t *p;
+        assert_int_equal(mpb_pool_open(c, &p), 0);
+        void *res = NULL;
+        size_t rl;
+        /* after the restart the worker finds the new broker within its reconnect delay, or
+         * within a fetch's silence (about 11 s) if its connection was carried over */
+        assert_int_equal(mpb_pool_apply(p, "square", a, sizeof a, 30000, &res, &rl), 0);
+        assert_int_equal(unpack_int(res, rl), 49);
+        mpb_free(res);
+        mpb_pool_free(&p);
+        mpb_close(&c);
+        th_broker_stop(&R);
+        if (round == 0) th_broker_start(&R, "--listen", ep, "--authkey-file", key, NULL);
+    }
+    /* no broker now: SIGTERM still ends it, soon */
+    int64_t t0 = th_now_ms();
+    kill(w, SIGTERM);
+    assert_int_equal(wait_child(w, 10), 0);
+    int64_t dt = th_now_ms() - t0;
+    print_message("a worker without a broker stopped %lld ms after SIGTERM\n", (long long)dt);
+    assert_true(dt < 6000);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_initializer_runs_once_per_worker_process, setup_broker,
@@ -475,6 +531,9 @@ int main(void) {
                                         setup_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_mpb_worker_init_arg_and_a_failing_initializer,
                                         setup_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(
+            test_mpb_worker_survives_a_broker_restart_and_stops_without_one, setup_broker,
+            teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -109,7 +109,12 @@ void th_broker_start(th_broker_t *b, ...) {
     va_list ap;
     va_start(ap, b);
     const char *a;
-    while ((a = va_arg(ap, const char *)) && argc < 62) argv[argc++] = a;
+    while ((a = va_arg(ap, const char *)) && argc < 62) {
+        /* a key of the test's own: the broker reads it instead of making one in its data dir */
+        if (argc > 7 && !strcmp(argv[argc - 1], "--authkey-file"))
+            snprintf(b->keyfile, sizeof b->keyfile, "%s", a);
+        argv[argc++] = a;
+    }
     va_end(ap);
     argv[argc] = NULL;
     pid_t pid = fork();
