@@ -13,7 +13,13 @@ cd "$(dirname "$0")/.."
 [ -x "$B/client/cli/mpb" ] || { echo "build first: cmake -S . -B $B && cmake --build $B" >&2; exit 1; }
 T=$(mktemp -d)
 PIDS=""
-cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; rm -rf "$T"; }
+WPIDS=""
+# workers first (they unregister from the broker and exit), then the broker; wait for all
+cleanup() {
+    for p in $WPIDS $PIDS; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$T"
+}
 trap cleanup EXIT INT TERM
 "$B/broker/mpbrokerd" --listen tcp://127.0.0.1:0 --endpoint-file "$T/ep" --data-dir "$T/data" \
     >/dev/null 2>"$T/broker.log" &
@@ -26,7 +32,7 @@ export MPB_ENDPOINT="$(cat "$T/ep")" MPB_AUTHKEY_FILE="$T/data/authkey"
 for w in 1 2; do
     "$B/client/cli/mpb-worker" --lib "$B/examples/pool/libmpbdemo.so" --fn square \
         --concurrency 1 --prefetch ${PREFETCH:-4} >/dev/null 2>>"$T/workers.log" &
-    PIDS="$PIDS $!"
+    WPIDS="$WPIDS $!"
 done
 sleep 0.5
 PB=${MPB_POOL_BENCH:-$B/bench/mpb-pool-bench}
