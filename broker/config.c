@@ -1031,10 +1031,15 @@ static void print_kv(FILE *out, const char *key, const char *val, const char *sr
     else fprintf(out, "%s = %s  # %s\n", key, val, src);
 }
 
+static void print_num(FILE *out, const char *key, unsigned long long v, const char *src) {
+    char num[32];
+    snprintf(num, sizeof num, "%llu", v);
+    print_kv(out, key, num, src);
+}
+
 void config_print(const conf_t *c, FILE *out) {
     const config_t *g = &c->cfg;
     const limits_t *l = &g->limits;
-    char num[32];
     fprintf(out, "# mpbrokerd %s: the effective configuration, as a config file.\n",
             MPBROKER_VERSION);
     fprintf(out, "# After each value, where it came from: default, FILE:LINE, env MPB_*, "
@@ -1067,27 +1072,18 @@ void config_print(const conf_t *c, FILE *out) {
     if (g->endpoint_file) print_kv(out, "endpoint-file", g->endpoint_file, c->src[S_ENDPOINT_FILE]);
     else fprintf(out, "# endpoint-file is not set  # default\n");
     print_kv(out, "http", g->http ? g->http : "off", c->src[S_HTTP]);
-    snprintf(num, sizeof num, "%zu", l->max_frame);
-    print_kv(out, "max-frame", num, c->src[S_MAX_FRAME]);
-    snprintf(num, sizeof num, "%zu", l->max_value);
-    print_kv(out, "max-value", num, c->src[S_MAX_VALUE]);
-    snprintf(num, sizeof num, "%zu", l->max_key);
-    print_kv(out, "max-key", num, c->src[S_MAX_KEY]);
-    snprintf(num, sizeof num, "%zu", l->max_batch_reply);
-    print_kv(out, "max-batch-reply", num, c->src[S_MAX_BATCH_REPLY]);
-    snprintf(num, sizeof num, "%d", l->heartbeat_ms);
-    print_kv(out, "heartbeat-ms", num, c->src[S_HEARTBEAT]);
-    snprintf(num, sizeof num, "%d", l->session_ttl_ms);
-    print_kv(out, "session-ttl-ms", num, c->src[S_TTL]);
+    print_num(out, "max-frame", (unsigned long long)l->max_frame, c->src[S_MAX_FRAME]);
+    print_num(out, "max-value", (unsigned long long)l->max_value, c->src[S_MAX_VALUE]);
+    print_num(out, "max-key", (unsigned long long)l->max_key, c->src[S_MAX_KEY]);
+    print_num(out, "max-batch-reply", (unsigned long long)l->max_batch_reply, c->src[S_MAX_BATCH_REPLY]);
+    print_num(out, "heartbeat-ms", (unsigned long long)l->heartbeat_ms, c->src[S_HEARTBEAT]);
+    print_num(out, "session-ttl-ms", (unsigned long long)l->session_ttl_ms, c->src[S_TTL]);
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     print_kv(out, "log-level", levels[g->log_level], c->src[S_LOG_LEVEL]);
     print_kv(out, "log-format", g->log_json ? "json" : "logfmt", c->src[S_LOG_FORMAT]);
-    snprintf(num, sizeof num, "%d", l->pool_max_attempts);
-    print_kv(out, "pool-max-attempts", num, c->src[S_POOL_MAX_ATTEMPTS]);
-    snprintf(num, sizeof num, "%zu", l->pool_max_results);
-    print_kv(out, "pool-max-results", num, c->src[S_POOL_MAX_RESULTS]);
-    snprintf(num, sizeof num, "%zu", l->pool_max_queued);
-    print_kv(out, "pool-max-queued", num, c->src[S_POOL_MAX_QUEUED]);
+    print_num(out, "pool-max-attempts", (unsigned long long)l->pool_max_attempts, c->src[S_POOL_MAX_ATTEMPTS]);
+    print_num(out, "pool-max-results", (unsigned long long)l->pool_max_results, c->src[S_POOL_MAX_RESULTS]);
+    print_num(out, "pool-max-queued", (unsigned long long)l->pool_max_queued, c->src[S_POOL_MAX_QUEUED]);
 }
 
 void config_log(const conf_t *c) {

@@ -839,6 +839,11 @@ static void bar(FILE *f, double frac, int width) {
     fputc(']', f);
 }
 
+/* An integer field of a JSON object from pool.stats, for the table rows. */
+static long long jint(const json_t *o, const char *key) {
+    return (long long)json_integer_value(json_object_get(o, key));
+}
+
 static void print_pool(json_t *st, FILE *f) {
     size_t i;
     json_t *w;
@@ -856,14 +861,14 @@ static void print_pool(json_t *st, FILE *f) {
             fnlist + used, used < sizeof fnlist ? sizeof fnlist - used : 0, "%s%s", k ? "," : "",
             json_string_value(fn));
         fprintf(f, "  %-8lld %-16s %-8lld %-5lld %-8lld %-8lld %-8lld %-6lld %s\n",
-                (long long)json_integer_value(json_object_get(w, "session")),
+                jint(w, "session"),
                 json_string_value(json_object_get(w, "host")),
-                (long long)json_integer_value(json_object_get(w, "pid")),
-                (long long)json_integer_value(json_object_get(w, "concurrency")),
-                (long long)json_integer_value(json_object_get(w, "running")),
-                (long long)json_integer_value(json_object_get(w, "prefetched")),
-                (long long)json_integer_value(json_object_get(w, "done")),
-                (long long)json_integer_value(json_object_get(w, "failed")), fnlist);
+                jint(w, "pid"),
+                jint(w, "concurrency"),
+                jint(w, "running"),
+                jint(w, "prefetched"),
+                jint(w, "done"),
+                jint(w, "failed"), fnlist);
     }
     fprintf(f, "FUNCTIONS %zu\n", json_array_size(fs));
     if (json_array_size(fs))
@@ -872,14 +877,14 @@ static void print_pool(json_t *st, FILE *f) {
     json_array_foreach(fs, i, w) {
         fprintf(f, "  %-20s %-8lld %-8lld %-8lld %-8lld %-8lld %-10lld %-8lld %lld\n",
                 json_string_value(json_object_get(w, "name")),
-                (long long)json_integer_value(json_object_get(w, "workers")),
-                (long long)json_integer_value(json_object_get(w, "queued")),
-                (long long)json_integer_value(json_object_get(w, "paused")),
-                (long long)json_integer_value(json_object_get(w, "running")),
-                (long long)json_integer_value(json_object_get(w, "prefetched")),
-                (long long)json_integer_value(json_object_get(w, "done")),
-                (long long)json_integer_value(json_object_get(w, "failed")),
-                (long long)json_integer_value(json_object_get(w, "canceled")));
+                jint(w, "workers"),
+                jint(w, "queued"),
+                jint(w, "paused"),
+                jint(w, "running"),
+                jint(w, "prefetched"),
+                jint(w, "done"),
+                jint(w, "failed"),
+                jint(w, "canceled"));
     }
     /* one line per caller, however many applies it has out: maps get their own lines below */
     json_t *cs = json_object_get(st, "callers");
@@ -890,26 +895,26 @@ static void print_pool(json_t *st, FILE *f) {
     }
     json_array_foreach(cs, i, w) {
         fprintf(f, "  %-8lld %-16s %-8lld %-8lld %-8lld %-8lld %-12lld %s\n",
-                (long long)json_integer_value(json_object_get(w, "session")),
+                jint(w, "session"),
                 json_string_value(json_object_get(w, "host")),
-                (long long)json_integer_value(json_object_get(w, "pid")),
-                (long long)json_integer_value(json_object_get(w, "queued")),
-                (long long)json_integer_value(json_object_get(w, "running")),
-                (long long)json_integer_value(json_object_get(w, "held")),
-                (long long)json_integer_value(json_object_get(w, "held_bytes")),
+                jint(w, "pid"),
+                jint(w, "queued"),
+                jint(w, "running"),
+                jint(w, "held"),
+                jint(w, "held_bytes"),
                 json_is_true(json_object_get(w, "paused")) ? "paused (results not collected)"
                                                             : "ok");
     }
     if (json_array_size(js)) fprintf(f, "MAPS %zu\n", json_array_size(js));
     json_array_foreach(js, i, w) {
-        long long total = (long long)json_integer_value(json_object_get(w, "total"));
-        long long done = (long long)json_integer_value(json_object_get(w, "done")) +
-                         (long long)json_integer_value(json_object_get(w, "failed")) +
-                         (long long)json_integer_value(json_object_get(w, "canceled"));
+        long long total = jint(w, "total");
+        long long done = jint(w, "done") +
+                         jint(w, "failed") +
+                         jint(w, "canceled");
         fprintf(f, "  job %-6lld %-14s session %-5lld ",
-                (long long)json_integer_value(json_object_get(w, "id")),
+                jint(w, "id"),
                 json_string_value(json_object_get(w, "function")),
-                (long long)json_integer_value(json_object_get(w, "session")));
+                jint(w, "session"));
         bar(f, total ? (double)done / (double)total : 0, 30);
         fprintf(f, " %lld/%lld tasks, %.1f s\n", done, total,
                 (double)json_integer_value(json_object_get(w, "elapsed_ms")) / 1000.0);
