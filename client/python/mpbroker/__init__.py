@@ -10,5 +10,13 @@ MPB_AUTHKEY_FILE / MPB_AUTHKEY, it connects to a broker that other hosts share.
 """
 from . import _mpb
 from ._mpb import Error, Ext
+from .errors import AuthenticationError
+from .managers import Manager, connect
+from .proxies import (ArrayProxy, BarrierProxy, BaseProxy, ConditionProxy, DictProxy,
+                      EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy,
+                      RLockProxy, SemaphoreProxy, ValueProxy)
 
-__all__ = ["Error", "Ext"]
+__all__ = ["Manager", "connect", "Error", "Ext", "AuthenticationError", "BaseProxy",
+           "DictProxy", "ListProxy", "QueueProxy", "LockProxy", "RLockProxy", "SemaphoreProxy",
+           "ConditionProxy", "EventProxy", "BarrierProxy", "ValueProxy", "ArrayProxy",
+           "NamespaceProxy"]

@@ -491,6 +491,7 @@ static PyObject *client_call(PyObject *self, PyObject *args, PyObject *kw) {
     mpb_client_t *c = mpbpy_client_get(self);
     if (!c) return NULL;
     mpbpy_client_t *cl = (mpbpy_client_t *)self;
+    if (a == Py_None) a = NULL;
     PyObject *packed = a ? pack_args(a, cl->use_pickle) : NULL;
     if (a && !packed) return NULL;
     void *res = NULL;
