@@ -239,14 +239,13 @@ class Pool:
 
     def _map_async(self, func, iterable, chunksize, star, callback=None, error_callback=None):
         self._check_running()
-        if not hasattr(iterable, "__len__"):
+        if not isinstance(iterable, (list, tuple)):
             iterable = list(iterable)
         if chunksize is not None and chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
-        ref = self._ref(func)
-        calls = [[ref, *args] for args in iterable] if star else [[ref, x] for x in iterable]
+        calls = _mpb.pack_calls(self._ref(func), iterable, star)
         r = MapResult(self, callback, error_callback)
-        if not calls:
+        if not len(iterable):
             r._set(True, [])
             return r
         return self._submit(r, self._h.starmap, calls, chunksize or 0)
