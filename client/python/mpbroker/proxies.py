@@ -157,6 +157,7 @@ class DictProxy(BaseProxy):
             self._call(_E.OP_DICT_OPEN)
 
     def __getitem__(self, key):
+        hash(key)  # TypeError for an unhashable key, as a dict raises
         try:
             return self._raw(_E.OP_DICT_GET, (key,))
         except Error as e:
@@ -165,9 +166,11 @@ class DictProxy(BaseProxy):
             raise translate(e) from None
 
     def __setitem__(self, key, value):
+        hash(key)  # TypeError for an unhashable key, as a dict raises
         self._call(_E.OP_DICT_SET, (key, value))
 
     def __delitem__(self, key):
+        hash(key)  # TypeError for an unhashable key, as a dict raises
         try:
             self._raw(_E.OP_DICT_DEL, (key,))
         except Error as e:
@@ -176,6 +179,7 @@ class DictProxy(BaseProxy):
             raise translate(e) from None
 
     def __contains__(self, key):
+        hash(key)  # TypeError for an unhashable key, as a dict raises
         return self._call(_E.OP_DICT_CONTAINS, (key,))
 
     def __len__(self):
@@ -208,6 +212,7 @@ class DictProxy(BaseProxy):
         return str(self.copy())
 
     def get(self, key, default=None):
+        hash(key)  # TypeError for an unhashable key, as a dict raises
         try:
             return self._raw(_E.OP_DICT_GET, (key,))
         except Error as e:
@@ -225,6 +230,7 @@ class DictProxy(BaseProxy):
     _MISSING = object()
 
     def pop(self, key, default=_MISSING):
+        hash(key)  # TypeError for an unhashable key, as a dict raises
         try:
             return self._raw(_E.OP_DICT_POP, (key,))
         except Error as e:
@@ -244,6 +250,7 @@ class DictProxy(BaseProxy):
         return (k, v)
 
     def setdefault(self, key, default=None):
+        hash(key)  # TypeError for an unhashable key, as a dict raises
         return self._call(_E.OP_DICT_SETDEFAULT, (key, default))
 
     def clear(self):
