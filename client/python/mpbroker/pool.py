@@ -15,6 +15,7 @@ descriptor and reads results as they arrive; it sets AsyncResults and runs callb
 multiprocessing's result handler thread does. Calls into libmpb are serialised by one lock,
 which nothing holds while it waits, except imap's next() for a bounded slice.
 """
+import atexit
 import itertools
 import multiprocessing
 import os
@@ -22,6 +23,7 @@ import select
 import sys
 import threading
 import traceback
+import weakref
 from multiprocessing import TimeoutError
 
 from . import _mpb
@@ -31,6 +33,19 @@ __all__ = ["Pool", "AsyncResult", "ApplyResult", "MapResult", "IMapIterator", "R
            "TimeoutError"]
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+
+# Pools still running at exit are terminated before the managers shut their brokers down
+# (atexit runs this module's handler first: it is registered later).
+_live = weakref.WeakSet()
+
+
+@atexit.register
+def _terminate_all():
+    for p in list(_live):
+        try:
+            p.terminate()
+        except Exception:
+            pass
 
 # How long the result handler waits on the descriptor before it polls anyway: the descriptor
 # is edge-triggered, and an edge consumed by another call is caught up on here.
@@ -54,7 +69,12 @@ class Pool:
     """multiprocessing.Pool on an mpbroker broker. Made by Manager.Pool()."""
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-                 context=None, *, endpoint, authkey, serializer="pickle"):
+                 context=None, *, manager=None, endpoint=None, authkey=None,
+                 serializer="pickle"):
+        if manager is not None:
+            endpoint, authkey, serializer = manager.address, manager.authkey, manager.serializer
+        if endpoint is None or authkey is None:
+            raise TypeError("Pool needs a manager, or an endpoint and an authkey")
         if processes is None:
             processes = os.cpu_count() or 1
         if not isinstance(processes, int) or processes < 0:
@@ -72,7 +92,7 @@ class Pool:
         self._ctx = context or multiprocessing.get_context()
         self._endpoint, self._authkey = endpoint, authkey
         # A pool with an initializer is served only by its own workers, which ran it.
-        self._fn = FUNCTION if initializer is None else "%s/%d/%x" % (
+        self._fn = FUNCTION if initializer is None else "%s.%d.%x" % (
             FUNCTION, os.getpid(), id(self))
         self._client = _mpb.Client(endpoint, authkey, name="pool")
         self._h = _mpb.Pool(self._client)
@@ -88,6 +108,7 @@ class Pool:
         self._thread = threading.Thread(target=self._handle_results, name="mpbroker-pool-results",
                                         daemon=True)
         self._thread.start()
+        _live.add(self)
 
     # ---- workers -----------------------------------------------------------------------
 
@@ -244,10 +265,11 @@ class Pool:
         if chunksize is not None and chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
         calls = _mpb.pack_calls(self._ref(func), iterable, star)
-        r = MapResult(self, callback, error_callback)
-        if not len(iterable):
+        if not len(iterable):  # done at once, without its callback, as multiprocessing's
+            r = MapResult(self, None, None)
             r._set(True, [])
             return r
+        r = MapResult(self, callback, error_callback)
         return self._submit(r, self._h.starmap, calls, chunksize or 0)
 
     def imap(self, func, iterable, chunksize=1):
@@ -309,6 +331,7 @@ class Pool:
         self._shutdown()
 
     def _shutdown(self):
+        _live.discard(self)
         self._stop = True
         if self._thread is not threading.current_thread():
             self._thread.join()
