@@ -12,7 +12,7 @@ import sys
 
 
 def _worker(argv):
-    from . import worker
+    from . import _mpb, worker
     from .managers import default_authkey, endpoint_of
     ap = argparse.ArgumentParser(
         prog="python3 -m mpbroker worker",
@@ -56,6 +56,9 @@ def _worker(argv):
                                       a.max_tasks, a.prefetch, log)
     except ImportError as e:
         print("mpbroker worker: --import: %s" % e, file=sys.stderr)
+        return 2
+    except _mpb.Error as e:
+        print("mpbroker worker: %s: %s" % (endpoint, e.args[-1]), file=sys.stderr)
         return 2
 
 

@@ -170,10 +170,9 @@ def load_module(spec):
     return importlib.import_module(spec)
 
 
-def _child(endpoint, authkey, names, imports, max_tasks, prefetch):
+def _child(endpoint, authkey, names, max_tasks, prefetch):
+    """A forked worker process: the --import modules came with the fork."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for m in imports:
-        load_module(m)
     client = _mpb.Client(endpoint, authkey, name="python-worker")
     try:
         serve(client, names, max_tasks, prefetch)
@@ -191,6 +190,7 @@ def serve_processes(endpoint, authkey, processes, names=(FUNCTION,), imports=(),
     lost broker, a crash) is replaced after a pause that grows while they keep failing."""
     for m in imports:  # fail here, once, for a module that does not import
         load_module(m)
+    _mpb.Client(endpoint, authkey, name="python-worker").close()  # and for a wrong key
     stopping = []
 
     def on_signal(sig, frame):
@@ -208,7 +208,7 @@ def serve_processes(endpoint, authkey, processes, names=(FUNCTION,), imports=(),
                     for s in old:
                         signal.signal(s, signal.SIG_DFL)
                     try:
-                        _child(endpoint, authkey, names, imports, max_tasks, prefetch)
+                        _child(endpoint, authkey, names, max_tasks, prefetch)
                     finally:
                         os._exit(1)
                 children[pid] = time.monotonic()
