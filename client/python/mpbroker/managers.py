@@ -26,24 +26,86 @@ from .errors import translate
 class _Conn:
     """The way to one broker from this process: a libmpb session per thread (each thread its own
     lock owner, and a blocked call in one thread holds up no other), made on first use and again
-    in a forked child, where the inherited ones are unusable."""
+    in a forked child, where the inherited ones are unusable; and one more session per process
+    that holds the references of its proxies to anonymous objects (it never blocks, and it
+    lives until close_refs() or the process's end, whichever thread made the proxies)."""
 
     def __init__(self, endpoint, authkey, serializer):
         self.endpoint = endpoint
         self.authkey = authkey
         self.serializer = serializer
         self._local = threading.local()
+        self._refs = None  # the reference session, and the pid that made it
+        self._refs_lock = threading.Lock()
+        self._pinned = set()
+        self._refs_closed = False
+
+    def _connect(self):
+        try:
+            return _mpb.Client(self.endpoint, self.authkey, name=_procname(),
+                               serializer=self.serializer)
+        except _mpb.Error as e:
+            raise translate(e) from None
 
     def client(self):
         c = getattr(self._local, "c", None)
         if c is None or c.pid != os.getpid() or c.closed:
-            try:
-                c = _mpb.Client(self.endpoint, self.authkey, name=_procname(),
-                                serializer=self.serializer)
-            except _mpb.Error as e:
-                raise translate(e) from None
-            self._local.c = c
+            c = self._local.c = self._connect()
         return c
+
+    def _refclient(self):
+        with self._refs_lock:
+            c = self._refs
+            if c is None or c.pid != os.getpid():
+                if c is not None:  # inherited through fork: the parent's references
+                    self._pinned = set()
+                    self._refs_closed = False
+                c = self._refs = self._connect()
+            return c
+
+    def new(self, kind, args):
+        """obj.new: a new anonymous object of kind, opened with args; (name, open's reply)."""
+        try:
+            return self._refclient().call(_mpb.OP_OBJ_NEW, None, [kind, *args])
+        except _mpb.Error as e:
+            raise translate(e) from None
+
+    def ref(self, path):
+        """Takes a reference to anonymous object path for a proxy; False when it could not
+        (the object is gone: the proxy's calls will say so)."""
+        if self._refs_closed:
+            return False
+        try:
+            self._refclient().call(_mpb.OP_OBJ_REF, path)
+            return True
+        except (_mpb.Error, OSError, multiprocessing.AuthenticationError):
+            return False
+
+    def unref(self, path):
+        if self._refs_closed:
+            return
+        c = self._refs
+        if c is None or c.pid != os.getpid() or c.closed:
+            return
+        try:
+            c.call(_mpb.OP_OBJ_UNREF, path)
+        except Exception:
+            pass  # gone already; a proxy's end must not raise
+
+    def pin(self, path):
+        """Keeps anonymous object path alive while this process holds its references: a proxy
+        pickled away (into another object, a queue) reaches a holder of its own later."""
+        if path not in self._pinned and self.ref(path):
+            self._pinned.add(path)
+
+    def close_refs(self):
+        """Gives back every reference of this process's proxies (the broker deletes what no one
+        else refers to) and takes no more."""
+        with self._refs_lock:
+            self._refs_closed = True
+            c, self._refs = self._refs, None
+        if c is not None and c.pid == os.getpid():
+            c.close()
 
     def call(self, op, name, args=None, block_ms=0):
         try:
@@ -222,7 +284,6 @@ class Manager:
         if isinstance(authkey, str):
             authkey = authkey.encode()
         self._broker = None
-        self._anon = []
         self._pid = os.getpid()
         self._closed = False
         if address is None:
@@ -235,7 +296,8 @@ class Manager:
             endpoint = endpoint_of(address)
             authkey = bytes(authkey) if authkey is not None else default_authkey()
         _keys[endpoint] = authkey
-        self._conn = get_conn(endpoint, authkey, serializer)
+        # A _Conn of its own: shutdown() gives back this manager's references only.
+        self._conn = _Conn(endpoint, authkey, serializer)
         try:
             self._conn.client()
         except BaseException:
@@ -269,16 +331,14 @@ class Manager:
         pass
 
     def shutdown(self):
-        """Deletes the manager's unnamed objects, ends this process's sessions and stops the
-        private broker. Only in the process that made the manager; idempotent."""
+        """Gives back the references of the manager's proxies in this process (the broker
+        deletes the unnamed objects no other process refers to), ends its sessions and stops
+        the private broker. Only in the process that made the manager; idempotent."""
         if self._closed or self._pid != os.getpid():
             return
         self._closed = True
         _live.discard(self)
-        if self._anon and not self._broker:
-            from .proxies import delete_objects
-            delete_objects(self._conn, self._anon)
-        self._anon = []
+        self._conn.close_refs()
         self._conn.close_thread()
         if self._broker:
             self._broker.stop()

@@ -56,44 +56,17 @@ def _rebuild(cls, endpoint, authkey, serializer, name, state):
     return p
 
 
-_counter = [0]
-_counter_lock = threading.Lock()
-
-
-def _anon_name(kind):
-    """A name for an unnamed object, unique across processes and hosts."""
-    with _counter_lock:
-        _counter[0] += 1
-        n = _counter[0]
-    return "py.%s.%x.%x.%s" % (kind, os.getpid(), n, os.urandom(4).hex())
-
-
 def make(manager, cls, name, *args, **kw):
-    """A new proxy of manager's broker: opens the named object (or makes an unnamed one) with
-    the settings args, kw."""
+    """A new proxy of manager's broker: opens the named object, or with name None makes an
+    anonymous one (obj.new), with the settings args, kw."""
     if manager._closed:
         raise RuntimeError("the manager is shut down")
-    if name is None:
-        name = _anon_name(cls._kind)
-        anon = True
-    else:
-        if not isinstance(name, str):
-            raise TypeError("name must be a str, not %s" % type(name).__name__)
-        anon = False
+    if name is not None and not isinstance(name, str):
+        raise TypeError("name must be a str, not %s" % type(name).__name__)
     p = cls.__new__(cls)
     p._init(manager._conn, name, None)
-    p._create(anon, *args, **kw)
-    if anon:
-        manager._anon.append(p._path())
+    p._create(*args, **kw)
     return p
-
-
-def delete_objects(conn, paths):
-    for path in paths:
-        try:
-            conn.call(_E.OP_OBJ_DELETE, path)
-        except Exception:
-            pass  # gone already, or in use by another program: the broker keeps it
 
 
 class BaseProxy:
@@ -105,12 +78,31 @@ class BaseProxy:
     def _init(self, conn, name, state):
         object.__setattr__(self, "_conn", conn)
         object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_refpid", None)
         if state:
             for k, v in state.items():
                 object.__setattr__(self, k, v)
+        if name is not None and name.startswith("~"):
+            # An anonymous object lives while some proxy refers to it: this one too.
+            if conn.ref(self._path()):
+                object.__setattr__(self, "_refpid", os.getpid())
 
-    def _create(self, anon):
+    def _create(self):
         pass
+
+    def _open(self, op, args=()):
+        """Opens the object with op and args, or makes it anonymous (obj.new) when it has no
+        name yet, holding a reference for this proxy. Returns what the open answers."""
+        if self._name is not None:
+            return self._call(op, args)
+        name, reply = self._conn.new(self._kind, args)
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_refpid", os.getpid())
+        return reply
+
+    def __del__(self):
+        if getattr(self, "_refpid", None) == os.getpid():
+            self._conn.unref(self._path())
 
     def _state(self):
         return None
@@ -129,6 +121,10 @@ class BaseProxy:
         return self._conn.client().call(op, self._name, args, block_ms)
 
     def __reduce__(self):
+        if self._name.startswith("~"):
+            # Until the receiver takes a reference of its own, this process keeps the object
+            # alive (a proxy stored in another object may have no other holder).
+            self._conn.pin(self._path())
         key = self._conn.authkey if context.get_spawning_popen() is not None else None
         return (_rebuild, (type(self), self._conn.endpoint, key, self._conn.serializer,
                            self._name, self._state()))
@@ -149,12 +145,11 @@ class DictProxy(BaseProxy):
     _kind = "dict"
     _typeid = "dict"
 
-    def _create(self, anon, *args, **kw):
+    def _create(self, *args, **kw):
         init = dict(*args, **kw)
+        self._open(_E.OP_DICT_OPEN)
         if init:
             self.update(init)
-        else:
-            self._call(_E.OP_DICT_OPEN)
 
     def __getitem__(self, key):
         hash(key)  # TypeError for an unhashable key, as a dict raises
@@ -268,12 +263,11 @@ class ListProxy(BaseProxy):
     _kind = "list"
     _typeid = "list"
 
-    def _create(self, anon, sequence=()):
+    def _create(self, sequence=()):
         items = list(sequence)
+        self._open(_E.OP_LIST_OPEN)
         if items:
             self._call(_E.OP_LIST_EXTEND, (items,))
-        else:
-            self._call(_E.OP_LIST_OPEN)
 
     def __len__(self):
         return self._call(_E.OP_LIST_LEN)
@@ -445,12 +439,13 @@ class QueueProxy(BaseProxy):
     _kind = "queue"
     _typeid = "Queue"
 
-    def _create(self, anon, maxsize=0, joinable=False):
+    def _create(self, maxsize=0, joinable=False):
         if not isinstance(maxsize, int) or isinstance(maxsize, bool):
             raise TypeError("maxsize must be an int, not %s" % type(maxsize).__name__)
         # An unnamed queue is joinable either way: Python's Queue has task_done and join too.
         # A named plain Queue leaves the setting to whoever sets it.
-        self._call(_E.OP_QUEUE_OPEN, (max(maxsize, 0), True if (joinable or anon) else None))
+        anon = self._name is None
+        self._open(_E.OP_QUEUE_OPEN, (max(maxsize, 0), True if (joinable or anon) else None))
 
     def put(self, item, block=True, timeout=None):
         ms = _ms(block, timeout)
@@ -515,8 +510,8 @@ class LockProxy(BaseProxy):
     _ops = (_E.OP_LOCK_OPEN, _E.OP_LOCK_ACQUIRE, _E.OP_LOCK_RELEASE, _E.OP_LOCK_LOCKED)
     _unheld = "release unlocked lock"
 
-    def _create(self, anon):
-        self._call(self._ops[0])
+    def _create(self):
+        self._open(self._ops[0])
 
     def acquire(self, blocking=True, timeout=None):
         ms = _lock_ms(blocking, timeout)
@@ -567,12 +562,12 @@ class SemaphoreProxy(BaseProxy):
     _kind = "semaphore"
     _typeid = "Semaphore"
 
-    def _create(self, anon, value=1, bounded=False):
+    def _create(self, value=1, bounded=False):
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError("semaphore value must be an int, not %s" % type(value).__name__)
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
-        self._call(_E.OP_SEM_OPEN, (value, bool(bounded)))
+        self._open(_E.OP_SEM_OPEN, (value, bool(bounded)))
 
     def acquire(self, blocking=True, timeout=None):
         if not blocking and timeout is not None:
@@ -610,20 +605,20 @@ class ConditionProxy(BaseProxy):
     _kind = "condition"
     _typeid = "Condition"
 
-    def _create(self, anon, lock=None):
+    def _create(self, lock=None):
         if lock is not None and not isinstance(lock, LockProxy):
             raise TypeError("Condition's lock must be a Lock or RLock of this manager, not %s"
                             % type(lock).__name__)
         if lock is not None and lock._conn.endpoint != self._conn.endpoint:
             raise ValueError("Condition's lock is on another broker")
-        path = self._call(_E.OP_COND_OPEN, (lock._path() if lock is not None else None,))
+        path = self._open(_E.OP_COND_OPEN, (lock._path() if lock is not None else None,))
         self._set_lock(path)
 
     def _set_lock(self, path):
         kind, _, name = path.partition("/")
         cls = RLockProxy if kind == "rlock" else LockProxy
         lk = cls.__new__(cls)
-        lk._init(self._conn, name, None)
+        lk._init(self._conn, name, None)  # a reference of its own when anonymous
         object.__setattr__(self, "_lock", lk)
         object.__setattr__(self, "_lockpath", path)
 
@@ -691,8 +686,8 @@ class EventProxy(BaseProxy):
     _kind = "event"
     _typeid = "Event"
 
-    def _create(self, anon):
-        self._call(_E.OP_EVENT_OPEN)
+    def _create(self):
+        self._open(_E.OP_EVENT_OPEN)
 
     def is_set(self):
         return self._call(_E.OP_EVENT_IS_SET)
@@ -715,13 +710,13 @@ class BarrierProxy(BaseProxy):
     _kind = "barrier"
     _typeid = "Barrier"
 
-    def _create(self, anon, parties, action=None, timeout=None):
+    def _create(self, parties, action=None, timeout=None):
         if not isinstance(parties, int) or isinstance(parties, bool):
             raise TypeError("parties must be an int, not %s" % type(parties).__name__)
         if parties < 1:
             raise ValueError("parties must be > 0")
         object.__setattr__(self, "_action", action)
-        self._call(_E.OP_BARRIER_OPEN, (parties, -1 if timeout is None else _ms(True, timeout)))
+        self._open(_E.OP_BARRIER_OPEN, (parties, -1 if timeout is None else _ms(True, timeout)))
 
     def _state(self):
         return {"_action": getattr(self, "_action", None)}
@@ -769,12 +764,9 @@ class ValueProxy(BaseProxy):
     _kind = "value"
     _typeid = "Value"
 
-    def _create(self, anon, typecode, value):
+    def _create(self, typecode, value):
         object.__setattr__(self, "_typecode", typecode)
-        if anon:
-            self._call(_E.OP_VALUE_SET, (value,))
-        else:
-            self._call(_E.OP_VALUE_OPEN, (value,))
+        self._open(_E.OP_VALUE_OPEN, (value,))
 
     def _state(self):
         return {"_typecode": getattr(self, "_typecode", None)}
@@ -801,20 +793,20 @@ class ArrayProxy(BaseProxy):
     _kind = "list"
     _typeid = "Array"
 
-    def _create(self, anon, typecode, sequence):
+    def _create(self, typecode, sequence):
         object.__setattr__(self, "_typecode", typecode)
         items = array.array(typecode, sequence).tolist()  # Python's checks and conversions
+        self._open(_E.OP_LIST_OPEN)
         if items:
             self._call(_E.OP_LIST_EXTEND, (items,))
-        else:
-            self._call(_E.OP_LIST_OPEN)
 
     def _state(self):
         return {"_typecode": self._typecode}
 
     def _list(self):
         lp = ListProxy.__new__(ListProxy)
-        lp._init(self._conn, self._name, None)
+        object.__setattr__(lp, "_conn", self._conn)  # a view: no reference of its own
+        object.__setattr__(lp, "_name", self._name)
         return lp
 
     def __len__(self):
@@ -843,8 +835,8 @@ class NamespaceProxy(BaseProxy):
     _kind = "namespace"
     _typeid = "Namespace"
 
-    def _create(self, anon, **kw):
-        self._call(_E.OP_NS_OPEN)
+    def _create(self, **kw):
+        self._open(_E.OP_NS_OPEN)
         for k, v in kw.items():
             setattr(self, k, v)
 
