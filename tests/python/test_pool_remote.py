@@ -192,9 +192,11 @@ class TestBrokerCommand(unittest.TestCase):
         with open(key, "wb") as f:
             f.write(b"k3y")
         ep = "ipc://%s/b.sock" % d
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MPB_")}
         b = subprocess.Popen([sys.executable, "-m", "mpbroker", "broker", "--listen", ep,
                               "--authkey-file", key, "--endpoint-file",
-                              os.path.join(d, "ep"), "--log-level", "warn"])
+                              os.path.join(d, "ep"), "--data-dir", os.path.join(d, "data"),
+                              "--log-level", "warn"], env=env)
         try:
             deadline = time.monotonic() + 10
             while not os.path.exists(os.path.join(d, "ep")):
@@ -207,6 +209,7 @@ class TestBrokerCommand(unittest.TestCase):
         finally:
             b.terminate()
             b.wait(10)
+            subprocess.run(["rm", "-rf", d])
         out = subprocess.run([sys.executable, "-m", "mpbroker"], capture_output=True,
                              text=True, timeout=30)
         self.assertEqual(out.returncode, 2)
