@@ -160,7 +160,9 @@ MPB_EXPORT int mpb_unpack_bin(const void *buf, size_t len, const void **p, size_
 /* ---- objects ---------------------------------------------------------------------------- */
 
 /* Object names are 1..255 bytes of printable ASCII without '/' ... see PROTOCOL.md. One name
- * space for all kinds: opening a name as another kind fails with MPB_EKIND. */
+ * space for all kinds: opening a name as another kind fails with MPB_EKIND. Every
+ * mpb_<kind>_open() also takes name NULL, for a new anonymous object, and a handle on one holds
+ * a reference to it: see "anonymous objects" below. */
 
 typedef struct mpb_obj_info {
     char kind[16]; /* "dict", "list", ... */
@@ -192,12 +194,15 @@ MPB_EXPORT int mpb_broker_info(mpb_client_t *c, void **map, size_t *len);
 typedef struct mpb_dict mpb_dict_t;
 
 /* Opens (creating if new) the dict called name: a new handle in *out (mpb_dict_close() it),
- * NULL on failure. MPB_EKIND if name is another kind, MPB_EINVAL for a bad name. */
+ * NULL on failure. MPB_EKIND if name is another kind, MPB_EINVAL for a bad name. name NULL
+ * makes a new anonymous dict; a name starting with '~' takes a reference to that anonymous
+ * object (MPB_ENOOBJ when it is gone): see "anonymous objects". */
 MPB_EXPORT int mpb_dict_open(mpb_client_t *c, const char *name, mpb_dict_t **out);
 /* A handle on dict name without a round trip: nothing is created until the first write, and
  * reads of a dict that does not exist find it empty. The kind is checked by each call. */
 MPB_EXPORT int mpb_dict_attach(mpb_client_t *c, const char *name, mpb_dict_t **out);
-/* Frees the handle (not the shared dict). Accepts &NULL; sets *d NULL. */
+/* Frees the handle (not the shared dict; for an anonymous one, gives back the handle's
+ * reference, a round trip). Accepts &NULL; sets *d NULL. */
 MPB_EXPORT void mpb_dict_close(mpb_dict_t **d);
 
 /* Stores a copy of val under key (a new key goes last in insertion order; an existing one
