@@ -4,6 +4,7 @@ with --import (a script's path standing in for the caller's __main__), run a tas
 one of them is SIGKILLed, replace it, and stop on SIGTERM; bad flags, a module that does not
 import and a wrong authkey are refused with a message."""
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -148,6 +149,61 @@ class TestRemoteWorker(unittest.TestCase):
         self.assertEqual(w.returncode, 0)
         os.unlink(path)
         os.rmdir(d)
+
+    def test_function_module_missing_on_the_worker(self):
+        d = tempfile.mkdtemp(prefix="mpbpy-")
+        with open(os.path.join(d, "only_here_mod.py"), "w") as f:
+            f.write("def twice(x):\n    return 2 * x\n")
+        sys.path.insert(0, d)
+        try:
+            import only_here_mod
+            w = self.worker("--endpoint", self.broker.endpoint, "--processes", "1")
+            with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
+                with m.Pool(0) as p:
+                    with self.assertRaises(ModuleNotFoundError) as cm:
+                        p.apply(only_here_mod.twice, (2,))
+                    self.assertIn("only_here_mod", str(cm.exception))
+                    self.assertEqual(p.apply(cube, (2,)), 8)  # the worker still serves
+        finally:
+            sys.path.remove(d)
+            sys.modules.pop("only_here_mod", None)
+            subprocess.run(["rm", "-rf", d])
+        w.send_signal(signal.SIGTERM)
+        w.communicate(timeout=20)
+
+    def test_malformed_calls(self):
+        """Calls not of the form [FUNCTION, ARG...] (as a C program could submit under the
+        name "python") fail with a message; the worker goes on serving."""
+        from mpbroker import _mpb
+        w = self.worker("--endpoint", self.broker.endpoint, "--processes", "1")
+        c = _mpb.Client(self.broker.endpoint, self.broker.authkey)
+        h = _mpb.Pool(c)
+        bad = [[1, 2], [], [b"\x80not a pickle", 1], ["str, not bin"], [pickle.dumps(5, 4), 1]]
+        for i, call in enumerate(bad):
+            h.starmap("python", _mpb.packb([call]), 1, i)
+        got = {}
+        deadline = time.monotonic() + 30
+        while len(got) < len(bad):
+            self.assertLess(time.monotonic(), deadline, "no answer for %r" % got)
+            h.poll(100)
+            got.update((k, (ok, v)) for k, ok, v in h.take_done())
+        for i in (0, 1, 3):
+            self.assertEqual(got[i][0], False, got[i])
+            self.assertEqual(got[i][1][0], _mpb.EREMOTE)
+            self.assertIn("malformed call", got[i][1][1])
+        from mpbroker.worker import TaskFailure
+        for i in (2, 4):  # a FUNCTION that does not unpickle, or is no callable: raised
+            self.assertTrue(got[i][0], got[i])
+            self.assertIsInstance(got[i][1][0], TaskFailure)
+        self.assertIsInstance(got[2][1][0].exception(), ValueError)  # "unsupported pickle protocol"
+        self.assertIsInstance(got[4][1][0].exception(), TypeError)
+        h.free()
+        c.close()
+        with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
+            with m.Pool(0) as p:
+                self.assertEqual(p.map(cube, range(5)), [0, 1, 8, 27, 64])
+        w.send_signal(signal.SIGTERM)
+        w.communicate(timeout=20)
 
     def test_bad_input(self):
         cases = [

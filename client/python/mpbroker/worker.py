@@ -29,6 +29,9 @@ FUNCTION = "python"
 # Functions already unpickled, by their pickle; bounded so that a long-lived worker serving many
 # programs does not grow without end.
 _CACHE_MAX = 4096
+# Tasks a Pool's local worker holds beyond the one it runs: its next tasks are at hand when it
+# finishes one, as multiprocessing's workers find theirs in their pipe.
+_LOCAL_PREFETCH = 4
 
 
 class TaskFailure:
@@ -96,26 +99,29 @@ def _find(module, qualname):
         return None
 
 
-class Handler:
-    """handler(call) for _mpb.Worker: runs one call [FUNCTION, ARG, ...]."""
+class Functions:
+    """What _mpb.Worker calls back: resolve(ref) unpickles a call's FUNCTION (a chunk's calls
+    share one, which the extension keeps; others are cached here), capture(exc) and
+    fail(exc, value) make the TaskFailure that reports an exception. The calls themselves run
+    in the extension, without a Python frame of ours around them."""
 
     def __init__(self):
         self._fns = {}
 
-    def __call__(self, call):
-        try:
-            if len(call) == 1 and type(call[0]) is list:  # imap sends map's [item]
-                call = call[0]
-            ref = call[0]
-            fn = self._fns.get(ref)
-            if fn is None:
-                fn = pickle.loads(ref)
-                if len(self._fns) >= _CACHE_MAX:
-                    self._fns.clear()
-                self._fns[ref] = fn
-            return fn(*call[1:])
-        except Exception as e:
-            return TaskFailure.capture(e, skip=1)
+    def resolve(self, ref):
+        fn = self._fns.get(ref)
+        if fn is None:
+            fn = pickle.loads(ref)
+            if not callable(fn):
+                raise TypeError("%r object is not callable" % type(fn).__name__)
+            if len(self._fns) >= _CACHE_MAX:
+                self._fns.clear()
+            self._fns[ref] = fn
+        return fn
+
+    @staticmethod
+    def capture(exc):
+        return TaskFailure.capture(exc)
 
     @staticmethod
     def fail(exc, value):
@@ -130,8 +136,8 @@ class Handler:
 def serve(client, names=(FUNCTION,), max_tasks=0, prefetch=1):
     """Serves names on client until SIGTERM or SIGINT (from the main thread) or max_tasks."""
     import threading
-    h = Handler()
-    w = _mpb.Worker(client, list(names), h, h.fail, 1, prefetch, max_tasks)
+    f = Functions()
+    w = _mpb.Worker(client, list(names), f.resolve, f.capture, f.fail, 1, prefetch, max_tasks)
     w.serve(threading.current_thread() is threading.main_thread())
     return w.tasks_done
 
@@ -144,7 +150,7 @@ def run_local(endpoint, authkey, names, initializer, initargs, max_tasks, serial
     try:
         client = _mpb.Client(endpoint, authkey, name="pool-worker", serializer=serializer)
         try:
-            serve(client, names, max_tasks or 0)
+            serve(client, names, max_tasks or 0, prefetch=_LOCAL_PREFETCH)
         finally:
             client.close()
     except _mpb.Error as e:  # the broker went away (its manager shut down): nothing to serve

@@ -12,7 +12,7 @@
  * from inside libmpb: they are queued as (key, ok, value) and take_done() hands them to
  * pool.py, which runs the user's callbacks outside any pool call.
  *
- *   pool.py ──apply/starmap/imap──> _mpb.Pool ──mpb_pool_*──> broker ──> Worker ──> handler()
+ *   pool.py ──apply/starmap/imap──> _mpb.Pool ──mpb_pool_*──> broker ──> Worker ──> fn(*args)
  *   pool.py <──take_done()── [done list] <──result callbacks── mpb_pool_poll()             */
 #include <signal.h>
 #include <stdint.h>
@@ -514,8 +514,10 @@ static PyType_Spec pypool_spec = {"mpbroker._mpb.Pool", sizeof(pypool_t), 0,
 typedef struct {
     PyObject_HEAD PyObject *client;
     mpb_worker_t *w;
-    PyObject *handler; /* handler(call) -> result */
-    PyObject *fail;    /* fail(exc, value) -> result, for a value that cannot be packed */
+    PyObject *resolve; /* resolve(ref) -> the callable a call's FUNCTION names */
+    PyObject *capture; /* capture(exc) -> the value that reports a call's exception */
+    PyObject *fail;    /* fail(exc, value) -> that value, for a result that cannot be packed */
+    PyObject *last_ref, *last_fn; /* the previous call's function: a chunk's calls share it */
     int use_pickle;
 } pyworker_t;
 
@@ -543,12 +545,131 @@ static void exc_to_err(char *err, size_t errlen) {
     Py_XDECREF(tb);
 }
 
+/* The pending exception, normalised, with its traceback attached; NULL if none. */
+static PyObject *fetch_exc(void) {
+    PyObject *type, *val, *tb;
+    PyErr_Fetch(&type, &val, &tb);
+    PyErr_NormalizeException(&type, &val, &tb);
+    if (val && tb) PyException_SetTraceback(val, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return val;
+}
+
 /* A worker thread keeps its Python thread state from its first call on: PyGILState_Ensure()
  * on a thread without one makes one and PyGILState_Release() frees it again, which costs more
  * than a small call does. The state stays until the process ends. */
 static _Thread_local int t_has_state;
 
-/* mpb_task_fn: one call, run by the Python handler under the GIL. */
+/* Reads a msgpack array header (*n elements) or bin header (*n bytes, then *p past them,
+ * *data at them) at *p, within end. -1 for anything else or too short. */
+static int rd_array(const uint8_t **p, const uint8_t *end, uint32_t *n) {
+    const uint8_t *q = *p;
+    if (q >= end) return -1;
+    if ((*q & 0xf0) == 0x90) {
+        *n = *q & 0x0f;
+        *p = q + 1;
+    } else if (*q == 0xdc && end - q >= 3) {
+        *n = (uint32_t)q[1] << 8 | q[2];
+        *p = q + 3;
+    } else if (*q == 0xdd && end - q >= 5) {
+        *n = (uint32_t)q[1] << 24 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 8 | q[4];
+        *p = q + 5;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+static int rd_bin(const uint8_t **p, const uint8_t *end, const uint8_t **data, uint32_t *n) {
+    const uint8_t *q = *p;
+    size_t h;
+    if (q >= end) return -1;
+    if (*q == 0xc4 && end - q >= 2) {
+        *n = q[1];
+        h = 2;
+    } else if (*q == 0xc5 && end - q >= 3) {
+        *n = (uint32_t)q[1] << 8 | q[2];
+        h = 3;
+    } else if (*q == 0xc6 && end - q >= 5) {
+        *n = (uint32_t)q[1] << 24 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 8 | q[4];
+        h = 5;
+    } else {
+        return -1;
+    }
+    if ((size_t)(end - q) - h < *n) return -1;
+    *data = q + h;
+    *p = q + h + *n;
+    return 0;
+}
+
+/* The callable of a call's FUNCTION (a pickle): the previous call's when the bytes are the
+ * same, else resolve(ref). New reference, or NULL with an exception set. */
+static PyObject *worker_fn(pyworker_t *self, const uint8_t *ref, uint32_t rl) {
+    if (!self->last_ref || (size_t)PyBytes_GET_SIZE(self->last_ref) != rl ||
+        memcmp(PyBytes_AS_STRING(self->last_ref), ref, rl) != 0) {
+        PyObject *r = PyBytes_FromStringAndSize((const char *)ref, rl);
+        PyObject *fn = r ? PyObject_CallOneArg(self->resolve, r) : NULL;
+        if (!fn) {
+            Py_XDECREF(r);
+            return NULL;
+        }
+        Py_XSETREF(self->last_ref, r);
+        Py_XSETREF(self->last_fn, fn);
+    }
+    Py_INCREF(self->last_fn);
+    return self->last_fn;
+}
+
+/* The arguments of a call: the n values from p to end, as a tuple. */
+static PyObject *worker_args(pyworker_t *self, const uint8_t *p, const uint8_t *end,
+                             uint32_t n) {
+    if (n == 0) return PyTuple_New(0);
+    if (n == 1) { /* map's one item: the rest is exactly one value */
+        PyObject *v = mpbpy_unpackb(p, (size_t)(end - p), self->use_pickle);
+        PyObject *t = v ? PyTuple_Pack(1, v) : NULL;
+        Py_XDECREF(v);
+        return t;
+    }
+    wbuf_t b = {0};
+    PyObject *t = NULL;
+    if (wb_head(&b, 0xdd, n) == 0 && wb_put(&b, p, (size_t)(end - p)) == 0) {
+        PyObject *l = mpbpy_unpackb(b.p, b.len, self->use_pickle);
+        t = l && PyList_Check(l) ? PyList_AsTuple(l) : NULL;
+        if (l && !t && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "malformed call");
+        Py_XDECREF(l);
+    }
+    PyMem_Free(b.p);
+    return t;
+}
+
+/* Runs one call [FUNCTION, ARG...] (imap's comes wrapped as [[FUNCTION, ARG...]]): its value,
+ * or what capture() makes of its exception; NULL with an exception set only when the call
+ * itself is malformed or capture() fails. */
+static PyObject *worker_run(pyworker_t *self, const void *args, size_t alen) {
+    const uint8_t *p = args, *end = p + alen, *ref;
+    uint32_t n, rl;
+    if (rd_array(&p, end, &n)) goto malformed;
+    if (n == 1 && p < end && ((*p & 0xf0) == 0x90 || *p == 0xdc || *p == 0xdd) &&
+        rd_array(&p, end, &n))
+        goto malformed;
+    if (n < 1 || rd_bin(&p, end, &ref, &rl)) goto malformed;
+    PyObject *fn = worker_fn(self, ref, rl);
+    PyObject *a = fn ? worker_args(self, p, end, n - 1) : NULL;
+    PyObject *r = a ? PyObject_Call(fn, a, NULL) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(fn);
+    if (r) return r;
+    PyObject *e = fetch_exc();
+    r = PyObject_CallOneArg(self->capture, e ? e : Py_None);
+    Py_XDECREF(e);
+    return r;
+malformed:
+    PyErr_SetString(PyExc_ValueError, "malformed call: not [FUNCTION (bin), ARG...]");
+    return NULL;
+}
+
+/* mpb_task_fn: one call, run under the GIL. */
 static int trampoline(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
                       char *err, size_t errlen) {
     pyworker_t *self = ctx;
@@ -559,17 +680,12 @@ static int trampoline(void *ctx, const void *args, size_t alen, void **result, s
     }
     PyGILState_STATE g = PyGILState_Ensure();
     int rc = 1;
-    PyObject *call = mpbpy_unpackb(args, alen, self->use_pickle);
-    PyObject *r = call ? PyObject_CallOneArg(self->handler, call) : NULL;
+    PyObject *r = worker_run(self, args, alen);
     PyObject *b = r ? mpbpy_packb(r, self->use_pickle) : NULL;
-    if (r && !b) { /* the value cannot travel: the handler says so in a value that can */
-        PyObject *type, *val, *tb;
-        PyErr_Fetch(&type, &val, &tb);
-        PyErr_NormalizeException(&type, &val, &tb);
-        PyObject *f = PyObject_CallFunctionObjArgs(self->fail, val ? val : Py_None, r, NULL);
-        Py_XDECREF(type);
-        Py_XDECREF(val);
-        Py_XDECREF(tb);
+    if (r && !b) { /* the value cannot travel: fail() says so in a value that can */
+        PyObject *e = fetch_exc();
+        PyObject *f = PyObject_CallFunctionObjArgs(self->fail, e ? e : Py_None, r, NULL);
+        Py_XDECREF(e);
         b = f ? mpbpy_packb(f, self->use_pickle) : NULL;
         Py_XDECREF(f);
     }
@@ -587,19 +703,18 @@ static int trampoline(void *ctx, const void *args, size_t alen, void **result, s
     }
     Py_XDECREF(b);
     Py_XDECREF(r);
-    Py_XDECREF(call);
     PyGILState_Release(g);
     return rc;
 }
 
 static int pyworker_init(pyworker_t *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"client", "names",     "handler",   "fail",
+    static char *kwlist[] = {"client",      "names",    "resolve",   "capture", "fail",
                              "concurrency", "prefetch", "max_tasks", NULL};
-    PyObject *client, *names, *handler, *fail;
+    PyObject *client, *names, *resolve, *capture, *fail;
     int concurrency = 1, prefetch = 1;
     unsigned long long max_tasks = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OOO|iiK", kwlist, mpbpy_client_type, &client,
-                                     &names, &handler, &fail, &concurrency, &prefetch,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OOOO|iiK", kwlist, mpbpy_client_type, &client,
+                                     &names, &resolve, &capture, &fail, &concurrency, &prefetch,
                                      &max_tasks))
         return -1;
     mpb_client_t *c = mpbpy_client_get(client);
@@ -608,8 +723,8 @@ static int pyworker_init(pyworker_t *self, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_RuntimeError, "Worker already initialised");
         return -1;
     }
-    if (!PyCallable_Check(handler) || !PyCallable_Check(fail)) {
-        PyErr_SetString(PyExc_TypeError, "handler and fail must be callable");
+    if (!PyCallable_Check(resolve) || !PyCallable_Check(capture) || !PyCallable_Check(fail)) {
+        PyErr_SetString(PyExc_TypeError, "resolve, capture and fail must be callable");
         return -1;
     }
     int rc = mpb_worker_new(c, &self->w);
@@ -619,8 +734,10 @@ static int pyworker_init(pyworker_t *self, PyObject *args, PyObject *kw) {
     }
     Py_INCREF(client);
     self->client = client;
-    Py_INCREF(handler);
-    self->handler = handler;
+    Py_INCREF(resolve);
+    self->resolve = resolve;
+    Py_INCREF(capture);
+    self->capture = capture;
     Py_INCREF(fail);
     self->fail = fail;
     self->use_pickle = ((mpbpy_client_t *)client)->use_pickle;
@@ -643,8 +760,11 @@ static int pyworker_init(pyworker_t *self, PyObject *args, PyObject *kw) {
 
 static void pyworker_dealloc(pyworker_t *self) {
     mpb_worker_free(&self->w);
-    Py_XDECREF(self->handler);
+    Py_XDECREF(self->resolve);
+    Py_XDECREF(self->capture);
     Py_XDECREF(self->fail);
+    Py_XDECREF(self->last_ref);
+    Py_XDECREF(self->last_fn);
     Py_XDECREF(self->client);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -706,7 +826,8 @@ static PyType_Slot pyworker_slots[] = {
     {Py_tp_dealloc, pyworker_dealloc},
     {Py_tp_methods, pyworker_methods},
     {Py_tp_getset, pyworker_getset},
-    {Py_tp_doc, "Worker(client, names, handler, fail, concurrency=1, prefetch=1, max_tasks=0)"},
+    {Py_tp_doc, "Worker(client, names, resolve, capture, fail, concurrency=1, prefetch=1, "
+                "max_tasks=0)"},
     {0, NULL},
 };
 
