@@ -96,7 +96,10 @@ def main():
     ap.add_argument("--procs", type=int, default=8, help="processes of the many-client rows")
     ap.add_argument("--map-items", type=int, default=200000,
                     help="items of the chunksize 100 map (chunksize 1: a twentieth)")
+    ap.add_argument("--only", default="dict,queue,pool,start",
+                    help="comma-separated subset of dict, queue, pool, start (default all)")
     a = ap.parse_args()
+    only = set(a.only.split(","))
     ctx = multiprocessing.get_context("fork")
     rows = []  # (what, unit, multiprocessing, mpbroker)
 
@@ -110,24 +113,27 @@ def main():
     makers = {"mpbroker": mpbroker.Manager, "multiprocessing": multiprocessing.Manager}
     managers = {k: make() for k, make in makers.items()}
     try:
-        for procs in (1, a.procs):
-            both("dict get/set, %d process%s" % (procs, "es" if procs > 1 else ""), "ops/s",
-                 lambda k: _rate(_dict_client,
-                                 lambda i, d=managers[k].dict(): (d, "k%d" % i, a.ops, a.seconds),
-                                 procs, ctx))
-            both("Queue put+get, %d process%s" % (procs, "es" if procs > 1 else ""), "ops/s",
-                 lambda k: _rate(_queue_client,
-                                 lambda i, q=managers[k].Queue(): (q, a.ops, a.seconds),
-                                 procs, ctx))
+        for procs in (1, a.procs) if only & {"dict", "queue"} else ():
+            if "dict" in only:
+                both("dict get/set, %d process%s" % (procs, "es" if procs > 1 else ""), "ops/s",
+                     lambda k: _rate(_dict_client, lambda i, d=managers[k].dict(): (
+                         d, "k%d" % i, a.ops, a.seconds), procs, ctx))
+            if "queue" in only:
+                both("Queue put+get, %d process%s" % (procs, "es" if procs > 1 else ""), "ops/s",
+                     lambda k: _rate(_queue_client, lambda i, q=managers[k].Queue(): (
+                         q, a.ops, a.seconds), procs, ctx))
         pools = {"mpbroker": managers["mpbroker"].Pool, "multiprocessing": multiprocessing.Pool}
-        both("Pool(2).map, chunksize 1", "tasks/s",
-             lambda k: _pool_rate(pools[k], max(1, a.map_items // 20), 1))
-        both("Pool(2).map, chunksize 100", "tasks/s",
-             lambda k: _pool_rate(pools[k], a.map_items, 100))
+        if "pool" in only:
+            both("Pool(2).map, chunksize 1", "tasks/s",
+                 lambda k: _pool_rate(pools[k], max(1, a.map_items // 20), 1))
+            both("Pool(2).map, chunksize 100", "tasks/s",
+                 lambda k: _pool_rate(pools[k], a.map_items, 100))
     finally:
         for m in managers.values():
             m.shutdown()
-    both("Manager() to first op (median of 5)", "ms", lambda k: _start_to_first_op(makers[k]))
+    if "start" in only:
+        both("Manager() to first op (median of 5)", "ms",
+             lambda k: _start_to_first_op(makers[k]))
 
     if a.csv:
         w = csv.writer(sys.stdout)
