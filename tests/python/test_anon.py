@@ -2,6 +2,7 @@
 in any process refers to them, and are deleted after the last one goes or the manager shuts
 down. The broker here deletes at once (--anon-grace-ms 0)."""
 import gc
+import time
 import multiprocessing
 import unittest
 
@@ -89,6 +90,26 @@ class AnonTest(unittest.TestCase):
                          "child was here")
         m.shutdown()  # the pin of the spawn pickle goes with the manager
         self.assertFalse(exists(self.c, path))
+
+    def test_fork_child_holds_its_own(self):
+        # A grace period, as in real use: the parent gives its reference back as soon as
+        # Process.start() drops the arguments, the child takes its own just after the fork.
+        b = th.Broker("--anon-grace-ms", "300")
+        try:
+            m = mpbroker.Manager(b.endpoint, authkey=b.authkey)
+            started, release = m.Event(name="fstarted"), m.Event(name="frelease")
+            p = multiprocessing.get_context("fork").Process(
+                target=keep_and_report, args=(m.list(), started, release))
+            p.start()
+            self.assertTrue(started.wait(30))
+            gc.collect()
+            time.sleep(0.6)  # past the grace period of the parent's reference
+            release.set()
+            p.join(30)
+            self.assertEqual(p.exitcode, 0)  # the list was still there for the child
+            m.shutdown()
+        finally:
+            b.stop()
 
     def test_nested_proxy_outlives_its_maker(self):
         m = self.manager()

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 
-from multiprocessing import context
+from multiprocessing import context, util
 
 from . import _mpb
 from ._mpb import Error
@@ -84,8 +84,14 @@ class BaseProxy:
                 object.__setattr__(self, k, v)
         if name is not None and name.startswith("~"):
             # An anonymous object lives while some proxy refers to it: this one too.
-            if conn.ref(self._path()):
-                object.__setattr__(self, "_refpid", os.getpid())
+            self._take_ref()
+
+    def _take_ref(self):
+        if self._conn.ref(self._path()):
+            object.__setattr__(self, "_refpid", os.getpid())
+        # A child forked by multiprocessing inherits this proxy without pickling it: it takes a
+        # reference of its own, as multiprocessing's proxies do (the parent may drop its own).
+        util.register_after_fork(self, BaseProxy._take_ref)
 
     def _create(self):
         pass
@@ -98,6 +104,7 @@ class BaseProxy:
         name, reply = self._conn.new(self._kind, args)
         object.__setattr__(self, "_name", name)
         object.__setattr__(self, "_refpid", os.getpid())
+        util.register_after_fork(self, BaseProxy._take_ref)
         return reply
 
     def __del__(self):
