@@ -23,6 +23,14 @@ static th_broker_t B;
 #define GONE_MS  4000 /* a dead holder's objects must be gone within this after the kill */
 #define GRACE_MS 1500 /* the grace test's broker */
 
+/* One sample of the broker's /metrics page. */
+static double metric(const char *series) {
+    char *page = th_http_request(th_http_port(&B), "GET", "/metrics");
+    double v = th_metric(page, series, -1);
+    free(page);
+    return v;
+}
+
 /* Whether the object kind/name exists: 1, 0 (ENOOBJ), or the unexpected error. */
 static int exists(mpb_client_t *c, const char *kind, const char *name) {
     char path[300];
@@ -132,6 +140,11 @@ static void test_every_kind_lives_until_its_handle_closes(void **state) {
         assert_int_equal(th_describe_int(c, path, "delete_in_ms"), -1);
     }
     assert_int_equal(th_info_int(c, "anonymous"), anon0 + N);
+    assert_int_equal(th_info_int(c, "refs"), N);
+    assert_true(metric("mpb_anonymous_objects") == (double)(anon0 + N));
+    assert_true(metric("mpb_anonymous_refs") == (double)N);
+    double deleted0 = metric("mpb_anonymous_deleted_total");
+    assert_true(deleted0 >= 0);
     /* the open's settings took: a joinable queue of 3, a bounded Semaphore(2), Barrier(3) */
     char path[300];
     snprintf(path, sizeof path, "queue/%s", mpb_queue_name(q));
@@ -177,6 +190,9 @@ static void test_every_kind_lives_until_its_handle_closes(void **state) {
     assert_int_equal(exists(c, "rlock", cvlock), 0);
     assert_int_equal(th_info_int(c, "anonymous"), anon0);
     assert_int_equal(th_info_int(c, "refs"), 0);
+    assert_true(metric("mpb_anonymous_objects") == (double)anon0);
+    assert_true(metric("mpb_anonymous_refs") == 0);
+    assert_true(metric("mpb_anonymous_deleted_total") == deleted0 + N);
     /* a use of a gone name is an error, not a new or empty object */
     mpb_dict_t *again;
     assert_int_equal(mpb_dict_attach(c, names[0], &again), 0);
@@ -636,7 +652,7 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
 static int setup(void **state) {
     (void)state;
     th_broker_start(&B, "--heartbeat-ms", "200", "--session-ttl-ms", "1000", "--anon-grace-ms",
-                    "0", NULL);
+                    "0", "--http", "127.0.0.1:0", NULL);
     return 0;
 }
 
