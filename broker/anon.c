@@ -128,7 +128,8 @@ void anon_moved(obj_t *old, obj_t *o) {
 void anon_forget(obj_t *o) {
     if (!o->anon) return;
     undoom(o);
-    for (sess_t *s = server_sessions(); s; s = s->next) {
+    /* Only obj.delete takes an object that sessions still refer to: the walk is for it. */
+    for (sess_t *s = o->refs ? server_sessions() : NULL; s; s = s->next) {
         long i = sref_find(s, o);
         if (i >= 0) s->refs[i] = s->refs[--s->nrefs];
     }

@@ -386,18 +386,36 @@ static void test_silent_holder_expires_and_gives_back_all(void **state) {
 
 /* ---- calls parked on an object that goes ---- */
 
-/* Blocks in queue.get on the queue named arg without a reference of its own. */
-static int bare_getter(int idx, const char *arg) {
+/* Parks a call on the object that arg names ("queue:NAME", "lock:NAME" or "condition:NAME"),
+ * without a reference of its own, and expects ENOOBJ when the object goes. */
+static int bare_waiter(int idx, const char *arg) {
     (void)idx;
     mpb_client_t *c = th_child_connect();
     CK(c);
-    uint8_t args[2] = {0x91, 0xff}; /* [-1]: wait forever */
+    const char *name = strchr(arg, ':') + 1;
     void *res = NULL;
     size_t rn;
-    int rc = mpb_call(c, MPB_OP_QUEUE_GET, arg, args, sizeof args, MPB_FOREVER, &res, &rn);
+    int rc;
+    if (!strncmp(arg, "queue:", 6)) {
+        uint8_t args[] = {0x91, 0xff}; /* [-1]: wait forever */
+        rc = mpb_call(c, MPB_OP_QUEUE_GET, name, args, sizeof args, MPB_FOREVER, &res, &rn);
+    } else if (!strncmp(arg, "lock:", 5)) {
+        uint8_t args[] = {0x92, 0x01, 0xff}; /* [tid 1, -1] */
+        rc = mpb_call(c, MPB_OP_LOCK_ACQUIRE, name, args, sizeof args, MPB_FOREVER, &res, &rn);
+    } else {
+        char lock[64];
+        snprintf(lock, sizeof lock, "%s.lock", name);
+        uint8_t acq[] = {0x92, 0x01, 0x00}; /* [tid 1, 0] */
+        CKC(c, mpb_call(c, MPB_OP_RLOCK_ACQUIRE, lock, acq, sizeof acq, 0, &res, &rn));
+        mpb_free(res);
+        res = NULL;
+        uint8_t args[] = {0x92, 0x01, 0xff};
+        rc = mpb_call(c, MPB_OP_COND_WAIT, name, args, sizeof args, MPB_FOREVER, &res, &rn);
+    }
+    mpb_free(res);
     CK(rc == MPB_ENOOBJ);
     CK(strstr(mpb_errmsg(c), "deleted") != NULL);
-    CK(strstr(mpb_errmsg(c), arg) != NULL);
+    CK(strstr(mpb_errmsg(c), name) != NULL);
     mpb_close(&c);
     return 0;
 }
@@ -406,17 +424,60 @@ static void test_parked_calls_get_enoobj_when_it_goes(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
     mpb_queue_t *q;
+    mpb_lock_t *l;
+    mpb_condition_t *cv;
     th_assert_ok(mpb_queue_open(c, NULL, -1, -1, &q), c);
-    char name[18], path[300];
-    snprintf(name, sizeof name, "%s", mpb_queue_name(q));
-    snprintf(path, sizeof path, "queue/%s", name);
-    pid_t g = th_child_spawn(bare_getter, 0, name);
-    assert_true(th_wait_field(c, path, "getters", 1, 10000));
-    assert_int_equal(refs_of(c, "queue", name), 1); /* the getter holds none */
+    th_assert_ok(mpb_lock_open(c, NULL, &l), c);
+    th_assert_ok(mpb_lock_acquire(l, 0, NULL), c);
+    th_assert_ok(mpb_condition_open(c, NULL, NULL, &cv), c);
+    char arg[3][64], path[3][300];
+    snprintf(arg[0], sizeof arg[0], "queue:%s", mpb_queue_name(q));
+    snprintf(path[0], sizeof path[0], "queue/%s", mpb_queue_name(q));
+    snprintf(arg[1], sizeof arg[1], "lock:%s", mpb_lock_name(l));
+    snprintf(path[1], sizeof path[1], "lock/%s", mpb_lock_name(l));
+    snprintf(arg[2], sizeof arg[2], "condition:%s", mpb_condition_name(cv));
+    snprintf(path[2], sizeof path[2], "condition/%s", mpb_condition_name(cv));
+    const char *field[3] = {"getters", "waiters", "waiters"};
+    pid_t w[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = th_child_spawn(bare_waiter, i, arg[i]);
+        assert_true(th_wait_field(c, path[i], field[i], 1, 10000));
+        assert_int_equal(th_describe_int(c, path[i], "refs"), 1); /* the waiter holds none */
+    }
     mpb_queue_close(&q);
-    assert_int_equal(th_wait(g, 10), 0);
-    assert_int_equal(exists(c, "queue", name), 0);
+    mpb_lock_close(&l); /* held by c: deleted all the same */
+    mpb_condition_close(&cv);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(th_wait(w[i], 10), 0);
+        assert_int_equal(exists(c, i == 0 ? "queue" : i == 1 ? "lock" : "condition",
+                                strchr(arg[i], ':') + 1),
+                         0);
+    }
     assert_int_equal(th_info_int(c, "waiters"), 0);
+    mpb_close(&c);
+}
+
+/* ---- an operator's delete ---- */
+
+static void test_delete_forgets_the_references(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B), *op = th_connect(&B);
+    mpb_event_t *e, *e2;
+    th_assert_ok(mpb_event_open(c, NULL, &e), c);
+    th_assert_ok(mpb_event_open(op, mpb_event_name(e), &e2), op);
+    char path[300];
+    snprintf(path, sizeof path, "event/%s", mpb_event_name(e));
+    assert_int_equal(th_describe_int(c, path, "refs"), 2);
+    assert_int_equal(th_info_int(c, "refs"), 2);
+    th_assert_ok(mpb_obj_delete(op, path), op);
+    assert_int_equal(th_info_int(c, "refs"), 0);
+    assert_int_equal(th_info_int(c, "anonymous"), 0);
+    th_assert_err(mpb_event_set(e), MPB_ENOOBJ, c, NULL, NULL);
+    th_assert_err((int)mpb_unref(c, "event", mpb_event_name(e)), MPB_ENOOBJ, c, NULL, NULL);
+    mpb_event_close(&e); /* its reference is gone already: nothing to give back */
+    mpb_event_close(&e2);
+    assert_int_equal(th_info_int(c, "refs"), 0);
+    mpb_close(&op);
     mpb_close(&c);
 }
 
@@ -662,7 +723,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-static const th_child_fn child_fns[] = {ref_holder, session_holder, bare_getter};
+static const th_child_fn child_fns[] = {ref_holder, session_holder, bare_waiter};
 
 int main(int argc, char **argv) {
     th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns));
@@ -673,6 +734,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_killed_holder_gives_back_all_after_its_ttl),
         cmocka_unit_test(test_silent_holder_expires_and_gives_back_all),
         cmocka_unit_test(test_parked_calls_get_enoobj_when_it_goes),
+        cmocka_unit_test(test_delete_forgets_the_references),
         cmocka_unit_test(test_named_objects_are_unaffected),
         cmocka_unit_test(test_bad_requests_get_clear_errors),
         cmocka_unit_test(test_grace_lets_a_receiver_take_it_up),
