@@ -31,6 +31,28 @@ class CodecTest(unittest.TestCase):
         with self.assertRaises(TypeError):
             _mpb.packb((1, 2), pickle=False)
 
+    def test_truncated_and_random_bytes(self):
+        # Every prefix of a valid encoding, and random bytes (seeded, bounded): a value or
+        # ValueError, never a crash (the sanitized build runs this too).
+        import random
+        full = _mpb.packb({"a": [1, -2, 3.5, "x" * 40, b"y" * 300, None, True, {"n": [[]]}],
+                           "t": (1, 2), 2**40: -2**40}, pickle=True)
+        for i in range(len(full)):
+            with self.assertRaises(ValueError):
+                _mpb.unpackb(full[:i], pickle=False)
+        rnd = random.Random(13)
+        for _ in range(3000):
+            b = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 40)))
+            try:
+                _mpb.unpackb(b, pickle=False)
+            except ValueError:
+                pass
+
+    def test_array_keys_from_c(self):
+        self.assertEqual(_mpb.unpackb(b"\x81\x92\x01\x91\x02\x03"), {(1, (2,)): 3})
+        with self.assertRaises(ValueError):
+            _mpb.unpackb(b"\x81\x80\x01")  # a map as a key
+
     def test_malformed(self):
         for b in [b"", b"\xc1", b"\x92\x01", b"\xdb\xff\xff\xff\xff", b"\x01\x02"]:
             with self.assertRaises(ValueError):

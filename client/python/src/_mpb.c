@@ -296,12 +296,28 @@ static PyObject *decode_array(rd_t *r, size_t n, int depth) {
     return l;
 }
 
-/* A key Python cannot hash (a list, from a C program) becomes a tuple. */
+/* A key Python cannot hash (an array, from a C program) becomes a tuple, recursively; one that
+ * still cannot be hashed (a map) makes the value malformed for Python. Takes k. */
 static PyObject *hashable(PyObject *k) {
-    if (!PyList_CheckExact(k)) return k;
-    PyObject *t = PyList_AsTuple(k);
-    Py_DECREF(k);
-    return t;
+    if (PyList_CheckExact(k)) {
+        Py_ssize_t n = PyList_GET_SIZE(k);
+        PyObject *t = PyTuple_New(n);
+        for (Py_ssize_t i = 0; t && i < n; i++) {
+            PyObject *e = PyList_GET_ITEM(k, i);
+            Py_INCREF(e);
+            e = hashable(e);
+            if (!e) Py_CLEAR(t);
+            else PyTuple_SET_ITEM(t, i, e);
+        }
+        Py_DECREF(k);
+        return t;
+    }
+    if (PyObject_Hash(k) == -1) {
+        Py_DECREF(k);
+        PyErr_Clear();
+        return bad("a map key Python cannot hash");
+    }
+    return k;
 }
 
 static PyObject *decode_map(rd_t *r, size_t n, int depth) {
@@ -309,7 +325,7 @@ static PyObject *decode_map(rd_t *r, size_t n, int depth) {
     PyObject *m = PyDict_New();
     for (size_t i = 0; m && i < n; i++) {
         PyObject *k = decode(r, depth + 1), *v = k ? decode(r, depth + 1) : NULL;
-        if (k) k = hashable(k);
+        if (k && v) k = hashable(k);
         if (!k || !v || PyDict_SetItem(m, k, v)) Py_CLEAR(m);
         Py_XDECREF(k);
         Py_XDECREF(v);
