@@ -511,7 +511,17 @@ class QueueProxy(BaseProxy):
 # ---- locks ---------------------------------------------------------------------------------
 
 
-class LockProxy(BaseProxy):
+class _Acquirer:
+    """with x: acquire and release, as multiprocessing's AcquirerProxy."""
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class LockProxy(_Acquirer, BaseProxy):
     _kind = "lock"
     _typeid = "Lock"
     _ops = (_E.OP_LOCK_OPEN, _E.OP_LOCK_ACQUIRE, _E.OP_LOCK_RELEASE, _E.OP_LOCK_LOCKED)
@@ -549,12 +559,6 @@ class LockProxy(BaseProxy):
     def locked(self):
         return self._call(self._ops[3])
 
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
-
 
 class RLockProxy(LockProxy):
     _kind = "rlock"
@@ -563,7 +567,7 @@ class RLockProxy(LockProxy):
     _unheld = "cannot release un-acquired lock"
 
 
-class SemaphoreProxy(BaseProxy):
+class SemaphoreProxy(_Acquirer, BaseProxy):
     """Semaphore and BoundedSemaphore."""
 
     _kind = "semaphore"
@@ -600,12 +604,6 @@ class SemaphoreProxy(BaseProxy):
 
     def get_value(self):
         return self._call(_E.OP_SEM_VALUE)
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
 
 
 class ConditionProxy(BaseProxy):
