@@ -91,10 +91,13 @@ static bool ls_shows(const char *kind, const char *name, int size) {
 
 /* ---- every kind, deleted when its last holder closes ---- */
 
-static void test_every_kind_lives_until_its_handle_closes(void **state) {
-    (void)state;
-    mpb_client_t *c = th_connect(&B);
-    int64_t anon0 = th_info_int(c, "anonymous");
+#define NKINDS 11
+static const char *const kinds[NKINDS] = {"dict",    "list",  "queue",    "lock",
+                                          "rlock",   "semaphore", "condition", "event",
+                                          "barrier", "value", "namespace"};
+
+/* One anonymous object of every kind, made through the typed opens with name NULL. */
+typedef struct every {
     mpb_dict_t *d;
     mpb_list_t *l;
     mpb_queue_t *q;
@@ -105,30 +108,68 @@ static void test_every_kind_lives_until_its_handle_closes(void **state) {
     mpb_barrier_t *b;
     mpb_value_t *v;
     mpb_namespace_t *ns;
+    char names[NKINDS][18]; /* in the order of kinds[] */
+} every_t;
+
+/* Opens them all on c: a joinable Queue(3), a BoundedSemaphore(2), a Barrier(3), a Value(7).
+ * Returns 0 or the first error. */
+static int every_open(mpb_client_t *c, every_t *h) {
     size_t n;
     const uint8_t *seven = th_int(7, &n);
-    th_assert_ok(mpb_dict_open(c, NULL, &d), c);
-    th_assert_ok(mpb_list_open(c, NULL, &l), c);
-    th_assert_ok(mpb_queue_open(c, NULL, 3, 1, &q), c);
-    th_assert_ok(mpb_lock_open(c, NULL, &lk), c);
-    th_assert_ok(mpb_rlock_open(c, NULL, &rl), c);
-    th_assert_ok(mpb_semaphore_open(c, NULL, 2, 1, &s), c);
-    th_assert_ok(mpb_condition_open(c, NULL, NULL, &cv), c);
-    th_assert_ok(mpb_event_open(c, NULL, &e), c);
-    th_assert_ok(mpb_barrier_open(c, NULL, 3, -1, &b), c);
-    th_assert_ok(mpb_value_open(c, NULL, seven, n, &v), c);
-    th_assert_ok(mpb_namespace_open(c, NULL, &ns), c);
-    const struct {
-        const char *kind, *name;
-    } all[] = {
-        {"dict", mpb_dict_name(d)},           {"list", mpb_list_name(l)},
-        {"queue", mpb_queue_name(q)},         {"lock", mpb_lock_name(lk)},
-        {"rlock", mpb_lock_name(rl)},         {"semaphore", mpb_semaphore_name(s)},
-        {"condition", mpb_condition_name(cv)}, {"event", mpb_event_name(e)},
-        {"barrier", mpb_barrier_name(b)},     {"value", mpb_value_name(v)},
-        {"namespace", mpb_namespace_name(ns)},
+    int rc;
+    if ((rc = mpb_dict_open(c, NULL, &h->d)) || (rc = mpb_list_open(c, NULL, &h->l)) ||
+        (rc = mpb_queue_open(c, NULL, 3, 1, &h->q)) || (rc = mpb_lock_open(c, NULL, &h->lk)) ||
+        (rc = mpb_rlock_open(c, NULL, &h->rl)) ||
+        (rc = mpb_semaphore_open(c, NULL, 2, 1, &h->s)) ||
+        (rc = mpb_condition_open(c, NULL, NULL, &h->cv)) ||
+        (rc = mpb_event_open(c, NULL, &h->e)) || (rc = mpb_barrier_open(c, NULL, 3, -1, &h->b)) ||
+        (rc = mpb_value_open(c, NULL, seven, n, &h->v)) ||
+        (rc = mpb_namespace_open(c, NULL, &h->ns)))
+        return rc;
+    const char *names[NKINDS] = {
+        mpb_dict_name(h->d),       mpb_list_name(h->l),   mpb_queue_name(h->q),
+        mpb_lock_name(h->lk),      mpb_lock_name(h->rl),  mpb_semaphore_name(h->s),
+        mpb_condition_name(h->cv), mpb_event_name(h->e),  mpb_barrier_name(h->b),
+        mpb_value_name(h->v),      mpb_namespace_name(h->ns),
     };
-    const int N = (int)(sizeof all / sizeof *all);
+    for (int i = 0; i < NKINDS; i++) snprintf(h->names[i], sizeof h->names[i], "%s", names[i]);
+    return 0;
+}
+
+static void every_close(every_t *h) {
+    mpb_dict_close(&h->d);
+    mpb_list_close(&h->l);
+    mpb_queue_close(&h->q);
+    mpb_lock_close(&h->lk);
+    mpb_lock_close(&h->rl);
+    mpb_semaphore_close(&h->s);
+    mpb_condition_close(&h->cv);
+    mpb_event_close(&h->e);
+    mpb_barrier_close(&h->b);
+    mpb_value_close(&h->v);
+    mpb_namespace_close(&h->ns);
+}
+
+/* How many of the objects named exist now, the condition's RLock counted as a twelfth. */
+static int every_existing(mpb_client_t *c, char names[NKINDS][18]) {
+    int n = 0;
+    for (int i = 0; i < NKINDS; i++) n += exists(c, kinds[i], names[i]) == 1;
+    char cvlock[32];
+    snprintf(cvlock, sizeof cvlock, "%s.lock", names[6]);
+    return n + (exists(c, "rlock", cvlock) == 1);
+}
+
+static void test_every_kind_lives_until_its_handle_closes(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    int64_t anon0 = th_info_int(c, "anonymous");
+    every_t h;
+    th_assert_ok(every_open(c, &h), c);
+    struct {
+        const char *kind, *name;
+    } all[NKINDS];
+    for (int i = 0; i < NKINDS; i++) all[i].kind = kinds[i], all[i].name = h.names[i];
+    const int N = NKINDS;
     for (int i = 0; i < N; i++) {
         assert_anon_name(all[i].name);
         for (int j = 0; j < i; j++) assert_string_not_equal(all[i].name, all[j].name);
@@ -147,47 +188,36 @@ static void test_every_kind_lives_until_its_handle_closes(void **state) {
     assert_true(deleted0 >= 0);
     /* the open's settings took: a joinable queue of 3, a bounded Semaphore(2), Barrier(3) */
     char path[300];
-    snprintf(path, sizeof path, "queue/%s", mpb_queue_name(q));
+    snprintf(path, sizeof path, "queue/%s", mpb_queue_name(h.q));
     assert_int_equal(th_describe_int(c, path, "maxsize"), 3);
     assert_int_equal(th_describe_int(c, path, "joinable"), 1);
-    snprintf(path, sizeof path, "semaphore/%s", mpb_semaphore_name(s));
+    snprintf(path, sizeof path, "semaphore/%s", mpb_semaphore_name(h.s));
     assert_int_equal(th_describe_int(c, path, "initial"), 2);
     assert_int_equal(th_describe_int(c, path, "bounded"), 1);
-    snprintf(path, sizeof path, "barrier/%s", mpb_barrier_name(b));
+    snprintf(path, sizeof path, "barrier/%s", mpb_barrier_name(h.b));
     assert_int_equal(th_describe_int(c, path, "parties"), 3);
     int64_t got;
-    th_assert_ok(mpb_value_get_i64(v, &got), c);
+    th_assert_ok(mpb_value_get_i64(h.v, &got), c);
     assert_int_equal(got, 7);
     /* the condition's own RLock is "<name>.lock", and it works */
     char cvlock[64];
-    snprintf(cvlock, sizeof cvlock, "%s.lock", mpb_condition_name(cv));
+    snprintf(cvlock, sizeof cvlock, "%s.lock", mpb_condition_name(h.cv));
     assert_int_equal(exists(c, "rlock", cvlock), 1);
-    th_assert_ok(mpb_condition_acquire(cv, 0, NULL), c);
-    th_assert_ok(mpb_condition_release(cv), c);
+    th_assert_ok(mpb_condition_acquire(h.cv, 0, NULL), c);
+    th_assert_ok(mpb_condition_release(h.cv), c);
     /* used as any object, shown by mpb ls */
-    th_assert_ok(mpb_dict_set_i64(d, "k", 41), c);
-    th_assert_ok(mpb_list_append(l, seven, n), c);
-    th_assert_ok(mpb_list_append(l, seven, n), c);
-    assert_true(ls_shows("dict", mpb_dict_name(d), 1));
-    assert_true(ls_shows("list", mpb_list_name(l), 2));
-    assert_true(ls_shows("event", mpb_event_name(e), 0));
-
-    /* keep the names: the handles own them */
-    char names[11][18];
-    for (int i = 0; i < N; i++) snprintf(names[i], sizeof names[i], "%s", all[i].name);
-    mpb_dict_close(&d);
-    mpb_list_close(&l);
-    mpb_queue_close(&q);
-    mpb_lock_close(&lk);
-    mpb_lock_close(&rl);
-    mpb_semaphore_close(&s);
-    mpb_condition_close(&cv);
-    mpb_event_close(&e);
-    mpb_barrier_close(&b);
-    mpb_value_close(&v);
-    mpb_namespace_close(&ns);
-    for (int i = 0; i < N; i++) assert_int_equal(exists(c, all[i].kind, names[i]), 0);
-    assert_int_equal(exists(c, "rlock", cvlock), 0);
+    size_t n;
+    const uint8_t *seven = th_int(7, &n);
+    th_assert_ok(mpb_dict_set_i64(h.d, "k", 41), c);
+    th_assert_ok(mpb_list_append(h.l, seven, n), c);
+    th_assert_ok(mpb_list_append(h.l, seven, n), c);
+    assert_true(ls_shows("dict", mpb_dict_name(h.d), 1));
+    assert_true(ls_shows("list", mpb_list_name(h.l), 2));
+    assert_true(ls_shows("event", mpb_event_name(h.e), 0));
+    assert_int_equal(every_existing(c, h.names), NKINDS + 1);
+    every_close(&h);
+    assert_int_equal(every_existing(c, h.names), 0);
+    char (*names)[18] = h.names;
     assert_int_equal(th_info_int(c, "anonymous"), anon0);
     assert_int_equal(th_info_int(c, "refs"), 0);
     assert_true(metric("mpb_anonymous_objects") == (double)anon0);
@@ -268,58 +298,57 @@ static void test_refs_from_several_processes_keep_it_alive(void **state) {
 
 /* ---- a holder's session ends ---- */
 
-/* Makes an anonymous dict holding k = 1 and an anonymous lock it acquires, notes their names
- * in dict anon.names under "IDX.d" and "IDX.l", then ends as arg says: "close" (mpb_close
- * without closing the handles), "kill" (waits to be SIGKILLed). */
+/* Makes an anonymous object of every kind (and takes its lock), notes their names in dict
+ * anon.names under "IDX.K" (K: the index in kinds[]), then ends as arg says: "close"
+ * (mpb_close without closing the handles), "kill" (waits to be SIGKILLed). */
 static int session_holder(int idx, const char *arg) {
     mpb_client_t *c = th_child_connect();
     CK(c);
-    mpb_dict_t *d, *notes;
-    mpb_lock_t *l;
-    CKC(c, mpb_dict_open(c, NULL, &d));
-    CKC(c, mpb_dict_set_i64(d, "k", 1));
-    CKC(c, mpb_lock_open(c, NULL, &l));
-    CKC(c, mpb_lock_acquire(l, 0, NULL));
+    every_t h;
+    CKC(c, every_open(c, &h));
+    CKC(c, mpb_lock_acquire(h.lk, 0, NULL));
+    mpb_dict_t *notes;
     CKC(c, mpb_dict_open(c, "anon.names", &notes));
-    char key[16];
-    size_t kn, vn;
-    snprintf(key, sizeof key, "%d.d", idx);
-    const uint8_t *k = th_str(key, &kn), *v = th_str(mpb_dict_name(d), &vn);
-    CKC(c, mpb_dict_set(notes, k, kn, v, vn));
-    snprintf(key, sizeof key, "%d.l", idx);
-    k = th_str(key, &kn);
-    v = th_str(mpb_lock_name(l), &vn);
-    CKC(c, mpb_dict_set(notes, k, kn, v, vn));
+    for (int i = 0; i < NKINDS; i++) {
+        char key[16];
+        size_t kn, vn;
+        snprintf(key, sizeof key, "%d.%d", idx, i);
+        const uint8_t *k = th_str(key, &kn), *v = th_str(h.names[i], &vn);
+        CKC(c, mpb_dict_set(notes, k, kn, v, vn));
+    }
+    mpb_dict_close(&notes);
     if (!strcmp(arg, "close")) {
         mpb_close(&c); /* the handles are left open: the session's end is what counts */
-        mpb_dict_close(&d);
-        mpb_lock_close(&l);
-        mpb_dict_close(&notes);
+        every_close(&h);
         return 0;
     }
     for (;;) pause();
 }
 
-/* The name a session_holder noted under key, waiting for it up to 10 s. */
-static void noted_name(mpb_client_t *c, const char *key, char out[18]) {
+/* The names a session_holder idx noted, waiting for them up to 10 s. */
+static void noted_names(mpb_client_t *c, int idx, char out[NKINDS][18]) {
     mpb_dict_t *notes;
     th_assert_ok(mpb_dict_open(c, "anon.names", &notes), c);
-    size_t kn;
-    const uint8_t *k = th_str(key, &kn);
-    void *v = NULL;
-    size_t vn;
-    int64_t end = th_now_ms() + 10000;
-    while (mpb_dict_get(notes, k, kn, &v, &vn) != 0) {
-        assert_true(th_now_ms() < end);
-        usleep(10000);
+    for (int i = 0; i < NKINDS; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d.%d", idx, i);
+        size_t kn;
+        const uint8_t *k = th_str(key, &kn);
+        void *v = NULL;
+        size_t vn;
+        int64_t end = th_now_ms() + 10000;
+        while (mpb_dict_get(notes, k, kn, &v, &vn) != 0) {
+            assert_true(th_now_ms() < end);
+            usleep(10000);
+        }
+        const char *s;
+        size_t sl;
+        assert_int_equal(mpb_unpack_str(v, vn, &s, &sl), 0);
+        assert_int_equal(sl, 17);
+        memcpy(out[i], s, sl);
+        out[i][sl] = 0;
+        mpb_free(v);
     }
-    const char *s;
-    size_t sl;
-    assert_int_equal(mpb_unpack_str(v, vn, &s, &sl), 0);
-    assert_int_equal(sl, 17);
-    memcpy(out, s, sl);
-    out[sl] = 0;
-    mpb_free(v);
     mpb_dict_close(&notes);
 }
 
@@ -328,12 +357,10 @@ static void test_holder_closing_its_client_gives_back_all(void **state) {
     mpb_client_t *c = th_connect(&B);
     pid_t p = th_child_spawn(session_holder, 0, "close");
     assert_int_equal(th_wait(p, 20), 0);
-    char d[18], l[18];
-    noted_name(c, "0.d", d);
-    noted_name(c, "0.l", l);
+    char names[NKINDS][18];
+    noted_names(c, 0, names);
     /* mpb_close said bye: nothing waits for the TTL */
-    assert_int_equal(exists(c, "dict", d), 0);
-    assert_int_equal(exists(c, "lock", l), 0);
+    assert_int_equal(every_existing(c, names), 0);
     mpb_close(&c);
 }
 
@@ -341,21 +368,20 @@ static void test_killed_holder_gives_back_all_after_its_ttl(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
     pid_t p = th_child_spawn(session_holder, 1, "kill");
-    char d[18], l[18];
-    noted_name(c, "1.d", d);
-    noted_name(c, "1.l", l);
-    assert_int_equal(refs_of(c, "dict", d), 1);
+    char names[NKINDS][18];
+    noted_names(c, 1, names);
+    assert_int_equal(every_existing(c, names), NKINDS + 1);
     char path[300];
-    snprintf(path, sizeof path, "lock/%s", l);
+    snprintf(path, sizeof path, "lock/%s", names[3]);
     assert_int_equal(th_describe_int(c, path, "locked"), 1);
     int64_t t0 = th_now_ms();
     kill(p, SIGKILL);
     th_wait(p, 10);
     /* the session lives until its TTL, and its objects with it */
-    assert_int_equal(exists(c, "dict", d), 1);
-    assert_true(wait_gone(c, "dict", d, GONE_MS));
+    assert_int_equal(every_existing(c, names), NKINDS + 1);
+    while (every_existing(c, names) > 0 && th_now_ms() - t0 < GONE_MS) usleep(10000);
     int64_t took = th_now_ms() - t0;
-    assert_true(wait_gone(c, "lock", l, 100));
+    assert_int_equal(every_existing(c, names), 0);
     print_message("killed holder's anonymous objects gone after %lld ms (TTL %d ms)\n",
                   (long long)took, TTL_MS);
     assert_true(took >= TTL_MS - 50);
@@ -370,16 +396,16 @@ static void test_silent_holder_expires_and_gives_back_all(void **state) {
     mpb_client_t *quiet = NULL;
     assert_int_equal(th_connect_opts(&B, &o, &quiet), 0);
     mpb_client_t *c = th_connect(&B);
-    mpb_namespace_t *ns;
-    th_assert_ok(mpb_namespace_open(quiet, NULL, &ns), quiet);
-    char name[18];
-    snprintf(name, sizeof name, "%s", mpb_namespace_name(ns));
-    assert_int_equal(refs_of(c, "namespace", name), 1);
-    assert_true(wait_gone(c, "namespace", name, TTL_MS + 3000));
+    every_t h;
+    th_assert_ok(every_open(quiet, &h), quiet);
+    assert_int_equal(every_existing(c, h.names), NKINDS + 1);
+    int64_t t0 = th_now_ms();
+    while (every_existing(c, h.names) > 0 && th_now_ms() - t0 < TTL_MS + 3000) usleep(10000);
+    assert_int_equal(every_existing(c, h.names), 0);
     size_t one;
     const uint8_t *v = th_int(1, &one);
-    assert_int_equal(mpb_namespace_set(ns, "a", v, one), MPB_ESESSION);
-    mpb_namespace_close(&ns); /* its session is gone: nothing to give back, no crash */
+    assert_int_equal(mpb_namespace_set(h.ns, "a", v, one), MPB_ESESSION);
+    every_close(&h); /* its session is gone: nothing to give back, no crash */
     mpb_close(&quiet);
     mpb_close(&c);
 }
