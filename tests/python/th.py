@@ -24,13 +24,13 @@ def program(name):
 class Broker:
     """mpbrokerd on ipc://TMP/b.sock with a random authkey; extra: more flags."""
 
-    def __init__(self, *extra):
+    def __init__(self, *extra, listen=None):
         self.dir = tempfile.mkdtemp(prefix="mpbpy-")
         self.authkey = os.urandom(16).hex().encode()
         self.keyfile = os.path.join(self.dir, "authkey")
         with open(os.open(self.keyfile, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
             f.write(self.authkey)
-        self.endpoint = "ipc://%s/b.sock" % self.dir
+        self.endpoint = listen or "ipc://%s/b.sock" % self.dir
         epfile = os.path.join(self.dir, "endpoint")
         self.log = open(os.path.join(self.dir, "log"), "wb")
         self.proc = subprocess.Popen(
@@ -42,6 +42,8 @@ class Broker:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("mpbrokerd did not start: " + self.logtext())
             time.sleep(0.005)
+        with open(epfile) as f:
+            self.endpoint = f.read().strip() or self.endpoint  # the port chosen for :0
 
     def logtext(self):
         with open(os.path.join(self.dir, "log"), "rb") as f:
