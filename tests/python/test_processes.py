@@ -39,6 +39,16 @@ def hold_lock(lock, ev):
     time.sleep(60)
 
 
+def get_interrupted(q, ready, out):
+    ready.set()
+    try:
+        q.get()
+        out["first"] = "got an item"
+    except KeyboardInterrupt:
+        out["first"] = "interrupted"
+    out["after"] = q.get(timeout=30)  # a new session, and no item lost to the abandoned get
+
+
 class ProcessTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -96,6 +106,24 @@ class ProcessTest(unittest.TestCase):
         self.assertTrue(lock.acquire(timeout=10))  # TTL 600 ms; a generous bound
         self.assertLess(time.monotonic() - t, 5)
         lock.release()
+
+    def test_ctrl_c_interrupts_a_blocked_get(self):
+        q, ready, out = self.m.Queue(), self.m.Event(), self.m.dict()
+        p = multiprocessing.get_context("fork").Process(target=get_interrupted,
+                                                        args=(q, ready, out))
+        p.start()
+        self.assertTrue(ready.wait(30))
+        time.sleep(0.3)  # parked in the broker by now
+        os.kill(p.pid, signal.SIGINT)
+        for _ in range(100):
+            if "first" in out:
+                break
+            time.sleep(0.05)
+        self.assertEqual(out.get("first"), "interrupted")
+        q.put("item")
+        p.join(30)
+        self.assertEqual(p.exitcode, 0)
+        self.assertEqual(out["after"], "item")
 
     def test_nested_proxy(self):
         d = self.m.dict()

@@ -11,7 +11,9 @@
 #include "mpbpy.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_DEPTH 32 /* PROTOCOL.md: a key or value may nest 32 deep */
@@ -470,6 +472,7 @@ static int client_init(PyObject *self, PyObject *args, PyObject *kw) {
     cl->c = c;
     cl->pid = (long)getpid();
     cl->use_pickle = !strcmp(ser, "pickle");
+    cl->op_timeout_ms = oto;
     return 0;
 }
 
@@ -496,6 +499,81 @@ static PyObject *pack_args(PyObject *args, int use_pickle) {
     return r;
 }
 
+/* A request in flight for call_interruptible(): filled in by its reply's callback. */
+typedef struct {
+    int done, status;
+    void *val; /* malloc()ed: free() it */
+    size_t len;
+    char err[512];
+} pending_t;
+
+static void on_reply(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
+    pending_t *p = arg;
+    p->done = 1;
+    p->status = status;
+    if (status) {
+        snprintf(p->err, sizeof p->err, "%s", mpb_errmsg(c));
+    } else if ((p->val = malloc(len ? len : 1))) {
+        memcpy(p->val, val, len);
+        p->len = len;
+    } else {
+        p->status = MPB_ENOMEM;
+    }
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define POLL_SLICE_MS 100 /* how often a long wait looks at signals (Ctrl-C) */
+
+/* As mpb_call(), for a request the broker may park long: waits for its reply in slices,
+ * running Python's signal handlers between them. A handler that raises (KeyboardInterrupt)
+ * abandons the request: the client is closed, so the session ends and the broker drops what
+ * it had parked for it (a lock or item it had already granted is given back by that end, as for
+ * a killed process), and the exception propagates. Returns 0 with *res (free() it), a negative
+ * MPB_E* with msg, or 1 with a Python exception set. */
+static int call_interruptible(mpbpy_client_t *cl, unsigned op, const char *name, const void *ap,
+                              size_t alen, int block_ms, void **res, size_t *rlen, char *msg,
+                              size_t msglen) {
+    pending_t *p = calloc(1, sizeof *p);
+    if (!p) return MPB_ENOMEM;
+    int rc = mpb_send(cl->c, op, name, ap, alen, on_reply, p);
+    if (rc) snprintf(msg, msglen, "%s", mpb_errmsg(cl->c));
+    int64_t deadline = block_ms < 0 ? -1 : now_ms() + block_ms + cl->op_timeout_ms;
+    while (!rc && !p->done) {
+        int slice = POLL_SLICE_MS;
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) {
+                rc = MPB_ETIMEDOUT;
+                snprintf(msg, msglen, "no reply from the broker within %d ms",
+                         block_ms + cl->op_timeout_ms);
+                break;
+            }
+            if (left < slice) slice = (int)left;
+        }
+        Py_BEGIN_ALLOW_THREADS rc = mpb_poll(cl->c, slice);
+        Py_END_ALLOW_THREADS if (rc > 0) rc = 0;
+        if (rc < 0 && !p->done) snprintf(msg, msglen, "%s", mpb_errmsg(cl->c));
+        if (!rc && !p->done && PyErr_CheckSignals()) rc = 1;
+    }
+    if (p->done) {
+        rc = p->status;
+        if (rc) snprintf(msg, msglen, "%s", p->err);
+        *res = p->val;
+        *rlen = p->len;
+    } else if (rc) {
+        /* Still in flight, and its callback holds p: end the client before p goes. */
+        Py_BEGIN_ALLOW_THREADS mpb_close(&cl->c);
+        Py_END_ALLOW_THREADS
+    }
+    free(p);
+    return rc;
+}
+
 static PyObject *client_call(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"op", "name", "args", "block_ms", NULL};
     unsigned op;
@@ -515,11 +593,20 @@ static PyObject *client_call(PyObject *self, PyObject *args, PyObject *kw) {
     const char *ap = packed ? PyBytes_AS_STRING(packed) : NULL;
     size_t alen = packed ? (size_t)PyBytes_GET_SIZE(packed) : 0;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mpb_call(c, op, name, ap, alen, block_ms, &res, &rlen);
-    Py_END_ALLOW_THREADS Py_XDECREF(packed);
-    if (rc) return mpbpy_raise(rc, mpb_errmsg(c));
+    char msg[512] = "";
+    int slow = block_ms < 0 || block_ms > POLL_SLICE_MS;
+    if (slow) {
+        rc = call_interruptible(cl, op, name, ap, alen, block_ms, &res, &rlen, msg, sizeof msg);
+    } else {
+        Py_BEGIN_ALLOW_THREADS rc = mpb_call(c, op, name, ap, alen, block_ms, &res, &rlen);
+        Py_END_ALLOW_THREADS if (rc) snprintf(msg, sizeof msg, "%s", mpb_errmsg(c));
+    }
+    Py_XDECREF(packed);
+    if (rc == 1) return NULL; /* a signal handler raised */
+    if (rc) return mpbpy_raise(rc, msg);
     PyObject *v = mpbpy_unpackb(res, rlen, cl->use_pickle);
-    mpb_free(res);
+    if (slow) free(res);
+    else mpb_free(res);
     return v;
 }
 

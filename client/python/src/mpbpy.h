@@ -20,6 +20,7 @@ typedef struct {
     PyObject_HEAD mpb_client_t *c;
     long pid;
     int use_pickle; /* 0: serializer "msgpack", pickle refused both ways */
+    int op_timeout_ms;
 } mpbpy_client_t;
 
 /* The Client type, set up by the module's init. */
