@@ -231,7 +231,7 @@ class _PrivateBroker:
                 self.stop()
                 raise RuntimeError("mpbrokerd did not start: %s" % (why or "no output"))
             time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            delay = min(delay * 2, 0.002)  # the broker is up in ~20 ms: look often
 
     def stop(self):
         if self.pid != os.getpid():
