@@ -406,6 +406,23 @@ class TestMpbrokerPool(unittest.TestCase):
         p.join()
         self.assertTrue(all(not pr.is_alive() for pr in p._procs))
 
+    def test_manager_shutdown_ends_the_pool(self):
+        m = mpbroker.Manager()
+        p = m.Pool(2)
+        self.assertEqual(p.map(square, range(5)), [0, 1, 4, 9, 16])
+        procs = list(p._procs)
+        r = p.apply_async(sleep_for, (30,))
+        m.shutdown()
+        with self.assertRaises(RemoteError) as cm:
+            r.get(20)
+        self.assertEqual(str(cm.exception), "the pool's manager was shut down")
+        for pr in procs:
+            pr.join(20)
+            self.assertFalse(pr.is_alive())
+        with self.assertRaises(ValueError):
+            p.apply(square, (1,))
+        p.join()
+
     def test_bad_input(self):
         with self.mgr.Pool(1) as p:
             with self.assertRaises(ValueError):

@@ -71,6 +71,8 @@ class Pool:
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
                  context=None, *, manager=None, endpoint=None, authkey=None,
                  serializer="pickle"):
+        # The manager's shutdown ends the pool too (the result handler watches for it).
+        self._manager = weakref.ref(manager) if manager is not None else None
         if manager is not None:
             endpoint, authkey, serializer = manager.address, manager.authkey, manager.serializer
         if endpoint is None or authkey is None:
@@ -105,6 +107,8 @@ class Pool:
         self._procs = []
         self._repopulate()
         self._stop = False
+        self._cancel_reason = "the pool was terminated"
+        self._gone = False  # the broker is going away: nothing to tell it
         self._thread = threading.Thread(target=self._handle_results, name="mpbroker-pool-results",
                                         daemon=True)
         self._thread.start()
@@ -152,6 +156,12 @@ class Pool:
                     self._fail_all(e)
                 done = self._h.take_done()
             self._deliver(done)
+            m = self._manager() if self._manager is not None else None
+            if m is not None and getattr(m, "_closed", False):
+                self._cancel_reason = "the pool's manager was shut down"
+                self._gone = True
+                self.terminate()
+                break
             if self._state == RUN and self._processes:
                 try:
                     self._repopulate()
@@ -200,8 +210,10 @@ class Pool:
     def _fail_all(self, e):
         with self._cond:
             pending, self._results = self._results, {}
+        code = e.args[0] if e.args else _mpb.ECONN
+        msg = e.args[1] if len(e.args) > 1 else str(e)
         for r in pending.values():
-            r._set(False, (e.args[0] if e.args else _mpb.ECONN, str(e)))
+            r._set(False, (code, msg))
 
     def _submit(self, result, how, *args):
         key = next(self._keys)
@@ -307,7 +319,7 @@ class Pool:
             return
         done = []
         with self._lock:
-            if self._h is not None:
+            if self._h is not None and not self._gone:
                 try:
                     self._h.terminate()
                     self._h.poll(0)
@@ -343,7 +355,7 @@ class Pool:
             else:
                 done = []
         self._deliver(done)
-        self._fail_all(_mpb.Error(_mpb.ECANCELED, "the pool was terminated"))
+        self._fail_all(_mpb.Error(_mpb.ECANCELED, self._cancel_reason))
         if self._client is not None:
             self._client.close()
             self._client = None
