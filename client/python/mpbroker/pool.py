@@ -27,7 +27,7 @@ import weakref
 from multiprocessing import TimeoutError
 
 from . import _mpb
-from .worker import FUNCTION, TaskFailure, run_local
+from .worker import FUNCTION, FUNCTIONS, TaskFailure, function_key, run_local
 
 __all__ = ["Pool", "AsyncResult", "ApplyResult", "MapResult", "IMapIterator", "RemoteError",
            "TimeoutError"]
@@ -102,6 +102,7 @@ class Pool:
         self._cond = threading.Condition(threading.Lock())  # outstanding results changed
         self._results = {}
         self._keys = itertools.count(1)
+        self._keys_sent = {}  # function pickle -> its key, stored in FUNCTIONS
         self._state = RUN
         self._pid = os.getpid()
         self._procs = []
@@ -247,6 +248,19 @@ class Pool:
             func = functools.partial(func, **kwds)
         return pickle.dumps(func, 4)
 
+    def _key(self, func):
+        """The short key a map's calls name func by (worker.function_key), its pickle stored
+        in the broker's FUNCTIONS dict the first time this pool uses it."""
+        ref = self._ref(func)
+        key = self._keys_sent.get(ref)
+        if key is None:
+            key = function_key(ref)
+            with self._lock:
+                self._check_running()
+                self._client.call(_mpb.OP_DICT_SET, FUNCTIONS, [key, ref])
+            self._keys_sent[ref] = key
+        return key
+
     def apply(self, func, args=(), kwds={}):
         """func(*args, **kwds) on a worker; blocks for its result."""
         return self.apply_async(func, args, kwds).get()
@@ -276,11 +290,11 @@ class Pool:
             iterable = list(iterable)
         if chunksize is not None and chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
-        calls = _mpb.pack_calls(self._ref(func), iterable, star)
         if not len(iterable):  # done at once, without its callback, as multiprocessing's
             r = MapResult(self, None, None)
             r._set(True, [])
             return r
+        calls = _mpb.pack_calls(self._key(func), iterable, star)
         r = MapResult(self, callback, error_callback)
         return self._submit(r, self._h.starmap, calls, chunksize or 0)
 
@@ -296,7 +310,7 @@ class Pool:
         self._check_running()
         if chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
-        ref = self._ref(func)
+        ref = self._key(func)
         calls = ([ref, x] for x in iterable)
         with self._lock:
             self._check_running()
