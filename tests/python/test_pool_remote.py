@@ -178,7 +178,8 @@ class TestRemoteWorker(unittest.TestCase):
         w = self.worker("--endpoint", self.broker.endpoint, "--processes", "1")
         c = _mpb.Client(self.broker.endpoint, self.broker.authkey)
         h = _mpb.Pool(c)
-        bad = [[1, 2], [], [b"\x80not a pickle", 1], ["str, not bin"], [pickle.dumps(5, 4), 1]]
+        bad = [[1, 2], [], [b"\x80not a pickle", 1], ["str, not bin"], [pickle.dumps(5, 4), 1],
+               [b"\x00" + bytes(11), 1]]
         for i, call in enumerate(bad):
             h.starmap("python", _mpb.packb([call]), 1, i)
         got = {}
@@ -192,11 +193,13 @@ class TestRemoteWorker(unittest.TestCase):
             self.assertEqual(got[i][1][0], _mpb.EREMOTE)
             self.assertIn("malformed call", got[i][1][1])
         from mpbroker.worker import TaskFailure
-        for i in (2, 4):  # a FUNCTION that does not unpickle, or is no callable: raised
+        for i in (2, 4, 5):  # a FUNCTION that does not unpickle, no callable, unknown key
             self.assertTrue(got[i][0], got[i])
             self.assertIsInstance(got[i][1][0], TaskFailure)
         self.assertIsInstance(got[2][1][0].exception(), ValueError)  # "unsupported pickle protocol"
         self.assertIsInstance(got[4][1][0].exception(), TypeError)
+        self.assertIsInstance(got[5][1][0].exception(), LookupError)
+        self.assertIn("is not in python.functions", str(got[5][1][0].exception()))
         h.free()
         c.close()
         with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
