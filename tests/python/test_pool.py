@@ -112,12 +112,20 @@ def failing_gen():
     raise ValueError("input broke")
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
+def started_pid(path, timeout=20):
+    """The pid die_once() wrote to path, once it has."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            text = ""
+        if text:
+            return int(text)
+        if time.monotonic() > deadline:
+            raise AssertionError("the task never started")
+        time.sleep(0.01)
 
 
 def _collect(async_call):
@@ -347,11 +355,7 @@ class TestMpbrokerPool(unittest.TestCase):
         with self.mgr.Pool(2) as p:
             workers = {p.apply(getpid) for _ in range(20)}
             r = p.apply_async(die_once, (path,))
-            deadline = time.monotonic() + 20
-            while not _read(path):
-                self.assertLess(time.monotonic(), deadline, "the task never started")
-                time.sleep(0.01)
-            victim = int(_read(path))
+            victim = started_pid(path)
             self.assertIn(victim, {pr.pid for pr in p._procs})
             os.kill(victim, signal.SIGKILL)
             rerun = r.get(30)

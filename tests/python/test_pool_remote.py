@@ -15,6 +15,7 @@ import unittest
 
 import mpbroker
 import th
+from test_pool import die_once, started_pid
 
 
 def pid_and_parent(_=None):
@@ -25,26 +26,6 @@ def pid_and_parent(_=None):
 
 def cube(x):
     return x ** 3
-
-
-def slow_pid(path):
-    """Writes its pid to path the first time and waits to be killed; returns its pid after."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return os.getpid()
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    time.sleep(60)
-    return -1
-
-
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 class TestRemoteWorker(unittest.TestCase):
@@ -69,6 +50,13 @@ class TestRemoteWorker(unittest.TestCase):
         self.procs.append(p)
         return p
 
+    def stop(self, w):
+        """SIGTERMs a worker started by worker(); it must exit 0. Its output."""
+        w.send_signal(signal.SIGTERM)
+        out, _ = w.communicate(timeout=20)
+        self.assertEqual(w.returncode, 0, out)
+        return out
+
     def wait_workers(self, m, n):
         from mpbroker import _mpb
         deadline = time.monotonic() + 20
@@ -90,9 +78,7 @@ class TestRemoteWorker(unittest.TestCase):
                 self.assertNotIn(os.getpid(), {pid for pid, _ in pairs})
                 self.assertEqual(sorted(p.imap_unordered(cube, range(10))),
                                  [x ** 3 for x in range(10)])
-        w.send_signal(signal.SIGTERM)
-        out, _ = w.communicate(timeout=20)
-        self.assertEqual(w.returncode, 0, out)
+        out = self.stop(w)
         self.assertIn("serving python from %s with 2 process(es)" % self.broker.endpoint, out)
 
     def test_import_a_script_for_main(self):
@@ -117,9 +103,7 @@ class TestRemoteWorker(unittest.TestCase):
                               self.broker.authkey.decode()], capture_output=True, text=True,
                              timeout=60)
         self.assertEqual(out.stdout, "[0, 3, 6, 9, 12]\n", out.stderr)
-        w.send_signal(signal.SIGTERM)
-        w.communicate(timeout=20)
-        self.assertEqual(w.returncode, 0)
+        self.stop(w)
         os.unlink(script)
         os.rmdir(d)
 
@@ -131,12 +115,8 @@ class TestRemoteWorker(unittest.TestCase):
         with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
             self.wait_workers(m, 2)
             with m.Pool(0) as p:
-                r = p.apply_async(slow_pid, (path,))
-                deadline = time.monotonic() + 20
-                while not _read(path):
-                    self.assertLess(time.monotonic(), deadline, "the task never started")
-                    time.sleep(0.01)
-                victim = int(_read(path))
+                r = p.apply_async(die_once, (path,))
+                victim = started_pid(path)
                 os.kill(victim, signal.SIGKILL)
                 again = r.get(30)
                 self.assertNotIn(again, (victim, -1))
@@ -144,9 +124,7 @@ class TestRemoteWorker(unittest.TestCase):
                 stats = self.wait_workers(m, 2)
                 self.assertNotIn(victim, [x["pid"] for x in stats["workers"]])
                 self.assertEqual(p.map(cube, range(20), 1), [x ** 3 for x in range(20)])
-        w.send_signal(signal.SIGTERM)
-        w.communicate(timeout=20)
-        self.assertEqual(w.returncode, 0)
+        self.stop(w)
         os.unlink(path)
         os.rmdir(d)
 
@@ -168,8 +146,7 @@ class TestRemoteWorker(unittest.TestCase):
             sys.path.remove(d)
             sys.modules.pop("only_here_mod", None)
             subprocess.run(["rm", "-rf", d])
-        w.send_signal(signal.SIGTERM)
-        w.communicate(timeout=20)
+        self.stop(w)
 
     def test_malformed_calls(self):
         """Calls not of the form [FUNCTION, ARG...] (as a C program could submit under the
@@ -205,8 +182,7 @@ class TestRemoteWorker(unittest.TestCase):
         with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
             with m.Pool(0) as p:
                 self.assertEqual(p.map(cube, range(5)), [0, 1, 8, 27, 64])
-        w.send_signal(signal.SIGTERM)
-        w.communicate(timeout=20)
+        self.stop(w)
 
     def test_bad_input(self):
         cases = [
@@ -236,8 +212,7 @@ class TestRemoteWorker(unittest.TestCase):
         with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
             with m.Pool(0) as p:
                 self.assertEqual(p.apply(cube, (3,)), 27)
-        w.send_signal(signal.SIGTERM)
-        w.communicate(timeout=20)
+        self.stop(w)
 
 
 class TestBrokerCommand(unittest.TestCase):
