@@ -309,6 +309,16 @@ class TestAgainstMultiprocessing(unittest.TestCase):
             with self.assertRaises(TypeError):
                 make(1, initializer=5)
 
+    def test_spawn_context(self):
+        """Workers started by spawn (not fork) find this module's functions and run the
+        initializer, as multiprocessing's do."""
+        ctx = multiprocessing.get_context("spawn")
+        with self.mgr.Pool(2, initializer=set_global, initargs=("spawned",), context=ctx) as p:
+            self.assertEqual(p.map(get_global, range(4)), ["spawned"] * 4)
+            self.assertEqual(p.starmap(add, [(1, 2), (3, 4)]), [3, 7])
+            self.assertTrue(all(pr._popen.__class__.__name__ == "Popen" and
+                                pr._popen.method == "spawn" for pr in p._procs))
+
     def test_maxtasksperchild(self):
         with self.mgr.Pool(1, maxtasksperchild=2) as p:
             pids = [p.apply(getpid) for _ in range(6)]
