@@ -65,21 +65,33 @@ int64_t mpb_unref(mpb_client_t *c, const char *kind, const char *name) {
     return ref_call(c, MPB_OP_OBJ_UNREF, kind, name);
 }
 
+/* The list is the client's: changed under its lock, except in a forked child, whose copy of
+ * the list is its own and whose copy of the lock may have been held by a thread left behind. */
+static void refd_lock(mpb_client_t *c, bool lock) {
+    if (c->gen != mpb__gen()) return;
+    if (lock) pthread_mutex_lock(&c->mu);
+    else pthread_mutex_unlock(&c->mu);
+}
+
 static void refd_add(any_t *h) {
+    refd_lock(h->c, true);
     h->ref = true;
     h->rprev = NULL;
     h->rnext = h->c->refd;
     if (h->rnext) ((any_t *)h->rnext)->rprev = h;
     h->c->refd = h;
+    refd_lock(h->c, false);
 }
 
 static void refd_del(any_t *h) {
+    refd_lock(h->c, true);
     if (h->rprev)
         ((any_t *)h->rprev)->rnext = h->rnext;
     else
         h->c->refd = h->rnext;
     if (h->rnext) ((any_t *)h->rnext)->rprev = h->rprev;
     h->ref = false;
+    refd_lock(h->c, false);
 }
 
 void mpb__anon_detach(mpb_client_t *c) {

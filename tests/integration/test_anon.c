@@ -419,6 +419,57 @@ static void test_silent_holder_expires_and_gives_back_all(void **state) {
     mpb_close(&c);
 }
 
+/* ---- a handle across fork() ---- */
+
+typedef struct forked {
+    mpb_client_t *c;
+    mpb_dict_t *d;
+} forked_t;
+
+/* In a forked child: closing the inherited handle and client gives back nothing of the
+ * parent's; the child's own open of the name takes (and its close gives back) one of its own. */
+static int forked_child(int idx, void *arg) {
+    (void)idx;
+    forked_t *f = arg;
+    char name[18];
+    snprintf(name, sizeof name, "%s", mpb_dict_name(f->d));
+    mpb_dict_close(&f->d);
+    mpb_close(&f->c);
+    mpb_client_t *c = th_connect(&B);
+    char path[300];
+    snprintf(path, sizeof path, "dict/%s", name);
+    if (th_describe_int(c, path, "refs") != 1) return 1;
+    mpb_dict_t *d;
+    if (mpb_dict_open(c, name, &d)) return 2;
+    if (th_describe_int(c, path, "refs") != 2) return 3;
+    if (mpb_dict_set_i64(d, "child", 1)) return 4;
+    mpb_dict_close(&d);
+    if (th_describe_int(c, path, "refs") != 1) return 5;
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_a_forked_child_gives_back_only_its_own(void **state) {
+    (void)state;
+    mpb_options_t o;
+    mpb_options_init(&o);
+    o.no_heartbeat_thread = 1; /* no thread of ours inside malloc when it forks */
+    forked_t f;
+    assert_int_equal(th_connect_opts(&B, &o, &f.c), 0);
+    th_assert_ok(mpb_dict_open(f.c, NULL, &f.d), f.c);
+    char name[18];
+    snprintf(name, sizeof name, "%s", mpb_dict_name(f.d));
+    pid_t p = th_fork(forked_child, &f);
+    assert_int_equal(th_wait(p, 20), 0);
+    assert_int_equal(refs_of(f.c, "dict", name), 1);
+    int64_t v;
+    th_assert_ok(mpb_dict_get_i64(f.d, "child", &v), f.c);
+    assert_int_equal(v, 1);
+    mpb_dict_close(&f.d);
+    assert_int_equal(exists(f.c, "dict", name), 0);
+    mpb_close(&f.c);
+}
+
 /* ---- calls parked on an object that goes ---- */
 
 /* Parks a call on the object that arg names ("queue:NAME", "lock:NAME" or "condition:NAME"),
@@ -766,6 +817,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_holder_closing_its_client_gives_back_all),
         cmocka_unit_test(test_killed_holder_gives_back_all_after_its_ttl),
         cmocka_unit_test(test_silent_holder_expires_and_gives_back_all),
+        cmocka_unit_test(test_a_forked_child_gives_back_only_its_own),
         cmocka_unit_test(test_parked_calls_get_enoobj_when_it_goes),
         cmocka_unit_test(test_delete_forgets_the_references),
         cmocka_unit_test(test_named_objects_are_unaffected),
