@@ -420,6 +420,25 @@ class TestMpbrokerPool(unittest.TestCase):
         p.join()
         self.assertTrue(all(not pr.is_alive() for pr in p._procs))
 
+    def test_imap_long_input_is_read_lazily(self):
+        """imap over a long generator: results in order, and the input is read only a window
+        ahead of the results taken, not all at once."""
+        pulled = []
+
+        def source(n):
+            for i in range(n):
+                pulled.append(i)
+                yield i
+
+        with self.mgr.Pool(2) as p:
+            it = p.imap(square, source(20000), 10)
+            first = [next(it) for _ in range(5)]
+            ahead = len(pulled)
+            rest = list(it)
+        self.assertEqual(first + rest, [i * i for i in range(20000)])
+        self.assertLess(ahead, 20000 // 2, "the input was read ahead in full")
+        self.assertEqual(len(pulled), 20000)
+
     def test_manager_shutdown_ends_the_pool(self):
         m = mpbroker.Manager()
         p = m.Pool(2)

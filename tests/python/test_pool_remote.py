@@ -128,6 +128,20 @@ class TestRemoteWorker(unittest.TestCase):
         os.unlink(path)
         os.rmdir(d)
 
+    def test_max_tasks_recycles_processes(self):
+        w = self.worker("--endpoint", self.broker.endpoint, "--processes", "1", "--max-tasks",
+                        "2", "--prefetch", "0")
+        with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
+            with m.Pool(0) as p:
+                pairs = [p.apply(pid_and_parent) for _ in range(6)]
+        pids = [pid for pid, _ in pairs]
+        self.assertEqual(len(set(pids)), 3, pids)
+        self.assertEqual(pids[0], pids[1])
+        self.assertEqual(pids[2], pids[3])
+        self.assertEqual({parent for _, parent in pairs}, {w.pid})
+        out = self.stop(w)
+        self.assertGreaterEqual(out.count("exited (status 0)"), 2, out)  # the third: stopped
+
     def test_function_module_missing_on_the_worker(self):
         d = tempfile.mkdtemp(prefix="mpbpy-")
         with open(os.path.join(d, "only_here_mod.py"), "w") as f:
