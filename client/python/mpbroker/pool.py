@@ -106,6 +106,8 @@ class Pool:
         self._state = RUN
         self._pid = os.getpid()
         self._procs = []
+        self._procs_lock = threading.Lock()
+        self._workers_stopped = False
         self._repopulate()
         self._stop = False
         self._cancel_reason = "the pool was terminated"
@@ -118,25 +120,30 @@ class Pool:
     # ---- workers -----------------------------------------------------------------------
 
     def _repopulate(self):
-        self._procs = [p for p in self._procs if p.exitcode is None]
-        while len(self._procs) < self._processes:
-            p = self._ctx.Process(target=run_local, name="mpbroker-pool-worker", daemon=True,
-                                  args=(self._endpoint, self._authkey, [self._fn],
-                                        self._initializer, self._initargs, self._maxtasks,
-                                        "pickle"))
-            p.start()
-            self._procs.append(p)
+        """Starts workers up to processes, in place of those that exited (maxtasksperchild, a
+        crash, a kill), until join() or terminate() stops them."""
+        with self._procs_lock:
+            self._procs = [p for p in self._procs if p.exitcode is None]
+            while not self._workers_stopped and len(self._procs) < self._processes:
+                p = self._ctx.Process(target=run_local, name="mpbroker-pool-worker", daemon=True,
+                                      args=(self._endpoint, self._authkey, [self._fn],
+                                            self._initializer, self._initargs, self._maxtasks,
+                                            "pickle"))
+                p.start()
+                self._procs.append(p)
 
     def _stop_workers(self, grace):
-        for p in self._procs:
+        with self._procs_lock:
+            self._workers_stopped = True
+            procs, self._procs = self._procs, []
+        for p in procs:
             if p.exitcode is None:
                 p.terminate()  # SIGTERM: the worker finishes its task, reports it, unregisters
-        for p in self._procs:
+        for p in procs:
             p.join(grace)
             if p.exitcode is None:
                 p.kill()
                 p.join()
-        self._procs = []
 
     # ---- results -----------------------------------------------------------------------
 
@@ -163,7 +170,7 @@ class Pool:
                 self._gone = True
                 self.terminate()
                 break
-            if self._state == RUN and self._processes:
+            if self._processes:
                 try:
                     self._repopulate()
                 except Exception:  # a start that fails now is tried again on the next turn
