@@ -238,15 +238,19 @@ def serve_processes(endpoint, authkey, processes, names=(FUNCTION,), imports=(),
     try:
         while not stopping:
             while len(children) < processes and not stopping:
+                # Signals wait until the child is on the list, so that the stop reaches it.
+                signal.pthread_sigmask(signal.SIG_BLOCK, list(old))
                 pid = os.fork()
                 if pid == 0:
                     for s in old:
                         signal.signal(s, signal.SIG_DFL)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, list(old))
                     try:
                         _child(endpoint, authkey, names, max_tasks, prefetch)
                     finally:
                         os._exit(1)
                 children[pid] = time.monotonic()
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, list(old))
                 if log:
                     log("worker process %d started" % pid)
             try:
@@ -264,6 +268,8 @@ def serve_processes(endpoint, authkey, processes, names=(FUNCTION,), imports=(),
     except _Stop:
         pass
     finally:
+        for s in old:  # a second ^C or SIGTERM must not cut the stopping short
+            signal.signal(s, signal.SIG_IGN)
         for pid in children:
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -280,8 +286,11 @@ def serve_processes(endpoint, authkey, processes, names=(FUNCTION,), imports=(),
             else:
                 time.sleep(0.02)
         for pid in children:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
         for s, h in old.items():
             signal.signal(s, h)
     return 0
