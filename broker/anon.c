@@ -203,8 +203,7 @@ int cmd_obj_new(req_t *r) {
         mpb__rd_uint(&rd, &code) || code != 0 || mpb__rd_span(&rd, &v, &vn)) {
         mpb__w_raw(out, open.p, open.len); /* its error, as the open gave it */
         mpb__buf_free(&open);
-        destroy(o);
-        g_anon_deleted--; /* it never was */
+        store_delete(o); /* nothing waits on it or holds it yet: it never was */
         return rc < 0 ? rc : MPB_EPROTO;
     }
     ref_add(r->sess, o);
