@@ -2,8 +2,10 @@
 MPB_ENDPOINT with MPB_AUTHKEY_FILE or MPB_AUTHKEY, mpbroker.connect(); the private broker of
 Manager() and its end at shutdown, at the end of a with block and at interpreter exit."""
 import os
+import signal
 import subprocess
 import sys
+import time
 import unittest
 
 import mpbroker
@@ -15,6 +17,18 @@ import os, sys, mpbroker
 m = mpbroker.connect() if sys.argv[1] == "connect" else mpbroker.Manager()
 print(m.address)
 m.dict(name="conn_env")[sys.argv[1]] = os.getpid()
+"""
+
+
+STOPPED = r"""
+import sys, time, mpbroker
+m = mpbroker.Manager(sys.argv[1], authkey=sys.argv[2])
+d = m.dict(name="conn_stopped")
+d["before"] = 1
+print("ready", flush=True)
+sys.stdin.readline()  # the parent stops us past the TTL, then continues us and writes a line
+d["after"] = 2  # the expired session is replaced
+print(d.copy(), flush=True)
 """
 
 
@@ -74,6 +88,23 @@ class ConnectTest(unittest.TestCase):
             d["a"]
         with self.assertRaisesRegex(RuntimeError, "shut down"):
             m.list()
+
+    def test_expired_session_is_replaced(self):
+        b = th.Broker("--session-ttl-ms", "300", "--heartbeat-ms", "100")
+        try:
+            p = subprocess.Popen([sys.executable, "-c", STOPPED, b.endpoint, b.authkey],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.assertEqual(p.stdout.readline().strip(), "ready")
+            os.kill(p.pid, signal.SIGSTOP)
+            time.sleep(1.5)  # five TTLs: the broker ends the session
+            os.kill(p.pid, signal.SIGCONT)
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            out = p.stdout.readline().strip()
+            self.assertEqual(p.wait(30), 0)
+            self.assertEqual(out, "{'before': 1, 'after': 2}")
+        finally:
+            b.stop()
 
     def test_connect_needs_an_address(self):
         old = os.environ.pop("MPB_ENDPOINT", None)

@@ -56,6 +56,23 @@ class _Conn:
             c = self._local.c = self._connect()
         return c
 
+    def invoke(self, op, name, args=None, block_ms=0):
+        """One request on this thread's session; _mpb.Error as the broker answers it. A session
+        that has ended (expired: the process was stopped or starved past the broker's TTL, or
+        the broker restarted) is replaced: the request, which the broker refused unrun, is sent
+        once more on a new session. What the old session held (locks) is gone with it."""
+        c = self.client()
+        try:
+            return c.call(op, name, args, block_ms)
+        except _mpb.Error as e:
+            if e.args[0] not in (_mpb.ESESSION, _mpb.ECONN):
+                raise
+            self._local.c = None  # the next call connects anew
+            c.close()
+            if e.args[0] == _mpb.ECONN:
+                raise  # it may have run: not sent again
+        return self.client().call(op, name, args, block_ms)
+
     def _refclient(self):
         with self._refs_lock:
             c = self._refs
@@ -112,7 +129,7 @@ class _Conn:
 
     def call(self, op, name, args=None, block_ms=0):
         try:
-            return self.client().call(op, name, args, block_ms)
+            return self.invoke(op, name, args, block_ms)
         except _mpb.Error as e:
             raise translate(e) from None
 
@@ -292,7 +309,11 @@ class Manager:
         if address is None:
             address = os.environ.get("MPB_ENDPOINT") or None
         if address is None:
-            authkey = bytes(authkey) if authkey else os.urandom(32)
+            # Text: the broker reads the key from a file, which drops a trailing CR or LF.
+            authkey = bytes(authkey) if authkey else os.urandom(32).hex().encode()
+            if authkey.endswith((b"\r", b"\n")):
+                raise ValueError("a private broker's authkey cannot end with CR or LF (it is "
+                                 "passed in a file, whose line end is dropped)")
             self._broker = _PrivateBroker(authkey, broker_args)
             endpoint = self._broker.endpoint
         else:

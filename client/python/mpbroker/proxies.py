@@ -119,13 +119,13 @@ class BaseProxy:
 
     def _call(self, op, args=None, block_ms=0):
         try:
-            return self._conn.client().call(op, self._name, args, block_ms)
+            return self._conn.invoke(op, self._name, args, block_ms)
         except Error as e:
             raise translate(e) from None
 
     def _raw(self, op, args=None, block_ms=0):
         """As _call, but the broker's error stays an _mpb.Error for the caller to map."""
-        return self._conn.client().call(op, self._name, args, block_ms)
+        return self._conn.invoke(op, self._name, args, block_ms)
 
     def __reduce__(self):
         if self._name.startswith("~"):
