@@ -25,9 +25,11 @@ import sys, time, mpbroker
 m = mpbroker.Manager(sys.argv[1], authkey=sys.argv[2])
 d = m.dict(name="conn_stopped")
 d["before"] = 1
+m.list([0])  # the reference session is made, and expires too
 print("ready", flush=True)
 sys.stdin.readline()  # the parent stops us past the TTL, then continues us and writes a line
 d["after"] = 2  # the expired session is replaced
+d["anon"] = m.list([3])[:]  # and the reference session
 print(d.copy(), flush=True)
 """
 
@@ -102,7 +104,7 @@ class ConnectTest(unittest.TestCase):
             p.stdin.flush()
             out = p.stdout.readline().strip()
             self.assertEqual(p.wait(30), 0)
-            self.assertEqual(out, "{'before': 1, 'after': 2}")
+            self.assertEqual(out, "{'before': 1, 'after': 2, 'anon': [3]}")
         finally:
             b.stop()
 

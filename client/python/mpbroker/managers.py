@@ -83,10 +83,26 @@ class _Conn:
                 c = self._refs = self._connect()
             return c
 
+    def _refcall(self, op, name, args=None):
+        """A request on the reference session. One that has ended (expired) is replaced, as in
+        invoke(); the references it held are gone with it."""
+        c = self._refclient()
+        try:
+            return c.call(op, name, args)
+        except _mpb.Error as e:
+            if e.args[0] != _mpb.ESESSION:
+                raise
+            with self._refs_lock:
+                if self._refs is c:
+                    self._refs = None
+                    self._pinned = set()
+            c.close()
+        return self._refclient().call(op, name, args)
+
     def new(self, kind, args):
         """obj.new: a new anonymous object of kind, opened with args; (name, open's reply)."""
         try:
-            return self._refclient().call(_mpb.OP_OBJ_NEW, None, [kind, *args])
+            return self._refcall(_mpb.OP_OBJ_NEW, None, [kind, *args])
         except _mpb.Error as e:
             raise translate(e) from None
 
@@ -96,7 +112,7 @@ class _Conn:
         if self._refs_closed:
             return False
         try:
-            self._refclient().call(_mpb.OP_OBJ_REF, path)
+            self._refcall(_mpb.OP_OBJ_REF, path)
             return True
         except (_mpb.Error, OSError, multiprocessing.AuthenticationError):
             return False
