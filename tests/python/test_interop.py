@@ -71,6 +71,17 @@ class InteropTest(unittest.TestCase):
         self.mpb("put", "queue/interop_q", "3.5")
         self.assertEqual(self.m.Queue(name="interop_q").get(timeout=5), 3.5)
 
+    def test_named_queue_settings_come_from_whoever_gives_them(self):
+        consumer = self.m.Queue(name="interop_qs")  # before the producer, no settings
+        producer = self.m.JoinableQueue(2, name="interop_qs")
+        producer.put(1)
+        producer.put(2)
+        self.assertTrue(consumer.full())
+        self.assertEqual(consumer.get(), 1)
+        consumer.task_done()
+        with self.assertRaises(ValueError):  # another bound than the one it has
+            self.m.Queue(3, name="interop_qs")
+
     def test_named_objects_listed(self):
         self.m.Event(name="interop_ev").set()
         out = self.mpb("ls", "interop*")

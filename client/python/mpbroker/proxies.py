@@ -450,9 +450,13 @@ class QueueProxy(BaseProxy):
         if not isinstance(maxsize, int) or isinstance(maxsize, bool):
             raise TypeError("maxsize must be an int, not %s" % type(maxsize).__name__)
         # An unnamed queue is joinable either way: Python's Queue has task_done and join too.
-        # A named plain Queue leaves the setting to whoever sets it.
-        anon = self._name is None
-        self._open(_E.OP_QUEUE_OPEN, (max(maxsize, 0), True if (joinable or anon) else None))
+        # A named Queue() leaves what it does not ask for (joinable, a bound) to whoever opens
+        # the name with it: consumers may open before the producer that knows the settings.
+        if self._name is None:
+            self._open(_E.OP_QUEUE_OPEN, (max(maxsize, 0), True))
+        else:
+            self._open(_E.OP_QUEUE_OPEN, (maxsize if maxsize > 0 else None,
+                                          True if joinable else None))
 
     def put(self, item, block=True, timeout=None):
         ms = _ms(block, timeout)
