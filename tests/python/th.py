@@ -1,4 +1,4 @@
-"""Helpers of the Python tests: a real mpbrokerd from the build tree on a private ipc endpoint.
+"""What the Python tests share: a real mpbrokerd from the build tree on a private endpoint.
 
 MPB_BUILD_DIR (set by ctest) names the build; the broker, `mpb` and test programs come from it.
 """
