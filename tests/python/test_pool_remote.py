@@ -30,7 +30,7 @@ def cube(x):
 
 class TestRemoteWorker(unittest.TestCase):
     def setUp(self):
-        self.broker = th.Broker("--heartbeat-ms", "200", "--session-ttl-ms", "600")
+        self.broker = th.Broker("--heartbeat-ms", "250", "--session-ttl-ms", "2000")
         self.procs = []
 
     def tearDown(self):
