@@ -330,7 +330,8 @@ class TestAgainstMultiprocessing(unittest.TestCase):
 class TestMpbrokerPool(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.mgr = mpbroker.Manager(broker_args=["--heartbeat-ms", "250", "--session-ttl-ms", "2000"])
+        cls.mgr = mpbroker.Manager(
+            broker_args=["--heartbeat-ms", "250", "--session-ttl-ms", "2000"])
 
     @classmethod
     def tearDownClass(cls):

@@ -262,7 +262,8 @@ def serve_processes(endpoint, authkey, processes, names=(FUNCTION,), imports=(),
                 log("worker process %d exited (%s)" % (pid, _status(status)))
             if started is not None and not stopping:
                 ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-                backoff = 0.0 if ok or time.monotonic() - started > 5 else min(5.0, backoff * 2 or 0.1)
+                quick = time.monotonic() - started < 5  # it failed at once: do not spin
+                backoff = min(5.0, backoff * 2 or 0.1) if quick and not ok else 0.0
                 if backoff:
                     time.sleep(backoff)
     except _Stop:

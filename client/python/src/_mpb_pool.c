@@ -126,8 +126,7 @@ static int init_rc(mpb_client_t *c, int rc) {
 static int pypool_init(pypool_t *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"client", NULL};
     PyObject *client;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!", kwlist, mpbpy_client_type, &client))
-        return -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!", kwlist, mpbpy_client_type, &client)) return -1;
     mpb_client_t *c = init_client(client, self->p, "Pool");
     if (!c || init_rc(c, mpb_pool_open(c, &self->p))) return -1;
     Py_INCREF(client);
@@ -170,9 +169,9 @@ static PyObject *pypool_apply(pypool_t *self, PyObject *args) {
         return NULL;
     }
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mpb_pool_apply_async(self->p, fn, PyBytes_AS_STRING(b),
-                                                     (size_t)PyBytes_GET_SIZE(b), on_result,
-                                                     on_error, x, NULL);
+    Py_BEGIN_ALLOW_THREADS rc =
+        mpb_pool_apply_async(self->p, fn, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b),
+                             on_result, on_error, x, NULL);
     Py_END_ALLOW_THREADS Py_DECREF(b);
     if (rc) {
         cbctx_free(x);
@@ -198,10 +197,9 @@ static PyObject *pypool_starmap(pypool_t *self, PyObject *args) {
         return NULL;
     }
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mpb_pool_starmap_async(self->p, fn, PyBytes_AS_STRING(b),
-                                                       (size_t)PyBytes_GET_SIZE(b),
-                                                       (size_t)chunksize, on_result, on_error,
-                                                       x, NULL);
+    Py_BEGIN_ALLOW_THREADS rc =
+        mpb_pool_starmap_async(self->p, fn, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b),
+                               (size_t)chunksize, on_result, on_error, x, NULL);
     Py_END_ALLOW_THREADS Py_DECREF(b);
     if (rc) {
         cbctx_free(x);
@@ -220,7 +218,8 @@ typedef struct {
 static int wb_put(wbuf_t *b, const void *src, size_t n) {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n) cap *= 2;
+        while (cap < b->len + n)
+            cap *= 2;
         char *p = PyMem_Realloc(b->p, cap);
         if (!p) {
             PyErr_NoMemory();
@@ -271,8 +270,7 @@ static PyObject *pack_calls(PyObject *mod, PyObject *args, PyObject *kw) {
     Py_buffer ref;
     PyObject *items;
     int star, use_pickle = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*Op|p", kwlist, &ref, &items, &star,
-                                     &use_pickle))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*Op|p", kwlist, &ref, &items, &star, &use_pickle))
         return NULL;
     PyObject *seq = PySequence_Fast(items, "items must be a sequence");
     wbuf_t b = {0};
@@ -350,8 +348,10 @@ static PyObject *pypool_terminate(pypool_t *self, PyObject *unused) {
 /* free(): terminates what is outstanding (queued as canceled) and frees the libmpb pool. */
 static PyObject *pypool_free(pypool_t *self, PyObject *unused) {
     (void)unused;
-    if (self->p && mpbpy_client_get(self->client)) pool_free_handle(self);
-    else self->p = NULL; /* a client gone or inherited over fork: nothing to tell the broker */
+    if (self->p && mpbpy_client_get(self->client))
+        pool_free_handle(self);
+    else
+        self->p = NULL; /* a client gone or inherited over fork: nothing to tell the broker */
     PyErr_Clear();
     Py_RETURN_NONE;
 }
@@ -369,8 +369,8 @@ static PyObject *pypool_fileno(pypool_t *self, PyObject *unused) {
 typedef struct {
     PyObject_HEAD pypool_t *pool;
     mpb_imap_t *it;
-    PyObject *src;  /* iterator of calls */
-    PyObject *item; /* the packed call libmpb is reading */
+    PyObject *src;                         /* iterator of calls */
+    PyObject *item;                        /* the packed call libmpb is reading */
     PyObject *exc_type, *exc_val, *exc_tb; /* what the source raised, raised again in its
                                             * place in the results */
 } pyimap_t;
@@ -429,8 +429,8 @@ static PyObject *pypool_imap(pypool_t *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "sOnpn", &fn, &calls, &chunksize, &ordered, &window) ||
         !pool_ready(self))
         return NULL;
-    if (chunksize < 1) return PyErr_Format(PyExc_ValueError, "Chunksize must be 1+, not %zd",
-                                           chunksize);
+    if (chunksize < 1)
+        return PyErr_Format(PyExc_ValueError, "Chunksize must be 1+, not %zd", chunksize);
     pyimap_t *it = PyObject_New(pyimap_t, pyimap_type);
     if (!it) return NULL;
     it->it = NULL;
@@ -478,41 +478,41 @@ static PyObject *pyimap_next(pyimap_t *self, PyObject *args) {
 
 static PyMethodDef pyimap_methods[] = {
     {"next", (PyCFunction)pyimap_next, METH_VARARGS, "next(timeout_ms) -> (status, value)"},
-    {NULL, NULL, 0, NULL},
+    {NULL,   NULL,                     0,            NULL                                 },
 };
 
 static PyType_Slot pyimap_slots[] = {
-    {Py_tp_dealloc, pyimap_dealloc},
-    {Py_tp_methods, pyimap_methods},
-    {Py_tp_doc, "A lazy map's results, from Pool.imap()."},
-    {0, NULL},
+    {Py_tp_dealloc, pyimap_dealloc                           },
+    {Py_tp_methods, pyimap_methods                           },
+    {Py_tp_doc,     "A lazy map's results, from Pool.imap()."},
+    {0,             NULL                                     },
 };
 
 static PyType_Spec pyimap_spec = {"mpbroker._mpb.Imap", sizeof(pyimap_t), 0, Py_TPFLAGS_DEFAULT,
                                   pyimap_slots};
 
 static PyMethodDef pypool_methods[] = {
-    {"apply", (PyCFunction)pypool_apply, METH_VARARGS, "apply(fn, call, key)"},
-    {"starmap", (PyCFunction)pypool_starmap, METH_VARARGS, "starmap(fn, calls, chunksize, key)"},
-    {"imap", (PyCFunction)pypool_imap, METH_VARARGS,
-     "imap(fn, calls, chunksize, ordered, window) -> Imap"},
-    {"poll", (PyCFunction)pypool_poll, METH_VARARGS, "poll(timeout_ms) -> completed"},
-    {"take_done", (PyCFunction)pypool_take_done, METH_NOARGS, "take_done() -> [(key, ok, v)]"},
-    {"close", (PyCFunction)pypool_close, METH_NOARGS, "close()"},
-    {"join", (PyCFunction)pypool_join, METH_VARARGS, "join(timeout_ms) -> bool"},
-    {"terminate", (PyCFunction)pypool_terminate, METH_NOARGS, "terminate()"},
-    {"free", (PyCFunction)pypool_free, METH_NOARGS, "free()"},
-    {"fileno", (PyCFunction)pypool_fileno, METH_NOARGS, "fileno() -> fd"},
-    {NULL, NULL, 0, NULL},
+    {"apply",     (PyCFunction)pypool_apply,     METH_VARARGS, "apply(fn, call, key)"              },
+    {"starmap",   (PyCFunction)pypool_starmap,   METH_VARARGS, "starmap(fn, calls, chunksize, key)"},
+    {"imap",      (PyCFunction)pypool_imap,      METH_VARARGS,
+     "imap(fn, calls, chunksize, ordered, window) -> Imap"                                         },
+    {"poll",      (PyCFunction)pypool_poll,      METH_VARARGS, "poll(timeout_ms) -> completed"     },
+    {"take_done", (PyCFunction)pypool_take_done, METH_NOARGS,  "take_done() -> [(key, ok, v)]"     },
+    {"close",     (PyCFunction)pypool_close,     METH_NOARGS,  "close()"                           },
+    {"join",      (PyCFunction)pypool_join,      METH_VARARGS, "join(timeout_ms) -> bool"          },
+    {"terminate", (PyCFunction)pypool_terminate, METH_NOARGS,  "terminate()"                       },
+    {"free",      (PyCFunction)pypool_free,      METH_NOARGS,  "free()"                            },
+    {"fileno",    (PyCFunction)pypool_fileno,    METH_NOARGS,  "fileno() -> fd"                    },
+    {NULL,        NULL,                          0,            NULL                                },
 };
 
 static PyType_Slot pypool_slots[] = {
-    {Py_tp_init, pypool_init},
-    {Py_tp_new, PyType_GenericNew},
-    {Py_tp_dealloc, pypool_dealloc},
-    {Py_tp_methods, pypool_methods},
-    {Py_tp_doc, "Pool(client): libmpb's pool on a Client, for mpbroker.pool."},
-    {0, NULL},
+    {Py_tp_init,    pypool_init                                                  },
+    {Py_tp_new,     PyType_GenericNew                                            },
+    {Py_tp_dealloc, pypool_dealloc                                               },
+    {Py_tp_methods, pypool_methods                                               },
+    {Py_tp_doc,     "Pool(client): libmpb's pool on a Client, for mpbroker.pool."},
+    {0,             NULL                                                         },
 };
 
 static PyType_Spec pypool_spec = {"mpbroker._mpb.Pool", sizeof(pypool_t), 0,
@@ -631,8 +631,7 @@ static PyObject *worker_fn(pyworker_t *self, const uint8_t *ref, uint32_t rl) {
 }
 
 /* The arguments of a call: the n values from p to end, as a tuple. */
-static PyObject *worker_args(pyworker_t *self, const uint8_t *p, const uint8_t *end,
-                             uint32_t n) {
+static PyObject *worker_args(pyworker_t *self, const uint8_t *p, const uint8_t *end, uint32_t n) {
     if (n == 0) return PyTuple_New(0);
     if (n == 1) { /* map's one item: the rest is exactly one value */
         PyObject *v = mpbpy_unpackb(p, (size_t)(end - p), self->use_pickle);
@@ -812,25 +811,26 @@ static PyObject *pyworker_tasks_done(pyworker_t *self, void *unused) {
 }
 
 static PyMethodDef pyworker_methods[] = {
-    {"serve", (PyCFunction)pyworker_serve, METH_VARARGS, "serve(signals=False): blocks until stopped"},
-    {"stop", (PyCFunction)pyworker_stop, METH_NOARGS, "stop(): asks serve() to return"},
-    {NULL, NULL, 0, NULL},
+    {"serve", (PyCFunction)pyworker_serve, METH_VARARGS,
+     "serve(signals=False): blocks until stopped"                                        },
+    {"stop",  (PyCFunction)pyworker_stop,  METH_NOARGS,  "stop(): asks serve() to return"},
+    {NULL,    NULL,                        0,            NULL                            },
 };
 
 static PyGetSetDef pyworker_getset[] = {
     {"tasks_done", (getter)pyworker_tasks_done, NULL, "tasks completed so far", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
+    {NULL,         NULL,                        NULL, NULL,                     NULL},
 };
 
 static PyType_Slot pyworker_slots[] = {
-    {Py_tp_init, pyworker_init},
-    {Py_tp_new, PyType_GenericNew},
-    {Py_tp_dealloc, pyworker_dealloc},
-    {Py_tp_methods, pyworker_methods},
-    {Py_tp_getset, pyworker_getset},
-    {Py_tp_doc, "Worker(client, names, resolve, capture, fail, concurrency=1, prefetch=1, "
+    {Py_tp_init,    pyworker_init            },
+    {Py_tp_new,     PyType_GenericNew        },
+    {Py_tp_dealloc, pyworker_dealloc         },
+    {Py_tp_methods, pyworker_methods         },
+    {Py_tp_getset,  pyworker_getset          },
+    {Py_tp_doc,     "Worker(client, names, resolve, capture, fail, concurrency=1, prefetch=1, "
                 "max_tasks=0)"},
-    {0, NULL},
+    {0,             NULL                     },
 };
 
 static PyType_Spec pyworker_spec = {"mpbroker._mpb.Worker", sizeof(pyworker_t), 0,
@@ -838,8 +838,8 @@ static PyType_Spec pyworker_spec = {"mpbroker._mpb.Worker", sizeof(pyworker_t), 
 
 static PyMethodDef pool_functions[] = {
     {"pack_calls", (PyCFunction)(void (*)(void))pack_calls, METH_VARARGS | METH_KEYWORDS,
-     "pack_calls(ref, items, star, pickle=True) -> bytes"},
-    {NULL, NULL, 0, NULL},
+     "pack_calls(ref, items, star, pickle=True) -> bytes"                                     },
+    {NULL,         NULL,                                    0,                            NULL},
 };
 
 int mpb_py_pool_init(PyObject *module) {
