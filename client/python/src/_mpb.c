@@ -460,8 +460,10 @@ static int client_init(PyObject *self, PyObject *args, PyObject *kw) {
     o.name = name;
     mpb_client_t *c = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = mpb_connect(endpoint, key.buf, (size_t)key.len, &o, &c);
-    Py_END_ALLOW_THREADS PyBuffer_Release(&key);
+    Py_BEGIN_ALLOW_THREADS
+    rc = mpb_connect(endpoint, key.buf, (size_t)key.len, &o, &c);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&key);
     if (rc) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s: %s", endpoint, c ? mpb_errmsg(c) : mpb_strerror(rc));
@@ -479,7 +481,8 @@ static int client_init(PyObject *self, PyObject *args, PyObject *kw) {
 static void client_dealloc(PyObject *self) {
     mpbpy_client_t *cl = (mpbpy_client_t *)self;
     if (cl->c) {
-        Py_BEGIN_ALLOW_THREADS mpb_close(&cl->c);
+        Py_BEGIN_ALLOW_THREADS
+        mpb_close(&cl->c);
         Py_END_ALLOW_THREADS
     }
     PyTypeObject *tp = Py_TYPE(self);
@@ -555,8 +558,10 @@ static int call_interruptible(mpbpy_client_t *cl, unsigned op, const char *name,
             }
             if (left < slice) slice = (int)left;
         }
-        Py_BEGIN_ALLOW_THREADS rc = mpb_poll(cl->c, slice);
-        Py_END_ALLOW_THREADS if (rc > 0) rc = 0;
+        Py_BEGIN_ALLOW_THREADS
+        rc = mpb_poll(cl->c, slice);
+        Py_END_ALLOW_THREADS
+        if (rc > 0) rc = 0;
         if (rc < 0 && !p->done) snprintf(msg, msglen, "%s", mpb_errmsg(cl->c));
         if (!rc && !p->done && PyErr_CheckSignals()) rc = 1;
     }
@@ -567,7 +572,8 @@ static int call_interruptible(mpbpy_client_t *cl, unsigned op, const char *name,
         *rlen = p->len;
     } else if (rc) {
         /* Still in flight, and its callback holds p: end the client before p goes. */
-        Py_BEGIN_ALLOW_THREADS mpb_close(&cl->c);
+        Py_BEGIN_ALLOW_THREADS
+        mpb_close(&cl->c);
         Py_END_ALLOW_THREADS
     }
     free(p);
@@ -598,8 +604,10 @@ static PyObject *client_call(PyObject *self, PyObject *args, PyObject *kw) {
     if (slow) {
         rc = call_interruptible(cl, op, name, ap, alen, block_ms, &res, &rlen, msg, sizeof msg);
     } else {
-        Py_BEGIN_ALLOW_THREADS rc = mpb_call(c, op, name, ap, alen, block_ms, &res, &rlen);
-        Py_END_ALLOW_THREADS if (rc) snprintf(msg, sizeof msg, "%s", mpb_errmsg(c));
+        Py_BEGIN_ALLOW_THREADS
+        rc = mpb_call(c, op, name, ap, alen, block_ms, &res, &rlen);
+        Py_END_ALLOW_THREADS
+        if (rc) snprintf(msg, sizeof msg, "%s", mpb_errmsg(c));
     }
     Py_XDECREF(packed);
     if (rc == 1) return NULL; /* a signal handler raised */
@@ -614,7 +622,8 @@ static PyObject *client_close(PyObject *self, PyObject *noargs) {
     (void)noargs;
     mpbpy_client_t *cl = (mpbpy_client_t *)self;
     if (cl->c) {
-        Py_BEGIN_ALLOW_THREADS mpb_close(&cl->c);
+        Py_BEGIN_ALLOW_THREADS
+        mpb_close(&cl->c);
         Py_END_ALLOW_THREADS
     }
     Py_RETURN_NONE;
