@@ -3,6 +3,7 @@ the same results (value and exact type) and raise the same exception types: a ta
 sequences, one per proxy type, covering every public method of DictProxy, ListProxy, the
 queues, the synchronisation proxies, Value, Array and Namespace."""
 import array
+import copy
 import multiprocessing
 import multiprocessing.managers
 import unittest
@@ -52,6 +53,8 @@ TABLE = {
         ("values", lambda d: d.values()),
         ("items", lambda d: d.items()),
         ("copy", lambda d: d.copy()),
+        ("deepcopy", copy.deepcopy),
+        ("_getvalue", lambda d: d._getvalue()),
         ("str", str),
         ("get", lambda d: d.get("a")),
         ("get missing", lambda d: d.get("zz")),
@@ -93,6 +96,7 @@ TABLE = {
         ("not contains", lambda l: 7 in l),
         ("len", len),
         ("str", str),
+        ("deepcopy", copy.deepcopy),
         ("append", lambda l: l.append((4, 5))),
         ("last", lambda l: l[-1]),
         ("extend", lambda l: l.extend([5, 6])),
@@ -251,6 +255,7 @@ TABLE = {
     ]),
     "Value": ("Value", ("i", 3), {}, [
         ("value", lambda v: v.value),
+        ("_getvalue", lambda v: v._getvalue()),
         ("get", lambda v: v.get()),
         ("set", lambda v: v.set(5)),
         ("value", lambda v: v.value),

@@ -144,6 +144,13 @@ class BaseProxy:
     def __repr__(self):
         return "<%s object, typeid %r at %#x>" % (type(self).__name__, self._typeid, id(self))
 
+    def _getvalue(self):
+        """A local copy of the shared object (as multiprocessing's proxies have)."""
+        raise NotImplementedError("%s has no local copy" % type(self).__name__)
+
+    def __deepcopy__(self, memo):
+        return self._getvalue()
+
 
 # ---- dict ----------------------------------------------------------------------------------
 
@@ -209,6 +216,8 @@ class DictProxy(BaseProxy):
 
     def copy(self):
         return dict(self.items())
+
+    _getvalue = copy
 
     def __str__(self):
         return str(self.copy())
@@ -340,6 +349,9 @@ class ListProxy(BaseProxy):
 
     def __iter__(self):
         return iter(self._all())
+
+    def _getvalue(self):
+        return self._all()
 
     def __reversed__(self):
         return reversed(self._all())
@@ -787,6 +799,10 @@ class ValueProxy(BaseProxy):
         self._call(_E.OP_VALUE_SET, (value,))
 
     value = property(get, set)
+
+    def _getvalue(self):
+        from multiprocessing.managers import Value  # what multiprocessing's gives
+        return Value(getattr(self, "_typecode", None), self.get())
 
     def add(self, n):
         """Atomically adds n (int or float): the new value."""
