@@ -17,6 +17,8 @@ import os, sys, mpbroker
 m = mpbroker.connect() if sys.argv[1] == "connect" else mpbroker.Manager()
 print(m.address)
 m.dict(name="conn_env")[sys.argv[1]] = os.getpid()
+d, l = m.dict(a=(1,)), m.list([1])  # anonymous proxies still alive at exit
+d["l"] = l
 """
 
 
@@ -58,6 +60,7 @@ class ConnectTest(unittest.TestCase):
         r = subprocess.run([sys.executable, "-c", CHILD, how], env=e, capture_output=True,
                            text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "")  # nothing ignored in a __del__ at exit, either
         return r.stdout.strip()
 
     def test_environment(self):

@@ -108,8 +108,11 @@ class BaseProxy:
         return reply
 
     def __del__(self):
-        if getattr(self, "_refpid", None) == os.getpid():
-            self._conn.unref(self._path())
+        try:
+            if getattr(self, "_refpid", None) == os.getpid():
+                self._conn.unref(self._path())
+        except Exception:
+            pass  # at interpreter exit modules may be half torn down: the session's end unrefs
 
     def _state(self):
         return None
