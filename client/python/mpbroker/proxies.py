@@ -35,6 +35,14 @@ def _ms(block=True, timeout=None):
     return int(math.ceil(timeout * 1000))
 
 
+def _wait_ms(block=True, timeout=None):
+    """As _ms, for the waits of threading's objects (Condition, Event, Semaphore, Barrier): a
+    negative timeout is no wait, where queue's raise ValueError."""
+    if block and timeout is not None and timeout < 0:
+        return 0
+    return _ms(block, timeout)
+
+
 def _lock_ms(blocking, timeout):
     """threading.Lock.acquire's arguments as TIMEOUT_MS, with its checks."""
     if timeout is None or timeout == -1:
@@ -602,7 +610,7 @@ class SemaphoreProxy(_Acquirer, BaseProxy):
     def acquire(self, blocking=True, timeout=None):
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
-        ms = _ms(blocking, timeout)
+        ms = _wait_ms(blocking, timeout)
         try:
             self._raw(_E.OP_SEM_ACQUIRE, (ms,), ms)
             return True
@@ -667,7 +675,7 @@ class ConditionProxy(BaseProxy):
         self._lock.release()
 
     def wait(self, timeout=None):
-        ms = _ms(True, timeout)
+        ms = _wait_ms(True, timeout)
         try:
             return self._raw(_E.OP_COND_WAIT, (_tid(), ms), ms)
         except Error as e:
@@ -723,7 +731,7 @@ class EventProxy(BaseProxy):
         self._call(_E.OP_EVENT_CLEAR)
 
     def wait(self, timeout=None):
-        ms = _ms(True, timeout)
+        ms = _wait_ms(True, timeout)
         return self._call(_E.OP_EVENT_WAIT, (ms,), ms)
 
 
@@ -746,7 +754,7 @@ class BarrierProxy(BaseProxy):
         return {"_action": getattr(self, "_action", None)}
 
     def wait(self, timeout=None):
-        ms = _ms(True, timeout)
+        ms = _wait_ms(True, timeout)
         try:
             index = self._raw(_E.OP_BARRIER_WAIT, (ms,), ms)
         except Error as e:
