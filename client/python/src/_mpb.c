@@ -436,6 +436,13 @@ mpb_client_t *mpbpy_client_get(PyObject *self) {
     return cl->c;
 }
 
+/* A client inherited through fork is left as it is: the parent's heartbeat thread may have been
+ * in the middle of using it when the process was copied (a MAC context half updated), and
+ * freeing that copy can free what is not the child's. Its memory goes with the process. */
+static void forget_if_inherited(mpbpy_client_t *cl) {
+    if (cl->c && cl->pid != (long)getpid()) cl->c = NULL;
+}
+
 static int client_init(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"endpoint", "authkey", "name", "connect_timeout_ms",
                              "op_timeout_ms", "serializer", NULL};
@@ -452,6 +459,7 @@ static int client_init(PyObject *self, PyObject *args, PyObject *kw) {
                      ser);
         return -1;
     }
+    forget_if_inherited(cl);
     if (cl->c) mpb_close(&cl->c);
     mpb_options_t o;
     mpb_options_init(&o);
@@ -480,6 +488,7 @@ static int client_init(PyObject *self, PyObject *args, PyObject *kw) {
 
 static void client_dealloc(PyObject *self) {
     mpbpy_client_t *cl = (mpbpy_client_t *)self;
+    forget_if_inherited(cl);
     if (cl->c) {
         Py_BEGIN_ALLOW_THREADS
         mpb_close(&cl->c);
@@ -621,6 +630,7 @@ static PyObject *client_call(PyObject *self, PyObject *args, PyObject *kw) {
 static PyObject *client_close(PyObject *self, PyObject *noargs) {
     (void)noargs;
     mpbpy_client_t *cl = (mpbpy_client_t *)self;
+    forget_if_inherited(cl);
     if (cl->c) {
         Py_BEGIN_ALLOW_THREADS
         mpb_close(&cl->c);
