@@ -1,7 +1,6 @@
 """Bad input from Python: unpicklable values, values past max_value, wrong types for names and
 addresses, a wrong authkey. Each is a clear Python exception, nothing is half-written, and the
 broker keeps serving."""
-import os
 import pickle
 import queue
 import threading

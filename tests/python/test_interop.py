@@ -2,7 +2,6 @@
 (interop.c), and the other way round; a pickled value read from C is an ext blob of type 80."""
 import base64
 import json
-import os
 import pickle
 import subprocess
 import unittest

@@ -8,7 +8,7 @@ Manager() with no arguments starts a private broker (mpbrokerd) for this program
 address ("tcp://host:5555" or ("host", 5555)) and an authkey, or MPB_ENDPOINT and
 MPB_AUTHKEY_FILE / MPB_AUTHKEY, it connects to a broker that other hosts share.
 """
-from . import _mpb
+from . import _mpb  # noqa: F401  (mpbroker._mpb: the extension, for tools and the Pool)
 from ._mpb import Error, Ext
 from .errors import AuthenticationError
 from .managers import Manager, connect
