@@ -50,6 +50,9 @@ def _terminate_all():
 # How long the result handler waits on the descriptor before it polls anyway: the descriptor
 # is edge-triggered, and an edge consumed by another call is caught up on here.
 _IDLE_S = 0.05
+# A map's items travel in batches of chunksize items, each one call that a worker runs in one
+# go (worker.py); a batch is cut short past this many bytes of items.
+_BATCH_BYTES = 256 << 10
 # imap's next() holds the pool's lock while it waits, for at most this long at a time.
 _SLICE_MS = 50
 
@@ -301,9 +304,21 @@ class Pool:
             r = MapResult(self, None, None)
             r._set(True, [])
             return r
-        calls = _mpb.pack_calls(self._key(func), iterable, star)
+        calls, _ = _mpb.pack_batches(self._key(func), iterable, star,
+                                     chunksize or self._chunksize(len(iterable)), _BATCH_BYTES)
         r = MapResult(self, callback, error_callback)
-        return self._submit(r, self._h.starmap, calls, chunksize or 0)
+        return self._submit(r, self._h.starmap, calls, 1)
+
+    def _chunksize(self, n):
+        """multiprocessing's default: about four chunks per worker (local ones, or those the
+        broker counts for this pool's function when it has none of its own)."""
+        workers = self._processes
+        if not workers:
+            with self._lock:
+                self._check_running()
+                workers = self._client.call(_mpb.OP_POOL_FNINFO, None, [self._fn])[0]
+        chunksize, extra = divmod(n, max(1, workers) * 4)
+        return chunksize + 1 if extra else max(1, chunksize)
 
     def imap(self, func, iterable, chunksize=1):
         """Results one by one in input order; the input is read lazily."""
@@ -465,11 +480,13 @@ class MapResult(ApplyResult):
     """The AsyncResult of map_async() and starmap_async(): its value is the list of results;
     it fails with the first call that raised, as multiprocessing's does."""
 
-    def _outcome(self, values):
-        for v in values:
-            if isinstance(v, TaskFailure):
-                return False, v.exception()
-        return True, values
+    def _outcome(self, batches):
+        out = []
+        for b in batches:  # each batch: its results, or what its first failing item raised
+            if isinstance(b, TaskFailure):
+                return False, b.exception()
+            out.extend(b)
+        return True, out
 
 
 class IMapIterator:

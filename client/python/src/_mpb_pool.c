@@ -180,7 +180,7 @@ static PyObject *pypool_apply(pypool_t *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* starmap(fn, calls, chunksize, key): submits calls (pack_calls()'s bytes); their values
+/* starmap(fn, calls, chunksize, key): submits calls (pack_batches()'s bytes); their values
  * arrive together as (key, True, [value, ...]) in input order, or (key, False, (code,
  * message)). */
 static PyObject *pypool_starmap(pypool_t *self, PyObject *args) {
@@ -262,38 +262,78 @@ static int wb_value(wbuf_t *b, PyObject *v, int use_pickle) {
     return rc;
 }
 
-/* pack_calls(ref, items, star, pickle=True) -> bytes: the msgpack array of calls [ref, item]
- * (or [ref, *item] with star) for pool.starmap, packed here rather than as Python lists. */
-static PyObject *pack_calls(PyObject *mod, PyObject *args, PyObject *kw) {
+/* Writes one item of a batch: the value, or for starmap the array of its arguments (each packed
+ * alone: a tuple would otherwise travel as one pickle). */
+static int wb_item(wbuf_t *b, PyObject *item, int star, int use_pickle) {
+    if (!star) return wb_value(b, item, use_pickle);
+    PyObject *fargs = PySequence_Fast(item, "starmap items must be iterables");
+    if (!fargs) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fargs);
+    int rc = wb_head(b, 0xdd, (size_t)n);
+    for (Py_ssize_t k = 0; rc == 0 && k < n; k++)
+        rc = wb_value(b, PySequence_Fast_GET_ITEM(fargs, k), use_pickle);
+    Py_DECREF(fargs);
+    return rc;
+}
+
+/* Appends the call [MARKED KEY, [ITEM...]] of the batch in items (a buffer of n items). */
+static int wb_batch(wbuf_t *b, const uint8_t *key, size_t klen, uint8_t marker, const wbuf_t *items,
+                    size_t n) {
+    int rc = wb_head(b, 0xdd, 2);
+    if (!rc) rc = wb_head(b, 0xc6, klen);
+    if (!rc) rc = wb_put(b, &marker, 1);
+    if (!rc) rc = wb_put(b, key + 1, klen - 1);
+    if (!rc) rc = wb_head(b, 0xdd, n);
+    if (!rc) rc = wb_put(b, items->p, items->len);
+    return rc;
+}
+
+/* pack_batches(key, items, star, chunksize, limit, pickle=True) -> (bytes, count): a map's
+ * items cut into batches of chunksize items (fewer where a batch would pass limit bytes), each
+ * batch one call [KEY', [ITEM...]] whose KEY' is key (a function key, 00 + digest) marked 01 for
+ * map or 02 for starmap: a worker runs a whole batch in one go and answers with the list of its
+ * results. bytes is the msgpack array of the calls, for pool.starmap with chunksize 1. */
+static PyObject *pack_batches(PyObject *mod, PyObject *args, PyObject *kw) {
     (void)mod;
-    static char *kwlist[] = {"ref", "items", "star", "pickle", NULL};
-    Py_buffer ref;
+    static char *kwlist[] = {"key", "items", "star", "chunksize", "limit", "pickle", NULL};
+    Py_buffer key;
     PyObject *items;
     int star, use_pickle = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*Op|p", kwlist, &ref, &items, &star, &use_pickle))
+    Py_ssize_t chunksize, limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*Opnn|p", kwlist, &key, &items, &star, &chunksize,
+                                     &limit, &use_pickle))
         return NULL;
-    PyObject *seq = PySequence_Fast(items, "items must be a sequence");
-    wbuf_t b = {0};
-    int rc = seq ? wb_head(&b, 0xdd, (size_t)PySequence_Fast_GET_SIZE(seq)) : -1;
-    for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *fargs = star ? PySequence_Fast(item, "starmap items must be iterables") : NULL;
-        if (star && !fargs) {
-            rc = -1;
-            break;
-        }
-        Py_ssize_t n = star ? PySequence_Fast_GET_SIZE(fargs) : 1;
-        rc = wb_head(&b, 0xdd, (size_t)n + 1);
-        if (!rc) rc = wb_head(&b, 0xc6, (size_t)ref.len);
-        if (!rc) rc = wb_put(&b, ref.buf, (size_t)ref.len);
-        for (Py_ssize_t k = 0; rc == 0 && k < n; k++)
-            rc = wb_value(&b, star ? PySequence_Fast_GET_ITEM(fargs, k) : item, use_pickle);
-        Py_XDECREF(fargs);
+    PyObject *seq = NULL, *out = NULL;
+    wbuf_t calls = {0}, batch = {0};
+    size_t ncalls = 0, inbatch = 0;
+    uint8_t marker = star ? 2 : 1;
+    if (key.len < 2 || key.len > 64 || ((const uint8_t *)key.buf)[0] != 0 || chunksize < 1) {
+        PyErr_SetString(PyExc_ValueError, "pack_batches: a function key and a chunksize >= 1");
+        goto done;
     }
-    PyObject *out = rc == 0 ? PyBytes_FromStringAndSize(b.p, (Py_ssize_t)b.len) : NULL;
-    PyMem_Free(b.p);
+    if (!(seq = PySequence_Fast(items, "items must be a sequence"))) goto done;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        if (wb_item(&batch, PySequence_Fast_GET_ITEM(seq, i), star, use_pickle)) goto done;
+        inbatch++;
+        if ((Py_ssize_t)inbatch < chunksize && (Py_ssize_t)batch.len < limit) continue;
+        if (wb_batch(&calls, key.buf, (size_t)key.len, marker, &batch, inbatch)) goto done;
+        ncalls++;
+        batch.len = 0;
+        inbatch = 0;
+    }
+    if (inbatch) {
+        if (wb_batch(&calls, key.buf, (size_t)key.len, marker, &batch, inbatch)) goto done;
+        ncalls++;
+    }
+    wbuf_t whole = {0};
+    if (wb_head(&whole, 0xdd, ncalls) == 0 && wb_put(&whole, calls.p, calls.len) == 0)
+        out = Py_BuildValue("(y#n)", whole.p, (Py_ssize_t)whole.len, (Py_ssize_t)ncalls);
+    PyMem_Free(whole.p);
+done:
+    PyMem_Free(calls.p);
+    PyMem_Free(batch.p);
     Py_XDECREF(seq);
-    PyBuffer_Release(&ref);
+    PyBuffer_Release(&key);
     return out;
 }
 
@@ -651,6 +691,43 @@ static PyObject *worker_args(pyworker_t *self, const uint8_t *p, const uint8_t *
     return t;
 }
 
+/* Runs a batch (a call [KEY', [ITEM...]] of pack_batches()): fn on each item in turn, or on
+ * each item's arguments with star. The list of results, or what capture() makes of the first
+ * exception (as a map fails with its first failed item). */
+static PyObject *worker_batch(pyworker_t *self, PyObject *fn, const uint8_t *p, const uint8_t *end,
+                              int star) {
+    PyObject *items = mpbpy_unpackb(p, (size_t)(end - p), self->use_pickle);
+    if (!items) return NULL;
+    if (!PyList_Check(items)) {
+        Py_DECREF(items);
+        PyErr_SetString(PyExc_ValueError, "malformed call: a batch that is not an array");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i), *r = NULL;
+        if (!star) {
+            r = PyObject_CallOneArg(fn, item);
+        } else if (PyList_Check(item)) {
+            PyObject *t = PyList_AsTuple(item);
+            r = t ? PyObject_Call(fn, t, NULL) : NULL;
+            Py_XDECREF(t);
+        } else {
+            PyErr_SetString(PyExc_TypeError, "starmap item is not an array of arguments");
+        }
+        if (!r) {
+            PyObject *e = fetch_exc();
+            Py_SETREF(out, PyObject_CallOneArg(self->capture, e ? e : Py_None));
+            Py_XDECREF(e);
+            break;
+        }
+        PyList_SET_ITEM(out, i, r);
+    }
+    Py_DECREF(items);
+    return out;
+}
+
 /* Runs one call [FUNCTION, ARG...] (imap's comes wrapped as [[FUNCTION, ARG...]]): its value,
  * or what capture() makes of its exception; NULL with an exception set only when the call
  * itself is malformed or capture() fails. */
@@ -662,6 +739,22 @@ static PyObject *worker_run(pyworker_t *self, const void *args, size_t alen) {
         rd_array(&p, end, &n))
         goto malformed;
     if (n < 1 || rd_bin(&p, end, &ref, &rl)) goto malformed;
+    if (rl >= 2 && rl <= 64 && (ref[0] == 1 || ref[0] == 2)) { /* a batch: [KEY', ITEMS] */
+        uint8_t k[64];
+        memcpy(k, ref, rl);
+        k[0] = 0; /* the function's own key */
+        if (n != 2) goto malformed;
+        PyObject *bfn = worker_fn(self, k, rl);
+        if (bfn) {
+            PyObject *r = worker_batch(self, bfn, p, end, ref[0] == 2);
+            Py_DECREF(bfn);
+            return r;
+        }
+        PyObject *e = fetch_exc(); /* resolving the function failed: the batch reports it */
+        PyObject *r = PyObject_CallOneArg(self->capture, e ? e : Py_None);
+        Py_XDECREF(e);
+        return r;
+    }
     PyObject *fn = worker_fn(self, ref, rl);
     PyObject *a = fn ? worker_args(self, p, end, n - 1) : NULL;
     PyObject *r = a ? PyObject_Call(fn, a, NULL) : NULL;
@@ -837,9 +930,9 @@ static PyType_Spec pyworker_spec = {"mpbroker._mpb.Worker", sizeof(pyworker_t), 
                                     Py_TPFLAGS_DEFAULT, pyworker_slots};
 
 static PyMethodDef pool_functions[] = {
-    {"pack_calls", (PyCFunction)(void (*)(void))pack_calls, METH_VARARGS | METH_KEYWORDS,
-     "pack_calls(ref, items, star, pickle=True) -> bytes"                                     },
-    {NULL,         NULL,                                    0,                            NULL},
+    {"pack_batches", (PyCFunction)(void (*)(void))pack_batches, METH_VARARGS | METH_KEYWORDS,
+     "pack_batches(key, items, star, chunksize, limit, pickle=True) -> (bytes, count)"            },
+    {NULL,           NULL,                                      0,                            NULL},
 };
 
 int mpb_py_pool_init(PyObject *module) {
