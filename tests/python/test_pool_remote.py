@@ -169,8 +169,19 @@ class TestRemoteWorker(unittest.TestCase):
         w = self.worker("--endpoint", self.broker.endpoint, "--processes", "1")
         c = _mpb.Client(self.broker.endpoint, self.broker.authkey)
         h = _mpb.Pool(c)
+        from mpbroker.worker import FUNCTIONS, function_key
+        ref = pickle.dumps(cube, 4)
+        key = function_key(ref)
+        c0 = _mpb.Client(self.broker.endpoint, self.broker.authkey)
+        c0.call(_mpb.OP_DICT_SET, FUNCTIONS, [key, ref])
+        c0.close()
         bad = [[1, 2], [], [b"\x80not a pickle", 1], ["str, not bin"], [pickle.dumps(5, 4), 1],
-               [b"\x00" + bytes(11), 1]]
+               [b"\x00" + bytes(11), 1],
+               [b"\x01" + key[1:], 5],                 # 6: a map batch that is no array
+               [b"\x01" + key[1:], [1, 2], [3]],       # 7: a batch with two arguments
+               [b"\x02" + key[1:], [[2], 3]],          # 8: a starmap item that is no array
+               [b"\x01" + key[1:], [1, 2, 3]],         # 9: a good batch
+               [b"\x01" + bytes(11), [1]]]             # 10: a batch of an unknown key
         for i, call in enumerate(bad):
             h.starmap("python", _mpb.packb([call]), 1, i)
         got = {}
@@ -179,18 +190,21 @@ class TestRemoteWorker(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline, "no answer for %r" % got)
             h.poll(100)
             got.update((k, (ok, v)) for k, ok, v in h.take_done())
-        for i in (0, 1, 3):
+        for i in (0, 1, 3, 6, 7):
             self.assertEqual(got[i][0], False, got[i])
             self.assertEqual(got[i][1][0], _mpb.EREMOTE)
             self.assertIn("malformed call", got[i][1][1])
         from mpbroker.worker import TaskFailure
-        for i in (2, 4, 5):  # a FUNCTION that does not unpickle, no callable, unknown key
+        for i in (2, 4, 5, 8, 10):  # no pickle, no callable, unknown key, a bad item
             self.assertTrue(got[i][0], got[i])
             self.assertIsInstance(got[i][1][0], TaskFailure)
         self.assertIsInstance(got[2][1][0].exception(), ValueError)  # "unsupported pickle protocol"
         self.assertIsInstance(got[4][1][0].exception(), TypeError)
         self.assertIsInstance(got[5][1][0].exception(), LookupError)
         self.assertIn("is not in python.functions", str(got[5][1][0].exception()))
+        self.assertIsInstance(got[8][1][0].exception(), TypeError)
+        self.assertEqual(got[9], (True, [[1, 8, 27]]))
+        self.assertIsInstance(got[10][1][0].exception(), LookupError)
         h.free()
         c.close()
         with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
