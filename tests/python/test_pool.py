@@ -72,6 +72,10 @@ def identity(x):
     return x
 
 
+def big(x):
+    return "x" * 300000
+
+
 def getpid(_=None):
     return os.getpid()
 
@@ -469,6 +473,12 @@ class TestMpbrokerPool(unittest.TestCase):
                 p.map(square, 5)
             with self.assertRaises(ValueError):
                 self.mgr.Pool(-1)
+            # a batch of results past the broker's max-value (1m): a clear error, and the
+            # same map in smaller batches goes through
+            with self.assertRaises(RemoteError) as cm:
+                p.map(big, range(8), 4)
+            self.assertIn("> max_value 1048576", str(cm.exception))
+            self.assertEqual(p.map(big, range(8), 1), [big(0)] * 8)
             self.assertEqual(p.apply(square, (9,)), 81)
 
 
