@@ -98,6 +98,7 @@ static const command_t commands[] = {
     {MPB_OP_POOL_STATS,      cmd_pool_stats,      0,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_FNINFO,     cmd_pool_fninfo,     1,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_UNREGISTER, cmd_pool_unregister, 0,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_START,      cmd_pool_start,      1,  KIND_NONE, CMD_NOOBJ            },
 };
 
 static const command_t *by_op[MPB__OP_MAX];

@@ -43,7 +43,8 @@ static void usage(FILE *f) {
             "                       int fn(void *ctx, const void *args, size_t alen,\n"
             "                              void **result, size_t *rlen, char *err, size_t errlen)\n"
             "  --concurrency N      tasks run at once, on N threads (default 1)\n"
-            "  --prefetch N         tasks held beyond those (default 1)\n"
+            "  --prefetch N         tasks held beyond those (default 64); one not started is\n"
+            "                       given to a slot idle elsewhere, and short tasks stream\n"
             "  --max-tasks N        serve N tasks per process, then start a fresh one\n"
             "  --init SYMBOL        int SYMBOL(const char *arg) run once per worker process\n"
             "                       first; non-zero means it failed: the worker exits (3)\n"
@@ -153,7 +154,7 @@ static int serve(void *lib, const void *key, size_t keylen) {
 int main(int argc, char **argv) {
     opt.endpoint = getenv("MPB_ENDPOINT") ? getenv("MPB_ENDPOINT") : "tcp://127.0.0.1:5555";
     opt.concurrency = 1;
-    opt.prefetch = 1;
+    opt.prefetch = MPB_WORKER_PREFETCH;
     opt.name = "mpb-worker";
     const char *lfmt = getenv("MPB_LOG_FORMAT"), *lfmt_from = "MPB_LOG_FORMAT";
     const char *llevel = getenv("MPB_LOG_LEVEL"), *llevel_from = "MPB_LOG_LEVEL";

@@ -29,8 +29,19 @@ typedef struct fnent {
     void *ctx;
 } fnent_t;
 
+typedef struct job job_t;
+
+/* One pool.start in flight. The broker answers them at once, so in the order they went. */
+typedef struct asked {
+    int64_t sent_ms;
+    job_t *jobs; /* the ones named, in order */
+    int n;
+    struct asked *next;
+} asked_t;
+
 typedef struct job {
     uint64_t id;
+    uint64_t gen; /* the attempt number the broker gave it under */
     const fnent_t *fn;
     uint8_t *calls;
     size_t len;
@@ -55,6 +66,13 @@ struct mpb_worker {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     job_t *todo_head, *todo_tail, *done_head;
+    int ntodo, nrunning; /* under mu */
+    bool lease_note;     /* under mu: a thread found the lease run out; the pipe said so */
+    int64_t lease_until; /* atomic: held tasks may start before this (the broker's word) */
+    job_t *ask_head, *ask_tail; /* held, not started: to ask about first (main thread only) */
+    int nasking;                /* in a pool.start not answered yet */
+    asked_t *asked_head, *asked_tail;
+    uint64_t refused;           /* held tasks the broker had taken back */
     bool quit;    /* threads: no more jobs will come */
     int inflight; /* received, not yet reported */
     bool fetching;
@@ -71,7 +89,7 @@ int mpb_worker_new(mpb_client_t *c, mpb_worker_t **out) {
     if (!w) return mpb__fail(c, MPB_ENOMEM, "out of memory");
     w->c = c;
     w->concurrency = 1;
-    w->prefetch = 1;
+    w->prefetch = MPB_WORKER_PREFETCH;
     w->pipefd[0] = w->pipefd[1] = -1;
     if (pipe(w->pipefd) != 0) {
         free(w);
@@ -90,6 +108,20 @@ static void job_free(job_t *j) {
     free(j);
 }
 
+/* Forgets the pool.start requests not answered (the connection is gone). */
+static void asked_free(mpb_worker_t *w) {
+    for (asked_t *a = w->asked_head, *an; a; a = an) {
+        an = a->next;
+        for (job_t *j = a->jobs, *n; j; j = n) {
+            n = j->next;
+            job_free(j);
+        }
+        free(a);
+    }
+    w->asked_head = w->asked_tail = NULL;
+    w->nasking = 0;
+}
+
 void mpb_worker_free(mpb_worker_t **wp) {
     mpb_worker_t *w = *wp;
     if (!w) return;
@@ -102,6 +134,11 @@ void mpb_worker_free(mpb_worker_t **wp) {
         n = j->next;
         job_free(j);
     }
+    for (job_t *j = w->ask_head, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    asked_free(w);
     close(w->pipefd[0]);
     close(w->pipefd[1]);
     pthread_mutex_destroy(&w->mu);
@@ -195,18 +232,35 @@ static void run_job(job_t *j, size_t max_value) {
     }
 }
 
+static bool lease_ok(mpb_worker_t *w) {
+    return mpb__now_ms() < __atomic_load_n(&w->lease_until, __ATOMIC_ACQUIRE);
+}
+
+/* Takes the next job a thread may start: only while the lease holds, so a worker that was
+ * paused or cut off past its session's end starts nothing the broker gave to another. When
+ * the lease has run out, the talking thread is told (once) to ask the broker again. */
 static void *thread_main(void *arg) {
     mpb_worker_t *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->todo_head && !w->quit) pthread_cond_wait(&w->cv, &w->mu);
-        if (!w->todo_head) break;
+        while (!w->quit && !(w->todo_head && lease_ok(w))) {
+            if (w->todo_head && !w->lease_note) {
+                w->lease_note = true;
+                ssize_t r = write(w->pipefd[1], "l", 1);
+                (void)r;
+            }
+            pthread_cond_wait(&w->cv, &w->mu);
+        }
+        if (w->quit) break; /* what is left was not started: the broker has it back */
         job_t *j = w->todo_head;
         w->todo_head = j->next;
         if (!w->todo_head) w->todo_tail = NULL;
+        w->ntodo--;
+        w->nrunning++;
         pthread_mutex_unlock(&w->mu);
         run_job(j, w->max_value);
         pthread_mutex_lock(&w->mu);
+        w->nrunning--;
         j->next = w->done_head;
         w->done_head = j;
         ssize_t r = write(w->pipefd[1], "d", 1);
@@ -224,6 +278,32 @@ static const fnent_t *find_fn(mpb_worker_t *w, const char *name, uint32_t n) {
     return NULL;
 }
 
+/* Held tasks may start until half a session's life after the broker last answered a request
+ * sent at sent_ms: before then it cannot have taken this session for dead. */
+static void lease_renew(mpb_worker_t *w, int64_t sent_ms) {
+    int64_t until = sent_ms + w->c->ttl_ms / 2;
+    if (until > __atomic_load_n(&w->lease_until, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&w->lease_until, until, __ATOMIC_RELEASE);
+}
+
+static void todo_push(mpb_worker_t *w, job_t *j) {
+    pthread_mutex_lock(&w->mu);
+    j->next = NULL;
+    if (w->todo_tail) w->todo_tail->next = j;
+    else w->todo_head = j;
+    w->todo_tail = j;
+    w->ntodo++;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void ask_push(mpb_worker_t *w, job_t *j) {
+    j->next = NULL;
+    if (w->ask_tail) w->ask_tail->next = j;
+    else w->ask_head = j;
+    w->ask_tail = j;
+}
+
 static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
     mpb_worker_t *w = arg;
     (void)c;
@@ -233,17 +313,20 @@ static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, v
         return;
     }
     if (w->unregistered) return; /* tasks sent before the broker saw it: it queued them again */
+    lease_renew(w, w->fetch_sent_ms);
     mpb__rd_t r = {val, (const uint8_t *)val + len};
     uint32_t n;
     if (mpb__rd_array(&r, &n)) return;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t three, fl;
-        uint64_t id;
+        uint32_t five, fl;
+        uint64_t id, gen;
+        bool start;
         const char *fname;
         const uint8_t *calls;
         size_t cl;
-        if (mpb__rd_array(&r, &three) || three != 3 || mpb__rd_uint(&r, &id) ||
-            mpb__rd_str(&r, &fname, &fl) || mpb__rd_span(&r, &calls, &cl))
+        if (mpb__rd_array(&r, &five) || five != 5 || mpb__rd_uint(&r, &id) ||
+            mpb__rd_str(&r, &fname, &fl) || mpb__rd_span(&r, &calls, &cl) ||
+            mpb__rd_uint(&r, &gen) || mpb__rd_bool(&r, &start))
             return;
         job_t *j = calloc(1, sizeof *j);
         if (!j || !(j->calls = malloc(cl))) {
@@ -252,6 +335,7 @@ static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, v
             return;
         }
         j->id = id;
+        j->gen = gen;
         memcpy(j->calls, calls, cl);
         j->len = cl;
         j->fn = find_fn(w, fname, fl);
@@ -273,13 +357,88 @@ static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, v
             pthread_mutex_unlock(&w->mu);
             continue;
         }
-        pthread_mutex_lock(&w->mu);
-        if (w->todo_tail) w->todo_tail->next = j;
-        else w->todo_head = j;
-        w->todo_tail = j;
-        pthread_cond_signal(&w->cv);
-        pthread_mutex_unlock(&w->mu);
+        if (start) todo_push(w, j);
+        else ask_push(w, j);
     }
+}
+
+/* The broker's answer to pool.start: the granted go to the threads, the refused are dropped
+ * (the broker gave them to another worker, or took this session for dead). */
+static void on_start(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
+    mpb_worker_t *w = arg;
+    asked_t *a = w->asked_head;
+    (void)c;
+    if (!a) return;
+    w->asked_head = a->next;
+    if (!w->asked_head) w->asked_tail = NULL;
+    w->nasking -= a->n;
+    mpb__rd_t r = {val, (const uint8_t *)val + len};
+    uint32_t n = 0;
+    if (status) w->err = status;
+    else if (mpb__rd_array(&r, &n)) n = 0;
+    else lease_renew(w, a->sent_ms);
+    uint64_t next_ok = 0;
+    bool have = n > 0 && !mpb__rd_uint(&r, &next_ok);
+    for (job_t *j = a->jobs, *nx; j; j = nx) {
+        nx = j->next;
+        if (have && j->id == next_ok) { /* granted ids come in the order they were named */
+            todo_push(w, j);
+            have = --n > 0 && !mpb__rd_uint(&r, &next_ok);
+            continue;
+        }
+        w->refused++;
+        w->inflight--;
+        job_free(j);
+    }
+    free(a);
+}
+
+/* Asks the broker for leave to start as many held tasks as there are slots free. */
+static int ask_start(mpb_worker_t *w) {
+    pthread_mutex_lock(&w->mu);
+    int free_slots = w->concurrency - w->nrunning - w->ntodo - w->nasking;
+    pthread_mutex_unlock(&w->mu);
+    if (free_slots <= 0 || !w->ask_head) return 0;
+    asked_t *a = calloc(1, sizeof *a);
+    if (!a) return mpb__fail(w->c, MPB_ENOMEM, "out of memory");
+    job_t **tail = &a->jobs;
+    while (w->ask_head && a->n < free_slots) {
+        job_t *j = w->ask_head;
+        w->ask_head = j->next;
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
+        a->n++;
+    }
+    if (!w->ask_head) w->ask_tail = NULL;
+    mpb__buf_t *b = mpb__req(w->c, MPB_OP_POOL_START, NULL, 0, 1);
+    mpb__w_array(b, (uint32_t)a->n);
+    for (job_t *j = a->jobs; j; j = j->next) {
+        mpb__w_array(b, 2);
+        mpb__w_uint(b, j->id);
+        mpb__w_uint(b, j->gen);
+    }
+    a->sent_ms = mpb__now_ms();
+    w->nasking += a->n;
+    if (w->asked_tail) w->asked_tail->next = a;
+    else w->asked_head = a;
+    w->asked_tail = a;
+    return mpb__send(w->c, on_start, w);
+}
+
+/* The lease ran out with tasks waiting for the threads: they go back to be asked about. */
+static void lease_lapsed(mpb_worker_t *w) {
+    pthread_mutex_lock(&w->mu);
+    w->lease_note = false;
+    job_t *list = lease_ok(w) ? NULL : w->todo_head;
+    if (list) {
+        w->todo_tail->next = w->ask_head;
+        if (!w->ask_head) w->ask_tail = w->todo_tail;
+        w->ask_head = list;
+        w->todo_head = w->todo_tail = NULL;
+        w->ntodo = 0;
+    }
+    pthread_mutex_unlock(&w->mu);
 }
 
 static void on_done_reply(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
@@ -342,6 +501,13 @@ static int report(mpb_worker_t *w) {
     return rc;
 }
 
+/* How long a fetch stays parked: short, so a stop never waits long for it, and a fraction of
+ * the session's life, so an idle worker's lease stays fresh. */
+static int fetch_park_ms(const mpb_worker_t *w) {
+    int third = w->c->ttl_ms / 3;
+    return third > 0 && third < 1000 ? third : 1000;
+}
+
 static int fetch(mpb_worker_t *w) {
     int64_t credit = w->concurrency + w->prefetch - w->inflight;
     if (w->max_tasks && w->max_tasks - w->received < (uint64_t)credit)
@@ -349,7 +515,7 @@ static int fetch(mpb_worker_t *w) {
     if (credit <= 0) return 0;
     mpb__buf_t *b = mpb__req(w->c, MPB_OP_POOL_FETCH, NULL, 0, 2);
     mpb__w_int(b, credit);
-    mpb__w_int(b, 1000); /* short, so a stop never waits long for a parked fetch */
+    mpb__w_int(b, fetch_park_ms(w));
     int rc = mpb__send(w->c, on_fetch, w);
     if (!rc) {
         w->fetching = true;
@@ -378,8 +544,11 @@ int mpb_worker_serve(mpb_worker_t *w) {
     mpb__w_int(b, w->prefetch);
     const uint8_t *v;
     size_t vn;
+    int64_t sent = mpb__now_ms();
+    __atomic_store_n(&w->lease_until, 0, __ATOMIC_RELEASE);
     int rc = mpb__call(c, 0, &v, &vn);
     if (rc) return rc;
+    lease_renew(w, sent);
     w->threads = calloc((size_t)w->concurrency, sizeof *w->threads);
     if (!w->threads) return mpb__fail(c, MPB_ENOMEM, "out of memory");
     for (int i = 0; i < w->concurrency; i++) {
@@ -395,7 +564,7 @@ int mpb_worker_serve(mpb_worker_t *w) {
          * the parked fetch is answered within its 1 s, and a stop within a couple of seconds
          * once every running task has finished. */
         int64_t now = mpb__now_ms();
-        if (w->fetching && now - w->fetch_sent_ms > 1000 + c->opts.op_timeout_ms) {
+        if (w->fetching && now - w->fetch_sent_ms > fetch_park_ms(w) + c->opts.op_timeout_ms) {
             rc = mpb__fail(c, MPB_ECONN, "no answer from the broker for %lld ms",
                            (long long)(now - w->fetch_sent_ms));
             break;
@@ -413,6 +582,8 @@ int mpb_worker_serve(mpb_worker_t *w) {
             if ((rc = mpb__send(c, NULL, NULL))) break;
             w->unregistered = true;
         }
+        lease_lapsed(w);
+        if ((rc = ask_start(w))) break;
         if (!winding_down && !w->fetching && (rc = fetch(w))) break;
         if ((rc = report(w))) break;
         if ((rc = mpb_flush(c))) break;
@@ -448,6 +619,21 @@ int mpb_worker_serve(mpb_worker_t *w) {
         }
         mpb_drain(c, c->opts.op_timeout_ms);
     }
+    /* What was held and not started: the broker has it back (unregistered, or the session
+     * is gone). */
+    for (job_t *j = w->todo_head, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    for (job_t *j = w->ask_head, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    w->todo_head = w->todo_tail = w->ask_head = w->ask_tail = NULL;
+    w->ntodo = 0;
+    asked_free(w);
+    w->inflight = 0;
+    w->lease_note = false;
     w->stop = 0; /* a stop ends one serve; the worker may serve again */
     w->stop_ms = 0;
     w->fetching = false;

@@ -560,7 +560,12 @@ MPB_EXPORT int mpb_worker_new(mpb_client_t *c, mpb_worker_t **out);
 MPB_EXPORT void mpb_worker_free(mpb_worker_t **w);
 /* Serves function name with fn (ctx is passed through). Before mpb_worker_serve(). */
 MPB_EXPORT int mpb_worker_add(mpb_worker_t *w, const char *name, mpb_task_fn fn, void *ctx);
-/* Tasks run at once (default 1) and tasks held beyond those (default 1). */
+/* Tasks run at once (default 1) and tasks held beyond those (default MPB_WORKER_PREFETCH).
+ * A held task waits only while every other slot is busy: the broker takes back a task not
+ * yet started for a slot idle elsewhere, and the worker asks before it starts one (except
+ * for functions whose tasks take under ~10 ms, which stream), so a large prefetch costs long
+ * tasks nothing and lets tiny ones stream. */
+#define MPB_WORKER_PREFETCH 64
 MPB_EXPORT void mpb_worker_set_concurrency(mpb_worker_t *w, int n);
 MPB_EXPORT void mpb_worker_set_prefetch(mpb_worker_t *w, int n);
 /* Runs init(arg) once, in the first mpb_worker_serve() before it registers (as
