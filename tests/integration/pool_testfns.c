@@ -8,6 +8,7 @@
  *   initarg(n)  -> the string testinit was given (--init-arg), or nil
  *   conc(ms)    -> after sleeping ms: the most calls this process has run at once so far
  *   nap(n)      -> n, after sleeping $MPB_TEST_NAP_MS (read once per process; default 0)
+ *   countnap(n) -> n, after counting its start in $MPB_TEST_COUNTS and sleeping as nap does
  *   big(n)      -> bin of n bytes (results over the broker's limits)
  *   testinit    -> for --init: counts its runs; fails (returns 7) when its argument is "fail"
  *
@@ -30,7 +31,7 @@
 
 typedef int task_fn(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
                     char *err, size_t errlen);
-EXPORT task_fn pad, sqsleep, crash, procinfo, initarg, conc, nap, big;
+EXPORT task_fn pad, sqsleep, crash, procinfo, initarg, conc, nap, big, countnap;
 EXPORT int testinit(const char *arg);
 
 static int inits;
@@ -228,6 +229,16 @@ int nap(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, c
     *rlen = enc_int(b, n);
     *result = b;
     return 0;
+}
+
+int countnap(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+             size_t errlen) {
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    pthread_once(&counts_once, counts_open);
+    if (counts && n >= 0 && (size_t)n < ncounts)
+        __atomic_fetch_add(&counts[n], 1, __ATOMIC_SEQ_CST);
+    return nap(ctx, args, alen, result, rlen, err, errlen);
 }
 
 int big(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,

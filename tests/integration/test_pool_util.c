@@ -55,8 +55,8 @@ static void child_prepare(const char *tag) {
 
 static const char *worker_init_arg; /* --init-arg for the next start_worker, if set */
 
-/* Starts mpb-worker serving fns (comma-separated) from lib. max_tasks 0: no recycling;
- * init NULL: none. Returns its pid. */
+/* Starts mpb-worker serving fns (comma-separated) from lib. prefetch < 0: the default;
+ * max_tasks 0: no recycling; init NULL: none. Returns its pid. */
 static U pid_t start_worker(const char *lib, const char *fns, int conc, int prefetch,
                             unsigned long max_tasks, const char *init) {
     char sconc[16], spre[16], smax[24];
@@ -72,8 +72,10 @@ static U pid_t start_worker(const char *lib, const char *fns, int conc, int pref
     argv[argc++] = fns;
     argv[argc++] = "--concurrency";
     argv[argc++] = sconc;
-    argv[argc++] = "--prefetch";
-    argv[argc++] = spre;
+    if (prefetch >= 0) { /* < 0: the default */
+        argv[argc++] = "--prefetch";
+        argv[argc++] = spre;
+    }
     argv[argc++] = "-e";
     argv[argc++] = B.endpoint;
     argv[argc++] = "-k";
@@ -243,6 +245,9 @@ typedef struct fnstat {
 typedef struct wstat {
     int64_t running, prefetched, concurrency, session;
     uint64_t done, failed;
+    uint64_t steals, stolen, retries, refused;
+    uint32_t ntasks;    /* running tasks listed, [task_id, age_ms] each */
+    int64_t oldest_age; /* of those, the first's age in ms (-1: none) */
 } wstat_t;
 
 static int64_t map_int(const mpb__rd_t *m, const char *key) {
@@ -320,6 +325,19 @@ static U int worker_stat(mpb_client_t *c, pid_t pid, wstat_t *out) {
         out->concurrency = map_int(&m, "concurrency");
         out->done = (uint64_t)map_int(&m, "done");
         out->failed = (uint64_t)map_int(&m, "failed");
+        out->steals = (uint64_t)map_int(&m, "steals");
+        out->stolen = (uint64_t)map_int(&m, "stolen");
+        out->retries = (uint64_t)map_int(&m, "retries");
+        out->refused = (uint64_t)map_int(&m, "refused");
+        out->oldest_age = -1;
+        mpb__rd_t tv;
+        uint32_t two;
+        if (!mpb__rd_mapget(&m, "tasks", &tv) && !mpb__rd_array(&tv, &out->ntasks) &&
+            out->ntasks && !mpb__rd_array(&tv, &two) && two == 2) {
+            uint64_t id;
+            mpb__rd_uint(&tv, &id);
+            mpb__rd_int(&tv, &out->oldest_age);
+        }
         found = 1;
     }
     mpb_free(res);
