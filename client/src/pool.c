@@ -36,6 +36,9 @@ struct mpb_pool {
     mpb_imap_t *imaps; /* its iterators, so terminate and free reach them */
     mpb_async_t *notify_head, *notify_tail; /* finished, callback not yet run */
     bool notifying;
+    size_t submitting; /* applies whose pool.submit is not answered yet */
+    int deferred;      /* an apply without a handle failed to submit: the next apply says so */
+    char deferred_msg[512];
 };
 
 struct mpb_async {
@@ -57,6 +60,7 @@ struct mpb_async {
     mpb_async_t *next, *prev;
     mpb_async_t *nnext; /* in its pool's notify queue */
     bool notify_pending;
+    bool submitting; /* its pool.submit is not answered yet */
 };
 
 typedef struct islot {
@@ -269,6 +273,7 @@ static void run_notify(mpb_pool_t *p) {
 static void imap_arrive(mpb_imap_t *it, uint64_t seq, const uint8_t *out, size_t len);
 
 static void pump_take(mpb_client_t *c);
+static void send_cancel(mpb_client_t *c, uint64_t first, uint64_t count);
 
 static void on_take(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
     (void)arg;
@@ -599,6 +604,57 @@ int mpb_pool_open(mpb_client_t *c, mpb_pool_t **out) {
     return 0;
 }
 
+/* Applies in flight before an apply waits for their pool.submit replies: enough to fill a
+ * frame with small ones, few enough that an error (ELIMIT) comes back soon. */
+#define SUBMIT_WINDOW 64
+
+/* An apply's pool.submit reply: its task id routes its result; a refusal fails it. */
+static void on_apply_submit(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
+    mpb_async_t *a = arg;
+    mpb_pool_t *p = a->p;
+    a->submitting = false;
+    if (p) p->submitting--;
+    mpb__rd_t r = {val, (const uint8_t *)val + len};
+    uint32_t two;
+    uint64_t job, first = 0;
+    if (!status && (mpb__rd_array(&r, &two) || two != 2 || mpb__rd_uint(&r, &job) ||
+                    mpb__rd_uint(&r, &first)))
+        status = mpb__fail(c, MPB_EPROTO, "malformed pool.submit reply");
+    if (!status && (route_add(c, first, a, A_APPLY, 0) || add_range(a, first, 1)))
+        status = mpb__fail(c, MPB_ENOMEM, "out of memory");
+    if (status) {
+        route_forget(c, a);
+        a->status = status;
+        snprintf(a->msg, sizeof a->msg, "%s", mpb_errmsg(c));
+        if (p && a->kept_by_pool && !p->deferred) { /* nobody holds it to hear why */
+            p->deferred = status;
+            snprintf(p->deferred_msg, sizeof p->deferred_msg, "%s", a->msg);
+        }
+        if (!a->ready) async_finish(a);
+        return;
+    }
+    if (a->canceled) { /* terminated while the submit was out */
+        send_cancel(c, first, 1);
+        return;
+    }
+    pump_take(c);
+}
+
+/* Waits until at most `most` applies of p are waiting for their pool.submit reply. */
+static int submits_settle(mpb_pool_t *p, size_t most) {
+    int rc = 0;
+    int64_t end = mpb__now_ms() + p->c->opts.op_timeout_ms;
+    while (p->submitting > most && rc >= 0) {
+        if (mpb__now_ms() > end)
+            return mpb__fail(p->c, MPB_ETIMEDOUT, "no pool.submit reply from the broker");
+        rc = mpb_poll(p->c, 100);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* apply_async sends its pool.submit without waiting for the reply (up to SUBMIT_WINDOW of them
+ * at once), so a caller keeping many in flight pays no round trip for each; the reply routes
+ * the result when it comes. */
 int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args, size_t alen,
                          mpb_result_cb cb, mpb_error_cb ecb, void *arg, mpb_async_t **out) {
     if (out) *out = NULL;
@@ -608,37 +664,46 @@ int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args, size_t
     uint32_t na;
     if (!args || mpb__mp_check1(args, alen, MPB__MAX_DEPTH) != (long)alen || mpb__rd_array(&r, &na))
         return mpb__fail(p->c, MPB_EINVAL, "args must be one msgpack array");
-    /* one task of one call: [[args]] */
-    uint8_t hdr[1] = {0x91};
-    mpb__buf_t t = {0};
-    mpb__w_raw(&t, hdr, 1);
-    mpb__w_raw(&t, args, alen);
-    if (t.oom) {
-        mpb__buf_free(&t);
-        return mpb__fail(p->c, MPB_ENOMEM, "out of memory");
+    if (alen + 1 > p->c->max_value)
+        return mpb__fail(p->c, MPB_ETOOBIG, "task of %zu bytes > max_value %zu", alen + 1,
+                         p->c->max_value);
+    if ((rc = submits_settle(p, SUBMIT_WINDOW - 1))) return rc;
+    if (p->deferred) {
+        rc = p->deferred;
+        p->deferred = 0;
+        return mpb__fail(p->c, rc, "%s", p->deferred_msg);
     }
-    uint64_t first;
-    rc = submit(p, fn, JOB_NONE, t.p, t.len, 1, &first, NULL);
-    mpb__buf_free(&t);
-    if (rc) return rc;
     mpb_async_t *a = async_new(p, A_APPLY, fn, 1);
-    if (!a || route_add(p->c, first, a, A_APPLY, 0) || add_range(a, first, 1)) {
-        if (a) {
-            async_unlink(a);
-            async_destroy(a);
-        }
-        return mpb__fail(p->c, MPB_ENOMEM, "out of memory");
-    }
+    if (!a) return mpb__fail(p->c, MPB_ENOMEM, "out of memory");
     a->cb = cb;
     a->ecb = ecb;
     a->arg = arg;
+    a->kept_by_pool = !out;
+    /* one task of one call: [[args]] */
+    mpb__buf_t *b = mpb__req(p->c, MPB_OP_POOL_SUBMIT, NULL, 0, 3);
+    mpb__w_cstr(b, fn);
+    mpb__w_bool(b, false); /* no job: `mpb pool` does not list it as a map */
+    mpb__w_array(b, 1);
+    mpb__w_array(b, 1);
+    mpb__w_raw(b, args, alen);
+    a->submitting = true;
+    p->submitting++;
+    rc = mpb__send(p->c, on_apply_submit, a);
+    if (rc) { /* not sent: no reply will come */
+        if (a->submitting) {
+            a->submitting = false;
+            p->submitting--;
+        }
+        async_unlink(a);
+        async_destroy(a);
+        return rc;
+    }
     if (out) *out = a;
-    else a->kept_by_pool = true;
-    pthread_mutex_lock(&p->c->mu);
-    pump_take(p->c);
-    pthread_mutex_unlock(&p->c->mu);
+    /* Out now, as Python's apply_async hands its task on at once, even if the caller does
+     * not call the pool again for a while. */
+    rc = mpb_flush(p->c);
     run_notify(p);
-    return 0;
+    return rc;
 }
 
 static int map_async(mpb_pool_t *p, const char *fn, const void *items, size_t len,
@@ -847,6 +912,7 @@ void mpb_async_free(mpb_async_t **ap) {
     mpb_async_t *a = *ap;
     if (!a) return;
     *ap = NULL;
+    if (a->submitting && a->p) submits_settle(a->p, 0); /* its reply names it */
     if (a->p && a->notify_pending) { /* finished: its callback is owed */
         notify_remove(a->p, a);
         notify_one(a);
@@ -1155,6 +1221,7 @@ int mpb_pool_terminate(mpb_pool_t *p) {
     if (!p) return MPB_EINVAL;
     p->closed = true;
     if (mpb__usable(p->c)) return mpb__usable(p->c);
+    submits_settle(p, 0); /* every apply has its task id */
     ranges_t r = {0};
     for (mpb_async_t *a = p->asyncs; a; a = a->next) {
         if (a->ready) continue;
@@ -1177,6 +1244,7 @@ void mpb_pool_free(mpb_pool_t **pp) {
     if (!p) return;
     *pp = NULL;
     run_notify(p);
+    if (p->submitting && mpb__usable(p->c) == 0) submits_settle(p, 0);
     if ((p->outstanding || p->imaps) && mpb__usable(p->c) == 0) mpb_pool_terminate(p);
     while (p->imaps) { /* a caller's iterator stays valid (detached) until mpb_imap_free */
         mpb_imap_t *it = p->imaps;
