@@ -101,6 +101,9 @@ struct worker {
     uint64_t steals, stolen, retries, refused; /* for pool.stats */
     mpb__buf_t plan; /* tasks picked for its parked fetch in this round of dispatch */
     uint32_t nplan;
+    bool killable;   /* runs each task in a process of its own: it can stop a running one */
+    mpb__buf_t kills; /* [task_id, attempt] of tasks to stop, for its next fetch reply */
+    uint32_t nkills;
     size_t plan_bytes;
     waiter_t *fetch; /* its parked pool.fetch, if any */
     int64_t fetch_max;
@@ -657,7 +660,20 @@ static void unqueue(task_t *t) {
     }
 }
 
+/* A task its worker holds is finished here (cancelled, or its caller is gone): a worker that
+ * can stop a running task is told to, so its slot is free at once. */
+static void kill_notice(task_t *t) {
+    worker_t *w = t->worker;
+    if (!w || !w->killable) return;
+    mpb__w_array(&w->kills, 2);
+    mpb__w_uint(&w->kills, t->id);
+    mpb__w_uint(&w->kills, t->gen);
+    w->nkills++;
+    if (t->started) total_killed++;
+}
+
 static void cancel_task(task_t *t) {
+    if (t->state == T_RUNNING) kill_notice(t);
     unqueue(t);
     t->canceled = true;
     fail_task(t, "canceled");
@@ -764,10 +780,12 @@ static void steal_for(worker_t *w) {
 
 /* Sends w the tasks planned for it, answering its parked fetch. */
 static void plan_send(worker_t *w) {
-    if (!w->nplan) return;
+    if (!w->nplan && !w->nkills) return;
     bbuf_ensure(&w->plan);
+    bbuf_ensure(&w->kills);
     mpb__buf_t out = {0};
-    mpb__w_array(&out, w->nplan);
+    mpb__w_array(&out, w->nplan + w->nkills);
+    mpb__w_raw(&out, w->kills.p, w->kills.len); /* stops first: they free slots */
     mpb__w_raw(&out, w->plan.p, w->plan.len);
     bbuf_ensure(&out);
     waiter_t *fw = w->fetch;
@@ -776,7 +794,8 @@ static void plan_send(worker_t *w) {
     waiter_free(fw);
     mpb__buf_free(&out);
     mpb__buf_reset(&w->plan);
-    w->nplan = 0;
+    mpb__buf_reset(&w->kills);
+    w->nplan = w->nkills = 0;
     w->plan_bytes = 0;
 }
 
@@ -813,7 +832,9 @@ int cmd_pool_register(req_t *r) {
             return reply_error(r, MPB_EINVAL, "function %u: names are 1 to 255 printable characters", i);
     }
     r->args = q;
+    bool killable = false;
     if (arg_int(r, "concurrency", &conc) || arg_int(r, "prefetch", &pre)) return -1;
+    if (r->argc > 3 && arg_bool(r, "killable", &killable)) return -1;
     if (conc < 1 || conc > 100000) return reply_error(r, MPB_EINVAL, "concurrency must be 1..100000");
     if (pre < 0 || pre > 100000) return reply_error(r, MPB_EINVAL, "prefetch must be 0..100000");
     pool_sess_t *ps = PS(r->sess);
@@ -822,6 +843,7 @@ int cmd_pool_register(req_t *r) {
     w->sess = r->sess;
     w->concurrency = conc;
     w->prefetch = pre;
+    w->killable = killable;
     w->since_ms = now_ms();
     w->fns = xcalloc(n, sizeof *w->fns);
     for (uint32_t i = 0; i < n; i++) {
@@ -857,7 +879,7 @@ int cmd_pool_fetch(req_t *r) {
     worker_t *w = ps->worker;
     if (!w) return reply_error(r, MPB_EINVAL, "pool.fetch before pool.register");
     if (w->fetching) return reply_error(r, MPB_EBUSY, "a fetch is already waiting");
-    if (max < 1) max = 1;
+    if (max < 0) max = 0; /* 0: no task, only word of tasks to stop */
     w->fetch_max = max;
     w->fetch = waiter_park(r, &fetch_waiters, timeout);
     w->fetching = true;
@@ -868,6 +890,16 @@ int cmd_pool_fetch(req_t *r) {
     fetch_tail = w;
     pool_dispatch();
     return 0;
+}
+
+static void requeue_or_fail(task_t *t, const worker_t *w, const char *what);
+
+/* The process a task ran in died (the worker lives on): as for a worker's death, the task goes
+ * back to the queue, or fails after pool-max-attempts. */
+static void task_died(worker_t *w, task_t *t) {
+    unassign(t);
+    run_unlink(t->owner->pool, t);
+    requeue_or_fail(t, w, "its process");
 }
 
 /* A task of f took us from its start to its done (round trip included). */
@@ -939,6 +971,13 @@ int cmd_pool_done(req_t *r) {
         size_t outlen;
         if (mpb__rd_array(&q, &two) || two != 2 || mpb__rd_uint(&q, &id))
             return reply_error(r, MPB_EPROTO, "pool.done item %u is not [task_id, outcomes]", i);
+        if (mpb__rd_type(&q) == MPB__MT_BOOL) { /* false: the process running it died */
+            bool dummy;
+            mpb__rd_bool(&q, &dummy);
+            task_t *t = tab_get(id);
+            if (t && t->state == T_RUNNING && t->worker == w) task_died(w, t);
+            continue;
+        }
         mpb__rd_t o = q;
         if (mpb__rd_span(&q, &out, &outlen) || mpb__rd_array(&o, &nout))
             return reply_error(r, MPB_EPROTO, "pool.done item %u: outcomes must be an array", i);
@@ -1342,6 +1381,24 @@ int cmd_pool_stats(req_t *r) {
 
 /* ---- sessions ending, timeouts ---- */
 
+/* t (off its worker and its owner's running list) ran where something died: back to the front
+ * of its queue as a retry, or failed after pool-max-attempts ("task failed: its worker died 3
+ * times ..."; what: "its worker" or "its process"). */
+static void requeue_or_fail(task_t *t, const worker_t *w, const char *what) {
+    if (t->attempts >= g_limits.pool_max_attempts) {
+        char msg[240];
+        snprintf(msg, sizeof msg, "task failed: %s died %d times (last: host %s pid %lld)", what,
+                 t->attempts, w->sess->host, (long long)w->sess->pid);
+        total_abandoned++;
+        fail_task(t, msg);
+        return;
+    }
+    t->state = T_QUEUED;
+    q_push(t, true); /* it was among the oldest: it goes first */
+    total_requeued++;
+    t->retry = true;
+}
+
 /* A worker leaves: died (its session ended; what it held counts as an attempt) or
  * unregistered (it does not). */
 static void worker_gone(worker_t *w, bool died) {
@@ -1355,19 +1412,12 @@ static void worker_gone(worker_t *w, bool died) {
             continue;
         }
         run_unlink(t->owner->pool, t);
-        if (!died) t->attempts--;
-        if (died && t->attempts >= g_limits.pool_max_attempts) {
-            char msg[240];
-            snprintf(msg, sizeof msg,
-                     "task failed: its worker died %d times (last: host %s pid %lld)",
-                     t->attempts, w->sess->host, (long long)w->sess->pid);
-            total_abandoned++;
-            fail_task(t, msg);
-        } else {
+        if (!died) {
+            t->attempts--;
             t->state = T_QUEUED;
             q_push(t, true); /* it was among the oldest: it goes first */
-            if (died) total_requeued++;
-            t->retry = died;
+        } else {
+            requeue_or_fail(t, w, "its worker");
         }
     }
     for (size_t i = 0; i < w->nfns; i++) {
@@ -1378,6 +1428,7 @@ static void worker_gone(worker_t *w, bool died) {
     else workers = w->next;
     if (w->next) w->next->prev = w->prev;
     mpb__buf_free(&w->plan);
+    mpb__buf_free(&w->kills);
     free(w->fns);
     free(w);
 }
@@ -1404,6 +1455,11 @@ void pool_sess_end(sess_t *s) {
         run_unlink(ps, t);
         t->owner = NULL;
         t->job = NULL; /* its job goes below */
+        if (t->worker && t->worker->killable) { /* stopped now rather than forgotten later */
+            kill_notice(t);
+            unassign(t);
+            task_free(t);
+        }
     }
     while (ps->done_head) {
         task_t *t = ps->done_head;
@@ -1542,6 +1598,7 @@ void pool_free_all(void) {
         worker_t *w = workers;
         workers = w->next;
         mpb__buf_free(&w->plan);
+        mpb__buf_free(&w->kills);
         free(w->fns);
         free(w);
     }

@@ -21,7 +21,7 @@
 
 static struct {
     const char *endpoint, *keyfile, *lib, *fns, *init, *init_arg, *name;
-    int concurrency, prefetch;
+    int concurrency, prefetch, isolate;
     unsigned long long max_tasks;
 } opt;
 
@@ -45,6 +45,12 @@ static void usage(FILE *f) {
             "  --concurrency N      tasks run at once, on N threads (default 1)\n"
             "  --prefetch N         tasks held beyond those (default 64); one not started is\n"
             "                       given to a slot idle elsewhere, and short tasks stream\n"
+            "  --isolate MODE       thread (default: tasks run on the worker's threads) or\n"
+            "                       process (each slot runs its tasks in a child process,\n"
+            "                       forked ahead and reused: terminate(), a timeout, a\n"
+            "                       cancel or the caller's end kill a running task, and a\n"
+            "                       task that kills its process is retried; the worker\n"
+            "                       forks a fresh child)\n"
             "  --max-tasks N        serve N tasks per process, then start a fresh one\n"
             "  --init SYMBOL        int SYMBOL(const char *arg) run once per worker process\n"
             "                       first; non-zero means it failed: the worker exits (3)\n"
@@ -133,9 +139,11 @@ static int serve(void *lib, const void *key, size_t keylen) {
         }
         mpb_worker_set_concurrency(w, opt.concurrency);
         mpb_worker_set_prefetch(w, opt.prefetch);
+        mpb_worker_set_isolate(w, opt.isolate);
         if (opt.max_tasks) mpb_worker_set_max_tasks(w, opt.max_tasks - done);
         log_kv(LOG_INFO, "serving", "functions", opt.fns, "lib", opt.lib, "endpoint", opt.endpoint,
-               "concurrency", LOG_INT(opt.concurrency), "pid", pid_s(), NULL);
+               "concurrency", LOG_INT(opt.concurrency), "isolate",
+               opt.isolate == MPB_ISOLATE_PROCESS ? "process" : "thread", "pid", pid_s(), NULL);
         current = w;
         rc = mpb_worker_serve(w);
         current = NULL;
@@ -158,13 +166,26 @@ int main(int argc, char **argv) {
     opt.name = "mpb-worker";
     const char *lfmt = getenv("MPB_LOG_FORMAT"), *lfmt_from = "MPB_LOG_FORMAT";
     const char *llevel = getenv("MPB_LOG_LEVEL"), *llevel_from = "MPB_LOG_LEVEL";
-    enum { O_LIB = 256, O_FN, O_CONC, O_PRE, O_MAX, O_INIT, O_NAME, O_INIT_ARG, O_LFMT, O_LLEVEL };
+    enum {
+        O_LIB = 256,
+        O_FN,
+        O_CONC,
+        O_PRE,
+        O_MAX,
+        O_INIT,
+        O_NAME,
+        O_INIT_ARG,
+        O_LFMT,
+        O_LLEVEL,
+        O_ISOLATE
+    };
     static const struct option lopts[] = {
         {"lib", required_argument, 0, O_LIB},
         {"fn", required_argument, 0, O_FN},
         {"concurrency", required_argument, 0, O_CONC},
         {"prefetch", required_argument, 0, O_PRE},
         {"max-tasks", required_argument, 0, O_MAX},
+        {"isolate", required_argument, 0, O_ISOLATE},
         {"init", required_argument, 0, O_INIT},
         {"init-arg", required_argument, 0, O_INIT_ARG},
         {"name", required_argument, 0, O_NAME},
@@ -199,6 +220,14 @@ int main(int argc, char **argv) {
             opt.max_tasks = strtoull(optarg, &end, 10);
             if (*end || !opt.max_tasks) {
                 fprintf(stderr, "mpb-worker: --max-tasks '%s' is not a positive number\n", optarg);
+                return 2;
+            }
+            break;
+        case O_ISOLATE:
+            if (!strcmp(optarg, "thread")) opt.isolate = MPB_ISOLATE_THREAD;
+            else if (!strcmp(optarg, "process")) opt.isolate = MPB_ISOLATE_PROCESS;
+            else {
+                fprintf(stderr, "mpb-worker: --isolate '%s' is not thread or process\n", optarg);
                 return 2;
             }
             break;

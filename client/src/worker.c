@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 
 #include <zmq.h>
 
@@ -22,6 +24,18 @@
 /* How long a stopping worker waits for the broker to take its last results and its unregister
  * before it gives up on it: not so long that a stop (SIGTERM, podman stop) hangs on a dead one. */
 #define STOP_GRACE_MS 2000
+
+enum { J_RAN, J_DIED, J_KILLED };
+
+/* Process mode: each executing thread hands its tasks to a child process of its own, forked
+ * ahead and reused, so a task can be stopped (SIGKILL) and a task that kills its process
+ * costs a fresh child, not the worker. */
+typedef struct slot {
+    struct mpb_worker *w;
+    pid_t pid;         /* its child, 0: none */
+    int to_child, from_child;
+    struct job *job;   /* running, under the worker's mu */
+} slot_t;
 
 typedef struct fnent {
     char name[256];
@@ -42,6 +56,7 @@ typedef struct asked {
 typedef struct job {
     uint64_t id;
     uint64_t gen; /* the attempt number the broker gave it under */
+    int fate;     /* J_RAN, or (process mode) J_DIED: its process died; J_KILLED: stopped */
     const fnent_t *fn;
     uint8_t *calls;
     size_t len;
@@ -63,6 +78,9 @@ struct mpb_worker {
     int pipefd[2];
     pthread_t *threads;
     int nthreads;
+    int isolate;  /* MPB_ISOLATE_THREAD or MPB_ISOLATE_PROCESS */
+    slot_t *slots; /* one per thread */
+    uint64_t killed, died;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     job_t *todo_head, *todo_tail, *done_head;
@@ -164,6 +182,10 @@ void mpb_worker_set_concurrency(mpb_worker_t *w, int n) {
     w->concurrency = n < 1 ? 1 : n;
 }
 
+void mpb_worker_set_isolate(mpb_worker_t *w, int mode) {
+    w->isolate = mode == MPB_ISOLATE_PROCESS ? MPB_ISOLATE_PROCESS : MPB_ISOLATE_THREAD;
+}
+
 void mpb_worker_set_prefetch(mpb_worker_t *w, int n) {
     w->prefetch = n < 0 ? 0 : n;
 }
@@ -232,6 +254,128 @@ static void run_job(job_t *j, size_t max_value) {
     }
 }
 
+/* ---- process mode ---- */
+
+static int write_all(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t k = write(fd, b, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int read_all(int fd, void *p, size_t n) {
+    uint8_t *b = p;
+    while (n) {
+        ssize_t k = read(fd, b, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* A child's life: [fn index, length, calls] in, [length, outcomes] out, until EOF. */
+static void child_main(mpb_worker_t *w, int in, int out) {
+    for (;;) {
+        uint32_t hdr[2];
+        if (read_all(in, hdr, sizeof hdr) || hdr[0] >= w->nfns) _exit(0);
+        job_t j = {0};
+        j.fn = &w->fns[hdr[0]];
+        j.len = hdr[1];
+        if (!(j.calls = malloc(j.len ? j.len : 1)) || read_all(in, j.calls, j.len)) _exit(1);
+        run_job(&j, w->max_value);
+        uint32_t len = (uint32_t)j.out.len;
+        if (j.out.oom || write_all(out, &len, sizeof len) || write_all(out, j.out.p, len))
+            _exit(1);
+        free(j.calls);
+        mpb__buf_free(&j.out);
+    }
+}
+
+/* Forks the slot's child. It inherits the worker's memory (the functions and their state) but
+ * touches nothing of the connection; it dies with the worker. */
+static int slot_spawn(slot_t *sl) {
+    int a[2], b[2];
+    if (pipe(a)) return -1;
+    if (pipe(b)) {
+        close(a[0]);
+        close(a[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(a[0]);
+        close(a[1]);
+        close(b[0]);
+        close(b[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_IGN); /* a terminal's ^C is for the worker, which stops cleanly */
+        close(a[1]);
+        close(b[0]);
+        child_main(sl->w, a[0], b[1]);
+        _exit(0);
+    }
+    close(a[0]);
+    close(b[1]);
+    fcntl(a[1], F_SETFD, FD_CLOEXEC);
+    fcntl(b[0], F_SETFD, FD_CLOEXEC);
+    sl->pid = pid;
+    sl->to_child = a[1];
+    sl->from_child = b[0];
+    return 0;
+}
+
+static void slot_reap(slot_t *sl) {
+    if (!sl->pid) return;
+    close(sl->to_child);
+    close(sl->from_child);
+    kill(sl->pid, SIGKILL);
+    while (waitpid(sl->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    sl->pid = 0;
+}
+
+/* Runs j in the slot's child. A child that dies (the task killed it, or the worker stopped the
+ * task) is reaped and replaced; j's fate says which. */
+static void run_isolated(slot_t *sl, job_t *j) {
+    mpb_worker_t *w = sl->w;
+    if (!sl->pid && slot_spawn(sl)) {
+        mpb__rd_t r = {j->calls, j->calls + j->len};
+        uint32_t nc = 0;
+        mpb__rd_array(&r, &nc);
+        fail_outcomes(&j->out, nc, "cannot start a process for the task");
+        return;
+    }
+    uint32_t hdr[2] = {(uint32_t)(j->fn - w->fns), (uint32_t)j->len}, len;
+    bool ok = !write_all(sl->to_child, hdr, sizeof hdr) &&
+              !write_all(sl->to_child, j->calls, j->len) &&
+              !read_all(sl->from_child, &len, sizeof len);
+    if (ok) {
+        mpb__buf_reset(&j->out);
+        uint8_t *p = malloc(len ? len : 1);
+        ok = p && !read_all(sl->from_child, p, len);
+        if (ok) mpb__w_raw(&j->out, p, len);
+        free(p);
+    }
+    if (ok) return;
+    pthread_mutex_lock(&w->mu);
+    if (j->fate != J_KILLED) j->fate = J_DIED;
+    pthread_mutex_unlock(&w->mu);
+    slot_reap(sl);
+    slot_spawn(sl); /* ready for the next task */
+}
+
 static bool lease_ok(mpb_worker_t *w) {
     return mpb__now_ms() < __atomic_load_n(&w->lease_until, __ATOMIC_ACQUIRE);
 }
@@ -239,8 +383,11 @@ static bool lease_ok(mpb_worker_t *w) {
 /* Takes the next job a thread may start: only while the lease holds, so a worker that was
  * paused or cut off past its session's end starts nothing the broker gave to another. When
  * the lease has run out, the talking thread is told (once) to ask the broker again. */
+static void run_isolated(slot_t *sl, job_t *j);
+
 static void *thread_main(void *arg) {
-    mpb_worker_t *w = arg;
+    slot_t *sl = arg;
+    mpb_worker_t *w = sl->w;
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->quit && !(w->todo_head && lease_ok(w))) {
@@ -257,9 +404,12 @@ static void *thread_main(void *arg) {
         if (!w->todo_head) w->todo_tail = NULL;
         w->ntodo--;
         w->nrunning++;
+        sl->job = j;
         pthread_mutex_unlock(&w->mu);
-        run_job(j, w->max_value);
+        if (w->isolate == MPB_ISOLATE_PROCESS) run_isolated(sl, j);
+        else run_job(j, w->max_value);
         pthread_mutex_lock(&w->mu);
+        sl->job = NULL;
         w->nrunning--;
         j->next = w->done_head;
         w->done_head = j;
@@ -304,6 +454,42 @@ static void ask_push(mpb_worker_t *w, job_t *j) {
     w->ask_tail = j;
 }
 
+/* Removes the job with this id and attempt from list *head (tail *tail may be NULL). */
+static job_t *list_take(job_t **head, job_t **tail, uint64_t id, uint64_t gen) {
+    job_t *prev = NULL;
+    for (job_t *j = *head; j; prev = j, j = j->next) {
+        if (j->id != id || j->gen != gen) continue;
+        if (prev) prev->next = j->next;
+        else *head = j->next;
+        if (tail && *tail == j) *tail = prev;
+        j->next = NULL;
+        return j;
+    }
+    return NULL;
+}
+
+/* The broker finished a task this worker holds (cancelled, timed out, its caller gone): one not
+ * started is dropped, a running one's process is killed (its thread replaces it). */
+static void stop_task(mpb_worker_t *w, uint64_t id, uint64_t gen) {
+    job_t *j = list_take(&w->ask_head, &w->ask_tail, id, gen);
+    pthread_mutex_lock(&w->mu);
+    if (!j && (j = list_take(&w->todo_head, &w->todo_tail, id, gen))) w->ntodo--;
+    if (!j) {
+        for (int i = 0; i < w->nthreads; i++) {
+            slot_t *sl = &w->slots[i];
+            if (!sl->job || sl->job->id != id || sl->job->gen != gen) continue;
+            sl->job->fate = J_KILLED;
+            if (sl->pid) kill(sl->pid, SIGKILL);
+            w->killed++;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (j) {
+        w->inflight--;
+        job_free(j);
+    }
+}
+
 static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
     mpb_worker_t *w = arg;
     (void)c;
@@ -324,6 +510,13 @@ static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, v
         const char *fname;
         const uint8_t *calls;
         size_t cl;
+        mpb__rd_t kr = r;
+        if (!mpb__rd_array(&kr, &five) && five == 2) { /* [task_id, attempt]: stop it */
+            if (mpb__rd_uint(&kr, &id) || mpb__rd_uint(&kr, &gen)) return;
+            r = kr;
+            stop_task(w, id, gen);
+            continue;
+        }
         if (mpb__rd_array(&r, &five) || five != 5 || mpb__rd_uint(&r, &id) ||
             mpb__rd_str(&r, &fname, &fl) || mpb__rd_span(&r, &calls, &cl) ||
             mpb__rd_uint(&r, &gen) || mpb__rd_bool(&r, &start))
@@ -482,21 +675,30 @@ static int report(mpb_worker_t *w) {
             bytes += end->out.len + 16;
             n++;
         }
+        uint32_t nsent = 0;
+        for (job_t *k = j; k != end; k = k->next) nsent += k->fate != J_KILLED;
+        if (!nsent) { /* only stopped tasks: the broker is done with them already */
+            j = end;
+            continue;
+        }
         mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_DONE, NULL, 0, 1);
-        mpb__w_array(b, n);
+        mpb__w_array(b, nsent);
         for (; j != end; j = j->next) {
+            if (j->fate == J_KILLED) continue;
             mpb__w_array(b, 2);
             mpb__w_uint(b, j->id);
-            mpb__w_raw(b, j->out.p, j->out.len);
+            if (j->fate == J_DIED) mpb__w_bool(b, false); /* its process died: a retry */
+            else mpb__w_raw(b, j->out.p, j->out.len);
         }
         rc = mpb__send(c, on_done_reply, w);
         if (!rc) rc = mpb_flush(c);
     }
     for (job_t *j = list, *nx; j; j = nx) {
         nx = j->next;
+        w->died += j->fate == J_DIED;
+        w->done += j->fate == J_RAN;
         job_free(j);
         w->inflight--;
-        w->done++;
     }
     return rc;
 }
@@ -512,7 +714,10 @@ static int fetch(mpb_worker_t *w) {
     int64_t credit = w->concurrency + w->prefetch - w->inflight;
     if (w->max_tasks && w->max_tasks - w->received < (uint64_t)credit)
         credit = (int64_t)(w->max_tasks - w->received);
-    if (credit <= 0) return 0;
+    if (credit < 0) credit = 0;
+    /* In process mode a fetch stays parked even without credit: its reply also carries the
+     * tasks to stop. */
+    if (credit == 0 && w->isolate != MPB_ISOLATE_PROCESS) return 0;
     mpb__buf_t *b = mpb__req(w->c, MPB_OP_POOL_FETCH, NULL, 0, 2);
     mpb__w_int(b, credit);
     mpb__w_int(b, fetch_park_ms(w));
@@ -537,11 +742,13 @@ int mpb_worker_serve(mpb_worker_t *w) {
     w->unregistered = false;
     w->quit = false;
     w->err = 0;
-    mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_REGISTER, NULL, 0, 3);
+    bool isolated = w->isolate == MPB_ISOLATE_PROCESS;
+    mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_REGISTER, NULL, 0, isolated ? 4 : 3);
     mpb__w_array(b, (uint32_t)w->nfns);
     for (size_t i = 0; i < w->nfns; i++) mpb__w_cstr(b, w->fns[i].name);
     mpb__w_int(b, w->concurrency);
     mpb__w_int(b, w->prefetch);
+    if (isolated) mpb__w_bool(b, true); /* it can stop a running task */
     const uint8_t *v;
     size_t vn;
     int64_t sent = mpb__now_ms();
@@ -550,9 +757,22 @@ int mpb_worker_serve(mpb_worker_t *w) {
     if (rc) return rc;
     lease_renew(w, sent);
     w->threads = calloc((size_t)w->concurrency, sizeof *w->threads);
-    if (!w->threads) return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    w->slots = calloc((size_t)w->concurrency, sizeof *w->slots);
+    if (!w->threads || !w->slots) {
+        free(w->threads);
+        free(w->slots);
+        w->threads = NULL;
+        w->slots = NULL;
+        return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    }
     for (int i = 0; i < w->concurrency; i++) {
-        if (pthread_create(&w->threads[i], NULL, thread_main, w) != 0) break;
+        w->slots[i].w = w;
+        if (isolated && slot_spawn(&w->slots[i])) /* forked ahead: a task starts at once */
+            break;
+        if (pthread_create(&w->threads[i], NULL, thread_main, &w->slots[i]) != 0) {
+            slot_reap(&w->slots[i]);
+            break;
+        }
         w->nthreads++;
     }
     if (!w->nthreads) return mpb__fail(c, MPB_ENOMEM, "cannot start worker threads");
@@ -608,8 +828,11 @@ int mpb_worker_serve(mpb_worker_t *w) {
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     for (int i = 0; i < w->nthreads; i++) pthread_join(w->threads[i], NULL);
+    for (int i = 0; i < w->nthreads; i++) slot_reap(&w->slots[i]);
     free(w->threads);
+    free(w->slots);
     w->threads = NULL;
+    w->slots = NULL;
     w->nthreads = 0;
     if (!rc) {
         report(w);

@@ -54,6 +54,7 @@ static void child_prepare(const char *tag) {
 }
 
 static const char *worker_init_arg; /* --init-arg for the next start_worker, if set */
+static const char *worker_isolate;  /* --isolate for the next start_worker, if set */
 
 /* Starts mpb-worker serving fns (comma-separated) from lib. prefetch < 0: the default;
  * max_tasks 0: no recycling; init NULL: none. Returns its pid. */
@@ -91,6 +92,10 @@ static U pid_t start_worker(const char *lib, const char *fns, int conc, int pref
     if (worker_init_arg) {
         argv[argc++] = "--init-arg";
         argv[argc++] = worker_init_arg;
+    }
+    if (worker_isolate) {
+        argv[argc++] = "--isolate";
+        argv[argc++] = worker_isolate;
     }
     argv[argc] = NULL;
     fflush(stdout);

@@ -567,6 +567,15 @@ MPB_EXPORT int mpb_worker_add(mpb_worker_t *w, const char *name, mpb_task_fn fn,
  * tasks nothing and lets tiny ones stream. */
 #define MPB_WORKER_PREFETCH 64
 MPB_EXPORT void mpb_worker_set_concurrency(mpb_worker_t *w, int n);
+/* Where tasks run. MPB_ISOLATE_THREAD (the default, the fastest): on the worker's threads; a
+ * task that was cancelled (terminate(), a timeout, a freed AsyncResult, its caller gone) runs
+ * to its end and its result is dropped. MPB_ISOLATE_PROCESS: each thread hands its tasks to a
+ * child process of its own, forked before serving and reused, so such a task is killed at once
+ * and its slot freed; a task that kills its process is retried (pool-max-attempts) while the
+ * worker lives on and forks a fresh child. Functions keep the state the worker had when the
+ * child was forked (after the initializer); what a task changes stays in its child. */
+enum { MPB_ISOLATE_THREAD = 0, MPB_ISOLATE_PROCESS = 1 };
+MPB_EXPORT void mpb_worker_set_isolate(mpb_worker_t *w, int mode);
 MPB_EXPORT void mpb_worker_set_prefetch(mpb_worker_t *w, int n);
 /* Runs init(arg) once, in the first mpb_worker_serve() before it registers (as
  * Pool(initializer, initargs)). A non-zero return is a failure: serve returns MPB_EINVAL
