@@ -991,8 +991,10 @@ int cmd_pool_done(req_t *r) {
             bool ok;
             const uint8_t *v;
             size_t vn;
-            if (mpb__rd_array(&o, &pair) || pair != 2 || mpb__rd_bool(&o, &ok) ||
-                mpb__rd_span(&o, &v, &vn)) {
+            const uint8_t *kv;
+            size_t kn;
+            if (mpb__rd_array(&o, &pair) || pair < 2 || pair > 3 || mpb__rd_bool(&o, &ok) ||
+                mpb__rd_span(&o, &v, &vn) || (pair == 3 && (ok || mpb__rd_span(&o, &kv, &kn)))) {
                 failed = true;
                 break;
             }

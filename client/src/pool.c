@@ -53,6 +53,7 @@ struct mpb_async {
     bool ready, canceled, kept_by_pool, freed;
     int status;
     char msg[512];
+    char ekind[64]; /* the failed call's error kind, "" when none */
     mpb__buf_t result;
     mpb_result_cb cb;
     mpb_error_cb ecb;
@@ -199,7 +200,8 @@ static void async_finish(mpb_async_t *a) {
                 bool ok = false;
                 const uint8_t *v;
                 size_t vn;
-                if (mpb__rd_array(&r, &two) || mpb__rd_bool(&r, &ok) || mpb__rd_span(&r, &v, &vn)) {
+                if (mpb__rd_array(&r, &two) || two < 2 || two > 3 || mpb__rd_bool(&r, &ok) ||
+                    mpb__rd_span(&r, &v, &vn)) {
                     a->status = MPB_EPROTO;
                     snprintf(a->msg, sizeof a->msg, "malformed result");
                     break;
@@ -211,6 +213,10 @@ static void async_finish(mpb_async_t *a) {
                     mpb__rd_str(&m, &s, &sl);
                     a->status = MPB_EREMOTE;
                     remote_msg(a->msg, sizeof a->msg, a->fn, s, sl);
+                    const char *ks = "";
+                    uint32_t kl = 0;
+                    if (two == 3 && !mpb__rd_str(&r, &ks, &kl)) /* [false, message, kind] */
+                        snprintf(a->ekind, sizeof a->ekind, "%.*s", (int)kl, ks);
                     if (sl == 8 && !memcmp(s, "canceled", 8)) a->status = MPB_ECANCELED;
                     break;
                 }
@@ -828,6 +834,13 @@ int mpb_async_get(mpb_async_t *a, int timeout_ms, void **result, size_t *rlen) {
         if (rlen) *rlen = a->result.len;
     }
     return 0;
+}
+
+int mpb_async_error(const mpb_async_t *a, const char **kind, const char **msg) {
+    if (!a || !a->ready) return MPB_EINVAL;
+    if (kind) *kind = a->ekind;
+    if (msg) *msg = a->msg;
+    return a->status;
 }
 
 void mpb_async_progress(const mpb_async_t *a, uint64_t *done, uint64_t *total) {

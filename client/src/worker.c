@@ -9,6 +9,7 @@
  *   broker ──fetch reply──> [todo] ──threads──> [done] ──pipe──> pool.done ──> broker */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,6 +223,29 @@ static void fail_outcomes(mpb__buf_t *out, uint32_t n, const char *msg) {
     }
 }
 
+/* The kind goes in err after the message's NUL, behind a record separator: the function may
+ * come from a library with its own copy of libmpb, so only the buffer is shared.
+ *   err: "3 is odd\0" "\x1e" "ValueError\0" */
+int mpb_task_fail(char *err, size_t errlen, const char *kind, const char *fmt, ...) {
+    if (!err || !errlen) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    size_t ml = strlen(err);
+    if (kind && kind[0] && ml + 3 < errlen) {
+        err[ml + 1] = 0x1e;
+        snprintf(err + ml + 2, errlen - ml - 2 < 64 ? errlen - ml - 2 : 64, "%s", kind);
+    }
+    return -1;
+}
+
+/* The kind mpb_task_fail() left in err, or NULL. */
+static const char *err_kind(const char *err, size_t errlen) {
+    size_t ml = strnlen(err, errlen);
+    return ml + 3 < errlen && err[ml + 1] == 0x1e && err[ml + 2] ? err + ml + 2 : NULL;
+}
+
 static void run_job(job_t *j, size_t max_value) {
     mpb__rd_t r = {j->calls, j->calls + j->len};
     uint32_t n = 0;
@@ -234,8 +258,12 @@ static void run_job(job_t *j, size_t max_value) {
         void *res = NULL;
         size_t rlen = 0;
         mpb__rd_span(&r, &args, &alen);
+        memset(err, 0, sizeof err);
         int rc = j->fn->fn(j->fn->ctx, args, alen, &res, &rlen, err, sizeof err);
-        mpb__w_array(&j->out, 2);
+        err[sizeof err - 1] = 0;
+        const char *kind = rc ? err_kind(err, sizeof err) : NULL;
+        bool kinded = kind != NULL; /* [false, message, kind] */
+        mpb__w_array(&j->out, kinded ? 3 : 2);
         if (rc == 0 && res && rlen > max_value) { /* the broker would not hold it */
             mpb__w_bool(&j->out, false);
             snprintf(err, sizeof err, "result of %zu bytes > max_value %zu", rlen, max_value);
@@ -249,6 +277,7 @@ static void run_job(job_t *j, size_t max_value) {
                                   j->fn->name);
             else if (!err[0]) snprintf(err, sizeof err, "%s failed (error %d)", j->fn->name, rc);
             mpb__w_cstr(&j->out, err);
+            if (kinded) mpb__w_cstr(&j->out, kind);
         }
         free(res);
     }

@@ -186,6 +186,62 @@ static void test_poison_task_fails_after_its_attempts_every_worker_alive(void **
     check_healthy();
 }
 
+/* A function's error kind reaches the caller beside its message, from a thread-mode worker and
+ * from a process-mode one, for apply and for a map (its first failed call). */
+static void test_error_kinds_reach_the_caller(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
+    for (int mode = 0; mode < 2; mode++) {
+        worker_isolate = mode ? "process" : "thread";
+        pid_t w = start_worker(MPB_TESTFNS_LIB, "kinded", 1, -1, 0, NULL);
+        worker_isolate = NULL;
+        wait_workers(mon, "kinded", 1, 10000);
+        mpb_pool_t *p;
+        assert_int_equal(mpb_pool_open(c, &p), 0);
+        size_t al;
+        const uint8_t *a = args1(-3, &al);
+        mpb_async_t *h = NULL;
+        assert_int_equal(mpb_pool_apply_async(p, "kinded", a, al, NULL, NULL, NULL, &h), 0);
+        assert_int_equal(mpb_async_error(h, NULL, NULL), MPB_EINVAL); /* not ready yet */
+        assert_int_equal(mpb_async_get(h, 10000, NULL, NULL), MPB_EREMOTE);
+        const char *kind = NULL, *msg = NULL;
+        assert_int_equal(mpb_async_error(h, &kind, &msg), MPB_EREMOTE);
+        assert_string_equal(kind, "ValueError");
+        assert_string_equal(msg, "kinded: -3 is negative");
+        mpb_async_free(&h);
+        /* a map: [1, 2, -4, -5]: the first failed call is -4's */
+        uint8_t items[] = {0x94, 0x01, 0x02, 0xfc, 0xfb};
+        assert_int_equal(
+            mpb_pool_map_async(p, "kinded", items, sizeof items, 1, NULL, NULL, NULL, &h), 0);
+        assert_int_equal(mpb_async_get(h, 10000, NULL, NULL), MPB_EREMOTE);
+        assert_int_equal(mpb_async_error(h, &kind, &msg), MPB_EREMOTE);
+        assert_string_equal(kind, "KeyError");
+        assert_string_equal(msg, "kinded: -4 is negative");
+        mpb_async_free(&h);
+        /* success: code 0, no kind */
+        a = args1(6, &al);
+        assert_int_equal(mpb_pool_apply_async(p, "kinded", a, al, NULL, NULL, NULL, &h), 0);
+        void *res = NULL;
+        size_t rl;
+        assert_int_equal(mpb_async_get(h, 10000, &res, &rl), 0);
+        assert_int_equal(unpack_int(res, rl), 6);
+        mpb_free(res);
+        assert_int_equal(mpb_async_error(h, &kind, &msg), 0);
+        assert_string_equal(kind, "");
+        mpb_async_free(&h);
+        mpb_pool_free(&p);
+        kill_worker(w);
+        int64_t end = th_now_ms() + 10000;
+        while (fn_workers(mon, "kinded")) {
+            if (th_now_ms() > end) fail_msg("the killed worker is still listed");
+            usleep(10000);
+        }
+    }
+    mpb_close(&mon);
+    mpb_close(&c);
+    check_healthy();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_terminate_timeout_and_cancel_kill_the_running_task,
@@ -194,6 +250,8 @@ int main(void) {
                                         setup_fast_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_poison_task_fails_after_its_attempts_every_worker_alive,
                                         setup_fast_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(test_error_kinds_reach_the_caller, setup_fast_broker,
+                                        teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -555,6 +555,14 @@ typedef int (*mpb_task_fn)(void *ctx, const void *args, size_t alen, void **resu
 
 typedef struct mpb_worker mpb_worker_t;
 
+/* For a pool function that fails with a kind of error: writes the message (printf-style) into
+ * its err buffer and, after it, the kind, a short type name ("ValueError", at most 63 bytes),
+ * which reaches the caller beside the message (mpb_async_error()) so that a client can raise
+ * the matching exception. Returns -1, for `return mpb_task_fail(err, errlen, "ValueError",
+ * "%d is negative", x);`. Pure: it touches nothing but err. */
+MPB_EXPORT int mpb_task_fail(char *err, size_t errlen, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* A worker on client c (which it uses exclusively while serving). */
 MPB_EXPORT int mpb_worker_new(mpb_client_t *c, mpb_worker_t **out);
 MPB_EXPORT void mpb_worker_free(mpb_worker_t **w);
@@ -677,6 +685,11 @@ MPB_EXPORT int mpb_async_wait(mpb_async_t *a, int timeout_ms);
 MPB_EXPORT int mpb_async_ready(mpb_async_t *a);
 /* 1 succeeded, 0 failed; MPB_EINVAL before it is ready (as Python raises ValueError). */
 MPB_EXPORT int mpb_async_successful(mpb_async_t *a);
+/* Why a finished result failed: returns its code (0: it succeeded; MPB_EINVAL: not ready),
+ * and in *kind the error kind the function gave (mpb_task_fail(): "ValueError"; "" when
+ * none) and in *msg its message, both owned by a and valid until it is freed; either may be
+ * NULL. A map gives its first failed call's. */
+MPB_EXPORT int mpb_async_error(const mpb_async_t *a, const char **kind, const char **msg);
 /* Tasks (chunks) finished so far and in all; either may be NULL. */
 MPB_EXPORT void mpb_async_progress(const mpb_async_t *a, uint64_t *done, uint64_t *total);
 /* Frees the handle; a result still outstanding is cancelled. Accepts &NULL. */
