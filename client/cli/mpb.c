@@ -851,8 +851,9 @@ static void print_pool(json_t *st, FILE *f) {
            *js = json_object_get(st, "jobs");
     fprintf(f, "WORKERS %zu\n", json_array_size(ws));
     if (json_array_size(ws))
-        fprintf(f, "  %-8s %-16s %-8s %-5s %-8s %-8s %-8s %-6s %s\n", "SESSION", "HOST", "PID",
-                "CONC", "RUNNING", "PREFETCH", "DONE", "FAILED", "FUNCTIONS");
+        fprintf(f, "  %-8s %-16s %-8s %-5s %-8s %-8s %-8s %-6s %-6s %-7s %s\n", "SESSION", "HOST",
+                "PID", "CONC", "RUNNING", "PREFETCH", "DONE", "FAILED", "STEALS", "RETRIES",
+                "FUNCTIONS");
     json_array_foreach(ws, i, w) {
         char fnlist[512] = "";
         size_t k, used = 0;
@@ -860,7 +861,7 @@ static void print_pool(json_t *st, FILE *f) {
         json_array_foreach(json_object_get(w, "functions"), k, fn) used += (size_t)snprintf(
             fnlist + used, used < sizeof fnlist ? sizeof fnlist - used : 0, "%s%s", k ? "," : "",
             json_string_value(fn));
-        fprintf(f, "  %-8lld %-16s %-8lld %-5lld %-8lld %-8lld %-8lld %-6lld %s\n",
+        fprintf(f, "  %-8lld %-16s %-8lld %-5lld %-8lld %-8lld %-8lld %-6lld %-6lld %-7lld %s\n",
                 jint(w, "session"),
                 json_string_value(json_object_get(w, "host")),
                 jint(w, "pid"),
@@ -868,7 +869,18 @@ static void print_pool(json_t *st, FILE *f) {
                 jint(w, "running"),
                 jint(w, "prefetched"),
                 jint(w, "done"),
-                jint(w, "failed"), fnlist);
+                jint(w, "failed"),
+                jint(w, "steals"),
+                jint(w, "retries"), fnlist);
+        /* its running tasks with their age: a stuck one stands out */
+        json_t *ts = json_object_get(w, "tasks"), *t;
+        if (json_array_size(ts)) fprintf(f, "    running:");
+        json_array_foreach(ts, k, t) {
+            fprintf(f, "%s task %lld (%.1f s)", k ? "," : "",
+                    (long long)json_integer_value(json_array_get(t, 0)),
+                    (double)json_integer_value(json_array_get(t, 1)) / 1000.0);
+        }
+        if (json_array_size(ts)) fputc('\n', f);
     }
     fprintf(f, "FUNCTIONS %zu\n", json_array_size(fs));
     if (json_array_size(fs))

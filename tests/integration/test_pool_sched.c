@@ -27,6 +27,17 @@ static void check_all_ms(const void *res, size_t len, uint32_t n, int64_t ms) {
     }
 }
 
+/* `mpb pool`'s table, as text, in out (NUL-terminated). */
+static void mpb_pool_table(char *out, size_t n) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "'%s' -e '%s' -k '%s' pool", th_mpb_cli, B.endpoint, B.keyfile);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t k = fread(out, 1, n - 1, f);
+    out[k] = 0;
+    assert_int_equal(pclose(f), 0);
+}
+
 /* ---- long tasks spread ---- */
 
 static void test_default_settings_run_4_long_tasks_on_2x2_slots_at_once(void **state) {
@@ -87,6 +98,10 @@ static void test_idle_slot_steals_what_another_worker_has_not_started(void **sta
     }
     assert_int_equal(ws.ntasks, 2); /* the running ones, with their age */
     assert_true(ws.oldest_age >= 0 && ws.oldest_age < 2000);
+    char table[8192];
+    mpb_pool_table(table, sizeof table);
+    if (!strstr(table, "STEALS") || !strstr(table, "RETRIES") || !strstr(table, "    running: task"))
+        fail_msg("mpb pool shows no steals, retries or running tasks:\n%s", table);
     pid_t b = start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
     void *res = NULL;
     size_t rl;
