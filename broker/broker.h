@@ -188,6 +188,9 @@ typedef struct obj {
     uint32_t namelen;
     char *name;
     bool readonly_empty; /* the shared stand-in for a missing object read by a CMD_READ op */
+    bool anon;           /* made by obj.new: lives while sessions hold references (anon.c) */
+    int64_t refs;        /* anon: references all sessions hold */
+    int64_t doomed_at;   /* anon with no reference: when it goes (ms); 0: not doomed */
     union {
         omap_t dict; /* items: dkv_t; also namespace */
         deque_t list;
@@ -254,10 +257,18 @@ typedef struct hold {
     int64_t units;
 } hold_t;
 
+/* References one session holds on one anonymous object. */
+typedef struct sref {
+    obj_t *obj;
+    int64_t n;
+} sref_t;
+
 struct sess {
     uint64_t id;
     hold_t *holds;
     size_t nholds, capholds;
+    sref_t *refs; /* anonymous objects it keeps alive: anon.c */
+    size_t nrefs, caprefs;
     waiter_t *waiters; /* its parked requests, through waiter.snext */
     struct pool_sess *pool; /* its tasks and, for a worker, what it serves: pool.c */
     uint8_t token[MPB__TOKEN_LEN];
@@ -315,6 +326,8 @@ void waiter_expire(int64_t now);
 size_t waiter_count(void);
 /* Drops every waiter on list with an error (object deleted, barrier broken...). */
 void wlist_fail(wlist_t *l, int code, const char *msg);
+/* The same for the oldest waiter only (the list must not be empty). */
+void wlist_fail_one(wlist_t *l, int code, const char *msg);
 
 /* ---- session holdings ---- */
 void sess_hold(sess_t *s, obj_t *o, uint64_t tid, int64_t units);
@@ -328,6 +341,8 @@ void sync_on_waiter_gone(obj_t *o);
 /* Whether o has waiters or holders: such an object cannot be deleted. */
 bool sync_busy(const obj_t *o, char *why, size_t n);
 void sync_free(obj_t *o);
+/* Answers every call parked on o with code and msg (o is being deleted whatever waits). */
+void sync_fail_all(obj_t *o, int code, const char *msg);
 uint32_t sync_describe(const obj_t *o, mpb__buf_t *b);
 /* A lock's next holder, if any waiter can have it now. */
 void lock_grant_next(obj_t *o);
@@ -339,6 +354,8 @@ uint64_t fence_next(void);
 void server_send_reply(sess_t *s, const uint8_t *reply, size_t n);
 /* Forgets every session's holdings of o (it is being deleted). */
 void server_forget_obj(obj_t *o);
+/* Every session, for walks that need them all (the holders of an anonymous object). */
+sess_t *server_sessions(void);
 
 /* ---- requests and replies ---- */
 
@@ -382,6 +399,7 @@ typedef struct limits {
     int handshake_ms;
     int heartbeat_ms;
     int session_ttl_ms;
+    int anon_grace_ms; /* how long an anonymous object outlives its last reference */
 } limits_t;
 
 typedef struct config {
@@ -555,6 +573,36 @@ void pool_metrics(mpb__buf_t *b);
 void pool_free_all(void);
 /* Reads a blocking op's timeout argument (ms; -1: forever, 0: do not wait). */
 int arg_timeout(req_t *r, int64_t *ms);
+/* Resolves r->name as "kind/name" (obj.info, obj.delete, obj.ref): the object, or NULL after
+ * replying ENOOBJ, EKIND or EINVAL. */
+obj_t *resolve_path(req_t *r);
+/* Whether the argument counts suit a command (after the object name). */
+bool arity_ok(const command_t *c, uint32_t argc);
+
+/* ---- anon.c: anonymous objects (obj.new, obj.ref, obj.unref) ---- */
+
+int cmd_obj_new(req_t *r);
+int cmd_obj_ref(req_t *r);
+int cmd_obj_unref(req_t *r);
+/* Names starting with '~' are the broker's: only obj.new makes an object so called. */
+static inline bool anon_name(const char *name, size_t n) {
+    return n > 0 && name[0] == '~';
+}
+/* A session ends: each of its references is given back (deleting what nobody else holds). */
+void anon_sess_end(sess_t *s);
+/* Deletes the anonymous objects whose grace period has passed. */
+void anon_reap(int64_t now);
+/* o takes old's place in the store (dict.copy onto it): its references come along. */
+void anon_moved(obj_t *old, obj_t *o);
+/* o is being deleted (by anyone): forget it in the reference tables. */
+void anon_forget(obj_t *o);
+/* obj.info's extra pairs for an anonymous object: refs, holders, delete_in_ms. */
+uint32_t anon_describe(const obj_t *o, mpb__buf_t *b);
+/* For info and /metrics. */
+size_t anon_count(void);
+uint64_t anon_refs_total(void);
+extern uint64_t g_anon_deleted;
+
 /* Kind-specific parts of obj.info: write (count) more map pairs into b. */
 uint32_t dict_describe(const obj_t *o, mpb__buf_t *b);
 uint32_t list_describe(const obj_t *o, mpb__buf_t *b);

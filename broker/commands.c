@@ -18,6 +18,9 @@ static const command_t commands[] = {
     {MPB_OP_OBJ_INFO,        cmd_obj_info,        0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_OBJ_DELETE,      cmd_obj_delete,      0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_BYE,             cmd_bye,             0,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_OBJ_NEW,         cmd_obj_new,         -1, KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_OBJ_REF,         cmd_obj_ref,         0,  KIND_NONE, CMD_ANYKIND          },
+    {MPB_OP_OBJ_UNREF,       cmd_obj_unref,       0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_DICT_OPEN,       cmd_open,            0,  KIND_DICT, CMD_WRITE            },
     {MPB_OP_DICT_SET,        cmd_dict_set,        2,  KIND_DICT, CMD_WRITE            },
     {MPB_OP_DICT_GET,        cmd_dict_get,        -1, KIND_DICT, CMD_READ             },
@@ -248,7 +251,7 @@ int arg_str(req_t *r, const char *what, const char **s, uint32_t *n) {
 
 /* ---- dispatch ---- */
 
-static bool arity_ok(const command_t *c, uint32_t argc) {
+bool arity_ok(const command_t *c, uint32_t argc) {
     return c->arity >= 0 ? argc == (uint32_t)c->arity : argc >= (uint32_t)-c->arity;
 }
 
@@ -285,6 +288,15 @@ void dispatch(req_t *r) {
         return;
     }
     obj_t *o = store_get(r->name, r->namelen);
+    if (!o && anon_name(r->name, r->namelen)) {
+        /* Reading it as empty, or making it anew, would hide that it is gone. */
+        reply_error(r, MPB_ENOOBJ,
+                    "no object %s/%.*s: names starting with '~' are anonymous objects, made by "
+                    "obj.new, and this one is gone (its last reference was given back) or "
+                    "never was",
+                    kind_name(cmd->kind), (int)r->namelen, r->name);
+        return;
+    }
     if (o && o->kind != cmd->kind) {
         reply_error(r, MPB_EKIND, "%.*s is a %s, not a %s", (int)r->namelen, r->name,
                     kind_name(o->kind), kind_name(cmd->kind));
@@ -339,7 +351,7 @@ static size_t heap_bytes(void) {
 /* info -> {version, uptime_s, pid, clients, sessions, objects, objects_by_kind, memory} */
 int cmd_info(req_t *r) {
     mpb__buf_t *b = reply_begin(r);
-    mpb__w_map(b, 9);
+    mpb__w_map(b, 11);
     mpb__w_cstr(b, "version");
     mpb__w_cstr(b, MPBROKER_VERSION);
     mpb__w_cstr(b, "uptime_s");
@@ -362,6 +374,10 @@ int cmd_info(req_t *r) {
     mpb__w_uint(b, heap_bytes());
     mpb__w_cstr(b, "waiters");
     mpb__w_uint(b, waiter_count());
+    mpb__w_cstr(b, "anonymous");
+    mpb__w_uint(b, anon_count());
+    mpb__w_cstr(b, "refs");
+    mpb__w_uint(b, anon_refs_total());
     return 0;
 }
 
@@ -406,7 +422,7 @@ int cmd_obj_list(req_t *r) {
 }
 
 /* Resolves r->name as "kind/name" for obj.info and obj.delete. */
-static obj_t *resolve_path(req_t *r) {
+obj_t *resolve_path(req_t *r) {
     const char *slash = memchr(r->name, '/', r->namelen);
     if (!slash) {
         reply_error(r, MPB_EINVAL, "object path must be kind/name, got '%.*s'",
@@ -426,7 +442,10 @@ static obj_t *resolve_path(req_t *r) {
     }
     obj_t *o = store_get(name, nl);
     if (!o) {
-        reply_error(r, MPB_ENOOBJ, "no object %.*s", (int)r->namelen, r->name);
+        reply_error(r, MPB_ENOOBJ, "no object %.*s%s", (int)r->namelen, r->name,
+                    anon_name(name, nl) ? " (an anonymous object: gone after its last reference "
+                                          "was given back, or never made)"
+                                        : "");
         return NULL;
     }
     if (o->kind != k) {
@@ -446,6 +465,7 @@ int cmd_obj_info(req_t *r) {
     if (o->kind == KIND_DICT || o->kind == KIND_NAMESPACE) n = dict_describe(o, &extra);
     else if (o->kind == KIND_LIST) n = list_describe(o, &extra);
     else n = sync_describe(o, &extra);
+    if (o->anon) n += anon_describe(o, &extra);
     bbuf_ensure(&extra);
     mpb__buf_t *b = reply_begin(r);
     mpb__w_map(b, 3 + n);

@@ -74,6 +74,13 @@ void metrics_render(mpb__buf_t *b) {
     line(b, "mpb_clients %zu\n", server_peer_count());
     head(b, "mpb_sessions", "gauge", "Client sessions.");
     line(b, "mpb_sessions %zu\n", server_session_count());
+    head(b, "mpb_anonymous_objects", "gauge", "Anonymous objects (made by obj.new).");
+    line(b, "mpb_anonymous_objects %zu\n", anon_count());
+    head(b, "mpb_anonymous_refs", "gauge", "References sessions hold on anonymous objects.");
+    line(b, "mpb_anonymous_refs %llu\n", (unsigned long long)anon_refs_total());
+    head(b, "mpb_anonymous_deleted_total", "counter",
+         "Anonymous objects deleted after their last reference went.");
+    line(b, "mpb_anonymous_deleted_total %llu\n", (unsigned long long)g_anon_deleted);
     head(b, "mpb_sessions_expired_total", "counter", "Sessions ended by missing heartbeats.");
     line(b, "mpb_sessions_expired_total %llu\n", (unsigned long long)g_sessions_expired);
     head(b, "mpb_blocked_waiters", "gauge", "Requests parked in the broker.");

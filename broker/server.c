@@ -211,6 +211,10 @@ void server_send_reply(sess_t *s, const uint8_t *reply, size_t n) {
     seal_and_send(p, MPB__T_REP, b);
 }
 
+sess_t *server_sessions(void) {
+    return S.sessions;
+}
+
 void server_forget_obj(obj_t *o) {
     for (sess_t *s = S.sessions; s; s = s->next)
         for (size_t i = 0; i < s->nholds;)
@@ -235,6 +239,7 @@ static void sess_release(sess_t *s) {
         hold_t h = s->holds[--s->nholds];
         sync_release_hold(s, &h);
     }
+    anon_sess_end(s); /* last: what it held in them is given back already */
     pool_sess_end(s);
     free(s->holds);
     s->holds = NULL;
@@ -666,6 +671,7 @@ static void sweep(int64_t now) {
             sess_end(s, "expired");
         }
     }
+    anon_reap(now);
 }
 
 /* ---- setup ---- */

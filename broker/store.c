@@ -100,6 +100,7 @@ void store_delete(obj_t *o) {
     if (pos >= 0) omap_del(&objects, (size_t)pos);
     per_kind[o->kind]--;
     server_forget_obj(o);
+    anon_forget(o);
     obj_free(o);
 }
 
@@ -150,5 +151,6 @@ void store_replace(obj_t *old, obj_t *o) {
     long pos = omap_find(&objects, (const uint8_t *)old->name, old->namelen,
                          mpb__hash(old->name, old->namelen));
     objects.ents[pos].item = o;
+    if (old->anon) anon_moved(old, o);
     obj_free(old);
 }

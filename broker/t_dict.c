@@ -288,6 +288,11 @@ int cmd_dict_copy(req_t *r) {
     if (old && old->kind != KIND_DICT)
         return reply_error(r, MPB_EKIND, "%.*s is a %s, not a dict", (int)dn, dst,
                            kind_name(old->kind));
+    if (!old && anon_name(dst, dn))
+        return reply_error(r, MPB_ENOOBJ,
+                           "no object dict/%.*s: names starting with '~' are anonymous objects, "
+                           "made by obj.new, and this one is gone or never was",
+                           (int)dn, dst);
     obj_t *copy = dict_clone(r->obj, dst, dn);
     if (old) {
         store_replace(old, copy);

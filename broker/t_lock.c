@@ -202,6 +202,11 @@ int cmd_cond_open(req_t *r) {
         if (lo && lo->kind != k)
             return reply_error(r, MPB_EKIND, "%.*s is a %s, not a %s", (int)lnl, ln,
                                kind_name(lo->kind), kind_name(k));
+        if (!lo && explicit && anon_name(ln, lnl))
+            return reply_error(r, MPB_ENOOBJ,
+                               "no object %.*s: names starting with '~' are anonymous objects, "
+                               "made by obj.new, and this one is gone or never was",
+                               (int)pn, p);
         if (!lo) store_create(k, ln, lnl);
         c->lock_kind = k;
         c->lock_name = xstrndup(ln, lnl);

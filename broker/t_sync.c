@@ -491,6 +491,30 @@ bool sync_busy(const obj_t *o, char *why, size_t n) {
     }
 }
 
+/* Answers every call parked on o with an error: it is being deleted whatever waits. */
+void sync_fail_all(obj_t *o, int code, const char *msg) {
+    switch (o->kind) {
+    case KIND_QUEUE:
+        wlist_fail(&o->u.queue.getters, code, msg);
+        wlist_fail(&o->u.queue.putters, code, msg);
+        wlist_fail(&o->u.queue.joiners, code, msg);
+        break;
+    case KIND_LOCK:
+    case KIND_RLOCK: wlist_fail(&o->u.lock.waiters, code, msg); break;
+    case KIND_SEMAPHORE: wlist_fail(&o->u.sem.waiters, code, msg); break;
+    case KIND_CONDITION:
+        /* Each waiter gone is one fewer that needs the bound lock to stay. */
+        for (size_t n = o->u.cond.waiters.n; n; n--) {
+            wlist_fail_one(&o->u.cond.waiters, code, msg);
+            sync_on_waiter_gone(o);
+        }
+        break;
+    case KIND_EVENT: wlist_fail(&o->u.event.waiters, code, msg); break;
+    case KIND_BARRIER: wlist_fail(&o->u.barrier.waiters, code, msg); break;
+    default: break;
+    }
+}
+
 void sync_free(obj_t *o) {
     switch (o->kind) {
     case KIND_QUEUE: deque_clear(&o->u.queue.items); break;

@@ -203,13 +203,15 @@ void waiter_reply_error(waiter_t *w, int code, const char *fmt, ...) {
     send_w(w, -code);
 }
 
+void wlist_fail_one(wlist_t *l, int code, const char *msg) {
+    waiter_t *w = l->head;
+    waiter_reply_error(w, code, "%s", msg);
+    if (w->item) free(w->item);
+    waiter_free(w);
+}
+
 void wlist_fail(wlist_t *l, int code, const char *msg) {
-    while (l->head) {
-        waiter_t *w = l->head;
-        waiter_reply_error(w, code, "%s", msg);
-        if (w->item) free(w->item);
-        waiter_free(w);
-    }
+    while (l->head) wlist_fail_one(l, code, msg);
 }
 
 /* ---- deadlines ---- */

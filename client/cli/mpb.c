@@ -309,7 +309,7 @@ static int connect_broker(void) {
 /* ---- commands ---- */
 
 static const char *const info_fields[] = {"version", "uptime_s", "pid", "clients", "sessions",
-                                          "objects", "memory", NULL};
+                                          "objects", "memory", "anonymous", "refs", NULL};
 
 static int cmd_info(int argc, char **argv) {
     void *m;

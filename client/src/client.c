@@ -115,6 +115,10 @@ static void ctx_unref(void) {
     if (ctx) zmq_ctx_term(ctx); /* every socket of it is closed: returns at once */
 }
 
+unsigned mpb__gen(void) {
+    return g_gen;
+}
+
 int mpb__usable(mpb_client_t *c) {
     if (!c) return MPB_EINVAL;
     if (c->gen != g_gen)
@@ -879,6 +883,7 @@ void mpb_close(mpb_client_t **cp) {
     mpb_client_t *c = *cp;
     if (!c) return;
     *cp = NULL;
+    mpb__anon_detach(c);
     bool mine = c->gen == g_gen;
     if (mine) {
         hb_remove(c);

@@ -54,6 +54,7 @@ struct mpb_client {
     syncwait_t *waits; /* synchronous calls in progress, innermost first */
     char err[512];
     int64_t last_send_ms;
+    void *refd;       /* handles that hold a reference to an anonymous object: anon.c */
     bool hb_on;       /* on the heartbeat thread's list */
     struct mpb_client *hb_prev, *hb_next;
 };
@@ -65,7 +66,9 @@ struct mpb_client {
     uint32_t namelen;                                                                              \
     unsigned kind_op; /* the kind's open op */                                                     \
     uint64_t tid;     /* locks: fixed owner thread id, 0: the calling thread's */                  \
-    char lock[300];   /* condition: its lock's "kind/name" */
+    char lock[300];   /* condition: its lock's "kind/name" */                                  \
+    bool ref;         /* holds a reference to the anonymous object name (anon.c) */           \
+    void *rnext, *rprev; /* in c->refd while it does */
 struct mpb_dict { MPB__HANDLE };
 struct mpb_list { MPB__HANDLE };
 struct mpb_queue { MPB__HANDLE };
@@ -82,6 +85,8 @@ int64_t mpb__coarse_ms(void); /* CLOCK_MONOTONIC_COARSE: for heartbeats */
 /* Sets c->err and returns code. */
 __attribute__((format(printf, 3, 4))) int mpb__fail(mpb_client_t *c, int code, const char *fmt,
                                                    ...);
+/* The fork generation of this process: a client whose gen differs was inherited. */
+unsigned mpb__gen(void);
 /* Checks the client may be used by this process now. 0 or a negative MPB_E*. */
 int mpb__usable(mpb_client_t *c);
 
@@ -96,6 +101,19 @@ int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen);
 /* After mpb__req and the arguments: sends nothing yet (unless c->out is big), remembers cb
  * for the reply, and unlocks. */
 int mpb__send(mpb_client_t *c, mpb_callback_t cb, void *arg);
+/* anon.c: opens a handle of size bytes on name with the kind's open op, whose argc arguments
+ * fill writes. name NULL makes an anonymous object (obj.new); a name starting with '~' takes
+ * a reference to one (obj.ref) as well. *val, *vlen (if not NULL): the open's reply value,
+ * valid until the next call on c. */
+int mpb__open_handle(mpb_client_t *c, const char *name, unsigned op, size_t size, uint32_t argc,
+                     void (*fill)(mpb__buf_t *, const void *), const void *arg,
+                     const uint8_t **val, size_t *vlen, void **out);
+/* Gives back the handle's reference, if it holds one, and frees it. Accepts &NULL. */
+void mpb__close_handle(void **p);
+/* mpb_close(c): the handles still open on c hold nothing any more (the session's end gives
+ * their references back) and must not reach c when they are closed. */
+void mpb__anon_detach(mpb_client_t *c);
+
 /* A copy of (p, n) into a new buffer. */
 int mpb__dup(mpb_client_t *c, const uint8_t *p, size_t n, void **out, size_t *outlen);
 

@@ -118,32 +118,9 @@ int mpb_obj_delete(mpb_client_t *c, const char *path) {
 
 /* ---- handles ---- */
 
-static int open_obj(mpb_client_t *c, unsigned op, const char *name, mpb_client_t **hc,
-                    char *hname, uint32_t *hlen) {
-    int rc = check_name(c, name);
-    if (rc) return rc;
-    REQ(c, op, name, strlen(name), 0);
-    (void)b;
-    rc = call_nil(c, 0);
-    if (rc) return rc;
-    *hc = c;
-    *hlen = (uint32_t)strlen(name);
-    memcpy(hname, name, *hlen + 1);
-    return 0;
-}
-
 int mpb_dict_open(mpb_client_t *c, const char *name, mpb_dict_t **out) {
-    *out = NULL;
-    if (!c) return MPB_EINVAL;
-    mpb_dict_t *d = calloc(1, sizeof *d);
-    if (!d) return mpb__fail(c, MPB_ENOMEM, "out of memory");
-    int rc = open_obj(c, MPB_OP_DICT_OPEN, name, &d->c, d->name, &d->namelen);
-    if (rc) {
-        free(d);
-        return rc;
-    }
-    *out = d;
-    return 0;
+    return mpb__open_handle(c, name, MPB_OP_DICT_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
+                            (void **)out);
 }
 
 /* A handle filled in locally. */
@@ -186,27 +163,16 @@ int mpb_list_attach(mpb_client_t *c, const char *name, mpb_list_t **out) {
 }
 
 void mpb_dict_close(mpb_dict_t **d) {
-    free(*d);
-    *d = NULL;
+    mpb__close_handle((void **)d);
 }
 
 int mpb_list_open(mpb_client_t *c, const char *name, mpb_list_t **out) {
-    *out = NULL;
-    if (!c) return MPB_EINVAL;
-    mpb_list_t *l = calloc(1, sizeof *l);
-    if (!l) return mpb__fail(c, MPB_ENOMEM, "out of memory");
-    int rc = open_obj(c, MPB_OP_LIST_OPEN, name, &l->c, l->name, &l->namelen);
-    if (rc) {
-        free(l);
-        return rc;
-    }
-    *out = l;
-    return 0;
+    return mpb__open_handle(c, name, MPB_OP_LIST_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
+                            (void **)out);
 }
 
 void mpb_list_close(mpb_list_t **l) {
-    free(*l);
-    *l = NULL;
+    mpb__close_handle((void **)l);
 }
 
 /* ---- dict ---- */

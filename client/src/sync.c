@@ -16,35 +16,178 @@ static int64_t ms_arg(int timeout_ms) {
     return timeout_ms < 0 ? -1 : timeout_ms;
 }
 
-/* Allocates a handle and sends the kind's open op with argc arguments written by fill. */
-static int open_handle(mpb_client_t *c, const char *name, unsigned op, size_t size,
-                       uint32_t argc, void (*fill)(mpb__buf_t *, const void *), const void *arg,
-                       const uint8_t **val, size_t *vlen, void **out) {
-    *out = NULL;
+/* ---- handles, and the references they hold on anonymous objects ---- */
+
+/* The kind of each open op, as obj.new and obj.ref name it. */
+static const char *op_kind(unsigned op) {
+    switch (op) {
+    case MPB_OP_DICT_OPEN: return "dict";
+    case MPB_OP_LIST_OPEN: return "list";
+    case MPB_OP_QUEUE_OPEN: return "queue";
+    case MPB_OP_LOCK_OPEN: return "lock";
+    case MPB_OP_RLOCK_OPEN: return "rlock";
+    case MPB_OP_SEM_OPEN: return "semaphore";
+    case MPB_OP_COND_OPEN: return "condition";
+    case MPB_OP_EVENT_OPEN: return "event";
+    case MPB_OP_BARRIER_OPEN: return "barrier";
+    case MPB_OP_VALUE_OPEN: return "value";
+    case MPB_OP_NS_OPEN: return "namespace";
+    default: return "?";
+    }
+}
+
+/* obj.ref / obj.unref of "kind/name": the object's reference count after it, or an error. */
+static int64_t ref_call(mpb_client_t *c, unsigned op, const char *kind, const char *name) {
     if (!c) return MPB_EINVAL;
-    if (!name || !mpb__name_ok(name, strlen(name)))
-        return mpb__fail(c, MPB_EINVAL,
-                         "bad object name '%s': 1 to 255 printable ASCII characters, no '/' or "
-                         "space",
-                         name ? name : "(null)");
-    any_t *h = calloc(1, size);
-    if (!h) return mpb__fail(c, MPB_ENOMEM, "out of memory");
-    h->c = c;
-    h->namelen = (uint32_t)strlen(name);
-    memcpy(h->name, name, h->namelen + 1);
-    h->kind_op = op;
-    mpb__buf_t *b = mpb__req(c, op, name, h->namelen, argc);
+    if (!kind || !name || !mpb__name_ok(name, strlen(name)))
+        return mpb__fail(c, MPB_EINVAL, "%s needs a kind and an object name",
+                         mpb__op_name(op));
+    char path[300];
+    int n = snprintf(path, sizeof path, "%s/%s", kind, name);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return mpb__fail(c, MPB_EINVAL, "object path too long");
+    mpb__buf_t *b = mpb__req(c, op, path, (size_t)n, 0);
+    (void)b;
+    const uint8_t *v;
+    size_t vn;
+    int rc = mpb__call(c, 0, &v, &vn);
+    if (rc) return rc;
+    mpb__rd_t r = {v, v + vn};
+    int64_t count;
+    if (mpb__rd_int(&r, &count) || count < 0)
+        return mpb__fail(c, MPB_EPROTO, "expected a reference count");
+    return count;
+}
+
+int64_t mpb_ref(mpb_client_t *c, const char *kind, const char *name) {
+    return ref_call(c, MPB_OP_OBJ_REF, kind, name);
+}
+
+int64_t mpb_unref(mpb_client_t *c, const char *kind, const char *name) {
+    return ref_call(c, MPB_OP_OBJ_UNREF, kind, name);
+}
+
+static void refd_add(any_t *h) {
+    h->ref = true;
+    h->rprev = NULL;
+    h->rnext = h->c->refd;
+    if (h->rnext) ((any_t *)h->rnext)->rprev = h;
+    h->c->refd = h;
+}
+
+static void refd_del(any_t *h) {
+    if (h->rprev) ((any_t *)h->rprev)->rnext = h->rnext;
+    else h->c->refd = h->rnext;
+    if (h->rnext) ((any_t *)h->rnext)->rprev = h->rprev;
+    h->ref = false;
+}
+
+void mpb__anon_detach(mpb_client_t *c) {
+    while (c->refd) {
+        any_t *h = c->refd;
+        refd_del(h);
+        h->c = NULL;
+    }
+}
+
+/* obj.new KIND ARGS -> [name, the open's value]: the handle's name is the broker's. */
+static int open_anon(mpb_client_t *c, any_t *h, unsigned op, uint32_t argc,
+                     void (*fill)(mpb__buf_t *, const void *), const void *arg,
+                     const uint8_t **val, size_t *vlen) {
+    mpb__buf_t *b = mpb__req(c, MPB_OP_OBJ_NEW, NULL, 0, argc + 1);
+    mpb__w_cstr(b, op_kind(op));
     if (fill) fill(b, arg);
     const uint8_t *v;
     size_t vn;
-    int rc = mpb__call(c, 0, val ? val : &v, vlen ? vlen : &vn);
+    int rc = mpb__call(c, 0, &v, &vn);
+    if (rc) return rc;
+    mpb__rd_t r = {v, v + vn};
+    uint32_t two, nl;
+    const char *nm;
+    if (mpb__rd_array(&r, &two) || two != 2 || mpb__rd_str(&r, &nm, &nl) || !nl ||
+        nl >= sizeof h->name || mpb__rd_span(&r, val, vlen))
+        return mpb__fail(c, MPB_EPROTO, "malformed obj.new reply");
+    memcpy(h->name, nm, nl);
+    h->name[nl] = 0;
+    h->namelen = nl;
+    return 0;
+}
+
+int mpb__open_handle(mpb_client_t *c, const char *name, unsigned op, size_t size, uint32_t argc,
+                     void (*fill)(mpb__buf_t *, const void *), const void *arg,
+                     const uint8_t **val, size_t *vlen, void **out) {
+    *out = NULL;
+    if (!c) return MPB_EINVAL;
+    if (name && !mpb__name_ok(name, strlen(name)))
+        return mpb__fail(c, MPB_EINVAL,
+                         "bad object name '%s': 1 to 255 printable ASCII characters, no '/' or "
+                         "space",
+                         name);
+    any_t *h = calloc(1, size);
+    if (!h) return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    h->c = c;
+    h->kind_op = op;
+    const uint8_t *v;
+    size_t vn;
+    if (!val) val = &v;
+    if (!vlen) vlen = &vn;
+    int rc;
+    if (!name) {
+        rc = open_anon(c, h, op, argc, fill, arg, val, vlen);
+    } else {
+        h->namelen = (uint32_t)strlen(name);
+        memcpy(h->name, name, h->namelen + 1);
+        /* An anonymous object's name: this handle keeps it alive too, first of all. */
+        int64_t refs = name[0] == '~' ? mpb_ref(c, op_kind(op), name) : 0;
+        rc = refs < 0 ? (int)refs : 0;
+        if (!rc) {
+            mpb__buf_t *b = mpb__req(c, op, name, h->namelen, argc);
+            if (fill) fill(b, arg);
+            rc = mpb__call(c, 0, val, vlen);
+            if (rc && name[0] == '~') {
+                char err[sizeof c->err];
+                memcpy(err, c->err, sizeof err);
+                mpb_unref(c, op_kind(op), name);
+                memcpy(c->err, err, sizeof err);
+            }
+        }
+    }
     if (rc) {
         free(h);
         return rc;
     }
+    if (!name || name[0] == '~') refd_add(h);
     *out = h;
     return 0;
 }
+
+void mpb__close_handle(void **p) {
+    any_t *h = *p;
+    if (!h) return;
+    *p = NULL;
+    if (h->ref) {
+        mpb_client_t *c = h->c;
+        refd_del(h);
+        /* Not from a forked child: the reference is its parent's session's. */
+        if (c->gen == mpb__gen()) mpb_unref(c, op_kind(h->kind_op), h->name);
+    }
+    free(h);
+}
+
+#define NAME_FN(kind)                                                                              \
+    const char *mpb_##kind##_name(const mpb_##kind##_t *h) {                                      \
+        return h ? h->name : NULL;                                                                 \
+    }
+NAME_FN(dict)
+NAME_FN(list)
+NAME_FN(queue)
+NAME_FN(lock)
+NAME_FN(semaphore)
+NAME_FN(condition)
+NAME_FN(event)
+NAME_FN(barrier)
+NAME_FN(value)
+NAME_FN(namespace)
 
 #define H(x) ((any_t *)(x))
 #define REQ(h, op, argc) mpb__buf_t *b = mpb__req(H(h)->c, op, H(h)->name, H(h)->namelen, argc)
@@ -93,8 +236,7 @@ static int check_val(any_t *h, const void *p, size_t n) {
 }
 
 static void close_handle(void **p) {
-    free(*p);
-    *p = NULL;
+    mpb__close_handle(p);
 }
 
 /* ---- queue ---- */
@@ -115,7 +257,7 @@ static void fill_queue(mpb__buf_t *b, const void *arg) {
 int mpb_queue_open(mpb_client_t *c, const char *name, int64_t maxsize, int joinable,
                    mpb_queue_t **out) {
     qargs_t a = {maxsize, joinable};
-    return open_handle(c, name, MPB_OP_QUEUE_OPEN, sizeof **out, 2, fill_queue, &a, NULL, NULL,
+    return mpb__open_handle(c, name, MPB_OP_QUEUE_OPEN, sizeof **out, 2, fill_queue, &a, NULL, NULL,
                        (void **)out);
 }
 
@@ -192,12 +334,12 @@ static uint64_t thread_id(const any_t *h) {
 }
 
 int mpb_lock_open(mpb_client_t *c, const char *name, mpb_lock_t **out) {
-    return open_handle(c, name, MPB_OP_LOCK_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
+    return mpb__open_handle(c, name, MPB_OP_LOCK_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
                        (void **)out);
 }
 
 int mpb_rlock_open(mpb_client_t *c, const char *name, mpb_lock_t **out) {
-    return open_handle(c, name, MPB_OP_RLOCK_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
+    return mpb__open_handle(c, name, MPB_OP_RLOCK_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
                        (void **)out);
 }
 
@@ -257,7 +399,7 @@ static void fill_sem(mpb__buf_t *b, const void *arg) {
 int mpb_semaphore_open(mpb_client_t *c, const char *name, int64_t value, int bounded,
                        mpb_semaphore_t **out) {
     qargs_t a = {value, bounded};
-    return open_handle(c, name, MPB_OP_SEM_OPEN, sizeof **out, 2, fill_sem, &a, NULL, NULL,
+    return mpb__open_handle(c, name, MPB_OP_SEM_OPEN, sizeof **out, 2, fill_sem, &a, NULL, NULL,
                        (void **)out);
 }
 
@@ -304,7 +446,7 @@ int mpb_condition_open(mpb_client_t *c, const char *name, const char *lockpath,
                        mpb_condition_t **out) {
     const uint8_t *v;
     size_t vn;
-    int rc = open_handle(c, name, MPB_OP_COND_OPEN, sizeof **out, 1, fill_str, lockpath, &v, &vn,
+    int rc = mpb__open_handle(c, name, MPB_OP_COND_OPEN, sizeof **out, 1, fill_str, lockpath, &v, &vn,
                          (void **)out);
     if (rc) return rc;
     mpb__rd_t r = {v, v + vn};
@@ -378,7 +520,7 @@ int mpb_condition_notify_all(mpb_condition_t *cv) {
 /* ---- event ---- */
 
 int mpb_event_open(mpb_client_t *c, const char *name, mpb_event_t **out) {
-    return open_handle(c, name, MPB_OP_EVENT_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
+    return mpb__open_handle(c, name, MPB_OP_EVENT_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
                        (void **)out);
 }
 
@@ -427,7 +569,7 @@ static void fill_barrier(mpb__buf_t *b, const void *arg) {
 int mpb_barrier_open(mpb_client_t *c, const char *name, int64_t parties, int timeout_ms,
                      mpb_barrier_t **out) {
     bargs_t a = {parties, timeout_ms};
-    return open_handle(c, name, MPB_OP_BARRIER_OPEN, sizeof **out, 2, fill_barrier, &a, NULL,
+    return mpb__open_handle(c, name, MPB_OP_BARRIER_OPEN, sizeof **out, 2, fill_barrier, &a, NULL,
                        NULL, (void **)out);
 }
 
@@ -492,7 +634,7 @@ int mpb_value_open(mpb_client_t *c, const char *name, const void *initial, size_
     if (initial && (mpb__mp_check1(initial, len, MPB__MAX_DEPTH) != (long)len))
         return mpb__fail(c, MPB_EINVAL, "initial is not one well-formed msgpack value");
     raw_t a = {initial, len};
-    return open_handle(c, name, MPB_OP_VALUE_OPEN, sizeof **out, 1, fill_raw, &a, NULL, NULL,
+    return mpb__open_handle(c, name, MPB_OP_VALUE_OPEN, sizeof **out, 1, fill_raw, &a, NULL, NULL,
                        (void **)out);
 }
 
@@ -552,7 +694,7 @@ int mpb_value_add_double(mpb_value_t *v, double by, double *result) {
 /* ---- namespace ---- */
 
 int mpb_namespace_open(mpb_client_t *c, const char *name, mpb_namespace_t **out) {
-    return open_handle(c, name, MPB_OP_NS_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
+    return mpb__open_handle(c, name, MPB_OP_NS_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
                        (void **)out);
 }
 

@@ -152,5 +152,27 @@ if command -v readelf >/dev/null 2>&1; then
 fi
 "$tmp/hello-static" || fail "hello linked with libmpb.a failed"
 
-step "install test: all three builds passed"
+# ---- 4. the Python package -------------------------------------------------------------------
+# Where Debian's python3 looks for a prefix (site.getsitepackages), and that it runs from there:
+# the extension loads without LD_LIBRARY_PATH and Manager() finds the installed mpbrokerd
+# beside the moved prefix, with nothing of the build tree on PATH.
+py=$(sed -n 's/^MPB_PYTHON_EXECUTABLE:[A-Z]*=//p' "$build/CMakeCache.txt")
+pkg=$(find "$prefix" -path '*/mpbroker/__init__.py' | head -n 1)
+if [ -n "$py" ] && [ -n "$pkg" ] && [ -z "$extra" ]; then
+    step "the Python package, with $py"
+    site=$(dirname "$(dirname "$pkg")")
+    "$py" -c "import site, sys; sys.exit(0 if sys.argv[1] in site.getsitepackages([sys.argv[2]]) else 1)" \
+        "$site" "$prefix" || fail "${site#"$prefix"/} is not where $py looks under a prefix"
+    env -u MPB_ENDPOINT PATH=/usr/bin:/bin PYTHONPATH="$site" "$py" -c '
+import mpbroker
+with mpbroker.Manager() as m:
+    d = m.dict()
+    d["t"] = (1, "x")
+    assert d["t"] == (1, "x")
+print("mpbroker from", mpbroker.__file__)' || fail "the installed Python package does not work"
+elif [ -n "$extra" ]; then
+    echo "(the Python package is not checked in a sanitized build)"
+fi
+
+step "install test: every build passed"
 exit 0

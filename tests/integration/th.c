@@ -384,3 +384,28 @@ void th_assert_err(int rc, int want, mpb_client_t *c, const char *sub1, const ch
     if (sub2 && !strstr(mpb_errmsg(c), sub2))
         fail_msg("message '%s' does not contain '%s'", mpb_errmsg(c), sub2);
 }
+
+/* The HTTP port the broker got: from DATA_DIR/http.addr ("HOST:PORT"), else its log line. */
+int th_http_port(const th_broker_t *b) {
+    char path[400], line[1024];
+    snprintf(path, sizeof path, "%s/data/http.addr", b->dir);
+    for (int i = 0; i < 500; i++) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            char *colon = fgets(line, sizeof line, f) ? strrchr(line, ':') : NULL;
+            fclose(f);
+            if (colon && atoi(colon + 1) > 0) return atoi(colon + 1);
+        }
+        f = fopen(b->log, "r");
+        while (f && fgets(line, sizeof line, f)) {
+            char *p = strstr(line, " port=");
+            if (p && strstr(line, "serving HTTP")) {
+                fclose(f);
+                return atoi(p + 6);
+            }
+        }
+        if (f) fclose(f);
+        usleep(10000);
+    }
+    return -1;
+}
