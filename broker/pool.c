@@ -56,6 +56,7 @@ typedef struct task {
     bool canceled;
     worker_t *worker;
     blob_t *result; /* msgpack array of [ok, value-or-message] per call */
+    blob_t *output; /* --forward-output: [[stream, bytes], ...] it wrote, or NULL */
     size_t cost;    /* what it counts against its owner's bound while unfinished */
     struct task *qnext, *qprev; /* sub-queue, owner's running list, or owner's done list */
     struct task *wnext, *wprev; /* worker's assigned list */
@@ -428,7 +429,7 @@ static void run_unlink(pool_sess_t *ps, task_t *t) {
 }
 
 static size_t held_cost(const task_t *t) {
-    return sizeof *t + (t->result ? t->result->len : 0);
+    return sizeof *t + (t->result ? t->result->len : 0) + (t->output ? t->output->len : 0);
 }
 
 static void done_push(pool_sess_t *ps, task_t *t) {
@@ -559,6 +560,7 @@ static void task_free(task_t *t) {
     fn_unref(t->fn);
     free(t->calls);
     free(t->result);
+    free(t->output);
     free(t);
 }
 
@@ -572,12 +574,13 @@ static uint32_t take_ready(pool_sess_t *ps, uint64_t from, uint64_t count, mpb__
     for (task_t *t = ps->done_head, *nx; t; t = nx) {
         nx = t->qnext;
         if (t->id < from || t->id - from >= count) continue;
-        size_t len = (t->result ? t->result->len : 1) + 16;
+        size_t len = (t->result ? t->result->len : 1) + (t->output ? t->output->len : 0) + 16;
         if (n && bytes + len > room) break;
-        mpb__w_array(items, 2);
+        mpb__w_array(items, t->output ? 3 : 2);
         mpb__w_uint(items, t->id);
         if (t->result) mpb__w_raw(items, t->result->data, t->result->len);
         else mpb__w_array(items, 0);
+        if (t->output) mpb__w_raw(items, t->output->data, t->output->len);
         bytes += len;
         done_del(ps, t);
         job_release(t);
@@ -969,7 +972,7 @@ int cmd_pool_done(req_t *r) {
         uint64_t id;
         const uint8_t *out;
         size_t outlen;
-        if (mpb__rd_array(&q, &two) || two != 2 || mpb__rd_uint(&q, &id))
+        if (mpb__rd_array(&q, &two) || two < 2 || two > 3 || mpb__rd_uint(&q, &id))
             return reply_error(r, MPB_EPROTO, "pool.done item %u is not [task_id, outcomes]", i);
         if (mpb__rd_type(&q) == MPB__MT_BOOL) { /* false: the process running it died */
             bool dummy;
@@ -981,6 +984,15 @@ int cmd_pool_done(req_t *r) {
         mpb__rd_t o = q;
         if (mpb__rd_span(&q, &out, &outlen) || mpb__rd_array(&o, &nout))
             return reply_error(r, MPB_EPROTO, "pool.done item %u: outcomes must be an array", i);
+        const uint8_t *output = NULL; /* [[stream, bytes], ...]: what the task wrote */
+        size_t outputlen = 0;
+        if (two == 3) {
+            mpb__rd_t oa = q;
+            uint32_t nchunks;
+            if (mpb__rd_span(&q, &output, &outputlen) || mpb__rd_array(&oa, &nchunks))
+                return reply_error(r, MPB_EPROTO, "pool.done item %u: output must be an array", i);
+            if (outputlen > g_limits.max_value) output = NULL; /* the result matters more */
+        }
         task_t *t = tab_get(id);
         if (!t || t->state != T_RUNNING || t->worker != w) continue;
         if (t->timed) fn_sample(t->fn, now_us() - t->start_us);
@@ -1015,6 +1027,7 @@ int cmd_pool_done(req_t *r) {
             continue;
         }
         t->result = blob_new(out, outlen);
+        if (output && nout == t->ncalls) t->output = blob_new(output, outputlen);
         t->failed = failed;
         if (failed) w->failed++;
         else w->done++;

@@ -21,7 +21,8 @@
 
 static struct {
     const char *endpoint, *keyfile, *lib, *fns, *init, *init_arg, *name;
-    int concurrency, prefetch, isolate;
+    int concurrency, prefetch, isolate, forward_output;
+    bool isolate_set;
     unsigned long long max_tasks;
 } opt;
 
@@ -51,6 +52,9 @@ static void usage(FILE *f) {
             "                       cancel or the caller's end kill a running task, and a\n"
             "                       task that kills its process is retried; the worker\n"
             "                       forks a fresh child)\n"
+            "  --forward-output     what a task writes to stdout and stderr (64 KiB at most)\n"
+            "                       goes to its caller with its result, tagged by task\n"
+            "                       (`mpb pool map --output`); implies --isolate process\n"
             "  --max-tasks N        serve N tasks per process, then start a fresh one\n"
             "  --init SYMBOL        int SYMBOL(const char *arg) run once per worker process\n"
             "                       first; non-zero means it failed: the worker exits (3)\n"
@@ -140,6 +144,7 @@ static int serve(void *lib, const void *key, size_t keylen) {
         mpb_worker_set_concurrency(w, opt.concurrency);
         mpb_worker_set_prefetch(w, opt.prefetch);
         mpb_worker_set_isolate(w, opt.isolate);
+        if (opt.forward_output) mpb_worker_set_forward_output(w, 1);
         if (opt.max_tasks) mpb_worker_set_max_tasks(w, opt.max_tasks - done);
         log_kv(LOG_INFO, "serving", "functions", opt.fns, "lib", opt.lib, "endpoint", opt.endpoint,
                "concurrency", LOG_INT(opt.concurrency), "isolate",
@@ -177,7 +182,8 @@ int main(int argc, char **argv) {
         O_INIT_ARG,
         O_LFMT,
         O_LLEVEL,
-        O_ISOLATE
+        O_ISOLATE,
+        O_FORWARD
     };
     static const struct option lopts[] = {
         {"lib", required_argument, 0, O_LIB},
@@ -186,6 +192,7 @@ int main(int argc, char **argv) {
         {"prefetch", required_argument, 0, O_PRE},
         {"max-tasks", required_argument, 0, O_MAX},
         {"isolate", required_argument, 0, O_ISOLATE},
+        {"forward-output", no_argument, 0, O_FORWARD},
         {"init", required_argument, 0, O_INIT},
         {"init-arg", required_argument, 0, O_INIT_ARG},
         {"name", required_argument, 0, O_NAME},
@@ -223,7 +230,9 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
+        case O_FORWARD: opt.forward_output = 1; break;
         case O_ISOLATE:
+            opt.isolate_set = true;
             if (!strcmp(optarg, "thread")) opt.isolate = MPB_ISOLATE_THREAD;
             else if (!strcmp(optarg, "process")) opt.isolate = MPB_ISOLATE_PROCESS;
             else {
@@ -244,6 +253,11 @@ int main(int argc, char **argv) {
     }
     if (!opt.lib || !opt.fns || optind < argc) {
         usage(stderr);
+        return 2;
+    }
+    if (opt.forward_output && opt.isolate_set && opt.isolate != MPB_ISOLATE_PROCESS) {
+        fprintf(stderr, "mpb-worker: --forward-output runs tasks in processes: not with "
+                        "--isolate thread\n");
         return 2;
     }
     if (opt.init_arg && !opt.init) {

@@ -37,6 +37,8 @@ struct mpb_pool {
     mpb_async_t *notify_head, *notify_tail; /* finished, callback not yet run */
     bool notifying;
     size_t submitting; /* applies whose pool.submit is not answered yet */
+    mpb_output_cb out_cb;
+    void *out_arg;
     int deferred;      /* an apply without a handle failed to submit: the next apply says so */
     char deferred_msg[512];
 };
@@ -279,6 +281,27 @@ static void run_notify(mpb_pool_t *p) {
 static void imap_arrive(mpb_imap_t *it, uint64_t seq, const uint8_t *out, size_t len);
 
 static void pump_take(mpb_client_t *c);
+
+/* Hands a task's [[stream, bytes], ...] to its pool's output callback. */
+static void deliver_output(const route_t *r, const uint8_t *p, size_t n) {
+    mpb_pool_t *pool =
+        r->kind == A_IMAP ? ((mpb_imap_t *)r->owner)->p : ((mpb_async_t *)r->owner)->p;
+    if (!pool || !pool->out_cb) return;
+    mpb__rd_t rd = {p, p + n};
+    uint32_t k;
+    if (mpb__rd_array(&rd, &k)) return;
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t two;
+        int64_t stream;
+        const uint8_t *b;
+        uint32_t bl;
+        if (mpb__rd_array(&rd, &two) || two != 2 || mpb__rd_int(&rd, &stream) ||
+            mpb__rd_bin(&rd, &b, &bl))
+            return;
+        pool->out_cb(pool->out_arg, r->kind == A_IMAP ? NULL : r->owner, r->index, (int)stream, b,
+                     bl);
+    }
+}
 static void send_cancel(mpb_client_t *c, uint64_t first, uint64_t count);
 
 static void on_take(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
@@ -315,13 +338,14 @@ static void on_take(mpb_client_t *c, int status, const void *val, size_t len, vo
     for (uint32_t i = 0; i < n; i++) {
         uint32_t two;
         uint64_t id;
-        const uint8_t *out;
-        size_t ol;
-        if (mpb__rd_array(&rd, &two) || two != 2 || mpb__rd_uint(&rd, &id) ||
-            mpb__rd_span(&rd, &out, &ol))
+        const uint8_t *out, *output = NULL;
+        size_t ol, outputlen = 0;
+        if (mpb__rd_array(&rd, &two) || two < 2 || two > 3 || mpb__rd_uint(&rd, &id) ||
+            mpb__rd_span(&rd, &out, &ol) || (two == 3 && mpb__rd_span(&rd, &output, &outputlen)))
             return;
         route_t r;
         if (!route_take(c, id, &r)) continue;
+        if (output) deliver_output(&r, output, outputlen);
         if (r.kind == A_IMAP) {
             imap_arrive(r.owner, r.index, out, ol);
             continue;
@@ -1201,6 +1225,12 @@ int mpb_pool_close(mpb_pool_t *p) {
     if (!p) return MPB_EINVAL;
     p->closed = true;
     return 0;
+}
+
+void mpb_pool_set_output(mpb_pool_t *p, mpb_output_cb cb, void *arg) {
+    if (!p) return;
+    p->out_cb = cb;
+    p->out_arg = arg;
 }
 
 int mpb_pool_poll(mpb_pool_t *p, int timeout_ms) {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
@@ -35,6 +36,7 @@ typedef struct slot {
     struct mpb_worker *w;
     pid_t pid;         /* its child, 0: none */
     int to_child, from_child;
+    int out_fd[2];     /* --forward-output: the read ends of its stdout and stderr */
     struct job *job;   /* running, under the worker's mu */
 } slot_t;
 
@@ -62,6 +64,9 @@ typedef struct job {
     uint8_t *calls;
     size_t len;
     mpb__buf_t out; /* outcomes */
+    mpb__buf_t output; /* --forward-output: [stream, bin] items of what it wrote */
+    uint32_t noutput;
+    size_t output_bytes;
     struct job *next;
 } job_t;
 
@@ -80,6 +85,7 @@ struct mpb_worker {
     pthread_t *threads;
     int nthreads;
     int isolate;  /* MPB_ISOLATE_THREAD or MPB_ISOLATE_PROCESS */
+    bool forward_output; /* process mode: a task's stdout and stderr go to its caller */
     slot_t *slots; /* one per thread */
     uint64_t killed, died;
     pthread_mutex_t mu;
@@ -123,6 +129,7 @@ int mpb_worker_new(mpb_client_t *c, mpb_worker_t **out) {
 
 static void job_free(job_t *j) {
     free(j->calls);
+    mpb__buf_free(&j->output);
     mpb__buf_free(&j->out);
     free(j);
 }
@@ -181,6 +188,11 @@ int mpb_worker_add(mpb_worker_t *w, const char *name, mpb_task_fn fn, void *ctx)
 
 void mpb_worker_set_concurrency(mpb_worker_t *w, int n) {
     w->concurrency = n < 1 ? 1 : n;
+}
+
+void mpb_worker_set_forward_output(mpb_worker_t *w, int on) {
+    w->forward_output = on != 0;
+    if (on) w->isolate = MPB_ISOLATE_PROCESS;
 }
 
 void mpb_worker_set_isolate(mpb_worker_t *w, int mode) {
@@ -319,6 +331,8 @@ static void child_main(mpb_worker_t *w, int in, int out) {
         j.len = hdr[1];
         if (!(j.calls = malloc(j.len ? j.len : 1)) || read_all(in, j.calls, j.len)) _exit(1);
         run_job(&j, w->max_value);
+        fflush(stdout); /* its output reaches the worker before its result */
+        fflush(stderr);
         uint32_t len = (uint32_t)j.out.len;
         if (j.out.oom || write_all(out, &len, sizeof len) || write_all(out, j.out.p, len))
             _exit(1);
@@ -330,7 +344,16 @@ static void child_main(mpb_worker_t *w, int in, int out) {
 /* Forks the slot's child. It inherits the worker's memory (the functions and their state) but
  * touches nothing of the connection; it dies with the worker. */
 static int slot_spawn(slot_t *sl) {
-    int a[2], b[2];
+    int a[2], b[2], o[2] = {-1, -1}, e[2] = {-1, -1};
+    if (sl->w->forward_output && (pipe(o) || pipe(e))) {
+        for (int i = 0; i < 2; i++) {
+            if (o[i] >= 0) close(o[i]);
+            if (e[i] >= 0) close(e[i]);
+        }
+        return -1;
+    }
+    sl->out_fd[0] = o[0];
+    sl->out_fd[1] = e[0];
     if (pipe(a)) return -1;
     if (pipe(b)) {
         close(a[0]);
@@ -352,11 +375,24 @@ static int slot_spawn(slot_t *sl) {
         signal(SIGINT, SIG_IGN); /* a terminal's ^C is for the worker, which stops cleanly */
         close(a[1]);
         close(b[0]);
+        if (o[1] >= 0) { /* its stdout and stderr: pipes the worker reads, per task */
+            close(o[0]);
+            close(e[0]);
+            dup2(o[1], 1);
+            dup2(e[1], 2);
+            close(o[1]);
+            close(e[1]);
+        }
         child_main(sl->w, a[0], b[1]);
         _exit(0);
     }
     close(a[0]);
     close(b[1]);
+    for (int i = 0; i < 2 && o[1] >= 0; i++) {
+        close(i ? e[1] : o[1]);
+        fcntl(sl->out_fd[i], F_SETFD, FD_CLOEXEC);
+        fcntl(sl->out_fd[i], F_SETFL, O_NONBLOCK);
+    }
     fcntl(a[1], F_SETFD, FD_CLOEXEC);
     fcntl(b[0], F_SETFD, FD_CLOEXEC);
     sl->pid = pid;
@@ -369,10 +405,58 @@ static void slot_reap(slot_t *sl) {
     if (!sl->pid) return;
     close(sl->to_child);
     close(sl->from_child);
+    for (int i = 0; i < 2; i++)
+        if (sl->out_fd[i] >= 0) close(sl->out_fd[i]);
     kill(sl->pid, SIGKILL);
     while (waitpid(sl->pid, NULL, 0) < 0 && errno == EINTR) {
     }
     sl->pid = 0;
+}
+
+/* --forward-output keeps this much of one task's output; the rest is cut, saying so. */
+#define OUTPUT_MAX 65536
+
+/* Reads what the child wrote to its stdout and stderr, without waiting, into j->output. */
+static void drain_output(slot_t *sl, job_t *j) {
+    char buf[4096];
+    for (int i = 0; i < 2; i++) {
+        ssize_t k;
+        while ((k = read(sl->out_fd[i], buf, sizeof buf)) > 0) {
+            size_t take = (size_t)k;
+            bool cut = j->output_bytes + take > OUTPUT_MAX;
+            if (j->output_bytes >= OUTPUT_MAX) continue; /* cut already: read on, drop */
+            if (cut) take = OUTPUT_MAX - j->output_bytes;
+            mpb__w_array(&j->output, 2);
+            mpb__w_int(&j->output, i + 1);
+            mpb__w_bin(&j->output, buf, take);
+            j->noutput++;
+            j->output_bytes += take;
+            if (cut) {
+                static const char note[] = "\n[output cut at 65536 bytes]\n";
+                mpb__w_array(&j->output, 2);
+                mpb__w_int(&j->output, i + 1);
+                mpb__w_bin(&j->output, note, sizeof note - 1);
+                j->noutput++;
+                j->output_bytes = OUTPUT_MAX + 1;
+            }
+        }
+    }
+}
+
+/* Until the child's result starts to come (or it dies), reads its output as it comes: a
+ * child blocked on a full output pipe never gets to its result otherwise. */
+static int wait_result(slot_t *sl, job_t *j) {
+    for (;;) {
+        struct pollfd pf[3] = {{sl->from_child, POLLIN, 0},
+                               {sl->out_fd[0], POLLIN, 0},
+                               {sl->out_fd[1], POLLIN, 0}};
+        if (poll(pf, 3, -1) < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (pf[1].revents | pf[2].revents) drain_output(sl, j);
+        if (pf[0].revents) return 0;
+    }
 }
 
 /* Runs j in the slot's child. A child that dies (the task killed it, or the worker stopped the
@@ -388,8 +472,10 @@ static void run_isolated(slot_t *sl, job_t *j) {
     }
     uint32_t hdr[2] = {(uint32_t)(j->fn - w->fns), (uint32_t)j->len}, len;
     bool ok = !write_all(sl->to_child, hdr, sizeof hdr) &&
-              !write_all(sl->to_child, j->calls, j->len) &&
-              !read_all(sl->from_child, &len, sizeof len);
+              !write_all(sl->to_child, j->calls, j->len);
+    if (ok && w->forward_output) ok = !wait_result(sl, j);
+    if (ok) ok = !read_all(sl->from_child, &len, sizeof len);
+    if (w->forward_output) drain_output(sl, j); /* what came after the wait */
     if (ok) {
         mpb__buf_reset(&j->out);
         uint8_t *p = malloc(len ? len : 1);
@@ -412,8 +498,6 @@ static bool lease_ok(mpb_worker_t *w) {
 /* Takes the next job a thread may start: only while the lease holds, so a worker that was
  * paused or cut off past its session's end starts nothing the broker gave to another. When
  * the lease has run out, the talking thread is told (once) to ask the broker again. */
-static void run_isolated(slot_t *sl, job_t *j);
-
 static void *thread_main(void *arg) {
     slot_t *sl = arg;
     mpb_worker_t *w = sl->w;
@@ -688,6 +772,10 @@ static int report(mpb_worker_t *w) {
     size_t room = done_room(c);
     int rc = mpb_flush(c); /* what is queued goes first: each pool.done gets a frame to itself */
     for (job_t *j = list; j; j = j->next) {
+        if (j->out.len + j->output.len + 16 > room) { /* the result goes first */
+            mpb__buf_reset(&j->output);
+            j->noutput = 0;
+        }
         if (j->out.len + 16 <= room) continue;
         mpb__rd_t r = {j->calls, j->calls + j->len};
         uint32_t nc = 0;
@@ -700,8 +788,9 @@ static int report(mpb_worker_t *w) {
         uint32_t n = 0;
         size_t bytes = 0;
         job_t *end = j;
-        for (; end && (n == 0 || bytes + end->out.len + 16 <= room); end = end->next) {
-            bytes += end->out.len + 16;
+        for (; end && (n == 0 || bytes + end->out.len + end->output.len + 16 <= room);
+             end = end->next) {
+            bytes += end->out.len + end->output.len + 16;
             n++;
         }
         uint32_t nsent = 0;
@@ -714,10 +803,15 @@ static int report(mpb_worker_t *w) {
         mpb__w_array(b, nsent);
         for (; j != end; j = j->next) {
             if (j->fate == J_KILLED) continue;
-            mpb__w_array(b, 2);
+            bool with_output = j->noutput && j->fate == J_RAN;
+            mpb__w_array(b, with_output ? 3 : 2);
             mpb__w_uint(b, j->id);
             if (j->fate == J_DIED) mpb__w_bool(b, false); /* its process died: a retry */
             else mpb__w_raw(b, j->out.p, j->out.len);
+            if (with_output) { /* [[stream, bytes], ...] */
+                mpb__w_array(b, j->noutput);
+                mpb__w_raw(b, j->output.p, j->output.len);
+            }
         }
         rc = mpb__send(c, on_done_reply, w);
         if (!rc) rc = mpb_flush(c);

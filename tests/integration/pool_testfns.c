@@ -10,6 +10,7 @@
  *   nap(n)      -> n, after sleeping $MPB_TEST_NAP_MS (read once per process; default 0)
  *   countnap(n) -> n, after counting its start in $MPB_TEST_COUNTS and sleeping as nap does
  *   kinded(n)   -> n when n >= 0; else fails with kind ValueError (odd n) or KeyError (even)
+ *   chatty(n)   -> n, after printing "out N line 1\nout N line 2\n" and "err N\n" to stderr
  *   big(n)      -> bin of n bytes (results over the broker's limits)
  *   testinit    -> for --init: counts its runs; fails (returns 7) when its argument is "fail"
  *
@@ -34,7 +35,7 @@
 
 typedef int task_fn(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
                     char *err, size_t errlen);
-EXPORT task_fn pad, sqsleep, crash, procinfo, initarg, conc, nap, big, countnap, kinded;
+EXPORT task_fn pad, sqsleep, crash, procinfo, initarg, conc, nap, big, countnap, kinded, chatty;
 EXPORT int testinit(const char *arg);
 
 static int inits;
@@ -252,6 +253,20 @@ int kinded(void *ctx, const void *args, size_t alen, void **result, size_t *rlen
     if (n < 0)
         return mpb_task_fail(err, errlen, n % 2 ? "ValueError" : "KeyError",
                              "kinded: %lld is negative", (long long)n);
+    uint8_t *b = malloc(9);
+    if (!b) return -1;
+    *rlen = enc_int(b, n);
+    *result = b;
+    return 0;
+}
+
+int chatty(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+           size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    printf("out %lld line 1\nout %lld line 2\n", (long long)n, (long long)n);
+    fprintf(stderr, "err %lld\n", (long long)n);
     uint8_t *b = malloc(9);
     if (!b) return -1;
     *rlen = enc_int(b, n);

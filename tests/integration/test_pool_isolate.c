@@ -242,6 +242,82 @@ static void test_error_kinds_reach_the_caller(void **state) {
     check_healthy();
 }
 
+/* ---- output forwarding ---- */
+
+typedef struct outlog {
+    char text[64][2][128]; /* per task, per stream */
+    int calls;
+} outlog_t;
+
+static void collect_output(void *arg, mpb_async_t *a, uint64_t task, int stream, const void *data,
+                           size_t len) {
+    (void)a;
+    outlog_t *o = arg;
+    o->calls++;
+    if (task >= 64 || stream < 1 || stream > 2) fail_msg("output of task %llu stream %d",
+                                                         (unsigned long long)task, stream);
+    char *t = o->text[task][stream - 1];
+    size_t have = strlen(t);
+    if (have + len >= 128) fail_msg("too much output for task %llu", (unsigned long long)task);
+    memcpy(t + have, data, len);
+    t[have + len] = 0;
+}
+
+/* Runs `mpb pool map FN ITEMS --output`; its stderr in err. */
+static int cli_map_output(const char *fn, const char *items, char *err, size_t n) {
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "'%s' -e '%s' -k '%s' pool map %s '%s' --output 2>&1 >/dev/null",
+             th_mpb_cli, B.endpoint, B.keyfile, fn, items);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t k = fread(err, 1, n - 1, f);
+    err[k] = 0;
+    return pclose(f);
+}
+
+static void test_forward_output_reaches_the_caller_tagged_and_complete(void **state) {
+    (void)state;
+    enum { N = 40 };
+    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
+    worker_forward = true;
+    start_worker(MPB_TESTFNS_LIB, "chatty", 2, -1, 0, NULL);
+    start_worker(MPB_TESTFNS_LIB, "chatty", 2, -1, 0, NULL);
+    worker_forward = false;
+    wait_workers(mon, "chatty", 2, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    static outlog_t o;
+    memset(&o, 0, sizeof o);
+    mpb_pool_set_output(p, collect_output, &o);
+    mpb__buf_t items = {0};
+    items_range(&items, N);
+    void *res = NULL;
+    size_t rl;
+    th_assert_ok(mpb_pool_map(p, "chatty", items.p, items.len, 1, 20000, &res, &rl), c);
+    assert_int_equal(check_ints(res, rl, N, same_int), -1);
+    mpb_free(res);
+    for (int i = 0; i < N; i++) { /* task i ran item i: its lines, whole, on their streams */
+        char want[2][128];
+        snprintf(want[0], sizeof want[0], "out %d line 1\nout %d line 2\n", i, i);
+        snprintf(want[1], sizeof want[1], "err %d\n", i);
+        assert_string_equal(o.text[i][0], want[0]);
+        assert_string_equal(o.text[i][1], want[1]);
+    }
+    /* the CLI: tagged lines on stderr */
+    char err[8192];
+    assert_int_equal(cli_map_output("chatty", "[5,6]", err, sizeof err), 0);
+    const char *lines[] = {"[task 0 stdout] out 5 line 1\n", "[task 0 stdout] out 5 line 2\n",
+                           "[task 0 stderr] err 5\n", "[task 1 stdout] out 6 line 1\n",
+                           "[task 1 stdout] out 6 line 2\n", "[task 1 stderr] err 6\n"};
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
+        if (!strstr(err, lines[i])) fail_msg("no '%s' in:\n%s", lines[i], err);
+    mpb__buf_free(&items);
+    mpb_pool_free(&p);
+    mpb_close(&mon);
+    mpb_close(&c);
+    check_healthy();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_terminate_timeout_and_cancel_kill_the_running_task,
@@ -252,6 +328,8 @@ int main(void) {
                                         setup_fast_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_error_kinds_reach_the_caller, setup_fast_broker,
                                         teardown_broker),
+        cmocka_unit_test_setup_teardown(test_forward_output_reaches_the_caller_tagged_and_complete,
+                                        setup_fast_broker, teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

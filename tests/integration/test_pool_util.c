@@ -55,6 +55,7 @@ static void child_prepare(const char *tag) {
 
 static const char *worker_init_arg; /* --init-arg for the next start_worker, if set */
 static const char *worker_isolate;  /* --isolate for the next start_worker, if set */
+static bool worker_forward;         /* --forward-output for the next start_worker */
 
 /* Starts mpb-worker serving fns (comma-separated) from lib. prefetch < 0: the default;
  * max_tasks 0: no recycling; init NULL: none. Returns its pid. */
@@ -97,6 +98,7 @@ static U pid_t start_worker(const char *lib, const char *fns, int conc, int pref
         argv[argc++] = "--isolate";
         argv[argc++] = worker_isolate;
     }
+    if (worker_forward) argv[argc++] = "--forward-output";
     argv[argc] = NULL;
     fflush(stdout);
     fflush(stderr);

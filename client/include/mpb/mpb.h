@@ -634,6 +634,10 @@ MPB_EXPORT void mpb_worker_set_concurrency(mpb_worker_t *w, int n);
  * child was forked (after the initializer); what a task changes stays in its child. */
 enum { MPB_ISOLATE_THREAD = 0, MPB_ISOLATE_PROCESS = 1 };
 MPB_EXPORT void mpb_worker_set_isolate(mpb_worker_t *w, int mode);
+/* on: what a task writes to stdout and stderr (up to 64 KiB a task) goes with its result to its
+ * caller (mpb_pool_set_output()), tagged by task and stream. Sets process mode: each child's
+ * stdout and stderr are pipes the worker reads. */
+MPB_EXPORT void mpb_worker_set_forward_output(mpb_worker_t *w, int on);
 MPB_EXPORT void mpb_worker_set_prefetch(mpb_worker_t *w, int n);
 /* Runs init(arg) once, in the first mpb_worker_serve() before it registers (as
  * Pool(initializer, initargs)). A non-zero return is a failure: serve returns MPB_EINVAL
@@ -669,6 +673,12 @@ typedef struct mpb_imap mpb_imap_t;
 typedef void (*mpb_result_cb)(void *arg, const void *result, size_t len);
 /* err: a negative MPB_E*; msg: the remote error message or the reason */
 typedef void (*mpb_error_cb)(void *arg, int err, const char *msg);
+/* What a task wrote (workers with --forward-output): stream 1 stdout, 2 stderr; task is the
+ * task's place in its apply (0) or map (its chunk's index); a is its AsyncResult (NULL for
+ * imap). Called as its result arrives, before the result's own callback, while replies are
+ * read: it must not call the pool or the client. data is valid during the call. */
+typedef void (*mpb_output_cb)(void *arg, mpb_async_t *a, uint64_t task, int stream,
+                              const void *data, size_t len);
 
 MPB_EXPORT int mpb_pool_open(mpb_client_t *c, mpb_pool_t **out);
 /* Terminates what is still outstanding and frees the pool. Accepts &NULL. Handles and
@@ -722,6 +732,8 @@ MPB_EXPORT int mpb_pool_join(mpb_pool_t *p, int timeout_ms);
 /* Cancels every outstanding task (imap iterators too): they finish with MPB_ECANCELED. Closes
  * the pool. */
 MPB_EXPORT int mpb_pool_terminate(mpb_pool_t *p);
+/* Where the output of p's tasks goes (cb NULL: nowhere, the default). */
+MPB_EXPORT void mpb_pool_set_output(mpb_pool_t *p, mpb_output_cb cb, void *arg);
 /* Reads results that have arrived (up to timeout_ms for one) and runs their callbacks.
  * Returns how many results completed, or a negative MPB_E*. */
 MPB_EXPORT int mpb_pool_poll(mpb_pool_t *p, int timeout_ms);
