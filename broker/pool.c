@@ -911,18 +911,31 @@ static void fn_sample(pfn_t *f, int64_t us) {
     if (f->samples < UINT32_MAX) f->samples++;
 }
 
+/* The worker behind a worker's op and the array it takes: 0, or -1 when it replied an error. */
+static int worker_list(req_t *r, const char *op, worker_t **w, mpb__rd_t *q, uint32_t *n) {
+    *w = PS(r->sess)->worker;
+    if (!*w) {
+        reply_error(r, MPB_EINVAL, "%s before pool.register", op);
+        return -1;
+    }
+    *q = r->args;
+    if (mpb__rd_array(q, n)) {
+        reply_error(r, MPB_ETYPE, "%s takes an array", op);
+        return -1;
+    }
+    return 0;
+}
+
 /* pool.start [[task_id, attempt], ...] -> [task_id, ...]: the tasks of the list this worker
  * may start now: it holds them, under that attempt number (the broker did not take one back
  * for an idle slot elsewhere, nor hand it on after this session was taken for dead). Each one
  * granted counts as started: it is not taken back any more. The rest are refused: the worker
  * drops them. */
 int cmd_pool_start(req_t *r) {
-    pool_sess_t *ps = PS(r->sess);
-    worker_t *w = ps->worker;
-    if (!w) return reply_error(r, MPB_EINVAL, "pool.start before pool.register");
+    worker_t *w;
     uint32_t n;
-    mpb__rd_t q = r->args;
-    if (mpb__rd_array(&q, &n)) return reply_error(r, MPB_ETYPE, "pool.start takes an array");
+    mpb__rd_t q;
+    if (worker_list(r, "pool.start", &w, &q, &n)) return -1;
     mpb__buf_t ok = {0};
     uint32_t granted = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -961,12 +974,10 @@ int cmd_pool_start(req_t *r) {
  * Results of tasks this worker does not hold (cancelled, or handed on after a timeout) are
  * dropped. A value over max_value fails its task instead of being held. */
 int cmd_pool_done(req_t *r) {
-    pool_sess_t *ps = PS(r->sess);
-    worker_t *w = ps->worker;
-    if (!w) return reply_error(r, MPB_EINVAL, "pool.done before pool.register");
+    worker_t *w;
     uint32_t n;
-    mpb__rd_t q = r->args;
-    if (mpb__rd_array(&q, &n)) return reply_error(r, MPB_ETYPE, "pool.done takes an array");
+    mpb__rd_t q;
+    if (worker_list(r, "pool.done", &w, &q, &n)) return -1;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t two, nout;
         uint64_t id;

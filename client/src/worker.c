@@ -416,29 +416,27 @@ static void slot_reap(slot_t *sl) {
 /* --forward-output keeps this much of one task's output; the rest is cut, saying so. */
 #define OUTPUT_MAX 65536
 
+static void output_chunk(job_t *j, int stream, const void *p, size_t n) {
+    mpb__w_array(&j->output, 2);
+    mpb__w_int(&j->output, stream);
+    mpb__w_bin(&j->output, p, n);
+    j->noutput++;
+    j->output_bytes += n;
+}
+
 /* Reads what the child wrote to its stdout and stderr, without waiting, into j->output. */
 static void drain_output(slot_t *sl, job_t *j) {
+    static const char note[] = "\n[output cut at 65536 bytes]\n";
     char buf[4096];
     for (int i = 0; i < 2; i++) {
         ssize_t k;
         while ((k = read(sl->out_fd[i], buf, sizeof buf)) > 0) {
+            if (j->output_bytes >= OUTPUT_MAX) continue; /* cut already: read on, drop */
             size_t take = (size_t)k;
             bool cut = j->output_bytes + take > OUTPUT_MAX;
-            if (j->output_bytes >= OUTPUT_MAX) continue; /* cut already: read on, drop */
             if (cut) take = OUTPUT_MAX - j->output_bytes;
-            mpb__w_array(&j->output, 2);
-            mpb__w_int(&j->output, i + 1);
-            mpb__w_bin(&j->output, buf, take);
-            j->noutput++;
-            j->output_bytes += take;
-            if (cut) {
-                static const char note[] = "\n[output cut at 65536 bytes]\n";
-                mpb__w_array(&j->output, 2);
-                mpb__w_int(&j->output, i + 1);
-                mpb__w_bin(&j->output, note, sizeof note - 1);
-                j->noutput++;
-                j->output_bytes = OUTPUT_MAX + 1;
-            }
+            output_chunk(j, i + 1, buf, take);
+            if (cut) output_chunk(j, i + 1, note, sizeof note - 1); /* over the bound now */
         }
     }
 }
