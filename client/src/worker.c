@@ -837,11 +837,12 @@ static int fetch(mpb_worker_t *w) {
         credit = (int64_t)(w->max_tasks - w->received);
     if (credit < 0) credit = 0;
     /* In process mode a fetch stays parked even without credit: its reply also carries the
-     * tasks to stop. */
+     * tasks to stop. Such a fetch is short, so that one for tasks follows soon once a slot is
+     * free (the broker parks one fetch per worker). */
     if (credit == 0 && w->isolate != MPB_ISOLATE_PROCESS) return 0;
     mpb__buf_t *b = mpb__req(w->c, MPB_OP_POOL_FETCH, NULL, 0, 2);
     mpb__w_int(b, credit);
-    mpb__w_int(b, fetch_park_ms(w));
+    mpb__w_int(b, credit ? fetch_park_ms(w) : 50);
     int rc = mpb__send(w->c, on_fetch, w);
     if (!rc) {
         w->fetching = true;

@@ -83,6 +83,7 @@ static void test_terminate_timeout_and_cancel_kill_the_running_task(void **state
     fnstat_t f = fn_stat(mon, "sleep_ms");
     assert_int_equal(f.canceled, 3);
     assert_int_equal(f.done, 0);
+    assert_true(pool_metric("mpb_pool_tasks_killed_total") == 3);
     mpb_pool_free(&p2);
     mpb_close(&mon);
     mpb_close(&c);
@@ -321,7 +322,7 @@ static void test_forward_output_reaches_the_caller_tagged_and_complete(void **st
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_terminate_timeout_and_cancel_kill_the_running_task,
-                                        setup_fast_broker, teardown_broker),
+                                        setup_fast_http_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_a_callers_end_kills_its_running_task,
                                         setup_fast_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_poison_task_fails_after_its_attempts_every_worker_alive,

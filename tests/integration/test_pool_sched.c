@@ -128,6 +128,9 @@ static void test_idle_slot_steals_what_another_worker_has_not_started(void **sta
     assert_int_equal(wb.steals, 2);
     assert_int_equal(wa.refused, 2);
     assert_true(ms < 3500); /* one task-time plus B's start, not two task-times */
+    assert_true(pool_metric("mpb_pool_steals_total") == 2);
+    assert_true(pool_metric("mpb_pool_lease_refusals_total") == 2);
+    assert_true(pool_metric("mpb_pool_tasks_killed_total") == 0); /* threads: none killed */
     fnstat_t f = fn_stat(mon, "sleep_ms");
     assert_int_equal(f.done, N);
     assert_int_equal(f.queued + f.running + f.prefetched, 0);
@@ -254,7 +257,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_default_settings_run_4_long_tasks_on_2x2_slots_at_once,
                                         setup_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_idle_slot_steals_what_another_worker_has_not_started,
-                                        setup_broker, teardown_broker),
+                                        setup_fast_http_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_paused_worker_starts_no_tentative_task_given_to_another,
                                         setup_fast_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_paused_worker_starts_no_streamed_task_given_to_another,

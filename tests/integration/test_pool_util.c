@@ -607,6 +607,22 @@ static U int setup_broker(void **state) {
     return 0;
 }
 
+/* One sample of the broker's /metrics page (a broker started with --http 127.0.0.1:0). */
+static U double pool_metric(const char *series) {
+    char *page = th_http_request(th_http_port(&B), "GET", "/metrics");
+    double v = th_metric(page, series, -1);
+    free(page);
+    return v;
+}
+
+/* A fast TTL, and /metrics. */
+static U int setup_fast_http_broker(void **state) {
+    (void)state;
+    th_broker_start(&B, "--heartbeat-ms", "200", "--session-ttl-ms", "1000", "--http",
+                    "127.0.0.1:0", NULL);
+    return 0;
+}
+
 /* A fast TTL: a dead worker's tasks go back to the queue about a second after it died. */
 static U int setup_fast_broker(void **state) {
     (void)state;
