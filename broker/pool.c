@@ -13,8 +13,12 @@
  * Every task is also on a list of its owner (its sub-queue, its running list or its done list)
  * and in the id table, so a session's end, a cancel and a take cost what the session owns, not
  * what the broker holds. A caller's session that ends takes its tasks with it: queued ones are
- * dropped, running ones are forgotten when they finish. A task whose workers died
- * pool_max_attempts times fails. */
+ * dropped, running ones are forgotten when they finish (or stopped, at a worker that runs
+ * tasks in processes). A task whose workers (or processes) died pool_max_attempts times fails.
+ *
+ * Placement: free slots first, then prefetch; a task beyond a worker's free slots is tentative
+ * (unless its function streams) and an idle slot elsewhere may steal it; the worker asks
+ * (pool.start, naming the attempt number) before it starts one. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

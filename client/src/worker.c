@@ -1,6 +1,8 @@
 /* worker.c - serving pool tasks. One thread talks to the broker (a parked pool.fetch for as
- * many tasks as there is credit, pool.done for finished ones); `concurrency` threads run the
- * functions. Finished tasks wake the talking thread through a pipe it polls beside its
+ * many tasks as there is credit, pool.start to ask before starting a tentative task, pool.done
+ * for finished ones); `concurrency` threads run the functions, only while the lease holds (the
+ * broker answered within half a session TTL), or hand each task to a child process of their
+ * own (process mode), which the talking thread kills when the broker says the task is over. Finished tasks wake the talking thread through a pipe it polls beside its
  * ZeroMQ socket, so results go out at once even while a fetch is parked. Results go back in
  * pool.done requests that each fit in a frame; a result the broker could not take (over
  * max_value, or a chunk's results over max_frame) is replaced by an error saying so. When
