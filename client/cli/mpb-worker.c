@@ -147,8 +147,7 @@ static int serve(void *lib, const void *key, size_t keylen) {
         if (opt.forward_output) mpb_worker_set_forward_output(w, 1);
         if (opt.max_tasks) mpb_worker_set_max_tasks(w, opt.max_tasks - done);
         log_kv(LOG_INFO, "serving", "functions", opt.fns, "lib", opt.lib, "endpoint", opt.endpoint,
-               "concurrency", LOG_INT(opt.concurrency), "isolate",
-               opt.isolate == MPB_ISOLATE_PROCESS ? "process" : "thread", "pid", pid_s(), NULL);
+               "concurrency", LOG_INT(opt.concurrency), "pid", pid_s(), NULL);
         current = w;
         rc = mpb_worker_serve(w);
         current = NULL;
