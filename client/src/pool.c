@@ -276,6 +276,7 @@ static void run_notify(mpb_pool_t *p) {
         notify_one(a); /* may free a */
     }
     p->notifying = false;
+    mpb_flush(p->c); /* what the callbacks submitted */
 }
 
 static void imap_arrive(mpb_imap_t *it, uint64_t seq, const uint8_t *out, size_t len);
@@ -730,8 +731,9 @@ int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args, size_t
     }
     if (out) *out = a;
     /* Out now, as Python's apply_async hands its task on at once, even if the caller does
-     * not call the pool again for a while. */
-    rc = mpb_flush(p->c);
+     * not call the pool again for a while; from inside a callback, run_notify() sends what
+     * the callbacks submitted in one frame when they are done. */
+    rc = p->notifying ? 0 : mpb_flush(p->c);
     run_notify(p);
     return rc;
 }
