@@ -152,10 +152,10 @@ void anon_sess_end(sess_t *s) {
 
 /* The open op of each kind, whose arguments and reply obj.new passes through. */
 static const unsigned open_op[KIND__N] = {
-    [KIND_DICT] = MPB_OP_DICT_OPEN,     [KIND_LIST] = MPB_OP_LIST_OPEN,
-    [KIND_QUEUE] = MPB_OP_QUEUE_OPEN,   [KIND_LOCK] = MPB_OP_LOCK_OPEN,
-    [KIND_RLOCK] = MPB_OP_RLOCK_OPEN,   [KIND_SEMAPHORE] = MPB_OP_SEM_OPEN,
-    [KIND_CONDITION] = MPB_OP_COND_OPEN, [KIND_EVENT] = MPB_OP_EVENT_OPEN,
+    [KIND_DICT] = MPB_OP_DICT_OPEN,       [KIND_LIST] = MPB_OP_LIST_OPEN,
+    [KIND_QUEUE] = MPB_OP_QUEUE_OPEN,     [KIND_LOCK] = MPB_OP_LOCK_OPEN,
+    [KIND_RLOCK] = MPB_OP_RLOCK_OPEN,     [KIND_SEMAPHORE] = MPB_OP_SEM_OPEN,
+    [KIND_CONDITION] = MPB_OP_COND_OPEN,  [KIND_EVENT] = MPB_OP_EVENT_OPEN,
     [KIND_BARRIER] = MPB_OP_BARRIER_OPEN, [KIND_VALUE] = MPB_OP_VALUE_OPEN,
     [KIND_NAMESPACE] = MPB_OP_NS_OPEN,
 };
@@ -172,10 +172,9 @@ int cmd_obj_new(req_t *r) {
         return reply_error(r, MPB_EINVAL, "unknown kind '%.*s'", (int)(kl > 64 ? 64 : kl), ks);
     const command_t *oc = command_find(open_op[k]);
     if (!arity_ok(oc, r->argc - 1))
-        return reply_error(r, MPB_EPROTO,
-                           "obj.new of a %s takes the %d argument%s of %s after the kind, got %u",
-                           kind_name(k), oc->arity, oc->arity == 1 ? "" : "s",
-                           mpb__op_name(oc->op), r->argc - 1);
+        return reply_error(
+            r, MPB_EPROTO, "obj.new of a %s takes the %d argument%s of %s after the kind, got %u",
+            kind_name(k), oc->arity, oc->arity == 1 ? "" : "s", mpb__op_name(oc->op), r->argc - 1);
     char name[18];
     do {
         uint64_t x;
@@ -204,8 +203,7 @@ int cmd_obj_new(req_t *r) {
         mpb__rd_uint(&rd, &code) || code != 0 || mpb__rd_span(&rd, &v, &vn)) {
         mpb__w_raw(out, open.p, open.len); /* its error, as the open gave it */
         mpb__buf_free(&open);
-        destroy(o);
-        g_anon_deleted--; /* it never was */
+        store_delete(o); /* nothing waits on it or holds it yet: it never was */
         return rc < 0 ? rc : MPB_EPROTO;
     }
     ref_add(r->sess, o);

@@ -40,12 +40,10 @@ static const char *op_kind(unsigned op) {
 static int64_t ref_call(mpb_client_t *c, unsigned op, const char *kind, const char *name) {
     if (!c) return MPB_EINVAL;
     if (!kind || !name || !mpb__name_ok(name, strlen(name)))
-        return mpb__fail(c, MPB_EINVAL, "%s needs a kind and an object name",
-                         mpb__op_name(op));
+        return mpb__fail(c, MPB_EINVAL, "%s needs a kind and an object name", mpb__op_name(op));
     char path[300];
     int n = snprintf(path, sizeof path, "%s/%s", kind, name);
-    if (n < 0 || (size_t)n >= sizeof path)
-        return mpb__fail(c, MPB_EINVAL, "object path too long");
+    if (n < 0 || (size_t)n >= sizeof path) return mpb__fail(c, MPB_EINVAL, "object path too long");
     mpb__buf_t *b = mpb__req(c, op, path, (size_t)n, 0);
     (void)b;
     const uint8_t *v;
@@ -67,19 +65,33 @@ int64_t mpb_unref(mpb_client_t *c, const char *kind, const char *name) {
     return ref_call(c, MPB_OP_OBJ_UNREF, kind, name);
 }
 
+/* The list is the client's: changed under its lock, except in a forked child, whose copy of
+ * the list is its own and whose copy of the lock may have been held by a thread left behind. */
+static void refd_lock(mpb_client_t *c, bool lock) {
+    if (c->gen != mpb__gen()) return;
+    if (lock) pthread_mutex_lock(&c->mu);
+    else pthread_mutex_unlock(&c->mu);
+}
+
 static void refd_add(any_t *h) {
+    refd_lock(h->c, true);
     h->ref = true;
     h->rprev = NULL;
     h->rnext = h->c->refd;
     if (h->rnext) ((any_t *)h->rnext)->rprev = h;
     h->c->refd = h;
+    refd_lock(h->c, false);
 }
 
 static void refd_del(any_t *h) {
-    if (h->rprev) ((any_t *)h->rprev)->rnext = h->rnext;
-    else h->c->refd = h->rnext;
+    refd_lock(h->c, true);
+    if (h->rprev)
+        ((any_t *)h->rprev)->rnext = h->rnext;
+    else
+        h->c->refd = h->rnext;
     if (h->rnext) ((any_t *)h->rnext)->rprev = h->rprev;
     h->ref = false;
+    refd_lock(h->c, false);
 }
 
 void mpb__anon_detach(mpb_client_t *c) {
@@ -92,8 +104,8 @@ void mpb__anon_detach(mpb_client_t *c) {
 
 /* obj.new KIND ARGS -> [name, the open's value]: the handle's name is the broker's. */
 static int open_anon(mpb_client_t *c, any_t *h, unsigned op, uint32_t argc,
-                     void (*fill)(mpb__buf_t *, const void *), const void *arg,
-                     const uint8_t **val, size_t *vlen) {
+                     void (*fill)(mpb__buf_t *, const void *), const void *arg, const uint8_t **val,
+                     size_t *vlen) {
     mpb__buf_t *b = mpb__req(c, MPB_OP_OBJ_NEW, NULL, 0, argc + 1);
     mpb__w_cstr(b, op_kind(op));
     if (fill) fill(b, arg);
@@ -114,8 +126,8 @@ static int open_anon(mpb_client_t *c, any_t *h, unsigned op, uint32_t argc,
 }
 
 int mpb__open_handle(mpb_client_t *c, const char *name, unsigned op, size_t size, uint32_t argc,
-                     void (*fill)(mpb__buf_t *, const void *), const void *arg,
-                     const uint8_t **val, size_t *vlen, void **out) {
+                     void (*fill)(mpb__buf_t *, const void *), const void *arg, const uint8_t **val,
+                     size_t *vlen, void **out) {
     *out = NULL;
     if (!c) return MPB_EINVAL;
     if (name && !mpb__name_ok(name, strlen(name)))
@@ -175,7 +187,7 @@ void mpb__close_handle(void **p) {
 }
 
 #define NAME_FN(kind)                                                                              \
-    const char *mpb_##kind##_name(const mpb_##kind##_t *h) {                                      \
+    const char *mpb_##kind##_name(const mpb_##kind##_t *h) {                                       \
         return h ? h->name : NULL;                                                                 \
     }
 NAME_FN(dict)
@@ -258,7 +270,7 @@ int mpb_queue_open(mpb_client_t *c, const char *name, int64_t maxsize, int joina
                    mpb_queue_t **out) {
     qargs_t a = {maxsize, joinable};
     return mpb__open_handle(c, name, MPB_OP_QUEUE_OPEN, sizeof **out, 2, fill_queue, &a, NULL, NULL,
-                       (void **)out);
+                            (void **)out);
 }
 
 void mpb_queue_close(mpb_queue_t **q) {
@@ -335,12 +347,12 @@ static uint64_t thread_id(const any_t *h) {
 
 int mpb_lock_open(mpb_client_t *c, const char *name, mpb_lock_t **out) {
     return mpb__open_handle(c, name, MPB_OP_LOCK_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
-                       (void **)out);
+                            (void **)out);
 }
 
 int mpb_rlock_open(mpb_client_t *c, const char *name, mpb_lock_t **out) {
     return mpb__open_handle(c, name, MPB_OP_RLOCK_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
-                       (void **)out);
+                            (void **)out);
 }
 
 void mpb_lock_close(mpb_lock_t **l) {
@@ -400,7 +412,7 @@ int mpb_semaphore_open(mpb_client_t *c, const char *name, int64_t value, int bou
                        mpb_semaphore_t **out) {
     qargs_t a = {value, bounded};
     return mpb__open_handle(c, name, MPB_OP_SEM_OPEN, sizeof **out, 2, fill_sem, &a, NULL, NULL,
-                       (void **)out);
+                            (void **)out);
 }
 
 void mpb_semaphore_close(mpb_semaphore_t **s) {
@@ -446,8 +458,8 @@ int mpb_condition_open(mpb_client_t *c, const char *name, const char *lockpath,
                        mpb_condition_t **out) {
     const uint8_t *v;
     size_t vn;
-    int rc = mpb__open_handle(c, name, MPB_OP_COND_OPEN, sizeof **out, 1, fill_str, lockpath, &v, &vn,
-                         (void **)out);
+    int rc = mpb__open_handle(c, name, MPB_OP_COND_OPEN, sizeof **out, 1, fill_str, lockpath, &v,
+                              &vn, (void **)out);
     if (rc) return rc;
     mpb__rd_t r = {v, v + vn};
     const char *s;
@@ -521,7 +533,7 @@ int mpb_condition_notify_all(mpb_condition_t *cv) {
 
 int mpb_event_open(mpb_client_t *c, const char *name, mpb_event_t **out) {
     return mpb__open_handle(c, name, MPB_OP_EVENT_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
-                       (void **)out);
+                            (void **)out);
 }
 
 void mpb_event_close(mpb_event_t **e) {
@@ -570,7 +582,7 @@ int mpb_barrier_open(mpb_client_t *c, const char *name, int64_t parties, int tim
                      mpb_barrier_t **out) {
     bargs_t a = {parties, timeout_ms};
     return mpb__open_handle(c, name, MPB_OP_BARRIER_OPEN, sizeof **out, 2, fill_barrier, &a, NULL,
-                       NULL, (void **)out);
+                            NULL, (void **)out);
 }
 
 void mpb_barrier_close(mpb_barrier_t **b) {
@@ -635,7 +647,7 @@ int mpb_value_open(mpb_client_t *c, const char *name, const void *initial, size_
         return mpb__fail(c, MPB_EINVAL, "initial is not one well-formed msgpack value");
     raw_t a = {initial, len};
     return mpb__open_handle(c, name, MPB_OP_VALUE_OPEN, sizeof **out, 1, fill_raw, &a, NULL, NULL,
-                       (void **)out);
+                            (void **)out);
 }
 
 void mpb_value_close(mpb_value_t **v) {
@@ -695,7 +707,7 @@ int mpb_value_add_double(mpb_value_t *v, double by, double *result) {
 
 int mpb_namespace_open(mpb_client_t *c, const char *name, mpb_namespace_t **out) {
     return mpb__open_handle(c, name, MPB_OP_NS_OPEN, sizeof **out, 0, NULL, NULL, NULL, NULL,
-                       (void **)out);
+                            (void **)out);
 }
 
 void mpb_namespace_close(mpb_namespace_t **ns) {

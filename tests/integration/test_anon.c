@@ -63,7 +63,8 @@ static void assert_anon_name(const char *name) {
     assert_non_null(name);
     assert_int_equal(strlen(name), 17);
     assert_int_equal(name[0], '~');
-    for (int i = 1; i < 17; i++) assert_non_null(strchr("0123456789abcdef", name[i]));
+    for (int i = 1; i < 17; i++)
+        assert_non_null(strchr("0123456789abcdef", name[i]));
 }
 
 /* Whether `mpb ls` lists kind/name with the given size. */
@@ -92,9 +93,9 @@ static bool ls_shows(const char *kind, const char *name, int size) {
 /* ---- every kind, deleted when its last holder closes ---- */
 
 #define NKINDS 11
-static const char *const kinds[NKINDS] = {"dict",    "list",  "queue",    "lock",
+static const char *const kinds[NKINDS] = {"dict",    "list",      "queue",     "lock",
                                           "rlock",   "semaphore", "condition", "event",
-                                          "barrier", "value", "namespace"};
+                                          "barrier", "value",     "namespace"};
 
 /* One anonymous object of every kind, made through the typed opens with name NULL. */
 typedef struct every {
@@ -119,20 +120,20 @@ static int every_open(mpb_client_t *c, every_t *h) {
     int rc;
     if ((rc = mpb_dict_open(c, NULL, &h->d)) || (rc = mpb_list_open(c, NULL, &h->l)) ||
         (rc = mpb_queue_open(c, NULL, 3, 1, &h->q)) || (rc = mpb_lock_open(c, NULL, &h->lk)) ||
-        (rc = mpb_rlock_open(c, NULL, &h->rl)) ||
-        (rc = mpb_semaphore_open(c, NULL, 2, 1, &h->s)) ||
-        (rc = mpb_condition_open(c, NULL, NULL, &h->cv)) ||
-        (rc = mpb_event_open(c, NULL, &h->e)) || (rc = mpb_barrier_open(c, NULL, 3, -1, &h->b)) ||
+        (rc = mpb_rlock_open(c, NULL, &h->rl)) || (rc = mpb_semaphore_open(c, NULL, 2, 1, &h->s)) ||
+        (rc = mpb_condition_open(c, NULL, NULL, &h->cv)) || (rc = mpb_event_open(c, NULL, &h->e)) ||
+        (rc = mpb_barrier_open(c, NULL, 3, -1, &h->b)) ||
         (rc = mpb_value_open(c, NULL, seven, n, &h->v)) ||
         (rc = mpb_namespace_open(c, NULL, &h->ns)))
         return rc;
     const char *names[NKINDS] = {
-        mpb_dict_name(h->d),       mpb_list_name(h->l),   mpb_queue_name(h->q),
-        mpb_lock_name(h->lk),      mpb_lock_name(h->rl),  mpb_semaphore_name(h->s),
-        mpb_condition_name(h->cv), mpb_event_name(h->e),  mpb_barrier_name(h->b),
+        mpb_dict_name(h->d),       mpb_list_name(h->l),       mpb_queue_name(h->q),
+        mpb_lock_name(h->lk),      mpb_lock_name(h->rl),      mpb_semaphore_name(h->s),
+        mpb_condition_name(h->cv), mpb_event_name(h->e),      mpb_barrier_name(h->b),
         mpb_value_name(h->v),      mpb_namespace_name(h->ns),
     };
-    for (int i = 0; i < NKINDS; i++) snprintf(h->names[i], sizeof h->names[i], "%s", names[i]);
+    for (int i = 0; i < NKINDS; i++)
+        snprintf(h->names[i], sizeof h->names[i], "%s", names[i]);
     return 0;
 }
 
@@ -153,7 +154,8 @@ static void every_close(every_t *h) {
 /* How many of the objects named exist now, the condition's RLock counted as a twelfth. */
 static int every_existing(mpb_client_t *c, char names[NKINDS][18]) {
     int n = 0;
-    for (int i = 0; i < NKINDS; i++) n += exists(c, kinds[i], names[i]) == 1;
+    for (int i = 0; i < NKINDS; i++)
+        n += exists(c, kinds[i], names[i]) == 1;
     char cvlock[32];
     snprintf(cvlock, sizeof cvlock, "%s.lock", names[6]);
     return n + (exists(c, "rlock", cvlock) == 1);
@@ -168,11 +170,13 @@ static void test_every_kind_lives_until_its_handle_closes(void **state) {
     struct {
         const char *kind, *name;
     } all[NKINDS];
-    for (int i = 0; i < NKINDS; i++) all[i].kind = kinds[i], all[i].name = h.names[i];
+    for (int i = 0; i < NKINDS; i++)
+        all[i].kind = kinds[i], all[i].name = h.names[i];
     const int N = NKINDS;
     for (int i = 0; i < N; i++) {
         assert_anon_name(all[i].name);
-        for (int j = 0; j < i; j++) assert_string_not_equal(all[i].name, all[j].name);
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(all[i].name, all[j].name);
         char path[300];
         snprintf(path, sizeof path, "%s/%s", all[i].kind, all[i].name);
         assert_int_equal(th_describe_int(c, path, "anonymous"), 1);
@@ -217,7 +221,7 @@ static void test_every_kind_lives_until_its_handle_closes(void **state) {
     assert_int_equal(every_existing(c, h.names), NKINDS + 1);
     every_close(&h);
     assert_int_equal(every_existing(c, h.names), 0);
-    char (*names)[18] = h.names;
+    char(*names)[18] = h.names;
     assert_int_equal(th_info_int(c, "anonymous"), anon0);
     assert_int_equal(th_info_int(c, "refs"), 0);
     assert_true(metric("mpb_anonymous_objects") == (double)anon0);
@@ -255,7 +259,8 @@ static int ref_holder(int idx, const char *arg) {
     CK(mpb_event_wait(e, 20000) == 1);
     mpb_queue_close(&q);
     mpb_event_close(&e);
-    for (;;) pause(); /* the session lives on: only the handle's close gave the ref back */
+    for (;;)
+        pause(); /* the session lives on: only the handle's close gave the ref back */
 }
 
 static void test_refs_from_several_processes_keep_it_alive(void **state) {
@@ -266,7 +271,8 @@ static void test_refs_from_several_processes_keep_it_alive(void **state) {
     char name[18];
     snprintf(name, sizeof name, "%s", mpb_queue_name(q));
     pid_t kids[HOLDERS];
-    for (int i = 0; i < HOLDERS; i++) kids[i] = th_child_spawn(ref_holder, i, name);
+    for (int i = 0; i < HOLDERS; i++)
+        kids[i] = th_child_spawn(ref_holder, i, name);
     char path[300];
     snprintf(path, sizeof path, "queue/%s", name);
     assert_true(th_wait_field(c, path, "refs", 1 + HOLDERS, 10000));
@@ -322,7 +328,8 @@ static int session_holder(int idx, const char *arg) {
         every_close(&h);
         return 0;
     }
-    for (;;) pause();
+    for (;;)
+        pause();
 }
 
 /* The names a session_holder idx noted, waiting for them up to 10 s. */
@@ -379,7 +386,8 @@ static void test_killed_holder_gives_back_all_after_its_ttl(void **state) {
     th_wait(p, 10);
     /* the session lives until its TTL, and its objects with it */
     assert_int_equal(every_existing(c, names), NKINDS + 1);
-    while (every_existing(c, names) > 0 && th_now_ms() - t0 < GONE_MS) usleep(10000);
+    while (every_existing(c, names) > 0 && th_now_ms() - t0 < GONE_MS)
+        usleep(10000);
     int64_t took = th_now_ms() - t0;
     assert_int_equal(every_existing(c, names), 0);
     print_message("killed holder's anonymous objects gone after %lld ms (TTL %d ms)\n",
@@ -400,7 +408,8 @@ static void test_silent_holder_expires_and_gives_back_all(void **state) {
     th_assert_ok(every_open(quiet, &h), quiet);
     assert_int_equal(every_existing(c, h.names), NKINDS + 1);
     int64_t t0 = th_now_ms();
-    while (every_existing(c, h.names) > 0 && th_now_ms() - t0 < TTL_MS + 3000) usleep(10000);
+    while (every_existing(c, h.names) > 0 && th_now_ms() - t0 < TTL_MS + 3000)
+        usleep(10000);
     assert_int_equal(every_existing(c, h.names), 0);
     size_t one;
     const uint8_t *v = th_int(1, &one);
@@ -408,6 +417,57 @@ static void test_silent_holder_expires_and_gives_back_all(void **state) {
     every_close(&h); /* its session is gone: nothing to give back, no crash */
     mpb_close(&quiet);
     mpb_close(&c);
+}
+
+/* ---- a handle across fork() ---- */
+
+typedef struct forked {
+    mpb_client_t *c;
+    mpb_dict_t *d;
+} forked_t;
+
+/* In a forked child: closing the inherited handle and client gives back nothing of the
+ * parent's; the child's own open of the name takes (and its close gives back) one of its own. */
+static int forked_child(int idx, void *arg) {
+    (void)idx;
+    forked_t *f = arg;
+    char name[18];
+    snprintf(name, sizeof name, "%s", mpb_dict_name(f->d));
+    mpb_dict_close(&f->d);
+    mpb_close(&f->c);
+    mpb_client_t *c = th_connect(&B);
+    char path[300];
+    snprintf(path, sizeof path, "dict/%s", name);
+    if (th_describe_int(c, path, "refs") != 1) return 1;
+    mpb_dict_t *d;
+    if (mpb_dict_open(c, name, &d)) return 2;
+    if (th_describe_int(c, path, "refs") != 2) return 3;
+    if (mpb_dict_set_i64(d, "child", 1)) return 4;
+    mpb_dict_close(&d);
+    if (th_describe_int(c, path, "refs") != 1) return 5;
+    mpb_close(&c);
+    return 0;
+}
+
+static void test_a_forked_child_gives_back_only_its_own(void **state) {
+    (void)state;
+    mpb_options_t o;
+    mpb_options_init(&o);
+    o.no_heartbeat_thread = 1; /* no thread of ours inside malloc when it forks */
+    forked_t f;
+    assert_int_equal(th_connect_opts(&B, &o, &f.c), 0);
+    th_assert_ok(mpb_dict_open(f.c, NULL, &f.d), f.c);
+    char name[18];
+    snprintf(name, sizeof name, "%s", mpb_dict_name(f.d));
+    pid_t p = th_fork(forked_child, &f);
+    assert_int_equal(th_wait(p, 20), 0);
+    assert_int_equal(refs_of(f.c, "dict", name), 1);
+    int64_t v;
+    th_assert_ok(mpb_dict_get_i64(f.d, "child", &v), f.c);
+    assert_int_equal(v, 1);
+    mpb_dict_close(&f.d);
+    assert_int_equal(exists(f.c, "dict", name), 0);
+    mpb_close(&f.c);
 }
 
 /* ---- calls parked on an object that goes ---- */
@@ -475,7 +535,10 @@ static void test_parked_calls_get_enoobj_when_it_goes(void **state) {
     mpb_condition_close(&cv);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(th_wait(w[i], 10), 0);
-        assert_int_equal(exists(c, i == 0 ? "queue" : i == 1 ? "lock" : "condition",
+        assert_int_equal(exists(c,
+                                i == 0   ? "queue"
+                                : i == 1 ? "lock"
+                                         : "condition",
                                 strchr(arg[i], ':') + 1),
                          0);
     }
@@ -590,11 +653,9 @@ static void test_bad_requests_get_clear_errors(void **state) {
                   name);
     assert_int_equal(refs_of(c, "dict", name), 1);
     /* ref of a name that does not exist, of the wrong kind, of a bad kind or name */
-    th_assert_err((int)mpb_ref(other, "dict", "~0123456789abcdef"), MPB_ENOOBJ, other, NULL,
-                  NULL);
+    th_assert_err((int)mpb_ref(other, "dict", "~0123456789abcdef"), MPB_ENOOBJ, other, NULL, NULL);
     th_assert_err((int)mpb_ref(other, "list", name), MPB_EKIND, other, "is a dict", NULL);
-    th_assert_err((int)mpb_ref(other, "dictionary", name), MPB_EINVAL, other, "unknown kind",
-                  NULL);
+    th_assert_err((int)mpb_ref(other, "dictionary", name), MPB_EINVAL, other, "unknown kind", NULL);
     th_assert_err((int)mpb_ref(other, "dict", NULL), MPB_EINVAL, other, NULL, NULL);
     th_assert_err((int)mpb_ref(other, "dict", "a b"), MPB_EINVAL, other, NULL, NULL);
     mpb_list_t *l;
@@ -608,28 +669,25 @@ static void test_bad_requests_get_clear_errors(void **state) {
     /* obj.new: a name given, an unknown kind, a kind that is not a string, wrong arguments,
      * an open that refuses its arguments: errors, and nothing made */
     uint8_t dict_args[] = {0x91, 0xa4, 'd', 'i', 'c', 't'};
-    th_assert_err(raw_new(other, "mine", dict_args, sizeof dict_args), MPB_EINVAL, other,
-                  "no name", NULL);
+    th_assert_err(raw_new(other, "mine", dict_args, sizeof dict_args), MPB_EINVAL, other, "no name",
+                  NULL);
     uint8_t bad_kind[] = {0x91, 0xa3, 'f', 'o', 'o'};
     th_assert_err(raw_new(other, NULL, bad_kind, sizeof bad_kind), MPB_EINVAL, other,
                   "unknown kind", NULL);
     uint8_t int_kind[] = {0x91, 0x07};
-    th_assert_err(raw_new(other, NULL, int_kind, sizeof int_kind), MPB_ETYPE, other, "kind",
-                  NULL);
+    th_assert_err(raw_new(other, NULL, int_kind, sizeof int_kind), MPB_ETYPE, other, "kind", NULL);
     uint8_t no_args[] = {0x90};
     th_assert_err(raw_new(other, NULL, no_args, sizeof no_args), MPB_EPROTO, other, NULL, NULL);
     uint8_t queue_one[] = {0x92, 0xa5, 'q', 'u', 'e', 'u', 'e', 0x01}; /* needs 2 after it */
     th_assert_err(raw_new(other, NULL, queue_one, sizeof queue_one), MPB_EPROTO, other,
                   "queue.open", NULL);
     uint8_t queue_bad[] = {0x93, 0xa5, 'q', 'u', 'e', 'u', 'e', 0xa1, 'x', 0xc0};
-    th_assert_err(raw_new(other, NULL, queue_bad, sizeof queue_bad), MPB_ETYPE, other, NULL,
-                  NULL);
+    th_assert_err(raw_new(other, NULL, queue_bad, sizeof queue_bad), MPB_ETYPE, other, NULL, NULL);
     uint8_t sem_neg[] = {0x93, 0xa9, 's', 'e', 'm', 'a', 'p', 'h', 'o', 'r', 'e', 0xff, 0xc0};
     assert_true(raw_new(other, NULL, sem_neg, sizeof sem_neg) < 0);
-    uint8_t cond_bad[] = {0x92, 0xa9, 'c', 'o', 'n', 'd', 'i', 't', 'i', 'o', 'n',
-                          0xa6, 'd', 'i', 'c', 't', '/', 'x'};
-    th_assert_err(raw_new(other, NULL, cond_bad, sizeof cond_bad), MPB_EINVAL, other, NULL,
-                  NULL);
+    uint8_t cond_bad[] = {0x92, 0xa9, 'c',  'o', 'n', 'd', 'i', 't', 'i',
+                          'o',  'n',  0xa6, 'd', 'i', 'c', 't', '/', 'x'};
+    th_assert_err(raw_new(other, NULL, cond_bad, sizeof cond_bad), MPB_EINVAL, other, NULL, NULL);
     assert_int_equal(th_info_int(c, "anonymous"), anon0 + 1);
     /* obj.ref and obj.unref want kind/name */
     th_assert_err(mpb_call(other, MPB_OP_OBJ_REF, name, "\x90", 1, 0, NULL, NULL), MPB_EINVAL,
@@ -738,8 +796,8 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    th_broker_start(&B, "--heartbeat-ms", "200", "--session-ttl-ms", "1000", "--anon-grace-ms",
-                    "0", "--http", "127.0.0.1:0", NULL);
+    th_broker_start(&B, "--heartbeat-ms", "200", "--session-ttl-ms", "1000", "--anon-grace-ms", "0",
+                    "--http", "127.0.0.1:0", NULL);
     return 0;
 }
 
@@ -759,6 +817,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_holder_closing_its_client_gives_back_all),
         cmocka_unit_test(test_killed_holder_gives_back_all_after_its_ttl),
         cmocka_unit_test(test_silent_holder_expires_and_gives_back_all),
+        cmocka_unit_test(test_a_forked_child_gives_back_only_its_own),
         cmocka_unit_test(test_parked_calls_get_enoobj_when_it_goes),
         cmocka_unit_test(test_delete_forgets_the_references),
         cmocka_unit_test(test_named_objects_are_unaffected),

@@ -66,6 +66,15 @@ class ConnectTest(unittest.TestCase):
         with self.assertRaises(ProcessLookupError):
             os.kill(pid, 0)
 
+    def test_proxies_after_shutdown(self):
+        m = mpbroker.Manager()
+        d = m.dict(a=1)
+        m.shutdown()
+        with self.assertRaisesRegex(RuntimeError, "shut down"):
+            d["a"]
+        with self.assertRaisesRegex(RuntimeError, "shut down"):
+            m.list()
+
     def test_connect_needs_an_address(self):
         old = os.environ.pop("MPB_ENDPOINT", None)
         try:

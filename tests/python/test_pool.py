@@ -112,12 +112,20 @@ def failing_gen():
     raise ValueError("input broke")
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
+def started_pid(path, timeout=20):
+    """The pid die_once() wrote to path, once it has."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            text = ""
+        if text:
+            return int(text)
+        if time.monotonic() > deadline:
+            raise AssertionError("the task never started")
+        time.sleep(0.01)
 
 
 def _collect(async_call):
@@ -301,6 +309,16 @@ class TestAgainstMultiprocessing(unittest.TestCase):
             with self.assertRaises(TypeError):
                 make(1, initializer=5)
 
+    def test_spawn_context(self):
+        """Workers started by spawn (not fork) find this module's functions and run the
+        initializer, as multiprocessing's do."""
+        ctx = multiprocessing.get_context("spawn")
+        with self.mgr.Pool(2, initializer=set_global, initargs=("spawned",), context=ctx) as p:
+            self.assertEqual(p.map(get_global, range(4)), ["spawned"] * 4)
+            self.assertEqual(p.starmap(add, [(1, 2), (3, 4)]), [3, 7])
+            self.assertTrue(all(pr._popen.__class__.__name__ == "Popen" and
+                                pr._popen.method == "spawn" for pr in p._procs))
+
     def test_maxtasksperchild(self):
         with self.mgr.Pool(1, maxtasksperchild=2) as p:
             pids = [p.apply(getpid) for _ in range(6)]
@@ -347,11 +365,7 @@ class TestMpbrokerPool(unittest.TestCase):
         with self.mgr.Pool(2) as p:
             workers = {p.apply(getpid) for _ in range(20)}
             r = p.apply_async(die_once, (path,))
-            deadline = time.monotonic() + 20
-            while not _read(path):
-                self.assertLess(time.monotonic(), deadline, "the task never started")
-                time.sleep(0.01)
-            victim = int(_read(path))
+            victim = started_pid(path)
             self.assertIn(victim, {pr.pid for pr in p._procs})
             os.kill(victim, signal.SIGKILL)
             rerun = r.get(30)
@@ -405,6 +419,25 @@ class TestMpbrokerPool(unittest.TestCase):
             r.get(0)
         p.join()
         self.assertTrue(all(not pr.is_alive() for pr in p._procs))
+
+    def test_imap_long_input_is_read_lazily(self):
+        """imap over a long generator: results in order, and the input is read only a window
+        ahead of the results taken, not all at once."""
+        pulled = []
+
+        def source(n):
+            for i in range(n):
+                pulled.append(i)
+                yield i
+
+        with self.mgr.Pool(2) as p:
+            it = p.imap(square, source(20000), 10)
+            first = [next(it) for _ in range(5)]
+            ahead = len(pulled)
+            rest = list(it)
+        self.assertEqual(first + rest, [i * i for i in range(20000)])
+        self.assertLess(ahead, 20000 // 2, "the input was read ahead in full")
+        self.assertEqual(len(pulled), 20000)
 
     def test_manager_shutdown_ends_the_pool(self):
         m = mpbroker.Manager()

@@ -15,6 +15,7 @@ import unittest
 
 import mpbroker
 import th
+from test_pool import die_once, started_pid
 
 
 def pid_and_parent(_=None):
@@ -25,26 +26,6 @@ def pid_and_parent(_=None):
 
 def cube(x):
     return x ** 3
-
-
-def slow_pid(path):
-    """Writes its pid to path the first time and waits to be killed; returns its pid after."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return os.getpid()
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    time.sleep(60)
-    return -1
-
-
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 class TestRemoteWorker(unittest.TestCase):
@@ -69,6 +50,13 @@ class TestRemoteWorker(unittest.TestCase):
         self.procs.append(p)
         return p
 
+    def stop(self, w):
+        """SIGTERMs a worker started by worker(); it must exit 0. Its output."""
+        w.send_signal(signal.SIGTERM)
+        out, _ = w.communicate(timeout=20)
+        self.assertEqual(w.returncode, 0, out)
+        return out
+
     def wait_workers(self, m, n):
         from mpbroker import _mpb
         deadline = time.monotonic() + 20
@@ -90,9 +78,7 @@ class TestRemoteWorker(unittest.TestCase):
                 self.assertNotIn(os.getpid(), {pid for pid, _ in pairs})
                 self.assertEqual(sorted(p.imap_unordered(cube, range(10))),
                                  [x ** 3 for x in range(10)])
-        w.send_signal(signal.SIGTERM)
-        out, _ = w.communicate(timeout=20)
-        self.assertEqual(w.returncode, 0, out)
+        out = self.stop(w)
         self.assertIn("serving python from %s with 2 process(es)" % self.broker.endpoint, out)
 
     def test_import_a_script_for_main(self):
@@ -117,9 +103,7 @@ class TestRemoteWorker(unittest.TestCase):
                               self.broker.authkey.decode()], capture_output=True, text=True,
                              timeout=60)
         self.assertEqual(out.stdout, "[0, 3, 6, 9, 12]\n", out.stderr)
-        w.send_signal(signal.SIGTERM)
-        w.communicate(timeout=20)
-        self.assertEqual(w.returncode, 0)
+        self.stop(w)
         os.unlink(script)
         os.rmdir(d)
 
@@ -131,12 +115,8 @@ class TestRemoteWorker(unittest.TestCase):
         with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
             self.wait_workers(m, 2)
             with m.Pool(0) as p:
-                r = p.apply_async(slow_pid, (path,))
-                deadline = time.monotonic() + 20
-                while not _read(path):
-                    self.assertLess(time.monotonic(), deadline, "the task never started")
-                    time.sleep(0.01)
-                victim = int(_read(path))
+                r = p.apply_async(die_once, (path,))
+                victim = started_pid(path)
                 os.kill(victim, signal.SIGKILL)
                 again = r.get(30)
                 self.assertNotIn(again, (victim, -1))
@@ -144,11 +124,23 @@ class TestRemoteWorker(unittest.TestCase):
                 stats = self.wait_workers(m, 2)
                 self.assertNotIn(victim, [x["pid"] for x in stats["workers"]])
                 self.assertEqual(p.map(cube, range(20), 1), [x ** 3 for x in range(20)])
-        w.send_signal(signal.SIGTERM)
-        w.communicate(timeout=20)
-        self.assertEqual(w.returncode, 0)
+        self.stop(w)
         os.unlink(path)
         os.rmdir(d)
+
+    def test_max_tasks_recycles_processes(self):
+        w = self.worker("--endpoint", self.broker.endpoint, "--processes", "1", "--max-tasks",
+                        "2", "--prefetch", "0")
+        with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
+            with m.Pool(0) as p:
+                pairs = [p.apply(pid_and_parent) for _ in range(6)]
+        pids = [pid for pid, _ in pairs]
+        self.assertEqual(len(set(pids)), 3, pids)
+        self.assertEqual(pids[0], pids[1])
+        self.assertEqual(pids[2], pids[3])
+        self.assertEqual({parent for _, parent in pairs}, {w.pid})
+        out = self.stop(w)
+        self.assertGreaterEqual(out.count("exited (status 0)"), 2, out)  # the third: stopped
 
     def test_function_module_missing_on_the_worker(self):
         d = tempfile.mkdtemp(prefix="mpbpy-")
@@ -168,8 +160,7 @@ class TestRemoteWorker(unittest.TestCase):
             sys.path.remove(d)
             sys.modules.pop("only_here_mod", None)
             subprocess.run(["rm", "-rf", d])
-        w.send_signal(signal.SIGTERM)
-        w.communicate(timeout=20)
+        self.stop(w)
 
     def test_malformed_calls(self):
         """Calls not of the form [FUNCTION, ARG...] (as a C program could submit under the
@@ -178,7 +169,8 @@ class TestRemoteWorker(unittest.TestCase):
         w = self.worker("--endpoint", self.broker.endpoint, "--processes", "1")
         c = _mpb.Client(self.broker.endpoint, self.broker.authkey)
         h = _mpb.Pool(c)
-        bad = [[1, 2], [], [b"\x80not a pickle", 1], ["str, not bin"], [pickle.dumps(5, 4), 1]]
+        bad = [[1, 2], [], [b"\x80not a pickle", 1], ["str, not bin"], [pickle.dumps(5, 4), 1],
+               [b"\x00" + bytes(11), 1]]
         for i, call in enumerate(bad):
             h.starmap("python", _mpb.packb([call]), 1, i)
         got = {}
@@ -192,18 +184,19 @@ class TestRemoteWorker(unittest.TestCase):
             self.assertEqual(got[i][1][0], _mpb.EREMOTE)
             self.assertIn("malformed call", got[i][1][1])
         from mpbroker.worker import TaskFailure
-        for i in (2, 4):  # a FUNCTION that does not unpickle, or is no callable: raised
+        for i in (2, 4, 5):  # a FUNCTION that does not unpickle, no callable, unknown key
             self.assertTrue(got[i][0], got[i])
             self.assertIsInstance(got[i][1][0], TaskFailure)
         self.assertIsInstance(got[2][1][0].exception(), ValueError)  # "unsupported pickle protocol"
         self.assertIsInstance(got[4][1][0].exception(), TypeError)
+        self.assertIsInstance(got[5][1][0].exception(), LookupError)
+        self.assertIn("is not in python.functions", str(got[5][1][0].exception()))
         h.free()
         c.close()
         with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
             with m.Pool(0) as p:
                 self.assertEqual(p.map(cube, range(5)), [0, 1, 8, 27, 64])
-        w.send_signal(signal.SIGTERM)
-        w.communicate(timeout=20)
+        self.stop(w)
 
     def test_bad_input(self):
         cases = [
@@ -233,8 +226,7 @@ class TestRemoteWorker(unittest.TestCase):
         with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
             with m.Pool(0) as p:
                 self.assertEqual(p.apply(cube, (3,)), 27)
-        w.send_signal(signal.SIGTERM)
-        w.communicate(timeout=20)
+        self.stop(w)
 
 
 class TestBrokerCommand(unittest.TestCase):

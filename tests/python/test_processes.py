@@ -49,6 +49,16 @@ def get_interrupted(q, ready, out):
     out["after"] = q.get(timeout=30)  # a new session, and no item lost to the abandoned get
 
 
+def barrier_party(b, out, tag):
+    out[tag] = b.wait(30)
+
+
+def wait_for_ready(cond, ns, ev, out, tag):
+    with cond:
+        ev.set()
+        out[tag] = cond.wait_for(lambda: ns.ready, timeout=30)
+
+
 class ProcessTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -124,6 +134,37 @@ class ProcessTest(unittest.TestCase):
         p.join(30)
         self.assertEqual(p.exitcode, 0)
         self.assertEqual(out["after"], "item")
+
+    def test_barrier_indexes_across_processes(self):
+        b, out = self.m.Barrier(3), self.m.dict()
+        ctx = multiprocessing.get_context("fork")
+        ps = [ctx.Process(target=barrier_party, args=(b, out, i)) for i in range(2)]
+        for p in ps:
+            p.start()
+        out["main"] = b.wait(30)
+        for p in ps:
+            p.join(30)
+            self.assertEqual(p.exitcode, 0)
+        self.assertEqual(sorted(out.values()), [0, 1, 2])
+        self.assertEqual((b.n_waiting, b.broken), (0, False))
+
+    def test_condition_across_processes(self):
+        cond, ns, out = self.m.Condition(), self.m.Namespace(ready=False), self.m.dict()
+        evs = [self.m.Event() for _ in range(2)]
+        ctx = multiprocessing.get_context("spawn")
+        ps = [ctx.Process(target=wait_for_ready, args=(cond, ns, evs[i], out, i))
+              for i in range(2)]
+        for p in ps:
+            p.start()
+        for ev in evs:
+            self.assertTrue(ev.wait(30))
+        with cond:  # both are waiting now (they released the lock in wait)
+            ns.ready = True
+            cond.notify_all()
+        for p in ps:
+            p.join(30)
+            self.assertEqual(p.exitcode, 0)
+        self.assertEqual(out.copy(), {0: True, 1: True})
 
     def test_nested_proxy(self):
         d = self.m.dict()

@@ -39,8 +39,11 @@ class _Conn:
         self._refs_lock = threading.Lock()
         self._pinned = set()
         self._refs_closed = False
+        self.shut = False  # set by its manager's shutdown(): no new sessions
 
     def _connect(self):
+        if self.shut and self._pid_shut == os.getpid():
+            raise RuntimeError("the manager of %s is shut down" % self.endpoint)
         try:
             return _mpb.Client(self.endpoint, self.authkey, name=_procname(),
                                serializer=self.serializer)
@@ -340,6 +343,7 @@ class Manager:
         _live.discard(self)
         self._conn.close_refs()
         self._conn.close_thread()
+        self._conn.shut, self._conn._pid_shut = True, os.getpid()
         if self._broker:
             self._broker.stop()
 

@@ -27,7 +27,7 @@ import weakref
 from multiprocessing import TimeoutError
 
 from . import _mpb
-from .worker import FUNCTION, TaskFailure, run_local
+from .worker import FUNCTION, FUNCTIONS, TaskFailure, function_key, run_local
 
 __all__ = ["Pool", "AsyncResult", "ApplyResult", "MapResult", "IMapIterator", "RemoteError",
            "TimeoutError"]
@@ -102,9 +102,12 @@ class Pool:
         self._cond = threading.Condition(threading.Lock())  # outstanding results changed
         self._results = {}
         self._keys = itertools.count(1)
+        self._keys_sent = {}  # function pickle -> its key, stored in FUNCTIONS
         self._state = RUN
         self._pid = os.getpid()
         self._procs = []
+        self._procs_lock = threading.Lock()
+        self._workers_stopped = False
         self._repopulate()
         self._stop = False
         self._cancel_reason = "the pool was terminated"
@@ -117,25 +120,30 @@ class Pool:
     # ---- workers -----------------------------------------------------------------------
 
     def _repopulate(self):
-        self._procs = [p for p in self._procs if p.exitcode is None]
-        while len(self._procs) < self._processes:
-            p = self._ctx.Process(target=run_local, name="mpbroker-pool-worker", daemon=True,
-                                  args=(self._endpoint, self._authkey, [self._fn],
-                                        self._initializer, self._initargs, self._maxtasks,
-                                        "pickle"))
-            p.start()
-            self._procs.append(p)
+        """Starts workers up to processes, in place of those that exited (maxtasksperchild, a
+        crash, a kill), until join() or terminate() stops them."""
+        with self._procs_lock:
+            self._procs = [p for p in self._procs if p.exitcode is None]
+            while not self._workers_stopped and len(self._procs) < self._processes:
+                p = self._ctx.Process(target=run_local, name="mpbroker-pool-worker", daemon=True,
+                                      args=(self._endpoint, self._authkey, [self._fn],
+                                            self._initializer, self._initargs, self._maxtasks,
+                                            "pickle"))
+                p.start()
+                self._procs.append(p)
 
     def _stop_workers(self, grace):
-        for p in self._procs:
+        with self._procs_lock:
+            self._workers_stopped = True
+            procs, self._procs = self._procs, []
+        for p in procs:
             if p.exitcode is None:
                 p.terminate()  # SIGTERM: the worker finishes its task, reports it, unregisters
-        for p in self._procs:
+        for p in procs:
             p.join(grace)
             if p.exitcode is None:
                 p.kill()
                 p.join()
-        self._procs = []
 
     # ---- results -----------------------------------------------------------------------
 
@@ -162,7 +170,7 @@ class Pool:
                 self._gone = True
                 self.terminate()
                 break
-            if self._state == RUN and self._processes:
+            if self._processes:
                 try:
                     self._repopulate()
                 except Exception:  # a start that fails now is tried again on the next turn
@@ -247,6 +255,19 @@ class Pool:
             func = functools.partial(func, **kwds)
         return pickle.dumps(func, 4)
 
+    def _key(self, func):
+        """The short key a map's calls name func by (worker.function_key), its pickle stored
+        in the broker's FUNCTIONS dict the first time this pool uses it."""
+        ref = self._ref(func)
+        key = self._keys_sent.get(ref)
+        if key is None:
+            key = function_key(ref)
+            with self._lock:
+                self._check_running()
+                self._client.call(_mpb.OP_DICT_SET, FUNCTIONS, [key, ref])
+            self._keys_sent[ref] = key
+        return key
+
     def apply(self, func, args=(), kwds={}):
         """func(*args, **kwds) on a worker; blocks for its result."""
         return self.apply_async(func, args, kwds).get()
@@ -276,11 +297,11 @@ class Pool:
             iterable = list(iterable)
         if chunksize is not None and chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
-        calls = _mpb.pack_calls(self._ref(func), iterable, star)
         if not len(iterable):  # done at once, without its callback, as multiprocessing's
             r = MapResult(self, None, None)
             r._set(True, [])
             return r
+        calls = _mpb.pack_calls(self._key(func), iterable, star)
         r = MapResult(self, callback, error_callback)
         return self._submit(r, self._h.starmap, calls, chunksize or 0)
 
@@ -296,7 +317,7 @@ class Pool:
         self._check_running()
         if chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
-        ref = self._ref(func)
+        ref = self._key(func)
         calls = ([ref, x] for x in iterable)
         with self._lock:
             self._check_running()

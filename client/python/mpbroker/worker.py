@@ -25,6 +25,17 @@ import traceback
 from . import _mpb
 
 FUNCTION = "python"
+# Maps' calls name their function by a short key instead of its pickle (a pickle is ~30 bytes,
+# often more than the item): KEY_PREFIX + 11 bytes of its BLAKE2b digest, the pickle stored
+# once under that key in the broker's dict FUNCTIONS, where workers read it on first use.
+FUNCTIONS = "python.functions"
+KEY_PREFIX = b"\x00"
+
+
+def function_key(ref):
+    """The short key of a function's pickle."""
+    import hashlib
+    return KEY_PREFIX + hashlib.blake2b(ref, digest_size=11).digest()
 
 # Functions already unpickled, by their pickle; bounded so that a long-lived worker serving many
 # programs does not grow without end.
@@ -105,13 +116,27 @@ class Functions:
     fail(exc, value) make the TaskFailure that reports an exception. The calls themselves run
     in the extension, without a Python frame of ours around them."""
 
-    def __init__(self):
+    def __init__(self, connect=None):
         self._fns = {}
+        self._connect = connect  # a Client for reading FUNCTIONS, when a key needs it
+        self._side = None
+
+    def _pickle_of(self, key):
+        if self._connect is None:
+            raise LookupError("function key %s: no broker to look it up" % key.hex())
+        if self._side is None:
+            self._side = self._connect()
+        try:
+            return self._side.call(_mpb.OP_DICT_GET, FUNCTIONS, [key])
+        except _mpb.Error as e:
+            if e.args and e.args[0] == _mpb.ENOKEY:
+                raise LookupError("function key %s is not in %s" % (key.hex(), FUNCTIONS))
+            raise
 
     def resolve(self, ref):
         fn = self._fns.get(ref)
         if fn is None:
-            fn = pickle.loads(ref)
+            fn = pickle.loads(self._pickle_of(ref) if ref[:1] == KEY_PREFIX else ref)
             if not callable(fn):
                 raise TypeError("%r object is not callable" % type(fn).__name__)
             if len(self._fns) >= _CACHE_MAX:
@@ -133,10 +158,11 @@ class Functions:
             return TaskFailure.capture(e)
 
 
-def serve(client, names=(FUNCTION,), max_tasks=0, prefetch=1):
-    """Serves names on client until SIGTERM or SIGINT (from the main thread) or max_tasks."""
+def serve(client, names=(FUNCTION,), max_tasks=0, prefetch=1, connect=None):
+    """Serves names on client until SIGTERM or SIGINT (from the main thread) or max_tasks;
+    connect() makes a second Client for reading function keys (the first one is busy)."""
     import threading
-    f = Functions()
+    f = Functions(connect)
     w = _mpb.Worker(client, list(names), f.resolve, f.capture, f.fail, 1, prefetch, max_tasks)
     w.serve(threading.current_thread() is threading.main_thread())
     return w.tasks_done
@@ -150,7 +176,9 @@ def run_local(endpoint, authkey, names, initializer, initargs, max_tasks, serial
     try:
         client = _mpb.Client(endpoint, authkey, name="pool-worker", serializer=serializer)
         try:
-            serve(client, names, max_tasks or 0, prefetch=_LOCAL_PREFETCH)
+            serve(client, names, max_tasks or 0, prefetch=_LOCAL_PREFETCH,
+                  connect=lambda: _mpb.Client(endpoint, authkey, name="pool-worker",
+                                              serializer=serializer))
         finally:
             client.close()
     except _mpb.Error as e:  # the broker went away (its manager shut down): nothing to serve
@@ -181,7 +209,8 @@ def _child(endpoint, authkey, names, max_tasks, prefetch):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     client = _mpb.Client(endpoint, authkey, name="python-worker")
     try:
-        serve(client, names, max_tasks, prefetch)
+        serve(client, names, max_tasks, prefetch,
+              connect=lambda: _mpb.Client(endpoint, authkey, name="python-worker"))
     except _mpb.Error as e:
         print("mpbroker worker %d: %s" % (os.getpid(), e), file=sys.stderr)
         os._exit(2)
@@ -209,15 +238,19 @@ def serve_processes(endpoint, authkey, processes, names=(FUNCTION,), imports=(),
     try:
         while not stopping:
             while len(children) < processes and not stopping:
+                # Signals wait until the child is on the list, so that the stop reaches it.
+                signal.pthread_sigmask(signal.SIG_BLOCK, list(old))
                 pid = os.fork()
                 if pid == 0:
                     for s in old:
                         signal.signal(s, signal.SIG_DFL)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, list(old))
                     try:
                         _child(endpoint, authkey, names, max_tasks, prefetch)
                     finally:
                         os._exit(1)
                 children[pid] = time.monotonic()
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, list(old))
                 if log:
                     log("worker process %d started" % pid)
             try:
@@ -235,6 +268,8 @@ def serve_processes(endpoint, authkey, processes, names=(FUNCTION,), imports=(),
     except _Stop:
         pass
     finally:
+        for s in old:  # a second ^C or SIGTERM must not cut the stopping short
+            signal.signal(s, signal.SIG_IGN)
         for pid in children:
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -251,8 +286,11 @@ def serve_processes(endpoint, authkey, processes, names=(FUNCTION,), imports=(),
             else:
                 time.sleep(0.02)
         for pid in children:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
         for s, h in old.items():
             signal.signal(s, h)
     return 0

@@ -105,22 +105,31 @@ static PyObject *pool_raise(pypool_t *self, int rc) {
     return mpbpy_raise(rc, mpb_errmsg(self->c));
 }
 
+/* For __init__ of a Pool or Worker on client: its libmpb client, unless the object was
+ * initialised already (what names it); NULL with an exception set. */
+static mpb_client_t *init_client(PyObject *client, const void *already, const char *what) {
+    mpb_client_t *c = mpbpy_client_get(client);
+    if (c && already) {
+        PyErr_Format(PyExc_RuntimeError, "%s already initialised", what);
+        return NULL;
+    }
+    return c;
+}
+
+/* For __init__: 0 when rc (of making the libmpb object) is 0, else -1 with the error raised. */
+static int init_rc(mpb_client_t *c, int rc) {
+    if (!rc) return 0;
+    mpbpy_raise(rc, mpb_errmsg(c));
+    return -1;
+}
+
 static int pypool_init(pypool_t *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"client", NULL};
     PyObject *client;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O!", kwlist, mpbpy_client_type, &client))
         return -1;
-    mpb_client_t *c = mpbpy_client_get(client);
-    if (!c) return -1;
-    if (self->p) {
-        PyErr_SetString(PyExc_RuntimeError, "Pool already initialised");
-        return -1;
-    }
-    int rc = mpb_pool_open(c, &self->p);
-    if (rc) {
-        mpbpy_raise(rc, mpb_errmsg(c));
-        return -1;
-    }
+    mpb_client_t *c = init_client(client, self->p, "Pool");
+    if (!c || init_rc(c, mpb_pool_open(c, &self->p))) return -1;
     Py_INCREF(client);
     self->client = client;
     self->c = c;
@@ -717,21 +726,14 @@ static int pyworker_init(pyworker_t *self, PyObject *args, PyObject *kw) {
                                      &names, &resolve, &capture, &fail, &concurrency, &prefetch,
                                      &max_tasks))
         return -1;
-    mpb_client_t *c = mpbpy_client_get(client);
+    mpb_client_t *c = init_client(client, self->w, "Worker");
     if (!c) return -1;
-    if (self->w) {
-        PyErr_SetString(PyExc_RuntimeError, "Worker already initialised");
-        return -1;
-    }
     if (!PyCallable_Check(resolve) || !PyCallable_Check(capture) || !PyCallable_Check(fail)) {
         PyErr_SetString(PyExc_TypeError, "resolve, capture and fail must be callable");
         return -1;
     }
-    int rc = mpb_worker_new(c, &self->w);
-    if (rc) {
-        mpbpy_raise(rc, mpb_errmsg(c));
-        return -1;
-    }
+    if (init_rc(c, mpb_worker_new(c, &self->w))) return -1;
+    int rc;
     Py_INCREF(client);
     self->client = client;
     Py_INCREF(resolve);
