@@ -2,8 +2,8 @@
  * process of its own, so terminate(), a timeout, a freed AsyncResult and a caller whose session
  * ended each kill a running sleep_ms(60000) and free the slot within a second (the next task on
  * the one-slot worker is answered within it); and a poison task (it kills its process) fails
- * after pool-max-attempts with every worker still alive and serving. The broker runs with a
- * 1 s session TTL. */
+ * after pool-max-attempts with every worker still alive and serving; a function's error kind
+ * and what a task writes reach the caller. The caller's-end test runs with a 1 s session TTL. */
 #include "test_pool_util.c"
 
 /* Starts one process-mode worker with one slot serving fns of lib; waits until it serves. */
@@ -322,15 +322,15 @@ static void test_forward_output_reaches_the_caller_tagged_and_complete(void **st
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_terminate_timeout_and_cancel_kill_the_running_task,
-                                        setup_fast_http_broker, teardown_broker),
+                                        setup_http_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_a_callers_end_kills_its_running_task,
                                         setup_fast_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_poison_task_fails_after_its_attempts_every_worker_alive,
-                                        setup_fast_broker, teardown_broker),
-        cmocka_unit_test_setup_teardown(test_error_kinds_reach_the_caller, setup_fast_broker,
+                                        setup_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(test_error_kinds_reach_the_caller, setup_broker,
                                         teardown_broker),
         cmocka_unit_test_setup_teardown(test_forward_output_reaches_the_caller_tagged_and_complete,
-                                        setup_fast_broker, teardown_broker),
+                                        setup_broker, teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -262,7 +262,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_default_settings_run_4_long_tasks_on_2x2_slots_at_once,
                                         setup_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_idle_slot_steals_what_another_worker_has_not_started,
-                                        setup_fast_http_broker, teardown_broker),
+                                        setup_http_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_paused_worker_starts_no_tentative_task_given_to_another,
                                         setup_fast_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_paused_worker_starts_no_streamed_task_given_to_another,

@@ -615,11 +615,10 @@ static U double pool_metric(const char *series) {
     return v;
 }
 
-/* A fast TTL, and /metrics. */
-static U int setup_fast_http_broker(void **state) {
+/* A broker with /metrics. */
+static U int setup_http_broker(void **state) {
     (void)state;
-    th_broker_start(&B, "--heartbeat-ms", "200", "--session-ttl-ms", "1000", "--http",
-                    "127.0.0.1:0", NULL);
+    th_broker_start(&B, "--http", "127.0.0.1:0", NULL);
     return 0;
 }
 
