@@ -905,6 +905,11 @@ static void requeue_or_fail(task_t *t, const worker_t *w, const char *what);
  * back to the queue, or fails after pool-max-attempts. */
 static void task_died(worker_t *w, task_t *t) {
     unassign(t);
+    if (!t->owner) { /* its caller is gone: nobody wants it run again */
+        job_release(t);
+        task_free(t);
+        return;
+    }
     run_unlink(t->owner->pool, t);
     requeue_or_fail(t, w, "its process");
 }
