@@ -1,10 +1,12 @@
 #!/bin/sh
-# pool-vs-python.sh - tiny-task throughput of the remote Pool (2 mpb-worker processes, square)
-# beside Python's local multiprocessing.Pool(2) on the same machine, in one run: map over N
-# integers with chunksize 1, and over 10 N with chunksize 100 (so that both run long enough to
-# time). Each side warms up with a small map first. The workers have concurrency 1 and prefetch
-# $PREFETCH (default 4): how many tasks beyond the one running a worker holds. Python's Pool
-# feeds its workers' pipe with every task at once, an unbounded prefetch.
+# pool-vs-python.sh - tiny-task throughput of the remote Pool (2 mpb-worker processes over
+# tcp://, square, default settings) beside Python's local multiprocessing.Pool(2) on the same
+# machine, in one run: apply_async with 1 caller and with 50 callers, 16 in flight each
+# (mpb-bench -t pool -c C -P 16; Python: one process keeping C x 16 apply_async in flight),
+# map over N integers with chunksize 1, and over 10 N with chunksize 100 (so that both run long
+# enough to time). Each side warms up first. The workers run with mpb-worker's defaults
+# (concurrency 1, prefetch 64) unless $PREFETCH is set. Python's Pool feeds its workers' pipe
+# with every task at once, an unbounded prefetch.
 # Usage: [PREFETCH=N] bench/pool-vs-python.sh [N] [BUILD]
 set -eu
 N=${1:-20000}
@@ -31,18 +33,24 @@ done
 export MPB_ENDPOINT="$(cat "$T/ep")" MPB_AUTHKEY_FILE="$T/data/authkey"
 for w in 1 2; do
     "$B/client/cli/mpb-worker" --lib "$B/examples/pool/libmpbdemo.so" --fn square \
-        --concurrency 1 --prefetch ${PREFETCH:-4} >/dev/null 2>>"$T/workers.log" &
+        ${PREFETCH:+--prefetch "$PREFETCH"} >/dev/null 2>>"$T/workers.log" &
     WPIDS="$WPIDS $!"
 done
 sleep 0.5
 PB=${MPB_POOL_BENCH:-$B/bench/mpb-pool-bench}
 [ -x "$PB" ] || { echo "no $PB: build the bench target first" >&2; exit 1; }
+MB=${MPB_BENCH:-$B/bench/mpb-bench}
+for c in 1 50; do
+    r=$("$MB" -t pool -c "$c" -P 16 -n "$N" --warmup 0.5 --csv -q | awk -F'"' '/pool/ {print $4}')
+    printf 'mpbroker Pool (2 workers)  apply_async c=%-2d P=16: %10.0f tasks/s\n' "$c" "$r"
+done
 for cs in 1 100; do
     n=$N; [ "$cs" -eq 1 ] || n=$((N * 10))
-    printf 'mpbroker Pool (2 workers)       chunksize %3d: %10s tasks/s\n' "$cs" "$("$PB" "$n" "$cs")"
+    printf 'mpbroker Pool (2 workers)       map chunksize %3d: %10s tasks/s\n' "$cs" "$("$PB" "$n" "$cs")"
 done
 /usr/bin/python3 - "$N" <<'PY'
 import sys, time
+from collections import deque
 from multiprocessing import Pool
 def square(x):
     return x * x
@@ -50,11 +58,24 @@ if __name__ == "__main__":
     n = int(sys.argv[1])
     with Pool(2) as p:
         p.map(square, range(100))
+        for c in (1, 50):
+            # c callers x 16 in flight, as mpb-bench -c C -P 16: a window of c * 16
+            win, done, sent = c * 16, 0, 0
+            pend = deque()
+            t0 = time.time()
+            while done < n:
+                while sent < n and len(pend) < win:
+                    pend.append(p.apply_async(square, (sent,)))
+                    sent += 1
+                pend.popleft().get()
+                done += 1
+            t1 = time.time()
+            print(f"Python multiprocessing.Pool(2) apply_async c={c:<2} P=16: {n / (t1 - t0):>10.0f} tasks/s")
         for cs in (1, 100):
             m = n if cs == 1 else n * 10
             t0 = time.time()
             r = p.map(square, range(m), chunksize=cs)
             t1 = time.time()
             assert r == [i * i for i in range(m)]
-            print(f"Python multiprocessing.Pool(2)  chunksize {cs:>3}: {m / (t1 - t0):>10.0f} tasks/s")
+            print(f"Python multiprocessing.Pool(2)      map chunksize {cs:>3}: {m / (t1 - t0):>10.0f} tasks/s")
 PY

@@ -92,7 +92,7 @@ static const command_t commands[] = {
     {MPB_OP_NS_SET,          cmd_ns_set,          2,  KIND_NAMESPACE, CMD_WRITE       },
     {MPB_OP_NS_DEL,          cmd_ns_del,          1,  KIND_NAMESPACE, CMD_WRITE       },
     {MPB_OP_NS_LIST,         cmd_ns_list,         0,  KIND_NAMESPACE, CMD_READ        },
-    {MPB_OP_POOL_REGISTER,   cmd_pool_register,   3,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_REGISTER,   cmd_pool_register,   -3, KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_FETCH,      cmd_pool_fetch,      2,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_DONE,       cmd_pool_done,       1,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_SUBMIT,     cmd_pool_submit,     3,  KIND_NONE, CMD_NOOBJ            },
@@ -101,6 +101,7 @@ static const command_t commands[] = {
     {MPB_OP_POOL_STATS,      cmd_pool_stats,      0,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_FNINFO,     cmd_pool_fninfo,     1,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_UNREGISTER, cmd_pool_unregister, 0,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_START,      cmd_pool_start,      1,  KIND_NONE, CMD_NOOBJ            },
 };
 
 static const command_t *by_op[MPB__OP_MAX];

@@ -13,11 +13,17 @@
  * Every task is also on a list of its owner (its sub-queue, its running list or its done list)
  * and in the id table, so a session's end, a cancel and a take cost what the session owns, not
  * what the broker holds. A caller's session that ends takes its tasks with it: queued ones are
- * dropped, running ones are forgotten when they finish. A task whose workers died
- * pool_max_attempts times fails. */
+ * dropped, running ones are forgotten when they finish (or stopped, at a worker that runs
+ * tasks in processes). A task whose workers (or processes) died pool_max_attempts times fails.
+ *
+ * Placement: free slots first, then prefetch; a task beyond a worker's free slots is tentative
+ * (unless its function streams) and an idle slot elsewhere may steal it; the worker asks
+ * (pool.start, naming the attempt number) before it starts one. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <time.h>
 
 #include "broker.h"
 
@@ -45,10 +51,16 @@ typedef struct task {
     uint32_t ncalls;
     int state;
     int attempts;
+    uint32_t gen;  /* times dispatched: the attempt number a worker names in pool.start */
+    bool started;  /* its worker may run it: sent to a free slot, streamed or granted */
+    bool timed;    /* started into a free slot: its time to done measures its function */
+    bool retry;    /* queued again after its worker died */
+    int64_t start_us;
     bool failed; /* some call raised */
     bool canceled;
     worker_t *worker;
     blob_t *result; /* msgpack array of [ok, value-or-message] per call */
+    blob_t *output; /* --forward-output: [[stream, bytes], ...] it wrote, or NULL */
     size_t cost;    /* what it counts against its owner's bound while unfinished */
     struct task *qnext, *qprev; /* sub-queue, owner's running list, or owner's done list */
     struct task *wnext, *wprev; /* worker's assigned list */
@@ -72,6 +84,8 @@ struct pfn {
     oq_t *ring; /* the sub-queue whose turn is next */
     uint64_t queued, paused, assigned;
     uint64_t done, failed, canceled;
+    int64_t avg_us;   /* moving average of a task's time from start to done */
+    uint32_t samples;
     size_t nworkers;
     size_t refs;                /* workers, tasks and jobs that name it */
     uint64_t st_run, st_pre;    /* scratch for pool.stats and metrics */
@@ -87,7 +101,15 @@ struct worker {
     size_t nfns;
     int64_t concurrency, prefetch;
     int64_t inflight;
+    int64_t committed; /* assigned and started: the slots it is using as the broker sees it */
     uint64_t done, failed;
+    uint64_t steals, stolen, retries, refused; /* for pool.stats */
+    mpb__buf_t plan; /* tasks picked for its parked fetch in this round of dispatch */
+    uint32_t nplan;
+    bool killable;   /* runs each task in a process of its own: it can stop a running one */
+    mpb__buf_t kills; /* [task_id, attempt] of tasks to stop, for its next fetch reply */
+    uint32_t nkills;
+    size_t plan_bytes;
     waiter_t *fetch; /* its parked pool.fetch, if any */
     int64_t fetch_max;
     task_t *ahead, *atail; /* assigned to it, oldest first */
@@ -133,7 +155,15 @@ static task_t **tab;
 static size_t tabcap, ntasks;
 static uint64_t next_task = 1, next_job = 1;
 static uint64_t total_requeued, total_abandoned;
+static uint64_t total_steals, total_refusals, total_killed;
+static uint64_t ntentative; /* assigned, not started: what an idle slot may steal */
 static wlist_t fetch_waiters; /* parked pool.fetch requests; order kept by fetch_head */
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static size_t max_queued(void) {
     return g_limits.pool_max_queued ? g_limits.pool_max_queued : (size_t)256 << 20;
@@ -403,7 +433,7 @@ static void run_unlink(pool_sess_t *ps, task_t *t) {
 }
 
 static size_t held_cost(const task_t *t) {
-    return sizeof *t + (t->result ? t->result->len : 0);
+    return sizeof *t + (t->result ? t->result->len : 0) + (t->output ? t->output->len : 0);
 }
 
 static void done_push(pool_sess_t *ps, task_t *t) {
@@ -428,8 +458,13 @@ static void done_del(pool_sess_t *ps, task_t *t) {
 
 /* ---- workers' assigned lists ---- */
 
-static void assign(worker_t *w, task_t *t) {
+static void assign(worker_t *w, task_t *t, bool started) {
     t->worker = w;
+    t->started = started;
+    t->timed = started && w->committed < w->concurrency;
+    t->start_us = now_us();
+    if (started) w->committed++;
+    else ntentative++;
     t->wnext = NULL;
     t->wprev = w->atail;
     if (w->atail) w->atail->wnext = t;
@@ -448,6 +483,9 @@ static void unassign(task_t *t) {
     else w->atail = t->wprev;
     t->wnext = t->wprev = NULL;
     t->worker = NULL;
+    if (t->started) w->committed--;
+    else ntentative--;
+    t->started = t->timed = false;
     w->inflight--;
     t->fn->assigned--;
 }
@@ -526,6 +564,7 @@ static void task_free(task_t *t) {
     fn_unref(t->fn);
     free(t->calls);
     free(t->result);
+    free(t->output);
     free(t);
 }
 
@@ -539,12 +578,13 @@ static uint32_t take_ready(pool_sess_t *ps, uint64_t from, uint64_t count, mpb__
     for (task_t *t = ps->done_head, *nx; t; t = nx) {
         nx = t->qnext;
         if (t->id < from || t->id - from >= count) continue;
-        size_t len = (t->result ? t->result->len : 1) + 16;
+        size_t len = (t->result ? t->result->len : 1) + (t->output ? t->output->len : 0) + 16;
         if (n && bytes + len > room) break;
-        mpb__w_array(items, 2);
+        mpb__w_array(items, t->output ? 3 : 2);
         mpb__w_uint(items, t->id);
         if (t->result) mpb__w_raw(items, t->result->data, t->result->len);
         else mpb__w_array(items, 0);
+        if (t->output) mpb__w_raw(items, t->output->data, t->output->len);
         bytes += len;
         done_del(ps, t);
         job_release(t);
@@ -627,7 +667,20 @@ static void unqueue(task_t *t) {
     }
 }
 
+/* A task its worker holds is finished here (cancelled, or its caller is gone): a worker that
+ * can stop a running task is told to, so its slot is free at once. */
+static void kill_notice(task_t *t) {
+    worker_t *w = t->worker;
+    if (!w || !w->killable) return;
+    mpb__w_array(&w->kills, 2);
+    mpb__w_uint(&w->kills, t->id);
+    mpb__w_uint(&w->kills, t->gen);
+    w->nkills++;
+    if (t->started) total_killed++;
+}
+
 static void cancel_task(task_t *t) {
+    if (t->state == T_RUNNING) kill_notice(t);
     unqueue(t);
     t->canceled = true;
     fail_task(t, "canceled");
@@ -652,53 +705,119 @@ static task_t *next_for(worker_t *w) {
     return best;
 }
 
-static void dispatch_to(worker_t *w) {
+/* Tasks of a function shorter than this on average are streamed: a worker may be given more
+ * than its free slots, to start without asking, since none waits long behind the others. */
+#define STREAM_US 10000
+
+static bool fn_streams(const pfn_t *f) {
+    return f->samples > 0 && f->avg_us < STREAM_US;
+}
+
+/* Free slots of w as the broker sees them (negative when it streams ahead). */
+static int64_t w_idle(const worker_t *w) {
+    return w->concurrency - w->committed;
+}
+
+/* How many more tasks w's parked fetch may be given in this round. */
+static int64_t w_credit(const worker_t *w) {
+    if (!w->fetching) return 0;
     int64_t credit = w->concurrency + w->prefetch - w->inflight;
-    if (credit > w->fetch_max) credit = w->fetch_max;
-    if (credit <= 0) return;
-    mpb__buf_t items = {0};
-    uint32_t n = 0;
-    size_t bytes = 0, room = g_limits.max_frame - FRAME_SLACK;
-    while (n < credit) {
+    int64_t ask = w->fetch_max - (int64_t)w->nplan;
+    return credit < ask ? credit : ask;
+}
+
+/* Adds t (off every queue and worker) to w's plan: started at once into a free slot, or
+ * streamed; otherwise tentative, for w to ask about before it starts it. */
+static void plan_add(worker_t *w, task_t *t) {
+    bool started = w_idle(w) > 0 || fn_streams(t->fn);
+    t->state = T_RUNNING;
+    t->attempts++;
+    t->gen++;
+    if (t->retry) w->retries++;
+    t->retry = false;
+    assign(w, t, started);
+    mpb__w_array(&w->plan, 5);
+    mpb__w_uint(&w->plan, t->id);
+    mpb__w_str(&w->plan, t->fn->name, t->fn->namelen);
+    mpb__w_raw(&w->plan, t->calls->data, t->calls->len);
+    mpb__w_uint(&w->plan, t->gen);
+    mpb__w_bool(&w->plan, started);
+    w->plan_bytes += t->calls->len + t->fn->namelen + 24;
+    w->nplan++;
+}
+
+/* Whether t still fits in w's reply frame (the first always does). */
+static bool plan_room(const worker_t *w, const task_t *t) {
+    size_t room = g_limits.max_frame - FRAME_SLACK;
+    return !w->nplan || w->plan_bytes + t->calls->len + t->fn->namelen + 24 <= room;
+}
+
+/* Plans queued tasks for w within its credit (and its free slots if slots_only). */
+static void plan_queued(worker_t *w, bool slots_only) {
+    while (w_credit(w) > 0 && (!slots_only || w_idle(w) > 0)) {
         task_t *t = next_for(w);
-        if (!t) break;
-        size_t len = t->calls->len + t->fn->namelen + 16;
-        if (n && bytes + len > room) break;
+        if (!t || !plan_room(w, t)) break;
         oq_t *q = t->oq;
         t->fn->ring = q->rnext; /* the next caller's turn */
         q_del(t);
-        t->state = T_RUNNING;
-        t->attempts++;
-        assign(w, t);
         run_link(t->owner->pool, t);
-        mpb__w_array(&items, 3);
-        mpb__w_uint(&items, t->id);
-        mpb__w_str(&items, t->fn->name, t->fn->namelen);
-        mpb__w_raw(&items, t->calls->data, t->calls->len);
-        bytes += len;
-        n++;
+        plan_add(w, t);
     }
-    if (!n) {
-        mpb__buf_free(&items);
-        return;
+}
+
+/* An idle slot beside a waiting task: w takes tasks another worker holds but has not started
+ * (newest first, the last that worker would reach). That worker learns it when it asks to
+ * start one: the attempt number it names is no longer the task's. */
+static void steal_for(worker_t *w) {
+    for (worker_t *v = workers; v && ntentative; v = v->next) {
+        if (v == w) continue;
+        for (task_t *t = v->atail, *pv; t; t = pv) {
+            pv = t->wprev;
+            if (w_idle(w) <= 0 || w_credit(w) <= 0) return;
+            if (t->started || !serves(w, t->fn) || !plan_room(w, t)) continue;
+            unassign(t);
+            t->attempts--; /* a steal is not an attempt that failed */
+            v->stolen++;
+            w->steals++;
+            total_steals++;
+            plan_add(w, t);
+        }
     }
-    bbuf_ensure(&items);
+}
+
+/* Sends w the tasks planned for it, answering its parked fetch. */
+static void plan_send(worker_t *w) {
+    if (!w->nplan && !w->nkills) return;
+    bbuf_ensure(&w->plan);
+    bbuf_ensure(&w->kills);
     mpb__buf_t out = {0};
-    mpb__w_array(&out, n);
-    mpb__w_raw(&out, items.p, items.len);
+    mpb__w_array(&out, w->nplan + w->nkills);
+    mpb__w_raw(&out, w->kills.p, w->kills.len); /* stops first: they free slots */
+    mpb__w_raw(&out, w->plan.p, w->plan.len);
     bbuf_ensure(&out);
     waiter_t *fw = w->fetch;
     fetch_del(w);
     waiter_reply_raw(fw, out.p, out.len);
     waiter_free(fw);
-    mpb__buf_free(&items);
     mpb__buf_free(&out);
+    mpb__buf_reset(&w->plan);
+    mpb__buf_reset(&w->kills);
+    w->nplan = w->nkills = 0;
+    w->plan_bytes = 0;
 }
 
+/* One round: free slots first (every worker's, so none holds a prefetch while another slot
+ * idles), then prefetch within each worker's credit, then idle slots steal what others hold
+ * unstarted; then each parked fetch that got something is answered. */
 static void pool_dispatch(void) {
+    for (worker_t *w = fetch_head; w; w = w->fnext)
+        if (w_idle(w) > 0) plan_queued(w, true);
+    for (worker_t *w = fetch_head; w; w = w->fnext) plan_queued(w, false);
+    for (worker_t *w = fetch_head; w && ntentative; w = w->fnext)
+        if (w_idle(w) > 0 && w_credit(w) > 0) steal_for(w);
     for (worker_t *w = fetch_head, *nx; w; w = nx) {
         nx = w->fnext;
-        dispatch_to(w);
+        plan_send(w);
     }
 }
 
@@ -720,7 +839,9 @@ int cmd_pool_register(req_t *r) {
             return reply_error(r, MPB_EINVAL, "function %u: names are 1 to 255 printable characters", i);
     }
     r->args = q;
+    bool killable = false;
     if (arg_int(r, "concurrency", &conc) || arg_int(r, "prefetch", &pre)) return -1;
+    if (r->argc > 3 && arg_bool(r, "killable", &killable)) return -1;
     if (conc < 1 || conc > 100000) return reply_error(r, MPB_EINVAL, "concurrency must be 1..100000");
     if (pre < 0 || pre > 100000) return reply_error(r, MPB_EINVAL, "prefetch must be 0..100000");
     pool_sess_t *ps = PS(r->sess);
@@ -729,6 +850,7 @@ int cmd_pool_register(req_t *r) {
     w->sess = r->sess;
     w->concurrency = conc;
     w->prefetch = pre;
+    w->killable = killable;
     w->since_ms = now_ms();
     w->fns = xcalloc(n, sizeof *w->fns);
     for (uint32_t i = 0; i < n; i++) {
@@ -764,7 +886,7 @@ int cmd_pool_fetch(req_t *r) {
     worker_t *w = ps->worker;
     if (!w) return reply_error(r, MPB_EINVAL, "pool.fetch before pool.register");
     if (w->fetching) return reply_error(r, MPB_EBUSY, "a fetch is already waiting");
-    if (max < 1) max = 1;
+    if (max < 0) max = 0; /* 0: no task, only word of tasks to stop */
     w->fetch_max = max;
     w->fetch = waiter_park(r, &fetch_waiters, timeout);
     w->fetching = true;
@@ -773,7 +895,87 @@ int cmd_pool_fetch(req_t *r) {
     if (fetch_tail) fetch_tail->fnext = w;
     else fetch_head = w;
     fetch_tail = w;
-    dispatch_to(w);
+    pool_dispatch();
+    return 0;
+}
+
+static void requeue_or_fail(task_t *t, const worker_t *w, const char *what);
+
+/* The process a task ran in died (the worker lives on): as for a worker's death, the task goes
+ * back to the queue, or fails after pool-max-attempts. */
+static void task_died(worker_t *w, task_t *t) {
+    unassign(t);
+    if (!t->owner) { /* its caller is gone: nobody wants it run again */
+        job_release(t);
+        task_free(t);
+        return;
+    }
+    run_unlink(t->owner->pool, t);
+    requeue_or_fail(t, w, "its process");
+}
+
+/* A task of f took us from its start to its done (round trip included). */
+static void fn_sample(pfn_t *f, int64_t us) {
+    f->avg_us = f->samples ? (f->avg_us * 3 + us) / 4 : us;
+    if (f->samples < UINT32_MAX) f->samples++;
+}
+
+/* The worker behind a worker's op and the array it takes: 0, or -1 when it replied an error. */
+static int worker_list(req_t *r, const char *op, worker_t **w, mpb__rd_t *q, uint32_t *n) {
+    *w = PS(r->sess)->worker;
+    if (!*w) {
+        reply_error(r, MPB_EINVAL, "%s before pool.register", op);
+        return -1;
+    }
+    *q = r->args;
+    if (mpb__rd_array(q, n)) {
+        reply_error(r, MPB_ETYPE, "%s takes an array", op);
+        return -1;
+    }
+    return 0;
+}
+
+/* pool.start [[task_id, attempt], ...] -> [task_id, ...]: the tasks of the list this worker
+ * may start now: it holds them, under that attempt number (the broker did not take one back
+ * for an idle slot elsewhere, nor hand it on after this session was taken for dead). Each one
+ * granted counts as started: it is not taken back any more. The rest are refused: the worker
+ * drops them. */
+int cmd_pool_start(req_t *r) {
+    worker_t *w;
+    uint32_t n;
+    mpb__rd_t q;
+    if (worker_list(r, "pool.start", &w, &q, &n)) return -1;
+    mpb__buf_t ok = {0};
+    uint32_t granted = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t two;
+        uint64_t id, gen;
+        if (mpb__rd_array(&q, &two) || two != 2 || mpb__rd_uint(&q, &id) ||
+            mpb__rd_uint(&q, &gen)) {
+            mpb__buf_free(&ok);
+            return reply_error(r, MPB_EPROTO, "pool.start item %u is not [task_id, attempt]", i);
+        }
+        task_t *t = tab_get(id);
+        if (!t || t->state != T_RUNNING || t->worker != w || t->gen != gen) {
+            w->refused++;
+            total_refusals++;
+            continue;
+        }
+        if (!t->started) {
+            t->started = true;
+            t->timed = w->committed < w->concurrency;
+            t->start_us = now_us();
+            w->committed++;
+            ntentative--;
+        }
+        mpb__w_uint(&ok, id);
+        granted++;
+    }
+    bbuf_ensure(&ok);
+    mpb__buf_t *b = reply_begin(r);
+    mpb__w_array(b, granted);
+    mpb__w_raw(b, ok.p, ok.len);
+    mpb__buf_free(&ok);
     return 0;
 }
 
@@ -781,24 +983,39 @@ int cmd_pool_fetch(req_t *r) {
  * Results of tasks this worker does not hold (cancelled, or handed on after a timeout) are
  * dropped. A value over max_value fails its task instead of being held. */
 int cmd_pool_done(req_t *r) {
-    pool_sess_t *ps = PS(r->sess);
-    worker_t *w = ps->worker;
-    if (!w) return reply_error(r, MPB_EINVAL, "pool.done before pool.register");
+    worker_t *w;
     uint32_t n;
-    mpb__rd_t q = r->args;
-    if (mpb__rd_array(&q, &n)) return reply_error(r, MPB_ETYPE, "pool.done takes an array");
+    mpb__rd_t q;
+    if (worker_list(r, "pool.done", &w, &q, &n)) return -1;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t two, nout;
         uint64_t id;
         const uint8_t *out;
         size_t outlen;
-        if (mpb__rd_array(&q, &two) || two != 2 || mpb__rd_uint(&q, &id))
+        if (mpb__rd_array(&q, &two) || two < 2 || two > 3 || mpb__rd_uint(&q, &id))
             return reply_error(r, MPB_EPROTO, "pool.done item %u is not [task_id, outcomes]", i);
+        if (mpb__rd_type(&q) == MPB__MT_BOOL) { /* false: the process running it died */
+            bool dummy;
+            mpb__rd_bool(&q, &dummy);
+            task_t *t = tab_get(id);
+            if (t && t->state == T_RUNNING && t->worker == w) task_died(w, t);
+            continue;
+        }
         mpb__rd_t o = q;
         if (mpb__rd_span(&q, &out, &outlen) || mpb__rd_array(&o, &nout))
             return reply_error(r, MPB_EPROTO, "pool.done item %u: outcomes must be an array", i);
+        const uint8_t *output = NULL; /* [[stream, bytes], ...]: what the task wrote */
+        size_t outputlen = 0;
+        if (two == 3) {
+            mpb__rd_t oa = q;
+            uint32_t nchunks;
+            if (mpb__rd_span(&q, &output, &outputlen) || mpb__rd_array(&oa, &nchunks))
+                return reply_error(r, MPB_EPROTO, "pool.done item %u: output must be an array", i);
+            if (outputlen > g_limits.max_value) output = NULL; /* the result matters more */
+        }
         task_t *t = tab_get(id);
         if (!t || t->state != T_RUNNING || t->worker != w) continue;
+        if (t->timed) fn_sample(t->fn, now_us() - t->start_us);
         bool failed = nout != t->ncalls;
         size_t big = 0;
         for (uint32_t k = 0; k < nout && !failed; k++) {
@@ -806,8 +1023,10 @@ int cmd_pool_done(req_t *r) {
             bool ok;
             const uint8_t *v;
             size_t vn;
-            if (mpb__rd_array(&o, &pair) || pair != 2 || mpb__rd_bool(&o, &ok) ||
-                mpb__rd_span(&o, &v, &vn)) {
+            const uint8_t *kv;
+            size_t kn;
+            if (mpb__rd_array(&o, &pair) || pair < 2 || pair > 3 || mpb__rd_bool(&o, &ok) ||
+                mpb__rd_span(&o, &v, &vn) || (pair == 3 && (ok || mpb__rd_span(&o, &kv, &kn)))) {
                 failed = true;
                 break;
             }
@@ -828,6 +1047,7 @@ int cmd_pool_done(req_t *r) {
             continue;
         }
         t->result = blob_new(out, outlen);
+        if (output && nout == t->ncalls) t->output = blob_new(output, outputlen);
         t->failed = failed;
         if (failed) w->failed++;
         else w->done++;
@@ -1038,20 +1258,20 @@ static uint64_t fn_capacity(const pfn_t *f) {
 }
 
 /* Splits every function's assigned tasks into running and prefetched: a worker runs the
- * oldest `concurrency` of what it was given, the rest wait in its prefetch. */
+ * oldest `concurrency` of the tasks it may start, the rest wait in its prefetch. */
 static void split_assigned(void) {
     for (pfn_t *f = fns; f; f = f->next) f->st_run = f->st_pre = 0;
     for (worker_t *w = workers; w; w = w->next) {
         int64_t k = 0;
-        for (task_t *t = w->ahead; t; t = t->wnext, k++) {
-            if (k < w->concurrency) t->fn->st_run++;
+        for (task_t *t = w->ahead; t; t = t->wnext) {
+            if (t->started && k++ < w->concurrency) t->fn->st_run++;
             else t->fn->st_pre++;
         }
     }
 }
 
 static int64_t w_running(const worker_t *w) {
-    return w->inflight < w->concurrency ? w->inflight : w->concurrency;
+    return w->committed < w->concurrency ? w->committed : w->concurrency;
 }
 
 /* pool.fninfo FN -> [workers, capacity, queued, running, done, failed, prefetched, canceled] */
@@ -1089,7 +1309,7 @@ int cmd_pool_stats(req_t *r) {
     mpb__w_cstr(b, "workers");
     mpb__w_array(b, nw);
     for (worker_t *w = workers; w; w = w->next) {
-        mpb__w_map(b, 10);
+        mpb__w_map(b, 15);
         sess_describe(w->sess, b);
         mpb__w_cstr(b, "functions");
         mpb__w_array(b, (uint32_t)w->nfns);
@@ -1106,6 +1326,25 @@ int cmd_pool_stats(req_t *r) {
         mpb__w_uint(b, w->failed);
         mpb__w_cstr(b, "up_s");
         mpb__w_int(b, (now - w->since_ms) / 1000);
+        mpb__w_cstr(b, "steals");
+        mpb__w_uint(b, w->steals);
+        mpb__w_cstr(b, "stolen");
+        mpb__w_uint(b, w->stolen);
+        mpb__w_cstr(b, "retries");
+        mpb__w_uint(b, w->retries);
+        mpb__w_cstr(b, "refused");
+        mpb__w_uint(b, w->refused);
+        /* the running ones, oldest first: [task_id, age_ms] */
+        int64_t nrun = w_running(w), k = 0, now_u = now_us();
+        mpb__w_cstr(b, "tasks");
+        mpb__w_array(b, (uint32_t)nrun);
+        for (task_t *t = w->ahead; t && k < nrun; t = t->wnext) {
+            if (!t->started) continue;
+            mpb__w_array(b, 2);
+            mpb__w_uint(b, t->id);
+            mpb__w_int(b, (now_u - t->start_us) / 1000);
+            k++;
+        }
     }
     mpb__w_cstr(b, "functions");
     mpb__w_array(b, nf);
@@ -1177,6 +1416,24 @@ int cmd_pool_stats(req_t *r) {
 
 /* ---- sessions ending, timeouts ---- */
 
+/* t (off its worker and its owner's running list) ran where something died: back to the front
+ * of its queue as a retry, or failed after pool-max-attempts ("task failed: its worker died 3
+ * times ..."; what: "its worker" or "its process"). */
+static void requeue_or_fail(task_t *t, const worker_t *w, const char *what) {
+    if (t->attempts >= g_limits.pool_max_attempts) {
+        char msg[240];
+        snprintf(msg, sizeof msg, "task failed: %s died %d times (last: host %s pid %lld)", what,
+                 t->attempts, w->sess->host, (long long)w->sess->pid);
+        total_abandoned++;
+        fail_task(t, msg);
+        return;
+    }
+    t->state = T_QUEUED;
+    q_push(t, true); /* it was among the oldest: it goes first */
+    total_requeued++;
+    t->retry = true;
+}
+
 /* A worker leaves: died (its session ended; what it held counts as an attempt) or
  * unregistered (it does not). */
 static void worker_gone(worker_t *w, bool died) {
@@ -1190,18 +1447,12 @@ static void worker_gone(worker_t *w, bool died) {
             continue;
         }
         run_unlink(t->owner->pool, t);
-        if (!died) t->attempts--;
-        if (died && t->attempts >= g_limits.pool_max_attempts) {
-            char msg[240];
-            snprintf(msg, sizeof msg,
-                     "task failed: its worker died %d times (last: host %s pid %lld)",
-                     t->attempts, w->sess->host, (long long)w->sess->pid);
-            total_abandoned++;
-            fail_task(t, msg);
-        } else {
+        if (!died) {
+            t->attempts--;
             t->state = T_QUEUED;
             q_push(t, true); /* it was among the oldest: it goes first */
-            if (died) total_requeued++;
+        } else {
+            requeue_or_fail(t, w, "its worker");
         }
     }
     for (size_t i = 0; i < w->nfns; i++) {
@@ -1211,6 +1462,8 @@ static void worker_gone(worker_t *w, bool died) {
     if (w->prev) w->prev->next = w->next;
     else workers = w->next;
     if (w->next) w->next->prev = w->prev;
+    mpb__buf_free(&w->plan);
+    mpb__buf_free(&w->kills);
     free(w->fns);
     free(w);
 }
@@ -1237,6 +1490,11 @@ void pool_sess_end(sess_t *s) {
         run_unlink(ps, t);
         t->owner = NULL;
         t->job = NULL; /* its job goes below */
+        if (t->worker && t->worker->killable) { /* stopped now rather than forgotten later */
+            kill_notice(t);
+            unassign(t);
+            task_free(t);
+        }
     }
     while (ps->done_head) {
         task_t *t = ps->done_head;
@@ -1335,6 +1593,18 @@ void pool_metrics(mpb__buf_t *b) {
     OUT("# HELP mpb_pool_tasks_abandoned_total Tasks failed after too many worker deaths.\n"
         "# TYPE mpb_pool_tasks_abandoned_total counter\nmpb_pool_tasks_abandoned_total %llu\n",
         (unsigned long long)total_abandoned);
+    OUT("# HELP mpb_pool_steals_total Tasks an idle slot took from another worker's prefetch "
+        "before it started them.\n# TYPE mpb_pool_steals_total counter\nmpb_pool_steals_total "
+        "%llu\n",
+        (unsigned long long)total_steals);
+    OUT("# HELP mpb_pool_lease_refusals_total pool.start refusals: the task had been handed to "
+        "another worker.\n# TYPE mpb_pool_lease_refusals_total counter\n"
+        "mpb_pool_lease_refusals_total %llu\n",
+        (unsigned long long)total_refusals);
+    OUT("# HELP mpb_pool_tasks_killed_total Running tasks whose worker was told to kill them "
+        "(terminate, timeout, cancel, caller gone).\n# TYPE mpb_pool_tasks_killed_total "
+        "counter\nmpb_pool_tasks_killed_total %llu\n",
+        (unsigned long long)total_killed);
     OUT("# HELP mpb_pool_callers_paused Callers whose results not taken exceed pool-max-results "
         "(their tasks wait).\n# TYPE mpb_pool_callers_paused gauge\nmpb_pool_callers_paused "
         "%zu\n",
@@ -1362,6 +1632,8 @@ void pool_free_all(void) {
     while (workers) {
         worker_t *w = workers;
         workers = w->next;
+        mpb__buf_free(&w->plan);
+        mpb__buf_free(&w->kills);
         free(w->fns);
         free(w);
     }

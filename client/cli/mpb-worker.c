@@ -21,7 +21,8 @@
 
 static struct {
     const char *endpoint, *keyfile, *lib, *fns, *init, *init_arg, *name;
-    int concurrency, prefetch;
+    int concurrency, prefetch, isolate, forward_output;
+    bool isolate_set;
     unsigned long long max_tasks;
 } opt;
 
@@ -43,7 +44,17 @@ static void usage(FILE *f) {
             "                       int fn(void *ctx, const void *args, size_t alen,\n"
             "                              void **result, size_t *rlen, char *err, size_t errlen)\n"
             "  --concurrency N      tasks run at once, on N threads (default 1)\n"
-            "  --prefetch N         tasks held beyond those (default 1)\n"
+            "  --prefetch N         tasks held beyond those (default 64); one not started is\n"
+            "                       given to a slot idle elsewhere, and short tasks stream\n"
+            "  --isolate MODE       thread (default: tasks run on the worker's threads) or\n"
+            "                       process (each slot runs its tasks in a child process,\n"
+            "                       forked ahead and reused: terminate(), a timeout, a\n"
+            "                       cancel or the caller's end kill a running task, and a\n"
+            "                       task that kills its process is retried; the worker\n"
+            "                       forks a fresh child)\n"
+            "  --forward-output     what a task writes to stdout and stderr (64 KiB at most)\n"
+            "                       goes to its caller with its result, tagged by task\n"
+            "                       (`mpb pool map --output`); implies --isolate process\n"
             "  --max-tasks N        serve N tasks per process, then start a fresh one\n"
             "  --init SYMBOL        int SYMBOL(const char *arg) run once per worker process\n"
             "                       first; non-zero means it failed: the worker exits (3)\n"
@@ -132,6 +143,8 @@ static int serve(void *lib, const void *key, size_t keylen) {
         }
         mpb_worker_set_concurrency(w, opt.concurrency);
         mpb_worker_set_prefetch(w, opt.prefetch);
+        mpb_worker_set_isolate(w, opt.isolate);
+        if (opt.forward_output) mpb_worker_set_forward_output(w, 1);
         if (opt.max_tasks) mpb_worker_set_max_tasks(w, opt.max_tasks - done);
         log_kv(LOG_INFO, "serving", "functions", opt.fns, "lib", opt.lib, "endpoint", opt.endpoint,
                "concurrency", LOG_INT(opt.concurrency), "pid", pid_s(), NULL);
@@ -153,17 +166,32 @@ static int serve(void *lib, const void *key, size_t keylen) {
 int main(int argc, char **argv) {
     opt.endpoint = getenv("MPB_ENDPOINT") ? getenv("MPB_ENDPOINT") : "tcp://127.0.0.1:5555";
     opt.concurrency = 1;
-    opt.prefetch = 1;
+    opt.prefetch = MPB_WORKER_PREFETCH;
     opt.name = "mpb-worker";
     const char *lfmt = getenv("MPB_LOG_FORMAT"), *lfmt_from = "MPB_LOG_FORMAT";
     const char *llevel = getenv("MPB_LOG_LEVEL"), *llevel_from = "MPB_LOG_LEVEL";
-    enum { O_LIB = 256, O_FN, O_CONC, O_PRE, O_MAX, O_INIT, O_NAME, O_INIT_ARG, O_LFMT, O_LLEVEL };
+    enum {
+        O_LIB = 256,
+        O_FN,
+        O_CONC,
+        O_PRE,
+        O_MAX,
+        O_INIT,
+        O_NAME,
+        O_INIT_ARG,
+        O_LFMT,
+        O_LLEVEL,
+        O_ISOLATE,
+        O_FORWARD
+    };
     static const struct option lopts[] = {
         {"lib", required_argument, 0, O_LIB},
         {"fn", required_argument, 0, O_FN},
         {"concurrency", required_argument, 0, O_CONC},
         {"prefetch", required_argument, 0, O_PRE},
         {"max-tasks", required_argument, 0, O_MAX},
+        {"isolate", required_argument, 0, O_ISOLATE},
+        {"forward-output", no_argument, 0, O_FORWARD},
         {"init", required_argument, 0, O_INIT},
         {"init-arg", required_argument, 0, O_INIT_ARG},
         {"name", required_argument, 0, O_NAME},
@@ -201,6 +229,16 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
+        case O_FORWARD: opt.forward_output = 1; break;
+        case O_ISOLATE:
+            opt.isolate_set = true;
+            if (!strcmp(optarg, "thread")) opt.isolate = MPB_ISOLATE_THREAD;
+            else if (!strcmp(optarg, "process")) opt.isolate = MPB_ISOLATE_PROCESS;
+            else {
+                fprintf(stderr, "mpb-worker: --isolate '%s' is not thread or process\n", optarg);
+                return 2;
+            }
+            break;
         case O_INIT: opt.init = optarg; break;
         case O_INIT_ARG: opt.init_arg = optarg; break;
         case O_NAME: opt.name = optarg; break;
@@ -214,6 +252,11 @@ int main(int argc, char **argv) {
     }
     if (!opt.lib || !opt.fns || optind < argc) {
         usage(stderr);
+        return 2;
+    }
+    if (opt.forward_output && opt.isolate_set && opt.isolate != MPB_ISOLATE_PROCESS) {
+        fprintf(stderr, "mpb-worker: --forward-output runs tasks in processes: not with "
+                        "--isolate thread\n");
         return 2;
     }
     if (opt.init_arg && !opt.init) {

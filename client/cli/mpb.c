@@ -61,7 +61,9 @@ static void usage(FILE *f) {
             "  get value/NAME | set value/NAME VALUE\n"
             "  get namespace/NAME [ATTR] | set namespace/NAME ATTR VALUE\n"
             "  pool [--watch [--interval S]] workers, functions and running maps\n"
-            "  pool map FN JSON_ARRAY [--chunksize N] [--timeout S]   FN over every item\n"
+            "  pool map FN JSON_ARRAY [--chunksize N] [--timeout S] [--output]   FN over every\n"
+            "                                item; --output: what the tasks wrote (workers with\n"
+            "                                --forward-output), on stderr as [task N stdout] LINE\n"
             "                                ('-' for JSON from stdin, here and in apply);\n"
             "                                prints the results as a JSON array\n"
             "  pool apply FN JSON_VALUE [--timeout S]  FN(JSON_VALUE) on some worker\n"
@@ -851,8 +853,9 @@ static void print_pool(json_t *st, FILE *f) {
            *js = json_object_get(st, "jobs");
     fprintf(f, "WORKERS %zu\n", json_array_size(ws));
     if (json_array_size(ws))
-        fprintf(f, "  %-8s %-16s %-8s %-5s %-8s %-8s %-8s %-6s %s\n", "SESSION", "HOST", "PID",
-                "CONC", "RUNNING", "PREFETCH", "DONE", "FAILED", "FUNCTIONS");
+        fprintf(f, "  %-8s %-16s %-8s %-5s %-8s %-8s %-8s %-6s %-6s %-7s %s\n", "SESSION", "HOST",
+                "PID", "CONC", "RUNNING", "PREFETCH", "DONE", "FAILED", "STEALS", "RETRIES",
+                "FUNCTIONS");
     json_array_foreach(ws, i, w) {
         char fnlist[512] = "";
         size_t k, used = 0;
@@ -860,7 +863,7 @@ static void print_pool(json_t *st, FILE *f) {
         json_array_foreach(json_object_get(w, "functions"), k, fn) used += (size_t)snprintf(
             fnlist + used, used < sizeof fnlist ? sizeof fnlist - used : 0, "%s%s", k ? "," : "",
             json_string_value(fn));
-        fprintf(f, "  %-8lld %-16s %-8lld %-5lld %-8lld %-8lld %-8lld %-6lld %s\n",
+        fprintf(f, "  %-8lld %-16s %-8lld %-5lld %-8lld %-8lld %-8lld %-6lld %-6lld %-7lld %s\n",
                 jint(w, "session"),
                 json_string_value(json_object_get(w, "host")),
                 jint(w, "pid"),
@@ -868,7 +871,18 @@ static void print_pool(json_t *st, FILE *f) {
                 jint(w, "running"),
                 jint(w, "prefetched"),
                 jint(w, "done"),
-                jint(w, "failed"), fnlist);
+                jint(w, "failed"),
+                jint(w, "steals"),
+                jint(w, "retries"), fnlist);
+        /* its running tasks with their age: a stuck one stands out */
+        json_t *ts = json_object_get(w, "tasks"), *t;
+        if (json_array_size(ts)) fprintf(f, "    running:");
+        json_array_foreach(ts, k, t) {
+            fprintf(f, "%s task %lld (%.1f s)", k ? "," : "",
+                    (long long)json_integer_value(json_array_get(t, 0)),
+                    (double)json_integer_value(json_array_get(t, 1)) / 1000.0);
+        }
+        if (json_array_size(ts)) fputc('\n', f);
     }
     fprintf(f, "FUNCTIONS %zu\n", json_array_size(fs));
     if (json_array_size(fs))
@@ -989,11 +1003,35 @@ static int pool_json_arg(const char *text, void **out, size_t *n) {
     return rc;
 }
 
+/* mpb pool map --output: each line a task wrote, on stderr, tagged by task and stream. A
+ * partial last line gets its newline. */
+static void print_task_output(void *arg, mpb_async_t *a, uint64_t task, int stream,
+                              const void *data, size_t len) {
+    (void)arg;
+    (void)a;
+    const char *s = data, *end = s + len;
+    while (s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
+        fprintf(stderr, "[task %llu %s] %.*s\n", (unsigned long long)task,
+                stream == 2 ? "stderr" : "stdout", (int)n, s);
+        s += n + (nl ? 1 : 0);
+    }
+}
+
 static int pool_map(int argc, char **argv) {
     int rc, timeout = MPB_FOREVER;
     if ((rc = take_timeout(&argc, argv, &timeout))) return rc;
     size_t chunksize = 0;
+    bool output = false;
     for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--output")) {
+            output = true;
+            memmove(argv + i, argv + i + 1, (size_t)(argc - i - 1) * sizeof *argv);
+            argc--;
+            i--;
+            continue;
+        }
         if (!strcmp(argv[i], "--chunksize") && i + 1 < argc) {
             int64_t n;
             if (!parse_i64(argv[i + 1], &n) || n < 1)
@@ -1004,7 +1042,8 @@ static int pool_map(int argc, char **argv) {
             i--;
         }
     }
-    if (argc != 2) return usage_error("pool map takes FN JSON_ARRAY [--chunksize N] [--timeout S]");
+    if (argc != 2)
+        return usage_error("pool map takes FN JSON_ARRAY [--chunksize N] [--timeout S] [--output]");
     void *items;
     size_t il;
     if ((rc = pool_json_arg(argv[1], &items, &il))) return rc;
@@ -1019,6 +1058,7 @@ static int pool_map(int argc, char **argv) {
         return fail(rc, "pool map");
     }
     mpb_async_t *a;
+    if (output) mpb_pool_set_output(p, print_task_output, NULL);
     rc = mpb_pool_map_async(p, argv[0], items, il, chunksize, NULL, NULL, NULL, &a);
     free(items);
     if (rc) {

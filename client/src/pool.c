@@ -36,6 +36,11 @@ struct mpb_pool {
     mpb_imap_t *imaps; /* its iterators, so terminate and free reach them */
     mpb_async_t *notify_head, *notify_tail; /* finished, callback not yet run */
     bool notifying;
+    size_t submitting; /* applies whose pool.submit is not answered yet */
+    mpb_output_cb out_cb;
+    void *out_arg;
+    int deferred;      /* an apply without a handle failed to submit: the next apply says so */
+    char deferred_msg[512];
 };
 
 struct mpb_async {
@@ -50,6 +55,7 @@ struct mpb_async {
     bool ready, canceled, kept_by_pool, freed;
     int status;
     char msg[512];
+    char ekind[64]; /* the failed call's error kind, "" when none */
     mpb__buf_t result;
     mpb_result_cb cb;
     mpb_error_cb ecb;
@@ -57,6 +63,7 @@ struct mpb_async {
     mpb_async_t *next, *prev;
     mpb_async_t *nnext; /* in its pool's notify queue */
     bool notify_pending;
+    bool submitting; /* its pool.submit is not answered yet */
 };
 
 typedef struct islot {
@@ -195,7 +202,8 @@ static void async_finish(mpb_async_t *a) {
                 bool ok = false;
                 const uint8_t *v;
                 size_t vn;
-                if (mpb__rd_array(&r, &two) || mpb__rd_bool(&r, &ok) || mpb__rd_span(&r, &v, &vn)) {
+                if (mpb__rd_array(&r, &two) || two < 2 || two > 3 || mpb__rd_bool(&r, &ok) ||
+                    mpb__rd_span(&r, &v, &vn)) {
                     a->status = MPB_EPROTO;
                     snprintf(a->msg, sizeof a->msg, "malformed result");
                     break;
@@ -207,6 +215,10 @@ static void async_finish(mpb_async_t *a) {
                     mpb__rd_str(&m, &s, &sl);
                     a->status = MPB_EREMOTE;
                     remote_msg(a->msg, sizeof a->msg, a->fn, s, sl);
+                    const char *ks = "";
+                    uint32_t kl = 0;
+                    if (two == 3 && !mpb__rd_str(&r, &ks, &kl)) /* [false, message, kind] */
+                        snprintf(a->ekind, sizeof a->ekind, "%.*s", (int)kl, ks);
                     if (sl == 8 && !memcmp(s, "canceled", 8)) a->status = MPB_ECANCELED;
                     break;
                 }
@@ -264,11 +276,34 @@ static void run_notify(mpb_pool_t *p) {
         notify_one(a); /* may free a */
     }
     p->notifying = false;
+    mpb_flush(p->c); /* what the callbacks submitted */
 }
 
 static void imap_arrive(mpb_imap_t *it, uint64_t seq, const uint8_t *out, size_t len);
 
 static void pump_take(mpb_client_t *c);
+
+/* Hands a task's [[stream, bytes], ...] to its pool's output callback. */
+static void deliver_output(const route_t *r, const uint8_t *p, size_t n) {
+    mpb_pool_t *pool =
+        r->kind == A_IMAP ? ((mpb_imap_t *)r->owner)->p : ((mpb_async_t *)r->owner)->p;
+    if (!pool || !pool->out_cb) return;
+    mpb__rd_t rd = {p, p + n};
+    uint32_t k;
+    if (mpb__rd_array(&rd, &k)) return;
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t two;
+        int64_t stream;
+        const uint8_t *b;
+        uint32_t bl;
+        if (mpb__rd_array(&rd, &two) || two != 2 || mpb__rd_int(&rd, &stream) ||
+            mpb__rd_bin(&rd, &b, &bl))
+            return;
+        pool->out_cb(pool->out_arg, r->kind == A_IMAP ? NULL : r->owner, r->index, (int)stream, b,
+                     bl);
+    }
+}
+static void send_cancel(mpb_client_t *c, uint64_t first, uint64_t count);
 
 static void on_take(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
     (void)arg;
@@ -304,13 +339,14 @@ static void on_take(mpb_client_t *c, int status, const void *val, size_t len, vo
     for (uint32_t i = 0; i < n; i++) {
         uint32_t two;
         uint64_t id;
-        const uint8_t *out;
-        size_t ol;
-        if (mpb__rd_array(&rd, &two) || two != 2 || mpb__rd_uint(&rd, &id) ||
-            mpb__rd_span(&rd, &out, &ol))
+        const uint8_t *out, *output = NULL;
+        size_t ol, outputlen = 0;
+        if (mpb__rd_array(&rd, &two) || two < 2 || two > 3 || mpb__rd_uint(&rd, &id) ||
+            mpb__rd_span(&rd, &out, &ol) || (two == 3 && mpb__rd_span(&rd, &output, &outputlen)))
             return;
         route_t r;
         if (!route_take(c, id, &r)) continue;
+        if (output) deliver_output(&r, output, outputlen);
         if (r.kind == A_IMAP) {
             imap_arrive(r.owner, r.index, out, ol);
             continue;
@@ -599,6 +635,57 @@ int mpb_pool_open(mpb_client_t *c, mpb_pool_t **out) {
     return 0;
 }
 
+/* Applies in flight before an apply waits for their pool.submit replies: enough to fill a
+ * frame with small ones, few enough that an error (ELIMIT) comes back soon. */
+#define SUBMIT_WINDOW 64
+
+/* An apply's pool.submit reply: its task id routes its result; a refusal fails it. */
+static void on_apply_submit(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
+    mpb_async_t *a = arg;
+    mpb_pool_t *p = a->p;
+    a->submitting = false;
+    if (p) p->submitting--;
+    mpb__rd_t r = {val, (const uint8_t *)val + len};
+    uint32_t two;
+    uint64_t job, first = 0;
+    if (!status && (mpb__rd_array(&r, &two) || two != 2 || mpb__rd_uint(&r, &job) ||
+                    mpb__rd_uint(&r, &first)))
+        status = mpb__fail(c, MPB_EPROTO, "malformed pool.submit reply");
+    if (!status && (route_add(c, first, a, A_APPLY, 0) || add_range(a, first, 1)))
+        status = mpb__fail(c, MPB_ENOMEM, "out of memory");
+    if (status) {
+        route_forget(c, a);
+        a->status = status;
+        snprintf(a->msg, sizeof a->msg, "%s", mpb_errmsg(c));
+        if (p && a->kept_by_pool && !p->deferred) { /* nobody holds it to hear why */
+            p->deferred = status;
+            snprintf(p->deferred_msg, sizeof p->deferred_msg, "%s", a->msg);
+        }
+        if (!a->ready) async_finish(a);
+        return;
+    }
+    if (a->canceled) { /* terminated while the submit was out */
+        send_cancel(c, first, 1);
+        return;
+    }
+    pump_take(c);
+}
+
+/* Waits until at most `most` applies of p are waiting for their pool.submit reply. */
+static int submits_settle(mpb_pool_t *p, size_t most) {
+    int rc = 0;
+    int64_t end = mpb__now_ms() + p->c->opts.op_timeout_ms;
+    while (p->submitting > most && rc >= 0) {
+        if (mpb__now_ms() > end)
+            return mpb__fail(p->c, MPB_ETIMEDOUT, "no pool.submit reply from the broker");
+        rc = mpb_poll(p->c, 100);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* apply_async sends its pool.submit without waiting for the reply (up to SUBMIT_WINDOW of them
+ * at once), so a caller keeping many in flight pays no round trip for each; the reply routes
+ * the result when it comes. */
 int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args, size_t alen,
                          mpb_result_cb cb, mpb_error_cb ecb, void *arg, mpb_async_t **out) {
     if (out) *out = NULL;
@@ -608,37 +695,47 @@ int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args, size_t
     uint32_t na;
     if (!args || mpb__mp_check1(args, alen, MPB__MAX_DEPTH) != (long)alen || mpb__rd_array(&r, &na))
         return mpb__fail(p->c, MPB_EINVAL, "args must be one msgpack array");
-    /* one task of one call: [[args]] */
-    uint8_t hdr[1] = {0x91};
-    mpb__buf_t t = {0};
-    mpb__w_raw(&t, hdr, 1);
-    mpb__w_raw(&t, args, alen);
-    if (t.oom) {
-        mpb__buf_free(&t);
-        return mpb__fail(p->c, MPB_ENOMEM, "out of memory");
+    if (alen + 1 > p->c->max_value)
+        return mpb__fail(p->c, MPB_ETOOBIG, "task of %zu bytes > max_value %zu", alen + 1,
+                         p->c->max_value);
+    if ((rc = submits_settle(p, SUBMIT_WINDOW - 1))) return rc;
+    if (p->deferred) {
+        rc = p->deferred;
+        p->deferred = 0;
+        return mpb__fail(p->c, rc, "%s", p->deferred_msg);
     }
-    uint64_t first;
-    rc = submit(p, fn, JOB_NONE, t.p, t.len, 1, &first, NULL);
-    mpb__buf_free(&t);
-    if (rc) return rc;
     mpb_async_t *a = async_new(p, A_APPLY, fn, 1);
-    if (!a || route_add(p->c, first, a, A_APPLY, 0) || add_range(a, first, 1)) {
-        if (a) {
-            async_unlink(a);
-            async_destroy(a);
-        }
-        return mpb__fail(p->c, MPB_ENOMEM, "out of memory");
-    }
+    if (!a) return mpb__fail(p->c, MPB_ENOMEM, "out of memory");
     a->cb = cb;
     a->ecb = ecb;
     a->arg = arg;
+    a->kept_by_pool = !out;
+    /* one task of one call: [[args]] */
+    mpb__buf_t *b = mpb__req(p->c, MPB_OP_POOL_SUBMIT, NULL, 0, 3);
+    mpb__w_cstr(b, fn);
+    mpb__w_bool(b, false); /* no job: `mpb pool` does not list it as a map */
+    mpb__w_array(b, 1);
+    mpb__w_array(b, 1);
+    mpb__w_raw(b, args, alen);
+    a->submitting = true;
+    p->submitting++;
+    rc = mpb__send(p->c, on_apply_submit, a);
+    if (rc) { /* not sent: no reply will come */
+        if (a->submitting) {
+            a->submitting = false;
+            p->submitting--;
+        }
+        async_unlink(a);
+        async_destroy(a);
+        return rc;
+    }
     if (out) *out = a;
-    else a->kept_by_pool = true;
-    pthread_mutex_lock(&p->c->mu);
-    pump_take(p->c);
-    pthread_mutex_unlock(&p->c->mu);
+    /* Out now, as Python's apply_async hands its task on at once, even if the caller does
+     * not call the pool again for a while; from inside a callback, run_notify() sends what
+     * the callbacks submitted in one frame when they are done. */
+    rc = p->notifying ? 0 : mpb_flush(p->c);
     run_notify(p);
-    return 0;
+    return rc;
 }
 
 static int map_async(mpb_pool_t *p, const char *fn, const void *items, size_t len,
@@ -765,6 +862,13 @@ int mpb_async_get(mpb_async_t *a, int timeout_ms, void **result, size_t *rlen) {
     return 0;
 }
 
+int mpb_async_error(const mpb_async_t *a, const char **kind, const char **msg) {
+    if (!a || !a->ready) return MPB_EINVAL;
+    if (kind) *kind = a->ekind;
+    if (msg) *msg = a->msg;
+    return a->status;
+}
+
 void mpb_async_progress(const mpb_async_t *a, uint64_t *done, uint64_t *total) {
     if (done) *done = a ? (a->ready ? a->ntasks : a->ndone) : 0;
     if (total) *total = a ? a->ntasks : 0;
@@ -847,6 +951,7 @@ void mpb_async_free(mpb_async_t **ap) {
     mpb_async_t *a = *ap;
     if (!a) return;
     *ap = NULL;
+    if (a->submitting && a->p) submits_settle(a->p, 0); /* its reply names it */
     if (a->p && a->notify_pending) { /* finished: its callback is owed */
         notify_remove(a->p, a);
         notify_one(a);
@@ -1124,6 +1229,12 @@ int mpb_pool_close(mpb_pool_t *p) {
     return 0;
 }
 
+void mpb_pool_set_output(mpb_pool_t *p, mpb_output_cb cb, void *arg) {
+    if (!p) return;
+    p->out_cb = cb;
+    p->out_arg = arg;
+}
+
 int mpb_pool_poll(mpb_pool_t *p, int timeout_ms) {
     if (!p) return MPB_EINVAL;
     size_t before = p->outstanding;
@@ -1155,6 +1266,7 @@ int mpb_pool_terminate(mpb_pool_t *p) {
     if (!p) return MPB_EINVAL;
     p->closed = true;
     if (mpb__usable(p->c)) return mpb__usable(p->c);
+    submits_settle(p, 0); /* every apply has its task id */
     ranges_t r = {0};
     for (mpb_async_t *a = p->asyncs; a; a = a->next) {
         if (a->ready) continue;
@@ -1177,6 +1289,7 @@ void mpb_pool_free(mpb_pool_t **pp) {
     if (!p) return;
     *pp = NULL;
     run_notify(p);
+    if (p->submitting && mpb__usable(p->c) == 0) submits_settle(p, 0);
     if ((p->outstanding || p->imaps) && mpb__usable(p->c) == 0) mpb_pool_terminate(p);
     while (p->imaps) { /* a caller's iterator stays valid (detached) until mpb_imap_free */
         mpb_imap_t *it = p->imaps;

@@ -1,6 +1,8 @@
 /* worker.c - serving pool tasks. One thread talks to the broker (a parked pool.fetch for as
- * many tasks as there is credit, pool.done for finished ones); `concurrency` threads run the
- * functions. Finished tasks wake the talking thread through a pipe it polls beside its
+ * many tasks as there is credit, pool.start to ask before starting a tentative task, pool.done
+ * for finished ones); `concurrency` threads run the functions, only while the lease holds (the
+ * broker answered within half a session TTL), or hand each task to a child process of their
+ * own (process mode), which the talking thread kills when the broker says the task is over. Finished tasks wake the talking thread through a pipe it polls beside its
  * ZeroMQ socket, so results go out at once even while a fetch is parked. Results go back in
  * pool.done requests that each fit in a frame; a result the broker could not take (over
  * max_value, or a chunk's results over max_frame) is replaced by an error saying so. When
@@ -9,11 +11,15 @@
  *   broker ──fetch reply──> [todo] ──threads──> [done] ──pipe──> pool.done ──> broker */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 
 #include <zmq.h>
 
@@ -23,18 +29,46 @@
  * before it gives up on it: not so long that a stop (SIGTERM, podman stop) hangs on a dead one. */
 #define STOP_GRACE_MS 2000
 
+enum { J_RAN, J_DIED, J_KILLED };
+
+/* Process mode: each executing thread hands its tasks to a child process of its own, forked
+ * ahead and reused, so a task can be stopped (SIGKILL) and a task that kills its process
+ * costs a fresh child, not the worker. */
+typedef struct slot {
+    struct mpb_worker *w;
+    pid_t pid;         /* its child, 0: none */
+    int to_child, from_child;
+    int out_fd[2];     /* --forward-output: the read ends of its stdout and stderr */
+    struct job *job;   /* running, under the worker's mu */
+} slot_t;
+
 typedef struct fnent {
     char name[256];
     mpb_task_fn fn;
     void *ctx;
 } fnent_t;
 
+typedef struct job job_t;
+
+/* One pool.start in flight. The broker answers them at once, so in the order they went. */
+typedef struct asked {
+    int64_t sent_ms;
+    job_t *jobs; /* the ones named, in order */
+    int n;
+    struct asked *next;
+} asked_t;
+
 typedef struct job {
     uint64_t id;
+    uint64_t gen; /* the attempt number the broker gave it under */
+    int fate;     /* J_RAN, or (process mode) J_DIED: its process died; J_KILLED: stopped */
     const fnent_t *fn;
     uint8_t *calls;
     size_t len;
     mpb__buf_t out; /* outcomes */
+    mpb__buf_t output; /* --forward-output: [stream, bin] items of what it wrote */
+    uint32_t noutput;
+    size_t output_bytes;
     struct job *next;
 } job_t;
 
@@ -52,9 +86,20 @@ struct mpb_worker {
     int pipefd[2];
     pthread_t *threads;
     int nthreads;
+    int isolate;  /* MPB_ISOLATE_THREAD or MPB_ISOLATE_PROCESS */
+    bool forward_output; /* process mode: a task's stdout and stderr go to its caller */
+    slot_t *slots; /* one per thread */
+    uint64_t killed, died;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     job_t *todo_head, *todo_tail, *done_head;
+    int ntodo, nrunning; /* under mu */
+    bool lease_note;     /* under mu: a thread found the lease run out; the pipe said so */
+    int64_t lease_until; /* atomic: held tasks may start before this (the broker's word) */
+    job_t *ask_head, *ask_tail; /* held, not started: to ask about first (main thread only) */
+    int nasking;                /* in a pool.start not answered yet */
+    asked_t *asked_head, *asked_tail;
+    uint64_t refused;           /* held tasks the broker had taken back */
     bool quit;    /* threads: no more jobs will come */
     int inflight; /* received, not yet reported */
     bool fetching;
@@ -71,7 +116,7 @@ int mpb_worker_new(mpb_client_t *c, mpb_worker_t **out) {
     if (!w) return mpb__fail(c, MPB_ENOMEM, "out of memory");
     w->c = c;
     w->concurrency = 1;
-    w->prefetch = 1;
+    w->prefetch = MPB_WORKER_PREFETCH;
     w->pipefd[0] = w->pipefd[1] = -1;
     if (pipe(w->pipefd) != 0) {
         free(w);
@@ -86,8 +131,23 @@ int mpb_worker_new(mpb_client_t *c, mpb_worker_t **out) {
 
 static void job_free(job_t *j) {
     free(j->calls);
+    mpb__buf_free(&j->output);
     mpb__buf_free(&j->out);
     free(j);
+}
+
+/* Forgets the pool.start requests not answered (the connection is gone). */
+static void asked_free(mpb_worker_t *w) {
+    for (asked_t *a = w->asked_head, *an; a; a = an) {
+        an = a->next;
+        for (job_t *j = a->jobs, *n; j; j = n) {
+            n = j->next;
+            job_free(j);
+        }
+        free(a);
+    }
+    w->asked_head = w->asked_tail = NULL;
+    w->nasking = 0;
 }
 
 void mpb_worker_free(mpb_worker_t **wp) {
@@ -102,6 +162,11 @@ void mpb_worker_free(mpb_worker_t **wp) {
         n = j->next;
         job_free(j);
     }
+    for (job_t *j = w->ask_head, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    asked_free(w);
     close(w->pipefd[0]);
     close(w->pipefd[1]);
     pthread_mutex_destroy(&w->mu);
@@ -125,6 +190,15 @@ int mpb_worker_add(mpb_worker_t *w, const char *name, mpb_task_fn fn, void *ctx)
 
 void mpb_worker_set_concurrency(mpb_worker_t *w, int n) {
     w->concurrency = n < 1 ? 1 : n;
+}
+
+void mpb_worker_set_forward_output(mpb_worker_t *w, int on) {
+    w->forward_output = on != 0;
+    if (on) w->isolate = MPB_ISOLATE_PROCESS;
+}
+
+void mpb_worker_set_isolate(mpb_worker_t *w, int mode) {
+    w->isolate = mode == MPB_ISOLATE_PROCESS ? MPB_ISOLATE_PROCESS : MPB_ISOLATE_THREAD;
 }
 
 void mpb_worker_set_prefetch(mpb_worker_t *w, int n) {
@@ -163,6 +237,29 @@ static void fail_outcomes(mpb__buf_t *out, uint32_t n, const char *msg) {
     }
 }
 
+/* The kind goes in err after the message's NUL, behind a record separator: the function may
+ * come from a library with its own copy of libmpb, so only the buffer is shared.
+ *   err: "3 is odd\0" "\x1e" "ValueError\0" */
+int mpb_task_fail(char *err, size_t errlen, const char *kind, const char *fmt, ...) {
+    if (!err || !errlen) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    size_t ml = strlen(err);
+    if (kind && kind[0] && ml + 3 < errlen) {
+        err[ml + 1] = 0x1e;
+        snprintf(err + ml + 2, errlen - ml - 2 < 64 ? errlen - ml - 2 : 64, "%s", kind);
+    }
+    return -1;
+}
+
+/* The kind mpb_task_fail() left in err, or NULL. */
+static const char *err_kind(const char *err, size_t errlen) {
+    size_t ml = strnlen(err, errlen);
+    return ml + 3 < errlen && err[ml + 1] == 0x1e && err[ml + 2] ? err + ml + 2 : NULL;
+}
+
 static void run_job(job_t *j, size_t max_value) {
     mpb__rd_t r = {j->calls, j->calls + j->len};
     uint32_t n = 0;
@@ -175,8 +272,12 @@ static void run_job(job_t *j, size_t max_value) {
         void *res = NULL;
         size_t rlen = 0;
         mpb__rd_span(&r, &args, &alen);
+        memset(err, 0, sizeof err);
         int rc = j->fn->fn(j->fn->ctx, args, alen, &res, &rlen, err, sizeof err);
-        mpb__w_array(&j->out, 2);
+        err[sizeof err - 1] = 0;
+        const char *kind = rc ? err_kind(err, sizeof err) : NULL;
+        bool kinded = kind != NULL; /* [false, message, kind] */
+        mpb__w_array(&j->out, kinded ? 3 : 2);
         if (rc == 0 && res && rlen > max_value) { /* the broker would not hold it */
             mpb__w_bool(&j->out, false);
             snprintf(err, sizeof err, "result of %zu bytes > max_value %zu", rlen, max_value);
@@ -190,23 +291,239 @@ static void run_job(job_t *j, size_t max_value) {
                                   j->fn->name);
             else if (!err[0]) snprintf(err, sizeof err, "%s failed (error %d)", j->fn->name, rc);
             mpb__w_cstr(&j->out, err);
+            if (kinded) mpb__w_cstr(&j->out, kind);
         }
         free(res);
     }
 }
 
+/* ---- process mode ---- */
+
+static int write_all(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t k = write(fd, b, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int read_all(int fd, void *p, size_t n) {
+    uint8_t *b = p;
+    while (n) {
+        ssize_t k = read(fd, b, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* A child's life: [fn index, length, calls] in, [length, outcomes] out, until EOF. */
+static void child_main(mpb_worker_t *w, int in, int out) {
+    for (;;) {
+        uint32_t hdr[2];
+        if (read_all(in, hdr, sizeof hdr) || hdr[0] >= w->nfns) _exit(0);
+        job_t j = {0};
+        j.fn = &w->fns[hdr[0]];
+        j.len = hdr[1];
+        if (!(j.calls = malloc(j.len ? j.len : 1)) || read_all(in, j.calls, j.len)) _exit(1);
+        run_job(&j, w->max_value);
+        fflush(stdout); /* its output reaches the worker before its result */
+        fflush(stderr);
+        uint32_t len = (uint32_t)j.out.len;
+        if (j.out.oom || write_all(out, &len, sizeof len) || write_all(out, j.out.p, len))
+            _exit(1);
+        free(j.calls);
+        mpb__buf_free(&j.out);
+    }
+}
+
+/* Forks the slot's child. It inherits the worker's memory (the functions and their state) but
+ * touches nothing of the connection; it dies with the worker. */
+static int slot_spawn(slot_t *sl) {
+    int a[2], b[2], o[2] = {-1, -1}, e[2] = {-1, -1};
+    if (sl->w->forward_output && (pipe(o) || pipe(e))) {
+        for (int i = 0; i < 2; i++) {
+            if (o[i] >= 0) close(o[i]);
+            if (e[i] >= 0) close(e[i]);
+        }
+        return -1;
+    }
+    sl->out_fd[0] = o[0];
+    sl->out_fd[1] = e[0];
+    if (pipe(a)) return -1;
+    if (pipe(b)) {
+        close(a[0]);
+        close(a[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(a[0]);
+        close(a[1]);
+        close(b[0]);
+        close(b[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_IGN); /* a terminal's ^C is for the worker, which stops cleanly */
+        close(a[1]);
+        close(b[0]);
+        if (o[1] >= 0) { /* its stdout and stderr: pipes the worker reads, per task */
+            close(o[0]);
+            close(e[0]);
+            dup2(o[1], 1);
+            dup2(e[1], 2);
+            close(o[1]);
+            close(e[1]);
+        }
+        child_main(sl->w, a[0], b[1]);
+        _exit(0);
+    }
+    close(a[0]);
+    close(b[1]);
+    for (int i = 0; i < 2 && o[1] >= 0; i++) {
+        close(i ? e[1] : o[1]);
+        fcntl(sl->out_fd[i], F_SETFD, FD_CLOEXEC);
+        fcntl(sl->out_fd[i], F_SETFL, O_NONBLOCK);
+    }
+    fcntl(a[1], F_SETFD, FD_CLOEXEC);
+    fcntl(b[0], F_SETFD, FD_CLOEXEC);
+    sl->pid = pid;
+    sl->to_child = a[1];
+    sl->from_child = b[0];
+    return 0;
+}
+
+static void slot_reap(slot_t *sl) {
+    if (!sl->pid) return;
+    close(sl->to_child);
+    close(sl->from_child);
+    for (int i = 0; i < 2; i++)
+        if (sl->out_fd[i] >= 0) close(sl->out_fd[i]);
+    kill(sl->pid, SIGKILL);
+    while (waitpid(sl->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    sl->pid = 0;
+}
+
+/* --forward-output keeps this much of one task's output; the rest is cut, saying so. */
+#define OUTPUT_MAX 65536
+
+static void output_chunk(job_t *j, int stream, const void *p, size_t n) {
+    mpb__w_array(&j->output, 2);
+    mpb__w_int(&j->output, stream);
+    mpb__w_bin(&j->output, p, n);
+    j->noutput++;
+    j->output_bytes += n;
+}
+
+/* Reads what the child wrote to its stdout and stderr, without waiting, into j->output. */
+static void drain_output(slot_t *sl, job_t *j) {
+    static const char note[] = "\n[output cut at 65536 bytes]\n";
+    char buf[4096];
+    for (int i = 0; i < 2; i++) {
+        ssize_t k;
+        while ((k = read(sl->out_fd[i], buf, sizeof buf)) > 0) {
+            if (j->output_bytes >= OUTPUT_MAX) continue; /* cut already: read on, drop */
+            size_t take = (size_t)k;
+            bool cut = j->output_bytes + take > OUTPUT_MAX;
+            if (cut) take = OUTPUT_MAX - j->output_bytes;
+            output_chunk(j, i + 1, buf, take);
+            if (cut) output_chunk(j, i + 1, note, sizeof note - 1); /* over the bound now */
+        }
+    }
+}
+
+/* Until the child's result starts to come (or it dies), reads its output as it comes: a
+ * child blocked on a full output pipe never gets to its result otherwise. */
+static int wait_result(slot_t *sl, job_t *j) {
+    for (;;) {
+        struct pollfd pf[3] = {{sl->from_child, POLLIN, 0},
+                               {sl->out_fd[0], POLLIN, 0},
+                               {sl->out_fd[1], POLLIN, 0}};
+        if (poll(pf, 3, -1) < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (pf[1].revents | pf[2].revents) drain_output(sl, j);
+        if (pf[0].revents) return 0;
+    }
+}
+
+/* Runs j in the slot's child. A child that dies (the task killed it, or the worker stopped the
+ * task) is reaped and replaced; j's fate says which. */
+static void run_isolated(slot_t *sl, job_t *j) {
+    mpb_worker_t *w = sl->w;
+    if (!sl->pid && slot_spawn(sl)) {
+        mpb__rd_t r = {j->calls, j->calls + j->len};
+        uint32_t nc = 0;
+        mpb__rd_array(&r, &nc);
+        fail_outcomes(&j->out, nc, "cannot start a process for the task");
+        return;
+    }
+    uint32_t hdr[2] = {(uint32_t)(j->fn - w->fns), (uint32_t)j->len}, len;
+    bool ok = !write_all(sl->to_child, hdr, sizeof hdr) &&
+              !write_all(sl->to_child, j->calls, j->len);
+    if (ok && w->forward_output) ok = !wait_result(sl, j);
+    if (ok) ok = !read_all(sl->from_child, &len, sizeof len);
+    if (w->forward_output) drain_output(sl, j); /* what came after the wait */
+    if (ok) {
+        mpb__buf_reset(&j->out);
+        uint8_t *p = malloc(len ? len : 1);
+        ok = p && !read_all(sl->from_child, p, len);
+        if (ok) mpb__w_raw(&j->out, p, len);
+        free(p);
+    }
+    if (ok) return;
+    pthread_mutex_lock(&w->mu);
+    if (j->fate != J_KILLED) j->fate = J_DIED;
+    pthread_mutex_unlock(&w->mu);
+    slot_reap(sl);
+    slot_spawn(sl); /* ready for the next task */
+}
+
+static bool lease_ok(mpb_worker_t *w) {
+    return mpb__now_ms() < __atomic_load_n(&w->lease_until, __ATOMIC_ACQUIRE);
+}
+
+/* Takes the next job a thread may start: only while the lease holds, so a worker that was
+ * paused or cut off past its session's end starts nothing the broker gave to another. When
+ * the lease has run out, the talking thread is told (once) to ask the broker again. */
 static void *thread_main(void *arg) {
-    mpb_worker_t *w = arg;
+    slot_t *sl = arg;
+    mpb_worker_t *w = sl->w;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->todo_head && !w->quit) pthread_cond_wait(&w->cv, &w->mu);
-        if (!w->todo_head) break;
+        while (!w->quit && !(w->todo_head && lease_ok(w))) {
+            if (w->todo_head && !w->lease_note) {
+                w->lease_note = true;
+                ssize_t r = write(w->pipefd[1], "l", 1);
+                (void)r;
+            }
+            pthread_cond_wait(&w->cv, &w->mu);
+        }
+        if (w->quit) break; /* what is left was not started: the broker has it back */
         job_t *j = w->todo_head;
         w->todo_head = j->next;
         if (!w->todo_head) w->todo_tail = NULL;
+        w->ntodo--;
+        w->nrunning++;
+        sl->job = j;
         pthread_mutex_unlock(&w->mu);
-        run_job(j, w->max_value);
+        if (w->isolate == MPB_ISOLATE_PROCESS) run_isolated(sl, j);
+        else run_job(j, w->max_value);
         pthread_mutex_lock(&w->mu);
+        sl->job = NULL;
+        w->nrunning--;
         j->next = w->done_head;
         w->done_head = j;
         ssize_t r = write(w->pipefd[1], "d", 1);
@@ -224,6 +541,68 @@ static const fnent_t *find_fn(mpb_worker_t *w, const char *name, uint32_t n) {
     return NULL;
 }
 
+/* Held tasks may start until half a session's life after the broker last answered a request
+ * sent at sent_ms: before then it cannot have taken this session for dead. */
+static void lease_renew(mpb_worker_t *w, int64_t sent_ms) {
+    int64_t until = sent_ms + w->c->ttl_ms / 2;
+    if (until > __atomic_load_n(&w->lease_until, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&w->lease_until, until, __ATOMIC_RELEASE);
+}
+
+static void todo_push(mpb_worker_t *w, job_t *j) {
+    pthread_mutex_lock(&w->mu);
+    j->next = NULL;
+    if (w->todo_tail) w->todo_tail->next = j;
+    else w->todo_head = j;
+    w->todo_tail = j;
+    w->ntodo++;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void ask_push(mpb_worker_t *w, job_t *j) {
+    j->next = NULL;
+    if (w->ask_tail) w->ask_tail->next = j;
+    else w->ask_head = j;
+    w->ask_tail = j;
+}
+
+/* Removes the job with this id and attempt from list *head (tail *tail may be NULL). */
+static job_t *list_take(job_t **head, job_t **tail, uint64_t id, uint64_t gen) {
+    job_t *prev = NULL;
+    for (job_t *j = *head; j; prev = j, j = j->next) {
+        if (j->id != id || j->gen != gen) continue;
+        if (prev) prev->next = j->next;
+        else *head = j->next;
+        if (tail && *tail == j) *tail = prev;
+        j->next = NULL;
+        return j;
+    }
+    return NULL;
+}
+
+/* The broker finished a task this worker holds (cancelled, timed out, its caller gone): one not
+ * started is dropped, a running one's process is killed (its thread replaces it). */
+static void stop_task(mpb_worker_t *w, uint64_t id, uint64_t gen) {
+    job_t *j = list_take(&w->ask_head, &w->ask_tail, id, gen);
+    pthread_mutex_lock(&w->mu);
+    if (!j && (j = list_take(&w->todo_head, &w->todo_tail, id, gen))) w->ntodo--;
+    if (!j) {
+        for (int i = 0; i < w->nthreads; i++) {
+            slot_t *sl = &w->slots[i];
+            if (!sl->job || sl->job->id != id || sl->job->gen != gen) continue;
+            sl->job->fate = J_KILLED;
+            if (sl->pid) kill(sl->pid, SIGKILL);
+            w->killed++;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (j) {
+        w->inflight--;
+        job_free(j);
+    }
+}
+
 static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
     mpb_worker_t *w = arg;
     (void)c;
@@ -233,17 +612,27 @@ static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, v
         return;
     }
     if (w->unregistered) return; /* tasks sent before the broker saw it: it queued them again */
+    lease_renew(w, w->fetch_sent_ms);
     mpb__rd_t r = {val, (const uint8_t *)val + len};
     uint32_t n;
     if (mpb__rd_array(&r, &n)) return;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t three, fl;
-        uint64_t id;
+        uint32_t five, fl;
+        uint64_t id, gen;
+        bool start;
         const char *fname;
         const uint8_t *calls;
         size_t cl;
-        if (mpb__rd_array(&r, &three) || three != 3 || mpb__rd_uint(&r, &id) ||
-            mpb__rd_str(&r, &fname, &fl) || mpb__rd_span(&r, &calls, &cl))
+        mpb__rd_t kr = r;
+        if (!mpb__rd_array(&kr, &five) && five == 2) { /* [task_id, attempt]: stop it */
+            if (mpb__rd_uint(&kr, &id) || mpb__rd_uint(&kr, &gen)) return;
+            r = kr;
+            stop_task(w, id, gen);
+            continue;
+        }
+        if (mpb__rd_array(&r, &five) || five != 5 || mpb__rd_uint(&r, &id) ||
+            mpb__rd_str(&r, &fname, &fl) || mpb__rd_span(&r, &calls, &cl) ||
+            mpb__rd_uint(&r, &gen) || mpb__rd_bool(&r, &start))
             return;
         job_t *j = calloc(1, sizeof *j);
         if (!j || !(j->calls = malloc(cl))) {
@@ -252,6 +641,7 @@ static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, v
             return;
         }
         j->id = id;
+        j->gen = gen;
         memcpy(j->calls, calls, cl);
         j->len = cl;
         j->fn = find_fn(w, fname, fl);
@@ -273,13 +663,88 @@ static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, v
             pthread_mutex_unlock(&w->mu);
             continue;
         }
-        pthread_mutex_lock(&w->mu);
-        if (w->todo_tail) w->todo_tail->next = j;
-        else w->todo_head = j;
-        w->todo_tail = j;
-        pthread_cond_signal(&w->cv);
-        pthread_mutex_unlock(&w->mu);
+        if (start) todo_push(w, j);
+        else ask_push(w, j);
     }
+}
+
+/* The broker's answer to pool.start: the granted go to the threads, the refused are dropped
+ * (the broker gave them to another worker, or took this session for dead). */
+static void on_start(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
+    mpb_worker_t *w = arg;
+    asked_t *a = w->asked_head;
+    (void)c;
+    if (!a) return;
+    w->asked_head = a->next;
+    if (!w->asked_head) w->asked_tail = NULL;
+    w->nasking -= a->n;
+    mpb__rd_t r = {val, (const uint8_t *)val + len};
+    uint32_t n = 0;
+    if (status) w->err = status;
+    else if (mpb__rd_array(&r, &n)) n = 0;
+    else lease_renew(w, a->sent_ms);
+    uint64_t next_ok = 0;
+    bool have = n > 0 && !mpb__rd_uint(&r, &next_ok);
+    for (job_t *j = a->jobs, *nx; j; j = nx) {
+        nx = j->next;
+        if (have && j->id == next_ok) { /* granted ids come in the order they were named */
+            todo_push(w, j);
+            have = --n > 0 && !mpb__rd_uint(&r, &next_ok);
+            continue;
+        }
+        w->refused++;
+        w->inflight--;
+        job_free(j);
+    }
+    free(a);
+}
+
+/* Asks the broker for leave to start as many held tasks as there are slots free. */
+static int ask_start(mpb_worker_t *w) {
+    pthread_mutex_lock(&w->mu);
+    int free_slots = w->concurrency - w->nrunning - w->ntodo - w->nasking;
+    pthread_mutex_unlock(&w->mu);
+    if (free_slots <= 0 || !w->ask_head) return 0;
+    asked_t *a = calloc(1, sizeof *a);
+    if (!a) return mpb__fail(w->c, MPB_ENOMEM, "out of memory");
+    job_t **tail = &a->jobs;
+    while (w->ask_head && a->n < free_slots) {
+        job_t *j = w->ask_head;
+        w->ask_head = j->next;
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
+        a->n++;
+    }
+    if (!w->ask_head) w->ask_tail = NULL;
+    mpb__buf_t *b = mpb__req(w->c, MPB_OP_POOL_START, NULL, 0, 1);
+    mpb__w_array(b, (uint32_t)a->n);
+    for (job_t *j = a->jobs; j; j = j->next) {
+        mpb__w_array(b, 2);
+        mpb__w_uint(b, j->id);
+        mpb__w_uint(b, j->gen);
+    }
+    a->sent_ms = mpb__now_ms();
+    w->nasking += a->n;
+    if (w->asked_tail) w->asked_tail->next = a;
+    else w->asked_head = a;
+    w->asked_tail = a;
+    return mpb__send(w->c, on_start, w);
+}
+
+/* The lease ran out with tasks waiting for the threads: they go back to be asked about. */
+static void lease_lapsed(mpb_worker_t *w) {
+    pthread_mutex_lock(&w->mu);
+    w->lease_note = false;
+    job_t *list = lease_ok(w) ? NULL : w->todo_head;
+    if (list) {
+        w->todo_tail->next = w->ask_head;
+        if (!w->ask_head) w->ask_tail = w->todo_tail;
+        w->ask_head = list;
+        w->todo_head = w->todo_tail = NULL;
+        w->ntodo = 0;
+    }
+    pthread_mutex_unlock(&w->mu);
 }
 
 static void on_done_reply(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
@@ -307,6 +772,10 @@ static int report(mpb_worker_t *w) {
     size_t room = done_room(c);
     int rc = mpb_flush(c); /* what is queued goes first: each pool.done gets a frame to itself */
     for (job_t *j = list; j; j = j->next) {
+        if (j->out.len + j->output.len + 16 > room) { /* the result goes first */
+            mpb__buf_reset(&j->output);
+            j->noutput = 0;
+        }
         if (j->out.len + 16 <= room) continue;
         mpb__rd_t r = {j->calls, j->calls + j->len};
         uint32_t nc = 0;
@@ -319,37 +788,63 @@ static int report(mpb_worker_t *w) {
         uint32_t n = 0;
         size_t bytes = 0;
         job_t *end = j;
-        for (; end && (n == 0 || bytes + end->out.len + 16 <= room); end = end->next) {
-            bytes += end->out.len + 16;
+        for (; end && (n == 0 || bytes + end->out.len + end->output.len + 16 <= room);
+             end = end->next) {
+            bytes += end->out.len + end->output.len + 16;
             n++;
         }
+        uint32_t nsent = 0;
+        for (job_t *k = j; k != end; k = k->next) nsent += k->fate != J_KILLED;
+        if (!nsent) { /* only stopped tasks: the broker is done with them already */
+            j = end;
+            continue;
+        }
         mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_DONE, NULL, 0, 1);
-        mpb__w_array(b, n);
+        mpb__w_array(b, nsent);
         for (; j != end; j = j->next) {
-            mpb__w_array(b, 2);
+            if (j->fate == J_KILLED) continue;
+            bool with_output = j->noutput && j->fate == J_RAN;
+            mpb__w_array(b, with_output ? 3 : 2);
             mpb__w_uint(b, j->id);
-            mpb__w_raw(b, j->out.p, j->out.len);
+            if (j->fate == J_DIED) mpb__w_bool(b, false); /* its process died: a retry */
+            else mpb__w_raw(b, j->out.p, j->out.len);
+            if (with_output) { /* [[stream, bytes], ...] */
+                mpb__w_array(b, j->noutput);
+                mpb__w_raw(b, j->output.p, j->output.len);
+            }
         }
         rc = mpb__send(c, on_done_reply, w);
         if (!rc) rc = mpb_flush(c);
     }
     for (job_t *j = list, *nx; j; j = nx) {
         nx = j->next;
+        w->died += j->fate == J_DIED;
+        w->done += j->fate == J_RAN;
         job_free(j);
         w->inflight--;
-        w->done++;
     }
     return rc;
+}
+
+/* How long a fetch stays parked: short, so a stop never waits long for it, and a fraction of
+ * the session's life, so an idle worker's lease stays fresh. */
+static int fetch_park_ms(const mpb_worker_t *w) {
+    int third = w->c->ttl_ms / 3;
+    return third > 0 && third < 1000 ? third : 1000;
 }
 
 static int fetch(mpb_worker_t *w) {
     int64_t credit = w->concurrency + w->prefetch - w->inflight;
     if (w->max_tasks && w->max_tasks - w->received < (uint64_t)credit)
         credit = (int64_t)(w->max_tasks - w->received);
-    if (credit <= 0) return 0;
+    if (credit < 0) credit = 0;
+    /* In process mode a fetch stays parked even without credit: its reply also carries the
+     * tasks to stop. Such a fetch is short, so that one for tasks follows soon once a slot is
+     * free (the broker parks one fetch per worker). */
+    if (credit == 0 && w->isolate != MPB_ISOLATE_PROCESS) return 0;
     mpb__buf_t *b = mpb__req(w->c, MPB_OP_POOL_FETCH, NULL, 0, 2);
     mpb__w_int(b, credit);
-    mpb__w_int(b, 1000); /* short, so a stop never waits long for a parked fetch */
+    mpb__w_int(b, credit ? fetch_park_ms(w) : 50);
     int rc = mpb__send(w->c, on_fetch, w);
     if (!rc) {
         w->fetching = true;
@@ -371,19 +866,37 @@ int mpb_worker_serve(mpb_worker_t *w) {
     w->unregistered = false;
     w->quit = false;
     w->err = 0;
-    mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_REGISTER, NULL, 0, 3);
+    bool isolated = w->isolate == MPB_ISOLATE_PROCESS;
+    mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_REGISTER, NULL, 0, isolated ? 4 : 3);
     mpb__w_array(b, (uint32_t)w->nfns);
     for (size_t i = 0; i < w->nfns; i++) mpb__w_cstr(b, w->fns[i].name);
     mpb__w_int(b, w->concurrency);
     mpb__w_int(b, w->prefetch);
+    if (isolated) mpb__w_bool(b, true); /* it can stop a running task */
     const uint8_t *v;
     size_t vn;
+    int64_t sent = mpb__now_ms();
+    __atomic_store_n(&w->lease_until, 0, __ATOMIC_RELEASE);
     int rc = mpb__call(c, 0, &v, &vn);
     if (rc) return rc;
+    lease_renew(w, sent);
     w->threads = calloc((size_t)w->concurrency, sizeof *w->threads);
-    if (!w->threads) return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    w->slots = calloc((size_t)w->concurrency, sizeof *w->slots);
+    if (!w->threads || !w->slots) {
+        free(w->threads);
+        free(w->slots);
+        w->threads = NULL;
+        w->slots = NULL;
+        return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    }
     for (int i = 0; i < w->concurrency; i++) {
-        if (pthread_create(&w->threads[i], NULL, thread_main, w) != 0) break;
+        w->slots[i].w = w;
+        if (isolated && slot_spawn(&w->slots[i])) /* forked ahead: a task starts at once */
+            break;
+        if (pthread_create(&w->threads[i], NULL, thread_main, &w->slots[i]) != 0) {
+            slot_reap(&w->slots[i]);
+            break;
+        }
         w->nthreads++;
     }
     if (!w->nthreads) return mpb__fail(c, MPB_ENOMEM, "cannot start worker threads");
@@ -395,7 +908,7 @@ int mpb_worker_serve(mpb_worker_t *w) {
          * the parked fetch is answered within its 1 s, and a stop within a couple of seconds
          * once every running task has finished. */
         int64_t now = mpb__now_ms();
-        if (w->fetching && now - w->fetch_sent_ms > 1000 + c->opts.op_timeout_ms) {
+        if (w->fetching && now - w->fetch_sent_ms > fetch_park_ms(w) + c->opts.op_timeout_ms) {
             rc = mpb__fail(c, MPB_ECONN, "no answer from the broker for %lld ms",
                            (long long)(now - w->fetch_sent_ms));
             break;
@@ -413,6 +926,8 @@ int mpb_worker_serve(mpb_worker_t *w) {
             if ((rc = mpb__send(c, NULL, NULL))) break;
             w->unregistered = true;
         }
+        lease_lapsed(w);
+        if ((rc = ask_start(w))) break;
         if (!winding_down && !w->fetching && (rc = fetch(w))) break;
         if ((rc = report(w))) break;
         if ((rc = mpb_flush(c))) break;
@@ -437,8 +952,11 @@ int mpb_worker_serve(mpb_worker_t *w) {
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     for (int i = 0; i < w->nthreads; i++) pthread_join(w->threads[i], NULL);
+    for (int i = 0; i < w->nthreads; i++) slot_reap(&w->slots[i]);
     free(w->threads);
+    free(w->slots);
     w->threads = NULL;
+    w->slots = NULL;
     w->nthreads = 0;
     if (!rc) {
         report(w);
@@ -448,6 +966,21 @@ int mpb_worker_serve(mpb_worker_t *w) {
         }
         mpb_drain(c, c->opts.op_timeout_ms);
     }
+    /* What was held and not started: the broker has it back (unregistered, or the session
+     * is gone). */
+    for (job_t *j = w->todo_head, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    for (job_t *j = w->ask_head, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    w->todo_head = w->todo_tail = w->ask_head = w->ask_tail = NULL;
+    w->ntodo = 0;
+    asked_free(w);
+    w->inflight = 0;
+    w->lease_note = false;
     w->stop = 0; /* a stop ends one serve; the worker may serve again */
     w->stop_ms = 0;
     w->fetching = false;

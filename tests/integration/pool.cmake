@@ -7,9 +7,11 @@
 add_library(mpbtestfns MODULE pool_testfns.c)
 set_target_properties(mpbtestfns PROPERTIES PREFIX "lib" OUTPUT_NAME mpbtestfns
   C_VISIBILITY_PRESET hidden)
-target_link_libraries(mpbtestfns PRIVATE Threads::Threads mpb_warnings)
+target_include_directories(mpbtestfns PRIVATE ${PROJECT_SOURCE_DIR}/client/include)
+target_link_libraries(mpbtestfns PRIVATE mpb Threads::Threads mpb_warnings)
 
-foreach(t test_pool test_pool_faults test_pool_worker test_pool_limits)
+foreach(t test_pool test_pool_faults test_pool_worker test_pool_limits test_pool_sched
+    test_pool_isolate)
   mpb_integration_test(${t} ${t}.c TIMEOUT 180)
   target_compile_definitions(${t} PRIVATE MPB_WORKER_PATH="$<TARGET_FILE:mpb_worker>"
     MPB_DEMO_LIB="$<TARGET_FILE:mpbdemo>"

@@ -8,6 +8,9 @@
  *   initarg(n)  -> the string testinit was given (--init-arg), or nil
  *   conc(ms)    -> after sleeping ms: the most calls this process has run at once so far
  *   nap(n)      -> n, after sleeping $MPB_TEST_NAP_MS (read once per process; default 0)
+ *   countnap(n) -> n, after counting its start in $MPB_TEST_COUNTS and sleeping as nap does
+ *   kinded(n)   -> n when n >= 0; else fails with kind ValueError (odd n) or KeyError (even)
+ *   chatty(n)   -> n, after printing "out N line 1\nout N line 2\n" and "err N\n" to stderr
  *   big(n)      -> bin of n bytes (results over the broker's limits)
  *   testinit    -> for --init: counts its runs; fails (returns 7) when its argument is "fail"
  *
@@ -26,11 +29,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mpb/mpb.h"
+
 #define EXPORT __attribute__((visibility("default")))
 
 typedef int task_fn(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
                     char *err, size_t errlen);
-EXPORT task_fn pad, sqsleep, crash, procinfo, initarg, conc, nap, big;
+EXPORT task_fn pad, sqsleep, crash, procinfo, initarg, conc, nap, big, countnap, kinded, chatty;
 EXPORT int testinit(const char *arg);
 
 static int inits;
@@ -223,6 +228,45 @@ int nap(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, c
         __atomic_store_n(&nap_ms, ms, __ATOMIC_SEQ_CST);
     }
     sleep_for(ms);
+    uint8_t *b = malloc(9);
+    if (!b) return -1;
+    *rlen = enc_int(b, n);
+    *result = b;
+    return 0;
+}
+
+int countnap(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+             size_t errlen) {
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    pthread_once(&counts_once, counts_open);
+    if (counts && n >= 0 && (size_t)n < ncounts)
+        __atomic_fetch_add(&counts[n], 1, __ATOMIC_SEQ_CST);
+    return nap(ctx, args, alen, result, rlen, err, errlen);
+}
+
+int kinded(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+           size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    if (n < 0)
+        return mpb_task_fail(err, errlen, n % 2 ? "ValueError" : "KeyError",
+                             "kinded: %lld is negative", (long long)n);
+    uint8_t *b = malloc(9);
+    if (!b) return -1;
+    *rlen = enc_int(b, n);
+    *result = b;
+    return 0;
+}
+
+int chatty(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+           size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    printf("out %lld line 1\nout %lld line 2\n", (long long)n, (long long)n);
+    fprintf(stderr, "err %lld\n", (long long)n);
     uint8_t *b = malloc(9);
     if (!b) return -1;
     *rlen = enc_int(b, n);

@@ -422,12 +422,6 @@ static int setup_small_value_broker(void **state) {
     return 0;
 }
 
-static int setup_http_broker(void **state) {
-    (void)state;
-    th_broker_start(&B, "--http", "127.0.0.1:0", NULL);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_big_results_split_or_fail_and_the_worker_stays,

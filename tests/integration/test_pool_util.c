@@ -54,9 +54,11 @@ static void child_prepare(const char *tag) {
 }
 
 static const char *worker_init_arg; /* --init-arg for the next start_worker, if set */
+static const char *worker_isolate;  /* --isolate for the next start_worker, if set */
+static bool worker_forward;         /* --forward-output for the next start_worker */
 
-/* Starts mpb-worker serving fns (comma-separated) from lib. max_tasks 0: no recycling;
- * init NULL: none. Returns its pid. */
+/* Starts mpb-worker serving fns (comma-separated) from lib. prefetch < 0: the default;
+ * max_tasks 0: no recycling; init NULL: none. Returns its pid. */
 static U pid_t start_worker(const char *lib, const char *fns, int conc, int prefetch,
                             unsigned long max_tasks, const char *init) {
     char sconc[16], spre[16], smax[24];
@@ -72,8 +74,10 @@ static U pid_t start_worker(const char *lib, const char *fns, int conc, int pref
     argv[argc++] = fns;
     argv[argc++] = "--concurrency";
     argv[argc++] = sconc;
-    argv[argc++] = "--prefetch";
-    argv[argc++] = spre;
+    if (prefetch >= 0) { /* < 0: the default */
+        argv[argc++] = "--prefetch";
+        argv[argc++] = spre;
+    }
     argv[argc++] = "-e";
     argv[argc++] = B.endpoint;
     argv[argc++] = "-k";
@@ -90,6 +94,11 @@ static U pid_t start_worker(const char *lib, const char *fns, int conc, int pref
         argv[argc++] = "--init-arg";
         argv[argc++] = worker_init_arg;
     }
+    if (worker_isolate) {
+        argv[argc++] = "--isolate";
+        argv[argc++] = worker_isolate;
+    }
+    if (worker_forward) argv[argc++] = "--forward-output";
     argv[argc] = NULL;
     fflush(stdout);
     fflush(stderr);
@@ -243,6 +252,9 @@ typedef struct fnstat {
 typedef struct wstat {
     int64_t running, prefetched, concurrency, session;
     uint64_t done, failed;
+    uint64_t steals, stolen, retries, refused;
+    uint32_t ntasks;    /* running tasks listed, [task_id, age_ms] each */
+    int64_t oldest_age; /* of those, the first's age in ms (-1: none) */
 } wstat_t;
 
 static int64_t map_int(const mpb__rd_t *m, const char *key) {
@@ -320,6 +332,19 @@ static U int worker_stat(mpb_client_t *c, pid_t pid, wstat_t *out) {
         out->concurrency = map_int(&m, "concurrency");
         out->done = (uint64_t)map_int(&m, "done");
         out->failed = (uint64_t)map_int(&m, "failed");
+        out->steals = (uint64_t)map_int(&m, "steals");
+        out->stolen = (uint64_t)map_int(&m, "stolen");
+        out->retries = (uint64_t)map_int(&m, "retries");
+        out->refused = (uint64_t)map_int(&m, "refused");
+        out->oldest_age = -1;
+        mpb__rd_t tv;
+        uint32_t two;
+        if (!mpb__rd_mapget(&m, "tasks", &tv) && !mpb__rd_array(&tv, &out->ntasks) &&
+            out->ntasks && !mpb__rd_array(&tv, &two) && two == 2) {
+            uint64_t id;
+            mpb__rd_uint(&tv, &id);
+            mpb__rd_int(&tv, &out->oldest_age);
+        }
         found = 1;
     }
     mpb_free(res);
@@ -579,6 +604,21 @@ static U void check_healthy(void) {
 static U int setup_broker(void **state) {
     (void)state;
     th_broker_start(&B, NULL);
+    return 0;
+}
+
+/* One sample of the broker's /metrics page (a broker started with --http 127.0.0.1:0). */
+static U double pool_metric(const char *series) {
+    char *page = th_http_request(th_http_port(&B), "GET", "/metrics");
+    double v = th_metric(page, series, -1);
+    free(page);
+    return v;
+}
+
+/* A broker with /metrics. */
+static U int setup_http_broker(void **state) {
+    (void)state;
+    th_broker_start(&B, "--http", "127.0.0.1:0", NULL);
     return 0;
 }
 

@@ -605,13 +605,39 @@ typedef int (*mpb_task_fn)(void *ctx, const void *args, size_t alen, void **resu
 
 typedef struct mpb_worker mpb_worker_t;
 
+/* For a pool function that fails with a kind of error: writes the message (printf-style) into
+ * its err buffer and, after it, the kind, a short type name ("ValueError", at most 63 bytes),
+ * which reaches the caller beside the message (mpb_async_error()) so that a client can raise
+ * the matching exception. Returns -1, for `return mpb_task_fail(err, errlen, "ValueError",
+ * "%d is negative", x);`. Pure: it touches nothing but err. */
+MPB_EXPORT int mpb_task_fail(char *err, size_t errlen, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* A worker on client c (which it uses exclusively while serving). */
 MPB_EXPORT int mpb_worker_new(mpb_client_t *c, mpb_worker_t **out);
 MPB_EXPORT void mpb_worker_free(mpb_worker_t **w);
 /* Serves function name with fn (ctx is passed through). Before mpb_worker_serve(). */
 MPB_EXPORT int mpb_worker_add(mpb_worker_t *w, const char *name, mpb_task_fn fn, void *ctx);
-/* Tasks run at once (default 1) and tasks held beyond those (default 1). */
+/* Tasks run at once (default 1) and tasks held beyond those (default MPB_WORKER_PREFETCH).
+ * A held task waits only while every other slot is busy: the broker takes back a task not
+ * yet started for a slot idle elsewhere, and the worker asks before it starts one (except
+ * for functions whose tasks take under ~10 ms, which stream), so a large prefetch costs long
+ * tasks nothing and lets tiny ones stream. */
+#define MPB_WORKER_PREFETCH 64
 MPB_EXPORT void mpb_worker_set_concurrency(mpb_worker_t *w, int n);
+/* Where tasks run. MPB_ISOLATE_THREAD (the default, the fastest): on the worker's threads; a
+ * task that was cancelled (terminate(), a timeout, a freed AsyncResult, its caller gone) runs
+ * to its end and its result is dropped. MPB_ISOLATE_PROCESS: each thread hands its tasks to a
+ * child process of its own, forked before serving and reused, so such a task is killed at once
+ * and its slot freed; a task that kills its process is retried (pool-max-attempts) while the
+ * worker lives on and forks a fresh child. Functions keep the state the worker had when the
+ * child was forked (after the initializer); what a task changes stays in its child. */
+enum { MPB_ISOLATE_THREAD = 0, MPB_ISOLATE_PROCESS = 1 };
+MPB_EXPORT void mpb_worker_set_isolate(mpb_worker_t *w, int mode);
+/* on: what a task writes to stdout and stderr (up to 64 KiB a task) goes with its result to its
+ * caller (mpb_pool_set_output()), tagged by task and stream. Sets process mode: each child's
+ * stdout and stderr are pipes the worker reads. */
+MPB_EXPORT void mpb_worker_set_forward_output(mpb_worker_t *w, int on);
 MPB_EXPORT void mpb_worker_set_prefetch(mpb_worker_t *w, int n);
 /* Runs init(arg) once, in the first mpb_worker_serve() before it registers (as
  * Pool(initializer, initargs)). A non-zero return is a failure: serve returns MPB_EINVAL
@@ -647,6 +673,12 @@ typedef struct mpb_imap mpb_imap_t;
 typedef void (*mpb_result_cb)(void *arg, const void *result, size_t len);
 /* err: a negative MPB_E*; msg: the remote error message or the reason */
 typedef void (*mpb_error_cb)(void *arg, int err, const char *msg);
+/* What a task wrote (workers with --forward-output): stream 1 stdout, 2 stderr; task is the
+ * task's place in its apply (0) or map (its chunk's index); a is its AsyncResult (NULL for
+ * imap). Called as its result arrives, before the result's own callback, while replies are
+ * read: it must not call the pool or the client. data is valid during the call. */
+typedef void (*mpb_output_cb)(void *arg, mpb_async_t *a, uint64_t task, int stream,
+                              const void *data, size_t len);
 
 MPB_EXPORT int mpb_pool_open(mpb_client_t *c, mpb_pool_t **out);
 /* Terminates what is still outstanding and frees the pool. Accepts &NULL. Handles and
@@ -700,6 +732,8 @@ MPB_EXPORT int mpb_pool_join(mpb_pool_t *p, int timeout_ms);
 /* Cancels every outstanding task (imap iterators too): they finish with MPB_ECANCELED. Closes
  * the pool. */
 MPB_EXPORT int mpb_pool_terminate(mpb_pool_t *p);
+/* Where the output of p's tasks goes (cb NULL: nowhere, the default). */
+MPB_EXPORT void mpb_pool_set_output(mpb_pool_t *p, mpb_output_cb cb, void *arg);
 /* Reads results that have arrived (up to timeout_ms for one) and runs their callbacks.
  * Returns how many results completed, or a negative MPB_E*. */
 MPB_EXPORT int mpb_pool_poll(mpb_pool_t *p, int timeout_ms);
@@ -713,6 +747,11 @@ MPB_EXPORT int mpb_async_wait(mpb_async_t *a, int timeout_ms);
 MPB_EXPORT int mpb_async_ready(mpb_async_t *a);
 /* 1 succeeded, 0 failed; MPB_EINVAL before it is ready (as Python raises ValueError). */
 MPB_EXPORT int mpb_async_successful(mpb_async_t *a);
+/* Why a finished result failed: returns its code (0: it succeeded; MPB_EINVAL: not ready),
+ * and in *kind the error kind the function gave (mpb_task_fail(): "ValueError"; "" when
+ * none) and in *msg its message, both owned by a and valid until it is freed; either may be
+ * NULL. A map gives its first failed call's. */
+MPB_EXPORT int mpb_async_error(const mpb_async_t *a, const char **kind, const char **msg);
 /* Tasks (chunks) finished so far and in all; either may be NULL. */
 MPB_EXPORT void mpb_async_progress(const mpb_async_t *a, uint64_t *done, uint64_t *total);
 /* Frees the handle; a result still outstanding is cancelled. Accepts &NULL. */
