@@ -20,7 +20,6 @@ import itertools
 import multiprocessing
 import os
 import select
-import sys
 import threading
 import traceback
 import weakref
