@@ -72,6 +72,12 @@ def identity(x):
     return x
 
 
+def fail_at(x, bad=(30000, 45000)):
+    if x in bad:
+        raise KeyError(x)
+    return x
+
+
 def big(x):
     return "x" * 300000
 
@@ -443,6 +449,20 @@ class TestMpbrokerPool(unittest.TestCase):
         self.assertEqual(first + rest, [i * i for i in range(20000)])
         self.assertLess(ahead, 20000 // 2, "the input was read ahead in full")
         self.assertEqual(len(pulled), 20000)
+
+    def test_long_map_in_parts(self):
+        """A long map travels in several parts: its results come back whole and in order, and
+        it fails with its first failing item whichever part that is in."""
+        with self.mgr.Pool(2) as p:
+            self.assertEqual(p.map(square, range(50000), 7), [x * x for x in range(50000)])
+            self.assertEqual(p.starmap(add, [(i, i) for i in range(20000)]),
+                             [2 * i for i in range(20000)])
+            with self.assertRaises(KeyError) as cm:
+                p.map(fail_at, range(50000), 10)
+            self.assertEqual(cm.exception.args, (30000,))
+            with self.assertRaises(KeyError) as cm:
+                p.map_async(fail_at, reversed(range(50000)), 10).get(60)
+            self.assertEqual(cm.exception.args, (45000,))
 
     def test_manager_shutdown_ends_the_pool(self):
         m = mpbroker.Manager()

@@ -20,7 +20,6 @@ import itertools
 import multiprocessing
 import os
 import select
-import sys
 import threading
 import traceback
 import weakref
@@ -213,7 +212,7 @@ class Pool:
             with self._cond:
                 r = self._results.pop(key, None)
             if r is not None:
-                r._set(ok, value)
+                r[0]._set_part(r[1], ok, value)
         if done:
             with self._cond:
                 self._cond.notify_all()
@@ -223,13 +222,13 @@ class Pool:
             pending, self._results = self._results, {}
         code = e.args[0] if e.args else _mpb.ECONN
         msg = e.args[1] if len(e.args) > 1 else str(e)
-        for r in pending.values():
-            r._set(False, (code, msg))
+        for r, part in pending.values():
+            r._set_part(part, False, (code, msg))
 
-    def _submit(self, result, how, *args):
+    def _submit(self, result, how, *args, part=0):
         key = next(self._keys)
         with self._cond:
-            self._results[key] = result
+            self._results[key] = (result, part)
         try:
             with self._lock:
                 self._check_running()
@@ -304,10 +303,20 @@ class Pool:
             r = MapResult(self, None, None)
             r._set(True, [])
             return r
-        calls, _ = _mpb.pack_batches(self._key(func), iterable, star,
-                                     chunksize or self._chunksize(len(iterable)), _BATCH_BYTES)
-        r = MapResult(self, callback, error_callback)
-        return self._submit(r, self._h.starmap, calls, 1)
+        key = self._key(func)
+        cs = chunksize or self._chunksize(len(iterable))
+        # The first part is a few batches per worker, so that they start while the rest is
+        # packed and sent; the rest goes in parts of at most a quarter of the items.
+        first = cs * 2 * max(1, self._processes)
+        bounds = [0, min(len(iterable), first)]
+        step = max(first, len(iterable) // 4)
+        while bounds[-1] < len(iterable):
+            bounds.append(min(len(iterable), bounds[-1] + step))
+        r = MapResult(self, callback, error_callback, len(bounds) - 1)
+        for part, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+            calls, _ = _mpb.pack_batches(key, iterable[lo:hi], star, cs, _BATCH_BYTES)
+            self._submit(r, self._h.starmap, calls, 1, part=part)
+        return r
 
     def _chunksize(self, n):
         """multiprocessing's default: about four chunks per worker (local ones, or those the
@@ -421,8 +430,10 @@ class Pool:
 class ApplyResult:
     """multiprocessing.pool.ApplyResult: get(), wait(), ready(), successful()."""
 
-    def __init__(self, pool, callback, error_callback):
+    def __init__(self, pool, callback, error_callback, parts=1):
         self._pool = pool
+        self._parts = [None] * parts  # (ok, value) of each submitted part, as they come
+        self._missing = parts
         self._event = threading.Event()
         self._callback, self._error_callback = callback, error_callback
         self._success = None
@@ -457,7 +468,27 @@ class ApplyResult:
             return False, value.exception()
         return True, value
 
+    def _set_part(self, part, ok, value):
+        """One submitted part finished; the result is set once all have."""
+        if self._parts is None or self._parts[part] is not None:
+            return
+        self._parts[part] = (ok, value)
+        self._missing -= 1
+        if self._missing:
+            return
+        if len(self._parts) == 1:
+            return self._set(ok, value)
+        values = []  # a map's parts: their batches in order, up to the first that failed
+        for ok, value in self._parts:
+            if not ok:  # unless a batch before it failed first, this part's failure is it
+                if not any(isinstance(v, TaskFailure) for v in values):
+                    return self._set(ok, value)
+                break
+            values.extend(value)
+        self._set(True, values)
+
     def _set(self, ok, value):
+        self._parts = None
         if ok:
             self._success, self._value = self._outcome(value)
         else:

@@ -155,6 +155,35 @@ static void pypool_dealloc(pypool_t *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* An apply of the one call in data (chunksize < 0) or a starmap of its calls; without the GIL. */
+static int pool_send(mpb_pool_t *p, const char *fn, const char *data, size_t len,
+                     Py_ssize_t chunksize, cbctx_t *x) {
+    if (chunksize < 0) return mpb_pool_apply_async(p, fn, data, len, on_result, on_error, x, NULL);
+    return mpb_pool_starmap_async(p, fn, data, len, (size_t)chunksize, on_result, on_error, x,
+                                  NULL);
+}
+
+/* Submits the packed b (taken) as an apply of one call (chunksize < 0) or as a starmap of
+ * its calls in chunks of chunksize; the outcome is queued under key. None, or NULL raised. */
+static PyObject *pool_submit(pypool_t *self, const char *fn, PyObject *b, PyObject *key,
+                             Py_ssize_t chunksize) {
+    cbctx_t *x = cbctx_new(self, key, chunksize >= 0);
+    if (!x) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    const char *data = PyBytes_AS_STRING(b);
+    size_t len = (size_t)PyBytes_GET_SIZE(b);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = pool_send(self->p, fn, data, len, chunksize, x);
+    Py_END_ALLOW_THREADS Py_DECREF(b);
+    if (rc) {
+        cbctx_free(x);
+        return pool_raise(self, rc);
+    }
+    Py_RETURN_NONE;
+}
+
 /* apply(fn, call, key): submits one call (a list [FUNCTION, ARG...]); its value arrives as
  * (key, True, value) or (key, False, (code, message)). */
 static PyObject *pypool_apply(pypool_t *self, PyObject *args) {
@@ -162,22 +191,7 @@ static PyObject *pypool_apply(pypool_t *self, PyObject *args) {
     PyObject *call, *key;
     if (!PyArg_ParseTuple(args, "sOO", &fn, &call, &key) || !pool_ready(self)) return NULL;
     PyObject *b = mpbpy_packb(call, self->use_pickle);
-    if (!b) return NULL;
-    cbctx_t *x = cbctx_new(self, key, 0);
-    if (!x) {
-        Py_DECREF(b);
-        return NULL;
-    }
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc =
-        mpb_pool_apply_async(self->p, fn, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b),
-                             on_result, on_error, x, NULL);
-    Py_END_ALLOW_THREADS Py_DECREF(b);
-    if (rc) {
-        cbctx_free(x);
-        return pool_raise(self, rc);
-    }
-    Py_RETURN_NONE;
+    return b ? pool_submit(self, fn, b, key, -1) : NULL;
 }
 
 /* starmap(fn, calls, chunksize, key): submits calls (pack_batches()'s bytes); their values
@@ -191,21 +205,7 @@ static PyObject *pypool_starmap(pypool_t *self, PyObject *args) {
         return NULL;
     if (chunksize < 0) return PyErr_Format(PyExc_ValueError, "chunksize must be >= 0");
     Py_INCREF(b);
-    cbctx_t *x = cbctx_new(self, key, 1);
-    if (!x) {
-        Py_DECREF(b);
-        return NULL;
-    }
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc =
-        mpb_pool_starmap_async(self->p, fn, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b),
-                               (size_t)chunksize, on_result, on_error, x, NULL);
-    Py_END_ALLOW_THREADS Py_DECREF(b);
-    if (rc) {
-        cbctx_free(x);
-        return pool_raise(self, rc);
-    }
-    Py_RETURN_NONE;
+    return pool_submit(self, fn, b, key, chunksize);
 }
 
 /* ---- calls ---- */
