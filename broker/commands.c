@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "persist.h"
 
 /* op, handler, arity (arguments after the name; -N: at least N), kind, flags */
 static const command_t commands[] = {
@@ -232,11 +233,13 @@ int arg_bool(req_t *r, const char *what, bool *v) {
 int arg_timeout(req_t *r, int64_t *ms) {
     if (mpb__rd_nil(&r->args) == 0) {
         *ms = -1;
-        return 0;
+    } else {
+        if (mpb__rd_int(&r->args, ms))
+            return reply_error(r, MPB_ETYPE, "timeout must be milliseconds (-1: forever)");
+        if (*ms < -1) *ms = -1;
     }
-    if (mpb__rd_int(&r->args, ms))
-        return reply_error(r, MPB_ETYPE, "timeout must be milliseconds (-1: forever)");
-    if (*ms < -1) *ms = -1;
+    /* A logged request took effect at once, or was logged again when it did: never wait. */
+    if (persist_replaying()) *ms = 0;
     return 0;
 }
 
@@ -249,6 +252,19 @@ int arg_str(req_t *r, const char *what, const char **s, uint32_t *n) {
 
 static bool arity_ok(const command_t *c, uint32_t argc) {
     return c->arity >= 0 ? argc == (uint32_t)c->arity : argc >= (uint32_t)-c->arity;
+}
+
+/* A request that changes state goes to the log before it runs, so that what it causes
+ * (a parked getter it wakes) is logged after it; a refused or parked one is taken back. */
+static size_t run_logged_begin(req_t *r) {
+    if (!r->raw || !persist_logs_op(r->op)) return 0;
+    return persist_req(r->sess, r->raw, r->rawlen);
+}
+
+static void run_logged(const command_t *cmd, req_t *r) {
+    size_t logged = run_logged_begin(r);
+    int rc = cmd->proc(r);
+    if (logged && (rc < 0 || r->parked)) persist_unlog(logged);
 }
 
 /* Stand-ins for objects that a read finds missing: reading must not create. */
@@ -267,7 +283,7 @@ void dispatch(req_t *r) {
         return;
     }
     if (cmd->flags & CMD_NOOBJ) {
-        cmd->proc(r);
+        run_logged(cmd, r);
         return;
     }
     if (!r->name) {
@@ -275,7 +291,7 @@ void dispatch(req_t *r) {
         return;
     }
     if (cmd->flags & CMD_ANYKIND) {
-        cmd->proc(r); /* the handler resolves "kind/name" itself */
+        run_logged(cmd, r); /* the handler resolves "kind/name" itself */
         return;
     }
     if (!mpb__name_ok(r->name, r->namelen)) {
@@ -305,7 +321,9 @@ void dispatch(req_t *r) {
         }
     }
     r->obj = o;
+    size_t logged = run_logged_begin(r);
     int rc = cmd->proc(r);
+    if (logged && (rc < 0 || r->parked)) persist_unlog(logged);
     /* A refused write leaves no trace: not even the object it would have made. */
     char why[8];
     if (created && rc < 0 && obj_size(o) == 0 && !sync_busy(o, why, sizeof why)) store_delete(o);
@@ -338,7 +356,7 @@ static size_t heap_bytes(void) {
 /* info -> {version, uptime_s, pid, clients, sessions, objects, objects_by_kind, memory} */
 int cmd_info(req_t *r) {
     mpb__buf_t *b = reply_begin(r);
-    mpb__w_map(b, 9);
+    mpb__w_map(b, 10);
     mpb__w_cstr(b, "version");
     mpb__w_cstr(b, MPBROKER_VERSION);
     mpb__w_cstr(b, "uptime_s");
@@ -361,6 +379,7 @@ int cmd_info(req_t *r) {
     mpb__w_uint(b, heap_bytes());
     mpb__w_cstr(b, "waiters");
     mpb__w_uint(b, waiter_count());
+    persist_info(b);
     return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "persist.h"
 
 static void line(mpb__buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void line(mpb__buf_t *b, const char *fmt, ...) {
@@ -89,6 +90,7 @@ void metrics_render(mpb__buf_t *b) {
     line(b, "mpb_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)g_bytes_in);
     line(b, "mpb_bytes_total{direction=\"out\"} %llu\n", (unsigned long long)g_bytes_out);
     pool_metrics(b);
+    persist_metrics(b);
     struct mallinfo2 mi = mallinfo2();
     head(b, "mpb_memory_bytes", "gauge", "Heap bytes in use by the broker.");
     line(b, "mpb_memory_bytes %zu\n", mi.uordblks + mi.hblkhd);

@@ -5,6 +5,10 @@
 #include <string.h>
 
 #include "broker.h"
+#include "persist.h"
+
+/* A parked request that takes effect is logged as if it had run now without waiting. */
+static const uint8_t no_wait[1] = {0};
 
 static queue_t *Q(req_t *r) {
     return &r->obj->u.queue;
@@ -63,6 +67,7 @@ int cmd_queue_open(req_t *r) {
 static void deliver(queue_t *q, blob_t *item) {
     if (q->getters.head) {
         waiter_t *g = q->getters.head;
+        persist_parked(g, 1, no_wait, 1);
         waiter_reply_raw(g, item->data, item->len);
         waiter_free(g);
         free(item);
@@ -77,6 +82,12 @@ static void admit_putters(queue_t *q) {
         waiter_t *p = q->putters.head;
         blob_t *item = p->item;
         p->item = NULL;
+        mpb__buf_t a = {0};
+        mpb__w_raw(&a, item->data, item->len);
+        mpb__w_raw(&a, no_wait, 1);
+        bbuf_ensure(&a);
+        persist_parked(p, 2, a.p, a.len);
+        mpb__buf_free(&a);
         waiter_reply_nil(p);
         waiter_free(p);
         deliver(q, item);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "persist.h"
 
 void queue_on_timeout(waiter_t *w);
 void lock_on_timeout(waiter_t *w);
@@ -76,6 +77,8 @@ static void sem_wake(obj_t *o) {
     sem_t *s = &o->u.sem;
     while (s->value > 0 && s->waiters.head) {
         waiter_t *w = s->waiters.head;
+        static const uint8_t no_wait[1] = {0};
+        persist_parked(w, 1, no_wait, 1); /* logged as an acquire that did not wait */
         take_unit(o, w->sess);
         waiter_reply_int(w, (int64_t)fence_next());
         waiter_free(w);
