@@ -266,8 +266,26 @@ struct sess {
     char name[64];
     int64_t pid;
     int64_t created_ms, last_seen_ms;
+    uint64_t seq_hi;       /* highest REQ sequence number accepted on any of its channels */
+    struct replay *replay; /* replies to its recent requests: replay.c */
     sess_t *next, *prev; /* all sessions */
 };
+
+/* ---- replay.c: the replies a client that resends is answered from ---- */
+
+/* Whether an op's replies are kept (it changes something or waits; a read just runs again). */
+bool replay_cacheable(unsigned op);
+/* Keeps the reply [rid, code, value] to a request of s just run (if op's replies are kept). */
+void replay_note(sess_t *s, uint64_t rid, unsigned op, const uint8_t *reply, size_t n);
+/* Keeps the answer to a parked request of s (server_send_reply). */
+void replay_note_parked(sess_t *s, const uint8_t *reply, size_t n);
+/* The kept reply to rid, or NULL. */
+const blob_t *replay_find(const sess_t *s, uint64_t rid);
+/* Whether a request rid of s is parked, to be answered later. */
+bool replay_parked(const sess_t *s, uint64_t rid);
+size_t replay_bytes(const sess_t *s);
+void replay_free(sess_t *s);
+extern uint64_t g_replayed; /* requests answered from the cache instead of running again */
 
 /* Writes who s is as three map pairs, "session" (its id), "host" and "pid", into a map the
  * caller has opened and counted them in; s NULL (gone) writes 0, "" and 0. server.c */
@@ -382,6 +400,7 @@ typedef struct limits {
     int handshake_ms;
     int heartbeat_ms;
     int session_ttl_ms;
+    size_t reply_cache; /* replies kept per session for resends (replay.c); 0: none */
 } limits_t;
 
 typedef struct config {

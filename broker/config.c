@@ -59,6 +59,7 @@ enum {
     S_POOL_MAX_ATTEMPTS,
     S_POOL_MAX_RESULTS,
     S_POOL_MAX_QUEUED,
+    S_REPLY_CACHE,
     S__N
 };
 
@@ -94,6 +95,8 @@ static const setting_t settings[S__N] = {
                             1ull << 36, "4096 to 64g", "64m"},
     [S_POOL_MAX_QUEUED] = {"pool-max-queued", "MPB_POOL_MAX_QUEUED", T_SIZE, 65536, 1ull << 36,
                            "64k to 64g", "256m"},
+    [S_REPLY_CACHE] = {"reply-cache", "MPB_REPLY_CACHE", T_COUNT, 0, 1000000, "0 to 1000000",
+                       "1024"},
 };
 
 /* The layers, lowest first. */
@@ -181,6 +184,9 @@ static void usage(FILE *f) {
             "                            tasks wait (default 64m)\n"
             "      --pool-max-queued BYTES  unfinished pool tasks one caller may have; more\n"
             "                            are refused with ELIMIT (default 256m)\n"
+            "      --reply-cache N       replies kept per session, so a request its client\n"
+            "                            sends again after a cut is answered, not run\n"
+            "                            twice (default 1024; MPB_REPLY_CACHE)\n"
             "  -V, --version             print the version\n"
             "  -h, --help                this text\n"
             "BYTES take a k, m or g suffix. An empty environment variable counts as unset.\n");
@@ -412,6 +418,7 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_POOL_MAX_ATTEMPTS: l->pool_max_attempts = (int)v; break;
     case S_POOL_MAX_RESULTS: l->pool_max_results = (size_t)v; break;
     case S_POOL_MAX_QUEUED: l->pool_max_queued = (size_t)v; break;
+    case S_REPLY_CACHE: l->reply_cache = (size_t)v; break;
     default: break;
     }
     return;
@@ -883,6 +890,7 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         {"pool-max-attempts", required_argument, 0, O_FLAG + S_POOL_MAX_ATTEMPTS},
         {"pool-max-results", required_argument, 0, O_FLAG + S_POOL_MAX_RESULTS},
         {"pool-max-queued", required_argument, 0, O_FLAG + S_POOL_MAX_QUEUED},
+        {"reply-cache", required_argument, 0, O_FLAG + S_REPLY_CACHE},
         {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -1084,6 +1092,7 @@ void config_print(const conf_t *c, FILE *out) {
     print_num(out, "pool-max-attempts", (unsigned long long)l->pool_max_attempts, c->src[S_POOL_MAX_ATTEMPTS]);
     print_num(out, "pool-max-results", (unsigned long long)l->pool_max_results, c->src[S_POOL_MAX_RESULTS]);
     print_num(out, "pool-max-queued", (unsigned long long)l->pool_max_queued, c->src[S_POOL_MAX_QUEUED]);
+    print_num(out, "reply-cache", (unsigned long long)l->reply_cache, c->src[S_REPLY_CACHE]);
 }
 
 void config_log(const conf_t *c) {

@@ -202,6 +202,7 @@ static sess_t *sess_new(void) {
 }
 
 void server_send_reply(sess_t *s, const uint8_t *reply, size_t n) {
+    replay_note_parked(s, reply, n); /* kept even when no channel carries it now */
     peer_t *p = s->peer;
     if (!p || !p->ready) return;
     mpb__buf_t *b = &S.scratch;
@@ -236,6 +237,7 @@ static void sess_release(sess_t *s) {
         sync_release_hold(s, &h);
     }
     pool_sess_end(s);
+    replay_free(s);
     free(s->holds);
     s->holds = NULL;
 }
@@ -473,8 +475,10 @@ static void out_fit(peer_t *p, size_t at) {
 /* Checks and runs one request of a batch (v, vn: its bytes); its reply, if it has one now,
  * goes to S.out. over_budget: the frame's replies have reached max_batch_reply. */
 /* *clock: when the previous request of the frame ended (one clock reading per request). */
+/* resend: the frame is one the session sent before (replay.c); what already ran is answered
+ * from its reply cache, what is parked stays parked, the rest runs. */
 static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool over_budget,
-                        int64_t *clock) {
+                        bool resend, int64_t *clock) {
     uint32_t n;
     uint64_t rid = 0, op = 0;
     mpb__rd_t q = {v, v + vn};
@@ -508,6 +512,23 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
         mpb__buf_reset(&S.scratch);
         r.out = &S.scratch;
     }
+    if (rid && resend) {
+        const blob_t *kept = replay_find(s, rid);
+        if (kept) {
+            mpb__w_raw(r.out, kept->data, kept->len);
+            bbuf_ensure(r.out);
+            g_replayed++;
+            return;
+        }
+        if (replay_parked(s, rid)) return; /* its answer goes to the session's new channel */
+        if (replay_cacheable(r.op)) {
+            reply_error(&r, MPB_EREPLAY,
+                        "request %llu already ran, and its reply is no longer kept "
+                        "(reply-cache %zu)",
+                        (unsigned long long)rid, g_limits.reply_cache);
+            return;
+        }
+    }
     if (rid && over_budget) {
         reply_error(&r, MPB_ETOOBIG,
                     "not run: the replies to its frame reached max_batch_reply %zu",
@@ -518,6 +539,8 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
     size_t before = r.out->len;
     dispatch(&r);
     bbuf_ensure(r.out);
+    if (rid && !r.parked && p->sess == s)
+        replay_note(s, rid, r.op, r.out->p + before, r.out->len - before);
     int64_t t1 = lat_clock_ns();
     /* A parked request is counted when it is answered (waiter.c), with its final code. */
     if (!r.parked)
@@ -549,6 +572,10 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
                          "the session of this connection has ended; connect again");
         return;
     }
+    /* A client numbers its frames on from one channel to the next: a number the session has
+     * seen already is a frame sent again after a cut. */
+    bool resend = f->seq <= s->seq_hi;
+    if (!resend) s->seq_hi = f->seq;
     s->last_seen_ms = now_ms();
     out_reset(&S.out);
     if (mpb__mp_check(f->body, f->bodylen, MPB__FRAME_DEPTH)) {
@@ -570,7 +597,7 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
                 break;
             }
             size_t at = S.out.len;
-            run_request(p, s, v, vn, spent >= g_limits.max_batch_reply, &clock);
+            run_request(p, s, v, vn, spent >= g_limits.max_batch_reply, resend, &clock);
             spent += S.out.len - at;
             out_fit(p, at);
             if (!p->sess) break; /* bye */

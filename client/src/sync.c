@@ -221,13 +221,16 @@ static int lock_acquire(any_t *h, const char *name, uint32_t nl, bool rlock, int
     int64_t f = 0;
     int rc = done_int(h, timeout_ms, &f);
     if (!rc && fence) *fence = (uint64_t)f;
+    if (!rc) mpb__lock_held(h->c, rlock ? "rlock" : "lock", name, +1);
     return rc;
 }
 
 static int lock_release(any_t *h, const char *name, uint32_t nl, bool rlock) {
     mpb__buf_t *b = mpb__req(h->c, rlock ? MPB_OP_RLOCK_RELEASE : MPB_OP_LOCK_RELEASE, name, nl, 1);
     mpb__w_uint(b, thread_id(h));
-    return done(h, 0);
+    int rc = done(h, 0);
+    if (!rc) mpb__lock_held(h->c, rlock ? "rlock" : "lock", name, -1);
+    return rc;
 }
 
 int mpb_lock_acquire(mpb_lock_t *l, int timeout_ms, uint64_t *fence) {

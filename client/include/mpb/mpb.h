@@ -72,7 +72,8 @@ extern "C" {
     XX(EREMOTE, 24, "remote function failed")                                                      \
     XX(ECLOSED, 25, "closed")                                                                      \
     XX(ECANCELED, 26, "canceled")                                                                  \
-    XX(EBUSY, 27, "busy")
+    XX(EBUSY, 27, "busy")                                                                          \
+    XX(EIO, 28, "input/output error")
 
 enum {
 #define XX(name, code, text) MPB_##name = -(code),
@@ -97,6 +98,23 @@ typedef struct mpb_options {
     const char *name;         /* shown by `mpb info`; default "" */
     int heartbeat_ms;         /* session heartbeat; 0 = the broker's choice (sent at connect) */
     int no_heartbeat_thread;  /* 1: send heartbeats only from within calls (see mpb_connect) */
+    /* Riding through cuts and broker restarts. These fields are appended, never inserted:
+     * a program built against an older header passes a smaller size, and the fields past it
+     * keep the defaults of mpb_options_init() (so the ABI stays, and such a program
+     * reconnects too). When a call finds its connection gone (the broker does not know it any
+     * more: a cut, a restart), the client connects again, resumes its session and resends the
+     * requests that had no reply yet, which the broker runs once (it answers a request it
+     * already ran from its reply cache); the call then goes on waiting, and a blocking call
+     * (queue get, lock acquire, event wait, pool fetch) goes on blocking. If the session did
+     * not survive (cut longer than the broker's session TTL, or a restart without it), the
+     * calls in flight and the next call fail with MPB_ESESSION, whose message says what was
+     * lost (held locks, calls in flight); later calls run in the new session. */
+    int reconnect_ms;           /* how long to keep trying before failing with MPB_ECONN;
+                                   default 30000; -1: never reconnect */
+    int reconnect_delay_ms;     /* first pause between attempts, doubled after each failed
+                                   one, each pause drawn between half and all of it (jitter);
+                                   default 50 */
+    int reconnect_delay_max_ms; /* the longest pause; default 2000 */
 } mpb_options_t;
 
 /* Fills o with the defaults, o->size included. Start from it and change fields: a program
@@ -130,6 +148,9 @@ MPB_EXPORT const char *mpb_errmsg(const mpb_client_t *c);
 /* The broker's id for this client's session: non-zero once connected, 0 for NULL. It is the
  * "session" that `mpb info lock/NAME` shows for an owner. */
 MPB_EXPORT uint64_t mpb_session_id(const mpb_client_t *c);
+/* How many times c has connected again after losing its connection (see reconnect_ms in
+ * mpb_options_t), whether its session survived or not. 0 for NULL. */
+MPB_EXPORT unsigned mpb_reconnects(const mpb_client_t *c);
 
 /* Frees a buffer returned by the library. Accepts NULL. */
 MPB_EXPORT void mpb_free(void *p);
