@@ -5,3 +5,6 @@ mpb_integration_test(test_locks test_locks.c TIMEOUT 120)
 mpb_integration_test(test_sync test_sync.c TIMEOUT 120)
 mpb_integration_test(test_expiry test_expiry.c TIMEOUT 120)
 mpb_integration_test(test_waiters test_waiters.c TIMEOUT 300)
+# Clients across cuts and restarts; the reply cache answers what is sent again (issue 12).
+mpb_integration_test(test_reconnect test_reconnect.c rawclient.c cutproxy.c TIMEOUT 300)
+target_link_libraries(test_reconnect PRIVATE PkgConfig::ZMQ)
