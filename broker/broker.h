@@ -372,6 +372,8 @@ struct req {
     uint32_t argc;
     mpb__buf_t *out;
     bool parked; /* the handler parked it: no reply now */
+    const uint8_t *raw; /* the request's msgpack bytes, for the log (NULL: not logged) */
+    size_t rawlen;
 };
 
 /* Each writes exactly one reply [rid, code, value] and returns 0. */
@@ -401,6 +403,7 @@ typedef struct limits {
     int heartbeat_ms;
     int session_ttl_ms;
     size_t reply_cache; /* replies kept per session for resends (replay.c); 0: none */
+    size_t reply_cache_bytes; /* and the most bytes of them per session */
 } limits_t;
 
 typedef struct config {
@@ -412,6 +415,9 @@ typedef struct config {
     const char *http;
     int log_level;
     bool log_json;
+    bool persist; /* log writes to data_dir and load them on start */
+    int fsync;    /* FSYNC_NO, FSYNC_EVERYSEC, FSYNC_ALWAYS: persist.h */
+    bool repair;  /* cut a damaged log at the damage instead of refusing to start */
     limits_t limits;
 } config_t;
 
@@ -493,6 +499,7 @@ int cmd_obj_list(req_t *r);
 int cmd_obj_info(req_t *r);
 int cmd_obj_delete(req_t *r);
 int cmd_bye(req_t *r);
+int cmd_save(req_t *r);
 int cmd_open(req_t *r);
 int cmd_dict_set(req_t *r);
 int cmd_dict_get(req_t *r);

@@ -19,6 +19,7 @@ static const command_t commands[] = {
     {MPB_OP_OBJ_INFO,        cmd_obj_info,        0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_OBJ_DELETE,      cmd_obj_delete,      0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_BYE,             cmd_bye,             0,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_SAVE,            cmd_save,            0,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_DICT_OPEN,       cmd_open,            0,  KIND_DICT, CMD_WRITE            },
     {MPB_OP_DICT_SET,        cmd_dict_set,        2,  KIND_DICT, CMD_WRITE            },
     {MPB_OP_DICT_GET,        cmd_dict_get,        -1, KIND_DICT, CMD_READ             },
@@ -341,6 +342,13 @@ int cmd_bye(req_t *r) {
     reply_nil(r);
     sess_end(r->sess, "bye");
     return 0;
+}
+
+/* save -> {bytes, ms} once a snapshot of the state now is on disk (the loop goes on
+ * meanwhile: the request is answered when the snapshot's child is done). EBUSY while another
+ * snapshot is being written, EINVAL without persistence. */
+int cmd_save(req_t *r) {
+    return persist_save_req(r);
 }
 
 /* dict.open / list.open -> nil: creates the object if new (dispatch did). */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "persist.h"
@@ -49,7 +50,8 @@ static struct {
     bool dirty;        /* written, not yet fsynced */
     uint64_t log_bytes; /* in every segment since the snapshot */
     uint64_t fence_bound;
-    int64_t last_fsync_ms;
+    int64_t last_fsync_ms;      /* monotonic, for everysec */
+    int64_t last_fsync_unix_ms; /* for info and /metrics */
     uint64_t fsyncs, writes, records;
     pid_t child;
     uint64_t child_seg; /* the first segment the child's snapshot does not cover */
@@ -58,6 +60,10 @@ static struct {
     uint64_t snap_bytes, snaps_ok, snaps_failed;
     uint64_t loaded_records;
     int64_t load_ms;
+    struct saver {
+        uint64_t sess, rid;
+    } *savers; /* save requests answered when the child is done */
+    size_t nsavers, capsavers;
 } P = {.fd = -1};
 
 /* ---- crc32c (Castagnoli), table-driven ---- */
@@ -235,6 +241,12 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     return 0;
 }
 
+static int64_t unix_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int do_fsync(void) {
     if (!P.dirty || P.fd < 0) return 0;
     if (fdatasync(P.fd) != 0) {
@@ -244,6 +256,7 @@ static int do_fsync(void) {
     P.dirty = false;
     P.fsyncs++;
     P.last_fsync_ms = now_ms();
+    P.last_fsync_unix_ms = unix_ms();
     return 0;
 }
 
@@ -493,10 +506,14 @@ static void w_obj(mpb__buf_t *b, const obj_t *o) {
     }
     case KIND_SEMAPHORE: {
         const sem_t *s = &o->u.sem;
-        int64_t held = 0;
+        /* Units held go back, as when their sessions end (sync_release_hold): only up to
+         * the initial value. */
+        int64_t held = 0, back;
         for (size_t i = 0; i < s->nholders; i++) held += s->holders[i].units;
+        if (__builtin_sub_overflow(s->initial, s->value, &back) || back > held) back = held;
+        if (back < 0) back = 0;
         mpb__w_int(b, s->initial);
-        mpb__w_int(b, s->value + held); /* units held go back: their sessions do not hold */
+        mpb__w_int(b, s->value + back);
         mpb__w_bool(b, s->bounded);
         mpb__w_bool(b, s->value_set);
         mpb__w_bool(b, s->bounded_set);
@@ -701,6 +718,50 @@ int persist_save(char *err, size_t n) {
     return 0;
 }
 
+int persist_save_req(req_t *r) {
+    char err[256];
+    if (!P.on) return reply_error(r, MPB_EINVAL, "persistence is off (--persist off)");
+    if (P.child > 0)
+        return reply_error(r, MPB_EBUSY, "a snapshot is already being written (pid %d)",
+                           (int)P.child);
+    if (persist_save(err, sizeof err) != 0) return reply_error(r, MPB_EIO, "%s", err);
+    if (!r->sess) return reply_nil(r);
+    if (P.nsavers == P.capsavers)
+        P.savers = xrealloc(P.savers, (P.capsavers = P.capsavers ? 2 * P.capsavers : 4) *
+                                          sizeof *P.savers);
+    P.savers[P.nsavers++] = (struct saver){r->sess->id, r->rid};
+    r->parked = true;
+    return 0;
+}
+
+/* Answers the save requests waiting for the child: {bytes, ms}, or EIO. */
+static void answer_savers(bool ok, int64_t ms) {
+    mpb__buf_t b = {0};
+    for (size_t i = 0; i < P.nsavers; i++) {
+        sess_t *s = server_sess_lookup(P.savers[i].sess);
+        if (!s) continue;
+        mpb__buf_reset(&b);
+        mpb__w_array(&b, 3);
+        mpb__w_uint(&b, P.savers[i].rid);
+        if (ok) {
+            mpb__w_uint(&b, 0);
+            mpb__w_map(&b, 2);
+            mpb__w_cstr(&b, "bytes");
+            mpb__w_uint(&b, P.snap_bytes);
+            mpb__w_cstr(&b, "ms");
+            mpb__w_int(&b, ms);
+        } else {
+            mpb__w_uint(&b, (uint64_t)-MPB_EIO);
+            mpb__w_cstr(&b, "the snapshot could not be written (see the broker's log); the log "
+                            "is kept");
+        }
+        bbuf_ensure(&b);
+        server_send_reply(s, b.p, b.len);
+    }
+    mpb__buf_free(&b);
+    P.nsavers = 0;
+}
+
 static void child_done(int status) {
     int64_t dur = (now_ns() - P.child_started_ns) / 1000000;
     pid_t pid = P.child;
@@ -708,6 +769,7 @@ static void child_done(int status) {
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         P.snaps_failed++;
         log_kv(LOG_ERROR, "snapshot failed; the log is kept", "pid", LOG_INT(pid), NULL);
+        answer_savers(false, dur);
         return;
     }
     drop_segments_below(P.child_seg);
@@ -718,11 +780,12 @@ static void child_done(int status) {
     seg_path(path, sizeof path, P.seg);
     P.log_bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
     P.log_bytes += P.batch.len;
-    P.last_snap_ms = now_ms();
+    P.last_snap_ms = unix_ms();
     P.last_snap_dur_ms = dur;
     P.snaps_ok++;
     log_kv(LOG_INFO, "snapshot written", "bytes", LOG_UINT(P.snap_bytes), "ms", LOG_INT(dur),
            NULL);
+    answer_savers(true, dur);
 }
 
 void persist_tick(int64_t now) {
@@ -954,6 +1017,9 @@ void persist_close(void) {
         P.fd = -1;
     }
     mpb__buf_free(&P.batch);
+    free(P.savers);
+    P.savers = NULL;
+    P.nsavers = P.capsavers = 0;
 }
 
 /* ---- info and metrics ---- */
@@ -978,8 +1044,8 @@ uint32_t persist_info(mpb__buf_t *b) {
     mpb__w_cstr(b, mode_name());
     mpb__w_cstr(b, "log_bytes");
     mpb__w_uint(b, P.log_bytes);
-    mpb__w_cstr(b, "last_fsync_ms");
-    mpb__w_int(b, P.last_fsync_ms);
+    mpb__w_cstr(b, "last_fsync_ms"); /* Unix time */
+    mpb__w_int(b, P.last_fsync_unix_ms);
     mpb__w_cstr(b, "snapshot_bytes");
     mpb__w_uint(b, P.snap_bytes);
     mpb__w_cstr(b, "last_snapshot_ms");
@@ -1009,7 +1075,7 @@ void persist_metrics(mpb__buf_t *b) {
     metric(b, "mpb_persist_log_bytes", "gauge", "Bytes in the log since the last snapshot",
            (double)P.log_bytes);
     metric(b, "mpb_persist_last_fsync_timestamp_seconds", "gauge",
-           "When the log was last fsynced (Unix time)", (double)P.last_fsync_ms / 1000.0);
+           "When the log was last fsynced (Unix time)", (double)P.last_fsync_unix_ms / 1000.0);
     metric(b, "mpb_persist_fsyncs_total", "counter", "fsyncs of the log", (double)P.fsyncs);
     metric(b, "mpb_persist_writes_total", "counter", "write() calls on the log", (double)P.writes);
     metric(b, "mpb_persist_snapshot_bytes", "gauge", "Size of the last snapshot",

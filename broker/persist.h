@@ -49,8 +49,11 @@ int persist_commit(void);
 /* Timers: fsync every second (everysec), a snapshot child that finished, automatic
  * compaction when the log has grown. */
 void persist_tick(int64_t now);
-/* Starts a snapshot in the background (mpb save). 0, or -1 with why in err. */
+/* Starts a snapshot in the background. 0, or -1 with why in err. */
 int persist_save(char *err, size_t n);
+/* The save op: starts a snapshot and parks r, answered {bytes, ms} when the child is done,
+ * EIO if it failed; EBUSY while another one is being written, EINVAL with persistence off. */
+int persist_save_req(req_t *r);
 /* info: persistence map pairs (count returned) and Prometheus lines. */
 uint32_t persist_info(mpb__buf_t *b);
 void persist_metrics(mpb__buf_t *b);

@@ -67,6 +67,8 @@ static void usage(FILE *f) {
             "  pool apply FN JSON_VALUE [--timeout S]  FN(JSON_VALUE) on some worker\n"
             "  pool apply FN --args JSON_ARRAY [--timeout S]  FN(*JSON_ARRAY)\n"
             "  ping                          check the broker answers\n"
+            "  save                          write a snapshot of the broker's state to its\n"
+            "                                data dir now (compacting its log); waits for it\n"
             "\n"
             "VALUEs are JSON text ('42', '\"text\"', '[1,2]', '{\"$bytes\":\"AAE=\"}' for bytes).\n"
             "A KEY is a string as typed, unless --key-json says it is JSON too.\n"
@@ -75,7 +77,10 @@ static void usage(FILE *f) {
             "Exit status: 0 done, 1 failed, 2 bad usage, 3 no such key/item/object (with\n"
             "--timeout 0 too: an empty queue for get, a full one for put), 75 timed out\n"
             "(also: the lock was not had in time, unless --conflict-exit-code N says\n"
-            "otherwise); mpb lock exits with COMMAND's status, 127 if it cannot be run.\n"
+            "otherwise); mpb lock exits with COMMAND's status, 127 if it cannot be run,\n"
+            "and 76 if the lock was lost before COMMAND finished (its session ended: cut\n"
+            "off from the broker for longer than the session TTL, or the broker restarted\n"
+            "without it), whatever COMMAND's status.\n"
             "With --json, errors are JSON on stdout too:\n"
             "  {\"error\":{\"code\":\"ENOKEY\",\"message\":\"...\",\"op\":\"get\"}}\n"
             "code EUSAGE for bad usage; \"op\" is absent before a command is known.\n"
@@ -309,7 +314,7 @@ static int connect_broker(void) {
 /* ---- commands ---- */
 
 static const char *const info_fields[] = {"version", "uptime_s", "pid", "clients", "sessions",
-                                          "objects", "memory", NULL};
+                                          "objects", "memory", "persistence", NULL};
 
 static int cmd_info(int argc, char **argv) {
     void *m;
@@ -717,6 +722,7 @@ static int cmd_wait(int argc, char **argv) {
 }
 
 static pid_t lock_child;
+#define LOCK_LOST_EXIT 76 /* mpb lock: the lock was lost before the command finished */
 
 static void forward_signal(int sig) {
     if (lock_child > 0) kill(lock_child, sig);
@@ -811,7 +817,14 @@ static int cmd_lock(int argc, char **argv) {
     }
     if (ep[0] >= 0) close(ep[0]);
     rc = mpb_lock_release(l);
-    if (rc) report(errname(rc), "lock: release of %s: %s", argv[0], mpb_errmsg(cli));
+    if (rc == MPB_ESESSION || rc == MPB_ENOTOWNER) {
+        /* someone else may have held it meanwhile: what COMMAND did was not protected */
+        report(errname(rc), "lock: %s was lost before %s finished: %s", argv[0], argv[dd + 1],
+               mpb_errmsg(cli));
+        status = LOCK_LOST_EXIT;
+    } else if (rc) {
+        report(errname(rc), "lock: release of %s: %s", argv[0], mpb_errmsg(cli));
+    }
     mpb_lock_close(&l);
     return status;
 }
@@ -1109,6 +1122,22 @@ static int cmd_pool(int argc, char **argv) {
     return pool_show(argc, argv);
 }
 
+/* The save op of PROTOCOL.md (code 7): answered once the snapshot is on disk. */
+static int cmd_save(int argc, char **argv) {
+    (void)argv;
+    if (argc) return usage_error("save takes no arguments");
+    void *m;
+    size_t n;
+    int rc = mpb_call(cli, 7, NULL, NULL, 0, 3600 * 1000, &m, &n);
+    if (rc) return fail(rc, "save");
+    json_t *j = to_jansson(m, n);
+    mpb_free(m);
+    if (opt.json) print_json(j);
+    else printf("saved %lld bytes in %lld ms\n", jint(j, "bytes"), jint(j, "ms"));
+    json_decref(j);
+    return 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -1116,7 +1145,7 @@ static const struct {
     {"info", cmd_info}, {"ls", cmd_ls},   {"get", cmd_get},       {"set", cmd_set},
     {"incr", cmd_incr}, {"del", cmd_del}, {"append", cmd_append}, {"ping", cmd_ping},
     {"put", cmd_put},   {"clear", cmd_clear}, {"wait", cmd_wait}, {"lock", cmd_lock},
-    {"pool", cmd_pool},
+    {"pool", cmd_pool}, {"save", cmd_save},
 };
 
 int main(int argc, char **argv) {
