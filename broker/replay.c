@@ -19,6 +19,7 @@ struct replay {
     uint64_t *rids;
     blob_t **replies; /* NULL: empty slot */
     size_t cap, next; /* next: the slot written next (the oldest once full) */
+    size_t n, bytes;  /* replies kept, and their bytes */
 };
 
 /* Ops whose rerun is harmless (they change nothing and never wait): not worth a copy. */
@@ -36,9 +37,21 @@ bool replay_cacheable(unsigned op) {
     }
 }
 
+/* Drops the oldest kept reply. */
+static void evict(struct replay *c) {
+    size_t i = (c->next + c->cap - c->n) % c->cap;
+    c->bytes -= c->replies[i]->len;
+    free(c->replies[i]);
+    c->replies[i] = NULL;
+    c->n--;
+}
+
+/* Keeps at most reply-cache replies and reply-cache-bytes of them per session: a page of
+ * results (pool.take) can be megabytes, and ten thousand sessions each keep theirs. A reply
+ * larger than the byte bound alone is not kept. */
 static void put(sess_t *s, uint64_t rid, const uint8_t *reply, size_t n) {
     size_t cap = g_limits.reply_cache;
-    if (!cap) return;
+    if (!cap || n > g_limits.reply_cache_bytes) return;
     struct replay *c = s->replay;
     if (!c) {
         c = s->replay = xcalloc(1, sizeof *c);
@@ -46,10 +59,12 @@ static void put(sess_t *s, uint64_t rid, const uint8_t *reply, size_t n) {
         c->rids = xcalloc(cap, sizeof *c->rids);
         c->replies = xcalloc(cap, sizeof *c->replies);
     }
-    free(c->replies[c->next]);
+    while (c->n && (c->n == c->cap || c->bytes + n > g_limits.reply_cache_bytes)) evict(c);
     c->rids[c->next] = rid;
     c->replies[c->next] = blob_new(reply, n);
     c->next = (c->next + 1) % c->cap;
+    c->n++;
+    c->bytes += n;
 }
 
 void replay_note(sess_t *s, uint64_t rid, unsigned op, const uint8_t *reply, size_t n) {
@@ -70,9 +85,8 @@ void replay_note_parked(sess_t *s, const uint8_t *reply, size_t n) {
 const blob_t *replay_find(const sess_t *s, uint64_t rid) {
     const struct replay *c = s->replay;
     if (!c) return NULL;
-    for (size_t k = 1; k <= c->cap; k++) { /* newest first: a rid a client reused is its last */
+    for (size_t k = 1; k <= c->n; k++) { /* newest first: a rid a client reused is its last */
         size_t i = (c->next + c->cap - k) % c->cap;
-        if (!c->replies[i]) return NULL;
         if (c->rids[i] == rid) return c->replies[i];
     }
     return NULL;
@@ -89,9 +103,7 @@ size_t replay_bytes(const sess_t *s) {
     size_t n = 0;
     if (!c) return 0;
     n = sizeof *c + c->cap * (sizeof *c->rids + sizeof *c->replies);
-    for (size_t i = 0; i < c->cap; i++)
-        if (c->replies[i]) n += sizeof(blob_t) + c->replies[i]->len;
-    return n;
+    return n + c->n * sizeof(blob_t) + c->bytes;
 }
 
 void replay_free(sess_t *s) {

@@ -380,6 +380,8 @@ static void send_ping(mpb_client_t *c) {
 /* Pings every idle client on the list, then sleeps until the next one is due. A client in a
  * call is skipped (trylock): the call heartbeats while it waits. Lock order is g_mu, then a
  * client's mu, and only by trylock, so a client may take g_mu while holding its own. */
+static void idle_check(mpb_client_t *c);
+
 static void *hb_main(void *arg) {
     (void)arg;
     pthread_mutex_lock(&g_mu);
@@ -389,6 +391,7 @@ static void *hb_main(void *arg) {
             int64_t due = now + 100; /* busy: look again soon */
             if (pthread_mutex_trylock(&c->mu) == 0) {
                 int half = c->heartbeat_ms / 2;
+                idle_check(c);
                 if (c->connected && now - c->last_send_ms >= half) send_ping(c);
                 due = c->last_send_ms + half;
                 pthread_mutex_unlock(&c->mu);
@@ -503,6 +506,13 @@ mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t name
     if (name) mpb__w_str(b, name, namelen);
     else mpb__w_nil(b);
     return b;
+}
+
+/* A session lost while the client was idle is told to the next call, which does not run. */
+static int told_lost(mpb_client_t *c) {
+    if (!c->lost_pending) return 0;
+    c->lost_pending = false;
+    return mpb__fail(c, MPB_ESESSION, "%s", c->lost_msg);
 }
 
 /* Takes the last request out of c->out again (it could not be sent). */
@@ -674,7 +684,6 @@ static void fail_all(mpb_client_t *c, int code) {
  * lost, and the client goes on in its new session. */
 
 static int open_socket(mpb_client_t *c) {
-    if (c->sock) zmq_close(c->sock);
     c->sock = zmq_socket(g_ctx, ZMQ_DEALER); /* ours while c holds its reference */
     if (!c->sock) return mpb__fail(c, MPB_ENOMEM, "zmq_socket: %s", zmq_strerror(zmq_errno()));
     int zero = 0;
@@ -688,6 +697,15 @@ static int open_socket(mpb_client_t *c) {
         return mpb__fail(c, MPB_EINVAL,
                          "bad endpoint '%s': %s (use tcp://HOST:PORT or ipc:///PATH)",
                          c->endpoint, zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+/* A fresh connection on the same socket (so mpb_fd() stays valid): what was queued for the
+ * old one, sealed with its keys, is dropped with it. */
+static int relink(mpb_client_t *c) {
+    zmq_disconnect(c->sock, c->endpoint);
+    if (zmq_connect(c->sock, c->endpoint) != 0)
+        return mpb__fail(c, MPB_ECONN, "connect %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
     return 0;
 }
 
@@ -714,6 +732,9 @@ static void lose_session(mpb_client_t *c, uint64_t old) {
               (unsigned long long)old, c->endpoint, locks, calls, calls == 1 ? "" : "s",
               (unsigned long long)c->session_id);
     c->locks_held = 0;
+    /* nobody was waiting to hear it: the next call is told */
+    c->lost_pending = calls == 0;
+    if (c->lost_pending) snprintf(c->lost_msg, sizeof c->lost_msg, "%s", c->err);
     for (syncwait_t *w = c->waits; w; w = w->outer) {
         if (w->done) continue;
         w->done = true;
@@ -741,10 +762,10 @@ static int reconnect(mpb_client_t *c) {
         int64_t left = until - mpb__now_ms();
         int saved = c->opts.connect_timeout_ms;
         if (left < saved) c->opts.connect_timeout_ms = left > 100 ? (int)left : 100;
-        rc = open_socket(c);
+        rc = relink(c);
         if (!rc) rc = handshake(c);
         c->opts.connect_timeout_ms = saved;
-        if (!rc || rc == MPB_EAUTH || rc == MPB_EINVAL || rc == MPB_ENOMEM) break;
+        if (!rc || rc == MPB_EAUTH || rc == MPB_ENOMEM) break;
         uint32_t r = 0;
         mpb__random(&r, sizeof r);
         int64_t nap = pause / 2 + (int64_t)(r % (uint32_t)(pause / 2 + 1));
@@ -771,6 +792,30 @@ static int reconnect(mpb_client_t *c) {
     rc = resend(c);
     if (rc) c->connected = false;
     return rc;
+}
+
+/* An idle client (no call, nothing in flight) reads nothing, so the heartbeat thread looks
+ * at what came in: an ESESSION answer to its pings means the connection was remade under it
+ * (a cut, a restart), and it connects again at once, so that a session which holds a lock
+ * and only heartbeats (mpb lock -- CMD) does not run out its TTL after a short cut. Anything
+ * else is for no one: every request has been answered or given up. */
+static void idle_check(mpb_client_t *c) {
+    if (!c->connected || c->pcount || c->waits || c->opts.reconnect_ms < 0) return;
+    for (int i = 0; i < 64; i++) {
+        mpb__buf_t *b = buf_take(c);
+        if (!b) return;
+        int rc = recv_into(c, b, 0);
+        mpb__frame_t f;
+        char err[128];
+        bool lost = !rc && !mpb__frame_parse(b->p, b->len, SIZE_MAX, &f, err, sizeof err) &&
+                    f.type == MPB__T_ERROR && plain_error(c, &f) == MPB_ESESSION;
+        buf_give(c, b);
+        if (rc) return;
+        if (lost) {
+            reconnect(c); /* the outcome is for the next call: c->lost_pending, or ECONN */
+            return;
+        }
+    }
 }
 
 /* Reads frames until the synchronous call `want` (NULL: none) is answered, or one frame has
@@ -888,6 +933,7 @@ static int pump(mpb_client_t *c, syncwait_t *want, int64_t deadline) {
 int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen) {
     uint64_t rid = c->next_rid;
     int rc = mpb__usable(c);
+    if (!rc) rc = told_lost(c);
     if (!rc && c->out.oom) rc = mpb__fail(c, MPB_ENOMEM, "out of memory building a request");
     if (rc) {
         unreq(c);
@@ -961,6 +1007,7 @@ int mpb_call(mpb_client_t *c, unsigned op, const char *name, const void *args, s
 int mpb__send(mpb_client_t *c, mpb_callback_t cb, void *arg) {
     uint64_t rid = c->next_rid;
     int rc = mpb__usable(c);
+    if (!rc) rc = told_lost(c);
     if (!rc && c->out.oom) rc = mpb__fail(c, MPB_ENOMEM, "out of memory building a request");
     if (!rc) rc = pend_add(c, rid, cb, arg);
     if (rc) {

@@ -56,6 +56,8 @@ struct mpb_client {
     unsigned reconnects;
     int locks_held;      /* lock and rlock acquisitions not released: lost with the session */
     char lock_last[300]; /* the last one acquired, to name it then */
+    bool lost_pending;   /* the session was lost while idle: the next call is told */
+    char lost_msg[512];
     uint64_t session_id;
     uint8_t token[MPB__TOKEN_LEN];
     size_t max_frame, max_value, max_scan;

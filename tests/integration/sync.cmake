@@ -8,3 +8,6 @@ mpb_integration_test(test_waiters test_waiters.c TIMEOUT 300)
 # Clients across cuts and restarts; the reply cache answers what is sent again (issue 12).
 mpb_integration_test(test_reconnect test_reconnect.c rawclient.c cutproxy.c TIMEOUT 300)
 target_link_libraries(test_reconnect PRIVATE PkgConfig::ZMQ)
+target_compile_definitions(test_reconnect PRIVATE MPB_WORKER_PATH="$<TARGET_FILE:mpb_worker>"
+  MPB_DEMO_LIB="$<TARGET_FILE:mpbdemo>")
+add_dependencies(test_reconnect mpb_worker mpbdemo)

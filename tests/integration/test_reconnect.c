@@ -484,6 +484,300 @@ static void test_writers_mid_stream_ride_through_a_3s_cut_exactly_once(void **st
     mpb_close(&c);
 }
 
+/* ---- a blocking get and a held lock across a cut ---- */
+
+/* Holds lock "cl" and blocks on queue "bq" through the proxy; appends what it got to list
+ * "bq-got", then releases the lock: every step must succeed, the session must have resumed. */
+static int getter(int idx, void *arg) {
+    (void)idx, (void)arg;
+    mpb_client_t *c = via_proxy("getter");
+    uint64_t sess = mpb_session_id(c), fence;
+    mpb_lock_t *lk;
+    mpb_queue_t *q;
+    mpb_list_t *l;
+    int rc = mpb_lock_open(c, "cl", &lk);
+    if (!rc) rc = mpb_lock_acquire(lk, 0, &fence);
+    if (!rc) rc = mpb_queue_open(c, "bq", -1, -1, &q);
+    if (!rc) rc = mpb_list_open(c, "bq-got", &l);
+    void *v = NULL;
+    size_t vn = 0;
+    if (!rc) rc = mpb_queue_get(q, &v, &vn, MPB_FOREVER);
+    if (!rc) rc = mpb_list_append(l, v, vn);
+    if (!rc) rc = mpb_lock_release(lk);
+    if (rc) {
+        fprintf(stderr, "getter: %s: %s\n", mpb_strerror(rc), mpb_errmsg(c));
+        return 1;
+    }
+    if (mpb_reconnects(c) < 1 || mpb_session_id(c) != sess) {
+        fprintf(stderr, "getter: %u reconnects, session %llu then %llu\n", mpb_reconnects(c),
+                (unsigned long long)sess, (unsigned long long)mpb_session_id(c));
+        return 1;
+    }
+    mpb_free(v);
+    mpb_close(&c);
+    return 0;
+}
+
+/* The item is put while the getter is cut off: its answer goes nowhere, and the getter,
+ * back, gets it from the reply cache; the lock it held all along is still its own. */
+static void test_a_blocked_get_and_a_held_lock_survive_a_3s_cut(void **state) {
+    (void)state;
+    pid_t kid = th_fork(getter, NULL);
+    mpb_client_t *c = direct();
+    assert_true(th_wait_field(c, "queue/bq", "getters", 1, 10000));
+    assert_int_equal(th_describe_int(c, "lock/cl", "locked"), 1);
+    assert_int_equal(cp_cut(&P), 1);
+    sleep(1);
+    queue_put_str(c, "bq", "item1");
+    assert_int_equal(qsize(c, "bq"), 0); /* handed to the getter, whose channel is gone */
+    sleep(2);
+    assert_int_equal(cp_resume(&P), 0);
+    assert_int_equal(th_wait(kid, 30), 0);
+    mpb_list_t *l;
+    th_assert_ok(mpb_list_open(c, "bq-got", &l), c);
+    uint64_t len = 0;
+    th_assert_ok(mpb_list_len(l, &len), c);
+    assert_int_equal(len, 1);
+    void *v;
+    size_t vn, sl;
+    th_assert_ok(mpb_list_get(l, 0, &v, &vn), c);
+    const uint8_t *want = th_str("item1", &sl);
+    th_assert_bytes(v, vn, want, sl);
+    mpb_free(v);
+    mpb_list_close(&l);
+    /* no second getter was left behind, and the lock was released by its holder */
+    queue_put_str(c, "bq", "item2");
+    assert_int_equal(qsize(c, "bq"), 1);
+    assert_int_equal(th_describe_int(c, "lock/cl", "locked"), 0);
+    mpb_close(&c);
+}
+
+/* ---- sessions that did not survive ---- */
+
+static int got_code;
+static void on_get(mpb_client_t *c, int status, const void *v, size_t n, void *arg) {
+    (void)c, (void)v, (void)n, (void)arg;
+    got_code = status;
+}
+
+/* Cut off for longer than its TTL, a client is told on its next call: MPB_ESESSION, naming
+ * the lock it held and the call it had parked; it is in a new session from then on. */
+static void test_a_cut_longer_than_the_ttl_is_told_esession_with_what_was_lost(void **state) {
+    (void)state;
+    static th_broker_t S;
+    static cutproxy_t Q;
+    th_broker_start(&S, "--session-ttl-ms", "1000", "--heartbeat-ms", "200", NULL);
+    int port = atoi(strrchr(S.endpoint, ':') + 1);
+    assert_int_equal(cp_start(&Q, port), 0);
+    size_t kl;
+    const char *k = th_authkey(&S, &kl);
+    mpb_client_t *c, *other;
+    th_assert_ok(mpb_connect(Q.endpoint, k, kl, NULL, &c), c);
+    th_assert_ok(mpb_connect(S.endpoint, k, kl, NULL, &other), other);
+    uint64_t old = mpb_session_id(c), fence;
+    mpb_lock_t *lk;
+    mpb_queue_t *q;
+    th_assert_ok(mpb_lock_open(c, "el", &lk), c);
+    th_assert_ok(mpb_lock_acquire(lk, 0, &fence), c);
+    th_assert_ok(mpb_queue_open(c, "eq", -1, -1, &q), c);
+    got_code = 1;
+    th_assert_ok(mpb_queue_get_async(q, MPB_FOREVER, on_get, NULL), c);
+    th_assert_ok(mpb_flush(c), c);
+    assert_true(th_wait_field(other, "queue/eq", "getters", 1, 5000));
+    assert_int_equal(cp_cut(&Q), 1);
+    /* the broker ends the silent session: its lock passes on */
+    assert_true(th_wait_field(other, "lock/el", "locked", 0, 5000));
+    assert_int_equal(th_describe_int(other, "queue/eq", "getters"), 0);
+    assert_int_equal(cp_resume(&Q), 0);
+    int rc = mpb_lock_release(lk);
+    /* in flight: the parked get, and this release */
+    th_assert_err(rc, MPB_ESESSION, c, "lock/el", "2 calls in flight");
+    char want[64];
+    snprintf(want, sizeof want, "session %llu ended", (unsigned long long)old);
+    assert_non_null(strstr(mpb_errmsg(c), want));
+    assert_int_equal(got_code, MPB_ESESSION); /* the parked get heard it too */
+    assert_true(mpb_session_id(c) != old);
+    assert_int_equal(mpb_reconnects(c), 1);
+    /* from then on, the new session works */
+    th_assert_ok(mpb_lock_acquire(lk, 0, &fence), c);
+    th_assert_ok(mpb_lock_release(lk), c);
+    th_assert_dict_roundtrip(c, "after-esession", 7);
+    mpb_lock_close(&lk);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+    mpb_close(&other);
+    cp_stop(&Q);
+    th_broker_stop_checked(&S);
+}
+
+/* A broker that restarts without its state (another data dir) does not know the session:
+ * the client is told so on its next call, with what it lost, and carries on. */
+static void test_a_restart_without_state_is_told_esession(void **state) {
+    (void)state;
+    char key[300], cmd[700];
+    snprintf(key, sizeof key, "/tmp/mpbtest-restart-%d.key", (int)getpid());
+    snprintf(cmd, sizeof cmd, "cp %s %s", B.keyfile, key);
+    assert_int_equal(system(cmd), 0);
+    mpb_client_t *c = direct();
+    uint64_t old = mpb_session_id(c), fence;
+    mpb_lock_t *lk;
+    th_assert_ok(mpb_lock_open(c, "rl", &lk), c);
+    th_assert_ok(mpb_lock_acquire(lk, 0, &fence), c);
+    static th_broker_t R;
+    th_broker_stop(&B); /* its dir (and key) go: R has the copy in a dir of its own */
+    start_broker(&R, "--authkey-file", key, NULL, NULL);
+    unlink(key);
+    int rc = mpb_lock_release(lk);
+    th_assert_err(rc, MPB_ESESSION, c, "lock/rl", "restarted");
+    char want[64];
+    snprintf(want, sizeof want, "session %llu ended", (unsigned long long)old);
+    assert_non_null(strstr(mpb_errmsg(c), want));
+    th_assert_ok(mpb_lock_acquire(lk, 0, &fence), c);
+    th_assert_dict_roundtrip(c, "after-restart", 9);
+    mpb_lock_close(&lk);
+    mpb_close(&c);
+    th_broker_stop(&R);
+}
+
+/* ---- mpb lock -- CMD through a cut ---- */
+
+/* Starts `mpb lock lock/NAME -- sh -c 'sleep 4; touch DONE'` at endpoint with keyfile, its
+ * stderr into errfile. */
+static pid_t mpb_lock_cmd(const char *endpoint, const char *keyfile, const char *name,
+                          const char *done, const char *errfile) {
+    char path[300], script[400];
+    snprintf(path, sizeof path, "lock/%s", name);
+    snprintf(script, sizeof script, "sleep 4; touch %s; exit 5", done);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("MPB_ENDPOINT", endpoint, 1);
+        setenv("MPB_AUTHKEY_FILE", keyfile, 1);
+        unsetenv("MPB_AUTHKEY");
+        if (!freopen(errfile, "w", stderr)) _exit(126);
+        execl(th_mpb_cli, th_mpb_cli, "lock", path, "--", "sh", "-c", script, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void slurp(const char *path, char *buf, size_t n) {
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t k = fread(buf, 1, n - 1, f);
+    buf[k] = 0;
+    fclose(f);
+}
+
+/* A 3 s cut while COMMAND runs: the heartbeat thread reconnects and resumes, the lock stays
+ * held, and mpb lock exits with COMMAND's status. Cut off for longer than the TTL, the lock
+ * is lost: mpb lock says so and exits 76, whatever COMMAND's status. */
+static void test_mpb_lock_keeps_its_lock_through_a_cut_and_exits_76_when_lost(void **state) {
+    (void)state;
+    char done[300], errf[300], msg[2048];
+    snprintf(done, sizeof done, "%s/lock-done", B.dir);
+    snprintf(errf, sizeof errf, "%s/lock-err", B.dir);
+    mpb_client_t *c = direct();
+    pid_t m = mpb_lock_cmd(P.endpoint, B.keyfile, "ml", done, errf);
+    assert_true(th_wait_field(c, "lock/ml", "locked", 1, 10000));
+    assert_int_equal(cp_cut(&P), 1);
+    sleep(3);
+    assert_int_equal(cp_resume(&P), 0);
+    assert_int_equal(th_wait(m, 30), 5); /* COMMAND's own status */
+    assert_int_equal(access(done, F_OK), 0);
+    assert_int_equal(th_describe_int(c, "lock/ml", "locked"), 0);
+    mpb_close(&c);
+
+    static th_broker_t S;
+    static cutproxy_t Q;
+    th_broker_start(&S, "--session-ttl-ms", "1000", "--heartbeat-ms", "200", NULL);
+    int port = atoi(strrchr(S.endpoint, ':') + 1);
+    assert_int_equal(cp_start(&Q, port), 0);
+    size_t kl;
+    const char *k = th_authkey(&S, &kl);
+    th_assert_ok(mpb_connect(S.endpoint, k, kl, NULL, &c), c);
+    unlink(done);
+    m = mpb_lock_cmd(Q.endpoint, S.keyfile, "ml", done, errf);
+    assert_true(th_wait_field(c, "lock/ml", "locked", 1, 10000));
+    assert_int_equal(cp_cut(&Q), 1);
+    assert_true(th_wait_field(c, "lock/ml", "locked", 0, 5000)); /* expired: released */
+    uint64_t fence;
+    mpb_lock_t *lk;
+    th_assert_ok(mpb_lock_open(c, "ml", &lk), c);
+    th_assert_ok(mpb_lock_acquire(lk, 0, &fence), c); /* someone else has it now */
+    assert_int_equal(cp_resume(&Q), 0);
+    assert_int_equal(th_wait(m, 30), 76);
+    assert_int_equal(access(done, F_OK), 0); /* COMMAND did finish */
+    slurp(errf, msg, sizeof msg);
+    if (!strstr(msg, "lock/ml was lost before sh finished") || !strstr(msg, "lock lock/ml"))
+        fail_msg("stderr: %s", msg);
+    th_assert_ok(mpb_lock_release(lk), c);
+    mpb_lock_close(&lk);
+    mpb_close(&c);
+    cp_stop(&Q);
+    th_broker_stop_checked(&S);
+}
+
+/* ---- a worker through a cut ---- */
+
+static void test_a_worker_keeps_serving_its_pool_across_a_3s_cut(void **state) {
+    (void)state;
+    char key[300], cmd[700];
+    snprintf(key, sizeof key, "%s/worker.key", B.dir);
+    snprintf(cmd, sizeof cmd, "cp %s %s", B.keyfile, key);
+    assert_int_equal(system(cmd), 0);
+    const char *argv[] = {MPB_WORKER_PATH, "--lib", MPB_DEMO_LIB, "--fn", "square", "-e",
+                          P.endpoint, "-k", key, NULL};
+    fflush(stdout);
+    fflush(stderr);
+    pid_t w = fork();
+    assert_true(w >= 0);
+    if (w == 0) {
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    mpb_client_t *c = direct();
+    mpb_pool_t *p;
+    th_assert_ok(mpb_pool_open(c, &p), c);
+    /* [0, 1, ..., 99] and then [100, ..., 199] */
+    uint8_t items[2][400];
+    size_t il[2];
+    for (int h = 0; h < 2; h++) {
+        size_t n = 0;
+        items[h][n++] = 0xdc;
+        items[h][n++] = 0;
+        items[h][n++] = 100;
+        for (int i = 0; i < 100; i++) n += mpb_pack_i64(items[h] + n, h * 100 + i);
+        il[h] = n;
+    }
+    void *res;
+    size_t rl;
+    th_assert_ok(mpb_pool_map(p, "square", items[0], il[0], 1, 30000, &res, &rl), c);
+    mpb_free(res);
+    mpb_async_t *a;
+    assert_int_equal(cp_cut(&P), 1);
+    th_assert_ok(mpb_pool_map_async(p, "square", items[1], il[1], 1, NULL, NULL, NULL, &a), c);
+    sleep(3);
+    assert_int_equal(cp_resume(&P), 0);
+    th_assert_ok(mpb_async_get(a, 30000, &res, &rl), c);
+    mpb__rd_t r = {res, (uint8_t *)res + rl};
+    uint32_t n;
+    assert_int_equal(mpb__rd_array(&r, &n), 0);
+    assert_int_equal(n, 100);
+    for (int i = 0; i < 100; i++) {
+        int64_t x;
+        assert_int_equal(mpb__rd_int(&r, &x), 0);
+        assert_int_equal(x, (int64_t)(100 + i) * (100 + i));
+    }
+    mpb_free(res);
+    mpb_async_free(&a);
+    mpb_pool_free(&p);
+    mpb_close(&c);
+    kill(w, SIGTERM);
+    assert_int_equal(th_wait(w, 20), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
@@ -491,6 +785,15 @@ int main(void) {
         cmocka_unit_test(test_a_reply_that_left_the_cache_is_refused_not_rerun),
         cmocka_unit_test_setup_teardown(test_writers_mid_stream_ride_through_a_3s_cut_exactly_once,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_blocked_get_and_a_held_lock_survive_a_3s_cut, setup,
+                                        teardown),
+        cmocka_unit_test(test_a_cut_longer_than_the_ttl_is_told_esession_with_what_was_lost),
+        cmocka_unit_test_setup_teardown(test_a_restart_without_state_is_told_esession, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_worker_keeps_serving_its_pool_across_a_3s_cut,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mpb_lock_keeps_its_lock_through_a_cut_and_exits_76_when_lost, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
