@@ -32,6 +32,9 @@ enum {
     R_OBJ = 5,      /* [5, kind, name, state...] (snapshot) */
     R_SNAP = 6,     /* [6, "mpb-snapshot", 1, first segment, next session id, fence] */
     R_END = 7,      /* [7, records before it] (snapshot) */
+    R_TASK_DONE = 8, /* [8, task id, failed, canceled, result|nil] */
+    R_TASK = 9,      /* [9, id, caller, function, calls, done, failed, canceled, result|nil] */
+    R_POOL = 10,     /* [10, next task id, next job id] (snapshot) */
 };
 
 #define REC_HDR       8
@@ -136,7 +139,10 @@ bool persist_logs_op(unsigned op) {
     case MPB_OP_QUEUE_JOIN:
     case MPB_OP_SEM_VALUE: return false; /* held locks and waits are not brought back */
     case MPB_OP_OBJ_DELETE:
-    case MPB_OP_DICT_COPY: return true; /* change state though they are no CMD_WRITE */
+    case MPB_OP_DICT_COPY:
+    case MPB_OP_POOL_SUBMIT:
+    case MPB_OP_POOL_TAKE:
+    case MPB_OP_POOL_CANCEL: return true; /* change state though they are no CMD_WRITE */
     default: {
         const command_t *c = command_find(op);
         return c && (c->flags & CMD_WRITE);
@@ -208,6 +214,24 @@ void persist_session_end(const sess_t *s) {
     mpb__w_array(&P.batch, 2);
     mpb__w_uint(&P.batch, R_SESS_END);
     mpb__w_uint(&P.batch, s->id);
+    rec_end(&P.batch, at);
+    P.records++;
+}
+
+static void w_result(mpb__buf_t *b, const blob_t *result) {
+    if (result) mpb__w_raw(b, result->data, result->len);
+    else mpb__w_nil(b);
+}
+
+void persist_task_done(uint64_t id, bool failed, bool canceled, const blob_t *result) {
+    if (!logging()) return;
+    size_t at = rec_begin(&P.batch);
+    mpb__w_array(&P.batch, 5);
+    mpb__w_uint(&P.batch, R_TASK_DONE);
+    mpb__w_uint(&P.batch, id);
+    mpb__w_bool(&P.batch, failed);
+    mpb__w_bool(&P.batch, canceled);
+    w_result(&P.batch, result);
     rec_end(&P.batch, at);
     P.records++;
 }
@@ -398,6 +422,40 @@ static void str_copy(mpb__rd_t *r, char *out, size_t n) {
 
 static int load_obj(mpb__rd_t *r, uint32_t n);
 
+/* A result is a msgpack array, or nil (none yet). */
+static int rd_result(mpb__rd_t *r, const uint8_t **v, size_t *n) {
+    if (mpb__rd_nil(r) == 0) {
+        *v = NULL;
+        *n = 0;
+        return 0;
+    }
+    return mpb__rd_type(r) == MPB__MT_ARRAY ? mpb__rd_span(r, v, n) : -1;
+}
+
+static int load_task(mpb__rd_t *r, uint64_t type, uint32_t len) {
+    uint64_t id, owner = 0;
+    const char *fn = NULL;
+    uint32_t fl = 0;
+    const uint8_t *calls = NULL, *res;
+    size_t cn = 0, rn;
+    bool done = true, failed, canceled;
+    if (type == R_TASK_DONE ? len != 5 : len != 9) return -1;
+    if (mpb__rd_uint(r, &id)) return -1;
+    if (type == R_TASK && (mpb__rd_uint(r, &owner) || mpb__rd_str(r, &fn, &fl) ||
+                           mpb__rd_type(r) != MPB__MT_ARRAY || mpb__rd_span(r, &calls, &cn) ||
+                           mpb__rd_bool(r, &done)))
+        return -1;
+    if (mpb__rd_bool(r, &failed) || mpb__rd_bool(r, &canceled) || rd_result(r, &res, &rn))
+        return -1;
+    if (type == R_TASK_DONE) {
+        pool_restore_finish(id, failed, canceled, res, rn);
+        return 0;
+    }
+    sess_t *s = server_sess_lookup(owner);
+    if (!s) return 0; /* its caller's session is not in the snapshot: nobody would take it */
+    return pool_restore_task(id, s, fn, fl, calls, cn, done, failed, canceled, res, rn);
+}
+
 /* Applies one record; -1 if its shape is wrong (the file is not ours, or is damaged). */
 static int apply(const uint8_t *p, size_t n, uint64_t *first_seg) {
     mpb__rd_t r = {p, p + n};
@@ -441,6 +499,14 @@ static int apply(const uint8_t *p, size_t n, uint64_t *first_seg) {
         if (id > P.fence_bound) P.fence_bound = id;
         return 0;
     case R_OBJ: return load_obj(&r, len);
+    case R_TASK_DONE:
+    case R_TASK: return load_task(&r, type, len);
+    case R_POOL: {
+        uint64_t task, job;
+        if (len != 3 || mpb__rd_uint(&r, &task) || mpb__rd_uint(&r, &job)) return -1;
+        pool_set_counters(task, job);
+        return 0;
+    }
     case R_SNAP: {
         const char *magic;
         uint32_t ml;
@@ -624,7 +690,43 @@ static int load_obj(mpb__rd_t *r, uint32_t len) {
     }
 }
 
-/* The child's work: every session and object into DIR/snapshot.tmp, then renamed. */
+struct snap_ctx {
+    mpb__buf_t *b;
+    int fd, rc;
+    uint64_t n;
+};
+
+/* Writes out b once it holds a megabyte. */
+static int snap_flush(mpb__buf_t *b, int fd) {
+    if (b->len < (1u << 20)) return 0;
+    bbuf_ensure(b);
+    int rc = write_all(fd, b->p, b->len);
+    mpb__buf_reset(b);
+    return rc;
+}
+
+static void w_task(void *ctx, uint64_t id, const sess_t *owner, const char *fn, uint32_t fl,
+                   const blob_t *calls, bool done, bool failed, bool canceled,
+                   const blob_t *result) {
+    struct snap_ctx *sc = ctx;
+    if (sc->rc) return;
+    size_t at = rec_begin(sc->b);
+    mpb__w_array(sc->b, 9);
+    mpb__w_uint(sc->b, R_TASK);
+    mpb__w_uint(sc->b, id);
+    mpb__w_uint(sc->b, owner->id);
+    mpb__w_str(sc->b, fn, fl);
+    mpb__w_raw(sc->b, calls->data, calls->len);
+    mpb__w_bool(sc->b, done);
+    mpb__w_bool(sc->b, failed);
+    mpb__w_bool(sc->b, canceled);
+    w_result(sc->b, done ? result : NULL);
+    rec_end(sc->b, at);
+    sc->n++;
+    sc->rc = snap_flush(sc->b, sc->fd);
+}
+
+/* The child's work: every session, pool task and object into DIR/snapshot.tmp, renamed. */
 static int snap_write(uint64_t first_seg) {
     char tmp[3100], path[3100];
     snprintf(tmp, sizeof tmp, "%s/snapshot.tmp", P.dir);
@@ -649,16 +751,26 @@ static int snap_write(uint64_t first_seg) {
         w_sess(&b, s);
         nrec++;
     }
+    uint64_t next_task, next_job;
+    pool_counters(&next_task, &next_job);
+    at = rec_begin(&b);
+    mpb__w_array(&b, 3);
+    mpb__w_uint(&b, R_POOL);
+    mpb__w_uint(&b, next_task);
+    mpb__w_uint(&b, next_job);
+    rec_end(&b, at);
+    nrec++;
+    struct snap_ctx sc = {&b, fd, 0, 0};
+    pool_each_task(w_task, &sc);
+    nrec += sc.n;
+    rc = sc.rc;
     const omap_t *m = store_map();
     for (size_t i = 0; i < m->nents && rc == 0; i++) {
         const obj_t *o = m->ents[i].item;
         if (!o) continue;
         w_obj(&b, o);
         nrec++;
-        if (b.len >= (1u << 20)) {
-            rc = write_all(fd, b.p, b.len);
-            mpb__buf_reset(&b);
-        }
+        rc = snap_flush(&b, fd);
     }
     at = rec_begin(&b);
     mpb__w_array(&b, 2);

@@ -37,6 +37,9 @@ void persist_parked(const waiter_t *w, uint32_t argc, const uint8_t *a, size_t n
 /* Sessions, so that a client can resume one after a restart. */
 void persist_session(const sess_t *s);
 void persist_session_end(const sess_t *s);
+/* A pool task finished (done, failed or canceled) with result: its outcome, for a task that
+ * the log brings back queued. */
+void persist_task_done(uint64_t id, bool failed, bool canceled, const blob_t *result);
 /* Fencing tokens: the log keeps a bound above every token handed out. */
 void persist_fence(uint64_t token);
 
@@ -57,6 +60,20 @@ int persist_save_req(req_t *r);
 /* info: persistence map pairs (count returned) and Prometheus lines. */
 uint32_t persist_info(mpb__buf_t *b);
 void persist_metrics(mpb__buf_t *b);
+
+/* pool.c: its tasks for a snapshot (every task with a caller, by id), its id counters, and
+ * tasks brought back (pool_restore_task: -1 if the record makes no sense). */
+typedef void (*pool_task_fn)(void *ctx, uint64_t id, const sess_t *owner, const char *fn,
+                             uint32_t fnlen, const blob_t *calls, bool done, bool failed,
+                             bool canceled, const blob_t *result);
+void pool_each_task(pool_task_fn fn, void *ctx);
+void pool_counters(uint64_t *task, uint64_t *job);
+void pool_set_counters(uint64_t task, uint64_t job);
+int pool_restore_task(uint64_t id, sess_t *owner, const char *fn, uint32_t fnlen,
+                      const uint8_t *calls, size_t n, bool done, bool failed, bool canceled,
+                      const uint8_t *result, size_t rn);
+void pool_restore_finish(uint64_t id, bool failed, bool canceled, const uint8_t *result,
+                         size_t rn);
 
 /* server.c: sessions as the log brings them back. */
 sess_t *server_sess_restore(uint64_t id, const uint8_t *token, const char *host, int64_t pid,

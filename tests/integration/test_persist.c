@@ -1,6 +1,7 @@
 /* test_persist.c - the broker's state survives it: SIGKILLed in a loop while clients append,
- * put and incr, it comes back with every acknowledged write exactly once (--fsync always) or
- * at most the last second lost (everysec); each kind comes back with its state; a torn tail is
+ * put, incr and submit pool tasks, it comes back with every acknowledged write exactly once
+ * (--fsync always) or at most the last second lost (everysec); each kind comes back with its
+ * state, and pool tasks queued, unfinished or not yet taken; a torn tail is
  * cut and a damaged middle refused (or cut with --repair); a snapshot taken under load and
  * reloaded equals the live state, object by object.
  *
@@ -373,7 +374,8 @@ typedef struct cl_arg {
     const char *dir;
 } cl_arg_t;
 
-/* One client: appends its ids to list/cl_l, puts them to queue/cl_q, incrs dict/cl_d[idx]; each
+/* One client: appends its ids to list/cl_l, puts them to queue/cl_q, incrs dict/cl_d[idx],
+ * submits pool tasks of function cl<idx> (no worker: they stay queued); each
  * acknowledged write is a line "OP ID UNIX_MS" in its file, each one whose outcome it could
  * not know "? OP ID". It connects again itself whenever a call fails. */
 static int cl_child(int idx, void *arg) {
@@ -392,15 +394,21 @@ static int cl_child(int idx, void *arg) {
     o.op_timeout_ms = 1000;
     mpb_client_t *c = NULL;
     int64_t id = (int64_t)idx * 1000000;
-    static const char ops[] = "API";
+    static const char ops[] = "APIS";
+    char fn[16];
+    snprintf(fn, sizeof fn, "cl%d", idx);
+    int sessions = 0;
     int64_t deadline = th_now_ms() + 120000;
     while (access(stop, F_OK) != 0 && th_now_ms() < deadline) {
-        if (!c && mpb_connect(ep, key, kl, &o, &c) != 0) {
-            mpb_close(&c);
-            usleep(20000);
-            continue;
+        if (!c) {
+            if (mpb_connect(ep, key, kl, &o, &c) != 0) {
+                mpb_close(&c);
+                usleep(20000);
+                continue;
+            }
+            sessions++;
         }
-        char op = ops[id % 3];
+        char op = ops[id % 4];
         int rc;
         uint8_t buf[MPB_PACK_MAX_SCALAR];
         size_t n = mpb_pack_i64(buf, id);
@@ -414,11 +422,20 @@ static int cl_child(int idx, void *arg) {
             mpb__w_raw(&args, buf, n);
             mpb__w_int(&args, 0);
             rc = mpb_call(c, MPB_OP_QUEUE_PUT, "cl_q", args.p, args.len, 0, NULL, NULL);
-        } else {
+        } else if (op == 'I') {
             mpb__w_array(&args, 2);
             mpb__w_int(&args, idx);
             mpb__w_int(&args, 1);
             rc = mpb_call(c, MPB_OP_DICT_INCR, "cl_d", args.p, args.len, 0, NULL, NULL);
+        } else { /* a pool task of one call fn(id); no worker runs it: it stays queued */
+            mpb__w_array(&args, 3);
+            mpb__w_cstr(&args, fn);
+            mpb__w_bool(&args, false);
+            mpb__w_array(&args, 1);
+            mpb__w_array(&args, 1);
+            mpb__w_array(&args, 1);
+            mpb__w_raw(&args, buf, n);
+            rc = mpb_call(c, MPB_OP_POOL_SUBMIT, NULL, args.p, args.len, 0, NULL, NULL);
         }
         if (rc == 0) {
             fprintf(f, "%c %lld %lld\n", op, (long long)id, (long long)unix_ms());
@@ -428,6 +445,25 @@ static int cl_child(int idx, void *arg) {
         }
         id++;
     }
+    /* the tasks its session has queued (only one session: those of another one ended) */
+    int64_t queued = -1;
+    if (c) {
+        mpb__buf_reset(&args);
+        mpb__w_array(&args, 1);
+        mpb__w_cstr(&args, fn);
+        void *p;
+        size_t pn;
+        if (mpb_call(c, MPB_OP_POOL_FNINFO, NULL, args.p, args.len, 0, &p, &pn) == 0) {
+            mpb__rd_t r = {p, (const uint8_t *)p + pn};
+            uint32_t k;
+            int64_t v[3];
+            if (mpb__rd_array(&r, &k) == 0 && k >= 3 && mpb__rd_int(&r, &v[0]) == 0 &&
+                mpb__rd_int(&r, &v[1]) == 0 && mpb__rd_int(&r, &v[2]) == 0)
+                queued = v[2];
+            mpb_free(p);
+        }
+    }
+    fprintf(f, "Q %lld %d\n", (long long)queued, sessions);
     mpb_close(&c);
     mpb__buf_free(&args);
     return fclose(f) == 0 ? 0 : 1;
@@ -537,6 +573,8 @@ static void crash_loop(const char *fsync_mode, int64_t window) {
     size_t nunknown = 0, capunknown = 0;
     int64_t incr_acked[CL_CLIENTS] = {0}, incr_unknown[CL_CLIENTS] = {0};
     int64_t incr_window[CL_CLIENTS] = {0};
+    int64_t sub_acked[CL_CLIENTS] = {0}, sub_unknown[CL_CLIENTS] = {0};
+    int64_t sub_window[CL_CLIENTS] = {0}, sub_queued[CL_CLIENTS], sub_sessions[CL_CLIENTS];
     for (int i = 0; i < CL_CLIENTS; i++) {
         char path[400], line[200];
         snprintf(path, sizeof path, "%s/acks.%d", B.dir, i);
@@ -545,16 +583,24 @@ static void crash_loop(const char *fsync_mode, int64_t window) {
         while (fgets(line, sizeof line, f)) {
             char op, op2;
             long long id, ms;
-            if (sscanf(line, "? %c %lld", &op2, &id) == 2) {
+            int nsess;
+            if (sscanf(line, "Q %lld %d", &id, &nsess) == 2) {
+                sub_queued[i] = id;
+                sub_sessions[i] = nsess;
+            } else if (sscanf(line, "? %c %lld", &op2, &id) == 2) {
                 if (nunknown == capunknown)
                     unknown = realloc(unknown, (capunknown = capunknown ? 2 * capunknown : 64) *
                                                    sizeof *unknown);
                 unknown[nunknown++] = id;
                 if (op2 == 'I') incr_unknown[i]++;
+                if (op2 == 'S') sub_unknown[i]++;
             } else if (sscanf(line, "%c %lld %lld", &op, &id, &ms) == 3) {
                 if (op == 'A') acks_add(&app, id, ms);
                 else if (op == 'P') acks_add(&put, id, ms);
-                else {
+                else if (op == 'S') {
+                    sub_acked[i]++;
+                    if (window && in_window(ms, kill_ms, kills, window)) sub_window[i]++;
+                } else {
                     incr_acked[i]++;
                     if (window && in_window(ms, kill_ms, kills, window)) incr_window[i]++;
                 }
@@ -590,7 +636,7 @@ static void crash_loop(const char *fsync_mode, int64_t window) {
     assert_int_equal(nq2, nq);
     size_t lost_l = check_ids("list", found_l, nl, &app, unknown, nunknown, kill_ms, kills, window);
     size_t lost_q = check_ids("queue", found_q, nq, &put, unknown, nunknown, kill_ms, kills, window);
-    int64_t incr_total = 0, incr_got_total = 0;
+    int64_t incr_total = 0, incr_got_total = 0, sub_total = 0, sub_checked = 0;
     for (int i = 0; i < CL_CLIENTS; i++) {
         void *v;
         size_t vn;
@@ -611,18 +657,29 @@ static void crash_loop(const char *fsync_mode, int64_t window) {
                      (long long)incr_window[i]);
         incr_total += incr_acked[i];
         incr_got_total += got;
+        /* pool.submit: each acknowledged task queued once, in the session that stayed */
+        if (sub_sessions[i] == 1 &&
+            (sub_queued[i] > sub_acked[i] + sub_unknown[i] ||
+             sub_queued[i] < sub_acked[i] - sub_window[i]))
+            fail_msg("pool.submit of client %d: %lld queued, acknowledged %lld, unknown %lld, "
+                     "in the window %lld",
+                     i, (long long)sub_queued[i], (long long)sub_acked[i],
+                     (long long)sub_unknown[i], (long long)sub_window[i]);
+        sub_total += sub_acked[i];
+        if (sub_sessions[i] == 1) sub_checked += sub_queued[i];
     }
-    printf("crash loop --fsync %s: %d kills; acknowledged: %zu appends, %zu puts, %lld incrs; "
-           "outcome unknown: %zu; found: %zu appends, %zu items, incr total %lld; acknowledged "
-           "but lost: %zu appends, %zu puts, %lld incrs; duplicates: 0\n",
-           fsync_mode, kills, app.n, put.n, (long long)incr_total, nunknown, nl, nq,
-           (long long)incr_got_total, lost_l, lost_q,
+    printf("crash loop --fsync %s: %d kills; acknowledged: %zu appends, %zu puts, %lld incrs, "
+           "%lld submits; outcome unknown: %zu; found: %zu appends, %zu items, incr total %lld, "
+           "%lld tasks queued; acknowledged but lost: %zu appends, %zu puts, %lld incrs; "
+           "duplicates: 0\n",
+           fsync_mode, kills, app.n, put.n, (long long)incr_total, (long long)sub_total,
+           nunknown, nl, nq, (long long)incr_got_total, (long long)sub_checked, lost_l, lost_q,
            (long long)(incr_total > incr_got_total ? incr_total - incr_got_total : 0));
     if (!window) {
         assert_int_equal(lost_l, 0);
         assert_int_equal(lost_q, 0);
     }
-    assert_true(app.n > 0 && put.n > 0 && incr_total > 0);
+    assert_true(app.n > 0 && put.n > 0 && incr_total > 0 && sub_total > 0);
     mpb_close(&c);
     free(found_l);
     free(found_q);
@@ -869,6 +926,168 @@ static void test_snapshot_under_load_equals_live(void **state) {
     th_broker_stop(&B);
 }
 
+/* ---- pool tasks ---- */
+
+/* Reads [[task_id, [[ok, value]]], ...] (a pool.take or pool.fetch page) into ids and, for a
+ * take, the one value of each; returns how many. */
+static size_t read_tasks(const void *p, size_t n, bool take, uint64_t *ids, int64_t *vals,
+                         size_t max) {
+    mpb__rd_t r = {p, (const uint8_t *)p + n};
+    uint32_t k, two;
+    assert_int_equal(mpb__rd_array(&r, &k), 0);
+    assert_true(k <= max);
+    for (uint32_t i = 0; i < k; i++) {
+        assert_int_equal(mpb__rd_array(&r, &two), 0);
+        assert_int_equal(mpb__rd_uint(&r, &ids[i]), 0);
+        if (!take) { /* fetch: [id, function, calls] */
+            const uint8_t *v;
+            size_t vn;
+            assert_int_equal(mpb__rd_span(&r, &v, &vn), 0);
+            assert_int_equal(mpb__rd_span(&r, &v, &vn), 0);
+            continue;
+        }
+        uint32_t ncalls, pair;
+        bool ok;
+        assert_int_equal(mpb__rd_array(&r, &ncalls), 0);
+        assert_int_equal(ncalls, 1);
+        assert_int_equal(mpb__rd_array(&r, &pair), 0);
+        assert_int_equal(mpb__rd_bool(&r, &ok), 0);
+        assert_true(ok);
+        assert_int_equal(mpb__rd_int(&r, &vals[i]), 0);
+    }
+    return k;
+}
+
+/* A worker's pool.done for task id of the call sq(x): x * x. */
+static void done_square(mpb_client_t *w, uint64_t id, int64_t x) {
+    mpb__buf_t *a = argv_begin(1);
+    mpb__w_array(a, 1);
+    mpb__w_array(a, 2);
+    mpb__w_uint(a, id);
+    mpb__w_array(a, 1);
+    mpb__w_array(a, 2);
+    mpb__w_bool(a, true);
+    mpb__w_int(a, x * x);
+    th_assert_ok(call(w, MPB_OP_POOL_DONE, NULL, NULL, NULL), w);
+}
+
+static size_t fetch(mpb_client_t *w, uint64_t *ids, size_t max) {
+    mpb__buf_t *a = argv_begin(2);
+    mpb__w_uint(a, max);
+    mpb__w_int(a, 2000);
+    void *p;
+    size_t n;
+    th_assert_ok(mpb_call(w, MPB_OP_POOL_FETCH, NULL, args.p, args.len, 2000, &p, &n), w);
+    size_t k = read_tasks(p, n, false, ids, NULL, max);
+    mpb_free(p);
+    return k;
+}
+
+static void register_worker(mpb_client_t *w) {
+    mpb__buf_t *a = argv_begin(3);
+    mpb__w_array(a, 1);
+    mpb__w_cstr(a, "sq");
+    mpb__w_uint(a, 16);
+    mpb__w_uint(a, 0);
+    th_assert_ok(call(w, MPB_OP_POOL_REGISTER, NULL, NULL, NULL), w);
+}
+
+/* pool.take of [first, first+count): every result (waiting up to 2 s for each page). */
+static size_t take(mpb_client_t *c, uint64_t first, uint64_t count, uint64_t *ids, int64_t *vals) {
+    size_t got = 0;
+    for (int guard = 0; got < count && guard < 100; guard++) {
+        mpb__buf_t *a = argv_begin(3);
+        mpb__w_uint(a, first);
+        mpb__w_uint(a, count);
+        mpb__w_int(a, 2000);
+        void *p;
+        size_t n;
+        th_assert_ok(mpb_call(c, MPB_OP_POOL_TAKE, NULL, args.p, args.len, 2000, &p, &n), c);
+        got += read_tasks(p, n, true, ids + got, vals + got, count - got);
+        mpb_free(p);
+    }
+    return got;
+}
+
+static int64_t fn_queued(mpb_client_t *c) {
+    mpb__w_cstr(argv_begin(1), "sq");
+    void *p;
+    size_t n;
+    th_assert_ok(call(c, MPB_OP_POOL_FNINFO, NULL, &p, &n), c);
+    mpb__rd_t r = {p, (const uint8_t *)p + n};
+    uint32_t k;
+    int64_t v[8];
+    assert_int_equal(mpb__rd_array(&r, &k), 0);
+    for (uint32_t i = 0; i < k && i < 8; i++) assert_int_equal(mpb__rd_int(&r, &v[i]), 0);
+    mpb_free(p);
+    return v[2]; /* [workers, capacity, queued, ...] */
+}
+
+/* Queued and unfinished tasks, and finished ones not yet taken, come back after a crash (from
+ * a snapshot and the log after it); the caller's session resumes and takes them; a task that
+ * was at a worker runs again. */
+static void test_pool_tasks_restored(void **state) {
+    (void)state;
+    th_broker_start(&B, "--fsync", "always", NULL);
+    mpb_client_t *c = th_connect(&B), *w = th_connect(&B);
+    mpb__buf_t *a = argv_begin(3);
+    mpb__w_cstr(a, "sq");
+    mpb__w_bool(a, false);
+    mpb__w_array(a, 10);
+    for (int i = 1; i <= 10; i++) {
+        mpb__w_array(a, 1);    /* a task of one call */
+        mpb__w_array(a, 1);    /* its arguments */
+        mpb__w_int(a, i);
+    }
+    void *p;
+    size_t n;
+    th_assert_ok(call(c, MPB_OP_POOL_SUBMIT, NULL, &p, &n), c);
+    mpb__rd_t r = {p, (const uint8_t *)p + n};
+    uint32_t two;
+    uint64_t job, first;
+    assert_int_equal(mpb__rd_array(&r, &two), 0);
+    assert_int_equal(mpb__rd_uint(&r, &job), 0);
+    assert_int_equal(mpb__rd_uint(&r, &first), 0);
+    mpb_free(p);
+    register_worker(w);
+    uint64_t ids[16];
+    int64_t vals[16];
+    assert_int_equal(fetch(w, ids, 3), 3);
+    assert_int_equal(ids[0], first);
+    done_square(w, first, 1);
+    done_square(w, first + 1, 2);
+    assert_int_equal(take(c, first, 1, ids, vals), 1);
+    assert_int_equal(vals[0], 1);
+    argv_begin(0);
+    th_assert_ok(mpb_call(c, MPB_OP_SAVE, NULL, args.p, args.len, 60000, &p, &n), c);
+    mpb_free(p);
+    done_square(w, first + 2, 3); /* after the snapshot: in the log */
+
+    th_broker_restart(&B, SIGKILL, "--fsync", "always", NULL);
+    /* c resumes its session (libmpb reconnects) and finds its two results */
+    assert_int_equal(take(c, first + 1, 2, ids, vals), 2);
+    assert_int_equal(ids[0], first + 1);
+    assert_int_equal(vals[0], 4);
+    assert_int_equal(ids[1], first + 2);
+    assert_int_equal(vals[1], 9);
+    assert_int_equal(fn_queued(c), 7);
+    /* a new worker runs the other seven, oldest first */
+    mpb_client_t *w2 = th_connect(&B);
+    register_worker(w2);
+    size_t k = fetch(w2, ids, 10);
+    assert_int_equal(k, 7);
+    for (size_t i = 0; i < k; i++) {
+        assert_int_equal(ids[i], first + 3 + i);
+        done_square(w2, ids[i], (int64_t)(4 + i));
+    }
+    assert_int_equal(take(c, first + 3, 7, ids, vals), 7);
+    for (size_t i = 0; i < 7; i++) assert_int_equal(vals[i], (int64_t)((4 + i) * (4 + i)));
+    mpb_close(&w2);
+    mpb_close(&w);
+    mpb_close(&c);
+    th_broker_stop(&B);
+}
+
 /* ---- settings ---- */
 
 static void test_persist_off_keeps_nothing(void **state) {
@@ -898,6 +1117,7 @@ int main(void) {
         cmocka_unit_test(test_damaged_middle_refused_then_repaired),
         cmocka_unit_test(test_snapshot_under_load_equals_live),
         cmocka_unit_test(test_persist_off_keeps_nothing),
+        cmocka_unit_test(test_pool_tasks_restored),
         cmocka_unit_test(test_crash_loop_always),
         cmocka_unit_test(test_crash_loop_everysec),
     };
