@@ -484,6 +484,92 @@ static void test_writers_mid_stream_ride_through_a_3s_cut_exactly_once(void **st
     mpb_close(&c);
 }
 
+/* ---- across a broker restart (SIGKILL, same data dir, --fsync always) ---- */
+
+static th_broker_t K; /* the broker that is killed */
+
+/* As writer, straight to K: increments and appends, each acknowledged one must be there
+ * once after the crash. */
+static int restart_writer(int unused, void *arg) {
+    (void)unused, (void)arg;
+    size_t kl;
+    const char *k = th_authkey(&K, &kl);
+    mpb_client_t *c;
+    if (mpb_connect(K.endpoint, k, kl, NULL, &c)) {
+        fprintf(stderr, "restart writer: connect: %s\n", mpb_errmsg(c));
+        return 1;
+    }
+    uint64_t sess = mpb_session_id(c);
+    mpb_dict_t *d;
+    mpb_list_t *l;
+    if (mpb_dict_open(c, "rs", &d) || mpb_list_open(c, "rs-l", &l)) return 1;
+    for (int i = 0; i < N_ITEMS; i++) {
+        uint8_t v[16];
+        size_t vn = mpb_pack_i64(v, i);
+        int64_t now;
+        int rc = mpb_dict_incr_str(d, "n", 1, &now);
+        if (!rc && now != i + 1) {
+            fprintf(stderr, "restart writer: item %d: the counter says %lld\n", i, (long long)now);
+            return 1;
+        }
+        if (!rc) rc = mpb_list_append(l, v, vn);
+        if (rc) {
+            fprintf(stderr, "restart writer: item %d: %s: %s\n", i, mpb_strerror(rc),
+                    mpb_errmsg(c));
+            return 1;
+        }
+    }
+    int rc = mpb_dict_set_i64(d, "reconnects", mpb_reconnects(c));
+    if (!rc) rc = mpb_dict_set_i64(d, "same-session", mpb_session_id(c) == sess);
+    mpb_dict_close(&d);
+    mpb_list_close(&l);
+    mpb_close(&c);
+    return rc != 0;
+}
+
+/* A client mid-stream across a SIGKILL of its broker and a restart on the same data dir: it
+ * resumes its session (kept in the log), sends again what had no reply, and the counter and
+ * the list hold every write once: a write that ran before the crash is answered from the
+ * reply cache the log brought back. */
+static void test_a_writer_mid_stream_rides_through_a_broker_crash_and_restart(void **state) {
+    (void)state;
+    th_broker_start(&K, "--fsync", "always", NULL);
+    pid_t kid = th_fork(restart_writer, NULL);
+    mpb_client_t *c;
+    size_t kl;
+    const char *k = th_authkey(&K, &kl);
+    th_assert_ok(mpb_connect(K.endpoint, k, kl, NULL, &c), c);
+    mpb_list_t *l;
+    th_assert_ok(mpb_list_open(c, "rs-l", &l), c);
+    uint64_t len = 0;
+    int64_t end = th_now_ms() + 30000;
+    while (len < N_ITEMS / 3 && th_now_ms() < end) {
+        th_assert_ok(mpb_list_len(l, &len), c);
+        usleep(2000);
+    }
+    mpb_list_close(&l);
+    mpb_close(&c);
+    th_broker_restart(&K, SIGKILL, "--fsync", "always", NULL);
+    print_message("broker killed and restarted with %llu of %d appends done\n",
+                  (unsigned long long)len, N_ITEMS);
+    assert_true(len < N_ITEMS);
+    assert_int_equal(th_wait(kid, 60), 0);
+    th_assert_ok(mpb_connect(K.endpoint, k, kl, NULL, &c), c);
+    assert_int_equal(dict_int(c, "rs", "n"), N_ITEMS);
+    assert_true(dict_int(c, "rs", "reconnects") >= 1);
+    assert_int_equal(dict_int(c, "rs", "same-session"), 1);
+    static int64_t items[N_ITEMS], want[N_ITEMS];
+    for (int i = 0; i < N_ITEMS; i++) want[i] = i;
+    all_ints(c, "rs-l", NULL, items, N_ITEMS);
+    assert_memory_equal(items, want, sizeof want);
+    th_assert_ok(mpb_list_open(c, "rs-l", &l), c);
+    th_assert_ok(mpb_list_len(l, &len), c);
+    assert_int_equal(len, N_ITEMS);
+    mpb_list_close(&l);
+    mpb_close(&c);
+    th_broker_stop_checked(&K);
+}
+
 /* ---- a blocking get and a held lock across a cut ---- */
 
 /* Holds lock "cl" and blocks on queue "bq" through the proxy; appends what it got to list
@@ -785,6 +871,7 @@ int main(void) {
         cmocka_unit_test(test_a_reply_that_left_the_cache_is_refused_not_rerun),
         cmocka_unit_test_setup_teardown(test_writers_mid_stream_ride_through_a_3s_cut_exactly_once,
                                         setup, teardown),
+        cmocka_unit_test(test_a_writer_mid_stream_rides_through_a_broker_crash_and_restart),
         cmocka_unit_test_setup_teardown(test_a_blocked_get_and_a_held_lock_survive_a_3s_cut, setup,
                                         teardown),
         cmocka_unit_test(test_a_cut_longer_than_the_ttl_is_told_esession_with_what_was_lost),
