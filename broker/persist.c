@@ -50,6 +50,7 @@ static struct {
     int fd;
     uint64_t seg;      /* the segment appended to */
     mpb__buf_t batch;  /* records of this turn, not yet written */
+    size_t last_at;    /* where the batch's last request record starts */
     bool dirty;        /* written, not yet fsynced */
     uint64_t log_bytes; /* in every segment since the snapshot */
     uint64_t fence_bound;
@@ -152,7 +153,7 @@ bool persist_logs_op(unsigned op) {
 
 size_t persist_req(const sess_t *s, const uint8_t *raw, size_t n) {
     if (!logging()) return 0;
-    size_t at = rec_begin(&P.batch);
+    size_t at = P.last_at = rec_begin(&P.batch);
     mpb__w_array(&P.batch, 4);
     mpb__w_uint(&P.batch, R_REQ);
     mpb__w_uint(&P.batch, s ? s->id : 0);
@@ -165,16 +166,8 @@ size_t persist_req(const sess_t *s, const uint8_t *raw, size_t n) {
 
 void persist_unlog(size_t end) {
     if (!logging() || end == 0 || P.batch.len != end) return;
-    /* The record is the last one: find its start from its length. */
-    for (size_t at = 0; at + REC_HDR <= end;) {
-        size_t next = at + REC_HDR + get32(P.batch.p + at);
-        if (next == end) {
-            P.batch.len = at;
-            P.records--;
-            return;
-        }
-        at = next;
-    }
+    P.batch.len = P.last_at; /* nothing came after it: it is the last request record */
+    P.records--;
 }
 
 void persist_parked(const waiter_t *w, uint32_t argc, const uint8_t *a, size_t n) {
@@ -936,7 +929,7 @@ static size_t list_segments(uint64_t **out) {
         }
         closedir(d);
     }
-    qsort(v, n, sizeof *v, cmp_u64);
+    if (n) qsort(v, n, sizeof *v, cmp_u64);
     *out = v;
     return n;
 }

@@ -314,7 +314,26 @@ static int connect_broker(void) {
 /* ---- commands ---- */
 
 static const char *const info_fields[] = {"version", "uptime_s", "pid", "clients", "sessions",
-                                          "objects", "memory", "persistence", NULL};
+                                          "objects", "memory", NULL};
+
+static long long jint(const json_t *o, const char *key);
+
+/* The "persist" line of mpb info: the fsync mode, the log, the last snapshot. */
+static void print_persist(const json_t *p) {
+    if (!json_is_object(p)) return;
+    if (!json_is_true(json_object_get(p, "enabled"))) {
+        printf("%-10s off\n", "persist");
+        return;
+    }
+    const json_t *mode = json_object_get(p, "fsync");
+    printf("%-10s fsync %s, log %lld bytes, snapshot %lld bytes", "persist",
+           json_is_string(mode) ? json_string_value(mode) : "?", jint(p, "log_bytes"),
+           jint(p, "snapshot_bytes"));
+    if (jint(p, "last_snapshot_ms") > 0)
+        printf(" (written in %lld ms)", jint(p, "last_snapshot_duration_ms"));
+    if (json_is_true(json_object_get(p, "snapshot_in_progress"))) printf(", snapshot running");
+    putchar('\n');
+}
 
 static int cmd_info(int argc, char **argv) {
     void *m;
@@ -341,6 +360,7 @@ static int cmd_info(int argc, char **argv) {
             else if (s) printf("%-10s %s\n", info_fields[i], s);
             free(s);
         }
+        print_persist(json_object_get(j, "persistence"));
     } else {
         const char *k;
         json_t *v;
