@@ -126,6 +126,15 @@ typedef struct wlist {
     size_t n;
 } wlist_t;
 
+/* An item a reliable queue handed out that its taker has not finished (task_done) yet: it
+ * goes back to the front of the queue if the taker's session ends first. */
+typedef struct delivery {
+    uint64_t id;
+    sess_t *sess;
+    blob_t *item;
+    bool task; /* counted in unfinished (the queue was joinable when it was handed out) */
+} delivery_t;
+
 typedef struct queue {
     deque_t items;
     int64_t maxsize; /* 0: unbounded */
@@ -133,6 +142,10 @@ typedef struct queue {
     bool maxsize_set, joinable_set; /* given by an open: fixed from then on */
     int64_t unfinished;          /* joinable: items put and not yet task_done */
     wlist_t getters, putters, joiners;
+    bool reliable, reliable_set; /* reliable: items handed out are tracked (always if joinable) */
+    delivery_t *dv;              /* handed out and not finished, oldest first */
+    size_t ndv, capdv;
+    uint64_t next_dv; /* the last delivery id given */
 } queue_t;
 
 /* lock and rlock */
@@ -287,6 +300,13 @@ size_t replay_bytes(const sess_t *s);
 void replay_free(sess_t *s);
 extern uint64_t g_replayed; /* requests answered from the cache instead of running again */
 
+/* ---- t_queue.c: reliable delivery ---- */
+
+/* s ended holding delivery h->tid of queue h->obj: the item goes back to the front. */
+void queue_release_hold(sess_t *s, hold_t *h);
+void queue_free_deliveries(obj_t *o);
+extern uint64_t g_redelivered; /* items given back to a queue because their taker's session ended */
+
 /* Writes who s is as three map pairs, "session" (its id), "host" and "pid", into a map the
  * caller has opened and counted them in; s NULL (gone) writes 0, "" and 0. server.c */
 void sess_describe(const sess_t *s, mpb__buf_t *b);
@@ -312,6 +332,7 @@ struct waiter {
     bool timed_out;   /* condition.wait: re-acquiring after a timeout */
     obj_t *cond;      /* condition.wait: the condition waited on */
     uint64_t parked_ns; /* when it was parked (CLOCK_MONOTONIC): its latency when answered */
+    bool with_id;       /* queue.get: answer [delivery id, item] */
 };
 
 /* Parks the request on list (FIFO) with a deadline from timeout_ms (-1: none). */
@@ -470,7 +491,8 @@ bool server_ready(void);
 
 /* ---- commands.c ---- */
 
-enum { CMD_READ = 1, CMD_WRITE = 2, CMD_NOOBJ = 4, CMD_ANYKIND = 8 };
+/* CMD_OPT1: one more argument may follow the arity ones (an argument added to an op later) */
+enum { CMD_READ = 1, CMD_WRITE = 2, CMD_NOOBJ = 4, CMD_ANYKIND = 8, CMD_OPT1 = 16 };
 typedef int (*cmd_proc)(req_t *r);
 typedef struct command {
     unsigned op;

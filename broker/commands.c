@@ -49,11 +49,11 @@ static const command_t commands[] = {
     {MPB_OP_LIST_REVERSE,    cmd_list_reverse,    0,  KIND_LIST, CMD_WRITE            },
     {MPB_OP_LIST_SORT,       cmd_list_sort,       1,  KIND_LIST, CMD_WRITE            },
     {MPB_OP_LIST_CLEAR,      cmd_list_clear,      0,  KIND_LIST, CMD_WRITE            },
-    {MPB_OP_QUEUE_OPEN,      cmd_queue_open,      2,  KIND_QUEUE, CMD_WRITE           },
+    {MPB_OP_QUEUE_OPEN,      cmd_queue_open,      2,  KIND_QUEUE, CMD_WRITE | CMD_OPT1},
     {MPB_OP_QUEUE_PUT,       cmd_queue_put,       2,  KIND_QUEUE, CMD_WRITE           },
-    {MPB_OP_QUEUE_GET,       cmd_queue_get,       1,  KIND_QUEUE, CMD_WRITE           },
+    {MPB_OP_QUEUE_GET,       cmd_queue_get,       1,  KIND_QUEUE, CMD_WRITE | CMD_OPT1},
     {MPB_OP_QUEUE_QSIZE,     cmd_queue_qsize,     0,  KIND_QUEUE, CMD_READ            },
-    {MPB_OP_QUEUE_TASK_DONE, cmd_queue_task_done, 0,  KIND_QUEUE, CMD_WRITE           },
+    {MPB_OP_QUEUE_TASK_DONE, cmd_queue_task_done, 0,  KIND_QUEUE, CMD_WRITE | CMD_OPT1},
     {MPB_OP_QUEUE_JOIN,      cmd_queue_join,      1,  KIND_QUEUE, CMD_WRITE           },
     {MPB_OP_QUEUE_EMPTY,     cmd_queue_empty,     0,  KIND_QUEUE, CMD_READ            },
     {MPB_OP_QUEUE_FULL,      cmd_queue_full,      0,  KIND_QUEUE, CMD_READ            },
@@ -252,7 +252,8 @@ int arg_str(req_t *r, const char *what, const char **s, uint32_t *n) {
 /* ---- dispatch ---- */
 
 static bool arity_ok(const command_t *c, uint32_t argc) {
-    return c->arity >= 0 ? argc == (uint32_t)c->arity : argc >= (uint32_t)-c->arity;
+    if (c->arity < 0) return argc >= (uint32_t)-c->arity;
+    return argc >= (uint32_t)c->arity && argc <= (uint32_t)c->arity + !!(c->flags & CMD_OPT1);
 }
 
 /* A request that changes state goes to the log before it runs, so that what it causes
@@ -278,9 +279,13 @@ void dispatch(req_t *r) {
         return;
     }
     if (!arity_ok(cmd, r->argc)) {
-        reply_error(r, MPB_EPROTO, "%s takes %s%d argument%s, got %u", mpb__op_name(r->op),
-                    cmd->arity < 0 ? "at least " : "", abs(cmd->arity),
-                    abs(cmd->arity) == 1 ? "" : "s", r->argc);
+        if (cmd->flags & CMD_OPT1)
+            reply_error(r, MPB_EPROTO, "%s takes %d or %d arguments, got %u", mpb__op_name(r->op),
+                        cmd->arity, cmd->arity + 1, r->argc);
+        else
+            reply_error(r, MPB_EPROTO, "%s takes %s%d argument%s, got %u", mpb__op_name(r->op),
+                        cmd->arity < 0 ? "at least " : "", abs(cmd->arity),
+                        abs(cmd->arity) == 1 ? "" : "s", r->argc);
         return;
     }
     if (cmd->flags & CMD_NOOBJ) {

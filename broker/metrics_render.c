@@ -77,6 +77,12 @@ void metrics_render(mpb__buf_t *b) {
     line(b, "mpb_sessions %zu\n", server_session_count());
     head(b, "mpb_sessions_expired_total", "counter", "Sessions ended by missing heartbeats.");
     line(b, "mpb_sessions_expired_total %llu\n", (unsigned long long)g_sessions_expired);
+    head(b, "mpb_queue_redelivered_total", "counter",
+         "Items a reliable queue took back because their taker's session ended.");
+    line(b, "mpb_queue_redelivered_total %llu\n", (unsigned long long)g_redelivered);
+    head(b, "mpb_replies_replayed_total", "counter",
+         "Requests sent again after a cut, answered from the reply cache.");
+    line(b, "mpb_replies_replayed_total %llu\n", (unsigned long long)g_replayed);
     head(b, "mpb_blocked_waiters", "gauge", "Requests parked in the broker.");
     line(b, "mpb_blocked_waiters %zu\n", waiter_count());
     head(b, "mpb_auth_failures_total", "counter", "Handshakes refused for a wrong authkey.");

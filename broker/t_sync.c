@@ -421,6 +421,8 @@ void sync_release_hold(sess_t *s, hold_t *h) {
         lock_release_hold(s, h);
     } else if (o->kind == KIND_CONDITION) {
         cond_release_hold(s, h);
+    } else if (o->kind == KIND_QUEUE) {
+        queue_release_hold(s, h);
     } else if (o->kind == KIND_SEMAPHORE) {
         /* Given back only up to the initial value, bounded or not: a unit taken from a
          * Semaphore(0) used as a signal was consumed, not borrowed, and must not come back
@@ -496,7 +498,10 @@ bool sync_busy(const obj_t *o, char *why, size_t n) {
 
 void sync_free(obj_t *o) {
     switch (o->kind) {
-    case KIND_QUEUE: deque_clear(&o->u.queue.items); break;
+    case KIND_QUEUE:
+        deque_clear(&o->u.queue.items);
+        queue_free_deliveries(o);
+        break;
     case KIND_CONDITION: free(o->u.cond.lock_name); break;
     case KIND_SEMAPHORE: free(o->u.sem.holders); break;
     case KIND_VALUE: free(o->u.value); break;

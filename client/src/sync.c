@@ -112,6 +112,11 @@ static void fill_queue(mpb__buf_t *b, const void *arg) {
     else mpb__w_bool(b, a->joinable != 0);
 }
 
+static void fill_queue_reliable(mpb__buf_t *b, const void *arg) {
+    fill_queue(b, arg);
+    mpb__w_bool(b, true);
+}
+
 int mpb_queue_open(mpb_client_t *c, const char *name, int64_t maxsize, int joinable,
                    mpb_queue_t **out) {
     qargs_t a = {maxsize, joinable};
@@ -176,6 +181,40 @@ int mpb_queue_full(mpb_queue_t *q) {
 int mpb_queue_task_done(mpb_queue_t *q) {
     REQ(q, MPB_OP_QUEUE_TASK_DONE, 0);
     (void)b;
+    return done(H(q), 0);
+}
+
+int mpb_queue_open_reliable(mpb_client_t *c, const char *name, int64_t maxsize, int joinable,
+                            mpb_queue_t **out) {
+    qargs_t a = {maxsize, joinable};
+    return open_handle(c, name, MPB_OP_QUEUE_OPEN, sizeof **out, 3, fill_queue_reliable, &a,
+                       NULL, NULL, (void **)out);
+}
+
+int mpb_queue_get_tracked(mpb_queue_t *q, void **val, size_t *vlen, uint64_t *delivery,
+                          int timeout_ms) {
+    REQ(q, MPB_OP_QUEUE_GET, 2);
+    mpb__w_int(b, ms_arg(timeout_ms));
+    mpb__w_bool(b, true);
+    const uint8_t *v;
+    size_t n;
+    int rc = mpb__call(H(q)->c, timeout_ms, &v, &n);
+    if (rc) return rc;
+    mpb__rd_t r = {v, v + n};
+    uint32_t len;
+    uint64_t id;
+    const uint8_t *item;
+    size_t il;
+    if (mpb__rd_array(&r, &len) || len != 2 || mpb__rd_uint(&r, &id) ||
+        mpb__rd_span(&r, &item, &il))
+        return mpb__fail(H(q)->c, MPB_EPROTO, "expected [delivery id, item]");
+    if (delivery) *delivery = id;
+    return mpb__dup(H(q)->c, item, il, val, vlen);
+}
+
+int mpb_queue_task_done_id(mpb_queue_t *q, uint64_t delivery) {
+    REQ(q, MPB_OP_QUEUE_TASK_DONE, 1);
+    mpb__w_uint(b, delivery);
     return done(H(q), 0);
 }
 

@@ -11,3 +11,5 @@ target_link_libraries(test_reconnect PRIVATE PkgConfig::ZMQ)
 target_compile_definitions(test_reconnect PRIVATE MPB_WORKER_PATH="$<TARGET_FILE:mpb_worker>"
   MPB_DEMO_LIB="$<TARGET_FILE:mpbdemo>")
 add_dependencies(test_reconnect mpb_worker mpbdemo)
+# Reliable get: an item whose consumer dies before task_done goes back to the queue.
+mpb_integration_test(test_reliable test_reliable.c TIMEOUT 120)

@@ -844,7 +844,8 @@ static void test_queue_put_get(void **state) {
                "queue/cq*");
     run("info", "queue/cq", NULL);
     EXPECT_INFO("kind", "queue", "name", "cq", "size", "3", "maxsize", "0", "joinable", "false",
-                "unfinished", "0", "getters", "0", "putters", "0", "joiners", "0", "bytes", "*");
+                "unfinished", "0", "getters", "0", "putters", "0", "joiners", "0", "bytes", "*",
+                "reliable", "false", "delivered", "0");
     /* First in, first out; --json prints the item itself. */
     EXPECT_OUT(0, "\"a\"\n", "get", "queue/cq");
     EXPECT_OUT(0, "[1,{\"b\":null}]\n", "--json", "get", "queue/cq");
@@ -877,7 +878,8 @@ static void test_queue_put_get(void **state) {
     assert_true(th_wait_field(c, "queue/cq", "getters", 1, 5000));
     run("info", "queue/cq", NULL);
     EXPECT_INFO("kind", "queue", "name", "cq", "size", "0", "maxsize", "0", "joinable", "false",
-                "unfinished", "0", "getters", "1", "putters", "0", "joiners", "0", "bytes", "*");
+                "unfinished", "0", "getters", "1", "putters", "0", "joiners", "0", "bytes", "*",
+                "reliable", "false", "delivered", "0");
     assert_int_equal(run("--json", "info", "queue/cq", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "size", NULL), 0);
@@ -925,7 +927,8 @@ static void test_queue_full(void **state) {
     assert_true(th_wait_field(c, "queue/cf", "putters", 1, 5000));
     run("info", "queue/cf", NULL);
     EXPECT_INFO("kind", "queue", "name", "cf", "size", "1", "maxsize", "1", "joinable", "false",
-                "unfinished", "0", "getters", "0", "putters", "1", "joiners", "0", "bytes", "*");
+                "unfinished", "0", "getters", "0", "putters", "1", "joiners", "0", "bytes", "*",
+                "reliable", "false", "delivered", "0");
     assert_int_equal(run("--json", "info", "queue/cf", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "size", NULL), 1);

@@ -355,8 +355,29 @@ MPB_EXPORT int mpb_queue_empty(mpb_queue_t *q);
  * MPB_E*. */
 MPB_EXPORT int mpb_queue_full(mpb_queue_t *q);
 /* JoinableQueue: marks one item done. MPB_EVALUE when called more times than items were put,
- * MPB_ETYPE on a plain queue. */
+ * MPB_ETYPE on a plain queue. The item it finishes is this client's oldest one not yet done,
+ * if it took any from this queue (see reliable delivery below). */
 MPB_EXPORT int mpb_queue_task_done(mpb_queue_t *q);
+
+/* Reliable delivery. A JoinableQueue, or a queue opened with mpb_queue_open_reliable(), keeps
+ * each item it hands out until its taker says it is done (task_done); if the taker's session
+ * ends first (the process died, or was cut off for longer than the session TTL), the item goes
+ * back to the front of the queue for the next getter, so no item is lost with a consumer and
+ * join() does not wait for a dead one. A plain queue keeps Python's semantics (an item taken
+ * is gone). The broker counts items given back in /metrics (mpb_queue_redelivered_total). */
+
+/* As mpb_queue_open, and the queue tracks its items even when not joinable (a setting fixed
+ * from then on, as the others: MPB_EINVAL if an open said otherwise before). */
+MPB_EXPORT int mpb_queue_open_reliable(mpb_client_t *c, const char *name, int64_t maxsize,
+                                       int joinable, mpb_queue_t **out);
+/* As mpb_queue_get, and *delivery is the item's delivery id (0 when the queue does not track
+ * its items), for mpb_queue_task_done_id(). */
+MPB_EXPORT int mpb_queue_get_tracked(mpb_queue_t *q, void **val, size_t *vlen,
+                                     uint64_t *delivery, int timeout_ms);
+/* Says the item of that delivery (taken by this client) is done, as AMQP's ack: on a
+ * JoinableQueue it is also its task_done. MPB_EVALUE when this client has no such item not
+ * yet done. */
+MPB_EXPORT int mpb_queue_task_done_id(mpb_queue_t *q, uint64_t delivery);
 /* JoinableQueue: blocks until every item put has been marked done. 0 or MPB_ETIMEDOUT. */
 MPB_EXPORT int mpb_queue_join(mpb_queue_t *q, int timeout_ms);
 
