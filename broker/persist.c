@@ -370,9 +370,10 @@ static int rec_next(const uint8_t *p, size_t n, size_t off, const uint8_t **pl, 
 
 static mpb__buf_t replay_out;
 static sess_t *replay_fallback;
+static sess_t *replay_last; /* the session of the last record: most come in runs */
 
 static sess_t *replay_sess(uint64_t id) {
-    static sess_t *last;
+    sess_t *last = replay_last;
     if (last && last->id == id && id) return last;
     sess_t *s = id ? server_sess_lookup(id) : NULL;
     if (!s) {
@@ -380,7 +381,7 @@ static sess_t *replay_sess(uint64_t id) {
         if (!replay_fallback) replay_fallback = server_sess_restore(0, NULL, "", 0, "replay");
         return replay_fallback;
     }
-    return last = s;
+    return replay_last = s;
 }
 
 static void replay_req(sess_t *s, const uint8_t *v, size_t vn) {
@@ -484,6 +485,7 @@ static int apply(const uint8_t *p, size_t n, uint64_t *first_seg) {
     }
     case R_SESS_END:
         if (mpb__rd_uint(&r, &id)) return -1;
+        if (replay_last && replay_last->id == id) replay_last = NULL;
         server_sess_end_id(id, "ended before the restart");
         return 0;
     case R_FENCE:
@@ -1085,6 +1087,7 @@ int persist_open(const char *dir, bool on, int fsync_mode, bool repair) {
         seg = segs[i];
     }
     free(segs);
+    replay_last = NULL;
     if (replay_fallback) {
         server_sess_end_id(0, "replay");
         replay_fallback = NULL;

@@ -363,7 +363,7 @@ static void test_kinds_restored(void **state) {
     mpb__buf_free(&before);
     mpb__buf_free(&after);
     mpb_close(&c);
-    th_broker_stop(&B);
+    th_broker_stop_checked(&B);
 }
 
 /* ---- the crash loop ---- */
@@ -691,7 +691,7 @@ static void crash_loop(const char *fsync_mode, int64_t window) {
     free(kill_ms);
     mpb__buf_free(&lst);
     mpb__buf_free(&q);
-    th_broker_stop(&B);
+    th_broker_stop_checked(&B);
 }
 
 static void test_crash_loop_always(void **state) {
@@ -781,7 +781,7 @@ static void test_torn_tail_cut(void **state) {
     c = th_connect(&B);
     assert_int_equal(dict_len(c, "dmg"), 101);
     mpb_close(&c);
-    th_broker_stop(&B);
+    th_broker_stop_checked(&B);
 }
 
 static void test_damaged_middle_refused_then_repaired(void **state) {
@@ -827,7 +827,7 @@ static void test_damaged_middle_refused_then_repaired(void **state) {
     assert_int_equal(dict_len(c, "dmg"), 50);
     th_assert_dict_roundtrip(c, "after_repair", 6);
     mpb_close(&c);
-    th_broker_stop(&B);
+    th_broker_stop_checked(&B);
 }
 
 /* ---- snapshot ---- */
@@ -923,7 +923,7 @@ static void test_snapshot_under_load_equals_live(void **state) {
     mpb__buf_free(&live);
     mpb__buf_free(&loaded);
     mpb_close(&c);
-    th_broker_stop(&B);
+    th_broker_stop_checked(&B);
 }
 
 /* ---- pool tasks ---- */
@@ -1085,7 +1085,7 @@ static void test_pool_tasks_restored(void **state) {
     mpb_close(&w2);
     mpb_close(&w);
     mpb_close(&c);
-    th_broker_stop(&B);
+    th_broker_stop_checked(&B);
 }
 
 /* ---- settings ---- */
@@ -1106,7 +1106,7 @@ static void test_persist_off_keeps_nothing(void **state) {
     char path[400];
     log_path(path, sizeof path, 0);
     assert_int_equal(access(path, F_OK), -1);
-    th_broker_stop(&B);
+    th_broker_stop_checked(&B);
 }
 
 int main(void) {
