@@ -13,8 +13,9 @@
 
 /* ---- util.c ---- */
 
-/* Allocation that cannot fail: client data is refused by the limits long before memory runs
- * out, so running out here is fatal and says how much was asked. */
+/* Allocation that cannot fail: client data is refused by the limits (--max-memory) before
+ * memory runs out, and a first failure gives back a reserve and is tried again (mem.c), after
+ * which growth is refused; running out anyway is fatal and says how much was asked. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
@@ -300,6 +301,21 @@ size_t replay_bytes(const sess_t *s);
 void replay_free(sess_t *s);
 extern uint64_t g_replayed; /* requests answered from the cache instead of running again */
 
+/* ---- mem.c: --max-memory, and a reserve against the allocator failing ---- */
+
+void mem_init(void);
+/* Heap bytes in use now. */
+size_t mem_used(void);
+size_t mem_used_estimate(void);
+/* Whether a request that brings incoming bytes and would grow memory must be refused: then
+ * its ENOMEM reply is written and a negative code returned; else 0. */
+int mem_refuse(req_t *r, size_t incoming);
+/* An allocation failed: gives the reserve back (true) so it can be tried again, once. */
+bool mem_release_reserve(void);
+bool mem_low(void);
+void mem_tick(int64_t now);
+extern uint64_t g_oom_refused;
+
 /* ---- t_queue.c: reliable delivery ---- */
 
 /* s ended holding delivery h->tid of queue h->obj: the item goes back to the front. */
@@ -425,6 +441,8 @@ typedef struct limits {
     int session_ttl_ms;
     size_t reply_cache; /* replies kept per session for resends (replay.c); 0: none */
     size_t reply_cache_bytes; /* and the most bytes of them per session */
+    size_t max_memory;  /* heap bytes past which growing requests get ENOMEM (mem.c); 0: none */
+    size_t max_objects; /* objects the store may hold; 0: no limit */
 } limits_t;
 
 typedef struct config {
@@ -491,8 +509,9 @@ bool server_ready(void);
 
 /* ---- commands.c ---- */
 
-/* CMD_OPT1: one more argument may follow the arity ones (an argument added to an op later) */
-enum { CMD_READ = 1, CMD_WRITE = 2, CMD_NOOBJ = 4, CMD_ANYKIND = 8, CMD_OPT1 = 16 };
+/* CMD_OPT1: one more argument may follow the arity ones (an argument added to an op later).
+ * CMD_DENYOOM: it may grow memory, so it is refused past --max-memory (mem.c). */
+enum { CMD_READ = 1, CMD_WRITE = 2, CMD_NOOBJ = 4, CMD_ANYKIND = 8, CMD_OPT1 = 16, CMD_DENYOOM = 32 };
 typedef int (*cmd_proc)(req_t *r);
 typedef struct command {
     unsigned op;

@@ -20,26 +20,26 @@ static const command_t commands[] = {
     {MPB_OP_OBJ_DELETE,      cmd_obj_delete,      0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_BYE,             cmd_bye,             0,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_SAVE,            cmd_save,            0,  KIND_NONE, CMD_NOOBJ            },
-    {MPB_OP_DICT_OPEN,       cmd_open,            0,  KIND_DICT, CMD_WRITE            },
-    {MPB_OP_DICT_SET,        cmd_dict_set,        2,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_OPEN,       cmd_open,            0,  KIND_DICT, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_DICT_SET,        cmd_dict_set,        2,  KIND_DICT, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_DICT_GET,        cmd_dict_get,        -1, KIND_DICT, CMD_READ             },
     {MPB_OP_DICT_DEL,        cmd_dict_del,        1,  KIND_DICT, CMD_WRITE            },
     {MPB_OP_DICT_CONTAINS,   cmd_dict_contains,   1,  KIND_DICT, CMD_READ             },
     {MPB_OP_DICT_LEN,        cmd_dict_len,        0,  KIND_DICT, CMD_READ             },
     {MPB_OP_DICT_SCAN,       cmd_dict_scan,       3,  KIND_DICT, CMD_READ             },
-    {MPB_OP_DICT_UPDATE,     cmd_dict_update,     1,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_UPDATE,     cmd_dict_update,     1,  KIND_DICT, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_DICT_POP,        cmd_dict_pop,        -1, KIND_DICT, CMD_WRITE            },
     {MPB_OP_DICT_POPITEM,    cmd_dict_popitem,    0,  KIND_DICT, CMD_WRITE            },
-    {MPB_OP_DICT_SETDEFAULT, cmd_dict_setdefault, 2,  KIND_DICT, CMD_WRITE            },
-    {MPB_OP_DICT_INCR,       cmd_dict_incr,       2,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_SETDEFAULT, cmd_dict_setdefault, 2,  KIND_DICT, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_DICT_INCR,       cmd_dict_incr,       2,  KIND_DICT, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_DICT_CLEAR,      cmd_dict_clear,      0,  KIND_DICT, CMD_WRITE            },
     {MPB_OP_DICT_COPY,       cmd_dict_copy,       1,  KIND_DICT, CMD_READ             },
-    {MPB_OP_LIST_OPEN,       cmd_open,            0,  KIND_LIST, CMD_WRITE            },
-    {MPB_OP_LIST_APPEND,     cmd_list_append,     1,  KIND_LIST, CMD_WRITE            },
-    {MPB_OP_LIST_EXTEND,     cmd_list_extend,     1,  KIND_LIST, CMD_WRITE            },
-    {MPB_OP_LIST_INSERT,     cmd_list_insert,     2,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_OPEN,       cmd_open,            0,  KIND_LIST, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_LIST_APPEND,     cmd_list_append,     1,  KIND_LIST, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_LIST_EXTEND,     cmd_list_extend,     1,  KIND_LIST, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_LIST_INSERT,     cmd_list_insert,     2,  KIND_LIST, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_LIST_GET,        cmd_list_get,        1,  KIND_LIST, CMD_READ             },
-    {MPB_OP_LIST_SET,        cmd_list_set,        2,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_SET,        cmd_list_set,        2,  KIND_LIST, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_LIST_SLICE,      cmd_list_slice,      3,  KIND_LIST, CMD_READ             },
     {MPB_OP_LIST_POP,        cmd_list_pop,        1,  KIND_LIST, CMD_WRITE            },
     {MPB_OP_LIST_REMOVE,     cmd_list_remove,     1,  KIND_LIST, CMD_WRITE            },
@@ -49,52 +49,52 @@ static const command_t commands[] = {
     {MPB_OP_LIST_REVERSE,    cmd_list_reverse,    0,  KIND_LIST, CMD_WRITE            },
     {MPB_OP_LIST_SORT,       cmd_list_sort,       1,  KIND_LIST, CMD_WRITE            },
     {MPB_OP_LIST_CLEAR,      cmd_list_clear,      0,  KIND_LIST, CMD_WRITE            },
-    {MPB_OP_QUEUE_OPEN,      cmd_queue_open,      2,  KIND_QUEUE, CMD_WRITE | CMD_OPT1},
-    {MPB_OP_QUEUE_PUT,       cmd_queue_put,       2,  KIND_QUEUE, CMD_WRITE           },
+    {MPB_OP_QUEUE_OPEN,      cmd_queue_open,      2,  KIND_QUEUE, CMD_WRITE | CMD_OPT1 | CMD_DENYOOM},
+    {MPB_OP_QUEUE_PUT,       cmd_queue_put,       2,  KIND_QUEUE, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_QUEUE_GET,       cmd_queue_get,       1,  KIND_QUEUE, CMD_WRITE | CMD_OPT1},
     {MPB_OP_QUEUE_QSIZE,     cmd_queue_qsize,     0,  KIND_QUEUE, CMD_READ            },
     {MPB_OP_QUEUE_TASK_DONE, cmd_queue_task_done, 0,  KIND_QUEUE, CMD_WRITE | CMD_OPT1},
     {MPB_OP_QUEUE_JOIN,      cmd_queue_join,      1,  KIND_QUEUE, CMD_WRITE           },
     {MPB_OP_QUEUE_EMPTY,     cmd_queue_empty,     0,  KIND_QUEUE, CMD_READ            },
     {MPB_OP_QUEUE_FULL,      cmd_queue_full,      0,  KIND_QUEUE, CMD_READ            },
-    {MPB_OP_LOCK_OPEN,       cmd_open,            0,  KIND_LOCK, CMD_WRITE            },
+    {MPB_OP_LOCK_OPEN,       cmd_open,            0,  KIND_LOCK, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_LOCK_ACQUIRE,    cmd_lock_acquire,    2,  KIND_LOCK, CMD_WRITE            },
     {MPB_OP_LOCK_RELEASE,    cmd_lock_release,    1,  KIND_LOCK, CMD_WRITE            },
     {MPB_OP_LOCK_LOCKED,     cmd_lock_locked,     0,  KIND_LOCK, CMD_READ             },
-    {MPB_OP_RLOCK_OPEN,      cmd_open,            0,  KIND_RLOCK, CMD_WRITE           },
+    {MPB_OP_RLOCK_OPEN,      cmd_open,            0,  KIND_RLOCK, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_RLOCK_ACQUIRE,   cmd_lock_acquire,    2,  KIND_RLOCK, CMD_WRITE           },
     {MPB_OP_RLOCK_RELEASE,   cmd_lock_release,    1,  KIND_RLOCK, CMD_WRITE           },
     {MPB_OP_RLOCK_LOCKED,    cmd_lock_locked,     0,  KIND_RLOCK, CMD_READ            },
-    {MPB_OP_SEM_OPEN,        cmd_sem_open,        2,  KIND_SEMAPHORE, CMD_WRITE       },
+    {MPB_OP_SEM_OPEN,        cmd_sem_open,        2,  KIND_SEMAPHORE, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_SEM_ACQUIRE,     cmd_sem_acquire,     1,  KIND_SEMAPHORE, CMD_WRITE       },
     {MPB_OP_SEM_RELEASE,     cmd_sem_release,     1,  KIND_SEMAPHORE, CMD_WRITE       },
     {MPB_OP_SEM_VALUE,       cmd_sem_value,       0,  KIND_SEMAPHORE, CMD_WRITE       },
-    {MPB_OP_COND_OPEN,       cmd_cond_open,       1,  KIND_CONDITION, CMD_WRITE       },
+    {MPB_OP_COND_OPEN,       cmd_cond_open,       1,  KIND_CONDITION, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_COND_WAIT,       cmd_cond_wait,       2,  KIND_CONDITION, CMD_WRITE       },
     {MPB_OP_COND_NOTIFY,     cmd_cond_notify,     2,  KIND_CONDITION, CMD_WRITE       },
-    {MPB_OP_EVENT_OPEN,      cmd_open,            0,  KIND_EVENT, CMD_WRITE           },
+    {MPB_OP_EVENT_OPEN,      cmd_open,            0,  KIND_EVENT, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_EVENT_SET,       cmd_event_set,       0,  KIND_EVENT, CMD_WRITE           },
     {MPB_OP_EVENT_CLEAR,     cmd_event_clear,     0,  KIND_EVENT, CMD_WRITE           },
     {MPB_OP_EVENT_IS_SET,    cmd_event_is_set,    0,  KIND_EVENT, CMD_READ            },
     {MPB_OP_EVENT_WAIT,      cmd_event_wait,      1,  KIND_EVENT, CMD_WRITE           },
-    {MPB_OP_BARRIER_OPEN,    cmd_barrier_open,    2,  KIND_BARRIER, CMD_WRITE         },
+    {MPB_OP_BARRIER_OPEN,    cmd_barrier_open,    2,  KIND_BARRIER, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_BARRIER_WAIT,    cmd_barrier_wait,    1,  KIND_BARRIER, CMD_WRITE         },
     {MPB_OP_BARRIER_RESET,   cmd_barrier_reset,   0,  KIND_BARRIER, CMD_WRITE         },
     {MPB_OP_BARRIER_ABORT,   cmd_barrier_abort,   0,  KIND_BARRIER, CMD_WRITE         },
     {MPB_OP_BARRIER_STATE,   cmd_barrier_state,   0,  KIND_BARRIER, CMD_READ          },
-    {MPB_OP_VALUE_OPEN,      cmd_value_open,      1,  KIND_VALUE, CMD_WRITE           },
+    {MPB_OP_VALUE_OPEN,      cmd_value_open,      1,  KIND_VALUE, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_VALUE_GET,       cmd_value_get,       0,  KIND_VALUE, CMD_READ            },
-    {MPB_OP_VALUE_SET,       cmd_value_set,       1,  KIND_VALUE, CMD_WRITE           },
-    {MPB_OP_VALUE_ADD,       cmd_value_add,       -1,  KIND_VALUE, CMD_WRITE           },
-    {MPB_OP_NS_OPEN,         cmd_open,            0,  KIND_NAMESPACE, CMD_WRITE       },
+    {MPB_OP_VALUE_SET,       cmd_value_set,       1,  KIND_VALUE, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_VALUE_ADD,       cmd_value_add,       -1,  KIND_VALUE, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_NS_OPEN,         cmd_open,            0,  KIND_NAMESPACE, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_NS_GET,          cmd_ns_get,          1,  KIND_NAMESPACE, CMD_READ        },
-    {MPB_OP_NS_SET,          cmd_ns_set,          2,  KIND_NAMESPACE, CMD_WRITE       },
+    {MPB_OP_NS_SET,          cmd_ns_set,          2,  KIND_NAMESPACE, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_NS_DEL,          cmd_ns_del,          1,  KIND_NAMESPACE, CMD_WRITE       },
     {MPB_OP_NS_LIST,         cmd_ns_list,         0,  KIND_NAMESPACE, CMD_READ        },
-    {MPB_OP_POOL_REGISTER,   cmd_pool_register,   3,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_REGISTER,   cmd_pool_register,   3,  KIND_NONE, CMD_NOOBJ | CMD_DENYOOM },
     {MPB_OP_POOL_FETCH,      cmd_pool_fetch,      2,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_DONE,       cmd_pool_done,       1,  KIND_NONE, CMD_NOOBJ            },
-    {MPB_OP_POOL_SUBMIT,     cmd_pool_submit,     3,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_SUBMIT,     cmd_pool_submit,     3,  KIND_NONE, CMD_NOOBJ | CMD_DENYOOM },
     {MPB_OP_POOL_TAKE,       cmd_pool_take,       3,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_CANCEL,     cmd_pool_cancel,     2,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_STATS,      cmd_pool_stats,      0,  KIND_NONE, CMD_NOOBJ            },
@@ -269,6 +269,12 @@ static void run_logged(const command_t *cmd, req_t *r) {
     if (logged && (rc < 0 || r->parked)) persist_unlog(logged);
 }
 
+static bool is_open(unsigned op) {
+    const char *n = mpb__op_name(op);
+    size_t l = n ? strlen(n) : 0;
+    return l > 5 && !strcmp(n + l - 5, ".open");
+}
+
 /* Stand-ins for objects that a read finds missing: reading must not create. */
 static obj_t empty_objs[KIND__N];
 
@@ -288,6 +294,11 @@ void dispatch(req_t *r) {
                         abs(cmd->arity) == 1 ? "" : "s", r->argc);
         return;
     }
+    /* Past --max-memory (or short of memory), what would grow memory is refused; reads,
+     * deletes and pops go on. */
+    if ((cmd->flags & (CMD_DENYOOM | CMD_NOOBJ)) == (CMD_DENYOOM | CMD_NOOBJ) &&
+        mem_refuse(r, r->rawlen) < 0)
+        return;
     if (cmd->flags & CMD_NOOBJ) {
         run_logged(cmd, r);
         return;
@@ -311,6 +322,10 @@ void dispatch(req_t *r) {
                     kind_name(o->kind), kind_name(cmd->kind));
         return;
     }
+    /* Opening an object that exists grows nothing: a client short of memory may still. */
+    if ((cmd->flags & CMD_DENYOOM) && !(o && is_open(r->op)) &&
+        mem_refuse(r, r->rawlen ? r->rawlen : r->namelen + 64u) < 0)
+        return;
     bool created = false;
     if (!o) {
         if (cmd->flags & CMD_READ) {
@@ -322,6 +337,12 @@ void dispatch(req_t *r) {
             if ((cmd->kind == KIND_DICT || cmd->kind == KIND_NAMESPACE) && !o->u.dict.key)
                 omap_init(&o->u.dict, NULL);
         } else {
+            if (g_limits.max_objects && store_count() >= g_limits.max_objects) {
+                reply_error(r, MPB_ELIMIT,
+                            "%zu objects: max-objects %zu reached (delete some first)",
+                            store_count(), g_limits.max_objects);
+                return;
+            }
             o = store_create(cmd->kind, r->name, r->namelen);
             created = true;
         }

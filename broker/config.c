@@ -64,6 +64,8 @@ enum {
     S_POOL_MAX_QUEUED,
     S_REPLY_CACHE,
     S_REPLY_CACHE_BYTES,
+    S_MAX_MEMORY,
+    S_MAX_OBJECTS,
     S_PERSIST,
     S_FSYNC,
     S__N
@@ -107,6 +109,9 @@ static const setting_t settings[S__N] = {
                        "1024"},
     [S_REPLY_CACHE_BYTES] = {"reply-cache-bytes", "MPB_REPLY_CACHE_BYTES", T_SIZE, 4096,
                              1ull << 32, "4k to 4g", "1m"},
+    [S_MAX_MEMORY] = {"max-memory", "MPB_MAX_MEMORY", T_SIZE, 0, 1ull << 44, "0 to 16t", "0"},
+    [S_MAX_OBJECTS] = {"max-objects", "MPB_MAX_OBJECTS", T_COUNT, 0, 1000000000,
+                       "0 to 1000000000", "0"},
 };
 
 /* The layers, lowest first. */
@@ -199,6 +204,13 @@ static void usage(FILE *f) {
             "                            twice (default 1024; MPB_REPLY_CACHE)\n"
             "      --reply-cache-bytes BYTES  and at most this many bytes of them per session\n"
             "                            (default 1m; MPB_REPLY_CACHE_BYTES)\n"
+            "      --max-memory BYTES    past this much heap in use, requests that would grow\n"
+            "                            memory get ENOMEM; reads, deletes and pops still\n"
+            "                            work (default 0: none, or half of what ulimit -v\n"
+            "                            leaves; MPB_MAX_MEMORY)\n"
+            "      --max-objects N       objects the broker may hold; an op that would make\n"
+            "                            one more gets ELIMIT (default 0: no limit;\n"
+            "                            MPB_MAX_OBJECTS)\n"
             "      --persist on|off      log every write to DATA_DIR and load it on start\n"
             "                            (default on; MPB_PERSIST)\n"
             "      --fsync always|everysec|no  when the log reaches the disk: before each\n"
@@ -455,6 +467,8 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_POOL_MAX_QUEUED: l->pool_max_queued = (size_t)v; break;
     case S_REPLY_CACHE: l->reply_cache = (size_t)v; break;
     case S_REPLY_CACHE_BYTES: l->reply_cache_bytes = (size_t)v; break;
+    case S_MAX_MEMORY: l->max_memory = (size_t)v; break;
+    case S_MAX_OBJECTS: l->max_objects = (size_t)v; break;
     case S_PERSIST: c->cfg.persist = on; break;
     case S_FSYNC: c->cfg.fsync = fsync_mode; break;
     default: break;
@@ -934,6 +948,8 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         {"pool-max-queued", required_argument, 0, O_FLAG + S_POOL_MAX_QUEUED},
         {"reply-cache", required_argument, 0, O_FLAG + S_REPLY_CACHE},
         {"reply-cache-bytes", required_argument, 0, O_FLAG + S_REPLY_CACHE_BYTES},
+        {"max-memory", required_argument, 0, O_FLAG + S_MAX_MEMORY},
+        {"max-objects", required_argument, 0, O_FLAG + S_MAX_OBJECTS},
         {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -1139,6 +1155,8 @@ void config_print(const conf_t *c, FILE *out) {
     print_num(out, "pool-max-queued", (unsigned long long)l->pool_max_queued, c->src[S_POOL_MAX_QUEUED]);
     print_num(out, "reply-cache", (unsigned long long)l->reply_cache, c->src[S_REPLY_CACHE]);
     print_num(out, "reply-cache-bytes", (unsigned long long)l->reply_cache_bytes, c->src[S_REPLY_CACHE_BYTES]);
+    print_num(out, "max-memory", (unsigned long long)l->max_memory, c->src[S_MAX_MEMORY]);
+    print_num(out, "max-objects", (unsigned long long)l->max_objects, c->src[S_MAX_OBJECTS]);
     print_kv(out, "persist", g->persist ? "on" : "off", c->src[S_PERSIST]);
     static const char *const fsyncs[] = {"no", "everysec", "always"};
     print_kv(out, "fsync", fsyncs[g->fsync], c->src[S_FSYNC]);

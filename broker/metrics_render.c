@@ -77,6 +77,12 @@ void metrics_render(mpb__buf_t *b) {
     line(b, "mpb_sessions %zu\n", server_session_count());
     head(b, "mpb_sessions_expired_total", "counter", "Sessions ended by missing heartbeats.");
     line(b, "mpb_sessions_expired_total %llu\n", (unsigned long long)g_sessions_expired);
+    head(b, "mpb_max_memory_bytes", "gauge", "--max-memory (0: none).");
+    line(b, "mpb_max_memory_bytes %zu\n", g_limits.max_memory);
+    head(b, "mpb_memory_low", "gauge", "1 while an allocation failure makes the broker refuse growth.");
+    line(b, "mpb_memory_low %d\n", mem_low() ? 1 : 0);
+    head(b, "mpb_oom_refused_total", "counter", "Requests refused with ENOMEM: they would grow memory.");
+    line(b, "mpb_oom_refused_total %llu\n", (unsigned long long)g_oom_refused);
     head(b, "mpb_queue_redelivered_total", "counter",
          "Items a reliable queue took back because their taker's session ended.");
     line(b, "mpb_queue_redelivered_total %llu\n", (unsigned long long)g_redelivered);

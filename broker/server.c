@@ -804,6 +804,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     S.nbuckets = 1024;
     S.buckets = xcalloc(S.nbuckets, sizeof *S.buckets);
     g_limits = cfg->limits;
+    mem_init();
     if (!g_limits.max_batch_reply) g_limits.max_batch_reply = 64u << 20;
     g_started_ms = now_ms();
     if (mpb__random(&mpb__hash_seed, sizeof mpb__hash_seed)) abort();
@@ -893,6 +894,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
         waiter_expire(now);
         if (now >= S.next_sweep) {
             sweep(now);
+            mem_tick(now);
             S.next_sweep = now + 100;
             persist_tick(now);
         }

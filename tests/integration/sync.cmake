@@ -13,3 +13,5 @@ target_compile_definitions(test_reconnect PRIVATE MPB_WORKER_PATH="$<TARGET_FILE
 add_dependencies(test_reconnect mpb_worker mpbdemo)
 # Reliable get: an item whose consumer dies before task_done goes back to the queue.
 mpb_integration_test(test_reliable test_reliable.c TIMEOUT 120)
+# --max-memory, --max-objects, and the broker under ulimit -v.
+mpb_integration_test(test_memory test_memory.c TIMEOUT 300)
