@@ -1088,6 +1088,124 @@ static void test_pool_tasks_restored(void **state) {
     th_broker_stop_checked(&B);
 }
 
+/* ---- seen from outside ---- */
+
+/* The persistence map of info as a reader on field, in *buf (mpb_free it). */
+static void persist_info(mpb_client_t *c, const char *field, void **buf, mpb__rd_t *v) {
+    size_t n;
+    th_assert_ok(mpb_broker_info(c, buf, &n), c);
+    mpb__rd_t r = {*buf, (const uint8_t *)*buf + n}, p;
+    assert_int_equal(mpb__rd_mapget(&r, "persistence", &p), 0);
+    assert_int_equal(mpb__rd_mapget(&p, field, v), 0);
+}
+
+static int64_t persist_info_int(mpb_client_t *c, const char *field) {
+    void *buf;
+    mpb__rd_t v;
+    int64_t x;
+    persist_info(c, field, &buf, &v);
+    assert_int_equal(mpb__rd_int(&v, &x), 0);
+    mpb_free(buf);
+    return x;
+}
+
+static char *metrics(void) {
+    char path[400], line[256];
+    snprintf(path, sizeof path, "%s/data/http.addr", B.dir);
+    for (int i = 0; i < 500; i++) {
+        FILE *f = fopen(path, "r");
+        char *colon = f && fgets(line, sizeof line, f) ? strrchr(line, ':') : NULL;
+        if (f) fclose(f);
+        if (colon && atoi(colon + 1) > 0) return th_http_request(atoi(colon + 1), "GET", "/metrics");
+        usleep(10000);
+    }
+    fail_msg("no %s", path);
+    return NULL;
+}
+
+/* info and /metrics: the log's size, the last fsync, the last snapshot and its duration. */
+static void test_info_and_metrics(void **state) {
+    (void)state;
+    th_broker_start(&B, "--fsync", "always", "--http", "127.0.0.1:0", NULL);
+    mpb_client_t *c = th_connect(&B);
+    fill_keys(c, 0, 20);
+    void *buf;
+    mpb__rd_t v;
+    const char *mode;
+    uint32_t ml;
+    persist_info(c, "fsync", &buf, &v);
+    assert_int_equal(mpb__rd_str(&v, &mode, &ml), 0);
+    assert_int_equal(ml, 6);
+    assert_memory_equal(mode, "always", 6);
+    mpb_free(buf);
+    char path[400];
+    log_path(path, sizeof path, 0);
+    int64_t logb = persist_info_int(c, "log_bytes");
+    assert_int_equal(logb, file_size(path));
+    assert_true(persist_info_int(c, "last_fsync_ms") > unix_ms() - 60000);
+    assert_int_equal(persist_info_int(c, "last_snapshot_ms"), 0);
+    char *m = metrics();
+    assert_true(th_metric(m, "mpb_persist_enabled", 0) == 1);
+    assert_true(th_metric(m, "mpb_persist_log_bytes", -1) >= (double)logb);
+    assert_true(th_metric(m, "mpb_persist_fsyncs_total", 0) >= 20); /* --fsync always */
+    assert_true(th_metric(m, "mpb_persist_last_fsync_timestamp_seconds", 0) > 1e9);
+    free(m);
+    argv_begin(0);
+    void *res;
+    size_t rn;
+    th_assert_ok(mpb_call(c, MPB_OP_SAVE, NULL, args.p, args.len, 60000, &res, &rn), c);
+    mpb_free(res);
+    assert_true(persist_info_int(c, "last_snapshot_ms") > unix_ms() - 60000);
+    assert_true(persist_info_int(c, "snapshot_bytes") > 20 * 8);
+    assert_true(persist_info_int(c, "last_snapshot_duration_ms") >= 0);
+    m = metrics();
+    assert_true(th_metric(m, "mpb_persist_last_snapshot_timestamp_seconds", 0) > 1e9);
+    assert_true(th_metric(m, "mpb_persist_snapshot_bytes", 0) > 20 * 8);
+    assert_true(th_metric(m, "mpb_persist_last_snapshot_duration_seconds", -1) >= 0);
+    free(m);
+    mpb_close(&c);
+    th_broker_stop_checked(&B);
+}
+
+/* A snapshot that does not read back whole refuses the start: it was renamed into place
+ * only once complete, so damage in it is not a crash's. */
+static void test_damaged_snapshot_refused(void **state) {
+    (void)state;
+    th_broker_start(&B, NULL);
+    mpb_client_t *c = th_connect(&B);
+    fill_keys(c, 0, 50);
+    argv_begin(0);
+    void *res;
+    size_t rn;
+    th_assert_ok(mpb_call(c, MPB_OP_SAVE, NULL, args.p, args.len, 60000, &res, &rn), c);
+    mpb_free(res);
+    mpb_close(&c);
+    th_broker_kill(&B, SIGKILL);
+    char path[400];
+    snprintf(path, sizeof path, "%s/data/snapshot", B.dir);
+    off_t size = file_size(path);
+    assert_true(size > 100);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, size / 2, SEEK_SET);
+    int ch = fgetc(f);
+    fseek(f, size / 2, SEEK_SET);
+    fputc(ch ^ 0x40, f);
+    fclose(f);
+    assert_int_equal(th_broker_restart_fails(&B, 0, NULL), 2);
+    assert_true(log_has("the snapshot is damaged: refusing to start"));
+    /* put back, it loads */
+    f = fopen(path, "r+b");
+    fseek(f, size / 2, SEEK_SET);
+    fputc(ch, f);
+    fclose(f);
+    th_broker_restart(&B, 0, NULL);
+    c = th_connect(&B);
+    assert_int_equal(dict_len(c, "dmg"), 50);
+    mpb_close(&c);
+    th_broker_stop_checked(&B);
+}
+
 /* ---- settings ---- */
 
 static void test_persist_off_keeps_nothing(void **state) {
@@ -1118,6 +1236,8 @@ int main(void) {
         cmocka_unit_test(test_snapshot_under_load_equals_live),
         cmocka_unit_test(test_persist_off_keeps_nothing),
         cmocka_unit_test(test_pool_tasks_restored),
+        cmocka_unit_test(test_info_and_metrics),
+        cmocka_unit_test(test_damaged_snapshot_refused),
         cmocka_unit_test(test_crash_loop_always),
         cmocka_unit_test(test_crash_loop_everysec),
     };

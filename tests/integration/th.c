@@ -172,14 +172,20 @@ void th_broker_kill(th_broker_t *b, int sig) {
     b->pid = 0;
 }
 
-void th_broker_restart(th_broker_t *b, int sig, ...) {
+/* Stops b with sig; the arguments to start it again on its endpoint (listen holds it). */
+static void again_argv(th_broker_t *b, int sig, const char **argv, char *listen, size_t n,
+                       va_list ap) {
     th_broker_kill(b, sig);
+    snprintf(listen, n, "%s", b->endpoint);
+    broker_argv(b, argv, listen, ap);
+}
+
+void th_broker_restart(th_broker_t *b, int sig, ...) {
     char listen[512];
-    snprintf(listen, sizeof listen, "%s", b->endpoint);
     const char *argv[64];
     va_list ap;
     va_start(ap, sig);
-    broker_argv(b, argv, listen, ap);
+    again_argv(b, sig, argv, listen, sizeof listen, ap);
     va_end(ap);
     char log[4000] = "";
     /* The port may still be held for a moment by the connections of the one that died. */
@@ -192,13 +198,11 @@ void th_broker_restart(th_broker_t *b, int sig, ...) {
 }
 
 int th_broker_restart_fails(th_broker_t *b, int sig, ...) {
-    th_broker_kill(b, sig);
     char listen[512];
-    snprintf(listen, sizeof listen, "%s", b->endpoint);
     const char *argv[64];
     va_list ap;
     va_start(ap, sig);
-    broker_argv(b, argv, listen, ap);
+    again_argv(b, sig, argv, listen, sizeof listen, ap);
     va_end(ap);
     pid_t pid = fork();
     if (pid == 0) {
@@ -448,4 +452,28 @@ void th_assert_err(int rc, int want, mpb_client_t *c, const char *sub1, const ch
         fail_msg("message '%s' does not contain '%s'", mpb_errmsg(c), sub1);
     if (sub2 && !strstr(mpb_errmsg(c), sub2))
         fail_msg("message '%s' does not contain '%s'", mpb_errmsg(c), sub2);
+}
+
+int th_http_port(const th_broker_t *b) {
+    char path[400], line[1024];
+    snprintf(path, sizeof path, "%s/data/http.addr", b->dir);
+    for (int i = 0; i < 500; i++) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            char *colon = fgets(line, sizeof line, f) ? strrchr(line, ':') : NULL;
+            fclose(f);
+            if (colon && atoi(colon + 1) > 0) return atoi(colon + 1);
+        }
+        f = fopen(b->log, "r");
+        while (f && fgets(line, sizeof line, f)) {
+            char *p = strstr(line, " port=");
+            if (p && strstr(line, "serving HTTP")) {
+                fclose(f);
+                return atoi(p + 6);
+            }
+        }
+        if (f) fclose(f);
+        usleep(10000);
+    }
+    return -1;
 }
