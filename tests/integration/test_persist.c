@@ -1110,17 +1110,9 @@ static int64_t persist_info_int(mpb_client_t *c, const char *field) {
 }
 
 static char *metrics(void) {
-    char path[400], line[256];
-    snprintf(path, sizeof path, "%s/data/http.addr", B.dir);
-    for (int i = 0; i < 500; i++) {
-        FILE *f = fopen(path, "r");
-        char *colon = f && fgets(line, sizeof line, f) ? strrchr(line, ':') : NULL;
-        if (f) fclose(f);
-        if (colon && atoi(colon + 1) > 0) return th_http_request(atoi(colon + 1), "GET", "/metrics");
-        usleep(10000);
-    }
-    fail_msg("no %s", path);
-    return NULL;
+    int port = th_http_port(&B);
+    assert_true(port > 0);
+    return th_http_request(port, "GET", "/metrics");
 }
 
 /* info and /metrics: the log's size, the last fsync, the last snapshot and its duration. */

@@ -99,6 +99,9 @@ double th_metric(const char *text, const char *series, double absent);
 /* An integer field of mpb_broker_info(); INT64_MIN when the call fails or the field is absent
  * or not an integer. */
 int64_t th_info_int(mpb_client_t *c, const char *field);
+/* The HTTP port of a broker started with --http 127.0.0.1:0: from DATA_DIR/http.addr
+ * ("HOST:PORT"), else its log line; waits up to 5 s for either. -1 if neither says. */
+int th_http_port(const th_broker_t *b);
 /* Path of a built program (mpb CLI etc.), from the build. */
 extern const char *th_mpb_cli;
 
