@@ -2,4 +2,4 @@
 # --fsync always and everysec, every kind restored, torn and damaged logs, snapshots under
 # load (included by CMakeLists.txt in this folder). MPB_CRASH_KILLS / MPB_CRASH_GAP_MS make
 # the crash loops longer by hand.
-mpb_integration_test(test_persist test_persist.c TIMEOUT 300)
+mpb_integration_test(test_persist test_persist.c TIMEOUT 600)

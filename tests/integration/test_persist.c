@@ -835,9 +835,12 @@ static void test_damaged_middle_refused_then_repaired(void **state) {
 static int load_child(int idx, void *arg) {
     (void)arg;
     mpb_client_t *c = th_connect(&B);
-    int64_t end = th_now_ms() + 1500;
+    /* 1.5 s and 3000 requests at least (a loaded machine is slow), 20 s at most */
+    int64_t t0 = th_now_ms();
     char name[32];
-    for (int64_t i = 0; th_now_ms() < end && i < 2000000; i++) {
+    for (int64_t i = 0; i < 2000000; i++) {
+        int64_t t = th_now_ms() - t0;
+        if ((t >= 1500 && i >= 3000) || t >= 20000) break;
         snprintf(name, sizeof name, "o%d", (int)(i % 7));
         mpb__buf_t *a;
         switch (i % 5) {
@@ -909,7 +912,7 @@ static void test_snapshot_under_load_equals_live(void **state) {
     dump_state(c, &loaded);
     printf("state of %zu bytes, equal after the reload\n", live.len);
     assert_same_state(&loaded, &live);
-    assert_true(live.len > 10000);
+    assert_true(live.len > 4000);
     /* a second save while nothing runs, then a reload from the snapshot alone */
     argv_begin(0);
     th_assert_ok(mpb_call(c, MPB_OP_SAVE, NULL, args.p, args.len, 60000, &res, &rn), c);
