@@ -688,11 +688,6 @@ static int open_socket(mpb_client_t *c) {
     if (!c->sock) return mpb__fail(c, MPB_ENOMEM, "zmq_socket: %s", zmq_strerror(zmq_errno()));
     int zero = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
-    /* A connection that went silent (a peer gone without a FIN) is dropped by ZeroMQ's own
-     * heartbeat, so the next frame meets the broker on a fresh one and hears ESESSION. */
-    int ivl = 1000, ttl = 5000;
-    zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
-    zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, &ttl, sizeof ttl);
     if (zmq_connect(c->sock, c->endpoint) != 0)
         return mpb__fail(c, MPB_EINVAL,
                          "bad endpoint '%s': %s (use tcp://HOST:PORT or ipc:///PATH)",
@@ -732,9 +727,12 @@ static void lose_session(mpb_client_t *c, uint64_t old) {
               (unsigned long long)old, c->endpoint, locks, calls, calls == 1 ? "" : "s",
               (unsigned long long)c->session_id);
     c->locks_held = 0;
-    /* nobody was waiting to hear it: the next call is told */
-    c->lost_pending = calls == 0;
-    if (c->lost_pending) snprintf(c->lost_msg, sizeof c->lost_msg, "%s", c->err);
+    /* Nobody was waiting to hear it: the next call is told. A loss not told yet is kept as
+     * it was (it names what was held then; the session lost after it held nothing). */
+    if (calls == 0 && !c->lost_pending) {
+        c->lost_pending = true;
+        snprintf(c->lost_msg, sizeof c->lost_msg, "%s", c->err);
+    }
     for (syncwait_t *w = c->waits; w; w = w->outer) {
         if (w->done) continue;
         w->done = true;

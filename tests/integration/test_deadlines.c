@@ -328,35 +328,10 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     th_broker_stop_checked(&B);
 }
 
-/* The HTTP port the broker got: from DATA_DIR/http.addr ("HOST:PORT"), else its log line. */
-static int find_http_port(void) {
-    char path[400], line[1024];
-    snprintf(path, sizeof path, "%s/data/http.addr", B.dir);
-    for (int i = 0; i < 500; i++) {
-        FILE *f = fopen(path, "r");
-        if (f) {
-            char *colon = fgets(line, sizeof line, f) ? strrchr(line, ':') : NULL;
-            fclose(f);
-            if (colon && atoi(colon + 1) > 0) return atoi(colon + 1);
-        }
-        f = fopen(B.log, "r");
-        while (f && fgets(line, sizeof line, f)) {
-            char *p = strstr(line, " port=");
-            if (p && strstr(line, "serving HTTP")) {
-                fclose(f);
-                return atoi(p + 6);
-            }
-        }
-        if (f) fclose(f);
-        usleep(10000);
-    }
-    return -1;
-}
-
 static int setup(void **state) {
     (void)state;
     th_broker_start(&B, "--http", "127.0.0.1:0", NULL);
-    http_port = find_http_port();
+    http_port = th_http_port(&B);
     if (http_port <= 0) fail_msg("no HTTP port in %s/data/http.addr or %s", B.dir, B.log);
     return 0;
 }

@@ -117,6 +117,37 @@ static void raw_send(rawclient_t *c, uint64_t seq, const mpb__buf_t *body) {
     mpb__buf_free(&out);
 }
 
+/* Sends body as frame seq on c and expects one REP of one reply: returns it (valid until the
+ * next receive). */
+static const rc_reply_t *raw_call(rawclient_t *c, uint64_t seq, const mpb__buf_t *body) {
+    raw_send(c, seq, body);
+    assert_int_equal(rc_recv(c, &F, 5000), 0);
+    assert_int_equal(F.type, MPB__T_REP);
+    assert_int_equal(F.nrep, 1);
+    return &F.rep[0];
+}
+
+/* Sends body as frame seq on c and expects no answer now (the request is parked). */
+static void raw_parked(rawclient_t *c, uint64_t seq, const mpb__buf_t *body) {
+    raw_send(c, seq, body);
+    assert_int_equal(rc_recv(c, &F, 200), MPB_ETIMEDOUT);
+}
+
+/* A request body [rid, op, dict, key] (dict.incr: and by 1), or [rid, queue.get, q, -1]. */
+static void req_dict(mpb__buf_t *b, uint64_t rid, unsigned op, const char *dict,
+                     const char *key) {
+    mpb__buf_reset(b);
+    rc_req(b, rid, op, dict, strlen(dict), op == MPB_OP_DICT_INCR ? 2 : 1);
+    mpb__w_cstr(b, key);
+    if (op == MPB_OP_DICT_INCR) mpb__w_int(b, 1);
+}
+
+static void req_get(mpb__buf_t *b, uint64_t rid, const char *queue) {
+    mpb__buf_reset(b);
+    rc_req(b, rid, MPB_OP_QUEUE_GET, queue, strlen(queue), 1);
+    mpb__w_int(b, -1);
+}
+
 typedef struct kept {
     uint64_t rid, code;
     uint8_t val[256];
@@ -146,9 +177,7 @@ static void test_a_resent_request_is_answered_from_the_cache_not_run_again(void 
 
     /* frame 1: dict.incr, list.append, queue.put, pool.submit */
     mpb__buf_t body = {0};
-    rc_req(&body, 1, MPB_OP_DICT_INCR, "eo", 2, 2);
-    mpb__w_cstr(&body, "n");
-    mpb__w_int(&body, 1);
+    req_dict(&body, 1, MPB_OP_DICT_INCR, "eo", "n");
     rc_req(&body, 2, MPB_OP_LIST_APPEND, "eo-l", 4, 1);
     mpb__w_cstr(&body, "x");
     rc_req(&body, 3, MPB_OP_QUEUE_PUT, "eo-q", 4, 2);
@@ -202,41 +231,29 @@ static void test_a_resent_request_is_answered_from_the_cache_not_run_again(void 
 
     /* A new frame that reuses rid 1 is a new request: it runs. */
     mpb__buf_t b2 = {0};
-    rc_req(&b2, 1, MPB_OP_DICT_INCR, "eo", 2, 2);
-    mpb__w_cstr(&b2, "n");
-    mpb__w_int(&b2, 1);
-    raw_send(&b, 2, &b2);
-    assert_int_equal(rc_recv(&b, &F, 5000), 0);
-    assert_int_equal(F.nrep, 1);
-    assert_int_equal(F.rep[0].code, 0);
-    assert_int_equal(F.rep[0].val[0], 2);
+    req_dict(&b2, 1, MPB_OP_DICT_INCR, "eo", "n");
+    const rc_reply_t *rp = raw_call(&b, 2, &b2);
+    assert_int_equal(rp->code, 0);
+    assert_int_equal(rp->val[0], 2);
 
     /* A read sent again runs again (it changes nothing): it sees the value of now. */
     mpb__buf_t b3 = {0};
-    rc_req(&b3, 5, MPB_OP_DICT_GET, "eo", 2, 1);
-    mpb__w_cstr(&b3, "n");
-    raw_send(&b, 3, &b3);
-    assert_int_equal(rc_recv(&b, &F, 5000), 0);
-    assert_int_equal(F.rep[0].val[0], 2);
+    req_dict(&b3, 5, MPB_OP_DICT_GET, "eo", "n");
+    assert_int_equal(raw_call(&b, 3, &b3)->val[0], 2);
     mpb_dict_t *dd;
     th_assert_ok(mpb_dict_open(c, "eo", &dd), c);
     int64_t now = 0;
     th_assert_ok(mpb_dict_incr_str(dd, "n", 10, &now), c);
     assert_int_equal(now, 12);
     raw_resume(&c2, &a);
-    raw_send(&c2, 3, &b3);
-    assert_int_equal(rc_recv(&c2, &F, 5000), 0);
-    assert_int_equal(F.rep[0].val[0], 12);
+    assert_int_equal(raw_call(&c2, 3, &b3)->val[0], 12);
 
     /* A parked get sent again stays one getter, and its answer reaches the newest channel. */
     mpb__buf_t b4 = {0};
-    rc_req(&b4, 6, MPB_OP_QUEUE_GET, "eo-pq", 5, 1);
-    mpb__w_int(&b4, -1);
-    raw_send(&c2, 4, &b4);
-    assert_int_equal(rc_recv(&c2, &F, 200), MPB_ETIMEDOUT);
+    req_get(&b4, 6, "eo-pq");
+    raw_parked(&c2, 4, &b4);
     raw_resume(&d, &a);
-    raw_send(&d, 4, &b4);
-    assert_int_equal(rc_recv(&d, &F, 200), MPB_ETIMEDOUT);
+    raw_parked(&d, 4, &b4);
     assert_int_equal(th_describe_int(c, "queue/eo-pq", "getters"), 1);
     queue_put_str(c, "eo-pq", "i1");
     assert_int_equal(rc_recv(&d, &F, 5000), 0);
@@ -251,19 +268,16 @@ static void test_a_resent_request_is_answered_from_the_cache_not_run_again(void 
     /* A get answered while no channel listened: sent again, it gets that same item from the
      * cache, and takes no second one. */
     mpb__buf_t b5 = {0};
-    rc_req(&b5, 7, MPB_OP_QUEUE_GET, "eo-pq2", 6, 1);
-    mpb__w_int(&b5, -1);
-    raw_send(&d, 5, &b5);
-    assert_int_equal(rc_recv(&d, &F, 200), MPB_ETIMEDOUT);
+    req_get(&b5, 7, "eo-pq2");
+    raw_parked(&d, 5, &b5);
     rc_close(&d); /* its answer now goes nowhere */
     queue_put_str(c, "eo-pq2", "j1");
     raw_resume(&e, &a);
-    raw_send(&e, 5, &b5);
-    assert_int_equal(rc_recv(&e, &F, 5000), 0);
-    assert_int_equal(F.rep[0].rid, 7);
-    assert_int_equal(F.rep[0].code, 0);
+    rp = raw_call(&e, 5, &b5);
+    assert_int_equal(rp->rid, 7);
+    assert_int_equal(rp->code, 0);
     want = th_str("j1", &sl);
-    th_assert_bytes(F.rep[0].val, F.rep[0].vallen, want, sl);
+    th_assert_bytes(rp->val, rp->vallen, want, sl);
     queue_put_str(c, "eo-pq2", "j2");
     assert_int_equal(qsize(c, "eo-pq2"), 1);
 
@@ -302,32 +316,23 @@ static void test_a_reply_that_left_the_cache_is_refused_not_rerun(void **state) 
     assert_int_equal(rc_handshake(&a, k, kl, 5000), 0);
     mpb__buf_t body[3] = {{0}};
     for (int i = 0; i < 3; i++) {
-        rc_req(&body[i], (uint64_t)i + 1, MPB_OP_DICT_INCR, "rc", 2, 2);
-        mpb__w_cstr(&body[i], "n");
-        mpb__w_int(&body[i], 1);
-        raw_send(&a, (uint64_t)i + 1, &body[i]);
-        assert_int_equal(rc_recv(&a, &F, 5000), 0);
-        assert_int_equal(F.rep[0].val[0], i + 1);
+        req_dict(&body[i], (uint64_t)i + 1, MPB_OP_DICT_INCR, "rc", "n");
+        assert_int_equal(raw_call(&a, (uint64_t)i + 1, &body[i])->val[0], i + 1);
     }
     assert_int_equal(rc_open(&b, NULL, S.endpoint), 0);
     assert_int_equal(rc_hello(&b, NULL, 5000), 0);
     assert_int_equal(rc_auth_resume(&b, k, kl, a.session, a.token, NULL, 5000), 0);
     assert_true(b.resumed);
-    raw_send(&b, 1, &body[0]);
-    assert_int_equal(rc_recv(&b, &F, 5000), 0);
-    assert_int_equal(F.rep[0].code, -MPB_EREPLAY);
-    assert_non_null(strstr(F.rep[0].msg, "reply-cache 2"));
-    raw_send(&b, 3, &body[2]);
-    assert_int_equal(rc_recv(&b, &F, 5000), 0);
-    assert_int_equal(F.rep[0].code, 0);
-    assert_int_equal(F.rep[0].val[0], 3);
+    const rc_reply_t *rp = raw_call(&b, 1, &body[0]);
+    assert_int_equal(rp->code, -MPB_EREPLAY);
+    assert_non_null(strstr(rp->msg, "reply-cache 2"));
+    rp = raw_call(&b, 3, &body[2]);
+    assert_int_equal(rp->code, 0);
+    assert_int_equal(rp->val[0], 3);
     /* and the counter is 3: nothing ran twice */
     mpb__buf_t g = {0};
-    rc_req(&g, 9, MPB_OP_DICT_GET, "rc", 2, 1);
-    mpb__w_cstr(&g, "n");
-    raw_send(&b, 4, &g);
-    assert_int_equal(rc_recv(&b, &F, 5000), 0);
-    assert_int_equal(F.rep[0].val[0], 3);
+    req_dict(&g, 9, MPB_OP_DICT_GET, "rc", "n");
+    assert_int_equal(raw_call(&b, 4, &g)->val[0], 3);
     for (int i = 0; i < 3; i++) mpb__buf_free(&body[i]);
     mpb__buf_free(&g);
     rc_close(&b);
@@ -652,7 +657,7 @@ static void test_a_cut_longer_than_the_ttl_is_told_esession_with_what_was_lost(v
     (void)state;
     static th_broker_t S;
     static cutproxy_t Q;
-    th_broker_start(&S, "--session-ttl-ms", "1000", "--heartbeat-ms", "200", NULL);
+    th_broker_start(&S, "--session-ttl-ms", "2000", "--heartbeat-ms", "200", NULL);
     int port = atoi(strrchr(S.endpoint, ':') + 1);
     assert_int_equal(cp_start(&Q, port), 0);
     size_t kl;
@@ -777,7 +782,7 @@ static void test_mpb_lock_keeps_its_lock_through_a_cut_and_exits_76_when_lost(vo
 
     static th_broker_t S;
     static cutproxy_t Q;
-    th_broker_start(&S, "--session-ttl-ms", "1000", "--heartbeat-ms", "200", NULL);
+    th_broker_start(&S, "--session-ttl-ms", "2000", "--heartbeat-ms", "200", NULL);
     int port = atoi(strrchr(S.endpoint, ':') + 1);
     assert_int_equal(cp_start(&Q, port), 0);
     size_t kl;
