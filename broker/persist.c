@@ -641,7 +641,7 @@ static void w_blobs_deque(mpb__buf_t *b, const deque_t *d) {
 static void w_obj(mpb__buf_t *b, const obj_t *o) {
     size_t at = rec_begin(b);
     const uint32_t extra[KIND__N] = {[KIND_DICT] = 1,      [KIND_NAMESPACE] = 1, [KIND_LIST] = 1,
-                                     [KIND_QUEUE] = 6,     [KIND_SEMAPHORE] = 5, [KIND_CONDITION] = 2,
+                                     [KIND_QUEUE] = 9,     [KIND_SEMAPHORE] = 5, [KIND_CONDITION] = 2,
                                      [KIND_EVENT] = 1,     [KIND_BARRIER] = 3,   [KIND_VALUE] = 1};
     mpb__w_array(b, 3 + extra[o->kind]);
     mpb__w_uint(b, R_OBJ);
@@ -670,6 +670,18 @@ static void w_obj(mpb__buf_t *b, const obj_t *o) {
         /* Putters still waiting are not brought back: neither is their count. */
         mpb__w_int(b, q->joinable ? q->unfinished - (int64_t)q->putters.n : 0);
         w_blobs_deque(b, &q->items);
+        mpb__w_bool(b, q->reliable);
+        mpb__w_bool(b, q->reliable_set);
+        mpb__w_uint(b, q->next_dv);
+        mpb__w_array(b, (uint32_t)q->ndv); /* items handed out, not finished: [id, session, task, item] */
+        for (size_t i = 0; i < q->ndv; i++) {
+            const delivery_t *d = &q->dv[i];
+            mpb__w_array(b, 4);
+            mpb__w_uint(b, d->id);
+            mpb__w_uint(b, d->sess ? d->sess->id : 0);
+            mpb__w_bool(b, d->task);
+            mpb__w_raw(b, d->item->data, d->item->len);
+        }
         break;
     }
     case KIND_SEMAPHORE: {
@@ -718,6 +730,41 @@ static int rd_blobs(mpb__rd_t *r, deque_t *d) {
     return 0;
 }
 
+/* A queue's state, and its deliveries: each back with its taker's session (which holds it, so
+ * that the session's end puts the item back), or at the front of the queue if the session is
+ * gone, as its end would have done. */
+static int load_queue(obj_t *o, mpb__rd_t *r) {
+    queue_t *q = &o->u.queue;
+    uint32_t n;
+    if (mpb__rd_int(r, &q->maxsize) || mpb__rd_bool(r, &q->maxsize_set) ||
+        mpb__rd_bool(r, &q->joinable) || mpb__rd_bool(r, &q->joinable_set) ||
+        mpb__rd_int(r, &q->unfinished) || rd_blobs(r, &q->items) ||
+        mpb__rd_bool(r, &q->reliable) || mpb__rd_bool(r, &q->reliable_set) ||
+        mpb__rd_uint(r, &q->next_dv) || mpb__rd_array(r, &n))
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t four;
+        uint64_t id, sid;
+        bool task;
+        const uint8_t *v;
+        size_t vn;
+        if (mpb__rd_array(r, &four) || four != 4 || mpb__rd_uint(r, &id) ||
+            mpb__rd_uint(r, &sid) || mpb__rd_bool(r, &task) || mpb__rd_span(r, &v, &vn))
+            return -1;
+        sess_t *s = sid ? server_sess_lookup(sid) : NULL;
+        if (!s) {
+            if (!task && q->joinable) q->unfinished++;
+            deque_push_front(&q->items, blob_new(v, vn));
+            continue;
+        }
+        if (q->ndv == q->capdv)
+            q->dv = xrealloc(q->dv, (q->capdv = q->capdv ? 2 * q->capdv : 4) * sizeof *q->dv);
+        q->dv[q->ndv++] = (delivery_t){id, s, blob_new(v, vn), task};
+        sess_hold(s, o, id, 1);
+    }
+    return 0;
+}
+
 static int load_obj(mpb__rd_t *r, uint32_t len) {
     uint64_t kind;
     const char *name;
@@ -747,14 +794,7 @@ static int load_obj(mpb__rd_t *r, uint32_t len) {
         return 0;
     }
     case KIND_LIST: return rd_blobs(r, &o->u.list);
-    case KIND_QUEUE: {
-        queue_t *q = &o->u.queue;
-        if (mpb__rd_int(r, &q->maxsize) || mpb__rd_bool(r, &q->maxsize_set) ||
-            mpb__rd_bool(r, &q->joinable) || mpb__rd_bool(r, &q->joinable_set) ||
-            mpb__rd_int(r, &q->unfinished))
-            return -1;
-        return rd_blobs(r, &q->items);
-    }
+    case KIND_QUEUE: return load_queue(o, r);
     case KIND_SEMAPHORE: {
         sem_t *s = &o->u.sem;
         if (mpb__rd_int(r, &s->initial) || mpb__rd_int(r, &s->value) ||

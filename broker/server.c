@@ -265,8 +265,12 @@ void server_sess_end_id(uint64_t id, const char *why) {
 
 void server_restore_done(void) {
     for (sess_t *s = S.sessions; s; s = s->next) {
-        while (s->nholds) {
-            hold_t h = s->holds[--s->nholds];
+        /* Locks and semaphore units go; items of reliable queues stay with their takers,
+         * who may resume and finish them (their session's end puts them back). */
+        for (size_t i = s->nholds; i-- > 0;) {
+            if (s->holds[i].obj->kind == KIND_QUEUE) continue;
+            hold_t h = s->holds[i];
+            s->holds[i] = s->holds[--s->nholds];
             sync_release_hold(s, &h);
         }
         s->last_seen_ms = now_ms(); /* the TTL to resume starts now */

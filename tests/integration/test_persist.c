@@ -1091,6 +1091,96 @@ static void test_pool_tasks_restored(void **state) {
     th_broker_stop_checked(&B);
 }
 
+/* ---- reliable queues ---- */
+
+/* queue.get WITH_ID of rq (waiting up to timeout_ms): the delivery id, and the item (an
+ * integer) in *item. */
+static uint64_t get_with_id(mpb_client_t *c, int64_t *item, int timeout_ms) {
+    mpb__buf_t *a = argv_begin(2);
+    mpb__w_int(a, timeout_ms);
+    mpb__w_bool(a, true);
+    void *v;
+    size_t vn;
+    th_assert_ok(mpb_call(c, MPB_OP_QUEUE_GET, "rq", args.p, args.len, timeout_ms, &v, &vn), c);
+    mpb__rd_t r = {v, (const uint8_t *)v + vn};
+    uint32_t two;
+    uint64_t id;
+    assert_int_equal(mpb__rd_array(&r, &two), 0);
+    assert_int_equal(mpb__rd_uint(&r, &id), 0);
+    assert_int_equal(mpb__rd_int(&r, item), 0);
+    mpb_free(v);
+    return id;
+}
+
+static int taker_fd[2];
+
+/* Takes one item of rq (waiting for the first) and says which through the pipe, then waits
+ * to be killed. */
+static int taker(int idx, void *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_connect(&B);
+    int64_t x = 0;
+    get_with_id(c, &x, 20000);
+    if (write(taker_fd[1], &x, sizeof x) != (ssize_t)sizeof x) return 1;
+    pause();
+    return 0;
+}
+
+/* Items of a reliable joinable queue handed out and not finished stay with their takers
+ * across a crash (from a snapshot and from the log): the taker resumes and finishes them; the
+ * items of a taker that never comes back return to the queue when its session expires. */
+static void test_reliable_deliveries_restored(void **state) {
+    (void)state;
+    th_broker_start(&B, "--fsync", "always", "--session-ttl-ms", "1500", "--heartbeat-ms", "500", NULL);
+    /* 1: taken by a process that dies with the broker (its session is not resumed); forked
+     * before this process connects, its get waits for the first item */
+    assert_int_equal(pipe(taker_fd), 0);
+    pid_t kid = th_fork(taker, NULL);
+    mpb_client_t *c = th_connect(&B);
+    assert_true(th_wait_field(c, "queue/rq", "getters", 1, 10000));
+    mpb__buf_t *a = argv_begin(3);
+    mpb__w_nil(a);
+    mpb__w_bool(a, true);
+    mpb__w_bool(a, true);
+    th_assert_ok(call(c, MPB_OP_QUEUE_OPEN, "rq", NULL, NULL), c);
+    for (int i = 1; i <= 4; i++) {
+        a = argv_begin(2);
+        mpb__w_int(a, i);
+        mpb__w_int(a, 0);
+        th_assert_ok(call(c, MPB_OP_QUEUE_PUT, "rq", NULL, NULL), c);
+    }
+    int64_t x;
+    assert_int_equal(th_read_records(taker_fd[0], &x, sizeof x, 1, 10000), 1);
+    assert_int_equal(x, 1);
+    kill(kid, SIGKILL);
+    th_wait(kid, 10);
+    uint64_t d1 = get_with_id(c, &x, 0); /* 2: taken before the snapshot */
+    assert_int_equal(x, 2);
+    argv_begin(0);
+    void *res;
+    size_t rn;
+    th_assert_ok(mpb_call(c, MPB_OP_SAVE, NULL, args.p, args.len, 60000, &res, &rn), c);
+    mpb_free(res);
+    uint64_t d3 = get_with_id(c, &x, 0); /* 3: taken after it (in the log) */
+    assert_int_equal(x, 3);
+    th_broker_restart(&B, SIGKILL, "--fsync", "always", "--session-ttl-ms", "1500", "--heartbeat-ms", "500", NULL);
+    assert_int_equal(th_describe_int(c, "queue/rq", "unfinished"), 4);
+    assert_int_equal(th_describe_int(c, "queue/rq", "size"), 1); /* 4 */
+    /* c finishes what it took before the crash, by delivery id */
+    th_assert_ok(call_int(c, MPB_OP_QUEUE_TASK_DONE, "rq", (int64_t)d3), c);
+    th_assert_ok(call_int(c, MPB_OP_QUEUE_TASK_DONE, "rq", (int64_t)d1), c);
+    /* the dead taker's session expires: item 1 goes back to the front */
+    assert_true(th_wait_field(c, "queue/rq", "size", 2, 10000));
+    assert_int_equal(get_with_id(c, &x, 0) > 0, 1);
+    assert_int_equal(x, 1);
+    assert_int_equal(th_describe_int(c, "queue/rq", "unfinished"), 2);
+    close(taker_fd[0]);
+    close(taker_fd[1]);
+    mpb_close(&c);
+    th_broker_stop_checked(&B);
+}
+
 /* ---- seen from outside ---- */
 
 /* The persistence map of info as a reader on field, in *buf (mpb_free it). */
@@ -1231,6 +1321,7 @@ int main(void) {
         cmocka_unit_test(test_snapshot_under_load_equals_live),
         cmocka_unit_test(test_persist_off_keeps_nothing),
         cmocka_unit_test(test_pool_tasks_restored),
+        cmocka_unit_test(test_reliable_deliveries_restored),
         cmocka_unit_test(test_info_and_metrics),
         cmocka_unit_test(test_damaged_snapshot_refused),
         cmocka_unit_test(test_crash_loop_always),
