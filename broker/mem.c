@@ -14,7 +14,8 @@
 #include <sys/resource.h>
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/allocator_interface.h>
+/* libasan's (its header, sanitizer/allocator_interface.h, is not always installed) */
+size_t __sanitizer_get_current_allocated_bytes(void);
 #else
 #include <malloc.h>
 #endif

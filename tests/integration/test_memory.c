@@ -164,6 +164,7 @@ static void test_max_objects_bounds_the_objects(void **state) {
     th_broker_stop_checked(&B);
 }
 
+#if !defined(__SANITIZE_ADDRESS__)
 /* Clients that push 64 KiB values into the broker until refused, from several processes. */
 static th_broker_t V;
 static int pusher(int idx, void *arg) {
@@ -183,6 +184,8 @@ static int pusher(int idx, void *arg) {
     mpb_close(&c);
     return 0;
 }
+
+#endif
 
 /* The broker under ulimit -v: without --max-memory it takes its limit from the address space
  * it has left, and with a --max-memory the allocator cannot honour, the first failed

@@ -423,6 +423,7 @@ static void all_ints(mpb_client_t *c, const char *list, const char *queue, int64
             for (uint32_t i = 0; i < an; i++) assert_int_equal(mpb__rd_int(&r, &out[got++]), 0);
             mpb_free(items);
         }
+        mpb_list_close(&l);
     } else {
         mpb_queue_t *q;
         th_assert_ok(mpb_queue_open(c, queue, -1, -1, &q), c);
