@@ -329,7 +329,8 @@ static void *fsync_thread(void *arg) {
     return NULL;
 }
 
-/* everysec: hands the thread the log to fsync, unless it is still at the previous one. */
+/* everysec: hands the thread the log to fsync, unless it is still at the previous one.
+ * Returns 1 when there is no thread (it could not be made): the caller syncs itself. */
 static int fsync_later(void) {
     int rc = 0;
     pthread_mutex_lock(&F.mu);
@@ -344,6 +345,8 @@ static int fsync_later(void) {
             P.dirty = false;
             P.last_fsync_ms = now_ms();
             pthread_cond_signal(&F.cv);
+        } else {
+            rc = 1;
         }
     }
     pthread_mutex_unlock(&F.mu);
@@ -370,7 +373,10 @@ static void fsync_thread_stop(void) {
 
 static int do_fsync(void) {
     if (!P.dirty || P.fd < 0) return 0;
-    if (P.mode == FSYNC_EVERYSEC) return fsync_later();
+    if (P.mode == FSYNC_EVERYSEC) {
+        int later = fsync_later();
+        if (later <= 0) return later;
+    }
     int rc = fdatasync(P.fd), err = errno;
     pthread_mutex_lock(&F.mu);
     fsync_done(rc, err);
