@@ -382,7 +382,14 @@ typedef struct limits {
     int handshake_ms;
     int heartbeat_ms;
     int session_ttl_ms;
+    /* transport (transport.c) */
+    size_t max_connections;         /* 0: the descriptor limit less 64 */
+    size_t max_handshakes_per_addr; /* connections of one address still in a handshake */
+    size_t max_unauth_memory;       /* bytes all peers without a session may pin */
+    int idle_ms;                    /* a connection without a session is closed after it */
 } limits_t;
+
+enum { ENC_AUTO, ENC_ON, ENC_OFF }; /* --encryption; auto: on for tcp://, off for ipc:// */
 
 typedef struct config {
     const char *listen[8];
@@ -393,6 +400,7 @@ typedef struct config {
     const char *http;
     int log_level;
     bool log_json;
+    int encryption; /* ENC_* */
     limits_t limits;
 } config_t;
 

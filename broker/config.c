@@ -40,7 +40,9 @@ extern char **environ;
 #define MAX_LISTEN 8
 #define MAX_LINE   4096
 
-typedef enum stype { T_LISTEN, T_PATH, T_HTTP, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_COUNT } stype_t;
+typedef enum stype {
+    T_LISTEN, T_PATH, T_HTTP, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_COUNT, T_ONOFF
+} stype_t;
 
 enum {
     S_LISTEN,
@@ -59,6 +61,13 @@ enum {
     S_POOL_MAX_ATTEMPTS,
     S_POOL_MAX_RESULTS,
     S_POOL_MAX_QUEUED,
+    /* transport (issue 11): keep these last */
+    S_ENCRYPTION,
+    S_MAX_CONNECTIONS,
+    S_MAX_HANDSHAKES_PER_ADDR,
+    S_MAX_UNAUTH_MEMORY,
+    S_HANDSHAKE,
+    S_IDLE,
     S__N
 };
 
@@ -94,6 +103,16 @@ static const setting_t settings[S__N] = {
                             1ull << 36, "4096 to 64g", "64m"},
     [S_POOL_MAX_QUEUED] = {"pool-max-queued", "MPB_POOL_MAX_QUEUED", T_SIZE, 65536, 1ull << 36,
                            "64k to 64g", "256m"},
+    [S_ENCRYPTION] = {"encryption", "MPB_ENCRYPTION", T_ONOFF, 0, 0, NULL, "auto"},
+    [S_MAX_CONNECTIONS] = {"max-connections", "MPB_MAX_CONNECTIONS", T_COUNT, 0, 1000000,
+                           "0 to 1000000", "0"},
+    [S_MAX_HANDSHAKES_PER_ADDR] = {"max-handshakes-per-addr", "MPB_MAX_HANDSHAKES_PER_ADDR",
+                                   T_COUNT, 1, 100000, "1 to 100000", "16"},
+    [S_MAX_UNAUTH_MEMORY] = {"max-unauth-memory", "MPB_MAX_UNAUTH_MEMORY", T_SIZE, 1u << 20,
+                             1ull << 36, "1m to 64g", "512m"},
+    [S_HANDSHAKE] = {"handshake-ms", "MPB_HANDSHAKE_MS", T_MS, 100, 600000, "100 to 600000",
+                     "5000"},
+    [S_IDLE] = {"idle-ms", "MPB_IDLE_MS", T_MS, 100, 86400000, "100 to 86400000", "10000"},
 };
 
 /* The layers, lowest first. */
@@ -181,6 +200,17 @@ static void usage(FILE *f) {
             "                            tasks wait (default 64m)\n"
             "      --pool-max-queued BYTES  unfinished pool tasks one caller may have; more\n"
             "                            are refused with ELIMIT (default 256m)\n"
+            "      --encryption on|off   ZeroMQ CURVE keyed by the authkey (default auto: on\n"
+            "                            for tcp://, off for ipc://; MPB_ENCRYPTION)\n"
+            "      --max-connections N   connections at once, more are closed at accept\n"
+            "                            (default 0: the descriptor limit less 64)\n"
+            "      --max-handshakes-per-addr N  connections from one address that have not\n"
+            "                            finished the handshake (default 16)\n"
+            "      --max-unauth-memory BYTES  memory all peers without a session may make the\n"
+            "                            broker hold (default 512m): see README\n"
+            "      --handshake-ms MS     deadline for the whole handshake (default 5000)\n"
+            "      --idle-ms MS          a connection without a session is closed after this\n"
+            "                            (default 10000)\n"
             "  -V, --version             print the version\n"
             "  -h, --help                this text\n"
             "BYTES take a k, m or g suffix. An empty environment variable counts as unset.\n");
@@ -364,6 +394,15 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
             goto bad;
         }
         break;
+    case T_ONOFF:
+        if (!strcmp(val, "on")) v = ENC_ON;
+        else if (!strcmp(val, "off")) v = ENC_OFF;
+        else if (!strcmp(val, "auto")) v = ENC_AUTO;
+        else {
+            snprintf(why, sizeof why, "'%s' is not on, off or auto", val);
+            goto bad;
+        }
+        break;
     }
 
     if (st->type == T_LISTEN) {
@@ -412,6 +451,12 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_POOL_MAX_ATTEMPTS: l->pool_max_attempts = (int)v; break;
     case S_POOL_MAX_RESULTS: l->pool_max_results = (size_t)v; break;
     case S_POOL_MAX_QUEUED: l->pool_max_queued = (size_t)v; break;
+    case S_ENCRYPTION: c->cfg.encryption = (int)v; break;
+    case S_MAX_CONNECTIONS: l->max_connections = (size_t)v; break;
+    case S_MAX_HANDSHAKES_PER_ADDR: l->max_handshakes_per_addr = (size_t)v; break;
+    case S_MAX_UNAUTH_MEMORY: l->max_unauth_memory = (size_t)v; break;
+    case S_HANDSHAKE: l->handshake_ms = (int)v; break;
+    case S_IDLE: l->idle_ms = (int)v; break;
     default: break;
     }
     return;
@@ -430,7 +475,6 @@ static void load_defaults(conf_t *c) {
     }
     c->cfg.limits.max_scan = 1000;
     c->cfg.limits.max_pending = 4096;
-    c->cfg.limits.handshake_ms = 5000;
 }
 
 static int find_key(const char *k) {
@@ -883,6 +927,12 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         {"pool-max-attempts", required_argument, 0, O_FLAG + S_POOL_MAX_ATTEMPTS},
         {"pool-max-results", required_argument, 0, O_FLAG + S_POOL_MAX_RESULTS},
         {"pool-max-queued", required_argument, 0, O_FLAG + S_POOL_MAX_QUEUED},
+        {"encryption", required_argument, 0, O_FLAG + S_ENCRYPTION},
+        {"max-connections", required_argument, 0, O_FLAG + S_MAX_CONNECTIONS},
+        {"max-handshakes-per-addr", required_argument, 0, O_FLAG + S_MAX_HANDSHAKES_PER_ADDR},
+        {"max-unauth-memory", required_argument, 0, O_FLAG + S_MAX_UNAUTH_MEMORY},
+        {"handshake-ms", required_argument, 0, O_FLAG + S_HANDSHAKE},
+        {"idle-ms", required_argument, 0, O_FLAG + S_IDLE},
         {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -1084,6 +1134,13 @@ void config_print(const conf_t *c, FILE *out) {
     print_num(out, "pool-max-attempts", (unsigned long long)l->pool_max_attempts, c->src[S_POOL_MAX_ATTEMPTS]);
     print_num(out, "pool-max-results", (unsigned long long)l->pool_max_results, c->src[S_POOL_MAX_RESULTS]);
     print_num(out, "pool-max-queued", (unsigned long long)l->pool_max_queued, c->src[S_POOL_MAX_QUEUED]);
+    static const char *const enc[] = {"auto", "on", "off"};
+    print_kv(out, "encryption", enc[c->cfg.encryption], c->src[S_ENCRYPTION]);
+    print_num(out, "max-connections", (unsigned long long)l->max_connections, c->src[S_MAX_CONNECTIONS]);
+    print_num(out, "max-handshakes-per-addr", (unsigned long long)l->max_handshakes_per_addr, c->src[S_MAX_HANDSHAKES_PER_ADDR]);
+    print_num(out, "max-unauth-memory", (unsigned long long)l->max_unauth_memory, c->src[S_MAX_UNAUTH_MEMORY]);
+    print_num(out, "handshake-ms", (unsigned long long)l->handshake_ms, c->src[S_HANDSHAKE]);
+    print_num(out, "idle-ms", (unsigned long long)l->idle_ms, c->src[S_IDLE]);
 }
 
 void config_log(const conf_t *c) {
