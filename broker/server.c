@@ -694,7 +694,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     g_limits = cfg->limits;
     if (!g_limits.max_batch_reply) g_limits.max_batch_reply = 64u << 20;
     g_started_ms = now_ms();
-    if (mpb__random(&mpb__hash_seed, sizeof mpb__hash_seed)) abort();
+    if (mpb__hash_init()) abort(); /* before any table: every one hashes client bytes */
     store_init();
     lat_clock_init();
 
