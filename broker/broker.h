@@ -244,6 +244,7 @@ typedef struct peer {
     mpb__mac_t *rx, *tx;
     uint64_t seq_in, seq_out;
     sess_t *sess;
+    int fd;             /* its connection's descriptor while it has a session, else -1 */
     struct peer *hnext; /* peer table chain */
 } peer_t;
 
@@ -411,6 +412,33 @@ size_t server_session_count(void);
 /* Runs the broker until SIGTERM/SIGINT. authkey is borrowed. Returns the exit status. */
 int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen);
 void server_stop(void);
+
+/* ---- transport.c: ZeroMQ options, CURVE + ZAP, the connection table and its bounds ---- */
+
+typedef struct transport transport_t;
+/* Derives the CURVE keys, binds the ZAP handler and the socket monitor, raises the descriptor
+ * limit and sets the ROUTER's options (heartbeats, keepalive, handshake deadline, message
+ * size). Call before any bind. NULL with a reason in err. authkey is borrowed. */
+transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, size_t keylen,
+                            char *err, size_t errlen);
+/* Binds endpoint with CURVE or without, as enc (ENC_*) says for it, and logs which.
+ * 0, or -1 with zmq_errno() set. */
+int transport_bind(transport_t *t, const char *endpoint, int enc);
+/* "curve", "none" or "mixed" (some endpoints each way), for info. */
+const char *transport_encryption(const transport_t *t);
+size_t transport_connections(const transport_t *t);
+/* The two sockets the loop polls for it (for ZMQ_POLLIN): the ZAP handler and the monitor. */
+void transport_sockets(transport_t *t, void **zap, void **monitor);
+/* Serves what the poll found ready on them. */
+void transport_run(transport_t *t, bool zap_ready, bool monitor_ready);
+/* Shuts connections that have gone idle-ms without a session. */
+void transport_sweep(transport_t *t, int64_t now);
+/* The connection with descriptor fd (ZMQ_SRCFD of its message) has a session now, or not. */
+void transport_conn_session(transport_t *t, int fd, bool has);
+void transport_close(transport_t **t);
+extern uint64_t g_conn_refused, g_conn_idle_closed, g_curve_denied;
+/* The loop's transport (NULL before the server starts), for info. */
+transport_t *server_transport(void);
 
 /* ---- metrics.c: counters the loop keeps, rendered for Prometheus by http.c ---- */
 

@@ -37,6 +37,7 @@ typedef struct server {
     volatile sig_atomic_t stopping;
     int64_t next_sweep;
     http_t *http;
+    transport_t *tp;
     bool ready;
 } server_t;
 
@@ -52,6 +53,10 @@ size_t server_peer_count(void) {
 
 size_t server_session_count(void) {
     return S.nsessions;
+}
+
+transport_t *server_transport(void) {
+    return S.tp;
 }
 
 void server_stop(void) {
@@ -99,6 +104,7 @@ static peer_t *peer_new(const uint8_t *rid, size_t n) {
     peer_t *p = xcalloc(1, sizeof *p);
     memcpy(p->rid, rid, n);
     p->ridlen = (uint8_t)n;
+    p->fd = -1;
     peer_t **slot = &S.buckets[rid_hash(rid, n) & (S.nbuckets - 1)];
     p->hnext = *slot;
     *slot = p;
@@ -113,6 +119,7 @@ static void peer_free(peer_t *p) {
     S.npeers--;
     if (!p->ready) S.npending--;
     if (p->sess && p->sess->peer == p) p->sess->peer = NULL;
+    transport_conn_session(S.tp, p->fd, false); /* its connection's idle clock starts */
     mpb__mac_free(&p->rx);
     mpb__mac_free(&p->tx);
     free(p);
@@ -324,7 +331,7 @@ static void on_hello(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
     mpb__buf_free(&b);
 }
 
-static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
+static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, int fd) {
     char who[2 * RID_MAX + 1];
     peer_t *p = peer_find(rid, ridlen);
     if (!p || p->ready) {
@@ -377,6 +384,8 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
     }
     s->peer = p;
     p->sess = s;
+    p->fd = fd;
+    transport_conn_session(S.tp, fd, true);
     s->last_seen_ms = now_ms();
     log_kv(LOG_DEBUG, resumed ? "session resumed" : "session opened", "session", LOG_UINT(s->id),
            "peer", who, "host", s->host, "pid", LOG_INT(s->pid), "name", s->name, NULL);
@@ -579,7 +588,9 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
     if (S.out.len > MPB__HDR_LEN) seal_and_send(p, MPB__T_REP, &S.out);
 }
 
-static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
+/* fd: the connection's descriptor (ZMQ_SRCFD), for the transport's table. */
+static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len,
+                       int fd) {
     mpb__frame_t f;
     char err[128];
     g_frames_in++;
@@ -602,7 +613,7 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
     }
     switch (f.type) {
     case MPB__T_HELLO: on_hello(rid, ridlen, &f); return;
-    case MPB__T_AUTH: on_auth(rid, ridlen, &f); return;
+    case MPB__T_AUTH: on_auth(rid, ridlen, &f, fd); return;
     case MPB__T_REQ: {
         peer_t *p = peer_find(rid, ridlen);
         if (!p || !p->ready) {
@@ -637,7 +648,8 @@ static void drain(void) {
                              "one frame per message expected");
             continue;
         }
-        on_message(zmq_msg_data(&id), ridlen, zmq_msg_data(&body), zmq_msg_size(&body));
+        on_message(zmq_msg_data(&id), ridlen, zmq_msg_data(&body), zmq_msg_size(&body),
+                   zmq_msg_get(&body, ZMQ_SRCFD));
     }
     zmq_msg_close(&id);
     zmq_msg_close(&body);
@@ -659,6 +671,7 @@ static void sweep(int64_t now) {
             }
         }
     }
+    transport_sweep(S.tp, now);
     for (sess_t *s = S.sessions, *next; s; s = next) {
         next = s->next;
         if (now - s->last_seen_ms > g_limits.session_ttl_ms) {
@@ -702,18 +715,21 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     zmq_ctx_set(S.zctx, ZMQ_MAX_SOCKETS, 64);
     S.router = zmq_socket(S.zctx, ZMQ_ROUTER);
     int one = 1, zero = 0, hwm = 100000;
-    int64_t maxmsg = (int64_t)g_limits.max_frame + 4096;
     zmq_setsockopt(S.router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(S.router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(S.router, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(S.router, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    /* Frames a little over max_frame still get a clear ETOOBIG; far over it, libzmq drops
-     * the connection before buffering them. */
-    maxmsg = (int64_t)g_limits.max_frame * 2 + 4096;
-    zmq_setsockopt(S.router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     int status = 0;
+    char terr[256];
+    /* Frames a little over max_frame still get a clear ETOOBIG; far over it, libzmq drops
+     * the connection before buffering them (transport.c sets ZMQ_MAXMSGSIZE). */
+    if (!(S.tp = transport_open(S.zctx, S.router, authkey, keylen, terr, sizeof terr))) {
+        log_kv(LOG_ERROR, "cannot set up the transport", "error", terr, NULL);
+        status = 1;
+        goto out;
+    }
     for (int i = 0; i < cfg->nlisten; i++) {
-        if (zmq_bind(S.router, cfg->listen[i]) != 0) {
+        if (transport_bind(S.tp, cfg->listen[i], cfg->encryption) != 0) {
             log_kv(LOG_ERROR, "cannot listen", "endpoint", cfg->listen[i], "error",
                    zmq_strerror(zmq_errno()), NULL);
             status = 1;
@@ -751,15 +767,17 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     log_kv(LOG_INFO, "ready", "version", MPBROKER_VERSION, "pid", LOG_INT(getpid()), NULL);
     S.next_sweep = now_ms() + 100;
     while (!S.stopping) {
-        zmq_pollitem_t it[2] = {{S.router, 0, ZMQ_POLLIN, 0}, {NULL, -1, ZMQ_POLLIN, 0}};
-        int nit = 1;
+        zmq_pollitem_t it[4] = {{S.router, 0, ZMQ_POLLIN, 0}, {NULL, 0, ZMQ_POLLIN, 0},
+                                {NULL, 0, ZMQ_POLLIN, 0}, {NULL, -1, ZMQ_POLLIN, 0}};
+        transport_sockets(S.tp, &it[1].socket, &it[2].socket);
+        int nit = 3;
         int64_t now0 = now_ms();
         int64_t wait = S.next_sweep - now0;
         long wd = waiter_next_ms(now0);
         if (wd >= 0 && wd < wait) wait = wd;
         if (S.http) {
-            it[1].fd = http_fd(S.http);
-            nit = 2;
+            it[3].fd = http_fd(S.http);
+            nit = 4;
             long hd = http_timeout_ms(S.http);
             if (hd >= 0 && hd < wait) wait = hd;
         }
@@ -769,6 +787,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
             status = 1;
             break;
         }
+        transport_run(S.tp, it[1].revents & ZMQ_POLLIN, it[2].revents & ZMQ_POLLIN);
         if (it[0].revents & ZMQ_POLLIN) drain();
         if (S.http) http_run(S.http);
         int64_t now = now_ms();
@@ -787,6 +806,7 @@ out:
     for (size_t i = 0; i < S.nbuckets; i++)
         while (S.buckets[i]) peer_free(S.buckets[i]);
     free(S.buckets);
+    transport_close(&S.tp);
     zmq_close(S.router);
     zmq_ctx_term(S.zctx);
     mpb__buf_free(&S.out);

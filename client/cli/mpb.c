@@ -308,8 +308,9 @@ static int connect_broker(void) {
 
 /* ---- commands ---- */
 
-static const char *const info_fields[] = {"version", "uptime_s", "pid", "clients", "sessions",
-                                          "objects", "memory", NULL};
+static const char *const info_fields[] = {"version", "uptime_s", "pid",    "clients",
+                                          "sessions", "objects",  "memory", "encryption",
+                                          NULL};
 
 static int cmd_info(int argc, char **argv) {
     void *m;

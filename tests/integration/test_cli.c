@@ -180,7 +180,8 @@ static void test_info_prints_lines(void **state) {
     (void)state;
     assert_int_equal(run("info", NULL), 0);
     if (R.err[0]) show("stderr not empty");
-    const char *want[] = {"version", "uptime_s", "pid", "clients", "sessions", "objects", "memory"};
+    const char *want[] = {"version", "uptime_s", "pid",   "clients",
+                          "sessions", "objects", "memory", "encryption"};
     char *save, *line = strtok_r(R.out, "\n", &save);
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (!line) fail_msg("no line for %s", want[i]);
@@ -194,6 +195,8 @@ static void test_info_prints_lines(void **state) {
             snprintf(ver, sizeof ver, "%d.%d.%d", MPB_VERSION_MAJOR, MPB_VERSION_MINOR,
                      MPB_VERSION_PATCH);
             assert_string_equal(v, ver);
+        } else if (!strcmp(k, "encryption")) {
+            assert_string_equal(v, "curve"); /* the test broker listens on tcp:// */
         } else {
             char *end;
             long long n = strtoll(v, &end, 10);

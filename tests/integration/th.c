@@ -178,6 +178,13 @@ const char *th_authkey(th_broker_t *b, size_t *len) {
     return key;
 }
 
+const char *th_authkey_for(const char *endpoint, size_t *len) {
+    for (int i = 0; i < 8; i++)
+        if (running[i] && running[i]->pid > 0 && !strcmp(running[i]->endpoint, endpoint))
+            return th_authkey(running[i], len);
+    return NULL;
+}
+
 int th_connect_opts(th_broker_t *b, const mpb_options_t *o, mpb_client_t **out) {
     size_t kl;
     const char *k = th_authkey(b, &kl);

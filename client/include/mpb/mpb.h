@@ -97,7 +97,15 @@ typedef struct mpb_options {
     const char *name;         /* shown by `mpb info`; default "" */
     int heartbeat_ms;         /* session heartbeat; 0 = the broker's choice (sent at connect) */
     int no_heartbeat_thread;  /* 1: send heartbeats only from within calls (see mpb_connect) */
+    int encryption;           /* MPB_ENCRYPTION_AUTO (default), _ON or _OFF: see below */
 } mpb_options_t;
+
+/* mpb_options_t.encryption: whether the connection uses ZeroMQ CURVE, keyed by the authkey
+ * (nothing else to configure; PROTOCOL.md section 1). AUTO takes $MPB_ENCRYPTION ("on" or
+ * "off") if set, else CURVE on tcp:// and none on ipc://, as mpbrokerd does by default. It
+ * must match the broker's --encryption: a mismatch never finishes the ZeroMQ handshake, and
+ * mpb_connect() fails with MPB_ECONN after connect_timeout_ms, saying so. */
+enum { MPB_ENCRYPTION_AUTO = 0, MPB_ENCRYPTION_ON = 1, MPB_ENCRYPTION_OFF = 2 };
 
 /* Fills o with the defaults, o->size included. Start from it and change fields: a program
  * built against an older header then still gets the defaults of fields it does not know. */
