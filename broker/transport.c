@@ -57,6 +57,12 @@ struct transport {
     uint64_t refused, curve_denied, idle_closed;
     int64_t next_log_ms; /* refusals are logged once a second at most, with a count */
     uint64_t unlogged;
+    bool crypto_failed; /* a CURVE HELLO failed: the next DISCONNECTED is its connection */
+    struct auth_log {   /* failed handshakes: a line per address per second, with a count */
+        uint8_t addr[16];
+        int64_t last_ms;
+        uint64_t unlogged;
+    } auth_log[32];
 };
 
 uint64_t g_conn_refused, g_conn_idle_closed, g_curve_denied;
@@ -153,8 +159,9 @@ static void unauth_del(transport_t *t, conn_t *c) {
 }
 
 static void addr_text(const uint8_t a[16], char *out, size_t n) {
-    static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (!memcmp(a, v4, 12)) inet_ntop(AF_INET, a + 12, out, (socklen_t)n);
+    static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, none[16] = {0};
+    if (!memcmp(a, none, 16)) snprintf(out, n, "unknown"); /* gone before we asked, or ipc */
+    else if (!memcmp(a, v4, 12)) inet_ntop(AF_INET, a + 12, out, (socklen_t)n);
     else inet_ntop(AF_INET6, a, out, (socklen_t)n);
 }
 
@@ -219,9 +226,43 @@ static void on_accepted(transport_t *t, int fd) {
     }
 }
 
+/* One line for a handshake refused for the key, with the peer's address; from one address,
+ * a line a second at most, saying how many were not logged since. */
+static void log_auth_failure(transport_t *t, const uint8_t addr[16], const char *why) {
+    int64_t now = now_ms();
+    struct auth_log *e = NULL, *oldest = &t->auth_log[0];
+    for (size_t i = 0; i < sizeof t->auth_log / sizeof *t->auth_log; i++) {
+        if (!memcmp(t->auth_log[i].addr, addr, 16) && t->auth_log[i].last_ms) {
+            e = &t->auth_log[i];
+            break;
+        }
+        if (t->auth_log[i].last_ms < oldest->last_ms) oldest = &t->auth_log[i];
+    }
+    if (e && now - e->last_ms < 1000) {
+        e->unlogged++;
+        return;
+    }
+    uint64_t skipped = e ? e->unlogged : 0;
+    if (!e) {
+        e = oldest;
+        memcpy(e->addr, addr, 16);
+    }
+    e->last_ms = now;
+    e->unlogged = 0;
+    char a[INET6_ADDRSTRLEN];
+    addr_text(addr, a, sizeof a);
+    log_kv(LOG_WARN, "authentication failed", "addr", a, "reason", why, "not_logged",
+           skipped ? LOG_UINT(skipped) : NULL, NULL);
+}
+
 static void on_closed(transport_t *t, int fd) {
     if (fd < 0 || (size_t)fd >= t->nconns_cap) return;
     conn_t *c = &t->conns[fd];
+    if (t->crypto_failed && c->open) {
+        /* libzmq reports a failed handshake and then, next, its connection's close */
+        t->crypto_failed = false;
+        log_auth_failure(t, c->addr, "its CURVE handshake is not under this authkey");
+    }
     if (!c->open) return;
     if (!c->sess) unauth_del(t, c);
     t->nopen--;
@@ -283,6 +324,7 @@ static void monitor_read(transport_t *t) {
             if ((uint32_t)value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC) {
                 g_auth_failures++;
                 g_curve_denied++;
+                t->crypto_failed = true;
             }
             break;
         case ZMQ_EVENT_ACCEPT_FAILED:
@@ -345,16 +387,12 @@ static void zap_handle(transport_t *t) {
             g_curve_denied++;
             g_auth_failures++;
             char a[64] = "";
+            uint8_t bin[16] = {0};
             if (n >= 4) snprintf(a, sizeof a, "%.*s", (int)zmq_msg_size(&part[3]),
                                  (const char *)zmq_msg_data(&part[3]));
-            int64_t now = now_ms();
-            t->unlogged++;
-            if (now >= t->next_log_ms) {
-                log_kv(LOG_WARN, "ZeroMQ handshake refused: not the client key of this authkey",
-                       "addr", a, "refused_since_last", LOG_UINT(t->unlogged), NULL);
-                t->unlogged = 0;
-                t->next_log_ms = now + 1000;
-            }
+            if (inet_pton(AF_INET, a, bin + 12) == 1) bin[10] = bin[11] = 0xff;
+            else inet_pton(AF_INET6, a, bin);
+            log_auth_failure(t, bin, "its CURVE key is not the client key of this authkey");
         }
         for (int k = 0; k < n; k++) zmq_msg_close(&part[k]);
     }

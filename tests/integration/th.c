@@ -92,6 +92,10 @@ static int read_file(const char *path, char *buf, size_t n) {
     return (int)k;
 }
 
+/* Brokers whose key th_authkey_for() may give: those started here and those a child was
+ * told about (th_broker_adopt). Unlike running[], never stopped by this process's exit. */
+static th_broker_t *known[8];
+
 void th_broker_start(th_broker_t *b, ...) {
     static int registered;
     if (!registered++) atexit(stop_all);
@@ -127,6 +131,7 @@ void th_broker_start(th_broker_t *b, ...) {
         _exit(127);
     }
     b->pid = pid;
+    th_broker_adopt(b);
     for (int i = 0; i < 8; i++)
         if (!running[i]) {
             running[i] = b;
@@ -168,6 +173,8 @@ void th_broker_stop(th_broker_t *b) {
     }
     for (int i = 0; i < 8; i++)
         if (running[i] == b) running[i] = NULL;
+    for (int i = 0; i < 8; i++)
+        if (known[i] == b) known[i] = NULL;
 }
 
 const char *th_authkey(th_broker_t *b, size_t *len) {
@@ -178,10 +185,18 @@ const char *th_authkey(th_broker_t *b, size_t *len) {
     return key;
 }
 
+void th_broker_adopt(th_broker_t *b) {
+    for (int i = 0; i < 8; i++)
+        if (!known[i] || known[i] == b) {
+            known[i] = b;
+            return;
+        }
+}
+
 const char *th_authkey_for(const char *endpoint, size_t *len) {
     for (int i = 0; i < 8; i++)
-        if (running[i] && running[i]->pid > 0 && !strcmp(running[i]->endpoint, endpoint))
-            return th_authkey(running[i], len);
+        if (known[i] && known[i]->keyfile[0] && !strcmp(known[i]->endpoint, endpoint))
+            return th_authkey(known[i], len);
     return NULL;
 }
 

@@ -40,7 +40,9 @@ void th_assert_dict_roundtrip(mpb_client_t *c, const char *name, int64_t v);
 int th_broker_alive(th_broker_t *b);
 /* Connects with the broker's key; fails the test on error. */
 mpb_client_t *th_connect(th_broker_t *b);
-/* The key of the running broker the harness started at endpoint (as th_authkey), or NULL. */
+/* Makes b's key known to th_authkey_for() (a child told of its parent's broker). */
+void th_broker_adopt(th_broker_t *b);
+/* The key of the broker the harness started (or adopted) at endpoint, or NULL. */
 const char *th_authkey_for(const char *endpoint, size_t *len);
 /* Connects with the given options; returns the mpb_connect status. */
 int th_connect_opts(th_broker_t *b, const mpb_options_t *o, mpb_client_t **out);

@@ -260,7 +260,10 @@ for fmt in ("logfmt", "json"):
         check(rc != 0, "%s: no key at all is refused" % fmt)
         status, metrics = b.get("/metrics")
         check(status == 200 and SECRET not in metrics, "%s: /metrics has no authkey" % fmt)
-        check("mpb_auth_failures_total 3" in metrics, "%s: 3 auth failures counted" % fmt)
+        # each wrong key fails its CURVE handshake, which libmpb tries 3 times before EAUTH
+        nfail = re.search(r"^mpb_auth_failures_total (\d+)$", metrics, re.M)
+        check(nfail and 9 <= int(nfail.group(1)) <= 12,
+              "%s: 3 tries of 3 wrong keys counted: %s" % (fmt, nfail and nfail.group(0)))
         env = b.environ()
         check(SECRET not in env, "%s: MPB_AUTHKEY wiped from /proc/PID/environ" % fmt)
         # a worker, its format chosen by the flag (logfmt) or by the variable (json)
@@ -285,8 +288,9 @@ for fmt in ("logfmt", "json"):
           (fmt, levels))
     msgs = [m for _, m in lines]
     check(any("ready" in m for lv, m in lines if lv == "info"), "%s: 'ready' at info" % fmt)
-    check(sum(1 for lv, m in lines if lv == "warn" and "authentication failed" in m) == 3,
-          "%s: one warn line per failed handshake: %r" % (fmt, msgs))
+    # a line per address a second at most (the rest are counted in the next line)
+    nwarn = sum(1 for lv, m in lines if lv == "warn" and "authentication failed" in m)
+    check(1 <= nwarn <= 3, "%s: failed handshakes logged, rate-limited: %r" % (fmt, msgs))
     check(any("shutting down" in m for m in msgs), "%s: shutdown logged" % fmt)
     recs = parse_records(fmt, text)
     conf = [f for lv, m, f in recs if m == "configuration"]
@@ -299,10 +303,12 @@ for fmt in ("logfmt", "json"):
     check(not [m for m in msgs if re.search(r"\w=\S|session \d|peer \w", m)],
           "%s: no msg embeds its data: %r" % (fmt, [m for m in msgs if "=" in m]))
     peer = re.compile(r"^[0-9a-f]+$")
+    # over tcp:// a wrong key fails the CURVE handshake: the line names the peer's address
+    addr = re.compile(r"^([0-9.]+|[0-9a-f:]+|unknown)$")
     fails = [(lv, f) for lv, m, f in recs if m == "authentication failed"]
-    check(len(fails) == 3 and all(lv == "warn" and list(f) == ["peer"] and peer.match(f["peer"])
-                                  for lv, f in fails),
-          "%s: a failed authentication has its peer as a field: %r" % (fmt, fails))
+    check(1 <= len(fails) <= 3 and all(lv == "warn" and addr.match(f.get("addr", "")) and
+                                       "reason" in f for lv, f in fails),
+          "%s: a failed authentication has its peer's address as a field: %r" % (fmt, fails))
     host = socket.gethostname()
     opened = {f.get("session"): f for lv, m, f in recs if lv == "debug" and m == "session opened"}
     ended = {f.get("session"): f for lv, m, f in recs if m == "session ended"}
