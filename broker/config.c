@@ -621,36 +621,8 @@ static void load_env(conf_t *c) {
 /* ---- checks across settings, and the authkey ---- */
 
 int config_read_key_file(const char *path, uint8_t **key, size_t *len, char *err,
-                         size_t errlen) {
-    *key = NULL;
-    *len = 0;
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "cannot read authkey file %s: it is a directory", path);
-        return -1;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "cannot read authkey file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    uint8_t buf[4096];
-    errno = 0;
-    size_t n = fread(buf, 1, sizeof buf, f);
-    int rerr = ferror(f) ? (errno ? errno : EIO) : 0;
-    fclose(f);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-    if (rerr || n == 0) {
-        explicit_bzero(buf, sizeof buf);
-        if (rerr) snprintf(err, errlen, "cannot read authkey file %s: %s", path, strerror(rerr));
-        else snprintf(err, errlen, "authkey file %s is empty", path);
-        return -1;
-    }
-    *key = xmalloc(n);
-    memcpy(*key, buf, n);
-    *len = n;
-    explicit_bzero(buf, sizeof buf);
-    return 0;
+                         size_t errlen, char *warn, size_t warnlen) {
+    return mpb__key_file_read(path, key, len, err, errlen, warn, warnlen) ? -1 : 0;
 }
 
 /* The data-dir as the broker will use it: made (one level, as mkdir does) if it is not there,
@@ -800,9 +772,12 @@ static void check_all(conf_t *c) {
         uint8_t *key = NULL;
         size_t len = 0;
         snprintf(path, sizeof path, "%s/authkey", c->str[S_DATA_DIR]);
-        if (access(path, F_OK) == 0 && config_read_key_file(path, &key, &len, why, sizeof why))
+        char warn[1024];
+        if (access(path, F_OK) == 0 &&
+            config_read_key_file(path, &key, &len, why, sizeof why, warn, sizeof warn))
             complain(c, &none, -1, "the authkey made in data-dir (%s): %s", c->src[S_DATA_DIR],
                      why);
+        else if (key && warn[0]) fprintf(c->err, "mpbrokerd: warning: %s\n", warn);
         if (key) {
             explicit_bzero(key, len);
             free(key);
@@ -811,9 +786,10 @@ static void check_all(conf_t *c) {
     if (c->keysrc == KEYSRC_FILE) {
         uint8_t *key = NULL;
         size_t len = 0;
-        char why[512];
-        if (config_read_key(c, &key, &len, why, sizeof why))
+        char why[512], warn[1024];
+        if (config_read_key(c, &key, &len, why, sizeof why, warn, sizeof warn))
             complain(c, &none, -1, "authkey-file (%s): %s", c->src[S_AUTHKEY_FILE], why);
+        else if (warn[0]) fprintf(c->err, "mpbrokerd: warning: %s\n", warn);
         if (key) {
             explicit_bzero(key, len);
             free(key);
@@ -1052,9 +1028,11 @@ const char *config_file(const conf_t *c) {
     return c->file;
 }
 
-int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size_t errlen) {
+int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size_t errlen,
+                    char *warn, size_t warnlen) {
     *key = NULL;
     *len = 0;
+    if (warn && warnlen) warn[0] = 0;
     if (c->keysrc == KEYSRC_ENV) {
         char *v = getenv("MPB_AUTHKEY");
         if (!v || !*v) {
@@ -1064,13 +1042,14 @@ int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size
         *len = strlen(v);
         *key = (uint8_t *)xstrndup(v, *len);
         explicit_bzero(v, *len); /* also out of /proc/PID/environ */
+        mpb__key_check_len(*len, warn, warnlen);
         return 0;
     }
     if (c->keysrc != KEYSRC_FILE) {
         snprintf(err, errlen, "no authkey file configured");
         return -1;
     }
-    return config_read_key_file(c->str[S_AUTHKEY_FILE], key, len, err, errlen);
+    return config_read_key_file(c->str[S_AUTHKEY_FILE], key, len, err, errlen, warn, warnlen);
 }
 
 /* A value as the parser reads it back: quoted when blanks at its ends or a '#' would cut it. */

@@ -117,23 +117,13 @@ int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf, si
     *key = NULL;
     *len = 0;
     if (!path || !*path) path = getenv("MPB_AUTHKEY_FILE");
+    char warn[1024] = "";
     if (path && *path) {
-        FILE *f = fopen(path, "rb");
-        if (!f) {
-            snprintf(errbuf, errlen, "cannot read authkey file %s: %s", path, strerror(errno));
-            return MPB_EINVAL;
-        }
-        uint8_t buf[4096];
-        size_t n = fread(buf, 1, sizeof buf, f);
-        fclose(f);
-        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-        if (!n) {
-            snprintf(errbuf, errlen, "authkey file %s is empty", path);
-            return MPB_EINVAL;
-        }
-        if (!(*key = malloc(n))) return MPB_ENOMEM;
-        memcpy(*key, buf, n);
-        *len = n;
+        uint8_t *k = NULL;
+        int rc = mpb__key_file_read(path, &k, len, errbuf, errlen, warn, sizeof warn);
+        if (rc) return rc;
+        if (warn[0]) fprintf(stderr, "libmpb: warning: %s\n", warn);
+        *key = k;
         return 0;
     }
     const char *env = getenv("MPB_AUTHKEY");
@@ -142,6 +132,8 @@ int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf, si
         if (!(*key = malloc(n))) return MPB_ENOMEM;
         memcpy(*key, env, n);
         *len = n;
+        mpb__key_check_len(n, warn, sizeof warn);
+        if (warn[0]) fprintf(stderr, "libmpb: warning: %s\n", warn);
         return 0;
     }
     snprintf(errbuf, errlen,

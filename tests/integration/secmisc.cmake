@@ -2,3 +2,4 @@
 # rate-limited logs, session limits and the HTTP endpoint under a slowloris. Included by
 # CMakeLists.txt in this folder.
 mpb_integration_test(test_hashflood test_hashflood.c TIMEOUT 180)
+mpb_integration_test(test_keyfile test_keyfile.c TIMEOUT 120)
