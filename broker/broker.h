@@ -384,6 +384,8 @@ typedef struct limits {
     int heartbeat_ms;
     int session_ttl_ms;
     /* transport (transport.c) */
+    size_t max_sessions;            /* sessions at once */
+    size_t max_sessions_per_conn;   /* live sessions opened by one connection */
     size_t max_connections;         /* 0: the descriptor limit less 64 */
     size_t max_handshakes_per_addr; /* connections of one address still in a handshake */
     size_t max_unauth_memory;       /* bytes all peers without a session may pin */
@@ -402,6 +404,7 @@ typedef struct config {
     int log_level;
     bool log_json;
     int encryption; /* ENC_* */
+    const char *http_auth; /* bearer token file for /metrics; NULL: open */
     limits_t limits;
 } config_t;
 

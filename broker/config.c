@@ -61,6 +61,10 @@ enum {
     S_POOL_MAX_ATTEMPTS,
     S_POOL_MAX_RESULTS,
     S_POOL_MAX_QUEUED,
+    /* sessions and HTTP (issue 11) */
+    S_MAX_SESSIONS,
+    S_MAX_SESSIONS_PER_CONN,
+    S_HTTP_AUTH,
     /* transport (issue 11): keep these last */
     S_ENCRYPTION,
     S_MAX_CONNECTIONS,
@@ -103,6 +107,11 @@ static const setting_t settings[S__N] = {
                             1ull << 36, "4096 to 64g", "64m"},
     [S_POOL_MAX_QUEUED] = {"pool-max-queued", "MPB_POOL_MAX_QUEUED", T_SIZE, 65536, 1ull << 36,
                            "64k to 64g", "256m"},
+    [S_MAX_SESSIONS] = {"max-sessions", "MPB_MAX_SESSIONS", T_COUNT, 1, 10000000, "1 to 10000000",
+                        "100000"},
+    [S_MAX_SESSIONS_PER_CONN] = {"max-sessions-per-conn", "MPB_MAX_SESSIONS_PER_CONN", T_COUNT, 1,
+                                 100000, "1 to 100000", "16"},
+    [S_HTTP_AUTH] = {"http-auth", "MPB_HTTP_AUTH", T_PATH, 0, 0, NULL, NULL},
     [S_ENCRYPTION] = {"encryption", "MPB_ENCRYPTION", T_ONOFF, 0, 0, NULL, "auto"},
     [S_MAX_CONNECTIONS] = {"max-connections", "MPB_MAX_CONNECTIONS", T_COUNT, 0, 1000000,
                            "0 to 1000000", "0"},
@@ -200,6 +209,14 @@ static void usage(FILE *f) {
             "                            tasks wait (default 64m)\n"
             "      --pool-max-queued BYTES  unfinished pool tasks one caller may have; more\n"
             "                            are refused with ELIMIT (default 256m)\n"
+            "      --max-sessions N      sessions at once; more are refused with ELIMIT\n"
+            "                            (default 100000; MPB_MAX_SESSIONS)\n"
+            "      --max-sessions-per-conn N  live sessions one connection may open; more are\n"
+            "                            refused with ELIMIT (default 16)\n"
+            "      --http-auth PATH      a file holding a bearer token that /metrics then asks\n"
+            "                            for (Authorization: Bearer TOKEN); /healthz and\n"
+            "                            /readyz stay open (default: /metrics open to all;\n"
+            "                            MPB_HTTP_AUTH)\n"
             "      --encryption on|off   ZeroMQ CURVE keyed by the authkey (default auto: on\n"
             "                            for tcp://, off for ipc://; MPB_ENCRYPTION)\n"
             "      --max-connections N   connections at once, more are closed at accept\n"
@@ -437,6 +454,7 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_DATA_DIR:
     case S_ENDPOINT_FILE:
     case S_HTTP:
+    case S_HTTP_AUTH:
         free(c->str[s]);
         c->str[s] = (st->type == T_HTTP && !strcmp(val, "off")) ? NULL : xstrdup(val);
         break;
@@ -451,6 +469,8 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_POOL_MAX_ATTEMPTS: l->pool_max_attempts = (int)v; break;
     case S_POOL_MAX_RESULTS: l->pool_max_results = (size_t)v; break;
     case S_POOL_MAX_QUEUED: l->pool_max_queued = (size_t)v; break;
+    case S_MAX_SESSIONS: l->max_sessions = (size_t)v; break;
+    case S_MAX_SESSIONS_PER_CONN: l->max_sessions_per_conn = (size_t)v; break;
     case S_ENCRYPTION: c->cfg.encryption = (int)v; break;
     case S_MAX_CONNECTIONS: l->max_connections = (size_t)v; break;
     case S_MAX_HANDSHAKES_PER_ADDR: l->max_handshakes_per_addr = (size_t)v; break;
@@ -903,6 +923,9 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         {"pool-max-attempts", required_argument, 0, O_FLAG + S_POOL_MAX_ATTEMPTS},
         {"pool-max-results", required_argument, 0, O_FLAG + S_POOL_MAX_RESULTS},
         {"pool-max-queued", required_argument, 0, O_FLAG + S_POOL_MAX_QUEUED},
+        {"max-sessions", required_argument, 0, O_FLAG + S_MAX_SESSIONS},
+        {"max-sessions-per-conn", required_argument, 0, O_FLAG + S_MAX_SESSIONS_PER_CONN},
+        {"http-auth", required_argument, 0, O_FLAG + S_HTTP_AUTH},
         {"encryption", required_argument, 0, O_FLAG + S_ENCRYPTION},
         {"max-connections", required_argument, 0, O_FLAG + S_MAX_CONNECTIONS},
         {"max-handshakes-per-addr", required_argument, 0, O_FLAG + S_MAX_HANDSHAKES_PER_ADDR},
@@ -985,6 +1008,7 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
     c->cfg.data_dir = c->str[S_DATA_DIR];
     c->cfg.endpoint_file = c->str[S_ENDPOINT_FILE];
     c->cfg.http = c->str[S_HTTP];
+    c->cfg.http_auth = c->str[S_HTTP_AUTH];
     check_all(c);
     if (check || c->nerr) { /* at a start, config_log() says it */
         unknown_env(warn_env_to, err);
@@ -1113,6 +1137,11 @@ void config_print(const conf_t *c, FILE *out) {
     print_num(out, "pool-max-attempts", (unsigned long long)l->pool_max_attempts, c->src[S_POOL_MAX_ATTEMPTS]);
     print_num(out, "pool-max-results", (unsigned long long)l->pool_max_results, c->src[S_POOL_MAX_RESULTS]);
     print_num(out, "pool-max-queued", (unsigned long long)l->pool_max_queued, c->src[S_POOL_MAX_QUEUED]);
+    print_num(out, "max-sessions", (unsigned long long)l->max_sessions, c->src[S_MAX_SESSIONS]);
+    print_num(out, "max-sessions-per-conn", (unsigned long long)l->max_sessions_per_conn,
+              c->src[S_MAX_SESSIONS_PER_CONN]);
+    if (g->http_auth) print_kv(out, "http-auth", g->http_auth, c->src[S_HTTP_AUTH]);
+    else fprintf(out, "# http-auth is not set: /metrics is open to all  # default\n");
     static const char *const enc[] = {"auto", "on", "off"};
     print_kv(out, "encryption", enc[c->cfg.encryption], c->src[S_ENCRYPTION]);
     print_num(out, "max-connections", (unsigned long long)l->max_connections, c->src[S_MAX_CONNECTIONS]);

@@ -294,6 +294,7 @@ static int connect_broker(void) {
         else fprintf(stderr, "mpb: %s\n", err);
         return EXIT_FAIL;
     }
+    if (err[0]) fprintf(stderr, "mpb: warning: %s\n", err);
     mpb_options_t o;
     mpb_options_init(&o);
     o.connect_timeout_ms = opt.connect_timeout_ms;

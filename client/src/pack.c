@@ -117,14 +117,14 @@ int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf, si
     *key = NULL;
     *len = 0;
     if (!path || !*path) path = getenv("MPB_AUTHKEY_FILE");
-    char warn[1024] = "";
     if (path && *path) {
+        /* the warnings (if any) in errbuf: the callers say them in their own voice */
         uint8_t *k = NULL;
-        int rc = mpb__key_file_read(path, &k, len, errbuf, errlen, warn, sizeof warn);
-        if (rc) return rc;
-        if (warn[0]) fprintf(stderr, "libmpb: warning: %s\n", warn);
-        *key = k;
-        return 0;
+        char err[512];
+        int rc = mpb__key_file_read(path, &k, len, err, sizeof err, errbuf, errlen);
+        if (rc) snprintf(errbuf, errlen, "%s", err);
+        else *key = k;
+        return rc;
     }
     const char *env = getenv("MPB_AUTHKEY");
     if (env && *env) {
@@ -132,8 +132,8 @@ int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf, si
         if (!(*key = malloc(n))) return MPB_ENOMEM;
         memcpy(*key, env, n);
         *len = n;
-        mpb__key_check_len(n, warn, sizeof warn);
-        if (warn[0]) fprintf(stderr, "libmpb: warning: %s\n", warn);
+        errbuf[0] = 0;
+        mpb__key_check_len(n, errbuf, errlen);
         return 0;
     }
     snprintf(errbuf, errlen,

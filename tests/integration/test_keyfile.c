@@ -161,7 +161,8 @@ static void test_keyfile_broker_env_short(void **state) {
     assert_non_null(strstr(slurp(log), "the authkey is 3 bytes, shorter than 16"));
 }
 
-/* mpb_authkey_load() in this process, its stderr caught in a file. */
+/* mpb_authkey_load() in this process, its stderr caught in a file (it must stay empty: the
+ * warnings come back in err). */
 static int load(const char *path, char *err, size_t errlen, char *stderr_text, size_t n) {
     char cap[128];
     snprintf(cap, sizeof cap, "%s/stderr", dir);
@@ -195,14 +196,20 @@ static void test_keyfile_client(void **state) {
     assert_non_null(strstr(err, "writable by its group"));
     k = key_file("cr", "0123456789abcdef0123456789abcdef", 0604);
     assert_int_equal(load(k, err, sizeof err, text, sizeof text), 0);
-    assert_non_null(strstr(text, "libmpb: warning: authkey file"));
-    assert_non_null(strstr(text, "readable by others (mode 0604)"));
+    assert_non_null(strstr(err, "authkey file"));
+    assert_non_null(strstr(err, "readable by others (mode 0604)"));
+    assert_string_equal(text, "");
     k = key_file("cs", "short", 0600);
     assert_int_equal(load(k, err, sizeof err, text, sizeof text), 0);
-    assert_non_null(strstr(text, "the authkey is 5 bytes, shorter than 16"));
+    assert_non_null(strstr(err, "the authkey is 5 bytes, shorter than 16"));
     k = key_file("ok", "0123456789abcdef0123456789abcdef", 0600);
     assert_int_equal(load(k, err, sizeof err, text, sizeof text), 0);
+    assert_string_equal(err, "");
     assert_string_equal(text, "");
+    setenv("MPB_AUTHKEY", "tiny", 1);
+    assert_int_equal(load(NULL, err, sizeof err, text, sizeof text), 0);
+    unsetenv("MPB_AUTHKEY");
+    assert_non_null(strstr(err, "the authkey is 4 bytes, shorter than 16"));
 
     /* the CLI, against a real broker holding a good key: refused before it connects, and
      * served with the key at 0600 */
@@ -216,8 +223,13 @@ static void test_keyfile_client(void **state) {
     int st = run(argv, NULL, log, 20);
     assert_true(st != 0);
     assert_non_null(strstr(slurp(log), "writable by others (mode 0622): refused"));
+    assert_int_equal(chmod(k, 0640), 0);
+    assert_int_equal(run(argv, NULL, log, 20), 0);
+    assert_non_null(strstr(slurp(log), "mpb: warning: authkey file"));
+    assert_non_null(strstr(slurp(log), "readable by its group (mode 0640)"));
     assert_int_equal(chmod(k, 0600), 0);
     assert_int_equal(run(argv, NULL, log, 20), 0);
+    assert_string_equal(slurp(log), "pong\n");
     mpb_client_t *c = th_connect(&b);
     th_assert_dict_roundtrip(c, "client", 3);
     mpb_close(&c);

@@ -368,7 +368,7 @@ try:
     wrc, wtext, _ = b.worker(["--log-level", "warn"],
                              run=lambda: b.mpb(["pool", "apply", "square", "3"]))
     check(wrc == 0 and wtext == "", "mpb-worker --log-level warn: no info lines: %r" % wtext)
-    wrc, wtext, _ = b.worker([], key="wrong", env={"MPB_LOG_LEVEL": "warn"})
+    wrc, wtext, _ = b.worker([], key="the-wrong-authkey-x", env={"MPB_LOG_LEVEL": "warn"})
     wrecs = parse_records("logfmt", wtext)
     check(wrc == 1 and [(lv, m) for lv, m, f in wrecs] == [("error", "authentication failed")] and
           wrecs[0][2].get("endpoint") == b.endpoint,

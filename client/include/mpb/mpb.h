@@ -114,10 +114,11 @@ MPB_EXPORT void mpb_options_init(mpb_options_t *o);
 /* Reads the authkey the way the tools do: the file named by path if path is non-NULL, else
  * the file in $MPB_AUTHKEY_FILE, else the bytes of $MPB_AUTHKEY. A trailing newline in a file
  * is dropped. As ssh does with key files, a file that group or others can write is refused,
- * and one they can read is used with a warning on stderr ("libmpb: warning: ..."), as is a key
- * shorter than 16 bytes (guessable offline). On success *key is a new buffer (wipe it, then
- * mpb_free() it) of *len bytes. Returns 0, MPB_EINVAL (none configured, unreadable, empty or
- * writable by others; errbuf says which) or MPB_ENOMEM. */
+ * and one they can read is used with a warning, as is a key shorter than 16 bytes (guessable
+ * offline): on success errbuf holds the warnings ("" if none; show them to the operator). On
+ * success *key is a new buffer (wipe it, then mpb_free() it) of *len bytes. Returns 0,
+ * MPB_EINVAL (none configured, unreadable, empty or writable by others; errbuf says which) or
+ * MPB_ENOMEM. */
 MPB_EXPORT int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf,
                                 size_t errlen);
 
