@@ -245,6 +245,7 @@ typedef struct peer {
     uint64_t seq_in, seq_out;
     sess_t *sess;
     int fd;             /* its connection's descriptor while it has a session, else -1 */
+    uint32_t nsess_opened; /* live sessions this connection opened: max-sessions-per-conn */
     struct peer *hnext; /* peer table chain */
 } peer_t;
 
@@ -267,6 +268,8 @@ struct sess {
     char name[64];
     int64_t pid;
     int64_t created_ms, last_seen_ms;
+    uint8_t origin[RID_MAX]; /* the connection that opened it, for max-sessions-per-conn */
+    uint8_t originlen;
     sess_t *next, *prev; /* all sessions */
 };
 
@@ -453,7 +456,7 @@ typedef struct op_stats {
 } op_stats_t;
 extern op_stats_t g_op_stats[MPB__OP_MAX];
 extern uint64_t g_frames_in, g_frames_out, g_bytes_in, g_bytes_out, g_auth_failures,
-    g_bad_frames, g_sessions_expired;
+    g_bad_frames, g_sessions_expired, g_sessions_refused;
 /* Counts one request's outcome and its time in the broker. */
 void metrics_count(unsigned op, int code, uint64_t ns);
 /* Appends the Prometheus text exposition of every metric to out. */

@@ -131,6 +131,14 @@ static void peer_sample(const peer_t *p, char *out, size_t n) {
     out[k] = 0;
 }
 
+/* Whether a line about this peer may be written now (log.c's rate limit), keyed by its address,
+ * or by its connection when it has none (ipc://). addr gets the address for the line. */
+static bool peer_log_ok(int fd, const char *who, char *addr, size_t n, unsigned long long *held) {
+    log_peer_addr(fd, addr, n);
+    bool net = strcmp(addr, "local") && strcmp(addr, "unknown");
+    return log_rate_ok(net ? addr : who, held);
+}
+
 /* ---- sending ---- */
 
 static void send_frame(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
@@ -194,6 +202,24 @@ static sess_t *sess_find(uint64_t id) {
     for (sess_t *s = S.sessions; s; s = s->next)
         if (s->id == id) return s;
     return NULL;
+}
+
+/* Whether peer p may open one more session: 0, or -1 with the limit it would pass in why.
+ * Counted per connection (sessions it opened that live on, across new handshakes on it), so
+ * that one connection cannot open thousands, and in all. Resuming one opens none. */
+static int sess_admit(const peer_t *p, char *why, size_t n) {
+    if (S.nsessions >= g_limits.max_sessions) {
+        snprintf(why, n, "sessions at max-sessions %zu: try again later", g_limits.max_sessions);
+        g_sessions_refused++;
+        return -1;
+    }
+    if (p->nsess_opened >= g_limits.max_sessions_per_conn) {
+        snprintf(why, n, "this connection opened max-sessions-per-conn %zu live sessions",
+                 g_limits.max_sessions_per_conn);
+        g_sessions_refused++;
+        return -1;
+    }
+    return 0;
 }
 
 static sess_t *sess_new(void) {
@@ -264,6 +290,8 @@ void sess_end(sess_t *s, const char *why) {
         s->peer->sess = NULL;
         s->peer = NULL;
     }
+    peer_t *origin = peer_find(s->origin, s->originlen);
+    if (origin && origin->nsess_opened) origin->nsess_opened--;
     sess_release(s);
     if (s->prev) s->prev->next = s->next;
     else S.sessions = s->next;
@@ -309,12 +337,14 @@ static void on_hello(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
         return;
     }
     peer_t *p = peer_find(rid, ridlen);
+    uint32_t opened = p ? p->nsess_opened : 0; /* the connection's, not the handshake's */
     if (p) peer_free(p); /* a new handshake on this connection starts from nothing */
     if (S.npending >= g_limits.max_pending) {
         send_plain_error(rid, ridlen, -MPB_ELIMIT, "too many handshakes in progress");
         return;
     }
     p = peer_new(rid, ridlen);
+    p->nsess_opened = opened;
     memcpy(p->nonce_c, nonce, MPB__NONCE_LEN);
     if (mpb__random(p->nonce_b, MPB__NONCE_LEN)) abort();
     p->hs_deadline = now_ms() + g_limits.handshake_ms;
@@ -344,7 +374,11 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, in
     if (mpb__mp_check(f->body, f->bodylen, 4) || get_bin(&m, "proof", MPB__PROOF_LEN, &proof) ||
         !mpb__auth_verify(S.authkey, S.keylen, false, p->nonce_c, p->nonce_b, proof,
                           MPB__PROOF_LEN)) {
-        log_kv(LOG_WARN, "authentication failed", "peer", who, NULL);
+        char addr[64];
+        unsigned long long held;
+        if (peer_log_ok(fd, who, addr, sizeof addr, &held))
+            log_kv(LOG_WARN, "authentication failed", "peer", who, "addr", addr, "not_logged",
+                   held ? LOG_UINT(held) : NULL, NULL);
         g_auth_failures++;
         send_plain_error(rid, ridlen, -MPB_EAUTH, "authentication failed");
         peer_free(p); /* no state for a peer that fails */
@@ -377,7 +411,17 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, in
             s->peer->sess = NULL; /* the old connection speaks for nobody now */
         }
     } else {
+        char why[128];
+        if (sess_admit(p, why, sizeof why)) {
+            /* The peer stays, without a session, so that its count stays; the sweep frees it
+             * once the sessions it opened have ended. */
+            send_plain_error(rid, ridlen, -MPB_ELIMIT, why);
+            return;
+        }
         s = sess_new();
+        p->nsess_opened++;
+        memcpy(s->origin, rid, ridlen);
+        s->originlen = (uint8_t)ridlen;
         copy_str(&m, "host", s->host, sizeof s->host);
         copy_str(&m, "name", s->name, sizeof s->name);
         if (mpb__rd_mapget(&m, "pid", &v) == 0) mpb__rd_int(&v, &s->pid);
@@ -535,19 +579,25 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
     *clock = t1;
 }
 
-static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_t framelen) {
-    char who[2 * RID_MAX + 1];
+static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_t framelen,
+                   int fd) {
+    char who[2 * RID_MAX + 1], addr[64];
+    unsigned long long held;
     if (!mpb__mac_verify(p->rx, frame, framelen - MPB__MAC_LEN, f->mac)) {
         peer_sample(p, who, sizeof who);
-        log_kv(LOG_WARN, "message with a bad MAC dropped", "peer", who, NULL);
+        if (peer_log_ok(fd, who, addr, sizeof addr, &held))
+            log_kv(LOG_WARN, "message with a bad MAC dropped", "peer", who, "addr", addr,
+                   "not_logged", held ? LOG_UINT(held) : NULL, NULL);
         send_plain_error(p->rid, p->ridlen, -MPB_EAUTH, "message MAC does not verify");
         return;
     }
     uint64_t last = p->seq_in;
     if (mpb__seq_accept(&p->seq_in, f->seq)) {
         peer_sample(p, who, sizeof who);
-        log_kv(LOG_WARN, "replayed message dropped", "peer", who, "seq", LOG_UINT(f->seq), "last",
-               LOG_UINT(last), NULL);
+        if (peer_log_ok(fd, who, addr, sizeof addr, &held))
+            log_kv(LOG_WARN, "replayed message dropped", "peer", who, "addr", addr, "seq",
+                   LOG_UINT(f->seq), "last", LOG_UINT(last), "not_logged",
+                   held ? LOG_UINT(held) : NULL, NULL);
         send_plain_error(p->rid, p->ridlen, -MPB_EREPLAY,
                          "sequence number already seen: replayed message dropped");
         return;
@@ -598,16 +648,20 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
     int rc = mpb__frame_parse(buf, len, g_limits.max_frame, &f, err, sizeof err);
     if (rc) {
         g_bad_frames++;
-        char who[2 * RID_MAX + 1], sample[64];
+        char who[2 * RID_MAX + 1], sample[64], addr[64];
         size_t k = 0;
         for (size_t i = 0; i < ridlen && k + 3 < sizeof who; i++)
             k += (size_t)snprintf(who + k, sizeof who - k, "%02x", rid[i]);
         who[k] = 0;
-        k = 0;
-        for (size_t i = 0; i < len && i < 24 && k + 3 < sizeof sample; i++)
-            k += (size_t)snprintf(sample + k, sizeof sample - k, "%02x", buf[i]);
-        sample[k] = 0;
-        log_kv(LOG_WARN, "bad frame", "peer", who, "error", err, "first_bytes", sample, NULL);
+        unsigned long long held;
+        if (peer_log_ok(fd, who, addr, sizeof addr, &held)) {
+            k = 0;
+            for (size_t i = 0; i < len && i < 24 && k + 3 < sizeof sample; i++)
+                k += (size_t)snprintf(sample + k, sizeof sample - k, "%02x", buf[i]);
+            sample[k] = 0;
+            log_kv(LOG_WARN, "bad frame", "peer", who, "addr", addr, "error", err, "first_bytes",
+                   sample, "not_logged", held ? LOG_UINT(held) : NULL, NULL);
+        }
         send_plain_error(rid, ridlen, -rc, err);
         return;
     }
@@ -621,7 +675,7 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
                              "no session on this connection: say hello first");
             return;
         }
-        on_req(p, &f, buf, len);
+        on_req(p, &f, buf, len, fd);
         return;
     }
     default:
@@ -666,7 +720,7 @@ static void sweep(int64_t now) {
                 peer_sample(p, who, sizeof who);
                 log_kv(LOG_INFO, "handshake timed out", "peer", who, NULL);
                 peer_free(p);
-            } else if (p->ready && !p->sess) {
+            } else if (p->ready && !p->sess && !p->nsess_opened) {
                 peer_free(p);
             }
         }
