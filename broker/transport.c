@@ -5,9 +5,16 @@
  * their memory, each closed at accept when over; and an idle deadline for connections that
  * never get a session. The loop polls the ZAP and monitor sockets (no thread of our own).
  *
- *   accept ──▶ conn (no session) ──[AUTH ok: server tells us its fd]──▶ conn (session)
- *     │ over max-connections, max-handshakes-per-addr or max-unauth-memory: shut at once
+ *   accept ──▶ unproven ──[ZAP admits its CURVE key]──▶ proven ──[AUTH ok]──▶ session
+ *     │ over max-connections, or (unproven) over max-handshakes-per-addr or
+ *     │ max-unauth-memory: shut at once, before its ZeroMQ handshake can finish
  *     └ no session within idle-ms (from accept or from its session's end): shut
+ *
+ * Only a peer that holds the key gets past an unproven connection under CURVE. ZAP names the
+ * address it admits, not the connection, so the oldest unproven connection of that address
+ * is the one marked proven: handshakes of one address finish about in order, and a peer
+ * without the key never earns a mark for anyone. Under NULL (encryption off) nothing is
+ * proven before the session: every connection without one counts against the bounds.
  *
  * libzmq owns the descriptors: "shut" is shutdown(2), after which libzmq reads EOF and
  * closes the connection itself. The monitor reports a connection by its descriptor number,
@@ -35,6 +42,8 @@
 
 typedef struct conn {
     bool open, sess, shut;
+    bool proven; /* its CURVE handshake passed ZAP: it holds the key (never under NULL) */
+    int prev, next; /* the unproven list, oldest first, by descriptor (-1: none) */
     uint8_t addr[16]; /* IPv6, or IPv4-mapped; all zero for ipc:// */
     int64_t since_ms; /* accept, or the end of its session */
 } conn_t;
@@ -51,6 +60,7 @@ struct transport {
     bool any_curve, any_plain;
     conn_t *conns; /* by descriptor */
     size_t nconns_cap, nopen, nunauth;
+    int oldest, newest; /* the unproven list: connections without a session nor the key */
     addr_count_t *addrs;
     size_t naddrs_cap;
     size_t max_open, max_unauth, per_peer;
@@ -151,11 +161,22 @@ static void unauth_add(transport_t *t, conn_t *c) {
     t->nunauth++;
     addr_count_t *a = addr_slot(t, c->addr, true);
     a->n++;
+    int fd = (int)(c - t->conns);
+    c->prev = t->newest;
+    c->next = -1;
+    if (t->newest >= 0) t->conns[t->newest].next = fd;
+    else t->oldest = fd;
+    t->newest = fd;
 }
 
 static void unauth_del(transport_t *t, conn_t *c) {
     t->nunauth--;
     addr_dec(t, c->addr);
+    if (c->prev >= 0) t->conns[c->prev].next = c->next;
+    else t->oldest = c->next;
+    if (c->next >= 0) t->conns[c->next].prev = c->prev;
+    else t->newest = c->prev;
+    c->prev = c->next = -1;
 }
 
 static void addr_text(const uint8_t a[16], char *out, size_t n) {
@@ -202,14 +223,19 @@ static void shut(transport_t *t, int fd, conn_t *c, const char *why, uint64_t *c
     }
 }
 
+static bool unproven(const conn_t *c) {
+    return c->open && !c->sess && !c->proven;
+}
+
 static void on_accepted(transport_t *t, int fd) {
     conn_t *c = conn_at(t, fd);
     if (!c) return;
     if (c->open) { /* a DISCONNECTED we never saw: forget the old one */
-        if (!c->sess) unauth_del(t, c);
+        if (unproven(c)) unauth_del(t, c);
         t->nopen--;
     }
     memset(c, 0, sizeof *c);
+    c->prev = c->next = -1;
     c->open = true;
     c->since_ms = now_ms();
     peer_addr(fd, c->addr);
@@ -217,12 +243,20 @@ static void on_accepted(transport_t *t, int fd) {
     addr_count_t *a = addr_slot(t, c->addr, false);
     size_t from_addr = a ? a->n : 0;
     unauth_add(t, c);
-    if (t->nopen > t->max_open) {
-        shut(t, fd, c, "max-connections", &g_conn_refused);
-    } else if (t->nunauth > t->max_unauth) {
-        shut(t, fd, c, "max-unauth-memory", &g_conn_refused);
-    } else if (from_addr >= g_limits.max_handshakes_per_addr && !is_local(c->addr)) {
+    if (from_addr >= g_limits.max_handshakes_per_addr && !is_local(c->addr)) {
         shut(t, fd, c, "max-handshakes-per-addr", &g_conn_refused);
+    } else if (t->nopen > t->max_open || t->nunauth > t->max_unauth) {
+        /* Over a total: the oldest connection that has neither the key nor a session goes,
+         * not the new one. Real handshakes take milliseconds, so under a flood of silent or
+         * dribbling peers the oldest is one of theirs, and a real client still gets in. */
+        int victim = fd;
+        for (int v = t->oldest; v >= 0; v = t->conns[v].next)
+            if (!t->conns[v].shut) {
+                victim = v;
+                break;
+            }
+        shut(t, victim, &t->conns[victim],
+             t->nopen > t->max_open ? "max-connections" : "max-unauth-memory", &g_conn_refused);
     }
 }
 
@@ -264,22 +298,30 @@ static void on_closed(transport_t *t, int fd) {
         log_auth_failure(t, c->addr, "its CURVE handshake is not under this authkey");
     }
     if (!c->open) return;
-    if (!c->sess) unauth_del(t, c);
+    if (unproven(c)) unauth_del(t, c);
     t->nopen--;
     memset(c, 0, sizeof *c);
+}
+
+/* ZAP admitted a CURVE peer of addr: its oldest unproven connection is the one. */
+static void mark_proven(transport_t *t, const uint8_t addr[16]) {
+    conn_t *best = NULL;
+    for (int v = t->oldest; v >= 0 && !best; v = t->conns[v].next)
+        if (!t->conns[v].shut && !memcmp(t->conns[v].addr, addr, 16)) best = &t->conns[v];
+    if (!best) return;
+    unauth_del(t, best);
+    best->proven = true;
 }
 
 void transport_conn_session(transport_t *t, int fd, bool has) {
     if (!t || fd < 0 || (size_t)fd >= t->nconns_cap) return;
     conn_t *c = &t->conns[fd];
     if (!c->open || c->sess == has) return;
+    bool was = unproven(c);
     c->sess = has;
-    if (has) {
-        unauth_del(t, c);
-    } else {
-        unauth_add(t, c);
-        c->since_ms = now_ms();
-    }
+    if (!has) c->since_ms = now_ms();
+    if (was && !unproven(c)) unauth_del(t, c);
+    else if (!was && unproven(c)) unauth_add(t, c);
 }
 
 void transport_sweep(transport_t *t, int64_t now) {
@@ -373,9 +415,16 @@ static void zap_handle(transport_t *t) {
         const char *mech = n >= 6 ? zmq_msg_data(&part[5]) : "";
         size_t mechlen = n >= 6 ? zmq_msg_size(&part[5]) : 0;
         bool ok = false;
+        char a[64] = "";
+        uint8_t bin[16] = {0};
+        if (n >= 4) snprintf(a, sizeof a, "%.*s", (int)zmq_msg_size(&part[3]),
+                             (const char *)zmq_msg_data(&part[3]));
+        if (inet_pton(AF_INET, a, bin + 12) == 1) bin[10] = bin[11] = 0xff;
+        else inet_pton(AF_INET6, a, bin);
         if (n >= 7 && mechlen == 5 && !memcmp(mech, "CURVE", 5)) {
             ok = zmq_msg_size(&part[6]) == MPB__CURVE_LEN &&
                  CRYPTO_memcmp(zmq_msg_data(&part[6]), t->keys.client_pub, MPB__CURVE_LEN) == 0;
+            if (ok) mark_proven(t, bin);
         } else if (n >= 6 && mechlen == 4 && !memcmp(mech, "NULL", 4)) {
             ok = true; /* only endpoints bound without encryption offer NULL */
         }
@@ -386,12 +435,6 @@ static void zap_handle(transport_t *t) {
         if (!ok) {
             g_curve_denied++;
             g_auth_failures++;
-            char a[64] = "";
-            uint8_t bin[16] = {0};
-            if (n >= 4) snprintf(a, sizeof a, "%.*s", (int)zmq_msg_size(&part[3]),
-                                 (const char *)zmq_msg_data(&part[3]));
-            if (inet_pton(AF_INET, a, bin + 12) == 1) bin[10] = bin[11] = 0xff;
-            else inet_pton(AF_INET6, a, bin);
             log_auth_failure(t, bin, "its CURVE key is not the client key of this authkey");
         }
         for (int k = 0; k < n; k++) zmq_msg_close(&part[k]);
@@ -410,6 +453,7 @@ transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, si
                             char *err, size_t errlen) {
     transport_t *t = xcalloc(1, sizeof *t);
     t->router = router;
+    t->oldest = t->newest = -1;
     if (mpb__curve_keys(authkey, keylen, &t->keys)) {
         snprintf(err, errlen, "cannot derive the CURVE keys");
         goto fail;
@@ -427,6 +471,7 @@ transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, si
                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED |
                                ZMQ_EVENT_ACCEPT_FAILED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) ||
         !(t->monitor = zmq_socket(zctx, ZMQ_PAIR)) ||
+        zmq_setsockopt(t->monitor, ZMQ_LINGER, &zero, sizeof zero) ||
         zmq_connect(t->monitor, "inproc://mpb.monitor")) {
         snprintf(err, errlen, "socket monitor: %s", zmq_strerror(zmq_errno()));
         goto fail;

@@ -260,7 +260,8 @@ static int hs_monitor(mpb_client_t *c) {
     if (c->curve_fails >= 3)
         return mpb__fail(c, MPB_EAUTH,
                          "authentication failed: the broker at %s closed the encrypted "
-                         "handshake %d times: it holds a different authkey",
+                         "handshake %d times: it holds a different authkey (or it does not "
+                         "encrypt: then set MPB_ENCRYPTION=off)",
                          c->endpoint, c->curve_fails);
     return 0;
 }

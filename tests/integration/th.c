@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,6 +97,12 @@ static int read_file(const char *path, char *buf, size_t n) {
  * told about (th_broker_adopt). Unlike running[], never stopped by this process's exit. */
 static th_broker_t *known[8];
 
+static int broker_nofile;
+
+void th_broker_set_nofile(int n) {
+    broker_nofile = n;
+}
+
 void th_broker_start(th_broker_t *b, ...) {
     static int registered;
     if (!registered++) atexit(stop_all);
@@ -125,6 +132,10 @@ void th_broker_start(th_broker_t *b, ...) {
     if (pid == 0) {
         FILE *lf = freopen(b->log, "w", stderr);
         (void)lf;
+        if (broker_nofile > 0) { /* as prlimit --nofile=N:N, or a container's limit */
+            struct rlimit rl = {(rlim_t)broker_nofile, (rlim_t)broker_nofile};
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(126);
+        }
         unsetenv("MPB_AUTHKEY");
         unsetenv("MPB_AUTHKEY_FILE");
         execv(argv[0], (char **)argv);

@@ -27,6 +27,8 @@ typedef struct th_broker {
 /* Starts mpbrokerd with --listen tcp://127.0.0.1:0 and the extra arguments (NULL-terminated
  * list of strings), waits until it accepts a client. Fails the test if it does not start. */
 void th_broker_start(th_broker_t *b, ...);
+/* Brokers started from now on run with RLIMIT_NOFILE n:n (soft and hard; 0: inherited). */
+void th_broker_set_nofile(int n);
 /* SIGTERM, wait, remove the directory. Accepts a stopped broker. */
 void th_broker_stop(th_broker_t *b);
 /* The last test of a suite: SIGTERM, then asserts that the broker exits with status 0 within
