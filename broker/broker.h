@@ -456,7 +456,7 @@ typedef struct op_stats {
 } op_stats_t;
 extern op_stats_t g_op_stats[MPB__OP_MAX];
 extern uint64_t g_frames_in, g_frames_out, g_bytes_in, g_bytes_out, g_auth_failures,
-    g_bad_frames, g_sessions_expired, g_sessions_refused;
+    g_bad_frames, g_sessions_expired, g_sessions_refused, g_http_deadline_closed;
 /* Counts one request's outcome and its time in the broker. */
 void metrics_count(unsigned op, int code, uint64_t ns);
 /* Appends the Prometheus text exposition of every metric to out. */
@@ -479,6 +479,10 @@ void http_stop(http_t **h);
 /* A file that http_start() fills with "HOST:PORT", the port it got (for port 0): health checks
  * and tests read it. NULL: none. Set before http_start(). */
 void http_set_addr_file(const char *path);
+/* --http-auth: /metrics asks for "Authorization: Bearer TOKEN", the token being the one line
+ * in the file at path (read now, with the authkey file's checks); NULL: /metrics is open.
+ * Returns 0, or -1 with the reason in err. Set before http_start(). */
+int http_set_auth(const char *path, char *err, size_t errlen);
 /* Whether "ADDR:PORT" can be bound now (--check-config): binds a socket and closes it at once.
  * 0, or -1 with the reason in err. */
 int http_check_bind(const char *addr, char *err, size_t errlen);

@@ -642,7 +642,8 @@ static void load_env(conf_t *c) {
 
 int config_read_key_file(const char *path, uint8_t **key, size_t *len, char *err,
                          size_t errlen, char *warn, size_t warnlen) {
-    return mpb__key_file_read(path, key, len, err, errlen, warn, warnlen) ? -1 : 0;
+    int rc = mpb__key_file_read("authkey file", path, key, len, err, errlen, warn, warnlen);
+    return rc ? -1 : 0;
 }
 
 /* The data-dir as the broker will use it: made (one level, as mkdir does) if it is not there,
@@ -801,6 +802,18 @@ static void check_all(conf_t *c) {
         if (key) {
             explicit_bzero(key, len);
             free(key);
+        }
+    }
+    if (c->str[S_HTTP_AUTH]) { /* as http_set_auth() will read it */
+        uint8_t *tok = NULL;
+        size_t n = 0;
+        char why[512];
+        if (mpb__key_file_read("http-auth token file", c->str[S_HTTP_AUTH], &tok, &n, why,
+                               sizeof why, NULL, 0))
+            complain(c, &none, -1, "http-auth (%s): %s", c->src[S_HTTP_AUTH], why);
+        if (tok) {
+            explicit_bzero(tok, n);
+            free(tok);
         }
     }
     if (c->keysrc == KEYSRC_FILE) {

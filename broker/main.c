@@ -96,6 +96,12 @@ int main(int argc, char **argv) {
         log_kv(LOG_WARN, "cannot remove a stale HTTP address file", "path", addr_file, "error",
                strerror(errno), NULL);
     http_set_addr_file(cfg->http ? addr_file : NULL);
+    char herr[512];
+    if (http_set_auth(cfg->http_auth, herr, sizeof herr)) {
+        log_kv(LOG_ERROR, herr, "setting", "http-auth", NULL);
+        config_free(&conf);
+        return 1;
+    }
     uint8_t *key = NULL;
     size_t keylen = 0;
     int rc;
@@ -117,6 +123,7 @@ int main(int argc, char **argv) {
     explicit_bzero(key, keylen);
     free(key);
     http_set_addr_file(NULL);
+    http_set_auth(NULL, herr, sizeof herr);
     config_free(&conf);
     return status;
 }

@@ -79,6 +79,9 @@ void metrics_render(mpb__buf_t *b) {
     head(b, "mpb_sessions_refused_total", "counter",
          "New sessions refused at max-sessions or max-sessions-per-conn.");
     line(b, "mpb_sessions_refused_total %llu\n", (unsigned long long)g_sessions_refused);
+    head(b, "mpb_http_deadline_closed_total", "counter",
+         "HTTP connections closed for a request slower than its deadline.");
+    line(b, "mpb_http_deadline_closed_total %llu\n", (unsigned long long)g_http_deadline_closed);
     head(b, "mpb_blocked_waiters", "gauge", "Requests parked in the broker.");
     line(b, "mpb_blocked_waiters %zu\n", waiter_count());
     head(b, "mpb_auth_failures_total", "counter", "Handshakes refused for a wrong authkey.");

@@ -52,33 +52,33 @@ static bool group_is_how(const struct stat *st) {
     return false;
 }
 
-int mpb__key_file_read(const char *path, uint8_t **key, size_t *len, char *err, size_t errlen,
-                       char *warn, size_t warnlen) {
+int mpb__key_file_read(const char *what, const char *path, uint8_t **key, size_t *len,
+                       char *err, size_t errlen, char *warn, size_t warnlen) {
     *key = NULL;
     *len = 0;
     if (warn && warnlen) warn[0] = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot read authkey file %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
         return MPB_EINVAL;
     }
     /* the file as opened, not as a second look at the path might find it */
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "cannot read authkey file %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
         close(fd);
         return MPB_EINVAL;
     }
     if (S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "cannot read authkey file %s: it is a directory", path);
+        snprintf(err, errlen, "cannot read %s %s: it is a directory", what, path);
         close(fd);
         return MPB_EINVAL;
     }
     if (S_ISREG(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH))) {
         snprintf(err, errlen,
-                 "authkey file %s is writable by %s (mode %04o): refused, as anyone who can "
-                 "write it can replace the key; chmod 600 it",
-                 path, (st.st_mode & S_IWOTH) ? "others" : "its group",
+                 "%s %s is writable by %s (mode %04o): refused, as anyone who can write it can "
+                 "replace the key; chmod 600 it",
+                 what, path, (st.st_mode & S_IWOTH) ? "others" : "its group",
                  (unsigned)(st.st_mode & 07777));
         close(fd);
         return MPB_EINVAL;
@@ -86,9 +86,9 @@ int mpb__key_file_read(const char *path, uint8_t **key, size_t *len, char *err, 
     if (S_ISREG(st.st_mode) && (st.st_mode & (S_IRGRP | S_IROTH)) && !group_is_how(&st)) {
         char msg[4400];
         snprintf(msg, sizeof msg,
-                 "authkey file %s is readable by %s (mode %04o): anyone who can read it can act "
-                 "as any client or as the broker; chmod 600 it",
-                 path, (st.st_mode & S_IROTH) ? "others" : "its group",
+                 "%s %s is readable by %s (mode %04o): anyone who can read it holds the key; "
+                 "chmod 600 it",
+                 what, path, (st.st_mode & S_IROTH) ? "others" : "its group",
                  (unsigned)(st.st_mode & 07777));
         add_warning(warn, warnlen, msg);
     }
@@ -106,10 +106,10 @@ int mpb__key_file_read(const char *path, uint8_t **key, size_t *len, char *err, 
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
     int rc = 0;
     if (rerr) {
-        snprintf(err, errlen, "cannot read authkey file %s: %s", path, strerror(rerr));
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(rerr));
         rc = MPB_EINVAL;
     } else if (n == 0) {
-        snprintf(err, errlen, "authkey file %s is empty", path);
+        snprintf(err, errlen, "%s %s is empty", what, path);
         rc = MPB_EINVAL;
     } else if (!(*key = malloc(n))) {
         snprintf(err, errlen, "out of memory");

@@ -187,13 +187,14 @@ void mpb__curve_wipe(mpb__curve_t *k);
 /* ---- authkey files (keyfile.c) ---- */
 
 #define MPB__KEY_MIN_LEN 16 /* shorter keys get a warning: guessable offline */
-/* Reads the authkey in the file at path (trailing newlines are not part of it) into a new
+/* Reads the authkey (or another secret: what names it in messages, "authkey file") in the
+ * file at path (trailing newlines are not part of it) into a new
  * malloc'd buffer (*key, *len; the caller wipes and frees it). Refuses a directory and a
  * regular file that group or others can write; a file they can read, and a key shorter than
  * MPB__KEY_MIN_LEN bytes, give a warning in warn ("" if none; several joined by "; "; warn may
  * be NULL). Returns 0, MPB_EINVAL (err says why) or MPB_ENOMEM. */
-int mpb__key_file_read(const char *path, uint8_t **key, size_t *len, char *err, size_t errlen,
-                       char *warn, size_t warnlen);
+int mpb__key_file_read(const char *what, const char *path, uint8_t **key, size_t *len,
+                       char *err, size_t errlen, char *warn, size_t warnlen);
 /* Appends the warning for a key of len bytes to warn, if it is shorter than MPB__KEY_MIN_LEN. */
 void mpb__key_check_len(size_t len, char *warn, size_t warnlen);
 

@@ -121,7 +121,8 @@ int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf, si
         /* the warnings (if any) in errbuf: the callers say them in their own voice */
         uint8_t *k = NULL;
         char err[512];
-        int rc = mpb__key_file_read(path, &k, len, err, sizeof err, errbuf, errlen);
+        int rc =
+            mpb__key_file_read("authkey file", path, &k, len, err, sizeof err, errbuf, errlen);
         if (rc) snprintf(errbuf, errlen, "%s", err);
         else *key = k;
         return rc;
