@@ -439,6 +439,9 @@ void transport_sockets(transport_t *t, void **zap, void **monitor);
 void transport_run(transport_t *t, bool zap_ready, bool monitor_ready);
 /* Shuts connections that have gone idle-ms without a session. */
 void transport_sweep(transport_t *t, int64_t now);
+/* A message came on the connection with descriptor fd (ZMQ_SRCFD): under CURVE, its peer
+ * holds the key. */
+void transport_conn_seen(transport_t *t, int fd);
 /* The connection with descriptor fd (ZMQ_SRCFD of its message) has a session now, or not. */
 void transport_conn_session(transport_t *t, int fd, bool has);
 void transport_close(transport_t **t);

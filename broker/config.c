@@ -116,9 +116,9 @@ static const setting_t settings[S__N] = {
     [S_MAX_CONNECTIONS] = {"max-connections", "MPB_MAX_CONNECTIONS", T_COUNT, 0, 1000000,
                            "0 to 1000000", "0"},
     [S_MAX_HANDSHAKES_PER_ADDR] = {"max-handshakes-per-addr", "MPB_MAX_HANDSHAKES_PER_ADDR",
-                                   T_COUNT, 1, 100000, "1 to 100000", "16"},
+                                   T_COUNT, 1, 100000, "1 to 100000", "1024"},
     [S_MAX_UNAUTH_MEMORY] = {"max-unauth-memory", "MPB_MAX_UNAUTH_MEMORY", T_SIZE, 1u << 20,
-                             1ull << 36, "1m to 64g", "512m"},
+                             1ull << 36, "1m to 64g", "1g"},
     [S_HANDSHAKE] = {"handshake-ms", "MPB_HANDSHAKE_MS", T_MS, 100, 600000, "100 to 600000",
                      "5000"},
     [S_IDLE] = {"idle-ms", "MPB_IDLE_MS", T_MS, 100, 86400000, "100 to 86400000", "10000"},
@@ -222,9 +222,9 @@ static void usage(FILE *f) {
             "      --max-connections N   connections at once, more are closed at accept\n"
             "                            (default 0: the descriptor limit less 64)\n"
             "      --max-handshakes-per-addr N  connections from one address that have not\n"
-            "                            finished the handshake (default 16)\n"
+            "                            finished the handshake (default 1024)\n"
             "      --max-unauth-memory BYTES  memory all peers without a session may make the\n"
-            "                            broker hold (default 512m): see README\n"
+            "                            broker hold (default 1g): see README\n"
             "      --handshake-ms MS     deadline for the whole handshake (default 5000)\n"
             "      --idle-ms MS          a connection without a session is closed after this\n"
             "                            (default 10000)\n"

@@ -702,8 +702,9 @@ static void drain(void) {
                              "one frame per message expected");
             continue;
         }
-        on_message(zmq_msg_data(&id), ridlen, zmq_msg_data(&body), zmq_msg_size(&body),
-                   zmq_msg_get(&body, ZMQ_SRCFD));
+        int fd = zmq_msg_get(&body, ZMQ_SRCFD);
+        transport_conn_seen(S.tp, fd);
+        on_message(zmq_msg_data(&id), ridlen, zmq_msg_data(&body), zmq_msg_size(&body), fd);
     }
     zmq_msg_close(&id);
     zmq_msg_close(&body);

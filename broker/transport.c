@@ -5,16 +5,15 @@
  * their memory, each closed at accept when over; and an idle deadline for connections that
  * never get a session. The loop polls the ZAP and monitor sockets (no thread of our own).
  *
- *   accept ──▶ unproven ──[ZAP admits its CURVE key]──▶ proven ──[AUTH ok]──▶ session
- *     │ over max-connections, or (unproven) over max-handshakes-per-addr or
- *     │ max-unauth-memory: shut at once, before its ZeroMQ handshake can finish
- *     └ no session within idle-ms (from accept or from its session's end): shut
+ *   accept ──▶ unproven ──[a message through CURVE: ZAP admitted its key]──▶ proven
+ *     │                                                  ──[AUTH ok]──▶ session
+ *     │ over max-handshakes-per-addr: shut at once; over max-connections or
+ *     │ max-unauth-memory: the oldest unproven connection is shut
+ *     └ unproven for idle-ms (from accept, or from its session's end): shut
  *
- * Only a peer that holds the key gets past an unproven connection under CURVE. ZAP names the
- * address it admits, not the connection, so the oldest unproven connection of that address
- * is the one marked proven: handshakes of one address finish about in order, and a peer
- * without the key never earns a mark for anyone. Under NULL (encryption off) nothing is
- * proven before the session: every connection without one counts against the bounds.
+ * Only a peer that holds the key gets a message through CURVE, and the message names its
+ * connection (ZMQ_SRCFD), so proven is exact. Under NULL (encryption off) nothing is proven
+ * before the session: every connection without one counts against the bounds.
  *
  * libzmq owns the descriptors: "shut" is shutdown(2), after which libzmq reads EOF and
  * closes the connection itself. The monitor reports a connection by its descriptor number,
@@ -39,10 +38,11 @@
  * engine's read and write batches, the handshake state, the pipe. Measured at about 30 kB. */
 #define CONN_OVERHEAD (64u << 10)
 #define FD_RESERVE    64 /* descriptors kept for files, the HTTP listener, ZeroMQ's own */
+#define EVICT_AGE_MS  1000
 
 typedef struct conn {
     bool open, sess, shut;
-    bool proven; /* its CURVE handshake passed ZAP: it holds the key (never under NULL) */
+    bool proven; /* a message came through CURVE: it holds the key (never under NULL) */
     int prev, next; /* the unproven list, oldest first, by descriptor (-1: none) */
     uint8_t addr[16]; /* IPv6, or IPv4-mapped; all zero for ipc:// */
     int64_t since_ms; /* accept, or the end of its session */
@@ -57,7 +57,7 @@ typedef struct addr_count {
 struct transport {
     void *router, *zap, *monitor;
     mpb__curve_t keys;
-    bool any_curve, any_plain;
+    bool any_curve, any_plain, tcp_curve;
     conn_t *conns; /* by descriptor */
     size_t nconns_cap, nopen, nunauth;
     int oldest, newest; /* the unproven list: connections without a session nor the key */
@@ -246,13 +246,14 @@ static void on_accepted(transport_t *t, int fd) {
     if (from_addr >= g_limits.max_handshakes_per_addr && !is_local(c->addr)) {
         shut(t, fd, c, "max-handshakes-per-addr", &g_conn_refused);
     } else if (t->nopen > t->max_open || t->nunauth > t->max_unauth) {
-        /* Over a total: the oldest connection that has neither the key nor a session goes,
-         * not the new one. Real handshakes take milliseconds, so under a flood of silent or
-         * dribbling peers the oldest is one of theirs, and a real client still gets in. */
+        /* Over a total: the oldest connection that has shown neither the key nor a session
+         * goes, if it has had a second for that: real handshakes take milliseconds, so under
+         * a flood of silent or dribbling peers it is one of theirs, and a real client still
+         * gets in. Else (a burst of real clients) the new one goes, and libzmq retries it. */
         int victim = fd;
         for (int v = t->oldest; v >= 0; v = t->conns[v].next)
             if (!t->conns[v].shut) {
-                victim = v;
+                if (c->since_ms - t->conns[v].since_ms >= EVICT_AGE_MS) victim = v;
                 break;
             }
         shut(t, victim, &t->conns[victim],
@@ -303,14 +304,12 @@ static void on_closed(transport_t *t, int fd) {
     memset(c, 0, sizeof *c);
 }
 
-/* ZAP admitted a CURVE peer of addr: its oldest unproven connection is the one. */
-static void mark_proven(transport_t *t, const uint8_t addr[16]) {
-    conn_t *best = NULL;
-    for (int v = t->oldest; v >= 0 && !best; v = t->conns[v].next)
-        if (!t->conns[v].shut && !memcmp(t->conns[v].addr, addr, 16)) best = &t->conns[v];
-    if (!best) return;
-    unauth_del(t, best);
-    best->proven = true;
+void transport_conn_seen(transport_t *t, int fd) {
+    if (!t || !t->tcp_curve || fd < 0 || (size_t)fd >= t->nconns_cap) return;
+    conn_t *c = &t->conns[fd];
+    if (!unproven(c) || is_local(c->addr)) return; /* ipc:// is never CURVE unless asked */
+    unauth_del(t, c);
+    c->proven = true;
 }
 
 void transport_conn_session(transport_t *t, int fd, bool has) {
@@ -328,7 +327,7 @@ void transport_sweep(transport_t *t, int64_t now) {
     if (!t) return;
     for (size_t fd = 0; fd < t->nconns_cap; fd++) {
         conn_t *c = &t->conns[fd];
-        if (c->open && !c->sess && !c->shut && now - c->since_ms > g_limits.idle_ms)
+        if (unproven(c) && !c->shut && now - c->since_ms > g_limits.idle_ms)
             shut(t, (int)fd, c, "no session within idle-ms", &g_conn_idle_closed);
     }
 }
@@ -424,7 +423,6 @@ static void zap_handle(transport_t *t) {
         if (n >= 7 && mechlen == 5 && !memcmp(mech, "CURVE", 5)) {
             ok = zmq_msg_size(&part[6]) == MPB__CURVE_LEN &&
                  CRYPTO_memcmp(zmq_msg_data(&part[6]), t->keys.client_pub, MPB__CURVE_LEN) == 0;
-            if (ok) mark_proven(t, bin);
         } else if (n >= 6 && mechlen == 4 && !memcmp(mech, "NULL", 4)) {
             ok = true; /* only endpoints bound without encryption offer NULL */
         }
@@ -483,12 +481,16 @@ transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, si
                                             : nofile / 2;
     /* A peer without a session can declare one message up to ZMQ_MAXMSGSIZE and send all
      * but its last byte: that, plus the engine's buffers, is what it can make us hold. */
-    int64_t maxmsg = (int64_t)g_limits.max_frame * 2 + 4096;
+    int64_t maxmsg = (int64_t)g_limits.max_frame + 65536;
     t->per_peer = (size_t)maxmsg + CONN_OVERHEAD;
     t->max_unauth = g_limits.max_unauth_memory / t->per_peer;
     if (t->max_unauth < 1) t->max_unauth = 1;
 
-    int one = 1, hb = g_limits.heartbeat_ms, hbt = 3 * g_limits.heartbeat_ms,
+    /* ZeroMQ's own heartbeat closes dead and stopped peers; it is answered by libzmq's I/O
+     * thread, which a busy client may starve for a while, so it is slow and patient: a
+     * session outlives its connection anyway. */
+    int one = 1, hb = g_limits.heartbeat_ms > 1000 ? g_limits.heartbeat_ms : 1000,
+        hbt = 2 * g_limits.session_ttl_ms > 3 * hb ? 2 * g_limits.session_ttl_ms : 3 * hb,
         hs = g_limits.handshake_ms, idle = 30, intvl = 10, cnt = 3;
     zmq_setsockopt(router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(router, ZMQ_HANDSHAKE_IVL, &hs, sizeof hs);
@@ -529,6 +531,7 @@ int transport_bind(transport_t *t, const char *endpoint, int enc) {
     if (zmq_bind(t->router, endpoint) != 0) return -1;
     t->any_curve |= curve;
     t->any_plain |= !curve;
+    t->tcp_curve |= curve && !strncmp(endpoint, "tcp://", 6);
     log_kv(LOG_INFO, curve ? "encryption on (ZeroMQ CURVE, keys derived from the authkey)"
                            : "encryption off",
            "endpoint", endpoint, "mechanism", mode_name(curve), NULL);

@@ -222,9 +222,10 @@ static uint64_t map_uint(mpb__rd_t *map, const char *key, uint64_t dflt) {
 }
 
 /* Reads what the socket's monitor said about the encrypted ZeroMQ handshake. A broker that
- * does not encrypt shows as a mechanism mismatch; one that holds another authkey cannot open
- * our CURVE HELLO and closes the connection, which libzmq then retries: after three of those
- * and no success, the keys differ (or the broker refuses every connection: its log says). */
+ * does not encrypt shows as a mechanism mismatch, and we say so at once. One that holds
+ * another authkey cannot open our CURVE HELLO and closes the connection, which libzmq retries;
+ * but so does a broker at its connection limits (a burst of clients, or a flood), which lets
+ * the retry in: so closed handshakes only decide what the timeout reports. */
 static int hs_monitor(mpb_client_t *c) {
     for (int i = 0; c->mon && i < 64; i++) {
         zmq_msg_t ev;
@@ -257,12 +258,6 @@ static int hs_monitor(mpb_client_t *c) {
             c->curve_fails++;
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) c->curve_fails = 0;
     }
-    if (c->curve_fails >= 3)
-        return mpb__fail(c, MPB_EAUTH,
-                         "authentication failed: the broker at %s closed the encrypted "
-                         "handshake %d times: it holds a different authkey (or it does not "
-                         "encrypt: then set MPB_ENCRYPTION=off)",
-                         c->endpoint, c->curve_fails);
     return 0;
 }
 
@@ -296,6 +291,13 @@ static int hs_recv(mpb_client_t *c, int64_t deadline, uint8_t want, mpb__frame_t
         int mrc = hs_monitor(c);
         if (mrc) return mrc;
         int64_t left = deadline - mpb__now_ms();
+        if (left <= 0 && c->curve_fails)
+            return mpb__fail(c, MPB_EAUTH,
+                             "authentication failed: the broker at %s closed each encrypted "
+                             "handshake (%d) for %d ms: it holds a different authkey (or it "
+                             "does not encrypt: then set MPB_ENCRYPTION=off; or it refuses "
+                             "connections: its log says why)",
+                             c->endpoint, c->curve_fails, c->opts.connect_timeout_ms);
         if (left <= 0)
             return mpb__fail(c, MPB_ECONN, "no mpbroker answered at %s within %d ms%s",
                              c->endpoint, c->opts.connect_timeout_ms,

@@ -358,6 +358,28 @@ static void test_peer_without_key_learns_nothing(void **state) {
     assert_true(real_client_ms(&B, 7) >= 0);
 }
 
+/* A client with another authkey cannot finish the encrypted handshake: it is told so when its
+ * connect timeout ends, and the broker counts and logs the refusals. */
+static void test_wrong_key_refused_in_the_handshake(void **state) {
+    (void)state;
+    mpb_options_t o;
+    mpb_options_init(&o);
+    o.connect_timeout_ms = 1500;
+    mpb_client_t *c = NULL;
+    int rc = mpb_connect(B.endpoint, "not-the-key-of-this-broker", 26, &o, &c);
+    th_assert_err(rc, MPB_EAUTH, c, "different authkey", NULL);
+    mpb_close(&c);
+    FILE *f = fopen(B.log, "r");
+    assert_non_null(f);
+    char line[1024];
+    bool logged = false;
+    while (fgets(line, sizeof line, f))
+        logged |= strstr(line, "authentication failed") && strstr(line, "addr=127.0.0.1");
+    fclose(f);
+    assert_true(logged);
+    assert_true(real_client_ms(&B, 3) >= 0);
+}
+
 /* ---- bounds for peers without a session ---- */
 
 /* Finding 1: each peer declares one message of the largest size the transport accepts and
@@ -366,12 +388,12 @@ static void test_peer_without_key_learns_nothing(void **state) {
 static void test_partial_frame_peers_bounded(void **state) {
     (void)state;
     th_broker_t b;
-    /* max-frame 256k: the transport takes messages up to 2 x 256k + 4k = 528,384 bytes */
-    th_broker_start(&b, "--max-frame", "256k", "--max-value", "64k", "--max-unauth-memory",
+    /* max-frame 512k: the transport takes messages up to 512k + 64k = 589,824 bytes */
+    th_broker_start(&b, "--max-frame", "512k", "--max-value", "64k", "--max-unauth-memory",
                     "8m", "--idle-ms", "60000", "--handshake-ms", "60000", NULL);
     raise_own_nofile();
     long rss0 = rss_kb(b.pid);
-    const size_t decl = 2 * 262144 + 4096;
+    const size_t decl = 524288 + 65536;
     uint8_t *body = calloc(1, decl);
     assert_non_null(body);
     enum { PEERS = 200 };
@@ -394,7 +416,7 @@ static void test_partial_frame_peers_bounded(void **state) {
     long rss1 = rss_kb(b.pid);
     print_message("RSS %ld kB -> %ld kB with %d partial-frame peers (%zu bytes sent)\n", rss0,
                   rss1, PEERS, sent_total);
-    /* 200 x 528 kB would be 103 MB; the bound is 8 MB of messages, plus allocator slack */
+    /* 200 x 590 kB would be 118 MB; the bound is 8 MB of messages, plus allocator slack */
     assert_true(rss1 - rss0 < 24 * 1024);
     for (int i = 0; i < PEERS; i++)
         if (fds[i] >= 0) close(fds[i]);
@@ -546,6 +568,7 @@ int main(void) {
         cmocka_unit_test(test_encrypted_by_default),
         cmocka_unit_test(test_nothing_readable_on_the_wire),
         cmocka_unit_test(test_peer_without_key_learns_nothing),
+        cmocka_unit_test(test_wrong_key_refused_in_the_handshake),
         cmocka_unit_test(test_partial_frame_peers_bounded),
         cmocka_unit_test(test_served_during_greeting_flood),
         cmocka_unit_test(test_served_during_silent_flood_at_nofile_1024),

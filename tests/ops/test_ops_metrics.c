@@ -352,13 +352,11 @@ static void test_metrics_count_what_was_done(void **state) {
     expect(m, "mpb_sessions", 1);
     expect(m, "mpb_clients", 1);
     free(m);
-    /* Over tcp:// the wrong key fails the CURVE handshake, which libmpb tries three times
-     * before it reports EAUTH; each is a refused handshake (a fourth may have been under way
-     * when it gave up). */
-    m = scrape_until("mpb_auth_failures_total", auth0 + 3, 5000);
+    /* Over tcp:// the wrong key fails the CURVE handshake, which libzmq retries (every
+     * 100 ms) until libmpb's connect timeout: each try is a refused handshake, counted. */
+    m = scrape();
     double fails = th_metric(m, "mpb_auth_failures_total", -1);
-    if (fails != auth0 + 3 && fails != auth0 + 4)
-        fail_msg("mpb_auth_failures_total is %g, want %g or %g", fails, auth0 + 3, auth0 + 4);
+    if (fails < auth0 + 3) fail_msg("mpb_auth_failures_total is %g, want >= %g", fails, auth0 + 3);
     assert_true(th_metric(m, "mpb_memory_bytes", -1) >= 0); /* present (0 under ASan's malloc) */
     free(m);
 
