@@ -86,6 +86,17 @@ void metrics_render(mpb__buf_t *b) {
     line(b, "mpb_blocked_waiters %zu\n", waiter_count());
     head(b, "mpb_auth_failures_total", "counter", "Handshakes refused for a wrong authkey.");
     line(b, "mpb_auth_failures_total %llu\n", (unsigned long long)g_auth_failures);
+    head(b, "mpb_connections", "gauge", "TCP and IPC connections open.");
+    line(b, "mpb_connections %zu\n", transport_connections(server_transport()));
+    head(b, "mpb_connections_closed_total", "counter",
+         "Connections the broker closed: over a limit at accept, or idle without a session.");
+    line(b, "mpb_connections_closed_total{reason=\"limit\"} %llu\n",
+         (unsigned long long)g_conn_refused);
+    line(b, "mpb_connections_closed_total{reason=\"idle\"} %llu\n",
+         (unsigned long long)g_conn_idle_closed);
+    head(b, "mpb_curve_refused_total", "counter",
+         "Encrypted handshakes refused: not under this authkey.");
+    line(b, "mpb_curve_refused_total %llu\n", (unsigned long long)g_curve_denied);
     head(b, "mpb_bad_frames_total", "counter", "Frames refused before any request was read.");
     line(b, "mpb_bad_frames_total %llu\n", (unsigned long long)g_bad_frames);
     head(b, "mpb_frames_total", "counter", "ZeroMQ messages by direction.");
