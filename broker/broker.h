@@ -245,6 +245,9 @@ typedef struct peer {
     uint64_t seq_in, seq_out;
     sess_t *sess;
     int fd;             /* its connection's descriptor while it has a session, else -1 */
+    uint64_t out_bytes, out_checked; /* reply bytes sent since its session began; at the last
+                                        look at what its TCP acknowledged */
+    int64_t acked0;                  /* what its TCP had acknowledged then (-1: not TCP) */
     uint32_t nsess_opened; /* live sessions this connection opened: max-sessions-per-conn */
     struct peer *hnext; /* peer table chain */
 } peer_t;
@@ -393,6 +396,7 @@ typedef struct limits {
     size_t max_handshakes_per_addr; /* connections of one address still in a handshake */
     size_t max_unauth_memory;       /* bytes all peers without a session may pin */
     int idle_ms;                    /* a connection without a session is closed after it */
+    size_t max_output;              /* unacknowledged reply bytes of one connection; 0: off */
 } limits_t;
 
 enum { ENC_AUTO, ENC_ON, ENC_OFF }; /* --encryption; auto: on for tcp://, off for ipc:// */
@@ -442,6 +446,14 @@ void transport_sweep(transport_t *t, int64_t now);
 /* A message came on the connection with descriptor fd (ZMQ_SRCFD): under CURVE, its peer
  * holds the key. */
 void transport_conn_seen(transport_t *t, int fd);
+/* Bytes of the TCP connection fd that its peer acknowledged (TCP_INFO), -1 if not TCP. */
+int64_t transport_acked(int fd);
+/* The output limit: sent bytes of fd since acked0 (transport_acked() then) that the peer has
+ * not acknowledged; past max-output the connection is shut (its session is kept), logged
+ * with who and counted. Returns true if it was. */
+bool transport_output_over(transport_t *t, int fd, uint64_t sent, int64_t acked0,
+                           const char *who);
+extern uint64_t g_output_closed;
 /* The connection with descriptor fd (ZMQ_SRCFD of its message) has a session now, or not. */
 void transport_conn_session(transport_t *t, int fd, bool has);
 void transport_close(transport_t **t);

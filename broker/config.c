@@ -72,6 +72,7 @@ enum {
     S_MAX_UNAUTH_MEMORY,
     S_HANDSHAKE,
     S_IDLE,
+    S_MAX_OUTPUT,
     S__N
 };
 
@@ -122,6 +123,7 @@ static const setting_t settings[S__N] = {
     [S_HANDSHAKE] = {"handshake-ms", "MPB_HANDSHAKE_MS", T_MS, 100, 600000, "100 to 600000",
                      "5000"},
     [S_IDLE] = {"idle-ms", "MPB_IDLE_MS", T_MS, 100, 86400000, "100 to 86400000", "10000"},
+    [S_MAX_OUTPUT] = {"max-output", "MPB_MAX_OUTPUT", T_SIZE, 0, 1ull << 36, "0 to 64g", "64m"},
 };
 
 /* The layers, lowest first. */
@@ -228,6 +230,9 @@ static void usage(FILE *f) {
             "      --handshake-ms MS     deadline for the whole handshake (default 5000)\n"
             "      --idle-ms MS          a connection without a session is closed after this\n"
             "                            (default 10000)\n"
+            "      --max-output BYTES    replies a client may leave unread (sent, not yet\n"
+            "                            acknowledged by its TCP); past it the connection is\n"
+            "                            closed, its session kept (default 64m; 0: no limit)\n"
             "  -V, --version             print the version\n"
             "  -h, --help                this text\n"
             "BYTES take a k, m or g suffix. An empty environment variable counts as unset.\n");
@@ -477,6 +482,7 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_MAX_UNAUTH_MEMORY: l->max_unauth_memory = (size_t)v; break;
     case S_HANDSHAKE: l->handshake_ms = (int)v; break;
     case S_IDLE: l->idle_ms = (int)v; break;
+    case S_MAX_OUTPUT: l->max_output = (size_t)v; break;
     default: break;
     }
     return;
@@ -945,6 +951,7 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         {"max-unauth-memory", required_argument, 0, O_FLAG + S_MAX_UNAUTH_MEMORY},
         {"handshake-ms", required_argument, 0, O_FLAG + S_HANDSHAKE},
         {"idle-ms", required_argument, 0, O_FLAG + S_IDLE},
+        {"max-output", required_argument, 0, O_FLAG + S_MAX_OUTPUT},
         {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -1162,6 +1169,7 @@ void config_print(const conf_t *c, FILE *out) {
     print_num(out, "max-unauth-memory", (unsigned long long)l->max_unauth_memory, c->src[S_MAX_UNAUTH_MEMORY]);
     print_num(out, "handshake-ms", (unsigned long long)l->handshake_ms, c->src[S_HANDSHAKE]);
     print_num(out, "idle-ms", (unsigned long long)l->idle_ms, c->src[S_IDLE]);
+    print_num(out, "max-output", (unsigned long long)l->max_output, c->src[S_MAX_OUTPUT]);
 }
 
 void config_log(const conf_t *c) {

@@ -94,6 +94,9 @@ void metrics_render(mpb__buf_t *b) {
          (unsigned long long)g_conn_refused);
     line(b, "mpb_connections_closed_total{reason=\"idle\"} %llu\n",
          (unsigned long long)g_conn_idle_closed);
+    head(b, "mpb_output_limit_closed_total", "counter",
+         "Connections closed because their replies went unread past max-output.");
+    line(b, "mpb_output_limit_closed_total %llu\n", (unsigned long long)g_output_closed);
     head(b, "mpb_curve_refused_total", "counter",
          "Encrypted handshakes refused: not under this authkey.");
     line(b, "mpb_curve_refused_total %llu\n", (unsigned long long)g_curve_denied);

@@ -187,6 +187,15 @@ static void seal_and_send(peer_t *p, uint8_t type, mpb__buf_t *b) {
     mpb__w_raw(b, mac, sizeof mac);
     bbuf_ensure(b);
     send_frame(p->rid, p->ridlen, b->p, b->len);
+    /* The output limit, looked at every 256 KiB of replies: cheap, and a client that does not
+     * read can be at most that much past it. */
+    p->out_bytes += b->len;
+    if (g_limits.max_output && p->out_bytes - p->out_checked >= (256u << 10)) {
+        p->out_checked = p->out_bytes;
+        char who[2 * RID_MAX + 1];
+        peer_sample(p, who, sizeof who);
+        transport_output_over(S.tp, p->fd, p->out_bytes, p->acked0, who);
+    }
 }
 
 static void out_reset(mpb__buf_t *b) {
@@ -429,6 +438,8 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, in
     s->peer = p;
     p->sess = s;
     p->fd = fd;
+    p->out_bytes = p->out_checked = 0;
+    p->acked0 = transport_acked(fd);
     transport_conn_session(S.tp, fd, true);
     s->last_seen_ms = now_ms();
     log_kv(LOG_DEBUG, resumed ? "session resumed" : "session opened", "session", LOG_UINT(s->id),

@@ -29,6 +29,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_acked (glibc's has not) */
 #include <openssl/crypto.h>
 #include <zmq.h>
 
@@ -75,7 +76,7 @@ struct transport {
     } auth_log[32];
 };
 
-uint64_t g_conn_refused, g_conn_idle_closed, g_curve_denied;
+uint64_t g_conn_refused, g_conn_idle_closed, g_curve_denied, g_output_closed;
 
 static const char *mode_name(bool curve) {
     return curve ? "curve" : "none";
@@ -330,6 +331,46 @@ void transport_sweep(transport_t *t, int64_t now) {
         if (unproven(c) && !c->shut && now - c->since_ms > g_limits.idle_ms)
             shut(t, (int)fd, c, "no session within idle-ms", &g_conn_idle_closed);
     }
+}
+
+/* ---- the output limit ----
+ *
+ * ZeroMQ's ROUTER does not say how much waits for one peer, so we ask the kernel what the
+ * peer's TCP acknowledged of what we sent: what we handed to libzmq for it since its session
+ * began, less that, is what waits in libzmq's pipe, our socket's send buffer and the network
+ * (ZeroMQ's framing and CURVE's boxes are acknowledged too, so this counts a little low). A
+ * client that reads keeps it near zero whatever it asks for; one that does not read stops
+ * acknowledging once its receive buffer is full, and is closed past max-output. */
+
+int64_t transport_acked(int fd) {
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof ti.tcpi_bytes_acked)
+        return -1;
+    return (int64_t)ti.tcpi_bytes_acked;
+}
+
+bool transport_output_over(transport_t *t, int fd, uint64_t sent, int64_t acked0,
+                           const char *who) {
+    if (!t || !g_limits.max_output || acked0 < 0 || fd < 0 || (size_t)fd >= t->nconns_cap)
+        return false;
+    conn_t *c = &t->conns[fd];
+    int64_t acked = transport_acked(fd);
+    if (!c->open || c->shut || acked < 0) return false;
+    uint64_t got = (uint64_t)(acked - acked0);
+    uint64_t unread = sent > got ? sent - got : 0;
+    if (unread <= g_limits.max_output) return false;
+    c->shut = true;
+    shutdown(fd, SHUT_RDWR);
+    g_output_closed++;
+    char a[INET6_ADDRSTRLEN];
+    addr_text(c->addr, a, sizeof a);
+    log_kv(LOG_WARN, "connection closed: its replies went unread past max-output", "peer", who,
+           "addr", a, "unread", LOG_UINT(unread), "max_output", LOG_UINT(g_limits.max_output),
+           NULL);
+    return true;
 }
 
 /* ---- the monitor ---- */

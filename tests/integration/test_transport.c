@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "rawclient.h"
 #include "th.h"
 
 static th_broker_t B;
@@ -514,6 +515,87 @@ static void test_served_during_silent_flood_at_nofile_1024(void **state) {
     th_broker_stop(&b);
 }
 
+/* ---- the output limit ---- */
+
+/* Finding 6: a client asks for 400 copies of a 512 KiB value (200 MiB of replies) and then
+ * reads nothing (it is stopped, so neither it nor its libzmq reads). Its connection is closed
+ * past --max-output, its session lives on, the broker's memory stays bounded, and another
+ * client is served all along. */
+enum { BIG = 512 << 10, NGETS = 400 };
+
+static int non_reader(int idx, void *arg) {
+    th_broker_t *b = arg;
+    (void)idx;
+    static rawclient_t rc;
+    size_t kl;
+    const char *key = th_authkey(b, &kl);
+    if (rc_open(&rc, NULL, b->endpoint) || rc_handshake(&rc, key, kl, 10000)) return 1;
+    mpb__buf_t body = {0};
+    for (int i = 0; i < NGETS; i++) {
+        mpb__buf_reset(&body);
+        rc_req(&body, (uint64_t)i + 1, MPB_OP_DICT_GET, "big", 3, 1);
+        mpb__w_cstr(&body, "v");
+        if (body.oom || rc_send_req(&rc, body.p, body.len, NULL)) return 2;
+    }
+    mpb__buf_free(&body);
+    raise(SIGSTOP); /* reads nothing from now on; killed by the test */
+    return 0;
+}
+
+static bool log_has(const th_broker_t *b, const char *what) {
+    FILE *f = fopen(b->log, "r");
+    if (!f) return false;
+    char line[2048];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) found = strstr(line, what) != NULL;
+    fclose(f);
+    return found;
+}
+
+static void test_non_reading_client_disconnected(void **state) {
+    (void)state;
+    th_broker_t b;
+    th_broker_start(&b, "--max-output", "8m", "--session-ttl-ms", "30000", NULL);
+    mpb_client_t *c = th_connect(&b);
+    mpb_dict_t *d = NULL;
+    th_assert_ok(mpb_dict_open(c, "big", &d), c);
+    uint8_t *v = malloc(5 + BIG);
+    assert_non_null(v);
+    v[0] = 0xc6; /* bin 32 */
+    v[1] = (uint8_t)(BIG >> 24), v[2] = (uint8_t)(BIG >> 16), v[3] = (uint8_t)(BIG >> 8);
+    v[4] = (uint8_t)BIG;
+    memset(v + 5, 'x', BIG);
+    size_t kn;
+    const uint8_t *k = th_str("v", &kn);
+    th_assert_ok(mpb_dict_set(d, k, kn, v, 5 + BIG), c);
+    free(v);
+    mpb_dict_close(&d);
+    long rss0 = rss_kb(b.pid);
+
+    pid_t child = th_fork(non_reader, &b);
+    bool closed = false;
+    int64_t worst = 0;
+    for (int i = 0; i < 100 && !closed; i++) { /* up to about 20 s */
+        int64_t ms = real_client_ms(&b, i);
+        if (ms < 0) fail_msg("the other client was not served (round %d)", i);
+        if (ms > worst) worst = ms;
+        closed = log_has(&b, "past max-output");
+        usleep(200000);
+    }
+    long rss1 = rss_kb(b.pid);
+    print_message("non-reading client closed: %s; RSS %ld kB -> %ld kB; other client's slowest "
+                  "round trip %lld ms\n", closed ? "yes" : "no", rss0, rss1, (long long)worst);
+    assert_true(closed);
+    /* 200 MiB of replies asked for; held: max-output plus the socket buffers, plus slack */
+    assert_true(rss1 - rss0 < 64 * 1024);
+    /* its session lives on (for its TTL): this client's and the stopped one's */
+    assert_int_equal(th_info_int(c, "sessions"), 2);
+    kill(child, SIGKILL);
+    th_wait(child, 10);
+    mpb_close(&c);
+    th_broker_stop(&b);
+}
+
 /* ---- ipc:// ---- */
 
 static void test_ipc_unencrypted_beside_tcp(void **state) {
@@ -579,6 +661,7 @@ int main(void) {
         cmocka_unit_test(test_partial_frame_peers_bounded),
         cmocka_unit_test(test_served_during_greeting_flood),
         cmocka_unit_test(test_served_during_silent_flood_at_nofile_1024),
+        cmocka_unit_test(test_non_reading_client_disconnected),
         cmocka_unit_test(test_ipc_unencrypted_beside_tcp),
         cmocka_unit_test(test_last_still_serves),
     };
