@@ -6,7 +6,7 @@ PKGS="build-essential cmake pkg-config git
 libzmq3-dev libmsgpack-dev libssl-dev libcmocka-dev libjansson-dev libmicrohttpd-dev
 python3 python3-yaml python3-kubernetes yamllint
 podman runc debootstrap
-redis-server redis-tools python3-zmq python3-msgpack
+redis-server redis-tools python3-zmq python3-msgpack openssl
 podman-compose golang-github-containernetworking-plugin-dnsname"
 missing=""
 for p in $PKGS; do
