@@ -248,6 +248,10 @@ typedef struct peer {
     uint64_t out_bytes, out_checked; /* reply bytes sent since its session began; at the last
                                         look at what its TCP acknowledged */
     int64_t acked0;                  /* what its TCP had acknowledged then (-1: not TCP) */
+    int64_t acked_seen, acked_ms;    /* over max-output: acknowledged at the last look, and
+                                        since when that has not moved */
+    bool out_over;                   /* over max-output at the last look: the sweep looks */
+    bool out_cut;                    /* shut for it: its replies are dropped from now on */
     uint32_t nsess_opened; /* live sessions this connection opened: max-sessions-per-conn */
     struct peer *hnext; /* peer table chain */
 } peer_t;
@@ -448,11 +452,14 @@ void transport_sweep(transport_t *t, int64_t now);
 void transport_conn_seen(transport_t *t, int fd);
 /* Bytes of the TCP connection fd that its peer acknowledged (TCP_INFO), -1 if not TCP. */
 int64_t transport_acked(int fd);
-/* The output limit: sent bytes of fd since acked0 (transport_acked() then) that the peer has
- * not acknowledged; past max-output the connection is shut (its session is kept), logged
- * with who and counted. Returns true if it was. */
-bool transport_output_over(transport_t *t, int fd, uint64_t sent, int64_t acked0,
-                           const char *who);
+/* The output limit, for a connection that sent bytes since acked0 (transport_acked() when its
+ * session began): 0 when what its peer has not acknowledged is within max-output; 1 when it
+ * is over but the peer acknowledged something since the last look (*seen, *since_ms: what and
+ * when; a reading client catching up with a burst); 2 when it has been over with nothing
+ * acknowledged for a second, or is over twice max-output plus max-batch-reply: the connection
+ * is then shut (its session is kept), logged with who and counted. */
+int transport_output_check(transport_t *t, int fd, uint64_t sent, int64_t acked0,
+                           int64_t *seen, int64_t *since_ms, const char *who);
 extern uint64_t g_output_closed;
 /* The connection with descriptor fd (ZMQ_SRCFD of its message) has a session now, or not. */
 void transport_conn_session(transport_t *t, int fd, bool has);

@@ -179,8 +179,21 @@ static void plain(const uint8_t *rid, size_t ridlen, uint8_t type, mpb__buf_t *b
     mpb__buf_free(&b);
 }
 
+/* The output limit (transport.c): over it, the sweep keeps looking until the peer reads or
+ * its connection is shut. */
+static void output_check(peer_t *p) {
+    char who[2 * RID_MAX + 1];
+    peer_sample(p, who, sizeof who);
+    int rc = transport_output_check(S.tp, p->fd, p->out_bytes, p->acked0, &p->acked_seen,
+                                    &p->acked_ms, who);
+    p->out_over = rc == 1;
+    p->out_cut |= rc == 2;
+    if (rc != 1) p->acked_ms = 0;
+}
+
 /* Seals b (whose first MPB__HDR_LEN bytes are reserved for the header) and sends it. */
 static void seal_and_send(peer_t *p, uint8_t type, mpb__buf_t *b) {
+    if (p->out_cut) return; /* its connection is closing: libzmq would only queue them */
     mpb__frame_header(b->p, type, ++p->seq_out);
     uint8_t mac[MPB__MAC_LEN];
     if (mpb__mac_sign(p->tx, b->p, b->len, mac)) abort();
@@ -192,9 +205,7 @@ static void seal_and_send(peer_t *p, uint8_t type, mpb__buf_t *b) {
     p->out_bytes += b->len;
     if (g_limits.max_output && p->out_bytes - p->out_checked >= (256u << 10)) {
         p->out_checked = p->out_bytes;
-        char who[2 * RID_MAX + 1];
-        peer_sample(p, who, sizeof who);
-        transport_output_over(S.tp, p->fd, p->out_bytes, p->acked0, who);
+        output_check(p);
     }
 }
 
@@ -440,6 +451,8 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, in
     p->fd = fd;
     p->out_bytes = p->out_checked = 0;
     p->acked0 = transport_acked(fd);
+    p->acked_seen = p->acked_ms = 0;
+    p->out_over = false;
     transport_conn_session(S.tp, fd, true);
     s->last_seen_ms = now_ms();
     log_kv(LOG_DEBUG, resumed ? "session resumed" : "session opened", "session", LOG_UINT(s->id),
@@ -738,6 +751,8 @@ static void sweep(int64_t now) {
         }
     }
     transport_sweep(S.tp, now);
+    for (sess_t *s = S.sessions; s; s = s->next)
+        if (s->peer && s->peer->out_over) output_check(s->peer);
     for (sess_t *s = S.sessions, *next; s; s = next) {
         next = s->next;
         if (now - s->last_seen_ms > g_limits.session_ttl_ms) {

@@ -352,16 +352,26 @@ int64_t transport_acked(int fd) {
     return (int64_t)ti.tcpi_bytes_acked;
 }
 
-bool transport_output_over(transport_t *t, int fd, uint64_t sent, int64_t acked0,
-                           const char *who) {
+int transport_output_check(transport_t *t, int fd, uint64_t sent, int64_t acked0,
+                           int64_t *seen, int64_t *since_ms, const char *who) {
     if (!t || !g_limits.max_output || acked0 < 0 || fd < 0 || (size_t)fd >= t->nconns_cap)
-        return false;
+        return 0;
     conn_t *c = &t->conns[fd];
     int64_t acked = transport_acked(fd);
-    if (!c->open || c->shut || acked < 0) return false;
+    if (!c->open || c->shut || acked < 0) return 0;
     uint64_t got = (uint64_t)(acked - acked0);
     uint64_t unread = sent > got ? sent - got : 0;
-    if (unread <= g_limits.max_output) return false;
+    if (unread <= g_limits.max_output) return 0;
+    int64_t now = now_ms();
+    /* One request frame may ask for max-batch-reply at once: past twice max-output plus that,
+     * no reading client is catching up. */
+    bool hard = unread > 2 * g_limits.max_output + g_limits.max_batch_reply;
+    if (!hard && (acked != *seen || !*since_ms)) { /* still reading: catching up a burst */
+        *seen = acked;
+        *since_ms = now;
+        return 1;
+    }
+    if (!hard && now - *since_ms < 1000) return 1;
     c->shut = true;
     shutdown(fd, SHUT_RDWR);
     g_output_closed++;
@@ -370,7 +380,7 @@ bool transport_output_over(transport_t *t, int fd, uint64_t sent, int64_t acked0
     log_kv(LOG_WARN, "connection closed: its replies went unread past max-output", "peer", who,
            "addr", a, "unread", LOG_UINT(unread), "max_output", LOG_UINT(g_limits.max_output),
            NULL);
-    return true;
+    return 2;
 }
 
 /* ---- the monitor ---- */

@@ -17,7 +17,10 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <zmq.h>
 
 #include "rawclient.h"
 #include "th.h"
@@ -530,15 +533,38 @@ static int non_reader(int idx, void *arg) {
     size_t kl;
     const char *key = th_authkey(b, &kl);
     if (rc_open(&rc, NULL, b->endpoint) || rc_handshake(&rc, key, kl, 10000)) return 1;
+    /* 25 frames of 16 (each frame's replies within max-batch-reply 8m) */
     mpb__buf_t body = {0};
-    for (int i = 0; i < NGETS; i++) {
+    for (int i = 0; i < NGETS; i += 16) {
         mpb__buf_reset(&body);
-        rc_req(&body, (uint64_t)i + 1, MPB_OP_DICT_GET, "big", 3, 1);
-        mpb__w_cstr(&body, "v");
+        for (int j = i; j < i + 16; j++) {
+            rc_req(&body, (uint64_t)j + 1, MPB_OP_DICT_GET, "big", 3, 1);
+            mpb__w_cstr(&body, "v");
+        }
         if (body.oom || rc_send_req(&rc, body.p, body.len, NULL)) return 2;
     }
     mpb__buf_free(&body);
-    raise(SIGSTOP); /* reads nothing from now on; killed by the test */
+    /* The first reply shows the requests left (they went out together, ahead of it). */
+    zmq_pollitem_t it = {rc.sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 30000) != 1) return 3;
+    /* Reads nothing from now on; killed by the test. Stopped, it must not hold the test's
+     * output open (ctest waits for every holder). */
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    raise(SIGSTOP);
+    return 0;
+}
+
+static pid_t non_reader_pid;
+
+static int kill_non_reader(void **state) {
+    (void)state;
+    if (non_reader_pid > 0) {
+        kill(non_reader_pid, SIGKILL);
+        th_wait(non_reader_pid, 10);
+        non_reader_pid = 0;
+    }
     return 0;
 }
 
@@ -555,7 +581,8 @@ static bool log_has(const th_broker_t *b, const char *what) {
 static void test_non_reading_client_disconnected(void **state) {
     (void)state;
     th_broker_t b;
-    th_broker_start(&b, "--max-output", "8m", "--session-ttl-ms", "30000", NULL);
+    th_broker_start(&b, "--max-output", "8m", "--max-batch-reply", "8m", "--session-ttl-ms",
+                    "30000", NULL);
     mpb_client_t *c = th_connect(&b);
     mpb_dict_t *d = NULL;
     th_assert_ok(mpb_dict_open(c, "big", &d), c);
@@ -572,10 +599,16 @@ static void test_non_reading_client_disconnected(void **state) {
     mpb_dict_close(&d);
     long rss0 = rss_kb(b.pid);
 
-    pid_t child = th_fork(non_reader, &b);
+    pid_t child = non_reader_pid = th_fork(non_reader, &b);
+    /* It has sent its 400 requests when it stops itself. */
+    int st = 0;
+    int64_t end = th_now_ms() + 60000;
+    while (th_now_ms() < end && waitpid(child, &st, WNOHANG | WUNTRACED) == 0) usleep(20000);
+    if (!WIFSTOPPED(st)) fail_msg("the non-reading client did not get to send (status %d)", st);
     bool closed = false;
     int64_t worst = 0;
-    for (int i = 0; i < 100 && !closed; i++) { /* up to about 20 s */
+    end = th_now_ms() + 60000;
+    for (int i = 0; i < 1000 && !closed && th_now_ms() < end; i++) {
         int64_t ms = real_client_ms(&b, i);
         if (ms < 0) fail_msg("the other client was not served (round %d)", i);
         if (ms > worst) worst = ms;
@@ -586,12 +619,12 @@ static void test_non_reading_client_disconnected(void **state) {
     print_message("non-reading client closed: %s; RSS %ld kB -> %ld kB; other client's slowest "
                   "round trip %lld ms\n", closed ? "yes" : "no", rss0, rss1, (long long)worst);
     assert_true(closed);
-    /* 200 MiB of replies asked for; held: max-output plus the socket buffers, plus slack */
+    /* 200 MiB of replies asked for; held at most: twice max-output plus max-batch-reply
+     * (24 MiB), the socket buffers, and slack */
     assert_true(rss1 - rss0 < 64 * 1024);
     /* its session lives on (for its TTL): this client's and the stopped one's */
     assert_int_equal(th_info_int(c, "sessions"), 2);
-    kill(child, SIGKILL);
-    th_wait(child, 10);
+    kill_non_reader(NULL);
     mpb_close(&c);
     th_broker_stop(&b);
 }
@@ -661,7 +694,7 @@ int main(void) {
         cmocka_unit_test(test_partial_frame_peers_bounded),
         cmocka_unit_test(test_served_during_greeting_flood),
         cmocka_unit_test(test_served_during_silent_flood_at_nofile_1024),
-        cmocka_unit_test(test_non_reading_client_disconnected),
+        cmocka_unit_test_teardown(test_non_reading_client_disconnected, kill_non_reader),
         cmocka_unit_test(test_ipc_unencrypted_beside_tcp),
         cmocka_unit_test(test_last_still_serves),
     };
