@@ -46,6 +46,7 @@ typedef struct conn {
     bool proven; /* a message came through CURVE: it holds the key (never under NULL) */
     int prev, next; /* the unproven list, oldest first, by descriptor (-1: none) */
     uint8_t addr[16]; /* IPv6, or IPv4-mapped; all zero for ipc:// */
+    uint16_t port;    /* with addr, names the TCP connection: checked before a shutdown */
     int64_t since_ms; /* accept, or the end of its session */
 } conn_t;
 
@@ -187,17 +188,29 @@ static void addr_text(const uint8_t a[16], char *out, size_t n) {
     else inet_ntop(AF_INET6, a, out, (socklen_t)n);
 }
 
-static void peer_addr(int fd, uint8_t out[16]) {
+static void peer_addr(int fd, uint8_t out[16], uint16_t *port) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     memset(out, 0, 16);
+    *port = 0;
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) return;
     if (ss.ss_family == AF_INET) {
         out[10] = out[11] = 0xff;
         memcpy(out + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+        *port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     } else if (ss.ss_family == AF_INET6) {
         memcpy(out, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+        *port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
+}
+
+/* Whether fd is still the connection c recorded: a monitor event seen late (or one libzmq
+ * dropped) must not make us shut a newer connection that got the same descriptor number. */
+static bool same_conn(int fd, const conn_t *c) {
+    uint8_t a[16];
+    uint16_t port;
+    peer_addr(fd, a, &port);
+    return port == c->port && !memcmp(a, c->addr, 16);
 }
 
 /* ipc:// peers have no address (all zero): the socket file's permissions admit them. */
@@ -209,6 +222,7 @@ static bool is_local(const uint8_t a[16]) {
 static void shut(transport_t *t, int fd, conn_t *c, const char *why, uint64_t *counter) {
     if (c->shut) return;
     c->shut = true;
+    if (!same_conn(fd, c)) return; /* gone already: the table was late */
     shutdown(fd, SHUT_RDWR);
     (*counter)++;
     int64_t now = now_ms();
@@ -239,7 +253,7 @@ static void on_accepted(transport_t *t, int fd) {
     c->prev = c->next = -1;
     c->open = true;
     c->since_ms = now_ms();
-    peer_addr(fd, c->addr);
+    peer_addr(fd, c->addr, &c->port);
     t->nopen++;
     addr_count_t *a = addr_slot(t, c->addr, false);
     size_t from_addr = a ? a->n : 0;
@@ -373,6 +387,7 @@ int transport_output_check(transport_t *t, int fd, uint64_t sent, int64_t acked0
     }
     if (!hard && now - *since_ms < 1000) return 1;
     c->shut = true;
+    if (!same_conn(fd, c)) return 0;
     shutdown(fd, SHUT_RDWR);
     g_output_closed++;
     char a[INET6_ADDRSTRLEN];
@@ -521,6 +536,8 @@ transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, si
                                ZMQ_EVENT_ACCEPT_FAILED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) ||
         !(t->monitor = zmq_socket(zctx, ZMQ_PAIR)) ||
         zmq_setsockopt(t->monitor, ZMQ_LINGER, &zero, sizeof zero) ||
+        /* no limit on the events queued for us: a dropped close would leave a stale entry */
+        zmq_setsockopt(t->monitor, ZMQ_RCVHWM, &zero, sizeof zero) ||
         zmq_connect(t->monitor, "inproc://mpb.monitor")) {
         snprintf(err, errlen, "socket monitor: %s", zmq_strerror(zmq_errno()));
         goto fail;
