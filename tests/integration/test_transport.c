@@ -159,6 +159,23 @@ static int64_t real_client_ms(th_broker_t *b, int64_t v) {
     return rc == 0 && got == v ? th_now_ms() - t0 : -1;
 }
 
+/* Under AddressSanitizer, freed memory sits in its quarantine (256 MB) and would count as held
+ * in a broker's RSS: a broker started between these two frees at once (no effect on other
+ * builds). Returns the caller's ASAN_OPTIONS (NULL: none) for asan_restore(). */
+static char *asan_quarantine_off(void) {
+    char *was = getenv("ASAN_OPTIONS") ? strdup(getenv("ASAN_OPTIONS")) : NULL;
+    char opts[512];
+    snprintf(opts, sizeof opts, "%s%squarantine_size_mb=0", was ? was : "", was ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    return was;
+}
+
+static void asan_restore(char *was) {
+    if (was) setenv("ASAN_OPTIONS", was, 1);
+    else unsetenv("ASAN_OPTIONS");
+    free(was);
+}
+
 static void raise_own_nofile(void) {
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
@@ -392,18 +409,11 @@ static void test_wrong_key_refused_in_the_handshake(void **state) {
 static void test_partial_frame_peers_bounded(void **state) {
     (void)state;
     th_broker_t b;
-    /* Under AddressSanitizer, freed memory sits in its quarantine (256 MB) and would count as
-     * held: the broker of this test frees at once (no effect on other builds). */
-    char *asan0 = getenv("ASAN_OPTIONS") ? strdup(getenv("ASAN_OPTIONS")) : NULL;
-    char asan[512];
-    snprintf(asan, sizeof asan, "%s%squarantine_size_mb=0", asan0 ? asan0 : "", asan0 ? ":" : "");
-    setenv("ASAN_OPTIONS", asan, 1);
+    char *asan0 = asan_quarantine_off();
     /* max-frame 512k: the transport takes messages up to 512k + 64k = 589,824 bytes */
     th_broker_start(&b, "--max-frame", "512k", "--max-value", "64k", "--max-unauth-memory",
                     "8m", "--idle-ms", "60000", "--handshake-ms", "60000", NULL);
-    if (asan0) setenv("ASAN_OPTIONS", asan0, 1);
-    else unsetenv("ASAN_OPTIONS");
-    free(asan0);
+    asan_restore(asan0);
     raise_own_nofile();
     long rss0 = rss_kb(b.pid);
     const size_t decl = 524288 + 65536;
@@ -581,8 +591,10 @@ static bool log_has(const th_broker_t *b, const char *what) {
 static void test_non_reading_client_disconnected(void **state) {
     (void)state;
     th_broker_t b;
+    char *asan0 = asan_quarantine_off();
     th_broker_start(&b, "--max-output", "8m", "--max-batch-reply", "8m", "--session-ttl-ms",
                     "30000", NULL);
+    asan_restore(asan0);
     mpb_client_t *c = th_connect(&b);
     mpb_dict_t *d = NULL;
     th_assert_ok(mpb_dict_open(c, "big", &d), c);
