@@ -554,9 +554,10 @@ static int non_reader(int idx, void *arg) {
         if (body.oom || rc_send_req(&rc, body.p, body.len, NULL)) return 2;
     }
     mpb__buf_free(&body);
-    /* The first reply shows the requests left (they went out together, ahead of it). */
+    /* The first reply shows the requests left (they went out together, ahead of it); the
+     * broker may also have cut it off before this slow a reader saw one: 2 s is plenty. */
     zmq_pollitem_t it = {rc.sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&it, 1, 30000) != 1) return 3;
+    zmq_poll(&it, 1, 2000);
     /* Reads nothing from now on; killed by the test. Stopped, it must not hold the test's
      * output open (ctest waits for every holder). */
     int null = open("/dev/null", O_WRONLY);
