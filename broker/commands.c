@@ -400,10 +400,11 @@ static size_t heap_bytes(void) {
     return mi.uordblks + mi.hblkhd;
 }
 
-/* info -> {version, uptime_s, pid, clients, sessions, objects, objects_by_kind, memory} */
+/* info -> {version, uptime_s, pid, clients, sessions, objects, objects_by_kind, memory,
+ *          waiters, encryption, connections} */
 int cmd_info(req_t *r) {
     mpb__buf_t *b = reply_begin(r);
-    mpb__w_map(b, 12);
+    mpb__w_map(b, 14);
     mpb__w_cstr(b, "version");
     mpb__w_cstr(b, MPBROKER_VERSION);
     mpb__w_cstr(b, "uptime_s");
@@ -431,6 +432,10 @@ int cmd_info(req_t *r) {
     mpb__w_cstr(b, "refs");
     mpb__w_uint(b, anon_refs_total());
     persist_info(b);
+    mpb__w_cstr(b, "encryption");
+    mpb__w_cstr(b, transport_encryption(server_transport()));
+    mpb__w_cstr(b, "connections");
+    mpb__w_uint(b, transport_connections(server_transport()));
     return 0;
 }
 

@@ -96,10 +96,30 @@ void metrics_render(mpb__buf_t *b) {
     head(b, "mpb_replies_replayed_total", "counter",
          "Requests sent again after a cut, answered from the reply cache.");
     line(b, "mpb_replies_replayed_total %llu\n", (unsigned long long)g_replayed);
+    head(b, "mpb_sessions_refused_total", "counter",
+         "New sessions refused at max-sessions or max-sessions-per-conn.");
+    line(b, "mpb_sessions_refused_total %llu\n", (unsigned long long)g_sessions_refused);
+    head(b, "mpb_http_deadline_closed_total", "counter",
+         "HTTP connections closed for a request slower than its deadline.");
+    line(b, "mpb_http_deadline_closed_total %llu\n", (unsigned long long)g_http_deadline_closed);
     head(b, "mpb_blocked_waiters", "gauge", "Requests parked in the broker.");
     line(b, "mpb_blocked_waiters %zu\n", waiter_count());
     head(b, "mpb_auth_failures_total", "counter", "Handshakes refused for a wrong authkey.");
     line(b, "mpb_auth_failures_total %llu\n", (unsigned long long)g_auth_failures);
+    head(b, "mpb_connections", "gauge", "TCP and IPC connections open.");
+    line(b, "mpb_connections %zu\n", transport_connections(server_transport()));
+    head(b, "mpb_connections_closed_total", "counter",
+         "Connections the broker closed: over a limit at accept, or idle without a session.");
+    line(b, "mpb_connections_closed_total{reason=\"limit\"} %llu\n",
+         (unsigned long long)g_conn_refused);
+    line(b, "mpb_connections_closed_total{reason=\"idle\"} %llu\n",
+         (unsigned long long)g_conn_idle_closed);
+    head(b, "mpb_output_limit_closed_total", "counter",
+         "Connections closed because their replies went unread past max-output.");
+    line(b, "mpb_output_limit_closed_total %llu\n", (unsigned long long)g_output_closed);
+    head(b, "mpb_curve_refused_total", "counter",
+         "Encrypted handshakes refused: not under this authkey.");
+    line(b, "mpb_curve_refused_total %llu\n", (unsigned long long)g_curve_denied);
     head(b, "mpb_bad_frames_total", "counter", "Frames refused before any request was read.");
     line(b, "mpb_bad_frames_total %llu\n", (unsigned long long)g_bad_frames);
     head(b, "mpb_frames_total", "counter", "ZeroMQ messages by direction.");

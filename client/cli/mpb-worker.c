@@ -288,6 +288,7 @@ int main(int argc, char **argv) {
         log_kv(LOG_ERROR, "cannot load the authkey", "error", err, "pid", pid_s(), NULL);
         return 1;
     }
+    if (err[0]) log_kv(LOG_WARN, err, "pid", pid_s(), NULL);
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);

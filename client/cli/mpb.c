@@ -301,6 +301,7 @@ static int connect_broker(void) {
         else fprintf(stderr, "mpb: %s\n", err);
         return EXIT_FAIL;
     }
+    if (err[0]) fprintf(stderr, "mpb: warning: %s\n", err);
     mpb_options_t o;
     mpb_options_init(&o);
     o.connect_timeout_ms = opt.connect_timeout_ms;
@@ -316,7 +317,8 @@ static int connect_broker(void) {
 /* ---- commands ---- */
 
 static const char *const info_fields[] = {"version", "uptime_s", "pid", "clients", "sessions",
-                                          "objects", "memory", "anonymous", "refs", NULL};
+                                          "objects", "memory", "anonymous", "refs", "encryption",
+                                          NULL};
 
 static long long jint(const json_t *o, const char *key);
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -180,8 +181,8 @@ static void test_info_prints_lines(void **state) {
     (void)state;
     assert_int_equal(run("info", NULL), 0);
     if (R.err[0]) show("stderr not empty");
-    const char *want[] = {"version", "uptime_s", "pid",       "clients", "sessions",
-                          "objects", "memory",   "anonymous", "refs",    "persist"};
+    const char *want[] = {"version", "uptime_s", "pid",  "clients",    "sessions", "objects",
+                          "memory",  "anonymous", "refs", "encryption", "persist"};
     char *save, *line = strtok_r(R.out, "\n", &save);
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (!line) fail_msg("no line for %s", want[i]);
@@ -197,6 +198,8 @@ static void test_info_prints_lines(void **state) {
             assert_string_equal(v, ver);
         } else if (!strcmp(k, "persist")) {
             if (!strstr(line, "fsync everysec, log ")) fail_msg("persist line \"%s\"", line);
+        } else if (!strcmp(k, "encryption")) {
+            assert_string_equal(v, "curve"); /* the test broker listens on tcp:// */
         } else {
             char *end;
             long long n = strtoll(v, &end, 10);
@@ -493,6 +496,7 @@ static void test_wrong_authkey_exits_1(void **state) {
     assert_non_null(f);
     fputs("this is not the key\n", f);
     fclose(f);
+    assert_int_equal(chmod(path, 0600), 0); /* else the CLI warns that others can read it */
     EXPECT_ERR(1, "authentication failed", "-k", path, "info");
     EXPECT_ERR(1, "authentication failed", "--authkey-file", path, "get", "dict/u", "alice");
     EXPECT_JSON_ERR(1, "EAUTH", "authentication failed", "-k", path, "info");
@@ -500,7 +504,7 @@ static void test_wrong_authkey_exits_1(void **state) {
     setenv("MPB_AUTHKEY_FILE", path, 1);
     EXPECT_ERR(1, "authentication failed", "ping");
     unsetenv("MPB_AUTHKEY_FILE");
-    setenv("MPB_AUTHKEY", "also wrong", 1);
+    setenv("MPB_AUTHKEY", "also the wrong key", 1); /* 16 bytes or more: no warning */
     EXPECT_ERR(1, "authentication failed", "ping");
     /* The right key given as MPB_AUTHKEY itself works. */
     size_t kl;

@@ -395,7 +395,8 @@ def check_type(value, typ, path):
 
 MODELS = {("v1", "Service"): "V1Service", ("v1", "Secret"): "V1Secret",
           ("apps/v1", "StatefulSet"): "V1StatefulSet", ("apps/v1", "Deployment"): "V1Deployment",
-          ("v1", "ConfigMap"): "V1ConfigMap"}
+          ("v1", "ConfigMap"): "V1ConfigMap",
+          ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy"}
 
 
 def check_api(docs, label):
@@ -423,6 +424,49 @@ def env_of(c):
     return {e["name"]: e.get("value") for e in c.get("env", [])}
 
 
+def policy_admits(policy, from_labels, port, ports):
+    """Whether an Ingress NetworkPolicy admits a pod of this namespace with from_labels to the
+    container port (its name, and number in ports) of the pods it selects."""
+    for rule in policy["spec"].get("ingress", []):
+        rports = rule.get("ports")
+        if rports and not any(p.get("port") in (port, ports.get(port)) and
+                              p.get("protocol", "TCP") == "TCP" for p in rports):
+            continue
+        peers = rule.get("from")
+        if not peers:
+            return True
+        for peer in peers:
+            if "namespaceSelector" in peer or "ipBlock" in peer:
+                continue  # not a pod of this namespace by its labels
+            if matches(peer.get("podSelector", {}).get("matchLabels", {}), from_labels):
+                return True
+    return False
+
+
+def check_network_policy(policy, sts, dep, ports, label):
+    """The NetworkPolicy: it selects the broker's pods (and no worker's), restricts Ingress,
+    admits the workers and pods labelled mpbroker.io/client=true to the client port and
+    nobody else, and leaves the HTTP port open (probes, Prometheus)."""
+    spec = policy["spec"]
+    bl = sts["spec"]["template"]["metadata"].get("labels", {})
+    wl = dep["spec"]["template"]["metadata"].get("labels", {})
+    sel = spec.get("podSelector", {}).get("matchLabels", {})
+    check(matches(sel, bl), "%s: the NetworkPolicy selects the broker's pods: %s" % (label, sel))
+    check(not matches(sel, wl), "%s: the NetworkPolicy does not select the workers" % label)
+    check("Ingress" in spec.get("policyTypes", []), "%s: the NetworkPolicy restricts Ingress" %
+          label)
+    check(policy_admits(policy, wl, "mpb", ports),
+          "%s: the NetworkPolicy admits the workers to the client port" % label)
+    check(policy_admits(policy, {"mpbroker.io/client": "true", "app": "anything"}, "mpb", ports),
+          "%s: the NetworkPolicy admits pods labelled mpbroker.io/client=true" % label)
+    check(not policy_admits(policy, {"app": "anything"}, "mpb", ports),
+          "%s: the NetworkPolicy refuses unlabelled pods on the client port" % label)
+    check(not policy_admits(policy, {"mpbroker.io/client": "false"}, "mpb", ports),
+          "%s: the NetworkPolicy refuses mpbroker.io/client=false" % label)
+    check(policy_admits(policy, {"app": "prometheus"}, "http", ports),
+          "%s: the NetworkPolicy leaves the HTTP port open (probes, /metrics)" % label)
+
+
 def check_rendered(docs, label, hashed):
     by_kind = {}
     for d in docs:
@@ -433,7 +477,8 @@ def check_rendered(docs, label, hashed):
     names = [(d["kind"], d["metadata"]["name"]) for d in docs]
     check(len(names) == len(set(names)), "%s: no two objects share kind and name" % label)
     counts_ok = True
-    for kind, n in (("StatefulSet", 1), ("Deployment", 1), ("Secret", 1), ("Service", 2)):
+    for kind, n in (("StatefulSet", 1), ("Deployment", 1), ("Secret", 1), ("Service", 2),
+                    ("NetworkPolicy", 1)):
         counts_ok &= check(len(by_kind.get(kind, [])) == n, "%s: %d %s (got %d)" %
                            (label, n, kind, len(by_kind.get(kind, []))))
     if not counts_ok:
@@ -468,6 +513,7 @@ def check_rendered(docs, label, hashed):
     ports = {p.get("name"): p["containerPort"] for p in bc.get("ports", [])}
     check(set(ports) >= {"mpb", "http"}, "%s: broker ports named mpb and http: %s" %
           (label, ports))
+    check_network_policy(by_kind["NetworkPolicy"][0], sts, dep, ports, label)
     m = re.match(r"^tcp://[^:]+:(\d+)$", benv.get("MPB_LISTEN") or "")
     check(m and int(m.group(1)) == ports.get("mpb"), "%s: MPB_LISTEN %s on the mpb port %s" %
           (label, benv.get("MPB_LISTEN"), ports.get("mpb")))

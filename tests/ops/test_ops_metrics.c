@@ -352,9 +352,11 @@ static void test_metrics_count_what_was_done(void **state) {
     expect(m, "mpb_sessions", 1);
     expect(m, "mpb_clients", 1);
     free(m);
-    /* the client may see the broker's proof fail before the broker sees the client's */
-    m = scrape_until("mpb_auth_failures_total", auth0 + 1, 5000);
-    expect(m, "mpb_auth_failures_total", auth0 + 1);
+    /* Over tcp:// the wrong key fails the CURVE handshake, which libzmq retries (every
+     * 100 ms) until libmpb's connect timeout: each try is a refused handshake, counted. */
+    m = scrape();
+    double fails = th_metric(m, "mpb_auth_failures_total", -1);
+    if (fails < auth0 + 3) fail_msg("mpb_auth_failures_total is %g, want >= %g", fails, auth0 + 3);
     assert_true(th_metric(m, "mpb_memory_bytes", -1) >= 0); /* present (0 under ASan's malloc) */
     free(m);
 

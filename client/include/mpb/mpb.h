@@ -115,7 +115,15 @@ typedef struct mpb_options {
                                    one, each pause drawn between half and all of it (jitter);
                                    default 50 */
     int reconnect_delay_max_ms; /* the longest pause; default 2000 */
+    int encryption;           /* MPB_ENCRYPTION_AUTO (default), _ON or _OFF: see below */
 } mpb_options_t;
+
+/* mpb_options_t.encryption: whether the connection uses ZeroMQ CURVE, keyed by the authkey
+ * (nothing else to configure; PROTOCOL.md section 1). AUTO takes $MPB_ENCRYPTION ("on" or
+ * "off") if set, else CURVE on tcp:// and none on ipc://, as mpbrokerd does by default. It
+ * must match the broker's --encryption: a mismatch never finishes the ZeroMQ handshake, and
+ * mpb_connect() fails with MPB_ECONN after connect_timeout_ms, saying so. */
+enum { MPB_ENCRYPTION_AUTO = 0, MPB_ENCRYPTION_ON = 1, MPB_ENCRYPTION_OFF = 2 };
 
 /* Fills o with the defaults, o->size included. Start from it and change fields: a program
  * built against an older header then still gets the defaults of fields it does not know. */
@@ -123,8 +131,12 @@ MPB_EXPORT void mpb_options_init(mpb_options_t *o);
 
 /* Reads the authkey the way the tools do: the file named by path if path is non-NULL, else
  * the file in $MPB_AUTHKEY_FILE, else the bytes of $MPB_AUTHKEY. A trailing newline in a file
- * is dropped. On success *key is a new buffer (mpb_free() it) of *len bytes. Returns 0,
- * MPB_EINVAL (none configured, unreadable or empty; errbuf says which) or MPB_ENOMEM. */
+ * is dropped. As ssh does with key files, a file that group or others can write is refused,
+ * and one they can read is used with a warning, as is a key shorter than 16 bytes (guessable
+ * offline): on success errbuf holds the warnings ("" if none; show them to the operator). On
+ * success *key is a new buffer (wipe it, then mpb_free() it) of *len bytes. Returns 0,
+ * MPB_EINVAL (none configured, unreadable, empty or writable by others; errbuf says which) or
+ * MPB_ENOMEM. */
 MPB_EXPORT int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf,
                                 size_t errlen);
 
