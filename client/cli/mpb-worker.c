@@ -53,6 +53,8 @@ static void usage(FILE *f) {
             "  -k, --authkey-file P authkey (env MPB_AUTHKEY_FILE, or MPB_AUTHKEY itself)\n"
             "  --log-format FMT     logfmt or json (env MPB_LOG_FORMAT, default logfmt)\n"
             "  --log-level LEVEL    debug, info, warn or error (env MPB_LOG_LEVEL, default info)\n"
+            "  -h, --help           this text\n"
+            "  -V, --version        mpb-worker's version\n"
             "Logs go to stderr, one line per event, as mpbrokerd writes them.\n"
             "Stops cleanly on SIGTERM or SIGINT: running tasks finish and are reported.\n");
 }
@@ -172,11 +174,12 @@ int main(int argc, char **argv) {
         {"log-format", required_argument, 0, O_LFMT},
         {"log-level", required_argument, 0, O_LLEVEL},
         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     int ch;
     char *end;
-    while ((ch = getopt_long(argc, argv, "e:k:h", lopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "e:k:hV", lopts, NULL)) != -1) {
         switch (ch) {
         case O_LIB: opt.lib = optarg; break;
         case O_FN: opt.fns = optarg; break;
@@ -209,6 +212,7 @@ int main(int argc, char **argv) {
         case O_LFMT: lfmt = optarg, lfmt_from = "--log-format"; break;
         case O_LLEVEL: llevel = optarg, llevel_from = "--log-level"; break;
         case 'h': usage(stdout); return 0;
+        case 'V': printf("mpb-worker %s\n", MPBROKER_VERSION); return 0;
         default: usage(stderr); return 2;
         }
     }

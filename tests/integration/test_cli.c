@@ -291,8 +291,9 @@ static void test_key_json(void **state) {
     (void)state;
     EXPECT_OUT(0, "", "--key-json", "set", "dict/kj", "5", "\"five\"");
     EXPECT_OUT(0, "\"five\"\n", "--key-json", "get", "dict/kj", "5");
-    /* without --key-json, 5 is the string "5": another key */
-    EXPECT_ERR(3, "no key \"5\" in dict/kj", "get", "dict/kj", "5");
+    /* without --key-json, 5 is the string "5": another key, and the error names the integer */
+    EXPECT_ERR(3, "no string key \"5\" in dict/kj, but the integer key 5 exists", "get",
+               "dict/kj", "5");
     EXPECT_OUT(0, "", "--key-json", "set", "dict/kj", "[1,2]", "12");
     EXPECT_OUT(0, "12\n", "--key-json", "get", "dict/kj", "[1, 2]");
     /* a negative key reaches the command intact (options end at the command) */

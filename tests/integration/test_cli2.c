@@ -1,0 +1,458 @@
+/* test_cli2.c - the `mpb` commands and flags of the operator's courtesies against a real
+ * broker: --version, help, options after the command, the key hint, task-done and get --done,
+ * watch, pool --watch in a pipe, and what mpb does on a terminal (a get that says it waits, the
+ * prompt with its history), the last two through a pseudo-terminal (forkpty). Each case checks
+ * stdout, stderr and the exit status exactly. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "th.h"
+
+static th_broker_t B;
+static mpb_client_t *C;
+
+typedef struct {
+    int status;
+    char out[1 << 16], err[1 << 16];
+} run_t;
+static run_t R;
+
+/* Runs prog with argv (NULL-terminated); kill_ms > 0 stops it with SIGTERM after that long.
+ * pty: stdin and stdout are a pseudo-terminal fed with input (stderr goes there too, into
+ * R.out); otherwise pipes, stdin /dev/null. Returns the exit status, 128 + signal. */
+static int spawn(const char *const *argv, int kill_ms, bool pty, const char *input,
+                 const char *until) {
+    int po[2], pe[2], master = -1;
+    pid_t pid;
+    fflush(stdout);
+    fflush(stderr);
+    if (pty) {
+        pid = forkpty(&master, NULL, NULL, NULL);
+        if (pid == 0) {
+            execv(argv[0], (char **)argv);
+            _exit(127);
+        }
+        po[0] = master, pe[0] = -1;
+    } else {
+        if (pipe(po) || pipe(pe)) fail_msg("pipe: %s", strerror(errno));
+        pid = fork();
+        if (pid == 0) {
+            int nul = open("/dev/null", O_RDONLY);
+            dup2(nul, 0);
+            dup2(po[1], 1);
+            dup2(pe[1], 2);
+            execv(argv[0], (char **)argv);
+            _exit(127);
+        }
+        close(po[1]);
+        close(pe[1]);
+    }
+    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    size_t n[2] = {0, 0};
+    R.out[0] = R.err[0] = 0;
+    int64_t start = th_now_ms(), end = start + 20000;
+    bool fed = false, killed = false;
+    struct pollfd p[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
+    while ((p[0].fd >= 0 || p[1].fd >= 0) && th_now_ms() < end) {
+        if (kill_ms > 0 && !killed && th_now_ms() - start >= kill_ms) kill(pid, SIGTERM), killed = true;
+        /* input goes in once the program is up (or once "until" shows on the terminal) */
+        if (pty && input && !fed && (until ? strstr(R.out, until) != NULL : th_now_ms() - start > 300)) {
+            if (write(master, input, strlen(input)) < 0) fail_msg("write: %s", strerror(errno));
+            fed = true;
+        }
+        if (poll(p, 2, 50) < 0 && errno != EINTR) break;
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            char *buf = i ? R.err : R.out;
+            ssize_t k = read(p[i].fd, buf + n[i], sizeof R.out - 1 - n[i]);
+            if (k <= 0) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                continue;
+            }
+            n[i] += (size_t)k;
+            buf[n[i]] = 0;
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (p[i].fd >= 0) close(p[i].fd);
+    R.out[n[0]] = 0;
+    R.err[n[1]] = 0;
+    if (th_now_ms() >= end) kill(pid, SIGKILL);
+    R.status = th_wait(pid, 10);
+    return R.status;
+}
+
+static int vmpb(va_list ap, int kill_ms) {
+    const char *argv[64] = {th_mpb_cli};
+    int argc = 1;
+    for (const char *a = va_arg(ap, const char *); a && argc < 62; a = va_arg(ap, const char *))
+        argv[argc++] = a;
+    argv[argc] = NULL;
+    return spawn(argv, kill_ms, false, NULL, NULL);
+}
+
+/* mpb ARGS..., NULL: the exit status; R holds what it wrote */
+static int mpb(int dummy, ...) {
+    va_list ap;
+    va_start(ap, dummy);
+    int st = vmpb(ap, 0);
+    va_end(ap);
+    return st;
+}
+#define MPB(...) mpb(0, __VA_ARGS__, NULL)
+
+static void show(const char *why) {
+    fail_msg("%s\n  exit %d\n  stdout: \"%s\"\n  stderr: \"%s\"", why, R.status, R.out, R.err);
+}
+
+#define EXPECT_OUT(st, text, ...)                                                                  \
+    do {                                                                                           \
+        MPB(__VA_ARGS__);                                                                          \
+        if (R.status != (st)) show("wrong exit status");                                          \
+        if (strcmp(R.out, (text))) show(text);                                 \
+        if (R.err[0]) show("stderr not empty");                                                    \
+    } while (0)
+
+#define EXPECT_ERR(st, words, ...)                                                                 \
+    do {                                                                                           \
+        MPB(__VA_ARGS__);                                                                          \
+        if (R.status != (st)) show("wrong exit status");                                          \
+        if (R.out[0]) show("stdout not empty");                                                    \
+        if (strncmp(R.err, "mpb: ", 5) || !strstr(R.err, (words))) show("stderr lacks: " words);  \
+    } while (0)
+
+static const char *sibling(const char *name) {
+    static char path[1024];
+    snprintf(path, sizeof path, "%s", th_mpb_cli);
+    char *slash = strrchr(path, '/');
+    snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "%s", name);
+    return path;
+}
+
+/* ---- --version, help ---- */
+
+static void test_version(void **state) {
+    (void)state;
+    char want[200];
+    snprintf(want, sizeof want, "mpb %s (libmpb %s)\n", MPBROKER_VERSION, MPBROKER_VERSION);
+    EXPECT_OUT(0, want, "--version");
+    EXPECT_OUT(0, want, "-V");
+    const char *w[] = {sibling("mpb-worker"), "--version", NULL};
+    snprintf(want, sizeof want, "mpb-worker %s\n", MPBROKER_VERSION);
+    spawn(w, 0, false, NULL, NULL);
+    assert_int_equal(R.status, 0);
+    assert_string_equal(R.out, want);
+    const char *d[] = {MPBROKERD_PATH, "--version", NULL};
+    snprintf(want, sizeof want, "mpbrokerd %s\n", MPBROKER_VERSION);
+    spawn(d, 0, false, NULL, NULL);
+    assert_int_equal(R.status, 0);
+    assert_string_equal(R.out, want);
+}
+
+static void test_help(void **state) {
+    (void)state;
+    MPB("--help");
+    static char full[sizeof R.out];
+    memcpy(full, R.out, sizeof full);
+    assert_true(strstr(full, "usage: mpb [options] COMMAND") != NULL);
+    EXPECT_OUT(0, full, "help");
+    static const char *const cmds[] = {"info", "ls", "get", "set", "incr", "del", "append",
+                                       "put", "task-done", "clear", "wait", "lock", "pool",
+                                       "ping", "watch", "help", NULL};
+    for (int i = 0; cmds[i]; i++) {
+        char head[100];
+        static char one[sizeof R.out];
+        MPB("help", cmds[i]);
+        if (R.status) show("help COMMAND failed");
+        snprintf(head, sizeof head, "usage: mpb [options] %s", cmds[i]);
+        if (strncmp(R.out, head, strlen(head))) show(head);
+        memcpy(one, R.out, sizeof one);
+        /* COMMAND --help (and -h) is the same text, and needs no broker */
+        EXPECT_OUT(0, one, cmds[i], "--help", "-e", "tcp://127.0.0.1:1");
+        if (strcmp(cmds[i], "help")) EXPECT_OUT(0, one, cmds[i], "-h");
+    }
+    EXPECT_ERR(2, "help: no command 'nope'", "help", "nope");
+    EXPECT_ERR(2, "help takes at most one command", "help", "get", "put");
+    MPB("help", "--man");
+    assert_int_equal(R.status, 0);
+    assert_true(strstr(R.out, ".SH COMMANDS\n") && strstr(R.out, ".B task\\-done queue/NAME\n"));
+}
+
+/* ---- options after the command; usage errors exit 2 ---- */
+
+static void test_options_after_command(void **state) {
+    (void)state;
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(C, "opts", &d), 0);
+    assert_int_equal(mpb_dict_set(d, "\xa6--json", 7, "\x01", 1), 0);
+    EXPECT_OUT(0, "[{\"kind\":\"dict\",\"name\":\"opts\",\"size\":1}]\n", "ls", "dict/opts",
+               "--json");
+    EXPECT_OUT(0, "dict/opts\t1\n", "ls", "opts");
+    /* "--" ends them: the key is the text "--json" */
+    EXPECT_OUT(0, "1\n", "get", "dict/opts", "--", "--json");
+    MPB("get", "dict/opts", "nokey", "--json");
+    assert_int_equal(R.status, 3);
+    assert_true(strstr(R.out, "{\"error\":{\"code\":\"ENOKEY\"") == R.out);
+    /* an endpoint given after the command is the one used */
+    EXPECT_ERR(1, "connect", "ls", "-e", "tcp://127.0.0.1:1", "--connect-timeout", "0.3");
+    EXPECT_ERR(2, "--connect-timeout 'x' is not a number of seconds", "ls", "--connect-timeout",
+               "x");
+    EXPECT_ERR(2, "option '-e' needs a value", "ls", "-e");
+    mpb_dict_close(&d);
+}
+
+static void test_usage_errors_exit_2(void **state) {
+    (void)state;
+    EXPECT_ERR(2, "unknown command 'frob'", "frob");
+    EXPECT_ERR(2, "watch takes a COMMAND", "watch");
+    EXPECT_ERR(2, "-r '0' is not a count", "watch", "-r", "0", "ls");
+    EXPECT_ERR(2, "interval 'abc' is not", "watch", "-i", "abc", "ls");
+    EXPECT_ERR(2, "option '-i' needs a value", "watch", "-i");
+    EXPECT_ERR(2, "unknown option '-x'", "watch", "-x", "ls");
+    EXPECT_ERR(2, "'set' cannot be watched", "watch", "set", "dict/a", "b", "1");
+    EXPECT_ERR(2, "get queue/q would take an item", "watch", "get", "queue/q");
+    EXPECT_ERR(2, "task-done takes queue/NAME", "task-done");
+    EXPECT_ERR(2, "task-done works on queues, not 'dict'", "task-done", "dict/x");
+    EXPECT_ERR(2, "get --done works on queues", "get", "dict/x", "k", "--done");
+    /* no command, not on a terminal: the usage, exit 2 */
+    MPB("-e", "tcp://127.0.0.1:1");
+    if (R.status != 2 || !strstr(R.err, "usage: mpb")) show("no command: usage, exit 2");
+    const char *w[] = {sibling("mpb-worker"), "--bogus", NULL};
+    assert_int_equal(spawn(w, 0, false, NULL, NULL), 2);
+    /* the broker still serves */
+    EXPECT_OUT(0, "pong\n", "ping");
+}
+
+/* ---- keys as a newcomer types them ---- */
+
+static void test_key_hint(void **state) {
+    (void)state;
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(C, "hint", &d), 0);
+    assert_int_equal(mpb_dict_set(d, "\x05", 1, "\xa4" "five", 5), 0);    /* 5 */
+    assert_int_equal(mpb_dict_set(d, "\xc0", 1, "\xa4" "null", 5), 0);    /* null */
+    assert_int_equal(mpb_dict_set(d, "\x92\x01\x02", 3, "\x0c", 1), 0);   /* [1,2] */
+    EXPECT_ERR(3, "no string key \"5\" in dict/hint, but the integer key 5 exists: name it with "
+                  "--key-json (mpb --key-json get dict/hint '5')",
+               "get", "dict/hint", "5");
+    EXPECT_ERR(3, "the null key null exists", "get", "dict/hint", "null");
+    EXPECT_ERR(3, "the array key [1,2] exists", "get", "dict/hint", "[1,2]");
+    EXPECT_OUT(0, "\"five\"\n", "--key-json", "get", "dict/hint", "5");
+    /* no JSON form, or none stored: the plain message */
+    EXPECT_ERR(3, "get: no key 6 in dict/hint\n", "get", "dict/hint", "6");
+    MPB("get", "dict/hint", "abc");
+    if (R.status != 3 || strstr(R.err, "--key-json")) show("no hint for a plain missing string");
+    MPB("get", "dict/hint", "5", "--json");
+    assert_int_equal(R.status, 3);
+    assert_true(strstr(R.out, "\"code\":\"ENOKEY\"") && strstr(R.out, "integer key 5 exists"));
+    /* del gives the hint and deletes nothing */
+    EXPECT_ERR(3, "del: no string key \"5\"", "del", "dict/hint", "5");
+    void *v;
+    size_t vn;
+    assert_int_equal(mpb_dict_get(d, "\x05", 1, &v, &vn), 0);
+    mpb_free(v);
+    /* with the string "5" there too, it is the one a plain KEY names */
+    assert_int_equal(mpb_dict_set(d, "\xa1" "5", 2, "\xa6" "string", 7), 0);
+    EXPECT_OUT(0, "\"string\"\n", "get", "dict/hint", "5");
+    mpb_dict_close(&d);
+}
+
+/* ---- a JoinableQueue finished from the shell ---- */
+
+static int joiner(int idx, void *arg) {
+    (void)idx, (void)arg;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    if (mpb_queue_open(c, "jobs", 0, 1, &q)) return 10;
+    int rc = mpb_queue_join(q, 10000);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+    return rc ? 11 : 0;
+}
+
+static void test_task_done(void **state) {
+    (void)state;
+    mpb_queue_t *q;
+    assert_int_equal(mpb_queue_open(C, "jobs", 0, 1, &q), 0);
+    EXPECT_OUT(0, "", "put", "queue/jobs", "\"a\"");
+    EXPECT_OUT(0, "", "put", "queue/jobs", "\"b\"");
+    EXPECT_OUT(0, "\"a\"\n", "get", "queue/jobs", "--done");
+    EXPECT_OUT(0, "\"b\"\n", "get", "queue/jobs");
+    /* one item unfinished: join waits */
+    assert_int_equal(mpb_queue_join(q, 200), MPB_ETIMEDOUT);
+    pid_t pid = fork();
+    if (pid == 0) _exit(joiner(0, NULL));
+    usleep(200000);
+    EXPECT_OUT(0, "{\"ok\":true}\n", "task-done", "queue/jobs", "--json");
+    assert_int_equal(th_wait(pid, 10), 0);
+    assert_int_equal(mpb_queue_join(q, 0), 0);
+    /* nothing left to finish */
+    EXPECT_ERR(1, "task-done", "task-done", "queue/jobs");
+    EXPECT_ERR(3, "task-done: no object queue/nosuch", "task-done", "queue/nosuch");
+    mpb_queue_close(&q);
+}
+
+/* ---- watch ---- */
+
+static void test_watch(void **state) {
+    (void)state;
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(C, "w1", &d), 0);
+    assert_int_equal(mpb_dict_set(d, "\xa1k", 2, "\x07", 1), 0);
+    EXPECT_OUT(0, "dict/w1\t1\n\ndict/w1\t1\n\ndict/w1\t1\n", "watch", "-r", "3", "-i", "0.05",
+               "ls", "dict/w*");
+    EXPECT_OUT(0, "7\n\n7\n", "watch", "--interval", "0.05", "-r", "2", "get", "dict/w1", "k");
+    /* --json: one document a line */
+    MPB("watch", "-r", "3", "-i", "0.05", "--json", "info");
+    assert_int_equal(R.status, 0);
+    char *line = R.out;
+    int lines = 0;
+    for (char *nl; (nl = strchr(line, '\n')); line = nl + 1, lines++) {
+        *nl = 0;
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        if (!j || !json_is_integer(json_object_get(j, "pid"))) show("a line is not info's JSON");
+        json_decref(j);
+    }
+    assert_int_equal(lines, 3);
+    /* a failing round is told and the next one runs; the status is the last round's */
+    MPB("watch", "-r", "2", "-i", "0.05", "get", "dict/w1", "nokey");
+    assert_int_equal(R.status, 3);
+    assert_string_equal(R.out, "\n");
+    assert_string_equal(R.err, "mpb: get: no key \"nokey\" in dict/w1\n"
+                              "mpb: get: no key \"nokey\" in dict/w1\n");
+    /* it sees changes between rounds */
+    pid_t pid = fork();
+    if (pid == 0) {
+        mpb_client_t *c = th_connect(&B);
+        mpb_dict_t *x;
+        usleep(300000);
+        int rc = mpb_dict_open(c, "w1", &x) || mpb_dict_set(x, "\xa1k", 2, "\x08", 1);
+        mpb_dict_close(&x);
+        mpb_close(&c);
+        _exit(rc);
+    }
+    MPB("watch", "-r", "8", "-i", "0.1", "get", "dict/w1", "k");
+    assert_int_equal(th_wait(pid, 10), 0);
+    assert_int_equal(R.status, 0);
+    if (!strstr(R.out, "7\n") || !strstr(R.out, "8\n") || strchr(R.out, '\033'))
+        show("watch saw 7 then 8, without screen codes");
+    mpb_dict_close(&d);
+}
+
+static void test_pool_watch_in_a_pipe(void **state) {
+    (void)state;
+    const char *argv[] = {th_mpb_cli, "pool", "--watch", "--interval", "0.05", NULL};
+    spawn(argv, 600, false, NULL, NULL);
+    assert_int_equal(R.status, 128 + SIGTERM);
+    if (strchr(R.out, '\033')) show("screen codes in a pipe");
+    char *second = strstr(R.out, "WORKERS 0\n");
+    if (!second || !strstr(second + 1, "WORKERS 0\n")) show("two rounds of the table");
+}
+
+/* ---- on a terminal ---- */
+
+static void test_get_on_terminal_says_it_waits(void **state) {
+    (void)state;
+    const char *argv[] = {th_mpb_cli, "get", "queue/tty", NULL};
+    mpb_queue_t *q;
+    assert_int_equal(mpb_queue_open(C, "tty", 0, 0, &q), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* the item comes once mpb has said it waits */
+        mpb_client_t *c = th_connect(&B);
+        mpb_queue_t *x;
+        usleep(700000);
+        int rc = mpb_queue_open(c, "tty", 0, 0, &x) || mpb_queue_put(x, "\x2a", 1, 1000);
+        mpb_queue_close(&x);
+        mpb_close(&c);
+        _exit(rc);
+    }
+    spawn(argv, 0, true, NULL, NULL);
+    assert_int_equal(th_wait(pid, 10), 0);
+    assert_int_equal(R.status, 0);
+    assert_string_equal(R.out, "mpb: waiting for an item on queue/tty (Ctrl-C to stop; --timeout "
+                               "S bounds the wait)\r\n42\r\n");
+    /* an item already there: taken without a word */
+    assert_int_equal(mpb_queue_put(q, "\x2b", 1, 1000), 0);
+    spawn(argv, 0, true, NULL, NULL);
+    assert_int_equal(R.status, 0);
+    assert_string_equal(R.out, "43\r\n");
+    mpb_queue_close(&q);
+}
+
+static void test_prompt(void **state) {
+    (void)state;
+    char hist[400];
+    snprintf(hist, sizeof hist, "%s/history", B.dir);
+    setenv("MPB_HISTFILE", hist, 1);
+    const char *argv[] = {th_mpb_cli, NULL};
+    spawn(argv, 0, true,
+          "set dict/p k '\"two words\"'\nget dict/p k\nget dict/p k --json\nfrob\nls 'dict/p'\n"
+          "quit\n",
+          "> ");
+    if (R.status != 0) show("prompt exit status");
+    if (!strstr(R.out, "\r\n\"two words\"\r\n") || !strstr(R.out, "mpb: unknown command 'frob'") ||
+        !strstr(R.out, "dict/p\t1\r\n"))
+        show("prompt output");
+    FILE *f = fopen(hist, "r");
+    assert_non_null(f);
+    char buf[1000];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    if (!strstr(buf, "dict/p")) fail_msg("history: \"%s\"", buf);
+    /* the history is there next time: up arrow four times is "get dict/p k --json" */
+    spawn(argv, 0, true, "\033[A\033[A\033[A\033[A\nquit\n", "> ");
+    if (R.status != 0 || !strstr(R.out, "get dict/p k --json\r\n\"two words\"\r\n"))
+        show("history recalled");
+    /* Ctrl-D at once ends it with status 0 */
+    spawn(argv, 0, true, "\004", "> ");
+    assert_int_equal(R.status, 0);
+    unsetenv("MPB_HISTFILE");
+}
+
+static int setup(void **state) {
+    (void)state;
+    th_broker_start(&B, NULL);
+    setenv("MPB_ENDPOINT", B.endpoint, 1);
+    setenv("MPB_AUTHKEY_FILE", B.keyfile, 1);
+    unsetenv("MPB_AUTHKEY");
+    C = th_connect(&B);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    mpb_close(&C);
+    th_broker_stop(&B);
+    return 0;
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_options_after_command),
+        cmocka_unit_test(test_usage_errors_exit_2),
+        cmocka_unit_test(test_key_hint),
+        cmocka_unit_test(test_task_done),
+        cmocka_unit_test(test_watch),
+        cmocka_unit_test(test_pool_watch_in_a_pipe),
+        cmocka_unit_test(test_get_on_terminal_says_it_waits),
+        cmocka_unit_test(test_prompt),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
