@@ -58,6 +58,7 @@ static const command_t commands[] = {
     {MPB_OP_QUEUE_JOIN,      cmd_queue_join,      1,  KIND_QUEUE, CMD_WRITE           },
     {MPB_OP_QUEUE_EMPTY,     cmd_queue_empty,     0,  KIND_QUEUE, CMD_READ            },
     {MPB_OP_QUEUE_FULL,      cmd_queue_full,      0,  KIND_QUEUE, CMD_READ            },
+    {MPB_OP_QUEUE_PEEK,      cmd_queue_peek,      1,  KIND_QUEUE, CMD_READ            },
     {MPB_OP_LOCK_OPEN,       cmd_open,            0,  KIND_LOCK, CMD_WRITE            },
     {MPB_OP_LOCK_ACQUIRE,    cmd_lock_acquire,    2,  KIND_LOCK, CMD_WRITE            },
     {MPB_OP_LOCK_RELEASE,    cmd_lock_release,    1,  KIND_LOCK, CMD_WRITE            },

@@ -127,6 +127,15 @@ int cmd_queue_qsize(req_t *r) {
     return reply_uint(r, Q(r)->items.len);
 }
 
+/* queue.peek N -> [item, ...]: the first N items, oldest first, none taken (for looking from a
+ * shell); at most max_scan items and half a frame, but always one if there is one. */
+int cmd_queue_peek(req_t *r) {
+    uint64_t max;
+    if (arg_uint(r, "count", &max)) return -1;
+    reply_items(r, &Q(r)->items, 0, Q(r)->items.len, max);
+    return 0;
+}
+
 /* queue.empty -> bool */
 int cmd_queue_empty(req_t *r) {
     return reply_bool(r, Q(r)->items.len == 0);

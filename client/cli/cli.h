@@ -1,6 +1,6 @@
-/* cli.h - what mpb.c shares with the command files beside it (cmd_watch.c, help.c, repl.c):
- * the options, the connection, and the one way each reports errors and exits. Internal to
- * the mpb program; never installed. */
+/* cli.h - what mpb.c shares with the command files beside it (cmd_watch.c,
+ * help.c, repl.c): the options, the connection, and the one way each reports
+ * errors and exits. Internal to the mpb program; never installed. */
 #ifndef MPB_CLI_CLI_H
 #define MPB_CLI_CLI_H
 
@@ -34,7 +34,8 @@ typedef struct {
     const char *name;
 } objref_t;
 
-/* mpb.c: reporting. Each returns (or is followed by) the exit status for what it reports. */
+/* mpb.c: reporting. Each returns (or is followed by) the exit status for what
+ * it reports. */
 __attribute__((format(printf, 2, 3))) void report(const char *code, const char *fmt, ...);
 int fail(int rc, const char *what);
 __attribute__((format(printf, 1, 2))) int usage_error(const char *fmt, ...);
@@ -45,27 +46,32 @@ int parse_obj(const char *s, objref_t *o);
 int parse_key(const char *text, void **out, size_t *n);
 bool parse_seconds(const char *v, double *sec);
 
-/* mpb.c: runs one command by name on the open connection (argv[0] is the command). Returns
- * its exit status; a name that is not a command is a usage error. */
+/* mpb.c: runs one command by name on the open connection (argv[0] is the
+ * command). Returns its exit status; a name that is not a command is a usage
+ * error. */
 int cli_run(int argc, char **argv);
-/* mpb.c: one prompt line (argv[0] the command, help too), options after it included. */
+/* mpb.c: one prompt line (argv[0] the command, help too), options after it
+ * included. */
 int cli_exec(int argc, char **argv);
-/* mpb.c: connects as the options say, with heartbeats; 0 or the exit status of the failure. */
+/* mpb.c: connects as the options say, with heartbeats; 0 or the exit status of
+ * the failure. */
 int cli_connect(void);
 /* true if name is a command mpb knows */
 bool cli_is_command(const char *name);
 
 /* help.c: the usage texts, one per command, and the whole list. */
 void help_usage(FILE *f);
-/* Prints the help of one command to f; returns false if there is no such command. */
+/* Prints the help of one command to f; returns false if there is no such
+ * command. */
 bool help_command(FILE *f, const char *name);
 int cmd_help(int argc, char **argv);
 
 /* cmd_watch.c: mpb watch [--interval S] [-r N] [-i S] COMMAND ARGS... */
 int cmd_watch(int argc, char **argv);
 
-/* cmd_queue.c: mpb task-done queue/NAME */
+/* cmd_queue.c: mpb task-done queue/NAME, mpb peek queue/NAME [N] */
 int cmd_task_done(int argc, char **argv);
+int cmd_peek(int argc, char **argv);
 
 /* repl.c: the interactive prompt of `mpb` with no command on a terminal. */
 int repl_run(void);

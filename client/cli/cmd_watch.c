@@ -1,6 +1,7 @@
-/* cmd_watch.c - mpb watch [--interval S | -i S] [-r N] COMMAND [ARGS...]: a looking command run
- * again and again on one connection, as watch(1) and redis-cli's -r/-i. Only commands that
- * change nothing may be watched: info, ls, get (not of a queue: that takes items) and pool. */
+/* cmd_watch.c - mpb watch [--interval S | -i S] [-r N] COMMAND [ARGS...]: a
+ * looking command run again and again on one connection, as watch(1) and
+ * redis-cli's -r/-i. Only commands that change nothing may be watched: info,
+ * ls, get (not of a queue: that takes items), peek and pool. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,7 @@
 
 #include "cli.h"
 
-static const char *const watchable[] = {"info", "ls", "get", "pool", NULL};
+static const char *const watchable[] = {"info", "ls", "get", "peek", "pool", NULL};
 
 static void sleep_s(double s) {
     struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
@@ -41,12 +42,14 @@ int cmd_watch(int argc, char **argv) {
                 return usage_error("watch: -r '%s' is not a count of rounds (or -1: forever)", v);
         }
     }
-    if (i >= argc) return usage_error("watch takes a COMMAND to run (info, ls, get, pool)");
+    if (i >= argc) return usage_error("watch takes a COMMAND to run (info, ls, get, peek, pool)");
     char **cmd = argv + i;
     int n = argc - i;
     bool ok = false;
-    for (int k = 0; watchable[k]; k++) ok |= !strcmp(watchable[k], cmd[0]);
-    if (!ok) return usage_error("watch: '%s' cannot be watched (info, ls, get, pool)", cmd[0]);
+    for (int k = 0; watchable[k]; k++)
+        ok |= !strcmp(watchable[k], cmd[0]);
+    if (!ok)
+        return usage_error("watch: '%s' cannot be watched (info, ls, get, peek, pool)", cmd[0]);
     if (!strcmp(cmd[0], "get") && n > 1 && !strncmp(cmd[1], "queue/", 6))
         return usage_error("watch: get %s would take an item each round", cmd[1]);
     if (!strcmp(cmd[0], "pool") && n > 1)

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 
+/* clang-format off */
 static const struct {
     const char *name, *synopsis, *text;
 } entries[] = {
@@ -34,6 +35,9 @@ static const struct {
     {"task-done", "task-done queue/NAME",
      "One task_done() on a JoinableQueue: finishes an item taken with get, so join() can\n"
      "return. Exit 1 (EVALUE) when no item is unfinished.\n"},
+    {"peek", "peek queue/NAME [N]",
+     "The first N items of a queue (default 10), oldest first, one JSON value a line (with\n"
+     "--json, one array); nothing is taken. Exit 3 if there is no such queue.\n"},
     {"clear", "clear event/NAME", "Clears an event.\n"},
     {"wait", "wait event/NAME [--timeout S]",
      "Waits until the event is set; exit 75 if it is not within the timeout.\n"},
@@ -47,14 +51,15 @@ static const struct {
      "'-' reads the JSON from stdin.\n"},
     {"ping", "ping", "Checks the broker answers: prints pong.\n"},
     {"watch", "watch [--interval S | -i S] [-r N] COMMAND [ARGS...]",
-     "Runs COMMAND (info, ls, get, pool) every S seconds (default 1), N times (default: until\n"
-     "stopped; -r -1 too), as watch(1) and redis-cli -r -i do. On a terminal each round\n"
+     "Runs COMMAND (info, ls, get, peek, pool) every S seconds (default 1), N times (default\n"
+     "until stopped; -r -1 too), as watch(1) and redis-cli -r -i do. On a terminal each round\n"
      "redraws the screen under a header line; elsewhere rounds follow one another (with\n"
      "--json, one JSON document a line). A round that fails is reported and the next one\n"
      "runs; the exit status is the last round's. get queue/NAME is refused: watching must\n"
      "not take items.\n"},
     {"help", "help [COMMAND]", "The usage of mpb, or of one COMMAND (as mpb COMMAND --help).\n"},
 };
+/* clang-format on */
 
 
 

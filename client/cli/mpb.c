@@ -35,11 +35,12 @@ static void usage(FILE *f) {
             "commands:\n"
             "  info [OBJ]                    broker facts, or one object's (OBJ is kind/name)\n"
             "  ls [PATTERN]                  objects (glob on kind/name or name), with sizes\n"
-            "  help [COMMAND]                this text, or one command's (also: mpb COMMAND --help)\n"
+            "  help [COMMAND]                this text, or one command's (mpb COMMAND --help)\n"
             "  watch [-i S] [-r N] COMMAND [ARGS...]  COMMAND every S seconds (default 1), N times\n"
-            "                                (default until stopped); info, ls, get, pool\n"
+            "                                (default until stopped); info, ls, get, peek, pool\n"
             "  get queue/NAME --done         take an item and mark it done (JoinableQueue)\n"
             "  task-done queue/NAME          one task_done() on a JoinableQueue\n"
+            "  peek queue/NAME [N]           the first N items (default 10), none taken\n"
             "  get OBJ [KEY|INDEX]           a dict value, a list item, or the whole object\n"
             "  set dict/NAME KEY VALUE       set a dict key\n"
             "  set list/NAME INDEX VALUE     replace a list item\n"
@@ -1177,7 +1178,7 @@ static const struct {
     {"put", cmd_put},   {"clear", cmd_clear}, {"wait", cmd_wait}, {"lock", cmd_lock},
     {"pool", cmd_pool},
     /* in files of their own (cli.h) */
-    {"watch", cmd_watch}, {"task-done", cmd_task_done},
+    {"watch", cmd_watch}, {"task-done", cmd_task_done}, {"peek", cmd_peek},
 };
 
 bool cli_is_command(const char *name) {

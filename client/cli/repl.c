@@ -1,8 +1,9 @@
-/* repl.c - `mpb` with no command on a terminal: a prompt, as redis-cli's, reading command
- * lines with libedit (the last 1000 kept in $MPB_HISTFILE, default ~/.mpb_history;
- * MPB_HISTFILE="" keeps none) and running each on one connection. Words split as a shell splits them:
- * 'single' and "double" quotes, backslash escapes, so JSON values type as on the command
- * line: set dict/d k '{"a": 1}'. */
+/* repl.c - `mpb` with no command on a terminal: a prompt, as redis-cli's,
+ * reading command lines with libedit (the last 1000 kept in $MPB_HISTFILE,
+ * default ~/.mpb_history; MPB_HISTFILE="" keeps none) and running each on one
+ * connection. Words split as a shell splits them: 'single' and "double" quotes,
+ * backslash escapes, so JSON values type as on the command line: set dict/d k
+ * '{"a": 1}'. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,24 +13,30 @@
 
 #define MAX_WORDS 64
 
-/* Splits line into words in place (buf holds the unquoted text). Returns the number of words,
- * or -1 for an unterminated quote. */
+/* Splits line into words in place (buf holds the unquoted text). Returns the
+ * number of words, or -1 for an unterminated quote. */
 static int split(const char *line, char *buf, char **words) {
     int n = 0;
     const char *p = line;
     char *o = buf;
     for (;;) {
-        while (*p == ' ' || *p == '\t') p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
         if (!*p) return n;
         if (n == MAX_WORDS) return -2;
         words[n++] = o;
         char q = 0;
         for (; *p && (q || (*p != ' ' && *p != '\t')); p++) {
-            if (q == '\'' && *p == '\'') q = 0;
-            else if (q == '"' && *p == '"') q = 0;
-            else if (!q && (*p == '\'' || *p == '"')) q = *p;
-            else if (*p == '\\' && q != '\'' && p[1]) *o++ = *++p;
-            else *o++ = *p;
+            if (q == '\'' && *p == '\'')
+                q = 0;
+            else if (q == '"' && *p == '"')
+                q = 0;
+            else if (!q && (*p == '\'' || *p == '"'))
+                q = *p;
+            else if (*p == '\\' && q != '\'' && p[1])
+                *o++ = *++p;
+            else
+                *o++ = *p;
         }
         if (q) return -1;
         *o++ = 0;
@@ -41,8 +48,10 @@ int repl_run(void) {
     if (rc) return rc;
     const char *hist = getenv("MPB_HISTFILE");
     char path[4096] = "";
-    if (hist) snprintf(path, sizeof path, "%s", hist);
-    else if (getenv("HOME")) snprintf(path, sizeof path, "%s/.mpb_history", getenv("HOME"));
+    if (hist)
+        snprintf(path, sizeof path, "%s", hist);
+    else if (getenv("HOME"))
+        snprintf(path, sizeof path, "%s/.mpb_history", getenv("HOME"));
     using_history();
     stifle_history(1000);
     if (path[0]) read_history(path);
@@ -63,9 +72,12 @@ int repl_run(void) {
             free(line);
             break;
         }
-        if (n == -1) rc = usage_error("unterminated quote");
-        else if (n == -2) rc = usage_error("more than %d words", MAX_WORDS);
-        else if (n == -3) rc = fail(MPB_ENOMEM, "prompt");
+        if (n == -1)
+            rc = usage_error("unterminated quote");
+        else if (n == -2)
+            rc = usage_error("more than %d words", MAX_WORDS);
+        else if (n == -3)
+            rc = fail(MPB_ENOMEM, "prompt");
         else if (n > 0) {
             words[n] = NULL;
             rc = cli_exec(n, words);

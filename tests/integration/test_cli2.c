@@ -1,8 +1,9 @@
-/* test_cli2.c - the `mpb` commands and flags of the operator's courtesies against a real
- * broker: --version, help, options after the command, the key hint, task-done and get --done,
- * watch, pool --watch in a pipe, and what mpb does on a terminal (a get that says it waits, the
- * prompt with its history), the last two through a pseudo-terminal (forkpty). Each case checks
- * stdout, stderr and the exit status exactly. */
+/* test_cli2.c - the `mpb` commands and flags of the operator's courtesies
+ * against a real broker: --version, help, options after the command, the key
+ * hint, task-done and get --done, watch, pool --watch in a pipe, and what mpb
+ * does on a terminal (a get that says it waits, the prompt with its history),
+ * the last two through a pseudo-terminal (forkpty). Each case checks stdout,
+ * stderr and the exit status exactly. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -27,9 +29,10 @@ typedef struct {
 } run_t;
 static run_t R;
 
-/* Runs prog with argv (NULL-terminated); kill_ms > 0 stops it with SIGTERM after that long.
- * pty: stdin and stdout are a pseudo-terminal fed with input (stderr goes there too, into
- * R.out); otherwise pipes, stdin /dev/null. Returns the exit status, 128 + signal. */
+/* Runs prog with argv (NULL-terminated); kill_ms > 0 stops it with SIGTERM
+ * after that long. pty: stdin and stdout are a pseudo-terminal fed with input
+ * (stderr goes there too, into R.out); otherwise pipes, stdin /dev/null.
+ * Returns the exit status, 128 + signal. */
 static int spawn(const char *const *argv, int kill_ms, bool pty, const char *input,
                  const char *until) {
     int po[2], pe[2], master = -1;
@@ -62,11 +65,18 @@ static int spawn(const char *const *argv, int kill_ms, bool pty, const char *inp
     R.out[0] = R.err[0] = 0;
     int64_t start = th_now_ms(), end = start + 20000;
     bool fed = false, killed = false;
-    struct pollfd p[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
+    struct pollfd p[2] = {
+        {po[0], POLLIN, 0},
+        {pe[0], POLLIN, 0}
+    };
     while ((p[0].fd >= 0 || p[1].fd >= 0) && th_now_ms() < end) {
-        if (kill_ms > 0 && !killed && th_now_ms() - start >= kill_ms) kill(pid, SIGTERM), killed = true;
-        /* input goes in once the program is up (or once "until" shows on the terminal) */
-        if (pty && input && !fed && (until ? strstr(R.out, until) != NULL : th_now_ms() - start > 300)) {
+        if (kill_ms > 0 && !killed && th_now_ms() - start >= kill_ms)
+            kill(pid, SIGTERM), killed = true;
+        /* input goes in once "until" shows on the terminal and the line editor has
+         * turned off canonical mode (libedit flushes input typed before it does) */
+        struct termios tio;
+        if (pty && input && !fed && strstr(R.out, until) && !tcgetattr(master, &tio) &&
+            !(tio.c_lflag & ICANON)) {
             if (write(master, input, strlen(input)) < 0) fail_msg("write: %s", strerror(errno));
             fed = true;
         }
@@ -75,8 +85,9 @@ static int spawn(const char *const *argv, int kill_ms, bool pty, const char *inp
             if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             char *buf = i ? R.err : R.out;
             ssize_t k = read(p[i].fd, buf + n[i], sizeof R.out - 1 - n[i]);
-            if (k <= 0) {
-                close(p[i].fd);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) { /* closed after the wait: closing a pty master hangs up its
+                             child */
                 p[i].fd = -1;
                 continue;
             }
@@ -84,12 +95,12 @@ static int spawn(const char *const *argv, int kill_ms, bool pty, const char *inp
             buf[n[i]] = 0;
         }
     }
-    for (int i = 0; i < 2; i++)
-        if (p[i].fd >= 0) close(p[i].fd);
     R.out[n[0]] = 0;
     R.err[n[1]] = 0;
     if (th_now_ms() >= end) kill(pid, SIGKILL);
     R.status = th_wait(pid, 10);
+    close(po[0]);
+    if (pe[0] >= 0) close(pe[0]);
     return R.status;
 }
 
@@ -119,17 +130,17 @@ static void show(const char *why) {
 #define EXPECT_OUT(st, text, ...)                                                                  \
     do {                                                                                           \
         MPB(__VA_ARGS__);                                                                          \
-        if (R.status != (st)) show("wrong exit status");                                          \
-        if (strcmp(R.out, (text))) show(text);                                 \
+        if (R.status != (st)) show("wrong exit status");                                           \
+        if (strcmp(R.out, (text))) show(text);                                                     \
         if (R.err[0]) show("stderr not empty");                                                    \
     } while (0)
 
 #define EXPECT_ERR(st, words, ...)                                                                 \
     do {                                                                                           \
         MPB(__VA_ARGS__);                                                                          \
-        if (R.status != (st)) show("wrong exit status");                                          \
+        if (R.status != (st)) show("wrong exit status");                                           \
         if (R.out[0]) show("stdout not empty");                                                    \
-        if (strncmp(R.err, "mpb: ", 5) || !strstr(R.err, (words))) show("stderr lacks: " words);  \
+        if (strncmp(R.err, "mpb: ", 5) || !strstr(R.err, (words))) show("stderr lacks: " words);   \
     } while (0)
 
 static const char *sibling(const char *name) {
@@ -167,9 +178,9 @@ static void test_help(void **state) {
     memcpy(full, R.out, sizeof full);
     assert_true(strstr(full, "usage: mpb [options] COMMAND") != NULL);
     EXPECT_OUT(0, full, "help");
-    static const char *const cmds[] = {"info", "ls", "get", "set", "incr", "del", "append",
-                                       "put", "task-done", "clear", "wait", "lock", "pool",
-                                       "ping", "watch", "help", NULL};
+    static const char *const cmds[] = {"info",   "ls",   "get",       "set",   "incr",  "del",
+                                       "append", "put",  "task-done", "peek",  "clear", "wait",
+                                       "lock",   "pool", "ping",      "watch", "help",  NULL};
     for (int i = 0; cmds[i]; i++) {
         char head[100];
         static char one[sizeof R.out];
@@ -240,11 +251,21 @@ static void test_key_hint(void **state) {
     (void)state;
     mpb_dict_t *d;
     assert_int_equal(mpb_dict_open(C, "hint", &d), 0);
-    assert_int_equal(mpb_dict_set(d, "\x05", 1, "\xa4" "five", 5), 0);    /* 5 */
-    assert_int_equal(mpb_dict_set(d, "\xc0", 1, "\xa4" "null", 5), 0);    /* null */
-    assert_int_equal(mpb_dict_set(d, "\x92\x01\x02", 3, "\x0c", 1), 0);   /* [1,2] */
-    EXPECT_ERR(3, "no string key \"5\" in dict/hint, but the integer key 5 exists: name it with "
-                  "--key-json (mpb --key-json get dict/hint '5')",
+    assert_int_equal(mpb_dict_set(d, "\x05", 1,
+                                  "\xa4"
+                                  "five",
+                                  5),
+                     0); /* 5 */
+    assert_int_equal(mpb_dict_set(d, "\xc0", 1,
+                                  "\xa4"
+                                  "null",
+                                  5),
+                     0);                                                /* null */
+    assert_int_equal(mpb_dict_set(d, "\x92\x01\x02", 3, "\x0c", 1), 0); /* [1,2] */
+    EXPECT_ERR(3,
+               "no string key \"5\" in dict/hint, but the integer key 5 exists: "
+               "name it with "
+               "--key-json (mpb --key-json get dict/hint '5')",
                "get", "dict/hint", "5");
     EXPECT_ERR(3, "the null key null exists", "get", "dict/hint", "null");
     EXPECT_ERR(3, "the array key [1,2] exists", "get", "dict/hint", "[1,2]");
@@ -263,7 +284,14 @@ static void test_key_hint(void **state) {
     assert_int_equal(mpb_dict_get(d, "\x05", 1, &v, &vn), 0);
     mpb_free(v);
     /* with the string "5" there too, it is the one a plain KEY names */
-    assert_int_equal(mpb_dict_set(d, "\xa1" "5", 2, "\xa6" "string", 7), 0);
+    assert_int_equal(mpb_dict_set(d,
+                                  "\xa1"
+                                  "5",
+                                  2,
+                                  "\xa6"
+                                  "string",
+                                  7),
+                     0);
     EXPECT_OUT(0, "\"string\"\n", "get", "dict/hint", "5");
     mpb_dict_close(&d);
 }
@@ -303,6 +331,43 @@ static void test_task_done(void **state) {
     mpb_queue_close(&q);
 }
 
+/* ---- looking at a queue takes nothing ---- */
+
+static void test_peek(void **state) {
+    (void)state;
+    mpb_queue_t *q;
+    assert_int_equal(mpb_queue_open(C, "pk", 0, 0, &q), 0);
+    EXPECT_OUT(0, "", "peek", "queue/pk");
+    for (uint8_t i = 1; i <= 3; i++)
+        assert_int_equal(mpb_queue_put(q, &i, 1, 1000), 0);
+    EXPECT_OUT(0, "1\n2\n3\n", "peek", "queue/pk");
+    EXPECT_OUT(0, "1\n2\n", "peek", "queue/pk", "2");
+    EXPECT_OUT(0, "[1,2,3]\n", "peek", "queue/pk", "--json");
+    EXPECT_OUT(0, "1\n\n1\n", "watch", "-r", "2", "-i", "0.05", "peek", "queue/pk", "1");
+    uint64_t n;
+    assert_int_equal(mpb_queue_qsize(q, &n), 0);
+    assert_int_equal(n, 3);
+    EXPECT_OUT(0, "1\n", "get", "queue/pk");
+    EXPECT_OUT(0, "2\n3\n", "peek", "queue/pk", "100");
+    /* no such queue: exit 3, and none is made by looking */
+    EXPECT_ERR(3, "peek: no object queue/nope", "peek", "queue/nope");
+    EXPECT_OUT(0, "", "ls", "queue/nope");
+    EXPECT_ERR(2, "peek works on queues, not 'dict'", "peek", "dict/pk");
+    EXPECT_ERR(2, "peek: N '0' is not 1..1000000", "peek", "queue/pk", "0");
+    EXPECT_ERR(2, "peek takes queue/NAME [N]", "peek");
+    /* the op refuses a count that is not one, or none (arity); the broker serves
+     * on */
+    void *res = NULL;
+    size_t rn;
+    assert_int_equal(mpb_call(C, 72, "pk", "\x91\xa1x", 3, 0, &res, &rn), MPB_ETYPE);
+    assert_string_equal(mpb_errmsg(C), "count must be a non-negative integer");
+    assert_int_equal(mpb_call(C, 72, "pk", "\x90", 1, 0, &res, &rn), MPB_EPROTO);
+    assert_int_equal(mpb_call(C, 72, "pk", "\x91\x00", 2, 0, &res, &rn), 0);
+    assert_memory_equal(res, "\x92\x02\x03", 3);
+    mpb_free(res);
+    mpb_queue_close(&q);
+}
+
 /* ---- watch ---- */
 
 static void test_watch(void **state) {
@@ -326,12 +391,13 @@ static void test_watch(void **state) {
         json_decref(j);
     }
     assert_int_equal(lines, 3);
-    /* a failing round is told and the next one runs; the status is the last round's */
+    /* a failing round is told and the next one runs; the status is the last
+     * round's */
     MPB("watch", "-r", "2", "-i", "0.05", "get", "dict/w1", "nokey");
     assert_int_equal(R.status, 3);
     assert_string_equal(R.out, "\n");
     assert_string_equal(R.err, "mpb: get: no key \"nokey\" in dict/w1\n"
-                              "mpb: get: no key \"nokey\" in dict/w1\n");
+                               "mpb: get: no key \"nokey\" in dict/w1\n");
     /* it sees changes between rounds */
     pid_t pid = fork();
     if (pid == 0) {
@@ -399,7 +465,8 @@ static void test_prompt(void **state) {
     setenv("MPB_HISTFILE", hist, 1);
     const char *argv[] = {th_mpb_cli, NULL};
     spawn(argv, 0, true,
-          "set dict/p k '\"two words\"'\nget dict/p k\nget dict/p k --json\nfrob\nls 'dict/p'\n"
+          "set dict/p k '\"two words\"'\nget dict/p k\nget dict/p k "
+          "--json\nfrob\nls 'dict/p'\n"
           "quit\n",
           "> ");
     if (R.status != 0) show("prompt exit status");
@@ -413,7 +480,8 @@ static void test_prompt(void **state) {
     buf[n] = 0;
     fclose(f);
     if (!strstr(buf, "dict/p")) fail_msg("history: \"%s\"", buf);
-    /* the history is there next time: up arrow four times is "get dict/p k --json" */
+    /* the history is there next time: up arrow four times is "get dict/p k
+     * --json" */
     spawn(argv, 0, true, "\033[A\033[A\033[A\033[A\nquit\n", "> ");
     if (R.status != 0 || !strstr(R.out, "get dict/p k --json\r\n\"two words\"\r\n"))
         show("history recalled");
@@ -449,6 +517,7 @@ int main(void) {
         cmocka_unit_test(test_usage_errors_exit_2),
         cmocka_unit_test(test_key_hint),
         cmocka_unit_test(test_task_done),
+        cmocka_unit_test(test_peek),
         cmocka_unit_test(test_watch),
         cmocka_unit_test(test_pool_watch_in_a_pipe),
         cmocka_unit_test(test_get_on_terminal_says_it_waits),
