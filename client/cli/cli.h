@@ -73,6 +73,12 @@ int cmd_watch(int argc, char **argv);
 int cmd_task_done(int argc, char **argv);
 int cmd_peek(int argc, char **argv);
 
+/* pool_wait.c: submits fn(*args) and waits up to timeout for the result (*res, mpb_free() it);
+ * after a second with no worker serving fn, fails unless wait. Returns 0 or the exit status,
+ * reported. */
+int pool_apply_wait(mpb_pool_t *p, const char *fn, const void *args, size_t alen, int timeout,
+                    bool wait, void **res, size_t *rlen);
+
 /* repl.c: the interactive prompt of `mpb` with no command on a terminal. */
 int repl_run(void);
 

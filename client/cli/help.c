@@ -45,10 +45,11 @@ static const struct {
      "Runs COMMAND holding the lock, as flock(1) does, and exits with its status (127 if it\n"
      "cannot be run; 75, or N, if the lock was not had in time).\n"},
     {"pool", "pool [--watch [--interval S]] | pool map FN JSON_ARRAY [--chunksize N]\n"
-             "    [--timeout S] | pool apply FN JSON_VALUE | pool apply FN --args JSON_ARRAY",
+             "    [--timeout S] | pool apply FN JSON_VALUE|--args JSON_ARRAY [--timeout S] [--wait]",
      "Shows workers, functions and running maps (--watch redraws them every S seconds,\n"
      "clearing the screen only when stdout is a terminal), or runs FN on the workers.\n"
-     "'-' reads the JSON from stdin.\n"},
+     "'-' reads the JSON from stdin. apply fails (exit 1, ENOWORKER) when after a second no\n"
+     "worker serves FN, unless --wait: then it says so and keeps waiting.\n"},
     {"ping", "ping", "Checks the broker answers: prints pong.\n"},
     {"watch", "watch [--interval S | -i S] [-r N] COMMAND [ARGS...]",
      "Runs COMMAND (info, ls, get, peek, pool) every S seconds (default 1), N times (default\n"

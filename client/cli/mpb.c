@@ -59,7 +59,9 @@ static void usage(FILE *f) {
             "  pool map FN JSON_ARRAY [--chunksize N] [--timeout S]   FN over every item\n"
             "                                ('-' for JSON from stdin, here and in apply);\n"
             "                                prints the results as a JSON array\n"
-            "  pool apply FN JSON_VALUE [--timeout S]  FN(JSON_VALUE) on some worker\n"
+            "  pool apply FN JSON_VALUE [--timeout S] [--wait]  FN(JSON_VALUE) on some worker;\n"
+            "                                after 1 s with no worker serving FN it fails\n"
+            "                                (exit 1), unless --wait says to keep waiting\n"
             "  pool apply FN --args JSON_ARRAY [--timeout S]  FN(*JSON_ARRAY)\n"
             "  ping                          check the broker answers\n"
             "\n"
@@ -1128,6 +1130,7 @@ static int pool_map(int argc, char **argv) {
 static int pool_apply(int argc, char **argv) {
     int rc, timeout = MPB_FOREVER;
     if ((rc = take_timeout(&argc, argv, &timeout))) return rc;
+    bool wait = take_flag(&argc, argv, "--wait");
     bool star = argc == 3 && !strcmp(argv[1], "--args");
     if (argc != 2 && !star)
         return usage_error("pool apply takes FN JSON_VALUE, or FN --args JSON_ARRAY");
@@ -1150,12 +1153,15 @@ static int pool_apply(int argc, char **argv) {
     mpb_pool_t *p;
     void *res = NULL;
     size_t rl = 0;
-    if (!(rc = mpb_pool_open(cli, &p))) rc = mpb_pool_apply(p, argv[0], args, an, timeout, &res, &rl);
+    if ((rc = mpb_pool_open(cli, &p))) {
+        free(args);
+        return fail(rc, "pool apply");
+    }
+    rc = pool_apply_wait(p, argv[0], args, an, timeout, wait, &res, &rl);
     free(args);
     if (rc) {
-        int out = fail(rc, "pool apply");
         mpb_pool_free(&p);
-        return out;
+        return rc;
     }
     mpb_pool_free(&p);
     rc = print_value(res, rl);

@@ -427,6 +427,46 @@ static void test_pool_watch_in_a_pipe(void **state) {
     if (!second || !strstr(second + 1, "WORKERS 0\n")) show("two rounds of the table");
 }
 
+/* ---- pool apply with no worker for the function ---- */
+
+static void test_pool_apply_no_worker(void **state) {
+    (void)state;
+    int64_t t0 = th_now_ms();
+    EXPECT_ERR(1, "pool apply: no worker serves 'square' (mpb pool lists the workers; --wait",
+               "pool", "apply", "square", "7");
+    int64_t took = th_now_ms() - t0;
+    if (took < 900 || took > 10000)
+        fail_msg("told after %lld ms, not about a second", (long long)took);
+    MPB("--json", "pool", "apply", "square", "7");
+    assert_int_equal(R.status, 1);
+    assert_true(strstr(R.out, "{\"error\":{\"code\":\"ENOWORKER\"") == R.out);
+    /* --wait: said once, then the wait goes on to its bound */
+    MPB("pool", "apply", "square", "7", "--wait", "--timeout", "1.5");
+    assert_int_equal(R.status, 75);
+    assert_string_equal(R.out, "");
+    assert_true(strstr(R.err, "mpb: pool apply: no worker serves 'square' yet; waiting\n") ==
+                R.err);
+    assert_non_null(strstr(R.err, "pool apply: timed out after 1500 ms"));
+    /* --wait, and a worker comes: the result */
+    const char *wargv[] = {sibling("mpb-worker"), "--lib", MPB_DEMO_LIB, "--fn", "square", NULL};
+    fflush(stdout);
+    fflush(stderr);
+    pid_t w = fork();
+    if (w == 0) {
+        usleep(1800000);
+        int nul = open("/dev/null", O_WRONLY);
+        dup2(nul, 2);
+        execv(wargv[0], (char **)wargv);
+        _exit(127);
+    }
+    MPB("pool", "apply", "square", "7", "--wait", "--timeout", "30");
+    kill(w, SIGTERM);
+    assert_int_equal(th_wait(w, 10), 0);
+    if (R.status != 0 || strcmp(R.out, "49\n") || !strstr(R.err, "yet; waiting"))
+        show("--wait got the result of a worker started later");
+    EXPECT_ERR(2, "pool apply takes FN JSON_VALUE", "pool", "apply", "square", "--wait");
+}
+
 /* ---- on a terminal ---- */
 
 static void test_get_on_terminal_says_it_waits(void **state) {
@@ -520,6 +560,7 @@ int main(void) {
         cmocka_unit_test(test_peek),
         cmocka_unit_test(test_watch),
         cmocka_unit_test(test_pool_watch_in_a_pipe),
+        cmocka_unit_test(test_pool_apply_no_worker),
         cmocka_unit_test(test_get_on_terminal_says_it_waits),
         cmocka_unit_test(test_prompt),
     };
