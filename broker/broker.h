@@ -525,6 +525,9 @@ int cmd_queue_put(req_t *r);
 int cmd_queue_get(req_t *r);
 int cmd_queue_qsize(req_t *r);
 int cmd_queue_peek(req_t *r);
+/* clients.c */
+int cmd_clients(req_t *r);
+int cmd_session_kill(req_t *r);
 void reply_items(req_t *r, const deque_t *d, size_t lo, size_t hi, uint64_t max);
 int cmd_queue_task_done(req_t *r);
 int cmd_queue_join(req_t *r);

@@ -69,6 +69,10 @@ int cmd_help(int argc, char **argv);
 /* cmd_watch.c: mpb watch [--interval S] [-r N] [-i S] COMMAND ARGS... */
 int cmd_watch(int argc, char **argv);
 
+/* cmd_clients.c: mpb clients, mpb kill SESSION */
+int cmd_clients(int argc, char **argv);
+int cmd_kill(int argc, char **argv);
+
 /* cmd_queue.c: mpb task-done queue/NAME, mpb peek queue/NAME [N] */
 int cmd_task_done(int argc, char **argv);
 int cmd_peek(int argc, char **argv);

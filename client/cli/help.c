@@ -38,6 +38,16 @@ static const struct {
     {"peek", "peek queue/NAME [N]",
      "The first N items of a queue (default 10), oldest first, one JSON value a line (with\n"
      "--json, one array); nothing is taken. Exit 3 if there is no such queue.\n"},
+    {"clients", "clients",
+     "The sessions the broker serves, newest first: SESSION, HOST, PID, NAME (the client's\n"
+     "name), CONNECTED, AGE and IDLE in seconds, HOLDS (locks, and semaphore units as\n"
+     "OBJ:N) and WAITS (parked calls as OBJ(op)); mpb's own session is listed too. --json:\n"
+     "the broker's array of {session, host, pid, name, connected, age_ms, idle_ms, holds,\n"
+     "waits}.\n"},
+    {"kill", "kill SESSION",
+     "Ends the session as its expiry would: its locks are released (the next owner gets a\n"
+     "larger fencing token), its parked calls answered, its references dropped. Exit 3 if\n"
+     "there is no such session (ENOSESSION); a session cannot kill itself.\n"},
     {"clear", "clear event/NAME", "Clears an event.\n"},
     {"wait", "wait event/NAME [--timeout S]",
      "Waits until the event is set; exit 75 if it is not within the timeout.\n"},
@@ -52,8 +62,8 @@ static const struct {
      "worker serves FN, unless --wait: then it says so and keeps waiting.\n"},
     {"ping", "ping", "Checks the broker answers: prints pong.\n"},
     {"watch", "watch [--interval S | -i S] [-r N] COMMAND [ARGS...]",
-     "Runs COMMAND (info, ls, get, peek, pool) every S seconds (default 1), N times (default\n"
-     "until stopped; -r -1 too), as watch(1) and redis-cli -r -i do. On a terminal each round\n"
+     "Runs COMMAND (info, ls, get, peek, clients, pool) every S seconds (default 1), N\n"
+     "times (default until stopped; -r -1 too), as watch(1) and redis-cli -r -i do. On a terminal each round\n"
      "redraws the screen under a header line; elsewhere rounds follow one another (with\n"
      "--json, one JSON document a line). A round that fails is reported and the next one\n"
      "runs; the exit status is the last round's. get queue/NAME is refused: watching must\n"

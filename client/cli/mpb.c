@@ -37,10 +37,13 @@ static void usage(FILE *f) {
             "  ls [PATTERN]                  objects (glob on kind/name or name), with sizes\n"
             "  help [COMMAND]                this text, or one command's (mpb COMMAND --help)\n"
             "  watch [-i S] [-r N] COMMAND [ARGS...]  COMMAND every S seconds (default 1), N times\n"
-            "                                (default until stopped); info, ls, get, peek, pool\n"
+            "                                (default until stopped); info, ls, get, peek, clients,\n"
+            "                                pool\n"
             "  get queue/NAME --done         take an item and mark it done (JoinableQueue)\n"
             "  task-done queue/NAME          one task_done() on a JoinableQueue\n"
             "  peek queue/NAME [N]           the first N items (default 10), none taken\n"
+            "  clients                       sessions: host, pid, name, age, idle, holds, waits\n"
+            "  kill SESSION                  end a session as its expiry would\n"
             "  get OBJ [KEY|INDEX]           a dict value, a list item, or the whole object\n"
             "  set dict/NAME KEY VALUE       set a dict key\n"
             "  set list/NAME INDEX VALUE     replace a list item\n"
@@ -1185,6 +1188,7 @@ static const struct {
     {"pool", cmd_pool},
     /* in files of their own (cli.h) */
     {"watch", cmd_watch}, {"task-done", cmd_task_done}, {"peek", cmd_peek},
+    {"clients", cmd_clients}, {"kill", cmd_kill},
 };
 
 bool cli_is_command(const char *name) {

@@ -178,9 +178,9 @@ static void test_help(void **state) {
     memcpy(full, R.out, sizeof full);
     assert_true(strstr(full, "usage: mpb [options] COMMAND") != NULL);
     EXPECT_OUT(0, full, "help");
-    static const char *const cmds[] = {"info",   "ls",   "get",       "set",   "incr",  "del",
-                                       "append", "put",  "task-done", "peek",  "clear", "wait",
-                                       "lock",   "pool", "ping",      "watch", "help",  NULL};
+    static const char *const cmds[] = {
+        "info",    "ls",   "get",   "set",  "incr", "del",  "append", "put",   "task-done", "peek",
+        "clients", "kill", "clear", "wait", "lock", "pool", "ping",   "watch", "help",      NULL};
     for (int i = 0; cmds[i]; i++) {
         char head[100];
         static char one[sizeof R.out];
@@ -427,6 +427,136 @@ static void test_pool_watch_in_a_pipe(void **state) {
     if (!second || !strstr(second + 1, "WORKERS 0\n")) show("two rounds of the table");
 }
 
+/* ---- sessions: clients, kill ---- */
+
+/* A client named name; idx 0 holds lock/K, idx 1 parks a get on queue/kq. Writes the
+ * outcome's code to fd out (0: got it), then sleeps until killed. */
+static void session_child(const char *name, int what, int out) {
+    mpb_options_t o;
+    mpb_options_init(&o);
+    o.name = name;
+    mpb_client_t *c;
+    if (th_connect_opts(&B, &o, &c)) _exit(10);
+    int rc;
+    if (what == 0) {
+        mpb_lock_t *l;
+        uint64_t fence;
+        rc = mpb_lock_open(c, "K", &l) || mpb_lock_acquire(l, 5000, &fence);
+        if (write(out, &rc, sizeof rc) < 0) _exit(11);
+    } else {
+        mpb_queue_t *q;
+        void *v;
+        size_t vn;
+        rc = mpb_queue_open(c, "kq", 0, 0, &q);
+        if (!rc) rc = mpb_queue_get(q, &v, &vn, 15000);
+        if (write(out, &rc, sizeof rc) < 0) _exit(11);
+    }
+    for (int i = 0; i < 300; i++)
+        usleep(100000);
+    _exit(0);
+}
+
+/* The session id of the client named name in mpb clients --json, or 0. */
+static long long session_of(const char *name) {
+    MPB("clients", "--json");
+    json_error_t je;
+    json_t *all = json_loads(R.out, 0, &je), *c;
+    size_t i;
+    long long id = 0;
+    json_array_foreach(all, i, c) {
+        if (!strcmp(json_string_value(json_object_get(c, "name")), name))
+            id = json_integer_value(json_object_get(c, "session"));
+    }
+    json_decref(all);
+    return id;
+}
+
+static void test_clients_and_kill(void **state) {
+    (void)state;
+    int ph[2], pg[2];
+    assert_int_equal(pipe(ph), 0);
+    assert_int_equal(pipe(pg), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t holder = fork();
+    if (holder == 0) session_child("holder", 0, ph[1]);
+    int rc = -1;
+    assert_int_equal(read(ph[0], &rc, sizeof rc), (ssize_t)sizeof rc);
+    assert_int_equal(rc, 0);
+    pid_t getter = fork();
+    if (getter == 0) session_child("getter", 1, pg[1]);
+    long long hid = 0, gid = 0;
+    for (int i = 0; i < 100 && !(strstr(R.out, "queue/kq") && hid && gid); i++) {
+        usleep(50000);
+        hid = session_of("holder");
+        gid = session_of("getter");
+    }
+    assert_true(hid > 0 && gid > 0);
+    assert_non_null(strstr(R.out, "\"holds\":[{\"object\":\"lock/K\",\"units\":1}]"));
+    assert_non_null(strstr(R.out, "\"waits\":[{\"object\":\"queue/kq\",\"op\":\"queue.get\"}]"));
+    MPB("clients");
+    assert_int_equal(R.status, 0);
+    assert_true(
+        !strncmp(R.out, "SESSION  HOST             PID      NAME         CONNECTED AGE", 61));
+    char want[200];
+    snprintf(want, sizeof want, "\n%-8lld ", hid);
+    char *line = strstr(R.out, want);
+    if (!line || !strstr(line, " holder ") || !strstr(line, " lock/K "))
+        show("the holder's line: holder, lock/K");
+    snprintf(want, sizeof want, "\n%-8lld ", gid);
+    line = strstr(R.out, want);
+    if (!line || !strstr(line, " getter ") || !strstr(line, "queue/kq(queue.get)"))
+        show("the getter's line");
+    /* kill the getter: its parked get is answered, its session gone */
+    char id[32];
+    snprintf(id, sizeof id, "%lld", gid);
+    EXPECT_OUT(0, "", "kill", id);
+    assert_int_equal(read(pg[0], &rc, sizeof rc), (ssize_t)sizeof rc);
+    if (rc == 0 || rc == MPB_ETIMEDOUT) fail_msg("the killed session's get answered %d", rc);
+    assert_int_equal(session_of("getter"), 0);
+    EXPECT_ERR(3, "kill: no session", "kill", id);
+    /* kill the holder: the lock is free at once, with a larger fence */
+    MPB("--json", "info", "lock/K");
+    json_error_t je;
+    json_t *j = json_loads(R.out, 0, &je);
+    uint64_t fence0 = (uint64_t)json_integer_value(json_object_get(j, "fence"));
+    json_decref(j);
+    snprintf(id, sizeof id, "%lld", hid);
+    EXPECT_OUT(0, "{\"ok\":true}\n", "--json", "kill", id);
+    mpb_lock_t *l;
+    uint64_t fence = 0;
+    assert_int_equal(mpb_lock_open(C, "K", &l), 0);
+    assert_int_equal(mpb_lock_acquire(l, 0, &fence), 0);
+    assert_true(fence > fence0);
+    assert_int_equal(mpb_lock_release(l), 0);
+    mpb_lock_close(&l);
+    /* a session cannot kill itself; the broker goes on serving */
+    long long me = 0;
+    MPB("clients", "--json");
+    json_t *all = json_loads(R.out, 0, &je), *c;
+    size_t i;
+    json_array_foreach(all, i, c) {
+        if (json_integer_value(json_object_get(c, "pid")) == getpid())
+            me = json_integer_value(json_object_get(c, "session"));
+    }
+    json_decref(all);
+    assert_true(me > 0);
+    uint8_t args[10] = {0x91, 0xcf};
+    for (int k = 0; k < 8; k++)
+        args[2 + k] = (uint8_t)((uint64_t)me >> (56 - 8 * k));
+    assert_int_equal(mpb_call(C, 11, NULL, args, sizeof args, 0, NULL, NULL), MPB_EINVAL);
+    assert_int_equal(mpb_call(C, 11, NULL, "\x91\xa1x", 3, 0, NULL, NULL), MPB_ETYPE);
+    EXPECT_ERR(2, "kill takes SESSION", "kill");
+    EXPECT_ERR(2, "kill: SESSION '-5' is not a session number", "kill", "-5");
+    EXPECT_ERR(2, "clients takes no arguments", "clients", "x");
+    EXPECT_OUT(0, "pong\n", "ping");
+    kill(holder, SIGKILL);
+    kill(getter, SIGKILL);
+    th_wait(holder, 10);
+    th_wait(getter, 10);
+    close(ph[0]), close(ph[1]), close(pg[0]), close(pg[1]);
+}
+
 /* ---- pool apply with no worker for the function ---- */
 
 static void test_pool_apply_no_worker(void **state) {
@@ -561,6 +691,7 @@ int main(void) {
         cmocka_unit_test(test_watch),
         cmocka_unit_test(test_pool_watch_in_a_pipe),
         cmocka_unit_test(test_pool_apply_no_worker),
+        cmocka_unit_test(test_clients_and_kill),
         cmocka_unit_test(test_get_on_terminal_says_it_waits),
         cmocka_unit_test(test_prompt),
     };
