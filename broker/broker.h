@@ -311,6 +311,9 @@ struct waiter {
 waiter_t *waiter_park(req_t *r, wlist_t *list, int64_t timeout_ms);
 /* Takes w off its list, the heap and its session; frees it (not its item). */
 void waiter_free(waiter_t *w);
+/* Writes one map pair for describe: "waiting": [{session, host, pid, op}, ...], the calls
+ * parked on each of the n lists, oldest first in each (for mpb info: who waits, for what). */
+void waiter_describe(mpb__buf_t *b, const wlist_t *const *lists, size_t n);
 /* Moves w to the end of another list, with a new deadline (INT64_MAX: none). */
 void waiter_move(waiter_t *w, obj_t *obj, wlist_t *list, int64_t deadline);
 /* Answers a parked request: exactly one value or an error, in a frame of its own. */

@@ -214,5 +214,7 @@ uint32_t queue_describe(const obj_t *o, mpb__buf_t *b) {
     mpb__w_uint(b, q->joiners.n);
     mpb__w_cstr(b, "bytes");
     mpb__w_uint(b, deque_bytes(&q->items));
-    return 7;
+    const wlist_t *lists[] = {&q->getters, &q->putters, &q->joiners};
+    waiter_describe(b, lists, 3);
+    return 8;
 }

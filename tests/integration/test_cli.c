@@ -843,7 +843,8 @@ static void test_queue_put_get(void **state) {
                "queue/cq*");
     run("info", "queue/cq", NULL);
     EXPECT_INFO("kind", "queue", "name", "cq", "size", "3", "maxsize", "0", "joinable", "false",
-                "unfinished", "0", "getters", "0", "putters", "0", "joiners", "0", "bytes", "*");
+                "unfinished", "0", "getters", "0", "putters", "0", "joiners", "0", "bytes", "*",
+                "waiting", "[]");
     /* First in, first out; --json prints the item itself. */
     EXPECT_OUT(0, "\"a\"\n", "get", "queue/cq");
     EXPECT_OUT(0, "[1,{\"b\":null}]\n", "--json", "get", "queue/cq");
@@ -876,7 +877,8 @@ static void test_queue_put_get(void **state) {
     assert_true(th_wait_field(c, "queue/cq", "getters", 1, 5000));
     run("info", "queue/cq", NULL);
     EXPECT_INFO("kind", "queue", "name", "cq", "size", "0", "maxsize", "0", "joinable", "false",
-                "unfinished", "0", "getters", "1", "putters", "0", "joiners", "0", "bytes", "*");
+                "unfinished", "0", "getters", "1", "putters", "0", "joiners", "0", "bytes", "*",
+                "waiting", "[{\"session\":*");
     assert_int_equal(run("--json", "info", "queue/cq", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "size", NULL), 0);
@@ -924,7 +926,8 @@ static void test_queue_full(void **state) {
     assert_true(th_wait_field(c, "queue/cf", "putters", 1, 5000));
     run("info", "queue/cf", NULL);
     EXPECT_INFO("kind", "queue", "name", "cf", "size", "1", "maxsize", "1", "joinable", "false",
-                "unfinished", "0", "getters", "0", "putters", "1", "joiners", "0", "bytes", "*");
+                "unfinished", "0", "getters", "0", "putters", "1", "joiners", "0", "bytes", "*",
+                "waiting", "[{\"session\":*");
     assert_int_equal(run("--json", "info", "queue/cf", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "size", NULL), 1);
@@ -1115,13 +1118,15 @@ static void test_event_cmds(void **state) {
     EXPECT_OUT(0, "", "set", "event/ce");
     EXPECT_OUT(0, "{\"ok\":true}\n", "--json", "set", "event/ce");
     run("info", "event/ce", NULL);
-    EXPECT_INFO("kind", "event", "name", "ce", "size", "1", "set", "true", "waiters", "0");
+    EXPECT_INFO("kind", "event", "name", "ce", "size", "1", "set", "true", "waiters", "0",
+                "waiting", "[]");
     EXPECT_OUT(0, "", "wait", "event/ce");
     EXPECT_OUT(0, "{\"set\":true}\n", "--json", "wait", "event/ce", "--timeout", "0");
     EXPECT_OUT(0, "", "clear", "event/ce");
     EXPECT_OUT(0, "{\"ok\":true}\n", "--json", "clear", "event/ce");
     run("info", "event/ce", NULL);
-    EXPECT_INFO("kind", "event", "name", "ce", "size", "0", "set", "false", "waiters", "0");
+    EXPECT_INFO("kind", "event", "name", "ce", "size", "0", "set", "false", "waiters", "0",
+                "waiting", "[]");
     EXPECT_ERR(75, "not set", "wait", "event/ce", "--timeout", "0.3");
     assert_string_equal(R.err, "mpb: wait: event/ce not set within the timeout\n");
     expect_took(280, 5000);
@@ -1140,7 +1145,8 @@ static void test_event_cmds(void **state) {
     pid_t p2 = SPAWN(0, "wait", "event/ce");
     assert_true(th_wait_field(c, "event/ce", "waiters", 2, 5000));
     run("info", "event/ce", NULL);
-    EXPECT_INFO("kind", "event", "name", "ce", "size", "0", "set", "false", "waiters", "2");
+    EXPECT_INFO("kind", "event", "name", "ce", "size", "0", "set", "false", "waiters", "2",
+                "waiting", "[{\"session\":*");
     assert_int_equal(run("--json", "info", "event/ce", NULL), 0);
     json_t *j = json_of_stdout();
     assert_true(json_is_false(json_object_get(j, "set")));
@@ -1173,7 +1179,8 @@ static void test_info_semaphore_barrier(void **state) {
     th_assert_ok(mpb_semaphore_acquire(s, 0), c);
     run("info", "semaphore/cs", NULL);
     EXPECT_INFO("kind", "semaphore", "name", "cs", "size", "*", "value", "2", "initial", "3",
-                "bounded", "true", "waiters", "0");
+                "bounded", "true", "waiters", "0", "unit_holders", "[{\"session\":*",
+                "waiting", "[]");
     assert_int_equal(run("--json", "info", "semaphore/cs", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "value", NULL), 2);
@@ -1192,7 +1199,7 @@ static void test_info_semaphore_barrier(void **state) {
     assert_true(th_wait_field(c, "barrier/cb", "n_waiting", 1, 5000));
     run("info", "barrier/cb", NULL);
     EXPECT_INFO("kind", "barrier", "name", "cb", "size", "*", "parties", "3", "n_waiting", "1",
-                "broken", "false", "timeout_ms", "-1");
+                "broken", "false", "timeout_ms", "-1", "waiting", "[{\"session\":*");
     assert_int_equal(run("--json", "info", "barrier/cb", NULL), 0);
     j = json_of_stdout();
     assert_int_equal(jint(j, "parties", NULL), 3);

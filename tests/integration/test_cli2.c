@@ -557,6 +557,66 @@ static void test_clients_and_kill(void **state) {
     close(ph[0]), close(ph[1]), close(pg[0]), close(pg[1]);
 }
 
+/* ---- holders and waiters in mpb info ---- */
+
+static void test_info_holders_and_waiters(void **state) {
+    (void)state;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t child = fork();
+    if (child == 0) {
+        /* takes 2 units of semaphore/ws, then parks a get on queue/wq */
+        mpb_client_t *c = th_connect(&B);
+        mpb_semaphore_t *s;
+        mpb_queue_t *q;
+        void *v;
+        size_t vn;
+        int rc = mpb_semaphore_open(c, "ws", 3, 0, &s) || mpb_semaphore_acquire(s, 0) ||
+                 mpb_semaphore_acquire(s, 0) || mpb_queue_open(c, "wq", 0, 0, &q);
+        if (write(pfd[1], &rc, sizeof rc) < 0) _exit(11);
+        if (!rc) mpb_queue_get(q, &v, &vn, 30000);
+        _exit(0);
+    }
+    int rc = -1;
+    assert_int_equal(read(pfd[0], &rc, sizeof rc), (ssize_t)sizeof rc);
+    assert_int_equal(rc, 0);
+    json_t *w = NULL;
+    for (int i = 0; i < 100 && json_array_size(w) == 0; i++) {
+        usleep(50000);
+        MPB("--json", "info", "queue/wq");
+        json_error_t je;
+        json_t *j = json_loads(R.out, 0, &je);
+        json_decref(w);
+        w = json_incref(json_object_get(j, "waiting"));
+        json_decref(j);
+    }
+    assert_int_equal(json_array_size(w), 1);
+    json_t *e = json_array_get(w, 0);
+    assert_int_equal(json_integer_value(json_object_get(e, "pid")), child);
+    assert_string_equal(json_string_value(json_object_get(e, "op")), "queue.get");
+    long long sess = (long long)json_integer_value(json_object_get(e, "session"));
+    assert_true(sess > 0);
+    json_decref(w);
+    char want[300];
+    MPB("--json", "info", "semaphore/ws");
+    json_error_t je;
+    json_t *j = json_loads(R.out, 0, &je);
+    char *holders =
+        json_dumps(json_object_get(j, "unit_holders"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    snprintf(want, sizeof want, "[{\"session\":%lld,\"host\":\"%s\",\"pid\":%d,\"units\":2}]", sess,
+             host, (int)child);
+    assert_string_equal(holders, want);
+    free(holders);
+    kill(child, SIGKILL);
+    th_wait(child, 10);
+    close(pfd[0]), close(pfd[1]);
+}
+
 /* ---- pool apply with no worker for the function ---- */
 
 static void test_pool_apply_no_worker(void **state) {
@@ -692,6 +752,7 @@ int main(void) {
         cmocka_unit_test(test_pool_watch_in_a_pipe),
         cmocka_unit_test(test_pool_apply_no_worker),
         cmocka_unit_test(test_clients_and_kill),
+        cmocka_unit_test(test_info_holders_and_waiters),
         cmocka_unit_test(test_get_on_terminal_says_it_waits),
         cmocka_unit_test(test_prompt),
     };
