@@ -50,6 +50,7 @@ void mpb_free(void *p) {
 }
 
 void mpb_options_init(mpb_options_t *o) {
+    if (!o) return;
     memset(o, 0, sizeof *o);
     o->size = sizeof *o;
     o->connect_timeout_ms = 5000;
@@ -73,6 +74,17 @@ static mpb_client_t *g_hb_head;
 static bool g_hb_running;
 static pthread_cond_t g_hb_cv = PTHREAD_COND_INITIALIZER;
 
+/* fork() waits for the heartbeat thread to be between rounds: it signs pings (an OpenSSL MAC
+ * context, malloc) only while holding g_mu, so with g_mu held across the fork a child never
+ * inherits a MAC context or an allocator half-way through an update, and can free both. */
+static void on_fork_prepare(void) {
+    pthread_mutex_lock(&g_mu);
+}
+
+static void on_fork_parent(void) {
+    pthread_mutex_unlock(&g_mu);
+}
+
 static void on_fork_child(void) {
     /* The parent's threads do not exist here; its context is not ours to terminate. */
     pthread_mutex_init(&g_mu, NULL);
@@ -85,7 +97,7 @@ static void on_fork_child(void) {
 }
 
 static void register_atfork(void) {
-    pthread_atfork(NULL, NULL, on_fork_child);
+    pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
 }
 
 static void *ctx_ref(void) {
