@@ -403,6 +403,8 @@ typedef struct limits {
     int heartbeat_ms;
     int session_ttl_ms;
     int anon_grace_ms; /* how long an anonymous object outlives its last reference */
+    int64_t slowlog_slower_us; /* requests served slower than this go to the slow log */
+    size_t slowlog_max_len;    /* entries it keeps; 0: none */
 } limits_t;
 
 typedef struct config {
@@ -528,6 +530,10 @@ int cmd_queue_put(req_t *r);
 int cmd_queue_get(req_t *r);
 int cmd_queue_qsize(req_t *r);
 int cmd_queue_peek(req_t *r);
+/* slowlog.c: the slowest recent requests, as Redis's SLOWLOG: a request served (not parked)
+ * in more than slowlog-log-slower-than µs is kept, the newest slowlog-max-len of them. */
+void slowlog_note(const req_t *r, int64_t ns);
+int cmd_slowlog(req_t *r);
 /* clients.c */
 int cmd_clients(req_t *r);
 int cmd_session_kill(req_t *r);

@@ -60,6 +60,8 @@ enum {
     S_POOL_MAX_RESULTS,
     S_POOL_MAX_QUEUED,
     S_ANON_GRACE,
+    S_SLOWLOG_SLOWER,
+    S_SLOWLOG_MAX_LEN,
     S__N
 };
 
@@ -97,6 +99,10 @@ static const setting_t settings[S__N] = {
                            "64k to 64g", "256m"},
     [S_ANON_GRACE] = {"anon-grace-ms", "MPB_ANON_GRACE_MS", T_MS, 0, 86400000, "0 to 86400000",
                       "5000"},
+    [S_SLOWLOG_SLOWER] = {"slowlog-log-slower-than", "MPB_SLOWLOG_LOG_SLOWER_THAN", T_COUNT, 0,
+                          3600000000ull, "0 to 3600000000", "10000"},
+    [S_SLOWLOG_MAX_LEN] = {"slowlog-max-len", "MPB_SLOWLOG_MAX_LEN", T_COUNT, 0, 100000,
+                           "0 to 100000", "128"},
 };
 
 /* The layers, lowest first. */
@@ -186,6 +192,9 @@ static void usage(FILE *f) {
             "                            are refused with ELIMIT (default 256m)\n"
             "      --anon-grace-ms MS    an anonymous object outlives its last reference by\n"
             "                            this (default 5000; MPB_ANON_GRACE_MS)\n"
+            "      --slowlog-log-slower-than US  requests served in more microseconds go to\n"
+            "                            the slow log (mpb slowlog; default 10000, 0: all)\n"
+            "      --slowlog-max-len N   entries the slow log keeps (default 128; 0: none)\n"
             "  -V, --version             print the version\n"
             "  -h, --help                this text\n"
             "BYTES take a k, m or g suffix. An empty environment variable counts as unset.\n");
@@ -418,6 +427,8 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_POOL_MAX_RESULTS: l->pool_max_results = (size_t)v; break;
     case S_POOL_MAX_QUEUED: l->pool_max_queued = (size_t)v; break;
     case S_ANON_GRACE: l->anon_grace_ms = (int)v; break;
+    case S_SLOWLOG_SLOWER: l->slowlog_slower_us = (int64_t)v; break;
+    case S_SLOWLOG_MAX_LEN: l->slowlog_max_len = (size_t)v; break;
     default: break;
     }
     return;
@@ -890,6 +901,8 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         {"pool-max-results", required_argument, 0, O_FLAG + S_POOL_MAX_RESULTS},
         {"pool-max-queued", required_argument, 0, O_FLAG + S_POOL_MAX_QUEUED},
         {"anon-grace-ms", required_argument, 0, O_FLAG + S_ANON_GRACE},
+        {"slowlog-log-slower-than", required_argument, 0, O_FLAG + S_SLOWLOG_SLOWER},
+        {"slowlog-max-len", required_argument, 0, O_FLAG + S_SLOWLOG_MAX_LEN},
         {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -1092,6 +1105,10 @@ void config_print(const conf_t *c, FILE *out) {
     print_num(out, "pool-max-results", (unsigned long long)l->pool_max_results, c->src[S_POOL_MAX_RESULTS]);
     print_num(out, "pool-max-queued", (unsigned long long)l->pool_max_queued, c->src[S_POOL_MAX_QUEUED]);
     print_num(out, "anon-grace-ms", (unsigned long long)l->anon_grace_ms, c->src[S_ANON_GRACE]);
+    print_num(out, "slowlog-log-slower-than", (unsigned long long)l->slowlog_slower_us,
+              c->src[S_SLOWLOG_SLOWER]);
+    print_num(out, "slowlog-max-len", (unsigned long long)l->slowlog_max_len,
+              c->src[S_SLOWLOG_MAX_LEN]);
 }
 
 void config_log(const conf_t *c) {

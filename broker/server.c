@@ -525,9 +525,11 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
     bbuf_ensure(r.out);
     int64_t t1 = lat_clock_ns();
     /* A parked request is counted when it is answered (waiter.c), with its final code. */
-    if (!r.parked)
+    if (!r.parked) {
         metrics_count(r.op, reply_code(r.out->p + before, r.out->len - before),
                       (uint64_t)(t1 - *clock));
+        slowlog_note(&r, t1 - *clock);
+    }
     *clock = t1;
 }
 

@@ -73,6 +73,9 @@ int cmd_watch(int argc, char **argv);
 int cmd_clients(int argc, char **argv);
 int cmd_kill(int argc, char **argv);
 
+/* cmd_slowlog.c: mpb slowlog [N] */
+int cmd_slowlog(int argc, char **argv);
+
 /* cmd_queue.c: mpb task-done queue/NAME, mpb peek queue/NAME [N] */
 int cmd_task_done(int argc, char **argv);
 int cmd_peek(int argc, char **argv);

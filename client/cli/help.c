@@ -48,6 +48,10 @@ static const struct {
      "Ends the session as its expiry would: its locks are released (the next owner gets a\n"
      "larger fencing token), its parked calls answered, its references dropped. Exit 3 if\n"
      "there is no such session (ENOSESSION); a session cannot kill itself.\n"},
+    {"slowlog", "slowlog [N]",
+     "The newest N (default 10) entries of the broker's slow log, newest first: requests it\n"
+     "served in more than slowlog-log-slower-than µs (mpbrokerd setting, default 10000),\n"
+     "with their duration, op, object and session. The broker keeps slowlog-max-len.\n"},
     {"clear", "clear event/NAME", "Clears an event.\n"},
     {"wait", "wait event/NAME [--timeout S]",
      "Waits until the event is set; exit 75 if it is not within the timeout.\n"},

@@ -44,6 +44,7 @@ static void usage(FILE *f) {
             "  peek queue/NAME [N]           the first N items (default 10), none taken\n"
             "  clients                       sessions: host, pid, name, age, idle, holds, waits\n"
             "  kill SESSION                  end a session as its expiry would\n"
+            "  slowlog [N]                   the N (default 10) slowest recent requests\n"
             "  get OBJ [KEY|INDEX]           a dict value, a list item, or the whole object\n"
             "  set dict/NAME KEY VALUE       set a dict key\n"
             "  set list/NAME INDEX VALUE     replace a list item\n"
@@ -1188,7 +1189,7 @@ static const struct {
     {"pool", cmd_pool},
     /* in files of their own (cli.h) */
     {"watch", cmd_watch}, {"task-done", cmd_task_done}, {"peek", cmd_peek},
-    {"clients", cmd_clients}, {"kill", cmd_kill},
+    {"clients", cmd_clients}, {"kill", cmd_kill}, {"slowlog", cmd_slowlog},
 };
 
 bool cli_is_command(const char *name) {

@@ -91,7 +91,7 @@ done
 grep -q '^\.TH MPB 1 ' "$prefix/share/man/man1/mpb.1" || fail "mpb.1 has no .TH MPB 1"
 grep -q '^\.TH MPBROKERD 8 ' "$prefix/share/man/man8/mpbrokerd.8" || fail "mpbrokerd.8: no .TH"
 grep -q '^\.TH MPB-WORKER 1 ' "$prefix/share/man/man1/mpb-worker.1" || fail "mpb-worker.1: no .TH"
-for c in info ls get set incr del append put task..done peek clients kill clear wait lock pool ping watch help; do
+for c in info ls get set incr del append put task..done peek clients kill slowlog clear wait lock pool ping watch help; do
     grep -q "^\.B $c" "$prefix/share/man/man1/mpb.1" || fail "mpb.1 lacks the command $c"
 done
 if command -v man >/dev/null 2>&1; then

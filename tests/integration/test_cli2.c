@@ -178,9 +178,10 @@ static void test_help(void **state) {
     memcpy(full, R.out, sizeof full);
     assert_true(strstr(full, "usage: mpb [options] COMMAND") != NULL);
     EXPECT_OUT(0, full, "help");
-    static const char *const cmds[] = {
-        "info",    "ls",   "get",   "set",  "incr", "del",  "append", "put",   "task-done", "peek",
-        "clients", "kill", "clear", "wait", "lock", "pool", "ping",   "watch", "help",      NULL};
+    static const char *const cmds[] = {"info",    "ls",    "get",       "set",  "incr",    "del",
+                                       "append",  "put",   "task-done", "peek", "clients", "kill",
+                                       "slowlog", "clear", "wait",      "lock", "pool",    "ping",
+                                       "watch",   "help",  NULL};
     for (int i = 0; cmds[i]; i++) {
         char head[100];
         static char one[sizeof R.out];
@@ -617,6 +618,64 @@ static void test_info_holders_and_waiters(void **state) {
     close(pfd[0]), close(pfd[1]);
 }
 
+/* ---- the slow log ---- */
+
+static void test_slowlog(void **state) {
+    (void)state;
+    th_broker_t b2;
+    /* every request is slow; the log keeps 4 */
+    th_broker_start(&b2, "--slowlog-log-slower-than", "0", "--slowlog-max-len", "4", NULL);
+    MPB("set", "dict/s", "k", "1", "-e", b2.endpoint, "-k", b2.keyfile);
+    assert_int_equal(R.status, 0);
+    MPB("slowlog", "2", "--json", "-e", b2.endpoint, "-k", b2.keyfile);
+    assert_int_equal(R.status, 0);
+    json_error_t je;
+    json_t *all = json_loads(R.out, 0, &je);
+    /* newest first: the set's process ended with dict.set then bye */
+    assert_int_equal(json_array_size(all), 2);
+    json_t *bye = json_array_get(all, 0), *set = json_array_get(all, 1);
+    assert_string_equal(json_string_value(json_object_get(bye, "op")), "bye");
+    assert_string_equal(json_string_value(json_object_get(set, "op")), "dict.set");
+    assert_string_equal(json_string_value(json_object_get(set, "object")), "dict/s");
+    assert_int_equal(json_integer_value(json_object_get(set, "id")) + 1,
+                     json_integer_value(json_object_get(bye, "id")));
+    assert_true(json_integer_value(json_object_get(set, "duration_us")) >= 0);
+    assert_true(json_integer_value(json_object_get(set, "session")) > 0);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    assert_string_equal(json_string_value(json_object_get(set, "host")), host);
+    json_decref(all);
+    /* no more than slowlog-max-len */
+    MPB("slowlog", "100", "--json", "-e", b2.endpoint, "-k", b2.keyfile);
+    all = json_loads(R.out, 0, &je);
+    assert_int_equal(json_array_size(all), 4);
+    json_decref(all);
+    MPB("slowlog", "-e", b2.endpoint, "-k", b2.keyfile);
+    assert_int_equal(R.status, 0);
+    assert_true(!strncmp(R.out, "ID     TIME                 DURATION_US OP", 42));
+    th_broker_stop(&b2);
+    /* max-len 0 keeps none, whatever the threshold */
+    th_broker_start(&b2, "--slowlog-log-slower-than", "0", "--slowlog-max-len", "0", NULL);
+    MPB("set", "dict/s", "k", "1", "-e", b2.endpoint, "-k", b2.keyfile);
+    EXPECT_OUT(0, "[]\n", "slowlog", "--json", "-e", b2.endpoint, "-k", b2.keyfile);
+    th_broker_stop(&b2);
+    /* a threshold past anything served here keeps none */
+    th_broker_start(&b2, "--slowlog-log-slower-than", "3600000000", NULL);
+    MPB("set", "dict/s", "k", "1", "-e", b2.endpoint, "-k", b2.keyfile);
+    EXPECT_OUT(0, "[]\n", "slowlog", "--json", "-e", b2.endpoint, "-k", b2.keyfile);
+    th_broker_stop(&b2);
+    EXPECT_ERR(2, "slowlog: N '0' is not 1..100000", "slowlog", "0");
+    EXPECT_ERR(2, "slowlog takes at most a count", "slowlog", "1", "2");
+    /* the op refuses a count that is not one */
+    assert_int_equal(mpb_call(C, 12, NULL, "\x91\xa1x", 3, 0, NULL, NULL), MPB_ETYPE);
+    assert_int_equal(mpb_call(C, 12, NULL, "\x91\xc0", 2, 0, NULL, NULL), 0);
+    /* the setting is checked as the others are */
+    const char *bad[] = {MPBROKERD_PATH, "--slowlog-max-len", "-1", NULL};
+    spawn(bad, 0, false, NULL, NULL);
+    assert_int_equal(R.status, 2);
+    assert_non_null(strstr(R.err, "slowlog-max-len"));
+}
+
 /* ---- pool apply with no worker for the function ---- */
 
 static void test_pool_apply_no_worker(void **state) {
@@ -753,6 +812,7 @@ int main(void) {
         cmocka_unit_test(test_pool_apply_no_worker),
         cmocka_unit_test(test_clients_and_kill),
         cmocka_unit_test(test_info_holders_and_waiters),
+        cmocka_unit_test(test_slowlog),
         cmocka_unit_test(test_get_on_terminal_says_it_waits),
         cmocka_unit_test(test_prompt),
     };
