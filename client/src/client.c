@@ -860,10 +860,12 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     pthread_mutexattr_destroy(&ma);
     c->autoflush_bytes = 64 * 1024;
     c->autoflush_n = 256;
+    if (!endpoint) endpoint = getenv("MPB_ENDPOINT");
     c->endpoint = strdup(endpoint ? endpoint : "");
     c->authkey = malloc(keylen ? keylen : 1);
     if (!c->endpoint || !c->authkey) return mpb__fail(c, MPB_ENOMEM, "out of memory");
-    if (!endpoint || !*endpoint) return mpb__fail(c, MPB_EINVAL, "no endpoint given");
+    if (!endpoint || !*endpoint)
+        return mpb__fail(c, MPB_EINVAL, "no endpoint given, and MPB_ENDPOINT is not set");
     if (!authkey || !keylen) return mpb__fail(c, MPB_EINVAL, "no authkey given");
     memcpy(c->authkey, authkey, keylen);
     c->keylen = keylen;

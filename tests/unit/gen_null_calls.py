@@ -13,6 +13,7 @@ import sys
 SPECIAL = {
     "mpb_fd": "== -1",          # "a descriptor ..., or -1"
     "mpb_errmsg": "!= NULL",    # "never NULL"
+    "mpb_mpr_type": "== MPB_MP_END",  # a type, not a status
 }
 
 
