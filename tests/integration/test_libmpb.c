@@ -2,6 +2,7 @@
  * msgpack type built with mpb_mp_*() comes back unchanged through mpb_mpr_*() and through the
  * broker (a value stored by one process, read by another); the reader refuses malformed bytes
  * and says ETYPE/EEMPTY without moving; a describe map and a list slice are read with it;
+ * integer and string forms of queue, list and value calls, used from two processes;
  * mpb_connect(NULL, ...) takes $MPB_ENDPOINT; EVALUE's text fits a task_done past zero. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,6 +305,70 @@ static void test_reading_what_the_broker_answers(void **state) {
     mpb_close(&c);
 }
 
+/* Another process fills a queue, a list and a value with the integer and string forms. */
+static int shortcut_child(int idx, void *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    mpb_list_t *l;
+    mpb_value_t *v;
+    if (mpb_queue_open(c, "libmpb.sq", 0, 0, &q) || mpb_list_open(c, "libmpb.sl", &l) ||
+        mpb_value_open(c, "libmpb.sv", NULL, 0, &v))
+        return 1;
+    int bad = 0;
+    bad |= mpb_queue_put_i64(q, -5, 1000) | mpb_queue_put_str(q, "héllo", 1000);
+    bad |= mpb_queue_put_i64(q, INT64_MAX, 1000);
+    bad |= mpb_list_append_str(l, "first") | mpb_list_append_i64(l, 1234567890123LL);
+    bad |= mpb_value_set_str(v, "a value");
+    bad |= mpb_queue_put_str(q, NULL, 0) != MPB_EINVAL;
+    mpb_queue_close(&q);
+    mpb_list_close(&l);
+    mpb_value_close(&v);
+    mpb_close(&c);
+    return bad ? 2 : 0;
+}
+
+static void test_integer_and_string_shortcuts(void **state) {
+    (void)state;
+    assert_int_equal(th_spawn(1, shortcut_child, NULL, 60), 0);
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    mpb_list_t *l;
+    mpb_value_t *v;
+    assert_int_equal(mpb_queue_open(c, "libmpb.sq", 0, 0, &q), 0);
+    assert_int_equal(mpb_list_open(c, "libmpb.sl", &l), 0);
+    assert_int_equal(mpb_value_open(c, "libmpb.sv", NULL, 0, &v), 0);
+    int64_t x = 0;
+    char *s = NULL;
+    assert_int_equal(mpb_queue_get_i64(q, &x, 1000), 0);
+    assert_int_equal(x, -5);
+    assert_int_equal(mpb_queue_get_i64(q, &x, 1000), MPB_ETYPE); /* "héllo": taken, not an int */
+    assert_non_null(strstr(mpb_errmsg(c), "not an integer"));
+    assert_int_equal(x, -5);
+    assert_int_equal(mpb_queue_get_str(q, &s, 1000), MPB_ETYPE);
+    assert_null(s);
+    assert_int_equal(mpb_queue_get_str(q, &s, 0), MPB_EEMPTY);
+    assert_int_equal(mpb_list_get_str(l, 0, &s), 0);
+    assert_string_equal(s, "first");
+    mpb_free(s);
+    assert_int_equal(mpb_list_get_i64(l, -1, &x), 0);
+    assert_int_equal(x, 1234567890123LL);
+    assert_int_equal(mpb_list_get_i64(l, 2, &x), MPB_EINDEX);
+    assert_int_equal(mpb_value_get_str(v, &s), 0);
+    assert_string_equal(s, "a value");
+    mpb_free(s);
+    assert_int_equal(mpb_value_get_i64(v, &x), MPB_ETYPE);
+    assert_int_equal(mpb_queue_put_str(q, "é", 0), 0);
+    assert_int_equal(mpb_queue_get_str(q, &s, 0), 0);
+    assert_string_equal(s, "é");
+    mpb_free(s);
+    mpb_queue_close(&q);
+    mpb_list_close(&l);
+    mpb_value_close(&v);
+    mpb_close(&c);
+}
+
 static void test_connect_null_uses_mpb_endpoint(void **state) {
     (void)state;
     size_t kl;
@@ -347,6 +412,7 @@ int main(void) {
         cmocka_unit_test(test_every_type_through_the_broker),
         cmocka_unit_test(test_reader_refuses_malformed_input),
         cmocka_unit_test(test_reading_what_the_broker_answers),
+        cmocka_unit_test(test_integer_and_string_shortcuts),
         cmocka_unit_test(test_connect_null_uses_mpb_endpoint),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
     };

@@ -6,8 +6,10 @@
  *   mpb_errmsg() then says why, in words ("dict/users is a list").
  * - Keys and values are msgpack values passed as encoded bytes (const void *, size_t). The
  *   mpb_pack_*() and mpb_unpack_*() helpers build and read the common scalars.
- * - Buffers the library returns through `void **` are allocated by it; free them with
- *   mpb_free(). Pointers passed in are borrowed for the duration of the call only.
+ * - Memory, one rule: whatever the library hands the caller (a buffer through `void **` or
+ *   `char **`, what mpb_mp_take() gives) is freed with mpb_free(), never anything else; and
+ *   what the caller hands the library to keep (a worker function's *result) is allocated with
+ *   malloc(), which the library frees. Pointers passed in are borrowed for the call only.
  * - timeout_ms is MPB_FOREVER (-1), MPB_NOWAIT (0) or a bound in milliseconds. Calls that do not
  *   block in the broker are bounded by the client's op timeout (mpb_options_t.op_timeout_ms).
  * - Threads: a client is used by one thread at a time. Its calls take its lock, and a blocking
@@ -359,6 +361,12 @@ MPB_EXPORT int mpb_list_extend(mpb_list_t *l, const void *vals, size_t len);
 MPB_EXPORT int mpb_list_insert(mpb_list_t *l, int64_t index, const void *val, size_t vlen);
 /* Item at index (negative from the end). MPB_EINDEX when out of range. */
 MPB_EXPORT int mpb_list_get(mpb_list_t *l, int64_t index, void **val, size_t *vlen);
+/* Integer and string forms of append and get: MPB_ETYPE when the item is of another type; a
+ * string is a new NUL-terminated buffer (mpb_free() it). */
+MPB_EXPORT int mpb_list_append_i64(mpb_list_t *l, int64_t v);
+MPB_EXPORT int mpb_list_append_str(mpb_list_t *l, const char *s);
+MPB_EXPORT int mpb_list_get_i64(mpb_list_t *l, int64_t index, int64_t *v);
+MPB_EXPORT int mpb_list_get_str(mpb_list_t *l, int64_t index, char **s);
 /* Replaces the item at index (negative from the end) with a copy of val. MPB_EINDEX when out
  * of range. */
 MPB_EXPORT int mpb_list_set(mpb_list_t *l, int64_t index, const void *val, size_t vlen);
@@ -405,6 +413,13 @@ MPB_EXPORT int mpb_queue_put(mpb_queue_t *q, const void *val, size_t vlen, int t
  * Returns 0, MPB_EEMPTY (timeout_ms 0 and empty: get_nowait), MPB_ETIMEDOUT. Waiting getters
  * are served first come, first served. */
 MPB_EXPORT int mpb_queue_get(mpb_queue_t *q, void **val, size_t *vlen, int timeout_ms);
+/* Integer and string forms of put and get (as the dict's): the item is a msgpack int or str;
+ * a string got is a new NUL-terminated buffer (mpb_free() it). A got item of another type is
+ * taken all the same, and the call says MPB_ETYPE. */
+MPB_EXPORT int mpb_queue_put_i64(mpb_queue_t *q, int64_t v, int timeout_ms);
+MPB_EXPORT int mpb_queue_put_str(mpb_queue_t *q, const char *s, int timeout_ms);
+MPB_EXPORT int mpb_queue_get_i64(mpb_queue_t *q, int64_t *v, int timeout_ms);
+MPB_EXPORT int mpb_queue_get_str(mpb_queue_t *q, char **s, int timeout_ms);
 /* *n: the items in the queue now (puts still waiting for room not counted). As in Python,
  * the answer may be stale by the time the caller acts on it. */
 MPB_EXPORT int mpb_queue_qsize(mpb_queue_t *q, uint64_t *n);
@@ -585,6 +600,10 @@ MPB_EXPORT int mpb_value_set(mpb_value_t *v, const void *val, size_t vlen);
 MPB_EXPORT int mpb_value_get_i64(mpb_value_t *v, int64_t *out);
 /* mpb_value_set with the integer x. */
 MPB_EXPORT int mpb_value_set_i64(mpb_value_t *v, int64_t x);
+/* The value as a string (a new NUL-terminated buffer: mpb_free() it; MPB_ETYPE when it is not
+ * a str), and mpb_value_set with the string s. */
+MPB_EXPORT int mpb_value_get_str(mpb_value_t *v, char **s);
+MPB_EXPORT int mpb_value_set_str(mpb_value_t *v, const char *s);
 /* Atomically adds by; *result (may be NULL) is the new value. MPB_ETYPE (and nothing added)
  * if the value is not an integer, MPB_EOVERFLOW past int64. add_double works on any number
  * and makes the value a float. */
