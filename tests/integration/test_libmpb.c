@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "th.h"
+#include "mpb/ops.h"
 
 static th_broker_t B;
 
@@ -292,6 +293,18 @@ static void test_reading_what_the_broker_answers(void **state) {
     }
     assert_int_equal(mpb_mpr_type(&r), MPB_MP_END);
     mpb_free(items);
+
+    /* a raw call named through mpb/ops.h, its answer read with the reader */
+    void *info;
+    size_t infolen;
+    assert_int_equal(mpb_call(c, MPB_OP_INFO, NULL, NULL, 0, 0, &info, &infolen), 0);
+    CKM(mpb_mpr_init(&r, info, infolen));
+    CKM(mpb_mpr_find(&r, "version", &v));
+    assert_int_equal(mpb_mpr_type(&v), MPB_MP_STR);
+    mpb_free(info);
+#define XX(name, code, wire) +(strcmp(wire, "obj.info") == 0 ? code : 0)
+    assert_int_equal(0 MPB_OPS_MAP(XX), 4); /* the table PROTOCOL.md lists: obj.info is 4 */
+#undef XX
 
     /* EVALUE's words fit a task_done past zero */
     for (int i = 0; i < 3; i++) assert_int_equal(mpb_queue_get(q, &m, &ml, 0), 0), mpb_free(m),
