@@ -1,7 +1,11 @@
 /* metrics_render.c - the Prometheus text exposition of the broker's state and counters. */
+#include <dirent.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "broker.h"
 
@@ -19,7 +23,89 @@ static void head(mpb__buf_t *b, const char *name, const char *type, const char *
     line(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* The start of this process in seconds since the epoch, as the kernel has it: its start in
+ * clock ticks after boot (/proc/self/stat field 22) plus the boot time (/proc/stat btime).
+ * Read once: it does not change. -1 when /proc cannot say. */
+static double process_start_time(void) {
+    static double start = 0;
+    if (start) return start;
+    start = -1;
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f) return start;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ticks = 0;
+    /* after ")": state is field 3, starttime field 22 */
+    for (int field = 2; p && field < 22; field++) p = strchr(p + 1, ' ');
+    if (!p || sscanf(p + 1, "%llu", &ticks) != 1) return start;
+    unsigned long long btime = 0;
+    f = fopen("/proc/stat", "r");
+    if (!f) return start;
+    char line_[256];
+    while (fgets(line_, sizeof line_, f))
+        if (sscanf(line_, "btime %llu", &btime) == 1) break;
+    fclose(f);
+    long hz = sysconf(_SC_CLK_TCK);
+    if (btime && hz > 0) start = (double)btime + (double)ticks / (double)hz;
+    return start;
+}
+
+static long open_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    long n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor, open while it is read */
+}
+
+/* The process_* series every Prometheus client library exports, under their standard names. */
+static void process_metrics(mpb__buf_t *b) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        head(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
+        line(b, "process_cpu_seconds_total %.6f\n",
+             (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6);
+    }
+    unsigned long long vsz = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%llu %llu", &vsz, &rss) == 2) {
+            unsigned long long page = (unsigned long long)sysconf(_SC_PAGESIZE);
+            head(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+            line(b, "process_resident_memory_bytes %llu\n", rss * page);
+            head(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+            line(b, "process_virtual_memory_bytes %llu\n", vsz * page);
+        }
+        fclose(f);
+    }
+    long fds = open_fds();
+    if (fds >= 0) {
+        head(b, "process_open_fds", "gauge", "Number of open file descriptors.");
+        line(b, "process_open_fds %ld\n", fds);
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        head(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+        line(b, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+    }
+    double start = process_start_time();
+    if (start > 0) {
+        head(b, "process_start_time_seconds", "gauge",
+             "Start time of the process since unix epoch in seconds.");
+        line(b, "process_start_time_seconds %.2f\n", start);
+    }
+}
+
 void metrics_render(mpb__buf_t *b) {
+    head(b, "mpb_build_info", "gauge", "Always 1; the broker's version in the label.");
+    line(b, "mpb_build_info{version=\"%s\"} 1\n", MPBROKER_VERSION);
+    process_metrics(b);
     head(b, "mpb_up", "gauge", "1 while the broker runs.");
     line(b, "mpb_up 1\n");
     head(b, "mpb_ready", "gauge",

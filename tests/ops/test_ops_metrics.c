@@ -14,6 +14,7 @@
  * writes (DATA_DIR/http.addr); and the image's health probe (deploy/mpb-healthcheck.c, built
  * here as mpb_healthcheck) against the same broker, by flag, $MPB_HTTP and that file. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <regex.h>
@@ -24,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "th.h"
@@ -390,6 +392,43 @@ static double kind_count(const char *m, const char *kind) {
     char series[96];
     snprintf(series, sizeof series, "mpb_objects{kind=\"%s\"}", kind);
     return th_metric(m, series, -1);
+}
+
+/* The standard process_* series and mpb_build_info: the broker's own pid, checked against what
+ * /proc says of it, so the numbers are the broker's and not this process's. */
+static void test_process_metrics_and_build_info(void **state) {
+    (void)state;
+    char *m = scrape();
+    expect(m, "mpb_build_info{version=\"" MPB_TEST_VERSION "\"}", 1);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)B.pid);
+    int fds = 0;
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));) fds += e->d_name[0] != '.';
+    closedir(d);
+    double open = th_metric(m, "process_open_fds", -1);
+    /* the scrape's own connection may come and go between the two counts */
+    if (open < fds - 2 || open > fds + 2) fail_msg("process_open_fds %g, /proc says %d", open, fds);
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)B.pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    unsigned long long vsz = 0, rss = 0;
+    assert_int_equal(fscanf(f, "%llu %llu", &vsz, &rss), 2);
+    fclose(f);
+    double page = (double)sysconf(_SC_PAGESIZE), want = (double)rss * page;
+    double got = th_metric(m, "process_resident_memory_bytes", -1);
+    if (got < want * 0.5 || got > want * 2) fail_msg("RSS %g, /proc says %g", got, want);
+    assert_true(th_metric(m, "process_virtual_memory_bytes", -1) >= got);
+    assert_true(th_metric(m, "process_max_fds", -1) >= 64);
+    double cpu = th_metric(m, "process_cpu_seconds_total", -1);
+    assert_true(cpu >= 0 && cpu < 3600);
+    double start = th_metric(m, "process_start_time_seconds", -1), now = (double)time(NULL);
+    double up = th_metric(m, "mpb_uptime_seconds", -1);
+    /* started when its uptime says, to a couple of seconds */
+    if (start < now - up - 3 || start > now - up + 3)
+        fail_msg("process_start_time_seconds %.2f, now %.0f, uptime %g", start, now, up);
+    free(m);
 }
 
 static void test_objects_by_kind(void **state) {
@@ -774,6 +813,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health_endpoints),
         cmocka_unit_test(test_metrics_count_what_was_done),
+        cmocka_unit_test(test_process_metrics_and_build_info),
         cmocka_unit_test(test_objects_by_kind),
         cmocka_unit_test(test_blocked_waiters),
         cmocka_unit_test(test_timeout_counted),
