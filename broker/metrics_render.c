@@ -102,6 +102,72 @@ static void process_metrics(mpb__buf_t *b) {
     }
 }
 
+/* ---- per-queue depth: a bounded label set ----
+ *
+ * A series per queue would let a program that makes queues by the thousand blow up every
+ * scrape (and the monitoring's storage), so only the METRICS_TOP_QUEUES longest queues get
+ * one (length plus blocked getters and putters; ties: the one made first), and
+ * mpb_queues_unlabelled counts the rest. */
+#define METRICS_TOP_QUEUES 20
+
+/* name as a label value: backslash and double quote escaped (names have no newline) */
+static void label_value(char *out, size_t n, const char *name) {
+    size_t j = 0;
+    for (const char *p = name; *p && j + 2 < n; p++) {
+        if (*p == '\\' || *p == '"') out[j++] = '\\';
+        out[j++] = *p;
+    }
+    out[j] = 0;
+}
+
+/* by size: items, and the clients blocked on it (an empty queue with many getters matters) */
+static size_t queue_rank(const queue_t *q) {
+    return q->items.len + q->getters.n + q->putters.n;
+}
+
+static void queue_metrics(mpb__buf_t *b) {
+    const obj_t *top[METRICS_TOP_QUEUES];
+    size_t ntop = 0, nq = 0;
+    const omap_t *m = store_map();
+    for (size_t i = 0; i < m->nents; i++) {
+        const obj_t *o = m->ents[i].item;
+        if (!o || o->kind != KIND_QUEUE) continue;
+        nq++;
+        size_t rank = queue_rank(&o->u.queue), at = ntop;
+        while (at > 0 && queue_rank(&top[at - 1]->u.queue) < rank) at--;
+        if (at >= METRICS_TOP_QUEUES) continue;
+        if (ntop < METRICS_TOP_QUEUES) ntop++;
+        memmove(&top[at + 1], &top[at], (ntop - 1 - at) * sizeof *top);
+        top[at] = o;
+    }
+    static const struct {
+        const char *name, *help;
+    } series[] = {
+        {"mpb_queue_length", "Items in the queue (the largest queues only: see mpb_queues_unlabelled)."},
+        {"mpb_queue_unfinished", "Items of a joinable queue put and not yet task_done."},
+        {"mpb_queue_getters", "Clients blocked in get on the queue."},
+        {"mpb_queue_putters", "Clients blocked in put on the full queue."},
+    };
+    for (size_t s = 0; s < sizeof series / sizeof *series; s++) {
+        head(b, series[s].name, "gauge", series[s].help);
+        for (size_t i = 0; i < ntop; i++) {
+            const queue_t *q = &top[i]->u.queue;
+            long long v = s == 0 ? (long long)q->items.len
+                        : s == 1 ? (long long)q->unfinished
+                        : s == 2 ? (long long)q->getters.n
+                                 : (long long)q->putters.n;
+            char lv[520];
+            label_value(lv, sizeof lv, top[i]->name);
+            line(b, "%s{queue=\"%s\"} %lld\n", series[s].name, lv, v);
+        }
+    }
+    char help[128];
+    snprintf(help, sizeof help, "Queues beyond the %d largest, which have no mpb_queue_* series.",
+             METRICS_TOP_QUEUES);
+    head(b, "mpb_queues_unlabelled", "gauge", help);
+    line(b, "mpb_queues_unlabelled %zu\n", nq - ntop);
+}
+
 void metrics_render(mpb__buf_t *b) {
     head(b, "mpb_build_info", "gauge", "Always 1; the broker's version in the label.");
     line(b, "mpb_build_info{version=\"%s\"} 1\n", MPBROKER_VERSION);
@@ -181,6 +247,7 @@ void metrics_render(mpb__buf_t *b) {
     head(b, "mpb_bytes_total", "counter", "Bytes by direction.");
     line(b, "mpb_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)g_bytes_in);
     line(b, "mpb_bytes_total{direction=\"out\"} %llu\n", (unsigned long long)g_bytes_out);
+    queue_metrics(b);
     pool_metrics(b);
     struct mallinfo2 mi = mallinfo2();
     head(b, "mpb_memory_bytes", "gauge", "Heap bytes in use by the broker.");

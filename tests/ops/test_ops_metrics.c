@@ -431,6 +431,66 @@ static void test_process_metrics_and_build_info(void **state) {
     free(m);
 }
 
+static void on_get(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
+    (void)c, (void)val, (void)len;
+    if (status == 0) ++*(int *)arg;
+}
+
+/* Per-queue depth: 8 gets parked on an empty queue show as its getters; then of 25 queues
+ * holding 1..25 items (the first joinable, one full with a blocked put) only the 20 largest
+ * get series, and the rest are counted. */
+static void test_queue_depth(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B), *c2 = th_connect(&B);
+    mpb_queue_t *q, *q2;
+    th_assert_ok(mpb_queue_open(c, "depth.get", 0, 0, &q), c);
+    th_assert_ok(mpb_queue_open(c2, "depth.get", 0, 0, &q2), c2);
+    int got = 0;
+    for (int i = 0; i < 8; i++) th_assert_ok(mpb_queue_get_async(q, 20000, on_get, &got), c);
+    th_assert_ok(mpb_flush(c), c);
+    char *m = scrape_until("mpb_queue_getters{queue=\"depth.get\"}", 8, 10000);
+    expect(m, "mpb_queue_getters{queue=\"depth.get\"}", 8);
+    expect(m, "mpb_queue_length{queue=\"depth.get\"}", 0);
+    free(m);
+    for (int i = 0; i < 8; i++) th_assert_ok(mpb_queue_put_i64(q2, i, 1000), c2);
+    th_assert_ok(mpb_drain(c, 10000), c);
+    assert_int_equal(got, 8);
+    mpb_queue_close(&q);
+    mpb_queue_close(&q2);
+
+    for (int i = 1; i <= 25; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "depth.%02d", i);
+        th_assert_ok(mpb_queue_open(c, name, i, i == 25, &q), c);
+        for (int k = 0; k < i; k++) th_assert_ok(mpb_queue_put_i64(q, k, 1000), c);
+        mpb_queue_close(&q);
+    }
+    th_assert_ok(mpb_queue_open(c2, "depth.24", 24, 0, &q2), c2); /* full: this put parks */
+    th_assert_ok(mpb_queue_put_async(q2, "\x01", 1, 20000, NULL, NULL), c2);
+    th_assert_ok(mpb_flush(c2), c2);
+    m = scrape_until("mpb_queue_putters{queue=\"depth.24\"}", 1, 10000);
+    expect(m, "mpb_queue_putters{queue=\"depth.24\"}", 1);
+    expect(m, "mpb_queue_length{queue=\"depth.25\"}", 25);
+    expect(m, "mpb_queue_unfinished{queue=\"depth.25\"}", 25);
+    expect(m, "mpb_queue_unfinished{queue=\"depth.24\"}", 0);
+    expect(m, "mpb_queue_length{queue=\"depth.07\"}", 7);
+    assert_true(th_metric(m, "mpb_queue_length{queue=\"depth.05\"}", -1) < 0); /* not in the top */
+    int labelled = 0;
+    for (const char *p = m; (p = strstr(p, "\nmpb_queue_length{")); p++) labelled++;
+    assert_int_equal(labelled, 20);
+    assert_true(th_metric(m, "mpb_queues_unlabelled", -1) >= 6);
+    free(m);
+    mpb_queue_t *q24;
+    th_assert_ok(mpb_queue_open(c, "depth.24", 24, 0, &q24), c);
+    int64_t x;
+    th_assert_ok(mpb_queue_get_i64(q24, &x, 1000), c); /* room: the parked put goes in */
+    th_assert_ok(mpb_drain(c2, 10000), c2);
+    mpb_queue_close(&q24);
+    mpb_queue_close(&q2);
+    mpb_close(&c2);
+    mpb_close(&c);
+}
+
 static void test_objects_by_kind(void **state) {
     (void)state;
     static const char *const kinds[] = {"dict",  "list",  "queue",   "lock",    "rlock",
@@ -818,6 +878,7 @@ int main(void) {
         cmocka_unit_test(test_blocked_waiters),
         cmocka_unit_test(test_timeout_counted),
         cmocka_unit_test(test_pool_metrics),
+        cmocka_unit_test(test_queue_depth),
         cmocka_unit_test(test_addr_file),
         cmocka_unit_test(test_healthcheck_probe),
         cmocka_unit_test(test_stop_removes_addr_file),
