@@ -207,6 +207,9 @@ void metrics_render(mpb__buf_t *b) {
         uint64_t cum = 0;
         for (int k = 0; k < METRICS_BUCKETS; k++) {
             cum += s->lat[k];
+            /* Every other bound (x4 apart, and the last): 14 lines an op instead of 26 keep a
+             * scrape small; the counts stay exact, being cumulative. */
+            if (k % 2 && k != METRICS_BUCKETS - 1) continue;
             /* 2^k microseconds, exactly: %g would round 2^20 us to 1.04858 */
             line(b, "mpb_request_duration_seconds_bucket{op=\"%s\",le=\"%.6f\"} %llu\n", name,
                  (double)(1ull << k) * 1e-6, (unsigned long long)cum);

@@ -349,6 +349,16 @@ static void test_metrics_count_what_was_done(void **state) {
     expect(m, "mpb_request_duration_seconds_count{op=\"dict.set\"}", 7);
     expect(m, "mpb_request_duration_seconds_count{op=\"dict.get\"}", 3);
     expect(m, "mpb_request_duration_seconds_bucket{op=\"dict.set\",le=\"+Inf\"}", 7);
+    /* trimmed: 1 us, 4 us, ... 4.19 s, 8.39 s and +Inf */
+    int buckets = 0;
+    for (const char *p = m; (p = strstr(p, "\nmpb_request_duration_seconds_bucket{op=\"dict.set\","));
+         p++)
+        buckets++;
+    assert_int_equal(buckets, 14);
+    assert_true(th_metric(m, "mpb_request_duration_seconds_bucket{op=\"dict.set\",le=\"0.000004\"}",
+                          -1) >= 0);
+    assert_true(th_metric(m, "mpb_request_duration_seconds_bucket{op=\"dict.set\",le=\"0.000002\"}",
+                          -1) < 0);
     expect(m, "mpb_objects{kind=\"dict\"}", 1);
     expect(m, "mpb_objects{kind=\"list\"}", 0);
     expect(m, "mpb_sessions", 1);
