@@ -395,7 +395,8 @@ def check_type(value, typ, path):
 
 MODELS = {("v1", "Service"): "V1Service", ("v1", "Secret"): "V1Secret",
           ("apps/v1", "StatefulSet"): "V1StatefulSet", ("apps/v1", "Deployment"): "V1Deployment",
-          ("v1", "ConfigMap"): "V1ConfigMap"}
+          ("v1", "ConfigMap"): "V1ConfigMap",
+          ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget"}
 
 
 def check_api(docs, label):
@@ -459,6 +460,17 @@ def check_rendered(docs, label, hashed):
                 check(not matches(sel, o["spec"]["template"]["metadata"].get("labels", {})),
                       "%s: %s's selector does not select %s's pods" %
                       (label, w["metadata"]["name"], o["metadata"]["name"]))
+
+    # A drain evicts workers one at a time, and never the broker through their budget.
+    pdbs = by_kind.get("PodDisruptionBudget", [])
+    if check(len(pdbs) == 1, "%s: one PodDisruptionBudget (got %d)" % (label, len(pdbs))):
+        ps = pdbs[0]["spec"]
+        psel = ps.get("selector", {}).get("matchLabels", {})
+        check(matches(psel, dep["spec"]["template"]["metadata"].get("labels", {})) and
+              not matches(psel, sts["spec"]["template"]["metadata"].get("labels", {})),
+              "%s: the budget selects the worker pods and not the broker's: %s" % (label, psel))
+        check(ps.get("maxUnavailable") == 1 and "minAvailable" not in ps,
+              "%s: the budget lets one worker go at a time: %s" % (label, ps))
 
     # The broker container and its ports.
     bc = [c for c in sts["spec"]["template"]["spec"]["containers"]]
