@@ -507,6 +507,15 @@ def check_rendered(docs, label, hashed):
         else:
             check(hg.get("path") in ("/healthz", "/readyz"), "%s: %s path" % (label, probe))
 
+    # The workers' readiness is their own (mpb-worker --check), not the broker's HTTP probes.
+    for wc in dep["spec"]["template"]["spec"]["containers"]:
+        rp = wc.get("readinessProbe") or {}
+        check(rp.get("exec", {}).get("command") == ["mpb-worker", "--check"],
+              "%s: worker container %s is ready by mpb-worker --check: %s" %
+              (label, wc.get("name"), rp))
+        check("livenessProbe" not in wc, "%s: no liveness probe restarts workers in a broker "
+              "outage" % label)
+
     # Services: each selects the broker (not the workers), and every port it targets exists.
     headless = [s for s in services if s["spec"].get("clusterIP") == "None"]
     check(len(headless) == 1, "%s: one headless Service" % label)
