@@ -731,6 +731,32 @@ def check_mutations(docs):
               "were: %s" % (what, want, errs or "none"))
 
 
+# Mutations the schemas accept but check_rendered must refuse: (what, how, a text of the error)
+SEMANTIC_MUTATIONS = [
+    ("the budget selects the broker", lambda ds: setk(
+        obj(ds, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        "app.kubernetes.io/component", "broker"), "the budget selects the worker pods"),
+    ("the budget blocks drains", lambda ds: setk(obj(ds, "PodDisruptionBudget")["spec"],
+                                                 "maxUnavailable", 0),
+     "the budget lets one worker go at a time"),
+    ("workers ready by /readyz", lambda ds: setk(worker_c(ds), "readinessProbe",
+                                                 {"httpGet": {"path": "/readyz", "port": 8080}}),
+     "is ready by mpb-worker --check"),
+    ("workers with a liveness probe", lambda ds: setk(worker_c(ds), "livenessProbe",
+                                                      {"exec": {"command": ["true"]}}),
+     "no liveness probe restarts workers"),
+]
+
+
+def check_semantic_mutations(docs):
+    for what, how, want in SEMANTIC_MUTATIONS:
+        ds = copy.deepcopy(docs)
+        how(ds)
+        errs = errors_of(_check_rendered, ds, what, False)
+        check(any(want in e for e in errs), "the mutation %s is rejected with %r; the errors "
+              "were: %s" % (what, want, errs or "none"))
+
+
 tmp = tempfile.mkdtemp(prefix="mpb-ops-k8s.")
 try:
     base = os.path.join(tmp, "k8s")
@@ -770,6 +796,7 @@ try:
               "(kubectl kustomize is used too where it is installed)")
     check_schemas(schema_cases)
     check_mutations(py_docs)
+    check_semantic_mutations(py_docs)
 finally:
     shutil.rmtree(tmp)
 
