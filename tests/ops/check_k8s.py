@@ -731,6 +731,58 @@ def check_mutations(docs):
               "were: %s" % (what, want, errs or "none"))
 
 
+def check_components(tmp, base):
+    """An overlay with every component of deploy/k8s/components: each does what it says, the
+    result passes the schemas, and what they leave alone still passes the base's checks."""
+    comps = sorted(os.listdir(os.path.join(base, "components")))
+    check(comps == ["ephemeral", "metrics", "workers"], "components: %s" % comps)
+    for c in comps:
+        for f in os.listdir(os.path.join(base, "components", c)):
+            p = subprocess.run(["yamllint", "-d", "{extends: default, rules: {line-length: "
+                                "{max: 100}, document-start: disable}}",
+                                os.path.join(base, "components", c, f)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            check(p.returncode == 0, "yamllint components/%s/%s: %s" % (c, f, p.stdout))
+    ov = os.path.join(tmp, "overlay")
+    os.makedirs(ov, exist_ok=True)
+    with open(os.path.join(ov, "kustomization.yaml"), "w") as f:
+        f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                "resources: [../k8s]\ncomponents: [%s]\n" %
+                ", ".join("../k8s/components/" + c for c in comps))
+    docs = render_kubectl(ov)
+    if not check(docs, "kubectl kustomize renders an overlay with every component"):
+        return
+    sms = [d for d in docs if d.get("kind") == "ServiceMonitor"]
+    if check(len(sms) == 1 and sms[0].get("apiVersion") == "monitoring.coreos.com/v1",
+             "components/metrics adds one ServiceMonitor"):
+        sm = sms[0]["spec"]
+        sel = sm.get("selector", {}).get("matchLabels", {})
+        picked = sorted(d["metadata"]["name"] for d in docs if d.get("kind") == "Service" and
+                        matches(sel, d["metadata"].get("labels", {})))
+        check(picked == ["mpbroker"], "the ServiceMonitor selects the mpbroker Service only "
+              "(not the headless one): %s" % picked)
+        check(sm.get("endpoints") == [{"port": "http", "path": "/metrics", "interval": "30s"}],
+              "the ServiceMonitor scrapes port http, /metrics: %s" % sm.get("endpoints"))
+    dep = [d for d in docs if d.get("kind") == "Deployment"]
+    check(dep and dep[0]["spec"].get("replicas") == 4, "components/workers: 4 workers")
+    sts = [d for d in docs if d.get("kind") == "StatefulSet"]
+    if check(len(sts) == 1, "one StatefulSet in the overlay"):
+        vols = {v["name"]: v for v in sts[0]["spec"]["template"]["spec"].get("volumes", [])}
+        check("volumeClaimTemplates" not in sts[0]["spec"] and
+              vols.get("data", {}).get("emptyDir") == {},
+              "components/ephemeral: /data is an emptyDir, no claim: %s" % list(vols))
+    rest = [d for d in docs if d.get("kind") != "ServiceMonitor"]
+    check_schemas({"overlay with every component": rest})
+    # and without ephemeral (the base's checks want the claim), everything else still holds
+    with open(os.path.join(ov, "kustomization.yaml"), "w") as f:
+        f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                "resources: [../k8s]\ncomponents: [../k8s/components/metrics, "
+                "../k8s/components/workers]\n")
+    docs = render_kubectl(ov)
+    check_rendered([d for d in docs if d.get("kind") != "ServiceMonitor"],
+                   "overlay with metrics and workers", hashed=True)
+
+
 # Mutations the schemas accept but check_rendered must refuse: (what, how, a text of the error)
 SEMANTIC_MUTATIONS = [
     ("the budget selects the broker", lambda ds: setk(
@@ -785,6 +837,7 @@ try:
                               for d in docs)
             check(shape(k_docs) == shape(py_docs), "both renderings have the same objects: "
                   "%s vs %s" % (shape(k_docs), shape(py_docs)))
+            check_components(tmp, base)
         # without the key file the base refuses to render (no default key ships)
         os.unlink(os.path.join(base, "authkey"))
         p = subprocess.run(["kubectl", "kustomize", base], stdout=subprocess.PIPE,
