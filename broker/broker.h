@@ -248,6 +248,7 @@ typedef struct peer {
     uint64_t seq_in, seq_out;
     sess_t *sess;
     struct peer *hnext; /* peer table chain */
+    char addr[48];      /* the TCP peer's address at its hello ("" for ipc): mpb clients */
 } peer_t;
 
 /* What a session holds, released when it ends: lock ownership or semaphore units. */

@@ -12,15 +12,17 @@ static void w_path(mpb__buf_t *b, const obj_t *o) {
     mpb__w_str(b, path, n < (int)sizeof path ? (size_t)n : sizeof path - 1);
 }
 
-/* clients -> [{session, host, pid, name, connected, age_ms, idle_ms, holds: [{object, units}],
- * waits: [{object, op}]}, ...], newest session first */
+/* clients -> [{session, host, pid, address, name, connected, age_ms, idle_ms, holds: [{object,
+ * units}], waits: [{object, op}]}, ...], newest session first */
 int cmd_clients(req_t *r) {
     mpb__buf_t *b = reply_begin(r);
     int64_t now = now_ms();
     mpb__w_array(b, (uint32_t)server_session_count());
     for (const sess_t *s = server_sessions(); s; s = s->next) {
-        mpb__w_map(b, 9);
+        mpb__w_map(b, 10);
         sess_describe(s, b); /* session, host, pid */
+        mpb__w_cstr(b, "address");
+        mpb__w_cstr(b, s->peer ? s->peer->addr : "");
         mpb__w_cstr(b, "name");
         mpb__w_cstr(b, s->name);
         mpb__w_cstr(b, "connected");

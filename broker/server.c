@@ -30,6 +30,7 @@ typedef struct server {
     size_t nbuckets, npeers, npending;
     sess_t *sessions;
     size_t nsessions;
+    const char *msg_addr; /* Peer-Address of the message being read (drain), or NULL */
     uint64_t next_sess_id;
     mpb__buf_t out;     /* the reply batch being built, header space first */
     mpb__buf_t scratch; /* replies nobody asked for (rid 0) */
@@ -313,6 +314,7 @@ static void on_hello(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
         return;
     }
     p = peer_new(rid, ridlen);
+    snprintf(p->addr, sizeof p->addr, "%s", S.msg_addr ? S.msg_addr : "");
     memcpy(p->nonce_c, nonce, MPB__NONCE_LEN);
     if (mpb__random(p->nonce_b, MPB__NONCE_LEN)) abort();
     p->hs_deadline = now_ms() + g_limits.handshake_ms;
@@ -644,7 +646,9 @@ static void drain(void) {
                              "one frame per message expected");
             continue;
         }
+        S.msg_addr = zmq_msg_gets(&body, "Peer-Address"); /* valid while body is */
         on_message(zmq_msg_data(&id), ridlen, zmq_msg_data(&body), zmq_msg_size(&body));
+        S.msg_addr = NULL;
     }
     zmq_msg_close(&id);
     zmq_msg_close(&body);

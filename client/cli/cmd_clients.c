@@ -41,19 +41,20 @@ int cmd_clients(int argc, char **argv) {
         json_decref(all);
         return 0;
     }
-    printf("%-8s %-16s %-8s %-12s %-9s %-8s %-8s %-24s %s\n", "SESSION", "HOST", "PID", "NAME",
-           "CONNECTED", "AGE", "IDLE", "HOLDS", "WAITS");
+    printf("%-8s %-16s %-8s %-16s %-12s %-9s %-8s %-8s %-24s %s\n", "SESSION", "HOST", "PID",
+           "ADDRESS", "NAME", "CONNECTED", "AGE", "IDLE", "HOLDS", "WAITS");
     size_t i;
     json_t *c;
     json_array_foreach(all, i, c) {
         char holds[512], waits[512];
         join_objects(holds, sizeof holds, json_object_get(c, "holds"), "units");
         join_objects(waits, sizeof waits, json_object_get(c, "waits"), "op");
+        const char *addr = json_string_value(json_object_get(c, "address"));
         printf("%-8" JSON_INTEGER_FORMAT " %-16s %-8" JSON_INTEGER_FORMAT
-               " %-12s %-9s %-8.1f %-8.1f %-24s %s\n",
+               " %-16s %-12s %-9s %-8.1f %-8.1f %-24s %s\n",
                json_integer_value(json_object_get(c, "session")),
                json_string_value(json_object_get(c, "host")),
-               json_integer_value(json_object_get(c, "pid")),
+               json_integer_value(json_object_get(c, "pid")), addr && *addr ? addr : "-",
                json_string_value(json_object_get(c, "name")),
                json_is_true(json_object_get(c, "connected")) ? "yes" : "no",
                (double)json_integer_value(json_object_get(c, "age_ms")) / 1000.0,

@@ -39,8 +39,8 @@ static const struct {
      "The first N items of a queue (default 10), oldest first, one JSON value a line (with\n"
      "--json, one array); nothing is taken. Exit 3 if there is no such queue.\n"},
     {"clients", "clients",
-     "The sessions the broker serves, newest first: SESSION, HOST, PID, NAME (the client's\n"
-     "name), CONNECTED, AGE and IDLE in seconds, HOLDS (locks, and semaphore units as\n"
+     "The sessions the broker serves, newest first: SESSION, HOST, PID, ADDRESS (the\n"
+     "connection's TCP peer), NAME (the client's name), CONNECTED, AGE and IDLE in seconds, HOLDS (locks, and semaphore units as\n"
      "OBJ:N) and WAITS (parked calls as OBJ(op)); mpb's own session is listed too. --json:\n"
      "the broker's array of {session, host, pid, name, connected, age_ms, idle_ms, holds,\n"
      "waits}.\n"},
