@@ -271,6 +271,7 @@ typedef struct peer {
     bool out_cut;                    /* shut for it: its replies are dropped from now on */
     uint32_t nsess_opened; /* live sessions this connection opened: max-sessions-per-conn */
     struct peer *hnext; /* peer table chain */
+    char addr[48];      /* the TCP peer's address at its hello ("" for ipc): mpb clients */
 } peer_t;
 
 /* What a session holds, released when it ends: lock ownership or semaphore units. */
@@ -377,6 +378,9 @@ struct waiter {
 waiter_t *waiter_park(req_t *r, wlist_t *list, int64_t timeout_ms);
 /* Takes w off its list, the heap and its session; frees it (not its item). */
 void waiter_free(waiter_t *w);
+/* Writes one map pair for describe: "waiting": [{session, host, pid, op}, ...], the calls
+ * parked on each of the n lists, oldest first in each (for mpb info: who waits, for what). */
+void waiter_describe(mpb__buf_t *b, const wlist_t *const *lists, size_t n);
 /* Moves w to the end of another list, with a new deadline (INT64_MAX: none). */
 void waiter_move(waiter_t *w, obj_t *obj, wlist_t *list, int64_t deadline);
 /* Answers a parked request: exactly one value or an error, in a frame of its own. */
@@ -480,6 +484,8 @@ typedef struct limits {
     size_t max_unauth_memory;       /* bytes all peers without a session may pin */
     int idle_ms;                    /* a connection without a session is closed after it */
     size_t max_output;              /* unacknowledged reply bytes of one connection; 0: off */
+    int64_t slowlog_slower_us; /* requests served slower than this go to the slow log */
+    size_t slowlog_max_len;    /* entries it keeps; 0: none */
 } limits_t;
 
 enum { ENC_AUTO, ENC_ON, ENC_OFF }; /* --encryption; auto: on for tcp://, off for ipc:// */
@@ -659,6 +665,15 @@ int cmd_queue_open(req_t *r);
 int cmd_queue_put(req_t *r);
 int cmd_queue_get(req_t *r);
 int cmd_queue_qsize(req_t *r);
+int cmd_queue_peek(req_t *r);
+/* slowlog.c: the slowest recent requests, as Redis's SLOWLOG: a request served (not parked)
+ * in more than slowlog-log-slower-than µs is kept, the newest slowlog-max-len of them. */
+void slowlog_note(const req_t *r, int64_t ns);
+int cmd_slowlog(req_t *r);
+/* clients.c */
+int cmd_clients(req_t *r);
+int cmd_session_kill(req_t *r);
+void reply_items(req_t *r, const deque_t *d, size_t lo, size_t hi, uint64_t max);
 int cmd_queue_task_done(req_t *r);
 int cmd_queue_join(req_t *r);
 int cmd_queue_empty(req_t *r);

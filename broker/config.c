@@ -63,6 +63,8 @@ enum {
     S_POOL_MAX_RESULTS,
     S_POOL_MAX_QUEUED,
     S_ANON_GRACE,
+    S_SLOWLOG_SLOWER,
+    S_SLOWLOG_MAX_LEN,
     S_REPLY_CACHE,
     S_REPLY_CACHE_BYTES,
     S_MAX_MEMORY,
@@ -143,6 +145,10 @@ static const setting_t settings[S__N] = {
                      "5000"},
     [S_IDLE] = {"idle-ms", "MPB_IDLE_MS", T_MS, 100, 86400000, "100 to 86400000", "10000"},
     [S_MAX_OUTPUT] = {"max-output", "MPB_MAX_OUTPUT", T_SIZE, 0, 1ull << 36, "0 to 64g", "64m"},
+    [S_SLOWLOG_SLOWER] = {"slowlog-log-slower-than", "MPB_SLOWLOG_LOG_SLOWER_THAN", T_COUNT, 0,
+                          3600000000ull, "0 to 3600000000", "10000"},
+    [S_SLOWLOG_MAX_LEN] = {"slowlog-max-len", "MPB_SLOWLOG_MAX_LEN", T_COUNT, 0, 100000,
+                           "0 to 100000", "128"},
 };
 
 /* The layers, lowest first. */
@@ -274,6 +280,9 @@ static void usage(FILE *f) {
             "      --max-output BYTES    replies a client may leave unread (sent, not yet\n"
             "                            acknowledged by its TCP); past it the connection is\n"
             "                            closed, its session kept (default 64m; 0: no limit)\n"
+            "      --slowlog-log-slower-than US  requests served in more microseconds go to\n"
+            "                            the slow log (mpb slowlog; default 10000, 0: all)\n"
+            "      --slowlog-max-len N   entries the slow log keeps (default 128; 0: none)\n"
             "  -V, --version             print the version\n"
             "  -h, --help                this text\n"
             "BYTES take a k, m or g suffix. An empty environment variable counts as unset.\n");
@@ -546,6 +555,8 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_HANDSHAKE: l->handshake_ms = (int)v; break;
     case S_IDLE: l->idle_ms = (int)v; break;
     case S_MAX_OUTPUT: l->max_output = (size_t)v; break;
+    case S_SLOWLOG_SLOWER: l->slowlog_slower_us = (int64_t)v; break;
+    case S_SLOWLOG_MAX_LEN: l->slowlog_max_len = (size_t)v; break;
     default: break;
     }
     return;
@@ -1024,6 +1035,8 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         {"handshake-ms", required_argument, 0, O_FLAG + S_HANDSHAKE},
         {"idle-ms", required_argument, 0, O_FLAG + S_IDLE},
         {"max-output", required_argument, 0, O_FLAG + S_MAX_OUTPUT},
+        {"slowlog-log-slower-than", required_argument, 0, O_FLAG + S_SLOWLOG_SLOWER},
+        {"slowlog-max-len", required_argument, 0, O_FLAG + S_SLOWLOG_MAX_LEN},
         {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -1252,6 +1265,10 @@ void config_print(const conf_t *c, FILE *out) {
     print_num(out, "handshake-ms", (unsigned long long)l->handshake_ms, c->src[S_HANDSHAKE]);
     print_num(out, "idle-ms", (unsigned long long)l->idle_ms, c->src[S_IDLE]);
     print_num(out, "max-output", (unsigned long long)l->max_output, c->src[S_MAX_OUTPUT]);
+    print_num(out, "slowlog-log-slower-than", (unsigned long long)l->slowlog_slower_us,
+              c->src[S_SLOWLOG_SLOWER]);
+    print_num(out, "slowlog-max-len", (unsigned long long)l->slowlog_max_len,
+              c->src[S_SLOWLOG_MAX_LEN]);
 }
 
 void config_log(const conf_t *c) {

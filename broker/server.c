@@ -31,6 +31,7 @@ typedef struct server {
     size_t nbuckets, npeers, npending;
     sess_t *sessions;
     size_t nsessions;
+    const char *msg_addr; /* Peer-Address of the message being read (drain), or NULL */
     uint64_t next_sess_id;
     mpb__buf_t out;     /* the reply batch being built, header space first */
     mpb__buf_t scratch; /* replies nobody asked for (rid 0) */
@@ -453,6 +454,7 @@ static void on_hello(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
     }
     p = peer_new(rid, ridlen);
     p->nsess_opened = opened;
+    snprintf(p->addr, sizeof p->addr, "%s", S.msg_addr ? S.msg_addr : "");
     memcpy(p->nonce_c, nonce, MPB__NONCE_LEN);
     if (mpb__random(p->nonce_b, MPB__NONCE_LEN)) abort();
     p->hs_deadline = now_ms() + g_limits.handshake_ms;
@@ -709,9 +711,11 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
         replay_note(s, rid, r.op, r.out->p + before, r.out->len - before);
     int64_t t1 = lat_clock_ns();
     /* A parked request is counted when it is answered (waiter.c), with its final code. */
-    if (!r.parked)
+    if (!r.parked) {
         metrics_count(r.op, reply_code(r.out->p + before, r.out->len - before),
                       (uint64_t)(t1 - *clock));
+        slowlog_note(&r, t1 - *clock);
+    }
     *clock = t1;
 }
 
@@ -844,7 +848,9 @@ static void drain(void) {
         }
         int fd = zmq_msg_get(&body, ZMQ_SRCFD);
         transport_conn_seen(S.tp, fd);
+        S.msg_addr = zmq_msg_gets(&body, "Peer-Address"); /* valid while body is */
         on_message(zmq_msg_data(&id), ridlen, zmq_msg_data(&body), zmq_msg_size(&body), fd);
+        S.msg_addr = NULL;
     }
     zmq_msg_close(&id);
     zmq_msg_close(&body);

@@ -31,12 +31,15 @@ enum {
     MPB__T_ERROR = 7,     /* broker -> client, plain: {code, msg}, for peers without keys */
 };
 
+#ifndef MPB__OPS_DECLARED /* mpb/ops.h, made from the same ops.def, declares the same */
+#define MPB__OPS_DECLARED
 enum {
 #define XX(name, code, wire) MPB_OP_##name = code,
 #include "ops.def"
 #undef XX
-    MPB__OP_MAX = 256
 };
+#endif
+enum { MPB__OP_MAX = 256 };
 
 /* The wire name of op ("dict.get"), or NULL if unknown. */
 const char *mpb__op_name(unsigned op);

@@ -61,6 +61,7 @@ void mpb_free(void *p) {
 }
 
 void mpb_options_init(mpb_options_t *o) {
+    if (!o) return;
     memset(o, 0, sizeof *o);
     o->size = sizeof *o;
     o->connect_timeout_ms = 5000;
@@ -87,6 +88,17 @@ static mpb_client_t *g_hb_head;
 static bool g_hb_running;
 static pthread_cond_t g_hb_cv = PTHREAD_COND_INITIALIZER;
 
+/* fork() waits for the heartbeat thread to be between rounds: it signs pings (an OpenSSL MAC
+ * context, malloc) only while holding g_mu, so with g_mu held across the fork a child never
+ * inherits a MAC context or an allocator half-way through an update, and can free both. */
+static void on_fork_prepare(void) {
+    pthread_mutex_lock(&g_mu);
+}
+
+static void on_fork_parent(void) {
+    pthread_mutex_unlock(&g_mu);
+}
+
 static void on_fork_child(void) {
     /* The parent's threads do not exist here; its context is not ours to terminate. */
     pthread_mutex_init(&g_mu, NULL);
@@ -99,7 +111,7 @@ static void on_fork_child(void) {
 }
 
 static void register_atfork(void) {
-    pthread_atfork(NULL, NULL, on_fork_child);
+    pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
 }
 
 static void *ctx_ref(void) {
@@ -1229,10 +1241,12 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     pthread_mutexattr_destroy(&ma);
     c->autoflush_bytes = 64 * 1024;
     c->autoflush_n = 256;
+    if (!endpoint) endpoint = getenv("MPB_ENDPOINT");
     c->endpoint = strdup(endpoint ? endpoint : "");
     c->authkey = malloc(keylen ? keylen : 1);
     if (!c->endpoint || !c->authkey) return mpb__fail(c, MPB_ENOMEM, "out of memory");
-    if (!endpoint || !*endpoint) return mpb__fail(c, MPB_EINVAL, "no endpoint given");
+    if (!endpoint || !*endpoint)
+        return mpb__fail(c, MPB_EINVAL, "no endpoint given, and MPB_ENDPOINT is not set");
     if (!authkey || !keylen) return mpb__fail(c, MPB_EINVAL, "no authkey given");
     memcpy(c->authkey, authkey, keylen);
     c->keylen = keylen;

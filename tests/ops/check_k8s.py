@@ -396,7 +396,8 @@ def check_type(value, typ, path):
 MODELS = {("v1", "Service"): "V1Service", ("v1", "Secret"): "V1Secret",
           ("apps/v1", "StatefulSet"): "V1StatefulSet", ("apps/v1", "Deployment"): "V1Deployment",
           ("v1", "ConfigMap"): "V1ConfigMap",
-          ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy"}
+          ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
+          ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget"}
 
 
 def check_api(docs, label):
@@ -505,6 +506,17 @@ def check_rendered(docs, label, hashed):
                       "%s: %s's selector does not select %s's pods" %
                       (label, w["metadata"]["name"], o["metadata"]["name"]))
 
+    # A drain evicts workers one at a time, and never the broker through their budget.
+    pdbs = by_kind.get("PodDisruptionBudget", [])
+    if check(len(pdbs) == 1, "%s: one PodDisruptionBudget (got %d)" % (label, len(pdbs))):
+        ps = pdbs[0]["spec"]
+        psel = ps.get("selector", {}).get("matchLabels", {})
+        check(matches(psel, dep["spec"]["template"]["metadata"].get("labels", {})) and
+              not matches(psel, sts["spec"]["template"]["metadata"].get("labels", {})),
+              "%s: the budget selects the worker pods and not the broker's: %s" % (label, psel))
+        check(ps.get("maxUnavailable") == 1 and "minAvailable" not in ps,
+              "%s: the budget lets one worker go at a time: %s" % (label, ps))
+
     # The broker container and its ports.
     bc = [c for c in sts["spec"]["template"]["spec"]["containers"]]
     check(len(bc) == 1, "%s: one broker container" % label)
@@ -540,6 +552,15 @@ def check_rendered(docs, label, hashed):
                                                                 hg.get("path")))
         else:
             check(hg.get("path") in ("/healthz", "/readyz"), "%s: %s path" % (label, probe))
+
+    # The workers' readiness is their own (mpb-worker --check), not the broker's HTTP probes.
+    for wc in dep["spec"]["template"]["spec"]["containers"]:
+        rp = wc.get("readinessProbe") or {}
+        check(rp.get("exec", {}).get("command") == ["mpb-worker", "--check"],
+              "%s: worker container %s is ready by mpb-worker --check: %s" %
+              (label, wc.get("name"), rp))
+        check("livenessProbe" not in wc, "%s: no liveness probe restarts workers in a broker "
+              "outage" % label)
 
     # Services: each selects the broker (not the workers), and every port it targets exists.
     headless = [s for s in services if s["spec"].get("clusterIP") == "None"]
@@ -756,6 +777,84 @@ def check_mutations(docs):
               "were: %s" % (what, want, errs or "none"))
 
 
+def check_components(tmp, base):
+    """An overlay with every component of deploy/k8s/components: each does what it says, the
+    result passes the schemas, and what they leave alone still passes the base's checks."""
+    comps = sorted(os.listdir(os.path.join(base, "components")))
+    check(comps == ["ephemeral", "metrics", "workers"], "components: %s" % comps)
+    for c in comps:
+        for f in os.listdir(os.path.join(base, "components", c)):
+            p = subprocess.run(["yamllint", "-d", "{extends: default, rules: {line-length: "
+                                "{max: 100}, document-start: disable}}",
+                                os.path.join(base, "components", c, f)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            check(p.returncode == 0, "yamllint components/%s/%s: %s" % (c, f, p.stdout))
+    ov = os.path.join(tmp, "overlay")
+    os.makedirs(ov, exist_ok=True)
+    with open(os.path.join(ov, "kustomization.yaml"), "w") as f:
+        f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                "resources: [../k8s]\ncomponents: [%s]\n" %
+                ", ".join("../k8s/components/" + c for c in comps))
+    docs = render_kubectl(ov)
+    if not check(docs, "kubectl kustomize renders an overlay with every component"):
+        return
+    sms = [d for d in docs if d.get("kind") == "ServiceMonitor"]
+    if check(len(sms) == 1 and sms[0].get("apiVersion") == "monitoring.coreos.com/v1",
+             "components/metrics adds one ServiceMonitor"):
+        sm = sms[0]["spec"]
+        sel = sm.get("selector", {}).get("matchLabels", {})
+        picked = sorted(d["metadata"]["name"] for d in docs if d.get("kind") == "Service" and
+                        matches(sel, d["metadata"].get("labels", {})))
+        check(picked == ["mpbroker"], "the ServiceMonitor selects the mpbroker Service only "
+              "(not the headless one): %s" % picked)
+        check(sm.get("endpoints") == [{"port": "http", "path": "/metrics", "interval": "30s"}],
+              "the ServiceMonitor scrapes port http, /metrics: %s" % sm.get("endpoints"))
+    dep = [d for d in docs if d.get("kind") == "Deployment"]
+    check(dep and dep[0]["spec"].get("replicas") == 4, "components/workers: 4 workers")
+    sts = [d for d in docs if d.get("kind") == "StatefulSet"]
+    if check(len(sts) == 1, "one StatefulSet in the overlay"):
+        vols = {v["name"]: v for v in sts[0]["spec"]["template"]["spec"].get("volumes", [])}
+        check("volumeClaimTemplates" not in sts[0]["spec"] and
+              vols.get("data", {}).get("emptyDir") == {},
+              "components/ephemeral: /data is an emptyDir, no claim: %s" % list(vols))
+    rest = [d for d in docs if d.get("kind") != "ServiceMonitor"]
+    check_schemas({"overlay with every component": rest})
+    # and without ephemeral (the base's checks want the claim), everything else still holds
+    with open(os.path.join(ov, "kustomization.yaml"), "w") as f:
+        f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                "resources: [../k8s]\ncomponents: [../k8s/components/metrics, "
+                "../k8s/components/workers]\n")
+    docs = render_kubectl(ov)
+    check_rendered([d for d in docs if d.get("kind") != "ServiceMonitor"],
+                   "overlay with metrics and workers", hashed=True)
+
+
+# Mutations the schemas accept but check_rendered must refuse: (what, how, a text of the error)
+SEMANTIC_MUTATIONS = [
+    ("the budget selects the broker", lambda ds: setk(
+        obj(ds, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        "app.kubernetes.io/component", "broker"), "the budget selects the worker pods"),
+    ("the budget blocks drains", lambda ds: setk(obj(ds, "PodDisruptionBudget")["spec"],
+                                                 "maxUnavailable", 0),
+     "the budget lets one worker go at a time"),
+    ("workers ready by /readyz", lambda ds: setk(worker_c(ds), "readinessProbe",
+                                                 {"httpGet": {"path": "/readyz", "port": 8080}}),
+     "is ready by mpb-worker --check"),
+    ("workers with a liveness probe", lambda ds: setk(worker_c(ds), "livenessProbe",
+                                                      {"exec": {"command": ["true"]}}),
+     "no liveness probe restarts workers"),
+]
+
+
+def check_semantic_mutations(docs):
+    for what, how, want in SEMANTIC_MUTATIONS:
+        ds = copy.deepcopy(docs)
+        how(ds)
+        errs = errors_of(_check_rendered, ds, what, False)
+        check(any(want in e for e in errs), "the mutation %s is rejected with %r; the errors "
+              "were: %s" % (what, want, errs or "none"))
+
+
 tmp = tempfile.mkdtemp(prefix="mpb-ops-k8s.")
 try:
     base = os.path.join(tmp, "k8s")
@@ -784,6 +883,7 @@ try:
                               for d in docs)
             check(shape(k_docs) == shape(py_docs), "both renderings have the same objects: "
                   "%s vs %s" % (shape(k_docs), shape(py_docs)))
+            check_components(tmp, base)
         # without the key file the base refuses to render (no default key ships)
         os.unlink(os.path.join(base, "authkey"))
         p = subprocess.run(["kubectl", "kustomize", base], stdout=subprocess.PIPE,
@@ -795,6 +895,7 @@ try:
               "(kubectl kustomize is used too where it is installed)")
     check_schemas(schema_cases)
     check_mutations(py_docs)
+    check_semantic_mutations(py_docs)
 finally:
     shutil.rmtree(tmp)
 

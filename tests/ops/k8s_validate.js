@@ -16,6 +16,8 @@ const models = {
   'apps/v1/Deployment': () => require('kubernetes-models/apps/v1/Deployment').Deployment,
   'networking.k8s.io/v1/NetworkPolicy': () =>
     require('kubernetes-models/networking.k8s.io/v1/NetworkPolicy').NetworkPolicy,
+  'policy/v1/PodDisruptionBudget': () =>
+    require('kubernetes-models/policy/v1/PodDisruptionBudget').PodDisruptionBudget,
 };
 
 function validate(obj) {
