@@ -170,6 +170,8 @@ int cmd_obj_new(req_t *r) {
     kind_t k = kind_parse(ks, kl);
     if (k == KIND_NONE)
         return reply_error(r, MPB_EINVAL, "unknown kind '%.*s'", (int)(kl > 64 ? 64 : kl), ks);
+    if (!open_op[k]) /* a pipe's ends are claimed by name: it has no anonymous form */
+        return reply_error(r, MPB_EINVAL, "a %s cannot be made anonymous", kind_name(k));
     const command_t *oc = command_find(open_op[k]);
     if (!arity_ok(oc, r->argc - 1))
         return reply_error(

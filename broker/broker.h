@@ -113,6 +113,7 @@ typedef enum kind {
     KIND_BARRIER,
     KIND_VALUE,
     KIND_NAMESPACE,
+    KIND_PIPE,
     KIND__N
 } kind_t;
 const char *kind_name(kind_t k);
@@ -197,6 +198,16 @@ typedef struct barrier {
     wlist_t waiters;
 } barrier_t;
 
+/* A duplex channel between end 0 and end 1 (multiprocessing.Pipe), each end owned by the one
+ * session that opened it until it closes it or ends: t_pipe.c. */
+typedef struct pipeobj {
+    deque_t box[2];           /* items sent to end e, oldest first, waiting for its recv */
+    sess_t *owner[2];         /* the session that holds end e; NULL: not yet opened, or closed */
+    bool closed[2];           /* end e was opened and is closed now (for good) */
+    bool duplex, duplex_set;  /* one-way: end 0 only receives, end 1 only sends */
+    wlist_t recv[2], poll[2]; /* calls parked on end e */
+} pipeobj_t;
+
 typedef struct obj {
     kind_t kind;
     uint32_t namelen;
@@ -209,6 +220,7 @@ typedef struct obj {
         omap_t dict; /* items: dkv_t; also namespace */
         deque_t list;
         queue_t queue;
+        pipeobj_t pipe;
         lockobj_t lock;
         sem_t sem;
         cond_t cond;
@@ -338,6 +350,16 @@ bool mem_release_reserve(void);
 bool mem_low(void);
 void mem_tick(int64_t now);
 extern uint64_t g_oom_refused;
+
+/* ---- t_pipe.c: the hooks of the pipe kind ---- */
+
+/* s ended holding end h->tid of pipe h->obj: the end closes, its peer sees EOF. */
+void pipe_release_hold(sess_t *s, hold_t *h);
+void pipe_on_timeout(waiter_t *w);
+bool pipe_busy(const obj_t *o, char *why, size_t n);
+void pipe_fail_all(obj_t *o, int code, const char *msg);
+void pipe_free(obj_t *o);
+uint32_t pipe_describe(const obj_t *o, mpb__buf_t *b);
 
 /* ---- t_queue.c: reliable delivery ---- */
 
@@ -678,6 +700,11 @@ int cmd_queue_task_done(req_t *r);
 int cmd_queue_join(req_t *r);
 int cmd_queue_empty(req_t *r);
 int cmd_queue_full(req_t *r);
+int cmd_pipe_open(req_t *r);
+int cmd_pipe_send(req_t *r);
+int cmd_pipe_recv(req_t *r);
+int cmd_pipe_poll(req_t *r);
+int cmd_pipe_close(req_t *r);
 int cmd_lock_acquire(req_t *r);
 int cmd_lock_release(req_t *r);
 int cmd_lock_locked(req_t *r);

@@ -164,6 +164,14 @@ bool persist_logs_op(unsigned op) {
     case MPB_OP_BARRIER_WAIT:
     case MPB_OP_QUEUE_JOIN:
     case MPB_OP_SEM_VALUE: return false; /* held locks and waits are not brought back */
+    case MPB_OP_PIPE_OPEN:
+    case MPB_OP_PIPE_SEND:
+    case MPB_OP_PIPE_RECV:
+    case MPB_OP_PIPE_POLL:
+    case MPB_OP_PIPE_CLOSE:
+        /* A pipe lives with the two sessions at its ends: it is neither logged nor saved,
+         * and a restarted broker has none (PERSISTENCE.md). */
+        return false;
     case MPB_OP_OBJ_DELETE:
     case MPB_OP_DICT_COPY:
     case MPB_OP_POOL_SUBMIT:
@@ -915,7 +923,7 @@ static int snap_write(uint64_t first_seg) {
     const omap_t *m = store_map();
     for (size_t i = 0; i < m->nents && rc == 0; i++) {
         const obj_t *o = m->ents[i].item;
-        if (!o) continue;
+        if (!o || o->kind == KIND_PIPE) continue; /* not kept: see persist_logs_op */
         w_obj(&b, o);
         nrec++;
         rc = snap_flush(&b, fd);

@@ -21,6 +21,7 @@ static const char *const kind_names[KIND__N] = {
     [KIND_BARRIER] = "barrier",
     [KIND_VALUE] = "value",
     [KIND_NAMESPACE] = "namespace",
+    [KIND_PIPE] = "pipe",
 };
 
 const char *kind_name(kind_t k) {
@@ -129,6 +130,7 @@ uint64_t obj_size(const obj_t *o) {
     case KIND_BARRIER: return o->u.barrier.waiters.n;
     case KIND_CONDITION: return o->u.cond.waiters.n;
     case KIND_VALUE: return 1;
+    case KIND_PIPE: return o->u.pipe.box[0].len + o->u.pipe.box[1].len;
     default: return 0;
     }
 }

@@ -396,6 +396,7 @@ void sync_on_timeout(waiter_t *w) {
     }
     switch (o->kind) {
     case KIND_QUEUE: queue_on_timeout(w); return;
+    case KIND_PIPE: pipe_on_timeout(w); return;
     case KIND_LOCK:
     case KIND_RLOCK:
     case KIND_CONDITION: lock_on_timeout(w); return;
@@ -423,6 +424,8 @@ void sync_release_hold(sess_t *s, hold_t *h) {
         cond_release_hold(s, h);
     } else if (o->kind == KIND_QUEUE) {
         queue_release_hold(s, h);
+    } else if (o->kind == KIND_PIPE) {
+        pipe_release_hold(s, h);
     } else if (o->kind == KIND_SEMAPHORE) {
         /* Given back only up to the initial value, bounded or not: a unit taken from a
          * Semaphore(0) used as a signal was consumed, not borrowed, and must not come back
@@ -455,6 +458,7 @@ bool sync_busy(const obj_t *o, char *why, size_t n) {
         return true;
     }
     switch (o->kind) {
+    case KIND_PIPE: return pipe_busy(o, why, n);
     case KIND_QUEUE:
         if (o->u.queue.getters.n + o->u.queue.putters.n + o->u.queue.joiners.n) {
             snprintf(why, n, "clients are blocked on it");
@@ -499,6 +503,7 @@ bool sync_busy(const obj_t *o, char *why, size_t n) {
 /* Answers every call parked on o with an error: it is being deleted whatever waits. */
 void sync_fail_all(obj_t *o, int code, const char *msg) {
     switch (o->kind) {
+    case KIND_PIPE: pipe_fail_all(o, code, msg); break;
     case KIND_QUEUE:
         wlist_fail(&o->u.queue.getters, code, msg);
         wlist_fail(&o->u.queue.putters, code, msg);
@@ -522,6 +527,7 @@ void sync_fail_all(obj_t *o, int code, const char *msg) {
 
 void sync_free(obj_t *o) {
     switch (o->kind) {
+    case KIND_PIPE: pipe_free(o); break;
     case KIND_QUEUE:
         deque_clear(&o->u.queue.items);
         queue_free_deliveries(o);
@@ -555,6 +561,7 @@ static uint32_t describe_waiting(const wlist_t *l, mpb__buf_t *b) {
 uint32_t sync_describe(const obj_t *o, mpb__buf_t *b) {
     switch (o->kind) {
     case KIND_QUEUE: return queue_describe(o, b);
+    case KIND_PIPE: return pipe_describe(o, b);
     case KIND_LOCK:
     case KIND_RLOCK: return lock_describe(o, b);
     case KIND_CONDITION: return cond_describe(o, b);
