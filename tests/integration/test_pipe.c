@@ -270,6 +270,40 @@ static void test_a_one_way_pipe_reads_at_end_0_and_writes_at_end_1(void **state)
     mpb_close(&w);
 }
 
+/* Pipes are neither logged nor saved: after a crash and restart the dict written alongside
+ * is back, the pipe is not, and a pipe of that name starts empty with both ends free. */
+static void test_a_restarted_broker_has_no_pipe(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_pipe_t *a, *b;
+    th_assert_ok(mpb_pipe_open(c, "gone", 0, -1, &a), c);
+    th_assert_ok(mpb_pipe_open(c, "gone", 1, -1, &b), c);
+    th_assert_ok(send_i64(a, 1), c);
+    th_assert_ok(send_i64(b, 2), c);
+    mpb_dict_t *d;
+    th_assert_ok(mpb_dict_open(c, "kept", &d), c);
+    th_assert_ok(mpb_dict_set_i64(d, "k", 77), c);
+    mpb_dict_close(&d);
+    assert_int_equal(th_describe_int(c, "pipe/gone", "size"), 2);
+    mpb_pipe_close(&a);
+    mpb_pipe_close(&b);
+    mpb_close(&c);
+    th_broker_restart(&B, SIGKILL, "--session-ttl-ms", "2000", "--heartbeat-ms", "200", NULL);
+    c = th_connect(&B);
+    th_assert_ok(mpb_dict_open(c, "kept", &d), c);
+    int64_t v;
+    th_assert_ok(mpb_dict_get_i64(d, "k", &v), c);
+    assert_int_equal(v, 77);
+    mpb_dict_close(&d);
+    void *info = NULL;
+    size_t il;
+    assert_int_equal(mpb_obj_describe(c, "pipe/gone", &info, &il), MPB_ENOOBJ);
+    th_assert_ok(mpb_pipe_open(c, "gone", 0, -1, &a), c);
+    th_assert_err(recv_i64(a, &v, 0), MPB_EEMPTY, c, NULL, NULL);
+    mpb_pipe_close(&a);
+    mpb_close(&c);
+}
+
 static void test_bad_input_gets_clear_errors_and_the_broker_serves_on(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
@@ -342,6 +376,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_one_way_pipe_reads_at_end_0_and_writes_at_end_1,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_restarted_broker_has_no_pipe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_gets_clear_errors_and_the_broker_serves_on,
                                         setup, teardown),
     };
