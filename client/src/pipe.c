@@ -77,7 +77,7 @@ int mpb_pipe_poll(mpb_pipe_t *p, int timeout_ms) {
 }
 
 int mpb_pipe_close(mpb_pipe_t **pp) {
-    if (!pp || !*pp) return 0;
+    if (!pp || !*pp) return MPB_EINVAL;
     mpb_pipe_t *p = *pp;
     int rc = 0;
     /* A child's copy of its parent's handle: the end is the parent's session's to close. */
@@ -92,7 +92,7 @@ int mpb_pipe_close(mpb_pipe_t **pp) {
 }
 
 int mpb_pipe_end(const mpb_pipe_t *p) {
-    return p ? p->end : -1;
+    return p ? p->end : MPB_EINVAL;
 }
 
 const char *mpb_pipe_name(const mpb_pipe_t *p) {

@@ -722,10 +722,12 @@ MPB_EXPORT int mpb_pipe_recv(mpb_pipe_t *p, void **val, size_t *vlen, int timeou
  * (MPB_FOREVER: no bound) for that; 0 if not by then; or a negative MPB_E*. */
 MPB_EXPORT int mpb_pipe_poll(mpb_pipe_t *p, int timeout_ms);
 /* Closes this end for good (the other end sees end of file once it has read what was sent)
- * and frees the handle; items sent to this end and not received are dropped. Accepts &NULL;
- * sets *p NULL. Returns 0 or the error of the close (the handle is freed either way). */
+ * and frees the handle; items sent to this end and not received are dropped. Sets *p NULL.
+ * Returns 0 or the error of the close (the handle is freed either way); MPB_EINVAL for &NULL
+ * (nothing to do). Close pipe handles before mpb_close() of their client (which closes the
+ * ends of its session anyway). */
 MPB_EXPORT int mpb_pipe_close(mpb_pipe_t **p);
-/* The end the handle holds (0 or 1), or -1 for NULL. */
+/* The end the handle holds (0 or 1), or MPB_EINVAL for NULL. */
 MPB_EXPORT int mpb_pipe_end(const mpb_pipe_t *p);
 MPB_EXPORT const char *mpb_pipe_name(const mpb_pipe_t *p);
 
