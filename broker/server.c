@@ -8,6 +8,7 @@
  *   a session outlives its peer: a client that reconnects proves the key again and resumes. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ int64_t g_started_ms;
 
 typedef struct server {
     void *zctx, *router;
+    int rcvtimeo; /* the router's ZMQ_RCVTIMEO as last set (-1 as ZeroMQ starts it) */
     const uint8_t *authkey;
     size_t keylen;
     peer_t **buckets;
@@ -624,13 +626,20 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
     }
 }
 
-/* Reads until the socket would block, so one poll wake-up serves every queued message. */
-static void drain(void) {
+/* Reads until the socket would block, so one wake-up serves every queued message; the first
+ * message is waited for up to wait_ms (0: not at all) in that first zmq_msg_recv(), under
+ * ZMQ_RCVTIMEO, where a zmq_poll() first would cost its own poller and mailbox checks. */
+static void drain(long wait_ms) {
+    int t = wait_ms > INT_MAX ? INT_MAX : (int)wait_ms;
+    if (t > 0 && t != S.rcvtimeo && zmq_setsockopt(S.router, ZMQ_RCVTIMEO, &t, sizeof t) == 0)
+        S.rcvtimeo = t;
+    bool wait = t > 0 && t == S.rcvtimeo;
     zmq_msg_t id, body;
     zmq_msg_init(&id);
     zmq_msg_init(&body);
     for (int i = 0; i < 4096; i++) {
-        if (zmq_msg_recv(&id, S.router, ZMQ_DONTWAIT) < 0) break;
+        if (zmq_msg_recv(&id, S.router, wait ? 0 : ZMQ_DONTWAIT) < 0) break;
+        wait = false;
         if (!zmq_msg_more(&id) || zmq_msg_recv(&body, S.router, 0) < 0) continue;
         bool extra = zmq_msg_more(&body);
         while (zmq_msg_more(&body) && zmq_msg_recv(&body, S.router, 0) >= 0) {
@@ -707,6 +716,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     S.zctx = zmq_ctx_new();
     zmq_ctx_set(S.zctx, ZMQ_MAX_SOCKETS, 64);
     S.router = zmq_socket(S.zctx, ZMQ_ROUTER);
+    S.rcvtimeo = -1;
     int one = 1, zero = 0, hwm = 100000;
     int64_t maxmsg = (int64_t)g_limits.max_frame + 4096;
     zmq_setsockopt(S.router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
@@ -770,12 +780,15 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
             if (hd >= 0 && hd < wait) wait = hd;
         }
         if (wait < 0) wait = 0;
-        if (zmq_poll(it, nit, (long)wait) < 0 && zmq_errno() != EINTR) {
+        if (!S.http) {
+            drain((long)wait); /* the router alone: its own recv waits */
+        } else if (zmq_poll(it, nit, (long)wait) < 0 && zmq_errno() != EINTR) {
             log_kv(LOG_ERROR, "poll failed", "error", zmq_strerror(zmq_errno()), NULL);
             status = 1;
             break;
+        } else if (it[0].revents & ZMQ_POLLIN) {
+            drain(0);
         }
-        if (it[0].revents & ZMQ_POLLIN) drain();
         if (S.http) http_run(S.http);
         int64_t now = now_ms();
         waiter_expire(now);
