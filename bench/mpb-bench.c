@@ -505,13 +505,28 @@ static int send_list_append(slot_t *s) {
 
 /* put then get, sent together: one operation, one round trip. The queue is never empty when
  * a get is served, since each client's put is served before its get. */
-static int send_queue(slot_t *s) {
-    bclient_t *cl = s->cl;
-    uint8_t *p = cl->buf;
+/* queue.put alone (the queue grows for the test's length; it is deleted after it) */
+static int sync_queue_put(bclient_t *cl) {
+    return mpb_queue_put(cl->q, cl->B->val, cl->B->vallen, BLOCK_MS);
+}
+
+static size_t queue_put_args(bclient_t *cl, uint8_t *p) {
     size_t n = mp_array(p, 2);
     memcpy(p + n, cl->B->val, cl->B->vallen);
     n += cl->B->vallen;
-    n += mp_uint(p + n, BLOCK_MS);
+    return n + mp_uint(p + n, BLOCK_MS);
+}
+
+static int send_queue_put(slot_t *s) {
+    bclient_t *cl = s->cl;
+    size_t n = queue_put_args(cl, cl->buf);
+    return mpb_send(cl->c, OP_QUEUE_PUT, QUEUE_NAME, cl->buf, n, cb_done, s);
+}
+
+static int send_queue(slot_t *s) {
+    bclient_t *cl = s->cl;
+    uint8_t *p = cl->buf;
+    size_t n = queue_put_args(cl, p);
     int rc = mpb_send(cl->c, OP_QUEUE_PUT, QUEUE_NAME, p, n, cb_first, s);
     if (rc) return rc;
     n = mp_array(s->args, 1);
@@ -759,6 +774,7 @@ static const test_t TESTS[] = {
     {"queue.put+get", "queue", sync_queue, send_queue, false},
     {"lock.acquire+release", "lock", sync_lock, send_lock, false},
     {"pool.apply", "pool", sync_pool, send_pool, true},
+    {"queue.put", "put", sync_queue_put, send_queue_put, false},
 };
 #define NTESTS (sizeof TESTS / sizeof TESTS[0])
 static const test_t ECHO_TEST = {"echo", "echo", NULL, NULL, false};
@@ -778,7 +794,8 @@ static int prepare(bench_t *B, const test_t *t) {
         int rc = 0;
         if (t == &TESTS[0] || t == &TESTS[1] || t == &TESTS[2]) rc = mpb_dict_attach(c, DICT_NAME, &cl->d);
         else if (t == &TESTS[3]) rc = mpb_list_attach(c, LIST_NAME, &cl->l);
-        else if (t == &TESTS[4]) rc = mpb_queue_open(c, QUEUE_NAME, -1, -1, &cl->q);
+        else if (t == &TESTS[4] || t == &TESTS[7])
+            rc = mpb_queue_open(c, QUEUE_NAME, -1, -1, &cl->q);
         else if (t == &TESTS[5]) {
             char name[64];
             int nlocks = B->async ? B->pipeline : 1;
@@ -816,7 +833,7 @@ static void unprepare(bench_t *B, const test_t *t) {
     mpb_client_t *c = B->cls[0].c;
     if (!c || B->cls[0].dead) return;
     if (t == &TESTS[3]) mpb_obj_delete(c, "list/" LIST_NAME);
-    if (t == &TESTS[4]) mpb_obj_delete(c, "queue/" QUEUE_NAME);
+    if (t == &TESTS[4] || t == &TESTS[7]) mpb_obj_delete(c, "queue/" QUEUE_NAME);
     if (t == &TESTS[5]) {
         char path[80];
         for (int i = 0; i < B->clients; i++)
@@ -1047,7 +1064,7 @@ static void usage(FILE *f) {
             "                        key:__rand_int__, as redis-benchmark without -r)\n"
             "  -t TESTS              comma list (default all): dict.set dict.get dict.incr\n"
             "                        list.append queue.put+get lock.acquire+release pool.apply\n"
-            "                        (or set get incr append queue lock pool)\n"
+            "                        queue.put (or set get incr append queue lock pool put)\n"
             "  --threads N           harness threads (default 0: one per client, as if each\n"
             "                        were its own process); N < -c: each thread polls its\n"
             "                        clients' mpb_fd() in one loop, as redis-benchmark does\n"

@@ -13,8 +13,9 @@
 
 /* ---- util.c ---- */
 
-/* Allocation that cannot fail: client data is refused by the limits long before memory runs
- * out, so running out here is fatal and says how much was asked. */
+/* Allocation that cannot fail: client data is refused by the limits (--max-memory) before
+ * memory runs out, and a first failure gives back a reserve and is tried again (mem.c), after
+ * which growth is refused; running out anyway is fatal and says how much was asked. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
@@ -126,6 +127,15 @@ typedef struct wlist {
     size_t n;
 } wlist_t;
 
+/* An item a reliable queue handed out that its taker has not finished (task_done) yet: it
+ * goes back to the front of the queue if the taker's session ends first. */
+typedef struct delivery {
+    uint64_t id;
+    sess_t *sess;
+    blob_t *item;
+    bool task; /* counted in unfinished (the queue was joinable when it was handed out) */
+} delivery_t;
+
 typedef struct queue {
     deque_t items;
     int64_t maxsize; /* 0: unbounded */
@@ -133,6 +143,10 @@ typedef struct queue {
     bool maxsize_set, joinable_set; /* given by an open: fixed from then on */
     int64_t unfinished;          /* joinable: items put and not yet task_done */
     wlist_t getters, putters, joiners;
+    bool reliable, reliable_set; /* reliable: items handed out are tracked (always if joinable) */
+    delivery_t *dv;              /* handed out and not finished, oldest first */
+    size_t ndv, capdv;
+    uint64_t next_dv; /* the last delivery id given */
 } queue_t;
 
 /* lock and rlock */
@@ -277,8 +291,48 @@ struct sess {
     char name[64];
     int64_t pid;
     int64_t created_ms, last_seen_ms;
+    uint64_t seq_hi;       /* highest REQ sequence number accepted on any of its channels */
+    struct replay *replay; /* replies to its recent requests: replay.c */
     sess_t *next, *prev; /* all sessions */
 };
+
+/* ---- replay.c: the replies a client that resends is answered from ---- */
+
+/* Whether an op's replies are kept (it changes something or waits; a read just runs again). */
+bool replay_cacheable(unsigned op);
+/* Keeps the reply [rid, code, value] to a request of s just run (if op's replies are kept). */
+void replay_note(sess_t *s, uint64_t rid, unsigned op, const uint8_t *reply, size_t n);
+/* Keeps the answer to a parked request of s (server_send_reply). */
+void replay_note_parked(sess_t *s, const uint8_t *reply, size_t n);
+/* The kept reply to rid, or NULL. */
+const blob_t *replay_find(const sess_t *s, uint64_t rid);
+/* Whether a request rid of s is parked, to be answered later. */
+bool replay_parked(const sess_t *s, uint64_t rid);
+size_t replay_bytes(const sess_t *s);
+void replay_free(sess_t *s);
+extern uint64_t g_replayed; /* requests answered from the cache instead of running again */
+
+/* ---- mem.c: --max-memory, and a reserve against the allocator failing ---- */
+
+void mem_init(void);
+/* Heap bytes in use now. */
+size_t mem_used(void);
+size_t mem_used_estimate(void);
+/* Whether a request that brings incoming bytes and would grow memory must be refused: then
+ * its ENOMEM reply is written and a negative code returned; else 0. */
+int mem_refuse(req_t *r, size_t incoming);
+/* An allocation failed: gives the reserve back (true) so it can be tried again, once. */
+bool mem_release_reserve(void);
+bool mem_low(void);
+void mem_tick(int64_t now);
+extern uint64_t g_oom_refused;
+
+/* ---- t_queue.c: reliable delivery ---- */
+
+/* s ended holding delivery h->tid of queue h->obj: the item goes back to the front. */
+void queue_release_hold(sess_t *s, hold_t *h);
+void queue_free_deliveries(obj_t *o);
+extern uint64_t g_redelivered; /* items given back to a queue because their taker's session ended */
 
 /* Writes who s is as three map pairs, "session" (its id), "host" and "pid", into a map the
  * caller has opened and counted them in; s NULL (gone) writes 0, "" and 0. server.c */
@@ -305,6 +359,7 @@ struct waiter {
     bool timed_out;   /* condition.wait: re-acquiring after a timeout */
     obj_t *cond;      /* condition.wait: the condition waited on */
     uint64_t parked_ns; /* when it was parked (CLOCK_MONOTONIC): its latency when answered */
+    bool with_id;       /* queue.get: answer [delivery id, item] */
 };
 
 /* Parks the request on list (FIFO) with a deadline from timeout_ms (-1: none). */
@@ -371,6 +426,8 @@ struct req {
     uint32_t argc;
     mpb__buf_t *out;
     bool parked; /* the handler parked it: no reply now */
+    const uint8_t *raw; /* the request's msgpack bytes, for the log (NULL: not logged) */
+    size_t rawlen;
 };
 
 /* Each writes exactly one reply [rid, code, value] and returns 0. */
@@ -400,6 +457,10 @@ typedef struct limits {
     int heartbeat_ms;
     int session_ttl_ms;
     int anon_grace_ms; /* how long an anonymous object outlives its last reference */
+    size_t reply_cache; /* replies kept per session for resends (replay.c); 0: none */
+    size_t reply_cache_bytes; /* and the most bytes of them per session */
+    size_t max_memory;  /* heap bytes past which growing requests get ENOMEM (mem.c); 0: none */
+    size_t max_objects; /* objects the store may hold; 0: no limit */
 } limits_t;
 
 typedef struct config {
@@ -411,6 +472,9 @@ typedef struct config {
     const char *http;
     int log_level;
     bool log_json;
+    bool persist; /* log writes to data_dir and load them on start */
+    int fsync;    /* FSYNC_NO, FSYNC_EVERYSEC, FSYNC_ALWAYS: persist.h */
+    bool repair;  /* cut a damaged log at the damage instead of refusing to start */
     limits_t limits;
 } config_t;
 
@@ -463,7 +527,9 @@ bool server_ready(void);
 
 /* ---- commands.c ---- */
 
-enum { CMD_READ = 1, CMD_WRITE = 2, CMD_NOOBJ = 4, CMD_ANYKIND = 8 };
+/* CMD_OPT1: one more argument may follow the arity ones (an argument added to an op later).
+ * CMD_DENYOOM: it may grow memory, so it is refused past --max-memory (mem.c). */
+enum { CMD_READ = 1, CMD_WRITE = 2, CMD_NOOBJ = 4, CMD_ANYKIND = 8, CMD_OPT1 = 16, CMD_DENYOOM = 32 };
 typedef int (*cmd_proc)(req_t *r);
 typedef struct command {
     unsigned op;
@@ -492,6 +558,7 @@ int cmd_obj_list(req_t *r);
 int cmd_obj_info(req_t *r);
 int cmd_obj_delete(req_t *r);
 int cmd_bye(req_t *r);
+int cmd_save(req_t *r);
 int cmd_open(req_t *r);
 int cmd_dict_set(req_t *r);
 int cmd_dict_get(req_t *r);

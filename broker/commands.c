@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "persist.h"
 
 /* op, handler, arity (arguments after the name; -N: at least N), kind, flags */
 static const command_t commands[] = {
@@ -18,29 +19,30 @@ static const command_t commands[] = {
     {MPB_OP_OBJ_INFO,        cmd_obj_info,        0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_OBJ_DELETE,      cmd_obj_delete,      0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_BYE,             cmd_bye,             0,  KIND_NONE, CMD_NOOBJ            },
-    {MPB_OP_OBJ_NEW,         cmd_obj_new,         -1, KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_OBJ_NEW,         cmd_obj_new,         -1, KIND_NONE, CMD_NOOBJ | CMD_DENYOOM },
     {MPB_OP_OBJ_REF,         cmd_obj_ref,         0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_OBJ_UNREF,       cmd_obj_unref,       0,  KIND_NONE, CMD_ANYKIND          },
-    {MPB_OP_DICT_OPEN,       cmd_open,            0,  KIND_DICT, CMD_WRITE            },
-    {MPB_OP_DICT_SET,        cmd_dict_set,        2,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_SAVE,            cmd_save,            0,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_DICT_OPEN,       cmd_open,            0,  KIND_DICT, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_DICT_SET,        cmd_dict_set,        2,  KIND_DICT, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_DICT_GET,        cmd_dict_get,        -1, KIND_DICT, CMD_READ             },
     {MPB_OP_DICT_DEL,        cmd_dict_del,        1,  KIND_DICT, CMD_WRITE            },
     {MPB_OP_DICT_CONTAINS,   cmd_dict_contains,   1,  KIND_DICT, CMD_READ             },
     {MPB_OP_DICT_LEN,        cmd_dict_len,        0,  KIND_DICT, CMD_READ             },
     {MPB_OP_DICT_SCAN,       cmd_dict_scan,       3,  KIND_DICT, CMD_READ             },
-    {MPB_OP_DICT_UPDATE,     cmd_dict_update,     1,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_UPDATE,     cmd_dict_update,     1,  KIND_DICT, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_DICT_POP,        cmd_dict_pop,        -1, KIND_DICT, CMD_WRITE            },
     {MPB_OP_DICT_POPITEM,    cmd_dict_popitem,    0,  KIND_DICT, CMD_WRITE            },
-    {MPB_OP_DICT_SETDEFAULT, cmd_dict_setdefault, 2,  KIND_DICT, CMD_WRITE            },
-    {MPB_OP_DICT_INCR,       cmd_dict_incr,       2,  KIND_DICT, CMD_WRITE            },
+    {MPB_OP_DICT_SETDEFAULT, cmd_dict_setdefault, 2,  KIND_DICT, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_DICT_INCR,       cmd_dict_incr,       2,  KIND_DICT, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_DICT_CLEAR,      cmd_dict_clear,      0,  KIND_DICT, CMD_WRITE            },
     {MPB_OP_DICT_COPY,       cmd_dict_copy,       1,  KIND_DICT, CMD_READ             },
-    {MPB_OP_LIST_OPEN,       cmd_open,            0,  KIND_LIST, CMD_WRITE            },
-    {MPB_OP_LIST_APPEND,     cmd_list_append,     1,  KIND_LIST, CMD_WRITE            },
-    {MPB_OP_LIST_EXTEND,     cmd_list_extend,     1,  KIND_LIST, CMD_WRITE            },
-    {MPB_OP_LIST_INSERT,     cmd_list_insert,     2,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_OPEN,       cmd_open,            0,  KIND_LIST, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_LIST_APPEND,     cmd_list_append,     1,  KIND_LIST, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_LIST_EXTEND,     cmd_list_extend,     1,  KIND_LIST, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_LIST_INSERT,     cmd_list_insert,     2,  KIND_LIST, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_LIST_GET,        cmd_list_get,        1,  KIND_LIST, CMD_READ             },
-    {MPB_OP_LIST_SET,        cmd_list_set,        2,  KIND_LIST, CMD_WRITE            },
+    {MPB_OP_LIST_SET,        cmd_list_set,        2,  KIND_LIST, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_LIST_SLICE,      cmd_list_slice,      3,  KIND_LIST, CMD_READ             },
     {MPB_OP_LIST_POP,        cmd_list_pop,        1,  KIND_LIST, CMD_WRITE            },
     {MPB_OP_LIST_REMOVE,     cmd_list_remove,     1,  KIND_LIST, CMD_WRITE            },
@@ -50,52 +52,52 @@ static const command_t commands[] = {
     {MPB_OP_LIST_REVERSE,    cmd_list_reverse,    0,  KIND_LIST, CMD_WRITE            },
     {MPB_OP_LIST_SORT,       cmd_list_sort,       1,  KIND_LIST, CMD_WRITE            },
     {MPB_OP_LIST_CLEAR,      cmd_list_clear,      0,  KIND_LIST, CMD_WRITE            },
-    {MPB_OP_QUEUE_OPEN,      cmd_queue_open,      2,  KIND_QUEUE, CMD_WRITE           },
-    {MPB_OP_QUEUE_PUT,       cmd_queue_put,       2,  KIND_QUEUE, CMD_WRITE           },
-    {MPB_OP_QUEUE_GET,       cmd_queue_get,       1,  KIND_QUEUE, CMD_WRITE           },
+    {MPB_OP_QUEUE_OPEN,      cmd_queue_open,      2,  KIND_QUEUE, CMD_WRITE | CMD_OPT1 | CMD_DENYOOM},
+    {MPB_OP_QUEUE_PUT,       cmd_queue_put,       2,  KIND_QUEUE, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_QUEUE_GET,       cmd_queue_get,       1,  KIND_QUEUE, CMD_WRITE | CMD_OPT1},
     {MPB_OP_QUEUE_QSIZE,     cmd_queue_qsize,     0,  KIND_QUEUE, CMD_READ            },
-    {MPB_OP_QUEUE_TASK_DONE, cmd_queue_task_done, 0,  KIND_QUEUE, CMD_WRITE           },
+    {MPB_OP_QUEUE_TASK_DONE, cmd_queue_task_done, 0,  KIND_QUEUE, CMD_WRITE | CMD_OPT1},
     {MPB_OP_QUEUE_JOIN,      cmd_queue_join,      1,  KIND_QUEUE, CMD_WRITE           },
     {MPB_OP_QUEUE_EMPTY,     cmd_queue_empty,     0,  KIND_QUEUE, CMD_READ            },
     {MPB_OP_QUEUE_FULL,      cmd_queue_full,      0,  KIND_QUEUE, CMD_READ            },
-    {MPB_OP_LOCK_OPEN,       cmd_open,            0,  KIND_LOCK, CMD_WRITE            },
+    {MPB_OP_LOCK_OPEN,       cmd_open,            0,  KIND_LOCK, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_LOCK_ACQUIRE,    cmd_lock_acquire,    2,  KIND_LOCK, CMD_WRITE            },
     {MPB_OP_LOCK_RELEASE,    cmd_lock_release,    1,  KIND_LOCK, CMD_WRITE            },
     {MPB_OP_LOCK_LOCKED,     cmd_lock_locked,     0,  KIND_LOCK, CMD_READ             },
-    {MPB_OP_RLOCK_OPEN,      cmd_open,            0,  KIND_RLOCK, CMD_WRITE           },
+    {MPB_OP_RLOCK_OPEN,      cmd_open,            0,  KIND_RLOCK, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_RLOCK_ACQUIRE,   cmd_lock_acquire,    2,  KIND_RLOCK, CMD_WRITE           },
     {MPB_OP_RLOCK_RELEASE,   cmd_lock_release,    1,  KIND_RLOCK, CMD_WRITE           },
     {MPB_OP_RLOCK_LOCKED,    cmd_lock_locked,     0,  KIND_RLOCK, CMD_READ            },
-    {MPB_OP_SEM_OPEN,        cmd_sem_open,        2,  KIND_SEMAPHORE, CMD_WRITE       },
+    {MPB_OP_SEM_OPEN,        cmd_sem_open,        2,  KIND_SEMAPHORE, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_SEM_ACQUIRE,     cmd_sem_acquire,     1,  KIND_SEMAPHORE, CMD_WRITE       },
     {MPB_OP_SEM_RELEASE,     cmd_sem_release,     1,  KIND_SEMAPHORE, CMD_WRITE       },
     {MPB_OP_SEM_VALUE,       cmd_sem_value,       0,  KIND_SEMAPHORE, CMD_WRITE       },
-    {MPB_OP_COND_OPEN,       cmd_cond_open,       1,  KIND_CONDITION, CMD_WRITE       },
+    {MPB_OP_COND_OPEN,       cmd_cond_open,       1,  KIND_CONDITION, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_COND_WAIT,       cmd_cond_wait,       2,  KIND_CONDITION, CMD_WRITE       },
     {MPB_OP_COND_NOTIFY,     cmd_cond_notify,     2,  KIND_CONDITION, CMD_WRITE       },
-    {MPB_OP_EVENT_OPEN,      cmd_open,            0,  KIND_EVENT, CMD_WRITE           },
+    {MPB_OP_EVENT_OPEN,      cmd_open,            0,  KIND_EVENT, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_EVENT_SET,       cmd_event_set,       0,  KIND_EVENT, CMD_WRITE           },
     {MPB_OP_EVENT_CLEAR,     cmd_event_clear,     0,  KIND_EVENT, CMD_WRITE           },
     {MPB_OP_EVENT_IS_SET,    cmd_event_is_set,    0,  KIND_EVENT, CMD_READ            },
     {MPB_OP_EVENT_WAIT,      cmd_event_wait,      1,  KIND_EVENT, CMD_WRITE           },
-    {MPB_OP_BARRIER_OPEN,    cmd_barrier_open,    2,  KIND_BARRIER, CMD_WRITE         },
+    {MPB_OP_BARRIER_OPEN,    cmd_barrier_open,    2,  KIND_BARRIER, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_BARRIER_WAIT,    cmd_barrier_wait,    1,  KIND_BARRIER, CMD_WRITE         },
     {MPB_OP_BARRIER_RESET,   cmd_barrier_reset,   0,  KIND_BARRIER, CMD_WRITE         },
     {MPB_OP_BARRIER_ABORT,   cmd_barrier_abort,   0,  KIND_BARRIER, CMD_WRITE         },
     {MPB_OP_BARRIER_STATE,   cmd_barrier_state,   0,  KIND_BARRIER, CMD_READ          },
-    {MPB_OP_VALUE_OPEN,      cmd_value_open,      1,  KIND_VALUE, CMD_WRITE           },
+    {MPB_OP_VALUE_OPEN,      cmd_value_open,      1,  KIND_VALUE, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_VALUE_GET,       cmd_value_get,       0,  KIND_VALUE, CMD_READ            },
-    {MPB_OP_VALUE_SET,       cmd_value_set,       1,  KIND_VALUE, CMD_WRITE           },
-    {MPB_OP_VALUE_ADD,       cmd_value_add,       -1,  KIND_VALUE, CMD_WRITE           },
-    {MPB_OP_NS_OPEN,         cmd_open,            0,  KIND_NAMESPACE, CMD_WRITE       },
+    {MPB_OP_VALUE_SET,       cmd_value_set,       1,  KIND_VALUE, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_VALUE_ADD,       cmd_value_add,       -1,  KIND_VALUE, CMD_WRITE | CMD_DENYOOM },
+    {MPB_OP_NS_OPEN,         cmd_open,            0,  KIND_NAMESPACE, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_NS_GET,          cmd_ns_get,          1,  KIND_NAMESPACE, CMD_READ        },
-    {MPB_OP_NS_SET,          cmd_ns_set,          2,  KIND_NAMESPACE, CMD_WRITE       },
+    {MPB_OP_NS_SET,          cmd_ns_set,          2,  KIND_NAMESPACE, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_NS_DEL,          cmd_ns_del,          1,  KIND_NAMESPACE, CMD_WRITE       },
     {MPB_OP_NS_LIST,         cmd_ns_list,         0,  KIND_NAMESPACE, CMD_READ        },
-    {MPB_OP_POOL_REGISTER,   cmd_pool_register,   -3, KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_REGISTER,   cmd_pool_register,   -3, KIND_NONE, CMD_NOOBJ | CMD_DENYOOM },
     {MPB_OP_POOL_FETCH,      cmd_pool_fetch,      2,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_DONE,       cmd_pool_done,       1,  KIND_NONE, CMD_NOOBJ            },
-    {MPB_OP_POOL_SUBMIT,     cmd_pool_submit,     3,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_POOL_SUBMIT,     cmd_pool_submit,     3,  KIND_NONE, CMD_NOOBJ | CMD_DENYOOM },
     {MPB_OP_POOL_TAKE,       cmd_pool_take,       3,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_CANCEL,     cmd_pool_cancel,     2,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_POOL_STATS,      cmd_pool_stats,      0,  KIND_NONE, CMD_NOOBJ            },
@@ -236,11 +238,13 @@ int arg_bool(req_t *r, const char *what, bool *v) {
 int arg_timeout(req_t *r, int64_t *ms) {
     if (mpb__rd_nil(&r->args) == 0) {
         *ms = -1;
-        return 0;
+    } else {
+        if (mpb__rd_int(&r->args, ms))
+            return reply_error(r, MPB_ETYPE, "timeout must be milliseconds (-1: forever)");
+        if (*ms < -1) *ms = -1;
     }
-    if (mpb__rd_int(&r->args, ms))
-        return reply_error(r, MPB_ETYPE, "timeout must be milliseconds (-1: forever)");
-    if (*ms < -1) *ms = -1;
+    /* A logged request took effect at once, or was logged again when it did: never wait. */
+    if (persist_replaying()) *ms = 0;
     return 0;
 }
 
@@ -252,7 +256,27 @@ int arg_str(req_t *r, const char *what, const char **s, uint32_t *n) {
 /* ---- dispatch ---- */
 
 bool arity_ok(const command_t *c, uint32_t argc) {
-    return c->arity >= 0 ? argc == (uint32_t)c->arity : argc >= (uint32_t)-c->arity;
+    if (c->arity < 0) return argc >= (uint32_t)-c->arity;
+    return argc >= (uint32_t)c->arity && argc <= (uint32_t)c->arity + !!(c->flags & CMD_OPT1);
+}
+
+/* A request that changes state goes to the log before it runs, so that what it causes
+ * (a parked getter it wakes) is logged after it; a refused or parked one is taken back. */
+static size_t run_logged_begin(req_t *r) {
+    if (!r->raw || !persist_logs_op(r->op)) return 0;
+    return persist_req(r->sess, r->raw, r->rawlen);
+}
+
+static void run_logged(const command_t *cmd, req_t *r) {
+    size_t logged = run_logged_begin(r);
+    int rc = cmd->proc(r);
+    if (logged && (rc < 0 || r->parked)) persist_unlog(logged);
+}
+
+static bool is_open(unsigned op) {
+    const char *n = mpb__op_name(op);
+    size_t l = n ? strlen(n) : 0;
+    return l > 5 && !strcmp(n + l - 5, ".open");
 }
 
 /* Stand-ins for objects that a read finds missing: reading must not create. */
@@ -265,13 +289,22 @@ void dispatch(req_t *r) {
         return;
     }
     if (!arity_ok(cmd, r->argc)) {
-        reply_error(r, MPB_EPROTO, "%s takes %s%d argument%s, got %u", mpb__op_name(r->op),
-                    cmd->arity < 0 ? "at least " : "", abs(cmd->arity),
-                    abs(cmd->arity) == 1 ? "" : "s", r->argc);
+        if (cmd->flags & CMD_OPT1)
+            reply_error(r, MPB_EPROTO, "%s takes %d or %d arguments, got %u", mpb__op_name(r->op),
+                        cmd->arity, cmd->arity + 1, r->argc);
+        else
+            reply_error(r, MPB_EPROTO, "%s takes %s%d argument%s, got %u", mpb__op_name(r->op),
+                        cmd->arity < 0 ? "at least " : "", abs(cmd->arity),
+                        abs(cmd->arity) == 1 ? "" : "s", r->argc);
         return;
     }
+    /* Past --max-memory (or short of memory), what would grow memory is refused; reads,
+     * deletes and pops go on. */
+    if ((cmd->flags & (CMD_DENYOOM | CMD_NOOBJ)) == (CMD_DENYOOM | CMD_NOOBJ) &&
+        mem_refuse(r, r->rawlen) < 0)
+        return;
     if (cmd->flags & CMD_NOOBJ) {
-        cmd->proc(r);
+        run_logged(cmd, r);
         return;
     }
     if (!r->name) {
@@ -279,7 +312,7 @@ void dispatch(req_t *r) {
         return;
     }
     if (cmd->flags & CMD_ANYKIND) {
-        cmd->proc(r); /* the handler resolves "kind/name" itself */
+        run_logged(cmd, r); /* the handler resolves "kind/name" itself */
         return;
     }
     if (!mpb__name_ok(r->name, r->namelen)) {
@@ -302,6 +335,10 @@ void dispatch(req_t *r) {
                     kind_name(o->kind), kind_name(cmd->kind));
         return;
     }
+    /* Opening an object that exists grows nothing: a client short of memory may still. */
+    if ((cmd->flags & CMD_DENYOOM) && !(o && is_open(r->op)) &&
+        mem_refuse(r, r->rawlen ? r->rawlen : r->namelen + 64u) < 0)
+        return;
     bool created = false;
     if (!o) {
         if (cmd->flags & CMD_READ) {
@@ -313,12 +350,20 @@ void dispatch(req_t *r) {
             if ((cmd->kind == KIND_DICT || cmd->kind == KIND_NAMESPACE) && !o->u.dict.key)
                 omap_init(&o->u.dict, NULL);
         } else {
+            if (g_limits.max_objects && store_count() >= g_limits.max_objects) {
+                reply_error(r, MPB_ELIMIT,
+                            "%zu objects: max-objects %zu reached (delete some first)",
+                            store_count(), g_limits.max_objects);
+                return;
+            }
             o = store_create(cmd->kind, r->name, r->namelen);
             created = true;
         }
     }
     r->obj = o;
+    size_t logged = run_logged_begin(r);
     int rc = cmd->proc(r);
+    if (logged && (rc < 0 || r->parked)) persist_unlog(logged);
     /* A refused write leaves no trace: not even the object it would have made. */
     char why[8];
     if (created && rc < 0 && obj_size(o) == 0 && !sync_busy(o, why, sizeof why)) store_delete(o);
@@ -338,6 +383,13 @@ int cmd_bye(req_t *r) {
     return 0;
 }
 
+/* save -> {bytes, ms} once a snapshot of the state now is on disk (the loop goes on
+ * meanwhile: the request is answered when the snapshot's child is done). EBUSY while another
+ * snapshot is being written, EINVAL without persistence. */
+int cmd_save(req_t *r) {
+    return persist_save_req(r);
+}
+
 /* dict.open / list.open -> nil: creates the object if new (dispatch did). */
 int cmd_open(req_t *r) {
     return reply_nil(r);
@@ -351,7 +403,7 @@ static size_t heap_bytes(void) {
 /* info -> {version, uptime_s, pid, clients, sessions, objects, objects_by_kind, memory} */
 int cmd_info(req_t *r) {
     mpb__buf_t *b = reply_begin(r);
-    mpb__w_map(b, 11);
+    mpb__w_map(b, 12);
     mpb__w_cstr(b, "version");
     mpb__w_cstr(b, MPBROKER_VERSION);
     mpb__w_cstr(b, "uptime_s");
@@ -378,6 +430,7 @@ int cmd_info(req_t *r) {
     mpb__w_uint(b, anon_count());
     mpb__w_cstr(b, "refs");
     mpb__w_uint(b, anon_refs_total());
+    persist_info(b);
     return 0;
 }
 

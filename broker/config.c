@@ -34,13 +34,16 @@
 #include <zmq.h>
 
 #include "config.h"
+#include "persist.h"
 
 extern char **environ;
 
 #define MAX_LISTEN 8
 #define MAX_LINE   4096
 
-typedef enum stype { T_LISTEN, T_PATH, T_HTTP, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_COUNT } stype_t;
+typedef enum stype {
+    T_LISTEN, T_PATH, T_HTTP, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_COUNT, T_ONOFF, T_FSYNC
+} stype_t;
 
 enum {
     S_LISTEN,
@@ -60,6 +63,12 @@ enum {
     S_POOL_MAX_RESULTS,
     S_POOL_MAX_QUEUED,
     S_ANON_GRACE,
+    S_REPLY_CACHE,
+    S_REPLY_CACHE_BYTES,
+    S_MAX_MEMORY,
+    S_MAX_OBJECTS,
+    S_PERSIST,
+    S_FSYNC,
     S__N
 };
 
@@ -97,6 +106,15 @@ static const setting_t settings[S__N] = {
                            "64k to 64g", "256m"},
     [S_ANON_GRACE] = {"anon-grace-ms", "MPB_ANON_GRACE_MS", T_MS, 0, 86400000, "0 to 86400000",
                       "5000"},
+    [S_PERSIST] = {"persist", "MPB_PERSIST", T_ONOFF, 0, 0, NULL, "on"},
+    [S_FSYNC] = {"fsync", "MPB_FSYNC", T_FSYNC, 0, 0, NULL, "everysec"},
+    [S_REPLY_CACHE] = {"reply-cache", "MPB_REPLY_CACHE", T_COUNT, 0, 1000000, "0 to 1000000",
+                       "1024"},
+    [S_REPLY_CACHE_BYTES] = {"reply-cache-bytes", "MPB_REPLY_CACHE_BYTES", T_SIZE, 4096,
+                             1ull << 32, "4k to 4g", "1m"},
+    [S_MAX_MEMORY] = {"max-memory", "MPB_MAX_MEMORY", T_SIZE, 0, 1ull << 44, "0 to 16t", "0"},
+    [S_MAX_OBJECTS] = {"max-objects", "MPB_MAX_OBJECTS", T_COUNT, 0, 1000000000,
+                       "0 to 1000000000", "0"},
 };
 
 /* The layers, lowest first. */
@@ -186,6 +204,26 @@ static void usage(FILE *f) {
             "                            are refused with ELIMIT (default 256m)\n"
             "      --anon-grace-ms MS    an anonymous object outlives its last reference by\n"
             "                            this (default 5000; MPB_ANON_GRACE_MS)\n"
+            "      --reply-cache N       replies kept per session, so a request its client\n"
+            "                            sends again after a cut is answered, not run\n"
+            "                            twice (default 1024; MPB_REPLY_CACHE)\n"
+            "      --reply-cache-bytes BYTES  and at most this many bytes of them per session\n"
+            "                            (default 1m; MPB_REPLY_CACHE_BYTES)\n"
+            "      --max-memory BYTES    past this much heap in use, requests that would grow\n"
+            "                            memory get ENOMEM; reads, deletes and pops still\n"
+            "                            work (default 0: none, or half of what ulimit -v\n"
+            "                            leaves; MPB_MAX_MEMORY)\n"
+            "      --max-objects N       objects the broker may hold; an op that would make\n"
+            "                            one more gets ELIMIT (default 0: no limit;\n"
+            "                            MPB_MAX_OBJECTS)\n"
+            "      --persist on|off      log every write to DATA_DIR and load it on start\n"
+            "                            (default on; MPB_PERSIST)\n"
+            "      --fsync always|everysec|no  when the log reaches the disk: before each\n"
+            "                            reply (grouped per loop turn), once a second, or as\n"
+            "                            the kernel likes (default everysec; MPB_FSYNC)\n"
+            "      --repair              a log damaged in its middle is cut at the damage\n"
+            "                            (what followed is reported lost) instead of refusing\n"
+            "                            to start\n"
             "  -V, --version             print the version\n"
             "  -h, --help                this text\n"
             "BYTES take a k, m or g suffix. An empty environment variable counts as unset.\n");
@@ -321,8 +359,8 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     const setting_t *st = &settings[s];
     char why[512] = "";
     unsigned long long v = 0;
-    int level = 0;
-    bool json = false;
+    int level = 0, fsync_mode = FSYNC_EVERYSEC;
+    bool json = false, on = true;
     switch (st->type) {
     case T_LISTEN:
         if (!check_endpoint(val, why, sizeof why)) goto bad;
@@ -359,6 +397,21 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case T_LEVEL:
         if ((level = log_level_parse(val)) < 0) {
             snprintf(why, sizeof why, "'%s' is not debug, info, warn or error", val);
+            goto bad;
+        }
+        break;
+    case T_ONOFF:
+        if (!strcmp(val, "off")) on = false;
+        else if (strcmp(val, "on")) {
+            snprintf(why, sizeof why, "'%s' is not on or off", val);
+            goto bad;
+        }
+        break;
+    case T_FSYNC:
+        if (!strcmp(val, "always")) fsync_mode = FSYNC_ALWAYS;
+        else if (!strcmp(val, "no")) fsync_mode = FSYNC_NO;
+        else if (strcmp(val, "everysec")) {
+            snprintf(why, sizeof why, "'%s' is not always, everysec or no", val);
             goto bad;
         }
         break;
@@ -418,6 +471,12 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_POOL_MAX_RESULTS: l->pool_max_results = (size_t)v; break;
     case S_POOL_MAX_QUEUED: l->pool_max_queued = (size_t)v; break;
     case S_ANON_GRACE: l->anon_grace_ms = (int)v; break;
+    case S_REPLY_CACHE: l->reply_cache = (size_t)v; break;
+    case S_REPLY_CACHE_BYTES: l->reply_cache_bytes = (size_t)v; break;
+    case S_MAX_MEMORY: l->max_memory = (size_t)v; break;
+    case S_MAX_OBJECTS: l->max_objects = (size_t)v; break;
+    case S_PERSIST: c->cfg.persist = on; break;
+    case S_FSYNC: c->cfg.fsync = fsync_mode; break;
     default: break;
     }
     return;
@@ -866,6 +925,7 @@ static void warn_env_log(void *arg, const char *name, const char *hint) {
 enum {
     O_CONFIG = 'c',
     O_CHECK = 256,
+    O_REPAIR = 257,
     O_FLAG = 512, /* O_FLAG + setting index */
 };
 
@@ -873,6 +933,9 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
     static const struct option opts[] = {
         {"config", required_argument, 0, O_CONFIG},
         {"check-config", no_argument, 0, O_CHECK},
+        {"repair", no_argument, 0, O_REPAIR},
+        {"persist", required_argument, 0, O_FLAG + S_PERSIST},
+        {"fsync", required_argument, 0, O_FLAG + S_FSYNC},
         {"listen", required_argument, 0, 'l'},
         {"authkey-file", required_argument, 0, 'k'},
         {"data-dir", required_argument, 0, 'd'},
@@ -890,6 +953,10 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         {"pool-max-results", required_argument, 0, O_FLAG + S_POOL_MAX_RESULTS},
         {"pool-max-queued", required_argument, 0, O_FLAG + S_POOL_MAX_QUEUED},
         {"anon-grace-ms", required_argument, 0, O_FLAG + S_ANON_GRACE},
+        {"reply-cache", required_argument, 0, O_FLAG + S_REPLY_CACHE},
+        {"reply-cache-bytes", required_argument, 0, O_FLAG + S_REPLY_CACHE_BYTES},
+        {"max-memory", required_argument, 0, O_FLAG + S_MAX_MEMORY},
+        {"max-objects", required_argument, 0, O_FLAG + S_MAX_OBJECTS},
         {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -903,13 +970,14 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
     } *flags = xcalloc((size_t)argc + 1, sizeof *flags);
     int nflags = 0, opt;
     const char *file = NULL;
-    bool check = false;
+    bool check = false, repair = false;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:l:k:d:Vh", opts, NULL)) != -1) {
         int s = -1;
         switch (opt) {
         case O_CONFIG: file = optarg; break;
         case O_CHECK: check = true; break;
+        case O_REPAIR: repair = true; break;
         case 'l': s = S_LISTEN; break;
         case 'k': s = S_AUTHKEY_FILE; break;
         case 'd': s = S_DATA_DIR; break;
@@ -937,6 +1005,7 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
     *out = c;
     c->err = err;
     c->check = check;
+    c->cfg.repair = repair;
     if (optind < argc) {
         fprintf(err, "mpbrokerd: unexpected argument '%s' (try 'mpbrokerd --help')\n",
                 argv[optind]);
@@ -1092,6 +1161,13 @@ void config_print(const conf_t *c, FILE *out) {
     print_num(out, "pool-max-results", (unsigned long long)l->pool_max_results, c->src[S_POOL_MAX_RESULTS]);
     print_num(out, "pool-max-queued", (unsigned long long)l->pool_max_queued, c->src[S_POOL_MAX_QUEUED]);
     print_num(out, "anon-grace-ms", (unsigned long long)l->anon_grace_ms, c->src[S_ANON_GRACE]);
+    print_num(out, "reply-cache", (unsigned long long)l->reply_cache, c->src[S_REPLY_CACHE]);
+    print_num(out, "reply-cache-bytes", (unsigned long long)l->reply_cache_bytes, c->src[S_REPLY_CACHE_BYTES]);
+    print_num(out, "max-memory", (unsigned long long)l->max_memory, c->src[S_MAX_MEMORY]);
+    print_num(out, "max-objects", (unsigned long long)l->max_objects, c->src[S_MAX_OBJECTS]);
+    print_kv(out, "persist", g->persist ? "on" : "off", c->src[S_PERSIST]);
+    static const char *const fsyncs[] = {"no", "everysec", "always"};
+    print_kv(out, "fsync", fsyncs[g->fsync], c->src[S_FSYNC]);
 }
 
 void config_log(const conf_t *c) {

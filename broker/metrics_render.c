@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "persist.h"
 
 static void line(mpb__buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void line(mpb__buf_t *b, const char *fmt, ...) {
@@ -83,6 +84,18 @@ void metrics_render(mpb__buf_t *b) {
     line(b, "mpb_anonymous_deleted_total %llu\n", (unsigned long long)g_anon_deleted);
     head(b, "mpb_sessions_expired_total", "counter", "Sessions ended by missing heartbeats.");
     line(b, "mpb_sessions_expired_total %llu\n", (unsigned long long)g_sessions_expired);
+    head(b, "mpb_max_memory_bytes", "gauge", "--max-memory (0: none).");
+    line(b, "mpb_max_memory_bytes %zu\n", g_limits.max_memory);
+    head(b, "mpb_memory_low", "gauge", "1 while an allocation failure makes the broker refuse growth.");
+    line(b, "mpb_memory_low %d\n", mem_low() ? 1 : 0);
+    head(b, "mpb_oom_refused_total", "counter", "Requests refused with ENOMEM: they would grow memory.");
+    line(b, "mpb_oom_refused_total %llu\n", (unsigned long long)g_oom_refused);
+    head(b, "mpb_queue_redelivered_total", "counter",
+         "Items a reliable queue took back because their taker's session ended.");
+    line(b, "mpb_queue_redelivered_total %llu\n", (unsigned long long)g_redelivered);
+    head(b, "mpb_replies_replayed_total", "counter",
+         "Requests sent again after a cut, answered from the reply cache.");
+    line(b, "mpb_replies_replayed_total %llu\n", (unsigned long long)g_replayed);
     head(b, "mpb_blocked_waiters", "gauge", "Requests parked in the broker.");
     line(b, "mpb_blocked_waiters %zu\n", waiter_count());
     head(b, "mpb_auth_failures_total", "counter", "Handshakes refused for a wrong authkey.");
@@ -96,6 +109,7 @@ void metrics_render(mpb__buf_t *b) {
     line(b, "mpb_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)g_bytes_in);
     line(b, "mpb_bytes_total{direction=\"out\"} %llu\n", (unsigned long long)g_bytes_out);
     pool_metrics(b);
+    persist_metrics(b);
     struct mallinfo2 mi = mallinfo2();
     head(b, "mpb_memory_bytes", "gauge", "Heap bytes in use by the broker.");
     line(b, "mpb_memory_bytes %zu\n", mi.uordblks + mi.hblkhd);

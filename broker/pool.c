@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "broker.h"
+#include "persist.h"
 
 enum { T_QUEUED, T_RUNNING, T_DONE };
 
@@ -597,6 +598,13 @@ static uint32_t take_ready(pool_sess_t *ps, uint64_t from, uint64_t count, mpb__
 
 static void answer_take(waiter_t *w, pool_sess_t *ps) {
     mpb__buf_t items = {0};
+    /* logged as the take it is, made now without waiting */
+    mpb__w_uint(&items, w->tid);
+    mpb__w_uint(&items, (uint64_t)w->count);
+    mpb__w_int(&items, 0);
+    bbuf_ensure(&items);
+    persist_parked(w, 3, items.p, items.len);
+    mpb__buf_reset(&items);
     uint32_t n = take_ready(ps, w->tid, (uint64_t)w->count, &items);
     bbuf_ensure(&items);
     mpb__buf_t out = {0};
@@ -612,6 +620,7 @@ static void answer_take(waiter_t *w, pool_sess_t *ps) {
 /* A task is finished (by its worker, by giving up, or by cancelling): its caller can take it.
  * It is off every queue and worker already. */
 static void finish(task_t *t) {
+    persist_task_done(t->id, t->failed, t->canceled, t->result); /* the log has its outcome */
     t->state = T_DONE;
     pfn_t *f = t->fn;
     if (t->canceled) f->canceled++;
@@ -1663,4 +1672,87 @@ void pool_free_all(void) {
     fntab = NULL;
     fntabcap = nfns_all = nidle = 0;
     idle_head = idle_tail = NULL;
+}
+
+/* ---- persistence (persist.c) ----
+ *
+ * The log brings tasks back by running pool.submit again (ids follow from next_task) and
+ * then the outcome of each finished one (pool_restore_finish); a snapshot lists the tasks
+ * themselves (pool_each_task, pool_restore_task). Workers are not brought back: tasks that
+ * were at a worker come back queued, and run again. */
+
+static int cmp_task_id(const void *a, const void *b) {
+    uint64_t x = (*(task_t *const *)a)->id, y = (*(task_t *const *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+void pool_each_task(pool_task_fn fn, void *ctx) {
+    task_t **v = xmalloc((ntasks ? ntasks : 1) * sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; i < tabcap; i++)
+        for (task_t *t = tab[i]; t; t = t->hnext)
+            if (t->owner && n < ntasks) v[n++] = t;
+    qsort(v, n, sizeof *v, cmp_task_id);
+    for (size_t i = 0; i < n; i++) {
+        const task_t *t = v[i];
+        fn(ctx, t->id, t->owner, t->fn->name, t->fn->namelen, t->calls, t->state == T_DONE,
+           t->failed, t->canceled, t->result);
+    }
+    free(v);
+}
+
+void pool_counters(uint64_t *task, uint64_t *job) {
+    *task = next_task;
+    *job = next_job;
+}
+
+void pool_set_counters(uint64_t task, uint64_t job) {
+    if (task > next_task) next_task = task;
+    if (job > next_job) next_job = job;
+}
+
+int pool_restore_task(uint64_t id, sess_t *owner, const char *fname, uint32_t fl,
+                      const uint8_t *calls, size_t n, bool done, bool failed, bool canceled,
+                      const uint8_t *result, size_t rn) {
+    mpb__rd_t r = {calls, calls + n};
+    uint32_t ncalls;
+    if (!owner || id == 0 || tab_get(id) || !mpb__name_ok(fname, fl) ||
+        mpb__rd_array(&r, &ncalls) || ncalls == 0 || (done && !result))
+        return -1;
+    pool_sess_t *ps = PS(owner);
+    task_t *t = xcalloc(1, sizeof *t);
+    t->id = id;
+    t->fn = fn_get(fname, fl, true);
+    fn_ref(t->fn);
+    t->owner = owner;
+    t->calls = blob_new(calls, n);
+    t->ncalls = ncalls;
+    t->cost = sizeof(task_t) + sizeof(blob_t) + n;
+    tab_add(t);
+    if (id >= next_task) next_task = id + 1;
+    if (done) {
+        t->state = T_DONE;
+        t->failed = failed;
+        t->canceled = canceled;
+        t->result = blob_new(result, rn);
+        done_push(ps, t);
+        ps_check_pause(ps);
+    } else {
+        t->state = T_QUEUED;
+        ps->queued_bytes += t->cost;
+        q_push(t, false);
+    }
+    return 0;
+}
+
+void pool_restore_finish(uint64_t id, bool failed, bool canceled, const uint8_t *result,
+                         size_t rn) {
+    task_t *t = tab_get(id);
+    if (!t || t->state != T_QUEUED) return; /* its caller has gone, or a cancel finished it */
+    unqueue(t);
+    free(t->result);
+    t->result = result ? blob_new(result, rn) : NULL;
+    t->failed = failed;
+    t->canceled = canceled;
+    finish(t);
 }

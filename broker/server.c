@@ -19,6 +19,7 @@
 #include <zmq.h>
 
 #include "broker.h"
+#include "persist.h"
 
 limits_t g_limits;
 int64_t g_started_ms;
@@ -128,7 +129,11 @@ static void peer_sample(const peer_t *p, char *out, size_t n) {
 
 /* ---- sending ---- */
 
-static void send_frame(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
+/* Frames held until the log records of this loop turn are written (and with --fsync always,
+ * on disk): [u8 ridlen][rid][u32 len][frame], in the order they were sent. */
+static mpb__buf_t held;
+
+static void send_now(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
     if (zmq_send(S.router, rid, ridlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) return;
     if (zmq_send(S.router, buf, len, ZMQ_DONTWAIT) < 0) {
         log_kv(LOG_WARN, "reply dropped", "bytes", LOG_UINT(len), "error",
@@ -137,6 +142,35 @@ static void send_frame(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
     }
     g_frames_out++;
     g_bytes_out += len;
+}
+
+static void send_frame(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
+    if (!persist_holding() && !held.len) {
+        send_now(rid, ridlen, buf, len);
+        return;
+    }
+    uint8_t hdr[5] = {(uint8_t)ridlen, (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
+                      (uint8_t)(len >> 24)};
+    mpb__w_raw(&held, hdr, 1);
+    mpb__w_raw(&held, rid, ridlen);
+    mpb__w_raw(&held, hdr + 1, 4);
+    mpb__w_raw(&held, buf, len);
+    bbuf_ensure(&held);
+}
+
+/* Writes the turn's log records, then lets the frames that waited for them go. */
+static int commit_and_send(void) {
+    if (persist_commit() != 0) return -1;
+    for (size_t at = 0; at < held.len;) {
+        const uint8_t *h = held.p + at;
+        size_t ridlen = h[0];
+        const uint8_t *l = h + 1 + ridlen;
+        size_t len = (size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 | (size_t)l[3] << 24;
+        send_now(h + 1, ridlen, l + 4, len);
+        at += 1 + ridlen + 4 + len;
+    }
+    mpb__buf_reset(&held);
+    return 0;
 }
 
 /* A plain error frame, for peers that have no keys (yet, or any more). */
@@ -203,7 +237,54 @@ static sess_t *sess_new(void) {
     return s;
 }
 
+/* ---- sessions brought back from the log (persist.c) ---- */
+
+sess_t *server_sess_restore(uint64_t id, const uint8_t *token, const char *host, int64_t pid,
+                            const char *name) {
+    uint64_t next = S.next_sess_id;
+    sess_t *s = sess_new();
+    S.next_sess_id = id > next ? id : next;
+    s->id = id;
+    if (token) memcpy(s->token, token, MPB__TOKEN_LEN);
+    snprintf(s->host, sizeof s->host, "%s", host);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->pid = pid;
+    return s;
+}
+
+void server_bump_sess_id(uint64_t next) {
+    if (next > S.next_sess_id) S.next_sess_id = next;
+}
+
+sess_t *server_sess_lookup(uint64_t id) {
+    return sess_find(id);
+}
+
+void server_sess_end_id(uint64_t id, const char *why) {
+    sess_t *s = sess_find(id);
+    if (s) sess_end(s, why);
+}
+
+void server_restore_done(void) {
+    for (sess_t *s = S.sessions; s; s = s->next) {
+        /* Locks and semaphore units go; items of reliable queues stay with their takers,
+         * who may resume and finish them (their session's end puts them back). */
+        for (size_t i = s->nholds; i-- > 0;) {
+            if (s->holds[i].obj->kind == KIND_QUEUE) continue;
+            hold_t h = s->holds[i];
+            s->holds[i] = s->holds[--s->nholds];
+            sync_release_hold(s, &h);
+        }
+        s->last_seen_ms = now_ms(); /* the TTL to resume starts now */
+    }
+}
+
+uint64_t server_next_sess_id(void) {
+    return S.next_sess_id;
+}
+
 void server_send_reply(sess_t *s, const uint8_t *reply, size_t n) {
+    replay_note_parked(s, reply, n); /* kept even when no channel carries it now */
     peer_t *p = s->peer;
     if (!p || !p->ready) return;
     mpb__buf_t *b = &S.scratch;
@@ -243,6 +324,7 @@ static void sess_release(sess_t *s) {
     }
     anon_sess_end(s); /* last: what it held in them is given back already */
     pool_sess_end(s);
+    replay_free(s);
     free(s->holds);
     s->holds = NULL;
 }
@@ -258,12 +340,13 @@ void sess_describe(const sess_t *s, mpb__buf_t *b) {
 
 void sess_end(sess_t *s, const char *why) {
     /* A session that says bye is routine; one that goes silent is news. */
-    log_kv(strcmp(why, "bye") ? LOG_INFO : LOG_DEBUG, "session ended", "session", LOG_UINT(s->id),
+    log_kv(strcmp(why, "bye") && !persist_replaying() ? LOG_INFO : LOG_DEBUG, "session ended", "session", LOG_UINT(s->id),
            "reason", why, "host", s->host, "pid", LOG_INT(s->pid), "name", s->name, NULL);
     if (s->peer) {
         s->peer->sess = NULL;
         s->peer = NULL;
     }
+    persist_session_end(s);
     sess_release(s);
     if (s->prev) s->prev->next = s->next;
     else S.sessions = s->next;
@@ -381,6 +464,7 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
         copy_str(&m, "host", s->host, sizeof s->host);
         copy_str(&m, "name", s->name, sizeof s->name);
         if (mpb__rd_mapget(&m, "pid", &v) == 0) mpb__rd_int(&v, &s->pid);
+        persist_session(s); /* so that it can be resumed after a restart */
     }
     s->peer = p;
     p->sess = s;
@@ -480,8 +564,10 @@ static void out_fit(peer_t *p, size_t at) {
 /* Checks and runs one request of a batch (v, vn: its bytes); its reply, if it has one now,
  * goes to S.out. over_budget: the frame's replies have reached max_batch_reply. */
 /* *clock: when the previous request of the frame ended (one clock reading per request). */
+/* resend: the frame is one the session sent before (replay.c); what already ran is answered
+ * from its reply cache, what is parked stays parked, the rest runs. */
 static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool over_budget,
-                        int64_t *clock) {
+                        bool resend, int64_t *clock) {
     uint32_t n;
     uint64_t rid = 0, op = 0;
     mpb__rd_t q = {v, v + vn};
@@ -509,11 +595,30 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
     }
     r.args = q;
     r.argc = n - 3;
+    r.raw = v;
+    r.rawlen = vn;
     if (rid) {
         r.out = &S.out;
     } else {
         mpb__buf_reset(&S.scratch);
         r.out = &S.scratch;
+    }
+    if (rid && resend) {
+        const blob_t *kept = replay_find(s, rid);
+        if (kept) {
+            mpb__w_raw(r.out, kept->data, kept->len);
+            bbuf_ensure(r.out);
+            g_replayed++;
+            return;
+        }
+        if (replay_parked(s, rid)) return; /* its answer goes to the session's new channel */
+        if (replay_cacheable(r.op)) {
+            reply_error(&r, MPB_EREPLAY,
+                        "request %llu already ran, and its reply is no longer kept "
+                        "(reply-cache %zu)",
+                        (unsigned long long)rid, g_limits.reply_cache);
+            return;
+        }
     }
     if (rid && over_budget) {
         reply_error(&r, MPB_ETOOBIG,
@@ -525,6 +630,8 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
     size_t before = r.out->len;
     dispatch(&r);
     bbuf_ensure(r.out);
+    if (rid && !r.parked && p->sess == s)
+        replay_note(s, rid, r.op, r.out->p + before, r.out->len - before);
     int64_t t1 = lat_clock_ns();
     /* A parked request is counted when it is answered (waiter.c), with its final code. */
     if (!r.parked)
@@ -556,6 +663,10 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
                          "the session of this connection has ended; connect again");
         return;
     }
+    /* A client numbers its frames on from one channel to the next: a number the session has
+     * seen already is a frame sent again after a cut. */
+    bool resend = f->seq <= s->seq_hi;
+    if (!resend) s->seq_hi = f->seq;
     s->last_seen_ms = now_ms();
     out_reset(&S.out);
     if (mpb__mp_check(f->body, f->bodylen, MPB__FRAME_DEPTH)) {
@@ -577,7 +688,7 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
                 break;
             }
             size_t at = S.out.len;
-            run_request(p, s, v, vn, spent >= g_limits.max_batch_reply, &clock);
+            run_request(p, s, v, vn, spent >= g_limits.max_batch_reply, resend, &clock);
             spent += S.out.len - at;
             out_fit(p, at);
             if (!p->sess) break; /* bye */
@@ -702,16 +813,25 @@ static int write_endpoint_file(const char *path, const char *ep) {
 
 int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     memset(&S, 0, sizeof S);
+    int status = 0;
     S.authkey = authkey;
     S.keylen = keylen;
     S.nbuckets = 1024;
     S.buckets = xcalloc(S.nbuckets, sizeof *S.buckets);
     g_limits = cfg->limits;
+    mem_init();
     if (!g_limits.max_batch_reply) g_limits.max_batch_reply = 64u << 20;
     g_started_ms = now_ms();
     if (mpb__random(&mpb__hash_seed, sizeof mpb__hash_seed)) abort();
     store_init();
     lat_clock_init();
+    if (persist_open(cfg->data_dir, cfg->persist, cfg->fsync, cfg->repair) != 0) {
+        while (S.sessions) sess_end(S.sessions, "shutdown");
+        free(S.buckets);
+        store_free();
+        pool_free_all();
+        return 2;
+    }
 
     S.zctx = zmq_ctx_new();
     zmq_ctx_set(S.zctx, ZMQ_MAX_SOCKETS, 64);
@@ -727,7 +847,6 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
      * the connection before buffering them. */
     maxmsg = (int64_t)g_limits.max_frame * 2 + 4096;
     zmq_setsockopt(S.router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    int status = 0;
     for (int i = 0; i < cfg->nlisten; i++) {
         if (zmq_bind(S.router, cfg->listen[i]) != 0) {
             log_kv(LOG_ERROR, "cannot listen", "endpoint", cfg->listen[i], "error",
@@ -794,7 +913,14 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
         waiter_expire(now);
         if (now >= S.next_sweep) {
             sweep(now);
+            mem_tick(now);
             S.next_sweep = now + 100;
+            persist_tick(now);
+        }
+        if (commit_and_send() != 0) {
+            /* A write that cannot be logged cannot be promised: stop rather than lie. */
+            status = 1;
+            break;
         }
     }
     log_kv(LOG_INFO, "shutting down", "sessions", LOG_UINT(S.nsessions), "objects",
@@ -802,6 +928,10 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
 out:
     S.ready = false;
     http_stop(&S.http);
+    if (status == 0) commit_and_send();
+    /* Closed first: the sessions that the shutdown ends stay in the log, to be resumed. */
+    persist_close();
+    mpb__buf_free(&held);
     while (S.sessions) sess_end(S.sessions, "shutdown");
     for (size_t i = 0; i < S.nbuckets; i++)
         while (S.buckets[i]) peer_free(S.buckets[i]);

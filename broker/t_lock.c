@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "broker.h"
+#include "persist.h"
 
 uint64_t g_fence;
 
@@ -29,6 +30,7 @@ uint64_t fence_next(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
     g_fence = us > g_fence ? us : g_fence + 1;
+    persist_fence(g_fence); /* the log keeps a bound above it, whatever the clock does */
     return g_fence;
 }
 

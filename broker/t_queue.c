@@ -1,13 +1,69 @@
 /* t_queue.c - Queue and JoinableQueue (multiprocessing semantics): put blocks while full, get
  * while empty, both first come first served; an item put while getters wait goes straight to
- * the oldest getter. A joinable queue counts unfinished items for task_done and join. */
+ * the oldest getter. A joinable queue counts unfinished items for task_done and join.
+ *
+ * A joinable queue (or one opened reliable) also keeps each item it hands out, as a delivery
+ * with an id, until its taker says task_done (naming the id, as AMQP's ack, or not: then its
+ * oldest): if the taker's session ends first, the item goes back to the front of the queue,
+ * so no item is lost with a consumer and join() never waits for a dead one.
+ *
+ *   items:  [i7 i8 i9]            dv: [#3 i4 sess 12] [#5 i6 sess 9]   (handed out, not done)
+ *   sess 12 ends: i4 goes back to the front (or straight to the oldest getter). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
+#include "persist.h"
+
+/* A parked request that takes effect is logged as if it had run now without waiting. */
+static const uint8_t no_wait[1] = {0};
 
 static queue_t *Q(req_t *r) {
     return &r->obj->u.queue;
+}
+
+uint64_t g_redelivered;
+
+static bool tracked(const queue_t *q) {
+    return q->joinable || q->reliable;
+}
+
+/* Keeps item as handed to s; returns its delivery id. */
+static uint64_t track(obj_t *o, sess_t *s, blob_t *item) {
+    queue_t *q = &o->u.queue;
+    if (q->ndv == q->capdv) {
+        q->capdv = q->capdv ? q->capdv * 2 : 4;
+        q->dv = xrealloc(q->dv, q->capdv * sizeof *q->dv);
+    }
+    uint64_t id = ++q->next_dv;
+    q->dv[q->ndv++] = (delivery_t){id, s, item, q->joinable};
+    sess_hold(s, o, id, 1);
+    return id;
+}
+
+/* Forgets delivery i (its item is the caller's now). */
+static blob_t *untrack(queue_t *q, size_t i) {
+    blob_t *item = q->dv[i].item;
+    memmove(&q->dv[i], &q->dv[i + 1], (q->ndv - i - 1) * sizeof *q->dv);
+    q->ndv--;
+    return item;
+}
+
+void queue_free_deliveries(obj_t *o) {
+    queue_t *q = &o->u.queue;
+    for (size_t i = 0; i < q->ndv; i++) free(q->dv[i].item);
+    free(q->dv);
+    q->dv = NULL;
+    q->ndv = q->capdv = 0;
+}
+
+/* An item handed out: the item, or [delivery id, item] when asked (id 0: not tracked). */
+static void write_item(mpb__buf_t *b, bool with_id, uint64_t id, const blob_t *item) {
+    if (with_id) {
+        mpb__w_array(b, 2);
+        mpb__w_uint(b, id);
+    }
+    mpb__w_raw(b, item->data, item->len);
 }
 
 static bool full(const queue_t *q) {
@@ -22,17 +78,24 @@ static int64_t tasks(const queue_t *q) {
     return q->joinable ? q->unfinished - (int64_t)q->putters.n : 0;
 }
 
-/* queue.open MAXSIZE|nil JOINABLE|nil -> [maxsize, joinable]. A queue made by an open without
- * them, or by use, is unbounded and plain until an open gives them: consumers may start
- * before the producer that knows the settings. A given setting is fixed from then on, and a
- * later open that gives another one is refused. */
+/* queue.open MAXSIZE|nil JOINABLE|nil [RELIABLE|nil] -> [maxsize, joinable]. A queue made by an
+ * open without them, or by use, is unbounded and plain until an open gives them: consumers may
+ * start before the producer that knows the settings. A given setting is fixed from then on,
+ * and a later open that gives another one is refused. */
 int cmd_queue_open(req_t *r) {
     queue_t *q = Q(r);
     int64_t maxsize = 0;
-    bool nomax, joinable = false, nojoin;
+    bool nomax, joinable = false, nojoin, rel = false, norel = true;
     if (arg_int_or_nil(r, "maxsize", &maxsize, &nomax)) return -1;
     nojoin = mpb__rd_nil(&r->args) == 0;
     if (!nojoin && arg_bool(r, "joinable", &joinable)) return -1;
+    if (r->argc > 2) {
+        norel = mpb__rd_nil(&r->args) == 0;
+        if (!norel && arg_bool(r, "reliable", &rel)) return -1;
+    }
+    if (!norel && q->reliable_set && rel != q->reliable)
+        return reply_error(r, MPB_EINVAL, "queue/%.*s exists and is %sreliable", (int)r->namelen,
+                           r->name, q->reliable ? "" : "not ");
     if (!nomax && maxsize < 0) maxsize = 0;
     if (!nomax && q->maxsize_set && maxsize != q->maxsize)
         return reply_error(r, MPB_EINVAL, "queue/%.*s exists with maxsize %lld, not %lld",
@@ -52,6 +115,10 @@ int cmd_queue_open(req_t *r) {
         q->joinable = joinable;
         q->joinable_set = true;
     }
+    if (!norel && !q->reliable_set) {
+        q->reliable = rel;
+        q->reliable_set = true;
+    }
     mpb__buf_t *b = reply_begin(r);
     mpb__w_array(b, 2);
     mpb__w_int(b, q->maxsize);
@@ -59,27 +126,60 @@ int cmd_queue_open(req_t *r) {
     return 0;
 }
 
-/* Hands an item to the oldest getter, or keeps it. Takes ownership of item. */
-static void deliver(queue_t *q, blob_t *item) {
+/* Hands an item to the oldest getter, or keeps it (at the back, or at the front when it comes
+ * back from a taker that died). Takes ownership of item. */
+static void deliver(obj_t *o, blob_t *item, bool front) {
+    queue_t *q = &o->u.queue;
     if (q->getters.head) {
         waiter_t *g = q->getters.head;
-        waiter_reply_raw(g, item->data, item->len);
+        static const uint8_t no_wait_id[2] = {0, 0xc3}; /* 0, true */
+        persist_parked(g, g->with_id ? 2 : 1, g->with_id ? no_wait_id : no_wait, g->with_id ? 2 : 1);
+        uint64_t id = tracked(q) ? track(o, g->sess, item) : 0;
+        mpb__buf_t b = {0};
+        write_item(&b, g->with_id, id, item);
+        bbuf_ensure(&b);
+        waiter_reply_raw(g, b.p, b.len);
+        mpb__buf_free(&b);
         waiter_free(g);
-        free(item);
+        if (!id) free(item);
         return;
     }
-    deque_push_back(&q->items, item);
+    if (front) deque_push_front(&q->items, item);
+    else deque_push_back(&q->items, item);
+}
+
+void queue_release_hold(sess_t *s, hold_t *h) {
+    obj_t *o = h->obj;
+    queue_t *q = &o->u.queue;
+    for (size_t i = 0; i < q->ndv; i++) {
+        if (q->dv[i].id != h->tid || q->dv[i].sess != s) continue;
+        bool task = q->dv[i].task;
+        blob_t *item = untrack(q, i);
+        if (!task && q->joinable) q->unfinished++; /* it enters a queue that counts tasks now */
+        g_redelivered++;
+        log_kv(LOG_INFO, "item given back: its taker's session ended", "queue", o->name,
+               "session", LOG_UINT(s->id), "delivery", LOG_UINT(h->tid), NULL);
+        deliver(o, item, true);
+        return;
+    }
 }
 
 /* After an item leaves: the oldest putter's item takes its place. */
-static void admit_putters(queue_t *q) {
+static void admit_putters(obj_t *p_obj) {
+    queue_t *q = &p_obj->u.queue;
     while (q->putters.head && !full(q)) {
         waiter_t *p = q->putters.head;
         blob_t *item = p->item;
         p->item = NULL;
+        mpb__buf_t a = {0};
+        mpb__w_raw(&a, item->data, item->len);
+        mpb__w_raw(&a, no_wait, 1);
+        bbuf_ensure(&a);
+        persist_parked(p, 2, a.p, a.len);
+        mpb__buf_free(&a);
         waiter_reply_nil(p);
         waiter_free(p);
-        deliver(q, item);
+        deliver(p_obj, item, false);
     }
 }
 
@@ -100,25 +200,29 @@ int cmd_queue_put(req_t *r) {
         return 0;
     }
     if (q->joinable) q->unfinished++;
-    deliver(q, blob_new(v, n));
+    deliver(r->obj, blob_new(v, n), false);
     return reply_nil(r);
 }
 
-/* queue.get TIMEOUT_MS -> item | EEMPTY (no wait) | ETIMEDOUT */
+/* queue.get TIMEOUT_MS [WITH_ID] -> item (or [delivery id, item]) | EEMPTY (no wait) |
+ * ETIMEDOUT. A tracked queue keeps the item as this session's delivery until task_done. */
 int cmd_queue_get(req_t *r) {
     int64_t timeout;
+    bool with_id = false;
     if (arg_timeout(r, &timeout)) return -1;
+    if (r->argc > 1 && mpb__rd_nil(&r->args) != 0 && arg_bool(r, "with_id", &with_id)) return -1;
     queue_t *q = Q(r);
     if (q->items.len == 0 || q->getters.head) {
         if (timeout == 0)
             return reply_error(r, MPB_EEMPTY, "queue/%.*s is empty", (int)r->namelen, r->name);
-        waiter_park(r, &q->getters, timeout);
+        waiter_park(r, &q->getters, timeout)->with_id = with_id;
         return 0;
     }
     blob_t *item = deque_pop_front(&q->items);
-    reply_raw(r, item->data, item->len);
-    free(item);
-    admit_putters(q);
+    uint64_t id = tracked(q) ? track(r->obj, r->sess, item) : 0;
+    write_item(reply_begin(r), with_id, id, item);
+    if (!id) free(item);
+    admit_putters(r->obj);
     return 0;
 }
 
@@ -137,11 +241,32 @@ int cmd_queue_full(req_t *r) {
     return reply_bool(r, full(Q(r)));
 }
 
-/* queue.task_done -> nil | EVALUE (more than were put) | ETYPE (not joinable) */
+/* queue.task_done [DELIVERY_ID] -> nil | EVALUE (more than were put; no such delivery of this
+ * session) | ETYPE (neither joinable nor reliable). Finishes the named delivery of this session,
+ * or without an id its oldest one (if it has any on this queue). */
 int cmd_queue_task_done(req_t *r) {
     queue_t *q = Q(r);
-    if (!q->joinable)
+    uint64_t id = 0;
+    bool named = r->argc > 0;
+    if (named && arg_uint(r, "delivery id", &id)) return -1;
+    size_t i = 0;
+    while (i < q->ndv && !(q->dv[i].sess == r->sess && (!named || q->dv[i].id == id))) i++;
+    if (named && i == q->ndv)
+        return reply_error(r, MPB_EVALUE,
+                           "queue/%.*s has no item %llu handed to this session and not done",
+                           (int)r->namelen, r->name, (unsigned long long)id);
+    if (!q->joinable && !q->reliable)
         return reply_error(r, MPB_ETYPE, "queue/%.*s is not joinable", (int)r->namelen, r->name);
+    bool task = true;
+    if (i < q->ndv) {
+        task = q->dv[i].task;
+        sess_unhold(r->sess, r->obj, q->dv[i].id, 1);
+        free(untrack(q, i));
+    } else if (!q->joinable) {
+        return reply_error(r, MPB_EVALUE, "queue/%.*s: no item handed to this session to finish",
+                           (int)r->namelen, r->name);
+    }
+    if (!task || !q->joinable) return reply_nil(r);
     if (tasks(q) <= 0)
         return reply_error(r, MPB_EVALUE, "task_done() called too many times");
     q->unfinished--;
@@ -205,5 +330,9 @@ uint32_t queue_describe(const obj_t *o, mpb__buf_t *b) {
     mpb__w_uint(b, q->joiners.n);
     mpb__w_cstr(b, "bytes");
     mpb__w_uint(b, deque_bytes(&q->items));
-    return 7;
+    mpb__w_cstr(b, "reliable");
+    mpb__w_bool(b, tracked(q));
+    mpb__w_cstr(b, "delivered");
+    mpb__w_uint(b, q->ndv);
+    return 9;
 }

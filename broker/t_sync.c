@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "persist.h"
 
 void queue_on_timeout(waiter_t *w);
 void lock_on_timeout(waiter_t *w);
@@ -76,6 +77,8 @@ static void sem_wake(obj_t *o) {
     sem_t *s = &o->u.sem;
     while (s->value > 0 && s->waiters.head) {
         waiter_t *w = s->waiters.head;
+        static const uint8_t no_wait[1] = {0};
+        persist_parked(w, 1, no_wait, 1); /* logged as an acquire that did not wait */
         take_unit(o, w->sess);
         waiter_reply_int(w, (int64_t)fence_next());
         waiter_free(w);
@@ -418,6 +421,8 @@ void sync_release_hold(sess_t *s, hold_t *h) {
         lock_release_hold(s, h);
     } else if (o->kind == KIND_CONDITION) {
         cond_release_hold(s, h);
+    } else if (o->kind == KIND_QUEUE) {
+        queue_release_hold(s, h);
     } else if (o->kind == KIND_SEMAPHORE) {
         /* Given back only up to the initial value, bounded or not: a unit taken from a
          * Semaphore(0) used as a signal was consumed, not borrowed, and must not come back
@@ -517,7 +522,10 @@ void sync_fail_all(obj_t *o, int code, const char *msg) {
 
 void sync_free(obj_t *o) {
     switch (o->kind) {
-    case KIND_QUEUE: deque_clear(&o->u.queue.items); break;
+    case KIND_QUEUE:
+        deque_clear(&o->u.queue.items);
+        queue_free_deliveries(o);
+        break;
     case KIND_CONDITION: free(o->u.cond.lock_name); break;
     case KIND_SEMAPHORE: free(o->u.sem.holders); break;
     case KIND_VALUE: free(o->u.value); break;

@@ -1,4 +1,5 @@
-/* util.c - allocation that aborts with the size it wanted, clocks, blobs. */
+/* util.c - allocation that aborts with the size it wanted (after giving back the reserve of
+ * mem.c and trying again), clocks, blobs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,20 +15,25 @@ static void oom(size_t n) {
     abort();
 }
 
+/* A failed allocation is tried once more after the reserve is given back (mem.c): then the
+ * broker refuses to grow instead of dying with everything it holds. */
 void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
+    if (!p && mem_release_reserve()) p = malloc(n ? n : 1);
     if (!p) oom(n);
     return p;
 }
 
 void *xcalloc(size_t n, size_t m) {
     void *p = calloc(n ? n : 1, m ? m : 1);
+    if (!p && mem_release_reserve()) p = calloc(n ? n : 1, m ? m : 1);
     if (!p) oom(n * m);
     return p;
 }
 
 void *xrealloc(void *p, size_t n) {
     void *q = realloc(p, n ? n : 1);
+    if (!q && mem_release_reserve()) q = realloc(p, n ? n : 1);
     if (!q) oom(n);
     return q;
 }

@@ -69,6 +69,8 @@ static void usage(FILE *f) {
             "  pool apply FN JSON_VALUE [--timeout S]  FN(JSON_VALUE) on some worker\n"
             "  pool apply FN --args JSON_ARRAY [--timeout S]  FN(*JSON_ARRAY)\n"
             "  ping                          check the broker answers\n"
+            "  save                          write a snapshot of the broker's state to its\n"
+            "                                data dir now (compacting its log); waits for it\n"
             "\n"
             "VALUEs are JSON text ('42', '\"text\"', '[1,2]', '{\"$bytes\":\"AAE=\"}' for bytes).\n"
             "A KEY is a string as typed, unless --key-json says it is JSON too.\n"
@@ -77,7 +79,10 @@ static void usage(FILE *f) {
             "Exit status: 0 done, 1 failed, 2 bad usage, 3 no such key/item/object (with\n"
             "--timeout 0 too: an empty queue for get, a full one for put), 75 timed out\n"
             "(also: the lock was not had in time, unless --conflict-exit-code N says\n"
-            "otherwise); mpb lock exits with COMMAND's status, 127 if it cannot be run.\n"
+            "otherwise); mpb lock exits with COMMAND's status, 127 if it cannot be run,\n"
+            "and 76 if the lock was lost before COMMAND finished (its session ended: cut\n"
+            "off from the broker for longer than the session TTL, or the broker restarted\n"
+            "without it), whatever COMMAND's status.\n"
             "With --json, errors are JSON on stdout too:\n"
             "  {\"error\":{\"code\":\"ENOKEY\",\"message\":\"...\",\"op\":\"get\"}}\n"
             "code EUSAGE for bad usage; \"op\" is absent before a command is known.\n"
@@ -313,6 +318,31 @@ static int connect_broker(void) {
 static const char *const info_fields[] = {"version", "uptime_s", "pid", "clients", "sessions",
                                           "objects", "memory", "anonymous", "refs", NULL};
 
+static long long jint(const json_t *o, const char *key);
+
+/* The "persist" line of mpb info: the fsync mode, the log, the last snapshot. */
+static void print_persist(const json_t *p) {
+    if (!json_is_object(p)) return;
+    if (!json_is_true(json_object_get(p, "enabled"))) {
+        printf("%-10s off\n", "persist");
+        return;
+    }
+    const json_t *mode = json_object_get(p, "fsync");
+    printf("%-10s fsync %s, log %lld bytes, snapshot %lld bytes", "persist",
+           json_is_string(mode) ? json_string_value(mode) : "?", jint(p, "log_bytes"),
+           jint(p, "snapshot_bytes"));
+    if (jint(p, "last_snapshot_ms") > 0)
+        printf(" (written in %lld ms)", jint(p, "last_snapshot_duration_ms"));
+    if (jint(p, "last_fsync_ms") > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        printf(", last fsync %.1f s ago", (double)(now - jint(p, "last_fsync_ms")) / 1000.0);
+    }
+    if (json_is_true(json_object_get(p, "snapshot_in_progress"))) printf(", snapshot running");
+    putchar('\n');
+}
+
 static int cmd_info(int argc, char **argv) {
     void *m;
     size_t n;
@@ -338,6 +368,7 @@ static int cmd_info(int argc, char **argv) {
             else if (s) printf("%-10s %s\n", info_fields[i], s);
             free(s);
         }
+        print_persist(json_object_get(j, "persistence"));
     } else {
         const char *k;
         json_t *v;
@@ -719,6 +750,7 @@ static int cmd_wait(int argc, char **argv) {
 }
 
 static pid_t lock_child;
+#define LOCK_LOST_EXIT 76 /* mpb lock: the lock was lost before the command finished */
 
 static void forward_signal(int sig) {
     if (lock_child > 0) kill(lock_child, sig);
@@ -813,7 +845,14 @@ static int cmd_lock(int argc, char **argv) {
     }
     if (ep[0] >= 0) close(ep[0]);
     rc = mpb_lock_release(l);
-    if (rc) report(errname(rc), "lock: release of %s: %s", argv[0], mpb_errmsg(cli));
+    if (rc == MPB_ESESSION || rc == MPB_ENOTOWNER) {
+        /* someone else may have held it meanwhile: what COMMAND did was not protected */
+        report(errname(rc), "lock: %s was lost before %s finished: %s", argv[0], argv[dd + 1],
+               mpb_errmsg(cli));
+        status = LOCK_LOST_EXIT;
+    } else if (rc) {
+        report(errname(rc), "lock: release of %s: %s", argv[0], mpb_errmsg(cli));
+    }
     mpb_lock_close(&l);
     return status;
 }
@@ -1149,6 +1188,22 @@ static int cmd_pool(int argc, char **argv) {
     return pool_show(argc, argv);
 }
 
+/* The save op of PROTOCOL.md (code 7): answered once the snapshot is on disk. */
+static int cmd_save(int argc, char **argv) {
+    (void)argv;
+    if (argc) return usage_error("save takes no arguments");
+    void *m;
+    size_t n;
+    int rc = mpb_call(cli, 7, NULL, NULL, 0, 3600 * 1000, &m, &n);
+    if (rc) return fail(rc, "save");
+    json_t *j = to_jansson(m, n);
+    mpb_free(m);
+    if (opt.json) print_json(j);
+    else printf("saved %lld bytes in %lld ms\n", jint(j, "bytes"), jint(j, "ms"));
+    json_decref(j);
+    return 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -1156,7 +1211,7 @@ static const struct {
     {"info", cmd_info}, {"ls", cmd_ls},   {"get", cmd_get},       {"set", cmd_set},
     {"incr", cmd_incr}, {"del", cmd_del}, {"append", cmd_append}, {"ping", cmd_ping},
     {"put", cmd_put},   {"clear", cmd_clear}, {"wait", cmd_wait}, {"lock", cmd_lock},
-    {"pool", cmd_pool},
+    {"pool", cmd_pool}, {"save", cmd_save},
 };
 
 int main(int argc, char **argv) {

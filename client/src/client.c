@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,16 @@ uint64_t mpb_session_id(const mpb_client_t *c) {
     return c ? c->session_id : 0;
 }
 
+unsigned mpb_reconnects(const mpb_client_t *c) {
+    return c ? c->reconnects : 0;
+}
+
+void mpb__lock_held(mpb_client_t *c, const char *kind, const char *name, int delta) {
+    c->locks_held += delta;
+    if (c->locks_held < 0) c->locks_held = 0;
+    if (delta > 0) snprintf(c->lock_last, sizeof c->lock_last, "%s/%s", kind, name);
+}
+
 void mpb_free(void *p) {
     free(p);
 }
@@ -56,6 +67,9 @@ void mpb_options_init(mpb_options_t *o) {
     o->connect_timeout_ms = 5000;
     o->op_timeout_ms = 10000;
     o->name = "";
+    o->reconnect_ms = 30000;
+    o->reconnect_delay_ms = 50;
+    o->reconnect_delay_max_ms = 2000;
 }
 
 /* ---- what a process shares: its ZeroMQ context, its heartbeat thread ----
@@ -149,9 +163,9 @@ static int send_raw(mpb_client_t *c, const uint8_t *p, size_t n) {
     return 0;
 }
 
-/* Seals b (header space reserved at its start) with the next sequence number and sends it. */
-static int seal_send(mpb_client_t *c, mpb__buf_t *b) {
-    mpb__frame_header(b->p, MPB__T_REQ, ++c->seq_out);
+/* Seals b (header space reserved at its start) with sequence number seq and sends it. */
+static int seal_send_seq(mpb_client_t *c, mpb__buf_t *b, uint64_t seq) {
+    mpb__frame_header(b->p, MPB__T_REQ, seq);
     uint8_t mac[MPB__MAC_LEN];
     if (mpb__mac_sign(c->tx, b->p, b->len, mac)) return mpb__fail(c, MPB_ENOMEM, "MAC failed");
     mpb__w_raw(b, mac, sizeof mac);
@@ -239,7 +253,11 @@ static int hs_recv(mpb_client_t *c, int64_t deadline, uint8_t want, mpb__frame_t
         char err[128];
         if (mpb__frame_parse(c->reply.p, c->reply.len, SIZE_MAX, f, err, sizeof err))
             return mpb__fail(c, MPB_EPROTO, "handshake with %s: %s", c->endpoint, err);
-        if (f->type == MPB__T_ERROR) return plain_error(c, f);
+        if (f->type == MPB__T_ERROR) {
+            int code = plain_error(c, f);
+            if (code == MPB_ESESSION) continue; /* about a frame of the channel before */
+            return code;
+        }
         if (f->type != want) continue;
         if (mpb__mp_check(f->body, f->bodylen, 8))
             return mpb__fail(c, MPB_EPROTO, "handshake with %s: malformed body", c->endpoint);
@@ -316,7 +334,9 @@ static int handshake(mpb_client_t *c) {
     c->tx = mpb__mac_new(c2s);
     c->rx = mpb__mac_new(s2c);
     if (!c->tx || !c->rx) return mpb__fail(c, MPB_ENOMEM, "out of memory");
-    c->seq_out = c->seq_in = 0;
+    /* Our numbering goes on from one channel to the next (the broker tells a resent frame by
+     * its number); the broker's starts again with each channel. */
+    c->seq_in = 0;
     rc = hs_recv(c, deadline, MPB__T_WELCOME, &f);
     if (rc == MPB_EAUTH)
         return mpb__fail(c, MPB_EAUTH, "authentication failed: %s refused this client's authkey",
@@ -331,6 +351,9 @@ static int handshake(mpb_client_t *c) {
     if (!c->session_id || get_bin(&m, "token", MPB__TOKEN_LEN, &tok))
         return mpb__fail(c, MPB_EPROTO, "malformed welcome from %s", c->endpoint);
     memcpy(c->token, tok, sizeof c->token);
+    mpb__rd_t rv;
+    c->resumed = mpb__rd_mapget(&m, "resumed", &rv) == 0 && mpb__rd_bool(&rv, &c->resumed) == 0 &&
+                 c->resumed;
     c->max_frame = map_uint(&m, "max_frame", 8u << 20);
     c->max_value = map_uint(&m, "max_value", 1u << 20);
     c->max_scan = map_uint(&m, "max_scan", 1000);
@@ -362,6 +385,8 @@ static void send_ping(mpb_client_t *c) {
 /* Pings every idle client on the list, then sleeps until the next one is due. A client in a
  * call is skipped (trylock): the call heartbeats while it waits. Lock order is g_mu, then a
  * client's mu, and only by trylock, so a client may take g_mu while holding its own. */
+static void idle_check(mpb_client_t *c);
+
 static void *hb_main(void *arg) {
     (void)arg;
     pthread_mutex_lock(&g_mu);
@@ -371,6 +396,7 @@ static void *hb_main(void *arg) {
             int64_t due = now + 100; /* busy: look again soon */
             if (pthread_mutex_trylock(&c->mu) == 0) {
                 int half = c->heartbeat_ms / 2;
+                idle_check(c);
                 if (c->connected && now - c->last_send_ms >= half) send_ping(c);
                 due = c->last_send_ms + half;
                 pthread_mutex_unlock(&c->mu);
@@ -475,6 +501,7 @@ mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t name
     if (c->out_n == 0) {
         mpb__buf_reset(b);
         if (mpb__buf_reserve(b, MPB__HDR_LEN) == 0) b->len = MPB__HDR_LEN;
+        c->out_rid_lo = c->next_rid + 1;
     }
     c->out_mark = b->len; /* where this request starts, to take it back on failure */
     c->out_n++;
@@ -486,6 +513,13 @@ mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t name
     return b;
 }
 
+/* A session lost while the client was idle is told to the next call, which does not run. */
+static int told_lost(mpb_client_t *c) {
+    if (!c->lost_pending) return 0;
+    c->lost_pending = false;
+    return mpb__fail(c, MPB_ESESSION, "%s", c->lost_msg);
+}
+
 /* Takes the last request out of c->out again (it could not be sent). */
 static void unreq(mpb_client_t *c) {
     c->out.len = c->out_mark;
@@ -493,11 +527,81 @@ static void unreq(mpb_client_t *c) {
     if (--c->out_n == 0) c->out.len = 0;
 }
 
+/* ---- frames kept for resending ---- */
+
+/* The kept frame holding rid, or NULL (binary search: frames are kept in rid order). */
+static sentframe_t *sent_find(mpb_client_t *c, uint64_t rid) {
+    size_t lo = 0, hi = c->nsent;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c->sent[mid].rid_hi < rid) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < c->nsent && c->sent[lo].rid_lo <= rid) return &c->sent[lo];
+    return NULL;
+}
+
+/* Request rid is answered or given up: a frame with nothing left to answer is dropped. */
+static void sent_done(mpb_client_t *c, uint64_t rid) {
+    sentframe_t *f = sent_find(c, rid);
+    if (!f || --f->left) return;
+    free(f->body);
+    size_t i = (size_t)(f - c->sent);
+    memmove(f, f + 1, (c->nsent - i - 1) * sizeof *f);
+    c->nsent--;
+}
+
+static void sent_clear(mpb_client_t *c) {
+    for (size_t i = 0; i < c->nsent; i++) free(c->sent[i].body);
+    c->nsent = 0;
+}
+
+/* Keeps the requests of c->out (header space first, no MAC yet) as frame seq. */
+static int sent_keep(mpb_client_t *c, uint64_t seq) {
+    if (c->nsent == c->capsent) {
+        size_t ncap = c->capsent ? c->capsent * 2 : 16;
+        sentframe_t *n = realloc(c->sent, ncap * sizeof *n);
+        if (!n) return mpb__fail(c, MPB_ENOMEM, "out of memory keeping a request");
+        c->sent = n;
+        c->capsent = ncap;
+    }
+    size_t len = c->out.len - MPB__HDR_LEN;
+    uint8_t *body = malloc(len ? len : 1);
+    if (!body) return mpb__fail(c, MPB_ENOMEM, "out of memory keeping a request");
+    memcpy(body, c->out.p + MPB__HDR_LEN, len);
+    c->sent[c->nsent++] = (sentframe_t){seq, c->out_rid_lo, c->next_rid, c->out_n, body, len};
+    return 0;
+}
+
 static int flush_locked(mpb_client_t *c) {
     if (!c->out_n) return 0;
-    int rc = seal_send(c, &c->out);
+    int rc = c->out.oom ? mpb__fail(c, MPB_ENOMEM, "out of memory building a request") : 0;
+    uint64_t seq = c->seq_out + 1;
+    if (!rc && c->opts.reconnect_ms >= 0) rc = sent_keep(c, seq);
+    if (!rc) {
+        c->seq_out = seq;
+        rc = seal_send_seq(c, &c->out, seq);
+        if (rc == MPB_ETOOBIG || rc == MPB_ENOMEM) { /* it never left: nothing to resend */
+            if (c->nsent && c->sent[c->nsent - 1].seq == seq) free(c->sent[--c->nsent].body);
+        }
+    }
     c->out_n = 0;
     mpb__buf_reset(&c->out);
+    return rc;
+}
+
+/* Sends every kept frame again on the new channel, with its own sequence number. */
+static int resend(mpb_client_t *c) {
+    mpb__buf_t b = {0};
+    int rc = 0;
+    for (size_t i = 0; i < c->nsent && !rc; i++) {
+        mpb__buf_reset(&b);
+        if (mpb__buf_reserve(&b, MPB__HDR_LEN) == 0) b.len = MPB__HDR_LEN;
+        mpb__w_raw(&b, c->sent[i].body, c->sent[i].len);
+        rc = b.oom ? mpb__fail(c, MPB_ENOMEM, "out of memory resending")
+                   : seal_send_seq(c, &b, c->sent[i].seq);
+    }
+    mpb__buf_free(&b);
     return rc;
 }
 
@@ -567,9 +671,153 @@ static void fail_all(mpb_client_t *c, int code) {
         if (!p.rid) continue;
         c->pend[i].rid = 0;
         c->pcount--;
+        sent_done(c, p.rid);
         if (p.cb) {
             snprintf(c->err, sizeof c->err, "%s", msg);
             p.cb(c, code, NULL, 0, p.arg);
+        }
+    }
+}
+
+/* ---- connecting again ----
+ *
+ * A call that hears ESESSION from the broker (it does not know this channel: the connection
+ * was cut and remade under us, or the broker restarted) makes a new socket and handshake,
+ * asking to resume its session, with backoff and jitter between attempts. Resumed, it resends
+ * the kept frames with their numbers, and the broker answers from its reply cache what it
+ * had already run; not resumed, everything in flight fails with ESESSION naming what was
+ * lost, and the client goes on in its new session. */
+
+static int open_socket(mpb_client_t *c) {
+    c->sock = zmq_socket(g_ctx, ZMQ_DEALER); /* ours while c holds its reference */
+    if (!c->sock) return mpb__fail(c, MPB_ENOMEM, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+    int zero = 0;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
+    c->rcvtimeo = -1;
+    if (zmq_connect(c->sock, c->endpoint) != 0)
+        return mpb__fail(c, MPB_EINVAL,
+                         "bad endpoint '%s': %s (use tcp://HOST:PORT or ipc:///PATH)",
+                         c->endpoint, zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+/* A fresh connection on the same socket (so mpb_fd() stays valid): what was queued for the
+ * old one, sealed with its keys, is dropped with it. */
+static int relink(mpb_client_t *c) {
+    zmq_disconnect(c->sock, c->endpoint);
+    if (zmq_connect(c->sock, c->endpoint) != 0)
+        return mpb__fail(c, MPB_ECONN, "connect %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+static void sleep_ms(int64_t ms) {
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* The session is gone: the calls in flight fail with ESESSION and a message that says what
+ * went with it. */
+static void lose_session(mpb_client_t *c, uint64_t old) {
+    size_t calls = c->pcount;
+    for (syncwait_t *w = c->waits; w; w = w->outer) calls += !w->done;
+    char locks[400] = "";
+    if (c->locks_held == 1) snprintf(locks, sizeof locks, "the lock %s, ", c->lock_last);
+    else if (c->locks_held > 1)
+        snprintf(locks, sizeof locks, "%d locks (the last one %s), ", c->locks_held,
+                 c->lock_last);
+    mpb__fail(c, MPB_ESESSION,
+              "session %llu ended while this client was cut off from %s (for longer than "
+              "its ttl, or the broker restarted without it): lost %s%zu call%s in flight "
+              "(parked or unanswered); this client is session %llu now",
+              (unsigned long long)old, c->endpoint, locks, calls, calls == 1 ? "" : "s",
+              (unsigned long long)c->session_id);
+    c->locks_held = 0;
+    /* Nobody was waiting to hear it: the next call is told. A loss not told yet is kept as
+     * it was (it names what was held then; the session lost after it held nothing). */
+    if (calls == 0 && !c->lost_pending) {
+        c->lost_pending = true;
+        snprintf(c->lost_msg, sizeof c->lost_msg, "%s", c->err);
+    }
+    for (syncwait_t *w = c->waits; w; w = w->outer) {
+        if (w->done) continue;
+        w->done = true;
+        w->code = MPB_ESESSION;
+    }
+    char msg[sizeof c->err];
+    snprintf(msg, sizeof msg, "%s", c->err);
+    fail_all(c, MPB_ESESSION);
+    snprintf(c->err, sizeof c->err, "%s", msg);
+    sent_clear(c);
+}
+
+static int reconnect(mpb_client_t *c) {
+    char why[sizeof c->err];
+    snprintf(why, sizeof why, "%s", c->err);
+    uint64_t old = c->session_id;
+    int64_t start = mpb__now_ms();
+    int64_t until = start + (c->opts.reconnect_ms > 0 ? c->opts.reconnect_ms : 30000);
+    int64_t pause = c->opts.reconnect_delay_ms > 0 ? c->opts.reconnect_delay_ms : 50;
+    int64_t pause_max = c->opts.reconnect_delay_max_ms > 0 ? c->opts.reconnect_delay_max_ms : 2000;
+    int attempts = 0, rc;
+    c->connected = false;
+    for (;;) {
+        attempts++;
+        int64_t left = until - mpb__now_ms();
+        int saved = c->opts.connect_timeout_ms;
+        if (left < saved) c->opts.connect_timeout_ms = left > 100 ? (int)left : 100;
+        rc = relink(c);
+        if (!rc) rc = handshake(c);
+        c->opts.connect_timeout_ms = saved;
+        if (!rc || rc == MPB_EAUTH || rc == MPB_ENOMEM) break;
+        uint32_t r = 0;
+        mpb__random(&r, sizeof r);
+        int64_t nap = pause / 2 + (int64_t)(r % (uint32_t)(pause / 2 + 1));
+        if (mpb__now_ms() + nap >= until) {
+            c->connected = false;
+            return mpb__fail(c, MPB_ECONN,
+                             "lost the connection to %s (%s) and could not connect again "
+                             "within %lld ms (%d attempts): %s",
+                             c->endpoint, why, (long long)(mpb__now_ms() - start), attempts,
+                             c->err);
+        }
+        sleep_ms(nap);
+        pause = pause * 2 < pause_max ? pause * 2 : pause_max;
+    }
+    if (rc) {
+        c->connected = false;
+        return rc;
+    }
+    c->reconnects++;
+    if (!c->resumed) {
+        lose_session(c, old);
+        return MPB_ESESSION;
+    }
+    rc = resend(c);
+    if (rc) c->connected = false;
+    return rc;
+}
+
+/* An idle client (no call, nothing in flight) reads nothing, so the heartbeat thread looks
+ * at what came in: an ESESSION answer to its pings means the connection was remade under it
+ * (a cut, a restart), and it connects again at once, so that a session which holds a lock
+ * and only heartbeats (mpb lock -- CMD) does not run out its TTL after a short cut. Anything
+ * else is for no one: every request has been answered or given up. */
+static void idle_check(mpb_client_t *c) {
+    if (!c->connected || c->pcount || c->waits || c->opts.reconnect_ms < 0) return;
+    for (int i = 0; i < 64; i++) {
+        mpb__buf_t *b = buf_take(c);
+        if (!b) return;
+        int rc = recv_into(c, b, 0);
+        mpb__frame_t f;
+        char err[128];
+        bool lost = !rc && !mpb__frame_parse(b->p, b->len, SIZE_MAX, &f, err, sizeof err) &&
+                    f.type == MPB__T_ERROR && plain_error(c, &f) == MPB_ESESSION;
+        buf_give(c, b);
+        if (rc) return;
+        if (lost) {
+            reconnect(c); /* the outcome is for the next call: c->lost_pending, or ECONN */
+            return;
         }
     }
 }
@@ -611,9 +859,22 @@ static int pump(mpb_client_t *c, syncwait_t *want, int64_t deadline) {
         if (f.type == MPB__T_ERROR) {
             rc = plain_error(c, &f);
             buf_give(c, b);
+            if (rc == MPB_ESESSION && c->opts.reconnect_ms >= 0) {
+                /* The broker does not know this channel any more (a cut, a restart): connect
+                 * again; what was in flight is sent again or failed there. */
+                int64_t t0 = mpb__now_ms();
+                rc = reconnect(c);
+                if (deadline > 0 && deadline != INT64_MAX) deadline += mpb__now_ms() - t0;
+                if (!rc) {
+                    if (want && want->done) return 0;
+                    continue;
+                }
+                if (rc == MPB_ESESSION) return want && want->done ? 0 : rc;
+            }
             /* A broker without our session, or a frame it could not verify: nothing in
              * flight will be answered now. */
-            c->connected = rc != MPB_ESESSION && rc != MPB_EAUTH && rc != MPB_EREPLAY;
+            c->connected = rc != MPB_ESESSION && rc != MPB_EAUTH && rc != MPB_EREPLAY &&
+                           rc != MPB_ECONN;
             fail_all(c, rc);
             return rc;
         }
@@ -661,6 +922,7 @@ static int pump(mpb_client_t *c, syncwait_t *want, int64_t deadline) {
             pend_t copy = *p;
             p->rid = 0;
             c->pcount--;
+            sent_done(c, rid);
             if (copy.cb) copy.cb(c, status, status ? NULL : v, status ? 0 : vn, copy.arg);
         }
         buf_give(c, b);
@@ -675,6 +937,7 @@ static int pump(mpb_client_t *c, syncwait_t *want, int64_t deadline) {
 int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen) {
     uint64_t rid = c->next_rid;
     int rc = mpb__usable(c);
+    if (!rc) rc = told_lost(c);
     if (!rc && c->out.oom) rc = mpb__fail(c, MPB_ENOMEM, "out of memory building a request");
     if (rc) {
         unreq(c);
@@ -696,6 +959,7 @@ int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen) 
             rc = w.code;
     }
     c->waits = w.outer;
+    sent_done(c, rid); /* answered, or given up: not to be sent again */
     /* The value stays readable until the next call on c. */
     if (!c->last) c->last = calloc(1, sizeof *c->last);
     if (c->last) {
@@ -747,6 +1011,7 @@ int mpb_call(mpb_client_t *c, unsigned op, const char *name, const void *args, s
 int mpb__send(mpb_client_t *c, mpb_callback_t cb, void *arg) {
     uint64_t rid = c->next_rid;
     int rc = mpb__usable(c);
+    if (!rc) rc = told_lost(c);
     if (!rc && c->out.oom) rc = mpb__fail(c, MPB_ENOMEM, "out of memory building a request");
     if (!rc) rc = pend_add(c, rid, cb, arg);
     if (rc) {
@@ -858,20 +1123,15 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     c->keylen = keylen;
     void *ctx = ctx_ref();
     if (!ctx) return mpb__fail(c, MPB_ENOMEM, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
-    c->sock = zmq_socket(ctx, ZMQ_DEALER);
-    if (!c->sock) {
-        ctx_unref();
-        return mpb__fail(c, MPB_ENOMEM, "zmq_socket: %s", zmq_strerror(zmq_errno()));
-    }
-    int zero = 0;
-    zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
-    c->rcvtimeo = -1;
-    if (zmq_connect(c->sock, endpoint) != 0)
-        return mpb__fail(c, MPB_EINVAL, "bad endpoint '%s': %s (use tcp://HOST:PORT or ipc:///PATH)",
-                         endpoint, zmq_strerror(zmq_errno()));
-    const char *name = opts && opts->size >= sizeof *opts && opts->name ? opts->name : "";
+    c->ctx_held = true;
+    int rc = open_socket(c);
+    if (rc) return rc;
+    const char *name =
+        opts && opts->size >= offsetof(mpb_options_t, name) + sizeof opts->name && opts->name
+            ? opts->name
+            : "";
     c->opts.name = name;
-    int rc = handshake(c);
+    rc = handshake(c);
     c->opts.name = NULL;
     if (rc) return rc;
     if (!c->opts.no_heartbeat_thread) {
@@ -889,6 +1149,7 @@ void mpb_close(mpb_client_t **cp) {
     bool mine = c->gen == g_gen;
     if (mine) {
         hb_remove(c);
+        c->opts.reconnect_ms = -1; /* a client that leaves does not come back to say so */
         if (c->connected) {
             /* End the session now rather than at its TTL: its locks pass on at once. */
             mpb__buf_t *b = mpb__req(c, MPB_OP_BYE, NULL, 0, 0);
@@ -900,10 +1161,8 @@ void mpb_close(mpb_client_t **cp) {
             mpb__call(c, 0, &v, &vn);
             c->opts.op_timeout_ms = t;
         }
-        if (c->sock) {
-            zmq_close(c->sock);
-            ctx_unref();
-        }
+        if (c->sock) zmq_close(c->sock);
+        if (c->ctx_held) ctx_unref();
         pthread_mutex_destroy(&c->mu);
     }
     /* In a forked child the parent's sockets are left alone: closing them here would disturb
@@ -922,6 +1181,8 @@ void mpb_close(mpb_client_t **cp) {
     if (c->last) mpb__buf_free(c->last);
     free(c->last);
     free(c->pend);
+    sent_clear(c);
+    free(c->sent);
     if (c->pool_rt) free(*(void **)c->pool_rt); /* its route array is its first member */
     free(c->pool_rt);
     free(c);

@@ -19,6 +19,17 @@ typedef struct syncwait {
     struct syncwait *outer;
 } syncwait_t;
 
+/* A REQ frame sent and not yet wholly answered: kept so that, after a cut, it can be sent
+ * again on the new channel with its original sequence number (the broker answers what it
+ * already ran from its reply cache). Requests in it have rids in [rid_lo, rid_hi]. */
+typedef struct sentframe {
+    uint64_t seq;
+    uint64_t rid_lo, rid_hi;
+    size_t left; /* requests still waiting for their reply */
+    uint8_t *body;
+    size_t len;
+} sentframe_t;
+
 typedef struct pend {
     uint64_t rid; /* 0: free */
     mpb_callback_t cb;
@@ -28,6 +39,7 @@ typedef struct pend {
 struct mpb_client {
     pthread_mutex_t mu; /* recursive; held for a whole call, and by the heartbeat thread */
     void *sock; /* a DEALER in the process's shared ZeroMQ context */
+    bool ctx_held; /* holds a reference to that context */
     char *endpoint;
     uint8_t *authkey;
     size_t keylen;
@@ -37,6 +49,15 @@ struct mpb_client {
     mpb__mac_t *tx, *rx;
     uint64_t seq_out, seq_in;
     uint64_t next_rid;
+    uint64_t out_rid_lo; /* the rid of the first request in out */
+    sentframe_t *sent;   /* frames with requests unanswered, oldest first */
+    size_t nsent, capsent;
+    bool resumed;        /* the last handshake resumed the session */
+    unsigned reconnects;
+    int locks_held;      /* lock and rlock acquisitions not released: lost with the session */
+    char lock_last[300]; /* the last one acquired, to name it then */
+    bool lost_pending;   /* the session was lost while idle: the next call is told */
+    char lost_msg[512];
     uint64_t session_id;
     uint8_t token[MPB__TOKEN_LEN];
     size_t max_frame, max_value, max_scan;
@@ -115,6 +136,8 @@ void mpb__close_handle(void **p);
  * their references back) and must not reach c when they are closed. */
 void mpb__anon_detach(mpb_client_t *c);
 
+/* A lock of c was acquired (+1) or released (-1): what a lost session takes with it. */
+void mpb__lock_held(mpb_client_t *c, const char *kind, const char *name, int delta);
 /* A copy of (p, n) into a new buffer. */
 int mpb__dup(mpb_client_t *c, const uint8_t *p, size_t n, void **out, size_t *outlen);
 

@@ -266,6 +266,11 @@ static void fill_queue(mpb__buf_t *b, const void *arg) {
     else mpb__w_bool(b, a->joinable != 0);
 }
 
+static void fill_queue_reliable(mpb__buf_t *b, const void *arg) {
+    fill_queue(b, arg);
+    mpb__w_bool(b, true);
+}
+
 int mpb_queue_open(mpb_client_t *c, const char *name, int64_t maxsize, int joinable,
                    mpb_queue_t **out) {
     qargs_t a = {maxsize, joinable};
@@ -333,6 +338,40 @@ int mpb_queue_task_done(mpb_queue_t *q) {
     return done(H(q), 0);
 }
 
+int mpb_queue_open_reliable(mpb_client_t *c, const char *name, int64_t maxsize, int joinable,
+                            mpb_queue_t **out) {
+    qargs_t a = {maxsize, joinable};
+    return mpb__open_handle(c, name, MPB_OP_QUEUE_OPEN, sizeof **out, 3, fill_queue_reliable, &a,
+                       NULL, NULL, (void **)out);
+}
+
+int mpb_queue_get_tracked(mpb_queue_t *q, void **val, size_t *vlen, uint64_t *delivery,
+                          int timeout_ms) {
+    REQ(q, MPB_OP_QUEUE_GET, 2);
+    mpb__w_int(b, ms_arg(timeout_ms));
+    mpb__w_bool(b, true);
+    const uint8_t *v;
+    size_t n;
+    int rc = mpb__call(H(q)->c, timeout_ms, &v, &n);
+    if (rc) return rc;
+    mpb__rd_t r = {v, v + n};
+    uint32_t len;
+    uint64_t id;
+    const uint8_t *item;
+    size_t il;
+    if (mpb__rd_array(&r, &len) || len != 2 || mpb__rd_uint(&r, &id) ||
+        mpb__rd_span(&r, &item, &il))
+        return mpb__fail(H(q)->c, MPB_EPROTO, "expected [delivery id, item]");
+    if (delivery) *delivery = id;
+    return mpb__dup(H(q)->c, item, il, val, vlen);
+}
+
+int mpb_queue_task_done_id(mpb_queue_t *q, uint64_t delivery) {
+    REQ(q, MPB_OP_QUEUE_TASK_DONE, 1);
+    mpb__w_uint(b, delivery);
+    return done(H(q), 0);
+}
+
 int mpb_queue_join(mpb_queue_t *q, int timeout_ms) {
     REQ(q, MPB_OP_QUEUE_JOIN, 1);
     mpb__w_int(b, ms_arg(timeout_ms));
@@ -375,13 +414,16 @@ static int lock_acquire(any_t *h, const char *name, uint32_t nl, bool rlock, int
     int64_t f = 0;
     int rc = done_int(h, timeout_ms, &f);
     if (!rc && fence) *fence = (uint64_t)f;
+    if (!rc) mpb__lock_held(h->c, rlock ? "rlock" : "lock", name, +1);
     return rc;
 }
 
 static int lock_release(any_t *h, const char *name, uint32_t nl, bool rlock) {
     mpb__buf_t *b = mpb__req(h->c, rlock ? MPB_OP_RLOCK_RELEASE : MPB_OP_LOCK_RELEASE, name, nl, 1);
     mpb__w_uint(b, thread_id(h));
-    return done(h, 0);
+    int rc = done(h, 0);
+    if (!rc) mpb__lock_held(h->c, rlock ? "rlock" : "lock", name, -1);
+    return rc;
 }
 
 int mpb_lock_acquire(mpb_lock_t *l, int timeout_ms, uint64_t *fence) {

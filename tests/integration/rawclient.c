@@ -200,13 +200,22 @@ int rc_auth_raw(rawclient_t *c, const void *body, size_t n) {
     return rc;
 }
 
-int rc_auth(rawclient_t *c, const void *key, size_t keylen, rc_frame_t *f, int timeout_ms) {
+static int auth(rawclient_t *c, const void *key, size_t keylen, uint64_t resume_id,
+                const uint8_t *resume_token, rc_frame_t *f, int timeout_ms) {
     rc_frame_t local;
     if (!f) f = &local;
     uint8_t proof[MPB__PROOF_LEN];
     mpb__auth_proof(key, keylen, false, c->nonce_c, c->nonce_b, proof);
     mpb__buf_t body = {0};
-    mpb__w_map(&body, 4);
+    mpb__w_map(&body, resume_token ? 5 : 4);
+    if (resume_token) {
+        mpb__w_cstr(&body, "resume");
+        mpb__w_map(&body, 2);
+        mpb__w_cstr(&body, "id");
+        mpb__w_uint(&body, resume_id);
+        mpb__w_cstr(&body, "token");
+        mpb__w_bin(&body, resume_token, MPB__TOKEN_LEN);
+    }
     mpb__w_cstr(&body, "proof");
     mpb__w_bin(&body, proof, sizeof proof);
     mpb__w_cstr(&body, "host");
@@ -231,11 +240,27 @@ int rc_auth(rawclient_t *c, const void *key, size_t keylen, rc_frame_t *f, int t
     if (!f->mac_ok) return MPB_EAUTH;
     mpb__rd_t m = {f->body, f->body + f->bodylen}, v;
     if (mpb__rd_mapget(&m, "session", &v) == 0) mpb__rd_uint(&v, &c->session);
+    const uint8_t *tok;
+    uint32_t tl;
+    if (mpb__rd_mapget(&m, "token", &v) == 0 && mpb__rd_bin(&v, &tok, &tl) == 0 &&
+        tl == MPB__TOKEN_LEN)
+        memcpy(c->token, tok, tl);
+    c->resumed = false;
+    if (mpb__rd_mapget(&m, "resumed", &v) == 0) mpb__rd_bool(&v, &c->resumed);
     if (mpb__rd_mapget(&m, "max_frame", &v) == 0) mpb__rd_uint(&v, &c->max_frame);
     if (mpb__rd_mapget(&m, "max_value", &v) == 0) mpb__rd_uint(&v, &c->max_value);
     if (mpb__rd_mapget(&m, "max_key", &v) == 0) mpb__rd_uint(&v, &c->max_key);
     c->ready = true;
     return 0;
+}
+
+int rc_auth(rawclient_t *c, const void *key, size_t keylen, rc_frame_t *f, int timeout_ms) {
+    return auth(c, key, keylen, 0, NULL, f, timeout_ms);
+}
+
+int rc_auth_resume(rawclient_t *c, const void *key, size_t keylen, uint64_t session,
+                   const uint8_t *token, rc_frame_t *f, int timeout_ms) {
+    return auth(c, key, keylen, session, token, f, timeout_ms);
 }
 
 int rc_handshake(rawclient_t *c, const void *key, size_t keylen, int timeout_ms) {

@@ -51,6 +51,8 @@ typedef struct rawclient {
     uint64_t seq_in;     /* the last sequence number received in a verified frame */
     bool ready;          /* WELCOME received and verified */
     uint64_t session, max_frame, max_value, max_key;
+    uint8_t token[MPB__TOKEN_LEN]; /* the session's, from the WELCOME */
+    bool resumed;                  /* the WELCOME said the session was resumed */
     uint64_t next_rid;
     mpb__buf_t in; /* the last frame received */
 } rawclient_t;
@@ -85,6 +87,10 @@ int rc_hello(rawclient_t *c, rc_frame_t *f, int timeout_ms);
  * WELCOME. 0 when it arrived and verified (c is then ready), else the negative code of the
  * ERROR, MPB_EAUTH for a WELCOME that does not verify, or MPB_ETIMEDOUT. f may be NULL. */
 int rc_auth(rawclient_t *c, const void *key, size_t keylen, rc_frame_t *f, int timeout_ms);
+/* As rc_auth, asking to resume session with its token (from another client's WELCOME). The
+ * sequence numbers of c start again from 0: rc_seal() chooses them. */
+int rc_auth_resume(rawclient_t *c, const void *key, size_t keylen, uint64_t session,
+                   const uint8_t *token, rc_frame_t *f, int timeout_ms);
 /* Sends AUTH with the given body only (any bytes), without waiting. */
 int rc_auth_raw(rawclient_t *c, const void *body, size_t n);
 /* Whether the broker's proof in the last CHALLENGE is right for key. */

@@ -661,8 +661,8 @@ static void test_bad_requests_get_exact_errors(void **state) {
     rc_req(&b, 6, 0, NULL, 0, 0);
     call_expect(&c, &b, 6, MPB_EUNKNOWNOP, "unknown op 0", &f);
     body_reset(&b);
-    rc_req(&b, 6, 7, "d", 1, 0);
-    call_expect(&c, &b, 6, MPB_EUNKNOWNOP, "unknown op 7", &f);
+    rc_req(&b, 6, 8, "d", 1, 0);
+    call_expect(&c, &b, 6, MPB_EUNKNOWNOP, "unknown op 8", &f);
     body_reset(&b);
     rc_req(&b, 6, 1000000, NULL, 0, 0);
     call_expect(&c, &b, 6, MPB_EUNKNOWNOP, "unknown op", &f);

@@ -180,8 +180,8 @@ static void test_info_prints_lines(void **state) {
     (void)state;
     assert_int_equal(run("info", NULL), 0);
     if (R.err[0]) show("stderr not empty");
-    const char *want[] = {"version", "uptime_s", "pid",    "clients", "sessions",
-                          "objects", "memory",   "anonymous", "refs"};
+    const char *want[] = {"version", "uptime_s", "pid",       "clients", "sessions",
+                          "objects", "memory",   "anonymous", "refs",    "persist"};
     char *save, *line = strtok_r(R.out, "\n", &save);
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (!line) fail_msg("no line for %s", want[i]);
@@ -195,6 +195,8 @@ static void test_info_prints_lines(void **state) {
             snprintf(ver, sizeof ver, "%d.%d.%d", MPB_VERSION_MAJOR, MPB_VERSION_MINOR,
                      MPB_VERSION_PATCH);
             assert_string_equal(v, ver);
+        } else if (!strcmp(k, "persist")) {
+            if (!strstr(line, "fsync everysec, log ")) fail_msg("persist line \"%s\"", line);
         } else {
             char *end;
             long long n = strtoll(v, &end, 10);
@@ -842,7 +844,8 @@ static void test_queue_put_get(void **state) {
                "queue/cq*");
     run("info", "queue/cq", NULL);
     EXPECT_INFO("kind", "queue", "name", "cq", "size", "3", "maxsize", "0", "joinable", "false",
-                "unfinished", "0", "getters", "0", "putters", "0", "joiners", "0", "bytes", "*");
+                "unfinished", "0", "getters", "0", "putters", "0", "joiners", "0", "bytes", "*",
+                "reliable", "false", "delivered", "0");
     /* First in, first out; --json prints the item itself. */
     EXPECT_OUT(0, "\"a\"\n", "get", "queue/cq");
     EXPECT_OUT(0, "[1,{\"b\":null}]\n", "--json", "get", "queue/cq");
@@ -875,7 +878,8 @@ static void test_queue_put_get(void **state) {
     assert_true(th_wait_field(c, "queue/cq", "getters", 1, 5000));
     run("info", "queue/cq", NULL);
     EXPECT_INFO("kind", "queue", "name", "cq", "size", "0", "maxsize", "0", "joinable", "false",
-                "unfinished", "0", "getters", "1", "putters", "0", "joiners", "0", "bytes", "*");
+                "unfinished", "0", "getters", "1", "putters", "0", "joiners", "0", "bytes", "*",
+                "reliable", "false", "delivered", "0");
     assert_int_equal(run("--json", "info", "queue/cq", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "size", NULL), 0);
@@ -923,7 +927,8 @@ static void test_queue_full(void **state) {
     assert_true(th_wait_field(c, "queue/cf", "putters", 1, 5000));
     run("info", "queue/cf", NULL);
     EXPECT_INFO("kind", "queue", "name", "cf", "size", "1", "maxsize", "1", "joinable", "false",
-                "unfinished", "0", "getters", "0", "putters", "1", "joiners", "0", "bytes", "*");
+                "unfinished", "0", "getters", "0", "putters", "1", "joiners", "0", "bytes", "*",
+                "reliable", "false", "delivered", "0");
     assert_int_equal(run("--json", "info", "queue/cf", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "size", NULL), 1);

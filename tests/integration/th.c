@@ -92,34 +92,15 @@ static int read_file(const char *path, char *buf, size_t n) {
     return (int)k;
 }
 
-void th_broker_start(th_broker_t *b, ...) {
-    static int registered;
-    if (!registered++) atexit(stop_all);
-    memset(b, 0, sizeof *b);
-    snprintf(b->dir, sizeof b->dir, "/tmp/mpbtest.XXXXXX");
-    if (!mkdtemp(b->dir)) fail_msg("mkdtemp: %s", strerror(errno));
-    char epfile[300], data[300];
+/* Runs the broker with argv in b's directory (its log appended to b->log) and waits until it
+ * has written its endpoint file. Returns 0, or -1 with its log in why if it exited first. */
+static int spawn(th_broker_t *b, const char **argv, char *why, size_t whylen) {
+    char epfile[300];
     snprintf(epfile, sizeof epfile, "%s/endpoint", b->dir);
-    snprintf(data, sizeof data, "%s/data", b->dir);
-    snprintf(b->keyfile, sizeof b->keyfile, "%s/data/authkey", b->dir);
-    snprintf(b->log, sizeof b->log, "%s/broker.log", b->dir);
-    const char *argv[64] = {MPBROKERD_PATH, "--listen", "tcp://127.0.0.1:0", "--endpoint-file",
-                            epfile, "--data-dir", data};
-    int argc = 7;
-    va_list ap;
-    va_start(ap, b);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) && argc < 62) {
-        /* a key of the test's own: the broker reads it instead of making one in its data dir */
-        if (argc > 7 && !strcmp(argv[argc - 1], "--authkey-file"))
-            snprintf(b->keyfile, sizeof b->keyfile, "%s", a);
-        argv[argc++] = a;
-    }
-    va_end(ap);
-    argv[argc] = NULL;
+    unlink(epfile);
     pid_t pid = fork();
     if (pid == 0) {
-        FILE *lf = freopen(b->log, "w", stderr);
+        FILE *lf = freopen(b->log, "a", stderr);
         (void)lf;
         unsetenv("MPB_AUTHKEY");
         unsetenv("MPB_AUTHKEY_FILE");
@@ -128,23 +109,111 @@ void th_broker_start(th_broker_t *b, ...) {
     }
     b->pid = pid;
     for (int i = 0; i < 8; i++)
-        if (!running[i]) {
+        if (!running[i] || running[i] == b) {
             running[i] = b;
             break;
         }
     for (int i = 0; i < 500; i++) { /* up to 5 s */
         if (read_file(epfile, b->endpoint, sizeof b->endpoint) > 0 && access(b->keyfile, R_OK) == 0)
-            return;
+            return 0;
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             b->pid = 0;
-            char log[2000] = "";
-            read_file(b->log, log, sizeof log);
-            fail_msg("mpbrokerd exited at start: %s", log);
+            read_file(b->log, why, whylen);
+            return -1;
         }
         usleep(10000);
     }
     fail_msg("mpbrokerd did not start within 5 s");
+    return -1;
+}
+
+/* The broker's arguments: its own, then the extra ones up to a NULL. */
+static int broker_argv(th_broker_t *b, const char **argv, const char *listen, va_list ap) {
+    static char epfile[300], data[300];
+    snprintf(epfile, sizeof epfile, "%s/endpoint", b->dir);
+    snprintf(data, sizeof data, "%s/data", b->dir);
+    const char *fixed[] = {MPBROKERD_PATH, "--listen", listen, "--endpoint-file", epfile,
+                           "--data-dir", data};
+    int argc = 7;
+    memcpy(argv, fixed, sizeof fixed);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && argc < 62) {
+        /* a key of the test's own: the broker reads it instead of making one in its data dir */
+        if (argc > 7 && !strcmp(argv[argc - 1], "--authkey-file"))
+            snprintf(b->keyfile, sizeof b->keyfile, "%s", a);
+        argv[argc++] = a;
+    }
+    argv[argc] = NULL;
+    return argc;
+}
+
+void th_broker_start(th_broker_t *b, ...) {
+    static int registered;
+    if (!registered++) atexit(stop_all);
+    memset(b, 0, sizeof *b);
+    snprintf(b->dir, sizeof b->dir, "/tmp/mpbtest.XXXXXX");
+    if (!mkdtemp(b->dir)) fail_msg("mkdtemp: %s", strerror(errno));
+    snprintf(b->keyfile, sizeof b->keyfile, "%s/data/authkey", b->dir);
+    snprintf(b->log, sizeof b->log, "%s/broker.log", b->dir);
+    const char *argv[64];
+    va_list ap;
+    va_start(ap, b);
+    broker_argv(b, argv, "tcp://127.0.0.1:0", ap);
+    va_end(ap);
+    char log[2000] = "";
+    if (spawn(b, argv, log, sizeof log)) fail_msg("mpbrokerd exited at start: %s", log);
+}
+
+void th_broker_kill(th_broker_t *b, int sig) {
+    if (b->pid <= 0) return;
+    kill(b->pid, sig);
+    if (th_wait(b->pid, 10) < 0) fail_msg("mpbrokerd did not stop on signal %d", sig);
+    b->pid = 0;
+}
+
+/* Stops b with sig; the arguments to start it again on its endpoint (listen holds it). */
+static void again_argv(th_broker_t *b, int sig, const char **argv, char *listen, size_t n,
+                       va_list ap) {
+    th_broker_kill(b, sig);
+    snprintf(listen, n, "%s", b->endpoint);
+    broker_argv(b, argv, listen, ap);
+}
+
+void th_broker_restart(th_broker_t *b, int sig, ...) {
+    char listen[512];
+    const char *argv[64];
+    va_list ap;
+    va_start(ap, sig);
+    again_argv(b, sig, argv, listen, sizeof listen, ap);
+    va_end(ap);
+    char log[4000] = "";
+    /* The port may still be held for a moment by the connections of the one that died. */
+    for (int i = 0; i < 100; i++) {
+        if (spawn(b, argv, log, sizeof log) == 0) return;
+        if (!strstr(log, "cannot listen")) break;
+        usleep(50000);
+    }
+    fail_msg("mpbrokerd exited at restart: %s", log);
+}
+
+int th_broker_restart_fails(th_broker_t *b, int sig, ...) {
+    char listen[512];
+    const char *argv[64];
+    va_list ap;
+    va_start(ap, sig);
+    again_argv(b, sig, argv, listen, sizeof listen, ap);
+    va_end(ap);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *lf = freopen(b->log, "a", stderr);
+        (void)lf;
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    int st = th_wait(pid, 10);
+    if (st == 0) fail_msg("mpbrokerd started (or exited 0) where it should have refused");
+    return st;
 }
 
 int th_broker_alive(th_broker_t *b) {

@@ -27,6 +27,16 @@ typedef struct th_broker {
 /* Starts mpbrokerd with --listen tcp://127.0.0.1:0 and the extra arguments (NULL-terminated
  * list of strings), waits until it accepts a client. Fails the test if it does not start. */
 void th_broker_start(th_broker_t *b, ...);
+/* Stops b with sig (SIGKILL: a crash) and waits for it, keeping its directory. Accepts a
+ * stopped broker. */
+void th_broker_kill(th_broker_t *b, int sig);
+/* Stops b with sig (SIGKILL: a crash; 0: it is not running) and starts it again on the same
+ * data dir and endpoint, with the extra arguments (NULL-terminated) instead of the first
+ * start's. Fails the test if it does not start. Its log goes on in b->log. */
+void th_broker_restart(th_broker_t *b, int sig, ...);
+/* The same, for a start that must fail: returns the broker's exit status (never 0); why is
+ * in b->log. b is left stopped (th_broker_restart() may start it again). */
+int th_broker_restart_fails(th_broker_t *b, int sig, ...);
 /* SIGTERM, wait, remove the directory. Accepts a stopped broker. */
 void th_broker_stop(th_broker_t *b);
 /* The last test of a suite: SIGTERM, then asserts that the broker exits with status 0 within

@@ -152,7 +152,7 @@ DEFAULTS = {
     "listen": "tcp://127.0.0.1:5555", "data-dir": "./mpb-data", "http": "off",
     "max-frame": "8388608", "max-value": "1048576", "max-key": "65536",
     "heartbeat-ms": "1000", "session-ttl-ms": "5000", "log-level": "info",
-    "log-format": "logfmt",
+    "log-format": "logfmt", "persist": "on", "fsync": "everysec",
 }
 for k, v in DEFAULTS.items():
     check(one(got, k) == (v, "default"), "default %s: got %r" % (k, one(got, k)))
@@ -181,6 +181,8 @@ SETTINGS = [
     ("session-ttl-ms", "MPB_SESSION_TTL_MS", ("10000", "20000", "30000"), None),
     ("log-level", "MPB_LOG_LEVEL", ("debug", "warn", "error"), None),
     ("log-format", "MPB_LOG_FORMAT", ("json", "logfmt", "json"), None),
+    ("persist", "MPB_PERSIST", ("off", "on", "off"), None),
+    ("fsync", "MPB_FSYNC", ("always", "no", "everysec"), None),
 ]
 for key, env, vals, shown in SETTINGS:
     if vals is None:
@@ -249,6 +251,8 @@ BAD = {
     "session-ttl-ms": ["49", "86400001", "5 s"],
     "log-level": ["loud", "", "INFO2"],
     "log-format": ["xml", "JSON "],
+    "persist": ["yes", "1", "OFF"],
+    "fsync": ["sometimes", "ALWAYS", "1"],
 }
 for key, values in BAD.items():
     env = [e for k, e, _, _ in SETTINGS if k == key][0]

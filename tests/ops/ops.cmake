@@ -38,7 +38,7 @@ set_tests_properties(ops_metrics PROPERTIES LABELS "ops;integration" TIMEOUT 240
 add_test(NAME ops_config
   COMMAND ${MPB_OPS_PYTHON} ${MPB_OPS_DIR}/check_config.py
           --mpbrokerd $<TARGET_FILE:mpbrokerd> --source ${PROJECT_SOURCE_DIR})
-set_tests_properties(ops_config PROPERTIES LABELS ops TIMEOUT 60)
+set_tests_properties(ops_config PROPERTIES LABELS ops TIMEOUT 120)
 
 add_test(NAME ops_logs
   COMMAND ${MPB_OPS_PYTHON} ${MPB_OPS_DIR}/check_logs.py

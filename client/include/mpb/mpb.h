@@ -72,7 +72,8 @@ extern "C" {
     XX(EREMOTE, 24, "remote function failed")                                                      \
     XX(ECLOSED, 25, "closed")                                                                      \
     XX(ECANCELED, 26, "canceled")                                                                  \
-    XX(EBUSY, 27, "busy")
+    XX(EBUSY, 27, "busy")                                                                          \
+    XX(EIO, 28, "input/output error")
 
 enum {
 #define XX(name, code, text) MPB_##name = -(code),
@@ -97,6 +98,23 @@ typedef struct mpb_options {
     const char *name;         /* shown by `mpb info`; default "" */
     int heartbeat_ms;         /* session heartbeat; 0 = the broker's choice (sent at connect) */
     int no_heartbeat_thread;  /* 1: send heartbeats only from within calls (see mpb_connect) */
+    /* Riding through cuts and broker restarts. These fields are appended, never inserted:
+     * a program built against an older header passes a smaller size, and the fields past it
+     * keep the defaults of mpb_options_init() (so the ABI stays, and such a program
+     * reconnects too). When a call finds its connection gone (the broker does not know it any
+     * more: a cut, a restart), the client connects again, resumes its session and resends the
+     * requests that had no reply yet, which the broker runs once (it answers a request it
+     * already ran from its reply cache); the call then goes on waiting, and a blocking call
+     * (queue get, lock acquire, event wait, pool fetch) goes on blocking. If the session did
+     * not survive (cut longer than the broker's session TTL, or a restart without it), the
+     * calls in flight and the next call fail with MPB_ESESSION, whose message says what was
+     * lost (held locks, calls in flight); later calls run in the new session. */
+    int reconnect_ms;           /* how long to keep trying before failing with MPB_ECONN;
+                                   default 30000; -1: never reconnect */
+    int reconnect_delay_ms;     /* first pause between attempts, doubled after each failed
+                                   one, each pause drawn between half and all of it (jitter);
+                                   default 50 */
+    int reconnect_delay_max_ms; /* the longest pause; default 2000 */
 } mpb_options_t;
 
 /* Fills o with the defaults, o->size included. Start from it and change fields: a program
@@ -130,6 +148,9 @@ MPB_EXPORT const char *mpb_errmsg(const mpb_client_t *c);
 /* The broker's id for this client's session: non-zero once connected, 0 for NULL. It is the
  * "session" that `mpb info lock/NAME` shows for an owner. */
 MPB_EXPORT uint64_t mpb_session_id(const mpb_client_t *c);
+/* How many times c has connected again after losing its connection (see reconnect_ms in
+ * mpb_options_t), whether its session survived or not. 0 for NULL. */
+MPB_EXPORT unsigned mpb_reconnects(const mpb_client_t *c);
 
 /* Frees a buffer returned by the library. Accepts NULL. */
 MPB_EXPORT void mpb_free(void *p);
@@ -339,8 +360,29 @@ MPB_EXPORT int mpb_queue_empty(mpb_queue_t *q);
  * MPB_E*. */
 MPB_EXPORT int mpb_queue_full(mpb_queue_t *q);
 /* JoinableQueue: marks one item done. MPB_EVALUE when called more times than items were put,
- * MPB_ETYPE on a plain queue. */
+ * MPB_ETYPE on a plain queue. The item it finishes is this client's oldest one not yet done,
+ * if it took any from this queue (see reliable delivery below). */
 MPB_EXPORT int mpb_queue_task_done(mpb_queue_t *q);
+
+/* Reliable delivery. A JoinableQueue, or a queue opened with mpb_queue_open_reliable(), keeps
+ * each item it hands out until its taker says it is done (task_done); if the taker's session
+ * ends first (the process died, or was cut off for longer than the session TTL), the item goes
+ * back to the front of the queue for the next getter, so no item is lost with a consumer and
+ * join() does not wait for a dead one. A plain queue keeps Python's semantics (an item taken
+ * is gone). The broker counts items given back in /metrics (mpb_queue_redelivered_total). */
+
+/* As mpb_queue_open, and the queue tracks its items even when not joinable (a setting fixed
+ * from then on, as the others: MPB_EINVAL if an open said otherwise before). */
+MPB_EXPORT int mpb_queue_open_reliable(mpb_client_t *c, const char *name, int64_t maxsize,
+                                       int joinable, mpb_queue_t **out);
+/* As mpb_queue_get, and *delivery is the item's delivery id (0 when the queue does not track
+ * its items), for mpb_queue_task_done_id(). */
+MPB_EXPORT int mpb_queue_get_tracked(mpb_queue_t *q, void **val, size_t *vlen,
+                                     uint64_t *delivery, int timeout_ms);
+/* Says the item of that delivery (taken by this client) is done, as AMQP's ack: on a
+ * JoinableQueue it is also its task_done. MPB_EVALUE when this client has no such item not
+ * yet done. */
+MPB_EXPORT int mpb_queue_task_done_id(mpb_queue_t *q, uint64_t delivery);
 /* JoinableQueue: blocks until every item put has been marked done. 0 or MPB_ETIMEDOUT. */
 MPB_EXPORT int mpb_queue_join(mpb_queue_t *q, int timeout_ms);
 

@@ -1,0 +1,89 @@
+/* persist.h - the broker's state on disk: a log of the writes, appended before their replies
+ * leave, and a snapshot that compacts it. See persist.c and PERSISTENCE.md. */
+#ifndef MPB_PERSIST_H
+#define MPB_PERSIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+
+enum { FSYNC_NO, FSYNC_EVERYSEC, FSYNC_ALWAYS };
+
+/* Loads the snapshot and replays the log of dir, then opens the log for appending. With
+ * on false it does nothing (pure in-memory broker). A damaged record in the middle of the
+ * log refuses the start (-1, the reason logged) unless repair: then the log is cut there and
+ * what was cut is reported. Returns 0 or -1. */
+int persist_open(const char *dir, bool on, int fsync_mode, bool repair);
+/* Writes what is pending, fsyncs, waits for a snapshot child, closes the log. */
+void persist_close(void);
+bool persist_enabled(void);
+/* True while the log is being replayed: blocking ops do not wait, nothing is logged. */
+bool persist_replaying(void);
+
+/* Whether requests of this op are logged (state-changing ones but locks and waits). */
+bool persist_logs_op(unsigned op);
+/* Appends one request [rid, op, name, args...] (its raw msgpack) made by session s to the
+ * batch of this loop turn; returns where its record ends, for persist_unlog(). */
+size_t persist_req(const sess_t *s, const uint8_t *raw, size_t n);
+/* Takes back the record that ends at end, if nothing came after it (a refused or parked
+ * request changed nothing). */
+void persist_unlog(size_t end);
+/* A parked request that now takes effect (a getter handed an item, a putter admitted, a
+ * semaphore unit granted): logs [rid, op, name, args] for w's session, args being argc
+ * msgpack values in a, n bytes. */
+void persist_parked(const waiter_t *w, uint32_t argc, const uint8_t *a, size_t n);
+/* Sessions, so that a client can resume one after a restart. */
+void persist_session(const sess_t *s);
+void persist_session_end(const sess_t *s);
+/* A pool task finished (done, failed or canceled) with result: its outcome, for a task that
+ * the log brings back queued. */
+void persist_task_done(uint64_t id, bool failed, bool canceled, const blob_t *result);
+/* Fencing tokens: the log keeps a bound above every token handed out. */
+void persist_fence(uint64_t token);
+
+/* Records of this turn that are not yet written (and with --fsync always, not on disk):
+ * replies must wait. */
+bool persist_holding(void);
+/* Writes the turn's records in one write() and fsyncs as --fsync says. 0 or -1 (logged;
+ * the broker cannot keep its promise then and stops). */
+int persist_commit(void);
+/* Timers: fsync every second (everysec), a snapshot child that finished, automatic
+ * compaction when the log has grown. */
+void persist_tick(int64_t now);
+/* Starts a snapshot in the background. 0, or -1 with why in err. */
+int persist_save(char *err, size_t n);
+/* The save op: starts a snapshot and parks r, answered {bytes, ms} when the child is done,
+ * EIO if it failed; EBUSY while another one is being written, EINVAL with persistence off. */
+int persist_save_req(req_t *r);
+/* info: persistence map pairs (count returned) and Prometheus lines. */
+uint32_t persist_info(mpb__buf_t *b);
+void persist_metrics(mpb__buf_t *b);
+
+/* pool.c: its tasks for a snapshot (every task with a caller, by id), its id counters, and
+ * tasks brought back (pool_restore_task: -1 if the record makes no sense). */
+typedef void (*pool_task_fn)(void *ctx, uint64_t id, const sess_t *owner, const char *fn,
+                             uint32_t fnlen, const blob_t *calls, bool done, bool failed,
+                             bool canceled, const blob_t *result);
+void pool_each_task(pool_task_fn fn, void *ctx);
+void pool_counters(uint64_t *task, uint64_t *job);
+void pool_set_counters(uint64_t task, uint64_t job);
+int pool_restore_task(uint64_t id, sess_t *owner, const char *fn, uint32_t fnlen,
+                      const uint8_t *calls, size_t n, bool done, bool failed, bool canceled,
+                      const uint8_t *result, size_t rn);
+void pool_restore_finish(uint64_t id, bool failed, bool canceled, const uint8_t *result,
+                         size_t rn);
+
+/* server.c: sessions as the log brings them back. */
+sess_t *server_sess_restore(uint64_t id, const uint8_t *token, const char *host, int64_t pid,
+                            const char *name);
+sess_t *server_sess_lookup(uint64_t id);
+void server_bump_sess_id(uint64_t next);
+void server_sess_end_id(uint64_t id, const char *why);
+/* After replay: sessions keep their ids and tokens, but hold no lock or unit any more. */
+void server_restore_done(void);
+sess_t *server_sessions(void);
+uint64_t server_next_sess_id(void);
+
+#endif
