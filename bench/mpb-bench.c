@@ -33,20 +33,8 @@
 #include <zmq.h>
 
 #include <mpb/mpb.h>
+#include <mpb/ops.h>
 
-/* Op codes of the wire protocol (proto/ops.def) that the pipelined tests send with mpb_send. */
-enum {
-    OP_OBJ_DELETE = 5,
-    OP_DICT_SET = 17,
-    OP_DICT_GET = 18,
-    OP_DICT_INCR = 27,
-    OP_LIST_APPEND = 49,
-    OP_QUEUE_PUT = 65,
-    OP_QUEUE_GET = 66,
-    OP_LOCK_ACQUIRE = 81,
-    OP_LOCK_RELEASE = 82,
-    OP_POOL_FNINFO = 199,
-};
 
 #define DICT_NAME  "bench"
 #define LIST_NAME  "bench-list"
@@ -476,14 +464,14 @@ static int send_dict_set(slot_t *s) {
     n += next_key(cl, "key", p + n);
     memcpy(p + n, cl->B->val, cl->B->vallen);
     n += cl->B->vallen;
-    return mpb_send(cl->c, OP_DICT_SET, DICT_NAME, p, n, cb_done, s);
+    return mpb_send(cl->c, MPB_OP_DICT_SET, DICT_NAME, p, n, cb_done, s);
 }
 
 static int send_dict_get(slot_t *s) {
     bclient_t *cl = s->cl;
     size_t n = mp_array(s->args, 1);
     n += next_key(cl, "key", s->args + n);
-    return mpb_send(cl->c, OP_DICT_GET, DICT_NAME, s->args, n, cb_done, s);
+    return mpb_send(cl->c, MPB_OP_DICT_GET, DICT_NAME, s->args, n, cb_done, s);
 }
 
 static int send_dict_incr(slot_t *s) {
@@ -491,7 +479,7 @@ static int send_dict_incr(slot_t *s) {
     size_t n = mp_array(s->args, 2);
     n += next_key(cl, "counter", s->args + n);
     n += mp_uint(s->args + n, 1);
-    return mpb_send(cl->c, OP_DICT_INCR, DICT_NAME, s->args, n, cb_done, s);
+    return mpb_send(cl->c, MPB_OP_DICT_INCR, DICT_NAME, s->args, n, cb_done, s);
 }
 
 static int send_list_append(slot_t *s) {
@@ -500,7 +488,7 @@ static int send_list_append(slot_t *s) {
     size_t n = mp_array(p, 1);
     memcpy(p + n, cl->B->val, cl->B->vallen);
     n += cl->B->vallen;
-    return mpb_send(cl->c, OP_LIST_APPEND, LIST_NAME, p, n, cb_done, s);
+    return mpb_send(cl->c, MPB_OP_LIST_APPEND, LIST_NAME, p, n, cb_done, s);
 }
 
 /* put then get, sent together: one operation, one round trip. The queue is never empty when
@@ -520,18 +508,18 @@ static size_t queue_put_args(bclient_t *cl, uint8_t *p) {
 static int send_queue_put(slot_t *s) {
     bclient_t *cl = s->cl;
     size_t n = queue_put_args(cl, cl->buf);
-    return mpb_send(cl->c, OP_QUEUE_PUT, QUEUE_NAME, cl->buf, n, cb_done, s);
+    return mpb_send(cl->c, MPB_OP_QUEUE_PUT, QUEUE_NAME, cl->buf, n, cb_done, s);
 }
 
 static int send_queue(slot_t *s) {
     bclient_t *cl = s->cl;
     uint8_t *p = cl->buf;
     size_t n = queue_put_args(cl, p);
-    int rc = mpb_send(cl->c, OP_QUEUE_PUT, QUEUE_NAME, p, n, cb_first, s);
+    int rc = mpb_send(cl->c, MPB_OP_QUEUE_PUT, QUEUE_NAME, p, n, cb_first, s);
     if (rc) return rc;
     n = mp_array(s->args, 1);
     n += mp_uint(s->args + n, BLOCK_MS);
-    return mpb_send(cl->c, OP_QUEUE_GET, QUEUE_NAME, s->args, n, cb_done, s);
+    return mpb_send(cl->c, MPB_OP_QUEUE_GET, QUEUE_NAME, s->args, n, cb_done, s);
 }
 
 /* acquire then release, sent together. Each slot has a lock of its own (no contention), so
@@ -543,11 +531,11 @@ static int send_lock(slot_t *s) {
     size_t n = mp_array(s->args, 2);
     n += mp_uint(s->args + n, (uint64_t)s->idx + 1);
     n += mp_uint(s->args + n, BLOCK_MS);
-    int rc = mpb_send(cl->c, OP_LOCK_ACQUIRE, name, s->args, n, cb_first, s);
+    int rc = mpb_send(cl->c, MPB_OP_LOCK_ACQUIRE, name, s->args, n, cb_first, s);
     if (rc) return rc;
     n = mp_array(s->args, 1);
     n += mp_uint(s->args + n, (uint64_t)s->idx + 1);
-    return mpb_send(cl->c, OP_LOCK_RELEASE, name, s->args, n, cb_done, s);
+    return mpb_send(cl->c, MPB_OP_LOCK_RELEASE, name, s->args, n, cb_done, s);
 }
 
 static void pool_ok(void *arg, const void *result, size_t len) {
@@ -600,7 +588,7 @@ static void slot_issue(slot_t *s, int64_t now) {
 static size_t echo_frame_size(bench_t *B) {
     uint8_t tmp[128];
     bclient_t probe = {.B = B};
-    size_t body = mp_array(tmp, 4) + mp_uint(tmp, 40000) + mp_uint(tmp, OP_DICT_GET) +
+    size_t body = mp_array(tmp, 4) + mp_uint(tmp, 40000) + mp_uint(tmp, MPB_OP_DICT_GET) +
                   mp_str(tmp, DICT_NAME, strlen(DICT_NAME)) + next_key(&probe, "key", tmp);
     return 12 + body + 16;
 }
@@ -860,7 +848,7 @@ static void preload(bench_t *B) {
         an += mp_str(args + an, k, (size_t)kn);
         memcpy(args + an, B->val, B->vallen);
         an += B->vallen;
-        if (mpb_send(c, OP_DICT_SET, DICT_NAME, args, an, NULL, NULL)) break;
+        if (mpb_send(c, MPB_OP_DICT_SET, DICT_NAME, args, an, NULL, NULL)) break;
         if (mpb_inflight(c) >= 512) mpb_poll(c, 1000);
     }
     mpb_drain(c, 60000);
@@ -1117,7 +1105,7 @@ static bool pool_served(mpb_client_t *c) {
     n += mp_str(args + n, POOL_FN, strlen(POOL_FN));
     void *r = NULL;
     size_t rn = 0;
-    if (mpb_call(c, OP_POOL_FNINFO, NULL, args, n, 0, &r, &rn)) return false;
+    if (mpb_call(c, MPB_OP_POOL_FNINFO, NULL, args, n, 0, &r, &rn)) return false;
     int64_t workers = mp_first_uint(r, rn);
     mpb_free(r);
     return workers > 0;

@@ -261,7 +261,17 @@ typedef struct peer {
     mpb__mac_t *rx, *tx;
     uint64_t seq_in, seq_out;
     sess_t *sess;
+    int fd;             /* its connection's descriptor while it has a session, else -1 */
+    uint64_t out_bytes, out_checked; /* reply bytes sent since its session began; at the last
+                                        look at what its TCP acknowledged */
+    int64_t acked0;                  /* what its TCP had acknowledged then (-1: not TCP) */
+    int64_t acked_seen, acked_ms;    /* over max-output: acknowledged at the last look, and
+                                        since when that has not moved */
+    bool out_over;                   /* over max-output at the last look: the sweep looks */
+    bool out_cut;                    /* shut for it: its replies are dropped from now on */
+    uint32_t nsess_opened; /* live sessions this connection opened: max-sessions-per-conn */
     struct peer *hnext; /* peer table chain */
+    char addr[48];      /* the TCP peer's address at its hello ("" for ipc): mpb clients */
 } peer_t;
 
 /* What a session holds, released when it ends: lock ownership or semaphore units. */
@@ -293,6 +303,8 @@ struct sess {
     int64_t created_ms, last_seen_ms;
     uint64_t seq_hi;       /* highest REQ sequence number accepted on any of its channels */
     struct replay *replay; /* replies to its recent requests: replay.c */
+    uint8_t origin[RID_MAX]; /* the connection that opened it, for max-sessions-per-conn */
+    uint8_t originlen;
     sess_t *next, *prev; /* all sessions */
 };
 
@@ -366,6 +378,9 @@ struct waiter {
 waiter_t *waiter_park(req_t *r, wlist_t *list, int64_t timeout_ms);
 /* Takes w off its list, the heap and its session; frees it (not its item). */
 void waiter_free(waiter_t *w);
+/* Writes one map pair for describe: "waiting": [{session, host, pid, op}, ...], the calls
+ * parked on each of the n lists, oldest first in each (for mpb info: who waits, for what). */
+void waiter_describe(mpb__buf_t *b, const wlist_t *const *lists, size_t n);
 /* Moves w to the end of another list, with a new deadline (INT64_MAX: none). */
 void waiter_move(waiter_t *w, obj_t *obj, wlist_t *list, int64_t deadline);
 /* Answers a parked request: exactly one value or an error, in a frame of its own. */
@@ -461,7 +476,19 @@ typedef struct limits {
     size_t reply_cache_bytes; /* and the most bytes of them per session */
     size_t max_memory;  /* heap bytes past which growing requests get ENOMEM (mem.c); 0: none */
     size_t max_objects; /* objects the store may hold; 0: no limit */
+    /* transport (transport.c) */
+    size_t max_sessions;            /* sessions at once */
+    size_t max_sessions_per_conn;   /* live sessions opened by one connection */
+    size_t max_connections;         /* 0: the descriptor limit less 64 */
+    size_t max_handshakes_per_addr; /* connections of one address still in a handshake */
+    size_t max_unauth_memory;       /* bytes all peers without a session may pin */
+    int idle_ms;                    /* a connection without a session is closed after it */
+    size_t max_output;              /* unacknowledged reply bytes of one connection; 0: off */
+    int64_t slowlog_slower_us; /* requests served slower than this go to the slow log */
+    size_t slowlog_max_len;    /* entries it keeps; 0: none */
 } limits_t;
+
+enum { ENC_AUTO, ENC_ON, ENC_OFF }; /* --encryption; auto: on for tcp://, off for ipc:// */
 
 typedef struct config {
     const char *listen[8];
@@ -475,6 +502,8 @@ typedef struct config {
     bool persist; /* log writes to data_dir and load them on start */
     int fsync;    /* FSYNC_NO, FSYNC_EVERYSEC, FSYNC_ALWAYS: persist.h */
     bool repair;  /* cut a damaged log at the damage instead of refusing to start */
+    int encryption; /* ENC_* */
+    const char *http_auth; /* bearer token file for /metrics; NULL: open */
     limits_t limits;
 } config_t;
 
@@ -486,6 +515,47 @@ size_t server_session_count(void);
 int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen);
 void server_stop(void);
 
+/* ---- transport.c: ZeroMQ options, CURVE + ZAP, the connection table and its bounds ---- */
+
+typedef struct transport transport_t;
+/* Derives the CURVE keys, binds the ZAP handler and the socket monitor, raises the descriptor
+ * limit and sets the ROUTER's options (heartbeats, keepalive, handshake deadline, message
+ * size). Call before any bind. NULL with a reason in err. authkey is borrowed. */
+transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, size_t keylen,
+                            char *err, size_t errlen);
+/* Binds endpoint with CURVE or without, as enc (ENC_*) says for it, and logs which.
+ * 0, or -1 with zmq_errno() set. */
+int transport_bind(transport_t *t, const char *endpoint, int enc);
+/* "curve", "none" or "mixed" (some endpoints each way), for info. */
+const char *transport_encryption(const transport_t *t);
+size_t transport_connections(const transport_t *t);
+/* The two sockets the loop polls for it (for ZMQ_POLLIN): the ZAP handler and the monitor. */
+void transport_sockets(transport_t *t, void **zap, void **monitor);
+/* Serves what the poll found ready on them. */
+void transport_run(transport_t *t, bool zap_ready, bool monitor_ready);
+/* Shuts connections that have gone idle-ms without a session. */
+void transport_sweep(transport_t *t, int64_t now);
+/* A message came on the connection with descriptor fd (ZMQ_SRCFD): under CURVE, its peer
+ * holds the key. */
+void transport_conn_seen(transport_t *t, int fd);
+/* Bytes of the TCP connection fd that its peer acknowledged (TCP_INFO), -1 if not TCP. */
+int64_t transport_acked(int fd);
+/* The output limit, for a connection that sent bytes since acked0 (transport_acked() when its
+ * session began): 0 when what its peer has not acknowledged is within max-output; 1 when it
+ * is over but the peer acknowledged something since the last look (*seen, *since_ms: what and
+ * when; a reading client catching up with a burst); 2 when it has been over with nothing
+ * acknowledged for a second, or is over twice max-output plus max-batch-reply: the connection
+ * is then shut (its session is kept), logged with who and counted. */
+int transport_output_check(transport_t *t, int fd, uint64_t sent, int64_t acked0,
+                           int64_t *seen, int64_t *since_ms, const char *who);
+extern uint64_t g_output_closed;
+/* The connection with descriptor fd (ZMQ_SRCFD of its message) has a session now, or not. */
+void transport_conn_session(transport_t *t, int fd, bool has);
+void transport_close(transport_t **t);
+extern uint64_t g_conn_refused, g_conn_idle_closed, g_curve_denied;
+/* The loop's transport (NULL before the server starts), for info. */
+transport_t *server_transport(void);
+
 /* ---- metrics.c: counters the loop keeps, rendered for Prometheus by http.c ---- */
 
 #define METRICS_BUCKETS 24 /* latency histogram: le 1us * 2^k, k < 24 (8.4 s): see metrics.c */
@@ -496,7 +566,7 @@ typedef struct op_stats {
 } op_stats_t;
 extern op_stats_t g_op_stats[MPB__OP_MAX];
 extern uint64_t g_frames_in, g_frames_out, g_bytes_in, g_bytes_out, g_auth_failures,
-    g_bad_frames, g_sessions_expired;
+    g_bad_frames, g_sessions_expired, g_sessions_refused, g_http_deadline_closed;
 /* Counts one request's outcome and its time in the broker. */
 void metrics_count(unsigned op, int code, uint64_t ns);
 /* Appends the Prometheus text exposition of every metric to out. */
@@ -519,6 +589,10 @@ void http_stop(http_t **h);
 /* A file that http_start() fills with "HOST:PORT", the port it got (for port 0): health checks
  * and tests read it. NULL: none. Set before http_start(). */
 void http_set_addr_file(const char *path);
+/* --http-auth: /metrics asks for "Authorization: Bearer TOKEN", the token being the one line
+ * in the file at path (read now, with the authkey file's checks); NULL: /metrics is open.
+ * Returns 0, or -1 with the reason in err. Set before http_start(). */
+int http_set_auth(const char *path, char *err, size_t errlen);
 /* Whether "ADDR:PORT" can be bound now (--check-config): binds a socket and closes it at once.
  * 0, or -1 with the reason in err. */
 int http_check_bind(const char *addr, char *err, size_t errlen);
@@ -591,6 +665,15 @@ int cmd_queue_open(req_t *r);
 int cmd_queue_put(req_t *r);
 int cmd_queue_get(req_t *r);
 int cmd_queue_qsize(req_t *r);
+int cmd_queue_peek(req_t *r);
+/* slowlog.c: the slowest recent requests, as Redis's SLOWLOG: a request served (not parked)
+ * in more than slowlog-log-slower-than µs is kept, the newest slowlog-max-len of them. */
+void slowlog_note(const req_t *r, int64_t ns);
+int cmd_slowlog(req_t *r);
+/* clients.c */
+int cmd_clients(req_t *r);
+int cmd_session_kill(req_t *r);
+void reply_items(req_t *r, const deque_t *d, size_t lo, size_t hi, uint64_t max);
 int cmd_queue_task_done(req_t *r);
 int cmd_queue_join(req_t *r);
 int cmd_queue_empty(req_t *r);

@@ -19,6 +19,9 @@ static const command_t commands[] = {
     {MPB_OP_OBJ_INFO,        cmd_obj_info,        0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_OBJ_DELETE,      cmd_obj_delete,      0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_BYE,             cmd_bye,             0,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_CLIENTS,         cmd_clients,         0,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_SESSION_KILL,    cmd_session_kill,    1,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_SLOWLOG,         cmd_slowlog,         1,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_OBJ_NEW,         cmd_obj_new,         -1, KIND_NONE, CMD_NOOBJ | CMD_DENYOOM },
     {MPB_OP_OBJ_REF,         cmd_obj_ref,         0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_OBJ_UNREF,       cmd_obj_unref,       0,  KIND_NONE, CMD_ANYKIND          },
@@ -60,6 +63,7 @@ static const command_t commands[] = {
     {MPB_OP_QUEUE_JOIN,      cmd_queue_join,      1,  KIND_QUEUE, CMD_WRITE           },
     {MPB_OP_QUEUE_EMPTY,     cmd_queue_empty,     0,  KIND_QUEUE, CMD_READ            },
     {MPB_OP_QUEUE_FULL,      cmd_queue_full,      0,  KIND_QUEUE, CMD_READ            },
+    {MPB_OP_QUEUE_PEEK,      cmd_queue_peek,      1,  KIND_QUEUE, CMD_READ            },
     {MPB_OP_LOCK_OPEN,       cmd_open,            0,  KIND_LOCK, CMD_WRITE | CMD_DENYOOM },
     {MPB_OP_LOCK_ACQUIRE,    cmd_lock_acquire,    2,  KIND_LOCK, CMD_WRITE            },
     {MPB_OP_LOCK_RELEASE,    cmd_lock_release,    1,  KIND_LOCK, CMD_WRITE            },
@@ -400,10 +404,11 @@ static size_t heap_bytes(void) {
     return mi.uordblks + mi.hblkhd;
 }
 
-/* info -> {version, uptime_s, pid, clients, sessions, objects, objects_by_kind, memory} */
+/* info -> {version, uptime_s, pid, clients, sessions, objects, objects_by_kind, memory,
+ *          waiters, encryption, connections} */
 int cmd_info(req_t *r) {
     mpb__buf_t *b = reply_begin(r);
-    mpb__w_map(b, 12);
+    mpb__w_map(b, 14);
     mpb__w_cstr(b, "version");
     mpb__w_cstr(b, MPBROKER_VERSION);
     mpb__w_cstr(b, "uptime_s");
@@ -431,6 +436,10 @@ int cmd_info(req_t *r) {
     mpb__w_cstr(b, "refs");
     mpb__w_uint(b, anon_refs_total());
     persist_info(b);
+    mpb__w_cstr(b, "encryption");
+    mpb__w_cstr(b, transport_encryption(server_transport()));
+    mpb__w_cstr(b, "connections");
+    mpb__w_uint(b, transport_connections(server_transport()));
     return 0;
 }
 

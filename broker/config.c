@@ -42,7 +42,7 @@ extern char **environ;
 #define MAX_LINE   4096
 
 typedef enum stype {
-    T_LISTEN, T_PATH, T_HTTP, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_COUNT, T_ONOFF, T_FSYNC
+    T_LISTEN, T_PATH, T_HTTP, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_COUNT, T_ONOFF, T_FSYNC, T_ENC
 } stype_t;
 
 enum {
@@ -63,12 +63,26 @@ enum {
     S_POOL_MAX_RESULTS,
     S_POOL_MAX_QUEUED,
     S_ANON_GRACE,
+    S_SLOWLOG_SLOWER,
+    S_SLOWLOG_MAX_LEN,
     S_REPLY_CACHE,
     S_REPLY_CACHE_BYTES,
     S_MAX_MEMORY,
     S_MAX_OBJECTS,
     S_PERSIST,
     S_FSYNC,
+    /* sessions and HTTP (issue 11) */
+    S_MAX_SESSIONS,
+    S_MAX_SESSIONS_PER_CONN,
+    S_HTTP_AUTH,
+    /* transport (issue 11): keep these last */
+    S_ENCRYPTION,
+    S_MAX_CONNECTIONS,
+    S_MAX_HANDSHAKES_PER_ADDR,
+    S_MAX_UNAUTH_MEMORY,
+    S_HANDSHAKE,
+    S_IDLE,
+    S_MAX_OUTPUT,
     S__N
 };
 
@@ -115,6 +129,26 @@ static const setting_t settings[S__N] = {
     [S_MAX_MEMORY] = {"max-memory", "MPB_MAX_MEMORY", T_SIZE, 0, 1ull << 44, "0 to 16t", "0"},
     [S_MAX_OBJECTS] = {"max-objects", "MPB_MAX_OBJECTS", T_COUNT, 0, 1000000000,
                        "0 to 1000000000", "0"},
+    [S_MAX_SESSIONS] = {"max-sessions", "MPB_MAX_SESSIONS", T_COUNT, 1, 10000000, "1 to 10000000",
+                        "100000"},
+    [S_MAX_SESSIONS_PER_CONN] = {"max-sessions-per-conn", "MPB_MAX_SESSIONS_PER_CONN", T_COUNT, 1,
+                                 100000, "1 to 100000", "16"},
+    [S_HTTP_AUTH] = {"http-auth", "MPB_HTTP_AUTH", T_PATH, 0, 0, NULL, NULL},
+    [S_ENCRYPTION] = {"encryption", "MPB_ENCRYPTION", T_ENC, 0, 0, NULL, "auto"},
+    [S_MAX_CONNECTIONS] = {"max-connections", "MPB_MAX_CONNECTIONS", T_COUNT, 0, 1000000,
+                           "0 to 1000000", "0"},
+    [S_MAX_HANDSHAKES_PER_ADDR] = {"max-handshakes-per-addr", "MPB_MAX_HANDSHAKES_PER_ADDR",
+                                   T_COUNT, 1, 100000, "1 to 100000", "1024"},
+    [S_MAX_UNAUTH_MEMORY] = {"max-unauth-memory", "MPB_MAX_UNAUTH_MEMORY", T_SIZE, 1u << 20,
+                             1ull << 36, "1m to 64g", "1g"},
+    [S_HANDSHAKE] = {"handshake-ms", "MPB_HANDSHAKE_MS", T_MS, 100, 600000, "100 to 600000",
+                     "5000"},
+    [S_IDLE] = {"idle-ms", "MPB_IDLE_MS", T_MS, 100, 86400000, "100 to 86400000", "10000"},
+    [S_MAX_OUTPUT] = {"max-output", "MPB_MAX_OUTPUT", T_SIZE, 0, 1ull << 36, "0 to 64g", "64m"},
+    [S_SLOWLOG_SLOWER] = {"slowlog-log-slower-than", "MPB_SLOWLOG_LOG_SLOWER_THAN", T_COUNT, 0,
+                          3600000000ull, "0 to 3600000000", "10000"},
+    [S_SLOWLOG_MAX_LEN] = {"slowlog-max-len", "MPB_SLOWLOG_MAX_LEN", T_COUNT, 0, 100000,
+                           "0 to 100000", "128"},
 };
 
 /* The layers, lowest first. */
@@ -224,6 +258,31 @@ static void usage(FILE *f) {
             "      --repair              a log damaged in its middle is cut at the damage\n"
             "                            (what followed is reported lost) instead of refusing\n"
             "                            to start\n"
+            "      --max-sessions N      sessions at once; more are refused with ELIMIT\n"
+            "                            (default 100000; MPB_MAX_SESSIONS)\n"
+            "      --max-sessions-per-conn N  live sessions one connection may open; more are\n"
+            "                            refused with ELIMIT (default 16)\n"
+            "      --http-auth PATH      a file holding a bearer token that /metrics then asks\n"
+            "                            for (Authorization: Bearer TOKEN); /healthz and\n"
+            "                            /readyz stay open (default: /metrics open to all;\n"
+            "                            MPB_HTTP_AUTH)\n"
+            "      --encryption on|off   ZeroMQ CURVE keyed by the authkey (default auto: on\n"
+            "                            for tcp://, off for ipc://; MPB_ENCRYPTION)\n"
+            "      --max-connections N   connections at once, more are closed at accept\n"
+            "                            (default 0: the descriptor limit less 64)\n"
+            "      --max-handshakes-per-addr N  connections from one address that have not\n"
+            "                            finished the handshake (default 1024)\n"
+            "      --max-unauth-memory BYTES  memory all peers without a session may make the\n"
+            "                            broker hold (default 1g): see README\n"
+            "      --handshake-ms MS     deadline for the whole handshake (default 5000)\n"
+            "      --idle-ms MS          a connection without a session is closed after this\n"
+            "                            (default 10000)\n"
+            "      --max-output BYTES    replies a client may leave unread (sent, not yet\n"
+            "                            acknowledged by its TCP); past it the connection is\n"
+            "                            closed, its session kept (default 64m; 0: no limit)\n"
+            "      --slowlog-log-slower-than US  requests served in more microseconds go to\n"
+            "                            the slow log (mpb slowlog; default 10000, 0: all)\n"
+            "      --slowlog-max-len N   entries the slow log keeps (default 128; 0: none)\n"
             "  -V, --version             print the version\n"
             "  -h, --help                this text\n"
             "BYTES take a k, m or g suffix. An empty environment variable counts as unset.\n");
@@ -422,6 +481,15 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
             goto bad;
         }
         break;
+    case T_ENC:
+        if (!strcmp(val, "on")) v = ENC_ON;
+        else if (!strcmp(val, "off")) v = ENC_OFF;
+        else if (!strcmp(val, "auto")) v = ENC_AUTO;
+        else {
+            snprintf(why, sizeof why, "'%s' is not on, off or auto", val);
+            goto bad;
+        }
+        break;
     }
 
     if (st->type == T_LISTEN) {
@@ -456,6 +524,7 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_DATA_DIR:
     case S_ENDPOINT_FILE:
     case S_HTTP:
+    case S_HTTP_AUTH:
         free(c->str[s]);
         c->str[s] = (st->type == T_HTTP && !strcmp(val, "off")) ? NULL : xstrdup(val);
         break;
@@ -477,6 +546,17 @@ static void set_value(conf_t *c, int s, const char *val, const src_t *w) {
     case S_MAX_OBJECTS: l->max_objects = (size_t)v; break;
     case S_PERSIST: c->cfg.persist = on; break;
     case S_FSYNC: c->cfg.fsync = fsync_mode; break;
+    case S_MAX_SESSIONS: l->max_sessions = (size_t)v; break;
+    case S_MAX_SESSIONS_PER_CONN: l->max_sessions_per_conn = (size_t)v; break;
+    case S_ENCRYPTION: c->cfg.encryption = (int)v; break;
+    case S_MAX_CONNECTIONS: l->max_connections = (size_t)v; break;
+    case S_MAX_HANDSHAKES_PER_ADDR: l->max_handshakes_per_addr = (size_t)v; break;
+    case S_MAX_UNAUTH_MEMORY: l->max_unauth_memory = (size_t)v; break;
+    case S_HANDSHAKE: l->handshake_ms = (int)v; break;
+    case S_IDLE: l->idle_ms = (int)v; break;
+    case S_MAX_OUTPUT: l->max_output = (size_t)v; break;
+    case S_SLOWLOG_SLOWER: l->slowlog_slower_us = (int64_t)v; break;
+    case S_SLOWLOG_MAX_LEN: l->slowlog_max_len = (size_t)v; break;
     default: break;
     }
     return;
@@ -495,7 +575,6 @@ static void load_defaults(conf_t *c) {
     }
     c->cfg.limits.max_scan = 1000;
     c->cfg.limits.max_pending = 4096;
-    c->cfg.limits.handshake_ms = 5000;
 }
 
 static int find_key(const char *k) {
@@ -642,36 +721,9 @@ static void load_env(conf_t *c) {
 /* ---- checks across settings, and the authkey ---- */
 
 int config_read_key_file(const char *path, uint8_t **key, size_t *len, char *err,
-                         size_t errlen) {
-    *key = NULL;
-    *len = 0;
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "cannot read authkey file %s: it is a directory", path);
-        return -1;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "cannot read authkey file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    uint8_t buf[4096];
-    errno = 0;
-    size_t n = fread(buf, 1, sizeof buf, f);
-    int rerr = ferror(f) ? (errno ? errno : EIO) : 0;
-    fclose(f);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-    if (rerr || n == 0) {
-        explicit_bzero(buf, sizeof buf);
-        if (rerr) snprintf(err, errlen, "cannot read authkey file %s: %s", path, strerror(rerr));
-        else snprintf(err, errlen, "authkey file %s is empty", path);
-        return -1;
-    }
-    *key = xmalloc(n);
-    memcpy(*key, buf, n);
-    *len = n;
-    explicit_bzero(buf, sizeof buf);
-    return 0;
+                         size_t errlen, char *warn, size_t warnlen) {
+    int rc = mpb__key_file_read("authkey file", path, key, len, err, errlen, warn, warnlen);
+    return rc ? -1 : 0;
 }
 
 /* The data-dir as the broker will use it: made (one level, as mkdir does) if it is not there,
@@ -821,20 +873,36 @@ static void check_all(conf_t *c) {
         uint8_t *key = NULL;
         size_t len = 0;
         snprintf(path, sizeof path, "%s/authkey", c->str[S_DATA_DIR]);
-        if (access(path, F_OK) == 0 && config_read_key_file(path, &key, &len, why, sizeof why))
+        char warn[1024];
+        if (access(path, F_OK) == 0 &&
+            config_read_key_file(path, &key, &len, why, sizeof why, warn, sizeof warn))
             complain(c, &none, -1, "the authkey made in data-dir (%s): %s", c->src[S_DATA_DIR],
                      why);
+        else if (key && warn[0]) fprintf(c->err, "mpbrokerd: warning: %s\n", warn);
         if (key) {
             explicit_bzero(key, len);
             free(key);
         }
     }
+    if (c->str[S_HTTP_AUTH]) { /* as http_set_auth() will read it */
+        uint8_t *tok = NULL;
+        size_t n = 0;
+        char why[512];
+        if (mpb__key_file_read("http-auth token file", c->str[S_HTTP_AUTH], &tok, &n, why,
+                               sizeof why, NULL, 0))
+            complain(c, &none, -1, "http-auth (%s): %s", c->src[S_HTTP_AUTH], why);
+        if (tok) {
+            explicit_bzero(tok, n);
+            free(tok);
+        }
+    }
     if (c->keysrc == KEYSRC_FILE) {
         uint8_t *key = NULL;
         size_t len = 0;
-        char why[512];
-        if (config_read_key(c, &key, &len, why, sizeof why))
+        char why[512], warn[1024];
+        if (config_read_key(c, &key, &len, why, sizeof why, warn, sizeof warn))
             complain(c, &none, -1, "authkey-file (%s): %s", c->src[S_AUTHKEY_FILE], why);
+        else if (warn[0]) fprintf(c->err, "mpbrokerd: warning: %s\n", warn);
         if (key) {
             explicit_bzero(key, len);
             free(key);
@@ -957,6 +1025,18 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         {"reply-cache-bytes", required_argument, 0, O_FLAG + S_REPLY_CACHE_BYTES},
         {"max-memory", required_argument, 0, O_FLAG + S_MAX_MEMORY},
         {"max-objects", required_argument, 0, O_FLAG + S_MAX_OBJECTS},
+        {"max-sessions", required_argument, 0, O_FLAG + S_MAX_SESSIONS},
+        {"max-sessions-per-conn", required_argument, 0, O_FLAG + S_MAX_SESSIONS_PER_CONN},
+        {"http-auth", required_argument, 0, O_FLAG + S_HTTP_AUTH},
+        {"encryption", required_argument, 0, O_FLAG + S_ENCRYPTION},
+        {"max-connections", required_argument, 0, O_FLAG + S_MAX_CONNECTIONS},
+        {"max-handshakes-per-addr", required_argument, 0, O_FLAG + S_MAX_HANDSHAKES_PER_ADDR},
+        {"max-unauth-memory", required_argument, 0, O_FLAG + S_MAX_UNAUTH_MEMORY},
+        {"handshake-ms", required_argument, 0, O_FLAG + S_HANDSHAKE},
+        {"idle-ms", required_argument, 0, O_FLAG + S_IDLE},
+        {"max-output", required_argument, 0, O_FLAG + S_MAX_OUTPUT},
+        {"slowlog-log-slower-than", required_argument, 0, O_FLAG + S_SLOWLOG_SLOWER},
+        {"slowlog-max-len", required_argument, 0, O_FLAG + S_SLOWLOG_MAX_LEN},
         {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -1035,6 +1115,7 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
     c->cfg.data_dir = c->str[S_DATA_DIR];
     c->cfg.endpoint_file = c->str[S_ENDPOINT_FILE];
     c->cfg.http = c->str[S_HTTP];
+    c->cfg.http_auth = c->str[S_HTTP_AUTH];
     check_all(c);
     if (check || c->nerr) { /* at a start, config_log() says it */
         unknown_env(warn_env_to, err);
@@ -1078,9 +1159,11 @@ const char *config_file(const conf_t *c) {
     return c->file;
 }
 
-int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size_t errlen) {
+int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size_t errlen,
+                    char *warn, size_t warnlen) {
     *key = NULL;
     *len = 0;
+    if (warn && warnlen) warn[0] = 0;
     if (c->keysrc == KEYSRC_ENV) {
         char *v = getenv("MPB_AUTHKEY");
         if (!v || !*v) {
@@ -1090,13 +1173,14 @@ int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size
         *len = strlen(v);
         *key = (uint8_t *)xstrndup(v, *len);
         explicit_bzero(v, *len); /* also out of /proc/PID/environ */
+        mpb__key_check_len(*len, warn, warnlen);
         return 0;
     }
     if (c->keysrc != KEYSRC_FILE) {
         snprintf(err, errlen, "no authkey file configured");
         return -1;
     }
-    return config_read_key_file(c->str[S_AUTHKEY_FILE], key, len, err, errlen);
+    return config_read_key_file(c->str[S_AUTHKEY_FILE], key, len, err, errlen, warn, warnlen);
 }
 
 /* A value as the parser reads it back: quoted when blanks at its ends or a '#' would cut it. */
@@ -1168,6 +1252,23 @@ void config_print(const conf_t *c, FILE *out) {
     print_kv(out, "persist", g->persist ? "on" : "off", c->src[S_PERSIST]);
     static const char *const fsyncs[] = {"no", "everysec", "always"};
     print_kv(out, "fsync", fsyncs[g->fsync], c->src[S_FSYNC]);
+    print_num(out, "max-sessions", (unsigned long long)l->max_sessions, c->src[S_MAX_SESSIONS]);
+    print_num(out, "max-sessions-per-conn", (unsigned long long)l->max_sessions_per_conn,
+              c->src[S_MAX_SESSIONS_PER_CONN]);
+    if (g->http_auth) print_kv(out, "http-auth", g->http_auth, c->src[S_HTTP_AUTH]);
+    else fprintf(out, "# http-auth is not set: /metrics is open to all  # default\n");
+    static const char *const enc[] = {"auto", "on", "off"};
+    print_kv(out, "encryption", enc[c->cfg.encryption], c->src[S_ENCRYPTION]);
+    print_num(out, "max-connections", (unsigned long long)l->max_connections, c->src[S_MAX_CONNECTIONS]);
+    print_num(out, "max-handshakes-per-addr", (unsigned long long)l->max_handshakes_per_addr, c->src[S_MAX_HANDSHAKES_PER_ADDR]);
+    print_num(out, "max-unauth-memory", (unsigned long long)l->max_unauth_memory, c->src[S_MAX_UNAUTH_MEMORY]);
+    print_num(out, "handshake-ms", (unsigned long long)l->handshake_ms, c->src[S_HANDSHAKE]);
+    print_num(out, "idle-ms", (unsigned long long)l->idle_ms, c->src[S_IDLE]);
+    print_num(out, "max-output", (unsigned long long)l->max_output, c->src[S_MAX_OUTPUT]);
+    print_num(out, "slowlog-log-slower-than", (unsigned long long)l->slowlog_slower_us,
+              c->src[S_SLOWLOG_SLOWER]);
+    print_num(out, "slowlog-max-len", (unsigned long long)l->slowlog_max_len,
+              c->src[S_SLOWLOG_MAX_LEN]);
 }
 
 void config_log(const conf_t *c) {

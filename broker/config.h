@@ -48,11 +48,15 @@ const char *config_file(const conf_t *c);
 
 /* The authkey from a file or MPB_AUTHKEY (not KEYSRC_GENERATE): a new buffer the caller frees
  * after wiping it. MPB_AUTHKEY is wiped from the process environment once read, so it cannot
- * be read back from /proc/PID/environ. Returns 0, or -1 with the reason in err. */
-int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size_t errlen);
-/* The same for a key file at path (trailing newlines are not part of the key). */
+ * be read back from /proc/PID/environ. Returns 0, or -1 with the reason in err: a key file
+ * that group or others can write is refused. warn gets what is wrong but allowed ("" if
+ * nothing): a key file group or others can read, a key shorter than 16 bytes. */
+int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size_t errlen,
+                    char *warn, size_t warnlen);
+/* The same for a key file at path (trailing newlines are not part of the key): see
+ * mpb__key_file_read(), the one reader that mpbrokerd and libmpb share. */
 int config_read_key_file(const char *path, uint8_t **key, size_t *len, char *err,
-                         size_t errlen);
+                         size_t errlen, char *warn, size_t warnlen);
 
 /* Prints the effective configuration as a config file that this parser accepts, every line
  * with a comment saying where its value came from; the authkey only as where it comes from. */

@@ -3,27 +3,54 @@
  * libmicrohttpd runs without a thread of its own: its epoll descriptor sits in the loop's poll
  * set, so handlers read broker state from the one thread that owns it. Its messages go to the
  * broker's log, as log lines. The address it got (with port 0, the port the kernel chose) is
- * written to a file for health checks and tests: see http_set_addr_file(). */
+ * written to a file for health checks and tests: see http_set_addr_file().
+ *
+ * On an open network (a slowloris: many connections, each dribbling a header line now and
+ * then, used to hold all 64 of libmicrohttpd's connections and time the probes out) it bounds
+ * what one address can hold: HTTP_PER_ADDR connections at once, HTTP_IDLE_S without a byte,
+ * and HTTP_REQUEST_MS for a whole request from its first byte to its last header, dribbled or
+ * not (libmicrohttpd only knows the idle timeout: http_run() shuts the late ones). The probes
+ * need one short request each, so they keep answering. /metrics shows object and function
+ * names: with --http-auth FILE it asks for "Authorization: Bearer <the file's token>"; the
+ * probes stay open, for the kubelet. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 
 #include "broker.h"
+
+#define HTTP_PER_ADDR   8    /* connections one address may hold */
+#define HTTP_MAX_CONNS  256  /* in all */
+#define HTTP_IDLE_S     2    /* a connection silent this long is closed */
+#define HTTP_REQUEST_MS 3000 /* first byte to last header of one request */
+
+/* One open connection, from libmicrohttpd's notices; since_ms while a request is coming in. */
+typedef struct hconn {
+    struct MHD_Connection *c;
+    int64_t since_ms; /* 0: between requests (the idle timeout covers it) */
+    struct hconn *next, *prev;
+} hconn_t;
 
 struct http {
     struct MHD_Daemon *d;
     int port;
+    hconn_t *conns;
 };
 
 static char *addr_file; /* http_set_addr_file(); NULL: none */
+static char *auth_token; /* http_set_auth(); NULL: /metrics is open */
+static size_t auth_len;
 
 /* While http_start runs, libmicrohttpd's messages are kept to say why it failed; after, they
  * are log lines. */
@@ -55,6 +82,76 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
     return ok;
 }
 
+/* With --http-auth: whether the request carries "Authorization: Bearer <token>" (compared in
+ * constant time). Without it, everyone is. */
+static bool authorized(struct MHD_Connection *c) {
+    if (!auth_token) return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7)) return false;
+    h += 7;
+    while (*h == ' ') h++;
+    size_t n = strlen(h);
+    return n == auth_len && CRYPTO_memcmp(h, auth_token, n) == 0;
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_conn(void *cls, struct MHD_Connection *c, void **ctx,
+                    enum MHD_ConnectionNotificationCode toe) {
+    http_t *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        hconn_t *e = xcalloc(1, sizeof *e);
+        e->c = c;
+        e->since_ms = mono_ms(); /* its first request starts with the connection */
+        e->next = h->conns;
+        if (h->conns) h->conns->prev = e;
+        h->conns = e;
+        *ctx = e;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *ctx) {
+        hconn_t *e = *ctx;
+        if (e->prev) e->prev->next = e->next;
+        else h->conns = e->next;
+        if (e->next) e->next->prev = e->prev;
+        free(e);
+        *ctx = NULL;
+    }
+}
+
+/* A request line has arrived: a new request starts on a kept-alive connection. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+    (void)cls;
+    (void)uri;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    hconn_t *e = ci ? ci->socket_context : NULL;
+    if (e && !e->since_ms) e->since_ms = mono_ms();
+    return NULL;
+}
+
+/* Shuts the connections whose request has taken longer than HTTP_REQUEST_MS; libmicrohttpd
+ * then reads EOF and closes them. Returns the ms until the next one is due (-1: none). */
+static long enforce_deadlines(http_t *h) {
+    int64_t now = mono_ms(), next = -1;
+    for (hconn_t *e = h->conns; e; e = e->next) {
+        if (!e->since_ms) continue;
+        int64_t due = e->since_ms + HTTP_REQUEST_MS;
+        if (now >= due) {
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(e->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+            if (ci) shutdown(ci->connect_fd, SHUT_RDWR);
+            e->since_ms = 0;
+            g_http_deadline_closed++;
+        } else if (next < 0 || due - now < next) {
+            next = due - now;
+        }
+    }
+    return (long)next;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload, size_t *upload_size, void **state) {
@@ -62,6 +159,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     (void)upload;
     (void)state;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context) ((hconn_t *)ci->socket_context)->since_ms = 0; /* all in */
     if (*upload_size) { /* no endpoint takes a body: drop it */
         *upload_size = 0;
         return MHD_YES;
@@ -74,6 +174,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return reply(c, 503, "text/plain", "not ready\n", 10);
     }
     if (!strcmp(url, "/metrics")) {
+        if (!authorized(c)) {
+            struct MHD_Response *r = MHD_create_response_from_buffer(
+                23, (void *)"bearer token required\n", MHD_RESPMEM_PERSISTENT);
+            if (!r) return MHD_NO;
+            MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"mpbroker\"");
+            MHD_add_response_header(r, "Content-Type", "text/plain");
+            enum MHD_Result ok = MHD_queue_response(c, 401, r);
+            MHD_destroy_response(r);
+            return ok;
+        }
         mpb__buf_t b = {0};
         metrics_render(&b);
         bbuf_ensure(&b);
@@ -152,6 +262,7 @@ http_t *http_start(const char *addr, char *err, size_t errlen) {
     int fam = parse_addr(addr, &ss, err, errlen);
     if (fam < 0) return NULL;
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    http_t *h = xcalloc(1, sizeof *h); /* the connection notices need it from the start */
     if (fam == AF_INET6) flags |= MHD_USE_IPv6;
     start_msg[0] = 0;
     starting = true;
@@ -161,14 +272,17 @@ http_t *http_start(const char *addr, char *err, size_t errlen) {
         MHD_start_daemon(flags, addr_port(&ss), NULL, NULL, on_request, NULL,
                          MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNS,
+                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_ADDR,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
+                         MHD_OPTION_NOTIFY_CONNECTION, on_conn, h,
+                         MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_END);
     starting = false;
     if (!d) {
         snprintf(err, errlen, "%s", start_msg[0] ? start_msg : "in use, or not an address here");
+        free(h);
         return NULL;
     }
-    http_t *h = xcalloc(1, sizeof *h);
     h->d = d;
     const union MHD_DaemonInfo *pi = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = pi ? pi->port : 0;
@@ -207,12 +321,37 @@ int http_fd(http_t *h) {
 
 long http_timeout_ms(http_t *h) {
     MHD_UNSIGNED_LONG_LONG t;
-    if (MHD_get_timeout(h->d, &t) != MHD_YES) return -1;
-    return t > 100000 ? 100000 : (long)t;
+    long mhd = MHD_get_timeout(h->d, &t) != MHD_YES ? -1 : t > 100000 ? 100000 : (long)t;
+    long own = enforce_deadlines(h);
+    return own >= 0 && (mhd < 0 || own < mhd) ? own : mhd;
 }
 
 void http_run(http_t *h) {
     MHD_run(h->d);
+    enforce_deadlines(h);
+}
+
+int http_set_auth(const char *path, char *err, size_t errlen) {
+    if (auth_token) OPENSSL_cleanse(auth_token, auth_len);
+    free(auth_token);
+    auth_token = NULL;
+    auth_len = 0;
+    if (!path) return 0;
+    uint8_t *tok = NULL;
+    size_t n = 0;
+    char warn[1024];
+    if (mpb__key_file_read("http-auth token file", path, &tok, &n, err, errlen, warn, sizeof warn))
+        return -1;
+    if (warn[0]) log_kv(LOG_WARN, "the http-auth token file", "path", path, "problem", warn, NULL);
+    if (memchr(tok, 0, n) || memchr(tok, '\n', n) || memchr(tok, '\r', n)) {
+        snprintf(err, errlen, "HTTP token file %s: the token must be one line of text", path);
+        OPENSSL_cleanse(tok, n);
+        free(tok);
+        return -1;
+    }
+    auth_token = (char *)tok;
+    auth_len = n;
+    return 0;
 }
 
 int http_port(http_t *h) {
@@ -221,7 +360,7 @@ int http_port(http_t *h) {
 
 void http_stop(http_t **h) {
     if (!*h) return;
-    MHD_stop_daemon((*h)->d);
+    MHD_stop_daemon((*h)->d); /* its CLOSED notices free the connection list */
     if (addr_file) unlink(addr_file); /* a stopped broker has no address */
     free(*h);
     *h = NULL;

@@ -8,10 +8,14 @@
  * values are strings (numbers too, as LOG_INT writes them), in JSON as well. The authkey never
  * reaches a log line: nothing logs it, and samples of client data are capped. mpbrokerd and
  * mpb-worker both log through it (the static library mpblog), so it needs nothing but libc. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -212,4 +216,73 @@ void log_msg(int level, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     emit_plain(level, msg, (const char *)NULL);
+}
+
+/* ---- rate limits ----
+ *
+ * A peer that sends garbage as fast as it can must not be able to fill the disk with our
+ * lines about it (9.2 MB in 1.7 s from one connection, before this): per key, one line a
+ * second with a count of those held back; and a cap on all keys together, against a peer
+ * with many addresses. The metrics count every event; the log only samples them. */
+
+static struct rate {
+    char key[48];
+    int64_t last_ms;
+    unsigned long long held;
+} rates[LOG_RATE_KEYS];
+static int64_t window_ms;
+static int window_lines;
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool log_rate_ok(const char *key, unsigned long long *not_logged) {
+    int64_t now = mono_ms();
+    struct rate *e = NULL, *oldest = &rates[0];
+    for (int i = 0; i < LOG_RATE_KEYS; i++) {
+        if (rates[i].last_ms && !strncmp(rates[i].key, key, sizeof rates[i].key - 1)) {
+            e = &rates[i];
+            break;
+        }
+        if (rates[i].last_ms < oldest->last_ms) oldest = &rates[i];
+    }
+    if (now - window_ms >= LOG_RATE_MS) {
+        window_ms = now;
+        window_lines = 0;
+    }
+    if (e && now - e->last_ms < LOG_RATE_MS) {
+        e->held++;
+        return false;
+    }
+    if (window_lines >= LOG_RATE_MAX) {
+        if (e) e->held++;
+        return false;
+    }
+    if (!e) {
+        e = oldest;
+        snprintf(e->key, sizeof e->key, "%s", key);
+        e->held = 0;
+    }
+    window_lines++;
+    e->last_ms = now;
+    *not_logged = e->held;
+    e->held = 0;
+    return true;
+}
+
+const char *log_peer_addr(int fd, char *out, size_t n) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    snprintf(out, n, "unknown");
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) return out;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)n);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)n);
+    else if (ss.ss_family == AF_UNIX)
+        snprintf(out, n, "local");
+    return out;
 }

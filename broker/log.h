@@ -31,4 +31,17 @@ __attribute__((format(printf, 2, 3))) void log_msg(int level, const char *fmt, .
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 extern int log_min_level;
 
+/* Rate limits for lines a peer can cause at will (bad frames, failed handshakes, bad MACs):
+ * true if a line for key (the peer's address) may be written now, at most one per key per
+ * LOG_RATE_MS and LOG_RATE_MAX in all per LOG_RATE_MS, with in *not_logged the lines of key
+ * held back since its last one (say it in the line: "not_logged", n ? LOG_UINT(n) : NULL).
+ * false: count this one and write nothing. The last LOG_RATE_KEYS keys are remembered. */
+#define LOG_RATE_MS   1000
+#define LOG_RATE_MAX  20
+#define LOG_RATE_KEYS 64
+bool log_rate_ok(const char *key, unsigned long long *not_logged);
+/* The address of the TCP peer on descriptor fd as text ("10.0.0.7", "::1"); "local" for a
+ * Unix socket, "unknown" when it cannot be told (fd < 0, or the peer is gone). */
+const char *log_peer_addr(int fd, char *out, size_t n);
+
 #endif

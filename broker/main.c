@@ -14,8 +14,11 @@
 #include "config.h"
 
 static int read_key_file(const char *path, uint8_t **key, size_t *len) {
-    char err[512];
-    if (config_read_key_file(path, key, len, err, sizeof err) == 0) return 0;
+    char err[512], warn[1024];
+    if (config_read_key_file(path, key, len, err, sizeof err, warn, sizeof warn) == 0) {
+        if (warn[0]) log_kv(LOG_WARN, warn, "path", path, NULL);
+        return 0;
+    }
     log_kv(LOG_ERROR, err, "path", path, NULL);
     return -1;
 }
@@ -93,15 +96,23 @@ int main(int argc, char **argv) {
         log_kv(LOG_WARN, "cannot remove a stale HTTP address file", "path", addr_file, "error",
                strerror(errno), NULL);
     http_set_addr_file(cfg->http ? addr_file : NULL);
+    char herr[512];
+    if (http_set_auth(cfg->http_auth, herr, sizeof herr)) {
+        log_kv(LOG_ERROR, herr, "setting", "http-auth", NULL);
+        config_free(&conf);
+        return 1;
+    }
     uint8_t *key = NULL;
     size_t keylen = 0;
     int rc;
     if (config_keysrc(conf) == KEYSRC_GENERATE) {
         rc = make_key(cfg->data_dir, &key, &keylen);
     } else {
-        char err[512];
-        if ((rc = config_read_key(conf, &key, &keylen, err, sizeof err)))
+        char err[512], warn[1024];
+        if ((rc = config_read_key(conf, &key, &keylen, err, sizeof err, warn, sizeof warn)))
             log_kv(LOG_ERROR, err, NULL);
+        else if (warn[0])
+            log_kv(LOG_WARN, warn, NULL);
     }
     if (rc) {
         config_free(&conf);
@@ -112,6 +123,7 @@ int main(int argc, char **argv) {
     explicit_bzero(key, keylen);
     free(key);
     http_set_addr_file(NULL);
+    http_set_auth(NULL, herr, sizeof herr);
     config_free(&conf);
     return status;
 }

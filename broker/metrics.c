@@ -7,7 +7,7 @@
 
 op_stats_t g_op_stats[MPB__OP_MAX];
 uint64_t g_frames_in, g_frames_out, g_bytes_in, g_bytes_out, g_auth_failures, g_bad_frames,
-    g_sessions_expired;
+    g_sessions_expired, g_sessions_refused, g_http_deadline_closed;
 
 void metrics_count(unsigned op, int code, uint64_t ns) {
     if (op >= MPB__OP_MAX) op = 0; /* unknown ops are counted under op 0 */

@@ -213,10 +213,9 @@ static void tab_del(task_t *t) {
 
 /* ---- functions: a name table, and the unused ones on an LRU list ---- */
 
+/* Names come from clients: keyed, so nobody can pick names that share a chain. */
 static uint64_t name_hash(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
-    return h;
+    return mpb__hash(s, n);
 }
 
 static void fntab_grow(void) {

@@ -8,7 +8,6 @@
  *   a session outlives its peer: a client that reconnects proves the key again and resumes. */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +25,13 @@ int64_t g_started_ms;
 
 typedef struct server {
     void *zctx, *router;
-    int rcvtimeo; /* the router's ZMQ_RCVTIMEO as last set (-1 as ZeroMQ starts it) */
     const uint8_t *authkey;
     size_t keylen;
     peer_t **buckets;
     size_t nbuckets, npeers, npending;
     sess_t *sessions;
     size_t nsessions;
+    const char *msg_addr; /* Peer-Address of the message being read (drain), or NULL */
     uint64_t next_sess_id;
     mpb__buf_t out;     /* the reply batch being built, header space first */
     mpb__buf_t scratch; /* replies nobody asked for (rid 0) */
@@ -40,6 +39,7 @@ typedef struct server {
     volatile sig_atomic_t stopping;
     int64_t next_sweep;
     http_t *http;
+    transport_t *tp;
     bool ready;
 } server_t;
 
@@ -55,6 +55,10 @@ size_t server_peer_count(void) {
 
 size_t server_session_count(void) {
     return S.nsessions;
+}
+
+transport_t *server_transport(void) {
+    return S.tp;
 }
 
 void server_stop(void) {
@@ -102,6 +106,7 @@ static peer_t *peer_new(const uint8_t *rid, size_t n) {
     peer_t *p = xcalloc(1, sizeof *p);
     memcpy(p->rid, rid, n);
     p->ridlen = (uint8_t)n;
+    p->fd = -1;
     peer_t **slot = &S.buckets[rid_hash(rid, n) & (S.nbuckets - 1)];
     p->hnext = *slot;
     *slot = p;
@@ -116,6 +121,7 @@ static void peer_free(peer_t *p) {
     S.npeers--;
     if (!p->ready) S.npending--;
     if (p->sess && p->sess->peer == p) p->sess->peer = NULL;
+    transport_conn_session(S.tp, p->fd, false); /* its connection's idle clock starts */
     mpb__mac_free(&p->rx);
     mpb__mac_free(&p->tx);
     free(p);
@@ -125,6 +131,14 @@ static void peer_sample(const peer_t *p, char *out, size_t n) {
     size_t k = 0;
     for (size_t i = 0; i < p->ridlen && k + 3 < n; i++) k += (size_t)snprintf(out + k, n - k, "%02x", p->rid[i]);
     out[k] = 0;
+}
+
+/* Whether a line about this peer may be written now (log.c's rate limit), keyed by its address,
+ * or by its connection when it has none (ipc://). addr gets the address for the line. */
+static bool peer_log_ok(int fd, const char *who, char *addr, size_t n, unsigned long long *held) {
+    log_peer_addr(fd, addr, n);
+    bool net = strcmp(addr, "local") && strcmp(addr, "unknown");
+    return log_rate_ok(net ? addr : who, held);
 }
 
 /* ---- sending ---- */
@@ -200,14 +214,34 @@ static void plain(const uint8_t *rid, size_t ridlen, uint8_t type, mpb__buf_t *b
     mpb__buf_free(&b);
 }
 
+/* The output limit (transport.c): over it, the sweep keeps looking until the peer reads or
+ * its connection is shut. */
+static void output_check(peer_t *p) {
+    char who[2 * RID_MAX + 1];
+    peer_sample(p, who, sizeof who);
+    int rc = transport_output_check(S.tp, p->fd, p->out_bytes, p->acked0, &p->acked_seen,
+                                    &p->acked_ms, who);
+    p->out_over = rc == 1;
+    p->out_cut |= rc == 2;
+    if (rc != 1) p->acked_ms = 0;
+}
+
 /* Seals b (whose first MPB__HDR_LEN bytes are reserved for the header) and sends it. */
 static void seal_and_send(peer_t *p, uint8_t type, mpb__buf_t *b) {
+    if (p->out_cut) return; /* its connection is closing: libzmq would only queue them */
     mpb__frame_header(b->p, type, ++p->seq_out);
     uint8_t mac[MPB__MAC_LEN];
     if (mpb__mac_sign(p->tx, b->p, b->len, mac)) abort();
     mpb__w_raw(b, mac, sizeof mac);
     bbuf_ensure(b);
     send_frame(p->rid, p->ridlen, b->p, b->len);
+    /* The output limit, looked at every 256 KiB of replies: cheap, and a client that does not
+     * read can be at most that much past it. */
+    p->out_bytes += b->len;
+    if (g_limits.max_output && p->out_bytes - p->out_checked >= (256u << 10)) {
+        p->out_checked = p->out_bytes;
+        output_check(p);
+    }
 }
 
 static void out_reset(mpb__buf_t *b) {
@@ -223,6 +257,24 @@ static sess_t *sess_find(uint64_t id) {
     for (sess_t *s = S.sessions; s; s = s->next)
         if (s->id == id) return s;
     return NULL;
+}
+
+/* Whether peer p may open one more session: 0, or -1 with the limit it would pass in why.
+ * Counted per connection (sessions it opened that live on, across new handshakes on it), so
+ * that one connection cannot open thousands, and in all. Resuming one opens none. */
+static int sess_admit(const peer_t *p, char *why, size_t n) {
+    if (S.nsessions >= g_limits.max_sessions) {
+        snprintf(why, n, "sessions at max-sessions %zu: try again later", g_limits.max_sessions);
+        g_sessions_refused++;
+        return -1;
+    }
+    if (p->nsess_opened >= g_limits.max_sessions_per_conn) {
+        snprintf(why, n, "this connection opened max-sessions-per-conn %zu live sessions",
+                 g_limits.max_sessions_per_conn);
+        g_sessions_refused++;
+        return -1;
+    }
+    return 0;
 }
 
 static sess_t *sess_new(void) {
@@ -347,6 +399,8 @@ void sess_end(sess_t *s, const char *why) {
         s->peer = NULL;
     }
     persist_session_end(s);
+    peer_t *origin = peer_find(s->origin, s->originlen);
+    if (origin && origin->nsess_opened) origin->nsess_opened--;
     sess_release(s);
     if (s->prev) s->prev->next = s->next;
     else S.sessions = s->next;
@@ -392,12 +446,15 @@ static void on_hello(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
         return;
     }
     peer_t *p = peer_find(rid, ridlen);
+    uint32_t opened = p ? p->nsess_opened : 0; /* the connection's, not the handshake's */
     if (p) peer_free(p); /* a new handshake on this connection starts from nothing */
     if (S.npending >= g_limits.max_pending) {
         send_plain_error(rid, ridlen, -MPB_ELIMIT, "too many handshakes in progress");
         return;
     }
     p = peer_new(rid, ridlen);
+    p->nsess_opened = opened;
+    snprintf(p->addr, sizeof p->addr, "%s", S.msg_addr ? S.msg_addr : "");
     memcpy(p->nonce_c, nonce, MPB__NONCE_LEN);
     if (mpb__random(p->nonce_b, MPB__NONCE_LEN)) abort();
     p->hs_deadline = now_ms() + g_limits.handshake_ms;
@@ -414,7 +471,7 @@ static void on_hello(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
     mpb__buf_free(&b);
 }
 
-static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
+static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, int fd) {
     char who[2 * RID_MAX + 1];
     peer_t *p = peer_find(rid, ridlen);
     if (!p || p->ready) {
@@ -427,7 +484,11 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
     if (mpb__mp_check(f->body, f->bodylen, 4) || get_bin(&m, "proof", MPB__PROOF_LEN, &proof) ||
         !mpb__auth_verify(S.authkey, S.keylen, false, p->nonce_c, p->nonce_b, proof,
                           MPB__PROOF_LEN)) {
-        log_kv(LOG_WARN, "authentication failed", "peer", who, NULL);
+        char addr[64];
+        unsigned long long unlogged;
+        if (peer_log_ok(fd, who, addr, sizeof addr, &unlogged))
+            log_kv(LOG_WARN, "authentication failed", "peer", who, "addr", addr, "not_logged",
+                   unlogged ? LOG_UINT(unlogged) : NULL, NULL);
         g_auth_failures++;
         send_plain_error(rid, ridlen, -MPB_EAUTH, "authentication failed");
         peer_free(p); /* no state for a peer that fails */
@@ -460,7 +521,17 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
             s->peer->sess = NULL; /* the old connection speaks for nobody now */
         }
     } else {
+        char why[128];
+        if (sess_admit(p, why, sizeof why)) {
+            /* The peer stays, without a session, so that its count stays; the sweep frees it
+             * once the sessions it opened have ended. */
+            send_plain_error(rid, ridlen, -MPB_ELIMIT, why);
+            return;
+        }
         s = sess_new();
+        p->nsess_opened++;
+        memcpy(s->origin, rid, ridlen);
+        s->originlen = (uint8_t)ridlen;
         copy_str(&m, "host", s->host, sizeof s->host);
         copy_str(&m, "name", s->name, sizeof s->name);
         if (mpb__rd_mapget(&m, "pid", &v) == 0) mpb__rd_int(&v, &s->pid);
@@ -468,6 +539,12 @@ static void on_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f) {
     }
     s->peer = p;
     p->sess = s;
+    p->fd = fd;
+    p->out_bytes = p->out_checked = 0;
+    p->acked0 = transport_acked(fd);
+    p->acked_seen = p->acked_ms = 0;
+    p->out_over = false;
+    transport_conn_session(S.tp, fd, true);
     s->last_seen_ms = now_ms();
     log_kv(LOG_DEBUG, resumed ? "session resumed" : "session opened", "session", LOG_UINT(s->id),
            "peer", who, "host", s->host, "pid", LOG_INT(s->pid), "name", s->name, NULL);
@@ -634,25 +711,33 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
         replay_note(s, rid, r.op, r.out->p + before, r.out->len - before);
     int64_t t1 = lat_clock_ns();
     /* A parked request is counted when it is answered (waiter.c), with its final code. */
-    if (!r.parked)
+    if (!r.parked) {
         metrics_count(r.op, reply_code(r.out->p + before, r.out->len - before),
                       (uint64_t)(t1 - *clock));
+        slowlog_note(&r, t1 - *clock);
+    }
     *clock = t1;
 }
 
-static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_t framelen) {
-    char who[2 * RID_MAX + 1];
+static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_t framelen,
+                   int fd) {
+    char who[2 * RID_MAX + 1], addr[64];
+    unsigned long long unlogged;
     if (!mpb__mac_verify(p->rx, frame, framelen - MPB__MAC_LEN, f->mac)) {
         peer_sample(p, who, sizeof who);
-        log_kv(LOG_WARN, "message with a bad MAC dropped", "peer", who, NULL);
+        if (peer_log_ok(fd, who, addr, sizeof addr, &unlogged))
+            log_kv(LOG_WARN, "message with a bad MAC dropped", "peer", who, "addr", addr,
+                   "not_logged", unlogged ? LOG_UINT(unlogged) : NULL, NULL);
         send_plain_error(p->rid, p->ridlen, -MPB_EAUTH, "message MAC does not verify");
         return;
     }
     uint64_t last = p->seq_in;
     if (mpb__seq_accept(&p->seq_in, f->seq)) {
         peer_sample(p, who, sizeof who);
-        log_kv(LOG_WARN, "replayed message dropped", "peer", who, "seq", LOG_UINT(f->seq), "last",
-               LOG_UINT(last), NULL);
+        if (peer_log_ok(fd, who, addr, sizeof addr, &unlogged))
+            log_kv(LOG_WARN, "replayed message dropped", "peer", who, "addr", addr, "seq",
+                   LOG_UINT(f->seq), "last", LOG_UINT(last), "not_logged",
+                   unlogged ? LOG_UINT(unlogged) : NULL, NULL);
         send_plain_error(p->rid, p->ridlen, -MPB_EREPLAY,
                          "sequence number already seen: replayed message dropped");
         return;
@@ -697,7 +782,9 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
     if (S.out.len > MPB__HDR_LEN) seal_and_send(p, MPB__T_REP, &S.out);
 }
 
-static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
+/* fd: the connection's descriptor (ZMQ_SRCFD), for the transport's table. */
+static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len,
+                       int fd) {
     mpb__frame_t f;
     char err[128];
     g_frames_in++;
@@ -705,22 +792,26 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
     int rc = mpb__frame_parse(buf, len, g_limits.max_frame, &f, err, sizeof err);
     if (rc) {
         g_bad_frames++;
-        char who[2 * RID_MAX + 1], sample[64];
+        char who[2 * RID_MAX + 1], sample[64], addr[64];
         size_t k = 0;
         for (size_t i = 0; i < ridlen && k + 3 < sizeof who; i++)
             k += (size_t)snprintf(who + k, sizeof who - k, "%02x", rid[i]);
         who[k] = 0;
-        k = 0;
-        for (size_t i = 0; i < len && i < 24 && k + 3 < sizeof sample; i++)
-            k += (size_t)snprintf(sample + k, sizeof sample - k, "%02x", buf[i]);
-        sample[k] = 0;
-        log_kv(LOG_WARN, "bad frame", "peer", who, "error", err, "first_bytes", sample, NULL);
+        unsigned long long unlogged;
+        if (peer_log_ok(fd, who, addr, sizeof addr, &unlogged)) {
+            k = 0;
+            for (size_t i = 0; i < len && i < 24 && k + 3 < sizeof sample; i++)
+                k += (size_t)snprintf(sample + k, sizeof sample - k, "%02x", buf[i]);
+            sample[k] = 0;
+            log_kv(LOG_WARN, "bad frame", "peer", who, "addr", addr, "error", err, "first_bytes",
+                   sample, "not_logged", unlogged ? LOG_UINT(unlogged) : NULL, NULL);
+        }
         send_plain_error(rid, ridlen, -rc, err);
         return;
     }
     switch (f.type) {
     case MPB__T_HELLO: on_hello(rid, ridlen, &f); return;
-    case MPB__T_AUTH: on_auth(rid, ridlen, &f); return;
+    case MPB__T_AUTH: on_auth(rid, ridlen, &f, fd); return;
     case MPB__T_REQ: {
         peer_t *p = peer_find(rid, ridlen);
         if (!p || !p->ready) {
@@ -728,7 +819,7 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
                              "no session on this connection: say hello first");
             return;
         }
-        on_req(p, &f, buf, len);
+        on_req(p, &f, buf, len, fd);
         return;
     }
     default:
@@ -737,20 +828,13 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
     }
 }
 
-/* Reads until the socket would block, so one wake-up serves every queued message; the first
- * message is waited for up to wait_ms (0: not at all) in that first zmq_msg_recv(), under
- * ZMQ_RCVTIMEO, where a zmq_poll() first would cost its own poller and mailbox checks. */
-static void drain(long wait_ms) {
-    int t = wait_ms > INT_MAX ? INT_MAX : (int)wait_ms;
-    if (t > 0 && t != S.rcvtimeo && zmq_setsockopt(S.router, ZMQ_RCVTIMEO, &t, sizeof t) == 0)
-        S.rcvtimeo = t;
-    bool wait = t > 0 && t == S.rcvtimeo;
+/* Reads until the socket would block, so one poll wake-up serves every queued message. */
+static void drain(void) {
     zmq_msg_t id, body;
     zmq_msg_init(&id);
     zmq_msg_init(&body);
     for (int i = 0; i < 4096; i++) {
-        if (zmq_msg_recv(&id, S.router, wait ? 0 : ZMQ_DONTWAIT) < 0) break;
-        wait = false;
+        if (zmq_msg_recv(&id, S.router, ZMQ_DONTWAIT) < 0) break;
         if (!zmq_msg_more(&id) || zmq_msg_recv(&body, S.router, 0) < 0) continue;
         bool extra = zmq_msg_more(&body);
         while (zmq_msg_more(&body) && zmq_msg_recv(&body, S.router, 0) >= 0) {
@@ -762,7 +846,11 @@ static void drain(long wait_ms) {
                              "one frame per message expected");
             continue;
         }
-        on_message(zmq_msg_data(&id), ridlen, zmq_msg_data(&body), zmq_msg_size(&body));
+        int fd = zmq_msg_get(&body, ZMQ_SRCFD);
+        transport_conn_seen(S.tp, fd);
+        S.msg_addr = zmq_msg_gets(&body, "Peer-Address"); /* valid while body is */
+        on_message(zmq_msg_data(&id), ridlen, zmq_msg_data(&body), zmq_msg_size(&body), fd);
+        S.msg_addr = NULL;
     }
     zmq_msg_close(&id);
     zmq_msg_close(&body);
@@ -779,11 +867,14 @@ static void sweep(int64_t now) {
                 peer_sample(p, who, sizeof who);
                 log_kv(LOG_INFO, "handshake timed out", "peer", who, NULL);
                 peer_free(p);
-            } else if (p->ready && !p->sess) {
+            } else if (p->ready && !p->sess && !p->nsess_opened) {
                 peer_free(p);
             }
         }
     }
+    transport_sweep(S.tp, now);
+    for (sess_t *s = S.sessions; s; s = s->next)
+        if (s->peer && s->peer->out_over) output_check(s->peer);
     for (sess_t *s = S.sessions, *next; s; s = next) {
         next = s->next;
         if (now - s->last_seen_ms > g_limits.session_ttl_ms) {
@@ -822,7 +913,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     mem_init();
     if (!g_limits.max_batch_reply) g_limits.max_batch_reply = 64u << 20;
     g_started_ms = now_ms();
-    if (mpb__random(&mpb__hash_seed, sizeof mpb__hash_seed)) abort();
+    if (mpb__hash_init()) abort(); /* before any table: every one hashes client bytes */
     store_init();
     lat_clock_init();
     if (persist_open(cfg->data_dir, cfg->persist, cfg->fsync, cfg->repair) != 0) {
@@ -836,19 +927,21 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     S.zctx = zmq_ctx_new();
     zmq_ctx_set(S.zctx, ZMQ_MAX_SOCKETS, 64);
     S.router = zmq_socket(S.zctx, ZMQ_ROUTER);
-    S.rcvtimeo = -1;
     int one = 1, zero = 0, hwm = 100000;
-    int64_t maxmsg = (int64_t)g_limits.max_frame + 4096;
     zmq_setsockopt(S.router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(S.router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(S.router, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(S.router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    char terr[256];
     /* Frames a little over max_frame still get a clear ETOOBIG; far over it, libzmq drops
-     * the connection before buffering them. */
-    maxmsg = (int64_t)g_limits.max_frame * 2 + 4096;
-    zmq_setsockopt(S.router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+     * the connection before buffering them (transport.c sets ZMQ_MAXMSGSIZE). */
+    if (!(S.tp = transport_open(S.zctx, S.router, authkey, keylen, terr, sizeof terr))) {
+        log_kv(LOG_ERROR, "cannot set up the transport", "error", terr, NULL);
+        status = 1;
+        goto out;
+    }
     for (int i = 0; i < cfg->nlisten; i++) {
-        if (zmq_bind(S.router, cfg->listen[i]) != 0) {
+        if (transport_bind(S.tp, cfg->listen[i], cfg->encryption) != 0) {
             log_kv(LOG_ERROR, "cannot listen", "endpoint", cfg->listen[i], "error",
                    zmq_strerror(zmq_errno()), NULL);
             status = 1;
@@ -886,28 +979,28 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     log_kv(LOG_INFO, "ready", "version", MPBROKER_VERSION, "pid", LOG_INT(getpid()), NULL);
     S.next_sweep = now_ms() + 100;
     while (!S.stopping) {
-        zmq_pollitem_t it[2] = {{S.router, 0, ZMQ_POLLIN, 0}, {NULL, -1, ZMQ_POLLIN, 0}};
-        int nit = 1;
+        zmq_pollitem_t it[4] = {{S.router, 0, ZMQ_POLLIN, 0}, {NULL, 0, ZMQ_POLLIN, 0},
+                                {NULL, 0, ZMQ_POLLIN, 0}, {NULL, -1, ZMQ_POLLIN, 0}};
+        transport_sockets(S.tp, &it[1].socket, &it[2].socket);
+        int nit = 3;
         int64_t now0 = now_ms();
         int64_t wait = S.next_sweep - now0;
         long wd = waiter_next_ms(now0);
         if (wd >= 0 && wd < wait) wait = wd;
         if (S.http) {
-            it[1].fd = http_fd(S.http);
-            nit = 2;
+            it[3].fd = http_fd(S.http);
+            nit = 4;
             long hd = http_timeout_ms(S.http);
             if (hd >= 0 && hd < wait) wait = hd;
         }
         if (wait < 0) wait = 0;
-        if (!S.http) {
-            drain((long)wait); /* the router alone: its own recv waits */
-        } else if (zmq_poll(it, nit, (long)wait) < 0 && zmq_errno() != EINTR) {
+        if (zmq_poll(it, nit, (long)wait) < 0 && zmq_errno() != EINTR) {
             log_kv(LOG_ERROR, "poll failed", "error", zmq_strerror(zmq_errno()), NULL);
             status = 1;
             break;
-        } else if (it[0].revents & ZMQ_POLLIN) {
-            drain(0);
         }
+        transport_run(S.tp, it[1].revents & ZMQ_POLLIN, it[2].revents & ZMQ_POLLIN);
+        if (it[0].revents & ZMQ_POLLIN) drain();
         if (S.http) http_run(S.http);
         int64_t now = now_ms();
         waiter_expire(now);
@@ -936,6 +1029,7 @@ out:
     for (size_t i = 0; i < S.nbuckets; i++)
         while (S.buckets[i]) peer_free(S.buckets[i]);
     free(S.buckets);
+    transport_close(&S.tp);
     zmq_close(S.router);
     zmq_ctx_term(S.zctx);
     mpb__buf_free(&S.out);

@@ -132,13 +132,19 @@ int cmd_list_slice(req_t *r) {
     if (arg_int_or_nil(r, "start", &start, &snil) || arg_int_or_nil(r, "stop", &stop, &enil) ||
         arg_uint(r, "max", &max))
         return -1;
-    if (max == 0 || max > g_limits.max_scan) max = g_limits.max_scan;
     size_t lo, hi;
     slice_bounds(start, snil, stop, enil, L(r)->len, &lo, &hi);
+    reply_items(r, L(r), lo, hi, max);
+    return 0;
+}
+
+/* Replies with the items [lo, hi) of d as an array: at most max (0 or past max_scan: max_scan)
+ * and half a frame, but always one item (the next slice goes on from there). */
+void reply_items(req_t *r, const deque_t *d, size_t lo, size_t hi, uint64_t max) {
+    if (max == 0 || max > g_limits.max_scan) max = g_limits.max_scan;
     size_t bytes = 0, end = lo;
-    /* at most half a frame, but always one item (the next slice goes on from there) */
     while (end < hi && end - lo < max) {
-        size_t sz = deque_at(L(r), end)->len;
+        size_t sz = deque_at(d, end)->len;
         if (end > lo && bytes + sz > g_limits.max_frame / 2) break;
         bytes += sz;
         end++;
@@ -146,10 +152,9 @@ int cmd_list_slice(req_t *r) {
     mpb__buf_t *b = reply_begin(r);
     mpb__w_array(b, (uint32_t)(end - lo));
     for (size_t i = lo; i < end; i++) {
-        const blob_t *x = deque_at(L(r), i);
+        const blob_t *x = deque_at(d, i);
         mpb__w_raw(b, x->data, x->len);
     }
-    return 0;
 }
 
 /* list.pop INDEX -> value | EINDEX */

@@ -389,5 +389,7 @@ uint32_t cond_describe(const obj_t *o, mpb__buf_t *b) {
     else mpb__w_nil(b);
     mpb__w_cstr(b, "waiters");
     mpb__w_uint(b, c->waiters.n);
-    return 2;
+    const wlist_t *lists[] = {&c->waiters};
+    waiter_describe(b, lists, 1);
+    return 3;
 }

@@ -231,6 +231,15 @@ int cmd_queue_qsize(req_t *r) {
     return reply_uint(r, Q(r)->items.len);
 }
 
+/* queue.peek N -> [item, ...]: the first N items, oldest first, none taken (for looking from a
+ * shell); at most max_scan items and half a frame, but always one if there is one. */
+int cmd_queue_peek(req_t *r) {
+    uint64_t max;
+    if (arg_uint(r, "count", &max)) return -1;
+    reply_items(r, &Q(r)->items, 0, Q(r)->items.len, max);
+    return 0;
+}
+
 /* queue.empty -> bool */
 int cmd_queue_empty(req_t *r) {
     return reply_bool(r, Q(r)->items.len == 0);
@@ -334,5 +343,7 @@ uint32_t queue_describe(const obj_t *o, mpb__buf_t *b) {
     mpb__w_bool(b, tracked(q));
     mpb__w_cstr(b, "delivered");
     mpb__w_uint(b, q->ndv);
-    return 9;
+    const wlist_t *lists[] = {&q->getters, &q->putters, &q->joiners};
+    waiter_describe(b, lists, 3);
+    return 10;
 }

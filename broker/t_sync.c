@@ -533,6 +533,25 @@ void sync_free(obj_t *o) {
     }
 }
 
+/* "unit_holders": [{session, host, pid, units}], oldest first: who took the units not given
+ * back ("holders" is an anonymous object's reference holders) */
+static uint32_t describe_holders(const sem_t *s, mpb__buf_t *b) {
+    mpb__w_cstr(b, "unit_holders");
+    mpb__w_array(b, (uint32_t)s->nholders);
+    for (size_t i = 0; i < s->nholders; i++) {
+        mpb__w_map(b, 4);
+        sess_describe(s->holders[i].sess, b);
+        mpb__w_cstr(b, "units");
+        mpb__w_int(b, s->holders[i].units);
+    }
+    return 1;
+}
+
+static uint32_t describe_waiting(const wlist_t *l, mpb__buf_t *b) {
+    waiter_describe(b, &l, 1);
+    return 1;
+}
+
 uint32_t sync_describe(const obj_t *o, mpb__buf_t *b) {
     switch (o->kind) {
     case KIND_QUEUE: return queue_describe(o, b);
@@ -548,13 +567,13 @@ uint32_t sync_describe(const obj_t *o, mpb__buf_t *b) {
         mpb__w_bool(b, o->u.sem.bounded);
         mpb__w_cstr(b, "waiters");
         mpb__w_uint(b, o->u.sem.waiters.n);
-        return 4;
+        return 4 + describe_holders(&o->u.sem, b) + describe_waiting(&o->u.sem.waiters, b);
     case KIND_EVENT:
         mpb__w_cstr(b, "set");
         mpb__w_bool(b, o->u.event.set);
         mpb__w_cstr(b, "waiters");
         mpb__w_uint(b, o->u.event.waiters.n);
-        return 2;
+        return 2 + describe_waiting(&o->u.event.waiters, b);
     case KIND_BARRIER:
         mpb__w_cstr(b, "parties");
         mpb__w_int(b, o->u.barrier.parties);
@@ -564,7 +583,7 @@ uint32_t sync_describe(const obj_t *o, mpb__buf_t *b) {
         mpb__w_bool(b, o->u.barrier.broken);
         mpb__w_cstr(b, "timeout_ms");
         mpb__w_int(b, o->u.barrier.timeout_ms);
-        return 4;
+        return 4 + describe_waiting(&o->u.barrier.waiters, b);
     case KIND_VALUE:
         mpb__w_cstr(b, "value");
         if (o->u.value) mpb__w_raw(b, o->u.value->data, o->u.value->len);

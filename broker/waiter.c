@@ -257,3 +257,17 @@ int64_t sess_unhold(sess_t *s, obj_t *o, uint64_t tid, int64_t units) {
     }
     return 0;
 }
+
+void waiter_describe(mpb__buf_t *b, const wlist_t *const *lists, size_t n) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += lists[i]->n;
+    mpb__w_cstr(b, "waiting");
+    mpb__w_array(b, (uint32_t)total);
+    for (size_t i = 0; i < n; i++)
+        for (const waiter_t *w = lists[i]->head; w; w = w->next) {
+            mpb__w_map(b, 4);
+            sess_describe(w->sess, b);
+            mpb__w_cstr(b, "op");
+            mpb__w_cstr(b, mpb__op_name(w->op));
+        }
+}

@@ -295,38 +295,3 @@ void mpb__mp_sample(const uint8_t *v, size_t n, char *out, size_t outlen) {
     } else if (mpb__rd_bin(&r, &b, &sl) == 0) snprintf(out, outlen, "<%u bytes>", sl);
     else snprintf(out, outlen, "<%s>", tname(&r));
 }
-
-/* ---- hashing ---- */
-
-static uint64_t load64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static uint64_t mix(uint64_t k) {
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return k;
-}
-
-/* Seeded per process (mpb__random at first use would need a lock; callers seed it). */
-uint64_t mpb__hash_seed = 0x243f6a8885a308d3ULL;
-
-uint64_t mpb__hash(const void *data, size_t n) {
-    const uint8_t *p = data;
-    uint64_t h = mpb__hash_seed ^ (n * 0x9e3779b97f4a7c15ULL);
-    while (n >= 8) {
-        h = (h ^ mix(load64(p))) * 0x9e3779b97f4a7c15ULL;
-        h = (h << 27) | (h >> 37);
-        p += 8;
-        n -= 8;
-    }
-    uint64_t t = 0;
-    for (size_t i = 0; i < n; i++) t |= (uint64_t)p[i] << (8 * i);
-    h ^= mix(t ^ (n << 56));
-    return mix(h);
-}

@@ -31,12 +31,15 @@ enum {
     MPB__T_ERROR = 7,     /* broker -> client, plain: {code, msg}, for peers without keys */
 };
 
+#ifndef MPB__OPS_DECLARED /* mpb/ops.h, made from the same ops.def, declares the same */
+#define MPB__OPS_DECLARED
 enum {
 #define XX(name, code, wire) MPB_OP_##name = code,
 #include "ops.def"
 #undef XX
-    MPB__OP_MAX = 256
 };
+#endif
+enum { MPB__OP_MAX = 256 };
 
 /* The wire name of op ("dict.get"), or NULL if unknown. */
 const char *mpb__op_name(unsigned op);
@@ -148,9 +151,15 @@ int mpb__mp_compare(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen
                     char *err, size_t errlen);
 /* A short printable rendering of a value (for logs and errors), NUL-terminated. */
 void mpb__mp_sample(const uint8_t *v, size_t n, char *out, size_t outlen);
-/* Seeded hash of bytes; the broker sets the seed from random bytes at start. */
-extern uint64_t mpb__hash_seed;
+/* SipHash-1-3 of bytes under mpb__hash_key (hash.c): the hash of every table keyed by client
+ * input. mpb__hash_init() draws the key from RAND_bytes (0, or MPB_ENOMEM); the broker calls it
+ * once at start, before any table exists. mpb__siphash() is the core with its round counts
+ * (2, 4: SipHash-2-4, for its published test vectors). */
+extern uint8_t mpb__hash_key[16];
+int mpb__hash_init(void);
 uint64_t mpb__hash(const void *p, size_t n);
+uint64_t mpb__siphash(const uint8_t key[16], const void *data, size_t n, int crounds,
+                      int drounds);
 
 /* ---- authentication ---- */
 
@@ -164,6 +173,33 @@ bool mpb__auth_verify(const void *authkey, size_t keylen, bool server, const uin
 /* HKDF-SHA256(ikm authkey, salt nonce_c || nonce_b, info "mpb1 c2s" / "mpb1 s2c"). */
 int mpb__auth_keys(const void *authkey, size_t keylen, const uint8_t *nonce_c,
                    const uint8_t *nonce_b, uint8_t c2s[MPB__KEY_LEN], uint8_t s2c[MPB__KEY_LEN]);
+
+/* The ZeroMQ CURVE key pairs of the transport, derived from the authkey (PROTOCOL.md 1):
+ * secret = HKDF-SHA256(ikm authkey, salt "mpb1 curve", info "mpb1 curve broker" / "mpb1 curve
+ * client"), 32 bytes; public = X25519(secret, 9). */
+#define MPB__CURVE_LEN 32
+typedef struct mpb__curve {
+    uint8_t broker_sec[MPB__CURVE_LEN], broker_pub[MPB__CURVE_LEN];
+    uint8_t client_sec[MPB__CURVE_LEN], client_pub[MPB__CURVE_LEN];
+} mpb__curve_t;
+/* Returns 0 or MPB_ENOMEM (then *out is wiped). */
+int mpb__curve_keys(const void *authkey, size_t keylen, mpb__curve_t *out);
+/* Overwrites the keys with zeros (the compiler may not skip it). */
+void mpb__curve_wipe(mpb__curve_t *k);
+
+/* ---- authkey files (keyfile.c) ---- */
+
+#define MPB__KEY_MIN_LEN 16 /* shorter keys get a warning: guessable offline */
+/* Reads the authkey (or another secret: what names it in messages, "authkey file") in the
+ * file at path (trailing newlines are not part of it) into a new
+ * malloc'd buffer (*key, *len; the caller wipes and frees it). Refuses a directory and a
+ * regular file that group or others can write; a file they can read, and a key shorter than
+ * MPB__KEY_MIN_LEN bytes, give a warning in warn ("" if none; several joined by "; "; warn may
+ * be NULL). Returns 0, MPB_EINVAL (err says why) or MPB_ENOMEM. */
+int mpb__key_file_read(const char *what, const char *path, uint8_t **key, size_t *len,
+                       char *err, size_t errlen, char *warn, size_t warnlen);
+/* Appends the warning for a key of len bytes to warn, if it is shorter than MPB__KEY_MIN_LEN. */
+void mpb__key_check_len(size_t len, char *warn, size_t warnlen);
 
 /* A keyed MAC context, re-used for every message of one direction of one channel. */
 typedef struct mpb__mac mpb__mac_t;

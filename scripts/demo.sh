@@ -2,6 +2,8 @@
 # demo.sh - from a fresh Debian 12 machine to a running broker: installs dependencies, builds,
 # starts mpbrokerd on tcp://127.0.0.1:5555 (state and authkey in ./demo), then shows processes
 # sharing a dict and a list, and a Pool map over two workers. The broker keeps running.
+# MPB_ENDPOINT and MPB_DEMO_HTTP (default 127.0.0.1:8080; /healthz /readyz /metrics) choose
+# other addresses, for a machine where those ports are taken.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
@@ -10,10 +12,11 @@ cmake --build build -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
 B=build
 mkdir -p demo
 EP=${MPB_ENDPOINT:-tcp://127.0.0.1:5555}
+HTTP=${MPB_DEMO_HTTP:-127.0.0.1:8080}
 if [ -f demo/broker.pid ] && kill -0 "$(cat demo/broker.pid)" 2>/dev/null; then
     echo "demo: a broker is already running (pid $(cat demo/broker.pid))"
 else
-    $B/broker/mpbrokerd --listen "$EP" --data-dir demo/data --http 127.0.0.1:8080 \
+    $B/broker/mpbrokerd --listen "$EP" --data-dir demo/data --http "$HTTP" \
         >/dev/null 2>demo/broker.log &
     echo $! >demo/broker.pid
     i=0
@@ -45,6 +48,6 @@ The broker is still running. Try:
   export MPB_ENDPOINT=$EP MPB_AUTHKEY_FILE=$PWD/demo/data/authkey
   $B/client/cli/mpb get dict/squares
   $B/client/cli/mpb incr dict/counters hits
-  curl -s http://127.0.0.1:8080/metrics | head
+  curl -s http://$HTTP/metrics | head
 Stop it with: kill \$(cat demo/broker.pid)
 MSG

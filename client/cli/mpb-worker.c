@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "mpb/mpb.h"
+#include "mpb/ops.h"
 
 static struct {
     const char *endpoint, *keyfile, *lib, *fns, *init, *init_arg, *name;
@@ -64,6 +65,10 @@ static void usage(FILE *f) {
             "  -k, --authkey-file P authkey (env MPB_AUTHKEY_FILE, or MPB_AUTHKEY itself)\n"
             "  --log-format FMT     logfmt or json (env MPB_LOG_FORMAT, default logfmt)\n"
             "  --log-level LEVEL    debug, info, warn or error (env MPB_LOG_LEVEL, default info)\n"
+            "  --check              health check: exit 0 if a worker of this host is registered\n"
+            "                       with the broker, 1 if none is (no --lib or --fn needed)\n"
+            "  -h, --help           this text\n"
+            "  -V, --version        mpb-worker's version\n"
             "Logs go to stderr, one line per event, as mpbrokerd writes them.\n"
             "Stops cleanly on SIGTERM or SIGINT: running tasks finish and are reported.\n");
 }
@@ -163,6 +168,53 @@ static int serve(void *lib, const void *key, size_t keylen) {
     return 0;
 }
 
+/* --check: whether the broker counts a worker session from this host (the pod's or the
+ * container's hostname), for a probe that tests the worker rather than the broker. */
+static int check_registered(const void *key, size_t keylen) {
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    mpb_options_t o;
+    mpb_options_init(&o);
+    o.connect_timeout_ms = 3000;
+    o.op_timeout_ms = 3000;
+    o.no_heartbeat_thread = 1;
+    o.name = "mpb-worker --check";
+    mpb_client_t *c = NULL;
+    void *stats = NULL;
+    size_t len = 0;
+    int rc = mpb_connect(opt.endpoint, key, keylen, &o, &c);
+    if (!rc) rc = mpb_call(c, MPB_OP_POOL_STATS, NULL, NULL, 0, 0, &stats, &len);
+    if (rc) {
+        fprintf(stderr, "mpb-worker --check: %s: %s\n", opt.endpoint, mpb_errmsg(c));
+        mpb_close(&c);
+        return 1;
+    }
+    int found = 0;
+    mpb_mpreader_t r, w;
+    uint32_t n = 0;
+    if (!mpb_mpr_init(&r, stats, len) && !mpb_mpr_find(&r, "workers", &w) &&
+        !mpb_mpr_array(&w, &n)) {
+        for (uint32_t i = 0; i < n; i++) {
+            mpb_mpreader_t h;
+            const char *s;
+            size_t sl;
+            if (!mpb_mpr_find(&w, "host", &h) && !mpb_mpr_str(&h, &s, &sl) &&
+                sl == strlen(host) && !memcmp(s, host, sl))
+                found++;
+            if (mpb_mpr_skip(&w, NULL, NULL)) break;
+        }
+    }
+    mpb_free(stats);
+    mpb_close(&c);
+    if (!found) {
+        fprintf(stderr, "mpb-worker --check: no worker of host %s is registered with %s\n", host,
+                opt.endpoint);
+        return 1;
+    }
+    printf("ok: %d worker session%s of %s registered\n", found, found == 1 ? "" : "s", host);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     opt.endpoint = getenv("MPB_ENDPOINT") ? getenv("MPB_ENDPOINT") : "tcp://127.0.0.1:5555";
     opt.concurrency = 1;
@@ -182,8 +234,10 @@ int main(int argc, char **argv) {
         O_LFMT,
         O_LLEVEL,
         O_ISOLATE,
-        O_FORWARD
+        O_FORWARD,
+        O_CHECK
     };
+    bool check = false;
     static const struct option lopts[] = {
         {"lib", required_argument, 0, O_LIB},
         {"fn", required_argument, 0, O_FN},
@@ -199,12 +253,14 @@ int main(int argc, char **argv) {
         {"authkey-file", required_argument, 0, 'k'},
         {"log-format", required_argument, 0, O_LFMT},
         {"log-level", required_argument, 0, O_LLEVEL},
+        {"check", no_argument, 0, O_CHECK},
         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     int ch;
     char *end;
-    while ((ch = getopt_long(argc, argv, "e:k:h", lopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "e:k:hV", lopts, NULL)) != -1) {
         switch (ch) {
         case O_LIB: opt.lib = optarg; break;
         case O_FN: opt.fns = optarg; break;
@@ -246,9 +302,23 @@ int main(int argc, char **argv) {
         case 'k': opt.keyfile = optarg; break;
         case O_LFMT: lfmt = optarg, lfmt_from = "--log-format"; break;
         case O_LLEVEL: llevel = optarg, llevel_from = "--log-level"; break;
+        case O_CHECK: check = true; break;
         case 'h': usage(stdout); return 0;
+        case 'V': printf("mpb-worker %s\n", MPBROKER_VERSION); return 0;
         default: usage(stderr); return 2;
         }
+    }
+    if (check && optind == argc) {
+        void *key;
+        size_t keylen;
+        char err[300];
+        if (mpb_authkey_load(opt.keyfile, &key, &keylen, err, sizeof err)) {
+            fprintf(stderr, "mpb-worker --check: %s\n", err);
+            return 1;
+        }
+        int rc = check_registered(key, keylen);
+        mpb_free(key);
+        return rc;
     }
     if (!opt.lib || !opt.fns || optind < argc) {
         usage(stderr);
@@ -288,6 +358,7 @@ int main(int argc, char **argv) {
         log_kv(LOG_ERROR, "cannot load the authkey", "error", err, "pid", pid_s(), NULL);
         return 1;
     }
+    if (err[0]) log_kv(LOG_WARN, err, "pid", pid_s(), NULL);
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);

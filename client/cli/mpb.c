@@ -21,23 +21,12 @@
 #include <jansson.h>
 
 #include "json.h"
-#include "mpb/mpb.h"
 
-#define EXIT_FAIL     1
-#define EXIT_USAGE    2
-#define EXIT_NOTFOUND 3
-#define EXIT_TIMEOUT  75 /* EX_TEMPFAIL: try again later */
+#include "cli.h"
 
-static struct {
-    const char *endpoint;
-    const char *keyfile;
-    bool json;
-    bool key_json;
-    int connect_timeout_ms;
-} opt;
-
-static mpb_client_t *cli;
-static const char *cur_cmd; /* the command being run, for "op" in --json errors */
+cli_opt_t opt;
+mpb_client_t *cli;
+const char *cur_cmd;
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -46,6 +35,17 @@ static void usage(FILE *f) {
             "commands:\n"
             "  info [OBJ]                    broker facts, or one object's (OBJ is kind/name)\n"
             "  ls [PATTERN]                  objects (glob on kind/name or name), with sizes\n"
+            "  help [COMMAND]                this text, or one command's (mpb COMMAND --help)\n"
+            "  watch [-i S] [-r N] COMMAND [ARGS...]  COMMAND every S seconds (default 1), N times\n"
+            "                                (default until stopped); info, ls, get, peek, clients,\n"
+            "                                pool\n"
+            "  get queue/NAME --done         take an item and mark it done (JoinableQueue)\n"
+            "  task-done queue/NAME          one task_done() on a JoinableQueue\n"
+            "  peek queue/NAME [N]           the first N items (default 10), none taken\n"
+            "  clients                       sessions: host, pid, address, name, age, idle, holds,\n"
+            "                                waits\n"
+            "  kill SESSION                  end a session as its expiry would\n"
+            "  slowlog [N]                   the N (default 10) slowest recent requests\n"
             "  get OBJ [KEY|INDEX]           a dict value, a list item, or the whole object\n"
             "  set dict/NAME KEY VALUE       set a dict key\n"
             "  set list/NAME INDEX VALUE     replace a list item\n"
@@ -66,7 +66,9 @@ static void usage(FILE *f) {
             "                                --forward-output), on stderr as [task N stdout] LINE\n"
             "                                ('-' for JSON from stdin, here and in apply);\n"
             "                                prints the results as a JSON array\n"
-            "  pool apply FN JSON_VALUE [--timeout S]  FN(JSON_VALUE) on some worker\n"
+            "  pool apply FN JSON_VALUE [--timeout S] [--wait]  FN(JSON_VALUE) on some worker;\n"
+            "                                after 1 s with no worker serving FN it fails\n"
+            "                                (exit 1), unless --wait says to keep waiting\n"
             "  pool apply FN --args JSON_ARRAY [--timeout S]  FN(*JSON_ARRAY)\n"
             "  ping                          check the broker answers\n"
             "  save                          write a snapshot of the broker's state to its\n"
@@ -93,12 +95,15 @@ static void usage(FILE *f) {
             "      --json               machine-readable JSON output, errors included\n"
             "      --key-json           KEYs are JSON (for integer or compound keys)\n"
             "      --connect-timeout S  seconds to wait for the broker (default 5)\n"
-            "  -h, --help               this text\n");
+            "  -h, --help               this text\n"
+            "  -V, --version            mpb's version\n"
+            "Options may follow the command too (mpb ls --json); '--' ends them.\n"
+            "With no COMMAND on a terminal, mpb reads commands at a prompt (with history).\n");
 }
 
 /* ---- output ---- */
 
-static const char *errname(int rc) {
+const char *errname(int rc) {
     switch (rc) {
 #define XX(name, code, text)                                                                       \
     case -(code): return #name;
@@ -148,7 +153,7 @@ static void print_json_error(const char *code, const char *msg, const char *op) 
 }
 
 /* A failure found by the CLI itself: "mpb: MESSAGE" on stderr, or the JSON error. */
-__attribute__((format(printf, 2, 3))) static void report(const char *code, const char *fmt, ...) {
+void report(const char *code, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -159,7 +164,7 @@ __attribute__((format(printf, 2, 3))) static void report(const char *code, const
 }
 
 /* Reports a failed call and returns the exit status for it. */
-static int fail(int rc, const char *what) {
+int fail(int rc, const char *what) {
     const char *msg = cli ? mpb_errmsg(cli) : mpb_strerror(rc);
     if (opt.json) print_json_error(errname(rc), msg, what);
     else fprintf(stderr, "mpb: %s: %s\n", what, msg);
@@ -167,7 +172,7 @@ static int fail(int rc, const char *what) {
 }
 
 /* Bad usage: exit 2; with --json the error code is EUSAGE (the CLI's own, not an MPB_E*). */
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...) {
+int usage_error(const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -178,7 +183,7 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
     return EXIT_USAGE;
 }
 
-static void print_json(json_t *j) {
+void print_json(json_t *j) {
     char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
     if (s) puts(s);
     free(s);
@@ -196,7 +201,7 @@ static int print_value(const void *v, size_t n) {
     return 0;
 }
 
-static json_t *to_jansson(const void *v, size_t n) {
+json_t *to_jansson(const void *v, size_t n) {
     char err[200];
     json_t *j = cli_msgpack_to_jansson(v, n, err, sizeof err);
     return j ? j : json_string("<unprintable>");
@@ -204,12 +209,7 @@ static json_t *to_jansson(const void *v, size_t n) {
 
 /* ---- arguments ---- */
 
-typedef struct {
-    char kind[16];
-    const char *name;
-} objref_t;
-
-static int parse_obj(const char *s, objref_t *o) {
+int parse_obj(const char *s, objref_t *o) {
     const char *slash = strchr(s, '/');
     if (!slash || slash == s || (size_t)(slash - s) >= sizeof o->kind || !slash[1])
         return usage_error("'%s' is not kind/name (e.g. dict/users, list/jobs)", s);
@@ -233,7 +233,7 @@ static int parse_value(const char *text, void **out, size_t *n) {
     return parse_json_arg("value", text, out, n);
 }
 
-static int parse_key(const char *text, void **out, size_t *n) {
+int parse_key(const char *text, void **out, size_t *n) {
     if (opt.key_json) return parse_json_arg("key", text, out, n);
     *n = mpb_pack_str(text, strlen(text), out);
     if (!*out) {
@@ -256,7 +256,7 @@ static bool parse_i64(const char *s, int64_t *v) {
 
 /* Seconds as typed (fractions allowed): the whole text a number >= 0. NaN is refused here,
  * since every comparison with it is false and it would pass any range check after. */
-static bool parse_seconds(const char *v, double *sec) {
+bool parse_seconds(const char *v, double *sec) {
     char *end;
     double d = strtod(v, &end);
     if (end == v || *end || isnan(d) || d < 0) return false;
@@ -301,6 +301,7 @@ static int connect_broker(void) {
         else fprintf(stderr, "mpb: %s\n", err);
         return EXIT_FAIL;
     }
+    if (err[0]) fprintf(stderr, "mpb: warning: %s\n", err);
     mpb_options_t o;
     mpb_options_init(&o);
     o.connect_timeout_ms = opt.connect_timeout_ms;
@@ -316,7 +317,8 @@ static int connect_broker(void) {
 /* ---- commands ---- */
 
 static const char *const info_fields[] = {"version", "uptime_s", "pid", "clients", "sessions",
-                                          "objects", "memory", "anonymous", "refs", NULL};
+                                          "objects", "memory", "anonymous", "refs", "encryption",
+                                          NULL};
 
 static long long jint(const json_t *o, const char *key);
 
@@ -498,19 +500,81 @@ static int must_exist(const char *path) {
     return 0;
 }
 
+/* Takes a flag without a value (such as --done) out of argv, up to "--"; true if it was there. */
+static bool take_flag(int *argc, char **argv, const char *flag) {
+    bool seen = false;
+    for (int i = 0; i < *argc && strcmp(argv[i], "--"); i++) {
+        if (strcmp(argv[i], flag)) continue;
+        memmove(argv + i, argv + i + 1, (size_t)(*argc - i - 1) * sizeof *argv);
+        (*argc)--;
+        i--;
+        seen = true;
+    }
+    return seen;
+}
+
+/* A get that would wait forever on a terminal says so first, so an empty queue does not look
+ * like a hung command; an item already there is taken without a word. */
+static int queue_get_told(mpb_queue_t *q, const char *path, void **v, size_t *vn, int timeout) {
+    if (timeout != MPB_FOREVER || opt.json || !isatty(2)) return mpb_queue_get(q, v, vn, timeout);
+    int rc = mpb_queue_get(q, v, vn, MPB_NOWAIT);
+    if (rc != MPB_EEMPTY) return rc;
+    fprintf(stderr, "mpb: waiting for an item on %s (Ctrl-C to stop; --timeout S bounds the "
+                    "wait)\n", path);
+    return mpb_queue_get(q, v, vn, timeout);
+}
+
+/* The name of a msgpack value's type, from its first byte, for the key hint. */
+static const char *mp_type_name(uint8_t b) {
+    if (b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3)) return "integer";
+    if (b == 0xca || b == 0xcb) return "number";
+    if (b == 0xc0) return "null";
+    if (b == 0xc2 || b == 0xc3) return "boolean";
+    if ((b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd) return "array";
+    if ((b & 0xf0) == 0x80 || b == 0xde || b == 0xdf) return "object";
+    return NULL; /* a string, bytes or ext: typed as a string key already */
+}
+
+/* Keys as a newcomer types them: "5" was looked up as the string "5"; if the dict has no such
+ * string but holds the key that the text means as JSON (the integer 5, null, [1,2]...), the
+ * error says so and names --key-json. It never matches that key on its own: with both "5" and 5
+ * possible in one dict, a guess would read or delete the wrong entry. Returns true if it
+ * reported (exit 3), false if the plain "no such key" stands. */
+static bool key_hint(mpb_dict_t *d, const char *path, const char *text, const char *what) {
+    if (opt.key_json) return false;
+    void *k, *v;
+    size_t kn, vn;
+    char err[64];
+    if (cli_json_to_msgpack(text, &k, &kn, err, sizeof err)) return false;
+    const char *type = kn ? mp_type_name(((const uint8_t *)k)[0]) : NULL;
+    int rc = type ? mpb_dict_get(d, k, kn, &v, &vn) : MPB_ENOKEY;
+    free(k);
+    if (rc) return false;
+    mpb_free(v);
+    report("ENOKEY",
+           "%s: no string key \"%s\" in %s, but the %s key %s exists: name it with --key-json "
+           "(mpb --key-json %s %s '%s')",
+           what, text, path, type, text, what, path, text);
+    return true;
+}
+
 static int cmd_get(int argc, char **argv) {
     objref_t o;
     int rc, timeout = MPB_FOREVER;
     if ((rc = take_timeout(&argc, argv, &timeout))) return rc;
+    bool done = take_flag(&argc, argv, "--done");
     if (argc < 1 || argc > 2) return usage_error("get takes OBJ [KEY|INDEX]");
     if ((rc = parse_obj(argv[0], &o))) return rc;
+    if (done && strcmp(o.kind, "queue"))
+        return usage_error("get --done works on queues (a JoinableQueue's task_done)");
     void *v = NULL, *k = NULL;
     size_t vn, kn;
     if (!strcmp(o.kind, "queue")) {
         mpb_queue_t *q;
         if (argc != 1) return usage_error("get queue/NAME takes no key");
         if ((rc = mpb_queue_open(cli, o.name, -1, -1, &q))) return fail(rc, "get");
-        rc = mpb_queue_get(q, &v, &vn, timeout);
+        rc = queue_get_told(q, argv[0], &v, &vn, timeout);
+        if (rc == 0 && done) rc = mpb_queue_task_done(q);
         mpb_queue_close(&q);
     } else if (!strcmp(o.kind, "value")) {
         mpb_value_t *x;
@@ -538,7 +602,9 @@ static int cmd_get(int argc, char **argv) {
         }
         rc = mpb_dict_get(d, k, kn, &v, &vn);
         mpb_free(k);
+        if (rc == MPB_ENOKEY && key_hint(d, argv[0], argv[1], "get")) rc = EXIT_NOTFOUND;
         mpb_dict_close(&d);
+        if (rc == EXIT_NOTFOUND) return rc;
     } else if (!strcmp(o.kind, "list")) {
         mpb_list_t *l;
         if (argc == 1 && (rc = must_exist(argv[0]))) return rc;
@@ -661,8 +727,10 @@ static int cmd_del(int argc, char **argv) {
         mpb_dict_t *d;
         if ((rc = parse_key(argv[1], &k, &kn))) return rc;
         if (!(rc = mpb_dict_attach(cli, o.name, &d))) rc = mpb_dict_del(d, k, kn);
+        if (rc == MPB_ENOKEY && key_hint(d, argv[0], argv[1], "del")) rc = EXIT_NOTFOUND;
         mpb_dict_close(&d);
         free(k);
+        if (rc == EXIT_NOTFOUND) return rc;
     } else if (!strcmp(o.kind, "list")) {
         int64_t i;
         mpb_list_t *l;
@@ -992,7 +1060,8 @@ static int pool_show(int argc, char **argv) {
         if (opt.json) {
             print_json(st);
         } else {
-            if (watch) fputs("\033[H\033[2J", stdout); /* home and clear, as watch(1) does */
+            /* home and clear, as watch(1) does; a file or pipe gets the tables one after another */
+            if (watch && isatty(1)) fputs("\033[H\033[2J", stdout);
             print_pool(st, stdout);
         }
         json_decref(st);
@@ -1147,6 +1216,7 @@ static int pool_map(int argc, char **argv) {
 static int pool_apply(int argc, char **argv) {
     int rc, timeout = MPB_FOREVER;
     if ((rc = take_timeout(&argc, argv, &timeout))) return rc;
+    bool wait = take_flag(&argc, argv, "--wait");
     bool star = argc == 3 && !strcmp(argv[1], "--args");
     if (argc != 2 && !star)
         return usage_error("pool apply takes FN JSON_VALUE, or FN --args JSON_ARRAY");
@@ -1169,12 +1239,15 @@ static int pool_apply(int argc, char **argv) {
     mpb_pool_t *p;
     void *res = NULL;
     size_t rl = 0;
-    if (!(rc = mpb_pool_open(cli, &p))) rc = mpb_pool_apply(p, argv[0], args, an, timeout, &res, &rl);
+    if ((rc = mpb_pool_open(cli, &p))) {
+        free(args);
+        return fail(rc, "pool apply");
+    }
+    rc = pool_apply_wait(p, argv[0], args, an, timeout, wait, &res, &rl);
     free(args);
     if (rc) {
-        int out = fail(rc, "pool apply");
         mpb_pool_free(&p);
-        return out;
+        return rc;
     }
     mpb_pool_free(&p);
     rc = print_value(res, rl);
@@ -1212,7 +1285,95 @@ static const struct {
     {"incr", cmd_incr}, {"del", cmd_del}, {"append", cmd_append}, {"ping", cmd_ping},
     {"put", cmd_put},   {"clear", cmd_clear}, {"wait", cmd_wait}, {"lock", cmd_lock},
     {"pool", cmd_pool}, {"save", cmd_save},
+    /* in files of their own (cli.h) */
+    {"watch", cmd_watch}, {"task-done", cmd_task_done}, {"peek", cmd_peek},
+    {"clients", cmd_clients}, {"kill", cmd_kill}, {"slowlog", cmd_slowlog},
 };
+
+bool cli_is_command(const char *name) {
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(commands[i].name, name)) return true;
+    return false;
+}
+
+int cli_run(int argc, char **argv) {
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        if (strcmp(commands[i].name, argv[0])) continue;
+        const char *was = cur_cmd;
+        cur_cmd = commands[i].name;
+        int rc = commands[i].fn(argc - 1, argv + 1);
+        cur_cmd = was;
+        return rc;
+    }
+    return usage_error("unknown command '%s'", argv[0]);
+}
+
+void help_usage(FILE *f) {
+    usage(f);
+}
+
+/* Options accepted after the command too (mpb ls --json): the global ones are taken out of
+ * argv up to "--", which is dropped (so mpb get dict/d -- --json reads the key "--json"),
+ * except for lock, whose "--" starts COMMAND. *help is set for -h/--help. Returns 0 or
+ * EXIT_USAGE. */
+static int hoist_options(int *argc, char **argv, bool keep_dashdash, bool *help) {
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i], *val = NULL;
+        int used = 1;
+        if (!strcmp(a, "--")) {
+            if (keep_dashdash) break;
+            memmove(argv + i, argv + i + 1, (size_t)(*argc - i - 1) * sizeof *argv);
+            (*argc)--;
+            break;
+        }
+        bool takes = !strcmp(a, "-e") || !strcmp(a, "--endpoint") || !strcmp(a, "-k") ||
+                     !strcmp(a, "--authkey-file") || !strcmp(a, "--connect-timeout");
+        if (takes) {
+            if (i + 1 >= *argc) return usage_error("option '%s' needs a value", a);
+            val = argv[i + 1];
+            used = 2;
+        } else if (!strncmp(a, "--endpoint=", 11) || !strncmp(a, "--authkey-file=", 15) ||
+                   !strncmp(a, "--connect-timeout=", 18)) {
+            val = strchr(a, '=') + 1;
+        }
+        if (!strcmp(a, "--json")) opt.json = true;
+        else if (!strcmp(a, "--key-json")) opt.key_json = true;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) *help = true;
+        else if (val && (a[1] == 'e' || !strncmp(a, "--endpoint", 10))) opt.endpoint = val;
+        else if (val && (a[1] == 'k' || !strncmp(a, "--authkey-file", 14))) opt.keyfile = val;
+        else if (val) {
+            double sec;
+            if (!parse_seconds(val, &sec) || sec <= 0 || sec > 3600)
+                return usage_error("--connect-timeout '%s' is not a number of seconds", val);
+            opt.connect_timeout_ms = sec < 0.001 ? 1 : (int)(sec * 1000);
+        } else continue;
+        memmove(argv + i, argv + i + used, (size_t)(*argc - i - used) * sizeof *argv);
+        *argc -= used;
+        i--;
+    }
+    return 0;
+}
+
+
+/* One line of the prompt: as a command line after "mpb", on the open connection; options
+ * given on it (--json) hold for that line only. */
+int cli_exec(int argc, char **argv) {
+    bool is_help = !strcmp(argv[0], "help");
+    if (!is_help && !cli_is_command(argv[0]))
+        return usage_error("unknown command '%s'", argv[0]);
+    cli_opt_t saved = opt;
+    bool help = false;
+    int rc = hoist_options(&argc, argv, !strcmp(argv[0], "lock"), &help);
+    if (rc == 0 && is_help && !help) rc = cmd_help(argc - 1, argv + 1);
+    else if (rc == 0) rc = help ? cmd_help(1, argv) : cli_run(argc, argv);
+    opt = saved;
+    return rc;
+}
+
+int cli_connect(void) {
+    want_heartbeat = true; /* a prompt may sit idle longer than a session lives */
+    return connect_broker();
+}
 
 int main(int argc, char **argv) {
     opt.endpoint = getenv("MPB_ENDPOINT") ? getenv("MPB_ENDPOINT") : "tcp://127.0.0.1:5555";
@@ -1225,6 +1386,7 @@ int main(int argc, char **argv) {
         {"key-json", no_argument, 0, O_KEY_JSON},
         {"connect-timeout", required_argument, 0, O_CONNECT_TIMEOUT},
         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     int c;
@@ -1234,7 +1396,7 @@ int main(int argc, char **argv) {
     opterr = 0;
     /* '+': options end at the command, so values such as -5 reach it intact. ':' first: a
      * missing value is told apart from an unknown option. */
-    while ((c = getopt_long(argc, argv, "+:e:k:h", lopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:e:k:hV", lopts, NULL)) != -1) {
         const char *arg = argv[optind - 1 < argc ? optind - 1 : argc - 1];
         switch (c) {
         case 'e': opt.endpoint = optarg; break;
@@ -1251,6 +1413,9 @@ int main(int argc, char **argv) {
             break;
         }
         case 'h': usage(stdout); return 0;
+        case 'V': printf("mpb %s (libmpb %u.%u.%u)\n", MPBROKER_VERSION, mpb_version() >> 16,
+                         (mpb_version() >> 8) & 0xff, mpb_version() & 0xff);
+            return 0;
         case ':':
             if (!bad[0]) snprintf(bad, sizeof bad, "option '%s' needs a value", arg);
             bad_option = true;
@@ -1272,19 +1437,26 @@ int main(int argc, char **argv) {
         return EXIT_USAGE;
     }
     if (optind >= argc) {
+        /* as redis-cli: no command on a terminal is a prompt; anywhere else, bad usage */
+        if (!opt.json && isatty(0) && isatty(1)) return repl_run();
         if (opt.json) return usage_error("no command (mpb --help lists them)");
         usage(stderr);
         return EXIT_USAGE;
     }
-    const char *name = argv[optind];
-    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
-        if (strcmp(commands[i].name, name)) continue;
-        cur_cmd = commands[i].name;
-        want_heartbeat = !strcmp(name, "lock");
-        int rc = connect_broker();
-        if (rc == 0) rc = commands[i].fn(argc - optind - 1, argv + optind + 1);
-        mpb_close(&cli);
-        return rc;
-    }
-    return usage_error("unknown command '%s'", name);
+    argc -= optind;
+    argv += optind;
+    const char *name = argv[0];
+    bool is_help = !strcmp(name, "help");
+    if (!is_help && !cli_is_command(name)) return usage_error("unknown command '%s'", name);
+    cur_cmd = name;
+    bool help = false;
+    int rc = hoist_options(&argc, argv, !strcmp(name, "lock"), &help);
+    if (rc) return rc;
+    if (help) return cmd_help(1, argv);
+    if (is_help) return cmd_help(argc - 1, argv + 1);
+    want_heartbeat = !strcmp(name, "lock");
+    rc = connect_broker();
+    if (rc == 0) rc = cli_run(argc, argv);
+    mpb_close(&cli);
+    return rc;
 }

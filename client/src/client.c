@@ -62,6 +62,7 @@ void mpb_free(void *p) {
 }
 
 void mpb_options_init(mpb_options_t *o) {
+    if (!o) return;
     memset(o, 0, sizeof *o);
     o->size = sizeof *o;
     o->connect_timeout_ms = 5000;
@@ -88,6 +89,17 @@ static mpb_client_t *g_hb_head;
 static bool g_hb_running;
 static pthread_cond_t g_hb_cv = PTHREAD_COND_INITIALIZER;
 
+/* fork() waits for the heartbeat thread to be between rounds: it signs pings (an OpenSSL MAC
+ * context, malloc) only while holding g_mu, so with g_mu held across the fork a child never
+ * inherits a MAC context or an allocator half-way through an update, and can free both. */
+static void on_fork_prepare(void) {
+    pthread_mutex_lock(&g_mu);
+}
+
+static void on_fork_parent(void) {
+    pthread_mutex_unlock(&g_mu);
+}
+
 static void on_fork_child(void) {
     /* The parent's threads do not exist here; its context is not ours to terminate. */
     pthread_mutex_init(&g_mu, NULL);
@@ -100,7 +112,7 @@ static void on_fork_child(void) {
 }
 
 static void register_atfork(void) {
-    pthread_atfork(NULL, NULL, on_fork_child);
+    pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
 }
 
 static void *ctx_ref(void) {
@@ -240,14 +252,91 @@ static uint64_t map_uint(mpb__rd_t *map, const char *key, uint64_t dflt) {
     return u;
 }
 
+/* Reads what the socket's monitor said about the encrypted ZeroMQ handshake. A broker that
+ * does not encrypt shows as a mechanism mismatch, and we say so at once. One that holds
+ * another authkey cannot open our CURVE HELLO and closes the connection, which libzmq retries;
+ * but so does a broker at its connection limits (a burst of clients, or a flood), which lets
+ * the retry in: so closed handshakes only decide what the timeout reports. */
+static int hs_monitor(mpb_client_t *c) {
+    for (int i = 0; c->mon && i < 64; i++) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            break;
+        }
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (uint8_t *)zmq_msg_data(&ev) + 2, 4);
+        }
+        bool more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        if (more) {
+            zmq_msg_init(&ev);
+            zmq_msg_recv(&ev, c->mon, 0);
+            zmq_msg_close(&ev);
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+            value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+            return mpb__fail(c, MPB_ECONN,
+                             "the broker at %s does not encrypt this endpoint (--encryption "
+                             "off): set MPB_ENCRYPTION=off to match it",
+                             c->endpoint);
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+            event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            c->curve_fails++;
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) c->curve_fails = 0;
+    }
+    return 0;
+}
+
+static void hs_monitor_stop(mpb_client_t *c) {
+    if (!c->mon) return;
+    zmq_socket_monitor(c->sock, NULL, 0);
+    zmq_close(c->mon);
+    c->mon = NULL;
+}
+
+static int hs_monitor_start(mpb_client_t *c, void *ctx) {
+    char ep[64];
+    static unsigned long n; /* one endpoint per monitor in the process's context */
+    snprintf(ep, sizeof ep, "inproc://mpb.client.mon.%d.%lu", (int)getpid(),
+             __atomic_add_fetch(&n, 1, __ATOMIC_RELAXED));
+    if (zmq_socket_monitor(c->sock, ep,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH))
+        return -1;
+    if (!(c->mon = zmq_socket(ctx, ZMQ_PAIR)) || zmq_connect(c->mon, ep)) {
+        hs_monitor_stop(c);
+        return -1;
+    }
+    return 0;
+}
+
 /* Waits for a plain or sealed handshake frame of the wanted type. */
 static int hs_recv(mpb_client_t *c, int64_t deadline, uint8_t want, mpb__frame_t *f) {
     for (;;) {
+        int mrc = hs_monitor(c);
+        if (mrc) return mrc;
         int64_t left = deadline - mpb__now_ms();
+        if (left <= 0 && c->curve_fails)
+            return mpb__fail(c, MPB_EAUTH,
+                             "authentication failed: the broker at %s closed each encrypted "
+                             "handshake (%d) for %d ms: it holds a different authkey (or it "
+                             "does not encrypt: then set MPB_ENCRYPTION=off; or it refuses "
+                             "connections: its log says why)",
+                             c->endpoint, c->curve_fails, c->opts.connect_timeout_ms);
         if (left <= 0)
-            return mpb__fail(c, MPB_ECONN, "no mpbroker answered at %s within %d ms",
-                             c->endpoint, c->opts.connect_timeout_ms);
-        int rc = recv_frame(c, (long)left);
+            return mpb__fail(c, MPB_ECONN, "no mpbroker answered at %s within %d ms%s",
+                             c->endpoint, c->opts.connect_timeout_ms,
+                             c->curve ? " (encryption on: a broker started with --encryption "
+                                        "off needs MPB_ENCRYPTION=off)"
+                                      : " (encryption off: a broker that encrypts this "
+                                        "endpoint needs MPB_ENCRYPTION=on)");
+        int rc = recv_frame(c, c->mon && left > 50 ? 50 : (long)left);
         if (rc == MPB_ETIMEDOUT) continue;
         if (rc) return rc;
         char err[128];
@@ -688,12 +777,18 @@ static void fail_all(mpb_client_t *c, int code) {
  * had already run; not resumed, everything in flight fails with ESESSION naming what was
  * lost, and the client goes on in its new session. */
 
+static int use_curve(mpb_client_t *c);
+
 static int open_socket(mpb_client_t *c) {
     c->sock = zmq_socket(g_ctx, ZMQ_DEALER); /* ours while c holds its reference */
     if (!c->sock) return mpb__fail(c, MPB_ENOMEM, "zmq_socket: %s", zmq_strerror(zmq_errno()));
     int zero = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     c->rcvtimeo = -1;
+    int rc = use_curve(c);
+    if (rc) return rc;
+    if (c->curve && hs_monitor_start(c, g_ctx))
+        return mpb__fail(c, MPB_ENOMEM, "socket monitor: %s", zmq_strerror(zmq_errno()));
     if (zmq_connect(c->sock, c->endpoint) != 0)
         return mpb__fail(c, MPB_EINVAL,
                          "bad endpoint '%s': %s (use tcp://HOST:PORT or ipc:///PATH)",
@@ -1090,6 +1185,40 @@ int mpb_fd(mpb_client_t *c) {
 
 /* ---- connect / close ---- */
 
+/* CURVE or not, as the options, $MPB_ENCRYPTION and the endpoint say; sets the socket's keys
+ * (derived from the authkey) before it connects. */
+static int use_curve(mpb_client_t *c) {
+    int enc = c->opts.encryption;
+    const char *env = getenv("MPB_ENCRYPTION");
+    if (enc == MPB_ENCRYPTION_AUTO && env && *env) {
+        if (!strcmp(env, "on")) enc = MPB_ENCRYPTION_ON;
+        else if (!strcmp(env, "off")) enc = MPB_ENCRYPTION_OFF;
+        else if (strcmp(env, "auto"))
+            return mpb__fail(c, MPB_EINVAL, "MPB_ENCRYPTION is '%s', not on, off or auto", env);
+    }
+    if (enc == MPB_ENCRYPTION_AUTO)
+        enc = strncmp(c->endpoint, "ipc://", 6) && strncmp(c->endpoint, "inproc://", 9)
+                  ? MPB_ENCRYPTION_ON
+                  : MPB_ENCRYPTION_OFF;
+    else if (enc != MPB_ENCRYPTION_ON && enc != MPB_ENCRYPTION_OFF)
+        return mpb__fail(c, MPB_EINVAL, "encryption option %d is not AUTO, ON or OFF", enc);
+    c->curve = enc == MPB_ENCRYPTION_ON;
+    if (!c->curve) return 0;
+    if (!zmq_has("curve"))
+        return mpb__fail(c, MPB_EINVAL, "encryption asked for, but this libzmq has no CURVE "
+                                        "(MPB_ENCRYPTION=off, with a broker that does not "
+                                        "encrypt)");
+    mpb__curve_t k;
+    if (mpb__curve_keys(c->authkey, c->keylen, &k))
+        return mpb__fail(c, MPB_ENOMEM, "CURVE key derivation failed");
+    int rc = zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, k.broker_pub, MPB__CURVE_LEN) ||
+             zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, k.client_pub, MPB__CURVE_LEN) ||
+             zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, k.client_sec, MPB__CURVE_LEN);
+    mpb__curve_wipe(&k);
+    if (rc) return mpb__fail(c, MPB_ENOMEM, "CURVE keys: %s", zmq_strerror(zmq_errno()));
+    return 0;
+}
+
 int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
                 const mpb_options_t *opts, mpb_client_t **out) {
     *out = NULL;
@@ -1114,10 +1243,12 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     pthread_mutexattr_destroy(&ma);
     c->autoflush_bytes = 64 * 1024;
     c->autoflush_n = 256;
+    if (!endpoint) endpoint = getenv("MPB_ENDPOINT");
     c->endpoint = strdup(endpoint ? endpoint : "");
     c->authkey = malloc(keylen ? keylen : 1);
     if (!c->endpoint || !c->authkey) return mpb__fail(c, MPB_ENOMEM, "out of memory");
-    if (!endpoint || !*endpoint) return mpb__fail(c, MPB_EINVAL, "no endpoint given");
+    if (!endpoint || !*endpoint)
+        return mpb__fail(c, MPB_EINVAL, "no endpoint given, and MPB_ENDPOINT is not set");
     if (!authkey || !keylen) return mpb__fail(c, MPB_EINVAL, "no authkey given");
     memcpy(c->authkey, authkey, keylen);
     c->keylen = keylen;
@@ -1132,6 +1263,7 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
             : "";
     c->opts.name = name;
     rc = handshake(c);
+    hs_monitor_stop(c);
     c->opts.name = NULL;
     if (rc) return rc;
     if (!c->opts.no_heartbeat_thread) {
@@ -1161,7 +1293,10 @@ void mpb_close(mpb_client_t **cp) {
             mpb__call(c, 0, &v, &vn);
             c->opts.op_timeout_ms = t;
         }
-        if (c->sock) zmq_close(c->sock);
+        if (c->sock) {
+            hs_monitor_stop(c);
+            zmq_close(c->sock);
+        }
         if (c->ctx_held) ctx_unref();
         pthread_mutex_destroy(&c->mu);
     }

@@ -63,6 +63,9 @@ struct mpb_client {
     size_t max_frame, max_value, max_scan;
     int heartbeat_ms, ttl_ms;
     bool connected;
+    bool curve;       /* the connection is encrypted (ZeroMQ CURVE) */
+    void *mon;        /* during the handshake: the socket's monitor (CURVE failures) */
+    int curve_fails;  /* encrypted handshakes the broker closed, this connect */
     mpb__buf_t out;   /* the request frame being built: requests not sent yet */
     size_t out_n, out_mark;
     size_t autoflush_bytes, autoflush_n;

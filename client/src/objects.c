@@ -180,6 +180,7 @@ void mpb_list_close(mpb_list_t **l) {
 #define DREQ(op, argc) REQ(d->c, op, d->name, d->namelen, argc)
 
 int mpb_dict_set(mpb_dict_t *d, const void *key, size_t klen, const void *val, size_t vlen) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "key", key, klen) || check_val(d->c, "value", val, vlen)) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_SET, 2);
     mpb__w_raw(b, key, klen);
@@ -188,6 +189,7 @@ int mpb_dict_set(mpb_dict_t *d, const void *key, size_t klen, const void *val, s
 }
 
 int mpb_dict_get(mpb_dict_t *d, const void *key, size_t klen, void **val, size_t *vlen) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "key", key, klen)) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_GET, 1);
     mpb__w_raw(b, key, klen);
@@ -196,6 +198,7 @@ int mpb_dict_get(mpb_dict_t *d, const void *key, size_t klen, void **val, size_t
 
 int mpb_dict_get_default(mpb_dict_t *d, const void *key, size_t klen, const void *def,
                          size_t deflen, void **val, size_t *vlen) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "key", key, klen) || check_val(d->c, "default", def, deflen))
         return MPB_EINVAL;
     DREQ(MPB_OP_DICT_GET, 2);
@@ -205,6 +208,7 @@ int mpb_dict_get_default(mpb_dict_t *d, const void *key, size_t klen, const void
 }
 
 int mpb_dict_del(mpb_dict_t *d, const void *key, size_t klen) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "key", key, klen)) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_DEL, 1);
     mpb__w_raw(b, key, klen);
@@ -212,6 +216,7 @@ int mpb_dict_del(mpb_dict_t *d, const void *key, size_t klen) {
 }
 
 int mpb_dict_contains(mpb_dict_t *d, const void *key, size_t klen) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "key", key, klen)) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_CONTAINS, 1);
     mpb__w_raw(b, key, klen);
@@ -226,12 +231,14 @@ int mpb_dict_contains(mpb_dict_t *d, const void *key, size_t klen) {
 }
 
 int mpb_dict_len(mpb_dict_t *d, uint64_t *len) {
+    if (!d) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_LEN, 0);
     (void)b;
     return call_uint(d->c, len);
 }
 
 int mpb_dict_update(mpb_dict_t *d, const void *pairs, size_t len) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "pairs", pairs, len)) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_UPDATE, 1);
     mpb__w_raw(b, pairs, len);
@@ -240,6 +247,7 @@ int mpb_dict_update(mpb_dict_t *d, const void *pairs, size_t len) {
 
 int mpb_dict_pop(mpb_dict_t *d, const void *key, size_t klen, const void *def, size_t deflen,
                  void **val, size_t *vlen) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "key", key, klen) || (def && check_val(d->c, "default", def, deflen)))
         return MPB_EINVAL;
     DREQ(MPB_OP_DICT_POP, def ? 2 : 1);
@@ -249,6 +257,7 @@ int mpb_dict_pop(mpb_dict_t *d, const void *key, size_t klen, const void *def, s
 }
 
 int mpb_dict_popitem(mpb_dict_t *d, void **key, size_t *klen, void **val, size_t *vlen) {
+    if (!d) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_POPITEM, 0);
     (void)b;
     const uint8_t *v;
@@ -274,6 +283,7 @@ int mpb_dict_popitem(mpb_dict_t *d, void **key, size_t *klen, void **val, size_t
 
 int mpb_dict_setdefault(mpb_dict_t *d, const void *key, size_t klen, const void *def,
                         size_t deflen, void **val, size_t *vlen) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "key", key, klen) || check_val(d->c, "default", def, deflen))
         return MPB_EINVAL;
     DREQ(MPB_OP_DICT_SETDEFAULT, 2);
@@ -283,6 +293,7 @@ int mpb_dict_setdefault(mpb_dict_t *d, const void *key, size_t klen, const void 
 }
 
 int mpb_dict_incr(mpb_dict_t *d, const void *key, size_t klen, int64_t by, int64_t *result) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "key", key, klen)) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_INCR, 2);
     mpb__w_raw(b, key, klen);
@@ -292,12 +303,14 @@ int mpb_dict_incr(mpb_dict_t *d, const void *key, size_t klen, int64_t by, int64
 }
 
 int mpb_dict_clear(mpb_dict_t *d) {
+    if (!d) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_CLEAR, 0);
     (void)b;
     return call_nil(d->c, 0);
 }
 
 int mpb_dict_copy(mpb_dict_t *d, const char *dst) {
+    if (!d) return MPB_EINVAL;
     int rc = check_name(d->c, dst);
     if (rc) return rc;
     DREQ(MPB_OP_DICT_COPY, 1);
@@ -326,6 +339,7 @@ static int page(mpb_client_t *c, uint64_t *cursor, void **out, size_t *outlen, s
 
 int mpb_dict_scan(mpb_dict_t *d, int what, uint64_t *cursor, size_t max, void **pg,
                   size_t *pagelen, size_t *n) {
+    if (!d) return MPB_EINVAL;
     if (what < MPB_SCAN_KEYS || what > MPB_SCAN_ITEMS)
         return mpb__fail(d->c, MPB_EINVAL, "what must be MPB_SCAN_KEYS, _VALUES or _ITEMS");
     DREQ(MPB_OP_DICT_SCAN, 3);
@@ -367,12 +381,14 @@ static int key_str(mpb_client_t *c, const char *key, uint8_t *small, size_t smal
     } while (0)
 
 int mpb_dict_set_i64(mpb_dict_t *d, const char *key, int64_t v) {
+    if (!d) return MPB_EINVAL;
     uint8_t val[MPB_PACK_MAX_SCALAR];
     size_t vn = mpb_pack_i64(val, v);
     WITH_KEY(d, key, mpb_dict_set(d, k, kn, val, vn));
 }
 
 int mpb_dict_incr_str(mpb_dict_t *d, const char *key, int64_t by, int64_t *result) {
+    if (!d) return MPB_EINVAL;
     WITH_KEY(d, key, mpb_dict_incr(d, k, kn, by, result));
 }
 
@@ -388,6 +404,7 @@ static int get_i64(mpb_dict_t *d, const uint8_t *k, size_t kn, int64_t *v) {
 }
 
 int mpb_dict_get_i64(mpb_dict_t *d, const char *key, int64_t *v) {
+    if (!d) return MPB_EINVAL;
     WITH_KEY(d, key, get_i64(d, k, kn, v));
 }
 
@@ -401,6 +418,7 @@ static int set_str(mpb_dict_t *d, const uint8_t *k, size_t kn, const char *v) {
 }
 
 int mpb_dict_set_str(mpb_dict_t *d, const char *key, const char *v) {
+    if (!d) return MPB_EINVAL;
     if (!v) return mpb__fail(d->c, MPB_EINVAL, "value is NULL");
     WITH_KEY(d, key, set_str(d, k, kn, v));
 }
@@ -427,6 +445,7 @@ static int get_str(mpb_dict_t *d, const uint8_t *k, size_t kn, char **v) {
 }
 
 int mpb_dict_get_str(mpb_dict_t *d, const char *key, char **v) {
+    if (!d) return MPB_EINVAL;
     WITH_KEY(d, key, get_str(d, k, kn, v));
 }
 
@@ -435,6 +454,7 @@ int mpb_dict_get_str(mpb_dict_t *d, const char *key, char **v) {
 #define LREQ(op, argc) REQ(l->c, op, l->name, l->namelen, argc)
 
 int mpb_list_append(mpb_list_t *l, const void *val, size_t vlen) {
+    if (!l) return MPB_EINVAL;
     if (check_val(l->c, "value", val, vlen)) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_APPEND, 1);
     mpb__w_raw(b, val, vlen);
@@ -442,6 +462,7 @@ int mpb_list_append(mpb_list_t *l, const void *val, size_t vlen) {
 }
 
 int mpb_list_extend(mpb_list_t *l, const void *vals, size_t len) {
+    if (!l) return MPB_EINVAL;
     if (check_val(l->c, "values", vals, len)) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_EXTEND, 1);
     mpb__w_raw(b, vals, len);
@@ -449,6 +470,7 @@ int mpb_list_extend(mpb_list_t *l, const void *vals, size_t len) {
 }
 
 int mpb_list_insert(mpb_list_t *l, int64_t index, const void *val, size_t vlen) {
+    if (!l) return MPB_EINVAL;
     if (check_val(l->c, "value", val, vlen)) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_INSERT, 2);
     mpb__w_int(b, index);
@@ -457,12 +479,14 @@ int mpb_list_insert(mpb_list_t *l, int64_t index, const void *val, size_t vlen) 
 }
 
 int mpb_list_get(mpb_list_t *l, int64_t index, void **val, size_t *vlen) {
+    if (!l) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_GET, 1);
     mpb__w_int(b, index);
     return call_copy(l->c, val, vlen);
 }
 
 int mpb_list_set(mpb_list_t *l, int64_t index, const void *val, size_t vlen) {
+    if (!l) return MPB_EINVAL;
     if (check_val(l->c, "value", val, vlen)) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_SET, 2);
     mpb__w_int(b, index);
@@ -472,6 +496,7 @@ int mpb_list_set(mpb_list_t *l, int64_t index, const void *val, size_t vlen) {
 
 int mpb_list_slice(mpb_list_t *l, int64_t start, int64_t stop, size_t max, void **items,
                    size_t *itemslen, size_t *n) {
+    if (!l) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_SLICE, 3);
     mpb__w_int(b, start);
     mpb__w_int(b, stop);
@@ -488,12 +513,14 @@ int mpb_list_slice(mpb_list_t *l, int64_t start, int64_t stop, size_t max, void 
 }
 
 int mpb_list_pop(mpb_list_t *l, int64_t index, void **val, size_t *vlen) {
+    if (!l) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_POP, 1);
     mpb__w_int(b, index);
     return call_copy(l->c, val, vlen);
 }
 
 int mpb_list_remove(mpb_list_t *l, const void *val, size_t vlen) {
+    if (!l) return MPB_EINVAL;
     if (check_val(l->c, "value", val, vlen)) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_REMOVE, 1);
     mpb__w_raw(b, val, vlen);
@@ -502,6 +529,7 @@ int mpb_list_remove(mpb_list_t *l, const void *val, size_t vlen) {
 
 int mpb_list_index(mpb_list_t *l, const void *val, size_t vlen, int64_t start, int64_t stop,
                    int64_t *index) {
+    if (!l) return MPB_EINVAL;
     if (check_val(l->c, "value", val, vlen)) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_INDEX, 3);
     mpb__w_raw(b, val, vlen);
@@ -511,6 +539,7 @@ int mpb_list_index(mpb_list_t *l, const void *val, size_t vlen, int64_t start, i
 }
 
 int mpb_list_count(mpb_list_t *l, const void *val, size_t vlen, uint64_t *count) {
+    if (!l) return MPB_EINVAL;
     if (check_val(l->c, "value", val, vlen)) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_COUNT, 1);
     mpb__w_raw(b, val, vlen);
@@ -518,24 +547,28 @@ int mpb_list_count(mpb_list_t *l, const void *val, size_t vlen, uint64_t *count)
 }
 
 int mpb_list_len(mpb_list_t *l, uint64_t *len) {
+    if (!l) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_LEN, 0);
     (void)b;
     return call_uint(l->c, len);
 }
 
 int mpb_list_reverse(mpb_list_t *l) {
+    if (!l) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_REVERSE, 0);
     (void)b;
     return call_nil(l->c, 0);
 }
 
 int mpb_list_sort(mpb_list_t *l, int reverse) {
+    if (!l) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_SORT, 1);
     mpb__w_bool(b, reverse != 0);
     return call_nil(l->c, 0);
 }
 
 int mpb_list_clear(mpb_list_t *l) {
+    if (!l) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_CLEAR, 0);
     (void)b;
     return call_nil(l->c, 0);
@@ -545,6 +578,7 @@ int mpb_list_clear(mpb_list_t *l) {
 
 int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *val,
                        size_t vlen, mpb_callback_t cb, void *arg) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "key", key, klen) || check_val(d->c, "value", val, vlen)) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_SET, 2);
     mpb__w_raw(b, key, klen);
@@ -554,6 +588,7 @@ int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *
 
 int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen, mpb_callback_t cb,
                        void *arg) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "key", key, klen)) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_GET, 1);
     mpb__w_raw(b, key, klen);
@@ -562,6 +597,7 @@ int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen, mpb_callback
 
 int mpb_dict_incr_async(mpb_dict_t *d, const void *key, size_t klen, int64_t by,
                         mpb_callback_t cb, void *arg) {
+    if (!d) return MPB_EINVAL;
     if (check_val(d->c, "key", key, klen)) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_INCR, 2);
     mpb__w_raw(b, key, klen);
@@ -571,6 +607,7 @@ int mpb_dict_incr_async(mpb_dict_t *d, const void *key, size_t klen, int64_t by,
 
 int mpb_list_append_async(mpb_list_t *l, const void *val, size_t vlen, mpb_callback_t cb,
                           void *arg) {
+    if (!l) return MPB_EINVAL;
     if (check_val(l->c, "value", val, vlen)) return MPB_EINVAL;
     LREQ(MPB_OP_LIST_APPEND, 1);
     mpb__w_raw(b, val, vlen);

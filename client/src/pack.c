@@ -118,23 +118,14 @@ int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf, si
     *len = 0;
     if (!path || !*path) path = getenv("MPB_AUTHKEY_FILE");
     if (path && *path) {
-        FILE *f = fopen(path, "rb");
-        if (!f) {
-            snprintf(errbuf, errlen, "cannot read authkey file %s: %s", path, strerror(errno));
-            return MPB_EINVAL;
-        }
-        uint8_t buf[4096];
-        size_t n = fread(buf, 1, sizeof buf, f);
-        fclose(f);
-        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-        if (!n) {
-            snprintf(errbuf, errlen, "authkey file %s is empty", path);
-            return MPB_EINVAL;
-        }
-        if (!(*key = malloc(n))) return MPB_ENOMEM;
-        memcpy(*key, buf, n);
-        *len = n;
-        return 0;
+        /* the warnings (if any) in errbuf: the callers say them in their own voice */
+        uint8_t *k = NULL;
+        char err[512];
+        int rc =
+            mpb__key_file_read("authkey file", path, &k, len, err, sizeof err, errbuf, errlen);
+        if (rc) snprintf(errbuf, errlen, "%s", err);
+        else *key = k;
+        return rc;
     }
     const char *env = getenv("MPB_AUTHKEY");
     if (env && *env) {
@@ -142,6 +133,8 @@ int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf, si
         if (!(*key = malloc(n))) return MPB_ENOMEM;
         memcpy(*key, env, n);
         *len = n;
+        errbuf[0] = 0;
+        mpb__key_check_len(n, errbuf, errlen);
         return 0;
     }
     snprintf(errbuf, errlen,

@@ -283,6 +283,7 @@ void mpb_queue_close(mpb_queue_t **q) {
 }
 
 int mpb_queue_put(mpb_queue_t *q, const void *val, size_t vlen, int timeout_ms) {
+    if (!q) return MPB_EINVAL;
     if (check_val(H(q), val, vlen)) return MPB_EINVAL;
     REQ(q, MPB_OP_QUEUE_PUT, 2);
     mpb__w_raw(b, val, vlen);
@@ -291,6 +292,7 @@ int mpb_queue_put(mpb_queue_t *q, const void *val, size_t vlen, int timeout_ms) 
 }
 
 int mpb_queue_get(mpb_queue_t *q, void **val, size_t *vlen, int timeout_ms) {
+    if (!q) return MPB_EINVAL;
     REQ(q, MPB_OP_QUEUE_GET, 1);
     mpb__w_int(b, ms_arg(timeout_ms));
     return done_copy(H(q), timeout_ms, val, vlen);
@@ -298,6 +300,7 @@ int mpb_queue_get(mpb_queue_t *q, void **val, size_t *vlen, int timeout_ms) {
 
 int mpb_queue_put_async(mpb_queue_t *q, const void *val, size_t vlen, int timeout_ms,
                         mpb_callback_t cb, void *arg) {
+    if (!q) return MPB_EINVAL;
     if (check_val(H(q), val, vlen)) return MPB_EINVAL;
     REQ(q, MPB_OP_QUEUE_PUT, 2);
     mpb__w_raw(b, val, vlen);
@@ -306,12 +309,14 @@ int mpb_queue_put_async(mpb_queue_t *q, const void *val, size_t vlen, int timeou
 }
 
 int mpb_queue_get_async(mpb_queue_t *q, int timeout_ms, mpb_callback_t cb, void *arg) {
+    if (!q) return MPB_EINVAL;
     REQ(q, MPB_OP_QUEUE_GET, 1);
     mpb__w_int(b, ms_arg(timeout_ms));
     return mpb__send(q->c, cb, arg);
 }
 
 int mpb_queue_qsize(mpb_queue_t *q, uint64_t *n) {
+    if (!q) return MPB_EINVAL;
     REQ(q, MPB_OP_QUEUE_QSIZE, 0);
     (void)b;
     int64_t x = 0;
@@ -321,18 +326,21 @@ int mpb_queue_qsize(mpb_queue_t *q, uint64_t *n) {
 }
 
 int mpb_queue_empty(mpb_queue_t *q) {
+    if (!q) return MPB_EINVAL;
     REQ(q, MPB_OP_QUEUE_EMPTY, 0);
     (void)b;
     return done_bool(H(q), 0);
 }
 
 int mpb_queue_full(mpb_queue_t *q) {
+    if (!q) return MPB_EINVAL;
     REQ(q, MPB_OP_QUEUE_FULL, 0);
     (void)b;
     return done_bool(H(q), 0);
 }
 
 int mpb_queue_task_done(mpb_queue_t *q) {
+    if (!q) return MPB_EINVAL;
     REQ(q, MPB_OP_QUEUE_TASK_DONE, 0);
     (void)b;
     return done(H(q), 0);
@@ -373,6 +381,7 @@ int mpb_queue_task_done_id(mpb_queue_t *q, uint64_t delivery) {
 }
 
 int mpb_queue_join(mpb_queue_t *q, int timeout_ms) {
+    if (!q) return MPB_EINVAL;
     REQ(q, MPB_OP_QUEUE_JOIN, 1);
     mpb__w_int(b, ms_arg(timeout_ms));
     return done(H(q), timeout_ms);
@@ -399,6 +408,7 @@ void mpb_lock_close(mpb_lock_t **l) {
 }
 
 void mpb_lock_set_thread(mpb_lock_t *l, uint64_t tid) {
+    if (!l) return;
     l->tid = tid;
 }
 
@@ -427,14 +437,17 @@ static int lock_release(any_t *h, const char *name, uint32_t nl, bool rlock) {
 }
 
 int mpb_lock_acquire(mpb_lock_t *l, int timeout_ms, uint64_t *fence) {
+    if (!l) return MPB_EINVAL;
     return lock_acquire(H(l), l->name, l->namelen, is_rlock(H(l)), timeout_ms, fence);
 }
 
 int mpb_lock_release(mpb_lock_t *l) {
+    if (!l) return MPB_EINVAL;
     return lock_release(H(l), l->name, l->namelen, is_rlock(H(l)));
 }
 
 int mpb_lock_locked(mpb_lock_t *l) {
+    if (!l) return MPB_EINVAL;
     REQ(l, is_rlock(H(l)) ? MPB_OP_RLOCK_LOCKED : MPB_OP_LOCK_LOCKED, 0);
     (void)b;
     return done_bool(H(l), 0);
@@ -462,6 +475,7 @@ void mpb_semaphore_close(mpb_semaphore_t **s) {
 }
 
 int mpb_semaphore_acquire_fenced(mpb_semaphore_t *s, int timeout_ms, uint64_t *fence) {
+    if (!s) return MPB_EINVAL;
     REQ(s, MPB_OP_SEM_ACQUIRE, 1);
     mpb__w_int(b, ms_arg(timeout_ms));
     const uint8_t *v;
@@ -474,16 +488,19 @@ int mpb_semaphore_acquire_fenced(mpb_semaphore_t *s, int timeout_ms, uint64_t *f
 }
 
 int mpb_semaphore_acquire(mpb_semaphore_t *s, int timeout_ms) {
+    if (!s) return MPB_EINVAL;
     return mpb_semaphore_acquire_fenced(s, timeout_ms, NULL);
 }
 
 int mpb_semaphore_release(mpb_semaphore_t *s, int64_t n) {
+    if (!s) return MPB_EINVAL;
     REQ(s, MPB_OP_SEM_RELEASE, 1);
     mpb__w_int(b, n);
     return done(H(s), 0);
 }
 
 int mpb_semaphore_value(mpb_semaphore_t *s, int64_t *value) {
+    if (!s) return MPB_EINVAL;
     REQ(s, MPB_OP_SEM_VALUE, 0);
     (void)b;
     return done_int(H(s), 0, value);
@@ -525,18 +542,21 @@ static const char *cv_lockname(mpb_condition_t *cv, bool *rlock) {
 }
 
 int mpb_condition_acquire(mpb_condition_t *cv, int timeout_ms, uint64_t *fence) {
+    if (!cv) return MPB_EINVAL;
     bool rl;
     const char *n = cv_lockname(cv, &rl);
     return lock_acquire(H(cv), n, (uint32_t)strlen(n), rl, timeout_ms, fence);
 }
 
 int mpb_condition_release(mpb_condition_t *cv) {
+    if (!cv) return MPB_EINVAL;
     bool rl;
     const char *n = cv_lockname(cv, &rl);
     return lock_release(H(cv), n, (uint32_t)strlen(n), rl);
 }
 
 int mpb_condition_wait(mpb_condition_t *cv, int timeout_ms) {
+    if (!cv) return MPB_EINVAL;
     REQ(cv, MPB_OP_COND_WAIT, 2);
     mpb__w_uint(b, thread_id(H(cv)));
     mpb__w_int(b, ms_arg(timeout_ms));
@@ -546,6 +566,7 @@ int mpb_condition_wait(mpb_condition_t *cv, int timeout_ms) {
 
 int mpb_condition_wait_for(mpb_condition_t *cv, int (*pred)(void *arg), void *arg,
                            int timeout_ms) {
+    if (!cv || !pred) return MPB_EINVAL;
     int64_t end = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
     int ok = pred(arg);
     while (!ok) {
@@ -559,6 +580,7 @@ int mpb_condition_wait_for(mpb_condition_t *cv, int (*pred)(void *arg), void *ar
 }
 
 int mpb_condition_notify(mpb_condition_t *cv, int n) {
+    if (!cv) return MPB_EINVAL;
     REQ(cv, MPB_OP_COND_NOTIFY, 2);
     mpb__w_uint(b, thread_id(H(cv)));
     mpb__w_int(b, n);
@@ -568,6 +590,7 @@ int mpb_condition_notify(mpb_condition_t *cv, int n) {
 }
 
 int mpb_condition_notify_all(mpb_condition_t *cv) {
+    if (!cv) return MPB_EINVAL;
     return mpb_condition_notify(cv, -1);
 }
 
@@ -583,24 +606,28 @@ void mpb_event_close(mpb_event_t **e) {
 }
 
 int mpb_event_set(mpb_event_t *e) {
+    if (!e) return MPB_EINVAL;
     REQ(e, MPB_OP_EVENT_SET, 0);
     (void)b;
     return done(H(e), 0);
 }
 
 int mpb_event_clear(mpb_event_t *e) {
+    if (!e) return MPB_EINVAL;
     REQ(e, MPB_OP_EVENT_CLEAR, 0);
     (void)b;
     return done(H(e), 0);
 }
 
 int mpb_event_is_set(mpb_event_t *e) {
+    if (!e) return MPB_EINVAL;
     REQ(e, MPB_OP_EVENT_IS_SET, 0);
     (void)b;
     return done_bool(H(e), 0);
 }
 
 int mpb_event_wait(mpb_event_t *e, int timeout_ms) {
+    if (!e) return MPB_EINVAL;
     REQ(e, MPB_OP_EVENT_WAIT, 1);
     mpb__w_int(b, ms_arg(timeout_ms));
     return done_bool(H(e), timeout_ms);
@@ -632,6 +659,7 @@ void mpb_barrier_close(mpb_barrier_t **b) {
 }
 
 int mpb_barrier_wait(mpb_barrier_t *br, int timeout_ms, int64_t *index) {
+    if (!br) return MPB_EINVAL;
     REQ(br, MPB_OP_BARRIER_WAIT, 1);
     mpb__w_int(b, ms_arg(timeout_ms));
     /* MPB_FOREVER may mean the barrier's own timeout, which the broker applies */
@@ -639,18 +667,21 @@ int mpb_barrier_wait(mpb_barrier_t *br, int timeout_ms, int64_t *index) {
 }
 
 int mpb_barrier_reset(mpb_barrier_t *br) {
+    if (!br) return MPB_EINVAL;
     REQ(br, MPB_OP_BARRIER_RESET, 0);
     (void)b;
     return done(H(br), 0);
 }
 
 int mpb_barrier_abort(mpb_barrier_t *br) {
+    if (!br) return MPB_EINVAL;
     REQ(br, MPB_OP_BARRIER_ABORT, 0);
     (void)b;
     return done(H(br), 0);
 }
 
 int mpb_barrier_state(mpb_barrier_t *br, int64_t *parties, int64_t *n_waiting, int *broken) {
+    if (!br) return MPB_EINVAL;
     REQ(br, MPB_OP_BARRIER_STATE, 0);
     (void)b;
     const uint8_t *v;
@@ -697,12 +728,14 @@ void mpb_value_close(mpb_value_t **v) {
 }
 
 int mpb_value_get(mpb_value_t *v, void **val, size_t *vlen) {
+    if (!v) return MPB_EINVAL;
     REQ(v, MPB_OP_VALUE_GET, 0);
     (void)b;
     return done_copy(H(v), 0, val, vlen);
 }
 
 int mpb_value_set(mpb_value_t *v, const void *val, size_t vlen) {
+    if (!v) return MPB_EINVAL;
     if (check_val(H(v), val, vlen)) return MPB_EINVAL;
     REQ(v, MPB_OP_VALUE_SET, 1);
     mpb__w_raw(b, val, vlen);
@@ -710,6 +743,7 @@ int mpb_value_set(mpb_value_t *v, const void *val, size_t vlen) {
 }
 
 int mpb_value_get_i64(mpb_value_t *v, int64_t *out) {
+    if (!v) return MPB_EINVAL;
     REQ(v, MPB_OP_VALUE_GET, 0);
     (void)b;
     int rc = done_int(H(v), 0, out);
@@ -718,11 +752,13 @@ int mpb_value_get_i64(mpb_value_t *v, int64_t *out) {
 }
 
 int mpb_value_set_i64(mpb_value_t *v, int64_t x) {
+    if (!v) return MPB_EINVAL;
     uint8_t enc[MPB_PACK_MAX_SCALAR];
     return mpb_value_set(v, enc, mpb_pack_i64(enc, x));
 }
 
 int mpb_value_add_i64(mpb_value_t *v, int64_t by, int64_t *result) {
+    if (!v) return MPB_EINVAL;
     REQ(v, MPB_OP_VALUE_ADD, 2);
     mpb__w_int(b, by);
     mpb__w_bool(b, true);
@@ -732,6 +768,7 @@ int mpb_value_add_i64(mpb_value_t *v, int64_t by, int64_t *result) {
 }
 
 int mpb_value_add_double(mpb_value_t *v, double by, double *result) {
+    if (!v) return MPB_EINVAL;
     REQ(v, MPB_OP_VALUE_ADD, 1);
     mpb__w_double(b, by);
     const uint8_t *p;
@@ -763,6 +800,7 @@ static int check_attr(any_t *h, const char *attr) {
 }
 
 int mpb_namespace_get(mpb_namespace_t *ns, const char *attr, void **val, size_t *vlen) {
+    if (!ns) return MPB_EINVAL;
     if (check_attr(H(ns), attr)) return MPB_EINVAL;
     REQ(ns, MPB_OP_NS_GET, 1);
     mpb__w_cstr(b, attr);
@@ -770,6 +808,7 @@ int mpb_namespace_get(mpb_namespace_t *ns, const char *attr, void **val, size_t 
 }
 
 int mpb_namespace_set(mpb_namespace_t *ns, const char *attr, const void *val, size_t vlen) {
+    if (!ns) return MPB_EINVAL;
     if (check_attr(H(ns), attr) || check_val(H(ns), val, vlen)) return MPB_EINVAL;
     REQ(ns, MPB_OP_NS_SET, 2);
     mpb__w_cstr(b, attr);
@@ -778,6 +817,7 @@ int mpb_namespace_set(mpb_namespace_t *ns, const char *attr, const void *val, si
 }
 
 int mpb_namespace_del(mpb_namespace_t *ns, const char *attr) {
+    if (!ns) return MPB_EINVAL;
     if (check_attr(H(ns), attr)) return MPB_EINVAL;
     REQ(ns, MPB_OP_NS_DEL, 1);
     mpb__w_cstr(b, attr);
@@ -785,6 +825,7 @@ int mpb_namespace_del(mpb_namespace_t *ns, const char *attr) {
 }
 
 int mpb_namespace_list(mpb_namespace_t *ns, void **map, size_t *len) {
+    if (!ns) return MPB_EINVAL;
     REQ(ns, MPB_OP_NS_LIST, 0);
     (void)b;
     return done_copy(H(ns), 0, map, len);

@@ -176,6 +176,7 @@ void mpb_worker_free(mpb_worker_t **wp) {
 }
 
 int mpb_worker_add(mpb_worker_t *w, const char *name, mpb_task_fn fn, void *ctx) {
+    if (!w) return MPB_EINVAL;
     if (!name || !mpb__name_ok(name, strlen(name)) || !fn)
         return mpb__fail(w->c, MPB_EINVAL, "function names are 1 to 255 printable characters");
     fnent_t *f = realloc(w->fns, (w->nfns + 1) * sizeof *f);
@@ -189,6 +190,7 @@ int mpb_worker_add(mpb_worker_t *w, const char *name, mpb_task_fn fn, void *ctx)
 }
 
 void mpb_worker_set_concurrency(mpb_worker_t *w, int n) {
+    if (!w) return;
     w->concurrency = n < 1 ? 1 : n;
 }
 
@@ -202,23 +204,28 @@ void mpb_worker_set_isolate(mpb_worker_t *w, int mode) {
 }
 
 void mpb_worker_set_prefetch(mpb_worker_t *w, int n) {
+    if (!w) return;
     w->prefetch = n < 0 ? 0 : n;
 }
 
 void mpb_worker_set_initializer(mpb_worker_t *w, int (*init)(void *arg), void *arg) {
+    if (!w) return;
     w->init = init;
     w->init_arg = arg;
 }
 
 void mpb_worker_set_max_tasks(mpb_worker_t *w, uint64_t n) {
+    if (!w) return;
     w->max_tasks = n;
 }
 
 uint64_t mpb_worker_tasks_done(const mpb_worker_t *w) {
+    if (!w) return 0;
     return w->done;
 }
 
 void mpb_worker_stop(mpb_worker_t *w) {
+    if (!w) return;
     w->stop = 1;
     ssize_t r = write(w->pipefd[1], "s", 1);
     (void)r;
@@ -854,6 +861,7 @@ static int fetch(mpb_worker_t *w) {
 }
 
 int mpb_worker_serve(mpb_worker_t *w) {
+    if (!w) return MPB_EINVAL;
     mpb_client_t *c = w->c;
     if (!w->nfns) return mpb__fail(c, MPB_EINVAL, "no function to serve: mpb_worker_add() first");
     if (w->init && !w->inited) { /* before registering: no task is given to a worker that fails */

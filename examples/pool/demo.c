@@ -1,8 +1,9 @@
 /* demo.c - libmpbdemo.so: pool functions for the README, the tests and a first worker.
  * Start workers with: mpb-worker --lib libmpbdemo.so --fn square,fail,sleep_ms
  *
- * A pool function gets its call's arguments as a msgpack array and answers one msgpack value
- * in a malloc()ed buffer, or returns non-zero with a message (the C analogue of raising). */
+ * A pool function gets its call's arguments as a msgpack array (read here with libmpb's
+ * mpb_mpr_* reader) and answers one msgpack value in a malloc()ed buffer, or returns non-zero
+ * with a message (the C analogue of raising). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,15 +11,23 @@
 
 #include "mpb/mpb.h"
 
-/* The first argument as an integer, or an error message. */
-static int arg0_int(const void *args, size_t alen, int64_t *v, char *err, size_t errlen) {
-    const uint8_t *p = args;
-    /* [x]: a fixarray of one element, then x */
-    if (alen < 2 || p[0] != 0x91 || mpb_unpack_i64(p + 1, alen - 1, v) != 0) {
-        snprintf(err, errlen, "expected one integer argument");
-        return -1;
-    }
+/* The call's n integer arguments (args is the array [a, b, ...]), or an error message. */
+static int int_args(const void *args, size_t alen, int64_t *v, uint32_t n, char *err,
+                    size_t errlen) {
+    mpb_mpreader_t r;
+    uint32_t got = 0;
+    if (mpb_mpr_init(&r, args, alen) != 0 || mpb_mpr_array(&r, &got) != 0 || got != n)
+        goto bad;
+    for (uint32_t i = 0; i < n; i++)
+        if (mpb_mpr_i64(&r, &v[i]) != 0) goto bad;
     return 0;
+bad:
+    snprintf(err, errlen, "expected %u integer argument%s", n, n == 1 ? "" : "s");
+    return -1;
+}
+
+static int arg0_int(const void *args, size_t alen, int64_t *v, char *err, size_t errlen) {
+    return int_args(args, alen, v, 1, err, errlen);
 }
 
 static int reply_int(int64_t v, void **result, size_t *rlen) {
@@ -84,18 +93,12 @@ int add(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, c
 int add(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
         size_t errlen) {
     (void)ctx;
-    const uint8_t *p = args;
-    int64_t a, b;
-    /* [a, b] with both as small encodings is the common case; accept any integer widths */
-    if (alen < 3 || p[0] != 0x92) {
-        snprintf(err, errlen, "add takes two integers");
+    int64_t ab[2], sum;
+    if (int_args(args, alen, ab, 2, err, errlen)) return -1;
+    if (__builtin_add_overflow(ab[0], ab[1], &sum)) {
+        snprintf(err, errlen, "add(%lld, %lld) overflows int64", (long long)ab[0],
+                 (long long)ab[1]);
         return -1;
     }
-    /* find the end of the first integer by trying each possible length */
-    for (size_t k = 1; k < alen - 1 && k <= 9; k++) {
-        if (mpb_unpack_i64(p + 1, k, &a) == 0 && mpb_unpack_i64(p + 1 + k, alen - 1 - k, &b) == 0)
-            return reply_int(a + b, result, rlen);
-    }
-    snprintf(err, errlen, "add takes two integers");
-    return -1;
+    return reply_int(sum, result, rlen);
 }

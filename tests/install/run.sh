@@ -81,6 +81,33 @@ for f in "$prefix/include/mpb/mpb.h" "$libdir/libmpb.so" "$libdir/libmpb.so.0" \
 done
 echo "all expected files are there"
 
+# ---- man pages and bash completion -----------------------------------------------------------
+step "man pages and bash completion"
+for f in share/man/man1/mpb.1 share/man/man1/mpb-worker.1 share/man/man8/mpbrokerd.8 \
+    share/bash-completion/completions/mpb; do
+    [ -s "$prefix/$f" ] || fail "not installed: $f"
+done
+# each page names its program and, for mpb, has every command of `mpb help` in COMMANDS
+grep -q '^\.TH MPB 1 ' "$prefix/share/man/man1/mpb.1" || fail "mpb.1 has no .TH MPB 1"
+grep -q '^\.TH MPBROKERD 8 ' "$prefix/share/man/man8/mpbrokerd.8" || fail "mpbrokerd.8: no .TH"
+grep -q '^\.TH MPB-WORKER 1 ' "$prefix/share/man/man1/mpb-worker.1" || fail "mpb-worker.1: no .TH"
+for c in info ls get set incr del append put task..done peek clients kill slowlog clear wait lock pool ping watch help; do
+    grep -q "^\.B $c" "$prefix/share/man/man1/mpb.1" || fail "mpb.1 lacks the command $c"
+done
+if command -v man >/dev/null 2>&1; then
+    for p in man1/mpb.1 man1/mpb-worker.1 man8/mpbrokerd.8; do
+        w=$(LC_ALL=C MANWIDTH=80 man --warnings -l "$prefix/share/man/$p" 2>&1 >/dev/null)
+        [ -z "$w" ] || fail "man $p warns: $w"
+    done
+fi
+# the completion offers commands, then options (no broker needed for either)
+got=$(bash -c '. "$1"; COMP_WORDS=(mpb ta); COMP_CWORD=1; _mpb; echo "${COMPREPLY[*]}"
+    COMP_WORDS=(mpb ls --js); COMP_CWORD=2; _mpb; echo "${COMPREPLY[*]}"' _ \
+    "$prefix/share/bash-completion/completions/mpb") || fail "the completion script fails"
+[ "$got" = "task-done
+--json" ] || fail "completion offered: $got"
+echo "man pages render, completion completes"
+
 PKG_CONFIG_PATH=$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
 export PKG_CONFIG_PATH
 

@@ -7,6 +7,7 @@
 #include <zmq.h>
 
 #include "rawclient.h"
+#include "th.h"
 
 int rc_open(rawclient_t *c, void *ctx, const char *endpoint) {
     return rc_open_as(c, ctx, endpoint, NULL, 0);
@@ -23,6 +24,18 @@ int rc_open_as(rawclient_t *c, void *ctx, const char *endpoint, const void *id, 
     int linger = 200;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     if (id && zmq_setsockopt(c->sock, ZMQ_ROUTING_ID, id, idlen) != 0) return -1;
+    /* A broker of the harness on tcp:// encrypts: speak CURVE with its key, as libmpb does. */
+    size_t kl;
+    const char *key = strncmp(endpoint, "tcp://", 6) ? NULL : th_authkey_for(endpoint, &kl);
+    if (key) {
+        mpb__curve_t k;
+        if (mpb__curve_keys(key, kl, &k)) return -1;
+        int rc = zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, k.broker_pub, MPB__CURVE_LEN) ||
+                 zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, k.client_pub, MPB__CURVE_LEN) ||
+                 zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, k.client_sec, MPB__CURVE_LEN);
+        mpb__curve_wipe(&k);
+        if (rc) return -1;
+    }
     c->next_rid = 1;
     return zmq_connect(c->sock, endpoint) == 0 ? 0 : -1;
 }

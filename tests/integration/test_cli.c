@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -180,8 +181,8 @@ static void test_info_prints_lines(void **state) {
     (void)state;
     assert_int_equal(run("info", NULL), 0);
     if (R.err[0]) show("stderr not empty");
-    const char *want[] = {"version", "uptime_s", "pid",       "clients", "sessions",
-                          "objects", "memory",   "anonymous", "refs",    "persist"};
+    const char *want[] = {"version", "uptime_s", "pid",  "clients",    "sessions", "objects",
+                          "memory",  "anonymous", "refs", "encryption", "persist"};
     char *save, *line = strtok_r(R.out, "\n", &save);
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (!line) fail_msg("no line for %s", want[i]);
@@ -197,6 +198,8 @@ static void test_info_prints_lines(void **state) {
             assert_string_equal(v, ver);
         } else if (!strcmp(k, "persist")) {
             if (!strstr(line, "fsync everysec, log ")) fail_msg("persist line \"%s\"", line);
+        } else if (!strcmp(k, "encryption")) {
+            assert_string_equal(v, "curve"); /* the test broker listens on tcp:// */
         } else {
             char *end;
             long long n = strtoll(v, &end, 10);
@@ -293,8 +296,9 @@ static void test_key_json(void **state) {
     (void)state;
     EXPECT_OUT(0, "", "--key-json", "set", "dict/kj", "5", "\"five\"");
     EXPECT_OUT(0, "\"five\"\n", "--key-json", "get", "dict/kj", "5");
-    /* without --key-json, 5 is the string "5": another key */
-    EXPECT_ERR(3, "no key \"5\" in dict/kj", "get", "dict/kj", "5");
+    /* without --key-json, 5 is the string "5": another key, and the error names the integer */
+    EXPECT_ERR(3, "no string key \"5\" in dict/kj, but the integer key 5 exists", "get",
+               "dict/kj", "5");
     EXPECT_OUT(0, "", "--key-json", "set", "dict/kj", "[1,2]", "12");
     EXPECT_OUT(0, "12\n", "--key-json", "get", "dict/kj", "[1, 2]");
     /* a negative key reaches the command intact (options end at the command) */
@@ -493,6 +497,7 @@ static void test_wrong_authkey_exits_1(void **state) {
     assert_non_null(f);
     fputs("this is not the key\n", f);
     fclose(f);
+    assert_int_equal(chmod(path, 0600), 0); /* else the CLI warns that others can read it */
     EXPECT_ERR(1, "authentication failed", "-k", path, "info");
     EXPECT_ERR(1, "authentication failed", "--authkey-file", path, "get", "dict/u", "alice");
     EXPECT_JSON_ERR(1, "EAUTH", "authentication failed", "-k", path, "info");
@@ -500,7 +505,7 @@ static void test_wrong_authkey_exits_1(void **state) {
     setenv("MPB_AUTHKEY_FILE", path, 1);
     EXPECT_ERR(1, "authentication failed", "ping");
     unsetenv("MPB_AUTHKEY_FILE");
-    setenv("MPB_AUTHKEY", "also wrong", 1);
+    setenv("MPB_AUTHKEY", "also the wrong key", 1); /* 16 bytes or more: no warning */
     EXPECT_ERR(1, "authentication failed", "ping");
     /* The right key given as MPB_AUTHKEY itself works. */
     size_t kl;
@@ -845,7 +850,8 @@ static void test_queue_put_get(void **state) {
     run("info", "queue/cq", NULL);
     EXPECT_INFO("kind", "queue", "name", "cq", "size", "3", "maxsize", "0", "joinable", "false",
                 "unfinished", "0", "getters", "0", "putters", "0", "joiners", "0", "bytes", "*",
-                "reliable", "false", "delivered", "0");
+                "reliable", "false", "delivered", "0",
+                "waiting", "[]");
     /* First in, first out; --json prints the item itself. */
     EXPECT_OUT(0, "\"a\"\n", "get", "queue/cq");
     EXPECT_OUT(0, "[1,{\"b\":null}]\n", "--json", "get", "queue/cq");
@@ -879,7 +885,8 @@ static void test_queue_put_get(void **state) {
     run("info", "queue/cq", NULL);
     EXPECT_INFO("kind", "queue", "name", "cq", "size", "0", "maxsize", "0", "joinable", "false",
                 "unfinished", "0", "getters", "1", "putters", "0", "joiners", "0", "bytes", "*",
-                "reliable", "false", "delivered", "0");
+                "reliable", "false", "delivered", "0",
+                "waiting", "[{\"session\":*");
     assert_int_equal(run("--json", "info", "queue/cq", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "size", NULL), 0);
@@ -928,7 +935,8 @@ static void test_queue_full(void **state) {
     run("info", "queue/cf", NULL);
     EXPECT_INFO("kind", "queue", "name", "cf", "size", "1", "maxsize", "1", "joinable", "false",
                 "unfinished", "0", "getters", "0", "putters", "1", "joiners", "0", "bytes", "*",
-                "reliable", "false", "delivered", "0");
+                "reliable", "false", "delivered", "0",
+                "waiting", "[{\"session\":*");
     assert_int_equal(run("--json", "info", "queue/cf", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "size", NULL), 1);
@@ -1119,13 +1127,15 @@ static void test_event_cmds(void **state) {
     EXPECT_OUT(0, "", "set", "event/ce");
     EXPECT_OUT(0, "{\"ok\":true}\n", "--json", "set", "event/ce");
     run("info", "event/ce", NULL);
-    EXPECT_INFO("kind", "event", "name", "ce", "size", "1", "set", "true", "waiters", "0");
+    EXPECT_INFO("kind", "event", "name", "ce", "size", "1", "set", "true", "waiters", "0",
+                "waiting", "[]");
     EXPECT_OUT(0, "", "wait", "event/ce");
     EXPECT_OUT(0, "{\"set\":true}\n", "--json", "wait", "event/ce", "--timeout", "0");
     EXPECT_OUT(0, "", "clear", "event/ce");
     EXPECT_OUT(0, "{\"ok\":true}\n", "--json", "clear", "event/ce");
     run("info", "event/ce", NULL);
-    EXPECT_INFO("kind", "event", "name", "ce", "size", "0", "set", "false", "waiters", "0");
+    EXPECT_INFO("kind", "event", "name", "ce", "size", "0", "set", "false", "waiters", "0",
+                "waiting", "[]");
     EXPECT_ERR(75, "not set", "wait", "event/ce", "--timeout", "0.3");
     assert_string_equal(R.err, "mpb: wait: event/ce not set within the timeout\n");
     expect_took(280, 5000);
@@ -1144,7 +1154,8 @@ static void test_event_cmds(void **state) {
     pid_t p2 = SPAWN(0, "wait", "event/ce");
     assert_true(th_wait_field(c, "event/ce", "waiters", 2, 5000));
     run("info", "event/ce", NULL);
-    EXPECT_INFO("kind", "event", "name", "ce", "size", "0", "set", "false", "waiters", "2");
+    EXPECT_INFO("kind", "event", "name", "ce", "size", "0", "set", "false", "waiters", "2",
+                "waiting", "[{\"session\":*");
     assert_int_equal(run("--json", "info", "event/ce", NULL), 0);
     json_t *j = json_of_stdout();
     assert_true(json_is_false(json_object_get(j, "set")));
@@ -1177,7 +1188,8 @@ static void test_info_semaphore_barrier(void **state) {
     th_assert_ok(mpb_semaphore_acquire(s, 0), c);
     run("info", "semaphore/cs", NULL);
     EXPECT_INFO("kind", "semaphore", "name", "cs", "size", "*", "value", "2", "initial", "3",
-                "bounded", "true", "waiters", "0");
+                "bounded", "true", "waiters", "0", "unit_holders", "[{\"session\":*",
+                "waiting", "[]");
     assert_int_equal(run("--json", "info", "semaphore/cs", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "value", NULL), 2);
@@ -1196,7 +1208,7 @@ static void test_info_semaphore_barrier(void **state) {
     assert_true(th_wait_field(c, "barrier/cb", "n_waiting", 1, 5000));
     run("info", "barrier/cb", NULL);
     EXPECT_INFO("kind", "barrier", "name", "cb", "size", "*", "parties", "3", "n_waiting", "1",
-                "broken", "false", "timeout_ms", "-1");
+                "broken", "false", "timeout_ms", "-1", "waiting", "[{\"session\":*");
     assert_int_equal(run("--json", "info", "barrier/cb", NULL), 0);
     j = json_of_stdout();
     assert_int_equal(jint(j, "parties", NULL), 3);

@@ -138,6 +138,46 @@ static void test_fork_child_gets_efork_and_its_own_session(void **state) {
     mpb_close(&p.c);
 }
 
+/* The child of a process whose heartbeat thread is busy signing pings: the fork waits for that
+ * thread to be between rounds, so the inherited client's MAC contexts are whole and the
+ * child's mpb_close() frees each once (under ASan a context copied mid-update was freed
+ * twice). The child exits with _exit: nothing else of the parent's is the child's to run. */
+static int close_inherited_child(int idx, void *arg) {
+    (void)idx;
+    mpb_client_t **cp = arg;
+    alarm(20);
+    mpb_dict_t *d = NULL;
+    if (mpb_dict_open(*cp, "fork.hb", &d) != MPB_EFORK || d) return 1;
+    mpb_close(cp);
+    return *cp == NULL ? 0 : 2;
+}
+
+static void test_fork_while_heartbeat_thread_pings(void **state) {
+    (void)state;
+    mpb_options_t o;
+    mpb_options_init(&o);
+    o.heartbeat_ms = 2; /* a ping every millisecond: the thread is nearly always signing */
+    mpb_client_t *c = NULL;
+    assert_int_equal(th_connect_opts(&B, &o, &c), 0);
+    uint64_t session = mpb_session_id(c);
+    for (int i = 0; i < 40; i++) {
+        usleep(700 + (unsigned)i * 37); /* land at different points of the ping cycle */
+        pid_t pid = th_fork(close_inherited_child, &c);
+        assert_true(pid > 0);
+        assert_int_equal(th_wait(pid, 30), 0);
+    }
+    /* the parent's session went on undisturbed */
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(c, "fork.hb", &d), 0);
+    assert_int_equal(mpb_dict_set_i64(d, "n", 40), 0);
+    int64_t n = 0;
+    assert_int_equal(mpb_dict_get_i64(d, "n", &n), 0);
+    assert_int_equal(n, 40);
+    assert_int_equal(mpb_session_id(c), session);
+    mpb_dict_close(&d);
+    mpb_close(&c);
+}
+
 static void test_broker_still_serves_and_exits_cleanly(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
@@ -166,6 +206,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_child_gets_efork_and_its_own_session),
+        cmocka_unit_test(test_fork_while_heartbeat_thread_pings),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

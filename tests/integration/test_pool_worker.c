@@ -173,6 +173,43 @@ static void test_initializer_runs_once_per_worker_process(void **state) {
     check_healthy();
 }
 
+/* `mpb-worker --check` against B: its exit status, its output in out. */
+static int worker_check(char *out, size_t n) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "'%s' --check -e '%s' -k '%s' 2>&1", MPB_WORKER_PATH, B.endpoint,
+             B.keyfile);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t k = fread(out, 1, n - 1, f);
+    out[k] = 0;
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The worker's own health check: 0 while a worker of this host is registered, 1 (and why)
+ * before one is and after it stopped; a wrong key or no broker is 1 too. */
+static void test_mpb_worker_check(void **state) {
+    (void)state;
+    char out[512];
+    assert_int_equal(worker_check(out, sizeof out), 1);
+    assert_non_null(strstr(out, "no worker of host"));
+    mpb_client_t *c = th_connect(&B);
+    pid_t w = start_worker(MPB_TESTFNS_LIB, "procinfo", 1, 1, 0, NULL);
+    wait_workers(c, "procinfo", 1, 10000);
+    assert_int_equal(worker_check(out, sizeof out), 0);
+    assert_non_null(strstr(out, "ok: 1 worker session of "));
+    kill(w, SIGTERM);
+    assert_int_equal(wait_child(w, 10), 0);
+    wait_workers(c, "procinfo", 0, 10000);
+    assert_int_equal(worker_check(out, sizeof out), 1);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "'%s' --check -e tcp://127.0.0.1:1 -k '%s' >/dev/null 2>&1",
+             MPB_WORKER_PATH, B.keyfile);
+    int st = system(cmd);
+    assert_int_equal(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 1);
+    mpb_close(&c);
+}
+
 static void test_mpb_worker_max_tasks_recycles_and_serves_all(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
@@ -519,6 +556,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_initializer_runs_once_per_worker_process, setup_broker,
                                         teardown_broker),
+        cmocka_unit_test_setup_teardown(test_mpb_worker_check, setup_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_mpb_worker_max_tasks_recycles_and_serves_all,
                                         setup_broker, teardown_broker),
         cmocka_unit_test_setup_teardown(test_worker_api_max_tasks_returns_after_that_many,

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,6 +93,16 @@ static int read_file(const char *path, char *buf, size_t n) {
     return (int)k;
 }
 
+/* Brokers whose key th_authkey_for() may give: those started here and those a child was
+ * told about (th_broker_adopt). Unlike running[], never stopped by this process's exit. */
+static th_broker_t *known[8];
+
+static int broker_nofile;
+
+void th_broker_set_nofile(int n) {
+    broker_nofile = n;
+}
+
 /* Runs the broker with argv in b's directory (its log appended to b->log) and waits until it
  * has written its endpoint file. Returns 0, or -1 with its log in why if it exited first. */
 static int spawn(th_broker_t *b, const char **argv, char *why, size_t whylen) {
@@ -102,12 +113,17 @@ static int spawn(th_broker_t *b, const char **argv, char *why, size_t whylen) {
     if (pid == 0) {
         FILE *lf = freopen(b->log, "a", stderr);
         (void)lf;
+        if (broker_nofile > 0) { /* as prlimit --nofile=N:N, or a container's limit */
+            struct rlimit rl = {(rlim_t)broker_nofile, (rlim_t)broker_nofile};
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(126);
+        }
         unsetenv("MPB_AUTHKEY");
         unsetenv("MPB_AUTHKEY_FILE");
         execv(argv[0], (char **)argv);
         _exit(127);
     }
     b->pid = pid;
+    th_broker_adopt(b);
     for (int i = 0; i < 8; i++)
         if (!running[i] || running[i] == b) {
             running[i] = b;
@@ -237,6 +253,8 @@ void th_broker_stop(th_broker_t *b) {
     }
     for (int i = 0; i < 8; i++)
         if (running[i] == b) running[i] = NULL;
+    for (int i = 0; i < 8; i++)
+        if (known[i] == b) known[i] = NULL;
 }
 
 const char *th_authkey(th_broker_t *b, size_t *len) {
@@ -245,6 +263,21 @@ const char *th_authkey(th_broker_t *b, size_t *len) {
     if (n <= 0) fail_msg("cannot read %s", b->keyfile);
     *len = (size_t)n;
     return key;
+}
+
+void th_broker_adopt(th_broker_t *b) {
+    for (int i = 0; i < 8; i++)
+        if (!known[i] || known[i] == b) {
+            known[i] = b;
+            return;
+        }
+}
+
+const char *th_authkey_for(const char *endpoint, size_t *len) {
+    for (int i = 0; i < 8; i++)
+        if (known[i] && known[i]->keyfile[0] && !strcmp(known[i]->endpoint, endpoint))
+            return th_authkey(known[i], len);
+    return NULL;
 }
 
 int th_connect_opts(th_broker_t *b, const mpb_options_t *o, mpb_client_t **out) {

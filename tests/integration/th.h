@@ -37,6 +37,8 @@ void th_broker_restart(th_broker_t *b, int sig, ...);
 /* The same, for a start that must fail: returns the broker's exit status (never 0); why is
  * in b->log. b is left stopped (th_broker_restart() may start it again). */
 int th_broker_restart_fails(th_broker_t *b, int sig, ...);
+/* Brokers started from now on run with RLIMIT_NOFILE n:n (soft and hard; 0: inherited). */
+void th_broker_set_nofile(int n);
 /* SIGTERM, wait, remove the directory. Accepts a stopped broker. */
 void th_broker_stop(th_broker_t *b);
 /* The last test of a suite: SIGTERM, then asserts that the broker exits with status 0 within
@@ -50,6 +52,10 @@ void th_assert_dict_roundtrip(mpb_client_t *c, const char *name, int64_t v);
 int th_broker_alive(th_broker_t *b);
 /* Connects with the broker's key; fails the test on error. */
 mpb_client_t *th_connect(th_broker_t *b);
+/* Makes b's key known to th_authkey_for() (a child told of its parent's broker). */
+void th_broker_adopt(th_broker_t *b);
+/* The key of the broker the harness started (or adopted) at endpoint, or NULL. */
+const char *th_authkey_for(const char *endpoint, size_t *len);
 /* Connects with the given options; returns the mpb_connect status. */
 int th_connect_opts(th_broker_t *b, const mpb_options_t *o, mpb_client_t **out);
 /* The broker's key, read from its file (static buffer). */

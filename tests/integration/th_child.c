@@ -23,6 +23,7 @@ void th_child_main(int argc, char **argv, th_broker_t *b, const th_child_fn *fns
     if (argc != 7 || strcmp(argv[1], "--child") != 0) return;
     snprintf(b->endpoint, sizeof b->endpoint, "%s", argv[5]);
     snprintf(b->keyfile, sizeof b->keyfile, "%s", argv[6]);
+    th_broker_adopt(b);
     int fn = atoi(argv[2]);
     if (fn < 0 || fn >= nfns) exit(126);
     exit(fns[fn](atoi(argv[3]), argv[4][0] ? argv[4] : NULL));

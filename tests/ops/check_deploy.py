@@ -98,6 +98,13 @@ for line in df.splitlines():
         logical.append(cur.strip())
     cur = ""
 instr = [(l.split(None, 1)[0].upper(), l.split(None, 1)[1] if " " in l else "") for l in logical]
+labels = " ".join(a for i, a in instr if i == "LABEL")
+pver = re.search(r"project\(mpbroker VERSION ([0-9.]+)",
+                 open(os.path.join(DEPLOY, "..", "CMakeLists.txt")).read())
+for key in ("title", "description", "version"):
+    check("org.opencontainers.image.%s=" % key in labels, "OCI label image.%s" % key)
+check(pver and 'org.opencontainers.image.version="%s"' % pver.group(1) in labels,
+      "the image.version label is the project's version (%s)" % (pver and pver.group(1)))
 froms = [i for i, (k, _) in enumerate(instr) if k == "FROM"]
 check(len(froms) == 2, "two stages (%d FROM)" % len(froms))
 check(instr[0] == ("ARG", "BASE=debian:bookworm-slim"), "ARG BASE=debian:bookworm-slim comes "
@@ -236,6 +243,9 @@ check(w.get("entrypoint") == ["mpb-worker"] and w.get("command") ==
       ["--lib", "/usr/lib/mpb/libmpbdemo.so", "--fn", "square,fail,sleep_ms"],
       "workers run mpb-worker --lib /usr/lib/mpb/libmpbdemo.so --fn square,fail,sleep_ms")
 check(w.get("deploy", {}).get("replicas") == 2, "two workers")
+check(w.get("healthcheck", {}).get("test") == ["CMD", "mpb-worker", "--check"],
+      "workers have a health check of their own (mpb-worker --check), not the broker's: %s" %
+      w.get("healthcheck"))
 d = svcs.get("demo", {})
 check("mpb" in " ".join(d.get("command", [])), "the demo runs the example and mpb")
 

@@ -395,7 +395,9 @@ def check_type(value, typ, path):
 
 MODELS = {("v1", "Service"): "V1Service", ("v1", "Secret"): "V1Secret",
           ("apps/v1", "StatefulSet"): "V1StatefulSet", ("apps/v1", "Deployment"): "V1Deployment",
-          ("v1", "ConfigMap"): "V1ConfigMap"}
+          ("v1", "ConfigMap"): "V1ConfigMap",
+          ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
+          ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget"}
 
 
 def check_api(docs, label):
@@ -423,6 +425,49 @@ def env_of(c):
     return {e["name"]: e.get("value") for e in c.get("env", [])}
 
 
+def policy_admits(policy, from_labels, port, ports):
+    """Whether an Ingress NetworkPolicy admits a pod of this namespace with from_labels to the
+    container port (its name, and number in ports) of the pods it selects."""
+    for rule in policy["spec"].get("ingress", []):
+        rports = rule.get("ports")
+        if rports and not any(p.get("port") in (port, ports.get(port)) and
+                              p.get("protocol", "TCP") == "TCP" for p in rports):
+            continue
+        peers = rule.get("from")
+        if not peers:
+            return True
+        for peer in peers:
+            if "namespaceSelector" in peer or "ipBlock" in peer:
+                continue  # not a pod of this namespace by its labels
+            if matches(peer.get("podSelector", {}).get("matchLabels", {}), from_labels):
+                return True
+    return False
+
+
+def check_network_policy(policy, sts, dep, ports, label):
+    """The NetworkPolicy: it selects the broker's pods (and no worker's), restricts Ingress,
+    admits the workers and pods labelled mpbroker.io/client=true to the client port and
+    nobody else, and leaves the HTTP port open (probes, Prometheus)."""
+    spec = policy["spec"]
+    bl = sts["spec"]["template"]["metadata"].get("labels", {})
+    wl = dep["spec"]["template"]["metadata"].get("labels", {})
+    sel = spec.get("podSelector", {}).get("matchLabels", {})
+    check(matches(sel, bl), "%s: the NetworkPolicy selects the broker's pods: %s" % (label, sel))
+    check(not matches(sel, wl), "%s: the NetworkPolicy does not select the workers" % label)
+    check("Ingress" in spec.get("policyTypes", []), "%s: the NetworkPolicy restricts Ingress" %
+          label)
+    check(policy_admits(policy, wl, "mpb", ports),
+          "%s: the NetworkPolicy admits the workers to the client port" % label)
+    check(policy_admits(policy, {"mpbroker.io/client": "true", "app": "anything"}, "mpb", ports),
+          "%s: the NetworkPolicy admits pods labelled mpbroker.io/client=true" % label)
+    check(not policy_admits(policy, {"app": "anything"}, "mpb", ports),
+          "%s: the NetworkPolicy refuses unlabelled pods on the client port" % label)
+    check(not policy_admits(policy, {"mpbroker.io/client": "false"}, "mpb", ports),
+          "%s: the NetworkPolicy refuses mpbroker.io/client=false" % label)
+    check(policy_admits(policy, {"app": "prometheus"}, "http", ports),
+          "%s: the NetworkPolicy leaves the HTTP port open (probes, /metrics)" % label)
+
+
 def check_rendered(docs, label, hashed):
     by_kind = {}
     for d in docs:
@@ -433,7 +478,8 @@ def check_rendered(docs, label, hashed):
     names = [(d["kind"], d["metadata"]["name"]) for d in docs]
     check(len(names) == len(set(names)), "%s: no two objects share kind and name" % label)
     counts_ok = True
-    for kind, n in (("StatefulSet", 1), ("Deployment", 1), ("Secret", 1), ("Service", 2)):
+    for kind, n in (("StatefulSet", 1), ("Deployment", 1), ("Secret", 1), ("Service", 2),
+                    ("NetworkPolicy", 1)):
         counts_ok &= check(len(by_kind.get(kind, [])) == n, "%s: %d %s (got %d)" %
                            (label, n, kind, len(by_kind.get(kind, []))))
     if not counts_ok:
@@ -460,6 +506,17 @@ def check_rendered(docs, label, hashed):
                       "%s: %s's selector does not select %s's pods" %
                       (label, w["metadata"]["name"], o["metadata"]["name"]))
 
+    # A drain evicts workers one at a time, and never the broker through their budget.
+    pdbs = by_kind.get("PodDisruptionBudget", [])
+    if check(len(pdbs) == 1, "%s: one PodDisruptionBudget (got %d)" % (label, len(pdbs))):
+        ps = pdbs[0]["spec"]
+        psel = ps.get("selector", {}).get("matchLabels", {})
+        check(matches(psel, dep["spec"]["template"]["metadata"].get("labels", {})) and
+              not matches(psel, sts["spec"]["template"]["metadata"].get("labels", {})),
+              "%s: the budget selects the worker pods and not the broker's: %s" % (label, psel))
+        check(ps.get("maxUnavailable") == 1 and "minAvailable" not in ps,
+              "%s: the budget lets one worker go at a time: %s" % (label, ps))
+
     # The broker container and its ports.
     bc = [c for c in sts["spec"]["template"]["spec"]["containers"]]
     check(len(bc) == 1, "%s: one broker container" % label)
@@ -468,6 +525,7 @@ def check_rendered(docs, label, hashed):
     ports = {p.get("name"): p["containerPort"] for p in bc.get("ports", [])}
     check(set(ports) >= {"mpb", "http"}, "%s: broker ports named mpb and http: %s" %
           (label, ports))
+    check_network_policy(by_kind["NetworkPolicy"][0], sts, dep, ports, label)
     m = re.match(r"^tcp://[^:]+:(\d+)$", benv.get("MPB_LISTEN") or "")
     check(m and int(m.group(1)) == ports.get("mpb"), "%s: MPB_LISTEN %s on the mpb port %s" %
           (label, benv.get("MPB_LISTEN"), ports.get("mpb")))
@@ -494,6 +552,15 @@ def check_rendered(docs, label, hashed):
                                                                 hg.get("path")))
         else:
             check(hg.get("path") in ("/healthz", "/readyz"), "%s: %s path" % (label, probe))
+
+    # The workers' readiness is their own (mpb-worker --check), not the broker's HTTP probes.
+    for wc in dep["spec"]["template"]["spec"]["containers"]:
+        rp = wc.get("readinessProbe") or {}
+        check(rp.get("exec", {}).get("command") == ["mpb-worker", "--check"],
+              "%s: worker container %s is ready by mpb-worker --check: %s" %
+              (label, wc.get("name"), rp))
+        check("livenessProbe" not in wc, "%s: no liveness probe restarts workers in a broker "
+              "outage" % label)
 
     # Services: each selects the broker (not the workers), and every port it targets exists.
     headless = [s for s in services if s["spec"].get("clusterIP") == "None"]
@@ -710,6 +777,84 @@ def check_mutations(docs):
               "were: %s" % (what, want, errs or "none"))
 
 
+def check_components(tmp, base):
+    """An overlay with every component of deploy/k8s/components: each does what it says, the
+    result passes the schemas, and what they leave alone still passes the base's checks."""
+    comps = sorted(os.listdir(os.path.join(base, "components")))
+    check(comps == ["ephemeral", "metrics", "workers"], "components: %s" % comps)
+    for c in comps:
+        for f in os.listdir(os.path.join(base, "components", c)):
+            p = subprocess.run(["yamllint", "-d", "{extends: default, rules: {line-length: "
+                                "{max: 100}, document-start: disable}}",
+                                os.path.join(base, "components", c, f)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            check(p.returncode == 0, "yamllint components/%s/%s: %s" % (c, f, p.stdout))
+    ov = os.path.join(tmp, "overlay")
+    os.makedirs(ov, exist_ok=True)
+    with open(os.path.join(ov, "kustomization.yaml"), "w") as f:
+        f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                "resources: [../k8s]\ncomponents: [%s]\n" %
+                ", ".join("../k8s/components/" + c for c in comps))
+    docs = render_kubectl(ov)
+    if not check(docs, "kubectl kustomize renders an overlay with every component"):
+        return
+    sms = [d for d in docs if d.get("kind") == "ServiceMonitor"]
+    if check(len(sms) == 1 and sms[0].get("apiVersion") == "monitoring.coreos.com/v1",
+             "components/metrics adds one ServiceMonitor"):
+        sm = sms[0]["spec"]
+        sel = sm.get("selector", {}).get("matchLabels", {})
+        picked = sorted(d["metadata"]["name"] for d in docs if d.get("kind") == "Service" and
+                        matches(sel, d["metadata"].get("labels", {})))
+        check(picked == ["mpbroker"], "the ServiceMonitor selects the mpbroker Service only "
+              "(not the headless one): %s" % picked)
+        check(sm.get("endpoints") == [{"port": "http", "path": "/metrics", "interval": "30s"}],
+              "the ServiceMonitor scrapes port http, /metrics: %s" % sm.get("endpoints"))
+    dep = [d for d in docs if d.get("kind") == "Deployment"]
+    check(dep and dep[0]["spec"].get("replicas") == 4, "components/workers: 4 workers")
+    sts = [d for d in docs if d.get("kind") == "StatefulSet"]
+    if check(len(sts) == 1, "one StatefulSet in the overlay"):
+        vols = {v["name"]: v for v in sts[0]["spec"]["template"]["spec"].get("volumes", [])}
+        check("volumeClaimTemplates" not in sts[0]["spec"] and
+              vols.get("data", {}).get("emptyDir") == {},
+              "components/ephemeral: /data is an emptyDir, no claim: %s" % list(vols))
+    rest = [d for d in docs if d.get("kind") != "ServiceMonitor"]
+    check_schemas({"overlay with every component": rest})
+    # and without ephemeral (the base's checks want the claim), everything else still holds
+    with open(os.path.join(ov, "kustomization.yaml"), "w") as f:
+        f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                "resources: [../k8s]\ncomponents: [../k8s/components/metrics, "
+                "../k8s/components/workers]\n")
+    docs = render_kubectl(ov)
+    check_rendered([d for d in docs if d.get("kind") != "ServiceMonitor"],
+                   "overlay with metrics and workers", hashed=True)
+
+
+# Mutations the schemas accept but check_rendered must refuse: (what, how, a text of the error)
+SEMANTIC_MUTATIONS = [
+    ("the budget selects the broker", lambda ds: setk(
+        obj(ds, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        "app.kubernetes.io/component", "broker"), "the budget selects the worker pods"),
+    ("the budget blocks drains", lambda ds: setk(obj(ds, "PodDisruptionBudget")["spec"],
+                                                 "maxUnavailable", 0),
+     "the budget lets one worker go at a time"),
+    ("workers ready by /readyz", lambda ds: setk(worker_c(ds), "readinessProbe",
+                                                 {"httpGet": {"path": "/readyz", "port": 8080}}),
+     "is ready by mpb-worker --check"),
+    ("workers with a liveness probe", lambda ds: setk(worker_c(ds), "livenessProbe",
+                                                      {"exec": {"command": ["true"]}}),
+     "no liveness probe restarts workers"),
+]
+
+
+def check_semantic_mutations(docs):
+    for what, how, want in SEMANTIC_MUTATIONS:
+        ds = copy.deepcopy(docs)
+        how(ds)
+        errs = errors_of(_check_rendered, ds, what, False)
+        check(any(want in e for e in errs), "the mutation %s is rejected with %r; the errors "
+              "were: %s" % (what, want, errs or "none"))
+
+
 tmp = tempfile.mkdtemp(prefix="mpb-ops-k8s.")
 try:
     base = os.path.join(tmp, "k8s")
@@ -738,6 +883,7 @@ try:
                               for d in docs)
             check(shape(k_docs) == shape(py_docs), "both renderings have the same objects: "
                   "%s vs %s" % (shape(k_docs), shape(py_docs)))
+            check_components(tmp, base)
         # without the key file the base refuses to render (no default key ships)
         os.unlink(os.path.join(base, "authkey"))
         p = subprocess.run(["kubectl", "kustomize", base], stdout=subprocess.PIPE,
@@ -749,6 +895,7 @@ try:
               "(kubectl kustomize is used too where it is installed)")
     check_schemas(schema_cases)
     check_mutations(py_docs)
+    check_semantic_mutations(py_docs)
 finally:
     shutil.rmtree(tmp)
 

@@ -14,6 +14,10 @@ const models = {
   'v1/ConfigMap': () => require('kubernetes-models/v1/ConfigMap').ConfigMap,
   'apps/v1/StatefulSet': () => require('kubernetes-models/apps/v1/StatefulSet').StatefulSet,
   'apps/v1/Deployment': () => require('kubernetes-models/apps/v1/Deployment').Deployment,
+  'networking.k8s.io/v1/NetworkPolicy': () =>
+    require('kubernetes-models/networking.k8s.io/v1/NetworkPolicy').NetworkPolicy,
+  'policy/v1/PodDisruptionBudget': () =>
+    require('kubernetes-models/policy/v1/PodDisruptionBudget').PodDisruptionBudget,
 };
 
 function validate(obj) {

@@ -27,7 +27,7 @@ target_link_libraries(mpb_healthcheck PRIVATE mpb_warnings)
 add_executable(test_ops_metrics ${MPB_OPS_DIR}/test_ops_metrics.c)
 target_include_directories(test_ops_metrics PRIVATE ${PROJECT_SOURCE_DIR}/tests/integration)
 target_link_libraries(test_ops_metrics PRIVATE th mpbproto mpb_warnings)
-target_compile_definitions(test_ops_metrics PRIVATE
+target_compile_definitions(test_ops_metrics PRIVATE MPB_TEST_VERSION="${PROJECT_VERSION}"
   MPB_HEALTHCHECK_PATH="$<TARGET_FILE:mpb_healthcheck>"
   MPB_WORKER_PATH="$<TARGET_FILE:mpb_worker>" MPB_DEMO_LIB="$<TARGET_FILE:mpbdemo>"
   MPB_OPS_DIR="${MPB_OPS_DIR}")

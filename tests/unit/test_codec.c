@@ -1378,28 +1378,6 @@ static void test_codec_sample(void **state) {
     assert_int_equal(untouched, 'Z');
 }
 
-static void test_codec_hash(void **state) {
-    (void)state;
-    const char *data = "the quick brown fox jumps over the lazy dog";
-    size_t n = strlen(data);
-    uint64_t h = mpb__hash(data, n);
-    assert_true(h == mpb__hash(data, n));
-    /* every length and every one-byte change gives another hash */
-    for (size_t k = 0; k < n; k++) assert_true(mpb__hash(data, k) != h);
-    char copy[64];
-    memcpy(copy, data, n);
-    for (size_t k = 0; k < n; k++) {
-        copy[k] ^= 1;
-        assert_true(mpb__hash(copy, n) != h);
-        copy[k] ^= 1;
-    }
-    uint64_t seed = mpb__hash_seed;
-    mpb__hash_seed ^= 1;
-    assert_true(mpb__hash(data, n) != h);
-    mpb__hash_seed = seed;
-    assert_true(mpb__hash(data, n) == h);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_int_roundtrip),
@@ -1429,7 +1407,6 @@ int main(void) {
         cmocka_unit_test(test_codec_compare_type_errors),
         cmocka_unit_test(test_codec_compare_equal_elements_skipped),
         cmocka_unit_test(test_codec_sample),
-        cmocka_unit_test(test_codec_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

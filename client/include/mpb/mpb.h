@@ -6,8 +6,10 @@
  *   mpb_errmsg() then says why, in words ("dict/users is a list").
  * - Keys and values are msgpack values passed as encoded bytes (const void *, size_t). The
  *   mpb_pack_*() and mpb_unpack_*() helpers build and read the common scalars.
- * - Buffers the library returns through `void **` are allocated by it; free them with
- *   mpb_free(). Pointers passed in are borrowed for the duration of the call only.
+ * - Memory, one rule: whatever the library hands the caller (a buffer through `void **` or
+ *   `char **`, what mpb_mp_take() gives) is freed with mpb_free(), never anything else; and
+ *   what the caller hands the library to keep (a worker function's *result) is allocated with
+ *   malloc(), which the library frees. Pointers passed in are borrowed for the call only.
  * - timeout_ms is MPB_FOREVER (-1), MPB_NOWAIT (0) or a bound in milliseconds. Calls that do not
  *   block in the broker are bounded by the client's op timeout (mpb_options_t.op_timeout_ms).
  * - Threads: a client is used by one thread at a time. Its calls take its lock, and a blocking
@@ -60,7 +62,7 @@ extern "C" {
     XX(ETOOBIG, 12, "message too big")                                                             \
     XX(EINDEX, 13, "index out of range")                                                           \
     XX(ETYPE, 14, "wrong type")                                                                    \
-    XX(EVALUE, 15, "value not found")                                                              \
+    XX(EVALUE, 15, "bad value (not present, or released or finished too often)")                  \
     XX(ECONN, 16, "cannot reach the broker")                                                       \
     XX(EINVAL, 17, "invalid argument")                                                             \
     XX(EOVERFLOW, 18, "integer overflow")                                                          \
@@ -115,7 +117,15 @@ typedef struct mpb_options {
                                    one, each pause drawn between half and all of it (jitter);
                                    default 50 */
     int reconnect_delay_max_ms; /* the longest pause; default 2000 */
+    int encryption;           /* MPB_ENCRYPTION_AUTO (default), _ON or _OFF: see below */
 } mpb_options_t;
+
+/* mpb_options_t.encryption: whether the connection uses ZeroMQ CURVE, keyed by the authkey
+ * (nothing else to configure; PROTOCOL.md section 1). AUTO takes $MPB_ENCRYPTION ("on" or
+ * "off") if set, else CURVE on tcp:// and none on ipc://, as mpbrokerd does by default. It
+ * must match the broker's --encryption: a mismatch never finishes the ZeroMQ handshake, and
+ * mpb_connect() fails with MPB_ECONN after connect_timeout_ms, saying so. */
+enum { MPB_ENCRYPTION_AUTO = 0, MPB_ENCRYPTION_ON = 1, MPB_ENCRYPTION_OFF = 2 };
 
 /* Fills o with the defaults, o->size included. Start from it and change fields: a program
  * built against an older header then still gets the defaults of fields it does not know. */
@@ -123,12 +133,17 @@ MPB_EXPORT void mpb_options_init(mpb_options_t *o);
 
 /* Reads the authkey the way the tools do: the file named by path if path is non-NULL, else
  * the file in $MPB_AUTHKEY_FILE, else the bytes of $MPB_AUTHKEY. A trailing newline in a file
- * is dropped. On success *key is a new buffer (mpb_free() it) of *len bytes. Returns 0,
- * MPB_EINVAL (none configured, unreadable or empty; errbuf says which) or MPB_ENOMEM. */
+ * is dropped. As ssh does with key files, a file that group or others can write is refused,
+ * and one they can read is used with a warning, as is a key shorter than 16 bytes (guessable
+ * offline): on success errbuf holds the warnings ("" if none; show them to the operator). On
+ * success *key is a new buffer (wipe it, then mpb_free() it) of *len bytes. Returns 0,
+ * MPB_EINVAL (none configured, unreadable, empty or writable by others; errbuf says which) or
+ * MPB_ENOMEM. */
 MPB_EXPORT int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf,
                                 size_t errlen);
 
-/* Connects to endpoint ("tcp://host:port" or "ipc:///path") and proves the authkey both ways
+/* Connects to endpoint ("tcp://host:port" or "ipc:///path"; NULL: the one in $MPB_ENDPOINT, as
+ * mpb_authkey_load() reads $MPB_AUTHKEY_FILE) and proves the authkey both ways
  * (the broker proves it too). Blocks up to opts->connect_timeout_ms. opts may be NULL for the
  * defaults. Returns 0 or a negative MPB_E* (MPB_EAUTH: wrong key; MPB_ECONN / MPB_ETIMEDOUT:
  * no broker answered). *out is set even on failure (NULL only for MPB_ENOMEM) so mpb_errmsg()
@@ -177,6 +192,80 @@ MPB_EXPORT int mpb_unpack_double(const void *buf, size_t len, double *v);
 MPB_EXPORT int mpb_unpack_bool(const void *buf, size_t len, int *v);
 MPB_EXPORT int mpb_unpack_str(const void *buf, size_t len, const char **s, size_t *slen);
 MPB_EXPORT int mpb_unpack_bin(const void *buf, size_t len, const void **p, size_t *plen);
+
+/* ---- building and reading msgpack -----------------------------------------------------------
+ *
+ * Arguments, values and results are msgpack; these build and read them without another
+ * library. A builder starts zeroed (mpb_mpbuf_t b = {0};). Each mpb_mp_*() appends one value
+ * (mpb_mp_array/map append a header: the n values, or n key/value pairs, that follow are its
+ * items) and returns 0, MPB_EINVAL (b NULL, or raw bytes that are not one well-formed value) or
+ * MPB_ENOMEM, which sticks in b->err so a sequence of appends can be checked once, at
+ * mpb_mp_take(). Example, the arguments [3, "x"] of a pool call:
+ *     mpb_mpbuf_t b = {0};
+ *     mpb_mp_array(&b, 2); mpb_mp_i64(&b, 3); mpb_mp_cstr(&b, "x");
+ *     void *args; size_t n;
+ *     if (mpb_mp_take(&b, &args, &n) == 0) { ...; mpb_free(args); }
+ */
+typedef struct mpb_mpbuf {
+    unsigned char *data; /* what is built so far (read-only for the caller) */
+    size_t len, cap;
+    int err;             /* the first failure, or 0 */
+} mpb_mpbuf_t;
+
+MPB_EXPORT int mpb_mp_nil(mpb_mpbuf_t *b);
+MPB_EXPORT int mpb_mp_bool(mpb_mpbuf_t *b, int v);
+MPB_EXPORT int mpb_mp_i64(mpb_mpbuf_t *b, int64_t v);
+MPB_EXPORT int mpb_mp_u64(mpb_mpbuf_t *b, uint64_t v);
+MPB_EXPORT int mpb_mp_double(mpb_mpbuf_t *b, double v);
+/* len bytes of UTF-8 text (not checked); _cstr takes a NUL-terminated one. */
+MPB_EXPORT int mpb_mp_str(mpb_mpbuf_t *b, const char *s, size_t len);
+MPB_EXPORT int mpb_mp_cstr(mpb_mpbuf_t *b, const char *s);
+MPB_EXPORT int mpb_mp_bin(mpb_mpbuf_t *b, const void *p, size_t len);
+/* An extension value: type -128..127, len bytes of data. */
+MPB_EXPORT int mpb_mp_ext(mpb_mpbuf_t *b, int type, const void *p, size_t len);
+MPB_EXPORT int mpb_mp_array(mpb_mpbuf_t *b, uint32_t n);
+MPB_EXPORT int mpb_mp_map(mpb_mpbuf_t *b, uint32_t n);
+/* One value already encoded (a reply, a dict value): checked, then copied in. */
+MPB_EXPORT int mpb_mp_raw(mpb_mpbuf_t *b, const void *p, size_t len);
+/* Hands over what was built: *out a new buffer (mpb_free() it) of *len bytes, and b is empty
+ * again. Returns b->err (then nothing is handed over and b is emptied) or 0. */
+MPB_EXPORT int mpb_mp_take(mpb_mpbuf_t *b, void **out, size_t *len);
+/* Frees what b holds and empties it. Accepts NULL. */
+MPB_EXPORT void mpb_mp_reset(mpb_mpbuf_t *b);
+
+/* A reader walks one msgpack value (a result, a describe map, a dict_scan page) in place: it
+ * copies nothing, and strings point into the buffer, which must outlive the reader.
+ * mpb_mpr_init() checks the whole buffer first (MPB_EPROTO: not exactly one well-formed value,
+ * nested at most 32 deep), so the calls after it never read past it. Each mpb_mpr_<type>()
+ * reads the next value: 0, MPB_ETYPE (another type, or an integer that does not fit; the reader
+ * does not move) or MPB_EEMPTY (nothing left). An array or map is read as its header (the count)
+ * and then its items one by one. */
+typedef struct mpb_mpreader {
+    const unsigned char *p, *end; /* private */
+} mpb_mpreader_t;
+
+enum { MPB_MP_END, MPB_MP_NIL, MPB_MP_BOOL, MPB_MP_INT, MPB_MP_FLOAT, MPB_MP_STR, MPB_MP_BIN,
+       MPB_MP_ARRAY, MPB_MP_MAP, MPB_MP_EXT };
+
+MPB_EXPORT int mpb_mpr_init(mpb_mpreader_t *r, const void *buf, size_t len);
+/* The next value's MPB_MP_* type; MPB_MP_END when all is read (or r is NULL). */
+MPB_EXPORT int mpb_mpr_type(const mpb_mpreader_t *r);
+MPB_EXPORT int mpb_mpr_nil(mpb_mpreader_t *r);
+MPB_EXPORT int mpb_mpr_bool(mpb_mpreader_t *r, int *v);
+MPB_EXPORT int mpb_mpr_i64(mpb_mpreader_t *r, int64_t *v);
+MPB_EXPORT int mpb_mpr_u64(mpb_mpreader_t *r, uint64_t *v);  /* non-negative only */
+MPB_EXPORT int mpb_mpr_double(mpb_mpreader_t *r, double *v); /* an integer is accepted */
+MPB_EXPORT int mpb_mpr_str(mpb_mpreader_t *r, const char **s, size_t *len);
+MPB_EXPORT int mpb_mpr_bin(mpb_mpreader_t *r, const void **p, size_t *len);
+MPB_EXPORT int mpb_mpr_ext(mpb_mpreader_t *r, int *type, const void **p, size_t *len);
+MPB_EXPORT int mpb_mpr_array(mpb_mpreader_t *r, uint32_t *n);
+MPB_EXPORT int mpb_mpr_map(mpb_mpreader_t *r, uint32_t *n);
+/* Skips the next whole value; (*p, *len), when p is non-NULL, is its encoding (for
+ * mpb_dict_get, mpb_mp_raw, ...). */
+MPB_EXPORT int mpb_mpr_skip(mpb_mpreader_t *r, const void **p, size_t *len);
+/* With r on a map (not moved): *val reads the value of the string key key. MPB_ENOKEY when
+ * the map has no such key, MPB_ETYPE when r is not on a map. */
+MPB_EXPORT int mpb_mpr_find(const mpb_mpreader_t *r, const char *key, mpb_mpreader_t *val);
 
 /* ---- objects ---------------------------------------------------------------------------- */
 
@@ -305,6 +394,12 @@ MPB_EXPORT int mpb_list_extend(mpb_list_t *l, const void *vals, size_t len);
 MPB_EXPORT int mpb_list_insert(mpb_list_t *l, int64_t index, const void *val, size_t vlen);
 /* Item at index (negative from the end). MPB_EINDEX when out of range. */
 MPB_EXPORT int mpb_list_get(mpb_list_t *l, int64_t index, void **val, size_t *vlen);
+/* Integer and string forms of append and get: MPB_ETYPE when the item is of another type; a
+ * string is a new NUL-terminated buffer (mpb_free() it). */
+MPB_EXPORT int mpb_list_append_i64(mpb_list_t *l, int64_t v);
+MPB_EXPORT int mpb_list_append_str(mpb_list_t *l, const char *s);
+MPB_EXPORT int mpb_list_get_i64(mpb_list_t *l, int64_t index, int64_t *v);
+MPB_EXPORT int mpb_list_get_str(mpb_list_t *l, int64_t index, char **s);
 /* Replaces the item at index (negative from the end) with a copy of val. MPB_EINDEX when out
  * of range. */
 MPB_EXPORT int mpb_list_set(mpb_list_t *l, int64_t index, const void *val, size_t vlen);
@@ -351,6 +446,13 @@ MPB_EXPORT int mpb_queue_put(mpb_queue_t *q, const void *val, size_t vlen, int t
  * Returns 0, MPB_EEMPTY (timeout_ms 0 and empty: get_nowait), MPB_ETIMEDOUT. Waiting getters
  * are served first come, first served. */
 MPB_EXPORT int mpb_queue_get(mpb_queue_t *q, void **val, size_t *vlen, int timeout_ms);
+/* Integer and string forms of put and get (as the dict's): the item is a msgpack int or str;
+ * a string got is a new NUL-terminated buffer (mpb_free() it). A got item of another type is
+ * taken all the same, and the call says MPB_ETYPE. */
+MPB_EXPORT int mpb_queue_put_i64(mpb_queue_t *q, int64_t v, int timeout_ms);
+MPB_EXPORT int mpb_queue_put_str(mpb_queue_t *q, const char *s, int timeout_ms);
+MPB_EXPORT int mpb_queue_get_i64(mpb_queue_t *q, int64_t *v, int timeout_ms);
+MPB_EXPORT int mpb_queue_get_str(mpb_queue_t *q, char **s, int timeout_ms);
 /* *n: the items in the queue now (puts still waiting for room not counted). As in Python,
  * the answer may be stale by the time the caller acts on it. */
 MPB_EXPORT int mpb_queue_qsize(mpb_queue_t *q, uint64_t *n);
@@ -552,6 +654,10 @@ MPB_EXPORT int mpb_value_set(mpb_value_t *v, const void *val, size_t vlen);
 MPB_EXPORT int mpb_value_get_i64(mpb_value_t *v, int64_t *out);
 /* mpb_value_set with the integer x. */
 MPB_EXPORT int mpb_value_set_i64(mpb_value_t *v, int64_t x);
+/* The value as a string (a new NUL-terminated buffer: mpb_free() it; MPB_ETYPE when it is not
+ * a str), and mpb_value_set with the string s. */
+MPB_EXPORT int mpb_value_get_str(mpb_value_t *v, char **s);
+MPB_EXPORT int mpb_value_set_str(mpb_value_t *v, const char *s);
 /* Atomically adds by; *result (may be NULL) is the new value. MPB_ETYPE (and nothing added)
  * if the value is not an integer, MPB_EOVERFLOW past int64. add_double works on any number
  * and makes the value a float. */

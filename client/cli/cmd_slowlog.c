@@ -1,0 +1,53 @@
+/* cmd_slowlog.c - mpb slowlog [N]: the slowest recent requests the broker served (as Redis's
+ * SLOWLOG GET), newest first, with how long each took; what counts as slow is the broker's
+ * slowlog-log-slower-than setting (µs), how many it keeps slowlog-max-len. */
+#include <stdlib.h>
+#include <time.h>
+
+#include "cli.h"
+#include "mpbproto.h"
+
+int cmd_slowlog(int argc, char **argv) {
+    if (argc > 1) return usage_error("slowlog takes at most a count, got '%s'", argv[1]);
+    long long n = 10;
+    if (argc == 1) {
+        char *end;
+        n = strtoll(argv[0], &end, 10);
+        if (end == argv[0] || *end || n < 1 || n > 100000)
+            return usage_error("slowlog: N '%s' is not 1..100000", argv[0]);
+    }
+    uint8_t args[10] = {0x91, 0xcf}; /* [uint64 n] */
+    for (int i = 0; i < 8; i++)
+        args[2 + i] = (uint8_t)((unsigned long long)n >> (56 - 8 * i));
+    void *res;
+    size_t rn;
+    int rc = mpb_call(cli, MPB_OP_SLOWLOG, NULL, args, sizeof args, 0, &res, &rn);
+    if (rc) return fail(rc, "slowlog");
+    json_t *all = to_jansson(res, rn);
+    mpb_free(res);
+    if (opt.json) {
+        print_json(all);
+        json_decref(all);
+        return 0;
+    }
+    printf("%-6s %-19s %12s %-18s %-24s %-8s %-16s %s\n", "ID", "TIME", "DURATION_US", "OP",
+           "OBJECT", "SESSION", "HOST", "PID");
+    size_t i;
+    json_t *e;
+    json_array_foreach(all, i, e) {
+        time_t t = (time_t)(json_integer_value(json_object_get(e, "time_ms")) / 1000);
+        char when[32];
+        strftime(when, sizeof when, "%F %T", localtime(&t));
+        const char *obj = json_string_value(json_object_get(e, "object"));
+        const char *host = json_string_value(json_object_get(e, "host"));
+        printf("%-6" JSON_INTEGER_FORMAT " %-19s %12" JSON_INTEGER_FORMAT
+               " %-18s %-24s %-8" JSON_INTEGER_FORMAT " %-16s %" JSON_INTEGER_FORMAT "\n",
+               json_integer_value(json_object_get(e, "id")), when,
+               json_integer_value(json_object_get(e, "duration_us")),
+               json_string_value(json_object_get(e, "op")), obj && *obj ? obj : "-",
+               json_integer_value(json_object_get(e, "session")), host && *host ? host : "-",
+               json_integer_value(json_object_get(e, "pid")));
+    }
+    json_decref(all);
+    return 0;
+}

@@ -1,0 +1,433 @@
+/* test_libmpb.c - libmpb as a C program uses it without a second msgpack library: every
+ * msgpack type built with mpb_mp_*() comes back unchanged through mpb_mpr_*() and through the
+ * broker (a value stored by one process, read by another); the reader refuses malformed bytes
+ * and says ETYPE/EEMPTY without moving; a describe map and a list slice are read with it;
+ * integer and string forms of queue, list and value calls, used from two processes;
+ * mpb_connect(NULL, ...) takes $MPB_ENDPOINT; EVALUE's text fits a task_done past zero. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "th.h"
+#include "mpb/ops.h"
+
+static th_broker_t B;
+
+#define CKM(x) assert_int_equal((x), 0)
+
+static const int64_t INTS[] = {INT64_MIN, -2147483649LL, -32769, -129, -33, -32, -1, 0, 1,
+                               127, 128, 255, 256, 65535, 65536, 4294967295LL, 4294967296LL,
+                               INT64_MAX};
+static const size_t LENS[] = {0, 1, 31, 32, 255, 256, 65535, 65536, 70000};
+
+static char *filled(size_t n, char base) {
+    char *p = malloc(n + 1);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = (char)(base + (char)(i % 26));
+    p[n] = 0;
+    return p;
+}
+
+/* [nil, true, false, ints..., UINT64_MAX, 1.5, -0.25, strs..., bins..., exts..., {"a": [1, {}]}] */
+static void build_everything(void **out, size_t *len) {
+    size_t nl = sizeof LENS / sizeof *LENS, ni = sizeof INTS / sizeof *INTS;
+    mpb_mpbuf_t b = {0};
+    CKM(mpb_mp_array(&b, (uint32_t)(3 + ni + 1 + 2 + 3 * nl + 1)));
+    CKM(mpb_mp_nil(&b));
+    CKM(mpb_mp_bool(&b, 1));
+    CKM(mpb_mp_bool(&b, 0));
+    for (size_t i = 0; i < ni; i++) CKM(mpb_mp_i64(&b, INTS[i]));
+    CKM(mpb_mp_u64(&b, UINT64_MAX));
+    CKM(mpb_mp_double(&b, 1.5));
+    CKM(mpb_mp_double(&b, -0.25));
+    for (size_t i = 0; i < nl; i++) {
+        char *s = filled(LENS[i], 'a');
+        CKM(mpb_mp_str(&b, s, LENS[i]));
+        CKM(mpb_mp_bin(&b, s, LENS[i]));
+        CKM(mpb_mp_ext(&b, (int)i - 4, s, LENS[i]));
+        free(s);
+    }
+    CKM(mpb_mp_map(&b, 1));
+    CKM(mpb_mp_cstr(&b, "a"));
+    CKM(mpb_mp_array(&b, 2));
+    CKM(mpb_mp_i64(&b, 1));
+    CKM(mpb_mp_map(&b, 0));
+    CKM(mpb_mp_take(&b, out, len));
+    assert_null(b.data);
+}
+
+static void read_everything(const void *buf, size_t len) {
+    size_t nl = sizeof LENS / sizeof *LENS, ni = sizeof INTS / sizeof *INTS;
+    mpb_mpreader_t r;
+    uint32_t n;
+    CKM(mpb_mpr_init(&r, buf, len));
+    assert_int_equal(mpb_mpr_type(&r), MPB_MP_ARRAY);
+    CKM(mpb_mpr_array(&r, &n));
+    assert_int_equal(n, 3 + ni + 1 + 2 + 3 * nl + 1);
+    assert_int_equal(mpb_mpr_i64(&r, &(int64_t){0}), MPB_ETYPE); /* nil: not moved */
+    CKM(mpb_mpr_nil(&r));
+    int bv = -1;
+    CKM(mpb_mpr_bool(&r, &bv));
+    assert_int_equal(bv, 1);
+    CKM(mpb_mpr_bool(&r, &bv));
+    assert_int_equal(bv, 0);
+    for (size_t i = 0; i < ni; i++) {
+        int64_t v = 0;
+        assert_int_equal(mpb_mpr_type(&r), MPB_MP_INT);
+        CKM(mpb_mpr_i64(&r, &v));
+        assert_true(v == INTS[i]);
+    }
+    int64_t big;
+    assert_int_equal(mpb_mpr_i64(&r, &big), MPB_ETYPE); /* UINT64_MAX does not fit */
+    uint64_t u = 0;
+    CKM(mpb_mpr_u64(&r, &u));
+    assert_true(u == UINT64_MAX);
+    double d = 0;
+    assert_int_equal(mpb_mpr_type(&r), MPB_MP_FLOAT);
+    CKM(mpb_mpr_double(&r, &d));
+    assert_true(d == 1.5);
+    CKM(mpb_mpr_double(&r, &d));
+    assert_true(d == -0.25);
+    for (size_t i = 0; i < nl; i++) {
+        char *want = filled(LENS[i], 'a');
+        const char *s;
+        const void *p;
+        size_t sl = 99;
+        int type = 99;
+        assert_int_equal(mpb_mpr_type(&r), MPB_MP_STR);
+        assert_int_equal(mpb_mpr_bin(&r, &p, &sl), MPB_ETYPE);
+        CKM(mpb_mpr_str(&r, &s, &sl));
+        assert_int_equal(sl, LENS[i]);
+        if (sl) assert_memory_equal(s, want, sl);
+        assert_int_equal(mpb_mpr_type(&r), MPB_MP_BIN);
+        CKM(mpb_mpr_bin(&r, &p, &sl));
+        assert_int_equal(sl, LENS[i]);
+        if (sl) assert_memory_equal(p, want, sl);
+        assert_int_equal(mpb_mpr_type(&r), MPB_MP_EXT);
+        CKM(mpb_mpr_ext(&r, &type, &p, &sl));
+        assert_int_equal(type, (int)i - 4);
+        assert_int_equal(sl, LENS[i]);
+        if (sl) assert_memory_equal(p, want, sl);
+        free(want);
+    }
+    mpb_mpreader_t v;
+    CKM(mpb_mpr_find(&r, "a", &v));
+    assert_int_equal(mpb_mpr_find(&r, "b", &v), MPB_ENOKEY);
+    CKM(mpb_mpr_array(&v, &n));
+    assert_int_equal(n, 2);
+    CKM(mpb_mpr_map(&r, &n));
+    assert_int_equal(n, 1);
+    const void *raw;
+    size_t rawlen;
+    CKM(mpb_mpr_skip(&r, &raw, &rawlen)); /* "a" */
+    assert_int_equal(rawlen, 2);
+    CKM(mpb_mpr_skip(&r, NULL, NULL)); /* [1, {}] */
+    assert_int_equal(mpb_mpr_type(&r), MPB_MP_END);
+    assert_int_equal(mpb_mpr_nil(&r), MPB_EEMPTY);
+    assert_int_equal(mpb_mpr_skip(&r, NULL, NULL), MPB_EEMPTY);
+}
+
+static void test_every_type_round_trips(void **state) {
+    (void)state;
+    void *buf;
+    size_t len;
+    build_everything(&buf, &len);
+    read_everything(buf, len);
+    /* and what one value holds can be built again from its parts, byte for byte */
+    mpb_mpbuf_t b = {0};
+    CKM(mpb_mp_raw(&b, buf, len));
+    assert_int_equal(b.len, len);
+    assert_memory_equal(b.data, buf, len);
+    mpb_mp_reset(&b);
+    assert_null(b.data);
+    mpb_free(buf);
+}
+
+/* A child process builds the value and stores it; the parent reads it back from the broker. */
+static int store_child(int idx, void *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_connect(&B);
+    mpb_dict_t *d;
+    void *buf;
+    size_t len;
+    if (mpb_dict_open(c, "libmpb", &d)) return 1;
+    build_everything(&buf, &len);
+    mpb_mpbuf_t k = {0};
+    mpb_mp_cstr(&k, "everything");
+    int rc = mpb_dict_set(d, k.data, k.len, buf, len);
+    mpb_mp_reset(&k);
+    mpb_free(buf);
+    mpb_dict_close(&d);
+    mpb_close(&c);
+    return rc ? 2 : 0;
+}
+
+static void test_every_type_through_the_broker(void **state) {
+    (void)state;
+    assert_int_equal(th_spawn(1, store_child, NULL, 60), 0);
+    mpb_client_t *c = th_connect(&B);
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(c, "libmpb", &d), 0);
+    mpb_mpbuf_t k = {0};
+    CKM(mpb_mp_cstr(&k, "everything"));
+    void *val;
+    size_t vlen;
+    assert_int_equal(mpb_dict_get(d, k.data, k.len, &val, &vlen), 0);
+    read_everything(val, vlen);
+    mpb_free(val);
+    mpb_mp_reset(&k);
+    mpb_dict_close(&d);
+    mpb_close(&c);
+}
+
+static void test_reader_refuses_malformed_input(void **state) {
+    (void)state;
+    static const struct {
+        const char *what;
+        const char *bytes;
+        size_t n;
+    } bad[] = {
+        {"empty", "", 0},
+        {"reserved byte", "\xc1", 1},
+        {"array missing an item", "\x92\x01", 2},
+        {"truncated str", "\xa5" "abc", 4},
+        {"str8 length past the end", "\xd9\xff" "ab", 4},
+        {"truncated uint64", "\xcf\x00\x01", 3},
+        {"trailing bytes", "\x01\x02", 2},
+        {"map missing a value", "\x81\xa1k", 3},
+        {"truncated ext", "\xd6\x01\x00", 3},
+    };
+    mpb_mpreader_t r;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = mpb_mpr_init(&r, bad[i].bytes, bad[i].n);
+        if (rc != MPB_EPROTO) fail_msg("%s: %d", bad[i].what, rc);
+        assert_int_equal(mpb_mpr_type(&r), MPB_MP_END); /* a refused reader reads nothing */
+        mpb_mpbuf_t b = {0};
+        assert_int_equal(mpb_mp_raw(&b, bad[i].bytes, bad[i].n), MPB_EINVAL);
+        assert_int_equal(b.len, 0);
+        mpb_mp_reset(&b);
+    }
+    assert_int_equal(mpb_mpr_init(&r, NULL, 3), MPB_EPROTO);
+    /* nested deeper than 32 */
+    unsigned char deep[40];
+    memset(deep, 0x91, sizeof deep - 1);
+    deep[sizeof deep - 1] = 0xc0;
+    assert_int_equal(mpb_mpr_init(&r, deep, sizeof deep), MPB_EPROTO);
+    CKM(mpb_mpr_init(&r, deep + sizeof deep - 30, 30));
+    /* a builder given NULLs says so and builds nothing */
+    mpb_mpbuf_t b = {0};
+    assert_int_equal(mpb_mp_str(&b, NULL, 3), MPB_EINVAL);
+    assert_int_equal(mpb_mp_cstr(&b, NULL), MPB_EINVAL);
+    assert_int_equal(mpb_mp_ext(&b, 200, "x", 1), MPB_EINVAL);
+    void *out;
+    size_t len = 7;
+    CKM(mpb_mp_take(&b, &out, &len)); /* nothing built: an empty buffer */
+    assert_int_equal(len, 0);
+    mpb_free(out);
+}
+
+static void test_reading_what_the_broker_answers(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    assert_int_equal(mpb_queue_open(c, "libmpb.q", 10, 1, &q), 0);
+    uint8_t one[MPB_PACK_MAX_SCALAR];
+    for (int i = 0; i < 3; i++) assert_int_equal(mpb_queue_put(q, one, mpb_pack_i64(one, i), 0), 0);
+    void *m;
+    size_t ml;
+    assert_int_equal(mpb_obj_describe(c, "queue/libmpb.q", &m, &ml), 0);
+    mpb_mpreader_t r, v;
+    CKM(mpb_mpr_init(&r, m, ml));
+    const char *s;
+    size_t sl;
+    CKM(mpb_mpr_find(&r, "kind", &v));
+    CKM(mpb_mpr_str(&v, &s, &sl));
+    assert_int_equal(sl, 5);
+    assert_memory_equal(s, "queue", 5);
+    int64_t x = 0;
+    CKM(mpb_mpr_find(&r, "size", &v));
+    CKM(mpb_mpr_i64(&v, &x));
+    assert_int_equal(x, 3);
+    CKM(mpb_mpr_find(&r, "unfinished", &v));
+    CKM(mpb_mpr_i64(&v, &x));
+    assert_int_equal(x, 3);
+    CKM(mpb_mpr_find(&r, "maxsize", &v));
+    CKM(mpb_mpr_i64(&v, &x));
+    assert_int_equal(x, 10);
+    int joinable = 0;
+    CKM(mpb_mpr_find(&r, "joinable", &v));
+    CKM(mpb_mpr_bool(&v, &joinable));
+    assert_int_equal(joinable, 1);
+    mpb_free(m);
+
+    /* a list slice is an array of the items */
+    mpb_list_t *l;
+    assert_int_equal(mpb_list_open(c, "libmpb.l", &l), 0);
+    assert_int_equal(mpb_list_clear(l), 0);
+    for (int i = 0; i < 5; i++) {
+        mpb_mpbuf_t b = {0};
+        mpb_mp_array(&b, 2);
+        mpb_mp_i64(&b, i);
+        mpb_mp_cstr(&b, i % 2 ? "odd" : "even");
+        assert_int_equal(b.err, 0);
+        assert_int_equal(mpb_list_append(l, b.data, b.len), 0);
+        mpb_mp_reset(&b);
+    }
+    void *items;
+    size_t il, n;
+    assert_int_equal(mpb_list_slice(l, 1, 4, 100, &items, &il, &n), 0);
+    assert_int_equal(n, 3);
+    CKM(mpb_mpr_init(&r, items, il));
+    uint32_t an;
+    CKM(mpb_mpr_array(&r, &an));
+    assert_int_equal(an, 3);
+    for (int i = 1; i < 4; i++) {
+        CKM(mpb_mpr_array(&r, &an));
+        assert_int_equal(an, 2);
+        CKM(mpb_mpr_i64(&r, &x));
+        assert_int_equal(x, i);
+        CKM(mpb_mpr_str(&r, &s, &sl));
+        assert_int_equal(sl, i % 2 ? 3 : 4);
+        assert_memory_equal(s, i % 2 ? "odd" : "even", sl);
+    }
+    assert_int_equal(mpb_mpr_type(&r), MPB_MP_END);
+    mpb_free(items);
+
+    /* a raw call named through mpb/ops.h, its answer read with the reader */
+    void *info;
+    size_t infolen;
+    assert_int_equal(mpb_call(c, MPB_OP_INFO, NULL, NULL, 0, 0, &info, &infolen), 0);
+    CKM(mpb_mpr_init(&r, info, infolen));
+    CKM(mpb_mpr_find(&r, "version", &v));
+    assert_int_equal(mpb_mpr_type(&v), MPB_MP_STR);
+    mpb_free(info);
+#define XX(name, code, wire) +(strcmp(wire, "obj.info") == 0 ? code : 0)
+    assert_int_equal(0 MPB_OPS_MAP(XX), 4); /* the table PROTOCOL.md lists: obj.info is 4 */
+#undef XX
+
+    /* EVALUE's words fit a task_done past zero */
+    for (int i = 0; i < 3; i++) assert_int_equal(mpb_queue_get(q, &m, &ml, 0), 0), mpb_free(m),
+                                assert_int_equal(mpb_queue_task_done(q), 0);
+    int rc = mpb_queue_task_done(q);
+    assert_int_equal(rc, MPB_EVALUE);
+    assert_non_null(strstr(mpb_strerror(rc), "finished too often"));
+    assert_non_null(strstr(mpb_errmsg(c), "task_done() called too many times"));
+    mpb_list_close(&l);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
+/* Another process fills a queue, a list and a value with the integer and string forms. */
+static int shortcut_child(int idx, void *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    mpb_list_t *l;
+    mpb_value_t *v;
+    if (mpb_queue_open(c, "libmpb.sq", 0, 0, &q) || mpb_list_open(c, "libmpb.sl", &l) ||
+        mpb_value_open(c, "libmpb.sv", NULL, 0, &v))
+        return 1;
+    int bad = 0;
+    bad |= mpb_queue_put_i64(q, -5, 1000) | mpb_queue_put_str(q, "héllo", 1000);
+    bad |= mpb_queue_put_i64(q, INT64_MAX, 1000);
+    bad |= mpb_list_append_str(l, "first") | mpb_list_append_i64(l, 1234567890123LL);
+    bad |= mpb_value_set_str(v, "a value");
+    bad |= mpb_queue_put_str(q, NULL, 0) != MPB_EINVAL;
+    mpb_queue_close(&q);
+    mpb_list_close(&l);
+    mpb_value_close(&v);
+    mpb_close(&c);
+    return bad ? 2 : 0;
+}
+
+static void test_integer_and_string_shortcuts(void **state) {
+    (void)state;
+    assert_int_equal(th_spawn(1, shortcut_child, NULL, 60), 0);
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    mpb_list_t *l;
+    mpb_value_t *v;
+    assert_int_equal(mpb_queue_open(c, "libmpb.sq", 0, 0, &q), 0);
+    assert_int_equal(mpb_list_open(c, "libmpb.sl", &l), 0);
+    assert_int_equal(mpb_value_open(c, "libmpb.sv", NULL, 0, &v), 0);
+    int64_t x = 0;
+    char *s = NULL;
+    assert_int_equal(mpb_queue_get_i64(q, &x, 1000), 0);
+    assert_int_equal(x, -5);
+    assert_int_equal(mpb_queue_get_i64(q, &x, 1000), MPB_ETYPE); /* "héllo": taken, not an int */
+    assert_non_null(strstr(mpb_errmsg(c), "not an integer"));
+    assert_int_equal(x, -5);
+    assert_int_equal(mpb_queue_get_str(q, &s, 1000), MPB_ETYPE);
+    assert_null(s);
+    assert_int_equal(mpb_queue_get_str(q, &s, 0), MPB_EEMPTY);
+    assert_int_equal(mpb_list_get_str(l, 0, &s), 0);
+    assert_string_equal(s, "first");
+    mpb_free(s);
+    assert_int_equal(mpb_list_get_i64(l, -1, &x), 0);
+    assert_int_equal(x, 1234567890123LL);
+    assert_int_equal(mpb_list_get_i64(l, 2, &x), MPB_EINDEX);
+    assert_int_equal(mpb_value_get_str(v, &s), 0);
+    assert_string_equal(s, "a value");
+    mpb_free(s);
+    assert_int_equal(mpb_value_get_i64(v, &x), MPB_ETYPE);
+    assert_int_equal(mpb_queue_put_str(q, "é", 0), 0);
+    assert_int_equal(mpb_queue_get_str(q, &s, 0), 0);
+    assert_string_equal(s, "é");
+    mpb_free(s);
+    mpb_queue_close(&q);
+    mpb_list_close(&l);
+    mpb_value_close(&v);
+    mpb_close(&c);
+}
+
+static void test_connect_null_uses_mpb_endpoint(void **state) {
+    (void)state;
+    size_t kl;
+    const char *key = th_authkey(&B, &kl);
+    mpb_client_t *c = NULL;
+    unsetenv("MPB_ENDPOINT");
+    assert_int_equal(mpb_connect(NULL, key, kl, NULL, &c), MPB_EINVAL);
+    assert_non_null(strstr(mpb_errmsg(c), "MPB_ENDPOINT"));
+    mpb_close(&c);
+    setenv("MPB_ENDPOINT", B.endpoint, 1);
+    assert_int_equal(mpb_connect(NULL, key, kl, NULL, &c), 0);
+    assert_true(mpb_session_id(c) != 0);
+    th_assert_dict_roundtrip(c, "libmpb.env", 7);
+    mpb_close(&c);
+    unsetenv("MPB_ENDPOINT");
+}
+
+static void test_broker_still_serves_and_exits_cleanly(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    th_assert_dict_roundtrip(c, "libmpb", 42);
+    mpb_close(&c);
+    th_broker_stop_checked(&B);
+}
+
+static int setup(void **state) {
+    (void)state;
+    th_broker_start(&B, NULL);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    th_broker_stop(&B);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_type_round_trips),
+        cmocka_unit_test(test_every_type_through_the_broker),
+        cmocka_unit_test(test_reader_refuses_malformed_input),
+        cmocka_unit_test(test_reading_what_the_broker_answers),
+        cmocka_unit_test(test_integer_and_string_shortcuts),
+        cmocka_unit_test(test_connect_null_uses_mpb_endpoint),
+        cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
