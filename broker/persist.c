@@ -36,6 +36,8 @@ enum {
     R_TASK_DONE = 8, /* [8, task id, failed, canceled, result|nil] */
     R_TASK = 9,      /* [9, id, caller, function, calls, done, failed, canceled, result|nil] */
     R_POOL = 10,     /* [10, next task id, next job id] (snapshot) */
+    R_ANON_GONE = 11, /* [11, name]: an anonymous object's grace ran out */
+    R_AREF = 12,      /* [12, name, session, n]: references it held (snapshot) */
 };
 
 #define REC_HDR       8
@@ -164,6 +166,9 @@ bool persist_logs_op(unsigned op) {
     case MPB_OP_BARRIER_WAIT:
     case MPB_OP_QUEUE_JOIN:
     case MPB_OP_SEM_VALUE: return false; /* held locks and waits are not brought back */
+    case MPB_OP_OBJ_NEW: return false; /* logged by obj.new, with the name it made */
+    case MPB_OP_OBJ_REF:
+    case MPB_OP_OBJ_UNREF:
     case MPB_OP_OBJ_DELETE:
     case MPB_OP_DICT_COPY:
     case MPB_OP_POOL_SUBMIT:
@@ -195,17 +200,39 @@ void persist_unlog(size_t end) {
     P.records--;
 }
 
-void persist_parked(const waiter_t *w, uint32_t argc, const uint8_t *a, size_t n) {
-    if (!logging() || !w->obj) return;
+/* A request record made here: [rid, op, o's name, args] (argc values in a, n bytes). */
+static void log_req(const sess_t *s, uint64_t rid, unsigned op, const obj_t *o, uint32_t argc,
+                    const uint8_t *a, size_t n) {
     mpb__buf_t req = {0};
     mpb__w_array(&req, 3 + argc);
-    mpb__w_uint(&req, w->rid);
-    mpb__w_uint(&req, w->op);
-    mpb__w_str(&req, w->obj->name, w->obj->namelen);
+    mpb__w_uint(&req, rid);
+    mpb__w_uint(&req, op);
+    mpb__w_str(&req, o->name, o->namelen);
     mpb__w_raw(&req, a, n);
     bbuf_ensure(&req);
-    persist_req(w->sess, req.p, req.len);
+    persist_req(s, req.p, req.len);
     mpb__buf_free(&req);
+}
+
+void persist_parked(const waiter_t *w, uint32_t argc, const uint8_t *a, size_t n) {
+    if (!logging() || !w->obj) return;
+    log_req(w->sess, w->rid, w->op, w->obj, argc, a, n);
+}
+
+void persist_obj_new(const sess_t *s, uint64_t rid, const obj_t *o, uint32_t argc,
+                     const uint8_t *a, size_t n) {
+    if (!logging()) return;
+    log_req(s, rid, MPB_OP_OBJ_NEW, o, argc, a, n);
+}
+
+void persist_anon_gone(const obj_t *o) {
+    if (!logging()) return;
+    size_t at = rec_begin(&P.batch);
+    mpb__w_array(&P.batch, 2);
+    mpb__w_uint(&P.batch, R_ANON_GONE);
+    mpb__w_str(&P.batch, o->name, o->namelen);
+    rec_end(&P.batch, at);
+    P.records++;
 }
 
 static void w_sess(mpb__buf_t *b, const sess_t *s) {
@@ -607,6 +634,21 @@ static int apply(const uint8_t *p, size_t n, uint64_t *first_seg) {
         if (id > P.fence_bound) P.fence_bound = id;
         return 0;
     case R_OBJ: return load_obj(&r, len);
+    case R_ANON_GONE:
+    case R_AREF: {
+        const char *name;
+        uint32_t nl;
+        int64_t nref = 0;
+        if (len != (type == R_AREF ? 4u : 2u) || mpb__rd_str(&r, &name, &nl)) return -1;
+        obj_t *o = store_get(name, nl);
+        if (type == R_ANON_GONE) {
+            if (o) anon_replay_gone(o);
+            return 0;
+        }
+        if (mpb__rd_uint(&r, &id) || mpb__rd_int(&r, &nref) || !o) return -1;
+        sess_t *s = server_sess_lookup(id);
+        return s ? anon_restore_ref(s, o, nref) : -1;
+    }
     case R_TASK_DONE:
     case R_TASK: return load_task(&r, type, len);
     case R_POOL: {
@@ -779,6 +821,7 @@ static int load_obj(mpb__rd_t *r, uint32_t len) {
         mpb__rd_str(r, &name, &nl) || !mpb__name_ok(name, nl) || store_get(name, nl))
         return -1;
     obj_t *o = store_create((kind_t)kind, name, nl);
+    if (anon_name(name, nl)) anon_loaded(o);
     switch (o->kind) {
     case KIND_DICT:
     case KIND_NAMESPACE: {
@@ -920,6 +963,18 @@ static int snap_write(uint64_t first_seg) {
         nrec++;
         rc = snap_flush(&b, fd);
     }
+    /* The references, once the objects they name are loaded. */
+    for (const sess_t *s = server_sessions(); s && rc == 0; s = s->next)
+        for (size_t i = 0; s->id && i < s->nrefs; i++) {
+            at = rec_begin(&b);
+            mpb__w_array(&b, 4);
+            mpb__w_uint(&b, R_AREF);
+            mpb__w_str(&b, s->refs[i].obj->name, s->refs[i].obj->namelen);
+            mpb__w_uint(&b, s->id);
+            mpb__w_int(&b, s->refs[i].n);
+            rec_end(&b, at);
+            nrec++;
+        }
     at = rec_begin(&b);
     mpb__w_array(&b, 2);
     mpb__w_uint(&b, R_END);
@@ -1247,6 +1302,7 @@ int persist_open(const char *dir, bool on, int fsync_mode, bool repair) {
         replay_fallback = NULL;
     }
     server_restore_done();
+    anon_restore_done();
     P.replaying = false;
     mpb__buf_free(&replay_out);
     if (rc != 0) return -1;
