@@ -65,6 +65,7 @@ static struct {
     int64_t child_started_ns;
     int64_t last_snap_ms, last_snap_dur_ms;
     uint64_t snap_bytes, snaps_ok, snaps_failed;
+    uint64_t replay_failed; /* logged requests that failed when replayed */
     uint64_t loaded_records;
     int64_t load_ms;
     struct saver {
@@ -524,6 +525,29 @@ static sess_t *replay_sess(uint64_t id) {
     return replay_last = s;
 }
 
+/* A logged request took effect when it ran, so it must again: one that fails now means the
+ * state loaded is not the one that was (a record the code cannot redo). It is said, and
+ * counted in info's replay_failed, instead of passing unseen. */
+static void replay_check(const req_t *r) {
+    mpb__buf_t *o = &replay_out;
+    bbuf_ensure(o);
+    mpb__rd_t rd = {o->p, o->p + o->len};
+    uint32_t three;
+    uint64_t rid, code;
+    const char *msg = "";
+    uint32_t ml = 0;
+    if (r->parked || !o->len || mpb__rd_array(&rd, &three) || three != 3 ||
+        mpb__rd_uint(&rd, &rid) || mpb__rd_uint(&rd, &code) || code == 0)
+        return;
+    if (mpb__rd_str(&rd, &msg, &ml)) ml = 0;
+    P.replay_failed++;
+    char what[300];
+    snprintf(what, sizeof what, "%s %.*s: %.*s", mpb__op_name(r->op) ? mpb__op_name(r->op) : "?",
+             (int)(r->name ? r->namelen : 0), r->name ? r->name : "", (int)ml, msg);
+    log_kv(LOG_WARN, "a logged request failed at replay", "request", what, "session",
+           LOG_INT((int64_t)(r->sess ? r->sess->id : 0)), NULL);
+}
+
 static void replay_req(sess_t *s, const uint8_t *v, size_t vn) {
     mpb__rd_t q = {v, v + vn};
     uint32_t n;
@@ -543,6 +567,7 @@ static void replay_req(sess_t *s, const uint8_t *v, size_t vn) {
     mpb__buf_reset(&replay_out);
     r.out = &replay_out;
     dispatch(&r);
+    replay_check(&r);
     /* The reply cache comes back with the requests: a resend after the restart is answered. */
     if (rid && !r.parked) replay_note(s, rid, r.op, replay_out.p, replay_out.len);
 }
@@ -1356,7 +1381,7 @@ uint32_t persist_info(mpb__buf_t *b) {
         mpb__w_bool(b, false);
         return 1;
     }
-    mpb__w_map(b, 10);
+    mpb__w_map(b, 11);
     mpb__w_cstr(b, "enabled");
     mpb__w_bool(b, true);
     mpb__w_cstr(b, "fsync");
@@ -1376,6 +1401,8 @@ uint32_t persist_info(mpb__buf_t *b) {
     mpb__w_int(b, P.last_snap_dur_ms);
     mpb__w_cstr(b, "snapshot_in_progress");
     mpb__w_bool(b, P.child > 0);
+    mpb__w_cstr(b, "replay_failed");
+    mpb__w_uint(b, P.replay_failed);
     mpb__w_cstr(b, "loaded_records");
     mpb__w_uint(b, P.loaded_records);
     mpb__w_cstr(b, "load_ms");

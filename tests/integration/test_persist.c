@@ -1189,6 +1189,8 @@ static void test_reliable_deliveries_restored(void **state) {
 
 /* ---- anonymous objects ---- */
 
+static int64_t persist_info_int(mpb_client_t *c, const char *field);
+
 static int anon_fd[2];
 
 /* Makes an anonymous queue holding 7, says its name through the pipe, waits to be killed. */
@@ -1296,6 +1298,7 @@ static void test_anon_restored(void **state) {
     assert_int_equal(th_describe_int(c, p_l, "refs"), 0);
     uint64_t me = anon_holder_of(c, p_q);
     th_broker_restart(&B, SIGKILL, ANON_OPTS, NULL);
+    assert_int_equal(persist_info_int(c, "replay_failed"), 0);
     /* contents, and the references of the resumed session */
     void *got;
     size_t gn;
@@ -1329,6 +1332,7 @@ static void test_anon_restored(void **state) {
     assert_true(anon_wait_gone(c, p_d, 5000));
     /* a deletion is logged: it does not come back */
     th_broker_restart(&B, SIGKILL, ANON_OPTS, NULL);
+    assert_int_equal(persist_info_int(c, "replay_failed"), 0);
     assert_false(anon_exists(c, p_d));
     assert_false(anon_exists(c, p_l));
     assert_true(anon_exists(c, p_q));
