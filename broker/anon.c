@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "persist.h"
 
 static obj_t **doomed;
 static size_t ndoomed, capdoomed;
@@ -49,6 +50,7 @@ static void destroy(obj_t *o) {
         !memcmp(o->u.cond.lock_name, o->name, o->namelen) &&
         !strcmp(o->u.cond.lock_name + o->namelen, ".lock"))
         snprintf(lock, sizeof lock, "%s", o->u.cond.lock_name);
+    persist_anon_gone(o);
     log_kv(LOG_DEBUG, "anonymous object deleted", "kind", kind_name(o->kind), "name", o->name,
            NULL);
     sync_fail_all(o, MPB_ENOOBJ, msg);
@@ -163,7 +165,12 @@ static const unsigned open_op[KIND__N] = {
 /* obj.new KIND OPEN-ARGS... -> [name, what KIND.open answers]: a new anonymous object, with
  * one reference for this session. An open that fails leaves nothing behind. */
 int cmd_obj_new(req_t *r) {
-    if (r->name) return reply_error(r, MPB_EINVAL, "obj.new takes no name: the broker makes one");
+    /* The log keeps each obj.new with the name it made; replay makes that one again. */
+    bool replay = persist_replaying();
+    if (r->name && !(replay && r->namelen == 17 && anon_name(r->name, r->namelen)))
+        return reply_error(r, MPB_EINVAL, "obj.new takes no name: the broker makes one");
+    const uint8_t *args = r->args.p;
+    uint32_t argc = r->argc;
     const char *ks;
     uint32_t kl;
     if (arg_str(r, "kind", &ks, &kl)) return -1;
@@ -178,11 +185,16 @@ int cmd_obj_new(req_t *r) {
             r, MPB_EPROTO, "obj.new of a %s takes the %d argument%s of %s after the kind, got %u",
             kind_name(k), oc->arity, oc->arity == 1 ? "" : "s", mpb__op_name(oc->op), r->argc - 1);
     char name[18];
-    do {
-        uint64_t x;
-        if (mpb__random(&x, sizeof x)) abort();
-        snprintf(name, sizeof name, "~%016llx", (unsigned long long)x);
-    } while (store_get(name, 17));
+    if (r->name) {
+        snprintf(name, sizeof name, "%.*s", 17, r->name);
+        if (store_get(name, 17))
+            return reply_error(r, MPB_EVALUE, "%s exists already: the log made it twice", name);
+    } else
+        do {
+            uint64_t x;
+            if (mpb__random(&x, sizeof x)) abort();
+            snprintf(name, sizeof name, "~%016llx", (unsigned long long)x);
+        } while (store_get(name, 17));
     obj_t *o = store_create(k, name, 17);
     o->anon = true;
     nanon++;
@@ -209,6 +221,7 @@ int cmd_obj_new(req_t *r) {
         return rc < 0 ? rc : MPB_EPROTO;
     }
     ref_add(r->sess, o);
+    persist_obj_new(r->sess, r->rid, o, argc, args, (size_t)(r->args.end - args));
     mpb__buf_t *b = reply_begin(r);
     mpb__w_array(b, 2);
     mpb__w_str(b, o->name, o->namelen);
@@ -279,4 +292,41 @@ uint32_t anon_describe(const obj_t *o, mpb__buf_t *b) {
         mpb__w_int(b, s->refs[i].n);
     }
     return 4;
+}
+
+/* ---- after a restart: what the snapshot and the log bring back ---- */
+
+void anon_loaded(obj_t *o) {
+    o->anon = true;
+    nanon++;
+}
+
+int anon_restore_ref(sess_t *s, obj_t *o, int64_t n) {
+    if (!o->anon || n <= 0 || n > INT32_MAX) return -1;
+    for (int64_t i = 0; i < n; i++)
+        ref_add(s, o);
+    return 0;
+}
+
+void anon_replay_gone(obj_t *o) {
+    if (o->anon) destroy(o);
+}
+
+void anon_restore_done(void) {
+    /* Their last reference went before the crash: a full grace again from now. Collected
+     * first, since with no grace doom() deletes from the store being walked. */
+    const omap_t *m = store_map();
+    obj_t **zero = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < m->nents; i++) {
+        obj_t *o = m->ents[i].item;
+        if (!o || !o->anon || o->refs) continue;
+        zero = xrealloc(zero, (n + 1) * sizeof *zero);
+        zero[n++] = o;
+    }
+    for (size_t i = 0; i < n; i++) {
+        undoom(zero[i]);
+        doom(zero[i]);
+    }
+    free(zero);
 }

@@ -779,6 +779,13 @@ uint32_t anon_describe(const obj_t *o, mpb__buf_t *b);
 size_t anon_count(void);
 uint64_t anon_refs_total(void);
 extern uint64_t g_anon_deleted;
+/* After a restart: o came from the snapshot (a '~' name); s held n references on o (-1 if o
+ * is no anonymous object or n makes no sense); o's deletion was logged; and when all is
+ * loaded, what nobody holds is doomed afresh (0 refs at the crash: deleted after a grace). */
+void anon_loaded(obj_t *o);
+int anon_restore_ref(sess_t *s, obj_t *o, int64_t n);
+void anon_replay_gone(obj_t *o);
+void anon_restore_done(void);
 
 /* Kind-specific parts of obj.info: write (count) more map pairs into b. */
 uint32_t dict_describe(const obj_t *o, mpb__buf_t *b);

@@ -36,6 +36,8 @@ enum {
     R_TASK_DONE = 8, /* [8, task id, failed, canceled, result|nil] */
     R_TASK = 9,      /* [9, id, caller, function, calls, done, failed, canceled, result|nil] */
     R_POOL = 10,     /* [10, next task id, next job id] (snapshot) */
+    R_ANON_GONE = 11, /* [11, name]: an anonymous object's grace ran out */
+    R_AREF = 12,      /* [12, name, session, n]: references it held (snapshot) */
 };
 
 #define REC_HDR       8
@@ -63,6 +65,7 @@ static struct {
     int64_t child_started_ns;
     int64_t last_snap_ms, last_snap_dur_ms;
     uint64_t snap_bytes, snaps_ok, snaps_failed;
+    uint64_t replay_failed; /* logged requests that failed when replayed */
     uint64_t loaded_records;
     int64_t load_ms;
     struct saver {
@@ -172,6 +175,9 @@ bool persist_logs_op(unsigned op) {
         /* A pipe lives with the two sessions at its ends: it is neither logged nor saved,
          * and a restarted broker has none (PERSISTENCE.md). */
         return false;
+    case MPB_OP_OBJ_NEW: return false; /* logged by obj.new, with the name it made */
+    case MPB_OP_OBJ_REF:
+    case MPB_OP_OBJ_UNREF:
     case MPB_OP_OBJ_DELETE:
     case MPB_OP_DICT_COPY:
     case MPB_OP_POOL_SUBMIT:
@@ -203,17 +209,39 @@ void persist_unlog(size_t end) {
     P.records--;
 }
 
-void persist_parked(const waiter_t *w, uint32_t argc, const uint8_t *a, size_t n) {
-    if (!logging() || !w->obj) return;
+/* A request record made here: [rid, op, o's name, args] (argc values in a, n bytes). */
+static void log_req(const sess_t *s, uint64_t rid, unsigned op, const obj_t *o, uint32_t argc,
+                    const uint8_t *a, size_t n) {
     mpb__buf_t req = {0};
     mpb__w_array(&req, 3 + argc);
-    mpb__w_uint(&req, w->rid);
-    mpb__w_uint(&req, w->op);
-    mpb__w_str(&req, w->obj->name, w->obj->namelen);
+    mpb__w_uint(&req, rid);
+    mpb__w_uint(&req, op);
+    mpb__w_str(&req, o->name, o->namelen);
     mpb__w_raw(&req, a, n);
     bbuf_ensure(&req);
-    persist_req(w->sess, req.p, req.len);
+    persist_req(s, req.p, req.len);
     mpb__buf_free(&req);
+}
+
+void persist_parked(const waiter_t *w, uint32_t argc, const uint8_t *a, size_t n) {
+    if (!logging() || !w->obj) return;
+    log_req(w->sess, w->rid, w->op, w->obj, argc, a, n);
+}
+
+void persist_obj_new(const sess_t *s, uint64_t rid, const obj_t *o, uint32_t argc,
+                     const uint8_t *a, size_t n) {
+    if (!logging()) return;
+    log_req(s, rid, MPB_OP_OBJ_NEW, o, argc, a, n);
+}
+
+void persist_anon_gone(const obj_t *o) {
+    if (!logging()) return;
+    size_t at = rec_begin(&P.batch);
+    mpb__w_array(&P.batch, 2);
+    mpb__w_uint(&P.batch, R_ANON_GONE);
+    mpb__w_str(&P.batch, o->name, o->namelen);
+    rec_end(&P.batch, at);
+    P.records++;
 }
 
 static void w_sess(mpb__buf_t *b, const sess_t *s) {
@@ -505,6 +533,29 @@ static sess_t *replay_sess(uint64_t id) {
     return replay_last = s;
 }
 
+/* A logged request took effect when it ran, so it must again: one that fails now means the
+ * state loaded is not the one that was (a record the code cannot redo). It is said, and
+ * counted in info's replay_failed, instead of passing unseen. */
+static void replay_check(const req_t *r) {
+    mpb__buf_t *o = &replay_out;
+    bbuf_ensure(o);
+    mpb__rd_t rd = {o->p, o->p + o->len};
+    uint32_t three;
+    uint64_t rid, code;
+    const char *msg = "";
+    uint32_t ml = 0;
+    if (r->parked || !o->len || mpb__rd_array(&rd, &three) || three != 3 ||
+        mpb__rd_uint(&rd, &rid) || mpb__rd_uint(&rd, &code) || code == 0)
+        return;
+    if (mpb__rd_str(&rd, &msg, &ml)) ml = 0;
+    P.replay_failed++;
+    char what[300];
+    snprintf(what, sizeof what, "%s %.*s: %.*s", mpb__op_name(r->op) ? mpb__op_name(r->op) : "?",
+             (int)(r->name ? r->namelen : 0), r->name ? r->name : "", (int)ml, msg);
+    log_kv(LOG_WARN, "a logged request failed at replay", "request", what, "session",
+           LOG_INT((int64_t)(r->sess ? r->sess->id : 0)), NULL);
+}
+
 static void replay_req(sess_t *s, const uint8_t *v, size_t vn) {
     mpb__rd_t q = {v, v + vn};
     uint32_t n;
@@ -524,6 +575,7 @@ static void replay_req(sess_t *s, const uint8_t *v, size_t vn) {
     mpb__buf_reset(&replay_out);
     r.out = &replay_out;
     dispatch(&r);
+    replay_check(&r);
     /* The reply cache comes back with the requests: a resend after the restart is answered. */
     if (rid && !r.parked) replay_note(s, rid, r.op, replay_out.p, replay_out.len);
 }
@@ -615,6 +667,21 @@ static int apply(const uint8_t *p, size_t n, uint64_t *first_seg) {
         if (id > P.fence_bound) P.fence_bound = id;
         return 0;
     case R_OBJ: return load_obj(&r, len);
+    case R_ANON_GONE:
+    case R_AREF: {
+        const char *name;
+        uint32_t nl;
+        int64_t nref = 0;
+        if (len != (type == R_AREF ? 4u : 2u) || mpb__rd_str(&r, &name, &nl)) return -1;
+        obj_t *o = store_get(name, nl);
+        if (type == R_ANON_GONE) {
+            if (o) anon_replay_gone(o);
+            return 0;
+        }
+        if (mpb__rd_uint(&r, &id) || mpb__rd_int(&r, &nref) || !o) return -1;
+        sess_t *s = server_sess_lookup(id);
+        return s ? anon_restore_ref(s, o, nref) : -1;
+    }
     case R_TASK_DONE:
     case R_TASK: return load_task(&r, type, len);
     case R_POOL: {
@@ -787,6 +854,7 @@ static int load_obj(mpb__rd_t *r, uint32_t len) {
         mpb__rd_str(r, &name, &nl) || !mpb__name_ok(name, nl) || store_get(name, nl))
         return -1;
     obj_t *o = store_create((kind_t)kind, name, nl);
+    if (anon_name(name, nl)) anon_loaded(o);
     switch (o->kind) {
     case KIND_DICT:
     case KIND_NAMESPACE: {
@@ -928,6 +996,18 @@ static int snap_write(uint64_t first_seg) {
         nrec++;
         rc = snap_flush(&b, fd);
     }
+    /* The references, once the objects they name are loaded. */
+    for (const sess_t *s = server_sessions(); s && rc == 0; s = s->next)
+        for (size_t i = 0; s->id && i < s->nrefs; i++) {
+            at = rec_begin(&b);
+            mpb__w_array(&b, 4);
+            mpb__w_uint(&b, R_AREF);
+            mpb__w_str(&b, s->refs[i].obj->name, s->refs[i].obj->namelen);
+            mpb__w_uint(&b, s->id);
+            mpb__w_int(&b, s->refs[i].n);
+            rec_end(&b, at);
+            nrec++;
+        }
     at = rec_begin(&b);
     mpb__w_array(&b, 2);
     mpb__w_uint(&b, R_END);
@@ -1255,6 +1335,7 @@ int persist_open(const char *dir, bool on, int fsync_mode, bool repair) {
         replay_fallback = NULL;
     }
     server_restore_done();
+    anon_restore_done();
     P.replaying = false;
     mpb__buf_free(&replay_out);
     if (rc != 0) return -1;
@@ -1308,7 +1389,7 @@ uint32_t persist_info(mpb__buf_t *b) {
         mpb__w_bool(b, false);
         return 1;
     }
-    mpb__w_map(b, 10);
+    mpb__w_map(b, 11);
     mpb__w_cstr(b, "enabled");
     mpb__w_bool(b, true);
     mpb__w_cstr(b, "fsync");
@@ -1328,6 +1409,8 @@ uint32_t persist_info(mpb__buf_t *b) {
     mpb__w_int(b, P.last_snap_dur_ms);
     mpb__w_cstr(b, "snapshot_in_progress");
     mpb__w_bool(b, P.child > 0);
+    mpb__w_cstr(b, "replay_failed");
+    mpb__w_uint(b, P.replay_failed);
     mpb__w_cstr(b, "loaded_records");
     mpb__w_uint(b, P.loaded_records);
     mpb__w_cstr(b, "load_ms");

@@ -34,6 +34,12 @@ void persist_unlog(size_t end);
  * semaphore unit granted): logs [rid, op, name, args] for w's session, args being argc
  * msgpack values in a, n bytes. */
 void persist_parked(const waiter_t *w, uint32_t argc, const uint8_t *a, size_t n);
+/* obj.new as replay must run it: [rid, obj.new, the name it made, kind, open args] (argc
+ * values in a, n bytes), session s holding the reference. */
+void persist_obj_new(const sess_t *s, uint64_t rid, const obj_t *o, uint32_t argc,
+                     const uint8_t *a, size_t n);
+/* An anonymous object's grace ran out: it was deleted. */
+void persist_anon_gone(const obj_t *o);
 /* Sessions, so that a client can resume one after a restart. */
 void persist_session(const sess_t *s);
 void persist_session_end(const sess_t *s);

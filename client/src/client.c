@@ -2,8 +2,9 @@
  * request frames, waiting for a reply by request id, and the heartbeat that keeps a session
  * alive while its process computes. */
 #include <errno.h>
-#include <stddef.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -717,24 +718,24 @@ static void buf_give(mpb_client_t *c, mpb__buf_t *b) {
     free(b);
 }
 
-/* Receives one message into b within timeout_ms (-1: forever). 0, MPB_ETIMEDOUT. */
+/* Receives one message into b within timeout_ms (-1: forever). 0, MPB_ETIMEDOUT.
+ * One blocking zmq_msg_recv() under ZMQ_RCVTIMEO, not a try, a zmq_poll() and a second try:
+ * each libzmq call polls its mailbox (a poll() and a getpid() each time), and zmq_poll() builds
+ * a poller of its own, so the waits of a synchronous call cost a third of the system calls. */
 static int recv_into(mpb_client_t *c, mpb__buf_t *b, long timeout_ms) {
+    int t = timeout_ms < 0 ? -1 : timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms;
+    if (t != c->rcvtimeo) {
+        if (zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &t, sizeof t) != 0)
+            return mpb__fail(c, MPB_ECONN, "recv timeout: %s", zmq_strerror(zmq_errno()));
+        c->rcvtimeo = t;
+    }
     zmq_msg_t m;
     zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
+    if (zmq_msg_recv(&m, c->sock, t == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+        int e = zmq_errno();
         zmq_msg_close(&m);
-        if (zmq_errno() != EAGAIN) return mpb__fail(c, MPB_ECONN, "recv: %s", zmq_strerror(zmq_errno()));
-        if (timeout_ms == 0) return MPB_ETIMEDOUT;
-        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&it, 1, timeout_ms);
-        if (rc < 0 && zmq_errno() != EINTR)
-            return mpb__fail(c, MPB_ECONN, "poll: %s", zmq_strerror(zmq_errno()));
-        if (rc <= 0) return MPB_ETIMEDOUT;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            return MPB_ETIMEDOUT;
-        }
+        if (e == EAGAIN || e == EINTR) return MPB_ETIMEDOUT;
+        return mpb__fail(c, MPB_ECONN, "recv: %s", zmq_strerror(e));
     }
     mpb__buf_reset(b);
     mpb__w_raw(b, zmq_msg_data(&m), zmq_msg_size(&m));
@@ -783,6 +784,7 @@ static int open_socket(mpb_client_t *c) {
     if (!c->sock) return mpb__fail(c, MPB_ENOMEM, "zmq_socket: %s", zmq_strerror(zmq_errno()));
     int zero = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
+    c->rcvtimeo = -1;
     int rc = use_curve(c);
     if (rc) return rc;
     if (c->curve && hs_monitor_start(c, g_ctx))

@@ -78,6 +78,7 @@ struct mpb_client {
     syncwait_t *waits; /* synchronous calls in progress, innermost first */
     char err[512];
     int64_t last_send_ms;
+    int rcvtimeo; /* ZMQ_RCVTIMEO as last set on sock (-1 as ZeroMQ starts it) */
     void *refd;       /* handles that hold a reference to an anonymous object: anon.c */
     bool hb_on;       /* on the heartbeat thread's list */
     struct mpb_client *hb_prev, *hb_next;

@@ -355,6 +355,7 @@ int mpb_queue_open_reliable(mpb_client_t *c, const char *name, int64_t maxsize, 
 
 int mpb_queue_get_tracked(mpb_queue_t *q, void **val, size_t *vlen, uint64_t *delivery,
                           int timeout_ms) {
+    if (!q) return MPB_EINVAL;
     REQ(q, MPB_OP_QUEUE_GET, 2);
     mpb__w_int(b, ms_arg(timeout_ms));
     mpb__w_bool(b, true);
@@ -375,6 +376,7 @@ int mpb_queue_get_tracked(mpb_queue_t *q, void **val, size_t *vlen, uint64_t *de
 }
 
 int mpb_queue_task_done_id(mpb_queue_t *q, uint64_t delivery) {
+    if (!q) return MPB_EINVAL;
     REQ(q, MPB_OP_QUEUE_TASK_DONE, 1);
     mpb__w_uint(b, delivery);
     return done(H(q), 0);

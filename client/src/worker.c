@@ -195,11 +195,13 @@ void mpb_worker_set_concurrency(mpb_worker_t *w, int n) {
 }
 
 void mpb_worker_set_forward_output(mpb_worker_t *w, int on) {
+    if (!w) return;
     w->forward_output = on != 0;
     if (on) w->isolate = MPB_ISOLATE_PROCESS;
 }
 
 void mpb_worker_set_isolate(mpb_worker_t *w, int mode) {
+    if (!w) return;
     w->isolate = mode == MPB_ISOLATE_PROCESS ? MPB_ISOLATE_PROCESS : MPB_ISOLATE_THREAD;
 }
 

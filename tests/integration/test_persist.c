@@ -1186,6 +1186,168 @@ static void test_reliable_deliveries_restored(void **state) {
     th_broker_stop_checked(&B);
 }
 
+
+/* ---- anonymous objects ---- */
+
+static int64_t persist_info_int(mpb_client_t *c, const char *field);
+
+static int anon_fd[2];
+
+/* Makes an anonymous queue holding 7, says its name through the pipe, waits to be killed. */
+static int anon_holder(int idx, void *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_connect(&B);
+    mpb_queue_t *q;
+    size_t n;
+    const uint8_t *v = th_int(7, &n);
+    if (mpb_queue_open(c, NULL, -1, -1, &q) || mpb_queue_put(q, v, n, 0)) return 1;
+    char name[18] = "";
+    snprintf(name, sizeof name, "%s", mpb_queue_name(q));
+    if (write(anon_fd[1], name, sizeof name) != (ssize_t)sizeof name) return 1;
+    pause();
+    return 0;
+}
+
+static bool anon_exists(mpb_client_t *c, const char *path) {
+    void *m = NULL;
+    size_t n;
+    int rc = mpb_obj_describe(c, path, &m, &n);
+    mpb_free(m);
+    assert_true(rc == 0 || rc == MPB_ENOOBJ);
+    return rc == 0;
+}
+
+static bool anon_wait_gone(mpb_client_t *c, const char *path, int timeout_ms) {
+    int64_t end = th_now_ms() + timeout_ms;
+    while (anon_exists(c, path))
+        if (th_now_ms() > end) return false;
+        else usleep(10000);
+    return true;
+}
+
+/* The session id of the one holder of path, from obj.info's holders. */
+static uint64_t anon_holder_of(mpb_client_t *c, const char *path) {
+    void *m;
+    size_t n;
+    th_assert_ok(mpb_obj_describe(c, path, &m, &n), c);
+    mpb__rd_t r = {m, (const uint8_t *)m + n}, h, one, sid;
+    uint32_t nh;
+    uint64_t id = 0;
+    assert_int_equal(mpb__rd_mapget(&r, "holders", &h), 0);
+    assert_int_equal(mpb__rd_array(&h, &nh), 0);
+    assert_int_equal(nh, 1);
+    one = h;
+    assert_int_equal(mpb__rd_mapget(&one, "session", &sid), 0);
+    assert_int_equal(mpb__rd_uint(&sid, &id), 0);
+    mpb_free(m);
+    return id;
+}
+
+/* Anonymous objects come back like named ones, from the snapshot (a dict) and from the log (a
+ * queue, a lock, references taken and given back): their names, contents and the references
+ * of the sessions that resume; a holder that never comes back expires and lets its object go;
+ * one whose last reference went before the crash is deleted after its grace; a deletion
+ * before a crash stays done. */
+static void test_anon_restored(void **state) {
+    (void)state;
+    const char *opts[] = {"--fsync", "always", "--session-ttl-ms", "1500", "--heartbeat-ms",
+                          "500", "--anon-grace-ms", "1000"};
+#define ANON_OPTS opts[0], opts[1], opts[2], opts[3], opts[4], opts[5], opts[6], opts[7]
+    th_broker_start(&B, ANON_OPTS, NULL);
+    assert_int_equal(pipe(anon_fd), 0);
+    pid_t kid = th_fork(anon_holder, NULL);
+    char kq[18], p_kq[40], p_d[40], p_q[40], p_lk[40], p_l[40];
+    assert_int_equal(th_read_records(anon_fd[0], kq, sizeof kq, 1, 10000), 1);
+    snprintf(p_kq, sizeof p_kq, "queue/%s", kq);
+    kill(kid, SIGKILL);
+    th_wait(kid, 10);
+    mpb_client_t *c = th_connect(&B);
+    mpb_dict_t *d;
+    mpb_queue_t *q;
+    mpb_lock_t *lk;
+    mpb_list_t *l;
+    size_t kn, vn;
+    const uint8_t *k = th_str("k", &kn);
+    uint8_t key[16];
+    memcpy(key, k, kn);
+    const uint8_t *v = th_int(41, &vn);
+    th_assert_ok(mpb_dict_open(c, NULL, &d), c);
+    th_assert_ok(mpb_dict_set(d, key, kn, v, vn), c);
+    snprintf(p_d, sizeof p_d, "dict/%s", mpb_dict_name(d));
+    argv_begin(0);
+    void *res;
+    size_t rn;
+    th_assert_ok(mpb_call(c, MPB_OP_SAVE, NULL, args.p, args.len, 60000, &res, &rn), c);
+    mpb_free(res);
+    /* after the snapshot, in the log only */
+    v = th_int(42, &vn);
+    th_assert_ok(mpb_dict_set(d, key, kn, v, vn), c);
+    th_assert_ok(call0(c, MPB_OP_OBJ_REF, p_d), c);
+    th_assert_ok(call0(c, MPB_OP_OBJ_REF, p_d), c);
+    th_assert_ok(call0(c, MPB_OP_OBJ_UNREF, p_d), c);
+    th_assert_ok(mpb_queue_open(c, NULL, -1, -1, &q), c);
+    v = th_int(5, &vn);
+    th_assert_ok(mpb_queue_put(q, v, vn, 0), c);
+    snprintf(p_q, sizeof p_q, "queue/%s", mpb_queue_name(q));
+    th_assert_ok(mpb_lock_open(c, NULL, &lk), c);
+    snprintf(p_lk, sizeof p_lk, "lock/%s", mpb_lock_name(lk));
+    th_assert_ok(mpb_list_open(c, NULL, &l), c);
+    snprintf(p_l, sizeof p_l, "list/%s", mpb_list_name(l));
+    mpb_list_close(&l); /* doomed at the crash */
+    assert_int_equal(th_describe_int(c, p_l, "refs"), 0);
+    uint64_t me = anon_holder_of(c, p_q);
+    th_broker_restart(&B, SIGKILL, ANON_OPTS, NULL);
+    assert_int_equal(persist_info_int(c, "replay_failed"), 0);
+    /* contents, and the references of the resumed session */
+    void *got;
+    size_t gn;
+    int64_t x;
+    th_assert_ok(mpb_dict_get(d, key, kn, &got, &gn), c);
+    assert_int_equal(mpb_unpack_i64(got, gn, &x), 0);
+    assert_int_equal(x, 42);
+    mpb_free(got);
+    assert_int_equal(th_describe_int(c, p_d, "refs"), 2);
+    assert_int_equal(th_describe_int(c, p_d, "delete_in_ms"), -1);
+    assert_int_equal(anon_holder_of(c, p_d), me);
+    th_assert_ok(mpb_queue_get(q, &got, &gn, 0), c);
+    assert_int_equal(mpb_unpack_i64(got, gn, &x), 0);
+    assert_int_equal(x, 5);
+    mpb_free(got);
+    assert_int_equal(anon_holder_of(c, p_q), me);
+    th_assert_ok(mpb_lock_acquire(lk, 0, NULL), c);
+    th_assert_ok(mpb_lock_release(lk), c);
+    assert_int_equal(th_describe_int(c, p_lk, "refs"), 1);
+    /* the dead holder's queue, with its item, until its session expires */
+    assert_int_equal(th_describe_int(c, p_kq, "size"), 1);
+    assert_int_equal(th_describe_int(c, p_kq, "refs"), 1);
+    assert_true(anon_wait_gone(c, p_kq, 10000));
+    /* doomed before the crash: deleted after its grace */
+    assert_true(anon_wait_gone(c, p_l, 5000));
+    /* the handle's references go: deleted after the grace, not at once */
+    th_assert_ok(call0(c, MPB_OP_OBJ_UNREF, p_d), c);
+    mpb_dict_close(&d);
+    assert_int_equal(th_describe_int(c, p_d, "refs"), 0);
+    assert_true(anon_exists(c, p_d));
+    assert_true(anon_wait_gone(c, p_d, 5000));
+    /* a deletion is logged: it does not come back */
+    th_broker_restart(&B, SIGKILL, ANON_OPTS, NULL);
+    assert_int_equal(persist_info_int(c, "replay_failed"), 0);
+    assert_false(anon_exists(c, p_d));
+    assert_false(anon_exists(c, p_l));
+    assert_true(anon_exists(c, p_q));
+    assert_int_equal(th_describe_int(c, p_q, "refs"), 1);
+    mpb_queue_close(&q);
+    mpb_lock_close(&lk);
+    assert_true(anon_wait_gone(c, p_q, 5000));
+    assert_true(anon_wait_gone(c, p_lk, 5000));
+#undef ANON_OPTS
+    close(anon_fd[0]);
+    close(anon_fd[1]);
+    mpb_close(&c);
+    th_broker_stop_checked(&B);
+}
+
 /* ---- seen from outside ---- */
 
 /* The persistence map of info as a reader on field, in *buf (mpb_free it). */
@@ -1327,6 +1489,7 @@ int main(void) {
         cmocka_unit_test(test_persist_off_keeps_nothing),
         cmocka_unit_test(test_pool_tasks_restored),
         cmocka_unit_test(test_reliable_deliveries_restored),
+        cmocka_unit_test(test_anon_restored),
         cmocka_unit_test(test_info_and_metrics),
         cmocka_unit_test(test_damaged_snapshot_refused),
         cmocka_unit_test(test_crash_loop_always),

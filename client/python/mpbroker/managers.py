@@ -22,6 +22,18 @@ from .errors import translate
 
 # ---- sessions: one per (broker, process, thread) ----------------------------------------------
 
+# This process's id, kept by a fork handler: os.getpid() is a system call, and every request
+# asks whether its thread's session is this process's.
+_pid = os.getpid()
+
+
+def _note_pid():
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_note_pid)
+
 
 class _Conn:
     """The way to one broker from this process: a libmpb session per thread (each thread its own
@@ -52,7 +64,7 @@ class _Conn:
 
     def client(self):
         c = getattr(self._local, "c", None)
-        if c is None or c.pid != os.getpid() or c.closed:
+        if c is None or c.pid != _pid or c.closed:
             c = self._local.c = self._connect()
         return c
 

@@ -10,6 +10,7 @@
  * back as Ext(type, data). The pure-Python package on top (mpbroker/) makes the proxies. */
 #include "mpbpy.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -418,6 +419,14 @@ PyObject *mpbpy_unpackb(const void *buf, size_t len, int use_pickle) {
 
 /* ---- the Client type ---- */
 
+/* This process's id, kept by a fork handler: getpid() is a system call, and every call of a
+ * client asks whether the client is this process's. */
+static long g_pid;
+
+static void note_pid(void) {
+    g_pid = (long)getpid();
+}
+
 mpb_client_t *mpbpy_client_get(PyObject *self) {
     if (!PyObject_TypeCheck(self, mpbpy_client_type)) {
         PyErr_SetString(PyExc_TypeError, "not an mpbroker._mpb.Client");
@@ -428,7 +437,7 @@ mpb_client_t *mpbpy_client_get(PyObject *self) {
         PyErr_SetString(PyExc_ValueError, "the client is closed");
         return NULL;
     }
-    if (cl->pid != (long)getpid()) {
+    if (cl->pid != g_pid) {
         mpbpy_raise(MPB_EFORK, "this client was connected by another process (before a fork): "
                                "connect a new one");
         return NULL;
@@ -440,7 +449,7 @@ mpb_client_t *mpbpy_client_get(PyObject *self) {
  * in the middle of using it when the process was copied (a MAC context half updated), and
  * freeing that copy can free what is not the child's. Its memory goes with the process. */
 static void forget_if_inherited(mpbpy_client_t *cl) {
-    if (cl->c && cl->pid != (long)getpid()) cl->c = NULL;
+    if (cl->c && cl->pid != g_pid) cl->c = NULL;
 }
 
 static int client_init(PyObject *self, PyObject *args, PyObject *kw) {
@@ -480,7 +489,7 @@ static int client_init(PyObject *self, PyObject *args, PyObject *kw) {
         return -1;
     }
     cl->c = c;
-    cl->pid = (long)getpid();
+    cl->pid = g_pid;
     cl->use_pickle = !strcmp(ser, "pickle");
     cl->op_timeout_ms = oto;
     return 0;
@@ -792,6 +801,11 @@ PyMODINIT_FUNC PyInit__mpb(void);
 PyMODINIT_FUNC PyInit__mpb(void) {
     PyObject *m = PyModule_Create(&mod_def);
     if (!m) return NULL;
+    note_pid();
+    if (pthread_atfork(NULL, NULL, note_pid)) {
+        PyErr_SetString(PyExc_OSError, "pthread_atfork failed");
+        goto fail;
+    }
     PyObject *pk = PyImport_ImportModule("pickle");
     if (!pk) goto fail;
     pickle_dumps = PyObject_GetAttrString(pk, "dumps");
