@@ -134,7 +134,8 @@ static int closer_child(int idx, void *arg) {
     if (mpb_pipe_open(c, "eof", 1, -1, &p)) return 1;
     usleep(300 * 1000);
     if (send_i64(p, 1) || send_i64(p, 2) || mpb_pipe_close(&p)) return 2;
-    for (;;) pause();
+    sleep(60); /* bounded: a failed test leaves no process behind for long */
+    return 0;
 }
 
 static void test_recv_gets_eof_after_the_peer_closes(void **state) {
@@ -188,7 +189,8 @@ static int dying_child(int idx, void *arg) {
     mpb_client_t *c = th_connect(&B);
     mpb_pipe_t *p;
     if (mpb_pipe_open(c, "dead", 1, -1, &p) || send_i64(p, 42)) return 1;
-    for (;;) pause();
+    sleep(60); /* killed long before */
+    return 0;
 }
 
 static void test_recv_gets_eof_when_the_peer_dies(void **state) {
