@@ -65,7 +65,8 @@ int cmd_monitor(int argc, char **argv) {
         if (!strcmp(argv[i], "--values")) values = true;
         else return usage_error("monitor takes only --values, got '%s'", argv[i]);
     }
-    struct sigaction sa = {.sa_handler = on_stop};
+    /* a second signal ends it at once, even inside a call to a broker that is gone */
+    struct sigaction sa = {.sa_handler = on_stop, .sa_flags = SA_RESETHAND};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

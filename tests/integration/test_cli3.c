@@ -23,7 +23,7 @@ typedef struct {
     pid_t pid;
     int fd;
     size_t n;
-    char out[1 << 18];
+    char out[1 << 22]; /* the stalled monitor writes ~4096 JSON lines */
 } bg_t;
 static bg_t M;
 
@@ -67,7 +67,9 @@ static int bg_stop(void) {
     kill(M.pid, SIGTERM);
     bg_until("\x01never", 1000);
     close(M.fd);
-    return th_wait(M.pid, 10);
+    int st = th_wait(M.pid, 10);
+    M.pid = 0;
+    return st;
 }
 
 /* Sets dict/NAME k=v from C until the running monitor shows want (it has started). */
@@ -224,6 +226,10 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
+    if (M.pid > 0 && kill(M.pid, 0) == 0) { /* a failed case left its monitor */
+        kill(M.pid, SIGKILL);
+        th_wait(M.pid, 10);
+    }
     mpb_close(&C);
     th_broker_stop_checked(&B);
     return 0;
