@@ -1,7 +1,8 @@
 /* test_cli3.c - mpb monitor against a real broker: another client's requests show with op,
  * object and session (their arguments only with --values, the monitor's own never, --json
  * one object a line), and a monitor that stops reading neither grows nor slows the broker:
- * the lines it missed are counted as skipped when it reads again. */
+ * the lines it missed are counted as skipped when it reads again. A connect to a closed port
+ * or to a host that does not resolve fails at once with its cause, not after the timeout. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -11,6 +12,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 
@@ -214,6 +218,71 @@ static void test_monitor_usage(void **state) {
     assert_int_equal(th_wait(M.pid, 10), 2);
 }
 
+/* mpb -e EP --connect-timeout 20 get dict/x k: its exit status and stderr, and how long it
+ * took (ms) in *ms. */
+static int get_from(const char *ep, int64_t *ms, char *err, size_t errlen) {
+    int pe[2];
+    if (pipe(pe)) fail_msg("pipe: %s", strerror(errno));
+    int64_t t0 = th_now_ms();
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pe[1], 2);
+        execl(th_mpb_cli, th_mpb_cli, "-e", ep, "--connect-timeout", "20", "get", "dict/x", "k",
+              (char *)NULL);
+        _exit(127);
+    }
+    close(pe[1]);
+    size_t n = 0;
+    ssize_t k;
+    while (n + 1 < errlen && (k = read(pe[0], err + n, errlen - 1 - n)) > 0) n += (size_t)k;
+    err[n] = 0;
+    close(pe[0]);
+    int st = th_wait(pid, 30);
+    *ms = th_now_ms() - t0;
+    return st;
+}
+
+/* A loopback port with nothing listening: bound, then closed. */
+static int closed_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len))
+        fail_msg("bind: %s", strerror(errno));
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* The bound: well under the 20 s connect timeout (generous for ASan and a busy box). */
+#define FAST_MS 5000
+
+static void test_connect_refused(void **state) {
+    (void)state;
+    char ep[64], err[2048], want[100];
+    int port = closed_port();
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+    int64_t ms;
+    int st = get_from(ep, &ms, err, sizeof err);
+    snprintf(want, sizeof want, "connection refused by 127.0.0.1:%d", port);
+    if (st != 1 || !strstr(err, want) || strncmp(err, "mpb: ", 5))
+        fail_msg("exit %d, stderr \"%s\"", st, err);
+    if (ms >= FAST_MS) fail_msg("took %lld ms", (long long)ms);
+}
+
+static void test_connect_unresolvable(void **state) {
+    (void)state;
+    char err[2048];
+    int64_t ms;
+    /* .invalid never resolves (RFC 2606) */
+    int st = get_from("tcp://no-such-host.invalid:5555", &ms, err, sizeof err);
+    if (st != 1 || !strstr(err, "cannot resolve host 'no-such-host.invalid'"))
+        fail_msg("exit %d, stderr \"%s\"", st, err);
+    if (ms >= FAST_MS) fail_msg("took %lld ms", (long long)ms);
+    /* the broker is unaffected, and a real endpoint still connects */
+    st = get_from(B.endpoint, &ms, err, sizeof err);
+    assert_int_equal(st, 3); /* no such key: it connected */
+}
+
 static int setup(void **state) {
     (void)state;
     th_broker_start(&B, NULL);
@@ -242,6 +311,8 @@ int main(void) {
         cmocka_unit_test(test_monitor_values_json),
         cmocka_unit_test(test_monitor_stalled),
         cmocka_unit_test(test_monitor_usage),
+        cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_connect_unresolvable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
