@@ -692,6 +692,11 @@ int cmd_queue_peek(req_t *r);
  * in more than slowlog-log-slower-than µs is kept, the newest slowlog-max-len of them. */
 void slowlog_note(const req_t *r, int64_t ns);
 int cmd_slowlog(req_t *r);
+/* monitor.c: the requests served, for the sessions that asked (mpb monitor); sid: the
+ * session that sent it (taken before dispatch: a bye ends it), args: where its arguments
+ * begin in r->raw, code: its reply's. */
+void monitor_note(const req_t *r, uint64_t sid, const uint8_t *args, int code, int64_t ns);
+int cmd_monitor(req_t *r);
 /* clients.c */
 int cmd_clients(req_t *r);
 int cmd_session_kill(req_t *r);

@@ -22,6 +22,7 @@ static const command_t commands[] = {
     {MPB_OP_CLIENTS,         cmd_clients,         0,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_SESSION_KILL,    cmd_session_kill,    1,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_SLOWLOG,         cmd_slowlog,         1,  KIND_NONE, CMD_NOOBJ            },
+    {MPB_OP_MONITOR,         cmd_monitor,         2,  KIND_NONE, CMD_NOOBJ            },
     {MPB_OP_OBJ_NEW,         cmd_obj_new,         -1, KIND_NONE, CMD_NOOBJ | CMD_DENYOOM },
     {MPB_OP_OBJ_REF,         cmd_obj_ref,         0,  KIND_NONE, CMD_ANYKIND          },
     {MPB_OP_OBJ_UNREF,       cmd_obj_unref,       0,  KIND_NONE, CMD_ANYKIND          },

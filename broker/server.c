@@ -705,6 +705,8 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
         return;
     }
     size_t before = r.out->len;
+    const uint8_t *argp = r.args.p;
+    uint64_t sid = r.sess ? r.sess->id : 0;
     dispatch(&r);
     bbuf_ensure(r.out);
     if (rid && !r.parked && p->sess == s)
@@ -712,9 +714,10 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
     int64_t t1 = lat_clock_ns();
     /* A parked request is counted when it is answered (waiter.c), with its final code. */
     if (!r.parked) {
-        metrics_count(r.op, reply_code(r.out->p + before, r.out->len - before),
-                      (uint64_t)(t1 - *clock));
+        int code = reply_code(r.out->p + before, r.out->len - before);
+        metrics_count(r.op, code, (uint64_t)(t1 - *clock));
         slowlog_note(&r, t1 - *clock);
+        monitor_note(&r, sid, argp, code, t1 - *clock);
     }
     *clock = t1;
 }

@@ -75,6 +75,8 @@ int cmd_kill(int argc, char **argv);
 
 /* cmd_slowlog.c: mpb slowlog [N] */
 int cmd_slowlog(int argc, char **argv);
+/* cmd_monitor.c: mpb monitor [--values] */
+int cmd_monitor(int argc, char **argv);
 
 /* cmd_queue.c: mpb task-done queue/NAME, mpb peek queue/NAME [N] */
 int cmd_task_done(int argc, char **argv);

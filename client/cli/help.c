@@ -52,6 +52,12 @@ static const struct {
      "The newest N (default 10) entries of the broker's slow log, newest first: requests it\n"
      "served in more than slowlog-log-slower-than µs (mpbrokerd setting, default 10000),\n"
      "with their duration, op, object and session. The broker keeps slowlog-max-len.\n"},
+    {"monitor", "monitor [--values]",
+     "Streams the requests the broker serves, one line each as they come (as Redis's\n"
+     "MONITOR): time, [session], op, object, latency, and the error code of a failed one;\n"
+     "the arguments only with --values. Not this command's own reads. The broker keeps the\n"
+     "last 4096 lines for its monitors: lines not read in time are reported as skipped.\n"
+     "--json: one object per line. Runs until interrupted (SIGINT, SIGTERM: exit 0).\n"},
     {"clear", "clear event/NAME", "Clears an event.\n"},
     {"wait", "wait event/NAME [--timeout S]",
      "Waits until the event is set; exit 75 if it is not within the timeout.\n"},

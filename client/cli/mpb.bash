@@ -17,10 +17,10 @@ _mpb() {
         COMPREPLY=($(compgen -W '--endpoint --authkey-file --json --key-json --connect-timeout
             --help --version --timeout --done' -- "$cur"))
     elif [ -z "$cmd" ]; then
-        COMPREPLY=($(compgen -W 'info ls get set incr del append put task-done peek clients kill slowlog clear wait lock
+        COMPREPLY=($(compgen -W 'info ls get set incr del append put task-done peek clients kill slowlog monitor clear wait lock
             pool ping watch help' -- "$cur"))
     elif [ "$cmd" = help ] && [ $n = 0 ]; then
-        COMPREPLY=($(compgen -W 'info ls get set incr del append put task-done peek clients kill slowlog clear wait lock
+        COMPREPLY=($(compgen -W 'info ls get set incr del append put task-done peek clients kill slowlog monitor clear wait lock
             pool ping watch' -- "$cur"))
     elif [ "$cmd" = pool ] && [ $n = 0 ]; then
         COMPREPLY=($(compgen -W 'map apply --watch' -- "$cur"))

@@ -46,6 +46,7 @@ static void usage(FILE *f) {
             "                                waits\n"
             "  kill SESSION                  end a session as its expiry would\n"
             "  slowlog [N]                   the N (default 10) slowest recent requests\n"
+            "  monitor [--values]            the requests the broker serves, as they come\n"
             "  get OBJ [KEY|INDEX]           a dict value, a list item, or the whole object\n"
             "  set dict/NAME KEY VALUE       set a dict key\n"
             "  set list/NAME INDEX VALUE     replace a list item\n"
@@ -1288,6 +1289,7 @@ static const struct {
     /* in files of their own (cli.h) */
     {"watch", cmd_watch}, {"task-done", cmd_task_done}, {"peek", cmd_peek},
     {"clients", cmd_clients}, {"kill", cmd_kill}, {"slowlog", cmd_slowlog},
+    {"monitor", cmd_monitor},
 };
 
 bool cli_is_command(const char *name) {

@@ -3,6 +3,7 @@
  * alive while its process computes. */
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -257,6 +258,30 @@ static uint64_t map_uint(mpb__rd_t *map, const char *key, uint64_t dflt) {
  * another authkey cannot open our CURVE HELLO and closes the connection, which libzmq retries;
  * but so does a broker at its connection limits (a burst of clients, or a flood), which lets
  * the retry in: so closed handshakes only decide what the timeout reports. */
+/* Why a tcp:// connection could not be made: the host does not resolve, or nothing accepts on
+ * its port. */
+static int connect_failed(mpb_client_t *c) {
+    char host[256], port[16];
+    const char *h = c->endpoint + 6, *colon = strrchr(h, ':');
+    if (!colon || (size_t)(colon - h) >= sizeof host || strlen(colon + 1) >= sizeof port)
+        return mpb__fail(c, MPB_ECONN, "cannot connect to %s", c->endpoint);
+    memcpy(host, h, (size_t)(colon - h));
+    host[colon - h] = 0;
+    snprintf(port, sizeof port, "%s", colon + 1);
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* tcp://[::1]:PORT */
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = 0;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int g = getaddrinfo(host, port, &hints, &ai);
+    if (ai) freeaddrinfo(ai);
+    if (g)
+        return mpb__fail(c, MPB_ECONN, "cannot resolve host '%s' (%s): %s", host, c->endpoint,
+                         gai_strerror(g));
+    return mpb__fail(c, MPB_ECONN, "connection refused by %s:%s (is mpbrokerd running there?)",
+                     host, port);
+}
+
 static int hs_monitor(mpb_client_t *c) {
     for (int i = 0; c->mon && i < 64; i++) {
         zmq_msg_t ev;
@@ -278,6 +303,11 @@ static int hs_monitor(mpb_client_t *c) {
             zmq_msg_recv(&ev, c->mon, 0);
             zmq_msg_close(&ev);
         }
+        if (event == ZMQ_EVENT_CONNECTED) c->tcp_up = true;
+        /* libzmq retries a connection that failed, quietly, until the timeout: before any
+         * session exists, nothing listening or a name that does not resolve is final */
+        if (event == ZMQ_EVENT_CONNECT_RETRIED && c->fail_fast && !c->tcp_up)
+            return connect_failed(c);
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
             value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
             return mpb__fail(c, MPB_ECONN,
@@ -307,7 +337,8 @@ static int hs_monitor_start(mpb_client_t *c, void *ctx) {
     if (zmq_socket_monitor(c->sock, ep,
                            ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH))
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_CONNECTED |
+                               ZMQ_EVENT_CONNECT_RETRIED))
         return -1;
     if (!(c->mon = zmq_socket(ctx, ZMQ_PAIR)) || zmq_connect(c->mon, ep)) {
         hs_monitor_stop(c);
@@ -787,7 +818,9 @@ static int open_socket(mpb_client_t *c) {
     c->rcvtimeo = -1;
     int rc = use_curve(c);
     if (rc) return rc;
-    if (c->curve && hs_monitor_start(c, g_ctx))
+    c->tcp_up = false;
+    bool tcp = !strncmp(c->endpoint, "tcp://", 6);
+    if ((c->curve || (c->fail_fast && tcp)) && hs_monitor_start(c, g_ctx))
         return mpb__fail(c, MPB_ENOMEM, "socket monitor: %s", zmq_strerror(zmq_errno()));
     if (zmq_connect(c->sock, c->endpoint) != 0)
         return mpb__fail(c, MPB_EINVAL,
@@ -1255,6 +1288,7 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     void *ctx = ctx_ref();
     if (!ctx) return mpb__fail(c, MPB_ENOMEM, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
     c->ctx_held = true;
+    c->fail_fast = true;
     int rc = open_socket(c);
     if (rc) return rc;
     const char *name =
@@ -1264,6 +1298,7 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     c->opts.name = name;
     rc = handshake(c);
     hs_monitor_stop(c);
+    c->fail_fast = false; /* from now on a cut is retried: reconnect_ms says how */
     c->opts.name = NULL;
     if (rc) return rc;
     if (!c->opts.no_heartbeat_thread) {

@@ -66,6 +66,9 @@ struct mpb_client {
     bool curve;       /* the connection is encrypted (ZeroMQ CURVE) */
     void *mon;        /* during the handshake: the socket's monitor (CURVE failures) */
     int curve_fails;  /* encrypted handshakes the broker closed, this connect */
+    bool fail_fast;   /* mpb_connect's first connection: a refused or unresolved tcp:// fails
+                         at once instead of waiting out the timeout */
+    bool tcp_up;      /* a TCP connection was made during this handshake */
     mpb__buf_t out;   /* the request frame being built: requests not sent yet */
     size_t out_n, out_mark;
     size_t autoflush_bytes, autoflush_n;

@@ -147,7 +147,8 @@ MPB_EXPORT int mpb_authkey_load(const char *path, void **key, size_t *len, char 
  * mpb_authkey_load() reads $MPB_AUTHKEY_FILE) and proves the authkey both ways
  * (the broker proves it too). Blocks up to opts->connect_timeout_ms. opts may be NULL for the
  * defaults. Returns 0 or a negative MPB_E* (MPB_EAUTH: wrong key; MPB_ECONN / MPB_ETIMEDOUT:
- * no broker answered). *out is set even on failure (NULL only for MPB_ENOMEM) so mpb_errmsg()
+ * no broker answered; MPB_ECONN at once, without waiting out the timeout, when a tcp:// host
+ * does not resolve or refuses the connection, mpb_errmsg() saying which). *out is set even on failure (NULL only for MPB_ENOMEM) so mpb_errmsg()
  * can say why; mpb_close() it either way. Unless opts->no_heartbeat_thread, a background
  * thread keeps the session alive between calls; it only ever holds the client's internal lock
  * briefly and never runs user code. */
