@@ -78,7 +78,7 @@ static void end_close(obj_t *o, int e) {
  * value is refused. */
 int cmd_pipe_open(req_t *r) {
     pipeobj_t *p = P(r);
-    int e;
+    int e = 0; /* set by arg_end(), which the optimiser cannot see through */
     bool duplex = true, nodup;
     if (arg_end(r, &e)) return -1;
     nodup = mpb__rd_nil(&r->args) == 0;
@@ -106,7 +106,7 @@ int cmd_pipe_open(req_t *r) {
  * the other end's oldest parked recv, or into its box. */
 int cmd_pipe_send(req_t *r) {
     pipeobj_t *p = P(r);
-    int e;
+    int e = 0; /* set by arg_end(), which the optimiser cannot see through */
     const uint8_t *v;
     size_t n;
     if (arg_end(r, &e) || arg_value(r, "item", g_limits.max_value, &v, &n)) return -1;
@@ -130,7 +130,7 @@ int cmd_pipe_send(req_t *r) {
  * (nothing to read and the other end is closed). */
 int cmd_pipe_recv(req_t *r) {
     pipeobj_t *p = P(r);
-    int e;
+    int e = 0; /* set by arg_end(), which the optimiser cannot see through */
     int64_t timeout;
     if (arg_end(r, &e) || arg_timeout(r, &timeout)) return -1;
     if (own_end(r, e) || direction_ok(r, e, false)) return -1;
@@ -154,7 +154,7 @@ int cmd_pipe_recv(req_t *r) {
  * other end is closed), waiting up to the timeout for it. */
 int cmd_pipe_poll(req_t *r) {
     pipeobj_t *p = P(r);
-    int e;
+    int e = 0; /* set by arg_end(), which the optimiser cannot see through */
     int64_t timeout;
     if (arg_end(r, &e) || arg_timeout(r, &timeout)) return -1;
     if (own_end(r, e) || direction_ok(r, e, false)) return -1;
@@ -168,7 +168,7 @@ int cmd_pipe_poll(req_t *r) {
  * no error. */
 int cmd_pipe_close(req_t *r) {
     pipeobj_t *p = P(r);
-    int e;
+    int e = 0; /* set by arg_end(), which the optimiser cannot see through */
     if (arg_end(r, &e)) return -1;
     if (p->closed[e] && !p->owner[e]) return reply_nil(r);
     if (own_end(r, e)) return -1;
