@@ -144,7 +144,7 @@ typedef struct queue {
     bool maxsize_set, joinable_set; /* given by an open: fixed from then on */
     int64_t unfinished;          /* joinable: items put and not yet task_done */
     wlist_t getters, putters, joiners;
-    bool reliable, reliable_set; /* reliable: items handed out are tracked (always if joinable) */
+    bool reliable, reliable_set; /* items handed out are tracked: reliable if set, else joinable */
     delivery_t *dv;              /* handed out and not finished, oldest first */
     size_t ndv, capdv;
     uint64_t next_dv; /* the last delivery id given */

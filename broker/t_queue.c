@@ -2,10 +2,11 @@
  * while empty, both first come first served; an item put while getters wait goes straight to
  * the oldest getter. A joinable queue counts unfinished items for task_done and join.
  *
- * A joinable queue (or one opened reliable) also keeps each item it hands out, as a delivery
- * with an id, until its taker says task_done (naming the id, as AMQP's ack, or not: then its
- * oldest): if the taker's session ends first, the item goes back to the front of the queue,
- * so no item is lost with a consumer and join() never waits for a dead one.
+ * A joinable queue (unless opened RELIABLE false), or one opened reliable, also keeps each item
+ * it hands out, as a delivery with an id, until its taker says task_done (naming the id, as
+ * AMQP's ack, or not: then its oldest): if the taker's session ends first, the item goes back
+ * to the front of the queue, so no item is lost with a consumer and join() never waits for a
+ * dead one.
  *
  *   items:  [i7 i8 i9]            dv: [#3 i4 sess 12] [#5 i6 sess 9]   (handed out, not done)
  *   sess 12 ends: i4 goes back to the front (or straight to the oldest getter). */
@@ -24,8 +25,11 @@ static queue_t *Q(req_t *r) {
 
 uint64_t g_redelivered;
 
+/* RELIABLE given decides; without it a joinable queue tracks. A joinable queue opened RELIABLE
+ * false counts tasks only: its items leave with their takers, as in Python's queue.Queue (the
+ * Python client's unnamed Queue(), which has task_done and join). */
 static bool tracked(const queue_t *q) {
-    return q->joinable || q->reliable;
+    return q->reliable_set ? q->reliable : q->joinable;
 }
 
 /* Keeps item as handed to s; returns its delivery id. */

@@ -404,6 +404,79 @@ static void test_join_does_not_wait_for_a_put_still_blocked(void **state) {
     mpb_close(&c);
 }
 
+/* ---- a joinable queue opened RELIABLE false: items leave with their takers ---- */
+
+#define NR_GETTERS 4
+
+typedef struct {
+    int done, status;
+    int64_t v;
+} nr_got_t;
+
+static void nr_on_get(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
+    (void)c;
+    nr_got_t *g = arg;
+    g->done = 1;
+    g->status = status ? status : mpb_unpack_i64(val, len, &g->v);
+}
+
+/* Parks a get through mpb_send and waits for it in short mpb_poll slices (heartbeats go out
+ * between them), as a binding that watches for signals does; notes the item in nr.got and
+ * ends its session without task_done. */
+static int nr_getter(int idx, const char *arg) {
+    (void)idx;
+    (void)arg;
+    mpb_client_t *c = th_child_connect();
+    CK(c);
+    uint8_t a[1 + MPB_PACK_MAX_SCALAR];
+    a[0] = 0x91; /* [timeout_ms] */
+    size_t n = 1 + mpb_pack_i64(a + 1, 20000);
+    nr_got_t g = {0};
+    CKC(c, mpb_send(c, MPB_OP_QUEUE_GET, "nr.q", a, n, nr_on_get, &g));
+    int64_t end = th_now_ms() + 30000;
+    while (!g.done && th_now_ms() < end) CK(mpb_poll(c, 100) >= 0);
+    CK(g.done && g.status == 0);
+    mpb_list_t *l;
+    CKC(c, mpb_list_open(c, "nr.got", &l));
+    CKC(c, mpb_list_append_i64(l, g.v));
+    mpb_list_close(&l);
+    mpb_close(&c); /* bye, the item not done */
+    return 0;
+}
+
+/* Python's queue.Queue has task_done and join, but an item taken is gone with its taker: a
+ * joinable queue opened RELIABLE false gives nothing back when a taker's session ends, so
+ * getters parked together, each ending after its item, get every item exactly once. */
+static void test_joinable_unreliable_queue_hands_each_item_out_once(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    static const uint8_t open_args[] = {0x93, 0x00, 0xc3, 0xc2}; /* [0, true, false] */
+    void *res;
+    size_t rl;
+    th_assert_ok(mpb_call(c, MPB_OP_QUEUE_OPEN, "nr.q", open_args, sizeof open_args, 0, &res, &rl),
+                 c);
+    mpb_free(res);
+    mpb_queue_t *q;
+    assert_int_equal(mpb_queue_open(c, "nr.q", -1, -1, &q), 0);
+    pid_t g[NR_GETTERS];
+    for (int i = 0; i < NR_GETTERS; i++) g[i] = th_child_spawn(nr_getter, i, NULL);
+    assert_true(th_wait_field(c, "queue/nr.q", "getters", NR_GETTERS, 20000));
+    for (int i = 0; i < NR_GETTERS; i++) assert_int_equal(put_int(q, i, 1000), 0);
+    for (int i = 0; i < NR_GETTERS; i++) assert_int_equal(th_wait(g[i], 60), 0);
+
+    int64_t got[NR_GETTERS + 1];
+    assert_int_equal(read_int_list(c, "nr.got", got, NR_GETTERS + 1), NR_GETTERS);
+    qsort(got, NR_GETTERS, sizeof *got, cmp_i64);
+    for (int i = 0; i < NR_GETTERS; i++) assert_int_equal(got[i], i); /* once each */
+    uint64_t n;
+    assert_int_equal(mpb_queue_qsize(q, &n), 0);
+    assert_int_equal(n, 0); /* nothing came back */
+    /* still joinable: every task is done once each taker's task_done is said for it */
+    assert_int_equal(th_describe_int(c, "queue/nr.q", "unfinished"), NR_GETTERS);
+    mpb_queue_close(&q);
+    mpb_close(&c);
+}
+
 /* ---- misuse ---- */
 
 static int getter_of_5(int idx, const char *arg) {
@@ -725,6 +798,7 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
 static const th_child_fn child_fns[] = {
     pc_producer,       pc_consumer, jq_producer,  jq_consumer,
     jput_parked_child, getter_of_5, big_producer, early_consumer, blocked_putter,
+    nr_getter,
 };
 
 int main(int argc, char **argv) {
@@ -736,6 +810,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_put_on_full_queue_times_out_and_leaves_it_unchanged),
         cmocka_unit_test(test_join_with_unfinished_tasks_times_out),
         cmocka_unit_test(test_join_does_not_wait_for_a_put_still_blocked),
+        cmocka_unit_test(test_joinable_unreliable_queue_hands_each_item_out_once),
         cmocka_unit_test(test_misuse_gets_clear_errors),
         cmocka_unit_test(test_settings_come_from_the_first_open_that_gives_them),
         cmocka_unit_test(test_info_of_a_queue_with_a_blocked_putter),

@@ -473,10 +473,12 @@ class QueueProxy(BaseProxy):
         if not isinstance(maxsize, int) or isinstance(maxsize, bool):
             raise TypeError("maxsize must be an int, not %s" % type(maxsize).__name__)
         # An unnamed queue is joinable either way: Python's Queue has task_done and join too.
+        # But a Queue() is not reliable: an item taken is gone with its taker, as in Python
+        # (a JoinableQueue gives back what a taker that ended did not finish).
         # A named Queue() leaves what it does not ask for (joinable, a bound) to whoever opens
         # the name with it: consumers may open before the producer that knows the settings.
         if self._name is None:
-            self._open(_E.OP_QUEUE_OPEN, (max(maxsize, 0), True))
+            self._open(_E.OP_QUEUE_OPEN, (max(maxsize, 0), True, None if joinable else False))
         else:
             self._open(_E.OP_QUEUE_OPEN, (maxsize if maxsize > 0 else None,
                                           True if joinable else None))
