@@ -59,7 +59,10 @@ printf '%s\n' "$KEY" >"$D/authkey"
 chmod 0644 "$D/authkey" # read by uid 10001 inside; $WORK itself is 0700
 read -r PORT HPORT < <(free_ports)
 export MPBROKER_PORT=$PORT MPBROKER_HTTP_PORT=$HPORT
-export MPB_ENDPOINT=tcp://127.0.0.1:$PORT MPB_AUTHKEY_FILE=$D/authkey
+# The host's clients read a copy only root can read: a key file others can read is warned about.
+cp "$D/authkey" "$WORK/hostkey"
+chmod 0600 "$WORK/hostkey"
+export MPB_ENDPOINT=tcp://127.0.0.1:$PORT MPB_AUTHKEY_FILE=$WORK/hostkey
 unset MPB_AUTHKEY
 
 PC() { # podman-compose on our copy, bounded; its chatter goes to the log

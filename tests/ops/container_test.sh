@@ -73,7 +73,7 @@ cleanup() {
     PT=20 P rm -f -v -t 2 "$NAME" >/dev/null 2>&1
     PT=20 P volume rm -f "$VOL" "$VOL-h" >/dev/null 2>&1
     PT=20 P rmi "$IMAGE" >/dev/null 2>&1 # the tag only, when $KEEP holds the layers
-    rm -rf "$WORK/context" "$WORK/authkey" "$WORK/wrongkey"
+    rm -rf "$WORK/context" "$WORK/authkey" "$WORK/hostkey" "$WORK/wrongkey"
 }
 trap cleanup EXIT
 
@@ -82,7 +82,10 @@ KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 printf '%s\n' "$KEY" >"$WORK/authkey"
 chmod 0644 "$WORK/authkey" # read by uid 10001 inside; $WORK itself is 0700
 printf 'wrong-%s\n' "$KEY" >"$WORK/wrongkey"
-export MPB_ENDPOINT=tcp://127.0.0.1:$PORT MPB_AUTHKEY_FILE=$WORK/authkey
+# The host's clients read a copy only root can read: a key file others can read is warned about.
+cp "$WORK/authkey" "$WORK/hostkey"
+chmod 0600 "$WORK/hostkey" "$WORK/wrongkey"
+export MPB_ENDPOINT=tcp://127.0.0.1:$PORT MPB_AUTHKEY_FILE=$WORK/hostkey
 unset MPB_AUTHKEY
 
 http() { # http PATH [status] -> "STATUS\nBODY..." (with "status": STATUS only)
