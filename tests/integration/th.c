@@ -20,6 +20,9 @@
 
 const char *th_mpb_cli = MPB_CLI_PATH;
 static th_broker_t *running[8];
+/* Set in a process th_fork/th_spawn made: a failure there must end that process, not jump back
+ * into the test runner (which would run the rest of the suite a second time in the child). */
+static int in_child;
 
 int64_t th_now_ms(void) {
     struct timespec ts;
@@ -91,6 +94,21 @@ static int read_file(const char *path, char *buf, size_t n) {
     buf[k] = 0;
     while (k && (buf[k - 1] == '\n' || buf[k - 1] == '\r')) buf[--k] = 0;
     return (int)k;
+}
+
+/* The last n-1 bytes of a file (a broker's log), for a failure message. */
+static void read_file_tail(const char *path, char *buf, size_t n) {
+    buf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long end = ftell(f);
+        if (end > (long)n - 1) fseek(f, end - ((long)n - 1), SEEK_SET);
+        else rewind(f);
+    }
+    size_t k = fread(buf, 1, n - 1, f);
+    fclose(f);
+    buf[k] = 0;
 }
 
 /* Brokers whose key th_authkey_for() may give: those started here and those a child was
@@ -288,8 +306,18 @@ int th_connect_opts(th_broker_t *b, const mpb_options_t *o, mpb_client_t **out) 
 
 mpb_client_t *th_connect(th_broker_t *b) {
     mpb_client_t *c = NULL;
-    int rc = th_connect_opts(b, NULL, &c);
-    if (rc) fail_msg("connect to %s: %s", b->endpoint, mpb_errmsg(c));
+    mpb_options_t o;
+    mpb_options_init(&o);
+    o.connect_timeout_ms = 30000; /* a loaded CI machine: a slow connect is not what is tested */
+    int rc = th_connect_opts(b, &o, &c);
+    if (rc) {
+        char tail[2000] = "";
+        read_file_tail(b->log, tail, sizeof tail);
+        fprintf(stderr, "connect to %s (pid %d): %s\nbroker log ends:\n%s\n", b->endpoint,
+                (int)getpid(), mpb_errmsg(c), tail);
+        if (in_child) _exit(90);
+        fail_msg("connect to %s: %s", b->endpoint, mpb_errmsg(c));
+    }
     return c;
 }
 
@@ -297,7 +325,10 @@ pid_t th_fork(int (*child)(int idx, void *arg), void *arg) {
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
-    if (pid == 0) _exit(child(0, arg));
+    if (pid == 0) {
+        in_child = 1;
+        _exit(child(0, arg));
+    }
     return pid;
 }
 
@@ -322,7 +353,10 @@ int th_spawn(int n, int (*child)(int idx, void *arg), void *arg, int timeout_s) 
     fflush(stderr);
     for (int i = 0; i < n; i++) {
         pids[i] = fork();
-        if (pids[i] == 0) _exit(child(i, arg));
+        if (pids[i] == 0) {
+            in_child = 1;
+            _exit(child(i, arg));
+        }
     }
     int failed = 0;
     int64_t end = th_now_ms() + timeout_s * 1000;
