@@ -168,7 +168,7 @@ int reply_error(req_t *r, int code, const char *fmt, ...) {
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
     } else {
-        snprintf(msg, sizeof msg, "%s", mpb_strerror(code));
+        snprintf(msg, sizeof msg, "%s", mpb__strerror(code));
     }
     mpb__w_array(r->out, 3);
     mpb__w_uint(r->out, r->rid);

@@ -88,7 +88,7 @@ bool mpb__name_ok(const char *s, size_t n) {
     return true;
 }
 
-const char *mpb_strerror(int err) {
+const char *mpb__strerror(int err) {
     switch (-err) {
 #define XX(name, code, text)                                                                       \
     case code: return text;
@@ -97,8 +97,4 @@ const char *mpb_strerror(int err) {
     case 0: return "success";
     default: return "unknown error";
     }
-}
-
-unsigned mpb_version(void) {
-    return MPB_VERSION_HEX;
 }

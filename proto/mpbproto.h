@@ -45,6 +45,9 @@ enum { MPB__OP_MAX = 256 };
 const char *mpb__op_name(unsigned op);
 /* The name of a positive wire error code ("ENOKEY"), or NULL. */
 const char *mpb__err_name(int code);
+/* A static description of err (a negative MPB_E*): the broker's error replies. libmpb's
+ * public mpb_strerror() says the same. */
+const char *mpb__strerror(int err);
 
 /* ---- frames ---- */
 

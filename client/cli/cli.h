@@ -39,7 +39,6 @@ typedef struct {
 __attribute__((format(printf, 2, 3))) void report(const char *code, const char *fmt, ...);
 int fail(int rc, const char *what);
 __attribute__((format(printf, 1, 2))) int usage_error(const char *fmt, ...);
-const char *errname(int rc);
 void print_json(json_t *j);
 json_t *to_jansson(const void *v, size_t n);
 int parse_obj(const char *s, objref_t *o);

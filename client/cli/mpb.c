@@ -104,16 +104,6 @@ static void usage(FILE *f) {
 
 /* ---- output ---- */
 
-const char *errname(int rc) {
-    switch (rc) {
-#define XX(name, code, text)                                                                       \
-    case -(code): return #name;
-        MPB_ERRNO_MAP(XX)
-#undef XX
-    default: return "EUNKNOWN";
-    }
-}
-
 /* EFULL pairs with EEMPTY: both are "--timeout 0 and the queue could not take or give an item
  * at once", so put and get answer alike (3); with a bound > 0 both time out instead (75). */
 static int status_of(int rc) {
@@ -167,7 +157,7 @@ void report(const char *code, const char *fmt, ...) {
 /* Reports a failed call and returns the exit status for it. */
 int fail(int rc, const char *what) {
     const char *msg = cli ? mpb_errmsg(cli) : mpb_strerror(rc);
-    if (opt.json) print_json_error(errname(rc), msg, what);
+    if (opt.json) print_json_error(mpb_err_name(rc), msg, what);
     else fprintf(stderr, "mpb: %s: %s\n", what, msg);
     return status_of(rc);
 }
@@ -298,7 +288,7 @@ static int connect_broker(void) {
     char err[300];
     int rc = mpb_authkey_load(opt.keyfile, &key, &keylen, err, sizeof err);
     if (rc) {
-        if (opt.json) print_json_error(errname(rc), err, "connect");
+        if (opt.json) print_json_error(mpb_err_name(rc), err, "connect");
         else fprintf(stderr, "mpb: %s\n", err);
         return EXIT_FAIL;
     }
@@ -916,11 +906,11 @@ static int cmd_lock(int argc, char **argv) {
     rc = mpb_lock_release(l);
     if (rc == MPB_ESESSION || rc == MPB_ENOTOWNER) {
         /* someone else may have held it meanwhile: what COMMAND did was not protected */
-        report(errname(rc), "lock: %s was lost before %s finished: %s", argv[0], argv[dd + 1],
+        report(mpb_err_name(rc), "lock: %s was lost before %s finished: %s", argv[0], argv[dd + 1],
                mpb_errmsg(cli));
         status = LOCK_LOST_EXIT;
     } else if (rc) {
-        report(errname(rc), "lock: release of %s: %s", argv[0], mpb_errmsg(cli));
+        report(mpb_err_name(rc), "lock: release of %s: %s", argv[0], mpb_errmsg(cli));
     }
     mpb_lock_close(&l);
     return status;

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include "mpbproto.h"
@@ -82,7 +83,7 @@ struct mpb_client {
     char err[512];
     int64_t last_send_ms;
     int rcvtimeo; /* ZMQ_RCVTIMEO as last set on sock (-1 as ZeroMQ starts it) */
-    void *refd;       /* handles that hold a reference to an anonymous object: anon.c */
+    LIST_HEAD(, mpb_any) refd; /* handles that hold a reference to an anonymous object */
     bool hb_on;       /* on the heartbeat thread's list */
     struct mpb_client *hb_prev, *hb_next;
 };
@@ -96,7 +97,13 @@ struct mpb_client {
     uint64_t tid;     /* locks: fixed owner thread id, 0: the calling thread's */                  \
     char lock[300];   /* condition: its lock's "kind/name" */                                  \
     bool ref;         /* holds a reference to the anonymous object name (anon.c) */           \
-    void *rnext, *rprev; /* in c->refd while it does */
+    LIST_ENTRY(mpb_any) rlink; /* in c->refd while it does */
+/* All handles share this layout; mpb__any_t is it, for code common to all kinds. */
+struct mpb_any { MPB__HANDLE };
+typedef struct mpb_any mpb__any_t;
+static inline mpb__any_t *mpb__any(const void *h) {
+    return (mpb__any_t *)h;
+}
 struct mpb_dict { MPB__HANDLE };
 struct mpb_list { MPB__HANDLE };
 struct mpb_queue { MPB__HANDLE };
@@ -129,7 +136,7 @@ int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen);
 /* After mpb__req and the arguments: sends nothing yet (unless c->out is big), remembers cb
  * for the reply, and unlocks. */
 int mpb__send(mpb_client_t *c, mpb_callback_t cb, void *arg);
-/* anon.c: opens a handle of size bytes on name with the kind's open op, whose argc arguments
+/* handle.c: opens a handle of size bytes on name with the kind's open op, whose argc arguments
  * fill writes. name NULL makes an anonymous object (obj.new); a name starting with '~' takes
  * a reference to one (obj.ref) as well. *val, *vlen (if not NULL): the open's reply value,
  * valid until the next call on c. */
@@ -146,5 +153,85 @@ void mpb__anon_detach(mpb_client_t *c);
 void mpb__lock_held(mpb_client_t *c, const char *kind, const char *name, int delta);
 /* A copy of (p, n) into a new buffer. */
 int mpb__dup(mpb_client_t *c, const uint8_t *p, size_t n, void **out, size_t *outlen);
+
+/* ---- between client.c, handshake.c and call.c ---- */
+
+/* client.c: a new DEALER socket for c in the process's context, monitored during the
+ * handshake if it is encrypted or must fail fast, and connected. */
+int mpb__open_socket(mpb_client_t *c);
+/* client.c: a PING now, if c has been quiet (the heartbeat). */
+void mpb__send_ping(mpb_client_t *c);
+/* handshake.c: the handshake on c->sock (resuming c's session if it has one); the socket's
+ * handshake monitor, started with the socket and stopped once the handshake is over; what a
+ * client that has been idle a while checks before a call (a lost session, a cut). */
+int mpb__handshake(mpb_client_t *c);
+/* Seals b (a frame with room for its MAC) with sequence number seq and sends it. */
+int mpb__seal_send_seq(mpb_client_t *c, mpb__buf_t *b, uint64_t seq);
+/* The error an unsealed ERROR frame from the broker carries, with its message in c->err. */
+int mpb__plain_error(mpb_client_t *c, const mpb__frame_t *f);
+int mpb__hs_monitor_start(mpb_client_t *c, void *ctx);
+void mpb__hs_monitor_stop(mpb_client_t *c);
+void mpb__idle_check(mpb_client_t *c);
+/* A new channel after a cut: a new handshake, the session resumed (frames resent) or lost. */
+int mpb__reconnect(mpb_client_t *c);
+/* call.c: the frames kept for resending (dropped; sent again after a resumed session); every
+ * request in flight failed with code; reply buffers lent and given back; one frame received
+ * into b. */
+void mpb__sent_clear(mpb_client_t *c);
+int mpb__resend(mpb_client_t *c);
+void mpb__fail_all(mpb_client_t *c, int code);
+mpb__buf_t *mpb__buf_take(mpb_client_t *c);
+void mpb__buf_give(mpb_client_t *c, mpb__buf_t *b);
+int mpb__recv_into(mpb_client_t *c, mpb__buf_t *b, long timeout_ms);
+
+/* ---- handle.c: what the calls on every kind share ---- */
+
+/* Starts a request on handle h's object: b is the buffer for its argc arguments. */
+#define MPB__REQ(h, op, argc)                                                                      \
+    mpb__buf_t *b = mpb__req(mpb__any(h)->c, op, mpb__any(h)->name, mpb__any(h)->namelen, argc)
+/* A timeout as the broker takes it: -1 for none. */
+static inline int64_t mpb__ms_arg(int timeout_ms) {
+    return timeout_ms < 0 ? -1 : timeout_ms;
+}
+/* A handle of size bytes on name, filled in locally (nothing asked of the broker). */
+int mpb__attach_handle(mpb_client_t *c, const char *name, size_t size, void **out);
+/* 0, or MPB_EINVAL with the message, for a name that is not an object name. */
+int mpb__check_name(mpb_client_t *c, const char *name);
+/* Checks caller-given msgpack (what: "key", "value"...) before it goes on the wire. */
+int mpb__check_val(mpb_client_t *c, const char *what, const void *p, size_t n);
+/* mpb__call for each reply shape: nil; a boolean (1, 0 or the error); an integer (out may be
+ * NULL); a copy of the value, which the caller owns. */
+int mpb__call_nil(mpb_client_t *c, int block_ms);
+int mpb__call_bool(mpb_client_t *c, int block_ms);
+int mpb__call_int(mpb_client_t *c, int block_ms, int64_t *out);
+int mpb__call_uint(mpb_client_t *c, int block_ms, uint64_t *out);
+int mpb__call_copy(mpb_client_t *c, int block_ms, void **out, size_t *outlen);
+/* lock.c, for conditions too: the thread an acquisition belongs to (h->tid, or the caller's);
+ * acquiring and releasing the lock (or rlock) name, counted in c->locks_held. */
+uint64_t mpb__thread_id(const mpb__any_t *h);
+int mpb__lock_acquire(mpb__any_t *h, const char *name, uint32_t nl, bool rlock, int timeout_ms,
+                      uint64_t *fence);
+int mpb__lock_release(mpb__any_t *h, const char *name, uint32_t nl, bool rlock);
+/* The open arguments [n or nil, flag or nil] (queue: maxsize, joinable; semaphore: value,
+ * bounded): a negative n or flag is nil, the broker's default. */
+typedef struct {
+    int64_t n;
+    int flag;
+} mpb__nflag_t;
+void mpb__fill_nflag(mpb__buf_t *b, const void *arg);
+/* A value got by a call (freed here either way) as an int64 or a new C string. */
+int mpb__take_i64(mpb_client_t *c, int rc, void *val, size_t vn, int64_t *out);
+int mpb__take_str(mpb_client_t *c, int rc, void *val, size_t vn, char **out);
+/* Runs call with (p, n) the msgpack str of s. */
+#define MPB__WITH_STR(c, s, call)                                                                       \
+    do {                                                                                           \
+        if (!(s)) return mpb__fail(c, MPB_EINVAL, "value is NULL");                                \
+        void *p;                                                                                   \
+        size_t n = mpb_pack_str(s, strlen(s), &p);                                                 \
+        if (!p) return mpb__fail(c, MPB_ENOMEM, "out of memory");                                  \
+        int rc_ = call;                                                                            \
+        free(p);                                                                                   \
+        return rc_;                                                                                \
+    } while (0)
 
 #endif

@@ -86,6 +86,9 @@ enum {
 
 /* A static description of err (a negative MPB_E*), or "unknown error". */
 MPB_EXPORT const char *mpb_strerror(int err);
+/* The name of err (a negative MPB_E*) as MPB_ERRNO_MAP spells it without the prefix: "EINVAL",
+ * "ETIMEDOUT"...; "OK" for 0 and "EUNKNOWN" for anything else. Static. */
+MPB_EXPORT const char *mpb_err_name(int err);
 /* The library's version as MPB_VERSION_HEX, for checking the shared object at run time. */
 MPB_EXPORT unsigned mpb_version(void);
 

@@ -27,16 +27,6 @@ PyTypeObject *mpbpy_client_type;
 
 /* ---- errors ---- */
 
-static const char *err_name(int code) {
-    switch (code) {
-#define XX(name, num, text)                                                                        \
-    case -(num): return #name;
-        MPB_ERRNO_MAP(XX)
-#undef XX
-    }
-    return "EUNKNOWN";
-}
-
 PyObject *mpbpy_raise(int code, const char *msg) {
     PyObject *e = Py_BuildValue("(is)", code, msg && *msg ? msg : mpb_strerror(code));
     if (e) {
@@ -748,7 +738,7 @@ static PyObject *mod_errname(PyObject *m, PyObject *arg) {
     (void)m;
     long code = PyLong_AsLong(arg);
     if (PyErr_Occurred()) return NULL;
-    return PyUnicode_FromString(err_name((int)(code < 0 ? code : -code)));
+    return PyUnicode_FromString(mpb_err_name((int)(code < 0 ? code : -code)));
 }
 
 static PyMethodDef mod_methods[] = {
