@@ -21,40 +21,48 @@
  * matched by rid: a synchronous call waits for its own, and the callbacks of asynchronous
  * ones run as their replies are read, in whichever call is reading. */
 
-/* Remembered requests: slot = rid & mask (rids are sequential, so the table only grows
- * when more requests are in flight than it has slots). */
-static pend_t *pend_slot(mpb_client_t *c, uint64_t rid) {
-    if (!c->pcap) return NULL;
-    pend_t *p = &c->pend[rid & (c->pcap - 1)];
-    return p->rid == rid ? p : NULL;
+/* Remembered requests, by rid. Their records are reused (c->pend_spare), so that a stream of
+ * pipelined requests does not allocate one each. */
+static pend_t *pend_find(mpb_client_t *c, uint64_t rid) {
+    pend_t *p;
+    HASH_FIND(hh, c->pend, &rid, sizeof rid, p);
+    return p;
 }
 
 static int pend_add(mpb_client_t *c, uint64_t rid, mpb_callback_t cb, void *arg) {
-    if (!c->pcap || c->pend[rid & (c->pcap - 1)].rid) {
-        size_t ncap = c->pcap ? c->pcap * 2 : 64;
-        for (;;) {
-            pend_t *np = calloc(ncap, sizeof *np);
-            if (!np) return mpb__fail(c, MPB_ENOMEM, "out of memory");
-            bool clash = false;
-            for (size_t i = 0; i < c->pcap && !clash; i++) {
-                if (!c->pend[i].rid) continue;
-                pend_t *d = &np[c->pend[i].rid & (ncap - 1)];
-                if (d->rid) clash = true;
-                else *d = c->pend[i];
-            }
-            if (!clash && !np[rid & (ncap - 1)].rid) {
-                free(c->pend);
-                c->pend = np;
-                c->pcap = ncap;
-                break;
-            }
-            free(np);
-            ncap *= 2;
-        }
+    pend_t *p = SLIST_FIRST(&c->pend_spare);
+    if (p) SLIST_REMOVE_HEAD(&c->pend_spare, spare);
+    else if (!(p = malloc(sizeof *p))) return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    p->rid = rid;
+    p->cb = cb;
+    p->arg = arg;
+    HASH_ADD(hh, c->pend, rid, sizeof p->rid, p);
+    if (pend_find(c, rid) != p) { /* the table could not grow */
+        free(p);
+        return mpb__fail(c, MPB_ENOMEM, "out of memory");
     }
-    c->pend[rid & (c->pcap - 1)] = (pend_t){rid, cb, arg};
     c->pcount++;
     return 0;
+}
+
+/* Takes p out of the table: *p stays readable until the next pend_add. */
+static void pend_del(mpb_client_t *c, pend_t *p) {
+    HASH_DEL(c->pend, p);
+    c->pcount--;
+    SLIST_INSERT_HEAD(&c->pend_spare, p, spare);
+}
+
+void mpb__pend_free(mpb_client_t *c) {
+    pend_t *p, *tmp;
+    HASH_ITER(hh, c->pend, p, tmp) {
+        HASH_DEL(c->pend, p);
+        free(p);
+    }
+    while ((p = SLIST_FIRST(&c->pend_spare))) {
+        SLIST_REMOVE_HEAD(&c->pend_spare, spare);
+        free(p);
+    }
+    c->pcount = 0;
 }
 
 mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t namelen,
@@ -229,11 +237,14 @@ int mpb__recv_into(mpb_client_t *c, mpb__buf_t *b, long timeout_ms) {
 void mpb__fail_all(mpb_client_t *c, int code) {
     char msg[sizeof c->err];
     snprintf(msg, sizeof msg, "%s", c->err);
-    for (size_t i = 0; i < c->pcap; i++) {
-        pend_t p = c->pend[i];
-        if (!p.rid) continue;
-        c->pend[i].rid = 0;
+    /* The ones in flight now: a callback may make new requests, which are not failed here. */
+    pend_t *now = c->pend, *q, *tmp;
+    c->pend = NULL;
+    HASH_ITER(hh, now, q, tmp) {
+        HASH_DEL(now, q);
         c->pcount--;
+        pend_t p = *q;
+        SLIST_INSERT_HEAD(&c->pend_spare, q, spare);
         sent_done(c, p.rid);
         if (p.cb) {
             snprintf(c->err, sizeof c->err, "%s", msg);
@@ -333,11 +344,10 @@ static int pump(mpb_client_t *c, syncwait_t *want, int64_t deadline) {
                 if (w->val.oom) w->code = MPB_ENOMEM;
                 continue;
             }
-            pend_t *p = pend_slot(c, rid);
+            pend_t *p = pend_find(c, rid);
             if (!p) continue; /* a reply to a call that gave up */
             pend_t copy = *p;
-            p->rid = 0;
-            c->pcount--;
+            pend_del(c, p);
             sent_done(c, rid);
             if (copy.cb) copy.cb(c, status, status ? NULL : v, status ? 0 : vn, copy.arg);
         }

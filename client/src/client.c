@@ -391,11 +391,10 @@ void mpb_close(mpb_client_t **cp) {
     }
     if (c->last) mpb__buf_free(c->last);
     free(c->last);
-    free(c->pend);
+    mpb__pend_free(c);
     mpb__sent_clear(c);
     free(c->sent);
-    if (c->pool_rt) free(*(void **)c->pool_rt); /* its route array is its first member */
-    free(c->pool_rt);
+    mpb__pool_rt_free(c);
     free(c);
 }
 

@@ -63,7 +63,8 @@ int mpb_condition_wait(mpb_condition_t *cv, int timeout_ms) {
 
 int mpb_condition_wait_for(mpb_condition_t *cv, int (*pred)(void *arg), void *arg,
                            int timeout_ms) {
-    if (!cv || !pred) return MPB_EINVAL;
+    if (!cv) return MPB_EINVAL;
+    if (!pred) return mpb__fail(cv->c, MPB_EINVAL, "condition wait_for: the predicate is NULL");
     int64_t end = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
     int ok = pred(arg);
     while (!ok) {

@@ -10,6 +10,12 @@
 
 #include "mpbproto.h"
 
+/* uthash, for the tables keyed by id: a failed allocation leaves the table as it was (or
+ * unexpanded) instead of exiting the program; callers look their element up to know. */
+#define HASH_NONFATAL_OOM 1
+#define uthash_nonfatal_oom(elt) ((void)(elt))
+#include <uthash.h>
+
 /* A synchronous call waiting for its reply. Calls nest (a callback run while replies are read
  * may make one), so each has its own record, linked from the client, innermost first. */
 typedef struct syncwait {
@@ -31,10 +37,13 @@ typedef struct sentframe {
     size_t len;
 } sentframe_t;
 
+/* An asynchronous request waiting for its reply. */
 typedef struct pend {
-    uint64_t rid; /* 0: free */
+    uint64_t rid;
     mpb_callback_t cb;
     void *arg;
+    UT_hash_handle hh; /* in c->pend, by rid */
+    SLIST_ENTRY(pend) spare; /* in c->pend_spare once answered */
 } pend_t;
 
 struct mpb_client {
@@ -76,9 +85,10 @@ struct mpb_client {
     mpb__buf_t reply; /* handshake frames */
     mpb__buf_t *last; /* the frame holding the last synchronous result */
     mpb__buf_t *spare[2];
-    void *pool_rt;    /* pool.c: where each task's result goes */
-    pend_t *pend;     /* asynchronous requests in flight, by rid */
-    size_t pcap, pcount;
+    void *pool_rt;    /* pool.c: where each task's result goes (mpb__pool_rt_free) */
+    pend_t *pend;     /* asynchronous requests in flight, by rid (uthash) */
+    size_t pcount;
+    SLIST_HEAD(, pend) pend_spare; /* records of answered requests, for the next ones */
     syncwait_t *waits; /* synchronous calls in progress, innermost first */
     char err[512];
     int64_t last_send_ms;
@@ -178,11 +188,16 @@ int mpb__reconnect(mpb_client_t *c);
  * request in flight failed with code; reply buffers lent and given back; one frame received
  * into b. */
 void mpb__sent_clear(mpb_client_t *c);
+/* Frees the records of asynchronous requests (c is being closed: their callbacks are not run). */
+void mpb__pend_free(mpb_client_t *c);
 int mpb__resend(mpb_client_t *c);
 void mpb__fail_all(mpb_client_t *c, int code);
 mpb__buf_t *mpb__buf_take(mpb_client_t *c);
 void mpb__buf_give(mpb_client_t *c, mpb__buf_t *b);
 int mpb__recv_into(mpb_client_t *c, mpb__buf_t *b, long timeout_ms);
+
+/* pool.c: frees c->pool_rt, the routes of c's pool results. */
+void mpb__pool_rt_free(mpb_client_t *c);
 
 /* ---- handle.c: what the calls on every kind share ---- */
 

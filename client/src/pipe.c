@@ -23,9 +23,9 @@ static void fill_pipe(mpb__buf_t *b, const void *arg) {
 }
 
 int mpb_pipe_open(mpb_client_t *c, const char *name, int end, int duplex, mpb_pipe_t **out) {
-    if (!out) return MPB_EINVAL;
-    *out = NULL;
+    if (out) *out = NULL;
     if (!c) return MPB_EINVAL;
+    if (!out) return mpb__fail(c, MPB_EINVAL, "mpb_pipe_open: out is NULL");
     if (!name || name[0] == '~')
         return mpb__fail(c, MPB_EINVAL, "a pipe needs a name of its own (none starting with '~')");
     if (end != 0 && end != 1) return mpb__fail(c, MPB_EINVAL, "a pipe has ends 0 and 1, not %d", end);
@@ -54,7 +54,8 @@ int mpb_pipe_send(mpb_pipe_t *p, const void *val, size_t vlen) {
 }
 
 int mpb_pipe_recv(mpb_pipe_t *p, void **val, size_t *vlen, int timeout_ms) {
-    if (!p || !val || !vlen) return MPB_EINVAL;
+    if (!p) return MPB_EINVAL;
+    if (!val || !vlen) return mpb__fail(p->c, MPB_EINVAL, "mpb_pipe_recv: val and vlen are needed");
     mpb__w_int(pipe_req(p, MPB_OP_PIPE_RECV, 2), timeout_ms < 0 ? -1 : timeout_ms);
     const uint8_t *v;
     size_t n;

@@ -2,8 +2,8 @@
  * many tasks as there is credit, pool.start to ask before starting a tentative task, pool.done
  * for finished ones); `concurrency` threads run the functions, only while the lease holds (the
  * broker answered within half a session TTL), or hand each task to a child process of their
- * own (process mode), which the talking thread kills when the broker says the task is over. Finished tasks wake the talking thread through a pipe it polls beside its
- * ZeroMQ socket, so results go out at once even while a fetch is parked. Results go back in
+ * own (process mode), which the talking thread kills when the broker says the task is over.
+ * Finished tasks wake the talking thread through a pipe it polls beside its ZeroMQ socket, so results go out at once even while a fetch is parked. Results go back in
  * pool.done requests that each fit in a frame; a result the broker could not take (over
  * max_value, or a chunk's results over max_frame) is replaced by an error saying so. When
  * serve returns, pool.unregister tells the broker this session serves no more.
@@ -23,91 +23,11 @@
 
 #include <zmq.h>
 
-#include "internal.h"
+#include "worker.h"
 
 /* How long a stopping worker waits for the broker to take its last results and its unregister
  * before it gives up on it: not so long that a stop (SIGTERM, podman stop) hangs on a dead one. */
 #define STOP_GRACE_MS 2000
-
-enum { J_RAN, J_DIED, J_KILLED };
-
-/* Process mode: each executing thread hands its tasks to a child process of its own, forked
- * ahead and reused, so a task can be stopped (SIGKILL) and a task that kills its process
- * costs a fresh child, not the worker. */
-typedef struct slot {
-    struct mpb_worker *w;
-    pid_t pid;         /* its child, 0: none */
-    int to_child, from_child;
-    int out_fd[2];     /* --forward-output: the read ends of its stdout and stderr */
-    struct job *job;   /* running, under the worker's mu */
-} slot_t;
-
-typedef struct fnent {
-    char name[256];
-    mpb_task_fn fn;
-    void *ctx;
-} fnent_t;
-
-typedef struct job job_t;
-
-/* One pool.start in flight. The broker answers them at once, so in the order they went. */
-typedef struct asked {
-    int64_t sent_ms;
-    job_t *jobs; /* the ones named, in order */
-    int n;
-    struct asked *next;
-} asked_t;
-
-typedef struct job {
-    uint64_t id;
-    uint64_t gen; /* the attempt number the broker gave it under */
-    int fate;     /* J_RAN, or (process mode) J_DIED: its process died; J_KILLED: stopped */
-    const fnent_t *fn;
-    uint8_t *calls;
-    size_t len;
-    mpb__buf_t out; /* outcomes */
-    mpb__buf_t output; /* --forward-output: [stream, bin] items of what it wrote */
-    uint32_t noutput;
-    size_t output_bytes;
-    struct job *next;
-} job_t;
-
-struct mpb_worker {
-    mpb_client_t *c;
-    fnent_t *fns;
-    size_t nfns;
-    int concurrency, prefetch;
-    uint64_t max_tasks, received, done;
-    int (*init)(void *);
-    void *init_arg;
-    bool inited;
-    size_t max_value; /* the broker's, for the threads */
-    volatile sig_atomic_t stop;
-    int pipefd[2];
-    pthread_t *threads;
-    int nthreads;
-    int isolate;  /* MPB_ISOLATE_THREAD or MPB_ISOLATE_PROCESS */
-    bool forward_output; /* process mode: a task's stdout and stderr go to its caller */
-    slot_t *slots; /* one per thread */
-    uint64_t killed, died;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    job_t *todo_head, *todo_tail, *done_head;
-    int ntodo, nrunning; /* under mu */
-    bool lease_note;     /* under mu: a thread found the lease run out; the pipe said so */
-    int64_t lease_until; /* atomic: held tasks may start before this (the broker's word) */
-    job_t *ask_head, *ask_tail; /* held, not started: to ask about first (main thread only) */
-    int nasking;                /* in a pool.start not answered yet */
-    asked_t *asked_head, *asked_tail;
-    uint64_t refused;           /* held tasks the broker had taken back */
-    bool quit;    /* threads: no more jobs will come */
-    int inflight; /* received, not yet reported */
-    bool fetching;
-    int64_t fetch_sent_ms; /* when the parked fetch went out */
-    int64_t stop_ms;       /* when winding down began (0: not yet) */
-    bool unregistered; /* pool.unregister sent: the broker took back what it had given */
-    int err;
-};
 
 int mpb_worker_new(mpb_client_t *c, mpb_worker_t **out) {
     *out = NULL;
@@ -231,315 +151,6 @@ void mpb_worker_stop(mpb_worker_t *w) {
     w->stop = 1;
     ssize_t r = write(w->pipefd[1], "s", 1);
     (void)r;
-}
-
-/* ---- the executing threads ---- */
-
-/* [false, msg] for each of n calls, in place of what out held. */
-static void fail_outcomes(mpb__buf_t *out, uint32_t n, const char *msg) {
-    mpb__buf_reset(out);
-    mpb__w_array(out, n);
-    for (uint32_t k = 0; k < n; k++) {
-        mpb__w_array(out, 2);
-        mpb__w_bool(out, false);
-        mpb__w_cstr(out, msg);
-    }
-}
-
-/* The kind goes in err after the message's NUL, behind a record separator: the function may
- * come from a library with its own copy of libmpb, so only the buffer is shared.
- *   err: "3 is odd\0" "\x1e" "ValueError\0" */
-int mpb_task_fail(char *err, size_t errlen, const char *kind, const char *fmt, ...) {
-    if (!err || !errlen) return -1;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    size_t ml = strlen(err);
-    if (kind && kind[0] && ml + 3 < errlen) {
-        err[ml + 1] = 0x1e;
-        snprintf(err + ml + 2, errlen - ml - 2 < 64 ? errlen - ml - 2 : 64, "%s", kind);
-    }
-    return -1;
-}
-
-/* The kind mpb_task_fail() left in err, or NULL. */
-static const char *err_kind(const char *err, size_t errlen) {
-    size_t ml = strnlen(err, errlen);
-    return ml + 3 < errlen && err[ml + 1] == 0x1e && err[ml + 2] ? err + ml + 2 : NULL;
-}
-
-static void run_job(job_t *j, size_t max_value) {
-    mpb__rd_t r = {j->calls, j->calls + j->len};
-    uint32_t n = 0;
-    mpb__rd_array(&r, &n);
-    mpb__w_array(&j->out, n);
-    for (uint32_t i = 0; i < n; i++) {
-        const uint8_t *args;
-        size_t alen;
-        char err[1024] = "";
-        void *res = NULL;
-        size_t rlen = 0;
-        mpb__rd_span(&r, &args, &alen);
-        memset(err, 0, sizeof err);
-        int rc = j->fn->fn(j->fn->ctx, args, alen, &res, &rlen, err, sizeof err);
-        err[sizeof err - 1] = 0;
-        const char *kind = rc ? err_kind(err, sizeof err) : NULL;
-        bool kinded = kind != NULL; /* [false, message, kind] */
-        mpb__w_array(&j->out, kinded ? 3 : 2);
-        if (rc == 0 && res && rlen > max_value) { /* the broker would not hold it */
-            mpb__w_bool(&j->out, false);
-            snprintf(err, sizeof err, "result of %zu bytes > max_value %zu", rlen, max_value);
-            mpb__w_cstr(&j->out, err);
-        } else if (rc == 0 && res && mpb__mp_check1(res, rlen, MPB__MAX_DEPTH) == (long)rlen) {
-            mpb__w_bool(&j->out, true);
-            mpb__w_raw(&j->out, res, rlen);
-        } else {
-            mpb__w_bool(&j->out, false);
-            if (rc == 0) snprintf(err, sizeof err, "%s returned no well-formed msgpack value",
-                                  j->fn->name);
-            else if (!err[0]) snprintf(err, sizeof err, "%s failed (error %d)", j->fn->name, rc);
-            mpb__w_cstr(&j->out, err);
-            if (kinded) mpb__w_cstr(&j->out, kind);
-        }
-        free(res);
-    }
-}
-
-/* ---- process mode ---- */
-
-static int write_all(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t k = write(fd, b, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return -1;
-        b += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-static int read_all(int fd, void *p, size_t n) {
-    uint8_t *b = p;
-    while (n) {
-        ssize_t k = read(fd, b, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return -1;
-        b += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* A child's life: [fn index, length, calls] in, [length, outcomes] out, until EOF. */
-static void child_main(mpb_worker_t *w, int in, int out) {
-    for (;;) {
-        uint32_t hdr[2];
-        if (read_all(in, hdr, sizeof hdr) || hdr[0] >= w->nfns) _exit(0);
-        job_t j = {0};
-        j.fn = &w->fns[hdr[0]];
-        j.len = hdr[1];
-        if (!(j.calls = malloc(j.len ? j.len : 1)) || read_all(in, j.calls, j.len)) _exit(1);
-        run_job(&j, w->max_value);
-        fflush(stdout); /* its output reaches the worker before its result */
-        fflush(stderr);
-        uint32_t len = (uint32_t)j.out.len;
-        if (j.out.oom || write_all(out, &len, sizeof len) || write_all(out, j.out.p, len))
-            _exit(1);
-        free(j.calls);
-        mpb__buf_free(&j.out);
-    }
-}
-
-/* Forks the slot's child. It inherits the worker's memory (the functions and their state) but
- * touches nothing of the connection; it dies with the worker. */
-static int slot_spawn(slot_t *sl) {
-    int a[2], b[2], o[2] = {-1, -1}, e[2] = {-1, -1};
-    if (sl->w->forward_output && (pipe(o) || pipe(e))) {
-        for (int i = 0; i < 2; i++) {
-            if (o[i] >= 0) close(o[i]);
-            if (e[i] >= 0) close(e[i]);
-        }
-        return -1;
-    }
-    sl->out_fd[0] = o[0];
-    sl->out_fd[1] = e[0];
-    if (pipe(a)) return -1;
-    if (pipe(b)) {
-        close(a[0]);
-        close(a[1]);
-        return -1;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(a[0]);
-        close(a[1]);
-        close(b[0]);
-        close(b[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        signal(SIGPIPE, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_IGN); /* a terminal's ^C is for the worker, which stops cleanly */
-        close(a[1]);
-        close(b[0]);
-        if (o[1] >= 0) { /* its stdout and stderr: pipes the worker reads, per task */
-            close(o[0]);
-            close(e[0]);
-            dup2(o[1], 1);
-            dup2(e[1], 2);
-            close(o[1]);
-            close(e[1]);
-        }
-        child_main(sl->w, a[0], b[1]);
-        _exit(0);
-    }
-    close(a[0]);
-    close(b[1]);
-    for (int i = 0; i < 2 && o[1] >= 0; i++) {
-        close(i ? e[1] : o[1]);
-        fcntl(sl->out_fd[i], F_SETFD, FD_CLOEXEC);
-        fcntl(sl->out_fd[i], F_SETFL, O_NONBLOCK);
-    }
-    fcntl(a[1], F_SETFD, FD_CLOEXEC);
-    fcntl(b[0], F_SETFD, FD_CLOEXEC);
-    sl->pid = pid;
-    sl->to_child = a[1];
-    sl->from_child = b[0];
-    return 0;
-}
-
-static void slot_reap(slot_t *sl) {
-    if (!sl->pid) return;
-    close(sl->to_child);
-    close(sl->from_child);
-    for (int i = 0; i < 2; i++)
-        if (sl->out_fd[i] >= 0) close(sl->out_fd[i]);
-    kill(sl->pid, SIGKILL);
-    while (waitpid(sl->pid, NULL, 0) < 0 && errno == EINTR) {
-    }
-    sl->pid = 0;
-}
-
-/* --forward-output keeps this much of one task's output; the rest is cut, saying so. */
-#define OUTPUT_MAX 65536
-
-static void output_chunk(job_t *j, int stream, const void *p, size_t n) {
-    mpb__w_array(&j->output, 2);
-    mpb__w_int(&j->output, stream);
-    mpb__w_bin(&j->output, p, n);
-    j->noutput++;
-    j->output_bytes += n;
-}
-
-/* Reads what the child wrote to its stdout and stderr, without waiting, into j->output. */
-static void drain_output(slot_t *sl, job_t *j) {
-    static const char note[] = "\n[output cut at 65536 bytes]\n";
-    char buf[4096];
-    for (int i = 0; i < 2; i++) {
-        ssize_t k;
-        while ((k = read(sl->out_fd[i], buf, sizeof buf)) > 0) {
-            if (j->output_bytes >= OUTPUT_MAX) continue; /* cut already: read on, drop */
-            size_t take = (size_t)k;
-            bool cut = j->output_bytes + take > OUTPUT_MAX;
-            if (cut) take = OUTPUT_MAX - j->output_bytes;
-            output_chunk(j, i + 1, buf, take);
-            if (cut) output_chunk(j, i + 1, note, sizeof note - 1); /* over the bound now */
-        }
-    }
-}
-
-/* Until the child's result starts to come (or it dies), reads its output as it comes: a
- * child blocked on a full output pipe never gets to its result otherwise. */
-static int wait_result(slot_t *sl, job_t *j) {
-    for (;;) {
-        struct pollfd pf[3] = {{sl->from_child, POLLIN, 0},
-                               {sl->out_fd[0], POLLIN, 0},
-                               {sl->out_fd[1], POLLIN, 0}};
-        if (poll(pf, 3, -1) < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (pf[1].revents | pf[2].revents) drain_output(sl, j);
-        if (pf[0].revents) return 0;
-    }
-}
-
-/* Runs j in the slot's child. A child that dies (the task killed it, or the worker stopped the
- * task) is reaped and replaced; j's fate says which. */
-static void run_isolated(slot_t *sl, job_t *j) {
-    mpb_worker_t *w = sl->w;
-    if (!sl->pid && slot_spawn(sl)) {
-        mpb__rd_t r = {j->calls, j->calls + j->len};
-        uint32_t nc = 0;
-        mpb__rd_array(&r, &nc);
-        fail_outcomes(&j->out, nc, "cannot start a process for the task");
-        return;
-    }
-    uint32_t hdr[2] = {(uint32_t)(j->fn - w->fns), (uint32_t)j->len}, len;
-    bool ok = !write_all(sl->to_child, hdr, sizeof hdr) &&
-              !write_all(sl->to_child, j->calls, j->len);
-    if (ok && w->forward_output) ok = !wait_result(sl, j);
-    if (ok) ok = !read_all(sl->from_child, &len, sizeof len);
-    if (w->forward_output) drain_output(sl, j); /* what came after the wait */
-    if (ok) {
-        mpb__buf_reset(&j->out);
-        uint8_t *p = malloc(len ? len : 1);
-        ok = p && !read_all(sl->from_child, p, len);
-        if (ok) mpb__w_raw(&j->out, p, len);
-        free(p);
-    }
-    if (ok) return;
-    pthread_mutex_lock(&w->mu);
-    if (j->fate != J_KILLED) j->fate = J_DIED;
-    pthread_mutex_unlock(&w->mu);
-    slot_reap(sl);
-    slot_spawn(sl); /* ready for the next task */
-}
-
-static bool lease_ok(mpb_worker_t *w) {
-    return mpb__now_ms() < __atomic_load_n(&w->lease_until, __ATOMIC_ACQUIRE);
-}
-
-/* Takes the next job a thread may start: only while the lease holds, so a worker that was
- * paused or cut off past its session's end starts nothing the broker gave to another. When
- * the lease has run out, the talking thread is told (once) to ask the broker again. */
-static void *thread_main(void *arg) {
-    slot_t *sl = arg;
-    mpb_worker_t *w = sl->w;
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        while (!w->quit && !(w->todo_head && lease_ok(w))) {
-            if (w->todo_head && !w->lease_note) {
-                w->lease_note = true;
-                ssize_t r = write(w->pipefd[1], "l", 1);
-                (void)r;
-            }
-            pthread_cond_wait(&w->cv, &w->mu);
-        }
-        if (w->quit) break; /* what is left was not started: the broker has it back */
-        job_t *j = w->todo_head;
-        w->todo_head = j->next;
-        if (!w->todo_head) w->todo_tail = NULL;
-        w->ntodo--;
-        w->nrunning++;
-        sl->job = j;
-        pthread_mutex_unlock(&w->mu);
-        if (w->isolate == MPB_ISOLATE_PROCESS) run_isolated(sl, j);
-        else run_job(j, w->max_value);
-        pthread_mutex_lock(&w->mu);
-        sl->job = NULL;
-        w->nrunning--;
-        j->next = w->done_head;
-        w->done_head = j;
-        ssize_t r = write(w->pipefd[1], "d", 1);
-        (void)r;
-    }
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
 }
 
 /* ---- talking to the broker ---- */
@@ -745,7 +356,7 @@ static int ask_start(mpb_worker_t *w) {
 static void lease_lapsed(mpb_worker_t *w) {
     pthread_mutex_lock(&w->mu);
     w->lease_note = false;
-    job_t *list = lease_ok(w) ? NULL : w->todo_head;
+    job_t *list = mpb__worker_lease_ok(w) ? NULL : w->todo_head;
     if (list) {
         w->todo_tail->next = w->ask_head;
         if (!w->ask_head) w->ask_tail = w->todo_tail;
@@ -791,7 +402,7 @@ static int report(mpb_worker_t *w) {
         mpb__rd_array(&r, &nc);
         char msg[128];
         snprintf(msg, sizeof msg, "result of %zu bytes > max_frame %zu", j->out.len, c->max_frame);
-        fail_outcomes(&j->out, nc, msg);
+        mpb__worker_fail_outcomes(&j->out, nc, msg);
     }
     for (job_t *j = list; j && !rc;) {
         uint32_t n = 0;
@@ -901,10 +512,10 @@ int mpb_worker_serve(mpb_worker_t *w) {
     }
     for (int i = 0; i < w->concurrency; i++) {
         w->slots[i].w = w;
-        if (isolated && slot_spawn(&w->slots[i])) /* forked ahead: a task starts at once */
+        if (isolated && mpb__worker_slot_spawn(&w->slots[i])) /* forked ahead: a task starts at once */
             break;
-        if (pthread_create(&w->threads[i], NULL, thread_main, &w->slots[i]) != 0) {
-            slot_reap(&w->slots[i]);
+        if (pthread_create(&w->threads[i], NULL, mpb__worker_thread_main, &w->slots[i]) != 0) {
+            mpb__worker_slot_reap(&w->slots[i]);
             break;
         }
         w->nthreads++;
@@ -962,7 +573,7 @@ int mpb_worker_serve(mpb_worker_t *w) {
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     for (int i = 0; i < w->nthreads; i++) pthread_join(w->threads[i], NULL);
-    for (int i = 0; i < w->nthreads; i++) slot_reap(&w->slots[i]);
+    for (int i = 0; i < w->nthreads; i++) mpb__worker_slot_reap(&w->slots[i]);
     free(w->threads);
     free(w->slots);
     w->threads = NULL;
@@ -999,3 +610,4 @@ int mpb_worker_serve(mpb_worker_t *w) {
     }
     return rc;
 }
+
