@@ -2,7 +2,8 @@
 #
 #   lib/libmpb.so.0.1.0, libmpb.so.0, libmpb.so   the shared library (SOVERSION = major)
 #   lib/libmpb.a                                  the static library
-#   include/mpb/mpb.h                             the public header
+#   include/mpb/mpb.h                             the public header, which includes its parts:
+#   include/mpb/{client,msgpack,objects,containers,sync,pipe,worker,pool}.h
 #   include/mpb/ops.h                             op codes for mpb_call/mpb_send (ops_h.cmake)
 #   lib/pkgconfig/mpb.pc                          pkg-config --cflags --libs [--static] mpb
 #   lib/cmake/mpb/mpb-config{,-version}.cmake     find_package(mpb) -> imported target mpb::mpb
@@ -20,7 +21,11 @@ install(TARGETS mpb
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT Runtime)
 install(TARGETS mpb_static
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT Development)
-install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/include/mpb/mpb.h ${MPB_OPS_H}
+set(MPB_PUBLIC_HEADERS)
+foreach(h mpb client msgpack objects containers sync pipe worker pool)
+  list(APPEND MPB_PUBLIC_HEADERS ${CMAKE_CURRENT_SOURCE_DIR}/include/mpb/${h}.h)
+endforeach()
+install(FILES ${MPB_PUBLIC_HEADERS} ${MPB_OPS_H}
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/mpb COMPONENT Development)
 
 # ---- pkg-config: mpb.pc ------------------------------------------------------------------------

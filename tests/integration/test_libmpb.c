@@ -3,7 +3,8 @@
  * broker (a value stored by one process, read by another); the reader refuses malformed bytes
  * and says ETYPE/EEMPTY without moving; a describe map and a list slice are read with it;
  * integer and string forms of queue, list and value calls, used from two processes;
- * mpb_connect(NULL, ...) takes $MPB_ENDPOINT; EVALUE's text fits a task_done past zero. */
+ * mpb_connect(NULL, ...) takes $MPB_ENDPOINT; EVALUE's text fits a task_done past zero; a failed
+ * call sets a message of its own (never the last call's); mpb_err_name names every code. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,6 +400,77 @@ static void test_connect_null_uses_mpb_endpoint(void **state) {
     unsetenv("MPB_ENDPOINT");
 }
 
+/* A failed call leaves the stale message of the call before it (a missing key) for a message
+ * of its own: for checks made in the client (a NULL argument, a malformed value or argument
+ * array) as for the broker's answers. */
+#define FRESH(call, code, words)                                                                   \
+    do {                                                                                           \
+        assert_int_equal(mpb_dict_get(d, k, kn, &val, &vn), MPB_ENOKEY);                           \
+        char stale_[512];                                                                          \
+        snprintf(stale_, sizeof stale_, "%s", mpb_errmsg(c));                                      \
+        assert_int_equal((call), (code));                                                          \
+        assert_string_not_equal(mpb_errmsg(c), stale_);                                            \
+        if (!strstr(mpb_errmsg(c), (words)))                                                       \
+            fail_msg("%s: '%s' does not say '%s'", #call, mpb_errmsg(c), (words));                 \
+    } while (0)
+
+static int never(void *arg) {
+    (void)arg;
+    return 0;
+}
+
+static void test_every_error_sets_a_fresh_message(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    mpb_dict_t *d;
+    mpb_condition_t *cv;
+    mpb_pipe_t *p;
+    assert_int_equal(mpb_dict_open(c, "libmpb.fresh", &d), 0);
+    assert_int_equal(mpb_condition_open(c, "libmpb.fresh.cv", NULL, &cv), 0);
+    assert_int_equal(mpb_pipe_open(c, "libmpb.fresh.pipe", 0, 1, &p), 0);
+    uint8_t k[16], notone[] = {0x92, 0x01}; /* an array of 2 with one element */
+    size_t kn = mpb_pack_i64(k, 404);
+    void *val = NULL;
+    size_t vn = 0;
+    FRESH(mpb_condition_wait_for(cv, NULL, NULL, 0), MPB_EINVAL, "predicate");
+    FRESH(mpb_pipe_recv(p, NULL, NULL, 0), MPB_EINVAL, "val and vlen");
+    FRESH(mpb_pipe_open(c, "libmpb.fresh.pipe", 1, 1, NULL), MPB_EINVAL, "out is NULL");
+    FRESH(mpb_dict_set(d, notone, sizeof notone, k, kn), MPB_EINVAL, "key is not one");
+    FRESH(mpb_dict_set(d, k, kn, notone, sizeof notone), MPB_EINVAL, "value is not one");
+    FRESH(mpb_call(c, MPB_OP_DICT_LEN, "libmpb.fresh", k, kn, 0, NULL, NULL), MPB_EINVAL,
+          "args must be one msgpack array");
+    FRESH(mpb_dict_open(c, "bad name", &(mpb_dict_t *){NULL}), MPB_EINVAL, "bad object name");
+    FRESH(mpb_pipe_recv(p, &val, &vn, 0), MPB_EEMPTY, "");
+    assert_int_equal(mpb_condition_acquire(cv, 1000, NULL), 0);
+    assert_int_equal(mpb_condition_wait_for(cv, never, NULL, 50), 0); /* False, as in Python */
+    assert_int_equal(mpb_condition_release(cv), 0);
+    FRESH(mpb_condition_release(cv), MPB_ENOTOWNER, "");
+    assert_null(val);
+    mpb_pipe_close(&p);
+    mpb_condition_close(&cv);
+    mpb_dict_close(&d);
+    th_assert_dict_roundtrip(c, "libmpb.fresh2", 5);
+    mpb_close(&c);
+}
+
+/* mpb_err_name names every code of the one table, and mpb_strerror describes it. */
+static void test_err_name_names_every_code(void **state) {
+    (void)state;
+    int n = 0;
+#define XX(name, code, text)                                                                       \
+    assert_string_equal(mpb_err_name(-(code)), #name);                                             \
+    assert_string_equal(mpb_strerror(-(code)), text);                                              \
+    n++;
+    MPB_ERRNO_MAP(XX)
+#undef XX
+    assert_int_equal(n, 29);
+    assert_string_equal(mpb_err_name(MPB_EINVAL), "EINVAL");
+    assert_string_equal(mpb_err_name(0), "OK");
+    assert_string_equal(mpb_err_name(-1000), "EUNKNOWN");
+    assert_string_equal(mpb_err_name(5), "EUNKNOWN");
+    assert_int_equal(mpb_version(), MPB_VERSION_HEX);
+}
+
 static void test_broker_still_serves_and_exits_cleanly(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
@@ -427,6 +499,8 @@ int main(void) {
         cmocka_unit_test(test_reading_what_the_broker_answers),
         cmocka_unit_test(test_integer_and_string_shortcuts),
         cmocka_unit_test(test_connect_null_uses_mpb_endpoint),
+        cmocka_unit_test(test_every_error_sets_a_fresh_message),
+        cmocka_unit_test(test_err_name_names_every_code),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -6,6 +6,7 @@ Run by the build, so a new call in the header is covered without anyone listing 
 
 usage: gen_null_calls.py mpb.h out.c
 """
+import os
 import re
 import sys
 
@@ -36,6 +37,9 @@ def split_params(s):
 
 def main():
     src = open(sys.argv[1]).read()
+    # mpb.h is its parts: read each "part.h" it includes (beside it) in its place
+    here = os.path.dirname(os.path.abspath(sys.argv[1]))
+    src = re.sub(r'#include "(\w+\.h)"', lambda m: open(os.path.join(here, m.group(1))).read(), src)
     src = re.sub(r"/\*.*?\*/", " ", src, flags=re.S)
     src = re.sub(r"\\\n", " ", src)
     protos = re.findall(r"MPB_EXPORT\s+([^;{]*?)\b(mpb_\w+)\s*\(([^;]*)\)\s*;", src)
