@@ -71,7 +71,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void *g_ctx;
 static size_t g_ctx_refs;
 static unsigned g_gen;
-static mpb_client_t *g_hb_head;
+static LIST_HEAD(, mpb_client) g_hb = LIST_HEAD_INITIALIZER(g_hb);
 static bool g_hb_running;
 static pthread_cond_t g_hb_cv = PTHREAD_COND_INITIALIZER;
 
@@ -92,7 +92,7 @@ static void on_fork_child(void) {
     pthread_cond_init(&g_hb_cv, NULL);
     g_ctx = NULL;
     g_ctx_refs = 0;
-    g_hb_head = NULL;
+    LIST_INIT(&g_hb);
     g_hb_running = false;
     g_gen++;
 }
@@ -176,9 +176,10 @@ void mpb__send_ping(mpb_client_t *c) {
 static void *hb_main(void *arg) {
     (void)arg;
     pthread_mutex_lock(&g_mu);
-    while (g_hb_head) {
+    while (!LIST_EMPTY(&g_hb)) {
         int64_t now = mpb__now_ms(), next = now + 1000;
-        for (mpb_client_t *c = g_hb_head; c; c = c->hb_next) {
+        mpb_client_t *c;
+        LIST_FOREACH(c, &g_hb, hb_link) {
             int64_t due = now + 100; /* busy: look again soon */
             if (pthread_mutex_trylock(&c->mu) == 0) {
                 int half = c->heartbeat_ms / 2;
@@ -215,9 +216,7 @@ static int hb_add(mpb_client_t *c) {
         pthread_attr_destroy(&a);
     }
     if (!rc) {
-        c->hb_next = g_hb_head;
-        if (g_hb_head) g_hb_head->hb_prev = c;
-        g_hb_head = c;
+        LIST_INSERT_HEAD(&g_hb, c, hb_link);
         c->hb_on = true;
         pthread_cond_signal(&g_hb_cv);
     }
@@ -229,9 +228,7 @@ static int hb_add(mpb_client_t *c) {
 static void hb_remove(mpb_client_t *c) {
     if (!c->hb_on) return;
     pthread_mutex_lock(&g_mu);
-    if (c->hb_prev) c->hb_prev->hb_next = c->hb_next;
-    else g_hb_head = c->hb_next;
-    if (c->hb_next) c->hb_next->hb_prev = c->hb_prev;
+    LIST_REMOVE(c, hb_link);
     c->hb_on = false;
     pthread_cond_signal(&g_hb_cv);
     pthread_mutex_unlock(&g_mu);

@@ -95,7 +95,7 @@ struct mpb_client {
     int rcvtimeo; /* ZMQ_RCVTIMEO as last set on sock (-1 as ZeroMQ starts it) */
     LIST_HEAD(, mpb_any) refd; /* handles that hold a reference to an anonymous object */
     bool hb_on;       /* on the heartbeat thread's list */
-    struct mpb_client *hb_prev, *hb_next;
+    LIST_ENTRY(mpb_client) hb_link;
 };
 
 /* Every object handle has this shape. */

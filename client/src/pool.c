@@ -145,24 +145,14 @@ void mpb__pool_async_finish(mpb_async_t *a) {
     a->outs = NULL;
     a->outlens = NULL;
     if (p) { /* its callback runs later, outside whatever call is reading replies now */
-        a->nnext = NULL;
         a->notify_pending = true;
-        if (p->notify_tail) p->notify_tail->nnext = a;
-        else p->notify_head = a;
-        p->notify_tail = a;
+        STAILQ_INSERT_TAIL(&p->notify, a, nlink);
     }
 }
 
 void mpb__pool_notify_remove(mpb_pool_t *p, mpb_async_t *a) {
     if (!a->notify_pending) return;
-    mpb_async_t **pp = &p->notify_head, *prev = NULL;
-    while (*pp && *pp != a) {
-        prev = *pp;
-        pp = &(*pp)->nnext;
-    }
-    if (*pp) *pp = a->nnext;
-    if (p->notify_tail == a) p->notify_tail = prev;
-    a->nnext = NULL;
+    STAILQ_REMOVE(&p->notify, a, mpb_async, nlink);
     a->notify_pending = false;
 }
 
@@ -179,8 +169,8 @@ void mpb__pool_notify_one(mpb_async_t *a) {
 void mpb__pool_run_notify(mpb_pool_t *p) {
     if (!p || p->notifying) return;
     p->notifying = true;
-    while (p->notify_head) {
-        mpb_async_t *a = p->notify_head;
+    while (!STAILQ_EMPTY(&p->notify)) {
+        mpb_async_t *a = STAILQ_FIRST(&p->notify);
         mpb__pool_notify_remove(p, a);
         mpb__pool_notify_one(a); /* may free a */
     }
@@ -291,6 +281,7 @@ int mpb_pool_open(mpb_client_t *c, mpb_pool_t **out) {
     mpb_pool_t *p = calloc(1, sizeof *p);
     if (!p) return mpb__fail(c, MPB_ENOMEM, "out of memory");
     p->c = c;
+    STAILQ_INIT(&p->notify);
     *out = p;
     return 0;
 }
@@ -342,12 +333,14 @@ int mpb_pool_terminate(mpb_pool_t *p) {
     if (mpb__usable(p->c)) return mpb__usable(p->c);
     mpb__pool_submits_settle(p, 0); /* every apply has its task id */
     ranges_t r = {0};
-    for (mpb_async_t *a = p->asyncs; a; a = a->next) {
+    mpb_async_t *a;
+    LIST_FOREACH(a, &p->asyncs, link) {
         if (a->ready) continue;
         a->canceled = true;
         mpb__pool_async_ranges(p->c, a, &r);
     }
-    for (mpb_imap_t *it = p->imaps; it; it = it->inext) {
+    mpb_imap_t *it;
+    LIST_FOREACH(it, &p->imaps, ilink) {
         if (it->canceled) continue;
         mpb__pool_imap_ranges(p->c, it, &r);
         it->canceled = true;
@@ -364,16 +357,17 @@ void mpb_pool_free(mpb_pool_t **pp) {
     *pp = NULL;
     mpb__pool_run_notify(p);
     if (p->submitting && mpb__usable(p->c) == 0) mpb__pool_submits_settle(p, 0);
-    if ((p->outstanding || p->imaps) && mpb__usable(p->c) == 0) mpb_pool_terminate(p);
-    while (p->imaps) { /* a caller's iterator stays valid (detached) until mpb_imap_free */
-        mpb_imap_t *it = p->imaps;
-        p->imaps = it->inext;
+    if ((p->outstanding || !LIST_EMPTY(&p->imaps)) && mpb__usable(p->c) == 0)
+        mpb_pool_terminate(p);
+    /* a caller's iterator stays valid (detached) until mpb_imap_free */
+    while (!LIST_EMPTY(&p->imaps)) {
+        mpb_imap_t *it = LIST_FIRST(&p->imaps);
+        LIST_REMOVE(it, ilink);
         mpb__pool_route_forget(p->c, it);
-        it->inext = it->iprev = NULL;
         it->p = NULL;
     }
-    while (p->asyncs) {
-        mpb_async_t *a = p->asyncs;
+    while (!LIST_EMPTY(&p->asyncs)) {
+        mpb_async_t *a = LIST_FIRST(&p->asyncs);
         mpb__pool_route_forget(p->c, a);
         mpb__pool_async_unlink(a);
         if (a->kept_by_pool) mpb__pool_async_destroy(a);

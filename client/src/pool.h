@@ -26,10 +26,10 @@ typedef struct prt {
 struct mpb_pool {
     mpb_client_t *c;
     bool closed;
-    mpb_async_t *asyncs; /* outstanding or kept */
+    LIST_HEAD(, mpb_async) asyncs; /* outstanding or kept */
     size_t outstanding;
-    mpb_imap_t *imaps; /* its iterators, so terminate and free reach them */
-    mpb_async_t *notify_head, *notify_tail; /* finished, callback not yet run */
+    LIST_HEAD(, mpb_imap) imaps; /* its iterators, so terminate and free reach them */
+    STAILQ_HEAD(, mpb_async) notify; /* finished, callback not yet run */
     bool notifying;
     size_t submitting; /* applies whose pool.submit is not answered yet */
     mpb_output_cb out_cb;
@@ -55,8 +55,8 @@ struct mpb_async {
     mpb_result_cb cb;
     mpb_error_cb ecb;
     void *arg;
-    mpb_async_t *next, *prev;
-    mpb_async_t *nnext; /* in its pool's notify queue */
+    LIST_ENTRY(mpb_async) link; /* in its pool's asyncs */
+    STAILQ_ENTRY(mpb_async) nlink; /* in its pool's notify queue */
     bool notify_pending;
     bool submitting; /* its pool.submit is not answered yet */
 };
@@ -85,7 +85,7 @@ struct mpb_imap {
     char input_msg[160]; /* why input_err, when it is not next()'s own error */
     mpb__buf_t carry; /* an item read from next() that did not fit in the last chunk */
     bool has_carry;
-    mpb_imap_t *inext, *iprev; /* in its pool's list */
+    LIST_ENTRY(mpb_imap) ilink; /* in its pool's imaps */
 };
 
 /* Applies in flight before an apply waits for their pool.submit replies: enough to fill a

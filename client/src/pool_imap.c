@@ -133,9 +133,7 @@ int mpb_pool_imap(mpb_pool_t *p, const char *fn, mpb_next_fn next, void *arg, si
         mpb_imap_free(&it);
         return mpb__fail(p->c, MPB_ENOMEM, "out of memory");
     }
-    it->inext = p->imaps;
-    if (p->imaps) p->imaps->iprev = it;
-    p->imaps = it;
+    LIST_INSERT_HEAD(&p->imaps, it, ilink);
     rc = imap_fill(it);
     if (rc) {
         mpb_imap_free(&it);
@@ -250,9 +248,7 @@ void mpb_imap_free(mpb_imap_t **itp) {
             mpb_flush(c);
         }
         mpb__pool_route_forget(c, it);
-        if (it->iprev) it->iprev->inext = it->inext;
-        else p->imaps = it->inext;
-        if (it->inext) it->inext->iprev = it->iprev;
+        LIST_REMOVE(it, ilink);
     }
     mpb__buf_free(&it->carry);
     if (it->slots)

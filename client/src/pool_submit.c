@@ -59,9 +59,7 @@ static mpb_async_t *async_new(mpb_pool_t *p, int kind, const char *fn, uint64_t 
         free(a);
         return NULL;
     }
-    a->next = p->asyncs;
-    if (p->asyncs) p->asyncs->prev = a;
-    p->asyncs = a;
+    LIST_INSERT_HEAD(&p->asyncs, a, link);
     p->outstanding++;
     return a;
 }
@@ -70,9 +68,7 @@ void mpb__pool_async_unlink(mpb_async_t *a) {
     mpb_pool_t *p = a->p;
     if (!p) return;
     mpb__pool_notify_remove(p, a);
-    if (a->prev) a->prev->next = a->next;
-    else p->asyncs = a->next;
-    if (a->next) a->next->prev = a->prev;
+    LIST_REMOVE(a, link);
     if (!a->ready) p->outstanding--;
     a->p = NULL;
 }
