@@ -808,7 +808,7 @@ static void unprepare(bench_t *B, const test_t *t) {
         bclient_t *cl = &B->cls[i];
         if (cl->pool) {
             mpb_pool_terminate(cl->pool);
-            mpb_pool_free(&cl->pool);
+            mpb_pool_close(&cl->pool);
         }
         for (int k = 0; k < B->pipeline; k++) mpb_async_free(&cl->slots[k].a);
         mpb_dict_close(&cl->d);

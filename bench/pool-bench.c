@@ -79,7 +79,7 @@ int main(int argc, char **argv) {
     printf("%.0f\n", (double)n / (t1 - t0));
     mpb_free(res);
     free(items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     mpb_free(key);
     return 0;

@@ -122,7 +122,7 @@ static int serve(void *lib, const void *key, size_t keylen) {
         }
         delay_ms = 200;
         mpb_worker_t *w = NULL;
-        if (mpb_worker_new(c, &w)) {
+        if (mpb_worker_open(c, &w)) {
             mpb_close(&c);
             return 1;
         }
@@ -134,14 +134,14 @@ static int serve(void *lib, const void *key, size_t keylen) {
             if (!fn) {
                 log_kv(LOG_ERROR, "no such function in the library", "fn", n, "lib", opt.lib, "pid",
                        pid_s(), NULL);
-                mpb_worker_free(&w);
+                mpb_worker_close(&w);
                 mpb_close(&c);
                 return 2;
             }
             if (mpb_worker_add(w, n, fn, NULL)) {
                 log_kv(LOG_ERROR, "cannot serve the function", "fn", n, "error", mpb_errmsg(c),
                        "pid", pid_s(), NULL);
-                mpb_worker_free(&w);
+                mpb_worker_close(&w);
                 mpb_close(&c);
                 return 2;
             }
@@ -160,7 +160,7 @@ static int serve(void *lib, const void *key, size_t keylen) {
         if (rc)
             log_kv(LOG_WARN, stopping ? "stopping without the broker" : "connection lost; reconnecting",
                    "endpoint", opt.endpoint, "error", mpb_errmsg(c), "pid", pid_s(), NULL);
-        mpb_worker_free(&w);
+        mpb_worker_close(&w);
         mpb_close(&c);
         if (!rc) break; /* stopped, or max tasks done */
     }

@@ -1161,7 +1161,7 @@ static int pool_map(int argc, char **argv) {
     rc = mpb_pool_map_async(p, argv[0], items, il, chunksize, NULL, NULL, NULL, &a);
     free(items);
     if (rc) {
-        mpb_pool_free(&p);
+        mpb_pool_close(&p);
         return fail(rc, "pool map");
     }
     bool tty = isatty(2);
@@ -1193,11 +1193,11 @@ static int pool_map(int argc, char **argv) {
         if (!strncmp(why, "not ready", 9)) why += 9;
         report("ETIMEDOUT", "pool map: timed out after %d ms%s", timeout, why);
         mpb_async_free(&a);
-        mpb_pool_free(&p);
+        mpb_pool_close(&p);
         return status_of(rc);
     }
     mpb_async_free(&a);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     if (rc) return fail(rc, "pool map");
     rc = print_value(res, rl);
     mpb_free(res);
@@ -1237,10 +1237,10 @@ static int pool_apply(int argc, char **argv) {
     rc = pool_apply_wait(p, argv[0], args, an, timeout, wait, &res, &rl);
     free(args);
     if (rc) {
-        mpb_pool_free(&p);
+        mpb_pool_close(&p);
         return rc;
     }
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     rc = print_value(res, rl);
     mpb_free(res);
     return rc;

@@ -288,7 +288,7 @@ int mpb_pool_open(mpb_client_t *c, mpb_pool_t **out) {
 
 /* ---- close, join, terminate ---- */
 
-int mpb_pool_close(mpb_pool_t *p) {
+int mpb_pool_finish(mpb_pool_t *p) {
     if (!p) return MPB_EINVAL;
     p->closed = true;
     return 0;
@@ -351,7 +351,7 @@ int mpb_pool_terminate(mpb_pool_t *p) {
     return mpb_flush(p->c);
 }
 
-void mpb_pool_free(mpb_pool_t **pp) {
+void mpb_pool_close(mpb_pool_t **pp) {
     mpb_pool_t *p = *pp;
     if (!p) return;
     *pp = NULL;

@@ -29,7 +29,7 @@
  * before it gives up on it: not so long that a stop (SIGTERM, podman stop) hangs on a dead one. */
 #define STOP_GRACE_MS 2000
 
-int mpb_worker_new(mpb_client_t *c, mpb_worker_t **out) {
+int mpb_worker_open(mpb_client_t *c, mpb_worker_t **out) {
     *out = NULL;
     if (!c) return MPB_EINVAL;
     mpb_worker_t *w = calloc(1, sizeof *w);
@@ -70,7 +70,7 @@ static void asked_free(mpb_worker_t *w) {
     w->nasking = 0;
 }
 
-void mpb_worker_free(mpb_worker_t **wp) {
+void mpb_worker_close(mpb_worker_t **wp) {
     mpb_worker_t *w = *wp;
     if (!w) return;
     *wp = NULL;

@@ -128,7 +128,7 @@ static void test_imap_100k_items_in_order_with_bounded_memory(void **state) {
     fnstat_t s = fn_stat(mon, "pad");
     assert_int_equal(s.done, N / CHUNK);
     assert_int_equal(s.queued + s.running + s.prefetched, 0);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -215,7 +215,7 @@ static void test_imap_input_error_and_early_free(void **state) {
     assert_int_equal(s.queued + s.running + s.prefetched, 0);
     assert_true(g.produced <= 5 + 32 + 1);
     assert_true(s.done <= 10);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -260,7 +260,7 @@ static void test_seed_apply_async_callbacks_5_tasks(void **state) {
         assert_int_equal(
             mpb_pool_apply_async(p, "square", a, al, on_value, on_error, &recs[i], NULL), 0);
     }
-    assert_int_equal(mpb_pool_close(p), 0);
+    assert_int_equal(mpb_pool_finish(p), 0);
     assert_int_equal(mpb_pool_join(p, 20000), 0);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(recs[i].calls, 1);
@@ -273,7 +273,7 @@ static void test_seed_apply_async_callbacks_5_tasks(void **state) {
     assert_int_equal(mpb_pool_poll(p, 100), 0);
     for (int i = 0; i < 5; i++)
         assert_int_equal(recs[i].calls, 1);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -352,10 +352,10 @@ static void test_callbacks_may_submit_more_tasks(void **state) {
     int64_t v = 0;
     assert_int_equal(mpb_dict_get_i64(d, "callbacks", &v), 0);
     assert_int_equal(v, NCH * 4);
-    assert_int_equal(mpb_pool_close(p), 0);
+    assert_int_equal(mpb_pool_finish(p), 0);
     assert_int_equal(mpb_pool_join(p, 10000), 0);
     mpb_dict_close(&d);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -379,7 +379,7 @@ static void test_seed_apply_serially(void **state) {
         mpb_free(res);
     }
     printf("apply: 20 serial round trips in %lld ms\n", (long long)(th_now_ms() - t0));
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -423,7 +423,7 @@ static void test_seed_map_chunksize_1_and_100(void **state) {
     assert_int_equal(rl, 1);
     assert_int_equal(((uint8_t *)res)[0], 0x90);
     mpb_free(res);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -465,7 +465,7 @@ static void test_seed_imap_unordered(void **state) {
         assert_int_equal(seen[i], 1);
     printf("imap_unordered: %u results, %u came before an earlier item's\n", got, out_of_order);
     mpb_imap_free(&it);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -543,7 +543,7 @@ static void test_seed_starmap(void **state) {
     /* an item that is not an argument array is refused before anything is sent */
     assert_int_equal(mpb_pool_starmap(p, "add", "\x92\x01\x02", 3, 1, 1000, &res, &rl), MPB_EINVAL);
     mpb__buf_free(&pairs);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -626,7 +626,7 @@ static void test_remote_error_reaches_the_caller(void **state) {
     assert_int_equal(mpb_imap_next(it, 1000, &res, &rl), MPB_ECLOSED);
     mpb_imap_free(&it);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -700,7 +700,7 @@ static void test_flow_control_worker_never_exceeds_its_credit(void **state) {
     held = credit_during_map(p, mon, w, 60, 20, &run);
     assert_true(run >= 2 && run <= 3);
     assert_true(held >= 3 && held <= 5);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -747,7 +747,7 @@ static void test_flow_control_slow_worker_does_not_delay_the_rest(void **state) 
     assert_true(fs1.done + fs2.done >= N - 4);
     assert_true(ms < N * SLOW_MS / 5);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -778,7 +778,7 @@ static void test_close_then_join_waits_for_all(void **state) {
     }
     assert_int_equal(
         mpb_pool_starmap_async(p, "add", items.p, items.len, 9, on_triples, on_merr, &m, NULL), 0);
-    assert_int_equal(mpb_pool_close(p), 0);
+    assert_int_equal(mpb_pool_finish(p), 0);
     /* closed: nothing more may be submitted */
     assert_int_equal(mpb_pool_apply_async(p, "sleep_ms", a, al, NULL, NULL, NULL, NULL),
                      MPB_EINVAL);
@@ -794,7 +794,7 @@ static void test_close_then_join_waits_for_all(void **state) {
     /* 20 x 50 ms on 4 slots: at least 5 rounds */
     assert_true(ms >= 200);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -863,7 +863,7 @@ static void test_terminate_cancels_the_rest(void **state) {
     assert_int_equal(mpb_pool_apply_async(p, "sleep_ms", a, al, NULL, NULL, NULL, NULL),
                      MPB_EINVAL);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -898,7 +898,7 @@ static void test_get_times_out_when_no_worker_serves_the_function(void **state) 
     assert_non_null(strstr(mpb_errmsg(c), "no worker serves"));
     /* join: before close it is refused; after, it times out while the task waits */
     assert_int_equal(mpb_pool_join(p, 100), MPB_EINVAL);
-    assert_int_equal(mpb_pool_close(p), 0);
+    assert_int_equal(mpb_pool_finish(p), 0);
     assert_int_equal(mpb_pool_join(p, 200), MPB_ETIMEDOUT);
     assert_int_equal(r.calls + r.ecalls, 0);
     /* terminate: the waiting task is cancelled */
@@ -912,12 +912,12 @@ static void test_get_times_out_when_no_worker_serves_the_function(void **state) 
     fnstat_t s = fn_stat(c, "nobody");
     assert_int_equal(s.queued, 0);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
 
-/* ---- imap iterators under terminate and mpb_pool_free ---- */
+/* ---- imap iterators under terminate and mpb_pool_close ---- */
 
 static void test_imap_canceled_by_terminate_and_detached_by_free(void **state) {
     (void)state;
@@ -952,13 +952,13 @@ static void test_imap_canceled_by_terminate_and_detached_by_free(void **state) {
     assert_true(g.produced <= 10 && g2.produced <= 9); /* nothing more was read */
     mpb_imap_free(&it);
     mpb_imap_free(&it2);
-    mpb_pool_free(&p);
-    /* mpb_pool_free with iterators alive: they are detached (next: MPB_ECLOSED), not left
+    mpb_pool_close(&p);
+    /* mpb_pool_close with iterators alive: they are detached (next: MPB_ECLOSED), not left
      * pointing at a freed pool (ASan builds check) */
     assert_int_equal(mpb_pool_open(c, &p), 0);
     gen_t g3 = {.limit = 100};
     assert_int_equal(mpb_pool_imap(p, "sleep_ms", gen_next, &g3, 1, 1, 8, &it), 0);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     assert_int_equal(mpb_imap_next(it, 1000, &res, &rl), MPB_ECLOSED);
     assert_int_equal(mpb_imap_next(it, 0, &res, &rl), MPB_ECLOSED);
     mpb_imap_free(&it);
@@ -1074,7 +1074,7 @@ static void test_cli_pool_commands(void **state) {
     assert_null(strstr(out, "MAPS"));
     assert_int_equal(mpb_pool_terminate(p), 0);
     assert_int_equal(mpb_pool_join(p, 10000), 0);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     kill_worker(w);
     mpb_close(&c);
     check_healthy();

@@ -83,7 +83,7 @@ static void test_worker_killed_mid_map_loses_nothing(void **state) {
     assert_int_equal(f.workers, 2);
     munmap(runs, N * sizeof(uint32_t));
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -231,7 +231,7 @@ static void test_task_fails_after_its_worker_died_max_attempts_times(void **stat
     assert_int_equal(mpb_async_get(h, 0, &res, &rl), MPB_EREMOTE);
     assert_non_null(strstr(mpb_errmsg(c), "worker died"));
     mpb_async_free(&h);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -255,7 +255,7 @@ static void test_max_attempts_is_a_setting(void **state) {
     fnstat_t s = fn_stat(mon, "crash");
     assert_int_equal(s.failed, 1);
     assert_int_equal(s.queued + s.running + s.prefetched, 0);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -293,7 +293,7 @@ static void test_busy_worker_keeps_its_task_past_the_ttl(void **state) {
     assert_int_equal(s.done, 1);
     assert_int_equal(s.workers, 1);
     assert_true(ms < 4500);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }

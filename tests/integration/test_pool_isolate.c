@@ -61,7 +61,7 @@ static void test_terminate_timeout_and_cancel_kill_the_running_task(void **state
     assert_int_equal(mpb_pool_terminate(p), 0);
     assert_int_equal(mpb_async_get(a, 5000, NULL, NULL), MPB_ECANCELED);
     mpb_async_free(&a);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     assert_slot_free(p2, t0, "terminate()");
     /* apply(..., timeout) */
     size_t al;
@@ -84,7 +84,7 @@ static void test_terminate_timeout_and_cancel_kill_the_running_task(void **state
     assert_int_equal(f.canceled, 3);
     assert_int_equal(f.done, 0);
     assert_true(pool_metric("mpb_pool_tasks_killed_total") == 3);
-    mpb_pool_free(&p2);
+    mpb_pool_close(&p2);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -130,7 +130,7 @@ static void test_a_callers_end_kills_its_running_task(void **state) {
     assert_int_equal(ws.done, 1); /* square; the sleep was stopped */
     close(pfd[0]);
     close(pfd[1]);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -181,7 +181,7 @@ static void test_poison_task_fails_after_its_attempts_every_worker_alive(void **
     fnstat_t f = fn_stat(mon, "crash");
     assert_int_equal(f.failed, 1);
     assert_int_equal(f.workers, 2);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -230,7 +230,7 @@ static void test_error_kinds_reach_the_caller(void **state) {
         assert_int_equal(mpb_async_error(h, &kind, &msg), 0);
         assert_string_equal(kind, "");
         mpb_async_free(&h);
-        mpb_pool_free(&p);
+        mpb_pool_close(&p);
         kill_worker(w);
         int64_t end = th_now_ms() + 10000;
         while (fn_workers(mon, "kinded")) {
@@ -313,7 +313,7 @@ static void test_forward_output_reaches_the_caller_tagged_and_complete(void **st
     for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
         if (!strstr(err, lines[i])) fail_msg("no '%s' in:\n%s", lines[i], err);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();

@@ -70,7 +70,7 @@ static void test_big_results_split_or_fail_and_the_worker_stays(void **state) {
     assert_int_equal(s.done, 12);
     assert_int_equal(s.failed, 2);
     assert_int_equal(w1.done + w1.failed, 14);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -141,7 +141,7 @@ static void test_paused_caller_waits_aside(void **state) {
     }
     kill_worker(w);
     mpb__buf_free(&items);
-    mpb_pool_free(&pb);
+    mpb_pool_close(&pb);
     mpb_close(&a);
     mpb_close(&b);
     mpb_close(&mon);
@@ -168,7 +168,7 @@ static void test_unfinished_tasks_are_bounded_per_caller(void **state) {
     /* a map over the bound fails as a whole, and what it had sent is cancelled */
     assert_int_equal(mpb_pool_terminate(p), 0);
     assert_int_equal(mpb_pool_join(p, 10000), 0);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb__buf_t items = {0};
     items_range(&items, 2000);
@@ -190,7 +190,7 @@ static void test_unfinished_tasks_are_bounded_per_caller(void **state) {
     mpb_free(res);
     kill_worker(w);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -243,7 +243,7 @@ static void test_chunks_fit_max_value_whatever_the_chunksize(void **state) {
                   "item 1 of 20003 bytes > max_value 16384", NULL);
     kill_worker(w);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -350,7 +350,7 @@ static void test_many_tasks_end_and_terminate_without_stalling_others(void **sta
     assert_true(end_ms < 1500);
     assert_true(term_ms < 1500);
     mpb__buf_free(&a);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -393,7 +393,7 @@ static void test_stats_and_metrics_escape_names_and_free_unused_functions(void *
         th_metric(m, "mpb_pool_tasks_finished_total{function=\"made-up-199\",result=\"canceled\"}",
                   -1) == 1);
     free(m);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }

@@ -65,7 +65,7 @@ static void test_default_settings_run_4_long_tasks_on_2x2_slots_at_once(void **s
         assert_true(ms <= 2500);
     }
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -138,7 +138,7 @@ static void test_idle_slot_steals_what_another_worker_has_not_started(void **sta
     assert_int_equal(f.done, N);
     assert_int_equal(f.queued + f.running + f.prefetched, 0);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();
@@ -241,7 +241,7 @@ static void pause_past_ttl(uint32_t n, const char *nap_ms, uint64_t done_before)
     free(before);
     munmap(starts, n * sizeof(uint32_t));
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
     check_healthy();

@@ -586,7 +586,7 @@ static U void check_healthy(void) {
     assert_int_equal(check_ints(res, rlen, 300, sq), -1);
     mpb_free(res);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_dict_t *d;
     assert_int_equal(mpb_dict_open(c, "health", &d), 0);
     int64_t v = 0;

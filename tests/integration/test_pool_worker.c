@@ -95,7 +95,7 @@ static int worker_child(void *arg) {
         return 10;
     }
     mpb_worker_t *w = NULL;
-    if (mpb_worker_new(c, &w)) return 11;
+    if (mpb_worker_open(c, &w)) return 11;
     if (mpb_worker_add(w, "ip_square", ip_square, NULL) ||
         mpb_worker_add(w, "ip_inits", ip_inits, NULL) ||
         mpb_worker_add(w, "ip_sleep", ip_sleep, NULL))
@@ -123,7 +123,7 @@ static int worker_child(void *arg) {
     if (cfg->max_tasks && done != cfg->max_tasks) return 22;
     if (cfg->stop_after && done < cfg->stop_after) return 23;
     g_w = NULL;
-    mpb_worker_free(&w);
+    mpb_worker_close(&w);
     mpb_close(&c);
     return 0;
 }
@@ -168,7 +168,7 @@ static void test_initializer_runs_once_per_worker_process(void **state) {
     assert_int_equal(wait_child(w2, 10), 0);
     assert_int_equal(fn_workers(c, "ip_inits"), 0);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -253,7 +253,7 @@ static void test_mpb_worker_max_tasks_recycles_and_serves_all(void **state) {
     kill(w, SIGTERM);
     assert_int_equal(wait_child(w, 10), 0);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -298,7 +298,7 @@ static void test_worker_api_max_tasks_returns_after_that_many(void **state) {
     }
     /* w2 is stopped by its own thread after 2 tasks: serve returns 0 */
     assert_int_equal(wait_child(w2, 10), 0);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -324,7 +324,7 @@ static void test_stop_from_a_thread_ends_serve_with_0(void **state) {
     printf("stopped from a thread: the process exited %lld ms after its 10th task\n",
            (long long)(th_now_ms() - t0));
     assert_int_equal(fn_workers(c, "ip_square"), 0);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -370,7 +370,7 @@ static void test_stop_from_a_signal_reports_the_running_task_first(void **state)
     assert_int_equal(fn_stat(c, "sleep_ms").done, 1);
     mpb_async_free(&h1);
     mpb_async_free(&h2);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -385,7 +385,7 @@ static int twice_child(void *arg) {
     mpb_client_t *c = NULL;
     if (th_connect_opts(&B, NULL, &c)) return 10;
     mpb_worker_t *w = NULL;
-    if (mpb_worker_new(c, &w) || mpb_worker_add(w, "ip_square", ip_square, NULL)) return 11;
+    if (mpb_worker_open(c, &w) || mpb_worker_add(w, "ip_square", ip_square, NULL)) return 11;
     mpb_worker_set_max_tasks(w, 2);
     if (mpb_worker_serve(w)) {
         fprintf(stderr, "serve 1: %s\n", mpb_errmsg(c));
@@ -398,7 +398,7 @@ static int twice_child(void *arg) {
         return 21;
     }
     if (mpb_worker_tasks_done(w) != 4) return 22;
-    mpb_worker_free(&w);
+    mpb_worker_close(&w);
     mpb_close(&c);
     return 0;
 }
@@ -448,7 +448,7 @@ static void test_serve_returns_unregistered_and_may_serve_again(void **state) {
         close(to_parent[i]);
         close(to_child[i]);
     }
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -491,7 +491,7 @@ static void test_mpb_worker_init_arg_and_a_failing_initializer(void **state) {
     w = start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 5, "testinit");
     worker_init_arg = NULL;
     assert_int_equal(wait_child(w, 10), 3);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     check_healthy();
 }
@@ -538,7 +538,7 @@ static void test_mpb_worker_survives_a_broker_restart_and_stops_without_one(void
         assert_int_equal(mpb_pool_apply(p, "square", a, sizeof a, 30000, &res, &rl), 0);
         assert_int_equal(unpack_int(res, rl), 49);
         mpb_free(res);
-        mpb_pool_free(&p);
+        mpb_pool_close(&p);
         mpb_close(&c);
         th_broker_stop(&R);
         if (round == 0) th_broker_start(&R, "--listen", ep, "--authkey-file", key, NULL);

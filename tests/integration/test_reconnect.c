@@ -864,7 +864,7 @@ static void test_a_worker_keeps_serving_its_pool_across_a_3s_cut(void **state) {
     }
     mpb_free(res);
     mpb_async_free(&a);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
     kill(w, SIGTERM);
     assert_int_equal(th_wait(w, 20), 0);

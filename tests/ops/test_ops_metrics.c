@@ -779,7 +779,7 @@ static void test_pool_metrics(void **state) {
     expect(m, "mpb_pool_tasks_abandoned_total", 0);
     free(m);
     mpb__buf_free(&items);
-    mpb_pool_free(&p);
+    mpb_pool_close(&p);
     mpb_close(&c);
 
     kill(w, SIGTERM);

@@ -14,7 +14,7 @@ extern "C" {
  * multiprocessing.Pool's API over the broker's workers. Callbacks run in the calling process,
  * in the thread that calls the pool, inside a pool call and never nested in another call:
  * mpb_pool_poll(), mpb_pool_join(), mpb_async_get()/wait()/ready(), mpb_imap_next(), the
- * submitting calls, mpb_async_free() and mpb_pool_free(). A callback may call the pool or the
+ * submitting calls, mpb_async_free() and mpb_pool_close(). A callback may call the pool or the
  * client again. A function that fails makes its result fail with MPB_EREMOTE and the
  * remote message in mpb_errmsg(); a map fails with its first failed item, as Python's does. */
 
@@ -35,7 +35,7 @@ typedef void (*mpb_output_cb)(void *arg, mpb_async_t *a, uint64_t task, int stre
 MPB_EXPORT int mpb_pool_open(mpb_client_t *c, mpb_pool_t **out);
 /* Terminates what is still outstanding and frees the pool. Accepts &NULL. Handles and
  * iterators the caller still holds stay valid, detached, until freed. */
-MPB_EXPORT void mpb_pool_free(mpb_pool_t **p);
+MPB_EXPORT void mpb_pool_close(mpb_pool_t **p);
 
 /* fn(*args) on some worker; blocks up to timeout_ms for the result (a new buffer). */
 MPB_EXPORT int mpb_pool_apply(mpb_pool_t *p, const char *fn, const void *args, size_t alen,
@@ -71,18 +71,19 @@ MPB_EXPORT int mpb_pool_imap(mpb_pool_t *p, const char *fn, mpb_next_fn next, vo
                              size_t chunksize, int ordered, size_t window, mpb_imap_t **out);
 /* The next result (a new buffer). MPB_ECLOSED after the last; MPB_EREMOTE for an item whose
  * call failed (iteration may go on); MPB_ETIMEDOUT; MPB_ECANCELED after mpb_pool_terminate();
- * MPB_ECLOSED (without a message) after mpb_pool_free(). Chunks are cut short where they would
+ * MPB_ECLOSED (without a message) after mpb_pool_close(). Chunks are cut short where they would
  * pass the broker's max_value; an item that alone would ends the input with MPB_ETOOBIG. */
 MPB_EXPORT int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen);
 MPB_EXPORT void mpb_imap_free(mpb_imap_t **it);
 
-/* No more tasks may be submitted. */
-MPB_EXPORT int mpb_pool_close(mpb_pool_t *p);
-/* After close: waits for every outstanding task (running callbacks). 0 or MPB_ETIMEDOUT;
- * MPB_EINVAL if the pool is not closed. */
+/* No more tasks may be submitted (Python's Pool.close(); the handle stays open until
+ * mpb_pool_close()). */
+MPB_EXPORT int mpb_pool_finish(mpb_pool_t *p);
+/* After mpb_pool_finish() or mpb_pool_terminate(): waits for every outstanding task (running
+ * callbacks). 0 or MPB_ETIMEDOUT; MPB_EINVAL before either. */
 MPB_EXPORT int mpb_pool_join(mpb_pool_t *p, int timeout_ms);
-/* Cancels every outstanding task (imap iterators too): they finish with MPB_ECANCELED. Closes
- * the pool. */
+/* Cancels every outstanding task (imap iterators too): they finish with MPB_ECANCELED. No more
+ * tasks may be submitted (as after mpb_pool_finish()). */
 MPB_EXPORT int mpb_pool_terminate(mpb_pool_t *p);
 /* Where the output of p's tasks goes (cb NULL: nowhere, the default). */
 MPB_EXPORT void mpb_pool_set_output(mpb_pool_t *p, mpb_output_cb cb, void *arg);

@@ -32,8 +32,8 @@ MPB_EXPORT int mpb_task_fail(char *err, size_t errlen, const char *kind, const c
     __attribute__((format(printf, 4, 5)));
 
 /* A worker on client c (which it uses exclusively while serving). */
-MPB_EXPORT int mpb_worker_new(mpb_client_t *c, mpb_worker_t **out);
-MPB_EXPORT void mpb_worker_free(mpb_worker_t **w);
+MPB_EXPORT int mpb_worker_open(mpb_client_t *c, mpb_worker_t **out);
+MPB_EXPORT void mpb_worker_close(mpb_worker_t **w);
 /* Serves function name with fn (ctx is passed through). Before mpb_worker_serve(). */
 MPB_EXPORT int mpb_worker_add(mpb_worker_t *w, const char *name, mpb_task_fn fn, void *ctx);
 /* Tasks run at once (default 1) and tasks held beyond those (default MPB_WORKER_PREFETCH).

@@ -141,7 +141,7 @@ static void pool_free_handle(pypool_t *self) {
     if (!self->p) return;
     mpb_pool_t *p = self->p;
     self->p = NULL;
-    Py_BEGIN_ALLOW_THREADS mpb_pool_free(&p);
+    Py_BEGIN_ALLOW_THREADS mpb_pool_close(&p);
     Py_END_ALLOW_THREADS
 }
 
@@ -361,7 +361,7 @@ static PyObject *pypool_take_done(pypool_t *self, PyObject *unused) {
 static PyObject *pypool_close(pypool_t *self, PyObject *unused) {
     (void)unused;
     if (!pool_ready(self)) return NULL;
-    int rc = mpb_pool_close(self->p);
+    int rc = mpb_pool_finish(self->p);
     if (rc) return pool_raise(self, rc);
     Py_RETURN_NONE;
 }
@@ -824,7 +824,7 @@ static int pyworker_init(pyworker_t *self, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_TypeError, "resolve, capture and fail must be callable");
         return -1;
     }
-    if (init_rc(c, mpb_worker_new(c, &self->w))) return -1;
+    if (init_rc(c, mpb_worker_open(c, &self->w))) return -1;
     int rc;
     Py_INCREF(client);
     self->client = client;
@@ -853,7 +853,7 @@ static int pyworker_init(pyworker_t *self, PyObject *args, PyObject *kw) {
 }
 
 static void pyworker_dealloc(pyworker_t *self) {
-    mpb_worker_free(&self->w);
+    mpb_worker_close(&self->w);
     Py_XDECREF(self->resolve);
     Py_XDECREF(self->capture);
     Py_XDECREF(self->fail);
