@@ -25,7 +25,8 @@ void mpb_dict_close(mpb_dict_t **d) {
 
 int mpb_dict_set(mpb_dict_t *d, const void *key, size_t klen, const void *val, size_t vlen) {
     if (!d) return MPB_EINVAL;
-    if (mpb__check_val(d->c, "key", key, klen) || mpb__check_val(d->c, "value", val, vlen)) return MPB_EINVAL;
+    if (mpb__check_val(d->c, "key", key, klen) || mpb__check_val(d->c, "value", val, vlen))
+        return MPB_EINVAL;
     DREQ(MPB_OP_DICT_SET, 2);
     mpb__w_raw(b, key, klen);
     mpb__w_raw(b, val, vlen);
@@ -92,7 +93,8 @@ int mpb_dict_update(mpb_dict_t *d, const void *pairs, size_t len) {
 int mpb_dict_pop(mpb_dict_t *d, const void *key, size_t klen, const void *def, size_t deflen,
                  void **val, size_t *vlen) {
     if (!d) return MPB_EINVAL;
-    if (mpb__check_val(d->c, "key", key, klen) || (def && mpb__check_val(d->c, "default", def, deflen)))
+    if (mpb__check_val(d->c, "key", key, klen) ||
+        (def && mpb__check_val(d->c, "default", def, deflen)))
         return MPB_EINVAL;
     DREQ(MPB_OP_DICT_POP, def ? 2 : 1);
     mpb__w_raw(b, key, klen);
@@ -298,7 +300,8 @@ int mpb_dict_get_str(mpb_dict_t *d, const char *key, char **v) {
 int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *val,
                        size_t vlen, mpb_callback_t cb, void *arg) {
     if (!d) return MPB_EINVAL;
-    if (mpb__check_val(d->c, "key", key, klen) || mpb__check_val(d->c, "value", val, vlen)) return MPB_EINVAL;
+    if (mpb__check_val(d->c, "key", key, klen) || mpb__check_val(d->c, "value", val, vlen))
+        return MPB_EINVAL;
     DREQ(MPB_OP_DICT_SET, 2);
     mpb__w_raw(b, key, klen);
     mpb__w_raw(b, val, vlen);

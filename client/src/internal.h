@@ -238,7 +238,7 @@ void mpb__fill_nflag(mpb__buf_t *b, const void *arg);
 int mpb__take_i64(mpb_client_t *c, int rc, void *val, size_t vn, int64_t *out);
 int mpb__take_str(mpb_client_t *c, int rc, void *val, size_t vn, char **out);
 /* Runs call with (p, n) the msgpack str of s. */
-#define MPB__WITH_STR(c, s, call)                                                                       \
+#define MPB__WITH_STR(c, s, call)                                                                  \
     do {                                                                                           \
         if (!(s)) return mpb__fail(c, MPB_EINVAL, "value is NULL");                                \
         void *p;                                                                                   \

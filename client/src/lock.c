@@ -54,7 +54,8 @@ int mpb__lock_release(mpb__any_t *h, const char *name, uint32_t nl, bool rlock) 
 
 int mpb_lock_acquire(mpb_lock_t *l, int timeout_ms, uint64_t *fence) {
     if (!l) return MPB_EINVAL;
-    return mpb__lock_acquire(mpb__any(l), l->name, l->namelen, is_rlock(mpb__any(l)), timeout_ms, fence);
+    return mpb__lock_acquire(mpb__any(l), l->name, l->namelen, is_rlock(mpb__any(l)), timeout_ms,
+                             fence);
 }
 
 int mpb_lock_release(mpb_lock_t *l) {

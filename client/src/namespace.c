@@ -28,7 +28,8 @@ int mpb_namespace_get(mpb_namespace_t *ns, const char *attr, void **val, size_t 
 
 int mpb_namespace_set(mpb_namespace_t *ns, const char *attr, const void *val, size_t vlen) {
     if (!ns) return MPB_EINVAL;
-    if (check_attr(mpb__any(ns), attr) || mpb__check_val(ns->c, "value", val, vlen)) return MPB_EINVAL;
+    if (check_attr(mpb__any(ns), attr) || mpb__check_val(ns->c, "value", val, vlen))
+        return MPB_EINVAL;
     MPB__REQ(ns, MPB_OP_NS_SET, 2);
     mpb__w_cstr(b, attr);
     mpb__w_raw(b, val, vlen);

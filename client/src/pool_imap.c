@@ -190,7 +190,8 @@ int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen) {
                     break;
                 }
             }
-            if (!rc && n != s->n) rc = mpb__fail(c, MPB_EPROTO, "a chunk came back with %u of %u results", n, s->n);
+            if (!rc && n != s->n)
+                rc = mpb__fail(c, MPB_EPROTO, "a chunk came back with %u of %u results", n, s->n);
             if (!rc && !ok) {
                 mpb__rd_t m = {v, v + vn};
                 const char *msg = "";

@@ -1,5 +1,5 @@
 /* pool_submit.c - submitting to the Pool: apply, map and starmap (sync and async), in batches
- * that fit a frame and the workers' mpb__pool_capacity; an apply's task id comes back asynchronously. */
+ * that fit a frame and the workers' capacity; an apply's task id comes back asynchronously. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,8 +337,8 @@ int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args, size_t
     }
     if (out) *out = a;
     /* Out now, as Python's apply_async hands its task on at once, even if the caller does
-     * not call the pool again for a while; from inside a callback, mpb__pool_run_notify() sends what
-     * the callbacks submitted in one frame when they are done. */
+     * not call the pool again for a while; from inside a callback, mpb__pool_run_notify() sends
+     * what the callbacks submitted in one frame when they are done. */
     rc = p->notifying ? 0 : mpb_flush(p->c);
     mpb__pool_run_notify(p);
     return rc;

@@ -13,8 +13,8 @@ static void fill_queue_reliable(mpb__buf_t *b, const void *arg) {
 int mpb_queue_open(mpb_client_t *c, const char *name, int64_t maxsize, int joinable,
                    mpb_queue_t **out) {
     mpb__nflag_t a = {maxsize, joinable};
-    return mpb__open_handle(c, name, MPB_OP_QUEUE_OPEN, sizeof **out, 2, mpb__fill_nflag, &a, NULL, NULL,
-                            (void **)out);
+    return mpb__open_handle(c, name, MPB_OP_QUEUE_OPEN, sizeof **out, 2, mpb__fill_nflag, &a,
+                            NULL, NULL, (void **)out);
 }
 
 void mpb_queue_close(mpb_queue_t **q) {

@@ -5,8 +5,8 @@
 int mpb_semaphore_open(mpb_client_t *c, const char *name, int64_t value, int bounded,
                        mpb_semaphore_t **out) {
     mpb__nflag_t a = {value, bounded};
-    return mpb__open_handle(c, name, MPB_OP_SEM_OPEN, sizeof **out, 2, mpb__fill_nflag, &a, NULL, NULL,
-                            (void **)out);
+    return mpb__open_handle(c, name, MPB_OP_SEM_OPEN, sizeof **out, 2, mpb__fill_nflag, &a, NULL,
+                            NULL, (void **)out);
 }
 
 void mpb_semaphore_close(mpb_semaphore_t **s) {

@@ -3,10 +3,12 @@
  * for finished ones); `concurrency` threads run the functions, only while the lease holds (the
  * broker answered within half a session TTL), or hand each task to a child process of their
  * own (process mode), which the talking thread kills when the broker says the task is over.
- * Finished tasks wake the talking thread through a pipe it polls beside its ZeroMQ socket, so results go out at once even while a fetch is parked. Results go back in
- * pool.done requests that each fit in a frame; a result the broker could not take (over
- * max_value, or a chunk's results over max_frame) is replaced by an error saying so. When
- * serve returns, pool.unregister tells the broker this session serves no more.
+ * Finished tasks wake the talking thread through a pipe it polls beside its ZeroMQ socket, so
+ * results go out at once even while a fetch is parked. Results go back in pool.done requests
+ * that each fit in a frame; a result the broker could not take (over max_value, or a chunk's
+ * results over max_frame) is replaced by an error saying so. When serve returns,
+ * pool.unregister tells the broker this session serves no more. The executing threads and
+ * process mode are in worker_run.c.
  *
  *   broker ──fetch reply──> [todo] ──threads──> [done] ──pipe──> pool.done ──> broker */
 #include <errno.h>
@@ -512,7 +514,8 @@ int mpb_worker_serve(mpb_worker_t *w) {
     }
     for (int i = 0; i < w->concurrency; i++) {
         w->slots[i].w = w;
-        if (isolated && mpb__worker_slot_spawn(&w->slots[i])) /* forked ahead: a task starts at once */
+        /* forked ahead: a task starts at once */
+        if (isolated && mpb__worker_slot_spawn(&w->slots[i]))
             break;
         if (pthread_create(&w->threads[i], NULL, mpb__worker_thread_main, &w->slots[i]) != 0) {
             mpb__worker_slot_reap(&w->slots[i]);
