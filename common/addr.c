@@ -51,7 +51,7 @@ int addr_parse(const char *s, addr_t *a, char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
     a->port = port;
     if (host[0] == '[') {
-        if (hl < 3 || host[hl - 1] != ']')
+        if (host[hl - 1] != ']')
             return fail(a, err, errlen, "'%s': an IPv6 address ends with ']' before ':PORT'",
                         s);
         host[hl - 1] = 0;
