@@ -52,8 +52,7 @@ int addr_parse(const char *s, addr_t *a, char *err, size_t errlen) {
     a->port = port;
     if (host[0] == '[') {
         if (host[hl - 1] != ']')
-            return fail(a, err, errlen, "'%s': an IPv6 address ends with ']' before ':PORT'",
-                        s);
+            return fail(a, err, errlen, "'%s': an IPv6 address ends with ']' before ':PORT'", s);
         host[hl - 1] = 0;
         struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&a->ss;
         if (inet_pton(AF_INET6, host + 1, &a6->sin6_addr) != 1)

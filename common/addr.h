@@ -17,7 +17,7 @@ typedef struct addr {
     socklen_t len;              /* of ss as used: sizeof(struct sockaddr_in) or _in6 */
     int family;                 /* AF_INET or AF_INET6 */
     uint16_t port;
-    bool any;                   /* every interface: *, 0.0.0.0 or [::] */
+    bool any; /* every interface: *, 0.0.0.0 or [::] */
 } addr_t;
 
 /* Parses s into *a. Returns 0, or -1 with a sentence naming s and what is wrong in err (empty

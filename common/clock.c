@@ -1,5 +1,6 @@
-/* clock.c - monotonic time in ns, us and ms for every program of the tree, and the cheaper
- * request clock of the broker's latency histograms (the TSC, where the kernel trusts it). */
+/* clock.c - monotonic time in ns, us and ms and wall time in ms and us for every program of
+ * the tree, and the cheaper request clock of the broker's latency histograms (the TSC, where the
+ * kernel trusts it). */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +22,16 @@ int64_t now_us(void) {
 
 int64_t now_ms(void) {
     return now_ns() / 1000000;
+}
+
+int64_t wall_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t wall_ms(void) {
+    return wall_us() / 1000;
 }
 
 /* Request latencies are timed once per request, a million times a second under load: where

@@ -30,8 +30,8 @@ char *mpb__b64_encode(const uint8_t *p, size_t n, size_t *outlen) {
 }
 
 static bool b64_char(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 int mpb__b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen) {

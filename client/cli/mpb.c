@@ -338,9 +338,7 @@ static void print_persist(const json_t *p) {
     if (jint(p, "last_snapshot_ms") > 0)
         printf(" (written in %lld ms)", jint(p, "last_snapshot_duration_ms"));
     if (jint(p, "last_fsync_ms") > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        long long now = wall_ms();
         printf(", last fsync %.1f s ago", (double)(now - jint(p, "last_fsync_ms")) / 1000.0);
     }
     if (json_is_true(json_object_get(p, "snapshot_in_progress"))) printf(", snapshot running");

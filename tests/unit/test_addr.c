@@ -124,7 +124,8 @@ static void test_addr_bad_hosts(void **state) {
                  "'localhost:8080': the address is not a numeric IPv4 one, * or an [IPv6] one");
     expect_error("256.0.0.1:80",
                  "'256.0.0.1:80': the address is not a numeric IPv4 one, * or an [IPv6] one");
-    expect_error("1.2.3:80", "'1.2.3:80': the address is not a numeric IPv4 one, * or an [IPv6] one");
+    expect_error("1.2.3:80",
+                 "'1.2.3:80': the address is not a numeric IPv4 one, * or an [IPv6] one");
     expect_error("**:80", "'**:80': the address is not a numeric IPv4 one, * or an [IPv6] one");
     expect_error("::1:5555", "'::1:5555': an IPv6 address goes in brackets ([::1]:5555)");
     expect_error("[::1:80", "'[::1:80': an IPv6 address ends with ']' before ':PORT'");
@@ -145,8 +146,8 @@ static void test_addr_short_err(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_addr_ipv4),        cmocka_unit_test(test_addr_ipv6),
-        cmocka_unit_test(test_addr_empty_parts), cmocka_unit_test(test_addr_port_range),
+        cmocka_unit_test(test_addr_ipv4),          cmocka_unit_test(test_addr_ipv6),
+        cmocka_unit_test(test_addr_empty_parts),   cmocka_unit_test(test_addr_port_range),
         cmocka_unit_test(test_addr_host_too_long), cmocka_unit_test(test_addr_bad_hosts),
         cmocka_unit_test(test_addr_short_err),
     };
