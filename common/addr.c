@@ -40,7 +40,8 @@ int addr_parse(const char *s, addr_t *a, char *err, size_t errlen) {
                     s);
     if (!colon[1]) return fail(a, err, errlen, "'%s': the port after ':' is empty", s);
     if (hl > ADDR_HOST_MAX)
-        return fail(a, err, errlen, "'%s': the address is longer than 255 characters", s);
+        return fail(a, err, errlen, "'%s': the address is longer than %d characters", s,
+                    ADDR_HOST_MAX);
     uint16_t port;
     if (parse_port(colon + 1, &port) != 0)
         return fail(a, err, errlen, "'%s': the port must be a number in 0..65535", s);
@@ -62,7 +63,6 @@ int addr_parse(const char *s, addr_t *a, char *err, size_t errlen) {
         a->family = AF_INET6;
         a->len = sizeof *a6;
         a->any = IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr);
-        a->port = port;
         return 0;
     }
     if (strchr(host, ':'))
@@ -78,6 +78,5 @@ int addr_parse(const char *s, addr_t *a, char *err, size_t errlen) {
     a->family = AF_INET;
     a->len = sizeof *a4;
     a->any = a4->sin_addr.s_addr == htonl(INADDR_ANY);
-    a->port = port;
     return 0;
 }
