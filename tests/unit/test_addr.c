@@ -13,37 +13,28 @@
 
 #include "addr.h"
 
-static void expect_v4(const char *s, const char *ip, uint16_t port, bool any) {
+/* s is accepted as the family's address ip (as inet_ntop writes it) and port. */
+static void expect_ok(const char *s, int family, const char *ip, uint16_t port, bool any) {
     addr_t a;
     char err[512] = "";
     if (addr_parse(s, &a, err, sizeof err) != 0) fail_msg("'%s' refused: %s", s, err);
-    assert_int_equal(a.family, AF_INET);
-    assert_int_equal(a.len, sizeof(struct sockaddr_in));
+    assert_int_equal(a.family, family);
+    assert_int_equal(a.ss.ss_family, family);
     assert_int_equal(a.port, port);
     assert_int_equal(a.any, any);
     const struct sockaddr_in *a4 = (const struct sockaddr_in *)&a.ss;
-    assert_int_equal(a4->sin_family, AF_INET);
-    assert_int_equal(ntohs(a4->sin_port), port);
-    char got[INET_ADDRSTRLEN];
-    assert_non_null(inet_ntop(AF_INET, &a4->sin_addr, got, sizeof got));
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&a.ss;
+    bool v6 = family == AF_INET6;
+    assert_int_equal(a.len, v6 ? sizeof *a6 : sizeof *a4);
+    assert_int_equal(ntohs(v6 ? a6->sin6_port : a4->sin_port), port);
+    char got[INET6_ADDRSTRLEN];
+    assert_non_null(inet_ntop(
+        family, v6 ? (const void *)&a6->sin6_addr : (const void *)&a4->sin_addr, got, sizeof got));
     assert_string_equal(got, ip);
 }
 
-static void expect_v6(const char *s, const char *ip, uint16_t port, bool any) {
-    addr_t a;
-    char err[512] = "";
-    if (addr_parse(s, &a, err, sizeof err) != 0) fail_msg("'%s' refused: %s", s, err);
-    assert_int_equal(a.family, AF_INET6);
-    assert_int_equal(a.len, sizeof(struct sockaddr_in6));
-    assert_int_equal(a.port, port);
-    assert_int_equal(a.any, any);
-    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&a.ss;
-    assert_int_equal(a6->sin6_family, AF_INET6);
-    assert_int_equal(ntohs(a6->sin6_port), port);
-    char got[INET6_ADDRSTRLEN];
-    assert_non_null(inet_ntop(AF_INET6, &a6->sin6_addr, got, sizeof got));
-    assert_string_equal(got, ip);
-}
+#define expect_v4(s, ip, port, any) expect_ok(s, AF_INET, ip, port, any)
+#define expect_v6(s, ip, port, any) expect_ok(s, AF_INET6, ip, port, any)
 
 /* s is refused with exactly the sentence want, and *a is left zeroed. */
 static void expect_error(const char *s, const char *want) {
