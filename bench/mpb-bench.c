@@ -35,6 +35,8 @@
 #include <mpb/mpb.h>
 #include <mpb/ops.h>
 
+#include "clock.h"
+
 
 #define DICT_NAME  "bench"
 #define LIST_NAME  "bench-list"
@@ -42,12 +44,6 @@
 #define LOCK_FMT   "bench-lock-%d-%d"
 #define POOL_FN    "square"
 #define BLOCK_MS   10000 /* how long a queue.get / lock.acquire may park: never, in these tests */
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...) {

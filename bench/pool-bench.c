@@ -5,12 +5,11 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "clock.h"
 #include "mpb/mpb.h"
 
 static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)now_ns() * 1e-9;
 }
 
 int main(int argc, char **argv) {

@@ -20,16 +20,12 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
 char *xstrndup(const char *s, size_t n);
-int64_t now_ms(void);
-int64_t now_ns(void); /* CLOCK_MONOTONIC */
-/* For timing requests: the TSC where the kernel keeps time by it, else now_ns(). */
-void lat_clock_init(void);
-int64_t lat_clock_ns(void);
 /* The buffer's space is ours to grow: wraps mpb__buf_reserve and aborts on failure. */
 void bbuf_ensure(mpb__buf_t *b);
 
-/* ---- log.c ---- */
+/* ---- common/: log.c, clock.c (now_ms, now_ns, lat_clock_ns) ---- */
 
+#include "clock.h"
 #include "log.h"
 
 typedef struct req req_t;

@@ -33,6 +33,7 @@
 
 #include <zmq.h>
 
+#include "addr.h"
 #include "config.h"
 #include "persist.h"
 
@@ -381,35 +382,10 @@ static bool check_endpoint(const char *s, char *why, size_t n) {
     return false;
 }
 
-/* "ADDR:PORT" as http.c takes it: a numeric IPv4 address (or empty or * for all), or [IPv6]. */
+/* "ADDR:PORT" as http.c takes it (common/addr.c, the one parser of it). */
 static bool check_http(const char *s, char *why, size_t n) {
-    const char *colon = strrchr(s, ':');
-    unsigned long long port;
-    if (!colon || colon == s) {
-        snprintf(why, n, "'%s' is not ADDR:PORT (e.g. 0.0.0.0:8080), nor off", s);
-        return false;
-    }
-    if (!parse_size(colon + 1, 0, 65535, &port) || strpbrk(colon + 1, "kKmMgG")) {
-        snprintf(why, n, "'%s': the port must be 0..65535", s);
-        return false;
-    }
-    char host[256];
-    size_t hl = (size_t)(colon - s);
-    if (hl >= sizeof host) {
-        snprintf(why, n, "'%s': address too long", s);
-        return false;
-    }
-    memcpy(host, s, hl);
-    host[hl] = 0;
-    unsigned char buf[sizeof(struct in6_addr)];
-    if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
-        host[hl - 1] = 0;
-        if (inet_pton(AF_INET6, host + 1, buf) == 1) return true;
-    } else if (!strcmp(host, "*") || inet_pton(AF_INET, host, buf) == 1) {
-        return true;
-    }
-    snprintf(why, n, "'%s': '%s' is not a numeric IPv4 address nor an [IPv6] one", s, host);
-    return false;
+    addr_t a;
+    return addr_parse(s, &a, why, n) == 0;
 }
 
 /* Checks val for setting s and, when w ranks at least as high as what is there, makes it the

@@ -28,6 +28,7 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 
+#include "addr.h"
 #include "broker.h"
 
 #define HTTP_PER_ADDR   8    /* connections one address may hold */
@@ -94,19 +95,13 @@ static bool authorized(struct MHD_Connection *c) {
     return n == auth_len && CRYPTO_memcmp(h, auth_token, n) == 0;
 }
 
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_conn(void *cls, struct MHD_Connection *c, void **ctx,
                     enum MHD_ConnectionNotificationCode toe) {
     http_t *h = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         hconn_t *e = xcalloc(1, sizeof *e);
         e->c = c;
-        e->since_ms = mono_ms(); /* its first request starts with the connection */
+        e->since_ms = now_ms(); /* its first request starts with the connection */
         e->next = h->conns;
         if (h->conns) h->conns->prev = e;
         h->conns = e;
@@ -128,14 +123,14 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     hconn_t *e = ci ? ci->socket_context : NULL;
-    if (e && !e->since_ms) e->since_ms = mono_ms();
+    if (e && !e->since_ms) e->since_ms = now_ms();
     return NULL;
 }
 
 /* Shuts the connections whose request has taken longer than HTTP_REQUEST_MS; libmicrohttpd
  * then reads EOF and closes them. Returns the ms until the next one is due (-1: none). */
 static long enforce_deadlines(http_t *h) {
-    int64_t now = mono_ms(), next = -1;
+    int64_t now = now_ms(), next = -1;
     for (hconn_t *e = h->conns; e; e = e->next) {
         if (!e->since_ms) continue;
         int64_t due = e->since_ms + HTTP_REQUEST_MS;
@@ -195,47 +190,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return reply(c, 404, "text/plain", "not found: try /healthz, /readyz, /metrics\n", 44);
 }
 
-/* Splits "ADDR:PORT" ("[::1]:8080" for IPv6) into a socket address. */
-static int parse_addr(const char *s, struct sockaddr_storage *ss, char *err, size_t errlen) {
-    char host[256];
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s) {
-        snprintf(err, errlen, "'%s' is not ADDR:PORT", s);
-        return -1;
-    }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || port < 0 || port > 65535) {
-        snprintf(err, errlen, "'%s': port must be 0..65535", s);
-        return -1;
-    }
-    size_t hl = (size_t)(colon - s);
-    if (hl >= sizeof host) hl = sizeof host - 1;
-    memcpy(host, s, hl);
-    host[hl] = 0;
-    memset(ss, 0, sizeof *ss);
-    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-        host[hl - 1] = 0;
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET6, host + 1, &a6->sin6_addr) == 1) return AF_INET6;
-    } else {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)port);
-        if (!strcmp(host, "*") || !host[0]) host[0] = 0, a4->sin_addr.s_addr = htonl(INADDR_ANY);
-        if (!host[0] || inet_pton(AF_INET, host, &a4->sin_addr) == 1) return AF_INET;
-    }
-    snprintf(err, errlen, "'%s': not a numeric IPv4 or [IPv6] address", host);
-    return -1;
-}
-
-static uint16_t addr_port(const struct sockaddr_storage *ss) {
-    return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
-                                           : ((const struct sockaddr_in *)ss)->sin_port);
-}
-
 void http_set_addr_file(const char *path) {
     free(addr_file);
     addr_file = path ? xstrndup(path, strlen(path)) : NULL;
@@ -258,9 +212,9 @@ static int write_addr_file(const char *addr, int port) {
 }
 
 http_t *http_start(const char *addr, char *err, size_t errlen) {
-    struct sockaddr_storage ss;
-    int fam = parse_addr(addr, &ss, err, errlen);
-    if (fam < 0) return NULL;
+    addr_t a;
+    if (addr_parse(addr, &a, err, errlen) != 0) return NULL;
+    int fam = a.family;
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     http_t *h = xcalloc(1, sizeof *h); /* the connection notices need it from the start */
     if (fam == AF_INET6) flags |= MHD_USE_IPv6;
@@ -269,9 +223,9 @@ http_t *http_start(const char *addr, char *err, size_t errlen) {
     /* The port is given beside the address only for libmicrohttpd's own messages, which would
      * say "port 0" otherwise; it binds the address. */
     struct MHD_Daemon *d =
-        MHD_start_daemon(flags, addr_port(&ss), NULL, NULL, on_request, NULL,
+        MHD_start_daemon(flags, a.port, NULL, NULL, on_request, NULL,
                          MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a.ss,
                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNS,
                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_ADDR,
                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
@@ -293,9 +247,9 @@ http_t *http_start(const char *addr, char *err, size_t errlen) {
 }
 
 int http_check_bind(const char *addr, char *err, size_t errlen) {
-    struct sockaddr_storage ss;
-    int fam = parse_addr(addr, &ss, err, errlen);
-    if (fam < 0) return -1;
+    addr_t a;
+    if (addr_parse(addr, &a, err, errlen) != 0) return -1;
+    int fam = a.family;
     int fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "cannot make a socket: %s", strerror(errno));
@@ -305,8 +259,7 @@ int http_check_bind(const char *addr, char *err, size_t errlen) {
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (fam == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    socklen_t sl = fam == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    int rc = bind(fd, (struct sockaddr *)&ss, sl) == 0 ? 0 : -1;
+    int rc = bind(fd, (struct sockaddr *)&a.ss, a.len) == 0 ? 0 : -1;
     if (rc == 0 && listen(fd, 1) != 0) rc = -1;
     int e = errno;
     close(fd);

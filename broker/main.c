@@ -13,9 +13,11 @@
 #include "broker.h"
 #include "config.h"
 
+/* The authkey file made on an earlier first start, through proto's one reader (keyfile.c). */
 static int read_key_file(const char *path, uint8_t **key, size_t *len) {
     char err[512], warn[1024];
-    if (config_read_key_file(path, key, len, err, sizeof err, warn, sizeof warn) == 0) {
+    if (mpb__key_file_read("authkey file", path, key, len, err, sizeof err, warn, sizeof warn) ==
+        0) {
         if (warn[0]) log_kv(LOG_WARN, warn, "path", path, NULL);
         return 0;
     }

@@ -63,12 +63,6 @@ static void mon_sweep(int64_t now) {
     }
 }
 
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void monitor_note(const req_t *r, uint64_t sid, const uint8_t *args, int code, int64_t ns) {
     if (M.n == 0) return;
     if (sid && mon_find(sid)) return; /* a monitor does not see itself */

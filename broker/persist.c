@@ -319,12 +319,6 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     return 0;
 }
 
-static int64_t unix_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- fsync: in the loop for always (the replies wait for it anyway), in a thread of its own
  * for everysec, so that a slow disk never stalls the loop (as Redis's bio thread). The thread
  * syncs a dup() of the log's descriptor, so a new segment may close the old one meanwhile. */
@@ -344,7 +338,7 @@ static void fsync_done(int rc, int err) {
         return;
     }
     P.fsyncs++;
-    P.last_fsync_unix_ms = unix_ms();
+    P.last_fsync_unix_ms = wall_ms();
 }
 
 static void *fsync_thread(void *arg) {
@@ -1128,7 +1122,7 @@ static void child_done(int status) {
     seg_path(path, sizeof path, P.seg);
     P.log_bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
     P.log_bytes += P.batch.len;
-    P.last_snap_ms = unix_ms();
+    P.last_snap_ms = wall_ms();
     P.last_snap_dur_ms = dur;
     P.snaps_ok++;
     log_kv(LOG_INFO, "snapshot written", "bytes", LOG_UINT(P.snap_bytes), "ms", LOG_INT(dur),

@@ -160,12 +160,6 @@ static uint64_t total_steals, total_refusals, total_killed;
 static uint64_t ntentative; /* assigned, not started: what an idle slot may steal */
 static wlist_t fetch_waiters; /* parked pool.fetch requests; order kept by fetch_head */
 
-static int64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static size_t max_queued(void) {
     return g_limits.pool_max_queued ? g_limits.pool_max_queued : (size_t)256 << 20;
 }

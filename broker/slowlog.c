@@ -38,10 +38,8 @@ void slowlog_note(const req_t *r, int64_t ns) {
     slow_t *e = &L.ring[L.next];
     L.next = (L.next + 1) % L.cap;
     if (L.len < L.cap) L.len++;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     e->id = ++L.ids;
-    e->time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    e->time_ms = wall_ms();
     e->duration_us = us;
     e->op = r->op;
     /* the peer's session, not r->sess: a bye has just ended (and freed) that one */

@@ -26,9 +26,7 @@ uint64_t g_fence;
  * that restarts hands out tokens above those of its earlier run (unless that run averaged
  * over a million acquisitions a second, or the clock was set back by more than its lead). */
 uint64_t fence_next(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    uint64_t us = (uint64_t)wall_us();
     g_fence = us > g_fence ? us : g_fence + 1;
     persist_fence(g_fence); /* the log keeps a bound above it, whatever the clock does */
     return g_fence;

@@ -374,12 +374,7 @@ int cmd_value_add(req_t *r) {
         double a, b;
         mpb__rd_double(&cur, &a);
         mpb__rd_double(&r->args, &b);
-        double s = a + b;
-        uint64_t u;
-        memcpy(&u, &s, 8);
-        enc[0] = 0xcb;
-        for (int i = 0; i < 8; i++) enc[1 + i] = (uint8_t)(u >> (56 - 8 * i));
-        en = 9;
+        en = mpb__enc_double(enc, a + b);
     }
     free(v);
     r->obj->u.value = blob_new(enc, en);

@@ -13,12 +13,6 @@ static waiter_t **heap;
 static size_t heap_n, heap_cap, n_waiters;
 static mpb__buf_t wbuf;
 
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 size_t waiter_count(void) {
     return n_waiters;
 }
@@ -115,7 +109,7 @@ waiter_t *waiter_park(req_t *r, wlist_t *list, int64_t timeout_ms) {
     w->op = r->op;
     w->obj = r->obj;
     w->deadline = deadline_of(timeout_ms);
-    w->parked_ns = mono_ns();
+    w->parked_ns = (uint64_t)now_ns();
     list_add(list, w);
     if (w->deadline != INT64_MAX) heap_add(w);
     w->snext = r->sess->waiters;
@@ -154,7 +148,7 @@ void waiter_free(waiter_t *w) {
 
 static void send_w(waiter_t *w, int code) {
     bbuf_ensure(&wbuf);
-    metrics_count(w->op, code, mono_ns() - w->parked_ns);
+    metrics_count(w->op, code, (uint64_t)now_ns() - w->parked_ns);
     if (w->rid && w->sess) server_send_reply(w->sess, wbuf.p, wbuf.len);
 }
 

@@ -116,10 +116,19 @@ void mpb__w_uint(mpb__buf_t *b, uint64_t v) {
     uint8_t t[9];
     mpb__w_raw(b, t, mpb__enc_uint(t, v));
 }
-void mpb__w_double(mpb__buf_t *b, double v) {
+/* The one float64 writer: libmpb's mpb_pack_double, the CLI's JSON reals and the broker's
+ * value.add all come here, so a double has one encoding on the wire. */
+size_t mpb__enc_double(uint8_t *o, double v) {
     uint64_t u;
     memcpy(&u, &v, 8);
-    w_hdr(b, 0xcb, u, 8);
+    o[0] = 0xcb;
+    put_be(o + 1, u, 8);
+    return 9;
+}
+
+void mpb__w_double(mpb__buf_t *b, double v) {
+    uint8_t t[9];
+    mpb__w_raw(b, t, mpb__enc_double(t, v));
 }
 
 /* msgpack cannot say a length above 2^32 - 1, and a cut header would frame what follows it as

@@ -103,6 +103,7 @@ void mpb__w_map(mpb__buf_t *b, uint32_t n);
 /* Encoders into a fixed buffer (>= 9 bytes); return the length. */
 size_t mpb__enc_int(uint8_t *out, int64_t v);
 size_t mpb__enc_uint(uint8_t *out, uint64_t v);
+size_t mpb__enc_double(uint8_t *out, double v); /* always float64 (0xcb), 9 bytes */
 
 /* ---- msgpack reader over validated bytes ---- */
 
@@ -189,6 +190,17 @@ typedef struct mpb__curve {
 int mpb__curve_keys(const void *authkey, size_t keylen, mpb__curve_t *out);
 /* Overwrites the keys with zeros (the compiler may not skip it). */
 void mpb__curve_wipe(mpb__curve_t *k);
+
+/* ---- base64 (b64.c): RFC 4648, standard alphabet, over OpenSSL's ---- */
+
+/* The padded base64 of p[0..n) in a new NUL-terminated buffer (free() it), its length in
+ * *outlen (may be NULL). NULL for out of memory. */
+char *mpb__b64_encode(const uint8_t *p, size_t n, size_t *outlen);
+/* Decodes s[0..n) into a new malloc'd buffer (*out, *outlen; non-NULL even when empty).
+ * Padding may be left off, as many encoders do; any other character (whitespace, the URL-safe
+ * alphabet, '=' inside) is refused, so a typo is an error rather than different bytes.
+ * Returns 0, -1 for invalid base64, -2 for out of memory. */
+int mpb__b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen);
 
 /* ---- authkey files (keyfile.c) ---- */
 

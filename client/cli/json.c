@@ -31,83 +31,14 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* ---- base64 (RFC 4648, standard alphabet) ---- */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* The base64 of p[0..n) as a jansson string, NULL for out of memory. */
+/* The base64 of p[0..n) (proto/b64.c) as a jansson string, NULL for out of memory. */
 static json_t *b64_string(const uint8_t *p, size_t n) {
-    if (n > SIZE_MAX / 4 * 3 - 3) return NULL;
-    size_t olen = (n + 2) / 3 * 4;
-    char *s = malloc(olen + 1);
+    size_t olen;
+    char *s = mpb__b64_encode(p, n, &olen);
     if (!s) return NULL;
-    char *o = s;
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        *o++ = b64_alphabet[v >> 18];
-        *o++ = b64_alphabet[(v >> 12) & 63];
-        *o++ = b64_alphabet[(v >> 6) & 63];
-        *o++ = b64_alphabet[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
-        *o++ = b64_alphabet[v >> 18];
-        *o++ = b64_alphabet[(v >> 12) & 63];
-        *o++ = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
-        *o++ = '=';
-    }
-    *o = '\0';
     json_t *j = json_stringn_nocheck(s, olen); /* ASCII by construction */
     free(s);
     return j;
-}
-
-static int b64_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Decodes s[0..n) into a new malloc'd buffer (*out, *outlen; non-NULL even when empty).
- * Padding may be left off, as many encoders do; any other character (whitespace, the URL-safe
- * alphabet, '=' inside) is refused, so a typo is an error rather than different bytes.
- * Returns 0, -1 for invalid base64, -2 for out of memory. */
-static int b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen) {
-    if (n % 4 == 0 && n > 0 && s[n - 1] == '=') n -= (s[n - 2] == '=') ? 2 : 1;
-    if (n % 4 == 1) return -1;
-    size_t dlen = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
-    uint8_t *d = malloc(dlen ? dlen : 1);
-    if (!d) return -2;
-    uint32_t acc = 0;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value((unsigned char)s[i]);
-        if (v < 0) {
-            free(d);
-            return -1;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        if (i % 4 == 3) {
-            d[k++] = (uint8_t)(acc >> 16);
-            d[k++] = (uint8_t)(acc >> 8);
-            d[k++] = (uint8_t)acc;
-            acc = 0;
-        }
-    }
-    if (n % 4 == 2) {
-        d[k++] = (uint8_t)(acc >> 4);
-    } else if (n % 4 == 3) {
-        d[k++] = (uint8_t)(acc >> 10);
-        d[k++] = (uint8_t)(acc >> 2);
-    }
-    *out = d;
-    *outlen = k;
-    return 0;
 }
 
 /* ---- JSON -> msgpack ---- */
@@ -178,7 +109,7 @@ static int pack_bytes(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
     }
     uint8_t *d;
     size_t n;
-    int rc = b64_decode(json_string_value(bytes), json_string_length(bytes), &d, &n);
+    int rc = mpb__b64_decode(json_string_value(bytes), json_string_length(bytes), &d, &n);
     if (rc < 0) {
         seterr(err, errlen, rc == -1 ? "$bytes is not valid base64" : "out of memory");
         return -1;

@@ -23,6 +23,7 @@
 #include "json.h"
 
 #include "cli.h"
+#include "clock.h"
 
 cli_opt_t opt;
 mpb_client_t *cli;
@@ -327,9 +328,7 @@ static void print_persist(const json_t *p) {
     if (jint(p, "last_snapshot_ms") > 0)
         printf(" (written in %lld ms)", jint(p, "last_snapshot_duration_ms"));
     if (jint(p, "last_fsync_ms") > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        long long now = wall_ms();
         printf(", last fsync %.1f s ago", (double)(now - jint(p, "last_fsync_ms")) / 1000.0);
     }
     if (json_is_true(json_object_get(p, "snapshot_in_progress"))) printf(", snapshot running");
@@ -1165,13 +1164,10 @@ static int pool_map(int argc, char **argv) {
         return fail(rc, "pool map");
     }
     bool tty = isatty(2);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = now_ms();
     int64_t end = timeout < 0 ? INT64_MAX : (int64_t)timeout;
     for (;;) {
-        struct timespec t1;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        int64_t el = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        int64_t el = now_ms() - t0;
         int step = (int)(end - el < 200 ? (end - el < 0 ? 0 : end - el) : 200);
         int ready = mpb_async_wait(a, step);
         if (tty) {

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "mpbproto.h"
 
 #define ASK_AFTER_MS 1000
@@ -27,12 +28,6 @@ static bool served(const char *fn) {
     }
     json_decref(st);
     return yes;
-}
-
-static int64_t now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 int pool_apply_wait(mpb_pool_t *p, const char *fn, const void *args, size_t alen, int timeout,

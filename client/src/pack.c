@@ -12,12 +12,7 @@ size_t mpb_pack_i64(void *buf, int64_t v) {
 }
 
 size_t mpb_pack_double(void *buf, double v) {
-    uint8_t *o = buf;
-    uint64_t u;
-    memcpy(&u, &v, 8);
-    o[0] = 0xcb;
-    for (int i = 0; i < 8; i++) o[1 + i] = (uint8_t)(u >> (56 - 8 * i));
-    return 9;
+    return mpb__enc_double(buf, v);
 }
 
 size_t mpb_pack_bool(void *buf, int v) {

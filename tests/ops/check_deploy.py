@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """check_deploy.py - the deploy/ files other than the Kubernetes base, offline:
 
+- deploy/ holds no C: the health probe the image builds is tools/mpb-healthcheck.c;
 - Dockerfile/Containerfile: one file (Containerfile is the same); ARG BASE defaulting to
   debian:bookworm-slim, both stages FROM ${BASE}; tests off in the build; the runtime stage
   installs exactly the packages whose libraries the built programs need (readelf NEEDED ->
@@ -60,6 +61,10 @@ def check(cond, what):
     return cond
 
 
+c_files = sorted(f for f in os.listdir(DEPLOY) if f.endswith((".c", ".h")))
+check(not c_files, "deploy/ holds no C (the health probe is tools/mpb-healthcheck.c): %s" % c_files)
+
+
 def check_config_env(env, what):
     """mpbrokerd --check-config accepts this MPB_* environment. It binds what it is given: the
     ports become 0 here (in the container they are its own), the addresses stay."""
@@ -117,7 +122,8 @@ if len(froms) == 2:
     btext = " ".join(v for _, v in build)
     check("-DMPB_TESTS=OFF" in btext, "the image builds without tests")
     check("cmake --install" in btext, "cmake --install into a staging prefix")
-    check("mpb-healthcheck.c" in btext, "the health probe is built")
+    check("tools/mpb-healthcheck.c" in btext and "common/addr.c" in btext,
+          "the health probe is built from tools/ with common/addr.c")
     rtext = " ".join(v for k, v in run if k == "RUN")
     m = re.search(r"apt-get install ([^&]*)", rtext)
     pkgs = set(w for w in (m.group(1).split() if m else []) if not w.startswith("-"))

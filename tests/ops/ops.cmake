@@ -18,9 +18,7 @@
 set(MPB_OPS_DIR ${PROJECT_SOURCE_DIR}/tests/ops)
 set(MPB_OPS_PYTHON /usr/bin/python3 CACHE FILEPATH "Python for the ops tests (Debian's, with python3-yaml and python3-kubernetes)")
 
-# The image's health probe, built from its source in deploy/ as the Dockerfile builds it.
-add_executable(mpb_healthcheck ${PROJECT_SOURCE_DIR}/deploy/mpb-healthcheck.c)
-target_link_libraries(mpb_healthcheck PRIVATE mpb_warnings)
+# The image's health probe is the target mpb_healthcheck of tools/.
 
 # promtool is found at run time ($MPB_PROMTOOL, PATH, or tests/ops/get_promtool.sh, which
 # unpacks Debian's prometheus package into the test cache the first time: a 19 MB download).

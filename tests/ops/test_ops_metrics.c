@@ -11,7 +11,7 @@
  * and every scrape passes this file's own parser and `promtool check metrics` (from Debian's
  * prometheus package, unpacked into a cache by tests/ops/get_promtool.sh, never installed).
  * Also /healthz, /readyz, an unknown path and a wrong method; the HTTP address file the broker
- * writes (DATA_DIR/http.addr); and the image's health probe (deploy/mpb-healthcheck.c, built
+ * writes (DATA_DIR/http.addr); and the image's health probe (tools/mpb-healthcheck.c, built
  * here as mpb_healthcheck) against the same broker, by flag, $MPB_HTTP and that file. */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -801,7 +801,7 @@ static void test_addr_file(void **state) {
     assert_string_equal(addr, want);
 }
 
-/* ---- deploy/mpb-healthcheck.c, the image's HEALTHCHECK ---- */
+/* ---- tools/mpb-healthcheck.c, the image's HEALTHCHECK ---- */
 
 static int run_probe_in(const char *data_dir, const char *env_http, const char *a1,
                         const char *a2) {

@@ -7,7 +7,8 @@
  * A line is built in one buffer and written with one call, so lines never interleave. Field
  * values are strings (numbers too, as LOG_INT writes them), in JSON as well. The authkey never
  * reaches a log line: nothing logs it, and samples of client data are capped. mpbrokerd and
- * mpb-worker both log through it (the static library mpblog), so it needs nothing but libc. */
+ * mpb-worker both log through it (common/, the static library mpbcommon), so it needs nothing
+ * but libc. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 int log_min_level = LOG_INFO;
@@ -233,14 +235,8 @@ static struct rate {
 static int64_t window_ms;
 static int window_lines;
 
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool log_rate_ok(const char *key, unsigned long long *not_logged) {
-    int64_t now = mono_ms();
+    int64_t now = now_ms();
     struct rate *e = NULL, *oldest = &rates[0];
     for (int i = 0; i < LOG_RATE_KEYS; i++) {
         if (rates[i].last_ms && !strncmp(rates[i].key, key, sizeof rates[i].key - 1)) {

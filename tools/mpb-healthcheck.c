@@ -6,10 +6,12 @@
  *
  * ADDR:PORT defaults to what the broker says it got: $MPB_DATA_DIR/http.addr, which mpbrokerd
  * writes while it serves HTTP (so `--http 0.0.0.0:9000` after the image name, or port 0, is
- * found too); else $MPB_HTTP (as mpbrokerd takes it), else 127.0.0.1:8080. An address that
- * means "every interface" (0.0.0.0, *, empty, [::]) is asked on loopback. The whole check is
- * bounded by 3 seconds. Exit status: 0 healthy, 1 not healthy (the reason on stderr), 2 bad
- * usage. Built by deploy/Dockerfile with a plain cc; depends on libc only. */
+ * found too); else $MPB_HTTP (as mpbrokerd takes it), else 127.0.0.1:8080. ADDR:PORT is read
+ * by common/addr.c, the parser mpbrokerd checks --http with, so the two agree on every form;
+ * an address that means "every interface" (0.0.0.0, *, [::]) is asked on loopback. The whole
+ * check is bounded by 3 seconds. Exit status: 0 healthy, 1 not healthy (the reason on
+ * stderr), 2 bad usage or a bad ADDR:PORT. Built by tools/CMakeLists.txt, and by
+ * deploy/Dockerfile with a plain cc (this file and common/addr.c); depends on libc only. */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +22,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+#include "addr.h"
 
 static int fail(const char *what, const char *addr) {
     fprintf(stderr, "mpb-healthcheck: %s: %s\n", addr, what);
@@ -53,49 +57,27 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(addr, "off")) return fail("MPB_HTTP is off: nothing to check", addr);
 
-    char host[128];
-    const char *colon = strrchr(addr, ':');
-    char *end;
-    long port = colon ? strtol(colon + 1, &end, 10) : -1;
-    if (!colon || end == colon + 1 || *end || port <= 0 || port > 65535 ||
-        (size_t)(colon - addr) >= sizeof host) {
-        fprintf(stderr, "mpb-healthcheck: '%s' is not ADDR:PORT\n", addr);
+    addr_t a;
+    char why[512];
+    if (addr_parse(addr, &a, why, sizeof why) != 0) {
+        fprintf(stderr, "mpb-healthcheck: %s\n", why);
         return 2;
     }
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = 0;
-
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    memset(&ss, 0, sizeof ss);
-    if (host[0] == '[') { /* [IPv6] */
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-        size_t hl = strlen(host);
-        if (hl < 3 || host[hl - 1] != ']') return fail("bad IPv6 address", addr);
-        host[hl - 1] = 0;
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((unsigned short)port);
-        if (inet_pton(AF_INET6, host + 1, &a6->sin6_addr) != 1)
-            return fail("bad IPv6 address", addr);
-        if (IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr)) a6->sin6_addr = in6addr_loopback;
-        sl = sizeof *a6;
-    } else {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((unsigned short)port);
-        if (!host[0] || !strcmp(host, "*") || !strcmp(host, "0.0.0.0"))
-            a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
-            return fail("not a numeric IPv4 address", addr);
-        sl = sizeof *a4;
+    if (a.port == 0) { /* port 0 binds anywhere but connects nowhere */
+        fprintf(stderr, "mpb-healthcheck: '%s': port 0 cannot be asked\n", addr);
+        return 2;
     }
+    if (a.any && a.family == AF_INET6)
+        ((struct sockaddr_in6 *)&a.ss)->sin6_addr = in6addr_loopback;
+    else if (a.any)
+        ((struct sockaddr_in *)&a.ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 
-    int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    int fd = socket(a.family, SOCK_STREAM, 0);
     if (fd < 0) return fail(strerror(errno), addr);
     struct timeval tv = {3, 0}; /* connect, send and each read */
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&ss, sl) != 0) {
+    if (connect(fd, (struct sockaddr *)&a.ss, a.len) != 0) {
         int e = errno;
         close(fd);
         return fail(strerror(e), addr);

@@ -1,10 +1,11 @@
 /* log.h - one line per event on stderr, in logfmt or JSON (log.c). Shared by mpbrokerd and
- * mpb-worker through the static library mpblog, so both write the same lines; it needs only
- * libc, and libmpb never links it. */
+ * mpb-worker through the static library mpbcommon, so both write the same lines; it needs
+ * only libc, and libmpb never links it. */
 #ifndef MPB_LOG_H
 #define MPB_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 void log_setup(int level, bool json);
