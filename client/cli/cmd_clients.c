@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "mpbproto.h"
+#include "mpb/ops.h"
 
 /* "lock/a,semaphore/s:2" from [{object, units}] or [{object, op}]: a list for one column */
 static void join_objects(char *out, size_t cap, json_t *arr, const char *extra) {
@@ -70,10 +70,7 @@ int cmd_kill(int argc, char **argv) {
     unsigned long long id = strtoull(argv[0], &end, 10);
     if (end == argv[0] || *end || argv[0][0] == '-')
         return usage_error("kill: SESSION '%s' is not a session number", argv[0]);
-    uint8_t args[10] = {0x91, 0xcf}; /* [uint64 id] */
-    for (int i = 0; i < 8; i++)
-        args[2 + i] = (uint8_t)(id >> (56 - 8 * i));
-    int rc = mpb_call(cli, MPB_OP_SESSION_KILL, NULL, args, sizeof args, 0, NULL, NULL);
+    int rc = call_u64(MPB_OP_SESSION_KILL, NULL, id, NULL, NULL);
     if (rc == MPB_EVALUE) {
         report("ENOSESSION", "kill: no session %llu", id);
         return EXIT_NOTFOUND;

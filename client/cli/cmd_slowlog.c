@@ -5,7 +5,7 @@
 #include <time.h>
 
 #include "cli.h"
-#include "mpbproto.h"
+#include "mpb/ops.h"
 
 int cmd_slowlog(int argc, char **argv) {
     if (argc > 1) return usage_error("slowlog takes at most a count, got '%s'", argv[1]);
@@ -16,12 +16,9 @@ int cmd_slowlog(int argc, char **argv) {
         if (end == argv[0] || *end || n < 1 || n > 100000)
             return usage_error("slowlog: N '%s' is not 1..100000", argv[0]);
     }
-    uint8_t args[10] = {0x91, 0xcf}; /* [uint64 n] */
-    for (int i = 0; i < 8; i++)
-        args[2 + i] = (uint8_t)((unsigned long long)n >> (56 - 8 * i));
     void *res;
     size_t rn;
-    int rc = mpb_call(cli, MPB_OP_SLOWLOG, NULL, args, sizeof args, 0, &res, &rn);
+    int rc = call_u64(MPB_OP_SLOWLOG, NULL, (uint64_t)n, &res, &rn);
     if (rc) return fail(rc, "slowlog");
     json_t *all = to_jansson(res, rn);
     mpb_free(res);

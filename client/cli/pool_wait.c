@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
-#include "mpbproto.h"
+#include "mpb/ops.h"
 
 #define ASK_AFTER_MS 1000
 
