@@ -1,6 +1,7 @@
 /* args.c - the arguments of mpb's commands: kind/name, keys and values as JSON, integers,
  * seconds, and the flags (--timeout, --done) taken out of argv wherever they stand. */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
@@ -21,6 +22,14 @@ int parse_obj(const char *s, objref_t *o) {
     o->kind[slash - s] = 0;
     o->name = slash + 1;
     return 0;
+}
+
+/* parse_obj, for a command that works on one kind only ("put works on queues, not 'dict'"). */
+int parse_obj_of(const char *s, const char *kind, const char *what, objref_t *o) {
+    int rc = parse_obj(s, o);
+    if (rc == 0 && strcmp(o->kind, kind))
+        return usage_error("%s works on %ss, not '%s'", what, kind, o->kind);
+    return rc;
 }
 
 /* what: "value" or "key", for the message. */
@@ -58,6 +67,13 @@ bool parse_i64(const char *s, int64_t *v) {
 
 /* Seconds as typed (fractions allowed): the whole text a number >= 0. NaN is refused here,
  * since every comparison with it is false and it would pass any range check after. */
+/* N of "mpb CMD ... N": an integer 1..max, else a usage error naming cmd. */
+int parse_count(const char *cmd, const char *text, int64_t max, int64_t *n) {
+    if (!parse_i64(text, n) || *n < 1 || *n > max)
+        return usage_error("%s: N '%s' is not 1..%" PRId64, cmd, text, max);
+    return 0;
+}
+
 bool parse_seconds(const char *v, double *sec) {
     char *end;
     double d = strtod(v, &end);

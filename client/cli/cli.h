@@ -49,15 +49,21 @@ void print_json(json_t *j);
 /* Prints one msgpack value as JSON: 0 or the exit status, reported. */
 int print_value(const void *v, size_t n);
 json_t *to_jansson(const void *v, size_t n);
+/* to_jansson() of a reply, which it frees (mpb_free()). */
+json_t *take_jansson(void *res, size_t n);
+/* --json: prints j and frees it; returns 0, the command's status. */
+int print_json_free(json_t *j);
 long long jint(const json_t *o, const char *key);
 
 /* args.c: each returns 0 or the exit status (usage errors reported). */
 int parse_obj(const char *s, objref_t *o);
+int parse_obj_of(const char *s, const char *kind, const char *what, objref_t *o);
 /* A VALUE (JSON) as msgpack in a new *out (free() it). */
 int parse_value(const char *text, void **out, size_t *n);
 int parse_key(const char *text, void **out, size_t *n);
 bool parse_i64(const char *s, int64_t *v); /* true if s is all an integer */
 bool parse_seconds(const char *v, double *sec);
+int parse_count(const char *cmd, const char *text, int64_t max, int64_t *n);
 /* Takes --timeout S out of argv (up to "--"); *ms stays as it was without it. */
 int take_timeout(int *argc, char **argv, int *ms);
 /* Takes a flag without a value out of argv (up to "--"); true if it was there. */

@@ -51,8 +51,7 @@ int cmd_info(int argc, char **argv) {
         rc = mpb_broker_info(cli, &m, &n);
     }
     if (rc) return fail(rc, "info");
-    json_t *j = to_jansson(m, n);
-    mpb_free(m);
+    json_t *j = take_jansson(m, n);
     if (opt.json) {
         print_json(j);
     } else if (argc == 0) {
@@ -95,8 +94,7 @@ int cmd_save(int argc, char **argv) {
     size_t n;
     int rc = mpb_call(cli, MPB_OP_SAVE, NULL, NULL, 0, 3600 * 1000, &m, &n);
     if (rc) return fail(rc, "save");
-    json_t *j = to_jansson(m, n);
-    mpb_free(m);
+    json_t *j = take_jansson(m, n);
     if (opt.json) print_json(j);
     else printf("saved %lld bytes in %lld ms\n", jint(j, "bytes"), jint(j, "ms"));
     json_decref(j);

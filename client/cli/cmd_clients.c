@@ -34,13 +34,8 @@ int cmd_clients(int argc, char **argv) {
     size_t n;
     int rc = mpb_call(cli, MPB_OP_CLIENTS, NULL, NULL, 0, 0, &res, &n);
     if (rc) return fail(rc, "clients");
-    json_t *all = to_jansson(res, n);
-    mpb_free(res);
-    if (opt.json) {
-        print_json(all);
-        json_decref(all);
-        return 0;
-    }
+    json_t *all = take_jansson(res, n);
+    if (opt.json) return print_json_free(all);
     printf("%-8s %-16s %-8s %-16s %-12s %-9s %-8s %-8s %-24s %s\n", "SESSION", "HOST", "PID",
            "ADDRESS", "NAME", "CONNECTED", "AGE", "IDLE", "HOLDS", "WAITS");
     size_t i;

@@ -80,8 +80,7 @@ int cmd_monitor(int argc, char **argv) {
             mpb_free(args);
         }
         if (rc) return stop ? 0 : fail(rc, "monitor");
-        json_t *r = to_jansson(res, rn);
-        mpb_free(res);
+        json_t *r = take_jansson(res, rn);
         next = (unsigned long long)json_integer_value(json_object_get(r, "next"));
         json_int_t skipped = json_integer_value(json_object_get(r, "skipped"));
         if (skipped) {

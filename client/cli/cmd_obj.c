@@ -61,8 +61,7 @@ static int get_dict_all(mpb_dict_t *d) {
             json_decref(pairs);
             return fail(rc, "get");
         }
-        json_t *arr = to_jansson(pg, pl);
-        mpb_free(pg);
+        json_t *arr = take_jansson(pg, pl);
         size_t i;
         json_t *pair;
         json_array_foreach(arr, i, pair) {
@@ -100,8 +99,7 @@ static int get_list_all(mpb_list_t *l) {
             json_decref(arr);
             return fail(rc, "get");
         }
-        json_t *page = to_jansson(items, il);
-        mpb_free(items);
+        json_t *page = take_jansson(items, il);
         json_array_extend(arr, page);
         json_decref(page);
         if (n == 0) break;
@@ -300,8 +298,7 @@ int cmd_incr(int argc, char **argv) {
     int rc;
     int64_t by = 1, result;
     if (argc < 2 || argc > 3) return usage_error("incr takes dict/NAME KEY [N]");
-    if ((rc = parse_obj(argv[0], &o))) return rc;
-    if (strcmp(o.kind, "dict")) return usage_error("incr works on dicts, not '%s'", o.kind);
+    if ((rc = parse_obj_of(argv[0], "dict", "incr", &o))) return rc;
     if (argc == 3 && !parse_i64(argv[2], &by))
         return usage_error("increment '%s' is not an integer", argv[2]);
     void *k;
@@ -354,8 +351,7 @@ int cmd_append(int argc, char **argv) {
     objref_t o;
     int rc;
     if (argc != 2) return usage_error("append takes list/NAME VALUE");
-    if ((rc = parse_obj(argv[0], &o))) return rc;
-    if (strcmp(o.kind, "list")) return usage_error("append works on lists, not '%s'", o.kind);
+    if ((rc = parse_obj_of(argv[0], "list", "append", &o))) return rc;
     void *v;
     size_t vn;
     if ((rc = parse_value(argv[1], &v, &vn))) return rc;
@@ -373,8 +369,7 @@ int cmd_put(int argc, char **argv) {
     int rc, timeout = MPB_FOREVER;
     if ((rc = take_timeout(&argc, argv, &timeout))) return rc;
     if (argc != 2) return usage_error("put takes queue/NAME VALUE [--timeout S]");
-    if ((rc = parse_obj(argv[0], &o))) return rc;
-    if (strcmp(o.kind, "queue")) return usage_error("put works on queues, not '%s'", o.kind);
+    if ((rc = parse_obj_of(argv[0], "queue", "put", &o))) return rc;
     void *v;
     size_t vn;
     if ((rc = parse_value(argv[1], &v, &vn))) return rc;

@@ -25,9 +25,7 @@ static json_t *pool_stats(void) {
         fail(rc, "pool");
         return NULL;
     }
-    json_t *j = to_jansson(res, n);
-    mpb_free(res);
-    return j;
+    return take_jansson(res, n);
 }
 
 static void bar(FILE *f, double frac, int width) {

@@ -16,29 +16,19 @@ int cmd_peek(int argc, char **argv) {
     objref_t o;
     int rc;
     if (argc < 1 || argc > 2) return usage_error("peek takes queue/NAME [N]");
-    if ((rc = parse_obj(argv[0], &o))) return rc;
-    if (strcmp(o.kind, "queue")) return usage_error("peek works on queues, not '%s'", o.kind);
-    long long n = 10;
-    if (argc == 2) {
-        char *end;
-        n = strtoll(argv[1], &end, 10);
-        if (end == argv[1] || *end || n < 1 || n > 1000000)
-            return usage_error("peek: N '%s' is not 1..1000000", argv[1]);
-    }
+    if ((rc = parse_obj_of(argv[0], "queue", "peek", &o))) return rc;
+    int64_t n = 10;
+    if (argc == 2 && (rc = parse_count("peek", argv[1], 1000000, &n))) return rc;
     if ((rc = must_exist(argv[0], "peek"))) return rc;
     void *res;
     size_t rn;
     rc = call_u64(MPB_OP_QUEUE_PEEK, o.name, (uint64_t)n, &res, &rn);
     if (rc) return fail(rc, "peek");
-    json_t *j = to_jansson(res, rn);
-    mpb_free(res);
-    if (opt.json) {
-        print_json(j);
-    } else {
-        size_t i;
-        json_t *v;
-        json_array_foreach(j, i, v) print_json(v);
-    }
+    json_t *j = take_jansson(res, rn);
+    if (opt.json) return print_json_free(j);
+    size_t i;
+    json_t *v;
+    json_array_foreach(j, i, v) print_json(v);
     json_decref(j);
     return 0;
 }
@@ -49,8 +39,7 @@ int cmd_task_done(int argc, char **argv) {
     objref_t o;
     int rc;
     if (argc != 1) return usage_error("task-done takes queue/NAME");
-    if ((rc = parse_obj(argv[0], &o))) return rc;
-    if (strcmp(o.kind, "queue")) return usage_error("task-done works on queues, not '%s'", o.kind);
+    if ((rc = parse_obj_of(argv[0], "queue", "task-done", &o))) return rc;
     if ((rc = must_exist(argv[0], "task-done"))) return rc;
     mpb_queue_t *q;
     if ((rc = mpb_queue_open(cli, o.name, -1, -1, &q))) return fail(rc, "task-done");

@@ -20,8 +20,7 @@ int cmd_event(const char *what, int argc, char **argv) {
     int rc, timeout = MPB_FOREVER;
     if (!strcmp(what, "wait") && (rc = take_timeout(&argc, argv, &timeout))) return rc;
     if (argc != 1) return usage_error("%s takes event/NAME", what);
-    if ((rc = parse_obj(argv[0], &o))) return rc;
-    if (strcmp(o.kind, "event")) return usage_error("%s works on events, not '%s'", what, o.kind);
+    if ((rc = parse_obj_of(argv[0], "event", what, &o))) return rc;
     mpb_event_t *e;
     if ((rc = mpb_event_open(cli, o.name, &e))) return fail(rc, what);
     if (!strcmp(what, "set")) rc = mpb_event_set(e);

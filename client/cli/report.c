@@ -116,6 +116,18 @@ json_t *to_jansson(const void *v, size_t n) {
     return j ? j : json_string("<unprintable>");
 }
 
+json_t *take_jansson(void *res, size_t n) {
+    json_t *j = to_jansson(res, n);
+    mpb_free(res);
+    return j;
+}
+
+int print_json_free(json_t *j) {
+    print_json(j);
+    json_decref(j);
+    return 0;
+}
+
 /* An integer field of a JSON object from the broker (info, pool.stats), for the text rows. */
 long long jint(const json_t *o, const char *key) {
     return (long long)json_integer_value(json_object_get(o, key));
