@@ -137,7 +137,7 @@ size_t mp_uint(uint8_t *p, uint64_t v);
 size_t mp_str(uint8_t *p, const char *s, size_t n);
 size_t mp_bin_hdr(uint8_t *p, size_t n);
 /* The first unsigned integer of a msgpack array (pool.fninfo's worker count), or -1. */
-int64_t mp_first_uint(const uint8_t *p, size_t n);
+int64_t mp_first_uint(const void *p, size_t n);
 void hist_init(hist_t *h);
 void hist_free(hist_t *h);
 void hist_clear(hist_t *h);

@@ -35,15 +35,32 @@ void *xcalloc(size_t n, size_t size) {
     return p;
 }
 
-size_t mp_array(uint8_t *p, uint32_t n) {
-    if (n < 16) {
-        p[0] = (uint8_t)(0x90 | n);
+/* The header of a str, bin or array of n items or bytes: fix | n up to fixmax (fix 0: none),
+ * then the 8 (h8 0: none), 16 and 32-bit forms. */
+static size_t mp_head(uint8_t *p, size_t n, uint8_t fix, size_t fixmax, uint8_t h8, uint8_t h16,
+                      uint8_t h32) {
+    if (fix && n <= fixmax) {
+        p[0] = (uint8_t)(fix | n);
         return 1;
     }
-    p[0] = 0xdc;
-    p[1] = (uint8_t)(n >> 8);
-    p[2] = (uint8_t)n;
-    return 3;
+    if (h8 && n <= 0xff) {
+        p[0] = h8;
+        p[1] = (uint8_t)n;
+        return 2;
+    }
+    if (n <= 0xffff) {
+        p[0] = h16;
+        p[1] = (uint8_t)(n >> 8);
+        p[2] = (uint8_t)n;
+        return 3;
+    }
+    p[0] = h32;
+    for (int i = 0; i < 4; i++) p[1 + i] = (uint8_t)(n >> (24 - 8 * i));
+    return 5;
+}
+
+size_t mp_array(uint8_t *p, uint32_t n) {
+    return mp_head(p, n, 0x90, 15, 0, 0xdc, 0xdd);
 }
 
 size_t mp_uint(uint8_t *p, uint64_t v) {
@@ -73,55 +90,25 @@ size_t mp_uint(uint8_t *p, uint64_t v) {
 }
 
 size_t mp_str(uint8_t *p, const char *s, size_t n) {
-    size_t h;
-    if (n < 32) {
-        p[0] = (uint8_t)(0xa0 | n);
-        h = 1;
-    } else if (n < 256) {
-        p[0] = 0xd9;
-        p[1] = (uint8_t)n;
-        h = 2;
-    } else {
-        p[0] = 0xda;
-        p[1] = (uint8_t)(n >> 8);
-        p[2] = (uint8_t)n;
-        h = 3;
-    }
+    size_t h = mp_head(p, n, 0xa0, 31, 0xd9, 0xda, 0xdb);
     memcpy(p + h, s, n);
     return h + n;
 }
 
 /* bin header for n bytes; the caller writes the bytes */
 size_t mp_bin_hdr(uint8_t *p, size_t n) {
-    if (n < 256) {
-        p[0] = 0xc4;
-        p[1] = (uint8_t)n;
-        return 2;
-    }
-    if (n < 65536) {
-        p[0] = 0xc5;
-        p[1] = (uint8_t)(n >> 8);
-        p[2] = (uint8_t)n;
-        return 3;
-    }
-    p[0] = 0xc6;
-    for (int i = 0; i < 4; i++) p[1 + i] = (uint8_t)(n >> (24 - 8 * i));
-    return 5;
+    return mp_head(p, n, 0, 0, 0xc4, 0xc5, 0xc6);
 }
 
 /* The first unsigned integer of a msgpack array (pool.fninfo's worker count), or -1. */
-int64_t mp_first_uint(const uint8_t *p, size_t n) {
-    if (n < 2) return -1;
-    size_t i;
-    if ((p[0] & 0xf0) == 0x90) i = 1;
-    else if (p[0] == 0xdc && n >= 4) i = 3;
-    else return -1;
-    if (p[i] < 128) return p[i];
-    if (p[i] == 0xcc && n > i + 1) return p[i + 1];
-    if (p[i] == 0xcd && n > i + 2) return (p[i + 1] << 8) | p[i + 2];
-    if (p[i] == 0xce && n > i + 4)
-        return ((int64_t)p[i + 1] << 24) | (p[i + 2] << 16) | (p[i + 3] << 8) | p[i + 4];
-    return -1;
+int64_t mp_first_uint(const void *p, size_t n) {
+    mpb_mpreader_t r;
+    uint32_t items;
+    uint64_t v;
+    if (mpb_mpr_init(&r, p, n) || mpb_mpr_array(&r, &items) || !items || mpb_mpr_u64(&r, &v) ||
+        v > INT64_MAX)
+        return -1;
+    return (int64_t)v;
 }
 
 void hist_init(hist_t *h) {
