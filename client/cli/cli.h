@@ -39,6 +39,8 @@ typedef struct {
  * what it reports. */
 __attribute__((format(printf, 2, 3))) void report(const char *code, const char *fmt, ...);
 int fail(int rc, const char *what);
+/* fail() for rc != 0, else {"ok":true} with --json: a command's last line. */
+int report_ok(int rc, const char *what);
 __attribute__((format(printf, 1, 2))) int usage_error(const char *fmt, ...);
 /* The exit status for a failed call's rc (3 for not found or empty, 75 timed out). */
 int status_of(int rc);

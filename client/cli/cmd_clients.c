@@ -70,7 +70,5 @@ int cmd_kill(int argc, char **argv) {
         report("ENOSESSION", "kill: no session %llu", id);
         return EXIT_NOTFOUND;
     }
-    if (rc) return fail(rc, "kill");
-    if (opt.json) puts("{\"ok\":true}");
-    return 0;
+    return report_ok(rc, "kill");
 }

@@ -160,6 +160,24 @@ static bool key_hint(mpb_dict_t *d, const char *path, const char *text, const ch
     return true;
 }
 
+/* mpb get dict/NAME or list/NAME: the whole object, which must be there. */
+static int get_whole(const objref_t *o, const char *path) {
+    int rc = must_exist(path, "get");
+    if (rc) return rc;
+    if (!strcmp(o->kind, "dict")) {
+        mpb_dict_t *d;
+        if ((rc = mpb_dict_attach(cli, o->name, &d))) return fail(rc, "get");
+        rc = get_dict_all(d);
+        mpb_dict_close(&d);
+    } else {
+        mpb_list_t *l;
+        if ((rc = mpb_list_attach(cli, o->name, &l))) return fail(rc, "get");
+        rc = get_list_all(l);
+        mpb_list_close(&l);
+    }
+    return rc;
+}
+
 int cmd_get(int argc, char **argv) {
     objref_t o;
     int rc, timeout = MPB_FOREVER;
@@ -189,15 +207,11 @@ int cmd_get(int argc, char **argv) {
         if (argc == 2) rc = mpb_namespace_get(ns, argv[1], &v, &vn);
         else rc = mpb_namespace_list(ns, &v, &vn);
         mpb_namespace_close(&ns);
+    } else if (argc == 1 && (!strcmp(o.kind, "dict") || !strcmp(o.kind, "list"))) {
+        return get_whole(&o, argv[0]);
     } else if (!strcmp(o.kind, "dict")) {
         mpb_dict_t *d;
-        if (argc == 1 && (rc = must_exist(argv[0], "get"))) return rc;
         if ((rc = mpb_dict_attach(cli, o.name, &d))) return fail(rc, "get");
-        if (argc == 1) {
-            rc = get_dict_all(d);
-            mpb_dict_close(&d);
-            return rc;
-        }
         if ((rc = parse_key(argv[1], &k, &kn))) {
             mpb_dict_close(&d);
             return rc;
@@ -209,13 +223,7 @@ int cmd_get(int argc, char **argv) {
         if (rc == EXIT_NOTFOUND) return rc;
     } else if (!strcmp(o.kind, "list")) {
         mpb_list_t *l;
-        if (argc == 1 && (rc = must_exist(argv[0], "get"))) return rc;
         if ((rc = mpb_list_attach(cli, o.name, &l))) return fail(rc, "get");
-        if (argc == 1) {
-            rc = get_list_all(l);
-            mpb_list_close(&l);
-            return rc;
-        }
         int64_t i;
         if (!parse_i64(argv[1], &i)) {
             mpb_list_close(&l);
@@ -246,9 +254,7 @@ int cmd_set(int argc, char **argv) {
         if (!(rc = mpb_value_open(cli, o.name, NULL, 0, &x))) rc = mpb_value_set(x, v, vn);
         mpb_value_close(&x);
         free(v);
-        if (rc) return fail(rc, "set");
-        if (opt.json) puts("{\"ok\":true}");
-        return 0;
+        return report_ok(rc, "set");
     }
     if (argc != 3) return usage_error("set takes OBJ KEY VALUE");
     if ((rc = parse_obj(argv[0], &o))) return rc;
@@ -260,9 +266,7 @@ int cmd_set(int argc, char **argv) {
         if (!(rc = mpb_namespace_open(cli, o.name, &ns))) rc = mpb_namespace_set(ns, argv[1], v, vn);
         mpb_namespace_close(&ns);
         free(v);
-        if (rc) return fail(rc, "set");
-        if (opt.json) puts("{\"ok\":true}");
-        return 0;
+        return report_ok(rc, "set");
     }
     if ((rc = parse_value(argv[2], &v, &vn))) return rc;
     if (!strcmp(o.kind, "dict")) {
@@ -288,9 +292,7 @@ int cmd_set(int argc, char **argv) {
         return usage_error("set: unknown kind '%s' (dict or list)", o.kind);
     }
     free(v);
-    if (rc) return fail(rc, "set");
-    if (opt.json) puts("{\"ok\":true}");
-    return 0;
+    return report_ok(rc, "set");
 }
 
 int cmd_incr(int argc, char **argv) {
@@ -342,9 +344,7 @@ int cmd_del(int argc, char **argv) {
     } else {
         return usage_error("del: unknown kind '%s' (dict or list)", o.kind);
     }
-    if (rc) return fail(rc, "del");
-    if (opt.json) puts("{\"ok\":true}");
-    return 0;
+    return report_ok(rc, "del");
 }
 
 int cmd_append(int argc, char **argv) {
@@ -359,9 +359,7 @@ int cmd_append(int argc, char **argv) {
     if (!(rc = mpb_list_open(cli, o.name, &l))) rc = mpb_list_append(l, v, vn);
     mpb_list_close(&l);
     free(v);
-    if (rc) return fail(rc, "append");
-    if (opt.json) puts("{\"ok\":true}");
-    return 0;
+    return report_ok(rc, "append");
 }
 
 int cmd_put(int argc, char **argv) {
@@ -377,7 +375,5 @@ int cmd_put(int argc, char **argv) {
     if (!(rc = mpb_queue_open(cli, o.name, -1, -1, &q))) rc = mpb_queue_put(q, v, vn, timeout);
     mpb_queue_close(&q);
     free(v);
-    if (rc) return fail(rc, "put");
-    if (opt.json) puts("{\"ok\":true}");
-    return 0;
+    return report_ok(rc, "put");
 }

@@ -45,7 +45,5 @@ int cmd_task_done(int argc, char **argv) {
     if ((rc = mpb_queue_open(cli, o.name, -1, -1, &q))) return fail(rc, "task-done");
     rc = mpb_queue_task_done(q);
     mpb_queue_close(&q);
-    if (rc) return fail(rc, "task-done");
-    if (opt.json) puts("{\"ok\":true}");
-    return 0;
+    return report_ok(rc, "task-done");
 }

@@ -80,6 +80,14 @@ int fail(int rc, const char *what) {
     return status_of(rc);
 }
 
+/* The end of a command that prints nothing when it works: rc's failure reported, else
+ * {"ok":true} with --json. Returns the exit status. */
+int report_ok(int rc, const char *what) {
+    if (rc) return fail(rc, what);
+    if (opt.json) puts("{\"ok\":true}");
+    return 0;
+}
+
 /* Bad usage: exit 2; with --json the error code is EUSAGE (the CLI's own, not an MPB_E*). */
 int usage_error(const char *fmt, ...) {
     char msg[1024];

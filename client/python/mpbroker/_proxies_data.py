@@ -66,14 +66,18 @@ class DictProxy(BaseProxy):
     def __str__(self):
         return str(self.copy())
 
-    def get(self, key, default=None):
+    def _keyed(self, op, key, default):
+        """op on key; default where the dict has no such key."""
         hash(key)  # TypeError for an unhashable key, as a dict raises
         try:
-            return self._raw(_E.OP_DICT_GET, (key,))
+            return self._raw(op, (key,))
         except Error as e:
             if code(e) == _E.ENOKEY:
                 return default
             raise translate(e) from None
+
+    def get(self, key, default=None):
+        return self._keyed(_E.OP_DICT_GET, key, default)
 
     def update(self, *args, **kw):
         if len(args) > 1:
@@ -85,15 +89,12 @@ class DictProxy(BaseProxy):
     _MISSING = object()
 
     def pop(self, key, default=_MISSING):
-        hash(key)  # TypeError for an unhashable key, as a dict raises
-        try:
-            return self._raw(_E.OP_DICT_POP, (key,))
-        except Error as e:
-            if code(e) == _E.ENOKEY:
-                if default is DictProxy._MISSING:
-                    raise KeyError(key) from None
-                return default
-            raise translate(e) from None
+        value = self._keyed(_E.OP_DICT_POP, key, DictProxy._MISSING)
+        if value is DictProxy._MISSING:
+            if default is DictProxy._MISSING:
+                raise KeyError(key)
+            return default
+        return value
 
     def popitem(self):
         try:
