@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "mpbproto.h"
+#include "mpb/ops.h"
 
 /* "lock/a,semaphore/s:2" from [{object, units}] or [{object, op}]: a list for one column */
 static void join_objects(char *out, size_t cap, json_t *arr, const char *extra) {
@@ -34,13 +34,8 @@ int cmd_clients(int argc, char **argv) {
     size_t n;
     int rc = mpb_call(cli, MPB_OP_CLIENTS, NULL, NULL, 0, 0, &res, &n);
     if (rc) return fail(rc, "clients");
-    json_t *all = to_jansson(res, n);
-    mpb_free(res);
-    if (opt.json) {
-        print_json(all);
-        json_decref(all);
-        return 0;
-    }
+    json_t *all = take_jansson(res, n);
+    if (opt.json) return print_json_free(all);
     printf("%-8s %-16s %-8s %-16s %-12s %-9s %-8s %-8s %-24s %s\n", "SESSION", "HOST", "PID",
            "ADDRESS", "NAME", "CONNECTED", "AGE", "IDLE", "HOLDS", "WAITS");
     size_t i;
@@ -70,15 +65,10 @@ int cmd_kill(int argc, char **argv) {
     unsigned long long id = strtoull(argv[0], &end, 10);
     if (end == argv[0] || *end || argv[0][0] == '-')
         return usage_error("kill: SESSION '%s' is not a session number", argv[0]);
-    uint8_t args[10] = {0x91, 0xcf}; /* [uint64 id] */
-    for (int i = 0; i < 8; i++)
-        args[2 + i] = (uint8_t)(id >> (56 - 8 * i));
-    int rc = mpb_call(cli, MPB_OP_SESSION_KILL, NULL, args, sizeof args, 0, NULL, NULL);
+    int rc = call_u64(MPB_OP_SESSION_KILL, NULL, id, NULL, NULL);
     if (rc == MPB_EVALUE) {
         report("ENOSESSION", "kill: no session %llu", id);
         return EXIT_NOTFOUND;
     }
-    if (rc) return fail(rc, "kill");
-    if (opt.json) puts("{\"ok\":true}");
-    return 0;
+    return report_ok(rc, "kill");
 }

@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "cli.h"
-#include "mpbproto.h"
+#include "mpb/ops.h"
 
 #define MONITOR_POLL_MS 100
 
@@ -20,13 +20,13 @@ static void on_stop(int sig) {
     stop = 1;
 }
 
-/* [uint64 next, bool values] */
-static size_t monitor_args(uint8_t *a, unsigned long long next, bool values) {
-    a[0] = 0x92;
-    a[1] = 0xcf;
-    for (int i = 0; i < 8; i++) a[2 + i] = (uint8_t)(next >> (56 - 8 * i));
-    a[10] = values ? 0xc3 : 0xc2;
-    return 11;
+/* [uint64 next, bool values] in a new *args (mpb_free() it): 0 or MPB_ENOMEM */
+static int monitor_args(void **args, size_t *n, unsigned long long next, bool values) {
+    mpb_mpbuf_t b = {0};
+    mpb_mp_array(&b, 2);
+    mpb_mp_u64(&b, next);
+    mpb_mp_bool(&b, values);
+    return mpb_mp_take(&b, args, n);
 }
 
 static void print_line(json_t *e, bool values) {
@@ -72,14 +72,15 @@ int cmd_monitor(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     unsigned long long next = 0;
     while (!stop) {
-        uint8_t args[11];
-        void *res;
-        size_t rn;
-        int rc = mpb_call(cli, MPB_OP_MONITOR, NULL, args, monitor_args(args, next, values), 0,
-                          &res, &rn);
+        void *args, *res;
+        size_t an, rn;
+        int rc = monitor_args(&args, &an, next, values);
+        if (rc == 0) {
+            rc = mpb_call(cli, MPB_OP_MONITOR, NULL, args, an, 0, &res, &rn);
+            mpb_free(args);
+        }
         if (rc) return stop ? 0 : fail(rc, "monitor");
-        json_t *r = to_jansson(res, rn);
-        mpb_free(res);
+        json_t *r = take_jansson(res, rn);
         next = (unsigned long long)json_integer_value(json_object_get(r, "next"));
         json_int_t skipped = json_integer_value(json_object_get(r, "skipped"));
         if (skipped) {

@@ -1,23 +1,13 @@
 /* cmd_queue.c - queue commands beside mpb.c's get and put: peek looks at items
  * without taking them; task-done finishes an item taken from a JoinableQueue,
- * so a shell can be the consumer that join() waits for. */
+ * so a shell can be the consumer that join() waits for. Looking at or finishing
+ * a queue that is not there is "no such object" (exit 3), not a new queue. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "json.h"
-#include "mpbproto.h"
-
-/* Opening or using a queue makes it: looking at or finishing one that is not
- * there is "no such object" (exit 3) instead. */
-static int must_be_there(const char *path, const char *what) {
-    void *m;
-    size_t mn;
-    int rc = mpb_obj_describe(cli, path, &m, &mn);
-    if (rc) return fail(rc, what);
-    mpb_free(m);
-    return 0;
-}
+#include "mpb/ops.h"
 
 /* mpb peek queue/NAME [N]: the first N items (default 10), oldest first, one
  * JSON value a line
@@ -26,32 +16,19 @@ int cmd_peek(int argc, char **argv) {
     objref_t o;
     int rc;
     if (argc < 1 || argc > 2) return usage_error("peek takes queue/NAME [N]");
-    if ((rc = parse_obj(argv[0], &o))) return rc;
-    if (strcmp(o.kind, "queue")) return usage_error("peek works on queues, not '%s'", o.kind);
-    long long n = 10;
-    if (argc == 2) {
-        char *end;
-        n = strtoll(argv[1], &end, 10);
-        if (end == argv[1] || *end || n < 1 || n > 1000000)
-            return usage_error("peek: N '%s' is not 1..1000000", argv[1]);
-    }
-    if ((rc = must_be_there(argv[0], "peek"))) return rc;
-    uint8_t args[10] = {0x91, 0xcf}; /* [uint64 N] */
-    for (int i = 0; i < 8; i++)
-        args[2 + i] = (uint8_t)((unsigned long long)n >> (56 - 8 * i));
+    if ((rc = parse_obj_of(argv[0], "queue", "peek", &o))) return rc;
+    int64_t n = 10;
+    if (argc == 2 && (rc = parse_count("peek", argv[1], 1000000, &n))) return rc;
+    if ((rc = must_exist(argv[0], "peek"))) return rc;
     void *res;
     size_t rn;
-    rc = mpb_call(cli, MPB_OP_QUEUE_PEEK, o.name, args, sizeof args, 0, &res, &rn);
+    rc = call_u64(MPB_OP_QUEUE_PEEK, o.name, (uint64_t)n, &res, &rn);
     if (rc) return fail(rc, "peek");
-    json_t *j = to_jansson(res, rn);
-    mpb_free(res);
-    if (opt.json) {
-        print_json(j);
-    } else {
-        size_t i;
-        json_t *v;
-        json_array_foreach(j, i, v) print_json(v);
-    }
+    json_t *j = take_jansson(res, rn);
+    if (opt.json) return print_json_free(j);
+    size_t i;
+    json_t *v;
+    json_array_foreach(j, i, v) print_json(v);
     json_decref(j);
     return 0;
 }
@@ -62,14 +39,11 @@ int cmd_task_done(int argc, char **argv) {
     objref_t o;
     int rc;
     if (argc != 1) return usage_error("task-done takes queue/NAME");
-    if ((rc = parse_obj(argv[0], &o))) return rc;
-    if (strcmp(o.kind, "queue")) return usage_error("task-done works on queues, not '%s'", o.kind);
-    if ((rc = must_be_there(argv[0], "task-done"))) return rc;
+    if ((rc = parse_obj_of(argv[0], "queue", "task-done", &o))) return rc;
+    if ((rc = must_exist(argv[0], "task-done"))) return rc;
     mpb_queue_t *q;
     if ((rc = mpb_queue_open(cli, o.name, -1, -1, &q))) return fail(rc, "task-done");
     rc = mpb_queue_task_done(q);
     mpb_queue_close(&q);
-    if (rc) return fail(rc, "task-done");
-    if (opt.json) puts("{\"ok\":true}");
-    return 0;
+    return report_ok(rc, "task-done");
 }

@@ -5,31 +5,19 @@
 #include <time.h>
 
 #include "cli.h"
-#include "mpbproto.h"
+#include "mpb/ops.h"
 
 int cmd_slowlog(int argc, char **argv) {
     if (argc > 1) return usage_error("slowlog takes at most a count, got '%s'", argv[1]);
-    long long n = 10;
-    if (argc == 1) {
-        char *end;
-        n = strtoll(argv[0], &end, 10);
-        if (end == argv[0] || *end || n < 1 || n > 100000)
-            return usage_error("slowlog: N '%s' is not 1..100000", argv[0]);
-    }
-    uint8_t args[10] = {0x91, 0xcf}; /* [uint64 n] */
-    for (int i = 0; i < 8; i++)
-        args[2 + i] = (uint8_t)((unsigned long long)n >> (56 - 8 * i));
+    int64_t n = 10;
+    int rc;
+    if (argc == 1 && (rc = parse_count("slowlog", argv[0], 100000, &n))) return rc;
     void *res;
     size_t rn;
-    int rc = mpb_call(cli, MPB_OP_SLOWLOG, NULL, args, sizeof args, 0, &res, &rn);
+    rc = call_u64(MPB_OP_SLOWLOG, NULL, (uint64_t)n, &res, &rn);
     if (rc) return fail(rc, "slowlog");
-    json_t *all = to_jansson(res, rn);
-    mpb_free(res);
-    if (opt.json) {
-        print_json(all);
-        json_decref(all);
-        return 0;
-    }
+    json_t *all = take_jansson(res, rn);
+    if (opt.json) return print_json_free(all);
     printf("%-6s %-19s %12s %-18s %-24s %-8s %-16s %s\n", "ID", "TIME", "DURATION_US", "OP",
            "OBJECT", "SESSION", "HOST", "PID");
     size_t i;

@@ -1,10 +1,10 @@
-/* json.c - JSON <-> msgpack for the mpb CLI. JSON is parsed by jansson and packed with the
- * proto/ writers, so the CLI stores exactly the bytes libmpb would (shortest integers, float64);
- * msgpack from the broker is checked by mpcheck, decoded by msgpack-c and turned into jansson
- * values. Bytes that JSON has no type for are spelt {"$bytes": "<base64>"} (and
- * {"$ext": type, "$bytes": "<base64>"}), and a map that a JSON object cannot hold exactly is
- * {"$map": [[key, value], ...]}, both ways, so that what `mpb get` prints, `mpb set` stores back
- * unchanged (tests/fuzz/fz_json.c checks it). */
+/* json.c - JSON <-> msgpack for the mpb CLI. JSON is parsed by jansson and packed with libmpb's
+ * public builder (mpb_mp_*), so the CLI stores exactly the bytes libmpb would (shortest
+ * integers, float64); msgpack from the broker is checked by proto/'s mpcheck, decoded by
+ * msgpack-c and turned into jansson values. Bytes that JSON has no type for are spelt
+ * {"$bytes": "<base64>"} (and {"$ext": type, "$bytes": "<base64>"}), and a map that a JSON
+ * object cannot hold exactly is {"$map": [[key, value], ...]}, both ways, so that what `mpb get`
+ * prints, `mpb set` stores back unchanged (tests/fuzz/fz_json.c checks it). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -17,8 +17,16 @@
 #include <jansson.h>
 #include <msgpack.h>
 
+#include "mpb/mpb.h"
+/* mpcheck's mpb__mp_check1() only: libmpb's public reader checks a value too (mpb_mpr_init) but
+ * does not tell a value followed by trailing bytes from an invalid one, and the error says
+ * which. */
 #include "mpbproto.h"
+
 #include "json.h"
+
+/* PROTOCOL.md: a value nests at most 32 arrays and maps deep; mpcheck refuses more. */
+#define JSON_MAX_DEPTH MPB__MAX_DEPTH
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -43,36 +51,13 @@ static json_t *b64_string(const uint8_t *p, size_t n) {
 
 /* ---- JSON -> msgpack ---- */
 
-static int pack(json_t *j, int depth, mpb__buf_t *b, char *err, size_t errlen);
+static int pack(json_t *j, int depth, mpb_mpbuf_t *b, char *err, size_t errlen);
 
 /* msgpack lengths are 32-bit: say so rather than write a header that lies. */
 static int fits32(size_t n, const char *what, char *err, size_t errlen) {
     if (n <= UINT32_MAX) return 0;
     seterr(err, errlen, "%s of %zu is too big for msgpack (max %" PRIu32 ")", what, n, UINT32_MAX);
     return -1;
-}
-
-static void w_ext(mpb__buf_t *b, int8_t type, const uint8_t *p, size_t n) {
-    uint8_t h[6];
-    size_t hl = 1;
-    if (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) {
-        /* fixext 1, 2, 4, 8, 16: the spec's shortest form for these sizes */
-        h[0] = (uint8_t)(n == 1 ? 0xd4 : n == 2 ? 0xd5 : n == 4 ? 0xd6 : n == 8 ? 0xd7 : 0xd8);
-    } else if (n <= 0xff) {
-        h[0] = 0xc7;
-        h[hl++] = (uint8_t)n;
-    } else if (n <= 0xffff) {
-        h[0] = 0xc8;
-        h[hl++] = (uint8_t)(n >> 8);
-        h[hl++] = (uint8_t)n;
-    } else {
-        h[0] = 0xc9;
-        for (int sh = 24; sh >= 0; sh -= 8)
-            h[hl++] = (uint8_t)(n >> sh);
-    }
-    h[hl++] = (uint8_t)type;
-    mpb__w_raw(b, h, hl);
-    mpb__w_raw(b, p, n);
 }
 
 /* The shapes that stand for what a JSON object cannot: {"$bytes": STRING} alone or with
@@ -98,7 +83,7 @@ static bool is_map_shape(json_t *j) {
 /* {"$bytes": "<base64>"} -> bin and {"$ext": type, "$bytes": "<base64>"} -> ext: the way
  * cli_msgpack_to_json prints them, read back; a map that merely has a "$bytes" key still
  * stores as a map. Returns 1 if packed, 0 if j is not one, -1 on error. */
-static int pack_bytes(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
+static int pack_bytes(json_t *j, mpb_mpbuf_t *b, char *err, size_t errlen) {
     json_t *bytes = json_object_get(j, "$bytes");
     json_t *ext = json_object_get(j, "$ext");
     if (!is_bytes_shape(j)) return 0;
@@ -119,25 +104,25 @@ static int pack_bytes(json_t *j, mpb__buf_t *b, char *err, size_t errlen) {
         return -1;
     }
     if (ext)
-        w_ext(b, (int8_t)json_integer_value(ext), d, n);
+        mpb_mp_ext(b, (int)json_integer_value(ext), d, n);
     else
-        mpb__w_bin(b, d, n);
+        mpb_mp_bin(b, d, n);
     free(d);
     return 1;
 }
 
 static int too_deep(int depth, char *err, size_t errlen) {
-    if (depth < MPB__MAX_DEPTH) return 0;
+    if (depth < JSON_MAX_DEPTH) return 0;
     seterr(err, errlen, "JSON nested deeper than %d arrays and objects, the most msgpack may",
-           MPB__MAX_DEPTH);
+           JSON_MAX_DEPTH);
     return -1;
 }
 
 /* {"$map": [[key, value], ...]}: a map with any keys, in the order given. */
-static int pack_pairs(json_t *a, int depth, mpb__buf_t *b, char *err, size_t errlen) {
+static int pack_pairs(json_t *a, int depth, mpb_mpbuf_t *b, char *err, size_t errlen) {
     size_t n = json_array_size(a);
     if (fits32(n, "$map", err, errlen) < 0) return -1;
-    mpb__w_map(b, (uint32_t)n);
+    mpb_mp_map(b, (uint32_t)n);
     for (size_t i = 0; i < n; i++) {
         json_t *pair = json_array_get(a, i);
         if (pack(json_array_get(pair, 0), depth + 1, b, err, errlen) < 0 ||
@@ -147,34 +132,34 @@ static int pack_pairs(json_t *a, int depth, mpb__buf_t *b, char *err, size_t err
     return 0;
 }
 
-static int pack_object(json_t *j, int depth, mpb__buf_t *b, char *err, size_t errlen) {
+static int pack_object(json_t *j, int depth, mpb_mpbuf_t *b, char *err, size_t errlen) {
     int rc = pack_bytes(j, b, err, errlen); /* bin and ext are not containers */
     if (rc) return rc < 0 ? -1 : 0;
     if (too_deep(depth, err, errlen)) return -1;
     if (is_map_shape(j)) return pack_pairs(json_object_get(j, "$map"), depth, b, err, errlen);
     if (fits32(json_object_size(j), "object", err, errlen) < 0) return -1;
-    mpb__w_map(b, (uint32_t)json_object_size(j));
+    mpb_mp_map(b, (uint32_t)json_object_size(j));
     /* jansson iterates in insertion order, which is the order the user wrote. */
     for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it)) {
         size_t kn = json_object_iter_key_len(it);
         if (fits32(kn, "key", err, errlen) < 0) return -1;
-        mpb__w_str(b, json_object_iter_key(it), kn);
+        mpb_mp_str(b, json_object_iter_key(it), kn);
         if (pack(json_object_iter_value(it), depth + 1, b, err, errlen) < 0) return -1;
     }
     return 0;
 }
 
-/* depth: the arrays and maps around j. msgpack values nest at most MPB__MAX_DEPTH deep (mpcheck
+/* depth: the arrays and maps around j. msgpack values nest at most JSON_MAX_DEPTH deep (mpcheck
  * refuses more, in libmpb, the broker and cli_msgpack_to_json), so deeper JSON is refused here
  * with the reason rather than packed into bytes nothing would take. This bounds the recursion. */
-static int pack(json_t *j, int depth, mpb__buf_t *b, char *err, size_t errlen) {
+static int pack(json_t *j, int depth, mpb_mpbuf_t *b, char *err, size_t errlen) {
     switch (json_typeof(j)) {
     case JSON_OBJECT: return pack_object(j, depth, b, err, errlen);
     case JSON_ARRAY: {
         if (too_deep(depth, err, errlen)) return -1;
         size_t n = json_array_size(j);
         if (fits32(n, "array", err, errlen) < 0) return -1;
-        mpb__w_array(b, (uint32_t)n);
+        mpb_mp_array(b, (uint32_t)n);
         for (size_t i = 0; i < n; i++) {
             if (pack(json_array_get(j, i), depth + 1, b, err, errlen) < 0) return -1;
         }
@@ -183,14 +168,14 @@ static int pack(json_t *j, int depth, mpb__buf_t *b, char *err, size_t errlen) {
     case JSON_STRING: {
         size_t n = json_string_length(j);
         if (fits32(n, "string", err, errlen) < 0) return -1;
-        mpb__w_str(b, json_string_value(j), n);
+        mpb_mp_str(b, json_string_value(j), n);
         return 0;
     }
-    case JSON_INTEGER: mpb__w_int(b, json_integer_value(j)); return 0;
-    case JSON_REAL: mpb__w_double(b, json_real_value(j)); return 0;
-    case JSON_TRUE: mpb__w_bool(b, true); return 0;
-    case JSON_FALSE: mpb__w_bool(b, false); return 0;
-    case JSON_NULL: mpb__w_nil(b); return 0;
+    case JSON_INTEGER: mpb_mp_i64(b, json_integer_value(j)); return 0;
+    case JSON_REAL: mpb_mp_double(b, json_real_value(j)); return 0;
+    case JSON_TRUE: mpb_mp_bool(b, 1); return 0;
+    case JSON_FALSE: mpb_mp_bool(b, 0); return 0;
+    case JSON_NULL: mpb_mp_nil(b); return 0;
     }
     seterr(err, errlen, "unknown JSON type %d", (int)json_typeof(j));
     return -1;
@@ -218,43 +203,55 @@ int cli_json_to_msgpack(const char *text, void **out, size_t *outlen, char *err,
             seterr(err, errlen, "JSON: %s%s", jerr.text, hint);
         return -1;
     }
-    mpb__buf_t b = {0};
+    mpb_mpbuf_t b = {0};
     int rc = pack(j, 0, &b, err, errlen);
     json_decref(j);
-    if (rc == 0 && b.oom) {
-        seterr(err, errlen, "out of memory");
-        rc = -1;
-    }
     if (rc < 0) {
-        mpb__buf_free(&b);
+        mpb_mp_reset(&b);
         return -1;
     }
-    *out = b.p;
-    *outlen = b.len;
+    if (mpb_mp_take(&b, out, outlen)) { /* the builder's only failure here: memory */
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
 /* ---- msgpack -> JSON ---- */
 
+/* A growing string for json_dump_callback(). */
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text_t;
+
 static int dump_cb(const char *buf, size_t size, void *data) {
-    mpb__buf_t *b = data;
-    mpb__w_raw(b, buf, size);
-    return b->oom ? -1 : 0;
+    text_t *t = data;
+    if (t->len + size + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + size + 1)
+            cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) return -1;
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, buf, size);
+    t->len += size;
+    t->p[t->len] = 0;
+    return 0;
 }
 
 /* j as JSON text in a malloc'd string (not jansson's allocator, which a program may replace:
  * our callers free() it). NULL for out of memory. */
 static char *dump(const json_t *j, size_t flags) {
-    mpb__buf_t b = {0};
-    if (json_dump_callback(j, dump_cb, &b, flags | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER) == 0)
-        mpb__w_raw(&b, "", 1);
-    else
-        b.oom = true;
-    if (b.oom) {
-        mpb__buf_free(&b);
+    text_t t = {0};
+    if (json_dump_callback(j, dump_cb, &t, flags | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER) ||
+        !t.p) {
+        free(t.p);
         return NULL;
     }
-    return (char *)b.p;
+    return t.p;
 }
 
 static json_t *to_json(const msgpack_object *o);
@@ -386,10 +383,10 @@ json_t *cli_msgpack_to_jansson(const void *mp, size_t len, char *err, size_t err
     }
     /* msgpack-c sizes an array from its header alone: check every length against the bytes
      * that are really there, and the depth, before it sees them. */
-    long n = mpb__mp_check1(mp, len, MPB__MAX_DEPTH);
+    long n = mpb__mp_check1(mp, len, JSON_MAX_DEPTH);
     if (n < 0) {
         seterr(err, errlen, "invalid or truncated msgpack (%zu bytes, or nested deeper than %d)",
-               len, MPB__MAX_DEPTH);
+               len, JSON_MAX_DEPTH);
         return NULL;
     }
     if ((size_t)n != len) {

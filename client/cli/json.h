@@ -10,10 +10,10 @@
 #include <stddef.h>
 
 /* Parses JSON text (any JSON value, including scalars like 42, "x", null, true) into msgpack
- * bytes in a new malloc'd buffer (*out, *outlen; free() it). Integers become the shortest
+ * bytes in a new buffer (*out, *outlen; free() or mpb_free() it). Integers become the shortest
  * msgpack int, reals float64, object members keep their order; {"$bytes": "<base64>"} becomes
  * bin and {"$ext": type, "$bytes": "<base64>"} an ext. Arrays and objects may nest 32 deep, as
- * msgpack values may (MPB__MAX_DEPTH). Returns 0, or -1 with a one-line reason in err ("JSON: '['
+ * msgpack values may (PROTOCOL.md). Returns 0, or -1 with a one-line reason in err ("JSON: '['
  * expected near 'x' at line 1 column 3") and *out = NULL. jansson refuses a NUL (\u0000) in an
  * object key, though cli_msgpack_to_json may print one: such a map prints but cannot be typed. */
 int cli_json_to_msgpack(const char *text, void **out, size_t *outlen, char *err, size_t errlen);

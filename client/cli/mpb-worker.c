@@ -215,6 +215,18 @@ static int check_registered(const void *key, size_t keylen) {
     return 0;
 }
 
+/* An integer option in min..max into *out; -1 after saying why. */
+static int int_option(const char *name, const char *text, int min, int max, int *out) {
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (*end || v < min || v > max) {
+        fprintf(stderr, "mpb-worker: %s '%s' is not %d..%d\n", name, text, min, max);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     opt.endpoint = getenv("MPB_ENDPOINT") ? getenv("MPB_ENDPOINT") : "tcp://127.0.0.1:5555";
     opt.concurrency = 1;
@@ -265,18 +277,10 @@ int main(int argc, char **argv) {
         case O_LIB: opt.lib = optarg; break;
         case O_FN: opt.fns = optarg; break;
         case O_CONC:
-            opt.concurrency = (int)strtol(optarg, &end, 10);
-            if (*end || opt.concurrency < 1 || opt.concurrency > 4096) {
-                fprintf(stderr, "mpb-worker: --concurrency '%s' is not 1..4096\n", optarg);
-                return 2;
-            }
+            if (int_option("--concurrency", optarg, 1, 4096, &opt.concurrency)) return 2;
             break;
         case O_PRE:
-            opt.prefetch = (int)strtol(optarg, &end, 10);
-            if (*end || opt.prefetch < 0 || opt.prefetch > 4096) {
-                fprintf(stderr, "mpb-worker: --prefetch '%s' is not 0..4096\n", optarg);
-                return 2;
-            }
+            if (int_option("--prefetch", optarg, 0, 4096, &opt.prefetch)) return 2;
             break;
         case O_MAX:
             opt.max_tasks = strtoull(optarg, &end, 10);

@@ -7,7 +7,7 @@
 
 #include "cli.h"
 #include "clock.h"
-#include "mpbproto.h"
+#include "mpb/ops.h"
 
 #define ASK_AFTER_MS 1000
 

@@ -1,8 +1,8 @@
 """Builds the extension mpbroker._mpb for `pip install ./client/python`.
 
 Against libmpb from the source tree's build when MPB_BUILD_DIR names one (linked statically),
-else against an installed libmpb found by pkg-config (mpb.pc). The op codes come from the
-source tree's proto/ops.def, or MPB_PROTO_DIR.
+else against an installed libmpb found by pkg-config (mpb.pc). The op codes come from its
+public header mpb/ops.h.
 """
 import glob
 import os
@@ -12,8 +12,6 @@ import subprocess
 from setuptools import Extension, setup
 
 here = os.path.dirname(os.path.abspath(__file__))
-src = os.path.normpath(os.path.join(here, "..", ".."))
-proto = os.environ.get("MPB_PROTO_DIR", os.path.join(src, "proto"))
 sources = sorted(os.path.relpath(p, here) for p in glob.glob(os.path.join(here, "src", "*.c")))
 macros = [("MPBPY_HAVE_POOL", "1")] if os.path.exists(os.path.join(here, "src", "_mpb_pool.c")) else []
 
@@ -32,7 +30,7 @@ cflags = pkg_config("--cflags")
 libs = pkg_config("--libs")
 ext = Extension(
     "mpbroker._mpb", sources=sources, define_macros=macros,
-    include_dirs=["src", proto] + [f[2:] for f in cflags if f.startswith("-I")],
+    include_dirs=["src"] + [f[2:] for f in cflags if f.startswith("-I")],
     library_dirs=[f[2:] for f in libs if f.startswith("-L")],
     libraries=[f[2:] for f in libs if f.startswith("-l")],
     runtime_library_dirs=[f[2:] for f in libs if f.startswith("-L")],
