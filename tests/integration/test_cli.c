@@ -169,12 +169,6 @@ static json_t *json_of_stdout(void) {
     return j;
 }
 
-static void use_broker_env(const th_broker_t *b) {
-    setenv("MPB_ENDPOINT", b->endpoint, 1);
-    setenv("MPB_AUTHKEY_FILE", b->keyfile, 1);
-    unsetenv("MPB_AUTHKEY");
-}
-
 /* ---- info, ping ---- */
 
 static void test_info_prints_lines(void **state) {
@@ -431,7 +425,7 @@ static void test_ls(void **state) {
     (void)state;
     th_broker_t b2;
     th_broker_start(&b2, NULL);
-    use_broker_env(&b2);
+    th_use_broker_env(&b2);
     EXPECT_OUT(0, "", "ls");
     EXPECT_OUT(0, "", "set", "dict/a", "x", "1");
     EXPECT_OUT(0, "", "set", "dict/b", "y", "1");
@@ -473,7 +467,7 @@ static void test_ls(void **state) {
     assert_int_equal(lines, 100);
 
     th_broker_stop(&b2);
-    use_broker_env(&B);
+    th_use_broker_env(&B);
 }
 
 /* ---- failures ---- */
@@ -518,7 +512,7 @@ static void test_wrong_authkey_exits_1(void **state) {
     EXPECT_JSON_ERR(1, "EINVAL", "no authkey", "ping");
     snprintf(path, sizeof path, "%s/absent", B.dir);
     EXPECT_ERR(1, "cannot read authkey file", "-k", path, "ping");
-    use_broker_env(&B);
+    th_use_broker_env(&B);
 }
 
 static void test_unreachable_broker_exits_1(void **state) {
@@ -533,7 +527,7 @@ static void test_unreachable_broker_exits_1(void **state) {
     EXPECT_ERR(1, "connection refused by 127.0.0.1:1", "--connect-timeout", "0.3", "ping");
     /* -e wins over the environment. */
     EXPECT_OUT(0, "pong\n", "-e", B.endpoint, "ping");
-    use_broker_env(&B);
+    th_use_broker_env(&B);
     EXPECT_ERR(1, "bad endpoint 'nonsense'", "-e", "nonsense", "ping");
 }
 
@@ -1103,7 +1097,7 @@ static void test_lock_holder_killed(void **state) {
     (void)state;
     th_broker_t b2;
     th_broker_start(&b2, "--heartbeat-ms", "200", "--session-ttl-ms", "1000", NULL);
-    use_broker_env(&b2);
+    th_use_broker_env(&b2);
     mpb_client_t *c = NULL;
     assert_int_equal(th_connect_opts(&b2, NULL, &c), 0);
     pid_t p = SPAWN(0, "lock", "lock/dl", "--", "sleep", "60");
@@ -1120,7 +1114,7 @@ static void test_lock_holder_killed(void **state) {
     assert_true((int64_t)printed_fence() > f1);
     mpb_close(&c);
     th_broker_stop(&b2);
-    use_broker_env(&B);
+    th_use_broker_env(&B);
 }
 
 static void test_event_cmds(void **state) {
@@ -1241,20 +1235,8 @@ static void test_info_semaphore_barrier(void **state) {
     EXPECT_JSON_ERR(3, "ENOKEY", "", "get", "namespace/cn", "zz");
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    use_broker_env(&B);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    th_broker_stop(&B);
-    return 0;
-}
-
 int main(void) {
+    th_suite(&B, NULL, TH_SUITE_ENV);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info_prints_lines),
@@ -1283,5 +1265,5 @@ int main(void) {
         cmocka_unit_test(test_event_cmds),
         cmocka_unit_test(test_info_semaphore_barrier),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, th_suite_teardown);
 }

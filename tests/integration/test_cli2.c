@@ -781,24 +781,8 @@ static void test_prompt(void **state) {
     unsetenv("MPB_HISTFILE");
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    setenv("MPB_ENDPOINT", B.endpoint, 1);
-    setenv("MPB_AUTHKEY_FILE", B.keyfile, 1);
-    unsetenv("MPB_AUTHKEY");
-    C = th_connect(&B);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    mpb_close(&C);
-    th_broker_stop(&B);
-    return 0;
-}
-
 int main(void) {
+    th_suite(&B, &C, TH_SUITE_ENV);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version),
@@ -817,5 +801,5 @@ int main(void) {
         cmocka_unit_test(test_get_on_terminal_says_it_waits),
         cmocka_unit_test(test_prompt),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, th_suite_teardown);
 }

@@ -283,16 +283,6 @@ static void test_connect_unresolvable(void **state) {
     assert_int_equal(st, 3); /* no such key: it connected */
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    setenv("MPB_ENDPOINT", B.endpoint, 1);
-    setenv("MPB_AUTHKEY_FILE", B.keyfile, 1);
-    unsetenv("MPB_AUTHKEY");
-    C = th_connect(&B);
-    return 0;
-}
-
 static int teardown(void **state) {
     (void)state;
     if (M.pid > 0 && kill(M.pid, 0) == 0) { /* a failed case left its monitor */
@@ -305,6 +295,7 @@ static int teardown(void **state) {
 }
 
 int main(void) {
+    th_suite(&B, &C, TH_SUITE_ENV);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_monitor_text),
@@ -314,5 +305,5 @@ int main(void) {
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_connect_unresolvable),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, teardown);
 }
