@@ -24,46 +24,7 @@ static th_broker_t B;
 
 /* ---- running the CLI ---- */
 
-typedef struct cli_run {
-    int status; /* exit status, 128 + signal, or -1 if it had to be killed */
-    char out[1 << 16];
-    char err[1 << 16];
-    int64_t ms;
-} cli_run_t;
-
-static cli_run_t R; /* the last run */
-
-/* Reads both pipes to their end (neither may fill and block the child). */
-static void drain(int fo, int fe) {
-    size_t no = 0, ne = 0;
-    struct pollfd p[2] = {
-        {fo, POLLIN, 0},
-        {fe, POLLIN, 0}
-    };
-    int open = 2;
-    int64_t end = th_now_ms() + 30000;
-    while (open && th_now_ms() < end) {
-        if (poll(p, 2, 1000) < 0 && errno != EINTR) break;
-        for (int i = 0; i < 2; i++) {
-            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            char *buf = i ? R.err : R.out;
-            size_t *n = i ? &ne : &no;
-            char tmp[4096];
-            ssize_t k = read(p[i].fd, tmp, sizeof tmp);
-            if (k <= 0) {
-                p[i].fd = -1;
-                open--;
-                continue;
-            }
-            size_t room = sizeof R.out - 1 - *n;
-            size_t take = (size_t)k < room ? (size_t)k : room;
-            memcpy(buf + *n, tmp, take);
-            *n += take;
-        }
-    }
-    R.out[no] = 0;
-    R.err[ne] = 0;
-}
+static th_run_t R; /* the last run */
 
 /* Runs mpb with the given arguments (NULL-terminated) and returns its exit status; R holds
  * what it printed. */
@@ -73,30 +34,8 @@ static int vrun(const char *first, va_list ap) {
     for (const char *a = first; a && argc < 62; a = va_arg(ap, const char *))
         argv[argc++] = a;
     argv[argc] = NULL;
-    int po[2], pe[2];
-    if (pipe(po) || pipe(pe)) fail_msg("pipe: %s", strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    int64_t t0 = th_now_ms();
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        close(po[0]);
-        close(pe[0]);
-        close(po[1]);
-        close(pe[1]);
-        execv(argv[0], (char **)argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    drain(po[0], pe[0]);
-    close(po[0]);
-    close(pe[0]);
-    R.status = th_wait(pid, 30);
-    R.ms = th_now_ms() - t0;
-    return R.status;
+    const th_run_opts_t o = {.timeout_ms = 30000};
+    return th_run(argv, &o, &R);
 }
 
 static int run(const char *first, ...) {

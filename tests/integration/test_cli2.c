@@ -23,85 +23,13 @@
 static th_broker_t B;
 static mpb_client_t *C;
 
-typedef struct {
-    int status;
-    char out[1 << 16], err[1 << 16];
-} run_t;
-static run_t R;
+static th_run_t R; /* the last run */
 
-/* Runs prog with argv (NULL-terminated); kill_ms > 0 stops it with SIGTERM
- * after that long. pty: stdin and stdout are a pseudo-terminal fed with input
- * (stderr goes there too, into R.out); otherwise pipes, stdin /dev/null.
- * Returns the exit status, 128 + signal. */
+/* Runs argv, as th_run() with these options; R holds what it wrote. */
 static int spawn(const char *const *argv, int kill_ms, bool pty, const char *input,
                  const char *until) {
-    int po[2], pe[2], master = -1;
-    pid_t pid;
-    fflush(stdout);
-    fflush(stderr);
-    if (pty) {
-        pid = forkpty(&master, NULL, NULL, NULL);
-        if (pid == 0) {
-            execv(argv[0], (char **)argv);
-            _exit(127);
-        }
-        po[0] = master, pe[0] = -1;
-    } else {
-        if (pipe(po) || pipe(pe)) fail_msg("pipe: %s", strerror(errno));
-        pid = fork();
-        if (pid == 0) {
-            int nul = open("/dev/null", O_RDONLY);
-            dup2(nul, 0);
-            dup2(po[1], 1);
-            dup2(pe[1], 2);
-            execv(argv[0], (char **)argv);
-            _exit(127);
-        }
-        close(po[1]);
-        close(pe[1]);
-    }
-    if (pid < 0) fail_msg("fork: %s", strerror(errno));
-    size_t n[2] = {0, 0};
-    R.out[0] = R.err[0] = 0;
-    int64_t start = th_now_ms(), end = start + 20000;
-    bool fed = false, killed = false;
-    struct pollfd p[2] = {
-        {po[0], POLLIN, 0},
-        {pe[0], POLLIN, 0}
-    };
-    while ((p[0].fd >= 0 || p[1].fd >= 0) && th_now_ms() < end) {
-        if (kill_ms > 0 && !killed && th_now_ms() - start >= kill_ms)
-            kill(pid, SIGTERM), killed = true;
-        /* input goes in once "until" shows on the terminal and the line editor has
-         * turned off canonical mode (libedit flushes input typed before it does) */
-        struct termios tio;
-        if (pty && input && !fed && strstr(R.out, until) && !tcgetattr(master, &tio) &&
-            !(tio.c_lflag & ICANON)) {
-            if (write(master, input, strlen(input)) < 0) fail_msg("write: %s", strerror(errno));
-            fed = true;
-        }
-        if (poll(p, 2, 50) < 0 && errno != EINTR) break;
-        for (int i = 0; i < 2; i++) {
-            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            char *buf = i ? R.err : R.out;
-            ssize_t k = read(p[i].fd, buf + n[i], sizeof R.out - 1 - n[i]);
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0) { /* closed after the wait: closing a pty master hangs up its
-                             child */
-                p[i].fd = -1;
-                continue;
-            }
-            n[i] += (size_t)k;
-            buf[n[i]] = 0;
-        }
-    }
-    R.out[n[0]] = 0;
-    R.err[n[1]] = 0;
-    if (th_now_ms() >= end) kill(pid, SIGKILL);
-    R.status = th_wait(pid, 10);
-    close(po[0]);
-    if (pe[0] >= 0) close(pe[0]);
-    return R.status;
+    th_run_opts_t o = {.kill_ms = kill_ms, .pty = pty, .input = input, .until = until};
+    return th_run(argv, &o, &R);
 }
 
 static int vmpb(va_list ap, int kill_ms) {

@@ -221,24 +221,13 @@ static void test_monitor_usage(void **state) {
 /* mpb -e EP --connect-timeout 20 get dict/x k: its exit status and stderr, and how long it
  * took (ms) in *ms. */
 static int get_from(const char *ep, int64_t *ms, char *err, size_t errlen) {
-    int pe[2];
-    if (pipe(pe)) fail_msg("pipe: %s", strerror(errno));
-    int64_t t0 = th_now_ms();
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(pe[1], 2);
-        execl(th_mpb_cli, th_mpb_cli, "-e", ep, "--connect-timeout", "20", "get", "dict/x", "k",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(pe[1]);
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < errlen && (k = read(pe[0], err + n, errlen - 1 - n)) > 0) n += (size_t)k;
-    err[n] = 0;
-    close(pe[0]);
-    int st = th_wait(pid, 30);
-    *ms = th_now_ms() - t0;
+    static th_run_t r;
+    const char *argv[] = {th_mpb_cli, "-e", ep, "--connect-timeout", "20", "get", "dict/x", "k",
+                          NULL};
+    const th_run_opts_t o = {.timeout_ms = 30000};
+    int st = th_run(argv, &o, &r);
+    snprintf(err, errlen, "%s", r.err);
+    *ms = r.ms;
     return st;
 }
 

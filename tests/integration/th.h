@@ -128,6 +128,27 @@ int th_log_count(const th_broker_t *b, const char *what);
 /* Polls b's log every 20 ms until a line contains what; false if none does after timeout_ms.
  * Checks at least once, and once more after the deadline. */
 bool th_wait_log_line(const th_broker_t *b, const char *what, int timeout_ms);
+/* ---- running a program and capturing what it writes ---- */
+
+typedef struct th_run {
+    int status;        /* exit status, 128 + signal, or -1 if it had to be killed */
+    int64_t ms;        /* from the fork to its end */
+    char out[1 << 16]; /* stdout (with a pty, stderr too), NUL-terminated */
+    char err[1 << 16]; /* stderr */
+} th_run_t;
+
+typedef struct th_run_opts {
+    int kill_ms;       /* > 0: SIGTERM after that long */
+    int timeout_ms;    /* reading stops and it gets SIGKILL after that long (0: 20 s) */
+    bool pty;          /* stdin and stdout a pseudo-terminal; else pipes, stdin /dev/null */
+    const char *input; /* pty: typed once until shows on it and the line editor is raw */
+    const char *until;
+} th_run_opts_t;
+
+/* Runs argv (NULL-terminated; argv[0] a path) with o (NULL: the defaults), reading stdout and
+ * stderr as they come (neither may fill and block it) into r. Returns r->status. */
+int th_run(const char *const *argv, const th_run_opts_t *o, th_run_t *r);
+
 /* ---- fixtures: cmocka setup/teardown functions ----
  * A suite whose tests share one broker started with the default options names it (and the
  * client its tests share, or NULL) first thing in main, then runs
