@@ -1373,17 +1373,6 @@ static void test_batch_reply_budget_answers_the_rest_etoobig(void **state) {
     good_still_works();
 }
 
-static long rss_kb(pid_t pid) {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) kb = atol(line + 6);
-    if (f) fclose(f);
-    return kb;
-}
-
 /* The audit's case against the defaults: 300 dict.get of a 1 MB value in a 3 KB frame once
  * made one 300 MB REP (a full frame of them could have asked for 800 GB). Now 64 MiB worth
  * is answered in 8 MiB REPs, the rest ETOOBIG; and so for a frame of 100,000 such gets. */
@@ -1412,7 +1401,7 @@ static void test_batch_reply_budget_with_defaults(void **state) {
     mpb__buf_t b = {0}, val = {0};
     big_value(&val, 1000000);
     raw_set(&c, "amp", "v", &val);
-    long rss0 = rss_kb(b2.pid);
+    long rss0 = th_rss_kb(b2.pid);
 
     const size_t budget = 64u << 20;
     int ns[] = {300, 100000};
@@ -1434,7 +1423,7 @@ static void test_batch_reply_budget_with_defaults(void **state) {
                       n, b.len, nok, n - nok, frames, (long long)(th_now_ms() - t0));
         free(got);
     }
-    long rss1 = rss_kb(b2.pid);
+    long rss1 = th_rss_kb(b2.pid);
     print_message("broker RSS %ld MB before, %ld MB after\n", rss0 / 1024, rss1 / 1024);
     assert_true(rss0 > 0 && rss1 > 0);
     /* A REP is at most 8 MiB and one frame's replies at most 64 MiB (+1 MB), whatever the

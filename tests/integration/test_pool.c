@@ -55,19 +55,6 @@ static long maxrss_kb(void) {
     return ru.ru_maxrss;
 }
 
-/* VmRSS of process pid in kB, or -1. */
-static long vmrss_kb(pid_t pid) {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) kb = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kb;
-}
-
 /* ---- imap over 100,000 items: lazy input, results in order, bounded memory ---- */
 
 typedef struct gen {
@@ -92,7 +79,7 @@ static void test_imap_100k_items_in_order_with_bounded_memory(void **state) {
     tp_start_worker(MPB_TESTFNS_LIB, "pad", 2, 1, 0, NULL);
     tp_wait_workers(mon, "pad", 2, 10000);
     enum { N = 100000, CHUNK = 100, WINDOW = 16 };
-    long rss0 = maxrss_kb(), brss0 = vmrss_kb(tp_broker.pid), brss_max = brss0;
+    long rss0 = maxrss_kb(), brss0 = th_rss_kb(tp_broker.pid), brss_max = brss0;
     uint64_t held_max = 0;
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
@@ -121,7 +108,7 @@ static void test_imap_100k_items_in_order_with_bounded_memory(void **state) {
             tp_fnstat_t s = tp_fn_stat(mon, "pad");
             if (s.queued + s.running + s.prefetched > held_max)
                 held_max = s.queued + s.running + s.prefetched;
-            long r = vmrss_kb(tp_broker.pid);
+            long r = th_rss_kb(tp_broker.pid);
             if (r > brss_max) brss_max = r;
         }
     }

@@ -578,6 +578,18 @@ int th_http_port(const th_broker_t *b) {
     return -1;
 }
 
+long th_rss_kb(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
 int th_log_count(const th_broker_t *b, const char *what) {
     FILE *f = fopen(b->log, "r");
     if (!f) return 0;

@@ -165,6 +165,8 @@ int th_suite_teardown(void **state);
  * (the mpb CLI) reach b without flags. */
 void th_use_broker_env(const th_broker_t *b);
 
+/* The resident size (VmRSS) of process pid in kB, or -1. */
+long th_rss_kb(pid_t pid);
 /* Path of a built program (mpb CLI etc.), from the build. */
 extern const char *th_mpb_cli;
 
