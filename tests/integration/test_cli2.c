@@ -288,10 +288,10 @@ static void test_peek(void **state) {
      * on */
     void *res = NULL;
     size_t rn;
-    assert_int_equal(mpb_call(C, 72, "pk", "\x91\xa1x", 3, 0, &res, &rn), MPB_ETYPE);
+    assert_int_equal(mpb_call(C, MPB_OP_QUEUE_PEEK, "pk", "\x91\xa1x", 3, 0, &res, &rn), MPB_ETYPE);
     assert_string_equal(mpb_errmsg(C), "count must be a non-negative integer");
-    assert_int_equal(mpb_call(C, 72, "pk", "\x90", 1, 0, &res, &rn), MPB_EPROTO);
-    assert_int_equal(mpb_call(C, 72, "pk", "\x91\x00", 2, 0, &res, &rn), 0);
+    assert_int_equal(mpb_call(C, MPB_OP_QUEUE_PEEK, "pk", "\x90", 1, 0, &res, &rn), MPB_EPROTO);
+    assert_int_equal(mpb_call(C, MPB_OP_QUEUE_PEEK, "pk", "\x91\x00", 2, 0, &res, &rn), 0);
     assert_memory_equal(res, "\x92\x02\x03", 3);
     mpb_free(res);
     mpb_queue_close(&q);
@@ -474,8 +474,10 @@ static void test_clients_and_kill(void **state) {
     uint8_t args[10] = {0x91, 0xcf};
     for (int k = 0; k < 8; k++)
         args[2 + k] = (uint8_t)((uint64_t)me >> (56 - 8 * k));
-    assert_int_equal(mpb_call(C, 11, NULL, args, sizeof args, 0, NULL, NULL), MPB_EINVAL);
-    assert_int_equal(mpb_call(C, 11, NULL, "\x91\xa1x", 3, 0, NULL, NULL), MPB_ETYPE);
+    assert_int_equal(mpb_call(C, MPB_OP_SESSION_KILL, NULL, args, sizeof args, 0, NULL, NULL),
+                     MPB_EINVAL);
+    assert_int_equal(mpb_call(C, MPB_OP_SESSION_KILL, NULL, "\x91\xa1x", 3, 0, NULL, NULL),
+                     MPB_ETYPE);
     EXPECT_ERR(2, "kill takes SESSION", "kill");
     EXPECT_ERR(2, "kill: SESSION '-5' is not a session number", "kill", "-5");
     EXPECT_ERR(2, "clients takes no arguments", "clients", "x");
@@ -596,8 +598,8 @@ static void test_slowlog(void **state) {
     EXPECT_ERR(2, "slowlog: N '0' is not 1..100000", "slowlog", "0");
     EXPECT_ERR(2, "slowlog takes at most a count", "slowlog", "1", "2");
     /* the op refuses a count that is not one */
-    assert_int_equal(mpb_call(C, 12, NULL, "\x91\xa1x", 3, 0, NULL, NULL), MPB_ETYPE);
-    assert_int_equal(mpb_call(C, 12, NULL, "\x91\xc0", 2, 0, NULL, NULL), 0);
+    assert_int_equal(mpb_call(C, MPB_OP_SLOWLOG, NULL, "\x91\xa1x", 3, 0, NULL, NULL), MPB_ETYPE);
+    assert_int_equal(mpb_call(C, MPB_OP_SLOWLOG, NULL, "\x91\xc0", 2, 0, NULL, NULL), 0);
     /* the setting is checked as the others are */
     const char *bad[] = {MPBROKERD_PATH, "--slowlog-max-len", "-1", NULL};
     spawn(bad, 0, false, NULL, NULL);

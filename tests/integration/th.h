@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mpb/mpb.h"
+#include "mpb/ops.h"
 #include "mpbproto.h"
 
 typedef struct th_broker {
