@@ -1,6 +1,8 @@
-/* th.h - the integration test harness: a real mpbrokerd on a free port in a temporary
- * directory, clients connected to it, forked client processes (th_child.h has the exec'd
- * kind), and readers of what the broker says about an object. */
+/* th.h - the integration test harness (the th library): a real mpbrokerd on a free port in a
+ * temporary directory, clients connected to it, forked client processes (th_child.h has the
+ * exec'd kind), programs run with their output captured (th_run.c), readers of what the broker
+ * says about an object and of its log, and the fixtures of a suite that shares one broker.
+ * th_pool.h adds the pool tests' part, rawclient.h a protocol client by hand. */
 #ifndef MPB_TH_H
 #define MPB_TH_H
 
