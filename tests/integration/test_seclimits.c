@@ -19,17 +19,9 @@ static long file_size(const char *path) {
 }
 
 static double metric(th_broker_t *b, const char *series) {
-    char path[400], addr[128] = "";
-    snprintf(path, sizeof path, "%s/data/http.addr", b->dir);
-    FILE *f = NULL;
-    for (int i = 0; i < 500 && !(f = fopen(path, "r")); i++) /* written just after the endpoint */
-        usleep(10000);
-    assert_non_null(f);
-    assert_non_null(fgets(addr, sizeof addr, f));
-    fclose(f);
-    char *colon = strrchr(addr, ':');
-    assert_non_null(colon);
-    char *page = th_http_request(atoi(colon + 1), "GET", "/metrics");
+    int port = th_http_port(b);
+    assert_true(port > 0);
+    char *page = th_http_request(port, "GET", "/metrics");
     double v = th_metric(page, series, -1);
     free(page);
     return v;

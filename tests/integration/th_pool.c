@@ -452,42 +452,11 @@ uint32_t tp_raw_take(mpb_client_t *c) {
 /* ---- /metrics, from a broker started with --http 127.0.0.1:0 ---- */
 
 char *tp_metrics_get(void) {
-    char path[400], addr[128] = "";
-    snprintf(path, sizeof path, "%s/data/http.addr", tp_broker.dir);
-    int64_t end = th_now_ms() + 5000;
-    for (;;) { /* written once the HTTP endpoint is up */
-        FILE *f = fopen(path, "r");
-        if (f) {
-            if (!fgets(addr, sizeof addr, f)) addr[0] = 0;
-            fclose(f);
-        }
-        if (addr[0] || th_now_ms() > end) break;
-        usleep(10000);
-    }
-    char *colon = strrchr(addr, ':');
-    if (!colon) fail_msg("no HTTP address in %s", path);
-    int port = atoi(colon + 1);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        fail_msg("connect to %s: %s", addr, strerror(errno));
-    const char *req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) fail_msg("send: %s", strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (len + 1 == cap) buf = realloc(buf, cap *= 2);
-        ssize_t got = read(fd, buf + len, cap - 1 - len);
-        if (got <= 0) break;
-        len += (size_t)got;
-    }
-    close(fd);
-    buf[len] = 0;
+    int port = th_http_port(&tp_broker);
+    if (port <= 0) fail_msg("no HTTP address in %s/data/http.addr", tp_broker.dir);
+    char *buf = th_http_request(port, "GET", "/metrics");
     char *body = strstr(buf, "\r\n\r\n");
-    if (!body) fail_msg("no HTTP response from %s", addr);
+    if (!body) fail_msg("no HTTP response from port %d", port);
     memmove(buf, body + 4, strlen(body + 4) + 1);
     return buf;
 }
