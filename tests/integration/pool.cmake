@@ -13,9 +13,5 @@ target_link_libraries(mpbtestfns PRIVATE mpb Threads::Threads mpb_warnings)
 foreach(t test_pool test_pool_faults test_pool_worker test_pool_limits test_pool_sched
     test_pool_isolate)
   mpb_integration_test(${t} ${t}.c TIMEOUT 180)
-  target_compile_definitions(${t} PRIVATE MPB_WORKER_PATH="$<TARGET_FILE:mpb_worker>"
-    MPB_DEMO_LIB="$<TARGET_FILE:mpbdemo>"
-    MPB_TESTFNS_LIB="$<TARGET_FILE:mpbtestfns>")
-  add_dependencies(${t} mpb_worker mpbdemo mpbtestfns)
   set_property(TEST ${t} APPEND PROPERTY LABELS pool)
 endforeach()

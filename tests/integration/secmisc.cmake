@@ -3,6 +3,5 @@
 # CMakeLists.txt in this folder.
 mpb_integration_test(test_hashflood test_hashflood.c TIMEOUT 180)
 mpb_integration_test(test_keyfile test_keyfile.c TIMEOUT 120)
-mpb_integration_test(test_seclimits test_seclimits.c rawclient.c TIMEOUT 180)
-target_link_libraries(test_seclimits PRIVATE PkgConfig::ZMQ)
+mpb_integration_test(test_seclimits test_seclimits.c TIMEOUT 180)
 mpb_integration_test(test_httpsec test_httpsec.c TIMEOUT 120)

@@ -185,17 +185,6 @@ static void info_settled(uint64_t *clients, uint64_t *sessions) {
     fail_msg("clients/sessions in info did not settle");
 }
 
-static int log_count(const char *words) {
-    FILE *f = fopen(B.log, "r");
-    if (!f) return 0;
-    char line[2048];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        if (strstr(line, words)) n++;
-    fclose(f);
-    return n;
-}
-
 /* A valid HELLO frame, to corrupt. */
 static void hello_frame(mpb__buf_t *out, int version, bool with_nonce, size_t noncelen) {
     uint8_t nonce[64] = {1, 2, 3};
@@ -220,7 +209,7 @@ static void test_garbage_gets_eproto(void **state) {
     char peer[64] = "msg=\"bad frame\" peer=";
     for (size_t i = 0; i < strlen(id); i++)
         snprintf(peer + strlen(peer), sizeof peer - strlen(peer), "%02x", (uint8_t)id[i]);
-    int logged0 = log_count(peer);
+    int logged0 = th_log_count(&B, peer);
     int64_t t0 = th_now_ms();
     assert_int_equal(rc_open_as(&c, NULL, B.endpoint, id, strlen(id)), 0);
     send_expect(&c, "hello", 5, MPB_EPROTO, "not an mpbroker frame (5 bytes, bad magic)");
@@ -240,12 +229,12 @@ static void test_garbage_gets_eproto(void **state) {
     /* The broker's log names the peer, but a line a second per address at most (each with
      * the count held back since): 55 bad frames make one line for each second they took,
      * and one. A second later, the next bad frame gets its line. */
-    int logged = log_count(peer);
+    int logged = th_log_count(&B, peer);
     int secs = (int)((th_now_ms() - t0) / 1000);
     assert_true(logged <= logged0 + secs + 1);
     usleep(1100 * 1000);
     send_expect(&c, "hello", 5, MPB_EPROTO, "bad magic");
-    assert_true(log_count(peer) == logged + 1);
+    assert_true(th_log_count(&B, peer) == logged + 1);
     /* The connection is not held against it: a proper handshake on it still works. */
     assert_int_equal(rc_handshake(&c, key, keylen, T_MS), 0);
     rc_close(&c);
@@ -545,7 +534,7 @@ static void test_wrong_key_client_gets_eauth(void **state) {
     uint64_t cl0, s0, cl1, s1;
     usleep(300000); /* let the sweep drop peers whose sessions said bye */
     info_counts(&cl0, &s0);
-    int logged0 = log_count("authentication failed");
+    int logged0 = th_log_count(&B, "authentication failed");
 
     mpb_options_t o;
     mpb_options_init(&o);
@@ -574,7 +563,7 @@ static void test_wrong_key_client_gets_eauth(void **state) {
     assert_int_equal(s1, s0);
     /* One log line each (the broker may not have heard the libmpb clients' AUTH: they hang up
      * as soon as the broker's own proof fails). */
-    assert_true(log_count("authentication failed") >= logged0 + 5);
+    assert_true(th_log_count(&B, "authentication failed") >= logged0 + 5);
     good_still_works();
 }
 
@@ -1384,17 +1373,6 @@ static void test_batch_reply_budget_answers_the_rest_etoobig(void **state) {
     good_still_works();
 }
 
-static long rss_kb(pid_t pid) {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) kb = atol(line + 6);
-    if (f) fclose(f);
-    return kb;
-}
-
 /* The audit's case against the defaults: 300 dict.get of a 1 MB value in a 3 KB frame once
  * made one 300 MB REP (a full frame of them could have asked for 800 GB). Now 64 MiB worth
  * is answered in 8 MiB REPs, the rest ETOOBIG; and so for a frame of 100,000 such gets. */
@@ -1423,7 +1401,7 @@ static void test_batch_reply_budget_with_defaults(void **state) {
     mpb__buf_t b = {0}, val = {0};
     big_value(&val, 1000000);
     raw_set(&c, "amp", "v", &val);
-    long rss0 = rss_kb(b2.pid);
+    long rss0 = th_rss_kb(b2.pid);
 
     const size_t budget = 64u << 20;
     int ns[] = {300, 100000};
@@ -1445,7 +1423,7 @@ static void test_batch_reply_budget_with_defaults(void **state) {
                       n, b.len, nok, n - nok, frames, (long long)(th_now_ms() - t0));
         free(got);
     }
-    long rss1 = rss_kb(b2.pid);
+    long rss1 = th_rss_kb(b2.pid);
     print_message("broker RSS %ld MB before, %ld MB after\n", rss0 / 1024, rss1 / 1024);
     assert_true(rss0 > 0 && rss1 > 0);
     /* A REP is at most 8 MiB and one frame's replies at most 64 MiB (+1 MB), whatever the
@@ -1525,7 +1503,7 @@ static void test_half_open_handshake_times_out(void **state) {
     /* Its pending state lasts 5 s, then goes. */
     int64_t seen = 0;
     while (!seen && th_now_ms() - t0 < 9000) {
-        if (log_count(line))
+        if (th_log_count(&B, line))
             seen = th_now_ms();
         else
             usleep(50000);
@@ -1533,7 +1511,7 @@ static void test_half_open_handshake_times_out(void **state) {
     if (!seen) fail_msg("no \"%s\" in the broker log after 9 s", line);
     if (seen - t0 < 4900) fail_msg("handshake timed out after %lld ms", (long long)(seen - t0));
     /* So did every earlier one. */
-    assert_true(log_count("handshake timed out") >= half_open);
+    assert_true(th_log_count(&B, "handshake timed out") >= half_open);
     /* The right proof for its nonces is refused: nothing of the handshake is left. */
     int rc = rc_auth(&c, key, keylen, &f, T_MS);
     check_code(rc, MPB_EPROTO, f.msg);

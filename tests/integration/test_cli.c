@@ -24,46 +24,7 @@ static th_broker_t B;
 
 /* ---- running the CLI ---- */
 
-typedef struct cli_run {
-    int status; /* exit status, 128 + signal, or -1 if it had to be killed */
-    char out[1 << 16];
-    char err[1 << 16];
-    int64_t ms;
-} cli_run_t;
-
-static cli_run_t R; /* the last run */
-
-/* Reads both pipes to their end (neither may fill and block the child). */
-static void drain(int fo, int fe) {
-    size_t no = 0, ne = 0;
-    struct pollfd p[2] = {
-        {fo, POLLIN, 0},
-        {fe, POLLIN, 0}
-    };
-    int open = 2;
-    int64_t end = th_now_ms() + 30000;
-    while (open && th_now_ms() < end) {
-        if (poll(p, 2, 1000) < 0 && errno != EINTR) break;
-        for (int i = 0; i < 2; i++) {
-            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            char *buf = i ? R.err : R.out;
-            size_t *n = i ? &ne : &no;
-            char tmp[4096];
-            ssize_t k = read(p[i].fd, tmp, sizeof tmp);
-            if (k <= 0) {
-                p[i].fd = -1;
-                open--;
-                continue;
-            }
-            size_t room = sizeof R.out - 1 - *n;
-            size_t take = (size_t)k < room ? (size_t)k : room;
-            memcpy(buf + *n, tmp, take);
-            *n += take;
-        }
-    }
-    R.out[no] = 0;
-    R.err[ne] = 0;
-}
+static th_run_t R; /* the last run */
 
 /* Runs mpb with the given arguments (NULL-terminated) and returns its exit status; R holds
  * what it printed. */
@@ -73,30 +34,8 @@ static int vrun(const char *first, va_list ap) {
     for (const char *a = first; a && argc < 62; a = va_arg(ap, const char *))
         argv[argc++] = a;
     argv[argc] = NULL;
-    int po[2], pe[2];
-    if (pipe(po) || pipe(pe)) fail_msg("pipe: %s", strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    int64_t t0 = th_now_ms();
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        close(po[0]);
-        close(pe[0]);
-        close(po[1]);
-        close(pe[1]);
-        execv(argv[0], (char **)argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    drain(po[0], pe[0]);
-    close(po[0]);
-    close(pe[0]);
-    R.status = th_wait(pid, 30);
-    R.ms = th_now_ms() - t0;
-    return R.status;
+    const th_run_opts_t o = {.timeout_ms = 30000};
+    return th_run(argv, &o, &R);
 }
 
 static int run(const char *first, ...) {
@@ -167,12 +106,6 @@ static json_t *json_of_stdout(void) {
     json_t *j = json_loads(R.out, JSON_DECODE_ANY, &je);
     if (!j) fail_msg("stdout is not JSON (%s): \"%s\"", je.text, R.out);
     return j;
-}
-
-static void use_broker_env(const th_broker_t *b) {
-    setenv("MPB_ENDPOINT", b->endpoint, 1);
-    setenv("MPB_AUTHKEY_FILE", b->keyfile, 1);
-    unsetenv("MPB_AUTHKEY");
 }
 
 /* ---- info, ping ---- */
@@ -431,7 +364,7 @@ static void test_ls(void **state) {
     (void)state;
     th_broker_t b2;
     th_broker_start(&b2, NULL);
-    use_broker_env(&b2);
+    th_use_broker_env(&b2);
     EXPECT_OUT(0, "", "ls");
     EXPECT_OUT(0, "", "set", "dict/a", "x", "1");
     EXPECT_OUT(0, "", "set", "dict/b", "y", "1");
@@ -473,7 +406,7 @@ static void test_ls(void **state) {
     assert_int_equal(lines, 100);
 
     th_broker_stop(&b2);
-    use_broker_env(&B);
+    th_use_broker_env(&B);
 }
 
 /* ---- failures ---- */
@@ -518,7 +451,7 @@ static void test_wrong_authkey_exits_1(void **state) {
     EXPECT_JSON_ERR(1, "EINVAL", "no authkey", "ping");
     snprintf(path, sizeof path, "%s/absent", B.dir);
     EXPECT_ERR(1, "cannot read authkey file", "-k", path, "ping");
-    use_broker_env(&B);
+    th_use_broker_env(&B);
 }
 
 static void test_unreachable_broker_exits_1(void **state) {
@@ -533,7 +466,7 @@ static void test_unreachable_broker_exits_1(void **state) {
     EXPECT_ERR(1, "connection refused by 127.0.0.1:1", "--connect-timeout", "0.3", "ping");
     /* -e wins over the environment. */
     EXPECT_OUT(0, "pong\n", "-e", B.endpoint, "ping");
-    use_broker_env(&B);
+    th_use_broker_env(&B);
     EXPECT_ERR(1, "bad endpoint 'nonsense'", "-e", "nonsense", "ping");
 }
 
@@ -1103,7 +1036,7 @@ static void test_lock_holder_killed(void **state) {
     (void)state;
     th_broker_t b2;
     th_broker_start(&b2, "--heartbeat-ms", "200", "--session-ttl-ms", "1000", NULL);
-    use_broker_env(&b2);
+    th_use_broker_env(&b2);
     mpb_client_t *c = NULL;
     assert_int_equal(th_connect_opts(&b2, NULL, &c), 0);
     pid_t p = SPAWN(0, "lock", "lock/dl", "--", "sleep", "60");
@@ -1120,7 +1053,7 @@ static void test_lock_holder_killed(void **state) {
     assert_true((int64_t)printed_fence() > f1);
     mpb_close(&c);
     th_broker_stop(&b2);
-    use_broker_env(&B);
+    th_use_broker_env(&B);
 }
 
 static void test_event_cmds(void **state) {
@@ -1241,20 +1174,8 @@ static void test_info_semaphore_barrier(void **state) {
     EXPECT_JSON_ERR(3, "ENOKEY", "", "get", "namespace/cn", "zz");
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    use_broker_env(&B);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    th_broker_stop(&B);
-    return 0;
-}
-
 int main(void) {
+    th_suite(&B, NULL, TH_SUITE_ENV);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info_prints_lines),
@@ -1283,5 +1204,5 @@ int main(void) {
         cmocka_unit_test(test_event_cmds),
         cmocka_unit_test(test_info_semaphore_barrier),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, th_suite_teardown);
 }

@@ -23,85 +23,13 @@
 static th_broker_t B;
 static mpb_client_t *C;
 
-typedef struct {
-    int status;
-    char out[1 << 16], err[1 << 16];
-} run_t;
-static run_t R;
+static th_run_t R; /* the last run */
 
-/* Runs prog with argv (NULL-terminated); kill_ms > 0 stops it with SIGTERM
- * after that long. pty: stdin and stdout are a pseudo-terminal fed with input
- * (stderr goes there too, into R.out); otherwise pipes, stdin /dev/null.
- * Returns the exit status, 128 + signal. */
+/* Runs argv, as th_run() with these options; R holds what it wrote. */
 static int spawn(const char *const *argv, int kill_ms, bool pty, const char *input,
                  const char *until) {
-    int po[2], pe[2], master = -1;
-    pid_t pid;
-    fflush(stdout);
-    fflush(stderr);
-    if (pty) {
-        pid = forkpty(&master, NULL, NULL, NULL);
-        if (pid == 0) {
-            execv(argv[0], (char **)argv);
-            _exit(127);
-        }
-        po[0] = master, pe[0] = -1;
-    } else {
-        if (pipe(po) || pipe(pe)) fail_msg("pipe: %s", strerror(errno));
-        pid = fork();
-        if (pid == 0) {
-            int nul = open("/dev/null", O_RDONLY);
-            dup2(nul, 0);
-            dup2(po[1], 1);
-            dup2(pe[1], 2);
-            execv(argv[0], (char **)argv);
-            _exit(127);
-        }
-        close(po[1]);
-        close(pe[1]);
-    }
-    if (pid < 0) fail_msg("fork: %s", strerror(errno));
-    size_t n[2] = {0, 0};
-    R.out[0] = R.err[0] = 0;
-    int64_t start = th_now_ms(), end = start + 20000;
-    bool fed = false, killed = false;
-    struct pollfd p[2] = {
-        {po[0], POLLIN, 0},
-        {pe[0], POLLIN, 0}
-    };
-    while ((p[0].fd >= 0 || p[1].fd >= 0) && th_now_ms() < end) {
-        if (kill_ms > 0 && !killed && th_now_ms() - start >= kill_ms)
-            kill(pid, SIGTERM), killed = true;
-        /* input goes in once "until" shows on the terminal and the line editor has
-         * turned off canonical mode (libedit flushes input typed before it does) */
-        struct termios tio;
-        if (pty && input && !fed && strstr(R.out, until) && !tcgetattr(master, &tio) &&
-            !(tio.c_lflag & ICANON)) {
-            if (write(master, input, strlen(input)) < 0) fail_msg("write: %s", strerror(errno));
-            fed = true;
-        }
-        if (poll(p, 2, 50) < 0 && errno != EINTR) break;
-        for (int i = 0; i < 2; i++) {
-            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            char *buf = i ? R.err : R.out;
-            ssize_t k = read(p[i].fd, buf + n[i], sizeof R.out - 1 - n[i]);
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0) { /* closed after the wait: closing a pty master hangs up its
-                             child */
-                p[i].fd = -1;
-                continue;
-            }
-            n[i] += (size_t)k;
-            buf[n[i]] = 0;
-        }
-    }
-    R.out[n[0]] = 0;
-    R.err[n[1]] = 0;
-    if (th_now_ms() >= end) kill(pid, SIGKILL);
-    R.status = th_wait(pid, 10);
-    close(po[0]);
-    if (pe[0] >= 0) close(pe[0]);
-    return R.status;
+    th_run_opts_t o = {.kill_ms = kill_ms, .pty = pty, .input = input, .until = until};
+    return th_run(argv, &o, &R);
 }
 
 static int vmpb(va_list ap, int kill_ms) {
@@ -360,10 +288,10 @@ static void test_peek(void **state) {
      * on */
     void *res = NULL;
     size_t rn;
-    assert_int_equal(mpb_call(C, 72, "pk", "\x91\xa1x", 3, 0, &res, &rn), MPB_ETYPE);
+    assert_int_equal(mpb_call(C, MPB_OP_QUEUE_PEEK, "pk", "\x91\xa1x", 3, 0, &res, &rn), MPB_ETYPE);
     assert_string_equal(mpb_errmsg(C), "count must be a non-negative integer");
-    assert_int_equal(mpb_call(C, 72, "pk", "\x90", 1, 0, &res, &rn), MPB_EPROTO);
-    assert_int_equal(mpb_call(C, 72, "pk", "\x91\x00", 2, 0, &res, &rn), 0);
+    assert_int_equal(mpb_call(C, MPB_OP_QUEUE_PEEK, "pk", "\x90", 1, 0, &res, &rn), MPB_EPROTO);
+    assert_int_equal(mpb_call(C, MPB_OP_QUEUE_PEEK, "pk", "\x91\x00", 2, 0, &res, &rn), 0);
     assert_memory_equal(res, "\x92\x02\x03", 3);
     mpb_free(res);
     mpb_queue_close(&q);
@@ -546,8 +474,10 @@ static void test_clients_and_kill(void **state) {
     uint8_t args[10] = {0x91, 0xcf};
     for (int k = 0; k < 8; k++)
         args[2 + k] = (uint8_t)((uint64_t)me >> (56 - 8 * k));
-    assert_int_equal(mpb_call(C, 11, NULL, args, sizeof args, 0, NULL, NULL), MPB_EINVAL);
-    assert_int_equal(mpb_call(C, 11, NULL, "\x91\xa1x", 3, 0, NULL, NULL), MPB_ETYPE);
+    assert_int_equal(mpb_call(C, MPB_OP_SESSION_KILL, NULL, args, sizeof args, 0, NULL, NULL),
+                     MPB_EINVAL);
+    assert_int_equal(mpb_call(C, MPB_OP_SESSION_KILL, NULL, "\x91\xa1x", 3, 0, NULL, NULL),
+                     MPB_ETYPE);
     EXPECT_ERR(2, "kill takes SESSION", "kill");
     EXPECT_ERR(2, "kill: SESSION '-5' is not a session number", "kill", "-5");
     EXPECT_ERR(2, "clients takes no arguments", "clients", "x");
@@ -668,8 +598,8 @@ static void test_slowlog(void **state) {
     EXPECT_ERR(2, "slowlog: N '0' is not 1..100000", "slowlog", "0");
     EXPECT_ERR(2, "slowlog takes at most a count", "slowlog", "1", "2");
     /* the op refuses a count that is not one */
-    assert_int_equal(mpb_call(C, 12, NULL, "\x91\xa1x", 3, 0, NULL, NULL), MPB_ETYPE);
-    assert_int_equal(mpb_call(C, 12, NULL, "\x91\xc0", 2, 0, NULL, NULL), 0);
+    assert_int_equal(mpb_call(C, MPB_OP_SLOWLOG, NULL, "\x91\xa1x", 3, 0, NULL, NULL), MPB_ETYPE);
+    assert_int_equal(mpb_call(C, MPB_OP_SLOWLOG, NULL, "\x91\xc0", 2, 0, NULL, NULL), 0);
     /* the setting is checked as the others are */
     const char *bad[] = {MPBROKERD_PATH, "--slowlog-max-len", "-1", NULL};
     spawn(bad, 0, false, NULL, NULL);
@@ -781,24 +711,8 @@ static void test_prompt(void **state) {
     unsetenv("MPB_HISTFILE");
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    setenv("MPB_ENDPOINT", B.endpoint, 1);
-    setenv("MPB_AUTHKEY_FILE", B.keyfile, 1);
-    unsetenv("MPB_AUTHKEY");
-    C = th_connect(&B);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    mpb_close(&C);
-    th_broker_stop(&B);
-    return 0;
-}
-
 int main(void) {
+    th_suite(&B, &C, TH_SUITE_ENV);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version),
@@ -817,5 +731,5 @@ int main(void) {
         cmocka_unit_test(test_get_on_terminal_says_it_waits),
         cmocka_unit_test(test_prompt),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, th_suite_teardown);
 }

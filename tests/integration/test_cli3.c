@@ -221,24 +221,15 @@ static void test_monitor_usage(void **state) {
 /* mpb -e EP --connect-timeout 20 get dict/x k: its exit status and stderr, and how long it
  * took (ms) in *ms. */
 static int get_from(const char *ep, int64_t *ms, char *err, size_t errlen) {
-    int pe[2];
-    if (pipe(pe)) fail_msg("pipe: %s", strerror(errno));
-    int64_t t0 = th_now_ms();
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(pe[1], 2);
-        execl(th_mpb_cli, th_mpb_cli, "-e", ep, "--connect-timeout", "20", "get", "dict/x", "k",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(pe[1]);
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < errlen && (k = read(pe[0], err + n, errlen - 1 - n)) > 0) n += (size_t)k;
+    static th_run_t r;
+    const char *argv[] = {th_mpb_cli, "-e", ep, "--connect-timeout", "20", "get", "dict/x", "k",
+                          NULL};
+    const th_run_opts_t o = {.timeout_ms = 30000};
+    int st = th_run(argv, &o, &r);
+    size_t n = strnlen(r.err, errlen - 1); /* the start of stderr: what the test looks at */
+    memcpy(err, r.err, n);
     err[n] = 0;
-    close(pe[0]);
-    int st = th_wait(pid, 30);
-    *ms = th_now_ms() - t0;
+    *ms = r.ms;
     return st;
 }
 
@@ -283,16 +274,6 @@ static void test_connect_unresolvable(void **state) {
     assert_int_equal(st, 3); /* no such key: it connected */
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    setenv("MPB_ENDPOINT", B.endpoint, 1);
-    setenv("MPB_AUTHKEY_FILE", B.keyfile, 1);
-    unsetenv("MPB_AUTHKEY");
-    C = th_connect(&B);
-    return 0;
-}
-
 static int teardown(void **state) {
     (void)state;
     if (M.pid > 0 && kill(M.pid, 0) == 0) { /* a failed case left its monitor */
@@ -305,6 +286,7 @@ static int teardown(void **state) {
 }
 
 int main(void) {
+    th_suite(&B, &C, TH_SUITE_ENV);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_monitor_text),
@@ -314,5 +296,5 @@ int main(void) {
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_connect_unresolvable),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, teardown);
 }

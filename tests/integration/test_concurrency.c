@@ -83,22 +83,11 @@ static void test_8_processes_appending_give_all_items(void **state) {
     mpb_close(&c);
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    th_broker_stop(&B);
-    return 0;
-}
-
 int main(void) {
+    th_suite(&B, NULL, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_8x1000_increments_give_8000),
         cmocka_unit_test(test_8_processes_appending_give_all_items),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, th_suite_teardown);
 }

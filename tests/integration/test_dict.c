@@ -18,25 +18,11 @@ static mpb_client_t *C;
 
 /* ---- helpers ---- */
 
-/* One msgpack value: borrowed bytes. */
-typedef struct {
-    const uint8_t *p;
-    size_t n;
-} mv_t;
-
-#define RAW(...) ((mv_t){(const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})})
-
-static mv_t S(const char *s) {
-    mv_t v;
-    v.p = th_str(s, &v.n);
-    return v;
-}
-
-static mv_t I(int64_t x) {
-    mv_t v;
-    v.p = th_int(x, &v.n);
-    return v;
-}
+/* Short names for the values the tables below are written in (th.h). */
+typedef th_mv_t mv_t;
+#define RAW TH_RAW
+#define S   th_mv_str
+#define I   th_mv_int
 
 static mpb_dict_t *dopen(const char *name) {
     mpb_dict_t *d = NULL;
@@ -100,44 +86,6 @@ static size_t scan_all(mpb_dict_t *d, int what, size_t max, mpb__buf_t *out, siz
     } while (cursor != 0);
     if (pages) *pages = np;
     return total;
-}
-
-/* Whether mpb_objects lists "kind/name" (pattern "*"); its size into *size. */
-static int objects_find(const char *kind, const char *name, uint64_t *size) {
-    uint64_t cursor = 0;
-    int found = 0;
-    do {
-        mpb_obj_info_t info[16];
-        size_t n = 0;
-        th_assert_ok(mpb_objects(C, NULL, &cursor, info, 16, &n), C);
-        assert_true(n <= 16);
-        for (size_t i = 0; i < n; i++)
-            if (!strcmp(info[i].kind, kind) && !strcmp(info[i].name, name)) {
-                found++;
-                if (size) *size = info[i].size;
-            }
-    } while (cursor);
-    return found;
-}
-
-/* Stops the broker with SIGTERM and checks that it exited 0 with no sanitizer report in its
- * log (leaks and memory errors in the broker show up here, not in this process). */
-static void stop_cleanly(th_broker_t *b) {
-    assert_true(b->pid > 0);
-    kill(b->pid, SIGTERM);
-    int st = th_wait(b->pid, 10);
-    b->pid = 0;
-    static char log[1 << 20];
-    size_t n = 0;
-    FILE *f = fopen(b->log, "r");
-    if (f) {
-        n = fread(log, 1, sizeof log - 1, f);
-        fclose(f);
-    }
-    log[n] = 0;
-    th_broker_stop(b);
-    if (st != 0 || strstr(log, "Sanitizer") || strstr(log, "runtime error"))
-        fail_msg("mpbrokerd exited with status %d; its log:\n%s", st, log);
 }
 
 /* ---- set / get ---- */
@@ -755,7 +703,7 @@ static void test_update_all_or_none(void **state) {
     mpb_dict_close(&d);
     mpb_close(&c);
     assert_true(th_broker_alive(&b2));
-    stop_cleanly(&b2);
+    th_broker_stop_checked(&b2);
 }
 
 /* ---- pop / popitem / setdefault ---- */
@@ -954,7 +902,7 @@ static void test_clear(void **state) {
     th_assert_ok(mpb_dict_clear(d), C); /* clearing an empty dict */
     /* it is still a dict, and works as new */
     uint64_t size = 99;
-    assert_int_equal(objects_find("dict", "d_clear", &size), 1);
+    assert_int_equal(th_objects_find(C, "dict", "d_clear", &size), 1);
     assert_int_equal(size, 0);
     dset(d, S("b"), I(2));
     dset(d, S("a"), I(1));
@@ -1028,7 +976,7 @@ static void test_copy(void **state) {
     th_assert_ok(mpb_dict_copy(empty, "d_copy_old"), C);
     assert_int_equal(dlen(old), 0);
     uint64_t size = 99;
-    assert_int_equal(objects_find("dict", "d_copy_old", &size), 1);
+    assert_int_equal(th_objects_find(C, "dict", "d_copy_old", &size), 1);
     assert_int_equal(size, 0);
     mpb__buf_free(&before);
     mpb__buf_free(&after);
@@ -1265,8 +1213,8 @@ static void test_objects_list_describe_delete(void **state) {
     th_assert_ok(mpb_obj_delete(C, "dict/obj_d1"), C);
     th_assert_err(mpb_obj_describe(C, "dict/obj_d1", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
     th_assert_err(mpb_obj_delete(C, "dict/obj_d1"), MPB_ENOOBJ, C, "obj_d1", NULL);
-    assert_int_equal(objects_find("dict", "obj_d1", NULL), 0);
-    assert_int_equal(objects_find("dict", "obj_d2", NULL), 1);
+    assert_int_equal(th_objects_find(C, "dict", "obj_d1", NULL), 0);
+    assert_int_equal(th_objects_find(C, "dict", "obj_d2", NULL), 1);
     /* the old handle names a dict that is gone: using it makes a new, empty one */
     assert_int_equal(dlen(d1), 0);
     expect_nokey(d1, S("a"));
@@ -1320,7 +1268,7 @@ static void test_kind_mismatch(void **state) {
     th_assert_err(mpb_dict_open(C, longname, &d), MPB_EINVAL, C, NULL, NULL);
     longname[255] = 0;
     th_assert_ok(mpb_dict_open(C, longname, &d), C);
-    assert_int_equal(objects_find("dict", longname, NULL), 1);
+    assert_int_equal(th_objects_find(C, "dict", longname, NULL), 1);
     mpb_dict_close(&d);
     /* the list is untouched */
     uint64_t n;
@@ -1359,17 +1307,17 @@ static void test_read_does_not_create(void **state) {
                  C);
     mpb_free(res);
     uint64_t size = 99;
-    assert_int_equal(objects_find("dict", "ghost2", &size), 1);
+    assert_int_equal(th_objects_find(C, "dict", "ghost2", &size), 1);
     assert_int_equal(size, 0);
-    assert_int_equal(objects_find("dict", "ghost", NULL), 0);
-    assert_int_equal(objects_find("list", "ghost", NULL), 0);
+    assert_int_equal(th_objects_find(C, "dict", "ghost", NULL), 0);
+    assert_int_equal(th_objects_find(C, "list", "ghost", NULL), 0);
     void *m;
     size_t mn;
     th_assert_err(mpb_obj_describe(C, "dict/ghost", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
     /* a read did not reserve the name: it can still become a list */
     mpb_list_t *l;
     th_assert_ok(mpb_list_open(C, "ghost", &l), C);
-    assert_int_equal(objects_find("list", "ghost", NULL), 1);
+    assert_int_equal(th_objects_find(C, "list", "ghost", NULL), 1);
     mpb_list_close(&l);
     th_assert_ok(mpb_obj_delete(C, "list/ghost"), C);
     /* writes do create */
@@ -1377,12 +1325,12 @@ static void test_read_does_not_create(void **state) {
                           3, 0, &res, &rn),
                  C);
     mpb_free(res);
-    assert_int_equal(objects_find("dict", "ghost3", &size), 1);
+    assert_int_equal(th_objects_find(C, "dict", "ghost3", &size), 1);
     assert_int_equal(size, 1);
     /* wrong argument counts are refused before anything is created */
     th_assert_err(mpb_call(C, MPB_OP_DICT_SET, "ghost4", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
                   MPB_EPROTO, C, NULL, NULL);
-    assert_int_equal(objects_find("dict", "ghost4", NULL), 0);
+    assert_int_equal(th_objects_find(C, "dict", "ghost4", NULL), 0);
 }
 
 /* Arguments beyond an op's contract are refused, and a cursor past the end ends the scan. */
@@ -1706,24 +1654,11 @@ static void test_broker_still_alive(void **state) {
     assert_true(th_broker_alive(&B));
     /* and it shuts down cleanly, with nothing leaked */
     mpb_close(&C);
-    stop_cleanly(&B);
-}
-
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    C = th_connect(&B);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    mpb_close(&C);
-    th_broker_stop(&B);
-    return 0;
+    th_broker_stop_checked(&B);
 }
 
 int main(void) {
+    th_suite(&B, &C, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_get_scalars),
         cmocka_unit_test(test_set_get_nested),
@@ -1754,5 +1689,5 @@ int main(void) {
         cmocka_unit_test(test_four_processes_disjoint_keys),
         cmocka_unit_test(test_broker_still_alive),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, th_suite_teardown);
 }

@@ -191,23 +191,12 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     th_broker_stop_checked(&B);
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    th_broker_stop(&B);
-    return 0;
-}
-
 int main(void) {
+    th_suite(&B, NULL, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_child_gets_efork_and_its_own_session),
         cmocka_unit_test(test_fork_while_heartbeat_thread_pings),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, th_suite_teardown);
 }

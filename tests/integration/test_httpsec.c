@@ -21,20 +21,6 @@
 
 #define NLORIS 70
 
-static int http_port_of(th_broker_t *b) {
-    char path[400], addr[128] = "";
-    snprintf(path, sizeof path, "%s/data/http.addr", b->dir);
-    FILE *f = NULL;
-    for (int i = 0; i < 500 && !(f = fopen(path, "r")); i++) /* written just after the endpoint */
-        usleep(10000);
-    assert_non_null(f);
-    assert_non_null(fgets(addr, sizeof addr, f));
-    fclose(f);
-    char *colon = strrchr(addr, ':');
-    assert_non_null(colon);
-    return atoi(colon + 1);
-}
-
 /* A TCP connection to 127.0.0.1:port from the loopback address src (all of
  * 127/8 is ours). */
 static int dial(const char *src, int port) {
@@ -82,7 +68,8 @@ static void test_httpsec_slowloris(void **state) {
     (void)state;
     th_broker_t b;
     th_broker_start(&b, "--http", "127.0.0.1:0", NULL);
-    int port = http_port_of(&b);
+    int port = th_http_port(&b);
+    assert_true(port > 0);
     int fds[NLORIS];
     int64_t closed_at[NLORIS];
     int64_t t0 = th_now_ms();
@@ -167,7 +154,8 @@ static void test_httpsec_auth(void **state) {
     assert_int_equal(chmod(tok, 0600), 0);
     th_broker_t b;
     th_broker_start(&b, "--http", "127.0.0.1:0", "--http-auth", tok, NULL);
-    int port = http_port_of(&b);
+    int port = th_http_port(&b);
+    assert_true(port > 0);
     char body[65536];
     /* no token, a wrong one, another scheme: 401 and nothing of the page */
     assert_int_equal(http("127.0.0.1", port, "GET /metrics HTTP/1.0\r\n\r\n", body, sizeof body),

@@ -17,24 +17,11 @@ static mpb_client_t *C;
 
 /* ---- helpers ---- */
 
-typedef struct {
-    const uint8_t *p;
-    size_t n;
-} mv_t;
-
-#define RAW(...) ((mv_t){(const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})})
-
-static mv_t S(const char *s) {
-    mv_t v;
-    v.p = th_str(s, &v.n);
-    return v;
-}
-
-static mv_t I(int64_t x) {
-    mv_t v;
-    v.p = th_int(x, &v.n);
-    return v;
-}
+/* Short names for the values the tables below are written in (th.h). */
+typedef th_mv_t mv_t;
+#define RAW TH_RAW
+#define S   th_mv_str
+#define I   th_mv_int
 
 static mv_t F(double d) {
     static uint8_t bufs[8][9];
@@ -129,43 +116,6 @@ static void fill_ints(mpb_list_t *l, size_t n, const int64_t *vals) {
 static void fill_raw(mpb_list_t *l, mv_t arr) {
     th_assert_ok(mpb_list_clear(l), C);
     th_assert_ok(mpb_list_extend(l, arr.p, arr.n), C);
-}
-
-/* Whether mpb_objects lists "kind/name"; its size into *size. */
-static int objects_find(const char *kind, const char *name, uint64_t *size) {
-    uint64_t cursor = 0;
-    int found = 0;
-    do {
-        mpb_obj_info_t info[16];
-        size_t n = 0;
-        th_assert_ok(mpb_objects(C, NULL, &cursor, info, 16, &n), C);
-        for (size_t i = 0; i < n; i++)
-            if (!strcmp(info[i].kind, kind) && !strcmp(info[i].name, name)) {
-                found++;
-                if (size) *size = info[i].size;
-            }
-    } while (cursor);
-    return found;
-}
-
-/* Stops the broker with SIGTERM and checks that it exited 0 with no sanitizer report in its
- * log (leaks and memory errors in the broker show up here, not in this process). */
-static void stop_cleanly(th_broker_t *b) {
-    assert_true(b->pid > 0);
-    kill(b->pid, SIGTERM);
-    int st = th_wait(b->pid, 10);
-    b->pid = 0;
-    static char log[1 << 20];
-    size_t n = 0;
-    FILE *f = fopen(b->log, "r");
-    if (f) {
-        n = fread(log, 1, sizeof log - 1, f);
-        fclose(f);
-    }
-    log[n] = 0;
-    th_broker_stop(b);
-    if (st != 0 || strstr(log, "Sanitizer") || strstr(log, "runtime error"))
-        fail_msg("mpbrokerd exited with status %d; its log:\n%s", st, log);
 }
 
 /* ---- append / extend ---- */
@@ -667,7 +617,7 @@ static void test_reverse_clear(void **state) {
     th_assert_err(mpb_list_get(l, 0, &v, &vn), MPB_EINDEX, C, NULL, NULL);
     th_assert_ok(mpb_list_clear(l), C);
     uint64_t size = 99;
-    assert_int_equal(objects_find("list", "l_reverse", &size), 1);
+    assert_int_equal(th_objects_find(C, "list", "l_reverse", &size), 1);
     assert_int_equal(size, 0);
     app(l, I(3));
     EXPECT_INTS(l, 3);
@@ -1115,7 +1065,7 @@ static void test_kinds_and_objects(void **state) {
     l = lopen("lk_list");
     FILL_INTS(l, 1, 2, 3, 4);
     uint64_t size = 0;
-    assert_int_equal(objects_find("list", "lk_list", &size), 1);
+    assert_int_equal(th_objects_find(C, "list", "lk_list", &size), 1);
     assert_int_equal(size, 4);
     uint64_t cursor = 0;
     mpb_obj_info_t info[4];
@@ -1148,7 +1098,7 @@ static void test_kinds_and_objects(void **state) {
     th_assert_ok(mpb_obj_delete(C, "list/lk_list"), C);
     th_assert_err(mpb_obj_describe(C, "list/lk_list", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
     th_assert_err(mpb_obj_delete(C, "list/lk_list"), MPB_ENOOBJ, C, NULL, NULL);
-    assert_int_equal(objects_find("list", "lk_list", NULL), 0);
+    assert_int_equal(th_objects_find(C, "list", "lk_list", NULL), 0);
     assert_int_equal(llen(l), 0);
     mpb_list_close(&l);
     /* reads of a list that does not exist answer as empty and do not create it */
@@ -1171,7 +1121,7 @@ static void test_kinds_and_objects(void **state) {
         MPB_EVALUE, C, NULL, NULL);
     th_assert_ok(mpb_call(C, MPB_OP_LIST_COUNT, "lk_ghost", RAW(0x91, 0x01).p, 2, 0, &res, &rn), C);
     mpb_free(res);
-    assert_int_equal(objects_find("list", "lk_ghost", NULL), 0);
+    assert_int_equal(th_objects_find(C, "list", "lk_ghost", NULL), 0);
     th_assert_err(mpb_obj_describe(C, "list/lk_ghost", &m, &mn), MPB_ENOOBJ, C, NULL, NULL);
     /* so the name is still free for a dict */
     th_assert_ok(mpb_dict_open(C, "lk_ghost", &d), C);
@@ -1256,24 +1206,11 @@ static void test_broker_still_alive(void **state) {
     assert_true(th_broker_alive(&B));
     /* and it shuts down cleanly, with nothing leaked */
     mpb_close(&C);
-    stop_cleanly(&B);
-}
-
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    C = th_connect(&B);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    mpb_close(&C);
-    th_broker_stop(&B);
-    return 0;
+    th_broker_stop_checked(&B);
 }
 
 int main(void) {
+    th_suite(&B, &C, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_extend),
         cmocka_unit_test(test_extend_all_or_none),
@@ -1296,5 +1233,5 @@ int main(void) {
         cmocka_unit_test(test_four_processes_extend),
         cmocka_unit_test(test_broker_still_alive),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, th_suite_teardown);
 }

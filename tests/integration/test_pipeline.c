@@ -307,19 +307,8 @@ static void test_pipeline_broker_still_serves(void **state) {
     mpb_close(&c);
 }
 
-static int setup(void **state) {
-    (void)state;
-    th_broker_start(&B, NULL);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    th_broker_stop(&B);
-    return 0;
-}
-
 int main(void) {
+    th_suite(&B, NULL, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pipeline_thousand_in_flight_in_order),
         cmocka_unit_test(test_pipeline_errors_in_the_middle),
@@ -329,5 +318,5 @@ int main(void) {
         cmocka_unit_test(test_pipeline_own_event_loop_on_fd),
         cmocka_unit_test(test_pipeline_broker_still_serves),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, th_suite_teardown);
 }

@@ -4,7 +4,22 @@
  * remote errors, credit-based flow control, close/join, terminate, and timeouts. */
 #include <math.h>
 
-#include "test_pool_util.c"
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mpbproto.h"
+#include "th_pool.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define POOL_ASAN 1
@@ -29,28 +44,15 @@ static pthread_t main_thread;
 
 /* Two mpb-worker processes with concurrency 2 each: Pool(4). */
 static void start_pool4(mpb_client_t *c) {
-    start_worker(MPB_DEMO_LIB, DEMO_FNS, 2, 1, 0, NULL);
-    start_worker(MPB_DEMO_LIB, DEMO_FNS, 2, 1, 0, NULL);
-    wait_workers(c, "square", 2, 10000);
+    tp_start_worker(MPB_DEMO_LIB, DEMO_FNS, 2, 1, 0, NULL);
+    tp_start_worker(MPB_DEMO_LIB, DEMO_FNS, 2, 1, 0, NULL);
+    tp_wait_workers(c, "square", 2, 10000);
 }
 
 static long maxrss_kb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss;
-}
-
-/* VmRSS of process pid in kB, or -1. */
-static long vmrss_kb(pid_t pid) {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) kb = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kb;
 }
 
 /* ---- imap over 100,000 items: lazy input, results in order, bounded memory ---- */
@@ -72,12 +74,12 @@ static int gen_next(void *arg, const void **item, size_t *len) {
 /* pad(n) is 1 KiB, so holding 100,000 results would cost 100 MiB on either side. */
 static void test_imap_100k_items_in_order_with_bounded_memory(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
-    start_worker(MPB_TESTFNS_LIB, "pad", 2, 1, 0, NULL);
-    start_worker(MPB_TESTFNS_LIB, "pad", 2, 1, 0, NULL);
-    wait_workers(mon, "pad", 2, 10000);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
+    tp_start_worker(MPB_TESTFNS_LIB, "pad", 2, 1, 0, NULL);
+    tp_start_worker(MPB_TESTFNS_LIB, "pad", 2, 1, 0, NULL);
+    tp_wait_workers(mon, "pad", 2, 10000);
     enum { N = 100000, CHUNK = 100, WINDOW = 16 };
-    long rss0 = maxrss_kb(), brss0 = vmrss_kb(B.pid), brss_max = brss0;
+    long rss0 = maxrss_kb(), brss0 = th_rss_kb(tp_broker.pid), brss_max = brss0;
     uint64_t held_max = 0;
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
@@ -103,10 +105,10 @@ static void test_imap_100k_items_in_order_with_bounded_memory(void **state) {
             fail_msg("after %u results the input was read to %llu", i + 1,
                      (unsigned long long)g.produced);
         if (i % 2500 == 0) {
-            fnstat_t s = fn_stat(mon, "pad");
+            tp_fnstat_t s = tp_fn_stat(mon, "pad");
             if (s.queued + s.running + s.prefetched > held_max)
                 held_max = s.queued + s.running + s.prefetched;
-            long r = vmrss_kb(B.pid);
+            long r = th_rss_kb(tp_broker.pid);
             if (r > brss_max) brss_max = r;
         }
     }
@@ -125,13 +127,13 @@ static void test_imap_100k_items_in_order_with_bounded_memory(void **state) {
     assert_true(grew < 32 * 1024);
     assert_true(bgrew < 32 * 1024);
     assert_true(held_max <= WINDOW);
-    fnstat_t s = fn_stat(mon, "pad");
+    tp_fnstat_t s = tp_fn_stat(mon, "pad");
     assert_int_equal(s.done, N / CHUNK);
     assert_int_equal(s.queued + s.running + s.prefetched, 0);
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- imap: an input that fails, and an iterator dropped early ---- */
@@ -150,7 +152,7 @@ static int badgen_next(void *arg, const void **item, size_t *len) {
 /* Waits until exactly one worker serves sleep_ms (the killed ones' sessions are gone). */
 static void wait_one_worker(mpb_client_t *mon) {
     int64_t end = th_now_ms() + 10000;
-    while (fn_workers(mon, "sleep_ms") != 1) {
+    while (tp_fn_workers(mon, "sleep_ms") != 1) {
         if (th_now_ms() > end) fail_msg("not one worker for sleep_ms after 10 s");
         usleep(10000);
     }
@@ -158,7 +160,7 @@ static void wait_one_worker(mpb_client_t *mon) {
 
 static void test_imap_input_error_and_early_free(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
     start_pool4(c);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
@@ -174,7 +176,7 @@ static void test_imap_input_error_and_early_free(void **state) {
             size_t n;
             int rc = mpb_imap_next(it, 10000, &v, &n);
             if (rc) fail_msg("imap (ordered %d) result %d: %s", ordered, i, mpb_errmsg(c));
-            int64_t x = unpack_int(v, n);
+            int64_t x = tp_unpack_int(v, n);
             mpb_free(v);
             int64_t r = (int64_t)llround(sqrt((double)x));
             assert_true(r >= 0 && r < 55 && r * r == x && !seen[r]);
@@ -189,8 +191,8 @@ static void test_imap_input_error_and_early_free(void **state) {
         mpb_imap_free(&it);
     }
     /* dropped after a few results: what it had queued is cancelled (one worker, 1 slot) */
-    assert_int_equal(stop_all_workers(), 0);
-    start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
+    assert_int_equal(tp_stop_all_workers(), 0);
+    tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
     wait_one_worker(mon);
     mpb_imap_t *it;
     gen_t g = {.limit = 100000};
@@ -200,15 +202,15 @@ static void test_imap_input_error_and_early_free(void **state) {
         void *v = NULL;
         size_t n;
         assert_int_equal(mpb_imap_next(it, 10000, &v, &n), 0);
-        assert_int_equal(unpack_int(v, n), i);
+        assert_int_equal(tp_unpack_int(v, n), i);
         mpb_free(v);
     }
-    fnstat_t s = fn_stat(mon, "sleep_ms");
+    tp_fnstat_t s = tp_fn_stat(mon, "sleep_ms");
     assert_true(s.queued >= 20);
     mpb_imap_free(&it);
     int64_t end = th_now_ms() + 5000;
     for (;;) {
-        s = fn_stat(mon, "sleep_ms");
+        s = tp_fn_stat(mon, "sleep_ms");
         if (s.queued + s.running + s.prefetched == 0 || th_now_ms() > end) break;
         usleep(10000);
     }
@@ -218,7 +220,7 @@ static void test_imap_input_error_and_early_free(void **state) {
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- apply_async with a callback, 5 tasks, Pool(4) ---- */
@@ -234,7 +236,7 @@ typedef struct rec {
 static void on_value(void *arg, const void *res, size_t len) {
     rec_t *r = arg;
     r->calls++;
-    r->value = unpack_int(res, len);
+    r->value = tp_unpack_int(res, len);
     r->in_main_thread = pthread_equal(pthread_self(), main_thread);
 }
 
@@ -248,7 +250,7 @@ static void on_error(void *arg, int err, const char *msg) {
 
 static void test_seed_apply_async_callbacks_5_tasks(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker);
     start_pool4(c);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
@@ -256,7 +258,7 @@ static void test_seed_apply_async_callbacks_5_tasks(void **state) {
     for (int i = 0; i < 5; i++) {
         recs[i].x = i + 1;
         size_t al;
-        const uint8_t *a = args1(i + 1, &al);
+        const uint8_t *a = tp_args1(i + 1, &al);
         assert_int_equal(
             mpb_pool_apply_async(p, "square", a, al, on_value, on_error, &recs[i], NULL), 0);
     }
@@ -275,7 +277,7 @@ static void test_seed_apply_async_callbacks_5_tasks(void **state) {
         assert_int_equal(recs[i].calls, 1);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- callbacks that submit more work (a common Pool pattern) ---- */
@@ -299,11 +301,11 @@ static void chain_err(void *arg, int err, const char *msg) {
 static void chain_next(void *arg, const void *res, size_t len) {
     chain_t *ch = arg;
     ch->calls++;
-    ch->last = unpack_int(res, len);
+    ch->last = tp_unpack_int(res, len);
     if (mpb_dict_incr_str(ch->d, "callbacks", 1, NULL)) ch->errs++; /* a call of its own */
     if (ch->calls < ch->depth) {
         size_t al;
-        const uint8_t *a = args1(ch->last, &al);
+        const uint8_t *a = tp_args1(ch->last, &al);
         if (mpb_pool_apply_async(ch->p, "square", a, al, chain_next, chain_err, ch, NULL))
             ch->errs++;
     }
@@ -311,7 +313,7 @@ static void chain_next(void *arg, const void *res, size_t len) {
 
 static void test_callbacks_may_submit_more_tasks(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker);
     start_pool4(c);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
@@ -322,18 +324,18 @@ static void test_callbacks_may_submit_more_tasks(void **state) {
     for (int i = 0; i < NCH; i++) {
         ch[i] = (chain_t){.p = p, .d = d, .x = 2, .depth = 4};
         size_t al;
-        const uint8_t *a = args1(2, &al);
+        const uint8_t *a = tp_args1(2, &al);
         assert_int_equal(
             mpb_pool_apply_async(p, "square", a, al, chain_next, chain_err, &ch[i], NULL), 0);
     }
     /* meanwhile synchronous calls on the same client, while callbacks run inside them */
     for (int i = 0; i < 30; i++) {
         size_t al, rl;
-        const uint8_t *a = args1(i, &al);
+        const uint8_t *a = tp_args1(i, &al);
         void *res = NULL;
         int rc = mpb_pool_apply(p, "square", a, al, 10000, &res, &rl);
         if (rc) fail_msg("apply %d between callbacks: %s", i, mpb_errmsg(c));
-        assert_int_equal(unpack_int(res, rl), i * i);
+        assert_int_equal(tp_unpack_int(res, rl), i * i);
         mpb_free(res);
     }
     int64_t end = th_now_ms() + 20000;
@@ -357,45 +359,45 @@ static void test_callbacks_may_submit_more_tasks(void **state) {
     mpb_dict_close(&d);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- apply called serially ---- */
 
 static void test_seed_apply_serially(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker);
     start_pool4(c);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     int64_t t0 = th_now_ms();
     for (int i = 0; i < 20; i++) {
         size_t al, rl;
-        const uint8_t *a = args1(i - 7, &al);
+        const uint8_t *a = tp_args1(i - 7, &al);
         void *res = NULL;
         int rc = mpb_pool_apply(p, "square", a, al, 10000, &res, &rl);
         if (rc) fail_msg("apply %d: %s", i, mpb_errmsg(c));
-        assert_int_equal(unpack_int(res, rl), (i - 7) * (i - 7));
+        assert_int_equal(tp_unpack_int(res, rl), (i - 7) * (i - 7));
         mpb_free(res);
     }
     printf("apply: 20 serial round trips in %lld ms\n", (long long)(th_now_ms() - t0));
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- map over a range with chunksize 1 and 100 ---- */
 
 static double timed_map(mpb_client_t *c, mpb_pool_t *p, uint32_t n, size_t chunksize) {
     mpb__buf_t items = {0};
-    items_range(&items, n);
+    tp_items_range(&items, n);
     void *res = NULL;
     size_t rl;
     int64_t t0 = th_now_ms();
     int rc = mpb_pool_map(p, "square", items.p, items.len, chunksize, 60000, &res, &rl);
     int64_t ms = th_now_ms() - t0;
     if (rc) fail_msg("map of %u, chunksize %zu: %s", n, chunksize, mpb_errmsg(c));
-    assert_int_equal(check_ints(res, rl, n, sq), -1);
+    assert_int_equal(tp_check_ints(res, rl, n, tp_sq), -1);
     mpb_free(res);
     mpb__buf_free(&items);
     return n * 1000.0 / (double)(ms ? ms : 1);
@@ -403,7 +405,7 @@ static double timed_map(mpb_client_t *c, mpb_pool_t *p, uint32_t n, size_t chunk
 
 static void test_seed_map_chunksize_1_and_100(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker);
     start_pool4(c);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
@@ -425,14 +427,14 @@ static void test_seed_map_chunksize_1_and_100(void **state) {
     mpb_free(res);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- imap_unordered: every result exactly once, in any order ---- */
 
 static void test_seed_imap_unordered(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker);
     start_pool4(c);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
@@ -450,7 +452,7 @@ static void test_seed_imap_unordered(void **state) {
         int rc = mpb_imap_next(it, 30000, &v, &n);
         if (rc == MPB_ECLOSED) break;
         if (rc) fail_msg("imap_unordered after %u results: %s", got, mpb_errmsg(c));
-        int64_t x = unpack_int(v, n);
+        int64_t x = tp_unpack_int(v, n);
         mpb_free(v);
         int64_t r = (int64_t)llround(sqrt((double)x));
         if (r < 0 || r >= N || r * r != x)
@@ -467,7 +469,7 @@ static void test_seed_imap_unordered(void **state) {
     mpb_imap_free(&it);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- starmap with add over pairs ---- */
@@ -484,7 +486,7 @@ typedef struct mrec {
 static void on_triples(void *arg, const void *res, size_t len) {
     mrec_t *m = arg;
     m->calls++;
-    m->check = check_ints(res, len, 100, triple);
+    m->check = tp_check_ints(res, len, 100, triple);
 }
 
 static void on_merr(void *arg, int err, const char *msg) {
@@ -495,7 +497,7 @@ static void on_merr(void *arg, int err, const char *msg) {
 
 static void test_seed_starmap(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker);
     start_pool4(c);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
@@ -537,7 +539,7 @@ static void test_seed_starmap(void **state) {
     assert_int_equal(m.check, -1);
     assert_int_equal(mpb_async_successful(a), 1);
     assert_int_equal(mpb_async_get(a, 0, &res, &rl), 0);
-    assert_int_equal(check_ints(res, rl, 100, triple), -1);
+    assert_int_equal(tp_check_ints(res, rl, 100, triple), -1);
     mpb_free(res);
     mpb_async_free(&a);
     /* an item that is not an argument array is refused before anything is sent */
@@ -545,19 +547,19 @@ static void test_seed_starmap(void **state) {
     mpb__buf_free(&pairs);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- a function that fails ---- */
 
 static void test_remote_error_reaches_the_caller(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker);
     start_pool4(c);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     size_t al, rl;
-    const uint8_t *a7 = args1(7, &al);
+    const uint8_t *a7 = tp_args1(7, &al);
     void *res = NULL;
     /* apply: get reports the remote message */
     assert_int_equal(mpb_pool_apply(p, "fail", a7, al, 10000, &res, &rl), MPB_EREMOTE);
@@ -566,7 +568,7 @@ static void test_remote_error_reaches_the_caller(void **state) {
     /* apply_async: error_callback runs once, successful() is false, get fails the same way */
     rec_t r = {0};
     mpb_async_t *a = NULL;
-    const uint8_t *a8 = args1(8, &al);
+    const uint8_t *a8 = tp_args1(8, &al);
     assert_int_equal(mpb_pool_apply_async(p, "fail", a8, al, on_value, on_error, &r, &a), 0);
     assert_int_equal(mpb_async_wait(a, 10000), 1);
     assert_int_equal(r.ecalls, 1);
@@ -580,7 +582,7 @@ static void test_remote_error_reaches_the_caller(void **state) {
     assert_non_null(strstr(mpb_errmsg(c), "fail(8) always fails"));
     mpb_async_free(&a);
     /* successful() before the result is ready is an error, as Python's ValueError */
-    const uint8_t *a300 = args1(300, &al);
+    const uint8_t *a300 = tp_args1(300, &al);
     assert_int_equal(mpb_pool_apply_async(p, "sleep_ms", a300, al, NULL, NULL, NULL, &a), 0);
     assert_int_equal(mpb_async_ready(a), 0);
     assert_int_equal(mpb_async_successful(a), MPB_EINVAL);
@@ -588,7 +590,7 @@ static void test_remote_error_reaches_the_caller(void **state) {
     assert_int_equal(mpb_async_wait(a, 10000), 1);
     assert_int_equal(mpb_async_successful(a), 1);
     assert_int_equal(mpb_async_get(a, 0, &res, &rl), 0);
-    assert_int_equal(unpack_int(res, rl), 300);
+    assert_int_equal(tp_unpack_int(res, rl), 300);
     mpb_free(res);
     mpb_async_free(&a);
     /* map: one failing item fails the map with that item's message (the first in order) */
@@ -628,7 +630,7 @@ static void test_remote_error_reaches_the_caller(void **state) {
     mpb__buf_free(&items);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- flow control ---- */
@@ -649,8 +651,8 @@ static int64_t credit_during_map(mpb_pool_t *p, mpb_client_t *mon, pid_t w, uint
     int64_t most = 0, end = th_now_ms() + 30000;
     int samples = 0;
     while (!mpb_async_ready(a) && th_now_ms() < end) {
-        wstat_t s;
-        if (worker_stat(mon, w, &s) && s.running + s.prefetched > most)
+        tp_wstat_t s;
+        if (tp_worker_stat(mon, w, &s) && s.running + s.prefetched > most)
             most = s.running + s.prefetched;
         samples++;
         mpb_pool_poll(p, 2);
@@ -683,58 +685,58 @@ static int64_t same(int64_t x) {
 
 static void test_flow_control_worker_never_exceeds_its_credit(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     /* concurrency 1, prefetch 1: one runs at a time, at most 2 held */
-    pid_t w = start_worker(MPB_TESTFNS_LIB, "conc", 1, 1, 0, NULL);
-    wait_workers(mon, "conc", 1, 10000);
+    pid_t w = tp_start_worker(MPB_TESTFNS_LIB, "conc", 1, 1, 0, NULL);
+    tp_wait_workers(mon, "conc", 1, 10000);
     int64_t run;
     int64_t held = credit_during_map(p, mon, w, 30, 20, &run);
     assert_int_equal(run, 1);
     assert_true(held >= 1 && held <= 2);
-    kill_worker(w);
+    tp_kill_worker(w);
     /* concurrency 3, prefetch 2: up to 3 at once, at most 5 held */
-    w = start_worker(MPB_TESTFNS_LIB, "conc", 3, 2, 0, NULL);
-    wait_workers(mon, "conc", 1, 10000);
+    w = tp_start_worker(MPB_TESTFNS_LIB, "conc", 3, 2, 0, NULL);
+    tp_wait_workers(mon, "conc", 1, 10000);
     held = credit_during_map(p, mon, w, 60, 20, &run);
     assert_true(run >= 2 && run <= 3);
     assert_true(held >= 3 && held <= 5);
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 static void test_flow_control_slow_worker_does_not_delay_the_rest(void **state) {
     (void)state;
     enum { N = 100, SLOW_MS = 500 };
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
     /* nap(n) sleeps $MPB_TEST_NAP_MS in its worker: one slow worker with the default prefetch,
      * registered first, and two fast ones */
     setenv("MPB_TEST_NAP_MS", "500", 1);
-    pid_t slow = start_worker(MPB_TESTFNS_LIB, "nap", 1, 1, 0, NULL);
+    pid_t slow = tp_start_worker(MPB_TESTFNS_LIB, "nap", 1, 1, 0, NULL);
     setenv("MPB_TEST_NAP_MS", "5", 1);
-    wait_workers(mon, "nap", 1, 10000);
-    pid_t f1 = start_worker(MPB_TESTFNS_LIB, "nap", 4, 1, 0, NULL);
-    pid_t f2 = start_worker(MPB_TESTFNS_LIB, "nap", 4, 1, 0, NULL);
+    tp_wait_workers(mon, "nap", 1, 10000);
+    pid_t f1 = tp_start_worker(MPB_TESTFNS_LIB, "nap", 4, 1, 0, NULL);
+    pid_t f2 = tp_start_worker(MPB_TESTFNS_LIB, "nap", 4, 1, 0, NULL);
     unsetenv("MPB_TEST_NAP_MS");
-    wait_workers(mon, "nap", 3, 10000);
+    tp_wait_workers(mon, "nap", 3, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb__buf_t items = {0};
-    items_range(&items, N);
+    tp_items_range(&items, N);
     void *res = NULL;
     size_t rl;
     int64_t t0 = th_now_ms();
     assert_int_equal(mpb_pool_map(p, "nap", items.p, items.len, 1, 60000, &res, &rl), 0);
     int64_t ms = th_now_ms() - t0;
-    assert_int_equal(check_ints(res, rl, N, same), -1);
+    assert_int_equal(tp_check_ints(res, rl, N, same), -1);
     mpb_free(res);
-    wstat_t ss, fs1, fs2;
-    assert_true(worker_stat(mon, slow, &ss));
-    assert_true(worker_stat(mon, f1, &fs1));
-    assert_true(worker_stat(mon, f2, &fs2));
+    tp_wstat_t ss, fs1, fs2;
+    assert_true(tp_worker_stat(mon, slow, &ss));
+    assert_true(tp_worker_stat(mon, f1, &fs1));
+    assert_true(tp_worker_stat(mon, f2, &fs2));
     printf("slow worker (%d ms a task) ran %llu, fast ones %llu and %llu; %d tasks in %lld ms "
            "(the slow one alone: %d ms)\n",
            SLOW_MS, (unsigned long long)ss.done, (unsigned long long)fs1.done,
@@ -750,19 +752,19 @@ static void test_flow_control_slow_worker_does_not_delay_the_rest(void **state) 
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- close, join, terminate, timeouts ---- */
 
 static void test_close_then_join_waits_for_all(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker);
     start_pool4(c);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     size_t al;
-    const uint8_t *a = args1(50, &al);
+    const uint8_t *a = tp_args1(50, &al);
     assert_int_equal(mpb_pool_join(p, 100), MPB_EINVAL); /* join before close */
     rec_t recs[20] = {{0}};
     for (int i = 0; i < 20; i++)
@@ -796,22 +798,22 @@ static void test_close_then_join_waits_for_all(void **state) {
     mpb__buf_free(&items);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 static void test_terminate_cancels_the_rest(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
-    pid_t w = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
-    wait_workers(mon, "sleep_ms", 1, 10000);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
+    pid_t w = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
+    tp_wait_workers(mon, "sleep_ms", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     size_t al;
-    const uint8_t *a = args1(200, &al);
-    tally_t t = {0};
+    const uint8_t *a = tp_args1(200, &al);
+    tp_tally_t t = {0};
     mpb_async_t *h[50];
     for (int i = 0; i < 50; i++)
-        assert_int_equal(mpb_pool_apply_async(p, "sleep_ms", a, al, tally_ok, tally_err, &t,
+        assert_int_equal(mpb_pool_apply_async(p, "sleep_ms", a, al, tp_tally_ok, tp_tally_err, &t,
                                               i < 10 ? &h[i] : NULL),
                          0);
     /* and a map, which terminate cancels as a whole */
@@ -847,13 +849,13 @@ static void test_terminate_cancels_the_rest(void **state) {
     assert_int_equal(mpb_async_get(ma, 0, NULL, NULL), MPB_ECANCELED);
     mpb_async_free(&ma);
     /* the broker's queue is empty, and what was queued never runs */
-    fnstat_t s = fn_stat(mon, "sleep_ms");
+    tp_fnstat_t s = tp_fn_stat(mon, "sleep_ms");
     assert_int_equal(s.queued, 0);
-    wstat_t ws0, ws1;
-    assert_true(worker_stat(mon, w, &ws0));
-    sleep_ms_(600);
-    assert_true(worker_stat(mon, w, &ws1));
-    s = fn_stat(mon, "sleep_ms");
+    tp_wstat_t ws0, ws1;
+    assert_true(tp_worker_stat(mon, w, &ws0));
+    tp_sleep_ms(600);
+    assert_true(tp_worker_stat(mon, w, &ws1));
+    s = tp_fn_stat(mon, "sleep_ms");
     assert_int_equal(s.queued, 0);
     assert_int_equal(s.running, 0);
     assert_int_equal(ws1.done, ws0.done);
@@ -866,16 +868,16 @@ static void test_terminate_cancels_the_rest(void **state) {
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 static void test_get_times_out_when_no_worker_serves_the_function(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     size_t al, rl;
-    const uint8_t *a = args1(1, &al);
+    const uint8_t *a = tp_args1(1, &al);
     mpb_async_t *h = NULL;
     rec_t r = {0};
     assert_int_equal(mpb_pool_apply_async(p, "nobody", a, al, on_value, on_error, &r, &h), 0);
@@ -892,7 +894,7 @@ static void test_get_times_out_when_no_worker_serves_the_function(void **state) 
     assert_non_null(strstr(mpb_errmsg(c), "no worker serves function"));
     /* a map too */
     mpb__buf_t items = {0};
-    items_range(&items, 10);
+    tp_items_range(&items, 10);
     assert_int_equal(mpb_pool_map(p, "nobody", items.p, items.len, 2, 200, &res, &rl),
                      MPB_ETIMEDOUT);
     assert_non_null(strstr(mpb_errmsg(c), "no worker serves"));
@@ -909,21 +911,21 @@ static void test_get_times_out_when_no_worker_serves_the_function(void **state) 
     assert_int_equal(mpb_async_get(h, 0, &res, &rl), MPB_ECANCELED);
     assert_int_equal(mpb_async_successful(h), 0);
     mpb_async_free(&h);
-    fnstat_t s = fn_stat(c, "nobody");
+    tp_fnstat_t s = tp_fn_stat(c, "nobody");
     assert_int_equal(s.queued, 0);
     mpb__buf_free(&items);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- imap iterators under terminate and mpb_pool_close ---- */
 
 static void test_imap_canceled_by_terminate_and_detached_by_free(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
-    pid_t w = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
-    wait_workers(mon, "sleep_ms", 1, 10000);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
+    pid_t w = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
+    tp_wait_workers(mon, "sleep_ms", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     /* 1000 x sleep_ms(g) with g counting up from 0: the first ones are quick */
@@ -934,16 +936,16 @@ static void test_imap_canceled_by_terminate_and_detached_by_free(void **state) {
     void *res = NULL;
     size_t rl;
     assert_int_equal(mpb_imap_next(it, 10000, &res, &rl), 0);
-    assert_int_equal(unpack_int(res, rl), 0);
+    assert_int_equal(tp_unpack_int(res, rl), 0);
     mpb_free(res);
     /* terminate reaches the iterators: their queued chunks are cancelled, next says so */
     assert_int_equal(mpb_pool_terminate(p), 0);
     th_assert_err(mpb_imap_next(it, 1000, &res, &rl), MPB_ECANCELED, c, "terminate", NULL);
     th_assert_err(mpb_imap_next(it2, 1000, &res, &rl), MPB_ECANCELED, c, "terminate", NULL);
     int64_t end = th_now_ms() + 10000;
-    fnstat_t s;
+    tp_fnstat_t s;
     for (;;) {
-        s = fn_stat(mon, "sleep_ms");
+        s = tp_fn_stat(mon, "sleep_ms");
         if (s.queued + s.running + s.prefetched == 0) break;
         if (th_now_ms() > end) fail_msg("the iterators' tasks are still out after terminate");
         usleep(5000);
@@ -963,14 +965,14 @@ static void test_imap_canceled_by_terminate_and_detached_by_free(void **state) {
     assert_int_equal(mpb_imap_next(it, 0, &res, &rl), MPB_ECLOSED);
     mpb_imap_free(&it);
     end = th_now_ms() + 10000;
-    while ((s = fn_stat(mon, "sleep_ms")).queued) {
+    while ((s = tp_fn_stat(mon, "sleep_ms")).queued) {
         if (th_now_ms() > end) fail_msg("the freed pool's iterator tasks are still queued");
         usleep(5000);
     }
-    kill_worker(w);
+    tp_kill_worker(w);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- the mpb CLI's pool commands ---- */
@@ -978,7 +980,7 @@ static void test_imap_canceled_by_terminate_and_detached_by_free(void **state) {
 /* Runs mpb -e EP -k KEY args... with input on stdin; stdout and stderr in out/err (up to
  * their size, NUL-terminated). Returns its exit status. */
 static int run_mpb(const char *input, char *out, size_t outn, char *err, size_t errn, ...) {
-    const char *argv[32] = {th_mpb_cli, "-e", B.endpoint, "-k", B.keyfile};
+    const char *argv[32] = {th_mpb_cli, "-e", tp_broker.endpoint, "-k", tp_broker.keyfile};
     int argc = 5;
     va_list ap;
     va_start(ap, errn);
@@ -987,7 +989,7 @@ static int run_mpb(const char *input, char *out, size_t outn, char *err, size_t 
     va_end(ap);
     argv[argc] = NULL;
     char path[2][400];
-    for (int i = 0; i < 2; i++) snprintf(path[i], sizeof path[i], "%s/cli.%d", B.dir, i);
+    for (int i = 0; i < 2; i++) snprintf(path[i], sizeof path[i], "%s/cli.%d", tp_broker.dir, i);
     int in[2];
     if (pipe(in) != 0) fail_msg("pipe: %s", strerror(errno));
     fflush(stdout);
@@ -1032,9 +1034,9 @@ static void test_cli_pool_commands(void **state) {
     printf("mpb pool map nobody: exit %d: %s", st, err);
     assert_int_not_equal(st, 0);
     assert_non_null(strstr(err, "timed out after 1000 ms: no worker serves function 'nobody'"));
-    mpb_client_t *c = th_connect(&B);
-    pid_t w = start_worker(MPB_DEMO_LIB, "square,sleep_ms", 2, 1, 0, NULL);
-    wait_workers(c, "square", 1, 10000);
+    mpb_client_t *c = th_connect(&tp_broker);
+    pid_t w = tp_start_worker(MPB_DEMO_LIB, "square,sleep_ms", 2, 1, 0, NULL);
+    tp_wait_workers(c, "square", 1, 10000);
     /* JSON from stdin: past what one command-line argument may hold (128 KiB) */
     enum { N = 40000 };
     size_t cap = (size_t)N * 8 + 16, k = 0;
@@ -1063,7 +1065,7 @@ static void test_cli_pool_commands(void **state) {
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     size_t al;
-    const uint8_t *a = args1(1, &al);
+    const uint8_t *a = tp_args1(1, &al);
     for (int i = 0; i < 3000; i++)
         assert_int_equal(mpb_pool_apply_async(p, "nobody", a, al, NULL, NULL, NULL, NULL), 0);
     st = run_mpb(NULL, out, sizeof out, err, sizeof err, "pool", NULL);
@@ -1075,9 +1077,9 @@ static void test_cli_pool_commands(void **state) {
     assert_int_equal(mpb_pool_terminate(p), 0);
     assert_int_equal(mpb_pool_join(p, 10000), 0);
     mpb_pool_close(&p);
-    kill_worker(w);
+    tp_kill_worker(w);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 int main(void) {
@@ -1092,33 +1094,33 @@ int main(void) {
 #endif
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_imap_100k_items_in_order_with_bounded_memory,
-                                        setup_broker, teardown_broker),
-        cmocka_unit_test_setup_teardown(test_imap_input_error_and_early_free, setup_broker,
-                                        teardown_broker),
-        cmocka_unit_test_setup_teardown(test_seed_apply_async_callbacks_5_tasks, setup_broker,
-                                        teardown_broker),
-        cmocka_unit_test_setup_teardown(test_callbacks_may_submit_more_tasks, setup_broker,
-                                        teardown_broker),
-        cmocka_unit_test_setup_teardown(test_seed_apply_serially, setup_broker, teardown_broker),
-        cmocka_unit_test_setup_teardown(test_seed_map_chunksize_1_and_100, setup_broker,
-                                        teardown_broker),
-        cmocka_unit_test_setup_teardown(test_seed_imap_unordered, setup_broker, teardown_broker),
-        cmocka_unit_test_setup_teardown(test_seed_starmap, setup_broker, teardown_broker),
-        cmocka_unit_test_setup_teardown(test_remote_error_reaches_the_caller, setup_broker,
-                                        teardown_broker),
+                                        tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_imap_input_error_and_early_free, tp_setup_broker,
+                                        tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_seed_apply_async_callbacks_5_tasks, tp_setup_broker,
+                                        tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_callbacks_may_submit_more_tasks, tp_setup_broker,
+                                        tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_seed_apply_serially, tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_seed_map_chunksize_1_and_100, tp_setup_broker,
+                                        tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_seed_imap_unordered, tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_seed_starmap, tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_remote_error_reaches_the_caller, tp_setup_broker,
+                                        tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_flow_control_worker_never_exceeds_its_credit,
-                                        setup_broker, teardown_broker),
+                                        tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_flow_control_slow_worker_does_not_delay_the_rest,
-                                        setup_broker, teardown_broker),
-        cmocka_unit_test_setup_teardown(test_close_then_join_waits_for_all, setup_broker,
-                                        teardown_broker),
-        cmocka_unit_test_setup_teardown(test_terminate_cancels_the_rest, setup_broker,
-                                        teardown_broker),
+                                        tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_close_then_join_waits_for_all, tp_setup_broker,
+                                        tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_terminate_cancels_the_rest, tp_setup_broker,
+                                        tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_get_times_out_when_no_worker_serves_the_function,
-                                        setup_broker, teardown_broker),
+                                        tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_imap_canceled_by_terminate_and_detached_by_free,
-                                        setup_broker, teardown_broker),
-        cmocka_unit_test_setup_teardown(test_cli_pool_commands, setup_broker, teardown_broker),
+                                        tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_cli_pool_commands, tp_setup_broker, tp_teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

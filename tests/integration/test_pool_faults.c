@@ -8,7 +8,22 @@
 #include <poll.h>
 #include <sys/mman.h>
 
-#include "test_pool_util.c"
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mpbproto.h"
+#include "th_pool.h"
 
 /* ---- a worker killed mid-map ---- */
 
@@ -17,7 +32,7 @@ static void test_worker_killed_mid_map_loses_nothing(void **state) {
     enum { N = 10000 };
     /* sqsleep counts every run of n in a shared file: runs that were cut short count too */
     char path[400];
-    snprintf(path, sizeof path, "%s/runs", B.dir);
+    snprintf(path, sizeof path, "%s/runs", tp_broker.dir);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, N * sizeof(uint32_t)), 0);
@@ -25,34 +40,34 @@ static void test_worker_killed_mid_map_loses_nothing(void **state) {
     assert_true(runs != MAP_FAILED);
     close(fd);
     setenv("MPB_TEST_COUNTS", path, 1);
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
-    pid_t victim = start_worker(MPB_TESTFNS_LIB, "sqsleep", 2, 1, 0, NULL);
-    start_worker(MPB_TESTFNS_LIB, "sqsleep", 2, 1, 0, NULL);
-    start_worker(MPB_TESTFNS_LIB, "sqsleep", 2, 1, 0, NULL);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
+    pid_t victim = tp_start_worker(MPB_TESTFNS_LIB, "sqsleep", 2, 1, 0, NULL);
+    tp_start_worker(MPB_TESTFNS_LIB, "sqsleep", 2, 1, 0, NULL);
+    tp_start_worker(MPB_TESTFNS_LIB, "sqsleep", 2, 1, 0, NULL);
     unsetenv("MPB_TEST_COUNTS");
-    wait_workers(mon, "sqsleep", 3, 10000);
+    tp_wait_workers(mon, "sqsleep", 3, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb__buf_t items = {0};
-    items_range(&items, N);
+    tp_items_range(&items, N);
     mpb_async_t *a = NULL;
     int64_t t0 = th_now_ms();
     assert_int_equal(mpb_pool_map_async(p, "sqsleep", items.p, items.len, 1, NULL, NULL, NULL, &a),
                      0);
     /* mid-flight: a quarter done */
-    fnstat_t s = {0};
+    tp_fnstat_t s = {0};
     int64_t end = th_now_ms() + 60000;
-    while ((s = fn_stat(mon, "sqsleep")).done < N / 4) {
+    while ((s = tp_fn_stat(mon, "sqsleep")).done < N / 4) {
         if (th_now_ms() > end)
             fail_msg("only %llu tasks done after 60 s", (unsigned long long)s.done);
         assert_int_equal(mpb_async_ready(a), 0);
         mpb_pool_poll(p, 20);
     }
-    wstat_t ws;
-    assert_true(worker_stat(mon, victim, &ws));
+    tp_wstat_t ws;
+    assert_true(tp_worker_stat(mon, victim, &ws));
     kill(victim, SIGKILL);
     int64_t t_kill = th_now_ms();
-    kill_worker(victim);
+    tp_kill_worker(victim);
     assert_int_equal(mpb_async_ready(a), 0);
     void *res = NULL;
     size_t rl;
@@ -60,7 +75,7 @@ static void test_worker_killed_mid_map_loses_nothing(void **state) {
     if (rc) fail_msg("map after the kill: %s", mpb_errmsg(c));
     int64_t t_end = th_now_ms();
     /* complete, correct, in order */
-    assert_int_equal(check_ints(res, rl, N, sq), -1);
+    assert_int_equal(tp_check_ints(res, rl, N, tp_sq), -1);
     mpb_free(res);
     mpb_async_free(&a);
     /* every task ran, a few twice (the ones the victim held), and finished once */
@@ -71,7 +86,7 @@ static void test_worker_killed_mid_map_loses_nothing(void **state) {
         total += runs[i];
         twice += runs[i] == 2;
     }
-    fnstat_t f = fn_stat(mon, "sqsleep");
+    tp_fnstat_t f = tp_fn_stat(mon, "sqsleep");
     printf("killed a worker (%lld tasks in flight, %llu done) at %lld ms; map of %d done at "
            "%lld ms; %u tasks ran twice, %llu runs in all\n",
            (long long)ws.running, (unsigned long long)ws.done, (long long)(t_kill - t0), N,
@@ -86,7 +101,7 @@ static void test_worker_killed_mid_map_loses_nothing(void **state) {
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- a caller that dies ---- */
@@ -94,7 +109,7 @@ static void test_worker_killed_mid_map_loses_nothing(void **state) {
 static int caller_child(void *arg) {
     int *pfd = arg;
     mpb_client_t *c = NULL;
-    if (th_connect_opts(&B, NULL, &c)) return 10;
+    if (th_connect_opts(&tp_broker, NULL, &c)) return 10;
     mpb_pool_t *p;
     if (mpb_pool_open(c, &p)) return 11;
     mpb__buf_t items = {0};
@@ -112,15 +127,15 @@ static void test_caller_killed_its_tasks_are_cancelled(void **state) {
     /* the caller is forked first (no threads here yet) and starts when the worker is there */
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
-    gate_t gate;
-    gate_open(&gate);
-    pid_t caller = start_child(caller_child, pfd, &gate);
-    mpb_client_t *mon = th_connect(&B);
+    tp_gate_t gate;
+    tp_gate_open(&gate);
+    pid_t caller = tp_start_child(caller_child, pfd, &gate);
+    mpb_client_t *mon = th_connect(&tp_broker);
     /* one slow worker: concurrency 1, and one task held beyond it */
-    pid_t w = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 1, 0, NULL);
-    wait_workers(mon, "sleep_ms", 1, 10000);
-    gate_release(&gate);
-    gate_close(&gate);
+    pid_t w = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 1, 0, NULL);
+    tp_wait_workers(mon, "sleep_ms", 1, 10000);
+    tp_gate_release(&gate);
+    tp_gate_close(&gate);
     struct pollfd pf = {pfd[0], POLLIN, 0};
     assert_int_equal(poll(&pf, 1, 10000), 1);
     char ch;
@@ -128,58 +143,58 @@ static void test_caller_killed_its_tasks_are_cancelled(void **state) {
     close(pfd[0]);
     close(pfd[1]);
     /* the worker is busy with the caller's tasks */
-    wstat_t ws;
+    tp_wstat_t ws;
     int64_t end = th_now_ms() + 10000;
-    while (!worker_stat(mon, w, &ws) || ws.running < 1) {
+    while (!tp_worker_stat(mon, w, &ws) || ws.running < 1) {
         if (th_now_ms() > end) fail_msg("the worker never got a task");
         usleep(5000);
     }
-    fnstat_t s = fn_stat(mon, "sleep_ms");
+    tp_fnstat_t s = tp_fn_stat(mon, "sleep_ms");
     assert_true(s.queued >= 190);
-    assert_int_equal(jobs_count(mon), 1);
+    assert_int_equal(tp_jobs_count(mon), 1);
     kill(caller, SIGKILL);
     int64_t t_kill = th_now_ms();
-    kill_worker(caller);
+    tp_kill_worker(caller);
     /* after the TTL the queue is drained without running it */
     end = th_now_ms() + 10000;
-    while ((s = fn_stat(mon, "sleep_ms")).queued > 0) {
+    while ((s = tp_fn_stat(mon, "sleep_ms")).queued > 0) {
         if (th_now_ms() > end)
             fail_msg("%llu tasks still queued 10 s after the caller died",
                      (unsigned long long)s.queued);
         usleep(10000);
     }
     int64_t drained = th_now_ms() - t_kill;
-    assert_int_equal(jobs_count(mon), 0);
+    assert_int_equal(tp_jobs_count(mon), 0);
     /* The worker still holds what it had (nobody wants those results). It dies now: what it
      * held is dropped, not handed to another worker. */
-    assert_true(worker_stat(mon, w, &ws));
+    assert_true(tp_worker_stat(mon, w, &ws));
     kill(w, SIGKILL);
-    kill_worker(w);
+    tp_kill_worker(w);
     printf("caller killed: queue drained after %lld ms; the worker had run %llu of 200 tasks "
            "and died holding %lld\n",
            (long long)drained, (unsigned long long)ws.done, (long long)ws.running);
     assert_true(ws.done <= 20); /* 250 ms each for about the TTL: most never ran */
     assert_true(ws.running >= 1);
     end = th_now_ms() + 10000;
-    while (fn_workers(mon, "sleep_ms") > 0) {
+    while (tp_fn_workers(mon, "sleep_ms") > 0) {
         if (th_now_ms() > end) fail_msg("the dead worker is still registered after 10 s");
         usleep(20000);
     }
-    s = fn_stat(mon, "sleep_ms");
+    s = tp_fn_stat(mon, "sleep_ms");
     assert_int_equal(s.queued, 0);
     assert_int_equal(s.running + s.prefetched, 0);
     /* a fresh worker finds nothing of the dead caller's to run */
-    pid_t w2 = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 1, 0, NULL);
-    wait_workers(mon, "sleep_ms", 1, 10000);
-    sleep_ms_(400);
-    wstat_t ws2;
-    assert_true(worker_stat(mon, w2, &ws2));
+    pid_t w2 = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 1, 0, NULL);
+    tp_wait_workers(mon, "sleep_ms", 1, 10000);
+    tp_sleep_ms(400);
+    tp_wstat_t ws2;
+    assert_true(tp_worker_stat(mon, w2, &ws2));
     assert_int_equal(ws2.done + (uint64_t)ws2.running + (uint64_t)ws2.prefetched, 0);
-    fnstat_t s2 = fn_stat(mon, "sleep_ms");
+    tp_fnstat_t s2 = tp_fn_stat(mon, "sleep_ms");
     assert_int_equal(s2.done, s.done);
     assert_int_equal(s2.queued + s2.running + s2.prefetched, 0);
     mpb_close(&mon);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- a task whose worker always dies ---- */
@@ -187,8 +202,8 @@ static void test_caller_killed_its_tasks_are_cancelled(void **state) {
 /* A recycling mpb-worker serving crash (every child that dies is replaced by a fresh one),
  * seen by mon, and a pool on c. */
 static mpb_pool_t *crash_pool(mpb_client_t *c, mpb_client_t *mon) {
-    start_worker(MPB_TESTFNS_LIB, "crash", 1, 0, 1000000, NULL);
-    wait_workers(mon, "crash", 1, 10000);
+    tp_start_worker(MPB_TESTFNS_LIB, "crash", 1, 0, 1000000, NULL);
+    tp_wait_workers(mon, "crash", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     return p;
@@ -198,7 +213,7 @@ static mpb_pool_t *crash_pool(mpb_client_t *c, mpb_client_t *mon) {
  * took. */
 static int apply_crash(mpb_pool_t *p, int64_t *ms) {
     size_t al, rl;
-    const uint8_t *a = args1(1, &al);
+    const uint8_t *a = tp_args1(1, &al);
     void *res = NULL;
     int64_t t0 = th_now_ms();
     int rc = mpb_pool_apply(p, "crash", a, al, 30000, &res, &rl);
@@ -208,7 +223,7 @@ static int apply_crash(mpb_pool_t *p, int64_t *ms) {
 
 static void test_task_fails_after_its_worker_died_max_attempts_times(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
     mpb_pool_t *p = crash_pool(c, mon);
     int64_t ms;
     assert_int_equal(apply_crash(p, &ms), MPB_EREMOTE);
@@ -216,13 +231,13 @@ static void test_task_fails_after_its_worker_died_max_attempts_times(void **stat
     assert_non_null(strstr(mpb_errmsg(c), "worker died"));
     assert_non_null(strstr(mpb_errmsg(c), "3 times"));
     assert_true(ms >= 2000); /* three deaths, each noticed after the 1 s TTL */
-    fnstat_t s = fn_stat(mon, "crash");
+    tp_fnstat_t s = tp_fn_stat(mon, "crash");
     assert_int_equal(s.failed, 1);
     assert_int_equal(s.done, 0);
     assert_int_equal(s.queued + s.running + s.prefetched, 0);
     /* the async form: error_callback with the same words */
     size_t al, rl;
-    const uint8_t *a = args1(1, &al);
+    const uint8_t *a = tp_args1(1, &al);
     void *res = NULL;
     mpb_async_t *h = NULL;
     assert_int_equal(mpb_pool_apply_async(p, "crash", a, al, NULL, NULL, NULL, &h), 0);
@@ -234,13 +249,13 @@ static void test_task_fails_after_its_worker_died_max_attempts_times(void **stat
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* With pool-max-attempts 2, the second death fails the task, and says 2. */
 static void test_max_attempts_is_a_setting(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
     mpb_pool_t *p = crash_pool(c, mon);
     int64_t ms;
     int rc = apply_crash(p, &ms);
@@ -248,22 +263,22 @@ static void test_max_attempts_is_a_setting(void **state) {
            mpb_errmsg(c));
     th_assert_err(rc, MPB_EREMOTE, c, "its worker died 2 times", NULL);
     assert_true(ms >= 1000); /* two deaths, each noticed after the 1 s TTL */
-    char *m = metrics_get();
+    char *m = tp_metrics_get();
     assert_true(th_metric(m, "mpb_pool_tasks_requeued_total", -1) == 1);
     assert_true(th_metric(m, "mpb_pool_tasks_abandoned_total", -1) == 1);
     free(m);
-    fnstat_t s = fn_stat(mon, "crash");
+    tp_fnstat_t s = tp_fn_stat(mon, "crash");
     assert_int_equal(s.failed, 1);
     assert_int_equal(s.queued + s.running + s.prefetched, 0);
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 static int setup_two_attempts_broker(void **state) {
     (void)state;
-    th_broker_start(&B, "--heartbeat-ms", "200", "--session-ttl-ms", "1000",
+    th_broker_start(&tp_broker, "--heartbeat-ms", "200", "--session-ttl-ms", "1000",
                     "--pool-max-attempts", "2", "--http", "127.0.0.1:0", NULL);
     return 0;
 }
@@ -272,44 +287,44 @@ static int setup_two_attempts_broker(void **state) {
 
 static void test_busy_worker_keeps_its_task_past_the_ttl(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
-    pid_t w = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
-    wait_workers(c, "sleep_ms", 1, 10000);
+    mpb_client_t *c = th_connect(&tp_broker);
+    pid_t w = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
+    tp_wait_workers(c, "sleep_ms", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     size_t al, rl;
-    const uint8_t *a = args1(2500, &al);
+    const uint8_t *a = tp_args1(2500, &al);
     void *res = NULL;
     int64_t t0 = th_now_ms();
     assert_int_equal(mpb_pool_apply(p, "sleep_ms", a, al, 20000, &res, &rl), 0);
     int64_t ms = th_now_ms() - t0;
-    assert_int_equal(unpack_int(res, rl), 2500);
+    assert_int_equal(tp_unpack_int(res, rl), 2500);
     mpb_free(res);
     /* run once, by the same worker session: not handed on after 1 s */
-    wstat_t ws;
-    assert_true(worker_stat(c, w, &ws));
+    tp_wstat_t ws;
+    assert_true(tp_worker_stat(c, w, &ws));
     assert_int_equal(ws.done, 1);
-    fnstat_t s = fn_stat(c, "sleep_ms");
+    tp_fnstat_t s = tp_fn_stat(c, "sleep_ms");
     assert_int_equal(s.done, 1);
     assert_int_equal(s.workers, 1);
     assert_true(ms < 4500);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_worker_killed_mid_map_loses_nothing, setup_fast_broker,
-                                        teardown_broker),
+        cmocka_unit_test_setup_teardown(test_worker_killed_mid_map_loses_nothing, tp_setup_fast_broker,
+                                        tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_caller_killed_its_tasks_are_cancelled,
-                                        setup_fast_broker, teardown_broker),
+                                        tp_setup_fast_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_task_fails_after_its_worker_died_max_attempts_times,
-                                        setup_fast_broker, teardown_broker),
+                                        tp_setup_fast_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_max_attempts_is_a_setting, setup_two_attempts_broker,
-                                        teardown_broker),
+                                        tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_busy_worker_keeps_its_task_past_the_ttl,
-                                        setup_fast_broker, teardown_broker),
+                                        tp_setup_fast_broker, tp_teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

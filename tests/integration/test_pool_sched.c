@@ -6,7 +6,22 @@
  * streamed (short ones): a shared file counts every start of every task. */
 #include <sys/mman.h>
 
-#include "test_pool_util.c"
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mpbproto.h"
+#include "th_pool.h"
 
 /* [ms] * n, as map items */
 static void items_ms(mpb__buf_t *b, uint32_t n, int64_t ms) {
@@ -30,7 +45,7 @@ static void check_all_ms(const void *res, size_t len, uint32_t n, int64_t ms) {
 /* `mpb pool`'s table, as text, in out (NUL-terminated). */
 static void mpb_pool_table(char *out, size_t n) {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "'%s' -e '%s' -k '%s' pool", th_mpb_cli, B.endpoint, B.keyfile);
+    snprintf(cmd, sizeof cmd, "'%s' -e '%s' -k '%s' pool", th_mpb_cli, tp_broker.endpoint, tp_broker.keyfile);
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
     size_t k = fread(out, 1, n - 1, f);
@@ -43,10 +58,10 @@ static void mpb_pool_table(char *out, size_t n) {
 static void test_default_settings_run_4_long_tasks_on_2x2_slots_at_once(void **state) {
     (void)state;
     enum { N = 4, MS = 2000 };
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
-    start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
-    start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
-    wait_workers(mon, "sleep_ms", 2, 10000);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
+    tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
+    tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
+    tp_wait_workers(mon, "sleep_ms", 2, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb__buf_t items = {0};
@@ -68,7 +83,7 @@ static void test_default_settings_run_4_long_tasks_on_2x2_slots_at_once(void **s
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* A holds 2 running and 2 tentative when B arrives: B's idle slots take the 2, A is refused
@@ -76,9 +91,9 @@ static void test_default_settings_run_4_long_tasks_on_2x2_slots_at_once(void **s
 static void test_idle_slot_steals_what_another_worker_has_not_started(void **state) {
     (void)state;
     enum { N = 4, MS = 2000 };
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
-    pid_t a = start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
-    wait_workers(mon, "sleep_ms", 1, 10000);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
+    pid_t a = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
+    tp_wait_workers(mon, "sleep_ms", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb__buf_t items = {0};
@@ -88,9 +103,9 @@ static void test_idle_slot_steals_what_another_worker_has_not_started(void **sta
     assert_int_equal(mpb_pool_map_async(p, "sleep_ms", items.p, items.len, 1, NULL, NULL, NULL,
                                         &as),
                      0);
-    wstat_t ws = {0};
+    tp_wstat_t ws = {0};
     int64_t end = th_now_ms() + 5000;
-    while (!(worker_stat(mon, a, &ws) && ws.running == 2 && ws.prefetched == 2)) {
+    while (!(tp_worker_stat(mon, a, &ws) && ws.running == 2 && ws.prefetched == 2)) {
         if (th_now_ms() > end)
             fail_msg("worker A holds %lld running, %lld prefetched", (long long)ws.running,
                      (long long)ws.prefetched);
@@ -102,8 +117,8 @@ static void test_idle_slot_steals_what_another_worker_has_not_started(void **sta
     mpb_pool_table(table, sizeof table);
     if (!strstr(table, "STEALS") || !strstr(table, "RETRIES") || !strstr(table, "    running: task"))
         fail_msg("mpb pool shows no steals, retries or running tasks:\n%s", table);
-    pid_t b = start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
-    wait_workers(mon, "sleep_ms", 2, 10000);
+    pid_t b = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
+    tp_wait_workers(mon, "sleep_ms", 2, 10000);
     int64_t t_b = th_now_ms(); /* B serves: its idle slots steal at once */
     void *res = NULL;
     size_t rl;
@@ -113,11 +128,11 @@ static void test_idle_slot_steals_what_another_worker_has_not_started(void **sta
     check_all_ms(res, rl, N, MS);
     mpb_free(res);
     mpb_async_free(&as);
-    wstat_t wa, wb;
+    tp_wstat_t wa, wb;
     end = th_now_ms() + 3000;
     do { /* A asks to start its two once its slots are free; the answer may trail the map */
-        assert_true(worker_stat(mon, a, &wa));
-        assert_true(worker_stat(mon, b, &wb));
+        assert_true(tp_worker_stat(mon, a, &wa));
+        assert_true(tp_worker_stat(mon, b, &wb));
     } while (wa.refused < 2 && th_now_ms() < end && (usleep(10000), 1));
     printf("B served %lld ms after the map began; map of %d x %d ms done in %lld ms; A: done "
            "%llu stolen %llu refused %llu; B: done %llu steals %llu\n",
@@ -131,17 +146,17 @@ static void test_idle_slot_steals_what_another_worker_has_not_started(void **sta
     assert_int_equal(wa.refused, 2);
     assert_true(after_b <= 2500); /* one task-time once B serves */
     assert_true(ms < 2 * MS);     /* not two task-times */
-    assert_true(pool_metric("mpb_pool_steals_total") == 2);
-    assert_true(pool_metric("mpb_pool_lease_refusals_total") == 2);
-    assert_true(pool_metric("mpb_pool_tasks_killed_total") == 0); /* threads: none killed */
-    fnstat_t f = fn_stat(mon, "sleep_ms");
+    assert_true(tp_pool_metric("mpb_pool_steals_total") == 2);
+    assert_true(tp_pool_metric("mpb_pool_lease_refusals_total") == 2);
+    assert_true(tp_pool_metric("mpb_pool_tasks_killed_total") == 0); /* threads: none killed */
+    tp_fnstat_t f = tp_fn_stat(mon, "sleep_ms");
     assert_int_equal(f.done, N);
     assert_int_equal(f.queued + f.running + f.prefetched, 0);
     mpb__buf_free(&items);
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- a paused worker ---- */
@@ -171,7 +186,7 @@ static void wait_stopped(pid_t pid) {
  * may have taken a task it had not yet begun to run. */
 static void pause_past_ttl(uint32_t n, const char *nap_ms, uint64_t done_before) {
     char path[400];
-    snprintf(path, sizeof path, "%s/starts", B.dir);
+    snprintf(path, sizeof path, "%s/starts", tp_broker.dir);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, (off_t)(n * sizeof(uint32_t))), 0);
@@ -180,28 +195,28 @@ static void pause_past_ttl(uint32_t n, const char *nap_ms, uint64_t done_before)
     close(fd);
     setenv("MPB_TEST_COUNTS", path, 1);
     setenv("MPB_TEST_NAP_MS", nap_ms, 1);
-    mpb_client_t *c = th_connect(&B), *mon = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
     pid_t w[2];
-    w[0] = start_worker(MPB_TESTFNS_LIB, "countnap", 1, -1, 0, NULL);
-    w[1] = start_worker(MPB_TESTFNS_LIB, "countnap", 1, -1, 0, NULL);
-    wait_workers(mon, "countnap", 2, 10000);
+    w[0] = tp_start_worker(MPB_TESTFNS_LIB, "countnap", 1, -1, 0, NULL);
+    w[1] = tp_start_worker(MPB_TESTFNS_LIB, "countnap", 1, -1, 0, NULL);
+    tp_wait_workers(mon, "countnap", 2, 10000);
     unsetenv("MPB_TEST_COUNTS");
     unsetenv("MPB_TEST_NAP_MS");
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb__buf_t items = {0};
-    items_range(&items, n);
+    tp_items_range(&items, n);
     mpb_async_t *as = NULL;
     assert_int_equal(mpb_pool_map_async(p, "countnap", items.p, items.len, 1, NULL, NULL, NULL,
                                         &as),
                      0);
-    wstat_t ws = {0};
+    tp_wstat_t ws = {0};
     pid_t a = 0;
     int64_t end = th_now_ms() + 20000;
     while (!a) {
-        if (fn_stat(mon, "countnap").done >= done_before)
+        if (tp_fn_stat(mon, "countnap").done >= done_before)
             for (int i = 0; i < 2 && !a; i++)
-                if (worker_stat(mon, w[i], &ws) && ws.running == 1 && ws.prefetched >= 1)
+                if (tp_worker_stat(mon, w[i], &ws) && ws.running == 1 && ws.prefetched >= 1)
                     a = w[i];
         if (!a && th_now_ms() > end) fail_msg("no worker held a running and a prefetched task");
         if (!a) mpb_pool_poll(p, 1);
@@ -213,7 +228,7 @@ static void pause_past_ttl(uint32_t n, const char *nap_ms, uint64_t done_before)
     memcpy(before, starts, n * sizeof *before);
     int64_t held = ws.prefetched;
     end = th_now_ms() + 10000;
-    while (worker_stat(mon, a, &ws)) { /* until its session ends (TTL 1 s) */
+    while (tp_worker_stat(mon, a, &ws)) { /* until its session ends (TTL 1 s) */
         if (th_now_ms() > end) fail_msg("worker A's session outlived 10 s of SIGSTOP");
         mpb_pool_poll(p, 20);
     }
@@ -224,7 +239,7 @@ static void pause_past_ttl(uint32_t n, const char *nap_ms, uint64_t done_before)
     if (rc) fail_msg("map: %s", mpb_errmsg(c));
     mpb_free(res);
     mpb_async_free(&as);
-    sleep_ms_(600); /* time enough for A to start what it held, were it to */
+    tp_sleep_ms(600); /* time enough for A to start what it held, were it to */
     uint64_t total = 0;
     uint32_t twice = 0, late = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -244,7 +259,7 @@ static void pause_past_ttl(uint32_t n, const char *nap_ms, uint64_t done_before)
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 static void test_paused_worker_starts_no_tentative_task_given_to_another(void **state) {
@@ -260,13 +275,13 @@ static void test_paused_worker_starts_no_streamed_task_given_to_another(void **s
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_default_settings_run_4_long_tasks_on_2x2_slots_at_once,
-                                        setup_broker, teardown_broker),
+                                        tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_idle_slot_steals_what_another_worker_has_not_started,
-                                        setup_http_broker, teardown_broker),
+                                        tp_setup_http_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_paused_worker_starts_no_tentative_task_given_to_another,
-                                        setup_fast_broker, teardown_broker),
+                                        tp_setup_fast_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_paused_worker_starts_no_streamed_task_given_to_another,
-                                        setup_fast_broker, teardown_broker),
+                                        tp_setup_fast_broker, tp_teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

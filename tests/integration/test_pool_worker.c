@@ -7,7 +7,22 @@
  * may serve again; mpb-worker --init-arg reaches the initializer, whose failure stops it. */
 #include <poll.h>
 
-#include "test_pool_util.c"
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mpbproto.h"
+#include "th_pool.h"
 
 /* ---- an in-process worker: functions and the child that serves them ---- */
 
@@ -61,7 +76,7 @@ static int ip_sleep(void *ctx, const void *args, size_t alen, void **result, siz
     (void)ctx;
     int64_t ms;
     if (arg_int(args, alen, &ms, err, errlen)) return -1;
-    sleep_ms_((int)ms);
+    tp_sleep_ms((int)ms);
     return reply_int(ms, result, rlen);
 }
 
@@ -80,7 +95,7 @@ static void on_usr1(int sig) {
 static void *stopper(void *arg) {
     const wcfg_t *cfg = arg;
     while (mpb_worker_tasks_done(g_w) < cfg->stop_after)
-        sleep_ms_(5);
+        tp_sleep_ms(5);
     mpb_worker_stop(g_w);
     return NULL;
 }
@@ -90,7 +105,7 @@ static void *stopper(void *arg) {
 static int worker_child(void *arg) {
     const wcfg_t *cfg = arg;
     mpb_client_t *c = NULL;
-    if (th_connect_opts(&B, NULL, &c)) {
+    if (th_connect_opts(&tp_broker, NULL, &c)) {
         fprintf(stderr, "connect: %s\n", mpb_errmsg(c));
         return 10;
     }
@@ -133,14 +148,14 @@ static int worker_child(void *arg) {
 static void test_initializer_runs_once_per_worker_process(void **state) {
     (void)state;
     wcfg_t cfg = {.conc = 4, .prefetch = 2, .on_sigusr1 = true};
-    pid_t w1 = start_child(worker_child, &cfg, NULL); /* before this process has threads */
-    pid_t w2 = start_child(worker_child, &cfg, NULL);
-    mpb_client_t *c = th_connect(&B);
-    wait_workers(c, "ip_inits", 2, 10000);
+    pid_t w1 = tp_start_child(worker_child, &cfg, NULL); /* before this process has threads */
+    pid_t w2 = tp_start_child(worker_child, &cfg, NULL);
+    mpb_client_t *c = th_connect(&tp_broker);
+    tp_wait_workers(c, "ip_inits", 2, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb__buf_t items = {0};
-    items_range(&items, 200);
+    tp_items_range(&items, 200);
     void *res = NULL;
     size_t rl;
     /* every call, on 8 threads in 2 processes, sees the initializer run exactly once */
@@ -155,29 +170,29 @@ static void test_initializer_runs_once_per_worker_process(void **state) {
         assert_int_equal(v, 1);
     }
     mpb_free(res);
-    wstat_t s1, s2;
-    assert_true(worker_stat(c, w1, &s1));
-    assert_true(worker_stat(c, w2, &s2));
+    tp_wstat_t s1, s2;
+    assert_true(tp_worker_stat(c, w1, &s1));
+    assert_true(tp_worker_stat(c, w2, &s2));
     assert_int_equal(s1.concurrency, 4);
     assert_int_equal(s1.done + s2.done, 200);
     /* SIGUSR1 -> mpb_worker_stop from a signal handler: serve returns 0, and the child
      * checks once more that its initializer ran once */
     kill(w1, SIGUSR1);
     kill(w2, SIGUSR1);
-    assert_int_equal(wait_child(w1, 10), 0);
-    assert_int_equal(wait_child(w2, 10), 0);
-    assert_int_equal(fn_workers(c, "ip_inits"), 0);
+    assert_int_equal(tp_wait_child(w1, 10), 0);
+    assert_int_equal(tp_wait_child(w2, 10), 0);
+    assert_int_equal(tp_fn_workers(c, "ip_inits"), 0);
     mpb__buf_free(&items);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* `mpb-worker --check` against B: its exit status, its output in out. */
 static int worker_check(char *out, size_t n) {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "'%s' --check -e '%s' -k '%s' 2>&1", MPB_WORKER_PATH, B.endpoint,
-             B.keyfile);
+    snprintf(cmd, sizeof cmd, "'%s' --check -e '%s' -k '%s' 2>&1", MPB_WORKER_PATH, tp_broker.endpoint,
+             tp_broker.keyfile);
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
     size_t k = fread(out, 1, n - 1, f);
@@ -193,18 +208,18 @@ static void test_mpb_worker_check(void **state) {
     char out[512];
     assert_int_equal(worker_check(out, sizeof out), 1);
     assert_non_null(strstr(out, "no worker of host"));
-    mpb_client_t *c = th_connect(&B);
-    pid_t w = start_worker(MPB_TESTFNS_LIB, "procinfo", 1, 1, 0, NULL);
-    wait_workers(c, "procinfo", 1, 10000);
+    mpb_client_t *c = th_connect(&tp_broker);
+    pid_t w = tp_start_worker(MPB_TESTFNS_LIB, "procinfo", 1, 1, 0, NULL);
+    tp_wait_workers(c, "procinfo", 1, 10000);
     assert_int_equal(worker_check(out, sizeof out), 0);
     assert_non_null(strstr(out, "ok: 1 worker session of "));
     kill(w, SIGTERM);
-    assert_int_equal(wait_child(w, 10), 0);
-    wait_workers(c, "procinfo", 0, 10000);
+    assert_int_equal(tp_wait_child(w, 10), 0);
+    tp_wait_workers(c, "procinfo", 0, 10000);
     assert_int_equal(worker_check(out, sizeof out), 1);
     char cmd[800];
     snprintf(cmd, sizeof cmd, "'%s' --check -e tcp://127.0.0.1:1 -k '%s' >/dev/null 2>&1",
-             MPB_WORKER_PATH, B.keyfile);
+             MPB_WORKER_PATH, tp_broker.keyfile);
     int st = system(cmd);
     assert_int_equal(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 1);
     mpb_close(&c);
@@ -212,14 +227,14 @@ static void test_mpb_worker_check(void **state) {
 
 static void test_mpb_worker_max_tasks_recycles_and_serves_all(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
+    mpb_client_t *c = th_connect(&tp_broker);
     /* --max-tasks 5: each process serves 5 tasks and a fresh one (its own --init) follows */
-    pid_t w = start_worker(MPB_TESTFNS_LIB, "procinfo", 1, 1, 5, "testinit");
-    wait_workers(c, "procinfo", 1, 10000);
+    pid_t w = tp_start_worker(MPB_TESTFNS_LIB, "procinfo", 1, 1, 5, "testinit");
+    tp_wait_workers(c, "procinfo", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb__buf_t items = {0};
-    items_range(&items, 20);
+    tp_items_range(&items, 20);
     void *res = NULL;
     size_t rl;
     assert_int_equal(mpb_pool_map(p, "procinfo", items.p, items.len, 1, 30000, &res, &rl), 0);
@@ -251,128 +266,128 @@ static void test_mpb_worker_max_tasks_recycles_and_serves_all(void **state) {
         assert_true(per[k] <= 5);
     /* SIGTERM: the recycling parent and its child stop cleanly */
     kill(w, SIGTERM);
-    assert_int_equal(wait_child(w, 10), 0);
+    assert_int_equal(tp_wait_child(w, 10), 0);
     mpb__buf_free(&items);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 static void test_worker_api_max_tasks_returns_after_that_many(void **state) {
     (void)state;
     wcfg_t cfg = {.conc = 1, .prefetch = 1, .max_tasks = 3};
     wcfg_t cfg2 = {.conc = 2, .prefetch = 0, .stop_after = 2};
-    gate_t gate;
-    gate_open(&gate);
-    pid_t w = start_child(worker_child, &cfg, NULL);
-    pid_t w2 = start_child(worker_child, &cfg2, &gate); /* held back until the first is gone */
-    mpb_client_t *c = th_connect(&B);
-    wait_workers(c, "ip_square", 1, 10000);
+    tp_gate_t gate;
+    tp_gate_open(&gate);
+    pid_t w = tp_start_child(worker_child, &cfg, NULL);
+    pid_t w2 = tp_start_child(worker_child, &cfg2, &gate); /* held back until the first is gone */
+    mpb_client_t *c = th_connect(&tp_broker);
+    tp_wait_workers(c, "ip_square", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb_async_t *h[5];
     for (int i = 0; i < 5; i++) {
         size_t al;
-        const uint8_t *a = args1(i + 10, &al);
+        const uint8_t *a = tp_args1(i + 10, &al);
         assert_int_equal(mpb_pool_apply_async(p, "ip_square", a, al, NULL, NULL, NULL, &h[i]), 0);
     }
     /* serve returns 0 after exactly 3 tasks (the child checks), and the process exits */
-    assert_int_equal(wait_child(w, 20), 0);
+    assert_int_equal(tp_wait_child(w, 20), 0);
     int ready = 0;
     for (int i = 0; i < 5; i++)
         ready += mpb_async_wait(h[i], i < 3 ? 5000 : 0);
     assert_int_equal(ready, 3);
-    assert_int_equal(fn_stat(c, "ip_square").queued, 2);
-    assert_int_equal(fn_workers(c, "ip_square"), 0);
+    assert_int_equal(tp_fn_stat(c, "ip_square").queued, 2);
+    assert_int_equal(tp_fn_workers(c, "ip_square"), 0);
     /* the other two wait for the next worker, and lose nothing */
-    gate_release(&gate);
-    gate_close(&gate);
+    tp_gate_release(&gate);
+    tp_gate_close(&gate);
     for (int i = 0; i < 5; i++) {
         void *res = NULL;
         size_t rl;
         int rc = mpb_async_get(h[i], 20000, &res, &rl);
         if (rc) fail_msg("task %d: %s", i, mpb_errmsg(c));
-        assert_int_equal(unpack_int(res, rl), (i + 10) * (i + 10));
+        assert_int_equal(tp_unpack_int(res, rl), (i + 10) * (i + 10));
         mpb_free(res);
         mpb_async_free(&h[i]);
     }
     /* w2 is stopped by its own thread after 2 tasks: serve returns 0 */
-    assert_int_equal(wait_child(w2, 10), 0);
+    assert_int_equal(tp_wait_child(w2, 10), 0);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 static void test_stop_from_a_thread_ends_serve_with_0(void **state) {
     (void)state;
     wcfg_t cfg = {.conc = 2, .prefetch = 1, .stop_after = 10};
-    pid_t w = start_child(worker_child, &cfg, NULL);
-    mpb_client_t *c = th_connect(&B);
-    wait_workers(c, "ip_square", 1, 10000);
+    pid_t w = tp_start_child(worker_child, &cfg, NULL);
+    mpb_client_t *c = th_connect(&tp_broker);
+    tp_wait_workers(c, "ip_square", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     for (int i = 0; i < 10; i++) {
         size_t al, rl;
-        const uint8_t *a = args1(i, &al);
+        const uint8_t *a = tp_args1(i, &al);
         void *res = NULL;
         assert_int_equal(mpb_pool_apply(p, "ip_square", a, al, 10000, &res, &rl), 0);
-        assert_int_equal(unpack_int(res, rl), i * i);
+        assert_int_equal(tp_unpack_int(res, rl), i * i);
         mpb_free(res);
     }
     int64_t t0 = th_now_ms();
-    assert_int_equal(wait_child(w, 10), 0);
+    assert_int_equal(tp_wait_child(w, 10), 0);
     printf("stopped from a thread: the process exited %lld ms after its 10th task\n",
            (long long)(th_now_ms() - t0));
-    assert_int_equal(fn_workers(c, "ip_square"), 0);
+    assert_int_equal(tp_fn_workers(c, "ip_square"), 0);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 static void test_stop_from_a_signal_reports_the_running_task_first(void **state) {
     (void)state;
     /* the worker API: SIGUSR1 -> mpb_worker_stop; mpb-worker: SIGTERM */
     wcfg_t cfg = {.conc = 1, .prefetch = 0, .on_sigusr1 = true};
-    pid_t w1 = start_child(worker_child, &cfg, NULL);
-    mpb_client_t *c = th_connect(&B);
-    pid_t w2 = start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
-    wait_workers(c, "ip_sleep", 1, 10000);
-    wait_workers(c, "sleep_ms", 1, 10000);
+    pid_t w1 = tp_start_child(worker_child, &cfg, NULL);
+    mpb_client_t *c = th_connect(&tp_broker);
+    pid_t w2 = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
+    tp_wait_workers(c, "ip_sleep", 1, 10000);
+    tp_wait_workers(c, "sleep_ms", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     size_t al;
-    const uint8_t *a = args1(400, &al);
+    const uint8_t *a = tp_args1(400, &al);
     mpb_async_t *h1, *h2;
     assert_int_equal(mpb_pool_apply_async(p, "ip_sleep", a, al, NULL, NULL, NULL, &h1), 0);
     assert_int_equal(mpb_pool_apply_async(p, "sleep_ms", a, al, NULL, NULL, NULL, &h2), 0);
-    wstat_t s1 = {0}, s2 = {0};
+    tp_wstat_t s1 = {0}, s2 = {0};
     int64_t end = th_now_ms() + 10000;
-    while (!(worker_stat(c, w1, &s1) && s1.running == 1 && worker_stat(c, w2, &s2) &&
+    while (!(tp_worker_stat(c, w1, &s1) && s1.running == 1 && tp_worker_stat(c, w2, &s2) &&
              s2.running == 1)) {
         if (th_now_ms() > end) fail_msg("the workers never got their tasks");
         usleep(5000);
     }
-    sleep_ms_(100); /* both are now in the middle of their 400 ms */
+    tp_sleep_ms(100); /* both are now in the middle of their 400 ms */
     kill(w1, SIGUSR1);
     kill(w2, SIGTERM);
     void *res = NULL;
     size_t rl;
     assert_int_equal(mpb_async_get(h1, 10000, &res, &rl), 0);
-    assert_int_equal(unpack_int(res, rl), 400);
+    assert_int_equal(tp_unpack_int(res, rl), 400);
     mpb_free(res);
     assert_int_equal(mpb_async_get(h2, 10000, &res, &rl), 0);
-    assert_int_equal(unpack_int(res, rl), 400);
+    assert_int_equal(tp_unpack_int(res, rl), 400);
     mpb_free(res);
-    assert_int_equal(wait_child(w1, 10), 0);
-    assert_int_equal(wait_child(w2, 10), 0);
+    assert_int_equal(tp_wait_child(w1, 10), 0);
+    assert_int_equal(tp_wait_child(w2, 10), 0);
     /* finished by the workers that were stopping, not handed on */
-    assert_int_equal(fn_stat(c, "ip_sleep").done, 1);
-    assert_int_equal(fn_stat(c, "sleep_ms").done, 1);
+    assert_int_equal(tp_fn_stat(c, "ip_sleep").done, 1);
+    assert_int_equal(tp_fn_stat(c, "sleep_ms").done, 1);
     mpb_async_free(&h1);
     mpb_async_free(&h2);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- serve returns: the session unregisters, and may serve again ---- */
@@ -383,7 +398,7 @@ static int to_parent[2], to_child[2];
 static int twice_child(void *arg) {
     (void)arg;
     mpb_client_t *c = NULL;
-    if (th_connect_opts(&B, NULL, &c)) return 10;
+    if (th_connect_opts(&tp_broker, NULL, &c)) return 10;
     mpb_worker_t *w = NULL;
     if (mpb_worker_open(c, &w) || mpb_worker_add(w, "ip_square", ip_square, NULL)) return 11;
     mpb_worker_set_max_tasks(w, 2);
@@ -407,15 +422,15 @@ static void test_serve_returns_unregistered_and_may_serve_again(void **state) {
     (void)state;
     assert_int_equal(pipe(to_parent), 0);
     assert_int_equal(pipe(to_child), 0);
-    pid_t w = start_child(twice_child, NULL, NULL);
-    mpb_client_t *c = th_connect(&B);
-    wait_workers(c, "ip_square", 1, 10000);
+    pid_t w = tp_start_child(twice_child, NULL, NULL);
+    mpb_client_t *c = th_connect(&tp_broker);
+    tp_wait_workers(c, "ip_square", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb_async_t *h[4];
     for (int i = 0; i < 4; i++) {
         size_t al;
-        const uint8_t *a = args1(i + 3, &al);
+        const uint8_t *a = tp_args1(i + 3, &al);
         assert_int_equal(mpb_pool_apply_async(p, "ip_square", a, al, NULL, NULL, NULL, &h[i]), 0);
     }
     struct pollfd pf = {to_parent[0], POLLIN, 0};
@@ -424,76 +439,76 @@ static void test_serve_returns_unregistered_and_may_serve_again(void **state) {
     assert_int_equal(read(to_parent[0], &ch, 1), 1);
     /* its process and session live on, but it is no worker now: not listed, not counted */
     assert_int_equal(kill(w, 0), 0);
-    wstat_t ws;
-    assert_int_equal(worker_stat(c, w, &ws), 0);
-    assert_int_equal(fn_workers(c, "ip_square"), 0);
+    tp_wstat_t ws;
+    assert_int_equal(tp_worker_stat(c, w, &ws), 0);
+    assert_int_equal(tp_fn_workers(c, "ip_square"), 0);
     for (int i = 0; i < 2; i++) assert_int_equal(mpb_async_wait(h[i], 5000), 1);
     void *res = NULL;
     size_t rl;
     th_assert_err(mpb_async_get(h[2], 200, &res, &rl), MPB_ETIMEDOUT, c,
                   "no worker serves function 'ip_square'", NULL);
-    assert_int_equal(fn_stat(c, "ip_square").queued, 2);
+    assert_int_equal(tp_fn_stat(c, "ip_square").queued, 2);
     /* the same worker serves again on the same client */
     ch = 'g';
     assert_int_equal(write(to_child[1], &ch, 1), 1);
     for (int i = 0; i < 4; i++) {
         int rc = mpb_async_get(h[i], 20000, &res, &rl);
         if (rc) fail_msg("task %d: %s", i, mpb_errmsg(c));
-        assert_int_equal(unpack_int(res, rl), (i + 3) * (i + 3));
+        assert_int_equal(tp_unpack_int(res, rl), (i + 3) * (i + 3));
         mpb_free(res);
         mpb_async_free(&h[i]);
     }
-    assert_int_equal(wait_child(w, 10), 0);
+    assert_int_equal(tp_wait_child(w, 10), 0);
     for (int i = 0; i < 2; i++) {
         close(to_parent[i]);
         close(to_child[i]);
     }
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* ---- mpb-worker --init SYMBOL --init-arg STRING ---- */
 
 static void test_mpb_worker_init_arg_and_a_failing_initializer(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&B);
-    worker_init_arg = "hello";
-    pid_t w = start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 0, "testinit");
-    worker_init_arg = NULL;
-    wait_workers(c, "initarg", 1, 10000);
+    mpb_client_t *c = th_connect(&tp_broker);
+    tp_worker_init_arg = "hello";
+    pid_t w = tp_start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 0, "testinit");
+    tp_worker_init_arg = NULL;
+    tp_wait_workers(c, "initarg", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     size_t al, rl;
-    const uint8_t *a = args1(0, &al);
+    const uint8_t *a = tp_args1(0, &al);
     void *res = NULL;
     assert_int_equal(mpb_pool_apply(p, "initarg", a, al, 10000, &res, &rl), 0);
     assert_int_equal(rl, 6);
     assert_memory_equal(res, "\xa5hello", 6);
     mpb_free(res);
     kill(w, SIGTERM);
-    assert_int_equal(wait_child(w, 10), 0);
+    assert_int_equal(tp_wait_child(w, 10), 0);
     /* testinit fails (7) for "fail": the worker says so, exits 3, and never registers */
-    worker_init_arg = "fail";
-    w = start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 0, "testinit");
-    worker_init_arg = NULL;
-    assert_int_equal(wait_child(w, 10), 3);
+    tp_worker_init_arg = "fail";
+    w = tp_start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 0, "testinit");
+    tp_worker_init_arg = NULL;
+    assert_int_equal(tp_wait_child(w, 10), 3);
     char path[400], log[2048] = "";
-    snprintf(path, sizeof path, "%s/mpb-worker-%d.log", B.dir, (int)w);
+    snprintf(path, sizeof path, "%s/mpb-worker-%d.log", tp_broker.dir, (int)w);
     FILE *f = fopen(path, "r");
     assert_non_null(f);
     log[fread(log, 1, sizeof log - 1, f)] = 0;
     fclose(f);
     assert_non_null(strstr(log, "the initializer failed; not serving\" init=testinit returned=7"));
-    assert_int_equal(fn_workers(c, "initarg"), 0);
+    assert_int_equal(tp_fn_workers(c, "initarg"), 0);
     /* and with recycling (--max-tasks), it is not restarted over and over */
-    worker_init_arg = "fail";
-    w = start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 5, "testinit");
-    worker_init_arg = NULL;
-    assert_int_equal(wait_child(w, 10), 3);
+    tp_worker_init_arg = "fail";
+    w = tp_start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 5, "testinit");
+    tp_worker_init_arg = NULL;
+    assert_int_equal(tp_wait_child(w, 10), 3);
     mpb_pool_close(&p);
     mpb_close(&c);
-    check_healthy();
+    tp_check_healthy();
 }
 
 /* mpb-worker outlives its broker: when the broker is gone and another comes up at the same
@@ -502,9 +517,9 @@ static void test_mpb_worker_init_arg_and_a_failing_initializer(void **state) {
 static void test_mpb_worker_survives_a_broker_restart_and_stops_without_one(void **state) {
     (void)state;
     char ipc[300], ep[320], key[300];
-    snprintf(ipc, sizeof ipc, "%s/restart.sock", B.dir);
+    snprintf(ipc, sizeof ipc, "%s/restart.sock", tp_broker.dir);
     snprintf(ep, sizeof ep, "ipc://%s", ipc);
-    snprintf(key, sizeof key, "%s/restart.key", B.dir);
+    snprintf(key, sizeof key, "%s/restart.key", tp_broker.dir);
     static th_broker_t R; /* static: the harness stops it at exit if an assertion fails */
     th_broker_start(&R, "--listen", ep, NULL);
     char cmd[800];
@@ -517,12 +532,12 @@ static void test_mpb_worker_survives_a_broker_restart_and_stops_without_one(void
     pid_t w = fork();
     assert_true(w >= 0);
     if (w == 0) {
-        child_prepare("restart-worker");
+        tp_child_prepare("restart-worker");
         execv(argv[0], (char **)argv);
         _exit(127);
     }
     setpgid(w, w);
-    track(w);
+    tp_track(w);
     uint8_t a[] = {0x91, 0x07}; /* [7] */
     for (int round = 0; round < 2; round++) {
         size_t kl;
@@ -536,7 +551,7 @@ static void test_mpb_worker_survives_a_broker_restart_and_stops_without_one(void
         /* after the restart the worker finds the new broker within its reconnect delay, or
          * within a fetch's silence (about 11 s) if its connection was carried over */
         assert_int_equal(mpb_pool_apply(p, "square", a, sizeof a, 30000, &res, &rl), 0);
-        assert_int_equal(unpack_int(res, rl), 49);
+        assert_int_equal(tp_unpack_int(res, rl), 49);
         mpb_free(res);
         mpb_pool_close(&p);
         mpb_close(&c);
@@ -546,7 +561,7 @@ static void test_mpb_worker_survives_a_broker_restart_and_stops_without_one(void
     /* no broker now: SIGTERM still ends it, soon */
     int64_t t0 = th_now_ms();
     kill(w, SIGTERM);
-    assert_int_equal(wait_child(w, 10), 0);
+    assert_int_equal(tp_wait_child(w, 10), 0);
     int64_t dt = th_now_ms() - t0;
     print_message("a worker without a broker stopped %lld ms after SIGTERM\n", (long long)dt);
     assert_true(dt < 6000);
@@ -554,24 +569,24 @@ static void test_mpb_worker_survives_a_broker_restart_and_stops_without_one(void
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_initializer_runs_once_per_worker_process, setup_broker,
-                                        teardown_broker),
-        cmocka_unit_test_setup_teardown(test_mpb_worker_check, setup_broker, teardown_broker),
+        cmocka_unit_test_setup_teardown(test_initializer_runs_once_per_worker_process, tp_setup_broker,
+                                        tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_mpb_worker_check, tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_mpb_worker_max_tasks_recycles_and_serves_all,
-                                        setup_broker, teardown_broker),
+                                        tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_worker_api_max_tasks_returns_after_that_many,
-                                        setup_broker, teardown_broker),
-        cmocka_unit_test_setup_teardown(test_stop_from_a_thread_ends_serve_with_0, setup_broker,
-                                        teardown_broker),
+                                        tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_stop_from_a_thread_ends_serve_with_0, tp_setup_broker,
+                                        tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_stop_from_a_signal_reports_the_running_task_first,
-                                        setup_broker, teardown_broker),
+                                        tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_serve_returns_unregistered_and_may_serve_again,
-                                        setup_broker, teardown_broker),
+                                        tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_mpb_worker_init_arg_and_a_failing_initializer,
-                                        setup_broker, teardown_broker),
+                                        tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(
-            test_mpb_worker_survives_a_broker_restart_and_stops_without_one, setup_broker,
-            teardown_broker),
+            test_mpb_worker_survives_a_broker_restart_and_stops_without_one, tp_setup_broker,
+            tp_teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

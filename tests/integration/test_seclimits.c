@@ -19,17 +19,9 @@ static long file_size(const char *path) {
 }
 
 static double metric(th_broker_t *b, const char *series) {
-    char path[400], addr[128] = "";
-    snprintf(path, sizeof path, "%s/data/http.addr", b->dir);
-    FILE *f = NULL;
-    for (int i = 0; i < 500 && !(f = fopen(path, "r")); i++) /* written just after the endpoint */
-        usleep(10000);
-    assert_non_null(f);
-    assert_non_null(fgets(addr, sizeof addr, f));
-    fclose(f);
-    char *colon = strrchr(addr, ':');
-    assert_non_null(colon);
-    char *page = th_http_request(atoi(colon + 1), "GET", "/metrics");
+    int port = th_http_port(b);
+    assert_true(port > 0);
+    char *page = th_http_request(port, "GET", "/metrics");
     double v = th_metric(page, series, -1);
     free(page);
     return v;
@@ -186,11 +178,8 @@ static void test_seclimits_log_flood(void **state) {
     secs = (th_now_ms() - t0) / 1000 + 1;
     long long alines = 0;
     /* the broker may still be writing its line when the last refusal reaches us */
-    for (int64_t t1 = th_now_ms(); th_now_ms() - t1 < 2000; usleep(50000)) {
-        alines = 0;
-        count_lines(b.log, "authentication failed", &alines);
-        if (alines >= 1) break;
-    }
+    th_wait_log_line(&b, "msg=\"authentication failed\"", 2000);
+    count_lines(b.log, "authentication failed", &alines);
     grew = file_size(b.log) - mark;
     print_message("%lld failed handshakes in %lld s: %lld log lines, %ld bytes\n", fails,
                   (long long)secs, alines, grew);

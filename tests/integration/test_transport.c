@@ -109,18 +109,6 @@ static size_t read_until_eof(int fd, uint8_t *buf, size_t cap, int timeout_ms, b
     return n;
 }
 
-static long rss_kb(pid_t pid) {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-    fclose(f);
-    return kb;
-}
-
 /* utime + stime of pid, in clock ticks. */
 static long cpu_ticks(pid_t pid) {
     char path[64], buf[1024];
@@ -415,7 +403,7 @@ static void test_partial_frame_peers_bounded(void **state) {
                     "8m", "--idle-ms", "60000", "--handshake-ms", "60000", NULL);
     asan_restore(asan0);
     raise_own_nofile();
-    long rss0 = rss_kb(b.pid);
+    long rss0 = th_rss_kb(b.pid);
     const size_t decl = 524288 + 65536;
     uint8_t *body = calloc(1, decl);
     assert_non_null(body);
@@ -436,7 +424,7 @@ static void test_partial_frame_peers_bounded(void **state) {
         sent_total += send_all(fds[i], body, decl - 1, 300);
     }
     usleep(500000);
-    long rss1 = rss_kb(b.pid);
+    long rss1 = th_rss_kb(b.pid);
     print_message("RSS %ld kB -> %ld kB with %d partial-frame peers (%zu bytes sent)\n", rss0,
                   rss1, PEERS, sent_total);
     /* 200 x 590 kB would be 118 MB; the bound is 8 MB of messages, plus allocator slack */
@@ -579,16 +567,6 @@ static int kill_non_reader(void **state) {
     return 0;
 }
 
-static bool log_has(const th_broker_t *b, const char *what) {
-    FILE *f = fopen(b->log, "r");
-    if (!f) return false;
-    char line[2048];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f)) found = strstr(line, what) != NULL;
-    fclose(f);
-    return found;
-}
-
 static void test_non_reading_client_disconnected(void **state) {
     (void)state;
     th_broker_t b;
@@ -610,7 +588,7 @@ static void test_non_reading_client_disconnected(void **state) {
     th_assert_ok(mpb_dict_set(d, k, kn, v, 5 + BIG), c);
     free(v);
     mpb_dict_close(&d);
-    long rss0 = rss_kb(b.pid);
+    long rss0 = th_rss_kb(b.pid);
 
     pid_t child = non_reader_pid = th_fork(non_reader, &b);
     /* It has sent its 400 requests when it stops itself. */
@@ -625,10 +603,10 @@ static void test_non_reading_client_disconnected(void **state) {
         int64_t ms = real_client_ms(&b, i);
         if (ms < 0) fail_msg("the other client was not served (round %d)", i);
         if (ms > worst) worst = ms;
-        closed = log_has(&b, "past max-output");
+        closed = th_log_count(&b, "past max-output") > 0;
         usleep(200000);
     }
-    long rss1 = rss_kb(b.pid);
+    long rss1 = th_rss_kb(b.pid);
     print_message("non-reading client closed: %s; RSS %ld kB -> %ld kB; other client's slowest "
                   "round trip %lld ms\n", closed ? "yes" : "no", rss0, rss1, (long long)worst);
     assert_true(closed);

@@ -489,5 +489,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_timed_getters_expire_among_forever_ones),
         cmocka_unit_test(test_broker_still_serves_and_exits_cleanly),
     };
-    return cmocka_run_group_tests(tests, th_child_setup, th_child_teardown);
+    return cmocka_run_group_tests(tests, th_suite_setup, th_suite_teardown);
 }

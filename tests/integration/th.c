@@ -393,6 +393,35 @@ const uint8_t *th_str(const char *s, size_t *len) {
     return b;
 }
 
+th_mv_t th_mv_str(const char *s) {
+    th_mv_t v;
+    v.p = th_str(s, &v.n);
+    return v;
+}
+
+th_mv_t th_mv_int(int64_t x) {
+    th_mv_t v;
+    v.p = th_int(x, &v.n);
+    return v;
+}
+
+int th_objects_find(mpb_client_t *c, const char *kind, const char *name, uint64_t *size) {
+    uint64_t cursor = 0;
+    int found = 0;
+    do {
+        mpb_obj_info_t info[16];
+        size_t n = 0;
+        th_assert_ok(mpb_objects(c, NULL, &cursor, info, 16, &n), c);
+        assert_true(n <= 16);
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(info[i].kind, kind) && !strcmp(info[i].name, name)) {
+                found++;
+                if (size) *size = info[i].size;
+            }
+    } while (cursor);
+    return found;
+}
+
 const uint8_t *th_int(int64_t v, size_t *len) {
     static uint8_t bufs[8][10];
     static int k;
@@ -544,4 +573,71 @@ int th_http_port(const th_broker_t *b) {
         usleep(10000);
     }
     return -1;
+}
+
+long th_rss_kb(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+int th_log_count(const th_broker_t *b, const char *what) {
+    FILE *f = fopen(b->log, "r");
+    if (!f) return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, what)) n++;
+    fclose(f);
+    return n;
+}
+
+bool th_wait_log_line(const th_broker_t *b, const char *what, int timeout_ms) {
+    int64_t end = th_now_ms() + timeout_ms;
+    for (;;) {
+        bool late = th_now_ms() > end;
+        if (th_log_count(b, what) > 0) return true;
+        if (late) return false;
+        usleep(20000);
+    }
+}
+
+/* ---- the suite's broker ---- */
+
+static th_broker_t *suite_broker;
+static mpb_client_t **suite_client;
+static int suite_flags;
+
+void th_suite(th_broker_t *b, mpb_client_t **c, int flags) {
+    suite_broker = b;
+    suite_client = c;
+    suite_flags = flags;
+}
+
+void th_use_broker_env(const th_broker_t *b) {
+    setenv("MPB_ENDPOINT", b->endpoint, 1);
+    setenv("MPB_AUTHKEY_FILE", b->keyfile, 1);
+    unsetenv("MPB_AUTHKEY");
+}
+
+int th_suite_setup(void **state) {
+    (void)state;
+    if (!suite_broker) fail_msg("th_suite() was not called");
+    th_broker_start(suite_broker, NULL);
+    if (suite_flags & TH_SUITE_ENV) th_use_broker_env(suite_broker);
+    if (suite_client) *suite_client = th_connect(suite_broker);
+    return 0;
+}
+
+int th_suite_teardown(void **state) {
+    (void)state;
+    if (suite_client) mpb_close(suite_client);
+    th_broker_stop(suite_broker);
+    return 0;
 }

@@ -1,6 +1,8 @@
-/* th.h - the integration test harness: a real mpbrokerd on a free port in a temporary
- * directory, clients connected to it, forked client processes (th_child.h has the exec'd
- * kind), and readers of what the broker says about an object. */
+/* th.h - the integration test harness (the th library): a real mpbrokerd on a free port in a
+ * temporary directory, clients connected to it, forked client processes (th_child.h has the
+ * exec'd kind), programs run with their output captured (th_run.c), readers of what the broker
+ * says about an object and of its log, and the fixtures of a suite that shares one broker.
+ * th_pool.h adds the pool tests' part, rawclient.h a protocol client by hand. */
 #ifndef MPB_TH_H
 #define MPB_TH_H
 
@@ -14,6 +16,7 @@
 #include <cmocka.h>
 
 #include "mpb/mpb.h"
+#include "mpb/ops.h"
 #include "mpbproto.h"
 
 typedef struct th_broker {
@@ -81,6 +84,21 @@ int th_read_records(int fd, void *out, size_t size, int n, int timeout_ms);
  * send or read. */
 char *th_http_request(int port, const char *method, const char *path);
 
+/* One msgpack value, borrowed bytes: TH_RAW(0xc4, 0x01, 'x') for bytes written out, th_mv_str()
+ * and th_mv_int() in th_str()/th_int()'s rotating buffers. */
+typedef struct th_mv {
+    const uint8_t *p;
+    size_t n;
+} th_mv_t;
+#define TH_RAW(...)                                                                                \
+    ((th_mv_t){(const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})})
+th_mv_t th_mv_str(const char *s);
+th_mv_t th_mv_int(int64_t x);
+
+/* How many times mpb_objects (pattern "*") lists the object kind/name; its size into *size
+ * (when not NULL). */
+int th_objects_find(mpb_client_t *c, const char *kind, const char *name, uint64_t *size);
+
 /* Fail the test with the error's name and the client's message when rc is not 0. */
 void th_assert_ok(int rc, mpb_client_t *c);
 /* Fail it unless rc is want and c's message contains sub1 and sub2 (each may be NULL). */
@@ -108,6 +126,50 @@ int64_t th_info_int(mpb_client_t *c, const char *field);
 /* The HTTP port of a broker started with --http ADDR:0: from DATA_DIR/http.addr, else its
  * log line, waiting up to 5 s for either. -1 if neither says. */
 int th_http_port(const th_broker_t *b);
+/* How many lines of b's log contain what. 0 when the log cannot be read. */
+int th_log_count(const th_broker_t *b, const char *what);
+/* Polls b's log every 20 ms until a line contains what; false if none does after timeout_ms.
+ * Checks at least once, and once more after the deadline. */
+bool th_wait_log_line(const th_broker_t *b, const char *what, int timeout_ms);
+/* ---- running a program and capturing what it writes ---- */
+
+typedef struct th_run {
+    int status;        /* exit status, 128 + signal, or -1 if it had to be killed */
+    int64_t ms;        /* from the fork to its end */
+    char out[1 << 16]; /* stdout (with a pty, stderr too), NUL-terminated */
+    char err[1 << 16]; /* stderr */
+} th_run_t;
+
+typedef struct th_run_opts {
+    int kill_ms;       /* > 0: SIGTERM after that long */
+    int timeout_ms;    /* reading stops and it gets SIGKILL after that long (0: 20 s) */
+    bool pty;          /* stdin and stdout a pseudo-terminal; else pipes, stdin /dev/null */
+    const char *input; /* pty: typed once until shows on it and the line editor is raw */
+    const char *until;
+} th_run_opts_t;
+
+/* Runs argv (NULL-terminated; argv[0] a path) with o (NULL: the defaults), reading stdout and
+ * stderr as they come (neither may fill and block it) into r. Returns r->status. */
+int th_run(const char *const *argv, const th_run_opts_t *o, th_run_t *r);
+
+/* ---- fixtures: cmocka setup/teardown functions ----
+ * A suite whose tests share one broker started with the default options names it (and the
+ * client its tests share, or NULL) first thing in main, then runs
+ * cmocka_run_group_tests(tests, th_suite_setup, th_suite_teardown). A suite that needs other
+ * options or more per test writes its own setup/teardown around the same calls; the pool tests
+ * use a fresh broker per test (th_pool.h). */
+enum { TH_SUITE_ENV = 1 }; /* the setup also points MPB_ENDPOINT/MPB_AUTHKEY_FILE at it */
+void th_suite(th_broker_t *b, mpb_client_t **c, int flags);
+/* Starts the suite's broker, sets the environment if asked, connects the client if any. */
+int th_suite_setup(void **state);
+/* Closes the client and stops the broker. */
+int th_suite_teardown(void **state);
+/* MPB_ENDPOINT and MPB_AUTHKEY_FILE name b, MPB_AUTHKEY is unset: programs run from now on
+ * (the mpb CLI) reach b without flags. */
+void th_use_broker_env(const th_broker_t *b);
+
+/* The resident size (VmRSS) of process pid in kB, or -1. */
+long th_rss_kb(pid_t pid);
 /* Path of a built program (mpb CLI etc.), from the build. */
 extern const char *th_mpb_cli;
 

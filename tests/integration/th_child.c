@@ -20,6 +20,7 @@ void th_child_main(int argc, char **argv, th_broker_t *b, const th_child_fn *fns
     child_fns = fns;
     child_nfns = nfns;
     child_broker = b;
+    th_suite(b, NULL, 0);
     if (argc != 7 || strcmp(argv[1], "--child") != 0) return;
     snprintf(b->endpoint, sizeof b->endpoint, "%s", argv[5]);
     snprintf(b->keyfile, sizeof b->keyfile, "%s", argv[6]);
@@ -69,14 +70,3 @@ mpb_client_t *th_child_connect(void) {
     return c;
 }
 
-int th_child_setup(void **state) {
-    (void)state;
-    th_broker_start(child_broker, NULL);
-    return 0;
-}
-
-int th_child_teardown(void **state) {
-    (void)state;
-    th_broker_stop(child_broker);
-    return 0;
-}

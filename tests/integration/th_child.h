@@ -40,7 +40,8 @@ typedef int (*th_child_fn)(int idx, const char *arg);
 
 /* Call first in main: th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns)).
  * Remembers the table (a child is told its function by index in it) and the broker the
- * children connect to. In a child (argv: --child FN IDX ARG ENDPOINT KEYFILE) it copies the
+ * children connect to, which is also the suite's (th_suite(b, NULL, 0): run the tests with
+ * th_suite_setup and th_suite_teardown). In a child (argv: --child FN IDX ARG ENDPOINT KEYFILE) it copies the
  * endpoint and key file into *b, runs the function and exits with its status (126: no such
  * function), so it returns only in the test process. */
 void th_child_main(int argc, char **argv, th_broker_t *b, const th_child_fn *fns, int nfns);
@@ -56,12 +57,6 @@ pid_t th_child_spawn(th_child_fn fn, int idx, const char *arg);
 /* Runs fn(0..n-1, arg) in n children (n <= 64) and waits for them; stragglers are killed
  * after timeout_s. Returns how many failed (n when n is too large). */
 int th_child_spawn_all(int n, th_child_fn fn, const char *arg, int timeout_s);
-
-/* cmocka group setup and teardown for a suite whose one broker is the one given to
- * th_child_main, started with the default options: cmocka_run_group_tests(tests,
- * th_child_setup, th_child_teardown). */
-int th_child_setup(void **state);
-int th_child_teardown(void **state);
 
 /* In a child: connects to the broker with the default options (so a heartbeat thread keeps an
  * idle session alive). On failure prints why and returns NULL. */

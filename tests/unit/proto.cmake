@@ -4,6 +4,6 @@ mpb_unit_test(test_frame test_frame.c)
 mpb_unit_test(test_mpcheck test_mpcheck.c)
 mpb_unit_test(test_codec test_codec.c)
 mpb_unit_test(test_auth test_auth.c LIBS OpenSSL::Crypto)
-mpb_unit_test(test_curve test_curve.c LIBS OpenSSL::Crypto PkgConfig::ZMQ)
+mpb_unit_test(test_curve test_curve.c spec.c LIBS OpenSSL::Crypto PkgConfig::ZMQ)
 target_compile_definitions(test_curve PRIVATE
   MPB_PROTOCOL_MD="${PROJECT_SOURCE_DIR}/proto/PROTOCOL.md")

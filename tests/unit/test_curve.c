@@ -13,27 +13,11 @@
 #include <zmq.h>
 
 #include "mpbproto.h"
+#include "spec.h"
 
 /* One "name  hex" line of the CURVE vectors block, by name; the hex is 64 digits. */
 static void spec_value(const char *name, uint8_t out[32]) {
-    FILE *f = fopen(MPB_PROTOCOL_MD, "r");
-    assert_non_null(f);
-    char line[512];
-    bool in_block = false, found = false;
-    while (!found && fgets(line, sizeof line, f)) {
-        if (strstr(line, "CURVE key vectors")) in_block = true;
-        if (!in_block || strncmp(line, name, strlen(name)) != 0) continue;
-        const char *p = line + strlen(name);
-        while (*p == ' ') p++;
-        for (int i = 0; i < 32; i++) {
-            unsigned v;
-            assert_int_equal(sscanf(p + 2 * i, "%2x", &v), 1);
-            out[i] = (uint8_t)v;
-        }
-        found = true;
-    }
-    fclose(f);
-    if (!found) fail_msg("PROTOCOL.md has no CURVE vector '%s'", name);
+    spec_named_hex("CURVE key vectors", name, out, 32);
 }
 
 static void spec_authkey(char *out, size_t n) {

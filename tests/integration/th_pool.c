@@ -1,51 +1,35 @@
-/* test_pool_util.c - helpers shared by the pool tests, included (#include) by each
- * test_pool*.c: a fresh broker per test, worker processes (mpb-worker started with fork/exec,
- * or a forked child serving through the worker API) tracked by pid and killed by process group
- * at the end, readers of pool.stats / pool.fninfo, and msgpack builders and checkers. */
+/* th_pool.c - the pool tests' part of the harness: workers, pool.stats readers, msgpack
+ * builders and the per-test broker fixtures (th_pool.h says what each does). */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "th.h"
+#include "th_pool.h"
 #include "mpbproto.h"
 
-#define U __attribute__((unused))
-
-#define OP_POOL_SUBMIT 195
-#define OP_POOL_TAKE   196
-#define OP_POOL_STATS  198
-#define OP_POOL_FNINFO 199
-
-static th_broker_t B;
+th_broker_t tp_broker;
 
 /* ---- worker processes ---- */
 
 static pid_t wpids[64];
 static int nwpids;
 
-static void track(pid_t pid) {
+void tp_track(pid_t pid) {
     if (pid > 0 && nwpids < 64) wpids[nwpids++] = pid;
 }
 
-/* In a new child: its own process group (so a kill takes its children too), killed if the
- * test process dies, stderr to a log in the broker's directory. */
-static void child_prepare(const char *tag) {
+void tp_child_prepare(const char *tag) {
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     char log[400];
-    snprintf(log, sizeof log, "%s/%s-%d.log", B.dir, tag, (int)getpid());
+    snprintf(log, sizeof log, "%s/%s-%d.log", tp_broker.dir, tag, (int)getpid());
     int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (fd >= 0) {
         dup2(fd, 2);
@@ -53,14 +37,12 @@ static void child_prepare(const char *tag) {
     }
 }
 
-static const char *worker_init_arg; /* --init-arg for the next start_worker, if set */
-static const char *worker_isolate;  /* --isolate for the next start_worker, if set */
-static bool worker_forward;         /* --forward-output for the next start_worker */
+const char *tp_worker_init_arg;
+const char *tp_worker_isolate;
+bool tp_worker_forward;
 
-/* Starts mpb-worker serving fns (comma-separated) from lib. prefetch < 0: the default;
- * max_tasks 0: no recycling; init NULL: none. Returns its pid. */
-static U pid_t start_worker(const char *lib, const char *fns, int conc, int prefetch,
-                            unsigned long max_tasks, const char *init) {
+pid_t tp_start_worker(const char *lib, const char *fns, int conc, int prefetch,
+                      unsigned long max_tasks, const char *init) {
     char sconc[16], spre[16], smax[24];
     snprintf(sconc, sizeof sconc, "%d", conc);
     snprintf(spre, sizeof spre, "%d", prefetch);
@@ -79,9 +61,9 @@ static U pid_t start_worker(const char *lib, const char *fns, int conc, int pref
         argv[argc++] = spre;
     }
     argv[argc++] = "-e";
-    argv[argc++] = B.endpoint;
+    argv[argc++] = tp_broker.endpoint;
     argv[argc++] = "-k";
-    argv[argc++] = B.keyfile;
+    argv[argc++] = tp_broker.keyfile;
     if (max_tasks) {
         argv[argc++] = "--max-tasks";
         argv[argc++] = smax;
@@ -90,62 +72,50 @@ static U pid_t start_worker(const char *lib, const char *fns, int conc, int pref
         argv[argc++] = "--init";
         argv[argc++] = init;
     }
-    if (worker_init_arg) {
+    if (tp_worker_init_arg) {
         argv[argc++] = "--init-arg";
-        argv[argc++] = worker_init_arg;
+        argv[argc++] = tp_worker_init_arg;
     }
-    if (worker_isolate) {
+    if (tp_worker_isolate) {
         argv[argc++] = "--isolate";
-        argv[argc++] = worker_isolate;
+        argv[argc++] = tp_worker_isolate;
     }
-    if (worker_forward) argv[argc++] = "--forward-output";
+    if (tp_worker_forward) argv[argc++] = "--forward-output";
     argv[argc] = NULL;
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) fail_msg("fork: %s", strerror(errno));
     if (pid == 0) {
-        child_prepare("mpb-worker");
+        tp_child_prepare("mpb-worker");
         execv(argv[0], (char **)argv);
         _exit(127);
     }
     setpgid(pid, pid);
-    track(pid);
+    tp_track(pid);
     return pid;
 }
 
-/* A gate holds forked children back until the test lets them go (one byte each). */
-typedef struct gate {
-    int fd[2];
-} gate_t;
-
-static U void gate_open(gate_t *g) {
+void tp_gate_open(tp_gate_t *g) {
     if (pipe(g->fd) != 0) fail_msg("pipe: %s", strerror(errno));
 }
 
-static U void gate_release(gate_t *g) {
+void tp_gate_release(tp_gate_t *g) {
     if (write(g->fd[1], "g", 1) != 1) fail_msg("gate: %s", strerror(errno));
 }
 
-static U void gate_close(gate_t *g) {
+void tp_gate_close(tp_gate_t *g) {
     close(g->fd[0]);
     close(g->fd[1]);
 }
 
-/* Forks a child running fn(arg) (it exits with the return value); with a gate, only once the
- * gate lets it go. Returns its pid.
- *
- * Fork children BEFORE the test process connects a client: a fork while another thread (the
- * client's heartbeat thread, ZeroMQ's I/O threads) is inside ASan's allocator leaves that
- * allocator's lock held in the child, whose first threads then hang (GCC 12's libasan). A
- * child that must start later waits behind a gate. */
-static U pid_t start_child(int (*fn)(void *arg), void *arg, gate_t *gate) {
+pid_t tp_start_child(int (*fn)(void *arg), void *arg, tp_gate_t *gate) {
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) fail_msg("fork: %s", strerror(errno));
     if (pid == 0) {
-        child_prepare("child");
+        tp_child_prepare("child");
         if (gate) {
             char ch;
             close(gate->fd[1]);
@@ -155,7 +125,7 @@ static U pid_t start_child(int (*fn)(void *arg), void *arg, gate_t *gate) {
         _exit(fn(arg));
     }
     setpgid(pid, pid);
-    track(pid);
+    tp_track(pid);
     return pid;
 }
 
@@ -167,51 +137,44 @@ static void untrack(pid_t pid) {
         }
 }
 
-/* SIGKILL to pid's process group (and pid), then reaps it. */
-static U void kill_worker(pid_t pid) {
+void tp_kill_worker(pid_t pid) {
     kill(-pid, SIGKILL);
     kill(pid, SIGKILL);
     th_wait(pid, 10);
     untrack(pid);
 }
 
-/* Waits up to timeout_s for a tracked child to exit; its exit status (128 + signal when
- * killed by one), or -1 if it had to be killed. */
-static U int wait_child(pid_t pid, int timeout_s) {
+int tp_wait_child(pid_t pid, int timeout_s) {
     int st = th_wait(pid, timeout_s);
     kill(-pid, SIGKILL); /* anything it left behind */
     untrack(pid);
     return st;
 }
 
-/* SIGTERM to every worker process (mpb-worker stops cleanly: its session ends at once), and
- * waits for them. Returns how many did not exit with 0. */
-static U int stop_all_workers(void) {
+int tp_stop_all_workers(void) {
     int bad = 0;
     for (int i = 0; i < nwpids; i++)
         kill(wpids[i], SIGTERM);
     while (nwpids)
-        bad += wait_child(wpids[nwpids - 1], 10) != 0;
+        bad += tp_wait_child(wpids[nwpids - 1], 10) != 0;
     return bad;
 }
 
-static void kill_all_workers(void) {
+static void tp_kill_all_workers(void) {
     while (nwpids)
-        kill_worker(wpids[nwpids - 1]);
+        tp_kill_worker(wpids[nwpids - 1]);
 }
 
 /* ---- msgpack ---- */
 
-/* [0, 1, ..., n-1] */
-static U void items_range(mpb__buf_t *b, uint32_t n) {
+void tp_items_range(mpb__buf_t *b, uint32_t n) {
     mpb__buf_reset(b);
     mpb__w_array(b, n);
     for (uint32_t i = 0; i < n; i++)
         mpb__w_int(b, i);
 }
 
-/* [x] */
-static U const uint8_t *args1(int64_t x, size_t *len) {
+const uint8_t *tp_args1(int64_t x, size_t *len) {
     static uint8_t bufs[4][12];
     static int k;
     uint8_t *b = bufs[k++ & 3];
@@ -220,9 +183,7 @@ static U const uint8_t *args1(int64_t x, size_t *len) {
     return b;
 }
 
-/* Checks that res is an array of n integers with res[i] == f(i). Returns the first index
- * that differs, -2 for a malformed or wrong-length array, or -1 when all match. */
-static U long check_ints(const void *res, size_t len, uint32_t n, int64_t (*f)(int64_t)) {
+long tp_check_ints(const void *res, size_t len, uint32_t n, int64_t (*f)(int64_t)) {
     mpb__rd_t r = {res, (const uint8_t *)res + len};
     uint32_t m;
     if (mpb__rd_array(&r, &m) || m != n) return -2;
@@ -233,29 +194,17 @@ static U long check_ints(const void *res, size_t len, uint32_t n, int64_t (*f)(i
     return r.p == r.end ? -1 : -2;
 }
 
-static U int64_t sq(int64_t x) {
+int64_t tp_sq(int64_t x) {
     return x * x;
 }
 
-static U int64_t unpack_int(const void *v, size_t n) {
+int64_t tp_unpack_int(const void *v, size_t n) {
     int64_t x = INT64_MIN;
     if (mpb_unpack_i64(v, n, &x)) return INT64_MIN;
     return x;
 }
 
 /* ---- pool.stats and pool.fninfo ---- */
-
-typedef struct fnstat {
-    uint64_t workers, queued, running, done, failed, paused, prefetched, canceled;
-} fnstat_t;
-
-typedef struct wstat {
-    int64_t running, prefetched, concurrency, session;
-    uint64_t done, failed;
-    uint64_t steals, stolen, retries, refused;
-    uint32_t ntasks;    /* running tasks listed, [task_id, age_ms] each */
-    int64_t oldest_age; /* of those, the first's age in ms (-1: none) */
-} wstat_t;
 
 static int64_t map_int(const mpb__rd_t *m, const char *key) {
     mpb__rd_t v;
@@ -267,7 +216,7 @@ static int64_t map_int(const mpb__rd_t *m, const char *key) {
 /* pool.stats in a new buffer. */
 static void *stats_get(mpb_client_t *c, size_t *len) {
     void *res = NULL;
-    int rc = mpb_call(c, OP_POOL_STATS, NULL, NULL, 0, 0, &res, len);
+    int rc = mpb_call(c, MPB_OP_POOL_STATS, NULL, NULL, 0, 0, &res, len);
     if (rc) fail_msg("pool.stats: %s", mpb_errmsg(c));
     return res;
 }
@@ -291,9 +240,8 @@ static mpb__rd_t stats_entry(mpb__rd_t *v) {
     return (mpb__rd_t){e, e + el};
 }
 
-/* The counters of function fn (all zero if the broker does not know it). */
-static U fnstat_t fn_stat(mpb_client_t *c, const char *fn) {
-    fnstat_t s = {0};
+tp_fnstat_t tp_fn_stat(mpb_client_t *c, const char *fn) {
+    tp_fnstat_t s = {0};
     void *res;
     mpb__rd_t v;
     uint32_t n = stats_array(c, "functions", &res, &v);
@@ -316,8 +264,7 @@ static U fnstat_t fn_stat(mpb_client_t *c, const char *fn) {
     return s;
 }
 
-/* The counters of the worker whose session belongs to process pid: 1 found, 0 not. */
-static U int worker_stat(mpb_client_t *c, pid_t pid, wstat_t *out) {
+int tp_worker_stat(mpb_client_t *c, pid_t pid, tp_wstat_t *out) {
     memset(out, 0, sizeof *out);
     void *res;
     mpb__rd_t v;
@@ -351,14 +298,7 @@ static U int worker_stat(mpb_client_t *c, pid_t pid, wstat_t *out) {
     return found;
 }
 
-/* A caller's entry in pool.stats. */
-typedef struct cstat {
-    int64_t queued, running, held, queued_bytes, held_bytes;
-    bool paused;
-} cstat_t;
-
-/* The entry of the caller whose session is sid: 1 found (it has tasks), 0 not. */
-static U int caller_stat(mpb_client_t *c, uint64_t sid, cstat_t *out) {
+int tp_caller_stat(mpb_client_t *c, uint64_t sid, tp_cstat_t *out) {
     memset(out, 0, sizeof *out);
     void *res;
     mpb__rd_t v;
@@ -379,8 +319,7 @@ static U int caller_stat(mpb_client_t *c, uint64_t sid, cstat_t *out) {
     return found;
 }
 
-/* The length of the array under field in pool.stats (0 if there is none). */
-static uint32_t stats_count(mpb_client_t *c, const char *field) {
+uint32_t tp_stats_count(mpb_client_t *c, const char *field) {
     void *res;
     mpb__rd_t v;
     uint32_t n = stats_array(c, field, &res, &v);
@@ -388,24 +327,21 @@ static uint32_t stats_count(mpb_client_t *c, const char *field) {
     return n;
 }
 
-/* Functions in pool.stats. */
-static U uint32_t fns_count(mpb_client_t *c) {
-    return stats_count(c, "functions");
+uint32_t tp_fns_count(mpb_client_t *c) {
+    return tp_stats_count(c, "functions");
 }
 
-/* Jobs in pool.stats (all sessions). */
-static U uint32_t jobs_count(mpb_client_t *c) {
-    return stats_count(c, "jobs");
+uint32_t tp_jobs_count(mpb_client_t *c) {
+    return tp_stats_count(c, "jobs");
 }
 
-/* pool.fninfo: how many workers serve fn. */
-static uint64_t fn_workers(mpb_client_t *c, const char *fn) {
+uint64_t tp_fn_workers(mpb_client_t *c, const char *fn) {
     mpb__buf_t a = {0};
     mpb__w_array(&a, 1);
     mpb__w_cstr(&a, fn);
     void *res = NULL;
     size_t len;
-    int rc = mpb_call(c, OP_POOL_FNINFO, NULL, a.p, a.len, 0, &res, &len);
+    int rc = mpb_call(c, MPB_OP_POOL_FNINFO, NULL, a.p, a.len, 0, &res, &len);
     mpb__buf_free(&a);
     if (rc) fail_msg("pool.fninfo: %s", mpb_errmsg(c));
     mpb__rd_t r = {res, (const uint8_t *)res + len};
@@ -416,11 +352,10 @@ static uint64_t fn_workers(mpb_client_t *c, const char *fn) {
     return w;
 }
 
-/* Waits (up to timeout_ms) until at least n workers serve fn; fails the test if not. */
-static U void wait_workers(mpb_client_t *c, const char *fn, uint64_t n, int timeout_ms) {
+void tp_wait_workers(mpb_client_t *c, const char *fn, uint64_t n, int timeout_ms) {
     int64_t end = th_now_ms() + timeout_ms;
     uint64_t w;
-    while ((w = fn_workers(c, fn)) < n) {
+    while ((w = tp_fn_workers(c, fn)) < n) {
         if (th_now_ms() > end) {
             char why[512] = "";
             size_t k = 0;
@@ -442,19 +377,15 @@ static U void wait_workers(mpb_client_t *c, const char *fn, uint64_t n, int time
 
 /* ---- callbacks that count ---- */
 
-typedef struct tally {
-    int ok, canceled, other;
-} tally_t;
-
-static U void tally_ok(void *arg, const void *res, size_t len) {
+void tp_tally_ok(void *arg, const void *res, size_t len) {
     (void)res;
     (void)len;
-    ((tally_t *)arg)->ok++;
+    ((tp_tally_t *)arg)->ok++;
 }
 
-static U void tally_err(void *arg, int err, const char *msg) {
+void tp_tally_err(void *arg, int err, const char *msg) {
     (void)msg;
-    tally_t *t = arg;
+    tp_tally_t *t = arg;
     if (err == MPB_ECANCELED)
         t->canceled++;
     else
@@ -463,17 +394,13 @@ static U void tally_err(void *arg, int err, const char *msg) {
 
 /* ---- raw pool ops, for what the library does not expose ---- */
 
-enum { JOB_NIL, JOB_FALSE, JOB_ID };
-
-/* pool.submit FN JOB [[[x]] * ntasks]: JOB nil (a new job), false (none) or the id job.
- * Returns the reply code; *job_out and *first from the reply when 0. */
-static U int raw_submit(mpb_client_t *c, const char *fn, int mode, uint64_t job, uint32_t ntasks,
-                        int64_t x, uint64_t *job_out, uint64_t *first) {
+int tp_raw_submit(mpb_client_t *c, const char *fn, int mode, uint64_t job, uint32_t ntasks,
+                  int64_t x, uint64_t *job_out, uint64_t *first) {
     mpb__buf_t a = {0};
     mpb__w_array(&a, 3);
     mpb__w_cstr(&a, fn);
-    if (mode == JOB_NIL) mpb__w_nil(&a);
-    else if (mode == JOB_FALSE) mpb__w_bool(&a, false);
+    if (mode == TP_JOB_NIL) mpb__w_nil(&a);
+    else if (mode == TP_JOB_FALSE) mpb__w_bool(&a, false);
     else mpb__w_uint(&a, job);
     mpb__w_array(&a, ntasks);
     for (uint32_t i = 0; i < ntasks; i++) {
@@ -483,7 +410,7 @@ static U int raw_submit(mpb_client_t *c, const char *fn, int mode, uint64_t job,
     }
     void *res = NULL;
     size_t len = 0;
-    int rc = mpb_call(c, OP_POOL_SUBMIT, NULL, a.p, a.len, 0, &res, &len);
+    int rc = mpb_call(c, MPB_OP_POOL_SUBMIT, NULL, a.p, a.len, 0, &res, &len);
     mpb__buf_free(&a);
     if (rc == 0) {
         mpb__rd_t r = {res, (const uint8_t *)res + len};
@@ -498,8 +425,7 @@ static U int raw_submit(mpb_client_t *c, const char *fn, int mode, uint64_t job,
     return rc;
 }
 
-/* pool.take over every id, not waiting: how many finished tasks it took (0 if none ready). */
-static U uint32_t raw_take(mpb_client_t *c) {
+uint32_t tp_raw_take(mpb_client_t *c) {
     mpb__buf_t a = {0};
     mpb__w_array(&a, 3);
     mpb__w_uint(&a, 1);
@@ -507,7 +433,7 @@ static U uint32_t raw_take(mpb_client_t *c) {
     mpb__w_int(&a, 0);
     void *res = NULL;
     size_t len = 0;
-    int rc = mpb_call(c, OP_POOL_TAKE, NULL, a.p, a.len, 0, &res, &len);
+    int rc = mpb_call(c, MPB_OP_POOL_TAKE, NULL, a.p, a.len, 0, &res, &len);
     mpb__buf_free(&a);
     if (rc == MPB_ETIMEDOUT) return 0;
     if (rc) fail_msg("pool.take: %s", mpb_errmsg(c));
@@ -520,49 +446,17 @@ static U uint32_t raw_take(mpb_client_t *c) {
 
 /* ---- /metrics, from a broker started with --http 127.0.0.1:0 ---- */
 
-/* The page in a new NUL-terminated buffer (free() it); fails the test if it cannot get it. */
-static U char *metrics_get(void) {
-    char path[400], addr[128] = "";
-    snprintf(path, sizeof path, "%s/data/http.addr", B.dir);
-    int64_t end = th_now_ms() + 5000;
-    for (;;) { /* written once the HTTP endpoint is up */
-        FILE *f = fopen(path, "r");
-        if (f) {
-            if (!fgets(addr, sizeof addr, f)) addr[0] = 0;
-            fclose(f);
-        }
-        if (addr[0] || th_now_ms() > end) break;
-        usleep(10000);
-    }
-    char *colon = strrchr(addr, ':');
-    if (!colon) fail_msg("no HTTP address in %s", path);
-    int port = atoi(colon + 1);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        fail_msg("connect to %s: %s", addr, strerror(errno));
-    const char *req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) fail_msg("send: %s", strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (len + 1 == cap) buf = realloc(buf, cap *= 2);
-        ssize_t got = read(fd, buf + len, cap - 1 - len);
-        if (got <= 0) break;
-        len += (size_t)got;
-    }
-    close(fd);
-    buf[len] = 0;
+char *tp_metrics_get(void) {
+    int port = th_http_port(&tp_broker);
+    if (port <= 0) fail_msg("no HTTP address in %s/data/http.addr", tp_broker.dir);
+    char *buf = th_http_request(port, "GET", "/metrics");
     char *body = strstr(buf, "\r\n\r\n");
-    if (!body) fail_msg("no HTTP response from %s", addr);
+    if (!body) fail_msg("no HTTP response from port %d", port);
     memmove(buf, body + 4, strlen(body + 4) + 1);
     return buf;
 }
 
-static U void sleep_ms_(int ms) {
+void tp_sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) != 0) {
     }
@@ -570,20 +464,20 @@ static U void sleep_ms_(int ms) {
 
 /* ---- the end of every test: the broker is alive and serves a well-behaved client ---- */
 
-static U void check_healthy(void) {
-    assert_true(th_broker_alive(&B));
-    mpb_client_t *c = th_connect(&B);
-    pid_t w = start_worker(MPB_DEMO_LIB, "square", 2, 1, 0, NULL);
-    wait_workers(c, "square", 1, 10000);
+void tp_check_healthy(void) {
+    assert_true(th_broker_alive(&tp_broker));
+    mpb_client_t *c = th_connect(&tp_broker);
+    pid_t w = tp_start_worker(MPB_DEMO_LIB, "square", 2, 1, 0, NULL);
+    tp_wait_workers(c, "square", 1, 10000);
     mpb_pool_t *p;
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb__buf_t items = {0};
-    items_range(&items, 300);
+    tp_items_range(&items, 300);
     void *res = NULL;
     size_t rlen;
     int rc = mpb_pool_map(p, "square", items.p, items.len, 7, 20000, &res, &rlen);
     if (rc) fail_msg("map at the end: %s", mpb_errmsg(c));
-    assert_int_equal(check_ints(res, rlen, 300, sq), -1);
+    assert_int_equal(tp_check_ints(res, rlen, 300, tp_sq), -1);
     mpb_free(res);
     mpb__buf_free(&items);
     mpb_pool_close(&p);
@@ -595,37 +489,34 @@ static U void check_healthy(void) {
     assert_int_equal(v, 42);
     mpb_dict_close(&d);
     mpb_close(&c);
-    kill_worker(w);
-    assert_true(th_broker_alive(&B));
+    tp_kill_worker(w);
+    assert_true(th_broker_alive(&tp_broker));
 }
 
 /* ---- per-test fixtures ---- */
 
-static U int setup_broker(void **state) {
+int tp_setup_broker(void **state) {
     (void)state;
-    th_broker_start(&B, NULL);
+    th_broker_start(&tp_broker, NULL);
     return 0;
 }
 
-/* One sample of the broker's /metrics page (a broker started with --http 127.0.0.1:0). */
-static U double pool_metric(const char *series) {
-    char *page = th_http_request(th_http_port(&B), "GET", "/metrics");
+double tp_pool_metric(const char *series) {
+    char *page = th_http_request(th_http_port(&tp_broker), "GET", "/metrics");
     double v = th_metric(page, series, -1);
     free(page);
     return v;
 }
 
-/* A broker with /metrics. */
-static U int setup_http_broker(void **state) {
+int tp_setup_http_broker(void **state) {
     (void)state;
-    th_broker_start(&B, "--http", "127.0.0.1:0", NULL);
+    th_broker_start(&tp_broker, "--http", "127.0.0.1:0", NULL);
     return 0;
 }
 
-/* A fast TTL: a dead worker's tasks go back to the queue about a second after it died. */
-static U int setup_fast_broker(void **state) {
+int tp_setup_fast_broker(void **state) {
     (void)state;
-    th_broker_start(&B, "--heartbeat-ms", "200", "--session-ttl-ms", "1000", NULL);
+    th_broker_start(&tp_broker, "--heartbeat-ms", "200", "--session-ttl-ms", "1000", NULL);
     return 0;
 }
 
@@ -635,17 +526,16 @@ static void check_worker_logs(void) {
     snprintf(cmd, sizeof cmd,
              "cat %s/mpb-worker-*.log %s/child-*.log 2>/dev/null | "
              "grep -E 'Sanitizer|runtime error' >&2",
-             B.dir, B.dir);
-    if (system(cmd) == 0) fail_msg("a worker's log in %s has a sanitizer report", B.dir);
+             tp_broker.dir, tp_broker.dir);
+    if (system(cmd) == 0) fail_msg("a worker's log in %s has a sanitizer report", tp_broker.dir);
 }
 
-/* Workers get SIGTERM first, so that mpb-worker stops cleanly and (under ASan) reports leaks;
- * the broker must exit 0 with a clean log. */
-static U int teardown_broker(void **state) {
+int tp_teardown_broker(void **state) {
     (void)state;
-    stop_all_workers();
-    kill_all_workers();
+    tp_stop_all_workers();
+    tp_kill_all_workers();
     check_worker_logs();
-    th_broker_stop_checked(&B);
+    th_broker_stop_checked(&tp_broker);
     return 0;
 }
+
