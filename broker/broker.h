@@ -18,6 +18,7 @@
 #include "pool.h"
 #include "replay.h"
 #include "req.h"
+#include "reqlog.h"
 #include "server.h"
 #include "sess.h"
 #include "store.h"

@@ -33,12 +33,8 @@ int cmd_save(req_t *r);
 int cmd_open(req_t *r);
 /* slowlog.c: the slowest recent requests, as Redis's SLOWLOG: a request served (not parked)
  * in more than slowlog-log-slower-than µs is kept, the newest slowlog-max-len of them. */
-void slowlog_note(const req_t *r, int64_t ns);
 int cmd_slowlog(req_t *r);
-/* monitor.c: the requests served, for the sessions that asked (mpb monitor); sid: the
- * session that sent it (taken before dispatch: a bye ends it), args: where its arguments
- * begin in r->raw, code: its reply's. */
-void monitor_note(const req_t *r, uint64_t sid, const uint8_t *args, int code, int64_t ns);
+/* monitor.c: the requests served, for the sessions that asked (mpb monitor). */
 int cmd_monitor(req_t *r);
 /* clients.c */
 int cmd_clients(req_t *r);

@@ -26,6 +26,7 @@
 #include "persist.h"
 #include "pool.h"
 #include "replay.h"
+#include "reqlog.h"
 #include "server.h"
 #include "store.h"
 
@@ -187,8 +188,7 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
     /* A parked request is counted when it is answered (waiter.c), with its final code. */
     if (!r.parked) {
         metrics_count(r.op, code, (uint64_t)(t1 - *clock));
-        slowlog_note(&r, t1 - *clock);
-        monitor_note(&r, sid, argp, code, t1 - *clock);
+        reqlog_note(&r, sid, argp, code, t1 - *clock);
     }
     *clock = t1;
 }
