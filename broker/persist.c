@@ -971,7 +971,7 @@ static int snap_write(uint64_t first_seg) {
     rec_end(&b, at);
     nrec++;
     int rc = 0;
-    for (const sess_t *s = sess_all(); s; s = s->next) {
+    for (const sess_t *s = sess_all(); s; s = LIST_NEXT(s, link)) {
         if (s->id == 0) continue;
         w_sess(&b, s);
         nrec++;
@@ -998,7 +998,7 @@ static int snap_write(uint64_t first_seg) {
         rc = snap_flush(&b, fd);
     }
     /* The references, once the objects they name are loaded. */
-    for (const sess_t *s = sess_all(); s && rc == 0; s = s->next)
+    for (const sess_t *s = sess_all(); s && rc == 0; s = LIST_NEXT(s, link))
         for (size_t i = 0; s->id && i < s->nrefs; i++) {
             at = rec_begin(&b);
             mpb__w_array(&b, 4);

@@ -49,7 +49,7 @@ static server_t S;
  * expiry, resumed elsewhere) is no client any more, though the sweep frees it only later. */
 size_t server_peer_count(void) {
     size_t n = 0;
-    for (const sess_t *s = sess_all(); s; s = s->next) n += s->peer != NULL;
+    for (const sess_t *s = sess_all(); s; s = LIST_NEXT(s, link)) n += s->peer != NULL;
     return n;
 }
 
@@ -335,7 +335,7 @@ static void drain(void) {
 static void sweep(int64_t now) {
     peer_sweep(now);
     transport_sweep(S.tp, now);
-    for (sess_t *s = sess_all(); s; s = s->next)
+    for (sess_t *s = sess_all(); s; s = LIST_NEXT(s, link))
         if (s->peer && s->peer->out_over) out_check(s->peer);
     sess_expire(now);
     anon_reap(now);

@@ -15,7 +15,7 @@
 #include "replay.h"
 #include "sess.h"
 
-static sess_t *sessions;
+static LIST_HEAD(, sess) sessions;
 static size_t nsessions;
 static uint64_t next_id;
 
@@ -24,7 +24,8 @@ size_t sess_count(void) {
 }
 
 sess_t *sess_lookup(uint64_t id) {
-    for (sess_t *s = sessions; s; s = s->next)
+    sess_t *s;
+    LIST_FOREACH(s, &sessions, link)
         if (s->id == id) return s;
     return NULL;
 }
@@ -52,9 +53,7 @@ sess_t *sess_new(void) {
     s->id = ++next_id;
     if (mpb__random(s->token, sizeof s->token)) abort();
     s->created_ms = s->last_seen_ms = now_ms();
-    s->next = sessions;
-    if (sessions) sessions->prev = s;
-    sessions = s;
+    LIST_INSERT_HEAD(&sessions, s, link);
     nsessions++;
     return s;
 }
@@ -84,7 +83,8 @@ void sess_end_id(uint64_t id, const char *why) {
 }
 
 void sess_restore_done(void) {
-    for (sess_t *s = sessions; s; s = s->next) {
+    sess_t *s;
+    LIST_FOREACH(s, &sessions, link) {
         /* Locks and semaphore units go; items of reliable queues stay with their takers,
          * who may resume and finish them (their session's end puts them back). */
         for (size_t i = s->nholds; i-- > 0;) {
@@ -103,11 +103,12 @@ uint64_t sess_next_id(void) {
 }
 
 sess_t *sess_all(void) {
-    return sessions;
+    return LIST_FIRST(&sessions);
 }
 
 void sess_forget_obj(obj_t *o) {
-    for (sess_t *s = sessions; s; s = s->next)
+    sess_t *s;
+    LIST_FOREACH(s, &sessions, link)
         for (size_t i = 0; i < s->nholds;)
             if (s->holds[i].obj == o) s->holds[i] = s->holds[--s->nholds];
             else i++;
@@ -115,8 +116,8 @@ void sess_forget_obj(obj_t *o) {
 
 /* Drops a session's parked requests and gives back what it held, waking the next waiters. */
 static void sess_release(sess_t *s) {
-    while (s->waiters) {
-        waiter_t *w = s->waiters;
+    while (!LIST_EMPTY(&s->waiters)) {
+        waiter_t *w = LIST_FIRST(&s->waiters);
         obj_t *o = w->obj;
         blob_t *item = w->item;
         waiter_free(w);
@@ -157,16 +158,15 @@ void sess_end(sess_t *s, const char *why) {
     peer_t *origin = peer_find(s->origin, s->originlen);
     if (origin && origin->nsess_opened) origin->nsess_opened--;
     sess_release(s);
-    if (s->prev) s->prev->next = s->next;
-    else sessions = s->next;
-    if (s->next) s->next->prev = s->prev;
+    LIST_REMOVE(s, link);
     nsessions--;
     free(s);
 }
 
 void sess_expire(int64_t now) {
-    for (sess_t *s = sessions, *next; s; s = next) {
-        next = s->next;
+    sess_t *s, *next;
+    for (s = LIST_FIRST(&sessions); s; s = next) {
+        next = LIST_NEXT(s, link);
         if (now - s->last_seen_ms > g_limits.session_ttl_ms) {
             g_sessions_expired++;
             sess_end(s, "expired");

@@ -3,6 +3,8 @@
 #ifndef MPB_SESS_H
 #define MPB_SESS_H
 
+#include <sys/queue.h>
+
 #include "peer.h"
 
 /* What a session holds, released when it ends: lock ownership or semaphore units. */
@@ -24,7 +26,7 @@ struct sess {
     size_t nholds, capholds;
     sref_t *refs; /* anonymous objects it keeps alive: anon.c */
     size_t nrefs, caprefs;
-    waiter_t *waiters; /* its parked requests, through waiter.snext */
+    LIST_HEAD(, waiter) waiters; /* its parked requests */
     struct pool_sess *pool; /* its tasks and, for a worker, what it serves: pool.c */
     uint8_t token[MPB__TOKEN_LEN];
     peer_t *peer; /* the connection it speaks on now; NULL while none */
@@ -36,7 +38,7 @@ struct sess {
     struct replay *replay; /* replies to its recent requests: replay.c */
     uint8_t origin[RID_MAX]; /* the connection that opened it, for max-sessions-per-conn */
     uint8_t originlen;
-    sess_t *next, *prev; /* all sessions */
+    LIST_ENTRY(sess) link; /* all sessions: sess_all(), then LIST_NEXT(s, link) */
 };
 
 

@@ -122,9 +122,7 @@ waiter_t *waiter_park(req_t *r, wlist_t *list, int64_t timeout_ms) {
     w->parked_ns = mono_ns();
     list_add(list, w);
     if (w->deadline != INT64_MAX) heap_add(w);
-    w->snext = r->sess->waiters;
-    if (w->snext) w->snext->sprev = w;
-    r->sess->waiters = w;
+    LIST_INSERT_HEAD(&r->sess->waiters, w, slink);
     r->parked = true;
     n_waiters++;
     return w;
@@ -143,9 +141,7 @@ void waiter_move(waiter_t *w, obj_t *obj, wlist_t *list, int64_t deadline) {
 void waiter_free(waiter_t *w) {
     list_del(w);
     heap_del(w);
-    if (w->sprev) w->sprev->snext = w->snext;
-    else if (w->sess) w->sess->waiters = w->snext;
-    if (w->snext) w->snext->sprev = w->sprev;
+    if (w->sess) LIST_REMOVE(w, slink);
     n_waiters--;
     free(w);
 }

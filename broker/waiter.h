@@ -14,7 +14,7 @@ struct waiter {
     obj_t *obj;
     wlist_t *list;
     waiter_t *next, *prev; /* in list */
-    waiter_t *snext, *sprev; /* in sess->waiters */
+    LIST_ENTRY(waiter) slink; /* in sess->waiters */
     int64_t deadline; /* INT64_MAX: none */
     size_t heap;      /* position in the timer heap + 1; 0: not in it */
     blob_t *item;     /* queue.put: the item */
