@@ -229,22 +229,10 @@ static void lock_fail_all(obj_t *o, int code, const char *msg) {
     wlist_fail(&o->u.lock.waiters, code, msg);
 }
 
-const kind_ops_t lock_ops = {
-    .name = "lock",
-    .size = lock_size,
-    .describe = lock_describe,
-    .busy = lock_busy,
-    .fail_all = lock_fail_all,
-    .on_timeout = lock_on_timeout,
-    .release_hold = lock_release_hold,
-};
+/* Lock and RLock differ in their ops (re-entry), not in their hooks. */
+#define LOCK_HOOKS                                                                                \
+    .size = lock_size, .describe = lock_describe, .busy = lock_busy, .fail_all = lock_fail_all, \
+    .on_timeout = lock_on_timeout, .release_hold = lock_release_hold
 
-const kind_ops_t rlock_ops = {
-    .name = "rlock",
-    .size = lock_size,
-    .describe = lock_describe,
-    .busy = lock_busy,
-    .fail_all = lock_fail_all,
-    .on_timeout = lock_on_timeout,
-    .release_hold = lock_release_hold,
-};
+const kind_ops_t lock_ops = {.name = "lock", LOCK_HOOKS};
+const kind_ops_t rlock_ops = {.name = "rlock", LOCK_HOOKS};

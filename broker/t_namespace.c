@@ -31,14 +31,21 @@ static int no_attr(req_t *r, const uint8_t *k, size_t kn) {
                        r->obj->name, s);
 }
 
-/* namespace.get ATTR -> value | ENOKEY */
-int cmd_ns_get(req_t *r) {
+/* The position of the request's attribute, or -1 after the reply (ENOKEY, or a bad name). */
+static long attr_pos(req_t *r) {
     const uint8_t *k;
     size_t kn;
     uint64_t h;
     if (attr(r, &k, &kn)) return -1;
     long pos = dict_find(&r->obj->u.dict, k, kn, &h);
-    if (pos < 0) return no_attr(r, k, kn);
+    if (pos < 0) no_attr(r, k, kn);
+    return pos;
+}
+
+/* namespace.get ATTR -> value | ENOKEY */
+int cmd_ns_get(req_t *r) {
+    long pos = attr_pos(r);
+    if (pos < 0) return -1;
     const dkv_t *kv = r->obj->u.dict.ents[pos].item;
     return reply_raw(r, dkv_val(kv), kv->vlen);
 }
@@ -54,12 +61,8 @@ int cmd_ns_set(req_t *r) {
 
 /* namespace.del ATTR -> nil | ENOKEY */
 int cmd_ns_del(req_t *r) {
-    const uint8_t *k;
-    size_t kn;
-    uint64_t h;
-    if (attr(r, &k, &kn)) return -1;
-    long pos = dict_find(&r->obj->u.dict, k, kn, &h);
-    if (pos < 0) return no_attr(r, k, kn);
+    long pos = attr_pos(r);
+    if (pos < 0) return -1;
     free(omap_del(&r->obj->u.dict, (size_t)pos));
     return reply_nil(r);
 }
