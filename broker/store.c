@@ -8,13 +8,15 @@
 
 static omap_t objects;
 static size_t per_kind[KIND__N];
-static void (*on_delete[4])(obj_t *o);
+typedef void (*on_delete_fn)(obj_t *o);
+static on_delete_fn *on_delete;
 static size_t n_on_delete;
 
 void store_on_delete(void (*fn)(obj_t *o)) {
     for (size_t i = 0; i < n_on_delete; i++)
         if (on_delete[i] == fn) return;
-    if (n_on_delete < sizeof on_delete / sizeof *on_delete) on_delete[n_on_delete++] = fn;
+    on_delete = xrealloc(on_delete, (n_on_delete + 1) * sizeof *on_delete);
+    on_delete[n_on_delete++] = fn;
 }
 
 static const uint8_t *obj_key(const void *item, size_t *len) {

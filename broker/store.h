@@ -26,7 +26,7 @@ void obj_fail_all(obj_t *o, int code, const char *msg);
 /* A new object that is in no store (dict.copy builds one before it takes a name's place). */
 obj_t *obj_new(kind_t kind, const char *name, size_t n);
 /* Calls fn for every object store_delete() deletes, before it is freed (sessions forget
- * their holds on it, the anonymous objects their references): at most four. */
+ * their holds on it, the anonymous objects their references); fn once however often. */
 void store_on_delete(void (*fn)(obj_t *o));
 
 #endif
