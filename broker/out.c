@@ -65,21 +65,6 @@ int out_commit(void) {
     return 0;
 }
 
-void out_plain_error(const uint8_t *rid, size_t ridlen, int code, const char *msg) {
-    mpb__buf_t b = {0};
-    uint8_t hdr[MPB__HDR_LEN];
-    mpb__frame_header(hdr, MPB__T_ERROR, 0);
-    mpb__w_raw(&b, hdr, sizeof hdr);
-    mpb__w_map(&b, 2);
-    mpb__w_cstr(&b, "code");
-    mpb__w_int(&b, code);
-    mpb__w_cstr(&b, "msg");
-    mpb__w_cstr(&b, msg);
-    bbuf_ensure(&b);
-    send_frame(rid, ridlen, b.p, b.len);
-    mpb__buf_free(&b);
-}
-
 void out_plain(const uint8_t *rid, size_t ridlen, uint8_t type, const mpb__buf_t *body) {
     mpb__buf_t b = {0};
     uint8_t hdr[MPB__HDR_LEN];
@@ -89,6 +74,18 @@ void out_plain(const uint8_t *rid, size_t ridlen, uint8_t type, const mpb__buf_t
     bbuf_ensure(&b);
     send_frame(rid, ridlen, b.p, b.len);
     mpb__buf_free(&b);
+}
+
+void out_plain_error(const uint8_t *rid, size_t ridlen, int code, const char *msg) {
+    mpb__buf_t body = {0};
+    mpb__w_map(&body, 2);
+    mpb__w_cstr(&body, "code");
+    mpb__w_int(&body, code);
+    mpb__w_cstr(&body, "msg");
+    mpb__w_cstr(&body, msg);
+    bbuf_ensure(&body);
+    out_plain(rid, ridlen, MPB__T_ERROR, &body);
+    mpb__buf_free(&body);
 }
 
 void out_check(peer_t *p) {
