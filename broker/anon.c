@@ -53,12 +53,12 @@ static void destroy(obj_t *o) {
     persist_anon_gone(o);
     log_kv(LOG_DEBUG, "anonymous object deleted", "kind", kind_name(o->kind), "name", o->name,
            NULL);
-    sync_fail_all(o, MPB_ENOOBJ, msg);
+    obj_fail_all(o, MPB_ENOOBJ, msg);
     store_delete(o);
     g_anon_deleted++;
     obj_t *lo = lock[0] ? store_get(lock, strlen(lock)) : NULL;
     if (lo && (lo->kind == KIND_LOCK || lo->kind == KIND_RLOCK)) {
-        sync_fail_all(lo, MPB_ENOOBJ, msg);
+        obj_fail_all(lo, MPB_ENOOBJ, msg);
         store_delete(lo);
     }
 }
@@ -121,7 +121,7 @@ void anon_moved(obj_t *old, obj_t *o) {
     o->doomed_at = old->doomed_at;
     for (size_t i = 0; i < ndoomed; i++)
         if (doomed[i] == old) doomed[i] = o;
-    for (sess_t *s = server_sessions(); s; s = s->next) {
+    for (sess_t *s = sess_all(); s; s = LIST_NEXT(s, link)) {
         long i = sref_find(s, old);
         if (i >= 0) s->refs[i].obj = o;
     }
@@ -131,7 +131,7 @@ void anon_forget(obj_t *o) {
     if (!o->anon) return;
     undoom(o);
     /* Only obj.delete takes an object that sessions still refer to: the walk is for it. */
-    for (sess_t *s = o->refs ? server_sessions() : NULL; s; s = s->next) {
+    for (sess_t *s = o->refs ? sess_all() : NULL; s; s = LIST_NEXT(s, link)) {
         long i = sref_find(s, o);
         if (i >= 0) s->refs[i] = s->refs[--s->nrefs];
     }
@@ -280,10 +280,10 @@ uint32_t anon_describe(const obj_t *o, mpb__buf_t *b) {
     mpb__w_int(b, o->doomed_at && left < 0 ? 0 : left);
     mpb__w_cstr(b, "holders");
     uint32_t n = 0;
-    for (const sess_t *s = server_sessions(); s; s = s->next)
+    for (const sess_t *s = sess_all(); s; s = LIST_NEXT(s, link))
         n += sref_find(s, o) >= 0;
     mpb__w_array(b, n);
-    for (const sess_t *s = server_sessions(); s; s = s->next) {
+    for (const sess_t *s = sess_all(); s; s = LIST_NEXT(s, link)) {
         long i = sref_find(s, o);
         if (i < 0) continue;
         mpb__w_map(b, 4);

@@ -17,8 +17,8 @@ static void w_path(mpb__buf_t *b, const obj_t *o) {
 int cmd_clients(req_t *r) {
     mpb__buf_t *b = reply_begin(r);
     int64_t now = now_ms();
-    mpb__w_array(b, (uint32_t)server_session_count());
-    for (const sess_t *s = server_sessions(); s; s = s->next) {
+    mpb__w_array(b, (uint32_t)sess_count());
+    for (const sess_t *s = sess_all(); s; s = LIST_NEXT(s, link)) {
         mpb__w_map(b, 10);
         sess_describe(s, b); /* session, host, pid */
         mpb__w_cstr(b, "address");
@@ -41,11 +41,11 @@ int cmd_clients(req_t *r) {
             mpb__w_int(b, s->holds[i].units);
         }
         uint32_t nw = 0;
-        for (const waiter_t *w = s->waiters; w; w = w->snext)
+        for (const waiter_t *w = LIST_FIRST(&s->waiters); w; w = LIST_NEXT(w, slink))
             nw += w->obj != NULL;
         mpb__w_cstr(b, "waits");
         mpb__w_array(b, nw);
-        for (const waiter_t *w = s->waiters; w; w = w->snext) {
+        for (const waiter_t *w = LIST_FIRST(&s->waiters); w; w = LIST_NEXT(w, slink)) {
             if (!w->obj) continue;
             mpb__w_map(b, 2);
             mpb__w_cstr(b, "object");
@@ -64,7 +64,7 @@ int cmd_session_kill(req_t *r) {
     if (r->sess && r->sess->id == id)
         return reply_error(r, MPB_EINVAL, "session %llu is the caller's own (bye ends it)",
                            (unsigned long long)id);
-    for (sess_t *s = server_sessions(); s; s = s->next) {
+    for (sess_t *s = sess_all(); s; s = LIST_NEXT(s, link)) {
         if (s->id != id) continue;
         sess_end(s, "killed");
         return reply_nil(r);

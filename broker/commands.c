@@ -1,6 +1,6 @@
 /* commands.c - the command table, the checks every request passes before its handler runs
- * (known op, argument count, object name, kind), reply writers, argument readers, and the
- * ops that are about the broker itself rather than one object. */
+ * (known op, argument count, object name, kind), and the ops that are about the broker
+ * itself rather than one object. */
 #include <fnmatch.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -8,8 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker.h"
+#include "anon.h"
+#include "commands.h"
+#include "mem.h"
 #include "persist.h"
+#include "pool.h"
+#include "server.h"
+#include "store.h"
 
 /* op, handler, arity (arguments after the name; -N: at least N), kind, flags */
 static const command_t commands[] = {
@@ -126,145 +131,6 @@ const command_t *command_find(unsigned op) {
     return op < MPB__OP_MAX ? by_op[op] : NULL;
 }
 
-/* ---- replies ---- */
-
-mpb__buf_t *reply_begin(req_t *r) {
-    mpb__w_array(r->out, 3);
-    mpb__w_uint(r->out, r->rid);
-    mpb__w_uint(r->out, 0);
-    return r->out;
-}
-
-int reply_nil(req_t *r) {
-    mpb__w_nil(reply_begin(r));
-    return 0;
-}
-
-int reply_bool(req_t *r, bool v) {
-    mpb__w_bool(reply_begin(r), v);
-    return 0;
-}
-
-int reply_int(req_t *r, int64_t v) {
-    mpb__w_int(reply_begin(r), v);
-    return 0;
-}
-
-int reply_uint(req_t *r, uint64_t v) {
-    mpb__w_uint(reply_begin(r), v);
-    return 0;
-}
-
-int reply_raw(req_t *r, const uint8_t *v, size_t n) {
-    mpb__w_raw(reply_begin(r), v, n);
-    return 0;
-}
-
-int reply_error(req_t *r, int code, const char *fmt, ...) {
-    char msg[512];
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-    } else {
-        snprintf(msg, sizeof msg, "%s", mpb__strerror(code));
-    }
-    mpb__w_array(r->out, 3);
-    mpb__w_uint(r->out, r->rid);
-    mpb__w_uint(r->out, (uint64_t)-code);
-    mpb__w_cstr(r->out, msg);
-    if (log_min_level <= LOG_DEBUG) {
-        const char *opn = mpb__op_name(r->op);
-        char name[300]; /* the log cuts it at 256 bytes */
-        snprintf(name, sizeof name, "%.*s", (int)(r->name ? r->namelen : 1),
-                 r->name ? r->name : "-");
-        log_kv(LOG_DEBUG, "error reply", "op", opn ? opn : "?", "object", name, "error", msg, NULL);
-    }
-    return code;
-}
-
-/* ---- arguments ---- */
-
-/* Every caller passes max_value (keys go through arg_key): the message names it so. */
-int arg_value(req_t *r, const char *what, size_t max, const uint8_t **v, size_t *n) {
-    if (mpb__rd_span(&r->args, v, n))
-        return reply_error(r, MPB_EPROTO, "%s: missing or malformed", what);
-    if (mpb__mp_check1(*v, *n, MPB__MAX_DEPTH) < 0)
-        return reply_error(r, MPB_EPROTO, "%s nests deeper than %d", what, MPB__MAX_DEPTH);
-    if (*n > max)
-        return reply_error(r, MPB_ETOOBIG, "%s of %zu bytes > max_value %zu", what, *n, max);
-    return 0;
-}
-
-/* The limit is on the canonical encoding, which is what is stored: it can be longer than the
- * bytes sent (a float32 widens from 5 to 9 bytes) or shorter (cd 00 01 becomes 01). */
-int arg_key(req_t *r, const uint8_t **k, size_t *n, mpb__buf_t *scratch) {
-    if (mpb__rd_span(&r->args, k, n))
-        return reply_error(r, MPB_EPROTO, "key: missing or malformed");
-    if (mpb__mp_check1(*k, *n, MPB__MAX_DEPTH) < 0)
-        return reply_error(r, MPB_EPROTO, "key nests deeper than %d", MPB__MAX_DEPTH);
-    size_t sent = *n;
-    if (!mpb__canon_is(*k, *n)) {
-        mpb__buf_reset(scratch);
-        mpb__canon(*k, *n, scratch);
-        bbuf_ensure(scratch);
-        *k = scratch->p;
-        *n = scratch->len;
-    }
-    if (*n > g_limits.max_key) {
-        if (*n == sent)
-            return reply_error(r, MPB_ETOOBIG, "key of %zu bytes > max_key %zu", *n,
-                               g_limits.max_key);
-        return reply_error(r, MPB_ETOOBIG,
-                           "key of %zu bytes in canonical encoding (%zu as sent) > max_key %zu",
-                           *n, sent, g_limits.max_key);
-    }
-    return 0;
-}
-
-int arg_int(req_t *r, const char *what, int64_t *v) {
-    if (mpb__rd_int(&r->args, v)) return reply_error(r, MPB_ETYPE, "%s must be an integer", what);
-    return 0;
-}
-
-int arg_int_or_nil(req_t *r, const char *what, int64_t *v, bool *isnil) {
-    *isnil = mpb__rd_nil(&r->args) == 0;
-    if (*isnil) return 0;
-    return arg_int(r, what, v);
-}
-
-int arg_uint(req_t *r, const char *what, uint64_t *v) {
-    if (mpb__rd_uint(&r->args, v))
-        return reply_error(r, MPB_ETYPE, "%s must be a non-negative integer", what);
-    return 0;
-}
-
-int arg_bool(req_t *r, const char *what, bool *v) {
-    if (mpb__rd_bool(&r->args, v)) return reply_error(r, MPB_ETYPE, "%s must be a boolean", what);
-    return 0;
-}
-
-int arg_timeout(req_t *r, int64_t *ms) {
-    if (mpb__rd_nil(&r->args) == 0) {
-        *ms = -1;
-    } else {
-        if (mpb__rd_int(&r->args, ms))
-            return reply_error(r, MPB_ETYPE, "timeout must be milliseconds (-1: forever)");
-        if (*ms < -1) *ms = -1;
-    }
-    /* A logged request took effect at once, or was logged again when it did: never wait. */
-    if (persist_replaying()) *ms = 0;
-    return 0;
-}
-
-int arg_str(req_t *r, const char *what, const char **s, uint32_t *n) {
-    if (mpb__rd_str(&r->args, s, n)) return reply_error(r, MPB_ETYPE, "%s must be a string", what);
-    return 0;
-}
-
-/* ---- dispatch ---- */
-
 bool arity_ok(const command_t *c, uint32_t argc) {
     if (c->arity < 0) return argc >= (uint32_t)-c->arity;
     return argc >= (uint32_t)c->arity && argc <= (uint32_t)c->arity + !!(c->flags & CMD_OPT1);
@@ -292,11 +158,11 @@ static bool is_open(unsigned op) {
 /* Stand-ins for objects that a read finds missing: reading must not create. */
 static obj_t empty_objs[KIND__N];
 
-void dispatch(req_t *r) {
+int dispatch(req_t *r) {
     const command_t *cmd = command_find(r->op);
     if (!cmd) {
         reply_error(r, MPB_EUNKNOWNOP, "unknown op %u", r->op);
-        return;
+        return r->code;
     }
     if (!arity_ok(cmd, r->argc)) {
         if (cmd->flags & CMD_OPT1)
@@ -306,29 +172,29 @@ void dispatch(req_t *r) {
             reply_error(r, MPB_EPROTO, "%s takes %s%d argument%s, got %u", mpb__op_name(r->op),
                         cmd->arity < 0 ? "at least " : "", abs(cmd->arity),
                         abs(cmd->arity) == 1 ? "" : "s", r->argc);
-        return;
+        return r->code;
     }
     /* Past --max-memory (or short of memory), what would grow memory is refused; reads,
      * deletes and pops go on. */
     if ((cmd->flags & (CMD_DENYOOM | CMD_NOOBJ)) == (CMD_DENYOOM | CMD_NOOBJ) &&
         mem_refuse(r, r->rawlen) < 0)
-        return;
+        return r->code;
     if (cmd->flags & CMD_NOOBJ) {
         run_logged(cmd, r);
-        return;
+        return r->code;
     }
     if (!r->name) {
         reply_error(r, MPB_EINVAL, "%s needs an object name", mpb__op_name(r->op));
-        return;
+        return r->code;
     }
     if (cmd->flags & CMD_ANYKIND) {
         run_logged(cmd, r); /* the handler resolves "kind/name" itself */
-        return;
+        return r->code;
     }
     if (!mpb__name_ok(r->name, r->namelen)) {
         reply_error(r, MPB_EINVAL,
                     "bad object name: 1 to 255 printable ASCII characters, no '/' or space");
-        return;
+        return r->code;
     }
     obj_t *o = store_get(r->name, r->namelen);
     if (!o && anon_name(r->name, r->namelen)) {
@@ -338,33 +204,35 @@ void dispatch(req_t *r) {
                     "obj.new, and this one is gone (its last reference was given back) or "
                     "never was",
                     kind_name(cmd->kind), (int)r->namelen, r->name);
-        return;
+        return r->code;
     }
     if (o && o->kind != cmd->kind) {
         reply_error(r, MPB_EKIND, "%.*s is a %s, not a %s", (int)r->namelen, r->name,
                     kind_name(o->kind), kind_name(cmd->kind));
-        return;
+        return r->code;
     }
     /* Opening an object that exists grows nothing: a client short of memory may still. */
     if ((cmd->flags & CMD_DENYOOM) && !(o && is_open(r->op)) &&
         mem_refuse(r, r->rawlen ? r->rawlen : r->namelen + 64u) < 0)
-        return;
+        return r->code;
     bool created = false;
     if (!o) {
         if (cmd->flags & CMD_READ) {
             o = &empty_objs[cmd->kind];
-            o->kind = cmd->kind;
-            o->readonly_empty = true;
+            if (!o->readonly_empty) {
+                o->kind = cmd->kind;
+                o->readonly_empty = true;
+                const kind_ops_t *k = kind_ops(cmd->kind);
+                if (k->init) k->init(o);
+            }
             o->name = (char *)r->name; /* only for messages, during this call */
             o->namelen = r->namelen;
-            if ((cmd->kind == KIND_DICT || cmd->kind == KIND_NAMESPACE) && !o->u.dict.key)
-                omap_init(&o->u.dict, NULL);
         } else {
             if (g_limits.max_objects && store_count() >= g_limits.max_objects) {
                 reply_error(r, MPB_ELIMIT,
                             "%zu objects: max-objects %zu reached (delete some first)",
                             store_count(), g_limits.max_objects);
-                return;
+                return r->code;
             }
             o = store_create(cmd->kind, r->name, r->namelen);
             created = true;
@@ -376,7 +244,8 @@ void dispatch(req_t *r) {
     if (logged && (rc < 0 || r->parked)) persist_unlog(logged);
     /* A refused write leaves no trace: not even the object it would have made. */
     char why[8];
-    if (created && rc < 0 && obj_size(o) == 0 && !sync_busy(o, why, sizeof why)) store_delete(o);
+    if (created && rc < 0 && obj_size(o) == 0 && !obj_busy(o, why, sizeof why)) store_delete(o);
+    return r->code;
 }
 
 /* ---- ops about the broker ---- */
@@ -424,7 +293,7 @@ int cmd_info(req_t *r) {
     mpb__w_cstr(b, "clients");
     mpb__w_uint(b, server_peer_count());
     mpb__w_cstr(b, "sessions");
-    mpb__w_uint(b, server_session_count());
+    mpb__w_uint(b, sess_count());
     mpb__w_cstr(b, "objects");
     mpb__w_uint(b, store_count());
     mpb__w_cstr(b, "objects_by_kind");
@@ -489,50 +358,14 @@ int cmd_obj_list(req_t *r) {
     return 0;
 }
 
-/* Resolves r->name as "kind/name" for obj.info and obj.delete. */
-obj_t *resolve_path(req_t *r) {
-    const char *slash = memchr(r->name, '/', r->namelen);
-    if (!slash) {
-        reply_error(r, MPB_EINVAL, "object path must be kind/name, got '%.*s'",
-                    (int)r->namelen, r->name);
-        return NULL;
-    }
-    size_t kl = (size_t)(slash - r->name), nl = r->namelen - kl - 1;
-    const char *name = slash + 1;
-    kind_t k = kind_parse(r->name, kl);
-    if (k == KIND_NONE) {
-        reply_error(r, MPB_EINVAL, "unknown kind '%.*s'", (int)kl, r->name);
-        return NULL;
-    }
-    if (!mpb__name_ok(name, nl)) {
-        reply_error(r, MPB_EINVAL, "bad object name '%.*s'", (int)nl, name);
-        return NULL;
-    }
-    obj_t *o = store_get(name, nl);
-    if (!o) {
-        reply_error(r, MPB_ENOOBJ, "no object %.*s%s", (int)r->namelen, r->name,
-                    anon_name(name, nl) ? " (an anonymous object: gone after its last reference "
-                                          "was given back, or never made)"
-                                        : "");
-        return NULL;
-    }
-    if (o->kind != k) {
-        reply_error(r, MPB_EKIND, "%.*s is a %s, not a %s", (int)nl, name, kind_name(o->kind),
-                    kind_name(k));
-        return NULL;
-    }
-    return o;
-}
-
 /* obj.info "kind/name" -> {kind, name, size, ...per kind} */
 int cmd_obj_info(req_t *r) {
     obj_t *o = resolve_path(r);
     if (!o) return -1;
     mpb__buf_t extra = {0};
     uint32_t n = 0;
-    if (o->kind == KIND_DICT || o->kind == KIND_NAMESPACE) n = dict_describe(o, &extra);
-    else if (o->kind == KIND_LIST) n = list_describe(o, &extra);
-    else n = sync_describe(o, &extra);
+    const kind_ops_t *k = kind_ops(o->kind);
+    if (k->describe) n = k->describe(o, &extra);
     if (o->anon) n += anon_describe(o, &extra);
     bbuf_ensure(&extra);
     mpb__buf_t *b = reply_begin(r);
@@ -553,7 +386,7 @@ int cmd_obj_delete(req_t *r) {
     obj_t *o = resolve_path(r);
     if (!o) return -1;
     char why[160];
-    if (sync_busy(o, why, sizeof why))
+    if (obj_busy(o, why, sizeof why))
         return reply_error(r, MPB_EBUSY, "cannot delete %.*s: %s", (int)r->namelen, r->name, why);
     store_delete(o);
     return reply_nil(r);

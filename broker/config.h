@@ -2,8 +2,8 @@
  * built-in defaults < a config file (--config PATH or MPB_CONFIG) < environment variables
  * MPB_* < command-line flags. Every setting has one name, used as the long flag and as the
  * file's key, and an environment variable: --max-frame, "max-frame = 8m", MPB_MAX_FRAME. */
-#ifndef MPB_CONFIG_H
-#define MPB_CONFIG_H
+#ifndef BROKER_CONFIG_H
+#define BROKER_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>

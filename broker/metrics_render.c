@@ -229,7 +229,7 @@ void metrics_render(mpb__buf_t *b) {
     head(b, "mpb_clients", "gauge", "Authenticated connections.");
     line(b, "mpb_clients %zu\n", server_peer_count());
     head(b, "mpb_sessions", "gauge", "Client sessions.");
-    line(b, "mpb_sessions %zu\n", server_session_count());
+    line(b, "mpb_sessions %zu\n", sess_count());
     head(b, "mpb_anonymous_objects", "gauge", "Anonymous objects (made by obj.new).");
     line(b, "mpb_anonymous_objects %zu\n", anon_count());
     head(b, "mpb_anonymous_refs", "gauge", "References sessions hold on anonymous objects.");

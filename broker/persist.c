@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "broker.h"
 #include "persist.h"
 
 enum {
@@ -518,10 +519,10 @@ static sess_t *replay_last; /* the session of the last record: most come in runs
 static sess_t *replay_sess(uint64_t id) {
     sess_t *last = replay_last;
     if (last && last->id == id && id) return last;
-    sess_t *s = id ? server_sess_lookup(id) : NULL;
+    sess_t *s = id ? sess_lookup(id) : NULL;
     if (!s) {
         /* Its session record went with an older segment: it runs as nobody's. */
-        if (!replay_fallback) replay_fallback = server_sess_restore(0, NULL, "", 0, "replay");
+        if (!replay_fallback) replay_fallback = sess_restore(0, NULL, "", 0, "replay");
         return replay_fallback;
     }
     return replay_last = s;
@@ -612,7 +613,7 @@ static int load_task(mpb__rd_t *r, uint64_t type, uint32_t len) {
         pool_restore_finish(id, failed, canceled, res, rn);
         return 0;
     }
-    sess_t *s = server_sess_lookup(owner);
+    sess_t *s = sess_lookup(owner);
     if (!s) return 0; /* its caller's session is not in the snapshot: nobody would take it */
     return pool_restore_task(id, s, fn, fl, calls, cn, done, failed, canceled, res, rn);
 }
@@ -647,13 +648,13 @@ static int apply(const uint8_t *p, size_t n, uint64_t *first_seg) {
         str_copy(&r, host, sizeof host);
         mpb__rd_int(&r, &pid);
         str_copy(&r, name, sizeof name);
-        if (!server_sess_lookup(id)) server_sess_restore(id, tok, host, pid, name);
+        if (!sess_lookup(id)) sess_restore(id, tok, host, pid, name);
         return 0;
     }
     case R_SESS_END:
         if (mpb__rd_uint(&r, &id)) return -1;
         if (replay_last && replay_last->id == id) replay_last = NULL;
-        server_sess_end_id(id, "ended before the restart");
+        sess_end_id(id, "ended before the restart");
         return 0;
     case R_FENCE:
         if (mpb__rd_uint(&r, &id)) return -1;
@@ -673,7 +674,7 @@ static int apply(const uint8_t *p, size_t n, uint64_t *first_seg) {
             return 0;
         }
         if (mpb__rd_uint(&r, &id) || mpb__rd_int(&r, &nref) || !o) return -1;
-        sess_t *s = server_sess_lookup(id);
+        sess_t *s = sess_lookup(id);
         return s ? anon_restore_ref(s, o, nref) : -1;
     }
     case R_TASK_DONE:
@@ -693,7 +694,7 @@ static int apply(const uint8_t *p, size_t n, uint64_t *first_seg) {
             mpb__rd_uint(&r, &seg) || mpb__rd_uint(&r, &next) || mpb__rd_uint(&r, &fence))
             return -1;
         if (first_seg) *first_seg = seg;
-        server_bump_sess_id(next);
+        sess_bump_id(next);
         if (fence > g_fence) g_fence = fence;
         if (fence > P.fence_bound) P.fence_bound = fence;
         return 0;
@@ -826,7 +827,7 @@ static int load_queue(obj_t *o, mpb__rd_t *r) {
         if (mpb__rd_array(r, &four) || four != 4 || mpb__rd_uint(r, &id) ||
             mpb__rd_uint(r, &sid) || mpb__rd_bool(r, &task) || mpb__rd_span(r, &v, &vn))
             return -1;
-        sess_t *s = sid ? server_sess_lookup(sid) : NULL;
+        sess_t *s = sid ? sess_lookup(sid) : NULL;
         if (!s) {
             if (!task && q->joinable) q->unfinished++;
             deque_push_front(&q->items, blob_new(v, vn));
@@ -959,12 +960,12 @@ static int snap_write(uint64_t first_seg) {
     mpb__w_cstr(&b, SNAP_MAGIC);
     mpb__w_uint(&b, 1);
     mpb__w_uint(&b, first_seg);
-    mpb__w_uint(&b, server_next_sess_id());
+    mpb__w_uint(&b, sess_next_id());
     mpb__w_uint(&b, P.fence_bound > g_fence ? P.fence_bound : g_fence + FENCE_LEAD_US);
     rec_end(&b, at);
     nrec++;
     int rc = 0;
-    for (const sess_t *s = server_sessions(); s; s = s->next) {
+    for (const sess_t *s = sess_all(); s; s = LIST_NEXT(s, link)) {
         if (s->id == 0) continue;
         w_sess(&b, s);
         nrec++;
@@ -991,7 +992,7 @@ static int snap_write(uint64_t first_seg) {
         rc = snap_flush(&b, fd);
     }
     /* The references, once the objects they name are loaded. */
-    for (const sess_t *s = server_sessions(); s && rc == 0; s = s->next)
+    for (const sess_t *s = sess_all(); s && rc == 0; s = LIST_NEXT(s, link))
         for (size_t i = 0; s->id && i < s->nrefs; i++) {
             at = rec_begin(&b);
             mpb__w_array(&b, 4);
@@ -1080,7 +1081,7 @@ int persist_save_req(req_t *r) {
 static void answer_savers(bool ok, int64_t ms) {
     mpb__buf_t b = {0};
     for (size_t i = 0; i < P.nsavers; i++) {
-        sess_t *s = server_sess_lookup(P.savers[i].sess);
+        sess_t *s = sess_lookup(P.savers[i].sess);
         if (!s) continue;
         mpb__buf_reset(&b);
         mpb__w_array(&b, 3);
@@ -1098,7 +1099,7 @@ static void answer_savers(bool ok, int64_t ms) {
                             "is kept");
         }
         bbuf_ensure(&b);
-        server_send_reply(s, b.p, b.len);
+        out_send_reply(s, b.p, b.len);
     }
     mpb__buf_free(&b);
     P.nsavers = 0;
@@ -1325,10 +1326,10 @@ int persist_open(const char *dir, bool on, int fsync_mode, bool repair) {
     free(segs);
     replay_last = NULL;
     if (replay_fallback) {
-        server_sess_end_id(0, "replay");
+        sess_end_id(0, "replay");
         replay_fallback = NULL;
     }
-    server_restore_done();
+    sess_restore_done();
     anon_restore_done();
     P.replaying = false;
     mpb__buf_free(&replay_out);
@@ -1344,7 +1345,7 @@ int persist_open(const char *dir, bool on, int fsync_mode, bool repair) {
     /* Tokens handed out from now on are above every one the log knows of. */
     if (P.fence_bound > g_fence) g_fence = P.fence_bound;
     log_kv(LOG_INFO, "state loaded", "records", LOG_UINT(P.loaded_records), "objects",
-           LOG_UINT(store_count()), "sessions", LOG_UINT(server_session_count()), "ms",
+           LOG_UINT(store_count()), "sessions", LOG_UINT(sess_count()), "ms",
            LOG_INT(P.load_ms), NULL);
     return 0;
 }

@@ -1,13 +1,15 @@
 /* persist.h - the broker's state on disk: a log of the writes, appended before their replies
  * leave, and a snapshot that compacts it. See persist.c and PERSISTENCE.md. */
-#ifndef MPB_PERSIST_H
-#define MPB_PERSIST_H
+#ifndef BROKER_PERSIST_H
+#define BROKER_PERSIST_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker.h"
+#include "req.h"
+#include "sess.h"
+#include "waiter.h"
 
 enum { FSYNC_NO, FSYNC_EVERYSEC, FSYNC_ALWAYS };
 
@@ -80,16 +82,5 @@ int pool_restore_task(uint64_t id, sess_t *owner, const char *fn, uint32_t fnlen
                       const uint8_t *result, size_t rn);
 void pool_restore_finish(uint64_t id, bool failed, bool canceled, const uint8_t *result,
                          size_t rn);
-
-/* server.c: sessions as the log brings them back. */
-sess_t *server_sess_restore(uint64_t id, const uint8_t *token, const char *host, int64_t pid,
-                            const char *name);
-sess_t *server_sess_lookup(uint64_t id);
-void server_bump_sess_id(uint64_t next);
-void server_sess_end_id(uint64_t id, const char *why);
-/* After replay: sessions keep their ids and tokens, but hold no lock or unit any more. */
-void server_restore_done(void);
-sess_t *server_sessions(void);
-uint64_t server_next_sess_id(void);
 
 #endif

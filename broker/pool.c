@@ -891,6 +891,7 @@ int cmd_pool_fetch(req_t *r) {
     if (max < 0) max = 0; /* 0: no task, only word of tasks to stop */
     w->fetch_max = max;
     w->fetch = waiter_park(r, &fetch_waiters, timeout);
+    w->fetch->on_timeout = pool_on_timeout;
     w->fetching = true;
     w->fprev = fetch_tail;
     w->fnext = NULL;
@@ -1198,6 +1199,7 @@ int cmd_pool_take(req_t *r) {
     if (!any) {
         if (timeout == 0) return reply_error(r, MPB_ETIMEDOUT, "no result ready");
         waiter_t *w = waiter_park(r, &ps->takers, timeout);
+        w->on_timeout = pool_on_timeout;
         w->tid = from;
         w->count = (int64_t)(count > INT64_MAX ? INT64_MAX : count);
         return 0;

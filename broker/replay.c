@@ -93,7 +93,7 @@ const blob_t *replay_find(const sess_t *s, uint64_t rid) {
 }
 
 bool replay_parked(const sess_t *s, uint64_t rid) {
-    for (const waiter_t *w = s->waiters; w; w = w->snext)
+    for (const waiter_t *w = LIST_FIRST(&s->waiters); w; w = LIST_NEXT(w, slink))
         if (w->rid == rid) return true;
     return false;
 }

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
+#include "anon.h"
+#include "kind.h"
+#include "store.h"
 
 static mpb__buf_t keybuf; /* canonical form of the request's key, when it was not */
 
@@ -16,11 +18,7 @@ static dkv_t *dkv_new(const uint8_t *k, size_t kn, const uint8_t *v, size_t vn) 
     return kv;
 }
 
-static inline const uint8_t *dkv_val(const dkv_t *kv) {
-    return kv->data + kv->klen;
-}
-
-static omap_t *D(req_t *r) {
+static omap_t *as_dict(req_t *r) {
     return &r->obj->u.dict;
 }
 
@@ -41,14 +39,49 @@ static void dict_store(omap_t *m, long pos, const uint8_t *k, size_t kn, uint64_
     memcpy(kv->data + kn, v, vn);
 }
 
-static void dict_put(omap_t *m, const uint8_t *k, size_t kn, uint64_t h, const uint8_t *v,
-                     size_t vn) {
+void dict_put(omap_t *m, const uint8_t *k, size_t kn, uint64_t h, const uint8_t *v,
+                size_t vn) {
     dict_store(m, omap_find(m, k, kn, h), k, kn, h, v, vn);
 }
 
-static long find(req_t *r, const uint8_t *k, size_t kn, uint64_t *h) {
+long dict_find(omap_t *m, const uint8_t *k, size_t kn, uint64_t *h) {
     *h = mpb__hash(k, kn);
-    return omap_find(D(r), k, kn, *h);
+    return omap_find(m, k, kn, *h);
+}
+
+/* ---- hooks (the namespace kind shares them) ---- */
+
+static const uint8_t *dkv_key(const void *item, size_t *len) {
+    const dkv_t *kv = item;
+    *len = kv->klen;
+    return kv->data;
+}
+
+void dict_init(obj_t *o) {
+    omap_init(&o->u.dict, dkv_key);
+}
+
+void dict_free(obj_t *o) {
+    omap_free(&o->u.dict, free);
+}
+
+uint64_t dict_size(const obj_t *o) {
+    return o->u.dict.live;
+}
+
+/* A new dict with src's pairs, under name, in no store (dict.copy). */
+static obj_t *dict_clone(const obj_t *src, const char *name, size_t n) {
+    obj_t *o = obj_new(KIND_DICT, name, n);
+    const omap_t *m = &src->u.dict;
+    for (size_t i = 0; i < m->nents; i++) {
+        const dkv_t *kv = m->ents[i].item;
+        if (!kv) continue;
+        size_t sz = sizeof *kv + kv->klen + kv->vlen;
+        dkv_t *c = xmalloc(sz);
+        memcpy(c, kv, sz);
+        omap_add(&o->u.dict, c, m->ents[i].hash);
+    }
+    return o;
 }
 
 /* dict.set KEY VALUE -> nil */
@@ -57,7 +90,7 @@ int cmd_dict_set(req_t *r) {
     size_t kn, vn;
     if (arg_key(r, &k, &kn, &keybuf) || arg_value(r, "value", g_limits.max_value, &v, &vn))
         return -1;
-    dict_put(D(r), k, kn, mpb__hash(k, kn), v, vn);
+    dict_put(as_dict(r), k, kn, mpb__hash(k, kn), v, vn);
     return reply_nil(r);
 }
 
@@ -68,9 +101,9 @@ int cmd_dict_get(req_t *r) {
     size_t kn, dn;
     uint64_t h;
     if (arg_key(r, &k, &kn, &keybuf)) return -1;
-    long pos = find(r, k, kn, &h);
+    long pos = dict_find(as_dict(r), k, kn, &h);
     if (pos >= 0) {
-        const dkv_t *kv = D(r)->ents[pos].item;
+        const dkv_t *kv = as_dict(r)->ents[pos].item;
         return reply_raw(r, dkv_val(kv), kv->vlen);
     }
     if (r->argc >= 2) {
@@ -89,14 +122,14 @@ int cmd_dict_del(req_t *r) {
     size_t kn;
     uint64_t h;
     if (arg_key(r, &k, &kn, &keybuf)) return -1;
-    long pos = find(r, k, kn, &h);
+    long pos = dict_find(as_dict(r), k, kn, &h);
     if (pos < 0) {
         char s[80];
         mpb__mp_sample(k, kn, s, sizeof s);
         return reply_error(r, MPB_ENOKEY, "no key %s in dict/%.*s", s, (int)r->obj->namelen,
                            r->obj->name);
     }
-    free(omap_del(D(r), (size_t)pos));
+    free(omap_del(as_dict(r), (size_t)pos));
     return reply_nil(r);
 }
 
@@ -106,12 +139,12 @@ int cmd_dict_contains(req_t *r) {
     size_t kn;
     uint64_t h;
     if (arg_key(r, &k, &kn, &keybuf)) return -1;
-    return reply_bool(r, find(r, k, kn, &h) >= 0);
+    return reply_bool(r, dict_find(as_dict(r), k, kn, &h) >= 0);
 }
 
 /* dict.len -> int */
 int cmd_dict_len(req_t *r) {
-    return reply_uint(r, D(r)->live);
+    return reply_uint(r, as_dict(r)->live);
 }
 
 /* dict.scan WHAT CURSOR COUNT -> [next_cursor, [keys | values | [key, value] pairs]]
@@ -123,7 +156,7 @@ int cmd_dict_scan(req_t *r) {
         return -1;
     if (what > 2) return reply_error(r, MPB_EINVAL, "what must be 0 (keys), 1 (values) or 2 (items)");
     if (count == 0 || count > g_limits.max_scan) count = g_limits.max_scan;
-    omap_t *m = D(r);
+    omap_t *m = as_dict(r);
     size_t i = omap_seek(m, cursor), end = i;
     uint32_t n = 0;
     size_t bytes = 0;
@@ -184,7 +217,7 @@ int cmd_dict_update(req_t *r) {
             if (arg_key(r, &k, &kn, &keybuf)) return -1;
             if (arg_value(r, "value", g_limits.max_value, &v, &vn)) return -1;
             q = r->args;
-            if (pass == 1) dict_put(D(r), k, kn, mpb__hash(k, kn), v, vn);
+            if (pass == 1) dict_put(as_dict(r), k, kn, mpb__hash(k, kn), v, vn);
         }
     }
     return reply_nil(r);
@@ -197,7 +230,7 @@ int cmd_dict_pop(req_t *r) {
     size_t kn, dn;
     uint64_t h;
     if (arg_key(r, &k, &kn, &keybuf)) return -1;
-    long pos = find(r, k, kn, &h);
+    long pos = dict_find(as_dict(r), k, kn, &h);
     if (pos < 0) {
         if (r->argc >= 2) {
             if (arg_value(r, "default", g_limits.max_value, &d, &dn)) return -1;
@@ -208,7 +241,7 @@ int cmd_dict_pop(req_t *r) {
         return reply_error(r, MPB_ENOKEY, "no key %s in dict/%.*s", s, (int)r->obj->namelen,
                            r->obj->name);
     }
-    dkv_t *kv = omap_del(D(r), (size_t)pos);
+    dkv_t *kv = omap_del(as_dict(r), (size_t)pos);
     reply_raw(r, dkv_val(kv), kv->vlen);
     free(kv);
     return 0;
@@ -216,11 +249,11 @@ int cmd_dict_pop(req_t *r) {
 
 /* dict.popitem -> [key, value] of the newest pair | EEMPTY */
 int cmd_dict_popitem(req_t *r) {
-    long pos = omap_last(D(r));
+    long pos = omap_last(as_dict(r));
     if (pos < 0)
         return reply_error(r, MPB_EEMPTY, "popitem(): dict/%.*s is empty", (int)r->obj->namelen,
                            r->obj->name);
-    dkv_t *kv = omap_del(D(r), (size_t)pos);
+    dkv_t *kv = omap_del(as_dict(r), (size_t)pos);
     mpb__buf_t *b = reply_begin(r);
     mpb__w_array(b, 2);
     mpb__w_raw(b, kv->data, kv->klen + kv->vlen);
@@ -235,12 +268,12 @@ int cmd_dict_setdefault(req_t *r) {
     uint64_t h;
     if (arg_key(r, &k, &kn, &keybuf) || arg_value(r, "default", g_limits.max_value, &d, &dn))
         return -1;
-    long pos = find(r, k, kn, &h);
+    long pos = dict_find(as_dict(r), k, kn, &h);
     if (pos >= 0) {
-        const dkv_t *kv = D(r)->ents[pos].item;
+        const dkv_t *kv = as_dict(r)->ents[pos].item;
         return reply_raw(r, dkv_val(kv), kv->vlen);
     }
-    omap_add(D(r), dkv_new(k, kn, d, dn), h);
+    omap_add(as_dict(r), dkv_new(k, kn, d, dn), h);
     return reply_raw(r, d, dn);
 }
 
@@ -251,9 +284,9 @@ int cmd_dict_incr(req_t *r) {
     int64_t by, cur = 0;
     uint64_t h;
     if (arg_key(r, &k, &kn, &keybuf) || arg_int(r, "increment", &by)) return -1;
-    long pos = find(r, k, kn, &h);
+    long pos = dict_find(as_dict(r), k, kn, &h);
     if (pos >= 0) {
-        const dkv_t *kv = D(r)->ents[pos].item;
+        const dkv_t *kv = as_dict(r)->ents[pos].item;
         mpb__rd_t v = {dkv_val(kv), dkv_val(kv) + kv->vlen};
         if (mpb__rd_int(&v, &cur) || v.p != v.end) {
             char s[80];
@@ -267,13 +300,13 @@ int cmd_dict_incr(req_t *r) {
                            (long long)by);
     uint8_t enc[9];
     size_t en = mpb__enc_int(enc, sum);
-    dict_store(D(r), pos, k, kn, h, enc, en); /* pos is still good: nothing moved */
+    dict_store(as_dict(r), pos, k, kn, h, enc, en); /* pos is still good: nothing moved */
     return reply_int(r, sum);
 }
 
 /* dict.clear -> nil */
 int cmd_dict_clear(req_t *r) {
-    omap_free(D(r), free);
+    omap_free(as_dict(r), free);
     return reply_nil(r);
 }
 
@@ -295,6 +328,7 @@ int cmd_dict_copy(req_t *r) {
                            (int)dn, dst);
     obj_t *copy = dict_clone(r->obj, dst, dn);
     if (old) {
+        if (old->anon) anon_moved(old, copy); /* its references come along */
         store_replace(old, copy);
     } else {
         obj_t *fresh = store_create(KIND_DICT, dst, dn);
@@ -313,78 +347,6 @@ uint32_t dict_describe(const obj_t *o, mpb__buf_t *b) {
     mpb__w_cstr(b, "bytes");
     mpb__w_uint(b, bytes);
     return 1;
-}
-
-/* ---- namespace: a dict whose keys are attribute names ---- */
-
-static int attr(req_t *r, const uint8_t **k, size_t *kn) {
-    const char *s;
-    uint32_t n;
-    const uint8_t *start = r->args.p;
-    if (arg_str(r, "attribute name", &s, &n)) return -1;
-    if (n == 0 || n > 255) return reply_error(r, MPB_EINVAL, "attribute names are 1 to 255 bytes");
-    *k = start;
-    *kn = (size_t)(r->args.p - start);
-    if (!mpb__canon_is(*k, *kn)) {
-        mpb__buf_reset(&keybuf);
-        mpb__w_str(&keybuf, s, n);
-        bbuf_ensure(&keybuf);
-        *k = keybuf.p;
-        *kn = keybuf.len;
-    }
-    return 0;
-}
-
-static int no_attr(req_t *r, const uint8_t *k, size_t kn) {
-    char s[80];
-    mpb__mp_sample(k, kn, s, sizeof s);
-    return reply_error(r, MPB_ENOKEY, "namespace/%.*s has no attribute %s", (int)r->obj->namelen,
-                       r->obj->name, s);
-}
-
-/* namespace.get ATTR -> value | ENOKEY */
-int cmd_ns_get(req_t *r) {
-    const uint8_t *k;
-    size_t kn;
-    uint64_t h;
-    if (attr(r, &k, &kn)) return -1;
-    long pos = find(r, k, kn, &h);
-    if (pos < 0) return no_attr(r, k, kn);
-    const dkv_t *kv = D(r)->ents[pos].item;
-    return reply_raw(r, dkv_val(kv), kv->vlen);
-}
-
-/* namespace.set ATTR VALUE -> nil */
-int cmd_ns_set(req_t *r) {
-    const uint8_t *k, *v;
-    size_t kn, vn;
-    if (attr(r, &k, &kn) || arg_value(r, "value", g_limits.max_value, &v, &vn)) return -1;
-    dict_put(D(r), k, kn, mpb__hash(k, kn), v, vn);
-    return reply_nil(r);
-}
-
-/* namespace.del ATTR -> nil | ENOKEY */
-int cmd_ns_del(req_t *r) {
-    const uint8_t *k;
-    size_t kn;
-    uint64_t h;
-    if (attr(r, &k, &kn)) return -1;
-    long pos = find(r, k, kn, &h);
-    if (pos < 0) return no_attr(r, k, kn);
-    free(omap_del(D(r), (size_t)pos));
-    return reply_nil(r);
-}
-
-/* namespace.list -> {attr: value, ...} in the order they were first set */
-int cmd_ns_list(req_t *r) {
-    omap_t *m = D(r);
-    mpb__buf_t *b = reply_begin(r);
-    mpb__w_map(b, (uint32_t)m->live);
-    for (size_t i = 0; i < m->nents; i++) {
-        const dkv_t *kv = m->ents[i].item;
-        if (kv) mpb__w_raw(b, kv->data, kv->klen + kv->vlen);
-    }
-    return 0;
 }
 
 /* ---- batches ----
@@ -450,3 +412,11 @@ const uint8_t *dict_prefetch(const uint8_t *p, const uint8_t *end, int max) {
     }
     return rd.p;
 }
+
+const kind_ops_t dict_ops = {
+    .name = "dict",
+    .init = dict_init,
+    .free = dict_free,
+    .size = dict_size,
+    .describe = dict_describe,
+};

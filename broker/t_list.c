@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
+#include "kind.h"
 
 static mpb__buf_t canon_arg, canon_item;
 
-static deque_t *L(req_t *r) {
+static deque_t *as_list(req_t *r) {
     return &r->obj->u.list;
 }
 
@@ -48,7 +48,7 @@ int cmd_list_append(req_t *r) {
     const uint8_t *v;
     size_t n;
     if (arg_item(r, &v, &n)) return -1;
-    deque_push_back(L(r), blob_new(v, n));
+    deque_push_back(as_list(r), blob_new(v, n));
     return reply_nil(r);
 }
 
@@ -64,7 +64,7 @@ int cmd_list_extend(req_t *r) {
             const uint8_t *v;
             size_t vn;
             if (arg_item(r, &v, &vn)) return -1;
-            if (pass) deque_push_back(L(r), blob_new(v, vn));
+            if (pass) deque_push_back(as_list(r), blob_new(v, vn));
         }
     }
     return reply_nil(r);
@@ -76,10 +76,10 @@ int cmd_list_insert(req_t *r) {
     const uint8_t *v;
     size_t n;
     if (arg_int(r, "index", &i) || arg_item(r, &v, &n)) return -1;
-    int64_t len = (int64_t)L(r)->len;
+    int64_t len = (int64_t)as_list(r)->len;
     if (i < 0) i = i + len < 0 ? 0 : i + len;
     if (i > len) i = len;
-    deque_insert(L(r), (size_t)i, blob_new(v, n));
+    deque_insert(as_list(r), (size_t)i, blob_new(v, n));
     return reply_nil(r);
 }
 
@@ -87,11 +87,11 @@ int cmd_list_insert(req_t *r) {
 int cmd_list_get(req_t *r) {
     int64_t i;
     if (arg_int(r, "index", &i)) return -1;
-    long k = norm_index(i, L(r)->len);
+    long k = norm_index(i, as_list(r)->len);
     if (k < 0)
         return reply_error(r, MPB_EINDEX, "list index %lld out of range (len %zu)", (long long)i,
-                           L(r)->len);
-    const blob_t *b = deque_at(L(r), (size_t)k);
+                           as_list(r)->len);
+    const blob_t *b = deque_at(as_list(r), (size_t)k);
     return reply_raw(r, b->data, b->len);
 }
 
@@ -101,11 +101,11 @@ int cmd_list_set(req_t *r) {
     const uint8_t *v;
     size_t n;
     if (arg_int(r, "index", &i) || arg_item(r, &v, &n)) return -1;
-    long k = norm_index(i, L(r)->len);
+    long k = norm_index(i, as_list(r)->len);
     if (k < 0)
         return reply_error(r, MPB_EINDEX, "list assignment index %lld out of range (len %zu)",
-                           (long long)i, L(r)->len);
-    blob_t **slot = deque_ref(L(r), (size_t)k);
+                           (long long)i, as_list(r)->len);
+    blob_t **slot = deque_ref(as_list(r), (size_t)k);
     free(*slot);
     *slot = blob_new(v, n);
     return reply_nil(r);
@@ -133,40 +133,21 @@ int cmd_list_slice(req_t *r) {
         arg_uint(r, "max", &max))
         return -1;
     size_t lo, hi;
-    slice_bounds(start, snil, stop, enil, L(r)->len, &lo, &hi);
-    reply_items(r, L(r), lo, hi, max);
+    slice_bounds(start, snil, stop, enil, as_list(r)->len, &lo, &hi);
+    reply_items(r, as_list(r), lo, hi, max);
     return 0;
-}
-
-/* Replies with the items [lo, hi) of d as an array: at most max (0 or past max_scan: max_scan)
- * and half a frame, but always one item (the next slice goes on from there). */
-void reply_items(req_t *r, const deque_t *d, size_t lo, size_t hi, uint64_t max) {
-    if (max == 0 || max > g_limits.max_scan) max = g_limits.max_scan;
-    size_t bytes = 0, end = lo;
-    while (end < hi && end - lo < max) {
-        size_t sz = deque_at(d, end)->len;
-        if (end > lo && bytes + sz > g_limits.max_frame / 2) break;
-        bytes += sz;
-        end++;
-    }
-    mpb__buf_t *b = reply_begin(r);
-    mpb__w_array(b, (uint32_t)(end - lo));
-    for (size_t i = lo; i < end; i++) {
-        const blob_t *x = deque_at(d, i);
-        mpb__w_raw(b, x->data, x->len);
-    }
 }
 
 /* list.pop INDEX -> value | EINDEX */
 int cmd_list_pop(req_t *r) {
     int64_t i;
     if (arg_int(r, "index", &i)) return -1;
-    if (!L(r)->len) return reply_error(r, MPB_EINDEX, "pop from empty list");
-    long k = norm_index(i, L(r)->len);
+    if (!as_list(r)->len) return reply_error(r, MPB_EINDEX, "pop from empty list");
+    long k = norm_index(i, as_list(r)->len);
     if (k < 0)
         return reply_error(r, MPB_EINDEX, "pop index %lld out of range (len %zu)", (long long)i,
-                           L(r)->len);
-    blob_t *b = deque_remove(L(r), (size_t)k);
+                           as_list(r)->len);
+    blob_t *b = deque_remove(as_list(r), (size_t)k);
     reply_raw(r, b->data, b->len);
     free(b);
     return 0;
@@ -177,9 +158,9 @@ int cmd_list_remove(req_t *r) {
     const uint8_t *v;
     size_t n;
     if (arg_canon(r, &v, &n)) return -1;
-    for (size_t i = 0; i < L(r)->len; i++) {
-        if (item_equals(deque_at(L(r), i), v, n)) {
-            free(deque_remove(L(r), i));
+    for (size_t i = 0; i < as_list(r)->len; i++) {
+        if (item_equals(deque_at(as_list(r), i), v, n)) {
+            free(deque_remove(as_list(r), i));
             return reply_nil(r);
         }
     }
@@ -195,9 +176,9 @@ int cmd_list_index(req_t *r) {
     if (arg_canon(r, &v, &n) || arg_int_or_nil(r, "start", &start, &snil) ||
         arg_int_or_nil(r, "stop", &stop, &enil))
         return -1;
-    slice_bounds(start, snil, stop, enil, L(r)->len, &lo, &hi);
+    slice_bounds(start, snil, stop, enil, as_list(r)->len, &lo, &hi);
     for (size_t i = lo; i < hi; i++)
-        if (item_equals(deque_at(L(r), i), v, n)) return reply_uint(r, i);
+        if (item_equals(deque_at(as_list(r), i), v, n)) return reply_uint(r, i);
     return reply_error(r, MPB_EVALUE, "value is not in list");
 }
 
@@ -207,18 +188,18 @@ int cmd_list_count(req_t *r) {
     size_t n;
     if (arg_canon(r, &v, &n)) return -1;
     uint64_t c = 0;
-    for (size_t i = 0; i < L(r)->len; i++) c += item_equals(deque_at(L(r), i), v, n);
+    for (size_t i = 0; i < as_list(r)->len; i++) c += item_equals(deque_at(as_list(r), i), v, n);
     return reply_uint(r, c);
 }
 
 /* list.len -> int */
 int cmd_list_len(req_t *r) {
-    return reply_uint(r, L(r)->len);
+    return reply_uint(r, as_list(r)->len);
 }
 
 /* list.reverse -> nil */
 int cmd_list_reverse(req_t *r) {
-    deque_t *d = L(r);
+    deque_t *d = as_list(r);
     for (size_t i = 0, j = d->len; i + 1 < j; i++, j--) {
         blob_t *t = *deque_ref(d, i);
         *deque_ref(d, i) = deque_at(d, j - 1);
@@ -269,7 +250,7 @@ static void msort(sortctx_t *c, blob_t **v, blob_t **tmp, size_t n) {
 int cmd_list_sort(req_t *r) {
     bool reverse;
     if (arg_bool(r, "reverse", &reverse)) return -1;
-    deque_t *d = L(r);
+    deque_t *d = as_list(r);
     size_t n = d->len;
     if (n < 2) return reply_nil(r);
     blob_t **v = xmalloc(n * sizeof *v), **tmp = xmalloc(n * sizeof *tmp);
@@ -286,12 +267,27 @@ int cmd_list_sort(req_t *r) {
 
 /* list.clear -> nil */
 int cmd_list_clear(req_t *r) {
-    deque_clear(L(r));
+    deque_clear(as_list(r));
     return reply_nil(r);
 }
 
-uint32_t list_describe(const obj_t *o, mpb__buf_t *b) {
+static uint32_t list_describe(const obj_t *o, mpb__buf_t *b) {
     mpb__w_cstr(b, "bytes");
     mpb__w_uint(b, deque_bytes(&o->u.list));
     return 1;
 }
+
+static void list_free(obj_t *o) {
+    deque_clear(&o->u.list);
+}
+
+static uint64_t list_size(const obj_t *o) {
+    return o->u.list.len;
+}
+
+const kind_ops_t list_ops = {
+    .name = "list",
+    .free = list_free,
+    .size = list_size,
+    .describe = list_describe,
+};

@@ -13,9 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "broker.h"
+#include "kind.h"
 
-static pipeobj_t *P(req_t *r) {
+static pipeobj_t *as_pipe(req_t *r) {
     return &r->obj->u.pipe;
 }
 
@@ -32,7 +32,7 @@ static int arg_end(req_t *r, int *end) {
 
 /* Whether r's session holds end e; replies the error if not. */
 static int own_end(req_t *r, int e) {
-    pipeobj_t *p = P(r);
+    pipeobj_t *p = as_pipe(r);
     if (p->owner[e] == r->sess) return 0;
     if (p->closed[e])
         return reply_error(r, MPB_ECLOSED, "end %d of pipe/%.*s is closed", e, (int)r->namelen,
@@ -46,7 +46,7 @@ static int own_end(req_t *r, int e) {
 
 /* Whether end e of a one-way pipe may do what (sending: end 1; receiving: end 0). */
 static int direction_ok(req_t *r, int e, bool sending) {
-    if (P(r)->duplex || (e == 1) == sending) return 0;
+    if (as_pipe(r)->duplex || (e == 1) == sending) return 0;
     return reply_error(r, MPB_EINVAL, "end %d of the one-way pipe/%.*s only %s", e,
                        (int)r->namelen, r->name, sending ? "receives" : "sends");
 }
@@ -77,7 +77,7 @@ static void end_close(obj_t *o, int e) {
  * change). DUPLEX is fixed by the first open (nil: true); a later open that gives the other
  * value is refused. */
 int cmd_pipe_open(req_t *r) {
-    pipeobj_t *p = P(r);
+    pipeobj_t *p = as_pipe(r);
     int e = 0; /* set by arg_end(), which the optimiser cannot see through */
     bool duplex = true, nodup;
     if (arg_end(r, &e)) return -1;
@@ -105,7 +105,7 @@ int cmd_pipe_open(req_t *r) {
 /* pipe.send END ITEM -> nil | EPIPE (the other end is closed). Never waits: the item goes to
  * the other end's oldest parked recv, or into its box. */
 int cmd_pipe_send(req_t *r) {
-    pipeobj_t *p = P(r);
+    pipeobj_t *p = as_pipe(r);
     int e = 0; /* set by arg_end(), which the optimiser cannot see through */
     const uint8_t *v;
     size_t n;
@@ -129,7 +129,7 @@ int cmd_pipe_send(req_t *r) {
 /* pipe.recv END TIMEOUT_MS -> item | EEMPTY (no wait, nothing to read) | ETIMEDOUT | EPIPE
  * (nothing to read and the other end is closed). */
 int cmd_pipe_recv(req_t *r) {
-    pipeobj_t *p = P(r);
+    pipeobj_t *p = as_pipe(r);
     int e = 0; /* set by arg_end(), which the optimiser cannot see through */
     int64_t timeout;
     if (arg_end(r, &e) || arg_timeout(r, &timeout)) return -1;
@@ -153,7 +153,7 @@ int cmd_pipe_recv(req_t *r) {
 /* pipe.poll END TIMEOUT_MS -> bool: whether a recv would not block (an item waits, or the
  * other end is closed), waiting up to the timeout for it. */
 int cmd_pipe_poll(req_t *r) {
-    pipeobj_t *p = P(r);
+    pipeobj_t *p = as_pipe(r);
     int e = 0; /* set by arg_end(), which the optimiser cannot see through */
     int64_t timeout;
     if (arg_end(r, &e) || arg_timeout(r, &timeout)) return -1;
@@ -167,7 +167,7 @@ int cmd_pipe_poll(req_t *r) {
 /* pipe.close END -> nil. Closes this session's end for good; closing a closed end again is
  * no error. */
 int cmd_pipe_close(req_t *r) {
-    pipeobj_t *p = P(r);
+    pipeobj_t *p = as_pipe(r);
     int e = 0; /* set by arg_end(), which the optimiser cannot see through */
     if (arg_end(r, &e)) return -1;
     if (p->closed[e] && !p->owner[e]) return reply_nil(r);
@@ -177,7 +177,7 @@ int cmd_pipe_close(req_t *r) {
     return reply_nil(r);
 }
 
-void pipe_release_hold(sess_t *s, hold_t *h) {
+static void pipe_release_hold(sess_t *s, hold_t *h) {
     obj_t *o = h->obj;
     int e = h->tid == 1;
     if (o->u.pipe.owner[e] != s) return;
@@ -186,7 +186,7 @@ void pipe_release_hold(sess_t *s, hold_t *h) {
     end_close(o, e);
 }
 
-void pipe_on_timeout(waiter_t *w) {
+static void pipe_on_timeout(waiter_t *w) {
     pipeobj_t *p = &w->obj->u.pipe;
     if (w->list == &p->poll[0] || w->list == &p->poll[1])
         waiter_reply_bool(w, false);
@@ -196,7 +196,7 @@ void pipe_on_timeout(waiter_t *w) {
     waiter_free(w);
 }
 
-bool pipe_busy(const obj_t *o, char *why, size_t n) {
+static bool pipe_busy(const obj_t *o, char *why, size_t n) {
     const pipeobj_t *p = &o->u.pipe;
     for (int e = 0; e < 2; e++) {
         if (p->owner[e]) {
@@ -208,7 +208,7 @@ bool pipe_busy(const obj_t *o, char *why, size_t n) {
     return false;
 }
 
-void pipe_fail_all(obj_t *o, int code, const char *msg) {
+static void pipe_fail_all(obj_t *o, int code, const char *msg) {
     pipeobj_t *p = &o->u.pipe;
     for (int e = 0; e < 2; e++) {
         wlist_fail(&p->recv[e], code, msg);
@@ -216,12 +216,12 @@ void pipe_fail_all(obj_t *o, int code, const char *msg) {
     }
 }
 
-void pipe_free(obj_t *o) {
+static void pipe_free(obj_t *o) {
     deque_clear(&o->u.pipe.box[0]);
     deque_clear(&o->u.pipe.box[1]);
 }
 
-uint32_t pipe_describe(const obj_t *o, mpb__buf_t *b) {
+static uint32_t pipe_describe(const obj_t *o, mpb__buf_t *b) {
     const pipeobj_t *p = &o->u.pipe;
     mpb__w_cstr(b, "duplex");
     mpb__w_bool(b, p->duplex || !p->duplex_set);
@@ -239,3 +239,18 @@ uint32_t pipe_describe(const obj_t *o, mpb__buf_t *b) {
     waiter_describe(b, lists, 4);
     return 4;
 }
+
+static uint64_t pipe_size(const obj_t *o) {
+    return o->u.pipe.box[0].len + o->u.pipe.box[1].len;
+}
+
+const kind_ops_t pipe_ops = {
+    .name = "pipe",
+    .free = pipe_free,
+    .size = pipe_size,
+    .describe = pipe_describe,
+    .busy = pipe_busy,
+    .fail_all = pipe_fail_all,
+    .on_timeout = pipe_on_timeout,
+    .release_hold = pipe_release_hold,
+};

@@ -10,16 +10,17 @@
  *
  *   items:  [i7 i8 i9]            dv: [#3 i4 sess 12] [#5 i6 sess 9]   (handed out, not done)
  *   sess 12 ends: i4 goes back to the front (or straight to the oldest getter). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
+#include "kind.h"
 #include "persist.h"
 
 /* A parked request that takes effect is logged as if it had run now without waiting. */
 static const uint8_t no_wait[1] = {0};
 
-static queue_t *Q(req_t *r) {
+static queue_t *as_queue(req_t *r) {
     return &r->obj->u.queue;
 }
 
@@ -53,7 +54,7 @@ static blob_t *untrack(queue_t *q, size_t i) {
     return item;
 }
 
-void queue_free_deliveries(obj_t *o) {
+static void queue_free_deliveries(obj_t *o) {
     queue_t *q = &o->u.queue;
     for (size_t i = 0; i < q->ndv; i++) free(q->dv[i].item);
     free(q->dv);
@@ -87,7 +88,7 @@ static int64_t tasks(const queue_t *q) {
  * start before the producer that knows the settings. A given setting is fixed from then on,
  * and a later open that gives another one is refused. */
 int cmd_queue_open(req_t *r) {
-    queue_t *q = Q(r);
+    queue_t *q = as_queue(r);
     int64_t maxsize = 0;
     bool nomax, joinable = false, nojoin, rel = false, norel = true;
     if (arg_int_or_nil(r, "maxsize", &maxsize, &nomax)) return -1;
@@ -152,7 +153,7 @@ static void deliver(obj_t *o, blob_t *item, bool front) {
     else deque_push_back(&q->items, item);
 }
 
-void queue_release_hold(sess_t *s, hold_t *h) {
+static void queue_release_hold(sess_t *s, hold_t *h) {
     obj_t *o = h->obj;
     queue_t *q = &o->u.queue;
     for (size_t i = 0; i < q->ndv; i++) {
@@ -193,7 +194,7 @@ int cmd_queue_put(req_t *r) {
     size_t n;
     int64_t timeout;
     if (arg_value(r, "item", g_limits.max_value, &v, &n) || arg_timeout(r, &timeout)) return -1;
-    queue_t *q = Q(r);
+    queue_t *q = as_queue(r);
     if (full(q) || q->putters.head) {
         if (timeout == 0)
             return reply_error(r, MPB_EFULL, "queue/%.*s is full (maxsize %lld)",
@@ -215,7 +216,7 @@ int cmd_queue_get(req_t *r) {
     bool with_id = false;
     if (arg_timeout(r, &timeout)) return -1;
     if (r->argc > 1 && mpb__rd_nil(&r->args) != 0 && arg_bool(r, "with_id", &with_id)) return -1;
-    queue_t *q = Q(r);
+    queue_t *q = as_queue(r);
     if (q->items.len == 0 || q->getters.head) {
         if (timeout == 0)
             return reply_error(r, MPB_EEMPTY, "queue/%.*s is empty", (int)r->namelen, r->name);
@@ -232,7 +233,7 @@ int cmd_queue_get(req_t *r) {
 
 /* queue.qsize -> int */
 int cmd_queue_qsize(req_t *r) {
-    return reply_uint(r, Q(r)->items.len);
+    return reply_uint(r, as_queue(r)->items.len);
 }
 
 /* queue.peek N -> [item, ...]: the first N items, oldest first, none taken (for looking from a
@@ -240,25 +241,25 @@ int cmd_queue_qsize(req_t *r) {
 int cmd_queue_peek(req_t *r) {
     uint64_t max;
     if (arg_uint(r, "count", &max)) return -1;
-    reply_items(r, &Q(r)->items, 0, Q(r)->items.len, max);
+    reply_items(r, &as_queue(r)->items, 0, as_queue(r)->items.len, max);
     return 0;
 }
 
 /* queue.empty -> bool */
 int cmd_queue_empty(req_t *r) {
-    return reply_bool(r, Q(r)->items.len == 0);
+    return reply_bool(r, as_queue(r)->items.len == 0);
 }
 
 /* queue.full -> bool */
 int cmd_queue_full(req_t *r) {
-    return reply_bool(r, full(Q(r)));
+    return reply_bool(r, full(as_queue(r)));
 }
 
 /* queue.task_done [DELIVERY_ID] -> nil | EVALUE (more than were put; no such delivery of this
  * session) | ETYPE (neither joinable nor reliable). Finishes the named delivery of this session,
  * or without an id its oldest one (if it has any on this queue). */
 int cmd_queue_task_done(req_t *r) {
-    queue_t *q = Q(r);
+    queue_t *q = as_queue(r);
     uint64_t id = 0;
     bool named = r->argc > 0;
     if (named && arg_uint(r, "delivery id", &id)) return -1;
@@ -297,7 +298,7 @@ int cmd_queue_task_done(req_t *r) {
 int cmd_queue_join(req_t *r) {
     int64_t timeout;
     if (arg_timeout(r, &timeout)) return -1;
-    queue_t *q = Q(r);
+    queue_t *q = as_queue(r);
     if (!q->joinable)
         return reply_error(r, MPB_ETYPE, "queue/%.*s is not joinable", (int)r->namelen, r->name);
     if (tasks(q) == 0) return reply_nil(r);
@@ -307,8 +308,7 @@ int cmd_queue_join(req_t *r) {
     return 0;
 }
 
-void queue_on_timeout(waiter_t *w);
-void queue_on_timeout(waiter_t *w) {
+static void queue_on_timeout(waiter_t *w) {
     queue_t *q = &w->obj->u.queue;
     if (w->list == &q->putters) {
         free(w->item);
@@ -326,8 +326,7 @@ void queue_on_timeout(waiter_t *w) {
     waiter_free(w);
 }
 
-uint32_t queue_describe(const obj_t *o, mpb__buf_t *b);
-uint32_t queue_describe(const obj_t *o, mpb__buf_t *b) {
+static uint32_t queue_describe(const obj_t *o, mpb__buf_t *b) {
     const queue_t *q = &o->u.queue;
     mpb__w_cstr(b, "maxsize");
     mpb__w_int(b, q->maxsize);
@@ -351,3 +350,46 @@ uint32_t queue_describe(const obj_t *o, mpb__buf_t *b) {
     waiter_describe(b, lists, 3);
     return 10;
 }
+
+static void queue_free(obj_t *o) {
+    deque_clear(&o->u.queue.items);
+    queue_free_deliveries(o);
+}
+
+static uint64_t queue_size(const obj_t *o) {
+    return o->u.queue.items.len;
+}
+
+static bool queue_busy(const obj_t *o, char *why, size_t n) {
+    if (o->u.queue.getters.n + o->u.queue.putters.n + o->u.queue.joiners.n) {
+        snprintf(why, n, "clients are blocked on it");
+        return true;
+    }
+    return false;
+}
+
+static void queue_fail_all(obj_t *o, int code, const char *msg) {
+    wlist_fail(&o->u.queue.getters, code, msg);
+    wlist_fail(&o->u.queue.putters, code, msg);
+    wlist_fail(&o->u.queue.joiners, code, msg);
+}
+
+/* A parked put went with its session: its item was counted unfinished when it came. */
+static void queue_on_waiter_gone(obj_t *o, blob_t *item) {
+    if (item && o->u.queue.joinable) o->u.queue.unfinished--;
+    free(item);
+}
+
+/* A delivery stays with its taker across a restart: the taker may resume and finish it. */
+const kind_ops_t queue_ops = {
+    .name = "queue",
+    .free = queue_free,
+    .size = queue_size,
+    .describe = queue_describe,
+    .busy = queue_busy,
+    .fail_all = queue_fail_all,
+    .on_timeout = queue_on_timeout,
+    .release_hold = queue_release_hold,
+    .on_waiter_gone = queue_on_waiter_gone,
+    .hold_outlives_restart = true,
+};

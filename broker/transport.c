@@ -33,7 +33,10 @@
 #include <openssl/crypto.h>
 #include <zmq.h>
 
-#include "broker.h"
+#include "limits.h"
+#include "metrics.h"
+#include "table.h"
+#include "transport.h"
 
 /* What one connection without a session can make libzmq hold besides its message: the
  * engine's read and write batches, the handshake state, the pipe. Measured at about 30 kB. */
@@ -50,10 +53,11 @@ typedef struct conn {
     int64_t since_ms; /* accept, or the end of its session */
 } conn_t;
 
-/* Connections without a session, by address: open addressing, linear probing. */
+/* Connections without a session, by address (an entry with none is removed). */
 typedef struct addr_count {
     uint8_t addr[16];
-    uint32_t n; /* 0: free slot */
+    uint32_t n;
+    UT_hash_handle hh;
 } addr_count_t;
 
 struct transport {
@@ -63,8 +67,7 @@ struct transport {
     conn_t *conns; /* by descriptor */
     size_t nconns_cap, nopen, nunauth;
     int oldest, newest; /* the unproven list: connections without a session nor the key */
-    addr_count_t *addrs;
-    size_t naddrs_cap;
+    addr_count_t *addrs; /* uthash by addr */
     size_t max_open, max_unauth, per_peer;
     uint64_t refused, curve_denied, idle_closed;
     int64_t next_log_ms; /* refusals are logged once a second at most, with a count */
@@ -115,48 +118,22 @@ static conn_t *conn_at(transport_t *t, int fd) {
 }
 
 static addr_count_t *addr_slot(transport_t *t, const uint8_t addr[16], bool add) {
-    if (add && (t->naddrs_cap == 0 || 2 * t->nunauth + 2 > t->naddrs_cap)) {
-        size_t cap = t->naddrs_cap ? 2 * t->naddrs_cap : 64;
-        addr_count_t *old = t->addrs;
-        size_t oldcap = t->naddrs_cap;
-        t->addrs = xcalloc(cap, sizeof *t->addrs);
-        t->naddrs_cap = cap;
-        for (size_t i = 0; i < oldcap; i++) {
-            if (!old[i].n) continue;
-            size_t h = mpb__hash(old[i].addr, 16) & (cap - 1);
-            while (t->addrs[h].n) h = (h + 1) & (cap - 1);
-            t->addrs[h] = old[i];
-        }
-        free(old);
+    addr_count_t *a;
+    HASH_FIND(hh, t->addrs, addr, 16, a);
+    if (!a && add) {
+        a = xcalloc(1, sizeof *a);
+        memcpy(a->addr, addr, 16);
+        HASH_ADD(hh, t->addrs, addr, 16, a);
     }
-    if (!t->naddrs_cap) return NULL;
-    size_t h = mpb__hash(addr, 16) & (t->naddrs_cap - 1);
-    for (size_t k = 0; k < t->naddrs_cap; k++, h = (h + 1) & (t->naddrs_cap - 1)) {
-        if (!t->addrs[h].n) {
-            if (!add) return NULL;
-            memcpy(t->addrs[h].addr, addr, 16);
-            return &t->addrs[h];
-        }
-        if (!memcmp(t->addrs[h].addr, addr, 16)) return &t->addrs[h];
-    }
-    return NULL;
+    return a;
 }
 
-/* Removes one from an address's count, keeping the probe chains whole (backward shift). */
+/* Removes one from an address's count; the entry goes with its last. */
 static void addr_dec(transport_t *t, const uint8_t addr[16]) {
     addr_count_t *a = addr_slot(t, addr, false);
     if (!a || --a->n) return;
-    size_t mask = t->naddrs_cap - 1, i = (size_t)(a - t->addrs);
-    for (size_t j = (i + 1) & mask; t->addrs[j].n; j = (j + 1) & mask) {
-        size_t home = mpb__hash(t->addrs[j].addr, 16) & mask;
-        /* j's entry may move to i if its home is not cyclically in (i, j] */
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            t->addrs[i] = t->addrs[j];
-            t->addrs[j].n = 0;
-            i = j;
-        }
-    }
-    t->addrs[i].n = 0;
+    HASH_DELETE(hh, t->addrs, a);
+    free(a);
 }
 
 static void unauth_add(transport_t *t, conn_t *c) {
@@ -633,7 +610,11 @@ void transport_close(transport_t **tp) {
     if (t->zap) zmq_close(t->zap);
     mpb__curve_wipe(&t->keys);
     free(t->conns);
-    free(t->addrs);
+    addr_count_t *a, *next;
+    HASH_ITER(hh, t->addrs, a, next) {
+        HASH_DELETE(hh, t->addrs, a);
+        free(a);
+    }
     free(t);
     *tp = NULL;
 }

@@ -2,12 +2,15 @@
  * deadline answers them. A waiter is a small record on its object's FIFO list, on its
  * session's list and, when it has a deadline, in a binary heap that gives the loop its poll
  * timeout: ten thousand blocked clients cost ten thousand records, not threads. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "broker.h"
+#include "kind.h"
+#include "metrics.h"
+#include "out.h"
 
 static waiter_t **heap;
 static size_t heap_n, heap_cap, n_waiters;
@@ -109,12 +112,11 @@ waiter_t *waiter_park(req_t *r, wlist_t *list, int64_t timeout_ms) {
     w->op = r->op;
     w->obj = r->obj;
     w->deadline = deadline_of(timeout_ms);
+    if (r->obj) w->on_timeout = kind_ops(r->obj->kind)->on_timeout;
     w->parked_ns = (uint64_t)now_ns();
     list_add(list, w);
     if (w->deadline != INT64_MAX) heap_add(w);
-    w->snext = r->sess->waiters;
-    if (w->snext) w->snext->sprev = w;
-    r->sess->waiters = w;
+    LIST_INSERT_HEAD(&r->sess->waiters, w, slink);
     r->parked = true;
     n_waiters++;
     return w;
@@ -124,6 +126,7 @@ void waiter_move(waiter_t *w, obj_t *obj, wlist_t *list, int64_t deadline) {
     list_del(w);
     heap_del(w);
     w->obj = obj;
+    w->on_timeout = kind_ops(obj->kind)->on_timeout;
     w->deadline = deadline;
     list_add(list, w);
     if (deadline != INT64_MAX) heap_add(w);
@@ -132,9 +135,7 @@ void waiter_move(waiter_t *w, obj_t *obj, wlist_t *list, int64_t deadline) {
 void waiter_free(waiter_t *w) {
     list_del(w);
     heap_del(w);
-    if (w->sprev) w->sprev->snext = w->snext;
-    else if (w->sess) w->sess->waiters = w->snext;
-    if (w->snext) w->snext->sprev = w->sprev;
+    if (w->sess) LIST_REMOVE(w, slink);
     n_waiters--;
     free(w);
 }
@@ -149,14 +150,12 @@ void waiter_free(waiter_t *w) {
 static void send_w(waiter_t *w, int code) {
     bbuf_ensure(&wbuf);
     metrics_count(w->op, code, (uint64_t)now_ns() - w->parked_ns);
-    if (w->rid && w->sess) server_send_reply(w->sess, wbuf.p, wbuf.len);
+    if (w->rid && w->sess) out_send_reply(w->sess, wbuf.p, wbuf.len);
 }
 
 static void begin_ok(waiter_t *w) {
     mpb__buf_reset(&wbuf);
-    mpb__w_array(&wbuf, 3);
-    mpb__w_uint(&wbuf, w->rid);
-    mpb__w_uint(&wbuf, 0);
+    reply_write_ok(&wbuf, w->rid);
 }
 
 void waiter_reply_nil(waiter_t *w) {
@@ -190,10 +189,7 @@ void waiter_reply_error(waiter_t *w, int code, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     mpb__buf_reset(&wbuf);
-    mpb__w_array(&wbuf, 3);
-    mpb__w_uint(&wbuf, w->rid);
-    mpb__w_uint(&wbuf, (uint64_t)-code);
-    mpb__w_cstr(&wbuf, msg);
+    reply_write_error(&wbuf, w->rid, code, msg);
     send_w(w, -code);
 }
 
@@ -208,6 +204,12 @@ void wlist_fail(wlist_t *l, int code, const char *msg) {
     while (l->head) wlist_fail_one(l, code, msg);
 }
 
+bool wlist_busy(const wlist_t *l, char *why, size_t n) {
+    if (!l->n) return false;
+    snprintf(why, n, "clients are waiting on it");
+    return true;
+}
+
 /* ---- deadlines ---- */
 
 long waiter_next_ms(int64_t now) {
@@ -220,36 +222,13 @@ void waiter_expire(int64_t now) {
     while (heap_n && heap[0]->deadline <= now) {
         waiter_t *w = heap[0];
         heap_del(w);
-        sync_on_timeout(w); /* answers it, and frees or moves it */
-    }
-}
-
-/* ---- what sessions hold ---- */
-
-void sess_hold(sess_t *s, obj_t *o, uint64_t tid, int64_t units) {
-    for (size_t i = 0; i < s->nholds; i++) {
-        if (s->holds[i].obj == o && s->holds[i].tid == tid) {
-            s->holds[i].units += units;
-            return;
+        if (w->on_timeout) {
+            w->on_timeout(w); /* answers it, and frees or moves it */
+        } else {
+            waiter_reply_error(w, MPB_ETIMEDOUT, "timed out");
+            waiter_free(w);
         }
     }
-    if (s->nholds == s->capholds) {
-        s->capholds = s->capholds ? s->capholds * 2 : 4;
-        s->holds = xrealloc(s->holds, s->capholds * sizeof *s->holds);
-    }
-    s->holds[s->nholds++] = (hold_t){o, tid, units};
-}
-
-int64_t sess_unhold(sess_t *s, obj_t *o, uint64_t tid, int64_t units) {
-    for (size_t i = 0; i < s->nholds; i++) {
-        hold_t *h = &s->holds[i];
-        if (h->obj != o || h->tid != tid) continue;
-        int64_t took = units < h->units ? units : h->units;
-        h->units -= took;
-        if (h->units == 0) s->holds[i] = s->holds[--s->nholds];
-        return took;
-    }
-    return 0;
 }
 
 void waiter_describe(mpb__buf_t *b, const wlist_t *const *lists, size_t n) {

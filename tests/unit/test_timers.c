@@ -49,7 +49,7 @@ static int teardown(void **state) {
     (void)state;
     while (list.head) waiter_free(list.head);
     assert_int_equal(waiter_count(), 0);
-    assert_null(sess.waiters);
+    assert_null(LIST_FIRST(&sess.waiters));
     assert_int_equal(waiter_next_ms(0), -1);
     return 0;
 }
@@ -153,7 +153,7 @@ static void test_timeouts_from_the_clock(void **state) {
     long ms = waiter_next_ms(after);
     assert_true(ms >= 0 && ms <= 1001);
     assert_int_equal(list.n, 3);
-    assert_ptr_equal(sess.waiters, huge); /* newest first in the session's list */
+    assert_ptr_equal(LIST_FIRST(&sess.waiters), huge); /* newest first in the session's list */
 }
 
 /* Many timers with repeated deadlines come out sorted; some are dropped on the way. */

@@ -1,0 +1,55 @@
+/* peer.h - peers, one per ZeroMQ connection (routing id): the handshake state, the keys,
+ * the sequence numbers and the output accounting of each, in one table by routing id. */
+#ifndef BROKER_PEER_H
+#define BROKER_PEER_H
+
+#include "obj.h"
+#include "table.h"
+#include "transport.h"
+
+#define RID_MAX 256
+
+struct peer {
+    uint8_t rid[RID_MAX];
+    uint8_t ridlen;
+    bool ready; /* handshake done, keys set */
+    uint8_t nonce_c[MPB__NONCE_LEN], nonce_b[MPB__NONCE_LEN];
+    int64_t hs_deadline;
+    mpb__mac_t *rx, *tx;
+    uint64_t seq_in, seq_out;
+    sess_t *sess;
+    int fd;             /* its connection's descriptor while it has a session, else -1 */
+    uint64_t out_bytes, out_checked; /* reply bytes sent since its session began; at the last
+                                        look at what its TCP acknowledged */
+    int64_t acked0;                  /* what its TCP had acknowledged then (-1: not TCP) */
+    int64_t acked_seen, acked_ms;    /* over max-output: acknowledged at the last look, and
+                                        since when that has not moved */
+    bool out_over;                   /* over max-output at the last look: the sweep looks */
+    bool out_cut;                    /* shut for it: its replies are dropped from now on */
+    uint32_t nsess_opened; /* live sessions this connection opened: max-sessions-per-conn */
+    UT_hash_handle hh;  /* the peer table, by rid */
+    char addr[48];      /* the TCP peer's address at its hello ("" for ipc): mpb clients */
+};
+
+
+/* The table starts empty; tp: the transport told when a peer's connection loses its session. */
+void peer_init(transport_t *tp);
+/* Frees every peer (shutdown). */
+void peer_free_all(void);
+peer_t *peer_find(const uint8_t *rid, size_t n);
+/* A new peer in the handshake (counted in peer_pending()). */
+peer_t *peer_new(const uint8_t *rid, size_t n);
+void peer_free(peer_t *p);
+/* The handshake of p is done: it no longer counts in peer_pending(). */
+void peer_ready(peer_t *p);
+size_t peer_pending(void);
+/* Its routing id in hex, for the log. */
+void peer_sample(const peer_t *p, char *out, size_t n);
+/* Whether a line about this peer may be written now (log.c's rate limit), keyed by its
+ * address, or by its connection when it has none (ipc://). addr gets the address. */
+bool peer_log_ok(int fd, const char *who, char *addr, size_t n, unsigned long long *held);
+/* Frees peers whose handshake timed out, and ready ones that speak for no session and opened
+ * none that lives. */
+void peer_sweep(int64_t now);
+
+#endif
