@@ -229,9 +229,9 @@ static void test_bad_endpoints_and_paths(void **state) {
                "mpbrokerd: --listen: 'udp://h:1' is not tcp://ADDR:PORT or ipc:///PATH\n"
                "mpbrokerd: --listen: 'ipc://': an ipc path must have 1 to 107 characters\n"
                "mpbrokerd: --listen: 'tcp://a b:1' contains a blank or control character\n"
-               "mpbrokerd: --http: 'localhost:80': 'localhost' is not a numeric IPv4 address "
-               "nor an [IPv6] one\n"
-               "mpbrokerd: --http: '1.2.3.4:x': the port must be 0..65535\n"
+               "mpbrokerd: --http: 'localhost:80': the address is not a numeric IPv4 one, * or "
+               "an [IPv6] one\n"
+               "mpbrokerd: --http: '1.2.3.4:x': the port must be a number in 0..65535\n"
                "mpbrokerd: --data-dir: empty path\n"
                "mpbrokerd: 8 bad settings\n");
 }
