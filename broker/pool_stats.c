@@ -1,0 +1,266 @@
+/* pool_stats.c - what the Pool says about itself: pool.fninfo, pool.stats and its metrics. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool_int.h"
+
+static uint64_t fn_capacity(const pfn_t *f) {
+    uint64_t c = 0;
+    for (worker_t *w = g_pool.workers; w; w = w->next)
+        if (pool_serves(w, f)) c += (uint64_t)w->concurrency;
+    return c;
+}
+
+/* Splits every function's assigned tasks into running and prefetched: a worker runs the
+ * oldest `concurrency` of the tasks it may start, the rest wait in its prefetch. */
+static void split_assigned(void) {
+    for (pfn_t *f = g_pool.fns; f; f = f->next) f->st_run = f->st_pre = 0;
+    for (worker_t *w = g_pool.workers; w; w = w->next) {
+        int64_t k = 0;
+        for (task_t *t = w->ahead; t; t = t->wnext) {
+            if (t->started && k++ < w->concurrency) t->fn->st_run++;
+            else t->fn->st_pre++;
+        }
+    }
+}
+
+static int64_t w_running(const worker_t *w) {
+    return w->committed < w->concurrency ? w->committed : w->concurrency;
+}
+
+/* pool.fninfo FN -> [workers, capacity, queued, running, done, failed, prefetched, canceled] */
+int cmd_pool_fninfo(req_t *r) {
+    const char *fname;
+    uint32_t fl;
+    if (arg_str(r, "function", &fname, &fl)) return -1;
+    pfn_t *f = pool_fn_get(fname, fl, false);
+    if (f) split_assigned();
+    mpb__buf_t *b = reply_begin(r);
+    mpb__w_array(b, 8);
+    mpb__w_uint(b, f ? f->nworkers : 0);
+    mpb__w_uint(b, f ? fn_capacity(f) : 0);
+    mpb__w_uint(b, f ? f->queued : 0);
+    mpb__w_uint(b, f ? f->st_run : 0);
+    mpb__w_uint(b, f ? f->done : 0);
+    mpb__w_uint(b, f ? f->failed : 0);
+    mpb__w_uint(b, f ? f->st_pre : 0);
+    mpb__w_uint(b, f ? f->canceled : 0);
+    return 0;
+}
+
+/* pool.stats -> {workers: [...], functions: [...], jobs: [...], callers: [...]} */
+int cmd_pool_stats(req_t *r) {
+    mpb__buf_t *b = reply_begin(r);
+    int64_t now = now_ms();
+    split_assigned();
+    mpb__w_map(b, 4);
+    uint32_t nw = 0, nf = 0, nj = 0, nc = 0;
+    for (worker_t *w = g_pool.workers; w; w = w->next) nw++;
+    for (pfn_t *f = g_pool.fns; f; f = f->next) nf++;
+    for (job_t *j = g_pool.jobs; j; j = j->next) nj++;
+    for (pool_sess_t *ps = g_pool.sesses; ps; ps = ps->next)
+        nc += ps->nqueued + ps->nrunning + ps->ndone > 0;
+    mpb__w_cstr(b, "workers");
+    mpb__w_array(b, nw);
+    for (worker_t *w = g_pool.workers; w; w = w->next) {
+        mpb__w_map(b, 15);
+        sess_describe(w->sess, b);
+        mpb__w_cstr(b, "functions");
+        mpb__w_array(b, (uint32_t)w->nfns);
+        for (size_t i = 0; i < w->nfns; i++) mpb__w_str(b, w->fns[i]->name, w->fns[i]->namelen);
+        mpb__w_cstr(b, "concurrency");
+        mpb__w_int(b, w->concurrency);
+        mpb__w_cstr(b, "running");
+        mpb__w_int(b, w_running(w));
+        mpb__w_cstr(b, "prefetched");
+        mpb__w_int(b, w->inflight - w_running(w));
+        mpb__w_cstr(b, "done");
+        mpb__w_uint(b, w->done);
+        mpb__w_cstr(b, "failed");
+        mpb__w_uint(b, w->failed);
+        mpb__w_cstr(b, "up_s");
+        mpb__w_int(b, (now - w->since_ms) / 1000);
+        mpb__w_cstr(b, "steals");
+        mpb__w_uint(b, w->steals);
+        mpb__w_cstr(b, "stolen");
+        mpb__w_uint(b, w->stolen);
+        mpb__w_cstr(b, "retries");
+        mpb__w_uint(b, w->retries);
+        mpb__w_cstr(b, "refused");
+        mpb__w_uint(b, w->refused);
+        /* the running ones, oldest first: [task_id, age_ms] */
+        int64_t nrun = w_running(w), k = 0, now_u = pool_now_us();
+        mpb__w_cstr(b, "tasks");
+        mpb__w_array(b, (uint32_t)nrun);
+        for (task_t *t = w->ahead; t && k < nrun; t = t->wnext) {
+            if (!t->started) continue;
+            mpb__w_array(b, 2);
+            mpb__w_uint(b, t->id);
+            mpb__w_int(b, (now_u - t->start_us) / 1000);
+            k++;
+        }
+    }
+    mpb__w_cstr(b, "functions");
+    mpb__w_array(b, nf);
+    for (pfn_t *f = g_pool.fns; f; f = f->next) {
+        mpb__w_map(b, 9);
+        mpb__w_cstr(b, "name");
+        mpb__w_str(b, f->name, f->namelen);
+        mpb__w_cstr(b, "workers");
+        mpb__w_uint(b, f->nworkers);
+        mpb__w_cstr(b, "queued");
+        mpb__w_uint(b, f->queued);
+        mpb__w_cstr(b, "paused");
+        mpb__w_uint(b, f->paused);
+        mpb__w_cstr(b, "running");
+        mpb__w_uint(b, f->st_run);
+        mpb__w_cstr(b, "prefetched");
+        mpb__w_uint(b, f->st_pre);
+        mpb__w_cstr(b, "done");
+        mpb__w_uint(b, f->done);
+        mpb__w_cstr(b, "failed");
+        mpb__w_uint(b, f->failed);
+        mpb__w_cstr(b, "canceled");
+        mpb__w_uint(b, f->canceled);
+    }
+    mpb__w_cstr(b, "jobs");
+    mpb__w_array(b, nj);
+    for (job_t *j = g_pool.jobs; j; j = j->next) {
+        mpb__w_map(b, 9);
+        mpb__w_cstr(b, "id");
+        mpb__w_uint(b, j->id);
+        mpb__w_cstr(b, "function");
+        mpb__w_str(b, j->fn->name, j->fn->namelen);
+        mpb__w_cstr(b, "session");
+        mpb__w_uint(b, j->owner ? j->owner->id : 0);
+        mpb__w_cstr(b, "host");
+        mpb__w_cstr(b, j->owner ? j->owner->host : "");
+        mpb__w_cstr(b, "total");
+        mpb__w_uint(b, j->total);
+        mpb__w_cstr(b, "done");
+        mpb__w_uint(b, j->done);
+        mpb__w_cstr(b, "failed");
+        mpb__w_uint(b, j->failed);
+        mpb__w_cstr(b, "canceled");
+        mpb__w_uint(b, j->canceled);
+        mpb__w_cstr(b, "elapsed_ms");
+        mpb__w_int(b, now - j->started_ms);
+    }
+    mpb__w_cstr(b, "callers");
+    mpb__w_array(b, nc);
+    for (pool_sess_t *ps = g_pool.sesses; ps; ps = ps->next) {
+        if (!(ps->nqueued + ps->nrunning + ps->ndone)) continue;
+        mpb__w_map(b, 9);
+        sess_describe(ps->sess, b);
+        mpb__w_cstr(b, "queued");
+        mpb__w_uint(b, ps->nqueued);
+        mpb__w_cstr(b, "running");
+        mpb__w_uint(b, ps->nrunning);
+        mpb__w_cstr(b, "held");
+        mpb__w_uint(b, ps->ndone);
+        mpb__w_cstr(b, "queued_bytes");
+        mpb__w_uint(b, ps->queued_bytes);
+        mpb__w_cstr(b, "held_bytes");
+        mpb__w_uint(b, ps->held_bytes);
+        mpb__w_cstr(b, "paused");
+        mpb__w_bool(b, ps->paused);
+    }
+    return 0;
+}
+
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void w_label(mpb__buf_t *b, const char *s, size_t n) {
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *esc = s[i] == '\\'   ? "\\\\"
+                          : s[i] == '"'  ? "\\\""
+                          : s[i] == '\n' ? "\\n"
+                                         : NULL;
+        if (!esc) continue;
+        mpb__w_raw(b, s + from, i - from);
+        mpb__w_raw(b, esc, 2);
+        from = i + 1;
+    }
+    mpb__w_raw(b, s + from, n - from);
+}
+
+/* name{function="F",KEY="VAL"} N */
+static void w_fn_sample(mpb__buf_t *b, const char *name, const pfn_t *f, const char *key,
+                        const char *val, uint64_t n) {
+    char num[32];
+    mpb__w_raw(b, name, strlen(name));
+    mpb__w_raw(b, "{function=\"", 11);
+    w_label(b, f->name, f->namelen);
+    int k = snprintf(num, sizeof num, "\"} %llu\n", (unsigned long long)n);
+    char head[64];
+    int h = snprintf(head, sizeof head, "\",%s=\"%s", key, val);
+    mpb__w_raw(b, head, (size_t)h);
+    mpb__w_raw(b, num, (size_t)k);
+}
+
+void pool_metrics(mpb__buf_t *b) {
+    char line[512];
+    int n;
+#define OUT(...)                                                                                   \
+    do {                                                                                           \
+        n = snprintf(line, sizeof line, __VA_ARGS__);                                              \
+        if (n > 0) mpb__w_raw(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);    \
+    } while (0)
+    size_t nw = 0, npaused = 0, held = 0, queued = 0;
+    for (worker_t *w = g_pool.workers; w; w = w->next) nw++;
+    for (pool_sess_t *ps = g_pool.sesses; ps; ps = ps->next) {
+        npaused += ps->paused;
+        held += ps->held_bytes;
+        queued += ps->queued_bytes;
+    }
+    split_assigned();
+    OUT("# HELP mpb_pool_workers Workers registered.\n# TYPE mpb_pool_workers gauge\n");
+    OUT("mpb_pool_workers %zu\n", nw);
+    OUT("# HELP mpb_pool_tasks Tasks by function and state (queued: waiting, paused: of those, "
+        "waiting for their caller to collect results; running; prefetched: held by a worker "
+        "beyond its concurrency).\n# TYPE mpb_pool_tasks gauge\n");
+    for (pfn_t *f = g_pool.fns; f; f = f->next) {
+        w_fn_sample(b, "mpb_pool_tasks", f, "state", "queued", f->queued);
+        w_fn_sample(b, "mpb_pool_tasks", f, "state", "paused", f->paused);
+        w_fn_sample(b, "mpb_pool_tasks", f, "state", "running", f->st_run);
+        w_fn_sample(b, "mpb_pool_tasks", f, "state", "prefetched", f->st_pre);
+    }
+    OUT("# HELP mpb_pool_tasks_finished_total Tasks finished by function and result.\n"
+        "# TYPE mpb_pool_tasks_finished_total counter\n");
+    for (pfn_t *f = g_pool.fns; f; f = f->next) {
+        w_fn_sample(b, "mpb_pool_tasks_finished_total", f, "result", "done", f->done);
+        w_fn_sample(b, "mpb_pool_tasks_finished_total", f, "result", "failed", f->failed);
+        w_fn_sample(b, "mpb_pool_tasks_finished_total", f, "result", "canceled", f->canceled);
+    }
+    OUT("# HELP mpb_pool_tasks_requeued_total Tasks handed to another worker after theirs died.\n"
+        "# TYPE mpb_pool_tasks_requeued_total counter\nmpb_pool_tasks_requeued_total %llu\n",
+        (unsigned long long)g_pool.total_requeued);
+    OUT("# HELP mpb_pool_tasks_abandoned_total Tasks failed after too many worker deaths.\n"
+        "# TYPE mpb_pool_tasks_abandoned_total counter\nmpb_pool_tasks_abandoned_total %llu\n",
+        (unsigned long long)g_pool.total_abandoned);
+    OUT("# HELP mpb_pool_steals_total Tasks an idle slot took from another worker's prefetch "
+        "before it started them.\n# TYPE mpb_pool_steals_total counter\nmpb_pool_steals_total "
+        "%llu\n",
+        (unsigned long long)g_pool.total_steals);
+    OUT("# HELP mpb_pool_lease_refusals_total pool.start refusals: the task had been handed to "
+        "another worker.\n# TYPE mpb_pool_lease_refusals_total counter\n"
+        "mpb_pool_lease_refusals_total %llu\n",
+        (unsigned long long)g_pool.total_refusals);
+    OUT("# HELP mpb_pool_tasks_killed_total Running tasks whose worker was told to kill them "
+        "(terminate, timeout, cancel, caller gone).\n# TYPE mpb_pool_tasks_killed_total "
+        "counter\nmpb_pool_tasks_killed_total %llu\n",
+        (unsigned long long)g_pool.total_killed);
+    OUT("# HELP mpb_pool_callers_paused Callers whose results not taken exceed pool-max-results "
+        "(their tasks wait).\n# TYPE mpb_pool_callers_paused gauge\nmpb_pool_callers_paused "
+        "%zu\n",
+        npaused);
+    OUT("# HELP mpb_pool_results_held_bytes Bytes of finished results waiting for their "
+        "callers.\n# TYPE mpb_pool_results_held_bytes gauge\nmpb_pool_results_held_bytes %zu\n",
+        held);
+    OUT("# HELP mpb_pool_tasks_unfinished_bytes Bytes of tasks queued or running.\n"
+        "# TYPE mpb_pool_tasks_unfinished_bytes gauge\nmpb_pool_tasks_unfinished_bytes %zu\n",
+        queued);
+#undef OUT
+}
+

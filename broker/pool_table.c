@@ -1,0 +1,549 @@
+/* pool_table.c - the Pool's structures: the task id table, the function name table with its
+ * list of unused entries, callers' sessions, sub-queues and the functions' rings, owners' and
+ * workers' task lists, jobs; freeing all of it; and what persistence saves and brings back.
+ * The scheduling over them is pool.c. */
+#include <time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool_int.h"
+
+int64_t pool_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+size_t pool_max_queued(void) {
+    return g_limits.pool_max_queued ? g_limits.pool_max_queued : (size_t)256 << 20;
+}
+
+/* ---- the task table (id -> task) ---- */
+
+static size_t slot(uint64_t id) {
+    return (size_t)(id * 0x9e3779b97f4a7c15ULL >> 20) & (g_pool.tabcap - 1);
+}
+
+void pool_tab_add(task_t *t) {
+    if (g_pool.ntasks + 1 > g_pool.tabcap) {
+        size_t ncap = g_pool.tabcap ? g_pool.tabcap * 2 : 1024;
+        task_t **nt = xcalloc(ncap, sizeof *nt);
+        size_t ocap = g_pool.tabcap;
+        task_t **old = g_pool.tab;
+        g_pool.tab = nt;
+        g_pool.tabcap = ncap;
+        for (size_t i = 0; i < ocap; i++)
+            for (task_t *x = old[i], *nx; x; x = nx) {
+                nx = x->hnext;
+                x->hnext = g_pool.tab[slot(x->id)];
+                g_pool.tab[slot(x->id)] = x;
+            }
+        free(old);
+    }
+    t->hnext = g_pool.tab[slot(t->id)];
+    g_pool.tab[slot(t->id)] = t;
+    g_pool.ntasks++;
+}
+
+task_t *pool_tab_get(uint64_t id) {
+    if (!g_pool.tabcap) return NULL;
+    for (task_t *t = g_pool.tab[slot(id)]; t; t = t->hnext)
+        if (t->id == id) return t;
+    return NULL;
+}
+
+static void tab_del(task_t *t) {
+    task_t **pp = &g_pool.tab[slot(t->id)];
+    while (*pp && *pp != t) pp = &(*pp)->hnext;
+    if (*pp) *pp = t->hnext;
+    g_pool.ntasks--;
+}
+
+/* ---- functions: a name table, and the unused ones on an LRU list ---- */
+
+/* Names come from clients: keyed, so nobody can pick names that share a chain. */
+static uint64_t name_hash(const char *s, size_t n) {
+    return mpb__hash(s, n);
+}
+
+static void fntab_grow(void) {
+    size_t ncap = g_pool.fntabcap ? g_pool.fntabcap * 2 : 64;
+    pfn_t **nt = xcalloc(ncap, sizeof *nt);
+    for (size_t i = 0; i < g_pool.fntabcap; i++)
+        for (pfn_t *f = g_pool.fntab[i], *nx; f; f = nx) {
+            nx = f->hnext;
+            size_t k = name_hash(f->name, f->namelen) & (ncap - 1);
+            f->hnext = nt[k];
+            nt[k] = f;
+        }
+    free(g_pool.fntab);
+    g_pool.fntab = nt;
+    g_pool.fntabcap = ncap;
+}
+
+static void idle_del(pfn_t *f) {
+    if (!f->idle) return;
+    if (f->iprev) f->iprev->inext = f->inext;
+    else g_pool.idle_head = f->inext;
+    if (f->inext) f->inext->iprev = f->iprev;
+    else g_pool.idle_tail = f->iprev;
+    f->inext = f->iprev = NULL;
+    f->idle = false;
+    g_pool.nidle--;
+}
+
+static void fn_destroy(pfn_t *f) {
+    idle_del(f);
+    pfn_t **pp = &g_pool.fntab[name_hash(f->name, f->namelen) & (g_pool.fntabcap - 1)];
+    while (*pp && *pp != f) pp = &(*pp)->hnext;
+    if (*pp) *pp = f->hnext;
+    if (f->prev) f->prev->next = f->next;
+    else g_pool.fns = f->next;
+    if (f->next) f->next->prev = f->prev;
+    g_pool.nfns_all--;
+    free(f->name);
+    free(f);
+}
+
+void pool_fn_ref(pfn_t *f) {
+    if (f->refs++ == 0) idle_del(f);
+}
+
+void pool_fn_unref(pfn_t *f) {
+    if (--f->refs) return;
+    f->idle = true;
+    f->iprev = g_pool.idle_tail;
+    f->inext = NULL;
+    if (g_pool.idle_tail) g_pool.idle_tail->inext = f;
+    else g_pool.idle_head = f;
+    g_pool.idle_tail = f;
+    g_pool.nidle++;
+    while (g_pool.nidle > IDLE_FNS_MAX) fn_destroy(g_pool.idle_head);
+}
+
+/* The entry of a function; a new one (unused, so on the idle list until referenced) if asked. */
+pfn_t *pool_fn_get(const char *name, size_t n, bool create) {
+    if (g_pool.fntabcap)
+        for (pfn_t *f = g_pool.fntab[name_hash(name, n) & (g_pool.fntabcap - 1)]; f; f = f->hnext)
+            if (f->namelen == n && !memcmp(f->name, name, n)) return f;
+    if (!create) return NULL;
+    if (g_pool.nfns_all + 1 > g_pool.fntabcap) fntab_grow();
+    pfn_t *f = xcalloc(1, sizeof *f);
+    f->name = xstrndup(name, n);
+    f->namelen = (uint32_t)n;
+    size_t k = name_hash(name, n) & (g_pool.fntabcap - 1);
+    f->hnext = g_pool.fntab[k];
+    g_pool.fntab[k] = f;
+    f->next = g_pool.fns;
+    if (g_pool.fns) g_pool.fns->prev = f;
+    g_pool.fns = f;
+    g_pool.nfns_all++;
+    return f; /* not idle: the caller references it at once */
+}
+
+/* ---- callers' sessions ---- */
+
+pool_sess_t *pool_ps(sess_t *s) {
+    if (!s->pool) {
+        pool_sess_t *ps = xcalloc(1, sizeof *ps);
+        ps->sess = s;
+        ps->next = g_pool.sesses;
+        if (g_pool.sesses) g_pool.sesses->prev = ps;
+        g_pool.sesses = ps;
+        s->pool = ps;
+    }
+    return s->pool;
+}
+
+/* ---- sub-queues and the functions' rings ---- */
+
+static void ring_add(oq_t *q) {
+    if (q->in_ring) return;
+    pfn_t *f = q->fn;
+    if (!f->ring) {
+        q->rnext = q->rprev = q;
+        f->ring = q;
+    } else { /* last in turn: just before the one whose turn is next */
+        q->rnext = f->ring;
+        q->rprev = f->ring->rprev;
+        q->rprev->rnext = q;
+        f->ring->rprev = q;
+    }
+    q->in_ring = true;
+}
+
+static void ring_del(oq_t *q) {
+    if (!q->in_ring) return;
+    pfn_t *f = q->fn;
+    if (q->rnext == q) {
+        f->ring = NULL;
+    } else {
+        q->rprev->rnext = q->rnext;
+        q->rnext->rprev = q->rprev;
+        if (f->ring == q) f->ring = q->rnext;
+    }
+    q->rnext = q->rprev = NULL;
+    q->in_ring = false;
+}
+
+static oq_t *oq_get(pool_sess_t *ps, pfn_t *f) {
+    for (oq_t *q = ps->oqs; q; q = q->onext)
+        if (q->fn == f) return q;
+    oq_t *q = xcalloc(1, sizeof *q);
+    q->fn = f;
+    q->ps = ps;
+    q->onext = ps->oqs;
+    if (ps->oqs) ps->oqs->oprev = q;
+    ps->oqs = q;
+    return q;
+}
+
+static void oq_free(oq_t *q) {
+    ring_del(q);
+    pool_sess_t *ps = q->ps;
+    if (q->oprev) q->oprev->onext = q->onext;
+    else ps->oqs = q->onext;
+    if (q->onext) q->onext->oprev = q->oprev;
+    free(q);
+}
+
+/* Queues t (owned by a live caller) in its caller's sub-queue of its function. */
+void pool_q_push(task_t *t, bool front) {
+    pool_sess_t *ps = t->owner->pool;
+    oq_t *q = oq_get(ps, t->fn);
+    t->oq = q;
+    t->qprev = t->qnext = NULL;
+    if (front) {
+        t->qnext = q->head;
+        if (q->head) q->head->qprev = t;
+        else q->tail = t;
+        q->head = t;
+    } else {
+        t->qprev = q->tail;
+        if (q->tail) q->tail->qnext = t;
+        else q->head = t;
+        q->tail = t;
+    }
+    q->n++;
+    ps->nqueued++;
+    t->fn->queued++;
+    if (ps->paused) t->fn->paused++;
+    else ring_add(q);
+}
+
+void pool_q_del(task_t *t) {
+    oq_t *q = t->oq;
+    if (t->qprev) t->qprev->qnext = t->qnext;
+    else q->head = t->qnext;
+    if (t->qnext) t->qnext->qprev = t->qprev;
+    else q->tail = t->qprev;
+    t->qnext = t->qprev = NULL;
+    t->oq = NULL;
+    q->n--;
+    q->ps->nqueued--;
+    t->fn->queued--;
+    if (q->ps->paused) t->fn->paused--;
+    if (!q->n) oq_free(q);
+}
+
+/* A caller over its result bound waits: its sub-queues leave the rings until it collects. */
+void pool_ps_check_pause(pool_sess_t *ps) {
+    bool over = ps->held_bytes > g_limits.pool_max_results;
+    if (over == ps->paused) return;
+    ps->paused = over;
+    for (oq_t *q = ps->oqs; q; q = q->onext) {
+        if (over) {
+            ring_del(q);
+            q->fn->paused += q->n;
+        } else {
+            ring_add(q);
+            q->fn->paused -= q->n;
+        }
+    }
+}
+
+/* ---- owners' running and done lists ---- */
+
+void pool_run_link(pool_sess_t *ps, task_t *t) {
+    t->qprev = NULL;
+    t->qnext = ps->run_head;
+    if (ps->run_head) ps->run_head->qprev = t;
+    ps->run_head = t;
+    ps->nrunning++;
+}
+
+void pool_run_unlink(pool_sess_t *ps, task_t *t) {
+    if (t->qprev) t->qprev->qnext = t->qnext;
+    else ps->run_head = t->qnext;
+    if (t->qnext) t->qnext->qprev = t->qprev;
+    t->qnext = t->qprev = NULL;
+    ps->nrunning--;
+}
+
+static size_t held_cost(const task_t *t) {
+    return sizeof *t + (t->result ? t->result->len : 0) + (t->output ? t->output->len : 0);
+}
+
+void pool_done_push(pool_sess_t *ps, task_t *t) {
+    t->qprev = ps->done_tail;
+    t->qnext = NULL;
+    if (ps->done_tail) ps->done_tail->qnext = t;
+    else ps->done_head = t;
+    ps->done_tail = t;
+    ps->ndone++;
+    ps->held_bytes += held_cost(t);
+}
+
+void pool_done_del(pool_sess_t *ps, task_t *t) {
+    if (t->qprev) t->qprev->qnext = t->qnext;
+    else ps->done_head = t->qnext;
+    if (t->qnext) t->qnext->qprev = t->qprev;
+    else ps->done_tail = t->qprev;
+    t->qnext = t->qprev = NULL;
+    ps->ndone--;
+    ps->held_bytes -= held_cost(t);
+}
+
+/* ---- workers' assigned lists ---- */
+
+void pool_assign(worker_t *w, task_t *t, bool started) {
+    t->worker = w;
+    t->started = started;
+    t->timed = started && w->committed < w->concurrency;
+    t->start_us = pool_now_us();
+    if (started) w->committed++;
+    else g_pool.ntentative++;
+    t->wnext = NULL;
+    t->wprev = w->atail;
+    if (w->atail) w->atail->wnext = t;
+    else w->ahead = t;
+    w->atail = t;
+    w->inflight++;
+    t->fn->assigned++;
+}
+
+void pool_unassign(task_t *t) {
+    worker_t *w = t->worker;
+    if (!w) return;
+    if (t->wprev) t->wprev->wnext = t->wnext;
+    else w->ahead = t->wnext;
+    if (t->wnext) t->wnext->wprev = t->wprev;
+    else w->atail = t->wprev;
+    t->wnext = t->wprev = NULL;
+    t->worker = NULL;
+    if (t->started) w->committed--;
+    else g_pool.ntentative--;
+    t->started = t->timed = false;
+    w->inflight--;
+    t->fn->assigned--;
+}
+
+void pool_fetch_del(worker_t *w) {
+    if (!w->fetching) return;
+    if (w->fprev) w->fprev->fnext = w->fnext;
+    else g_pool.fetch_head = w->fnext;
+    if (w->fnext) w->fnext->fprev = w->fprev;
+    else g_pool.fetch_tail = w->fprev;
+    w->fnext = w->fprev = NULL;
+    w->fetching = false;
+    w->fetch = NULL;
+}
+
+/* ---- jobs ---- */
+
+void pool_job_free(job_t *j) {
+    if (j->prev) j->prev->next = j->next;
+    else g_pool.jobs = j->next;
+    if (j->next) j->next->prev = j->prev;
+    pool_sess_t *ps = j->owner ? j->owner->pool : NULL;
+    if (ps) {
+        if (j->oprev) j->oprev->onext = j->onext;
+        else ps->jobs = j->onext;
+        if (j->onext) j->onext->oprev = j->oprev;
+    }
+    pool_fn_unref(j->fn);
+    free(j);
+}
+
+/* A task leaves its job's count when it is taken, cancelled or abandoned. */
+void pool_job_release(task_t *t) {
+    job_t *j = t->job;
+    t->job = NULL;
+    if (j && --j->outstanding == 0 && j->done + j->failed + j->canceled >= j->total)
+        pool_job_free(j);
+}
+
+/* This session's job id, moved to the front (a map's batches come one after another). */
+job_t *pool_job_find(pool_sess_t *ps, uint64_t id) {
+    for (job_t *j = ps->jobs; j; j = j->onext) {
+        if (j->id != id) continue;
+        if (j != ps->jobs) {
+            j->oprev->onext = j->onext;
+            if (j->onext) j->onext->oprev = j->oprev;
+            j->oprev = NULL;
+            j->onext = ps->jobs;
+            ps->jobs->oprev = j;
+            ps->jobs = j;
+        }
+        return j;
+    }
+    return NULL;
+}
+
+job_t *pool_job_new(pool_sess_t *ps, uint64_t id, pfn_t *f) {
+    job_t *j = xcalloc(1, sizeof *j);
+    j->id = id;
+    j->owner = ps->sess;
+    j->fn = f;
+    pool_fn_ref(f);
+    j->started_ms = now_ms();
+    j->next = g_pool.jobs;
+    if (g_pool.jobs) g_pool.jobs->prev = j;
+    g_pool.jobs = j;
+    j->onext = ps->jobs;
+    if (ps->jobs) ps->jobs->oprev = j;
+    ps->jobs = j;
+    return j;
+}
+
+/* ---- tasks ---- */
+
+void pool_task_free(task_t *t) {
+    tab_del(t);
+    pool_fn_unref(t->fn);
+    free(t->calls);
+    free(t->result);
+    free(t->output);
+    free(t);
+}
+
+void pool_free_all(void) {
+    for (size_t i = 0; i < g_pool.tabcap; i++)
+        for (task_t *t = g_pool.tab[i], *nx; t; t = nx) {
+            nx = t->hnext;
+            free(t->calls);
+            free(t->result);
+            free(t);
+        }
+    free(g_pool.tab);
+    g_pool.tab = NULL;
+    g_pool.tabcap = g_pool.ntasks = 0;
+    while (g_pool.workers) {
+        worker_t *w = g_pool.workers;
+        g_pool.workers = w->next;
+        mpb__buf_free(&w->plan);
+        mpb__buf_free(&w->kills);
+        free(w->fns);
+        free(w);
+    }
+    g_pool.fetch_head = g_pool.fetch_tail = NULL;
+    while (g_pool.jobs) {
+        job_t *j = g_pool.jobs;
+        g_pool.jobs = j->next;
+        free(j);
+    }
+    while (g_pool.sesses) { /* none: every session ended before this */
+        pool_sess_t *ps = g_pool.sesses;
+        g_pool.sesses = ps->next;
+        while (ps->oqs) {
+            oq_t *q = ps->oqs;
+            ps->oqs = q->onext;
+            free(q);
+        }
+        free(ps);
+    }
+    while (g_pool.fns) {
+        pfn_t *f = g_pool.fns;
+        g_pool.fns = f->next;
+        free(f->name);
+        free(f);
+    }
+    free(g_pool.fntab);
+    g_pool.fntab = NULL;
+    g_pool.fntabcap = g_pool.nfns_all = g_pool.nidle = 0;
+    g_pool.idle_head = g_pool.idle_tail = NULL;
+}
+
+/* ---- persistence (persist.c) ----
+ *
+ * The log brings tasks back by running pool.submit again (ids follow from next_task) and
+ * then the outcome of each finished one (pool_restore_finish); a snapshot lists the tasks
+ * themselves (pool_each_task, pool_restore_task). Workers are not brought back: tasks that
+ * were at a worker come back queued, and run again. */
+
+static int cmp_task_id(const void *a, const void *b) {
+    uint64_t x = (*(task_t *const *)a)->id, y = (*(task_t *const *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+void pool_each_task(pool_task_fn fn, void *ctx) {
+    task_t **v = xmalloc((g_pool.ntasks ? g_pool.ntasks : 1) * sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; i < g_pool.tabcap; i++)
+        for (task_t *t = g_pool.tab[i]; t; t = t->hnext)
+            if (t->owner && n < g_pool.ntasks) v[n++] = t;
+    qsort(v, n, sizeof *v, cmp_task_id);
+    for (size_t i = 0; i < n; i++) {
+        const task_t *t = v[i];
+        fn(ctx, t->id, t->owner, t->fn->name, t->fn->namelen, t->calls, t->state == T_DONE,
+           t->failed, t->canceled, t->result);
+    }
+    free(v);
+}
+
+void pool_counters(uint64_t *task, uint64_t *job) {
+    *task = g_pool.next_task;
+    *job = g_pool.next_job;
+}
+
+void pool_set_counters(uint64_t task, uint64_t job) {
+    if (task > g_pool.next_task) g_pool.next_task = task;
+    if (job > g_pool.next_job) g_pool.next_job = job;
+}
+
+int pool_restore_task(uint64_t id, sess_t *owner, const char *fname, uint32_t fl,
+                      const uint8_t *calls, size_t n, bool done, bool failed, bool canceled,
+                      const uint8_t *result, size_t rn) {
+    mpb__rd_t r = {calls, calls + n};
+    uint32_t ncalls;
+    if (!owner || id == 0 || pool_tab_get(id) || !mpb__name_ok(fname, fl) ||
+        mpb__rd_array(&r, &ncalls) || ncalls == 0 || (done && !result))
+        return -1;
+    pool_sess_t *ps = pool_ps(owner);
+    task_t *t = xcalloc(1, sizeof *t);
+    t->id = id;
+    t->fn = pool_fn_get(fname, fl, true);
+    pool_fn_ref(t->fn);
+    t->owner = owner;
+    t->calls = blob_new(calls, n);
+    t->ncalls = ncalls;
+    t->cost = sizeof(task_t) + sizeof(blob_t) + n;
+    pool_tab_add(t);
+    if (id >= g_pool.next_task) g_pool.next_task = id + 1;
+    if (done) {
+        t->state = T_DONE;
+        t->failed = failed;
+        t->canceled = canceled;
+        t->result = blob_new(result, rn);
+        pool_done_push(ps, t);
+        pool_ps_check_pause(ps);
+    } else {
+        t->state = T_QUEUED;
+        ps->queued_bytes += t->cost;
+        pool_q_push(t, false);
+    }
+    return 0;
+}
+
+void pool_restore_finish(uint64_t id, bool failed, bool canceled, const uint8_t *result,
+                         size_t rn) {
+    task_t *t = pool_tab_get(id);
+    if (!t || t->state != T_QUEUED) return; /* its caller has gone, or a cancel finished it */
+    pool_unqueue(t);
+    free(t->result);
+    t->result = result ? blob_new(result, rn) : NULL;
+    t->failed = failed;
+    t->canceled = canceled;
+    pool_finish(t);
+}
