@@ -350,76 +350,62 @@ void persist_tick(int64_t now) {
 
 /* ---- info and metrics ---- */
 
-static const char *mode_name(void) {
-    static const char *const names[] = {"no", "everysec", "always"};
-    return names[g_persist.mode];
+void persist_stats(persist_stats_t *st) {
+    *st = (persist_stats_t){
+        .on = g_persist.on,
+        .fsync_mode = g_persist.mode,
+        .log_bytes = g_persist.log_bytes,
+        .writes = g_persist.writes,
+        .snap_bytes = g_persist.snap_bytes,
+        .snaps_failed = g_persist.snaps_failed,
+        .replay_failed = g_persist.replay_failed,
+        .loaded_records = g_persist.loaded_records,
+        .last_snap_ms = g_persist.last_snap_ms,
+        .last_snap_dur_ms = g_persist.last_snap_dur_ms,
+        .load_ms = g_persist.load_ms,
+        .snapshot_in_progress = g_persist.child > 0,
+    };
+    persist_fsync_stats(&st->fsyncs, &st->last_fsync_unix_ms);
 }
 
 uint32_t persist_info(mpb__buf_t *b) {
+    persist_stats_t st;
+    persist_stats(&st);
     mpb__w_cstr(b, "persistence");
-    if (!g_persist.on) {
+    if (!st.on) {
         mpb__w_map(b, 1);
         mpb__w_cstr(b, "enabled");
         mpb__w_bool(b, false);
         return 1;
     }
-    mpb__w_map(b, 11);
+    static const char *const modes[] = {"no", "everysec", "always"};
+    /* u: unsigned, i: signed, b: bool; times are Unix ms */
+    const struct {
+        const char *key;
+        char type;
+        int64_t v;
+    } fields[] = {
+        {"log_bytes", 'u', (int64_t)st.log_bytes},
+        {"last_fsync_ms", 'i', st.last_fsync_unix_ms},
+        {"snapshot_bytes", 'u', (int64_t)st.snap_bytes},
+        {"last_snapshot_ms", 'i', st.last_snap_ms},
+        {"last_snapshot_duration_ms", 'i', st.last_snap_dur_ms},
+        {"snapshot_in_progress", 'b', st.snapshot_in_progress},
+        {"replay_failed", 'u', (int64_t)st.replay_failed},
+        {"loaded_records", 'u', (int64_t)st.loaded_records},
+        {"load_ms", 'i', st.load_ms},
+    };
+    size_t n = sizeof fields / sizeof fields[0];
+    mpb__w_map(b, (uint32_t)(2 + n));
     mpb__w_cstr(b, "enabled");
     mpb__w_bool(b, true);
     mpb__w_cstr(b, "fsync");
-    mpb__w_cstr(b, mode_name());
-    mpb__w_cstr(b, "log_bytes");
-    mpb__w_uint(b, g_persist.log_bytes);
-    uint64_t fsyncs;
-    int64_t last_fsync;
-    persist_fsync_stats(&fsyncs, &last_fsync);
-    mpb__w_cstr(b, "last_fsync_ms"); /* Unix time */
-    mpb__w_int(b, last_fsync);
-    mpb__w_cstr(b, "snapshot_bytes");
-    mpb__w_uint(b, g_persist.snap_bytes);
-    mpb__w_cstr(b, "last_snapshot_ms");
-    mpb__w_int(b, g_persist.last_snap_ms);
-    mpb__w_cstr(b, "last_snapshot_duration_ms");
-    mpb__w_int(b, g_persist.last_snap_dur_ms);
-    mpb__w_cstr(b, "snapshot_in_progress");
-    mpb__w_bool(b, g_persist.child > 0);
-    mpb__w_cstr(b, "replay_failed");
-    mpb__w_uint(b, g_persist.replay_failed);
-    mpb__w_cstr(b, "loaded_records");
-    mpb__w_uint(b, g_persist.loaded_records);
-    mpb__w_cstr(b, "load_ms");
-    mpb__w_int(b, g_persist.load_ms);
+    mpb__w_cstr(b, modes[st.fsync_mode]);
+    for (size_t i = 0; i < n; i++) {
+        mpb__w_cstr(b, fields[i].key);
+        if (fields[i].type == 'u') mpb__w_uint(b, (uint64_t)fields[i].v);
+        else if (fields[i].type == 'b') mpb__w_bool(b, fields[i].v != 0);
+        else mpb__w_int(b, fields[i].v);
+    }
     return 1;
-}
-
-static void metric(mpb__buf_t *b, const char *name, const char *type, const char *help,
-                   double v) {
-    char line[512];
-    int k = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help,
-                     name, type, name, v);
-    mpb__w_raw(b, line, (size_t)k);
-}
-
-void persist_metrics(mpb__buf_t *b) {
-    metric(b, "mpb_persist_enabled", "gauge", "1 when the state is logged to disk", g_persist.on);
-    if (!g_persist.on) return;
-    metric(b, "mpb_persist_log_bytes", "gauge", "Bytes in the log since the last snapshot",
-           (double)g_persist.log_bytes);
-    uint64_t fsyncs;
-    int64_t last_fsync;
-    persist_fsync_stats(&fsyncs, &last_fsync);
-    metric(b, "mpb_persist_last_fsync_timestamp_seconds", "gauge",
-           "When the log was last fsynced (Unix time)", (double)last_fsync / 1000.0);
-    metric(b, "mpb_persist_fsyncs_total", "counter", "fsyncs of the log", (double)fsyncs);
-    metric(b, "mpb_persist_writes_total", "counter", "write() calls on the log",
-           (double)g_persist.writes);
-    metric(b, "mpb_persist_snapshot_bytes", "gauge", "Size of the last snapshot",
-           (double)g_persist.snap_bytes);
-    metric(b, "mpb_persist_last_snapshot_timestamp_seconds", "gauge",
-           "When the last snapshot was finished (Unix time; 0: none in this run)",
-           (double)g_persist.last_snap_ms / 1000.0);
-    metric(b, "mpb_persist_last_snapshot_duration_seconds", "gauge",
-           "How long the last snapshot took", (double)g_persist.last_snap_dur_ms / 1000.0);
-    metric(b, "mpb_persist_snapshots_failed_total", "counter", "Snapshots that failed",
-           (double)g_persist.snaps_failed);
 }

@@ -169,98 +169,27 @@ int cmd_pool_stats(req_t *r) {
     return 0;
 }
 
-/* A Prometheus label value: backslash, double quote and newline escaped. */
-static void w_label(mpb__buf_t *b, const char *s, size_t n) {
-    size_t from = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *esc = s[i] == '\\'   ? "\\\\"
-                          : s[i] == '"'  ? "\\\""
-                          : s[i] == '\n' ? "\\n"
-                                         : NULL;
-        if (!esc) continue;
-        mpb__w_raw(b, s + from, i - from);
-        mpb__w_raw(b, esc, 2);
-        from = i + 1;
-    }
-    mpb__w_raw(b, s + from, n - from);
-}
-
-/* name{function="F",KEY="VAL"} N */
-static void w_fn_sample(mpb__buf_t *b, const char *name, const pfn_t *f, const char *key,
-                        const char *val, uint64_t n) {
-    char num[32];
-    mpb__w_raw(b, name, strlen(name));
-    mpb__w_raw(b, "{function=\"", 11);
-    w_label(b, f->name, f->namelen);
-    int k = snprintf(num, sizeof num, "\"} %llu\n", (unsigned long long)n);
-    char head[64];
-    int h = snprintf(head, sizeof head, "\",%s=\"%s", key, val);
-    mpb__w_raw(b, head, (size_t)h);
-    mpb__w_raw(b, num, (size_t)k);
-}
-
-void pool_metrics(mpb__buf_t *b) {
-    char line[512];
-    int n;
-#define OUT(...)                                                                                   \
-    do {                                                                                           \
-        n = snprintf(line, sizeof line, __VA_ARGS__);                                              \
-        if (n > 0) mpb__w_raw(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);    \
-    } while (0)
-    size_t nw = 0, npaused = 0, held = 0, queued = 0;
-    for (worker_t *w = g_pool.workers; w; w = w->next) nw++;
+void pool_totals(pool_totals_t *c) {
+    *c = (pool_totals_t){
+        .requeued = g_pool.total_requeued,
+        .abandoned = g_pool.total_abandoned,
+        .steals = g_pool.total_steals,
+        .refusals = g_pool.total_refusals,
+        .killed = g_pool.total_killed,
+    };
+    for (worker_t *w = g_pool.workers; w; w = w->next) c->workers++;
     for (pool_sess_t *ps = g_pool.sesses; ps; ps = ps->next) {
-        npaused += ps->paused;
-        held += ps->held_bytes;
-        queued += ps->queued_bytes;
+        c->callers_paused += ps->paused;
+        c->results_held_bytes += ps->held_bytes;
+        c->unfinished_bytes += ps->queued_bytes;
     }
-    split_assigned();
-    OUT("# HELP mpb_pool_workers Workers registered.\n# TYPE mpb_pool_workers gauge\n");
-    OUT("mpb_pool_workers %zu\n", nw);
-    OUT("# HELP mpb_pool_tasks Tasks by function and state (queued: waiting, paused: of those, "
-        "waiting for their caller to collect results; running; prefetched: held by a worker "
-        "beyond its concurrency).\n# TYPE mpb_pool_tasks gauge\n");
-    for (pfn_t *f = g_pool.fns; f; f = f->next) {
-        w_fn_sample(b, "mpb_pool_tasks", f, "state", "queued", f->queued);
-        w_fn_sample(b, "mpb_pool_tasks", f, "state", "paused", f->paused);
-        w_fn_sample(b, "mpb_pool_tasks", f, "state", "running", f->st_run);
-        w_fn_sample(b, "mpb_pool_tasks", f, "state", "prefetched", f->st_pre);
-    }
-    OUT("# HELP mpb_pool_tasks_finished_total Tasks finished by function and result.\n"
-        "# TYPE mpb_pool_tasks_finished_total counter\n");
-    for (pfn_t *f = g_pool.fns; f; f = f->next) {
-        w_fn_sample(b, "mpb_pool_tasks_finished_total", f, "result", "done", f->done);
-        w_fn_sample(b, "mpb_pool_tasks_finished_total", f, "result", "failed", f->failed);
-        w_fn_sample(b, "mpb_pool_tasks_finished_total", f, "result", "canceled", f->canceled);
-    }
-    OUT("# HELP mpb_pool_tasks_requeued_total Tasks handed to another worker after theirs died.\n"
-        "# TYPE mpb_pool_tasks_requeued_total counter\nmpb_pool_tasks_requeued_total %llu\n",
-        (unsigned long long)g_pool.total_requeued);
-    OUT("# HELP mpb_pool_tasks_abandoned_total Tasks failed after too many worker deaths.\n"
-        "# TYPE mpb_pool_tasks_abandoned_total counter\nmpb_pool_tasks_abandoned_total %llu\n",
-        (unsigned long long)g_pool.total_abandoned);
-    OUT("# HELP mpb_pool_steals_total Tasks an idle slot took from another worker's prefetch "
-        "before it started them.\n# TYPE mpb_pool_steals_total counter\nmpb_pool_steals_total "
-        "%llu\n",
-        (unsigned long long)g_pool.total_steals);
-    OUT("# HELP mpb_pool_lease_refusals_total pool.start refusals: the task had been handed to "
-        "another worker.\n# TYPE mpb_pool_lease_refusals_total counter\n"
-        "mpb_pool_lease_refusals_total %llu\n",
-        (unsigned long long)g_pool.total_refusals);
-    OUT("# HELP mpb_pool_tasks_killed_total Running tasks whose worker was told to kill them "
-        "(terminate, timeout, cancel, caller gone).\n# TYPE mpb_pool_tasks_killed_total "
-        "counter\nmpb_pool_tasks_killed_total %llu\n",
-        (unsigned long long)g_pool.total_killed);
-    OUT("# HELP mpb_pool_callers_paused Callers whose results not taken exceed pool-max-results "
-        "(their tasks wait).\n# TYPE mpb_pool_callers_paused gauge\nmpb_pool_callers_paused "
-        "%zu\n",
-        npaused);
-    OUT("# HELP mpb_pool_results_held_bytes Bytes of finished results waiting for their "
-        "callers.\n# TYPE mpb_pool_results_held_bytes gauge\nmpb_pool_results_held_bytes %zu\n",
-        held);
-    OUT("# HELP mpb_pool_tasks_unfinished_bytes Bytes of tasks queued or running.\n"
-        "# TYPE mpb_pool_tasks_unfinished_bytes gauge\nmpb_pool_tasks_unfinished_bytes %zu\n",
-        queued);
-#undef OUT
 }
 
+void pool_each_fn(void (*each)(void *ctx, const pool_fn_counts_t *c), void *ctx) {
+    split_assigned();
+    for (pfn_t *f = g_pool.fns; f; f = f->next) {
+        pool_fn_counts_t c = {f->name,   f->namelen, f->queued, f->paused,  f->st_run,
+                              f->st_pre, f->done,    f->failed, f->canceled};
+        each(ctx, &c);
+    }
+}
