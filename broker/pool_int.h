@@ -13,6 +13,14 @@
 #include "broker.h"
 #include "persist.h"
 
+/* The pool's tables are uthash's. Function names come from clients, and task ids from the
+ * broker, but both are keyed (SipHash under the broker's secret, proto/hash.c), so nobody can
+ * pick keys that share a bucket; their memory comes from the broker's allocator. */
+#define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = (unsigned)mpb__hash((keyptr), (keylen)))
+#define uthash_malloc(sz) xmalloc(sz)
+#define uthash_free(ptr, sz) free(ptr)
+#include <uthash.h>
+
 enum { T_QUEUED, T_RUNNING, T_DONE };
 
 /* Function entries nobody uses (no worker, no task, no job) kept for their counters; beyond
@@ -50,7 +58,7 @@ typedef struct task {
     size_t cost;    /* what it counts against its owner's bound while unfinished */
     struct task *qnext, *qprev; /* sub-queue, owner's running list, or owner's done list */
     struct task *wnext, *wprev; /* worker's assigned list */
-    struct task *hnext;         /* id table chain */
+    UT_hash_handle hh;          /* the id table */
 } task_t;
 
 /* One caller's queued tasks of one function. Exists while it holds a task. */
@@ -75,7 +83,7 @@ struct pfn {
     size_t nworkers;
     size_t refs;                /* workers, tasks and jobs that name it */
     uint64_t st_run, st_pre;    /* scratch for pool.stats and metrics */
-    pfn_t *hnext;               /* name table chain */
+    UT_hash_handle hh;          /* the name table */
     pfn_t *next, *prev;         /* all functions, newest first */
     pfn_t *inext, *iprev;       /* unused ones, oldest first */
     bool idle;
@@ -135,13 +143,13 @@ struct pool_sess {
 typedef struct pool_state {
     pfn_t *fns, *idle_head, *idle_tail;
     size_t nidle;
-    pfn_t **fntab;
-    size_t fntabcap, nfns_all;
+    pfn_t *fntab; /* by name */
+    size_t nfns_all;
     worker_t *workers, *fetch_head, *fetch_tail;
     job_t *jobs;
     pool_sess_t *sesses;
-    task_t **tab;
-    size_t tabcap, ntasks;
+    task_t *tab; /* by id */
+    size_t ntasks;
     uint64_t next_task, next_job;
     uint64_t total_requeued, total_abandoned;
     uint64_t total_steals, total_refusals, total_killed;

@@ -21,66 +21,23 @@ size_t pool_max_queued(void) {
 
 /* ---- the task table (id -> task) ---- */
 
-static size_t slot(uint64_t id) {
-    return (size_t)(id * 0x9e3779b97f4a7c15ULL >> 20) & (g_pool.tabcap - 1);
-}
-
 void pool_tab_add(task_t *t) {
-    if (g_pool.ntasks + 1 > g_pool.tabcap) {
-        size_t ncap = g_pool.tabcap ? g_pool.tabcap * 2 : 1024;
-        task_t **nt = xcalloc(ncap, sizeof *nt);
-        size_t ocap = g_pool.tabcap;
-        task_t **old = g_pool.tab;
-        g_pool.tab = nt;
-        g_pool.tabcap = ncap;
-        for (size_t i = 0; i < ocap; i++)
-            for (task_t *x = old[i], *nx; x; x = nx) {
-                nx = x->hnext;
-                x->hnext = g_pool.tab[slot(x->id)];
-                g_pool.tab[slot(x->id)] = x;
-            }
-        free(old);
-    }
-    t->hnext = g_pool.tab[slot(t->id)];
-    g_pool.tab[slot(t->id)] = t;
+    HASH_ADD(hh, g_pool.tab, id, sizeof t->id, t);
     g_pool.ntasks++;
 }
 
 task_t *pool_tab_get(uint64_t id) {
-    if (!g_pool.tabcap) return NULL;
-    for (task_t *t = g_pool.tab[slot(id)]; t; t = t->hnext)
-        if (t->id == id) return t;
-    return NULL;
+    task_t *t;
+    HASH_FIND(hh, g_pool.tab, &id, sizeof id, t);
+    return t;
 }
 
 static void tab_del(task_t *t) {
-    task_t **pp = &g_pool.tab[slot(t->id)];
-    while (*pp && *pp != t) pp = &(*pp)->hnext;
-    if (*pp) *pp = t->hnext;
+    HASH_DEL(g_pool.tab, t);
     g_pool.ntasks--;
 }
 
 /* ---- functions: a name table, and the unused ones on an LRU list ---- */
-
-/* Names come from clients: keyed, so nobody can pick names that share a chain. */
-static uint64_t name_hash(const char *s, size_t n) {
-    return mpb__hash(s, n);
-}
-
-static void fntab_grow(void) {
-    size_t ncap = g_pool.fntabcap ? g_pool.fntabcap * 2 : 64;
-    pfn_t **nt = xcalloc(ncap, sizeof *nt);
-    for (size_t i = 0; i < g_pool.fntabcap; i++)
-        for (pfn_t *f = g_pool.fntab[i], *nx; f; f = nx) {
-            nx = f->hnext;
-            size_t k = name_hash(f->name, f->namelen) & (ncap - 1);
-            f->hnext = nt[k];
-            nt[k] = f;
-        }
-    free(g_pool.fntab);
-    g_pool.fntab = nt;
-    g_pool.fntabcap = ncap;
-}
 
 static void idle_del(pfn_t *f) {
     if (!f->idle) return;
@@ -95,9 +52,7 @@ static void idle_del(pfn_t *f) {
 
 static void fn_destroy(pfn_t *f) {
     idle_del(f);
-    pfn_t **pp = &g_pool.fntab[name_hash(f->name, f->namelen) & (g_pool.fntabcap - 1)];
-    while (*pp && *pp != f) pp = &(*pp)->hnext;
-    if (*pp) *pp = f->hnext;
+    HASH_DEL(g_pool.fntab, f);
     if (f->prev) f->prev->next = f->next;
     else g_pool.fns = f->next;
     if (f->next) f->next->prev = f->prev;
@@ -124,17 +79,13 @@ void pool_fn_unref(pfn_t *f) {
 
 /* The entry of a function; a new one (unused, so on the idle list until referenced) if asked. */
 pfn_t *pool_fn_get(const char *name, size_t n, bool create) {
-    if (g_pool.fntabcap)
-        for (pfn_t *f = g_pool.fntab[name_hash(name, n) & (g_pool.fntabcap - 1)]; f; f = f->hnext)
-            if (f->namelen == n && !memcmp(f->name, name, n)) return f;
-    if (!create) return NULL;
-    if (g_pool.nfns_all + 1 > g_pool.fntabcap) fntab_grow();
-    pfn_t *f = xcalloc(1, sizeof *f);
+    pfn_t *f;
+    HASH_FIND(hh, g_pool.fntab, name, n, f);
+    if (f || !create) return f;
+    f = xcalloc(1, sizeof *f);
     f->name = xstrndup(name, n);
     f->namelen = (uint32_t)n;
-    size_t k = name_hash(name, n) & (g_pool.fntabcap - 1);
-    f->hnext = g_pool.fntab[k];
-    g_pool.fntab[k] = f;
+    HASH_ADD_KEYPTR(hh, g_pool.fntab, f->name, f->namelen, f);
     f->next = g_pool.fns;
     if (g_pool.fns) g_pool.fns->prev = f;
     g_pool.fns = f;
@@ -419,16 +370,14 @@ void pool_task_free(task_t *t) {
 }
 
 void pool_free_all(void) {
-    for (size_t i = 0; i < g_pool.tabcap; i++)
-        for (task_t *t = g_pool.tab[i], *nx; t; t = nx) {
-            nx = t->hnext;
-            free(t->calls);
-            free(t->result);
-            free(t);
-        }
-    free(g_pool.tab);
-    g_pool.tab = NULL;
-    g_pool.tabcap = g_pool.ntasks = 0;
+    task_t *t, *tnx;
+    HASH_ITER(hh, g_pool.tab, t, tnx) {
+        HASH_DEL(g_pool.tab, t);
+        free(t->calls);
+        free(t->result);
+        free(t);
+    }
+    g_pool.ntasks = 0;
     while (g_pool.workers) {
         worker_t *w = g_pool.workers;
         g_pool.workers = w->next;
@@ -453,15 +402,14 @@ void pool_free_all(void) {
         }
         free(ps);
     }
+    HASH_CLEAR(hh, g_pool.fntab);
     while (g_pool.fns) {
         pfn_t *f = g_pool.fns;
         g_pool.fns = f->next;
         free(f->name);
         free(f);
     }
-    free(g_pool.fntab);
-    g_pool.fntab = NULL;
-    g_pool.fntabcap = g_pool.nfns_all = g_pool.nidle = 0;
+    g_pool.nfns_all = g_pool.nidle = 0;
     g_pool.idle_head = g_pool.idle_tail = NULL;
 }
 
@@ -480,9 +428,8 @@ static int cmp_task_id(const void *a, const void *b) {
 void pool_each_task(pool_task_fn fn, void *ctx) {
     task_t **v = xmalloc((g_pool.ntasks ? g_pool.ntasks : 1) * sizeof *v);
     size_t n = 0;
-    for (size_t i = 0; i < g_pool.tabcap; i++)
-        for (task_t *t = g_pool.tab[i]; t; t = t->hnext)
-            if (t->owner && n < g_pool.ntasks) v[n++] = t;
+    for (task_t *t = g_pool.tab; t; t = t->hh.next)
+        if (t->owner && n < g_pool.ntasks) v[n++] = t;
     qsort(v, n, sizeof *v, cmp_task_id);
     for (size_t i = 0; i < n; i++) {
         const task_t *t = v[i];

@@ -4,6 +4,7 @@
 set -eu
 PKGS="build-essential cmake pkg-config git
 libzmq3-dev libmsgpack-dev libssl-dev libcmocka-dev libjansson-dev libmicrohttpd-dev libedit-dev
+uthash-dev
 python3 python3-yaml python3-kubernetes yamllint
 python3-dev python3-venv python3-pip python3-setuptools
 podman runc debootstrap
