@@ -25,7 +25,8 @@
 
 #include "pool_int.h"
 
-pool_state_t g_pool = {.next_task = 1, .next_job = 1};
+pool_state_t g_pool = {
+    .next_task = 1, .next_job = 1, .idle = TAILQ_HEAD_INITIALIZER(g_pool.idle)};
 
 /* ---- results ---- */
 
@@ -34,8 +35,8 @@ pool_state_t g_pool = {.next_task = 1, .next_job = 1};
 static uint32_t take_ready(pool_sess_t *ps, uint64_t from, uint64_t count, mpb__buf_t *items) {
     uint32_t n = 0;
     size_t bytes = 0, room = g_limits.max_frame - FRAME_SLACK;
-    for (task_t *t = ps->done_head, *nx; t; t = nx) {
-        nx = t->qnext;
+    for (task_t *t = TAILQ_FIRST(&ps->done), *nx; t; t = nx) {
+        nx = TAILQ_NEXT(t, qlink);
         if (t->id < from || t->id - from >= count) continue;
         size_t len = (t->result ? t->result->len : 1) + (t->output ? t->output->len : 0) + 16;
         if (n && bytes + len > room) break;
@@ -167,7 +168,8 @@ static task_t *next_for(worker_t *w) {
     task_t *best = NULL;
     for (size_t i = 0; i < w->nfns; i++) {
         oq_t *q = w->fns[i]->ring;
-        if (q && (!best || q->head->id < best->id)) best = q->head;
+        task_t *first = q ? TAILQ_FIRST(&q->tasks) : NULL;
+        if (first && (!best || first->id < best->id)) best = first;
     }
     return best;
 }
@@ -238,8 +240,8 @@ static void plan_queued(worker_t *w, bool slots_only) {
 static void steal_for(worker_t *w) {
     for (worker_t *v = g_pool.workers; v && g_pool.ntentative; v = v->next) {
         if (v == w) continue;
-        for (task_t *t = v->atail, *pv; t; t = pv) {
-            pv = t->wprev;
+        for (task_t *t = TAILQ_LAST(&v->assigned, task_list), *pv; t; t = pv) {
+            pv = TAILQ_PREV(t, task_list, wlink);
             if (w_idle(w) <= 0 || w_credit(w) <= 0) return;
             if (t->started || !pool_serves(w, t->fn) || !plan_room(w, t)) continue;
             pool_unassign(t);
@@ -321,7 +323,7 @@ int cmd_pool_take(req_t *r) {
     if (count == 0) return reply_error(r, MPB_EINVAL, "count must be >= 1");
     pool_sess_t *ps = pool_ps(r->sess);
     bool any = false;
-    for (task_t *t = ps->done_head; t && !any; t = t->qnext)
+    for (task_t *t = TAILQ_FIRST(&ps->done); t && !any; t = TAILQ_NEXT(t, qlink))
         any = t->id >= from && t->id - from < count;
     if (!any) {
         if (timeout == 0) return reply_error(r, MPB_ETIMEDOUT, "no result ready");
@@ -365,8 +367,8 @@ void pool_requeue_or_fail(task_t *t, const worker_t *w, const char *what) {
  * unregistered (it does not). */
 void pool_worker_gone(worker_t *w, bool died) {
     pool_fetch_del(w); /* a dead worker's parked fetch was freed with the session's other waiters */
-    while (w->ahead) {
-        task_t *t = w->ahead;
+    while (!TAILQ_EMPTY(&w->assigned)) {
+        task_t *t = TAILQ_FIRST(&w->assigned);
         pool_unassign(t);
         if (!t->owner) { /* its caller is gone too: nobody wants it run again */
             pool_job_release(t);
@@ -407,13 +409,13 @@ void pool_sess_end(sess_t *s) {
     /* Its own tasks: the queued are dropped, the running forgotten, the finished freed; each
      * list is its own, so this costs what it owned. */
     while (ps->oqs) {
-        task_t *t = ps->oqs->head;
+        task_t *t = TAILQ_FIRST(&ps->oqs->tasks);
         pool_q_del(t); /* frees the sub-queue with its last task */
         pool_job_release(t);
         pool_task_free(t);
     }
-    while (ps->run_head) {
-        task_t *t = ps->run_head;
+    while (!TAILQ_EMPTY(&ps->run)) {
+        task_t *t = TAILQ_FIRST(&ps->run);
         pool_run_unlink(ps, t);
         t->owner = NULL;
         t->job = NULL; /* its job goes below */
@@ -423,8 +425,8 @@ void pool_sess_end(sess_t *s) {
             pool_task_free(t);
         }
     }
-    while (ps->done_head) {
-        task_t *t = ps->done_head;
+    while (!TAILQ_EMPTY(&ps->done)) {
+        task_t *t = TAILQ_FIRST(&ps->done);
         pool_done_del(ps, t);
         pool_job_release(t);
         pool_task_free(t);

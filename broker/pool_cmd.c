@@ -32,6 +32,7 @@ int cmd_pool_register(req_t *r) {
     pool_sess_t *ps = pool_ps(r->sess);
     if (ps->worker) return reply_error(r, MPB_EBUSY, "this session is already a worker");
     worker_t *w = xcalloc(1, sizeof *w);
+    TAILQ_INIT(&w->assigned);
     w->sess = r->sess;
     w->concurrency = conc;
     w->prefetch = pre;
@@ -359,15 +360,15 @@ int cmd_pool_cancel(req_t *r) {
     } else { /* a wide range: walk what the session has instead */
         for (oq_t *q = ps->oqs, *qn; q; q = qn) {
             qn = q->onext;
-            for (task_t *t = q->head, *tn; t; t = tn) {
-                tn = t->qnext; /* the last one frees q */
+            for (task_t *t = TAILQ_FIRST(&q->tasks), *tn; t; t = tn) {
+                tn = TAILQ_NEXT(t, qlink); /* the last one frees q */
                 if (!IN_RANGE(t)) continue;
                 pool_cancel_task(t);
                 n++;
             }
         }
-        for (task_t *t = ps->run_head, *tn; t; t = tn) {
-            tn = t->qnext;
+        for (task_t *t = TAILQ_FIRST(&ps->run), *tn; t; t = tn) {
+            tn = TAILQ_NEXT(t, qlink);
             if (!IN_RANGE(t)) continue;
             pool_cancel_task(t);
             n++;

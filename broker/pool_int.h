@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "broker.h"
 #include "persist.h"
@@ -35,6 +36,9 @@ typedef struct job job_t;
 typedef struct oq oq_t;
 typedef struct pool_sess pool_sess_t;
 
+TAILQ_HEAD(task_list, task);
+TAILQ_HEAD(pfn_list, pfn);
+
 typedef struct task {
     uint64_t id;
     pfn_t *fn;
@@ -56,8 +60,8 @@ typedef struct task {
     blob_t *result; /* msgpack array of [ok, value-or-message] per call */
     blob_t *output; /* --forward-output: [[stream, bytes], ...] it wrote, or NULL */
     size_t cost;    /* what it counts against its owner's bound while unfinished */
-    struct task *qnext, *qprev; /* sub-queue, owner's running list, or owner's done list */
-    struct task *wnext, *wprev; /* worker's assigned list */
+    TAILQ_ENTRY(task) qlink; /* sub-queue, owner's running list, or owner's done list */
+    TAILQ_ENTRY(task) wlink; /* worker's assigned list */
     UT_hash_handle hh;          /* the id table */
 } task_t;
 
@@ -65,7 +69,7 @@ typedef struct task {
 struct oq {
     pfn_t *fn;
     pool_sess_t *ps;
-    task_t *head, *tail;
+    struct task_list tasks;
     uint64_t n;
     oq_t *rnext, *rprev; /* the function's ring, while dispatchable */
     oq_t *onext, *oprev; /* its caller's sub-queues */
@@ -85,7 +89,7 @@ struct pfn {
     uint64_t st_run, st_pre;    /* scratch for pool.stats and metrics */
     UT_hash_handle hh;          /* the name table */
     pfn_t *next, *prev;         /* all functions, newest first */
-    pfn_t *inext, *iprev;       /* unused ones, oldest first */
+    TAILQ_ENTRY(pfn) ilink;     /* unused ones, oldest first */
     bool idle;
 };
 
@@ -106,7 +110,7 @@ struct worker {
     size_t plan_bytes;
     waiter_t *fetch; /* its parked pool.fetch, if any */
     int64_t fetch_max;
-    task_t *ahead, *atail; /* assigned to it, oldest first */
+    struct task_list assigned; /* oldest first */
     int64_t since_ms;
     worker_t *next, *prev;   /* all workers */
     worker_t *fnext, *fprev; /* workers with a parked fetch, oldest first */
@@ -127,8 +131,8 @@ struct pool_sess {
     sess_t *sess;
     worker_t *worker;
     oq_t *oqs;                     /* its queued tasks, by function */
-    task_t *run_head;              /* its tasks at workers */
-    task_t *done_head, *done_tail; /* finished, not yet taken */
+    struct task_list run;          /* its tasks at workers */
+    struct task_list done;         /* finished, not yet taken */
     job_t *jobs;                   /* its jobs, most recently used first */
     uint64_t nqueued, nrunning, ndone;
     size_t queued_bytes; /* input of its unfinished tasks (and their records) */
@@ -141,7 +145,8 @@ struct pool_sess {
 /* The pool's state: one instance, shared by pool.c, pool_table.c, pool_cmd.c and
  * pool_stats.c. */
 typedef struct pool_state {
-    pfn_t *fns, *idle_head, *idle_tail;
+    pfn_t *fns;
+    struct pfn_list idle; /* unused functions, oldest first */
     size_t nidle;
     pfn_t *fntab; /* by name */
     size_t nfns_all;

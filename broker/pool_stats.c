@@ -18,7 +18,8 @@ static void split_assigned(void) {
     for (pfn_t *f = g_pool.fns; f; f = f->next) f->st_run = f->st_pre = 0;
     for (worker_t *w = g_pool.workers; w; w = w->next) {
         int64_t k = 0;
-        for (task_t *t = w->ahead; t; t = t->wnext) {
+        task_t *t;
+        TAILQ_FOREACH(t, &w->assigned, wlink) {
             if (t->started && k++ < w->concurrency) t->fn->st_run++;
             else t->fn->st_pre++;
         }
@@ -93,7 +94,7 @@ int cmd_pool_stats(req_t *r) {
         int64_t nrun = w_running(w), k = 0, now_u = pool_now_us();
         mpb__w_cstr(b, "tasks");
         mpb__w_array(b, (uint32_t)nrun);
-        for (task_t *t = w->ahead; t && k < nrun; t = t->wnext) {
+        for (task_t *t = TAILQ_FIRST(&w->assigned); t && k < nrun; t = TAILQ_NEXT(t, wlink)) {
             if (!t->started) continue;
             mpb__w_array(b, 2);
             mpb__w_uint(b, t->id);

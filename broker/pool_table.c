@@ -41,11 +41,7 @@ static void tab_del(task_t *t) {
 
 static void idle_del(pfn_t *f) {
     if (!f->idle) return;
-    if (f->iprev) f->iprev->inext = f->inext;
-    else g_pool.idle_head = f->inext;
-    if (f->inext) f->inext->iprev = f->iprev;
-    else g_pool.idle_tail = f->iprev;
-    f->inext = f->iprev = NULL;
+    TAILQ_REMOVE(&g_pool.idle, f, ilink);
     f->idle = false;
     g_pool.nidle--;
 }
@@ -68,13 +64,9 @@ void pool_fn_ref(pfn_t *f) {
 void pool_fn_unref(pfn_t *f) {
     if (--f->refs) return;
     f->idle = true;
-    f->iprev = g_pool.idle_tail;
-    f->inext = NULL;
-    if (g_pool.idle_tail) g_pool.idle_tail->inext = f;
-    else g_pool.idle_head = f;
-    g_pool.idle_tail = f;
+    TAILQ_INSERT_TAIL(&g_pool.idle, f, ilink);
     g_pool.nidle++;
-    while (g_pool.nidle > IDLE_FNS_MAX) fn_destroy(g_pool.idle_head);
+    while (g_pool.nidle > IDLE_FNS_MAX) fn_destroy(TAILQ_FIRST(&g_pool.idle));
 }
 
 /* The entry of a function; a new one (unused, so on the idle list until referenced) if asked. */
@@ -99,6 +91,8 @@ pool_sess_t *pool_ps(sess_t *s) {
     if (!s->pool) {
         pool_sess_t *ps = xcalloc(1, sizeof *ps);
         ps->sess = s;
+        TAILQ_INIT(&ps->run);
+        TAILQ_INIT(&ps->done);
         ps->next = g_pool.sesses;
         if (g_pool.sesses) g_pool.sesses->prev = ps;
         g_pool.sesses = ps;
@@ -143,6 +137,7 @@ static oq_t *oq_get(pool_sess_t *ps, pfn_t *f) {
         if (q->fn == f) return q;
     oq_t *q = xcalloc(1, sizeof *q);
     q->fn = f;
+    TAILQ_INIT(&q->tasks);
     q->ps = ps;
     q->onext = ps->oqs;
     if (ps->oqs) ps->oqs->oprev = q;
@@ -164,18 +159,8 @@ void pool_q_push(task_t *t, bool front) {
     pool_sess_t *ps = t->owner->pool;
     oq_t *q = oq_get(ps, t->fn);
     t->oq = q;
-    t->qprev = t->qnext = NULL;
-    if (front) {
-        t->qnext = q->head;
-        if (q->head) q->head->qprev = t;
-        else q->tail = t;
-        q->head = t;
-    } else {
-        t->qprev = q->tail;
-        if (q->tail) q->tail->qnext = t;
-        else q->head = t;
-        q->tail = t;
-    }
+    if (front) TAILQ_INSERT_HEAD(&q->tasks, t, qlink);
+    else TAILQ_INSERT_TAIL(&q->tasks, t, qlink);
     q->n++;
     ps->nqueued++;
     t->fn->queued++;
@@ -185,11 +170,7 @@ void pool_q_push(task_t *t, bool front) {
 
 void pool_q_del(task_t *t) {
     oq_t *q = t->oq;
-    if (t->qprev) t->qprev->qnext = t->qnext;
-    else q->head = t->qnext;
-    if (t->qnext) t->qnext->qprev = t->qprev;
-    else q->tail = t->qprev;
-    t->qnext = t->qprev = NULL;
+    TAILQ_REMOVE(&q->tasks, t, qlink);
     t->oq = NULL;
     q->n--;
     q->ps->nqueued--;
@@ -217,18 +198,12 @@ void pool_ps_check_pause(pool_sess_t *ps) {
 /* ---- owners' running and done lists ---- */
 
 void pool_run_link(pool_sess_t *ps, task_t *t) {
-    t->qprev = NULL;
-    t->qnext = ps->run_head;
-    if (ps->run_head) ps->run_head->qprev = t;
-    ps->run_head = t;
+    TAILQ_INSERT_HEAD(&ps->run, t, qlink);
     ps->nrunning++;
 }
 
 void pool_run_unlink(pool_sess_t *ps, task_t *t) {
-    if (t->qprev) t->qprev->qnext = t->qnext;
-    else ps->run_head = t->qnext;
-    if (t->qnext) t->qnext->qprev = t->qprev;
-    t->qnext = t->qprev = NULL;
+    TAILQ_REMOVE(&ps->run, t, qlink);
     ps->nrunning--;
 }
 
@@ -237,21 +212,13 @@ static size_t held_cost(const task_t *t) {
 }
 
 void pool_done_push(pool_sess_t *ps, task_t *t) {
-    t->qprev = ps->done_tail;
-    t->qnext = NULL;
-    if (ps->done_tail) ps->done_tail->qnext = t;
-    else ps->done_head = t;
-    ps->done_tail = t;
+    TAILQ_INSERT_TAIL(&ps->done, t, qlink);
     ps->ndone++;
     ps->held_bytes += held_cost(t);
 }
 
 void pool_done_del(pool_sess_t *ps, task_t *t) {
-    if (t->qprev) t->qprev->qnext = t->qnext;
-    else ps->done_head = t->qnext;
-    if (t->qnext) t->qnext->qprev = t->qprev;
-    else ps->done_tail = t->qprev;
-    t->qnext = t->qprev = NULL;
+    TAILQ_REMOVE(&ps->done, t, qlink);
     ps->ndone--;
     ps->held_bytes -= held_cost(t);
 }
@@ -265,11 +232,7 @@ void pool_assign(worker_t *w, task_t *t, bool started) {
     t->start_us = pool_now_us();
     if (started) w->committed++;
     else g_pool.ntentative++;
-    t->wnext = NULL;
-    t->wprev = w->atail;
-    if (w->atail) w->atail->wnext = t;
-    else w->ahead = t;
-    w->atail = t;
+    TAILQ_INSERT_TAIL(&w->assigned, t, wlink);
     w->inflight++;
     t->fn->assigned++;
 }
@@ -277,11 +240,7 @@ void pool_assign(worker_t *w, task_t *t, bool started) {
 void pool_unassign(task_t *t) {
     worker_t *w = t->worker;
     if (!w) return;
-    if (t->wprev) t->wprev->wnext = t->wnext;
-    else w->ahead = t->wnext;
-    if (t->wnext) t->wnext->wprev = t->wprev;
-    else w->atail = t->wprev;
-    t->wnext = t->wprev = NULL;
+    TAILQ_REMOVE(&w->assigned, t, wlink);
     t->worker = NULL;
     if (t->started) w->committed--;
     else g_pool.ntentative--;
@@ -410,7 +369,7 @@ void pool_free_all(void) {
         free(f);
     }
     g_pool.nfns_all = g_pool.nidle = 0;
-    g_pool.idle_head = g_pool.idle_tail = NULL;
+    TAILQ_INIT(&g_pool.idle);
 }
 
 /* ---- persistence (persist.c) ----
