@@ -32,7 +32,7 @@
 #define LIM(f) offsetof(config_t, limits.f), sizeof(((config_t *)0)->limits.f)
 #define CFG(f) offsetof(config_t, f), sizeof(((config_t *)0)->f)
 
-const setting_t conf_settings[S__N] = {
+const setting_t config_settings[S__N] = {
     [S_LISTEN] = {"listen", "MPB_LISTEN", T_LISTEN, 0, 0, NULL, "tcp://127.0.0.1:5555",
                   'l', "ENDPOINT", 0, 0,
                   "tcp://ADDR:PORT or ipc:///PATH; repeatable\n"
@@ -256,7 +256,7 @@ static void usage(FILE *f) {
     usage_extra(f, X_CONFIG);
     usage_extra(f, X_CHECK);
     for (int s = 0; s < S__N; s++) {
-        const setting_t *st = &conf_settings[s];
+        const setting_t *st = &config_settings[s];
         usage_line(f, st->opt, st->key, st->arg, st->help);
         if (s == S_FSYNC) usage_extra(f, X_REPAIR);
     }
@@ -271,7 +271,7 @@ static void load_defaults(conf_t *c) {
     src_t w = {R_DEFAULT, NULL, 0};
     for (int s = 0; s < S__N; s++) {
         c->rank[s] = R_DEFAULT;
-        if (conf_settings[s].dflt) conf_set_value(c, s, conf_settings[s].dflt, &w);
+        if (config_settings[s].dflt) config_set_value(c, s, config_settings[s].dflt, &w);
         else c->src[s] = xstrdup("default");
     }
     c->cfg.limits.max_scan = 1000;
@@ -281,16 +281,16 @@ static void load_defaults(conf_t *c) {
 static void load_env(conf_t *c) {
     src_t w = {R_ENV, NULL, 0};
     for (int s = 0; s < S__N; s++) {
-        const char *v = getenv(conf_settings[s].env);
+        const char *v = getenv(config_settings[s].env);
         if (!v || !*v) continue;
         if (s != S_LISTEN) {
-            conf_set_value(c, s, v, &w);
+            config_set_value(c, s, v, &w);
             continue;
         }
         /* MPB_LISTEN: endpoints separated by commas or blanks. */
         char *copy = xstrdup(v), *save = NULL;
         for (char *e = strtok_r(copy, ", \t\n", &save); e; e = strtok_r(NULL, ", \t\n", &save))
-            conf_set_value(c, s, e, &w);
+            config_set_value(c, s, e, &w);
         free(copy);
     }
 }
@@ -307,7 +307,7 @@ static char short_opts[2 * (S__N + X__N) + 1];
 static void make_opts(void) {
     size_t k = 0, n = 0;
     for (int s = 0; s < S__N; s++) {
-        const setting_t *st = &conf_settings[s];
+        const setting_t *st = &config_settings[s];
         long_opts[k++] = (struct option){st->key, required_argument, 0, O_FLAG + s};
         if (st->opt) short_opts[n++] = st->opt, short_opts[n++] = ':';
     }
@@ -326,7 +326,7 @@ static void make_opts(void) {
 
 static int short_to_long(int opt) {
     for (int s = 0; s < S__N; s++)
-        if (conf_settings[s].opt == opt) return O_FLAG + s;
+        if (config_settings[s].opt == opt) return O_FLAG + s;
     for (int x = 0; x < X__N; x++)
         if (extras[x].opt == opt) return O_EXTRA + x;
     return opt;
@@ -394,16 +394,16 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         c->nerr++;
     } else if (file) {
         c->file = xstrdup(file);
-        conf_load_file(c);
+        config_load_file(c);
     }
     load_env(c);
     src_t w = {R_FLAG, NULL, 0};
-    for (int i = 0; i < nflags; i++) conf_set_value(c, flags[i].s, flags[i].v, &w);
+    for (int i = 0; i < nflags; i++) config_set_value(c, flags[i].s, flags[i].v, &w);
     free(flags);
 
-    conf_check_all(c);
+    config_check_all(c);
     if (check || c->nerr) { /* at a start, config_log() says it */
-        conf_warn_unknown_env(err);
+        config_warn_unknown_env(err);
         if (c->key_note) fprintf(err, "mpbrokerd: warning: %s\n", c->key_note);
     }
     if (c->nerr) {
@@ -515,7 +515,7 @@ void config_print(const conf_t *c, FILE *out) {
     if (c->file) fprintf(out, "# config file: %s (%s)\n", c->file, c->file_src);
     else fprintf(out, "# config file: none (--config PATH or MPB_CONFIG)\n");
     for (int s = 0; s < S__N; s++) {
-        const setting_t *st = &conf_settings[s];
+        const setting_t *st = &config_settings[s];
         switch (st->type) {
         case T_LISTEN:
             for (int i = 0; i < g->nlisten; i++)
@@ -530,9 +530,9 @@ void config_print(const conf_t *c, FILE *out) {
         case T_HTTP: print_kv(out, st->key, c->str[s] ? c->str[s] : "off", c->src[s]); break;
         case T_SIZE:
         case T_MS:
-        case T_COUNT: print_num(out, st->key, conf_field_get(g, st), c->src[s]); break;
+        case T_COUNT: print_num(out, st->key, config_field_get(g, st), c->src[s]); break;
         default:
-            print_kv(out, st->key, conf_choice_name(st->type, (int)conf_field_get(g, st)),
+            print_kv(out, st->key, config_choice_name(st->type, (int)config_field_get(g, st)),
                      c->src[s]);
             break;
         }
@@ -548,5 +548,5 @@ void config_log(const conf_t *c) {
            "config_file_from", c->file ? c->file_src : NULL, "key_source", how, "key_from",
            c->key_src, NULL);
     if (c->key_note) log_kv(LOG_WARN, c->key_note, NULL);
-    conf_warn_unknown_env(NULL);
+    config_warn_unknown_env(NULL);
 }

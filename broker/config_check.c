@@ -40,7 +40,7 @@ __attribute__((format(printf, 1, 2))) static char *xasprintf(const char *fmt, ..
 
 /* ---- messages ---- */
 
-void conf_complain(conf_t *c, const src_t *w, int s, const char *fmt, ...) {
+void config_complain(conf_t *c, const src_t *w, int s, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -49,11 +49,11 @@ void conf_complain(conf_t *c, const src_t *w, int s, const char *fmt, ...) {
     switch (w->rank) {
     case R_FILE:
         if (s >= 0) fprintf(c->err, "mpbrokerd: %s:%d: %s: %s\n", w->file, w->line,
-                            conf_settings[s].key, msg);
+                            config_settings[s].key, msg);
         else fprintf(c->err, "mpbrokerd: %s:%d: %s\n", w->file, w->line, msg);
         break;
-    case R_ENV: fprintf(c->err, "mpbrokerd: %s: %s\n", conf_settings[s].env, msg); break;
-    case R_FLAG: fprintf(c->err, "mpbrokerd: --%s: %s\n", conf_settings[s].key, msg); break;
+    case R_ENV: fprintf(c->err, "mpbrokerd: %s: %s\n", config_settings[s].env, msg); break;
+    case R_FLAG: fprintf(c->err, "mpbrokerd: --%s: %s\n", config_settings[s].key, msg); break;
     default: fprintf(c->err, "mpbrokerd: %s\n", msg); break;
     }
     c->nerr++;
@@ -63,8 +63,8 @@ void conf_complain(conf_t *c, const src_t *w, int s, const char *fmt, ...) {
 static char *src_label(const src_t *w, int s) {
     switch (w->rank) {
     case R_FILE: return xasprintf("%s:%d", w->file, w->line);
-    case R_ENV: return xasprintf("env %s", conf_settings[s].env);
-    case R_FLAG: return xasprintf("flag --%s", conf_settings[s].key);
+    case R_ENV: return xasprintf("env %s", config_settings[s].env);
+    case R_FLAG: return xasprintf("flag --%s", config_settings[s].key);
     default: return xstrdup("default");
     }
 }
@@ -181,7 +181,7 @@ static const struct choice *choice_of(stype_t type) {
     return NULL;
 }
 
-const char *conf_choice_name(stype_t type, int v) {
+const char *config_choice_name(stype_t type, int v) {
     const struct choice *ch = choice_of(type);
     return ch && v >= 0 && v < 4 && ch->names[v] ? ch->names[v] : "?";
 }
@@ -194,7 +194,7 @@ static int choice_parse(const struct choice *ch, const char *val) {
     return -1;
 }
 
-void conf_field_set(config_t *cfg, const setting_t *st, unsigned long long v) {
+void config_field_set(config_t *cfg, const setting_t *st, unsigned long long v) {
     char *p = (char *)cfg + st->off;
     if (st->width == sizeof(bool)) {
         bool b = v != 0;
@@ -208,7 +208,7 @@ void conf_field_set(config_t *cfg, const setting_t *st, unsigned long long v) {
     }
 }
 
-unsigned long long conf_field_get(const config_t *cfg, const setting_t *st) {
+unsigned long long config_field_get(const config_t *cfg, const setting_t *st) {
     const char *p = (const char *)cfg + st->off;
     if (st->width == sizeof(bool)) {
         bool b;
@@ -225,8 +225,8 @@ unsigned long long conf_field_get(const config_t *cfg, const setting_t *st) {
     return u;
 }
 
-void conf_set_value(conf_t *c, int s, const char *val, const src_t *w) {
-    const setting_t *st = &conf_settings[s];
+void config_set_value(conf_t *c, int s, const char *val, const src_t *w) {
+    const setting_t *st = &config_settings[s];
     char why[512] = "";
     unsigned long long v = 0;
     switch (st->type) {
@@ -287,7 +287,7 @@ void conf_set_value(conf_t *c, int s, const char *val, const src_t *w) {
             return;
         }
         if (c->cfg.nlisten == MAX_LISTEN) {
-            conf_complain(c, w, s, "more than %d endpoints to listen on", MAX_LISTEN);
+            config_complain(c, w, s, "more than %d endpoints to listen on", MAX_LISTEN);
             return;
         }
         c->listen[c->cfg.nlisten] = xstrdup(val);
@@ -306,10 +306,10 @@ void conf_set_value(conf_t *c, int s, const char *val, const src_t *w) {
         memcpy((char *)&c->cfg + st->off, &c->str[s], sizeof c->str[s]);
         return;
     }
-    conf_field_set(&c->cfg, st, v);
+    config_field_set(&c->cfg, st, v);
     return;
 bad:
-    conf_complain(c, w, s, "%s", why);
+    config_complain(c, w, s, "%s", why);
 }
 
 /* ---- checks across settings, and the authkey ---- */
@@ -330,11 +330,11 @@ static void check_data_dir(conf_t *c) {
     bool made = false;
     if (stat(dir, &st) == 0) {
         if (!S_ISDIR(st.st_mode)) {
-            conf_complain(c, &none, -1, "data-dir %s (%s) is not a directory", dir, src);
+            config_complain(c, &none, -1, "data-dir %s (%s) is not a directory", dir, src);
             return;
         }
     } else if (errno != ENOENT) {
-        conf_complain(c, &none, -1, "data-dir %s (%s): %s", dir, src, strerror(errno));
+        config_complain(c, &none, -1, "data-dir %s (%s): %s", dir, src, strerror(errno));
         return;
     } else if (mkdir(dir, 0700) != 0) {
         int e = errno;
@@ -344,7 +344,7 @@ static void check_data_dir(conf_t *c) {
         if (slash && slash != parent) *slash = 0;
         else snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
         bool noparent = e == ENOENT && stat(parent, &st) != 0;
-        conf_complain(c, &none, -1, "data-dir %s (%s) cannot be created: %s%s%s%s", dir, src,
+        config_complain(c, &none, -1, "data-dir %s (%s) cannot be created: %s%s%s%s", dir, src,
                  strerror(e), noparent ? " (the broker makes only the last directory: " : "",
                  noparent ? parent : "", noparent ? " must exist)" : "");
         return;
@@ -355,7 +355,7 @@ static void check_data_dir(conf_t *c) {
     snprintf(probe, sizeof probe, "%s/.mpbrokerd-check-XXXXXX", dir);
     int fd = mkstemp(probe);
     if (fd < 0) {
-        conf_complain(c, &none, -1, "data-dir %s (%s) is not writable: %s", dir, src,
+        config_complain(c, &none, -1, "data-dir %s (%s) is not writable: %s", dir, src,
                  strerror(errno));
     } else {
         bool ok = write(fd, "x", 1) == 1;
@@ -363,7 +363,7 @@ static void check_data_dir(conf_t *c) {
         close(fd);
         unlink(probe);
         if (!ok)
-            conf_complain(c, &none, -1, "data-dir %s (%s) is not writable: %s", dir, src,
+            config_complain(c, &none, -1, "data-dir %s (%s) is not writable: %s", dir, src,
                      strerror(e));
     }
     if (made) rmdir(dir);
@@ -383,13 +383,13 @@ static void check_ipc(conf_t *c, int i) {
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
-            conf_complain(c, &none, -1, "listen %s (%s): %s exists and is not a socket", ep,
+            config_complain(c, &none, -1, "listen %s (%s): %s exists and is not a socket", ep,
                      c->listen_src[i], path);
         else if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
-            conf_complain(c, &none, -1, "listen %s (%s): cannot bind: something listens there "
+            config_complain(c, &none, -1, "listen %s (%s): cannot bind: something listens there "
                      "already (another broker?)", ep, c->listen_src[i]);
     } else if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        conf_complain(c, &none, -1, "listen %s (%s): cannot bind: %s", ep, c->listen_src[i],
+        config_complain(c, &none, -1, "listen %s (%s): cannot bind: %s", ep, c->listen_src[i],
                  strerror(errno));
     } else {
         unlink(path);
@@ -414,24 +414,24 @@ static void check_listen(conf_t *c) {
         int zero = 0;
         zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
         if (zmq_bind(sock, ep) != 0)
-            conf_complain(c, &none, -1, "listen %s (%s): cannot bind: %s", ep, c->listen_src[i],
+            config_complain(c, &none, -1, "listen %s (%s): cannot bind: %s", ep, c->listen_src[i],
                      zmq_strerror(zmq_errno()));
         zmq_close(sock);
     }
     if (ctx) zmq_ctx_term(ctx);
 }
 
-void conf_check_all(conf_t *c) {
+void config_check_all(conf_t *c) {
     const limits_t *l = &c->cfg.limits;
     src_t none = {R_DEFAULT, NULL, 0};
     if (l->max_value + l->max_key + 64 > l->max_frame)
-        conf_complain(c, &none, -1,
+        config_complain(c, &none, -1,
                  "max-value (%zu, %s) plus max-key (%zu, %s) plus 64 must fit in max-frame "
                  "(%zu, %s)",
                  l->max_value, c->src[S_MAX_VALUE], l->max_key, c->src[S_MAX_KEY], l->max_frame,
                  c->src[S_MAX_FRAME]);
     if (l->session_ttl_ms < 2 * l->heartbeat_ms)
-        conf_complain(c, &none, -1,
+        config_complain(c, &none, -1,
                  "session-ttl-ms (%d, %s) must be at least twice heartbeat-ms (%d, %s)",
                  l->session_ttl_ms, c->src[S_TTL], l->heartbeat_ms, c->src[S_HEARTBEAT]);
 
@@ -460,7 +460,7 @@ void conf_check_all(conf_t *c) {
     if (c->str[S_HTTP]) {
         char why[512];
         if (http_check_bind(c->str[S_HTTP], why, sizeof why))
-            conf_complain(c, &none, -1, "http %s (%s): %s", c->str[S_HTTP], c->src[S_HTTP], why);
+            config_complain(c, &none, -1, "http %s (%s): %s", c->str[S_HTTP], c->src[S_HTTP], why);
     }
     if (c->keysrc == KEYSRC_GENERATE) { /* a key made on an earlier start must be readable */
         char path[4200], why[512];
@@ -470,7 +470,7 @@ void conf_check_all(conf_t *c) {
         char warn[1024];
         if (access(path, F_OK) == 0 &&
             config_read_key_file(path, &key, &len, why, sizeof why, warn, sizeof warn))
-            conf_complain(c, &none, -1, "the authkey made in data-dir (%s): %s", c->src[S_DATA_DIR],
+            config_complain(c, &none, -1, "the authkey made in data-dir (%s): %s", c->src[S_DATA_DIR],
                      why);
         else if (key && warn[0]) fprintf(c->err, "mpbrokerd: warning: %s\n", warn);
         if (key) {
@@ -484,7 +484,7 @@ void conf_check_all(conf_t *c) {
         char why[512];
         if (mpb__key_file_read("http-auth token file", c->str[S_HTTP_AUTH], &tok, &n, why,
                                sizeof why, NULL, 0))
-            conf_complain(c, &none, -1, "http-auth (%s): %s", c->src[S_HTTP_AUTH], why);
+            config_complain(c, &none, -1, "http-auth (%s): %s", c->src[S_HTTP_AUTH], why);
         if (tok) {
             explicit_bzero(tok, n);
             free(tok);
@@ -495,7 +495,7 @@ void conf_check_all(conf_t *c) {
         size_t len = 0;
         char why[512], warn[1024];
         if (config_read_key(c, &key, &len, why, sizeof why, warn, sizeof warn))
-            conf_complain(c, &none, -1, "authkey-file (%s): %s", c->src[S_AUTHKEY_FILE], why);
+            config_complain(c, &none, -1, "authkey-file (%s): %s", c->src[S_AUTHKEY_FILE], why);
         else if (warn[0]) fprintf(c->err, "mpbrokerd: warning: %s\n", warn);
         if (key) {
             explicit_bzero(key, len);
@@ -513,7 +513,7 @@ static const char *const not_ours[] = {"MPB_CONFIG", "MPB_AUTHKEY", "MPB_ENDPOIN
 static bool env_known(const char *name, size_t n) {
     if (n > 9 && !strncmp(name, "MPB_TEST_", 9)) return true;
     for (int s = 0; s < S__N; s++)
-        if (strlen(conf_settings[s].env) == n && !strncmp(conf_settings[s].env, name, n))
+        if (strlen(config_settings[s].env) == n && !strncmp(config_settings[s].env, name, n))
             return true;
     for (int i = 0; not_ours[i]; i++)
         if (strlen(not_ours[i]) == n && !strncmp(not_ours[i], name, n)) return true;
@@ -546,8 +546,8 @@ static const char *env_hint(const char *name, size_t n) {
     const char *best = NULL;
     int bd = 3;
     for (int s = 0; s < S__N; s++) {
-        int d = name_distance(name, n, conf_settings[s].env);
-        if (d < bd) bd = d, best = conf_settings[s].env;
+        int d = name_distance(name, n, config_settings[s].env);
+        if (d < bd) bd = d, best = config_settings[s].env;
     }
     for (int i = 0; not_ours[i]; i++) {
         int d = name_distance(name, n, not_ours[i]);
@@ -582,7 +582,7 @@ static void warn_env_log(void *arg, const char *name, const char *hint) {
     log_kv(LOG_WARN, "environment variable is not a setting: ignored", "name", name,
            "did_you_mean", hint, NULL);
 }
-void conf_warn_unknown_env(FILE *to) {
+void config_warn_unknown_env(FILE *to) {
     if (to) unknown_env(warn_env_to, to);
     else unknown_env(warn_env_log, NULL);
 }

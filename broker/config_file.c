@@ -13,7 +13,7 @@
 
 static int find_key(const char *k) {
     for (int s = 0; s < S__N; s++)
-        if (!strcmp(conf_settings[s].key, k)) return s;
+        if (!strcmp(config_settings[s].key, k)) return s;
     return -1;
 }
 
@@ -24,8 +24,8 @@ static const char *near_key(const char *k) {
     if (n >= sizeof norm) return NULL;
     for (size_t i = 0; i <= n; i++) norm[i] = k[i] == '_' ? '-' : k[i];
     for (int s = 0; s < S__N; s++)
-        if (!strcasecmp(conf_settings[s].key, norm) || !strcasecmp(conf_settings[s].env, k))
-            return conf_settings[s].key;
+        if (!strcasecmp(config_settings[s].key, norm) || !strcasecmp(config_settings[s].env, k))
+            return config_settings[s].key;
     return NULL;
 }
 
@@ -41,41 +41,41 @@ static void load_line(conf_t *c, char *line, const src_t *w, int *seen) {
     char *eq = strchr(line, '=');
     if (!eq) {
         /* Not echoed: a line without '=' may well be a pasted key. */
-        conf_complain(c, w, -1, "expected 'key = value' (a line without '=')");
+        config_complain(c, w, -1, "expected 'key = value' (a line without '=')");
         return;
     }
     *eq = 0;
     char *key = trim(line), *val = eq + 1;
     while (*val == ' ' || *val == '\t') val++;
     if (!*key) {
-        conf_complain(c, w, -1, "no key before '='");
+        config_complain(c, w, -1, "no key before '='");
         return;
     }
     int s = find_key(key);
     if (s < 0) {
         const char *near = near_key(key);
         if (!strcmp(key, "authkey"))
-            conf_complain(c, w, -1,
+            config_complain(c, w, -1,
                           "the authkey itself does not belong in a config file: put it in a "
                           "file of its own (mode 0600) and name that with authkey-file");
         else if (!strcmp(key, "config"))
-            conf_complain(c, w, -1, "a config file cannot name another one");
+            config_complain(c, w, -1, "a config file cannot name another one");
         else if (near)
-            conf_complain(c, w, -1, "unknown key '%s' (did you mean '%s'?)", key, near);
-        else conf_complain(c, w, -1, "unknown key '%.60s'", key);
+            config_complain(c, w, -1, "unknown key '%s' (did you mean '%s'?)", key, near);
+        else config_complain(c, w, -1, "unknown key '%.60s'", key);
         return;
     }
     if (*val == '"') { /* quoted: up to the next quote, then only a comment may follow */
         char *q = strchr(val + 1, '"');
         if (!q) {
-            conf_complain(c, w, s, "no closing '\"'");
+            config_complain(c, w, s, "no closing '\"'");
             return;
         }
         *q = 0;
         char *rest = q + 1;
         while (*rest == ' ' || *rest == '\t') rest++;
         if (*rest && *rest != '#') {
-            conf_complain(c, w, s, "unexpected '%.40s' after the quoted value", rest);
+            config_complain(c, w, s, "unexpected '%.40s' after the quoted value", rest);
             return;
         }
         val++;
@@ -88,18 +88,18 @@ static void load_line(conf_t *c, char *line, const src_t *w, int *seen) {
         val = trim(val);
     }
     if (!*val) {
-        conf_complain(c, w, s, "empty value");
+        config_complain(c, w, s, "empty value");
         return;
     }
     if (s != S_LISTEN && seen[s]) {
-        conf_complain(c, w, s, "given twice (first on line %d)", seen[s]);
+        config_complain(c, w, s, "given twice (first on line %d)", seen[s]);
         return;
     }
     seen[s] = w->line;
-    conf_set_value(c, s, val, w);
+    config_set_value(c, s, val, w);
 }
 
-void conf_load_file(conf_t *c) {
+void config_load_file(conf_t *c) {
     FILE *f = fopen(c->file, "r");
     if (!f) {
         fprintf(c->err, "mpbrokerd: %s: cannot read config file %s: %s\n", c->file_src, c->file,
@@ -117,11 +117,11 @@ void conf_load_file(conf_t *c) {
         if (n && line[n - 1] == '\n') line[--n] = 0;
         if (n && line[n - 1] == '\r') line[--n] = 0;
         if ((size_t)n != strlen(line)) {
-            conf_complain(c, &w, -1, "a NUL byte: this is not a text file");
+            config_complain(c, &w, -1, "a NUL byte: this is not a text file");
             break;
         }
         if (n > MAX_LINE) {
-            conf_complain(c, &w, -1, "line longer than %d characters", MAX_LINE);
+            config_complain(c, &w, -1, "line longer than %d characters", MAX_LINE);
             continue;
         }
         char *p = trim(line);

@@ -73,7 +73,7 @@ typedef struct setting {
     const char *help;  /* --help's text for it; '\n' starts an indented line */
 } setting_t;
 
-extern const setting_t conf_settings[S__N];
+extern const setting_t config_settings[S__N];
 
 /* The layers, lowest first. */
 enum { R_DEFAULT, R_FILE, R_ENV, R_FLAG };
@@ -104,23 +104,23 @@ struct conf {
 
 /* config_check.c */
 /* Reports one bad value (s: the setting, or -1) on c->err with its source, and counts it. */
-__attribute__((format(printf, 4, 5))) void conf_complain(conf_t *c, const src_t *w, int s,
+__attribute__((format(printf, 4, 5))) void config_complain(conf_t *c, const src_t *w, int s,
                                                          const char *fmt, ...);
 /* Checks val for setting s and, when w ranks at least as high as what is there, makes it the
  * setting's value. Bad values are reported and change nothing. */
-void conf_set_value(conf_t *c, int s, const char *val, const src_t *w);
+void config_set_value(conf_t *c, int s, const char *val, const src_t *w);
 /* The words of a setting of choices (log-level, persist, fsync, ...) for the value v. */
-const char *conf_choice_name(stype_t type, int v);
+const char *config_choice_name(stype_t type, int v);
 /* A number or choice setting's field in cfg, as the table places it. */
-void conf_field_set(config_t *cfg, const setting_t *st, unsigned long long v);
-unsigned long long conf_field_get(const config_t *cfg, const setting_t *st);
+void config_field_set(config_t *cfg, const setting_t *st, unsigned long long v);
+unsigned long long config_field_get(const config_t *cfg, const setting_t *st);
 /* The checks across settings, the authkey's source and, with --check-config, the tries. */
-void conf_check_all(conf_t *c);
+void config_check_all(conf_t *c);
 /* Warns about every MPB_* variable that nothing reads: on to, or in the log if to is NULL. */
-void conf_warn_unknown_env(FILE *to);
+void config_warn_unknown_env(FILE *to);
 
 /* config_file.c */
 /* Reads c->file into c, every bad line reported. */
-void conf_load_file(conf_t *c);
+void config_load_file(conf_t *c);
 
 #endif
