@@ -238,7 +238,8 @@ static void plan_queued(worker_t *w, bool slots_only) {
  * (newest first, the last that worker would reach). That worker learns it when it asks to
  * start one: the attempt number it names is no longer the task's. */
 static void steal_for(worker_t *w) {
-    for (worker_t *v = g_pool.workers; v && g_pool.ntentative; v = v->next) {
+    for (worker_t *v = LIST_FIRST(&g_pool.workers); v && g_pool.ntentative;
+         v = LIST_NEXT(v, link)) {
         if (v == w) continue;
         for (task_t *t = TAILQ_LAST(&v->assigned, task_list), *pv; t; t = pv) {
             pv = TAILQ_PREV(t, task_list, wlink);
@@ -388,9 +389,7 @@ void pool_worker_gone(worker_t *w, bool died) {
         w->fns[i]->nworkers--;
         pool_fn_unref(w->fns[i]);
     }
-    if (w->prev) w->prev->next = w->next;
-    else g_pool.workers = w->next;
-    if (w->next) w->next->prev = w->prev;
+    LIST_REMOVE(w, link);
     mpb__buf_free(&w->plan);
     mpb__buf_free(&w->kills);
     free(w->fns);
@@ -408,8 +407,8 @@ void pool_sess_end(sess_t *s) {
     }
     /* Its own tasks: the queued are dropped, the running forgotten, the finished freed; each
      * list is its own, so this costs what it owned. */
-    while (ps->oqs) {
-        task_t *t = TAILQ_FIRST(&ps->oqs->tasks);
+    while (!LIST_EMPTY(&ps->oqs)) {
+        task_t *t = TAILQ_FIRST(&LIST_FIRST(&ps->oqs)->tasks);
         pool_q_del(t); /* frees the sub-queue with its last task */
         pool_job_release(t);
         pool_task_free(t);
@@ -431,10 +430,8 @@ void pool_sess_end(sess_t *s) {
         pool_job_release(t);
         pool_task_free(t);
     }
-    while (ps->jobs) pool_job_free(ps->jobs);
-    if (ps->prev) ps->prev->next = ps->next;
-    else g_pool.sesses = ps->next;
-    if (ps->next) ps->next->prev = ps->prev;
+    while (!LIST_EMPTY(&ps->jobs)) pool_job_free(LIST_FIRST(&ps->jobs));
+    LIST_REMOVE(ps, link);
     free(ps);
     s->pool = NULL;
     pool_dispatch();

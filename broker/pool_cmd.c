@@ -49,9 +49,7 @@ int cmd_pool_register(req_t *r) {
         w->fns[w->nfns++] = f;
         f->nworkers++;
     }
-    w->next = g_pool.workers;
-    if (g_pool.workers) g_pool.workers->prev = w;
-    g_pool.workers = w;
+    LIST_INSERT_HEAD(&g_pool.workers, w, link);
     ps->worker = w;
     char served[300] = ""; /* enough: the log cuts a value at 256 bytes */
     size_t k = 0;
@@ -358,8 +356,8 @@ int cmd_pool_cancel(req_t *r) {
             n++;
         }
     } else { /* a wide range: walk what the session has instead */
-        for (oq_t *q = ps->oqs, *qn; q; q = qn) {
-            qn = q->onext;
+        for (oq_t *q = LIST_FIRST(&ps->oqs), *qn; q; q = qn) {
+            qn = LIST_NEXT(q, olink);
             for (task_t *t = TAILQ_FIRST(&q->tasks), *tn; t; t = tn) {
                 tn = TAILQ_NEXT(t, qlink); /* the last one frees q */
                 if (!IN_RANGE(t)) continue;

@@ -38,6 +38,11 @@ typedef struct pool_sess pool_sess_t;
 
 TAILQ_HEAD(task_list, task);
 TAILQ_HEAD(pfn_list, pfn);
+LIST_HEAD(pfn_all, pfn);
+LIST_HEAD(worker_all, worker);
+LIST_HEAD(job_list, job);
+LIST_HEAD(oq_list, oq);
+LIST_HEAD(ps_all, pool_sess);
 
 typedef struct task {
     uint64_t id;
@@ -72,7 +77,7 @@ struct oq {
     struct task_list tasks;
     uint64_t n;
     oq_t *rnext, *rprev; /* the function's ring, while dispatchable */
-    oq_t *onext, *oprev; /* its caller's sub-queues */
+    LIST_ENTRY(oq) olink; /* its caller's sub-queues */
     bool in_ring;
 };
 
@@ -88,7 +93,7 @@ struct pfn {
     size_t refs;                /* workers, tasks and jobs that name it */
     uint64_t st_run, st_pre;    /* scratch for pool.stats and metrics */
     UT_hash_handle hh;          /* the name table */
-    pfn_t *next, *prev;         /* all functions, newest first */
+    LIST_ENTRY(pfn) link;       /* all functions, newest first */
     TAILQ_ENTRY(pfn) ilink;     /* unused ones, oldest first */
     bool idle;
 };
@@ -112,7 +117,7 @@ struct worker {
     int64_t fetch_max;
     struct task_list assigned; /* oldest first */
     int64_t since_ms;
-    worker_t *next, *prev;   /* all workers */
+    LIST_ENTRY(worker) link; /* all workers */
     worker_t *fnext, *fprev; /* workers with a parked fetch, oldest first */
     bool fetching;
 };
@@ -123,36 +128,37 @@ struct job {
     pfn_t *fn;
     uint64_t total, done, failed, canceled, outstanding; /* outstanding: not yet taken */
     int64_t started_ms;
-    job_t *next, *prev;   /* all jobs */
-    job_t *onext, *oprev; /* its owner's */
+    LIST_ENTRY(job) link;  /* all jobs */
+    LIST_ENTRY(job) olink; /* its owner's */
 };
 
 struct pool_sess {
     sess_t *sess;
     worker_t *worker;
-    oq_t *oqs;                     /* its queued tasks, by function */
+    struct oq_list oqs;            /* its queued tasks, by function */
     struct task_list run;          /* its tasks at workers */
     struct task_list done;         /* finished, not yet taken */
-    job_t *jobs;                   /* its jobs, most recently used first */
+    struct job_list jobs;          /* its jobs, most recently used first */
     uint64_t nqueued, nrunning, ndone;
     size_t queued_bytes; /* input of its unfinished tasks (and their records) */
     size_t held_bytes;   /* results not taken (and their records) */
     bool paused;         /* held_bytes over the bound: its tasks wait */
     wlist_t takers;
-    pool_sess_t *next, *prev; /* all of them */
+    LIST_ENTRY(pool_sess) link; /* all of them */
 };
 
 /* The pool's state: one instance, shared by pool.c, pool_table.c, pool_cmd.c and
  * pool_stats.c. */
 typedef struct pool_state {
-    pfn_t *fns;
+    struct pfn_all fns;
     struct pfn_list idle; /* unused functions, oldest first */
     size_t nidle;
     pfn_t *fntab; /* by name */
     size_t nfns_all;
-    worker_t *workers, *fetch_head, *fetch_tail;
-    job_t *jobs;
-    pool_sess_t *sesses;
+    struct worker_all workers;
+    worker_t *fetch_head, *fetch_tail;
+    struct job_list jobs;
+    struct ps_all sesses;
     task_t *tab; /* by id */
     size_t ntasks;
     uint64_t next_task, next_job;

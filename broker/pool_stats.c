@@ -7,7 +7,7 @@
 
 static uint64_t fn_capacity(const pfn_t *f) {
     uint64_t c = 0;
-    for (worker_t *w = g_pool.workers; w; w = w->next)
+    for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link))
         if (pool_serves(w, f)) c += (uint64_t)w->concurrency;
     return c;
 }
@@ -15,8 +15,8 @@ static uint64_t fn_capacity(const pfn_t *f) {
 /* Splits every function's assigned tasks into running and prefetched: a worker runs the
  * oldest `concurrency` of the tasks it may start, the rest wait in its prefetch. */
 static void split_assigned(void) {
-    for (pfn_t *f = g_pool.fns; f; f = f->next) f->st_run = f->st_pre = 0;
-    for (worker_t *w = g_pool.workers; w; w = w->next) {
+    for (pfn_t *f = LIST_FIRST(&g_pool.fns); f; f = LIST_NEXT(f, link)) f->st_run = f->st_pre = 0;
+    for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link)) {
         int64_t k = 0;
         task_t *t;
         TAILQ_FOREACH(t, &w->assigned, wlink) {
@@ -57,14 +57,14 @@ int cmd_pool_stats(req_t *r) {
     split_assigned();
     mpb__w_map(b, 4);
     uint32_t nw = 0, nf = 0, nj = 0, nc = 0;
-    for (worker_t *w = g_pool.workers; w; w = w->next) nw++;
-    for (pfn_t *f = g_pool.fns; f; f = f->next) nf++;
-    for (job_t *j = g_pool.jobs; j; j = j->next) nj++;
-    for (pool_sess_t *ps = g_pool.sesses; ps; ps = ps->next)
+    for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link)) nw++;
+    for (pfn_t *f = LIST_FIRST(&g_pool.fns); f; f = LIST_NEXT(f, link)) nf++;
+    for (job_t *j = LIST_FIRST(&g_pool.jobs); j; j = LIST_NEXT(j, link)) nj++;
+    for (pool_sess_t *ps = LIST_FIRST(&g_pool.sesses); ps; ps = LIST_NEXT(ps, link))
         nc += ps->nqueued + ps->nrunning + ps->ndone > 0;
     mpb__w_cstr(b, "workers");
     mpb__w_array(b, nw);
-    for (worker_t *w = g_pool.workers; w; w = w->next) {
+    for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link)) {
         mpb__w_map(b, 15);
         sess_describe(w->sess, b);
         mpb__w_cstr(b, "functions");
@@ -104,7 +104,7 @@ int cmd_pool_stats(req_t *r) {
     }
     mpb__w_cstr(b, "functions");
     mpb__w_array(b, nf);
-    for (pfn_t *f = g_pool.fns; f; f = f->next) {
+    for (pfn_t *f = LIST_FIRST(&g_pool.fns); f; f = LIST_NEXT(f, link)) {
         mpb__w_map(b, 9);
         mpb__w_cstr(b, "name");
         mpb__w_str(b, f->name, f->namelen);
@@ -127,7 +127,7 @@ int cmd_pool_stats(req_t *r) {
     }
     mpb__w_cstr(b, "jobs");
     mpb__w_array(b, nj);
-    for (job_t *j = g_pool.jobs; j; j = j->next) {
+    for (job_t *j = LIST_FIRST(&g_pool.jobs); j; j = LIST_NEXT(j, link)) {
         mpb__w_map(b, 9);
         mpb__w_cstr(b, "id");
         mpb__w_uint(b, j->id);
@@ -150,7 +150,7 @@ int cmd_pool_stats(req_t *r) {
     }
     mpb__w_cstr(b, "callers");
     mpb__w_array(b, nc);
-    for (pool_sess_t *ps = g_pool.sesses; ps; ps = ps->next) {
+    for (pool_sess_t *ps = LIST_FIRST(&g_pool.sesses); ps; ps = LIST_NEXT(ps, link)) {
         if (!(ps->nqueued + ps->nrunning + ps->ndone)) continue;
         mpb__w_map(b, 9);
         sess_describe(ps->sess, b);
@@ -178,8 +178,8 @@ void pool_totals(pool_totals_t *c) {
         .refusals = g_pool.total_refusals,
         .killed = g_pool.total_killed,
     };
-    for (worker_t *w = g_pool.workers; w; w = w->next) c->workers++;
-    for (pool_sess_t *ps = g_pool.sesses; ps; ps = ps->next) {
+    for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link)) c->workers++;
+    for (pool_sess_t *ps = LIST_FIRST(&g_pool.sesses); ps; ps = LIST_NEXT(ps, link)) {
         c->callers_paused += ps->paused;
         c->results_held_bytes += ps->held_bytes;
         c->unfinished_bytes += ps->queued_bytes;
@@ -188,7 +188,7 @@ void pool_totals(pool_totals_t *c) {
 
 void pool_each_fn(void (*each)(void *ctx, const pool_fn_counts_t *c), void *ctx) {
     split_assigned();
-    for (pfn_t *f = g_pool.fns; f; f = f->next) {
+    for (pfn_t *f = LIST_FIRST(&g_pool.fns); f; f = LIST_NEXT(f, link)) {
         pool_fn_counts_t c = {f->name,   f->namelen, f->queued, f->paused,  f->st_run,
                               f->st_pre, f->done,    f->failed, f->canceled};
         each(ctx, &c);

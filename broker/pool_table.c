@@ -49,9 +49,7 @@ static void idle_del(pfn_t *f) {
 static void fn_destroy(pfn_t *f) {
     idle_del(f);
     HASH_DEL(g_pool.fntab, f);
-    if (f->prev) f->prev->next = f->next;
-    else g_pool.fns = f->next;
-    if (f->next) f->next->prev = f->prev;
+    LIST_REMOVE(f, link);
     g_pool.nfns_all--;
     free(f->name);
     free(f);
@@ -78,9 +76,7 @@ pfn_t *pool_fn_get(const char *name, size_t n, bool create) {
     f->name = xstrndup(name, n);
     f->namelen = (uint32_t)n;
     HASH_ADD_KEYPTR(hh, g_pool.fntab, f->name, f->namelen, f);
-    f->next = g_pool.fns;
-    if (g_pool.fns) g_pool.fns->prev = f;
-    g_pool.fns = f;
+    LIST_INSERT_HEAD(&g_pool.fns, f, link);
     g_pool.nfns_all++;
     return f; /* not idle: the caller references it at once */
 }
@@ -93,9 +89,7 @@ pool_sess_t *pool_ps(sess_t *s) {
         ps->sess = s;
         TAILQ_INIT(&ps->run);
         TAILQ_INIT(&ps->done);
-        ps->next = g_pool.sesses;
-        if (g_pool.sesses) g_pool.sesses->prev = ps;
-        g_pool.sesses = ps;
+        LIST_INSERT_HEAD(&g_pool.sesses, ps, link);
         s->pool = ps;
     }
     return s->pool;
@@ -133,24 +127,20 @@ static void ring_del(oq_t *q) {
 }
 
 static oq_t *oq_get(pool_sess_t *ps, pfn_t *f) {
-    for (oq_t *q = ps->oqs; q; q = q->onext)
+    oq_t *q;
+    LIST_FOREACH(q, &ps->oqs, olink)
         if (q->fn == f) return q;
-    oq_t *q = xcalloc(1, sizeof *q);
+    q = xcalloc(1, sizeof *q);
     q->fn = f;
     TAILQ_INIT(&q->tasks);
     q->ps = ps;
-    q->onext = ps->oqs;
-    if (ps->oqs) ps->oqs->oprev = q;
-    ps->oqs = q;
+    LIST_INSERT_HEAD(&ps->oqs, q, olink);
     return q;
 }
 
 static void oq_free(oq_t *q) {
     ring_del(q);
-    pool_sess_t *ps = q->ps;
-    if (q->oprev) q->oprev->onext = q->onext;
-    else ps->oqs = q->onext;
-    if (q->onext) q->onext->oprev = q->oprev;
+    LIST_REMOVE(q, olink);
     free(q);
 }
 
@@ -184,7 +174,8 @@ void pool_ps_check_pause(pool_sess_t *ps) {
     bool over = ps->held_bytes > g_limits.pool_max_results;
     if (over == ps->paused) return;
     ps->paused = over;
-    for (oq_t *q = ps->oqs; q; q = q->onext) {
+    oq_t *q;
+    LIST_FOREACH(q, &ps->oqs, olink) {
         if (over) {
             ring_del(q);
             q->fn->paused += q->n;
@@ -263,15 +254,8 @@ void pool_fetch_del(worker_t *w) {
 /* ---- jobs ---- */
 
 void pool_job_free(job_t *j) {
-    if (j->prev) j->prev->next = j->next;
-    else g_pool.jobs = j->next;
-    if (j->next) j->next->prev = j->prev;
-    pool_sess_t *ps = j->owner ? j->owner->pool : NULL;
-    if (ps) {
-        if (j->oprev) j->oprev->onext = j->onext;
-        else ps->jobs = j->onext;
-        if (j->onext) j->onext->oprev = j->oprev;
-    }
+    LIST_REMOVE(j, link);
+    if (j->owner && j->owner->pool) LIST_REMOVE(j, olink);
     pool_fn_unref(j->fn);
     free(j);
 }
@@ -286,15 +270,12 @@ void pool_job_release(task_t *t) {
 
 /* This session's job id, moved to the front (a map's batches come one after another). */
 job_t *pool_job_find(pool_sess_t *ps, uint64_t id) {
-    for (job_t *j = ps->jobs; j; j = j->onext) {
+    job_t *j;
+    LIST_FOREACH(j, &ps->jobs, olink) {
         if (j->id != id) continue;
-        if (j != ps->jobs) {
-            j->oprev->onext = j->onext;
-            if (j->onext) j->onext->oprev = j->oprev;
-            j->oprev = NULL;
-            j->onext = ps->jobs;
-            ps->jobs->oprev = j;
-            ps->jobs = j;
+        if (j != LIST_FIRST(&ps->jobs)) {
+            LIST_REMOVE(j, olink);
+            LIST_INSERT_HEAD(&ps->jobs, j, olink);
         }
         return j;
     }
@@ -308,12 +289,8 @@ job_t *pool_job_new(pool_sess_t *ps, uint64_t id, pfn_t *f) {
     j->fn = f;
     pool_fn_ref(f);
     j->started_ms = now_ms();
-    j->next = g_pool.jobs;
-    if (g_pool.jobs) g_pool.jobs->prev = j;
-    g_pool.jobs = j;
-    j->onext = ps->jobs;
-    if (ps->jobs) ps->jobs->oprev = j;
-    ps->jobs = j;
+    LIST_INSERT_HEAD(&g_pool.jobs, j, link);
+    LIST_INSERT_HEAD(&ps->jobs, j, olink);
     return j;
 }
 
@@ -337,34 +314,34 @@ void pool_free_all(void) {
         free(t);
     }
     g_pool.ntasks = 0;
-    while (g_pool.workers) {
-        worker_t *w = g_pool.workers;
-        g_pool.workers = w->next;
+    while (!LIST_EMPTY(&g_pool.workers)) {
+        worker_t *w = LIST_FIRST(&g_pool.workers);
+        LIST_REMOVE(w, link);
         mpb__buf_free(&w->plan);
         mpb__buf_free(&w->kills);
         free(w->fns);
         free(w);
     }
     g_pool.fetch_head = g_pool.fetch_tail = NULL;
-    while (g_pool.jobs) {
-        job_t *j = g_pool.jobs;
-        g_pool.jobs = j->next;
+    while (!LIST_EMPTY(&g_pool.jobs)) {
+        job_t *j = LIST_FIRST(&g_pool.jobs);
+        LIST_REMOVE(j, link);
         free(j);
     }
-    while (g_pool.sesses) { /* none: every session ended before this */
-        pool_sess_t *ps = g_pool.sesses;
-        g_pool.sesses = ps->next;
-        while (ps->oqs) {
-            oq_t *q = ps->oqs;
-            ps->oqs = q->onext;
+    while (!LIST_EMPTY(&g_pool.sesses)) { /* none: every session ended before this */
+        pool_sess_t *ps = LIST_FIRST(&g_pool.sesses);
+        LIST_REMOVE(ps, link);
+        while (!LIST_EMPTY(&ps->oqs)) {
+            oq_t *q = LIST_FIRST(&ps->oqs);
+            LIST_REMOVE(q, olink);
             free(q);
         }
         free(ps);
     }
     HASH_CLEAR(hh, g_pool.fntab);
-    while (g_pool.fns) {
-        pfn_t *f = g_pool.fns;
-        g_pool.fns = f->next;
+    while (!LIST_EMPTY(&g_pool.fns)) {
+        pfn_t *f = LIST_FIRST(&g_pool.fns);
+        LIST_REMOVE(f, link);
         free(f->name);
         free(f);
     }
