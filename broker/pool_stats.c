@@ -5,6 +5,20 @@
 
 #include "pool_int.h"
 
+/* A map's number fields, in order (counts stay far below 2^63: written as msgpack writes a
+ * uint). */
+typedef struct kv {
+    const char *key;
+    int64_t v;
+} kv_t;
+
+static void w_kvs(mpb__buf_t *b, const kv_t *kv, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        mpb__w_cstr(b, kv[i].key);
+        mpb__w_int(b, kv[i].v);
+    }
+}
+
 static uint64_t fn_capacity(const pfn_t *f) {
     uint64_t c = 0;
     for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link))
@@ -70,26 +84,14 @@ int cmd_pool_stats(req_t *r) {
         mpb__w_cstr(b, "functions");
         mpb__w_array(b, (uint32_t)w->nfns);
         for (size_t i = 0; i < w->nfns; i++) mpb__w_str(b, w->fns[i]->name, w->fns[i]->namelen);
-        mpb__w_cstr(b, "concurrency");
-        mpb__w_int(b, w->concurrency);
-        mpb__w_cstr(b, "running");
-        mpb__w_int(b, w_running(w));
-        mpb__w_cstr(b, "prefetched");
-        mpb__w_int(b, w->inflight - w_running(w));
-        mpb__w_cstr(b, "done");
-        mpb__w_uint(b, w->done);
-        mpb__w_cstr(b, "failed");
-        mpb__w_uint(b, w->failed);
-        mpb__w_cstr(b, "up_s");
-        mpb__w_int(b, (now - w->since_ms) / 1000);
-        mpb__w_cstr(b, "steals");
-        mpb__w_uint(b, w->steals);
-        mpb__w_cstr(b, "stolen");
-        mpb__w_uint(b, w->stolen);
-        mpb__w_cstr(b, "retries");
-        mpb__w_uint(b, w->retries);
-        mpb__w_cstr(b, "refused");
-        mpb__w_uint(b, w->refused);
+        int64_t run = w_running(w);
+        const kv_t kv[] = {{"concurrency", w->concurrency}, {"running", run},
+                           {"prefetched", w->inflight - run},
+                           {"done", (int64_t)w->done},      {"failed", (int64_t)w->failed},
+                           {"up_s", (now - w->since_ms) / 1000},
+                           {"steals", (int64_t)w->steals},  {"stolen", (int64_t)w->stolen},
+                           {"retries", (int64_t)w->retries}, {"refused", (int64_t)w->refused}};
+        w_kvs(b, kv, sizeof kv / sizeof kv[0]);
         /* the running ones, oldest first: [task_id, age_ms] */
         int64_t nrun = w_running(w), k = 0, now_u = pool_now_us();
         mpb__w_cstr(b, "tasks");
@@ -108,22 +110,11 @@ int cmd_pool_stats(req_t *r) {
         mpb__w_map(b, 9);
         mpb__w_cstr(b, "name");
         mpb__w_str(b, f->name, f->namelen);
-        mpb__w_cstr(b, "workers");
-        mpb__w_uint(b, f->nworkers);
-        mpb__w_cstr(b, "queued");
-        mpb__w_uint(b, f->queued);
-        mpb__w_cstr(b, "paused");
-        mpb__w_uint(b, f->paused);
-        mpb__w_cstr(b, "running");
-        mpb__w_uint(b, f->st_run);
-        mpb__w_cstr(b, "prefetched");
-        mpb__w_uint(b, f->st_pre);
-        mpb__w_cstr(b, "done");
-        mpb__w_uint(b, f->done);
-        mpb__w_cstr(b, "failed");
-        mpb__w_uint(b, f->failed);
-        mpb__w_cstr(b, "canceled");
-        mpb__w_uint(b, f->canceled);
+        const kv_t kv[] = {{"workers", (int64_t)f->nworkers}, {"queued", (int64_t)f->queued},
+                           {"paused", (int64_t)f->paused},    {"running", (int64_t)f->st_run},
+                           {"prefetched", (int64_t)f->st_pre}, {"done", (int64_t)f->done},
+                           {"failed", (int64_t)f->failed},    {"canceled", (int64_t)f->canceled}};
+        w_kvs(b, kv, sizeof kv / sizeof kv[0]);
     }
     mpb__w_cstr(b, "jobs");
     mpb__w_array(b, nj);
@@ -137,16 +128,10 @@ int cmd_pool_stats(req_t *r) {
         mpb__w_uint(b, j->owner ? j->owner->id : 0);
         mpb__w_cstr(b, "host");
         mpb__w_cstr(b, j->owner ? j->owner->host : "");
-        mpb__w_cstr(b, "total");
-        mpb__w_uint(b, j->total);
-        mpb__w_cstr(b, "done");
-        mpb__w_uint(b, j->done);
-        mpb__w_cstr(b, "failed");
-        mpb__w_uint(b, j->failed);
-        mpb__w_cstr(b, "canceled");
-        mpb__w_uint(b, j->canceled);
-        mpb__w_cstr(b, "elapsed_ms");
-        mpb__w_int(b, now - j->started_ms);
+        const kv_t kv[] = {{"total", (int64_t)j->total},   {"done", (int64_t)j->done},
+                           {"failed", (int64_t)j->failed}, {"canceled", (int64_t)j->canceled},
+                           {"elapsed_ms", now - j->started_ms}};
+        w_kvs(b, kv, sizeof kv / sizeof kv[0]);
     }
     mpb__w_cstr(b, "callers");
     mpb__w_array(b, nc);
@@ -154,16 +139,12 @@ int cmd_pool_stats(req_t *r) {
         if (!(ps->nqueued + ps->nrunning + ps->ndone)) continue;
         mpb__w_map(b, 9);
         sess_describe(ps->sess, b);
-        mpb__w_cstr(b, "queued");
-        mpb__w_uint(b, ps->nqueued);
-        mpb__w_cstr(b, "running");
-        mpb__w_uint(b, ps->nrunning);
-        mpb__w_cstr(b, "held");
-        mpb__w_uint(b, ps->ndone);
-        mpb__w_cstr(b, "queued_bytes");
-        mpb__w_uint(b, ps->queued_bytes);
-        mpb__w_cstr(b, "held_bytes");
-        mpb__w_uint(b, ps->held_bytes);
+        const kv_t kv[] = {{"queued", (int64_t)ps->nqueued},
+                           {"running", (int64_t)ps->nrunning},
+                           {"held", (int64_t)ps->ndone},
+                           {"queued_bytes", (int64_t)ps->queued_bytes},
+                           {"held_bytes", (int64_t)ps->held_bytes}};
+        w_kvs(b, kv, sizeof kv / sizeof kv[0]);
         mpb__w_cstr(b, "paused");
         mpb__w_bool(b, ps->paused);
     }
