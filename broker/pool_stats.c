@@ -152,13 +152,9 @@ int cmd_pool_stats(req_t *r) {
 }
 
 void pool_totals(pool_totals_t *c) {
-    *c = (pool_totals_t){
-        .requeued = g_pool.total_requeued,
-        .abandoned = g_pool.total_abandoned,
-        .steals = g_pool.total_steals,
-        .refusals = g_pool.total_refusals,
-        .killed = g_pool.total_killed,
-    };
+    *c = (pool_totals_t){.requeued = g_pool.total_requeued, .abandoned = g_pool.total_abandoned,
+                         .steals = g_pool.total_steals, .refusals = g_pool.total_refusals,
+                         .killed = g_pool.total_killed};
     for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link)) c->workers++;
     for (pool_sess_t *ps = LIST_FIRST(&g_pool.sesses); ps; ps = LIST_NEXT(ps, link)) {
         c->callers_paused += ps->paused;
