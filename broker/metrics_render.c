@@ -1,4 +1,6 @@
-/* metrics_render.c - the Prometheus text exposition of the broker's state and counters. */
+/* metrics_render.c - the Prometheus text exposition of the broker's state and counters: the
+ * one writer of it. Other modules hand it numbers (pool_totals(), pool_each_fn(),
+ * persist_stats()); most series are rows of a table written by one loop. */
 #include <dirent.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -22,6 +24,61 @@ static void line(mpb__buf_t *b, const char *fmt, ...) {
 
 static void head(mpb__buf_t *b, const char *name, const char *type, const char *help) {
     line(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One sample: its series' HELP and TYPE first unless help is NULL (one more sample of the
+ * series of the row before, told apart by label). */
+typedef struct row {
+    const char *name, *type, *help;
+    const char *label; /* key="value", or NULL */
+    uint64_t v;
+} row_t;
+
+static void rows(mpb__buf_t *b, const row_t *r, size_t n) {
+    for (; n--; r++) {
+        if (r->help) head(b, r->name, r->type, r->help);
+        if (r->label) line(b, "%s{%s} %llu\n", r->name, r->label, (unsigned long long)r->v);
+        else line(b, "%s %llu\n", r->name, (unsigned long long)r->v);
+    }
+}
+
+/* A series of one value that need not be whole (seconds from milliseconds). */
+typedef struct real {
+    const char *name, *type, *help;
+    double v;
+} real_t;
+
+static void reals(mpb__buf_t *b, const real_t *r, size_t n) {
+    for (; n--; r++) {
+        head(b, r->name, r->type, r->help);
+        line(b, "%s %.17g\n", r->name, r->v);
+    }
+}
+
+#define NROWS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void w_label(mpb__buf_t *b, const char *s, size_t n) {
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *esc = s[i] == '\\'   ? "\\\\"
+                          : s[i] == '"'  ? "\\\""
+                          : s[i] == '\n' ? "\\n"
+                                         : NULL;
+        if (!esc) continue;
+        mpb__w_raw(b, s + from, i - from);
+        mpb__w_raw(b, esc, 2);
+        from = i + 1;
+    }
+    mpb__w_raw(b, s + from, n - from);
+}
+
+/* name{key="VAL"MORE} n, VAL (a name a client chose) escaped, MORE more labels or "". */
+static void labelled(mpb__buf_t *b, const char *name, const char *key, const char *val,
+                     size_t vlen, const char *more, unsigned long long n) {
+    line(b, "%s{%s=\"", name, key);
+    w_label(b, val, vlen);
+    line(b, "\"%s} %llu\n", more, n);
 }
 
 /* The start of this process in seconds since the epoch, as the kernel has it: its start in
@@ -111,16 +168,6 @@ static void process_metrics(mpb__buf_t *b) {
  * mpb_queues_unlabelled counts the rest. */
 #define METRICS_TOP_QUEUES 20
 
-/* name as a label value: backslash and double quote escaped (names have no newline) */
-static void label_value(char *out, size_t n, const char *name) {
-    size_t j = 0;
-    for (const char *p = name; *p && j + 2 < n; p++) {
-        if (*p == '\\' || *p == '"') out[j++] = '\\';
-        out[j++] = *p;
-    }
-    out[j] = 0;
-}
-
 /* by size: items, and the clients blocked on it (an empty queue with many getters matters) */
 static size_t queue_rank(const queue_t *q) {
     return q->items.len + q->getters.n + q->putters.n;
@@ -157,9 +204,8 @@ static void queue_metrics(mpb__buf_t *b) {
                         : s == 1 ? (long long)q->unfinished
                         : s == 2 ? (long long)q->getters.n
                                  : (long long)q->putters.n;
-            char lv[520];
-            label_value(lv, sizeof lv, top[i]->name);
-            line(b, "%s{queue=\"%s\"} %lld\n", series[s].name, lv, v);
+            labelled(b, series[s].name, "queue", top[i]->name, top[i]->namelen, "",
+                     (unsigned long long)v);
         }
     }
     char help[128];
@@ -169,19 +215,92 @@ static void queue_metrics(mpb__buf_t *b) {
     line(b, "mpb_queues_unlabelled %zu\n", nq - ntop);
 }
 
-void metrics_render(mpb__buf_t *b) {
-    head(b, "mpb_build_info", "gauge", "Always 1; the broker's version in the label.");
-    line(b, "mpb_build_info{version=\"%s\"} 1\n", MPBROKER_VERSION);
-    process_metrics(b);
-    head(b, "mpb_up", "gauge", "1 while the broker runs.");
-    line(b, "mpb_up 1\n");
-    head(b, "mpb_ready", "gauge",
-         "1 while the broker accepts clients (as /readyz; no data to load: persistence is not "
-         "implemented yet).");
-    line(b, "mpb_ready %d\n", server_ready() ? 1 : 0);
-    head(b, "mpb_uptime_seconds", "gauge", "Seconds since the broker started.");
-    line(b, "mpb_uptime_seconds %lld\n", (long long)((now_ms() - g_started_ms) / 1000));
+/* ---- the pool and persistence, from their numbers ---- */
 
+static void pool_fn_tasks(void *ctx, const pool_fn_counts_t *c) {
+    static const char *const states[] = {",state=\"queued\"", ",state=\"paused\"",
+                                         ",state=\"running\"", ",state=\"prefetched\""};
+    const uint64_t v[] = {c->queued, c->paused, c->running, c->prefetched};
+    for (size_t i = 0; i < NROWS(v); i++)
+        labelled(ctx, "mpb_pool_tasks", "function", c->name, c->namelen, states[i], v[i]);
+}
+
+static void pool_fn_finished(void *ctx, const pool_fn_counts_t *c) {
+    static const char *const results[] = {",result=\"done\"", ",result=\"failed\"",
+                                          ",result=\"canceled\""};
+    const uint64_t v[] = {c->done, c->failed, c->canceled};
+    for (size_t i = 0; i < NROWS(v); i++)
+        labelled(ctx, "mpb_pool_tasks_finished_total", "function", c->name, c->namelen,
+                 results[i], v[i]);
+}
+
+static void pool_metrics(mpb__buf_t *b) {
+    pool_totals_t t;
+    pool_totals(&t);
+    const row_t workers[] = {
+        {"mpb_pool_workers", "gauge", "Workers registered.", NULL, t.workers}};
+    rows(b, workers, 1);
+    head(b, "mpb_pool_tasks", "gauge",
+         "Tasks by function and state (queued: waiting, paused: of those, waiting for their "
+         "caller to collect results; running; prefetched: held by a worker beyond its "
+         "concurrency).");
+    pool_each_fn(pool_fn_tasks, b);
+    head(b, "mpb_pool_tasks_finished_total", "counter", "Tasks finished by function and result.");
+    pool_each_fn(pool_fn_finished, b);
+    const row_t r[] = {
+        {"mpb_pool_tasks_requeued_total", "counter",
+         "Tasks handed to another worker after theirs died.", NULL, t.requeued},
+        {"mpb_pool_tasks_abandoned_total", "counter",
+         "Tasks failed after too many worker deaths.", NULL, t.abandoned},
+        {"mpb_pool_steals_total", "counter",
+         "Tasks an idle slot took from another worker's prefetch before it started them.", NULL,
+         t.steals},
+        {"mpb_pool_lease_refusals_total", "counter",
+         "pool.start refusals: the task had been handed to another worker.", NULL, t.refusals},
+        {"mpb_pool_tasks_killed_total", "counter",
+         "Running tasks whose worker was told to kill them (terminate, timeout, cancel, caller "
+         "gone).",
+         NULL, t.killed},
+        {"mpb_pool_callers_paused", "gauge",
+         "Callers whose results not taken exceed pool-max-results (their tasks wait).", NULL,
+         t.callers_paused},
+        {"mpb_pool_results_held_bytes", "gauge",
+         "Bytes of finished results waiting for their callers.", NULL, t.results_held_bytes},
+        {"mpb_pool_tasks_unfinished_bytes", "gauge", "Bytes of tasks queued or running.", NULL,
+         t.unfinished_bytes},
+    };
+    rows(b, r, NROWS(r));
+}
+
+static void persist_metrics(mpb__buf_t *b) {
+    persist_stats_t st;
+    persist_stats(&st);
+    const real_t on[] = {
+        {"mpb_persist_enabled", "gauge", "1 when the state is logged to disk", st.on}};
+    reals(b, on, 1);
+    if (!st.on) return;
+    const real_t r[] = {
+        {"mpb_persist_log_bytes", "gauge", "Bytes in the log since the last snapshot",
+         (double)st.log_bytes},
+        {"mpb_persist_last_fsync_timestamp_seconds", "gauge",
+         "When the log was last fsynced (Unix time)", (double)st.last_fsync_unix_ms / 1000.0},
+        {"mpb_persist_fsyncs_total", "counter", "fsyncs of the log", (double)st.fsyncs},
+        {"mpb_persist_writes_total", "counter", "write() calls on the log", (double)st.writes},
+        {"mpb_persist_snapshot_bytes", "gauge", "Size of the last snapshot",
+         (double)st.snap_bytes},
+        {"mpb_persist_last_snapshot_timestamp_seconds", "gauge",
+         "When the last snapshot was finished (Unix time; 0: none in this run)",
+         (double)st.last_snap_ms / 1000.0},
+        {"mpb_persist_last_snapshot_duration_seconds", "gauge",
+         "How long the last snapshot took", (double)st.last_snap_dur_ms / 1000.0},
+        {"mpb_persist_snapshots_failed_total", "counter", "Snapshots that failed",
+         (double)st.snaps_failed},
+    };
+    reals(b, r, NROWS(r));
+}
+
+/* Requests by op and result, and their durations. */
+static void request_metrics(mpb__buf_t *b) {
     head(b, "mpb_requests_total", "counter", "Requests by op and result.");
     for (unsigned op = 0; op < MPB__OP_MAX; op++) {
         const op_stats_t *s = &g_op_stats[op];
@@ -222,76 +341,91 @@ void metrics_render(mpb__buf_t *b) {
         line(b, "mpb_request_duration_seconds_count{op=\"%s\"} %llu\n", name,
              (unsigned long long)total);
     }
+}
+
+void metrics_render(mpb__buf_t *b) {
+    head(b, "mpb_build_info", "gauge", "Always 1; the broker's version in the label.");
+    line(b, "mpb_build_info{version=\"%s\"} 1\n", MPBROKER_VERSION);
+    process_metrics(b);
+    const row_t top[] = {
+        {"mpb_up", "gauge", "1 while the broker runs.", NULL, 1},
+        {"mpb_ready", "gauge",
+         "1 while the broker accepts clients (as /readyz; no data to load: persistence is not "
+         "implemented yet).",
+         NULL, server_ready() ? 1 : 0},
+        {"mpb_uptime_seconds", "gauge", "Seconds since the broker started.", NULL,
+         (uint64_t)((now_ms() - g_started_ms) / 1000)},
+    };
+    rows(b, top, NROWS(top));
+    request_metrics(b);
 
     head(b, "mpb_objects", "gauge", "Objects by kind.");
     for (int k = 1; k < KIND__N; k++)
-        line(b, "mpb_objects{kind=\"%s\"} %zu\n", kind_name((kind_t)k), store_count_kind((kind_t)k));
-    head(b, "mpb_clients", "gauge", "Authenticated connections.");
-    line(b, "mpb_clients %zu\n", server_peer_count());
-    head(b, "mpb_sessions", "gauge", "Client sessions.");
-    line(b, "mpb_sessions %zu\n", sess_count());
-    head(b, "mpb_anonymous_objects", "gauge", "Anonymous objects (made by obj.new).");
-    line(b, "mpb_anonymous_objects %zu\n", anon_count());
-    head(b, "mpb_anonymous_refs", "gauge", "References sessions hold on anonymous objects.");
-    line(b, "mpb_anonymous_refs %llu\n", (unsigned long long)anon_refs_total());
-    head(b, "mpb_anonymous_deleted_total", "counter",
-         "Anonymous objects deleted after their last reference went.");
-    line(b, "mpb_anonymous_deleted_total %llu\n", (unsigned long long)g_anon_deleted);
-    head(b, "mpb_sessions_expired_total", "counter", "Sessions ended by missing heartbeats.");
-    line(b, "mpb_sessions_expired_total %llu\n", (unsigned long long)g_sessions_expired);
-    head(b, "mpb_max_memory_bytes", "gauge", "--max-memory (0: none).");
-    line(b, "mpb_max_memory_bytes %zu\n", g_limits.max_memory);
-    head(b, "mpb_memory_low", "gauge", "1 while an allocation failure makes the broker refuse growth.");
-    line(b, "mpb_memory_low %d\n", mem_low() ? 1 : 0);
-    head(b, "mpb_oom_refused_total", "counter", "Requests refused with ENOMEM: they would grow memory.");
-    line(b, "mpb_oom_refused_total %llu\n", (unsigned long long)g_oom_refused);
-    head(b, "mpb_queue_redelivered_total", "counter",
-         "Items a reliable queue took back because their taker's session ended.");
-    line(b, "mpb_queue_redelivered_total %llu\n", (unsigned long long)g_redelivered);
-    head(b, "mpb_replies_replayed_total", "counter",
-         "Requests sent again after a cut, answered from the reply cache.");
-    line(b, "mpb_replies_replayed_total %llu\n", (unsigned long long)g_replayed);
-    head(b, "mpb_sessions_refused_total", "counter",
-         "New sessions refused at max-sessions or max-sessions-per-conn.");
-    line(b, "mpb_sessions_refused_total %llu\n", (unsigned long long)g_sessions_refused);
-    head(b, "mpb_http_deadline_closed_total", "counter",
-         "HTTP connections closed for a request slower than its deadline.");
-    line(b, "mpb_http_deadline_closed_total %llu\n", (unsigned long long)g_http_deadline_closed);
-    head(b, "mpb_blocked_waiters", "gauge", "Requests parked in the broker.");
-    line(b, "mpb_blocked_waiters %zu\n", waiter_count());
-    head(b, "mpb_auth_failures_total", "counter", "Handshakes refused for a wrong authkey.");
-    line(b, "mpb_auth_failures_total %llu\n", (unsigned long long)g_auth_failures);
-    head(b, "mpb_connections", "gauge", "TCP and IPC connections open.");
-    line(b, "mpb_connections %zu\n", transport_connections(server_transport()));
-    head(b, "mpb_connections_closed_total", "counter",
-         "Connections the broker closed: over a limit at accept, or idle without a session.");
-    line(b, "mpb_connections_closed_total{reason=\"limit\"} %llu\n",
-         (unsigned long long)g_conn_refused);
-    line(b, "mpb_connections_closed_total{reason=\"idle\"} %llu\n",
-         (unsigned long long)g_conn_idle_closed);
-    head(b, "mpb_output_limit_closed_total", "counter",
-         "Connections closed because their replies went unread past max-output.");
-    line(b, "mpb_output_limit_closed_total %llu\n", (unsigned long long)g_output_closed);
-    head(b, "mpb_curve_refused_total", "counter",
-         "Encrypted handshakes refused: not under this authkey.");
-    line(b, "mpb_curve_refused_total %llu\n", (unsigned long long)g_curve_denied);
-    head(b, "mpb_bad_frames_total", "counter", "Frames refused before any request was read.");
-    line(b, "mpb_bad_frames_total %llu\n", (unsigned long long)g_bad_frames);
-    head(b, "mpb_frames_total", "counter", "ZeroMQ messages by direction.");
-    line(b, "mpb_frames_total{direction=\"in\"} %llu\n", (unsigned long long)g_frames_in);
-    line(b, "mpb_frames_total{direction=\"out\"} %llu\n", (unsigned long long)g_frames_out);
-    head(b, "mpb_bytes_total", "counter", "Bytes by direction.");
-    line(b, "mpb_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)g_bytes_in);
-    line(b, "mpb_bytes_total{direction=\"out\"} %llu\n", (unsigned long long)g_bytes_out);
+        line(b, "mpb_objects{kind=\"%s\"} %zu\n", kind_name((kind_t)k),
+             store_count_kind((kind_t)k));
+    const row_t r[] = {
+        {"mpb_clients", "gauge", "Authenticated connections.", NULL, server_peer_count()},
+        {"mpb_sessions", "gauge", "Client sessions.", NULL, sess_count()},
+        {"mpb_anonymous_objects", "gauge", "Anonymous objects (made by obj.new).", NULL,
+         anon_count()},
+        {"mpb_anonymous_refs", "gauge", "References sessions hold on anonymous objects.", NULL,
+         (uint64_t)anon_refs_total()},
+        {"mpb_anonymous_deleted_total", "counter",
+         "Anonymous objects deleted after their last reference went.", NULL, g_anon_deleted},
+        {"mpb_sessions_expired_total", "counter", "Sessions ended by missing heartbeats.", NULL,
+         g_sessions_expired},
+        {"mpb_max_memory_bytes", "gauge", "--max-memory (0: none).", NULL, g_limits.max_memory},
+        {"mpb_memory_low", "gauge",
+         "1 while an allocation failure makes the broker refuse growth.", NULL,
+         mem_low() ? 1 : 0},
+        {"mpb_oom_refused_total", "counter",
+         "Requests refused with ENOMEM: they would grow memory.", NULL, g_oom_refused},
+        {"mpb_queue_redelivered_total", "counter",
+         "Items a reliable queue took back because their taker's session ended.", NULL,
+         g_redelivered},
+        {"mpb_replies_replayed_total", "counter",
+         "Requests sent again after a cut, answered from the reply cache.", NULL, g_replayed},
+        {"mpb_sessions_refused_total", "counter",
+         "New sessions refused at max-sessions or max-sessions-per-conn.", NULL,
+         g_sessions_refused},
+        {"mpb_http_deadline_closed_total", "counter",
+         "HTTP connections closed for a request slower than its deadline.", NULL,
+         g_http_deadline_closed},
+        {"mpb_blocked_waiters", "gauge", "Requests parked in the broker.", NULL, waiter_count()},
+        {"mpb_auth_failures_total", "counter", "Handshakes refused for a wrong authkey.", NULL,
+         g_auth_failures},
+        {"mpb_connections", "gauge", "TCP and IPC connections open.", NULL,
+         transport_connections(server_transport())},
+        {"mpb_connections_closed_total", "counter",
+         "Connections the broker closed: over a limit at accept, or idle without a session.",
+         "reason=\"limit\"", g_conn_refused},
+        {"mpb_connections_closed_total", NULL, NULL, "reason=\"idle\"", g_conn_idle_closed},
+        {"mpb_output_limit_closed_total", "counter",
+         "Connections closed because their replies went unread past max-output.", NULL,
+         g_output_closed},
+        {"mpb_curve_refused_total", "counter",
+         "Encrypted handshakes refused: not under this authkey.", NULL, g_curve_denied},
+        {"mpb_bad_frames_total", "counter", "Frames refused before any request was read.", NULL,
+         g_bad_frames},
+        {"mpb_frames_total", "counter", "ZeroMQ messages by direction.", "direction=\"in\"",
+         g_frames_in},
+        {"mpb_frames_total", NULL, NULL, "direction=\"out\"", g_frames_out},
+        {"mpb_bytes_total", "counter", "Bytes by direction.", "direction=\"in\"", g_bytes_in},
+        {"mpb_bytes_total", NULL, NULL, "direction=\"out\"", g_bytes_out},
+    };
+    rows(b, r, NROWS(r));
     queue_metrics(b);
     pool_metrics(b);
     persist_metrics(b);
     struct mallinfo2 mi = mallinfo2();
-    head(b, "mpb_memory_bytes", "gauge", "Heap bytes in use by the broker.");
-    line(b, "mpb_memory_bytes %zu\n", mi.uordblks + mi.hblkhd);
-    /* Persistence is not built yet: say so plainly rather than omit it. */
-    head(b, "mpb_persistence_enabled", "gauge",
+    const row_t end[] = {
+        {"mpb_memory_bytes", "gauge", "Heap bytes in use by the broker.", NULL,
+         mi.uordblks + mi.hblkhd},
+        /* Persistence is not built yet: say so plainly rather than omit it. */
+        {"mpb_persistence_enabled", "gauge",
          "1 when mutations are logged to disk. Always 0: persistence is not implemented yet, "
-         "all state is in memory and lost when the broker stops.");
-    line(b, "mpb_persistence_enabled 0\n");
+         "all state is in memory and lost when the broker stops.",
+         NULL, 0},
+    };
+    rows(b, end, NROWS(end));
 }

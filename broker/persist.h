@@ -65,9 +65,17 @@ int persist_save(char *err, size_t n);
 /* The save op: starts a snapshot and parks r, answered {bytes, ms} when the child is done,
  * EIO if it failed; EBUSY while another one is being written, EINVAL with persistence off. */
 int persist_save_req(req_t *r);
-/* info: persistence map pairs (count returned) and Prometheus lines. */
+/* What the log and the snapshots did, for info and /metrics (metrics_render.c). */
+typedef struct persist_stats {
+    bool on;
+    int fsync_mode; /* FSYNC_* */
+    uint64_t log_bytes, fsyncs, writes, snap_bytes, snaps_failed, replay_failed, loaded_records;
+    int64_t last_fsync_unix_ms, last_snap_ms, last_snap_dur_ms, load_ms; /* Unix ms; ms */
+    bool snapshot_in_progress;
+} persist_stats_t;
+void persist_stats(persist_stats_t *st);
+/* info: the persistence map pair (count returned). */
 uint32_t persist_info(mpb__buf_t *b);
-void persist_metrics(mpb__buf_t *b);
 
 /* pool.c: its tasks for a snapshot (every task with a caller, by id), its id counters, and
  * tasks brought back (pool_restore_task: -1 if the record makes no sense). */

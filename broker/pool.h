@@ -21,7 +21,20 @@ int cmd_pool_start(req_t *r);
  * a parked pool request times out; metrics. */
 void pool_sess_end(sess_t *s);
 void pool_on_timeout(waiter_t *w);
-void pool_metrics(mpb__buf_t *b);
+/* The pool's numbers, which metrics_render.c writes as Prometheus text. */
+typedef struct pool_totals {
+    size_t workers, callers_paused, results_held_bytes, unfinished_bytes;
+    uint64_t requeued, abandoned, steals, refusals, killed;
+} pool_totals_t;
+typedef struct pool_fn_counts {
+    const char *name;
+    uint32_t namelen;
+    uint64_t queued, paused, running, prefetched; /* tasks now */
+    uint64_t done, failed, canceled;               /* tasks finished */
+} pool_fn_counts_t;
+void pool_totals(pool_totals_t *c);
+/* Calls each(ctx, counts) for every function the pool knows, newest first. */
+void pool_each_fn(void (*each)(void *ctx, const pool_fn_counts_t *c), void *ctx);
 void pool_free_all(void);
 
 #endif
