@@ -51,7 +51,7 @@ static void destroy(obj_t *o) {
         !strcmp(o->u.cond.lock_name + o->namelen, ".lock"))
         snprintf(lock, sizeof lock, "%s", o->u.cond.lock_name);
     persist_anon_gone(o);
-    log_kv(LOG_DEBUG, "anonymous object deleted", "kind", kind_name(o->kind), "name", o->name,
+    log_kv(MPB_LOG_DEBUG, "anonymous object deleted", "kind", kind_name(o->kind), "name", o->name,
            NULL);
     obj_fail_all(o, MPB_ENOOBJ, msg);
     store_delete(o);
@@ -192,7 +192,7 @@ int cmd_obj_new(req_t *r) {
     } else
         do {
             uint64_t x;
-            if (mpb__random(&x, sizeof x)) abort();
+            if (mpb__random(&x, sizeof x)) fatal("no randomness for an anonymous name");
             snprintf(name, sizeof name, "~%016llx", (unsigned long long)x);
         } while (store_get(name, 17));
     obj_t *o = store_create(k, name, 17);

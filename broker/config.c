@@ -544,9 +544,9 @@ void config_log(const conf_t *c) {
     const char *how = c->keysrc == KEYSRC_FILE  ? "file"
                       : c->keysrc == KEYSRC_ENV ? "environment"
                                                 : "data-dir";
-    log_kv(LOG_INFO, "configuration", "config_file", c->file ? c->file : "none",
+    log_kv(MPB_LOG_INFO, "configuration", "config_file", c->file ? c->file : "none",
            "config_file_from", c->file ? c->file_src : NULL, "key_source", how, "key_from",
            c->key_src, NULL);
-    if (c->key_note) log_kv(LOG_WARN, c->key_note, NULL);
+    if (c->key_note) log_kv(MPB_LOG_WARN, c->key_note, NULL);
     config_warn_unknown_env(NULL);
 }

@@ -555,7 +555,7 @@ static void warn_env_to(void *arg, const char *name, const char *hint) {
 
 static void warn_env_log(void *arg, const char *name, const char *hint) {
     (void)arg;
-    log_kv(LOG_WARN, "environment variable is not a setting: ignored", "name", name,
+    log_kv(MPB_LOG_WARN, "environment variable is not a setting: ignored", "name", name,
            "did_you_mean", hint, NULL);
 }
 void config_warn_unknown_env(FILE *to) {

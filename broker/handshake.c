@@ -66,10 +66,11 @@ void handshake_hello(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, c
     p->nsess_opened = opened;
     snprintf(p->addr, sizeof p->addr, "%s", addr ? addr : "");
     memcpy(p->nonce_c, nonce, MPB__NONCE_LEN);
-    if (mpb__random(p->nonce_b, MPB__NONCE_LEN)) abort();
+    if (mpb__random(p->nonce_b, MPB__NONCE_LEN)) fatal("no randomness for a nonce");
     p->hs_deadline = now_ms() + g_limits.handshake_ms;
     uint8_t proof[MPB__PROOF_LEN];
-    if (mpb__auth_proof(authkey, keylen, true, p->nonce_c, p->nonce_b, proof)) abort();
+    if (mpb__auth_proof(authkey, keylen, true, p->nonce_c, p->nonce_b, proof))
+        fatal("HMAC of the handshake proof failed");
     mpb__buf_t b = {0};
     mpb__w_map(&b, 2);
     mpb__w_cstr(&b, "nonce");
@@ -96,8 +97,8 @@ void handshake_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, in
                           MPB__PROOF_LEN)) {
         char addr[64];
         unsigned long long unlogged;
-        if (peer_log_ok(fd, who, addr, sizeof addr, &unlogged))
-            log_kv(LOG_WARN, "authentication failed", "peer", who, "addr", addr, "not_logged",
+        if (peer_log_ok("auth", fd, who, addr, sizeof addr, &unlogged))
+            log_kv(MPB_LOG_WARN, "authentication failed", "peer", who, "addr", addr, "not_logged",
                    unlogged ? LOG_UINT(unlogged) : NULL, NULL);
         g_auth_failures++;
         out_plain_error(rid, ridlen, -MPB_EAUTH, "authentication failed");
@@ -105,10 +106,11 @@ void handshake_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, in
         return;
     }
     uint8_t c2s[MPB__KEY_LEN], s2c[MPB__KEY_LEN];
-    if (mpb__auth_keys(authkey, keylen, p->nonce_c, p->nonce_b, c2s, s2c)) abort();
+    if (mpb__auth_keys(authkey, keylen, p->nonce_c, p->nonce_b, c2s, s2c))
+        fatal("deriving the session keys failed");
     p->rx = mpb__mac_new(c2s);
     p->tx = mpb__mac_new(s2c);
-    if (!p->rx || !p->tx) abort();
+    if (!p->rx || !p->tx) fatal("out of memory for a MAC context");
     peer_ready(p);
 
     sess_t *s = NULL;
@@ -155,7 +157,7 @@ void handshake_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, in
     p->out_over = false;
     transport_conn_session(tp, fd, true);
     s->last_seen_ms = now_ms();
-    log_kv(LOG_DEBUG, resumed ? "session resumed" : "session opened", "session", LOG_UINT(s->id),
+    log_kv(MPB_LOG_DEBUG, resumed ? "session resumed" : "session opened", "session", LOG_UINT(s->id),
            "peer", who, "host", s->host, "pid", LOG_INT(s->pid), "name", s->name, NULL);
 
     mpb__buf_t b = {0};

@@ -68,7 +68,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
         snprintf(start_msg, sizeof start_msg, "%s", msg);
         return;
     }
-    log_kv(LOG_WARN, msg, "source", "libmicrohttpd", NULL);
+    log_kv(MPB_LOG_WARN, msg, "source", "libmicrohttpd", NULL);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *ctype,
@@ -241,7 +241,7 @@ http_t *http_start(const char *addr, char *err, size_t errlen) {
     const union MHD_DaemonInfo *pi = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = pi ? pi->port : 0;
     if (addr_file && write_addr_file(addr, h->port) != 0)
-        log_kv(LOG_WARN, "cannot write the HTTP address file", "path", addr_file, "error",
+        log_kv(MPB_LOG_WARN, "cannot write the HTTP address file", "path", addr_file, "error",
                strerror(errno), NULL);
     return h;
 }
@@ -295,7 +295,7 @@ int http_set_auth(const char *path, char *err, size_t errlen) {
     char warn[1024];
     if (mpb__key_file_read("http-auth token file", path, &tok, &n, err, errlen, warn, sizeof warn))
         return -1;
-    if (warn[0]) log_kv(LOG_WARN, "the http-auth token file", "path", path, "problem", warn, NULL);
+    if (warn[0]) log_kv(MPB_LOG_WARN, "the http-auth token file", "path", path, "problem", warn, NULL);
     if (memchr(tok, 0, n) || memchr(tok, '\n', n) || memchr(tok, '\r', n)) {
         snprintf(err, errlen, "HTTP token file %s: the token must be one line of text", path);
         OPENSSL_cleanse(tok, n);

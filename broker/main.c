@@ -18,10 +18,10 @@ static int read_key_file(const char *path, uint8_t **key, size_t *len) {
     char err[512], warn[1024];
     if (mpb__key_file_read("authkey file", path, key, len, err, sizeof err, warn, sizeof warn) ==
         0) {
-        if (warn[0]) log_kv(LOG_WARN, warn, "path", path, NULL);
+        if (warn[0]) log_kv(MPB_LOG_WARN, warn, "path", path, NULL);
         return 0;
     }
-    log_kv(LOG_ERROR, err, "path", path, NULL);
+    log_kv(MPB_LOG_ERROR, err, "path", path, NULL);
     return -1;
 }
 
@@ -36,7 +36,7 @@ static int make_key(const char *dir, uint8_t **key, size_t *len) {
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
-        log_kv(LOG_ERROR, "cannot create the authkey file", "path", path, "error",
+        log_kv(MPB_LOG_ERROR, "cannot create the authkey file", "path", path, "error",
                strerror(errno), NULL);
         return -1;
     }
@@ -45,12 +45,12 @@ static int make_key(const char *dir, uint8_t **key, size_t *len) {
     ok = (fsync(fd) == 0) && ok;
     close(fd);
     if (!ok) {
-        log_kv(LOG_ERROR, "cannot write the authkey file", "path", path, "error", strerror(e),
+        log_kv(MPB_LOG_ERROR, "cannot write the authkey file", "path", path, "error", strerror(e),
                NULL);
         unlink(path); /* a torn key would be read back on the next start */
         return -1;
     }
-    log_kv(LOG_INFO,
+    log_kv(MPB_LOG_INFO,
            "no authkey configured: generated one (mode 0600); give clients that file "
            "(MPB_AUTHKEY_FILE) or its contents (MPB_AUTHKEY)",
            "path", path, NULL);
@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
     raise_nofile();
 
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
-        log_kv(LOG_ERROR, "cannot create the data directory", "path", cfg->data_dir, "error",
+        log_kv(MPB_LOG_ERROR, "cannot create the data directory", "path", cfg->data_dir, "error",
                strerror(errno), NULL);
         config_free(&conf);
         return 1;
@@ -95,12 +95,12 @@ int main(int argc, char **argv) {
     char addr_file[4200];
     snprintf(addr_file, sizeof addr_file, "%s/http.addr", cfg->data_dir);
     if (unlink(addr_file) != 0 && errno != ENOENT)
-        log_kv(LOG_WARN, "cannot remove a stale HTTP address file", "path", addr_file, "error",
+        log_kv(MPB_LOG_WARN, "cannot remove a stale HTTP address file", "path", addr_file, "error",
                strerror(errno), NULL);
     http_set_addr_file(cfg->http ? addr_file : NULL);
     char herr[512];
     if (http_set_auth(cfg->http_auth, herr, sizeof herr)) {
-        log_kv(LOG_ERROR, herr, "setting", "http-auth", NULL);
+        log_kv(MPB_LOG_ERROR, herr, "setting", "http-auth", NULL);
         config_free(&conf);
         return 1;
     }
@@ -112,9 +112,9 @@ int main(int argc, char **argv) {
     } else {
         char err[512], warn[1024];
         if ((rc = config_read_key(conf, &key, &keylen, err, sizeof err, warn, sizeof warn)))
-            log_kv(LOG_ERROR, err, NULL);
+            log_kv(MPB_LOG_ERROR, err, NULL);
         else if (warn[0])
-            log_kv(LOG_WARN, warn, NULL);
+            log_kv(MPB_LOG_WARN, warn, NULL);
     }
     if (rc) {
         config_free(&conf);

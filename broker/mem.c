@@ -70,7 +70,7 @@ void mem_init(void) {
         if (g_limits.max_memory < ((size_t)16 << 20)) g_limits.max_memory = (size_t)16 << 20;
         char lim[32];
         snprintf(lim, sizeof lim, "%zu", g_limits.max_memory);
-        log_kv(LOG_INFO, "max-memory set from the address-space limit (ulimit -v)", "max_memory",
+        log_kv(MPB_LOG_INFO, "max-memory set from the address-space limit (ulimit -v)", "max_memory",
                lim, NULL);
     }
 }
@@ -80,7 +80,7 @@ bool mem_release_reserve(void) {
     munmap(M.reserve, RESERVE_BYTES);
     M.reserve = NULL;
     M.low = true;
-    log_kv(LOG_WARN,
+    log_kv(MPB_LOG_WARN,
            "out of memory: reserve given back; requests that would grow memory are refused",
            NULL);
     return true;
@@ -93,7 +93,7 @@ void mem_tick(int64_t now) {
     M.reserve = reserve_take();
     if (M.reserve) {
         M.low = false;
-        log_kv(LOG_INFO, "memory available again: the reserve is held", NULL);
+        log_kv(MPB_LOG_INFO, "memory available again: the reserve is held", NULL);
     }
 }
 

@@ -29,7 +29,7 @@ static mpb__buf_t held;
 static void send_now(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len) {
     if (zmq_send(router, rid, ridlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) return;
     if (zmq_send(router, buf, len, ZMQ_DONTWAIT) < 0) {
-        log_kv(LOG_WARN, "reply dropped", "bytes", LOG_UINT(len), "error",
+        log_kv(MPB_LOG_WARN, "reply dropped", "bytes", LOG_UINT(len), "error",
                zmq_strerror(zmq_errno()), NULL);
         return;
     }
@@ -102,7 +102,7 @@ void out_seal_and_send(peer_t *p, uint8_t type, mpb__buf_t *b) {
     if (p->out_cut) return; /* its connection is closing: libzmq would only queue them */
     mpb__frame_header(b->p, type, ++p->seq_out);
     uint8_t mac[MPB__MAC_LEN];
-    if (mpb__mac_sign(p->tx, b->p, b->len, mac)) abort();
+    if (mpb__mac_sign(p->tx, b->p, b->len, mac)) fatal("signing a reply failed");
     mpb__w_raw(b, mac, sizeof mac);
     bbuf_ensure(b);
     send_frame(p->rid, p->ridlen, b->p, b->len);

@@ -62,10 +62,13 @@ void peer_sample(const peer_t *p, char *out, size_t n) {
     out[k] = 0;
 }
 
-bool peer_log_ok(int fd, const char *who, char *addr, size_t n, unsigned long long *held) {
+bool peer_log_ok(const char *what, int fd, const char *who, char *addr, size_t n,
+                 unsigned long long *held) {
     log_peer_addr(fd, addr, n);
     bool net = strcmp(addr, "local") && strcmp(addr, "unknown");
-    return log_rate_ok(net ? addr : who, held);
+    char key[96];
+    snprintf(key, sizeof key, "%s %s", what, net ? addr : who);
+    return log_rate_ok(key, held);
 }
 
 
@@ -75,7 +78,7 @@ void peer_sweep(int64_t now) {
         if (!p->ready && now > p->hs_deadline) {
             char who[2 * RID_MAX + 1];
             peer_sample(p, who, sizeof who);
-            log_kv(LOG_INFO, "handshake timed out", "peer", who, NULL);
+            log_kv(MPB_LOG_INFO, "handshake timed out", "peer", who, NULL);
             peer_free(p);
         } else if (p->ready && !p->sess && !p->nsess_opened) {
             peer_free(p);

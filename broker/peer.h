@@ -45,9 +45,11 @@ void peer_ready(peer_t *p);
 size_t peer_pending(void);
 /* Its routing id in hex, for the log. */
 void peer_sample(const peer_t *p, char *out, size_t n);
-/* Whether a line about this peer may be written now (log.c's rate limit), keyed by its
- * address, or by its connection when it has none (ipc://). addr gets the address. */
-bool peer_log_ok(int fd, const char *who, char *addr, size_t n, unsigned long long *held);
+/* Whether a line of this kind (what: a short tag) about this peer may be written now (log.c's
+ * rate limit), keyed by the kind and its address, or its connection when it has none
+ * (ipc://): a flood of one kind never hides the first line of another. addr gets the address. */
+bool peer_log_ok(const char *what, int fd, const char *who, char *addr, size_t n,
+                 unsigned long long *held);
 /* Frees peers whose handshake timed out, and ready ones that speak for no session and opened
  * none that lives. */
 void peer_sweep(int64_t now);

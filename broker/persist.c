@@ -64,7 +64,7 @@ void persist_crc_init(void) {
     }
     /* The check value of CRC-32C ("123456789" -> e3069283) decides, on this machine. */
     static const uint8_t check[] = "123456789";
-    if (crc32c_sw(check, 9) != 0xe3069283u) abort();
+    if (crc32c_sw(check, 9) != 0xe3069283u) fatal("CRC-32C self-check failed");
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("sse4.2") && crc32c_hw(check, 9) == 0xe3069283u)
         crc32c = crc32c_hw;
@@ -321,7 +321,7 @@ static int fsync_later(void) {
     int rc = 0;
     pthread_mutex_lock(&F.mu);
     if (F.error) {
-        log_kv(LOG_ERROR, "cannot fsync the log", "error", strerror(F.error), NULL);
+        log_kv(MPB_LOG_ERROR, "cannot fsync the log", "error", strerror(F.error), NULL);
         rc = -1;
     } else if (F.fd < 0) {
         if (!F.started)
@@ -368,7 +368,7 @@ int persist_do_fsync(void) {
     fsync_done(rc, err);
     pthread_mutex_unlock(&F.mu);
     if (rc != 0) {
-        log_kv(LOG_ERROR, "cannot fsync the log", "error", strerror(err), NULL);
+        log_kv(MPB_LOG_ERROR, "cannot fsync the log", "error", strerror(err), NULL);
         return -1;
     }
     g_persist.dirty = false;
@@ -384,7 +384,7 @@ int persist_commit(void) {
     if (!g_persist.batch.len || g_persist.fd < 0) return 0;
     bbuf_ensure(&g_persist.batch);
     if (persist_write_all(g_persist.fd, g_persist.batch.p, g_persist.batch.len) != 0) {
-        log_kv(LOG_ERROR, "cannot write the log", "error", strerror(errno), NULL);
+        log_kv(MPB_LOG_ERROR, "cannot write the log", "error", strerror(errno), NULL);
         return -1;
     }
     g_persist.writes++;
@@ -414,7 +414,7 @@ int persist_seg_open(uint64_t seg) {
     persist_seg_path(path, sizeof path, seg);
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
-        log_kv(LOG_ERROR, "cannot open the log", "path", path, "error", strerror(errno), NULL);
+        log_kv(MPB_LOG_ERROR, "cannot open the log", "path", path, "error", strerror(errno), NULL);
         return -1;
     }
     if (g_persist.fd >= 0) {

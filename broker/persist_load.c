@@ -51,7 +51,7 @@ static void replay_check(const req_t *r) {
     char what[300];
     snprintf(what, sizeof what, "%s %.*s: %.*s", mpb__op_name(r->op) ? mpb__op_name(r->op) : "?",
              (int)(r->name ? r->namelen : 0), r->name ? r->name : "", (int)ml, msg);
-    log_kv(LOG_WARN, "a logged request failed at replay", "request", what, "session",
+    log_kv(MPB_LOG_WARN, "a logged request failed at replay", "request", what, "session",
            LOG_INT((int64_t)(r->sess ? r->sess->id : 0)), NULL);
 }
 
@@ -387,7 +387,7 @@ static int replay_segment(uint64_t seg, bool last, bool repair, bool *stop) {
     uint8_t *p;
     size_t n, off = 0;
     if (persist_read_file(path, &p, &n) != 0) {
-        log_kv(LOG_ERROR, "cannot read the log", "path", path, "error", strerror(errno), NULL);
+        log_kv(MPB_LOG_ERROR, "cannot read the log", "path", path, "error", strerror(errno), NULL);
         return -1;
     }
     const uint8_t *pl;
@@ -409,12 +409,12 @@ static int replay_segment(uint64_t seg, bool last, bool repair, bool *stop) {
     bool torn = last && (n - off < REC_HDR || len == 0 || len > n - off - REC_HDR ||
                          off + REC_HDR + len == n || all_zero(p + off, n - off));
     if (torn) {
-        log_kv(LOG_WARN, "torn record at the end of the log cut", "path", path, "offset",
+        log_kv(MPB_LOG_WARN, "torn record at the end of the log cut", "path", path, "offset",
                LOG_UINT(off), "bytes_cut", LOG_UINT(n - off), NULL);
     } else {
         uint64_t after = count_after(p, n, off);
         if (!repair) {
-            log_kv(LOG_ERROR,
+            log_kv(MPB_LOG_ERROR,
                    "damaged record in the middle of the log: refusing to start (start with "
                    "--repair to cut the log there and keep what is before it)",
                    "path", path, "offset", LOG_UINT(off), "bytes_after", LOG_UINT(n - off),
@@ -422,7 +422,7 @@ static int replay_segment(uint64_t seg, bool last, bool repair, bool *stop) {
             free(p);
             return -1;
         }
-        log_kv(LOG_WARN, "repair: log cut at a damaged record; what followed it is lost",
+        log_kv(MPB_LOG_WARN, "repair: log cut at a damaged record; what followed it is lost",
                "path", path, "offset", LOG_UINT(off), "bytes_lost", LOG_UINT(n - off),
                "records_lost", LOG_UINT(after + 1), NULL);
         *stop = true;
@@ -431,7 +431,7 @@ static int replay_segment(uint64_t seg, bool last, bool repair, bool *stop) {
     free(p);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0 || ftruncate(fd, (off_t)off) != 0 || fsync(fd) != 0) {
-        log_kv(LOG_ERROR, "cannot cut the log", "path", path, "error", strerror(errno), NULL);
+        log_kv(MPB_LOG_ERROR, "cannot cut the log", "path", path, "error", strerror(errno), NULL);
         if (fd >= 0) close(fd);
         return -1;
     }
@@ -464,7 +464,7 @@ static int load_snapshot(uint64_t *first_seg) {
     }
     free(p);
     if (rc < 0 || !ended) {
-        log_kv(LOG_ERROR, "the snapshot is damaged: refusing to start", "path", path, "offset",
+        log_kv(MPB_LOG_ERROR, "the snapshot is damaged: refusing to start", "path", path, "offset",
                LOG_UINT(off), NULL);
         return -1;
     }
@@ -523,7 +523,7 @@ int persist_open(const char *dir, bool on, int fsync_mode, bool repair) {
     g_persist.last_fsync_ms = now_ms();
     /* Tokens handed out from now on are above every one the log knows of. */
     if (g_persist.fence_bound > g_fence) g_fence = g_persist.fence_bound;
-    log_kv(LOG_INFO, "state loaded", "records", LOG_UINT(g_persist.loaded_records), "objects",
+    log_kv(MPB_LOG_INFO, "state loaded", "records", LOG_UINT(g_persist.loaded_records), "objects",
            LOG_UINT(store_count()), "sessions", LOG_UINT(sess_count()), "ms",
            LOG_INT(g_persist.load_ms), NULL);
     return 0;

@@ -254,7 +254,7 @@ int persist_save(char *err, size_t n) {
     if (pid == 0) _exit(snap_write(g_persist.seg) == 0 ? 0 : 1);
     g_persist.child = pid;
     g_persist.child_seg = g_persist.seg;
-    log_kv(LOG_INFO, "snapshot started", "pid", LOG_INT(pid), "segment", LOG_UINT(g_persist.seg),
+    log_kv(MPB_LOG_INFO, "snapshot started", "pid", LOG_INT(pid), "segment", LOG_UINT(g_persist.seg),
            NULL);
     return 0;
 }
@@ -311,7 +311,7 @@ void persist_child_done(int status) {
     g_persist.child = 0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         g_persist.snaps_failed++;
-        log_kv(LOG_ERROR, "snapshot failed; the log is kept", "pid", LOG_INT(pid), NULL);
+        log_kv(MPB_LOG_ERROR, "snapshot failed; the log is kept", "pid", LOG_INT(pid), NULL);
         answer_savers(false, dur);
         return;
     }
@@ -326,7 +326,7 @@ void persist_child_done(int status) {
     g_persist.last_snap_ms = wall_ms();
     g_persist.last_snap_dur_ms = dur;
     g_persist.snaps_ok++;
-    log_kv(LOG_INFO, "snapshot written", "bytes", LOG_UINT(g_persist.snap_bytes), "ms",
+    log_kv(MPB_LOG_INFO, "snapshot written", "bytes", LOG_UINT(g_persist.snap_bytes), "ms",
            LOG_INT(dur), NULL);
     answer_savers(true, dur);
 }
@@ -344,7 +344,7 @@ void persist_tick(int64_t now) {
     } else if (g_persist.log_bytes > AUTO_MIN && g_persist.log_bytes > g_persist.snap_bytes) {
         char err[256];
         if (persist_save(err, sizeof err) != 0)
-            log_kv(LOG_WARN, "cannot start a snapshot", "error", err, NULL);
+            log_kv(MPB_LOG_WARN, "cannot start a snapshot", "error", err, NULL);
     }
 }
 

@@ -402,7 +402,7 @@ void pool_sess_end(sess_t *s) {
     pool_sess_t *ps = s->pool;
     if (!ps) return;
     if (ps->worker) {
-        log_kv(LOG_INFO, "worker gone: its running tasks go back to the queue", "session",
+        log_kv(MPB_LOG_INFO, "worker gone: its running tasks go back to the queue", "session",
                LOG_UINT(s->id), "tasks", LOG_INT(ps->worker->inflight), NULL);
         pool_worker_gone(ps->worker, true);
         ps->worker = NULL;

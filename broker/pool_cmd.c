@@ -56,7 +56,7 @@ int cmd_pool_register(req_t *r) {
     for (size_t i = 0; i < w->nfns && k < sizeof served; i++)
         k += (size_t)snprintf(served + k, sizeof served - k, "%s%.*s", i ? "," : "",
                               (int)w->fns[i]->namelen, w->fns[i]->name);
-    log_kv(LOG_INFO, "worker registered", "session", LOG_UINT(r->sess->id), "host", r->sess->host,
+    log_kv(MPB_LOG_INFO, "worker registered", "session", LOG_UINT(r->sess->id), "host", r->sess->host,
            "pid", LOG_INT(r->sess->pid), "functions", served, "concurrency", LOG_INT(conc), NULL);
     return reply_nil(r);
 }
@@ -229,7 +229,7 @@ int cmd_pool_unregister(req_t *r) {
         waiter_reply_raw(fw, (const uint8_t *)"\x90", 1);
         waiter_free(fw);
     }
-    log_kv(LOG_INFO, "worker unregistered: its held tasks go back to the queue", "session",
+    log_kv(MPB_LOG_INFO, "worker unregistered: its held tasks go back to the queue", "session",
            LOG_UINT(r->sess->id), "tasks", LOG_INT(w->inflight), NULL);
     pool_worker_gone(w, false);
     ps->worker = NULL;

@@ -68,12 +68,12 @@ int reply_error(req_t *r, int code, const char *fmt, ...) {
     }
     reply_write_error(r->out, r->rid, code, msg);
     r->code = -code;
-    if (log_min_level <= LOG_DEBUG) {
+    if (log_min_level <= MPB_LOG_DEBUG) {
         const char *opn = mpb__op_name(r->op);
         char name[300]; /* the log cuts it at 256 bytes */
         snprintf(name, sizeof name, "%.*s", (int)(r->name ? r->namelen : 1),
                  r->name ? r->name : "-");
-        log_kv(LOG_DEBUG, "error reply", "op", opn ? opn : "?", "object", name, "error", msg, NULL);
+        log_kv(MPB_LOG_DEBUG, "error reply", "op", opn ? opn : "?", "object", name, "error", msg, NULL);
     }
     return code;
 }

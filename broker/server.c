@@ -199,8 +199,8 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
     unsigned long long unlogged;
     if (!mpb__mac_verify(p->rx, frame, framelen - MPB__MAC_LEN, f->mac)) {
         peer_sample(p, who, sizeof who);
-        if (peer_log_ok(fd, who, addr, sizeof addr, &unlogged))
-            log_kv(LOG_WARN, "message with a bad MAC dropped", "peer", who, "addr", addr,
+        if (peer_log_ok("mac", fd, who, addr, sizeof addr, &unlogged))
+            log_kv(MPB_LOG_WARN, "message with a bad MAC dropped", "peer", who, "addr", addr,
                    "not_logged", unlogged ? LOG_UINT(unlogged) : NULL, NULL);
         out_plain_error(p->rid, p->ridlen, -MPB_EAUTH, "message MAC does not verify");
         return;
@@ -208,8 +208,8 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
     uint64_t last = p->seq_in;
     if (mpb__seq_accept(&p->seq_in, f->seq)) {
         peer_sample(p, who, sizeof who);
-        if (peer_log_ok(fd, who, addr, sizeof addr, &unlogged))
-            log_kv(LOG_WARN, "replayed message dropped", "peer", who, "addr", addr, "seq",
+        if (peer_log_ok("replay", fd, who, addr, sizeof addr, &unlogged))
+            log_kv(MPB_LOG_WARN, "replayed message dropped", "peer", who, "addr", addr, "seq",
                    LOG_UINT(f->seq), "last", LOG_UINT(last), "not_logged",
                    unlogged ? LOG_UINT(unlogged) : NULL, NULL);
         out_plain_error(p->rid, p->ridlen, -MPB_EREPLAY,
@@ -272,12 +272,12 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
             k += (size_t)snprintf(who + k, sizeof who - k, "%02x", rid[i]);
         who[k] = 0;
         unsigned long long unlogged;
-        if (peer_log_ok(fd, who, addr, sizeof addr, &unlogged)) {
+        if (peer_log_ok("frame", fd, who, addr, sizeof addr, &unlogged)) {
             k = 0;
             for (size_t i = 0; i < len && i < 24 && k + 3 < sizeof sample; i++)
                 k += (size_t)snprintf(sample + k, sizeof sample - k, "%02x", buf[i]);
             sample[k] = 0;
-            log_kv(LOG_WARN, "bad frame", "peer", who, "addr", addr, "error", err, "first_bytes",
+            log_kv(MPB_LOG_WARN, "bad frame", "peer", who, "addr", addr, "error", err, "first_bytes",
                    sample, "not_logged", unlogged ? LOG_UINT(unlogged) : NULL, NULL);
         }
         out_plain_error(rid, ridlen, -rc, err);
@@ -365,7 +365,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     mem_init();
     if (!g_limits.max_batch_reply) g_limits.max_batch_reply = 64u << 20;
     g_started_ms = now_ms();
-    if (mpb__hash_init()) abort(); /* before any table: every one hashes client bytes */
+    if (mpb__hash_init()) fatal("no randomness for the hash key"); /* before any table: every one hashes client bytes */
     store_init();
     store_on_delete(sess_forget_obj);
     store_on_delete(anon_forget);
@@ -389,7 +389,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     /* Frames a little over max_frame still get a clear ETOOBIG; far over it, libzmq drops
      * the connection before buffering them (transport.c sets ZMQ_MAXMSGSIZE). */
     if (!(S.tp = transport_open(S.zctx, S.router, authkey, keylen, terr, sizeof terr))) {
-        log_kv(LOG_ERROR, "cannot set up the transport", "error", terr, NULL);
+        log_kv(MPB_LOG_ERROR, "cannot set up the transport", "error", terr, NULL);
         status = 1;
         goto out;
     }
@@ -398,7 +398,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     handshake_init(authkey, keylen, S.tp);
     for (int i = 0; i < cfg->nlisten; i++) {
         if (transport_bind(S.tp, cfg->listen[i], cfg->encryption) != 0) {
-            log_kv(LOG_ERROR, "cannot listen", "endpoint", cfg->listen[i], "error",
+            log_kv(MPB_LOG_ERROR, "cannot listen", "endpoint", cfg->listen[i], "error",
                    zmq_strerror(zmq_errno()), NULL);
             status = 1;
             goto out;
@@ -406,9 +406,9 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
         char ep[1024];
         size_t eplen = sizeof ep;
         zmq_getsockopt(S.router, ZMQ_LAST_ENDPOINT, ep, &eplen);
-        log_kv(LOG_INFO, "listening", "endpoint", ep, NULL);
+        log_kv(MPB_LOG_INFO, "listening", "endpoint", ep, NULL);
         if (i == 0 && cfg->endpoint_file && write_endpoint_file(cfg->endpoint_file, ep)) {
-            log_kv(LOG_ERROR, "cannot write the endpoint file", "path", cfg->endpoint_file, NULL);
+            log_kv(MPB_LOG_ERROR, "cannot write the endpoint file", "path", cfg->endpoint_file, NULL);
             status = 1;
             goto out;
         }
@@ -424,15 +424,15 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
         char err[256];
         S.http = http_start(cfg->http, err, sizeof err);
         if (!S.http) {
-            log_kv(LOG_ERROR, "cannot serve HTTP", "addr", cfg->http, "error", err, NULL);
+            log_kv(MPB_LOG_ERROR, "cannot serve HTTP", "addr", cfg->http, "error", err, NULL);
             status = 1;
             goto out;
         }
-        log_kv(LOG_INFO, "serving HTTP", "addr", cfg->http, "port", LOG_INT(http_port(S.http)),
+        log_kv(MPB_LOG_INFO, "serving HTTP", "addr", cfg->http, "port", LOG_INT(http_port(S.http)),
                "paths", "/healthz,/readyz,/metrics", NULL);
     }
     S.ready = true;
-    log_kv(LOG_INFO, "ready", "version", MPBROKER_VERSION, "pid", LOG_INT(getpid()), NULL);
+    log_kv(MPB_LOG_INFO, "ready", "version", MPBROKER_VERSION, "pid", LOG_INT(getpid()), NULL);
     S.next_sweep = now_ms() + 100;
     while (!S.stopping) {
         zmq_pollitem_t it[4] = {{S.router, 0, ZMQ_POLLIN, 0}, {NULL, 0, ZMQ_POLLIN, 0},
@@ -451,7 +451,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
         }
         if (wait < 0) wait = 0;
         if (zmq_poll(it, nit, (long)wait) < 0 && zmq_errno() != EINTR) {
-            log_kv(LOG_ERROR, "poll failed", "error", zmq_strerror(zmq_errno()), NULL);
+            log_kv(MPB_LOG_ERROR, "poll failed", "error", zmq_strerror(zmq_errno()), NULL);
             status = 1;
             break;
         }
@@ -472,7 +472,7 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
             break;
         }
     }
-    log_kv(LOG_INFO, "shutting down", "sessions", LOG_UINT(sess_count()), "objects",
+    log_kv(MPB_LOG_INFO, "shutting down", "sessions", LOG_UINT(sess_count()), "objects",
            LOG_UINT(store_count()), NULL);
 out:
     S.ready = false;

@@ -51,7 +51,7 @@ int sess_admit(const peer_t *p, char *why, size_t n) {
 sess_t *sess_new(void) {
     sess_t *s = xcalloc(1, sizeof *s);
     s->id = ++next_id;
-    if (mpb__random(s->token, sizeof s->token)) abort();
+    if (mpb__random(s->token, sizeof s->token)) fatal("no randomness for a session token");
     s->created_ms = s->last_seen_ms = now_ms();
     LIST_INSERT_HEAD(&sessions, s, link);
     nsessions++;
@@ -148,7 +148,7 @@ void sess_describe(const sess_t *s, mpb__buf_t *b) {
 
 void sess_end(sess_t *s, const char *why) {
     /* A session that says bye is routine; one that goes silent is news. */
-    log_kv(strcmp(why, "bye") && !persist_replaying() ? LOG_INFO : LOG_DEBUG, "session ended", "session", LOG_UINT(s->id),
+    log_kv(strcmp(why, "bye") && !persist_replaying() ? MPB_LOG_INFO : MPB_LOG_DEBUG, "session ended", "session", LOG_UINT(s->id),
            "reason", why, "host", s->host, "pid", LOG_INT(s->pid), "name", s->name, NULL);
     if (s->peer) {
         s->peer->sess = NULL;

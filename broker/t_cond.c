@@ -147,7 +147,7 @@ static void cond_release_hold(sess_t *s, hold_t *h) {
         cond_take(o, c->waiters.head, lo, true);
         passed++;
     }
-    log_kv(LOG_INFO, "notifications passed on: a woken session ended", "kind", "condition", "name",
+    log_kv(MPB_LOG_INFO, "notifications passed on: a woken session ended", "kind", "condition", "name",
            o->name, "passed", LOG_INT(passed), "held", LOG_INT(h->units), "session",
            LOG_UINT(s->id), NULL);
     lock_grant_next(lo);

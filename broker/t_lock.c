@@ -140,7 +140,7 @@ static void lock_release_hold(sess_t *s, hold_t *h) {
     obj_t *o = h->obj;
     lockobj_t *l = as_lock(o);
     if (l->owner == s && l->tid == h->tid) {
-        log_kv(LOG_INFO, "released: its holder's session ended", "kind", kind_name(o->kind), "name",
+        log_kv(MPB_LOG_INFO, "released: its holder's session ended", "kind", kind_name(o->kind), "name",
                o->name, "session", LOG_UINT(s->id), NULL);
         l->owner = NULL;
         l->tid = 0;

@@ -181,7 +181,7 @@ static void pipe_release_hold(sess_t *s, hold_t *h) {
     obj_t *o = h->obj;
     int e = h->tid == 1;
     if (o->u.pipe.owner[e] != s) return;
-    log_kv(LOG_INFO, "pipe end closed: its session ended", "pipe", o->name, "end", LOG_INT(e),
+    log_kv(MPB_LOG_INFO, "pipe end closed: its session ended", "pipe", o->name, "end", LOG_INT(e),
            "session", LOG_UINT(s->id), NULL);
     end_close(o, e);
 }

@@ -162,7 +162,7 @@ static void queue_release_hold(sess_t *s, hold_t *h) {
         blob_t *item = untrack(q, i);
         if (!task && q->joinable) q->unfinished++; /* it enters a queue that counts tasks now */
         g_redelivered++;
-        log_kv(LOG_INFO, "item given back: its taker's session ended", "queue", o->name,
+        log_kv(MPB_LOG_INFO, "item given back: its taker's session ended", "queue", o->name,
                "session", LOG_UINT(s->id), "delivery", LOG_UINT(h->tid), NULL);
         deliver(o, item, true);
         return;

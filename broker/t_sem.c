@@ -196,7 +196,7 @@ static void sem_release_hold(sess_t *s, hold_t *h) {
         back = h->units;
     if (back < 0) back = 0;
     sm->value += back;
-    log_kv(LOG_INFO, "units given back: their holder's session ended", "kind", "semaphore",
+    log_kv(MPB_LOG_INFO, "units given back: their holder's session ended", "kind", "semaphore",
            "name", o->name, "units", LOG_INT(back), "held", LOG_INT(h->units), "session",
            LOG_UINT(s->id), NULL);
     sem_wake(o);

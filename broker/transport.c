@@ -96,7 +96,7 @@ static size_t raise_nofile(void) {
         rlim_t was = rl.rlim_cur;
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
-            log_kv(LOG_DEBUG, "descriptor limit raised", "from", LOG_UINT(was), "to",
+            log_kv(MPB_LOG_DEBUG, "descriptor limit raised", "from", LOG_UINT(was), "to",
                    LOG_UINT(rl.rlim_cur), NULL);
         else getrlimit(RLIMIT_NOFILE, &rl);
     }
@@ -207,7 +207,7 @@ static void shut(transport_t *t, int fd, conn_t *c, const char *why, uint64_t *c
     if (now >= t->next_log_ms) {
         char a[INET6_ADDRSTRLEN];
         addr_text(c->addr, a, sizeof a);
-        log_kv(LOG_WARN, "connection closed", "reason", why, "addr", a, "connections",
+        log_kv(MPB_LOG_WARN, "connection closed", "reason", why, "addr", a, "connections",
                LOG_UINT(t->nopen), "without_session", LOG_UINT(t->nunauth), "closed_since_last",
                LOG_UINT(t->unlogged), NULL);
         t->unlogged = 0;
@@ -278,7 +278,7 @@ static void log_auth_failure(transport_t *t, const uint8_t addr[16], const char 
     e->unlogged = 0;
     char a[INET6_ADDRSTRLEN];
     addr_text(addr, a, sizeof a);
-    log_kv(LOG_WARN, "authentication failed", "addr", a, "reason", why, "not_logged",
+    log_kv(MPB_LOG_WARN, "authentication failed", "addr", a, "reason", why, "not_logged",
            skipped ? LOG_UINT(skipped) : NULL, NULL);
 }
 
@@ -369,7 +369,7 @@ int transport_output_check(transport_t *t, int fd, uint64_t sent, int64_t acked0
     g_output_closed++;
     char a[INET6_ADDRSTRLEN];
     addr_text(c->addr, a, sizeof a);
-    log_kv(LOG_WARN, "connection closed: its replies went unread past max-output", "peer", who,
+    log_kv(MPB_LOG_WARN, "connection closed: its replies went unread past max-output", "peer", who,
            "addr", a, "unread", LOG_UINT(unread), "max_output", LOG_UINT(g_limits.max_output),
            NULL);
     return 2;
@@ -414,7 +414,7 @@ static void monitor_read(transport_t *t) {
         case ZMQ_EVENT_ACCEPT_FAILED:
             /* Out of descriptors (EMFILE) despite max-connections: say so, once a second. */
             if (now_ms() >= t->next_log_ms) {
-                log_kv(LOG_WARN, "accept failed", "error", strerror(value), "connections",
+                log_kv(MPB_LOG_WARN, "accept failed", "error", strerror(value), "connections",
                        LOG_UINT(t->nopen), NULL);
                 t->next_log_ms = now_ms() + 1000;
             }
@@ -546,7 +546,7 @@ transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, si
     zmq_setsockopt(router, ZMQ_TCP_KEEPALIVE_CNT, &cnt, sizeof cnt);
     /* With a domain, libzmq asks the handler about NULL peers too (CURVE peers always). */
     zmq_setsockopt(router, ZMQ_ZAP_DOMAIN, "mpb", 3);
-    log_kv(LOG_INFO, "connection limits", "max_connections", LOG_UINT(t->max_open),
+    log_kv(MPB_LOG_INFO, "connection limits", "max_connections", LOG_UINT(t->max_open),
            "max_without_session", LOG_UINT(t->max_unauth), "bytes_per_peer_without_session",
            LOG_UINT(t->per_peer), "max_unauth_memory", LOG_UINT(g_limits.max_unauth_memory),
            "max_handshakes_per_addr", LOG_UINT(g_limits.max_handshakes_per_addr), NULL);
@@ -559,7 +559,7 @@ fail:
 int transport_bind(transport_t *t, const char *endpoint, int enc) {
     bool curve = wants_curve(endpoint, enc);
     if (curve && !zmq_has("curve")) {
-        log_kv(LOG_ERROR, "encryption asked for but this libzmq has no CURVE", "endpoint",
+        log_kv(MPB_LOG_ERROR, "encryption asked for but this libzmq has no CURVE", "endpoint",
                endpoint, NULL);
         errno = ENOTSUP;
         return -1;
@@ -576,7 +576,7 @@ int transport_bind(transport_t *t, const char *endpoint, int enc) {
     t->any_curve |= curve;
     t->any_plain |= !curve;
     t->tcp_curve |= curve && !strncmp(endpoint, "tcp://", 6);
-    log_kv(LOG_INFO, curve ? "encryption on (ZeroMQ CURVE, keys derived from the authkey)"
+    log_kv(MPB_LOG_INFO, curve ? "encryption on (ZeroMQ CURVE, keys derived from the authkey)"
                            : "encryption off",
            "endpoint", endpoint, "mechanism", mode_name(curve), NULL);
     return 0;

@@ -6,9 +6,15 @@
 
 #include "broker.h"
 
-static void oom(size_t n) {
-    fprintf(stderr, "mpbrokerd: out of memory allocating %zu bytes\n", n);
+void fatal(const char *what) {
+    fprintf(stderr, "mpbrokerd: fatal: %s\n", what);
     abort();
+}
+
+static void oom(size_t n) {
+    char m[64];
+    snprintf(m, sizeof m, "out of memory allocating %zu bytes", n);
+    fatal(m);
 }
 
 /* A failed allocation is tried once more after the reserve is given back (mem.c): then the

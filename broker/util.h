@@ -17,6 +17,9 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
 char *xstrndup(const char *s, size_t n);
+/* What cannot go on (no randomness, a crypto call failing on our own buffers): says what on
+ * stderr and aborts, so that a core dump is left rather than a broker that lies. */
+_Noreturn void fatal(const char *what);
 /* The buffer's space is ours to grow: wraps mpb__buf_reserve and aborts on failure. */
 void bbuf_ensure(mpb__buf_t *b);
 

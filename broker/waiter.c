@@ -126,7 +126,7 @@ void waiter_move(waiter_t *w, obj_t *obj, wlist_t *list, int64_t deadline) {
     list_del(w);
     heap_del(w);
     w->obj = obj;
-    w->on_timeout = kind_ops(obj->kind)->on_timeout;
+    if (obj) w->on_timeout = kind_ops(obj->kind)->on_timeout; /* else: the one it had */
     w->deadline = deadline;
     list_add(list, w);
     if (deadline != INT64_MAX) heap_add(w);

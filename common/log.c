@@ -23,7 +23,7 @@
 #include "clock.h"
 #include "log.h"
 
-int log_min_level = LOG_INFO;
+int log_min_level = MPB_LOG_INFO;
 static bool log_json;
 static const char *const names[] = {"debug", "info", "warn", "error"};
 
@@ -41,7 +41,7 @@ void log_setup(int level, bool json) {
 int log_level_parse(const char *s) {
     for (int i = 0; i < 4; i++)
         if (!strcasecmp(s, names[i])) return i;
-    if (!strcasecmp(s, "warning")) return LOG_WARN;
+    if (!strcasecmp(s, "warning")) return MPB_LOG_WARN;
     return -1;
 }
 
@@ -152,7 +152,7 @@ static void emit(int level, const char *msg, va_list ap) {
     gmtime_r(&tv.tv_sec, &tm);
     size_t k = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + k, sizeof ts - k, ".%03dZ", (int)(tv.tv_usec / 1000));
-    if (level < LOG_DEBUG || level > LOG_ERROR) level = LOG_ERROR;
+    if (level < MPB_LOG_DEBUG || level > MPB_LOG_ERROR) level = MPB_LOG_ERROR;
     if (log_json) {
         puts_(&l, "{\"ts\":\"");
         puts_(&l, ts);
@@ -228,7 +228,7 @@ void log_msg(int level, const char *fmt, ...) {
  * with many addresses. The metrics count every event; the log only samples them. */
 
 static struct rate {
-    char key[48];
+    char key[72]; /* a kind and an address (IPv6: up to 45) */
     int64_t last_ms;
     unsigned long long held;
 } rates[LOG_RATE_KEYS];

@@ -7,15 +7,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum { MPB_LOG_DEBUG, MPB_LOG_INFO, MPB_LOG_WARN, MPB_LOG_ERROR };
 void log_setup(int level, bool json);
 int log_level_parse(const char *s);  /* -1 if unknown */
 int log_format_parse(const char *s); /* 0 logfmt, 1 json, -1 if unknown */
 /* One line: time, level, msg, then the event's fields, given as alternating const char * keys
  * and values ended by NULL (at most 16 pairs; a pair whose value is NULL is left out). msg is
  * a fixed text that names the event; what varies goes in fields, so tools can select on them:
- *   log_kv(LOG_WARN, "authentication failed", "peer", who, NULL);
- *   log_kv(LOG_INFO, "session opened", "session", LOG_UINT(s->id), "host", s->host, NULL);
+ *   log_kv(MPB_LOG_WARN, "authentication failed", "peer", who, NULL);
+ *   log_kv(MPB_LOG_INFO, "session opened", "session", LOG_UINT(s->id), "host", s->host, NULL);
  * Keys are [A-Za-z0-9_.-]; ts, level and msg are the line's own (a field named so gets a '_'
  * in front). */
 __attribute__((sentinel)) void log_kv(int level, const char *msg, ...);
@@ -26,10 +26,10 @@ const char *log_fmt_i64(char *buf, long long v);
 const char *log_fmt_u64(char *buf, unsigned long long v);
 /* One line with a printf-formatted message and no fields (prefer log_kv for events). */
 __attribute__((format(printf, 2, 3))) void log_msg(int level, const char *fmt, ...);
-#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
-#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_debug(...) log_msg(MPB_LOG_DEBUG, __VA_ARGS__)
+#define log_info(...)  log_msg(MPB_LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(MPB_LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(MPB_LOG_ERROR, __VA_ARGS__)
 extern int log_min_level;
 
 /* Rate limits for lines a peer can cause at will (bad frames, failed handshakes, bad MACs):

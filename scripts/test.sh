@@ -9,6 +9,9 @@ export MPB_REQUIRE_CONTAINER=1 # CI has podman: a container test that cannot run
 ./scripts/deps.sh
 JOBS=$(nproc 2>/dev/null || echo 2)
 
+echo "== format (.clang-format; fix with: git ls-files '*.c' '*.h' | xargs clang-format -i)"
+git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
+
 echo "== build (release -O3, -Werror: the optimiser finds warnings the debug build does not)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMPB_WERROR=ON >/dev/null
 cmake --build build -j"$JOBS"

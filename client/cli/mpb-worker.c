@@ -86,13 +86,13 @@ static int serve(void *lib, const void *key, size_t keylen) {
     if (opt.init) {
         *(void **)&init = dlsym(lib, opt.init);
         if (!init) {
-            log_kv(LOG_ERROR, "no such initializer", "init", opt.init, "error", dlerror(), "pid",
+            log_kv(MPB_LOG_ERROR, "no such initializer", "init", opt.init, "error", dlerror(), "pid",
                    pid_s(), NULL);
             return 2;
         }
         int irc = init(opt.init_arg);
         if (irc) {
-            log_kv(LOG_ERROR, "the initializer failed; not serving", "init", opt.init, "returned",
+            log_kv(MPB_LOG_ERROR, "the initializer failed; not serving", "init", opt.init, "returned",
                    LOG_INT(irc), "pid", pid_s(), NULL);
             return 3;
         }
@@ -106,13 +106,13 @@ static int serve(void *lib, const void *key, size_t keylen) {
         o.name = opt.name;
         int rc = mpb_connect(opt.endpoint, key, keylen, &o, &c);
         if (rc == MPB_EAUTH) {
-            log_kv(LOG_ERROR, "authentication failed", "endpoint", opt.endpoint, "error",
+            log_kv(MPB_LOG_ERROR, "authentication failed", "endpoint", opt.endpoint, "error",
                    mpb_errmsg(c), "pid", pid_s(), NULL);
             mpb_close(&c);
             return 1;
         }
         if (rc) {
-            log_kv(LOG_WARN, "cannot reach the broker; retrying", "endpoint", opt.endpoint, "error",
+            log_kv(MPB_LOG_WARN, "cannot reach the broker; retrying", "endpoint", opt.endpoint, "error",
                    mpb_errmsg(c), "retry_ms", LOG_UINT(delay_ms), "pid", pid_s(), NULL);
             mpb_close(&c);
             struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000};
@@ -132,14 +132,14 @@ static int serve(void *lib, const void *key, size_t keylen) {
             mpb_task_fn fn;
             *(void **)&fn = dlsym(lib, n);
             if (!fn) {
-                log_kv(LOG_ERROR, "no such function in the library", "fn", n, "lib", opt.lib, "pid",
+                log_kv(MPB_LOG_ERROR, "no such function in the library", "fn", n, "lib", opt.lib, "pid",
                        pid_s(), NULL);
                 mpb_worker_close(&w);
                 mpb_close(&c);
                 return 2;
             }
             if (mpb_worker_add(w, n, fn, NULL)) {
-                log_kv(LOG_ERROR, "cannot serve the function", "fn", n, "error", mpb_errmsg(c),
+                log_kv(MPB_LOG_ERROR, "cannot serve the function", "fn", n, "error", mpb_errmsg(c),
                        "pid", pid_s(), NULL);
                 mpb_worker_close(&w);
                 mpb_close(&c);
@@ -151,20 +151,20 @@ static int serve(void *lib, const void *key, size_t keylen) {
         mpb_worker_set_isolate(w, opt.isolate);
         if (opt.forward_output) mpb_worker_set_forward_output(w, 1);
         if (opt.max_tasks) mpb_worker_set_max_tasks(w, opt.max_tasks - done);
-        log_kv(LOG_INFO, "serving", "functions", opt.fns, "lib", opt.lib, "endpoint", opt.endpoint,
+        log_kv(MPB_LOG_INFO, "serving", "functions", opt.fns, "lib", opt.lib, "endpoint", opt.endpoint,
                "concurrency", LOG_INT(opt.concurrency), "pid", pid_s(), NULL);
         current = w;
         rc = mpb_worker_serve(w);
         current = NULL;
         done += mpb_worker_tasks_done(w);
         if (rc)
-            log_kv(LOG_WARN, stopping ? "stopping without the broker" : "connection lost; reconnecting",
+            log_kv(MPB_LOG_WARN, stopping ? "stopping without the broker" : "connection lost; reconnecting",
                    "endpoint", opt.endpoint, "error", mpb_errmsg(c), "pid", pid_s(), NULL);
         mpb_worker_close(&w);
         mpb_close(&c);
         if (!rc) break; /* stopped, or max tasks done */
     }
-    log_kv(LOG_INFO, "stopped", "tasks", LOG_UINT(done), "pid", pid_s(), NULL);
+    log_kv(MPB_LOG_INFO, "stopped", "tasks", LOG_UINT(done), "pid", pid_s(), NULL);
     return 0;
 }
 
@@ -342,7 +342,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "mpb-worker: %s: '%s' is not logfmt or json\n", lfmt_from, lfmt);
         return 2;
     }
-    int level = llevel ? log_level_parse(llevel) : LOG_INFO;
+    int level = llevel ? log_level_parse(llevel) : MPB_LOG_INFO;
     if (level < 0) {
         fprintf(stderr, "mpb-worker: %s: '%s' is not debug, info, warn or error\n", llevel_from,
                 llevel);
@@ -351,7 +351,7 @@ int main(int argc, char **argv) {
     log_setup(level, json);
     void *lib = dlopen(opt.lib, RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
-        log_kv(LOG_ERROR, "cannot load the library", "lib", opt.lib, "error", dlerror(), "pid",
+        log_kv(MPB_LOG_ERROR, "cannot load the library", "lib", opt.lib, "error", dlerror(), "pid",
                pid_s(), NULL);
         return 2;
     }
@@ -359,10 +359,10 @@ int main(int argc, char **argv) {
     size_t keylen;
     char err[300];
     if (mpb_authkey_load(opt.keyfile, &key, &keylen, err, sizeof err)) {
-        log_kv(LOG_ERROR, "cannot load the authkey", "error", err, "pid", pid_s(), NULL);
+        log_kv(MPB_LOG_ERROR, "cannot load the authkey", "error", err, "pid", pid_s(), NULL);
         return 1;
     }
-    if (err[0]) log_kv(LOG_WARN, err, "pid", pid_s(), NULL);
+    if (err[0]) log_kv(MPB_LOG_WARN, err, "pid", pid_s(), NULL);
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
@@ -376,7 +376,7 @@ int main(int argc, char **argv) {
             fflush(stderr);
             child = fork();
             if (child < 0) {
-                log_kv(LOG_ERROR, "cannot start a worker process", "error", strerror(errno), "pid",
+                log_kv(MPB_LOG_ERROR, "cannot start a worker process", "error", strerror(errno), "pid",
                        pid_s(), NULL);
                 status = 1;
                 break;

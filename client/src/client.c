@@ -66,35 +66,35 @@ void mpb_options_init(mpb_options_t *o) {
  * clients that are idle. A forked child inherits neither thread: the atfork handler starts a
  * new generation, so the child makes its own context and inherited clients refuse calls. */
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static void *g_ctx;
-static size_t g_ctx_refs;
-static unsigned g_gen;
-static LIST_HEAD(, mpb_client) g_hb = LIST_HEAD_INITIALIZER(g_hb);
-static bool g_hb_running;
-static pthread_cond_t g_hb_cv = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t proc_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t proc_once = PTHREAD_ONCE_INIT;
+static void *proc_ctx;
+static size_t proc_ctx_refs;
+static unsigned proc_gen;
+static LIST_HEAD(, mpb_client) hb_list = LIST_HEAD_INITIALIZER(hb_list);
+static bool hb_running;
+static pthread_cond_t hb_cv = PTHREAD_COND_INITIALIZER;
 
 /* fork() waits for the heartbeat thread to be between rounds: it signs pings (an OpenSSL MAC
- * context, malloc) only while holding g_mu, so with g_mu held across the fork a child never
+ * context, malloc) only while holding proc_mu, so with proc_mu held across the fork a child never
  * inherits a MAC context or an allocator half-way through an update, and can free both. */
 static void on_fork_prepare(void) {
-    pthread_mutex_lock(&g_mu);
+    pthread_mutex_lock(&proc_mu);
 }
 
 static void on_fork_parent(void) {
-    pthread_mutex_unlock(&g_mu);
+    pthread_mutex_unlock(&proc_mu);
 }
 
 static void on_fork_child(void) {
     /* The parent's threads do not exist here; its context is not ours to terminate. */
-    pthread_mutex_init(&g_mu, NULL);
-    pthread_cond_init(&g_hb_cv, NULL);
-    g_ctx = NULL;
-    g_ctx_refs = 0;
-    LIST_INIT(&g_hb);
-    g_hb_running = false;
-    g_gen++;
+    pthread_mutex_init(&proc_mu, NULL);
+    pthread_cond_init(&hb_cv, NULL);
+    proc_ctx = NULL;
+    proc_ctx_refs = 0;
+    LIST_INIT(&hb_list);
+    hb_running = false;
+    proc_gen++;
 }
 
 static void register_atfork(void) {
@@ -102,39 +102,39 @@ static void register_atfork(void) {
 }
 
 static void *ctx_ref(void) {
-    pthread_mutex_lock(&g_mu);
-    if (!g_ctx) {
-        g_ctx = zmq_ctx_new();
-        if (g_ctx) {
+    pthread_mutex_lock(&proc_mu);
+    if (!proc_ctx) {
+        proc_ctx = zmq_ctx_new();
+        if (proc_ctx) {
             /* the default of 1023 sockets would cap the clients one process may have */
-            int limit = zmq_ctx_get(g_ctx, ZMQ_SOCKET_LIMIT);
-            zmq_ctx_set(g_ctx, ZMQ_MAX_SOCKETS, limit > 65535 ? 65535 : limit);
+            int limit = zmq_ctx_get(proc_ctx, ZMQ_SOCKET_LIMIT);
+            zmq_ctx_set(proc_ctx, ZMQ_MAX_SOCKETS, limit > 65535 ? 65535 : limit);
         }
     }
-    void *ctx = g_ctx;
-    if (ctx) g_ctx_refs++;
-    pthread_mutex_unlock(&g_mu);
+    void *ctx = proc_ctx;
+    if (ctx) proc_ctx_refs++;
+    pthread_mutex_unlock(&proc_mu);
     return ctx;
 }
 
 static void ctx_unref(void) {
-    pthread_mutex_lock(&g_mu);
+    pthread_mutex_lock(&proc_mu);
     void *ctx = NULL;
-    if (g_ctx_refs && --g_ctx_refs == 0) {
-        ctx = g_ctx;
-        g_ctx = NULL;
+    if (proc_ctx_refs && --proc_ctx_refs == 0) {
+        ctx = proc_ctx;
+        proc_ctx = NULL;
     }
-    pthread_mutex_unlock(&g_mu);
+    pthread_mutex_unlock(&proc_mu);
     if (ctx) zmq_ctx_term(ctx); /* every socket of it is closed: returns at once */
 }
 
 unsigned mpb__gen(void) {
-    return g_gen;
+    return proc_gen;
 }
 
 int mpb__usable(mpb_client_t *c) {
     if (!c) return MPB_EINVAL;
-    if (c->gen != g_gen)
+    if (c->gen != proc_gen)
         return mpb__fail(c, MPB_EFORK,
                          "this client was connected by process %d; after fork, call "
                          "mpb_connect() in the child",
@@ -170,16 +170,16 @@ void mpb__send_ping(mpb_client_t *c) {
 }
 
 /* Pings every idle client on the list, then sleeps until the next one is due. A client in a
- * call is skipped (trylock): the call heartbeats while it waits. Lock order is g_mu, then a
- * client's mu, and only by trylock, so a client may take g_mu while holding its own. */
+ * call is skipped (trylock): the call heartbeats while it waits. Lock order is proc_mu, then a
+ * client's mu, and only by trylock, so a client may take proc_mu while holding its own. */
 
 static void *hb_main(void *arg) {
     (void)arg;
-    pthread_mutex_lock(&g_mu);
-    while (!LIST_EMPTY(&g_hb)) {
+    pthread_mutex_lock(&proc_mu);
+    while (!LIST_EMPTY(&hb_list)) {
         int64_t now = mpb__now_ms(), next = now + 1000;
         mpb_client_t *c;
-        LIST_FOREACH(c, &g_hb, hb_link) {
+        LIST_FOREACH(c, &hb_list, hb_link) {
             int64_t due = now + 100; /* busy: look again soon */
             if (pthread_mutex_trylock(&c->mu) == 0) {
                 int half = c->heartbeat_ms / 2;
@@ -196,42 +196,42 @@ static void *hb_main(void *arg) {
         int64_t ns = ts.tv_nsec + (next - now) * 1000000;
         ts.tv_sec += (time_t)(ns / 1000000000);
         ts.tv_nsec = (long)(ns % 1000000000);
-        pthread_cond_timedwait(&g_hb_cv, &g_mu, &ts);
+        pthread_cond_timedwait(&hb_cv, &proc_mu, &ts);
     }
-    g_hb_running = false; /* the next client to need it starts another */
-    pthread_mutex_unlock(&g_mu);
+    hb_running = false; /* the next client to need it starts another */
+    pthread_mutex_unlock(&proc_mu);
     return NULL;
 }
 
 static int hb_add(mpb_client_t *c) {
     int rc = 0;
-    pthread_mutex_lock(&g_mu);
-    if (!g_hb_running) {
+    pthread_mutex_lock(&proc_mu);
+    if (!hb_running) {
         pthread_t t;
         pthread_attr_t a;
         pthread_attr_init(&a);
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &a, hb_main, NULL) == 0) g_hb_running = true;
+        if (pthread_create(&t, &a, hb_main, NULL) == 0) hb_running = true;
         else rc = -1;
         pthread_attr_destroy(&a);
     }
     if (!rc) {
-        LIST_INSERT_HEAD(&g_hb, c, hb_link);
+        LIST_INSERT_HEAD(&hb_list, c, hb_link);
         c->hb_on = true;
-        pthread_cond_signal(&g_hb_cv);
+        pthread_cond_signal(&hb_cv);
     }
-    pthread_mutex_unlock(&g_mu);
+    pthread_mutex_unlock(&proc_mu);
     return rc;
 }
 
 /* After it returns the heartbeat thread no longer touches c. */
 static void hb_remove(mpb_client_t *c) {
     if (!c->hb_on) return;
-    pthread_mutex_lock(&g_mu);
+    pthread_mutex_lock(&proc_mu);
     LIST_REMOVE(c, hb_link);
     c->hb_on = false;
-    pthread_cond_signal(&g_hb_cv);
-    pthread_mutex_unlock(&g_mu);
+    pthread_cond_signal(&hb_cv);
+    pthread_mutex_unlock(&proc_mu);
 }
 
 /* ---- connect / close ---- */
@@ -271,7 +271,7 @@ static int use_curve(mpb_client_t *c) {
 }
 
 int mpb__open_socket(mpb_client_t *c) {
-    c->sock = zmq_socket(g_ctx, ZMQ_DEALER); /* ours while c holds its reference */
+    c->sock = zmq_socket(proc_ctx, ZMQ_DEALER); /* ours while c holds its reference */
     if (!c->sock) return mpb__fail(c, MPB_ENOMEM, "zmq_socket: %s", zmq_strerror(zmq_errno()));
     int zero = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
@@ -280,7 +280,7 @@ int mpb__open_socket(mpb_client_t *c) {
     if (rc) return rc;
     c->tcp_up = false;
     bool tcp = !strncmp(c->endpoint, "tcp://", 6);
-    if ((c->curve || (c->fail_fast && tcp)) && mpb__hs_monitor_start(c, g_ctx))
+    if ((c->curve || (c->fail_fast && tcp)) && mpb__hs_monitor_start(c, proc_ctx))
         return mpb__fail(c, MPB_ENOMEM, "socket monitor: %s", zmq_strerror(zmq_errno()));
     if (zmq_connect(c->sock, c->endpoint) != 0)
         return mpb__fail(c, MPB_EINVAL,
@@ -301,9 +301,9 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
     if (c->opts.connect_timeout_ms <= 0) c->opts.connect_timeout_ms = 5000;
     if (c->opts.op_timeout_ms <= 0) c->opts.op_timeout_ms = 10000;
     c->opts.name = NULL; /* borrowed; not kept */
-    pthread_once(&g_once, register_atfork);
+    pthread_once(&proc_once, register_atfork);
     c->pid = getpid();
-    c->gen = g_gen;
+    c->gen = proc_gen;
     c->max_frame = 8u << 20;
     c->heartbeat_ms = 1000;
     pthread_mutexattr_t ma;
@@ -351,7 +351,7 @@ void mpb_close(mpb_client_t **cp) {
     if (!c) return;
     *cp = NULL;
     mpb__anon_detach(c);
-    bool mine = c->gen == g_gen;
+    bool mine = c->gen == proc_gen;
     if (mine) {
         hb_remove(c);
         c->opts.reconnect_ms = -1; /* a client that leaves does not come back to say so */
