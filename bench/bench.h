@@ -79,7 +79,7 @@ struct bclient {
     mpb_lock_t *lk;
     mpb_pool_t *pool;
     slot_t *slots;
-    int busy;                          /* slots with an operation in flight */
+    int busy; /* slots with an operation in flight */
     uint64_t quota, issued, done, errors, misses;
     uint64_t rng;
     int64_t end_ns;
@@ -92,8 +92,8 @@ struct bclient {
 typedef struct test {
     const char *name;
     const char *alias;
-    int (*sync_op)(bclient_t *cl);  /* one operation by blocking calls; 0 or an error */
-    int (*send_op)(slot_t *s);      /* starts one operation; 0 or an error */
+    int (*sync_op)(bclient_t *cl); /* one operation by blocking calls; 0 or an error */
+    int (*send_op)(slot_t *s);     /* starts one operation; 0 or an error */
     bool pool;
 } test_t;
 

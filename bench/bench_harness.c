@@ -93,8 +93,10 @@ static void *harness(void *arg) {
     for (int i = 0; i < t->n; i++) {
         bclient_t *cl = t->cls[i];
         for (int k = 0; k < B->pipeline; k++) {
-            if (B->echo) echo_issue(&cl->slots[k], now_ns());
-            else slot_issue(&cl->slots[k], now_ns());
+            if (B->echo)
+                echo_issue(&cl->slots[k], now_ns());
+            else
+                slot_issue(&cl->slots[k], now_ns());
         }
         service(cl, 0);
     }
@@ -118,10 +120,12 @@ static void *harness(void *arg) {
         }
         int rc = epoll_wait(ep, evs, t->n, 100);
         if (rc <= 0) { /* nothing for 100 ms: look at every client, in case an edge was missed */
-            for (int i = 0; i < t->n; i++) service(t->cls[i], 0);
+            for (int i = 0; i < t->n; i++)
+                service(t->cls[i], 0);
             continue;
         }
-        for (int i = 0; i < rc; i++) service(evs[i].data.ptr, 0);
+        for (int i = 0; i < rc; i++)
+            service(evs[i].data.ptr, 0);
     }
     free(evs);
     if (ep >= 0) close(ep);
@@ -134,8 +138,10 @@ static int prepare(bench_t *B, const test_t *t) {
         bclient_t *cl = &B->cls[i];
         mpb_client_t *c = cl->c;
         int rc = 0;
-        if (t == &bench_tests[0] || t == &bench_tests[1] || t == &bench_tests[2]) rc = mpb_dict_attach(c, DICT_NAME, &cl->d);
-        else if (t == &bench_tests[3]) rc = mpb_list_attach(c, LIST_NAME, &cl->l);
+        if (t == &bench_tests[0] || t == &bench_tests[1] || t == &bench_tests[2])
+            rc = mpb_dict_attach(c, DICT_NAME, &cl->d);
+        else if (t == &bench_tests[3])
+            rc = mpb_list_attach(c, LIST_NAME, &cl->l);
         else if (t == &bench_tests[4] || t == &bench_tests[7])
             rc = mpb_queue_open(c, QUEUE_NAME, -1, -1, &cl->q);
         else if (t == &bench_tests[5]) {
@@ -145,10 +151,13 @@ static int prepare(bench_t *B, const test_t *t) {
                 snprintf(name, sizeof name, LOCK_FMT, cl->id, k);
                 mpb_lock_t *lk = NULL;
                 rc = mpb_lock_open(c, name, &lk);
-                if (!rc && k == 0 && !B->async) cl->lk = lk;
-                else mpb_lock_close(&lk);
+                if (!rc && k == 0 && !B->async)
+                    cl->lk = lk;
+                else
+                    mpb_lock_close(&lk);
             }
-        } else if (t->pool) rc = mpb_pool_open(c, &cl->pool);
+        } else if (t->pool)
+            rc = mpb_pool_open(c, &cl->pool);
         if (rc) {
             fprintf(stderr, "mpb-bench: %s: client %d: %s\n", t->name, i, mpb_errmsg(c));
             return -1;
@@ -164,7 +173,8 @@ static void unprepare(bench_t *B, const test_t *t) {
             mpb_pool_terminate(cl->pool);
             mpb_pool_close(&cl->pool);
         }
-        for (int k = 0; k < B->pipeline; k++) mpb_async_free(&cl->slots[k].a);
+        for (int k = 0; k < B->pipeline; k++)
+            mpb_async_free(&cl->slots[k].a);
         mpb_dict_close(&cl->d);
         mpb_list_close(&cl->l);
         mpb_queue_close(&cl->q);
@@ -249,7 +259,8 @@ int run_test(bench_t *B, const test_t *t, result_t *res) {
     int64_t start = now_ns();
     if (B->time_s > 0) B->deadline = start + (int64_t)(B->time_s * 1e9);
     pthread_barrier_wait(&B->go);
-    for (int i = 0; i < nthreads; i++) pthread_join(ts[i].th, NULL);
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(ts[i].th, NULL);
     pthread_barrier_destroy(&B->go);
     int64_t end = start;
     hist_t h;
@@ -263,7 +274,8 @@ int run_test(bench_t *B, const test_t *t, result_t *res) {
         if (cl->end_ns > end) end = cl->end_ns;
         if (!why && cl->firsterr[0]) why = cl->firsterr;
     }
-    for (int i = 0; i < nthreads; i++) free(ts[i].cls);
+    for (int i = 0; i < nthreads; i++)
+        free(ts[i].cls);
     free(ts);
     res->requests = h.count;
     res->secs = (double)(end - start) / 1e9;

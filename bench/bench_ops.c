@@ -34,11 +34,14 @@ size_t next_key(bclient_t *cl, const char *prefix, uint8_t *out) {
         memcpy(k + pn + 1, "__rand_int__", 12);
     } else {
         uint64_t i;
-        if (B->sequential) i = ((uint64_t)cl->id + cl->issued * (uint64_t)B->clients) % B->keyspace;
-        else i = rng_next(&cl->rng) % B->keyspace;
+        if (B->sequential)
+            i = ((uint64_t)cl->id + cl->issued * (uint64_t)B->clients) % B->keyspace;
+        else
+            i = rng_next(&cl->rng) % B->keyspace;
         /* twelve digits, as redis-benchmark writes them; not snprintf, which costs more than
          * the rest of building the request */
-        for (int d = 11; d >= 0; d--, i /= 10) k[pn + 1 + (size_t)d] = (char)('0' + i % 10);
+        for (int d = 11; d >= 0; d--, i /= 10)
+            k[pn + 1 + (size_t)d] = (char)('0' + i % 10);
     }
     kn = pn + 13;
     return mp_str(out, k, kn);
@@ -47,8 +50,8 @@ size_t next_key(bclient_t *cl, const char *prefix, uint8_t *out) {
 /* Remembers the first failure's reason. */
 static void note_why(bclient_t *cl, int rc) {
     if (!cl->firsterr[0])
-        snprintf(cl->firsterr, sizeof cl->firsterr, "%s: %s",
-                 cl->c ? mpb_errmsg(cl->c) : "", mpb_strerror(rc));
+        snprintf(cl->firsterr, sizeof cl->firsterr, "%s: %s", cl->c ? mpb_errmsg(cl->c) : "",
+                 mpb_strerror(rc));
 }
 
 void note_error(bclient_t *cl, int rc) {
@@ -123,9 +126,12 @@ static void slot_done(slot_t *s, int status) {
     int64_t t = now_ns();
     hist_add(&cl->h, (uint64_t)(t - s->t0));
     cl->done++;
-    if (status == MPB_ENOKEY) cl->misses++;
-    else if (status) note_error(cl, status);
-    else if (s->failed) cl->errors++;
+    if (status == MPB_ENOKEY)
+        cl->misses++;
+    else if (status)
+        note_error(cl, status);
+    else if (s->failed)
+        cl->errors++;
     s->busy = false;
     cl->busy--;
     cl->end_ns = t;
@@ -272,12 +278,12 @@ void slot_issue(slot_t *s, int64_t now) {
 }
 
 const test_t bench_tests[BENCH_NTESTS] = {
-    {"dict.set", "set", sync_dict_set, send_dict_set, false},
-    {"dict.get", "get", sync_dict_get, send_dict_get, false},
-    {"dict.incr", "incr", sync_dict_incr, send_dict_incr, false},
-    {"list.append", "append", sync_list_append, send_list_append, false},
-    {"queue.put+get", "queue", sync_queue, send_queue, false},
-    {"lock.acquire+release", "lock", sync_lock, send_lock, false},
-    {"pool.apply", "pool", sync_pool, send_pool, true},
-    {"queue.put", "put", sync_queue_put, send_queue_put, false},
+    {"dict.set",             "set",    sync_dict_set,    send_dict_set,    false},
+    {"dict.get",             "get",    sync_dict_get,    send_dict_get,    false},
+    {"dict.incr",            "incr",   sync_dict_incr,   send_dict_incr,   false},
+    {"list.append",          "append", sync_list_append, send_list_append, false},
+    {"queue.put+get",        "queue",  sync_queue,       send_queue,       false},
+    {"lock.acquire+release", "lock",   sync_lock,        send_lock,        false},
+    {"pool.apply",           "pool",   sync_pool,        send_pool,        true },
+    {"queue.put",            "put",    sync_queue_put,   send_queue_put,   false},
 };

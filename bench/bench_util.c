@@ -49,7 +49,8 @@ static size_t mp_head(uint8_t *p, size_t n, uint8_t fix, size_t fixmax, uint8_t 
         return 3;
     }
     p[0] = h32;
-    for (int i = 0; i < 4; i++) p[1 + i] = (uint8_t)(n >> (24 - 8 * i));
+    for (int i = 0; i < 4; i++)
+        p[1 + i] = (uint8_t)(n >> (24 - 8 * i));
     return 5;
 }
 
@@ -75,11 +76,13 @@ size_t mp_uint(uint8_t *p, uint64_t v) {
     }
     if (v <= 0xffffffffu) {
         p[0] = 0xce;
-        for (int i = 0; i < 4; i++) p[1 + i] = (uint8_t)(v >> (24 - 8 * i));
+        for (int i = 0; i < 4; i++)
+            p[1 + i] = (uint8_t)(v >> (24 - 8 * i));
         return 5;
     }
     p[0] = 0xcf;
-    for (int i = 0; i < 8; i++) p[1 + i] = (uint8_t)(v >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        p[1 + i] = (uint8_t)(v >> (56 - 8 * i));
     return 9;
 }
 
@@ -138,7 +141,8 @@ void hist_merge(hist_t *into, const hist_t *h) {
     into->sum += h->sum;
     if (h->min < into->min) into->min = h->min;
     if (h->max > into->max) into->max = h->max;
-    for (size_t i = 0; i < HSLOTS; i++) into->b[i] += h->b[i];
+    for (size_t i = 0; i < HSLOTS; i++)
+        into->b[i] += h->b[i];
 }
 
 /* The q-quantile (0 < q <= 1), clamped to the exact min and max. */

@@ -129,19 +129,19 @@ int main(int argc, char **argv) {
     bool threads_set = false;
     enum { O_CSV = 256, O_JSON, O_TIME, O_ECHO, O_SERVE, O_EPFILE, O_THREADS, O_SEQ, O_WARMUP };
     static const struct option longopts[] = {
-        {"endpoint", required_argument, NULL, 'e'},
-        {"authkey-file", required_argument, NULL, 'k'},
-        {"csv", no_argument, NULL, O_CSV},
-        {"json", no_argument, NULL, O_JSON},
-        {"time", required_argument, NULL, O_TIME},
-        {"echo", required_argument, NULL, O_ECHO},
-        {"serve-echo", required_argument, NULL, O_SERVE},
-        {"endpoint-file", required_argument, NULL, O_EPFILE},
-        {"threads", required_argument, NULL, O_THREADS},
-        {"sequential", no_argument, NULL, O_SEQ},
-        {"warmup", required_argument, NULL, O_WARMUP},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"endpoint",      required_argument, NULL, 'e'      },
+        {"authkey-file",  required_argument, NULL, 'k'      },
+        {"csv",           no_argument,       NULL, O_CSV    },
+        {"json",          no_argument,       NULL, O_JSON   },
+        {"time",          required_argument, NULL, O_TIME   },
+        {"echo",          required_argument, NULL, O_ECHO   },
+        {"serve-echo",    required_argument, NULL, O_SERVE  },
+        {"endpoint-file", required_argument, NULL, O_EPFILE },
+        {"threads",       required_argument, NULL, O_THREADS},
+        {"sequential",    no_argument,       NULL, O_SEQ    },
+        {"warmup",        required_argument, NULL, O_WARMUP },
+        {"help",          no_argument,       NULL, 'h'      },
+        {NULL,            0,                 NULL, 0        },
     };
     int o;
     while ((o = getopt_long(argc, argv, "e:k:c:n:P:d:r:t:qh", longopts, NULL)) != -1) {
@@ -163,7 +163,10 @@ int main(int argc, char **argv) {
             if (*end || B.time_s <= 0) die("bad value for --time: '%s'", optarg);
             break;
         }
-        case O_ECHO: B.echo = true; B.endpoint = optarg; break;
+        case O_ECHO:
+            B.echo = true;
+            B.endpoint = optarg;
+            break;
         case O_SERVE:
             if (nserve == 16) die("too many --serve-echo endpoints");
             serve[nserve++] = optarg;
@@ -202,7 +205,8 @@ int main(int argc, char **argv) {
     if (tests) {
         if (parse_tests(tests, want) <= 0) return 2;
     } else {
-        for (size_t i = 0; i < BENCH_NTESTS; i++) want[i] = true;
+        for (size_t i = 0; i < BENCH_NTESTS; i++)
+            want[i] = true;
     }
 
     signal(SIGPIPE, SIG_IGN);
@@ -284,8 +288,10 @@ int main(int argc, char **argv) {
         if (!want[i]) continue;
         const test_t *t = &bench_tests[i];
         if (t->pool && !pool_served(B.cls[0].c)) {
-            fprintf(stderr, "mpb-bench: %s: skipped: no worker serves '%s' (start one: mpb-worker "
-                    "--lib libmpbdemo.so --fn %s)\n", t->name, POOL_FN, POOL_FN);
+            fprintf(stderr,
+                    "mpb-bench: %s: skipped: no worker serves '%s' (start one: mpb-worker "
+                    "--lib libmpbdemo.so --fn %s)\n",
+                    t->name, POOL_FN, POOL_FN);
             continue;
         }
         if (t == &bench_tests[1] && !set_ran) preload(&B);

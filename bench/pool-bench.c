@@ -43,8 +43,10 @@ int main(int argc, char **argv) {
     }
     size_t len = 0;
     items[len++] = 0xdd;
-    for (int i = 3; i >= 0; i--) items[len++] = (uint8_t)((unsigned long)n >> (8 * i));
-    for (long i = 0; i < n; i++) len += mpb_pack_i64(items + len, i);
+    for (int i = 3; i >= 0; i--)
+        items[len++] = (uint8_t)((unsigned long)n >> (8 * i));
+    for (long i = 0; i < n; i++)
+        len += mpb_pack_i64(items + len, i);
     mpb_pool_t *p;
     if (mpb_pool_open(c, &p)) {
         fprintf(stderr, "mpb-pool-bench: %s\n", mpb_errmsg(c));
@@ -68,7 +70,8 @@ int main(int argc, char **argv) {
     for (long i = 0; i < n; i++) {
         int64_t v;
         size_t k = 1;
-        while (k <= 9 && mpb_unpack_i64(q + off, k, &v) != 0) k++;
+        while (k <= 9 && mpb_unpack_i64(q + off, k, &v) != 0)
+            k++;
         if (k > 9 || v != i * i) {
             fprintf(stderr, "mpb-pool-bench: result %ld is wrong\n", i);
             return 1;

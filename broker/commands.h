@@ -7,7 +7,14 @@
 
 /* CMD_OPT1: one more argument may follow the arity ones (an argument added to an op later).
  * CMD_DENYOOM: it may grow memory, so it is refused past --max-memory (mem.c). */
-enum { CMD_READ = 1, CMD_WRITE = 2, CMD_NOOBJ = 4, CMD_ANYKIND = 8, CMD_OPT1 = 16, CMD_DENYOOM = 32 };
+enum {
+    CMD_READ = 1,
+    CMD_WRITE = 2,
+    CMD_NOOBJ = 4,
+    CMD_ANYKIND = 8,
+    CMD_OPT1 = 16,
+    CMD_DENYOOM = 32
+};
 typedef int (*cmd_proc)(req_t *r);
 typedef struct command {
     unsigned op;
@@ -20,7 +27,6 @@ const command_t *command_find(unsigned op);
 /* Checks and runs one request; writes its reply (none if it parks it). Returns the reply's
  * code as on the wire: 0, or the error's number (MPB_E... negated). */
 int dispatch(req_t *r);
-
 
 /* Handlers of the ops about the broker and its objects as a whole. */
 int cmd_ping(req_t *r);

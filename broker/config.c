@@ -33,167 +33,145 @@
 #define CFG(f) offsetof(config_t, f), sizeof(((config_t *)0)->f)
 
 const setting_t config_settings[S__N] = {
-    [S_LISTEN] = {"listen", "MPB_LISTEN", T_LISTEN, 0, 0, NULL, "tcp://127.0.0.1:5555",
-                  'l', "ENDPOINT", 0, 0,
+    [S_LISTEN] = {"listen", "MPB_LISTEN",      T_LISTEN,                             0,       0,                   NULL,                     "tcp://127.0.0.1:5555",                                         'l',
+                  "ENDPOINT",                                                                                                                                                                                                                                                                                                            0,                                                                                                         0,
                   "tcp://ADDR:PORT or ipc:///PATH; repeatable\n"
                   "(default tcp://127.0.0.1:5555; env MPB_LISTEN, a comma-\n"
                   "separated list)"},
-    [S_AUTHKEY_FILE] = {"authkey-file", "MPB_AUTHKEY_FILE", T_PATH, 0, 0, NULL, NULL,
-                        'k', "PATH", CFG(authkey_file),
-                        "the shared authkey (env MPB_AUTHKEY_FILE, or the key\n"
+    [S_AUTHKEY_FILE] = {"authkey-file",        "MPB_AUTHKEY_FILE",            T_PATH,                       0,             0,         NULL,                    NULL,                                                                      'k',                                                                                         "PATH",
+                  CFG(authkey_file),
+                  "the shared authkey (env MPB_AUTHKEY_FILE, or the key\n"
                         "itself in MPB_AUTHKEY). Without one, a key is made in\n"
-                        "DATA_DIR/authkey (mode 0600) on first start."},
-    [S_DATA_DIR] = {"data-dir", "MPB_DATA_DIR", T_PATH, 0, 0, NULL, "./mpb-data",
-                    'd', "DIR", CFG(data_dir),
-                    "state directory (default ./mpb-data; env MPB_DATA_DIR)"},
-    [S_ENDPOINT_FILE] = {"endpoint-file", "MPB_ENDPOINT_FILE", T_PATH, 0, 0, NULL, NULL,
-                         0, "PATH", CFG(endpoint_file),
-                         "write the first bound endpoint there (for port 0/*)\n"
-                         "(env MPB_ENDPOINT_FILE)"},
-    [S_HTTP] = {"http", "MPB_HTTP", T_HTTP, 0, 0, NULL, "off",
-                0, "ADDR:PORT", CFG(http),
-                "serve /healthz, /readyz and /metrics over HTTP, e.g.\n"
+                        "DATA_DIR/authkey (mode 0600) on first start."                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                             },
+    [S_DATA_DIR] = {"data-dir",        "MPB_DATA_DIR",                T_PATH,                               0,                 0,     NULL,            "./mpb-data",                                                                  'd',                                                                                     "DIR",
+                  CFG(data_dir),                                                                                                               "state directory (default ./mpb-data; env MPB_DATA_DIR)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                 },
+    [S_ENDPOINT_FILE] = {"endpoint-file",        "MPB_ENDPOINT_FILE",           T_PATH,                     0,            0,          NULL,                      NULL,                                                                       0,                                                                                        "PATH",
+                  CFG(endpoint_file),
+                  "write the first bound endpoint there (for port 0/*)\n"
+                         "(env MPB_ENDPOINT_FILE)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                            },
+    [S_HTTP] = {"http",        "MPB_HTTP",                    T_HTTP,                                       0,                     0, NULL,    "off",                                                              0,                                                                                                "ADDR:PORT",                                                                                                                CFG(http),
+                  "serve /healthz, /readyz and /metrics over HTTP, e.g.\n"
                 "0.0.0.0:8080 (default off; env MPB_HTTP); the address\n"
                 "got (with port 0, the port chosen) is written to\n"
                 "DATA_DIR/http.addr while it serves"},
-    [S_MAX_FRAME] = {"max-frame", "MPB_MAX_FRAME", T_SIZE, 4096, 1u << 30, "4096 to 1g", "8m",
-                     0, "BYTES", LIM(max_frame),
-                     "largest message accepted (default 8m; MPB_MAX_FRAME)"},
-    [S_MAX_VALUE] = {"max-value", "MPB_MAX_VALUE", T_SIZE, 16, 1u << 30, "16 to 1g", "1m",
-                     0, "BYTES", LIM(max_value),
-                     "largest value (default 1m; MPB_MAX_VALUE)"},
-    [S_MAX_KEY] = {"max-key", "MPB_MAX_KEY", T_SIZE, 16, 1u << 24, "16 to 16m", "64k",
-                   0, "BYTES", LIM(max_key),
-                   "largest key (default 64k; MPB_MAX_KEY)"},
-    [S_MAX_BATCH_REPLY] = {"max-batch-reply", "MPB_MAX_BATCH_REPLY", T_SIZE,
-                           4096, 1ull << 36, "4096 to 64g", "64m",
-                           0, "BYTES", LIM(max_batch_reply),
-                           "reply bytes one request frame may ask for; later\n"
+    [S_MAX_FRAME] = {"max-frame",        "MPB_MAX_FRAME",               T_SIZE,                             4096,                1u << 30,   "4096 to 1g",    "8m",                                                    0,
+                  "BYTES",                                                                                                                 LIM(max_frame),
+                  "largest message accepted (default 8m; MPB_MAX_FRAME)"                                                                                                                                                                                                                                                                                                                                                                                                                                       },
+    [S_MAX_VALUE] = {"max-value",        "MPB_MAX_VALUE",               T_SIZE,                             16,                1u << 30,     "16 to 1g",      "1m",                                                      0,
+                  "BYTES",                                                                                                               LIM(max_value),                                                                                                                                                                                                                                                                                                                                                                                                                          "largest value (default 1m; MPB_MAX_VALUE)"                                                                                                                                                                                                                                                                                                                                                                                                                                         },
+    [S_MAX_KEY] = {"max-key",        "MPB_MAX_KEY",                 T_SIZE,                                 16,                  1u << 24,   "16 to 16m",  "64k",                                                   0,                                                                                       "BYTES",
+                  LIM(max_key),                                                                                                                              "largest key (default 64k; MPB_MAX_KEY)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                  },
+    [S_MAX_BATCH_REPLY] = {"max-batch-reply",        "MPB_MAX_BATCH_REPLY",         T_SIZE,                 4096,          1ull << 36,
+                  "4096 to 64g",              "64m",                                                                                                                                                                             0,                                                                                                                                                                                                     "BYTES",                                                                                                      LIM(max_batch_reply),
+                  "reply bytes one request frame may ask for; later\n"
                            "requests of it get ETOOBIG (default 64m;\n"
-                           "MPB_MAX_BATCH_REPLY)"},
-    [S_HEARTBEAT] = {"heartbeat-ms", "MPB_HEARTBEAT_MS", T_MS, 10, 600000, "10 to 600000", "1000",
-                     0, "MS", LIM(heartbeat_ms),
-                     "heartbeat interval clients are told (default 1000;\n"
-                     "MPB_HEARTBEAT_MS)"},
-    [S_TTL] = {"session-ttl-ms", "MPB_SESSION_TTL_MS", T_MS, 50, 86400000, "50 to 86400000", "5000",
-               0, "MS", LIM(session_ttl_ms),
-               "a silent session expires after this (default 5000;\n"
-               "MPB_SESSION_TTL_MS)"},
-    [S_LOG_LEVEL] = {"log-level", "MPB_LOG_LEVEL", T_LEVEL, 0, 0, NULL, "info",
-                     0, "LEVEL", CFG(log_level),
-                     "debug, info, warn, error (default info; MPB_LOG_LEVEL)"},
-    [S_LOG_FORMAT] = {"log-format", "MPB_LOG_FORMAT", T_FORMAT, 0, 0, NULL, "logfmt",
-                      0, "FMT", CFG(log_json),
-                      "logfmt or json (default logfmt; MPB_LOG_FORMAT)"},
-    [S_POOL_MAX_ATTEMPTS] = {"pool-max-attempts", "MPB_POOL_MAX_ATTEMPTS", T_COUNT,
-                             1, 1000, "1 to 1000", "3",
-                             0, "N", LIM(pool_max_attempts),
-                             "times a pool task is dispatched before it fails\n"
-                             "because its workers died (default 3)"},
-    [S_POOL_MAX_RESULTS] = {"pool-max-results", "MPB_POOL_MAX_RESULTS", T_SIZE,
-                            4096, 1ull << 36, "4096 to 64g", "64m",
-                            0, "BYTES", LIM(pool_max_results),
-                            "results one caller may leave untaken before its\n"
-                            "tasks wait (default 64m)"},
-    [S_POOL_MAX_QUEUED] = {"pool-max-queued", "MPB_POOL_MAX_QUEUED", T_SIZE,
-                           65536, 1ull << 36, "64k to 64g", "256m",
-                           0, "BYTES", LIM(pool_max_queued),
-                           "unfinished pool tasks one caller may have; more\n"
-                           "are refused with ELIMIT (default 256m)"},
-    [S_ANON_GRACE] = {"anon-grace-ms", "MPB_ANON_GRACE_MS", T_MS,
-                      0, 86400000, "0 to 86400000", "5000",
-                      0, "MS", LIM(anon_grace_ms),
-                      "an anonymous object outlives its last reference by\n"
+                           "MPB_MAX_BATCH_REPLY)"                      },
+    [S_HEARTBEAT] = {"heartbeat-ms",        "MPB_HEARTBEAT_MS",            T_MS,                       10,               600000,          "10 to 600000",              "1000",
+                  0,                                                                            "MS",                                                                                                                                                                                                                                                                                                                     LIM(heartbeat_ms),
+                  "heartbeat interval clients are told (default 1000;\n"
+                     "MPB_HEARTBEAT_MS)"                                                                                                                                                     },
+    [S_TTL] = {"session-ttl-ms",        "MPB_SESSION_TTL_MS",          T_MS,                   50,             86400000,            "50 to 86400000",                "5000",
+                  0,                                                                        "MS",                                                                                                                                                                                                                                                                                                                     LIM(session_ttl_ms),
+                  "a silent session expires after this (default 5000;\n"
+               "MPB_SESSION_TTL_MS)"                                                                                                                                                       },
+    [S_LOG_LEVEL] = {"log-level",        "MPB_LOG_LEVEL",               T_LEVEL,                             0,               0,     NULL,              "info",                                                                    0,                                                                                           "LEVEL",
+                  CFG(log_level),                                                                                                             "debug, info, warn, error (default info; MPB_LOG_LEVEL)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                },
+    [S_LOG_FORMAT] = {"log-format",        "MPB_LOG_FORMAT",              T_FORMAT,                           0,             0,     NULL,                "logfmt",                                                                      0,                                                                                         "FMT",
+                  CFG(log_json),                                                                                                             "logfmt or json (default logfmt; MPB_LOG_FORMAT)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                 },
+    [S_POOL_MAX_ATTEMPTS] = {"pool-max-attempts",        "MPB_POOL_MAX_ATTEMPTS",       T_COUNT,             1,       1000,
+                  "1 to 1000",                           "3",                                                                                                                                                                               0,                                                                                                                                                                                            "N",                                                                                           LIM(pool_max_attempts),
+                  "times a pool task is dispatched before it fails\n"
+                             "because its workers died (default 3)"                                 },
+    [S_POOL_MAX_RESULTS] = {"pool-max-results",        "MPB_POOL_MAX_RESULTS",        T_SIZE,               4096,         1ull << 36,
+                  "4096 to 64g",                "64m",                                                                                                                                                                             0,                                                                                                                                                                                                   "BYTES",                                                                                                    LIM(pool_max_results),
+                  "results one caller may leave untaken before its\n"
+                            "tasks wait (default 64m)"                       },
+    [S_POOL_MAX_QUEUED] = {"pool-max-queued",        "MPB_POOL_MAX_QUEUED",         T_SIZE,                 65536,          1ull << 36,
+                  "64k to 64g",             "256m",                                                                                                                                                                              0,                                                                                                                                                                                                      "BYTES",                                                                                                      LIM(pool_max_queued),
+                  "unfinished pool tasks one caller may have; more\n"
+                           "are refused with ELIMIT (default 256m)"                     },
+    [S_ANON_GRACE] = {"anon-grace-ms",        "MPB_ANON_GRACE_MS",           T_MS,                     0,              86400000,            "0 to 86400000",
+                  "5000",                                                   0,                                                                                                                                                                                                                                "MS",                                                                                                                                                                                                                                                           LIM(anon_grace_ms),
+                  "an anonymous object outlives its last reference by\n"
                       "this (default 5000; MPB_ANON_GRACE_MS)"},
-    [S_REPLY_CACHE] = {"reply-cache", "MPB_REPLY_CACHE", T_COUNT,
-                       0, 1000000, "0 to 1000000", "1024",
-                       0, "N", LIM(reply_cache),
-                       "replies kept per session, so a request its client\n"
+    [S_REPLY_CACHE] = {"reply-cache",        "MPB_REPLY_CACHE",             T_COUNT,                         0,             1000000,       "0 to 1000000",
+                  "1024",                                                      0,                                                                                                                                                                                                                                "N",                                                                                                                                                                                                                                                        LIM(reply_cache),
+                  "replies kept per session, so a request its client\n"
                        "sends again after a cut is answered, not run\n"
-                       "twice (default 1024; MPB_REPLY_CACHE)"},
-    [S_REPLY_CACHE_BYTES] = {"reply-cache-bytes", "MPB_REPLY_CACHE_BYTES", T_SIZE,
-                             4096, 1ull << 32, "4k to 4g", "1m",
-                             0, "BYTES", LIM(reply_cache_bytes),
-                             "and at most this many bytes of them per session\n"
-                             "(default 1m; MPB_REPLY_CACHE_BYTES)"},
-    [S_MAX_MEMORY] = {"max-memory", "MPB_MAX_MEMORY", T_SIZE, 0, 1ull << 44, "0 to 16t", "0",
-                      0, "BYTES", LIM(max_memory),
-                      "past this much heap in use, requests that would grow\n"
+                       "twice (default 1024; MPB_REPLY_CACHE)"   },
+    [S_REPLY_CACHE_BYTES] = {"reply-cache-bytes",        "MPB_REPLY_CACHE_BYTES",       T_SIZE,             4096,        1ull << 32,
+                  "4k to 4g",                  "1m",                                                                                                                                                                                0,                                                                                                                                                                                                     "BYTES",                                                                                                   LIM(reply_cache_bytes),
+                  "and at most this many bytes of them per session\n"
+                             "(default 1m; MPB_REPLY_CACHE_BYTES)"                    },
+    [S_MAX_MEMORY] = {"max-memory",        "MPB_MAX_MEMORY",              T_SIZE,                           0,               1ull << 44,       "0 to 16t",       "0",                                                     0,
+                  "BYTES",                                                                                                               LIM(max_memory),
+                  "past this much heap in use, requests that would grow\n"
                       "memory get ENOMEM; reads, deletes and pops still\n"
                       "work (default 0: none, or half of what ulimit -v\n"
-                      "leaves; MPB_MAX_MEMORY)"},
-    [S_MAX_OBJECTS] = {"max-objects", "MPB_MAX_OBJECTS", T_COUNT,
-                       0, 1000000000, "0 to 1000000000", "0",
-                       0, "N", LIM(max_objects),
-                       "objects the broker may hold; an op that would make\n"
+                      "leaves; MPB_MAX_MEMORY)"                                                                                                                                                                                                                                                                                                                                                                                                                                        },
+    [S_MAX_OBJECTS] = {"max-objects",        "MPB_MAX_OBJECTS",             T_COUNT,                         0,             1000000000,       "0 to 1000000000",
+                  "0",                                                0,                                                                                                                                                                                                                                   "N",                                                                                                                                                                                                                                                                 LIM(max_objects),
+                  "objects the broker may hold; an op that would make\n"
                        "one more gets ELIMIT (default 0: no limit;\n"
                        "MPB_MAX_OBJECTS)"},
-    [S_PERSIST] = {"persist", "MPB_PERSIST", T_ONOFF, 0, 0, NULL, "on",
-                   0, "on|off", CFG(persist),
-                   "log every write to DATA_DIR and load it on start\n"
-                   "(default on; MPB_PERSIST)"},
-    [S_FSYNC] = {"fsync", "MPB_FSYNC", T_FSYNC, 0, 0, NULL, "everysec",
-                 0, "always|everysec|no", CFG(fsync),
-                 "when the log reaches the disk: before each\n"
+    [S_PERSIST] = {"persist",        "MPB_PERSIST",                 T_ONOFF,                                 0,                 0,   NULL,          "on",                                                                  0,                                                                                               "on|off",                                                                                                           CFG(persist),
+                  "log every write to DATA_DIR and load it on start\n"
+                   "(default on; MPB_PERSIST)"                                                                                                                                   },
+    [S_FSYNC] = {"fsync",        "MPB_FSYNC",                   T_FSYNC,                                     0,                   0, NULL,      "everysec",                                                                0,                                                                                           "always|everysec|no",
+                  CFG(fsync),
+                  "when the log reaches the disk: before each\n"
                  "reply (grouped per loop turn), once a second, or as\n"
-                 "the kernel likes (default everysec; MPB_FSYNC)"},
-    [S_MAX_SESSIONS] = {"max-sessions", "MPB_MAX_SESSIONS", T_COUNT,
-                        1, 10000000, "1 to 10000000", "100000",
-                        0, "N", LIM(max_sessions),
-                        "sessions at once; more are refused with ELIMIT\n"
-                        "(default 100000; MPB_MAX_SESSIONS)"},
-    [S_MAX_SESSIONS_PER_CONN] = {"max-sessions-per-conn", "MPB_MAX_SESSIONS_PER_CONN", T_COUNT,
-                                 1, 100000, "1 to 100000", "16",
-                                 0, "N", LIM(max_sessions_per_conn),
-                                 "live sessions one connection may open; more are\n"
-                                 "refused with ELIMIT (default 16)"},
-    [S_HTTP_AUTH] = {"http-auth", "MPB_HTTP_AUTH", T_PATH, 0, 0, NULL, NULL,
-                     0, "PATH", CFG(http_auth),
-                     "a file holding a bearer token that /metrics then asks\n"
+                 "the kernel likes (default everysec; MPB_FSYNC)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                    },
+    [S_MAX_SESSIONS] = {"max-sessions",        "MPB_MAX_SESSIONS",            T_COUNT,                       1,            10000000,        "1 to 10000000",
+                  "100000",                                                     0,                                                                                                                                                                                                                              "N",                                                                                                                                                                                                                                                       LIM(max_sessions),
+                  "sessions at once; more are refused with ELIMIT\n"
+                        "(default 100000; MPB_MAX_SESSIONS)"    },
+    [S_MAX_SESSIONS_PER_CONN] = {"max-sessions-per-conn",        "MPB_MAX_SESSIONS_PER_CONN",   T_COUNT,     1,
+                  100000,                 "1 to 100000",                                                                                                                    "16",                                                                                                                                                     0,                                                                        "N", LIM(max_sessions_per_conn),
+                  "live sessions one connection may open; more are\n"
+                                 "refused with ELIMIT (default 16)"                                                                                                                                                 },
+    [S_HTTP_AUTH] = {"http-auth",        "MPB_HTTP_AUTH",               T_PATH,                             0,                0,      NULL,              NULL,                                                                   0,                                                                                            "PATH",
+                  CFG(http_auth),
+                  "a file holding a bearer token that /metrics then asks\n"
                      "for (Authorization: Bearer TOKEN); /healthz and\n"
                      "/readyz stay open (default: /metrics open to all;\n"
-                     "MPB_HTTP_AUTH)"},
-    [S_ENCRYPTION] = {"encryption", "MPB_ENCRYPTION", T_ENC, 0, 0, NULL, "auto",
-                      0, "on|off", CFG(encryption),
-                      "ZeroMQ CURVE keyed by the authkey (default auto: on\n"
-                      "for tcp://, off for ipc://; MPB_ENCRYPTION)"},
-    [S_MAX_CONNECTIONS] = {"max-connections", "MPB_MAX_CONNECTIONS", T_COUNT,
-                           0, 1000000, "0 to 1000000", "0",
-                           0, "N", LIM(max_connections),
-                           "connections at once, more are closed at accept\n"
-                           "(default 0: the descriptor limit less 64)"},
-    [S_MAX_HANDSHAKES_PER_ADDR] = {"max-handshakes-per-addr", "MPB_MAX_HANDSHAKES_PER_ADDR",
-                                   T_COUNT,
-                                   1, 100000, "1 to 100000", "1024",
-                                   0, "N", LIM(max_handshakes_per_addr),
-                                   "connections from one address that have not\n"
-                                   "finished the handshake (default 1024)"},
-    [S_MAX_UNAUTH_MEMORY] = {"max-unauth-memory", "MPB_MAX_UNAUTH_MEMORY", T_SIZE,
-                             1u << 20, 1ull << 36, "1m to 64g", "1g",
-                             0, "BYTES", LIM(max_unauth_memory),
-                             "memory all peers without a session may make the\n"
-                             "broker hold (default 1g): see README"},
-    [S_HANDSHAKE] = {"handshake-ms", "MPB_HANDSHAKE_MS", T_MS, 100, 600000, "100 to 600000", "5000",
-                     0, "MS", LIM(handshake_ms),
-                     "deadline for the whole handshake (default 5000)"},
-    [S_IDLE] = {"idle-ms", "MPB_IDLE_MS", T_MS, 100, 86400000, "100 to 86400000", "10000",
-                0, "MS", LIM(idle_ms),
-                "a connection without a session is closed after this\n"
-                "(default 10000)"},
-    [S_MAX_OUTPUT] = {"max-output", "MPB_MAX_OUTPUT", T_SIZE, 0, 1ull << 36, "0 to 64g", "64m",
-                      0, "BYTES", LIM(max_output),
-                      "replies a client may leave unread (sent, not yet\n"
+                     "MPB_HTTP_AUTH)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                },
+    [S_ENCRYPTION] = {"encryption",        "MPB_ENCRYPTION",              T_ENC,                           0,                0,        NULL,                "auto",                                                                   0,                                                                                        "on|off",
+                  CFG(encryption),
+                  "ZeroMQ CURVE keyed by the authkey (default auto: on\n"
+                      "for tcp://, off for ipc://; MPB_ENCRYPTION)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                               },
+    [S_MAX_CONNECTIONS] = {"max-connections",        "MPB_MAX_CONNECTIONS",         T_COUNT,                 0,         1000000,
+                  "0 to 1000000",                    "0",                                                                                                                                                                            0,                                                                                                                                                                                                "N",                                                                                                  LIM(max_connections),
+                  "connections at once, more are closed at accept\n"
+                           "(default 0: the descriptor limit less 64)"                               },
+    [S_MAX_HANDSHAKES_PER_ADDR] = {"max-handshakes-per-addr",        "MPB_MAX_HANDSHAKES_PER_ADDR",
+                  T_COUNT, 1,                                                                    100000,                                                                                      "1 to 100000",                                     "1024", 0, "N",
+                  LIM(max_handshakes_per_addr),
+                  "connections from one address that have not\n"
+                                   "finished the handshake (default 1024)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                  },
+    [S_MAX_UNAUTH_MEMORY] = {"max-unauth-memory",        "MPB_MAX_UNAUTH_MEMORY",       T_SIZE,             1u << 20,
+                  1ull << 36,       "1m to 64g",                                                                                                                "1g",                                                                                                                                                             0,                                                                                    "BYTES",     LIM(max_unauth_memory),
+                  "memory all peers without a session may make the\n"
+                             "broker hold (default 1g): see README"                                                                                                                                     },
+    [S_HANDSHAKE] = {"handshake-ms",        "MPB_HANDSHAKE_MS",            T_MS,                       100,               600000,         "100 to 600000",             "5000",
+                  0,                                                                            "MS",                                                                                                                                                                                                                                                                                                                     LIM(handshake_ms),                                                                                                                                                                                                                                                                                                                                               "deadline for the whole handshake (default 5000)"                                                                                                                                                     },
+    [S_IDLE] = {"idle-ms",        "MPB_IDLE_MS",                 T_MS,                                 100,                    86400000,    "100 to 86400000", "10000",                                           0,                                                                              "MS",
+                  LIM(idle_ms),
+                  "a connection without a session is closed after this\n"
+                "(default 10000)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                  },
+    [S_MAX_OUTPUT] = {"max-output",        "MPB_MAX_OUTPUT",              T_SIZE,                           0,               1ull << 36,       "0 to 64g",       "64m",                                                     0,
+                  "BYTES",                                                                                                             LIM(max_output),
+                  "replies a client may leave unread (sent, not yet\n"
                       "acknowledged by its TCP); past it the connection is\n"
-                      "closed, its session kept (default 64m; 0: no limit)"},
-    [S_SLOWLOG_SLOWER] = {"slowlog-log-slower-than", "MPB_SLOWLOG_LOG_SLOWER_THAN", T_COUNT,
-                          0, 3600000000ull, "0 to 3600000000", "10000",
-                          0, "US", LIM(slowlog_slower_us),
-                          "requests served in more microseconds go to\n"
-                          "the slow log (mpb slowlog; default 10000, 0: all)"},
-    [S_SLOWLOG_MAX_LEN] = {"slowlog-max-len", "MPB_SLOWLOG_MAX_LEN", T_COUNT,
-                           0, 100000, "0 to 100000", "128",
-                           0, "N", LIM(slowlog_max_len),
-                           "entries the slow log keeps (default 128; 0: none)"},
+                      "closed, its session kept (default 64m; 0: no limit)"                                                                                                                                                                                                                                                                                                                                                                                                                                          },
+    [S_SLOWLOG_SLOWER] = {"slowlog-log-slower-than",        "MPB_SLOWLOG_LOG_SLOWER_THAN", T_COUNT, 0,
+                  3600000000ull,                   "0 to 3600000000",                                                                                                             "10000",                                                                                                                                        0,                                                               "US",
+                  LIM(slowlog_slower_us),
+                  "requests served in more microseconds go to\n"
+                          "the slow log (mpb slowlog; default 10000, 0: all)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                        },
+    [S_SLOWLOG_MAX_LEN] = {"slowlog-max-len",        "MPB_SLOWLOG_MAX_LEN",         T_COUNT,                 0,         100000,
+                  "0 to 100000",                     "128",                                                                                                                                                                             0,                                                                                                                                                                                              "N",                                                                                               LIM(slowlog_max_len),
+                  "entries the slow log keeps (default 128; 0: none)"                                 },
 };
 
 /* The flags that are no setting, and after which setting --help lists each. */
@@ -204,21 +182,18 @@ static const struct extra {
     const char *arg;
     const char *help;
 } extras[X__N] = {
-    [X_CONFIG] = {"config", 'c', "PATH",
-     "config file of 'key = value' lines (env MPB_CONFIG)"},
-    [X_CHECK] = {"check-config", 0, NULL,
-     "load and check everything, print the effective\n"
-     "configuration and exit: 0 if valid, 2 if not (it\n"
-     "also makes and writes in the data-dir, binds the\n"
-     "endpoints and the HTTP address, and undoes it)"},
-    [X_REPAIR] = {"repair", 0, NULL,
-     "a log damaged in its middle is cut at the damage\n"
-     "(what followed is reported lost) instead of refusing\n"
-     "to start"},
-    [X_VERSION] = {"version", 'V', NULL,
-     "print the version"},
-    [X_HELP] = {"help", 'h', NULL,
-     "this text"},
+    [X_CONFIG] = {"config",       'c', "PATH", "config file of 'key = value' lines (env MPB_CONFIG)"},
+    [X_CHECK] = {"check-config", 0,   NULL,
+                  "load and check everything, print the effective\n"
+                 "configuration and exit: 0 if valid, 2 if not (it\n"
+                 "also makes and writes in the data-dir, binds the\n"
+                 "endpoints and the HTTP address, and undoes it)"                                   },
+    [X_REPAIR] = {"repair",       0,   NULL,
+                  "a log damaged in its middle is cut at the damage\n"
+                  "(what followed is reported lost) instead of refusing\n"
+                  "to start"                                                                        },
+    [X_VERSION] = {"version",      'V', NULL,   "print the version"                                  },
+    [X_HELP] = {"help",         'h', NULL,   "this text"                                          },
 };
 
 static char *xstrdup(const char *s) {
@@ -271,8 +246,10 @@ static void load_defaults(conf_t *c) {
     src_t w = {R_DEFAULT, NULL, 0};
     for (int s = 0; s < S__N; s++) {
         c->rank[s] = R_DEFAULT;
-        if (config_settings[s].dflt) config_set_value(c, s, config_settings[s].dflt, &w);
-        else c->src[s] = xstrdup("default");
+        if (config_settings[s].dflt)
+            config_set_value(c, s, config_settings[s].dflt, &w);
+        else
+            c->src[s] = xstrdup("default");
     }
     c->cfg.limits.max_scan = 1000;
     c->cfg.limits.max_pending = 4096;
@@ -313,8 +290,8 @@ static void make_opts(void) {
     }
     for (int x = 0; x < X__N; x++) {
         const struct extra *e = &extras[x];
-        long_opts[k++] = (struct option){e->name, e->arg ? required_argument : no_argument, 0,
-                                         O_EXTRA + x};
+        long_opts[k++] =
+            (struct option){e->name, e->arg ? required_argument : no_argument, 0, O_EXTRA + x};
         if (e->opt) {
             short_opts[n++] = e->opt;
             if (e->arg) short_opts[n++] = ':';
@@ -370,7 +347,6 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
         }
     }
 
-
     conf_t *c = xcalloc(1, sizeof *c);
     *out = c;
     c->err = err;
@@ -398,7 +374,8 @@ int config_load(int argc, char **argv, FILE *err, conf_t **out) {
     }
     load_env(c);
     src_t w = {R_FLAG, NULL, 0};
-    for (int i = 0; i < nflags; i++) config_set_value(c, flags[i].s, flags[i].v, &w);
+    for (int i = 0; i < nflags; i++)
+        config_set_value(c, flags[i].s, flags[i].v, &w);
     free(flags);
 
     config_check_all(c);
@@ -470,10 +447,12 @@ int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size
 
 /* A value as the parser reads it back: quoted when blanks at its ends or a '#' would cut it. */
 static void print_kv(FILE *out, const char *key, const char *val, const char *src) {
-    bool quote = val[0] == '"' || val[0] == ' ' || val[strlen(val) - 1] == ' ' ||
-                 strchr(val, '#') != NULL;
-    if (quote) fprintf(out, "%s = \"%s\"  # %s\n", key, val, src);
-    else fprintf(out, "%s = %s  # %s\n", key, val, src);
+    bool quote =
+        val[0] == '"' || val[0] == ' ' || val[strlen(val) - 1] == ' ' || strchr(val, '#') != NULL;
+    if (quote)
+        fprintf(out, "%s = \"%s\"  # %s\n", key, val, src);
+    else
+        fprintf(out, "%s = %s  # %s\n", key, val, src);
 }
 
 static void print_num(FILE *out, const char *key, unsigned long long v, const char *src) {
@@ -512,8 +491,10 @@ void config_print(const conf_t *c, FILE *out) {
             MPBROKER_VERSION);
     fprintf(out, "# After each value, where it came from: default, FILE:LINE, env MPB_*, "
                  "flag --*.\n");
-    if (c->file) fprintf(out, "# config file: %s (%s)\n", c->file, c->file_src);
-    else fprintf(out, "# config file: none (--config PATH or MPB_CONFIG)\n");
+    if (c->file)
+        fprintf(out, "# config file: %s (%s)\n", c->file, c->file_src);
+    else
+        fprintf(out, "# config file: none (--config PATH or MPB_CONFIG)\n");
     for (int s = 0; s < S__N; s++) {
         const setting_t *st = &config_settings[s];
         switch (st->type) {
@@ -522,7 +503,8 @@ void config_print(const conf_t *c, FILE *out) {
                 print_kv(out, st->key, g->listen[i], c->listen_src[i]);
             break;
         case T_PATH:
-            if (c->str[s]) print_kv(out, st->key, c->str[s], c->src[s]);
+            if (c->str[s])
+                print_kv(out, st->key, c->str[s], c->src[s]);
             else
                 fprintf(out, "# %s is not set%s  # default\n", st->key,
                         s == S_HTTP_AUTH ? ": /metrics is open to all" : "");

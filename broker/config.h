@@ -55,8 +55,8 @@ int config_read_key(const conf_t *c, uint8_t **key, size_t *len, char *err, size
                     char *warn, size_t warnlen);
 /* The same for a key file at path (trailing newlines are not part of the key): see
  * mpb__key_file_read(), the one reader that mpbrokerd and libmpb share. */
-int config_read_key_file(const char *path, uint8_t **key, size_t *len, char *err,
-                         size_t errlen, char *warn, size_t warnlen);
+int config_read_key_file(const char *path, uint8_t **key, size_t *len, char *err, size_t errlen,
+                         char *warn, size_t warnlen);
 
 /* Prints the effective configuration as a config file that this parser accepts, every line
  * with a comment saying where its value came from; the authkey only as where it comes from. */

@@ -49,9 +49,11 @@ void config_complain(conf_t *c, const src_t *w, int s, const char *fmt, ...) {
     va_end(ap);
     switch (w->rank) {
     case R_FILE:
-        if (s >= 0) fprintf(c->err, "mpbrokerd: %s:%d: %s: %s\n", w->file, w->line,
-                            config_settings[s].key, msg);
-        else fprintf(c->err, "mpbrokerd: %s:%d: %s\n", w->file, w->line, msg);
+        if (s >= 0)
+            fprintf(c->err, "mpbrokerd: %s:%d: %s: %s\n", w->file, w->line, config_settings[s].key,
+                    msg);
+        else
+            fprintf(c->err, "mpbrokerd: %s:%d: %s\n", w->file, w->line, msg);
         break;
     case R_ENV: fprintf(c->err, "mpbrokerd: %s: %s\n", config_settings[s].env, msg); break;
     case R_FLAG: fprintf(c->err, "mpbrokerd: --%s: %s\n", config_settings[s].key, msg); break;
@@ -81,9 +83,12 @@ static bool parse_size(const char *s, unsigned long long lo, unsigned long long 
     unsigned long long v = strtoull(s, &end, 10);
     if (errno) return false;
     unsigned long long mul = 1;
-    if (*end == 'k' || *end == 'K') mul = 1024, end++;
-    else if (*end == 'm' || *end == 'M') mul = 1024 * 1024, end++;
-    else if (*end == 'g' || *end == 'G') mul = 1024ULL * 1024 * 1024, end++;
+    if (*end == 'k' || *end == 'K')
+        mul = 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        mul = 1024 * 1024, end++;
+    else if (*end == 'g' || *end == 'G')
+        mul = 1024ULL * 1024 * 1024, end++;
     if (*end) return false;
     if (v > hi / mul + 1) return false; /* would overflow */
     v *= mul;
@@ -144,11 +149,11 @@ static const struct choice {
     const char *names[4];
     const char *expect;
 } choices[] = {
-    {T_LEVEL, {"debug", "info", "warn", "error"}, "debug, info, warn or error"},
-    {T_FORMAT, {"logfmt", "json"}, "logfmt or json"},
-    {T_ONOFF, {"off", "on"}, "on or off"},
-    {T_FSYNC, {"no", "everysec", "always"}, "always, everysec or no"},
-    {T_ENC, {"auto", "on", "off"}, "on, off or auto"},
+    {T_LEVEL,  {"debug", "info", "warn", "error"}, "debug, info, warn or error"},
+    {T_FORMAT, {"logfmt", "json"},                 "logfmt or json"            },
+    {T_ONOFF,  {"off", "on"},                      "on or off"                 },
+    {T_FSYNC,  {"no", "everysec", "always"},       "always, everysec or no"    },
+    {T_ENC,    {"auto", "on", "off"},              "on, off or auto"           },
 };
 
 static const struct choice *choice_of(stype_t type) {
@@ -220,8 +225,8 @@ void config_set_value(conf_t *c, int s, const char *val, const src_t *w) {
         break;
     case T_SIZE:
         if (!parse_size(val, st->lo, st->hi, &v)) {
-            snprintf(why, sizeof why, "'%s' is not a size from %s (bytes; k, m, g suffixes)",
-                     val, st->range);
+            snprintf(why, sizeof why, "'%s' is not a size from %s (bytes; k, m, g suffixes)", val,
+                     st->range);
             goto bad;
         }
         break;
@@ -290,8 +295,8 @@ bad:
 
 /* ---- checks across settings, and the authkey ---- */
 
-int config_read_key_file(const char *path, uint8_t **key, size_t *len, char *err,
-                         size_t errlen, char *warn, size_t warnlen) {
+int config_read_key_file(const char *path, uint8_t **key, size_t *len, char *err, size_t errlen,
+                         char *warn, size_t warnlen) {
     int rc = mpb__key_file_read("authkey file", path, key, len, err, errlen, warn, warnlen);
     return rc ? -1 : 0;
 }
@@ -317,12 +322,14 @@ static void check_data_dir(conf_t *c) {
         char parent[4200];
         snprintf(parent, sizeof parent, "%s", dir);
         char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) *slash = 0;
-        else snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
+        if (slash && slash != parent)
+            *slash = 0;
+        else
+            snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
         bool noparent = e == ENOENT && stat(parent, &st) != 0;
         config_complain(c, &none, -1, "data-dir %s (%s) cannot be created: %s%s%s%s", dir, src,
-                 strerror(e), noparent ? " (the broker makes only the last directory: " : "",
-                 noparent ? parent : "", noparent ? " must exist)" : "");
+                        strerror(e), noparent ? " (the broker makes only the last directory: " : "",
+                        noparent ? parent : "", noparent ? " must exist)" : "");
         return;
     } else {
         made = true;
@@ -332,7 +339,7 @@ static void check_data_dir(conf_t *c) {
     int fd = mkstemp(probe);
     if (fd < 0) {
         config_complain(c, &none, -1, "data-dir %s (%s) is not writable: %s", dir, src,
-                 strerror(errno));
+                        strerror(errno));
     } else {
         bool ok = write(fd, "x", 1) == 1;
         int e = errno;
@@ -340,7 +347,7 @@ static void check_data_dir(conf_t *c) {
         unlink(probe);
         if (!ok)
             config_complain(c, &none, -1, "data-dir %s (%s) is not writable: %s", dir, src,
-                     strerror(e));
+                            strerror(e));
     }
     if (made) rmdir(dir);
 }
@@ -360,13 +367,15 @@ static void check_ipc(conf_t *c, int i) {
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             config_complain(c, &none, -1, "listen %s (%s): %s exists and is not a socket", ep,
-                     c->listen_src[i], path);
+                            c->listen_src[i], path);
         else if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
-            config_complain(c, &none, -1, "listen %s (%s): cannot bind: something listens there "
-                     "already (another broker?)", ep, c->listen_src[i]);
+            config_complain(c, &none, -1,
+                            "listen %s (%s): cannot bind: something listens there "
+                            "already (another broker?)",
+                            ep, c->listen_src[i]);
     } else if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         config_complain(c, &none, -1, "listen %s (%s): cannot bind: %s", ep, c->listen_src[i],
-                 strerror(errno));
+                        strerror(errno));
     } else {
         unlink(path);
     }
@@ -391,7 +400,7 @@ static void check_listen(conf_t *c) {
         zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
         if (zmq_bind(sock, ep) != 0)
             config_complain(c, &none, -1, "listen %s (%s): cannot bind: %s", ep, c->listen_src[i],
-                     zmq_strerror(zmq_errno()));
+                            zmq_strerror(zmq_errno()));
         zmq_close(sock);
     }
     if (ctx) zmq_ctx_term(ctx);
@@ -402,14 +411,14 @@ void config_check_all(conf_t *c) {
     src_t none = {R_DEFAULT, NULL, 0};
     if (l->max_value + l->max_key + 64 > l->max_frame)
         config_complain(c, &none, -1,
-                 "max-value (%zu, %s) plus max-key (%zu, %s) plus 64 must fit in max-frame "
-                 "(%zu, %s)",
-                 l->max_value, c->src[S_MAX_VALUE], l->max_key, c->src[S_MAX_KEY], l->max_frame,
-                 c->src[S_MAX_FRAME]);
+                        "max-value (%zu, %s) plus max-key (%zu, %s) plus 64 must fit in max-frame "
+                        "(%zu, %s)",
+                        l->max_value, c->src[S_MAX_VALUE], l->max_key, c->src[S_MAX_KEY],
+                        l->max_frame, c->src[S_MAX_FRAME]);
     if (l->session_ttl_ms < 2 * l->heartbeat_ms)
         config_complain(c, &none, -1,
-                 "session-ttl-ms (%d, %s) must be at least twice heartbeat-ms (%d, %s)",
-                 l->session_ttl_ms, c->src[S_TTL], l->heartbeat_ms, c->src[S_HEARTBEAT]);
+                        "session-ttl-ms (%d, %s) must be at least twice heartbeat-ms (%d, %s)",
+                        l->session_ttl_ms, c->src[S_TTL], l->heartbeat_ms, c->src[S_HEARTBEAT]);
 
     /* The authkey: a file named by a flag or MPB_AUTHKEY_FILE, else MPB_AUTHKEY, else a file
      * named in the config file, else DATA_DIR/authkey. */
@@ -420,7 +429,8 @@ void config_check_all(conf_t *c) {
         c->key_src = xstrdup(c->src[S_AUTHKEY_FILE]);
         if (have_env)
             c->key_note = xasprintf("MPB_AUTHKEY is set too, and ignored: the authkey file "
-                                    "(%s) wins over it", c->src[S_AUTHKEY_FILE]);
+                                    "(%s) wins over it",
+                                    c->src[S_AUTHKEY_FILE]);
     } else if (have_env) {
         c->keysrc = KEYSRC_ENV;
         c->key_src = xstrdup("env MPB_AUTHKEY");
@@ -446,9 +456,10 @@ void config_check_all(conf_t *c) {
         char warn[1024];
         if (access(path, F_OK) == 0 &&
             config_read_key_file(path, &key, &len, why, sizeof why, warn, sizeof warn))
-            config_complain(c, &none, -1, "the authkey made in data-dir (%s): %s", c->src[S_DATA_DIR],
-                     why);
-        else if (key && warn[0]) fprintf(c->err, "mpbrokerd: warning: %s\n", warn);
+            config_complain(c, &none, -1, "the authkey made in data-dir (%s): %s",
+                            c->src[S_DATA_DIR], why);
+        else if (key && warn[0])
+            fprintf(c->err, "mpbrokerd: warning: %s\n", warn);
         if (key) {
             explicit_bzero(key, len);
             free(key);
@@ -472,7 +483,8 @@ void config_check_all(conf_t *c) {
         char why[512], warn[1024];
         if (config_read_key(c, &key, &len, why, sizeof why, warn, sizeof warn))
             config_complain(c, &none, -1, "authkey-file (%s): %s", c->src[S_AUTHKEY_FILE], why);
-        else if (warn[0]) fprintf(c->err, "mpbrokerd: warning: %s\n", warn);
+        else if (warn[0])
+            fprintf(c->err, "mpbrokerd: warning: %s\n", warn);
         if (key) {
             explicit_bzero(key, len);
             free(key);
@@ -505,8 +517,10 @@ static int name_distance(const char *a, size_t an, const char *b) {
     for (; *b && yn < sizeof y; b++)
         if (*b != '_') y[yn++] = (char)(*b | 0x20);
     int d[65][65];
-    for (size_t i = 0; i <= xn; i++) d[i][0] = (int)i;
-    for (size_t j = 0; j <= yn; j++) d[0][j] = (int)j;
+    for (size_t i = 0; i <= xn; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= yn; j++)
+        d[0][j] = (int)j;
     for (size_t i = 1; i <= xn; i++)
         for (size_t j = 1; j <= yn; j++) {
             int best = d[i - 1][j - 1] + (x[i - 1] != y[j - 1]);
@@ -550,7 +564,8 @@ static void warn_env_to(void *arg, const char *name, const char *hint) {
     if (hint)
         fprintf(f, "mpbrokerd: warning: %s is not a setting (ignored); did you mean %s?\n", name,
                 hint);
-    else fprintf(f, "mpbrokerd: warning: %s is not a setting of mpbrokerd (ignored)\n", name);
+    else
+        fprintf(f, "mpbrokerd: warning: %s is not a setting of mpbrokerd (ignored)\n", name);
 }
 
 static void warn_env_log(void *arg, const char *name, const char *hint) {
@@ -559,6 +574,8 @@ static void warn_env_log(void *arg, const char *name, const char *hint) {
            "did_you_mean", hint, NULL);
 }
 void config_warn_unknown_env(FILE *to) {
-    if (to) unknown_env(warn_env_to, to);
-    else unknown_env(warn_env_log, NULL);
+    if (to)
+        unknown_env(warn_env_to, to);
+    else
+        unknown_env(warn_env_log, NULL);
 }

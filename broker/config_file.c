@@ -22,7 +22,8 @@ static const char *near_key(const char *k) {
     char norm[64];
     size_t n = strlen(k);
     if (n >= sizeof norm) return NULL;
-    for (size_t i = 0; i <= n; i++) norm[i] = k[i] == '_' ? '-' : k[i];
+    for (size_t i = 0; i <= n; i++)
+        norm[i] = k[i] == '_' ? '-' : k[i];
     for (int s = 0; s < S__N; s++)
         if (!strcasecmp(config_settings[s].key, norm) || !strcasecmp(config_settings[s].env, k))
             return config_settings[s].key;
@@ -30,9 +31,11 @@ static const char *near_key(const char *k) {
 }
 
 static char *trim(char *s) {
-    while (*s == ' ' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
     size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = 0;
     return s;
 }
 
@@ -46,7 +49,8 @@ static void load_line(conf_t *c, char *line, const src_t *w, int *seen) {
     }
     *eq = 0;
     char *key = trim(line), *val = eq + 1;
-    while (*val == ' ' || *val == '\t') val++;
+    while (*val == ' ' || *val == '\t')
+        val++;
     if (!*key) {
         config_complain(c, w, -1, "no key before '='");
         return;
@@ -56,13 +60,14 @@ static void load_line(conf_t *c, char *line, const src_t *w, int *seen) {
         const char *near = near_key(key);
         if (!strcmp(key, "authkey"))
             config_complain(c, w, -1,
-                          "the authkey itself does not belong in a config file: put it in a "
-                          "file of its own (mode 0600) and name that with authkey-file");
+                            "the authkey itself does not belong in a config file: put it in a "
+                            "file of its own (mode 0600) and name that with authkey-file");
         else if (!strcmp(key, "config"))
             config_complain(c, w, -1, "a config file cannot name another one");
         else if (near)
             config_complain(c, w, -1, "unknown key '%s' (did you mean '%s'?)", key, near);
-        else config_complain(c, w, -1, "unknown key '%.60s'", key);
+        else
+            config_complain(c, w, -1, "unknown key '%.60s'", key);
         return;
     }
     if (*val == '"') { /* quoted: up to the next quote, then only a comment may follow */
@@ -73,7 +78,8 @@ static void load_line(conf_t *c, char *line, const src_t *w, int *seen) {
         }
         *q = 0;
         char *rest = q + 1;
-        while (*rest == ' ' || *rest == '\t') rest++;
+        while (*rest == ' ' || *rest == '\t')
+            rest++;
         if (*rest && *rest != '#') {
             config_complain(c, w, s, "unexpected '%.40s' after the quoted value", rest);
             return;

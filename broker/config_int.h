@@ -14,7 +14,17 @@
 #define MAX_LINE   4096
 
 typedef enum stype {
-    T_LISTEN, T_PATH, T_HTTP, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_COUNT, T_ONOFF, T_FSYNC, T_ENC
+    T_LISTEN,
+    T_PATH,
+    T_HTTP,
+    T_SIZE,
+    T_MS,
+    T_LEVEL,
+    T_FORMAT,
+    T_COUNT,
+    T_ONOFF,
+    T_FSYNC,
+    T_ENC
 } stype_t;
 
 /* The settings in the order --help and --check-config list them. */
@@ -105,7 +115,7 @@ struct conf {
 /* config_check.c */
 /* Reports one bad value (s: the setting, or -1) on c->err with its source, and counts it. */
 __attribute__((format(printf, 4, 5))) void config_complain(conf_t *c, const src_t *w, int s,
-                                                         const char *fmt, ...);
+                                                           const char *fmt, ...);
 /* Checks val for setting s and, when w ranks at least as high as what is there, makes it the
  * setting's value. Bad values are reported and change nothing. */
 void config_set_value(conf_t *c, int s, const char *val, const src_t *w);

@@ -8,7 +8,8 @@
 static void grow(deque_t *d) {
     size_t ncap = d->cap ? d->cap * 2 : 8;
     blob_t **v = xmalloc(ncap * sizeof *v);
-    for (size_t i = 0; i < d->len; i++) v[i] = deque_at(d, i);
+    for (size_t i = 0; i < d->len; i++)
+        v[i] = deque_at(d, i);
     free(d->v);
     d->v = v;
     d->cap = ncap;
@@ -20,7 +21,8 @@ static void shrink(deque_t *d) {
     if (d->cap > 64 && d->len < d->cap / 8) {
         size_t ncap = d->cap / 4;
         blob_t **v = xmalloc(ncap * sizeof *v);
-        for (size_t i = 0; i < d->len; i++) v[i] = deque_at(d, i);
+        for (size_t i = 0; i < d->len; i++)
+            v[i] = deque_at(d, i);
         free(d->v);
         d->v = v;
         d->cap = ncap;
@@ -64,9 +66,11 @@ void deque_insert(deque_t *d, size_t i, blob_t *b) {
     if (d->len == d->cap) grow(d);
     if (i < d->len / 2) {
         d->head = (d->head + d->cap - 1) & (d->cap - 1);
-        for (size_t j = 0; j < i; j++) *deque_ref(d, j) = deque_at(d, j + 1);
+        for (size_t j = 0; j < i; j++)
+            *deque_ref(d, j) = deque_at(d, j + 1);
     } else {
-        for (size_t j = d->len; j > i; j--) *deque_ref(d, j) = deque_at(d, j - 1);
+        for (size_t j = d->len; j > i; j--)
+            *deque_ref(d, j) = deque_at(d, j - 1);
     }
     *deque_ref(d, i) = b;
     d->len++;
@@ -75,10 +79,12 @@ void deque_insert(deque_t *d, size_t i, blob_t *b) {
 blob_t *deque_remove(deque_t *d, size_t i) {
     blob_t *b = deque_at(d, i);
     if (i < d->len / 2) {
-        for (size_t j = i; j > 0; j--) *deque_ref(d, j) = deque_at(d, j - 1);
+        for (size_t j = i; j > 0; j--)
+            *deque_ref(d, j) = deque_at(d, j - 1);
         d->head = (d->head + 1) & (d->cap - 1);
     } else {
-        for (size_t j = i; j + 1 < d->len; j++) *deque_ref(d, j) = deque_at(d, j + 1);
+        for (size_t j = i; j + 1 < d->len; j++)
+            *deque_ref(d, j) = deque_at(d, j + 1);
     }
     d->len--;
     shrink(d);
@@ -86,13 +92,15 @@ blob_t *deque_remove(deque_t *d, size_t i) {
 }
 
 void deque_clear(deque_t *d) {
-    for (size_t i = 0; i < d->len; i++) free(deque_at(d, i));
+    for (size_t i = 0; i < d->len; i++)
+        free(deque_at(d, i));
     free(d->v);
     memset(d, 0, sizeof *d);
 }
 
 size_t deque_bytes(const deque_t *d) {
     size_t n = d->cap * sizeof(blob_t *);
-    for (size_t i = 0; i < d->len; i++) n += sizeof(blob_t) + deque_at(d, i)->len;
+    for (size_t i = 0; i < d->len; i++)
+        n += sizeof(blob_t) + deque_at(d, i)->len;
     return n;
 }

@@ -93,8 +93,7 @@ void handshake_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, in
     mpb__rd_t m = {f->body, f->body + f->bodylen}, v;
     const uint8_t *proof;
     if (mpb__mp_check(f->body, f->bodylen, 4) || get_bin(&m, "proof", MPB__PROOF_LEN, &proof) ||
-        !mpb__auth_verify(authkey, keylen, false, p->nonce_c, p->nonce_b, proof,
-                          MPB__PROOF_LEN)) {
+        !mpb__auth_verify(authkey, keylen, false, p->nonce_c, p->nonce_b, proof, MPB__PROOF_LEN)) {
         char addr[64];
         unsigned long long unlogged;
         if (peer_log_ok("auth", fd, who, addr, sizeof addr, &unlogged))
@@ -157,8 +156,9 @@ void handshake_auth(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, in
     p->out_over = false;
     transport_conn_session(tp, fd, true);
     s->last_seen_ms = now_ms();
-    log_kv(MPB_LOG_DEBUG, resumed ? "session resumed" : "session opened", "session", LOG_UINT(s->id),
-           "peer", who, "host", s->host, "pid", LOG_INT(s->pid), "name", s->name, NULL);
+    log_kv(MPB_LOG_DEBUG, resumed ? "session resumed" : "session opened", "session",
+           LOG_UINT(s->id), "peer", who, "host", s->host, "pid", LOG_INT(s->pid), "name", s->name,
+           NULL);
 
     mpb__buf_t b = {0};
     out_reset(&b);

@@ -49,7 +49,7 @@ struct http {
     hconn_t *conns;
 };
 
-static char *addr_file; /* http_set_addr_file(); NULL: none */
+static char *addr_file;  /* http_set_addr_file(); NULL: none */
 static char *auth_token; /* http_set_auth(); NULL: /metrics is open */
 static size_t auth_len;
 
@@ -63,7 +63,8 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' ')) msg[--n] = 0;
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' '))
+        msg[--n] = 0;
     if (starting) {
         snprintf(start_msg, sizeof start_msg, "%s", msg);
         return;
@@ -90,7 +91,8 @@ static bool authorized(struct MHD_Connection *c) {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7)) return false;
     h += 7;
-    while (*h == ' ') h++;
+    while (*h == ' ')
+        h++;
     size_t n = strlen(h);
     return n == auth_len && CRYPTO_memcmp(h, auth_token, n) == 0;
 }
@@ -108,8 +110,10 @@ static void on_conn(void *cls, struct MHD_Connection *c, void **ctx,
         *ctx = e;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *ctx) {
         hconn_t *e = *ctx;
-        if (e->prev) e->prev->next = e->next;
-        else h->conns = e->next;
+        if (e->prev)
+            e->prev->next = e->next;
+        else
+            h->conns = e->next;
         if (e->next) e->next->prev = e->prev;
         free(e);
         *ctx = NULL;
@@ -148,8 +152,8 @@ static long enforce_deadlines(http_t *h) {
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload, size_t *upload_size, void **state) {
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **state) {
     (void)cls;
     (void)version;
     (void)upload;
@@ -182,8 +186,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         mpb__buf_t b = {0};
         metrics_render(&b);
         bbuf_ensure(&b);
-        enum MHD_Result ok =
-            reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
+        enum MHD_Result ok = reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
         mpb__buf_free(&b);
         return ok;
     }
@@ -222,15 +225,12 @@ http_t *http_start(const char *addr, char *err, size_t errlen) {
     starting = true;
     /* The port is given beside the address only for libmicrohttpd's own messages, which would
      * say "port 0" otherwise; it binds the address. */
-    struct MHD_Daemon *d =
-        MHD_start_daemon(flags, a.port, NULL, NULL, on_request, NULL,
-                         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a.ss,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNS,
-                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_ADDR,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
-                         MHD_OPTION_NOTIFY_CONNECTION, on_conn, h,
-                         MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_END);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, a.port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a.ss, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)HTTP_MAX_CONNS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_ADDR,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S, MHD_OPTION_NOTIFY_CONNECTION, on_conn,
+        h, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_END);
     starting = false;
     if (!d) {
         snprintf(err, errlen, "%s", start_msg[0] ? start_msg : "in use, or not an address here");
@@ -295,7 +295,8 @@ int http_set_auth(const char *path, char *err, size_t errlen) {
     char warn[1024];
     if (mpb__key_file_read("http-auth token file", path, &tok, &n, err, errlen, warn, sizeof warn))
         return -1;
-    if (warn[0]) log_kv(MPB_LOG_WARN, "the http-auth token file", "path", path, "problem", warn, NULL);
+    if (warn[0])
+        log_kv(MPB_LOG_WARN, "the http-auth token file", "path", path, "problem", warn, NULL);
     if (memchr(tok, 0, n) || memchr(tok, '\n', n) || memchr(tok, '\r', n)) {
         snprintf(err, errlen, "HTTP token file %s: the token must be one line of text", path);
         OPENSSL_cleanse(tok, n);
@@ -313,7 +314,7 @@ int http_port(http_t *h) {
 
 void http_stop(http_t **h) {
     if (!*h) return;
-    MHD_stop_daemon((*h)->d); /* its CLOSED notices free the connection list */
+    MHD_stop_daemon((*h)->d);         /* its CLOSED notices free the connection list */
     if (addr_file) unlink(addr_file); /* a stopped broker has no address */
     free(*h);
     *h = NULL;

@@ -7,18 +7,10 @@
 static const kind_ops_t no_ops = {.name = "none"};
 
 static const kind_ops_t *const kinds[KIND__N] = {
-    [KIND_NONE] = &no_ops,
-    [KIND_DICT] = &dict_ops,
-    [KIND_LIST] = &list_ops,
-    [KIND_QUEUE] = &queue_ops,
-    [KIND_LOCK] = &lock_ops,
-    [KIND_RLOCK] = &rlock_ops,
-    [KIND_SEMAPHORE] = &sem_ops,
-    [KIND_CONDITION] = &cond_ops,
-    [KIND_EVENT] = &event_ops,
-    [KIND_BARRIER] = &barrier_ops,
-    [KIND_VALUE] = &value_ops,
-    [KIND_NAMESPACE] = &namespace_ops,
+    [KIND_NONE] = &no_ops,         [KIND_DICT] = &dict_ops,      [KIND_LIST] = &list_ops,
+    [KIND_QUEUE] = &queue_ops,     [KIND_LOCK] = &lock_ops,      [KIND_RLOCK] = &rlock_ops,
+    [KIND_SEMAPHORE] = &sem_ops,   [KIND_CONDITION] = &cond_ops, [KIND_EVENT] = &event_ops,
+    [KIND_BARRIER] = &barrier_ops, [KIND_VALUE] = &value_ops,    [KIND_NAMESPACE] = &namespace_ops,
     [KIND_PIPE] = &pipe_ops,
 };
 

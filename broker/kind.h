@@ -13,15 +13,15 @@
  * what it had parked there. Each t_*.c defines the table of its kind; a NULL hook does nothing
  * (busy: never; size: 0; describe: no pair). */
 typedef struct kind_ops {
-    const char *name; /* as in "kind/name" paths and obj.list */
+    const char *name;       /* as in "kind/name" paths and obj.list */
     void (*init)(obj_t *o); /* a new object: its defaults beyond all zero */
     void (*free)(obj_t *o); /* its content, not o */
     uint64_t (*size)(const obj_t *o);
-    uint32_t (*describe)(const obj_t *o, mpb__buf_t *b); /* obj.info's pairs: their count */
-    bool (*busy)(const obj_t *o, char *why, size_t n); /* waiters or holders: no delete */
+    uint32_t (*describe)(const obj_t *o, mpb__buf_t *b);   /* obj.info's pairs: their count */
+    bool (*busy)(const obj_t *o, char *why, size_t n);     /* waiters or holders: no delete */
     void (*fail_all)(obj_t *o, int code, const char *msg); /* it goes: answer every waiter */
-    void (*on_timeout)(waiter_t *w); /* answers w, and frees or moves it */
-    void (*release_hold)(sess_t *s, hold_t *h); /* s ended holding h */
+    void (*on_timeout)(waiter_t *w);                       /* answers w, and frees or moves it */
+    void (*release_hold)(sess_t *s, hold_t *h);            /* s ended holding h */
     /* A waiter on o went with its session, after it was freed; item: what it carried (a
      * queue.put's), now the hook's to free. */
     void (*on_waiter_gone)(obj_t *o, blob_t *item);

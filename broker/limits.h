@@ -11,17 +11,17 @@ typedef struct limits {
     size_t max_frame;
     size_t max_value;
     size_t max_key;
-    size_t max_scan; /* items in one dict.scan / list.slice / obj.list page */
-    size_t max_batch_reply; /* reply bytes one REQ frame may ask for; later requests: ETOOBIG */
-    size_t max_pending; /* handshakes in progress */
-    int pool_max_attempts;     /* dispatches of a task before it fails (worker deaths) */
-    size_t pool_max_results;   /* result bytes held for one session before its dispatch waits */
-    size_t pool_max_queued;    /* bytes of unfinished tasks one session may have */
+    size_t max_scan;         /* items in one dict.scan / list.slice / obj.list page */
+    size_t max_batch_reply;  /* reply bytes one REQ frame may ask for; later requests: ETOOBIG */
+    size_t max_pending;      /* handshakes in progress */
+    int pool_max_attempts;   /* dispatches of a task before it fails (worker deaths) */
+    size_t pool_max_results; /* result bytes held for one session before its dispatch waits */
+    size_t pool_max_queued;  /* bytes of unfinished tasks one session may have */
     int handshake_ms;
     int heartbeat_ms;
     int session_ttl_ms;
-    int anon_grace_ms; /* how long an anonymous object outlives its last reference */
-    size_t reply_cache; /* replies kept per session for resends (replay.c); 0: none */
+    int anon_grace_ms;        /* how long an anonymous object outlives its last reference */
+    size_t reply_cache;       /* replies kept per session for resends (replay.c); 0: none */
     size_t reply_cache_bytes; /* and the most bytes of them per session */
     size_t max_memory;  /* heap bytes past which growing requests get ENOMEM (mem.c); 0: none */
     size_t max_objects; /* objects the store may hold; 0: no limit */
@@ -33,8 +33,8 @@ typedef struct limits {
     size_t max_unauth_memory;       /* bytes all peers without a session may pin */
     int idle_ms;                    /* a connection without a session is closed after it */
     size_t max_output;              /* unacknowledged reply bytes of one connection; 0: off */
-    int64_t slowlog_slower_us; /* requests served slower than this go to the slow log */
-    size_t slowlog_max_len;    /* entries it keeps; 0: none */
+    int64_t slowlog_slower_us;      /* requests served slower than this go to the slow log */
+    size_t slowlog_max_len;         /* entries it keeps; 0: none */
 } limits_t;
 
 enum { ENC_AUTO, ENC_ON, ENC_OFF }; /* --encryption; auto: on for tcp://, off for ipc:// */
@@ -48,10 +48,10 @@ typedef struct config {
     const char *http;
     int log_level;
     bool log_json;
-    bool persist; /* log writes to data_dir and load them on start */
-    int fsync;    /* FSYNC_NO, FSYNC_EVERYSEC, FSYNC_ALWAYS: persist.h */
-    bool repair;  /* cut a damaged log at the damage instead of refusing to start */
-    int encryption; /* ENC_* */
+    bool persist;          /* log writes to data_dir and load them on start */
+    int fsync;             /* FSYNC_NO, FSYNC_EVERYSEC, FSYNC_ALWAYS: persist.h */
+    bool repair;           /* cut a damaged log at the damage instead of refusing to start */
+    int encryption;        /* ENC_* */
     const char *http_auth; /* bearer token file for /metrics; NULL: open */
     limits_t limits;
 } config_t;

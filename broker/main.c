@@ -33,7 +33,8 @@ static int make_key(const char *dir, uint8_t **key, size_t *len) {
     uint8_t raw[32];
     char hex[65];
     if (mpb__random(raw, sizeof raw)) return -1;
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
         log_kv(MPB_LOG_ERROR, "cannot create the authkey file", "path", path, "error",

@@ -23,7 +23,7 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 #include "broker.h"
 
 #define RESERVE_BYTES ((size_t)64 << 20)
-#define REFRESH_MS 10
+#define REFRESH_MS    10
 
 uint64_t g_oom_refused;
 
@@ -31,7 +31,7 @@ static struct {
     void *reserve; /* NULL: given back (the broker is short of memory) */
     size_t used;   /* at the last reading, plus what was accepted since */
     int64_t read_ms;
-    bool low;      /* an allocation failed: refuse growth until the reserve is back */
+    bool low; /* an allocation failed: refuse growth until the reserve is back */
 } M;
 
 size_t mem_used(void) {
@@ -44,8 +44,8 @@ size_t mem_used(void) {
 }
 
 static void *reserve_take(void) {
-    void *p = mmap(NULL, RESERVE_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    void *p =
+        mmap(NULL, RESERVE_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
@@ -70,8 +70,8 @@ void mem_init(void) {
         if (g_limits.max_memory < ((size_t)16 << 20)) g_limits.max_memory = (size_t)16 << 20;
         char lim[32];
         snprintf(lim, sizeof lim, "%zu", g_limits.max_memory);
-        log_kv(MPB_LOG_INFO, "max-memory set from the address-space limit (ulimit -v)", "max_memory",
-               lim, NULL);
+        log_kv(MPB_LOG_INFO, "max-memory set from the address-space limit (ulimit -v)",
+               "max_memory", lim, NULL);
     }
 }
 
@@ -81,8 +81,7 @@ bool mem_release_reserve(void) {
     M.reserve = NULL;
     M.low = true;
     log_kv(MPB_LOG_WARN,
-           "out of memory: reserve given back; requests that would grow memory are refused",
-           NULL);
+           "out of memory: reserve given back; requests that would grow memory are refused", NULL);
     return true;
 }
 

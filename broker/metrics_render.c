@@ -37,8 +37,10 @@ typedef struct row {
 static void rows(mpb__buf_t *b, const row_t *r, size_t n) {
     for (; n--; r++) {
         if (r->help) head(b, r->name, r->type, r->help);
-        if (r->label) line(b, "%s{%s} %llu\n", r->name, r->label, (unsigned long long)r->v);
-        else line(b, "%s %llu\n", r->name, (unsigned long long)r->v);
+        if (r->label)
+            line(b, "%s{%s} %llu\n", r->name, r->label, (unsigned long long)r->v);
+        else
+            line(b, "%s %llu\n", r->name, (unsigned long long)r->v);
     }
 }
 
@@ -74,8 +76,8 @@ static void w_label(mpb__buf_t *b, const char *s, size_t n) {
 }
 
 /* name{key="VAL"MORE} n, VAL (a name a client chose) escaped, MORE more labels or "". */
-static void labelled(mpb__buf_t *b, const char *name, const char *key, const char *val,
-                     size_t vlen, const char *more, unsigned long long n) {
+static void labelled(mpb__buf_t *b, const char *name, const char *key, const char *val, size_t vlen,
+                     const char *more, unsigned long long n) {
     line(b, "%s{%s=\"", name, key);
     w_label(b, val, vlen);
     line(b, "\"%s} %llu\n", more, n);
@@ -97,7 +99,8 @@ static double process_start_time(void) {
     const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
     unsigned long long ticks = 0;
     /* after ")": state is field 3, starttime field 22 */
-    for (int field = 2; p && field < 22; field++) p = strchr(p + 1, ' ');
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
     if (!p || sscanf(p + 1, "%llu", &ticks) != 1) return start;
     unsigned long long btime = 0;
     f = fopen("/proc/stat", "r");
@@ -125,7 +128,8 @@ static long open_fds(void) {
 static void process_metrics(mpb__buf_t *b) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
-        head(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
+        head(b, "process_cpu_seconds_total", "counter",
+             "User and system CPU time spent in seconds.");
         line(b, "process_cpu_seconds_total %.6f\n",
              (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                  (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6);
@@ -182,7 +186,8 @@ static void queue_metrics(mpb__buf_t *b) {
         if (!o || o->kind != KIND_QUEUE) continue;
         nq++;
         size_t rank = queue_rank(&o->u.queue), at = ntop;
-        while (at > 0 && queue_rank(&top[at - 1]->u.queue) < rank) at--;
+        while (at > 0 && queue_rank(&top[at - 1]->u.queue) < rank)
+            at--;
         if (at >= METRICS_TOP_QUEUES) continue;
         if (ntop < METRICS_TOP_QUEUES) ntop++;
         memmove(&top[at + 1], &top[at], (ntop - 1 - at) * sizeof *top);
@@ -191,19 +196,20 @@ static void queue_metrics(mpb__buf_t *b) {
     static const struct {
         const char *name, *help;
     } series[] = {
-        {"mpb_queue_length", "Items in the queue (the largest queues only: see mpb_queues_unlabelled)."},
+        {"mpb_queue_length",
+         "Items in the queue (the largest queues only: see mpb_queues_unlabelled)."    },
         {"mpb_queue_unfinished", "Items of a joinable queue put and not yet task_done."},
-        {"mpb_queue_getters", "Clients blocked in get on the queue."},
-        {"mpb_queue_putters", "Clients blocked in put on the full queue."},
+        {"mpb_queue_getters",    "Clients blocked in get on the queue."                },
+        {"mpb_queue_putters",    "Clients blocked in put on the full queue."           },
     };
     for (size_t s = 0; s < sizeof series / sizeof *series; s++) {
         head(b, series[s].name, "gauge", series[s].help);
         for (size_t i = 0; i < ntop; i++) {
             const queue_t *q = &top[i]->u.queue;
-            long long v = s == 0 ? (long long)q->items.len
-                        : s == 1 ? (long long)q->unfinished
-                        : s == 2 ? (long long)q->getters.n
-                                 : (long long)q->putters.n;
+            long long v = s == 0   ? (long long)q->items.len
+                          : s == 1 ? (long long)q->unfinished
+                          : s == 2 ? (long long)q->getters.n
+                                   : (long long)q->putters.n;
             labelled(b, series[s].name, "queue", top[i]->name, top[i]->namelen, "",
                      (unsigned long long)v);
         }
@@ -230,15 +236,16 @@ static void pool_fn_finished(void *ctx, const pool_fn_counts_t *c) {
                                           ",result=\"canceled\""};
     const uint64_t v[] = {c->done, c->failed, c->canceled};
     for (size_t i = 0; i < NROWS(v); i++)
-        labelled(ctx, "mpb_pool_tasks_finished_total", "function", c->name, c->namelen,
-                 results[i], v[i]);
+        labelled(ctx, "mpb_pool_tasks_finished_total", "function", c->name, c->namelen, results[i],
+                 v[i]);
 }
 
 static void pool_metrics(mpb__buf_t *b) {
     pool_totals_t t;
     pool_totals(&t);
     const row_t workers[] = {
-        {"mpb_pool_workers", "gauge", "Workers registered.", NULL, t.workers}};
+        {"mpb_pool_workers", "gauge", "Workers registered.", NULL, t.workers}
+    };
     rows(b, workers, 1);
     head(b, "mpb_pool_tasks", "gauge",
          "Tasks by function and state (queued: waiting, paused: of those, waiting for their "
@@ -248,26 +255,25 @@ static void pool_metrics(mpb__buf_t *b) {
     head(b, "mpb_pool_tasks_finished_total", "counter", "Tasks finished by function and result.");
     pool_each_fn(pool_fn_finished, b);
     const row_t r[] = {
-        {"mpb_pool_tasks_requeued_total", "counter",
-         "Tasks handed to another worker after theirs died.", NULL, t.requeued},
-        {"mpb_pool_tasks_abandoned_total", "counter",
-         "Tasks failed after too many worker deaths.", NULL, t.abandoned},
-        {"mpb_pool_steals_total", "counter",
-         "Tasks an idle slot took from another worker's prefetch before it started them.", NULL,
-         t.steals},
-        {"mpb_pool_lease_refusals_total", "counter",
-         "pool.start refusals: the task had been handed to another worker.", NULL, t.refusals},
-        {"mpb_pool_tasks_killed_total", "counter",
+        {"mpb_pool_tasks_requeued_total",   "counter",
+         "Tasks handed to another worker after theirs died.",                                        NULL, t.requeued          },
+        {"mpb_pool_tasks_abandoned_total",  "counter", "Tasks failed after too many worker deaths.",
+         NULL,                                                                                             t.abandoned         },
+        {"mpb_pool_steals_total",           "counter",
+         "Tasks an idle slot took from another worker's prefetch before it started them.",           NULL,
+         t.steals                                                                                                              },
+        {"mpb_pool_lease_refusals_total",   "counter",
+         "pool.start refusals: the task had been handed to another worker.",                         NULL, t.refusals          },
+        {"mpb_pool_tasks_killed_total",     "counter",
          "Running tasks whose worker was told to kill them (terminate, timeout, cancel, caller "
-         "gone).",
-         NULL, t.killed},
-        {"mpb_pool_callers_paused", "gauge",
-         "Callers whose results not taken exceed pool-max-results (their tasks wait).", NULL,
-         t.callers_paused},
-        {"mpb_pool_results_held_bytes", "gauge",
-         "Bytes of finished results waiting for their callers.", NULL, t.results_held_bytes},
-        {"mpb_pool_tasks_unfinished_bytes", "gauge", "Bytes of tasks queued or running.", NULL,
-         t.unfinished_bytes},
+         "gone).",                                                                                   NULL, t.killed            },
+        {"mpb_pool_callers_paused",         "gauge",
+         "Callers whose results not taken exceed pool-max-results (their tasks wait).",              NULL,
+         t.callers_paused                                                                                                      },
+        {"mpb_pool_results_held_bytes",     "gauge",
+         "Bytes of finished results waiting for their callers.",                                     NULL, t.results_held_bytes},
+        {"mpb_pool_tasks_unfinished_bytes", "gauge",   "Bytes of tasks queued or running.",          NULL,
+         t.unfinished_bytes                                                                                                    },
     };
     rows(b, r, NROWS(r));
 }
@@ -276,25 +282,24 @@ static void persist_metrics(mpb__buf_t *b) {
     persist_stats_t st;
     persist_stats(&st);
     const real_t on[] = {
-        {"mpb_persist_enabled", "gauge", "1 when the state is logged to disk", st.on}};
+        {"mpb_persist_enabled", "gauge", "1 when the state is logged to disk", st.on}
+    };
     reals(b, on, 1);
     if (!st.on) return;
     const real_t r[] = {
-        {"mpb_persist_log_bytes", "gauge", "Bytes in the log since the last snapshot",
-         (double)st.log_bytes},
-        {"mpb_persist_last_fsync_timestamp_seconds", "gauge",
-         "When the log was last fsynced (Unix time)", (double)st.last_fsync_unix_ms / 1000.0},
-        {"mpb_persist_fsyncs_total", "counter", "fsyncs of the log", (double)st.fsyncs},
-        {"mpb_persist_writes_total", "counter", "write() calls on the log", (double)st.writes},
-        {"mpb_persist_snapshot_bytes", "gauge", "Size of the last snapshot",
-         (double)st.snap_bytes},
+        {"mpb_persist_log_bytes",                       "gauge",   "Bytes in the log since the last snapshot",
+         (double)st.log_bytes                                                                                                                        },
+        {"mpb_persist_last_fsync_timestamp_seconds",    "gauge",
+         "When the log was last fsynced (Unix time)",                                                          (double)st.last_fsync_unix_ms / 1000.0},
+        {"mpb_persist_fsyncs_total",                    "counter", "fsyncs of the log",                        (double)st.fsyncs                     },
+        {"mpb_persist_writes_total",                    "counter", "write() calls on the log",                 (double)st.writes                     },
+        {"mpb_persist_snapshot_bytes",                  "gauge",   "Size of the last snapshot",                (double)st.snap_bytes                 },
         {"mpb_persist_last_snapshot_timestamp_seconds", "gauge",
-         "When the last snapshot was finished (Unix time; 0: none in this run)",
-         (double)st.last_snap_ms / 1000.0},
-        {"mpb_persist_last_snapshot_duration_seconds", "gauge",
-         "How long the last snapshot took", (double)st.last_snap_dur_ms / 1000.0},
-        {"mpb_persist_snapshots_failed_total", "counter", "Snapshots that failed",
-         (double)st.snaps_failed},
+         "When the last snapshot was finished (Unix time; 0: none in this run)",                               (double)st.last_snap_ms / 1000.0      },
+        {"mpb_persist_last_snapshot_duration_seconds",  "gauge",   "How long the last snapshot took",
+         (double)st.last_snap_dur_ms / 1000.0                                                                                                        },
+        {"mpb_persist_snapshots_failed_total",          "counter", "Snapshots that failed",
+         (double)st.snaps_failed                                                                                                                     },
     };
     reals(b, r, NROWS(r));
 }
@@ -306,13 +311,14 @@ static void request_metrics(mpb__buf_t *b) {
         const op_stats_t *s = &g_op_stats[op];
         const char *name = op ? mpb__op_name(op) : "unknown";
         if (!name) continue;
-        if (s->ok) line(b, "mpb_requests_total{op=\"%s\",result=\"ok\"} %llu\n", name,
-                        (unsigned long long)s->ok);
+        if (s->ok)
+            line(b, "mpb_requests_total{op=\"%s\",result=\"ok\"} %llu\n", name,
+                 (unsigned long long)s->ok);
         for (int e = 1; e < 64; e++) {
             if (!s->err[e]) continue;
             const char *en = mpb__err_name(e);
-            line(b, "mpb_requests_total{op=\"%s\",result=\"%s\"} %llu\n", name,
-                 en ? en : "EOTHER", (unsigned long long)s->err[e]);
+            line(b, "mpb_requests_total{op=\"%s\",result=\"%s\"} %llu\n", name, en ? en : "EOTHER",
+                 (unsigned long long)s->err[e]);
         }
     }
     head(b, "mpb_request_duration_seconds", "histogram",
@@ -322,7 +328,8 @@ static void request_metrics(mpb__buf_t *b) {
         const op_stats_t *s = &g_op_stats[op];
         const char *name = mpb__op_name(op);
         uint64_t total = 0;
-        for (int k = 0; k <= METRICS_BUCKETS; k++) total += s->lat[k];
+        for (int k = 0; k <= METRICS_BUCKETS; k++)
+            total += s->lat[k];
         if (!name || !total) continue;
         uint64_t cum = 0;
         for (int k = 0; k < METRICS_BUCKETS; k++) {
@@ -348,13 +355,12 @@ void metrics_render(mpb__buf_t *b) {
     line(b, "mpb_build_info{version=\"%s\"} 1\n", MPBROKER_VERSION);
     process_metrics(b);
     const row_t top[] = {
-        {"mpb_up", "gauge", "1 while the broker runs.", NULL, 1},
-        {"mpb_ready", "gauge",
+        {"mpb_up",             "gauge", "1 while the broker runs.",          NULL, 1                     },
+        {"mpb_ready",          "gauge",
          "1 while the broker accepts clients (as /readyz; no data to load: persistence is not "
-         "implemented yet).",
-         NULL, server_ready() ? 1 : 0},
+         "implemented yet).",                                                NULL, server_ready() ? 1 : 0},
         {"mpb_uptime_seconds", "gauge", "Seconds since the broker started.", NULL,
-         (uint64_t)((now_ms() - g_started_ms) / 1000)},
+         (uint64_t)((now_ms() - g_started_ms) / 1000)                                                    },
     };
     rows(b, top, NROWS(top));
     request_metrics(b);
@@ -364,54 +370,52 @@ void metrics_render(mpb__buf_t *b) {
         line(b, "mpb_objects{kind=\"%s\"} %zu\n", kind_name((kind_t)k),
              store_count_kind((kind_t)k));
     const row_t r[] = {
-        {"mpb_clients", "gauge", "Authenticated connections.", NULL, server_peer_count()},
-        {"mpb_sessions", "gauge", "Client sessions.", NULL, sess_count()},
-        {"mpb_anonymous_objects", "gauge", "Anonymous objects (made by obj.new).", NULL,
-         anon_count()},
-        {"mpb_anonymous_refs", "gauge", "References sessions hold on anonymous objects.", NULL,
-         (uint64_t)anon_refs_total()},
-        {"mpb_anonymous_deleted_total", "counter",
-         "Anonymous objects deleted after their last reference went.", NULL, g_anon_deleted},
-        {"mpb_sessions_expired_total", "counter", "Sessions ended by missing heartbeats.", NULL,
-         g_sessions_expired},
-        {"mpb_max_memory_bytes", "gauge", "--max-memory (0: none).", NULL, g_limits.max_memory},
-        {"mpb_memory_low", "gauge",
-         "1 while an allocation failure makes the broker refuse growth.", NULL,
-         mem_low() ? 1 : 0},
-        {"mpb_oom_refused_total", "counter",
-         "Requests refused with ENOMEM: they would grow memory.", NULL, g_oom_refused},
-        {"mpb_queue_redelivered_total", "counter",
-         "Items a reliable queue took back because their taker's session ended.", NULL,
-         g_redelivered},
-        {"mpb_replies_replayed_total", "counter",
-         "Requests sent again after a cut, answered from the reply cache.", NULL, g_replayed},
-        {"mpb_sessions_refused_total", "counter",
-         "New sessions refused at max-sessions or max-sessions-per-conn.", NULL,
-         g_sessions_refused},
+        {"mpb_clients",                    "gauge",   "Authenticated connections.",                                    NULL,                server_peer_count()},
+        {"mpb_sessions",                   "gauge",   "Client sessions.",                                              NULL,                sess_count()       },
+        {"mpb_anonymous_objects",          "gauge",   "Anonymous objects (made by obj.new).",                          NULL,
+         anon_count()                                                                                                                                          },
+        {"mpb_anonymous_refs",             "gauge",   "References sessions hold on anonymous objects.",                NULL,
+         (uint64_t)anon_refs_total()                                                                                                                           },
+        {"mpb_anonymous_deleted_total",    "counter",
+         "Anonymous objects deleted after their last reference went.",                                                 NULL,                g_anon_deleted     },
+        {"mpb_sessions_expired_total",     "counter", "Sessions ended by missing heartbeats.",                         NULL,
+         g_sessions_expired                                                                                                                                    },
+        {"mpb_max_memory_bytes",           "gauge",   "--max-memory (0: none).",                                       NULL,                g_limits.max_memory},
+        {"mpb_memory_low",                 "gauge",   "1 while an allocation failure makes the broker refuse growth.",
+         NULL,                                                                                                                              mem_low() ? 1 : 0  },
+        {"mpb_oom_refused_total",          "counter",
+         "Requests refused with ENOMEM: they would grow memory.",                                                      NULL,                g_oom_refused      },
+        {"mpb_queue_redelivered_total",    "counter",
+         "Items a reliable queue took back because their taker's session ended.",                                      NULL,
+         g_redelivered                                                                                                                                         },
+        {"mpb_replies_replayed_total",     "counter",
+         "Requests sent again after a cut, answered from the reply cache.",                                            NULL,                g_replayed         },
+        {"mpb_sessions_refused_total",     "counter",
+         "New sessions refused at max-sessions or max-sessions-per-conn.",                                             NULL,
+         g_sessions_refused                                                                                                                                    },
         {"mpb_http_deadline_closed_total", "counter",
-         "HTTP connections closed for a request slower than its deadline.", NULL,
-         g_http_deadline_closed},
-        {"mpb_blocked_waiters", "gauge", "Requests parked in the broker.", NULL, waiter_count()},
-        {"mpb_auth_failures_total", "counter", "Handshakes refused for a wrong authkey.", NULL,
-         g_auth_failures},
-        {"mpb_connections", "gauge", "TCP and IPC connections open.", NULL,
-         transport_connections(server_transport())},
-        {"mpb_connections_closed_total", "counter",
-         "Connections the broker closed: over a limit at accept, or idle without a session.",
-         "reason=\"limit\"", g_conn_refused},
-        {"mpb_connections_closed_total", NULL, NULL, "reason=\"idle\"", g_conn_idle_closed},
-        {"mpb_output_limit_closed_total", "counter",
-         "Connections closed because their replies went unread past max-output.", NULL,
-         g_output_closed},
-        {"mpb_curve_refused_total", "counter",
-         "Encrypted handshakes refused: not under this authkey.", NULL, g_curve_denied},
-        {"mpb_bad_frames_total", "counter", "Frames refused before any request was read.", NULL,
-         g_bad_frames},
-        {"mpb_frames_total", "counter", "ZeroMQ messages by direction.", "direction=\"in\"",
-         g_frames_in},
-        {"mpb_frames_total", NULL, NULL, "direction=\"out\"", g_frames_out},
-        {"mpb_bytes_total", "counter", "Bytes by direction.", "direction=\"in\"", g_bytes_in},
-        {"mpb_bytes_total", NULL, NULL, "direction=\"out\"", g_bytes_out},
+         "HTTP connections closed for a request slower than its deadline.",                                            NULL,
+         g_http_deadline_closed                                                                                                                                },
+        {"mpb_blocked_waiters",            "gauge",   "Requests parked in the broker.",                                NULL,                waiter_count()     },
+        {"mpb_auth_failures_total",        "counter", "Handshakes refused for a wrong authkey.",                       NULL,
+         g_auth_failures                                                                                                                                       },
+        {"mpb_connections",                "gauge",   "TCP and IPC connections open.",                                 NULL,
+         transport_connections(server_transport())                                                                                                             },
+        {"mpb_connections_closed_total",   "counter",
+         "Connections the broker closed: over a limit at accept, or idle without a session.",                          "reason=\"limit\"",  g_conn_refused     },
+        {"mpb_connections_closed_total",   NULL,      NULL,                                                            "reason=\"idle\"",   g_conn_idle_closed },
+        {"mpb_output_limit_closed_total",  "counter",
+         "Connections closed because their replies went unread past max-output.",                                      NULL,
+         g_output_closed                                                                                                                                       },
+        {"mpb_curve_refused_total",        "counter",
+         "Encrypted handshakes refused: not under this authkey.",                                                      NULL,                g_curve_denied     },
+        {"mpb_bad_frames_total",           "counter", "Frames refused before any request was read.",                   NULL,
+         g_bad_frames                                                                                                                                          },
+        {"mpb_frames_total",               "counter", "ZeroMQ messages by direction.",                                 "direction=\"in\"",
+         g_frames_in                                                                                                                                           },
+        {"mpb_frames_total",               NULL,      NULL,                                                            "direction=\"out\"", g_frames_out       },
+        {"mpb_bytes_total",                "counter", "Bytes by direction.",                                           "direction=\"in\"",  g_bytes_in         },
+        {"mpb_bytes_total",                NULL,      NULL,                                                            "direction=\"out\"", g_bytes_out        },
     };
     rows(b, r, NROWS(r));
     queue_metrics(b);
@@ -419,13 +423,12 @@ void metrics_render(mpb__buf_t *b) {
     persist_metrics(b);
     struct mallinfo2 mi = mallinfo2();
     const row_t end[] = {
-        {"mpb_memory_bytes", "gauge", "Heap bytes in use by the broker.", NULL,
-         mi.uordblks + mi.hblkhd},
-        /* Persistence is not built yet: say so plainly rather than omit it. */
+        {"mpb_memory_bytes",        "gauge", "Heap bytes in use by the broker.", NULL,
+         mi.uordblks + mi.hblkhd                                                        },
+ /* Persistence is not built yet: say so plainly rather than omit it. */
         {"mpb_persistence_enabled", "gauge",
          "1 when mutations are logged to disk. Always 0: persistence is not implemented yet, "
-         "all state is in memory and lost when the broker stops.",
-         NULL, 0},
+         "all state is in memory and lost when the broker stops.",               NULL, 0},
     };
     rows(b, end, NROWS(end));
 }

@@ -9,10 +9,10 @@
 #include "commands.h"
 #include "reqlog.h"
 
-#define MON_RING 4096       /* lines kept for all monitors */
-#define MON_MAX 16          /* monitors at once */
-#define MON_IDLE_MS 30000   /* a monitor that has not read for this long is dropped */
-#define MON_READ_MAX 512    /* lines one read returns */
+#define MON_RING     4096  /* lines kept for all monitors */
+#define MON_MAX      16    /* monitors at once */
+#define MON_IDLE_MS  30000 /* a monitor that has not read for this long is dropped */
+#define MON_READ_MAX 512   /* lines one read returns */
 
 typedef struct mon {
     uint64_t session;
@@ -72,8 +72,7 @@ int cmd_monitor(req_t *r) {
     mon_sweep(now);
     mon_t *m = mon_find(sid);
     if (!m) {
-        if (M.n == MON_MAX)
-            return reply_error(r, MPB_ELIMIT, "%d monitors already", MON_MAX);
+        if (M.n == MON_MAX) return reply_error(r, MPB_ELIMIT, "%d monitors already", MON_MAX);
         if (!M.ring) M.ring = xcalloc(MON_RING, sizeof *M.ring);
         m = &M.mons[M.n++];
         m->session = sid;

@@ -48,7 +48,7 @@ typedef struct queue {
     int64_t maxsize; /* 0: unbounded */
     bool joinable;
     bool maxsize_set, joinable_set; /* given by an open: fixed from then on */
-    int64_t unfinished;          /* joinable: items put and not yet task_done */
+    int64_t unfinished;             /* joinable: items put and not yet task_done */
     wlist_t getters, putters, joiners;
     bool reliable, reliable_set; /* items handed out are tracked: reliable if set, else joinable */
     delivery_t *dv;              /* handed out and not finished, oldest first */

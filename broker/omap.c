@@ -27,8 +27,8 @@ static bool same_key(const omap_t *m, const oent_t *e, const uint8_t *key, size_
 /* A slot holds the entry's position + 2 in its low half and the top half of its hash in the
  * high half, so a probe that meets another key's slot is told apart without reading ents
  * (a cache miss each on a big dict). */
-#define SLOT_TAG(h)  ((h) & 0xffffffff00000000ull)
-#define SLOT_POS(s)  ((size_t)(uint32_t)(s) - 2)
+#define SLOT_TAG(h) ((h)&0xffffffff00000000ull)
+#define SLOT_POS(s) ((size_t)(uint32_t)(s)-2)
 
 long omap_find(const omap_t *m, const uint8_t *key, size_t n, uint64_t hash) {
     if (!m->idxcap) return -1;
@@ -45,7 +45,8 @@ long omap_find(const omap_t *m, const uint8_t *key, size_t n, uint64_t hash) {
 static void index_put(omap_t *m, size_t pos) {
     size_t mask = m->idxcap - 1;
     size_t i = m->ents[pos].hash & mask;
-    while (m->idx[i] > SLOT_DEL) i = (i + 1) & mask;
+    while (m->idx[i] > SLOT_DEL)
+        i = (i + 1) & mask;
     if (m->idx[i] == SLOT_EMPTY) m->used++;
     m->idx[i] = SLOT_TAG(m->ents[pos].hash) | (uint64_t)(pos + 2);
 }
@@ -57,12 +58,14 @@ static void rebuild(omap_t *m, size_t want_live) {
         if (m->ents[i].item) m->ents[j++] = m->ents[i];
     m->nents = j;
     size_t cap = 8;
-    while (cap * 2 < want_live * 3) cap *= 2; /* load <= 2/3 */
+    while (cap * 2 < want_live * 3)
+        cap *= 2; /* load <= 2/3 */
     free(m->idx);
     m->idx = xcalloc(cap, sizeof *m->idx);
     m->idxcap = cap;
     m->used = 0;
-    for (size_t i = 0; i < m->nents; i++) index_put(m, i);
+    for (size_t i = 0; i < m->nents; i++)
+        index_put(m, i);
 }
 
 size_t omap_add(omap_t *m, void *item, uint64_t hash) {
@@ -121,10 +124,13 @@ size_t omap_seek(const omap_t *m, uint64_t from) {
     size_t lo = 0, hi = m->nents;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (m->ents[mid].ord < from) lo = mid + 1;
-        else hi = mid;
+        if (m->ents[mid].ord < from)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    while (lo < m->nents && !m->ents[lo].item) lo++;
+    while (lo < m->nents && !m->ents[lo].item)
+        lo++;
     return lo;
 }
 

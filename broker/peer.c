@@ -53,12 +53,14 @@ void peer_free(peer_t *p) {
 }
 
 void peer_free_all(void) {
-    while (peers) peer_free(peers);
+    while (peers)
+        peer_free(peers);
 }
 
 void peer_sample(const peer_t *p, char *out, size_t n) {
     size_t k = 0;
-    for (size_t i = 0; i < p->ridlen && k + 3 < n; i++) k += (size_t)snprintf(out + k, n - k, "%02x", p->rid[i]);
+    for (size_t i = 0; i < p->ridlen && k + 3 < n; i++)
+        k += (size_t)snprintf(out + k, n - k, "%02x", p->rid[i]);
     out[k] = 0;
 }
 
@@ -70,7 +72,6 @@ bool peer_log_ok(const char *what, int fd, const char *who, char *addr, size_t n
     snprintf(key, sizeof key, "%s %s", what, net ? addr : who);
     return log_rate_ok(key, held);
 }
-
 
 void peer_sweep(int64_t now) {
     peer_t *p, *next;

@@ -18,7 +18,7 @@ struct peer {
     mpb__mac_t *rx, *tx;
     uint64_t seq_in, seq_out;
     sess_t *sess;
-    int fd;             /* its connection's descriptor while it has a session, else -1 */
+    int fd; /* its connection's descriptor while it has a session, else -1 */
     uint64_t out_bytes, out_checked; /* reply bytes sent since its session began; at the last
                                         look at what its TCP acknowledged */
     int64_t acked0;                  /* what its TCP had acknowledged then (-1: not TCP) */
@@ -27,10 +27,9 @@ struct peer {
     bool out_over;                   /* over max-output at the last look: the sweep looks */
     bool out_cut;                    /* shut for it: its replies are dropped from now on */
     uint32_t nsess_opened; /* live sessions this connection opened: max-sessions-per-conn */
-    UT_hash_handle hh;  /* the peer table, by rid */
-    char addr[48];      /* the TCP peer's address at its hello ("" for ipc): mpb clients */
+    UT_hash_handle hh;     /* the peer table, by rid */
+    char addr[48];         /* the TCP peer's address at its hello ("" for ipc): mpb clients */
 };
-
 
 /* The table starts empty; tp: the transport told when a peer's connection loses its session. */
 void peer_init(transport_t *tp);

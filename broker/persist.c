@@ -35,7 +35,8 @@ static uint32_t crc_tab[256];
 
 static uint32_t crc32c_sw(const uint8_t *p, size_t n) {
     uint32_t c = 0xffffffffu;
-    while (n--) c = crc_tab[(c ^ *p++) & 0xff] ^ (c >> 8);
+    while (n--)
+        c = crc_tab[(c ^ *p++) & 0xff] ^ (c >> 8);
     return c ^ 0xffffffffu;
 }
 
@@ -51,7 +52,8 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(const uint8_t *p, si
         c = __builtin_ia32_crc32di(c, v);
     }
     uint32_t c32 = (uint32_t)c;
-    while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+    while (n--)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
     return c32 ^ 0xffffffffu;
 }
 #endif
@@ -59,15 +61,15 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(const uint8_t *p, si
 void persist_crc_init(void) {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
         crc_tab[i] = c;
     }
     /* The check value of CRC-32C ("123456789" -> e3069283) decides, on this machine. */
     static const uint8_t check[] = "123456789";
     if (crc32c_sw(check, 9) != 0xe3069283u) fatal("CRC-32C self-check failed");
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("sse4.2") && crc32c_hw(check, 9) == 0xe3069283u)
-        crc32c = crc32c_hw;
+    if (__builtin_cpu_supports("sse4.2") && crc32c_hw(check, 9) == 0xe3069283u) crc32c = crc32c_hw;
 #endif
 }
 
@@ -184,8 +186,8 @@ void persist_parked(const waiter_t *w, uint32_t argc, const uint8_t *a, size_t n
     log_req(w->sess, w->rid, w->op, w->obj, argc, a, n);
 }
 
-void persist_obj_new(const sess_t *s, uint64_t rid, const obj_t *o, uint32_t argc,
-                     const uint8_t *a, size_t n) {
+void persist_obj_new(const sess_t *s, uint64_t rid, const obj_t *o, uint32_t argc, const uint8_t *a,
+                     size_t n) {
     if (!logging()) return;
     log_req(s, rid, MPB_OP_OBJ_NEW, o, argc, a, n);
 }
@@ -229,8 +231,10 @@ void persist_session_end(const sess_t *s) {
 }
 
 void persist_w_result(mpb__buf_t *b, const blob_t *result) {
-    if (result) mpb__w_raw(b, result->data, result->len);
-    else mpb__w_nil(b);
+    if (result)
+        mpb__w_raw(b, result->data, result->len);
+    else
+        mpb__w_nil(b);
 }
 
 void persist_task_done(uint64_t id, bool failed, bool canceled, const blob_t *result) {
@@ -301,7 +305,8 @@ static void *fsync_thread(void *arg) {
     (void)arg;
     pthread_mutex_lock(&F.mu);
     for (;;) {
-        while (!F.stop && F.fd < 0) pthread_cond_wait(&F.cv, &F.mu);
+        while (!F.stop && F.fd < 0)
+            pthread_cond_wait(&F.cv, &F.mu);
         if (F.fd < 0) break; /* stop, nothing left */
         int fd = F.fd;
         pthread_mutex_unlock(&F.mu);
@@ -324,8 +329,7 @@ static int fsync_later(void) {
         log_kv(MPB_LOG_ERROR, "cannot fsync the log", "error", strerror(F.error), NULL);
         rc = -1;
     } else if (F.fd < 0) {
-        if (!F.started)
-            F.started = pthread_create(&F.thread, NULL, fsync_thread, NULL) == 0;
+        if (!F.started) F.started = pthread_create(&F.thread, NULL, fsync_thread, NULL) == 0;
         F.fd = F.started ? dup(g_persist.fd) : -1;
         if (F.fd >= 0) {
             g_persist.dirty = false;
@@ -465,7 +469,6 @@ int persist_rec_next(const uint8_t *p, size_t n, size_t off, const uint8_t **pl,
     *pn = len;
     return 1;
 }
-
 
 void persist_close(void) {
     if (!g_persist.on) return;

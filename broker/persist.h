@@ -38,8 +38,8 @@ void persist_unlog(size_t end);
 void persist_parked(const waiter_t *w, uint32_t argc, const uint8_t *a, size_t n);
 /* obj.new as replay must run it: [rid, obj.new, the name it made, kind, open args] (argc
  * values in a, n bytes), session s holding the reference. */
-void persist_obj_new(const sess_t *s, uint64_t rid, const obj_t *o, uint32_t argc,
-                     const uint8_t *a, size_t n);
+void persist_obj_new(const sess_t *s, uint64_t rid, const obj_t *o, uint32_t argc, const uint8_t *a,
+                     size_t n);
 /* An anonymous object's grace ran out: it was deleted. */
 void persist_anon_gone(const obj_t *o);
 /* Sessions, so that a client can resume one after a restart. */
@@ -88,7 +88,6 @@ void pool_set_counters(uint64_t task, uint64_t job);
 int pool_restore_task(uint64_t id, sess_t *owner, const char *fn, uint32_t fnlen,
                       const uint8_t *calls, size_t n, bool done, bool failed, bool canceled,
                       const uint8_t *result, size_t rn);
-void pool_restore_finish(uint64_t id, bool failed, bool canceled, const uint8_t *result,
-                         size_t rn);
+void pool_restore_finish(uint64_t id, bool failed, bool canceled, const uint8_t *result, size_t rn);
 
 #endif

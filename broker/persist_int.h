@@ -14,16 +14,16 @@
 #include "persist.h"
 
 enum {
-    R_REQ = 1,      /* [1, session, its seq_hi, [rid, op, name, args...]] */
-    R_SESS = 2,     /* [2, id, token, host, pid, name] */
-    R_SESS_END = 3, /* [3, id] */
-    R_FENCE = 4,    /* [4, bound above every token handed out] */
-    R_OBJ = 5,      /* [5, kind, name, state...] (snapshot) */
-    R_SNAP = 6,     /* [6, "mpb-snapshot", 1, first segment, next session id, fence] */
-    R_END = 7,      /* [7, records before it] (snapshot) */
-    R_TASK_DONE = 8, /* [8, task id, failed, canceled, result|nil] */
-    R_TASK = 9,      /* [9, id, caller, function, calls, done, failed, canceled, result|nil] */
-    R_POOL = 10,     /* [10, next task id, next job id] (snapshot) */
+    R_REQ = 1,        /* [1, session, its seq_hi, [rid, op, name, args...]] */
+    R_SESS = 2,       /* [2, id, token, host, pid, name] */
+    R_SESS_END = 3,   /* [3, id] */
+    R_FENCE = 4,      /* [4, bound above every token handed out] */
+    R_OBJ = 5,        /* [5, kind, name, state...] (snapshot) */
+    R_SNAP = 6,       /* [6, "mpb-snapshot", 1, first segment, next session id, fence] */
+    R_END = 7,        /* [7, records before it] (snapshot) */
+    R_TASK_DONE = 8,  /* [8, task id, failed, canceled, result|nil] */
+    R_TASK = 9,       /* [9, id, caller, function, calls, done, failed, canceled, result|nil] */
+    R_POOL = 10,      /* [10, next task id, next job id] (snapshot) */
     R_ANON_GONE = 11, /* [11, name]: an anonymous object's grace ran out */
     R_AREF = 12,      /* [12, name, session, n]: references it held (snapshot) */
 };
@@ -39,10 +39,10 @@ typedef struct persist_state {
     int mode;
     char dir[3000];
     int fd;
-    uint64_t seg;      /* the segment appended to */
-    mpb__buf_t batch;  /* records of this turn, not yet written */
-    size_t last_at;    /* where the batch's last request record starts */
-    bool dirty;        /* written, not yet fsynced */
+    uint64_t seg;       /* the segment appended to */
+    mpb__buf_t batch;   /* records of this turn, not yet written */
+    size_t last_at;     /* where the batch's last request record starts */
+    bool dirty;         /* written, not yet fsynced */
     uint64_t log_bytes; /* in every segment since the snapshot */
     uint64_t fence_bound;
     int64_t last_fsync_ms;      /* monotonic, for everysec */
@@ -58,7 +58,7 @@ typedef struct persist_state {
     int64_t load_ms;
     struct saver {
         uint64_t sess, rid;
-    } *savers; /* save requests answered when the child is done */
+    } * savers; /* save requests answered when the child is done */
     size_t nsavers, capsavers;
 } persist_state_t;
 

@@ -59,16 +59,17 @@ static void replay_req(sess_t *s, const uint8_t *v, size_t vn) {
     mpb__rd_t q = {v, v + vn};
     uint32_t n;
     uint64_t rid = 0, op = 0;
-    if (mpb__rd_array(&q, &n) || n < 3 || mpb__rd_uint(&q, &rid) || mpb__rd_uint(&q, &op))
-        return;
+    if (mpb__rd_array(&q, &n) || n < 3 || mpb__rd_uint(&q, &rid) || mpb__rd_uint(&q, &op)) return;
     req_t r = {.sess = s, .rid = rid, .op = (unsigned)(op > 0xffff ? 0xffff : op)};
     const char *name;
     uint32_t nl;
-    if (mpb__rd_nil(&q) == 0) r.name = NULL;
+    if (mpb__rd_nil(&q) == 0)
+        r.name = NULL;
     else if (mpb__rd_str(&q, &name, &nl) == 0) {
         r.name = name;
         r.namelen = nl;
-    } else return;
+    } else
+        return;
     r.args = q;
     r.argc = n - 3;
     mpb__buf_reset(&replay_out);
@@ -107,9 +108,9 @@ static int load_task(mpb__rd_t *r, uint64_t type, uint32_t len) {
     bool done = true, failed, canceled;
     if (type == R_TASK_DONE ? len != 5 : len != 9) return -1;
     if (mpb__rd_uint(r, &id)) return -1;
-    if (type == R_TASK && (mpb__rd_uint(r, &owner) || mpb__rd_str(r, &fn, &fl) ||
-                           mpb__rd_type(r) != MPB__MT_ARRAY || mpb__rd_span(r, &calls, &cn) ||
-                           mpb__rd_bool(r, &done)))
+    if (type == R_TASK &&
+        (mpb__rd_uint(r, &owner) || mpb__rd_str(r, &fn, &fl) || mpb__rd_type(r) != MPB__MT_ARRAY ||
+         mpb__rd_span(r, &calls, &cn) || mpb__rd_bool(r, &done)))
         return -1;
     if (mpb__rd_bool(r, &failed) || mpb__rd_bool(r, &canceled) || rd_result(r, &res, &rn))
         return -1;
@@ -146,8 +147,7 @@ static int apply(const uint8_t *p, size_t n, uint64_t *first_seg) {
         uint32_t tl;
         int64_t pid = 0;
         char host[64], name[64];
-        if (len != 6 || mpb__rd_uint(&r, &id) || mpb__rd_bin(&r, &tok, &tl) ||
-            tl != MPB__TOKEN_LEN)
+        if (len != 6 || mpb__rd_uint(&r, &id) || mpb__rd_bin(&r, &tok, &tl) || tl != MPB__TOKEN_LEN)
             return -1;
         str_copy(&r, host, sizeof host);
         mpb__rd_int(&r, &pid);
@@ -208,7 +208,6 @@ static int apply(const uint8_t *p, size_t n, uint64_t *first_seg) {
     }
 }
 
-
 static int rd_blobs(mpb__rd_t *r, deque_t *d) {
     uint32_t n;
     if (mpb__rd_array(r, &n)) return -1;
@@ -229,9 +228,8 @@ static int load_queue(obj_t *o, mpb__rd_t *r) {
     uint32_t n;
     if (mpb__rd_int(r, &q->maxsize) || mpb__rd_bool(r, &q->maxsize_set) ||
         mpb__rd_bool(r, &q->joinable) || mpb__rd_bool(r, &q->joinable_set) ||
-        mpb__rd_int(r, &q->unfinished) || rd_blobs(r, &q->items) ||
-        mpb__rd_bool(r, &q->reliable) || mpb__rd_bool(r, &q->reliable_set) ||
-        mpb__rd_uint(r, &q->next_dv) || mpb__rd_array(r, &n))
+        mpb__rd_int(r, &q->unfinished) || rd_blobs(r, &q->items) || mpb__rd_bool(r, &q->reliable) ||
+        mpb__rd_bool(r, &q->reliable_set) || mpb__rd_uint(r, &q->next_dv) || mpb__rd_array(r, &n))
         return -1;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t four;
@@ -239,8 +237,8 @@ static int load_queue(obj_t *o, mpb__rd_t *r) {
         bool task;
         const uint8_t *v;
         size_t vn;
-        if (mpb__rd_array(r, &four) || four != 4 || mpb__rd_uint(r, &id) ||
-            mpb__rd_uint(r, &sid) || mpb__rd_bool(r, &task) || mpb__rd_span(r, &v, &vn))
+        if (mpb__rd_array(r, &four) || four != 4 || mpb__rd_uint(r, &id) || mpb__rd_uint(r, &sid) ||
+            mpb__rd_bool(r, &task) || mpb__rd_span(r, &v, &vn))
             return -1;
         sess_t *s = sid ? sess_lookup(sid) : NULL;
         if (!s) {
@@ -307,8 +305,7 @@ int persist_load_obj(mpb__rd_t *r, uint32_t len) {
     }
     case KIND_EVENT: return mpb__rd_bool(r, &o->u.event.set) ? -1 : 0;
     case KIND_BARRIER:
-        return mpb__rd_int(r, &o->u.barrier.parties) ||
-                       mpb__rd_int(r, &o->u.barrier.timeout_ms) ||
+        return mpb__rd_int(r, &o->u.barrier.parties) || mpb__rd_int(r, &o->u.barrier.timeout_ms) ||
                        mpb__rd_bool(r, &o->u.barrier.broken)
                    ? -1
                    : 0;
@@ -365,7 +362,8 @@ static uint64_t count_after(const uint8_t *p, size_t n, size_t off) {
     uint64_t k = 0;
     const uint8_t *pl;
     size_t pn;
-    for (off += REC_HDR + len; persist_rec_next(p, n, off, &pl, &pn) == 1; off += REC_HDR + pn) k++;
+    for (off += REC_HDR + len; persist_rec_next(p, n, off, &pl, &pn) == 1; off += REC_HDR + pn)
+        k++;
     return k;
 }
 

@@ -27,9 +27,9 @@ static void w_blobs_deque(mpb__buf_t *b, const deque_t *d) {
 
 static void w_obj(mpb__buf_t *b, const obj_t *o) {
     size_t at = persist_rec_begin(b);
-    const uint32_t extra[KIND__N] = {[KIND_DICT] = 1,      [KIND_NAMESPACE] = 1, [KIND_LIST] = 1,
-                                     [KIND_QUEUE] = 9,     [KIND_SEMAPHORE] = 5, [KIND_CONDITION] = 2,
-                                     [KIND_EVENT] = 1,     [KIND_BARRIER] = 3,   [KIND_VALUE] = 1};
+    const uint32_t extra[KIND__N] = {[KIND_DICT] = 1,  [KIND_NAMESPACE] = 1, [KIND_LIST] = 1,
+                                     [KIND_QUEUE] = 9, [KIND_SEMAPHORE] = 5, [KIND_CONDITION] = 2,
+                                     [KIND_EVENT] = 1, [KIND_BARRIER] = 3,   [KIND_VALUE] = 1};
     mpb__w_array(b, 3 + extra[o->kind]);
     mpb__w_uint(b, R_OBJ);
     mpb__w_uint(b, o->kind);
@@ -60,7 +60,8 @@ static void w_obj(mpb__buf_t *b, const obj_t *o) {
         mpb__w_bool(b, q->reliable);
         mpb__w_bool(b, q->reliable_set);
         mpb__w_uint(b, q->next_dv);
-        mpb__w_array(b, (uint32_t)q->ndv); /* items handed out, not finished: [id, session, task, item] */
+        mpb__w_array(
+            b, (uint32_t)q->ndv); /* items handed out, not finished: [id, session, task, item] */
         for (size_t i = 0; i < q->ndv; i++) {
             const delivery_t *d = &q->dv[i];
             mpb__w_array(b, 4);
@@ -76,7 +77,8 @@ static void w_obj(mpb__buf_t *b, const obj_t *o) {
         /* Units held go back, as when their sessions end (sync_release_hold): only up to
          * the initial value. */
         int64_t held = 0, back;
-        for (size_t i = 0; i < s->nholders; i++) held += s->holders[i].units;
+        for (size_t i = 0; i < s->nholders; i++)
+            held += s->holders[i].units;
         if (__builtin_sub_overflow(s->initial, s->value, &back) || back > held) back = held;
         if (back < 0) back = 0;
         mpb__w_int(b, s->initial);
@@ -97,8 +99,10 @@ static void w_obj(mpb__buf_t *b, const obj_t *o) {
         mpb__w_bool(b, o->u.barrier.broken);
         break;
     case KIND_VALUE:
-        if (o->u.value) mpb__w_raw(b, o->u.value->data, o->u.value->len);
-        else mpb__w_nil(b);
+        if (o->u.value)
+            mpb__w_raw(b, o->u.value->data, o->u.value->len);
+        else
+            mpb__w_nil(b);
         break;
     default: break;
     }
@@ -254,8 +258,8 @@ int persist_save(char *err, size_t n) {
     if (pid == 0) _exit(snap_write(g_persist.seg) == 0 ? 0 : 1);
     g_persist.child = pid;
     g_persist.child_seg = g_persist.seg;
-    log_kv(MPB_LOG_INFO, "snapshot started", "pid", LOG_INT(pid), "segment", LOG_UINT(g_persist.seg),
-           NULL);
+    log_kv(MPB_LOG_INFO, "snapshot started", "pid", LOG_INT(pid), "segment",
+           LOG_UINT(g_persist.seg), NULL);
     return 0;
 }
 
@@ -385,15 +389,15 @@ uint32_t persist_info(mpb__buf_t *b) {
         char type;
         int64_t v;
     } fields[] = {
-        {"log_bytes", 'u', (int64_t)st.log_bytes},
-        {"last_fsync_ms", 'i', st.last_fsync_unix_ms},
-        {"snapshot_bytes", 'u', (int64_t)st.snap_bytes},
-        {"last_snapshot_ms", 'i', st.last_snap_ms},
-        {"last_snapshot_duration_ms", 'i', st.last_snap_dur_ms},
-        {"snapshot_in_progress", 'b', st.snapshot_in_progress},
-        {"replay_failed", 'u', (int64_t)st.replay_failed},
-        {"loaded_records", 'u', (int64_t)st.loaded_records},
-        {"load_ms", 'i', st.load_ms},
+        {"log_bytes",                 'u', (int64_t)st.log_bytes     },
+        {"last_fsync_ms",             'i', st.last_fsync_unix_ms     },
+        {"snapshot_bytes",            'u', (int64_t)st.snap_bytes    },
+        {"last_snapshot_ms",          'i', st.last_snap_ms           },
+        {"last_snapshot_duration_ms", 'i', st.last_snap_dur_ms       },
+        {"snapshot_in_progress",      'b', st.snapshot_in_progress   },
+        {"replay_failed",             'u', (int64_t)st.replay_failed },
+        {"loaded_records",            'u', (int64_t)st.loaded_records},
+        {"load_ms",                   'i', st.load_ms                },
     };
     size_t n = sizeof fields / sizeof fields[0];
     mpb__w_map(b, (uint32_t)(2 + n));
@@ -403,9 +407,12 @@ uint32_t persist_info(mpb__buf_t *b) {
     mpb__w_cstr(b, modes[st.fsync_mode]);
     for (size_t i = 0; i < n; i++) {
         mpb__w_cstr(b, fields[i].key);
-        if (fields[i].type == 'u') mpb__w_uint(b, (uint64_t)fields[i].v);
-        else if (fields[i].type == 'b') mpb__w_bool(b, fields[i].v != 0);
-        else mpb__w_int(b, fields[i].v);
+        if (fields[i].type == 'u')
+            mpb__w_uint(b, (uint64_t)fields[i].v);
+        else if (fields[i].type == 'b')
+            mpb__w_bool(b, fields[i].v != 0);
+        else
+            mpb__w_int(b, fields[i].v);
     }
     return 1;
 }

@@ -25,8 +25,7 @@
 
 #include "pool_int.h"
 
-pool_state_t g_pool = {
-    .next_task = 1, .next_job = 1, .idle = TAILQ_HEAD_INITIALIZER(g_pool.idle)};
+pool_state_t g_pool = {.next_task = 1, .next_job = 1, .idle = TAILQ_HEAD_INITIALIZER(g_pool.idle)};
 
 /* ---- results ---- */
 
@@ -42,8 +41,10 @@ static uint32_t take_ready(pool_sess_t *ps, uint64_t from, uint64_t count, mpb__
         if (n && bytes + len > room) break;
         mpb__w_array(items, t->output ? 3 : 2);
         mpb__w_uint(items, t->id);
-        if (t->result) mpb__w_raw(items, t->result->data, t->result->len);
-        else mpb__w_array(items, 0);
+        if (t->result)
+            mpb__w_raw(items, t->result->data, t->result->len);
+        else
+            mpb__w_array(items, 0);
         if (t->output) mpb__w_raw(items, t->output->data, t->output->len);
         bytes += len;
         pool_done_del(ps, t);
@@ -82,13 +83,19 @@ void pool_finish(task_t *t) {
     persist_task_done(t->id, t->failed, t->canceled, t->result); /* the log has its outcome */
     t->state = T_DONE;
     pfn_t *f = t->fn;
-    if (t->canceled) f->canceled++;
-    else if (t->failed) f->failed++;
-    else f->done++;
+    if (t->canceled)
+        f->canceled++;
+    else if (t->failed)
+        f->failed++;
+    else
+        f->done++;
     if (t->job) {
-        if (t->canceled) t->job->canceled++;
-        else if (t->failed) t->job->failed++;
-        else t->job->done++;
+        if (t->canceled)
+            t->job->canceled++;
+        else if (t->failed)
+            t->job->failed++;
+        else
+            t->job->done++;
     }
     if (!t->owner) { /* nobody will take it */
         pool_job_release(t);
@@ -282,7 +289,8 @@ static void plan_send(worker_t *w) {
 void pool_dispatch(void) {
     for (worker_t *w = g_pool.fetch_head; w; w = w->fnext)
         if (w_idle(w) > 0) plan_queued(w, true);
-    for (worker_t *w = g_pool.fetch_head; w; w = w->fnext) plan_queued(w, false);
+    for (worker_t *w = g_pool.fetch_head; w; w = w->fnext)
+        plan_queued(w, false);
     for (worker_t *w = g_pool.fetch_head; w && g_pool.ntentative; w = w->fnext)
         if (w_idle(w) > 0 && w_credit(w) > 0) steal_for(w);
     for (worker_t *w = g_pool.fetch_head, *nx; w; w = nx) {
@@ -307,8 +315,10 @@ int cmd_pool_fetch(req_t *r) {
     w->fetching = true;
     w->fprev = g_pool.fetch_tail;
     w->fnext = NULL;
-    if (g_pool.fetch_tail) g_pool.fetch_tail->fnext = w;
-    else g_pool.fetch_head = w;
+    if (g_pool.fetch_tail)
+        g_pool.fetch_tail->fnext = w;
+    else
+        g_pool.fetch_head = w;
     g_pool.fetch_tail = w;
     pool_dispatch();
     return 0;
@@ -419,7 +429,7 @@ void pool_sess_end(sess_t *s) {
         task_t *t = TAILQ_FIRST(&ps->run);
         pool_run_unlink(ps, t);
         t->owner = NULL;
-        t->job = NULL; /* its job goes below */
+        t->job = NULL;                          /* its job goes below */
         if (t->worker && t->worker->killable) { /* stopped now rather than forgotten later */
             kill_notice(t);
             pool_unassign(t);
@@ -432,7 +442,8 @@ void pool_sess_end(sess_t *s) {
         pool_job_release(t);
         pool_task_free(t);
     }
-    while (!LIST_EMPTY(&ps->jobs)) pool_job_free(LIST_FIRST(&ps->jobs));
+    while (!LIST_EMPTY(&ps->jobs))
+        pool_job_free(LIST_FIRST(&ps->jobs));
     LIST_REMOVE(ps, link);
     free(ps);
     s->pool = NULL;
@@ -450,4 +461,3 @@ void pool_on_timeout(waiter_t *w) {
     waiter_reply_error(w, MPB_ETIMEDOUT, "no result ready before the timeout");
     waiter_free(w);
 }
-

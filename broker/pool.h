@@ -30,7 +30,7 @@ typedef struct pool_fn_counts {
     const char *name;
     uint32_t namelen;
     uint64_t queued, paused, running, prefetched; /* tasks now */
-    uint64_t done, failed, canceled;               /* tasks finished */
+    uint64_t done, failed, canceled;              /* tasks finished */
 } pool_fn_counts_t;
 void pool_totals(pool_totals_t *c);
 /* Calls each(ctx, counts) for every function the pool knows, newest first. */

@@ -21,13 +21,15 @@ int cmd_pool_register(req_t *r) {
         const char *s;
         uint32_t sl;
         if (mpb__rd_str(&q, &s, &sl) || !mpb__name_ok(s, sl))
-            return reply_error(r, MPB_EINVAL, "function %u: names are 1 to 255 printable characters", i);
+            return reply_error(r, MPB_EINVAL,
+                               "function %u: names are 1 to 255 printable characters", i);
     }
     r->args = q;
     bool killable = false;
     if (arg_int(r, "concurrency", &conc) || arg_int(r, "prefetch", &pre)) return -1;
     if (r->argc > 3 && arg_bool(r, "killable", &killable)) return -1;
-    if (conc < 1 || conc > 100000) return reply_error(r, MPB_EINVAL, "concurrency must be 1..100000");
+    if (conc < 1 || conc > 100000)
+        return reply_error(r, MPB_EINVAL, "concurrency must be 1..100000");
     if (pre < 0 || pre > 100000) return reply_error(r, MPB_EINVAL, "prefetch must be 0..100000");
     pool_sess_t *ps = pool_ps(r->sess);
     if (ps->worker) return reply_error(r, MPB_EBUSY, "this session is already a worker");
@@ -56,8 +58,9 @@ int cmd_pool_register(req_t *r) {
     for (size_t i = 0; i < w->nfns && k < sizeof served; i++)
         k += (size_t)snprintf(served + k, sizeof served - k, "%s%.*s", i ? "," : "",
                               (int)w->fns[i]->namelen, w->fns[i]->name);
-    log_kv(MPB_LOG_INFO, "worker registered", "session", LOG_UINT(r->sess->id), "host", r->sess->host,
-           "pid", LOG_INT(r->sess->pid), "functions", served, "concurrency", LOG_INT(conc), NULL);
+    log_kv(MPB_LOG_INFO, "worker registered", "session", LOG_UINT(r->sess->id), "host",
+           r->sess->host, "pid", LOG_INT(r->sess->pid), "functions", served, "concurrency",
+           LOG_INT(conc), NULL);
     return reply_nil(r);
 }
 
@@ -209,8 +212,10 @@ int cmd_pool_done(req_t *r) {
         t->result = blob_new(out, outlen);
         if (output && nout == t->ncalls) t->output = blob_new(output, outputlen);
         t->failed = failed;
-        if (failed) w->failed++;
-        else w->done++;
+        if (failed)
+            w->failed++;
+        else
+            w->done++;
         pool_finish(t);
     }
     pool_dispatch();
@@ -280,7 +285,8 @@ int cmd_pool_submit(req_t *r) {
             uint32_t na;
             mpb__rd_t a = c;
             if (mpb__rd_array(&a, &na))
-                return reply_error(r, MPB_ETYPE, "task %u call %u: arguments must be an array", i, k);
+                return reply_error(r, MPB_ETYPE, "task %u call %u: arguments must be an array", i,
+                                   k);
             mpb__rd_span(&c, &v, &vn);
         }
         mpb__rd_span(&q, &v, &vn);
@@ -376,4 +382,3 @@ int cmd_pool_cancel(req_t *r) {
     pool_dispatch();
     return reply_uint(r, n);
 }
-

@@ -18,8 +18,8 @@
  * broker, but both are keyed (SipHash under the broker's secret, proto/hash.c), so nobody can
  * pick keys that share a bucket; their memory comes from the broker's allocator. */
 #define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = (unsigned)mpb__hash((keyptr), (keylen)))
-#define uthash_malloc(sz) xmalloc(sz)
-#define uthash_free(ptr, sz) free(ptr)
+#define uthash_malloc(sz)                    xmalloc(sz)
+#define uthash_free(ptr, sz)                 free(ptr)
 #include <uthash.h>
 
 enum { T_QUEUED, T_RUNNING, T_DONE };
@@ -54,20 +54,20 @@ typedef struct task {
     uint32_t ncalls;
     int state;
     int attempts;
-    uint32_t gen;  /* times dispatched: the attempt number a worker names in pool.start */
-    bool started;  /* its worker may run it: sent to a free slot, streamed or granted */
-    bool timed;    /* started into a free slot: its time to done measures its function */
-    bool retry;    /* queued again after its worker died */
+    uint32_t gen; /* times dispatched: the attempt number a worker names in pool.start */
+    bool started; /* its worker may run it: sent to a free slot, streamed or granted */
+    bool timed;   /* started into a free slot: its time to done measures its function */
+    bool retry;   /* queued again after its worker died */
     int64_t start_us;
     bool failed; /* some call raised */
     bool canceled;
     worker_t *worker;
-    blob_t *result; /* msgpack array of [ok, value-or-message] per call */
-    blob_t *output; /* --forward-output: [[stream, bytes], ...] it wrote, or NULL */
-    size_t cost;    /* what it counts against its owner's bound while unfinished */
+    blob_t *result;          /* msgpack array of [ok, value-or-message] per call */
+    blob_t *output;          /* --forward-output: [[stream, bytes], ...] it wrote, or NULL */
+    size_t cost;             /* what it counts against its owner's bound while unfinished */
     TAILQ_ENTRY(task) qlink; /* sub-queue, owner's running list, or owner's done list */
     TAILQ_ENTRY(task) wlink; /* worker's assigned list */
-    UT_hash_handle hh;          /* the id table */
+    UT_hash_handle hh;       /* the id table */
 } task_t;
 
 /* One caller's queued tasks of one function. Exists while it holds a task. */
@@ -76,7 +76,7 @@ struct oq {
     pool_sess_t *ps;
     struct task_list tasks;
     uint64_t n;
-    oq_t *rnext, *rprev; /* the function's ring, while dispatchable */
+    oq_t *rnext, *rprev;  /* the function's ring, while dispatchable */
     LIST_ENTRY(oq) olink; /* its caller's sub-queues */
     bool in_ring;
 };
@@ -87,14 +87,14 @@ struct pfn {
     oq_t *ring; /* the sub-queue whose turn is next */
     uint64_t queued, paused, assigned;
     uint64_t done, failed, canceled;
-    int64_t avg_us;   /* moving average of a task's time from start to done */
+    int64_t avg_us; /* moving average of a task's time from start to done */
     uint32_t samples;
     size_t nworkers;
-    size_t refs;                /* workers, tasks and jobs that name it */
-    uint64_t st_run, st_pre;    /* scratch for pool.stats and metrics */
-    UT_hash_handle hh;          /* the name table */
-    LIST_ENTRY(pfn) link;       /* all functions, newest first */
-    TAILQ_ENTRY(pfn) ilink;     /* unused ones, oldest first */
+    size_t refs;             /* workers, tasks and jobs that name it */
+    uint64_t st_run, st_pre; /* scratch for pool.stats and metrics */
+    UT_hash_handle hh;       /* the name table */
+    LIST_ENTRY(pfn) link;    /* all functions, newest first */
+    TAILQ_ENTRY(pfn) ilink;  /* unused ones, oldest first */
     bool idle;
 };
 
@@ -109,7 +109,7 @@ struct worker {
     uint64_t steals, stolen, retries, refused; /* for pool.stats */
     mpb__buf_t plan; /* tasks picked for its parked fetch in this round of dispatch */
     uint32_t nplan;
-    bool killable;   /* runs each task in a process of its own: it can stop a running one */
+    bool killable;    /* runs each task in a process of its own: it can stop a running one */
     mpb__buf_t kills; /* [task_id, attempt] of tasks to stop, for its next fetch reply */
     uint32_t nkills;
     size_t plan_bytes;
@@ -135,10 +135,10 @@ struct job {
 struct pool_sess {
     sess_t *sess;
     worker_t *worker;
-    struct oq_list oqs;            /* its queued tasks, by function */
-    struct task_list run;          /* its tasks at workers */
-    struct task_list done;         /* finished, not yet taken */
-    struct job_list jobs;          /* its jobs, most recently used first */
+    struct oq_list oqs;    /* its queued tasks, by function */
+    struct task_list run;  /* its tasks at workers */
+    struct task_list done; /* finished, not yet taken */
+    struct job_list jobs;  /* its jobs, most recently used first */
     uint64_t nqueued, nrunning, ndone;
     size_t queued_bytes; /* input of its unfinished tasks (and their records) */
     size_t held_bytes;   /* results not taken (and their records) */

@@ -29,13 +29,16 @@ static uint64_t fn_capacity(const pfn_t *f) {
 /* Splits every function's assigned tasks into running and prefetched: a worker runs the
  * oldest `concurrency` of the tasks it may start, the rest wait in its prefetch. */
 static void split_assigned(void) {
-    for (pfn_t *f = LIST_FIRST(&g_pool.fns); f; f = LIST_NEXT(f, link)) f->st_run = f->st_pre = 0;
+    for (pfn_t *f = LIST_FIRST(&g_pool.fns); f; f = LIST_NEXT(f, link))
+        f->st_run = f->st_pre = 0;
     for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link)) {
         int64_t k = 0;
         task_t *t;
         TAILQ_FOREACH(t, &w->assigned, wlink) {
-            if (t->started && k++ < w->concurrency) t->fn->st_run++;
-            else t->fn->st_pre++;
+            if (t->started && k++ < w->concurrency)
+                t->fn->st_run++;
+            else
+                t->fn->st_pre++;
         }
     }
 }
@@ -71,9 +74,12 @@ int cmd_pool_stats(req_t *r) {
     split_assigned();
     mpb__w_map(b, 4);
     uint32_t nw = 0, nf = 0, nj = 0, nc = 0;
-    for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link)) nw++;
-    for (pfn_t *f = LIST_FIRST(&g_pool.fns); f; f = LIST_NEXT(f, link)) nf++;
-    for (job_t *j = LIST_FIRST(&g_pool.jobs); j; j = LIST_NEXT(j, link)) nj++;
+    for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link))
+        nw++;
+    for (pfn_t *f = LIST_FIRST(&g_pool.fns); f; f = LIST_NEXT(f, link))
+        nf++;
+    for (job_t *j = LIST_FIRST(&g_pool.jobs); j; j = LIST_NEXT(j, link))
+        nj++;
     for (pool_sess_t *ps = LIST_FIRST(&g_pool.sesses); ps; ps = LIST_NEXT(ps, link))
         nc += ps->nqueued + ps->nrunning + ps->ndone > 0;
     mpb__w_cstr(b, "workers");
@@ -83,14 +89,21 @@ int cmd_pool_stats(req_t *r) {
         sess_describe(w->sess, b);
         mpb__w_cstr(b, "functions");
         mpb__w_array(b, (uint32_t)w->nfns);
-        for (size_t i = 0; i < w->nfns; i++) mpb__w_str(b, w->fns[i]->name, w->fns[i]->namelen);
+        for (size_t i = 0; i < w->nfns; i++)
+            mpb__w_str(b, w->fns[i]->name, w->fns[i]->namelen);
         int64_t run = w_running(w);
-        const kv_t kv[] = {{"concurrency", w->concurrency}, {"running", run},
-                           {"prefetched", w->inflight - run},
-                           {"done", (int64_t)w->done},      {"failed", (int64_t)w->failed},
-                           {"up_s", (now - w->since_ms) / 1000},
-                           {"steals", (int64_t)w->steals},  {"stolen", (int64_t)w->stolen},
-                           {"retries", (int64_t)w->retries}, {"refused", (int64_t)w->refused}};
+        const kv_t kv[] = {
+            {"concurrency", w->concurrency            },
+            {"running",     run                       },
+            {"prefetched",  w->inflight - run         },
+            {"done",        (int64_t)w->done          },
+            {"failed",      (int64_t)w->failed        },
+            {"up_s",        (now - w->since_ms) / 1000},
+            {"steals",      (int64_t)w->steals        },
+            {"stolen",      (int64_t)w->stolen        },
+            {"retries",     (int64_t)w->retries       },
+            {"refused",     (int64_t)w->refused       }
+        };
         w_kvs(b, kv, sizeof kv / sizeof kv[0]);
         /* the running ones, oldest first: [task_id, age_ms] */
         int64_t nrun = w_running(w), k = 0, now_u = now_us();
@@ -110,10 +123,16 @@ int cmd_pool_stats(req_t *r) {
         mpb__w_map(b, 9);
         mpb__w_cstr(b, "name");
         mpb__w_str(b, f->name, f->namelen);
-        const kv_t kv[] = {{"workers", (int64_t)f->nworkers}, {"queued", (int64_t)f->queued},
-                           {"paused", (int64_t)f->paused},    {"running", (int64_t)f->st_run},
-                           {"prefetched", (int64_t)f->st_pre}, {"done", (int64_t)f->done},
-                           {"failed", (int64_t)f->failed},    {"canceled", (int64_t)f->canceled}};
+        const kv_t kv[] = {
+            {"workers",    (int64_t)f->nworkers},
+            {"queued",     (int64_t)f->queued  },
+            {"paused",     (int64_t)f->paused  },
+            {"running",    (int64_t)f->st_run  },
+            {"prefetched", (int64_t)f->st_pre  },
+            {"done",       (int64_t)f->done    },
+            {"failed",     (int64_t)f->failed  },
+            {"canceled",   (int64_t)f->canceled}
+        };
         w_kvs(b, kv, sizeof kv / sizeof kv[0]);
     }
     mpb__w_cstr(b, "jobs");
@@ -128,9 +147,13 @@ int cmd_pool_stats(req_t *r) {
         mpb__w_uint(b, j->owner ? j->owner->id : 0);
         mpb__w_cstr(b, "host");
         mpb__w_cstr(b, j->owner ? j->owner->host : "");
-        const kv_t kv[] = {{"total", (int64_t)j->total},   {"done", (int64_t)j->done},
-                           {"failed", (int64_t)j->failed}, {"canceled", (int64_t)j->canceled},
-                           {"elapsed_ms", now - j->started_ms}};
+        const kv_t kv[] = {
+            {"total",      (int64_t)j->total   },
+            {"done",       (int64_t)j->done    },
+            {"failed",     (int64_t)j->failed  },
+            {"canceled",   (int64_t)j->canceled},
+            {"elapsed_ms", now - j->started_ms }
+        };
         w_kvs(b, kv, sizeof kv / sizeof kv[0]);
     }
     mpb__w_cstr(b, "callers");
@@ -139,11 +162,13 @@ int cmd_pool_stats(req_t *r) {
         if (!(ps->nqueued + ps->nrunning + ps->ndone)) continue;
         mpb__w_map(b, 9);
         sess_describe(ps->sess, b);
-        const kv_t kv[] = {{"queued", (int64_t)ps->nqueued},
-                           {"running", (int64_t)ps->nrunning},
-                           {"held", (int64_t)ps->ndone},
-                           {"queued_bytes", (int64_t)ps->queued_bytes},
-                           {"held_bytes", (int64_t)ps->held_bytes}};
+        const kv_t kv[] = {
+            {"queued",       (int64_t)ps->nqueued     },
+            {"running",      (int64_t)ps->nrunning    },
+            {"held",         (int64_t)ps->ndone       },
+            {"queued_bytes", (int64_t)ps->queued_bytes},
+            {"held_bytes",   (int64_t)ps->held_bytes  }
+        };
         w_kvs(b, kv, sizeof kv / sizeof kv[0]);
         mpb__w_cstr(b, "paused");
         mpb__w_bool(b, ps->paused);
@@ -152,10 +177,13 @@ int cmd_pool_stats(req_t *r) {
 }
 
 void pool_totals(pool_totals_t *c) {
-    *c = (pool_totals_t){.requeued = g_pool.total_requeued, .abandoned = g_pool.total_abandoned,
-                         .steals = g_pool.total_steals, .refusals = g_pool.total_refusals,
+    *c = (pool_totals_t){.requeued = g_pool.total_requeued,
+                         .abandoned = g_pool.total_abandoned,
+                         .steals = g_pool.total_steals,
+                         .refusals = g_pool.total_refusals,
                          .killed = g_pool.total_killed};
-    for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link)) c->workers++;
+    for (worker_t *w = LIST_FIRST(&g_pool.workers); w; w = LIST_NEXT(w, link))
+        c->workers++;
     for (pool_sess_t *ps = LIST_FIRST(&g_pool.sesses); ps; ps = LIST_NEXT(ps, link)) {
         c->callers_paused += ps->paused;
         c->results_held_bytes += ps->held_bytes;

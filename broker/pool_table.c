@@ -58,7 +58,8 @@ void pool_fn_unref(pfn_t *f) {
     f->idle = true;
     TAILQ_INSERT_TAIL(&g_pool.idle, f, ilink);
     g_pool.nidle++;
-    while (g_pool.nidle > IDLE_FNS_MAX) fn_destroy(TAILQ_FIRST(&g_pool.idle));
+    while (g_pool.nidle > IDLE_FNS_MAX)
+        fn_destroy(TAILQ_FIRST(&g_pool.idle));
 }
 
 /* The entry of a function; a new one (unused, so on the idle list until referenced) if asked. */
@@ -123,7 +124,7 @@ static void ring_del(oq_t *q) {
 static oq_t *oq_get(pool_sess_t *ps, pfn_t *f) {
     oq_t *q;
     LIST_FOREACH(q, &ps->oqs, olink)
-        if (q->fn == f) return q;
+    if (q->fn == f) return q;
     q = xcalloc(1, sizeof *q);
     q->fn = f;
     TAILQ_INIT(&q->tasks);
@@ -143,13 +144,17 @@ void pool_q_push(task_t *t, bool front) {
     pool_sess_t *ps = t->owner->pool;
     oq_t *q = oq_get(ps, t->fn);
     t->oq = q;
-    if (front) TAILQ_INSERT_HEAD(&q->tasks, t, qlink);
-    else TAILQ_INSERT_TAIL(&q->tasks, t, qlink);
+    if (front)
+        TAILQ_INSERT_HEAD(&q->tasks, t, qlink);
+    else
+        TAILQ_INSERT_TAIL(&q->tasks, t, qlink);
     q->n++;
     ps->nqueued++;
     t->fn->queued++;
-    if (ps->paused) t->fn->paused++;
-    else ring_add(q);
+    if (ps->paused)
+        t->fn->paused++;
+    else
+        ring_add(q);
 }
 
 void pool_q_del(task_t *t) {
@@ -215,8 +220,10 @@ void pool_assign(worker_t *w, task_t *t, bool started) {
     t->started = started;
     t->timed = started && w->committed < w->concurrency;
     t->start_us = now_us();
-    if (started) w->committed++;
-    else g_pool.ntentative++;
+    if (started)
+        w->committed++;
+    else
+        g_pool.ntentative++;
     TAILQ_INSERT_TAIL(&w->assigned, t, wlink);
     w->inflight++;
     t->fn->assigned++;
@@ -227,8 +234,10 @@ void pool_unassign(task_t *t) {
     if (!w) return;
     TAILQ_REMOVE(&w->assigned, t, wlink);
     t->worker = NULL;
-    if (t->started) w->committed--;
-    else g_pool.ntentative--;
+    if (t->started)
+        w->committed--;
+    else
+        g_pool.ntentative--;
     t->started = t->timed = false;
     w->inflight--;
     t->fn->assigned--;
@@ -236,10 +245,14 @@ void pool_unassign(task_t *t) {
 
 void pool_fetch_del(worker_t *w) {
     if (!w->fetching) return;
-    if (w->fprev) w->fprev->fnext = w->fnext;
-    else g_pool.fetch_head = w->fnext;
-    if (w->fnext) w->fnext->fprev = w->fprev;
-    else g_pool.fetch_tail = w->fprev;
+    if (w->fprev)
+        w->fprev->fnext = w->fnext;
+    else
+        g_pool.fetch_head = w->fnext;
+    if (w->fnext)
+        w->fnext->fprev = w->fprev;
+    else
+        g_pool.fetch_tail = w->fprev;
     w->fnext = w->fprev = NULL;
     w->fetching = false;
     w->fetch = NULL;

@@ -59,7 +59,8 @@ static void put(sess_t *s, uint64_t rid, const uint8_t *reply, size_t n) {
         c->rids = xcalloc(cap, sizeof *c->rids);
         c->replies = xcalloc(cap, sizeof *c->replies);
     }
-    while (c->n && (c->n == c->cap || c->bytes + n > g_limits.reply_cache_bytes)) evict(c);
+    while (c->n && (c->n == c->cap || c->bytes + n > g_limits.reply_cache_bytes))
+        evict(c);
     c->rids[c->next] = rid;
     c->replies[c->next] = blob_new(reply, n);
     c->next = (c->next + 1) % c->cap;
@@ -109,7 +110,8 @@ size_t replay_bytes(const sess_t *s) {
 void replay_free(sess_t *s) {
     struct replay *c = s->replay;
     if (!c) return;
-    for (size_t i = 0; i < c->cap; i++) free(c->replies[i]);
+    for (size_t i = 0; i < c->cap; i++)
+        free(c->replies[i]);
     free(c->replies);
     free(c->rids);
     free(c);

@@ -73,7 +73,8 @@ int reply_error(req_t *r, int code, const char *fmt, ...) {
         char name[300]; /* the log cuts it at 256 bytes */
         snprintf(name, sizeof name, "%.*s", (int)(r->name ? r->namelen : 1),
                  r->name ? r->name : "-");
-        log_kv(MPB_LOG_DEBUG, "error reply", "op", opn ? opn : "?", "object", name, "error", msg, NULL);
+        log_kv(MPB_LOG_DEBUG, "error reply", "op", opn ? opn : "?", "object", name, "error", msg,
+               NULL);
     }
     return code;
 }
@@ -111,8 +112,8 @@ int arg_key(req_t *r, const uint8_t **k, size_t *n, mpb__buf_t *scratch) {
             return reply_error(r, MPB_ETOOBIG, "key of %zu bytes > max_key %zu", *n,
                                g_limits.max_key);
         return reply_error(r, MPB_ETOOBIG,
-                           "key of %zu bytes in canonical encoding (%zu as sent) > max_key %zu",
-                           *n, sent, g_limits.max_key);
+                           "key of %zu bytes in canonical encoding (%zu as sent) > max_key %zu", *n,
+                           sent, g_limits.max_key);
     }
     return 0;
 }
@@ -179,8 +180,8 @@ void reply_items(req_t *r, const deque_t *d, size_t lo, size_t hi, uint64_t max)
 obj_t *resolve_path(req_t *r) {
     const char *slash = memchr(r->name, '/', r->namelen);
     if (!slash) {
-        reply_error(r, MPB_EINVAL, "object path must be kind/name, got '%.*s'",
-                    (int)r->namelen, r->name);
+        reply_error(r, MPB_EINVAL, "object path must be kind/name, got '%.*s'", (int)r->namelen,
+                    r->name);
         return NULL;
     }
     size_t kl = (size_t)(slash - r->name), nl = r->namelen - kl - 1;

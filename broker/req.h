@@ -17,7 +17,7 @@ struct req {
     mpb__rd_t args; /* positioned on the first argument */
     uint32_t argc;
     mpb__buf_t *out;
-    bool parked; /* the handler parked it: no reply now */
+    bool parked;        /* the handler parked it: no reply now */
     const uint8_t *raw; /* the request's msgpack bytes, for the log (NULL: not logged) */
     size_t rawlen;
     int code; /* the reply's code as on the wire (0, or the error's number): dispatch's */

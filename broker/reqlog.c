@@ -27,9 +27,8 @@ static void fill(reqrec_t *e, const req_t *r, uint64_t sid, const uint8_t *args,
         snprintf(e->object, sizeof e->object, "%.*s", (int)r->namelen, r->name);
     else
         e->object[0] = 0;
-    size_t n = args && r->raw && args <= r->raw + r->rawlen
-                   ? (size_t)(r->raw + r->rawlen - args)
-                   : 0;
+    size_t n =
+        args && r->raw && args <= r->raw + r->rawlen ? (size_t)(r->raw + r->rawlen - args) : 0;
     e->argc = n ? r->argc : 0;
     e->args_len = (uint32_t)n;
     e->args_kept = n <= REQREC_ARGS_MAX;
@@ -49,16 +48,46 @@ void reqrec_write(mpb__buf_t *b, const reqrec_t *e, const reqrec_field_t *fields
     mpb__w_map(b, (uint32_t)n);
     for (size_t i = 0; i < n; i++) {
         switch (fields[i]) {
-        case RF_ID: mpb__w_cstr(b, "id"); mpb__w_uint(b, e->id); break;
-        case RF_TIME: mpb__w_cstr(b, "time_ms"); mpb__w_int(b, e->time_ms); break;
-        case RF_DURATION: mpb__w_cstr(b, "duration_us"); mpb__w_int(b, e->us); break;
-        case RF_LATENCY: mpb__w_cstr(b, "latency_us"); mpb__w_int(b, e->us); break;
-        case RF_OP: mpb__w_cstr(b, "op"); mpb__w_cstr(b, mpb__op_name(e->op)); break;
-        case RF_OBJECT: mpb__w_cstr(b, "object"); mpb__w_cstr(b, e->object); break;
-        case RF_SESSION: mpb__w_cstr(b, "session"); mpb__w_uint(b, e->session); break;
-        case RF_HOST: mpb__w_cstr(b, "host"); mpb__w_cstr(b, e->host); break;
-        case RF_PID: mpb__w_cstr(b, "pid"); mpb__w_int(b, e->pid); break;
-        case RF_CODE: mpb__w_cstr(b, "code"); mpb__w_int(b, e->code); break;
+        case RF_ID:
+            mpb__w_cstr(b, "id");
+            mpb__w_uint(b, e->id);
+            break;
+        case RF_TIME:
+            mpb__w_cstr(b, "time_ms");
+            mpb__w_int(b, e->time_ms);
+            break;
+        case RF_DURATION:
+            mpb__w_cstr(b, "duration_us");
+            mpb__w_int(b, e->us);
+            break;
+        case RF_LATENCY:
+            mpb__w_cstr(b, "latency_us");
+            mpb__w_int(b, e->us);
+            break;
+        case RF_OP:
+            mpb__w_cstr(b, "op");
+            mpb__w_cstr(b, mpb__op_name(e->op));
+            break;
+        case RF_OBJECT:
+            mpb__w_cstr(b, "object");
+            mpb__w_cstr(b, e->object);
+            break;
+        case RF_SESSION:
+            mpb__w_cstr(b, "session");
+            mpb__w_uint(b, e->session);
+            break;
+        case RF_HOST:
+            mpb__w_cstr(b, "host");
+            mpb__w_cstr(b, e->host);
+            break;
+        case RF_PID:
+            mpb__w_cstr(b, "pid");
+            mpb__w_int(b, e->pid);
+            break;
+        case RF_CODE:
+            mpb__w_cstr(b, "code");
+            mpb__w_int(b, e->code);
+            break;
         case RF_ARGS:
             if (e->args_kept) {
                 mpb__w_cstr(b, "args");

@@ -33,9 +33,9 @@
 typedef struct server {
     void *zctx, *router;
     const char *msg_addr; /* Peer-Address of the message being read (drain), or NULL */
-    mpb__buf_t out;     /* the reply batch being built, header space first */
-    mpb__buf_t scratch; /* replies nobody asked for (rid 0) */
-    mpb__buf_t spill;   /* the reply that starts the next REP of a batch */
+    mpb__buf_t out;       /* the reply batch being built, header space first */
+    mpb__buf_t scratch;   /* replies nobody asked for (rid 0) */
+    mpb__buf_t spill;     /* the reply that starts the next REP of a batch */
     volatile sig_atomic_t stopping;
     int64_t next_sweep;
     http_t *http;
@@ -49,7 +49,8 @@ static server_t S;
  * expiry, resumed elsewhere) is no client any more, though the sweep frees it only later. */
 size_t server_peer_count(void) {
     size_t n = 0;
-    for (const sess_t *s = sess_all(); s; s = LIST_NEXT(s, link)) n += s->peer != NULL;
+    for (const sess_t *s = sess_all(); s; s = LIST_NEXT(s, link))
+        n += s->peer != NULL;
     return n;
 }
 
@@ -64,7 +65,6 @@ void server_stop(void) {
 bool server_ready(void) {
     return S.ready && !S.stopping;
 }
-
 
 /* ---- requests ----
  *
@@ -104,8 +104,8 @@ static void out_fit(peer_t *p, size_t at) {
         if (mpb__rd_array(&r, &len) || mpb__rd_uint(&r, &rid)) rid = 0;
         out_reset(&S.out);
         char msg[128];
-        snprintf(msg, sizeof msg, "reply of %zu bytes > max_frame %zu", n + MPB__HDR_LEN +
-                 MPB__MAC_LEN, g_limits.max_frame);
+        snprintf(msg, sizeof msg, "reply of %zu bytes > max_frame %zu",
+                 n + MPB__HDR_LEN + MPB__MAC_LEN, g_limits.max_frame);
         reply_write_error(&S.out, rid, MPB_ETOOBIG, msg);
         bbuf_ensure(&S.out);
     }
@@ -213,13 +213,13 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
                    LOG_UINT(f->seq), "last", LOG_UINT(last), "not_logged",
                    unlogged ? LOG_UINT(unlogged) : NULL, NULL);
         out_plain_error(p->rid, p->ridlen, -MPB_EREPLAY,
-                         "sequence number already seen: replayed message dropped");
+                        "sequence number already seen: replayed message dropped");
         return;
     }
     sess_t *s = p->sess;
     if (!s) {
         out_plain_error(p->rid, p->ridlen, -MPB_ESESSION,
-                         "the session of this connection has ended; connect again");
+                        "the session of this connection has ended; connect again");
         return;
     }
     /* A client numbers its frames on from one channel to the next: a number the session has
@@ -257,8 +257,7 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
 }
 
 /* fd: the connection's descriptor (ZMQ_SRCFD), for the transport's table. */
-static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len,
-                       int fd) {
+static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, size_t len, int fd) {
     mpb__frame_t f;
     char err[128];
     g_frames_in++;
@@ -277,8 +276,8 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
             for (size_t i = 0; i < len && i < 24 && k + 3 < sizeof sample; i++)
                 k += (size_t)snprintf(sample + k, sizeof sample - k, "%02x", buf[i]);
             sample[k] = 0;
-            log_kv(MPB_LOG_WARN, "bad frame", "peer", who, "addr", addr, "error", err, "first_bytes",
-                   sample, "not_logged", unlogged ? LOG_UINT(unlogged) : NULL, NULL);
+            log_kv(MPB_LOG_WARN, "bad frame", "peer", who, "addr", addr, "error", err,
+                   "first_bytes", sample, "not_logged", unlogged ? LOG_UINT(unlogged) : NULL, NULL);
         }
         out_plain_error(rid, ridlen, -rc, err);
         return;
@@ -290,7 +289,7 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
         peer_t *p = peer_find(rid, ridlen);
         if (!p || !p->ready) {
             out_plain_error(rid, ridlen, -MPB_ESESSION,
-                             "no session on this connection: say hello first");
+                            "no session on this connection: say hello first");
             return;
         }
         on_req(p, &f, buf, len, fd);
@@ -317,7 +316,7 @@ static void drain(void) {
         if (ridlen == 0 || ridlen > RID_MAX) continue;
         if (extra) {
             out_plain_error(zmq_msg_data(&id), ridlen, -MPB_EPROTO,
-                             "one frame per message expected");
+                            "one frame per message expected");
             continue;
         }
         int fd = zmq_msg_get(&body, ZMQ_SRCFD);
@@ -365,13 +364,16 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     mem_init();
     if (!g_limits.max_batch_reply) g_limits.max_batch_reply = 64u << 20;
     g_started_ms = now_ms();
-    if (mpb__hash_init()) fatal("no randomness for the hash key"); /* before any table: every one hashes client bytes */
+    if (mpb__hash_init())
+        fatal(
+            "no randomness for the hash key"); /* before any table: every one hashes client bytes */
     store_init();
     store_on_delete(sess_forget_obj);
     store_on_delete(anon_forget);
     lat_clock_init();
     if (persist_open(cfg->data_dir, cfg->persist, cfg->fsync, cfg->repair) != 0) {
-        while (sess_all()) sess_end(sess_all(), "shutdown");
+        while (sess_all())
+            sess_end(sess_all(), "shutdown");
         store_free();
         pool_free_all();
         return 2;
@@ -408,7 +410,8 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
         zmq_getsockopt(S.router, ZMQ_LAST_ENDPOINT, ep, &eplen);
         log_kv(MPB_LOG_INFO, "listening", "endpoint", ep, NULL);
         if (i == 0 && cfg->endpoint_file && write_endpoint_file(cfg->endpoint_file, ep)) {
-            log_kv(MPB_LOG_ERROR, "cannot write the endpoint file", "path", cfg->endpoint_file, NULL);
+            log_kv(MPB_LOG_ERROR, "cannot write the endpoint file", "path", cfg->endpoint_file,
+                   NULL);
             status = 1;
             goto out;
         }
@@ -435,8 +438,12 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     log_kv(MPB_LOG_INFO, "ready", "version", MPBROKER_VERSION, "pid", LOG_INT(getpid()), NULL);
     S.next_sweep = now_ms() + 100;
     while (!S.stopping) {
-        zmq_pollitem_t it[4] = {{S.router, 0, ZMQ_POLLIN, 0}, {NULL, 0, ZMQ_POLLIN, 0},
-                                {NULL, 0, ZMQ_POLLIN, 0}, {NULL, -1, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t it[4] = {
+            {S.router, 0,  ZMQ_POLLIN, 0},
+            {NULL,     0,  ZMQ_POLLIN, 0},
+            {NULL,     0,  ZMQ_POLLIN, 0},
+            {NULL,     -1, ZMQ_POLLIN, 0}
+        };
         transport_sockets(S.tp, &it[1].socket, &it[2].socket);
         int nit = 3;
         int64_t now0 = now_ms();
@@ -480,7 +487,8 @@ out:
     if (status == 0) out_commit();
     /* Closed first: the sessions that the shutdown ends stay in the log, to be resumed. */
     persist_close();
-    while (sess_all()) sess_end(sess_all(), "shutdown");
+    while (sess_all())
+        sess_end(sess_all(), "shutdown");
     peer_free_all();
     transport_close(&S.tp);
     zmq_close(S.router);
@@ -493,4 +501,3 @@ out:
     pool_free_all();
     return status;
 }
-

@@ -26,7 +26,7 @@ size_t sess_count(void) {
 sess_t *sess_lookup(uint64_t id) {
     sess_t *s;
     LIST_FOREACH(s, &sessions, link)
-        if (s->id == id) return s;
+    if (s->id == id) return s;
     return NULL;
 }
 
@@ -109,9 +109,11 @@ sess_t *sess_all(void) {
 void sess_forget_obj(obj_t *o) {
     sess_t *s;
     LIST_FOREACH(s, &sessions, link)
-        for (size_t i = 0; i < s->nholds;)
-            if (s->holds[i].obj == o) s->holds[i] = s->holds[--s->nholds];
-            else i++;
+    for (size_t i = 0; i < s->nholds;)
+        if (s->holds[i].obj == o)
+            s->holds[i] = s->holds[--s->nholds];
+        else
+            i++;
 }
 
 /* Drops a session's parked requests and gives back what it held, waking the next waiters. */
@@ -122,8 +124,10 @@ static void sess_release(sess_t *s) {
         blob_t *item = w->item;
         waiter_free(w);
         const kind_ops_t *k = o ? kind_ops(o->kind) : NULL;
-        if (k && k->on_waiter_gone) k->on_waiter_gone(o, item);
-        else free(item);
+        if (k && k->on_waiter_gone)
+            k->on_waiter_gone(o, item);
+        else
+            free(item);
     }
     while (s->nholds) {
         hold_t h = s->holds[--s->nholds];
@@ -148,8 +152,9 @@ void sess_describe(const sess_t *s, mpb__buf_t *b) {
 
 void sess_end(sess_t *s, const char *why) {
     /* A session that says bye is routine; one that goes silent is news. */
-    log_kv(strcmp(why, "bye") && !persist_replaying() ? MPB_LOG_INFO : MPB_LOG_DEBUG, "session ended", "session", LOG_UINT(s->id),
-           "reason", why, "host", s->host, "pid", LOG_INT(s->pid), "name", s->name, NULL);
+    log_kv(strcmp(why, "bye") && !persist_replaying() ? MPB_LOG_INFO : MPB_LOG_DEBUG,
+           "session ended", "session", LOG_UINT(s->id), "reason", why, "host", s->host, "pid",
+           LOG_INT(s->pid), "name", s->name, NULL);
     if (s->peer) {
         s->peer->sess = NULL;
         s->peer = NULL;

@@ -27,20 +27,19 @@ struct sess {
     sref_t *refs; /* anonymous objects it keeps alive: anon.c */
     size_t nrefs, caprefs;
     LIST_HEAD(, waiter) waiters; /* its parked requests */
-    struct pool_sess *pool; /* its tasks and, for a worker, what it serves: pool.c */
+    struct pool_sess *pool;      /* its tasks and, for a worker, what it serves: pool.c */
     uint8_t token[MPB__TOKEN_LEN];
     peer_t *peer; /* the connection it speaks on now; NULL while none */
     char host[64];
     char name[64];
     int64_t pid;
     int64_t created_ms, last_seen_ms;
-    uint64_t seq_hi;       /* highest REQ sequence number accepted on any of its channels */
-    struct replay *replay; /* replies to its recent requests: replay.c */
+    uint64_t seq_hi;         /* highest REQ sequence number accepted on any of its channels */
+    struct replay *replay;   /* replies to its recent requests: replay.c */
     uint8_t origin[RID_MAX]; /* the connection that opened it, for max-sessions-per-conn */
     uint8_t originlen;
     LIST_ENTRY(sess) link; /* all sessions: sess_all(), then LIST_NEXT(s, link) */
 };
-
 
 /* The sessions, newest first (walk with ->next). */
 sess_t *sess_all(void);

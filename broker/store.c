@@ -69,11 +69,12 @@ obj_t *store_create(kind_t kind, const char *name, size_t n) {
 }
 
 void store_delete(obj_t *o) {
-    long pos = omap_find(&objects, (const uint8_t *)o->name, o->namelen,
-                         mpb__hash(o->name, o->namelen));
+    long pos =
+        omap_find(&objects, (const uint8_t *)o->name, o->namelen, mpb__hash(o->name, o->namelen));
     if (pos >= 0) omap_del(&objects, (size_t)pos);
     per_kind[o->kind]--;
-    for (size_t i = 0; i < n_on_delete; i++) on_delete[i](o);
+    for (size_t i = 0; i < n_on_delete; i++)
+        on_delete[i](o);
     obj_free(o);
 }
 

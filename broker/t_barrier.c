@@ -4,7 +4,6 @@
 
 #include "kind.h"
 
-
 static void barrier_break(obj_t *o, const char *why) {
     barrier_t *b = &o->u.barrier;
     b->broken = true;
@@ -30,8 +29,8 @@ int cmd_barrier_open(req_t *r) {
         b->parties = parties;
         b->timeout_ms = notimeout || timeout < 0 ? -1 : timeout;
     } else if (!noparties && parties != b->parties) {
-        return reply_error(r, MPB_EINVAL, "barrier/%.*s exists with %lld parties",
-                           (int)r->namelen, r->name, (long long)b->parties);
+        return reply_error(r, MPB_EINVAL, "barrier/%.*s exists with %lld parties", (int)r->namelen,
+                           r->name, (long long)b->parties);
     }
     mpb__buf_t *o = reply_begin(r);
     mpb__w_array(o, 2);

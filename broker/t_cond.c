@@ -31,8 +31,8 @@ static void cond_take(obj_t *co, waiter_t *w, obj_t *lo, bool notified) {
 static obj_t *cond_lock(req_t *r) {
     cond_t *c = &r->obj->u.cond;
     if (!c->lock_name) {
-        reply_error(r, MPB_EINVAL, "condition/%.*s was never opened with its lock",
-                    (int)r->namelen, r->name);
+        reply_error(r, MPB_EINVAL, "condition/%.*s was never opened with its lock", (int)r->namelen,
+                    r->name);
         return NULL;
     }
     obj_t *o = store_get(c->lock_name, c->lock_namelen);
@@ -147,8 +147,8 @@ static void cond_release_hold(sess_t *s, hold_t *h) {
         cond_take(o, c->waiters.head, lo, true);
         passed++;
     }
-    log_kv(MPB_LOG_INFO, "notifications passed on: a woken session ended", "kind", "condition", "name",
-           o->name, "passed", LOG_INT(passed), "held", LOG_INT(h->units), "session",
+    log_kv(MPB_LOG_INFO, "notifications passed on: a woken session ended", "kind", "condition",
+           "name", o->name, "passed", LOG_INT(passed), "held", LOG_INT(h->units), "session",
            LOG_UINT(s->id), NULL);
     lock_grant_next(lo);
 }
@@ -201,11 +201,12 @@ static void cond_fail_all(obj_t *o, int code, const char *msg) {
 static uint32_t cond_describe(const obj_t *o, mpb__buf_t *b) {
     const cond_t *c = &o->u.cond;
     char path[300];
-    snprintf(path, sizeof path, "%s/%s", kind_name(c->lock_kind),
-             c->lock_name ? c->lock_name : "");
+    snprintf(path, sizeof path, "%s/%s", kind_name(c->lock_kind), c->lock_name ? c->lock_name : "");
     mpb__w_cstr(b, "lock");
-    if (c->lock_name) mpb__w_cstr(b, path);
-    else mpb__w_nil(b);
+    if (c->lock_name)
+        mpb__w_cstr(b, path);
+    else
+        mpb__w_nil(b);
     mpb__w_cstr(b, "waiters");
     mpb__w_uint(b, c->waiters.n);
     const wlist_t *lists[] = {&c->waiters};

@@ -39,8 +39,7 @@ static void dict_store(omap_t *m, long pos, const uint8_t *k, size_t kn, uint64_
     memcpy(kv->data + kn, v, vn);
 }
 
-void dict_put(omap_t *m, const uint8_t *k, size_t kn, uint64_t h, const uint8_t *v,
-                size_t vn) {
+void dict_put(omap_t *m, const uint8_t *k, size_t kn, uint64_t h, const uint8_t *v, size_t vn) {
     dict_store(m, omap_find(m, k, kn, h), k, kn, h, v, vn);
 }
 
@@ -96,7 +95,8 @@ int cmd_dict_set(req_t *r) {
 
 /* dict.get KEY [DEFAULT] -> value | DEFAULT | ENOKEY */
 int cmd_dict_get(req_t *r) {
-    if (r->argc > 2) return reply_error(r, MPB_EPROTO, "dict.get takes 1 or 2 arguments, got %u", r->argc);
+    if (r->argc > 2)
+        return reply_error(r, MPB_EPROTO, "dict.get takes 1 or 2 arguments, got %u", r->argc);
     const uint8_t *k, *d;
     size_t kn, dn;
     uint64_t h;
@@ -154,7 +154,8 @@ int cmd_dict_scan(req_t *r) {
     if (arg_uint(r, "what", &what) || arg_uint(r, "cursor", &cursor) ||
         arg_uint(r, "count", &count))
         return -1;
-    if (what > 2) return reply_error(r, MPB_EINVAL, "what must be 0 (keys), 1 (values) or 2 (items)");
+    if (what > 2)
+        return reply_error(r, MPB_EINVAL, "what must be 0 (keys), 1 (values) or 2 (items)");
     if (count == 0 || count > g_limits.max_scan) count = g_limits.max_scan;
     omap_t *m = as_dict(r);
     size_t i = omap_seek(m, cursor), end = i;
@@ -172,7 +173,8 @@ int cmd_dict_scan(req_t *r) {
         }
         end++;
     }
-    while (end < m->nents && !m->ents[end].item) end++;
+    while (end < m->nents && !m->ents[end].item)
+        end++;
     uint64_t next = end < m->nents ? m->ents[end].ord : 0;
     mpb__buf_t *b = reply_begin(r);
     mpb__w_array(b, 2);
@@ -225,7 +227,8 @@ int cmd_dict_update(req_t *r) {
 
 /* dict.pop KEY [DEFAULT] -> value | DEFAULT | ENOKEY */
 int cmd_dict_pop(req_t *r) {
-    if (r->argc > 2) return reply_error(r, MPB_EPROTO, "dict.pop takes 1 or 2 arguments, got %u", r->argc);
+    if (r->argc > 2)
+        return reply_error(r, MPB_EPROTO, "dict.pop takes 1 or 2 arguments, got %u", r->argc);
     const uint8_t *k, *d;
     size_t kn, dn;
     uint64_t h;
@@ -386,9 +389,9 @@ const uint8_t *dict_prefetch(const uint8_t *p, const uint8_t *end, int max) {
         const char *name;
         if (mpb__rd_span(&rd, &v, &vn)) break;
         mpb__rd_t q = {v, v + vn};
-        if (mpb__rd_array(&q, &len) || len < 4 || mpb__rd_uint(&q, &rid) ||
-            mpb__rd_uint(&q, &op) || !keyed_op(op) || mpb__rd_str(&q, &name, &nl) ||
-            mpb__rd_span(&q, &k, &kn) || !mpb__canon_is(k, kn))
+        if (mpb__rd_array(&q, &len) || len < 4 || mpb__rd_uint(&q, &rid) || mpb__rd_uint(&q, &op) ||
+            !keyed_op(op) || mpb__rd_str(&q, &name, &nl) || mpb__rd_span(&q, &k, &kn) ||
+            !mpb__canon_is(k, kn))
             continue;
         const obj_t *o = store_get(name, nl);
         if (!o || o->kind != KIND_DICT || !o->u.dict.idxcap) continue;
@@ -401,8 +404,10 @@ const uint8_t *dict_prefetch(const uint8_t *p, const uint8_t *end, int max) {
     for (int i = 0; i < n; i++) {
         const omap_t *m = a[i].m;
         uint64_t s = m->idx[a[i].hash & (m->idxcap - 1)];
-        if (s > 1) __builtin_prefetch(&m->ents[(uint32_t)s - 2]);
-        else a[i].m = NULL;
+        if (s > 1)
+            __builtin_prefetch(&m->ents[(uint32_t)s - 2]);
+        else
+            a[i].m = NULL;
     }
     for (int i = 0; i < n; i++) {
         const omap_t *m = a[i].m;

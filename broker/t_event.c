@@ -3,7 +3,6 @@
 
 #include "kind.h"
 
-
 /* event.set -> nil: wakes every waiter */
 int cmd_event_set(req_t *r) {
     event_t *e = &r->obj->u.event;

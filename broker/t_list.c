@@ -112,8 +112,8 @@ int cmd_list_set(req_t *r) {
 }
 
 /* Python's slice bounds for step 1. */
-static void slice_bounds(int64_t start, bool snil, int64_t stop, bool enil, size_t len,
-                         size_t *lo, size_t *hi) {
+static void slice_bounds(int64_t start, bool snil, int64_t stop, bool enil, size_t len, size_t *lo,
+                         size_t *hi) {
     int64_t n = (int64_t)len;
     int64_t a = snil ? 0 : start, b = enil ? n : stop;
     if (a < 0) a = a + n < 0 ? 0 : a + n;
@@ -188,7 +188,8 @@ int cmd_list_count(req_t *r) {
     size_t n;
     if (arg_canon(r, &v, &n)) return -1;
     uint64_t c = 0;
-    for (size_t i = 0; i < as_list(r)->len; i++) c += item_equals(deque_at(as_list(r), i), v, n);
+    for (size_t i = 0; i < as_list(r)->len; i++)
+        c += item_equals(deque_at(as_list(r), i), v, n);
     return reply_uint(r, c);
 }
 
@@ -242,8 +243,10 @@ static void msort(sortctx_t *c, blob_t **v, blob_t **tmp, size_t n) {
     if (c->err || cmp(c, v[h - 1], v[h]) <= 0) return;
     memcpy(tmp, v, h * sizeof *v);
     size_t i = 0, j = h, k = 0;
-    while (i < h && j < n) v[k++] = cmp(c, v[j], tmp[i]) < 0 ? v[j++] : tmp[i++];
-    while (i < h) v[k++] = tmp[i++];
+    while (i < h && j < n)
+        v[k++] = cmp(c, v[j], tmp[i]) < 0 ? v[j++] : tmp[i++];
+    while (i < h)
+        v[k++] = tmp[i++];
 }
 
 /* list.sort REVERSE -> nil | ETYPE (the list unchanged) */
@@ -254,11 +257,13 @@ int cmd_list_sort(req_t *r) {
     size_t n = d->len;
     if (n < 2) return reply_nil(r);
     blob_t **v = xmalloc(n * sizeof *v), **tmp = xmalloc(n * sizeof *tmp);
-    for (size_t i = 0; i < n; i++) v[i] = deque_at(d, i);
+    for (size_t i = 0; i < n; i++)
+        v[i] = deque_at(d, i);
     sortctx_t c = {.reverse = reverse};
     msort(&c, v, tmp, n);
     if (!c.err)
-        for (size_t i = 0; i < n; i++) *deque_ref(d, i) = v[i];
+        for (size_t i = 0; i < n; i++)
+            *deque_ref(d, i) = v[i];
     free(v);
     free(tmp);
     if (c.err) return reply_error(r, c.err, "%s", c.msg);

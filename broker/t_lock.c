@@ -46,8 +46,10 @@ void lock_grant_next(obj_t *o) {
         waiter_t *w = l->waiters.head;
         grant(o, w->sess, w->tid, w->count ? w->count : 1);
         if (w->cond && !w->timed_out) l->woken_by = w->cond;
-        if (w->cond) waiter_reply_bool(w, !w->timed_out);
-        else waiter_reply_int(w, (int64_t)l->fence);
+        if (w->cond)
+            waiter_reply_bool(w, !w->timed_out);
+        else
+            waiter_reply_int(w, (int64_t)l->fence);
         waiter_free(w);
     }
 }
@@ -140,8 +142,8 @@ static void lock_release_hold(sess_t *s, hold_t *h) {
     obj_t *o = h->obj;
     lockobj_t *l = as_lock(o);
     if (l->owner == s && l->tid == h->tid) {
-        log_kv(MPB_LOG_INFO, "released: its holder's session ended", "kind", kind_name(o->kind), "name",
-               o->name, "session", LOG_UINT(s->id), NULL);
+        log_kv(MPB_LOG_INFO, "released: its holder's session ended", "kind", kind_name(o->kind),
+               "name", o->name, "session", LOG_UINT(s->id), NULL);
         l->owner = NULL;
         l->tid = 0;
         l->count = 0;
@@ -160,8 +162,8 @@ static bool lock_busy_cond(const obj_t *o, char *why, size_t n) {
             co->u.cond.lock_kind != o->kind || co->u.cond.lock_namelen != o->namelen ||
             memcmp(co->u.cond.lock_name, o->name, o->namelen))
             continue;
-        snprintf(why, n, "condition/%s has %zu waiters that must take it back",
-                 co->name, co->u.cond.waiters.n);
+        snprintf(why, n, "condition/%s has %zu waiters that must take it back", co->name,
+                 co->u.cond.waiters.n);
         return true;
     }
     snprintf(why, n, "clients wait on a condition bound to it");
@@ -228,8 +230,8 @@ static void lock_fail_all(obj_t *o, int code, const char *msg) {
 }
 
 /* Lock and RLock differ in their ops (re-entry), not in their hooks. */
-#define LOCK_HOOKS                                                                                \
-    .size = lock_size, .describe = lock_describe, .busy = lock_busy, .fail_all = lock_fail_all, \
+#define LOCK_HOOKS                                                                                 \
+    .size = lock_size, .describe = lock_describe, .busy = lock_busy, .fail_all = lock_fail_all,    \
     .on_timeout = lock_on_timeout, .release_hold = lock_release_hold
 
 const kind_ops_t lock_ops = {.name = "lock", LOCK_HOOKS};

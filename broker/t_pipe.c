@@ -47,8 +47,8 @@ static int own_end(req_t *r, int e) {
 /* Whether end e of a one-way pipe may do what (sending: end 1; receiving: end 0). */
 static int direction_ok(req_t *r, int e, bool sending) {
     if (as_pipe(r)->duplex || (e == 1) == sending) return 0;
-    return reply_error(r, MPB_EINVAL, "end %d of the one-way pipe/%.*s only %s", e,
-                       (int)r->namelen, r->name, sending ? "receives" : "sends");
+    return reply_error(r, MPB_EINVAL, "end %d of the one-way pipe/%.*s only %s", e, (int)r->namelen,
+                       r->name, sending ? "receives" : "sends");
 }
 
 /* End e's parked polls learn that a recv would not block now. */

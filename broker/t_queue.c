@@ -56,7 +56,8 @@ static blob_t *untrack(queue_t *q, size_t i) {
 
 static void queue_free_deliveries(obj_t *o) {
     queue_t *q = &o->u.queue;
-    for (size_t i = 0; i < q->ndv; i++) free(q->dv[i].item);
+    for (size_t i = 0; i < q->ndv; i++)
+        free(q->dv[i].item);
     free(q->dv);
     q->dv = NULL;
     q->ndv = q->capdv = 0;
@@ -138,7 +139,8 @@ static void deliver(obj_t *o, blob_t *item, bool front) {
     if (q->getters.head) {
         waiter_t *g = q->getters.head;
         static const uint8_t no_wait_id[2] = {0, 0xc3}; /* 0, true */
-        persist_parked(g, g->with_id ? 2 : 1, g->with_id ? no_wait_id : no_wait, g->with_id ? 2 : 1);
+        persist_parked(g, g->with_id ? 2 : 1, g->with_id ? no_wait_id : no_wait,
+                       g->with_id ? 2 : 1);
         uint64_t id = tracked(q) ? track(o, g->sess, item) : 0;
         mpb__buf_t b = {0};
         write_item(&b, g->with_id, id, item);
@@ -149,8 +151,10 @@ static void deliver(obj_t *o, blob_t *item, bool front) {
         if (!id) free(item);
         return;
     }
-    if (front) deque_push_front(&q->items, item);
-    else deque_push_back(&q->items, item);
+    if (front)
+        deque_push_front(&q->items, item);
+    else
+        deque_push_back(&q->items, item);
 }
 
 static void queue_release_hold(sess_t *s, hold_t *h) {
@@ -197,8 +201,8 @@ int cmd_queue_put(req_t *r) {
     queue_t *q = as_queue(r);
     if (full(q) || q->putters.head) {
         if (timeout == 0)
-            return reply_error(r, MPB_EFULL, "queue/%.*s is full (maxsize %lld)",
-                               (int)r->namelen, r->name, (long long)q->maxsize);
+            return reply_error(r, MPB_EFULL, "queue/%.*s is full (maxsize %lld)", (int)r->namelen,
+                               r->name, (long long)q->maxsize);
         waiter_t *w = waiter_park(r, &q->putters, timeout);
         w->item = blob_new(v, n);
         if (q->joinable) q->unfinished++; /* counted when it enters, as Python does at put */
@@ -264,7 +268,8 @@ int cmd_queue_task_done(req_t *r) {
     bool named = r->argc > 0;
     if (named && arg_uint(r, "delivery id", &id)) return -1;
     size_t i = 0;
-    while (i < q->ndv && !(q->dv[i].sess == r->sess && (!named || q->dv[i].id == id))) i++;
+    while (i < q->ndv && !(q->dv[i].sess == r->sess && (!named || q->dv[i].id == id)))
+        i++;
     if (named && i == q->ndv)
         return reply_error(r, MPB_EVALUE,
                            "queue/%.*s has no item %llu handed to this session and not done",
@@ -281,8 +286,7 @@ int cmd_queue_task_done(req_t *r) {
                            (int)r->namelen, r->name);
     }
     if (!task || !q->joinable) return reply_nil(r);
-    if (tasks(q) <= 0)
-        return reply_error(r, MPB_EVALUE, "task_done() called too many times");
+    if (tasks(q) <= 0) return reply_error(r, MPB_EVALUE, "task_done() called too many times");
     q->unfinished--;
     if (tasks(q) == 0) {
         while (q->joiners.head) {
@@ -314,8 +318,7 @@ static void queue_on_timeout(waiter_t *w) {
         free(w->item);
         w->item = NULL;
         if (q->joinable) q->unfinished--;
-        waiter_reply_error(w, MPB_ETIMEDOUT, "queue/%s still full after the timeout",
-                           w->obj->name);
+        waiter_reply_error(w, MPB_ETIMEDOUT, "queue/%s still full after the timeout", w->obj->name);
     } else if (w->list == &q->getters) {
         waiter_reply_error(w, MPB_ETIMEDOUT, "queue/%s still empty after the timeout",
                            w->obj->name);

@@ -84,7 +84,8 @@ int cmd_sem_open(req_t *r) {
     if (arg_int_or_nil(r, "value", &value, &novalue)) return -1;
     nobound = mpb__rd_nil(&r->args) == 0;
     if (!nobound && arg_bool(r, "bounded", &bounded)) return -1;
-    if (!novalue && value < 0) return reply_error(r, MPB_EINVAL, "semaphore initial value must be >= 0");
+    if (!novalue && value < 0)
+        return reply_error(r, MPB_EINVAL, "semaphore initial value must be >= 0");
     if (s->initial < 0) s->initial = s->value = 1; /* new: store.c marks it with -1 */
     if ((!novalue && s->value_set && value != s->initial) ||
         (!nobound && s->bounded_set && bounded != s->bounded))
@@ -145,9 +146,10 @@ int cmd_sem_release(req_t *r) {
     sem_t *s = as_sem(r);
     int64_t room; /* below the bound; more than int64 holds when the subtraction overflows */
     if (s->bounded && !__builtin_sub_overflow(s->initial, s->value, &room) && n > room)
-        return reply_error(r, MPB_EVALUE, "semaphore/%.*s released too many times (value %lld, "
-                           "bound %lld)", (int)r->namelen, r->name, (long long)s->value,
-                           (long long)s->initial);
+        return reply_error(r, MPB_EVALUE,
+                           "semaphore/%.*s released too many times (value %lld, "
+                           "bound %lld)",
+                           (int)r->namelen, r->name, (long long)s->value, (long long)s->initial);
     if (__builtin_add_overflow(s->value, n, &sum))
         return reply_error(r, MPB_EOVERFLOW, "semaphore/%.*s: value %lld + %lld overflows int64",
                            (int)r->namelen, r->name, (long long)s->value, (long long)n);
@@ -192,8 +194,7 @@ static void sem_release_hold(sess_t *s, hold_t *h) {
     sem_t *sm = &o->u.sem;
     holders_take(sm, s, INT64_MAX);
     int64_t back;
-    if (__builtin_sub_overflow(sm->initial, sm->value, &back) || back > h->units)
-        back = h->units;
+    if (__builtin_sub_overflow(sm->initial, sm->value, &back) || back > h->units) back = h->units;
     if (back < 0) back = 0;
     sm->value += back;
     log_kv(MPB_LOG_INFO, "units given back: their holder's session ended", "kind", "semaphore",

@@ -4,7 +4,6 @@
 
 #include "kind.h"
 
-
 static const uint8_t zero_int[1] = {0};
 
 /* value.open INITIAL|nil -> the value (INITIAL, default 0, applies when it is new) */
@@ -36,12 +35,13 @@ int cmd_value_set(req_t *r) {
     return reply_nil(r);
 }
 
-/* value.add N [INT_ONLY] -> the new value. Integers stay integers (EOVERFLOW past int64); a float on
- * either side gives a float. ETYPE when the value is not a number. */
+/* value.add N [INT_ONLY] -> the new value. Integers stay integers (EOVERFLOW past int64); a float
+ * on either side gives a float. ETYPE when the value is not a number. */
 int cmd_value_add(req_t *r) {
     if (r->argc > 2) return reply_error(r, MPB_EPROTO, "value.add takes 1 or 2 arguments");
     blob_t *v = r->obj->u.value;
-    mpb__rd_t cur = v ? (mpb__rd_t){v->data, v->data + v->len} : (mpb__rd_t){zero_int, zero_int + 1};
+    mpb__rd_t cur =
+        v ? (mpb__rd_t){v->data, v->data + v->len} : (mpb__rd_t){zero_int, zero_int + 1};
     int ta = mpb__rd_type(&cur), tb = mpb__rd_type(&r->args);
     if ((ta != MPB__MT_INT && ta != MPB__MT_FLOAT) || (tb != MPB__MT_INT && tb != MPB__MT_FLOAT))
         return reply_error(r, MPB_ETYPE, "value.add needs numbers");
@@ -77,7 +77,6 @@ int cmd_value_add(req_t *r) {
     return reply_raw(r, enc, en);
 }
 
-
 /* ---- hooks ---- */
 
 static void value_free(obj_t *o) {
@@ -91,8 +90,10 @@ static uint64_t value_size(const obj_t *o) {
 
 static uint32_t value_describe(const obj_t *o, mpb__buf_t *b) {
     mpb__w_cstr(b, "value");
-    if (o->u.value) mpb__w_raw(b, o->u.value->data, o->u.value->len);
-    else mpb__w_int(b, 0);
+    if (o->u.value)
+        mpb__w_raw(b, o->u.value->data, o->u.value->len);
+    else
+        mpb__w_int(b, 0);
     return 1;
 }
 

@@ -7,7 +7,7 @@
 #include "util.h"
 
 #define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = (unsigned)mpb__hash((keyptr), (keylen)))
-#define uthash_malloc(sz) xmalloc(sz) /* cannot fail: see util.h */
+#define uthash_malloc(sz)                    xmalloc(sz) /* cannot fail: see util.h */
 #include <uthash.h>
 
 #endif

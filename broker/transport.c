@@ -46,8 +46,8 @@
 
 typedef struct conn {
     bool open, sess, shut;
-    bool proven; /* a message came through CURVE: it holds the key (never under NULL) */
-    int prev, next; /* the unproven list, oldest first, by descriptor (-1: none) */
+    bool proven;      /* a message came through CURVE: it holds the key (never under NULL) */
+    int prev, next;   /* the unproven list, oldest first, by descriptor (-1: none) */
     uint8_t addr[16]; /* IPv6, or IPv4-mapped; all zero for ipc:// */
     uint16_t port;    /* with addr, names the TCP connection: checked before a shutdown */
     int64_t since_ms; /* accept, or the end of its session */
@@ -66,7 +66,7 @@ struct transport {
     bool any_curve, any_plain, tcp_curve;
     conn_t *conns; /* by descriptor */
     size_t nconns_cap, nopen, nunauth;
-    int oldest, newest; /* the unproven list: connections without a session nor the key */
+    int oldest, newest;  /* the unproven list: connections without a session nor the key */
     addr_count_t *addrs; /* uthash by addr */
     size_t max_open, max_unauth, per_peer;
     uint64_t refused, curve_denied, idle_closed;
@@ -98,7 +98,8 @@ static size_t raise_nofile(void) {
         if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
             log_kv(MPB_LOG_DEBUG, "descriptor limit raised", "from", LOG_UINT(was), "to",
                    LOG_UINT(rl.rlim_cur), NULL);
-        else getrlimit(RLIMIT_NOFILE, &rl);
+        else
+            getrlimit(RLIMIT_NOFILE, &rl);
     }
     return rl.rlim_cur == RLIM_INFINITY ? (size_t)1 << 20 : (size_t)rl.rlim_cur;
 }
@@ -109,7 +110,8 @@ static conn_t *conn_at(transport_t *t, int fd) {
     if (fd < 0) return NULL;
     if ((size_t)fd >= t->nconns_cap) {
         size_t cap = t->nconns_cap ? t->nconns_cap : 256;
-        while (cap <= (size_t)fd) cap *= 2;
+        while (cap <= (size_t)fd)
+            cap *= 2;
         t->conns = xrealloc(t->conns, cap * sizeof *t->conns);
         memset(t->conns + t->nconns_cap, 0, (cap - t->nconns_cap) * sizeof *t->conns);
         t->nconns_cap = cap;
@@ -143,26 +145,35 @@ static void unauth_add(transport_t *t, conn_t *c) {
     int fd = (int)(c - t->conns);
     c->prev = t->newest;
     c->next = -1;
-    if (t->newest >= 0) t->conns[t->newest].next = fd;
-    else t->oldest = fd;
+    if (t->newest >= 0)
+        t->conns[t->newest].next = fd;
+    else
+        t->oldest = fd;
     t->newest = fd;
 }
 
 static void unauth_del(transport_t *t, conn_t *c) {
     t->nunauth--;
     addr_dec(t, c->addr);
-    if (c->prev >= 0) t->conns[c->prev].next = c->next;
-    else t->oldest = c->next;
-    if (c->next >= 0) t->conns[c->next].prev = c->prev;
-    else t->newest = c->prev;
+    if (c->prev >= 0)
+        t->conns[c->prev].next = c->next;
+    else
+        t->oldest = c->next;
+    if (c->next >= 0)
+        t->conns[c->next].prev = c->prev;
+    else
+        t->newest = c->prev;
     c->prev = c->next = -1;
 }
 
 static void addr_text(const uint8_t a[16], char *out, size_t n) {
     static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, none[16] = {0};
-    if (!memcmp(a, none, 16)) snprintf(out, n, "unknown"); /* gone before we asked, or ipc */
-    else if (!memcmp(a, v4, 12)) inet_ntop(AF_INET, a + 12, out, (socklen_t)n);
-    else inet_ntop(AF_INET6, a, out, (socklen_t)n);
+    if (!memcmp(a, none, 16))
+        snprintf(out, n, "unknown"); /* gone before we asked, or ipc */
+    else if (!memcmp(a, v4, 12))
+        inet_ntop(AF_INET, a + 12, out, (socklen_t)n);
+    else
+        inet_ntop(AF_INET6, a, out, (socklen_t)n);
 }
 
 static void peer_addr(int fd, uint8_t out[16], uint16_t *port) {
@@ -311,8 +322,10 @@ void transport_conn_session(transport_t *t, int fd, bool has) {
     bool was = unproven(c);
     c->sess = has;
     if (!has) c->since_ms = now_ms();
-    if (was && !unproven(c)) unauth_del(t, c);
-    else if (!was && unproven(c)) unauth_add(t, c);
+    if (was && !unproven(c))
+        unauth_del(t, c);
+    else if (!was && unproven(c))
+        unauth_add(t, c);
 }
 
 void transport_sweep(transport_t *t, int64_t now) {
@@ -343,10 +356,9 @@ int64_t transport_acked(int fd) {
     return (int64_t)ti.tcpi_bytes_acked;
 }
 
-int transport_output_check(transport_t *t, int fd, uint64_t sent, int64_t acked0,
-                           int64_t *seen, int64_t *since_ms, const char *who) {
-    if (!t || !g_limits.max_output || acked0 < 0 || fd < 0 || (size_t)fd >= t->nconns_cap)
-        return 0;
+int transport_output_check(transport_t *t, int fd, uint64_t sent, int64_t acked0, int64_t *seen,
+                           int64_t *since_ms, const char *who) {
+    if (!t || !g_limits.max_output || acked0 < 0 || fd < 0 || (size_t)fd >= t->nconns_cap) return 0;
     conn_t *c = &t->conns[fd];
     int64_t acked = transport_acked(fd);
     if (!c->open || c->shut || acked < 0) return 0;
@@ -451,18 +463,23 @@ static void zap_handle(transport_t *t) {
                 break;
             }
             more = zmq_msg_more(&m);
-            if (n < 8) part[n++] = m;
-            else zmq_msg_close(&m);
+            if (n < 8)
+                part[n++] = m;
+            else
+                zmq_msg_close(&m);
         }
         const char *mech = n >= 6 ? zmq_msg_data(&part[5]) : "";
         size_t mechlen = n >= 6 ? zmq_msg_size(&part[5]) : 0;
         bool ok = false;
         char a[64] = "";
         uint8_t bin[16] = {0};
-        if (n >= 4) snprintf(a, sizeof a, "%.*s", (int)zmq_msg_size(&part[3]),
-                             (const char *)zmq_msg_data(&part[3]));
-        if (inet_pton(AF_INET, a, bin + 12) == 1) bin[10] = bin[11] = 0xff;
-        else inet_pton(AF_INET6, a, bin);
+        if (n >= 4)
+            snprintf(a, sizeof a, "%.*s", (int)zmq_msg_size(&part[3]),
+                     (const char *)zmq_msg_data(&part[3]));
+        if (inet_pton(AF_INET, a, bin + 12) == 1)
+            bin[10] = bin[11] = 0xff;
+        else
+            inet_pton(AF_INET6, a, bin);
         if (n >= 7 && mechlen == 5 && !memcmp(mech, "CURVE", 5)) {
             ok = zmq_msg_size(&part[6]) == MPB__CURVE_LEN &&
                  CRYPTO_memcmp(zmq_msg_data(&part[6]), t->keys.client_pub, MPB__CURVE_LEN) == 0;
@@ -478,7 +495,8 @@ static void zap_handle(transport_t *t) {
             g_auth_failures++;
             log_auth_failure(t, bin, "its CURVE key is not the client key of this authkey");
         }
-        for (int k = 0; k < n; k++) zmq_msg_close(&part[k]);
+        for (int k = 0; k < n; k++)
+            zmq_msg_close(&part[k]);
     }
 }
 
@@ -521,7 +539,7 @@ transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, si
     }
 
     size_t nofile = raise_nofile();
-    t->max_open = g_limits.max_connections ? g_limits.max_connections
+    t->max_open = g_limits.max_connections  ? g_limits.max_connections
                   : nofile > 2 * FD_RESERVE ? nofile - FD_RESERVE
                                             : nofile / 2;
     /* A peer without a session can declare one message up to ZMQ_MAXMSGSIZE and send all
@@ -576,8 +594,8 @@ int transport_bind(transport_t *t, const char *endpoint, int enc) {
     t->any_curve |= curve;
     t->any_plain |= !curve;
     t->tcp_curve |= curve && !strncmp(endpoint, "tcp://", 6);
-    log_kv(MPB_LOG_INFO, curve ? "encryption on (ZeroMQ CURVE, keys derived from the authkey)"
-                           : "encryption off",
+    log_kv(MPB_LOG_INFO,
+           curve ? "encryption on (ZeroMQ CURVE, keys derived from the authkey)" : "encryption off",
            "endpoint", endpoint, "mechanism", mode_name(curve), NULL);
     return 0;
 }

@@ -35,8 +35,8 @@ int64_t transport_acked(int fd);
  * when; a reading client catching up with a burst); 2 when it has been over with nothing
  * acknowledged for a second, or is over twice max-output plus max-batch-reply: the connection
  * is then shut (its session is kept), logged with who and counted. */
-int transport_output_check(transport_t *t, int fd, uint64_t sent, int64_t acked0,
-                           int64_t *seen, int64_t *since_ms, const char *who);
+int transport_output_check(transport_t *t, int fd, uint64_t sent, int64_t acked0, int64_t *seen,
+                           int64_t *since_ms, const char *who);
 extern uint64_t g_output_closed;
 /* The connection with descriptor fd (ZMQ_SRCFD of its message) has a session now, or not. */
 void transport_conn_session(transport_t *t, int fd, bool has);

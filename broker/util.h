@@ -23,7 +23,6 @@ _Noreturn void fatal(const char *what);
 /* The buffer's space is ours to grow: wraps mpb__buf_reserve and aborts on failure. */
 void bbuf_ensure(mpb__buf_t *b);
 
-
 /* A value as stored: its msgpack bytes with their length in front, one allocation. */
 typedef struct blob {
     uint32_t len;

@@ -77,8 +77,10 @@ static void list_add(wlist_t *l, waiter_t *w) {
     w->list = l;
     w->next = NULL;
     w->prev = l->tail;
-    if (l->tail) l->tail->next = w;
-    else l->head = w;
+    if (l->tail)
+        l->tail->next = w;
+    else
+        l->head = w;
     l->tail = w;
     l->n++;
 }
@@ -86,10 +88,14 @@ static void list_add(wlist_t *l, waiter_t *w) {
 static void list_del(waiter_t *w) {
     wlist_t *l = w->list;
     if (!l) return;
-    if (w->prev) w->prev->next = w->next;
-    else l->head = w->next;
-    if (w->next) w->next->prev = w->prev;
-    else l->tail = w->prev;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        l->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        l->tail = w->prev;
     l->n--;
     w->list = NULL;
     w->next = w->prev = NULL;
@@ -201,7 +207,8 @@ void wlist_fail_one(wlist_t *l, int code, const char *msg) {
 }
 
 void wlist_fail(wlist_t *l, int code, const char *msg) {
-    while (l->head) wlist_fail_one(l, code, msg);
+    while (l->head)
+        wlist_fail_one(l, code, msg);
 }
 
 bool wlist_busy(const wlist_t *l, char *why, size_t n) {
@@ -233,7 +240,8 @@ void waiter_expire(int64_t now) {
 
 void waiter_describe(mpb__buf_t *b, const wlist_t *const *lists, size_t n) {
     size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += lists[i]->n;
+    for (size_t i = 0; i < n; i++)
+        total += lists[i]->n;
     mpb__w_cstr(b, "waiting");
     mpb__w_array(b, (uint32_t)total);
     for (size_t i = 0; i < n; i++)

@@ -13,17 +13,17 @@ struct waiter {
     unsigned op;
     obj_t *obj;
     wlist_t *list;
-    waiter_t *next, *prev; /* in list */
+    waiter_t *next, *prev;    /* in list */
     LIST_ENTRY(waiter) slink; /* in sess->waiters */
-    int64_t deadline; /* INT64_MAX: none */
-    size_t heap;      /* position in the timer heap + 1; 0: not in it */
-    blob_t *item;     /* queue.put: the item */
-    uint64_t tid;     /* lock owner thread id */
-    int64_t count;    /* rlock recursion to restore (condition.wait) */
-    bool timed_out;   /* condition.wait: re-acquiring after a timeout */
-    obj_t *cond;      /* condition.wait: the condition waited on */
-    uint64_t parked_ns; /* when it was parked (CLOCK_MONOTONIC): its latency when answered */
-    bool with_id;       /* queue.get: answer [delivery id, item] */
+    int64_t deadline;         /* INT64_MAX: none */
+    size_t heap;              /* position in the timer heap + 1; 0: not in it */
+    blob_t *item;             /* queue.put: the item */
+    uint64_t tid;             /* lock owner thread id */
+    int64_t count;            /* rlock recursion to restore (condition.wait) */
+    bool timed_out;           /* condition.wait: re-acquiring after a timeout */
+    obj_t *cond;              /* condition.wait: the condition waited on */
+    uint64_t parked_ns;       /* when it was parked (CLOCK_MONOTONIC): its latency when answered */
+    bool with_id;             /* queue.get: answer [delivery id, item] */
     /* Answers it at its deadline, and frees or moves it: its kind's on_timeout, or the
      * pool's for the pool's waiters (which are on no object). */
     void (*on_timeout)(waiter_t *w);

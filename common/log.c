@@ -2,7 +2,8 @@
  * their own keys, in logfmt or JSON, so that log tools can filter on them:
  *
  *   ts=2026-12-04T19:38:28.123Z level=warn msg="authentication failed" peer=006b8b4568
- *   {"ts":"2026-12-04T19:38:28.123Z","level":"warn","msg":"authentication failed","peer":"006b8b4568"}
+ *   {"ts":"2026-12-04T19:38:28.123Z","level":"warn","msg":"authentication
+ * failed","peer":"006b8b4568"}
  *
  * A line is built in one buffer and written with one call, so lines never interleave. Field
  * values are strings (numbers too, as LOG_INT writes them), in JSON as well. The authkey never
@@ -29,7 +30,7 @@ static const char *const names[] = {"debug", "info", "warn", "error"};
 
 #define MSG_MAX    1024 /* bytes of a message; longer ones, and longer values, end in "..." */
 #define VALUE_MAX  256  /* bytes of one field value */
-#define FIELDS_MAX 16 /* fields after these are dropped */
+#define FIELDS_MAX 16   /* fields after these are dropped */
 /* Room for the worst case, every byte escaped as \u00XX, so that a line is never cut. */
 #define LINE_MAX_BYTES (96 + 6 * MSG_MAX + FIELDS_MAX * (70 + 6 * VALUE_MAX + 8) + 8)
 

@@ -29,9 +29,12 @@ static bool canon_rec(mpb__rd_t *r, mpb__buf_t *out) {
         uint64_t u;
         uint8_t t[9];
         size_t tl;
-        if (mpb__rd_int(r, &v) == 0) tl = mpb__enc_int(t, v);
-        else if (mpb__rd_uint(r, &u) == 0) tl = mpb__enc_uint(t, u);
-        else return false;
+        if (mpb__rd_int(r, &v) == 0)
+            tl = mpb__enc_int(t, v);
+        else if (mpb__rd_uint(r, &u) == 0)
+            tl = mpb__enc_uint(t, u);
+        else
+            return false;
         if (!out) return (size_t)(r->p - start) == tl && memcmp(start, t, tl) == 0;
         mpb__w_raw(out, t, tl);
         return true;
@@ -282,9 +285,12 @@ void mpb__mp_sample(const uint8_t *v, size_t n, char *out, size_t outlen) {
     const char *s;
     uint32_t sl;
     const uint8_t *b;
-    if (mpb__rd_int(&r, &i) == 0) snprintf(out, outlen, "%lld", (long long)i);
-    else if (mpb__rd_uint(&r, &u) == 0) snprintf(out, outlen, "%llu", (unsigned long long)u);
-    else if (mpb__rd_double(&r, &d) == 0) float_sample(d, out, outlen);
+    if (mpb__rd_int(&r, &i) == 0)
+        snprintf(out, outlen, "%lld", (long long)i);
+    else if (mpb__rd_uint(&r, &u) == 0)
+        snprintf(out, outlen, "%llu", (unsigned long long)u);
+    else if (mpb__rd_double(&r, &d) == 0)
+        float_sample(d, out, outlen);
     else if (mpb__rd_str(&r, &s, &sl) == 0) {
         size_t k = 0;
         out[k++] = '"';
@@ -292,6 +298,8 @@ void mpb__mp_sample(const uint8_t *v, size_t n, char *out, size_t outlen) {
             out[k++] = (s[j] >= ' ' && s[j] <= '~') ? s[j] : '?';
         if (k + 1 < outlen) out[k++] = '"';
         out[k < outlen ? k : outlen - 1] = 0;
-    } else if (mpb__rd_bin(&r, &b, &sl) == 0) snprintf(out, outlen, "<%u bytes>", sl);
-    else snprintf(out, outlen, "<%s>", tname(&r));
+    } else if (mpb__rd_bin(&r, &b, &sl) == 0)
+        snprintf(out, outlen, "<%u bytes>", sl);
+    else
+        snprintf(out, outlen, "<%s>", tname(&r));
 }

@@ -41,7 +41,8 @@ void mpb__w_raw(mpb__buf_t *b, const void *p, size_t n) {
 }
 
 static void put_be(uint8_t *o, uint64_t v, int n) {
-    for (int i = 0; i < n; i++) o[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+    for (int i = 0; i < n; i++)
+        o[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
 }
 
 static void w_hdr(mpb__buf_t *b, uint8_t tag, uint64_t v, int n) {
@@ -143,9 +144,12 @@ static void w_strhdr(mpb__buf_t *b, size_t n) {
     if (n <= 31) {
         uint8_t t = (uint8_t)(0xa0 | n);
         mpb__w_raw(b, &t, 1);
-    } else if (n <= 0xff) w_hdr(b, 0xd9, n, 1);
-    else if (n <= 0xffff) w_hdr(b, 0xda, n, 2);
-    else w_hdr(b, 0xdb, n, 4);
+    } else if (n <= 0xff)
+        w_hdr(b, 0xd9, n, 1);
+    else if (n <= 0xffff)
+        w_hdr(b, 0xda, n, 2);
+    else
+        w_hdr(b, 0xdb, n, 4);
 }
 void mpb__w_str(mpb__buf_t *b, const char *s, size_t n) {
     if (w_toolong(b, n)) return;
@@ -156,9 +160,12 @@ void mpb__w_cstr(mpb__buf_t *b, const char *s) {
     mpb__w_str(b, s, strlen(s));
 }
 static void w_binhdr(mpb__buf_t *b, size_t n) {
-    if (n <= 0xff) w_hdr(b, 0xc4, n, 1);
-    else if (n <= 0xffff) w_hdr(b, 0xc5, n, 2);
-    else w_hdr(b, 0xc6, n, 4);
+    if (n <= 0xff)
+        w_hdr(b, 0xc4, n, 1);
+    else if (n <= 0xffff)
+        w_hdr(b, 0xc5, n, 2);
+    else
+        w_hdr(b, 0xc6, n, 4);
 }
 void mpb__w_bin(mpb__buf_t *b, const void *p, size_t n) {
     if (w_toolong(b, n)) return;
@@ -169,22 +176,27 @@ void mpb__w_array(mpb__buf_t *b, uint32_t n) {
     if (n <= 15) {
         uint8_t t = (uint8_t)(0x90 | n);
         mpb__w_raw(b, &t, 1);
-    } else if (n <= 0xffff) w_hdr(b, 0xdc, n, 2);
-    else w_hdr(b, 0xdd, n, 4);
+    } else if (n <= 0xffff)
+        w_hdr(b, 0xdc, n, 2);
+    else
+        w_hdr(b, 0xdd, n, 4);
 }
 void mpb__w_map(mpb__buf_t *b, uint32_t n) {
     if (n <= 15) {
         uint8_t t = (uint8_t)(0x80 | n);
         mpb__w_raw(b, &t, 1);
-    } else if (n <= 0xffff) w_hdr(b, 0xde, n, 2);
-    else w_hdr(b, 0xdf, n, 4);
+    } else if (n <= 0xffff)
+        w_hdr(b, 0xde, n, 2);
+    else
+        w_hdr(b, 0xdf, n, 4);
 }
 
 /* ---- reader ---- */
 
 static uint64_t get_be(const uint8_t *p, int n) {
     uint64_t v = 0;
-    for (int i = 0; i < n; i++) v = (v << 8) | p[i];
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -201,16 +213,36 @@ int mpb__rd_type(const mpb__rd_t *r) {
     if (b <= 0xbf) return MPB__MT_STR;
     switch (b) {
     case 0xc0: return MPB__MT_NIL;
-    case 0xc2: case 0xc3: return MPB__MT_BOOL;
-    case 0xc4: case 0xc5: case 0xc6: return MPB__MT_BIN;
-    case 0xc7: case 0xc8: case 0xc9: case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
-        return MPB__MT_EXT;
-    case 0xca: case 0xcb: return MPB__MT_FLOAT;
-    case 0xcc: case 0xcd: case 0xce: case 0xcf: case 0xd0: case 0xd1: case 0xd2: case 0xd3:
-        return MPB__MT_INT;
-    case 0xd9: case 0xda: case 0xdb: return MPB__MT_STR;
-    case 0xdc: case 0xdd: return MPB__MT_ARRAY;
-    case 0xde: case 0xdf: return MPB__MT_MAP;
+    case 0xc2:
+    case 0xc3: return MPB__MT_BOOL;
+    case 0xc4:
+    case 0xc5:
+    case 0xc6: return MPB__MT_BIN;
+    case 0xc7:
+    case 0xc8:
+    case 0xc9:
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8: return MPB__MT_EXT;
+    case 0xca:
+    case 0xcb: return MPB__MT_FLOAT;
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf:
+    case 0xd0:
+    case 0xd1:
+    case 0xd2:
+    case 0xd3: return MPB__MT_INT;
+    case 0xd9:
+    case 0xda:
+    case 0xdb: return MPB__MT_STR;
+    case 0xdc:
+    case 0xdd: return MPB__MT_ARRAY;
+    case 0xde:
+    case 0xdf: return MPB__MT_MAP;
     default: return MPB__MT_BAD;
     }
 }
@@ -347,10 +379,14 @@ static int rd_len(mpb__rd_t *r, uint8_t fix_lo, uint8_t fix_hi, uint8_t fixmask,
         r->p++;
         return 0;
     }
-    if (t8 && b == t8) hl = 1;
-    else if (b == t16) hl = 2;
-    else if (b == t32) hl = 4;
-    else return MPB_ETYPE;
+    if (t8 && b == t8)
+        hl = 1;
+    else if (b == t16)
+        hl = 2;
+    else if (b == t32)
+        hl = 4;
+    else
+        return MPB_ETYPE;
     if (!has(r, (size_t)hl + 1)) return MPB_EPROTO;
     *n = (uint32_t)get_be(r->p + 1, hl);
     r->p += hl + 1;

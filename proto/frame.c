@@ -31,7 +31,8 @@ void mpb__frame_header(uint8_t *out, uint8_t type, uint64_t seq) {
     out[1] = 'B';
     out[2] = MPB__PROTO_VERSION;
     out[3] = type;
-    for (int i = 0; i < 8; i++) out[4 + i] = (uint8_t)(seq >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        out[4 + i] = (uint8_t)(seq >> (56 - 8 * i));
 }
 
 int mpb__seq_accept(uint64_t *last, uint64_t seq) {
@@ -40,8 +41,8 @@ int mpb__seq_accept(uint64_t *last, uint64_t seq) {
     return 0;
 }
 
-int mpb__frame_parse(const uint8_t *buf, size_t len, size_t max_frame, mpb__frame_t *f,
-                     char *err, size_t errlen) {
+int mpb__frame_parse(const uint8_t *buf, size_t len, size_t max_frame, mpb__frame_t *f, char *err,
+                     size_t errlen) {
     if (len > max_frame) {
         snprintf(err, errlen, "frame of %zu bytes > max_frame %zu", len, max_frame);
         return MPB_ETOOBIG;
@@ -66,7 +67,8 @@ int mpb__frame_parse(const uint8_t *buf, size_t len, size_t max_frame, mpb__fram
         return MPB_EPROTO;
     }
     f->seq = 0;
-    for (int i = 0; i < 8; i++) f->seq = (f->seq << 8) | buf[4 + i];
+    for (int i = 0; i < 8; i++)
+        f->seq = (f->seq << 8) | buf[4 + i];
     f->body = buf + MPB__HDR_LEN;
     f->bodylen = len - MPB__HDR_LEN;
     f->mac = NULL;

@@ -59,7 +59,8 @@ static inline __attribute__((always_inline)) uint64_t sip(const uint8_t k[16], c
     for (; p != end; p += 8) {
         uint64_t m = rd64(p);
         v3 ^= m;
-        for (int i = 0; i < c; i++) SIPROUND;
+        for (int i = 0; i < c; i++)
+            SIPROUND;
         v0 ^= m;
     }
     switch (n & 7) {
@@ -73,15 +74,16 @@ static inline __attribute__((always_inline)) uint64_t sip(const uint8_t k[16], c
     case 0: break;
     }
     v3 ^= b;
-    for (int i = 0; i < c; i++) SIPROUND;
+    for (int i = 0; i < c; i++)
+        SIPROUND;
     v0 ^= b;
     v2 ^= 0xff;
-    for (int i = 0; i < d; i++) SIPROUND;
+    for (int i = 0; i < d; i++)
+        SIPROUND;
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-uint64_t mpb__siphash(const uint8_t key[16], const void *data, size_t n, int crounds,
-                      int drounds) {
+uint64_t mpb__siphash(const uint8_t key[16], const void *data, size_t n, int crounds, int drounds) {
     return sip(key, data, n, crounds, drounds);
 }
 

@@ -52,8 +52,8 @@ static bool group_is_how(const struct stat *st) {
     return false;
 }
 
-int mpb__key_file_read(const char *what, const char *path, uint8_t **key, size_t *len,
-                       char *err, size_t errlen, char *warn, size_t warnlen) {
+int mpb__key_file_read(const char *what, const char *path, uint8_t **key, size_t *len, char *err,
+                       size_t errlen, char *warn, size_t warnlen) {
     *key = NULL;
     *len = 0;
     if (warn && warnlen) warn[0] = 0;
@@ -103,7 +103,8 @@ int mpb__key_file_read(const char *what, const char *path, uint8_t **key, size_t
         n += (size_t)r;
     }
     close(fd);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
     int rc = 0;
     if (rerr) {
         snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(rerr));

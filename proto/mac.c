@@ -56,7 +56,8 @@ int mpb__mac_sign(mpb__mac_t *m, const uint8_t *data, size_t n, uint8_t out[MPB_
     if (EVP_MAC_init(m->ctx, NULL, 0, NULL) != 1 || EVP_MAC_update(m->ctx, data, n) != 1 ||
         EVP_MAC_final(m->ctx, full, &olen, sizeof full) != 1)
         return MPB_ENOMEM;
-    for (int i = 0; i < MPB__MAC_LEN; i++) out[i] = full[i];
+    for (int i = 0; i < MPB__MAC_LEN; i++)
+        out[i] = full[i];
     return 0;
 }
 

@@ -19,7 +19,7 @@
 #define MPB__TOKEN_LEN     16
 #define MPB__MAX_DEPTH     32
 /* A whole frame's body: its own arrays (request, tasks, task, call) around such values. */
-#define MPB__FRAME_DEPTH   (MPB__MAX_DEPTH + 4)
+#define MPB__FRAME_DEPTH (MPB__MAX_DEPTH + 4)
 
 enum {
     MPB__T_HELLO = 1,     /* client -> broker, plain */
@@ -65,8 +65,8 @@ static inline bool mpb__type_sealed(uint8_t t) {
 
 /* Checks size, magic, version and type and splits the frame. Returns 0, MPB_ETOOBIG or
  * MPB_EPROTO with a reason in err. Does not check the MAC. */
-int mpb__frame_parse(const uint8_t *buf, size_t len, size_t max_frame, mpb__frame_t *f,
-                     char *err, size_t errlen);
+int mpb__frame_parse(const uint8_t *buf, size_t len, size_t max_frame, mpb__frame_t *f, char *err,
+                     size_t errlen);
 /* Writes the 12-byte header. */
 void mpb__frame_header(uint8_t *out, uint8_t type, uint64_t seq);
 /* The replay gate of a sealed frame, on both sides: seq must be greater than *last, the last
@@ -111,8 +111,18 @@ typedef struct mpb__rd {
     const uint8_t *p, *end;
 } mpb__rd_t;
 
-enum { MPB__MT_NIL, MPB__MT_BOOL, MPB__MT_INT, MPB__MT_FLOAT, MPB__MT_STR, MPB__MT_BIN,
-       MPB__MT_ARRAY, MPB__MT_MAP, MPB__MT_EXT, MPB__MT_BAD };
+enum {
+    MPB__MT_NIL,
+    MPB__MT_BOOL,
+    MPB__MT_INT,
+    MPB__MT_FLOAT,
+    MPB__MT_STR,
+    MPB__MT_BIN,
+    MPB__MT_ARRAY,
+    MPB__MT_MAP,
+    MPB__MT_EXT,
+    MPB__MT_BAD
+};
 
 /* The type of the next value, MPB__MT_BAD at the end or on a reserved byte. */
 int mpb__rd_type(const mpb__rd_t *r);
@@ -162,8 +172,7 @@ void mpb__mp_sample(const uint8_t *v, size_t n, char *out, size_t outlen);
 extern uint8_t mpb__hash_key[16];
 int mpb__hash_init(void);
 uint64_t mpb__hash(const void *p, size_t n);
-uint64_t mpb__siphash(const uint8_t key[16], const void *data, size_t n, int crounds,
-                      int drounds);
+uint64_t mpb__siphash(const uint8_t key[16], const void *data, size_t n, int crounds, int drounds);
 
 /* ---- authentication ---- */
 
@@ -211,8 +220,8 @@ int mpb__b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen);
  * regular file that group or others can write; a file they can read, and a key shorter than
  * MPB__KEY_MIN_LEN bytes, give a warning in warn ("" if none; several joined by "; "; warn may
  * be NULL). Returns 0, MPB_EINVAL (err says why) or MPB_ENOMEM. */
-int mpb__key_file_read(const char *what, const char *path, uint8_t **key, size_t *len,
-                       char *err, size_t errlen, char *warn, size_t warnlen);
+int mpb__key_file_read(const char *what, const char *path, uint8_t **key, size_t *len, char *err,
+                       size_t errlen, char *warn, size_t warnlen);
 /* Appends the warning for a key of len bytes to warn, if it is shorter than MPB__KEY_MIN_LEN. */
 void mpb__key_check_len(size_t len, char *warn, size_t warnlen);
 

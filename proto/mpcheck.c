@@ -9,7 +9,8 @@ static long need(const uint8_t *p, const uint8_t *end, size_t n) {
 
 static uint64_t be(const uint8_t *p, int n) {
     uint64_t v = 0;
-    for (int i = 0; i < n; i++) v = (v << 8) | p[i];
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -42,37 +43,52 @@ static const uint8_t *check1(const uint8_t *p, const uint8_t *end, int max_depth
             skip = b & 0x1f;
         } else {
             switch (b) {
-            case 0xc0: case 0xc2: case 0xc3: continue;
+            case 0xc0:
+            case 0xc2:
+            case 0xc3: continue;
             case 0xc1: return NULL;
-            case 0xc4: case 0xd9: hl = 1; break;
-            case 0xc5: case 0xda: hl = 2; break;
-            case 0xc6: case 0xdb: hl = 4; break;
+            case 0xc4:
+            case 0xd9: hl = 1; break;
+            case 0xc5:
+            case 0xda: hl = 2; break;
+            case 0xc6:
+            case 0xdb: hl = 4; break;
             case 0xc7: hl = 1; break; /* ext8: length, then type byte */
             case 0xc8: hl = 2; break;
             case 0xc9: hl = 4; break;
             case 0xca: skip = 4; break;
             case 0xcb: skip = 8; break;
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xce: case 0xd2: skip = 4; break;
-            case 0xcf: case 0xd3: skip = 8; break;
+            case 0xcc:
+            case 0xd0: skip = 1; break;
+            case 0xcd:
+            case 0xd1: skip = 2; break;
+            case 0xce:
+            case 0xd2: skip = 4; break;
+            case 0xcf:
+            case 0xd3: skip = 8; break;
             case 0xd4: skip = 2; break;
             case 0xd5: skip = 3; break;
             case 0xd6: skip = 5; break;
             case 0xd7: skip = 9; break;
             case 0xd8: skip = 17; break;
-            case 0xdc: case 0xde: hl = 2; break;
-            case 0xdd: case 0xdf: hl = 4; break;
+            case 0xdc:
+            case 0xde: hl = 2; break;
+            case 0xdd:
+            case 0xdf: hl = 4; break;
             default: return NULL;
             }
             if (hl) {
                 if (need(p, end, (size_t)hl) < 0) return NULL;
                 uint64_t n = be(p, hl);
                 p += hl;
-                if (b == 0xdc || b == 0xdd) children = n, coll = true;
-                else if (b == 0xde || b == 0xdf) children = n * 2, coll = true;
-                else if (b >= 0xc7 && b <= 0xc9) skip = n + 1;
-                else skip = n;
+                if (b == 0xdc || b == 0xdd)
+                    children = n, coll = true;
+                else if (b == 0xde || b == 0xdf)
+                    children = n * 2, coll = true;
+                else if (b >= 0xc7 && b <= 0xc9)
+                    skip = n + 1;
+                else
+                    skip = n;
             }
         }
         if (skip) {
@@ -95,14 +111,22 @@ static long scalar_len(const uint8_t *p, size_t n) {
     uint8_t b = p[0];
     size_t l;
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return 1;
-    if (b >= 0xa0 && b <= 0xbf) l = 1 + (size_t)(b & 0x1f);
-    else if (b == 0xc4 || b == 0xd9) l = n >= 2 ? 2 + (size_t)p[1] : SIZE_MAX;
-    else if (b == 0xc5 || b == 0xda) l = n >= 3 ? 3 + (size_t)be(p + 1, 2) : SIZE_MAX;
-    else if (b == 0xcc || b == 0xd0) l = 2;
-    else if (b == 0xcd || b == 0xd1) l = 3;
-    else if (b == 0xca || b == 0xce || b == 0xd2) l = 5;
-    else if (b == 0xcb || b == 0xcf || b == 0xd3) l = 9;
-    else return -2;
+    if (b >= 0xa0 && b <= 0xbf)
+        l = 1 + (size_t)(b & 0x1f);
+    else if (b == 0xc4 || b == 0xd9)
+        l = n >= 2 ? 2 + (size_t)p[1] : SIZE_MAX;
+    else if (b == 0xc5 || b == 0xda)
+        l = n >= 3 ? 3 + (size_t)be(p + 1, 2) : SIZE_MAX;
+    else if (b == 0xcc || b == 0xd0)
+        l = 2;
+    else if (b == 0xcd || b == 0xd1)
+        l = 3;
+    else if (b == 0xca || b == 0xce || b == 0xd2)
+        l = 5;
+    else if (b == 0xcb || b == 0xcf || b == 0xd3)
+        l = 9;
+    else
+        return -2;
     return l <= n ? (long)l : -1;
 }
 

@@ -49,7 +49,9 @@ int main(int argc, char **argv) {
     const char *env = getenv("MPB_HTTP");
     char fbuf[256];
     const char *from_file = argc > 1 ? NULL : addr_from_file(fbuf, sizeof fbuf);
-    const char *addr = argc > 1 ? argv[1] : from_file ? from_file : (env && *env ? env : "127.0.0.1:8080");
+    const char *addr = argc > 1    ? argv[1]
+                       : from_file ? from_file
+                                   : (env && *env ? env : "127.0.0.1:8080");
     const char *path = argc > 2 ? argv[2] : "/healthz";
     if (argc > 3 || (argc > 1 && argv[1][0] == '-') || path[0] != '/') {
         fprintf(stderr, "usage: mpb-healthcheck [ADDR:PORT [PATH]]\n");
@@ -83,9 +85,9 @@ int main(int argc, char **argv) {
         return fail(strerror(e), addr);
     }
     char req[512];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: mpb-healthcheck\r\n\r\n",
-                     path);
+    int n =
+        snprintf(req, sizeof req,
+                 "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: mpb-healthcheck\r\n\r\n", path);
     if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) {
         close(fd);
         return fail("cannot send the request", addr);

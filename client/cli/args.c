@@ -12,8 +12,6 @@
 #include "cli.h"
 #include "json.h"
 
-
-
 int parse_obj(const char *s, objref_t *o) {
     const char *slash = strchr(s, '/');
     if (!slash || slash == s || (size_t)(slash - s) >= sizeof o->kind || !slash[1])
@@ -91,10 +89,14 @@ int take_timeout(int *argc, char **argv, int *ms) {
         if (!strcmp(argv[i], "--")) break;
         const char *v = NULL;
         int used = 0;
-        if (!strcmp(argv[i], "--timeout") && i + 1 < *argc) v = argv[i + 1], used = 2;
-        else if (!strncmp(argv[i], "--timeout=", 10)) v = argv[i] + 10, used = 1;
-        else if (!strcmp(argv[i], "--timeout")) return usage_error("--timeout needs seconds");
-        else continue;
+        if (!strcmp(argv[i], "--timeout") && i + 1 < *argc)
+            v = argv[i + 1], used = 2;
+        else if (!strncmp(argv[i], "--timeout=", 10))
+            v = argv[i] + 10, used = 1;
+        else if (!strcmp(argv[i], "--timeout"))
+            return usage_error("--timeout needs seconds");
+        else
+            continue;
         double sec;
         if (!parse_seconds(v, &sec))
             return usage_error("--timeout '%s' is not a number of seconds", v);

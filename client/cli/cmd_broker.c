@@ -10,11 +10,9 @@
 #include "clock.h"
 #include "mpb/ops.h"
 
-
-
-static const char *const info_fields[] = {"version", "uptime_s", "pid", "clients", "sessions",
-                                          "objects", "memory", "anonymous", "refs", "encryption",
-                                          NULL};
+static const char *const info_fields[] = {"version",  "uptime_s",   "pid",    "clients",
+                                          "sessions", "objects",    "memory", "anonymous",
+                                          "refs",     "encryption", NULL};
 
 /* The "persist" line of mpb info: the fsync mode, the log, the last snapshot. */
 static void print_persist(const json_t *p) {
@@ -57,8 +55,10 @@ int cmd_info(int argc, char **argv) {
         for (int i = 0; info_fields[i]; i++) {
             json_t *v = json_object_get(j, info_fields[i]);
             char *s = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-            if (s && json_is_string(v)) printf("%-10s %s\n", info_fields[i], json_string_value(v));
-            else if (s) printf("%-10s %s\n", info_fields[i], s);
+            if (s && json_is_string(v))
+                printf("%-10s %s\n", info_fields[i], json_string_value(v));
+            else if (s)
+                printf("%-10s %s\n", info_fields[i], s);
             free(s);
         }
         print_persist(json_object_get(j, "persistence"));
@@ -80,8 +80,10 @@ int cmd_ping(int argc, char **argv) {
     if (argc) return usage_error("ping takes no arguments");
     int rc = mpb_call(cli, MPB_OP_PING, NULL, NULL, 0, 0, NULL, NULL);
     if (rc) return fail(rc, "ping");
-    if (opt.json) puts("{\"ok\":true}");
-    else puts("pong");
+    if (opt.json)
+        puts("{\"ok\":true}");
+    else
+        puts("pong");
     return 0;
 }
 
@@ -94,8 +96,10 @@ int cmd_save(int argc, char **argv) {
     int rc = mpb_call(cli, MPB_OP_SAVE, NULL, NULL, 0, 3600 * 1000, &m, &n);
     if (rc) return fail(rc, "save");
     json_t *j = take_jansson(m, n);
-    if (opt.json) print_json(j);
-    else printf("saved %lld bytes in %lld ms\n", jint(j, "bytes"), jint(j, "ms"));
+    if (opt.json)
+        print_json(j);
+    else
+        printf("saved %lld bytes in %lld ms\n", jint(j, "bytes"), jint(j, "ms"));
     json_decref(j);
     return 0;
 }

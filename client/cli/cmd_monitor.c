@@ -39,8 +39,8 @@ static void print_line(json_t *e, bool values) {
     char when[32];
     strftime(when, sizeof when, "%T", localtime(&t));
     const char *obj = json_string_value(json_object_get(e, "object"));
-    printf("%s.%03lld [%" JSON_INTEGER_FORMAT "] %s %s %" JSON_INTEGER_FORMAT "us", when,
-           ms % 1000, json_integer_value(json_object_get(e, "session")),
+    printf("%s.%03lld [%" JSON_INTEGER_FORMAT "] %s %s %" JSON_INTEGER_FORMAT "us", when, ms % 1000,
+           json_integer_value(json_object_get(e, "session")),
            json_string_value(json_object_get(e, "op")), obj && *obj ? obj : "-",
            json_integer_value(json_object_get(e, "latency_us")));
     json_int_t code = json_integer_value(json_object_get(e, "code"));
@@ -62,8 +62,10 @@ static void print_line(json_t *e, bool values) {
 int cmd_monitor(int argc, char **argv) {
     bool values = false;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--values")) values = true;
-        else return usage_error("monitor takes only --values, got '%s'", argv[i]);
+        if (!strcmp(argv[i], "--values"))
+            values = true;
+        else
+            return usage_error("monitor takes only --values, got '%s'", argv[i]);
     }
     /* a second signal ends it at once, even inside a call to a broker that is gone */
     struct sigaction sa = {.sa_handler = on_stop, .sa_flags = SA_RESETHAND};
@@ -84,8 +86,10 @@ int cmd_monitor(int argc, char **argv) {
         next = (unsigned long long)json_integer_value(json_object_get(r, "next"));
         json_int_t skipped = json_integer_value(json_object_get(r, "skipped"));
         if (skipped) {
-            if (opt.json) printf("{\"skipped\": %" JSON_INTEGER_FORMAT "}\n", skipped);
-            else printf("(%" JSON_INTEGER_FORMAT " requests skipped: not read in time)\n", skipped);
+            if (opt.json)
+                printf("{\"skipped\": %" JSON_INTEGER_FORMAT "}\n", skipped);
+            else
+                printf("(%" JSON_INTEGER_FORMAT " requests skipped: not read in time)\n", skipped);
         }
         json_t *lines = json_object_get(r, "lines");
         size_t i;

@@ -14,8 +14,6 @@
 #include "cli.h"
 #include "json.h"
 
-
-
 int cmd_ls(int argc, char **argv) {
     if (argc > 1) return usage_error("ls takes at most one pattern, got '%s'", argv[1]);
     const char *pat = argc ? argv[0] : NULL;
@@ -31,9 +29,9 @@ int cmd_ls(int argc, char **argv) {
         }
         for (size_t i = 0; i < n; i++) {
             if (all)
-                json_array_append_new(all, json_pack("{s:s,s:s,s:I}", "kind", page[i].kind,
-                                                     "name", page[i].name,
-                                                     "size", (json_int_t)page[i].size));
+                json_array_append_new(all,
+                                      json_pack("{s:s,s:s,s:I}", "kind", page[i].kind, "name",
+                                                page[i].name, "size", (json_int_t)page[i].size));
             else
                 printf("%s/%s\t%" PRIu64 "\n", page[i].kind, page[i].name, page[i].size);
         }
@@ -116,8 +114,10 @@ static int queue_get_told(mpb_queue_t *q, const char *path, void **v, size_t *vn
     if (timeout != MPB_FOREVER || opt.json || !isatty(2)) return mpb_queue_get(q, v, vn, timeout);
     int rc = mpb_queue_get(q, v, vn, MPB_NOWAIT);
     if (rc != MPB_EEMPTY) return rc;
-    fprintf(stderr, "mpb: waiting for an item on %s (Ctrl-C to stop; --timeout S bounds the "
-                    "wait)\n", path);
+    fprintf(stderr,
+            "mpb: waiting for an item on %s (Ctrl-C to stop; --timeout S bounds the "
+            "wait)\n",
+            path);
     return mpb_queue_get(q, v, vn, timeout);
 }
 
@@ -204,8 +204,10 @@ int cmd_get(int argc, char **argv) {
     } else if (!strcmp(o.kind, "namespace")) {
         mpb_namespace_t *ns;
         if ((rc = mpb_namespace_open(cli, o.name, &ns))) return fail(rc, "get");
-        if (argc == 2) rc = mpb_namespace_get(ns, argv[1], &v, &vn);
-        else rc = mpb_namespace_list(ns, &v, &vn);
+        if (argc == 2)
+            rc = mpb_namespace_get(ns, argv[1], &v, &vn);
+        else
+            rc = mpb_namespace_list(ns, &v, &vn);
         mpb_namespace_close(&ns);
     } else if (argc == 1 && (!strcmp(o.kind, "dict") || !strcmp(o.kind, "list"))) {
         return get_whole(&o, argv[0]);
@@ -263,7 +265,8 @@ int cmd_set(int argc, char **argv) {
     if (!strcmp(o.kind, "namespace")) {
         if ((rc = parse_value(argv[2], &v, &vn))) return rc;
         mpb_namespace_t *ns;
-        if (!(rc = mpb_namespace_open(cli, o.name, &ns))) rc = mpb_namespace_set(ns, argv[1], v, vn);
+        if (!(rc = mpb_namespace_open(cli, o.name, &ns)))
+            rc = mpb_namespace_set(ns, argv[1], v, vn);
         mpb_namespace_close(&ns);
         free(v);
         return report_ok(rc, "set");
@@ -337,7 +340,8 @@ int cmd_del(int argc, char **argv) {
         mpb_list_t *l;
         void *v;
         size_t vn;
-        if (!parse_i64(argv[1], &i)) return usage_error("list index '%s' is not an integer", argv[1]);
+        if (!parse_i64(argv[1], &i))
+            return usage_error("list index '%s' is not an integer", argv[1]);
         if (!(rc = mpb_list_attach(cli, o.name, &l)) && !(rc = mpb_list_pop(l, i, &v, &vn)))
             mpb_free(v);
         mpb_list_close(&l);

@@ -16,8 +16,6 @@
 #include "json.h"
 #include "mpb/ops.h"
 
-
-
 static json_t *pool_stats(void) {
     void *res;
     size_t n;
@@ -33,7 +31,8 @@ static void bar(FILE *f, double frac, int width) {
     int full = (int)(frac * width + 0.5);
     if (full > width) full = width;
     fputc('[', f);
-    for (int i = 0; i < width; i++) fputc(i < full ? '#' : '.', f);
+    for (int i = 0; i < width; i++)
+        fputc(i < full ? '#' : '.', f);
     fputc(']', f);
 }
 
@@ -51,20 +50,13 @@ static void print_pool(json_t *st, FILE *f) {
         char fnlist[512] = "";
         size_t k, used = 0;
         json_t *fn;
-        json_array_foreach(json_object_get(w, "functions"), k, fn) used += (size_t)snprintf(
-            fnlist + used, used < sizeof fnlist ? sizeof fnlist - used : 0, "%s%s", k ? "," : "",
-            json_string_value(fn));
+        json_array_foreach(json_object_get(w, "functions"), k, fn) used +=
+            (size_t)snprintf(fnlist + used, used < sizeof fnlist ? sizeof fnlist - used : 0, "%s%s",
+                             k ? "," : "", json_string_value(fn));
         fprintf(f, "  %-8lld %-16s %-8lld %-5lld %-8lld %-8lld %-8lld %-6lld %-6lld %-7lld %s\n",
-                jint(w, "session"),
-                json_string_value(json_object_get(w, "host")),
-                jint(w, "pid"),
-                jint(w, "concurrency"),
-                jint(w, "running"),
-                jint(w, "prefetched"),
-                jint(w, "done"),
-                jint(w, "failed"),
-                jint(w, "steals"),
-                jint(w, "retries"), fnlist);
+                jint(w, "session"), json_string_value(json_object_get(w, "host")), jint(w, "pid"),
+                jint(w, "concurrency"), jint(w, "running"), jint(w, "prefetched"), jint(w, "done"),
+                jint(w, "failed"), jint(w, "steals"), jint(w, "retries"), fnlist);
         /* its running tasks with their age: a stuck one stands out */
         json_t *ts = json_object_get(w, "tasks"), *t;
         if (json_array_size(ts)) fprintf(f, "    running:");
@@ -77,49 +69,34 @@ static void print_pool(json_t *st, FILE *f) {
     }
     fprintf(f, "FUNCTIONS %zu\n", json_array_size(fs));
     if (json_array_size(fs))
-        fprintf(f, "  %-20s %-8s %-8s %-8s %-8s %-8s %-10s %-8s %s\n", "NAME", "WORKERS",
-                "QUEUED", "PAUSED", "RUNNING", "PREFETCH", "DONE", "FAILED", "CANCELED");
+        fprintf(f, "  %-20s %-8s %-8s %-8s %-8s %-8s %-10s %-8s %s\n", "NAME", "WORKERS", "QUEUED",
+                "PAUSED", "RUNNING", "PREFETCH", "DONE", "FAILED", "CANCELED");
     json_array_foreach(fs, i, w) {
         fprintf(f, "  %-20s %-8lld %-8lld %-8lld %-8lld %-8lld %-10lld %-8lld %lld\n",
-                json_string_value(json_object_get(w, "name")),
-                jint(w, "workers"),
-                jint(w, "queued"),
-                jint(w, "paused"),
-                jint(w, "running"),
-                jint(w, "prefetched"),
-                jint(w, "done"),
-                jint(w, "failed"),
-                jint(w, "canceled"));
+                json_string_value(json_object_get(w, "name")), jint(w, "workers"),
+                jint(w, "queued"), jint(w, "paused"), jint(w, "running"), jint(w, "prefetched"),
+                jint(w, "done"), jint(w, "failed"), jint(w, "canceled"));
     }
     /* one line per caller, however many applies it has out: maps get their own lines below */
     json_t *cs = json_object_get(st, "callers");
     if (json_array_size(cs)) {
         fprintf(f, "CALLERS %zu\n", json_array_size(cs));
-        fprintf(f, "  %-8s %-16s %-8s %-8s %-8s %-8s %-12s %s\n", "SESSION", "HOST", "PID", "QUEUED",
-                "RUNNING", "HELD", "HELD_BYTES", "STATE");
+        fprintf(f, "  %-8s %-16s %-8s %-8s %-8s %-8s %-12s %s\n", "SESSION", "HOST", "PID",
+                "QUEUED", "RUNNING", "HELD", "HELD_BYTES", "STATE");
     }
     json_array_foreach(cs, i, w) {
-        fprintf(f, "  %-8lld %-16s %-8lld %-8lld %-8lld %-8lld %-12lld %s\n",
-                jint(w, "session"),
-                json_string_value(json_object_get(w, "host")),
-                jint(w, "pid"),
-                jint(w, "queued"),
-                jint(w, "running"),
-                jint(w, "held"),
-                jint(w, "held_bytes"),
+        fprintf(f, "  %-8lld %-16s %-8lld %-8lld %-8lld %-8lld %-12lld %s\n", jint(w, "session"),
+                json_string_value(json_object_get(w, "host")), jint(w, "pid"), jint(w, "queued"),
+                jint(w, "running"), jint(w, "held"), jint(w, "held_bytes"),
                 json_is_true(json_object_get(w, "paused")) ? "paused (results not collected)"
-                                                            : "ok");
+                                                           : "ok");
     }
     if (json_array_size(js)) fprintf(f, "MAPS %zu\n", json_array_size(js));
     json_array_foreach(js, i, w) {
         long long total = jint(w, "total");
-        long long done = jint(w, "done") +
-                         jint(w, "failed") +
-                         jint(w, "canceled");
-        fprintf(f, "  job %-6lld %-14s session %-5lld ",
-                jint(w, "id"),
-                json_string_value(json_object_get(w, "function")),
-                jint(w, "session"));
+        long long done = jint(w, "done") + jint(w, "failed") + jint(w, "canceled");
+        fprintf(f, "  job %-6lld %-14s session %-5lld ", jint(w, "id"),
+                json_string_value(json_object_get(w, "function")), jint(w, "session"));
         bar(f, total ? (double)done / (double)total : 0, 30);
         fprintf(f, " %lld/%lld tasks, %.1f s\n", done, total,
                 (double)json_integer_value(json_object_get(w, "elapsed_ms")) / 1000.0);
@@ -130,13 +107,15 @@ static int pool_show(int argc, char **argv) {
     bool watch = false;
     double interval = 1.0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--watch")) watch = true;
+        if (!strcmp(argv[i], "--watch"))
+            watch = true;
         else if (!strcmp(argv[i], "--interval") && i + 1 < argc) {
             char *end;
             interval = strtod(argv[++i], &end);
             if (*end || interval < 0.05 || interval > 3600)
                 return usage_error("--interval '%s' is not 0.05..3600 seconds", argv[i]);
-        } else return usage_error("pool: unknown argument '%s'", argv[i]);
+        } else
+            return usage_error("pool: unknown argument '%s'", argv[i]);
     }
     do {
         json_t *st = pool_stats();
@@ -151,7 +130,8 @@ static int pool_show(int argc, char **argv) {
         json_decref(st);
         fflush(stdout);
         if (watch) {
-            struct timespec ts = {(time_t)interval, (long)((interval - (double)(time_t)interval) * 1e9)};
+            struct timespec ts = {(time_t)interval,
+                                  (long)((interval - (double)(time_t)interval) * 1e9)};
             nanosleep(&ts, NULL);
         }
     } while (watch);

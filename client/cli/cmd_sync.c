@@ -12,8 +12,6 @@
 
 #include "cli.h"
 
-
-
 /* set / clear / wait on an event */
 int cmd_event(const char *what, int argc, char **argv) {
     objref_t o;
@@ -23,14 +21,19 @@ int cmd_event(const char *what, int argc, char **argv) {
     if ((rc = parse_obj_of(argv[0], "event", what, &o))) return rc;
     mpb_event_t *e;
     if ((rc = mpb_event_open(cli, o.name, &e))) return fail(rc, what);
-    if (!strcmp(what, "set")) rc = mpb_event_set(e);
-    else if (!strcmp(what, "clear")) rc = mpb_event_clear(e);
-    else rc = mpb_event_wait(e, timeout);
+    if (!strcmp(what, "set"))
+        rc = mpb_event_set(e);
+    else if (!strcmp(what, "clear"))
+        rc = mpb_event_clear(e);
+    else
+        rc = mpb_event_wait(e, timeout);
     mpb_event_close(&e);
     if (rc < 0) return fail(rc, what);
     if (!strcmp(what, "wait") && rc == 0) {
-        if (opt.json) puts("{\"set\":false}");
-        else fprintf(stderr, "mpb: wait: event/%s not set within the timeout\n", o.name);
+        if (opt.json)
+            puts("{\"set\":false}");
+        else
+            fprintf(stderr, "mpb: wait: event/%s not set within the timeout\n", o.name);
         return EXIT_TIMEOUT;
     }
     if (opt.json) puts(strcmp(what, "wait") ? "{\"ok\":true}" : "{\"set\":true}");
@@ -134,8 +137,10 @@ int cmd_lock(int argc, char **argv) {
         pid_t w;
         while ((w = waitpid(lock_child, &st, 0)) < 0 && errno == EINTR) {
         }
-        if (w < 0) status = 1;
-        else status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (w < 0)
+            status = 1;
+        else
+            status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         if (exec_errno)
             report("EINVAL", "lock: cannot run %s: %s", argv[dd + 1], strerror(exec_errno));
     }

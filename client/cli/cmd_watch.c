@@ -42,14 +42,16 @@ int cmd_watch(int argc, char **argv) {
                 return usage_error("watch: -r '%s' is not a count of rounds (or -1: forever)", v);
         }
     }
-    if (i >= argc) return usage_error("watch takes a COMMAND to run (info, ls, get, peek, clients, pool)");
+    if (i >= argc)
+        return usage_error("watch takes a COMMAND to run (info, ls, get, peek, clients, pool)");
     char **cmd = argv + i;
     int n = argc - i;
     bool ok = false;
     for (int k = 0; watchable[k]; k++)
         ok |= !strcmp(watchable[k], cmd[0]);
     if (!ok)
-        return usage_error("watch: '%s' cannot be watched (info, ls, get, peek, clients, pool)", cmd[0]);
+        return usage_error("watch: '%s' cannot be watched (info, ls, get, peek, clients, pool)",
+                           cmd[0]);
     if (!strcmp(cmd[0], "get") && n > 1 && !strncmp(cmd[1], "queue/", 6))
         return usage_error("watch: get %s would take an item each round", cmd[1]);
     if (!strcmp(cmd[0], "pool") && n > 1)

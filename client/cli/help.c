@@ -82,8 +82,6 @@ static const struct {
 };
 /* clang-format on */
 
-
-
 bool help_command(FILE *f, const char *name) {
     for (size_t i = 0; i < sizeof entries / sizeof *entries; i++) {
         if (strcmp(entries[i].name, name)) continue;
@@ -99,9 +97,12 @@ static void roff(FILE *f, const char *s) {
     bool bol = true;
     for (; *s; s++) {
         if (bol && (*s == '.' || *s == '\'')) fputs("\\&", f);
-        if (*s == '\\') fputs("\\e", f);
-        else if (*s == '-') fputs("\\-", f);
-        else fputc(*s, f);
+        if (*s == '\\')
+            fputs("\\e", f);
+        else if (*s == '-')
+            fputs("\\-", f);
+        else
+            fputc(*s, f);
         bol = *s == '\n';
     }
 }

@@ -246,8 +246,7 @@ static int dump_cb(const char *buf, size_t size, void *data) {
  * our callers free() it). NULL for out of memory. */
 static char *dump(const json_t *j, size_t flags) {
     text_t t = {0};
-    if (json_dump_callback(j, dump_cb, &t, flags | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER) ||
-        !t.p) {
+    if (json_dump_callback(j, dump_cb, &t, flags | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER) || !t.p) {
         free(t.p);
         return NULL;
     }

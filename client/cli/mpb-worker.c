@@ -86,14 +86,14 @@ static int serve(void *lib, const void *key, size_t keylen) {
     if (opt.init) {
         *(void **)&init = dlsym(lib, opt.init);
         if (!init) {
-            log_kv(MPB_LOG_ERROR, "no such initializer", "init", opt.init, "error", dlerror(), "pid",
-                   pid_s(), NULL);
+            log_kv(MPB_LOG_ERROR, "no such initializer", "init", opt.init, "error", dlerror(),
+                   "pid", pid_s(), NULL);
             return 2;
         }
         int irc = init(opt.init_arg);
         if (irc) {
-            log_kv(MPB_LOG_ERROR, "the initializer failed; not serving", "init", opt.init, "returned",
-                   LOG_INT(irc), "pid", pid_s(), NULL);
+            log_kv(MPB_LOG_ERROR, "the initializer failed; not serving", "init", opt.init,
+                   "returned", LOG_INT(irc), "pid", pid_s(), NULL);
             return 3;
         }
     }
@@ -112,8 +112,8 @@ static int serve(void *lib, const void *key, size_t keylen) {
             return 1;
         }
         if (rc) {
-            log_kv(MPB_LOG_WARN, "cannot reach the broker; retrying", "endpoint", opt.endpoint, "error",
-                   mpb_errmsg(c), "retry_ms", LOG_UINT(delay_ms), "pid", pid_s(), NULL);
+            log_kv(MPB_LOG_WARN, "cannot reach the broker; retrying", "endpoint", opt.endpoint,
+                   "error", mpb_errmsg(c), "retry_ms", LOG_UINT(delay_ms), "pid", pid_s(), NULL);
             mpb_close(&c);
             struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000};
             nanosleep(&ts, NULL);
@@ -132,8 +132,8 @@ static int serve(void *lib, const void *key, size_t keylen) {
             mpb_task_fn fn;
             *(void **)&fn = dlsym(lib, n);
             if (!fn) {
-                log_kv(MPB_LOG_ERROR, "no such function in the library", "fn", n, "lib", opt.lib, "pid",
-                       pid_s(), NULL);
+                log_kv(MPB_LOG_ERROR, "no such function in the library", "fn", n, "lib", opt.lib,
+                       "pid", pid_s(), NULL);
                 mpb_worker_close(&w);
                 mpb_close(&c);
                 return 2;
@@ -151,14 +151,15 @@ static int serve(void *lib, const void *key, size_t keylen) {
         mpb_worker_set_isolate(w, opt.isolate);
         if (opt.forward_output) mpb_worker_set_forward_output(w, 1);
         if (opt.max_tasks) mpb_worker_set_max_tasks(w, opt.max_tasks - done);
-        log_kv(MPB_LOG_INFO, "serving", "functions", opt.fns, "lib", opt.lib, "endpoint", opt.endpoint,
-               "concurrency", LOG_INT(opt.concurrency), "pid", pid_s(), NULL);
+        log_kv(MPB_LOG_INFO, "serving", "functions", opt.fns, "lib", opt.lib, "endpoint",
+               opt.endpoint, "concurrency", LOG_INT(opt.concurrency), "pid", pid_s(), NULL);
         current = w;
         rc = mpb_worker_serve(w);
         current = NULL;
         done += mpb_worker_tasks_done(w);
         if (rc)
-            log_kv(MPB_LOG_WARN, stopping ? "stopping without the broker" : "connection lost; reconnecting",
+            log_kv(MPB_LOG_WARN,
+                   stopping ? "stopping without the broker" : "connection lost; reconnecting",
                    "endpoint", opt.endpoint, "error", mpb_errmsg(c), "pid", pid_s(), NULL);
         mpb_worker_close(&w);
         mpb_close(&c);
@@ -198,8 +199,8 @@ static int check_registered(const void *key, size_t keylen) {
             mpb_mpreader_t h;
             const char *s;
             size_t sl;
-            if (!mpb_mpr_find(&w, "host", &h) && !mpb_mpr_str(&h, &s, &sl) &&
-                sl == strlen(host) && !memcmp(s, host, sl))
+            if (!mpb_mpr_find(&w, "host", &h) && !mpb_mpr_str(&h, &s, &sl) && sl == strlen(host) &&
+                !memcmp(s, host, sl))
                 found++;
             if (mpb_mpr_skip(&w, NULL, NULL)) break;
         }
@@ -251,24 +252,24 @@ int main(int argc, char **argv) {
     };
     bool check = false;
     static const struct option lopts[] = {
-        {"lib", required_argument, 0, O_LIB},
-        {"fn", required_argument, 0, O_FN},
-        {"concurrency", required_argument, 0, O_CONC},
-        {"prefetch", required_argument, 0, O_PRE},
-        {"max-tasks", required_argument, 0, O_MAX},
-        {"isolate", required_argument, 0, O_ISOLATE},
-        {"forward-output", no_argument, 0, O_FORWARD},
-        {"init", required_argument, 0, O_INIT},
-        {"init-arg", required_argument, 0, O_INIT_ARG},
-        {"name", required_argument, 0, O_NAME},
-        {"endpoint", required_argument, 0, 'e'},
-        {"authkey-file", required_argument, 0, 'k'},
-        {"log-format", required_argument, 0, O_LFMT},
-        {"log-level", required_argument, 0, O_LLEVEL},
-        {"check", no_argument, 0, O_CHECK},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0},
+        {"lib",            required_argument, 0, O_LIB     },
+        {"fn",             required_argument, 0, O_FN      },
+        {"concurrency",    required_argument, 0, O_CONC    },
+        {"prefetch",       required_argument, 0, O_PRE     },
+        {"max-tasks",      required_argument, 0, O_MAX     },
+        {"isolate",        required_argument, 0, O_ISOLATE },
+        {"forward-output", no_argument,       0, O_FORWARD },
+        {"init",           required_argument, 0, O_INIT    },
+        {"init-arg",       required_argument, 0, O_INIT_ARG},
+        {"name",           required_argument, 0, O_NAME    },
+        {"endpoint",       required_argument, 0, 'e'       },
+        {"authkey-file",   required_argument, 0, 'k'       },
+        {"log-format",     required_argument, 0, O_LFMT    },
+        {"log-level",      required_argument, 0, O_LLEVEL  },
+        {"check",          no_argument,       0, O_CHECK   },
+        {"help",           no_argument,       0, 'h'       },
+        {"version",        no_argument,       0, 'V'       },
+        {0,                0,                 0, 0         },
     };
     int ch;
     char *end;
@@ -292,8 +293,10 @@ int main(int argc, char **argv) {
         case O_FORWARD: opt.forward_output = 1; break;
         case O_ISOLATE:
             opt.isolate_set = true;
-            if (!strcmp(optarg, "thread")) opt.isolate = MPB_ISOLATE_THREAD;
-            else if (!strcmp(optarg, "process")) opt.isolate = MPB_ISOLATE_PROCESS;
+            if (!strcmp(optarg, "thread"))
+                opt.isolate = MPB_ISOLATE_THREAD;
+            else if (!strcmp(optarg, "process"))
+                opt.isolate = MPB_ISOLATE_PROCESS;
             else {
                 fprintf(stderr, "mpb-worker: --isolate '%s' is not thread or process\n", optarg);
                 return 2;
@@ -376,8 +379,8 @@ int main(int argc, char **argv) {
             fflush(stderr);
             child = fork();
             if (child < 0) {
-                log_kv(MPB_LOG_ERROR, "cannot start a worker process", "error", strerror(errno), "pid",
-                       pid_s(), NULL);
+                log_kv(MPB_LOG_ERROR, "cannot start a worker process", "error", strerror(errno),
+                       "pid", pid_s(), NULL);
                 status = 1;
                 break;
             }

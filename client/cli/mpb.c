@@ -19,77 +19,78 @@ mpb_client_t *cli;
 const char *cur_cmd;
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: mpb [options] COMMAND [ARGS]\n"
-            "\n"
-            "commands:\n"
-            "  info [OBJ]                    broker facts, or one object's (OBJ is kind/name)\n"
-            "  ls [PATTERN]                  objects (glob on kind/name or name), with sizes\n"
-            "  help [COMMAND]                this text, or one command's (mpb COMMAND --help)\n"
-            "  watch [-i S] [-r N] COMMAND [ARGS...]  COMMAND every S seconds (default 1), N times\n"
-            "                                (default until stopped); info, ls, get, peek, clients,\n"
-            "                                pool\n"
-            "  get queue/NAME --done         take an item and mark it done (JoinableQueue)\n"
-            "  task-done queue/NAME          one task_done() on a JoinableQueue\n"
-            "  peek queue/NAME [N]           the first N items (default 10), none taken\n"
-            "  clients                       sessions: host, pid, address, name, age, idle, holds,\n"
-            "                                waits\n"
-            "  kill SESSION                  end a session as its expiry would\n"
-            "  slowlog [N]                   the N (default 10) slowest recent requests\n"
-            "  monitor [--values]            the requests the broker serves, as they come\n"
-            "  get OBJ [KEY|INDEX]           a dict value, a list item, or the whole object\n"
-            "  set dict/NAME KEY VALUE       set a dict key\n"
-            "  set list/NAME INDEX VALUE     replace a list item\n"
-            "  incr dict/NAME KEY [N]        add N (default 1) to an integer; prints it\n"
-            "  del OBJ [KEY|INDEX]           delete a key, a list item, or the whole object\n"
-            "  append list/NAME VALUE        append to a list\n"
-            "  put queue/NAME VALUE [--timeout S]   put an item (blocks while full)\n"
-            "  get queue/NAME [--timeout S]  take an item (blocks while empty)\n"
-            "  set event/NAME | clear event/NAME    set or clear an event\n"
-            "  wait event/NAME [--timeout S] wait until the event is set\n"
-            "  lock lock/NAME [--timeout S] [--conflict-exit-code N] -- COMMAND [ARGS...]\n"
-            "                                run COMMAND holding the lock (as flock(1) does)\n"
-            "  get value/NAME | set value/NAME VALUE\n"
-            "  get namespace/NAME [ATTR] | set namespace/NAME ATTR VALUE\n"
-            "  pool [--watch [--interval S]] workers, functions and running maps\n"
-            "  pool map FN JSON_ARRAY [--chunksize N] [--timeout S] [--output]   FN over every\n"
-            "                                item; --output: what the tasks wrote (workers with\n"
-            "                                --forward-output), on stderr as [task N stdout] LINE\n"
-            "                                ('-' for JSON from stdin, here and in apply);\n"
-            "                                prints the results as a JSON array\n"
-            "  pool apply FN JSON_VALUE [--timeout S] [--wait]  FN(JSON_VALUE) on some worker;\n"
-            "                                after 1 s with no worker serving FN it fails\n"
-            "                                (exit 1), unless --wait says to keep waiting\n"
-            "  pool apply FN --args JSON_ARRAY [--timeout S]  FN(*JSON_ARRAY)\n"
-            "  ping                          check the broker answers\n"
-            "  save                          write a snapshot of the broker's state to its\n"
-            "                                data dir now (compacting its log); waits for it\n"
-            "\n"
-            "VALUEs are JSON text ('42', '\"text\"', '[1,2]', '{\"$bytes\":\"AAE=\"}' for bytes).\n"
-            "A KEY is a string as typed, unless --key-json says it is JSON too.\n"
-            "--timeout S: seconds (fractions allowed); without it, blocking commands wait\n"
-            "forever, as they do for a timeout past 24.8 days (2^31 ms, the library's most).\n"
-            "Exit status: 0 done, 1 failed, 2 bad usage, 3 no such key/item/object (with\n"
-            "--timeout 0 too: an empty queue for get, a full one for put), 75 timed out\n"
-            "(also: the lock was not had in time, unless --conflict-exit-code N says\n"
-            "otherwise); mpb lock exits with COMMAND's status, 127 if it cannot be run,\n"
-            "and 76 if the lock was lost before COMMAND finished (its session ended: cut\n"
-            "off from the broker for longer than the session TTL, or the broker restarted\n"
-            "without it), whatever COMMAND's status.\n"
-            "With --json, errors are JSON on stdout too:\n"
-            "  {\"error\":{\"code\":\"ENOKEY\",\"message\":\"...\",\"op\":\"get\"}}\n"
-            "code EUSAGE for bad usage; \"op\" is absent before a command is known.\n"
-            "\n"
-            "options:\n"
-            "  -e, --endpoint EP        broker (env MPB_ENDPOINT, default tcp://127.0.0.1:5555)\n"
-            "  -k, --authkey-file PATH  authkey (env MPB_AUTHKEY_FILE, or MPB_AUTHKEY itself)\n"
-            "      --json               machine-readable JSON output, errors included\n"
-            "      --key-json           KEYs are JSON (for integer or compound keys)\n"
-            "      --connect-timeout S  seconds to wait for the broker (default 5)\n"
-            "  -h, --help               this text\n"
-            "  -V, --version            mpb's version\n"
-            "Options may follow the command too (mpb ls --json); '--' ends them.\n"
-            "With no COMMAND on a terminal, mpb reads commands at a prompt (with history).\n");
+    fprintf(
+        f,
+        "usage: mpb [options] COMMAND [ARGS]\n"
+        "\n"
+        "commands:\n"
+        "  info [OBJ]                    broker facts, or one object's (OBJ is kind/name)\n"
+        "  ls [PATTERN]                  objects (glob on kind/name or name), with sizes\n"
+        "  help [COMMAND]                this text, or one command's (mpb COMMAND --help)\n"
+        "  watch [-i S] [-r N] COMMAND [ARGS...]  COMMAND every S seconds (default 1), N times\n"
+        "                                (default until stopped); info, ls, get, peek, clients,\n"
+        "                                pool\n"
+        "  get queue/NAME --done         take an item and mark it done (JoinableQueue)\n"
+        "  task-done queue/NAME          one task_done() on a JoinableQueue\n"
+        "  peek queue/NAME [N]           the first N items (default 10), none taken\n"
+        "  clients                       sessions: host, pid, address, name, age, idle, holds,\n"
+        "                                waits\n"
+        "  kill SESSION                  end a session as its expiry would\n"
+        "  slowlog [N]                   the N (default 10) slowest recent requests\n"
+        "  monitor [--values]            the requests the broker serves, as they come\n"
+        "  get OBJ [KEY|INDEX]           a dict value, a list item, or the whole object\n"
+        "  set dict/NAME KEY VALUE       set a dict key\n"
+        "  set list/NAME INDEX VALUE     replace a list item\n"
+        "  incr dict/NAME KEY [N]        add N (default 1) to an integer; prints it\n"
+        "  del OBJ [KEY|INDEX]           delete a key, a list item, or the whole object\n"
+        "  append list/NAME VALUE        append to a list\n"
+        "  put queue/NAME VALUE [--timeout S]   put an item (blocks while full)\n"
+        "  get queue/NAME [--timeout S]  take an item (blocks while empty)\n"
+        "  set event/NAME | clear event/NAME    set or clear an event\n"
+        "  wait event/NAME [--timeout S] wait until the event is set\n"
+        "  lock lock/NAME [--timeout S] [--conflict-exit-code N] -- COMMAND [ARGS...]\n"
+        "                                run COMMAND holding the lock (as flock(1) does)\n"
+        "  get value/NAME | set value/NAME VALUE\n"
+        "  get namespace/NAME [ATTR] | set namespace/NAME ATTR VALUE\n"
+        "  pool [--watch [--interval S]] workers, functions and running maps\n"
+        "  pool map FN JSON_ARRAY [--chunksize N] [--timeout S] [--output]   FN over every\n"
+        "                                item; --output: what the tasks wrote (workers with\n"
+        "                                --forward-output), on stderr as [task N stdout] LINE\n"
+        "                                ('-' for JSON from stdin, here and in apply);\n"
+        "                                prints the results as a JSON array\n"
+        "  pool apply FN JSON_VALUE [--timeout S] [--wait]  FN(JSON_VALUE) on some worker;\n"
+        "                                after 1 s with no worker serving FN it fails\n"
+        "                                (exit 1), unless --wait says to keep waiting\n"
+        "  pool apply FN --args JSON_ARRAY [--timeout S]  FN(*JSON_ARRAY)\n"
+        "  ping                          check the broker answers\n"
+        "  save                          write a snapshot of the broker's state to its\n"
+        "                                data dir now (compacting its log); waits for it\n"
+        "\n"
+        "VALUEs are JSON text ('42', '\"text\"', '[1,2]', '{\"$bytes\":\"AAE=\"}' for bytes).\n"
+        "A KEY is a string as typed, unless --key-json says it is JSON too.\n"
+        "--timeout S: seconds (fractions allowed); without it, blocking commands wait\n"
+        "forever, as they do for a timeout past 24.8 days (2^31 ms, the library's most).\n"
+        "Exit status: 0 done, 1 failed, 2 bad usage, 3 no such key/item/object (with\n"
+        "--timeout 0 too: an empty queue for get, a full one for put), 75 timed out\n"
+        "(also: the lock was not had in time, unless --conflict-exit-code N says\n"
+        "otherwise); mpb lock exits with COMMAND's status, 127 if it cannot be run,\n"
+        "and 76 if the lock was lost before COMMAND finished (its session ended: cut\n"
+        "off from the broker for longer than the session TTL, or the broker restarted\n"
+        "without it), whatever COMMAND's status.\n"
+        "With --json, errors are JSON on stdout too:\n"
+        "  {\"error\":{\"code\":\"ENOKEY\",\"message\":\"...\",\"op\":\"get\"}}\n"
+        "code EUSAGE for bad usage; \"op\" is absent before a command is known.\n"
+        "\n"
+        "options:\n"
+        "  -e, --endpoint EP        broker (env MPB_ENDPOINT, default tcp://127.0.0.1:5555)\n"
+        "  -k, --authkey-file PATH  authkey (env MPB_AUTHKEY_FILE, or MPB_AUTHKEY itself)\n"
+        "      --json               machine-readable JSON output, errors included\n"
+        "      --key-json           KEYs are JSON (for integer or compound keys)\n"
+        "      --connect-timeout S  seconds to wait for the broker (default 5)\n"
+        "  -h, --help               this text\n"
+        "  -V, --version            mpb's version\n"
+        "Options may follow the command too (mpb ls --json); '--' ends them.\n"
+        "With no COMMAND on a terminal, mpb reads commands at a prompt (with history).\n");
 }
 
 static bool want_heartbeat;
@@ -100,8 +101,10 @@ static int connect_broker(void) {
     char err[300];
     int rc = mpb_authkey_load(opt.keyfile, &key, &keylen, err, sizeof err);
     if (rc) {
-        if (opt.json) print_json_error(mpb_err_name(rc), err, "connect");
-        else fprintf(stderr, "mpb: %s\n", err);
+        if (opt.json)
+            print_json_error(mpb_err_name(rc), err, "connect");
+        else
+            fprintf(stderr, "mpb: %s\n", err);
         return EXIT_FAIL;
     }
     if (err[0]) fprintf(stderr, "mpb: warning: %s\n", err);
@@ -121,13 +124,27 @@ static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
 } commands[] = {
-    {"info", cmd_info}, {"ls", cmd_ls},   {"get", cmd_get},       {"set", cmd_set},
-    {"incr", cmd_incr}, {"del", cmd_del}, {"append", cmd_append}, {"ping", cmd_ping},
-    {"put", cmd_put},   {"clear", cmd_clear}, {"wait", cmd_wait}, {"lock", cmd_lock},
-    {"pool", cmd_pool}, {"save", cmd_save},
-    {"watch", cmd_watch}, {"task-done", cmd_task_done}, {"peek", cmd_peek},
-    {"clients", cmd_clients}, {"kill", cmd_kill}, {"slowlog", cmd_slowlog},
-    {"monitor", cmd_monitor},
+    {"info",      cmd_info     },
+    {"ls",        cmd_ls       },
+    {"get",       cmd_get      },
+    {"set",       cmd_set      },
+    {"incr",      cmd_incr     },
+    {"del",       cmd_del      },
+    {"append",    cmd_append   },
+    {"ping",      cmd_ping     },
+    {"put",       cmd_put      },
+    {"clear",     cmd_clear    },
+    {"wait",      cmd_wait     },
+    {"lock",      cmd_lock     },
+    {"pool",      cmd_pool     },
+    {"save",      cmd_save     },
+    {"watch",     cmd_watch    },
+    {"task-done", cmd_task_done},
+    {"peek",      cmd_peek     },
+    {"clients",   cmd_clients  },
+    {"kill",      cmd_kill     },
+    {"slowlog",   cmd_slowlog  },
+    {"monitor",   cmd_monitor  },
 };
 
 bool cli_is_command(const char *name) {
@@ -176,17 +193,23 @@ static int hoist_options(int *argc, char **argv, bool keep_dashdash, bool *help)
                    !strncmp(a, "--connect-timeout=", 18)) {
             val = strchr(a, '=') + 1;
         }
-        if (!strcmp(a, "--json")) opt.json = true;
-        else if (!strcmp(a, "--key-json")) opt.key_json = true;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) *help = true;
-        else if (val && (a[1] == 'e' || !strncmp(a, "--endpoint", 10))) opt.endpoint = val;
-        else if (val && (a[1] == 'k' || !strncmp(a, "--authkey-file", 14))) opt.keyfile = val;
+        if (!strcmp(a, "--json"))
+            opt.json = true;
+        else if (!strcmp(a, "--key-json"))
+            opt.key_json = true;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+            *help = true;
+        else if (val && (a[1] == 'e' || !strncmp(a, "--endpoint", 10)))
+            opt.endpoint = val;
+        else if (val && (a[1] == 'k' || !strncmp(a, "--authkey-file", 14)))
+            opt.keyfile = val;
         else if (val) {
             double sec;
             if (!parse_seconds(val, &sec) || sec <= 0 || sec > 3600)
                 return usage_error("--connect-timeout '%s' is not a number of seconds", val);
             opt.connect_timeout_ms = sec < 0.001 ? 1 : (int)(sec * 1000);
-        } else continue;
+        } else
+            continue;
         memmove(argv + i, argv + i + used, (size_t)(*argc - i - used) * sizeof *argv);
         *argc -= used;
         i--;
@@ -198,13 +221,14 @@ static int hoist_options(int *argc, char **argv, bool keep_dashdash, bool *help)
  * given on it (--json) hold for that line only. */
 int cli_exec(int argc, char **argv) {
     bool is_help = !strcmp(argv[0], "help");
-    if (!is_help && !cli_is_command(argv[0]))
-        return usage_error("unknown command '%s'", argv[0]);
+    if (!is_help && !cli_is_command(argv[0])) return usage_error("unknown command '%s'", argv[0]);
     cli_opt_t saved = opt;
     bool help = false;
     int rc = hoist_options(&argc, argv, !strcmp(argv[0], "lock"), &help);
-    if (rc == 0 && is_help && !help) rc = cmd_help(argc - 1, argv + 1);
-    else if (rc == 0) rc = help ? cmd_help(1, argv) : cli_run(argc, argv);
+    if (rc == 0 && is_help && !help)
+        rc = cmd_help(argc - 1, argv + 1);
+    else if (rc == 0)
+        rc = help ? cmd_help(1, argv) : cli_run(argc, argv);
     opt = saved;
     return rc;
 }
@@ -219,14 +243,14 @@ int main(int argc, char **argv) {
     opt.connect_timeout_ms = 5000;
     enum { O_JSON = 256, O_KEY_JSON, O_CONNECT_TIMEOUT };
     static const struct option lopts[] = {
-        {"endpoint", required_argument, 0, 'e'},
-        {"authkey-file", required_argument, 0, 'k'},
-        {"json", no_argument, 0, O_JSON},
-        {"key-json", no_argument, 0, O_KEY_JSON},
+        {"endpoint",        required_argument, 0, 'e'              },
+        {"authkey-file",    required_argument, 0, 'k'              },
+        {"json",            no_argument,       0, O_JSON           },
+        {"key-json",        no_argument,       0, O_KEY_JSON       },
         {"connect-timeout", required_argument, 0, O_CONNECT_TIMEOUT},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0},
+        {"help",            no_argument,       0, 'h'              },
+        {"version",         no_argument,       0, 'V'              },
+        {0,                 0,                 0, 0                },
     };
     int c;
     /* The first bad option is reported after the loop, once a later --json is known too. */
@@ -248,12 +272,14 @@ int main(int argc, char **argv) {
             if (!parse_seconds(optarg, &s) || s <= 0 || s > 3600)
                 snprintf(bad, sizeof bad, "--connect-timeout '%s' is not a number of seconds",
                          optarg);
-            else opt.connect_timeout_ms = s < 0.001 ? 1 : (int)(s * 1000); /* 0: the default */
+            else
+                opt.connect_timeout_ms = s < 0.001 ? 1 : (int)(s * 1000); /* 0: the default */
             break;
         }
         case 'h': usage(stdout); return 0;
-        case 'V': printf("mpb %s (libmpb %u.%u.%u)\n", MPBROKER_VERSION, mpb_version() >> 16,
-                         (mpb_version() >> 8) & 0xff, mpb_version() & 0xff);
+        case 'V':
+            printf("mpb %s (libmpb %u.%u.%u)\n", MPBROKER_VERSION, mpb_version() >> 16,
+                   (mpb_version() >> 8) & 0xff, mpb_version() & 0xff);
             return 0;
         case ':':
             if (!bad[0]) snprintf(bad, sizeof bad, "option '%s' needs a value", arg);

@@ -10,8 +10,6 @@
 #include "cli.h"
 #include "json.h"
 
-
-
 /* EFULL pairs with EEMPTY: both are "--timeout 0 and the queue could not take or give an item
  * at once", so put and get answer alike (3); with a bound > 0 both time out instead (75). */
 int status_of(int rc) {
@@ -58,15 +56,19 @@ void report(const char *code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (opt.json) print_json_error(code, msg, cur_cmd);
-    else fprintf(stderr, "mpb: %s\n", msg);
+    if (opt.json)
+        print_json_error(code, msg, cur_cmd);
+    else
+        fprintf(stderr, "mpb: %s\n", msg);
 }
 
 /* Reports a failed call and returns the exit status for it. */
 int fail(int rc, const char *what) {
     const char *msg = cli ? mpb_errmsg(cli) : mpb_strerror(rc);
-    if (opt.json) print_json_error(mpb_err_name(rc), msg, what);
-    else fprintf(stderr, "mpb: %s: %s\n", what, msg);
+    if (opt.json)
+        print_json_error(mpb_err_name(rc), msg, what);
+    else
+        fprintf(stderr, "mpb: %s: %s\n", what, msg);
     return status_of(rc);
 }
 
@@ -85,8 +87,10 @@ int usage_error(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (opt.json) print_json_error("EUSAGE", msg, cur_cmd);
-    else fprintf(stderr, "mpb: %s\n(mpb --help for usage)\n", msg);
+    if (opt.json)
+        print_json_error("EUSAGE", msg, cur_cmd);
+    else
+        fprintf(stderr, "mpb: %s\n(mpb --help for usage)\n", msg);
     return EXIT_USAGE;
 }
 

@@ -9,8 +9,10 @@ typedef struct {
 
 static void fill_barrier(mpb__buf_t *b, const void *arg) {
     const bargs_t *a = arg;
-    if (a->parties <= 0) mpb__w_nil(b);
-    else mpb__w_int(b, a->parties);
+    if (a->parties <= 0)
+        mpb__w_nil(b);
+    else
+        mpb__w_int(b, a->parties);
     mpb__w_int(b, a->timeout_ms < 0 ? -1 : a->timeout_ms);
 }
 
@@ -67,4 +69,3 @@ int mpb_barrier_state(mpb_barrier_t *br, int64_t *parties, int64_t *n_waiting, i
     if (broken) *broken = bk;
     return 0;
 }
-

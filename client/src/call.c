@@ -31,8 +31,10 @@ static pend_t *pend_find(mpb_client_t *c, uint64_t rid) {
 
 static int pend_add(mpb_client_t *c, uint64_t rid, mpb_callback_t cb, void *arg) {
     pend_t *p = SLIST_FIRST(&c->pend_spare);
-    if (p) SLIST_REMOVE_HEAD(&c->pend_spare, spare);
-    else if (!(p = malloc(sizeof *p))) return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    if (p)
+        SLIST_REMOVE_HEAD(&c->pend_spare, spare);
+    else if (!(p = malloc(sizeof *p)))
+        return mpb__fail(c, MPB_ENOMEM, "out of memory");
     p->rid = rid;
     p->cb = cb;
     p->arg = arg;
@@ -79,8 +81,10 @@ mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t name
     mpb__w_array(b, 3 + argc);
     mpb__w_uint(b, ++c->next_rid);
     mpb__w_uint(b, op);
-    if (name) mpb__w_str(b, name, namelen);
-    else mpb__w_nil(b);
+    if (name)
+        mpb__w_str(b, name, namelen);
+    else
+        mpb__w_nil(b);
     return b;
 }
 
@@ -105,8 +109,10 @@ static sentframe_t *sent_find(mpb_client_t *c, uint64_t rid) {
     size_t lo = 0, hi = c->nsent;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (c->sent[mid].rid_hi < rid) lo = mid + 1;
-        else hi = mid;
+        if (c->sent[mid].rid_hi < rid)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     if (lo < c->nsent && c->sent[lo].rid_lo <= rid) return &c->sent[lo];
     return NULL;
@@ -123,7 +129,8 @@ static void sent_done(mpb_client_t *c, uint64_t rid) {
 }
 
 void mpb__sent_clear(mpb_client_t *c) {
-    for (size_t i = 0; i < c->nsent; i++) free(c->sent[i].body);
+    for (size_t i = 0; i < c->nsent; i++)
+        free(c->sent[i].body);
     c->nsent = 0;
 }
 
@@ -225,8 +232,10 @@ int mpb__recv_into(mpb_client_t *c, mpb__buf_t *b, long timeout_ms) {
     zmq_msg_close(&m);
     while (more) { /* not ours to have: drop the rest */
         zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, c->sock, 0) < 0) more = false;
-        else more = zmq_msg_more(&m);
+        if (zmq_msg_recv(&m, c->sock, 0) < 0)
+            more = false;
+        else
+            more = zmq_msg_more(&m);
         zmq_msg_close(&m);
     }
     if (b->oom) return mpb__fail(c, MPB_ENOMEM, "out of memory receiving a reply");
@@ -300,13 +309,12 @@ static int pump(mpb_client_t *c, syncwait_t *want, int64_t deadline) {
             }
             /* A broker without our session, or a frame it could not verify: nothing in
              * flight will be answered now. */
-            c->connected = rc != MPB_ESESSION && rc != MPB_EAUTH && rc != MPB_EREPLAY &&
-                           rc != MPB_ECONN;
+            c->connected =
+                rc != MPB_ESESSION && rc != MPB_EAUTH && rc != MPB_EREPLAY && rc != MPB_ECONN;
             mpb__fail_all(c, rc);
             return rc;
         }
-        if (f.type != MPB__T_REP ||
-            !mpb__mac_verify(c->rx, b->p, b->len - MPB__MAC_LEN, f.mac) ||
+        if (f.type != MPB__T_REP || !mpb__mac_verify(c->rx, b->p, b->len - MPB__MAC_LEN, f.mac) ||
             mpb__mp_check(f.body, f.bodylen, MPB__FRAME_DEPTH) ||
             mpb__seq_accept(&c->seq_in, f.seq)) {
             mpb__buf_give(c, b);
@@ -335,7 +343,8 @@ static int pump(mpb_client_t *c, syncwait_t *want, int64_t deadline) {
                 continue;
             }
             syncwait_t *w = c->waits;
-            while (w && w->rid != rid) w = w->outer;
+            while (w && w->rid != rid)
+                w = w->outer;
             if (w) {
                 w->done = true;
                 w->code = status;
@@ -482,7 +491,8 @@ int mpb_poll(mpb_client_t *c, int timeout_ms) {
         size_t before = c->pcount;
         rc = pump(c, NULL, deadline);
         /* then whatever else is already here, without waiting */
-        while (!rc && c->pcount) rc = pump(c, NULL, 0);
+        while (!rc && c->pcount)
+            rc = pump(c, NULL, 0);
         if (rc == MPB_ETIMEDOUT) rc = 0;
         if (!rc) rc = (int)(before - c->pcount);
     }
@@ -513,4 +523,3 @@ int mpb_fd(mpb_client_t *c) {
     if (zmq_getsockopt(c->sock, ZMQ_FD, &fd, &len) != 0) return -1;
     return fd;
 }
-

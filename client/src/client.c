@@ -211,8 +211,10 @@ static int hb_add(mpb_client_t *c) {
         pthread_attr_t a;
         pthread_attr_init(&a);
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &a, hb_main, NULL) == 0) hb_running = true;
-        else rc = -1;
+        if (pthread_create(&t, &a, hb_main, NULL) == 0)
+            hb_running = true;
+        else
+            rc = -1;
         pthread_attr_destroy(&a);
     }
     if (!rc) {
@@ -242,8 +244,10 @@ static int use_curve(mpb_client_t *c) {
     int enc = c->opts.encryption;
     const char *env = getenv("MPB_ENCRYPTION");
     if (enc == MPB_ENCRYPTION_AUTO && env && *env) {
-        if (!strcmp(env, "on")) enc = MPB_ENCRYPTION_ON;
-        else if (!strcmp(env, "off")) enc = MPB_ENCRYPTION_OFF;
+        if (!strcmp(env, "on"))
+            enc = MPB_ENCRYPTION_ON;
+        else if (!strcmp(env, "off"))
+            enc = MPB_ENCRYPTION_OFF;
         else if (strcmp(env, "auto"))
             return mpb__fail(c, MPB_EINVAL, "MPB_ENCRYPTION is '%s', not on, off or auto", env);
     }
@@ -256,9 +260,10 @@ static int use_curve(mpb_client_t *c) {
     c->curve = enc == MPB_ENCRYPTION_ON;
     if (!c->curve) return 0;
     if (!zmq_has("curve"))
-        return mpb__fail(c, MPB_EINVAL, "encryption asked for, but this libzmq has no CURVE "
-                                        "(MPB_ENCRYPTION=off, with a broker that does not "
-                                        "encrypt)");
+        return mpb__fail(c, MPB_EINVAL,
+                         "encryption asked for, but this libzmq has no CURVE "
+                         "(MPB_ENCRYPTION=off, with a broker that does not "
+                         "encrypt)");
     mpb__curve_t k;
     if (mpb__curve_keys(c->authkey, c->keylen, &k))
         return mpb__fail(c, MPB_ENOMEM, "CURVE key derivation failed");
@@ -284,14 +289,13 @@ int mpb__open_socket(mpb_client_t *c) {
         return mpb__fail(c, MPB_ENOMEM, "socket monitor: %s", zmq_strerror(zmq_errno()));
     if (zmq_connect(c->sock, c->endpoint) != 0)
         return mpb__fail(c, MPB_EINVAL,
-                         "bad endpoint '%s': %s (use tcp://HOST:PORT or ipc:///PATH)",
-                         c->endpoint, zmq_strerror(zmq_errno()));
+                         "bad endpoint '%s': %s (use tcp://HOST:PORT or ipc:///PATH)", c->endpoint,
+                         zmq_strerror(zmq_errno()));
     return 0;
 }
 
-
-int mpb_connect(const char *endpoint, const void *authkey, size_t keylen,
-                const mpb_options_t *opts, mpb_client_t **out) {
+int mpb_connect(const char *endpoint, const void *authkey, size_t keylen, const mpb_options_t *opts,
+                mpb_client_t **out) {
     *out = NULL;
     mpb_client_t *c = calloc(1, sizeof *c);
     if (!c) return MPB_ENOMEM;
@@ -394,4 +398,3 @@ void mpb_close(mpb_client_t **cp) {
     mpb__pool_rt_free(c);
     free(c);
 }
-

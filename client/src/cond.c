@@ -6,8 +6,10 @@
 #include "internal.h"
 
 static void fill_str(mpb__buf_t *b, const void *arg) {
-    if (arg) mpb__w_cstr(b, arg);
-    else mpb__w_nil(b);
+    if (arg)
+        mpb__w_cstr(b, arg);
+    else
+        mpb__w_nil(b);
 }
 
 int mpb_condition_open(mpb_client_t *c, const char *name, const char *lockpath,
@@ -20,7 +22,7 @@ int mpb_condition_open(mpb_client_t *c, const char *name, const char *lockpath,
     mpb__rd_t r = {v, v + vn};
     const char *s;
     uint32_t sl;
-    if (mpb__rd_str(&r, &s, &sl) || sl >= sizeof (*out)->lock || !memchr(s, '/', sl)) {
+    if (mpb__rd_str(&r, &s, &sl) || sl >= sizeof(*out)->lock || !memchr(s, '/', sl)) {
         mpb_condition_close(out);
         return mpb__fail(c, MPB_EPROTO, "malformed condition.open reply");
     }
@@ -61,8 +63,7 @@ int mpb_condition_wait(mpb_condition_t *cv, int timeout_ms) {
     return mpb__call_bool(cv->c, MPB_FOREVER);
 }
 
-int mpb_condition_wait_for(mpb_condition_t *cv, int (*pred)(void *arg), void *arg,
-                           int timeout_ms) {
+int mpb_condition_wait_for(mpb_condition_t *cv, int (*pred)(void *arg), void *arg, int timeout_ms) {
     if (!cv) return MPB_EINVAL;
     if (!pred) return mpb__fail(cv->c, MPB_EINVAL, "condition wait_for: the predicate is NULL");
     int64_t end = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
@@ -91,4 +92,3 @@ int mpb_condition_notify_all(mpb_condition_t *cv) {
     if (!cv) return MPB_EINVAL;
     return mpb_condition_notify(cv, -1);
 }
-

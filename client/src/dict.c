@@ -127,8 +127,8 @@ int mpb_dict_popitem(mpb_dict_t *d, void **key, size_t *klen, void **val, size_t
     return rc;
 }
 
-int mpb_dict_setdefault(mpb_dict_t *d, const void *key, size_t klen, const void *def,
-                        size_t deflen, void **val, size_t *vlen) {
+int mpb_dict_setdefault(mpb_dict_t *d, const void *key, size_t klen, const void *def, size_t deflen,
+                        void **val, size_t *vlen) {
     if (!d) return MPB_EINVAL;
     if (mpb__check_val(d->c, "key", key, klen) || mpb__check_val(d->c, "default", def, deflen))
         return MPB_EINVAL;
@@ -183,8 +183,8 @@ static int page(mpb_client_t *c, uint64_t *cursor, void **out, size_t *outlen, s
     return mpb__dup(c, arr, an, out, outlen);
 }
 
-int mpb_dict_scan(mpb_dict_t *d, int what, uint64_t *cursor, size_t max, void **pg,
-                  size_t *pagelen, size_t *n) {
+int mpb_dict_scan(mpb_dict_t *d, int what, uint64_t *cursor, size_t max, void **pg, size_t *pagelen,
+                  size_t *n) {
     if (!d) return MPB_EINVAL;
     if (what < MPB_SCAN_KEYS || what > MPB_SCAN_ITEMS)
         return mpb__fail(d->c, MPB_EINVAL, "what must be MPB_SCAN_KEYS, _VALUES or _ITEMS");
@@ -195,8 +195,8 @@ int mpb_dict_scan(mpb_dict_t *d, int what, uint64_t *cursor, size_t max, void **
     return page(d->c, cursor, pg, pagelen, n);
 }
 
-static int key_str(mpb_client_t *c, const char *key, uint8_t *small, size_t smallcap,
-                   void **heap, const uint8_t **k, size_t *kn) {
+static int key_str(mpb_client_t *c, const char *key, uint8_t *small, size_t smallcap, void **heap,
+                   const uint8_t **k, size_t *kn) {
     size_t n = strlen(key);
     *heap = NULL;
     if (n + 5 <= smallcap) {
@@ -218,7 +218,7 @@ static int key_str(mpb_client_t *c, const char *key, uint8_t *small, size_t smal
         void *heap_ = NULL;                                                                        \
         const uint8_t *k = NULL;                                                                   \
         size_t kn = 0;                                                                             \
-        if (!key) return mpb__fail(d->c, MPB_EINVAL, "key is NULL");                              \
+        if (!key) return mpb__fail(d->c, MPB_EINVAL, "key is NULL");                               \
         int krc_ = key_str(d->c, key, small_, sizeof small_, &heap_, &k, &kn);                     \
         if (krc_) return krc_;                                                                     \
         int rc_ = (body);                                                                          \
@@ -297,8 +297,8 @@ int mpb_dict_get_str(mpb_dict_t *d, const char *key, char **v) {
 
 /* ---- pipelined forms ---- */
 
-int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *val,
-                       size_t vlen, mpb_callback_t cb, void *arg) {
+int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *val, size_t vlen,
+                       mpb_callback_t cb, void *arg) {
     if (!d) return MPB_EINVAL;
     if (mpb__check_val(d->c, "key", key, klen) || mpb__check_val(d->c, "value", val, vlen))
         return MPB_EINVAL;
@@ -308,8 +308,7 @@ int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *
     return mpb__send(d->c, cb, arg);
 }
 
-int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen, mpb_callback_t cb,
-                       void *arg) {
+int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen, mpb_callback_t cb, void *arg) {
     if (!d) return MPB_EINVAL;
     if (mpb__check_val(d->c, "key", key, klen)) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_GET, 1);
@@ -317,8 +316,8 @@ int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen, mpb_callback
     return mpb__send(d->c, cb, arg);
 }
 
-int mpb_dict_incr_async(mpb_dict_t *d, const void *key, size_t klen, int64_t by,
-                        mpb_callback_t cb, void *arg) {
+int mpb_dict_incr_async(mpb_dict_t *d, const void *key, size_t klen, int64_t by, mpb_callback_t cb,
+                        void *arg) {
     if (!d) return MPB_EINVAL;
     if (mpb__check_val(d->c, "key", key, klen)) return MPB_EINVAL;
     DREQ(MPB_OP_DICT_INCR, 2);
@@ -326,4 +325,3 @@ int mpb_dict_incr_async(mpb_dict_t *d, const void *key, size_t klen, int64_t by,
     mpb__w_int(b, by);
     return mpb__send(d->c, cb, arg);
 }
-

@@ -38,4 +38,3 @@ int mpb_event_wait(mpb_event_t *e, int timeout_ms) {
     mpb__w_int(b, mpb__ms_arg(timeout_ms));
     return mpb__call_bool(e->c, timeout_ms);
 }
-

@@ -59,8 +59,10 @@ int64_t mpb_unref(mpb_client_t *c, const char *kind, const char *name) {
  * the list is its own and whose copy of the lock may have been held by a thread left behind. */
 static void refd_lock(mpb_client_t *c, bool lock) {
     if (c->gen != mpb__gen()) return;
-    if (lock) pthread_mutex_lock(&c->mu);
-    else pthread_mutex_unlock(&c->mu);
+    if (lock)
+        pthread_mutex_lock(&c->mu);
+    else
+        pthread_mutex_unlock(&c->mu);
 }
 
 static void refd_add(mpb__any_t *h) {
@@ -298,13 +300,16 @@ int mpb__take_str(mpb_client_t *c, int rc, void *val, size_t vn, char **out) {
     return 0;
 }
 
-
 /* ---- open arguments ---- */
 
 void mpb__fill_nflag(mpb__buf_t *b, const void *arg) {
     const mpb__nflag_t *a = arg;
-    if (a->n < 0) mpb__w_nil(b);
-    else mpb__w_int(b, a->n);
-    if (a->flag < 0) mpb__w_nil(b);
-    else mpb__w_bool(b, a->flag != 0);
+    if (a->n < 0)
+        mpb__w_nil(b);
+    else
+        mpb__w_int(b, a->n);
+    if (a->flag < 0)
+        mpb__w_nil(b);
+    else
+        mpb__w_bool(b, a->flag != 0);
 }

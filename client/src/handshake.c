@@ -57,8 +57,10 @@ static int recv_frame(mpb_client_t *c, long timeout_ms) {
     zmq_msg_close(&m);
     while (more) { /* not ours to have: drop the rest */
         zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, c->sock, 0) < 0) more = false;
-        else more = zmq_msg_more(&m);
+        if (zmq_msg_recv(&m, c->sock, 0) < 0)
+            more = false;
+        else
+            more = zmq_msg_more(&m);
         zmq_msg_close(&m);
     }
     if (c->reply.oom) return mpb__fail(c, MPB_ENOMEM, "out of memory receiving a reply");
@@ -162,7 +164,8 @@ static int hs_monitor(mpb_client_t *c) {
                              "off): set MPB_ENCRYPTION=off to match it",
                              c->endpoint);
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
-            event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+            event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
             c->curve_fails++;
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) c->curve_fails = 0;
     }
@@ -208,8 +211,8 @@ static int hs_recv(mpb_client_t *c, int64_t deadline, uint8_t want, mpb__frame_t
                              "connections: its log says why)",
                              c->endpoint, c->curve_fails, c->opts.connect_timeout_ms);
         if (left <= 0)
-            return mpb__fail(c, MPB_ECONN, "no mpbroker answered at %s within %d ms%s",
-                             c->endpoint, c->opts.connect_timeout_ms,
+            return mpb__fail(c, MPB_ECONN, "no mpbroker answered at %s within %d ms%s", c->endpoint,
+                             c->opts.connect_timeout_ms,
                              c->curve ? " (encryption on: a broker started with --encryption "
                                         "off needs MPB_ENCRYPTION=off)"
                                       : " (encryption off: a broker that encrypts this "
@@ -252,7 +255,8 @@ int mpb__handshake(mpb_client_t *c) {
     bool broker_ok = false;
     if (!rc) {
         mpb__rd_t m = {f.body, f.body + f.bodylen};
-        if (get_bin(&m, "nonce", MPB__NONCE_LEN, &nb) || get_bin(&m, "proof", MPB__PROOF_LEN, &proof))
+        if (get_bin(&m, "nonce", MPB__NONCE_LEN, &nb) ||
+            get_bin(&m, "proof", MPB__PROOF_LEN, &proof))
             rc = mpb__fail(c, MPB_EPROTO, "malformed challenge from %s", c->endpoint);
         else {
             memcpy(nonce_b, nb, sizeof nonce_b);
@@ -360,12 +364,13 @@ static void sleep_ms(int64_t ms) {
  * went with it. */
 static void lose_session(mpb_client_t *c, uint64_t old) {
     size_t calls = c->pcount;
-    for (syncwait_t *w = c->waits; w; w = w->outer) calls += !w->done;
+    for (syncwait_t *w = c->waits; w; w = w->outer)
+        calls += !w->done;
     char locks[400] = "";
-    if (c->locks_held == 1) snprintf(locks, sizeof locks, "the lock %s, ", c->lock_last);
+    if (c->locks_held == 1)
+        snprintf(locks, sizeof locks, "the lock %s, ", c->lock_last);
     else if (c->locks_held > 1)
-        snprintf(locks, sizeof locks, "%d locks (the last one %s), ", c->locks_held,
-                 c->lock_last);
+        snprintf(locks, sizeof locks, "%d locks (the last one %s), ", c->locks_held, c->lock_last);
     mpb__fail(c, MPB_ESESSION,
               "session %llu ended while this client was cut off from %s (for longer than "
               "its ttl, or the broker restarted without it): lost %s%zu call%s in flight "

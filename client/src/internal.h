@@ -12,7 +12,7 @@
 
 /* uthash, for the tables keyed by id: a failed allocation leaves the table as it was (or
  * unexpanded) instead of exiting the program; callers look their element up to know. */
-#define HASH_NONFATAL_OOM 1
+#define HASH_NONFATAL_OOM        1
 #define uthash_nonfatal_oom(elt) ((void)(elt))
 #include <uthash.h>
 
@@ -42,27 +42,27 @@ typedef struct pend {
     uint64_t rid;
     mpb_callback_t cb;
     void *arg;
-    UT_hash_handle hh; /* in c->pend, by rid */
+    UT_hash_handle hh;       /* in c->pend, by rid */
     SLIST_ENTRY(pend) spare; /* in c->pend_spare once answered */
 } pend_t;
 
 struct mpb_client {
     pthread_mutex_t mu; /* recursive; held for a whole call, and by the heartbeat thread */
-    void *sock; /* a DEALER in the process's shared ZeroMQ context */
-    bool ctx_held; /* holds a reference to that context */
+    void *sock;         /* a DEALER in the process's shared ZeroMQ context */
+    bool ctx_held;      /* holds a reference to that context */
     char *endpoint;
     uint8_t *authkey;
     size_t keylen;
     mpb_options_t opts;
-    pid_t pid;        /* the process that connected it (for messages) */
-    unsigned gen;     /* the fork generation it belongs to (see mpb__usable) */
+    pid_t pid;    /* the process that connected it (for messages) */
+    unsigned gen; /* the fork generation it belongs to (see mpb__usable) */
     mpb__mac_t *tx, *rx;
     uint64_t seq_out, seq_in;
     uint64_t next_rid;
     uint64_t out_rid_lo; /* the rid of the first request in out */
     sentframe_t *sent;   /* frames with requests unanswered, oldest first */
     size_t nsent, capsent;
-    bool resumed;        /* the last handshake resumed the session */
+    bool resumed; /* the last handshake resumed the session */
     unsigned reconnects;
     int locks_held;      /* lock and rlock acquisitions not released: lost with the session */
     char lock_last[300]; /* the last one acquired, to name it then */
@@ -73,28 +73,28 @@ struct mpb_client {
     size_t max_frame, max_value, max_scan;
     int heartbeat_ms, ttl_ms;
     bool connected;
-    bool curve;       /* the connection is encrypted (ZeroMQ CURVE) */
-    void *mon;        /* during the handshake: the socket's monitor (CURVE failures) */
-    int curve_fails;  /* encrypted handshakes the broker closed, this connect */
-    bool fail_fast;   /* mpb_connect's first connection: a refused or unresolved tcp:// fails
-                         at once instead of waiting out the timeout */
-    bool tcp_up;      /* a TCP connection was made during this handshake */
-    mpb__buf_t out;   /* the request frame being built: requests not sent yet */
+    bool curve;      /* the connection is encrypted (ZeroMQ CURVE) */
+    void *mon;       /* during the handshake: the socket's monitor (CURVE failures) */
+    int curve_fails; /* encrypted handshakes the broker closed, this connect */
+    bool fail_fast;  /* mpb_connect's first connection: a refused or unresolved tcp:// fails
+                        at once instead of waiting out the timeout */
+    bool tcp_up;     /* a TCP connection was made during this handshake */
+    mpb__buf_t out;  /* the request frame being built: requests not sent yet */
     size_t out_n, out_mark;
     size_t autoflush_bytes, autoflush_n;
     mpb__buf_t reply; /* handshake frames */
     mpb__buf_t *last; /* the frame holding the last synchronous result */
     mpb__buf_t *spare[2];
-    void *pool_rt;    /* pool.c: where each task's result goes (mpb__pool_rt_free) */
-    pend_t *pend;     /* asynchronous requests in flight, by rid (uthash) */
+    void *pool_rt; /* pool.c: where each task's result goes (mpb__pool_rt_free) */
+    pend_t *pend;  /* asynchronous requests in flight, by rid (uthash) */
     size_t pcount;
     SLIST_HEAD(, pend) pend_spare; /* records of answered requests, for the next ones */
-    syncwait_t *waits; /* synchronous calls in progress, innermost first */
+    syncwait_t *waits;             /* synchronous calls in progress, innermost first */
     char err[512];
     int64_t last_send_ms;
-    int rcvtimeo; /* ZMQ_RCVTIMEO as last set on sock (-1 as ZeroMQ starts it) */
+    int rcvtimeo;              /* ZMQ_RCVTIMEO as last set on sock (-1 as ZeroMQ starts it) */
     LIST_HEAD(, mpb_any) refd; /* handles that hold a reference to an anonymous object */
-    bool hb_on;       /* on the heartbeat thread's list */
+    bool hb_on;                /* on the heartbeat thread's list */
     LIST_ENTRY(mpb_client) hb_link;
 };
 
@@ -103,33 +103,55 @@ struct mpb_client {
     mpb_client_t *c;                                                                               \
     char name[256];                                                                                \
     uint32_t namelen;                                                                              \
-    unsigned kind_op; /* the kind's open op */                                                     \
-    uint64_t tid;     /* locks: fixed owner thread id, 0: the calling thread's */                  \
-    char lock[300];   /* condition: its lock's "kind/name" */                                  \
-    bool ref;         /* holds a reference to the anonymous object name (anon.c) */           \
+    unsigned kind_op;          /* the kind's open op */                                            \
+    uint64_t tid;              /* locks: fixed owner thread id, 0: the calling thread's */         \
+    char lock[300];            /* condition: its lock's "kind/name" */                             \
+    bool ref;                  /* holds a reference to the anonymous object name (anon.c) */       \
     LIST_ENTRY(mpb_any) rlink; /* in c->refd while it does */
 /* All handles share this layout; mpb__any_t is it, for code common to all kinds. */
-struct mpb_any { MPB__HANDLE };
+struct mpb_any {
+    MPB__HANDLE
+};
 typedef struct mpb_any mpb__any_t;
 static inline mpb__any_t *mpb__any(const void *h) {
     return (mpb__any_t *)h;
 }
-struct mpb_dict { MPB__HANDLE };
-struct mpb_list { MPB__HANDLE };
-struct mpb_queue { MPB__HANDLE };
-struct mpb_lock { MPB__HANDLE };
-struct mpb_semaphore { MPB__HANDLE };
-struct mpb_condition { MPB__HANDLE };
-struct mpb_event { MPB__HANDLE };
-struct mpb_barrier { MPB__HANDLE };
-struct mpb_value { MPB__HANDLE };
-struct mpb_namespace { MPB__HANDLE };
+struct mpb_dict {
+    MPB__HANDLE
+};
+struct mpb_list {
+    MPB__HANDLE
+};
+struct mpb_queue {
+    MPB__HANDLE
+};
+struct mpb_lock {
+    MPB__HANDLE
+};
+struct mpb_semaphore {
+    MPB__HANDLE
+};
+struct mpb_condition {
+    MPB__HANDLE
+};
+struct mpb_event {
+    MPB__HANDLE
+};
+struct mpb_barrier {
+    MPB__HANDLE
+};
+struct mpb_value {
+    MPB__HANDLE
+};
+struct mpb_namespace {
+    MPB__HANDLE
+};
 
 int64_t mpb__now_ms(void);
 int64_t mpb__coarse_ms(void); /* CLOCK_MONOTONIC_COARSE: for heartbeats */
 /* Sets c->err and returns code. */
 __attribute__((format(printf, 3, 4))) int mpb__fail(mpb_client_t *c, int code, const char *fmt,
-                                                   ...);
+                                                    ...);
 /* The fork generation of this process: a client whose gen differs was inherited. */
 unsigned mpb__gen(void);
 /* Checks the client may be used by this process now. 0 or a negative MPB_E*. */
@@ -137,8 +159,7 @@ int mpb__usable(mpb_client_t *c);
 
 /* Starts a request [rid, op, name, argc args...]: write exactly argc values into the buffer
  * that comes back. name may be NULL. */
-mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t namelen,
-                     uint32_t argc);
+mpb__buf_t *mpb__req(mpb_client_t *c, unsigned op, const char *name, size_t namelen, uint32_t argc);
 /* Sends the request and waits for its reply. block_ms: how long the broker may park it
  * (MPB_FOREVER or >= 0). On success *val points at the reply's value, valid until the next
  * call on c. Returns 0 or the error (message in c->err). */
@@ -151,8 +172,8 @@ int mpb__send(mpb_client_t *c, mpb_callback_t cb, void *arg);
  * a reference to one (obj.ref) as well. *val, *vlen (if not NULL): the open's reply value,
  * valid until the next call on c. */
 int mpb__open_handle(mpb_client_t *c, const char *name, unsigned op, size_t size, uint32_t argc,
-                     void (*fill)(mpb__buf_t *, const void *), const void *arg,
-                     const uint8_t **val, size_t *vlen, void **out);
+                     void (*fill)(mpb__buf_t *, const void *), const void *arg, const uint8_t **val,
+                     size_t *vlen, void **out);
 /* Gives back the handle's reference, if it holds one, and frees it. Accepts &NULL. */
 void mpb__close_handle(void **p);
 /* mpb_close(c): the handles still open on c hold nothing any more (the session's end gives

@@ -157,7 +157,6 @@ int mpb_list_append_async(mpb_list_t *l, const void *val, size_t vlen, mpb_callb
 
 /* ---- integer and string forms ---- */
 
-
 int mpb_list_append_i64(mpb_list_t *l, int64_t v) {
     if (!l) return MPB_EINVAL;
     uint8_t b[MPB_PACK_MAX_SCALAR];
@@ -186,4 +185,3 @@ int mpb_list_get_str(mpb_list_t *l, int64_t index, char **s) {
     int rc = mpb_list_get(l, index, &val, &vn);
     return mpb__take_str(l->c, rc, val, vn, s);
 }
-

@@ -32,8 +32,8 @@ static bool is_rlock(const mpb__any_t *h) {
     return h->kind_op == MPB_OP_RLOCK_OPEN;
 }
 
-int mpb__lock_acquire(mpb__any_t *h, const char *name, uint32_t nl, bool rlock,
-                       int timeout_ms, uint64_t *fence) {
+int mpb__lock_acquire(mpb__any_t *h, const char *name, uint32_t nl, bool rlock, int timeout_ms,
+                      uint64_t *fence) {
     mpb__buf_t *b = mpb__req(h->c, rlock ? MPB_OP_RLOCK_ACQUIRE : MPB_OP_LOCK_ACQUIRE, name, nl, 2);
     mpb__w_uint(b, mpb__thread_id(h));
     mpb__w_int(b, mpb__ms_arg(timeout_ms));
@@ -69,4 +69,3 @@ int mpb_lock_locked(mpb_lock_t *l) {
     (void)b;
     return mpb__call_bool(l->c, 0);
 }
-

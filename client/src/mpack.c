@@ -32,13 +32,28 @@ typedef struct span {
     double d;
 } span_t;
 
-static void w_nil(mpb__buf_t *w, const void *a) { (void)a; mpb__w_nil(w); }
-static void w_bool(mpb__buf_t *w, const void *a) { mpb__w_bool(w, ((const span_t *)a)->i != 0); }
-static void w_i64(mpb__buf_t *w, const void *a) { mpb__w_int(w, ((const span_t *)a)->i); }
-static void w_u64(mpb__buf_t *w, const void *a) { mpb__w_uint(w, ((const span_t *)a)->u); }
-static void w_double(mpb__buf_t *w, const void *a) { mpb__w_double(w, ((const span_t *)a)->d); }
-static void w_array(mpb__buf_t *w, const void *a) { mpb__w_array(w, (uint32_t)((const span_t *)a)->u); }
-static void w_map(mpb__buf_t *w, const void *a) { mpb__w_map(w, (uint32_t)((const span_t *)a)->u); }
+static void w_nil(mpb__buf_t *w, const void *a) {
+    (void)a;
+    mpb__w_nil(w);
+}
+static void w_bool(mpb__buf_t *w, const void *a) {
+    mpb__w_bool(w, ((const span_t *)a)->i != 0);
+}
+static void w_i64(mpb__buf_t *w, const void *a) {
+    mpb__w_int(w, ((const span_t *)a)->i);
+}
+static void w_u64(mpb__buf_t *w, const void *a) {
+    mpb__w_uint(w, ((const span_t *)a)->u);
+}
+static void w_double(mpb__buf_t *w, const void *a) {
+    mpb__w_double(w, ((const span_t *)a)->d);
+}
+static void w_array(mpb__buf_t *w, const void *a) {
+    mpb__w_array(w, (uint32_t)((const span_t *)a)->u);
+}
+static void w_map(mpb__buf_t *w, const void *a) {
+    mpb__w_map(w, (uint32_t)((const span_t *)a)->u);
+}
 static void w_raw(mpb__buf_t *w, const void *a) {
     const span_t *s = a;
     mpb__w_raw(w, s->p, s->n);
@@ -270,7 +285,9 @@ int mpb_mpr_ext(mpb_mpreader_t *r, int *type, const void **p, size_t *len) {
     case 0xd8: n = 16, hn = 1; break;
     case 0xc7: n = q[1], hn = 2; break;
     case 0xc8: n = (size_t)q[1] << 8 | q[2], hn = 3; break;
-    case 0xc9: n = (size_t)q[1] << 24 | (size_t)q[2] << 16 | (size_t)q[3] << 8 | q[4], hn = 5; break;
+    case 0xc9:
+        n = (size_t)q[1] << 24 | (size_t)q[2] << 16 | (size_t)q[3] << 8 | q[4], hn = 5;
+        break;
     default: return MPB_ETYPE;
     }
     /* init checked the whole value, so header, type byte and data are all inside */

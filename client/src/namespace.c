@@ -50,4 +50,3 @@ int mpb_namespace_list(mpb_namespace_t *ns, void **map, size_t *len) {
     (void)b;
     return mpb__call_copy(ns->c, 0, map, len);
 }
-

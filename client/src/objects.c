@@ -22,8 +22,10 @@ int mpb_objects(mpb_client_t *c, const char *pattern, uint64_t *cursor, mpb_obj_
     if (!c) return MPB_EINVAL;
     *n = 0;
     REQ(c, MPB_OP_OBJ_LIST, NULL, 0, 3);
-    if (pattern) mpb__w_cstr(b, pattern);
-    else mpb__w_nil(b);
+    if (pattern)
+        mpb__w_cstr(b, pattern);
+    else
+        mpb__w_nil(b);
     mpb__w_uint(b, *cursor);
     mpb__w_uint(b, max);
     const uint8_t *v;
@@ -32,8 +34,7 @@ int mpb_objects(mpb_client_t *c, const char *pattern, uint64_t *cursor, mpb_obj_
     if (rc) return rc;
     mpb__rd_t r = {v, v + vn};
     uint32_t two, cnt;
-    if (mpb__rd_array(&r, &two) || two != 2 || mpb__rd_uint(&r, cursor) ||
-        mpb__rd_array(&r, &cnt))
+    if (mpb__rd_array(&r, &two) || two != 2 || mpb__rd_uint(&r, cursor) || mpb__rd_array(&r, &cnt))
         return mpb__fail(c, MPB_EPROTO, "malformed obj.list reply");
     for (uint32_t i = 0; i < cnt && i < max; i++) {
         uint32_t three, kl, nl;
@@ -64,4 +65,3 @@ int mpb_obj_delete(mpb_client_t *c, const char *path) {
     (void)b;
     return mpb__call_nil(c, 0);
 }
-

@@ -53,7 +53,7 @@ size_t mpb_pack_bin(const void *p, size_t len, void **out) {
 /* Runs one reader over buf, which must hold exactly one value. */
 #define UNPACK(call)                                                                               \
     do {                                                                                           \
-        if (!buf || mpb__mp_check1(buf, len, MPB__MAX_DEPTH) != (long)len) return MPB_EPROTO;     \
+        if (!buf || mpb__mp_check1(buf, len, MPB__MAX_DEPTH) != (long)len) return MPB_EPROTO;      \
         mpb__rd_t r = {buf, (const uint8_t *)buf + len};                                           \
         return call;                                                                               \
     } while (0)
@@ -116,10 +116,11 @@ int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf, si
         /* the warnings (if any) in errbuf: the callers say them in their own voice */
         uint8_t *k = NULL;
         char err[512];
-        int rc =
-            mpb__key_file_read("authkey file", path, &k, len, err, sizeof err, errbuf, errlen);
-        if (rc) snprintf(errbuf, errlen, "%s", err);
-        else *key = k;
+        int rc = mpb__key_file_read("authkey file", path, &k, len, err, sizeof err, errbuf, errlen);
+        if (rc)
+            snprintf(errbuf, errlen, "%s", err);
+        else
+            *key = k;
         return rc;
     }
     const char *env = getenv("MPB_AUTHKEY");

@@ -18,8 +18,10 @@ typedef struct {
 static void fill_pipe(mpb__buf_t *b, const void *arg) {
     const pargs_t *a = arg;
     mpb__w_uint(b, (uint64_t)a->end);
-    if (a->duplex < 0) mpb__w_nil(b);
-    else mpb__w_bool(b, a->duplex != 0);
+    if (a->duplex < 0)
+        mpb__w_nil(b);
+    else
+        mpb__w_bool(b, a->duplex != 0);
 }
 
 int mpb_pipe_open(mpb_client_t *c, const char *name, int end, int duplex, mpb_pipe_t **out) {
@@ -28,10 +30,11 @@ int mpb_pipe_open(mpb_client_t *c, const char *name, int end, int duplex, mpb_pi
     if (!out) return mpb__fail(c, MPB_EINVAL, "mpb_pipe_open: out is NULL");
     if (!name || name[0] == '~')
         return mpb__fail(c, MPB_EINVAL, "a pipe needs a name of its own (none starting with '~')");
-    if (end != 0 && end != 1) return mpb__fail(c, MPB_EINVAL, "a pipe has ends 0 and 1, not %d", end);
+    if (end != 0 && end != 1)
+        return mpb__fail(c, MPB_EINVAL, "a pipe has ends 0 and 1, not %d", end);
     pargs_t a = {end, duplex};
-    int rc = mpb__open_handle(c, name, MPB_OP_PIPE_OPEN, sizeof **out, 2, fill_pipe, &a, NULL,
-                              NULL, (void **)out);
+    int rc = mpb__open_handle(c, name, MPB_OP_PIPE_OPEN, sizeof **out, 2, fill_pipe, &a, NULL, NULL,
+                              (void **)out);
     if (!rc) (*out)->end = end;
     return rc;
 }

@@ -11,7 +11,6 @@
 
 #include "pool.h"
 
-
 /* ---- routing ---- */
 
 static prt_t *rt(mpb_client_t *c) {
@@ -139,7 +138,8 @@ void mpb__pool_async_finish(mpb_async_t *a) {
             snprintf(a->msg, sizeof a->msg, "out of memory assembling the result");
         }
     }
-    for (uint64_t i = 0; i < a->ntasks; i++) free(a->outs[i]);
+    for (uint64_t i = 0; i < a->ntasks; i++)
+        free(a->outs[i]);
     free(a->outs);
     free(a->outlens);
     a->outs = NULL;
@@ -177,8 +177,6 @@ void mpb__pool_run_notify(mpb_pool_t *p) {
     p->notifying = false;
     mpb_flush(p->c); /* what the callbacks submitted */
 }
-
-
 
 /* Hands a task's [[stream, bytes], ...] to its pool's output callback. */
 static void deliver_output(const route_t *r, const uint8_t *p, size_t n) {
@@ -317,8 +315,7 @@ int mpb_pool_join(mpb_pool_t *p, int timeout_ms) {
     while (p->outstanding) {
         int64_t left = end == INT64_MAX ? -1 : end - mpb__now_ms();
         if (end != INT64_MAX && left <= 0)
-            return mpb__fail(p->c, MPB_ETIMEDOUT, "%zu results still outstanding",
-                             p->outstanding);
+            return mpb__fail(p->c, MPB_ETIMEDOUT, "%zu results still outstanding", p->outstanding);
         int rc = mpb_poll(p->c, (int)(left < 0 || left > 1000 ? 1000 : left));
         mpb__pool_run_notify(p);
         if (rc < 0) return rc;
@@ -357,8 +354,7 @@ void mpb_pool_close(mpb_pool_t **pp) {
     *pp = NULL;
     mpb__pool_run_notify(p);
     if (p->submitting && mpb__usable(p->c) == 0) mpb__pool_submits_settle(p, 0);
-    if ((p->outstanding || !LIST_EMPTY(&p->imaps)) && mpb__usable(p->c) == 0)
-        mpb_pool_terminate(p);
+    if ((p->outstanding || !LIST_EMPTY(&p->imaps)) && mpb__usable(p->c) == 0) mpb_pool_terminate(p);
     /* a caller's iterator stays valid (detached) until mpb_imap_free */
     while (!LIST_EMPTY(&p->imaps)) {
         mpb_imap_t *it = LIST_FIRST(&p->imaps);
@@ -375,4 +371,3 @@ void mpb_pool_close(mpb_pool_t **pp) {
     }
     free(p);
 }
-

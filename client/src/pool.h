@@ -13,7 +13,7 @@ typedef struct route {
     uint64_t id;
     void *owner; /* mpb_async_t or mpb_imap_t */
     int kind;
-    uint64_t index; /* the task's place in its owner */
+    uint64_t index;    /* the task's place in its owner */
     UT_hash_handle hh; /* in prt_t.r, by id */
 } route_t;
 
@@ -28,13 +28,13 @@ struct mpb_pool {
     bool closed;
     LIST_HEAD(, mpb_async) asyncs; /* outstanding or kept */
     size_t outstanding;
-    LIST_HEAD(, mpb_imap) imaps; /* its iterators, so terminate and free reach them */
+    LIST_HEAD(, mpb_imap) imaps;     /* its iterators, so terminate and free reach them */
     STAILQ_HEAD(, mpb_async) notify; /* finished, callback not yet run */
     bool notifying;
     size_t submitting; /* applies whose pool.submit is not answered yet */
     mpb_output_cb out_cb;
     void *out_arg;
-    int deferred;      /* an apply without a handle failed to submit: the next apply says so */
+    int deferred; /* an apply without a handle failed to submit: the next apply says so */
     char deferred_msg[512];
 };
 
@@ -55,7 +55,7 @@ struct mpb_async {
     mpb_result_cb cb;
     mpb_error_cb ecb;
     void *arg;
-    LIST_ENTRY(mpb_async) link; /* in its pool's asyncs */
+    LIST_ENTRY(mpb_async) link;    /* in its pool's asyncs */
     STAILQ_ENTRY(mpb_async) nlink; /* in its pool's notify queue */
     bool notify_pending;
     bool submitting; /* its pool.submit is not answered yet */
@@ -80,10 +80,10 @@ struct mpb_imap {
     uint64_t submitted, consumed; /* chunks */
     islot_t *slots;               /* ring of window, by chunk sequence */
     uint64_t job;
-    uint64_t *ids; /* task id per slot */
-    bool canceled; /* by terminate(): no more results */
+    uint64_t *ids;       /* task id per slot */
+    bool canceled;       /* by terminate(): no more results */
     char input_msg[160]; /* why input_err, when it is not next()'s own error */
-    mpb__buf_t carry; /* an item read from next() that did not fit in the last chunk */
+    mpb__buf_t carry;    /* an item read from next() that did not fit in the last chunk */
     bool has_carry;
     LIST_ENTRY(mpb_imap) ilink; /* in its pool's imaps */
 };
@@ -119,8 +119,8 @@ void mpb__pool_pump_take(mpb_client_t *c);
  * function name; AsyncResults made, unlinked from their pool and freed; how many tasks the
  * workers of fn take at once, and how many fit a request; waiting for the replies of applies
  * in flight until at most `most` are left. */
-int mpb__pool_submit(mpb_pool_t *p, const char *fn, uint64_t job, const uint8_t *tasks,
-                     size_t tlen, uint32_t n, uint64_t *first, uint64_t *job_out);
+int mpb__pool_submit(mpb_pool_t *p, const char *fn, uint64_t job, const uint8_t *tasks, size_t tlen,
+                     uint32_t n, uint64_t *first, uint64_t *job_out);
 int mpb__pool_check_fn(mpb_pool_t *p, const char *fn);
 void mpb__pool_async_unlink(mpb_async_t *a);
 void mpb__pool_async_destroy(mpb_async_t *a);

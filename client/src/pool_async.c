@@ -57,8 +57,8 @@ int mpb_async_get(mpb_async_t *a, int timeout_ms, void **result, size_t *rlen) {
         if (!nworkers)
             return mpb__fail(c, MPB_ETIMEDOUT, "%s: no worker serves function '%s'", when, a->fn);
         return mpb__fail(c, MPB_ETIMEDOUT,
-                         "%s: %llu of %llu tasks done; %llu workers (%llu slots) serve '%s'",
-                         when, (unsigned long long)a->ndone, (unsigned long long)a->ntasks,
+                         "%s: %llu of %llu tasks done; %llu workers (%llu slots) serve '%s'", when,
+                         (unsigned long long)a->ndone, (unsigned long long)a->ntasks,
                          (unsigned long long)nworkers, (unsigned long long)cap, a->fn);
     }
     if (a->status) return c ? mpb__fail(c, a->status, "%s", a->msg) : a->status;
@@ -130,7 +130,8 @@ void mpb__pool_ranges_send(mpb_client_t *c, ranges_t *r) {
 }
 
 void mpb__pool_async_ranges(mpb_client_t *c, mpb_async_t *a, ranges_t *r) {
-    for (size_t i = 0; i < a->nranges; i++) ranges_add(c, r, a->firsts[i], a->counts[i]);
+    for (size_t i = 0; i < a->nranges; i++)
+        ranges_add(c, r, a->firsts[i], a->counts[i]);
 }
 
 /* The ids of an iterator's chunks that have not come back. */
@@ -168,4 +169,3 @@ void mpb_async_free(mpb_async_t **ap) {
     }
     mpb__pool_async_destroy(a);
 }
-

@@ -83,9 +83,9 @@ static int imap_fill(mpb_imap_t *it) {
     int rc = 0;
     if (nt) {
         uint64_t first;
-        rc = batch.oom ? mpb__fail(c, MPB_ENOMEM, "out of memory")
-                       : mpb__pool_submit(p, it->fn, it->job, batch.p, batch.len, nt, &first,
-                                          &it->job);
+        rc = batch.oom
+                 ? mpb__fail(c, MPB_ENOMEM, "out of memory")
+                 : mpb__pool_submit(p, it->fn, it->job, batch.p, batch.len, nt, &first, &it->job);
         for (uint32_t i = 0; !rc && i < nt; i++) {
             it->ids[(seq0 + i) % it->window] = first + i;
             if (mpb__pool_route_add(c, first + i, it, A_IMAP, seq0 + i))
@@ -226,8 +226,8 @@ int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen) {
         if (end != INT64_MAX && left <= 0) {
             uint64_t nworkers = 0;
             mpb__pool_capacity(it->p, it->fn, &nworkers);
-            return mpb__fail(c, MPB_ETIMEDOUT, "timed out waiting for a result of '%s'%s",
-                             it->fn, nworkers ? "" : ": no worker serves it");
+            return mpb__fail(c, MPB_ETIMEDOUT, "timed out waiting for a result of '%s'%s", it->fn,
+                             nworkers ? "" : ": no worker serves it");
         }
         int rc = mpb_poll(c, (int)(left < 0 || left > 1000 ? 1000 : left));
         mpb__pool_run_notify(it->p);
@@ -253,9 +253,9 @@ void mpb_imap_free(mpb_imap_t **itp) {
     }
     mpb__buf_free(&it->carry);
     if (it->slots)
-        for (size_t i = 0; i < it->window; i++) free(it->slots[i].out);
+        for (size_t i = 0; i < it->window; i++)
+            free(it->slots[i].out);
     free(it->slots);
     free(it->ids);
     free(it);
 }
-

@@ -13,14 +13,17 @@
 
 /* Submits tasks (each a msgpack array of calls) given as one msgpack array body of n tasks,
  * into job (0: a new one; JOB_NONE: none). Returns the first task id. */
-int mpb__pool_submit(mpb_pool_t *p, const char *fn, uint64_t job, const uint8_t *tasks,
-                  size_t tlen, uint32_t n, uint64_t *first, uint64_t *job_out) {
+int mpb__pool_submit(mpb_pool_t *p, const char *fn, uint64_t job, const uint8_t *tasks, size_t tlen,
+                     uint32_t n, uint64_t *first, uint64_t *job_out) {
     if (tlen > p->c->max_frame / 4) mpb_flush(p->c); /* a big batch gets a frame of its own */
     mpb__buf_t *b = mpb__req(p->c, MPB_OP_POOL_SUBMIT, NULL, 0, 3);
     mpb__w_cstr(b, fn);
-    if (job == JOB_NONE) mpb__w_bool(b, false);
-    else if (job) mpb__w_uint(b, job);
-    else mpb__w_nil(b);
+    if (job == JOB_NONE)
+        mpb__w_bool(b, false);
+    else if (job)
+        mpb__w_uint(b, job);
+    else
+        mpb__w_nil(b);
     mpb__w_array(b, n);
     mpb__w_raw(b, tasks, tlen);
     const uint8_t *v;
@@ -75,7 +78,8 @@ void mpb__pool_async_unlink(mpb_async_t *a) {
 
 void mpb__pool_async_destroy(mpb_async_t *a) {
     if (a->outs)
-        for (uint64_t i = 0; i < a->ntasks; i++) free(a->outs[i]);
+        for (uint64_t i = 0; i < a->ntasks; i++)
+            free(a->outs[i]);
     free(a->outs);
     free(a->outlens);
     free(a->firsts);
@@ -112,7 +116,6 @@ uint64_t mpb__pool_capacity(mpb_pool_t *p, const char *fn, uint64_t *nworkers) {
     if (nworkers) *nworkers = w;
     return cap;
 }
-
 
 /* The largest task (a chunk's encoded calls) the broker takes, with room in a frame for it. */
 size_t mpb__pool_task_limit(const mpb_client_t *c) {
@@ -254,8 +257,8 @@ static void on_apply_submit(mpb_client_t *c, int status, const void *val, size_t
     mpb__rd_t r = {val, (const uint8_t *)val + len};
     uint32_t two;
     uint64_t job, first = 0;
-    if (!status && (mpb__rd_array(&r, &two) || two != 2 || mpb__rd_uint(&r, &job) ||
-                    mpb__rd_uint(&r, &first)))
+    if (!status &&
+        (mpb__rd_array(&r, &two) || two != 2 || mpb__rd_uint(&r, &job) || mpb__rd_uint(&r, &first)))
         status = mpb__fail(c, MPB_EPROTO, "malformed pool.submit reply");
     if (!status && (mpb__pool_route_add(c, first, a, A_APPLY, 0) || add_range(a, first, 1)))
         status = mpb__fail(c, MPB_ENOMEM, "out of memory");
@@ -344,9 +347,8 @@ int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args, size_t
     return rc;
 }
 
-static int map_async(mpb_pool_t *p, const char *fn, const void *items, size_t len,
-                     size_t chunksize, bool star, mpb_result_cb cb, mpb_error_cb ecb, void *arg,
-                     mpb_async_t **out) {
+static int map_async(mpb_pool_t *p, const char *fn, const void *items, size_t len, size_t chunksize,
+                     bool star, mpb_result_cb cb, mpb_error_cb ecb, void *arg, mpb_async_t **out) {
     if (out) *out = NULL;
     int rc = mpb__pool_check_fn(p, fn);
     if (rc) return rc;
@@ -356,8 +358,10 @@ static int map_async(mpb_pool_t *p, const char *fn, const void *items, size_t le
     a->cb = cb;
     a->ecb = ecb;
     a->arg = arg;
-    if (out) *out = a;
-    else a->kept_by_pool = true;
+    if (out)
+        *out = a;
+    else
+        a->kept_by_pool = true;
     mpb__pool_run_notify(p); /* an empty map is done at once */
     return 0;
 }
@@ -395,10 +399,9 @@ int mpb_pool_map(mpb_pool_t *p, const char *fn, const void *items, size_t len, s
     return rc ? rc : finish_sync(a, timeout_ms, results, rlen);
 }
 
-int mpb_pool_starmap(mpb_pool_t *p, const char *fn, const void *items, size_t len,
-                     size_t chunksize, int timeout_ms, void **results, size_t *rlen) {
+int mpb_pool_starmap(mpb_pool_t *p, const char *fn, const void *items, size_t len, size_t chunksize,
+                     int timeout_ms, void **results, size_t *rlen) {
     mpb_async_t *a = NULL;
     int rc = mpb_pool_starmap_async(p, fn, items, len, chunksize, NULL, NULL, NULL, &a);
     return rc ? rc : finish_sync(a, timeout_ms, results, rlen);
 }
-

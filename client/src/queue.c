@@ -13,8 +13,8 @@ static void fill_queue_reliable(mpb__buf_t *b, const void *arg) {
 int mpb_queue_open(mpb_client_t *c, const char *name, int64_t maxsize, int joinable,
                    mpb_queue_t **out) {
     mpb__nflag_t a = {maxsize, joinable};
-    return mpb__open_handle(c, name, MPB_OP_QUEUE_OPEN, sizeof **out, 2, mpb__fill_nflag, &a,
-                            NULL, NULL, (void **)out);
+    return mpb__open_handle(c, name, MPB_OP_QUEUE_OPEN, sizeof **out, 2, mpb__fill_nflag, &a, NULL,
+                            NULL, (void **)out);
 }
 
 void mpb_queue_close(mpb_queue_t **q) {
@@ -89,7 +89,7 @@ int mpb_queue_open_reliable(mpb_client_t *c, const char *name, int64_t maxsize, 
                             mpb_queue_t **out) {
     mpb__nflag_t a = {maxsize, joinable};
     return mpb__open_handle(c, name, MPB_OP_QUEUE_OPEN, sizeof **out, 3, fill_queue_reliable, &a,
-                       NULL, NULL, (void **)out);
+                            NULL, NULL, (void **)out);
 }
 
 int mpb_queue_get_tracked(mpb_queue_t *q, void **val, size_t *vlen, uint64_t *delivery,
@@ -130,7 +130,6 @@ int mpb_queue_join(mpb_queue_t *q, int timeout_ms) {
 
 /* ---- integer and string forms ---- */
 
-
 int mpb_queue_put_i64(mpb_queue_t *q, int64_t v, int timeout_ms) {
     if (!q) return MPB_EINVAL;
     uint8_t b[MPB_PACK_MAX_SCALAR];
@@ -159,4 +158,3 @@ int mpb_queue_get_str(mpb_queue_t *q, char **s, int timeout_ms) {
     int rc = mpb_queue_get(q, &val, &vn, timeout_ms);
     return mpb__take_str(q->c, rc, val, vn, s);
 }
-

@@ -44,4 +44,3 @@ int mpb_semaphore_value(mpb_semaphore_t *s, int64_t *value) {
     (void)b;
     return mpb__call_int(s->c, 0, value);
 }
-

@@ -11,8 +11,10 @@ typedef struct {
 
 static void fill_raw(mpb__buf_t *b, const void *arg) {
     const raw_t *r = arg;
-    if (r->p) mpb__w_raw(b, r->p, r->n);
-    else mpb__w_nil(b);
+    if (r->p)
+        mpb__w_raw(b, r->p, r->n);
+    else
+        mpb__w_nil(b);
 }
 
 int mpb_value_open(mpb_client_t *c, const char *name, const void *initial, size_t len,
@@ -85,7 +87,6 @@ int mpb_value_add_double(mpb_value_t *v, double by, double *result) {
 
 /* ---- string forms ---- */
 
-
 int mpb_value_set_str(mpb_value_t *v, const char *s) {
     if (!v) return MPB_EINVAL;
     MPB__WITH_STR(v->c, s, mpb_value_set(v, p, n));
@@ -99,4 +100,3 @@ int mpb_value_get_str(mpb_value_t *v, char **s) {
     int rc = mpb_value_get(v, &val, &vn);
     return mpb__take_str(v->c, rc, val, vn, s);
 }
-

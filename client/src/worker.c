@@ -44,7 +44,8 @@ int mpb_worker_open(mpb_client_t *c, mpb_worker_t **out) {
         free(w);
         return mpb__fail(c, MPB_ENOMEM, "pipe: %s", strerror(errno));
     }
-    for (int i = 0; i < 2; i++) fcntl(w->pipefd[i], F_SETFL, O_NONBLOCK);
+    for (int i = 0; i < 2; i++)
+        fcntl(w->pipefd[i], F_SETFL, O_NONBLOCK);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     *out = w;
@@ -174,8 +175,10 @@ static void lease_renew(mpb_worker_t *w, int64_t sent_ms) {
 static void todo_push(mpb_worker_t *w, job_t *j) {
     pthread_mutex_lock(&w->mu);
     j->next = NULL;
-    if (w->todo_tail) w->todo_tail->next = j;
-    else w->todo_head = j;
+    if (w->todo_tail)
+        w->todo_tail->next = j;
+    else
+        w->todo_head = j;
     w->todo_tail = j;
     w->ntodo++;
     pthread_cond_signal(&w->cv);
@@ -184,8 +187,10 @@ static void todo_push(mpb_worker_t *w, job_t *j) {
 
 static void ask_push(mpb_worker_t *w, job_t *j) {
     j->next = NULL;
-    if (w->ask_tail) w->ask_tail->next = j;
-    else w->ask_head = j;
+    if (w->ask_tail)
+        w->ask_tail->next = j;
+    else
+        w->ask_head = j;
     w->ask_tail = j;
 }
 
@@ -194,8 +199,10 @@ static job_t *list_take(job_t **head, job_t **tail, uint64_t id, uint64_t gen) {
     job_t *prev = NULL;
     for (job_t *j = *head; j; prev = j, j = j->next) {
         if (j->id != id || j->gen != gen) continue;
-        if (prev) prev->next = j->next;
-        else *head = j->next;
+        if (prev)
+            prev->next = j->next;
+        else
+            *head = j->next;
         if (tail && *tail == j) *tail = prev;
         j->next = NULL;
         return j;
@@ -285,8 +292,10 @@ static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, v
             pthread_mutex_unlock(&w->mu);
             continue;
         }
-        if (start) todo_push(w, j);
-        else ask_push(w, j);
+        if (start)
+            todo_push(w, j);
+        else
+            ask_push(w, j);
     }
 }
 
@@ -302,9 +311,12 @@ static void on_start(mpb_client_t *c, int status, const void *val, size_t len, v
     w->nasking -= a->n;
     mpb__rd_t r = {val, (const uint8_t *)val + len};
     uint32_t n = 0;
-    if (status) w->err = status;
-    else if (mpb__rd_array(&r, &n)) n = 0;
-    else lease_renew(w, a->sent_ms);
+    if (status)
+        w->err = status;
+    else if (mpb__rd_array(&r, &n))
+        n = 0;
+    else
+        lease_renew(w, a->sent_ms);
     uint64_t next_ok = 0;
     bool have = n > 0 && !mpb__rd_uint(&r, &next_ok);
     for (job_t *j = a->jobs, *nx; j; j = nx) {
@@ -348,8 +360,10 @@ static int ask_start(mpb_worker_t *w) {
     }
     a->sent_ms = mpb__now_ms();
     w->nasking += a->n;
-    if (w->asked_tail) w->asked_tail->next = a;
-    else w->asked_head = a;
+    if (w->asked_tail)
+        w->asked_tail->next = a;
+    else
+        w->asked_head = a;
     w->asked_tail = a;
     return mpb__send(w->c, on_start, w);
 }
@@ -416,7 +430,8 @@ static int report(mpb_worker_t *w) {
             n++;
         }
         uint32_t nsent = 0;
-        for (job_t *k = j; k != end; k = k->next) nsent += k->fate != J_KILLED;
+        for (job_t *k = j; k != end; k = k->next)
+            nsent += k->fate != J_KILLED;
         if (!nsent) { /* only stopped tasks: the broker is done with them already */
             j = end;
             continue;
@@ -428,8 +443,10 @@ static int report(mpb_worker_t *w) {
             bool with_output = j->noutput && j->fate == J_RAN;
             mpb__w_array(b, with_output ? 3 : 2);
             mpb__w_uint(b, j->id);
-            if (j->fate == J_DIED) mpb__w_bool(b, false); /* its process died: a retry */
-            else mpb__w_raw(b, j->out.p, j->out.len);
+            if (j->fate == J_DIED)
+                mpb__w_bool(b, false); /* its process died: a retry */
+            else
+                mpb__w_raw(b, j->out.p, j->out.len);
             if (with_output) { /* [[stream, bytes], ...] */
                 mpb__w_array(b, j->noutput);
                 mpb__w_raw(b, j->output.p, j->output.len);
@@ -492,7 +509,8 @@ int mpb_worker_serve(mpb_worker_t *w) {
     bool isolated = w->isolate == MPB_ISOLATE_PROCESS;
     mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_REGISTER, NULL, 0, isolated ? 4 : 3);
     mpb__w_array(b, (uint32_t)w->nfns);
-    for (size_t i = 0; i < w->nfns; i++) mpb__w_cstr(b, w->fns[i].name);
+    for (size_t i = 0; i < w->nfns; i++)
+        mpb__w_cstr(b, w->fns[i].name);
     mpb__w_int(b, w->concurrency);
     mpb__w_int(b, w->prefetch);
     if (isolated) mpb__w_bool(b, true); /* it can stop a running task */
@@ -515,8 +533,7 @@ int mpb_worker_serve(mpb_worker_t *w) {
     for (int i = 0; i < w->concurrency; i++) {
         w->slots[i].w = w;
         /* forked ahead: a task starts at once */
-        if (isolated && mpb__worker_slot_spawn(&w->slots[i]))
-            break;
+        if (isolated && mpb__worker_slot_spawn(&w->slots[i])) break;
         if (pthread_create(&w->threads[i], NULL, mpb__worker_thread_main, &w->slots[i]) != 0) {
             mpb__worker_slot_reap(&w->slots[i]);
             break;
@@ -555,7 +572,10 @@ int mpb_worker_serve(mpb_worker_t *w) {
         if (!winding_down && !w->fetching && (rc = fetch(w))) break;
         if ((rc = report(w))) break;
         if ((rc = mpb_flush(c))) break;
-        zmq_pollitem_t it[2] = {{sock, 0, ZMQ_POLLIN, 0}, {NULL, w->pipefd[0], ZMQ_POLLIN, 0}};
+        zmq_pollitem_t it[2] = {
+            {sock, 0,            ZMQ_POLLIN, 0},
+            {NULL, w->pipefd[0], ZMQ_POLLIN, 0}
+        };
         if (zmq_poll(it, 2, 500) < 0 && zmq_errno() != EINTR) {
             rc = mpb__fail(c, MPB_ECONN, "poll: %s", zmq_strerror(zmq_errno()));
             break;
@@ -575,8 +595,10 @@ int mpb_worker_serve(mpb_worker_t *w) {
     w->quit = true;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    for (int i = 0; i < w->nthreads; i++) pthread_join(w->threads[i], NULL);
-    for (int i = 0; i < w->nthreads; i++) mpb__worker_slot_reap(&w->slots[i]);
+    for (int i = 0; i < w->nthreads; i++)
+        pthread_join(w->threads[i], NULL);
+    for (int i = 0; i < w->nthreads; i++)
+        mpb__worker_slot_reap(&w->slots[i]);
     free(w->threads);
     free(w->slots);
     w->threads = NULL;
@@ -613,4 +635,3 @@ int mpb_worker_serve(mpb_worker_t *w) {
     }
     return rc;
 }
-

@@ -8,8 +8,6 @@
 
 #include "internal.h"
 
-
-
 enum { J_RAN, J_DIED, J_KILLED };
 
 /* Process mode: each executing thread hands its tasks to a child process of its own, forked
@@ -17,10 +15,10 @@ enum { J_RAN, J_DIED, J_KILLED };
  * costs a fresh child, not the worker. */
 typedef struct slot {
     struct mpb_worker *w;
-    pid_t pid;         /* its child, 0: none */
+    pid_t pid; /* its child, 0: none */
     int to_child, from_child;
-    int out_fd[2];     /* --forward-output: the read ends of its stdout and stderr */
-    struct job *job;   /* running, under the worker's mu */
+    int out_fd[2];   /* --forward-output: the read ends of its stdout and stderr */
+    struct job *job; /* running, under the worker's mu */
 } slot_t;
 
 typedef struct fnent {
@@ -46,7 +44,7 @@ typedef struct job {
     const fnent_t *fn;
     uint8_t *calls;
     size_t len;
-    mpb__buf_t out; /* outcomes */
+    mpb__buf_t out;    /* outcomes */
     mpb__buf_t output; /* --forward-output: [stream, bin] items of what it wrote */
     uint32_t noutput;
     size_t output_bytes;
@@ -67,26 +65,26 @@ struct mpb_worker {
     int pipefd[2];
     pthread_t *threads;
     int nthreads;
-    int isolate;  /* MPB_ISOLATE_THREAD or MPB_ISOLATE_PROCESS */
+    int isolate;         /* MPB_ISOLATE_THREAD or MPB_ISOLATE_PROCESS */
     bool forward_output; /* process mode: a task's stdout and stderr go to its caller */
-    slot_t *slots; /* one per thread */
+    slot_t *slots;       /* one per thread */
     uint64_t killed, died;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     job_t *todo_head, *todo_tail, *done_head;
-    int ntodo, nrunning; /* under mu */
-    bool lease_note;     /* under mu: a thread found the lease run out; the pipe said so */
-    int64_t lease_until; /* atomic: held tasks may start before this (the broker's word) */
+    int ntodo, nrunning;        /* under mu */
+    bool lease_note;            /* under mu: a thread found the lease run out; the pipe said so */
+    int64_t lease_until;        /* atomic: held tasks may start before this (the broker's word) */
     job_t *ask_head, *ask_tail; /* held, not started: to ask about first (main thread only) */
     int nasking;                /* in a pool.start not answered yet */
     asked_t *asked_head, *asked_tail;
-    uint64_t refused;           /* held tasks the broker had taken back */
-    bool quit;    /* threads: no more jobs will come */
-    int inflight; /* received, not yet reported */
+    uint64_t refused; /* held tasks the broker had taken back */
+    bool quit;        /* threads: no more jobs will come */
+    int inflight;     /* received, not yet reported */
     bool fetching;
     int64_t fetch_sent_ms; /* when the parked fetch went out */
     int64_t stop_ms;       /* when winding down began (0: not yet) */
-    bool unregistered; /* pool.unregister sent: the broker took back what it had given */
+    bool unregistered;     /* pool.unregister sent: the broker took back what it had given */
     int err;
 };
 

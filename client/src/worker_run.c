@@ -78,9 +78,10 @@ static void run_job(job_t *j, size_t max_value) {
             mpb__w_raw(&j->out, res, rlen);
         } else {
             mpb__w_bool(&j->out, false);
-            if (rc == 0) snprintf(err, sizeof err, "%s returned no well-formed msgpack value",
-                                  j->fn->name);
-            else if (!err[0]) snprintf(err, sizeof err, "%s failed (error %d)", j->fn->name, rc);
+            if (rc == 0)
+                snprintf(err, sizeof err, "%s returned no well-formed msgpack value", j->fn->name);
+            else if (!err[0])
+                snprintf(err, sizeof err, "%s failed (error %d)", j->fn->name, rc);
             mpb__w_cstr(&j->out, err);
             if (kinded) mpb__w_cstr(&j->out, kind);
         }
@@ -127,8 +128,7 @@ static void child_main(mpb_worker_t *w, int in, int out) {
         fflush(stdout); /* its output reaches the worker before its result */
         fflush(stderr);
         uint32_t len = (uint32_t)j.out.len;
-        if (j.out.oom || write_all(out, &len, sizeof len) || write_all(out, j.out.p, len))
-            _exit(1);
+        if (j.out.oom || write_all(out, &len, sizeof len) || write_all(out, j.out.p, len)) _exit(1);
         free(j.calls);
         mpb__buf_free(&j.out);
     }
@@ -238,9 +238,11 @@ static void drain_output(slot_t *sl, job_t *j) {
  * child blocked on a full output pipe never gets to its result otherwise. */
 static int wait_result(slot_t *sl, job_t *j) {
     for (;;) {
-        struct pollfd pf[3] = {{sl->from_child, POLLIN, 0},
-                               {sl->out_fd[0], POLLIN, 0},
-                               {sl->out_fd[1], POLLIN, 0}};
+        struct pollfd pf[3] = {
+            {sl->from_child, POLLIN, 0},
+            {sl->out_fd[0],  POLLIN, 0},
+            {sl->out_fd[1],  POLLIN, 0}
+        };
         if (poll(pf, 3, -1) < 0) {
             if (errno == EINTR) continue;
             return -1;
@@ -262,8 +264,8 @@ static void run_isolated(slot_t *sl, job_t *j) {
         return;
     }
     uint32_t hdr[2] = {(uint32_t)(j->fn - w->fns), (uint32_t)j->len}, len;
-    bool ok = !write_all(sl->to_child, hdr, sizeof hdr) &&
-              !write_all(sl->to_child, j->calls, j->len);
+    bool ok =
+        !write_all(sl->to_child, hdr, sizeof hdr) && !write_all(sl->to_child, j->calls, j->len);
     if (ok && w->forward_output) ok = !wait_result(sl, j);
     if (ok) ok = !read_all(sl->from_child, &len, sizeof len);
     if (w->forward_output) drain_output(sl, j); /* what came after the wait */
@@ -310,8 +312,10 @@ void *mpb__worker_thread_main(void *arg) {
         w->nrunning++;
         sl->job = j;
         pthread_mutex_unlock(&w->mu);
-        if (w->isolate == MPB_ISOLATE_PROCESS) run_isolated(sl, j);
-        else run_job(j, w->max_value);
+        if (w->isolate == MPB_ISOLATE_PROCESS)
+            run_isolated(sl, j);
+        else
+            run_job(j, w->max_value);
         pthread_mutex_lock(&w->mu);
         sl->job = NULL;
         w->nrunning--;
@@ -323,4 +327,3 @@ void *mpb__worker_thread_main(void *arg) {
     pthread_mutex_unlock(&w->mu);
     return NULL;
 }
-

@@ -16,8 +16,7 @@ static int int_args(const void *args, size_t alen, int64_t *v, uint32_t n, char 
                     size_t errlen) {
     mpb_mpreader_t r;
     uint32_t got = 0;
-    if (mpb_mpr_init(&r, args, alen) != 0 || mpb_mpr_array(&r, &got) != 0 || got != n)
-        goto bad;
+    if (mpb_mpr_init(&r, args, alen) != 0 || mpb_mpr_array(&r, &got) != 0 || got != n) goto bad;
     for (uint32_t i = 0; i < n; i++)
         if (mpb_mpr_i64(&r, &v[i]) != 0) goto bad;
     return 0;

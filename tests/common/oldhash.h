@@ -36,7 +36,8 @@ static inline uint64_t old_hash(uint64_t seed, const uint8_t *p, size_t n) {
         n -= 8;
     }
     uint64_t t = 0;
-    for (size_t i = 0; i < n; i++) t |= (uint64_t)p[i] << (8 * i);
+    for (size_t i = 0; i < n; i++)
+        t |= (uint64_t)p[i] << (8 * i);
     h ^= old_mix(t ^ ((uint64_t)n << 56));
     return old_mix(h);
 }
@@ -44,7 +45,8 @@ static inline uint64_t old_hash(uint64_t seed, const uint8_t *p, size_t n) {
 /* The inverse of multiplying by an odd a, mod 2^64 (Newton's iteration). */
 static inline uint64_t old_inv(uint64_t a) {
     uint64_t x = a;
-    for (int i = 0; i < 6; i++) x *= 2 - a * x;
+    for (int i = 0; i < 6; i++)
+        x *= 2 - a * x;
     return x;
 }
 

@@ -24,7 +24,8 @@ typedef struct fz_token {
     const char *p;
     size_t n;
 } fz_token_t;
-#define FZ_TOK(s) {s, sizeof s - 1}
+#define FZ_TOK(s)                                                                                  \
+    { s, sizeof s - 1 }
 extern const fz_token_t fz_tokens[];
 
 /* A failed property: says which, and aborts (the driver then saves the input). */

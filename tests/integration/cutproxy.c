@@ -75,7 +75,8 @@ static int write_all(int fd, const char *buf, size_t n) {
 
 static void relay(int lfd, int ctl, int upstream) {
     int a[CP_MAX], b[CP_MAX]; /* client side, broker side; -1: free */
-    for (int i = 0; i < CP_MAX; i++) a[i] = b[i] = -1;
+    for (int i = 0; i < CP_MAX; i++)
+        a[i] = b[i] = -1;
     int cut = 0;
     static char buf[1 << 16];
     for (;;) {

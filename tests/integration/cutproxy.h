@@ -9,8 +9,8 @@
 
 typedef struct cutproxy {
     pid_t pid;
-    int ctl;          /* our end of the control socket */
-    int port;         /* where clients connect: 127.0.0.1:port */
+    int ctl;           /* our end of the control socket */
+    int port;          /* where clients connect: 127.0.0.1:port */
     char endpoint[64]; /* tcp://127.0.0.1:port */
 } cutproxy_t;
 

@@ -5,8 +5,9 @@
  * a well-behaved libmpb client that was connected before any of it began.
  *
  * The broker runs with small limits (--max-frame 65536 --max-value 32768 --max-key 1024
- * --max-batch-reply 1m) so the size gates are cheap to reach. Tests run in order in one group; the last one waits for the
- * handshake timeout and so also sees every half-open peer the earlier tests left behind. */
+ * --max-batch-reply 1m) so the size gates are cheap to reach. Tests run in order in one group; the
+ * last one waits for the handshake timeout and so also sees every half-open peer the earlier tests
+ * left behind. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -846,7 +847,8 @@ static void test_key_limit_is_on_the_canonical_encoding(void **state) {
     /* 200 float32s: 1003 bytes as sent, 1803 once widened to float64. */
     rc_req(&b, 1, MPB_OP_DICT_SET, "canon", 5, 2);
     mpb__w_array(&b, 200);
-    for (int i = 0; i < 200; i++) mpb__w_raw(&b, "\xca\x3f\x80\x00\x00", 5); /* 1.0f */
+    for (int i = 0; i < 200; i++)
+        mpb__w_raw(&b, "\xca\x3f\x80\x00\x00", 5); /* 1.0f */
     mpb__w_int(&b, 1);
     call_expect(&c, &b, 1, MPB_ETOOBIG,
                 "key of 1803 bytes in canonical encoding (1003 as sent) > max_key 1024", &f);
@@ -854,13 +856,15 @@ static void test_key_limit_is_on_the_canonical_encoding(void **state) {
     body_reset(&b);
     rc_req(&b, 2, MPB_OP_DICT_SET, "canon", 5, 2);
     mpb__w_array(&b, 300);
-    for (int i = 0; i < 300; i++) mpb__w_raw(&b, "\xd3\0\0\0\0\0\0\0\x01", 9);
+    for (int i = 0; i < 300; i++)
+        mpb__w_raw(&b, "\xd3\0\0\0\0\0\0\0\x01", 9);
     mpb__w_int(&b, 7);
     call_expect(&c, &b, 2, 0, NULL, &f);
     body_reset(&b);
     rc_req(&b, 3, MPB_OP_DICT_GET, "canon", 5, 1);
     mpb__w_array(&b, 300);
-    for (int i = 0; i < 300; i++) mpb__w_uint(&b, 1);
+    for (int i = 0; i < 300; i++)
+        mpb__w_uint(&b, 1);
     call_expect(&c, &b, 3, 0, NULL, &f);
     assert_int_equal(rep_int(&f.rep[0]), 7);
     body_reset(&b);
@@ -1158,7 +1162,8 @@ static size_t uint_size(uint64_t v) {
 static int budget_runs(uint64_t rid0, int n, size_t vlen, size_t budget) {
     size_t spent = 0;
     int k = 0;
-    for (; k < n && spent < budget; k++) spent += 1 + uint_size(rid0 + (uint64_t)k) + 1 + vlen;
+    for (; k < n && spent < budget; k++)
+        spent += 1 + uint_size(rid0 + (uint64_t)k) + 1 + vlen;
     return k;
 }
 
@@ -1227,7 +1232,8 @@ static int recv_batch(rawclient_t *c, int n, got_t *got, const uint8_t *want, si
 static void big_value(mpb__buf_t *b, size_t n) {
     uint8_t *p = malloc(n);
     assert_non_null(p);
-    for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(i * 7 + 3);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 7 + 3);
     mpb__buf_reset(b);
     mpb__w_bin(b, p, n);
     free(p);
@@ -1355,7 +1361,8 @@ static void test_batch_reply_budget_answers_the_rest_etoobig(void **state) {
     assert_int_equal(nok, 35); /* 34 x 30010 bytes < 1 MiB <= 35 x 30010 */
     check_gets(got, N + 1, 1000, nok, SUITE_BUDGET);
     print_message("%d gets of 30 KB under a 1 MiB budget: %d answered in %d REP frames, %d "
-                  "ETOOBIG\n", N, nok, frames, N + 1 - nok);
+                  "ETOOBIG\n",
+                  N, nok, frames, N + 1 - nok);
     int rc;
     good_get("amp", "after", &rc);
     assert_int_equal(rc, MPB_ENOKEY); /* refused, not run */
@@ -1386,8 +1393,10 @@ static void test_batch_reply_budget_with_defaults(void **state) {
     snprintf(opts, sizeof opts, "quarantine_size_mb=4%s%s", old ? ":" : "", old ? old : "");
     setenv("ASAN_OPTIONS", opts, 1);
     th_broker_start(&b2, NULL);
-    if (old) setenv("ASAN_OPTIONS", old, 1);
-    else unsetenv("ASAN_OPTIONS");
+    if (old)
+        setenv("ASAN_OPTIONS", old, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
     free(old);
 #else
     th_broker_start(&b2, NULL);

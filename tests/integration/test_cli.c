@@ -114,7 +114,7 @@ static void test_info_prints_lines(void **state) {
     (void)state;
     assert_int_equal(run("info", NULL), 0);
     if (R.err[0]) show("stderr not empty");
-    const char *want[] = {"version", "uptime_s", "pid",  "clients",    "sessions", "objects",
+    const char *want[] = {"version", "uptime_s",  "pid",  "clients",    "sessions", "objects",
                           "memory",  "anonymous", "refs", "encryption", "persist"};
     char *save, *line = strtok_r(R.out, "\n", &save);
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
@@ -230,8 +230,8 @@ static void test_key_json(void **state) {
     EXPECT_OUT(0, "", "--key-json", "set", "dict/kj", "5", "\"five\"");
     EXPECT_OUT(0, "\"five\"\n", "--key-json", "get", "dict/kj", "5");
     /* without --key-json, 5 is the string "5": another key, and the error names the integer */
-    EXPECT_ERR(3, "no string key \"5\" in dict/kj, but the integer key 5 exists", "get",
-               "dict/kj", "5");
+    EXPECT_ERR(3, "no string key \"5\" in dict/kj, but the integer key 5 exists", "get", "dict/kj",
+               "5");
     EXPECT_OUT(0, "", "--key-json", "set", "dict/kj", "[1,2]", "12");
     EXPECT_OUT(0, "12\n", "--key-json", "get", "dict/kj", "[1, 2]");
     /* a negative key reaches the command intact (options end at the command) */
@@ -521,9 +521,9 @@ static void test_json_usage_errors(void **state) {
     (void)state;
     EXPECT_USAGE_JSON("{\"error\":{\"code\":\"EUSAGE\",\"message\":\"unknown command 'bogus'\"}}",
                       "bogus");
-    EXPECT_USAGE_JSON(
-        "{\"error\":{\"code\":\"EUSAGE\",\"message\":\"get takes OBJ [KEY|INDEX]\",\"op\":\"get\"}}",
-        "get");
+    EXPECT_USAGE_JSON("{\"error\":{\"code\":\"EUSAGE\",\"message\":\"get takes OBJ "
+                      "[KEY|INDEX]\",\"op\":\"get\"}}",
+                      "get");
     EXPECT_USAGE_JSON("{\"error\":{\"code\":\"EUSAGE\",\"message\":\"increment 'notanumber' is not "
                       "an integer\",\"op\":\"incr\"}}",
                       "incr", "dict/ju", "hits", "notanumber");
@@ -556,7 +556,8 @@ static void test_json_usage_errors(void **state) {
                "--connect-timeout", "abc", "--json", "ping");
     /* Bytes that are not UTF-8 in what is echoed still give valid JSON. */
     EXPECT_USAGE_JSON("{\"error\":{\"code\":\"EUSAGE\",\"message\":\"unknown command 'b?d'\"}}",
-                      "b\xff" "d");
+                      "b\xff"
+                      "d");
     /* Text mode is unchanged: the message and the pointer to --help on stderr. */
     EXPECT_ERR(2, "unknown command 'bogus'", "bogus");
     assert_string_equal(R.err, "mpb: unknown command 'bogus'\n(mpb --help for usage)\n");
@@ -784,8 +785,7 @@ static void test_queue_put_get(void **state) {
     run("info", "queue/cq", NULL);
     EXPECT_INFO("kind", "queue", "name", "cq", "size", "3", "maxsize", "0", "joinable", "false",
                 "unfinished", "0", "getters", "0", "putters", "0", "joiners", "0", "bytes", "*",
-                "reliable", "false", "delivered", "0",
-                "waiting", "[]");
+                "reliable", "false", "delivered", "0", "waiting", "[]");
     /* First in, first out; --json prints the item itself. */
     EXPECT_OUT(0, "\"a\"\n", "get", "queue/cq");
     EXPECT_OUT(0, "[1,{\"b\":null}]\n", "--json", "get", "queue/cq");
@@ -795,8 +795,9 @@ static void test_queue_put_get(void **state) {
     /* Empty: at once with --timeout 0 (exit 3, as put on a full queue), else at the deadline. */
     EXPECT_ERR(3, "is empty", "get", "queue/cq", "--timeout", "0");
     assert_string_equal(R.err, "mpb: get: queue/cq is empty\n");
-    EXPECT_OUT(3, "{\"error\":{\"code\":\"EEMPTY\",\"message\":\"queue/cq is empty\",\"op\":\"get\"}}\n",
-               "--json", "get", "queue/cq", "--timeout", "0");
+    EXPECT_OUT(
+        3, "{\"error\":{\"code\":\"EEMPTY\",\"message\":\"queue/cq is empty\",\"op\":\"get\"}}\n",
+        "--json", "get", "queue/cq", "--timeout", "0");
     EXPECT_ERR(75, "still empty", "get", "queue/cq", "--timeout", "0.3");
     assert_string_equal(R.err, "mpb: get: queue/cq still empty after the timeout\n");
     expect_took(280, 5000);
@@ -819,8 +820,7 @@ static void test_queue_put_get(void **state) {
     run("info", "queue/cq", NULL);
     EXPECT_INFO("kind", "queue", "name", "cq", "size", "0", "maxsize", "0", "joinable", "false",
                 "unfinished", "0", "getters", "1", "putters", "0", "joiners", "0", "bytes", "*",
-                "reliable", "false", "delivered", "0",
-                "waiting", "[{\"session\":*");
+                "reliable", "false", "delivered", "0", "waiting", "[{\"session\":*");
     assert_int_equal(run("--json", "info", "queue/cq", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "size", NULL), 0);
@@ -869,8 +869,7 @@ static void test_queue_full(void **state) {
     run("info", "queue/cf", NULL);
     EXPECT_INFO("kind", "queue", "name", "cf", "size", "1", "maxsize", "1", "joinable", "false",
                 "unfinished", "0", "getters", "0", "putters", "1", "joiners", "0", "bytes", "*",
-                "reliable", "false", "delivered", "0",
-                "waiting", "[{\"session\":*");
+                "reliable", "false", "delivered", "0", "waiting", "[{\"session\":*");
     assert_int_equal(run("--json", "info", "queue/cf", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "size", NULL), 1);
@@ -935,12 +934,13 @@ static void test_lock_runs_command(void **state) {
     EXPECT_OUT(0, "", "lock", "--timeout", "5", "lock/cl", "--", "true");
     EXPECT_OUT(0, "", "lock", "rlock/crl", "--timeout", "5", "--", "true");
     /* Everything after -- is the command's, options included. */
-    EXPECT_OUT(0, "--timeout 5 --conflict-exit-code 9 -- --json\n", "lock", "lock/cl", "--",
-               "echo", "--timeout", "5", "--conflict-exit-code", "9", "--", "--json");
+    EXPECT_OUT(0, "--timeout 5 --conflict-exit-code 9 -- --json\n", "lock", "lock/cl", "--", "echo",
+               "--timeout", "5", "--conflict-exit-code", "9", "--", "--json");
     EXPECT_OUT(0, "x\n", "--json", "lock", "lock/cl", "--", "echo", "x");
     /* A command that cannot be run: 127, as a shell says, and the lock is released. */
     EXPECT_ERR(127, "cannot run", "lock", "lock/cl", "--", "/nonexistent/cmd");
-    assert_string_equal(R.err, "mpb: lock: cannot run /nonexistent/cmd: No such file or directory\n");
+    assert_string_equal(R.err,
+                        "mpb: lock: cannot run /nonexistent/cmd: No such file or directory\n");
     EXPECT_OUT(127,
                "{\"error\":{\"code\":\"EINVAL\",\"message\":\"lock: cannot run /nonexistent/cmd: "
                "No such file or directory\",\"op\":\"lock\"}}\n",
@@ -980,15 +980,14 @@ static void test_lock_held_elsewhere(void **state) {
              "mpb: lock: lock/held not acquired within the timeout: lock/held is held by %s\n",
              who);
     assert_string_equal(R.err, want);
-    EXPECT_ERR(9, "not acquired", "lock", "lock/held", "--timeout", "0.1",
-               "--conflict-exit-code", "9", "--", "echo", "ran");
+    EXPECT_ERR(9, "not acquired", "lock", "lock/held", "--timeout", "0.1", "--conflict-exit-code",
+               "9", "--", "echo", "ran");
     snprintf(want, sizeof want,
              "{\"error\":{\"code\":\"ETIMEDOUT\",\"message\":\"lock: lock/held not acquired "
              "within the timeout: lock/held still held by %s at the timeout\",\"op\":\"lock\"}}\n",
              who);
-    assert_int_equal(run("--json", "lock", "lock/held", "--timeout", "0.1", "--", "echo", "ran",
-                         NULL),
-                     75);
+    assert_int_equal(
+        run("--json", "lock", "lock/held", "--timeout", "0.1", "--", "echo", "ran", NULL), 75);
     assert_string_equal(R.out, want);
     if (R.err[0]) show("stderr not empty");
 
@@ -1046,9 +1045,9 @@ static void test_lock_holder_killed(void **state) {
     expect_took(1900, 8000);
     kill(-p, SIGKILL); /* mpb and its sleep */
     assert_int_equal(th_wait(p, 10), 128 + SIGKILL);
-    assert_int_equal(run("lock", "lock/dl", "--timeout", "20", "--", "sh", "-c",
-                         "echo \"$MPB_FENCE\"", NULL),
-                     0);
+    assert_int_equal(
+        run("lock", "lock/dl", "--timeout", "20", "--", "sh", "-c", "echo \"$MPB_FENCE\"", NULL),
+        0);
     expect_took(0, 1000 + 5000); /* the TTL, and generous slack */
     assert_true((int64_t)printed_fence() > f1);
     mpb_close(&c);
@@ -1122,8 +1121,8 @@ static void test_info_semaphore_barrier(void **state) {
     th_assert_ok(mpb_semaphore_acquire(s, 0), c);
     run("info", "semaphore/cs", NULL);
     EXPECT_INFO("kind", "semaphore", "name", "cs", "size", "*", "value", "2", "initial", "3",
-                "bounded", "true", "waiters", "0", "unit_holders", "[{\"session\":*",
-                "waiting", "[]");
+                "bounded", "true", "waiters", "0", "unit_holders", "[{\"session\":*", "waiting",
+                "[]");
     assert_int_equal(run("--json", "info", "semaphore/cs", NULL), 0);
     json_t *j = json_of_stdout();
     assert_int_equal(jint(j, "value", NULL), 2);

@@ -109,7 +109,7 @@ static void test_help(void **state) {
     static const char *const cmds[] = {"info",    "ls",    "get",       "set",  "incr",    "del",
                                        "append",  "put",   "task-done", "peek", "clients", "kill",
                                        "slowlog", "clear", "wait",      "lock", "pool",    "ping",
-                                       "watch",   "help",  "monitor", NULL};
+                                       "watch",   "help",  "monitor",   NULL};
     for (int i = 0; cmds[i]; i++) {
         char head[100];
         static char one[sizeof R.out];

@@ -41,7 +41,8 @@ static void bg_start(const char *const *args) {
     if (M.pid < 0) fail_msg("fork: %s", strerror(errno));
     if (M.pid == 0) {
         const char *argv[16] = {th_mpb_cli};
-        for (int i = 0; args[i] && i < 14; i++) argv[i + 1] = args[i];
+        for (int i = 0; args[i] && i < 14; i++)
+            argv[i + 1] = args[i];
         dup2(po[1], 1);
         execv(argv[0], (char **)argv);
         _exit(127);
@@ -222,8 +223,8 @@ static void test_monitor_usage(void **state) {
  * took (ms) in *ms. */
 static int get_from(const char *ep, int64_t *ms, char *err, size_t errlen) {
     static th_run_t r;
-    const char *argv[] = {th_mpb_cli, "-e", ep, "--connect-timeout", "20", "get", "dict/x", "k",
-                          NULL};
+    const char *argv[] = {th_mpb_cli, "-e", ep,  "--connect-timeout", "20", "get",
+                          "dict/x",   "k",  NULL};
     const th_run_opts_t o = {.timeout_ms = 30000};
     int st = th_run(argv, &o, &r);
     size_t n = strnlen(r.err, errlen - 1); /* the start of stderr: what the test looks at */
@@ -289,12 +290,9 @@ int main(void) {
     th_suite(&B, &C, TH_SUITE_ENV);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_monitor_text),
-        cmocka_unit_test(test_monitor_values_json),
-        cmocka_unit_test(test_monitor_stalled),
-        cmocka_unit_test(test_monitor_usage),
-        cmocka_unit_test(test_connect_refused),
-        cmocka_unit_test(test_connect_unresolvable),
+        cmocka_unit_test(test_monitor_text),    cmocka_unit_test(test_monitor_values_json),
+        cmocka_unit_test(test_monitor_stalled), cmocka_unit_test(test_monitor_usage),
+        cmocka_unit_test(test_connect_refused), cmocka_unit_test(test_connect_unresolvable),
     };
     return cmocka_run_group_tests(tests, th_suite_setup, teardown);
 }

@@ -64,7 +64,8 @@ static void test_8_processes_appending_give_all_items(void **state) {
     static char seen[8000];
     memset(seen, 0, sizeof seen);
     int last[8];
-    for (int i = 0; i < 8; i++) last[i] = -1;
+    for (int i = 0; i < 8; i++)
+        last[i] = -1;
     for (uint64_t i = 0; i < len; i++) {
         void *v;
         size_t n;

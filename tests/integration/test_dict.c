@@ -165,9 +165,8 @@ static void test_get_default_and_missing(void **state) {
     void *v = NULL;
     size_t vn = 0;
     /* absent: the default comes back, and is not stored */
-    th_assert_ok(mpb_dict_get_default(d, S("gone").p, S("gone").n, S("dflt").p,
-                                      S("dflt").n, &v, &vn),
-                 C);
+    th_assert_ok(
+        mpb_dict_get_default(d, S("gone").p, S("gone").n, S("dflt").p, S("dflt").n, &v, &vn), C);
     th_assert_bytes(v, vn, S("dflt").p, S("dflt").n);
     mpb_free(v);
     assert_int_equal(mpb_dict_contains(d, S("gone").p, S("gone").n), 0);
@@ -184,14 +183,14 @@ static void test_get_default_and_missing(void **state) {
     /* missing: ENOKEY naming the key and the dict */
     th_assert_err(mpb_dict_get(d, S("nokey").p, S("nokey").n, &v, &vn), MPB_ENOKEY, C, "\"nokey\"",
                   "d_get");
-    th_assert_err(mpb_dict_get(d, I(12345).p, I(12345).n, &v, &vn), MPB_ENOKEY,
-                  C, "12345", "d_get");
+    th_assert_err(mpb_dict_get(d, I(12345).p, I(12345).n, &v, &vn), MPB_ENOKEY, C, "12345",
+                  "d_get");
     th_assert_err(mpb_dict_get(d, I(-77).p, I(-77).n, &v, &vn), MPB_ENOKEY, C, "-77", NULL);
     /* not one well-formed value: refused before it is sent */
     th_assert_err(mpb_dict_get(d, RAW(0xa5, 'a', 'b').p, 3, &v, &vn), MPB_EINVAL, C, "key", NULL);
     th_assert_err(mpb_dict_get(d, RAW(0x01, 0x02).p, 2, &v, &vn), MPB_EINVAL, C, "key", NULL);
-    th_assert_err(mpb_dict_set(d, S("k").p, S("k").n, RAW(0xc1).p, 1),
-                  MPB_EINVAL, C, "value", NULL);
+    th_assert_err(mpb_dict_set(d, S("k").p, S("k").n, RAW(0xc1).p, 1), MPB_EINVAL, C, "value",
+                  NULL);
     assert_int_equal(dlen(d), 1);
     mpb_dict_close(&d);
 }
@@ -733,8 +732,8 @@ static void test_pop(void **state) {
     /* missing without one: ENOKEY naming the key */
     th_assert_err(mpb_dict_pop(d, S("b").p, S("b").n, NULL, 0, &v, &vn), MPB_ENOKEY, C, "\"b\"",
                   "d_pop");
-    th_assert_err(mpb_dict_pop(d, I(404).p, I(404).n, NULL, 0, &v, &vn),
-                  MPB_ENOKEY, C, "404", NULL);
+    th_assert_err(mpb_dict_pop(d, I(404).p, I(404).n, NULL, 0, &v, &vn), MPB_ENOKEY, C, "404",
+                  NULL);
     /* canonical key */
     dset(d, I(300), S("x"));
     th_assert_ok(mpb_dict_pop(d, RAW(0xd2, 0, 0, 0x01, 0x2c).p, 5, NULL, 0, &v, &vn), C);
@@ -1246,12 +1245,11 @@ static void test_kind_mismatch(void **state) {
     size_t rn;
     th_assert_err(mpb_call(C, MPB_OP_DICT_GET, "kind_list", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
                   MPB_EKIND, C, "is a list", NULL);
-    th_assert_err(mpb_call(C, MPB_OP_DICT_SET, "kind_list",
-                           RAW(0x92, 0x01, 0x01).p, 3, 0, &res, &rn),
-                  MPB_EKIND, C, "is a list", NULL);
     th_assert_err(
-        mpb_call(C, MPB_OP_DICT_LEN, "kind_list", NULL, 0, 0, &res, &rn),
-        MPB_EKIND, C, NULL, NULL);
+        mpb_call(C, MPB_OP_DICT_SET, "kind_list", RAW(0x92, 0x01, 0x01).p, 3, 0, &res, &rn),
+        MPB_EKIND, C, "is a list", NULL);
+    th_assert_err(mpb_call(C, MPB_OP_DICT_LEN, "kind_list", NULL, 0, 0, &res, &rn), MPB_EKIND, C,
+                  NULL, NULL);
     /* a dict name opened as a list */
     mpb_dict_t *kd = dopen("kind_dict");
     mpb_list_t *kl = (mpb_list_t *)0x1;
@@ -1289,9 +1287,8 @@ static void test_read_does_not_create(void **state) {
     mpb_free(res);
     th_assert_err(mpb_call(C, MPB_OP_DICT_GET, "ghost", RAW(0x91, 0xa1, 'k').p, 3, 0, &res, &rn),
                   MPB_ENOKEY, C, "\"k\"", "ghost");
-    th_assert_ok(mpb_call(C, MPB_OP_DICT_GET, "ghost",
-                          RAW(0x92, 0xa1, 'k', 0x07).p, 4, 0, &res, &rn),
-                 C);
+    th_assert_ok(
+        mpb_call(C, MPB_OP_DICT_GET, "ghost", RAW(0x92, 0xa1, 'k', 0x07).p, 4, 0, &res, &rn), C);
     th_assert_bytes(res, rn, "\x07", 1);
     mpb_free(res);
     th_assert_ok(mpb_call(C, MPB_OP_DICT_CONTAINS, "ghost", RAW(0x91, 0x01).p, 2, 0, &res, &rn), C);
@@ -1321,8 +1318,7 @@ static void test_read_does_not_create(void **state) {
     mpb_list_close(&l);
     th_assert_ok(mpb_obj_delete(C, "list/ghost"), C);
     /* writes do create */
-    th_assert_ok(mpb_call(C, MPB_OP_DICT_SET, "ghost3", RAW(0x92, 0x01, 0x02).p,
-                          3, 0, &res, &rn),
+    th_assert_ok(mpb_call(C, MPB_OP_DICT_SET, "ghost3", RAW(0x92, 0x01, 0x02).p, 3, 0, &res, &rn),
                  C);
     mpb_free(res);
     assert_int_equal(th_objects_find(C, "dict", "ghost3", &size), 1);
@@ -1341,7 +1337,8 @@ static void test_deep_values(void **state) {
     uint8_t v[40], k[40];
     for (size_t depth = 31; depth <= 33; depth++) {
         size_t n = 0;
-        while (n + 1 < depth) v[n++] = 0x91; /* [[[...[]...]]]: depth arrays */
+        while (n + 1 < depth)
+            v[n++] = 0x91; /* [[[...[]...]]]: depth arrays */
         v[n++] = 0x90;
         memcpy(k, v, n);
         int rc = mpb_dict_set(d, k, n, v, n);
@@ -1427,9 +1424,8 @@ static void test_bad_arguments(void **state) {
     void *res = NULL;
     size_t rn;
     /* too few */
-    th_assert_err(
-        mpb_call(C, MPB_OP_DICT_GET, "d_args", RAW(0x90).p, 1, 0, &res, &rn),
-        MPB_EPROTO, C, "dict.get", NULL);
+    th_assert_err(mpb_call(C, MPB_OP_DICT_GET, "d_args", RAW(0x90).p, 1, 0, &res, &rn), MPB_EPROTO,
+                  C, "dict.get", NULL);
     th_assert_err(mpb_call(C, MPB_OP_DICT_INCR, "d_args", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
                   MPB_EPROTO, C, NULL, NULL);
     /* wrong types */

@@ -715,9 +715,8 @@ static int teardown(void **state) {
 }
 
 static const th_child_fn child_fns[] = {
-    lock_holder, lock_waiter, sem_holder, sem_waiter,     cv_waiter,
-    q_getter,    q_putter,    bar_party,  closing_holder, closing_waiter,
-    rl_cv_waiter, rl_cv_notifier, ph_holder,
+    lock_holder, lock_waiter,    sem_holder,     sem_waiter,   cv_waiter,      q_getter,  q_putter,
+    bar_party,   closing_holder, closing_waiter, rl_cv_waiter, rl_cv_notifier, ph_holder,
 };
 
 int main(int argc, char **argv) {

@@ -44,8 +44,7 @@ static int probe(int idx, void *arg) {
         struct pollfd p = {a->stop_fd, POLLIN, 0};
         if (poll(&p, 1, 0) > 0) break;
         int64_t t0 = th_now_ms(), got = -1;
-        if (mpb_dict_set_i64(d, "n", i) || mpb_dict_get_i64(d, "n", &got) || got != i)
-            r.errors++;
+        if (mpb_dict_set_i64(d, "n", i) || mpb_dict_get_i64(d, "n", &got) || got != i) r.errors++;
         int64_t dt = th_now_ms() - t0;
         if (dt > r.worst_ms) r.worst_ms = dt;
         r.ops++;
@@ -61,7 +60,9 @@ static void test_hashflood_old_collisions(void **state) {
     int stop[2], out[2];
     assert_int_equal(pipe(stop), 0);
     assert_int_equal(pipe(out), 0);
-    probe_arg_t pa = {stop[0], out[1], {stop[1], out[0]}};
+    probe_arg_t pa = {
+        stop[0], out[1], {stop[1], out[0]}
+    };
     pid_t child = th_fork(probe, &pa);
     close(out[1]);
     close(stop[0]);

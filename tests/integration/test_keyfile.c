@@ -43,8 +43,7 @@ static char *slurp(const char *path) {
 
 /* Runs argv with stdout and stderr into out_path, MPB_AUTHKEY set to env_key (NULL: unset);
  * returns the exit status (the process is killed after timeout_s: -1). */
-static int run(const char *const argv[], const char *env_key, const char *out_path,
-               int timeout_s) {
+static int run(const char *const argv[], const char *env_key, const char *out_path, int timeout_s) {
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -52,8 +51,10 @@ static int run(const char *const argv[], const char *env_key, const char *out_pa
         dup2(fd, 1);
         dup2(fd, 2);
         unsetenv("MPB_AUTHKEY_FILE");
-        if (env_key) setenv("MPB_AUTHKEY", env_key, 1);
-        else unsetenv("MPB_AUTHKEY");
+        if (env_key)
+            setenv("MPB_AUTHKEY", env_key, 1);
+        else
+            unsetenv("MPB_AUTHKEY");
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -64,8 +65,9 @@ static int run(const char *const argv[], const char *env_key, const char *out_pa
 static int broker_refuses(const char *keyfile, const char *log) {
     char data[128];
     snprintf(data, sizeof data, "%s/data", dir);
-    const char *argv[] = {MPBROKERD_PATH, "--listen", "tcp://127.0.0.1:0", "--data-dir", data,
-                          "--authkey-file", keyfile, NULL};
+    const char *argv[] = {MPBROKERD_PATH, "--listen", "tcp://127.0.0.1:0",
+                          "--data-dir",   data,       "--authkey-file",
+                          keyfile,        NULL};
     return run(argv, NULL, log, 10);
 }
 
@@ -85,8 +87,15 @@ static void test_keyfile_broker_refuses_writable(void **state) {
     assert_non_null(strstr(slurp(log), "writable by others (mode 0666): refused"));
 
     /* --check-config says so too, and exits 2 */
-    const char *argv[] = {MPBROKERD_PATH, "--check-config", "--listen", "tcp://127.0.0.1:0",
-                          "--data-dir", dir, "--authkey-file", k, NULL};
+    const char *argv[] = {MPBROKERD_PATH,
+                          "--check-config",
+                          "--listen",
+                          "tcp://127.0.0.1:0",
+                          "--data-dir",
+                          dir,
+                          "--authkey-file",
+                          k,
+                          NULL};
     assert_int_equal(run(argv, NULL, log, 10), 2);
     assert_non_null(strstr(slurp(log), "writable by others (mode 0666): refused"));
 }
@@ -125,8 +134,15 @@ static void test_keyfile_broker_warns(void **state) {
     char log[128];
     snprintf(log, sizeof log, "%s/check.log", dir);
     k = key_file("both", "hunter2", 0640);
-    const char *argv[] = {MPBROKERD_PATH, "--check-config", "--listen", "tcp://127.0.0.1:0",
-                          "--data-dir", dir, "--authkey-file", k, NULL};
+    const char *argv[] = {MPBROKERD_PATH,
+                          "--check-config",
+                          "--listen",
+                          "tcp://127.0.0.1:0",
+                          "--data-dir",
+                          dir,
+                          "--authkey-file",
+                          k,
+                          NULL};
     assert_int_equal(run(argv, NULL, log, 10), 0);
     l = slurp(log);
     assert_non_null(strstr(l, "mpbrokerd: warning: authkey file"));
@@ -146,8 +162,8 @@ static void test_keyfile_broker_env_short(void **state) {
         dup2(fd, 2);
         setenv("MPB_AUTHKEY", "abc", 1);
         unsetenv("MPB_AUTHKEY_FILE");
-        execl(MPBROKERD_PATH, MPBROKERD_PATH, "--listen", "tcp://127.0.0.1:0", "--data-dir",
-              data, (char *)NULL);
+        execl(MPBROKERD_PATH, MPBROKERD_PATH, "--listen", "tcp://127.0.0.1:0", "--data-dir", data,
+              (char *)NULL);
         _exit(127);
     }
     bool seen = false;

@@ -16,15 +16,16 @@ static th_broker_t B;
 
 #define CKM(x) assert_int_equal((x), 0)
 
-static const int64_t INTS[] = {INT64_MIN, -2147483649LL, -32769, -129, -33, -32, -1, 0, 1,
-                               127, 128, 255, 256, 65535, 65536, 4294967295LL, 4294967296LL,
-                               INT64_MAX};
+static const int64_t INTS[] = {
+    INT64_MIN, -2147483649LL, -32769, -129,  -33,   -32,          -1,           0,        1, 127,
+    128,       255,           256,    65535, 65536, 4294967295LL, 4294967296LL, INT64_MAX};
 static const size_t LENS[] = {0, 1, 31, 32, 255, 256, 65535, 65536, 70000};
 
 static char *filled(size_t n, char base) {
     char *p = malloc(n + 1);
     assert_non_null(p);
-    for (size_t i = 0; i < n; i++) p[i] = (char)(base + (char)(i % 26));
+    for (size_t i = 0; i < n; i++)
+        p[i] = (char)(base + (char)(i % 26));
     p[n] = 0;
     return p;
 }
@@ -37,7 +38,8 @@ static void build_everything(void **out, size_t *len) {
     CKM(mpb_mp_nil(&b));
     CKM(mpb_mp_bool(&b, 1));
     CKM(mpb_mp_bool(&b, 0));
-    for (size_t i = 0; i < ni; i++) CKM(mpb_mp_i64(&b, INTS[i]));
+    for (size_t i = 0; i < ni; i++)
+        CKM(mpb_mp_i64(&b, INTS[i]));
     CKM(mpb_mp_u64(&b, UINT64_MAX));
     CKM(mpb_mp_double(&b, 1.5));
     CKM(mpb_mp_double(&b, -0.25));
@@ -189,15 +191,19 @@ static void test_reader_refuses_malformed_input(void **state) {
         const char *bytes;
         size_t n;
     } bad[] = {
-        {"empty", "", 0},
-        {"reserved byte", "\xc1", 1},
-        {"array missing an item", "\x92\x01", 2},
-        {"truncated str", "\xa5" "abc", 4},
-        {"str8 length past the end", "\xd9\xff" "ab", 4},
-        {"truncated uint64", "\xcf\x00\x01", 3},
-        {"trailing bytes", "\x01\x02", 2},
-        {"map missing a value", "\x81\xa1k", 3},
-        {"truncated ext", "\xd6\x01\x00", 3},
+        {"empty",                    "",             0},
+        {"reserved byte",            "\xc1",         1},
+        {"array missing an item",    "\x92\x01",     2},
+        {"truncated str",
+         "\xa5"
+         "abc",                                      4},
+        {"str8 length past the end",
+         "\xd9\xff"
+         "ab",                                       4},
+        {"truncated uint64",         "\xcf\x00\x01", 3},
+        {"trailing bytes",           "\x01\x02",     2},
+        {"map missing a value",      "\x81\xa1k",    3},
+        {"truncated ext",            "\xd6\x01\x00", 3},
     };
     mpb_mpreader_t r;
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -234,7 +240,8 @@ static void test_reading_what_the_broker_answers(void **state) {
     mpb_queue_t *q;
     assert_int_equal(mpb_queue_open(c, "libmpb.q", 10, 1, &q), 0);
     uint8_t one[MPB_PACK_MAX_SCALAR];
-    for (int i = 0; i < 3; i++) assert_int_equal(mpb_queue_put(q, one, mpb_pack_i64(one, i), 0), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mpb_queue_put(q, one, mpb_pack_i64(one, i), 0), 0);
     void *m;
     size_t ml;
     assert_int_equal(mpb_obj_describe(c, "queue/libmpb.q", &m, &ml), 0);
@@ -308,8 +315,9 @@ static void test_reading_what_the_broker_answers(void **state) {
 #undef XX
 
     /* EVALUE's words fit a task_done past zero */
-    for (int i = 0; i < 3; i++) assert_int_equal(mpb_queue_get(q, &m, &ml, 0), 0), mpb_free(m),
-                                assert_int_equal(mpb_queue_task_done(q), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mpb_queue_get(q, &m, &ml, 0), 0), mpb_free(m),
+            assert_int_equal(mpb_queue_task_done(q), 0);
     int rc = mpb_queue_task_done(q);
     assert_int_equal(rc, MPB_EVALUE);
     assert_non_null(strstr(mpb_strerror(rc), "finished too often"));

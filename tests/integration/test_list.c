@@ -397,8 +397,8 @@ static void test_slice(void **state) {
     if (rn && v[0] == 0x91) v++, rn--;
     th_assert_bytes(v, rn, "\x92\x08\x09", 3);
     mpb_free(res);
-    th_assert_err(mpb_call(C, MPB_OP_LIST_SLICE, "l_slice",
-                           RAW(0x93, 0xa1, 'x', 0xc0, 0x00).p, 5, 0, &res, &rn),
+    th_assert_err(mpb_call(C, MPB_OP_LIST_SLICE, "l_slice", RAW(0x93, 0xa1, 'x', 0xc0, 0x00).p, 5,
+                           0, &res, &rn),
                   MPB_ETYPE, C, "start", NULL);
     /* an empty list */
     mpb_list_t *e = lopen("l_slice_empty");
@@ -500,8 +500,8 @@ static void test_remove(void **state) {
     th_assert_ok(mpb_list_remove(l, RAW(0x07).p, 1), C);
     th_assert_ok(mpb_list_remove(l, S("z").p, S("z").n), C);
     th_assert_ok(mpb_list_remove(
-                  l, RAW(0xdc, 0x00, 0x02, 0xd3, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xda, 0, 0).p, 15),
-              C);
+                     l, RAW(0xdc, 0x00, 0x02, 0xd3, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xda, 0, 0).p, 15),
+                 C);
     assert_int_equal(llen(l), 0);
     /* -1 in three forms; a float is not an int of the same value (encodings differ) */
     fill_raw(l, RAW(0x93, 0xd1, 0xff, 0xff, 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x01));
@@ -823,8 +823,8 @@ static void test_sort_incomparable(void **state) {
     mpb_list_t *l = lopen("l_sort_bad");
     /* str and int */
     fill_raw(l, RAW(0x93, 0x02, 0xa1, 'a', 0x01));
-    th_assert_err(mpb_list_sort(l, 0), MPB_ETYPE, C,
-                  "'<' not supported between instances of", NULL);
+    th_assert_err(mpb_list_sort(l, 0), MPB_ETYPE, C, "'<' not supported between instances of",
+                  NULL);
     if (!strstr(mpb_errmsg(C), "'str'") || !strstr(mpb_errmsg(C), "'int'"))
         fail_msg("message '%s' does not name str and int", mpb_errmsg(C));
     expect_all(l, RAW(0x93, 0x02, 0xa1, 'a', 0x01));
@@ -1057,9 +1057,8 @@ static void test_kinds_and_objects(void **state) {
     size_t rn;
     th_assert_err(mpb_call(C, MPB_OP_LIST_APPEND, "lk_dict", RAW(0x91, 0x01).p, 2, 0, &res, &rn),
                   MPB_EKIND, C, "is a dict", NULL);
-    th_assert_err(
-        mpb_call(C, MPB_OP_LIST_LEN, "lk_dict", NULL, 0, 0, &res, &rn),
-        MPB_EKIND, C, NULL, NULL);
+    th_assert_err(mpb_call(C, MPB_OP_LIST_LEN, "lk_dict", NULL, 0, 0, &res, &rn), MPB_EKIND, C,
+                  NULL, NULL);
     mpb_dict_close(&d);
     /* listed with kind and size; described */
     l = lopen("lk_list");

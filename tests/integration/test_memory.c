@@ -12,7 +12,7 @@
 #include "th.h"
 
 #define VALUE_BYTES (64 * 1024)
-#define MAX_VALUES 20000 /* bounds every fill loop: 1.25 GiB */
+#define MAX_VALUES  20000 /* bounds every fill loop: 1.25 GiB */
 
 static uint8_t value[VALUE_BYTES + 8];
 static size_t value_len;
@@ -118,7 +118,8 @@ static void test_past_max_memory_writes_get_enomem_and_the_data_stays(void **sta
         const uint8_t *k = th_str(key_for(i), &kl);
         void *v;
         size_t vn;
-        if (i % 2) th_assert_ok(mpb_dict_del(d, k, kl), c);
+        if (i % 2)
+            th_assert_ok(mpb_dict_del(d, k, kl), c);
         else {
             th_assert_ok(mpb_dict_pop(d, k, kl, NULL, 0, &v, &vn), c);
             mpb_free(v);
@@ -159,7 +160,8 @@ static void test_max_objects_bounds_the_objects(void **state) {
     th_assert_dict_roundtrip(c, "d3", 3);
     th_assert_ok(mpb_obj_delete(c, "dict/d9"), c);
     th_assert_ok(mpb_dict_open(c, "d10", &d[10]), c);
-    for (int i = 0; i < 11; i++) mpb_dict_close(&d[i]);
+    for (int i = 0; i < 11; i++)
+        mpb_dict_close(&d[i]);
     mpb_close(&c);
     th_broker_stop_checked(&B);
 }
@@ -202,8 +204,10 @@ static void test_the_broker_survives_ulimit_v_with_clients_pushing_past(void **s
         lim = old;
         lim.rlim_cur = (rlim_t)400 << 20;
         assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0); /* inherited by the broker only */
-        if (round == 0) th_broker_start(&V, "--persist", "off", NULL);
-        else th_broker_start(&V, "--persist", "off", "--max-memory", "4g", NULL);
+        if (round == 0)
+            th_broker_start(&V, "--persist", "off", NULL);
+        else
+            th_broker_start(&V, "--persist", "off", "--max-memory", "4g", NULL);
         assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
         assert_int_equal(th_spawn(3, pusher, NULL, 120), 0);
         assert_true(th_broker_alive(&V));

@@ -102,8 +102,9 @@ static void dump_info(mpb_client_t *c, const char *path, mpb__buf_t *out) {
     uint32_t pairs;
     assert_int_equal(mpb__rd_map(&r, &pairs), 0);
     /* bytes: what a dict's table costs depends on its history, not on what it holds */
-    static const char *const skip[] = {"waiters", "getters", "putters", "joiners", "owner",
-                                       "fence",   "n_waiting", "locked", "count", "bytes", NULL};
+    static const char *const skip[] = {"waiters", "getters", "putters",   "joiners",
+                                       "owner",   "fence",   "n_waiting", "locked",
+                                       "count",   "bytes",   NULL};
     for (uint32_t i = 0; i < pairs; i++) {
         const char *k;
         uint32_t kl;
@@ -183,8 +184,7 @@ static void dump_state(mpb_client_t *c, mpb__buf_t *out) {
             th_assert_ok(call(c, MPB_OP_NS_LIST, name, &m, &mn), c);
             mpb__w_raw(out, m, mn);
             mpb_free(m);
-        }
-        else if (!strncmp(paths[i], "list/", 5))
+        } else if (!strncmp(paths[i], "list/", 5))
             dump_pages(c, MPB_OP_LIST_SLICE, name, out);
         else if (!strncmp(paths[i], "queue/", 6))
             drain_queue(c, name, out, true);
@@ -194,16 +194,16 @@ static void dump_state(mpb_client_t *c, mpb__buf_t *out) {
 /* Fails with where two dumps first differ (and the object path before it) unless equal. */
 static void assert_same_state(const mpb__buf_t *got, const mpb__buf_t *want) {
     size_t n = got->len < want->len ? got->len : want->len, i = 0;
-    while (i < n && got->p[i] == want->p[i]) i++;
+    while (i < n && got->p[i] == want->p[i])
+        i++;
     if (i == n && got->len == want->len) return;
     size_t from = i > 48 ? i - 48 : 0;
     char ctx[200] = "";
     for (size_t k = from, j = 0; k < i + 16 && k < n && j + 4 < sizeof ctx; k++)
         j += (size_t)snprintf(ctx + j, sizeof ctx - j, "%c",
                               want->p[k] >= 32 && want->p[k] < 127 ? want->p[k] : '.');
-    fail_msg("states differ at byte %zu of %zu/%zu (got %02x, want %02x) after: %s", i,
-             got->len, want->len, i < got->len ? got->p[i] : 0, i < want->len ? want->p[i] : 0,
-             ctx);
+    fail_msg("states differ at byte %zu of %zu/%zu (got %02x, want %02x) after: %s", i, got->len,
+             want->len, i < got->len ? got->p[i] : 0, i < want->len ? want->p[i] : 0, ctx);
 }
 
 /* ---- each kind's state across a crash ---- */
@@ -292,12 +292,23 @@ static void test_kinds_restored(void **state) {
         const char *path, *field;
         int64_t want;
     } rows[] = {
-        {"dict/d", "size", 49},        {"list/l", "size", 50},       {"namespace/ns", "size", 1},
-        {"queue/jq", "size", 2},       {"queue/jq", "unfinished", 2}, {"queue/jq", "maxsize", 10},
-        {"queue/jq", "joinable", 1},   {"semaphore/s", "value", 4},  {"semaphore/s", "initial", 3},
-        {"semaphore/s2", "value", 2},  {"semaphore/s2", "bounded", 1},
-        {"event/e", "set", 1},         {"barrier/bar", "parties", 3}, {"barrier/bar", "broken", 1},
-        {"barrier/bar", "timeout_ms", 2500}, {"lock/lk", "locked", 0},  {"rlock/rl", "locked", 0},
+        {"dict/d",       "size",       49  },
+        {"list/l",       "size",       50  },
+        {"namespace/ns", "size",       1   },
+        {"queue/jq",     "size",       2   },
+        {"queue/jq",     "unfinished", 2   },
+        {"queue/jq",     "maxsize",    10  },
+        {"queue/jq",     "joinable",   1   },
+        {"semaphore/s",  "value",      4   },
+        {"semaphore/s",  "initial",    3   },
+        {"semaphore/s2", "value",      2   },
+        {"semaphore/s2", "bounded",    1   },
+        {"event/e",      "set",        1   },
+        {"barrier/bar",  "parties",    3   },
+        {"barrier/bar",  "broken",     1   },
+        {"barrier/bar",  "timeout_ms", 2500},
+        {"lock/lk",      "locked",     0   },
+        {"rlock/rl",     "locked",     0   },
     };
     printf("%-14s %-11s %6s %6s\n", "object", "field", "want", "got");
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
@@ -344,7 +355,7 @@ static void test_kinds_restored(void **state) {
     dump_state(c, &after);
     assert_same_state(&after, &before);
     /* the queue's items in order */
-    th_assert_ok(call_int(c, MPB_OP_QUEUE_GET, "jq", 0) , c);
+    th_assert_ok(call_int(c, MPB_OP_QUEUE_GET, "jq", 0), c);
     argv_begin(1);
     mpb__w_int(&args, 0);
     th_assert_ok(call(c, MPB_OP_QUEUE_GET, "jq", &v, &vn), c);
@@ -504,11 +515,12 @@ static bool in_window(int64_t ms, const int64_t *kills, int nkills, int64_t wind
  * acknowledged one there (or, with a window, lost only within it before a kill), no id that
  * was never sent. Returns how many acknowledged ones are missing. */
 static size_t check_ids(const char *what, int64_t *found, size_t nfound, const acks_t *acked,
-                        const int64_t *unknown, size_t nunknown, const int64_t *kills,
-                        int nkills, int64_t window) {
+                        const int64_t *unknown, size_t nunknown, const int64_t *kills, int nkills,
+                        int64_t window) {
     qsort(found, nfound, sizeof *found, cmp_i64);
     for (size_t i = 1; i < nfound; i++)
-        if (found[i] == found[i - 1]) fail_msg("%s: id %lld is there twice", what, (long long)found[i]);
+        if (found[i] == found[i - 1])
+            fail_msg("%s: id %lld is there twice", what, (long long)found[i]);
     size_t missing = 0;
     for (size_t i = 0; i < acked->n; i++) {
         if (bsearch(&acked->id[i], found, nfound, sizeof *found, cmp_i64)) continue;
@@ -520,8 +532,10 @@ static size_t check_ids(const char *what, int64_t *found, size_t nfound, const a
     size_t extra = 0;
     for (size_t i = 0; i < nfound; i++) {
         bool ok = false;
-        for (size_t j = 0; j < acked->n && !ok; j++) ok = acked->id[j] == found[i];
-        for (size_t j = 0; j < nunknown && !ok; j++) ok = unknown[j] == found[i];
+        for (size_t j = 0; j < acked->n && !ok; j++)
+            ok = acked->id[j] == found[i];
+        for (size_t j = 0; j < nunknown && !ok; j++)
+            ok = unknown[j] == found[i];
         if (!ok) fail_msg("%s: id %lld was never sent", what, (long long)found[i]);
         extra++;
     }
@@ -567,7 +581,8 @@ static void crash_loop(const char *fsync_mode, int64_t window) {
     char stop[400];
     snprintf(stop, sizeof stop, "%s/stop", B.dir);
     close(open(stop, O_CREAT | O_WRONLY, 0600));
-    for (int i = 0; i < CL_CLIENTS; i++) assert_int_equal(th_wait(kids[i], 60), 0);
+    for (int i = 0; i < CL_CLIENTS; i++)
+        assert_int_equal(th_wait(kids[i], 60), 0);
 
     /* what the clients were told */
     acks_t app = {0}, put = {0};
@@ -597,8 +612,10 @@ static void crash_loop(const char *fsync_mode, int64_t window) {
                 if (op2 == 'I') incr_unknown[i]++;
                 if (op2 == 'S') sub_unknown[i]++;
             } else if (sscanf(line, "%c %lld %lld", &op, &id, &ms) == 3) {
-                if (op == 'A') acks_add(&app, id, ms);
-                else if (op == 'P') acks_add(&put, id, ms);
+                if (op == 'A')
+                    acks_add(&app, id, ms);
+                else if (op == 'P')
+                    acks_add(&put, id, ms);
                 else if (op == 'S') {
                     sub_acked[i]++;
                     if (window && in_window(ms, kill_ms, kills, window)) sub_window[i]++;
@@ -637,7 +654,8 @@ static void crash_loop(const char *fsync_mode, int64_t window) {
     size_t nq2 = read_ints(q.p, q.len, false, &found_q);
     assert_int_equal(nq2, nq);
     size_t lost_l = check_ids("list", found_l, nl, &app, unknown, nunknown, kill_ms, kills, window);
-    size_t lost_q = check_ids("queue", found_q, nq, &put, unknown, nunknown, kill_ms, kills, window);
+    size_t lost_q =
+        check_ids("queue", found_q, nq, &put, unknown, nunknown, kill_ms, kills, window);
     int64_t incr_total = 0, incr_got_total = 0, sub_total = 0, sub_checked = 0;
     for (int i = 0; i < CL_CLIENTS; i++) {
         void *v;
@@ -660,9 +678,8 @@ static void crash_loop(const char *fsync_mode, int64_t window) {
         incr_total += incr_acked[i];
         incr_got_total += got;
         /* pool.submit: each acknowledged task queued once, in the session that stayed */
-        if (sub_sessions[i] == 1 &&
-            (sub_queued[i] > sub_acked[i] + sub_unknown[i] ||
-             sub_queued[i] < sub_acked[i] - sub_window[i]))
+        if (sub_sessions[i] == 1 && (sub_queued[i] > sub_acked[i] + sub_unknown[i] ||
+                                     sub_queued[i] < sub_acked[i] - sub_window[i]))
             fail_msg("pool.submit of client %d: %lld queued, acknowledged %lld, unknown %lld, "
                      "in the window %lld",
                      i, (long long)sub_queued[i], (long long)sub_acked[i],
@@ -674,8 +691,8 @@ static void crash_loop(const char *fsync_mode, int64_t window) {
            "%lld submits; outcome unknown: %zu; found: %zu appends, %zu items, incr total %lld, "
            "%lld tasks queued; acknowledged but lost: %zu appends, %zu puts, %lld incrs; "
            "duplicates: 0\n",
-           fsync_mode, kills, app.n, put.n, (long long)incr_total, (long long)sub_total,
-           nunknown, nl, nq, (long long)incr_got_total, (long long)sub_checked, lost_l, lost_q,
+           fsync_mode, kills, app.n, put.n, (long long)incr_total, (long long)sub_total, nunknown,
+           nl, nq, (long long)incr_got_total, (long long)sub_checked, lost_l, lost_q,
            (long long)(incr_total > incr_got_total ? incr_total - incr_got_total : 0));
     if (!window) {
         assert_int_equal(lost_l, 0);
@@ -804,8 +821,7 @@ static void test_damaged_middle_refused_then_repaired(void **state) {
     free(buf);
     int st = th_broker_restart_fails(&B, 0, "--fsync", "always", NULL);
     assert_int_equal(st, 2);
-    assert_true(
-        th_log_count(&B, "damaged record in the middle of the log: refusing to start") > 0);
+    assert_true(th_log_count(&B, "damaged record in the middle of the log: refusing to start") > 0);
     assert_true(th_log_count(&B, "--repair") > 0);
     assert_int_equal(file_size(path), size); /* nothing was cut without being asked */
     th_broker_restart(&B, 0, "--fsync", "always", "--repair", NULL);
@@ -895,7 +911,8 @@ static void test_snapshot_under_load_equals_live(void **state) {
     argv_begin(0);
     th_assert_ok(mpb_call(c, MPB_OP_SAVE, NULL, args.p, args.len, 60000, &res, &rn), c);
     mpb_free(res);
-    for (int i = 0; i < n; i++) assert_int_equal(th_wait(kids[i], 60), 0);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(th_wait(kids[i], 60), 0);
     /* the snapshot replaced the first segment: what is loaded comes from it */
     char path[400];
     log_path(path, sizeof path, 0);
@@ -942,7 +959,8 @@ static size_t read_tasks(const void *p, size_t n, bool take, uint64_t *ids, int6
             const uint8_t *v;
             size_t vn;
             assert_true(two >= 3);
-            for (uint32_t j = 1; j < two; j++) assert_int_equal(mpb__rd_span(&r, &v, &vn), 0);
+            for (uint32_t j = 1; j < two; j++)
+                assert_int_equal(mpb__rd_span(&r, &v, &vn), 0);
             continue;
         }
         uint32_t ncalls, pair;
@@ -1017,7 +1035,8 @@ static int64_t fn_queued(mpb_client_t *c) {
     uint32_t k;
     int64_t v[8];
     assert_int_equal(mpb__rd_array(&r, &k), 0);
-    for (uint32_t i = 0; i < k && i < 8; i++) assert_int_equal(mpb__rd_int(&r, &v[i]), 0);
+    for (uint32_t i = 0; i < k && i < 8; i++)
+        assert_int_equal(mpb__rd_int(&r, &v[i]), 0);
     mpb_free(p);
     return v[2]; /* [workers, capacity, queued, ...] */
 }
@@ -1034,8 +1053,8 @@ static void test_pool_tasks_restored(void **state) {
     mpb__w_bool(a, false);
     mpb__w_array(a, 10);
     for (int i = 1; i <= 10; i++) {
-        mpb__w_array(a, 1);    /* a task of one call */
-        mpb__w_array(a, 1);    /* its arguments */
+        mpb__w_array(a, 1); /* a task of one call */
+        mpb__w_array(a, 1); /* its arguments */
         mpb__w_int(a, i);
     }
     void *p;
@@ -1080,7 +1099,8 @@ static void test_pool_tasks_restored(void **state) {
         done_square(w2, ids[i], (int64_t)(4 + i));
     }
     assert_int_equal(take(c, first + 3, 7, ids, vals), 7);
-    for (size_t i = 0; i < 7; i++) assert_int_equal(vals[i], (int64_t)((4 + i) * (4 + i)));
+    for (size_t i = 0; i < 7; i++)
+        assert_int_equal(vals[i], (int64_t)((4 + i) * (4 + i)));
     mpb_close(&w2);
     mpb_close(&w);
     mpb_close(&c);
@@ -1128,7 +1148,8 @@ static int taker(int idx, void *arg) {
  * items of a taker that never comes back return to the queue when its session expires. */
 static void test_reliable_deliveries_restored(void **state) {
     (void)state;
-    th_broker_start(&B, "--fsync", "always", "--session-ttl-ms", "1500", "--heartbeat-ms", "500", NULL);
+    th_broker_start(&B, "--fsync", "always", "--session-ttl-ms", "1500", "--heartbeat-ms", "500",
+                    NULL);
     /* 1: taken by a process that dies with the broker (its session is not resumed); forked
      * before this process connects, its get waits for the first item */
     assert_int_equal(pipe(taker_fd), 0);
@@ -1160,7 +1181,8 @@ static void test_reliable_deliveries_restored(void **state) {
     mpb_free(res);
     uint64_t d3 = get_with_id(c, &x, 0); /* 3: taken after it (in the log) */
     assert_int_equal(x, 3);
-    th_broker_restart(&B, SIGKILL, "--fsync", "always", "--session-ttl-ms", "1500", "--heartbeat-ms", "500", NULL);
+    th_broker_restart(&B, SIGKILL, "--fsync", "always", "--session-ttl-ms", "1500",
+                      "--heartbeat-ms", "500", NULL);
     assert_int_equal(th_describe_int(c, "queue/rq", "unfinished"), 4);
     assert_int_equal(th_describe_int(c, "queue/rq", "size"), 1); /* 4 */
     /* c finishes what it took before the crash, by delivery id */
@@ -1176,7 +1198,6 @@ static void test_reliable_deliveries_restored(void **state) {
     mpb_close(&c);
     th_broker_stop_checked(&B);
 }
-
 
 /* ---- anonymous objects ---- */
 
@@ -1212,8 +1233,10 @@ static bool anon_exists(mpb_client_t *c, const char *path) {
 static bool anon_wait_gone(mpb_client_t *c, const char *path, int timeout_ms) {
     int64_t end = th_now_ms() + timeout_ms;
     while (anon_exists(c, path))
-        if (th_now_ms() > end) return false;
-        else usleep(10000);
+        if (th_now_ms() > end)
+            return false;
+        else
+            usleep(10000);
     return true;
 }
 
@@ -1242,8 +1265,8 @@ static uint64_t anon_holder_of(mpb_client_t *c, const char *path) {
  * before a crash stays done. */
 static void test_anon_restored(void **state) {
     (void)state;
-    const char *opts[] = {"--fsync", "always", "--session-ttl-ms", "1500", "--heartbeat-ms",
-                          "500", "--anon-grace-ms", "1000"};
+    const char *opts[] = {"--fsync",        "always", "--session-ttl-ms", "1500",
+                          "--heartbeat-ms", "500",    "--anon-grace-ms",  "1000"};
 #define ANON_OPTS opts[0], opts[1], opts[2], opts[3], opts[4], opts[5], opts[6], opts[7]
     th_broker_start(&B, ANON_OPTS, NULL);
     assert_int_equal(pipe(anon_fd), 0);
@@ -1457,8 +1480,8 @@ static void test_persist_off_keeps_nothing(void **state) {
     mpb_client_t *c = th_connect(&B);
     fill_keys(c, 0, 10);
     argv_begin(0);
-    th_assert_err(mpb_call(c, MPB_OP_SAVE, NULL, args.p, args.len, 0, NULL, NULL), MPB_EINVAL,
-                  c, "persistence is off", NULL);
+    th_assert_err(mpb_call(c, MPB_OP_SAVE, NULL, args.p, args.len, 0, NULL, NULL), MPB_EINVAL, c,
+                  "persistence is off", NULL);
     mpb_close(&c);
     th_broker_restart(&B, SIGKILL, "--persist", "off", NULL);
     c = th_connect(&B);

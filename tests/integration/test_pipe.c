@@ -15,8 +15,8 @@ static th_broker_t B;
 
 static int setup(void **state) {
     (void)state;
-    th_broker_start(&B, "--session-ttl-ms", "2000", "--heartbeat-ms", "200", "--max-value",
-                    "4096", NULL);
+    th_broker_start(&B, "--session-ttl-ms", "2000", "--heartbeat-ms", "200", "--max-value", "4096",
+                    NULL);
     return 0;
 }
 
@@ -71,7 +71,8 @@ static void test_two_processes_exchange_messages_both_ways_in_order(void **state
     assert_int_equal(mpb_pipe_end(p), 0);
     assert_string_equal(mpb_pipe_name(p), "duo");
     /* the first half before the child may even have opened its end: it waits there */
-    for (int64_t i = 0; i < N / 2; i++) th_assert_ok(send_i64(p, i), c);
+    for (int64_t i = 0; i < N / 2; i++)
+        th_assert_ok(send_i64(p, i), c);
     for (int64_t i = 0; i < N / 2; i++) {
         int64_t v;
         th_assert_ok(recv_i64(p, &v, 10000), c);
@@ -314,10 +315,10 @@ static void test_bad_input_gets_clear_errors_and_the_broker_serves_on(void **sta
     size_t rl;
     /* ends other than 0 and 1, in libmpb and on the wire */
     th_assert_err(mpb_pipe_open(c, "bad", 2, -1, &p), MPB_EINVAL, c, "ends 0 and 1", NULL);
-    const uint8_t open2[] = {0x92, 0x02, 0xc0};       /* [2, nil] */
+    const uint8_t open2[] = {0x92, 0x02, 0xc0};         /* [2, nil] */
     const uint8_t open_str[] = {0x92, 0xa1, 'x', 0xc0}; /* ["x", nil] */
-    const uint8_t open_dup[] = {0x92, 0x00, 0x05};    /* [0, 5] */
-    const uint8_t open_one[] = {0x91, 0x00};          /* [0] */
+    const uint8_t open_dup[] = {0x92, 0x00, 0x05};      /* [0, 5] */
+    const uint8_t open_one[] = {0x91, 0x00};            /* [0] */
     th_assert_err(mpb_call(c, MPB_OP_PIPE_OPEN, "bad", open2, sizeof open2, 0, &res, &rl),
                   MPB_EINVAL, c, "ends 0 and 1, not 2", NULL);
     th_assert_err(mpb_call(c, MPB_OP_PIPE_OPEN, "bad", open_str, sizeof open_str, 0, &res, &rl),

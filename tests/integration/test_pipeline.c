@@ -41,13 +41,15 @@ static void test_pipeline_thousand_in_flight_in_order(void **state) {
     const uint8_t *k = th_str("n", &kn);
     uint8_t key[8];
     memcpy(key, k, kn);
-    for (int i = 0; i < 1000; i++) assert_int_equal(mpb_dict_incr_async(d, key, kn, 1, on_int, &s), 0);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(mpb_dict_incr_async(d, key, kn, 1, on_int, &s), 0);
     assert_int_equal(mpb_inflight(c), 1000);
     assert_int_equal(mpb_drain(c, 20000), 0);
     assert_int_equal(mpb_inflight(c), 0);
     assert_int_equal(s.errors, 0);
     assert_int_equal(s.n, 1000);
-    for (int i = 0; i < 1000; i++) assert_int_equal(s.values[i], i + 1); /* in order */
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(s.values[i], i + 1); /* in order */
     int64_t v;
     assert_int_equal(mpb_dict_get_i64(d, "n", &v), 0);
     assert_int_equal(v, 1000);
@@ -65,9 +67,12 @@ static void on_mixed(mpb_client_t *c, int status, const void *val, size_t len, v
     (void)len;
     mixed_t *m = arg;
     if (m->n < 8) m->order[m->n++] = status;
-    if (status == 0) m->ok++;
-    else if (status == MPB_ENOKEY) m->nokey++;
-    else if (status == MPB_ETYPE) m->type++;
+    if (status == 0)
+        m->ok++;
+    else if (status == MPB_ENOKEY)
+        m->nokey++;
+    else if (status == MPB_ETYPE)
+        m->type++;
 }
 
 static void test_pipeline_errors_in_the_middle(void **state) {
@@ -94,11 +99,11 @@ static void test_pipeline_errors_in_the_middle(void **state) {
         const uint8_t *p_ = th_int(5, &xn);
         memcpy(x, p_, xn);
     }
-    assert_int_equal(mpb_dict_set_async(d, a, an, v, vn, on_mixed, &m), 0);   /* ok */
-    assert_int_equal(mpb_dict_get_async(d, bb, bn, on_mixed, &m), 0);          /* ENOKEY */
-    assert_int_equal(mpb_dict_incr_async(d, a, an, 1, on_mixed, &m), 0);       /* ETYPE */
-    assert_int_equal(mpb_dict_set_async(d, bb, bn, x, xn, on_mixed, &m), 0);   /* ok */
-    assert_int_equal(mpb_dict_get_async(d, bb, bn, on_mixed, &m), 0);          /* ok */
+    assert_int_equal(mpb_dict_set_async(d, a, an, v, vn, on_mixed, &m), 0);  /* ok */
+    assert_int_equal(mpb_dict_get_async(d, bb, bn, on_mixed, &m), 0);        /* ENOKEY */
+    assert_int_equal(mpb_dict_incr_async(d, a, an, 1, on_mixed, &m), 0);     /* ETYPE */
+    assert_int_equal(mpb_dict_set_async(d, bb, bn, x, xn, on_mixed, &m), 0); /* ok */
+    assert_int_equal(mpb_dict_get_async(d, bb, bn, on_mixed, &m), 0);        /* ok */
     assert_int_equal(mpb_drain(c, 5000), 0);
     assert_int_equal(m.n, 5);
     assert_int_equal(m.order[0], 0);
@@ -156,10 +161,12 @@ static void test_pipeline_parked_request_beside_quick_ones(void **state) {
         const uint8_t *p_ = th_str("k", &kn);
         memcpy(k, p_, kn);
     }
-    for (int i = 0; i < 50; i++) assert_int_equal(mpb_dict_incr_async(d, k, kn, 2, on_int, &incs), 0);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(mpb_dict_incr_async(d, k, kn, 2, on_int, &incs), 0);
     /* the quick ones complete while the get stays parked */
     int64_t end = th_now_ms() + 5000;
-    while (incs.n < 50 && th_now_ms() < end) assert_true(mpb_poll(c, 100) >= 0);
+    while (incs.n < 50 && th_now_ms() < end)
+        assert_true(mpb_poll(c, 100) >= 0);
     assert_int_equal(incs.n, 50);
     assert_int_equal(incs.values[49], 100);
     assert_int_equal(got.n, 0);
@@ -249,7 +256,8 @@ static void test_pipeline_sync_calls_inside_callbacks(void **state) {
     const uint8_t *k0 = th_str("ctr", &kn);
     uint8_t k[8];
     memcpy(k, k0, kn);
-    for (int i = 0; i < 50; i++) assert_int_equal(mpb_dict_incr_async(ns.d, k, kn, 1, on_nested, &ns), 0);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(mpb_dict_incr_async(ns.d, k, kn, 1, on_nested, &ns), 0);
     /* an outer synchronous call reads the replies, and each callback nests two calls in it */
     int64_t ctr = 0;
     assert_int_equal(mpb_dict_get_i64(ns.d, "ctr", &ctr), 0);
@@ -276,7 +284,8 @@ static void test_pipeline_own_event_loop_on_fd(void **state) {
         const uint8_t *p_ = th_str("x", &kn);
         memcpy(k, p_, kn);
     }
-    for (int i = 0; i < 200; i++) assert_int_equal(mpb_dict_incr_async(d, k, kn, 1, on_int, &s), 0);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(mpb_dict_incr_async(d, k, kn, 1, on_int, &s), 0);
     assert_int_equal(mpb_flush(c), 0);
     int fd = mpb_fd(c);
     assert_true(fd >= 0);

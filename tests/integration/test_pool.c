@@ -646,8 +646,7 @@ static int64_t credit_during_map(mpb_pool_t *p, mpb_client_t *mon, pid_t w, uint
     for (uint32_t i = 0; i < n; i++)
         mpb__w_int(&items, ms);
     mpb_async_t *a = NULL;
-    assert_int_equal(mpb_pool_map_async(p, "conc", items.p, items.len, 1, NULL, NULL, NULL, &a),
-                     0);
+    assert_int_equal(mpb_pool_map_async(p, "conc", items.p, items.len, 1, NULL, NULL, NULL, &a), 0);
     int64_t most = 0, end = th_now_ms() + 30000;
     int samples = 0;
     while (!mpb_async_ready(a) && th_now_ms() < end) {
@@ -985,11 +984,13 @@ static int run_mpb(const char *input, char *out, size_t outn, char *err, size_t 
     va_list ap;
     va_start(ap, errn);
     const char *a;
-    while ((a = va_arg(ap, const char *)) && argc < 30) argv[argc++] = a;
+    while ((a = va_arg(ap, const char *)) && argc < 30)
+        argv[argc++] = a;
     va_end(ap);
     argv[argc] = NULL;
     char path[2][400];
-    for (int i = 0; i < 2; i++) snprintf(path[i], sizeof path[i], "%s/cli.%d", tp_broker.dir, i);
+    for (int i = 0; i < 2; i++)
+        snprintf(path[i], sizeof path[i], "%s/cli.%d", tp_broker.dir, i);
     int in[2];
     if (pipe(in) != 0) fail_msg("pipe: %s", strerror(errno));
     fflush(stdout);
@@ -1042,7 +1043,8 @@ static void test_cli_pool_commands(void **state) {
     size_t cap = (size_t)N * 8 + 16, k = 0;
     char *in = malloc(cap);
     k += (size_t)snprintf(in + k, cap - k, "[");
-    for (int i = 0; i < N; i++) k += (size_t)snprintf(in + k, cap - k, "%s%d", i ? "," : "", i);
+    for (int i = 0; i < N; i++)
+        k += (size_t)snprintf(in + k, cap - k, "%s%d", i ? "," : "", i);
     snprintf(in + k, cap - k, "]\n");
     assert_true(strlen(in) > 128 * 1024);
     char *big = malloc(1 << 20);
@@ -1101,10 +1103,12 @@ int main(void) {
                                         tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_callbacks_may_submit_more_tasks, tp_setup_broker,
                                         tp_teardown_broker),
-        cmocka_unit_test_setup_teardown(test_seed_apply_serially, tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_seed_apply_serially, tp_setup_broker,
+                                        tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_seed_map_chunksize_1_and_100, tp_setup_broker,
                                         tp_teardown_broker),
-        cmocka_unit_test_setup_teardown(test_seed_imap_unordered, tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_seed_imap_unordered, tp_setup_broker,
+                                        tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_seed_starmap, tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_remote_error_reaches_the_caller, tp_setup_broker,
                                         tp_teardown_broker),
@@ -1120,7 +1124,8 @@ int main(void) {
                                         tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_imap_canceled_by_terminate_and_detached_by_free,
                                         tp_setup_broker, tp_teardown_broker),
-        cmocka_unit_test_setup_teardown(test_cli_pool_commands, tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_cli_pool_commands, tp_setup_broker,
+                                        tp_teardown_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,8 @@
  * result once), a caller SIGKILLed with 200 tasks pending (they are cancelled, not run, even
  * when the worker holding some of them dies too), a task whose worker dies every time (it
  * fails after max_attempts with "worker died", 3 by default and 2 when pool-max-attempts says
- * so), and a live worker busy for longer than the TTL (it keeps its task). The broker runs with a 1 s session TTL so the dead are noticed
- * quickly. */
+ * so), and a live worker busy for longer than the TTL (it keeps its task). The broker runs with a 1
+ * s session TTL so the dead are noticed quickly. */
 #include <poll.h>
 #include <sys/mman.h>
 
@@ -315,8 +315,8 @@ static void test_busy_worker_keeps_its_task_past_the_ttl(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_worker_killed_mid_map_loses_nothing, tp_setup_fast_broker,
-                                        tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_worker_killed_mid_map_loses_nothing,
+                                        tp_setup_fast_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_caller_killed_its_tasks_are_cancelled,
                                         tp_setup_fast_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_task_fails_after_its_worker_died_max_attempts_times,

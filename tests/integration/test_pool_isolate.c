@@ -270,8 +270,8 @@ static void collect_output(void *arg, mpb_async_t *a, uint64_t task, int stream,
     (void)a;
     outlog_t *o = arg;
     o->calls++;
-    if (task >= 64 || stream < 1 || stream > 2) fail_msg("output of task %llu stream %d",
-                                                         (unsigned long long)task, stream);
+    if (task >= 64 || stream < 1 || stream > 2)
+        fail_msg("output of task %llu stream %d", (unsigned long long)task, stream);
     char *t = o->text[task][stream - 1];
     size_t have = strlen(t);
     if (have + len >= 128) fail_msg("too much output for task %llu", (unsigned long long)task);
@@ -323,7 +323,7 @@ static void test_forward_output_reaches_the_caller_tagged_and_complete(void **st
     char err[8192];
     assert_int_equal(cli_map_output("chatty", "[5,6]", err, sizeof err), 0);
     const char *lines[] = {"[task 0 stdout] out 5 line 1\n", "[task 0 stdout] out 5 line 2\n",
-                           "[task 0 stderr] err 5\n", "[task 1 stdout] out 6 line 1\n",
+                           "[task 0 stderr] err 5\n",        "[task 1 stdout] out 6 line 1\n",
                            "[task 1 stdout] out 6 line 2\n", "[task 1 stderr] err 6\n"};
     for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
         if (!strstr(err, lines[i])) fail_msg("no '%s' in:\n%s", lines[i], err);
@@ -340,8 +340,9 @@ int main(void) {
                                         tp_setup_http_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_a_callers_end_kills_its_running_task,
                                         tp_setup_fast_broker, tp_teardown_broker),
-        cmocka_unit_test_setup_teardown(test_poison_task_fails_after_its_attempts_every_worker_alive,
-                                        tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(
+            test_poison_task_fails_after_its_attempts_every_worker_alive, tp_setup_broker,
+            tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_error_kinds_reach_the_caller, tp_setup_broker,
                                         tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_forward_output_reaches_the_caller_tagged_and_complete,

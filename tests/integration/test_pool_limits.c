@@ -95,7 +95,8 @@ static void test_big_results_split_or_fail_and_the_worker_stays(void **state) {
 static void test_paused_caller_waits_aside(void **state) {
     (void)state;
     enum { NA = 100000, NB = 2000 };
-    mpb_client_t *a = th_connect(&tp_broker), *b = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
+    mpb_client_t *a = th_connect(&tp_broker), *b = th_connect(&tp_broker),
+                 *mon = th_connect(&tp_broker);
     pid_t w = tp_start_worker(MPB_TESTFNS_LIB, "pad", 2, 1, 0, NULL);
     tp_wait_workers(mon, "pad", 1, 10000);
     mpb_pool_t *pb;
@@ -272,8 +273,8 @@ static void test_job_ids_come_from_the_broker(void **state) {
     th_assert_ok(tp_raw_submit(c, "nobody", TP_JOB_NIL, 0, 1, 1, &j1, &first), c);
     assert_true(j1 >= 1);
     /* ids it never gave out are refused, and do not move its counter */
-    th_assert_err(tp_raw_submit(c, "nobody", TP_JOB_ID, UINT64_MAX, 1, 1, NULL, NULL), MPB_EINVAL, c,
-                  "was not issued", NULL);
+    th_assert_err(tp_raw_submit(c, "nobody", TP_JOB_ID, UINT64_MAX, 1, 1, NULL, NULL), MPB_EINVAL,
+                  c, "was not issued", NULL);
     th_assert_err(tp_raw_submit(c, "nobody", TP_JOB_ID, 0, 1, 1, NULL, NULL), MPB_EINVAL, c,
                   "was not issued", NULL);
     th_assert_err(tp_raw_submit(c, "nobody", TP_JOB_ID, j1 + 1, 1, 1, NULL, NULL), MPB_EINVAL, c,
@@ -337,7 +338,8 @@ static void test_many_tasks_end_and_terminate_without_stalling_others(void **sta
     const uint8_t *arg = tp_args1(1, &al);
     tp_tally_t t = {0};
     for (int i = 0; i < NA; i++)
-        th_assert_ok(mpb_pool_apply_async(p, "nobody", arg, al, tp_tally_ok, tp_tally_err, &t, NULL), c);
+        th_assert_ok(
+            mpb_pool_apply_async(p, "nobody", arg, al, tp_tally_ok, tp_tally_err, &t, NULL), c);
     char *m = tp_metrics_get();
     double cancels0 = th_metric(m, "mpb_requests_total{op=\"pool.cancel\",result=\"ok\"}", -1);
     free(m);

@@ -27,7 +27,8 @@
 static void items_ms(mpb__buf_t *b, uint32_t n, int64_t ms) {
     mpb__buf_reset(b);
     mpb__w_array(b, n);
-    for (uint32_t i = 0; i < n; i++) mpb__w_int(b, ms);
+    for (uint32_t i = 0; i < n; i++)
+        mpb__w_int(b, ms);
 }
 
 static void check_all_ms(const void *res, size_t len, uint32_t n, int64_t ms) {
@@ -45,7 +46,8 @@ static void check_all_ms(const void *res, size_t len, uint32_t n, int64_t ms) {
 /* `mpb pool`'s table, as text, in out (NUL-terminated). */
 static void mpb_pool_table(char *out, size_t n) {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "'%s' -e '%s' -k '%s' pool", th_mpb_cli, tp_broker.endpoint, tp_broker.keyfile);
+    snprintf(cmd, sizeof cmd, "'%s' -e '%s' -k '%s' pool", th_mpb_cli, tp_broker.endpoint,
+             tp_broker.keyfile);
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
     size_t k = fread(out, 1, n - 1, f);
@@ -75,8 +77,8 @@ static void test_default_settings_run_4_long_tasks_on_2x2_slots_at_once(void **s
         if (rc) fail_msg("map: %s", mpb_errmsg(c));
         check_all_ms(res, rl, N, MS);
         mpb_free(res);
-        printf("round %d: %d x %d ms on 2 workers x 2 slots, default prefetch: %lld ms\n", round,
-               N, MS, (long long)ms);
+        printf("round %d: %d x %d ms on 2 workers x 2 slots, default prefetch: %lld ms\n", round, N,
+               MS, (long long)ms);
         assert_true(ms <= 2500);
     }
     mpb__buf_free(&items);
@@ -100,9 +102,8 @@ static void test_idle_slot_steals_what_another_worker_has_not_started(void **sta
     items_ms(&items, N, MS);
     mpb_async_t *as = NULL;
     int64_t t0 = th_now_ms();
-    assert_int_equal(mpb_pool_map_async(p, "sleep_ms", items.p, items.len, 1, NULL, NULL, NULL,
-                                        &as),
-                     0);
+    assert_int_equal(
+        mpb_pool_map_async(p, "sleep_ms", items.p, items.len, 1, NULL, NULL, NULL, &as), 0);
     tp_wstat_t ws = {0};
     int64_t end = th_now_ms() + 5000;
     while (!(tp_worker_stat(mon, a, &ws) && ws.running == 2 && ws.prefetched == 2)) {
@@ -115,7 +116,8 @@ static void test_idle_slot_steals_what_another_worker_has_not_started(void **sta
     assert_true(ws.oldest_age >= 0 && ws.oldest_age < 2000);
     char table[8192];
     mpb_pool_table(table, sizeof table);
-    if (!strstr(table, "STEALS") || !strstr(table, "RETRIES") || !strstr(table, "    running: task"))
+    if (!strstr(table, "STEALS") || !strstr(table, "RETRIES") ||
+        !strstr(table, "    running: task"))
         fail_msg("mpb pool shows no steals, retries or running tasks:\n%s", table);
     pid_t b = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
     tp_wait_workers(mon, "sleep_ms", 2, 10000);
@@ -136,9 +138,9 @@ static void test_idle_slot_steals_what_another_worker_has_not_started(void **sta
     } while (wa.refused < 2 && th_now_ms() < end && (usleep(10000), 1));
     printf("B served %lld ms after the map began; map of %d x %d ms done in %lld ms; A: done "
            "%llu stolen %llu refused %llu; B: done %llu steals %llu\n",
-           (long long)(t_b - t0), N, MS, (long long)ms, (unsigned long long)wa.done, (unsigned long long)wa.stolen,
-           (unsigned long long)wa.refused, (unsigned long long)wb.done,
-           (unsigned long long)wb.steals);
+           (long long)(t_b - t0), N, MS, (long long)ms, (unsigned long long)wa.done,
+           (unsigned long long)wa.stolen, (unsigned long long)wa.refused,
+           (unsigned long long)wb.done, (unsigned long long)wb.steals);
     assert_int_equal(wa.done, 2);
     assert_int_equal(wb.done, 2);
     assert_int_equal(wa.stolen, 2);
@@ -207,9 +209,8 @@ static void pause_past_ttl(uint32_t n, const char *nap_ms, uint64_t done_before)
     mpb__buf_t items = {0};
     tp_items_range(&items, n);
     mpb_async_t *as = NULL;
-    assert_int_equal(mpb_pool_map_async(p, "countnap", items.p, items.len, 1, NULL, NULL, NULL,
-                                        &as),
-                     0);
+    assert_int_equal(
+        mpb_pool_map_async(p, "countnap", items.p, items.len, 1, NULL, NULL, NULL, &as), 0);
     tp_wstat_t ws = {0};
     pid_t a = 0;
     int64_t end = th_now_ms() + 20000;
@@ -278,8 +279,9 @@ int main(void) {
                                         tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_idle_slot_steals_what_another_worker_has_not_started,
                                         tp_setup_http_broker, tp_teardown_broker),
-        cmocka_unit_test_setup_teardown(test_paused_worker_starts_no_tentative_task_given_to_another,
-                                        tp_setup_fast_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(
+            test_paused_worker_starts_no_tentative_task_given_to_another, tp_setup_fast_broker,
+            tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_paused_worker_starts_no_streamed_task_given_to_another,
                                         tp_setup_fast_broker, tp_teardown_broker),
     };

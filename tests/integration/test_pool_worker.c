@@ -191,8 +191,8 @@ static void test_initializer_runs_once_per_worker_process(void **state) {
 /* `mpb-worker --check` against B: its exit status, its output in out. */
 static int worker_check(char *out, size_t n) {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "'%s' --check -e '%s' -k '%s' 2>&1", MPB_WORKER_PATH, tp_broker.endpoint,
-             tp_broker.keyfile);
+    snprintf(cmd, sizeof cmd, "'%s' --check -e '%s' -k '%s' 2>&1", MPB_WORKER_PATH,
+             tp_broker.endpoint, tp_broker.keyfile);
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
     size_t k = fread(out, 1, n - 1, f);
@@ -442,7 +442,8 @@ static void test_serve_returns_unregistered_and_may_serve_again(void **state) {
     tp_wstat_t ws;
     assert_int_equal(tp_worker_stat(c, w, &ws), 0);
     assert_int_equal(tp_fn_workers(c, "ip_square"), 0);
-    for (int i = 0; i < 2; i++) assert_int_equal(mpb_async_wait(h[i], 5000), 1);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(mpb_async_wait(h[i], 5000), 1);
     void *res = NULL;
     size_t rl;
     th_assert_err(mpb_async_get(h[2], 200, &res, &rl), MPB_ETIMEDOUT, c,
@@ -525,8 +526,8 @@ static void test_mpb_worker_survives_a_broker_restart_and_stops_without_one(void
     char cmd[800];
     snprintf(cmd, sizeof cmd, "cp %s %s", R.keyfile, key);
     assert_int_equal(system(cmd), 0);
-    const char *argv[] = {MPB_WORKER_PATH, "--lib", MPB_DEMO_LIB, "--fn", "square", "-e", ep,
-                          "-k", key, NULL};
+    const char *argv[] = {
+        MPB_WORKER_PATH, "--lib", MPB_DEMO_LIB, "--fn", "square", "-e", ep, "-k", key, NULL};
     fflush(stdout);
     fflush(stderr);
     pid_t w = fork();
@@ -569,8 +570,8 @@ static void test_mpb_worker_survives_a_broker_restart_and_stops_without_one(void
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_initializer_runs_once_per_worker_process, tp_setup_broker,
-                                        tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_initializer_runs_once_per_worker_process,
+                                        tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_mpb_worker_check, tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_mpb_worker_max_tasks_recycles_and_serves_all,
                                         tp_setup_broker, tp_teardown_broker),

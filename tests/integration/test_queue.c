@@ -434,7 +434,8 @@ static int nr_getter(int idx, const char *arg) {
     nr_got_t g = {0};
     CKC(c, mpb_send(c, MPB_OP_QUEUE_GET, "nr.q", a, n, nr_on_get, &g));
     int64_t end = th_now_ms() + 30000;
-    while (!g.done && th_now_ms() < end) CK(mpb_poll(c, 100) >= 0);
+    while (!g.done && th_now_ms() < end)
+        CK(mpb_poll(c, 100) >= 0);
     CK(g.done && g.status == 0);
     mpb_list_t *l;
     CKC(c, mpb_list_open(c, "nr.got", &l));
@@ -459,15 +460,19 @@ static void test_joinable_unreliable_queue_hands_each_item_out_once(void **state
     mpb_queue_t *q;
     assert_int_equal(mpb_queue_open(c, "nr.q", -1, -1, &q), 0);
     pid_t g[NR_GETTERS];
-    for (int i = 0; i < NR_GETTERS; i++) g[i] = th_child_spawn(nr_getter, i, NULL);
+    for (int i = 0; i < NR_GETTERS; i++)
+        g[i] = th_child_spawn(nr_getter, i, NULL);
     assert_true(th_wait_field(c, "queue/nr.q", "getters", NR_GETTERS, 20000));
-    for (int i = 0; i < NR_GETTERS; i++) assert_int_equal(put_int(q, i, 1000), 0);
-    for (int i = 0; i < NR_GETTERS; i++) assert_int_equal(th_wait(g[i], 60), 0);
+    for (int i = 0; i < NR_GETTERS; i++)
+        assert_int_equal(put_int(q, i, 1000), 0);
+    for (int i = 0; i < NR_GETTERS; i++)
+        assert_int_equal(th_wait(g[i], 60), 0);
 
     int64_t got[NR_GETTERS + 1];
     assert_int_equal(read_int_list(c, "nr.got", got, NR_GETTERS + 1), NR_GETTERS);
     qsort(got, NR_GETTERS, sizeof *got, cmp_i64);
-    for (int i = 0; i < NR_GETTERS; i++) assert_int_equal(got[i], i); /* once each */
+    for (int i = 0; i < NR_GETTERS; i++)
+        assert_int_equal(got[i], i); /* once each */
     uint64_t n;
     assert_int_equal(mpb_queue_qsize(q, &n), 0);
     assert_int_equal(n, 0); /* nothing came back */
@@ -796,9 +801,8 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
 }
 
 static const th_child_fn child_fns[] = {
-    pc_producer,       pc_consumer, jq_producer,  jq_consumer,
-    jput_parked_child, getter_of_5, big_producer, early_consumer, blocked_putter,
-    nr_getter,
+    pc_producer, pc_consumer,  jq_producer,    jq_consumer,    jput_parked_child,
+    getter_of_5, big_producer, early_consumer, blocked_putter, nr_getter,
 };
 
 int main(int argc, char **argv) {

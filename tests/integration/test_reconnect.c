@@ -134,8 +134,7 @@ static void raw_parked(rawclient_t *c, uint64_t seq, const mpb__buf_t *body) {
 }
 
 /* A request body [rid, op, dict, key] (dict.incr: and by 1), or [rid, queue.get, q, -1]. */
-static void req_dict(mpb__buf_t *b, uint64_t rid, unsigned op, const char *dict,
-                     const char *key) {
+static void req_dict(mpb__buf_t *b, uint64_t rid, unsigned op, const char *dict, const char *key) {
     mpb__buf_reset(b);
     rc_req(b, rid, op, dict, strlen(dict), op == MPB_OP_DICT_INCR ? 2 : 1);
     mpb__w_cstr(b, key);
@@ -194,7 +193,8 @@ static void test_a_resent_request_is_answered_from_the_cache_not_run_again(void 
     assert_int_equal(rc_recv(&a, &F, 5000), 0);
     kept_t first[4];
     keep(&F, first, 4);
-    for (int i = 0; i < 4; i++) assert_int_equal(first[i].code, 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(first[i].code, 0);
     assert_int_equal(first[0].len, 1);
     assert_int_equal(first[0].val[0], 1); /* incr -> 1 */
 
@@ -333,7 +333,8 @@ static void test_a_reply_that_left_the_cache_is_refused_not_rerun(void **state) 
     mpb__buf_t g = {0};
     req_dict(&g, 9, MPB_OP_DICT_GET, "rc", "n");
     assert_int_equal(raw_call(&b, 4, &g)->val[0], 3);
-    for (int i = 0; i < 3; i++) mpb__buf_free(&body[i]);
+    for (int i = 0; i < 3; i++)
+        mpb__buf_free(&body[i]);
     mpb__buf_free(&g);
     rc_close(&b);
     rc_close(&a);
@@ -342,14 +343,16 @@ static void test_a_reply_that_left_the_cache_is_refused_not_rerun(void **state) 
 
 /* ---- libmpb across a 3 s cut ---- */
 
-#define N_ITEMS 3000
+#define N_ITEMS   3000
 #define N_WRITERS 2
 
 static int async_ok, async_bad;
 static void on_incr(mpb_client_t *c, int status, const void *v, size_t n, void *arg) {
     (void)c, (void)v, (void)n, (void)arg;
-    if (status) async_bad++;
-    else async_ok++;
+    if (status)
+        async_bad++;
+    else
+        async_ok++;
 }
 
 /* Writes N_ITEMS increments, appends and puts (and a tenth as many pipelined increments)
@@ -420,7 +423,8 @@ static void all_ints(mpb_client_t *c, const char *list, const char *queue, int64
             mpb__rd_t r = {items, (uint8_t *)items + il};
             uint32_t an;
             assert_int_equal(mpb__rd_array(&r, &an), 0);
-            for (uint32_t i = 0; i < an; i++) assert_int_equal(mpb__rd_int(&r, &out[got++]), 0);
+            for (uint32_t i = 0; i < an; i++)
+                assert_int_equal(mpb__rd_int(&r, &out[got++]), 0);
             mpb_free(items);
         }
         mpb_list_close(&l);
@@ -464,7 +468,8 @@ static void test_writers_mid_stream_ride_through_a_3s_cut_exactly_once(void **st
     assert_true(closed >= 1);
     sleep(3);
     assert_int_equal(cp_resume(&P), 0);
-    for (int i = 0; i < N_WRITERS; i++) assert_int_equal(th_wait(kids[i], 60), 0);
+    for (int i = 0; i < N_WRITERS; i++)
+        assert_int_equal(th_wait(kids[i], 60), 0);
 
     /* Every write is there exactly once. */
     assert_int_equal(dict_int(c, "cut", "n"), N_WRITERS * N_ITEMS);
@@ -481,7 +486,8 @@ static void test_writers_mid_stream_ride_through_a_3s_cut_exactly_once(void **st
     assert_int_equal(qsize(c, "cut-q"), N_WRITERS * N_ITEMS);
     static int64_t items[N_WRITERS * N_ITEMS], want[N_WRITERS * N_ITEMS];
     for (int w = 0; w < N_WRITERS; w++)
-        for (int i = 0; i < N_ITEMS; i++) want[w * N_ITEMS + i] = (int64_t)w * 1000000 + i;
+        for (int i = 0; i < N_ITEMS; i++)
+            want[w * N_ITEMS + i] = (int64_t)w * 1000000 + i;
     all_ints(c, "cut-l", NULL, items, N_WRITERS * N_ITEMS);
     assert_memory_equal(items, want, sizeof want);
     all_ints(c, NULL, "cut-q", items, N_WRITERS * N_ITEMS);
@@ -565,7 +571,8 @@ static void test_a_writer_mid_stream_rides_through_a_broker_crash_and_restart(vo
     assert_true(dict_int(c, "rs", "reconnects") >= 1);
     assert_int_equal(dict_int(c, "rs", "same-session"), 1);
     static int64_t items[N_ITEMS], want[N_ITEMS];
-    for (int i = 0; i < N_ITEMS; i++) want[i] = i;
+    for (int i = 0; i < N_ITEMS; i++)
+        want[i] = i;
     all_ints(c, "rs-l", NULL, items, N_ITEMS);
     assert_memory_equal(items, want, sizeof want);
     th_assert_ok(mpb_list_open(c, "rs-l", &l), c);
@@ -820,7 +827,7 @@ static void test_a_worker_keeps_serving_its_pool_across_a_3s_cut(void **state) {
     snprintf(cmd, sizeof cmd, "cp %s %s", B.keyfile, key);
     assert_int_equal(system(cmd), 0);
     const char *argv[] = {MPB_WORKER_PATH, "--lib", MPB_DEMO_LIB, "--fn", "square", "-e",
-                          P.endpoint, "-k", key, NULL};
+                          P.endpoint,      "-k",    key,          NULL};
     fflush(stdout);
     fflush(stderr);
     pid_t w = fork();
@@ -840,7 +847,8 @@ static void test_a_worker_keeps_serving_its_pool_across_a_3s_cut(void **state) {
         items[h][n++] = 0xdc;
         items[h][n++] = 0;
         items[h][n++] = 100;
-        for (int i = 0; i < 100; i++) n += mpb_pack_i64(items[h] + n, h * 100 + i);
+        for (int i = 0; i < 100; i++)
+            n += mpb_pack_i64(items[h] + n, h * 100 + i);
         il[h] = n;
     }
     void *res;
@@ -883,8 +891,8 @@ int main(void) {
         cmocka_unit_test(test_a_cut_longer_than_the_ttl_is_told_esession_with_what_was_lost),
         cmocka_unit_test_setup_teardown(test_a_restart_without_state_is_told_esession, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_a_worker_keeps_serving_its_pool_across_a_3s_cut,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_worker_keeps_serving_its_pool_across_a_3s_cut, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_mpb_lock_keeps_its_lock_through_a_cut_and_exits_76_when_lost, setup, teardown),
     };

@@ -64,7 +64,8 @@ static int taker(int idx, void *arg) {
     void *v;
     size_t n;
     if (mpb_queue_get(q, &v, &n, 10000)) return 2;
-    for (;;) pause(); /* between get and task_done: killed here */
+    for (;;)
+        pause(); /* between get and task_done: killed here */
 }
 
 /* Starts a taker on queue name and waits until it holds its item; then SIGKILLs it. */
@@ -78,7 +79,8 @@ static void take_and_die(mpb_client_t *c, const char *name, bool tracked) {
         assert_true(th_wait_field(c, path, "delivered", 1, 10000));
     } else {
         int64_t before = th_describe_int(c, path, "size");
-        for (int i = 0; i < 1000 && th_describe_int(c, path, "size") == before; i++) usleep(5000);
+        for (int i = 0; i < 1000 && th_describe_int(c, path, "size") == before; i++)
+            usleep(5000);
         assert_int_equal(th_describe_int(c, path, "size"), before - 1);
     }
     kill(kid, SIGKILL);
@@ -108,7 +110,7 @@ static void test_a_consumer_killed_before_task_done_gives_its_item_back(void **s
     assert_true(d0 > 0 && d1 > d0 && d2 > d1);
     assert_int_equal(mpb_queue_join(q, 0), MPB_ETIMEDOUT);
     th_assert_ok(mpb_queue_task_done_id(q, d1), c); /* in any order */
-    th_assert_ok(mpb_queue_task_done(q), c);         /* the oldest: a0 */
+    th_assert_ok(mpb_queue_task_done(q), c);        /* the oldest: a0 */
     th_assert_ok(mpb_queue_task_done_id(q, d2), c);
     th_assert_ok(mpb_queue_join(q, 10000), c);
     assert_int_equal(th_describe_int(c, "queue/jq", "delivered"), 0);
@@ -211,8 +213,8 @@ static void test_a_plain_queue_keeps_python_semantics_unless_opened_reliable(voi
     uint8_t args[] = {0x93, 0xc0, 0xc0, 0xc2}; /* [nil, nil, false] */
     void *res = NULL;
     size_t rl;
-    th_assert_err(mpb_call(c, MPB_OP_QUEUE_OPEN, "rq", args, sizeof args, 0, &res, &rl),
-                  MPB_EINVAL, c, "is reliable", NULL);
+    th_assert_err(mpb_call(c, MPB_OP_QUEUE_OPEN, "rq", args, sizeof args, 0, &res, &rl), MPB_EINVAL,
+                  c, "is reliable", NULL);
     mpb_queue_close(&q);
     mpb_queue_close(&rq);
     th_assert_dict_roundtrip(c, "rel-end", 11);
@@ -225,18 +227,18 @@ static void test_bad_delivery_arguments_get_clear_errors(void **state) {
     mpb_client_t *c = th_connect(&B);
     void *res = NULL;
     size_t rl;
-    const uint8_t get_bad[] = {0x92, 0x00, 0xa1, 'x'};        /* [0, "x"] */
-    const uint8_t done_bad[] = {0x91, 0xa1, 'x'};             /* ["x"] */
-    const uint8_t done_many[] = {0x92, 0x01, 0x02};           /* [1, 2] */
-    const uint8_t open_bad[] = {0x93, 0xc0, 0xc0, 0x05};      /* [nil, nil, 5] */
+    const uint8_t get_bad[] = {0x92, 0x00, 0xa1, 'x'};   /* [0, "x"] */
+    const uint8_t done_bad[] = {0x91, 0xa1, 'x'};        /* ["x"] */
+    const uint8_t done_many[] = {0x92, 0x01, 0x02};      /* [1, 2] */
+    const uint8_t open_bad[] = {0x93, 0xc0, 0xc0, 0x05}; /* [nil, nil, 5] */
     th_assert_err(mpb_call(c, MPB_OP_QUEUE_GET, "bq", get_bad, sizeof get_bad, 0, &res, &rl),
                   MPB_ETYPE, c, "with_id", NULL);
-    th_assert_err(mpb_call(c, MPB_OP_QUEUE_TASK_DONE, "bq", done_bad, sizeof done_bad, 0, &res,
-                           &rl),
-                  MPB_ETYPE, c, "delivery id", NULL);
-    th_assert_err(mpb_call(c, MPB_OP_QUEUE_TASK_DONE, "bq", done_many, sizeof done_many, 0, &res,
-                           &rl),
-                  MPB_EPROTO, c, "0 or 1 arguments", NULL);
+    th_assert_err(
+        mpb_call(c, MPB_OP_QUEUE_TASK_DONE, "bq", done_bad, sizeof done_bad, 0, &res, &rl),
+        MPB_ETYPE, c, "delivery id", NULL);
+    th_assert_err(
+        mpb_call(c, MPB_OP_QUEUE_TASK_DONE, "bq", done_many, sizeof done_many, 0, &res, &rl),
+        MPB_EPROTO, c, "0 or 1 arguments", NULL);
     th_assert_err(mpb_call(c, MPB_OP_QUEUE_OPEN, "bq", open_bad, sizeof open_bad, 0, &res, &rl),
                   MPB_ETYPE, c, "reliable", NULL);
     th_assert_dict_roundtrip(c, "bad-end", 12);

@@ -44,7 +44,8 @@ static void test_seclimits_sessions_per_conn(void **state) {
         int rc = rc_hello(&c, &f, 5000);
         assert_int_equal(rc, 0);
         rc = rc_auth(&c, key, kl, &f, 5000);
-        if (rc == 0) opened++;
+        if (rc == 0)
+            opened++;
         else {
             assert_int_equal(rc, MPB_ELIMIT);
             snprintf(why, sizeof why, "%s", f.msg);
@@ -97,7 +98,8 @@ static void test_seclimits_max_sessions(void **state) {
     assert_int_equal(rc, 0);
     th_assert_dict_roundtrip(cl, "maxsess", 5);
     mpb_close(&cl);
-    for (int i = 1; i < 7; i++) rc_close(&c[i]);
+    for (int i = 1; i < 7; i++)
+        rc_close(&c[i]);
     th_broker_stop_checked(&b);
 }
 

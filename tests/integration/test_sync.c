@@ -835,10 +835,9 @@ static void test_counts_that_would_overflow_are_refused(void **state) {
     assert_int_equal(mpb_barrier_wait(b, 0, NULL), MPB_EBROKEN);
     assert_int_equal(mpb_barrier_reset(b), 0);
     mpb_barrier_close(&b);
-    static const uint8_t args[] = {0x92, 0x02, 0xcf, 0x7f, 0xff, 0xff, 0xff,
-                                   0xff, 0xff, 0xff, 0xff}; /* [2, INT64_MAX] */
-    assert_int_equal(mpb_call(c, MPB_OP_BARRIER_OPEN, "ovf.bart", args, sizeof args, 0, NULL,
-                              NULL),
+    static const uint8_t args[] = {0x92, 0x02, 0xcf, 0x7f, 0xff, 0xff,
+                                   0xff, 0xff, 0xff, 0xff, 0xff}; /* [2, INT64_MAX] */
+    assert_int_equal(mpb_call(c, MPB_OP_BARRIER_OPEN, "ovf.bart", args, sizeof args, 0, NULL, NULL),
                      0);
     pid_t p = th_child_spawn(bar_huge_timeout_child, 0, NULL);
     assert_true(th_wait_field(c, "barrier/ovf.bart", "n_waiting", 1, 20000));

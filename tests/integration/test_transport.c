@@ -159,8 +159,10 @@ static char *asan_quarantine_off(void) {
 }
 
 static void asan_restore(char *was) {
-    if (was) setenv("ASAN_OPTIONS", was, 1);
-    else unsetenv("ASAN_OPTIONS");
+    if (was)
+        setenv("ASAN_OPTIONS", was, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
     free(was);
 }
 
@@ -194,7 +196,8 @@ static void test_encrypted_by_default(void **state) {
     assert_non_null(f);
     char line[1024];
     bool said = false;
-    while (fgets(line, sizeof line, f)) said |= strstr(line, "encryption on") != NULL;
+    while (fgets(line, sizeof line, f))
+        said |= strstr(line, "encryption on") != NULL;
     fclose(f);
     assert_true(said);
 }
@@ -212,7 +215,11 @@ static void *proxy_run(void *arg) {
     proxy_t *p = arg;
     int cfd = -1, bfd = -1;
     while (!p->stop) {
-        struct pollfd pf[3] = {{p->lfd, POLLIN, 0}, {cfd, POLLIN, 0}, {bfd, POLLIN, 0}};
+        struct pollfd pf[3] = {
+            {p->lfd, POLLIN, 0},
+            {cfd,    POLLIN, 0},
+            {bfd,    POLLIN, 0}
+        };
         if (poll(pf, 3, 20) <= 0) continue;
         if (pf[0].revents & POLLIN) {
             int fd = accept(p->lfd, NULL, NULL);
@@ -325,7 +332,8 @@ static void test_nothing_readable_on_the_wire(void **state) {
     const char *needles[] = {"correct-horse", SECRET_NAME, "secrets", "dict"};
     for (size_t i = 0; i < sizeof needles / sizeof *needles; i++) {
         if (has(p.up, p.nup, needles[i])) fail_msg("'%s' readable client -> broker", needles[i]);
-        if (has(p.down, p.ndown, needles[i])) fail_msg("'%s' readable broker -> client", needles[i]);
+        if (has(p.down, p.ndown, needles[i]))
+            fail_msg("'%s' readable broker -> client", needles[i]);
     }
     proxy_free(&p);
 
@@ -399,8 +407,8 @@ static void test_partial_frame_peers_bounded(void **state) {
     th_broker_t b;
     char *asan0 = asan_quarantine_off();
     /* max-frame 512k: the transport takes messages up to 512k + 64k = 589,824 bytes */
-    th_broker_start(&b, "--max-frame", "512k", "--max-value", "64k", "--max-unauth-memory",
-                    "8m", "--idle-ms", "60000", "--handshake-ms", "60000", NULL);
+    th_broker_start(&b, "--max-frame", "512k", "--max-value", "64k", "--max-unauth-memory", "8m",
+                    "--idle-ms", "60000", "--handshake-ms", "60000", NULL);
     asan_restore(asan0);
     raise_own_nofile();
     long rss0 = th_rss_kb(b.pid);
@@ -419,14 +427,15 @@ static void test_partial_frame_peers_bounded(void **state) {
         greeting(g, "CURVE");
         send_all(fds[i], g, sizeof g, 1000);
         uint8_t hdr[9] = {0x06}; /* a long command frame */
-        for (int k = 0; k < 8; k++) hdr[1 + k] = (uint8_t)((uint64_t)decl >> (56 - 8 * k));
+        for (int k = 0; k < 8; k++)
+            hdr[1 + k] = (uint8_t)((uint64_t)decl >> (56 - 8 * k));
         send_all(fds[i], hdr, sizeof hdr, 1000);
         sent_total += send_all(fds[i], body, decl - 1, 300);
     }
     usleep(500000);
     long rss1 = th_rss_kb(b.pid);
-    print_message("RSS %ld kB -> %ld kB with %d partial-frame peers (%zu bytes sent)\n", rss0,
-                  rss1, PEERS, sent_total);
+    print_message("RSS %ld kB -> %ld kB with %d partial-frame peers (%zu bytes sent)\n", rss0, rss1,
+                  PEERS, sent_total);
     /* 200 x 590 kB would be 118 MB; the bound is 8 MB of messages, plus allocator slack */
     assert_true(rss1 - rss0 < 24 * 1024);
     for (int i = 0; i < PEERS; i++)
@@ -594,7 +603,8 @@ static void test_non_reading_client_disconnected(void **state) {
     /* It has sent its 400 requests when it stops itself. */
     int st = 0;
     int64_t end = th_now_ms() + 60000;
-    while (th_now_ms() < end && waitpid(child, &st, WNOHANG | WUNTRACED) == 0) usleep(20000);
+    while (th_now_ms() < end && waitpid(child, &st, WNOHANG | WUNTRACED) == 0)
+        usleep(20000);
     if (!WIFSTOPPED(st)) fail_msg("the non-reading client did not get to send (status %d)", st);
     bool closed = false;
     int64_t worst = 0;
@@ -608,7 +618,8 @@ static void test_non_reading_client_disconnected(void **state) {
     }
     long rss1 = th_rss_kb(b.pid);
     print_message("non-reading client closed: %s; RSS %ld kB -> %ld kB; other client's slowest "
-                  "round trip %lld ms\n", closed ? "yes" : "no", rss0, rss1, (long long)worst);
+                  "round trip %lld ms\n",
+                  closed ? "yes" : "no", rss0, rss1, (long long)worst);
     assert_true(closed);
     /* 200 MiB of replies asked for; held at most: twice max-output plus max-batch-reply
      * (24 MiB), the socket buffers, and slack */
@@ -655,8 +666,10 @@ static void test_ipc_unencrypted_beside_tcp(void **state) {
     o.encryption = MPB_ENCRYPTION_ON;
     o.connect_timeout_ms = 3000;
     int rc = mpb_connect(ipc, keycopy, kl, &o, &c);
-    if (rc == MPB_EAUTH) th_assert_err(rc, MPB_EAUTH, c, "does not encrypt", "MPB_ENCRYPTION=off");
-    else th_assert_err(rc, MPB_ECONN, c, "does not encrypt", "MPB_ENCRYPTION=off");
+    if (rc == MPB_EAUTH)
+        th_assert_err(rc, MPB_EAUTH, c, "does not encrypt", "MPB_ENCRYPTION=off");
+    else
+        th_assert_err(rc, MPB_ECONN, c, "does not encrypt", "MPB_ENCRYPTION=off");
     mpb_close(&c);
     th_broker_stop(&b);
 }

@@ -92,7 +92,8 @@ static int read_file(const char *path, char *buf, size_t n) {
     size_t k = fread(buf, 1, n - 1, f);
     fclose(f);
     buf[k] = 0;
-    while (k && (buf[k - 1] == '\n' || buf[k - 1] == '\r')) buf[--k] = 0;
+    while (k && (buf[k - 1] == '\n' || buf[k - 1] == '\r'))
+        buf[--k] = 0;
     return (int)k;
 }
 
@@ -103,8 +104,10 @@ static void read_file_tail(const char *path, char *buf, size_t n) {
     if (!f) return;
     if (fseek(f, 0, SEEK_END) == 0) {
         long end = ftell(f);
-        if (end > (long)n - 1) fseek(f, end - ((long)n - 1), SEEK_SET);
-        else rewind(f);
+        if (end > (long)n - 1)
+            fseek(f, end - ((long)n - 1), SEEK_SET);
+        else
+            rewind(f);
     }
     size_t k = fread(buf, 1, n - 1, f);
     fclose(f);
@@ -167,8 +170,8 @@ static int broker_argv(th_broker_t *b, const char **argv, const char *listen, va
     static char epfile[300], data[300];
     snprintf(epfile, sizeof epfile, "%s/endpoint", b->dir);
     snprintf(data, sizeof data, "%s/data", b->dir);
-    const char *fixed[] = {MPBROKERD_PATH, "--listen", listen, "--endpoint-file", epfile,
-                           "--data-dir", data};
+    const char *fixed[] = {MPBROKERD_PATH, "--listen",   listen, "--endpoint-file",
+                           epfile,         "--data-dir", data};
     int argc = 7;
     memcpy(argv, fixed, sizeof fixed);
     const char *a;
@@ -262,7 +265,8 @@ void th_broker_stop(th_broker_t *b) {
     }
     if (b->dir[0]) {
         char cmd[400];
-        if (getenv("TH_KEEP")) fprintf(stderr, "keeping %s\n", b->dir);
+        if (getenv("TH_KEEP"))
+            fprintf(stderr, "keeping %s\n", b->dir);
         else {
             snprintf(cmd, sizeof cmd, "rm -rf '%s'", b->dir);
             if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", b->dir);

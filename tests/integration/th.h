@@ -21,10 +21,10 @@
 
 typedef struct th_broker {
     pid_t pid;
-    char dir[256];       /* temporary directory, removed by th_broker_stop */
-    char endpoint[512];  /* as bound: tcp://127.0.0.1:PORT */
-    char keyfile[300];   /* the authkey the broker generated */
-    char log[300];       /* its stderr */
+    char dir[256];      /* temporary directory, removed by th_broker_stop */
+    char endpoint[512]; /* as bound: tcp://127.0.0.1:PORT */
+    char keyfile[300];  /* the authkey the broker generated */
+    char log[300];      /* its stderr */
 } th_broker_t;
 
 /* Starts mpbrokerd with --listen tcp://127.0.0.1:0 and the extra arguments (NULL-terminated
@@ -108,8 +108,7 @@ void th_assert_bytes(const void *got, size_t gn, const void *want, size_t wn);
 
 /* The value under field of mpb_obj_describe(path), as a reader positioned on it, in *buf
  * (mpb_free it). Returns 0, or -1 (no such object or field; *buf is then not set). */
-int th_describe_get(mpb_client_t *c, const char *path, const char *field, void **buf,
-                    mpb__rd_t *v);
+int th_describe_get(mpb_client_t *c, const char *path, const char *field, void **buf, mpb__rd_t *v);
 /* An integer field of mpb_obj_describe(path); a boolean gives 0 or 1 and an array its length.
  * INT64_MIN when absent or of another type. */
 int64_t th_describe_int(mpb_client_t *c, const char *path, const char *field);

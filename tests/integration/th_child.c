@@ -69,4 +69,3 @@ mpb_client_t *th_child_connect(void) {
     }
     return c;
 }
-

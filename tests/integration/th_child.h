@@ -41,9 +41,9 @@ typedef int (*th_child_fn)(int idx, const char *arg);
 /* Call first in main: th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns)).
  * Remembers the table (a child is told its function by index in it) and the broker the
  * children connect to, which is also the suite's (th_suite(b, NULL, 0): run the tests with
- * th_suite_setup and th_suite_teardown). In a child (argv: --child FN IDX ARG ENDPOINT KEYFILE) it copies the
- * endpoint and key file into *b, runs the function and exits with its status (126: no such
- * function), so it returns only in the test process. */
+ * th_suite_setup and th_suite_teardown). In a child (argv: --child FN IDX ARG ENDPOINT KEYFILE) it
+ * copies the endpoint and key file into *b, runs the function and exits with its status (126: no
+ * such function), so it returns only in the test process. */
 void th_child_main(int argc, char **argv, th_broker_t *b, const th_child_fn *fns, int nfns);
 
 /* Starts fn(idx, arg) in a child process; returns its pid (wait with th_wait). fn must be in

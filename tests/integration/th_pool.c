@@ -286,8 +286,8 @@ int tp_worker_stat(mpb_client_t *c, pid_t pid, tp_wstat_t *out) {
         out->oldest_age = -1;
         mpb__rd_t tv;
         uint32_t two;
-        if (!mpb__rd_mapget(&m, "tasks", &tv) && !mpb__rd_array(&tv, &out->ntasks) &&
-            out->ntasks && !mpb__rd_array(&tv, &two) && two == 2) {
+        if (!mpb__rd_mapget(&m, "tasks", &tv) && !mpb__rd_array(&tv, &out->ntasks) && out->ntasks &&
+            !mpb__rd_array(&tv, &two) && two == 2) {
             uint64_t id;
             mpb__rd_uint(&tv, &id);
             mpb__rd_int(&tv, &out->oldest_age);
@@ -399,9 +399,12 @@ int tp_raw_submit(mpb_client_t *c, const char *fn, int mode, uint64_t job, uint3
     mpb__buf_t a = {0};
     mpb__w_array(&a, 3);
     mpb__w_cstr(&a, fn);
-    if (mode == TP_JOB_NIL) mpb__w_nil(&a);
-    else if (mode == TP_JOB_FALSE) mpb__w_bool(&a, false);
-    else mpb__w_uint(&a, job);
+    if (mode == TP_JOB_NIL)
+        mpb__w_nil(&a);
+    else if (mode == TP_JOB_FALSE)
+        mpb__w_bool(&a, false);
+    else
+        mpb__w_uint(&a, job);
     mpb__w_array(&a, ntasks);
     for (uint32_t i = 0; i < ntasks; i++) {
         mpb__w_array(&a, 1);
@@ -538,4 +541,3 @@ int tp_teardown_broker(void **state) {
     th_broker_stop_checked(&tp_broker);
     return 0;
 }
-

@@ -33,7 +33,7 @@
 static th_broker_t B;
 static int http_port;
 static char promtool[1024]; /* its path, found in setup */
-static pid_t kids[8];        /* processes a failed test left running: the teardown kills them */
+static pid_t kids[8];       /* processes a failed test left running: the teardown kills them */
 static int nkids;
 
 /* ---- a small HTTP/1.0 client ---- */
@@ -78,8 +78,7 @@ static void check_format(const char *text) {
                              "(-?[0-9.eE+-]+|\\+Inf|NaN)$",
                              REG_EXTENDED),
                      0);
-    assert_int_equal(regcomp(&help_re, "^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+$", REG_EXTENDED),
-                     0);
+    assert_int_equal(regcomp(&help_re, "^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+$", REG_EXTENDED), 0);
     assert_int_equal(
         regcomp(&type_re,
                 "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$",
@@ -150,8 +149,8 @@ static void check_histograms(const char *text) {
         double lv = !strncmp(le, "+Inf\"", 5) ? 1e300 : strtod(le, NULL);
         double v = strtod(strchr(le, '}') + 1, NULL);
         if (lv <= last_le) fail_msg("%s: le %g after %g", op, lv, last_le);
-        if (v < last_v) fail_msg("%s: bucket le=%g holds %g < %g of the one before", op, lv, v,
-                                 last_v);
+        if (v < last_v)
+            fail_msg("%s: bucket le=%g holds %g < %g of the one before", op, lv, v, last_v);
         last_le = lv, last_v = v;
         if (lv == 1e300) {
             char series[160], label[96];
@@ -163,8 +162,8 @@ static void check_histograms(const char *text) {
             snprintf(label, sizeof label, "op=\"%s\"", op);
             double reqs = sum_of(text, "mpb_requests_total", label);
             if (reqs != count)
-                fail_msg("%s: %g requests counted by result, %g in its latency histogram", op,
-                         reqs, count);
+                fail_msg("%s: %g requests counted by result, %g in its latency histogram", op, reqs,
+                         count);
         }
     }
     if (op[0] && last_le != 1e300) fail_msg("%s: histogram without a +Inf bucket", op);
@@ -185,14 +184,16 @@ static void find_promtool(void) {
              MPB_OPS_DIR);
     FILE *p = popen(cmd, "r");
     char out[sizeof promtool] = "", line[sizeof promtool];
-    while (p && fgets(line, sizeof line, p)) memcpy(out, line, sizeof out);
+    while (p && fgets(line, sizeof line, p))
+        memcpy(out, line, sizeof out);
     int st = p ? pclose(p) : -1;
     out[strcspn(out, "\n")] = 0;
     if (st != 0 || access(out, X_OK) != 0)
         fail_msg("promtool is needed to check /metrics and could not be had: %s\n"
                  "  get it with: sh %s/get_promtool.sh  (apt-get download prometheus, unpacked "
                  "into $MPB_TEST_CACHE, default /var/cache/mpb-test; nothing is installed), or "
-                 "set MPB_PROMTOOL", out, MPB_OPS_DIR);
+                 "set MPB_PROMTOOL",
+                 out, MPB_OPS_DIR);
     snprintf(promtool, sizeof promtool, "%s", out);
 }
 
@@ -216,8 +217,7 @@ static void check_promtool(const char *text) {
     unlink(in);
     if (st != 0 || got) {
         fprintf(stderr, "---- /metrics ----\n%s------------------\n", text);
-        fail_msg("promtool check metrics (exit %d): %s", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
-                 out);
+        fail_msg("promtool check metrics (exit %d): %s", WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
     }
 }
 
@@ -351,8 +351,8 @@ static void test_metrics_count_what_was_done(void **state) {
     expect(m, "mpb_request_duration_seconds_bucket{op=\"dict.set\",le=\"+Inf\"}", 7);
     /* trimmed: 1 us, 4 us, ... 4.19 s, 8.39 s and +Inf */
     int buckets = 0;
-    for (const char *p = m; (p = strstr(p, "\nmpb_request_duration_seconds_bucket{op=\"dict.set\","));
-         p++)
+    for (const char *p = m;
+         (p = strstr(p, "\nmpb_request_duration_seconds_bucket{op=\"dict.set\",")); p++)
         buckets++;
     assert_int_equal(buckets, 14);
     assert_true(th_metric(m, "mpb_request_duration_seconds_bucket{op=\"dict.set\",le=\"0.000004\"}",
@@ -417,7 +417,8 @@ static void test_process_metrics_and_build_info(void **state) {
     int fds = 0;
     DIR *d = opendir(path);
     assert_non_null(d);
-    for (struct dirent *e; (e = readdir(d));) fds += e->d_name[0] != '.';
+    for (struct dirent *e; (e = readdir(d));)
+        fds += e->d_name[0] != '.';
     closedir(d);
     double open = th_metric(m, "process_open_fds", -1);
     /* the scrape's own connection may come and go between the two counts */
@@ -458,13 +459,15 @@ static void test_queue_depth(void **state) {
     th_assert_ok(mpb_queue_open(c, "depth.get", 0, 0, &q), c);
     th_assert_ok(mpb_queue_open(c2, "depth.get", 0, 0, &q2), c2);
     int got = 0;
-    for (int i = 0; i < 8; i++) th_assert_ok(mpb_queue_get_async(q, 20000, on_get, &got), c);
+    for (int i = 0; i < 8; i++)
+        th_assert_ok(mpb_queue_get_async(q, 20000, on_get, &got), c);
     th_assert_ok(mpb_flush(c), c);
     char *m = scrape_until("mpb_queue_getters{queue=\"depth.get\"}", 8, 10000);
     expect(m, "mpb_queue_getters{queue=\"depth.get\"}", 8);
     expect(m, "mpb_queue_length{queue=\"depth.get\"}", 0);
     free(m);
-    for (int i = 0; i < 8; i++) th_assert_ok(mpb_queue_put_i64(q2, i, 1000), c2);
+    for (int i = 0; i < 8; i++)
+        th_assert_ok(mpb_queue_put_i64(q2, i, 1000), c2);
     th_assert_ok(mpb_drain(c, 10000), c);
     assert_int_equal(got, 8);
     mpb_queue_close(&q);
@@ -474,7 +477,8 @@ static void test_queue_depth(void **state) {
         char name[32];
         snprintf(name, sizeof name, "depth.%02d", i);
         th_assert_ok(mpb_queue_open(c, name, i, i == 25, &q), c);
-        for (int k = 0; k < i; k++) th_assert_ok(mpb_queue_put_i64(q, k, 1000), c);
+        for (int k = 0; k < i; k++)
+            th_assert_ok(mpb_queue_put_i64(q, k, 1000), c);
         mpb_queue_close(&q);
     }
     th_assert_ok(mpb_queue_open(c2, "depth.24", 24, 0, &q2), c2); /* full: this put parks */
@@ -488,7 +492,8 @@ static void test_queue_depth(void **state) {
     expect(m, "mpb_queue_length{queue=\"depth.07\"}", 7);
     assert_true(th_metric(m, "mpb_queue_length{queue=\"depth.05\"}", -1) < 0); /* not in the top */
     int labelled = 0;
-    for (const char *p = m; (p = strstr(p, "\nmpb_queue_length{")); p++) labelled++;
+    for (const char *p = m; (p = strstr(p, "\nmpb_queue_length{")); p++)
+        labelled++;
     assert_int_equal(labelled, 20);
     assert_true(th_metric(m, "mpb_queues_unlabelled", -1) >= 6);
     free(m);
@@ -505,9 +510,9 @@ static void test_queue_depth(void **state) {
 
 static void test_objects_by_kind(void **state) {
     (void)state;
-    static const char *const kinds[] = {"dict",  "list",  "queue",   "lock",    "rlock",
-                                        "semaphore", "condition", "event", "barrier", "value",
-                                        "namespace"};
+    static const char *const kinds[] = {"dict",    "list",      "queue",     "lock",
+                                        "rlock",   "semaphore", "condition", "event",
+                                        "barrier", "value",     "namespace"};
     enum { NK = sizeof kinds / sizeof kinds[0] };
     double before[NK];
     char *m = scrape();
@@ -544,8 +549,8 @@ static void test_objects_by_kind(void **state) {
     for (int i = 0; i < NK; i++)
         if (kind_count(m, kinds[i]) != before[i] + delta[i]) {
             fprintf(stderr, "---- /metrics ----\n%s------------------\n", m);
-            fail_msg("mpb_objects{kind=\"%s\"} is %g, want %g", kinds[i],
-                     kind_count(m, kinds[i]), before[i] + delta[i]);
+            fail_msg("mpb_objects{kind=\"%s\"} is %g, want %g", kinds[i], kind_count(m, kinds[i]),
+                     before[i] + delta[i]);
         }
     free(m);
     mpb_dict_close(&d);
@@ -570,7 +575,8 @@ static pid_t spawn_cli(const char *const args[4]) {
     argv[k++] = B.endpoint;
     argv[k++] = "-k";
     argv[k++] = B.keyfile;
-    for (int i = 0; i < 4; i++) argv[k++] = args[i];
+    for (int i = 0; i < 4; i++)
+        argv[k++] = args[i];
     argv[k] = NULL;
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     assert_true(devnull >= 0);
@@ -600,7 +606,8 @@ static void test_blocked_waiters(void **state) {
     /* 3 takers on an empty queue and 2 waiters on a clear event, each a process of its own */
     static const char *const get[4] = {"get", "queue/ops-wait-q", "--timeout", "30"};
     static const char *const wait[4] = {"wait", "event/ops-wait-e", "--timeout", "30"};
-    for (int i = 0; i < 5; i++) kids[nkids++] = spawn_cli(i < 3 ? get : wait);
+    for (int i = 0; i < 5; i++)
+        kids[nkids++] = spawn_cli(i < 3 ? get : wait);
     m = scrape_until("mpb_blocked_waiters", 5, 10000);
     expect(m, "mpb_blocked_waiters", 5);
     free(m);
@@ -622,8 +629,8 @@ static void test_blocked_waiters(void **state) {
     th_assert_ok(mpb_event_set(e), c);
     for (int i = 0; i < 5; i++) {
         int st = th_wait(kids[i], 20);
-        if (st != 0) fail_msg("mpb %s (pid %d) exited with %d", i < 3 ? "get" : "wait",
-                              (int)kids[i], st);
+        if (st != 0)
+            fail_msg("mpb %s (pid %d) exited with %d", i < 3 ? "get" : "wait", (int)kids[i], st);
     }
     nkids = 0;
     m = scrape_until("mpb_blocked_waiters", 0, 5000);
@@ -674,16 +681,15 @@ static double fn_state(const char *m, const char *fn, const char *state) {
         snprintf(series, sizeof series,
                  "mpb_pool_tasks_finished_total{function=\"%s\",result=\"%s\"}", fn, state);
     else
-        snprintf(series, sizeof series, "mpb_pool_tasks{function=\"%s\",state=\"%s\"}", fn,
-                 state);
+        snprintf(series, sizeof series, "mpb_pool_tasks{function=\"%s\",state=\"%s\"}", fn, state);
     return th_metric(m, series, -1);
 }
 
 /* The four counts of fn are exactly these. */
 static void expect_fn(const char *m, const char *fn, double queued, double running, double done,
                       double failed) {
-    double got[4] = {fn_state(m, fn, "queued"), fn_state(m, fn, "running"),
-                     fn_state(m, fn, "done"), fn_state(m, fn, "failed")};
+    double got[4] = {fn_state(m, fn, "queued"), fn_state(m, fn, "running"), fn_state(m, fn, "done"),
+                     fn_state(m, fn, "failed")};
     if (got[0] != queued || got[1] != running || got[2] != done || got[3] != failed) {
         fprintf(stderr, "---- /metrics ----\n%s------------------\n", m);
         fail_msg("pool %s: queued %g running %g done %g failed %g; want %g %g %g %g", fn, got[0],
@@ -693,8 +699,8 @@ static void expect_fn(const char *m, const char *fn, double queued, double runni
 
 static pid_t start_worker(void) {
     const char *argv[] = {MPB_WORKER_PATH, "--lib", MPB_DEMO_LIB, "--fn", "square,fail,sleep_ms",
-                          "--concurrency", "1", "--prefetch", "0", "-e", B.endpoint, "-k",
-                          B.keyfile, NULL};
+                          "--concurrency", "1",     "--prefetch", "0",    "-e",
+                          B.endpoint,      "-k",    B.keyfile,    NULL};
     char log[400];
     snprintf(log, sizeof log, "%s/worker.log", B.dir);
     int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -715,7 +721,8 @@ static pid_t start_worker(void) {
 static const uint8_t *ints(mpb__buf_t *b, const int64_t *v, uint32_t n) {
     mpb__buf_reset(b);
     mpb__w_array(b, n);
-    for (uint32_t i = 0; i < n; i++) mpb__w_int(b, v[i]);
+    for (uint32_t i = 0; i < n; i++)
+        mpb__w_int(b, v[i]);
     return b->p;
 }
 
@@ -763,8 +770,7 @@ static void test_pool_metrics(void **state) {
     const int64_t naps[] = {400, 400, 400};
     ints(&items, naps, 3);
     mpb_async_t *a = NULL;
-    th_assert_ok(mpb_pool_map_async(p, "sleep_ms", items.p, items.len, 1, NULL, NULL, NULL, &a),
-                 c);
+    th_assert_ok(mpb_pool_map_async(p, "sleep_ms", items.p, items.len, 1, NULL, NULL, NULL, &a), c);
     m = scrape_until("mpb_pool_tasks{function=\"sleep_ms\",state=\"running\"}", 1, 5000);
     expect_fn(m, "sleep_ms", 2, 1, 0, 0);
     free(m);
@@ -807,10 +813,14 @@ static int run_probe_in(const char *data_dir, const char *env_http, const char *
                         const char *a2) {
     pid_t pid = fork();
     if (pid == 0) {
-        if (env_http) setenv("MPB_HTTP", env_http, 1);
-        else unsetenv("MPB_HTTP");
-        if (data_dir) setenv("MPB_DATA_DIR", data_dir, 1);
-        else unsetenv("MPB_DATA_DIR");
+        if (env_http)
+            setenv("MPB_HTTP", env_http, 1);
+        else
+            unsetenv("MPB_HTTP");
+        if (data_dir)
+            setenv("MPB_DATA_DIR", data_dir, 1);
+        else
+            unsetenv("MPB_DATA_DIR");
         if (!freopen("/dev/null", "w", stderr)) _exit(126);
         execl(MPB_HEALTHCHECK_PATH, "mpb-healthcheck", a1, a2, (char *)NULL);
         _exit(127);
@@ -843,7 +853,7 @@ static void test_healthcheck_probe(void **state) {
     snprintf(none, sizeof none, "%s/no-such-dir", B.dir);
     assert_int_equal(run_probe_in(data, "127.0.0.1:0", NULL, NULL), 0);
     assert_int_equal(run_probe_in(data, "off", NULL, NULL), 0);
-    assert_int_equal(run_probe_in(none, any, NULL, NULL), 0); /* no file: $MPB_HTTP */
+    assert_int_equal(run_probe_in(none, any, NULL, NULL), 0);           /* no file: $MPB_HTTP */
     assert_int_equal(run_probe_in(data, NULL, "127.0.0.1:1", NULL), 1); /* a flag wins */
 
     /* Nothing listening: a port that was just free. */

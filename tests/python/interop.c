@@ -22,7 +22,8 @@ static int ext_of(const unsigned char *v, size_t n, int *type, size_t *len) {
     size_t hb = v[0] == 0xc7 ? 1 : v[0] == 0xc8 ? 2 : v[0] == 0xc9 ? 4 : 0;
     if (!hb || n < 2 + hb) return -1;
     *len = 0;
-    for (size_t i = 0; i < hb; i++) *len = (*len << 8) | v[1 + i];
+    for (size_t i = 0; i < hb; i++)
+        *len = (*len << 8) | v[1 + i];
     *type = (signed char)v[1 + hb];
     return 0;
 }
@@ -62,11 +63,16 @@ int main(int argc, char **argv) {
             const char *s;
             size_t sn, en;
             int et;
-            if (!mpb_unpack_i64(v, vn, &i)) printf("int %lld\n", (long long)i);
-            else if (!mpb_unpack_str(v, vn, &s, &sn)) printf("str %.*s\n", (int)sn, s);
-            else if (!mpb_unpack_double(v, vn, &x)) printf("float %g\n", x);
-            else if (!ext_of(v, vn, &et, &en)) printf("ext %d %zu\n", et, en);
-            else printf("other %zu\n", vn);
+            if (!mpb_unpack_i64(v, vn, &i))
+                printf("int %lld\n", (long long)i);
+            else if (!mpb_unpack_str(v, vn, &s, &sn))
+                printf("str %.*s\n", (int)sn, s);
+            else if (!mpb_unpack_double(v, vn, &x))
+                printf("float %g\n", x);
+            else if (!ext_of(v, vn, &et, &en))
+                printf("ext %d %zu\n", et, en);
+            else
+                printf("other %zu\n", vn);
             mpb_free(v);
         }
     }

@@ -29,9 +29,12 @@ size_t spec_block_hex(const char *after, uint8_t *out, size_t cap) {
     int stage = 0; /* 0: before after, 1: before the block, 2: in it */
     size_t n = 0;
     while (stage < 3 && fgets(line, sizeof line, f)) {
-        if (stage == 0 && strstr(line, after)) stage = 1;
-        else if (stage == 1 && !strncmp(line, "```", 3)) stage = 2;
-        else if (stage == 2 && !strncmp(line, "```", 3)) stage = 3;
+        if (stage == 0 && strstr(line, after))
+            stage = 1;
+        else if (stage == 1 && !strncmp(line, "```", 3))
+            stage = 2;
+        else if (stage == 2 && !strncmp(line, "```", 3))
+            stage = 3;
         else if (stage == 2) {
             for (const char *p = line; is_byte(p); p += 3) {
                 unsigned v;
@@ -55,11 +58,13 @@ void spec_named_hex(const char *after, const char *name, uint8_t *out, size_t n)
         if (strstr(line, after)) past = true;
         if (!past || strncmp(line, name, strlen(name)) != 0) continue;
         const char *p = line + strlen(name);
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (*p == '(') { /* "Pb  (server proof)  6383..." */
             const char *close = strchr(p, ')');
             if (close) p = close + 1;
-            while (*p == ' ') p++;
+            while (*p == ' ')
+                p++;
         }
         for (size_t i = 0; i < n; i++) {
             unsigned v;

@@ -55,15 +55,15 @@ static void expect_hex(const uint8_t *got, size_t n, const char *hex) {
     unhex(hex, want, n);
     if (memcmp(got, want, n)) {
         char h[129];
-        for (size_t i = 0; i < n; i++) snprintf(h + 2 * i, 3, "%02x", got[i]);
+        for (size_t i = 0; i < n; i++)
+            snprintf(h + 2 * i, 3, "%02x", got[i]);
         print_error("got  %s\nwant %s\n", h, hex);
     }
     assert_memory_equal(got, want, n);
 }
 
 /* HMAC-SHA256 through OpenSSL's one-shot HMAC(), independently of proto/. */
-static void hmac256(const void *key, size_t keylen, const void *data, size_t n,
-                    uint8_t out[32]) {
+static void hmac256(const void *key, size_t keylen, const void *data, size_t n, uint8_t out[32]) {
     unsigned int olen = 0;
     assert_non_null(HMAC(EVP_sha256(), key, (int)keylen, data, n, out, &olen));
     assert_int_equal(olen, 32);
@@ -117,7 +117,8 @@ static void test_auth_proof_matches_hmac(void **state) {
     }
     /* a long authkey (hashed first by HMAC) and a one-byte one */
     uint8_t longkey[200];
-    for (size_t i = 0; i < sizeof longkey; i++) longkey[i] = (uint8_t)(i * 13);
+    for (size_t i = 0; i < sizeof longkey; i++)
+        longkey[i] = (uint8_t)(i * 13);
     memcpy(msg, "mpb1 client", 11);
     hmac256(longkey, sizeof longkey, msg, sizeof msg, want);
     assert_int_equal(mpb__auth_proof(longkey, sizeof longkey, false, nc, nb, p), 0);
@@ -234,8 +235,10 @@ static void test_auth_random(void **state) {
 static void test_auth_mac_matches_hmac(void **state) {
     (void)state;
     uint8_t key[32], data[1000], full[32], mac[MPB__MAC_LEN];
-    for (int i = 0; i < 32; i++) key[i] = (uint8_t)(0xa5 ^ i);
-    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(i * 31 + 7);
+    for (int i = 0; i < 32; i++)
+        key[i] = (uint8_t)(0xa5 ^ i);
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 31 + 7);
     mpb__mac_t *m = mpb__mac_new(key);
     assert_non_null(m);
     const size_t lens[] = {0, 1, 15, 16, 31, 32, 63, 64, 65, 127, 128, 999, 1000};
@@ -275,8 +278,10 @@ static void test_auth_mac_rfc4868(void **state) {
 static void test_auth_mac_verify_flipped_bits(void **state) {
     (void)state;
     uint8_t key[32], data[48], mac[MPB__MAC_LEN];
-    for (int i = 0; i < 32; i++) key[i] = (uint8_t)i;
-    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(0x40 + i);
+    for (int i = 0; i < 32; i++)
+        key[i] = (uint8_t)i;
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(0x40 + i);
     mpb__mac_t *m = mpb__mac_new(key);
     assert_non_null(m);
     assert_int_equal(mpb__mac_sign(m, data, sizeof data, mac), 0);

@@ -59,28 +59,28 @@ static const struct {
     int64_t v;
     const char *hex;
 } ints[] = {
-    {0, "00"},
-    {1, "01"},
-    {127, "7f"},
-    {128, "cc 80"},
-    {255, "cc ff"},
-    {256, "cd 01 00"},
-    {65535, "cd ff ff"},
-    {65536, "ce 00 01 00 00"},
-    {4294967295LL, "ce ff ff ff ff"},
-    {4294967296LL, "cf 00 00 00 01 00 00 00 00"},
-    {INT64_MAX, "cf 7f ff ff ff ff ff ff ff"},
-    {-1, "ff"},
-    {-32, "e0"},
-    {-33, "d0 df"},
-    {-128, "d0 80"},
-    {-129, "d1 ff 7f"},
-    {-32768, "d1 80 00"},
-    {-32769, "d2 ff ff 7f ff"},
-    {INT32_MIN, "d2 80 00 00 00"},
+    {0,                      "00"                        },
+    {1,                      "01"                        },
+    {127,                    "7f"                        },
+    {128,                    "cc 80"                     },
+    {255,                    "cc ff"                     },
+    {256,                    "cd 01 00"                  },
+    {65535,                  "cd ff ff"                  },
+    {65536,                  "ce 00 01 00 00"            },
+    {4294967295LL,           "ce ff ff ff ff"            },
+    {4294967296LL,           "cf 00 00 00 01 00 00 00 00"},
+    {INT64_MAX,              "cf 7f ff ff ff ff ff ff ff"},
+    {-1,                     "ff"                        },
+    {-32,                    "e0"                        },
+    {-33,                    "d0 df"                     },
+    {-128,                   "d0 80"                     },
+    {-129,                   "d1 ff 7f"                  },
+    {-32768,                 "d1 80 00"                  },
+    {-32769,                 "d2 ff ff 7f ff"            },
+    {INT32_MIN,              "d2 80 00 00 00"            },
     {(int64_t)INT32_MIN - 1, "d3 ff ff ff ff 7f ff ff ff"},
-    {INT64_MIN + 1, "d3 80 00 00 00 00 00 00 01"},
-    {INT64_MIN, "d3 80 00 00 00 00 00 00 00"},
+    {INT64_MIN + 1,          "d3 80 00 00 00 00 00 00 01"},
+    {INT64_MIN,              "d3 80 00 00 00 00 00 00 00"},
 };
 
 static void test_codec_int_roundtrip(void **state) {
@@ -142,18 +142,18 @@ static void test_codec_uint_roundtrip(void **state) {
         uint64_t v;
         const char *hex;
     } us[] = {
-        {0, "00"},
-        {127, "7f"},
-        {128, "cc 80"},
-        {255, "cc ff"},
-        {256, "cd 01 00"},
-        {65535, "cd ff ff"},
-        {65536, "ce 00 01 00 00"},
-        {4294967295ULL, "ce ff ff ff ff"},
-        {4294967296ULL, "cf 00 00 00 01 00 00 00 00"},
-        {(uint64_t)INT64_MAX, "cf 7f ff ff ff ff ff ff ff"},
+        {0,                       "00"                        },
+        {127,                     "7f"                        },
+        {128,                     "cc 80"                     },
+        {255,                     "cc ff"                     },
+        {256,                     "cd 01 00"                  },
+        {65535,                   "cd ff ff"                  },
+        {65536,                   "ce 00 01 00 00"            },
+        {4294967295ULL,           "ce ff ff ff ff"            },
+        {4294967296ULL,           "cf 00 00 00 01 00 00 00 00"},
+        {(uint64_t)INT64_MAX,     "cf 7f ff ff ff ff ff ff ff"},
         {(uint64_t)INT64_MAX + 1, "cf 80 00 00 00 00 00 00 00"},
-        {UINT64_MAX, "cf ff ff ff ff ff ff ff ff"},
+        {UINT64_MAX,              "cf ff ff ff ff ff ff ff ff"},
     };
     mpb__buf_t b = {0};
     for (size_t i = 0; i < sizeof us / sizeof us[0]; i++) {
@@ -198,22 +198,22 @@ static void test_codec_reads_any_int_encoding(void **state) {
         const char *hex;
         int64_t v;
     } cases[] = {
-        {"cc 01", 1},
-        {"cd 00 01", 1},
-        {"ce 00 00 00 01", 1},
-        {"cf 00 00 00 00 00 00 00 01", 1},
-        {"d0 01", 1},
-        {"d1 00 01", 1},
-        {"d2 00 00 00 01", 1},
-        {"d3 00 00 00 00 00 00 00 01", 1},
-        {"d0 ff", -1},
-        {"d1 ff ff", -1},
-        {"d2 ff ff ff ff", -1},
-        {"d3 ff ff ff ff ff ff ff ff", -1},
-        {"d0 7f", 127},
-        {"d1 7f ff", 32767},
-        {"d2 7f ff ff ff", 2147483647},
-        {"d3 7f ff ff ff ff ff ff ff", INT64_MAX},
+        {"cc 01",                      1         },
+        {"cd 00 01",                   1         },
+        {"ce 00 00 00 01",             1         },
+        {"cf 00 00 00 00 00 00 00 01", 1         },
+        {"d0 01",                      1         },
+        {"d1 00 01",                   1         },
+        {"d2 00 00 00 01",             1         },
+        {"d3 00 00 00 00 00 00 00 01", 1         },
+        {"d0 ff",                      -1        },
+        {"d1 ff ff",                   -1        },
+        {"d2 ff ff ff ff",             -1        },
+        {"d3 ff ff ff ff ff ff ff ff", -1        },
+        {"d0 7f",                      127       },
+        {"d1 7f ff",                   32767     },
+        {"d2 7f ff ff ff",             2147483647},
+        {"d3 7f ff ff ff ff ff ff ff", INT64_MAX },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         hex_t h = hx(cases[i].hex);
@@ -262,9 +262,19 @@ static void test_codec_nil_bool(void **state) {
 
 static void test_codec_double_roundtrip(void **state) {
     (void)state;
-    const double vals[] = {0.0,       -0.0,     1.5,      -1.5,      3.141592653589793,
-                           1e308,     -1e-308,  5e-324,   INFINITY,  -INFINITY,
-                           9007199254740993.0, 1.0 / 3.0, 18446744073709551616.0};
+    const double vals[] = {0.0,
+                           -0.0,
+                           1.5,
+                           -1.5,
+                           3.141592653589793,
+                           1e308,
+                           -1e-308,
+                           5e-324,
+                           INFINITY,
+                           -INFINITY,
+                           9007199254740993.0,
+                           1.0 / 3.0,
+                           18446744073709551616.0};
     mpb__buf_t b = {0};
     mpb__w_double(&b, 1.5);
     expect_bytes(&b, "cb 3f f8 00 00 00 00 00 00");
@@ -315,13 +325,20 @@ static void test_codec_str_roundtrip(void **state) {
         size_t n;
         const char *hdr;
     } cases[] = {
-        {0, "a0"},         {1, "a1"},          {31, "bf"},          {32, "d9 20"},
-        {255, "d9 ff"},    {256, "da 01 00"},  {65535, "da ff ff"}, {65536, "db 00 01 00 00"},
+        {0,     "a0"            },
+        {1,     "a1"            },
+        {31,    "bf"            },
+        {32,    "d9 20"         },
+        {255,   "d9 ff"         },
+        {256,   "da 01 00"      },
+        {65535, "da ff ff"      },
+        {65536, "db 00 01 00 00"},
         {70000, "db 00 01 11 70"},
     };
     char *s = malloc(70000);
     assert_non_null(s);
-    for (size_t i = 0; i < 70000; i++) s[i] = (char)('a' + i % 26);
+    for (size_t i = 0; i < 70000; i++)
+        s[i] = (char)('a' + i % 26);
     mpb__buf_t b = {0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n = cases[i].n;
@@ -364,13 +381,19 @@ static void test_codec_bin_roundtrip(void **state) {
         size_t n;
         const char *hdr;
     } cases[] = {
-        {0, "c4 00"},        {1, "c4 01"},        {31, "c4 1f"},
-        {32, "c4 20"},       {255, "c4 ff"},      {256, "c5 01 00"},
-        {65535, "c5 ff ff"}, {65536, "c6 00 01 00 00"},
+        {0,     "c4 00"         },
+        {1,     "c4 01"         },
+        {31,    "c4 1f"         },
+        {32,    "c4 20"         },
+        {255,   "c4 ff"         },
+        {256,   "c5 01 00"      },
+        {65535, "c5 ff ff"      },
+        {65536, "c6 00 01 00 00"},
     };
     uint8_t *p = malloc(65536);
     assert_non_null(p);
-    for (size_t i = 0; i < 65536; i++) p[i] = (uint8_t)(i * 7);
+    for (size_t i = 0; i < 65536; i++)
+        p[i] = (uint8_t)(i * 7);
     mpb__buf_t b = {0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n = cases[i].n;
@@ -405,12 +428,12 @@ static void test_codec_array_map_headers(void **state) {
         uint32_t n;
         const char *arr, *map;
     } cases[] = {
-        {0, "90", "80"},
-        {1, "91", "81"},
-        {15, "9f", "8f"},
-        {16, "dc 00 10", "de 00 10"},
-        {65535, "dc ff ff", "de ff ff"},
-        {65536, "dd 00 01 00 00", "df 00 01 00 00"},
+        {0,          "90",             "80"            },
+        {1,          "91",             "81"            },
+        {15,         "9f",             "8f"            },
+        {16,         "dc 00 10",       "de 00 10"      },
+        {65535,      "dc ff ff",       "de ff ff"      },
+        {65536,      "dd 00 01 00 00", "df 00 01 00 00"},
         {UINT32_MAX, "dd ff ff ff ff", "df ff ff ff ff"},
     };
     mpb__buf_t b = {0};
@@ -461,7 +484,8 @@ static void test_codec_big_containers(void **state) {
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         uint32_t n = sizes[i];
         mpb__w_array(&b, n);
-        for (uint32_t j = 0; j < n; j++) mpb__w_uint(&b, j);
+        for (uint32_t j = 0; j < n; j++)
+            mpb__w_uint(&b, j);
         mpb__w_map(&b, n);
         for (uint32_t j = 0; j < n; j++) {
             mpb__w_uint(&b, j);
@@ -558,21 +582,36 @@ static void test_codec_rd_type_all_bytes(void **state) {
         uint8_t x = (uint8_t)c;
         mpb__rd_t r = rd_of(&x, 1);
         int want;
-        if (c <= 0x7f || c >= 0xe0) want = MPB__MT_INT;
-        else if (c <= 0x8f) want = MPB__MT_MAP;
-        else if (c <= 0x9f) want = MPB__MT_ARRAY;
-        else if (c <= 0xbf) want = MPB__MT_STR;
-        else if (c == 0xc0) want = MPB__MT_NIL;
-        else if (c == 0xc1) want = MPB__MT_BAD;
-        else if (c <= 0xc3) want = MPB__MT_BOOL;
-        else if (c <= 0xc6) want = MPB__MT_BIN;
-        else if (c <= 0xc9) want = MPB__MT_EXT;
-        else if (c <= 0xcb) want = MPB__MT_FLOAT;
-        else if (c <= 0xd3) want = MPB__MT_INT;
-        else if (c <= 0xd8) want = MPB__MT_EXT;
-        else if (c <= 0xdb) want = MPB__MT_STR;
-        else if (c <= 0xdd) want = MPB__MT_ARRAY;
-        else want = MPB__MT_MAP;
+        if (c <= 0x7f || c >= 0xe0)
+            want = MPB__MT_INT;
+        else if (c <= 0x8f)
+            want = MPB__MT_MAP;
+        else if (c <= 0x9f)
+            want = MPB__MT_ARRAY;
+        else if (c <= 0xbf)
+            want = MPB__MT_STR;
+        else if (c == 0xc0)
+            want = MPB__MT_NIL;
+        else if (c == 0xc1)
+            want = MPB__MT_BAD;
+        else if (c <= 0xc3)
+            want = MPB__MT_BOOL;
+        else if (c <= 0xc6)
+            want = MPB__MT_BIN;
+        else if (c <= 0xc9)
+            want = MPB__MT_EXT;
+        else if (c <= 0xcb)
+            want = MPB__MT_FLOAT;
+        else if (c <= 0xd3)
+            want = MPB__MT_INT;
+        else if (c <= 0xd8)
+            want = MPB__MT_EXT;
+        else if (c <= 0xdb)
+            want = MPB__MT_STR;
+        else if (c <= 0xdd)
+            want = MPB__MT_ARRAY;
+        else
+            want = MPB__MT_MAP;
         assert_int_equal(mpb__rd_type(&r), want);
     }
 }
@@ -584,27 +623,27 @@ static void test_codec_type_errors_leave_reader(void **state) {
         const char *hex;
         unsigned ok; /* bit i: reader i accepts it */
     } vals[] = {
-        /* readers: 0 nil, 1 bool, 2 int, 3 uint, 4 double, 5 str, 6 bin, 7 array, 8 map */
-        {"c0", 1u << 0},
-        {"c3", 1u << 1},
-        {"c2", 1u << 1},
-        {"05", 1u << 2 | 1u << 3 | 1u << 4},
-        {"cd 01 00", 1u << 2 | 1u << 3 | 1u << 4},
-        {"ff", 1u << 2 | 1u << 4},
-        {"d3 80 00 00 00 00 00 00 00", 1u << 2 | 1u << 4},
-        {"cf ff ff ff ff ff ff ff ff", 1u << 3 | 1u << 4},
-        {"cb 3f f8 00 00 00 00 00 00", 1u << 4},
-        {"ca 3f c0 00 00", 1u << 4},
-        {"a1 61", 1u << 5},
-        {"d9 01 61", 1u << 5},
-        {"c4 01 00", 1u << 6},
-        {"91 01", 1u << 7},
-        {"dc 00 01 01", 1u << 7},
-        {"81 01 02", 1u << 8},
-        {"de 00 01 01 02", 1u << 8},
-        {"d4 01 00", 0},
-        {"c7 01 01 00", 0},
-        {"c1", 0},
+  /* readers: 0 nil, 1 bool, 2 int, 3 uint, 4 double, 5 str, 6 bin, 7 array, 8 map */
+        {"c0",                         1u << 0                    },
+        {"c3",                         1u << 1                    },
+        {"c2",                         1u << 1                    },
+        {"05",                         1u << 2 | 1u << 3 | 1u << 4},
+        {"cd 01 00",                   1u << 2 | 1u << 3 | 1u << 4},
+        {"ff",                         1u << 2 | 1u << 4          },
+        {"d3 80 00 00 00 00 00 00 00", 1u << 2 | 1u << 4          },
+        {"cf ff ff ff ff ff ff ff ff", 1u << 3 | 1u << 4          },
+        {"cb 3f f8 00 00 00 00 00 00", 1u << 4                    },
+        {"ca 3f c0 00 00",             1u << 4                    },
+        {"a1 61",                      1u << 5                    },
+        {"d9 01 61",                   1u << 5                    },
+        {"c4 01 00",                   1u << 6                    },
+        {"91 01",                      1u << 7                    },
+        {"dc 00 01 01",                1u << 7                    },
+        {"81 01 02",                   1u << 8                    },
+        {"de 00 01 01 02",             1u << 8                    },
+        {"d4 01 00",                   0                          },
+        {"c7 01 01 00",                0                          },
+        {"c1",                         0                          },
     };
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
         hex_t h = hx(vals[i].hex);
@@ -646,8 +685,8 @@ static void test_codec_type_errors_leave_reader(void **state) {
 static void test_codec_truncated(void **state) {
     (void)state;
     static const char *const cut[] = {
-        "cc", "cd 01", "ce 00 00 00", "cf 00 00 00 00 00 00 00", "d0", "d1 ff", "d2 ff ff ff",
-        "d3 ff ff ff ff ff ff ff",
+        "cc", "cd 01", "ce 00 00 00", "cf 00 00 00 00 00 00 00",
+        "d0", "d1 ff", "d2 ff ff ff", "d3 ff ff ff ff ff ff ff",
     };
     for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
         hex_t h = hx(cut[i]);
@@ -679,16 +718,21 @@ static void test_codec_truncated(void **state) {
     assert_int_equal(mpb__rd_array(&r, &n), MPB_EPROTO);
     assert_int_equal(mpb__rd_map(&r, &n), MPB_EPROTO);
     /* headers that claim more than is there */
-    static const char *const strs[] = {"a3 61 62", "d9", "d9 03 61", "da 00", "da 00 03 61",
-                                       "db 00 00 00", "db 00 00 00 03 61 62",
+    static const char *const strs[] = {"a3 61 62",
+                                       "d9",
+                                       "d9 03 61",
+                                       "da 00",
+                                       "da 00 03 61",
+                                       "db 00 00 00",
+                                       "db 00 00 00 03 61 62",
                                        "db ff ff ff ff 61"};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         hex_t h = hx(strs[i]);
         r = rd_of(h.b, h.n);
         assert_int_equal(mpb__rd_str(&r, &s, &n), MPB_EPROTO);
     }
-    static const char *const bins[] = {"c4", "c4 03 01 02", "c5 00", "c5 00 03 01",
-                                       "c6 00 00 00", "c6 ff ff ff ff 00"};
+    static const char *const bins[] = {"c4",          "c4 03 01 02", "c5 00",
+                                       "c5 00 03 01", "c6 00 00 00", "c6 ff ff ff ff 00"};
     for (size_t i = 0; i < sizeof bins / sizeof bins[0]; i++) {
         hex_t h = hx(bins[i]);
         r = rd_of(h.b, h.n);
@@ -790,7 +834,8 @@ static void test_codec_buf(void **state) {
     assert_int_equal(b.len, 0);
     assert_false(b.oom);
     /* growth keeps the content */
-    for (int i = 0; i < 10000; i++) mpb__w_raw(&b, &i, sizeof i);
+    for (int i = 0; i < 10000; i++)
+        mpb__w_raw(&b, &i, sizeof i);
     assert_int_equal(b.len, 10000 * sizeof(int));
     assert_true(b.cap >= b.len);
     for (int i = 0; i < 10000; i++) {
@@ -833,29 +878,89 @@ static void test_codec_buf(void **state) {
 static void test_codec_canon_is(void **state) {
     (void)state;
     static const char *const yes[] = {
-        "00", "7f", "cc 80", "cd 01 00", "ce 00 01 00 00", "cf 00 00 00 01 00 00 00 00",
-        "cf ff ff ff ff ff ff ff ff", "ff", "e0", "d0 df", "d1 ff 7f", "d2 ff ff 7f ff",
-        "d3 ff ff ff ff 7f ff ff ff", "c0", "c2", "c3", "cb 3f f8 00 00 00 00 00 00", "a0",
-        "a1 61", "c4 00", "c4 01 61", "90", "91 01", "80", "81 a1 61 01", "92 91 90 80",
-        "d4 01 aa", "c7 01 01 aa" /* ext is kept as is */,
+        "00",
+        "7f",
+        "cc 80",
+        "cd 01 00",
+        "ce 00 01 00 00",
+        "cf 00 00 00 01 00 00 00 00",
+        "cf ff ff ff ff ff ff ff ff",
+        "ff",
+        "e0",
+        "d0 df",
+        "d1 ff 7f",
+        "d2 ff ff 7f ff",
+        "d3 ff ff ff ff 7f ff ff ff",
+        "c0",
+        "c2",
+        "c3",
+        "cb 3f f8 00 00 00 00 00 00",
+        "a0",
+        "a1 61",
+        "c4 00",
+        "c4 01 61",
+        "90",
+        "91 01",
+        "80",
+        "81 a1 61 01",
+        "92 91 90 80",
+        "d4 01 aa",
+        "c7 01 01 aa" /* ext is kept as is */,
     };
     static const char *const no[] = {
-        "cc 01", "cc 7f", "cd 00 01", "cd 00 ff", "ce 00 00 00 01", "ce 00 00 ff ff",
-        "cf 00 00 00 00 00 00 00 01", "cf 00 00 00 00 ff ff ff ff",
-        "d0 01", "d0 ff", "d0 e0", "d1 00 05", "d1 ff ff", "d1 ff 80", "d2 00 00 00 01",
-        "d2 ff ff ff ff", "d2 ff ff 80 00", "d3 00 00 00 00 00 00 00 01",
-        "d3 ff ff ff ff ff ff ff ff", "d3 ff ff ff ff 80 00 00 00",
+        "cc 01",
+        "cc 7f",
+        "cd 00 01",
+        "cd 00 ff",
+        "ce 00 00 00 01",
+        "ce 00 00 ff ff",
+        "cf 00 00 00 00 00 00 00 01",
+        "cf 00 00 00 00 ff ff ff ff",
+        "d0 01",
+        "d0 ff",
+        "d0 e0",
+        "d1 00 05",
+        "d1 ff ff",
+        "d1 ff 80",
+        "d2 00 00 00 01",
+        "d2 ff ff ff ff",
+        "d2 ff ff 80 00",
+        "d3 00 00 00 00 00 00 00 01",
+        "d3 ff ff ff ff ff ff ff ff",
+        "d3 ff ff ff ff 80 00 00 00",
         /* positive values in signed encodings as long as the unsigned ones */
-        "d1 01 00", "d1 7f ff", "d2 00 01 00 00", "d2 7f ff ff ff",
-        "d3 00 00 00 01 00 00 00 00", "d3 7f ff ff ff ff ff ff ff",
-        "ca 3f c0 00 00", "d9 01 61", "d9 00", "da 00 01 61", "db 00 00 00 01 61",
-        "c5 00 01 61", "c6 00 00 00 01 61", "dc 00 01 01", "dd 00 00 00 01 01",
-        "dc 00 00", "de 00 01 01 01", "df 00 00 00 01 01 01", "de 00 00",
+        "d1 01 00",
+        "d1 7f ff",
+        "d2 00 01 00 00",
+        "d2 7f ff ff ff",
+        "d3 00 00 00 01 00 00 00 00",
+        "d3 7f ff ff ff ff ff ff ff",
+        "ca 3f c0 00 00",
+        "d9 01 61",
+        "d9 00",
+        "da 00 01 61",
+        "db 00 00 00 01 61",
+        "c5 00 01 61",
+        "c6 00 00 00 01 61",
+        "dc 00 01 01",
+        "dd 00 00 00 01 01",
+        "dc 00 00",
+        "de 00 01 01 01",
+        "df 00 00 00 01 01 01",
+        "de 00 00",
         /* non-canonical inside containers */
-        "91 cc 01", "92 01 d0 ff", "81 a1 61 d9 01 62", "81 d9 01 61 01", "91 91 ca 3f c0 00 00",
+        "91 cc 01",
+        "92 01 d0 ff",
+        "81 a1 61 d9 01 62",
+        "81 d9 01 61 01",
+        "91 91 ca 3f c0 00 00",
         "81 01 91 d1 01 00",
         /* not one value */
-        "", "01 01", "a1 61 62", "a1", "c1",
+        "",
+        "01 01",
+        "a1 61 62",
+        "a1",
+        "c1",
     };
     for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
         hex_t h = hx(yes[i]);
@@ -874,40 +979,40 @@ static void test_codec_canon(void **state) {
     static const struct {
         const char *in, *out;
     } cases[] = {
-        {"cc 01", "01"},
-        {"cd 00 01", "01"},
-        {"cf 00 00 00 00 00 00 00 01", "01"},
-        {"d3 00 00 00 00 00 00 00 01", "01"},
-        {"d1 00 05", "05"},
-        {"d0 ff", "ff"},
-        {"d3 ff ff ff ff ff ff ff e0", "e0"},
-        {"d2 ff ff ff df", "d0 df"},
-        {"d2 ff ff ff 7f", "d1 ff 7f"},
-        {"d1 01 00", "cd 01 00"},
-        {"d2 00 00 ff ff", "cd ff ff"},
-        {"d3 00 00 00 01 00 00 00 00", "cf 00 00 00 01 00 00 00 00"},
-        {"d3 7f ff ff ff ff ff ff ff", "cf 7f ff ff ff ff ff ff ff"},
-        {"cf ff ff ff ff ff ff ff ff", "cf ff ff ff ff ff ff ff ff"},
-        {"d3 80 00 00 00 00 00 00 00", "d3 80 00 00 00 00 00 00 00"},
-        {"ca 3f c0 00 00", "cb 3f f8 00 00 00 00 00 00"},
-        {"ca bf 80 00 00", "cb bf f0 00 00 00 00 00 00"},
-        {"ca 7f 80 00 00", "cb 7f f0 00 00 00 00 00 00"}, /* +inf */
-        {"cb 3f f8 00 00 00 00 00 00", "cb 3f f8 00 00 00 00 00 00"},
-        {"d9 01 61", "a1 61"},
-        {"da 00 00", "a0"},
-        {"db 00 00 00 02 61 62", "a2 61 62"},
-        {"c5 00 01 aa", "c4 01 aa"},
-        {"c6 00 00 00 00", "c4 00"},
-        {"dc 00 02 cc 01 d9 01 61", "92 01 a1 61"},
-        {"dd 00 00 00 00", "90"},
-        {"de 00 01 d9 01 6b dc 00 01 d0 05", "81 a1 6b 91 05"},
-        {"df 00 00 00 01 cc 07 de 00 00", "81 07 80"},
-        {"91 91 91 cd 00 01", "91 91 91 01"},
-        {"c0", "c0"},
-        {"c3", "c3"},
-        {"d4 01 aa", "d4 01 aa"},
-        {"c7 01 01 aa", "c7 01 01 aa"},
-        {"92 c7 01 01 aa cc 01", "92 c7 01 01 aa 01"},
+        {"cc 01",                            "01"                        },
+        {"cd 00 01",                         "01"                        },
+        {"cf 00 00 00 00 00 00 00 01",       "01"                        },
+        {"d3 00 00 00 00 00 00 00 01",       "01"                        },
+        {"d1 00 05",                         "05"                        },
+        {"d0 ff",                            "ff"                        },
+        {"d3 ff ff ff ff ff ff ff e0",       "e0"                        },
+        {"d2 ff ff ff df",                   "d0 df"                     },
+        {"d2 ff ff ff 7f",                   "d1 ff 7f"                  },
+        {"d1 01 00",                         "cd 01 00"                  },
+        {"d2 00 00 ff ff",                   "cd ff ff"                  },
+        {"d3 00 00 00 01 00 00 00 00",       "cf 00 00 00 01 00 00 00 00"},
+        {"d3 7f ff ff ff ff ff ff ff",       "cf 7f ff ff ff ff ff ff ff"},
+        {"cf ff ff ff ff ff ff ff ff",       "cf ff ff ff ff ff ff ff ff"},
+        {"d3 80 00 00 00 00 00 00 00",       "d3 80 00 00 00 00 00 00 00"},
+        {"ca 3f c0 00 00",                   "cb 3f f8 00 00 00 00 00 00"},
+        {"ca bf 80 00 00",                   "cb bf f0 00 00 00 00 00 00"},
+        {"ca 7f 80 00 00",                   "cb 7f f0 00 00 00 00 00 00"}, /* +inf */
+        {"cb 3f f8 00 00 00 00 00 00",       "cb 3f f8 00 00 00 00 00 00"},
+        {"d9 01 61",                         "a1 61"                     },
+        {"da 00 00",                         "a0"                        },
+        {"db 00 00 00 02 61 62",             "a2 61 62"                  },
+        {"c5 00 01 aa",                      "c4 01 aa"                  },
+        {"c6 00 00 00 00",                   "c4 00"                     },
+        {"dc 00 02 cc 01 d9 01 61",          "92 01 a1 61"               },
+        {"dd 00 00 00 00",                   "90"                        },
+        {"de 00 01 d9 01 6b dc 00 01 d0 05", "81 a1 6b 91 05"            },
+        {"df 00 00 00 01 cc 07 de 00 00",    "81 07 80"                  },
+        {"91 91 91 cd 00 01",                "91 91 91 01"               },
+        {"c0",                               "c0"                        },
+        {"c3",                               "c3"                        },
+        {"d4 01 aa",                         "d4 01 aa"                  },
+        {"c7 01 01 aa",                      "c7 01 01 aa"               },
+        {"92 c7 01 01 aa cc 01",             "92 c7 01 01 aa 01"         },
     };
     mpb__buf_t out = {0}, again = {0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -935,11 +1040,13 @@ static void test_codec_canon(void **state) {
     /* a 16-element array stays array16, its elements shrink */
     mpb__buf_t in = {0};
     mpb__w_raw(&in, "\xdc\x00\x10", 3);
-    for (int i = 0; i < 16; i++) mpb__w_raw(&in, "\xcc\x01", 2);
+    for (int i = 0; i < 16; i++)
+        mpb__w_raw(&in, "\xcc\x01", 2);
     mpb__canon(in.p, in.len, &out);
     assert_int_equal(out.len, 3 + 16);
     assert_memory_equal(out.p, "\xdc\x00\x10", 3);
-    for (int i = 0; i < 16; i++) assert_int_equal(out.p[3 + i], 0x01);
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(out.p[3 + i], 0x01);
     mpb__buf_free(&in);
     mpb__buf_free(&out);
     mpb__buf_free(&again);
@@ -958,17 +1065,39 @@ static uint32_t rnd(void) {
 static void put_hdr(mpb__buf_t *b, uint8_t tag, uint64_t v, int n) {
     uint8_t t[9];
     t[0] = tag;
-    for (int i = 0; i < n; i++) t[1 + i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+    for (int i = 0; i < n; i++)
+        t[1 + i] = (uint8_t)(v >> (8 * (n - 1 - i)));
     mpb__w_raw(b, t, (size_t)n + 1);
 }
 
 static void gen_int(mpb__buf_t *wide, mpb__buf_t *canon) {
-    static const int64_t edges[] = {0,      1,      31,     32,          127,       128,
-                                    255,    256,    32767,  32768,       65535,     65536,
-                                    -1,     -32,    -33,    -128,        -129,      -32768,
-                                    -32769, INT32_MAX, (int64_t)INT32_MAX + 1, INT32_MIN,
-                                    (int64_t)INT32_MIN - 1, 4294967295LL, 4294967296LL,
-                                    INT64_MAX, INT64_MIN};
+    static const int64_t edges[] = {0,
+                                    1,
+                                    31,
+                                    32,
+                                    127,
+                                    128,
+                                    255,
+                                    256,
+                                    32767,
+                                    32768,
+                                    65535,
+                                    65536,
+                                    -1,
+                                    -32,
+                                    -33,
+                                    -128,
+                                    -129,
+                                    -32768,
+                                    -32769,
+                                    INT32_MAX,
+                                    (int64_t)INT32_MAX + 1,
+                                    INT32_MIN,
+                                    (int64_t)INT32_MIN - 1,
+                                    4294967295LL,
+                                    4294967296LL,
+                                    INT64_MAX,
+                                    INT64_MIN};
     uint32_t k = rnd() % 4;
     if (k == 0) { /* beyond INT64_MAX */
         uint64_t u = (uint64_t)INT64_MAX + 1 + (rnd() % 3 == 0 ? UINT64_MAX / 2 : rnd());
@@ -1000,7 +1129,8 @@ static void gen_int(mpb__buf_t *wide, mpb__buf_t *canon) {
 static void gen_value(mpb__buf_t *wide, mpb__buf_t *canon, int depth) {
     static char text[300];
     if (!text[0])
-        for (size_t i = 0; i < sizeof text; i++) text[i] = (char)(' ' + i % 95);
+        for (size_t i = 0; i < sizeof text; i++)
+            text[i] = (char)(' ' + i % 95);
     uint32_t kind = rnd() % (depth < 5 ? 9 : 6);
     switch (kind) {
     case 0: mpb__w_nil(wide), mpb__w_nil(canon); break;
@@ -1016,8 +1146,10 @@ static void gen_value(mpb__buf_t *wide, mpb__buf_t *canon, int depth) {
         uint32_t u32;
         memcpy(&u32, &f, 4);
         mpb__w_double(canon, (double)f);
-        if (rnd() & 1) put_hdr(wide, 0xca, u32, 4);
-        else mpb__w_double(wide, (double)f);
+        if (rnd() & 1)
+            put_hdr(wide, 0xca, u32, 4);
+        else
+            mpb__w_double(wide, (double)f);
         break;
     }
     case 5: { /* str or bin */
@@ -1027,14 +1159,24 @@ static void gen_value(mpb__buf_t *wide, mpb__buf_t *canon, int depth) {
         if (bin) {
             mpb__w_bin(canon, text, n);
             if (w == 0) w = 1;
-            put_hdr(wide, w == 1 && n <= 0xff ? 0xc4 : w <= 2 ? 0xc5 : 0xc6, n,
-                    w == 1 && n <= 0xff ? 1 : w <= 2 ? 2 : 4);
+            put_hdr(wide,
+                    w == 1 && n <= 0xff ? 0xc4
+                    : w <= 2            ? 0xc5
+                                        : 0xc6,
+                    n,
+                    w == 1 && n <= 0xff ? 1
+                    : w <= 2            ? 2
+                                        : 4);
         } else {
             mpb__w_str(canon, text, n);
-            if (w == 0 && n <= 31) put_hdr(wide, (uint8_t)(0xa0 | n), 0, 0);
-            else if (w <= 1 && n <= 0xff) put_hdr(wide, 0xd9, n, 1);
-            else if (w <= 2) put_hdr(wide, 0xda, n, 2);
-            else put_hdr(wide, 0xdb, n, 4);
+            if (w == 0 && n <= 31)
+                put_hdr(wide, (uint8_t)(0xa0 | n), 0, 0);
+            else if (w <= 1 && n <= 0xff)
+                put_hdr(wide, 0xd9, n, 1);
+            else if (w <= 2)
+                put_hdr(wide, 0xda, n, 2);
+            else
+                put_hdr(wide, 0xdb, n, 4);
         }
         mpb__w_raw(wide, text, n);
         break;
@@ -1043,12 +1185,18 @@ static void gen_value(mpb__buf_t *wide, mpb__buf_t *canon, int depth) {
         bool map = rnd() & 1;
         uint32_t n = rnd() % 10 == 0 ? 15 + rnd() % 3 : rnd() % 4;
         int w = (int)(rnd() % 3);
-        if (map) mpb__w_map(canon, n);
-        else mpb__w_array(canon, n);
-        if (w == 0 && n <= 15) put_hdr(wide, (uint8_t)((map ? 0x80 : 0x90) | n), 0, 0);
-        else if (w <= 1) put_hdr(wide, map ? 0xde : 0xdc, n, 2);
-        else put_hdr(wide, map ? 0xdf : 0xdd, n, 4);
-        for (uint32_t i = 0; i < (map ? 2 * n : n); i++) gen_value(wide, canon, depth + 1);
+        if (map)
+            mpb__w_map(canon, n);
+        else
+            mpb__w_array(canon, n);
+        if (w == 0 && n <= 15)
+            put_hdr(wide, (uint8_t)((map ? 0x80 : 0x90) | n), 0, 0);
+        else if (w <= 1)
+            put_hdr(wide, map ? 0xde : 0xdc, n, 2);
+        else
+            put_hdr(wide, map ? 0xdf : 0xdd, n, 4);
+        for (uint32_t i = 0; i < (map ? 2 * n : n); i++)
+            gen_value(wide, canon, depth + 1);
         break;
     }
     }
@@ -1077,8 +1225,10 @@ static void test_codec_canon_random_values(void **state) {
         int c = 7;
         char err[128];
         int rc = mpb__mp_compare(wide.p, wide.len, canon.p, canon.len, &c, err, sizeof err);
-        if (rc == 0) assert_int_equal(c, 0);
-        else assert_int_equal(rc, MPB_ETYPE);
+        if (rc == 0)
+            assert_int_equal(c, 0);
+        else
+            assert_int_equal(rc, MPB_ETYPE);
         mpb__buf_reset(&wide);
         mpb__buf_reset(&canon);
         mpb__buf_reset(&out);
@@ -1214,10 +1364,10 @@ static void test_codec_compare_int_float_exact(void **state) {
     GT("cf 00 20 00 00 00 00 00 01", F64_2P53); /* 2^53 + 1 > 2.0**53 */
     EQ("cf 00 20 00 00 00 00 00 00", F64_2P53);
     LT("cf 00 1f ff ff ff ff ff ff", F64_2P53);
-    LT(I64_MAX, F64_2P63);                      /* 2^63 - 1 < 2.0**63 */
+    LT(I64_MAX, F64_2P63); /* 2^63 - 1 < 2.0**63 */
     EQ(U64_2P63, F64_2P63);
     GT("cf 80 00 00 00 00 00 00 01", F64_2P63);
-    LT(U64_MAX, F64_2P64);                      /* 2^64 - 1 < 2.0**64 */
+    LT(U64_MAX, F64_2P64); /* 2^64 - 1 < 2.0**64 */
     EQ(I64_MIN, F64_M2P63);
     GT("d3 80 00 00 00 00 00 00 01", F64_M2P63);
     GT(I64_MIN, "cb c3 e0 00 00 00 00 00 01"); /* -2^63 > the next double down */
@@ -1251,9 +1401,9 @@ static void test_codec_compare_str_bin(void **state) {
     LT("a1 41", "a1 61");
     EQ("a3 61 62 63", "d9 03 61 62 63");
     EQ("a3 61 62 63", "db 00 00 00 03 61 62 63");
-    LT("a1 7a", "a2 c3 a9");                 /* 'z' < 'é' (U+E9) */
-    LT("a2 c3 a9", "a3 e2 82 ac");           /* U+E9 < U+20AC */
-    LT("a3 ef bf bf", "a4 f0 90 80 80");     /* U+FFFF < U+10000 */
+    LT("a1 7a", "a2 c3 a9");             /* 'z' < 'é' (U+E9) */
+    LT("a2 c3 a9", "a3 e2 82 ac");       /* U+E9 < U+20AC */
+    LT("a3 ef bf bf", "a4 f0 90 80 80"); /* U+FFFF < U+10000 */
     LT("a2 c3 a9", "a2 c3 aa");
     EQ("c4 00", "c5 00 00");
     LT("c4 00", "c4 01 00");
@@ -1337,26 +1487,26 @@ static void test_codec_sample(void **state) {
     static const struct {
         const char *hex, *want;
     } cases[] = {
-        {"05", "5"},
-        {"ff", "-1"},
-        {I64_MIN, "-9223372036854775808"},
-        {U64_MAX, "18446744073709551615"},
-        {F64_1_5, "1.5"},
-        {"cb 3f f0 00 00 00 00 00 00", "1.0"},                /* not the integer key 1 */
-        {"cb 3f b9 99 99 99 99 99 9a", "0.1"},                /* shortest that reads back */
-        {"cb 44 b5 2d 02 c7 e1 4a f6", "1e+23"},
-        {"cb 7f f0 00 00 00 00 00 00", "inf"},
-        {"ca 3f 80 00 00", "1.0"},
-        {"a5 68 65 6c 6c 6f", "\"hello\""},
-        {"a3 61 0a 62", "\"a?b\""},
-        {"c4 03 01 02 03", "<3 bytes>"},
-        {"c0", "<nil>"},
-        {"c3", "<bool>"},
-        {"91 01", "<list>"},
-        {"80", "<dict>"},
-        {"d4 01 00", "<ext>"},
-        {"", "<invalid>"},
-        {"c1", "<invalid>"},
+        {"05",                         "5"                   },
+        {"ff",                         "-1"                  },
+        {I64_MIN,                      "-9223372036854775808"},
+        {U64_MAX,                      "18446744073709551615"},
+        {F64_1_5,                      "1.5"                 },
+        {"cb 3f f0 00 00 00 00 00 00", "1.0"                 }, /* not the integer key 1 */
+        {"cb 3f b9 99 99 99 99 99 9a", "0.1"                 }, /* shortest that reads back */
+        {"cb 44 b5 2d 02 c7 e1 4a f6", "1e+23"               },
+        {"cb 7f f0 00 00 00 00 00 00", "inf"                 },
+        {"ca 3f 80 00 00",             "1.0"                 },
+        {"a5 68 65 6c 6c 6f",          "\"hello\""           },
+        {"a3 61 0a 62",                "\"a?b\""             },
+        {"c4 03 01 02 03",             "<3 bytes>"           },
+        {"c0",                         "<nil>"               },
+        {"c3",                         "<bool>"              },
+        {"91 01",                      "<list>"              },
+        {"80",                         "<dict>"              },
+        {"d4 01 00",                   "<ext>"               },
+        {"",                           "<invalid>"           },
+        {"c1",                         "<invalid>"           },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         hex_t h = hx(cases[i].hex);

@@ -45,7 +45,8 @@ static loaded_t load(const char *file_text, ...) {
     }
     va_list ap;
     va_start(ap, file_text);
-    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 39;) argv[argc++] = a;
+    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 39;)
+        argv[argc++] = a;
     va_end(ap);
     argv[argc] = NULL;
     loaded_t l = {0};
@@ -66,8 +67,7 @@ static void done(loaded_t *l) {
 /* The load must fail with exactly this on err (each problem a line, then the count). */
 static void expect_bad(loaded_t l, const char *want) {
     if (l.rc != CONF_BAD || strcmp(l.err, want))
-        fail_msg("config_load gave %d, err:\n%s\nwanted %d, err:\n%s", l.rc, l.err, CONF_BAD,
-                 want);
+        fail_msg("config_load gave %d, err:\n%s\nwanted %d, err:\n%s", l.rc, l.err, CONF_BAD, want);
     done(&l);
 }
 
@@ -128,8 +128,8 @@ static void test_good_flags(void **state) {
     (void)state;
     loaded_t l = load(NULL, "--listen", "tcp://0.0.0.0:*", "-l", "ipc:///tmp/mpb.sock",
                       "--max-frame", "2M", "--max-value", "512k", "--max-key", "4096",
-                      "--heartbeat-ms", "200", "--session-ttl-ms", "1000", "--log-level",
-                      "debug", "--log-format", "json", "--persist", "off", "--fsync", "always",
+                      "--heartbeat-ms", "200", "--session-ttl-ms", "1000", "--log-level", "debug",
+                      "--log-format", "json", "--persist", "off", "--fsync", "always",
                       "--encryption", "off", "--http", "[::1]:0", "--max-objects", "7",
                       "--max-memory", "1g", "-k", "/some/key", "-d", "/var/lib/x", NULL);
     assert_int_equal(l.rc, CONF_RUN);
@@ -194,8 +194,8 @@ static void test_bad_flag_values(void **state) {
                "suffixes)\n"
                "mpbrokerd: 1 bad setting\n");
     expect_bad(load(NULL, "--max-value", "12x", "--max-key", "-1", "--heartbeat-ms", "5",
-                    "--session-ttl-ms", "1s", "--pool-max-attempts", "1k", "--log-level",
-                    "loud", "--log-format", "xml", "--persist", "yes", "--fsync", "sometimes",
+                    "--session-ttl-ms", "1s", "--pool-max-attempts", "1k", "--log-level", "loud",
+                    "--log-format", "xml", "--persist", "yes", "--fsync", "sometimes",
                     "--encryption", "maybe", NULL),
                "mpbrokerd: --max-value: '12x' is not a size from 16 to 1g (bytes; k, m, g "
                "suffixes)\n"
@@ -222,8 +222,8 @@ static void test_bad_flag_values(void **state) {
 static void test_bad_endpoints_and_paths(void **state) {
     (void)state;
     expect_bad(load(NULL, "-l", "tcp://:1", "-l", "tcp://h:70000", "-l", "udp://h:1", "-l",
-                    "ipc://", "-l", "tcp://a b:1", "--http", "localhost:80", "--http",
-                    "1.2.3.4:x", "-d", "", NULL),
+                    "ipc://", "-l", "tcp://a b:1", "--http", "localhost:80", "--http", "1.2.3.4:x",
+                    "-d", "", NULL),
                "mpbrokerd: --listen: 'tcp://:1' is not tcp://ADDR:PORT\n"
                "mpbrokerd: --listen: 'tcp://h:70000': the port must be 0..65535 or *\n"
                "mpbrokerd: --listen: 'udp://h:1' is not tcp://ADDR:PORT or ipc:///PATH\n"
@@ -300,9 +300,8 @@ static void test_cross_checks_and_missing_file(void **state) {
                "mpbrokerd: flag --config: cannot read config file /nonexistent/mpb.conf: No "
                "such file or directory\n"
                "mpbrokerd: 1 bad setting\n");
-    expect_bad(load(NULL, "--config", "", NULL),
-               "mpbrokerd: --config: empty path\n"
-               "mpbrokerd: 1 bad setting\n");
+    expect_bad(load(NULL, "--config", "", NULL), "mpbrokerd: --config: empty path\n"
+                                                 "mpbrokerd: 1 bad setting\n");
     expect_bad(load(NULL, "stray", NULL),
                "mpbrokerd: unexpected argument 'stray' (try 'mpbrokerd --help')\n"
                "mpbrokerd: 1 bad setting\n");

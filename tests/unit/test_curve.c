@@ -30,7 +30,8 @@ static void spec_authkey(char *out, size_t n) {
         if (strstr(line, "CURVE key vectors")) in_block = true;
         if (in_block && strncmp(line, "authkey ", 8) == 0) {
             const char *p = line + 8;
-            while (*p == ' ') p++;
+            while (*p == ' ')
+                p++;
             size_t len = strcspn(p, " \n");
             if (len >= n) fail_msg("authkey vector of %zu characters > %zu", len, n - 1);
             memcpy(out, p, len);

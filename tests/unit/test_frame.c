@@ -29,8 +29,8 @@ static void test_frame_header_bytes(void **state) {
 
 static void test_frame_roundtrip_plain(void **state) {
     (void)state;
-    const uint64_t seqs[] = {0, 1, 255, 256, 0x0102030405060708ULL, UINT64_MAX,
-                             0x8000000000000000ULL};
+    const uint64_t seqs[] = {
+        0, 1, 255, 256, 0x0102030405060708ULL, UINT64_MAX, 0x8000000000000000ULL};
     const uint8_t types[] = {MPB__T_HELLO, MPB__T_CHALLENGE, MPB__T_AUTH, MPB__T_ERROR};
     uint8_t buf[64];
     for (size_t t = 0; t < sizeof types; t++) {
@@ -53,7 +53,8 @@ static void test_frame_roundtrip_sealed(void **state) {
     const uint8_t types[] = {MPB__T_WELCOME, MPB__T_REQ, MPB__T_REP};
     uint8_t buf[64], body[3 + MPB__MAC_LEN];
     memcpy(body, "\x92\x01\x02", 3);
-    for (int i = 0; i < MPB__MAC_LEN; i++) body[3 + i] = (uint8_t)(0xa0 + i);
+    for (int i = 0; i < MPB__MAC_LEN; i++)
+        body[3 + i] = (uint8_t)(0xa0 + i);
     for (size_t t = 0; t < sizeof types; t++) {
         assert_true(mpb__type_sealed(types[t]));
         size_t n = make_frame(buf, types[t], 42, body, sizeof body);
@@ -113,8 +114,7 @@ static void test_frame_too_big(void **state) {
     assert_string_equal(err, "frame of 128 bytes > max_frame 100");
     /* the message of the design document */
     static uint8_t big[9000000];
-    assert_int_equal(mpb__frame_parse(big, sizeof big, 8388608, &f, err, sizeof err),
-                     MPB_ETOOBIG);
+    assert_int_equal(mpb__frame_parse(big, sizeof big, 8388608, &f, err, sizeof err), MPB_ETOOBIG);
     assert_string_equal(err, "frame of 9000000 bytes > max_frame 8388608");
 }
 
@@ -159,8 +159,10 @@ static void test_frame_bad_type(void **state) {
     mpb__frame_t f;
     char err[128] = "";
     for (unsigned t = 0; t < 256; t++) {
-        size_t n = make_frame(buf, (uint8_t)t, 1, "\xc0\x00\x01\x02\x03\x04\x05\x06\x07\x08"
-                                                  "\x09\x0a\x0b\x0c\x0d\x0e\x0f", 17);
+        size_t n = make_frame(buf, (uint8_t)t, 1,
+                              "\xc0\x00\x01\x02\x03\x04\x05\x06\x07\x08"
+                              "\x09\x0a\x0b\x0c\x0d\x0e\x0f",
+                              17);
         int rc = mpb__frame_parse(buf, n, 1024, &f, err, sizeof err);
         if (t >= MPB__T_HELLO && t <= MPB__T_ERROR) {
             assert_int_equal(rc, 0);
@@ -237,7 +239,8 @@ static void test_seq_accept_rejects_replayed_numbers(void **state) {
     assert_int_equal(last, 5); /* a rejected number moves nothing */
     /* after a skip, the numbers skipped over are gone for good */
     assert_int_equal(mpb__seq_accept(&last, 9), 0);
-    for (uint64_t s = 0; s <= 9; s++) assert_int_equal(mpb__seq_accept(&last, s), MPB_EREPLAY);
+    for (uint64_t s = 0; s <= 9; s++)
+        assert_int_equal(mpb__seq_accept(&last, s), MPB_EREPLAY);
     assert_int_equal(mpb__seq_accept(&last, 10), 0);
 }
 

@@ -25,7 +25,8 @@ bool mem_release_reserve(void) {
 static void test_hash_siphash24_vectors(void **state) {
     (void)state;
     uint8_t k[16], m[16];
-    for (int i = 0; i < 16; i++) k[i] = m[i] = (uint8_t)i;
+    for (int i = 0; i < 16; i++)
+        k[i] = m[i] = (uint8_t)i;
     assert_true(mpb__siphash(k, m, 0, 2, 4) == 0x726fdb47dd0e0e31ULL);
     assert_true(mpb__siphash(k, m, 1, 2, 4) == 0x74f839c593dc67fdULL);
     assert_true(mpb__siphash(k, m, 2, 2, 4) == 0x0d6c8009d9a94f5aULL);
@@ -40,7 +41,8 @@ static void test_hash_keyed(void **state) {
     assert_true(h == mpb__hash(data, n));
     assert_true(h == mpb__siphash(mpb__hash_key, data, n, 1, 3));
     /* every length and every one-bit change gives another hash */
-    for (size_t k = 0; k < n; k++) assert_true(mpb__hash(data, k) != h);
+    for (size_t k = 0; k < n; k++)
+        assert_true(mpb__hash(data, k) != h);
     char copy[64];
     memcpy(copy, data, n);
     for (size_t k = 0; k < n; k++) {
@@ -88,7 +90,8 @@ static void test_hash_old_collisions_spread(void **state) {
     const uint64_t seed = 0x5eed5eed5eed5eedULL;
     item_t *items = calloc(NKEYS, sizeof *items);
     assert_non_null(items);
-    for (uint32_t i = 0; i < NKEYS; i++) old_colliding_key(seed, i, items[i].k);
+    for (uint32_t i = 0; i < NKEYS; i++)
+        old_colliding_key(seed, i, items[i].k);
     /* The attack is real: every key has one hash under the old construction. */
     uint64_t h0 = old_hash(seed, items[0].k, OLD_KEY_LEN);
     for (uint32_t i = 1; i < NKEYS; i++)
@@ -99,7 +102,8 @@ static void test_hash_old_collisions_spread(void **state) {
      * the first 2,048 keys; all 65,536 would take the 2^31 probes the finding timed). */
     omap_t old;
     omap_init(&old, item_key);
-    for (uint32_t i = 0; i < 2048; i++) omap_add(&old, &items[i], h0);
+    for (uint32_t i = 0; i < 2048; i++)
+        omap_add(&old, &items[i], h0);
     uint64_t sum, max;
     displacement(&old, &sum, &max);
     assert_int_equal(max, 2047);

@@ -323,11 +323,11 @@ static void test_map_pairs(void **state) {
                 0xa4, 'A', 'A', 'D', '=');
     round_trip("{\"$map\":[[\"$bytes\",\"AAD=\"]]}");
     /* {"$ext": 1, "$bytes": ""} as a map */
-    EXPECT_JSON("{\"$map\":[[\"$ext\",1],[\"$bytes\",\"\"]]}", 0x82, 0xa4, '$', 'e', 'x', 't',
-                0x01, 0xa6, '$', 'b', 'y', 't', 'e', 's', 0xa0);
+    EXPECT_JSON("{\"$map\":[[\"$ext\",1],[\"$bytes\",\"\"]]}", 0x82, 0xa4, '$', 'e', 'x', 't', 0x01,
+                0xa6, '$', 'b', 'y', 't', 'e', 's', 0xa0);
     /* {"$map": [[1, 2]]} as a map of one key "$map" */
-    EXPECT_JSON("{\"$map\":[[\"$map\",[[1,2]]]]}", 0x81, 0xa4, '$', 'm', 'a', 'p', 0x91, 0x92,
-                0x01, 0x02);
+    EXPECT_JSON("{\"$map\":[[\"$map\",[[1,2]]]]}", 0x81, 0xa4, '$', 'm', 'a', 'p', 0x91, 0x92, 0x01,
+                0x02);
     round_trip("{\"$map\":[[\"$map\",[[1,2]]]]}");
     /* near misses stay objects */
     EXPECT_JSON("{\"$map\":[1]}", 0x81, 0xa4, '$', 'm', 'a', 'p', 0x91, 0x01);
@@ -387,8 +387,8 @@ static void test_invalid_json(void **state) {
     deep[3000 + 33] = '\0'; /* 33 of each */
     expect_json_error(deep + 3000 - 33, err, sizeof err);
     assert_non_null(strstr(err, "nested deeper than 32"));
-    expect_json_error("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[{\"a\":1}]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", err,
-                      sizeof err);
+    expect_json_error("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[{\"a\":1}]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+                      err, sizeof err);
     deep[3000 + 32] = '\0'; /* 32 of each */
     void *dmp;
     size_t dlen;
@@ -396,10 +396,11 @@ static void test_invalid_json(void **state) {
     assert_int_equal(dlen, 32);
     free(dmp);
     /* bytes are not a level: {"$bytes"} at the deepest place packs (as bin) */
-    EXPECT_MP("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[{\"$bytes\":\"AA==\"}]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
-              0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91,
-              0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91,
-              0x91, 0x91, 0x91, 0x91, 0xc4, 0x01, 0x00);
+    EXPECT_MP(
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[{\"$bytes\":\"AA==\"}]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+        0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91,
+        0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91,
+        0x91, 0x91, 0xc4, 0x01, 0x00);
     /* no input, and no room for a reason, are no crash */
     void *mp = (void *)1;
     size_t len = 1;

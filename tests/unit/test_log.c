@@ -77,8 +77,8 @@ static void test_log_json_shape(void **state) {
     (void)state;
     log_setup(MPB_LOG_INFO, true);
     capture();
-    log_kv(MPB_LOG_INFO, "session opened", "session", LOG_UINT(18446744073709551615ull), "host", "a b",
-           NULL);
+    log_kv(MPB_LOG_INFO, "session opened", "session", LOG_UINT(18446744073709551615ull), "host",
+           "a b", NULL);
     const char *s = captured();
     assert_string_equal(untimed(s, true),
                         "\"level\":\"info\",\"msg\":\"session opened\","
@@ -125,8 +125,8 @@ static void test_log_quoting_and_escapes(void **state) {
     log_setup(MPB_LOG_INFO, false);
     capture();
     /* empty, '=', quote, backslash, newline, control byte, non-UTF-8, UTF-8 */
-    log_kv(MPB_LOG_INFO, "say \"hi\"\n", "a", "", "b", "x=y", "c", "q\"\\", "d", "l1\nl2", "e", "\x01",
-           "f", "\xff", "g", "\xc3\xa9t\xc3\xa9", NULL);
+    log_kv(MPB_LOG_INFO, "say \"hi\"\n", "a", "", "b", "x=y", "c", "q\"\\", "d", "l1\nl2", "e",
+           "\x01", "f", "\xff", "g", "\xc3\xa9t\xc3\xa9", NULL);
     assert_string_equal(untimed(captured(), false),
                         "level=info msg=\"say \\\"hi\\\"\\n\" a=\"\" b=\"x=y\" c=\"q\\\"\\\\\" "
                         "d=\"l1\\nl2\" e=\"\\u0001\" f=\"\\xff\" g=\"\xc3\xa9t\xc3\xa9\"\n");
@@ -149,9 +149,9 @@ static void test_log_keys_and_fields(void **state) {
                         "level=info msg=\"k\" _ts=1 _level=2 _msg=3 a_b_c=4 ok.k-1_=5\n");
     /* at most 16 fields */
     capture();
-    log_kv(MPB_LOG_INFO, "many", "f1", "1", "f2", "2", "f3", "3", "f4", "4", "f5", "5", "f6", "6", "f7",
-           "7", "f8", "8", "f9", "9", "f10", "10", "f11", "11", "f12", "12", "f13", "13", "f14",
-           "14", "f15", "15", "f16", "16", "f17", "17", NULL);
+    log_kv(MPB_LOG_INFO, "many", "f1", "1", "f2", "2", "f3", "3", "f4", "4", "f5", "5", "f6", "6",
+           "f7", "7", "f8", "8", "f9", "9", "f10", "10", "f11", "11", "f12", "12", "f13", "13",
+           "f14", "14", "f15", "15", "f16", "16", "f17", "17", NULL);
     const char *s = untimed(captured(), false);
     assert_non_null(strstr(s, " f16=16\n"));
     assert_null(strstr(s, "f17"));

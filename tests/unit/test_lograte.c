@@ -21,7 +21,8 @@ static void test_lograte_per_key(void **state) {
     unsigned long long held = 99;
     assert_true(log_rate_ok("10.0.0.1", &held));
     assert_int_equal(held, 0);
-    for (int i = 0; i < 1000; i++) assert_false(log_rate_ok("10.0.0.1", &held));
+    for (int i = 0; i < 1000; i++)
+        assert_false(log_rate_ok("10.0.0.1", &held));
     /* another key has its own second */
     assert_true(log_rate_ok("10.0.0.2", &held));
     assert_int_equal(held, 0);

@@ -64,21 +64,21 @@ static void test_mpcheck_rejects_oversized_str_bin_ext(void **state) {
         uint8_t v[12];
         size_t n;
     } bad[] = {
-        {{0xdb, 0xff, 0xff, 0xff, 0xff, 'a'}, 6},
-        {{0xdb, 0x00, 0x00, 0x00, 0x05, 'a', 'b', 'c', 'd'}, 9},
-        {{0xda, 0x00, 0x05, 'a', 'b', 'c', 'd'}, 7},
-        {{0xd9, 0x05, 'a', 'b', 'c', 'd'}, 6},
-        {{0xa5, 'a', 'b', 'c', 'd'}, 5},
-        {{0xc6, 0xff, 0xff, 0xff, 0xff, 0x00}, 6},
-        {{0xc6, 0x00, 0x00, 0x00, 0x05, 1, 2, 3, 4}, 9},
-        {{0xc5, 0x00, 0x05, 1, 2, 3, 4}, 7},
-        {{0xc4, 0x05, 1, 2, 3, 4}, 6},
-        {{0xc7, 0x02, 0x01, 0xaa}, 4},       /* ext8: type + 2 bytes, one missing */
-        {{0xc8, 0x00, 0x02, 0x01, 0xaa}, 5}, /* ext16 */
-        {{0xc9, 0x00, 0x00, 0x00, 0x02, 0x01, 0xaa}, 7},
-        {{0xc9, 0xff, 0xff, 0xff, 0xff, 0x01}, 6},
-        {{0xd4, 0x01}, 2},                   /* fixext1: type, 1 byte */
-        {{0xd8, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 12},
+        {{0xdb, 0xff, 0xff, 0xff, 0xff, 'a'},                6 },
+        {{0xdb, 0x00, 0x00, 0x00, 0x05, 'a', 'b', 'c', 'd'}, 9 },
+        {{0xda, 0x00, 0x05, 'a', 'b', 'c', 'd'},             7 },
+        {{0xd9, 0x05, 'a', 'b', 'c', 'd'},                   6 },
+        {{0xa5, 'a', 'b', 'c', 'd'},                         5 },
+        {{0xc6, 0xff, 0xff, 0xff, 0xff, 0x00},               6 },
+        {{0xc6, 0x00, 0x00, 0x00, 0x05, 1, 2, 3, 4},         9 },
+        {{0xc5, 0x00, 0x05, 1, 2, 3, 4},                     7 },
+        {{0xc4, 0x05, 1, 2, 3, 4},                           6 },
+        {{0xc7, 0x02, 0x01, 0xaa},                           4 }, /* ext8: type + 2 bytes, one missing */
+        {{0xc8, 0x00, 0x02, 0x01, 0xaa},                     5 }, /* ext16 */
+        {{0xc9, 0x00, 0x00, 0x00, 0x02, 0x01, 0xaa},         7 },
+        {{0xc9, 0xff, 0xff, 0xff, 0xff, 0x01},               6 },
+        {{0xd4, 0x01},                                       2 }, /* fixext1: type, 1 byte */
+        {{0xd8, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},         12},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(check1_exact(bad[i].v, bad[i].n, D), MPB_EPROTO);
@@ -93,49 +93,49 @@ static const struct {
     uint8_t v[24];
     long n;
 } whole[] = {
-    {{0x00}, 1},
-    {{0x7f}, 1},
-    {{0xe0}, 1},
-    {{0xff}, 1},
-    {{0xc0}, 1},
-    {{0xc2}, 1},
-    {{0xc3}, 1},
-    {{0xcc, 0xff}, 2},
-    {{0xcd, 0xff, 0xff}, 3},
-    {{0xce, 1, 2, 3, 4}, 5},
-    {{0xcf, 1, 2, 3, 4, 5, 6, 7, 8}, 9},
-    {{0xd0, 0x80}, 2},
-    {{0xd1, 0x80, 0x00}, 3},
-    {{0xd2, 0x80, 0, 0, 0}, 5},
-    {{0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0}, 9},
-    {{0xca, 0x3f, 0xc0, 0, 0}, 5},
-    {{0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0}, 9},
-    {{0xa0}, 1},
-    {{0xa3, 'a', 'b', 'c'}, 4},
-    {{0xd9, 0x03, 'a', 'b', 'c'}, 5},
-    {{0xda, 0x00, 0x03, 'a', 'b', 'c'}, 6},
-    {{0xdb, 0x00, 0x00, 0x00, 0x03, 'a', 'b', 'c'}, 8},
-    {{0xc4, 0x00}, 2},
-    {{0xc4, 0x03, 1, 2, 3}, 5},
-    {{0xc5, 0x00, 0x03, 1, 2, 3}, 6},
-    {{0xc6, 0x00, 0x00, 0x00, 0x03, 1, 2, 3}, 8},
-    {{0xd4, 0x01, 0xaa}, 3},
-    {{0xd5, 0x01, 0xaa, 0xbb}, 4},
-    {{0xd6, 0x01, 1, 2, 3, 4}, 6},
-    {{0xd7, 0x01, 1, 2, 3, 4, 5, 6, 7, 8}, 10},
+    {{0x00},                                                              1 },
+    {{0x7f},                                                              1 },
+    {{0xe0},                                                              1 },
+    {{0xff},                                                              1 },
+    {{0xc0},                                                              1 },
+    {{0xc2},                                                              1 },
+    {{0xc3},                                                              1 },
+    {{0xcc, 0xff},                                                        2 },
+    {{0xcd, 0xff, 0xff},                                                  3 },
+    {{0xce, 1, 2, 3, 4},                                                  5 },
+    {{0xcf, 1, 2, 3, 4, 5, 6, 7, 8},                                      9 },
+    {{0xd0, 0x80},                                                        2 },
+    {{0xd1, 0x80, 0x00},                                                  3 },
+    {{0xd2, 0x80, 0, 0, 0},                                               5 },
+    {{0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0},                                   9 },
+    {{0xca, 0x3f, 0xc0, 0, 0},                                            5 },
+    {{0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0},                                9 },
+    {{0xa0},                                                              1 },
+    {{0xa3, 'a', 'b', 'c'},                                               4 },
+    {{0xd9, 0x03, 'a', 'b', 'c'},                                         5 },
+    {{0xda, 0x00, 0x03, 'a', 'b', 'c'},                                   6 },
+    {{0xdb, 0x00, 0x00, 0x00, 0x03, 'a', 'b', 'c'},                       8 },
+    {{0xc4, 0x00},                                                        2 },
+    {{0xc4, 0x03, 1, 2, 3},                                               5 },
+    {{0xc5, 0x00, 0x03, 1, 2, 3},                                         6 },
+    {{0xc6, 0x00, 0x00, 0x00, 0x03, 1, 2, 3},                             8 },
+    {{0xd4, 0x01, 0xaa},                                                  3 },
+    {{0xd5, 0x01, 0xaa, 0xbb},                                            4 },
+    {{0xd6, 0x01, 1, 2, 3, 4},                                            6 },
+    {{0xd7, 0x01, 1, 2, 3, 4, 5, 6, 7, 8},                                10},
     {{0xd8, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, 18},
-    {{0xc7, 0x00, 0x01}, 3},
-    {{0xc7, 0x03, 0x01, 1, 2, 3}, 6},
-    {{0xc8, 0x00, 0x03, 0x01, 1, 2, 3}, 7},
-    {{0xc9, 0x00, 0x00, 0x00, 0x03, 0x01, 1, 2, 3}, 9},
-    {{0x90}, 1},
-    {{0x93, 0x01, 0xc0, 0xa1, 'x'}, 5},
-    {{0xdc, 0x00, 0x02, 0xcc, 0xff, 0xc3}, 6},
-    {{0xdd, 0x00, 0x00, 0x00, 0x01, 0x90}, 6},
-    {{0x80}, 1},
-    {{0x82, 0x01, 0x02, 0xa1, 'k', 0x91, 0x03}, 7},
-    {{0xde, 0x00, 0x01, 0x01, 0xc0}, 5},
-    {{0xdf, 0x00, 0x00, 0x00, 0x01, 0xa1, 'k', 0x80}, 8},
+    {{0xc7, 0x00, 0x01},                                                  3 },
+    {{0xc7, 0x03, 0x01, 1, 2, 3},                                         6 },
+    {{0xc8, 0x00, 0x03, 0x01, 1, 2, 3},                                   7 },
+    {{0xc9, 0x00, 0x00, 0x00, 0x03, 0x01, 1, 2, 3},                       9 },
+    {{0x90},                                                              1 },
+    {{0x93, 0x01, 0xc0, 0xa1, 'x'},                                       5 },
+    {{0xdc, 0x00, 0x02, 0xcc, 0xff, 0xc3},                                6 },
+    {{0xdd, 0x00, 0x00, 0x00, 0x01, 0x90},                                6 },
+    {{0x80},                                                              1 },
+    {{0x82, 0x01, 0x02, 0xa1, 'k', 0x91, 0x03},                           7 },
+    {{0xde, 0x00, 0x01, 0x01, 0xc0},                                      5 },
+    {{0xdf, 0x00, 0x00, 0x00, 0x01, 0xa1, 'k', 0x80},                     8 },
 };
 
 static void test_mpcheck_exact_lengths(void **state) {
@@ -231,7 +231,8 @@ static void test_mpcheck_depth_limit(void **state) {
     /* depth is nesting, not the number of containers side by side */
     uint8_t wide[1 + 15 * 2];
     wide[0] = 0x9f;
-    for (int i = 0; i < 15; i++) wide[1 + 2 * i] = 0x91, wide[2 + 2 * i] = 0x90;
+    for (int i = 0; i < 15; i++)
+        wide[1 + 2 * i] = 0x91, wide[2 + 2 * i] = 0x90;
     assert_int_equal(check1_exact(wide, sizeof wide, 3), (long)sizeof wide);
     assert_int_equal(check1_exact(wide, sizeof wide, 2), MPB_EPROTO);
 }
@@ -252,9 +253,9 @@ static void test_mpcheck_very_deep(void **state) {
 static void test_mpcheck_accepts_nested(void **state) {
     (void)state;
     /* {"a": [1, -1, 2.5, nil, true, "xy", b"\x01", {}], "b": {"c": [[], [[]]]}, 7: false} */
-    const uint8_t v[] = {0x83, 0xa1, 'a', 0x98, 0x01, 0xff, 0xcb, 0x40, 0x04, 0, 0, 0, 0,
-                         0,    0,    0xc0, 0xc3, 0xa2, 'x', 'y', 0xc4, 0x01, 0x01, 0x80, 0xa1,
-                         'b',  0x81, 0xa1, 'c', 0x92, 0x90, 0x91, 0x90, 0x07, 0xc2};
+    const uint8_t v[] = {0x83, 0xa1, 'a',  0x98, 0x01, 0xff, 0xcb, 0x40, 0x04, 0,    0,    0,
+                         0,    0,    0,    0xc0, 0xc3, 0xa2, 'x',  'y',  0xc4, 0x01, 0x01, 0x80,
+                         0xa1, 'b',  0x81, 0xa1, 'c',  0x92, 0x90, 0x91, 0x90, 0x07, 0xc2};
     assert_int_equal(check1_exact(v, sizeof v, D), (long)sizeof v);
     assert_int_equal(mpb__mp_check(v, sizeof v, D), 0);
     /* map, map, array, array, empty array: depth 5 */
@@ -300,12 +301,11 @@ static uint32_t rnd(void) {
 
 /* Bytes that are headers or small lengths more often than chance would make them. */
 static uint8_t rnd_byte(void) {
-    static const uint8_t hot[] = {0x00, 0x01, 0x02, 0x03, 0x0f, 0x10, 0x7f, 0x80, 0x81, 0x82,
-                                  0x8f, 0x90, 0x91, 0x92, 0x9f, 0xa0, 0xa1, 0xa2, 0xbf, 0xc0,
-                                  0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca,
-                                  0xcb, 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3, 0xd4,
-                                  0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde,
-                                  0xdf, 0xe0, 0xff};
+    static const uint8_t hot[] = {0x00, 0x01, 0x02, 0x03, 0x0f, 0x10, 0x7f, 0x80, 0x81, 0x82, 0x8f,
+                                  0x90, 0x91, 0x92, 0x9f, 0xa0, 0xa1, 0xa2, 0xbf, 0xc0, 0xc1, 0xc2,
+                                  0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd,
+                                  0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8,
+                                  0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xff};
     uint32_t r = rnd();
     return (r & 1) ? hot[(r >> 8) % sizeof hot] : (uint8_t)(r >> 8);
 }
@@ -319,7 +319,8 @@ static void test_mpcheck_fuzz_random_bytes(void **state) {
     for (int it = 0; it < ITER; it++) {
         size_t len = rnd() % (MAXLEN + 1);
         uint8_t *buf = mem + MAXLEN - len; /* flush with the end: ASan sees any overread */
-        for (size_t i = 0; i < len; i++) buf[i] = rnd_byte();
+        for (size_t i = 0; i < len; i++)
+            buf[i] = rnd_byte();
         int depth = (int)(rnd() % 40);
         long l = mpb__mp_check1(buf, len, depth);
         if (l != MPB_EPROTO) {

@@ -29,7 +29,8 @@ static const uint8_t *item_key(const void *p, size_t *len) {
 /* FNV-1a: any fixed hash will do, the map takes it from the caller. */
 static uint64_t hash_of(const char *k, size_t n) {
     uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 1099511628211ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)k[i]) * 1099511628211ull;
     return h;
 }
 
@@ -44,8 +45,7 @@ __attribute__((format(printf, 1, 2))) static item_t *item_new(const char *fmt, .
 }
 
 static size_t add(omap_t *m, item_t *it) {
-    assert_int_equal(omap_find(m, (const uint8_t *)it->key, it->n, hash_of(it->key, it->n)),
-                     -1);
+    assert_int_equal(omap_find(m, (const uint8_t *)it->key, it->n, hash_of(it->key, it->n)), -1);
     return omap_add(m, it, hash_of(it->key, it->n));
 }
 
@@ -77,7 +77,7 @@ static void test_insert_lookup_delete(void **state) {
     assert_int_equal(find(&m, "c3"), (long)pc);
     assert_ptr_equal(m.ents[pb].item, b);
     assert_int_equal(find(&m, "d4"), -1);
-    assert_int_equal(find(&m, "a"), -1);  /* a prefix is another key */
+    assert_int_equal(find(&m, "a"), -1);   /* a prefix is another key */
     assert_int_equal(find(&m, "a11"), -1); /* and so is a longer one */
     assert_ptr_equal(omap_del(&m, pb), b);
     free(b);
@@ -105,7 +105,8 @@ static void test_iteration_in_insertion_order(void **state) {
     omap_init(&m, item_key);
     const char *keys[] = {"pear", "apple", "fig", "kiwi", "lime"};
     size_t pos[5];
-    for (int i = 0; i < 5; i++) pos[i] = add(&m, item_new("%s", keys[i]));
+    for (int i = 0; i < 5; i++)
+        pos[i] = add(&m, item_new("%s", keys[i]));
     char got[256];
     order(&m, got, sizeof got);
     assert_string_equal(got, "pear,apple,fig,kiwi,lime");
@@ -131,11 +132,13 @@ static void test_cursor_survives_growth(void **state) {
     (void)state;
     omap_t m;
     omap_init(&m, item_key);
-    for (long i = 0; i < 10; i++) add(&m, item_new("k%ld", i));
+    for (long i = 0; i < 10; i++)
+        add(&m, item_new("k%ld", i));
     long p5 = find(&m, "k5");
     uint64_t cursor = m.ents[p5].ord + 1; /* a scan has seen k0..k5 */
     size_t cap0 = m.idxcap;
-    for (long i = 10; i < 5000; i++) add(&m, item_new("k%ld", i));
+    for (long i = 10; i < 5000; i++)
+        add(&m, item_new("k%ld", i));
     assert_true(m.idxcap > cap0);
     /* the rest of the scan: k6 .. k4999, each once, in order */
     long want = 6;
@@ -178,7 +181,8 @@ static void test_many_keys_in_and_out(void **state) {
     omap_t m;
     omap_init(&m, item_key);
     enum { N = 50000 };
-    for (long i = 0; i < N; i++) add(&m, item_new("%ld", i));
+    for (long i = 0; i < N; i++)
+        add(&m, item_new("%ld", i));
     for (long i = 0; i < N; i++) {
         if (i % 10 == 3) continue;
         char k[24];

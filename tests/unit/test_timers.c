@@ -47,7 +47,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    while (list.head) waiter_free(list.head);
+    while (list.head)
+        waiter_free(list.head);
     assert_int_equal(waiter_count(), 0);
     assert_null(LIST_FIRST(&sess.waiters));
     assert_int_equal(waiter_next_ms(0), -1);
@@ -59,7 +60,8 @@ static void test_earliest_deadline_on_top(void **state) {
     assert_int_equal(waiter_next_ms(0), -1); /* nothing due ever */
     waiter_t *ws[5];
     const int64_t d[5] = {500, 200, 900, 100, 300};
-    for (int i = 0; i < 5; i++) ws[i] = park_at(d[i]);
+    for (int i = 0; i < 5; i++)
+        ws[i] = park_at(d[i]);
     assert_int_equal(waiter_count(), 5);
     assert_int_equal(list.n, 5);
     assert_int_equal(waiter_next_ms(0), 100);
@@ -86,7 +88,8 @@ static void test_remove_from_middle(void **state) {
     (void)state;
     enum { N = 15 };
     waiter_t *ws[N];
-    for (int i = 0; i < N; i++) ws[i] = park_at(1000 + 10 * ((i * 7) % N));
+    for (int i = 0; i < N; i++)
+        ws[i] = park_at(1000 + 10 * ((i * 7) % N));
     waiter_t *mid = NULL;
     for (int i = 0; i < N; i++)
         if (ws[i]->heap > 1 && ws[i]->heap < N) mid = ws[i];

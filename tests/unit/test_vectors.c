@@ -18,7 +18,8 @@ static const char *AUTHKEY = "secret-key";
 
 static void keys(uint8_t c2s[32], uint8_t s2c[32]) {
     uint8_t nc[32], nb[32];
-    for (int i = 0; i < 32; i++) nc[i] = (uint8_t)i, nb[i] = (uint8_t)(32 + i);
+    for (int i = 0; i < 32; i++)
+        nc[i] = (uint8_t)i, nb[i] = (uint8_t)(32 + i);
     assert_int_equal(mpb__auth_keys(AUTHKEY, strlen(AUTHKEY), nc, nb, c2s, s2c), 0);
     uint8_t want[32];
     spec_named_hex(EXAMPLES, "c2s ", want, 32);
@@ -55,8 +56,8 @@ static void test_vectors_request_frame(void **state) {
     uint8_t c2s[32], s2c[32];
     keys(c2s, s2c);
     /* [1, 18 (dict.get), "users", "alice"] */
-    const uint8_t body[] = {0x94, 0x01, 0x12, 0xa5, 'u', 's', 'e', 'r', 's',
-                            0xa5, 'a',  'l',  'i',  'c', 'e'};
+    const uint8_t body[] = {0x94, 0x01, 0x12, 0xa5, 'u', 's', 'e', 'r',
+                            's',  0xa5, 'a',  'l',  'i', 'c', 'e'};
     check_frame(MPB__T_REQ, 1, body, sizeof body, c2s, "A REQ with sequence 1 carrying");
 }
 

@@ -38,7 +38,7 @@ extern "C" {
     XX(ETOOBIG, 12, "message too big")                                                             \
     XX(EINDEX, 13, "index out of range")                                                           \
     XX(ETYPE, 14, "wrong type")                                                                    \
-    XX(EVALUE, 15, "bad value (not present, or released or finished too often)")                  \
+    XX(EVALUE, 15, "bad value (not present, or released or finished too often)")                   \
     XX(ECONN, 16, "cannot reach the broker")                                                       \
     XX(EINVAL, 17, "invalid argument")                                                             \
     XX(EOVERFLOW, 18, "integer overflow")                                                          \
@@ -84,13 +84,13 @@ typedef struct mpb_value mpb_value_t;
 typedef struct mpb_namespace mpb_namespace_t;
 
 typedef struct mpb_options {
-    size_t size;              /* sizeof(mpb_options_t), set by mpb_options_init() */
-    int connect_timeout_ms;   /* the whole handshake; default 5000 */
-    int op_timeout_ms;        /* non-blocking ops, and the grace after a blocking op's own
-                                 deadline; default 10000 */
-    const char *name;         /* shown by `mpb info`; default "" */
-    int heartbeat_ms;         /* session heartbeat; 0 = the broker's choice (sent at connect) */
-    int no_heartbeat_thread;  /* 1: send heartbeats only from within calls (see mpb_connect) */
+    size_t size;             /* sizeof(mpb_options_t), set by mpb_options_init() */
+    int connect_timeout_ms;  /* the whole handshake; default 5000 */
+    int op_timeout_ms;       /* non-blocking ops, and the grace after a blocking op's own
+                                deadline; default 10000 */
+    const char *name;        /* shown by `mpb info`; default "" */
+    int heartbeat_ms;        /* session heartbeat; 0 = the broker's choice (sent at connect) */
+    int no_heartbeat_thread; /* 1: send heartbeats only from within calls (see mpb_connect) */
     /* Riding through cuts and broker restarts. These fields are appended, never inserted:
      * a program built against an older header passes a smaller size, and the fields past it
      * keep the defaults of mpb_options_init() (so the ABI stays, and such a program
@@ -108,7 +108,7 @@ typedef struct mpb_options {
                                    one, each pause drawn between half and all of it (jitter);
                                    default 50 */
     int reconnect_delay_max_ms; /* the longest pause; default 2000 */
-    int encryption;           /* MPB_ENCRYPTION_AUTO (default), _ON or _OFF: see below */
+    int encryption;             /* MPB_ENCRYPTION_AUTO (default), _ON or _OFF: see below */
 } mpb_options_t;
 
 /* mpb_options_t.encryption: whether the connection uses ZeroMQ CURVE, keyed by the authkey
@@ -138,10 +138,10 @@ MPB_EXPORT int mpb_authkey_load(const char *path, void **key, size_t *len, char 
  * (the broker proves it too). Blocks up to opts->connect_timeout_ms. opts may be NULL for the
  * defaults. Returns 0 or a negative MPB_E* (MPB_EAUTH: wrong key; MPB_ECONN / MPB_ETIMEDOUT:
  * no broker answered; MPB_ECONN at once, without waiting out the timeout, when a tcp:// host
- * does not resolve or refuses the connection, mpb_errmsg() saying which). *out is set even on failure (NULL only for MPB_ENOMEM) so mpb_errmsg()
- * can say why; mpb_close() it either way. Unless opts->no_heartbeat_thread, a background
- * thread keeps the session alive between calls; it only ever holds the client's internal lock
- * briefly and never runs user code. */
+ * does not resolve or refuses the connection, mpb_errmsg() saying which). *out is set even on
+ * failure (NULL only for MPB_ENOMEM) so mpb_errmsg() can say why; mpb_close() it either way. Unless
+ * opts->no_heartbeat_thread, a background thread keeps the session alive between calls; it only
+ * ever holds the client's internal lock briefly and never runs user code. */
 MPB_EXPORT int mpb_connect(const char *endpoint, const void *authkey, size_t authkey_len,
                            const mpb_options_t *opts, mpb_client_t **out);
 /* Ends the session (its locks, semaphore units and parked waits are released at once) and
@@ -185,8 +185,7 @@ MPB_EXPORT int mpb_call(mpb_client_t *c, unsigned op, const char *name, const vo
  * callback with the error. An own event loop can poll mpb_fd(c) for readability (it is
  * edge-triggered, as ZMQ_FD is: after it fires, call mpb_poll(c, 0) until it returns 0). */
 
-typedef void (*mpb_callback_t)(mpb_client_t *c, int status, const void *val, size_t len,
-                               void *arg);
+typedef void (*mpb_callback_t)(mpb_client_t *c, int status, const void *val, size_t len, void *arg);
 
 /* Queues op on object name (NULL for none) with the elements of args (a msgpack array, or
  * NULL for no arguments). Returns 0 or a negative MPB_E* (then cb is never called). */

@@ -31,11 +31,10 @@ MPB_EXPORT void mpb_dict_close(mpb_dict_t **d);
 MPB_EXPORT int mpb_dict_set(mpb_dict_t *d, const void *key, size_t klen, const void *val,
                             size_t vlen);
 /* Copies the value under key into a new buffer *val. MPB_ENOKEY when absent. */
-MPB_EXPORT int mpb_dict_get(mpb_dict_t *d, const void *key, size_t klen, void **val,
-                            size_t *vlen);
+MPB_EXPORT int mpb_dict_get(mpb_dict_t *d, const void *key, size_t klen, void **val, size_t *vlen);
 /* As mpb_dict_get, but an absent key yields a copy of def instead of MPB_ENOKEY. */
-MPB_EXPORT int mpb_dict_get_default(mpb_dict_t *d, const void *key, size_t klen,
-                                    const void *def, size_t deflen, void **val, size_t *vlen);
+MPB_EXPORT int mpb_dict_get_default(mpb_dict_t *d, const void *key, size_t klen, const void *def,
+                                    size_t deflen, void **val, size_t *vlen);
 /* Removes key. MPB_ENOKEY when absent. */
 MPB_EXPORT int mpb_dict_del(mpb_dict_t *d, const void *key, size_t klen);
 /* Returns 1 if key is present, 0 if not, or a negative MPB_E*. */
@@ -49,8 +48,7 @@ MPB_EXPORT int mpb_dict_pop(mpb_dict_t *d, const void *key, size_t klen, const v
                             size_t deflen, void **val, size_t *vlen);
 /* Removes and returns the most recently inserted pair (LIFO, as Python's dict.popitem).
  * MPB_EEMPTY when the dict is empty. */
-MPB_EXPORT int mpb_dict_popitem(mpb_dict_t *d, void **key, size_t *klen, void **val,
-                                size_t *vlen);
+MPB_EXPORT int mpb_dict_popitem(mpb_dict_t *d, void **key, size_t *klen, void **val, size_t *vlen);
 /* Returns the value under key, first setting it to def if absent. */
 MPB_EXPORT int mpb_dict_setdefault(mpb_dict_t *d, const void *key, size_t klen, const void *def,
                                    size_t deflen, void **val, size_t *vlen);
@@ -115,8 +113,8 @@ MPB_EXPORT int mpb_list_get_str(mpb_list_t *l, int64_t index, char **s);
 MPB_EXPORT int mpb_list_set(mpb_list_t *l, int64_t index, const void *val, size_t vlen);
 /* Items [start, stop) as Python slices them (negative indexes count from the end), at most
  * max of them (the broker caps max): *items is a new msgpack array of *n values. */
-MPB_EXPORT int mpb_list_slice(mpb_list_t *l, int64_t start, int64_t stop, size_t max,
-                              void **items, size_t *itemslen, size_t *n);
+MPB_EXPORT int mpb_list_slice(mpb_list_t *l, int64_t start, int64_t stop, size_t max, void **items,
+                              size_t *itemslen, size_t *n);
 /* Removes and returns the item at index (-1: the last). MPB_EINDEX when empty/out of range. */
 MPB_EXPORT int mpb_list_pop(mpb_list_t *l, int64_t index, void **val, size_t *vlen);
 /* Removes the first item equal to val. MPB_EVALUE when there is none. */
@@ -189,8 +187,8 @@ MPB_EXPORT int mpb_queue_open_reliable(mpb_client_t *c, const char *name, int64_
                                        int joinable, mpb_queue_t **out);
 /* As mpb_queue_get, and *delivery is the item's delivery id (0 when the queue does not track
  * its items), for mpb_queue_task_done_id(). */
-MPB_EXPORT int mpb_queue_get_tracked(mpb_queue_t *q, void **val, size_t *vlen,
-                                     uint64_t *delivery, int timeout_ms);
+MPB_EXPORT int mpb_queue_get_tracked(mpb_queue_t *q, void **val, size_t *vlen, uint64_t *delivery,
+                                     int timeout_ms);
 /* Says the item of that delivery (taken by this client) is done, as AMQP's ack: on a
  * JoinableQueue it is also its task_done. MPB_EVALUE when this client has no such item not
  * yet done. */
@@ -205,16 +203,15 @@ MPB_EXPORT int mpb_queue_join(mpb_queue_t *q, int timeout_ms);
  * integer for incr; the item for queue get). Nothing is copied for the caller to free. */
 MPB_EXPORT int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *val,
                                   size_t vlen, mpb_callback_t cb, void *arg);
-MPB_EXPORT int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen,
-                                  mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen, mpb_callback_t cb,
+                                  void *arg);
 MPB_EXPORT int mpb_dict_incr_async(mpb_dict_t *d, const void *key, size_t klen, int64_t by,
                                    mpb_callback_t cb, void *arg);
-MPB_EXPORT int mpb_list_append_async(mpb_list_t *l, const void *val, size_t vlen,
-                                     mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_list_append_async(mpb_list_t *l, const void *val, size_t vlen, mpb_callback_t cb,
+                                     void *arg);
 MPB_EXPORT int mpb_queue_put_async(mpb_queue_t *q, const void *val, size_t vlen, int timeout_ms,
                                    mpb_callback_t cb, void *arg);
-MPB_EXPORT int mpb_queue_get_async(mpb_queue_t *q, int timeout_ms, mpb_callback_t cb,
-                                   void *arg);
+MPB_EXPORT int mpb_queue_get_async(mpb_queue_t *q, int timeout_ms, mpb_callback_t cb, void *arg);
 
 #ifdef __cplusplus
 }

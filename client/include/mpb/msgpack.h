@@ -48,7 +48,7 @@ MPB_EXPORT int mpb_unpack_bin(const void *buf, size_t len, const void **p, size_
 typedef struct mpb_mpbuf {
     unsigned char *data; /* what is built so far (read-only for the caller) */
     size_t len, cap;
-    int err;             /* the first failure, or 0 */
+    int err; /* the first failure, or 0 */
 } mpb_mpbuf_t;
 
 MPB_EXPORT int mpb_mp_nil(mpb_mpbuf_t *b);
@@ -83,8 +83,18 @@ typedef struct mpb_mpreader {
     const unsigned char *p, *end; /* private */
 } mpb_mpreader_t;
 
-enum { MPB_MP_END, MPB_MP_NIL, MPB_MP_BOOL, MPB_MP_INT, MPB_MP_FLOAT, MPB_MP_STR, MPB_MP_BIN,
-       MPB_MP_ARRAY, MPB_MP_MAP, MPB_MP_EXT };
+enum {
+    MPB_MP_END,
+    MPB_MP_NIL,
+    MPB_MP_BOOL,
+    MPB_MP_INT,
+    MPB_MP_FLOAT,
+    MPB_MP_STR,
+    MPB_MP_BIN,
+    MPB_MP_ARRAY,
+    MPB_MP_MAP,
+    MPB_MP_EXT
+};
 
 MPB_EXPORT int mpb_mpr_init(mpb_mpreader_t *r, const void *buf, size_t len);
 /* The next value's MPB_MP_* type; MPB_MP_END when all is read (or r is NULL). */

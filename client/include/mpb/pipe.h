@@ -18,8 +18,8 @@ extern "C" {
  * end 0, the child (on its own client) end 1. Items are msgpack values, delivered in the order
  * sent. What is sent to an end that has not been opened yet waits for it. End of file: once
  * the other end is closed (or its session ended), send says MPB_EPIPE, and recv does as soon
- * as it has read what was sent before. Pipes are not persisted: a restarted broker has none. Names starting
- * with '~' (anonymous objects) are not pipes. */
+ * as it has read what was sent before. Pipes are not persisted: a restarted broker has none. Names
+ * starting with '~' (anonymous objects) are not pipes. */
 typedef struct mpb_pipe mpb_pipe_t;
 
 /* Opens end (0 or 1) of pipe name for this session, creating the pipe if new. duplex: 1 both

@@ -42,8 +42,8 @@ MPB_EXPORT int mpb_pool_apply(mpb_pool_t *p, const char *fn, const void *args, s
                               int timeout_ms, void **result, size_t *rlen);
 /* Submits fn(*args); *out (may be NULL: then the pool keeps it) completes later, running cb or
  * ecb (either may be NULL). Free *out with mpb_async_free(). */
-MPB_EXPORT int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args,
-                                    size_t alen, mpb_result_cb cb, mpb_error_cb ecb, void *arg,
+MPB_EXPORT int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args, size_t alen,
+                                    mpb_result_cb cb, mpb_error_cb ecb, void *arg,
                                     mpb_async_t **out);
 /* fn(item) for every item of the msgpack array items, chunksize items per task (0: chosen
  * as Python does, about len / (4 * workers); any larger value is one chunk), and fewer where
@@ -53,14 +53,14 @@ MPB_EXPORT int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *a
 MPB_EXPORT int mpb_pool_map(mpb_pool_t *p, const char *fn, const void *items, size_t len,
                             size_t chunksize, int timeout_ms, void **results, size_t *rlen);
 MPB_EXPORT int mpb_pool_map_async(mpb_pool_t *p, const char *fn, const void *items, size_t len,
-                                  size_t chunksize, mpb_result_cb cb, mpb_error_cb ecb,
-                                  void *arg, mpb_async_t **out);
+                                  size_t chunksize, mpb_result_cb cb, mpb_error_cb ecb, void *arg,
+                                  mpb_async_t **out);
 /* As map, but each item is an array of arguments: fn(*item). */
 MPB_EXPORT int mpb_pool_starmap(mpb_pool_t *p, const char *fn, const void *items, size_t len,
                                 size_t chunksize, int timeout_ms, void **results, size_t *rlen);
-MPB_EXPORT int mpb_pool_starmap_async(mpb_pool_t *p, const char *fn, const void *items,
-                                      size_t len, size_t chunksize, mpb_result_cb cb,
-                                      mpb_error_cb ecb, void *arg, mpb_async_t **out);
+MPB_EXPORT int mpb_pool_starmap_async(mpb_pool_t *p, const char *fn, const void *items, size_t len,
+                                      size_t chunksize, mpb_result_cb cb, mpb_error_cb ecb,
+                                      void *arg, mpb_async_t **out);
 
 /* Lazy map over items that next() produces one at a time (return 1 with *item set to one
  * msgpack value, valid until the next call; 0 at the end; < 0 to stop with that error). At most

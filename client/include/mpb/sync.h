@@ -133,8 +133,8 @@ typedef struct mpb_barrier mpb_barrier_t;
  * it). parties: needed when new (must match when not; 0: whatever it is). timeout_ms: the
  * default for waits given MPB_FOREVER (-1: none), fixed when the barrier is made. MPB_EINVAL
  * for a new barrier without parties, or parties that differ from the existing barrier's. */
-MPB_EXPORT int mpb_barrier_open(mpb_client_t *c, const char *name, int64_t parties,
-                                int timeout_ms, mpb_barrier_t **out);
+MPB_EXPORT int mpb_barrier_open(mpb_client_t *c, const char *name, int64_t parties, int timeout_ms,
+                                mpb_barrier_t **out);
 /* Frees the handle. Accepts &NULL; sets *b NULL. */
 MPB_EXPORT void mpb_barrier_close(mpb_barrier_t **b);
 /* Waits for all parties; *index (may be NULL) is unique among the parties of this round, from
@@ -160,8 +160,8 @@ typedef struct mpb_namespace mpb_namespace_t;
 /* Opens (creating if new) the Value called name: a new handle in *out (mpb_value_close() it).
  * initial (a msgpack value, or NULL for the integer 0) applies when the value is new; an
  * existing value keeps what it holds. MPB_EINVAL when initial is not one well-formed value. */
-MPB_EXPORT int mpb_value_open(mpb_client_t *c, const char *name, const void *initial,
-                              size_t len, mpb_value_t **out);
+MPB_EXPORT int mpb_value_open(mpb_client_t *c, const char *name, const void *initial, size_t len,
+                              mpb_value_t **out);
 /* Frees the handle (not the value). Accepts &NULL; sets *v NULL. */
 MPB_EXPORT void mpb_value_close(mpb_value_t **v);
 /* A copy of the value (any msgpack value; the integer 0 if never set) in a new buffer *val:
@@ -193,8 +193,7 @@ MPB_EXPORT int mpb_namespace_open(mpb_client_t *c, const char *name, mpb_namespa
 MPB_EXPORT void mpb_namespace_close(mpb_namespace_t **ns);
 /* A copy of attribute attr's value in a new buffer *val (mpb_free() it). MPB_ENOKEY when
  * there is no such attribute. */
-MPB_EXPORT int mpb_namespace_get(mpb_namespace_t *ns, const char *attr, void **val,
-                                 size_t *vlen);
+MPB_EXPORT int mpb_namespace_get(mpb_namespace_t *ns, const char *attr, void **val, size_t *vlen);
 /* Sets attribute attr to a copy of val (any msgpack value). MPB_EINVAL when val is not one
  * well-formed value, MPB_ETOOBIG past max_value. */
 MPB_EXPORT int mpb_namespace_set(mpb_namespace_t *ns, const char *attr, const void *val,

@@ -18,8 +18,8 @@ extern "C" {
  * returns non-zero with a message in err, which reaches the caller. Functions run on the
  * worker's own threads (concurrency of them), so they must be thread-safe when concurrency > 1. */
 
-typedef int (*mpb_task_fn)(void *ctx, const void *args, size_t alen, void **result,
-                           size_t *rlen, char *err, size_t errlen);
+typedef int (*mpb_task_fn)(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
+                           char *err, size_t errlen);
 
 typedef struct mpb_worker mpb_worker_t;
 

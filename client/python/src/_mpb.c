@@ -52,13 +52,13 @@ static PyObject *mod_errname(PyObject *m, PyObject *arg) {
 }
 
 static PyMethodDef mod_methods[] = {
-    {"packb", (PyCFunction)(void (*)(void))mod_packb, METH_VARARGS | METH_KEYWORDS,
-     "packb(obj, pickle=True) -> bytes: one msgpack value"},
-    {"unpackb", (PyCFunction)(void (*)(void))mod_unpackb, METH_VARARGS | METH_KEYWORDS,
-     "unpackb(data, pickle=True) -> the value"},
-    {"strerror", mod_strerror, METH_O, "strerror(code) -> the error's text"},
-    {"errname", mod_errname, METH_O, "errname(code) -> 'ENOKEY', ..."},
-    {NULL, NULL, 0, NULL},
+    {"packb",    (PyCFunction)(void (*)(void))mod_packb,   METH_VARARGS | METH_KEYWORDS,
+     "packb(obj, pickle=True) -> bytes: one msgpack value"                                                                   },
+    {"unpackb",  (PyCFunction)(void (*)(void))mod_unpackb, METH_VARARGS | METH_KEYWORDS,
+     "unpackb(data, pickle=True) -> the value"                                                                               },
+    {"strerror", mod_strerror,                             METH_O,                       "strerror(code) -> the error's text"},
+    {"errname",  mod_errname,                              METH_O,                       "errname(code) -> 'ENOKEY', ..."    },
+    {NULL,       NULL,                                     0,                            NULL                                },
 };
 
 static int add_constants(PyObject *m) {
@@ -83,19 +83,26 @@ static int add_constants(PyObject *m) {
 }
 
 static struct PyModuleDef mod_def = {
-    PyModuleDef_HEAD_INIT, "mpbroker._mpb",
+    PyModuleDef_HEAD_INIT,
+    "mpbroker._mpb",
     "libmpb for Python: Client(endpoint, authkey).call(op, name, args, block_ms), the value "
     "codec, Error(code, message), op codes OP_* and error codes (negative, as libmpb's).",
-    -1, mod_methods, NULL, NULL, NULL, NULL};
+    -1,
+    mod_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL};
 
 PyMODINIT_FUNC PyInit__mpb(void);
 PyMODINIT_FUNC PyInit__mpb(void) {
     PyObject *m = PyModule_Create(&mod_def);
     if (!m) return NULL;
-    mpbpy_error = PyErr_NewExceptionWithDoc(
-        "mpbroker._mpb.Error", "A failed call: args are (code, message); code is libmpb's "
-                               "negative MPB_E* (see errname()).",
-        NULL, NULL);
+    mpbpy_error =
+        PyErr_NewExceptionWithDoc("mpbroker._mpb.Error",
+                                  "A failed call: args are (code, message); code is libmpb's "
+                                  "negative MPB_E* (see errname()).",
+                                  NULL, NULL);
     if (!mpbpy_error || PyModule_AddObjectRef(m, "Error", mpbpy_error)) goto fail;
     if (mpbpy_codec_init(m) || mpbpy_client_init(m)) goto fail;
     if (add_constants(m)) goto fail;

@@ -50,14 +50,13 @@ static void forget_if_inherited(mpbpy_client_t *cl) {
 static void client_drop(mpbpy_client_t *cl) {
     forget_if_inherited(cl);
     if (cl->c) {
-        Py_BEGIN_ALLOW_THREADS
-        mpb_close(&cl->c);
+        Py_BEGIN_ALLOW_THREADS mpb_close(&cl->c);
         Py_END_ALLOW_THREADS
     }
 }
 
 static int client_init(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"endpoint", "authkey", "name", "connect_timeout_ms",
+    static char *kwlist[] = {"endpoint",      "authkey",    "name", "connect_timeout_ms",
                              "op_timeout_ms", "serializer", NULL};
     mpbpy_client_t *cl = (mpbpy_client_t *)self;
     const char *endpoint, *name = "", *ser = "pickle";
@@ -81,10 +80,8 @@ static int client_init(PyObject *self, PyObject *args, PyObject *kw) {
     o.name = name;
     mpb_client_t *c = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = mpb_connect(endpoint, key.buf, (size_t)key.len, &o, &c);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&key);
+    Py_BEGIN_ALLOW_THREADS rc = mpb_connect(endpoint, key.buf, (size_t)key.len, &o, &c);
+    Py_END_ALLOW_THREADS PyBuffer_Release(&key);
     if (rc) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s: %s", endpoint, c ? mpb_errmsg(c) : mpb_strerror(rc));
@@ -174,10 +171,8 @@ static int call_interruptible(mpbpy_client_t *cl, unsigned op, const char *name,
             }
             if (left < slice) slice = (int)left;
         }
-        Py_BEGIN_ALLOW_THREADS
-        rc = mpb_poll(cl->c, slice);
-        Py_END_ALLOW_THREADS
-        if (rc > 0) rc = 0;
+        Py_BEGIN_ALLOW_THREADS rc = mpb_poll(cl->c, slice);
+        Py_END_ALLOW_THREADS if (rc > 0) rc = 0;
         if (rc < 0 && !p->done) snprintf(msg, msglen, "%s", mpb_errmsg(cl->c));
         if (!rc && !p->done && PyErr_CheckSignals()) rc = 1;
     }
@@ -188,8 +183,7 @@ static int call_interruptible(mpbpy_client_t *cl, unsigned op, const char *name,
         *rlen = p->len;
     } else if (rc) {
         /* Still in flight, and its callback holds p: end the client before p goes. */
-        Py_BEGIN_ALLOW_THREADS
-        mpb_close(&cl->c);
+        Py_BEGIN_ALLOW_THREADS mpb_close(&cl->c);
         Py_END_ALLOW_THREADS
     }
     free(p);
@@ -220,17 +214,17 @@ static PyObject *client_call(PyObject *self, PyObject *args, PyObject *kw) {
     if (slow) {
         rc = call_interruptible(cl, op, name, ap, alen, block_ms, &res, &rlen, msg, sizeof msg);
     } else {
-        Py_BEGIN_ALLOW_THREADS
-        rc = mpb_call(c, op, name, ap, alen, block_ms, &res, &rlen);
-        Py_END_ALLOW_THREADS
-        if (rc) snprintf(msg, sizeof msg, "%s", mpb_errmsg(c));
+        Py_BEGIN_ALLOW_THREADS rc = mpb_call(c, op, name, ap, alen, block_ms, &res, &rlen);
+        Py_END_ALLOW_THREADS if (rc) snprintf(msg, sizeof msg, "%s", mpb_errmsg(c));
     }
     Py_XDECREF(packed);
     if (rc == 1) return NULL; /* a signal handler raised */
     if (rc) return mpbpy_raise(rc, msg);
     PyObject *v = mpbpy_unpackb(res, rlen, cl->use_pickle);
-    if (slow) free(res);
-    else mpb_free(res);
+    if (slow)
+        free(res);
+    else
+        mpb_free(res);
     return v;
 }
 
@@ -273,35 +267,34 @@ static PyObject *client_get_pickle(PyObject *self, void *closure) {
 }
 
 static PyMethodDef client_methods[] = {
-    {"call", (PyCFunction)(void (*)(void))client_call, METH_VARARGS | METH_KEYWORDS,
+    {"call",    (PyCFunction)(void (*)(void))client_call, METH_VARARGS | METH_KEYWORDS,
      "call(op, name, args=None, block_ms=0) -> the reply's value, decoded.\n"
      "Sends one request (op code, object name or None, list of arguments) and waits for the "
      "reply, with the GIL released. block_ms: how long the broker may park it (-1 forever). "
-     "A failure raises Error(code, message)."},
-    {"close", client_close, METH_NOARGS, "Ends the session (its locks are released at once)."},
-    {"packb", client_packb, METH_O, "Encodes a value as this client would."},
-    {"unpackb", client_unpackb, METH_O, "Decodes a value as this client would."},
-    {NULL, NULL, 0, NULL},
+     "A failure raises Error(code, message)."                                                                                               },
+    {"close",   client_close,                             METH_NOARGS,                  "Ends the session (its locks are released at once)."},
+    {"packb",   client_packb,                             METH_O,                       "Encodes a value as this client would."             },
+    {"unpackb", client_unpackb,                           METH_O,                       "Decodes a value as this client would."             },
+    {NULL,      NULL,                                     0,                            NULL                                                },
 };
 
 static PyGetSetDef client_getset[] = {
-    {"session", client_get_session, NULL, "the broker's id for this session (0 when closed)",
-     NULL},
-    {"closed", client_get_closed, NULL, "True after close()", NULL},
-    {"pid", client_get_pid, NULL, "the process that connected it", NULL},
-    {"pickle", client_get_pickle, NULL, "False with serializer \"msgpack\"", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
+    {"session", client_get_session, NULL, "the broker's id for this session (0 when closed)", NULL},
+    {"closed",  client_get_closed,  NULL, "True after close()",                               NULL},
+    {"pid",     client_get_pid,     NULL, "the process that connected it",                    NULL},
+    {"pickle",  client_get_pickle,  NULL, "False with serializer \"msgpack\"",                NULL},
+    {NULL,      NULL,               NULL, NULL,                                               NULL},
 };
 
 static PyType_Slot client_slots[] = {
-    {Py_tp_doc, "Client(endpoint, authkey, name='', connect_timeout_ms=5000, "
+    {Py_tp_doc,     "Client(endpoint, authkey, name='', connect_timeout_ms=5000, "
                 "op_timeout_ms=10000, serializer='pickle'): one session on a broker."},
-    {Py_tp_init, client_init},
-    {Py_tp_new, PyType_GenericNew},
-    {Py_tp_dealloc, client_dealloc},
-    {Py_tp_methods, client_methods},
-    {Py_tp_getset, client_getset},
-    {0, NULL},
+    {Py_tp_init,    client_init                                                                     },
+    {Py_tp_new,     PyType_GenericNew                                                               },
+    {Py_tp_dealloc, client_dealloc                                                                  },
+    {Py_tp_methods, client_methods                                                                  },
+    {Py_tp_getset,  client_getset                                                                   },
+    {0,             NULL                                                                            },
 };
 
 static PyType_Spec client_spec = {"mpbroker._mpb.Client", sizeof(mpbpy_client_t), 0,

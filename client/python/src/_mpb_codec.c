@@ -20,7 +20,8 @@ static PyObject *pickle_loads;
 static int buf_grow(mpbpy_buf_t *b, size_t n) {
     if (b->len + n <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + n) cap *= 2;
+    while (cap < b->len + n)
+        cap *= 2;
     char *np = PyMem_Realloc(b->p, cap);
     if (!np) {
         PyErr_NoMemory();
@@ -42,7 +43,8 @@ int mpbpy_buf_put(mpbpy_buf_t *b, const void *p, size_t n) {
 static int put_be(mpbpy_buf_t *b, uint8_t head, uint64_t v, int nbytes) {
     uint8_t t[9];
     t[0] = head;
-    for (int i = 0; i < nbytes; i++) t[1 + i] = (uint8_t)(v >> (8 * (nbytes - 1 - i)));
+    for (int i = 0; i < nbytes; i++)
+        t[1 + i] = (uint8_t)(v >> (8 * (nbytes - 1 - i)));
     return mpbpy_buf_put(b, t, 1 + (size_t)nbytes);
 }
 
@@ -64,8 +66,8 @@ static int put_int(mpbpy_buf_t *b, int64_t v) {
 }
 
 /* The header of a str, bin, array or map of n (fix: the fix-size base, or 0 for none). */
-static int put_head(mpbpy_buf_t *b, uint8_t fix, size_t fixmax, uint8_t h8, uint8_t h16, uint8_t h32,
-                    size_t n) {
+static int put_head(mpbpy_buf_t *b, uint8_t fix, size_t fixmax, uint8_t h8, uint8_t h16,
+                    uint8_t h32, size_t n) {
     if (fix && n <= fixmax) return put_be(b, (uint8_t)(fix | n), 0, 0);
     if (h8 && n <= 0xff) return put_be(b, h8, n, 1);
     if (n <= 0xffff) return put_be(b, h16, n, 2);
@@ -91,10 +93,14 @@ static int put_pickle(mpbpy_buf_t *b, PyObject *obj) {
     if (!rc) {
         static const uint8_t fix[] = {0, 0xd4, 0xd5, 0, 0xd6, 0, 0, 0, 0xd7};
         size_t un = (size_t)n;
-        if ((un == 1 || un == 2 || un == 4 || un == 8) && fix[un]) rc = put_be(b, fix[un], 0, 0);
-        else if (un <= 0xff) rc = put_be(b, 0xc7, un, 1);
-        else if (un <= 0xffff) rc = put_be(b, 0xc8, un, 2);
-        else if (un <= 0xffffffff) rc = put_be(b, 0xc9, un, 4);
+        if ((un == 1 || un == 2 || un == 4 || un == 8) && fix[un])
+            rc = put_be(b, fix[un], 0, 0);
+        else if (un <= 0xff)
+            rc = put_be(b, 0xc7, un, 1);
+        else if (un <= 0xffff)
+            rc = put_be(b, 0xc8, un, 2);
+        else if (un <= 0xffffffff)
+            rc = put_be(b, 0xc9, un, 4);
         else {
             PyErr_SetString(PyExc_ValueError, "pickled value too large");
             rc = -1;
@@ -189,7 +195,8 @@ static int encode(mpbpy_buf_t *b, PyObject *o, int use_pickle, int depth) {
     int rc = encode_native(b, o, use_pickle, depth);
     if (rc > 0) {
         b->len = mark;
-        if (use_pickle) rc = put_pickle(b, o);
+        if (use_pickle)
+            rc = put_pickle(b, o);
         else {
             PyErr_Format(PyExc_TypeError,
                          "%s values are not msgpack-native and serializer is \"msgpack\" "
@@ -232,7 +239,8 @@ static int take_be(rd_t *r, int nbytes, uint64_t *v) {
     const uint8_t *s;
     if (take(r, (size_t)nbytes, &s)) return -1;
     *v = 0;
-    for (int i = 0; i < nbytes; i++) *v = (*v << 8) | s[i];
+    for (int i = 0; i < nbytes; i++)
+        *v = (*v << 8) | s[i];
     return 0;
 }
 
@@ -263,8 +271,10 @@ static PyObject *decode_array(rd_t *r, size_t n, int depth) {
     PyObject *l = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; l && i < n; i++) {
         PyObject *v = decode(r, depth + 1);
-        if (!v) Py_CLEAR(l);
-        else PyList_SET_ITEM(l, (Py_ssize_t)i, v);
+        if (!v)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, v);
     }
     return l;
 }
@@ -279,8 +289,10 @@ static PyObject *hashable(PyObject *k) {
             PyObject *e = PyList_GET_ITEM(k, i);
             Py_INCREF(e);
             e = hashable(e);
-            if (!e) Py_CLEAR(t);
-            else PyTuple_SET_ITEM(t, i, e);
+            if (!e)
+                Py_CLEAR(t);
+            else
+                PyTuple_SET_ITEM(t, i, e);
         }
         Py_DECREF(k);
         return t;
@@ -335,9 +347,19 @@ static PyObject *decode(rd_t *r, int depth) {
     static const struct {
         uint8_t code, kind, nbytes;
     } tab[] = {
-        {0xc4, 'b', 1}, {0xc5, 'b', 2}, {0xc6, 'b', 4}, {0xd9, 's', 1}, {0xda, 's', 2},
-        {0xdb, 's', 4}, {0xdc, 'a', 2}, {0xdd, 'a', 4}, {0xde, 'm', 2}, {0xdf, 'm', 4},
-        {0xc7, 'x', 1}, {0xc8, 'x', 2}, {0xc9, 'x', 4},
+        {0xc4, 'b', 1},
+        {0xc5, 'b', 2},
+        {0xc6, 'b', 4},
+        {0xd9, 's', 1},
+        {0xda, 's', 2},
+        {0xdb, 's', 4},
+        {0xdc, 'a', 2},
+        {0xdd, 'a', 4},
+        {0xde, 'm', 2},
+        {0xdf, 'm', 4},
+        {0xc7, 'x', 1},
+        {0xc8, 'x', 2},
+        {0xc9, 'x', 4},
     };
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
         if (tab[i].code != c) continue;
@@ -349,10 +371,16 @@ static PyObject *decode(rd_t *r, int depth) {
     case 0xc0: Py_RETURN_NONE;
     case 0xc2: Py_RETURN_FALSE;
     case 0xc3: Py_RETURN_TRUE;
-    case 0xcc: case 0xcd: case 0xce: case 0xcf:
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf:
         if (take_be(r, 1 << (c - 0xcc), &v)) return bad("truncated int");
         return PyLong_FromUnsignedLongLong(v);
-    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+    case 0xd0:
+    case 0xd1:
+    case 0xd2:
+    case 0xd3: {
         int nb = 1 << (c - 0xd0);
         if (take_be(r, nb, &v)) return bad("truncated int");
         if (nb < 8 && (v >> (8 * nb - 1))) v |= ~(uint64_t)0 << (8 * nb); /* sign-extend */
@@ -371,8 +399,11 @@ static PyObject *decode(rd_t *r, int depth) {
         memcpy(&d, &v, 8);
         return PyFloat_FromDouble(d);
     }
-    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
-        return decode_ext(r, (size_t)1 << (c - 0xd4));
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8: return decode_ext(r, (size_t)1 << (c - 0xd4));
     }
     return bad("reserved byte 0xc1");
 }
@@ -389,8 +420,8 @@ PyObject *mpbpy_unpackb(const void *buf, size_t len, int use_pickle) {
 
 static PyStructSequence_Field ext_fields[] = {
     {"type", "the msgpack ext type (-128..127)"},
-    {"data", "its bytes"},
-    {NULL, NULL},
+    {"data", "its bytes"                       },
+    {NULL,   NULL                              },
 };
 static PyStructSequence_Desc ext_desc = {
     "mpbroker._mpb.Ext", "A msgpack ext value the codec does not turn into a Python object.",

@@ -211,8 +211,8 @@ static int wb_item(mpbpy_buf_t *b, PyObject *item, int star, int use_pickle) {
 }
 
 /* Appends the call [MARKED KEY, [ITEM...]] of the batch in items (a buffer of n items). */
-static int wb_batch(mpbpy_buf_t *b, const uint8_t *key, size_t klen, uint8_t marker, const mpbpy_buf_t *items,
-                    size_t n) {
+static int wb_batch(mpbpy_buf_t *b, const uint8_t *key, size_t klen, uint8_t marker,
+                    const mpbpy_buf_t *items, size_t n) {
     int rc = mpbpy_buf_array(b, 2);
     if (!rc) rc = mpbpy_buf_bin(b, klen);
     if (!rc) rc = mpbpy_buf_put(b, &marker, 1);
