@@ -5,8 +5,8 @@
 
 #include "broker.h"
 
-static void grow(deque_t *d) {
-    size_t ncap = d->cap ? d->cap * 2 : 8;
+/* Copies the ring into a new array of ncap slots, head at 0. */
+static void resize(deque_t *d, size_t ncap) {
     blob_t **v = xmalloc(ncap * sizeof *v);
     for (size_t i = 0; i < d->len; i++)
         v[i] = deque_at(d, i);
@@ -16,18 +16,13 @@ static void grow(deque_t *d) {
     d->head = 0;
 }
 
+static void grow(deque_t *d) {
+    resize(d, d->cap ? d->cap * 2 : 8);
+}
+
 static void shrink(deque_t *d) {
     /* give memory back after a big queue drains */
-    if (d->cap > 64 && d->len < d->cap / 8) {
-        size_t ncap = d->cap / 4;
-        blob_t **v = xmalloc(ncap * sizeof *v);
-        for (size_t i = 0; i < d->len; i++)
-            v[i] = deque_at(d, i);
-        free(d->v);
-        d->v = v;
-        d->cap = ncap;
-        d->head = 0;
-    }
+    if (d->cap > 64 && d->len < d->cap / 8) resize(d, d->cap / 4);
 }
 
 void deque_push_back(deque_t *d, blob_t *b) {

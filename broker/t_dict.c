@@ -93,19 +93,20 @@ int cmd_dict_set(req_t *r) {
     return reply_nil(r);
 }
 
-/* dict.get KEY [DEFAULT] -> value | DEFAULT | ENOKEY */
-int cmd_dict_get(req_t *r) {
+/* The key of a KEY [DEFAULT] request and its position (-1: not there), or -2 after an error
+ * reply. */
+static long key_default_pos(req_t *r, const char *op, const uint8_t **k, size_t *kn) {
     if (r->argc > 2)
-        return reply_error(r, MPB_EPROTO, "dict.get takes 1 or 2 arguments, got %u", r->argc);
-    const uint8_t *k, *d;
-    size_t kn, dn;
+        return reply_error(r, MPB_EPROTO, "%s takes 1 or 2 arguments, got %u", op, r->argc), -2;
     uint64_t h;
-    if (arg_key(r, &k, &kn, &keybuf)) return -1;
-    long pos = dict_find(as_dict(r), k, kn, &h);
-    if (pos >= 0) {
-        const dkv_t *kv = as_dict(r)->ents[pos].item;
-        return reply_raw(r, dkv_val(kv), kv->vlen);
-    }
+    if (arg_key(r, k, kn, &keybuf)) return -2;
+    return dict_find(as_dict(r), *k, *kn, &h);
+}
+
+/* A missing key of a KEY [DEFAULT] request: the default, or ENOKEY. */
+static int reply_default(req_t *r, const uint8_t *k, size_t kn) {
+    const uint8_t *d;
+    size_t dn;
     if (r->argc >= 2) {
         if (arg_value(r, "default", g_limits.max_value, &d, &dn)) return -1;
         return reply_raw(r, d, dn);
@@ -114,6 +115,17 @@ int cmd_dict_get(req_t *r) {
     mpb__mp_sample(k, kn, s, sizeof s);
     return reply_error(r, MPB_ENOKEY, "no key %s in dict/%.*s", s, (int)r->obj->namelen,
                        r->obj->name);
+}
+
+/* dict.get KEY [DEFAULT] -> value | DEFAULT | ENOKEY */
+int cmd_dict_get(req_t *r) {
+    const uint8_t *k;
+    size_t kn;
+    long pos = key_default_pos(r, "dict.get", &k, &kn);
+    if (pos == -2) return -1;
+    if (pos < 0) return reply_default(r, k, kn);
+    const dkv_t *kv = as_dict(r)->ents[pos].item;
+    return reply_raw(r, dkv_val(kv), kv->vlen);
 }
 
 /* dict.del KEY -> nil | ENOKEY */
@@ -227,23 +239,11 @@ int cmd_dict_update(req_t *r) {
 
 /* dict.pop KEY [DEFAULT] -> value | DEFAULT | ENOKEY */
 int cmd_dict_pop(req_t *r) {
-    if (r->argc > 2)
-        return reply_error(r, MPB_EPROTO, "dict.pop takes 1 or 2 arguments, got %u", r->argc);
-    const uint8_t *k, *d;
-    size_t kn, dn;
-    uint64_t h;
-    if (arg_key(r, &k, &kn, &keybuf)) return -1;
-    long pos = dict_find(as_dict(r), k, kn, &h);
-    if (pos < 0) {
-        if (r->argc >= 2) {
-            if (arg_value(r, "default", g_limits.max_value, &d, &dn)) return -1;
-            return reply_raw(r, d, dn);
-        }
-        char s[80];
-        mpb__mp_sample(k, kn, s, sizeof s);
-        return reply_error(r, MPB_ENOKEY, "no key %s in dict/%.*s", s, (int)r->obj->namelen,
-                           r->obj->name);
-    }
+    const uint8_t *k;
+    size_t kn;
+    long pos = key_default_pos(r, "dict.pop", &k, &kn);
+    if (pos == -2) return -1;
+    if (pos < 0) return reply_default(r, k, kn);
     dkv_t *kv = omap_del(as_dict(r), (size_t)pos);
     reply_raw(r, dkv_val(kv), kv->vlen);
     free(kv);

@@ -40,8 +40,8 @@ bool mpb__auth_verify(const void *authkey, size_t keylen, bool server, const uin
     return CRYPTO_memcmp(want, proof, MPB__PROOF_LEN) == 0;
 }
 
-static int hkdf(const void *ikm, size_t ikmlen, const uint8_t *salt, size_t saltlen,
-                const char *info, uint8_t *out, size_t outlen) {
+int mpb__hkdf(const void *ikm, size_t ikmlen, const uint8_t *salt, size_t saltlen, const char *info,
+              uint8_t *out, size_t outlen) {
     EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
     if (!kdf) return MPB_ENOMEM;
     EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
@@ -64,7 +64,7 @@ int mpb__auth_keys(const void *authkey, size_t keylen, const uint8_t *nonce_c,
     uint8_t salt[2 * MPB__NONCE_LEN];
     memcpy(salt, nonce_c, MPB__NONCE_LEN);
     memcpy(salt + MPB__NONCE_LEN, nonce_b, MPB__NONCE_LEN);
-    int rc = hkdf(authkey, keylen, salt, sizeof salt, "mpb1 c2s", c2s, MPB__KEY_LEN);
-    if (!rc) rc = hkdf(authkey, keylen, salt, sizeof salt, "mpb1 s2c", s2c, MPB__KEY_LEN);
+    int rc = mpb__hkdf(authkey, keylen, salt, sizeof salt, "mpb1 c2s", c2s, MPB__KEY_LEN);
+    if (!rc) rc = mpb__hkdf(authkey, keylen, salt, sizeof salt, "mpb1 s2c", s2c, MPB__KEY_LEN);
     return rc;
 }

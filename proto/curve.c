@@ -18,21 +18,8 @@
 static int curve_secret(const void *authkey, size_t keylen, const char *info,
                         uint8_t out[MPB__CURVE_LEN]) {
     static const char salt[] = "mpb1 curve";
-    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    if (!kdf) return MPB_ENOMEM;
-    EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
-    EVP_KDF_free(kdf);
-    if (!ctx) return MPB_ENOMEM;
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)authkey, keylen),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, sizeof salt - 1),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, strlen(info)),
-        OSSL_PARAM_construct_end(),
-    };
-    int ok = EVP_KDF_derive(ctx, out, MPB__CURVE_LEN, params) == 1;
-    EVP_KDF_CTX_free(ctx);
-    return ok ? 0 : MPB_ENOMEM;
+    return mpb__hkdf(authkey, keylen, (const uint8_t *)salt, sizeof salt - 1, info, out,
+                     MPB__CURVE_LEN);
 }
 
 static int curve_public(const uint8_t sec[MPB__CURVE_LEN], uint8_t pub[MPB__CURVE_LEN]) {

@@ -184,6 +184,10 @@ int mpb__auth_proof(const void *authkey, size_t keylen, bool server, const uint8
 bool mpb__auth_verify(const void *authkey, size_t keylen, bool server, const uint8_t *nonce_c,
                       const uint8_t *nonce_b, const uint8_t *proof, size_t prooflen);
 /* HKDF-SHA256(ikm authkey, salt nonce_c || nonce_b, info "mpb1 c2s" / "mpb1 s2c"). */
+/* HKDF-SHA256 (RFC 5869) of ikm with salt and info into out: the session keys and the CURVE
+ * keys are both derived by it. 0, or MPB_ENOMEM. */
+int mpb__hkdf(const void *ikm, size_t ikmlen, const uint8_t *salt, size_t saltlen, const char *info,
+              uint8_t *out, size_t outlen);
 int mpb__auth_keys(const void *authkey, size_t keylen, const uint8_t *nonce_c,
                    const uint8_t *nonce_b, uint8_t c2s[MPB__KEY_LEN], uint8_t s2c[MPB__KEY_LEN]);
 

@@ -49,17 +49,23 @@ void print_json_error(const char *code, const char *msg, const char *op) {
     json_decref(o);
 }
 
-/* A failure found by the CLI itself: "mpb: MESSAGE" on stderr, or the JSON error. */
-void report(const char *code, const char *fmt, ...) {
+/* "mpb: MESSAGE" (then after) on stderr, or the JSON error with code. */
+__attribute__((format(printf, 3, 0))) static void say(const char *code, const char *after,
+                                                      const char *fmt, va_list ap) {
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     if (opt.json)
         print_json_error(code, msg, cur_cmd);
     else
-        fprintf(stderr, "mpb: %s\n", msg);
+        fprintf(stderr, "mpb: %s\n%s", msg, after);
+}
+
+/* A failure found by the CLI itself: "mpb: MESSAGE" on stderr, or the JSON error. */
+void report(const char *code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    say(code, "", fmt, ap);
+    va_end(ap);
 }
 
 /* Reports a failed call and returns the exit status for it. */
@@ -82,15 +88,10 @@ int report_ok(int rc, const char *what) {
 
 /* Bad usage: exit 2; with --json the error code is EUSAGE (the CLI's own, not an MPB_E*). */
 int usage_error(const char *fmt, ...) {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    say("EUSAGE", "(mpb --help for usage)\n", fmt, ap);
     va_end(ap);
-    if (opt.json)
-        print_json_error("EUSAGE", msg, cur_cmd);
-    else
-        fprintf(stderr, "mpb: %s\n(mpb --help for usage)\n", msg);
     return EXIT_USAGE;
 }
 

@@ -425,17 +425,24 @@ static int put_args(mpb_client_t *c, const void *args, size_t argslen, uint32_t 
     return 0;
 }
 
-int mpb_call(mpb_client_t *c, unsigned op, const char *name, const void *args, size_t argslen,
-             int block_ms, void **result, size_t *resultlen) {
-    if (!c) return MPB_EINVAL;
+/* Starts the request of op on name with the caller's msgpack array args as its arguments. */
+static int raw_req(mpb_client_t *c, unsigned op, const char *name, const void *args,
+                   size_t argslen) {
     uint32_t argc;
     const void *body;
     size_t bodylen;
     if (put_args(c, args, argslen, &argc, &body, &bodylen)) return MPB_EINVAL;
     mpb__buf_t *b = mpb__req(c, op, name, name ? strlen(name) : 0, argc);
     mpb__w_raw(b, body, bodylen);
-    const uint8_t *v;
-    size_t vn;
+    return 0;
+}
+
+int mpb_call(mpb_client_t *c, unsigned op, const char *name, const void *args, size_t argslen,
+             int block_ms, void **result, size_t *resultlen) {
+    if (!c) return MPB_EINVAL;
+    if (raw_req(c, op, name, args, argslen)) return MPB_EINVAL;
+    const uint8_t *v = NULL;
+    size_t vn = 0;
     int rc = mpb__call(c, block_ms, &v, &vn);
     if (rc || !result) return rc;
     return mpb__dup(c, v, vn, result, resultlen);
@@ -461,12 +468,7 @@ int mpb__send(mpb_client_t *c, mpb_callback_t cb, void *arg) {
 int mpb_send(mpb_client_t *c, unsigned op, const char *name, const void *args, size_t argslen,
              mpb_callback_t cb, void *arg) {
     if (!c) return MPB_EINVAL;
-    uint32_t argc;
-    const void *body;
-    size_t bodylen;
-    if (put_args(c, args, argslen, &argc, &body, &bodylen)) return MPB_EINVAL;
-    mpb__buf_t *b = mpb__req(c, op, name, name ? strlen(name) : 0, argc);
-    mpb__w_raw(b, body, bodylen);
+    if (raw_req(c, op, name, args, argslen)) return MPB_EINVAL;
     return mpb__send(c, cb, arg);
 }
 

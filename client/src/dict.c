@@ -41,15 +41,21 @@ int mpb_dict_get(mpb_dict_t *d, const void *key, size_t klen, void **val, size_t
     return mpb__call_copy(d->c, 0, val, vlen);
 }
 
-int mpb_dict_get_default(mpb_dict_t *d, const void *key, size_t klen, const void *def,
-                         size_t deflen, void **val, size_t *vlen) {
+/* op KEY DEFAULT -> a copy of the value: get with a default, setdefault. */
+static int key_default(mpb_dict_t *d, unsigned op, const void *key, size_t klen, const void *def,
+                       size_t deflen, void **val, size_t *vlen) {
     if (!d) return MPB_EINVAL;
     if (mpb__check_val(d->c, "key", key, klen) || mpb__check_val(d->c, "default", def, deflen))
         return MPB_EINVAL;
-    DREQ(MPB_OP_DICT_GET, 2);
+    DREQ(op, 2);
     mpb__w_raw(b, key, klen);
     mpb__w_raw(b, def, deflen);
     return mpb__call_copy(d->c, 0, val, vlen);
+}
+
+int mpb_dict_get_default(mpb_dict_t *d, const void *key, size_t klen, const void *def,
+                         size_t deflen, void **val, size_t *vlen) {
+    return key_default(d, MPB_OP_DICT_GET, key, klen, def, deflen, val, vlen);
 }
 
 int mpb_dict_del(mpb_dict_t *d, const void *key, size_t klen) {
@@ -129,13 +135,7 @@ int mpb_dict_popitem(mpb_dict_t *d, void **key, size_t *klen, void **val, size_t
 
 int mpb_dict_setdefault(mpb_dict_t *d, const void *key, size_t klen, const void *def, size_t deflen,
                         void **val, size_t *vlen) {
-    if (!d) return MPB_EINVAL;
-    if (mpb__check_val(d->c, "key", key, klen) || mpb__check_val(d->c, "default", def, deflen))
-        return MPB_EINVAL;
-    DREQ(MPB_OP_DICT_SETDEFAULT, 2);
-    mpb__w_raw(b, key, klen);
-    mpb__w_raw(b, def, deflen);
-    return mpb__call_copy(d->c, 0, val, vlen);
+    return key_default(d, MPB_OP_DICT_SETDEFAULT, key, klen, def, deflen, val, vlen);
 }
 
 int mpb_dict_incr(mpb_dict_t *d, const void *key, size_t klen, int64_t by, int64_t *result) {
@@ -166,11 +166,9 @@ int mpb_dict_copy(mpb_dict_t *d, const char *dst) {
 
 /* Splits a [next_cursor, [items...]] page reply. */
 static int page(mpb_client_t *c, uint64_t *cursor, void **out, size_t *outlen, size_t *n) {
-    const uint8_t *v;
-    size_t vn;
-    int rc = mpb__call(c, 0, &v, &vn);
+    mpb__rd_t r;
+    int rc = mpb__call_rd(c, 0, &r);
     if (rc) return rc;
-    mpb__rd_t r = {v, v + vn};
     uint32_t two, cnt;
     const uint8_t *arr;
     size_t an;

@@ -36,11 +36,9 @@ static int64_t ref_call(mpb_client_t *c, unsigned op, const char *kind, const ch
     if (n < 0 || (size_t)n >= sizeof path) return mpb__fail(c, MPB_EINVAL, "object path too long");
     mpb__buf_t *b = mpb__req(c, op, path, (size_t)n, 0);
     (void)b;
-    const uint8_t *v;
-    size_t vn;
-    int rc = mpb__call(c, 0, &v, &vn);
+    mpb__rd_t r;
+    int rc = mpb__call_rd(c, 0, &r);
     if (rc) return rc;
-    mpb__rd_t r = {v, v + vn};
     int64_t count;
     if (mpb__rd_int(&r, &count) || count < 0)
         return mpb__fail(c, MPB_EPROTO, "expected a reference count");
@@ -94,11 +92,9 @@ static int open_anon(mpb_client_t *c, mpb__any_t *h, unsigned op, uint32_t argc,
     mpb__buf_t *b = mpb__req(c, MPB_OP_OBJ_NEW, NULL, 0, argc + 1);
     mpb__w_cstr(b, op_kind(op));
     if (fill) fill(b, arg);
-    const uint8_t *v;
-    size_t vn;
-    int rc = mpb__call(c, 0, &v, &vn);
+    mpb__rd_t r;
+    int rc = mpb__call_rd(c, 0, &r);
     if (rc) return rc;
-    mpb__rd_t r = {v, v + vn};
     uint32_t two, nl;
     const char *nm;
     if (mpb__rd_array(&r, &two) || two != 2 || mpb__rd_str(&r, &nm, &nl) || !nl ||
@@ -219,6 +215,15 @@ int mpb__call_nil(mpb_client_t *c, int block_ms) {
     return mpb__call(c, block_ms, &v, &n);
 }
 
+int mpb__call_rd(mpb_client_t *c, int block_ms, mpb__rd_t *r) {
+    const uint8_t *v;
+    size_t n;
+    int rc = mpb__call(c, block_ms, &v, &n);
+    if (rc) return rc;
+    *r = (mpb__rd_t){v, v + n};
+    return 0;
+}
+
 int mpb__call_copy(mpb_client_t *c, int block_ms, void **out, size_t *outlen) {
     const uint8_t *v;
     size_t n;
@@ -228,21 +233,17 @@ int mpb__call_copy(mpb_client_t *c, int block_ms, void **out, size_t *outlen) {
 }
 
 int mpb__call_uint(mpb_client_t *c, int block_ms, uint64_t *out) {
-    const uint8_t *v;
-    size_t n;
-    int rc = mpb__call(c, block_ms, &v, &n);
+    mpb__rd_t r;
+    int rc = mpb__call_rd(c, block_ms, &r);
     if (rc) return rc;
-    mpb__rd_t r = {v, v + n};
     if (mpb__rd_uint(&r, out)) return mpb__fail(c, MPB_EPROTO, "expected an integer reply");
     return 0;
 }
 
 int mpb__call_int(mpb_client_t *c, int block_ms, int64_t *out) {
-    const uint8_t *v;
-    size_t n;
-    int rc = mpb__call(c, block_ms, &v, &n);
+    mpb__rd_t r;
+    int rc = mpb__call_rd(c, block_ms, &r);
     if (rc) return rc;
-    mpb__rd_t r = {v, v + n};
     int64_t x = 0;
     if (mpb__rd_int(&r, &x)) return mpb__fail(c, MPB_EPROTO, "expected an integer reply");
     if (out) *out = x;
@@ -258,11 +259,9 @@ int mpb__check_val(mpb_client_t *c, const char *what, const void *p, size_t n) {
 
 /* Calls that answer a boolean: 1 or 0, or the error. */
 int mpb__call_bool(mpb_client_t *c, int block_ms) {
-    const uint8_t *v;
-    size_t n;
-    int rc = mpb__call(c, block_ms, &v, &n);
+    mpb__rd_t r;
+    int rc = mpb__call_rd(c, block_ms, &r);
     if (rc) return rc;
-    mpb__rd_t r = {v, v + n};
     bool x;
     if (mpb__rd_bool(&r, &x)) return mpb__fail(c, MPB_EPROTO, "expected a boolean reply");
     return x;

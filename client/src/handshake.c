@@ -38,33 +38,7 @@ int mpb__seal_send_seq(mpb_client_t *c, mpb__buf_t *b, uint64_t seq) {
 
 /* Receives one message into c->reply within timeout_ms (-1: forever). 0, MPB_ETIMEDOUT. */
 static int recv_frame(mpb_client_t *c, long timeout_ms) {
-    zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-    int rc = zmq_poll(&it, 1, timeout_ms);
-    if (rc < 0) {
-        if (zmq_errno() == EINTR) return MPB_ETIMEDOUT;
-        return mpb__fail(c, MPB_ECONN, "poll: %s", zmq_strerror(zmq_errno()));
-    }
-    if (rc == 0) return MPB_ETIMEDOUT;
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&m);
-        return MPB_ETIMEDOUT;
-    }
-    mpb__buf_reset(&c->reply);
-    mpb__w_raw(&c->reply, zmq_msg_data(&m), zmq_msg_size(&m));
-    bool more = zmq_msg_more(&m);
-    zmq_msg_close(&m);
-    while (more) { /* not ours to have: drop the rest */
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, c->sock, 0) < 0)
-            more = false;
-        else
-            more = zmq_msg_more(&m);
-        zmq_msg_close(&m);
-    }
-    if (c->reply.oom) return mpb__fail(c, MPB_ENOMEM, "out of memory receiving a reply");
-    return 0;
+    return mpb__recv_into(c, &c->reply, timeout_ms);
 }
 
 /* The broker's plain error frame {code, msg} as a call result. */

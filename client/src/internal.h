@@ -241,6 +241,8 @@ int mpb__call_nil(mpb_client_t *c, int block_ms);
 int mpb__call_bool(mpb_client_t *c, int block_ms);
 int mpb__call_int(mpb_client_t *c, int block_ms, int64_t *out);
 int mpb__call_uint(mpb_client_t *c, int block_ms, uint64_t *out);
+/* A call whose reply is read in place: r covers it until the next call. */
+int mpb__call_rd(mpb_client_t *c, int block_ms, mpb__rd_t *r);
 int mpb__call_copy(mpb_client_t *c, int block_ms, void **out, size_t *outlen);
 /* lock.c, for conditions too: the thread an acquisition belongs to (h->tid, or the caller's);
  * acquiring and releasing the lock (or rlock) name, counted in c->locks_held. */

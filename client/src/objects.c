@@ -28,11 +28,9 @@ int mpb_objects(mpb_client_t *c, const char *pattern, uint64_t *cursor, mpb_obj_
         mpb__w_nil(b);
     mpb__w_uint(b, *cursor);
     mpb__w_uint(b, max);
-    const uint8_t *v;
-    size_t vn;
-    int rc = mpb__call(c, 0, &v, &vn);
+    mpb__rd_t r;
+    int rc = mpb__call_rd(c, 0, &r);
     if (rc) return rc;
-    mpb__rd_t r = {v, v + vn};
     uint32_t two, cnt;
     if (mpb__rd_array(&r, &two) || two != 2 || mpb__rd_uint(&r, cursor) || mpb__rd_array(&r, &cnt))
         return mpb__fail(c, MPB_EPROTO, "malformed obj.list reply");
