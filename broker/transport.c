@@ -414,6 +414,13 @@ static void monitor_read(transport_t *t) {
         case ZMQ_EVENT_ACCEPTED: on_accepted(t, value); break;
         case ZMQ_EVENT_DISCONNECTED:
         case ZMQ_EVENT_CLOSED: on_closed(t, value); break;
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+            /* Under CURVE, ZAP admitted only the client key of our authkey: the peer has the
+             * key, so it is no candidate for eviction, even before the loop reads its HELLO
+             * (a burst of real clients evicted after sending it lost it, and waited out their
+             * connect timeout). */
+            transport_conn_seen(t, value);
+            break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
             /* A CURVE HELLO that does not open under our key: a client with another authkey,
              * or a peer that has none. (ZAP refusals are counted in zap_handle.) */
@@ -528,7 +535,8 @@ transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, si
     }
     if (zmq_socket_monitor(router, "inproc://mpb.monitor",
                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED |
-                               ZMQ_EVENT_ACCEPT_FAILED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) ||
+                               ZMQ_EVENT_ACCEPT_FAILED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED) ||
         !(t->monitor = zmq_socket(zctx, ZMQ_PAIR)) ||
         zmq_setsockopt(t->monitor, ZMQ_LINGER, &zero, sizeof zero) ||
         /* no limit on the events queued for us: a dropped close would leave a stale entry */
