@@ -541,7 +541,6 @@ int mpb_worker_serve(mpb_worker_t *w) {
         w->nthreads++;
     }
     if (!w->nthreads) return mpb__fail(c, MPB_ENOMEM, "cannot start worker threads");
-    void *sock = c->sock;
     while (!w->err) {
         bool winding_down = w->stop || (w->max_tasks && w->received >= w->max_tasks);
         if (winding_down && !w->fetching && w->inflight == 0) break;
@@ -572,14 +571,25 @@ int mpb_worker_serve(mpb_worker_t *w) {
         if (!winding_down && !w->fetching && (rc = fetch(w))) break;
         if ((rc = report(w))) break;
         if ((rc = mpb_flush(c))) break;
+        /* The client's socket is the heartbeat thread's too: wait on it holding the client's
+         * lock (so no ping is sent from there meanwhile: libzmq sockets are not thread-safe,
+         * and a ping racing this poll corrupted the socket) and send the pings from here. */
+        pthread_mutex_lock(&c->mu);
+        int half = c->heartbeat_ms / 2, wait = 500;
+        int64_t since = mpb__now_ms() - c->last_send_ms;
+        if (half - since < wait) wait = half - since < 0 ? 0 : (int)(half - since);
         zmq_pollitem_t it[2] = {
-            {sock, 0,            ZMQ_POLLIN, 0},
-            {NULL, w->pipefd[0], ZMQ_POLLIN, 0}
+            {c->sock, c->sock ? 0 : -1, ZMQ_POLLIN, 0}, /* none while reconnecting */
+            {NULL,    w->pipefd[0],     ZMQ_POLLIN, 0}
         };
-        if (zmq_poll(it, 2, 500) < 0 && zmq_errno() != EINTR) {
+        int prc = zmq_poll(it, 2, wait);
+        if (prc < 0 && zmq_errno() != EINTR) {
             rc = mpb__fail(c, MPB_ECONN, "poll: %s", zmq_strerror(zmq_errno()));
+            pthread_mutex_unlock(&c->mu);
             break;
         }
+        if (c->connected && mpb__now_ms() - c->last_send_ms >= half) mpb__send_ping(c);
+        pthread_mutex_unlock(&c->mu);
         if (it[1].revents & ZMQ_POLLIN) {
             char drain[256];
             while (read(w->pipefd[0], drain, sizeof drain) > 0) {
