@@ -712,10 +712,7 @@ static pid_t spawn_cli(int delay_ms, const char *first, ...) {
         argv[argc++] = a;
     va_end(ap);
     argv[argc] = NULL;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    pid_t pid = th_fork_bare();
     if (pid == 0) {
         setpgid(0, 0);
         struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};

@@ -1078,20 +1078,10 @@ static void test_kinds_and_objects(void **state) {
     void *m;
     size_t mn;
     th_assert_ok(mpb_obj_describe(C, "list/lk_list", &m, &mn), C);
-    mpb__rd_t r = {m, (const uint8_t *)m + mn}, v;
-    uint64_t u;
-    const char *s;
-    uint32_t sl;
-    assert_int_equal(mpb__rd_mapget(&r, "kind", &v), 0);
-    assert_int_equal(mpb__rd_str(&v, &s, &sl), 0);
-    assert_int_equal(sl, 4);
-    assert_memory_equal(s, "list", 4);
-    assert_int_equal(mpb__rd_mapget(&r, "size", &v), 0);
-    assert_int_equal(mpb__rd_uint(&v, &u), 0);
-    assert_int_equal(u, 4);
-    assert_int_equal(mpb__rd_mapget(&r, "bytes", &v), 0);
-    assert_int_equal(mpb__rd_uint(&v, &u), 0);
-    assert_true(u >= 4);
+    mpb__rd_t r = {m, (const uint8_t *)m + mn};
+    th_assert_map_str(&r, "kind", "list");
+    assert_int_equal(th_map_uint(&r, "size"), 4);
+    assert_true(th_map_uint(&r, "bytes") >= 4);
     mpb_free(m);
     /* deleted: gone, and a new list under the same name is empty */
     th_assert_ok(mpb_obj_delete(C, "list/lk_list"), C);

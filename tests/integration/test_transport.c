@@ -178,17 +178,7 @@ static void raise_own_nofile(void) {
 static void test_encrypted_by_default(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
-    void *m;
-    size_t n;
-    th_assert_ok(mpb_broker_info(c, &m, &n), c);
-    mpb__rd_t r = {m, (const uint8_t *)m + n}, v;
-    const char *s;
-    uint32_t sl;
-    assert_int_equal(mpb__rd_mapget(&r, "encryption", &v), 0);
-    assert_int_equal(mpb__rd_str(&v, &s, &sl), 0);
-    assert_int_equal(sl, 5);
-    assert_memory_equal(s, "curve", 5);
-    mpb_free(m);
+    th_assert_info_str(c, "encryption", "curve");
     th_assert_dict_roundtrip(c, "enc", 42);
     mpb_close(&c);
     /* The broker says so in its log. */
@@ -646,17 +636,7 @@ static void test_ipc_unencrypted_beside_tcp(void **state) {
     mpb_client_t *c = NULL;
     th_assert_ok(mpb_connect(ipc, keycopy, kl, NULL, &c), c);
     th_assert_dict_roundtrip(c, "over-ipc", 5);
-    void *m;
-    size_t n;
-    th_assert_ok(mpb_broker_info(c, &m, &n), c);
-    mpb__rd_t r = {m, (const uint8_t *)m + n}, v;
-    const char *s;
-    uint32_t sl;
-    assert_int_equal(mpb__rd_mapget(&r, "encryption", &v), 0);
-    assert_int_equal(mpb__rd_str(&v, &s, &sl), 0);
-    assert_int_equal(sl, 5);
-    assert_memory_equal(s, "mixed", 5); /* tcp:// encrypted, ipc:// not */
-    mpb_free(m);
+    th_assert_info_str(c, "encryption", "mixed"); /* tcp:// encrypted, ipc:// not */
     mpb_close(&c);
 
     /* A client that insists on encryption over ipc:// is told why it cannot connect: the

@@ -70,6 +70,9 @@ const char *th_authkey(th_broker_t *b, size_t *len);
 int th_spawn(int n, int (*child)(int idx, void *arg), void *arg, int timeout_s);
 /* Forks one child running child(0, arg); returns its pid (not waited for). */
 pid_t th_fork(int (*child)(int idx, void *arg), void *arg);
+/* fork() after flushing stdio (a child must not write the parent's buffered output again);
+ * a failed fork fails the test. Returns 0 in the child, like fork(). */
+pid_t th_fork_bare(void);
 /* Waits up to timeout_s for pid; returns its exit status, or -1 if it had to be killed. */
 int th_wait(pid_t pid, int timeout_s);
 /* A msgpack string / int in a static rotating buffer (valid for the next 7 calls). */
@@ -122,6 +125,14 @@ double th_metric(const char *text, const char *series, double absent);
 /* An integer field of mpb_broker_info(); INT64_MIN when the call fails or the field is absent
  * or not an integer. */
 int64_t th_info_int(mpb_client_t *c, const char *field);
+/* Fails the test unless the msgpack map r has key and its value is the string want. */
+void th_assert_map_str(const mpb__rd_t *r, const char *key, const char *want);
+/* The unsigned value of key in the msgpack map r; fails the test if it is missing or not one. */
+uint64_t th_map_uint(const mpb__rd_t *r, const char *key);
+/* Fails the test unless broker info's field is the string want. */
+void th_assert_info_str(mpb_client_t *c, const char *field, const char *want);
+/* dict[name][key] as an int64; fails the test if it cannot be read. */
+int64_t th_dict_i64(mpb_client_t *c, const char *name, const char *key);
 /* The HTTP port of a broker started with --http ADDR:0: from DATA_DIR/http.addr, else its
  * log line, waiting up to 5 s for either. -1 if neither says. */
 int th_http_port(const th_broker_t *b);

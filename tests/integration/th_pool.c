@@ -82,10 +82,7 @@ pid_t tp_start_worker(const char *lib, const char *fns, int conc, int prefetch,
     }
     if (tp_worker_forward) argv[argc++] = "--forward-output";
     argv[argc] = NULL;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    pid_t pid = th_fork_bare();
     if (pid == 0) {
         tp_child_prepare("mpb-worker");
         execv(argv[0], (char **)argv);
@@ -110,10 +107,7 @@ void tp_gate_close(tp_gate_t *g) {
 }
 
 pid_t tp_start_child(int (*fn)(void *arg), void *arg, tp_gate_t *gate) {
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    pid_t pid = th_fork_bare();
     if (pid == 0) {
         tp_child_prepare("child");
         if (gate) {
