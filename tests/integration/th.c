@@ -463,6 +463,13 @@ void th_broker_stop_checked(th_broker_t *b) {
     th_broker_stop(b);
 }
 
+void th_assert_survived(th_broker_t *b, mpb_client_t **c, mpb_client_t **shared) {
+    mpb_close(c);
+    assert_true(th_broker_alive(b));
+    mpb_close(shared);
+    th_broker_stop_checked(b);
+}
+
 void th_assert_dict_roundtrip(mpb_client_t *c, const char *name, int64_t v) {
     mpb_dict_t *d;
     int64_t x;

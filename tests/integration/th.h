@@ -48,6 +48,9 @@ void th_broker_stop(th_broker_t *b);
  * 20 s and that its log holds no sanitizer report (a leak or a bad access in the broker shows
  * up there, not in this process); stops it either way. */
 void th_broker_stop_checked(th_broker_t *b);
+/* The end of a suite: closes c, checks that b still runs, closes the suite's client *shared
+ * and stops b with th_broker_stop_checked (it shuts down cleanly, with nothing leaked). */
+void th_assert_survived(th_broker_t *b, mpb_client_t **c, mpb_client_t **shared);
 /* The common end of a suite's last test: through c, dict.set of "k" to v in dict name, then
  * dict.get of it, must give v back. */
 void th_assert_dict_roundtrip(mpb_client_t *c, const char *name, int64_t v);
