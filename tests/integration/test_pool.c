@@ -47,19 +47,14 @@ static pthread_t main_thread;
 static mpb_pool_t *start_pool4(mpb_client_t *c) {
     tp_start_worker(MPB_DEMO_LIB, DEMO_FNS, 2, 1, 0, NULL);
     tp_start_worker(MPB_DEMO_LIB, DEMO_FNS, 2, 1, 0, NULL);
-    tp_wait_workers(c, "square", 2, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "square", 2, c);
     return p;
 }
 
 /* One sleep_ms worker (its pid in *w), seen by mon, and c's pool. */
 static mpb_pool_t *start_sleeper(mpb_client_t *c, mpb_client_t *mon, pid_t *w) {
     *w = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
-    tp_wait_workers(mon, "sleep_ms", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
-    return p;
+    return tp_pool_ready(mon, "sleep_ms", 1, c);
 }
 
 static long maxrss_kb(void) {
@@ -717,9 +712,7 @@ static void test_flow_control_slow_worker_does_not_delay_the_rest(void **state) 
     pid_t f1 = tp_start_worker(MPB_TESTFNS_LIB, "nap", 4, 1, 0, NULL);
     pid_t f2 = tp_start_worker(MPB_TESTFNS_LIB, "nap", 4, 1, 0, NULL);
     unsetenv("MPB_TEST_NAP_MS");
-    tp_wait_workers(mon, "nap", 3, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(mon, "nap", 3, c);
     mpb__buf_t items = {0};
     tp_items_range(&items, N);
     void *res = NULL;

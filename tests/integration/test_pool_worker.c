@@ -151,9 +151,7 @@ static void test_initializer_runs_once_per_worker_process(void **state) {
     pid_t w1 = tp_start_child(worker_child, &cfg, NULL); /* before this process has threads */
     pid_t w2 = tp_start_child(worker_child, &cfg, NULL);
     mpb_client_t *c = th_connect(&tp_broker);
-    tp_wait_workers(c, "ip_inits", 2, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "ip_inits", 2, c);
     mpb__buf_t items = {0};
     tp_items_range(&items, 200);
     void *res = NULL;
@@ -230,9 +228,7 @@ static void test_mpb_worker_max_tasks_recycles_and_serves_all(void **state) {
     mpb_client_t *c = th_connect(&tp_broker);
     /* --max-tasks 5: each process serves 5 tasks and a fresh one (its own --init) follows */
     pid_t w = tp_start_worker(MPB_TESTFNS_LIB, "procinfo", 1, 1, 5, "testinit");
-    tp_wait_workers(c, "procinfo", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "procinfo", 1, c);
     mpb__buf_t items = {0};
     tp_items_range(&items, 20);
     void *res = NULL;
@@ -282,9 +278,7 @@ static void test_worker_api_max_tasks_returns_after_that_many(void **state) {
     pid_t w = tp_start_child(worker_child, &cfg, NULL);
     pid_t w2 = tp_start_child(worker_child, &cfg2, &gate); /* held back until the first is gone */
     mpb_client_t *c = th_connect(&tp_broker);
-    tp_wait_workers(c, "ip_square", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "ip_square", 1, c);
     mpb_async_t *h[5];
     for (int i = 0; i < 5; i++) {
         size_t al;
@@ -323,9 +317,7 @@ static void test_stop_from_a_thread_ends_serve_with_0(void **state) {
     wcfg_t cfg = {.conc = 2, .prefetch = 1, .stop_after = 10};
     pid_t w = tp_start_child(worker_child, &cfg, NULL);
     mpb_client_t *c = th_connect(&tp_broker);
-    tp_wait_workers(c, "ip_square", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "ip_square", 1, c);
     for (int i = 0; i < 10; i++) {
         size_t al, rl;
         const uint8_t *a = tp_args1(i, &al);
@@ -352,9 +344,7 @@ static void test_stop_from_a_signal_reports_the_running_task_first(void **state)
     mpb_client_t *c = th_connect(&tp_broker);
     pid_t w2 = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
     tp_wait_workers(c, "ip_sleep", 1, 10000);
-    tp_wait_workers(c, "sleep_ms", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "sleep_ms", 1, c);
     size_t al;
     const uint8_t *a = tp_args1(400, &al);
     mpb_async_t *h1, *h2;
@@ -424,9 +414,7 @@ static void test_serve_returns_unregistered_and_may_serve_again(void **state) {
     assert_int_equal(pipe(to_child), 0);
     pid_t w = tp_start_child(twice_child, NULL, NULL);
     mpb_client_t *c = th_connect(&tp_broker);
-    tp_wait_workers(c, "ip_square", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "ip_square", 1, c);
     mpb_async_t *h[4];
     for (int i = 0; i < 4; i++) {
         size_t al;
@@ -477,9 +465,7 @@ static void test_mpb_worker_init_arg_and_a_failing_initializer(void **state) {
     tp_worker_init_arg = "hello";
     pid_t w = tp_start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 0, "testinit");
     tp_worker_init_arg = NULL;
-    tp_wait_workers(c, "initarg", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "initarg", 1, c);
     size_t al, rl;
     const uint8_t *a = tp_args1(0, &al);
     void *res = NULL;

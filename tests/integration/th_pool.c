@@ -369,6 +369,13 @@ void tp_wait_workers(mpb_client_t *c, const char *fn, uint64_t n, int timeout_ms
     }
 }
 
+mpb_pool_t *tp_pool_ready(mpb_client_t *watch, const char *fn, uint64_t n, mpb_client_t *c) {
+    tp_wait_workers(watch, fn, n, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    return p;
+}
+
 /* ---- callbacks that count ---- */
 
 void tp_tally_ok(void *arg, const void *res, size_t len) {
@@ -465,9 +472,7 @@ void tp_check_healthy(void) {
     assert_true(th_broker_alive(&tp_broker));
     mpb_client_t *c = th_connect(&tp_broker);
     pid_t w = tp_start_worker(MPB_DEMO_LIB, "square", 2, 1, 0, NULL);
-    tp_wait_workers(c, "square", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "square", 1, c);
     mpb__buf_t items = {0};
     tp_items_range(&items, 300);
     void *res = NULL;
