@@ -1,6 +1,7 @@
 /* th_pool.c - the pool tests' part of the harness: workers, pool.stats readers, msgpack
  * builders and the per-test broker fixtures (th_pool.h says what each does). */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -207,6 +208,22 @@ static int64_t map_int(const mpb__rd_t *m, const char *key) {
     return x;
 }
 
+/* A counter of a stats entry: its key, and where its 8-byte integer member lies. */
+typedef struct {
+    const char *key;
+    size_t off;
+} stat_field_t;
+#define STAT_FIELD(type, member)                                                                   \
+    { #member, offsetof(type, member) }
+
+/* The counters fields[0..n) of the entry m into the struct at out (-1 where one is absent). */
+static void read_fields(const mpb__rd_t *m, void *out, const stat_field_t *fields, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int64_t x = map_int(m, fields[i].key);
+        memcpy((char *)out + fields[i].off, &x, sizeof x);
+    }
+}
+
 /* pool.stats in a new buffer. */
 static void *stats_get(mpb_client_t *c, size_t *len) {
     void *res = NULL;
@@ -234,6 +251,13 @@ static mpb__rd_t stats_entry(mpb__rd_t *v) {
     return (mpb__rd_t){e, e + el};
 }
 
+static const stat_field_t fn_fields[] = {
+    STAT_FIELD(tp_fnstat_t, workers),    STAT_FIELD(tp_fnstat_t, queued),
+    STAT_FIELD(tp_fnstat_t, running),    STAT_FIELD(tp_fnstat_t, done),
+    STAT_FIELD(tp_fnstat_t, failed),     STAT_FIELD(tp_fnstat_t, paused),
+    STAT_FIELD(tp_fnstat_t, prefetched), STAT_FIELD(tp_fnstat_t, canceled),
+};
+
 tp_fnstat_t tp_fn_stat(mpb_client_t *c, const char *fn) {
     tp_fnstat_t s = {0};
     void *res;
@@ -245,18 +269,19 @@ tp_fnstat_t tp_fn_stat(mpb_client_t *c, const char *fn) {
         uint32_t nl;
         if (mpb__rd_mapget(&m, "name", &nv) || mpb__rd_str(&nv, &name, &nl)) continue;
         if (nl != strlen(fn) || memcmp(name, fn, nl)) continue;
-        s.workers = (uint64_t)map_int(&m, "workers");
-        s.queued = (uint64_t)map_int(&m, "queued");
-        s.running = (uint64_t)map_int(&m, "running");
-        s.done = (uint64_t)map_int(&m, "done");
-        s.failed = (uint64_t)map_int(&m, "failed");
-        s.paused = (uint64_t)map_int(&m, "paused");
-        s.prefetched = (uint64_t)map_int(&m, "prefetched");
-        s.canceled = (uint64_t)map_int(&m, "canceled");
+        read_fields(&m, &s, fn_fields, sizeof fn_fields / sizeof fn_fields[0]);
     }
     mpb_free(res);
     return s;
 }
+
+static const stat_field_t worker_fields[] = {
+    STAT_FIELD(tp_wstat_t, running), STAT_FIELD(tp_wstat_t, prefetched),
+    STAT_FIELD(tp_wstat_t, session), STAT_FIELD(tp_wstat_t, concurrency),
+    STAT_FIELD(tp_wstat_t, done),    STAT_FIELD(tp_wstat_t, failed),
+    STAT_FIELD(tp_wstat_t, steals),  STAT_FIELD(tp_wstat_t, stolen),
+    STAT_FIELD(tp_wstat_t, retries), STAT_FIELD(tp_wstat_t, refused),
+};
 
 int tp_worker_stat(mpb_client_t *c, pid_t pid, tp_wstat_t *out) {
     memset(out, 0, sizeof *out);
@@ -267,16 +292,7 @@ int tp_worker_stat(mpb_client_t *c, pid_t pid, tp_wstat_t *out) {
     for (uint32_t i = 0; i < n; i++) {
         mpb__rd_t m = stats_entry(&v);
         if (map_int(&m, "pid") != pid) continue;
-        out->running = map_int(&m, "running");
-        out->prefetched = map_int(&m, "prefetched");
-        out->session = map_int(&m, "session");
-        out->concurrency = map_int(&m, "concurrency");
-        out->done = (uint64_t)map_int(&m, "done");
-        out->failed = (uint64_t)map_int(&m, "failed");
-        out->steals = (uint64_t)map_int(&m, "steals");
-        out->stolen = (uint64_t)map_int(&m, "stolen");
-        out->retries = (uint64_t)map_int(&m, "retries");
-        out->refused = (uint64_t)map_int(&m, "refused");
+        read_fields(&m, out, worker_fields, sizeof worker_fields / sizeof worker_fields[0]);
         out->oldest_age = -1;
         mpb__rd_t tv;
         uint32_t two;
@@ -292,6 +308,12 @@ int tp_worker_stat(mpb_client_t *c, pid_t pid, tp_wstat_t *out) {
     return found;
 }
 
+static const stat_field_t caller_fields[] = {
+    STAT_FIELD(tp_cstat_t, queued),     STAT_FIELD(tp_cstat_t, running),
+    STAT_FIELD(tp_cstat_t, held),       STAT_FIELD(tp_cstat_t, queued_bytes),
+    STAT_FIELD(tp_cstat_t, held_bytes),
+};
+
 int tp_caller_stat(mpb_client_t *c, uint64_t sid, tp_cstat_t *out) {
     memset(out, 0, sizeof *out);
     void *res;
@@ -301,11 +323,7 @@ int tp_caller_stat(mpb_client_t *c, uint64_t sid, tp_cstat_t *out) {
     for (uint32_t i = 0; i < n; i++) {
         mpb__rd_t m = stats_entry(&v), pv;
         if ((uint64_t)map_int(&m, "session") != sid) continue;
-        out->queued = map_int(&m, "queued");
-        out->running = map_int(&m, "running");
-        out->held = map_int(&m, "held");
-        out->queued_bytes = map_int(&m, "queued_bytes");
-        out->held_bytes = map_int(&m, "held_bytes");
+        read_fields(&m, out, caller_fields, sizeof caller_fields / sizeof caller_fields[0]);
         if (mpb__rd_mapget(&m, "paused", &pv) == 0) mpb__rd_bool(&pv, &out->paused);
         found = 1;
     }
