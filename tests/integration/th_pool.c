@@ -48,38 +48,25 @@ pid_t tp_start_worker(const char *lib, const char *fns, int conc, int prefetch,
     snprintf(sconc, sizeof sconc, "%d", conc);
     snprintf(spre, sizeof spre, "%d", prefetch);
     snprintf(smax, sizeof smax, "%lu", max_tasks);
-    const char *argv[24];
-    int argc = 0;
-    argv[argc++] = MPB_WORKER_PATH;
-    argv[argc++] = "--lib";
-    argv[argc++] = lib;
-    argv[argc++] = "--fn";
-    argv[argc++] = fns;
-    argv[argc++] = "--concurrency";
-    argv[argc++] = sconc;
-    if (prefetch >= 0) { /* < 0: the default */
-        argv[argc++] = "--prefetch";
-        argv[argc++] = spre;
-    }
-    argv[argc++] = "-e";
-    argv[argc++] = tp_broker.endpoint;
-    argv[argc++] = "-k";
-    argv[argc++] = tp_broker.keyfile;
-    if (max_tasks) {
-        argv[argc++] = "--max-tasks";
-        argv[argc++] = smax;
-    }
-    if (init) {
-        argv[argc++] = "--init";
-        argv[argc++] = init;
-    }
-    if (tp_worker_init_arg) {
-        argv[argc++] = "--init-arg";
-        argv[argc++] = tp_worker_init_arg;
-    }
-    if (tp_worker_isolate) {
-        argv[argc++] = "--isolate";
-        argv[argc++] = tp_worker_isolate;
+    /* each flag with its value, in this order; a NULL value leaves the flag out */
+    const char *flags[][2] = {
+        {"--lib",         lib                        },
+        {"--fn",          fns                        },
+        {"--concurrency", sconc                      },
+        {"--prefetch",    prefetch >= 0 ? spre : NULL}, /* < 0: the default */
+        {"-e",            tp_broker.endpoint         },
+        {"-k",            tp_broker.keyfile          },
+        {"--max-tasks",   max_tasks ? smax : NULL    },
+        {"--init",        init                       },
+        {"--init-arg",    tp_worker_init_arg         },
+        {"--isolate",     tp_worker_isolate          },
+    };
+    const char *argv[24] = {MPB_WORKER_PATH};
+    int argc = 1;
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        if (!flags[i][1]) continue;
+        argv[argc++] = flags[i][0];
+        argv[argc++] = flags[i][1];
     }
     if (tp_worker_forward) argv[argc++] = "--forward-output";
     argv[argc] = NULL;
@@ -283,29 +270,50 @@ static const stat_field_t worker_fields[] = {
     STAT_FIELD(tp_wstat_t, retries), STAT_FIELD(tp_wstat_t, refused),
 };
 
-int tp_worker_stat(mpb_client_t *c, pid_t pid, tp_wstat_t *out) {
-    memset(out, 0, sizeof *out);
+/* The first running task of a worker entry: [task_id, age_ms] (oldest_age -1: none). */
+static void worker_tasks(const mpb__rd_t *m, void *out) {
+    tp_wstat_t *w = out;
+    w->oldest_age = -1;
+    mpb__rd_t tv;
+    uint32_t two;
+    if (!mpb__rd_mapget(m, "tasks", &tv) && !mpb__rd_array(&tv, &w->ntasks) && w->ntasks &&
+        !mpb__rd_array(&tv, &two) && two == 2) {
+        uint64_t id;
+        mpb__rd_uint(&tv, &id);
+        mpb__rd_int(&tv, &w->oldest_age);
+    }
+}
+
+/* A caller entry's paused flag. */
+static void caller_paused(const mpb__rd_t *m, void *out) {
+    mpb__rd_t pv;
+    if (mpb__rd_mapget(m, "paused", &pv) == 0) mpb__rd_bool(&pv, &((tp_cstat_t *)out)->paused);
+}
+
+/* The entry of pool.stats' array field whose key is want: its counters (fields) and then
+ * whatever more() reads go to out, zeroed first. 1 found, 0 not. */
+static int stats_find(mpb_client_t *c, const char *field, const char *key, int64_t want, void *out,
+                      size_t size, const stat_field_t *fields, size_t nfields,
+                      void (*more)(const mpb__rd_t *m, void *out)) {
+    memset(out, 0, size);
     void *res;
     mpb__rd_t v;
-    uint32_t n = stats_array(c, "workers", &res, &v);
+    uint32_t n = stats_array(c, field, &res, &v);
     int found = 0;
     for (uint32_t i = 0; i < n; i++) {
         mpb__rd_t m = stats_entry(&v);
-        if (map_int(&m, "pid") != pid) continue;
-        read_fields(&m, out, worker_fields, sizeof worker_fields / sizeof worker_fields[0]);
-        out->oldest_age = -1;
-        mpb__rd_t tv;
-        uint32_t two;
-        if (!mpb__rd_mapget(&m, "tasks", &tv) && !mpb__rd_array(&tv, &out->ntasks) && out->ntasks &&
-            !mpb__rd_array(&tv, &two) && two == 2) {
-            uint64_t id;
-            mpb__rd_uint(&tv, &id);
-            mpb__rd_int(&tv, &out->oldest_age);
-        }
+        if (map_int(&m, key) != want) continue;
+        read_fields(&m, out, fields, nfields);
+        more(&m, out);
         found = 1;
     }
     mpb_free(res);
     return found;
+}
+
+int tp_worker_stat(mpb_client_t *c, pid_t pid, tp_wstat_t *out) {
+    return stats_find(c, "workers", "pid", pid, out, sizeof *out, worker_fields,
+                      sizeof worker_fields / sizeof worker_fields[0], worker_tasks);
 }
 
 static const stat_field_t caller_fields[] = {
@@ -315,20 +323,8 @@ static const stat_field_t caller_fields[] = {
 };
 
 int tp_caller_stat(mpb_client_t *c, uint64_t sid, tp_cstat_t *out) {
-    memset(out, 0, sizeof *out);
-    void *res;
-    mpb__rd_t v;
-    uint32_t n = stats_array(c, "callers", &res, &v);
-    int found = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        mpb__rd_t m = stats_entry(&v), pv;
-        if ((uint64_t)map_int(&m, "session") != sid) continue;
-        read_fields(&m, out, caller_fields, sizeof caller_fields / sizeof caller_fields[0]);
-        if (mpb__rd_mapget(&m, "paused", &pv) == 0) mpb__rd_bool(&pv, &out->paused);
-        found = 1;
-    }
-    mpb_free(res);
-    return found;
+    return stats_find(c, "callers", "session", (int64_t)sid, out, sizeof *out, caller_fields,
+                      sizeof caller_fields / sizeof caller_fields[0], caller_paused);
 }
 
 uint32_t tp_stats_count(mpb_client_t *c, const char *field) {
