@@ -420,16 +420,8 @@ static void test_slice(void **state) {
     int64_t next = 0;
     for (int64_t start = 0;; start += (int64_t)n) {
         th_assert_ok(mpb_list_slice(big, start, INT64_MAX, 0, &items, &il, &n), C);
-        mpb__rd_t r = {items, (const uint8_t *)items + il};
-        uint32_t cnt;
-        assert_int_equal(mpb__rd_array(&r, &cnt), 0);
-        assert_int_equal(cnt, n);
-        for (uint32_t i = 0; i < cnt; i++) {
-            int64_t x;
-            assert_int_equal(mpb__rd_int(&r, &x), 0);
-            assert_int_equal(x, next * 7);
-            next++;
-        }
+        th_assert_int_seq(items, il, (uint32_t)n, next * 7, 7);
+        next += (int64_t)n;
         mpb_free(items);
         if (n == 0) break;
     }

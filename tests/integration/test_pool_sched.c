@@ -32,15 +32,7 @@ static void items_ms(mpb__buf_t *b, uint32_t n, int64_t ms) {
 }
 
 static void check_all_ms(const void *res, size_t len, uint32_t n, int64_t ms) {
-    mpb__rd_t r = {res, (const uint8_t *)res + len};
-    uint32_t m;
-    assert_int_equal(mpb__rd_array(&r, &m), 0);
-    assert_int_equal(m, n);
-    for (uint32_t i = 0; i < n; i++) {
-        int64_t v;
-        assert_int_equal(mpb__rd_int(&r, &v), 0);
-        assert_int_equal(v, ms);
-    }
+    th_assert_int_seq(res, len, n, ms, 0);
 }
 
 /* `mpb pool`'s table, as text, in out (NUL-terminated). */

@@ -659,15 +659,20 @@ static void on_get(mpb_client_t *c, int status, const void *v, size_t n, void *a
     got_code = status;
 }
 
+/* A broker whose sessions outlive a silence of 2 s only, and a proxy q in front of it. */
+static void start_short_ttl(th_broker_t *s, cutproxy_t *q) {
+    th_broker_start(s, "--session-ttl-ms", "2000", "--heartbeat-ms", "200", NULL);
+    int port = atoi(strrchr(s->endpoint, ':') + 1);
+    assert_int_equal(cp_start(q, port), 0);
+}
+
 /* Cut off for longer than its TTL, a client is told on its next call: MPB_ESESSION, naming
  * the lock it held and the call it had parked; it is in a new session from then on. */
 static void test_a_cut_longer_than_the_ttl_is_told_esession_with_what_was_lost(void **state) {
     (void)state;
     static th_broker_t S;
     static cutproxy_t Q;
-    th_broker_start(&S, "--session-ttl-ms", "2000", "--heartbeat-ms", "200", NULL);
-    int port = atoi(strrchr(S.endpoint, ':') + 1);
-    assert_int_equal(cp_start(&Q, port), 0);
+    start_short_ttl(&S, &Q);
     size_t kl;
     const char *k = th_authkey(&S, &kl);
     mpb_client_t *c, *other;
@@ -796,9 +801,7 @@ static void test_mpb_lock_keeps_its_lock_through_a_cut_and_exits_76_when_lost(vo
 
     static th_broker_t S;
     static cutproxy_t Q;
-    th_broker_start(&S, "--session-ttl-ms", "2000", "--heartbeat-ms", "200", NULL);
-    int port = atoi(strrchr(S.endpoint, ':') + 1);
-    assert_int_equal(cp_start(&Q, port), 0);
+    start_short_ttl(&S, &Q);
     size_t kl;
     const char *k = th_authkey(&S, &kl);
     th_assert_ok(mpb_connect(S.endpoint, k, kl, NULL, &c), c);

@@ -147,6 +147,28 @@ static int64_t real_client_ms(th_broker_t *b, int64_t v) {
     return rc == 0 && got == v ? th_now_ms() - t0 : -1;
 }
 
+/* A connection from src to b that sends a CURVE greeting (within timeout_ms) and then nothing
+ * more: its fd, or -1 if it could not connect. */
+static int greet_from(const char *src, th_broker_t *b, int timeout_ms) {
+    int fd = raw_connect(src, broker_port(b));
+    if (fd < 0) return -1;
+    uint8_t g[64];
+    greeting(g, "CURVE");
+    send_all(fd, g, sizeof g, timeout_ms);
+    return fd;
+}
+
+/* A real client is served in each of rounds rounds during what; within bound_ms each unless
+ * bound_ms < 0. */
+static void served_rounds(th_broker_t *b, int rounds, const char *what, int64_t bound_ms) {
+    for (int round = 0; round < rounds; round++) {
+        int64_t ms = real_client_ms(b, round);
+        if (ms < 0) fail_msg("round %d: the real client was not served", round);
+        print_message("real client served in %lld ms during %s\n", (long long)ms, what);
+        if (bound_ms >= 0) assert_true(ms < bound_ms);
+    }
+}
+
 /* Under AddressSanitizer, freed memory sits in its quarantine (256 MB) and would count as held
  * in a broker's RSS: a broker started between these two frees at once (no effect on other
  * builds). Returns the caller's ASAN_OPTIONS (NULL: none) for asan_restore(). */
@@ -411,11 +433,8 @@ static void test_partial_frame_peers_bounded(void **state) {
     for (int i = 0; i < PEERS; i++) {
         char src[32];
         snprintf(src, sizeof src, "127.0.%d.%d", 1 + i / 200, 2 + i % 200);
-        fds[i] = raw_connect(src, broker_port(&b));
+        fds[i] = greet_from(src, &b, 1000);
         if (fds[i] < 0) continue;
-        uint8_t g[64];
-        greeting(g, "CURVE");
-        send_all(fds[i], g, sizeof g, 1000);
         uint8_t hdr[9] = {0x06}; /* a long command frame */
         for (int k = 0; k < 8; k++)
             hdr[1 + k] = (uint8_t)((uint64_t)decl >> (56 - 8 * k));
@@ -442,19 +461,9 @@ static void test_served_during_greeting_flood(void **state) {
     raise_own_nofile();
     enum { FLOOD = 400 };
     int fds[FLOOD];
-    for (int i = 0; i < FLOOD; i++) {
-        fds[i] = raw_connect("127.0.0.3", broker_port(&B));
-        if (fds[i] < 0) continue;
-        uint8_t g[64];
-        greeting(g, "CURVE");
-        send_all(fds[i], g, sizeof g, 200);
-    }
-    for (int round = 0; round < 5; round++) {
-        int64_t ms = real_client_ms(&B, round);
-        if (ms < 0) fail_msg("round %d: the real client was not served", round);
-        print_message("real client served in %lld ms during the flood\n", (long long)ms);
-        assert_true(ms < 3000); /* generous: it is served, not starved */
-    }
+    for (int i = 0; i < FLOOD; i++)
+        fds[i] = greet_from("127.0.0.3", &B, 200);
+    served_rounds(&B, 5, "the flood", 3000); /* generous: it is served, not starved */
     for (int i = 0; i < FLOOD; i++)
         if (fds[i] >= 0) close(fds[i]);
 }
@@ -475,17 +484,9 @@ static void test_served_during_silent_flood_at_nofile_1024(void **state) {
     for (int i = 0; i < FLOOD; i++) {
         char src[32];
         snprintf(src, sizeof src, "127.0.4.%d", 2 + i % 100); /* 11 per address */
-        fds[i] = raw_connect(src, broker_port(&b));
-        if (fds[i] < 0) continue;
-        uint8_t g[64];
-        greeting(g, "CURVE");
-        send_all(fds[i], g, sizeof g, 100);
+        fds[i] = greet_from(src, &b, 100);
     }
-    for (int round = 0; round < 3; round++) {
-        int64_t ms = real_client_ms(&b, round);
-        if (ms < 0) fail_msg("round %d: the real client was not served", round);
-        print_message("real client served in %lld ms during the silent flood\n", (long long)ms);
-    }
+    served_rounds(&b, 3, "the silent flood", -1);
     /* The silent ones are closed (handshake-ms), so the broker holds few of them now. */
     sleep(3);
     int closed = 0;

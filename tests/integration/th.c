@@ -540,6 +540,18 @@ void th_assert_map_str(const mpb__rd_t *r, const char *key, const char *want) {
     assert_memory_equal(s, want, sl);
 }
 
+void th_assert_int_seq(const void *buf, size_t len, uint32_t n, int64_t first, int64_t step) {
+    mpb__rd_t r = {buf, (const uint8_t *)buf + len};
+    uint32_t m;
+    assert_int_equal(mpb__rd_array(&r, &m), 0);
+    assert_int_equal(m, n);
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t x;
+        assert_int_equal(mpb__rd_int(&r, &x), 0);
+        assert_int_equal(x, first + (int64_t)i * step);
+    }
+}
+
 uint64_t th_map_uint(const mpb__rd_t *r, const char *key) {
     mpb__rd_t m = *r, v;
     uint64_t u = 0;

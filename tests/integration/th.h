@@ -130,6 +130,8 @@ double th_metric(const char *text, const char *series, double absent);
 int64_t th_info_int(mpb_client_t *c, const char *field);
 /* Fails the test unless the msgpack map r has key and its value is the string want. */
 void th_assert_map_str(const mpb__rd_t *r, const char *key, const char *want);
+/* Fails the test unless buf holds exactly an array of n integers: first, first + step, ... */
+void th_assert_int_seq(const void *buf, size_t len, uint32_t n, int64_t first, int64_t step);
 /* The unsigned value of key in the msgpack map r; fails the test if it is missing or not one. */
 uint64_t th_map_uint(const mpb__rd_t *r, const char *key);
 /* Fails the test unless broker info's field is the string want. */
