@@ -652,12 +652,9 @@ static int64_t credit_during_map(mpb_pool_t *p, mpb_client_t *mon, pid_t w, uint
     size_t rl;
     assert_int_equal(mpb_async_get(a, 0, &res, &rl), 0);
     mpb_async_free(&a);
-    mpb__rd_t r = {res, (uint8_t *)res + rl};
-    uint32_t m;
-    assert_int_equal(mpb__rd_array(&r, &m), 0);
-    assert_int_equal(m, n);
+    mpb__rd_t r = th_rd_array(res, rl, n);
     *most_run = 0;
-    for (uint32_t i = 0; i < m; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         int64_t v;
         assert_int_equal(mpb__rd_int(&r, &v), 0);
         if (v > *most_run) *most_run = v;

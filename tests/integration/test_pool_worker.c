@@ -151,11 +151,7 @@ static mpb__rd_t map_range(mpb_pool_t *p, const char *fn, uint32_t n, int timeou
     size_t rl;
     assert_int_equal(mpb_pool_map(p, fn, items.p, items.len, 1, timeout_ms, res, &rl), 0);
     mpb__buf_free(&items);
-    mpb__rd_t r = {*res, (uint8_t *)*res + rl};
-    uint32_t got;
-    assert_int_equal(mpb__rd_array(&r, &got), 0);
-    assert_int_equal(got, n);
-    return r;
+    return th_rd_array(*res, rl, n);
 }
 
 /* ip_square of base + i for each of the n tasks h[i], submitted asynchronously. */

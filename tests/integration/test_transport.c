@@ -197,6 +197,18 @@ static void raise_own_nofile(void) {
 
 /* ---- encryption ---- */
 
+/* Whether a line of b's log holds a, and b2 too unless it is NULL. */
+static bool log_has_line(const th_broker_t *b, const char *a, const char *b2) {
+    FILE *f = fopen(b->log, "r");
+    assert_non_null(f);
+    char line[1024];
+    bool found = false;
+    while (fgets(line, sizeof line, f))
+        found |= strstr(line, a) && (!b2 || strstr(line, b2));
+    fclose(f);
+    return found;
+}
+
 static void test_encrypted_by_default(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
@@ -204,14 +216,7 @@ static void test_encrypted_by_default(void **state) {
     th_assert_dict_roundtrip(c, "enc", 42);
     mpb_close(&c);
     /* The broker says so in its log. */
-    FILE *f = fopen(B.log, "r");
-    assert_non_null(f);
-    char line[1024];
-    bool said = false;
-    while (fgets(line, sizeof line, f))
-        said |= strstr(line, "encryption on") != NULL;
-    fclose(f);
-    assert_true(said);
+    assert_true(log_has_line(&B, "encryption on", NULL));
 }
 
 /* A TCP proxy in front of the broker that keeps every byte of both directions. */
@@ -398,14 +403,7 @@ static void test_wrong_key_refused_in_the_handshake(void **state) {
     int rc = mpb_connect(B.endpoint, "not-the-key-of-this-broker", 26, &o, &c);
     th_assert_err(rc, MPB_EAUTH, c, "different authkey", NULL);
     mpb_close(&c);
-    FILE *f = fopen(B.log, "r");
-    assert_non_null(f);
-    char line[1024];
-    bool logged = false;
-    while (fgets(line, sizeof line, f))
-        logged |= strstr(line, "authentication failed") && strstr(line, "addr=127.0.0.1");
-    fclose(f);
-    assert_true(logged);
+    assert_true(log_has_line(&B, "authentication failed", "addr=127.0.0.1"));
     assert_true(real_client_ms(&B, 3) >= 0);
 }
 

@@ -540,11 +540,16 @@ void th_assert_map_str(const mpb__rd_t *r, const char *key, const char *want) {
     assert_memory_equal(s, want, sl);
 }
 
-void th_assert_int_seq(const void *buf, size_t len, uint32_t n, int64_t first, int64_t step) {
+mpb__rd_t th_rd_array(const void *buf, size_t len, uint32_t n) {
     mpb__rd_t r = {buf, (const uint8_t *)buf + len};
     uint32_t m;
     assert_int_equal(mpb__rd_array(&r, &m), 0);
     assert_int_equal(m, n);
+    return r;
+}
+
+void th_assert_int_seq(const void *buf, size_t len, uint32_t n, int64_t first, int64_t step) {
+    mpb__rd_t r = th_rd_array(buf, len, n);
     for (uint32_t i = 0; i < n; i++) {
         int64_t x;
         assert_int_equal(mpb__rd_int(&r, &x), 0);

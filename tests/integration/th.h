@@ -130,6 +130,9 @@ double th_metric(const char *text, const char *series, double absent);
 int64_t th_info_int(mpb_client_t *c, const char *field);
 /* Fails the test unless the msgpack map r has key and its value is the string want. */
 void th_assert_map_str(const mpb__rd_t *r, const char *key, const char *want);
+/* A reader on the first element of the msgpack array in buf; fails the test unless buf starts
+ * with an array of n elements. */
+mpb__rd_t th_rd_array(const void *buf, size_t len, uint32_t n);
 /* Fails the test unless buf holds exactly an array of n integers: first, first + step, ... */
 void th_assert_int_seq(const void *buf, size_t len, uint32_t n, int64_t first, int64_t step);
 /* The unsigned value of key in the msgpack map r; fails the test if it is missing or not one. */
