@@ -641,11 +641,7 @@ static void test_close_releases_at_once(void **state) {
 
 static void test_silent_client_loses_its_session(void **state) {
     (void)state;
-    mpb_options_t o;
-    mpb_options_init(&o);
-    o.no_heartbeat_thread = 1; /* heartbeats only from within calls */
-    mpb_client_t *quiet = NULL;
-    assert_int_equal(th_connect_opts(&B, &o, &quiet), 0);
+    mpb_client_t *quiet = th_connect_quiet(&B); /* heartbeats only from within calls */
     mpb_client_t *c = th_connect(&B);
     mpb_lock_t *lq, *lc;
     assert_int_equal(mpb_lock_open(quiet, "quiet.lock", &lq), 0);

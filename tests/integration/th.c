@@ -310,6 +310,15 @@ int th_connect_opts(th_broker_t *b, const mpb_options_t *o, mpb_client_t **out) 
     return mpb_connect(b->endpoint, k, kl, o, out);
 }
 
+mpb_client_t *th_connect_quiet(th_broker_t *b) {
+    mpb_options_t o;
+    mpb_options_init(&o);
+    o.no_heartbeat_thread = 1;
+    mpb_client_t *c = NULL;
+    assert_int_equal(th_connect_opts(b, &o, &c), 0);
+    return c;
+}
+
 mpb_client_t *th_connect(th_broker_t *b) {
     mpb_client_t *c = NULL;
     mpb_options_t o;

@@ -64,6 +64,9 @@ void th_broker_adopt(th_broker_t *b);
 const char *th_authkey_for(const char *endpoint, size_t *len);
 /* Connects with the given options; returns the mpb_connect status. */
 int th_connect_opts(th_broker_t *b, const mpb_options_t *o, mpb_client_t **out);
+/* Connects without the heartbeat thread: the client heartbeats only from within its calls.
+ * Fails the test on error. */
+mpb_client_t *th_connect_quiet(th_broker_t *b);
 /* The broker's key, read from its file (static buffer). */
 const char *th_authkey(th_broker_t *b, size_t *len);
 /* Forks n children; each runs child(index, arg) and exits with its return value. Waits for
