@@ -324,31 +324,26 @@ static void test_scan_small_pages(void **state) {
         mpb__w_raw(&items, ks.p, ks.n);
         mpb__w_raw(&items, vs.p, vs.n);
     }
+    /* pages of 7 (14 of 7, one of 2); sizes 1 and exactly the size; 0 means the broker's cap */
+    const struct {
+        int what;
+        size_t max, pages;
+        const mpb__buf_t *want; /* NULL: the pages only */
+    } scans[] = {
+        {MPB_SCAN_KEYS,   7,   15,  &keys },
+        {MPB_SCAN_VALUES, 7,   15,  &vals },
+        {MPB_SCAN_ITEMS,  7,   15,  &items},
+        {MPB_SCAN_KEYS,   1,   100, &keys },
+        {MPB_SCAN_KEYS,   100, 1,   NULL  },
+        {MPB_SCAN_ITEMS,  0,   1,   &items},
+    };
     size_t pages;
-    assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 7, &out, &pages), 100);
-    assert_int_equal(pages, 15); /* 14 pages of 7, one of 2 */
-    th_assert_bytes(out.p, out.len, keys.p, keys.len);
-    mpb__buf_reset(&out);
-    assert_int_equal(scan_all(d, MPB_SCAN_VALUES, 7, &out, &pages), 100);
-    assert_int_equal(pages, 15);
-    th_assert_bytes(out.p, out.len, vals.p, vals.len);
-    mpb__buf_reset(&out);
-    assert_int_equal(scan_all(d, MPB_SCAN_ITEMS, 7, &out, &pages), 100);
-    assert_int_equal(pages, 15);
-    th_assert_bytes(out.p, out.len, items.p, items.len);
-    mpb__buf_reset(&out);
-    /* page sizes 1 and exactly the size; 0 means the broker's cap */
-    assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 1, &out, &pages), 100);
-    assert_int_equal(pages, 100);
-    th_assert_bytes(out.p, out.len, keys.p, keys.len);
-    mpb__buf_reset(&out);
-    assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 100, &out, &pages), 100);
-    assert_int_equal(pages, 1);
-    mpb__buf_reset(&out);
-    assert_int_equal(scan_all(d, MPB_SCAN_ITEMS, 0, &out, &pages), 100);
-    assert_int_equal(pages, 1);
-    th_assert_bytes(out.p, out.len, items.p, items.len);
-    mpb__buf_reset(&out);
+    for (size_t i = 0; i < sizeof scans / sizeof scans[0]; i++) {
+        assert_int_equal(scan_all(d, scans[i].what, scans[i].max, &out, &pages), 100);
+        assert_int_equal(pages, scans[i].pages);
+        if (scans[i].want) th_assert_bytes(out.p, out.len, scans[i].want->p, scans[i].want->len);
+        mpb__buf_reset(&out);
+    }
     /* with holes: every third key deleted; the rest in order */
     mpb__buf_t rest = {0};
     for (int i = 0; i < 100; i++) {
@@ -1472,6 +1467,22 @@ static void model_set(mp_model_t *m, int i, int64_t v) {
 
 /* Runs the mixed ops for process idx; with d NULL only updates the model. Returns 0 when
  * every answer from the broker matched the model. */
+/* op (setdefault or pop) of the string key k with the integer default dflt: 0 when it answers
+ * want, 1 when the call fails, 2 when it answers something else. */
+static int with_default(int (*op)(mpb_dict_t *, const void *, size_t, const void *, size_t, void **,
+                                  size_t *),
+                        mpb_dict_t *d, const char *k, int64_t dflt, int64_t want) {
+    size_t kn, dn;
+    const uint8_t *kp = th_str(k, &kn), *dp = th_int(dflt, &dn);
+    void *v;
+    size_t vn;
+    int64_t got;
+    if (op(d, kp, kn, dp, dn, &v, &vn)) return 1;
+    int bad = mpb_unpack_i64(v, vn, &got) || got != want;
+    mpb_free(v);
+    return bad ? 2 : 0;
+}
+
 static int mp_run(int idx, mpb_dict_t *d, mp_model_t *m) {
     char k[32];
     memset(m, 0, sizeof *m);
@@ -1494,17 +1505,8 @@ static int mp_run(int idx, mpb_dict_t *d, mp_model_t *m) {
         }
         if (i % 11 == 0) { /* setdefault: re-adds a deleted key, else leaves it */
             if (!m->present[i]) model_set(m, i, -1);
-            if (d) {
-                size_t kn, dn;
-                const uint8_t *kp = th_str(k, &kn), *dp = th_int(-1, &dn);
-                void *v;
-                size_t vn;
-                int64_t got;
-                if (mpb_dict_setdefault(d, kp, kn, dp, dn, &v, &vn)) return 13;
-                int bad = mpb_unpack_i64(v, vn, &got) || got != m->val[i];
-                mpb_free(v);
-                if (bad) return 14;
-            }
+            int wd = d ? with_default(mpb_dict_setdefault, d, k, -1, m->val[i]) : 0;
+            if (wd) return 12 + wd;
         }
         if (i % 13 == 1 && i > 13) { /* pop an earlier key with a default */
             int j = i - 13;
@@ -1512,15 +1514,8 @@ static int mp_run(int idx, mpb_dict_t *d, mp_model_t *m) {
             m->present[j] = false;
             if (d) {
                 mp_key(idx, j, k);
-                size_t kn, dn;
-                const uint8_t *kp = th_str(k, &kn), *dp = th_int(-2, &dn);
-                void *v;
-                size_t vn;
-                int64_t got;
-                if (mpb_dict_pop(d, kp, kn, dp, dn, &v, &vn)) return 15;
-                int bad = mpb_unpack_i64(v, vn, &got) || got != want;
-                mpb_free(v);
-                if (bad) return 16;
+                int wd = with_default(mpb_dict_pop, d, k, -2, want);
+                if (wd) return 14 + wd;
             }
         }
         if (i % 50 == 49) { /* update ten extra keys at once */
