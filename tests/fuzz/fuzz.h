@@ -28,6 +28,13 @@ typedef struct fz_token {
     { s, sizeof s - 1 }
 extern const fz_token_t fz_tokens[];
 
+/* Calls add on each of the n byte strings at t: seeds written out byte by byte. */
+static inline void fz_add_each(void (*add)(const void *p, size_t n), const fz_token_t *t,
+                               size_t n) {
+    for (size_t i = 0; i < n; i++)
+        add(t[i].p, t[i].n);
+}
+
 /* A failed property: says which, and aborts (the driver then saves the input). */
 #define FZ_CHECK(cond, ...)                                                                        \
     do {                                                                                           \

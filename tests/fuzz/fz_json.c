@@ -129,10 +129,7 @@ void fz_seeds(void (*add)(const void *p, size_t n)) {
     mpb__w_double(&b, -0.0);
     add(b.p, b.len);
     mpb__buf_free(&b);
-    static const struct {
-        const char *p;
-        size_t n;
-    } raw[] = {
+    static const fz_token_t raw[] = {
         {"\xca\x3f\xc0\x00\x00",                 5 }, /* float32 1.5 */
         {"\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00", 9 }, /* NaN */
         {"\xd6\x05\x01\x02\x03\x04",             6 }, /* fixext4 type 5 */
@@ -142,8 +139,7 @@ void fz_seeds(void (*add)(const void *p, size_t n)) {
         {"\x81\xa3"
          "a\0b\x01",                    6 }, /* a NUL in a map key */
     };
-    for (size_t i = 0; i < sizeof raw / sizeof *raw; i++)
-        add(raw[i].p, raw[i].n);
+    fz_add_each(add, raw, sizeof raw / sizeof *raw);
 }
 
 const fz_token_t fz_tokens[] = {

@@ -194,10 +194,7 @@ void fz_seeds(void (*add)(const void *p, size_t n)) {
     add(b.p, b.len);
     mpb__buf_free(&b);
     /* Non-canonical and hostile encodings, written out. */
-    static const struct {
-        const char *p;
-        size_t n;
-    } raw[] = {
+    static const fz_token_t raw[] = {
         {"\xd0\x05",                                   2 }, /* int8 5: canonical is fixint */
         {"\xcd\x00\x05",                               3 }, /* uint16 5 */
         {"\xca\x3f\xc0\x00\x00",                       5 }, /* float32 1.5 */
@@ -210,8 +207,7 @@ void fz_seeds(void (*add)(const void *p, size_t n)) {
         {"\xc7\x02\x05\xaa\xbb",                       5 }, /* ext8 */
         {"MB\x01\x05\x00\x00\x00\x00\x00\x00\x00\x01", 12}, /* sealed, no MAC */
     };
-    for (size_t i = 0; i < sizeof raw / sizeof *raw; i++)
-        add(raw[i].p, raw[i].n);
+    fz_add_each(add, raw, sizeof raw / sizeof *raw);
 }
 
 const fz_token_t fz_tokens[] = {

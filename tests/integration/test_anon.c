@@ -398,11 +398,7 @@ static void test_killed_holder_gives_back_all_after_its_ttl(void **state) {
 
 static void test_silent_holder_expires_and_gives_back_all(void **state) {
     (void)state;
-    mpb_options_t o;
-    mpb_options_init(&o);
-    o.no_heartbeat_thread = 1; /* heartbeats only from within calls */
-    mpb_client_t *quiet = NULL;
-    assert_int_equal(th_connect_opts(&B, &o, &quiet), 0);
+    mpb_client_t *quiet = th_connect_quiet(&B); /* heartbeats only from within calls */
     mpb_client_t *c = th_connect(&B);
     every_t h;
     th_assert_ok(every_open(quiet, &h), quiet);

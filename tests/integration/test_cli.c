@@ -50,31 +50,26 @@ static void show(const char *why) {
     fail_msg("%s\n  exit %d\n  stdout: \"%s\"\n  stderr: \"%s\"", why, R.status, R.out, R.err);
 }
 
-/* mpb ARGS... exits with status, prints exactly out on stdout and nothing on stderr. */
-#define EXPECT_OUT(status, out, ...) expect_out(status, out, __VA_ARGS__, NULL)
-static void expect_out(int status, const char *out, const char *first, ...) {
+/* mpb ARGS... exits with status and, when out is given, prints exactly out on stdout and
+ * nothing on stderr; else nothing on stdout and a message holding words (one line, starting
+ * "mpb: ") on stderr. EXPECT_OUT and EXPECT_ERR say which. */
+static void expect(int status, const char *out, const char *words, const char *first, ...) {
     va_list ap;
     va_start(ap, first);
     vrun(first, ap);
     va_end(ap);
     if (R.status != status) show("wrong exit status");
-    if (strcmp(R.out, out)) show(out);
-    if (R.err[0]) show("stderr not empty");
-}
-
-/* mpb ARGS... exits with status, prints nothing on stdout and a message holding words (one
- * line, starting "mpb: ") on stderr. */
-#define EXPECT_ERR(status, words, ...) expect_err(status, words, __VA_ARGS__, NULL)
-static void expect_err(int status, const char *words, const char *first, ...) {
-    va_list ap;
-    va_start(ap, first);
-    vrun(first, ap);
-    va_end(ap);
-    if (R.status != status) show("wrong exit status");
+    if (out) {
+        if (strcmp(R.out, out)) show(out);
+        if (R.err[0]) show("stderr not empty");
+        return;
+    }
     if (R.out[0]) show("stdout not empty");
     if (strncmp(R.err, "mpb: ", 5)) show("stderr does not start with \"mpb: \"");
     if (!strstr(R.err, words)) show(words);
 }
+#define EXPECT_OUT(status, out, ...)   expect(status, out, NULL, __VA_ARGS__, NULL)
+#define EXPECT_ERR(status, words, ...) expect(status, NULL, words, __VA_ARGS__, NULL)
 
 /* --json errors: exit status, nothing on stderr, stdout one JSON object
  * {"error": {"code": code, "message": "...words..."}}. */
@@ -515,7 +510,7 @@ static void test_kind_mismatch_exits_1(void **state) {
 /* ---- --json covers usage errors too ---- */
 
 /* mpb ARGS... exits 2 and prints exactly this EUSAGE error object on stdout, nothing else. */
-#define EXPECT_USAGE_JSON(json, ...) expect_out(2, json "\n", "--json", __VA_ARGS__, NULL)
+#define EXPECT_USAGE_JSON(json, ...) EXPECT_OUT(2, json "\n", "--json", __VA_ARGS__)
 
 static void test_json_usage_errors(void **state) {
     (void)state;
@@ -712,10 +707,7 @@ static pid_t spawn_cli(int delay_ms, const char *first, ...) {
         argv[argc++] = a;
     va_end(ap);
     argv[argc] = NULL;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    pid_t pid = th_fork_bare();
     if (pid == 0) {
         setpgid(0, 0);
         struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
@@ -774,6 +766,26 @@ static void expect_took(int64_t lo, int64_t hi) {
                  (long long)hi);
 }
 
+/* `mpb info queue/NAME`, as text and with --json: its counts, and a blocked caller waiting. */
+static void expect_queue_info(const char *name, int size, int maxsize, int getters, int putters) {
+    char path[64], n[4][16];
+    snprintf(path, sizeof path, "queue/%s", name);
+    const int counts[4] = {size, maxsize, getters, putters};
+    for (int i = 0; i < 4; i++)
+        snprintf(n[i], sizeof n[i], "%d", counts[i]);
+    run("info", path, NULL);
+    EXPECT_INFO("kind", "queue", "name", name, "size", n[0], "maxsize", n[1], "joinable", "false",
+                "unfinished", "0", "getters", n[2], "putters", n[3], "joiners", "0", "bytes", "*",
+                "reliable", "false", "delivered", "0", "waiting", "[{\"session\":*");
+    assert_int_equal(run("--json", "info", path, NULL), 0);
+    json_t *j = json_of_stdout();
+    assert_int_equal(jint(j, "size", NULL), size);
+    assert_int_equal(jint(j, "maxsize", NULL), maxsize);
+    assert_int_equal(jint(j, "getters", NULL), getters);
+    assert_int_equal(jint(j, "putters", NULL), putters);
+    json_decref(j);
+}
+
 static void test_queue_put_get(void **state) {
     (void)state;
     EXPECT_OUT(0, "", "put", "queue/cq", "\"a\"");
@@ -817,17 +829,7 @@ static void test_queue_put_get(void **state) {
     mpb_client_t *c = th_connect(&B);
     p = SPAWN(0, "get", "queue/cq", "--timeout", "30");
     assert_true(th_wait_field(c, "queue/cq", "getters", 1, 5000));
-    run("info", "queue/cq", NULL);
-    EXPECT_INFO("kind", "queue", "name", "cq", "size", "0", "maxsize", "0", "joinable", "false",
-                "unfinished", "0", "getters", "1", "putters", "0", "joiners", "0", "bytes", "*",
-                "reliable", "false", "delivered", "0", "waiting", "[{\"session\":*");
-    assert_int_equal(run("--json", "info", "queue/cq", NULL), 0);
-    json_t *j = json_of_stdout();
-    assert_int_equal(jint(j, "size", NULL), 0);
-    assert_int_equal(jint(j, "maxsize", NULL), 0);
-    assert_int_equal(jint(j, "getters", NULL), 1);
-    assert_int_equal(jint(j, "putters", NULL), 0);
-    json_decref(j);
+    expect_queue_info("cq", 0, 0, 1, 0);
     EXPECT_OUT(0, "", "put", "queue/cq", "\"x\"");
     assert_int_equal(th_wait(p, 10), 0);
     assert_true(th_wait_field(c, "queue/cq", "getters", 0, 5000));
@@ -866,17 +868,7 @@ static void test_queue_full(void **state) {
     /* A blocked putter is shown, and gets in when an item is taken. */
     pid_t p = SPAWN(0, "put", "queue/cf", "2");
     assert_true(th_wait_field(c, "queue/cf", "putters", 1, 5000));
-    run("info", "queue/cf", NULL);
-    EXPECT_INFO("kind", "queue", "name", "cf", "size", "1", "maxsize", "1", "joinable", "false",
-                "unfinished", "0", "getters", "0", "putters", "1", "joiners", "0", "bytes", "*",
-                "reliable", "false", "delivered", "0", "waiting", "[{\"session\":*");
-    assert_int_equal(run("--json", "info", "queue/cf", NULL), 0);
-    json_t *j = json_of_stdout();
-    assert_int_equal(jint(j, "size", NULL), 1);
-    assert_int_equal(jint(j, "maxsize", NULL), 1);
-    assert_int_equal(jint(j, "putters", NULL), 1);
-    assert_int_equal(jint(j, "getters", NULL), 0);
-    json_decref(j);
+    expect_queue_info("cf", 1, 1, 0, 1);
     EXPECT_OUT(0, "1\n", "get", "queue/cf");
     assert_int_equal(th_wait(p, 10), 0);
     EXPECT_OUT(0, "2\n", "get", "queue/cf", "--timeout", "0");

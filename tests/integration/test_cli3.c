@@ -35,10 +35,7 @@ static bg_t M;
 static void bg_start(const char *const *args) {
     int po[2];
     if (pipe(po)) fail_msg("pipe: %s", strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    M.pid = fork();
-    if (M.pid < 0) fail_msg("fork: %s", strerror(errno));
+    M.pid = th_fork_bare();
     if (M.pid == 0) {
         const char *argv[16] = {th_mpb_cli};
         for (int i = 0; args[i] && i < 14; i++)
@@ -94,15 +91,20 @@ static void sync_monitor(const char *want) {
     if (!strstr(M.out, want)) fail_msg("the monitor never showed '%s': \"%s\"", want, M.out);
 }
 
-static void set_x(const char *key, int64_t val) {
-    mpb_dict_t *d;
-    th_assert_ok(mpb_dict_open(C, "x", &d), C);
+/* d[key] = val, both msgpack-encoded (a string key, an int value). */
+static void dict_set(mpb_dict_t *d, const char *key, int64_t val) {
     size_t kn, vn;
     uint8_t kb[64];
     const uint8_t *k = th_str(key, &kn);
     memcpy(kb, k, kn);
     const uint8_t *v = th_int(val, &vn);
     th_assert_ok(mpb_dict_set(d, kb, kn, v, vn), C);
+}
+
+static void set_x(const char *key, int64_t val) {
+    mpb_dict_t *d;
+    th_assert_ok(mpb_dict_open(C, "x", &d), C);
+    dict_set(d, key, val);
     mpb_dict_close(&d);
 }
 
@@ -172,13 +174,8 @@ static void test_monitor_stalled(void **state) {
     th_assert_ok(mpb_dict_open(C, "stall", &d), C);
     for (int i = 0; i < N; i++) {
         char key[32];
-        size_t kn, vn;
         snprintf(key, sizeof key, "k%d", i);
-        uint8_t kb[40];
-        const uint8_t *k = th_str(key, &kn);
-        memcpy(kb, k, kn);
-        const uint8_t *v = th_int(i, &vn);
-        th_assert_ok(mpb_dict_set(d, kb, kn, v, vn), C);
+        dict_set(d, key, i);
     }
     mpb_dict_close(&d);
     kill(M.pid, SIGCONT);

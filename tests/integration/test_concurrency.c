@@ -27,12 +27,7 @@ static void test_8x1000_increments_give_8000(void **state) {
     (void)state;
     assert_int_equal(th_spawn(8, incr_child, NULL, 120), 0);
     mpb_client_t *c = th_connect(&B);
-    mpb_dict_t *d;
-    assert_int_equal(mpb_dict_open(c, "counters", &d), 0);
-    int64_t v = 0;
-    assert_int_equal(mpb_dict_get_i64(d, "hits", &v), 0);
-    assert_int_equal(v, 8000);
-    mpb_dict_close(&d);
+    assert_int_equal(th_dict_i64(c, "counters", "hits"), 8000);
     mpb_close(&c);
 }
 

@@ -11,18 +11,13 @@
 #include <unistd.h>
 
 #include "th.h"
+#include "th_mv.h"
 #include "mpbproto.h"
 
 static th_broker_t B;
 static mpb_client_t *C;
 
 /* ---- helpers ---- */
-
-/* Short names for the values the tables below are written in (th.h). */
-typedef th_mv_t mv_t;
-#define RAW TH_RAW
-#define S   th_mv_str
-#define I   th_mv_int
 
 static mpb_dict_t *dopen(const char *name) {
     mpb_dict_t *d = NULL;
@@ -329,31 +324,26 @@ static void test_scan_small_pages(void **state) {
         mpb__w_raw(&items, ks.p, ks.n);
         mpb__w_raw(&items, vs.p, vs.n);
     }
+    /* pages of 7 (14 of 7, one of 2); sizes 1 and exactly the size; 0 means the broker's cap */
+    const struct {
+        int what;
+        size_t max, pages;
+        const mpb__buf_t *want; /* NULL: the pages only */
+    } scans[] = {
+        {MPB_SCAN_KEYS,   7,   15,  &keys },
+        {MPB_SCAN_VALUES, 7,   15,  &vals },
+        {MPB_SCAN_ITEMS,  7,   15,  &items},
+        {MPB_SCAN_KEYS,   1,   100, &keys },
+        {MPB_SCAN_KEYS,   100, 1,   NULL  },
+        {MPB_SCAN_ITEMS,  0,   1,   &items},
+    };
     size_t pages;
-    assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 7, &out, &pages), 100);
-    assert_int_equal(pages, 15); /* 14 pages of 7, one of 2 */
-    th_assert_bytes(out.p, out.len, keys.p, keys.len);
-    mpb__buf_reset(&out);
-    assert_int_equal(scan_all(d, MPB_SCAN_VALUES, 7, &out, &pages), 100);
-    assert_int_equal(pages, 15);
-    th_assert_bytes(out.p, out.len, vals.p, vals.len);
-    mpb__buf_reset(&out);
-    assert_int_equal(scan_all(d, MPB_SCAN_ITEMS, 7, &out, &pages), 100);
-    assert_int_equal(pages, 15);
-    th_assert_bytes(out.p, out.len, items.p, items.len);
-    mpb__buf_reset(&out);
-    /* page sizes 1 and exactly the size; 0 means the broker's cap */
-    assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 1, &out, &pages), 100);
-    assert_int_equal(pages, 100);
-    th_assert_bytes(out.p, out.len, keys.p, keys.len);
-    mpb__buf_reset(&out);
-    assert_int_equal(scan_all(d, MPB_SCAN_KEYS, 100, &out, &pages), 100);
-    assert_int_equal(pages, 1);
-    mpb__buf_reset(&out);
-    assert_int_equal(scan_all(d, MPB_SCAN_ITEMS, 0, &out, &pages), 100);
-    assert_int_equal(pages, 1);
-    th_assert_bytes(out.p, out.len, items.p, items.len);
-    mpb__buf_reset(&out);
+    for (size_t i = 0; i < sizeof scans / sizeof scans[0]; i++) {
+        assert_int_equal(scan_all(d, scans[i].what, scans[i].max, &out, &pages), 100);
+        assert_int_equal(pages, scans[i].pages);
+        if (scans[i].want) th_assert_bytes(out.p, out.len, scans[i].want->p, scans[i].want->len);
+        mpb__buf_reset(&out);
+    }
     /* with holes: every third key deleted; the rest in order */
     mpb__buf_t rest = {0};
     for (int i = 0; i < 100; i++) {
@@ -1178,30 +1168,15 @@ static void test_objects_list_describe_delete(void **state) {
     void *m;
     size_t mn;
     th_assert_ok(mpb_obj_describe(C, "dict/obj_d1", &m, &mn), C);
-    mpb__rd_t r = {m, (const uint8_t *)m + mn}, v;
-    const char *s;
-    uint32_t sl;
-    uint64_t u;
-    assert_int_equal(mpb__rd_mapget(&r, "kind", &v), 0);
-    assert_int_equal(mpb__rd_str(&v, &s, &sl), 0);
-    assert_int_equal(sl, 4);
-    assert_memory_equal(s, "dict", 4);
-    assert_int_equal(mpb__rd_mapget(&r, "name", &v), 0);
-    assert_int_equal(mpb__rd_str(&v, &s, &sl), 0);
-    assert_int_equal(sl, 6);
-    assert_memory_equal(s, "obj_d1", 6);
-    assert_int_equal(mpb__rd_mapget(&r, "size", &v), 0);
-    assert_int_equal(mpb__rd_uint(&v, &u), 0);
-    assert_int_equal(u, 3);
-    assert_int_equal(mpb__rd_mapget(&r, "bytes", &v), 0);
-    assert_int_equal(mpb__rd_uint(&v, &u), 0);
-    assert_true(u > 0);
+    mpb__rd_t r = {m, (const uint8_t *)m + mn};
+    th_assert_map_str(&r, "kind", "dict");
+    th_assert_map_str(&r, "name", "obj_d1");
+    assert_int_equal(th_map_uint(&r, "size"), 3);
+    assert_true(th_map_uint(&r, "bytes") > 0);
     mpb_free(m);
     th_assert_ok(mpb_obj_describe(C, "list/obj_l1", &m, &mn), C);
     r = (mpb__rd_t){m, (const uint8_t *)m + mn};
-    assert_int_equal(mpb__rd_mapget(&r, "size", &v), 0);
-    assert_int_equal(mpb__rd_uint(&v, &u), 0);
-    assert_int_equal(u, 2);
+    assert_int_equal(th_map_uint(&r, "size"), 2);
     mpb_free(m);
     th_assert_err(mpb_obj_describe(C, "dict/obj_none", &m, &mn), MPB_ENOOBJ, C, "obj_none", NULL);
     th_assert_err(mpb_obj_describe(C, "list/obj_d1", &m, &mn), MPB_EKIND, C, "obj_d1", "dict");
@@ -1492,6 +1467,22 @@ static void model_set(mp_model_t *m, int i, int64_t v) {
 
 /* Runs the mixed ops for process idx; with d NULL only updates the model. Returns 0 when
  * every answer from the broker matched the model. */
+/* op (setdefault or pop) of the string key k with the integer default dflt: 0 when it answers
+ * want, 1 when the call fails, 2 when it answers something else. */
+static int with_default(int (*op)(mpb_dict_t *, const void *, size_t, const void *, size_t, void **,
+                                  size_t *),
+                        mpb_dict_t *d, const char *k, int64_t dflt, int64_t want) {
+    size_t kn, dn;
+    const uint8_t *kp = th_str(k, &kn), *dp = th_int(dflt, &dn);
+    void *v;
+    size_t vn;
+    int64_t got;
+    if (op(d, kp, kn, dp, dn, &v, &vn)) return 1;
+    int bad = mpb_unpack_i64(v, vn, &got) || got != want;
+    mpb_free(v);
+    return bad ? 2 : 0;
+}
+
 static int mp_run(int idx, mpb_dict_t *d, mp_model_t *m) {
     char k[32];
     memset(m, 0, sizeof *m);
@@ -1514,17 +1505,8 @@ static int mp_run(int idx, mpb_dict_t *d, mp_model_t *m) {
         }
         if (i % 11 == 0) { /* setdefault: re-adds a deleted key, else leaves it */
             if (!m->present[i]) model_set(m, i, -1);
-            if (d) {
-                size_t kn, dn;
-                const uint8_t *kp = th_str(k, &kn), *dp = th_int(-1, &dn);
-                void *v;
-                size_t vn;
-                int64_t got;
-                if (mpb_dict_setdefault(d, kp, kn, dp, dn, &v, &vn)) return 13;
-                int bad = mpb_unpack_i64(v, vn, &got) || got != m->val[i];
-                mpb_free(v);
-                if (bad) return 14;
-            }
+            int wd = d ? with_default(mpb_dict_setdefault, d, k, -1, m->val[i]) : 0;
+            if (wd) return 12 + wd;
         }
         if (i % 13 == 1 && i > 13) { /* pop an earlier key with a default */
             int j = i - 13;
@@ -1532,15 +1514,8 @@ static int mp_run(int idx, mpb_dict_t *d, mp_model_t *m) {
             m->present[j] = false;
             if (d) {
                 mp_key(idx, j, k);
-                size_t kn, dn;
-                const uint8_t *kp = th_str(k, &kn), *dp = th_int(-2, &dn);
-                void *v;
-                size_t vn;
-                int64_t got;
-                if (mpb_dict_pop(d, kp, kn, dp, dn, &v, &vn)) return 15;
-                int bad = mpb_unpack_i64(v, vn, &got) || got != want;
-                mpb_free(v);
-                if (bad) return 16;
+                int wd = with_default(mpb_dict_pop, d, k, -2, want);
+                if (wd) return 14 + wd;
             }
         }
         if (i % 50 == 49) { /* update ten extra keys at once */
@@ -1646,11 +1621,7 @@ static void test_broker_still_alive(void **state) {
     th_assert_ok(mpb_dict_get_i64(d, "alive", &x), c);
     assert_int_equal(x, 1);
     mpb_dict_close(&d);
-    mpb_close(&c);
-    assert_true(th_broker_alive(&B));
-    /* and it shuts down cleanly, with nothing leaked */
-    mpb_close(&C);
-    th_broker_stop_checked(&B);
+    th_assert_survived(&B, &c, &C);
 }
 
 int main(void) {

@@ -45,6 +45,14 @@ static int64_t await_note(mpb_client_t *c, const char *key, int timeout_ms) {
     return v;
 }
 
+/* Empties dict "exp" for a test's notes: the dict, open (close it at the end). */
+static mpb_dict_t *clear_notes(mpb_client_t *c) {
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(c, "exp", &d), 0);
+    assert_int_equal(mpb_dict_clear(d), 0);
+    return d;
+}
+
 /* The holder's pid of the lock at path; 0 when free. */
 static int64_t lock_owner_pid(mpb_client_t *c, const char *path) {
     void *m;
@@ -66,6 +74,12 @@ static void kill_child(pid_t p) {
 
 /* ---- a killed Lock holder ---- */
 
+/* Opens the lock named "lock/NAME" or the rlock named "rlock/NAME". */
+static int open_named_lock(mpb_client_t *c, const char *name, mpb_lock_t **l) {
+    const char *bare = strchr(name, '/') + 1;
+    return name[0] == 'r' ? mpb_rlock_open(c, bare, l) : mpb_lock_open(c, bare, l);
+}
+
 static int lock_holder(int idx, const char *arg) {
     (void)idx;
     const char *name = arg; /* "lock/NAME" or "rlock/NAME" */
@@ -73,8 +87,7 @@ static int lock_holder(int idx, const char *arg) {
     mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_lock_t *l;
-    CKC(c, rlock ? mpb_rlock_open(c, strchr(name, '/') + 1, &l)
-                 : mpb_lock_open(c, strchr(name, '/') + 1, &l));
+    CKC(c, open_named_lock(c, name, &l));
     uint64_t f = 0;
     for (int i = 0; i < (rlock ? 3 : 1); i++)
         CKC(c, mpb_lock_acquire(l, MPB_FOREVER, &f));
@@ -86,12 +99,10 @@ static int lock_holder(int idx, const char *arg) {
 static int lock_waiter(int idx, const char *arg) {
     (void)idx;
     const char *name = arg;
-    bool rlock = name[0] == 'r';
     mpb_client_t *c = th_child_connect();
     CK(c);
     mpb_lock_t *l;
-    CKC(c, rlock ? mpb_rlock_open(c, strchr(name, '/') + 1, &l)
-                 : mpb_lock_open(c, strchr(name, '/') + 1, &l));
+    CKC(c, open_named_lock(c, name, &l));
     uint64_t f = 0;
     CKC(c, mpb_lock_acquire(l, MPB_FOREVER, &f));
     int64_t got = th_now_ms();
@@ -115,9 +126,7 @@ static int lock_waiter(int idx, const char *arg) {
 /* Kills a holder of path and measures how long until the blocked waiter had the lock. */
 static void dead_holder_passes_on(const char *path, int hold_ms) {
     mpb_client_t *c = th_connect(&B);
-    mpb_dict_t *d;
-    assert_int_equal(mpb_dict_open(c, "exp", &d), 0);
-    assert_int_equal(mpb_dict_clear(d), 0);
+    mpb_dict_t *d = clear_notes(c);
     pid_t holder = th_child_spawn(lock_holder, 0, path);
     int64_t f1 = await_note(c, "holder.fence", 20000);
     assert_true(f1 > 0);
@@ -191,9 +200,7 @@ static int sem_waiter(int idx, const char *arg) {
 static void test_killed_semaphore_holder_gives_its_units_back(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
-    mpb_dict_t *d;
-    assert_int_equal(mpb_dict_open(c, "exp", &d), 0);
-    assert_int_equal(mpb_dict_clear(d), 0);
+    mpb_dict_t *d = clear_notes(c);
     pid_t holder = th_child_spawn(sem_holder, 0, NULL);
     assert_int_equal(await_note(c, "sem.held", 20000), 2);
     pid_t waiter = th_child_spawn(sem_waiter, 0, NULL);
@@ -641,11 +648,7 @@ static void test_close_releases_at_once(void **state) {
 
 static void test_silent_client_loses_its_session(void **state) {
     (void)state;
-    mpb_options_t o;
-    mpb_options_init(&o);
-    o.no_heartbeat_thread = 1; /* heartbeats only from within calls */
-    mpb_client_t *quiet = NULL;
-    assert_int_equal(th_connect_opts(&B, &o, &quiet), 0);
+    mpb_client_t *quiet = th_connect_quiet(&B); /* heartbeats only from within calls */
     mpb_client_t *c = th_connect(&B);
     mpb_lock_t *lq, *lc;
     assert_int_equal(mpb_lock_open(quiet, "quiet.lock", &lq), 0);

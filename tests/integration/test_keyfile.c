@@ -71,6 +71,20 @@ static int broker_refuses(const char *keyfile, const char *log) {
     return run(argv, NULL, log, 10);
 }
 
+/* mpbrokerd --check-config with the key file k: its exit status, its output in log. */
+static int check_config(const char *k, const char *log) {
+    const char *argv[] = {MPBROKERD_PATH,
+                          "--check-config",
+                          "--listen",
+                          "tcp://127.0.0.1:0",
+                          "--data-dir",
+                          dir,
+                          "--authkey-file",
+                          k,
+                          NULL};
+    return run(argv, NULL, log, 10);
+}
+
 static void test_keyfile_broker_refuses_writable(void **state) {
     (void)state;
     char log[128];
@@ -87,16 +101,7 @@ static void test_keyfile_broker_refuses_writable(void **state) {
     assert_non_null(strstr(slurp(log), "writable by others (mode 0666): refused"));
 
     /* --check-config says so too, and exits 2 */
-    const char *argv[] = {MPBROKERD_PATH,
-                          "--check-config",
-                          "--listen",
-                          "tcp://127.0.0.1:0",
-                          "--data-dir",
-                          dir,
-                          "--authkey-file",
-                          k,
-                          NULL};
-    assert_int_equal(run(argv, NULL, log, 10), 2);
+    assert_int_equal(check_config(k, log), 2);
     assert_non_null(strstr(slurp(log), "writable by others (mode 0666): refused"));
 }
 
@@ -134,16 +139,7 @@ static void test_keyfile_broker_warns(void **state) {
     char log[128];
     snprintf(log, sizeof log, "%s/check.log", dir);
     k = key_file("both", "hunter2", 0640);
-    const char *argv[] = {MPBROKERD_PATH,
-                          "--check-config",
-                          "--listen",
-                          "tcp://127.0.0.1:0",
-                          "--data-dir",
-                          dir,
-                          "--authkey-file",
-                          k,
-                          NULL};
-    assert_int_equal(run(argv, NULL, log, 10), 0);
+    assert_int_equal(check_config(k, log), 0);
     l = slurp(log);
     assert_non_null(strstr(l, "mpbrokerd: warning: authkey file"));
     assert_non_null(strstr(l, "readable by its group (mode 0640)"));

@@ -10,18 +10,13 @@
 #include <unistd.h>
 
 #include "th.h"
+#include "th_mv.h"
 #include "mpbproto.h"
 
 static th_broker_t B;
 static mpb_client_t *C;
 
 /* ---- helpers ---- */
-
-/* Short names for the values the tables below are written in (th.h). */
-typedef th_mv_t mv_t;
-#define RAW TH_RAW
-#define S   th_mv_str
-#define I   th_mv_int
 
 static mv_t F(double d) {
     static uint8_t bufs[8][9];
@@ -425,16 +420,8 @@ static void test_slice(void **state) {
     int64_t next = 0;
     for (int64_t start = 0;; start += (int64_t)n) {
         th_assert_ok(mpb_list_slice(big, start, INT64_MAX, 0, &items, &il, &n), C);
-        mpb__rd_t r = {items, (const uint8_t *)items + il};
-        uint32_t cnt;
-        assert_int_equal(mpb__rd_array(&r, &cnt), 0);
-        assert_int_equal(cnt, n);
-        for (uint32_t i = 0; i < cnt; i++) {
-            int64_t x;
-            assert_int_equal(mpb__rd_int(&r, &x), 0);
-            assert_int_equal(x, next * 7);
-            next++;
-        }
+        th_assert_int_seq(items, il, (uint32_t)n, next * 7, 7);
+        next += (int64_t)n;
         mpb_free(items);
         if (n == 0) break;
     }
@@ -1078,20 +1065,10 @@ static void test_kinds_and_objects(void **state) {
     void *m;
     size_t mn;
     th_assert_ok(mpb_obj_describe(C, "list/lk_list", &m, &mn), C);
-    mpb__rd_t r = {m, (const uint8_t *)m + mn}, v;
-    uint64_t u;
-    const char *s;
-    uint32_t sl;
-    assert_int_equal(mpb__rd_mapget(&r, "kind", &v), 0);
-    assert_int_equal(mpb__rd_str(&v, &s, &sl), 0);
-    assert_int_equal(sl, 4);
-    assert_memory_equal(s, "list", 4);
-    assert_int_equal(mpb__rd_mapget(&r, "size", &v), 0);
-    assert_int_equal(mpb__rd_uint(&v, &u), 0);
-    assert_int_equal(u, 4);
-    assert_int_equal(mpb__rd_mapget(&r, "bytes", &v), 0);
-    assert_int_equal(mpb__rd_uint(&v, &u), 0);
-    assert_true(u >= 4);
+    mpb__rd_t r = {m, (const uint8_t *)m + mn};
+    th_assert_map_str(&r, "kind", "list");
+    assert_int_equal(th_map_uint(&r, "size"), 4);
+    assert_true(th_map_uint(&r, "bytes") >= 4);
     mpb_free(m);
     /* deleted: gone, and a new list under the same name is empty */
     th_assert_ok(mpb_obj_delete(C, "list/lk_list"), C);
@@ -1201,11 +1178,7 @@ static void test_broker_still_alive(void **state) {
     th_assert_bytes(v, vn, I(42).p, I(42).n);
     mpb_free(v);
     mpb_list_close(&l);
-    mpb_close(&c);
-    assert_true(th_broker_alive(&B));
-    /* and it shuts down cleanly, with nothing leaked */
-    mpb_close(&C);
-    th_broker_stop_checked(&B);
+    th_assert_survived(&B, &c, &C);
 }
 
 int main(void) {

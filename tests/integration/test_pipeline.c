@@ -307,12 +307,7 @@ static void test_pipeline_broker_still_serves(void **state) {
     (void)state;
     assert_true(th_broker_alive(&B));
     mpb_client_t *c = th_connect(&B);
-    mpb_dict_t *d;
-    assert_int_equal(mpb_dict_open(c, "pipe", &d), 0);
-    int64_t v;
-    assert_int_equal(mpb_dict_get_i64(d, "n", &v), 0);
-    assert_int_equal(v, 1000);
-    mpb_dict_close(&d);
+    assert_int_equal(th_dict_i64(c, "pipe", "n"), 1000);
     mpb_close(&c);
 }
 

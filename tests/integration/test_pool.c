@@ -43,10 +43,18 @@ __attribute__((visibility("default"))) const char *__asan_default_options(void) 
 static pthread_t main_thread;
 
 /* Two mpb-worker processes with concurrency 2 each: Pool(4). */
-static void start_pool4(mpb_client_t *c) {
+/* Two workers of the demo functions, two calls at a time each, and c's pool over them. */
+static mpb_pool_t *start_pool4(mpb_client_t *c) {
     tp_start_worker(MPB_DEMO_LIB, DEMO_FNS, 2, 1, 0, NULL);
     tp_start_worker(MPB_DEMO_LIB, DEMO_FNS, 2, 1, 0, NULL);
-    tp_wait_workers(c, "square", 2, 10000);
+    mpb_pool_t *p = tp_pool_ready(c, "square", 2, c);
+    return p;
+}
+
+/* One sleep_ms worker (its pid in *w), seen by mon, and c's pool. */
+static mpb_pool_t *start_sleeper(mpb_client_t *c, mpb_client_t *mon, pid_t *w) {
+    *w = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
+    return tp_pool_ready(mon, "sleep_ms", 1, c);
 }
 
 static long maxrss_kb(void) {
@@ -161,9 +169,7 @@ static void wait_one_worker(mpb_client_t *mon) {
 static void test_imap_input_error_and_early_free(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
-    start_pool4(c);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = start_pool4(c);
     /* the input fails after 55 items: those 55 results come, in order, then the error */
     for (int ordered = 1; ordered >= 0; ordered--) {
         badgen_t b = {.g = {.limit = 1000}, .fail_at = 55};
@@ -251,9 +257,7 @@ static void on_error(void *arg, int err, const char *msg) {
 static void test_seed_apply_async_callbacks_5_tasks(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker);
-    start_pool4(c);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = start_pool4(c);
     rec_t recs[5] = {{0}};
     for (int i = 0; i < 5; i++) {
         recs[i].x = i + 1;
@@ -314,9 +318,7 @@ static void chain_next(void *arg, const void *res, size_t len) {
 static void test_callbacks_may_submit_more_tasks(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker);
-    start_pool4(c);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = start_pool4(c);
     mpb_dict_t *d;
     assert_int_equal(mpb_dict_open(c, "chains", &d), 0);
     enum { NCH = 20 };
@@ -367,9 +369,7 @@ static void test_callbacks_may_submit_more_tasks(void **state) {
 static void test_seed_apply_serially(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker);
-    start_pool4(c);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = start_pool4(c);
     int64_t t0 = th_now_ms();
     for (int i = 0; i < 20; i++) {
         size_t al, rl;
@@ -406,9 +406,7 @@ static double timed_map(mpb_client_t *c, mpb_pool_t *p, uint32_t n, size_t chunk
 static void test_seed_map_chunksize_1_and_100(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker);
-    start_pool4(c);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = start_pool4(c);
     double r1 = timed_map(c, p, 1000, 1);
     double r100 = timed_map(c, p, 1000, 100);
     double r0 = timed_map(c, p, 1000, 0); /* chosen as Python does */
@@ -435,9 +433,7 @@ static void test_seed_map_chunksize_1_and_100(void **state) {
 static void test_seed_imap_unordered(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker);
-    start_pool4(c);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = start_pool4(c);
     enum { N = 10000 };
     static char seen[N];
     memset(seen, 0, sizeof seen);
@@ -498,9 +494,7 @@ static void on_merr(void *arg, int err, const char *msg) {
 static void test_seed_starmap(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker);
-    start_pool4(c);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = start_pool4(c);
     mpb__buf_t pairs = {0};
     mpb__w_array(&pairs, 500);
     for (int i = 0; i < 500; i++) { /* [i, 2i]: widths from fixint to int32 */
@@ -555,9 +549,7 @@ static void test_seed_starmap(void **state) {
 static void test_remote_error_reaches_the_caller(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker);
-    start_pool4(c);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = start_pool4(c);
     size_t al, rl;
     const uint8_t *a7 = tp_args1(7, &al);
     void *res = NULL;
@@ -660,12 +652,9 @@ static int64_t credit_during_map(mpb_pool_t *p, mpb_client_t *mon, pid_t w, uint
     size_t rl;
     assert_int_equal(mpb_async_get(a, 0, &res, &rl), 0);
     mpb_async_free(&a);
-    mpb__rd_t r = {res, (uint8_t *)res + rl};
-    uint32_t m;
-    assert_int_equal(mpb__rd_array(&r, &m), 0);
-    assert_int_equal(m, n);
+    mpb__rd_t r = th_rd_array(res, rl, n);
     *most_run = 0;
-    for (uint32_t i = 0; i < m; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         int64_t v;
         assert_int_equal(mpb__rd_int(&r, &v), 0);
         if (v > *most_run) *most_run = v;
@@ -720,9 +709,7 @@ static void test_flow_control_slow_worker_does_not_delay_the_rest(void **state) 
     pid_t f1 = tp_start_worker(MPB_TESTFNS_LIB, "nap", 4, 1, 0, NULL);
     pid_t f2 = tp_start_worker(MPB_TESTFNS_LIB, "nap", 4, 1, 0, NULL);
     unsetenv("MPB_TEST_NAP_MS");
-    tp_wait_workers(mon, "nap", 3, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(mon, "nap", 3, c);
     mpb__buf_t items = {0};
     tp_items_range(&items, N);
     void *res = NULL;
@@ -759,9 +746,7 @@ static void test_flow_control_slow_worker_does_not_delay_the_rest(void **state) 
 static void test_close_then_join_waits_for_all(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker);
-    start_pool4(c);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = start_pool4(c);
     size_t al;
     const uint8_t *a = tp_args1(50, &al);
     assert_int_equal(mpb_pool_join(p, 100), MPB_EINVAL); /* join before close */
@@ -803,10 +788,8 @@ static void test_close_then_join_waits_for_all(void **state) {
 static void test_terminate_cancels_the_rest(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
-    pid_t w = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
-    tp_wait_workers(mon, "sleep_ms", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    pid_t w;
+    mpb_pool_t *p = start_sleeper(c, mon, &w);
     size_t al;
     const uint8_t *a = tp_args1(200, &al);
     tp_tally_t t = {0};
@@ -923,10 +906,8 @@ static void test_get_times_out_when_no_worker_serves_the_function(void **state) 
 static void test_imap_canceled_by_terminate_and_detached_by_free(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
-    pid_t w = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
-    tp_wait_workers(mon, "sleep_ms", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    pid_t w;
+    mpb_pool_t *p = start_sleeper(c, mon, &w);
     /* 1000 x sleep_ms(g) with g counting up from 0: the first ones are quick */
     gen_t g = {.limit = 1000}, g2 = {.limit = 1000};
     mpb_imap_t *it, *it2;

@@ -45,9 +45,7 @@ static void test_worker_killed_mid_map_loses_nothing(void **state) {
     tp_start_worker(MPB_TESTFNS_LIB, "sqsleep", 2, 1, 0, NULL);
     tp_start_worker(MPB_TESTFNS_LIB, "sqsleep", 2, 1, 0, NULL);
     unsetenv("MPB_TEST_COUNTS");
-    tp_wait_workers(mon, "sqsleep", 3, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(mon, "sqsleep", 3, c);
     mpb__buf_t items = {0};
     tp_items_range(&items, N);
     mpb_async_t *a = NULL;
@@ -203,9 +201,7 @@ static void test_caller_killed_its_tasks_are_cancelled(void **state) {
  * seen by mon, and a pool on c. */
 static mpb_pool_t *crash_pool(mpb_client_t *c, mpb_client_t *mon) {
     tp_start_worker(MPB_TESTFNS_LIB, "crash", 1, 0, 1000000, NULL);
-    tp_wait_workers(mon, "crash", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(mon, "crash", 1, c);
     return p;
 }
 
@@ -289,9 +285,7 @@ static void test_busy_worker_keeps_its_task_past_the_ttl(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker);
     pid_t w = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
-    tp_wait_workers(c, "sleep_ms", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "sleep_ms", 1, c);
     size_t al, rl;
     const uint8_t *a = tp_args1(2500, &al);
     void *res = NULL;

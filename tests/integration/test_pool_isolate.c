@@ -211,9 +211,7 @@ static void test_error_kinds_reach_the_caller(void **state) {
         tp_worker_isolate = mode ? "process" : "thread";
         pid_t w = tp_start_worker(MPB_TESTFNS_LIB, "kinded", 1, -1, 0, NULL);
         tp_worker_isolate = NULL;
-        tp_wait_workers(mon, "kinded", 1, 10000);
-        mpb_pool_t *p;
-        assert_int_equal(mpb_pool_open(c, &p), 0);
+        mpb_pool_t *p = tp_pool_ready(mon, "kinded", 1, c);
         size_t al;
         const uint8_t *a = tp_args1(-3, &al);
         mpb_async_t *h = NULL;
@@ -299,9 +297,7 @@ static void test_forward_output_reaches_the_caller_tagged_and_complete(void **st
     tp_start_worker(MPB_TESTFNS_LIB, "chatty", 2, -1, 0, NULL);
     tp_start_worker(MPB_TESTFNS_LIB, "chatty", 2, -1, 0, NULL);
     tp_worker_forward = false;
-    tp_wait_workers(mon, "chatty", 2, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(mon, "chatty", 2, c);
     static outlog_t o;
     memset(&o, 0, sizeof o);
     mpb_pool_set_output(p, collect_output, &o);

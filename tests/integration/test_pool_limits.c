@@ -98,9 +98,7 @@ static void test_paused_caller_waits_aside(void **state) {
     mpb_client_t *a = th_connect(&tp_broker), *b = th_connect(&tp_broker),
                  *mon = th_connect(&tp_broker);
     pid_t w = tp_start_worker(MPB_TESTFNS_LIB, "pad", 2, 1, 0, NULL);
-    tp_wait_workers(mon, "pad", 1, 10000);
-    mpb_pool_t *pb;
-    assert_int_equal(mpb_pool_open(b, &pb), 0);
+    mpb_pool_t *pb = tp_pool_ready(mon, "pad", 1, b);
     mpb__buf_t items = {0};
     tp_items_range(&items, NB);
     void *res = NULL;
@@ -218,9 +216,7 @@ static void test_chunks_fit_max_value_whatever_the_chunksize(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&tp_broker);
     pid_t w = tp_start_worker(MPB_DEMO_LIB, "square", 1, 1, 0, NULL);
-    tp_wait_workers(c, "square", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "square", 1, c);
     enum { N = 20000 };
     mpb__buf_t items = {0};
     tp_items_range(&items, N);

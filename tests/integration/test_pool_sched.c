@@ -32,15 +32,7 @@ static void items_ms(mpb__buf_t *b, uint32_t n, int64_t ms) {
 }
 
 static void check_all_ms(const void *res, size_t len, uint32_t n, int64_t ms) {
-    mpb__rd_t r = {res, (const uint8_t *)res + len};
-    uint32_t m;
-    assert_int_equal(mpb__rd_array(&r, &m), 0);
-    assert_int_equal(m, n);
-    for (uint32_t i = 0; i < n; i++) {
-        int64_t v;
-        assert_int_equal(mpb__rd_int(&r, &v), 0);
-        assert_int_equal(v, ms);
-    }
+    th_assert_int_seq(res, len, n, ms, 0);
 }
 
 /* `mpb pool`'s table, as text, in out (NUL-terminated). */
@@ -63,9 +55,7 @@ static void test_default_settings_run_4_long_tasks_on_2x2_slots_at_once(void **s
     mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
     tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
     tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
-    tp_wait_workers(mon, "sleep_ms", 2, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(mon, "sleep_ms", 2, c);
     mpb__buf_t items = {0};
     items_ms(&items, N, MS);
     for (int round = 0; round < 2; round++) { /* the second with the function's times known */
@@ -95,9 +85,7 @@ static void test_idle_slot_steals_what_another_worker_has_not_started(void **sta
     enum { N = 4, MS = 2000 };
     mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
     pid_t a = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 2, -1, 0, NULL);
-    tp_wait_workers(mon, "sleep_ms", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(mon, "sleep_ms", 1, c);
     mpb__buf_t items = {0};
     items_ms(&items, N, MS);
     mpb_async_t *as = NULL;

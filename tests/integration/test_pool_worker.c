@@ -143,6 +143,39 @@ static int worker_child(void *arg) {
     return 0;
 }
 
+/* fn over 0..n-1 (chunksize 1): the call succeeds, and *res holds an array of n results; a
+ * reader on its first. */
+static mpb__rd_t map_range(mpb_pool_t *p, const char *fn, uint32_t n, int timeout_ms, void **res) {
+    mpb__buf_t items = {0};
+    tp_items_range(&items, n);
+    size_t rl;
+    assert_int_equal(mpb_pool_map(p, fn, items.p, items.len, 1, timeout_ms, res, &rl), 0);
+    mpb__buf_free(&items);
+    return th_rd_array(*res, rl, n);
+}
+
+/* ip_square of base + i for each of the n tasks h[i], submitted asynchronously. */
+static void squares_async(mpb_pool_t *p, mpb_async_t **h, int n, int base) {
+    for (int i = 0; i < n; i++) {
+        size_t al;
+        const uint8_t *a = tp_args1(base + i, &al);
+        assert_int_equal(mpb_pool_apply_async(p, "ip_square", a, al, NULL, NULL, NULL, &h[i]), 0);
+    }
+}
+
+/* Each of squares_async's n tasks gives its square (waiting up to 20 s); frees them. */
+static void expect_squares(mpb_client_t *c, mpb_async_t **h, int n, int base) {
+    for (int i = 0; i < n; i++) {
+        void *res = NULL;
+        size_t rl;
+        int rc = mpb_async_get(h[i], 20000, &res, &rl);
+        if (rc) fail_msg("task %d: %s", i, mpb_errmsg(c));
+        assert_int_equal(tp_unpack_int(res, rl), (base + i) * (base + i));
+        mpb_free(res);
+        mpb_async_free(&h[i]);
+    }
+}
+
 /* ---- tests ---- */
 
 static void test_initializer_runs_once_per_worker_process(void **state) {
@@ -151,20 +184,11 @@ static void test_initializer_runs_once_per_worker_process(void **state) {
     pid_t w1 = tp_start_child(worker_child, &cfg, NULL); /* before this process has threads */
     pid_t w2 = tp_start_child(worker_child, &cfg, NULL);
     mpb_client_t *c = th_connect(&tp_broker);
-    tp_wait_workers(c, "ip_inits", 2, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
-    mpb__buf_t items = {0};
-    tp_items_range(&items, 200);
+    mpb_pool_t *p = tp_pool_ready(c, "ip_inits", 2, c);
     void *res = NULL;
-    size_t rl;
     /* every call, on 8 threads in 2 processes, sees the initializer run exactly once */
-    assert_int_equal(mpb_pool_map(p, "ip_inits", items.p, items.len, 1, 20000, &res, &rl), 0);
-    mpb__rd_t r = {res, (uint8_t *)res + rl};
-    uint32_t n;
-    assert_int_equal(mpb__rd_array(&r, &n), 0);
-    assert_int_equal(n, 200);
-    for (uint32_t i = 0; i < n; i++) {
+    mpb__rd_t r = map_range(p, "ip_inits", 200, 20000, &res);
+    for (uint32_t i = 0; i < 200; i++) {
         int64_t v;
         assert_int_equal(mpb__rd_int(&r, &v), 0);
         assert_int_equal(v, 1);
@@ -182,7 +206,6 @@ static void test_initializer_runs_once_per_worker_process(void **state) {
     assert_int_equal(tp_wait_child(w1, 10), 0);
     assert_int_equal(tp_wait_child(w2, 10), 0);
     assert_int_equal(tp_fn_workers(c, "ip_inits"), 0);
-    mpb__buf_free(&items);
     mpb_pool_close(&p);
     mpb_close(&c);
     tp_check_healthy();
@@ -230,18 +253,10 @@ static void test_mpb_worker_max_tasks_recycles_and_serves_all(void **state) {
     mpb_client_t *c = th_connect(&tp_broker);
     /* --max-tasks 5: each process serves 5 tasks and a fresh one (its own --init) follows */
     pid_t w = tp_start_worker(MPB_TESTFNS_LIB, "procinfo", 1, 1, 5, "testinit");
-    tp_wait_workers(c, "procinfo", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
-    mpb__buf_t items = {0};
-    tp_items_range(&items, 20);
+    mpb_pool_t *p = tp_pool_ready(c, "procinfo", 1, c);
     void *res = NULL;
-    size_t rl;
-    assert_int_equal(mpb_pool_map(p, "procinfo", items.p, items.len, 1, 30000, &res, &rl), 0);
-    mpb__rd_t r = {res, (uint8_t *)res + rl};
-    uint32_t n;
-    assert_int_equal(mpb__rd_array(&r, &n), 0);
-    assert_int_equal(n, 20);
+    mpb__rd_t r = map_range(p, "procinfo", 20, 30000, &res);
+    uint32_t n = 20;
     int64_t pids[20];
     int npids = 0, per[20] = {0};
     for (uint32_t i = 0; i < n; i++) {
@@ -267,7 +282,6 @@ static void test_mpb_worker_max_tasks_recycles_and_serves_all(void **state) {
     /* SIGTERM: the recycling parent and its child stop cleanly */
     kill(w, SIGTERM);
     assert_int_equal(tp_wait_child(w, 10), 0);
-    mpb__buf_free(&items);
     mpb_pool_close(&p);
     mpb_close(&c);
     tp_check_healthy();
@@ -282,15 +296,9 @@ static void test_worker_api_max_tasks_returns_after_that_many(void **state) {
     pid_t w = tp_start_child(worker_child, &cfg, NULL);
     pid_t w2 = tp_start_child(worker_child, &cfg2, &gate); /* held back until the first is gone */
     mpb_client_t *c = th_connect(&tp_broker);
-    tp_wait_workers(c, "ip_square", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "ip_square", 1, c);
     mpb_async_t *h[5];
-    for (int i = 0; i < 5; i++) {
-        size_t al;
-        const uint8_t *a = tp_args1(i + 10, &al);
-        assert_int_equal(mpb_pool_apply_async(p, "ip_square", a, al, NULL, NULL, NULL, &h[i]), 0);
-    }
+    squares_async(p, h, 5, 10);
     /* serve returns 0 after exactly 3 tasks (the child checks), and the process exits */
     assert_int_equal(tp_wait_child(w, 20), 0);
     int ready = 0;
@@ -302,15 +310,7 @@ static void test_worker_api_max_tasks_returns_after_that_many(void **state) {
     /* the other two wait for the next worker, and lose nothing */
     tp_gate_release(&gate);
     tp_gate_close(&gate);
-    for (int i = 0; i < 5; i++) {
-        void *res = NULL;
-        size_t rl;
-        int rc = mpb_async_get(h[i], 20000, &res, &rl);
-        if (rc) fail_msg("task %d: %s", i, mpb_errmsg(c));
-        assert_int_equal(tp_unpack_int(res, rl), (i + 10) * (i + 10));
-        mpb_free(res);
-        mpb_async_free(&h[i]);
-    }
+    expect_squares(c, h, 5, 10);
     /* w2 is stopped by its own thread after 2 tasks: serve returns 0 */
     assert_int_equal(tp_wait_child(w2, 10), 0);
     mpb_pool_close(&p);
@@ -323,9 +323,7 @@ static void test_stop_from_a_thread_ends_serve_with_0(void **state) {
     wcfg_t cfg = {.conc = 2, .prefetch = 1, .stop_after = 10};
     pid_t w = tp_start_child(worker_child, &cfg, NULL);
     mpb_client_t *c = th_connect(&tp_broker);
-    tp_wait_workers(c, "ip_square", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "ip_square", 1, c);
     for (int i = 0; i < 10; i++) {
         size_t al, rl;
         const uint8_t *a = tp_args1(i, &al);
@@ -352,9 +350,7 @@ static void test_stop_from_a_signal_reports_the_running_task_first(void **state)
     mpb_client_t *c = th_connect(&tp_broker);
     pid_t w2 = tp_start_worker(MPB_DEMO_LIB, "sleep_ms", 1, 0, 0, NULL);
     tp_wait_workers(c, "ip_sleep", 1, 10000);
-    tp_wait_workers(c, "sleep_ms", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "sleep_ms", 1, c);
     size_t al;
     const uint8_t *a = tp_args1(400, &al);
     mpb_async_t *h1, *h2;
@@ -424,15 +420,9 @@ static void test_serve_returns_unregistered_and_may_serve_again(void **state) {
     assert_int_equal(pipe(to_child), 0);
     pid_t w = tp_start_child(twice_child, NULL, NULL);
     mpb_client_t *c = th_connect(&tp_broker);
-    tp_wait_workers(c, "ip_square", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "ip_square", 1, c);
     mpb_async_t *h[4];
-    for (int i = 0; i < 4; i++) {
-        size_t al;
-        const uint8_t *a = tp_args1(i + 3, &al);
-        assert_int_equal(mpb_pool_apply_async(p, "ip_square", a, al, NULL, NULL, NULL, &h[i]), 0);
-    }
+    squares_async(p, h, 4, 3);
     struct pollfd pf = {to_parent[0], POLLIN, 0};
     assert_int_equal(poll(&pf, 1, 10000), 1);
     char ch;
@@ -452,13 +442,7 @@ static void test_serve_returns_unregistered_and_may_serve_again(void **state) {
     /* the same worker serves again on the same client */
     ch = 'g';
     assert_int_equal(write(to_child[1], &ch, 1), 1);
-    for (int i = 0; i < 4; i++) {
-        int rc = mpb_async_get(h[i], 20000, &res, &rl);
-        if (rc) fail_msg("task %d: %s", i, mpb_errmsg(c));
-        assert_int_equal(tp_unpack_int(res, rl), (i + 3) * (i + 3));
-        mpb_free(res);
-        mpb_async_free(&h[i]);
-    }
+    expect_squares(c, h, 4, 3);
     assert_int_equal(tp_wait_child(w, 10), 0);
     for (int i = 0; i < 2; i++) {
         close(to_parent[i]);
@@ -477,9 +461,7 @@ static void test_mpb_worker_init_arg_and_a_failing_initializer(void **state) {
     tp_worker_init_arg = "hello";
     pid_t w = tp_start_worker(MPB_TESTFNS_LIB, "initarg", 1, 1, 0, "testinit");
     tp_worker_init_arg = NULL;
-    tp_wait_workers(c, "initarg", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "initarg", 1, c);
     size_t al, rl;
     const uint8_t *a = tp_args1(0, &al);
     void *res = NULL;

@@ -659,15 +659,20 @@ static void on_get(mpb_client_t *c, int status, const void *v, size_t n, void *a
     got_code = status;
 }
 
+/* A broker whose sessions outlive a silence of 2 s only, and a proxy q in front of it. */
+static void start_short_ttl(th_broker_t *s, cutproxy_t *q) {
+    th_broker_start(s, "--session-ttl-ms", "2000", "--heartbeat-ms", "200", NULL);
+    int port = atoi(strrchr(s->endpoint, ':') + 1);
+    assert_int_equal(cp_start(q, port), 0);
+}
+
 /* Cut off for longer than its TTL, a client is told on its next call: MPB_ESESSION, naming
  * the lock it held and the call it had parked; it is in a new session from then on. */
 static void test_a_cut_longer_than_the_ttl_is_told_esession_with_what_was_lost(void **state) {
     (void)state;
     static th_broker_t S;
     static cutproxy_t Q;
-    th_broker_start(&S, "--session-ttl-ms", "2000", "--heartbeat-ms", "200", NULL);
-    int port = atoi(strrchr(S.endpoint, ':') + 1);
-    assert_int_equal(cp_start(&Q, port), 0);
+    start_short_ttl(&S, &Q);
     size_t kl;
     const char *k = th_authkey(&S, &kl);
     mpb_client_t *c, *other;
@@ -709,14 +714,20 @@ static void test_a_cut_longer_than_the_ttl_is_told_esession_with_what_was_lost(v
     th_broker_stop_checked(&S);
 }
 
+/* A copy of B's key file at path (a key that outlives B's directory, or sits in it). */
+static void copy_key(const char *path) {
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cp %s %s", B.keyfile, path);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* A broker that restarts without its state (another data dir) does not know the session:
  * the client is told so on its next call, with what it lost, and carries on. */
 static void test_a_restart_without_state_is_told_esession(void **state) {
     (void)state;
-    char key[300], cmd[700];
+    char key[300];
     snprintf(key, sizeof key, "/tmp/mpbtest-restart-%d.key", (int)getpid());
-    snprintf(cmd, sizeof cmd, "cp %s %s", B.keyfile, key);
-    assert_int_equal(system(cmd), 0);
+    copy_key(key);
     mpb_client_t *c = direct();
     uint64_t old = mpb_session_id(c), fence;
     mpb_lock_t *lk;
@@ -790,9 +801,7 @@ static void test_mpb_lock_keeps_its_lock_through_a_cut_and_exits_76_when_lost(vo
 
     static th_broker_t S;
     static cutproxy_t Q;
-    th_broker_start(&S, "--session-ttl-ms", "2000", "--heartbeat-ms", "200", NULL);
-    int port = atoi(strrchr(S.endpoint, ':') + 1);
-    assert_int_equal(cp_start(&Q, port), 0);
+    start_short_ttl(&S, &Q);
     size_t kl;
     const char *k = th_authkey(&S, &kl);
     th_assert_ok(mpb_connect(S.endpoint, k, kl, NULL, &c), c);
@@ -822,10 +831,9 @@ static void test_mpb_lock_keeps_its_lock_through_a_cut_and_exits_76_when_lost(vo
 
 static void test_a_worker_keeps_serving_its_pool_across_a_3s_cut(void **state) {
     (void)state;
-    char key[300], cmd[700];
+    char key[300];
     snprintf(key, sizeof key, "%s/worker.key", B.dir);
-    snprintf(cmd, sizeof cmd, "cp %s %s", B.keyfile, key);
-    assert_int_equal(system(cmd), 0);
+    copy_key(key);
     const char *argv[] = {MPB_WORKER_PATH, "--lib", MPB_DEMO_LIB, "--fn", "square", "-e",
                           P.endpoint,      "-k",    key,          NULL};
     fflush(stdout);

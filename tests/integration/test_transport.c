@@ -147,6 +147,28 @@ static int64_t real_client_ms(th_broker_t *b, int64_t v) {
     return rc == 0 && got == v ? th_now_ms() - t0 : -1;
 }
 
+/* A connection from src to b that sends a CURVE greeting (within timeout_ms) and then nothing
+ * more: its fd, or -1 if it could not connect. */
+static int greet_from(const char *src, th_broker_t *b, int timeout_ms) {
+    int fd = raw_connect(src, broker_port(b));
+    if (fd < 0) return -1;
+    uint8_t g[64];
+    greeting(g, "CURVE");
+    send_all(fd, g, sizeof g, timeout_ms);
+    return fd;
+}
+
+/* A real client is served in each of rounds rounds during what; within bound_ms each unless
+ * bound_ms < 0. */
+static void served_rounds(th_broker_t *b, int rounds, const char *what, int64_t bound_ms) {
+    for (int round = 0; round < rounds; round++) {
+        int64_t ms = real_client_ms(b, round);
+        if (ms < 0) fail_msg("round %d: the real client was not served", round);
+        print_message("real client served in %lld ms during %s\n", (long long)ms, what);
+        if (bound_ms >= 0) assert_true(ms < bound_ms);
+    }
+}
+
 /* Under AddressSanitizer, freed memory sits in its quarantine (256 MB) and would count as held
  * in a broker's RSS: a broker started between these two frees at once (no effect on other
  * builds). Returns the caller's ASAN_OPTIONS (NULL: none) for asan_restore(). */
@@ -175,31 +197,26 @@ static void raise_own_nofile(void) {
 
 /* ---- encryption ---- */
 
+/* Whether a line of b's log holds a, and b2 too unless it is NULL. */
+static bool log_has_line(const th_broker_t *b, const char *a, const char *b2) {
+    FILE *f = fopen(b->log, "r");
+    assert_non_null(f);
+    char line[1024];
+    bool found = false;
+    while (fgets(line, sizeof line, f))
+        found |= strstr(line, a) && (!b2 || strstr(line, b2));
+    fclose(f);
+    return found;
+}
+
 static void test_encrypted_by_default(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
-    void *m;
-    size_t n;
-    th_assert_ok(mpb_broker_info(c, &m, &n), c);
-    mpb__rd_t r = {m, (const uint8_t *)m + n}, v;
-    const char *s;
-    uint32_t sl;
-    assert_int_equal(mpb__rd_mapget(&r, "encryption", &v), 0);
-    assert_int_equal(mpb__rd_str(&v, &s, &sl), 0);
-    assert_int_equal(sl, 5);
-    assert_memory_equal(s, "curve", 5);
-    mpb_free(m);
+    th_assert_info_str(c, "encryption", "curve");
     th_assert_dict_roundtrip(c, "enc", 42);
     mpb_close(&c);
     /* The broker says so in its log. */
-    FILE *f = fopen(B.log, "r");
-    assert_non_null(f);
-    char line[1024];
-    bool said = false;
-    while (fgets(line, sizeof line, f))
-        said |= strstr(line, "encryption on") != NULL;
-    fclose(f);
-    assert_true(said);
+    assert_true(log_has_line(&B, "encryption on", NULL));
 }
 
 /* A TCP proxy in front of the broker that keeps every byte of both directions. */
@@ -386,14 +403,7 @@ static void test_wrong_key_refused_in_the_handshake(void **state) {
     int rc = mpb_connect(B.endpoint, "not-the-key-of-this-broker", 26, &o, &c);
     th_assert_err(rc, MPB_EAUTH, c, "different authkey", NULL);
     mpb_close(&c);
-    FILE *f = fopen(B.log, "r");
-    assert_non_null(f);
-    char line[1024];
-    bool logged = false;
-    while (fgets(line, sizeof line, f))
-        logged |= strstr(line, "authentication failed") && strstr(line, "addr=127.0.0.1");
-    fclose(f);
-    assert_true(logged);
+    assert_true(log_has_line(&B, "authentication failed", "addr=127.0.0.1"));
     assert_true(real_client_ms(&B, 3) >= 0);
 }
 
@@ -421,11 +431,8 @@ static void test_partial_frame_peers_bounded(void **state) {
     for (int i = 0; i < PEERS; i++) {
         char src[32];
         snprintf(src, sizeof src, "127.0.%d.%d", 1 + i / 200, 2 + i % 200);
-        fds[i] = raw_connect(src, broker_port(&b));
+        fds[i] = greet_from(src, &b, 1000);
         if (fds[i] < 0) continue;
-        uint8_t g[64];
-        greeting(g, "CURVE");
-        send_all(fds[i], g, sizeof g, 1000);
         uint8_t hdr[9] = {0x06}; /* a long command frame */
         for (int k = 0; k < 8; k++)
             hdr[1 + k] = (uint8_t)((uint64_t)decl >> (56 - 8 * k));
@@ -452,19 +459,9 @@ static void test_served_during_greeting_flood(void **state) {
     raise_own_nofile();
     enum { FLOOD = 400 };
     int fds[FLOOD];
-    for (int i = 0; i < FLOOD; i++) {
-        fds[i] = raw_connect("127.0.0.3", broker_port(&B));
-        if (fds[i] < 0) continue;
-        uint8_t g[64];
-        greeting(g, "CURVE");
-        send_all(fds[i], g, sizeof g, 200);
-    }
-    for (int round = 0; round < 5; round++) {
-        int64_t ms = real_client_ms(&B, round);
-        if (ms < 0) fail_msg("round %d: the real client was not served", round);
-        print_message("real client served in %lld ms during the flood\n", (long long)ms);
-        assert_true(ms < 3000); /* generous: it is served, not starved */
-    }
+    for (int i = 0; i < FLOOD; i++)
+        fds[i] = greet_from("127.0.0.3", &B, 200);
+    served_rounds(&B, 5, "the flood", 3000); /* generous: it is served, not starved */
     for (int i = 0; i < FLOOD; i++)
         if (fds[i] >= 0) close(fds[i]);
 }
@@ -485,17 +482,9 @@ static void test_served_during_silent_flood_at_nofile_1024(void **state) {
     for (int i = 0; i < FLOOD; i++) {
         char src[32];
         snprintf(src, sizeof src, "127.0.4.%d", 2 + i % 100); /* 11 per address */
-        fds[i] = raw_connect(src, broker_port(&b));
-        if (fds[i] < 0) continue;
-        uint8_t g[64];
-        greeting(g, "CURVE");
-        send_all(fds[i], g, sizeof g, 100);
+        fds[i] = greet_from(src, &b, 100);
     }
-    for (int round = 0; round < 3; round++) {
-        int64_t ms = real_client_ms(&b, round);
-        if (ms < 0) fail_msg("round %d: the real client was not served", round);
-        print_message("real client served in %lld ms during the silent flood\n", (long long)ms);
-    }
+    served_rounds(&b, 3, "the silent flood", -1);
     /* The silent ones are closed (handshake-ms), so the broker holds few of them now. */
     sleep(3);
     int closed = 0;
@@ -646,17 +635,7 @@ static void test_ipc_unencrypted_beside_tcp(void **state) {
     mpb_client_t *c = NULL;
     th_assert_ok(mpb_connect(ipc, keycopy, kl, NULL, &c), c);
     th_assert_dict_roundtrip(c, "over-ipc", 5);
-    void *m;
-    size_t n;
-    th_assert_ok(mpb_broker_info(c, &m, &n), c);
-    mpb__rd_t r = {m, (const uint8_t *)m + n}, v;
-    const char *s;
-    uint32_t sl;
-    assert_int_equal(mpb__rd_mapget(&r, "encryption", &v), 0);
-    assert_int_equal(mpb__rd_str(&v, &s, &sl), 0);
-    assert_int_equal(sl, 5);
-    assert_memory_equal(s, "mixed", 5); /* tcp:// encrypted, ipc:// not */
-    mpb_free(m);
+    th_assert_info_str(c, "encryption", "mixed"); /* tcp:// encrypted, ipc:// not */
     mpb_close(&c);
 
     /* A client that insists on encryption over ipc:// is told why it cannot connect: the

@@ -209,47 +209,49 @@ void th_broker_kill(th_broker_t *b, int sig) {
     b->pid = 0;
 }
 
-/* Stops b with sig; the arguments to start it again on its endpoint (listen holds it). */
-static void again_argv(th_broker_t *b, int sig, const char **argv, char *listen, size_t n,
-                       va_list ap) {
-    th_broker_kill(b, sig);
-    snprintf(listen, n, "%s", b->endpoint);
-    broker_argv(b, argv, listen, ap);
-}
-
-void th_broker_restart(th_broker_t *b, int sig, ...) {
+/* Stops b with sig and starts it again on its endpoint with the flags in ap. It must come up
+ * (the test fails otherwise), or, with refuse, must refuse to: then its exit status. */
+static int restart(th_broker_t *b, int sig, bool refuse, va_list ap) {
     char listen[512];
     const char *argv[64];
-    va_list ap;
-    va_start(ap, sig);
-    again_argv(b, sig, argv, listen, sizeof listen, ap);
-    va_end(ap);
+    th_broker_kill(b, sig);
+    snprintf(listen, sizeof listen, "%s", b->endpoint);
+    broker_argv(b, argv, listen, ap);
+    if (refuse) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            FILE *lf = freopen(b->log, "a", stderr);
+            (void)lf;
+            execv(argv[0], (char **)argv);
+            _exit(127);
+        }
+        int st = th_wait(pid, 10);
+        if (st == 0) fail_msg("mpbrokerd started (or exited 0) where it should have refused");
+        return st;
+    }
     char log[4000] = "";
     /* The port may still be held for a moment by the connections of the one that died. */
     for (int i = 0; i < 100; i++) {
-        if (spawn(b, argv, log, sizeof log) == 0) return;
+        if (spawn(b, argv, log, sizeof log) == 0) return 0;
         if (!strstr(log, "cannot listen")) break;
         usleep(50000);
     }
     fail_msg("mpbrokerd exited at restart: %s", log);
+    return -1;
+}
+
+void th_broker_restart(th_broker_t *b, int sig, ...) {
+    va_list ap;
+    va_start(ap, sig);
+    restart(b, sig, false, ap);
+    va_end(ap);
 }
 
 int th_broker_restart_fails(th_broker_t *b, int sig, ...) {
-    char listen[512];
-    const char *argv[64];
     va_list ap;
     va_start(ap, sig);
-    again_argv(b, sig, argv, listen, sizeof listen, ap);
+    int st = restart(b, sig, true, ap);
     va_end(ap);
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE *lf = freopen(b->log, "a", stderr);
-        (void)lf;
-        execv(argv[0], (char **)argv);
-        _exit(127);
-    }
-    int st = th_wait(pid, 10);
-    if (st == 0) fail_msg("mpbrokerd started (or exited 0) where it should have refused");
     return st;
 }
 
@@ -308,6 +310,15 @@ int th_connect_opts(th_broker_t *b, const mpb_options_t *o, mpb_client_t **out) 
     return mpb_connect(b->endpoint, k, kl, o, out);
 }
 
+mpb_client_t *th_connect_quiet(th_broker_t *b) {
+    mpb_options_t o;
+    mpb_options_init(&o);
+    o.no_heartbeat_thread = 1;
+    mpb_client_t *c = NULL;
+    assert_int_equal(th_connect_opts(b, &o, &c), 0);
+    return c;
+}
+
 mpb_client_t *th_connect(th_broker_t *b) {
     mpb_client_t *c = NULL;
     mpb_options_t o;
@@ -325,10 +336,16 @@ mpb_client_t *th_connect(th_broker_t *b) {
     return c;
 }
 
-pid_t th_fork(int (*child)(int idx, void *arg), void *arg) {
+pid_t th_fork_bare(void) {
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
+    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    return pid;
+}
+
+pid_t th_fork(int (*child)(int idx, void *arg), void *arg) {
+    pid_t pid = th_fork_bare();
     if (pid == 0) {
         in_child = 1;
         _exit(child(0, arg));
@@ -455,6 +472,13 @@ void th_broker_stop_checked(th_broker_t *b) {
     th_broker_stop(b);
 }
 
+void th_assert_survived(th_broker_t *b, mpb_client_t **c, mpb_client_t **shared) {
+    mpb_close(c);
+    assert_true(th_broker_alive(b));
+    mpb_close(shared);
+    th_broker_stop_checked(b);
+}
+
 void th_assert_dict_roundtrip(mpb_client_t *c, const char *name, int64_t v) {
     mpb_dict_t *d;
     int64_t x;
@@ -513,6 +537,58 @@ int64_t th_info_int(mpb_client_t *c, const char *field) {
     if (mpb__rd_mapget(&r, field, &v) == 0 && mpb__rd_int(&v, &x) != 0) x = INT64_MIN;
     mpb_free(m);
     return x;
+}
+
+void th_assert_map_str(const mpb__rd_t *r, const char *key, const char *want) {
+    mpb__rd_t m = *r, v;
+    const char *s;
+    uint32_t sl;
+    assert_int_equal(mpb__rd_mapget(&m, key, &v), 0);
+    assert_int_equal(mpb__rd_str(&v, &s, &sl), 0);
+    assert_int_equal(sl, strlen(want));
+    assert_memory_equal(s, want, sl);
+}
+
+mpb__rd_t th_rd_array(const void *buf, size_t len, uint32_t n) {
+    mpb__rd_t r = {buf, (const uint8_t *)buf + len};
+    uint32_t m;
+    assert_int_equal(mpb__rd_array(&r, &m), 0);
+    assert_int_equal(m, n);
+    return r;
+}
+
+void th_assert_int_seq(const void *buf, size_t len, uint32_t n, int64_t first, int64_t step) {
+    mpb__rd_t r = th_rd_array(buf, len, n);
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t x;
+        assert_int_equal(mpb__rd_int(&r, &x), 0);
+        assert_int_equal(x, first + (int64_t)i * step);
+    }
+}
+
+uint64_t th_map_uint(const mpb__rd_t *r, const char *key) {
+    mpb__rd_t m = *r, v;
+    uint64_t u = 0;
+    assert_int_equal(mpb__rd_mapget(&m, key, &v), 0);
+    assert_int_equal(mpb__rd_uint(&v, &u), 0);
+    return u;
+}
+
+void th_assert_info_str(mpb_client_t *c, const char *field, const char *want) {
+    void *m;
+    size_t n;
+    th_assert_ok(mpb_broker_info(c, &m, &n), c);
+    th_assert_map_str(&(mpb__rd_t){m, (const uint8_t *)m + n}, field, want);
+    mpb_free(m);
+}
+
+int64_t th_dict_i64(mpb_client_t *c, const char *name, const char *key) {
+    mpb_dict_t *d;
+    assert_int_equal(mpb_dict_open(c, name, &d), 0);
+    int64_t v = 0;
+    assert_int_equal(mpb_dict_get_i64(d, key, &v), 0);
+    mpb_dict_close(&d);
+    return v;
 }
 
 bool th_wait_field(mpb_client_t *c, const char *path, const char *field, int64_t want,

@@ -48,6 +48,9 @@ void th_broker_stop(th_broker_t *b);
  * 20 s and that its log holds no sanitizer report (a leak or a bad access in the broker shows
  * up there, not in this process); stops it either way. */
 void th_broker_stop_checked(th_broker_t *b);
+/* The end of a suite: closes c, checks that b still runs, closes the suite's client *shared
+ * and stops b with th_broker_stop_checked (it shuts down cleanly, with nothing leaked). */
+void th_assert_survived(th_broker_t *b, mpb_client_t **c, mpb_client_t **shared);
 /* The common end of a suite's last test: through c, dict.set of "k" to v in dict name, then
  * dict.get of it, must give v back. */
 void th_assert_dict_roundtrip(mpb_client_t *c, const char *name, int64_t v);
@@ -61,6 +64,9 @@ void th_broker_adopt(th_broker_t *b);
 const char *th_authkey_for(const char *endpoint, size_t *len);
 /* Connects with the given options; returns the mpb_connect status. */
 int th_connect_opts(th_broker_t *b, const mpb_options_t *o, mpb_client_t **out);
+/* Connects without the heartbeat thread: the client heartbeats only from within its calls.
+ * Fails the test on error. */
+mpb_client_t *th_connect_quiet(th_broker_t *b);
 /* The broker's key, read from its file (static buffer). */
 const char *th_authkey(th_broker_t *b, size_t *len);
 /* Forks n children; each runs child(index, arg) and exits with its return value. Waits for
@@ -70,6 +76,9 @@ const char *th_authkey(th_broker_t *b, size_t *len);
 int th_spawn(int n, int (*child)(int idx, void *arg), void *arg, int timeout_s);
 /* Forks one child running child(0, arg); returns its pid (not waited for). */
 pid_t th_fork(int (*child)(int idx, void *arg), void *arg);
+/* fork() after flushing stdio (a child must not write the parent's buffered output again);
+ * a failed fork fails the test. Returns 0 in the child, like fork(). */
+pid_t th_fork_bare(void);
 /* Waits up to timeout_s for pid; returns its exit status, or -1 if it had to be killed. */
 int th_wait(pid_t pid, int timeout_s);
 /* A msgpack string / int in a static rotating buffer (valid for the next 7 calls). */
@@ -122,6 +131,19 @@ double th_metric(const char *text, const char *series, double absent);
 /* An integer field of mpb_broker_info(); INT64_MIN when the call fails or the field is absent
  * or not an integer. */
 int64_t th_info_int(mpb_client_t *c, const char *field);
+/* Fails the test unless the msgpack map r has key and its value is the string want. */
+void th_assert_map_str(const mpb__rd_t *r, const char *key, const char *want);
+/* A reader on the first element of the msgpack array in buf; fails the test unless buf starts
+ * with an array of n elements. */
+mpb__rd_t th_rd_array(const void *buf, size_t len, uint32_t n);
+/* Fails the test unless buf holds exactly an array of n integers: first, first + step, ... */
+void th_assert_int_seq(const void *buf, size_t len, uint32_t n, int64_t first, int64_t step);
+/* The unsigned value of key in the msgpack map r; fails the test if it is missing or not one. */
+uint64_t th_map_uint(const mpb__rd_t *r, const char *key);
+/* Fails the test unless broker info's field is the string want. */
+void th_assert_info_str(mpb_client_t *c, const char *field, const char *want);
+/* dict[name][key] as an int64; fails the test if it cannot be read. */
+int64_t th_dict_i64(mpb_client_t *c, const char *name, const char *key);
 /* The HTTP port of a broker started with --http ADDR:0: from DATA_DIR/http.addr, else its
  * log line, waiting up to 5 s for either. -1 if neither says. */
 int th_http_port(const th_broker_t *b);

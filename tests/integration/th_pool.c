@@ -1,6 +1,7 @@
 /* th_pool.c - the pool tests' part of the harness: workers, pool.stats readers, msgpack
  * builders and the per-test broker fixtures (th_pool.h says what each does). */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -47,45 +48,29 @@ pid_t tp_start_worker(const char *lib, const char *fns, int conc, int prefetch,
     snprintf(sconc, sizeof sconc, "%d", conc);
     snprintf(spre, sizeof spre, "%d", prefetch);
     snprintf(smax, sizeof smax, "%lu", max_tasks);
-    const char *argv[24];
-    int argc = 0;
-    argv[argc++] = MPB_WORKER_PATH;
-    argv[argc++] = "--lib";
-    argv[argc++] = lib;
-    argv[argc++] = "--fn";
-    argv[argc++] = fns;
-    argv[argc++] = "--concurrency";
-    argv[argc++] = sconc;
-    if (prefetch >= 0) { /* < 0: the default */
-        argv[argc++] = "--prefetch";
-        argv[argc++] = spre;
-    }
-    argv[argc++] = "-e";
-    argv[argc++] = tp_broker.endpoint;
-    argv[argc++] = "-k";
-    argv[argc++] = tp_broker.keyfile;
-    if (max_tasks) {
-        argv[argc++] = "--max-tasks";
-        argv[argc++] = smax;
-    }
-    if (init) {
-        argv[argc++] = "--init";
-        argv[argc++] = init;
-    }
-    if (tp_worker_init_arg) {
-        argv[argc++] = "--init-arg";
-        argv[argc++] = tp_worker_init_arg;
-    }
-    if (tp_worker_isolate) {
-        argv[argc++] = "--isolate";
-        argv[argc++] = tp_worker_isolate;
+    /* each flag with its value, in this order; a NULL value leaves the flag out */
+    const char *flags[][2] = {
+        {"--lib",         lib                        },
+        {"--fn",          fns                        },
+        {"--concurrency", sconc                      },
+        {"--prefetch",    prefetch >= 0 ? spre : NULL}, /* < 0: the default */
+        {"-e",            tp_broker.endpoint         },
+        {"-k",            tp_broker.keyfile          },
+        {"--max-tasks",   max_tasks ? smax : NULL    },
+        {"--init",        init                       },
+        {"--init-arg",    tp_worker_init_arg         },
+        {"--isolate",     tp_worker_isolate          },
+    };
+    const char *argv[24] = {MPB_WORKER_PATH};
+    int argc = 1;
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        if (!flags[i][1]) continue;
+        argv[argc++] = flags[i][0];
+        argv[argc++] = flags[i][1];
     }
     if (tp_worker_forward) argv[argc++] = "--forward-output";
     argv[argc] = NULL;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    pid_t pid = th_fork_bare();
     if (pid == 0) {
         tp_child_prepare("mpb-worker");
         execv(argv[0], (char **)argv);
@@ -110,10 +95,7 @@ void tp_gate_close(tp_gate_t *g) {
 }
 
 pid_t tp_start_child(int (*fn)(void *arg), void *arg, tp_gate_t *gate) {
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    pid_t pid = th_fork_bare();
     if (pid == 0) {
         tp_child_prepare("child");
         if (gate) {
@@ -213,6 +195,22 @@ static int64_t map_int(const mpb__rd_t *m, const char *key) {
     return x;
 }
 
+/* A counter of a stats entry: its key, and where its 8-byte integer member lies. */
+typedef struct {
+    const char *key;
+    size_t off;
+} stat_field_t;
+#define STAT_FIELD(type, member)                                                                   \
+    { #member, offsetof(type, member) }
+
+/* The counters fields[0..n) of the entry m into the struct at out (-1 where one is absent). */
+static void read_fields(const mpb__rd_t *m, void *out, const stat_field_t *fields, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int64_t x = map_int(m, fields[i].key);
+        memcpy((char *)out + fields[i].off, &x, sizeof x);
+    }
+}
+
 /* pool.stats in a new buffer. */
 static void *stats_get(mpb_client_t *c, size_t *len) {
     void *res = NULL;
@@ -240,6 +238,13 @@ static mpb__rd_t stats_entry(mpb__rd_t *v) {
     return (mpb__rd_t){e, e + el};
 }
 
+static const stat_field_t fn_fields[] = {
+    STAT_FIELD(tp_fnstat_t, workers),    STAT_FIELD(tp_fnstat_t, queued),
+    STAT_FIELD(tp_fnstat_t, running),    STAT_FIELD(tp_fnstat_t, done),
+    STAT_FIELD(tp_fnstat_t, failed),     STAT_FIELD(tp_fnstat_t, paused),
+    STAT_FIELD(tp_fnstat_t, prefetched), STAT_FIELD(tp_fnstat_t, canceled),
+};
+
 tp_fnstat_t tp_fn_stat(mpb_client_t *c, const char *fn) {
     tp_fnstat_t s = {0};
     void *res;
@@ -251,72 +256,75 @@ tp_fnstat_t tp_fn_stat(mpb_client_t *c, const char *fn) {
         uint32_t nl;
         if (mpb__rd_mapget(&m, "name", &nv) || mpb__rd_str(&nv, &name, &nl)) continue;
         if (nl != strlen(fn) || memcmp(name, fn, nl)) continue;
-        s.workers = (uint64_t)map_int(&m, "workers");
-        s.queued = (uint64_t)map_int(&m, "queued");
-        s.running = (uint64_t)map_int(&m, "running");
-        s.done = (uint64_t)map_int(&m, "done");
-        s.failed = (uint64_t)map_int(&m, "failed");
-        s.paused = (uint64_t)map_int(&m, "paused");
-        s.prefetched = (uint64_t)map_int(&m, "prefetched");
-        s.canceled = (uint64_t)map_int(&m, "canceled");
+        read_fields(&m, &s, fn_fields, sizeof fn_fields / sizeof fn_fields[0]);
     }
     mpb_free(res);
     return s;
 }
 
-int tp_worker_stat(mpb_client_t *c, pid_t pid, tp_wstat_t *out) {
-    memset(out, 0, sizeof *out);
+static const stat_field_t worker_fields[] = {
+    STAT_FIELD(tp_wstat_t, running), STAT_FIELD(tp_wstat_t, prefetched),
+    STAT_FIELD(tp_wstat_t, session), STAT_FIELD(tp_wstat_t, concurrency),
+    STAT_FIELD(tp_wstat_t, done),    STAT_FIELD(tp_wstat_t, failed),
+    STAT_FIELD(tp_wstat_t, steals),  STAT_FIELD(tp_wstat_t, stolen),
+    STAT_FIELD(tp_wstat_t, retries), STAT_FIELD(tp_wstat_t, refused),
+};
+
+/* The first running task of a worker entry: [task_id, age_ms] (oldest_age -1: none). */
+static void worker_tasks(const mpb__rd_t *m, void *out) {
+    tp_wstat_t *w = out;
+    w->oldest_age = -1;
+    mpb__rd_t tv;
+    uint32_t two;
+    if (!mpb__rd_mapget(m, "tasks", &tv) && !mpb__rd_array(&tv, &w->ntasks) && w->ntasks &&
+        !mpb__rd_array(&tv, &two) && two == 2) {
+        uint64_t id;
+        mpb__rd_uint(&tv, &id);
+        mpb__rd_int(&tv, &w->oldest_age);
+    }
+}
+
+/* A caller entry's paused flag. */
+static void caller_paused(const mpb__rd_t *m, void *out) {
+    mpb__rd_t pv;
+    if (mpb__rd_mapget(m, "paused", &pv) == 0) mpb__rd_bool(&pv, &((tp_cstat_t *)out)->paused);
+}
+
+/* The entry of pool.stats' array field whose key is want: its counters (fields) and then
+ * whatever more() reads go to out, zeroed first. 1 found, 0 not. */
+static int stats_find(mpb_client_t *c, const char *field, const char *key, int64_t want, void *out,
+                      size_t size, const stat_field_t *fields, size_t nfields,
+                      void (*more)(const mpb__rd_t *m, void *out)) {
+    memset(out, 0, size);
     void *res;
     mpb__rd_t v;
-    uint32_t n = stats_array(c, "workers", &res, &v);
+    uint32_t n = stats_array(c, field, &res, &v);
     int found = 0;
     for (uint32_t i = 0; i < n; i++) {
         mpb__rd_t m = stats_entry(&v);
-        if (map_int(&m, "pid") != pid) continue;
-        out->running = map_int(&m, "running");
-        out->prefetched = map_int(&m, "prefetched");
-        out->session = map_int(&m, "session");
-        out->concurrency = map_int(&m, "concurrency");
-        out->done = (uint64_t)map_int(&m, "done");
-        out->failed = (uint64_t)map_int(&m, "failed");
-        out->steals = (uint64_t)map_int(&m, "steals");
-        out->stolen = (uint64_t)map_int(&m, "stolen");
-        out->retries = (uint64_t)map_int(&m, "retries");
-        out->refused = (uint64_t)map_int(&m, "refused");
-        out->oldest_age = -1;
-        mpb__rd_t tv;
-        uint32_t two;
-        if (!mpb__rd_mapget(&m, "tasks", &tv) && !mpb__rd_array(&tv, &out->ntasks) && out->ntasks &&
-            !mpb__rd_array(&tv, &two) && two == 2) {
-            uint64_t id;
-            mpb__rd_uint(&tv, &id);
-            mpb__rd_int(&tv, &out->oldest_age);
-        }
+        if (map_int(&m, key) != want) continue;
+        read_fields(&m, out, fields, nfields);
+        more(&m, out);
         found = 1;
     }
     mpb_free(res);
     return found;
 }
 
+int tp_worker_stat(mpb_client_t *c, pid_t pid, tp_wstat_t *out) {
+    return stats_find(c, "workers", "pid", pid, out, sizeof *out, worker_fields,
+                      sizeof worker_fields / sizeof worker_fields[0], worker_tasks);
+}
+
+static const stat_field_t caller_fields[] = {
+    STAT_FIELD(tp_cstat_t, queued),     STAT_FIELD(tp_cstat_t, running),
+    STAT_FIELD(tp_cstat_t, held),       STAT_FIELD(tp_cstat_t, queued_bytes),
+    STAT_FIELD(tp_cstat_t, held_bytes),
+};
+
 int tp_caller_stat(mpb_client_t *c, uint64_t sid, tp_cstat_t *out) {
-    memset(out, 0, sizeof *out);
-    void *res;
-    mpb__rd_t v;
-    uint32_t n = stats_array(c, "callers", &res, &v);
-    int found = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        mpb__rd_t m = stats_entry(&v), pv;
-        if ((uint64_t)map_int(&m, "session") != sid) continue;
-        out->queued = map_int(&m, "queued");
-        out->running = map_int(&m, "running");
-        out->held = map_int(&m, "held");
-        out->queued_bytes = map_int(&m, "queued_bytes");
-        out->held_bytes = map_int(&m, "held_bytes");
-        if (mpb__rd_mapget(&m, "paused", &pv) == 0) mpb__rd_bool(&pv, &out->paused);
-        found = 1;
-    }
-    mpb_free(res);
-    return found;
+    return stats_find(c, "callers", "session", (int64_t)sid, out, sizeof *out, caller_fields,
+                      sizeof caller_fields / sizeof caller_fields[0], caller_paused);
 }
 
 uint32_t tp_stats_count(mpb_client_t *c, const char *field) {
@@ -373,6 +381,13 @@ void tp_wait_workers(mpb_client_t *c, const char *fn, uint64_t n, int timeout_ms
         }
         usleep(10000);
     }
+}
+
+mpb_pool_t *tp_pool_ready(mpb_client_t *watch, const char *fn, uint64_t n, mpb_client_t *c) {
+    tp_wait_workers(watch, fn, n, 10000);
+    mpb_pool_t *p;
+    assert_int_equal(mpb_pool_open(c, &p), 0);
+    return p;
 }
 
 /* ---- callbacks that count ---- */
@@ -471,9 +486,7 @@ void tp_check_healthy(void) {
     assert_true(th_broker_alive(&tp_broker));
     mpb_client_t *c = th_connect(&tp_broker);
     pid_t w = tp_start_worker(MPB_DEMO_LIB, "square", 2, 1, 0, NULL);
-    tp_wait_workers(c, "square", 1, 10000);
-    mpb_pool_t *p;
-    assert_int_equal(mpb_pool_open(c, &p), 0);
+    mpb_pool_t *p = tp_pool_ready(c, "square", 1, c);
     mpb__buf_t items = {0};
     tp_items_range(&items, 300);
     void *res = NULL;

@@ -108,6 +108,9 @@ uint32_t tp_jobs_count(mpb_client_t *c);
 uint64_t tp_fn_workers(mpb_client_t *c, const char *fn);
 /* Waits (up to timeout_ms) until at least n workers serve fn; fails the test if not. */
 void tp_wait_workers(mpb_client_t *c, const char *fn, uint64_t n, int timeout_ms);
+/* Waits through watch (up to 10 s) until n workers serve fn, then opens c's pool (the test
+ * fails if it cannot). */
+mpb_pool_t *tp_pool_ready(mpb_client_t *watch, const char *fn, uint64_t n, mpb_client_t *c);
 
 /* ---- callbacks that count ---- */
 

@@ -36,17 +36,7 @@ ap.add_argument("--mpbrokerd", required=True)
 ap.add_argument("--source", required=True)
 opts = ap.parse_args()
 
-failures = []
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, file=sys.stderr)
-
+from opscheck import check, finish  # noqa: E402
 
 def clean_env(**extra):
     """The environment without any MPB_* variable, plus extra; MPB_LISTEN is a free port unless
@@ -572,7 +562,4 @@ bad_dir = os.path.join(tmp, "never")
 rc, out, err = run(["--data-dir", bad_dir, "--max-frame", "1"])
 check(rc == 2 and not os.path.exists(bad_dir), "a bad value: exit 2 before anything is made")
 
-if failures:
-    print("%d of %d checks failed" % (len(failures), checks), file=sys.stderr)
-    sys.exit(1)
-print("ok: %d checks" % checks)
+finish()

@@ -48,18 +48,7 @@ if missing:
           " ".join(m.split(" ")[0] for m in missing), file=sys.stderr)
     sys.exit(1)
 
-failures = []
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, file=sys.stderr)
-    return cond
-
+from opscheck import check, finish  # noqa: E402
 
 c_files = sorted(f for f in os.listdir(DEPLOY) if f.endswith((".c", ".h")))
 check(not c_files, "deploy/ holds no C (the health probe is tools/mpb-healthcheck.c): %s" % c_files)
@@ -318,7 +307,4 @@ if shutil.which("systemd-analyze"):
 else:
     print("NOTE: systemd-analyze not installed: the unit was checked by this script only")
 
-if failures:
-    print("%d of %d checks failed" % (len(failures), checks), file=sys.stderr)
-    sys.exit(1)
-print("ok: %d checks" % checks)
+finish()

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -39,18 +38,7 @@ ap.add_argument("--worker", required=True)
 ap.add_argument("--demo-lib", required=True)
 opts = ap.parse_args()
 
-failures = []
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, file=sys.stderr)
-    return cond
-
+from opscheck import check, finish, terminate  # noqa: E402
 
 SECRET = "Zq7-ops-log-secret-9f4e2b"
 LOGFMT = re.compile(r'^ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z '
@@ -71,18 +59,6 @@ def wait_for(p, ready, seconds):
     deadline = time.time() + seconds
     while p.poll() is None and time.time() < deadline and not ready():
         time.sleep(0.02)
-
-
-def terminate(p):
-    """SIGTERM to p if it still runs; SIGKILL after 10 s. Its exit status."""
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.returncode
 
 
 def clean_env(**extra):
@@ -463,7 +439,4 @@ check(any(lv == "warn" and "MPB_AUTHKEY is set too, and ignored" in m for lv, m,
       "MPB_AUTHKEY overridden by MPB_AUTHKEY_FILE is warned about: %r" % recs)
 check(SECRET not in text, "neither key is in the log")
 
-if failures:
-    print("%d of %d checks failed" % (len(failures), checks), file=sys.stderr)
-    sys.exit(1)
-print("ok: %d checks" % checks)
+finish()

@@ -291,21 +291,21 @@ static void test_health_endpoints(void **state) {
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "ok\n");
     resp_free(&r);
-    http_req("GET", "/readyz", &r);
-    assert_int_equal(r.status, 200);
-    resp_free(&r);
-    http_req("HEAD", "/healthz", &r);
-    assert_int_equal(r.status, 200);
-    resp_free(&r);
-    http_req("GET", "/no-such-thing", &r);
-    assert_int_equal(r.status, 404);
-    resp_free(&r);
-    http_req("GET", "/metrics/x", &r);
-    assert_int_equal(r.status, 404);
-    resp_free(&r);
-    http_req("DELETE", "/metrics", &r);
-    assert_int_equal(r.status, 405);
-    resp_free(&r);
+    static const struct {
+        const char *method, *path;
+        int status;
+    } reqs[] = {
+        {"GET",    "/readyz",        200},
+        {"HEAD",   "/healthz",       200},
+        {"GET",    "/no-such-thing", 404},
+        {"GET",    "/metrics/x",     404},
+        {"DELETE", "/metrics",       405},
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        http_req(reqs[i].method, reqs[i].path, &r);
+        assert_int_equal(r.status, reqs[i].status);
+        resp_free(&r);
+    }
 }
 
 static void test_metrics_count_what_was_done(void **state) {
@@ -390,11 +390,7 @@ static void test_metrics_count_what_was_done(void **state) {
 
     /* And the broker goes on serving. */
     c = th_connect(&B);
-    assert_int_equal(mpb_dict_open(c, "ops-metrics", &d), 0);
-    int64_t v = 0;
-    assert_int_equal(mpb_dict_get_i64(d, "k6", &v), 0);
-    assert_int_equal(v, 36);
-    mpb_dict_close(&d);
+    assert_int_equal(th_dict_i64(c, "ops-metrics", "k6"), 36);
     mpb_close(&c);
 }
 
@@ -565,6 +561,21 @@ static void test_objects_by_kind(void **state) {
 
 /* ---- parked requests: mpb_blocked_waiters, and a timeout counted with its result ---- */
 
+/* Starts argv[0] with fd (closed here) as its descriptor target: its pid. */
+static pid_t spawn_onto(const char *const *argv, int fd, int target) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd, target);
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    close(fd);
+    assert_true(pid > 0);
+    return pid;
+}
+
 /* Runs the mpb CLI with its 4 args against B, output to /dev/null. Everything the child needs
  * is ready before fork: it only execs. */
 static pid_t spawn_cli(const char *const args[4]) {
@@ -580,17 +591,7 @@ static pid_t spawn_cli(const char *const args[4]) {
     argv[k] = NULL;
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     assert_true(devnull >= 0);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(devnull, 1);
-        execv(argv[0], (char **)argv);
-        _exit(127);
-    }
-    close(devnull);
-    assert_true(pid > 0);
-    return pid;
+    return spawn_onto(argv, devnull, 1);
 }
 
 static void test_blocked_waiters(void **state) {
@@ -705,17 +706,7 @@ static pid_t start_worker(void) {
     snprintf(log, sizeof log, "%s/worker.log", B.dir);
     int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     assert_true(fd >= 0);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd, 2);
-        execv(argv[0], (char **)argv);
-        _exit(127);
-    }
-    close(fd);
-    assert_true(pid > 0);
-    return pid;
+    return spawn_onto(argv, fd, 2);
 }
 
 static const uint8_t *ints(mpb__buf_t *b, const int64_t *v, uint32_t n) {

@@ -53,6 +53,96 @@ static mpb__rd_t rd_of(const uint8_t *p, size_t n) {
     return r;
 }
 
+/* Asserts that b starts with the bytes of hex and holds n more after them; those bytes. */
+static hex_t expect_head(const mpb__buf_t *b, const char *hex, size_t n) {
+    hex_t h = hx(hex);
+    assert_int_equal(b->len, h.n + n);
+    assert_memory_equal(b->p, h.b, h.n);
+    return h;
+}
+
+/* The fixed-buffer unsigned encoder writes the bytes of h for v. */
+static void expect_enc_uint(uint64_t v, const hex_t *h) {
+    uint8_t t[9];
+    assert_int_equal(mpb__enc_uint(t, v), h->n);
+    assert_memory_equal(t, h->b, h->n);
+}
+
+/* b holds v and nothing more, read by the unsigned reader. */
+static void expect_rd_uint(const mpb__buf_t *b, uint64_t v) {
+    mpb__rd_t r = rd_of(b->p, b->len);
+    uint64_t u;
+    assert_int_equal(mpb__rd_uint(&r, &u), 0);
+    assert_true(u == v);
+    assert_false(mpb__rd_more(&r));
+}
+
+/* A str (bin false) or a bin, by its own reader. */
+static int rd_blob(mpb__rd_t *r, bool bin, const void **p, uint32_t *n) {
+    const char *s = NULL;
+    const uint8_t *q = NULL;
+    int rc = bin ? mpb__rd_bin(r, &q, n) : mpb__rd_str(r, &s, n);
+    *p = bin ? (const void *)q : (const void *)s;
+    return rc;
+}
+
+/* One str (bin false) or bin of the n bytes at p, whose header is hdr: the exact bytes, read
+ * back whole, one byte short truncated, and refused by the other reader. Resets b. */
+static void check_blob(mpb__buf_t *b, bool bin, const void *p, size_t n, const char *hdr) {
+    if (bin)
+        mpb__w_bin(b, p, n);
+    else
+        mpb__w_str(b, p, n);
+    hex_t h = expect_head(b, hdr, n);
+    mpb__rd_t r = rd_of(b->p, b->len);
+    assert_int_equal(mpb__rd_type(&r), bin ? MPB__MT_BIN : MPB__MT_STR);
+    const void *got;
+    uint32_t gn;
+    assert_int_equal(rd_blob(&r, bin, &got, &gn), 0);
+    assert_int_equal(gn, n);
+    if (!bin) assert_ptr_equal(got, b->p + h.n);
+    if (n) assert_memory_equal(got, p, n);
+    assert_false(mpb__rd_more(&r));
+    if (!bin) assert_int_equal(mpb__mp_check1(b->p, b->len, D), (long)b->len);
+    assert_true(mpb__canon_is(b->p, b->len));
+    /* one byte short: truncated */
+    r = rd_of(b->p, b->len - 1);
+    assert_int_equal(rd_blob(&r, bin, &got, &gn), MPB_EPROTO);
+    /* a str is not a bin, nor a bin a str */
+    r = rd_of(b->p, b->len);
+    assert_int_equal(rd_blob(&r, !bin, &got, &gn), MPB_ETYPE);
+    assert_ptr_equal(r.p, b->p);
+    mpb__buf_reset(b);
+}
+
+/* An array (map false) or a map header, by its own reader. */
+static int rd_header(mpb__rd_t *r, bool map, uint32_t *n) {
+    return map ? mpb__rd_map(r, n) : mpb__rd_array(r, n);
+}
+
+/* An array (map false) or map header of n elements, whose bytes are hex: exact, read back,
+ * refused by the other reader, and truncated wherever it is cut. Resets b. */
+static void check_header(mpb__buf_t *b, bool map, uint32_t n, const char *hex) {
+    uint32_t got = 0;
+    if (map)
+        mpb__w_map(b, n);
+    else
+        mpb__w_array(b, n);
+    expect_head(b, hex, 0);
+    mpb__rd_t r = rd_of(b->p, b->len);
+    assert_int_equal(mpb__rd_type(&r), map ? MPB__MT_MAP : MPB__MT_ARRAY);
+    assert_int_equal(rd_header(&r, !map, &got), MPB_ETYPE);
+    assert_ptr_equal(r.p, b->p);
+    assert_int_equal(rd_header(&r, map, &got), 0);
+    assert_int_equal(got, n);
+    assert_false(mpb__rd_more(&r));
+    for (size_t k = 1; k < b->len; k++) { /* a cut header is truncated */
+        r = rd_of(b->p, k);
+        assert_int_equal(rd_header(&r, map, &got), MPB_EPROTO);
+    }
+    mpb__buf_reset(b);
+}
+
 /* ---- writer: exact bytes and round trips ---- */
 
 static const struct {
@@ -89,17 +179,12 @@ static void test_codec_int_roundtrip(void **state) {
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         int64_t v = ints[i].v;
         mpb__w_int(&b, v);
-        hex_t h = hx(ints[i].hex);
-        assert_int_equal(b.len, h.n);
-        assert_memory_equal(b.p, h.b, h.n);
+        hex_t h = expect_head(&b, ints[i].hex, 0);
         /* the fixed-buffer encoder agrees */
         uint8_t t[9];
         assert_int_equal(mpb__enc_int(t, v), h.n);
         assert_memory_equal(t, h.b, h.n);
-        if (v >= 0) {
-            assert_int_equal(mpb__enc_uint(t, (uint64_t)v), h.n);
-            assert_memory_equal(t, h.b, h.n);
-        }
+        if (v >= 0) expect_enc_uint((uint64_t)v, &h);
         /* read back by every reader that takes an integer */
         mpb__rd_t r = rd_of(b.p, b.len);
         assert_int_equal(mpb__rd_type(&r), MPB__MT_INT);
@@ -107,13 +192,11 @@ static void test_codec_int_roundtrip(void **state) {
         assert_int_equal(mpb__rd_int(&r, &got), 0);
         assert_true(got == v);
         assert_false(mpb__rd_more(&r));
-        r = rd_of(b.p, b.len);
-        uint64_t u;
         if (v >= 0) {
-            assert_int_equal(mpb__rd_uint(&r, &u), 0);
-            assert_true(u == (uint64_t)v);
-            assert_false(mpb__rd_more(&r));
+            expect_rd_uint(&b, (uint64_t)v);
         } else {
+            r = rd_of(b.p, b.len);
+            uint64_t u;
             assert_int_equal(mpb__rd_uint(&r, &u), MPB_ETYPE);
             assert_ptr_equal(r.p, b.p);
         }
@@ -159,18 +242,10 @@ static void test_codec_uint_roundtrip(void **state) {
     for (size_t i = 0; i < sizeof us / sizeof us[0]; i++) {
         uint64_t v = us[i].v;
         mpb__w_uint(&b, v);
-        hex_t h = hx(us[i].hex);
-        assert_int_equal(b.len, h.n);
-        assert_memory_equal(b.p, h.b, h.n);
-        uint8_t t[9];
-        assert_int_equal(mpb__enc_uint(t, v), h.n);
-        assert_memory_equal(t, h.b, h.n);
+        hex_t h = expect_head(&b, us[i].hex, 0);
+        expect_enc_uint(v, &h);
+        expect_rd_uint(&b, v);
         mpb__rd_t r = rd_of(b.p, b.len);
-        uint64_t u;
-        assert_int_equal(mpb__rd_uint(&r, &u), 0);
-        assert_true(u == v);
-        assert_false(mpb__rd_more(&r));
-        r = rd_of(b.p, b.len);
         int64_t s;
         if (v <= (uint64_t)INT64_MAX) {
             assert_int_equal(mpb__rd_int(&r, &s), 0);
@@ -340,33 +415,8 @@ static void test_codec_str_roundtrip(void **state) {
     for (size_t i = 0; i < 70000; i++)
         s[i] = (char)('a' + i % 26);
     mpb__buf_t b = {0};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        size_t n = cases[i].n;
-        mpb__w_str(&b, s, n);
-        hex_t h = hx(cases[i].hdr);
-        assert_int_equal(b.len, h.n + n);
-        assert_memory_equal(b.p, h.b, h.n);
-        mpb__rd_t r = rd_of(b.p, b.len);
-        assert_int_equal(mpb__rd_type(&r), MPB__MT_STR);
-        const char *got;
-        uint32_t gn;
-        assert_int_equal(mpb__rd_str(&r, &got, &gn), 0);
-        assert_int_equal(gn, n);
-        assert_ptr_equal(got, b.p + h.n);
-        if (n) assert_memory_equal(got, s, n);
-        assert_false(mpb__rd_more(&r));
-        assert_int_equal(mpb__mp_check1(b.p, b.len, D), (long)b.len);
-        assert_true(mpb__canon_is(b.p, b.len));
-        /* one byte short: truncated */
-        r = rd_of(b.p, b.len - 1);
-        assert_int_equal(mpb__rd_str(&r, &got, &gn), MPB_EPROTO);
-        /* not bin */
-        r = rd_of(b.p, b.len);
-        const uint8_t *bp;
-        assert_int_equal(mpb__rd_bin(&r, &bp, &gn), MPB_ETYPE);
-        assert_ptr_equal(r.p, b.p);
-        mpb__buf_reset(&b);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_blob(&b, false, s, cases[i].n, cases[i].hdr);
     mpb__w_cstr(&b, "hello");
     expect_bytes(&b, "a5 68 65 6c 6c 6f");
     mpb__w_cstr(&b, "");
@@ -395,29 +445,8 @@ static void test_codec_bin_roundtrip(void **state) {
     for (size_t i = 0; i < 65536; i++)
         p[i] = (uint8_t)(i * 7);
     mpb__buf_t b = {0};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        size_t n = cases[i].n;
-        mpb__w_bin(&b, p, n);
-        hex_t h = hx(cases[i].hdr);
-        assert_int_equal(b.len, h.n + n);
-        assert_memory_equal(b.p, h.b, h.n);
-        mpb__rd_t r = rd_of(b.p, b.len);
-        assert_int_equal(mpb__rd_type(&r), MPB__MT_BIN);
-        const uint8_t *got;
-        uint32_t gn;
-        assert_int_equal(mpb__rd_bin(&r, &got, &gn), 0);
-        assert_int_equal(gn, n);
-        if (n) assert_memory_equal(got, p, n);
-        assert_false(mpb__rd_more(&r));
-        assert_true(mpb__canon_is(b.p, b.len));
-        r = rd_of(b.p, b.len - 1);
-        assert_int_equal(mpb__rd_bin(&r, &got, &gn), MPB_EPROTO);
-        r = rd_of(b.p, b.len);
-        const char *s;
-        assert_int_equal(mpb__rd_str(&r, &s, &gn), MPB_ETYPE);
-        assert_ptr_equal(r.p, b.p);
-        mpb__buf_reset(&b);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_blob(&b, true, p, cases[i].n, cases[i].hdr);
     mpb__buf_free(&b);
     free(p);
 }
@@ -438,40 +467,8 @@ static void test_codec_array_map_headers(void **state) {
     };
     mpb__buf_t b = {0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        uint32_t n = cases[i].n, got = 0;
-        mpb__w_array(&b, n);
-        hex_t h = hx(cases[i].arr);
-        assert_int_equal(b.len, h.n);
-        assert_memory_equal(b.p, h.b, h.n);
-        mpb__rd_t r = rd_of(b.p, b.len);
-        assert_int_equal(mpb__rd_type(&r), MPB__MT_ARRAY);
-        assert_int_equal(mpb__rd_map(&r, &got), MPB_ETYPE);
-        assert_ptr_equal(r.p, b.p);
-        assert_int_equal(mpb__rd_array(&r, &got), 0);
-        assert_int_equal(got, n);
-        assert_false(mpb__rd_more(&r));
-        for (size_t k = 1; k < b.len; k++) { /* a cut header is truncated */
-            r = rd_of(b.p, k);
-            assert_int_equal(mpb__rd_array(&r, &got), MPB_EPROTO);
-        }
-        mpb__buf_reset(&b);
-
-        mpb__w_map(&b, n);
-        h = hx(cases[i].map);
-        assert_int_equal(b.len, h.n);
-        assert_memory_equal(b.p, h.b, h.n);
-        r = rd_of(b.p, b.len);
-        assert_int_equal(mpb__rd_type(&r), MPB__MT_MAP);
-        assert_int_equal(mpb__rd_array(&r, &got), MPB_ETYPE);
-        assert_ptr_equal(r.p, b.p);
-        assert_int_equal(mpb__rd_map(&r, &got), 0);
-        assert_int_equal(got, n);
-        assert_false(mpb__rd_more(&r));
-        for (size_t k = 1; k < b.len; k++) {
-            r = rd_of(b.p, k);
-            assert_int_equal(mpb__rd_map(&r, &got), MPB_EPROTO);
-        }
-        mpb__buf_reset(&b);
+        check_header(&b, false, cases[i].n, cases[i].arr);
+        check_header(&b, true, cases[i].n, cases[i].map);
     }
     mpb__buf_free(&b);
 }
@@ -578,40 +575,35 @@ static void test_codec_sequence_and_span(void **state) {
 /* rd_type for every first byte. */
 static void test_codec_rd_type_all_bytes(void **state) {
     (void)state;
+    /* the type of each run of first bytes, by the last byte of the run */
+    static const struct {
+        unsigned last;
+        int type;
+    } first_byte[] = {
+        {0x7f, MPB__MT_INT  },
+        {0x8f, MPB__MT_MAP  },
+        {0x9f, MPB__MT_ARRAY},
+        {0xbf, MPB__MT_STR  },
+        {0xc0, MPB__MT_NIL  },
+        {0xc1, MPB__MT_BAD  },
+        {0xc3, MPB__MT_BOOL },
+        {0xc6, MPB__MT_BIN  },
+        {0xc9, MPB__MT_EXT  },
+        {0xcb, MPB__MT_FLOAT},
+        {0xd3, MPB__MT_INT  },
+        {0xd8, MPB__MT_EXT  },
+        {0xdb, MPB__MT_STR  },
+        {0xdd, MPB__MT_ARRAY},
+        {0xdf, MPB__MT_MAP  },
+        {0xff, MPB__MT_INT  },
+    };
     for (unsigned c = 0; c < 256; c++) {
         uint8_t x = (uint8_t)c;
         mpb__rd_t r = rd_of(&x, 1);
-        int want;
-        if (c <= 0x7f || c >= 0xe0)
-            want = MPB__MT_INT;
-        else if (c <= 0x8f)
-            want = MPB__MT_MAP;
-        else if (c <= 0x9f)
-            want = MPB__MT_ARRAY;
-        else if (c <= 0xbf)
-            want = MPB__MT_STR;
-        else if (c == 0xc0)
-            want = MPB__MT_NIL;
-        else if (c == 0xc1)
-            want = MPB__MT_BAD;
-        else if (c <= 0xc3)
-            want = MPB__MT_BOOL;
-        else if (c <= 0xc6)
-            want = MPB__MT_BIN;
-        else if (c <= 0xc9)
-            want = MPB__MT_EXT;
-        else if (c <= 0xcb)
-            want = MPB__MT_FLOAT;
-        else if (c <= 0xd3)
-            want = MPB__MT_INT;
-        else if (c <= 0xd8)
-            want = MPB__MT_EXT;
-        else if (c <= 0xdb)
-            want = MPB__MT_STR;
-        else if (c <= 0xdd)
-            want = MPB__MT_ARRAY;
-        else
-            want = MPB__MT_MAP;
+        size_t k = 0;
+        while (c > first_byte[k].last)
+            k++;
+        int want = first_byte[k].type;
         assert_int_equal(mpb__rd_type(&r), want);
     }
 }
