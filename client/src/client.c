@@ -154,6 +154,12 @@ int mpb__dup(mpb_client_t *c, const uint8_t *p, size_t n, void **out, size_t *ou
 
 /* ---- heartbeat ---- */
 
+int64_t mpb__ping_if_due(mpb_client_t *c, int64_t now) {
+    int half = c->heartbeat_ms / 2;
+    if (c->connected && now - c->last_send_ms >= half) mpb__send_ping(c);
+    return c->last_send_ms + half;
+}
+
 void mpb__send_ping(mpb_client_t *c) {
     uint8_t buf[MPB__HDR_LEN + 8 + MPB__MAC_LEN];
     mpb__buf_t b = {.p = buf, .cap = sizeof buf};
@@ -182,10 +188,8 @@ static void *hb_main(void *arg) {
         LIST_FOREACH(c, &hb_list, hb_link) {
             int64_t due = now + 100; /* busy: look again soon */
             if (pthread_mutex_trylock(&c->mu) == 0) {
-                int half = c->heartbeat_ms / 2;
                 mpb__idle_check(c);
-                if (c->connected && now - c->last_send_ms >= half) mpb__send_ping(c);
-                due = c->last_send_ms + half;
+                due = mpb__ping_if_due(c, now);
                 pthread_mutex_unlock(&c->mu);
             }
             if (due < next) next = due;

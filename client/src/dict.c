@@ -23,14 +23,22 @@ void mpb_dict_close(mpb_dict_t **d) {
 
 #define DREQ(op, argc) MPB__REQ(d, op, argc)
 
-int mpb_dict_set(mpb_dict_t *d, const void *key, size_t klen, const void *val, size_t vlen) {
+/* Starts op KEY [VAL] after checking both (VAL, named what, is sent only with with_val). */
+static int key_val_req(mpb_dict_t *d, unsigned op, const void *key, size_t klen, const char *what,
+                       const void *val, size_t vlen, bool with_val) {
     if (!d) return MPB_EINVAL;
-    if (mpb__check_val(d->c, "key", key, klen) || mpb__check_val(d->c, "value", val, vlen))
+    if (mpb__check_val(d->c, "key", key, klen) ||
+        (with_val && mpb__check_val(d->c, what, val, vlen)))
         return MPB_EINVAL;
-    DREQ(MPB_OP_DICT_SET, 2);
+    DREQ(op, with_val ? 2 : 1);
     mpb__w_raw(b, key, klen);
-    mpb__w_raw(b, val, vlen);
-    return mpb__call_nil(d->c, 0);
+    if (with_val) mpb__w_raw(b, val, vlen);
+    return 0;
+}
+
+int mpb_dict_set(mpb_dict_t *d, const void *key, size_t klen, const void *val, size_t vlen) {
+    int rc = key_val_req(d, MPB_OP_DICT_SET, key, klen, "value", val, vlen, true);
+    return rc ? rc : mpb__call_nil(d->c, 0);
 }
 
 int mpb_dict_get(mpb_dict_t *d, const void *key, size_t klen, void **val, size_t *vlen) {
@@ -44,13 +52,8 @@ int mpb_dict_get(mpb_dict_t *d, const void *key, size_t klen, void **val, size_t
 /* op KEY DEFAULT -> a copy of the value: get with a default, setdefault. */
 static int key_default(mpb_dict_t *d, unsigned op, const void *key, size_t klen, const void *def,
                        size_t deflen, void **val, size_t *vlen) {
-    if (!d) return MPB_EINVAL;
-    if (mpb__check_val(d->c, "key", key, klen) || mpb__check_val(d->c, "default", def, deflen))
-        return MPB_EINVAL;
-    DREQ(op, 2);
-    mpb__w_raw(b, key, klen);
-    mpb__w_raw(b, def, deflen);
-    return mpb__call_copy(d->c, 0, val, vlen);
+    int rc = key_val_req(d, op, key, klen, "default", def, deflen, true);
+    return rc ? rc : mpb__call_copy(d->c, 0, val, vlen);
 }
 
 int mpb_dict_get_default(mpb_dict_t *d, const void *key, size_t klen, const void *def,
@@ -98,14 +101,8 @@ int mpb_dict_update(mpb_dict_t *d, const void *pairs, size_t len) {
 
 int mpb_dict_pop(mpb_dict_t *d, const void *key, size_t klen, const void *def, size_t deflen,
                  void **val, size_t *vlen) {
-    if (!d) return MPB_EINVAL;
-    if (mpb__check_val(d->c, "key", key, klen) ||
-        (def && mpb__check_val(d->c, "default", def, deflen)))
-        return MPB_EINVAL;
-    DREQ(MPB_OP_DICT_POP, def ? 2 : 1);
-    mpb__w_raw(b, key, klen);
-    if (def) mpb__w_raw(b, def, deflen);
-    return mpb__call_copy(d->c, 0, val, vlen);
+    int rc = key_val_req(d, MPB_OP_DICT_POP, key, klen, "default", def, deflen, def != NULL);
+    return rc ? rc : mpb__call_copy(d->c, 0, val, vlen);
 }
 
 int mpb_dict_popitem(mpb_dict_t *d, void **key, size_t *klen, void **val, size_t *vlen) {
@@ -297,13 +294,8 @@ int mpb_dict_get_str(mpb_dict_t *d, const char *key, char **v) {
 
 int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *val, size_t vlen,
                        mpb_callback_t cb, void *arg) {
-    if (!d) return MPB_EINVAL;
-    if (mpb__check_val(d->c, "key", key, klen) || mpb__check_val(d->c, "value", val, vlen))
-        return MPB_EINVAL;
-    DREQ(MPB_OP_DICT_SET, 2);
-    mpb__w_raw(b, key, klen);
-    mpb__w_raw(b, val, vlen);
-    return mpb__send(d->c, cb, arg);
+    int rc = key_val_req(d, MPB_OP_DICT_SET, key, klen, "value", val, vlen, true);
+    return rc ? rc : mpb__send(d->c, cb, arg);
 }
 
 int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen, mpb_callback_t cb, void *arg) {

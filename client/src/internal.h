@@ -192,6 +192,9 @@ int mpb__dup(mpb_client_t *c, const uint8_t *p, size_t n, void **out, size_t *ou
 int mpb__open_socket(mpb_client_t *c);
 /* client.c: a PING now, if c has been quiet (the heartbeat). */
 void mpb__send_ping(mpb_client_t *c);
+/* Pings c if it is connected and has sent nothing for half its heartbeat; returns when the
+ * next ping falls due. Called with c->mu held. */
+int64_t mpb__ping_if_due(mpb_client_t *c, int64_t now);
 /* handshake.c: the handshake on c->sock (resuming c's session if it has one); the socket's
  * handshake monitor, started with the socket and stopped once the handshake is over; what a
  * client that has been idle a while checks before a call (a lost session, a cut). */

@@ -575,9 +575,8 @@ int mpb_worker_serve(mpb_worker_t *w) {
          * lock (so no ping is sent from there meanwhile: libzmq sockets are not thread-safe,
          * and a ping racing this poll corrupted the socket) and send the pings from here. */
         pthread_mutex_lock(&c->mu);
-        int half = c->heartbeat_ms / 2, wait = 500;
-        int64_t since = mpb__now_ms() - c->last_send_ms;
-        if (half - since < wait) wait = half - since < 0 ? 0 : (int)(half - since);
+        int64_t to_ping = c->last_send_ms + c->heartbeat_ms / 2 - mpb__now_ms();
+        int wait = to_ping < 500 ? (to_ping < 0 ? 0 : (int)to_ping) : 500;
         zmq_pollitem_t it[2] = {
             {c->sock, c->sock ? 0 : -1, ZMQ_POLLIN, 0}, /* none while reconnecting */
             {NULL,    w->pipefd[0],     ZMQ_POLLIN, 0}
@@ -588,7 +587,7 @@ int mpb_worker_serve(mpb_worker_t *w) {
             pthread_mutex_unlock(&c->mu);
             break;
         }
-        if (c->connected && mpb__now_ms() - c->last_send_ms >= half) mpb__send_ping(c);
+        mpb__ping_if_due(c, mpb__now_ms());
         pthread_mutex_unlock(&c->mu);
         if (it[1].revents & ZMQ_POLLIN) {
             char drain[256];
