@@ -154,6 +154,7 @@ static int serve(void *lib, const void *key, size_t keylen) {
         log_kv(MPB_LOG_INFO, "serving", "functions", opt.fns, "lib", opt.lib, "endpoint",
                opt.endpoint, "concurrency", LOG_INT(opt.concurrency), "pid", pid_s(), NULL);
         current = w;
+        if (stopping) mpb_worker_stop(w); /* a signal that came before current was set */
         rc = mpb_worker_serve(w);
         current = NULL;
         done += mpb_worker_tasks_done(w);
@@ -390,6 +391,7 @@ int main(int argc, char **argv) {
                 sigaction(SIGINT, &sa, NULL);
                 _exit(serve(lib, key, keylen));
             }
+            if (stopping) kill(child, SIGTERM); /* a signal between fork() and child = */
             int st;
             while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
             }
