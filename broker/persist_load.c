@@ -32,9 +32,21 @@ static sess_t *replay_sess(uint64_t id) {
     return replay_last = s;
 }
 
-/* A logged request took effect when it ran, so it must again: one that fails now means the
- * state loaded is not the one that was (a record the code cannot redo). It is said, and
- * counted in info's replay_failed, instead of passing unseen. */
+/* Where the record being applied is (its segment and offset), for the warnings below. */
+static const char *rec_path = "";
+static size_t rec_off;
+
+/* A record whose checksum holds but that cannot be applied (a shape or type this code does
+ * not know, a request that fails): the state loaded is not the one that was. It is said with
+ * where the record is, counted in info's replay_failed and skipped; the rest is replayed. */
+static void rec_skipped(const char *msg, const char *key, const char *what, uint64_t sess) {
+    g_persist.replay_failed++;
+    log_kv(MPB_LOG_WARN, msg, "path", rec_path, "offset", LOG_UINT(rec_off), key, what, "session",
+           LOG_UINT(sess), NULL);
+}
+
+/* A logged request took effect when it ran, so it must again: one that fails now (another
+ * kind under its name, an index out of range) is reported and skipped. */
 static void replay_check(const req_t *r) {
     mpb__buf_t *o = &replay_out;
     bbuf_ensure(o);
@@ -47,29 +59,37 @@ static void replay_check(const req_t *r) {
         mpb__rd_uint(&rd, &rid) || mpb__rd_uint(&rd, &code) || code == 0)
         return;
     if (mpb__rd_str(&rd, &msg, &ml)) ml = 0;
-    g_persist.replay_failed++;
     char what[300];
     snprintf(what, sizeof what, "%s %.*s: %.*s", mpb__op_name(r->op) ? mpb__op_name(r->op) : "?",
              (int)(r->name ? r->namelen : 0), r->name ? r->name : "", (int)ml, msg);
-    log_kv(MPB_LOG_WARN, "a logged request failed at replay", "request", what, "session",
-           LOG_INT((int64_t)(r->sess ? r->sess->id : 0)), NULL);
+    rec_skipped("a logged request failed at replay: skipped", "request", what,
+                r->sess ? r->sess->id : 0);
 }
 
 static void replay_req(sess_t *s, const uint8_t *v, size_t vn) {
     mpb__rd_t q = {v, v + vn};
     uint32_t n;
     uint64_t rid = 0, op = 0;
-    if (mpb__rd_array(&q, &n) || n < 3 || mpb__rd_uint(&q, &rid) || mpb__rd_uint(&q, &op)) return;
-    req_t r = {.sess = s, .rid = rid, .op = (unsigned)(op > 0xffff ? 0xffff : op)};
+    req_t r = {.sess = s};
     const char *name;
     uint32_t nl;
-    if (mpb__rd_nil(&q) == 0)
+    if (mpb__rd_array(&q, &n) || n < 3 || mpb__rd_uint(&q, &rid) || mpb__rd_uint(&q, &op)) {
+        rec_skipped("a logged request is not [rid, op, name, args...]: skipped", "request", "?",
+                    s->id);
+        return;
+    }
+    r.rid = rid;
+    r.op = (unsigned)(op > 0xffff ? 0xffff : op);
+    if (mpb__rd_nil(&q) == 0) {
         r.name = NULL;
-    else if (mpb__rd_str(&q, &name, &nl) == 0) {
+    } else if (mpb__rd_str(&q, &name, &nl) == 0) {
         r.name = name;
         r.namelen = nl;
-    } else
+    } else {
+        rec_skipped("a logged request names no object: skipped", "request",
+                    mpb__op_name(r.op) ? mpb__op_name(r.op) : "?", s->id);
         return;
+    }
     r.args = q;
     r.argc = n - 3;
     mpb__buf_reset(&replay_out);
@@ -123,12 +143,20 @@ static int load_task(mpb__rd_t *r, uint64_t type, uint32_t len) {
     return pool_restore_task(id, s, fn, fl, calls, cn, done, failed, canceled, res, rn);
 }
 
-/* Applies one record; -1 if its shape is wrong (the file is not ours, or is damaged). */
+/* The types a log segment holds; the others are the snapshot's. */
+static bool log_type(uint64_t type) {
+    return type == R_REQ || type == R_SESS || type == R_SESS_END || type == R_FENCE ||
+           type == R_TASK_DONE || type == R_ANON_GONE;
+}
+
+/* Applies one record of the snapshot (first_seg set) or of the log (NULL); -1 if its type or
+ * shape is not one this code knows. */
 static int apply(const uint8_t *p, size_t n, uint64_t *first_seg) {
     mpb__rd_t r = {p, p + n};
     uint32_t len;
     uint64_t type, id;
     if (mpb__rd_array(&r, &len) || len < 2 || mpb__rd_uint(&r, &type)) return -1;
+    if (!first_seg && !log_type(type)) return -1;
     switch (type) {
     case R_REQ: {
         const uint8_t *v;
@@ -391,14 +419,24 @@ static int replay_segment(uint64_t seg, bool last, bool repair, bool *stop) {
     const uint8_t *pl;
     size_t pn;
     int rc;
+    rec_path = path;
     while ((rc = persist_rec_next(p, n, off, &pl, &pn)) == 1) {
+        rec_off = off;
+        /* Sound (its checksum holds, its msgpack is whole) but not one this code can apply:
+         * not damage, so neither cut nor refused, but not loaded either. */
         if (apply(pl, pn, NULL) != 0) {
-            rc = -1;
-            break;
+            mpb__rd_t t = {pl, pl + pn};
+            uint32_t len;
+            uint64_t ty;
+            char type[24] = "?";
+            if (!mpb__rd_array(&t, &len) && !mpb__rd_uint(&t, &ty))
+                snprintf(type, sizeof type, "%llu", (unsigned long long)ty);
+            rec_skipped("a logged record could not be applied at replay: skipped", "type", type, 0);
         }
         g_persist.loaded_records++;
         off += REC_HDR + pn;
     }
+    rec_path = "";
     if (rc == 0) {
         free(p);
         return 0;
