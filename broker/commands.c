@@ -145,7 +145,7 @@ static size_t run_logged_begin(req_t *r) {
 
 static void run_logged(const command_t *cmd, req_t *r) {
     size_t logged = run_logged_begin(r);
-    int rc = cmd->proc(r);
+    int rc = logged == PERSIST_NOROOM ? mem_no_log_room(r) : cmd->proc(r);
     if (logged && (rc < 0 || r->parked)) persist_unlog(logged);
 }
 
@@ -240,7 +240,7 @@ int dispatch(req_t *r) {
     }
     r->obj = o;
     size_t logged = run_logged_begin(r);
-    int rc = cmd->proc(r);
+    int rc = logged == PERSIST_NOROOM ? mem_no_log_room(r) : cmd->proc(r);
     if (logged && (rc < 0 || r->parked)) persist_unlog(logged);
     /* A refused write leaves no trace: not even the object it would have made. */
     char why[8];

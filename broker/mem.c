@@ -8,7 +8,14 @@
  * the broker refuses to grow, as past the limit, until the reserve can be taken again.
  *
  *   used = heap bytes in use (glibc's mallinfo2, or ASan's counter), read at most every 10 ms;
- *          between readings, the bytes of the growing requests accepted are added to it. */
+ *          between readings, the bytes of the growing requests accepted are added to it.
+ *
+ * And replies that cannot be built: a reply, a log record or a held frame is grown where the
+ * allocator may say no (proto's buffers give back the reserve and try again, as xmalloc does);
+ * when it still says no, the request is answered ENOMEM instead of the broker aborting, and
+ * what is stored is left as it was: a write is refused before it runs (room for its reply and
+ * its record is made first), a pop makes room for the value before taking it out, and a read
+ * whose reply could not be built is simply answered ENOMEM. */
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -21,6 +28,7 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
 #include "broker.h"
+#include "commands.h"
 
 #define RESERVE_BYTES ((size_t)64 << 20)
 #define REFRESH_MS    10
@@ -51,6 +59,7 @@ static void *reserve_take(void) {
 
 void mem_init(void) {
     M.reserve = reserve_take();
+    mpb__buf_on_oom = mem_release_reserve;
     M.used = mem_used();
     M.read_ms = now_ms();
     /* Under an address-space limit and no --max-memory, refuse growth well before the
@@ -128,4 +137,68 @@ int mem_refuse(req_t *r, size_t incoming) {
     }
     M.used += incoming; /* until the next reading */
     return 0;
+}
+
+/* The ENOMEM reply for a reply that could not be built, naming the limits in force. */
+static int reply_nomem(req_t *r) {
+    g_oom_refused++;
+    struct rlimit rl;
+    char as[32] = "none";
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        snprintf(as, sizeof as, "%llu", (unsigned long long)rl.rlim_cur);
+    return reply_error(r, MPB_ENOMEM,
+                       "out of memory: no room for the reply (%zu bytes used, max-memory %zu, "
+                       "address-space limit %s); nothing was changed: ask for less at a time",
+                       mem_used(), g_limits.max_memory, as);
+}
+
+int mem_no_log_room(req_t *r) {
+    g_oom_refused++;
+    return reply_error(r, MPB_ENOMEM,
+                       "out of memory: no room for its log record (%zu bytes used, max-memory "
+                       "%zu); not run",
+                       mem_used(), g_limits.max_memory);
+}
+
+/* Takes back a failed growth of b (its content is whole: a write that failed wrote nothing). */
+static void buf_unfail(mpb__buf_t *b, size_t len) {
+    b->len = len;
+    b->oom = false;
+}
+
+/* A reply of n bytes is copied by libzmq (zmq_send) and again by its CURVE encoder, in its own
+ * thread, which aborts if it cannot allocate: a large one goes only when that much memory, and
+ * as much again for others in flight, can be had now (allocated and given back at once). */
+#define BIG_REPLY ((size_t)1 << 20)
+static bool zmq_room(size_t n) {
+    if (n < BIG_REPLY) return true;
+    void *volatile p = malloc(4 * n); /* volatile: the probe must happen */
+    bool ok = p != NULL;
+    free(p);
+    return ok;
+}
+
+int mem_reply_room(req_t *r, size_t n) {
+    n += 64; /* the reply's own [rid, code, ...] around the value */
+    if (zmq_room(n) && mpb__buf_reserve(r->out, n) == 0) return 0;
+    buf_unfail(r->out, r->out->len);
+    return reply_nomem(r);
+}
+
+int mem_reply_headroom(req_t *r) {
+    if (mpb__buf_reserve(r->out, MEM_REPLY_HEADROOM) == 0) return 0;
+    buf_unfail(r->out, r->out->len);
+    const command_t *c = command_find(r->op);
+    if (c && (c->flags & CMD_READ)) return 0; /* it changes nothing: it may try */
+    return reply_nomem(r);
+}
+
+void mem_reply_check(req_t *r, size_t before) {
+    if (!r->out->oom) {
+        /* Only a read's reply may be taken back: a pop made room before its value left. */
+        const command_t *c = command_find(r->op);
+        if (!c || !(c->flags & CMD_READ) || zmq_room(r->out->len - before)) return;
+    }
+    buf_unfail(r->out, before);
+    reply_nomem(r);
 }

@@ -42,6 +42,13 @@ static void send_frame(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
         send_now(rid, ridlen, buf, len);
         return;
     }
+    if (mpb__buf_reserve(&held, 5 + ridlen + len)) {
+        /* No memory to hold it: the log is written now and the frames held so far sent, so
+         * this one may go at once (if the log cannot be written, the loop stops). */
+        held.oom = false;
+        if (out_commit() == 0) send_now(rid, ridlen, buf, len);
+        return;
+    }
     uint8_t hdr[5] = {(uint8_t)ridlen, (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
                       (uint8_t)(len >> 24)};
     mpb__w_raw(&held, hdr, 1);

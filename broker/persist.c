@@ -149,6 +149,16 @@ bool persist_logs_op(unsigned op) {
 
 size_t persist_req(const sess_t *s, const uint8_t *raw, size_t n) {
     if (!logging()) return 0;
+    /* Room for the record first; short of memory, the turn's records are written now (the
+     * batch's space is kept) and, if that is not enough, the request is refused unrun. */
+    size_t need = REC_HDR + 32 + n;
+    if (mpb__buf_reserve(&g_persist.batch, need)) {
+        g_persist.batch.oom = false;
+        if (persist_commit() != 0 || mpb__buf_reserve(&g_persist.batch, need)) {
+            g_persist.batch.oom = false;
+            return PERSIST_NOROOM;
+        }
+    }
     size_t at = g_persist.last_at = persist_rec_begin(&g_persist.batch);
     mpb__w_array(&g_persist.batch, 4);
     mpb__w_uint(&g_persist.batch, R_REQ);
@@ -176,8 +186,10 @@ static void log_req(const sess_t *s, uint64_t rid, unsigned op, const obj_t *o, 
     mpb__w_uint(&req, op);
     mpb__w_str(&req, o->name, o->namelen);
     mpb__w_raw(&req, a, n);
-    bbuf_ensure(&req);
-    persist_req(s, req.p, req.len);
+    /* It took effect already: short of memory for its record, the log can only say so. */
+    if (req.oom || persist_req(s, req.p, req.len) == PERSIST_NOROOM)
+        log_kv(MPB_LOG_ERROR, "out of memory: a request that took effect could not be logged", "op",
+               mpb__op_name(op), "object", o->name, "bytes", LOG_UINT(req.len), NULL);
     mpb__buf_free(&req);
 }
 

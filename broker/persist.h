@@ -27,8 +27,10 @@ bool persist_replaying(void);
 /* Whether requests of this op are logged (state-changing ones but locks and waits). */
 bool persist_logs_op(unsigned op);
 /* Appends one request [rid, op, name, args...] (its raw msgpack) made by session s to the
- * batch of this loop turn; returns where its record ends, for persist_unlog(). */
+ * batch of this loop turn; returns where its record ends, for persist_unlog(), 0 when nothing
+ * is logged, or PERSIST_NOROOM when memory for the record ran out (the request must not run). */
 size_t persist_req(const sess_t *s, const uint8_t *raw, size_t n);
+#define PERSIST_NOROOM ((size_t)-1) /* persist_req: no memory for the record, not logged */
 /* Takes back the record that ends at end, if nothing came after it (a refused or parked
  * request changed nothing). */
 void persist_unlog(size_t end);

@@ -52,6 +52,12 @@ static void evict(struct replay *c) {
 static void put(sess_t *s, uint64_t rid, const uint8_t *reply, size_t n) {
     size_t cap = g_limits.reply_cache;
     if (!cap || n > g_limits.reply_cache_bytes) return;
+    /* Short of memory the copy is not kept (a resend then hears EREPLAY): a reply the client
+     * may never ask for again is no reason to abort. */
+    blob_t *kept = malloc(sizeof *kept + n);
+    if (!kept) return;
+    kept->len = (uint32_t)n;
+    memcpy(kept->data, reply, n);
     struct replay *c = s->replay;
     if (!c) {
         c = s->replay = xcalloc(1, sizeof *c);
@@ -62,7 +68,7 @@ static void put(sess_t *s, uint64_t rid, const uint8_t *reply, size_t n) {
     while (c->n && (c->n == c->cap || c->bytes + n > g_limits.reply_cache_bytes))
         evict(c);
     c->rids[c->next] = rid;
-    c->replies[c->next] = blob_new(reply, n);
+    c->replies[c->next] = kept;
     c->next = (c->next + 1) % c->cap;
     c->n++;
     c->bytes += n;

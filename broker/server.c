@@ -180,7 +180,11 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
     size_t before = r.out->len;
     const uint8_t *argp = r.args.p;
     uint64_t sid = r.sess ? r.sess->id : 0;
-    int code = dispatch(&r);
+    /* Short of memory, a write is refused before it runs rather than left without a reply,
+     * and a reply that could not be built is answered ENOMEM (mem.c). */
+    if (mem_reply_headroom(&r) == 0) dispatch(&r);
+    mem_reply_check(&r, before);
+    int code = r.code;
     bbuf_ensure(r.out);
     if (rid && !r.parked && p->sess == s)
         replay_note(s, rid, r.op, r.out->p + before, r.out->len - before);

@@ -5,6 +5,7 @@
 
 #include "anon.h"
 #include "kind.h"
+#include "mem.h"
 #include "store.h"
 
 static mpb__buf_t keybuf; /* canonical form of the request's key, when it was not */
@@ -244,6 +245,8 @@ int cmd_dict_pop(req_t *r) {
     long pos = key_default_pos(r, "dict.pop", &k, &kn);
     if (pos == -2) return -1;
     if (pos < 0) return reply_default(r, k, kn);
+    const dkv_t *at = as_dict(r)->ents[pos].item;
+    if (mem_reply_room(r, at->vlen) < 0) return -1; /* before it leaves the dict (mem.c) */
     dkv_t *kv = omap_del(as_dict(r), (size_t)pos);
     reply_raw(r, dkv_val(kv), kv->vlen);
     free(kv);
@@ -256,6 +259,8 @@ int cmd_dict_popitem(req_t *r) {
     if (pos < 0)
         return reply_error(r, MPB_EEMPTY, "popitem(): dict/%.*s is empty", (int)r->obj->namelen,
                            r->obj->name);
+    const dkv_t *at = as_dict(r)->ents[pos].item;
+    if (mem_reply_room(r, at->klen + at->vlen) < 0) return -1;
     dkv_t *kv = omap_del(as_dict(r), (size_t)pos);
     mpb__buf_t *b = reply_begin(r);
     mpb__w_array(b, 2);

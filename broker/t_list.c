@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kind.h"
+#include "mem.h"
 
 static mpb__buf_t canon_arg, canon_item;
 
@@ -147,6 +148,8 @@ int cmd_list_pop(req_t *r) {
     if (k < 0)
         return reply_error(r, MPB_EINDEX, "pop index %lld out of range (len %zu)", (long long)i,
                            as_list(r)->len);
+    /* room for the item first: once taken out, it must reach the caller (mem.c) */
+    if (mem_reply_room(r, deque_at(as_list(r), (size_t)k)->len) < 0) return -1;
     blob_t *b = deque_remove(as_list(r), (size_t)k);
     reply_raw(r, b->data, b->len);
     free(b);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kind.h"
+#include "mem.h"
 #include "persist.h"
 
 /* A parked request that takes effect is logged as if it had run now without waiting. */
@@ -227,6 +228,8 @@ int cmd_queue_get(req_t *r) {
         waiter_park(r, &q->getters, timeout)->with_id = with_id;
         return 0;
     }
+    /* room for the item first: once taken out, it must reach the caller (mem.c) */
+    if (mem_reply_room(r, deque_at(&q->items, 0)->len) < 0) return -1;
     blob_t *item = deque_pop_front(&q->items);
     uint64_t id = tracked(q) ? track(r->obj, r->sess, item) : 0;
     write_item(reply_begin(r), with_id, id, item);

@@ -8,6 +8,8 @@
 
 /* ---- buffer ---- */
 
+bool (*mpb__buf_on_oom)(void);
+
 int mpb__buf_reserve(mpb__buf_t *b, size_t extra) {
     if (b->cap - b->len >= extra) return 0;
     size_t cap = b->cap ? b->cap : 256;
@@ -19,6 +21,10 @@ int mpb__buf_reserve(mpb__buf_t *b, size_t extra) {
         cap *= 2;
     }
     uint8_t *p = realloc(b->p, cap);
+    /* Short of memory, the doubling may be what fails: just the room asked for, then once
+     * more after the program gave back what it keeps in reserve. */
+    if (!p) p = realloc(b->p, cap = b->len + extra);
+    if (!p && mpb__buf_on_oom && mpb__buf_on_oom()) p = realloc(b->p, cap);
     if (!p) {
         b->oom = true;
         return MPB_ENOMEM;

@@ -83,7 +83,11 @@ typedef struct mpb__buf {
     bool oom; /* a write failed for memory: the content is incomplete */
 } mpb__buf_t;
 
+/* Makes room for extra more bytes. MPB_ENOMEM (and b->oom set, content kept) if it cannot. */
 int mpb__buf_reserve(mpb__buf_t *b, size_t extra);
+/* Called when a buffer cannot grow, before it gives up: a program that keeps memory in reserve
+ * (the broker, mem.c) gives it back and returns true, and the growth is tried once more. */
+extern bool (*mpb__buf_on_oom)(void);
 void mpb__buf_free(mpb__buf_t *b);
 static inline void mpb__buf_reset(mpb__buf_t *b) {
     b->len = 0;

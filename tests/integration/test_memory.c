@@ -3,9 +3,11 @@
  * write stays readable; --max-objects bounds the objects; and under an address-space limit
  * (ulimit -v) the broker refuses growth instead of dying, with clients pushing past it. */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -213,7 +215,147 @@ static int pusher(int idx, void *arg) {
     return 0;
 }
 
+/* ---- large replies and appends ---- */
+
+#define APPENDERS 2
+#define READERS   2
+static struct shared {
+    int acked[APPENDERS]; /* appends acknowledged, in order: item i is value_for(i) */
+    int refused[APPENDERS], pages[READERS], page_refused[READERS];
+    int done; /* appenders finished */
+} * sh;
+
+/* Appends 64 KiB items to list app<idx> until refused, then keeps pushing (100 more tries):
+ * each answer is success or ENOMEM. */
+static int appender(int idx, void *arg) {
+    (void)arg;
+    mpb_client_t *c = th_connect(&V);
+    mpb_list_t *l;
+    char name[16];
+    snprintf(name, sizeof name, "app%d", idx);
+    int bad = mpb_list_open(c, name, &l);
+    int64_t end = th_now_ms() + 60000;
+    for (int i = 0; !bad && i < MAX_VALUES && sh->refused[idx] < 100 && th_now_ms() < end;) {
+        const uint8_t *v = value_for(i);
+        int rc = mpb_list_append(l, v, value_len);
+        if (rc == 0) {
+            sh->acked[idx] = ++i;
+        } else if (rc == MPB_ENOMEM) {
+            sh->refused[idx]++;
+            usleep(5000);
+        } else {
+            fprintf(stderr, "appender %d: item %d: %s: %s\n", idx, i, mpb_strerror(rc),
+                    mpb_errmsg(c));
+            bad = 1;
+        }
+    }
+    __atomic_add_fetch(&sh->done, 1, __ATOMIC_SEQ_CST);
+    mpb_close(&c);
+    return bad;
+}
+
+/* Reads the appenders' lists in the largest pages the broker gives (half a frame) until they
+ * are done: each answer is a page or ENOMEM. */
+static int reader(int idx, void *arg) {
+    (void)arg;
+    mpb_client_t *c = th_connect(&V);
+    mpb_list_t *l[APPENDERS];
+    for (int i = 0; i < APPENDERS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "app%d", i);
+        if (mpb_list_open(c, name, &l[i])) return 1;
+    }
+    int64_t end = th_now_ms() + 60000;
+    for (int k = 0; __atomic_load_n(&sh->done, __ATOMIC_SEQ_CST) < APPENDERS && th_now_ms() < end;
+         k++) {
+        void *items;
+        size_t len, n;
+        int rc = mpb_list_slice(l[k % APPENDERS], 0, INT64_MAX, 0, &items, &len, &n);
+        if (rc == 0) {
+            sh->pages[idx]++;
+            mpb_free(items);
+        } else if (rc == MPB_ENOMEM) {
+            sh->page_refused[idx]++;
+        } else {
+            fprintf(stderr, "reader %d: %s: %s\n", idx, mpb_strerror(rc), mpb_errmsg(c));
+            return 1;
+        }
+    }
+    mpb_close(&c);
+    return 0;
+}
+
+static int large_child(int idx, void *arg) {
+    return idx < APPENDERS ? appender(idx, arg) : reader(idx - APPENDERS, arg);
+}
+
+/* Every acknowledged append is in its list, in order, and nothing else. */
+static void appends_all_there(void) {
+    mpb_client_t *c = th_connect(&V);
+    for (int i = 0; i < APPENDERS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "app%d", i);
+        mpb_list_t *l;
+        th_assert_ok(mpb_list_open(c, name, &l), c);
+        uint64_t len = 0;
+        th_assert_ok(mpb_list_len(l, &len), c);
+        assert_int_equal(len, sh->acked[i]);
+        for (int k = 0; k < sh->acked[i]; k++) {
+            void *v;
+            size_t vn;
+            th_assert_ok(mpb_list_get(l, k, &v, &vn), c);
+            value_for(k);
+            th_assert_bytes(v, vn, value, value_len);
+            mpb_free(v);
+        }
+        mpb_list_close(&l);
+    }
+    mpb_close(&c);
+}
+
 #endif
+
+/* Under ulimit -v, with a --max-memory the allocator cannot honour and the log on, clients
+ * append 64 KiB items past the point where memory runs out while others read the lists back in
+ * 32 MiB pages: replies, log records and held frames that cannot be built are refused ENOMEM
+ * and the broker stays up; every acknowledged append is there, also after a restart from
+ * the log. */
+static void test_large_replies_and_appends_under_ulimit_v(void **state) {
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    skip(); /* as above */
+#else
+    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(sh != MAP_FAILED);
+    memset(sh, 0, sizeof *sh);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_AS, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)400 << 20;
+    assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0); /* inherited by the broker only */
+    th_broker_start(&V, "--max-memory", "4g", "--max-frame", "64m", "--fsync", "everysec", NULL);
+    assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
+    int failed = th_spawn(APPENDERS + READERS, large_child, NULL, 180);
+    if (failed || !th_broker_alive(&V)) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "tail -n 20 '%s' >&2", V.log);
+        if (system(cmd)) print_message("(no broker log)\n");
+    }
+    assert_int_equal(failed, 0);
+    assert_true(th_broker_alive(&V));
+    print_message("ulimit -v 400m: appends %d + %d acknowledged, %d + %d refused; pages %d + %d "
+                  "read, %d + %d refused\n",
+                  sh->acked[0], sh->acked[1], sh->refused[0], sh->refused[1], sh->pages[0],
+                  sh->pages[1], sh->page_refused[0], sh->page_refused[1]);
+    for (int i = 0; i < APPENDERS; i++)
+        assert_true(sh->acked[i] > 10 && sh->refused[i] > 0);
+    appends_all_there();
+    th_broker_restart(&V, SIGKILL, "--fsync", "everysec", NULL);
+    appends_all_there();
+    th_broker_stop_checked(&V);
+    munmap(sh, sizeof *sh);
+#endif
+}
 
 /* The broker under ulimit -v: without --max-memory it takes its limit from the address space
  * it has left, and with a --max-memory the allocator cannot honour, the first failed
@@ -261,10 +403,12 @@ static void test_the_broker_survives_ulimit_v_with_clients_pushing_past(void **s
 }
 
 int main(void) {
+    if (getenv("TH_ONLY")) cmocka_set_test_filter(getenv("TH_ONLY"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_past_max_memory_writes_get_enomem_and_the_data_stays),
         cmocka_unit_test(test_max_objects_bounds_the_objects),
         cmocka_unit_test(test_the_broker_survives_ulimit_v_with_clients_pushing_past),
+        cmocka_unit_test(test_large_replies_and_appends_under_ulimit_v),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
