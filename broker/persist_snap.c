@@ -251,6 +251,7 @@ int persist_save(char *err, size_t n) {
     }
     g_persist.child_started_ns = now_ns();
     pid_t pid = fork();
+    int64_t fork_us = (now_ns() - g_persist.child_started_ns) / 1000; /* the loop's stall */
     if (pid < 0) {
         snprintf(err, n, "fork: %s", strerror(errno));
         return -1;
@@ -259,7 +260,7 @@ int persist_save(char *err, size_t n) {
     g_persist.child = pid;
     g_persist.child_seg = g_persist.seg;
     log_kv(MPB_LOG_INFO, "snapshot started", "pid", LOG_INT(pid), "segment",
-           LOG_UINT(g_persist.seg), NULL);
+           LOG_UINT(g_persist.seg), "fork_us", LOG_INT(fork_us), NULL);
     return 0;
 }
 
