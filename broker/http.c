@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,7 +53,7 @@
 typedef struct hconn {
     struct MHD_Connection *c;
     int64_t since_ms; /* 0: between requests (the idle timeout covers it) */
-    struct hconn *next, *prev;
+    LIST_ENTRY(hconn) link;
 } hconn_t;
 
 /* A /metrics request waiting for the loop to render its page. */
@@ -66,7 +67,7 @@ typedef struct mjob {
 struct http {
     struct MHD_Daemon *d;
     int port;
-    hconn_t *conns; /* the HTTP thread's */
+    LIST_HEAD(, hconn) conns; /* the HTTP thread's */
     pthread_t thread;
     bool running;
     int wake[2];             /* to the HTTP thread: pages rendered, or stop */
@@ -134,17 +135,11 @@ static void on_conn(void *cls, struct MHD_Connection *c, void **ctx,
         hconn_t *e = xcalloc(1, sizeof *e);
         e->c = c;
         e->since_ms = now_ms(); /* its first request starts with the connection */
-        e->next = h->conns;
-        if (h->conns) h->conns->prev = e;
-        h->conns = e;
+        LIST_INSERT_HEAD(&h->conns, e, link);
         *ctx = e;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *ctx) {
         hconn_t *e = *ctx;
-        if (e->prev)
-            e->prev->next = e->next;
-        else
-            h->conns = e->next;
-        if (e->next) e->next->prev = e->prev;
+        LIST_REMOVE(e, link);
         free(e);
         *ctx = NULL;
     }
@@ -165,7 +160,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
  * then reads EOF and closes them. Returns the ms until the next one is due (-1: none). */
 static long enforce_deadlines(http_t *h) {
     int64_t now = now_ms(), next = -1;
-    for (hconn_t *e = h->conns; e; e = e->next) {
+    hconn_t *e;
+    LIST_FOREACH(e, &h->conns, link) {
         if (!e->since_ms) continue;
         int64_t due = e->since_ms + HTTP_REQUEST_MS;
         if (now >= due) {
