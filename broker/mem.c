@@ -202,3 +202,7 @@ void mem_reply_check(req_t *r, size_t before) {
     buf_unfail(r->out, before);
     reply_nomem(r);
 }
+
+void mem_buf_trim(mpb__buf_t *b) {
+    if (b->cap > ((size_t)4 << 20)) mpb__buf_free(b);
+}

@@ -16,6 +16,11 @@ bool mem_release_reserve(void);
 bool mem_low(void);
 void mem_tick(int64_t now);
 
+/* Gives back a buffer's room once it is empty, if it is large: a page of megabytes would keep
+ * its room (twice its size, as buffers double) for ever, and address space is what ulimit -v
+ * counts. */
+void mem_buf_trim(mpb__buf_t *b);
+
 /* Room in a reply, so that what cannot be answered is refused before it changes anything. */
 #define MEM_REPLY_HEADROOM 1024 /* a reply that carries no stored value fits in it */
 /* Before a pop takes a value of n bytes out: room for it in r's reply, or 0 replied ENOMEM

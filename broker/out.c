@@ -8,6 +8,7 @@
 #include <zmq.h>
 
 #include "limits.h"
+#include "mem.h"
 #include "metrics.h"
 #include "out.h"
 #include "persist.h"
@@ -69,6 +70,7 @@ int out_commit(void) {
         at += 1 + ridlen + 4 + len;
     }
     mpb__buf_reset(&held);
+    mem_buf_trim(&held);
     return 0;
 }
 

@@ -258,6 +258,7 @@ static void on_req(peer_t *p, const mpb__frame_t *f, const uint8_t *frame, size_
         }
     }
     if (S.out.len > MPB__HDR_LEN) out_seal_and_send(p, MPB__T_REP, &S.out);
+    mem_buf_trim(&S.out); /* a large page's room is not kept (mem.c) */
 }
 
 /* fd: the connection's descriptor (ZMQ_SRCFD), for the transport's table. */

@@ -276,6 +276,7 @@ static int reader(int idx, void *arg) {
             mpb_free(items);
         } else if (rc == MPB_ENOMEM) {
             sh->page_refused[idx]++;
+            usleep(20000); /* as a client would, before it asks again */
         } else {
             fprintf(stderr, "reader %d: %s: %s\n", idx, mpb_strerror(rc), mpb_errmsg(c));
             return 1;
