@@ -1,10 +1,10 @@
 /* test_pool_stream.c - what a remote Pool does while a task runs: a --forward-output worker's
  * lines reach the caller as they are written (a task that prints, sleeps 1 s and prints again:
  * its first line comes a poll before its result, both lines tagged by task, whole and in
- * order); a task on a worker's thread, which cannot be killed, sees mpb_task_cancelled() once
- * terminate(), a timeout or a freed AsyncResult finished it, while the caller had its answer
- * at once and the slot serves again; and pool.output refuses malformed input, saying why,
- * while the broker goes on serving. */
+ * order; past 64 KiB it is cut with a note); a task on a worker's thread, which cannot be killed,
+ * sees mpb_task_cancelled() once terminate(), a timeout or a freed AsyncResult finished it, while
+ * the caller had its answer at once and the slot serves again; and pool.output refuses malformed
+ * input, saying why, while the broker goes on serving. */
 #include <sys/mman.h>
 
 #include <stdio.h>
@@ -87,6 +87,53 @@ static void test_output_reaches_the_caller_while_the_task_runs(void **state) {
     assert_int_equal(mpb_async_get(a, 0, &res, &rl), 0);
     mpb_free(res);
     mpb_async_free(&a);
+    mpb_pool_close(&p);
+    mpb_close(&mon);
+    mpb_close(&c);
+    tp_check_healthy();
+}
+
+/* What a task writes past 64 KiB is cut, saying so, however many pieces it went in. */
+typedef struct big_out {
+    char *text;
+    size_t len;
+    int pieces;
+} big_out_t;
+
+static void on_big_output(void *arg, mpb_async_t *a, uint64_t task, int stream, const void *data,
+                          size_t len) {
+    (void)a;
+    big_out_t *o = arg;
+    if (task != 0 || stream != 1)
+        fail_msg("output of task %llu stream %d", (unsigned long long)task, stream);
+    if (o->len + len > 70000) fail_msg("%zu bytes of output, past the bound", o->len + len);
+    memcpy(o->text + o->len, data, len);
+    o->len += len;
+    o->pieces++;
+}
+
+static void test_output_past_64k_is_cut_with_a_note(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
+    tp_worker_forward = true;
+    tp_start_worker(MPB_TESTFNS_LIB, "flood", 1, -1, 0, NULL);
+    tp_worker_forward = false;
+    mpb_pool_t *p = tp_pool_ready(mon, "flood", 1, c);
+    static char text[70000];
+    big_out_t o = {text, 0, 0};
+    mpb_pool_set_output(p, on_big_output, &o);
+    size_t al, rl;
+    const uint8_t *args = tp_args1(1000, &al); /* 100,000 bytes */
+    void *res = NULL;
+    th_assert_ok(mpb_pool_apply(p, "flood", args, al, 20000, &res, &rl), c);
+    assert_int_equal(tp_unpack_int(res, rl), 1000);
+    mpb_free(res);
+    static const char note[] = "\n[output cut at 65536 bytes]\n";
+    printf("%zu bytes of output in %d pieces\n", o.len, o.pieces);
+    assert_int_equal(o.len, 65536 + sizeof note - 1);
+    for (size_t i = 0; i < 65536; i++) /* 655 whole lines, then 36 bytes of the next */
+        if (text[i] != (i % 100 == 99 ? '\n' : 'x')) fail_msg("byte %zu is 0x%02x", i, text[i]);
+    assert_memory_equal(text + 65536, note, sizeof note - 1);
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);
@@ -242,6 +289,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_output_reaches_the_caller_while_the_task_runs,
                                         tp_setup_broker, tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_output_past_64k_is_cut_with_a_note, tp_setup_broker,
+                                        tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_thread_mode_cancel_is_seen_by_the_task,
                                         tp_setup_http_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_pool_output_refuses_malformed_input, tp_setup_broker,
