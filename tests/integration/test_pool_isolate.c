@@ -267,18 +267,6 @@ static void collect_output(void *arg, mpb_async_t *a, uint64_t task, int stream,
     t[have + len] = 0;
 }
 
-/* Runs `mpb pool map FN ITEMS --output`; its stderr in err. */
-static int cli_map_output(const char *fn, const char *items, char *err, size_t n) {
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "'%s' -e '%s' -k '%s' pool map %s '%s' --output 2>&1 >/dev/null",
-             th_mpb_cli, tp_broker.endpoint, tp_broker.keyfile, fn, items);
-    FILE *f = popen(cmd, "r");
-    assert_non_null(f);
-    size_t k = fread(err, 1, n - 1, f);
-    err[k] = 0;
-    return pclose(f);
-}
-
 static void test_forward_output_reaches_the_caller_tagged_and_complete(void **state) {
     (void)state;
     enum { N = 40 };
@@ -307,7 +295,7 @@ static void test_forward_output_reaches_the_caller_tagged_and_complete(void **st
     }
     /* the CLI: tagged lines on stderr */
     char err[8192];
-    assert_int_equal(cli_map_output("chatty", "[5,6]", err, sizeof err), 0);
+    assert_int_equal(tp_cli_map_output("chatty", "[5,6]", err, sizeof err), 0);
     const char *lines[] = {"[task 0 stdout] out 5 line 1\n", "[task 0 stdout] out 5 line 2\n",
                            "[task 0 stderr] err 5\n",        "[task 1 stdout] out 6 line 1\n",
                            "[task 1 stdout] out 6 line 2\n", "[task 1 stderr] err 6\n"};

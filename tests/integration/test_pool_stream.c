@@ -134,6 +134,19 @@ static void test_output_past_64k_is_cut_with_a_note(void **state) {
     for (size_t i = 0; i < 65536; i++) /* 655 whole lines, then 36 bytes of the next */
         if (text[i] != (i % 100 == 99 ? '\n' : 'x')) fail_msg("byte %zu is 0x%02x", i, text[i]);
     assert_memory_equal(text + 65536, note, sizeof note - 1);
+    /* the CLI: 50 lines of 99 bytes (the worker reads 4 KiB at a time, so some come in two
+     * pieces), each whole on a line of its own */
+    static char err[8192];
+    assert_int_equal(tp_cli_map_output("flood", "[50]", err, sizeof err), 0);
+    char want[128];
+    snprintf(want, sizeof want, "[task 0 stdout] %.99s\n",
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+             "xxxxxxxxxxxxxxxxxxxxxxxxx");
+    assert_int_equal(strlen(want), 16 + 99 + 1);
+    for (int i = 0; i < 50; i++)
+        if (memcmp(err + i * strlen(want), want, strlen(want)))
+            fail_msg("line %d of the CLI's output is not whole:\n%s", i, err);
+    assert_int_equal(strlen(err), 50 * strlen(want));
     mpb_pool_close(&p);
     mpb_close(&mon);
     mpb_close(&c);

@@ -487,6 +487,17 @@ void tp_wait_running(mpb_client_t *mon, pid_t w) {
     }
 }
 
+int tp_cli_map_output(const char *fn, const char *items, char *err, size_t n) {
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "'%s' -e '%s' -k '%s' pool map %s '%s' --output 2>&1 >/dev/null",
+             th_mpb_cli, tp_broker.endpoint, tp_broker.keyfile, fn, items);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t k = fread(err, 1, n - 1, f);
+    err[k] = 0;
+    return pclose(f);
+}
+
 /* ---- /metrics, from a broker started with --http 127.0.0.1:0 ---- */
 
 char *tp_metrics_get(void) {

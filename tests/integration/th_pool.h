@@ -142,6 +142,10 @@ uint32_t *tp_counts_file(const char *name, uint32_t n);
  * age); fails the test if not. */
 void tp_wait_running(mpb_client_t *mon, pid_t w);
 
+/* Runs `mpb pool map FN ITEMS --output` against tp_broker; its stderr in err (n bytes at most,
+ * NUL-terminated). Returns pclose()'s status. */
+int tp_cli_map_output(const char *fn, const char *items, char *err, size_t n);
+
 /* ---- /metrics, from a broker started with --http 127.0.0.1:0 ---- */
 
 /* The page in a new NUL-terminated buffer (free() it); fails the test if it cannot get it. */
