@@ -109,19 +109,28 @@ int mpb_mp_bool(mpb_mpbuf_t *b, int v) {
     return put(b, v ? "\xc3" : "\xc2", 1);
 }
 
+/* A scalar of at most MPB_PACK_MAX_SCALAR bytes, by one of proto's encoders: straight into b
+ * when the most it can take fits, else through t (a fixed builder's last few bytes). */
+#define PUT_SCALAR(b, enc, v)                                                                      \
+    do {                                                                                           \
+        if ((b) && !(b)->err && (b)->cap - (b)->len >= MPB_PACK_MAX_SCALAR) {                      \
+            (b)->len += enc((b)->data + (b)->len, v);                                              \
+            return 0;                                                                              \
+        }                                                                                          \
+        uint8_t t_[MPB_PACK_MAX_SCALAR];                                                           \
+        return put(b, t_, enc(t_, v));                                                             \
+    } while (0)
+
 int mpb_mp_i64(mpb_mpbuf_t *b, int64_t v) {
-    uint8_t t[MPB_PACK_MAX_SCALAR];
-    return put(b, t, mpb__enc_int(t, v));
+    PUT_SCALAR(b, mpb__enc_int, v);
 }
 
 int mpb_mp_u64(mpb_mpbuf_t *b, uint64_t v) {
-    uint8_t t[MPB_PACK_MAX_SCALAR];
-    return put(b, t, mpb__enc_uint(t, v));
+    PUT_SCALAR(b, mpb__enc_uint, v);
 }
 
 int mpb_mp_double(mpb_mpbuf_t *b, double v) {
-    uint8_t t[MPB_PACK_MAX_SCALAR];
-    return put(b, t, mpb__enc_double(t, v));
+    PUT_SCALAR(b, mpb__enc_double, v);
 }
 
 /* lengths past what a msgpack header can say are refused before anything is written */
