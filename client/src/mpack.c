@@ -244,7 +244,7 @@ int mpb_mp_take(mpb_mpbuf_t *b, void **out, size_t *len) {
 
 /* ---- reader ---- */
 
-static size_t next_val(const unsigned char *q, mpb_mpval_t *v);
+static size_t next_val(const unsigned char *q, const unsigned char *end, mpb_mpval_t *v);
 
 static mpb__rd_t rd(const mpb_mpreader_t *r) {
     return (mpb__rd_t){r->p, r->end};
@@ -355,7 +355,7 @@ int mpb_mpr_ext(mpb_mpreader_t *r, int *type, const void **p, size_t *len) {
     if (!r || !type || !p || !len) return MPB_EINVAL;
     if (r->p >= r->end) return MPB_EEMPTY;
     mpb_mpval_t v = {0};
-    size_t n = next_val(r->p, &v);
+    size_t n = next_val(r->p, r->end, &v);
     if (!n || v.type != MPB_MP_EXT) return MPB_ETYPE;
     *type = v.ext_type;
     *p = v.p;
@@ -378,45 +378,72 @@ int mpb_mpr_find(const mpb_mpreader_t *r, const char *key, mpb_mpreader_t *val) 
 /* ---- reading any value ---- */
 
 /* The value at q that mpb_mpr_scalar_() leaves (a str, bin, array or map with a length field,
- * or an ext) into *v; init checked it: every length is inside the buffer. Returns the bytes its
- * header and, for str, bin and ext, its body take; 0 for another first byte. */
-static size_t next_val(const unsigned char *q, mpb_mpval_t *v) {
+ * or an ext) into *v. Returns the bytes its header and, for str, bin and ext, its body take, or
+ * 0 for another first byte or a value that does not fit before end. */
+static size_t next_val(const unsigned char *q, const unsigned char *end, mpb_mpval_t *v) {
+    size_t left = (size_t)(end - q) - 1, w; /* bytes after the first; length-field bytes */
     uint8_t c = q[0];
-    int w;                        /* length-field bytes */
     if (c >= 0xd4 && c <= 0xd8) { /* fixext */
-        v->type = MPB_MP_EXT;
         v->n = 1u << (c - 0xd4);
+        if (left < 1 + (size_t)v->n) return 0;
+        v->type = MPB_MP_EXT;
         v->ext_type = (int8_t)q[1];
         v->p = q + 2;
         return 2 + v->n;
     }
     if (c >= 0xc4 && c <= 0xc6)
-        v->type = MPB_MP_BIN, w = 1 << (c - 0xc4);
+        v->type = MPB_MP_BIN, w = (size_t)1 << (c - 0xc4);
     else if (c >= 0xc7 && c <= 0xc9)
-        v->type = MPB_MP_EXT, w = 1 << (c - 0xc7);
+        v->type = MPB_MP_EXT, w = (size_t)1 << (c - 0xc7);
     else if (c >= 0xd9 && c <= 0xdb)
-        v->type = MPB_MP_STR, w = 1 << (c - 0xd9);
+        v->type = MPB_MP_STR, w = (size_t)1 << (c - 0xd9);
     else if (c == 0xdc || c == 0xdd)
-        v->type = MPB_MP_ARRAY, w = 2 << (c - 0xdc);
+        v->type = MPB_MP_ARRAY, w = (size_t)2 << (c - 0xdc);
     else if (c == 0xde || c == 0xdf)
-        v->type = MPB_MP_MAP, w = 2 << (c - 0xde);
+        v->type = MPB_MP_MAP, w = (size_t)2 << (c - 0xde);
     else
         return 0;
+    if (left < w) return 0;
     uint32_t n = 0;
-    for (int k = 1; k <= w; k++)
+    for (size_t k = 1; k <= w; k++)
         n = n << 8 | q[k];
     v->n = n;
-    size_t hn = 1 + (size_t)w;
-    if (v->type == MPB_MP_ARRAY || v->type == MPB_MP_MAP) return hn;
-    if (v->type == MPB_MP_EXT) v->ext_type = (int8_t)q[hn++];
+    left -= w;
+    size_t hn = 1 + w;
+    /* each item takes a byte at least: a count past the bytes left is a lie */
+    if (v->type == MPB_MP_ARRAY || v->type == MPB_MP_MAP)
+        return (uint64_t)n * (v->type == MPB_MP_MAP ? 2 : 1) <= left ? hn : 0;
+    if (v->type == MPB_MP_EXT) {
+        if (left < 1) return 0;
+        v->ext_type = (int8_t)q[hn++];
+        left--;
+    }
+    if (left < n) return 0;
     v->p = q + hn;
     return hn + n;
+}
+
+int mpb_mpr_init_stream(mpb_mpreader_t *r, const void *buf, size_t len) {
+    if (!r || (!buf && len)) return MPB_EINVAL;
+    r->p = buf;
+    r->end = r->p + len;
+    return 0;
+}
+
+size_t mpb_mpr_left(const mpb_mpreader_t *r) {
+    return r && r->p ? (size_t)(r->end - r->p) : 0;
 }
 
 int mpb_mpr_next(mpb_mpreader_t *r, mpb_mpval_t *v) {
     if (!r || !v) return MPB_EINVAL;
     *v = (mpb_mpval_t){.type = MPB_MP_END};
     if (r->p >= r->end) return MPB_EEMPTY;
-    if (!mpb_mpr_scalar_(r, v)) r->p += next_val(r->p, v); /* init refused 0xc1 */
+    if (mpb_mpr_scalar_(r, v)) return 0;
+    size_t n = next_val(r->p, r->end, v);
+    if (!n) { /* only on a stream reader: init checked the rest */
+        *v = (mpb_mpval_t){.type = MPB_MP_END};
+        return MPB_EPROTO;
+    }
+    r->p += n;
     return 0;
 }

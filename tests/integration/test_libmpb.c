@@ -2,11 +2,12 @@
  * msgpack type built with mpb_mp_*() comes back unchanged through mpb_mpr_*() and through the
  * broker (a value stored by one process, read by another); the reader refuses malformed bytes
  * and says ETYPE/EEMPTY without moving; mpb_mpr_next reads any value, mpb_mpr_init_prefix
- * measures one; the builder writes the shortest headers, and over the caller's memory
- * allocates nothing (or grows out of it); a describe map and a list slice are read with it;
- * integer and string forms of queue, list and value calls, used from two processes;
- * mpb_connect(NULL, ...) takes $MPB_ENDPOINT; EVALUE's text fits a task_done past zero; a failed
- * call sets a message of its own (never the last call's); mpb_err_name names every code. */
+ * measures one, a stream reader checks as it reads; the builder writes the shortest headers, and
+ * over the caller's memory allocates nothing (or grows out of it); a describe map and a list slice
+ * are read with it; integer and string forms of queue, list and value calls, used from two
+ * processes; mpb_connect(NULL, ...) takes $MPB_ENDPOINT; EVALUE's text fits a task_done past zero;
+ * a failed call sets a message of its own (never the last call's); mpb_err_name names every code.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -470,6 +471,95 @@ static void test_prefix_says_how_long_a_value_is(void **state) {
     assert_int_equal(mpb_mpr_next(&r, NULL), MPB_EINVAL);
 }
 
+/* Reads one whole value at r with mpb_mpr_next (fast: its inline form), arrays and maps item by
+ * item: 0 or the first failure. */
+static int walk(mpb_mpreader_t *r, int fast) {
+    mpb_mpval_t v;
+    int rc = fast ? mpb_mpr_next_fast(r, &v) : mpb_mpr_next(r, &v);
+    if (rc) return rc;
+    uint64_t items = v.type == MPB_MP_ARRAY ? v.n : v.type == MPB_MP_MAP ? 2ull * v.n : 0;
+    for (uint64_t i = 0; i < items; i++)
+        if ((rc = walk(r, fast))) return rc;
+    return 0;
+}
+
+/* walk() over a malloc'd copy of exactly n bytes (ASan sees a read past them). */
+static int walk_copy(const void *p, size_t n, int fast, size_t *left) {
+    unsigned char *q = malloc(n ? n : 1);
+    assert_non_null(q);
+    if (n) memcpy(q, p, n);
+    mpb_mpreader_t r;
+    CKM(mpb_mpr_init_stream(&r, q, n));
+    int rc = walk(&r, fast);
+    *left = mpb_mpr_left(&r);
+    free(q);
+    return rc;
+}
+
+/* A reader from mpb_mpr_init_stream() checks as it reads: the whole value reads, every prefix of
+ * it fails (MPB_EPROTO, or MPB_EEMPTY where it ends between values) without reading past its
+ * end, and hostile headers (counts past the bytes, cut scalars, a reserved byte) say
+ * MPB_EPROTO without moving the reader. */
+static void test_stream_reader_checks_as_it_reads(void **state) {
+    (void)state;
+    void *buf;
+    size_t len, left;
+    build_everything(&buf, &len);
+    for (int fast = 0; fast < 2; fast++) {
+        CKM(walk_copy(buf, len, fast, &left));
+        assert_int_equal(left, 0);
+        for (size_t n = 0; n < len; n += n < 300 ? 1 : n / 8) {
+            int rc = walk_copy(buf, n, fast, &left);
+            if (rc != MPB_EPROTO && rc != MPB_EEMPTY) fail_msg("prefix of %zu: %d", n, rc);
+        }
+    }
+    mpb_free(buf);
+    static const struct {
+        const char *bytes;
+        size_t n;
+        int rc;
+    } bad[] = {
+        {"\xc1",                             1, MPB_EPROTO},
+        {"\xdd\xff\xff\xff\xff",             5, MPB_EPROTO},
+        {"\x9f\x01",                         2, MPB_EPROTO},
+        {"\x81\x01",                         2, MPB_EPROTO},
+        {"\xdf\x00\x00\x00\x02\x01\x02\x03", 8, MPB_EPROTO},
+        {"\xdb\x00\x00\x01\x00"
+         "ab",                      7, MPB_EPROTO},
+        {"\xda\x00",                         2, MPB_EPROTO},
+        {"\xcb\x00",                         2, MPB_EPROTO},
+        {"\xcf\x00\x00\x00\x00\x00\x00\x00", 8, MPB_EPROTO},
+        {"\xa5"
+         "ab",                      3, MPB_EPROTO},
+        {"\xc7\x05\x01"
+         "ab",                      5, MPB_EPROTO},
+        {"\xc7\x05",                         2, MPB_EPROTO},
+        {"\xd8\x01",                         2, MPB_EPROTO},
+        {"\x92\xcd\x00\x01",                 4, MPB_EEMPTY},
+        {"\x92\x01",                         2, MPB_EPROTO},
+        {"",                                 0, MPB_EEMPTY},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        for (int fast = 0; fast < 2; fast++) {
+            int rc = walk_copy(bad[i].bytes, bad[i].n, fast, &left);
+            if (rc != bad[i].rc) fail_msg("bad value %zu (fast %d): %d", i, fast, rc);
+        }
+    }
+    /* a failed read leaves the reader on the value; what follows one value is left unread */
+    mpb_mpreader_t r;
+    mpb_mpval_t v;
+    CKM(mpb_mpr_init_stream(&r, "\x91\xcd\x01", 3));
+    CKM(mpb_mpr_next(&r, &v));
+    assert_int_equal(mpb_mpr_next_fast(&r, &v), MPB_EPROTO);
+    assert_int_equal(mpb_mpr_next(&r, &v), MPB_EPROTO);
+    assert_int_equal(v.type, MPB_MP_END);
+    assert_int_equal(mpb_mpr_left(&r), 2);
+    assert_int_equal(walk_copy("\x01\x02", 2, 1, &left), 0);
+    assert_int_equal(left, 1);
+    assert_int_equal(mpb_mpr_init_stream(&r, NULL, 1), MPB_EINVAL);
+    assert_int_equal(mpb_mpr_left(NULL), 0);
+}
+
 /* A child process builds the value and stores it; the parent reads it back from the broker. */
 static int store_child(int idx, void *arg) {
     (void)idx;
@@ -821,6 +911,7 @@ int main(void) {
         cmocka_unit_test(test_builder_writes_the_shortest_header),
         cmocka_unit_test(test_builder_over_callers_memory),
         cmocka_unit_test(test_prefix_says_how_long_a_value_is),
+        cmocka_unit_test(test_stream_reader_checks_as_it_reads),
         cmocka_unit_test(test_reading_what_the_broker_answers),
         cmocka_unit_test(test_integer_and_string_shortcuts),
         cmocka_unit_test(test_connect_null_uses_mpb_endpoint),

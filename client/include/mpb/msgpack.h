@@ -140,6 +140,14 @@ MPB_EXPORT int mpb_mpr_init(mpb_mpreader_t *r, const void *buf, size_t len);
  * at most MPB_MP_FRAME_DEPTH). */
 MPB_EXPORT int mpb_mpr_init_prefix(mpb_mpreader_t *r, const void *buf, size_t len, int max_depth,
                                    size_t *used);
+/* A reader that checks as it reads instead of first, for a program that reads each value once
+ * with mpb_mpr_next() (a decoder): no pass over the buffer before. Every read stays within len:
+ * mpb_mpr_next() says MPB_EPROTO at a value cut short, a reserved byte, or an array or map that
+ * counts more items than there are bytes left; the depth is the caller's to bound (it recurses,
+ * it knows). mpb_mpr_left() then says whether bytes follow the value. 0, or MPB_EINVAL. */
+MPB_EXPORT int mpb_mpr_init_stream(mpb_mpreader_t *r, const void *buf, size_t len);
+/* The bytes r has not read yet (0 for NULL). */
+MPB_EXPORT size_t mpb_mpr_left(const mpb_mpreader_t *r);
 /* The next value's MPB_MP_* type; MPB_MP_END when all is read (or r is NULL). */
 MPB_EXPORT int mpb_mpr_type(const mpb_mpreader_t *r);
 MPB_EXPORT int mpb_mpr_nil(mpb_mpreader_t *r);
@@ -165,8 +173,9 @@ typedef struct mpb_mpval {
     uint32_t n;    /* their count; MPB_MP_ARRAY: the items, MPB_MP_MAP: the pairs that follow */
 } mpb_mpval_t;
 
-/* Reads the next value into *v (an array or map: its header). 0 or MPB_EEMPTY (then v->type is
- * MPB_MP_END). The fields that v's type does not use are zero. */
+/* Reads the next value into *v (an array or map: its header). 0, MPB_EEMPTY (then v->type is
+ * MPB_MP_END) or, on a reader from mpb_mpr_init_stream(), MPB_EPROTO (the reader does not move).
+ * The fields that v's type does not use are zero. */
 MPB_EXPORT int mpb_mpr_next(mpb_mpreader_t *r, mpb_mpval_t *v);
 /* Skips the next whole value; (*p, *len), when p is non-NULL, is its encoding (for
  * mpb_dict_get, mpb_mp_raw, ...). */
@@ -221,18 +230,23 @@ static inline int mpb_mp_map_fast(mpb_mpbuf_t *b, uint32_t n) {
 }
 
 /* The value at r when it is a scalar or a fix-size header (every form but the str, bin, array
- * and map of 8 to 32-bit length and the exts) into *v, moving r past it: 1, or 0 (r not moved).
- * The one decoder of these forms: mpb_mpr_next() starts with it too. */
+ * and map of 8 to 32-bit length and the exts), and within the bytes left, into *v, moving r
+ * past it: 1, or 0 (r not moved). The one decoder of these forms: mpb_mpr_next() starts with
+ * it too. */
 static inline int mpb_mpr_scalar_(mpb_mpreader_t *r, mpb_mpval_t *v) {
     const unsigned char *q = r->p;
+    size_t left = (size_t)(r->end - q) - 1; /* the bytes after c (r->p < r->end) */
     unsigned c = q[0];
-    int w = 0; /* bytes after c */
+    size_t w = 0; /* the bytes of the value after c */
     uint64_t u = 0;
     if (c <= 0x7f || c >= 0xe0) {
         v->type = MPB_MP_INT, v->big = 0, v->i = (int8_t)c, v->u = c <= 0x7f ? c : 0;
     } else if (c >= 0xa0 && c <= 0xbf) {
-        v->type = MPB_MP_STR, v->n = c & 0x1f, v->p = q + 1, w = (int)v->n;
+        if ((c & 0x1f) > left) return 0;
+        v->type = MPB_MP_STR, v->n = c & 0x1f, v->p = q + 1, w = v->n;
     } else if (c >= 0x80 && c <= 0x9f) {
+        /* each item takes a byte at least: a count past the bytes left is a lie */
+        if ((size_t)(c & 0x0f) * (c >= 0x90 ? 1 : 2) > left) return 0;
         v->type = c >= 0x90 ? MPB_MP_ARRAY : MPB_MP_MAP, v->n = c & 0x0f;
     } else if (c == 0xc0) {
         v->type = MPB_MP_NIL;
@@ -241,7 +255,8 @@ static inline int mpb_mpr_scalar_(mpb_mpreader_t *r, mpb_mpval_t *v) {
     } else if (c >= 0xca && c <= 0xd3) {
         static const unsigned char width[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
         w = width[c - 0xca];
-        for (int k = 1; k <= w; k++)
+        if (w > left) return 0;
+        for (size_t k = 1; k <= w; k++)
             u = u << 8 | q[k];
         if (c == 0xca) {
             uint32_t u32 = (uint32_t)u;

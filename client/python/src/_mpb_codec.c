@@ -206,7 +206,7 @@ static PyObject *bad(const char *why) {
     return NULL;
 }
 
-static PyObject *decode(mpb_mpreader_t *r, int use_pickle);
+static PyObject *decode(mpb_mpreader_t *r, int use_pickle, int depth);
 
 static PyObject *decode_ext(const mpb_mpval_t *v, int use_pickle) {
     if (v->ext_type == MPBPY_EXT_PICKLE && use_pickle)
@@ -226,10 +226,10 @@ static PyObject *decode_ext(const mpb_mpval_t *v, int use_pickle) {
     return e;
 }
 
-static PyObject *decode_array(mpb_mpreader_t *r, uint32_t n, int use_pickle) {
+static PyObject *decode_array(mpb_mpreader_t *r, uint32_t n, int use_pickle, int depth) {
     PyObject *l = PyList_New((Py_ssize_t)n);
     for (uint32_t i = 0; l && i < n; i++) {
-        PyObject *v = decode(r, use_pickle);
+        PyObject *v = decode(r, use_pickle, depth + 1);
         if (!v)
             Py_CLEAR(l);
         else
@@ -264,10 +264,11 @@ static PyObject *hashable(PyObject *k) {
     return k;
 }
 
-static PyObject *decode_map(mpb_mpreader_t *r, uint32_t n, int use_pickle) {
+static PyObject *decode_map(mpb_mpreader_t *r, uint32_t n, int use_pickle, int depth) {
     PyObject *m = PyDict_New();
     for (uint32_t i = 0; m && i < n; i++) {
-        PyObject *k = decode(r, use_pickle), *v = k ? decode(r, use_pickle) : NULL;
+        PyObject *k = decode(r, use_pickle, depth + 1),
+                 *v = k ? decode(r, use_pickle, depth + 1) : NULL;
         if (k && v) k = hashable(k);
         if (!k || !v || PyDict_SetItem(m, k, v)) Py_CLEAR(m);
         Py_XDECREF(k);
@@ -276,10 +277,17 @@ static PyObject *decode_map(mpb_mpreader_t *r, uint32_t n, int use_pickle) {
     return m;
 }
 
-/* The next value at r, which mpb_mpr_init_prefix() checked whole: every count is true. */
-static PyObject *decode(mpb_mpreader_t *r, int use_pickle) {
+/* The next value at r, a reader that checks as it reads (mpb_mpr_init_stream): every count it
+ * gives is within the bytes left. depth: the arrays and maps around the value. */
+static PyObject *decode(mpb_mpreader_t *r, int use_pickle, int depth) {
     mpb_mpval_t v;
-    if (mpb_mpr_next_fast(r, &v)) return bad("truncated");
+    /* a value nests 32 deep; a batch or a result list holds such values in arrays of its own */
+    if (depth > MPB_MP_FRAME_DEPTH) return bad("nested too deep");
+    int rc = mpb_mpr_next_fast(r, &v);
+    if (rc)
+        return bad(rc == MPB_EEMPTY ? "truncated"
+                                    : "not a value (cut short, a reserved byte, or "
+                                      "more items than bytes)");
     switch (v.type) {
     case MPB_MP_NIL: Py_RETURN_NONE;
     case MPB_MP_BOOL: return PyBool_FromLong((long)v.i);
@@ -294,21 +302,21 @@ static PyObject *decode(mpb_mpreader_t *r, int use_pickle) {
     case MPB_MP_STR: return PyUnicode_DecodeUTF8(v.p, (Py_ssize_t)v.n, "surrogateescape");
     case MPB_MP_BIN: return PyBytes_FromStringAndSize(v.p, (Py_ssize_t)v.n);
     case MPB_MP_EXT: return decode_ext(&v, use_pickle);
-    case MPB_MP_ARRAY: return decode_array(r, v.n, use_pickle);
-    case MPB_MP_MAP: return decode_map(r, v.n, use_pickle);
+    case MPB_MP_ARRAY: return decode_array(r, v.n, use_pickle, depth);
+    case MPB_MP_MAP: return decode_map(r, v.n, use_pickle, depth);
     }
     return bad("unknown type");
 }
 
 PyObject *mpbpy_unpackb(const void *buf, size_t len, int use_pickle) {
     mpb_mpreader_t r;
-    size_t used;
-    /* a value nests 32 deep; a batch or a result list holds such values in arrays of its own */
-    if (mpb_mpr_init_prefix(&r, buf, len, MPB_MP_FRAME_DEPTH, &used))
-        return bad("not a value (truncated, a reserved byte, a length past the end, or nested "
-                   "too deep)");
-    if (used != len) return bad("bytes after the value");
-    return decode(&r, use_pickle);
+    if (mpb_mpr_init_stream(&r, buf, len)) return bad("no bytes");
+    PyObject *o = decode(&r, use_pickle, 0);
+    if (o && mpb_mpr_left(&r)) {
+        Py_DECREF(o);
+        return bad("bytes after the value");
+    }
+    return o;
 }
 
 static PyStructSequence_Field ext_fields[] = {
