@@ -25,7 +25,13 @@
 
 #include "pool_int.h"
 
-pool_state_t g_pool = {.next_task = 1, .next_job = 1, .idle = TAILQ_HEAD_INITIALIZER(g_pool.idle)};
+pool_state_t g_pool = {
+    .next_task = 1,
+    .next_job = 1,
+    .idle = TAILQ_HEAD_INITIALIZER(g_pool.idle),
+    .fetchers = TAILQ_HEAD_INITIALIZER(g_pool.fetchers),
+    .fetch_waiters = WLIST_INITIALIZER(g_pool.fetch_waiters),
+};
 
 /* ---- results ---- */
 
@@ -106,8 +112,8 @@ void pool_finish(task_t *t) {
     ps->queued_bytes -= t->cost;
     pool_done_push(ps, t);
     pool_ps_check_pause(ps);
-    for (waiter_t *w = ps->takers.head, *nx; w; w = nx) {
-        nx = w->next;
+    waiter_t *w;
+    TAILQ_FOREACH(w, &ps->takers.head, link) {
         if (t->id >= w->tid && t->id - w->tid < (uint64_t)w->count) {
             answer_take(w, ps);
             break;
@@ -174,7 +180,7 @@ bool pool_serves(const worker_t *w, const pfn_t *f) {
 static task_t *next_for(worker_t *w) {
     task_t *best = NULL;
     for (size_t i = 0; i < w->nfns; i++) {
-        oq_t *q = w->fns[i]->ring;
+        oq_t *q = TAILQ_FIRST(&w->fns[i]->ring);
         task_t *first = q ? TAILQ_FIRST(&q->tasks) : NULL;
         if (first && (!best || first->id < best->id)) best = first;
     }
@@ -233,8 +239,7 @@ static void plan_queued(worker_t *w, bool slots_only) {
     while (w_credit(w) > 0 && (!slots_only || w_idle(w) > 0)) {
         task_t *t = next_for(w);
         if (!t || !plan_room(w, t)) break;
-        oq_t *q = t->oq;
-        t->fn->ring = q->rnext; /* the next caller's turn */
+        pool_ring_turn(t->oq);
         pool_q_del(t);
         pool_run_link(t->owner->pool, t);
         plan_add(w, t);
@@ -287,15 +292,18 @@ static void plan_send(worker_t *w) {
  * idles), then prefetch within each worker's credit, then idle slots steal what others hold
  * unstarted; then each parked fetch that got something is answered. */
 void pool_dispatch(void) {
-    for (worker_t *w = g_pool.fetch_head; w; w = w->fnext)
+    worker_t *w, *nx;
+    TAILQ_FOREACH(w, &g_pool.fetchers, flink) {
         if (w_idle(w) > 0) plan_queued(w, true);
-    for (worker_t *w = g_pool.fetch_head; w; w = w->fnext)
+    }
+    TAILQ_FOREACH(w, &g_pool.fetchers, flink) {
         plan_queued(w, false);
-    for (worker_t *w = g_pool.fetch_head; w && g_pool.ntentative; w = w->fnext)
+    }
+    for (w = TAILQ_FIRST(&g_pool.fetchers); w && g_pool.ntentative; w = TAILQ_NEXT(w, flink))
         if (w_idle(w) > 0 && w_credit(w) > 0) steal_for(w);
-    for (worker_t *w = g_pool.fetch_head, *nx; w; w = nx) {
-        nx = w->fnext;
-        plan_send(w);
+    for (w = TAILQ_FIRST(&g_pool.fetchers); w; w = nx) {
+        nx = TAILQ_NEXT(w, flink);
+        plan_send(w); /* takes w off the list */
     }
 }
 
@@ -310,16 +318,8 @@ int cmd_pool_fetch(req_t *r) {
     if (w->fetching) return reply_error(r, MPB_EBUSY, "a fetch is already waiting");
     if (max < 0) max = 0; /* 0: no task, only word of tasks to stop */
     w->fetch_max = max;
-    w->fetch = waiter_park(r, &g_pool.fetch_waiters, timeout);
+    pool_fetch_add(w, waiter_park(r, &g_pool.fetch_waiters, timeout));
     w->fetch->on_timeout = pool_on_timeout;
-    w->fetching = true;
-    w->fprev = g_pool.fetch_tail;
-    w->fnext = NULL;
-    if (g_pool.fetch_tail)
-        g_pool.fetch_tail->fnext = w;
-    else
-        g_pool.fetch_head = w;
-    g_pool.fetch_tail = w;
     pool_dispatch();
     return 0;
 }
