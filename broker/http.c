@@ -18,7 +18,12 @@
  * not (libmicrohttpd only knows the idle timeout: the thread shuts the late ones). The probes
  * need one short request each, so they keep answering. /metrics shows object and function
  * names: with --http-auth FILE it asks for "Authorization: Bearer <the file's token>"; the
- * probes stay open, for the kubelet. */
+ * probes stay open, for the kubelet.
+ *
+ * libmicrohttpd is opened (dlopen) by the first http_start(), not linked: it pulls in GnuTLS
+ * and a dozen libraries more, which a broker without --http (the private one each Python
+ * Manager() starts) would map at every start for nothing. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -42,6 +47,65 @@
 
 #include "addr.h"
 #include "broker.h"
+
+/* ---- libmicrohttpd, opened at run time ----
+ * Each function used is a pointer of the header's own type, filled by mhd_load(); the names
+ * below then call through them. MPB_MHD_SONAME comes from the build (broker/CMakeLists.txt). */
+#define MHD_FUNCS(XX)                                                                              \
+    XX(MHD_start_daemon)                                                                           \
+    XX(MHD_stop_daemon)                                                                            \
+    XX(MHD_run)                                                                                    \
+    XX(MHD_get_timeout)                                                                            \
+    XX(MHD_get_daemon_info)                                                                        \
+    XX(MHD_get_connection_info)                                                                    \
+    XX(MHD_lookup_connection_value)                                                                \
+    XX(MHD_create_response_from_buffer)                                                            \
+    XX(MHD_add_response_header)                                                                    \
+    XX(MHD_queue_response)                                                                         \
+    XX(MHD_destroy_response)                                                                       \
+    XX(MHD_suspend_connection)                                                                     \
+    XX(MHD_resume_connection)
+
+static struct {
+    void *lib;
+#define XX(f) __typeof__(f) *p_##f;
+    MHD_FUNCS(XX)
+#undef XX
+} mhd_lib;
+
+/* 0, or -1 with the reason in err (the library or one of its functions is missing). */
+static int mhd_load(char *err, size_t errlen) {
+    if (mhd_lib.lib) return 0;
+    void *lib = dlopen(MPB_MHD_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(err, errlen, "cannot load libmicrohttpd: %s", dlerror());
+        return -1;
+    }
+#define XX(f)                                                                                      \
+    if (!(mhd_lib.p_##f = (__typeof__(f) *)dlsym(lib, #f))) {                                      \
+        snprintf(err, errlen, "%s has no %s", MPB_MHD_SONAME, #f);                                 \
+        dlclose(lib);                                                                              \
+        return -1;                                                                                 \
+    }
+    MHD_FUNCS(XX)
+#undef XX
+    mhd_lib.lib = lib;
+    return 0;
+}
+
+#define MHD_start_daemon                (*mhd_lib.p_MHD_start_daemon)
+#define MHD_stop_daemon                 (*mhd_lib.p_MHD_stop_daemon)
+#define MHD_run                         (*mhd_lib.p_MHD_run)
+#define MHD_get_timeout                 (*mhd_lib.p_MHD_get_timeout)
+#define MHD_get_daemon_info             (*mhd_lib.p_MHD_get_daemon_info)
+#define MHD_get_connection_info         (*mhd_lib.p_MHD_get_connection_info)
+#define MHD_lookup_connection_value     (*mhd_lib.p_MHD_lookup_connection_value)
+#define MHD_create_response_from_buffer (*mhd_lib.p_MHD_create_response_from_buffer)
+#define MHD_add_response_header         (*mhd_lib.p_MHD_add_response_header)
+#define MHD_queue_response              (*mhd_lib.p_MHD_queue_response)
+#define MHD_destroy_response            (*mhd_lib.p_MHD_destroy_response)
+#define MHD_suspend_connection          (*mhd_lib.p_MHD_suspend_connection)
+#define MHD_resume_connection           (*mhd_lib.p_MHD_resume_connection)
 
 #define HTTP_PER_ADDR   8     /* connections one address may hold */
 #define HTTP_MAX_CONNS  256   /* in all */
@@ -352,7 +416,7 @@ static void close_pipes(http_t *h) {
 
 http_t *http_start(const char *addr, char *err, size_t errlen) {
     addr_t a;
-    if (addr_parse(addr, &a, err, errlen) != 0) return NULL;
+    if (addr_parse(addr, &a, err, errlen) != 0 || mhd_load(err, errlen) != 0) return NULL;
     int fam = a.family;
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     http_t *h = xcalloc(1, sizeof *h); /* the connection notices need it from the start */

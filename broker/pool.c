@@ -35,11 +35,36 @@ pool_state_t g_pool = {
 
 /* ---- results ---- */
 
-/* Writes [task_id, outcomes] for finished tasks of ps in [from, from + count), up to a frame's
- * worth (always at least one), removing them; returns how many. */
+/* Writes [task_id, nil, output] for running tasks of ps in [from, from + count) that wrote
+ * something (when its takes want it), then [task_id, outcomes] (or [task_id, outcomes,
+ * output]) for finished ones, up to a frame's worth (always at least one), removing them;
+ * returns how many. */
 static uint32_t take_ready(pool_sess_t *ps, uint64_t from, uint64_t count, mpb__buf_t *items) {
     uint32_t n = 0;
     size_t bytes = 0, room = g_limits.max_frame - FRAME_SLACK;
+    if (ps->take_output && ps->nout) {
+        uint64_t left = 0; /* what stays for the next take: out of range or of room */
+        task_t *t;
+        TAILQ_FOREACH(t, &ps->run, qlink) {
+            if (!t->output) continue;
+            size_t len = t->output->len + 16;
+            if (t->id < from || t->id - from >= count || (n && bytes + len > room)) {
+                left++;
+                continue;
+            }
+            mpb__w_array(items, 3);
+            mpb__w_uint(items, t->id);
+            mpb__w_nil(items);
+            mpb__w_array(items, t->noutput);
+            mpb__w_raw(items, t->output->data, t->output->len);
+            free(t->output);
+            t->output = NULL;
+            t->noutput = 0;
+            bytes += len;
+            n++;
+        }
+        ps->nout = left;
+    }
     for (task_t *t = TAILQ_FIRST(&ps->done), *nx; t; t = nx) {
         nx = TAILQ_NEXT(t, qlink);
         if (t->id < from || t->id - from >= count) continue;
@@ -51,7 +76,10 @@ static uint32_t take_ready(pool_sess_t *ps, uint64_t from, uint64_t count, mpb__
             mpb__w_raw(items, t->result->data, t->result->len);
         else
             mpb__w_array(items, 0);
-        if (t->output) mpb__w_raw(items, t->output->data, t->output->len);
+        if (t->output) {
+            mpb__w_array(items, t->noutput);
+            mpb__w_raw(items, t->output->data, t->output->len);
+        }
         bytes += len;
         pool_done_del(ps, t);
         pool_job_release(t);
@@ -112,9 +140,14 @@ void pool_finish(task_t *t) {
     ps->queued_bytes -= t->cost;
     pool_done_push(ps, t);
     pool_ps_check_pause(ps);
+    pool_wake_taker(ps, t->id);
+}
+
+/* Answers the parked pool.take of ps that covers task id, if any. */
+void pool_wake_taker(pool_sess_t *ps, uint64_t id) {
     waiter_t *w;
     TAILQ_FOREACH(w, &ps->takers.head, link) {
-        if (t->id >= w->tid && t->id - w->tid < (uint64_t)w->count) {
+        if (id >= w->tid && id - w->tid < (uint64_t)w->count) {
             answer_take(w, ps);
             break;
         }
@@ -148,16 +181,17 @@ void pool_unqueue(task_t *t) {
     }
 }
 
-/* A task its worker holds is finished here (cancelled, or its caller is gone): a worker that
- * can stop a running task is told to, so its slot is free at once. */
+/* A task its worker holds is finished here (cancelled, or its caller is gone): the worker is
+ * told, and drops it, kills the process running it, or (on a thread, which cannot be killed)
+ * lets the function see mpb_task_cancelled(). Its slot counts as free at once. */
 static void kill_notice(task_t *t) {
     worker_t *w = t->worker;
-    if (!w || !w->killable) return;
+    if (!w) return;
     mpb__w_array(&w->kills, 2);
     mpb__w_uint(&w->kills, t->id);
     mpb__w_uint(&w->kills, t->gen);
     w->nkills++;
-    if (t->started) g_pool.total_killed++;
+    if (t->started && w->killable) g_pool.total_killed++;
 }
 
 void pool_cancel_task(task_t *t) {
@@ -334,9 +368,14 @@ int cmd_pool_take(req_t *r) {
         return -1;
     if (count == 0) return reply_error(r, MPB_EINVAL, "count must be >= 1");
     pool_sess_t *ps = pool_ps(r->sess);
+    if (r->argc > 3 && arg_bool(r, "output", &ps->take_output)) return -1;
     bool any = false;
     for (task_t *t = TAILQ_FIRST(&ps->done); t && !any; t = TAILQ_NEXT(t, qlink))
         any = t->id >= from && t->id - from < count;
+    if (ps->take_output) /* what a running task wrote counts as something to take */
+        for (task_t *t = ps->nout ? TAILQ_FIRST(&ps->run) : NULL; t && !any;
+             t = TAILQ_NEXT(t, qlink))
+            any = t->output && t->id >= from && t->id - from < count;
     if (!any) {
         if (timeout == 0) return reply_error(r, MPB_ETIMEDOUT, "no result ready");
         waiter_t *w = waiter_park(r, &ps->takers, timeout);
@@ -429,8 +468,10 @@ void pool_sess_end(sess_t *s) {
         task_t *t = TAILQ_FIRST(&ps->run);
         pool_run_unlink(ps, t);
         t->owner = NULL;
-        t->job = NULL;                          /* its job goes below */
-        if (t->worker && t->worker->killable) { /* stopped now rather than forgotten later */
+        t->job = NULL; /* its job goes below */
+        /* stopped now rather than forgotten later; a thread, which cannot be stopped, keeps
+         * its slot busy until the task ends */
+        if (t->worker && t->worker->killable) {
             kill_notice(t);
             pool_unassign(t);
             pool_task_free(t);

@@ -64,8 +64,10 @@ typedef struct task {
     bool failed; /* some call raised */
     bool canceled;
     worker_t *worker;
-    blob_t *result;          /* msgpack array of [ok, value-or-message] per call */
-    blob_t *output;          /* --forward-output: [[stream, bytes], ...] it wrote, or NULL */
+    blob_t *result; /* msgpack array of [ok, value-or-message] per call */
+    blob_t *output; /* --forward-output: noutput [stream, bytes] items it wrote, not
+                       yet taken (no array header), or NULL */
+    uint32_t noutput;
     size_t cost;             /* what it counts against its owner's bound while unfinished */
     TAILQ_ENTRY(task) qlink; /* sub-queue, owner's running list, or owner's done list */
     TAILQ_ENTRY(task) wlink; /* worker's assigned list */
@@ -146,6 +148,8 @@ struct pool_sess {
     size_t queued_bytes; /* input of its unfinished tasks (and their records) */
     size_t held_bytes;   /* results not taken (and their records) */
     bool paused;         /* held_bytes over the bound: its tasks wait */
+    bool take_output;    /* its takes take what running tasks wrote, too (pool.take's OUTPUT) */
+    uint64_t nout;       /* running tasks that may hold output not yet taken */
     wlist_t takers;
     LIST_ENTRY(pool_sess) link; /* all of them */
 };
@@ -211,6 +215,8 @@ void pool_task_free(task_t *t);
 /* A task is finished (by its worker, by giving up, or by cancelling): its caller can take it.
  * It is off every queue and worker already. */
 void pool_finish(task_t *t);
+/* Answers the parked pool.take of ps that covers task id, if any. */
+void pool_wake_taker(pool_sess_t *ps, uint64_t id);
 /* Fails every call of t with msg. */
 void pool_fail_task(task_t *t, const char *msg);
 /* Takes an unfinished task off its queue or worker. */
