@@ -28,7 +28,7 @@ static void on_got(mpb_client_t *c, int status, const void *v, size_t n, void *a
     g->status = status;
     free(g->v);
     g->v = malloc(n ? n : 1);
-    memcpy(g->v, v, n);
+    if (n) memcpy(g->v, v, n);
     g->n = n;
 }
 
