@@ -1,9 +1,9 @@
 /* bench.h - what the files of mpb-bench share: the settings and state of a run (bench_t), a
- * client and its in-flight slots, the tests, the latency histogram, and the few msgpack writers
- * the requests need. Files: mpb-bench.c (options, main), bench_harness.c (threads, one test's
+ * client and its in-flight slots, the tests, the latency histogram, and a builder over a
+ * request's buffer. Files: mpb-bench.c (options, main), bench_harness.c (threads, one test's
  * run), bench_ops.c (each test's operations, blocking and pipelined), bench_echo.c (the bare
  * ZeroMQ echo, client and server), bench_output.c (human, --csv, --json rows), bench_util.c
- * (clock, allocation, msgpack, histogram). Internal to mpb-bench. */
+ * (allocation, reading pool.fninfo, histogram). Internal to mpb-bench. */
 #ifndef MPB_BENCH_H
 #define MPB_BENCH_H
 
@@ -132,11 +132,14 @@ typedef struct result {
 /* bench_util.c */
 __attribute__((format(printf, 1, 2), noreturn)) void die(const char *fmt, ...);
 void *xcalloc(size_t n, size_t size); /* never NULL: dies */
-/* msgpack into p (room enough): each returns the bytes written */
-size_t mp_array(uint8_t *p, uint32_t n);
-size_t mp_uint(uint8_t *p, uint64_t v);
-size_t mp_str(uint8_t *p, const char *s, size_t n);
-size_t mp_bin_hdr(uint8_t *p, size_t n);
+/* A builder over the n bytes at p (a client's or a slot's argument buffer): requests are built
+ * with libmpb's mpb_mp_*() and allocate nothing on the hot path. A request too big for its
+ * buffer fails with MPB_ETOOBIG in b.err. */
+static inline mpb_mpbuf_t args_over(void *p, size_t n) {
+    mpb_mpbuf_t b;
+    mpb_mp_init_buf(&b, p, n, MPB_MP_FIXED);
+    return b;
+}
 /* The first unsigned integer of a msgpack array (pool.fninfo's worker count), or -1. */
 int64_t mp_first_uint(const void *p, size_t n);
 void hist_init(hist_t *h);
@@ -148,8 +151,8 @@ uint64_t hist_quantile(const hist_t *h, double q);
 /* bench_ops.c: the tests, in -t and output order; the harness tells some apart by index */
 #define BENCH_NTESTS 8
 extern const test_t bench_tests[BENCH_NTESTS];
-/* Writes the msgpack key of the next operation and returns its length. */
-size_t next_key(bclient_t *cl, const char *prefix, uint8_t *out);
+/* Appends the msgpack key of the next operation to b; returns b->err. */
+int next_key(bclient_t *cl, const char *prefix, mpb_mpbuf_t *b);
 void note_error(bclient_t *cl, int rc);
 /* true while cl may start another operation (quota, deadline, stop) */
 bool may_issue(bclient_t *cl, int64_t now);

@@ -22,9 +22,13 @@ const test_t echo_test = {"echo", "echo", NULL, NULL, false};
 size_t echo_frame_size(bench_t *B) {
     uint8_t tmp[128];
     bclient_t probe = {.B = B};
-    size_t body = mp_array(tmp, 4) + mp_uint(tmp, 40000) + mp_uint(tmp, MPB_OP_DICT_GET) +
-                  mp_str(tmp, DICT_NAME, strlen(DICT_NAME)) + next_key(&probe, "key", tmp);
-    return 12 + body + 16;
+    mpb_mpbuf_t b = args_over(tmp, sizeof tmp);
+    mpb_mp_array(&b, 4);
+    mpb_mp_u64(&b, 40000);
+    mpb_mp_u64(&b, MPB_OP_DICT_GET);
+    mpb_mp_cstr(&b, DICT_NAME);
+    if (next_key(&probe, "key", &b)) die("echo frame: %s", mpb_strerror(b.err));
+    return 12 + b.len + 16;
 }
 
 static int echo_send(slot_t *s) {

@@ -204,15 +204,16 @@ void preload(bench_t *B) {
     if (mpb_dict_attach(c, DICT_NAME, &d)) return;
     uint64_t n = B->keyspace ? B->keyspace : 1;
     uint8_t *args = xcalloc(1, 64 + B->vallen);
+    mpb_mpbuf_t b = args_over(args, 64 + B->vallen);
     for (uint64_t i = 0; i < n; i++) {
         char k[64];
         int kn = B->keyspace ? snprintf(k, sizeof k, "key:%012" PRIu64, i)
                              : snprintf(k, sizeof k, "key:__rand_int__");
-        size_t an = mp_array(args, 2);
-        an += mp_str(args + an, k, (size_t)kn);
-        memcpy(args + an, B->val, B->vallen);
-        an += B->vallen;
-        if (mpb_send(c, MPB_OP_DICT_SET, DICT_NAME, args, an, NULL, NULL)) break;
+        mpb_mp_clear(&b);
+        mpb_mp_array(&b, 2);
+        mpb_mp_str(&b, k, (size_t)kn);
+        mpb_mp_append(&b, B->val, B->vallen);
+        if (b.err || mpb_send(c, MPB_OP_DICT_SET, DICT_NAME, b.data, b.len, NULL, NULL)) break;
         if (mpb_inflight(c) >= 512) mpb_poll(c, 1000);
     }
     mpb_drain(c, 60000);

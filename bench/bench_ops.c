@@ -22,9 +22,9 @@ static uint64_t rng_next(uint64_t *s) { /* xorshift64* */
     return x * 0x2545f4914f6cdd1dull;
 }
 
-/* Writes the msgpack key of the next operation ("key:__rand_int__" as redis-benchmark without
- * -r; "key:000000000123" with it) and returns its length. */
-size_t next_key(bclient_t *cl, const char *prefix, uint8_t *out) {
+/* Appends the msgpack key of the next operation ("key:__rand_int__" as redis-benchmark without
+ * -r; "key:000000000123" with it) to b. */
+int next_key(bclient_t *cl, const char *prefix, mpb_mpbuf_t *b) {
     bench_t *B = cl->B;
     char k[64];
     size_t pn = strlen(prefix), kn;
@@ -44,7 +44,14 @@ size_t next_key(bclient_t *cl, const char *prefix, uint8_t *out) {
             k[pn + 1 + (size_t)d] = (char)('0' + i % 10);
     }
     kn = pn + 13;
-    return mp_str(out, k, kn);
+    return mpb_mp_str(b, k, kn);
+}
+
+/* mpb_send() of what b built, or the builder's failure (a buffer too small). */
+static int send_built(bclient_t *cl, unsigned op, const char *name, const mpb_mpbuf_t *b,
+                      mpb_callback_t cb, slot_t *s) {
+    if (b->err) return b->err;
+    return mpb_send(cl->c, op, name, b->data, b->len, cb, s);
 }
 
 /* Remembers the first failure's reason. */
@@ -66,15 +73,17 @@ bool may_issue(bclient_t *cl, int64_t now) {
 }
 
 static int sync_dict_set(bclient_t *cl) {
-    size_t kn = next_key(cl, "key", cl->buf);
-    return mpb_dict_set(cl->d, cl->buf, kn, cl->B->val, cl->B->vallen);
+    mpb_mpbuf_t k = args_over(cl->buf, cl->buflen);
+    if (next_key(cl, "key", &k)) return k.err;
+    return mpb_dict_set(cl->d, k.data, k.len, cl->B->val, cl->B->vallen);
 }
 
 static int sync_dict_get(bclient_t *cl) {
-    size_t kn = next_key(cl, "key", cl->buf);
+    mpb_mpbuf_t k = args_over(cl->buf, cl->buflen);
+    if (next_key(cl, "key", &k)) return k.err;
     void *v = NULL;
     size_t vn;
-    int rc = mpb_dict_get(cl->d, cl->buf, kn, &v, &vn);
+    int rc = mpb_dict_get(cl->d, k.data, k.len, &v, &vn);
     mpb_free(v);
     if (rc == MPB_ENOKEY) {
         cl->misses++;
@@ -84,9 +93,10 @@ static int sync_dict_get(bclient_t *cl) {
 }
 
 static int sync_dict_incr(bclient_t *cl) {
-    size_t kn = next_key(cl, "counter", cl->buf);
+    mpb_mpbuf_t k = args_over(cl->buf, cl->buflen);
+    if (next_key(cl, "counter", &k)) return k.err;
     int64_t r;
-    return mpb_dict_incr(cl->d, cl->buf, kn, 1, &r);
+    return mpb_dict_incr(cl->d, k.data, k.len, 1, &r);
 }
 
 static int sync_list_append(bclient_t *cl) {
@@ -111,11 +121,13 @@ static int sync_lock(bclient_t *cl) {
 
 static int sync_pool(bclient_t *cl) {
     uint8_t args[16];
-    size_t an = mp_array(args, 1);
-    an += mp_uint(args + an, cl->issued % 1000);
+    mpb_mpbuf_t b = args_over(args, sizeof args);
+    mpb_mp_array(&b, 1);
+    mpb_mp_u64(&b, cl->issued % 1000);
+    if (b.err) return b.err;
     void *r = NULL;
     size_t rn;
-    int rc = mpb_pool_apply(cl->pool, POOL_FN, args, an, BLOCK_MS, &r, &rn);
+    int rc = mpb_pool_apply(cl->pool, POOL_FN, b.data, b.len, BLOCK_MS, &r, &rn);
     mpb_free(r);
     return rc;
 }
@@ -155,36 +167,36 @@ static void cb_first(mpb_client_t *c, int status, const void *val, size_t len, v
 
 static int send_dict_set(slot_t *s) {
     bclient_t *cl = s->cl;
-    uint8_t *p = cl->buf;
-    size_t n = mp_array(p, 2);
-    n += next_key(cl, "key", p + n);
-    memcpy(p + n, cl->B->val, cl->B->vallen);
-    n += cl->B->vallen;
-    return mpb_send(cl->c, MPB_OP_DICT_SET, DICT_NAME, p, n, cb_done, s);
+    mpb_mpbuf_t b = args_over(cl->buf, cl->buflen);
+    mpb_mp_array(&b, 2);
+    next_key(cl, "key", &b);
+    mpb_mp_append(&b, cl->B->val, cl->B->vallen);
+    return send_built(cl, MPB_OP_DICT_SET, DICT_NAME, &b, cb_done, s);
 }
 
 static int send_dict_get(slot_t *s) {
     bclient_t *cl = s->cl;
-    size_t n = mp_array(s->args, 1);
-    n += next_key(cl, "key", s->args + n);
-    return mpb_send(cl->c, MPB_OP_DICT_GET, DICT_NAME, s->args, n, cb_done, s);
+    mpb_mpbuf_t b = args_over(s->args, sizeof s->args);
+    mpb_mp_array(&b, 1);
+    next_key(cl, "key", &b);
+    return send_built(cl, MPB_OP_DICT_GET, DICT_NAME, &b, cb_done, s);
 }
 
 static int send_dict_incr(slot_t *s) {
     bclient_t *cl = s->cl;
-    size_t n = mp_array(s->args, 2);
-    n += next_key(cl, "counter", s->args + n);
-    n += mp_uint(s->args + n, 1);
-    return mpb_send(cl->c, MPB_OP_DICT_INCR, DICT_NAME, s->args, n, cb_done, s);
+    mpb_mpbuf_t b = args_over(s->args, sizeof s->args);
+    mpb_mp_array(&b, 2);
+    next_key(cl, "counter", &b);
+    mpb_mp_u64(&b, 1);
+    return send_built(cl, MPB_OP_DICT_INCR, DICT_NAME, &b, cb_done, s);
 }
 
 static int send_list_append(slot_t *s) {
     bclient_t *cl = s->cl;
-    uint8_t *p = cl->buf;
-    size_t n = mp_array(p, 1);
-    memcpy(p + n, cl->B->val, cl->B->vallen);
-    n += cl->B->vallen;
-    return mpb_send(cl->c, MPB_OP_LIST_APPEND, LIST_NAME, p, n, cb_done, s);
+    mpb_mpbuf_t b = args_over(cl->buf, cl->buflen);
+    mpb_mp_array(&b, 1);
+    mpb_mp_append(&b, cl->B->val, cl->B->vallen);
+    return send_built(cl, MPB_OP_LIST_APPEND, LIST_NAME, &b, cb_done, s);
 }
 
 /* put then get, sent together: one operation, one round trip. The queue is never empty when
@@ -194,28 +206,28 @@ static int sync_queue_put(bclient_t *cl) {
     return mpb_queue_put(cl->q, cl->B->val, cl->B->vallen, BLOCK_MS);
 }
 
-static size_t queue_put_args(bclient_t *cl, uint8_t *p) {
-    size_t n = mp_array(p, 2);
-    memcpy(p + n, cl->B->val, cl->B->vallen);
-    n += cl->B->vallen;
-    return n + mp_uint(p + n, BLOCK_MS);
+static mpb_mpbuf_t queue_put_args(bclient_t *cl) {
+    mpb_mpbuf_t b = args_over(cl->buf, cl->buflen);
+    mpb_mp_array(&b, 2);
+    mpb_mp_append(&b, cl->B->val, cl->B->vallen);
+    mpb_mp_u64(&b, BLOCK_MS);
+    return b;
 }
 
 static int send_queue_put(slot_t *s) {
-    bclient_t *cl = s->cl;
-    size_t n = queue_put_args(cl, cl->buf);
-    return mpb_send(cl->c, MPB_OP_QUEUE_PUT, QUEUE_NAME, cl->buf, n, cb_done, s);
+    mpb_mpbuf_t b = queue_put_args(s->cl);
+    return send_built(s->cl, MPB_OP_QUEUE_PUT, QUEUE_NAME, &b, cb_done, s);
 }
 
 static int send_queue(slot_t *s) {
     bclient_t *cl = s->cl;
-    uint8_t *p = cl->buf;
-    size_t n = queue_put_args(cl, p);
-    int rc = mpb_send(cl->c, MPB_OP_QUEUE_PUT, QUEUE_NAME, p, n, cb_first, s);
+    mpb_mpbuf_t b = queue_put_args(cl);
+    int rc = send_built(cl, MPB_OP_QUEUE_PUT, QUEUE_NAME, &b, cb_first, s);
     if (rc) return rc;
-    n = mp_array(s->args, 1);
-    n += mp_uint(s->args + n, BLOCK_MS);
-    return mpb_send(cl->c, MPB_OP_QUEUE_GET, QUEUE_NAME, s->args, n, cb_done, s);
+    b = args_over(s->args, sizeof s->args);
+    mpb_mp_array(&b, 1);
+    mpb_mp_u64(&b, BLOCK_MS);
+    return send_built(cl, MPB_OP_QUEUE_GET, QUEUE_NAME, &b, cb_done, s);
 }
 
 /* acquire then release, sent together. Each slot has a lock of its own (no contention), so
@@ -224,14 +236,16 @@ static int send_lock(slot_t *s) {
     bclient_t *cl = s->cl;
     char name[64];
     snprintf(name, sizeof name, LOCK_FMT, cl->id, s->idx);
-    size_t n = mp_array(s->args, 2);
-    n += mp_uint(s->args + n, (uint64_t)s->idx + 1);
-    n += mp_uint(s->args + n, BLOCK_MS);
-    int rc = mpb_send(cl->c, MPB_OP_LOCK_ACQUIRE, name, s->args, n, cb_first, s);
+    mpb_mpbuf_t b = args_over(s->args, sizeof s->args);
+    mpb_mp_array(&b, 2);
+    mpb_mp_u64(&b, (uint64_t)s->idx + 1);
+    mpb_mp_u64(&b, BLOCK_MS);
+    int rc = send_built(cl, MPB_OP_LOCK_ACQUIRE, name, &b, cb_first, s);
     if (rc) return rc;
-    n = mp_array(s->args, 1);
-    n += mp_uint(s->args + n, (uint64_t)s->idx + 1);
-    return mpb_send(cl->c, MPB_OP_LOCK_RELEASE, name, s->args, n, cb_done, s);
+    mpb_mp_clear(&b);
+    mpb_mp_array(&b, 1);
+    mpb_mp_u64(&b, (uint64_t)s->idx + 1);
+    return send_built(cl, MPB_OP_LOCK_RELEASE, name, &b, cb_done, s);
 }
 
 static void pool_ok(void *arg, const void *result, size_t len) {
@@ -253,9 +267,11 @@ static void pool_err(void *arg, int err, const char *msg) {
  * pool.take, so P tasks are in flight at once. */
 static int send_pool(slot_t *s) {
     bclient_t *cl = s->cl;
-    size_t n = mp_array(s->args, 1);
-    n += mp_uint(s->args + n, cl->issued % 1000);
-    return mpb_pool_apply_async(cl->pool, POOL_FN, s->args, n, pool_ok, pool_err, s, &s->a);
+    mpb_mpbuf_t b = args_over(s->args, sizeof s->args);
+    mpb_mp_array(&b, 1);
+    mpb_mp_u64(&b, cl->issued % 1000);
+    if (b.err) return b.err;
+    return mpb_pool_apply_async(cl->pool, POOL_FN, b.data, b.len, pool_ok, pool_err, s, &s->a);
 }
 
 /* Starts the slot's next operation, if the budget allows. */

@@ -147,11 +147,16 @@ def memory(bins, procs, tmp, srv, nkeys):
 
 
 def preload(bins, srv, keyspace):
-    """Every key of the key space gets a value first, in mpbroker and in Redis, so that reads
-    hit (as Python's are, pymanager.py does the same)."""
-    run([bins.bench, '-e', srv.mpb_tcp, '-k', srv.key, '-t', 'dict.set', '-n', str(keyspace),
-         '-r', str(keyspace), '--sequential', '-c', '1', '-P', '64', '-q'], 300, env=clean_env())
+    """Every key of the key space gets a value first, in both mpbrokers and in Redis, so that
+    reads hit (as Python's are, pymanager.py does the same)."""
+    plain = dict(clean_env(), MPB_ENCRYPTION='off')
+    for ep, env in ((srv.mpb_tcp, clean_env()), (srv.mpb_plain, plain)):
+        run([bins.bench, '-e', ep, '-k', srv.key, '-t', 'dict.set', '-n', str(keyspace), '-r',
+             str(keyspace), '--sequential', '-c', '1', '-P', '64', '-q'], 300, env=env)
     if srv.redis:
-        subprocess.run(['redis-cli', '-p', str(srv.redis_port), '--pipe'],
-                       input=set_commands(keyspace), stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=300)
+        redis = [['-p', str(srv.redis_port)]]
+        if getattr(srv, 'redis_tls', None):
+            redis.append(['--tls', '--insecure', '-p', str(srv.tls_port)])
+        for how in redis:
+            subprocess.run(['redis-cli'] + how + ['--pipe'], input=set_commands(keyspace),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)

@@ -80,14 +80,15 @@ class Servers:
         self.key = os.path.join(self.data, 'authkey')
         wait_for('mpbrokerd', lambda: os.path.exists(os.path.join(tmp, 'broker.ep')) and
                  os.path.exists(self.key) and self.alive(self.broker))
-        # the same broker without encryption on tcp:// (the "plain" column), same key
+        # the same broker without encryption on tcp:// (the "plain" column), same key, and
+        # the same settings: nothing but the encryption may differ
         self.plain_data = os.path.join(tmp, 'plain')
         os.mkdir(self.plain_data)
         self.mpb_plain = 'tcp://127.0.0.1:%d' % free_port()
         self.plain = procs.start('mpbrokerd(plain)', [
             bins.brokerd, '--listen', self.mpb_plain, '--encryption', 'off', '--authkey-file',
             self.key, '--data-dir', self.plain_data, '--endpoint-file',
-            os.path.join(tmp, 'plain.ep'), '--log-level', 'warn'],
+            os.path.join(tmp, 'plain.ep'), '--log-level', 'warn', '--persist', 'off'],
             os.path.join(tmp, 'plain.log'), env)
         wait_for('mpbrokerd(plain)', lambda: os.path.exists(os.path.join(tmp, 'plain.ep')) and
                  self.alive(self.plain))

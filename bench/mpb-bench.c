@@ -103,11 +103,12 @@ static uint64_t parse_u64(const char *opt, const char *s, uint64_t min) {
 /* Is a worker serving the pool's function? */
 static bool pool_served(mpb_client_t *c) {
     uint8_t args[16];
-    size_t n = mp_array(args, 1);
-    n += mp_str(args + n, POOL_FN, strlen(POOL_FN));
+    mpb_mpbuf_t b = args_over(args, sizeof args);
+    mpb_mp_array(&b, 1);
+    mpb_mp_cstr(&b, POOL_FN);
     void *r = NULL;
     size_t rn = 0;
-    if (mpb_call(c, MPB_OP_POOL_FNINFO, NULL, args, n, 0, &r, &rn)) return false;
+    if (b.err || mpb_call(c, MPB_OP_POOL_FNINFO, NULL, b.data, b.len, 0, &r, &rn)) return false;
     int64_t workers = mp_first_uint(r, rn);
     mpb_free(r);
     return workers > 0;
@@ -216,9 +217,10 @@ int main(int argc, char **argv) {
 
     /* the value: dsize bytes of 'x', as a msgpack bin */
     B.val = xcalloc(1, B.dsize + 8);
-    B.vallen = mp_bin_hdr(B.val, B.dsize);
-    memset(B.val + B.vallen, 'x', B.dsize);
-    B.vallen += B.dsize;
+    mpb_mpbuf_t vb = args_over(B.val, B.dsize + 8);
+    if (mpb_mp_bin_head(&vb, B.dsize)) die("-d %zu: too big for a msgpack bin", B.dsize);
+    memset(B.val + vb.len, 'x', B.dsize);
+    B.vallen = vb.len + B.dsize;
     B.echo_frame = echo_frame_size(&B);
 
     if (!B.echo) {

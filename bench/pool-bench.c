@@ -35,18 +35,17 @@ int main(int argc, char **argv) {
         fprintf(stderr, "mpb-pool-bench: %s\n", mpb_errmsg(c));
         return 1;
     }
-    /* items: array32 header, then each integer */
-    uint8_t *items = malloc(5 + (size_t)n * MPB_PACK_MAX_SCALAR);
-    if (!items) {
+    /* items: [0, 1, ..., n - 1] */
+    mpb_mpbuf_t b = {0};
+    mpb_mp_array(&b, (uint32_t)n);
+    for (long i = 0; i < n; i++)
+        mpb_mp_i64(&b, i);
+    void *items;
+    size_t len;
+    if (mpb_mp_take(&b, &items, &len)) {
         fprintf(stderr, "mpb-pool-bench: out of memory\n");
         return 1;
     }
-    size_t len = 0;
-    items[len++] = 0xdd;
-    for (int i = 3; i >= 0; i--)
-        items[len++] = (uint8_t)((unsigned long)n >> (8 * i));
-    for (long i = 0; i < n; i++)
-        len += mpb_pack_i64(items + len, i);
     mpb_pool_t *p;
     if (mpb_pool_open(c, &p)) {
         fprintf(stderr, "mpb-pool-bench: %s\n", mpb_errmsg(c));
@@ -55,8 +54,12 @@ int main(int argc, char **argv) {
     void *res;
     size_t rl;
     /* a first small map, untimed, as the Python side's warm-up: workers are fetching by then */
-    static const uint8_t warm[] = {0x93, 0x01, 0x02, 0x03};
-    if (mpb_pool_map(p, "square", warm, sizeof warm, 1, 60000, &res, &rl) == 0) mpb_free(res);
+    uint8_t warm[8];
+    mpb_mp_init_buf(&b, warm, sizeof warm, MPB_MP_FIXED);
+    mpb_mp_array(&b, 3);
+    for (int i = 1; i <= 3; i++)
+        mpb_mp_i64(&b, i);
+    if (mpb_pool_map(p, "square", b.data, b.len, 1, 60000, &res, &rl) == 0) mpb_free(res);
     double t0 = now();
     int rc = mpb_pool_map(p, "square", items, len, (size_t)cs, 600000, &res, &rl);
     double t1 = now();
@@ -65,22 +68,22 @@ int main(int argc, char **argv) {
         return 1;
     }
     /* check: [0, 1, 4, ...] */
-    const uint8_t *q = res;
-    size_t off = q[0] == 0xdd ? 5 : q[0] == 0xdc ? 3 : 1;
+    mpb_mpreader_t r;
+    uint32_t count;
+    if (mpb_mpr_init(&r, res, rl) || mpb_mpr_array(&r, &count) || count != (uint32_t)n) {
+        fprintf(stderr, "mpb-pool-bench: the results are not an array of %ld\n", n);
+        return 1;
+    }
     for (long i = 0; i < n; i++) {
         int64_t v;
-        size_t k = 1;
-        while (k <= 9 && mpb_unpack_i64(q + off, k, &v) != 0)
-            k++;
-        if (k > 9 || v != i * i) {
+        if (mpb_mpr_i64(&r, &v) || v != i * i) {
             fprintf(stderr, "mpb-pool-bench: result %ld is wrong\n", i);
             return 1;
         }
-        off += k;
     }
     printf("%.0f\n", (double)n / (t1 - t0));
     mpb_free(res);
-    free(items);
+    mpb_free(items);
     mpb_pool_close(&p);
     mpb_close(&c);
     mpb_free(key);

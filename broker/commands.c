@@ -113,12 +113,13 @@ static const command_t commands[] = {
     {MPB_OP_POOL_FETCH,      cmd_pool_fetch,      2,  KIND_NONE,      CMD_NOOBJ                         },
     {MPB_OP_POOL_DONE,       cmd_pool_done,       1,  KIND_NONE,      CMD_NOOBJ                         },
     {MPB_OP_POOL_SUBMIT,     cmd_pool_submit,     3,  KIND_NONE,      CMD_NOOBJ | CMD_DENYOOM           },
-    {MPB_OP_POOL_TAKE,       cmd_pool_take,       3,  KIND_NONE,      CMD_NOOBJ                         },
+    {MPB_OP_POOL_TAKE,       cmd_pool_take,       3,  KIND_NONE,      CMD_NOOBJ | CMD_OPT1              },
     {MPB_OP_POOL_CANCEL,     cmd_pool_cancel,     2,  KIND_NONE,      CMD_NOOBJ                         },
     {MPB_OP_POOL_STATS,      cmd_pool_stats,      0,  KIND_NONE,      CMD_NOOBJ                         },
     {MPB_OP_POOL_FNINFO,     cmd_pool_fninfo,     1,  KIND_NONE,      CMD_NOOBJ                         },
     {MPB_OP_POOL_UNREGISTER, cmd_pool_unregister, 0,  KIND_NONE,      CMD_NOOBJ                         },
     {MPB_OP_POOL_START,      cmd_pool_start,      1,  KIND_NONE,      CMD_NOOBJ                         },
+    {MPB_OP_POOL_OUTPUT,     cmd_pool_output,     1,  KIND_NONE,      CMD_NOOBJ                         },
 };
 
 static const command_t *by_op[MPB__OP_MAX];

@@ -144,6 +144,11 @@ const setting_t config_settings[S__N] = {
                   "0 to 1000000",                    "0",                                                                                                                                                                            0,                                                                                                                                                                                                "N",                                                                                                  LIM(max_connections),
                   "connections at once, more are closed at accept\n"
                            "(default 0: the descriptor limit less 64)"                               },
+    [S_MAX_HANDSHAKES] = {"max-handshakes",        "MPB_MAX_HANDSHAKES",          T_COUNT,                   2,          1000000,
+                  "2 to 1000000",                  "4096",                                                                                                                                                                            0,                                                                                                                                                                                               "N",                                                                                                 LIM(max_handshakes),
+                  "HMAC handshakes in progress (HELLO said, AUTH not\n"
+                          "yet); one address may hold at most half of them,\n"
+                          "and max-handshakes-per-addr (default 4096)"                                 },
     [S_MAX_HANDSHAKES_PER_ADDR] = {"max-handshakes-per-addr",        "MPB_MAX_HANDSHAKES_PER_ADDR",
                   T_COUNT, 1,                                                                    100000,                                                                                      "1 to 100000",                                     "1024", 0, "N",
                   LIM(max_handshakes_per_addr),
@@ -257,7 +262,6 @@ static void load_defaults(conf_t *c) {
             c->src[s] = xstrdup("default");
     }
     c->cfg.limits.max_scan = 1000;
-    c->cfg.limits.max_pending = 4096;
 }
 
 static void load_env(conf_t *c) {

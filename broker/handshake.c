@@ -39,6 +39,42 @@ static int get_bin(mpb__rd_t *map, const char *key, size_t want, const uint8_t *
     return 0;
 }
 
+/* One address's share of the handshakes in progress: max-handshakes-per-addr, and at most half
+ * of max-handshakes, so that one address never fills the table (HELLOs renewed faster than
+ * handshake-ms forgets them kept every real client out). On tcp:// under CURVE only holders of
+ * the key get this far; the share matters for ipc:// (an address is a process there: libzmq
+ * gives ":uid:gid:pid") and for tcp:// with encryption off. */
+static size_t addr_share(void) {
+    size_t half = g_limits.max_handshakes / 2;
+    return g_limits.max_handshakes_per_addr < half ? g_limits.max_handshakes_per_addr : half;
+}
+
+/* Whether a HELLO from addr must be refused for the limits; if so, it is answered ELIMIT,
+ * and logged (a line a second per address, with a count). */
+static bool over_limits(const uint8_t *rid, size_t ridlen, const char *addr) {
+    char msg[160];
+    size_t share = addr_share();
+    if (peer_pending_from(addr) >= share)
+        snprintf(msg, sizeof msg,
+                 "too many handshakes in progress from this address (%zu: "
+                 "max-handshakes-per-addr, at most half of max-handshakes %zu)",
+                 share, g_limits.max_handshakes);
+    else if (peer_pending() >= g_limits.max_handshakes)
+        snprintf(msg, sizeof msg, "too many handshakes in progress (max-handshakes %zu)",
+                 g_limits.max_handshakes);
+    else
+        return false;
+    char key[96];
+    unsigned long long unlogged;
+    snprintf(key, sizeof key, "hello %s", addr);
+    if (log_rate_ok(key, &unlogged))
+        log_kv(MPB_LOG_WARN, "handshake refused", "addr", addr[0] ? addr : "unknown", "reason", msg,
+               "in_progress", LOG_UINT(peer_pending()), "not_logged",
+               unlogged ? LOG_UINT(unlogged) : NULL, NULL);
+    out_plain_error(rid, ridlen, -MPB_ELIMIT, msg);
+    return true;
+}
+
 void handshake_hello(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, const char *addr) {
     mpb__rd_t m = {f->body, f->body + f->bodylen}, v;
     const uint8_t *nonce;
@@ -58,13 +94,10 @@ void handshake_hello(const uint8_t *rid, size_t ridlen, const mpb__frame_t *f, c
     peer_t *p = peer_find(rid, ridlen);
     uint32_t opened = p ? p->nsess_opened : 0; /* the connection's, not the handshake's */
     if (p) peer_free(p); /* a new handshake on this connection starts from nothing */
-    if (peer_pending() >= g_limits.max_pending) {
-        out_plain_error(rid, ridlen, -MPB_ELIMIT, "too many handshakes in progress");
-        return;
-    }
-    p = peer_new(rid, ridlen);
+    if (!addr) addr = "";
+    if (over_limits(rid, ridlen, addr)) return;
+    p = peer_new(rid, ridlen, addr);
     p->nsess_opened = opened;
-    snprintf(p->addr, sizeof p->addr, "%s", addr ? addr : "");
     memcpy(p->nonce_c, nonce, MPB__NONCE_LEN);
     if (mpb__random(p->nonce_b, MPB__NONCE_LEN)) fatal("no randomness for a nonce");
     p->hs_deadline = now_ms() + g_limits.handshake_ms;

@@ -1,4 +1,5 @@
-/* http.h - /healthz, /readyz, /metrics, polled by the loop, no thread of its own (http.c). */
+/* http.h - /healthz, /readyz, /metrics, served by a thread of their own; the loop renders the
+ * /metrics pages (http.c). */
 #ifndef BROKER_HTTP_H
 #define BROKER_HTTP_H
 
@@ -6,16 +7,19 @@
 #include <stddef.h>
 
 typedef struct http http_t;
-/* Listens on "ADDR:PORT" (e.g. 0.0.0.0:8080, 127.0.0.1:0). NULL with a reason in err. */
+/* Listens on "ADDR:PORT" (e.g. 0.0.0.0:8080, 127.0.0.1:0) and starts its thread. NULL with a
+ * reason in err. */
 http_t *http_start(const char *addr, char *err, size_t errlen);
-/* The one descriptor the loop polls for it, and how long it may wait (-1: no limit). */
+/* The descriptor the loop polls (for reading): a /metrics page is wanted. */
 int http_fd(http_t *h);
+/* Called by the loop before each poll: it notes the turn (for /healthz) and whether the broker
+ * is ready (for /readyz). Returns how long the loop may wait for it: -1, no limit. */
 long http_timeout_ms(http_t *h);
-/* Serves what is ready, without blocking. */
+/* Called by the loop after each poll: renders the /metrics pages wanted, without blocking. */
 void http_run(http_t *h);
 /* The port it listens on (useful with port 0). */
 int http_port(http_t *h);
-/* Stops it and removes the address file. */
+/* Stops it (from the loop) and removes the address file. */
 void http_stop(http_t **h);
 /* A file that http_start() fills with "HOST:PORT", the port it got (for port 0): health checks
  * and tests read it. NULL: none. Set before http_start(). */

@@ -13,7 +13,7 @@ typedef struct limits {
     size_t max_key;
     size_t max_scan;         /* items in one dict.scan / list.slice / obj.list page */
     size_t max_batch_reply;  /* reply bytes one REQ frame may ask for; later requests: ETOOBIG */
-    size_t max_pending;      /* handshakes in progress */
+    size_t max_handshakes;   /* HMAC handshakes in progress (handshake.c) */
     int pool_max_attempts;   /* dispatches of a task before it fails (worker deaths) */
     size_t pool_max_results; /* result bytes held for one session before its dispatch waits */
     size_t pool_max_queued;  /* bytes of unfinished tasks one session may have */
@@ -29,7 +29,8 @@ typedef struct limits {
     size_t max_sessions;            /* sessions at once */
     size_t max_sessions_per_conn;   /* live sessions opened by one connection */
     size_t max_connections;         /* 0: the descriptor limit less 64 */
-    size_t max_handshakes_per_addr; /* connections of one address still in a handshake */
+    size_t max_handshakes_per_addr; /* connections of one address still in a handshake; and
+                                       its HMAC handshakes, at most half of max_handshakes */
     size_t max_unauth_memory;       /* bytes all peers without a session may pin */
     int idle_ms;                    /* a connection without a session is closed after it */
     size_t max_output;              /* unacknowledged reply bytes of one connection; 0: off */

@@ -3,6 +3,8 @@
 #ifndef BROKER_OBJ_H
 #define BROKER_OBJ_H
 
+#include <sys/queue.h>
+
 #include "deque.h"
 #include "omap.h"
 
@@ -28,9 +30,12 @@ typedef enum kind {
     KIND__N
 } kind_t;
 
-/* Parked requests of one object, oldest first. */
+/* Parked requests of one object, oldest first. Its head points into itself: a kind's init
+ * hook (kind.h) starts each of its lists with wlist_init (waiter.h), and an object holding
+ * lists is never moved. */
+TAILQ_HEAD(waiter_q, waiter);
 typedef struct wlist {
-    waiter_t *head, *tail;
+    struct waiter_q head;
     size_t n;
 } wlist_t;
 

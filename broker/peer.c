@@ -1,6 +1,7 @@
 /* peer.c - the peers: one per ZeroMQ connection (routing id) that said hello, in one table by
- * routing id. A peer in its handshake counts against max-pending; a ready one speaks for its
- * session until the session ends or moves to another connection. */
+ * routing id. A peer in its handshake counts against max-handshakes, in all and for its
+ * address (a second table, by address, holds the counts); a ready one speaks for its session
+ * until the session ends or moves to another connection. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,14 @@
 
 static peer_t *peers; /* uthash by rid */
 static size_t npending;
+
+/* Handshakes in progress from one address (an entry with none is removed). */
+typedef struct addr_pending {
+    char addr[sizeof((peer_t *)0)->addr];
+    size_t n;
+    UT_hash_handle hh;
+} addr_pending_t;
+static addr_pending_t *by_addr; /* uthash by addr */
 static transport_t *tp;
 
 void peer_init(transport_t *t) {
@@ -23,28 +32,58 @@ peer_t *peer_find(const uint8_t *rid, size_t n) {
     return p;
 }
 
-peer_t *peer_new(const uint8_t *rid, size_t n) {
+static addr_pending_t *addr_find(const char *addr) {
+    addr_pending_t *a;
+    HASH_FIND_STR(by_addr, addr, a);
+    return a;
+}
+
+/* One handshake of p's address is over (done, failed or forgotten). */
+static void pending_end(peer_t *p) {
+    npending--;
+    addr_pending_t *a = addr_find(p->addr);
+    if (!a || --a->n) return;
+    HASH_DELETE(hh, by_addr, a);
+    free(a);
+}
+
+peer_t *peer_new(const uint8_t *rid, size_t n, const char *addr) {
     peer_t *p = xcalloc(1, sizeof *p);
     memcpy(p->rid, rid, n);
     p->ridlen = (uint8_t)n;
     p->fd = -1;
+    snprintf(p->addr, sizeof p->addr, "%s", addr ? addr : "");
     HASH_ADD(hh, peers, rid, n, p);
     npending++;
+    addr_pending_t *a = addr_find(p->addr);
+    if (!a) {
+        a = xcalloc(1, sizeof *a);
+        memcpy(a->addr, p->addr, sizeof a->addr);
+        HASH_ADD_STR(by_addr, addr, a);
+    }
+    a->n++;
     return p;
 }
 
 void peer_ready(peer_t *p) {
     p->ready = true;
-    npending--;
+    pending_end(p);
 }
 
 size_t peer_pending(void) {
     return npending;
 }
 
+size_t peer_pending_from(const char *addr) {
+    char key[sizeof((peer_t *)0)->addr]; /* cut as peer_new() cuts it */
+    snprintf(key, sizeof key, "%s", addr ? addr : "");
+    addr_pending_t *a = addr_find(key);
+    return a ? a->n : 0;
+}
+
 void peer_free(peer_t *p) {
     HASH_DELETE(hh, peers, p);
-    if (!p->ready) npending--;
+    if (!p->ready) pending_end(p);
     if (p->sess && p->sess->peer == p) p->sess->peer = NULL;
     transport_conn_session(tp, p->fd, false); /* its connection's idle clock starts */
     mpb__mac_free(&p->rx);

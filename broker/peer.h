@@ -28,7 +28,9 @@ struct peer {
     bool out_cut;                    /* shut for it: its replies are dropped from now on */
     uint32_t nsess_opened; /* live sessions this connection opened: max-sessions-per-conn */
     UT_hash_handle hh;     /* the peer table, by rid */
-    char addr[48];         /* the TCP peer's address at its hello ("" for ipc): mpb clients */
+    char addr[64];         /* its Peer-Address at its hello (TCP: the IP; ipc://: libzmq's
+                              ":uid:gid:pid" of the peer process): mpb clients, and the key of
+                              its address's share of max-handshakes */
 };
 
 /* The table starts empty; tp: the transport told when a peer's connection loses its session. */
@@ -36,12 +38,15 @@ void peer_init(transport_t *tp);
 /* Frees every peer (shutdown). */
 void peer_free_all(void);
 peer_t *peer_find(const uint8_t *rid, size_t n);
-/* A new peer in the handshake (counted in peer_pending()). */
-peer_t *peer_new(const uint8_t *rid, size_t n);
+/* A new peer in the handshake, from addr (its Peer-Address; NULL: none): counted in
+ * peer_pending() and peer_pending_from(addr). */
+peer_t *peer_new(const uint8_t *rid, size_t n, const char *addr);
 void peer_free(peer_t *p);
 /* The handshake of p is done: it no longer counts in peer_pending(). */
 void peer_ready(peer_t *p);
 size_t peer_pending(void);
+/* Handshakes in progress from addr. */
+size_t peer_pending_from(const char *addr);
 /* Its routing id in hex, for the log. */
 void peer_sample(const peer_t *p, char *out, size_t n);
 /* Whether a line of this kind (what: a short tag) about this peer may be written now (log.c's

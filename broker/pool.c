@@ -25,15 +25,46 @@
 
 #include "pool_int.h"
 
-pool_state_t g_pool = {.next_task = 1, .next_job = 1, .idle = TAILQ_HEAD_INITIALIZER(g_pool.idle)};
+pool_state_t g_pool = {
+    .next_task = 1,
+    .next_job = 1,
+    .idle = TAILQ_HEAD_INITIALIZER(g_pool.idle),
+    .fetchers = TAILQ_HEAD_INITIALIZER(g_pool.fetchers),
+    .fetch_waiters = WLIST_INITIALIZER(g_pool.fetch_waiters),
+};
 
 /* ---- results ---- */
 
-/* Writes [task_id, outcomes] for finished tasks of ps in [from, from + count), up to a frame's
- * worth (always at least one), removing them; returns how many. */
+/* Writes [task_id, nil, output] for running tasks of ps in [from, from + count) that wrote
+ * something (when its takes want it), then [task_id, outcomes] (or [task_id, outcomes,
+ * output]) for finished ones, up to a frame's worth (always at least one), removing them;
+ * returns how many. */
 static uint32_t take_ready(pool_sess_t *ps, uint64_t from, uint64_t count, mpb__buf_t *items) {
     uint32_t n = 0;
     size_t bytes = 0, room = g_limits.max_frame - FRAME_SLACK;
+    if (ps->take_output && ps->nout) {
+        uint64_t left = 0; /* what stays for the next take: out of range or of room */
+        task_t *t;
+        TAILQ_FOREACH(t, &ps->run, qlink) {
+            if (!t->output) continue;
+            size_t len = t->output->len + 16;
+            if (t->id < from || t->id - from >= count || (n && bytes + len > room)) {
+                left++;
+                continue;
+            }
+            mpb__w_array(items, 3);
+            mpb__w_uint(items, t->id);
+            mpb__w_nil(items);
+            mpb__w_array(items, t->noutput);
+            mpb__w_raw(items, t->output->data, t->output->len);
+            free(t->output);
+            t->output = NULL;
+            t->noutput = 0;
+            bytes += len;
+            n++;
+        }
+        ps->nout = left;
+    }
     for (task_t *t = TAILQ_FIRST(&ps->done), *nx; t; t = nx) {
         nx = TAILQ_NEXT(t, qlink);
         if (t->id < from || t->id - from >= count) continue;
@@ -45,7 +76,10 @@ static uint32_t take_ready(pool_sess_t *ps, uint64_t from, uint64_t count, mpb__
             mpb__w_raw(items, t->result->data, t->result->len);
         else
             mpb__w_array(items, 0);
-        if (t->output) mpb__w_raw(items, t->output->data, t->output->len);
+        if (t->output) {
+            mpb__w_array(items, t->noutput);
+            mpb__w_raw(items, t->output->data, t->output->len);
+        }
         bytes += len;
         pool_done_del(ps, t);
         pool_job_release(t);
@@ -106,9 +140,14 @@ void pool_finish(task_t *t) {
     ps->queued_bytes -= t->cost;
     pool_done_push(ps, t);
     pool_ps_check_pause(ps);
-    for (waiter_t *w = ps->takers.head, *nx; w; w = nx) {
-        nx = w->next;
-        if (t->id >= w->tid && t->id - w->tid < (uint64_t)w->count) {
+    pool_wake_taker(ps, t->id);
+}
+
+/* Answers the parked pool.take of ps that covers task id, if any. */
+void pool_wake_taker(pool_sess_t *ps, uint64_t id) {
+    waiter_t *w;
+    TAILQ_FOREACH(w, &ps->takers.head, link) {
+        if (id >= w->tid && id - w->tid < (uint64_t)w->count) {
             answer_take(w, ps);
             break;
         }
@@ -142,16 +181,17 @@ void pool_unqueue(task_t *t) {
     }
 }
 
-/* A task its worker holds is finished here (cancelled, or its caller is gone): a worker that
- * can stop a running task is told to, so its slot is free at once. */
+/* A task its worker holds is finished here (cancelled, or its caller is gone): the worker is
+ * told, and drops it, kills the process running it, or (on a thread, which cannot be killed)
+ * lets the function see mpb_task_cancelled(). Its slot counts as free at once. */
 static void kill_notice(task_t *t) {
     worker_t *w = t->worker;
-    if (!w || !w->killable) return;
+    if (!w) return;
     mpb__w_array(&w->kills, 2);
     mpb__w_uint(&w->kills, t->id);
     mpb__w_uint(&w->kills, t->gen);
     w->nkills++;
-    if (t->started) g_pool.total_killed++;
+    if (t->started && w->killable) g_pool.total_killed++;
 }
 
 void pool_cancel_task(task_t *t) {
@@ -174,7 +214,7 @@ bool pool_serves(const worker_t *w, const pfn_t *f) {
 static task_t *next_for(worker_t *w) {
     task_t *best = NULL;
     for (size_t i = 0; i < w->nfns; i++) {
-        oq_t *q = w->fns[i]->ring;
+        oq_t *q = TAILQ_FIRST(&w->fns[i]->ring);
         task_t *first = q ? TAILQ_FIRST(&q->tasks) : NULL;
         if (first && (!best || first->id < best->id)) best = first;
     }
@@ -233,8 +273,7 @@ static void plan_queued(worker_t *w, bool slots_only) {
     while (w_credit(w) > 0 && (!slots_only || w_idle(w) > 0)) {
         task_t *t = next_for(w);
         if (!t || !plan_room(w, t)) break;
-        oq_t *q = t->oq;
-        t->fn->ring = q->rnext; /* the next caller's turn */
+        pool_ring_turn(t->oq);
         pool_q_del(t);
         pool_run_link(t->owner->pool, t);
         plan_add(w, t);
@@ -287,15 +326,18 @@ static void plan_send(worker_t *w) {
  * idles), then prefetch within each worker's credit, then idle slots steal what others hold
  * unstarted; then each parked fetch that got something is answered. */
 void pool_dispatch(void) {
-    for (worker_t *w = g_pool.fetch_head; w; w = w->fnext)
+    worker_t *w, *nx;
+    TAILQ_FOREACH(w, &g_pool.fetchers, flink) {
         if (w_idle(w) > 0) plan_queued(w, true);
-    for (worker_t *w = g_pool.fetch_head; w; w = w->fnext)
+    }
+    TAILQ_FOREACH(w, &g_pool.fetchers, flink) {
         plan_queued(w, false);
-    for (worker_t *w = g_pool.fetch_head; w && g_pool.ntentative; w = w->fnext)
+    }
+    for (w = TAILQ_FIRST(&g_pool.fetchers); w && g_pool.ntentative; w = TAILQ_NEXT(w, flink))
         if (w_idle(w) > 0 && w_credit(w) > 0) steal_for(w);
-    for (worker_t *w = g_pool.fetch_head, *nx; w; w = nx) {
-        nx = w->fnext;
-        plan_send(w);
+    for (w = TAILQ_FIRST(&g_pool.fetchers); w; w = nx) {
+        nx = TAILQ_NEXT(w, flink);
+        plan_send(w); /* takes w off the list */
     }
 }
 
@@ -310,16 +352,8 @@ int cmd_pool_fetch(req_t *r) {
     if (w->fetching) return reply_error(r, MPB_EBUSY, "a fetch is already waiting");
     if (max < 0) max = 0; /* 0: no task, only word of tasks to stop */
     w->fetch_max = max;
-    w->fetch = waiter_park(r, &g_pool.fetch_waiters, timeout);
+    pool_fetch_add(w, waiter_park(r, &g_pool.fetch_waiters, timeout));
     w->fetch->on_timeout = pool_on_timeout;
-    w->fetching = true;
-    w->fprev = g_pool.fetch_tail;
-    w->fnext = NULL;
-    if (g_pool.fetch_tail)
-        g_pool.fetch_tail->fnext = w;
-    else
-        g_pool.fetch_head = w;
-    g_pool.fetch_tail = w;
     pool_dispatch();
     return 0;
 }
@@ -334,9 +368,14 @@ int cmd_pool_take(req_t *r) {
         return -1;
     if (count == 0) return reply_error(r, MPB_EINVAL, "count must be >= 1");
     pool_sess_t *ps = pool_ps(r->sess);
+    if (r->argc > 3 && arg_bool(r, "output", &ps->take_output)) return -1;
     bool any = false;
     for (task_t *t = TAILQ_FIRST(&ps->done); t && !any; t = TAILQ_NEXT(t, qlink))
         any = t->id >= from && t->id - from < count;
+    if (ps->take_output) /* what a running task wrote counts as something to take */
+        for (task_t *t = ps->nout ? TAILQ_FIRST(&ps->run) : NULL; t && !any;
+             t = TAILQ_NEXT(t, qlink))
+            any = t->output && t->id >= from && t->id - from < count;
     if (!any) {
         if (timeout == 0) return reply_error(r, MPB_ETIMEDOUT, "no result ready");
         waiter_t *w = waiter_park(r, &ps->takers, timeout);
@@ -429,8 +468,10 @@ void pool_sess_end(sess_t *s) {
         task_t *t = TAILQ_FIRST(&ps->run);
         pool_run_unlink(ps, t);
         t->owner = NULL;
-        t->job = NULL;                          /* its job goes below */
-        if (t->worker && t->worker->killable) { /* stopped now rather than forgotten later */
+        t->job = NULL; /* its job goes below */
+        /* stopped now rather than forgotten later; a thread, which cannot be stopped, keeps
+         * its slot busy until the task ends */
+        if (t->worker && t->worker->killable) {
             kill_notice(t);
             pool_unassign(t);
             pool_task_free(t);

@@ -17,6 +17,7 @@ int cmd_pool_stats(req_t *r);
 int cmd_pool_fninfo(req_t *r);
 int cmd_pool_unregister(req_t *r);
 int cmd_pool_start(req_t *r);
+int cmd_pool_output(req_t *r);
 /* pool.c: a session ends (its worker's tasks go back to the queue, its own are cancelled);
  * a parked pool request times out; metrics. */
 void pool_sess_end(sess_t *s);

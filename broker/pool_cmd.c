@@ -8,6 +8,14 @@
 
 /* ---- ops for workers ---- */
 
+/* Answers w's parked fetch with no task. */
+static void fetch_answer_empty(worker_t *w) {
+    waiter_t *fw = w->fetch;
+    pool_fetch_del(w);
+    waiter_reply_raw(fw, (const uint8_t *)"\x90", 1);
+    waiter_free(fw);
+}
+
 /* pool.register FNS CONCURRENCY PREFETCH -> nil: this session serves FNS (array of names),
  * running up to CONCURRENCY tasks at once and holding up to PREFETCH more. */
 int cmd_pool_register(req_t *r) {
@@ -142,6 +150,68 @@ int cmd_pool_start(req_t *r) {
     return 0;
 }
 
+/* Checks output, an array of [stream (1 or 2), bin] items: its items (without the array's
+ * header) in *items, *ilen and *n. -1 if malformed. */
+static int output_check(const uint8_t *output, size_t len, const uint8_t **items, size_t *ilen,
+                        uint32_t *n) {
+    mpb__rd_t r = {output, output + len};
+    if (mpb__rd_array(&r, n)) return -1;
+    *items = r.p;
+    for (uint32_t i = 0; i < *n; i++) {
+        uint32_t two, bl;
+        int64_t stream;
+        const uint8_t *b;
+        if (mpb__rd_array(&r, &two) || two != 2 || mpb__rd_int(&r, &stream) || stream < 1 ||
+            stream > 2 || mpb__rd_bin(&r, &b, &bl))
+            return -1;
+    }
+    *ilen = (size_t)(r.p - *items);
+    return 0;
+}
+
+/* Adds n checked items to what t wrote and its caller has not taken; what would take that
+ * past max_value is dropped (the result matters more). */
+static void output_append(task_t *t, const uint8_t *items, size_t ilen, uint32_t n) {
+    size_t have = t->output ? t->output->len : 0;
+    if (!n || have + ilen > g_limits.max_value) return;
+    t->output = xrealloc(t->output, sizeof *t->output + have + ilen);
+    memcpy(t->output->data + have, items, ilen);
+    t->output->len = (uint32_t)(have + ilen);
+    t->noutput += n;
+}
+
+/* pool.output [[task_id, attempt, output], ...] -> nil: what running tasks wrote so far
+ * (output: [[stream, bytes], ...], stream 1 stdout, 2 stderr), for their callers' takes;
+ * dropped for a task this worker no longer runs under that attempt. */
+int cmd_pool_output(req_t *r) {
+    worker_t *w;
+    uint32_t n;
+    mpb__rd_t q;
+    if (worker_list(r, "pool.output", &w, &q, &n)) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t three, k;
+        uint64_t id, gen;
+        const uint8_t *output, *items;
+        size_t len, ilen;
+        if (mpb__rd_array(&q, &three) || three != 3 || mpb__rd_uint(&q, &id) ||
+            mpb__rd_uint(&q, &gen) || mpb__rd_span(&q, &output, &len))
+            return reply_error(r, MPB_EPROTO,
+                               "pool.output item %u is not [task_id, attempt, output]", i);
+        if (output_check(output, len, &items, &ilen, &k))
+            return reply_error(r, MPB_EPROTO,
+                               "pool.output item %u: output must be [[stream, bin], ...]", i);
+        task_t *t = pool_tab_get(id);
+        if (!t || t->state != T_RUNNING || t->worker != w || t->gen != gen || !t->owner) continue;
+        uint32_t had = t->noutput;
+        output_append(t, items, ilen, k);
+        if (t->noutput == had) continue;
+        pool_sess_t *ps = t->owner->pool;
+        ps->nout++;
+        if (ps->take_output) pool_wake_taker(ps, id);
+    }
+    return reply_nil(r);
+}
+
 /* pool.done [[task_id, outcomes], ...] -> nil. outcomes: one [ok, value-or-message] per call.
  * Results of tasks this worker does not hold (cancelled, or handed on after a timeout) are
  * dropped. A value over max_value fails its task instead of being held. */
@@ -167,15 +237,13 @@ int cmd_pool_done(req_t *r) {
         mpb__rd_t o = q;
         if (mpb__rd_span(&q, &out, &outlen) || mpb__rd_array(&o, &nout))
             return reply_error(r, MPB_EPROTO, "pool.done item %u: outcomes must be an array", i);
-        const uint8_t *output = NULL; /* [[stream, bytes], ...]: what the task wrote */
-        size_t outputlen = 0;
-        if (two == 3) {
-            mpb__rd_t oa = q;
-            uint32_t nchunks;
-            if (mpb__rd_span(&q, &output, &outputlen) || mpb__rd_array(&oa, &nchunks))
-                return reply_error(r, MPB_EPROTO, "pool.done item %u: output must be an array", i);
-            if (outputlen > g_limits.max_value) output = NULL; /* the result matters more */
-        }
+        const uint8_t *output = NULL, *items = NULL; /* [[stream, bytes], ...]: what it wrote */
+        size_t outputlen = 0, ilen = 0;
+        uint32_t nitems = 0;
+        if (two == 3 && (mpb__rd_span(&q, &output, &outputlen) ||
+                         output_check(output, outputlen, &items, &ilen, &nitems)))
+            return reply_error(r, MPB_EPROTO,
+                               "pool.done item %u: output must be [[stream, bin], ...]", i);
         task_t *t = pool_tab_get(id);
         if (!t || t->state != T_RUNNING || t->worker != w) continue;
         if (t->timed) fn_sample(t->fn, now_us() - t->start_us);
@@ -210,7 +278,7 @@ int cmd_pool_done(req_t *r) {
             continue;
         }
         t->result = blob_new(out, outlen);
-        if (output && nout == t->ncalls) t->output = blob_new(output, outputlen);
+        output_append(t, items, ilen, nitems);
         t->failed = failed;
         if (failed)
             w->failed++;
@@ -219,6 +287,9 @@ int cmd_pool_done(req_t *r) {
         pool_finish(t);
     }
     pool_dispatch();
+    /* A fetch parked without credit (only for tasks to stop) is answered: the worker has
+     * credit again and asks for tasks next, rather than wait out that fetch. */
+    if (w->fetching && w->fetch_max == 0) fetch_answer_empty(w);
     return reply_nil(r);
 }
 
@@ -228,12 +299,7 @@ int cmd_pool_unregister(req_t *r) {
     pool_sess_t *ps = pool_ps(r->sess);
     worker_t *w = ps->worker;
     if (!w) return reply_error(r, MPB_EINVAL, "this session is not a worker");
-    if (w->fetching) {
-        waiter_t *fw = w->fetch;
-        pool_fetch_del(w);
-        waiter_reply_raw(fw, (const uint8_t *)"\x90", 1);
-        waiter_free(fw);
-    }
+    if (w->fetching) fetch_answer_empty(w);
     log_kv(MPB_LOG_INFO, "worker unregistered: its held tasks go back to the queue", "session",
            LOG_UINT(r->sess->id), "tasks", LOG_INT(w->inflight), NULL);
     pool_worker_gone(w, false);

@@ -38,6 +38,8 @@ typedef struct pool_sess pool_sess_t;
 
 TAILQ_HEAD(task_list, task);
 TAILQ_HEAD(pfn_list, pfn);
+TAILQ_HEAD(oq_ring, oq);
+TAILQ_HEAD(worker_fetch, worker);
 LIST_HEAD(pfn_all, pfn);
 LIST_HEAD(worker_all, worker);
 LIST_HEAD(job_list, job);
@@ -62,8 +64,10 @@ typedef struct task {
     bool failed; /* some call raised */
     bool canceled;
     worker_t *worker;
-    blob_t *result;          /* msgpack array of [ok, value-or-message] per call */
-    blob_t *output;          /* --forward-output: [[stream, bytes], ...] it wrote, or NULL */
+    blob_t *result; /* msgpack array of [ok, value-or-message] per call */
+    blob_t *output; /* --forward-output: noutput [stream, bytes] items it wrote, not
+                       yet taken (no array header), or NULL */
+    uint32_t noutput;
     size_t cost;             /* what it counts against its owner's bound while unfinished */
     TAILQ_ENTRY(task) qlink; /* sub-queue, owner's running list, or owner's done list */
     TAILQ_ENTRY(task) wlink; /* worker's assigned list */
@@ -76,15 +80,16 @@ struct oq {
     pool_sess_t *ps;
     struct task_list tasks;
     uint64_t n;
-    oq_t *rnext, *rprev;  /* the function's ring, while dispatchable */
-    LIST_ENTRY(oq) olink; /* its caller's sub-queues */
+    TAILQ_ENTRY(oq) rlink; /* the function's ring, while dispatchable */
+    LIST_ENTRY(oq) olink;  /* its caller's sub-queues */
     bool in_ring;
 };
 
 struct pfn {
     char *name;
     uint32_t namelen;
-    oq_t *ring; /* the sub-queue whose turn is next */
+    /* Callers' sub-queues taking turns: the head's turn is next; one that had it goes last. */
+    struct oq_ring ring;
     uint64_t queued, paused, assigned;
     uint64_t done, failed, canceled;
     int64_t avg_us; /* moving average of a task's time from start to done */
@@ -117,8 +122,8 @@ struct worker {
     int64_t fetch_max;
     struct task_list assigned; /* oldest first */
     int64_t since_ms;
-    LIST_ENTRY(worker) link; /* all workers */
-    worker_t *fnext, *fprev; /* workers with a parked fetch, oldest first */
+    LIST_ENTRY(worker) link;   /* all workers */
+    TAILQ_ENTRY(worker) flink; /* on the list of workers with a parked fetch */
     bool fetching;
 };
 
@@ -143,6 +148,8 @@ struct pool_sess {
     size_t queued_bytes; /* input of its unfinished tasks (and their records) */
     size_t held_bytes;   /* results not taken (and their records) */
     bool paused;         /* held_bytes over the bound: its tasks wait */
+    bool take_output;    /* its takes take what running tasks wrote, too (pool.take's OUTPUT) */
+    uint64_t nout;       /* running tasks that may hold output not yet taken */
     wlist_t takers;
     LIST_ENTRY(pool_sess) link; /* all of them */
 };
@@ -156,7 +163,7 @@ typedef struct pool_state {
     pfn_t *fntab; /* by name */
     size_t nfns_all;
     struct worker_all workers;
-    worker_t *fetch_head, *fetch_tail;
+    struct worker_fetch fetchers; /* workers with a parked fetch, oldest first */
     struct job_list jobs;
     struct ps_all sesses;
     task_t *tab; /* by id */
@@ -165,7 +172,7 @@ typedef struct pool_state {
     uint64_t total_requeued, total_abandoned;
     uint64_t total_steals, total_refusals, total_killed;
     uint64_t ntentative;   /* assigned, not started: what an idle slot may steal */
-    wlist_t fetch_waiters; /* parked pool.fetch requests; order kept by fetch_head */
+    wlist_t fetch_waiters; /* parked pool.fetch requests; order kept by fetchers */
 } pool_state_t;
 
 extern pool_state_t g_pool;
@@ -183,6 +190,8 @@ pool_sess_t *pool_ps(sess_t *s);
 /* Queues t (owned by a live caller) in its caller's sub-queue of its function. */
 void pool_q_push(task_t *t, bool front);
 void pool_q_del(task_t *t);
+/* q (the head of its function's ring) had its turn: the next caller's is next, q goes last. */
+void pool_ring_turn(oq_t *q);
 /* A caller over its result bound waits: its sub-queues leave the rings until it collects. */
 void pool_ps_check_pause(pool_sess_t *ps);
 void pool_run_link(pool_sess_t *ps, task_t *t);
@@ -191,6 +200,7 @@ void pool_done_push(pool_sess_t *ps, task_t *t);
 void pool_done_del(pool_sess_t *ps, task_t *t);
 void pool_assign(worker_t *w, task_t *t, bool started);
 void pool_unassign(task_t *t);
+void pool_fetch_add(worker_t *w, waiter_t *fetch);
 void pool_fetch_del(worker_t *w);
 void pool_job_free(job_t *j);
 /* A task leaves its job's count when it is taken, cancelled or abandoned. */
@@ -205,6 +215,8 @@ void pool_task_free(task_t *t);
 /* A task is finished (by its worker, by giving up, or by cancelling): its caller can take it.
  * It is off every queue and worker already. */
 void pool_finish(task_t *t);
+/* Answers the parked pool.take of ps that covers task id, if any. */
+void pool_wake_taker(pool_sess_t *ps, uint64_t id);
 /* Fails every call of t with msg. */
 void pool_fail_task(task_t *t, const char *msg);
 /* Takes an unfinished task off its queue or worker. */

@@ -70,6 +70,7 @@ pfn_t *pool_fn_get(const char *name, size_t n, bool create) {
     f = xcalloc(1, sizeof *f);
     f->name = xstrndup(name, n);
     f->namelen = (uint32_t)n;
+    TAILQ_INIT(&f->ring);
     HASH_ADD_KEYPTR(hh, g_pool.fntab, f->name, f->namelen, f);
     LIST_INSERT_HEAD(&g_pool.fns, f, link);
     g_pool.nfns_all++;
@@ -84,6 +85,7 @@ pool_sess_t *pool_ps(sess_t *s) {
         ps->sess = s;
         TAILQ_INIT(&ps->run);
         TAILQ_INIT(&ps->done);
+        wlist_init(&ps->takers);
         LIST_INSERT_HEAD(&g_pool.sesses, ps, link);
         s->pool = ps;
     }
@@ -92,33 +94,23 @@ pool_sess_t *pool_ps(sess_t *s) {
 
 /* ---- sub-queues and the functions' rings ---- */
 
+/* A sub-queue that joins takes its turn last. One that leaves while its turn is next hands
+ * it to the one after. */
 static void ring_add(oq_t *q) {
     if (q->in_ring) return;
-    pfn_t *f = q->fn;
-    if (!f->ring) {
-        q->rnext = q->rprev = q;
-        f->ring = q;
-    } else { /* last in turn: just before the one whose turn is next */
-        q->rnext = f->ring;
-        q->rprev = f->ring->rprev;
-        q->rprev->rnext = q;
-        f->ring->rprev = q;
-    }
+    TAILQ_INSERT_TAIL(&q->fn->ring, q, rlink);
     q->in_ring = true;
 }
 
 static void ring_del(oq_t *q) {
     if (!q->in_ring) return;
-    pfn_t *f = q->fn;
-    if (q->rnext == q) {
-        f->ring = NULL;
-    } else {
-        q->rprev->rnext = q->rnext;
-        q->rnext->rprev = q->rprev;
-        if (f->ring == q) f->ring = q->rnext;
-    }
-    q->rnext = q->rprev = NULL;
+    TAILQ_REMOVE(&q->fn->ring, q, rlink);
     q->in_ring = false;
+}
+
+void pool_ring_turn(oq_t *q) {
+    TAILQ_REMOVE(&q->fn->ring, q, rlink);
+    TAILQ_INSERT_TAIL(&q->fn->ring, q, rlink);
 }
 
 static oq_t *oq_get(pool_sess_t *ps, pfn_t *f) {
@@ -243,17 +235,15 @@ void pool_unassign(task_t *t) {
     t->fn->assigned--;
 }
 
+void pool_fetch_add(worker_t *w, waiter_t *fetch) {
+    w->fetch = fetch;
+    w->fetching = true;
+    TAILQ_INSERT_TAIL(&g_pool.fetchers, w, flink);
+}
+
 void pool_fetch_del(worker_t *w) {
     if (!w->fetching) return;
-    if (w->fprev)
-        w->fprev->fnext = w->fnext;
-    else
-        g_pool.fetch_head = w->fnext;
-    if (w->fnext)
-        w->fnext->fprev = w->fprev;
-    else
-        g_pool.fetch_tail = w->fprev;
-    w->fnext = w->fprev = NULL;
+    TAILQ_REMOVE(&g_pool.fetchers, w, flink);
     w->fetching = false;
     w->fetch = NULL;
 }
@@ -329,7 +319,7 @@ void pool_free_all(void) {
         free(w->fns);
         free(w);
     }
-    g_pool.fetch_head = g_pool.fetch_tail = NULL;
+    TAILQ_INIT(&g_pool.fetchers);
     while (!LIST_EMPTY(&g_pool.jobs)) {
         job_t *j = LIST_FIRST(&g_pool.jobs);
         LIST_REMOVE(j, link);

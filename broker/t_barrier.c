@@ -54,8 +54,8 @@ int cmd_barrier_wait(req_t *r) {
                            (int)r->namelen, r->name);
     int64_t index = (int64_t)b->waiters.n;
     if (index + 1 == b->parties) {
-        while (b->waiters.head) {
-            waiter_t *w = b->waiters.head;
+        while (wlist_first(&b->waiters)) {
+            waiter_t *w = wlist_first(&b->waiters);
             waiter_reply_int(w, w->count);
             waiter_free(w);
         }
@@ -101,6 +101,7 @@ int cmd_barrier_state(req_t *r) {
 
 static void barrier_init(obj_t *o) {
     o->u.barrier.timeout_ms = -1;
+    wlist_init(&o->u.barrier.waiters);
 }
 
 static uint64_t barrier_size(const obj_t *o) {

@@ -121,8 +121,8 @@ int cmd_cond_notify(req_t *r) {
     if (lock_check_owner(r, lo, tid, "notify")) return -1;
     cond_t *c = &r->obj->u.cond;
     int64_t woken = 0;
-    while (c->waiters.head && (n < 0 || woken < n)) {
-        cond_take(r->obj, c->waiters.head, lo, true);
+    while (wlist_first(&c->waiters) && (n < 0 || woken < n)) {
+        cond_take(r->obj, wlist_first(&c->waiters), lo, true);
         woken++;
     }
     return reply_int(r, woken);
@@ -143,8 +143,8 @@ static void cond_release_hold(sess_t *s, hold_t *h) {
     obj_t *lo = bound_lock(c);
     if (!lo) return;
     int64_t passed = 0;
-    while (passed < h->units && c->waiters.head) {
-        cond_take(o, c->waiters.head, lo, true);
+    while (passed < h->units && wlist_first(&c->waiters)) {
+        cond_take(o, wlist_first(&c->waiters), lo, true);
         passed++;
     }
     log_kv(MPB_LOG_INFO, "notifications passed on: a woken session ended", "kind", "condition",
@@ -158,6 +158,10 @@ static void cond_on_waiter_gone(obj_t *o, blob_t *item) {
     free(item);
     obj_t *lo = bound_lock(&o->u.cond);
     if (lo) lo->u.lock.cond_waiting--;
+}
+
+static void cond_init(obj_t *o) {
+    wlist_init(&o->u.cond.waiters);
 }
 
 /* Timed out on the condition: take the lock back before answering false. */
@@ -216,6 +220,7 @@ static uint32_t cond_describe(const obj_t *o, mpb__buf_t *b) {
 
 const kind_ops_t cond_ops = {
     .name = "condition",
+    .init = cond_init,
     .free = cond_free,
     .size = cond_size,
     .describe = cond_describe,

@@ -7,8 +7,8 @@
 int cmd_event_set(req_t *r) {
     event_t *e = &r->obj->u.event;
     e->set = true;
-    while (e->waiters.head) {
-        waiter_t *w = e->waiters.head;
+    while (wlist_first(&e->waiters)) {
+        waiter_t *w = wlist_first(&e->waiters);
         waiter_reply_bool(w, true);
         waiter_free(w);
     }
@@ -39,6 +39,10 @@ int cmd_event_wait(req_t *r) {
 
 /* ---- hooks ---- */
 
+static void event_init(obj_t *o) {
+    wlist_init(&o->u.event.waiters);
+}
+
 static uint64_t event_size(const obj_t *o) {
     return o->u.event.set;
 }
@@ -67,6 +71,7 @@ static uint32_t event_describe(const obj_t *o, mpb__buf_t *b) {
 
 const kind_ops_t event_ops = {
     .name = "event",
+    .init = event_init,
     .size = event_size,
     .describe = event_describe,
     .busy = event_busy,

@@ -42,8 +42,8 @@ static void grant(obj_t *o, sess_t *s, uint64_t tid, int64_t count) {
 
 void lock_grant_next(obj_t *o) {
     lockobj_t *l = as_lock(o);
-    while (!l->owner && l->waiters.head) {
-        waiter_t *w = l->waiters.head;
+    while (!l->owner && wlist_first(&l->waiters)) {
+        waiter_t *w = wlist_first(&l->waiters);
         grant(o, w->sess, w->tid, w->count ? w->count : 1);
         if (w->cond && !w->timed_out) l->woken_by = w->cond;
         if (w->cond)
@@ -193,11 +193,15 @@ static uint32_t lock_describe(const obj_t *o, mpb__buf_t *b) {
     mpb__w_uint(b, l->fence);
     mpb__w_cstr(b, "waiters");
     mpb__w_array(b, (uint32_t)l->waiters.n);
-    for (waiter_t *w = l->waiters.head; w; w = w->next) {
+    for (waiter_t *w = wlist_first(&l->waiters); w; w = TAILQ_NEXT(w, link)) {
         mpb__w_map(b, 3);
         sess_describe(w->sess, b);
     }
     return 5;
+}
+
+static void lock_init(obj_t *o) {
+    wlist_init(&o->u.lock.waiters);
 }
 
 static void lock_on_timeout(waiter_t *w) {
@@ -231,8 +235,8 @@ static void lock_fail_all(obj_t *o, int code, const char *msg) {
 
 /* Lock and RLock differ in their ops (re-entry), not in their hooks. */
 #define LOCK_HOOKS                                                                                 \
-    .size = lock_size, .describe = lock_describe, .busy = lock_busy, .fail_all = lock_fail_all,    \
-    .on_timeout = lock_on_timeout, .release_hold = lock_release_hold
+    .init = lock_init, .size = lock_size, .describe = lock_describe, .busy = lock_busy,            \
+    .fail_all = lock_fail_all, .on_timeout = lock_on_timeout, .release_hold = lock_release_hold
 
 const kind_ops_t lock_ops = {.name = "lock", LOCK_HOOKS};
 const kind_ops_t rlock_ops = {.name = "rlock", LOCK_HOOKS};

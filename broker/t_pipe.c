@@ -53,8 +53,8 @@ static int direction_ok(req_t *r, int e, bool sending) {
 
 /* End e's parked polls learn that a recv would not block now. */
 static void wake_polls(pipeobj_t *p, int e) {
-    while (p->poll[e].head) {
-        waiter_t *w = p->poll[e].head;
+    while (wlist_first(&p->poll[e])) {
+        waiter_t *w = wlist_first(&p->poll[e]);
         waiter_reply_bool(w, true);
         waiter_free(w);
     }
@@ -115,8 +115,8 @@ int cmd_pipe_send(req_t *r) {
     if (p->closed[to])
         return reply_error(r, MPB_EPIPE, "the other end of pipe/%.*s is closed", (int)r->namelen,
                            r->name);
-    if (p->recv[to].head) {
-        waiter_t *w = p->recv[to].head;
+    if (wlist_first(&p->recv[to])) {
+        waiter_t *w = wlist_first(&p->recv[to]);
         waiter_reply_raw(w, v, n);
         waiter_free(w);
     } else {
@@ -134,7 +134,7 @@ int cmd_pipe_recv(req_t *r) {
     int64_t timeout;
     if (arg_end(r, &e) || arg_timeout(r, &timeout)) return -1;
     if (own_end(r, e) || direction_ok(r, e, false)) return -1;
-    if (p->box[e].len && !p->recv[e].head) {
+    if (p->box[e].len && !wlist_first(&p->recv[e])) {
         blob_t *item = deque_pop_front(&p->box[e]);
         reply_raw(r, item->data, item->len);
         free(item);
@@ -184,6 +184,13 @@ static void pipe_release_hold(sess_t *s, hold_t *h) {
     log_kv(MPB_LOG_INFO, "pipe end closed: its session ended", "pipe", o->name, "end", LOG_INT(e),
            "session", LOG_UINT(s->id), NULL);
     end_close(o, e);
+}
+
+static void pipe_init(obj_t *o) {
+    for (int e = 0; e < 2; e++) {
+        wlist_init(&o->u.pipe.recv[e]);
+        wlist_init(&o->u.pipe.poll[e]);
+    }
 }
 
 static void pipe_on_timeout(waiter_t *w) {
@@ -246,6 +253,7 @@ static uint64_t pipe_size(const obj_t *o) {
 
 const kind_ops_t pipe_ops = {
     .name = "pipe",
+    .init = pipe_init,
     .free = pipe_free,
     .size = pipe_size,
     .describe = pipe_describe,

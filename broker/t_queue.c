@@ -136,8 +136,8 @@ int cmd_queue_open(req_t *r) {
  * back from a taker that died). Takes ownership of item. */
 static void deliver(obj_t *o, blob_t *item, bool front) {
     queue_t *q = &o->u.queue;
-    if (q->getters.head) {
-        waiter_t *g = q->getters.head;
+    if (wlist_first(&q->getters)) {
+        waiter_t *g = wlist_first(&q->getters);
         static const uint8_t no_wait_id[2] = {0, 0xc3}; /* 0, true */
         persist_parked(g, g->with_id ? 2 : 1, g->with_id ? no_wait_id : no_wait,
                        g->with_id ? 2 : 1);
@@ -176,8 +176,8 @@ static void queue_release_hold(sess_t *s, hold_t *h) {
 /* After an item leaves: the oldest putter's item takes its place. */
 static void admit_putters(obj_t *p_obj) {
     queue_t *q = &p_obj->u.queue;
-    while (q->putters.head && !full(q)) {
-        waiter_t *p = q->putters.head;
+    while (wlist_first(&q->putters) && !full(q)) {
+        waiter_t *p = wlist_first(&q->putters);
         blob_t *item = p->item;
         p->item = NULL;
         mpb__buf_t a = {0};
@@ -199,7 +199,7 @@ int cmd_queue_put(req_t *r) {
     int64_t timeout;
     if (arg_value(r, "item", g_limits.max_value, &v, &n) || arg_timeout(r, &timeout)) return -1;
     queue_t *q = as_queue(r);
-    if (full(q) || q->putters.head) {
+    if (full(q) || wlist_first(&q->putters)) {
         if (timeout == 0)
             return reply_error(r, MPB_EFULL, "queue/%.*s is full (maxsize %lld)", (int)r->namelen,
                                r->name, (long long)q->maxsize);
@@ -221,7 +221,7 @@ int cmd_queue_get(req_t *r) {
     if (arg_timeout(r, &timeout)) return -1;
     if (r->argc > 1 && mpb__rd_nil(&r->args) != 0 && arg_bool(r, "with_id", &with_id)) return -1;
     queue_t *q = as_queue(r);
-    if (q->items.len == 0 || q->getters.head) {
+    if (q->items.len == 0 || wlist_first(&q->getters)) {
         if (timeout == 0)
             return reply_error(r, MPB_EEMPTY, "queue/%.*s is empty", (int)r->namelen, r->name);
         waiter_park(r, &q->getters, timeout)->with_id = with_id;
@@ -289,8 +289,8 @@ int cmd_queue_task_done(req_t *r) {
     if (tasks(q) <= 0) return reply_error(r, MPB_EVALUE, "task_done() called too many times");
     q->unfinished--;
     if (tasks(q) == 0) {
-        while (q->joiners.head) {
-            waiter_t *j = q->joiners.head;
+        while (wlist_first(&q->joiners)) {
+            waiter_t *j = wlist_first(&q->joiners);
             waiter_reply_nil(j);
             waiter_free(j);
         }
@@ -310,6 +310,12 @@ int cmd_queue_join(req_t *r) {
         return reply_error(r, MPB_ETIMEDOUT, "%lld unfinished tasks", (long long)tasks(q));
     waiter_park(r, &q->joiners, timeout);
     return 0;
+}
+
+static void queue_init(obj_t *o) {
+    wlist_init(&o->u.queue.getters);
+    wlist_init(&o->u.queue.putters);
+    wlist_init(&o->u.queue.joiners);
 }
 
 static void queue_on_timeout(waiter_t *w) {
@@ -386,6 +392,7 @@ static void queue_on_waiter_gone(obj_t *o, blob_t *item) {
 /* A delivery stays with its taker across a restart: the taker may resume and finish it. */
 const kind_ops_t queue_ops = {
     .name = "queue",
+    .init = queue_init,
     .free = queue_free,
     .size = queue_size,
     .describe = queue_describe,

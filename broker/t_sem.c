@@ -63,8 +63,8 @@ static void take_unit(obj_t *o, sess_t *who) {
 
 static void sem_wake(obj_t *o) {
     sem_t *s = &o->u.sem;
-    while (s->value > 0 && s->waiters.head) {
-        waiter_t *w = s->waiters.head;
+    while (s->value > 0 && wlist_first(&s->waiters)) {
+        waiter_t *w = wlist_first(&s->waiters);
         static const uint8_t no_wait[1] = {0};
         persist_parked(w, 1, no_wait, 1); /* logged as an acquire that did not wait */
         take_unit(o, w->sess);
@@ -126,7 +126,7 @@ int cmd_sem_acquire(req_t *r) {
     int64_t timeout;
     if (arg_timeout(r, &timeout)) return -1;
     sem_t *s = as_sem(r);
-    if (s->value > 0 && !s->waiters.head) {
+    if (s->value > 0 && !wlist_first(&s->waiters)) {
         take_unit(r->obj, r->sess);
         return reply_uint(r, fence_next());
     }
@@ -170,6 +170,7 @@ int cmd_sem_value(req_t *r) {
 
 static void sem_init(obj_t *o) {
     o->u.sem.initial = -1; /* not opened yet: see cmd_sem_open */
+    wlist_init(&o->u.sem.waiters);
 }
 
 static void sem_free(obj_t *o) {

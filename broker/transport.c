@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -45,12 +46,13 @@
 #define EVICT_AGE_MS  1000
 
 typedef struct conn {
+    int fd;
     bool open, sess, shut;
-    bool proven;      /* a message came through CURVE: it holds the key (never under NULL) */
-    int prev, next;   /* the unproven list, oldest first, by descriptor (-1: none) */
-    uint8_t addr[16]; /* IPv6, or IPv4-mapped; all zero for ipc:// */
-    uint16_t port;    /* with addr, names the TCP connection: checked before a shutdown */
-    int64_t since_ms; /* accept, or the end of its session */
+    bool proven;             /* a message came through CURVE: it holds the key (never under NULL) */
+    TAILQ_ENTRY(conn) ulink; /* on the unproven list while unproven() */
+    uint8_t addr[16];        /* IPv6, or IPv4-mapped; all zero for ipc:// */
+    uint16_t port;           /* with addr, names the TCP connection: checked before a shutdown */
+    int64_t since_ms;        /* accept, or the end of its session */
 } conn_t;
 
 /* Connections without a session, by address (an entry with none is removed). */
@@ -64,10 +66,10 @@ struct transport {
     void *router, *zap, *monitor;
     mpb__curve_t keys;
     bool any_curve, any_plain, tcp_curve;
-    conn_t *conns; /* by descriptor */
+    conn_t **conns; /* by descriptor; each made at its first accept and kept for reuse */
     size_t nconns_cap, nopen, nunauth;
-    int oldest, newest;  /* the unproven list: connections without a session nor the key */
-    addr_count_t *addrs; /* uthash by addr */
+    TAILQ_HEAD(, conn) unproven; /* connections without a session nor the key, oldest first */
+    addr_count_t *addrs;         /* uthash by addr */
     size_t max_open, max_unauth, per_peer;
     uint64_t refused, curve_denied, idle_closed;
     int64_t next_log_ms; /* refusals are logged once a second at most, with a count */
@@ -106,6 +108,13 @@ static size_t raise_nofile(void) {
 
 /* ---- the table ---- */
 
+/* The entry of descriptor fd, or NULL if none was ever accepted there. */
+static conn_t *conn_get(const transport_t *t, int fd) {
+    return fd >= 0 && (size_t)fd < t->nconns_cap ? t->conns[fd] : NULL;
+}
+
+/* The same, made (all zero) if there is none: entries are not moved when the table grows, so
+ * the unproven list can link them. */
 static conn_t *conn_at(transport_t *t, int fd) {
     if (fd < 0) return NULL;
     if ((size_t)fd >= t->nconns_cap) {
@@ -116,7 +125,8 @@ static conn_t *conn_at(transport_t *t, int fd) {
         memset(t->conns + t->nconns_cap, 0, (cap - t->nconns_cap) * sizeof *t->conns);
         t->nconns_cap = cap;
     }
-    return &t->conns[fd];
+    if (!t->conns[fd]) t->conns[fd] = xcalloc(1, sizeof **t->conns);
+    return t->conns[fd];
 }
 
 static addr_count_t *addr_slot(transport_t *t, const uint8_t addr[16], bool add) {
@@ -142,28 +152,13 @@ static void unauth_add(transport_t *t, conn_t *c) {
     t->nunauth++;
     addr_count_t *a = addr_slot(t, c->addr, true);
     a->n++;
-    int fd = (int)(c - t->conns);
-    c->prev = t->newest;
-    c->next = -1;
-    if (t->newest >= 0)
-        t->conns[t->newest].next = fd;
-    else
-        t->oldest = fd;
-    t->newest = fd;
+    TAILQ_INSERT_TAIL(&t->unproven, c, ulink);
 }
 
 static void unauth_del(transport_t *t, conn_t *c) {
     t->nunauth--;
     addr_dec(t, c->addr);
-    if (c->prev >= 0)
-        t->conns[c->prev].next = c->next;
-    else
-        t->oldest = c->next;
-    if (c->next >= 0)
-        t->conns[c->next].prev = c->prev;
-    else
-        t->newest = c->prev;
-    c->prev = c->next = -1;
+    TAILQ_REMOVE(&t->unproven, c, ulink);
 }
 
 static void addr_text(const uint8_t a[16], char *out, size_t n) {
@@ -238,7 +233,7 @@ static void on_accepted(transport_t *t, int fd) {
         t->nopen--;
     }
     memset(c, 0, sizeof *c);
-    c->prev = c->next = -1;
+    c->fd = fd;
     c->open = true;
     c->since_ms = now_ms();
     peer_addr(fd, c->addr, &c->port);
@@ -253,13 +248,13 @@ static void on_accepted(transport_t *t, int fd) {
          * goes, if it has had a second for that: real handshakes take milliseconds, so under
          * a flood of silent or dribbling peers it is one of theirs, and a real client still
          * gets in. Else (a burst of real clients) the new one goes, and libzmq retries it. */
-        int victim = fd;
-        for (int v = t->oldest; v >= 0; v = t->conns[v].next)
-            if (!t->conns[v].shut) {
-                if (c->since_ms - t->conns[v].since_ms >= EVICT_AGE_MS) victim = v;
-                break;
-            }
-        shut(t, victim, &t->conns[victim],
+        conn_t *victim = c, *v;
+        TAILQ_FOREACH(v, &t->unproven, ulink) {
+            if (v->shut) continue;
+            if (c->since_ms - v->since_ms >= EVICT_AGE_MS) victim = v;
+            break;
+        }
+        shut(t, victim->fd, victim,
              t->nopen > t->max_open ? "max-connections" : "max-unauth-memory", &g_conn_refused);
     }
 }
@@ -294,8 +289,8 @@ static void log_auth_failure(transport_t *t, const uint8_t addr[16], const char 
 }
 
 static void on_closed(transport_t *t, int fd) {
-    if (fd < 0 || (size_t)fd >= t->nconns_cap) return;
-    conn_t *c = &t->conns[fd];
+    conn_t *c = conn_get(t, fd);
+    if (!c) return;
     if (t->crypto_failed && c->open) {
         /* libzmq reports a failed handshake and then, next, its connection's close */
         t->crypto_failed = false;
@@ -305,20 +300,19 @@ static void on_closed(transport_t *t, int fd) {
     if (unproven(c)) unauth_del(t, c);
     t->nopen--;
     memset(c, 0, sizeof *c);
+    c->fd = fd;
 }
 
 void transport_conn_seen(transport_t *t, int fd) {
-    if (!t || !t->tcp_curve || fd < 0 || (size_t)fd >= t->nconns_cap) return;
-    conn_t *c = &t->conns[fd];
-    if (!unproven(c) || is_local(c->addr)) return; /* ipc:// is never CURVE unless asked */
+    conn_t *c = t && t->tcp_curve ? conn_get(t, fd) : NULL;
+    if (!c || !unproven(c) || is_local(c->addr)) return; /* ipc:// is never CURVE unless asked */
     unauth_del(t, c);
     c->proven = true;
 }
 
 void transport_conn_session(transport_t *t, int fd, bool has) {
-    if (!t || fd < 0 || (size_t)fd >= t->nconns_cap) return;
-    conn_t *c = &t->conns[fd];
-    if (!c->open || c->sess == has) return;
+    conn_t *c = t ? conn_get(t, fd) : NULL;
+    if (!c || !c->open || c->sess == has) return;
     bool was = unproven(c);
     c->sess = has;
     if (!has) c->since_ms = now_ms();
@@ -330,10 +324,10 @@ void transport_conn_session(transport_t *t, int fd, bool has) {
 
 void transport_sweep(transport_t *t, int64_t now) {
     if (!t) return;
-    for (size_t fd = 0; fd < t->nconns_cap; fd++) {
-        conn_t *c = &t->conns[fd];
-        if (unproven(c) && !c->shut && now - c->since_ms > g_limits.idle_ms)
-            shut(t, (int)fd, c, "no session within idle-ms", &g_conn_idle_closed);
+    conn_t *c;
+    TAILQ_FOREACH(c, &t->unproven, ulink) {
+        if (!c->shut && now - c->since_ms > g_limits.idle_ms)
+            shut(t, c->fd, c, "no session within idle-ms", &g_conn_idle_closed);
     }
 }
 
@@ -358,8 +352,8 @@ int64_t transport_acked(int fd) {
 
 int transport_output_check(transport_t *t, int fd, uint64_t sent, int64_t acked0, int64_t *seen,
                            int64_t *since_ms, const char *who) {
-    if (!t || !g_limits.max_output || acked0 < 0 || fd < 0 || (size_t)fd >= t->nconns_cap) return 0;
-    conn_t *c = &t->conns[fd];
+    conn_t *c = t && g_limits.max_output && acked0 >= 0 ? conn_get(t, fd) : NULL;
+    if (!c) return 0;
     int64_t acked = transport_acked(fd);
     if (!c->open || c->shut || acked < 0) return 0;
     uint64_t got = (uint64_t)(acked - acked0);
@@ -519,7 +513,7 @@ transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, si
                             char *err, size_t errlen) {
     transport_t *t = xcalloc(1, sizeof *t);
     t->router = router;
-    t->oldest = t->newest = -1;
+    TAILQ_INIT(&t->unproven);
     if (mpb__curve_keys(authkey, keylen, &t->keys)) {
         snprintf(err, errlen, "cannot derive the CURVE keys");
         goto fail;
@@ -635,6 +629,8 @@ void transport_close(transport_t **tp) {
     if (t->monitor) zmq_close(t->monitor);
     if (t->zap) zmq_close(t->zap);
     mpb__curve_wipe(&t->keys);
+    for (size_t fd = 0; fd < t->nconns_cap; fd++)
+        free(t->conns[fd]);
     free(t->conns);
     addr_count_t *a, *next;
     HASH_ITER(hh, t->addrs, a, next) {

@@ -75,30 +75,16 @@ static void heap_del(waiter_t *w) {
 
 static void list_add(wlist_t *l, waiter_t *w) {
     w->list = l;
-    w->next = NULL;
-    w->prev = l->tail;
-    if (l->tail)
-        l->tail->next = w;
-    else
-        l->head = w;
-    l->tail = w;
+    TAILQ_INSERT_TAIL(&l->head, w, link);
     l->n++;
 }
 
 static void list_del(waiter_t *w) {
     wlist_t *l = w->list;
     if (!l) return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        l->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        l->tail = w->prev;
+    TAILQ_REMOVE(&l->head, w, link);
     l->n--;
     w->list = NULL;
-    w->next = w->prev = NULL;
 }
 
 /* now_ms() truncates: the true time may be up to 1 ms past it, so a deadline of now_ms() +
@@ -200,14 +186,14 @@ void waiter_reply_error(waiter_t *w, int code, const char *fmt, ...) {
 }
 
 void wlist_fail_one(wlist_t *l, int code, const char *msg) {
-    waiter_t *w = l->head;
+    waiter_t *w = wlist_first(l);
     waiter_reply_error(w, code, "%s", msg);
     if (w->item) free(w->item);
     waiter_free(w);
 }
 
 void wlist_fail(wlist_t *l, int code, const char *msg) {
-    while (l->head)
+    while (wlist_first(l))
         wlist_fail_one(l, code, msg);
 }
 
@@ -245,7 +231,7 @@ void waiter_describe(mpb__buf_t *b, const wlist_t *const *lists, size_t n) {
     mpb__w_cstr(b, "waiting");
     mpb__w_array(b, (uint32_t)total);
     for (size_t i = 0; i < n; i++)
-        for (const waiter_t *w = lists[i]->head; w; w = w->next) {
+        for (const waiter_t *w = wlist_first(lists[i]); w; w = TAILQ_NEXT(w, link)) {
             mpb__w_map(b, 4);
             sess_describe(w->sess, b);
             mpb__w_cstr(b, "op");

@@ -4,7 +4,7 @@
 
 #include "obj.h"
 
-/*   obj ── wlist ──> [w1] <-> [w2] <-> [w3]     FIFO per object (and per purpose)
+/*   obj ── wlist ──> [w1] <-> [w2] <-> [w3]     FIFO per object (and per purpose): a TAILQ
  *   sess ──────────> [w1] -> [w7]                 to drop them when the session ends
  *   heap of deadlines ─> the loop's poll timeout */
 struct waiter {
@@ -13,7 +13,7 @@ struct waiter {
     unsigned op;
     obj_t *obj;
     wlist_t *list;
-    waiter_t *next, *prev;    /* in list */
+    TAILQ_ENTRY(waiter) link; /* in list */
     LIST_ENTRY(waiter) slink; /* in sess->waiters */
     int64_t deadline;         /* INT64_MAX: none */
     size_t heap;              /* position in the timer heap + 1; 0: not in it */
@@ -28,6 +28,20 @@ struct waiter {
      * pool's for the pool's waiters (which are on no object). */
     void (*on_timeout)(waiter_t *w);
 };
+
+/* An empty list. A TAILQ head points into itself, so all zero is not empty: a list in static
+ * storage starts as WLIST_INITIALIZER, one in calloc'd memory (an object, by its kind's init
+ * hook) with wlist_init. */
+#define WLIST_INITIALIZER(l)                                                                       \
+    { TAILQ_HEAD_INITIALIZER((l).head), 0 }
+static inline void wlist_init(wlist_t *l) {
+    TAILQ_INIT(&l->head);
+    l->n = 0;
+}
+/* The oldest waiter on l, or NULL. */
+static inline waiter_t *wlist_first(const wlist_t *l) {
+    return TAILQ_FIRST(&l->head);
+}
 
 /* Parks the request on list (FIFO) with a deadline from timeout_ms (-1: none). */
 waiter_t *waiter_park(req_t *r, wlist_t *list, int64_t timeout_ms);

@@ -15,7 +15,8 @@ int64_t now_ms(void);
 int64_t wall_ms(void);
 int64_t wall_us(void);
 /* For timing requests: the TSC where the kernel keeps time by it, else now_ns(). Call
- * lat_clock_init() once (it takes 20 ms on the TSC) before the first lat_clock_ns(). */
+ * lat_clock_init() once before the first lat_clock_ns() (it does not wait: the TSC is used
+ * from the first call at least 20 ms later, the clock until then). One thread only. */
 void lat_clock_init(void);
 int64_t lat_clock_ns(void);
 

@@ -3,7 +3,7 @@
 # archive. Runs apt-get only for packages that are missing (root, or sudo when available).
 set -eu
 PKGS="build-essential cmake pkg-config git
-libzmq3-dev libmsgpack-dev libssl-dev libcmocka-dev libjansson-dev libmicrohttpd-dev libedit-dev uthash-dev clang-format
+libzmq3-dev libssl-dev libcmocka-dev libjansson-dev libmicrohttpd-dev libedit-dev uthash-dev clang-format
 python3 python3-yaml python3-kubernetes yamllint
 python3-dev python3-venv python3-pip python3-setuptools
 podman runc debootstrap

@@ -175,20 +175,73 @@ static int pool_json_arg(const char *text, void **out, size_t *n) {
     return rc;
 }
 
-/* mpb pool map --output: each line a task wrote, on stderr, tagged by task and stream. A
- * partial last line gets its newline. */
+/* mpb pool map --output: each line a task wrote, on stderr, tagged by task and stream, as it
+ * comes. A piece that ends mid-line waits for the rest of its line (a stream's pieces come in
+ * order; a task writes at most 64 KiB); what is left at the end is printed with a newline. */
+typedef struct partial {
+    uint64_t task;
+    int stream;
+    char *text;
+    size_t len;
+} partial_t;
+
+typedef struct out_state {
+    partial_t *v;
+    size_t n;
+    bool tty; /* a progress bar is on stderr's last line: clear it first */
+} out_state_t;
+
+/* One line: what was kept of it (head), then s. */
+static void print_line(const out_state_t *o, uint64_t task, int stream, const char *head, size_t hn,
+                       const char *s, size_t n) {
+    fprintf(stderr, "%s[task %llu %s] %.*s%.*s\n", o->tty ? "\r\033[K" : "",
+            (unsigned long long)task, stream == 2 ? "stderr" : "stdout", (int)hn, head ? head : "",
+            (int)n, s);
+}
+
 static void print_task_output(void *arg, mpb_async_t *a, uint64_t task, int stream,
                               const void *data, size_t len) {
-    (void)arg;
     (void)a;
+    out_state_t *o = arg;
+    partial_t *pt = NULL;
+    for (size_t i = 0; i < o->n && !pt; i++)
+        if (o->v[i].task == task && o->v[i].stream == stream) pt = &o->v[i];
     const char *s = data, *end = s + len;
     while (s < end) {
         const char *nl = memchr(s, '\n', (size_t)(end - s));
         size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
-        fprintf(stderr, "[task %llu %s] %.*s\n", (unsigned long long)task,
-                stream == 2 ? "stderr" : "stdout", (int)n, s);
+        char *grown = NULL;
+        if (!nl) { /* the start of a line: kept for the rest */
+            if (!pt) {
+                partial_t *v = realloc(o->v, (o->n + 1) * sizeof *v);
+                if (v) {
+                    o->v = v;
+                    pt = &v[o->n++];
+                    *pt = (partial_t){task, stream, NULL, 0};
+                }
+            }
+            if (pt && (grown = realloc(pt->text, pt->len + n))) {
+                memcpy(grown + pt->len, s, n);
+                pt->text = grown;
+                pt->len += n;
+                return;
+            }
+        }
+        print_line(o, task, stream, pt ? pt->text : NULL, pt ? pt->len : 0, s, n);
+        if (pt) pt->len = 0;
         s += n + (nl ? 1 : 0);
     }
+}
+
+/* Prints the lines left unfinished, and forgets them. */
+static void print_partials(out_state_t *o) {
+    for (size_t i = 0; i < o->n; i++) {
+        if (o->v[i].len)
+            print_line(o, o->v[i].task, o->v[i].stream, o->v[i].text, o->v[i].len, "", 0);
+        free(o->v[i].text);
+    }
+    free(o->v);
+    *o = (out_state_t){0};
 }
 
 static int pool_map(int argc, char **argv) {
@@ -230,14 +283,15 @@ static int pool_map(int argc, char **argv) {
         return fail(rc, "pool map");
     }
     mpb_async_t *a;
-    if (output) mpb_pool_set_output(p, print_task_output, NULL);
+    bool tty = isatty(2);
+    out_state_t outs = {.tty = tty};
+    if (output) mpb_pool_set_output(p, print_task_output, &outs);
     rc = mpb_pool_map_async(p, argv[0], items, il, chunksize, NULL, NULL, NULL, &a);
     free(items);
     if (rc) {
         mpb_pool_close(&p);
         return fail(rc, "pool map");
     }
-    bool tty = isatty(2);
     int64_t t0 = now_ms();
     int64_t end = timeout < 0 ? INT64_MAX : (int64_t)timeout;
     for (;;) {
@@ -258,6 +312,7 @@ static int pool_map(int argc, char **argv) {
     void *res = NULL;
     size_t rl = 0;
     rc = mpb_async_get(a, 0, &res, &rl);
+    print_partials(&outs);
     if (rc == MPB_ETIMEDOUT) { /* the library says why ("not ready: ..."); the wait was ours */
         const char *why = mpb_errmsg(cli);
         if (!strncmp(why, "not ready", 9)) why += 9;

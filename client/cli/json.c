@@ -1,7 +1,8 @@
 /* json.c - JSON <-> msgpack for the mpb CLI. JSON is parsed by jansson and packed with libmpb's
  * public builder (mpb_mp_*), so the CLI stores exactly the bytes libmpb would (shortest
- * integers, float64); msgpack from the broker is checked by proto/'s mpcheck, decoded by
- * msgpack-c and turned into jansson values. Bytes that JSON has no type for are spelt
+ * integers, float64); msgpack from the broker is read with libmpb's public reader (mpb_mpr_*,
+ * which checks every length and the depth first) and turned into jansson values. Bytes that JSON
+ * has no type for are spelt
  * {"$bytes": "<base64>"} (and {"$ext": type, "$bytes": "<base64>"}), and a map that a JSON
  * object cannot hold exactly is {"$map": [[key, value], ...]}, both ways, so that what `mpb get`
  * prints, `mpb set` stores back unchanged (tests/fuzz/fz_json.c checks it). */
@@ -15,18 +16,14 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <msgpack.h>
 
 #include "mpb/mpb.h"
-/* mpcheck's mpb__mp_check1() only: libmpb's public reader checks a value too (mpb_mpr_init) but
- * does not tell a value followed by trailing bytes from an invalid one, and the error says
- * which. */
-#include "mpbproto.h"
+#include "mpbproto.h" /* proto's base64 (b64.c) only */
 
 #include "json.h"
 
-/* PROTOCOL.md: a value nests at most 32 arrays and maps deep; mpcheck refuses more. */
-#define JSON_MAX_DEPTH MPB__MAX_DEPTH
+/* PROTOCOL.md: a value nests at most 32 arrays and maps deep; the reader refuses more. */
+#define JSON_MAX_DEPTH MPB_MP_MAX_DEPTH
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -253,7 +250,7 @@ static char *dump(const json_t *j, size_t flags) {
     return t.p;
 }
 
-static json_t *to_json(const msgpack_object *o);
+static json_t *to_json(mpb_mpreader_t *r);
 
 /* {"$bytes": "<base64>"}, with "$ext": type first for an ext. */
 static json_t *bytes_object(const void *p, size_t n, const int8_t *ext_type) {
@@ -267,14 +264,13 @@ fail:
     return NULL;
 }
 
-/* {"$map": [[key, value], ...]}, every key as its own JSON value. */
-static json_t *map_pairs(const msgpack_object_map *m) {
+/* {"$map": [[key, value], ...]} of the n pairs at r, every key as its own JSON value. */
+static json_t *map_pairs(mpb_mpreader_t *r, uint32_t n) {
     json_t *pairs = json_array(), *o = json_object();
-    for (uint32_t i = 0; pairs && o && i < m->size; i++) {
+    for (uint32_t i = 0; pairs && o && i < n; i++) {
         json_t *pair = json_array();
-        if (!pair || json_array_append_new(pair, to_json(&m->ptr[i].key)) < 0 ||
-            json_array_append_new(pair, to_json(&m->ptr[i].val)) < 0 ||
-            json_array_append_new(pairs, pair) < 0) {
+        if (!pair || json_array_append_new(pair, to_json(r)) < 0 ||
+            json_array_append_new(pair, to_json(r)) < 0 || json_array_append_new(pairs, pair) < 0) {
             json_decref(pairs);
             pairs = NULL;
         }
@@ -291,12 +287,13 @@ static json_t *map_pairs(const msgpack_object_map *m) {
  * so that every map prints. When that would lose or mislead, the map is {"$map": pairs}
  * instead: two keys that render alike (1 and "1"), or a map that has the very shape of $bytes,
  * $ext or $map and would read back as one. */
-static json_t *map_to_json(const msgpack_object_map *m) {
+static json_t *map_to_json(mpb_mpreader_t *r, uint32_t n) {
     json_t *obj = json_object();
     if (!obj) return NULL;
+    mpb_mpreader_t pairs = *r; /* where the pairs start, to read them again as $map */
     bool collide = false;
-    for (uint32_t i = 0; i < m->size; i++) {
-        json_t *k = to_json(&m->ptr[i].key);
+    for (uint32_t i = 0; i < n; i++) {
+        json_t *k = to_json(r);
         if (!k) goto fail;
         char *s = json_is_string(k) ? NULL : dump(k, JSON_COMPACT);
         const char *ks = s ? s : json_string_value(k);
@@ -304,7 +301,7 @@ static json_t *map_to_json(const msgpack_object_map *m) {
         int rc = -1;
         if (ks) {
             if (json_object_getn(obj, ks, kl)) collide = true;
-            rc = json_object_setn_new(obj, ks, kl, to_json(&m->ptr[i].val));
+            rc = json_object_setn_new(obj, ks, kl, to_json(r));
         }
         free(s);
         json_decref(k);
@@ -312,7 +309,8 @@ static json_t *map_to_json(const msgpack_object_map *m) {
     }
     if (collide || is_bytes_shape(obj) || is_map_shape(obj)) {
         json_decref(obj);
-        return map_pairs(m);
+        *r = pairs;
+        return map_pairs(r, n);
     }
     return obj;
 fail:
@@ -340,37 +338,35 @@ static json_t *real(double d) {
     return json_real(d);
 }
 
-/* A new reference, NULL only for out of memory. Recursion is bounded by mpcheck's depth. */
-static json_t *to_json(const msgpack_object *o) {
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return json_null();
-    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        if (o->via.u64 > INT64_MAX) return big_uint(o->via.u64);
-        return json_integer((json_int_t)o->via.u64);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer(o->via.i64);
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return real(o->via.f64);
-    case MSGPACK_OBJECT_STR: {
-        /* jansson only holds UTF-8; anything else is shown as the bytes it is. An empty str
-         * may come with a NULL pointer, which jansson refuses. */
-        if (!o->via.str.size) return json_string("");
-        json_t *s = json_stringn(o->via.str.ptr, o->via.str.size);
-        return s ? s : bytes_object(o->via.str.ptr, o->via.str.size, NULL);
+/* The next value at r as a new reference, NULL only for out of memory. Recursion is bounded by
+ * the depth the reader was opened with. */
+static json_t *to_json(mpb_mpreader_t *r) {
+    mpb_mpval_t v;
+    if (mpb_mpr_next(r, &v)) return NULL; /* never: the reader counted the items */
+    switch (v.type) {
+    case MPB_MP_NIL: return json_null();
+    case MPB_MP_BOOL: return json_boolean(v.i);
+    case MPB_MP_INT: return v.big ? big_uint(v.u) : json_integer((json_int_t)v.i);
+    case MPB_MP_FLOAT: return real(v.d);
+    case MPB_MP_STR: {
+        /* jansson only holds UTF-8; anything else is shown as the bytes it is */
+        if (!v.n) return json_string("");
+        json_t *s = json_stringn(v.p, v.n);
+        return s ? s : bytes_object(v.p, v.n, NULL);
     }
-    case MSGPACK_OBJECT_BIN: return bytes_object(o->via.bin.ptr, o->via.bin.size, NULL);
-    case MSGPACK_OBJECT_EXT: return bytes_object(o->via.ext.ptr, o->via.ext.size, &o->via.ext.type);
-    case MSGPACK_OBJECT_ARRAY: {
+    case MPB_MP_BIN: return bytes_object(v.p, v.n, NULL);
+    case MPB_MP_EXT: return bytes_object(v.p, v.n, &(int8_t){(int8_t)v.ext_type});
+    case MPB_MP_ARRAY: {
         json_t *a = json_array();
-        for (uint32_t i = 0; a && i < o->via.array.size; i++) {
-            if (json_array_append_new(a, to_json(&o->via.array.ptr[i])) < 0) {
+        for (uint32_t i = 0; a && i < v.n; i++) {
+            if (json_array_append_new(a, to_json(r)) < 0) {
                 json_decref(a);
                 a = NULL;
             }
         }
         return a;
     }
-    case MSGPACK_OBJECT_MAP: return map_to_json(&o->via.map);
+    case MPB_MP_MAP: return map_to_json(r, v.n);
     }
     return NULL;
 }
@@ -380,29 +376,19 @@ json_t *cli_msgpack_to_jansson(const void *mp, size_t len, char *err, size_t err
         seterr(err, errlen, "no msgpack value (0 bytes)");
         return NULL;
     }
-    /* msgpack-c sizes an array from its header alone: check every length against the bytes
-     * that are really there, and the depth, before it sees them. */
-    long n = mpb__mp_check1(mp, len, JSON_MAX_DEPTH);
-    if (n < 0) {
+    mpb_mpreader_t r;
+    size_t n;
+    if (mpb_mpr_init_prefix(&r, mp, len, JSON_MAX_DEPTH, &n)) {
         seterr(err, errlen, "invalid or truncated msgpack (%zu bytes, or nested deeper than %d)",
                len, JSON_MAX_DEPTH);
         return NULL;
     }
-    if ((size_t)n != len) {
-        seterr(err, errlen, "%zu trailing bytes after a msgpack value of %ld", len - (size_t)n, n);
+    if (n != len) {
+        seterr(err, errlen, "%zu trailing bytes after a msgpack value of %zu", len - n, n);
         return NULL;
     }
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    size_t off = 0;
-    msgpack_unpack_return r = msgpack_unpack_next(&u, mp, len, &off);
-    json_t *j = NULL;
-    if (r != MSGPACK_UNPACK_SUCCESS || off != len) {
-        seterr(err, errlen, "msgpack-c could not decode the value (%d)", (int)r);
-    } else if (!(j = to_json(&u.data))) {
-        seterr(err, errlen, "out of memory");
-    }
-    msgpack_unpacked_destroy(&u);
+    json_t *j = to_json(&r);
+    if (!j) seterr(err, errlen, "out of memory");
     return j;
 }
 

@@ -38,15 +38,19 @@ static void route_del(prt_t *t, route_t *e) {
     free(e);
 }
 
-/* Finds and removes the route of id. */
-static bool route_take(mpb_client_t *c, uint64_t id, route_t *out) {
+/* Finds the route of id (and removes it if take). */
+static bool route_find(mpb_client_t *c, uint64_t id, route_t *out, bool take) {
     prt_t *t = c->pool_rt;
     route_t *e = NULL;
     if (t) HASH_FIND(hh, t->r, &id, sizeof id, e);
     if (!e) return false;
     *out = *e;
-    route_del(t, e);
+    if (take) route_del(t, e);
     return true;
+}
+
+static bool route_take(mpb_client_t *c, uint64_t id, route_t *out) {
+    return route_find(c, id, out, true);
 }
 
 /* Forgets every route of owner (it is being freed). */
@@ -249,6 +253,10 @@ static void on_take(mpb_client_t *c, int status, const void *val, size_t len, vo
             mpb__rd_span(&rd, &out, &ol) || (two == 3 && mpb__rd_span(&rd, &output, &outputlen)))
             return;
         route_t r;
+        if (ol == 1 && out[0] == 0xc0) { /* [task_id, nil, output]: it runs, and wrote this */
+            if (output && route_find(c, id, &r, false)) deliver_output(&r, output, outputlen);
+            continue;
+        }
         if (!route_take(c, id, &r)) continue;
         if (output) deliver_output(&r, output, outputlen);
         if (r.kind == A_IMAP) {
@@ -274,10 +282,11 @@ static void on_take(mpb_client_t *c, int status, const void *val, size_t len, vo
 void mpb__pool_pump_take(mpb_client_t *c) {
     prt_t *t = c->pool_rt;
     if (!t || t->take_out || !t->r) return;
-    mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_TAKE, NULL, 0, 3);
+    mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_TAKE, NULL, 0, 4);
     mpb__w_uint(b, 1);
     mpb__w_uint(b, UINT64_MAX - 1);
     mpb__w_int(b, -1);
+    mpb__w_bool(b, true); /* what running tasks write, as they write it */
     if (mpb__send(c, on_take, NULL) == 0) t->take_out = true;
 }
 

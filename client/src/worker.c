@@ -48,6 +48,10 @@ int mpb_worker_open(mpb_client_t *c, mpb_worker_t **out) {
         fcntl(w->pipefd[i], F_SETFL, O_NONBLOCK);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    TAILQ_INIT(&w->todo);
+    TAILQ_INIT(&w->finished);
+    TAILQ_INIT(&w->ask);
+    STAILQ_INIT(&w->asked);
     *out = w;
     return 0;
 }
@@ -59,17 +63,23 @@ static void job_free(job_t *j) {
     free(j);
 }
 
+/* Frees every job on list l, leaving it empty. */
+static void jobs_free(struct wjob_list *l) {
+    while (!TAILQ_EMPTY(l)) {
+        job_t *j = TAILQ_FIRST(l);
+        TAILQ_REMOVE(l, j, link);
+        job_free(j);
+    }
+}
+
 /* Forgets the pool.start requests not answered (the connection is gone). */
 static void asked_free(mpb_worker_t *w) {
-    for (asked_t *a = w->asked_head, *an; a; a = an) {
-        an = a->next;
-        for (job_t *j = a->jobs, *n; j; j = n) {
-            n = j->next;
-            job_free(j);
-        }
+    while (!STAILQ_EMPTY(&w->asked)) {
+        asked_t *a = STAILQ_FIRST(&w->asked);
+        STAILQ_REMOVE_HEAD(&w->asked, link);
+        jobs_free(&a->jobs);
         free(a);
     }
-    w->asked_head = w->asked_tail = NULL;
     w->nasking = 0;
 }
 
@@ -77,19 +87,11 @@ void mpb_worker_close(mpb_worker_t **wp) {
     mpb_worker_t *w = *wp;
     if (!w) return;
     *wp = NULL;
-    for (job_t *j = w->todo_head, *n; j; j = n) {
-        n = j->next;
-        job_free(j);
-    }
-    for (job_t *j = w->done_head, *n; j; j = n) {
-        n = j->next;
-        job_free(j);
-    }
-    for (job_t *j = w->ask_head, *n; j; j = n) {
-        n = j->next;
-        job_free(j);
-    }
+    jobs_free(&w->todo);
+    jobs_free(&w->finished);
+    jobs_free(&w->ask);
     asked_free(w);
+    mpb__buf_free(&w->stream);
     close(w->pipefd[0]);
     close(w->pipefd[1]);
     pthread_mutex_destroy(&w->mu);
@@ -174,53 +176,42 @@ static void lease_renew(mpb_worker_t *w, int64_t sent_ms) {
 
 static void todo_push(mpb_worker_t *w, job_t *j) {
     pthread_mutex_lock(&w->mu);
-    j->next = NULL;
-    if (w->todo_tail)
-        w->todo_tail->next = j;
-    else
-        w->todo_head = j;
-    w->todo_tail = j;
+    TAILQ_INSERT_TAIL(&w->todo, j, link);
     w->ntodo++;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
 
-static void ask_push(mpb_worker_t *w, job_t *j) {
-    j->next = NULL;
-    if (w->ask_tail)
-        w->ask_tail->next = j;
-    else
-        w->ask_head = j;
-    w->ask_tail = j;
+static void done_push(mpb_worker_t *w, job_t *j) {
+    pthread_mutex_lock(&w->mu);
+    TAILQ_INSERT_TAIL(&w->finished, j, link);
+    pthread_mutex_unlock(&w->mu);
 }
 
-/* Removes the job with this id and attempt from list *head (tail *tail may be NULL). */
-static job_t *list_take(job_t **head, job_t **tail, uint64_t id, uint64_t gen) {
-    job_t *prev = NULL;
-    for (job_t *j = *head; j; prev = j, j = j->next) {
+/* Removes the job with this id and attempt from list l. */
+static job_t *list_take(struct wjob_list *l, uint64_t id, uint64_t gen) {
+    job_t *j;
+    TAILQ_FOREACH(j, l, link) {
         if (j->id != id || j->gen != gen) continue;
-        if (prev)
-            prev->next = j->next;
-        else
-            *head = j->next;
-        if (tail && *tail == j) *tail = prev;
-        j->next = NULL;
+        TAILQ_REMOVE(l, j, link);
         return j;
     }
     return NULL;
 }
 
 /* The broker finished a task this worker holds (cancelled, timed out, its caller gone): one not
- * started is dropped, a running one's process is killed (its thread replaces it). */
+ * started is dropped; a running one's process is killed (its thread replaces it), or on a
+ * thread, the task is told (mpb_task_cancelled()) and its result will not be sent. */
 static void stop_task(mpb_worker_t *w, uint64_t id, uint64_t gen) {
-    job_t *j = list_take(&w->ask_head, &w->ask_tail, id, gen);
+    job_t *j = list_take(&w->ask, id, gen);
     pthread_mutex_lock(&w->mu);
-    if (!j && (j = list_take(&w->todo_head, &w->todo_tail, id, gen))) w->ntodo--;
+    if (!j && (j = list_take(&w->todo, id, gen))) w->ntodo--;
     if (!j) {
         for (int i = 0; i < w->nthreads; i++) {
             slot_t *sl = &w->slots[i];
             if (!sl->job || sl->job->id != id || sl->job->gen != gen) continue;
             sl->job->fate = J_KILLED;
+            __atomic_store_n(&sl->job->cancelled, 1, __ATOMIC_RELEASE);
             if (sl->pid) kill(sl->pid, SIGKILL);
             w->killed++;
         }
@@ -286,16 +277,13 @@ static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, v
                 mpb__w_bool(&j->out, false);
                 mpb__w_cstr(&j->out, "this worker does not serve that function");
             }
-            pthread_mutex_lock(&w->mu);
-            j->next = w->done_head;
-            w->done_head = j;
-            pthread_mutex_unlock(&w->mu);
+            done_push(w, j);
             continue;
         }
         if (start)
             todo_push(w, j);
         else
-            ask_push(w, j);
+            TAILQ_INSERT_TAIL(&w->ask, j, link);
     }
 }
 
@@ -303,11 +291,10 @@ static void on_fetch(mpb_client_t *c, int status, const void *val, size_t len, v
  * (the broker gave them to another worker, or took this session for dead). */
 static void on_start(mpb_client_t *c, int status, const void *val, size_t len, void *arg) {
     mpb_worker_t *w = arg;
-    asked_t *a = w->asked_head;
+    asked_t *a = STAILQ_FIRST(&w->asked);
     (void)c;
     if (!a) return;
-    w->asked_head = a->next;
-    if (!w->asked_head) w->asked_tail = NULL;
+    STAILQ_REMOVE_HEAD(&w->asked, link);
     w->nasking -= a->n;
     mpb__rd_t r = {val, (const uint8_t *)val + len};
     uint32_t n = 0;
@@ -319,8 +306,9 @@ static void on_start(mpb_client_t *c, int status, const void *val, size_t len, v
         lease_renew(w, a->sent_ms);
     uint64_t next_ok = 0;
     bool have = n > 0 && !mpb__rd_uint(&r, &next_ok);
-    for (job_t *j = a->jobs, *nx; j; j = nx) {
-        nx = j->next;
+    while (!TAILQ_EMPTY(&a->jobs)) {
+        job_t *j = TAILQ_FIRST(&a->jobs);
+        TAILQ_REMOVE(&a->jobs, j, link);
         if (have && j->id == next_ok) { /* granted ids come in the order they were named */
             todo_push(w, j);
             have = --n > 0 && !mpb__rd_uint(&r, &next_ok);
@@ -338,33 +326,27 @@ static int ask_start(mpb_worker_t *w) {
     pthread_mutex_lock(&w->mu);
     int free_slots = w->concurrency - w->nrunning - w->ntodo - w->nasking;
     pthread_mutex_unlock(&w->mu);
-    if (free_slots <= 0 || !w->ask_head) return 0;
+    if (free_slots <= 0 || TAILQ_EMPTY(&w->ask)) return 0;
     asked_t *a = calloc(1, sizeof *a);
     if (!a) return mpb__fail(w->c, MPB_ENOMEM, "out of memory");
-    job_t **tail = &a->jobs;
-    while (w->ask_head && a->n < free_slots) {
-        job_t *j = w->ask_head;
-        w->ask_head = j->next;
-        j->next = NULL;
-        *tail = j;
-        tail = &j->next;
+    TAILQ_INIT(&a->jobs);
+    while (!TAILQ_EMPTY(&w->ask) && a->n < free_slots) {
+        job_t *j = TAILQ_FIRST(&w->ask);
+        TAILQ_REMOVE(&w->ask, j, link);
+        TAILQ_INSERT_TAIL(&a->jobs, j, link);
         a->n++;
     }
-    if (!w->ask_head) w->ask_tail = NULL;
     mpb__buf_t *b = mpb__req(w->c, MPB_OP_POOL_START, NULL, 0, 1);
     mpb__w_array(b, (uint32_t)a->n);
-    for (job_t *j = a->jobs; j; j = j->next) {
+    job_t *j;
+    TAILQ_FOREACH(j, &a->jobs, link) {
         mpb__w_array(b, 2);
         mpb__w_uint(b, j->id);
         mpb__w_uint(b, j->gen);
     }
     a->sent_ms = mpb__now_ms();
     w->nasking += a->n;
-    if (w->asked_tail)
-        w->asked_tail->next = a;
-    else
-        w->asked_head = a;
-    w->asked_tail = a;
+    STAILQ_INSERT_TAIL(&w->asked, a, link);
     return mpb__send(w->c, on_start, w);
 }
 
@@ -372,12 +354,9 @@ static int ask_start(mpb_worker_t *w) {
 static void lease_lapsed(mpb_worker_t *w) {
     pthread_mutex_lock(&w->mu);
     w->lease_note = false;
-    job_t *list = mpb__worker_lease_ok(w) ? NULL : w->todo_head;
-    if (list) {
-        w->todo_tail->next = w->ask_head;
-        if (!w->ask_head) w->ask_tail = w->todo_tail;
-        w->ask_head = list;
-        w->todo_head = w->todo_tail = NULL;
+    if (!TAILQ_EMPTY(&w->todo) && !mpb__worker_lease_ok(w)) { /* todo, then ask, is the new ask */
+        TAILQ_CONCAT(&w->todo, &w->ask, link);
+        TAILQ_CONCAT(&w->ask, &w->todo, link);
         w->ntodo = 0;
     }
     pthread_mutex_unlock(&w->mu);
@@ -399,15 +378,31 @@ static size_t done_room(const mpb_client_t *c) {
 /* Sends pool.done for every finished job, as many requests as it takes for each to fit in a
  * frame of its own. */
 static int report(mpb_worker_t *w) {
+    struct wjob_list list = TAILQ_HEAD_INITIALIZER(list);
+    mpb__buf_t stream = {0};
     pthread_mutex_lock(&w->mu);
-    job_t *list = w->done_head;
-    w->done_head = NULL;
+    TAILQ_CONCAT(&list, &w->finished, link);
+    uint32_t nstream = w->nstream;
+    if (nstream) { /* what tasks wrote goes before their results */
+        stream = w->stream;
+        w->stream = (mpb__buf_t){0};
+        w->nstream = 0;
+    }
     pthread_mutex_unlock(&w->mu);
-    if (!list) return 0;
+    if (TAILQ_EMPTY(&list) && !nstream) return 0;
     mpb_client_t *c = w->c;
-    size_t room = done_room(c);
+    size_t room = w->room;
     int rc = mpb_flush(c); /* what is queued goes first: each pool.done gets a frame to itself */
-    for (job_t *j = list; j; j = j->next) {
+    if (nstream && !rc && !stream.oom) {
+        mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_OUTPUT, NULL, 0, 1);
+        mpb__w_array(b, nstream);
+        mpb__w_raw(b, stream.p, stream.len);
+        rc = mpb__send(c, NULL, NULL); /* best effort: what is lost is output, not results */
+        if (!rc) rc = mpb_flush(c);
+    }
+    mpb__buf_free(&stream);
+    job_t *j, *end;
+    TAILQ_FOREACH(j, &list, link) {
         if (j->out.len + j->output.len + 16 > room) { /* the result goes first */
             mpb__buf_reset(&j->output);
             j->noutput = 0;
@@ -420,43 +415,38 @@ static int report(mpb_worker_t *w) {
         snprintf(msg, sizeof msg, "result of %zu bytes > max_frame %zu", j->out.len, c->max_frame);
         mpb__worker_fail_outcomes(&j->out, nc, msg);
     }
-    for (job_t *j = list; j && !rc;) {
-        uint32_t n = 0;
+    for (j = TAILQ_FIRST(&list); j && !rc; j = end) {
+        uint32_t n = 0, nsent = 0;
         size_t bytes = 0;
-        job_t *end = j;
-        for (; end && (n == 0 || bytes + end->out.len + end->output.len + 16 <= room);
-             end = end->next) {
+        for (end = j; end && (n == 0 || bytes + end->out.len + end->output.len + 16 <= room);
+             end = TAILQ_NEXT(end, link)) {
             bytes += end->out.len + end->output.len + 16;
             n++;
+            nsent += end->fate != J_KILLED;
         }
-        uint32_t nsent = 0;
-        for (job_t *k = j; k != end; k = k->next)
-            nsent += k->fate != J_KILLED;
-        if (!nsent) { /* only stopped tasks: the broker is done with them already */
-            j = end;
-            continue;
-        }
+        if (!nsent) continue; /* only stopped tasks: the broker is done with them already */
         mpb__buf_t *b = mpb__req(c, MPB_OP_POOL_DONE, NULL, 0, 1);
         mpb__w_array(b, nsent);
-        for (; j != end; j = j->next) {
-            if (j->fate == J_KILLED) continue;
-            bool with_output = j->noutput && j->fate == J_RAN;
+        for (job_t *k = j; k != end; k = TAILQ_NEXT(k, link)) {
+            if (k->fate == J_KILLED) continue;
+            bool with_output = k->noutput && k->fate == J_RAN;
             mpb__w_array(b, with_output ? 3 : 2);
-            mpb__w_uint(b, j->id);
-            if (j->fate == J_DIED)
+            mpb__w_uint(b, k->id);
+            if (k->fate == J_DIED)
                 mpb__w_bool(b, false); /* its process died: a retry */
             else
-                mpb__w_raw(b, j->out.p, j->out.len);
+                mpb__w_raw(b, k->out.p, k->out.len);
             if (with_output) { /* [[stream, bytes], ...] */
-                mpb__w_array(b, j->noutput);
-                mpb__w_raw(b, j->output.p, j->output.len);
+                mpb__w_array(b, k->noutput);
+                mpb__w_raw(b, k->output.p, k->output.len);
             }
         }
         rc = mpb__send(c, on_done_reply, w);
         if (!rc) rc = mpb_flush(c);
     }
-    for (job_t *j = list, *nx; j; j = nx) {
-        nx = j->next;
+    while (!TAILQ_EMPTY(&list)) {
+        j = TAILQ_FIRST(&list);
+        TAILQ_REMOVE(&list, j, link);
         w->died += j->fate == J_DIED;
         w->done += j->fate == J_RAN;
         job_free(j);
@@ -477,10 +467,9 @@ static int fetch(mpb_worker_t *w) {
     if (w->max_tasks && w->max_tasks - w->received < (uint64_t)credit)
         credit = (int64_t)(w->max_tasks - w->received);
     if (credit < 0) credit = 0;
-    /* In process mode a fetch stays parked even without credit: its reply also carries the
-     * tasks to stop. Such a fetch is short, so that one for tasks follows soon once a slot is
-     * free (the broker parks one fetch per worker). */
-    if (credit == 0 && w->isolate != MPB_ISOLATE_PROCESS) return 0;
+    /* A fetch stays parked even without credit: its reply also carries the tasks to stop.
+     * Such a fetch is short, so that one for tasks follows soon once a slot is free (the
+     * broker parks one fetch per worker). */
     mpb__buf_t *b = mpb__req(w->c, MPB_OP_POOL_FETCH, NULL, 0, 2);
     mpb__w_int(b, credit);
     mpb__w_int(b, credit ? fetch_park_ms(w) : 50);
@@ -502,6 +491,7 @@ int mpb_worker_serve(mpb_worker_t *w) {
         w->inited = true;
     }
     w->max_value = c->max_value;
+    w->room = done_room(c);
     w->received = 0;
     w->unregistered = false;
     w->quit = false;
@@ -623,17 +613,12 @@ int mpb_worker_serve(mpb_worker_t *w) {
     }
     /* What was held and not started: the broker has it back (unregistered, or the session
      * is gone). */
-    for (job_t *j = w->todo_head, *n; j; j = n) {
-        n = j->next;
-        job_free(j);
-    }
-    for (job_t *j = w->ask_head, *n; j; j = n) {
-        n = j->next;
-        job_free(j);
-    }
-    w->todo_head = w->todo_tail = w->ask_head = w->ask_tail = NULL;
+    jobs_free(&w->todo);
+    jobs_free(&w->ask);
     w->ntodo = 0;
     asked_free(w);
+    mpb__buf_reset(&w->stream);
+    w->nstream = 0;
     w->inflight = 0;
     w->lease_note = false;
     w->stop = 0; /* a stop ends one serve; the worker may serve again */

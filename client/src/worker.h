@@ -5,6 +5,7 @@
 #define MPB_CLIENT_WORKER_H
 
 #include <stdbool.h>
+#include <sys/queue.h>
 
 #include "internal.h"
 
@@ -27,29 +28,30 @@ typedef struct fnent {
     void *ctx;
 } fnent_t;
 
-typedef struct job job_t;
-
-/* One pool.start in flight. The broker answers them at once, so in the order they went. */
-typedef struct asked {
-    int64_t sent_ms;
-    job_t *jobs; /* the ones named, in order */
-    int n;
-    struct asked *next;
-} asked_t;
-
 typedef struct job {
     uint64_t id;
-    uint64_t gen; /* the attempt number the broker gave it under */
-    int fate;     /* J_RAN, or (process mode) J_DIED: its process died; J_KILLED: stopped */
+    uint64_t gen;  /* the attempt number the broker gave it under */
+    int fate;      /* J_RAN, or J_DIED: its process died; J_KILLED: the broker finished it */
+    int cancelled; /* atomic: the broker finished it while it ran (mpb_task_cancelled()) */
     const fnent_t *fn;
     uint8_t *calls;
     size_t len;
     mpb__buf_t out;    /* outcomes */
-    mpb__buf_t output; /* --forward-output: [stream, bin] items of what it wrote */
+    mpb__buf_t output; /* --forward-output: [stream, bin] items of what it wrote, not yet sent */
     uint32_t noutput;
-    size_t output_bytes;
-    struct job *next;
+    size_t output_bytes;   /* all it wrote so far, sent or not (the 64 KiB bound) */
+    TAILQ_ENTRY(job) link; /* on one list at a time: todo, ask, an asked's, done */
 } job_t;
+
+TAILQ_HEAD(wjob_list, job);
+
+/* One pool.start in flight. The broker answers them at once, so in the order they went. */
+typedef struct asked {
+    int64_t sent_ms;
+    struct wjob_list jobs; /* the ones named, in order */
+    int n;
+    STAILQ_ENTRY(asked) link;
+} asked_t;
 
 struct mpb_worker {
     mpb_client_t *c;
@@ -71,13 +73,16 @@ struct mpb_worker {
     uint64_t killed, died;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    job_t *todo_head, *todo_tail, *done_head;
-    int ntodo, nrunning;        /* under mu */
-    bool lease_note;            /* under mu: a thread found the lease run out; the pipe said so */
-    int64_t lease_until;        /* atomic: held tasks may start before this (the broker's word) */
-    job_t *ask_head, *ask_tail; /* held, not started: to ask about first (main thread only) */
-    int nasking;                /* in a pool.start not answered yet */
-    asked_t *asked_head, *asked_tail;
+    struct wjob_list todo, finished; /* under mu: to run; to report */
+    int ntodo, nrunning;             /* under mu */
+    bool lease_note;      /* under mu: a thread found the lease run out; the pipe said so */
+    int64_t lease_until;  /* atomic: held tasks may start before this (the broker's word) */
+    struct wjob_list ask; /* held, not started: to ask about first (main thread only) */
+    int nasking;          /* in a pool.start not answered yet */
+    STAILQ_HEAD(, asked) asked;
+    mpb__buf_t stream; /* under mu: [task_id, attempt, output] items for the next pool.output */
+    uint32_t nstream;
+    size_t room;      /* what one request may carry (a frame less its header) */
     uint64_t refused; /* held tasks the broker had taken back */
     bool quit;        /* threads: no more jobs will come */
     int inflight;     /* received, not yet reported */

@@ -1,6 +1,8 @@
 /* worker_run.c - running a worker's tasks: the executing threads, which run each function in
- * the thread while the lease holds, or (process mode) in a child process of their own that
- * sends its result and output back over pipes and that the talking thread can kill. */
+ * the thread while the lease holds (a task the broker finished meanwhile can see it:
+ * mpb_task_cancelled()), or (process mode) in a child process of their own that sends its
+ * result and output back over pipes and that the talking thread can kill. What a child writes
+ * is handed on as it comes (pool.output), at most every STREAM_MS or STREAM_BYTES. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -16,6 +18,14 @@
 #include "worker.h"
 
 /* ---- the executing threads ---- */
+
+/* The cancel flag of the task this thread runs (thread mode), or NULL. */
+static _Thread_local const int *cur_cancel;
+
+int mpb_task_cancelled(void) {
+    const int *f = cur_cancel;
+    return f && __atomic_load_n(f, __ATOMIC_ACQUIRE);
+}
 
 /* [false, msg] for each of n calls, in place of what out held. */
 void mpb__worker_fail_outcomes(mpb__buf_t *out, uint32_t n, const char *msg) {
@@ -153,6 +163,8 @@ int mpb__worker_slot_spawn(slot_t *sl) {
         close(a[1]);
         return -1;
     }
+    fflush(stdout); /* what the worker wrote is not the child's to write again */
+    fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) {
         close(a[0]);
@@ -175,6 +187,7 @@ int mpb__worker_slot_spawn(slot_t *sl) {
             dup2(e[1], 2);
             close(o[1]);
             close(e[1]);
+            setvbuf(stdout, NULL, _IOLBF, 0); /* a line reaches the caller as it is written */
         }
         child_main(sl->w, a[0], b[1]);
         _exit(0);
@@ -208,6 +221,10 @@ void mpb__worker_slot_reap(slot_t *sl) {
 
 /* --forward-output keeps this much of one task's output; the rest is cut, saying so. */
 #define OUTPUT_MAX 65536
+/* What a task wrote goes to the talking thread this long after its first unsent byte, or as
+ * soon as this much gathers: a few messages a second for a chatty task, at once for a burst. */
+#define STREAM_MS    50
+#define STREAM_BYTES 16384
 
 static void output_chunk(job_t *j, int stream, const void *p, size_t n) {
     mpb__w_array(&j->output, 2);
@@ -234,21 +251,55 @@ static void drain_output(slot_t *sl, job_t *j) {
     }
 }
 
-/* Until the child's result starts to come (or it dies), reads its output as it comes: a
- * child blocked on a full output pipe never gets to its result otherwise. */
+/* Hands what j wrote so far to the talking thread, for its next pool.output, unless that
+ * would pass a request's room (it then goes later, or with the result). */
+static void stream_output(mpb_worker_t *w, job_t *j) {
+    pthread_mutex_lock(&w->mu);
+    if (w->stream.len + j->output.len + 64 <= w->room) {
+        mpb__w_array(&w->stream, 3); /* [task_id, attempt, [[stream, bytes], ...]] */
+        mpb__w_uint(&w->stream, j->id);
+        mpb__w_uint(&w->stream, j->gen);
+        mpb__w_array(&w->stream, j->noutput);
+        mpb__w_raw(&w->stream, j->output.p, j->output.len);
+        w->nstream++;
+        mpb__buf_reset(&j->output);
+        j->noutput = 0;
+        ssize_t r = write(w->pipefd[1], "o", 1);
+        (void)r;
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Until the child's result starts to come (or it dies), reads its output as it comes and
+ * hands it on: a child blocked on a full output pipe never gets to its result otherwise, and
+ * a caller watching a long task sees its lines while it runs. */
 static int wait_result(slot_t *sl, job_t *j) {
+    int64_t due = 0; /* when what was read and not handed on goes */
     for (;;) {
         struct pollfd pf[3] = {
             {sl->from_child, POLLIN, 0},
             {sl->out_fd[0],  POLLIN, 0},
             {sl->out_fd[1],  POLLIN, 0}
         };
-        if (poll(pf, 3, -1) < 0) {
+        int wait = -1;
+        if (j->noutput) {
+            int64_t left = due - mpb__now_ms();
+            wait = left > 0 ? (int)left : 0;
+        }
+        if (poll(pf, 3, wait) < 0) {
             if (errno == EINTR) continue;
             return -1;
         }
-        if (pf[1].revents | pf[2].revents) drain_output(sl, j);
-        if (pf[0].revents) return 0;
+        if (pf[1].revents | pf[2].revents) {
+            bool had = j->noutput > 0;
+            drain_output(sl, j);
+            if (!had) due = mpb__now_ms() + STREAM_MS;
+        }
+        if (pf[0].revents) return 0; /* the rest goes with the result */
+        if (j->noutput && (j->output.len >= STREAM_BYTES || mpb__now_ms() >= due)) {
+            stream_output(sl->w, j);
+            due = mpb__now_ms() + STREAM_MS; /* if it did not fit: the next try */
+        }
     }
 }
 
@@ -296,8 +347,8 @@ void *mpb__worker_thread_main(void *arg) {
     mpb_worker_t *w = sl->w;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->quit && !(w->todo_head && mpb__worker_lease_ok(w))) {
-            if (w->todo_head && !w->lease_note) {
+        while (!w->quit && !(!TAILQ_EMPTY(&w->todo) && mpb__worker_lease_ok(w))) {
+            if (!TAILQ_EMPTY(&w->todo) && !w->lease_note) {
                 w->lease_note = true;
                 ssize_t r = write(w->pipefd[1], "l", 1);
                 (void)r;
@@ -305,22 +356,23 @@ void *mpb__worker_thread_main(void *arg) {
             pthread_cond_wait(&w->cv, &w->mu);
         }
         if (w->quit) break; /* what is left was not started: the broker has it back */
-        job_t *j = w->todo_head;
-        w->todo_head = j->next;
-        if (!w->todo_head) w->todo_tail = NULL;
+        job_t *j = TAILQ_FIRST(&w->todo);
+        TAILQ_REMOVE(&w->todo, j, link);
         w->ntodo--;
         w->nrunning++;
         sl->job = j;
         pthread_mutex_unlock(&w->mu);
-        if (w->isolate == MPB_ISOLATE_PROCESS)
+        if (w->isolate == MPB_ISOLATE_PROCESS) {
             run_isolated(sl, j);
-        else
+        } else {
+            cur_cancel = &j->cancelled;
             run_job(j, w->max_value);
+            cur_cancel = NULL;
+        }
         pthread_mutex_lock(&w->mu);
         sl->job = NULL;
         w->nrunning--;
-        j->next = w->done_head;
-        w->done_head = j;
+        TAILQ_INSERT_TAIL(&w->finished, j, link);
         ssize_t r = write(w->pipefd[1], "d", 1);
         (void)r;
     }

@@ -11,6 +11,11 @@
  *   countnap(n) -> n, after counting its start in $MPB_TEST_COUNTS and sleeping as nap does
  *   kinded(n)   -> n when n >= 0; else fails with kind ValueError (odd n) or KeyError (even)
  *   chatty(n)   -> n, after printing "out N line 1\nout N line 2\n" and "err N\n" to stderr
+ *   slowchat(n) -> n, after printing "first N\n", sleeping 1 s and printing "second N\n"
+ *                  (no flush: the worker's line buffering sends each line as it is written)
+ *   flood(n)    -> n, after printing n lines of 99 'x' and a newline (100 bytes each)
+ *   coop(n)     -> n after 60 s; once mpb_task_cancelled() says its task was cancelled, it
+ *                  counts that in $MPB_TEST_COUNTS (counter n) and fails at once
  *   big(n)      -> bin of n bytes (results over the broker's limits)
  *   testinit    -> for --init: counts its runs; fails (returns 7) when its argument is "fail"
  *
@@ -35,7 +40,8 @@
 
 typedef int task_fn(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
                     char *err, size_t errlen);
-EXPORT task_fn pad, sqsleep, crash, procinfo, initarg, conc, nap, big, countnap, kinded, chatty;
+EXPORT task_fn pad, sqsleep, crash, procinfo, initarg, conc, nap, big, countnap, kinded, chatty,
+    slowchat, coop, flood;
 EXPORT int testinit(const char *arg);
 
 static int inits;
@@ -267,6 +273,61 @@ int chatty(void *ctx, const void *args, size_t alen, void **result, size_t *rlen
     if (arg0(args, alen, &n, err, errlen)) return -1;
     printf("out %lld line 1\nout %lld line 2\n", (long long)n, (long long)n);
     fprintf(stderr, "err %lld\n", (long long)n);
+    uint8_t *b = malloc(9);
+    if (!b) return -1;
+    *rlen = enc_int(b, n);
+    *result = b;
+    return 0;
+}
+
+int slowchat(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+             size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    printf("first %lld\n", (long long)n);
+    sleep_for(1000);
+    printf("second %lld\n", (long long)n);
+    uint8_t *b = malloc(9);
+    if (!b) return -1;
+    *rlen = enc_int(b, n);
+    *result = b;
+    return 0;
+}
+
+int flood(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+          size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    char line[101];
+    memset(line, 'x', 99);
+    line[99] = '\n';
+    line[100] = 0;
+    for (int64_t i = 0; i < n; i++)
+        fputs(line, stdout);
+    uint8_t *b = malloc(9);
+    if (!b) return -1;
+    *rlen = enc_int(b, n);
+    *result = b;
+    return 0;
+}
+
+int coop(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+         size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    pthread_once(&counts_once, counts_open);
+    for (int i = 0; i < 60000; i++) {
+        if (mpb_task_cancelled()) {
+            if (counts && n >= 0 && (size_t)n < ncounts)
+                __atomic_fetch_add(&counts[n], 1, __ATOMIC_SEQ_CST);
+            snprintf(err, errlen, "coop: cancelled");
+            return -1;
+        }
+        sleep_for(1);
+    }
     uint8_t *b = malloc(9);
     if (!b) return -1;
     *rlen = enc_int(b, n);

@@ -72,6 +72,16 @@ static void kill_child(pid_t p) {
     waitpid(p, &st, 0);
 }
 
+/* Kills child p and waits (up to PASS_MS) until field of path reads want: the broker has
+ * noticed. Prints after how long, as "what N ms after the kill". */
+static void kill_until(mpb_client_t *c, pid_t p, const char *path, const char *field, int64_t want,
+                       const char *what) {
+    int64_t t_kill = th_now_ms();
+    kill_child(p);
+    assert_true(th_wait_field(c, path, field, want, PASS_MS));
+    print_message("%s %lld ms after the kill\n", what, (long long)(th_now_ms() - t_kill));
+}
+
 /* ---- a killed Lock holder ---- */
 
 /* Opens the lock named "lock/NAME" or the rlock named "rlock/NAME". */
@@ -80,12 +90,9 @@ static int open_named_lock(mpb_client_t *c, const char *name, mpb_lock_t **l) {
     return name[0] == 'r' ? mpb_rlock_open(c, bare, l) : mpb_lock_open(c, bare, l);
 }
 
-static int lock_holder(int idx, const char *arg) {
-    (void)idx;
+static int lock_holder(mpb_client_t *c, TH_UNUSED int idx, const char *arg) {
     const char *name = arg; /* "lock/NAME" or "rlock/NAME" */
     bool rlock = name[0] == 'r';
-    mpb_client_t *c = th_child_connect();
-    CK(c);
     mpb_lock_t *l;
     CKC(c, open_named_lock(c, name, &l));
     uint64_t f = 0;
@@ -96,11 +103,8 @@ static int lock_holder(int idx, const char *arg) {
         pause(); /* until killed; the heartbeat thread keeps the session alive */
 }
 
-static int lock_waiter(int idx, const char *arg) {
-    (void)idx;
+static int lock_waiter(mpb_client_t *c, TH_UNUSED int idx, const char *arg) {
     const char *name = arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
     mpb_lock_t *l;
     CKC(c, open_named_lock(c, name, &l));
     uint64_t f = 0;
@@ -119,7 +123,6 @@ static int lock_waiter(int idx, const char *arg) {
     CKC(c, mpb_lock_release(l));
     CK(mpb_lock_release(l) == MPB_ENOTOWNER);
     mpb_lock_close(&l);
-    mpb_close(&c);
     return 0;
 }
 
@@ -127,10 +130,10 @@ static int lock_waiter(int idx, const char *arg) {
 static void dead_holder_passes_on(const char *path, int hold_ms) {
     mpb_client_t *c = th_connect(&B);
     mpb_dict_t *d = clear_notes(c);
-    pid_t holder = th_child_spawn(lock_holder, 0, path);
+    pid_t holder = th_client_spawn(lock_holder, 0, path);
     int64_t f1 = await_note(c, "holder.fence", 20000);
     assert_true(f1 > 0);
-    pid_t waiter = th_child_spawn(lock_waiter, 0, path);
+    pid_t waiter = th_client_spawn(lock_waiter, 0, path);
     assert_true(th_wait_field(c, path, "waiters", 1, 20000));
     /* an idle holder stays the holder past the TTL: its heartbeat thread speaks for it */
     for (int64_t end = th_now_ms() + hold_ms; th_now_ms() < end;) {
@@ -166,11 +169,7 @@ static void test_killed_rlock_holder_three_levels_deep(void **state) {
 
 /* ---- a killed Semaphore holder ---- */
 
-static int sem_holder(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int sem_holder(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_semaphore_t *s;
     CKC(c, mpb_semaphore_open(c, "dead.sem", 2, 0, &s));
     CKC(c, mpb_semaphore_acquire(s, MPB_FOREVER));
@@ -180,11 +179,7 @@ static int sem_holder(int idx, const char *arg) {
         pause();
 }
 
-static int sem_waiter(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int sem_waiter(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_semaphore_t *s;
     CKC(c, mpb_semaphore_open(c, "dead.sem", 2, 0, &s));
     CKC(c, mpb_semaphore_acquire(s, MPB_FOREVER));
@@ -193,17 +188,16 @@ static int sem_waiter(int idx, const char *arg) {
     CKC(c, mpb_semaphore_value(s, &v));
     CK(v == 1); /* both dead units back, one of them now ours */
     mpb_semaphore_close(&s);
-    mpb_close(&c); /* gives our unit back too */
-    return 0;
+    return 0; /* the harness closes c, which gives our unit back too */
 }
 
 static void test_killed_semaphore_holder_gives_its_units_back(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
     mpb_dict_t *d = clear_notes(c);
-    pid_t holder = th_child_spawn(sem_holder, 0, NULL);
+    pid_t holder = th_client_spawn(sem_holder, 0, NULL);
     assert_int_equal(await_note(c, "sem.held", 20000), 2);
-    pid_t waiter = th_child_spawn(sem_waiter, 0, NULL);
+    pid_t waiter = th_client_spawn(sem_waiter, 0, NULL);
     assert_true(th_wait_field(c, "semaphore/dead.sem", "waiters", 1, 20000));
     assert_int_equal(th_describe_int(c, "semaphore/dead.sem", "value"), 0);
     int64_t t_kill = th_now_ms();
@@ -220,11 +214,8 @@ static void test_killed_semaphore_holder_gives_its_units_back(void **state) {
 
 /* ---- a killed Condition waiter ---- */
 
-static int cv_waiter(int idx, const char *arg) {
-    (void)idx;
+static int cv_waiter(mpb_client_t *c, TH_UNUSED int idx, const char *arg) {
     bool expect_wakeup = arg != NULL;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
     mpb_condition_t *cv;
     CKC(c, mpb_condition_open(c, "dead.cv", "lock/dead.cv.lock", &cv));
     CKC(c, mpb_condition_acquire(cv, MPB_FOREVER, NULL));
@@ -233,7 +224,6 @@ static int cv_waiter(int idx, const char *arg) {
     CK(rc == 1 && expect_wakeup);
     CKC(c, mpb_condition_release(cv));
     mpb_condition_close(&cv);
-    mpb_close(&c);
     return 0;
 }
 
@@ -241,9 +231,9 @@ static int cv_waiter(int idx, const char *arg) {
  * first the doomed one (returned, for the test to kill), then a live one (*live) that
  * expects to be woken. */
 static pid_t park_doomed_and_live(mpb_client_t *c, pid_t *live) {
-    pid_t dead = th_child_spawn(cv_waiter, 0, NULL);
+    pid_t dead = th_client_spawn(cv_waiter, 0, NULL);
     assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 1, 20000));
-    *live = th_child_spawn(cv_waiter, 1, "wake");
+    *live = th_client_spawn(cv_waiter, 1, "wake");
     assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 2, 20000));
     return dead;
 }
@@ -254,11 +244,7 @@ static void test_killed_condition_waiter_is_dropped(void **state) {
     mpb_condition_t *cv;
     assert_int_equal(mpb_condition_open(c, "dead.cv", "lock/dead.cv.lock", &cv), 0);
     pid_t live, dead = park_doomed_and_live(c, &live);
-    int64_t t_kill = th_now_ms();
-    kill_child(dead);
-    assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 1, PASS_MS));
-    print_message("condition: SIGKILLed waiter dropped %lld ms after the kill\n",
-                  (long long)(th_now_ms() - t_kill));
+    kill_until(c, dead, "condition/dead.cv", "waiters", 1, "condition: SIGKILLed waiter dropped");
     /* notify(1) goes to the live waiter: the dead one does not use it up */
     assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
     assert_int_equal(mpb_condition_notify(cv, 1), 1);
@@ -270,12 +256,12 @@ static void test_killed_condition_waiter_is_dropped(void **state) {
 
     /* A waiter notified after it died (before its session expired) is granted the lock when
      * the notifier lets go: the lock then passes on at the TTL like any dead holder's. */
-    dead = th_child_spawn(cv_waiter, 2, NULL);
+    dead = th_client_spawn(cv_waiter, 2, NULL);
     assert_true(th_wait_field(c, "condition/dead.cv", "waiters", 1, 20000));
     kill_child(dead);
     assert_int_equal(mpb_condition_acquire(cv, 0, NULL), 0);
     assert_int_equal(mpb_condition_notify(cv, 1), 1);
-    t_kill = th_now_ms();
+    int64_t t_kill = th_now_ms();
     assert_int_equal(mpb_condition_release(cv), 0);
     assert_int_equal(lock_owner_pid(c, "lock/dead.cv.lock"), dead);
     assert_int_equal(mpb_condition_acquire(cv, PASS_MS, NULL), 0);
@@ -335,11 +321,7 @@ static void test_notify_taken_by_a_dead_waiter_passes_on(void **state) {
 
 /* An RLock condition waiter three levels deep, woken by a notifier that dies holding the
  * lock: it gets the lock back at the notifier's TTL with its three levels, and no more. */
-static int rl_cv_waiter(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int rl_cv_waiter(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_condition_t *cv;
     CKC(c, mpb_condition_open(c, "rl.cv", NULL, &cv));
     for (int i = 0; i < 3; i++)
@@ -353,15 +335,10 @@ static int rl_cv_waiter(int idx, const char *arg) {
         CKC(c, mpb_condition_release(cv));
     CK(mpb_condition_release(cv) == MPB_ENOTOWNER);
     mpb_condition_close(&cv);
-    mpb_close(&c);
     return 0;
 }
 
-static int rl_cv_notifier(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int rl_cv_notifier(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_condition_t *cv;
     CKC(c, mpb_condition_open(c, "rl.cv", NULL, &cv));
     CKC(c, mpb_condition_acquire(cv, MPB_FOREVER, NULL));
@@ -375,9 +352,9 @@ static int rl_cv_notifier(int idx, const char *arg) {
 static void test_rlock_levels_survive_a_dead_notifier(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
-    pid_t w = th_child_spawn(rl_cv_waiter, 0, NULL);
+    pid_t w = th_client_spawn(rl_cv_waiter, 0, NULL);
     assert_true(th_wait_field(c, "condition/rl.cv", "waiters", 1, 20000));
-    pid_t n = th_child_spawn(rl_cv_notifier, 0, NULL);
+    pid_t n = th_client_spawn(rl_cv_notifier, 0, NULL);
     assert_int_equal(await_note(c, "rl.notified", 20000), 1);
     assert_int_equal(th_describe_int(c, "rlock/rl.cv.lock", "count"), 2);
     int64_t t_kill = th_now_ms();
@@ -394,11 +371,7 @@ static void test_rlock_levels_survive_a_dead_notifier(void **state) {
 
 /* ---- a killed semaphore holder whose unit someone else gave back ---- */
 
-static int ph_holder(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int ph_holder(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_semaphore_t *s;
     mpb_lock_t *l;
     CKC(c, mpb_semaphore_open(c, "ph.sem", 2, 0, &s));
@@ -417,7 +390,7 @@ static void test_dead_holder_gives_back_only_units_nobody_released(void **state)
     int64_t v;
     assert_int_equal(mpb_semaphore_open(b, "ph.sem", 2, 0, &sb), 0);
     assert_int_equal(mpb_semaphore_open(cc, "ph.sem", 2, 0, &sc), 0);
-    pid_t a = th_child_spawn(ph_holder, 0, NULL);
+    pid_t a = th_client_spawn(ph_holder, 0, NULL);
     assert_int_equal(await_note(b, "ph.held", 20000), 1);
     assert_int_equal(mpb_semaphore_release(sb, 1), 0); /* B gives back A's unit */
     assert_int_equal(mpb_semaphore_acquire(sc, 0), 0); /* C takes one */
@@ -445,11 +418,7 @@ static void test_dead_holder_gives_back_only_units_nobody_released(void **state)
 
 /* ---- killed Queue and Barrier waiters ---- */
 
-static int q_getter(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int q_getter(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "dead.q", -1, -1, &q));
     void *v;
@@ -459,11 +428,7 @@ static int q_getter(int idx, const char *arg) {
     return 1; /* it should have been killed before */
 }
 
-static int q_putter(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int q_putter(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "dead.jq", -1, -1, &q));
     uint8_t b[MPB_PACK_MAX_SCALAR];
@@ -471,18 +436,14 @@ static int q_putter(int idx, const char *arg) {
     return 1;
 }
 
-static int bar_party(int idx, const char *arg) {
-    (void)idx;
+static int bar_party(mpb_client_t *c, TH_UNUSED int idx, const char *arg) {
     bool doomed = arg == NULL;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
     mpb_barrier_t *b;
     CKC(c, mpb_barrier_open(c, "dead.bar", 3, -1, &b));
     int rc = mpb_barrier_wait(b, MPB_FOREVER, NULL);
     CK(!doomed && rc == MPB_EBROKEN);
     CK(strstr(mpb_errmsg(c), "session ended") != NULL);
     mpb_barrier_close(&b);
-    mpb_close(&c);
     return 0;
 }
 
@@ -494,13 +455,9 @@ static void test_killed_queue_and_barrier_waiters_are_dropped(void **state) {
     /* a dead getter does not swallow the next item (once its session is gone) */
     mpb_queue_t *q;
     assert_int_equal(mpb_queue_open(c, "dead.q", 0, 0, &q), 0);
-    pid_t g = th_child_spawn(q_getter, 0, NULL);
+    pid_t g = th_client_spawn(q_getter, 0, NULL);
     assert_true(th_wait_field(c, "queue/dead.q", "getters", 1, 20000));
-    int64_t t_kill = th_now_ms();
-    kill_child(g);
-    assert_true(th_wait_field(c, "queue/dead.q", "getters", 0, PASS_MS));
-    print_message("queue: SIGKILLed getter dropped %lld ms after the kill\n",
-                  (long long)(th_now_ms() - t_kill));
+    kill_until(c, g, "queue/dead.q", "getters", 0, "queue: SIGKILLed getter dropped");
     assert_int_equal(mpb_queue_put(q, b, mpb_pack_i64(b, 1), 0), 0);
     uint64_t n;
     assert_int_equal(mpb_queue_qsize(q, &n), 0);
@@ -510,10 +467,9 @@ static void test_killed_queue_and_barrier_waiters_are_dropped(void **state) {
     /* a dead putter's item never gets in, and is no task of a JoinableQueue */
     assert_int_equal(mpb_queue_open(c, "dead.jq", 1, 1, &q), 0);
     assert_int_equal(mpb_queue_put(q, b, mpb_pack_i64(b, 1), 0), 0);
-    pid_t p = th_child_spawn(q_putter, 0, NULL);
+    pid_t p = th_client_spawn(q_putter, 0, NULL);
     assert_true(th_wait_field(c, "queue/dead.jq", "putters", 1, 20000));
-    kill_child(p);
-    assert_true(th_wait_field(c, "queue/dead.jq", "putters", 0, PASS_MS));
+    kill_until(c, p, "queue/dead.jq", "putters", 0, "queue: SIGKILLed putter dropped");
     assert_int_equal(th_describe_int(c, "queue/dead.jq", "unfinished"), 1);
     void *v;
     size_t vl;
@@ -531,11 +487,11 @@ static void test_killed_queue_and_barrier_waiters_are_dropped(void **state) {
     /* a party that dies breaks the barrier for the others */
     mpb_barrier_t *br;
     assert_int_equal(mpb_barrier_open(c, "dead.bar", 3, -1, &br), 0);
-    pid_t doomed = th_child_spawn(bar_party, 0, NULL);
+    pid_t doomed = th_client_spawn(bar_party, 0, NULL);
     assert_true(th_wait_field(c, "barrier/dead.bar", "n_waiting", 1, 20000));
-    pid_t other = th_child_spawn(bar_party, 1, "live");
+    pid_t other = th_client_spawn(bar_party, 1, "live");
     assert_true(th_wait_field(c, "barrier/dead.bar", "n_waiting", 2, 20000));
-    t_kill = th_now_ms();
+    int64_t t_kill = th_now_ms();
     kill_child(doomed);
     assert_int_equal(th_wait(other, 10), 0);
     print_message("barrier: broken for the others %lld ms after a party was SIGKILLed\n",
@@ -559,13 +515,10 @@ static void test_lone_dead_barrier_party_breaks_it(void **state) {
     mpb_barrier_t *br;
     assert_int_equal(mpb_barrier_open(c, "dead.bar", 3, -1, &br), 0);
     assert_int_equal(mpb_barrier_reset(br), 0);
-    pid_t doomed = th_child_spawn(bar_party, 0, NULL);
+    pid_t doomed = th_client_spawn(bar_party, 0, NULL);
     assert_true(th_wait_field(c, "barrier/dead.bar", "n_waiting", 1, 20000));
-    int64_t t_kill = th_now_ms();
-    kill_child(doomed);
-    assert_true(th_wait_field(c, "barrier/dead.bar", "broken", 1, PASS_MS));
-    print_message("barrier: a lone SIGKILLed party broke it %lld ms after the kill\n",
-                  (long long)(th_now_ms() - t_kill));
+    kill_until(c, doomed, "barrier/dead.bar", "broken", 1,
+               "barrier: a lone SIGKILLed party broke it");
     assert_int_equal(th_describe_int(c, "barrier/dead.bar", "n_waiting"), 0);
     assert_int_equal(mpb_barrier_wait(br, 5000, NULL), MPB_EBROKEN);
     assert_non_null(strstr(mpb_errmsg(c), "reset"));
@@ -600,11 +553,7 @@ static int closing_holder(int idx, const char *arg) {
         pause(); /* the process lives on: only the session ended */
 }
 
-static int closing_waiter(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int closing_waiter(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_lock_t *l;
     mpb_semaphore_t *s;
     CKC(c, mpb_lock_open(c, "close.lock", &l));
@@ -616,7 +565,6 @@ static int closing_waiter(int idx, const char *arg) {
     CKC(c, mpb_lock_release(l));
     mpb_semaphore_close(&s);
     mpb_lock_close(&l);
-    mpb_close(&c);
     return 0;
 }
 
@@ -627,7 +575,7 @@ static void test_close_releases_at_once(void **state) {
     assert_int_equal(mpb_event_open(c, "close.now", &e), 0);
     pid_t holder = th_child_spawn(closing_holder, 0, NULL);
     assert_int_equal(await_note(c, "close.held", 20000), 1);
-    pid_t waiter = th_child_spawn(closing_waiter, 0, NULL);
+    pid_t waiter = th_client_spawn(closing_waiter, 0, NULL);
     assert_true(th_wait_field(c, "lock/close.lock", "waiters", 1, 20000));
     int64_t t0 = th_now_ms();
     assert_int_equal(mpb_event_set(e), 0);
@@ -717,13 +665,14 @@ static int teardown(void **state) {
     return 0;
 }
 
-static const th_child_fn child_fns[] = {
-    lock_holder, lock_waiter,    sem_holder,     sem_waiter,   cv_waiter,      q_getter,  q_putter,
-    bar_party,   closing_holder, closing_waiter, rl_cv_waiter, rl_cv_notifier, ph_holder,
+static const th_client_fn child_fns[] = {
+    lock_holder, lock_waiter, sem_holder,     sem_waiter,   cv_waiter,      q_getter,
+    q_putter,    bar_party,   closing_waiter, rl_cv_waiter, rl_cv_notifier, ph_holder,
 };
+static const th_child_fn bare_fns[] = {closing_holder}; /* closes its client and lives on */
 
 int main(int argc, char **argv) {
-    th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns));
+    th_client_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns), bare_fns, TH_NELEMS(bare_fns));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_killed_lock_holder_passes_the_lock_on),
         cmocka_unit_test(test_killed_rlock_holder_three_levels_deep),

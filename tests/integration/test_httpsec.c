@@ -1,7 +1,8 @@
 /* test_httpsec.c - the HTTP endpoint on an open network (issue 11, finding 4):
- * /healthz keeps answering within 100 ms while one address holds a slowloris of
- * 70 connections, each dribbling a header line, and the dribblers are closed by
- * the per-address limit or the whole-request deadline; --http-auth makes
+ * /healthz and /readyz keep answering within 100 ms, every one of them, while one
+ * address holds a slowloris of 70 connections, each dribbling a header line, and
+ * the dribblers are closed by the per-address limit or the whole-request deadline;
+ * --http-auth makes
  * /metrics ask for the bearer token in its file while the probes stay open.
  * Before, 70 such connections held all of libmicrohttpd's 64 and /healthz timed
  * out for as long as they lasted. */
@@ -37,9 +38,12 @@ static int dial(const char *src, int port) {
 
 /* Sends req from src and reads the whole answer (2 s at most); returns the
  * status code and the body in body (NUL-terminated, cut to n). -1: no answer in
- * time. */
-static int http(const char *src, int port, const char *req, char *body, size_t n) {
+ * time. *connect_ms (if not NULL) gets what its own connect took. */
+static int http_timed(const char *src, int port, const char *req, char *body, size_t n,
+                      int64_t *connect_ms) {
+    int64_t t0 = th_now_ms();
     int fd = dial(src, port);
+    if (connect_ms) *connect_ms = th_now_ms() - t0;
     assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
     char buf[65536];
     size_t len = 0;
@@ -64,6 +68,10 @@ static int http(const char *src, int port, const char *req, char *body, size_t n
     return status;
 }
 
+static int http(const char *src, int port, const char *req, char *body, size_t n) {
+    return http_timed(src, port, req, body, n, NULL);
+}
+
 static void test_httpsec_slowloris(void **state) {
     (void)state;
     th_broker_t b;
@@ -83,7 +91,7 @@ static void test_httpsec_slowloris(void **state) {
     /* 5 s of it: a header line on each open connection every 500 ms (well inside
      * any idle timeout), and a probe from another address every 100 ms */
     int probes = 0, slow = 0, bad = 0;
-    int64_t worst = 0, next_dribble = th_now_ms() + 500;
+    int64_t worst = 0, worst_connect = 0, next_dribble = th_now_ms() + 500;
     while (th_now_ms() - t0 < 5000) {
         if (th_now_ms() >= next_dribble) {
             next_dribble += 500;
@@ -95,14 +103,17 @@ static void test_httpsec_slowloris(void **state) {
                     closed_at[i] = th_now_ms();
             }
         }
-        int64_t p0 = th_now_ms();
+        int64_t p0 = th_now_ms(), conn;
         char body[64];
-        int st = http("127.0.0.1", port, "GET /healthz HTTP/1.0\r\n\r\n", body, sizeof body);
-        int64_t dt = th_now_ms() - p0;
+        bool ready = probes % 2; /* /healthz and /readyz in turn */
+        const char *req = ready ? "GET /readyz HTTP/1.0\r\n\r\n" : "GET /healthz HTTP/1.0\r\n\r\n";
+        int st = http_timed("127.0.0.1", port, req, body, sizeof body, &conn);
+        int64_t dt = th_now_ms() - p0 - conn; /* the request written to the answer read */
         probes++;
         if (dt > worst) worst = dt;
+        if (conn > worst_connect) worst_connect = conn;
         if (dt >= 100) slow++;
-        if (st != 200 || strcmp(body, "ok\n")) bad++;
+        if (st != 200 || strcmp(body, ready ? "ready\n" : "ok\n")) bad++;
         usleep(100000);
     }
     int open_left = 0;
@@ -119,16 +130,18 @@ static void test_httpsec_slowloris(void **state) {
             last_close = closed_at[i] - t0;
         close(fds[i]);
     }
-    print_message("%d probes during the slowloris: %d over 100 ms, slowest %lld ms; dribblers "
-                  "all closed by %lld ms\n",
-                  probes, slow, (long long)worst, (long long)last_close);
+    print_message("%d probes during the slowloris: %d answered in 100 ms or more, slowest %lld "
+                  "ms (their own connects: slowest %lld ms); dribblers all closed by %lld ms\n",
+                  probes, slow, (long long)worst, (long long)worst_connect, (long long)last_close);
     assert_true(probes >= 20);
     assert_int_equal(bad, 0);
-    /* Every probe within 100 ms, but for scheduling hiccups of a loaded machine (seen under
-     * ASan on 2 shared cores): 9 in 10 of them, and none near a probe's 1 s timeout. Before,
-     * they all timed out. */
-    assert_true(slow * 10 <= probes);
-    assert_true(worst < 1000);
+    /* Every probe answered within 100 ms of its request (before, they all timed out). The
+     * broker answers them from a thread of its own, whatever its loop is doing. What is not
+     * the broker's, the probe's own connect (the kernel's handshake, and this process waiting
+     * for a CPU on a loaded machine), is
+     * held only to stay clear of a probe's 1 s timeout. */
+    assert_int_equal(slow, 0);
+    assert_true(worst_connect < 1000);
     /* none outlived the per-address limit (at accept) or the 3 s deadline,
      * dribbling or not */
     assert_int_equal(open_left, 0);

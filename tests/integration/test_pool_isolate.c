@@ -30,16 +30,6 @@ static pid_t start_isolated(mpb_client_t *mon, const char *lib, const char *fns,
     return w;
 }
 
-/* Waits until worker w runs a task (pool.stats lists it with its age). */
-static void wait_running(mpb_client_t *mon, pid_t w) {
-    tp_wstat_t ws = {0};
-    int64_t end = th_now_ms() + 10000;
-    while (!(tp_worker_stat(mon, w, &ws) && ws.running == 1 && ws.ntasks == 1)) {
-        if (th_now_ms() > end) fail_msg("worker %d never ran the task", (int)w);
-        usleep(5000);
-    }
-}
-
 /* square(7) on the one-slot worker must be answered within a second of `since`: the slot the
  * stopped task held is free. */
 static void assert_slot_free(mpb_pool_t *p, int64_t since, const char *after) {
@@ -71,7 +61,7 @@ static void test_terminate_timeout_and_cancel_kill_the_running_task(void **state
     assert_int_equal(mpb_pool_open(c, &p), 0);
     mpb_async_t *a = NULL;
     sleep_60s_async(p, &a);
-    wait_running(mon, w);
+    tp_wait_running(mon, w);
     int64_t t0 = th_now_ms();
     assert_int_equal(mpb_pool_terminate(p), 0);
     assert_int_equal(mpb_async_get(a, 5000, NULL, NULL), MPB_ECANCELED);
@@ -87,7 +77,7 @@ static void test_terminate_timeout_and_cancel_kill_the_running_task(void **state
     assert_slot_free(p2, th_now_ms(), "a 300 ms timeout");
     /* a cancelled (freed) AsyncResult */
     sleep_60s_async(p2, &a);
-    wait_running(mon, w);
+    tp_wait_running(mon, w);
     t0 = th_now_ms();
     mpb_async_free(&a);
     assert_slot_free(p2, t0, "mpb_async_free()");
@@ -129,7 +119,7 @@ static void test_a_callers_end_kills_its_running_task(void **state) {
     pid_t w = start_isolated(mon, MPB_DEMO_LIB, "sleep_ms,square", "sleep_ms");
     char ch;
     assert_int_equal(read(pfd[0], &ch, 1), 1);
-    wait_running(mon, w);
+    tp_wait_running(mon, w);
     kill(caller, SIGKILL);
     assert_int_equal(tp_wait_child(caller, 10), 128 + SIGKILL);
     int64_t end = th_now_ms() + 10000;
@@ -277,18 +267,6 @@ static void collect_output(void *arg, mpb_async_t *a, uint64_t task, int stream,
     t[have + len] = 0;
 }
 
-/* Runs `mpb pool map FN ITEMS --output`; its stderr in err. */
-static int cli_map_output(const char *fn, const char *items, char *err, size_t n) {
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "'%s' -e '%s' -k '%s' pool map %s '%s' --output 2>&1 >/dev/null",
-             th_mpb_cli, tp_broker.endpoint, tp_broker.keyfile, fn, items);
-    FILE *f = popen(cmd, "r");
-    assert_non_null(f);
-    size_t k = fread(err, 1, n - 1, f);
-    err[k] = 0;
-    return pclose(f);
-}
-
 static void test_forward_output_reaches_the_caller_tagged_and_complete(void **state) {
     (void)state;
     enum { N = 40 };
@@ -317,7 +295,7 @@ static void test_forward_output_reaches_the_caller_tagged_and_complete(void **st
     }
     /* the CLI: tagged lines on stderr */
     char err[8192];
-    assert_int_equal(cli_map_output("chatty", "[5,6]", err, sizeof err), 0);
+    assert_int_equal(tp_cli_map_output("chatty", "[5,6]", err, sizeof err), 0);
     const char *lines[] = {"[task 0 stdout] out 5 line 1\n", "[task 0 stdout] out 5 line 2\n",
                            "[task 0 stderr] err 5\n",        "[task 1 stdout] out 6 line 1\n",
                            "[task 1 stdout] out 6 line 2\n", "[task 1 stderr] err 6\n"};

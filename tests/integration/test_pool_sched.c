@@ -175,15 +175,7 @@ static void wait_stopped(pid_t pid) {
  * what A had started may run again (handed on when A was taken for dead), and A's one slot
  * may have taken a task it had not yet begun to run. */
 static void pause_past_ttl(uint32_t n, const char *nap_ms, uint64_t done_before) {
-    char path[400];
-    snprintf(path, sizeof path, "%s/starts", tp_broker.dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(ftruncate(fd, (off_t)(n * sizeof(uint32_t))), 0);
-    uint32_t *starts = mmap(NULL, n * sizeof(uint32_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    assert_true(starts != MAP_FAILED);
-    close(fd);
-    setenv("MPB_TEST_COUNTS", path, 1);
+    uint32_t *starts = tp_counts_file("starts", n);
     setenv("MPB_TEST_NAP_MS", nap_ms, 1);
     mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
     pid_t w[2];

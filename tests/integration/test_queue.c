@@ -85,24 +85,17 @@ static int cmp_i64(const void *a, const void *b) {
 #define PC_ITEMS     1000
 #define PC_CONSUMERS 2
 
-static int pc_producer(int idx, const char *arg) {
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int pc_producer(mpb_client_t *c, int idx, TH_UNUSED const char *arg) {
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "pc", -1, -1, &q));
     for (int i = 0; i < PC_ITEMS; i++)
         CKC(c, put_int(q, idx * PC_ITEMS + i, MPB_FOREVER));
     mpb_queue_close(&q);
-    mpb_close(&c);
     return 0;
 }
 
-static int pc_consumer(int idx, const char *arg) {
-    (void)arg;
+static int pc_consumer(mpb_client_t *c, int idx, TH_UNUSED const char *arg) {
     int me = idx;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "pc", -1, -1, &q));
     static int64_t got[PC_PRODUCERS * PC_ITEMS];
@@ -122,7 +115,6 @@ static int pc_consumer(int idx, const char *arg) {
     snprintf(name, sizeof name, "pc.got.%d", me);
     CKC(c, extend_ints(c, name, got, n));
     mpb_queue_close(&q);
-    mpb_close(&c);
     return 0;
 }
 
@@ -134,8 +126,8 @@ static void test_producers_consumers_each_item_exactly_once(void **state) {
     assert_int_equal(mpb_queue_open(c, "pc", 64, 0, &q), 0);
     pid_t cons[PC_CONSUMERS];
     for (int i = 0; i < PC_CONSUMERS; i++)
-        cons[i] = th_child_spawn(pc_consumer, i, NULL);
-    assert_int_equal(th_child_spawn_all(PC_PRODUCERS, pc_producer, NULL, 120), 0);
+        cons[i] = th_client_spawn(pc_consumer, i, NULL);
+    assert_int_equal(th_client_spawn_all(PC_PRODUCERS, pc_producer, NULL, 120), 0);
     for (int i = 0; i < PC_CONSUMERS; i++)
         assert_int_equal(put_int(q, -1, MPB_FOREVER), 0);
     for (int i = 0; i < PC_CONSUMERS; i++)
@@ -168,11 +160,7 @@ static void test_producers_consumers_each_item_exactly_once(void **state) {
 
 #define JQ_N 300
 
-static int jq_producer(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int jq_producer(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_queue_t *q;
     mpb_dict_t *d;
     CKC(c, mpb_queue_open(c, "jq", -1, 1, &q));
@@ -188,15 +176,10 @@ static int jq_producer(int idx, const char *arg) {
     CK(done == JQ_N);
     mpb_dict_close(&d);
     mpb_queue_close(&q);
-    mpb_close(&c);
     return 0;
 }
 
-static int jq_consumer(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int jq_consumer(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_queue_t *q;
     mpb_dict_t *d;
     CKC(c, mpb_queue_open(c, "jq", -1, 1, &q));
@@ -214,7 +197,6 @@ static int jq_consumer(int idx, const char *arg) {
     }
     mpb_dict_close(&d);
     mpb_queue_close(&q);
-    mpb_close(&c);
     return 0;
 }
 
@@ -226,8 +208,8 @@ static void test_joinable_queue_join_returns_after_every_task_done(void **state)
     assert_int_equal(mpb_queue_open(c, "jq", 0, 1, &q), 0);
     assert_int_equal(mpb_dict_open(c, "jq.stats", &d), 0);
     assert_int_equal(mpb_dict_set_i64(d, "done", 0), 0);
-    pid_t cons[2] = {th_child_spawn(jq_consumer, 0, NULL), th_child_spawn(jq_consumer, 1, NULL)};
-    pid_t prod = th_child_spawn(jq_producer, 0, NULL);
+    pid_t cons[2] = {th_client_spawn(jq_consumer, 0, NULL), th_client_spawn(jq_consumer, 1, NULL)};
+    pid_t prod = th_client_spawn(jq_producer, 0, NULL);
     /* a second joiner, once every item has been put */
     int64_t all = 0;
     for (int i = 0; i < 6000 && all != 1; i++) {
@@ -365,16 +347,11 @@ static void test_join_with_unfinished_tasks_times_out(void **state) {
 
 /* A put still waiting for room is not a task yet (Python counts it once the item is in the
  * queue): join() does not wait for it, and its timing out cannot leave a joiner hanging. */
-static int jput_parked_child(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int jput_parked_child(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "to.jpark", -1, -1, &q));
     CK(put_int(q, 2, 400) == MPB_ETIMEDOUT);
     mpb_queue_close(&q);
-    mpb_close(&c);
     return 0;
 }
 
@@ -384,7 +361,7 @@ static void test_join_does_not_wait_for_a_put_still_blocked(void **state) {
     mpb_queue_t *q;
     assert_int_equal(mpb_queue_open(c, "to.jpark", 1, 1, &q), 0);
     assert_int_equal(put_int(q, 1, 0), 0);
-    pid_t p = th_child_spawn(jput_parked_child, 0, NULL);
+    pid_t p = th_client_spawn(jput_parked_child, 0, NULL);
     assert_true(th_wait_field(c, "queue/to.jpark", "putters", 1, 10000));
     assert_int_equal(mpb_queue_task_done(q), 0); /* item 1 is done, though still queued */
     int64_t t0 = th_now_ms();
@@ -423,11 +400,7 @@ static void nr_on_get(mpb_client_t *c, int status, const void *val, size_t len, 
 /* Parks a get through mpb_send and waits for it in short mpb_poll slices (heartbeats go out
  * between them), as a binding that watches for signals does; notes the item in nr.got and
  * ends its session without task_done. */
-static int nr_getter(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int nr_getter(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     uint8_t a[1 + MPB_PACK_MAX_SCALAR];
     a[0] = 0x91; /* [timeout_ms] */
     size_t n = 1 + mpb_pack_i64(a + 1, 20000);
@@ -441,8 +414,7 @@ static int nr_getter(int idx, const char *arg) {
     CKC(c, mpb_list_open(c, "nr.got", &l));
     CKC(c, mpb_list_append_i64(l, g.v));
     mpb_list_close(&l);
-    mpb_close(&c); /* bye, the item not done */
-    return 0;
+    return 0; /* the harness closes c: bye, the item not done */
 }
 
 /* Python's queue.Queue has task_done and join, but an item taken is gone with its taker: a
@@ -461,7 +433,7 @@ static void test_joinable_unreliable_queue_hands_each_item_out_once(void **state
     assert_int_equal(mpb_queue_open(c, "nr.q", -1, -1, &q), 0);
     pid_t g[NR_GETTERS];
     for (int i = 0; i < NR_GETTERS; i++)
-        g[i] = th_child_spawn(nr_getter, i, NULL);
+        g[i] = th_client_spawn(nr_getter, i, NULL);
     assert_true(th_wait_field(c, "queue/nr.q", "getters", NR_GETTERS, 20000));
     for (int i = 0; i < NR_GETTERS; i++)
         assert_int_equal(put_int(q, i, 1000), 0);
@@ -484,18 +456,13 @@ static void test_joinable_unreliable_queue_hands_each_item_out_once(void **state
 
 /* ---- misuse ---- */
 
-static int getter_of_5(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int getter_of_5(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "misuse.q", -1, -1, &q));
     int64_t v;
     CKC(c, get_int(q, MPB_FOREVER, &v));
     CK(v == 5);
     mpb_queue_close(&q);
-    mpb_close(&c);
     return 0;
 }
 
@@ -524,7 +491,7 @@ static void test_misuse_gets_clear_errors(void **state) {
     /* the queue is still empty and usable */
     assert_int_equal(mpb_queue_empty(q), 1);
     /* a queue with a blocked client cannot be deleted; an idle one can */
-    pid_t g = th_child_spawn(getter_of_5, 0, NULL);
+    pid_t g = th_client_spawn(getter_of_5, 0, NULL);
     assert_true(th_wait_field(c, "queue/misuse.q", "getters", 1, 10000));
     assert_int_equal(mpb_obj_delete(c, "queue/misuse.q"), MPB_EBUSY);
     assert_non_null(strstr(mpb_errmsg(c), "blocked"));
@@ -539,11 +506,7 @@ static void test_misuse_gets_clear_errors(void **state) {
 /* ---- settings from the first open that gives them ---- */
 
 /* A consumer that starts before the producer: it knows nothing of the queue's settings. */
-static int early_consumer(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int early_consumer(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "late.q", -1, -1, &q));
     int64_t v;
@@ -551,7 +514,6 @@ static int early_consumer(int idx, const char *arg) {
     CK(v >= 100 && v < 102);
     CKC(c, mpb_queue_task_done(q)); /* joinable by now: the producer said so */
     mpb_queue_close(&q);
-    mpb_close(&c);
     return 0;
 }
 
@@ -560,7 +522,7 @@ static void test_settings_come_from_the_first_open_that_gives_them(void **state)
     mpb_client_t *c = th_connect(&B);
     pid_t g[2];
     for (int i = 0; i < 2; i++)
-        g[i] = th_child_spawn(early_consumer, i, NULL);
+        g[i] = th_client_spawn(early_consumer, i, NULL);
     assert_true(th_wait_field(c, "queue/late.q", "getters", 2, 20000));
     assert_int_equal(th_describe_int(c, "queue/late.q", "maxsize"), 0);
     assert_int_equal(th_describe_int(c, "queue/late.q", "joinable"), 0);
@@ -639,15 +601,11 @@ static void test_settings_come_from_the_first_open_that_gives_them(void **state)
 }
 
 /* A plain queue has no tasks, whoever is blocked on it; a maxsize of INT64_MAX is a bound. */
-static int blocked_putter(int idx, const char *arg) {
-    (void)idx;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int blocked_putter(mpb_client_t *c, TH_UNUSED int idx, const char *arg) {
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, arg, -1, -1, &q));
     CKC(c, put_int(q, 2, 20000));
     mpb_queue_close(&q);
-    mpb_close(&c);
     return 0;
 }
 
@@ -662,7 +620,7 @@ static void test_info_of_a_queue_with_a_blocked_putter(void **state) {
         snprintf(path, sizeof path, "queue/%s", name);
         assert_int_equal(mpb_queue_open(c, name, 1, joinable, &q), 0);
         assert_int_equal(put_int(q, 1, 0), 0);
-        pid_t p = th_child_spawn(blocked_putter, 0, name);
+        pid_t p = th_client_spawn(blocked_putter, 0, name);
         assert_true(th_wait_field(c, path, "putters", 1, 20000));
         assert_int_equal(th_describe_int(c, path, "unfinished"), joinable ? 1 : 0);
         assert_int_equal(th_describe_int(c, path, "size"), 1);
@@ -800,13 +758,14 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     th_broker_stop_checked(&B);
 }
 
-static const th_child_fn child_fns[] = {
-    pc_producer, pc_consumer,  jq_producer,    jq_consumer,    jput_parked_child,
-    getter_of_5, big_producer, early_consumer, blocked_putter, nr_getter,
+static const th_client_fn child_fns[] = {
+    pc_producer, pc_consumer,    jq_producer,    jq_consumer, jput_parked_child,
+    getter_of_5, early_consumer, blocked_putter, nr_getter,
 };
+static const th_child_fn bare_fns[] = {big_producer};
 
 int main(int argc, char **argv) {
-    th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns));
+    th_client_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns), bare_fns, TH_NELEMS(bare_fns));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_producers_consumers_each_item_exactly_once),
         cmocka_unit_test(test_joinable_queue_join_returns_after_every_task_done),

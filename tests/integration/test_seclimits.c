@@ -1,14 +1,21 @@
-/* test_seclimits.c - what one peer can make the broker keep or write (issue 11, finding 8):
- * sessions per connection and in all (max-sessions-per-conn, max-sessions: ELIMIT, named, and
- * counted in /metrics), and the log under a flood of bad frames and failed handshakes from
- * one connection: a line a second per address, each with the count it stands for. Before,
- * one connection opened 13,000 sessions in 5 s and wrote 9.2 MB of log in 1.7 s. Each test
- * ends with a well-behaved client served. */
+/* test_seclimits.c - what one peer can make the broker keep or write (issue 11, findings 2
+ * and 8): sessions per connection and in all (max-sessions-per-conn, max-sessions: ELIMIT,
+ * named, and counted in /metrics); HMAC handshakes in progress (max-handshakes, and one
+ * address's share of it) under a flood of HELLOs without AUTH from one address, over tcp://
+ * without encryption and over ipc://, where an address is a process; and the log under a flood
+ * of bad frames and failed handshakes from one connection: a line a second per address, each
+ * with the count it stands for. Before, one connection opened 13,000 sessions in 5 s, 4,200
+ * HELLOs filled the fixed 4,096 handshakes and kept every client out, and one connection wrote
+ * 9.2 MB of log in 1.7 s. Each test ends with a well-behaved client served. */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <zmq.h>
 
 #include "th.h"
 #include "rawclient.h"
@@ -101,6 +108,211 @@ static void test_seclimits_max_sessions(void **state) {
     for (int i = 1; i < 7; i++)
         rc_close(&c[i]);
     th_broker_stop_checked(&b);
+}
+
+/* ---- handshakes in progress ---- */
+
+#define HS_MAX   64 /* --max-handshakes of these tests: an address's share is 32 */
+#define HS_SHARE 32
+#define HS_FLOOD 100 /* HELLOs without AUTH from one address */
+
+/* n raw clients on endpoint in ctx, each saying HELLO and never AUTH: *ok got a CHALLENGE,
+ * *refused ELIMIT (the last refusal's message in why, if not NULL); nothing else comes. */
+static void hello_flood(void *ctx, const char *endpoint, rawclient_t *c, int n, int *ok,
+                        int *refused, char *why, size_t whylen) {
+    *ok = *refused = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(rc_open(&c[i], ctx, endpoint), 0);
+        rc_frame_t f;
+        int rc = rc_hello(&c[i], &f, 10000);
+        if (rc == 0) {
+            (*ok)++;
+            continue;
+        }
+        assert_int_equal(rc, MPB_ELIMIT);
+        (*refused)++;
+        if (why) snprintf(why, whylen, "%s", f.msg);
+    }
+}
+
+static void close_all(rawclient_t *c, int n) {
+    for (int i = 0; i < n; i++)
+        rc_close(&c[i]);
+}
+
+/* The broker of these tests: a small table, and handshakes and idle connections kept longer
+ * than the test, so that only the limits decide. */
+static void start_hs_broker(th_broker_t *b, const char *listen, const char *enc) {
+    char max[16];
+    snprintf(max, sizeof max, "%d", HS_MAX);
+    th_broker_start(b, "--max-handshakes", max, "--handshake-ms", "60000", "--idle-ms", "60000",
+                    "--max-frame", "2m", "--encryption", enc, listen ? "--listen" : NULL, listen,
+                    NULL);
+}
+
+/* A libmpb client without encryption on endpoint: it gets in and is served. */
+static void assert_client_served(th_broker_t *b, const char *endpoint, const char *name) {
+    size_t kl;
+    const char *key = th_authkey(b, &kl);
+    mpb_options_t o;
+    mpb_options_init(&o);
+    o.encryption = MPB_ENCRYPTION_OFF;
+    o.connect_timeout_ms = 5000;
+    mpb_client_t *cl = NULL;
+    th_assert_ok(mpb_connect(endpoint, key, kl, &o, &cl), cl);
+    th_assert_dict_roundtrip(cl, name, 7);
+    mpb_close(&cl);
+}
+
+static void test_seclimits_hello_flood_tcp(void **state) {
+    (void)state;
+    th_broker_t b;
+    start_hs_broker(&b, NULL, "off");
+    const char *port = strrchr(b.endpoint, ':') + 1;
+    char from2[128], from3[128], from4[128];
+    snprintf(from2, sizeof from2, "tcp://127.0.0.2:0;127.0.0.1:%s", port);
+    snprintf(from3, sizeof from3, "tcp://127.0.0.3:0;127.0.0.1:%s", port);
+    snprintf(from4, sizeof from4, "tcp://127.0.0.4:0;127.0.0.1:%s", port);
+    void *ctx = zmq_ctx_new();
+    assert_non_null(ctx);
+    static rawclient_t a[HS_FLOOD], c[HS_FLOOD], d[1];
+    int ok, refused;
+    char why[512] = "";
+
+    /* one address: its share, then ELIMIT naming why */
+    hello_flood(ctx, from2, a, HS_FLOOD, &ok, &refused, why, sizeof why);
+    print_message("%d HELLOs from 127.0.0.2: %d challenged, %d refused (%s)\n", HS_FLOOD, ok,
+                  refused, why);
+    assert_int_equal(ok, HS_SHARE);
+    assert_int_equal(refused, HS_FLOOD - HS_SHARE);
+    assert_non_null(strstr(why, "too many handshakes in progress from this address (32"));
+    assert_true(th_wait_log_line(&b, "msg=\"handshake refused\" addr=127.0.0.2", 2000));
+
+    /* a client from 127.0.0.1 gets in meanwhile (before, the table was full: ELIMIT) */
+    assert_client_served(&b, b.endpoint, "hsflood");
+
+    /* a second address takes the rest of the table; then it is full for everyone */
+    hello_flood(ctx, from3, c, HS_FLOOD, &ok, &refused, NULL, 0);
+    assert_int_equal(ok, HS_MAX - HS_SHARE);
+    assert_int_equal(refused, HS_FLOOD - (HS_MAX - HS_SHARE));
+    hello_flood(ctx, from4, d, 1, &ok, &refused, why, sizeof why);
+    assert_int_equal(ok, 0);
+    assert_non_null(strstr(why, "too many handshakes in progress (max-handshakes 64)"));
+
+    /* a finished handshake leaves the table: one of 127.0.0.3's proves the key, and 127.0.0.4
+     * gets its place */
+    size_t kl;
+    const char *key = th_authkey(&b, &kl);
+    assert_int_equal(rc_auth(&c[0], key, kl, NULL, 5000), 0);
+    rc_close(&d[0]);
+    hello_flood(ctx, from4, d, 1, &ok, &refused, NULL, 0);
+    assert_int_equal(ok, 1);
+
+    close_all(a, HS_FLOOD);
+    close_all(c, HS_FLOOD);
+    close_all(d, 1);
+    zmq_ctx_term(ctx);
+    th_broker_stop_checked(&b);
+}
+
+/* Over ipc:// an address is a process: a child floods, the test's own process still gets in. */
+static void test_seclimits_hello_flood_ipc(void **state) {
+    (void)state;
+    char ipc[300];
+    snprintf(ipc, sizeof ipc, "ipc:///tmp/mpbtest-hs-%d.sock", (int)getpid());
+    th_broker_t b;
+    start_hs_broker(&b, ipc, "auto");
+    int up[2], down[2];
+    assert_int_equal(pipe(up), 0);
+    assert_int_equal(pipe(down), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* the flood: its counts up the pipe, then it holds on until told */
+        static rawclient_t a[HS_FLOOD];
+        void *ctx = zmq_ctx_new();
+        int counts[3] = {0, 0, 0}; /* challenged, refused, anything else (no asserts here) */
+        for (int i = 0; i < HS_FLOOD; i++) {
+            int rc = !ctx || rc_open(&a[i], ctx, ipc) ? -1 : rc_hello(&a[i], NULL, 10000);
+            counts[rc == 0 ? 0 : rc == MPB_ELIMIT ? 1 : 2]++;
+        }
+        if (write(up[1], counts, sizeof counts) != (ssize_t)sizeof counts) _exit(1);
+        struct pollfd p = {down[0], POLLIN, 0};
+        poll(&p, 1, 60000);
+        close_all(a, HS_FLOOD);
+        if (ctx) zmq_ctx_term(ctx);
+        _exit(0);
+    }
+    close(up[1]);
+    close(down[0]);
+    int counts[3] = {-1, -1, -1};
+    struct pollfd p = {up[0], POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 60000), 1);
+    assert_int_equal(read(up[0], counts, sizeof counts), (ssize_t)sizeof counts);
+    print_message("%d HELLOs from one process over ipc://: %d challenged, %d refused\n", HS_FLOOD,
+                  counts[0], counts[1]);
+    assert_int_equal(counts[2], 0);
+    assert_int_equal(counts[0], HS_SHARE);
+    assert_int_equal(counts[1], HS_FLOOD - HS_SHARE);
+
+    /* this process is another address: its HELLO is answered, and a client gets in */
+    rawclient_t r;
+    assert_int_equal(rc_open(&r, NULL, ipc), 0);
+    assert_int_equal(rc_hello(&r, NULL, 5000), 0);
+    rc_close(&r);
+    assert_client_served(&b, ipc, "hsflood-ipc");
+
+    assert_int_equal(write(down[1], "x", 1), 1);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(up[0]);
+    close(down[1]);
+    th_broker_stop_checked(&b);
+}
+
+/* mpbrokerd --check-config with data as its data-dir and up to two more arguments (a2, or
+ * both, NULL: none): its exit status; what it wrote in r. */
+static int check_config(const char *data, const char *a1, const char *a2, th_run_t *r) {
+    const char *argv[] = {MPBROKERD_PATH,
+                          "--check-config",
+                          "--listen",
+                          "tcp://127.0.0.1:0",
+                          "--data-dir",
+                          data,
+                          a1,
+                          a2,
+                          NULL};
+    return th_run(argv, NULL, r);
+}
+
+/* max-handshakes is a setting as every other: flag, file and default printed by
+ * --check-config, a bad value refused, and --help lists it. */
+static void test_seclimits_max_handshakes_setting(void **state) {
+    (void)state;
+    char dir[] = "/tmp/mpbhs.XXXXXX", conf[64], data[64], want[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(conf, sizeof conf, "%s/conf", dir);
+    snprintf(data, sizeof data, "%s/d", dir);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs("max-handshakes = 300\n", f);
+    fclose(f);
+    static th_run_t r;
+    assert_int_equal(check_config(data, "--max-handshakes", "64", &r), 0);
+    assert_non_null(strstr(r.out, "\nmax-handshakes = 64  # flag --max-handshakes\n"));
+    assert_int_equal(check_config(data, NULL, NULL, &r), 0);
+    assert_non_null(strstr(r.out, "\nmax-handshakes = 4096  # default\n"));
+    assert_int_equal(check_config(data, "--config", conf, &r), 0);
+    snprintf(want, sizeof want, "\nmax-handshakes = 300  # %s:1\n", conf);
+    assert_non_null(strstr(r.out, want));
+    assert_int_equal(check_config(data, "--max-handshakes", "1", &r), 2);
+    assert_non_null(strstr(r.err, "--max-handshakes: '1' is not a number from 2 to 1000000"));
+    const char *help[] = {MPBROKERD_PATH, "--help", NULL};
+    assert_int_equal(th_run(help, NULL, &r), 0);
+    assert_non_null(strstr(r.out, "--max-handshakes N"));
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* Sums the not_logged=N fields of the log lines whose msg is msg; *lines gets how many. */
@@ -202,6 +414,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seclimits_sessions_per_conn),
         cmocka_unit_test(test_seclimits_max_sessions),
+        cmocka_unit_test(test_seclimits_hello_flood_tcp),
+        cmocka_unit_test(test_seclimits_hello_flood_ipc),
+        cmocka_unit_test(test_seclimits_max_handshakes_setting),
         cmocka_unit_test(test_seclimits_log_flood),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

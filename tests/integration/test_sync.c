@@ -38,18 +38,13 @@ static int reap_any(pid_t *pids, int n, int timeout_ms) {
 
 #define EV_WAITERS 5
 
-static int event_waiter(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int event_waiter(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_event_t *e;
     CKC(c, mpb_event_open(c, "ev", &e));
     int rc = mpb_event_wait(e, MPB_FOREVER);
     CKC(c, rc);
     CK(rc == 1);
     mpb_event_close(&e);
-    mpb_close(&c);
     return 0;
 }
 
@@ -57,7 +52,7 @@ static void test_event_set_wakes_every_waiter(void **state) {
     (void)state;
     pid_t pids[EV_WAITERS];
     for (int i = 0; i < EV_WAITERS; i++)
-        pids[i] = th_child_spawn(event_waiter, i, NULL);
+        pids[i] = th_client_spawn(event_waiter, i, NULL);
     mpb_client_t *c = th_connect(&B);
     mpb_event_t *e;
     assert_int_equal(mpb_event_open(c, "ev", &e), 0);
@@ -93,11 +88,7 @@ static void test_event_set_wakes_every_waiter(void **state) {
 #define BAR_PARTIES 4
 #define BAR_ROUNDS  5
 
-static int barrier_rounds_child(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int barrier_rounds_child(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_barrier_t *b;
     mpb_dict_t *d;
     CKC(c, mpb_barrier_open(c, "bar", BAR_PARTIES, -1, &b));
@@ -114,13 +105,12 @@ static int barrier_rounds_child(int idx, const char *arg) {
     }
     mpb_dict_close(&d);
     mpb_barrier_close(&b);
-    mpb_close(&c);
     return 0;
 }
 
 static void test_barrier_rounds_hand_out_each_index_once(void **state) {
     (void)state;
-    assert_int_equal(th_child_spawn_all(BAR_PARTIES, barrier_rounds_child, NULL, 60), 0);
+    assert_int_equal(th_client_spawn_all(BAR_PARTIES, barrier_rounds_child, NULL, 60), 0);
     mpb_client_t *c = th_connect(&B);
     mpb_dict_t *d;
     assert_int_equal(mpb_dict_open(c, "bar.seen", &d), 0);
@@ -148,11 +138,8 @@ static void test_barrier_rounds_hand_out_each_index_once(void **state) {
     mpb_close(&c);
 }
 
-static int barrier_expect_broken(int idx, const char *arg) {
-    (void)idx;
+static int barrier_expect_broken(mpb_client_t *c, TH_UNUSED int idx, const char *arg) {
     const char *name = arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
     mpb_barrier_t *b;
     CKC(c, mpb_barrier_open(c, name, 0, -1, &b));
     int rc = mpb_barrier_wait(b, MPB_FOREVER, NULL);
@@ -160,15 +147,10 @@ static int barrier_expect_broken(int idx, const char *arg) {
     CK(rc == MPB_EBROKEN);
     CK(strstr(mpb_errmsg(c), "broken barrier") != NULL);
     mpb_barrier_close(&b);
-    mpb_close(&c);
     return 0;
 }
 
-static int barrier_once_child(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int barrier_once_child(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_barrier_t *b;
     mpb_dict_t *d;
     CKC(c, mpb_barrier_open(c, "bar2", 0, -1, &b));
@@ -182,7 +164,6 @@ static int barrier_once_child(int idx, const char *arg) {
     CK(times == 1);
     mpb_dict_close(&d);
     mpb_barrier_close(&b);
-    mpb_close(&c);
     return 0;
 }
 
@@ -195,8 +176,8 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     int broken;
 
     /* two parties wait; a third times out: all three get EBROKEN */
-    pid_t w[2] = {th_child_spawn(barrier_expect_broken, 0, "bar2"),
-                  th_child_spawn(barrier_expect_broken, 1, "bar2")};
+    pid_t w[2] = {th_client_spawn(barrier_expect_broken, 0, "bar2"),
+                  th_client_spawn(barrier_expect_broken, 1, "bar2")};
     assert_true(th_wait_field(c, "barrier/bar2", "n_waiting", 2, 20000));
     assert_int_equal(mpb_barrier_state(b, &parties, &waiting, &broken), 0);
     assert_int_equal(parties, BAR_PARTIES);
@@ -221,7 +202,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     assert_int_equal(mpb_barrier_reset(b), 0);
     assert_int_equal(mpb_barrier_state(b, NULL, NULL, &broken), 0);
     assert_int_equal(broken, 0);
-    assert_int_equal(th_child_spawn_all(BAR_PARTIES, barrier_once_child, NULL, 30), 0);
+    assert_int_equal(th_client_spawn_all(BAR_PARTIES, barrier_once_child, NULL, 30), 0);
     mpb_dict_t *d;
     uint64_t len;
     assert_int_equal(mpb_dict_open(c, "bar2.seen", &d), 0);
@@ -230,7 +211,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     mpb_dict_close(&d);
 
     /* abort breaks it for the waiting party and for later ones */
-    pid_t a = th_child_spawn(barrier_expect_broken, 0, "bar2");
+    pid_t a = th_client_spawn(barrier_expect_broken, 0, "bar2");
     assert_true(th_wait_field(c, "barrier/bar2", "n_waiting", 1, 20000));
     assert_int_equal(mpb_barrier_abort(b), 0);
     assert_int_equal(th_wait(a, 10), 0);
@@ -240,7 +221,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
     assert_int_equal(mpb_barrier_wait(b, 0, NULL), MPB_EBROKEN);
     /* reset with a party waiting: it gets EBROKEN, the barrier is whole */
     assert_int_equal(mpb_barrier_reset(b), 0);
-    a = th_child_spawn(barrier_expect_broken, 0, "bar2");
+    a = th_client_spawn(barrier_expect_broken, 0, "bar2");
     assert_true(th_wait_field(c, "barrier/bar2", "n_waiting", 1, 20000));
     assert_int_equal(mpb_barrier_reset(b), 0);
     assert_int_equal(th_wait(a, 10), 0);
@@ -270,11 +251,7 @@ static void test_barrier_timeout_abort_and_reset(void **state) {
 #define CV_INCRS 4
 #define CV_EACH  25
 
-static int cv_incr_child(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int cv_incr_child(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_condition_t *cv;
     mpb_value_t *v;
     CKC(c, mpb_condition_open(c, "cv.count", NULL, &cv));
@@ -287,7 +264,6 @@ static int cv_incr_child(int idx, const char *arg) {
     }
     mpb_value_close(&v);
     mpb_condition_close(&cv);
-    mpb_close(&c);
     return 0;
 }
 
@@ -315,7 +291,7 @@ static void test_condition_wait_for_a_counter(void **state) {
     /* the incrementers start while we hold the lock, and get it once we wait */
     pid_t pids[CV_INCRS];
     for (int i = 0; i < CV_INCRS; i++)
-        pids[i] = th_child_spawn(cv_incr_child, i, NULL);
+        pids[i] = th_client_spawn(cv_incr_child, i, NULL);
     pred_arg_t pa = {v, CV_INCRS * CV_EACH, 0};
     assert_int_equal(mpb_condition_wait_for(cv, count_reached, &pa, 30000), 1);
     /* the lock is ours again: the count cannot move */
@@ -341,11 +317,7 @@ static void test_condition_wait_for_a_counter(void **state) {
     mpb_close(&c);
 }
 
-static int cv_waiter_child(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int cv_waiter_child(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_condition_t *cv;
     CKC(c, mpb_condition_open(c, "cv.n3", "lock/cv.n3.lock", &cv));
     CKC(c, mpb_condition_acquire(cv, MPB_FOREVER, NULL));
@@ -355,7 +327,6 @@ static int cv_waiter_child(int idx, const char *arg) {
     /* woken holding the lock */
     CKC(c, mpb_condition_release(cv));
     mpb_condition_close(&cv);
-    mpb_close(&c);
     return 0;
 }
 
@@ -363,7 +334,7 @@ static void test_condition_notify_wakes_exactly_n(void **state) {
     (void)state;
     pid_t pids[3];
     for (int i = 0; i < 3; i++)
-        pids[i] = th_child_spawn(cv_waiter_child, i, NULL);
+        pids[i] = th_client_spawn(cv_waiter_child, i, NULL);
     mpb_client_t *c = th_connect(&B);
     mpb_condition_t *cv;
     assert_int_equal(mpb_condition_open(c, "cv.n3", "lock/cv.n3.lock", &cv), 0);
@@ -452,11 +423,7 @@ static void test_condition_wait_timeout_and_misuse(void **state) {
 
 /* A condition's lock stays while waiters need it back: deleting it is refused, naming the
  * condition, from the wait until the woken waiter has released the lock. */
-static int cv_del_child(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int cv_del_child(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_condition_t *cv;
     mpb_event_t *woken, *go;
     CKC(c, mpb_condition_open(c, "cv.del", "lock/cv.del.lock", &cv));
@@ -472,7 +439,6 @@ static int cv_del_child(int idx, const char *arg) {
     mpb_event_close(&go);
     mpb_event_close(&woken);
     mpb_condition_close(&cv);
-    mpb_close(&c);
     return 0;
 }
 
@@ -484,7 +450,7 @@ static void test_condition_lock_cannot_be_deleted_under_its_waiters(void **state
     assert_int_equal(mpb_condition_open(c, "cv.del", "lock/cv.del.lock", &cv), 0);
     assert_int_equal(mpb_event_open(c, "cv.del.woken", &woken), 0);
     assert_int_equal(mpb_event_open(c, "cv.del.go", &go), 0);
-    pid_t p = th_child_spawn(cv_del_child, 0, NULL);
+    pid_t p = th_client_spawn(cv_del_child, 0, NULL);
     assert_true(th_wait_field(c, "condition/cv.del", "waiters", 1, 20000));
     /* parked on the condition: the lock is free, and still not to be deleted */
     assert_int_equal(th_describe_int(c, "lock/cv.del.lock", "locked"), 0);
@@ -520,11 +486,7 @@ static void test_condition_lock_cannot_be_deleted_under_its_waiters(void **state
 #define SEM_PROCS 6
 #define SEM_ITERS 15
 
-static int sem_child(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int sem_child(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_semaphore_t *s;
     mpb_dict_t *d;
     CKC(c, mpb_semaphore_open(c, "sem", SEM_UNITS, 0, &s));
@@ -543,20 +505,14 @@ static int sem_child(int idx, const char *arg) {
     }
     mpb_dict_close(&d);
     mpb_semaphore_close(&s);
-    mpb_close(&c);
     return 0;
 }
 
-static int sem_blocked_child(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int sem_blocked_child(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_semaphore_t *s;
     CKC(c, mpb_semaphore_open(c, "sem0", -1, -1, &s));
     CKC(c, mpb_semaphore_acquire(s, MPB_FOREVER));
     mpb_semaphore_close(&s);
-    mpb_close(&c);
     return 0;
 }
 
@@ -569,7 +525,7 @@ static void test_semaphore_limits_and_errors(void **state) {
     assert_int_equal(mpb_dict_open(c, "sem.d", &d), 0);
     assert_int_equal(mpb_dict_set_i64(d, "inside", 0), 0);
     assert_int_equal(mpb_dict_set_i64(d, "top", 0), 0);
-    assert_int_equal(th_child_spawn_all(SEM_PROCS, sem_child, NULL, 60), 0);
+    assert_int_equal(th_client_spawn_all(SEM_PROCS, sem_child, NULL, 60), 0);
     int64_t v, top;
     assert_int_equal(mpb_semaphore_value(s, &v), 0);
     assert_int_equal(v, SEM_UNITS);
@@ -593,7 +549,7 @@ static void test_semaphore_limits_and_errors(void **state) {
     assert_int_equal(v, 0);
     assert_int_equal(th_describe_int(c, "semaphore/sem0", "waiters"), 0);
     /* a release from another client wakes a blocked acquirer */
-    pid_t p = th_child_spawn(sem_blocked_child, 0, NULL);
+    pid_t p = th_client_spawn(sem_blocked_child, 0, NULL);
     assert_true(th_wait_field(c, "semaphore/sem0", "waiters", 1, 20000));
     assert_int_equal(mpb_semaphore_release(s, 1), 0);
     assert_int_equal(th_wait(p, 10), 0);
@@ -660,17 +616,12 @@ static void test_signalling_semaphore_units_do_not_come_back(void **state) {
 
 /* A semaphore made by an open without a value, or by use, is Semaphore(1) until an open
  * gives its settings: the units taken stay taken, and a parked acquirer gets the new ones. */
-static int sem_late_child(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int sem_late_child(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_semaphore_t *s;
     CKC(c, mpb_semaphore_open(c, "late.sem", -1, -1, &s));
     CKC(c, mpb_semaphore_acquire(s, 20000));
     CKC(c, mpb_semaphore_release(s, 1));
     mpb_semaphore_close(&s);
-    mpb_close(&c);
     return 0;
 }
 
@@ -682,7 +633,7 @@ static void test_semaphore_settings_come_from_the_first_open_that_gives_them(voi
     assert_int_equal(mpb_semaphore_open(c, "late.sem", -1, -1, &s), 0);
     assert_int_equal(th_describe_int(c, "semaphore/late.sem", "initial"), 1);
     assert_int_equal(mpb_semaphore_acquire(s, 0), 0); /* the default unit */
-    pid_t p = th_child_spawn(sem_late_child, 0, NULL);
+    pid_t p = th_client_spawn(sem_late_child, 0, NULL);
     assert_true(th_wait_field(c, "semaphore/late.sem", "waiters", 1, 20000));
     /* BoundedSemaphore(3): two more units, one of them for the parked acquirer */
     assert_int_equal(mpb_semaphore_open(c, "late.sem", 3, 1, &s2), 0);
@@ -775,18 +726,13 @@ static void test_semaphore_release_by_another_pays_off_the_oldest_hold(void **st
 }
 
 /* Counts a client could push past int64 are refused with a reason, and change nothing. */
-static int bar_huge_timeout_child(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int bar_huge_timeout_child(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_barrier_t *b;
     CKC(c, mpb_barrier_open(c, "ovf.bart", 0, -1, &b));
     int64_t index;
     CKC(c, mpb_barrier_wait(b, MPB_FOREVER, &index));
     CK(index == 0);
     mpb_barrier_close(&b);
-    mpb_close(&c);
     return 0;
 }
 
@@ -839,7 +785,7 @@ static void test_counts_that_would_overflow_are_refused(void **state) {
                                    0xff, 0xff, 0xff, 0xff, 0xff}; /* [2, INT64_MAX] */
     assert_int_equal(mpb_call(c, MPB_OP_BARRIER_OPEN, "ovf.bart", args, sizeof args, 0, NULL, NULL),
                      0);
-    pid_t p = th_child_spawn(bar_huge_timeout_child, 0, NULL);
+    pid_t p = th_client_spawn(bar_huge_timeout_child, 0, NULL);
     assert_true(th_wait_field(c, "barrier/ovf.bart", "n_waiting", 1, 20000));
     usleep(300000); /* it does not time out at once */
     assert_int_equal(mpb_barrier_open(c, "ovf.bart", 2, -1, &b), 0);
@@ -859,23 +805,18 @@ static void test_counts_that_would_overflow_are_refused(void **state) {
 #define VAL_PROCS 8
 #define VAL_ADDS  500
 
-static int value_add_child(int idx, const char *arg) {
-    (void)idx;
-    (void)arg;
-    mpb_client_t *c = th_child_connect();
-    CK(c);
+static int value_add_child(mpb_client_t *c, TH_UNUSED int idx, TH_UNUSED const char *arg) {
     mpb_value_t *v;
     CKC(c, mpb_value_open(c, "val.count", NULL, 0, &v));
     for (int i = 0; i < VAL_ADDS; i++)
         CKC(c, mpb_value_add_i64(v, 1, NULL));
     mpb_value_close(&v);
-    mpb_close(&c);
     return 0;
 }
 
 static void test_value_ops(void **state) {
     (void)state;
-    assert_int_equal(th_child_spawn_all(VAL_PROCS, value_add_child, NULL, 60), 0);
+    assert_int_equal(th_client_spawn_all(VAL_PROCS, value_add_child, NULL, 60), 0);
     mpb_client_t *c = th_connect(&B);
     mpb_value_t *v;
     int64_t x;
@@ -1018,7 +959,7 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     th_broker_stop_checked(&B);
 }
 
-static const th_child_fn child_fns[] = {
+static const th_client_fn child_fns[] = {
     event_waiter,       barrier_rounds_child, barrier_expect_broken,
     barrier_once_child, cv_incr_child,        cv_waiter_child,
     sem_child,          sem_blocked_child,    value_add_child,
@@ -1026,7 +967,7 @@ static const th_child_fn child_fns[] = {
 };
 
 int main(int argc, char **argv) {
-    th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns));
+    th_client_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns), NULL, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_set_wakes_every_waiter),
         cmocka_unit_test(test_barrier_rounds_hand_out_each_index_once),

@@ -226,11 +226,21 @@ static void test_2000_parked_getters_each_get_one_item(void **state) {
 
 #define FIFO_N 5
 
-static int fifo_getter(int idx, const char *arg) {
-    (void)arg;
+/* Starts FIFO_N children running fn, each once the one before is parked (field of path reads
+ * its count), so that they queue in the order of idx; pause_ms more between them. */
+static void spawn_in_line(mpb_client_t *c, th_client_fn fn, const char *path, const char *field,
+                          pid_t *pids, int pause_ms) {
+    for (int i = 0; i < FIFO_N; i++) {
+        pids[i] = th_client_spawn(fn, i, NULL);
+        bool ok = th_wait_field(c, path, field, i + 1, 20000);
+        if (!ok) kill_all(pids, i + 1);
+        assert_true(ok);
+        usleep((useconds_t)pause_ms * 1000);
+    }
+}
+
+static int fifo_getter(mpb_client_t *c, int idx, TH_UNUSED const char *arg) {
     int me = idx;
-    mpb_client_t *c = NULL;
-    if (th_connect_opts(&B, NULL, &c)) return 1;
     mpb_queue_t *q;
     mpb_dict_t *d;
     CKC(c, mpb_queue_open(c, "fifo", -1, -1, &q));
@@ -246,7 +256,6 @@ static int fifo_getter(int idx, const char *arg) {
     CKC(c, mpb_dict_set_i64(d, key, item));
     mpb_dict_close(&d);
     mpb_queue_close(&q);
-    mpb_close(&c);
     return 0;
 }
 
@@ -256,13 +265,7 @@ static void test_blocked_getters_are_served_in_arrival_order(void **state) {
     mpb_queue_t *q;
     assert_int_equal(mpb_queue_open(c, "fifo", 0, 0, &q), 0);
     pid_t pids[FIFO_N];
-    for (int i = 0; i < FIFO_N; i++) {
-        pids[i] = th_child_spawn(fifo_getter, i, NULL);
-        bool ok = th_wait_field(c, "queue/fifo", "getters", i + 1, 20000);
-        if (!ok) kill_all(pids, i + 1);
-        assert_true(ok);
-        usleep(100000);
-    }
+    spawn_in_line(c, fifo_getter, "queue/fifo", "getters", pids, 100);
     for (int i = 0; i < FIFO_N; i++) {
         uint8_t b[MPB_PACK_MAX_SCALAR];
         assert_int_equal(mpb_queue_put(q, b, mpb_pack_i64(b, i), 0), 0);
@@ -285,23 +288,16 @@ static void test_blocked_getters_are_served_in_arrival_order(void **state) {
 
 /* Blocked putters enter a full queue in arrival order, and blocked semaphore acquirers get
  * units in arrival order. */
-static int fifo_putter(int idx, const char *arg) {
-    (void)arg;
-    mpb_client_t *c = NULL;
-    if (th_connect_opts(&B, NULL, &c)) return 1;
+static int fifo_putter(mpb_client_t *c, int idx, TH_UNUSED const char *arg) {
     mpb_queue_t *q;
     CKC(c, mpb_queue_open(c, "fifo.full", -1, -1, &q));
     uint8_t b[MPB_PACK_MAX_SCALAR];
     CKC(c, mpb_queue_put(q, b, mpb_pack_i64(b, 100 + idx), MPB_FOREVER));
     mpb_queue_close(&q);
-    mpb_close(&c);
     return 0;
 }
 
-static int fifo_sem_taker(int idx, const char *arg) {
-    (void)arg;
-    mpb_client_t *c = NULL;
-    if (th_connect_opts(&B, NULL, &c)) return 1;
+static int fifo_sem_taker(mpb_client_t *c, int idx, TH_UNUSED const char *arg) {
     mpb_semaphore_t *s;
     mpb_list_t *order;
     CKC(c, mpb_semaphore_open(c, "fifo.sem", -1, -1, &s));
@@ -311,7 +307,6 @@ static int fifo_sem_taker(int idx, const char *arg) {
     CKC(c, mpb_list_append(order, b, mpb_pack_i64(b, idx)));
     mpb_list_close(&order);
     mpb_semaphore_close(&s);
-    mpb_close(&c);
     return 0;
 }
 
@@ -323,20 +318,11 @@ static void test_blocked_putters_and_acquirers_are_served_in_arrival_order(void 
     assert_int_equal(mpb_queue_open(c, "fifo.full", 1, 0, &q), 0);
     assert_int_equal(mpb_queue_put(q, b, mpb_pack_i64(b, 0), 0), 0);
     pid_t pids[FIFO_N];
-    for (int i = 0; i < FIFO_N; i++) {
-        pids[i] = th_child_spawn(fifo_putter, i, NULL);
-        bool ok = th_wait_field(c, "queue/fifo.full", "putters", i + 1, 20000);
-        if (!ok) kill_all(pids, i + 1);
-        assert_true(ok);
-    }
+    spawn_in_line(c, fifo_putter, "queue/fifo.full", "putters", pids, 0);
     /* each get makes room for the oldest putter */
     for (int i = 0; i <= FIFO_N; i++) {
-        void *v;
-        size_t vl;
         int64_t x;
-        assert_int_equal(mpb_queue_get(q, &v, &vl, 10000), 0);
-        assert_int_equal(mpb_unpack_i64(v, vl, &x), 0);
-        mpb_free(v);
+        assert_int_equal(mpb_queue_get_i64(q, &x, 10000), 0);
         assert_int_equal(x, i == 0 ? 0 : 100 + i - 1);
     }
     for (int i = 0; i < FIFO_N; i++)
@@ -345,12 +331,7 @@ static void test_blocked_putters_and_acquirers_are_served_in_arrival_order(void 
 
     mpb_semaphore_t *s;
     assert_int_equal(mpb_semaphore_open(c, "fifo.sem", 0, 0, &s), 0);
-    for (int i = 0; i < FIFO_N; i++) {
-        pids[i] = th_child_spawn(fifo_sem_taker, i, NULL);
-        bool ok = th_wait_field(c, "semaphore/fifo.sem", "waiters", i + 1, 20000);
-        if (!ok) kill_all(pids, i + 1);
-        assert_true(ok);
-    }
+    spawn_in_line(c, fifo_sem_taker, "semaphore/fifo.sem", "waiters", pids, 0);
     for (int i = 0; i < FIFO_N; i++) {
         assert_int_equal(mpb_semaphore_release(s, 1), 0);
         assert_true(th_wait_field(c, "semaphore/fifo.sem", "waiters", FIFO_N - 1 - i, 10000));
@@ -359,12 +340,8 @@ static void test_blocked_putters_and_acquirers_are_served_in_arrival_order(void 
     mpb_list_t *order;
     assert_int_equal(mpb_list_open(c, "fifo.sem.order", &order), 0);
     for (int i = 0; i < FIFO_N; i++) {
-        void *v;
-        size_t vl;
         int64_t x;
-        assert_int_equal(mpb_list_get(order, i, &v, &vl), 0);
-        assert_int_equal(mpb_unpack_i64(v, vl, &x), 0);
-        mpb_free(v);
+        assert_int_equal(mpb_list_get_i64(order, i, &x), 0);
         assert_int_equal(x, i);
     }
     mpb_list_close(&order);
@@ -460,12 +437,8 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     assert_int_equal(mpb_queue_open(c, "final", 0, 0, &q), 0);
     uint8_t b[MPB_PACK_MAX_SCALAR];
     assert_int_equal(mpb_queue_put(q, b, mpb_pack_i64(b, 9), 0), 0);
-    void *v;
-    size_t vl;
     int64_t x;
-    assert_int_equal(mpb_queue_get(q, &v, &vl, 0), 0);
-    assert_int_equal(mpb_unpack_i64(v, vl, &x), 0);
-    mpb_free(v);
+    assert_int_equal(mpb_queue_get_i64(q, &x, 0), 0);
     assert_int_equal(x, 9);
     th_assert_dict_roundtrip(c, "final.d", 5);
     mpb_queue_close(&q);
@@ -473,15 +446,11 @@ static void test_broker_still_serves_and_exits_cleanly(void **state) {
     th_broker_stop_checked(&B);
 }
 
-static const th_child_fn child_fns[] = {
-    getters_child,
-    fifo_getter,
-    fifo_putter,
-    fifo_sem_taker,
-};
+static const th_client_fn child_fns[] = {fifo_getter, fifo_putter, fifo_sem_taker};
+static const th_child_fn bare_fns[] = {getters_child}; /* its threads connect */
 
 int main(int argc, char **argv) {
-    th_child_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns));
+    th_client_main(argc, argv, &B, child_fns, TH_NELEMS(child_fns), bare_fns, TH_NELEMS(bare_fns));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_2000_parked_getters_each_get_one_item),
         cmocka_unit_test(test_blocked_getters_are_served_in_arrival_order),

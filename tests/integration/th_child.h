@@ -1,7 +1,8 @@
 /* th_child.h - child processes for the integration tests that drive the broker from many
- * processes: a test starts fn(idx, arg) in a fresh run of its own program, the child connects
- * to the same broker, and it reports through its exit status (CK, CKC) since it runs outside
- * cmocka. One table per test program names the functions a child may run. */
+ * processes: a test starts a function in a fresh run of its own program, connected to the same
+ * broker, and the child reports through its exit status (CK, CKC) since it runs outside cmocka.
+ * One table per test program names the functions a child may run: client functions, which the
+ * harness connects for and closes after, and bare ones, which connect themselves (or not). */
 #ifndef MPB_TH_CHILD_H
 #define MPB_TH_CHILD_H
 
@@ -33,8 +34,13 @@
     } while (0)
 
 /* What a child runs: idx tells siblings apart, arg is the string given to th_child_spawn
- * (NULL when none). Its return value is the child's exit status. */
+ * (NULL when none). Its return value is the child's exit status. A client function gets c,
+ * connected with the default options (so a heartbeat thread keeps an idle session alive); the
+ * harness closes it when the function returns. A bare one connects as it needs. */
+typedef int (*th_client_fn)(mpb_client_t *c, int idx, const char *arg);
 typedef int (*th_child_fn)(int idx, const char *arg);
+/* Marks the idx or arg a child function does not use (most use neither). */
+#define TH_UNUSED __attribute__((unused))
 
 #define TH_NELEMS(a) ((int)(sizeof(a) / sizeof *(a)))
 
@@ -45,6 +51,10 @@ typedef int (*th_child_fn)(int idx, const char *arg);
  * copies the endpoint and key file into *b, runs the function and exits with its status (126: no
  * such function), so it returns only in the test process. */
 void th_child_main(int argc, char **argv, th_broker_t *b, const th_child_fn *fns, int nfns);
+/* The same for a program whose children are client functions, and bare ones if any (bare:
+ * NULL, 0 when none). A child whose connection fails prints why and exits with 1. */
+void th_client_main(int argc, char **argv, th_broker_t *b, const th_client_fn *fns, int nfns,
+                    const th_child_fn *bare, int nbare);
 
 /* Starts fn(idx, arg) in a child process; returns its pid (wait with th_wait). fn must be in
  * the table. Unlike th_fork, the child is a fork followed at once by an exec of
@@ -53,10 +63,12 @@ void th_child_main(int argc, char **argv, th_broker_t *b, const th_child_fn *fns
  * of them held at that instant - the sanitizer allocator's, say - and can hang in its first
  * malloc. */
 pid_t th_child_spawn(th_child_fn fn, int idx, const char *arg);
+pid_t th_client_spawn(th_client_fn fn, int idx, const char *arg);
 
 /* Runs fn(0..n-1, arg) in n children (n <= 64) and waits for them; stragglers are killed
  * after timeout_s. Returns how many failed (n when n is too large). */
 int th_child_spawn_all(int n, th_child_fn fn, const char *arg, int timeout_s);
+int th_client_spawn_all(int n, th_client_fn fn, const char *arg, int timeout_s);
 
 /* In a child: connects to the broker with the default options (so a heartbeat thread keeps an
  * idle session alive). On failure prints why and returns NULL. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -460,6 +461,41 @@ uint32_t tp_raw_take(mpb_client_t *c) {
     mpb__rd_array(&r, &n);
     mpb_free(res);
     return n;
+}
+
+/* ---- task counters and running tasks ---- */
+
+uint32_t *tp_counts_file(const char *name, uint32_t n) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", tp_broker.dir, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)(n * sizeof(uint32_t))), 0);
+    uint32_t *m = mmap(NULL, n * sizeof(uint32_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    assert_true(m != MAP_FAILED);
+    close(fd);
+    setenv("MPB_TEST_COUNTS", path, 1);
+    return m;
+}
+
+void tp_wait_running(mpb_client_t *mon, pid_t w) {
+    tp_wstat_t ws = {0};
+    int64_t end = th_now_ms() + 10000;
+    while (!(tp_worker_stat(mon, w, &ws) && ws.running == 1 && ws.ntasks == 1)) {
+        if (th_now_ms() > end) fail_msg("worker %d never ran the task", (int)w);
+        usleep(5000);
+    }
+}
+
+int tp_cli_map_output(const char *fn, const char *items, char *err, size_t n) {
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "'%s' -e '%s' -k '%s' pool map %s '%s' --output 2>&1 >/dev/null",
+             th_mpb_cli, tp_broker.endpoint, tp_broker.keyfile, fn, items);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t k = fread(err, 1, n - 1, f);
+    err[k] = 0;
+    return pclose(f);
 }
 
 /* ---- /metrics, from a broker started with --http 127.0.0.1:0 ---- */

@@ -133,6 +133,19 @@ int tp_raw_submit(mpb_client_t *c, const char *fn, int mode, uint64_t job, uint3
 /* pool.take over every id, not waiting: how many finished tasks it took (0 if none ready). */
 uint32_t tp_raw_take(mpb_client_t *c);
 
+/* ---- task counters and running tasks ---- */
+
+/* n 32-bit counters in the file name of the broker's directory, zeroed and mapped (shared),
+ * and $MPB_TEST_COUNTS naming it for the workers started next (testfns count there). */
+uint32_t *tp_counts_file(const char *name, uint32_t n);
+/* Waits (up to 10 s) until the one-slot worker w runs a task (pool.stats lists it with its
+ * age); fails the test if not. */
+void tp_wait_running(mpb_client_t *mon, pid_t w);
+
+/* Runs `mpb pool map FN ITEMS --output` against tp_broker; its stderr in err (n bytes at most,
+ * NUL-terminated). Returns pclose()'s status. */
+int tp_cli_map_output(const char *fn, const char *items, char *err, size_t n);
+
 /* ---- /metrics, from a broker started with --http 127.0.0.1:0 ---- */
 
 /* The page in a new NUL-terminated buffer (free() it); fails the test if it cannot get it. */

@@ -85,6 +85,37 @@ class ConnectTest(unittest.TestCase):
         with self.assertRaises(ProcessLookupError):
             os.kill(pid, 0)
 
+    def test_private_broker_is_lean(self):
+        # As multiprocessing's manager process: nothing on disk, no HTTP, and so neither
+        # libmicrohttpd nor the GnuTLS it pulls in is loaded (mpbrokerd opens it for --http).
+        with mpbroker.Manager() as m:
+            d = m.dict()
+            for i in range(50):
+                d[i] = [i] * 10
+            pid = m._broker.proc.pid
+            with open("/proc/%d/maps" % pid) as f:
+                maps = f.read()
+            data = os.path.join(os.path.dirname(m.address[len("ipc://"):]), "data")
+            self.assertEqual(os.listdir(data), [])
+        self.assertIn("libzmq", maps)
+        self.assertNotIn("libmicrohttpd", maps)
+        self.assertNotIn("libgnutls", maps)
+        b = th.Broker("--http", "127.0.0.1:0", "--persist", "off")
+        try:
+            path = os.path.join(b.dir, "data", "http.addr")
+            deadline = time.monotonic() + 10  # written after the endpoint file
+            while not os.path.exists(path) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with open(path) as f:
+                addr = f.read().strip()
+            with open("/proc/%d/maps" % b.proc.pid) as f:
+                self.assertIn("libmicrohttpd", f.read())
+            import urllib.request
+            with urllib.request.urlopen("http://%s/healthz" % addr, timeout=10) as r:
+                self.assertEqual((r.status, r.read()), (200, b"ok\n"))
+        finally:
+            b.stop()
+
     def test_proxies_after_shutdown(self):
         m = mpbroker.Manager()
         d = m.dict(a=1)

@@ -21,6 +21,31 @@ class CodecTest(unittest.TestCase):
         self.assertEqual(_mpb.packb(-1), b"\xff")
         self.assertEqual(_mpb.packb([1, "a"]), b"\x92\x01\xa1a")
 
+    def test_every_width_exact_bytes(self):
+        # the shortest form at each boundary, float64 always, as libmpb's builder writes them
+        for v, h in [(127, "7f"), (128, "cc80"), (-32, "e0"), (-33, "d0df"), (65536, "ce00010000"),
+                     (2**64 - 1, "cf" + "ff" * 8), (-2**63, "d3" + "80" + "00" * 7),
+                     (1.0, "cb3ff0000000000000"), ("x" * 32, "d920" + "78" * 32),
+                     (b"", "c400"), ([None] * 16, "dc0010" + "c0" * 16)]:
+            self.assertEqual(_mpb.packb(v), bytes.fromhex(h))
+            self.assertEqual(_mpb.unpackb(bytes.fromhex(h)), v)
+        # float32 from a C program reads as its value
+        self.assertEqual(_mpb.unpackb(b"\xca\x3f\xc0\x00\x00"), 1.5)
+        # a 16-byte pickle stays ext 8 (keys compare by bytes), not fixext 16
+        b = _mpb.packb((1,))
+        self.assertEqual(b[:3], b"\xc7\x10" + bytes([_mpb.EXT_PICKLE]))
+        self.assertEqual(len(b), 19)
+        self.assertEqual(_mpb.unpackb(b), (1,))
+
+    def test_reply_depth(self):
+        # a value 32 deep inside the arrays of a reply reads; one level past the reply's 36 not
+        want = None
+        for _ in range(36):
+            want = [want]
+        self.assertEqual(_mpb.unpackb(b"\x91" * 36 + b"\xc0"), want)
+        with self.assertRaises(ValueError):
+            _mpb.unpackb(b"\x91" * 37 + b"\xc0")
+
     def test_pickle_is_ext(self):
         b = _mpb.packb((1, 2))
         self.assertEqual(b[0], 0xc7)

@@ -41,14 +41,14 @@ static waiter_t *top(waiter_t **ws, size_t n) {
 static int setup(void **state) {
     (void)state;
     memset(&sess, 0, sizeof sess);
-    memset(&list, 0, sizeof list);
+    wlist_init(&list);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    while (list.head)
-        waiter_free(list.head);
+    while (wlist_first(&list))
+        waiter_free(wlist_first(&list));
     assert_int_equal(waiter_count(), 0);
     assert_null(LIST_FIRST(&sess.waiters));
     assert_int_equal(waiter_next_ms(0), -1);
@@ -131,7 +131,7 @@ static void test_move_changes_deadline(void **state) {
     waiter_free(a);
     assert_int_equal(waiter_next_ms(0), -1);
     assert_int_equal(waiter_count(), 1); /* c waits on, without a deadline */
-    assert_ptr_equal(list.head, c);
+    assert_ptr_equal(wlist_first(&list), c);
 }
 
 /* A timeout parks with a deadline from the clock; a negative one or one too large for the
@@ -196,8 +196,8 @@ static void test_many_timers_sorted(void **state) {
         long next = waiter_next_ms(0);
         assert_true(next >= last);
         last = next;
-        waiter_t *t = list.head;
-        for (waiter_t *w = list.head; w; w = w->next)
+        waiter_t *t = wlist_first(&list);
+        for (waiter_t *w = wlist_first(&list); w; w = TAILQ_NEXT(w, link))
             if (w->heap == 1) t = w;
         assert_int_equal(t->heap, 1);
         assert_int_equal(t->deadline, next);

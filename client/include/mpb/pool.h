@@ -27,8 +27,10 @@ typedef void (*mpb_result_cb)(void *arg, const void *result, size_t len);
 typedef void (*mpb_error_cb)(void *arg, int err, const char *msg);
 /* What a task wrote (workers with --forward-output): stream 1 stdout, 2 stderr; task is the
  * task's place in its apply (0) or map (its chunk's index); a is its AsyncResult (NULL for
- * imap). Called as its result arrives, before the result's own callback, while replies are
- * read: it must not call the pool or the client. data is valid during the call. */
+ * imap). Called while the task runs, as its output arrives (within ~50 ms of being written),
+ * and for the rest as its result arrives, before the result's own callback; each stream's
+ * pieces in the order written. Called while replies are read: it must not call the pool or
+ * the client. data is valid during the call. */
 typedef void (*mpb_output_cb)(void *arg, mpb_async_t *a, uint64_t task, int stream,
                               const void *data, size_t len);
 

@@ -31,6 +31,14 @@ typedef struct mpb_worker mpb_worker_t;
 MPB_EXPORT int mpb_task_fail(char *err, size_t errlen, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* For a pool function on a worker's thread: 1 once the broker has finished the task it runs
+ * (terminate(), its timeout or a freed AsyncResult; the caller has its MPB_ECANCELED or
+ * MPB_ETIMEDOUT already), else 0. A thread cannot be killed: a long function
+ * asks now and then and returns early (its result is dropped). Always 0 in process mode, where
+ * such a task is killed. It reads the state of the libmpb that runs the worker: a function
+ * library linked against the shared libmpb reaches mpb-worker's (which exports this symbol). */
+MPB_EXPORT int mpb_task_cancelled(void);
+
 /* A worker on client c (which it uses exclusively while serving). */
 MPB_EXPORT int mpb_worker_open(mpb_client_t *c, mpb_worker_t **out);
 MPB_EXPORT void mpb_worker_close(mpb_worker_t **w);
@@ -44,17 +52,20 @@ MPB_EXPORT int mpb_worker_add(mpb_worker_t *w, const char *name, mpb_task_fn fn,
 #define MPB_WORKER_PREFETCH 64
 MPB_EXPORT void mpb_worker_set_concurrency(mpb_worker_t *w, int n);
 /* Where tasks run. MPB_ISOLATE_THREAD (the default, the fastest): on the worker's threads; a
- * task that was cancelled (terminate(), a timeout, a freed AsyncResult, its caller gone) runs
- * to its end and its result is dropped. MPB_ISOLATE_PROCESS: each thread hands its tasks to a
- * child process of its own, forked before serving and reused, so such a task is killed at once
- * and its slot freed; a task that kills its process is retried (pool-max-attempts) while the
- * worker lives on and forks a fresh child. Functions keep the state the worker had when the
- * child was forked (after the initializer); what a task changes stays in its child. */
+ * task that was cancelled (terminate(), a timeout, a freed AsyncResult) is finished for its
+ * caller at once, but its thread cannot be killed: the function sees mpb_task_cancelled() and
+ * may return early; its result is dropped. A task whose caller is gone runs to its end.
+ * MPB_ISOLATE_PROCESS (the only mode that kills): each thread hands its tasks to a child process of its own, forked
+ * before serving and reused, so such a task is killed at once and its slot freed; a task that
+ * kills its process is retried (pool-max-attempts) while the worker lives on and forks a fresh
+ * child. Functions keep the state the worker had when the child was forked (after the
+ * initializer); what a task changes stays in its child. */
 enum { MPB_ISOLATE_THREAD = 0, MPB_ISOLATE_PROCESS = 1 };
 MPB_EXPORT void mpb_worker_set_isolate(mpb_worker_t *w, int mode);
-/* on: what a task writes to stdout and stderr (up to 64 KiB a task) goes with its result to its
- * caller (mpb_pool_set_output()), tagged by task and stream. Sets process mode: each child's
- * stdout and stderr are pipes the worker reads. */
+/* on: what a task writes to stdout and stderr (up to 64 KiB a task, then cut with a note) goes
+ * to its caller (mpb_pool_set_output()) while the task runs, tagged by task and stream: within
+ * ~50 ms of being written (stdout is line-buffered), the rest with its result. Sets process
+ * mode: each child's stdout and stderr are pipes the worker reads. */
 MPB_EXPORT void mpb_worker_set_forward_output(mpb_worker_t *w, int on);
 MPB_EXPORT void mpb_worker_set_prefetch(mpb_worker_t *w, int n);
 /* Runs init(arg) once, in the first mpb_worker_serve() before it registers (as

@@ -253,6 +253,10 @@ def find_program(name):
 
 
 class _PrivateBroker:
+    """mpbrokerd for one Manager(), as multiprocessing's manager process: its objects live as
+    long as it does, so nothing is written to disk (--persist off; its directory goes at stop)
+    and nothing serves HTTP."""
+
     def __init__(self, authkey, args=()):
         self.dir = tempfile.mkdtemp(prefix="mpbroker-")
         keyfile = os.path.join(self.dir, "authkey")
@@ -266,7 +270,7 @@ class _PrivateBroker:
             self.proc = subprocess.Popen(
                 [find_program("mpbrokerd"), "--listen", self.endpoint, "--authkey-file", keyfile,
                  "--data-dir", os.path.join(self.dir, "data"), "--endpoint-file", epfile,
-                 "--log-level", "warn", *args],
+                 "--log-level", "warn", "--persist", "off", "--http", "off", *args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, env=_broker_env())
         self.pid = os.getpid()

@@ -33,8 +33,9 @@ PyObject *mpbpy_packb(PyObject *obj, int use_pickle);
 /* Decodes one msgpack value of len bytes. NULL with an exception set (ValueError for bytes
  * that are not one well-formed value). */
 PyObject *mpbpy_unpackb(const void *buf, size_t len, int use_pickle);
-/* A growable buffer of msgpack (PyMem_Free() p when done). Each append returns 0, or -1 with
- * an exception set (MemoryError; ValueError for a length past 32 bits). */
+/* A growable buffer of msgpack that the pool's batch writer puts together from encoded values
+ * (PyMem_Free() p when done); the headers come from libmpb's builder. Each append returns 0, or
+ * -1 with an exception set (MemoryError; ValueError for a length past 32 bits). */
 typedef struct {
     char *p;
     size_t len, cap;
