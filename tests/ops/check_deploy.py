@@ -167,6 +167,9 @@ if len(froms) == 2:
             continue
         out = subprocess.run(["readelf", "-d", p], stdout=subprocess.PIPE, text=True).stdout
         needed |= set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out))
+        # and those it opens by soname (mpbrokerd dlopen()s libmicrohttpd when --http is on)
+        needed |= set(so.decode() for so in
+                      re.findall(rb"\x00(libmicrohttpd\.so\.[0-9]+)\x00", open(p, "rb").read()))
     ours = {"libmpb.so.0"}
     # Sanitizer runtimes (an MPB_SANITIZE build) are not what the image's Release build links.
     needed = {so for so in needed if not re.match(r"lib(asan|ubsan|lsan|tsan)\.so", so)}
