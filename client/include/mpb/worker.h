@@ -55,10 +55,10 @@ MPB_EXPORT void mpb_worker_set_concurrency(mpb_worker_t *w, int n);
  * task that was cancelled (terminate(), a timeout, a freed AsyncResult) is finished for its
  * caller at once, but its thread cannot be killed: the function sees mpb_task_cancelled() and
  * may return early; its result is dropped. A task whose caller is gone runs to its end.
- * MPB_ISOLATE_PROCESS (the only mode that kills): each thread hands its tasks to a child process of its own, forked
- * before serving and reused, so such a task is killed at once and its slot freed; a task that
- * kills its process is retried (pool-max-attempts) while the worker lives on and forks a fresh
- * child. Functions keep the state the worker had when the child was forked (after the
+ * MPB_ISOLATE_PROCESS (the only mode that kills): each thread hands its tasks to a child process of
+ * its own, forked before serving and reused, so such a task is killed at once and its slot freed; a
+ * task that kills its process is retried (pool-max-attempts) while the worker lives on and forks a
+ * fresh child. Functions keep the state the worker had when the child was forked (after the
  * initializer); what a task changes stays in its child. */
 enum { MPB_ISOLATE_THREAD = 0, MPB_ISOLATE_PROCESS = 1 };
 MPB_EXPORT void mpb_worker_set_isolate(mpb_worker_t *w, int mode);
