@@ -177,6 +177,11 @@ const setting_t config_settings[S__N] = {
     [S_SLOWLOG_MAX_LEN] = {"slowlog-max-len",        "MPB_SLOWLOG_MAX_LEN",         T_COUNT,                 0,         100000,
                   "0 to 100000",                     "128",                                                                                                                                                                             0,                                                                                                                                                                                              "N",                                                                                               LIM(slowlog_max_len),
                   "entries the slow log keeps (default 128; 0: none)"                                 },
+    [S_METRICS_QUEUES] = {"metrics-queues",        "MPB_METRICS_QUEUES",          T_PATH,                   0,           0,           NULL,                        NULL,                                                                        0,
+                  "PATTERN",                                                                                             LIM(metrics_queues),
+                  "queues whose depth /metrics always shows: fnmatch\n"
+                          "patterns, comma-separated (e.g. 'jobs.*,results');\n"
+                          "up to 100 of them, besides the 20 largest queues"                                                                                                                                                                                                                                                                                                                                                                                                                                                    },
 };
 
 /* The flags that are no setting, and after which setting --help lists each. */

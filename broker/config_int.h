@@ -65,6 +65,7 @@ enum {
     S_MAX_OUTPUT,
     S_SLOWLOG_SLOWER,
     S_SLOWLOG_MAX_LEN,
+    S_METRICS_QUEUES,
     S__N
 };
 

@@ -36,6 +36,8 @@ typedef struct limits {
     size_t max_output;              /* unacknowledged reply bytes of one connection; 0: off */
     int64_t slowlog_slower_us;      /* requests served slower than this go to the slow log */
     size_t slowlog_max_len;         /* entries it keeps; 0: none */
+    const char *metrics_queues;     /* fnmatch patterns, comma-separated: queues /metrics
+                                       always labels (metrics_render.c); NULL: none */
 } limits_t;
 
 enum { ENC_AUTO, ENC_ON, ENC_OFF }; /* --encryption; auto: on for tcp://, off for ipc:// */

@@ -2,6 +2,7 @@
  * one writer of it. Other modules hand it numbers (pool_totals(), pool_each_fn(),
  * persist_stats()); most series are rows of a table written by one loop. */
 #include <dirent.h>
+#include <fnmatch.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
@@ -169,35 +170,63 @@ static void process_metrics(mpb__buf_t *b) {
  * A series per queue would let a program that makes queues by the thousand blow up every
  * scrape (and the monitoring's storage), so only the METRICS_TOP_QUEUES longest queues get
  * one (length plus blocked getters and putters; ties: the one made first), and
- * mpb_queues_unlabelled counts the rest. */
-#define METRICS_TOP_QUEUES 20
+ * mpb_queues_unlabelled counts the rest. An operator may name queues that always get one
+ * (--metrics-queues, fnmatch patterns separated by commas), up to METRICS_NAMED_QUEUES of
+ * them; the top rule ranks the others. */
+#define METRICS_TOP_QUEUES   20
+#define METRICS_NAMED_QUEUES 100
 
 /* by size: items, and the clients blocked on it (an empty queue with many getters matters) */
 static size_t queue_rank(const queue_t *q) {
     return q->items.len + q->getters.n + q->putters.n;
 }
 
+/* Whether name matches one of the comma-separated patterns of --metrics-queues. */
+static bool queue_named(const char *name) {
+    const char *pats = g_limits.metrics_queues;
+    while (pats && *pats) {
+        size_t n = strcspn(pats, ",");
+        char pat[256];
+        if (n && n < sizeof pat) {
+            memcpy(pat, pats, n);
+            pat[n] = 0;
+            if (fnmatch(pat, name, 0) == 0) return true;
+        }
+        pats += n + (pats[n] == ',');
+    }
+    return false;
+}
+
 static void queue_metrics(mpb__buf_t *b) {
-    const obj_t *top[METRICS_TOP_QUEUES];
-    size_t ntop = 0, nq = 0;
+    const obj_t *top[METRICS_NAMED_QUEUES + METRICS_TOP_QUEUES];
+    const obj_t **ranked = top + METRICS_NAMED_QUEUES;
+    size_t nnamed = 0, ntop = 0, nq = 0;
     const omap_t *m = store_map();
     for (size_t i = 0; i < m->nents; i++) {
         const obj_t *o = m->ents[i].item;
         if (!o || o->kind != KIND_QUEUE) continue;
         nq++;
+        if (nnamed < METRICS_NAMED_QUEUES && queue_named(o->name)) {
+            top[nnamed++] = o;
+            continue;
+        }
         size_t rank = queue_rank(&o->u.queue), at = ntop;
-        while (at > 0 && queue_rank(&top[at - 1]->u.queue) < rank)
+        while (at > 0 && queue_rank(&ranked[at - 1]->u.queue) < rank)
             at--;
         if (at >= METRICS_TOP_QUEUES) continue;
         if (ntop < METRICS_TOP_QUEUES) ntop++;
-        memmove(&top[at + 1], &top[at], (ntop - 1 - at) * sizeof *top);
-        top[at] = o;
+        memmove(&ranked[at + 1], &ranked[at], (ntop - 1 - at) * sizeof *ranked);
+        ranked[at] = o;
     }
+    /* the named ones, then the largest of the rest: one run */
+    memmove(top + nnamed, ranked, ntop * sizeof *top);
+    ntop += nnamed;
     static const struct {
         const char *name, *help;
     } series[] = {
         {"mpb_queue_length",
-         "Items in the queue (the largest queues only: see mpb_queues_unlabelled)."    },
+         "Items in the queue (queues named by --metrics-queues, and the largest others only: "
+         "see mpb_queues_unlabelled)."                                                 },
         {"mpb_queue_unfinished", "Items of a joinable queue put and not yet task_done."},
         {"mpb_queue_getters",    "Clients blocked in get on the queue."                },
         {"mpb_queue_putters",    "Clients blocked in put on the full queue."           },
@@ -214,8 +243,10 @@ static void queue_metrics(mpb__buf_t *b) {
                      (unsigned long long)v);
         }
     }
-    char help[128];
-    snprintf(help, sizeof help, "Queues beyond the %d largest, which have no mpb_queue_* series.",
+    char help[160];
+    snprintf(help, sizeof help,
+             "Queues beyond the %d largest (and those --metrics-queues names), which have no "
+             "mpb_queue_* series.",
              METRICS_TOP_QUEUES);
     head(b, "mpb_queues_unlabelled", "gauge", help);
     line(b, "mpb_queues_unlabelled %zu\n", nq - ntop);

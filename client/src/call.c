@@ -29,7 +29,7 @@ static pend_t *pend_find(mpb_client_t *c, uint64_t rid) {
     return p;
 }
 
-static int pend_add(mpb_client_t *c, uint64_t rid, mpb_callback_t cb, void *arg) {
+static int pend_add(mpb_client_t *c, uint64_t rid, mpb_callback_t cb, void *arg, bool user) {
     pend_t *p = SLIST_FIRST(&c->pend_spare);
     if (p)
         SLIST_REMOVE_HEAD(&c->pend_spare, spare);
@@ -38,6 +38,7 @@ static int pend_add(mpb_client_t *c, uint64_t rid, mpb_callback_t cb, void *arg)
     p->rid = rid;
     p->cb = cb;
     p->arg = arg;
+    p->user = user;
     HASH_ADD(hh, c->pend, rid, sizeof p->rid, p);
     if (pend_find(c, rid) != p) { /* the table could not grow */
         free(p);
@@ -257,7 +258,7 @@ void mpb__fail_all(mpb_client_t *c, int code) {
         sent_done(c, p.rid);
         if (p.cb) {
             snprintf(c->err, sizeof c->err, "%s", msg);
-            p.cb(c, code, NULL, 0, p.arg);
+            mpb__reply_cb(c, p.user, p.cb, p.arg, code, NULL, 0);
         }
     }
 }
@@ -358,7 +359,9 @@ static int pump(mpb_client_t *c, syncwait_t *want, int64_t deadline) {
             pend_t copy = *p;
             pend_del(c, p);
             sent_done(c, rid);
-            if (copy.cb) copy.cb(c, status, status ? NULL : v, status ? 0 : vn, copy.arg);
+            if (copy.cb)
+                mpb__reply_cb(c, copy.user, copy.cb, copy.arg, status, status ? NULL : v,
+                              status ? 0 : vn);
         }
         mpb__buf_give(c, b);
         if (batch_err && want && !want->done) {
@@ -369,7 +372,39 @@ static int pump(mpb_client_t *c, syncwait_t *want, int64_t deadline) {
     }
 }
 
+/* ---- send mode, for the pipelined form of every op (async_ops.c) ---- */
+
+static _Thread_local struct {
+    mpb_callback_t cb;
+    void *arg;
+    bool armed, sent;
+} send_mode;
+
+void mpb__async_arm(mpb_callback_t cb, void *arg) {
+    send_mode.cb = cb;
+    send_mode.arg = arg;
+    send_mode.armed = true;
+    send_mode.sent = false;
+}
+
+int mpb__async_done(int rc) {
+    bool sent = send_mode.sent;
+    send_mode.armed = send_mode.sent = false;
+    return sent ? 0 : rc;
+}
+
+static int send_req(mpb_client_t *c, mpb_callback_t cb, void *arg, bool user);
+
 int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen) {
+    *val = NULL;
+    *vlen = 0;
+    if (send_mode.armed) { /* the caller's request, with its callback: queued, not waited for */
+        send_mode.armed = false;
+        int rc = send_req(c, send_mode.cb, send_mode.arg, true);
+        if (rc) return rc;
+        send_mode.sent = true;
+        return MPB__SENT;
+    }
     uint64_t rid = c->next_rid;
     int rc = mpb__usable(c);
     if (!rc) rc = told_lost(c);
@@ -395,13 +430,18 @@ int mpb__call(mpb_client_t *c, int block_ms, const uint8_t **val, size_t *vlen) 
     }
     c->waits = w.outer;
     sent_done(c, rid); /* answered, or given up: not to be sent again */
+    mpb__cb_kick(c);
     /* The value stays readable until the next call on c. */
-    if (!c->last) c->last = calloc(1, sizeof *c->last);
-    if (c->last) {
-        mpb__buf_free(c->last);
-        *c->last = w.val;
-        *val = c->last->p;
-        *vlen = c->last->len;
+    /* The callback thread's calls keep theirs apart: the caller reads its value after mu is
+     * let go, while that thread may be calling too. */
+    mpb__buf_t **last =
+        c->cbt_on && pthread_equal(pthread_self(), c->cbt) ? &c->last_cbt : &c->last;
+    if (!*last) *last = calloc(1, sizeof **last);
+    if (*last) {
+        mpb__buf_free(*last);
+        **last = w.val;
+        *val = (*last)->p;
+        *vlen = (*last)->len;
     } else {
         mpb__buf_free(&w.val);
         if (!rc) rc = mpb__fail(c, MPB_ENOMEM, "out of memory");
@@ -448,28 +488,44 @@ int mpb_call(mpb_client_t *c, unsigned op, const char *name, const void *args, s
     return mpb__dup(c, v, vn, result, resultlen);
 }
 
+int mpb__read_arrived(mpb_client_t *c) {
+    int rc = mpb__usable(c);
+    while (!rc)
+        rc = pump(c, NULL, 0);
+    return rc == MPB_ETIMEDOUT ? 0 : rc;
+}
+
 /* ---- asynchronous requests ---- */
 
-int mpb__send(mpb_client_t *c, mpb_callback_t cb, void *arg) {
+static int send_req(mpb_client_t *c, mpb_callback_t cb, void *arg, bool user) {
     uint64_t rid = c->next_rid;
     int rc = mpb__usable(c);
     if (!rc) rc = told_lost(c);
     if (!rc && c->out.oom) rc = mpb__fail(c, MPB_ENOMEM, "out of memory building a request");
-    if (!rc) rc = pend_add(c, rid, cb, arg);
+    if (!rc) rc = pend_add(c, rid, cb, arg, user);
     if (rc) {
         unreq(c);
     } else if (c->out.len >= c->autoflush_bytes || c->out_n >= c->autoflush_n) {
         rc = flush_locked(c);
+        mpb__cb_kick(c);
     }
     pthread_mutex_unlock(&c->mu);
     return rc;
+}
+
+int mpb__send(mpb_client_t *c, mpb_callback_t cb, void *arg) {
+    return send_req(c, cb, arg, false);
+}
+
+int mpb__send_user(mpb_client_t *c, mpb_callback_t cb, void *arg) {
+    return send_req(c, cb, arg, true);
 }
 
 int mpb_send(mpb_client_t *c, unsigned op, const char *name, const void *args, size_t argslen,
              mpb_callback_t cb, void *arg) {
     if (!c) return MPB_EINVAL;
     if (raw_req(c, op, name, args, argslen)) return MPB_EINVAL;
-    return mpb__send(c, cb, arg);
+    return mpb__send_user(c, cb, arg);
 }
 
 int mpb_flush(mpb_client_t *c) {
@@ -477,6 +533,7 @@ int mpb_flush(mpb_client_t *c) {
     pthread_mutex_lock(&c->mu);
     int rc = mpb__usable(c);
     if (!rc) rc = flush_locked(c);
+    mpb__cb_kick(c);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -498,7 +555,9 @@ int mpb_poll(mpb_client_t *c, int timeout_ms) {
         if (rc == MPB_ETIMEDOUT) rc = 0;
         if (!rc) rc = (int)(before - c->pcount);
     }
+    mpb__cb_kick(c);
     pthread_mutex_unlock(&c->mu);
+    mpb__run_callbacks(c, false); /* with the callback thread: those of replies read by now */
     return rc;
 }
 

@@ -190,6 +190,7 @@ static void *hb_main(void *arg) {
             if (pthread_mutex_trylock(&c->mu) == 0) {
                 mpb__idle_check(c);
                 due = mpb__ping_if_due(c, now);
+                mpb__cb_kick(c); /* the send may have taken the wake-up of a reply */
                 pthread_mutex_unlock(&c->mu);
             }
             if (due < next) next = due;
@@ -319,7 +320,9 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen, const 
     /* recursive: a callback run while replies are read may make calls of its own */
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&c->mu, &ma);
+    pthread_mutex_init(&c->cb_mu, &ma); /* recursive too: a callback may run those due */
     pthread_mutexattr_destroy(&ma);
+    STAILQ_INIT(&c->later);
     c->autoflush_bytes = 64 * 1024;
     c->autoflush_n = 256;
     if (!endpoint) endpoint = getenv("MPB_ENDPOINT");
@@ -350,6 +353,7 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen, const 
     if (!c->opts.no_heartbeat_thread) {
         if (hb_add(c)) return mpb__fail(c, MPB_ENOMEM, "cannot start the heartbeat thread");
     }
+    if (c->opts.callback_thread && (rc = mpb_set_callback_thread(c, 1))) return rc;
     c->err[0] = 0;
     return 0;
 }
@@ -361,6 +365,7 @@ void mpb_close(mpb_client_t **cp) {
     mpb__anon_detach(c);
     bool mine = c->gen == proc_gen;
     if (mine) {
+        mpb__cb_stop(c); /* before the BYE: its replies are read here now */
         hb_remove(c);
         c->opts.reconnect_ms = -1; /* a client that leaves does not come back to say so */
         if (c->connected) {
@@ -380,7 +385,9 @@ void mpb_close(mpb_client_t **cp) {
         }
         if (c->ctx_held) ctx_unref();
         pthread_mutex_destroy(&c->mu);
+        pthread_mutex_destroy(&c->cb_mu);
     }
+    mpb__cb_free(c);
     /* In a forked child the parent's sockets are left alone: closing them here would disturb
      * the parent's connection, and libzmq's threads do not exist in the child. */
     mpb__mac_free(&c->tx);
@@ -394,8 +401,11 @@ void mpb_close(mpb_client_t **cp) {
         if (c->spare[i]) mpb__buf_free(c->spare[i]);
         free(c->spare[i]);
     }
-    if (c->last) mpb__buf_free(c->last);
-    free(c->last);
+    for (int i = 0; i < 2; i++) {
+        mpb__buf_t *l = i ? c->last_cbt : c->last;
+        if (l) mpb__buf_free(l);
+        free(l);
+    }
     mpb__pend_free(c);
     mpb__sent_clear(c);
     free(c->sent);

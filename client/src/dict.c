@@ -1,5 +1,5 @@
 /* dict.c - dict handles: one request per call, its reply copied out to what the caller owns;
- * the integer and string forms; the pipelined (asynchronous) forms. */
+ * the integer and string forms (the pipelined ones are in async_ops.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,30 +288,4 @@ static int get_str(mpb_dict_t *d, const uint8_t *k, size_t kn, char **v) {
 int mpb_dict_get_str(mpb_dict_t *d, const char *key, char **v) {
     if (!d) return MPB_EINVAL;
     WITH_KEY(d, key, get_str(d, k, kn, v));
-}
-
-/* ---- pipelined forms ---- */
-
-int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *val, size_t vlen,
-                       mpb_callback_t cb, void *arg) {
-    int rc = key_val_req(d, MPB_OP_DICT_SET, key, klen, "value", val, vlen, true);
-    return rc ? rc : mpb__send(d->c, cb, arg);
-}
-
-int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen, mpb_callback_t cb, void *arg) {
-    if (!d) return MPB_EINVAL;
-    if (mpb__check_val(d->c, "key", key, klen)) return MPB_EINVAL;
-    DREQ(MPB_OP_DICT_GET, 1);
-    mpb__w_raw(b, key, klen);
-    return mpb__send(d->c, cb, arg);
-}
-
-int mpb_dict_incr_async(mpb_dict_t *d, const void *key, size_t klen, int64_t by, mpb_callback_t cb,
-                        void *arg) {
-    if (!d) return MPB_EINVAL;
-    if (mpb__check_val(d->c, "key", key, klen)) return MPB_EINVAL;
-    DREQ(MPB_OP_DICT_INCR, 2);
-    mpb__w_raw(b, key, klen);
-    mpb__w_int(b, by);
-    return mpb__send(d->c, cb, arg);
 }

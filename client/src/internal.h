@@ -42,9 +42,13 @@ typedef struct pend {
     uint64_t rid;
     mpb_callback_t cb;
     void *arg;
-    UT_hash_handle hh;       /* in c->pend, by rid */
+    bool user;         /* the caller's callback (mpb_send, mpb_*_async), not one of libmpb's own */
+    UT_hash_handle hh; /* in c->pend, by rid */
     SLIST_ENTRY(pend) spare; /* in c->pend_spare once answered */
 } pend_t;
+
+struct mpb_pool;   /* pool.h */
+struct mpb__later; /* below */
 
 struct mpb_client {
     pthread_mutex_t mu; /* recursive; held for a whole call, and by the heartbeat thread */
@@ -82,8 +86,9 @@ struct mpb_client {
     mpb__buf_t out;  /* the request frame being built: requests not sent yet */
     size_t out_n, out_mark;
     size_t autoflush_bytes, autoflush_n;
-    mpb__buf_t reply; /* handshake frames */
-    mpb__buf_t *last; /* the frame holding the last synchronous result */
+    mpb__buf_t reply;     /* handshake frames */
+    mpb__buf_t *last;     /* the frame holding the last synchronous result */
+    mpb__buf_t *last_cbt; /* the same, of the callback thread's calls */
     mpb__buf_t *spare[2];
     void *pool_rt; /* pool.c: where each task's result goes (mpb__pool_rt_free) */
     pend_t *pend;  /* asynchronous requests in flight, by rid (uthash) */
@@ -96,7 +101,29 @@ struct mpb_client {
     LIST_HEAD(, mpb_any) refd; /* handles that hold a reference to an anonymous object */
     bool hb_on;                /* on the heartbeat thread's list */
     LIST_ENTRY(mpb_client) hb_link;
+    /* Callbacks (async_thread.c). cb_mu is held while the caller's callbacks run, never with
+     * mu held first (but by trylock), so two never run at once and a callback may call in. */
+    pthread_mutex_t cb_mu;           /* recursive */
+    bool cb_running;                 /* under cb_mu: callbacks are running (not nested) */
+    STAILQ_HEAD(, mpb__later) later; /* under mu: replies whose callbacks the thread runs */
+    LIST_HEAD(, mpb_pool) pools;     /* under mu and cb_mu: c's pools, for their callbacks */
+    unsigned pools_gen;              /* bumped when one is closed */
+    bool cbt_on;                     /* the callback thread runs (mpb_set_callback_thread) */
+    bool cbt_stop;                   /* under mu: it is to end */
+    int cbt_wake;                    /* an eventfd that wakes it */
+    pthread_t cbt;
 };
+
+/* A reply whose callback runs later, on the callback thread (async_thread.c). */
+typedef struct mpb__later {
+    mpb_callback_t cb;
+    void *arg;
+    int status;
+    char *msg; /* the error's message, in data after the value */
+    size_t len;
+    STAILQ_ENTRY(mpb__later) link;
+    uint8_t data[];
+} mpb__later_t;
 
 /* Every object handle has this shape. */
 #define MPB__HANDLE                                                                                \
@@ -220,8 +247,55 @@ mpb__buf_t *mpb__buf_take(mpb_client_t *c);
 void mpb__buf_give(mpb_client_t *c, mpb__buf_t *b);
 int mpb__recv_into(mpb_client_t *c, mpb__buf_t *b, long timeout_ms);
 
-/* pool.c: frees c->pool_rt, the routes of c's pool results. */
+/* pool.c: frees c->pool_rt, the routes of c's pool results; runs the callbacks of p's
+ * finished results (under c->cb_mu). */
 void mpb__pool_rt_free(mpb_client_t *c);
+void mpb__pool_run_notify(struct mpb_pool *p);
+
+/* ---- async_thread.c: when the caller's callbacks run ----
+ *
+ * Without the callback thread, a reply's callback runs where the reply is read; with it, the
+ * caller's callbacks are put off (mpb__later) and run on that thread, one at a time. */
+
+/* Nonzero while this thread runs a callback inline, holding some client's mu. */
+extern _Thread_local int mpb__in_reply;
+/* Runs cb for a reply, or (callback thread on, user) queues a copy for the thread. */
+void mpb__reply_cb(mpb_client_t *c, bool user, mpb_callback_t cb, void *arg, int status,
+                   const void *val, size_t len);
+/* Wakes the callback thread, if c has one: a callback is due. Any thread, mu held or not. */
+void mpb__cb_due(mpb_client_t *c);
+/* With mu held, after using the socket: wakes the callback thread if replies wait unread
+ * (mpb_fd() is edge-triggered: what another thread left unread would not wake it). */
+void mpb__cb_kick(mpb_client_t *c);
+/* Runs the queued callbacks (mpb__later, then the pools'), with c->cb_mu; mu not held. */
+void mpb__run_callbacks(mpb_client_t *c, bool pools);
+/* A pool call holds c's mu for its whole run (MPB__POOL_HOLD), so that the callback thread
+ * reads no reply while it works on the pool's state; callbacks are run with those holds let go
+ * (mpb__cb_enter: the holds of this thread given back, then cb_mu; mpb__cb_leave: the other
+ * way round), so they never wait for mu with cb_mu held. c NULL: nothing. */
+typedef struct {
+    mpb_client_t *c;
+} mpb__hold_t;
+mpb__hold_t mpb__hold(mpb_client_t *c);
+void mpb__hold_end(mpb__hold_t *h);
+#define MPB__POOL_HOLD(cl) __attribute__((cleanup(mpb__hold_end))) mpb__hold_t hold_ = mpb__hold(cl)
+bool mpb__cb_enter(mpb_client_t *c, int *held);
+void mpb__cb_leave(mpb_client_t *c, int held);
+/* mpb_close(): stops the callback thread, and frees what it had not run yet. */
+void mpb__cb_stop(mpb_client_t *c);
+void mpb__cb_free(mpb_client_t *c);
+/* call.c: with mu held, reads every reply that has arrived (callbacks as above); 0 or the
+ * connection's error. */
+int mpb__read_arrived(mpb_client_t *c);
+/* call.c: as mpb__send, for the caller's callback. */
+int mpb__send_user(mpb_client_t *c, mpb_callback_t cb, void *arg);
+/* call.c, for async_ops.c: the next mpb__call of this thread queues its request with cb as
+ * mpb__send_user does instead of waiting, and returns MPB__SENT (which the synchronous calls
+ * pass up as an error, untouched); mpb__async_done(rc of that synchronous call) ends send mode:
+ * 0 if the request went out, else rc (it failed before: cb is never called). */
+#define MPB__SENT 1
+void mpb__async_arm(mpb_callback_t cb, void *arg);
+int mpb__async_done(int rc);
 
 /* ---- handle.c: what the calls on every kind share ---- */
 

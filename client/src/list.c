@@ -1,5 +1,5 @@
 /* list.c - list handles: one request per call, its reply copied out to what the caller owns;
- * the integer and string forms; the pipelined append. */
+ * the integer and string forms (the pipelined ones are in async_ops.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,17 +142,6 @@ int mpb_list_clear(mpb_list_t *l) {
     LREQ(MPB_OP_LIST_CLEAR, 0);
     (void)b;
     return mpb__call_nil(l->c, 0);
-}
-
-/* ---- pipelined form ---- */
-
-int mpb_list_append_async(mpb_list_t *l, const void *val, size_t vlen, mpb_callback_t cb,
-                          void *arg) {
-    if (!l) return MPB_EINVAL;
-    if (mpb__check_val(l->c, "value", val, vlen)) return MPB_EINVAL;
-    LREQ(MPB_OP_LIST_APPEND, 1);
-    mpb__w_raw(b, val, vlen);
-    return mpb__send(l->c, cb, arg);
 }
 
 /* ---- integer and string forms ---- */

@@ -151,6 +151,7 @@ void mpb__pool_async_finish(mpb_async_t *a) {
     if (p) { /* its callback runs later, outside whatever call is reading replies now */
         a->notify_pending = true;
         STAILQ_INSERT_TAIL(&p->notify, a, nlink);
+        mpb__cb_due(p->c); /* with the callback thread: now */
     }
 }
 
@@ -169,17 +170,28 @@ void mpb__pool_notify_one(mpb_async_t *a) {
 }
 
 /* Runs the callbacks of finished results, in the order they finished. Not nested: a callback
- * that calls into the pool adds to the queue this loop is draining. */
+ * that calls into the pool adds to the queue this loop is draining. Under the client's cb_mu
+ * (one callback at a time, whichever thread runs them); the queue is the client's mu's. */
 void mpb__pool_run_notify(mpb_pool_t *p) {
-    if (!p || p->notifying) return;
+    int held;
+    if (!p || !mpb__cb_enter(p->c, &held)) return;
+    mpb_client_t *c = p->c;
+    if (p->notifying) {
+        mpb__cb_leave(c, held);
+        return;
+    }
     p->notifying = true;
-    while (!STAILQ_EMPTY(&p->notify)) {
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
         mpb_async_t *a = STAILQ_FIRST(&p->notify);
-        mpb__pool_notify_remove(p, a);
+        if (a) mpb__pool_notify_remove(p, a);
+        pthread_mutex_unlock(&c->mu);
+        if (!a) break;
         mpb__pool_notify_one(a); /* may free a */
     }
     p->notifying = false;
-    mpb_flush(p->c); /* what the callbacks submitted */
+    mpb__cb_leave(c, held);
+    mpb_flush(c); /* what the callbacks submitted */
 }
 
 /* Hands a task's [[stream, bytes], ...] to its pool's output callback. */
@@ -289,6 +301,11 @@ int mpb_pool_open(mpb_client_t *c, mpb_pool_t **out) {
     if (!p) return mpb__fail(c, MPB_ENOMEM, "out of memory");
     p->c = c;
     STAILQ_INIT(&p->notify);
+    pthread_mutex_lock(&c->cb_mu); /* on c's list, for the callback thread */
+    pthread_mutex_lock(&c->mu);
+    LIST_INSERT_HEAD(&c->pools, p, clink);
+    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->cb_mu);
     *out = p;
     return 0;
 }
@@ -309,6 +326,7 @@ void mpb_pool_set_output(mpb_pool_t *p, mpb_output_cb cb, void *arg) {
 
 int mpb_pool_poll(mpb_pool_t *p, int timeout_ms) {
     if (!p) return MPB_EINVAL;
+    MPB__POOL_HOLD(p->c);
     size_t before = p->outstanding;
     int rc = mpb_poll(p->c, timeout_ms);
     size_t done = before - p->outstanding;
@@ -319,6 +337,7 @@ int mpb_pool_poll(mpb_pool_t *p, int timeout_ms) {
 
 int mpb_pool_join(mpb_pool_t *p, int timeout_ms) {
     if (!p) return MPB_EINVAL;
+    MPB__POOL_HOLD(p->c);
     if (!p->closed) return mpb__fail(p->c, MPB_EINVAL, "join() before close() or terminate()");
     int64_t end = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
     while (p->outstanding) {
@@ -335,6 +354,7 @@ int mpb_pool_join(mpb_pool_t *p, int timeout_ms) {
 
 int mpb_pool_terminate(mpb_pool_t *p) {
     if (!p) return MPB_EINVAL;
+    MPB__POOL_HOLD(p->c);
     p->closed = true;
     if (mpb__usable(p->c)) return mpb__usable(p->c);
     mpb__pool_submits_settle(p, 0); /* every apply has its task id */
@@ -361,6 +381,9 @@ void mpb_pool_close(mpb_pool_t **pp) {
     mpb_pool_t *p = *pp;
     if (!p) return;
     *pp = NULL;
+    mpb_client_t *c = p->c;
+    pthread_mutex_lock(&c->cb_mu); /* not while the callback thread runs p's callbacks */
+    MPB__POOL_HOLD(c);
     mpb__pool_run_notify(p);
     if (p->submitting && mpb__usable(p->c) == 0) mpb__pool_submits_settle(p, 0);
     if ((p->outstanding || !LIST_EMPTY(&p->imaps)) && mpb__usable(p->c) == 0) mpb_pool_terminate(p);
@@ -378,5 +401,8 @@ void mpb_pool_close(mpb_pool_t **pp) {
         if (a->kept_by_pool) mpb__pool_async_destroy(a);
         /* a handle the caller holds stays valid (detached) until mpb_async_free */
     }
+    LIST_REMOVE(p, clink);
+    c->pools_gen++;
+    pthread_mutex_unlock(&c->cb_mu);
     free(p);
 }

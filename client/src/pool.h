@@ -36,6 +36,7 @@ struct mpb_pool {
     void *out_arg;
     int deferred; /* an apply without a handle failed to submit: the next apply says so */
     char deferred_msg[512];
+    LIST_ENTRY(mpb_pool) clink; /* in its client's pools (async_thread.c) */
 };
 
 struct mpb_async {

@@ -11,6 +11,7 @@
 int mpb_async_wait(mpb_async_t *a, int timeout_ms) {
     if (!a) return MPB_EINVAL;
     mpb_pool_t *p = a->p;
+    MPB__POOL_HOLD(p ? p->c : NULL);
     if (!p) return a->ready ? 1 : 0;
     int64_t end = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
     while (!a->ready) {
@@ -27,6 +28,7 @@ int mpb_async_wait(mpb_async_t *a, int timeout_ms) {
 int mpb_async_ready(mpb_async_t *a) {
     if (!a) return MPB_EINVAL;
     mpb_pool_t *p = a->p;
+    MPB__POOL_HOLD(p ? p->c : NULL);
     if (!a->ready && p) mpb_poll(p->c, 0);
     int ready = a->ready;
     mpb__pool_run_notify(p);
@@ -45,6 +47,7 @@ int mpb_async_successful(mpb_async_t *a) {
 int mpb_async_get(mpb_async_t *a, int timeout_ms, void **result, size_t *rlen) {
     if (!a) return MPB_EINVAL;
     mpb_pool_t *p = a->p;
+    MPB__POOL_HOLD(p ? p->c : NULL);
     int rc = mpb_async_wait(a, timeout_ms);
     if (rc < 0) return rc;
     mpb_client_t *c = p ? p->c : NULL;
@@ -153,10 +156,14 @@ void mpb_async_free(mpb_async_t **ap) {
     mpb_async_t *a = *ap;
     if (!a) return;
     *ap = NULL;
+    MPB__POOL_HOLD(a->p ? a->p->c : NULL);
     if (a->submitting && a->p) mpb__pool_submits_settle(a->p, 0); /* its reply names it */
     if (a->p && a->notify_pending) { /* finished: its callback is owed */
         mpb__pool_notify_remove(a->p, a);
+        int held; /* as the other callbacks run: one at a time, mu let go */
+        bool one = mpb__cb_enter(a->p->c, &held);
         mpb__pool_notify_one(a);
+        if (one) mpb__cb_leave(a->p->c, held);
     }
     if (a->p) {
         mpb_client_t *c = a->p->c;

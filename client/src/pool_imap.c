@@ -117,6 +117,7 @@ int mpb_pool_imap(mpb_pool_t *p, const char *fn, mpb_next_fn next, void *arg, si
     *out = NULL;
     int rc = mpb__pool_check_fn(p, fn);
     if (rc) return rc;
+    MPB__POOL_HOLD(p->c);
     if (!next) return mpb__fail(p->c, MPB_EINVAL, "next is NULL");
     mpb_imap_t *it = calloc(1, sizeof *it);
     if (!it) return mpb__fail(p->c, MPB_ENOMEM, "out of memory");
@@ -170,6 +171,7 @@ int mpb_imap_next(mpb_imap_t *it, int timeout_ms, void **result, size_t *rlen) {
     if (!it) return MPB_EINVAL;
     if (!it->p) return MPB_ECLOSED; /* its pool was freed */
     mpb_client_t *c = it->p->c;
+    MPB__POOL_HOLD(c);
     if (it->canceled)
         return mpb__fail(c, MPB_ECANCELED, "imap of '%s' canceled by terminate()", it->fn);
     int64_t end = timeout_ms < 0 ? INT64_MAX : mpb__now_ms() + timeout_ms;
@@ -240,6 +242,7 @@ void mpb_imap_free(mpb_imap_t **itp) {
     if (!it) return;
     *itp = NULL;
     mpb_pool_t *p = it->p;
+    MPB__POOL_HOLD(p ? p->c : NULL);
     if (p) { /* detached from a freed pool, it has nothing more to tell the broker */
         mpb_client_t *c = p->c;
         if (!it->canceled && mpb__usable(c) == 0) {

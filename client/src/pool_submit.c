@@ -300,6 +300,7 @@ int mpb_pool_apply_async(mpb_pool_t *p, const char *fn, const void *args, size_t
     if (out) *out = NULL;
     int rc = mpb__pool_check_fn(p, fn);
     if (rc) return rc;
+    MPB__POOL_HOLD(p->c);
     mpb__rd_t r = {args, (const uint8_t *)args + alen};
     uint32_t na;
     if (!args || mpb__mp_check1(args, alen, MPB__MAX_DEPTH) != (long)alen || mpb__rd_array(&r, &na))
@@ -352,6 +353,7 @@ static int map_async(mpb_pool_t *p, const char *fn, const void *items, size_t le
     if (out) *out = NULL;
     int rc = mpb__pool_check_fn(p, fn);
     if (rc) return rc;
+    MPB__POOL_HOLD(p->c);
     mpb_async_t *a = NULL;
     rc = submit_items(p, fn, items, len, chunksize, star, &a, A_MAP);
     if (rc) return rc;

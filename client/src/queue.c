@@ -37,23 +37,6 @@ int mpb_queue_get(mpb_queue_t *q, void **val, size_t *vlen, int timeout_ms) {
     return mpb__call_copy(q->c, timeout_ms, val, vlen);
 }
 
-int mpb_queue_put_async(mpb_queue_t *q, const void *val, size_t vlen, int timeout_ms,
-                        mpb_callback_t cb, void *arg) {
-    if (!q) return MPB_EINVAL;
-    if (mpb__check_val(q->c, "value", val, vlen)) return MPB_EINVAL;
-    MPB__REQ(q, MPB_OP_QUEUE_PUT, 2);
-    mpb__w_raw(b, val, vlen);
-    mpb__w_int(b, mpb__ms_arg(timeout_ms));
-    return mpb__send(q->c, cb, arg);
-}
-
-int mpb_queue_get_async(mpb_queue_t *q, int timeout_ms, mpb_callback_t cb, void *arg) {
-    if (!q) return MPB_EINVAL;
-    MPB__REQ(q, MPB_OP_QUEUE_GET, 1);
-    mpb__w_int(b, mpb__ms_arg(timeout_ms));
-    return mpb__send(q->c, cb, arg);
-}
-
 int mpb_queue_qsize(mpb_queue_t *q, uint64_t *n) {
     if (!q) return MPB_EINVAL;
     MPB__REQ(q, MPB_OP_QUEUE_QSIZE, 0);

@@ -5,7 +5,8 @@
 - Dockerfile/Containerfile: one file (Containerfile is the same); ARG BASE defaulting to
   debian:bookworm-slim, both stages FROM ${BASE}; tests off in the build; the runtime stage
   installs exactly the packages whose libraries the built programs need (readelf NEEDED ->
-  dpkg -S), no compilers nor -dev packages; non-root USER, no VOLUME (each container of the
+  dpkg -S), no compilers nor -dev packages, no apt caches, docs, manual pages or translations
+  (a dpkg path-exclude before apt-get install); non-root USER, no VOLUME (each container of the
   image, workers too, would get an anonymous volume: the broker's /data is mounted by whoever
   runs it), EXPOSE 5555 8080, the MPB_* ENV, a HEALTHCHECK, ENTRYPOINT ["mpbrokerd"]; the
   build stage installs its packages before it copies the sources (the layer is reused);
@@ -122,6 +123,12 @@ if len(froms) == 2:
           "no -dev packages, compilers or curl at runtime: %s" % sorted(pkgs))
     check("--no-install-recommends" in rtext and "rm -rf /var/lib/apt/lists" in rtext,
           "apt without recommends, lists removed")
+    check("apt-get clean" in rtext and "/var/cache/apt/*" in rtext,
+          "the runtime stage drops apt's caches")
+    nodoc = rtext.find("/etc/dpkg/dpkg.cfg.d/")
+    check(0 <= nodoc < rtext.find("apt-get install") and
+          all("path-exclude /usr/share/%s/*" % d in rtext for d in ("doc", "man", "locale")),
+          "dpkg leaves out docs, manual pages and translations before apt-get install")
     keys = [k for k, _ in run]
     user = [v for k, v in run if k == "USER"]
     check(user and re.match(r"^[1-9][0-9]*(:[1-9][0-9]*)?$", user[-1]),
@@ -160,6 +167,9 @@ if len(froms) == 2:
             continue
         out = subprocess.run(["readelf", "-d", p], stdout=subprocess.PIPE, text=True).stdout
         needed |= set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out))
+        # and those it opens by soname (mpbrokerd dlopen()s libmicrohttpd when --http is on)
+        needed |= set(so.decode() for so in
+                      re.findall(rb"\x00(libmicrohttpd\.so\.[0-9]+)\x00", open(p, "rb").read()))
     ours = {"libmpb.so.0"}
     # Sanitizer runtimes (an MPB_SANITIZE build) are not what the image's Release build links.
     needed = {so for so in needed if not re.match(r"lib(asan|ubsan|lsan|tsan)\.so", so)}

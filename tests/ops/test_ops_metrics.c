@@ -261,7 +261,8 @@ static int read_addr_file(char *buf, size_t n) {
 static int setup(void **state) {
     (void)state;
     find_promtool();
-    th_broker_start(&B, "--http", "127.0.0.1:0", NULL);
+    /* queues named pinned.* or low.X always get their series (test_queue_depth_by_name) */
+    th_broker_start(&B, "--http", "127.0.0.1:0", "--metrics-queues", "pinned.*,low.?", NULL);
     char addr[128] = "";
     for (int i = 0; i < 500 && !http_port; i++) { /* written just after the endpoint file */
         if (read_addr_file(addr, sizeof addr) > 0 && !strncmp(addr, "127.0.0.1:", 10))
@@ -501,6 +502,48 @@ static void test_queue_depth(void **state) {
     mpb_queue_close(&q24);
     mpb_queue_close(&q2);
     mpb_close(&c2);
+    mpb_close(&c);
+}
+
+/* --metrics-queues: queues named by its patterns get series however small, besides the 20
+ * largest of the rest (the 25 of test_queue_depth are still there); one the patterns miss
+ * does not; a second client's process-wide view is the same. */
+static void test_queue_depth_by_name(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&B);
+    static const char *const names[] = {"pinned.a", "pinned.b", "low.x", "low.xy", "other.z"};
+    mpb_queue_t *q;
+    for (int i = 0; i < 5; i++) {
+        th_assert_ok(mpb_queue_open(c, names[i], 0, 0, &q), c);
+        for (int k = 0; k < 5 - i; k++)
+            th_assert_ok(mpb_queue_put_i64(q, k, 1000), c);
+        mpb_queue_close(&q);
+    }
+    char *m = scrape();
+    expect(m, "mpb_queue_length{queue=\"pinned.a\"}", 5);
+    expect(m, "mpb_queue_length{queue=\"pinned.b\"}", 4);
+    expect(m, "mpb_queue_length{queue=\"low.x\"}", 3);
+    expect(m, "mpb_queue_getters{queue=\"low.x\"}", 0);
+    assert_true(th_metric(m, "mpb_queue_length{queue=\"low.xy\"}", -1) < 0); /* low.? */
+    assert_true(th_metric(m, "mpb_queue_length{queue=\"other.z\"}", -1) < 0);
+    expect(m, "mpb_queue_length{queue=\"depth.06\"}", 6); /* the 20th largest of the rest */
+    assert_true(th_metric(m, "mpb_queue_length{queue=\"depth.05\"}", -1) < 0);
+    int labelled = 0;
+    for (const char *p = m; (p = strstr(p, "\nmpb_queue_length{")); p++)
+        labelled++;
+    assert_int_equal(labelled, 23);
+    double unlabelled = th_metric(m, "mpb_queues_unlabelled", -1);
+    free(m);
+    /* every queue there is: labelled or counted */
+    uint64_t cursor = 0, nq = 0;
+    do {
+        mpb_obj_info_t info[64];
+        size_t n = 0;
+        th_assert_ok(mpb_objects(c, "*", &cursor, info, 64, &n), c);
+        for (size_t i = 0; i < n; i++)
+            nq += !strcmp(info[i].kind, "queue");
+    } while (cursor);
+    assert_int_equal((uint64_t)unlabelled + 23, nq);
     mpb_close(&c);
 }
 
@@ -892,6 +935,7 @@ int main(void) {
         cmocka_unit_test(test_timeout_counted),
         cmocka_unit_test(test_pool_metrics),
         cmocka_unit_test(test_queue_depth),
+        cmocka_unit_test(test_queue_depth_by_name),
         cmocka_unit_test(test_addr_file),
         cmocka_unit_test(test_healthcheck_probe),
         cmocka_unit_test(test_stop_removes_addr_file),

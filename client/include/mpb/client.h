@@ -109,6 +109,7 @@ typedef struct mpb_options {
                                    default 50 */
     int reconnect_delay_max_ms; /* the longest pause; default 2000 */
     int encryption;             /* MPB_ENCRYPTION_AUTO (default), _ON or _OFF: see below */
+    int callback_thread;        /* 1: start the callback thread (mpb_set_callback_thread) */
 } mpb_options_t;
 
 /* mpb_options_t.encryption: whether the connection uses ZeroMQ CURVE, keyed by the authkey
@@ -205,6 +206,38 @@ MPB_EXPORT int mpb_drain(mpb_client_t *c, int timeout_ms);
 MPB_EXPORT size_t mpb_inflight(const mpb_client_t *c);
 /* A descriptor that becomes readable when replies may be waiting (see above), or -1. */
 MPB_EXPORT int mpb_fd(mpb_client_t *c);
+
+/* ---- when callbacks run ------------------------------------------------------------------
+ *
+ * The callbacks of a client (mpb_send's and the mpb_*_async forms', and its pools': results,
+ * errors, mpb/pool.h) never run two at once, and a callback may call the client again (a
+ * synchronous call, more requests, the pool) from any of the threads below. By
+ * default they run inside the calls that read replies (above; a pool's inside its pool
+ * calls), so a program that sleeps or computes between calls hears of nothing meanwhile. Two
+ * ways to hear at once:
+ *
+ * The callback thread: mpb_set_callback_thread(c, 1), or mpb_options_t.callback_thread at
+ * connect, starts one thread of libmpb's for c that reads replies as they arrive and runs the
+ * callbacks, on itself; replies read by the caller's own calls meanwhile have their callbacks
+ * run there too, not in the caller's thread. mpb_poll(), mpb_drain() and the pool calls that
+ * wait (join, get, wait, poll, imap_next) still run those already due before they return, in
+ * the caller's thread. A callback that takes long holds up the ones after it, as in Python's
+ * Pool (its result handler thread). A pool's output callback (mpb_pool_set_output) is the
+ * exception: it runs where the result is read, on either thread. */
+
+/* Starts (on 1) or stops (0) c's callback thread. Stopping waits for the callback running, if
+ * any, and runs what was put off in the caller's thread. MPB_EBUSY from a callback on that
+ * thread; mpb_close() stops it too (never call it from a callback). 0 or a negative MPB_E*. */
+MPB_EXPORT int mpb_set_callback_thread(mpb_client_t *c, int on);
+
+/* A loop of the caller's own: poll mpb_fd(c) for readability with a timeout of what the last
+ * mpb_process() returned, and call mpb_process(c) when it fires, when it times out, and after
+ * other calls on c (which may have read replies: the descriptor is edge-triggered, and does
+ * not fire again for what is already here). It reads every reply that has arrived, runs the
+ * callbacks due (the pools' too) in the caller's thread, sends a heartbeat when due, and
+ * returns the most milliseconds to wait before calling it again (1 to 1000), or a negative
+ * MPB_E*. Without the callback thread. */
+MPB_EXPORT int mpb_process(mpb_client_t *c);
 
 #ifdef __cplusplus
 }

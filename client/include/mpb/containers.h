@@ -196,22 +196,81 @@ MPB_EXPORT int mpb_queue_task_done_id(mpb_queue_t *q, uint64_t delivery);
 /* JoinableQueue: blocks until every item put has been marked done. 0 or MPB_ETIMEDOUT. */
 MPB_EXPORT int mpb_queue_join(mpb_queue_t *q, int timeout_ms);
 
-/* ---- pipelined forms (see mpb_send() in mpb/client.h) ------------------------------------ */
+/* ---- pipelined forms (see mpb_send() in mpb/client.h) ------------------------------------
+ *
+ * Every op on a handle has one: mpb_KIND_OP_async() takes the arguments of mpb_KIND_OP() but
+ * its results, then a callback and its argument; it checks the same things, queues the request
+ * as mpb_send() does (sent by mpb_flush() or any call that waits) and returns 0 or the error
+ * (then cb is never called). The callback gets the reply's value as PROTOCOL.md gives it: nil
+ * for set, append, put...; the value for get and pop; a boolean for contains, empty, locked,
+ * is_set, poll and the waits that time out; the integer of len, incr, index, a lock's fence;
+ * the page of scan and slice ([cursor, items] or the items). Nothing is copied for the caller
+ * to free. A blocking op (queue get and put, join, acquire, waits, pipe recv) answers when it
+ * completes or its timeout_ms passes (the broker's deadline: no client-side one). An async
+ * lock acquire is the calling thread's (mpb_lock_set_thread()) and is not counted among what a
+ * lost session takes (mpb_options_t). The forms of the synchronization kinds are in
+ * mpb/sync.h, the pipe's in mpb/pipe.h. */
 
-/* Typed forms of mpb_send for the common ops: same arguments as their synchronous calls, and
- * the reply's value in the callback (nil for set/append/put; the value for get; the new
- * integer for incr; the item for queue get). Nothing is copied for the caller to free. */
 MPB_EXPORT int mpb_dict_set_async(mpb_dict_t *d, const void *key, size_t klen, const void *val,
                                   size_t vlen, mpb_callback_t cb, void *arg);
 MPB_EXPORT int mpb_dict_get_async(mpb_dict_t *d, const void *key, size_t klen, mpb_callback_t cb,
                                   void *arg);
+MPB_EXPORT int mpb_dict_get_default_async(mpb_dict_t *d, const void *key, size_t klen,
+                                          const void *def, size_t deflen, mpb_callback_t cb,
+                                          void *arg);
+MPB_EXPORT int mpb_dict_del_async(mpb_dict_t *d, const void *key, size_t klen, mpb_callback_t cb,
+                                  void *arg);
+MPB_EXPORT int mpb_dict_contains_async(mpb_dict_t *d, const void *key, size_t klen,
+                                       mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_dict_len_async(mpb_dict_t *d, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_dict_update_async(mpb_dict_t *d, const void *pairs, size_t len,
+                                     mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_dict_pop_async(mpb_dict_t *d, const void *key, size_t klen, const void *def,
+                                  size_t deflen, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_dict_popitem_async(mpb_dict_t *d, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_dict_setdefault_async(mpb_dict_t *d, const void *key, size_t klen,
+                                         const void *def, size_t deflen, mpb_callback_t cb,
+                                         void *arg);
 MPB_EXPORT int mpb_dict_incr_async(mpb_dict_t *d, const void *key, size_t klen, int64_t by,
+                                   mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_dict_clear_async(mpb_dict_t *d, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_dict_copy_async(mpb_dict_t *d, const char *dst, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_dict_scan_async(mpb_dict_t *d, int what, uint64_t cursor, size_t max,
                                    mpb_callback_t cb, void *arg);
 MPB_EXPORT int mpb_list_append_async(mpb_list_t *l, const void *val, size_t vlen, mpb_callback_t cb,
                                      void *arg);
+MPB_EXPORT int mpb_list_extend_async(mpb_list_t *l, const void *vals, size_t len, mpb_callback_t cb,
+                                     void *arg);
+MPB_EXPORT int mpb_list_insert_async(mpb_list_t *l, int64_t index, const void *val, size_t vlen,
+                                     mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_list_get_async(mpb_list_t *l, int64_t index, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_list_set_async(mpb_list_t *l, int64_t index, const void *val, size_t vlen,
+                                  mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_list_slice_async(mpb_list_t *l, int64_t start, int64_t stop, size_t max,
+                                    mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_list_pop_async(mpb_list_t *l, int64_t index, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_list_remove_async(mpb_list_t *l, const void *val, size_t vlen, mpb_callback_t cb,
+                                     void *arg);
+MPB_EXPORT int mpb_list_index_async(mpb_list_t *l, const void *val, size_t vlen, int64_t start,
+                                    int64_t stop, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_list_count_async(mpb_list_t *l, const void *val, size_t vlen, mpb_callback_t cb,
+                                    void *arg);
+MPB_EXPORT int mpb_list_len_async(mpb_list_t *l, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_list_reverse_async(mpb_list_t *l, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_list_sort_async(mpb_list_t *l, int reverse, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_list_clear_async(mpb_list_t *l, mpb_callback_t cb, void *arg);
 MPB_EXPORT int mpb_queue_put_async(mpb_queue_t *q, const void *val, size_t vlen, int timeout_ms,
                                    mpb_callback_t cb, void *arg);
 MPB_EXPORT int mpb_queue_get_async(mpb_queue_t *q, int timeout_ms, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_queue_get_tracked_async(mpb_queue_t *q, int timeout_ms, mpb_callback_t cb,
+                                           void *arg);
+MPB_EXPORT int mpb_queue_qsize_async(mpb_queue_t *q, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_queue_empty_async(mpb_queue_t *q, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_queue_full_async(mpb_queue_t *q, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_queue_task_done_async(mpb_queue_t *q, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_queue_task_done_id_async(mpb_queue_t *q, uint64_t delivery, mpb_callback_t cb,
+                                            void *arg);
+MPB_EXPORT int mpb_queue_join_async(mpb_queue_t *q, int timeout_ms, mpb_callback_t cb, void *arg);
 
 #ifdef __cplusplus
 }

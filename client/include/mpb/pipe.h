@@ -54,6 +54,13 @@ MPB_EXPORT int mpb_pipe_close(mpb_pipe_t **p);
 MPB_EXPORT int mpb_pipe_end(const mpb_pipe_t *p);
 MPB_EXPORT const char *mpb_pipe_name(const mpb_pipe_t *p);
 
+/* ---- pipelined forms of the pipe: see mpb/containers.h ---- */
+
+MPB_EXPORT int mpb_pipe_send_async(mpb_pipe_t *p, const void *val, size_t vlen, mpb_callback_t cb,
+                                   void *arg);
+MPB_EXPORT int mpb_pipe_recv_async(mpb_pipe_t *p, int timeout_ms, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_pipe_poll_async(mpb_pipe_t *p, int timeout_ms, mpb_callback_t cb, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

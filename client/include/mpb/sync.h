@@ -204,6 +204,46 @@ MPB_EXPORT int mpb_namespace_del(mpb_namespace_t *ns, const char *attr);
  * buffer *map (mpb_free() it). */
 MPB_EXPORT int mpb_namespace_list(mpb_namespace_t *ns, void **map, size_t *len);
 
+/* ---- pipelined forms of synchronization kinds, values and namespaces: see mpb/containers.h ----
+ */
+
+MPB_EXPORT int mpb_lock_acquire_async(mpb_lock_t *l, int timeout_ms, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_lock_release_async(mpb_lock_t *l, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_lock_locked_async(mpb_lock_t *l, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_semaphore_acquire_async(mpb_semaphore_t *s, int timeout_ms, mpb_callback_t cb,
+                                           void *arg);
+MPB_EXPORT int mpb_semaphore_release_async(mpb_semaphore_t *s, int64_t n, mpb_callback_t cb,
+                                           void *arg);
+MPB_EXPORT int mpb_semaphore_value_async(mpb_semaphore_t *s, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_condition_acquire_async(mpb_condition_t *cv, int timeout_ms, mpb_callback_t cb,
+                                           void *arg);
+MPB_EXPORT int mpb_condition_release_async(mpb_condition_t *cv, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_condition_wait_async(mpb_condition_t *cv, int timeout_ms, mpb_callback_t cb,
+                                        void *arg);
+MPB_EXPORT int mpb_condition_notify_async(mpb_condition_t *cv, int n, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_condition_notify_all_async(mpb_condition_t *cv, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_event_set_async(mpb_event_t *e, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_event_clear_async(mpb_event_t *e, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_event_is_set_async(mpb_event_t *e, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_event_wait_async(mpb_event_t *e, int timeout_ms, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_barrier_wait_async(mpb_barrier_t *b, int timeout_ms, mpb_callback_t cb,
+                                      void *arg);
+MPB_EXPORT int mpb_barrier_reset_async(mpb_barrier_t *b, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_barrier_abort_async(mpb_barrier_t *b, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_barrier_state_async(mpb_barrier_t *b, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_value_get_async(mpb_value_t *v, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_value_set_async(mpb_value_t *v, const void *val, size_t vlen, mpb_callback_t cb,
+                                   void *arg);
+MPB_EXPORT int mpb_value_add_i64_async(mpb_value_t *v, int64_t by, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_value_add_double_async(mpb_value_t *v, double by, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_namespace_get_async(mpb_namespace_t *ns, const char *attr, mpb_callback_t cb,
+                                       void *arg);
+MPB_EXPORT int mpb_namespace_set_async(mpb_namespace_t *ns, const char *attr, const void *val,
+                                       size_t vlen, mpb_callback_t cb, void *arg);
+MPB_EXPORT int mpb_namespace_del_async(mpb_namespace_t *ns, const char *attr, mpb_callback_t cb,
+                                       void *arg);
+MPB_EXPORT int mpb_namespace_list_async(mpb_namespace_t *ns, mpb_callback_t cb, void *arg);
+
 #ifdef __cplusplus
 }
 #endif
