@@ -12,11 +12,13 @@ extern "C" {
 /* ---- the remote Pool: callers ---------------------------------------------------------------
  *
  * multiprocessing.Pool's API over the broker's workers. Callbacks run in the calling process,
- * in the thread that calls the pool, inside a pool call and never nested in another call:
- * mpb_pool_poll(), mpb_pool_join(), mpb_async_get()/wait()/ready(), mpb_imap_next(), the
- * submitting calls, mpb_async_free() and mpb_pool_close(). A callback may call the pool or the
- * client again. A function that fails makes its result fail with MPB_EREMOTE and the
- * remote message in mpb_errmsg(); a map fails with its first failed item, as Python's does. */
+ * never two at once and never nested in another call: by default in the thread that calls the
+ * pool, inside a pool call (mpb_pool_poll(), mpb_pool_join(), mpb_async_get()/wait()/ready(),
+ * mpb_imap_next(), the submitting calls, mpb_async_free() and mpb_pool_close()); with the
+ * client's callback thread or an own loop over mpb_process() as soon as their results arrive
+ * ("when callbacks run", mpb/client.h). A callback may call the pool or the client again. A
+ * function that fails makes its result fail with MPB_EREMOTE and the remote message in
+ * mpb_errmsg(); a map fails with its first failed item, as Python's does. */
 
 typedef struct mpb_pool mpb_pool_t;
 typedef struct mpb_async mpb_async_t;
