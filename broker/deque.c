@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
+#include "deque.h"
 
 /* Copies the ring into a new array of ncap slots, head at 0. */
 static void resize(deque_t *d, size_t ncap) {

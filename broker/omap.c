@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
+#include "omap.h"
+#include "util.h"
 
 #define SLOT_EMPTY 0u
 #define SLOT_DEL   1u /* tombstone */

@@ -43,7 +43,12 @@
  * engine's read and write batches, the handshake state, the pipe. Measured at about 30 kB. */
 #define CONN_OVERHEAD (64u << 10)
 #define FD_RESERVE    64 /* descriptors kept for files, the HTTP listener, ZeroMQ's own */
-#define EVICT_AGE_MS  1000
+/* An unproven connection is old enough to give way to a new one after EVICT_AGE_MS, or four
+ * times what real handshakes have lately taken if that is longer: under a flood of silent peers
+ * real handshakes take milliseconds and the floor holds; under a burst of real clients on a
+ * slow machine (thousands reconnecting at once) they take longer, and a fixed second would shut
+ * each before it finished, every retry, for ever. */
+#define EVICT_AGE_MS 1000
 
 typedef struct conn {
     int fd;
@@ -71,6 +76,7 @@ struct transport {
     TAILQ_HEAD(, conn) unproven; /* connections without a session nor the key, oldest first */
     addr_count_t *addrs;         /* uthash by addr */
     size_t max_open, max_unauth, per_peer;
+    int64_t hs_ms; /* recent handshakes' duration, a decaying maximum (EVICT_AGE_MS) */
     uint64_t refused, curve_denied, idle_closed;
     int64_t next_log_ms; /* refusals are logged once a second at most, with a count */
     uint64_t unlogged;
@@ -225,6 +231,19 @@ static bool unproven(const conn_t *c) {
     return c->open && !c->sess && !c->proven;
 }
 
+static int64_t evict_age_ms(const transport_t *t) {
+    int64_t age = 4 * t->hs_ms;
+    if (age > g_limits.handshake_ms) age = g_limits.handshake_ms;
+    return age > EVICT_AGE_MS ? age : EVICT_AGE_MS;
+}
+
+/* A connection unproven since since_ms has just shown the key or got a session. */
+static void handshake_took(transport_t *t, int64_t since_ms) {
+    int64_t d = now_ms() - since_ms;
+    t->hs_ms -= t->hs_ms / 16; /* forgets a slow spell over some dozens of handshakes */
+    if (d > t->hs_ms) t->hs_ms = d;
+}
+
 static void on_accepted(transport_t *t, int fd) {
     conn_t *c = conn_at(t, fd);
     if (!c) return;
@@ -251,7 +270,7 @@ static void on_accepted(transport_t *t, int fd) {
         conn_t *victim = c, *v;
         TAILQ_FOREACH(v, &t->unproven, ulink) {
             if (v->shut) continue;
-            if (c->since_ms - v->since_ms >= EVICT_AGE_MS) victim = v;
+            if (c->since_ms - v->since_ms >= evict_age_ms(t)) victim = v;
             break;
         }
         shut(t, victim->fd, victim,
@@ -307,6 +326,7 @@ void transport_conn_seen(transport_t *t, int fd) {
     conn_t *c = t && t->tcp_curve ? conn_get(t, fd) : NULL;
     if (!c || !unproven(c) || is_local(c->addr)) return; /* ipc:// is never CURVE unless asked */
     unauth_del(t, c);
+    handshake_took(t, c->since_ms);
     c->proven = true;
 }
 
@@ -316,10 +336,12 @@ void transport_conn_session(transport_t *t, int fd, bool has) {
     bool was = unproven(c);
     c->sess = has;
     if (!has) c->since_ms = now_ms();
-    if (was && !unproven(c))
+    if (was && !unproven(c)) {
         unauth_del(t, c);
-    else if (!was && unproven(c))
+        handshake_took(t, c->since_ms);
+    } else if (!was && unproven(c)) {
         unauth_add(t, c);
+    }
 }
 
 void transport_sweep(transport_t *t, int64_t now) {

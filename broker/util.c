@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
+#include "mem.h"
+#include "util.h"
 
 void fatal(const char *what) {
     fprintf(stderr, "mpbrokerd: fatal: %s\n", what);
