@@ -212,6 +212,21 @@ def targets(rows, mem):
         out.append('%s p99 <= 1.2x echo p99 (dict ops, every shape): worst %.2fx (%s c=%d P=%d %s)'
                    % (verdict(x <= 1.2), x, worst['transport'], worst['clients'],
                       worst['pipeline'], worst['op']))
+    # encryption (tcp rows that have a --encryption off twin)
+    enc = [r for r in rows if r['transport'] == 'tcp' and r.get('plain_rps')]
+    for c, p, limit in ((50, 16, 0.10), (1, 1, 0.15)):
+        vals = [(r['op'], 1 - r['mpb_rps'] / r['plain_rps']) for r in enc
+                if r['clients'] == c and r['pipeline'] == p]
+        if vals:
+            worst = max(vals, key=lambda v: v[1])
+            out.append('%s encryption costs <= %d%% at tcp c=%d P=%d: worst %.0f%% (%s); %s' % (
+                verdict(worst[1] <= limit), 100 * limit, c, p, 100 * worst[1], worst[0],
+                ', '.join('%s %.0f%%' % (o, 100 * v) for o, v in vals)))
+    vals = [(r['op'], r['mpb_rps'] / r['redis_tls_rps']) for r in enc
+            if r['clients'] == 50 and r['pipeline'] == 16 and r.get('redis_tls_rps')]
+    if vals:
+        out.append('%s encrypted tcp c=50 P=16 >= 1.0x Redis over TLS: %s' % (
+            verdict(all(v >= 1.0 for _, v in vals)), ', '.join('%s %.2fx' % (o, v) for o, v in vals)))
     if mem and 'redis_used' in mem:
         out.append('%s memory per small key <= Redis: %.1f vs %.1f bytes (heap vs used_memory)' % (
             verdict(mem['mpb_heap'] <= mem['redis_used']), mem['mpb_heap'], mem['redis_used']))

@@ -208,17 +208,6 @@ int mpb__curve_keys(const void *authkey, size_t keylen, mpb__curve_t *out);
 /* Overwrites the keys with zeros (the compiler may not skip it). */
 void mpb__curve_wipe(mpb__curve_t *k);
 
-/* ---- base64 (b64.c): RFC 4648, standard alphabet, over OpenSSL's ---- */
-
-/* The padded base64 of p[0..n) in a new NUL-terminated buffer (free() it), its length in
- * *outlen (may be NULL). NULL for out of memory. */
-char *mpb__b64_encode(const uint8_t *p, size_t n, size_t *outlen);
-/* Decodes s[0..n) into a new malloc'd buffer (*out, *outlen; non-NULL even when empty).
- * Padding may be left off, as many encoders do; any other character (whitespace, the URL-safe
- * alphabet, '=' inside) is refused, so a typo is an error rather than different bytes.
- * Returns 0, -1 for invalid base64, -2 for out of memory. */
-int mpb__b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen);
-
 /* ---- authkey files (keyfile.c) ---- */
 
 #define MPB__KEY_MIN_LEN 16 /* shorter keys get a warning: guessable offline */

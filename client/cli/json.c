@@ -18,8 +18,8 @@
 #include <jansson.h>
 
 #include "mpb/mpb.h"
-#include "mpbproto.h" /* proto's base64 (b64.c) only */
 
+#include "b64.h" /* common/ */
 #include "json.h"
 
 /* PROTOCOL.md: a value nests at most 32 arrays and maps deep; the reader refuses more. */
@@ -36,10 +36,10 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* The base64 of p[0..n) (proto/b64.c) as a jansson string, NULL for out of memory. */
+/* The base64 of p[0..n) (common/b64.c) as a jansson string, NULL for out of memory. */
 static json_t *b64_string(const uint8_t *p, size_t n) {
     size_t olen;
-    char *s = mpb__b64_encode(p, n, &olen);
+    char *s = b64_encode(p, n, &olen);
     if (!s) return NULL;
     json_t *j = json_stringn_nocheck(s, olen); /* ASCII by construction */
     free(s);
@@ -91,7 +91,7 @@ static int pack_bytes(json_t *j, mpb_mpbuf_t *b, char *err, size_t errlen) {
     }
     uint8_t *d;
     size_t n;
-    int rc = mpb__b64_decode(json_string_value(bytes), json_string_length(bytes), &d, &n);
+    int rc = b64_decode(json_string_value(bytes), json_string_length(bytes), &d, &n);
     if (rc < 0) {
         seterr(err, errlen, rc == -1 ? "$bytes is not valid base64" : "out of memory");
         return -1;

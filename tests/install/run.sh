@@ -179,6 +179,40 @@ if command -v readelf >/dev/null 2>&1; then
 fi
 "$tmp/hello-static" || fail "hello linked with libmpb.a failed"
 
+# ---- the README's C sample, as a reader builds and runs it ----------------------------------
+# The first C block under "## In C", built the README's way for a prefix that is not
+# /usr/local (pkg-config and an rpath, no LD_LIBRARY_PATH), run twice against the installed
+# mpbrokerd with the key from the environment; the installed mpb then reads what it counted.
+step "the README's C sample, with an rpath, against the installed mpbrokerd"
+awk '/^## In C/ { inc = 1 } inc && /^```c$/ { on = 1; next } on && /^```$/ { exit } on' \
+    "$src/README.md" >"$tmp/readme.c"
+grep -q 'mpb_dict_incr_str' "$tmp/readme.c" || fail "no C sample found under README's ## In C"
+flags=$("$PKG_CONFIG" --cflags --libs mpb)
+# shellcheck disable=SC2086 # word splitting of the flags is wanted
+run "$tmp/cc-readme.log" "$CC" $extra -Wall -Wextra -Werror -o "$tmp/readme" "$tmp/readme.c" \
+    $flags -Wl,-rpath,"$("$PKG_CONFIG" --variable=libdir mpb)" ||
+    fail "the README's C sample does not build as the README says"
+ep="ipc://$tmp/readme.sock"
+"$prefix/bin/mpbrokerd" --listen "$ep" --data-dir "$tmp/readme-data" --persist off \
+    >"$tmp/readme-broker.log" 2>&1 &
+bpid=$!
+export MPB_ENDPOINT="$ep" MPB_AUTHKEY_FILE="$tmp/readme-data/authkey"
+i=0
+until [ -S "$tmp/readme.sock" ] && [ -s "$MPB_AUTHKEY_FILE" ]; do
+    i=$((i + 1))
+    [ $i -lt 200 ] || { kill $bpid; cat "$tmp/readme-broker.log" >&2; fail "mpbrokerd did not start"; }
+    sleep 0.05
+done
+ok=1
+"$tmp/readme" && "$tmp/readme" || ok=0
+hits=$("$prefix/bin/mpb" get dict/counters hits 2>&1)
+kill $bpid
+wait $bpid 2>/dev/null
+unset MPB_ENDPOINT MPB_AUTHKEY_FILE
+[ $ok = 1 ] || fail "the README's C sample failed against a running broker"
+[ "$hits" = 2 ] || fail "after two runs of the README's sample, mpb get dict/counters hits said: $hits"
+echo "built with -Wl,-rpath, ran twice, counted $hits"
+
 # ---- 4. the Python package -------------------------------------------------------------------
 # Where Debian's python3 looks for a prefix (site.getsitepackages), and that it runs from there:
 # the extension loads without LD_LIBRARY_PATH and Manager() finds the installed mpbrokerd

@@ -320,6 +320,15 @@ static void test_watch(void **state) {
         json_decref(j);
     }
     assert_int_equal(lines, 3);
+    /* clients: the table each round, the test's own session in every one */
+    MPB("watch", "-r", "2", "-i", "0.05", "clients");
+    assert_int_equal(R.status, 0);
+    int tables = 0;
+    for (const char *p = R.out; (p = strstr(p, "SESSION  HOST ")); p++)
+        tables++;
+    assert_int_equal(tables, 2);
+    if (!strstr(R.out, " 127.0.0.1 ") || strchr(R.out, '\033'))
+        show("watch clients: two tables, with the test's own client, no screen codes");
     /* a failing round is told and the next one runs; the status is the last
      * round's */
     MPB("watch", "-r", "2", "-i", "0.05", "get", "dict/w1", "nokey");

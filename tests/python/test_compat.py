@@ -318,9 +318,13 @@ class CompatTest(unittest.TestCase):
         cls.mpb.shutdown()
         cls.py.shutdown()
 
-    def run_table(self, key):
+    def run_table(self, key, name=None):
         factory, args, kw, steps = TABLE[key]
-        ours = getattr(self.mpb, factory)(*args, **kw)
+        if name is None:
+            ours = getattr(self.mpb, factory)(*args, **kw)
+        else:
+            ours = getattr(self.mpb, factory)(*args, name=name, **kw)
+            self.assertEqual(ours.name, name)
         theirs = getattr(self.py, factory)(*args, **kw)
         for i, (label, step) in enumerate(steps):
             want = outcome(step, theirs)
@@ -333,8 +337,22 @@ class CompatTest(unittest.TestCase):
         self.assertEqual(self.mpb.dict(name="compat_named")["k"], (1,))
 
 
+    def run_named(self, key):
+        """The table on an object opened by name, which a second connection then opens by
+        the same name and finds as the steps left it."""
+        name = "compat_named_" + key
+        self.run_table(key, name)
+        factory = TABLE[key][0]
+        if factory in ("dict", "list", "Namespace"):
+            with mpbroker.connect(self.mpb.address, authkey=self.mpb.authkey) as other:
+                again = getattr(other, factory)(name=name)
+                first = getattr(self.mpb, factory)(name=name)
+                self.assertEqual(str(again), str(first))
+
+
 for _key in TABLE:
     setattr(CompatTest, "test_" + _key, lambda self, k=_key: self.run_table(k))
+    setattr(CompatTest, "test_named_" + _key, lambda self, k=_key: self.run_named(k))
 
 if __name__ == "__main__":
     unittest.main()

@@ -10,12 +10,14 @@ multiprocessing returns [None] * len(items) without running anything.
 The functions are at module level here, so the workers (forked from this process) find them
 by reference as multiprocessing's do."""
 import multiprocessing
+import multiprocessing.pool
 import os
 import pickle
 import signal
 import tempfile
 import threading
 import time
+import traceback
 import unittest
 
 import mpbroker
@@ -358,6 +360,12 @@ class TestMpbrokerPool(unittest.TestCase):
             self.assertIn("in fail_on", note)
             self.assertIn('raise CustomError("bad item %r" % x)', note)
             self.assertIn(__file__.rstrip("c"), note)
+            # and as multiprocessing.Pool gives it: the cause, printed above the exception
+            self.assertIsInstance(e.__cause__, multiprocessing.pool.RemoteTraceback)
+            self.assertIn("in fail_on", str(e.__cause__))
+            printed = "".join(traceback.format_exception(e))
+            self.assertIn("in fail_on", printed)
+            self.assertIn("bad item 3", printed)
             # a pickle that does not load: the type by name, the text, the traceback
             with self.assertRaises(TwoArgError) as cm:
                 p.apply(raise_two, (1,))

@@ -81,6 +81,25 @@ class TestRemoteWorker(unittest.TestCase):
         out = self.stop(w)
         self.assertIn("serving python from %s with 2 process(es)" % self.broker.endpoint, out)
 
+    def test_a_named_pool_is_served_by_workers_of_that_name_only(self):
+        w = self.worker("--endpoint", self.broker.endpoint, "--processes", "1",
+                        "--function", "render")
+        other = self.worker("--endpoint", self.broker.endpoint, "--processes", "1")
+        with mpbroker.Manager(self.broker.endpoint, authkey=self.broker.authkey) as m:
+            stats = self.wait_workers(m, 2)
+            with m.Pool(0, name="render") as p:
+                self.assertEqual(p.map(cube, range(20), 1), [x ** 3 for x in range(20)])
+                parents = {parent for _, parent in p.map(pid_and_parent, range(20), 1)}
+                self.assertEqual(parents, {w.pid})  # never the worker of the default name
+            from mpbroker import _mpb
+            stats = m._conn.client().call(_mpb.OP_POOL_STATS, None)
+            self.assertIn("render", str(stats))
+            for bad in ("", " render", 7, b"render"):
+                with self.assertRaises(TypeError):
+                    m.Pool(0, name=bad)
+        self.stop(w)
+        self.stop(other)
+
     def test_import_a_script_for_main(self):
         d = tempfile.mkdtemp(prefix="mpbpy-")
         script = os.path.join(d, "job.py")

@@ -5,6 +5,9 @@ import multiprocessing
 import os
 import queue
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -104,6 +107,33 @@ class ProcessTest(unittest.TestCase):
         self.assertEqual(p.exitcode, 0)
         self.assertEqual(out["total"], sum(range(500)))
         self.assertTrue(q.empty())
+
+    def test_proxies_through_a_queue_to_an_unrelated_program(self):
+        # A program that shares no ancestry with this one: it has the broker and the key only
+        # from its environment, takes the proxies from a named queue and uses them.
+        d, lock = self.m.dict(), self.m.Lock()
+        q = self.m.Queue(name="handoff")
+        q.put((d, lock))
+        fd, keyfile = tempfile.mkstemp(prefix="mpbkey-")
+        try:
+            os.write(fd, self.m.authkey)
+            os.close(fd)
+            env = dict(os.environ, MPB_ENDPOINT=self.m.address, MPB_AUTHKEY_FILE=keyfile)
+            code = ("import mpbroker\n"
+                    "m = mpbroker.connect()\n"
+                    "d, lock = m.Queue(name='handoff').get(timeout=30)\n"
+                    "with lock:\n"
+                    "    d['from'] = 'another program'\n"
+                    "print(type(d).__name__, type(lock).__name__)\n")
+            r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                               text=True, timeout=120)
+        finally:
+            os.unlink(keyfile)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["DictProxy", "LockProxy"])
+        self.assertEqual(d["from"], "another program")
+        self.assertTrue(lock.acquire(timeout=5))  # given back by the other program
+        lock.release()
 
     def test_sigkilled_holder_releases_lock(self):
         lock, ev = self.m.Lock(), self.m.Event()

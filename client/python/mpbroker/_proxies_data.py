@@ -293,13 +293,14 @@ class QueueProxy(BaseProxy):
         # An unnamed queue is joinable either way: Python's Queue has task_done and join too.
         # But a Queue() is not reliable: an item taken is gone with its taker, as in Python
         # (a JoinableQueue gives back what a taker that ended did not finish).
-        # A named Queue() leaves what it does not ask for (joinable, a bound) to whoever opens
-        # the name with it: consumers may open before the producer that knows the settings.
+        # A named Queue() is joinable too (task_done and join, as Python's), and leaves the bound
+        # and whether a taker that ended gives its item back to whoever opens the name with
+        # them: consumers may open before the producer that knows the settings; unless some
+        # program opens it with reliable false, a joinable queue gives such items back.
         if self._name is None:
             self._open(_E.OP_QUEUE_OPEN, (max(maxsize, 0), True, None if joinable else False))
         else:
-            self._open(_E.OP_QUEUE_OPEN, (maxsize if maxsize > 0 else None,
-                                          True if joinable else None))
+            self._open(_E.OP_QUEUE_OPEN, (maxsize if maxsize > 0 else None, True))
 
     def put(self, item, block=True, timeout=None):
         ms = _ms(block, timeout)

@@ -71,7 +71,7 @@ class Pool:
     """multiprocessing.Pool on an mpbroker broker. Made by Manager.Pool()."""
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-                 context=None, *, manager=None, endpoint=None, authkey=None,
+                 context=None, *, name=None, manager=None, endpoint=None, authkey=None,
                  serializer="pickle"):
         # The manager's shutdown ends the pool too (the result handler watches for it).
         self._manager = weakref.ref(manager) if manager is not None else None
@@ -88,6 +88,8 @@ class Pool:
         if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int)
                                              or maxtasksperchild <= 0):
             raise ValueError("maxtasksperchild must be a positive int or None")
+        if name is not None and (not isinstance(name, str) or not name or name != name.strip()):
+            raise TypeError("a Pool's name is a non-empty str without surrounding spaces")
         if serializer != "pickle":
             raise ValueError("a Pool sends functions by pickle: it needs serializer='pickle'")
         self._processes = processes
@@ -95,9 +97,15 @@ class Pool:
         self._maxtasks = maxtasksperchild
         self._ctx = context or multiprocessing.get_context()
         self._endpoint, self._authkey = endpoint, authkey
-        # A pool with an initializer is served only by its own workers, which ran it.
-        self._fn = FUNCTION if initializer is None else "%s.%d.%x" % (
-            FUNCTION, os.getpid(), id(self))
+        # A named pool's tasks go under its name, which workers elsewhere serve with
+        # `python3 -m mpbroker worker --function NAME` (and `mpb pool` lists); a pool with an
+        # initializer is served only by its own workers, which ran it; any other by every
+        # Python worker.
+        if name is not None:
+            self._fn = name
+        else:
+            self._fn = FUNCTION if initializer is None else "%s.%d.%x" % (
+                FUNCTION, os.getpid(), id(self))
         self._client = _mpb.Client(endpoint, authkey, name="pool")
         self._h = _mpb.Pool(self._client)
         self._lock = threading.Lock()

@@ -79,7 +79,8 @@ class TaskFailure:
         return cls(blob, t.__module__, t.__qualname__, msg, where + text.rstrip("\n"))
 
     def exception(self):
-        """The exception to raise in the caller, with the remote traceback as a note."""
+        """The exception to raise in the caller, with the remote traceback as its cause (a
+        multiprocessing.pool.RemoteTraceback, as multiprocessing.Pool gives) and as a note."""
         exc = None
         if self.blob is not None:
             try:
@@ -97,6 +98,8 @@ class TaskFailure:
                 from .pool import RemoteError
                 exc = RemoteError("%s.%s: %s" % (self.module, self.qualname, self.text))
         exc.add_note(self.tb)
+        from multiprocessing.pool import RemoteTraceback
+        exc.__cause__ = RemoteTraceback('\n"""\n%s\n"""' % self.tb)
         return exc
 
 

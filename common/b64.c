@@ -3,18 +3,19 @@
  * the CLI must not be (it skips blanks at both ends, and counts padding as decoded bytes), so
  * the input is checked here first and the length corrected after. */
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 
-#include "mpbproto.h"
+#include "b64.h"
 
 /* Bytes per EVP call: a multiple of 3 (encode) and its base64 a multiple of 4 (decode), and
  * far below INT_MAX, the most one call takes. */
 #define CHUNK (3u << 20)
 
-char *mpb__b64_encode(const uint8_t *p, size_t n, size_t *outlen) {
+char *b64_encode(const uint8_t *p, size_t n, size_t *outlen) {
     if (n > (SIZE_MAX - 1) / 4 * 3 - 3) return NULL;
     size_t olen = (n + 2) / 3 * 4;
     char *s = malloc(olen + 1);
@@ -34,7 +35,7 @@ static bool b64_char(unsigned char c) {
            c == '/';
 }
 
-int mpb__b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen) {
+int b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen) {
     if (n % 4 == 0 && n > 0 && s[n - 1] == '=') n -= (s[n - 2] == '=') ? 2 : 1;
     if (n % 4 == 1) return -1;
     for (size_t i = 0; i < n; i++)
