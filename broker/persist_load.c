@@ -71,8 +71,6 @@ static void replay_req(sess_t *s, const uint8_t *v, size_t vn) {
     uint32_t n;
     uint64_t rid = 0, op = 0;
     req_t r = {.sess = s};
-    const char *name;
-    uint32_t nl;
     if (mpb__rd_array(&q, &n) || n < 3 || mpb__rd_uint(&q, &rid) || mpb__rd_uint(&q, &op)) {
         rec_skipped("a logged request is not [rid, op, name, args...]: skipped", "request", "?",
                     s->id);
@@ -80,12 +78,7 @@ static void replay_req(sess_t *s, const uint8_t *v, size_t vn) {
     }
     r.rid = rid;
     r.op = (unsigned)(op > 0xffff ? 0xffff : op);
-    if (mpb__rd_nil(&q) == 0) {
-        r.name = NULL;
-    } else if (mpb__rd_str(&q, &name, &nl) == 0) {
-        r.name = name;
-        r.namelen = nl;
-    } else {
+    if (req_read_name(&r, &q) != 0) {
         rec_skipped("a logged request names no object: skipped", "request",
                     mpb__op_name(r.op) ? mpb__op_name(r.op) : "?", s->id);
         return;

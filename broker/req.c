@@ -79,6 +79,19 @@ int reply_error(req_t *r, int code, const char *fmt, ...) {
     return code;
 }
 
+int req_read_name(req_t *r, mpb__rd_t *q) {
+    const char *name;
+    uint32_t nl;
+    if (mpb__rd_nil(q) == 0) {
+        r->name = NULL;
+        return 0;
+    }
+    if (mpb__rd_str(q, &name, &nl) != 0) return -1;
+    r->name = name;
+    r->namelen = nl;
+    return 0;
+}
+
 /* ---- arguments ---- */
 
 /* Every caller passes max_value (keys go through arg_key): the message names it so. */

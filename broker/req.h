@@ -42,6 +42,10 @@ void reply_write_error(mpb__buf_t *b, uint64_t rid, int code, const char *msg);
 /* Starts the success reply [rid, 0, ...] in b: exactly one value follows. */
 void reply_write_ok(mpb__buf_t *b, uint64_t rid);
 
+/* Reads a request's object name (a str, or nil: r->name NULL) from q into r; -1 for anything
+ * else (nothing written: the loop and the replay each say so their way). */
+int req_read_name(req_t *r, mpb__rd_t *q);
+
 /* Argument helpers: on failure they write the error reply and return a negative code. */
 int arg_value(req_t *r, const char *what, size_t max, const uint8_t **v, size_t *n);
 int arg_key(req_t *r, const uint8_t **k, size_t *n, mpb__buf_t *scratch);

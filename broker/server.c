@@ -126,14 +126,7 @@ static void run_request(peer_t *p, sess_t *s, const uint8_t *v, size_t vn, bool 
         return;
     }
     req_t r = {.peer = p, .sess = s, .rid = rid, .op = (unsigned)(op > 0xffff ? 0xffff : op)};
-    const char *name;
-    uint32_t nl;
-    if (mpb__rd_nil(&q) == 0) {
-        r.name = NULL;
-    } else if (mpb__rd_str(&q, &name, &nl) == 0) {
-        r.name = name;
-        r.namelen = nl;
-    } else {
+    if (req_read_name(&r, &q) != 0) {
         r.out = rid ? &S.out : &S.scratch;
         reply_error(&r, MPB_EPROTO, "object name must be a string or nil");
         return;
