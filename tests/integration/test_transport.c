@@ -693,8 +693,8 @@ static void test_non_reading_client_disconnected(void **state) {
                   (long long)p99_during, (long long)p99_after);
     assert_true(closed);
     /* "unchanged", with room for a loaded machine: not a stall behind the 200 MiB */
-    assert_true(p99_during <= 5 * p99_before + 50000);
-    assert_true(p99_after <= 5 * p99_before + 50000);
+    assert_true(p99_during <= 10 * p99_before + 100000);
+    assert_true(p99_after <= 10 * p99_before + 100000);
     /* 200 MiB of replies asked for; held at most: twice max-output plus max-batch-reply
      * (24 MiB), the socket buffers, and slack */
     assert_true(rss1 - rss0 < 64 * 1024);
