@@ -580,6 +580,12 @@ transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, si
      * idle-ms, and a stopped one with a session by its session's TTL (after which it has no
      * session, and idle-ms closes it). */
     int one = 1, hs = g_limits.handshake_ms, idle = 30, intvl = 10, cnt = 3;
+    /* Thousands of clients reconnect at once after a restart or a cut: with libzmq's listen
+     * backlog of 100 the kernel drops their SYNs, and each dropped one waits out TCP's SYN
+     * backoff (1, 3, 7, 15 s...) before it is even accepted. The kernel caps this at
+     * net.core.somaxconn. */
+    int backlog = 4096;
+    zmq_setsockopt(router, ZMQ_BACKLOG, &backlog, sizeof backlog);
     zmq_setsockopt(router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(router, ZMQ_HANDSHAKE_IVL, &hs, sizeof hs);
     zmq_setsockopt(router, ZMQ_TCP_KEEPALIVE, &one, sizeof one);
