@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -560,6 +561,30 @@ static void test_info_holders_and_waiters(void **state) {
 
 /* ---- the slow log ---- */
 
+/* mpb save: the snapshot is on disk when it answers, its size and time said (or as JSON). */
+static void test_save(void **state) {
+    (void)state;
+    MPB("set", "dict/saved", "k", "\"v\"");
+    assert_int_equal(R.status, 0);
+    MPB("save");
+    assert_int_equal(R.status, 0);
+    long long bytes = -1, ms = -1;
+    if (sscanf(R.out, "saved %lld bytes in %lld ms\n", &bytes, &ms) != 2 || bytes <= 0 || ms < 0)
+        show("save: \"saved N bytes in M ms\"");
+    char path[400];
+    snprintf(path, sizeof path, "%s/data/snapshot", B.dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_size > 0);
+    MPB("save", "--json");
+    assert_int_equal(R.status, 0);
+    json_error_t je;
+    json_t *j = json_loads(R.out, 0, &je);
+    if (!j || json_integer_value(json_object_get(j, "bytes")) <= 0) show("save --json: bytes");
+    json_decref(j);
+    EXPECT_ERR(2, "save takes no arguments", "save", "now");
+}
+
 static void test_slowlog(void **state) {
     (void)state;
     th_broker_t b2;
@@ -736,6 +761,7 @@ int main(void) {
         cmocka_unit_test(test_pool_apply_no_worker),
         cmocka_unit_test(test_clients_and_kill),
         cmocka_unit_test(test_info_holders_and_waiters),
+        cmocka_unit_test(test_save),
         cmocka_unit_test(test_slowlog),
         cmocka_unit_test(test_get_on_terminal_says_it_waits),
         cmocka_unit_test(test_prompt),

@@ -617,21 +617,47 @@ static int getter(int idx, void *arg) {
     return 0;
 }
 
+/* Waits on event "cev" through the proxy, for ever: it must come back set, on its session. */
+static int event_waiter(int idx, void *arg) {
+    (void)idx, (void)arg;
+    mpb_client_t *c = via_proxy("event-waiter");
+    uint64_t sess = mpb_session_id(c);
+    mpb_event_t *e;
+    int rc = mpb_event_open(c, "cev", &e);
+    int set = rc ? rc : mpb_event_wait(e, MPB_FOREVER);
+    if (set != 1 || mpb_reconnects(c) < 1 || mpb_session_id(c) != sess) {
+        fprintf(stderr, "event waiter: wait gave %d (%s), %u reconnects\n", set, mpb_errmsg(c),
+                mpb_reconnects(c));
+        return 1;
+    }
+    mpb_event_close(&e);
+    mpb_close(&c);
+    return 0;
+}
+
 /* The item is put while the getter is cut off: its answer goes nowhere, and the getter,
- * back, gets it from the reply cache; the lock it held all along is still its own. */
+ * back, gets it from the reply cache; the lock it held all along is still its own. An event
+ * set meanwhile wakes its waiter the same way. */
 static void test_a_blocked_get_and_a_held_lock_survive_a_3s_cut(void **state) {
     (void)state;
-    pid_t kid = th_fork(getter, NULL);
+    pid_t kid = th_fork(getter, NULL), ekid = th_fork(event_waiter, NULL);
     mpb_client_t *c = direct();
     assert_true(th_wait_field(c, "queue/bq", "getters", 1, 10000));
+    assert_true(th_wait_field(c, "event/cev", "waiters", 1, 10000));
     assert_int_equal(th_describe_int(c, "lock/cl", "locked"), 1);
-    assert_int_equal(cp_cut(&P), 1);
+    assert_int_equal(cp_cut(&P), 2);
     sleep(1);
     queue_put_str(c, "bq", "item1");
     assert_int_equal(qsize(c, "bq"), 0); /* handed to the getter, whose channel is gone */
+    mpb_event_t *e;
+    th_assert_ok(mpb_event_open(c, "cev", &e), c);
+    th_assert_ok(mpb_event_set(e), c);
+    assert_int_equal(th_describe_int(c, "event/cev", "waiters"), 0); /* answered, unheard */
+    mpb_event_close(&e);
     sleep(2);
     assert_int_equal(cp_resume(&P), 0);
     assert_int_equal(th_wait(kid, 30), 0);
+    assert_int_equal(th_wait(ekid, 30), 0);
     mpb_list_t *l;
     th_assert_ok(mpb_list_open(c, "bq-got", &l), c);
     uint64_t len = 0;

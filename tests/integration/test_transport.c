@@ -736,6 +736,17 @@ static void test_ipc_unencrypted_beside_tcp(void **state) {
         th_assert_err(rc, MPB_ECONN, c, "does not encrypt", "MPB_ENCRYPTION=off");
     mpb_close(&c);
     th_broker_stop(&b);
+
+    /* --encryption off said outright: the same for ipc://, and the log and info say so */
+    th_broker_start(&b, "--listen", ipc, "--encryption", "off", NULL);
+    key = th_authkey(&b, &kl);
+    memcpy(keycopy, key, kl);
+    th_assert_ok(mpb_connect(ipc, keycopy, kl, NULL, &c), c);
+    th_assert_dict_roundtrip(c, "over-ipc-off", 5);
+    th_assert_info_str(c, "encryption", "none");
+    mpb_close(&c);
+    assert_true(th_log_count(&b, "encryption off") >= 1);
+    th_broker_stop(&b);
 }
 
 static void test_last_still_serves(void **state) {
