@@ -54,6 +54,7 @@ typedef struct conn {
     int fd;
     bool open, sess, shut;
     bool proven;             /* a message came through CURVE: it holds the key (never under NULL) */
+    bool timed;              /* its handshake's duration is in hs_ms */
     TAILQ_ENTRY(conn) ulink; /* on the unproven list while unproven() */
     uint8_t addr[16];        /* IPv6, or IPv4-mapped; all zero for ipc:// */
     uint16_t port;           /* with addr, names the TCP connection: checked before a shutdown */
@@ -76,7 +77,7 @@ struct transport {
     TAILQ_HEAD(, conn) unproven; /* connections without a session nor the key, oldest first */
     addr_count_t *addrs;         /* uthash by addr */
     size_t max_open, max_unauth, per_peer;
-    int64_t hs_ms; /* recent handshakes' duration, a decaying maximum (EVICT_AGE_MS) */
+    int64_t hs_ms; /* recent handshakes' duration, a decaying maximum: see EVICT_AGE_MS */
     uint64_t refused, curve_denied, idle_closed;
     int64_t next_log_ms; /* refusals are logged once a second at most, with a count */
     uint64_t unlogged;
@@ -237,9 +238,12 @@ static int64_t evict_age_ms(const transport_t *t) {
     return age > EVICT_AGE_MS ? age : EVICT_AGE_MS;
 }
 
-/* A connection unproven since since_ms has just shown the key or got a session. */
-static void handshake_took(transport_t *t, int64_t since_ms) {
-    int64_t d = now_ms() - since_ms;
+/* c has just shown the key or got a session: the first time, since its accept, is its
+ * handshake (a later session, after one ended, says nothing of handshakes). */
+static void handshake_took(transport_t *t, conn_t *c) {
+    if (c->timed) return;
+    c->timed = true;
+    int64_t d = now_ms() - c->since_ms;
     t->hs_ms -= t->hs_ms / 16; /* forgets a slow spell over some dozens of handshakes */
     if (d > t->hs_ms) t->hs_ms = d;
 }
@@ -326,7 +330,7 @@ void transport_conn_seen(transport_t *t, int fd) {
     conn_t *c = t && t->tcp_curve ? conn_get(t, fd) : NULL;
     if (!c || !unproven(c) || is_local(c->addr)) return; /* ipc:// is never CURVE unless asked */
     unauth_del(t, c);
-    handshake_took(t, c->since_ms);
+    handshake_took(t, c);
     c->proven = true;
 }
 
@@ -338,7 +342,7 @@ void transport_conn_session(transport_t *t, int fd, bool has) {
     if (!has) c->since_ms = now_ms();
     if (was && !unproven(c)) {
         unauth_del(t, c);
-        handshake_took(t, c->since_ms);
+        handshake_took(t, c);
     } else if (!was && unproven(c)) {
         unauth_add(t, c);
     }

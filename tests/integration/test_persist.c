@@ -501,11 +501,6 @@ static void acks_add(acks_t *a, int64_t id, int64_t ms) {
     a->ms[a->n++] = ms;
 }
 
-static int cmp_i64(const void *x, const void *y) {
-    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
-    return a < b ? -1 : a > b;
-}
-
 /* Whether an ack at ms may have been lost: it came less than window ms before a kill. */
 static bool in_window(int64_t ms, const int64_t *kills, int nkills, int64_t window) {
     for (int i = 0; i < nkills; i++)
@@ -519,13 +514,13 @@ static bool in_window(int64_t ms, const int64_t *kills, int nkills, int64_t wind
 static size_t check_ids(const char *what, int64_t *found, size_t nfound, const acks_t *acked,
                         const int64_t *unknown, size_t nunknown, const int64_t *kills, int nkills,
                         int64_t window) {
-    qsort(found, nfound, sizeof *found, cmp_i64);
+    qsort(found, nfound, sizeof *found, th_cmp_i64);
     for (size_t i = 1; i < nfound; i++)
         if (found[i] == found[i - 1])
             fail_msg("%s: id %lld is there twice", what, (long long)found[i]);
     size_t missing = 0;
     for (size_t i = 0; i < acked->n; i++) {
-        if (bsearch(&acked->id[i], found, nfound, sizeof *found, cmp_i64)) continue;
+        if (bsearch(&acked->id[i], found, nfound, sizeof *found, th_cmp_i64)) continue;
         missing++;
         if (!window || !in_window(acked->ms[i], kills, nkills, window))
             fail_msg("%s: acknowledged id %lld (at %lld) is lost", what, (long long)acked->id[i],

@@ -74,11 +74,6 @@ static int extend_ints(mpb_client_t *c, const char *name, const int64_t *v, size
     return rc;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* ---- producers and consumers ---- */
 
 #define PC_PRODUCERS 3
@@ -143,7 +138,7 @@ static void test_producers_consumers_each_item_exactly_once(void **state) {
         total += (size_t)n;
     }
     assert_int_equal(total, PC_PRODUCERS * PC_ITEMS);
-    qsort(all, total, sizeof *all, cmp_i64);
+    qsort(all, total, sizeof *all, th_cmp_i64);
     for (size_t i = 0; i < total; i++)
         assert_int_equal(all[i], (int64_t)i); /* once each */
 
@@ -442,7 +437,7 @@ static void test_joinable_unreliable_queue_hands_each_item_out_once(void **state
 
     int64_t got[NR_GETTERS + 1];
     assert_int_equal(read_int_list(c, "nr.got", got, NR_GETTERS + 1), NR_GETTERS);
-    qsort(got, NR_GETTERS, sizeof *got, cmp_i64);
+    qsort(got, NR_GETTERS, sizeof *got, th_cmp_i64);
     for (int i = 0; i < NR_GETTERS; i++)
         assert_int_equal(got[i], i); /* once each */
     uint64_t n;

@@ -403,11 +403,6 @@ static int writer(int unused, void *arg) {
     return rc != 0;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Reads every item of list (or, popping, of queue) as int64, sorted. */
 static void all_ints(mpb_client_t *c, const char *list, const char *queue, int64_t *out,
                      size_t want) {
@@ -440,7 +435,7 @@ static void all_ints(mpb_client_t *c, const char *list, const char *queue, int64
         }
         mpb_queue_close(&q);
     }
-    qsort(out, got, sizeof *out, cmp_i64);
+    qsort(out, got, sizeof *out, th_cmp_i64);
 }
 
 static void test_writers_mid_stream_ride_through_a_3s_cut_exactly_once(void **state) {

@@ -618,11 +618,6 @@ static int kill_non_reader(void **state) {
     return 0;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The 99th percentile of 200 round trips (dict.get of a small value) of c, in microseconds. */
 static int64_t p99_us(mpb_client_t *c) {
     mpb_dict_t *d = NULL;
@@ -637,7 +632,7 @@ static int64_t p99_us(mpb_client_t *c) {
         us[i] = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
     }
     mpb_dict_close(&d);
-    qsort(us, 200, sizeof *us, cmp_i64);
+    qsort(us, 200, sizeof *us, th_cmp_i64);
     return us[197];
 }
 

@@ -353,6 +353,11 @@ pid_t th_fork(int (*child)(int idx, void *arg), void *arg) {
     return pid;
 }
 
+int th_cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 int th_wait(pid_t pid, int timeout_s) {
     int64_t end = th_now_ms() + timeout_s * 1000;
     int st;

@@ -81,6 +81,8 @@ pid_t th_fork(int (*child)(int idx, void *arg), void *arg);
 pid_t th_fork_bare(void);
 /* Waits up to timeout_s for pid; returns its exit status, or -1 if it had to be killed. */
 int th_wait(pid_t pid, int timeout_s);
+/* qsort/bsearch order of int64_t. */
+int th_cmp_i64(const void *a, const void *b);
 /* A msgpack string / int in a static rotating buffer (valid for the next 7 calls). */
 const uint8_t *th_str(const char *s, size_t *len);
 const uint8_t *th_int(int64_t v, size_t *len);

@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 import traceback
+from multiprocessing.pool import RemoteTraceback
 
 from . import _mpb
 
@@ -98,7 +99,6 @@ class TaskFailure:
                 from .pool import RemoteError
                 exc = RemoteError("%s.%s: %s" % (self.module, self.qualname, self.text))
         exc.add_note(self.tb)
-        from multiprocessing.pool import RemoteTraceback
         exc.__cause__ = RemoteTraceback('\n"""\n%s\n"""' % self.tb)
         return exc
 
