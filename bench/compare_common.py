@@ -35,7 +35,7 @@ REDIS_OF = {'dict.set': ['SET'], 'dict.get': ['GET'], 'dict.incr': ['INCR'],
 PY_TESTS = ['dict.set', 'dict.get', 'queue.put+get']
 
 
-SHAPES = [(tr, c, p) for tr in ('tcp', 'ipc') for c in (1, 50) for p in (1, 16)]
+SHAPES = [(tr, c, p) for tr in ('tcp', 'ipc', 'unix') for c in (1, 50) for p in (1, 16)]
 
 
 def log(msg):

@@ -30,8 +30,13 @@ def server_prefix():
     return ['taskset', '-c', PLACE.server] if PLACE.server else []
 
 
+def unix_ep(d):
+    return 'unix://' + os.path.join(d, 'b.sock')
+
+
 def start_mpb(bins, procs, d, extra, name='mpbrokerd(persist)'):
-    """A broker on a data dir of its own; returns (proc, endpoint, key, seconds to be ready)."""
+    """A broker on a data dir of its own, on tcp:// and on unix_ep(d); returns (proc, tcp
+    endpoint, key, seconds to be ready)."""
     os.makedirs(os.path.join(d, 'data'), exist_ok=True)
     ep = 'tcp://127.0.0.1:%d' % free_port()
     epfile = os.path.join(d, 'ep')
@@ -40,7 +45,7 @@ def start_mpb(bins, procs, d, extra, name='mpbrokerd(persist)'):
     key = os.path.join(d, 'data', 'authkey')
     t0 = time.time()
     b = procs.start(name, server_prefix() + [
-        bins.brokerd, '--listen', ep, '--data-dir', os.path.join(d, 'data'),
+        bins.brokerd, '--listen', ep, '--listen', unix_ep(d), '--data-dir', os.path.join(d, 'data'),
         '--endpoint-file', epfile, '--log-level', 'warn'] + extra, os.path.join(d, 'broker.log'),
         clean_env())
     wait_for('mpbrokerd', lambda: os.path.exists(epfile) and os.path.exists(key) and
@@ -53,7 +58,8 @@ def start_redis(procs, d, extra, name='redis-server(persist)'):
     port = free_port()
     t0 = time.time()
     rd = procs.start(name, server_prefix() + [
-        'redis-server', '--port', str(port), '--bind', '127.0.0.1', '--save', '', '--dir', d,
+        'redis-server', '--port', str(port), '--bind', '127.0.0.1', '--unixsocket',
+        os.path.join(d, 'redis.sock'), '--unixsocketperm', '700', '--save', '', '--dir', d,
         '--daemonize', 'no', '--logfile', os.path.join(d, 'redis.log')] + extra,
         os.path.join(d, 'redis.out'), clean_env())
 
@@ -65,9 +71,10 @@ def start_redis(procs, d, extra, name='redis-server(persist)'):
     return rd, port, time.time() - t0
 
 
-def redis_persist_bench(port, secs, keyspace, quick):
-    base = PLACE.prefix() + ['redis-benchmark', '-h', '127.0.0.1', '-p', str(port), '-c', '50',
-                             '-P', '1', '-d', '16', '-r', str(keyspace), '--csv']
+def redis_persist_bench(port, secs, keyspace, quick, sock=None):
+    where = ['-s', sock] if sock else ['-h', '127.0.0.1', '-p', str(port)]
+    base = PLACE.prefix() + ['redis-benchmark'] + where + ['-c', '50', '-P', '1', '-d', '16',
+                                                           '-r', str(keyspace), '--csv']
     out = {}
     for t in PERSIST_TESTS.values():
         n = 2000 if quick else 20000
@@ -81,7 +88,8 @@ def redis_persist_bench(port, secs, keyspace, quick):
 
 def persistence(args, bins, procs, tmp, secs, keyspace, nkeys):
     """dict.set and queue.put at 50 clients, for each --fsync beside Redis's appendfsync, each
-    on a fresh server; then the time to start on 1 M keys, from the log and from a snapshot,
+    on a fresh server, over TCP and over a Unix socket (mpbroker's unix://, Redis's
+    unixsocket); then the time to start on 1 M keys, from the log and from a snapshot,
     beside Redis from its AOF and from a rewritten one (an RDB preamble)."""
     rows = []
     for mode in PERSIST_MODES:
@@ -89,20 +97,26 @@ def persistence(args, bins, procs, tmp, secs, keyspace, nkeys):
         log('persistence: mpbroker %s' % ('--persist off' if mode == 'off' else '--fsync ' + mode))
         extra = ['--persist', 'off'] if mode == 'off' else ['--fsync', mode]
         b, ep, key, _ = start_mpb(bins, procs, d, extra)
-        m = mpb_bench(bins, Ns(key=key), ep, 50, 1, secs, list(PERSIST_TESTS), keyspace)
+        m = {'tcp': mpb_bench(bins, Ns(key=key), ep, 50, 1, secs, list(PERSIST_TESTS), keyspace),
+             'unix': mpb_bench(bins, Ns(key=key), unix_ep(d), 50, 1, secs, list(PERSIST_TESTS),
+                               keyspace)}
         procs.stop(b)
         log('persistence: redis %s' % ('appendonly no' if mode == 'off' else
                                        'appendonly yes, appendfsync ' + mode))
         rextra = ['--appendonly', 'no'] if mode == 'off' else ['--appendonly', 'yes',
                                                              '--appendfsync', mode]
         rd, port, _ = start_redis(procs, os.path.join(d, 'redis'), rextra)
-        r = redis_persist_bench(port, secs, keyspace, args.quick)
+        r = {'tcp': redis_persist_bench(port, secs, keyspace, args.quick),
+             'unix': redis_persist_bench(port, secs, keyspace, args.quick,
+                                         os.path.join(d, 'redis', 'redis.sock'))}
         procs.stop(rd)
-        for op, rop in PERSIST_TESTS.items():
-            rows.append({'fsync': mode, 'op': op, 'mpb_rps': m.get(op, {}).get('rps'),
-                         'mpb_p99_ms': m.get(op, {}).get('p99_latency_ms'),
-                         'redis_rps': r.get(rop, {}).get('rps'),
-                         'redis_p99_ms': r.get(rop, {}).get('p99_latency_ms')})
+        for tr in ('tcp', 'unix'):
+            for op, rop in PERSIST_TESTS.items():
+                rows.append({'transport': tr, 'fsync': mode, 'op': op,
+                             'mpb_rps': m[tr].get(op, {}).get('rps'),
+                             'mpb_p99_ms': m[tr].get(op, {}).get('p99_latency_ms'),
+                             'redis_rps': r[tr].get(rop, {}).get('rps'),
+                             'redis_p99_ms': r[tr].get(rop, {}).get('p99_latency_ms')})
     restart = {'keys': nkeys}
     d = os.path.join(tmp, 'restart-mpb')
     log('restart: %d keys into mpbroker (--fsync everysec)' % nkeys)
@@ -154,17 +168,22 @@ def render_persistence(rows, restart):
     out = io.StringIO()
     w = lambda s='': out.write(s + '\n')
     w()
-    w('persistence: tcp, 50 clients, no pipelining, 16-byte values; each mode on a fresh server')
-    w('  %-9s %-10s %9s %7s | %9s %7s | %6s %9s' % ('fsync', 'op', 'mpb rps', 'p99', 'redis rps',
-                                                   'p99', '/redis', '/off'))
-    off = {r['op']: r['mpb_rps'] for r in rows if r['fsync'] == 'off'}
-    for r in rows:
-        w('  %-9s %-10s %9s %7s | %9s %7s | %6s %9s' % (
-            r['fsync'], r['op'], fmt_rps(r['mpb_rps']), fmt_ms(r['mpb_p99_ms']),
-            fmt_rps(r['redis_rps']), fmt_ms(r['redis_p99_ms']),
-            fmt_x(r['mpb_rps'], r['redis_rps']), fmt_x(r['mpb_rps'], off.get(r['op']))))
+    w('persistence: 50 clients, no pipelining, 16-byte values; each mode on a fresh server')
+    w('  %-5s %-9s %-10s %9s %7s | %9s %7s | %6s %9s' % ('', 'fsync', 'op', 'mpb rps', 'p99',
+                                                        'redis rps', 'p99', '/redis', '/off'))
+    off = {(r['transport'], r['op']): r['mpb_rps'] for r in rows if r['fsync'] == 'off'}
+    for tr in ('tcp', 'unix'):
+        for r in rows:
+            if r['transport'] != tr:
+                continue
+            w('  %-5s %-9s %-10s %9s %7s | %9s %7s | %6s %9s' % (
+                tr, r['fsync'], r['op'], fmt_rps(r['mpb_rps']), fmt_ms(r['mpb_p99_ms']),
+                fmt_rps(r['redis_rps']), fmt_ms(r['redis_p99_ms']),
+                fmt_x(r['mpb_rps'], r['redis_rps']), fmt_x(r['mpb_rps'], off.get((tr, r['op'])))))
     w('  (off: mpbrokerd --persist off, Redis appendonly no; the others: mpbrokerd --fsync X, '
-      'Redis appendonly yes, appendfsync X)')
+      'Redis appendonly yes, appendfsync X;')
+    w('   tcp: mpbroker tcp:// (encrypted) and Redis over TCP; unix: mpbroker unix:// and Redis '
+      'over its unixsocket)')
     if restart:
         w()
         w('restart on %d keys (16-byte values), until the server answers:' % restart['keys'])
@@ -181,18 +200,19 @@ def render_persistence(rows, restart):
 
 def persistence_targets(rows, restart):
     """Issue 12's targets, as this run measured them."""
-    by = {(r['fsync'], r['op']): r for r in rows}
+    by = {(r['transport'], r['fsync'], r['op']): r for r in rows}
     out = []
-    for op in PERSIST_TESTS:
-        ev, off, al = by.get(('everysec', op)), by.get(('off', op)), by.get(('always', op))
-        if ev and off and ev['mpb_rps'] and off['mpb_rps']:
-            x = ev['mpb_rps'] / off['mpb_rps']
-            out.append('%s everysec >= 0.9x no persistence: %.2fx %s' % (op, x, 'met' if x >= 0.9
-                                                                         else 'NOT met'))
-        if al and al['mpb_rps'] and al['redis_rps']:
-            x = al['mpb_rps'] / al['redis_rps']
-            out.append('%s always >= 1.0x Redis always: %.2fx %s' % (op, x, 'met' if x >= 1.0
-                                                                     else 'NOT met'))
+    for tr in ('tcp', 'unix'):
+        for op in PERSIST_TESTS:
+            ev, off, al = (by.get((tr, m, op)) for m in ('everysec', 'off', 'always'))
+            if ev and off and ev['mpb_rps'] and off['mpb_rps']:
+                x = ev['mpb_rps'] / off['mpb_rps']
+                out.append('%s %s everysec >= 0.9x no persistence: %.2fx %s' % (
+                    tr, op, x, 'met' if x >= 0.9 else 'NOT met'))
+            if al and al['mpb_rps'] and al['redis_rps']:
+                x = al['mpb_rps'] / al['redis_rps']
+                out.append('%s %s always >= 1.0x Redis always: %.2fx %s' % (
+                    tr, op, x, 'met' if x >= 1.0 else 'NOT met'))
     if restart:
         ok = restart['mpb_log_s'] <= restart['redis_aof_s']
         out.append('restart on %d keys <= Redis: %.2f s from the log vs %.2f s from the AOF %s; '

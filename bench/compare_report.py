@@ -45,9 +45,9 @@ def build_rows(results, py):
         r = results.get(shape)
         if not r:
             continue
-        echo = r['echo'].get('echo', {})
+        echo = r.get('echo', {}).get('echo', {})
         rt = r.get('redis_tcp')
-        ru = r.get('redis_unix') if tr == 'ipc' else None
+        ru = r.get('redis_unix') if tr in ('ipc', 'unix') else None
         pyr = py.get(1 if c == 1 else 4, {})
         for op in MPB_TESTS:
             m = r['mpb'].get(op)
@@ -113,9 +113,11 @@ def render(rows, mem, meta):
     w()
     w('rps: operations per second; p50/p99: latency in ms, per operation from send to reply.')
     w('echo: mpb-bench\'s harness against a bare ZeroMQ ROUTER echo (frames the size of a dict.get')
-    w('  request, P separate messages in flight) over the same transport: the transport\'s own limit.')
+    w('  request, P separate messages in flight) over the same transport: the transport\'s own limit')
+    w('  (none for unix://: mpbroker\'s own framing on a Unix socket, no ZeroMQ on either side).')
     w('redis: redis-benchmark over TCP with the same -c/-P/-d/-r (SET, GET, INCR, LPUSH; LPUSH+RPOP')
-    w('  for queue.put+get, as 1/(1/a+1/b), so no latency); unix: Redis over its unix socket (ipc rows).')
+    w('  for queue.put+get, as 1/(1/a+1/b), so no latency); unix: Redis over its unix socket (ipc and')
+    w('  unix rows).')
     w('py: multiprocessing SyncManager over TCP, 1 client process for c=1 rows, 4 for c=50 (best of')
     w('  runs); it has no pipelining. /echo /redis /unix /py: mpbroker rps divided by theirs.')
     w('queue.put+get and lock.acquire+release count a pair as one operation (one round trip when')

@@ -68,13 +68,15 @@ class Servers:
     def __init__(self, bins, procs, tmp, redis=True):
         self.bins, self.procs, self.tmp = bins, procs, tmp
         env = clean_env()
-        # mpbrokerd: tcp:// and ipc://, its own data dir (and so its own authkey)
+        # mpbrokerd: tcp://, ipc:// and unix://, its own data dir (and so its own authkey)
         self.data = os.path.join(tmp, 'data')
         os.mkdir(self.data)
         self.mpb_tcp = 'tcp://127.0.0.1:%d' % free_port()
         self.mpb_ipc = 'ipc://' + os.path.join(tmp, 'broker.sock')
+        self.mpb_unix = 'unix://' + os.path.join(tmp, 'broker-unix.sock')
         self.broker = procs.start('mpbrokerd', [
             bins.brokerd, '--listen', self.mpb_tcp, '--listen', self.mpb_ipc,
+            '--listen', self.mpb_unix,
             '--data-dir', self.data, '--endpoint-file', os.path.join(tmp, 'broker.ep'),
             '--log-level', 'warn', '--persist', 'off'], os.path.join(tmp, 'broker.log'), env)
         self.key = os.path.join(self.data, 'authkey')

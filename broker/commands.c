@@ -14,6 +14,7 @@
 #include "persist.h"
 #include "pool.h"
 #include "server.h"
+#include "stream.h"
 #include "store.h"
 
 /* op, handler, arity (arguments after the name; -N: at least N), kind, flags */
@@ -315,7 +316,7 @@ int cmd_info(req_t *r) {
     mpb__w_cstr(b, "encryption");
     mpb__w_cstr(b, transport_encryption(server_transport()));
     mpb__w_cstr(b, "connections");
-    mpb__w_uint(b, transport_connections(server_transport()));
+    mpb__w_uint(b, transport_connections(server_transport()) + stream_count());
     return 0;
 }
 

@@ -35,7 +35,9 @@
 const setting_t config_settings[S__N] = {
     [S_LISTEN] = {"listen", "MPB_LISTEN",      T_LISTEN,                             0,       0,                   NULL,                     "tcp://127.0.0.1:5555",                                         'l',
                   "ENDPOINT",                                                                                                                                                                                                                                                                                                            0,                                                                                                         0,
-                  "tcp://ADDR:PORT or ipc:///PATH; repeatable\n"
+                  "tcp://ADDR:PORT, ipc:///PATH or unix:///PATH\n"
+                  "(unix://: a Unix stream socket served by the loop\n"
+                  "itself, the fastest for local clients); repeatable\n"
                   "(default tcp://127.0.0.1:5555; env MPB_LISTEN, a comma-\n"
                   "separated list)"},
     [S_AUTHKEY_FILE] = {"authkey-file",        "MPB_AUTHKEY_FILE",            T_PATH,                       0,             0,         NULL,                    NULL,                                                                      'k',                                                                                         "PATH",
@@ -139,7 +141,7 @@ const setting_t config_settings[S__N] = {
     [S_ENCRYPTION] = {"encryption",        "MPB_ENCRYPTION",              T_ENC,                           0,                0,        NULL,                "auto",                                                                   0,                                                                                        "on|off",
                   CFG(encryption),
                   "ZeroMQ CURVE keyed by the authkey (default auto: on\n"
-                      "for tcp://, off for ipc://; MPB_ENCRYPTION)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                               },
+                      "for tcp://, off for ipc:// and unix://; MPB_ENCRYPTION)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                               },
     [S_MAX_CONNECTIONS] = {"max-connections",        "MPB_MAX_CONNECTIONS",         T_COUNT,                 0,         1000000,
                   "0 to 1000000",                    "0",                                                                                                                                                                            0,                                                                                                                                                                                                "N",                                                                                                  LIM(max_connections),
                   "connections at once, more are closed at accept\n"
@@ -182,6 +184,12 @@ const setting_t config_settings[S__N] = {
                   "queues whose depth /metrics always shows: fnmatch\n"
                           "patterns, comma-separated (e.g. 'jobs.*,results');\n"
                           "up to 100 of them, besides the 20 largest queues"                                                                                                                                                                                                                                                                                                                                                                                                                                                    },
+    [S_SPIN] = {"spin-us", "MPB_SPIN_US", T_COUNT, 0, 10000, "0 to 10000", "50", 0, "US",
+                LIM(spin_us),
+                "after a loop turn that read unix:// frames, look for\n"
+                "the next ones this long before sleeping: a local\n"
+                "client's next request then costs no wake-up\n"
+                "(default 50; 0: off)"},
 };
 
 /* The flags that are no setting, and after which setting --help lists each. */

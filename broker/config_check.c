@@ -103,7 +103,8 @@ static bool has_blank_or_ctl(const char *s) {
     return false;
 }
 
-/* A ZeroMQ endpoint the broker can bind: tcp://HOST:PORT (PORT a number or *), ipc://PATH. */
+/* An endpoint the broker can bind: tcp://HOST:PORT (PORT a number or *), ipc://PATH (both
+ * ZeroMQ's), unix://PATH (stream.c). */
 static bool check_endpoint(const char *s, char *why, size_t n) {
     if (has_blank_or_ctl(s)) {
         snprintf(why, n, "'%s' contains a blank or control character", s);
@@ -124,15 +125,15 @@ static bool check_endpoint(const char *s, char *why, size_t n) {
         }
         return true;
     }
-    if (!strncmp(s, "ipc://", 6)) {
-        size_t len = strlen(s + 6);
+    if (!strncmp(s, "ipc://", 6) || !strncmp(s, "unix://", 7)) {
+        size_t len = strlen(strstr(s, "://") + 3);
         if (len == 0 || len > 107) {
-            snprintf(why, n, "'%s': an ipc path must have 1 to 107 characters", s);
+            snprintf(why, n, "'%s': a socket path must have 1 to 107 characters", s);
             return false;
         }
         return true;
     }
-    snprintf(why, n, "'%s' is not tcp://ADDR:PORT or ipc:///PATH", s);
+    snprintf(why, n, "'%s' is not tcp://ADDR:PORT, ipc:///PATH or unix:///PATH", s);
     return false;
 }
 
@@ -356,7 +357,7 @@ static void check_data_dir(conf_t *c) {
  * from it), and the directory must take a socket. */
 static void check_ipc(conf_t *c, int i) {
     src_t none = {R_DEFAULT, NULL, 0};
-    const char *ep = c->cfg.listen[i], *path = ep + 6;
+    const char *ep = c->cfg.listen[i], *path = strstr(ep, "://") + 3;
     struct sockaddr_un sa = {0};
     sa.sun_family = AF_UNIX;
     if (path[0] == '@' || strlen(path) >= sizeof sa.sun_path) return; /* abstract: zmq's */
@@ -389,7 +390,7 @@ static void check_listen(conf_t *c) {
     void *ctx = NULL;
     for (int i = 0; i < c->cfg.nlisten; i++) {
         const char *ep = c->cfg.listen[i];
-        if (!strncmp(ep, "ipc://", 6)) {
+        if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "unix://", 7)) {
             check_ipc(c, i);
             continue;
         }

@@ -66,6 +66,7 @@ enum {
     S_SLOWLOG_SLOWER,
     S_SLOWLOG_MAX_LEN,
     S_METRICS_QUEUES,
+    S_SPIN,
     S__N
 };
 

@@ -36,6 +36,8 @@ typedef struct limits {
     size_t max_output;              /* unacknowledged reply bytes of one connection; 0: off */
     int64_t slowlog_slower_us;      /* requests served slower than this go to the slow log */
     size_t slowlog_max_len;         /* entries it keeps; 0: none */
+    size_t spin_us;                 /* stream.c: how long the loop looks for more unix:// frames
+                                       before it sleeps */
     const char *metrics_queues;     /* fnmatch patterns, comma-separated: queues /metrics
                                        always labels (metrics_render.c); NULL: none */
 } limits_t;

@@ -634,6 +634,10 @@ int transport_bind(transport_t *t, const char *endpoint, int enc) {
     return 0;
 }
 
+void transport_note_plain(transport_t *t) {
+    t->any_plain = true;
+}
+
 const char *transport_encryption(const transport_t *t) {
     if (!t) return "none";
     if (t->any_curve && t->any_plain) return "mixed";
@@ -642,6 +646,10 @@ const char *transport_encryption(const transport_t *t) {
 
 size_t transport_connections(const transport_t *t) {
     return t ? t->nopen : 0;
+}
+
+size_t transport_max_open(const transport_t *t) {
+    return t ? t->max_open : 0;
 }
 
 void transport_sockets(transport_t *t, void **zap, void **monitor) {

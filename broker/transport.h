@@ -15,9 +15,13 @@ transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, si
 /* Binds endpoint with CURVE or without, as enc (ENC_*) says for it, and logs which.
  * 0, or -1 with zmq_errno() set. */
 int transport_bind(transport_t *t, const char *endpoint, int enc);
+/* An endpoint of another transport (unix://, stream.c) is bound, unencrypted. */
+void transport_note_plain(transport_t *t);
 /* "curve", "none" or "mixed" (some endpoints each way), for info. */
 const char *transport_encryption(const transport_t *t);
 size_t transport_connections(const transport_t *t);
+/* max-connections as it applies (the descriptor limit less a reserve when not set). */
+size_t transport_max_open(const transport_t *t);
 /* The two sockets the loop polls for it (for ZMQ_POLLIN): the ZAP handler and the monitor. */
 void transport_sockets(transport_t *t, void **zap, void **monitor);
 /* Serves what the poll found ready on them. */

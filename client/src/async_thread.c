@@ -49,7 +49,12 @@ void mpb__cb_due(mpb_client_t *c) {
 }
 
 void mpb__cb_kick(mpb_client_t *c) {
-    if (!c->cbt_on || !c->sock) return;
+    if (!c->cbt_on) return;
+    if (c->ufd >= 0) {
+        if (mpb__unix_pending(c)) mpb__cb_due(c);
+        return;
+    }
+    if (!c->sock) return;
     int ev = 0;
     size_t len = sizeof ev;
     /* Reading ZMQ_EVENTS also re-arms ZMQ_FD when nothing is left. */

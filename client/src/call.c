@@ -213,6 +213,7 @@ void mpb__buf_give(mpb_client_t *c, mpb__buf_t *b) {
  * each libzmq call polls its mailbox (a poll() and a getpid() each time), and zmq_poll() builds
  * a poller of its own, so the waits of a synchronous call cost a third of the system calls. */
 int mpb__recv_into(mpb_client_t *c, mpb__buf_t *b, long timeout_ms) {
+    if (c->ufd >= 0) return mpb__unix_recv(c, b, timeout_ms);
     int t = timeout_ms < 0 ? -1 : timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms;
     if (t != c->rcvtimeo) {
         if (zmq_setsockopt(c->sock, ZMQ_RCVTIMEO, &t, sizeof t) != 0)
@@ -578,6 +579,7 @@ size_t mpb_inflight(const mpb_client_t *c) {
 }
 
 int mpb_fd(mpb_client_t *c) {
+    if (c && c->ufd >= 0) return c->ufd;
     if (!c || !c->sock) return -1;
     int fd = -1;
     size_t len = sizeof fd;

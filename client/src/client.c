@@ -172,7 +172,10 @@ void mpb__send_ping(mpb_client_t *c) {
     uint8_t mac[MPB__MAC_LEN];
     if (mpb__mac_sign(c->tx, b.p, b.len, mac)) return;
     mpb__w_raw(&b, mac, sizeof mac);
-    if (zmq_send(c->sock, b.p, b.len, ZMQ_DONTWAIT) >= 0) c->last_send_ms = mpb__coarse_ms();
+    if (c->ufd >= 0)
+        mpb__unix_send(c, b.p, b.len, true);
+    else if (zmq_send(c->sock, b.p, b.len, ZMQ_DONTWAIT) >= 0)
+        c->last_send_ms = mpb__coarse_ms();
 }
 
 /* Pings every idle client on the list, then sleeps until the next one is due. A client in a
@@ -256,8 +259,13 @@ static int use_curve(mpb_client_t *c) {
         else if (strcmp(env, "auto"))
             return mpb__fail(c, MPB_EINVAL, "MPB_ENCRYPTION is '%s', not on, off or auto", env);
     }
+    bool unix_ep = mpb__is_unix(c->endpoint);
+    if (unix_ep && enc == MPB_ENCRYPTION_ON)
+        return mpb__fail(c, MPB_EINVAL,
+                         "unix:// is not encrypted (the socket file's permissions guard it): "
+                         "use encryption auto or off with it, or tcp://");
     if (enc == MPB_ENCRYPTION_AUTO)
-        enc = strncmp(c->endpoint, "ipc://", 6) && strncmp(c->endpoint, "inproc://", 9)
+        enc = strncmp(c->endpoint, "ipc://", 6) && strncmp(c->endpoint, "inproc://", 9) && !unix_ep
                   ? MPB_ENCRYPTION_ON
                   : MPB_ENCRYPTION_OFF;
     else if (enc != MPB_ENCRYPTION_ON && enc != MPB_ENCRYPTION_OFF)
@@ -281,6 +289,10 @@ static int use_curve(mpb_client_t *c) {
 }
 
 int mpb__open_socket(mpb_client_t *c) {
+    if (mpb__is_unix(c->endpoint)) {
+        int rc = use_curve(c);
+        return rc ? rc : mpb__unix_connect(c);
+    }
     c->sock = zmq_socket(proc_ctx, ZMQ_DEALER); /* ours while c holds its reference */
     if (!c->sock) return mpb__fail(c, MPB_ENOMEM, "zmq_socket: %s", zmq_strerror(zmq_errno()));
     int zero = 0;
@@ -323,6 +335,7 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen, const 
     pthread_mutex_init(&c->cb_mu, &ma); /* recursive too: a callback may run those due */
     pthread_mutexattr_destroy(&ma);
     STAILQ_INIT(&c->later);
+    c->ufd = -1;
     c->autoflush_bytes = 64 * 1024;
     c->autoflush_n = 256;
     if (!endpoint) endpoint = getenv("MPB_ENDPOINT");
@@ -334,9 +347,11 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen, const 
     if (!authkey || !keylen) return mpb__fail(c, MPB_EINVAL, "no authkey given");
     memcpy(c->authkey, authkey, keylen);
     c->keylen = keylen;
-    void *ctx = ctx_ref();
-    if (!ctx) return mpb__fail(c, MPB_ENOMEM, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
-    c->ctx_held = true;
+    if (!mpb__is_unix(c->endpoint)) { /* unix:// needs no ZeroMQ context, nor its threads */
+        void *ctx = ctx_ref();
+        if (!ctx) return mpb__fail(c, MPB_ENOMEM, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+        c->ctx_held = true;
+    }
     c->fail_fast = true;
     int rc = mpb__open_socket(c);
     if (rc) return rc;
@@ -383,9 +398,13 @@ void mpb_close(mpb_client_t **cp) {
             mpb__hs_monitor_stop(c);
             zmq_close(c->sock);
         }
+        mpb__unix_close(c);
         if (c->ctx_held) ctx_unref();
         pthread_mutex_destroy(&c->mu);
         pthread_mutex_destroy(&c->cb_mu);
+    }
+    else {
+        mpb__unix_close(c); /* the child's copy of the descriptor: the parent keeps its own */
     }
     mpb__cb_free(c);
     /* In a forked child the parent's sockets are left alone: closing them here would disturb

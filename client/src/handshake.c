@@ -17,6 +17,7 @@
 /* ---- frames ---- */
 
 static int send_raw(mpb_client_t *c, const uint8_t *p, size_t n) {
+    if (c->ufd >= 0) return mpb__unix_send(c, p, n, false);
     if (zmq_send(c->sock, p, n, 0) < 0)
         return mpb__fail(c, MPB_ECONN, "send to %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
     c->last_send_ms = mpb__coarse_ms();
@@ -191,6 +192,9 @@ static int hs_recv(mpb_client_t *c, int64_t deadline, uint8_t want, mpb__frame_t
                                         "off needs MPB_ENCRYPTION=off)"
                                       : " (encryption off: a broker that encrypts this "
                                         "endpoint needs MPB_ENCRYPTION=on)");
+        if (c->ufd >= 0 && c->ustate != MPB__LINK_UP)
+            return mpb__fail(c, MPB_ECONN, "%s closed the connection during the handshake",
+                             c->endpoint);
         int rc = recv_frame(c, c->mon && left > 50 ? 50 : (long)left);
         if (rc == MPB_ETIMEDOUT) continue;
         if (rc) return rc;
@@ -322,6 +326,7 @@ int mpb__handshake(mpb_client_t *c) {
 /* A fresh connection on the same socket (so mpb_fd() stays valid): what was queued for the
  * old one, sealed with its keys, is dropped with it. */
 static int relink(mpb_client_t *c) {
+    if (mpb__is_unix(c->endpoint)) return mpb__unix_connect(c);
     zmq_disconnect(c->sock, c->endpoint);
     if (zmq_connect(c->sock, c->endpoint) != 0)
         return mpb__fail(c, MPB_ECONN, "connect %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
@@ -424,6 +429,13 @@ int mpb__reconnect(mpb_client_t *c) {
  * else is for no one: every request has been answered or given up. */
 void mpb__idle_check(mpb_client_t *c) {
     if (!c->connected || c->pcount || c->waits || c->opts.reconnect_ms < 0) return;
+    if (c->ufd >= 0 && c->ustate != MPB__LINK_UP) {
+        /* unix://: the end of the stream is heard at once, also while the broker is away.
+         * One try per look (this thread pings every client of the process): the session is
+         * resumed once one connects. */
+        if (mpb__unix_connect(c) == 0) mpb__reconnect(c);
+        return;
+    }
     for (int i = 0; i < 64; i++) {
         mpb__buf_t *b = mpb__buf_take(c);
         if (!b) return;
@@ -434,6 +446,10 @@ void mpb__idle_check(mpb_client_t *c) {
                     f.type == MPB__T_ERROR && mpb__plain_error(c, &f) == MPB_ESESSION;
         mpb__buf_give(c, b);
         if (rc) return;
+        if (lost && c->ufd >= 0) { /* one try, as above */
+            if (mpb__unix_connect(c) == 0) mpb__reconnect(c);
+            return;
+        }
         if (lost) {
             mpb__reconnect(c); /* the outcome is for the next call: c->lost_pending, or ECONN */
             return;

@@ -52,7 +52,11 @@ struct mpb__later; /* below */
 
 struct mpb_client {
     pthread_mutex_t mu; /* recursive; held for a whole call, and by the heartbeat thread */
-    void *sock;         /* a DEALER in the process's shared ZeroMQ context */
+    void *sock;         /* a DEALER in the process's shared ZeroMQ context (not for unix://) */
+    int ufd;            /* unix://: the stream socket, the same number for life (link.c), else -1 */
+    uint8_t ustate;     /* unix://: MPB__LINK_* */
+    mpb__buf_t uin;     /* unix://: bytes read, from uin_at, not handed out yet */
+    size_t uin_at;
     bool ctx_held;      /* holds a reference to that context */
     char *endpoint;
     uint8_t *authkey;
@@ -213,6 +217,19 @@ void mpb__lock_held(mpb_client_t *c, const char *kind, const char *name, int del
 int mpb__dup(mpb_client_t *c, const uint8_t *p, size_t n, void **out, size_t *outlen);
 
 /* ---- between client.c, handshake.c and call.c ---- */
+
+/* link.c: unix:// endpoints, the frames on a Unix stream socket. */
+enum { MPB__LINK_UP, MPB__LINK_LOST /* not told to a reader yet */, MPB__LINK_TOLD };
+bool mpb__is_unix(const char *endpoint);
+/* Connects (again), in the place of the descriptor before. 0 or MPB_ECONN/MPB_EINVAL. */
+int mpb__unix_connect(mpb_client_t *c);
+void mpb__unix_close(mpb_client_t *c);
+/* Sends one frame; a failure shows on the next read. try_only: nothing if there is no room. */
+int mpb__unix_send(mpb_client_t *c, const uint8_t *p, size_t n, bool try_only);
+/* As mpb__recv_into. A connection that ended reads once as the broker's ERROR ESESSION. */
+int mpb__unix_recv(mpb_client_t *c, mpb__buf_t *b, long timeout_ms);
+/* A frame can be read without waiting. */
+bool mpb__unix_pending(mpb_client_t *c);
 
 /* client.c: a new DEALER socket for c in the process's context, monitored during the
  * handshake if it is encrypted or must fail fast, and connected. */

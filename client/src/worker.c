@@ -568,9 +568,10 @@ int mpb_worker_serve(mpb_worker_t *w) {
         int64_t to_ping = c->last_send_ms + c->heartbeat_ms / 2 - mpb__now_ms();
         int wait = to_ping < 500 ? (to_ping < 0 ? 0 : (int)to_ping) : 500;
         zmq_pollitem_t it[2] = {
-            {c->sock, c->sock ? 0 : -1, ZMQ_POLLIN, 0}, /* none while reconnecting */
-            {NULL,    w->pipefd[0],     ZMQ_POLLIN, 0}
+            {c->sock, c->sock ? 0 : c->ufd, ZMQ_POLLIN, 0}, /* none while reconnecting */
+            {NULL,    w->pipefd[0],         ZMQ_POLLIN, 0}
         };
+        if (c->ufd >= 0 && mpb__unix_pending(c)) wait = 0; /* read already, or lost */
         int prc = zmq_poll(it, 2, wait);
         if (prc < 0 && zmq_errno() != EINTR) {
             rc = mpb__fail(c, MPB_ECONN, "poll: %s", zmq_strerror(zmq_errno()));

@@ -170,25 +170,6 @@ static void served_rounds(th_broker_t *b, int rounds, const char *what, int64_t 
     }
 }
 
-/* Under AddressSanitizer, freed memory sits in its quarantine (256 MB) and would count as held
- * in a broker's RSS: a broker started between these two frees at once (no effect on other
- * builds). Returns the caller's ASAN_OPTIONS (NULL: none) for asan_restore(). */
-static char *asan_quarantine_off(void) {
-    char *was = getenv("ASAN_OPTIONS") ? strdup(getenv("ASAN_OPTIONS")) : NULL;
-    char opts[512];
-    snprintf(opts, sizeof opts, "%s%squarantine_size_mb=0", was ? was : "", was ? ":" : "");
-    setenv("ASAN_OPTIONS", opts, 1);
-    return was;
-}
-
-static void asan_restore(char *was) {
-    if (was)
-        setenv("ASAN_OPTIONS", was, 1);
-    else
-        unsetenv("ASAN_OPTIONS");
-    free(was);
-}
-
 static void raise_own_nofile(void) {
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
@@ -198,18 +179,6 @@ static void raise_own_nofile(void) {
 
 /* ---- encryption ---- */
 
-/* Whether a line of b's log holds a, and b2 too unless it is NULL. */
-static bool log_has_line(const th_broker_t *b, const char *a, const char *b2) {
-    FILE *f = fopen(b->log, "r");
-    assert_non_null(f);
-    char line[1024];
-    bool found = false;
-    while (fgets(line, sizeof line, f))
-        found |= strstr(line, a) && (!b2 || strstr(line, b2));
-    fclose(f);
-    return found;
-}
-
 static void test_encrypted_by_default(void **state) {
     (void)state;
     mpb_client_t *c = th_connect(&B);
@@ -217,7 +186,7 @@ static void test_encrypted_by_default(void **state) {
     th_assert_dict_roundtrip(c, "enc", 42);
     mpb_close(&c);
     /* The broker says so in its log. */
-    assert_true(log_has_line(&B, "encryption on", NULL));
+    assert_true(th_log_has_line(&B, "encryption on", NULL));
 }
 
 /* A TCP proxy in front of the broker that keeps every byte of both directions. */
@@ -404,7 +373,7 @@ static void test_wrong_key_refused_in_the_handshake(void **state) {
     int rc = mpb_connect(B.endpoint, "not-the-key-of-this-broker", 26, &o, &c);
     th_assert_err(rc, MPB_EAUTH, c, "different authkey", NULL);
     mpb_close(&c);
-    assert_true(log_has_line(&B, "authentication failed", "addr=127.0.0.1"));
+    assert_true(th_log_has_line(&B, "authentication failed", "addr=127.0.0.1"));
     assert_true(real_client_ms(&B, 3) >= 0);
 }
 
@@ -416,11 +385,11 @@ static void test_wrong_key_refused_in_the_handshake(void **state) {
 static void test_partial_frame_peers_bounded(void **state) {
     (void)state;
     th_broker_t b;
-    char *asan0 = asan_quarantine_off();
+    char *asan0 = th_asan_quarantine_off();
     /* max-frame 512k: the transport takes messages up to 512k + 64k = 589,824 bytes */
     th_broker_start(&b, "--max-frame", "512k", "--max-value", "64k", "--max-unauth-memory", "8m",
                     "--idle-ms", "60000", "--handshake-ms", "60000", NULL);
-    asan_restore(asan0);
+    th_asan_restore(asan0);
     raise_own_nofile();
     long rss0 = th_rss_kb(b.pid);
     const size_t decl = 524288 + 65536;
@@ -639,10 +608,10 @@ static int64_t p99_us(mpb_client_t *c) {
 static void test_non_reading_client_disconnected(void **state) {
     (void)state;
     th_broker_t b;
-    char *asan0 = asan_quarantine_off();
+    char *asan0 = th_asan_quarantine_off();
     th_broker_start(&b, "--max-output", "8m", "--max-batch-reply", "8m", "--session-ttl-ms",
                     "30000", NULL);
-    asan_restore(asan0);
+    th_asan_restore(asan0);
     mpb_client_t *c = th_connect(&b);
     mpb_dict_t *d = NULL;
     th_assert_ok(mpb_dict_open(c, "big", &d), c);

@@ -683,6 +683,33 @@ int th_log_count(const th_broker_t *b, const char *what) {
     return n;
 }
 
+bool th_log_has_line(const th_broker_t *b, const char *a, const char *b2) {
+    FILE *f = fopen(b->log, "r");
+    if (!f) return false;
+    char line[4096];
+    bool found = false;
+    while (fgets(line, sizeof line, f))
+        found |= strstr(line, a) && (!b2 || strstr(line, b2));
+    fclose(f);
+    return found;
+}
+
+char *th_asan_quarantine_off(void) {
+    char *was = getenv("ASAN_OPTIONS") ? strdup(getenv("ASAN_OPTIONS")) : NULL;
+    char opts[512];
+    snprintf(opts, sizeof opts, "%s%squarantine_size_mb=0", was ? was : "", was ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    return was;
+}
+
+void th_asan_restore(char *was) {
+    if (was)
+        setenv("ASAN_OPTIONS", was, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
+    free(was);
+}
+
 bool th_wait_log_line(const th_broker_t *b, const char *what, int timeout_ms) {
     int64_t end = th_now_ms() + timeout_ms;
     for (;;) {

@@ -151,6 +151,13 @@ int64_t th_dict_i64(mpb_client_t *c, const char *name, const char *key);
 int th_http_port(const th_broker_t *b);
 /* How many lines of b's log contain what. 0 when the log cannot be read. */
 int th_log_count(const th_broker_t *b, const char *what);
+/* Whether a line of b's log holds a, and b2 too unless it is NULL. */
+bool th_log_has_line(const th_broker_t *b, const char *a, const char *b2);
+/* Under AddressSanitizer, freed memory sits in its quarantine (256 MB) and would count as held
+ * in a broker's RSS: a broker started between these two frees at once (no effect on other
+ * builds). Returns the caller's ASAN_OPTIONS (NULL: none) for th_asan_restore(). */
+char *th_asan_quarantine_off(void);
+void th_asan_restore(char *was);
 /* Polls b's log every 20 ms until a line contains what; false if none does after timeout_ms.
  * Checks at least once, and once more after the deadline. */
 bool th_wait_log_line(const th_broker_t *b, const char *what, int timeout_ms);

@@ -75,10 +75,10 @@ class ConnectTest(unittest.TestCase):
 
     def test_private_broker(self):
         out = self.run_child("private")  # no MPB_ENDPOINT: a broker of its own, gone at exit
-        self.assertTrue(out.startswith("ipc://"), out)
-        self.assertFalse(os.path.exists(out[len("ipc://"):]), "the private broker's socket stays")
+        self.assertTrue(out.startswith("unix://"), out)
+        self.assertFalse(os.path.exists(out[len("unix://"):]), "the private broker's socket stays")
         with mpbroker.Manager() as m:
-            sock = m.address[len("ipc://"):]
+            sock = m.address[len("unix://"):]
             pid = m._broker.proc.pid
             self.assertTrue(os.path.exists(sock))
         self.assertFalse(os.path.exists(os.path.dirname(sock)))
@@ -95,7 +95,7 @@ class ConnectTest(unittest.TestCase):
             pid = m._broker.proc.pid
             with open("/proc/%d/maps" % pid) as f:
                 maps = f.read()
-            data = os.path.join(os.path.dirname(m.address[len("ipc://"):]), "data")
+            data = os.path.join(os.path.dirname(m.address[len("unix://"):]), "data")
             self.assertEqual(os.listdir(data), [])
         self.assertIn("libzmq", maps)
         self.assertNotIn("libmicrohttpd", maps)

@@ -134,7 +134,8 @@ MPB_EXPORT void mpb_options_init(mpb_options_t *o);
 MPB_EXPORT int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf,
                                 size_t errlen);
 
-/* Connects to endpoint ("tcp://host:port" or "ipc:///path"; NULL: the one in $MPB_ENDPOINT, as
+/* Connects to endpoint ("tcp://host:port", "ipc:///path", or "unix:///path" for a broker on
+ * this host listening there, the fastest; NULL: the one in $MPB_ENDPOINT, as
  * mpb_authkey_load() reads $MPB_AUTHKEY_FILE) and proves the authkey both ways
  * (the broker proves it too). Blocks up to opts->connect_timeout_ms. opts may be NULL for the
  * defaults. Returns 0 or a negative MPB_E* (MPB_EAUTH: wrong key; MPB_ECONN / MPB_ETIMEDOUT:

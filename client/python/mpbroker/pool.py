@@ -174,8 +174,7 @@ class Pool:
                     self._fail_all(e)
                 done = self._h.take_done()
             self._deliver(done)
-            m = self._manager() if self._manager is not None else None
-            if m is not None and getattr(m, "_closed", False):
+            if self._manager_closed():
                 self._cancel_reason = "the pool's manager was shut down"
                 self._gone = True
                 self.terminate()
@@ -225,11 +224,18 @@ class Pool:
             with self._cond:
                 self._cond.notify_all()
 
+    def _manager_closed(self):
+        m = self._manager() if self._manager is not None else None
+        return m is not None and getattr(m, "_closed", False)
+
     def _fail_all(self, e):
         with self._cond:
             pending, self._results = self._results, {}
         code = e.args[0] if e.args else _mpb.ECONN
         msg = e.args[1] if len(e.args) > 1 else str(e)
+        if code != _mpb.ECANCELED and self._manager_closed():
+            # its private broker is gone with it: that is what the callers hear
+            code, msg = _mpb.ECANCELED, "the pool's manager was shut down"
         for r, part in pending.values():
             r._set_part(part, False, (code, msg))
 
