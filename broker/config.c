@@ -184,12 +184,12 @@ const setting_t config_settings[S__N] = {
                   "queues whose depth /metrics always shows: fnmatch\n"
                           "patterns, comma-separated (e.g. 'jobs.*,results');\n"
                           "up to 100 of them, besides the 20 largest queues"                                                                                                                                                                                                                                                                                                                                                                                                                                                    },
-    [S_SPIN] = {"spin-us", "MPB_SPIN_US", T_COUNT, 0, 10000, "0 to 10000", "50", 0, "US",
-                LIM(spin_us),
-                "after a loop turn that read unix:// frames, look for\n"
+    [S_SPIN] = {"spin-us",        "MPB_SPIN_US",                 T_COUNT,                                 0,                 10000,   "0 to 10000",      "50",                                                      0,                                                                                       "US",
+                  LIM(spin_us),
+                  "after a loop turn that read unix:// frames, look for\n"
                 "the next ones this long before sleeping: a local\n"
                 "client's next request then costs no wake-up\n"
-                "(default 50; 0: off)"},
+                "(default 50; 0: off)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                  },
 };
 
 /* The flags that are no setting, and after which setting --help lists each. */

@@ -432,7 +432,7 @@ void metrics_render(mpb__buf_t *b) {
         {"mpb_auth_failures_total",        "counter", "Handshakes refused for a wrong authkey.",                       NULL,
          g_auth_failures                                                                                                                                       },
         {"mpb_connections",                "gauge",   "TCP and IPC connections open.",                                 NULL,
-         transport_connections(server_transport()) + stream_count()                                                                                                             },
+         transport_connections(server_transport()) + stream_count()                                                                                            },
         {"mpb_connections_closed_total",   "counter",
          "Connections the broker closed: over a limit at accept, or idle without a session.",                          "reason=\"limit\"",  g_conn_refused     },
         {"mpb_connections_closed_total",   NULL,      NULL,                                                            "reason=\"idle\"",   g_conn_idle_closed },

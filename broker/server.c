@@ -487,11 +487,11 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     S.next_sweep = now_ms() + 100;
     while (!S.stopping) {
         zmq_pollitem_t it[5] = {
-            {S.router, 0,            ZMQ_POLLIN, 0},
-            {NULL,     0,            ZMQ_POLLIN, 0},
-            {NULL,     0,            ZMQ_POLLIN, 0},
-            {NULL,     stream_fd(),  ZMQ_POLLIN, 0},
-            {NULL,     -1,           ZMQ_POLLIN, 0}
+            {S.router, 0,           ZMQ_POLLIN, 0},
+            {NULL,     0,           ZMQ_POLLIN, 0},
+            {NULL,     0,           ZMQ_POLLIN, 0},
+            {NULL,     stream_fd(), ZMQ_POLLIN, 0},
+            {NULL,     -1,          ZMQ_POLLIN, 0}
         };
         transport_sockets(S.tp, &it[1].socket, &it[2].socket);
         int nit = 4;

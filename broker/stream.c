@@ -31,7 +31,7 @@
 #include "stream.h"
 #include "util.h"
 
-#define READ_TURN ((size_t)256 << 10) /* bytes read from one connection per loop turn */
+#define READ_TURN  ((size_t)256 << 10) /* bytes read from one connection per loop turn */
 #define MAX_LISTEN 8
 
 typedef struct sconn {
@@ -39,17 +39,17 @@ typedef struct sconn {
     int fd;
     uint8_t rid[STREAM_RID_LEN];
     char addr[48];
-    int64_t since_ms;     /* accepted, or last seen with a session: its idle clock */
-    int64_t progress_ms;  /* the last write that moved, or when output began to wait */
-    mpb__buf_t in;        /* bytes read that are not a whole frame yet */
-    mpb__buf_t out;       /* frames to write, from out_at */
+    int64_t since_ms;    /* accepted, or last seen with a session: its idle clock */
+    int64_t progress_ms; /* the last write that moved, or when output began to wait */
+    mpb__buf_t in;       /* bytes read that are not a whole frame yet */
+    mpb__buf_t out;      /* frames to write, from out_at */
     size_t out_at;
-    uint64_t queued, written; /* frame bytes admitted (sent, or held for the log) and written */
-    bool want_out;        /* EPOLLOUT is asked for */
-    bool dead;            /* closed at the end of the turn; nothing more is read or sent */
-    bool dirty;           /* on the flush list */
-    STAILQ_ENTRY(sconn) dlink;
-    UT_hash_handle hh;    /* by id */
+    uint64_t queued, written;  /* frame bytes admitted (sent, or held for the log) and written */
+    bool want_out;             /* EPOLLOUT is asked for */
+    bool dead;                 /* closed at the end of the turn; nothing more is read or sent */
+    bool dirty;                /* on the flush list */
+    STAILQ_ENTRY(sconn) dlink; /* on the flush list, or once dead on the list to close */
+    UT_hash_handle hh;         /* by id */
 } sconn_t;
 
 static struct {
@@ -62,8 +62,8 @@ static struct {
     uint32_t next_id;
     transport_t *tp;
     STAILQ_HEAD(, sconn) dirty;
-    bool any_dead;
-    bool read_frames; /* since the last spin: only a busy client is waited for */
+    STAILQ_HEAD(, sconn) dead; /* closed at the end of the turn */
+    bool read_frames;          /* since the last spin: only a busy client is waited for */
 } T = {.ep = -1};
 
 /* epoll data: listener i as i, a connection as its id + MAX_LISTEN */
@@ -92,10 +92,12 @@ static void who(const sconn_t *c, char *out, size_t n) {
 
 /* Marks c for closing at the end of the turn (a frame of it may be in the middle of being
  * handled); why, if not NULL, is logged. */
-static void kill(sconn_t *c, const char *why) {
+static void doom(sconn_t *c, const char *why) {
     if (c->dead) return;
     c->dead = true;
-    T.any_dead = true;
+    if (c->dirty) STAILQ_REMOVE(&T.dirty, c, sconn, dlink);
+    c->dirty = false;
+    STAILQ_INSERT_TAIL(&T.dead, c, dlink);
     if (why) {
         char w[2 * STREAM_RID_LEN + 1], key[80];
         unsigned long long unlogged;
@@ -108,12 +110,9 @@ static void kill(sconn_t *c, const char *why) {
 }
 
 static void reap(void) {
-    if (!T.any_dead) return;
-    T.any_dead = false;
-    sconn_t *c, *tmp;
-    HASH_ITER(hh, T.conns, c, tmp) {
-        if (!c->dead) continue;
-        if (c->dirty) STAILQ_REMOVE(&T.dirty, c, sconn, dlink);
+    sconn_t *c;
+    while ((c = STAILQ_FIRST(&T.dead))) {
+        STAILQ_REMOVE_HEAD(&T.dead, dlink);
         /* A handshake cut short is over now; a session stays for its client to resume. */
         peer_t *p = peer_find(c->rid, STREAM_RID_LEN);
         if (p && !p->ready) peer_free(p);
@@ -161,6 +160,7 @@ int stream_bind(const char *endpoint, transport_t *tp, char *err, size_t errlen)
             return -1;
         }
         STAILQ_INIT(&T.dirty);
+        STAILQ_INIT(&T.dead);
     }
     T.tp = tp;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -176,8 +176,9 @@ int stream_bind(const char *endpoint, transport_t *tp, char *err, size_t errlen)
         bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
         if (probe >= 0) close(probe);
         if (!S_ISSOCK(st.st_mode) || live) {
-            snprintf(err, errlen, "%s", live ? "something listens there already (another broker?)"
-                                             : "the path exists and is not a socket");
+            snprintf(err, errlen, "%s",
+                     live ? "something listens there already (another broker?)"
+                          : "the path exists and is not a socket");
             close(fd);
             return -1;
         }
@@ -217,7 +218,7 @@ static void admit(sconn_t *c) {
     if (!over_conn && unproven <= unproven_max()) return;
     sconn_t *victim = oldest && c->since_ms - oldest->since_ms >= 1000 ? oldest : c;
     g_conn_refused++;
-    kill(victim, over_conn ? "max-connections" : "max-unauth-memory");
+    doom(victim, over_conn ? "max-connections" : "max-unauth-memory");
 }
 
 static void peer_cred(int fd, char *out, size_t n) {
@@ -287,7 +288,7 @@ static size_t frames(sconn_t *c, const uint8_t *p, size_t n, stream_on_frame_t o
         if (len > (ok ? g_limits.max_frame + (64u << 10) : STREAM_UNPROVEN_FRAME)) {
             /* As ZeroMQ's maximum message size: a frame far past any limit is not read. */
             g_bad_frames++;
-            kill(c, ok ? "frame far over max-frame" : "large frame without a session");
+            doom(c, ok ? "frame far over max-frame" : "large frame without a session");
             return SIZE_MAX;
         }
         if (n - at < 4 + len) break;
@@ -305,7 +306,7 @@ static void on_readable(sconn_t *c, stream_on_frame_t on_frame) {
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && errno == EAGAIN) break;
         if (r <= 0) {
-            kill(c, NULL); /* the peer went */
+            doom(c, NULL); /* the peer went */
             return;
         }
         got += (size_t)r;
@@ -318,7 +319,7 @@ static void on_readable(sconn_t *c, stream_on_frame_t on_frame) {
         }
         size_t used = c->in.oom ? SIZE_MAX : frames(c, p, n, on_frame);
         if (used == SIZE_MAX) {
-            kill(c, "out of memory reading");
+            doom(c, "out of memory reading");
             return;
         }
         if (p == rbuf) {
@@ -329,7 +330,7 @@ static void on_readable(sconn_t *c, stream_on_frame_t on_frame) {
             c->in.len = n - used;
         }
         if (c->in.oom) {
-            kill(c, "out of memory reading");
+            doom(c, "out of memory reading");
             return;
         }
         if ((size_t)r < sizeof rbuf) break; /* read to the end: epoll says when there is more */
@@ -352,9 +353,9 @@ static void over_output(sconn_t *c, size_t unread) {
     who(c, w, sizeof w);
     g_output_closed++;
     log_kv(MPB_LOG_WARN, "connection closed: its replies went unread past max-output", "peer", w,
-           "addr", c->addr, "unread", LOG_UINT(unread), "max_output",
-           LOG_UINT(g_limits.max_output), NULL);
-    kill(c, NULL);
+           "addr", c->addr, "unread", LOG_UINT(unread), "max_output", LOG_UINT(g_limits.max_output),
+           NULL);
+    doom(c, NULL);
 }
 
 bool stream_admit(const uint8_t *rid, size_t len) {
@@ -377,7 +378,7 @@ void stream_send(const uint8_t *rid, const uint8_t *frame, size_t len) {
     if (!c || c->dead) return;
     uint8_t h[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len};
     if (mpb__buf_reserve(&c->out, 4 + len)) {
-        kill(c, "out of memory for its replies");
+        doom(c, "out of memory for its replies");
         return;
     }
     mpb__w_raw(&c->out, h, 4);
@@ -399,7 +400,7 @@ static void write_out(sconn_t *c) {
             return;
         }
         if (w <= 0) {
-            kill(c, NULL);
+            doom(c, NULL);
             return;
         }
         c->out_at += (size_t)w;
@@ -452,7 +453,7 @@ void stream_sweep(int64_t now) {
             c->since_ms = now;
         } else if (g_limits.idle_ms > 0 && now - c->since_ms > g_limits.idle_ms) {
             g_conn_idle_closed++;
-            kill(c, "idle without a session");
+            doom(c, "idle without a session");
             continue;
         }
         uint64_t pending = c->queued - c->written;
@@ -477,7 +478,7 @@ void stream_close_all(void) {
     sconn_t *c, *tmp;
     HASH_ITER(hh, T.conns, c, tmp) {
         write_out(c); /* the last replies (a bye's), if there is room for them */
-        kill(c, NULL);
+        doom(c, NULL);
     }
     reap();
     for (int i = 0; i < T.nlisten; i++) {

@@ -402,8 +402,7 @@ void mpb_close(mpb_client_t **cp) {
         if (c->ctx_held) ctx_unref();
         pthread_mutex_destroy(&c->mu);
         pthread_mutex_destroy(&c->cb_mu);
-    }
-    else {
+    } else {
         mpb__unix_close(c); /* the child's copy of the descriptor: the parent keeps its own */
     }
     mpb__cb_free(c);

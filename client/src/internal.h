@@ -57,7 +57,7 @@ struct mpb_client {
     uint8_t ustate;     /* unix://: MPB__LINK_* */
     mpb__buf_t uin;     /* unix://: bytes read, from uin_at, not handed out yet */
     size_t uin_at;
-    bool ctx_held;      /* holds a reference to that context */
+    bool ctx_held; /* holds a reference to that context */
     char *endpoint;
     uint8_t *authkey;
     size_t keylen;

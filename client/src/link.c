@@ -107,7 +107,8 @@ int mpb__unix_send(mpb_client_t *c, const uint8_t *p, size_t n, bool try_only) {
         if (w < 0 && errno == EAGAIN) {
             if (try_only && done == 0) return 0;
             int64_t now = mpb__now_ms();
-            if (!deadline) deadline = now + (c->opts.op_timeout_ms > 0 ? c->opts.op_timeout_ms : 10000);
+            if (!deadline)
+                deadline = now + (c->opts.op_timeout_ms > 0 ? c->opts.op_timeout_ms : 10000);
             if (now >= deadline) break;
             struct pollfd pf = {c->ufd, POLLOUT, 0};
             poll(&pf, 1, (int)(deadline - now));
