@@ -189,7 +189,7 @@ const setting_t config_settings[S__N] = {
                   "after a loop turn that read unix:// frames, look for\n"
                 "the next ones this long before sleeping: a local\n"
                 "client's next request then costs no wake-up\n"
-                "(default 50; 0: off)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                  },
+                "(default 50; 0: off; MPB_SPIN_US)"                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                                  },
 };
 
 /* The flags that are no setting, and after which setting --help lists each. */

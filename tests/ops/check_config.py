@@ -142,7 +142,7 @@ DEFAULTS = {
     "listen": "tcp://127.0.0.1:5555", "data-dir": "./mpb-data", "http": "off",
     "max-frame": "8388608", "max-value": "1048576", "max-key": "65536",
     "heartbeat-ms": "1000", "session-ttl-ms": "5000", "log-level": "info",
-    "log-format": "logfmt", "persist": "on", "fsync": "everysec",
+    "log-format": "logfmt", "persist": "on", "fsync": "everysec", "spin-us": "50",
 }
 for k, v in DEFAULTS.items():
     check(one(got, k) == (v, "default"), "default %s: got %r" % (k, one(got, k)))
@@ -156,7 +156,7 @@ check(not os.path.exists(os.path.join(tmp, "mpb-data")), "--check-config creates
 # --check-config binds what it is given, and makes the data-dir: free ports and paths in tmp.
 H1, H2, H3 = free_port(), free_port(), free_port()
 SETTINGS = [
-    ("listen", "MPB_LISTEN", ("tcp://127.0.0.1:0", "tcp://127.0.0.1:*",
+    ("listen", "MPB_LISTEN", ("tcp://127.0.0.1:0", "unix://%s/mpb-ops-u.sock" % tmp,
                               "ipc://%s/mpb-ops.sock" % tmp), None),
     ("authkey-file", "MPB_AUTHKEY_FILE", None, None),  # below, it needs real files
     ("data-dir", "MPB_DATA_DIR", tuple(os.path.join(tmp, "dd-" + w) for w in
@@ -173,6 +173,7 @@ SETTINGS = [
     ("log-format", "MPB_LOG_FORMAT", ("json", "logfmt", "json"), None),
     ("persist", "MPB_PERSIST", ("off", "on", "off"), None),
     ("fsync", "MPB_FSYNC", ("always", "no", "everysec"), None),
+    ("spin-us", "MPB_SPIN_US", ("0", "100", "10000"), None),
 ]
 for key, env, vals, shown in SETTINGS:
     if vals is None:
@@ -230,7 +231,7 @@ check(rc == 2 and "--listen: more than 8" in err, "a 9th endpoint is refused: %r
 # ---- bad values, in every layer -------------------------------------------------------------
 
 BAD = {
-    "listen": ["udp://x:1", "tcp://nohost", "tcp://h:99999", "ipc://", "5555"],
+    "listen": ["udp://x:1", "tcp://nohost", "tcp://h:99999", "ipc://", "unix://", "5555"],
     "data-dir": [],  # any non-empty path is fine; empty is tested with the file syntax
     "endpoint-file": [],
     "http": ["8080", "localhost:8080", "0.0.0.0:", "0.0.0.0:70000", "[::1:80", "on"],
@@ -243,6 +244,7 @@ BAD = {
     "log-format": ["xml", "JSON "],
     "persist": ["yes", "1", "OFF"],
     "fsync": ["sometimes", "ALWAYS", "1"],
+    "spin-us": ["-1", "10001", "50us", "x"],
 }
 for key, values in BAD.items():
     env = [e for k, e, _, _ in SETTINGS if k == key][0]
