@@ -96,11 +96,15 @@ void peer_free_all(void) {
         peer_free(peers);
 }
 
-void peer_sample(const peer_t *p, char *out, size_t n) {
+void rid_hex(const uint8_t *rid, size_t ridlen, char *out, size_t n) {
     size_t k = 0;
-    for (size_t i = 0; i < p->ridlen && k + 3 < n; i++)
-        k += (size_t)snprintf(out + k, n - k, "%02x", p->rid[i]);
+    for (size_t i = 0; i < ridlen && k + 2 < n; i++)
+        k += (size_t)snprintf(out + k, n - k, "%02x", rid[i]);
     out[k] = 0;
+}
+
+void peer_sample(const peer_t *p, char *out, size_t n) {
+    rid_hex(p->rid, p->ridlen, out, n);
 }
 
 bool peer_log_ok(const char *what, int fd, const char *who, char *addr, size_t n,

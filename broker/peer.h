@@ -47,6 +47,8 @@ void peer_ready(peer_t *p);
 size_t peer_pending(void);
 /* Handshakes in progress from addr. */
 size_t peer_pending_from(const char *addr);
+/* A routing id in hex, for the log (cut to fit n, the terminating zero included). */
+void rid_hex(const uint8_t *rid, size_t ridlen, char *out, size_t n);
 /* Its routing id in hex, for the log. */
 void peer_sample(const peer_t *p, char *out, size_t n);
 /* Whether a line of this kind (what: a short tag) about this peer may be written now (log.c's

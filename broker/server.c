@@ -265,14 +265,11 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
     if (rc) {
         g_bad_frames++;
         char who[2 * RID_MAX + 1], sample[64], addr[64];
-        size_t k = 0;
-        for (size_t i = 0; i < ridlen && k + 3 < sizeof who; i++)
-            k += (size_t)snprintf(who + k, sizeof who - k, "%02x", rid[i]);
-        who[k] = 0;
+        rid_hex(rid, ridlen, who, sizeof who);
         unsigned long long unlogged;
         if (peer_log_ok("frame", fd, who, addr, sizeof addr, &unlogged)) {
             if (fd < 0 && S.msg_addr) snprintf(addr, sizeof addr, "%s", S.msg_addr); /* unix:// */
-            k = 0;
+            size_t k = 0;
             for (size_t i = 0; i < len && i < 24 && k + 3 < sizeof sample; i++)
                 k += (size_t)snprintf(sample + k, sizeof sample - k, "%02x", buf[i]);
             sample[k] = 0;

@@ -83,13 +83,6 @@ static bool proven(const sconn_t *c) {
     return p && p->ready && p->sess;
 }
 
-static void who(const sconn_t *c, char *out, size_t n) {
-    size_t k = 0;
-    for (size_t i = 0; i < STREAM_RID_LEN && k + 2 < n; i++)
-        k += (size_t)snprintf(out + k, n - k, "%02x", c->rid[i]);
-    out[k] = 0;
-}
-
 /* Marks c for closing at the end of the turn (a frame of it may be in the middle of being
  * handled); why, if not NULL, is logged. */
 static void doom(sconn_t *c, const char *why) {
@@ -101,7 +94,7 @@ static void doom(sconn_t *c, const char *why) {
     if (why) {
         char w[2 * STREAM_RID_LEN + 1], key[80];
         unsigned long long unlogged;
-        who(c, w, sizeof w);
+        rid_hex(c->rid, STREAM_RID_LEN, w, sizeof w);
         snprintf(key, sizeof key, "stream %s", why);
         if (log_rate_ok(key, &unlogged))
             log_kv(MPB_LOG_WARN, "connection closed", "peer", w, "addr", c->addr, "reason", why,
@@ -281,10 +274,11 @@ static uint8_t rbuf[READ_TURN];
  * of one), or SIZE_MAX when c was closed for a length. */
 static size_t frames(sconn_t *c, const uint8_t *p, size_t n, stream_on_frame_t on_frame) {
     size_t at = 0;
+    bool ok = proven(c); /* looked up again only while it is not: its AUTH may be in this read */
     while (!c->dead && n - at >= 4) {
         const uint8_t *h = p + at;
         size_t len = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
-        bool ok = proven(c);
+        if (!ok) ok = proven(c);
         if (len > (ok ? g_limits.max_frame + (64u << 10) : STREAM_UNPROVEN_FRAME)) {
             /* As ZeroMQ's maximum message size: a frame far past any limit is not read. */
             g_bad_frames++;
@@ -350,7 +344,7 @@ static void want_out(sconn_t *c, bool on) {
 
 static void over_output(sconn_t *c, size_t unread) {
     char w[2 * STREAM_RID_LEN + 1];
-    who(c, w, sizeof w);
+    rid_hex(c->rid, STREAM_RID_LEN, w, sizeof w);
     g_output_closed++;
     log_kv(MPB_LOG_WARN, "connection closed: its replies went unread past max-output", "peer", w,
            "addr", c->addr, "unread", LOG_UINT(unread), "max_output", LOG_UINT(g_limits.max_output),

@@ -172,10 +172,7 @@ void mpb__send_ping(mpb_client_t *c) {
     uint8_t mac[MPB__MAC_LEN];
     if (mpb__mac_sign(c->tx, b.p, b.len, mac)) return;
     mpb__w_raw(&b, mac, sizeof mac);
-    if (c->ufd >= 0)
-        mpb__unix_send(c, b.p, b.len, true);
-    else if (zmq_send(c->sock, b.p, b.len, ZMQ_DONTWAIT) >= 0)
-        c->last_send_ms = mpb__coarse_ms();
+    mpb__send_frame(c, b.p, b.len, true);
 }
 
 /* Pings every idle client on the list, then sleeps until the next one is due. A client in a

@@ -16,10 +16,12 @@
 #include "internal.h"
 /* ---- frames ---- */
 
-static int send_raw(mpb_client_t *c, const uint8_t *p, size_t n) {
-    if (c->ufd >= 0) return mpb__unix_send(c, p, n, false);
-    if (zmq_send(c->sock, p, n, 0) < 0)
-        return mpb__fail(c, MPB_ECONN, "send to %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
+int mpb__send_frame(mpb_client_t *c, const uint8_t *p, size_t n, bool try_only) {
+    if (c->ufd >= 0) return mpb__unix_send(c, p, n, try_only);
+    if (zmq_send(c->sock, p, n, try_only ? ZMQ_DONTWAIT : 0) < 0)
+        return try_only ? 0
+                        : mpb__fail(c, MPB_ECONN, "send to %s: %s", c->endpoint,
+                                    zmq_strerror(zmq_errno()));
     c->last_send_ms = mpb__coarse_ms();
     return 0;
 }
@@ -34,7 +36,7 @@ int mpb__seal_send_seq(mpb_client_t *c, mpb__buf_t *b, uint64_t seq) {
     if (b->len > c->max_frame)
         return mpb__fail(c, MPB_ETOOBIG, "request of %zu bytes > max_frame %zu", b->len,
                          c->max_frame);
-    return send_raw(c, b->p, b->len);
+    return mpb__send_frame(c, b->p, b->len, false);
 }
 
 /* Receives one message into c->reply within timeout_ms (-1: forever). 0, MPB_ETIMEDOUT. */
@@ -226,7 +228,8 @@ int mpb__handshake(mpb_client_t *c) {
     mpb__w_uint(&b, MPB__PROTO_VERSION);
     mpb__w_cstr(&b, "nonce");
     mpb__w_bin(&b, nonce_c, sizeof nonce_c);
-    int rc = b.oom ? mpb__fail(c, MPB_ENOMEM, "out of memory") : send_raw(c, b.p, b.len);
+    int rc =
+        b.oom ? mpb__fail(c, MPB_ENOMEM, "out of memory") : mpb__send_frame(c, b.p, b.len, false);
     mpb__frame_t f;
     if (!rc) rc = hs_recv(c, deadline, MPB__T_CHALLENGE, &f);
     const uint8_t *nb, *proof;
@@ -267,7 +270,9 @@ int mpb__handshake(mpb_client_t *c) {
             mpb__w_cstr(&b, "token");
             mpb__w_bin(&b, c->token, sizeof c->token);
         }
-        if (!rc) rc = b.oom ? mpb__fail(c, MPB_ENOMEM, "out of memory") : send_raw(c, b.p, b.len);
+        if (!rc)
+            rc = b.oom ? mpb__fail(c, MPB_ENOMEM, "out of memory")
+                       : mpb__send_frame(c, b.p, b.len, false);
     }
     mpb__buf_free(&b);
     if (!rc && !broker_ok)

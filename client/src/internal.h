@@ -218,6 +218,10 @@ int mpb__dup(mpb_client_t *c, const uint8_t *p, size_t n, void **out, size_t *ou
 
 /* ---- between client.c, handshake.c and call.c ---- */
 
+/* handshake.c: sends one frame on c's channel (ZeroMQ or unix://). try_only: nothing, and no
+ * error, if it cannot go at once (a heartbeat). 0 or MPB_ECONN. */
+int mpb__send_frame(mpb_client_t *c, const uint8_t *p, size_t n, bool try_only);
+
 /* link.c: unix:// endpoints, the frames on a Unix stream socket. */
 enum { MPB__LINK_UP, MPB__LINK_LOST /* not told to a reader yet */, MPB__LINK_TOLD };
 bool mpb__is_unix(const char *endpoint);

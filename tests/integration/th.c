@@ -2,6 +2,7 @@
  * temporary directory, which is removed when the test stops it (also at exit). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -392,6 +393,23 @@ int th_spawn(int n, int (*child)(int idx, void *arg), void *arg, int timeout_s) 
         if (st != 0) failed++;
     }
     return failed;
+}
+
+uint8_t *th_big_bin(size_t n) {
+    uint8_t *v = malloc(5 + n);
+    assert_non_null(v);
+    v[0] = 0xc6; /* bin 32 */
+    v[1] = (uint8_t)(n >> 24), v[2] = (uint8_t)(n >> 16), v[3] = (uint8_t)(n >> 8);
+    v[4] = (uint8_t)n;
+    memset(v + 5, 'x', n);
+    return v;
+}
+
+void th_stop_self_quietly(void) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    raise(SIGSTOP);
 }
 
 const uint8_t *th_str(const char *s, size_t *len) {

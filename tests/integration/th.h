@@ -85,6 +85,12 @@ int th_wait(pid_t pid, int timeout_s);
 int th_cmp_i64(const void *a, const void *b);
 /* A msgpack string / int in a static rotating buffer (valid for the next 7 calls). */
 const uint8_t *th_str(const char *s, size_t *len);
+/* A msgpack bin 32 of n bytes 'x' (malloc'd: free it), 5 + n bytes long. Fails the test if
+ * there is no memory. */
+uint8_t *th_big_bin(size_t n);
+/* A child that must read nothing more stops itself (SIGSTOP), its output sent to /dev/null
+ * first: stopped, it must not hold the test's output open (ctest waits for every holder). */
+void th_stop_self_quietly(void);
 const uint8_t *th_int(int64_t v, size_t *len);
 int64_t th_now_ms(void);
 /* Reads n records of size bytes each from fd into out, waiting up to timeout_ms in all (EOF
