@@ -205,7 +205,8 @@ MPB_EXPORT int mpb_poll(mpb_client_t *c, int timeout_ms);
 MPB_EXPORT int mpb_drain(mpb_client_t *c, int timeout_ms);
 /* Requests sent or queued and not yet answered. */
 MPB_EXPORT size_t mpb_inflight(const mpb_client_t *c);
-/* A descriptor that becomes readable when replies may be waiting (see above), or -1. */
+/* A descriptor that becomes readable when replies may be waiting (see above), or -1. On
+ * unix:// it is the socket itself, and keeps its number across reconnects. */
 MPB_EXPORT int mpb_fd(mpb_client_t *c);
 
 /* ---- when callbacks run ------------------------------------------------------------------
