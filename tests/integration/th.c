@@ -82,9 +82,36 @@ char *th_http_request(int port, const char *method, const char *path) {
     return buf;
 }
 
+/* Every broker this process started and has not seen exit: a test that fails between its
+ * start and its stop leaves one (its th_broker_t on a stack that is gone), and stop_all must
+ * still end it, or it holds ctest's pipes until the test's timeout. */
+static pid_t spawned[32];
+static pid_t spawner;
+
+static void spawned_set(pid_t old, pid_t now) {
+    for (int i = 0; i < 32; i++)
+        if (spawned[i] == old) {
+            spawned[i] = now;
+            return;
+        }
+}
+
+static bool spawned_has(pid_t pid) {
+    for (int i = 0; i < 32; i++)
+        if (pid > 0 && spawned[i] == pid) return true;
+    return false;
+}
+
 static void stop_all(void) {
+    if (getpid() != spawner) return; /* a forked child's exit stops nothing of its parent's */
     for (int i = 0; i < 8; i++)
-        if (running[i]) th_broker_stop(running[i]);
+        if (running[i] && spawned_has(running[i]->pid)) th_broker_stop(running[i]);
+    for (int i = 0; i < 32; i++)
+        if (spawned[i] > 0) {
+            kill(spawned[i], SIGKILL);
+            waitpid(spawned[i], NULL, 0);
+            spawned[i] = 0;
+        }
 }
 
 static int read_file(const char *path, char *buf, size_t n) {
@@ -135,6 +162,7 @@ static int spawn(th_broker_t *b, const char **argv, char *why, size_t whylen) {
     if (pid == 0) {
         FILE *lf = freopen(b->log, "a", stderr);
         (void)lf;
+        dup2(2, 1); /* nothing of the test's own stdout, which ctest waits on */
         if (broker_nofile > 0) { /* as prlimit --nofile=N:N, or a container's limit */
             struct rlimit rl = {(rlim_t)broker_nofile, (rlim_t)broker_nofile};
             if (setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(126);
@@ -145,6 +173,7 @@ static int spawn(th_broker_t *b, const char **argv, char *why, size_t whylen) {
         _exit(127);
     }
     b->pid = pid;
+    spawned_set(0, pid);
     th_broker_adopt(b);
     for (int i = 0; i < 8; i++)
         if (!running[i] || running[i] == b) {
@@ -156,6 +185,7 @@ static int spawn(th_broker_t *b, const char **argv, char *why, size_t whylen) {
             return 0;
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
+            spawned_set(pid, 0);
             b->pid = 0;
             read_file(b->log, why, whylen);
             return -1;
@@ -188,7 +218,10 @@ static int broker_argv(th_broker_t *b, const char **argv, const char *listen, va
 
 void th_broker_start(th_broker_t *b, ...) {
     static int registered;
-    if (!registered++) atexit(stop_all);
+    if (!registered++) {
+        spawner = getpid();
+        atexit(stop_all);
+    }
     memset(b, 0, sizeof *b);
     snprintf(b->dir, sizeof b->dir, "/tmp/mpbtest.XXXXXX");
     if (!mkdtemp(b->dir)) fail_msg("mkdtemp: %s", strerror(errno));
@@ -207,6 +240,7 @@ void th_broker_kill(th_broker_t *b, int sig) {
     if (b->pid <= 0) return;
     kill(b->pid, sig);
     if (th_wait(b->pid, 10) < 0) fail_msg("mpbrokerd did not stop on signal %d", sig);
+    spawned_set(b->pid, 0);
     b->pid = 0;
 }
 
@@ -257,13 +291,17 @@ int th_broker_restart_fails(th_broker_t *b, int sig, ...) {
 }
 
 int th_broker_alive(th_broker_t *b) {
-    return b->pid > 0 && kill(b->pid, 0) == 0 && waitpid(b->pid, NULL, WNOHANG) == 0;
+    if (b->pid <= 0 || kill(b->pid, 0) != 0) return 0;
+    if (waitpid(b->pid, NULL, WNOHANG) == 0) return 1;
+    spawned_set(b->pid, 0); /* reaped: its number may be another's soon */
+    return 0;
 }
 
 void th_broker_stop(th_broker_t *b) {
     if (b->pid > 0) {
         kill(b->pid, SIGTERM);
         if (th_wait(b->pid, 10) < 0) fprintf(stderr, "mpbrokerd did not stop on SIGTERM\n");
+        spawned_set(b->pid, 0);
         b->pid = 0;
     }
     if (b->dir[0]) {
@@ -478,6 +516,7 @@ void th_broker_stop_checked(th_broker_t *b) {
     assert_true(th_broker_alive(b));
     kill(b->pid, SIGTERM);
     int st = th_wait(b->pid, 20);
+    spawned_set(b->pid, 0);
     b->pid = 0;
     FILE *f = fopen(b->log, "r");
     assert_non_null(f);
