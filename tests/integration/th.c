@@ -162,7 +162,7 @@ static int spawn(th_broker_t *b, const char **argv, char *why, size_t whylen) {
     if (pid == 0) {
         FILE *lf = freopen(b->log, "a", stderr);
         (void)lf;
-        dup2(2, 1); /* nothing of the test's own stdout, which ctest waits on */
+        dup2(2, 1);              /* nothing of the test's own stdout, which ctest waits on */
         if (broker_nofile > 0) { /* as prlimit --nofile=N:N, or a container's limit */
             struct rlimit rl = {(rlim_t)broker_nofile, (rlim_t)broker_nofile};
             if (setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(126);
