@@ -156,6 +156,26 @@ def run(argv, timeout, env=None, check=True):
     return r.stdout.decode(errors='replace')
 
 
+def median_of(runs):
+    """Rows of several runs of one measurement ({test: {column: value}} each) as one: each
+    column's median over the runs that have the test. On a small shared machine one run of
+    a few seconds moves by 10-20 %; the median of runs interleaved with what they are compared
+    with is the figure a ratio can be read from."""
+    runs = [r for r in runs if r]
+    if len(runs) <= 1:
+        return runs[0] if runs else {}
+    out = {}
+    for t in sorted({t for r in runs for t in r}):
+        have = [r[t] for r in runs if t in r]
+        out[t] = {}
+        for k in have[0]:
+            vals = sorted(v[k] for v in have if v.get(k) is not None)
+            n = len(vals)
+            out[t][k] = (vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2) \
+                if n else None
+    return out
+
+
 def parse_csv(text, what):
     """redis-benchmark --csv rows by test name: {name: {column: float}}."""
     lines = [l for l in text.splitlines() if l.strip()]

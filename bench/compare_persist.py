@@ -7,7 +7,8 @@ import os
 import subprocess
 import time
 
-from compare_common import Fail, PLACE, clean_env, free_port, log, parse_csv, run, wait_for
+from compare_common import (Fail, PLACE, clean_env, free_port, log, median_of, parse_csv, run,
+                            wait_for)
 from compare_servers import Servers
 from compare_runs import mpb_bench, set_commands
 from compare_report import fmt_ms, fmt_rps, fmt_x
@@ -87,29 +88,37 @@ def redis_persist_bench(port, secs, keyspace, quick, sock=None):
 
 
 def persistence(args, bins, procs, tmp, secs, keyspace, nkeys):
-    """dict.set and queue.put at 50 clients, for each --fsync beside Redis's appendfsync, each
-    on a fresh server, over TCP and over a Unix socket (mpbroker's unix://, Redis's
-    unixsocket); then the time to start on 1 M keys, from the log and from a snapshot,
+    """dict.set and queue.put at 50 clients, for each --fsync beside Redis's appendfsync (a
+    fresh pair of servers for each, measured in turns), over TCP and over a Unix socket
+    (mpbroker's unix://, Redis's unixsocket); then the time to start on 1 M keys, from the log and from a snapshot,
     beside Redis from its AOF and from a rewritten one (an RDB preamble)."""
     rows = []
     for mode in PERSIST_MODES:
         d = os.path.join(tmp, 'persist-' + mode)
-        log('persistence: mpbroker %s' % ('--persist off' if mode == 'off' else '--fsync ' + mode))
+        what = '--persist off' if mode == 'off' else '--fsync ' + mode
+        rwhat = 'appendonly no' if mode == 'off' else 'appendonly yes, appendfsync ' + mode
         extra = ['--persist', 'off'] if mode == 'off' else ['--fsync', mode]
-        b, ep, key, _ = start_mpb(bins, procs, d, extra)
-        m = {'tcp': mpb_bench(bins, Ns(key=key), ep, 50, 1, secs, list(PERSIST_TESTS), keyspace),
-             'unix': mpb_bench(bins, Ns(key=key), unix_ep(d), 50, 1, secs, list(PERSIST_TESTS),
-                               keyspace)}
-        procs.stop(b)
-        log('persistence: redis %s' % ('appendonly no' if mode == 'off' else
-                                       'appendonly yes, appendfsync ' + mode))
         rextra = ['--appendonly', 'no'] if mode == 'off' else ['--appendonly', 'yes',
                                                              '--appendfsync', mode]
+        # both servers up, measured in turns (--repeat times): the medians
+        b, ep, key, _ = start_mpb(bins, procs, d, extra)
         rd, port, _ = start_redis(procs, os.path.join(d, 'redis'), rextra)
-        r = {'tcp': redis_persist_bench(port, secs, keyspace, args.quick),
-             'unix': redis_persist_bench(port, secs, keyspace, args.quick,
-                                         os.path.join(d, 'redis', 'redis.sock'))}
+        eps = {'tcp': ep, 'unix': unix_ep(d)}
+        socks = {'tcp': None, 'unix': os.path.join(d, 'redis', 'redis.sock')}
+        mruns, rruns = {'tcp': [], 'unix': []}, {'tcp': [], 'unix': []}
+        for i in range(args.repeat):
+            turn = ' (%d of %d)' % (i + 1, args.repeat) if args.repeat > 1 else ''
+            for tr in ('tcp', 'unix'):
+                log('persistence: mpbroker %s over %s%s' % (what, tr, turn))
+                mruns[tr].append(mpb_bench(bins, Ns(key=key), eps[tr], 50, 1, secs,
+                                           list(PERSIST_TESTS), keyspace))
+                log('persistence: redis %s over %s%s' % (rwhat, tr, turn))
+                rruns[tr].append(redis_persist_bench(port, secs, keyspace, args.quick,
+                                                     socks[tr]))
+        procs.stop(b)
         procs.stop(rd)
+        m = {tr: median_of(v) for tr, v in mruns.items()}
+        r = {tr: median_of(v) for tr, v in rruns.items()}
         for tr in ('tcp', 'unix'):
             for op, rop in PERSIST_TESTS.items():
                 rows.append({'transport': tr, 'fsync': mode, 'op': op,

@@ -282,4 +282,7 @@ def meta_lines(args, secs, keyspace):
                                                            time.strftime('%Y-%m-%d %H:%M'), load),
             'mpbroker %s (%s), Redis %s, Python %s; %g s per measurement, 16-byte values, -r %d%s'
             % (rev, args.build_dir, redis_v, platform.python_version(), secs, keyspace,
-               ' (--quick: figures are not meaningful)' if args.quick else '')]
+               ' (--quick: figures are not meaningful)' if args.quick else '')] + (
+        ['--repeat %d: tcp encrypted, plain and Redis over TLS, and each fsync mode beside Redis, '
+         'measured %d times in turns; their rows are the medians' % (args.repeat, args.repeat)]
+        if getattr(args, 'repeat', 1) > 1 else [])

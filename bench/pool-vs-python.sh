@@ -6,8 +6,10 @@
 # map over N integers with chunksize 1, and over 10 N with chunksize 100 (so that both run long
 # enough to time). Each side warms up first. The workers run with mpb-worker's defaults
 # (concurrency 1, prefetch 64) unless $PREFETCH is set. Python's Pool feeds its workers' pipe
-# with every task at once, an unbounded prefetch.
-# Usage: [PREFETCH=N] bench/pool-vs-python.sh [N] [BUILD]
+# with every task at once, an unbounded prefetch. With REPEAT=R both sides run R times in turns
+# and the last lines give each figure's median and the ratios of the medians (one run of a few
+# seconds moves by 10-20 % on a small shared machine).
+# Usage: [PREFETCH=N] [REPEAT=R] bench/pool-vs-python.sh [N] [BUILD]
 set -eu
 N=${1:-20000}
 B=${2:-build}
@@ -40,14 +42,18 @@ sleep 0.5
 PB=${MPB_POOL_BENCH:-$B/bench/mpb-pool-bench}
 [ -x "$PB" ] || { echo "no $PB: build the bench target first" >&2; exit 1; }
 MB=${MPB_BENCH:-$B/bench/mpb-bench}
-for c in 1 50; do
-    r=$("$MB" -t pool -c "$c" -P 16 -n "$N" --warmup 0.5 --csv -q | awk -F'"' '/pool/ {print $4}')
-    printf 'mpbroker Pool (2 workers)  apply_async c=%-2d P=16: %10.0f tasks/s\n' "$c" "$r"
-done
-for cs in 1 100; do
-    n=$N; [ "$cs" -eq 1 ] || n=$((N * 10))
-    printf 'mpbroker Pool (2 workers)       map chunksize %3d: %10s tasks/s\n' "$cs" "$("$PB" "$n" "$cs")"
-done
+R=${REPEAT:-1}
+mpb_side() {
+    for c in 1 50; do
+        r=$("$MB" -t pool -c "$c" -P 16 -n "$N" --warmup 0.5 --csv -q | awk -F'"' '/pool/ {print $4}')
+        printf 'mpbroker Pool (2 workers)  apply_async c=%-2d P=16: %10.0f tasks/s\n' "$c" "$r"
+    done
+    for cs in 1 100; do
+        n=$N; [ "$cs" -eq 1 ] || n=$((N * 10))
+        printf 'mpbroker Pool (2 workers)       map chunksize %3d: %10s tasks/s\n' "$cs" "$("$PB" "$n" "$cs")"
+    done
+}
+py_side() {
 /usr/bin/python3 - "$N" <<'PY'
 import sys, time
 from collections import deque
@@ -78,4 +84,28 @@ if __name__ == "__main__":
             t1 = time.time()
             assert r == [i * i for i in range(m)]
             print(f"Python multiprocessing.Pool(2)      map chunksize {cs:>3}: {m / (t1 - t0):>10.0f} tasks/s")
+PY
+}
+for i in $(seq "$R"); do
+    [ "$R" -eq 1 ] || echo "-- run $i of $R"
+    mpb_side | tee -a "$T/runs"
+    py_side | tee -a "$T/runs"
+done
+[ "$R" -eq 1 ] && exit 0
+echo "-- medians of $R runs each, in turns"
+/usr/bin/python3 - "$T/runs" <<'PY'
+import re, statistics, sys
+vals = {}
+for line in open(sys.argv[1]):
+    m = re.match(r'(mpbroker|Python).*?(apply_async c=\d+|map chunksize +\d+).*?:\s*([\d.]+) tasks/s',
+                 line)
+    if m:
+        vals.setdefault((m.group(1), ' '.join(m.group(2).split())), []).append(float(m.group(3)))
+for (who, what), v in sorted(vals.items()):
+    print('%-8s %-20s median %9.0f tasks/s  (%s)' % (who, what, statistics.median(v),
+                                                   ' '.join('%.0f' % x for x in v)))
+for what in sorted({w for _, w in vals}):
+    a, b = vals.get(('mpbroker', what)), vals.get(('Python', what))
+    if a and b:
+        print('mpbroker / Python  %-20s %.2fx' % (what, statistics.median(a) / statistics.median(b)))
 PY
