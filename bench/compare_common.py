@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -162,17 +163,13 @@ def median_of(runs):
     a few seconds moves by 10-20 %; the median of runs interleaved with what they are compared
     with is the figure a ratio can be read from."""
     runs = [r for r in runs if r]
-    if len(runs) <= 1:
-        return runs[0] if runs else {}
     out = {}
     for t in sorted({t for r in runs for t in r}):
         have = [r[t] for r in runs if t in r]
         out[t] = {}
         for k in have[0]:
-            vals = sorted(v[k] for v in have if v.get(k) is not None)
-            n = len(vals)
-            out[t][k] = (vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2) \
-                if n else None
+            vals = [v[k] for v in have if v.get(k) is not None]
+            out[t][k] = statistics.median(vals) if vals else None
     return out
 
 

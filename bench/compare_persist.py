@@ -90,8 +90,9 @@ def redis_persist_bench(port, secs, keyspace, quick, sock=None):
 def persistence(args, bins, procs, tmp, secs, keyspace, nkeys):
     """dict.set and queue.put at 50 clients, for each --fsync beside Redis's appendfsync (a
     fresh pair of servers for each, measured in turns), over TCP and over a Unix socket
-    (mpbroker's unix://, Redis's unixsocket); then the time to start on 1 M keys, from the log and from a snapshot,
-    beside Redis from its AOF and from a rewritten one (an RDB preamble)."""
+    (mpbroker's unix://, Redis's unixsocket); then the time to start on 1 M keys, from the
+    log and from a snapshot, beside Redis from its AOF and from a rewritten one (an RDB
+    preamble)."""
     rows = []
     for mode in PERSIST_MODES:
         d = os.path.join(tmp, 'persist-' + mode)
@@ -181,14 +182,12 @@ def render_persistence(rows, restart):
     w('  %-5s %-9s %-10s %9s %7s | %9s %7s | %6s %9s' % ('', 'fsync', 'op', 'mpb rps', 'p99',
                                                         'redis rps', 'p99', '/redis', '/off'))
     off = {(r['transport'], r['op']): r['mpb_rps'] for r in rows if r['fsync'] == 'off'}
-    for tr in ('tcp', 'unix'):
-        for r in rows:
-            if r['transport'] != tr:
-                continue
-            w('  %-5s %-9s %-10s %9s %7s | %9s %7s | %6s %9s' % (
-                tr, r['fsync'], r['op'], fmt_rps(r['mpb_rps']), fmt_ms(r['mpb_p99_ms']),
-                fmt_rps(r['redis_rps']), fmt_ms(r['redis_p99_ms']),
-                fmt_x(r['mpb_rps'], r['redis_rps']), fmt_x(r['mpb_rps'], off.get((tr, r['op'])))))
+    for r in sorted(rows, key=lambda r: r['transport']):  # stable: modes stay in order
+        tr = r['transport']
+        w('  %-5s %-9s %-10s %9s %7s | %9s %7s | %6s %9s' % (
+            tr, r['fsync'], r['op'], fmt_rps(r['mpb_rps']), fmt_ms(r['mpb_p99_ms']),
+            fmt_rps(r['redis_rps']), fmt_ms(r['redis_p99_ms']),
+            fmt_x(r['mpb_rps'], r['redis_rps']), fmt_x(r['mpb_rps'], off.get((tr, r['op'])))))
     w('  (off: mpbrokerd --persist off, Redis appendonly no; the others: mpbrokerd --fsync X, '
       'Redis appendonly yes, appendfsync X;')
     w('   tcp: mpbroker tcp:// (encrypted) and Redis over TCP; unix: mpbroker unix:// and Redis '

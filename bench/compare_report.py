@@ -285,4 +285,4 @@ def meta_lines(args, secs, keyspace):
                ' (--quick: figures are not meaningful)' if args.quick else '')] + (
         ['--repeat %d: tcp encrypted, plain and Redis over TLS, and each fsync mode beside Redis, '
          'measured %d times in turns; their rows are the medians' % (args.repeat, args.repeat)]
-        if getattr(args, 'repeat', 1) > 1 else [])
+        if args.repeat > 1 else [])

@@ -269,10 +269,7 @@ static void on_message(const uint8_t *rid, size_t ridlen, const uint8_t *buf, si
         unsigned long long unlogged;
         if (peer_log_ok("frame", fd, who, addr, sizeof addr, &unlogged)) {
             if (fd < 0 && S.msg_addr) snprintf(addr, sizeof addr, "%s", S.msg_addr); /* unix:// */
-            size_t k = 0;
-            for (size_t i = 0; i < len && i < 24 && k + 3 < sizeof sample; i++)
-                k += (size_t)snprintf(sample + k, sizeof sample - k, "%02x", buf[i]);
-            sample[k] = 0;
+            rid_hex(buf, len < 24 ? len : 24, sample, sizeof sample);
             log_kv(MPB_LOG_WARN, "bad frame", "peer", who, "addr", addr, "error", err,
                    "first_bytes", sample, "not_logged", unlogged ? LOG_UINT(unlogged) : NULL, NULL);
         }

@@ -311,11 +311,12 @@ static void on_readable(sconn_t *c, stream_on_frame_t on_frame) {
             p = c->in.p;
             n = c->in.len;
         }
-        size_t used = c->in.oom ? SIZE_MAX : frames(c, p, n, on_frame);
-        if (used == SIZE_MAX) {
+        if (c->in.oom) {
             doom(c, "out of memory reading");
             return;
         }
+        size_t used = frames(c, p, n, on_frame);
+        if (used == SIZE_MAX) return; /* closed for a length */
         if (p == rbuf) {
             mpb__buf_reset(&c->in);
             mpb__w_raw(&c->in, rbuf + used, n - used);

@@ -451,12 +451,8 @@ void mpb__idle_check(mpb_client_t *c) {
                     f.type == MPB__T_ERROR && mpb__plain_error(c, &f) == MPB_ESESSION;
         mpb__buf_give(c, b);
         if (rc) return;
-        if (lost && c->ufd >= 0) { /* one try, as above */
-            if (mpb__unix_connect(c) == 0) mpb__reconnect(c);
-            return;
-        }
-        if (lost) {
-            mpb__reconnect(c); /* the outcome is for the next call: c->lost_pending, or ECONN */
+        if (lost) { /* the outcome is for the next call: c->lost_pending, or ECONN */
+            if (c->ufd < 0 || mpb__unix_connect(c) == 0) mpb__reconnect(c); /* one try, as above */
             return;
         }
     }

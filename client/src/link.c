@@ -25,17 +25,22 @@ bool mpb__is_unix(const char *endpoint) {
     return endpoint && !strncmp(endpoint, "unix://", 7);
 }
 
-/* The descriptor of a lost connection: its number stays valid and quiet. */
-static void park(mpb_client_t *c) {
-    int q = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (q >= 0 && c->ufd >= 0) {
-        dup3(q, c->ufd, O_CLOEXEC);
-        close(q);
-    } else if (q >= 0) {
-        c->ufd = q;
+/* fd takes the place of the client's descriptor, under its number, and what was read from
+ * the one before is dropped. */
+static void install(mpb_client_t *c, int fd) {
+    if (fd >= 0 && c->ufd >= 0) {
+        dup3(fd, c->ufd, O_CLOEXEC);
+        close(fd);
+    } else if (fd >= 0) {
+        c->ufd = fd;
     }
     c->uin.len = 0;
     c->uin_at = 0;
+}
+
+/* The descriptor of a lost connection: its number stays valid and quiet. */
+static void park(mpb_client_t *c) {
+    install(c, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 }
 
 static void lost(mpb_client_t *c) {
@@ -62,14 +67,7 @@ int mpb__unix_connect(mpb_client_t *c) {
                          c->endpoint, strerror(e));
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    if (c->ufd < 0) {
-        c->ufd = fd;
-    } else {
-        dup3(fd, c->ufd, O_CLOEXEC);
-        close(fd);
-    }
-    c->uin.len = 0;
-    c->uin_at = 0;
+    install(c, fd);
     c->ustate = MPB__LINK_UP;
     return 0;
 }

@@ -204,21 +204,12 @@ static void hello_frame(mpb__buf_t *out) {
     mpb__buf_free(&body);
 }
 
-/* dict name: "k" set to v through c, then read back. */
+/* dict name: key set to v through c. */
 static void dict_set(mpb_client_t *c, const char *name, const char *key, int64_t v) {
     mpb_dict_t *d;
     th_assert_ok(mpb_dict_open(c, name, &d), c);
     th_assert_ok(mpb_dict_set_i64(d, key, v), c);
     mpb_dict_close(&d);
-}
-
-static int64_t dict_get(mpb_client_t *c, const char *name, const char *key) {
-    mpb_dict_t *d;
-    th_assert_ok(mpb_dict_open(c, name, &d), c);
-    int64_t v = INT64_MIN;
-    th_assert_ok(mpb_dict_get_i64(d, key, &v), c);
-    mpb_dict_close(&d);
-    return v;
 }
 
 /* ---- 1. ops over unix:// ---- */
@@ -436,11 +427,11 @@ static void test_raw_large_frame_without_session(void **state) {
 
     /* libmpb clients on both transports work, and what was there is intact */
     c = must_connect(&B, uep);
-    assert_int_equal(dict_get(c, "u.before", "k"), 77);
+    assert_int_equal(th_dict_i64(c, "u.before", "k"), 77);
     th_assert_dict_roundtrip(c, "u.after-large", 1);
     mpb_close(&c);
     c = th_connect(&B);
-    assert_int_equal(dict_get(c, "u.before", "k"), 77);
+    assert_int_equal(th_dict_i64(c, "u.before", "k"), 77);
     th_assert_dict_roundtrip(c, "u.after-large", 2);
     mpb_close(&c);
 }
@@ -665,7 +656,7 @@ static void *rss_sample(void *arg) {
 static int64_t small_round_trip(mpb_client_t *c, int64_t v) {
     int64_t t0 = th_now_ms();
     dict_set(c, "small", "k", v);
-    assert_int_equal(dict_get(c, "small", "k"), v);
+    assert_int_equal(th_dict_i64(c, "small", "k"), v);
     return th_now_ms() - t0;
 }
 
@@ -825,7 +816,7 @@ static void test_restart_resumes_same_fd(void **state) {
     th_broker_restart(&K, SIGKILL, "--listen", k_ep, "--fsync", "always", NULL);
     int64_t t_up = th_now_ms();
     /* the same client object, no reconnect by the test */
-    int64_t v = dict_get(c, "rk", "v");
+    int64_t v = th_dict_i64(c, "rk", "v");
     int64_t t_call = th_now_ms();
     int fd1 = mpb_fd(c);
     print_message("restart took %lld ms; the next call %lld ms after it: v = %lld; fd %d -> %d; "
@@ -855,7 +846,7 @@ static void test_restart_resumes_same_fd(void **state) {
     th_assert_dict_roundtrip(c, "after-restart", 8);
     th_assert_dict_roundtrip(g, "after-restart-g", 9);
     mpb_client_t *n = must_connect(&K, k_ep);
-    assert_int_equal(dict_get(n, "rk", "v"), 99);
+    assert_int_equal(th_dict_i64(n, "rk", "v"), 99);
     assert_int_equal(th_info_int(n, "sessions"), 3);
     mpb_close(&n);
     mpb_close(&g);
@@ -1066,7 +1057,7 @@ static void test_last_still_serves(void **state) {
     (void)state;
     mpb_client_t *c = must_connect(&B, uep);
     th_assert_dict_roundtrip(c, "last", 13);
-    assert_int_equal(dict_get(c, "u.before", "k"), 77);
+    assert_int_equal(th_dict_i64(c, "u.before", "k"), 77);
     assert_int_equal(th_dict_i64(c, "u.count", "n"), PROCS * INCRS);
     mpb_close(&c);
     c = th_connect(&B);

@@ -96,6 +96,12 @@ static void spawned_set(pid_t old, pid_t now) {
         }
 }
 
+/* b's broker has exited and been waited for. */
+static void gone(th_broker_t *b) {
+    spawned_set(b->pid, 0);
+    b->pid = 0;
+}
+
 static bool spawned_has(pid_t pid) {
     for (int i = 0; i < 32; i++)
         if (pid > 0 && spawned[i] == pid) return true;
@@ -185,8 +191,7 @@ static int spawn(th_broker_t *b, const char **argv, char *why, size_t whylen) {
             return 0;
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
-            spawned_set(pid, 0);
-            b->pid = 0;
+            gone(b);
             read_file(b->log, why, whylen);
             return -1;
         }
@@ -240,8 +245,7 @@ void th_broker_kill(th_broker_t *b, int sig) {
     if (b->pid <= 0) return;
     kill(b->pid, sig);
     if (th_wait(b->pid, 10) < 0) fail_msg("mpbrokerd did not stop on signal %d", sig);
-    spawned_set(b->pid, 0);
-    b->pid = 0;
+    gone(b);
 }
 
 /* Stops b with sig and starts it again on its endpoint with the flags in ap. It must come up
@@ -293,7 +297,7 @@ int th_broker_restart_fails(th_broker_t *b, int sig, ...) {
 int th_broker_alive(th_broker_t *b) {
     if (b->pid <= 0 || kill(b->pid, 0) != 0) return 0;
     if (waitpid(b->pid, NULL, WNOHANG) == 0) return 1;
-    spawned_set(b->pid, 0); /* reaped: its number may be another's soon */
+    gone(b); /* reaped: its number may be another's soon */
     return 0;
 }
 
@@ -301,8 +305,7 @@ void th_broker_stop(th_broker_t *b) {
     if (b->pid > 0) {
         kill(b->pid, SIGTERM);
         if (th_wait(b->pid, 10) < 0) fprintf(stderr, "mpbrokerd did not stop on SIGTERM\n");
-        spawned_set(b->pid, 0);
-        b->pid = 0;
+        gone(b);
     }
     if (b->dir[0]) {
         char cmd[400];
@@ -516,8 +519,7 @@ void th_broker_stop_checked(th_broker_t *b) {
     assert_true(th_broker_alive(b));
     kill(b->pid, SIGTERM);
     int st = th_wait(b->pid, 20);
-    spawned_set(b->pid, 0);
-    b->pid = 0;
+    gone(b);
     FILE *f = fopen(b->log, "r");
     assert_non_null(f);
     char line[1024];
@@ -729,26 +731,24 @@ long th_rss_kb(pid_t pid) {
     return kb;
 }
 
-int th_log_count(const th_broker_t *b, const char *what) {
+/* Lines of b's log that hold a, and b2 too unless it is NULL. */
+static int log_lines(const th_broker_t *b, const char *a, const char *b2) {
     FILE *f = fopen(b->log, "r");
     if (!f) return 0;
     char line[4096];
     int n = 0;
     while (fgets(line, sizeof line, f))
-        if (strstr(line, what)) n++;
+        n += strstr(line, a) && (!b2 || strstr(line, b2));
     fclose(f);
     return n;
 }
 
+int th_log_count(const th_broker_t *b, const char *what) {
+    return log_lines(b, what, NULL);
+}
+
 bool th_log_has_line(const th_broker_t *b, const char *a, const char *b2) {
-    FILE *f = fopen(b->log, "r");
-    if (!f) return false;
-    char line[4096];
-    bool found = false;
-    while (fgets(line, sizeof line, f))
-        found |= strstr(line, a) && (!b2 || strstr(line, b2));
-    fclose(f);
-    return found;
+    return log_lines(b, a, b2) > 0;
 }
 
 char *th_asan_quarantine_off(void) {
