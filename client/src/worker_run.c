@@ -241,11 +241,13 @@ static void drain_output(slot_t *sl, job_t *j) {
     for (int i = 0; i < 2; i++) {
         ssize_t k;
         while ((k = read(sl->out_fd[i], buf, sizeof buf)) > 0) {
-            if (j->output_bytes >= OUTPUT_MAX) continue; /* cut already: read on, drop */
+            /* Cut already: read on, drop. Exactly at the bound is not cut yet (a read may end
+             * there): the note goes when a byte more comes. */
+            if (j->output_bytes > OUTPUT_MAX) continue;
             size_t take = (size_t)k;
             bool cut = j->output_bytes + take > OUTPUT_MAX;
             if (cut) take = OUTPUT_MAX - j->output_bytes;
-            output_chunk(j, i + 1, buf, take);
+            if (take) output_chunk(j, i + 1, buf, take);
             if (cut) output_chunk(j, i + 1, note, sizeof note - 1); /* over the bound now */
         }
     }

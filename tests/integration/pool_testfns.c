@@ -14,6 +14,8 @@
  *   slowchat(n) -> n, after printing "first N\n", sleeping 1 s and printing "second N\n"
  *                  (no flush: the worker's line buffering sends each line as it is written)
  *   flood(n)    -> n, after printing n lines of 99 'x' and a newline (100 bytes each)
+ *   exact64k(n) -> n, after writing 65536 bytes to stdout in 4 KiB writes, sleeping 300 ms
+ *                  (the worker has read them all by then) and writing n bytes more
  *   coop(n)     -> n after 60 s; once mpb_task_cancelled() says its task was cancelled, it
  *                  counts that in $MPB_TEST_COUNTS (counter n) and fails at once
  *   big(n)      -> bin of n bytes (results over the broker's limits)
@@ -41,7 +43,7 @@
 typedef int task_fn(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
                     char *err, size_t errlen);
 EXPORT task_fn pad, sqsleep, crash, procinfo, initarg, conc, nap, big, countnap, kinded, chatty,
-    slowchat, coop, flood;
+    slowchat, coop, flood, exact64k;
 EXPORT int testinit(const char *arg);
 
 static int inits;
@@ -306,6 +308,27 @@ int flood(void *ctx, const void *args, size_t alen, void **result, size_t *rlen,
     line[100] = 0;
     for (int64_t i = 0; i < n; i++)
         fputs(line, stdout);
+    uint8_t *b = malloc(9);
+    if (!b) return -1;
+    *rlen = enc_int(b, n);
+    *result = b;
+    return 0;
+}
+
+int exact64k(void *ctx, const void *args, size_t alen, void **result, size_t *rlen, char *err,
+             size_t errlen) {
+    (void)ctx;
+    int64_t n;
+    if (arg0(args, alen, &n, err, errlen)) return -1;
+    static char block[4096];
+    memset(block, 'y', sizeof block);
+    fflush(stdout);
+    for (int i = 0; i < 16; i++)
+        if (write(1, block, sizeof block) != (ssize_t)sizeof block) return -1;
+    usleep(300000);
+    for (int64_t left = n; left > 0; left -= (int64_t)sizeof block)
+        if (write(1, block, left < (int64_t)sizeof block ? (size_t)left : sizeof block) < 0)
+            return -1;
     uint8_t *b = malloc(9);
     if (!b) return -1;
     *rlen = enc_int(b, n);

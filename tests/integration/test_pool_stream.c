@@ -153,6 +153,39 @@ static void test_output_past_64k_is_cut_with_a_note(void **state) {
     tp_check_healthy();
 }
 
+/* Output that reaches the bound exactly, in reads that end there, is not cut: the note comes
+ * with the first byte past it (it once never came). */
+static void test_output_exactly_64k_then_more(void **state) {
+    (void)state;
+    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
+    tp_worker_forward = true;
+    tp_start_worker(MPB_TESTFNS_LIB, "exact64k", 1, -1, 0, NULL);
+    tp_worker_forward = false;
+    mpb_pool_t *p = tp_pool_ready(mon, "exact64k", 1, c);
+    static char text[70000];
+    static const char note[] = "\n[output cut at 65536 bytes]\n";
+    for (int more = 0; more <= 10; more += 10) {
+        big_out_t o = {text, 0, 0};
+        mpb_pool_set_output(p, on_big_output, &o);
+        size_t al, rl;
+        const uint8_t *args = tp_args1(more, &al);
+        void *res = NULL;
+        th_assert_ok(mpb_pool_apply(p, "exact64k", args, al, 20000, &res, &rl), c);
+        assert_int_equal(tp_unpack_int(res, rl), more);
+        mpb_free(res);
+        printf("65536 + %d bytes written: %zu bytes of output in %d pieces\n", more, o.len,
+               o.pieces);
+        assert_int_equal(o.len, 65536 + (more ? sizeof note - 1 : 0));
+        for (size_t i = 0; i < 65536; i++)
+            if (text[i] != 'y') fail_msg("byte %zu is 0x%02x", i, text[i]);
+        if (more) assert_memory_equal(text + 65536, note, sizeof note - 1);
+    }
+    mpb_pool_close(&p);
+    mpb_close(&mon);
+    mpb_close(&c);
+    tp_check_healthy();
+}
+
 /* ---- thread mode: cancelling is cooperative ---- */
 
 /* After `how` finished coop(k) at t0 (the caller had its answer already): the function saw
@@ -303,6 +336,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_output_reaches_the_caller_while_the_task_runs,
                                         tp_setup_broker, tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_output_past_64k_is_cut_with_a_note, tp_setup_broker,
+                                        tp_teardown_broker),
+        cmocka_unit_test_setup_teardown(test_output_exactly_64k_then_more, tp_setup_broker,
                                         tp_teardown_broker),
         cmocka_unit_test_setup_teardown(test_thread_mode_cancel_is_seen_by_the_task,
                                         tp_setup_http_broker, tp_teardown_broker),
