@@ -49,13 +49,21 @@ static void on_result(void *arg, const void *res, size_t len) {
     o->results++;
 }
 
+/* A pool of a new client served by one mpb-worker that forwards its tasks' output (fn, at
+ * concurrency conc); mon, another client, saw the worker come. */
+static mpb_pool_t *forwarding_pool(const char *fn, int conc, mpb_client_t **c, mpb_client_t **mon) {
+    *c = th_connect(&tp_broker);
+    *mon = th_connect(&tp_broker);
+    tp_worker_forward = true;
+    tp_start_worker(MPB_TESTFNS_LIB, fn, conc, -1, 0, NULL);
+    tp_worker_forward = false;
+    return tp_pool_ready(*mon, fn, 1, *c);
+}
+
 static void test_output_reaches_the_caller_while_the_task_runs(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
-    tp_worker_forward = true;
-    tp_start_worker(MPB_TESTFNS_LIB, "slowchat", 2, -1, 0, NULL);
-    tp_worker_forward = false;
-    mpb_pool_t *p = tp_pool_ready(mon, "slowchat", 1, c);
+    mpb_client_t *c, *mon;
+    mpb_pool_t *p = forwarding_pool("slowchat", 2, &c, &mon);
     static stream_log_t o;
     memset(&o, 0, sizeof o);
     mpb_pool_set_output(p, on_output, &o);
@@ -114,11 +122,8 @@ static void on_big_output(void *arg, mpb_async_t *a, uint64_t task, int stream, 
 
 static void test_output_past_64k_is_cut_with_a_note(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
-    tp_worker_forward = true;
-    tp_start_worker(MPB_TESTFNS_LIB, "flood", 1, -1, 0, NULL);
-    tp_worker_forward = false;
-    mpb_pool_t *p = tp_pool_ready(mon, "flood", 1, c);
+    mpb_client_t *c, *mon;
+    mpb_pool_t *p = forwarding_pool("flood", 1, &c, &mon);
     static char text[70000];
     big_out_t o = {text, 0, 0};
     mpb_pool_set_output(p, on_big_output, &o);
@@ -157,11 +162,8 @@ static void test_output_past_64k_is_cut_with_a_note(void **state) {
  * with the first byte past it (it once never came). */
 static void test_output_exactly_64k_then_more(void **state) {
     (void)state;
-    mpb_client_t *c = th_connect(&tp_broker), *mon = th_connect(&tp_broker);
-    tp_worker_forward = true;
-    tp_start_worker(MPB_TESTFNS_LIB, "exact64k", 1, -1, 0, NULL);
-    tp_worker_forward = false;
-    mpb_pool_t *p = tp_pool_ready(mon, "exact64k", 1, c);
+    mpb_client_t *c, *mon;
+    mpb_pool_t *p = forwarding_pool("exact64k", 1, &c, &mon);
     static char text[70000];
     static const char note[] = "\n[output cut at 65536 bytes]\n";
     for (int more = 0; more <= 10; more += 10) {
