@@ -397,6 +397,48 @@ int persist_do_fsync(void) {
     return 0;
 }
 
+/* --fsync always writes into space that is zero-filled and made durable ahead of it,
+ * PREALLOC at a time: the fdatasync() of an overwrite has no file size nor block allocation to
+ * commit (on ext4 about 40 % cheaper than one after an append), and `always` pays one per
+ * busy turn. The zeros after the last record are cut at a clean close and at a start
+ * (persist_load.c). */
+#define PREALLOC (2u << 20)
+
+static bool prealloc(void) {
+    return g_persist.mode == FSYNC_ALWAYS;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off) {
+    while (n) {
+        ssize_t k = pwrite(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        p += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+/* Zero-fills the open segment up to past the next n bytes, durably. */
+static int zero_ahead(size_t n) {
+    static const uint8_t zeros[64u << 10];
+    uint64_t at = g_persist.zeroed, to = g_persist.end + n + PREALLOC;
+    for (; at < to; at += sizeof zeros)
+        if (pwrite_all(g_persist.fd, zeros, sizeof zeros, at) != 0) return -1;
+    if (fdatasync(g_persist.fd) != 0) return -1;
+    g_persist.zeroed = at;
+    return 0;
+}
+
+/* Cuts the zeros after the open segment's last record. */
+static int seg_trim(void) {
+    if (!prealloc() || g_persist.zeroed == g_persist.end) return 0;
+    if (ftruncate(g_persist.fd, (off_t)g_persist.end) != 0) return -1;
+    g_persist.zeroed = g_persist.end;
+    return 0;
+}
+
 bool persist_holding(void) {
     return g_persist.batch.len > 0;
 }
@@ -404,12 +446,19 @@ bool persist_holding(void) {
 int persist_commit(void) {
     if (!g_persist.batch.len || g_persist.fd < 0) return 0;
     bbuf_ensure(&g_persist.batch);
-    if (persist_write_all(g_persist.fd, g_persist.batch.p, g_persist.batch.len) != 0) {
+    size_t n = g_persist.batch.len;
+    if (prealloc() && g_persist.end + n > g_persist.zeroed && zero_ahead(n) != 0) {
+        log_kv(MPB_LOG_ERROR, "cannot extend the log", "error", strerror(errno), NULL);
+        return -1;
+    }
+    if ((prealloc() ? pwrite_all(g_persist.fd, g_persist.batch.p, n, g_persist.end)
+                    : persist_write_all(g_persist.fd, g_persist.batch.p, n)) != 0) {
         log_kv(MPB_LOG_ERROR, "cannot write the log", "error", strerror(errno), NULL);
         return -1;
     }
     g_persist.writes++;
-    g_persist.log_bytes += g_persist.batch.len;
+    g_persist.end += n;
+    g_persist.log_bytes += n;
     mpb__buf_reset(&g_persist.batch);
     g_persist.dirty = true;
     if (g_persist.mode == FSYNC_ALWAYS ||
@@ -433,9 +482,16 @@ void persist_sync_dir(void) {
 int persist_seg_open(uint64_t seg) {
     char path[3100];
     persist_seg_path(path, sizeof path, seg);
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    /* The old segment is cut to its records first: only the last one may end in zeros. */
+    if (g_persist.fd >= 0 && seg_trim() != 0) {
+        log_kv(MPB_LOG_ERROR, "cannot cut the log", "error", strerror(errno), NULL);
+        return -1;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | (prealloc() ? 0 : O_APPEND) | O_CLOEXEC, 0600);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
         log_kv(MPB_LOG_ERROR, "cannot open the log", "path", path, "error", strerror(errno), NULL);
+        if (fd >= 0) close(fd);
         return -1;
     }
     if (g_persist.fd >= 0) {
@@ -443,6 +499,7 @@ int persist_seg_open(uint64_t seg) {
         close(g_persist.fd);
     }
     g_persist.fd = fd;
+    g_persist.end = g_persist.zeroed = (uint64_t)st.st_size;
     g_persist.seg = seg;
     g_persist.dirty = false;
     persist_sync_dir();
@@ -496,6 +553,7 @@ void persist_close(void) {
         if (waitpid(g_persist.child, &status, 0) == g_persist.child) persist_child_done(status);
     }
     if (g_persist.fd >= 0) {
+        seg_trim();
         fdatasync(g_persist.fd);
         close(g_persist.fd);
         g_persist.fd = -1;

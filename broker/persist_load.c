@@ -398,6 +398,17 @@ static void keep_cut(const char *path, const uint8_t *p, size_t n, size_t off) {
     close(fd);
 }
 
+static int cut_at(const char *path, size_t off) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)off) != 0 || fsync(fd) != 0) {
+        log_kv(MPB_LOG_ERROR, "cannot cut the log", "path", path, "error", strerror(errno), NULL);
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 /* Replays one segment; a bad record is a torn tail (cut) when it is the last thing in the
  * last segment, else damage: refused, or cut with repair. *stop: later segments are dropped. */
 static int replay_segment(uint64_t seg, bool last, bool repair, bool *stop) {
@@ -435,8 +446,18 @@ static int replay_segment(uint64_t seg, bool last, bool repair, bool *stop) {
         return 0;
     }
     uint32_t len = n - off >= REC_HDR ? persist_get32(p + off) : 0;
+    if (last && all_zero(p + off, n - off)) {
+        /* Nothing but zeros after the last record: the space --fsync always fills ahead of
+         * its writes (or a write that left nothing). Not a record: cut without a word. */
+        log_kv(MPB_LOG_INFO, "zero-filled space after the last record cut", "path", path, "offset",
+               LOG_UINT(off), "bytes", LOG_UINT(n - off), NULL);
+        free(p);
+        return cut_at(path, off);
+    }
+    /* A record cut short by a crash is the last thing written: after it, the file ends or
+     * there are only the zeros filled ahead of it. */
     bool torn = last && (n - off < REC_HDR || len == 0 || len > n - off - REC_HDR ||
-                         off + REC_HDR + len == n || all_zero(p + off, n - off));
+                         all_zero(p + off + REC_HDR + len, n - off - REC_HDR - len));
     if (torn) {
         log_kv(MPB_LOG_WARN, "torn record at the end of the log cut", "path", path, "offset",
                LOG_UINT(off), "bytes_cut", LOG_UINT(n - off), NULL);
@@ -458,14 +479,7 @@ static int replay_segment(uint64_t seg, bool last, bool repair, bool *stop) {
     }
     keep_cut(path, p, n, off);
     free(p);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || ftruncate(fd, (off_t)off) != 0 || fsync(fd) != 0) {
-        log_kv(MPB_LOG_ERROR, "cannot cut the log", "path", path, "error", strerror(errno), NULL);
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    close(fd);
-    return 0;
+    return cut_at(path, off);
 }
 
 static int load_snapshot(uint64_t *first_seg) {
@@ -543,8 +557,8 @@ int persist_open(const char *dir, bool on, int fsync_mode, bool repair) {
     mpb__buf_free(&replay_out);
     if (rc != 0) return -1;
     if (persist_seg_open(seg) != 0) return -1;
+    g_persist.log_bytes = g_persist.end;
     struct stat st;
-    g_persist.log_bytes = fstat(g_persist.fd, &st) == 0 ? (uint64_t)st.st_size : 0;
     char path[3100];
     snprintf(path, sizeof path, "%s/snapshot", g_persist.dir);
     g_persist.snap_bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;

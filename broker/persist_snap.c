@@ -325,9 +325,7 @@ void persist_child_done(int status) {
     struct stat st;
     snprintf(path, sizeof path, "%s/snapshot", g_persist.dir);
     g_persist.snap_bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-    persist_seg_path(path, sizeof path, g_persist.seg);
-    g_persist.log_bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-    g_persist.log_bytes += g_persist.batch.len;
+    g_persist.log_bytes = g_persist.end + g_persist.batch.len;
     g_persist.last_snap_ms = wall_ms();
     g_persist.last_snap_dur_ms = dur;
     g_persist.snaps_ok++;
