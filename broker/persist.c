@@ -431,10 +431,12 @@ static int zero_ahead(size_t n) {
     return 0;
 }
 
-/* Cuts the zeros after the open segment's last record. */
+/* Cuts the zeros after the open segment's last record, durably: a next segment is made only
+ * after, so that zeros can only end the last one. */
 static int seg_trim(void) {
     if (!prealloc() || g_persist.zeroed == g_persist.end) return 0;
-    if (ftruncate(g_persist.fd, (off_t)g_persist.end) != 0) return -1;
+    if (ftruncate(g_persist.fd, (off_t)g_persist.end) != 0 || fdatasync(g_persist.fd) != 0)
+        return -1;
     g_persist.zeroed = g_persist.end;
     return 0;
 }
