@@ -66,14 +66,17 @@ static void run_job(job_t *j, size_t max_value) {
     uint32_t n = 0;
     mpb__rd_array(&r, &n);
     mpb__w_array(&j->out, n);
+    /* Zeroed once, and again only after a call that wrote in it (err_kind looks past the
+     * message's end): 1 KiB to clear per call was most of a tiny task's cost. */
+    char err[1024];
+    memset(err, 0, sizeof err);
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *args;
         size_t alen;
-        char err[1024] = "";
         void *res = NULL;
         size_t rlen = 0;
         mpb__rd_span(&r, &args, &alen);
-        memset(err, 0, sizeof err);
+        if (err[0] || err[1]) memset(err, 0, sizeof err);
         int rc = j->fn->fn(j->fn->ctx, args, alen, &res, &rlen, err, sizeof err);
         err[sizeof err - 1] = 0;
         const char *kind = rc ? err_kind(err, sizeof err) : NULL;
