@@ -10,7 +10,7 @@
  *
  * A record is [u32 len][u32 crc32c(payload)][payload: one msgpack array], little-endian.
  *
- * This file writes the log: its records, one write() per loop turn (group commit) and the
+ * This file writes the log: its records, one pwrite() per loop turn (group commit) and the
  * fsync thread. persist_snap.c writes snapshots, persist_load.c loads at a start. */
 #include <dirent.h>
 #include <errno.h>
@@ -397,16 +397,12 @@ int persist_do_fsync(void) {
     return 0;
 }
 
-/* --fsync always writes into space that is zero-filled and made durable ahead of it,
- * PREALLOC at a time: the fdatasync() of an overwrite has no file size nor block allocation to
- * commit (on ext4 about 40 % cheaper than one after an append), and `always` pays one per
- * busy turn. The zeros after the last record are cut at a clean close and at a start
- * (persist_load.c). */
+/* Each turn's records go at g_persist.end. --fsync always writes into space that is
+ * zero-filled and made durable ahead of it, PREALLOC at a time: the fdatasync() of an
+ * overwrite has no file size nor block allocation to commit (on ext4 about 40 % cheaper than
+ * one after an append), and `always` pays one per busy turn. The zeros after the last record
+ * are cut at a clean close and at a start (persist_load.c). */
 #define PREALLOC (2u << 20)
-
-static bool prealloc(void) {
-    return g_persist.mode == FSYNC_ALWAYS;
-}
 
 static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off) {
     while (n) {
@@ -434,7 +430,7 @@ static int zero_ahead(size_t n) {
 /* Cuts the zeros after the open segment's last record, durably: a next segment is made only
  * after, so that zeros can only end the last one. */
 static int seg_trim(void) {
-    if (!prealloc() || g_persist.zeroed == g_persist.end) return 0;
+    if (g_persist.zeroed <= g_persist.end) return 0;
     if (ftruncate(g_persist.fd, (off_t)g_persist.end) != 0 || fdatasync(g_persist.fd) != 0)
         return -1;
     g_persist.zeroed = g_persist.end;
@@ -449,12 +445,11 @@ int persist_commit(void) {
     if (!g_persist.batch.len || g_persist.fd < 0) return 0;
     bbuf_ensure(&g_persist.batch);
     size_t n = g_persist.batch.len;
-    if (prealloc() && g_persist.end + n > g_persist.zeroed && zero_ahead(n) != 0) {
+    if (g_persist.mode == FSYNC_ALWAYS && g_persist.end + n > g_persist.zeroed && zero_ahead(n)) {
         log_kv(MPB_LOG_ERROR, "cannot extend the log", "error", strerror(errno), NULL);
         return -1;
     }
-    if ((prealloc() ? pwrite_all(g_persist.fd, g_persist.batch.p, n, g_persist.end)
-                    : persist_write_all(g_persist.fd, g_persist.batch.p, n)) != 0) {
+    if (pwrite_all(g_persist.fd, g_persist.batch.p, n, g_persist.end) != 0) {
         log_kv(MPB_LOG_ERROR, "cannot write the log", "error", strerror(errno), NULL);
         return -1;
     }
@@ -489,7 +484,7 @@ int persist_seg_open(uint64_t seg) {
         log_kv(MPB_LOG_ERROR, "cannot cut the log", "error", strerror(errno), NULL);
         return -1;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | (prealloc() ? 0 : O_APPEND) | O_CLOEXEC, 0600);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         log_kv(MPB_LOG_ERROR, "cannot open the log", "path", path, "error", strerror(errno), NULL);

@@ -41,7 +41,7 @@ typedef struct persist_state {
     int fd;
     uint64_t seg;       /* the segment appended to */
     uint64_t end;       /* its records end here */
-    uint64_t zeroed;    /* --fsync always: zero-filled and durable up to here (>= end) */
+    uint64_t zeroed;    /* zero-filled and durable up to here (--fsync always; else <= end) */
     mpb__buf_t batch;   /* records of this turn, not yet written */
     size_t last_at;     /* where the batch's last request record starts */
     bool dirty;         /* written, not yet fsynced */
