@@ -35,9 +35,10 @@
 const setting_t config_settings[S__N] = {
     [S_LISTEN] = {"listen", "MPB_LISTEN",      T_LISTEN,                             0,       0,                   NULL,                     "tcp://127.0.0.1:5555",                                         'l',
                   "ENDPOINT",                                                                                                                                                                                                                                                                                                            0,                                                                                                         0,
-                  "tcp://ADDR:PORT, ipc:///PATH or unix:///PATH\n"
-                  "(unix://: a Unix stream socket served by the loop\n"
-                  "itself, the fastest for local clients); repeatable\n"
+                  "tcp://ADDR:PORT, mpb://ADDR:PORT, ipc:///PATH or\n"
+                  "unix:///PATH (unix:// and mpb://: Unix and TCP stream\n"
+                  "sockets served by the loop itself, the fastest; mpb://\n"
+                  "is always encrypted); repeatable\n"
                   "(default tcp://127.0.0.1:5555; env MPB_LISTEN, a comma-\n"
                   "separated list)"},
     [S_AUTHKEY_FILE] = {"authkey-file",        "MPB_AUTHKEY_FILE",            T_PATH,                       0,             0,         NULL,                    NULL,                                                                      'k',                                                                                         "PATH",

@@ -104,7 +104,7 @@ static bool has_blank_or_ctl(const char *s) {
 }
 
 /* An endpoint the broker can bind: tcp://HOST:PORT (PORT a number or *), ipc://PATH (both
- * ZeroMQ's), unix://PATH (stream.c). */
+ * ZeroMQ's), unix://PATH and mpb://ADDR:PORT (stream.c; ADDR numeric, as --http's). */
 static bool check_endpoint(const char *s, char *why, size_t n) {
     if (has_blank_or_ctl(s)) {
         snprintf(why, n, "'%s' contains a blank or control character", s);
@@ -125,6 +125,13 @@ static bool check_endpoint(const char *s, char *why, size_t n) {
         }
         return true;
     }
+    if (!strncmp(s, "mpb://", 6)) {
+        addr_t a;
+        char inner[400];
+        if (addr_parse(s + 6, &a, inner, sizeof inner) == 0) return true;
+        snprintf(why, n, "'mpb://%s", inner + 1); /* inner starts with 'ADDR:PORT' */
+        return false;
+    }
     if (!strncmp(s, "ipc://", 6) || !strncmp(s, "unix://", 7)) {
         size_t len = strlen(strstr(s, "://") + 3);
         if (len == 0 || len > 107) {
@@ -133,7 +140,8 @@ static bool check_endpoint(const char *s, char *why, size_t n) {
         }
         return true;
     }
-    snprintf(why, n, "'%s' is not tcp://ADDR:PORT, ipc:///PATH or unix:///PATH", s);
+    snprintf(why, n, "'%s' is not tcp://ADDR:PORT, mpb://ADDR:PORT, ipc:///PATH or unix:///PATH",
+             s);
     return false;
 }
 
@@ -392,6 +400,20 @@ static void check_listen(conf_t *c) {
         const char *ep = c->cfg.listen[i];
         if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "unix://", 7)) {
             check_ipc(c, i);
+            continue;
+        }
+        if (!strncmp(ep, "mpb://", 6)) {
+            addr_t a;
+            char why[300];
+            int fd = -1, one = 1;
+            if (addr_parse(ep + 6, &a, why, sizeof why) == 0 &&
+                (fd = socket(a.family, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+                if (bind(fd, (struct sockaddr *)&a.ss, a.len) != 0)
+                    config_complain(c, &none, -1, "listen %s (%s): cannot bind: %s", ep,
+                                    c->listen_src[i], strerror(errno));
+            }
+            if (fd >= 0) close(fd);
             continue;
         }
         if (!ctx && !(ctx = zmq_ctx_new())) return;

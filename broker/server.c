@@ -421,24 +421,34 @@ int server_main(const config_t *cfg, const uint8_t *authkey, size_t keylen) {
     for (int i = 0; i < cfg->nlisten; i++) {
         const char *ep = cfg->listen[i];
         char ep_bound[1024];
-        if (!strncmp(ep, "unix://", 7)) {
-            if (cfg->encryption == ENC_ON) {
-                log_kv(MPB_LOG_ERROR, "cannot listen", "endpoint", ep, "error",
-                       "unix:// is not encrypted (the socket file's permissions guard it): "
-                       "use --encryption auto or off, or tcp://",
+        bool sealed = !strncmp(ep, "mpb://", 6);
+        if (sealed || !strncmp(ep, "unix://", 7)) { /* stream.c's */
+            const char *refused = NULL;
+            if (sealed && cfg->encryption == ENC_OFF)
+                refused = "mpb:// is always encrypted: use --encryption auto or on with it, or "
+                          "unix:// for a local socket";
+            else if (!sealed && cfg->encryption == ENC_ON)
+                refused = "unix:// is not encrypted (the socket file's permissions guard it): "
+                          "use --encryption auto or off, or tcp://";
+            else if (stream_bind(ep, S.tp, authkey, keylen, ep_bound, sizeof ep_bound, terr,
+                                 sizeof terr) != 0)
+                refused = terr;
+            if (refused) {
+                log_kv(MPB_LOG_ERROR, "cannot listen", "endpoint", ep, "error", refused, NULL);
+                status = 1;
+                goto out;
+            }
+            if (sealed) {
+                transport_note_sealed(S.tp);
+                log_kv(MPB_LOG_INFO,
+                       "encryption on (X25519 and ChaCha20-Poly1305, keyed by the authkey)",
+                       "endpoint", ep_bound, "mechanism", "chacha20-poly1305 (mpb:// stream)",
                        NULL);
-                status = 1;
-                goto out;
+            } else {
+                transport_note_plain(S.tp);
+                log_kv(MPB_LOG_INFO, "encryption off", "endpoint", ep, "mechanism",
+                       "none (unix:// stream)", NULL);
             }
-            if (stream_bind(ep, S.tp, terr, sizeof terr) != 0) {
-                log_kv(MPB_LOG_ERROR, "cannot listen", "endpoint", ep, "error", terr, NULL);
-                status = 1;
-                goto out;
-            }
-            transport_note_plain(S.tp);
-            log_kv(MPB_LOG_INFO, "encryption off", "endpoint", ep, "mechanism",
-                   "none (unix:// stream)", NULL);
-            snprintf(ep_bound, sizeof ep_bound, "%s", ep);
         } else {
             if (transport_bind(S.tp, ep, cfg->encryption) != 0) {
                 log_kv(MPB_LOG_ERROR, "cannot listen", "endpoint", ep, "error",

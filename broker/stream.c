@@ -1,8 +1,10 @@
-/* stream.c - unix:// endpoints. Each protocol frame goes on the socket after its length (u32,
- * big-endian); the loop accepts, reads and writes through one epoll set that it polls beside
- * the ROUTER. A request from a local client then wakes the loop directly, and its reply is one
+/* stream.c - unix:// and mpb:// endpoints. Each protocol frame goes on the socket after its
+ * length (u32, big-endian); the loop accepts, reads and writes through one epoll set that it
+ * polls beside the ROUTER. A request then wakes the loop directly, and its reply is one
  * write(): a ZeroMQ round trip crosses two I/O threads more, which on small machines costs
- * more than the request itself.
+ * more than the request itself. On mpb:// (TCP) both sides first send a greeting with an
+ * ephemeral key and every frame is then sealed (proto/seal.c, PROTOCOL.md 1.2): a frame that
+ * does not open, as every frame of a peer without the authkey, closes the connection.
  *
  * Bounds, as for ZeroMQ connections: a connection counts against max-connections; one without
  * a session may send frames of STREAM_UNPROVEN_FRAME bytes at most, so all of them together
@@ -22,7 +24,12 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <unistd.h>
+
+#include "addr.h"
 
 #include "limits.h"
 #include "mem.h"
@@ -38,7 +45,9 @@ typedef struct sconn {
     uint32_t id;
     int fd;
     uint8_t rid[STREAM_RID_LEN];
-    char addr[48];
+    char addr[64];
+    mpb__seal_t *seal; /* mpb://: the keys (made once the peer's greeting is in) */
+    bool keyed;
     int64_t since_ms;    /* accepted, or last seen with a session: its idle clock */
     int64_t progress_ms; /* the last write that moved, or when output began to wait */
     mpb__buf_t in;       /* bytes read that are not a whole frame yet */
@@ -55,7 +64,9 @@ typedef struct sconn {
 static struct {
     int ep; /* the epoll set, -1 before the first bind */
     int lfd[MAX_LISTEN];
-    char *lpath[MAX_LISTEN];
+    char *lpath[MAX_LISTEN]; /* unix://: the socket file; NULL for mpb:// */
+    const void *authkey;
+    size_t keylen;
     int nlisten;
     sconn_t *conns;
     size_t n;
@@ -110,6 +121,8 @@ static void reap(void) {
         peer_t *p = peer_find(c->rid, STREAM_RID_LEN);
         if (p && !p->ready) peer_free(p);
         close(c->fd); /* leaves the epoll set with it */
+        if (c->seal) mpb__seal_free(c->seal);
+        free(c->seal);
         HASH_DEL(T.conns, c);
         T.n--;
         mpb__buf_free(&c->in);
@@ -133,7 +146,80 @@ static size_t unproven_max(void) {
 
 /* ---- listening ---- */
 
-int stream_bind(const char *endpoint, transport_t *tp, char *err, size_t errlen) {
+static int set_up(transport_t *tp, char *err, size_t errlen) {
+    if (T.ep >= 0) return 0;
+    T.ep = epoll_create1(EPOLL_CLOEXEC);
+    if (T.ep < 0) {
+        snprintf(err, errlen, "epoll: %s", strerror(errno));
+        return -1;
+    }
+    STAILQ_INIT(&T.dirty);
+    STAILQ_INIT(&T.dead);
+    T.tp = tp;
+    return 0;
+}
+
+static int listening(int fd, char *path, char *err, size_t errlen) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)T.nlisten};
+    if (epoll_ctl(T.ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        snprintf(err, errlen, "epoll: %s", strerror(errno));
+        close(fd);
+        if (path) unlink(path);
+        return -1;
+    }
+    T.lfd[T.nlisten] = fd;
+    T.lpath[T.nlisten] = path ? strdup(path) : NULL;
+    T.nlisten++;
+    return 0;
+}
+
+/* "mpb://ADDR:PORT": a TCP listener; bound gets the endpoint with the port it has. */
+static int bind_tcp(const char *endpoint, char *bound, size_t boundlen, char *err, size_t errlen) {
+    addr_t a;
+    if (addr_parse(endpoint + 6, &a, err, errlen) != 0) return -1;
+    int fd = socket(a.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&a.ss, a.len) != 0 || listen(fd, 4096) != 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    uint16_t port = a.port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+            port = ntohs(s6->sin6_port);
+        } else {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+            port = ntohs(s4->sin_port);
+        }
+    }
+    snprintf(bound, boundlen, ss.ss_family == AF_INET6 ? "mpb://[%s]:%u" : "mpb://%s:%u", host,
+             (unsigned)port);
+    return listening(fd, NULL, err, errlen);
+}
+
+int stream_bind(const char *endpoint, transport_t *tp, const void *authkey, size_t keylen,
+                char *bound, size_t boundlen, char *err, size_t errlen) {
+    if (T.nlisten == MAX_LISTEN) {
+        snprintf(err, errlen, "at most %d unix:// and mpb:// endpoints", MAX_LISTEN);
+        return -1;
+    }
+    if (set_up(tp, err, errlen)) return -1;
+    T.authkey = authkey;
+    T.keylen = keylen;
+    if (!strncmp(endpoint, "mpb://", 6)) return bind_tcp(endpoint, bound, boundlen, err, errlen);
+    snprintf(bound, boundlen, "%s", endpoint);
     const char *path = endpoint + strlen("unix://");
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (!*path || strlen(path) >= sizeof sa.sun_path) {
@@ -141,21 +227,7 @@ int stream_bind(const char *endpoint, transport_t *tp, char *err, size_t errlen)
                  sizeof sa.sun_path - 1);
         return -1;
     }
-    if (T.nlisten == MAX_LISTEN) {
-        snprintf(err, errlen, "at most %d unix:// endpoints", MAX_LISTEN);
-        return -1;
-    }
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    if (T.ep < 0) {
-        T.ep = epoll_create1(EPOLL_CLOEXEC);
-        if (T.ep < 0) {
-            snprintf(err, errlen, "epoll: %s", strerror(errno));
-            return -1;
-        }
-        STAILQ_INIT(&T.dirty);
-        STAILQ_INIT(&T.dead);
-    }
-    T.tp = tp;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -182,17 +254,7 @@ int stream_bind(const char *endpoint, transport_t *tp, char *err, size_t errlen)
         close(fd);
         return -1;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)T.nlisten};
-    if (epoll_ctl(T.ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        snprintf(err, errlen, "epoll: %s", strerror(errno));
-        close(fd);
-        unlink(path);
-        return -1;
-    }
-    T.lfd[T.nlisten] = fd;
-    T.lpath[T.nlisten] = strdup(path);
-    T.nlisten++;
-    return 0;
+    return listening(fd, (char *)path, err, errlen);
 }
 
 /* Over a limit, the oldest connection without a session goes if it has had a second to
@@ -223,15 +285,45 @@ static void peer_cred(int fd, char *out, size_t n) {
         snprintf(out, n, "local");
 }
 
-static void on_accept(int lfd) {
+/* The peer's address alone (as libzmq's Peer-Address for tcp://): per-address limits count
+ * the connections of one host together. */
+static void peer_ip(int fd, char *out, size_t n) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    snprintf(out, n, "?");
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) return;
+    if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)n);
+    else if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)n);
+}
+
+/* mpb://: no delay for small replies, keepalive so that a peer that vanished is closed, and
+ * our greeting queued at once (the peer's may already be on its way). */
+static int tcp_start(sconn_t *c) {
+    int one = 1, idle = 60, intvl = 10, cnt = 3;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    peer_ip(c->fd, c->addr, sizeof c->addr);
+    uint8_t g[MPB__GREET_LEN];
+    if (!(c->seal = calloc(1, sizeof *c->seal)) || mpb__seal_greet(c->seal, g)) return -1;
+    mpb__w_raw(&c->out, g, sizeof g);
+    return c->out.oom ? -1 : 0;
+}
+
+static void on_accept(int li) {
+    int lfd = T.lfd[li];
     for (int i = 0; i < 256; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
                 unsigned long long unlogged;
                 if (log_rate_ok("stream accept", &unlogged))
-                    log_kv(MPB_LOG_WARN, "cannot accept a unix:// connection", "error",
-                           strerror(errno), NULL);
+                    log_kv(MPB_LOG_WARN, "cannot accept a connection", "error", strerror(errno),
+                           "endpoint", T.lpath[li] ? "unix://" : "mpb://", NULL);
             }
             return;
         }
@@ -251,15 +343,23 @@ static void on_accept(int lfd) {
         c->rid[4] = (uint8_t)(c->id >> 8);
         c->rid[5] = (uint8_t)c->id;
         c->since_ms = now_ms();
-        peer_cred(fd, c->addr, sizeof c->addr);
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)c->id + MAX_LISTEN};
-        if (epoll_ctl(T.ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        bool tcp = !T.lpath[li];
+        if (!tcp) peer_cred(fd, c->addr, sizeof c->addr);
+        if ((tcp && tcp_start(c)) || epoll_ctl(T.ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
             close(fd);
+            if (c->seal) mpb__seal_free(c->seal);
+            free(c->seal);
+            mpb__buf_free(&c->out);
             free(c);
             return;
         }
         HASH_ADD(hh, T.conns, id, sizeof c->id, c);
         T.n++;
+        if (tcp) {
+            c->dirty = true; /* the greeting goes out at the end of the turn */
+            STAILQ_INSERT_TAIL(&T.dirty, c, dlink);
+        }
         admit(c);
     }
 }
@@ -270,23 +370,42 @@ static void on_accept(int lfd) {
  * the start of one that the read cut is kept with its connection (an idle one holds none). */
 static uint8_t rbuf[READ_TURN];
 
-/* Handles the whole frames in p[0..n); returns the bytes they took (what is left is the start
- * of one), or SIZE_MAX when c was closed for a length. */
-static size_t frames(sconn_t *c, const uint8_t *p, size_t n, stream_on_frame_t on_frame) {
+/* Handles the whole frames in p[0..n) (opened in place on mpb://); returns the bytes they
+ * took (what is left is the start of one), or SIZE_MAX when c was closed. */
+static size_t frames(sconn_t *c, uint8_t *p, size_t n, stream_on_frame_t on_frame) {
     size_t at = 0;
     bool ok = proven(c); /* looked up again only while it is not: its AUTH may be in this read */
+    size_t tag = c->seal ? MPB__SEAL_TAG : 0;
+    if (c->seal && !c->keyed) {
+        if (n < MPB__GREET_LEN) return 0;
+        if (mpb__seal_keys(c->seal, T.authkey, T.keylen, true, p)) {
+            g_bad_frames++;
+            doom(c, "not an mpb:// greeting");
+            return SIZE_MAX;
+        }
+        c->keyed = true;
+        at = MPB__GREET_LEN;
+    }
     while (!c->dead && n - at >= 4) {
-        const uint8_t *h = p + at;
+        uint8_t *h = p + at;
         size_t len = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
         if (!ok) ok = proven(c);
-        if (len > (ok ? g_limits.max_frame + (64u << 10) : STREAM_UNPROVEN_FRAME)) {
+        if (len > (ok ? g_limits.max_frame + (64u << 10) : STREAM_UNPROVEN_FRAME) + tag ||
+            len < tag) {
             /* As ZeroMQ's maximum message size: a frame far past any limit is not read. */
             g_bad_frames++;
             doom(c, ok ? "frame far over max-frame" : "large frame without a session");
             return SIZE_MAX;
         }
         if (n - at < 4 + len) break;
-        on_frame(c->rid, STREAM_RID_LEN, h + 4, len, c->addr);
+        if (c->seal && mpb__seal_open(c->seal, h, 4 + len)) {
+            /* what a peer without the key sends, or bytes changed on the way */
+            g_bad_frames++;
+            doom(c, ok ? "a frame that does not open (changed on the way?)"
+                       : "a frame that does not open (no authkey?)");
+            return SIZE_MAX;
+        }
+        on_frame(c->rid, STREAM_RID_LEN, h + 4, len - tag, c->addr);
         T.read_frames = true;
         at += 4 + len;
     }
@@ -304,7 +423,7 @@ static void on_readable(sconn_t *c, stream_on_frame_t on_frame) {
             return;
         }
         got += (size_t)r;
-        const uint8_t *p = rbuf;
+        uint8_t *p = rbuf;
         size_t n = (size_t)r;
         if (c->in.len) { /* the rest of a frame begun before */
             mpb__w_raw(&c->in, rbuf, n);
@@ -357,7 +476,7 @@ bool stream_admit(const uint8_t *rid, size_t len) {
     sconn_t *c = conn_by_rid(rid);
     if (!c || c->dead) return false;
     if (c->queued == c->written) c->progress_ms = now_ms(); /* its output starts to wait now */
-    c->queued += 4 + len;
+    c->queued += 4 + len + (c->seal ? MPB__SEAL_TAG : 0);
     uint64_t pending = c->queued - c->written;
     /* One frame may ask for max-batch-reply at once: past twice max-output plus that, no
      * reading client is catching up. */
@@ -371,13 +490,23 @@ bool stream_admit(const uint8_t *rid, size_t len) {
 void stream_send(const uint8_t *rid, const uint8_t *frame, size_t len) {
     sconn_t *c = conn_by_rid(rid);
     if (!c || c->dead) return;
-    uint8_t h[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len};
-    if (mpb__buf_reserve(&c->out, 4 + len)) {
+    size_t tag = c->seal ? MPB__SEAL_TAG : 0;
+    if (mpb__buf_reserve(&c->out, 4 + len + tag)) {
         doom(c, "out of memory for its replies");
         return;
     }
-    mpb__w_raw(&c->out, h, 4);
-    mpb__w_raw(&c->out, frame, len);
+    if (c->seal) {
+        if (mpb__seal(c->seal, frame, len, c->out.p + c->out.len)) {
+            doom(c, "cannot seal its replies");
+            return;
+        }
+        c->out.len += 4 + len + tag;
+    } else {
+        uint8_t h[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                        (uint8_t)len};
+        mpb__w_raw(&c->out, h, 4);
+        mpb__w_raw(&c->out, frame, len);
+    }
     g_frames_out++;
     g_bytes_out += len;
     if (!c->dirty) {
@@ -426,7 +555,7 @@ void stream_run(stream_on_frame_t on_frame) {
     for (int i = 0; i < n; i++) {
         uint64_t d = ev[i].data.u64;
         if (d < MAX_LISTEN) {
-            on_accept(T.lfd[d]);
+            on_accept((int)d);
             continue;
         }
         sconn_t *c = conn_by_id((uint32_t)(d - MAX_LISTEN));
@@ -478,7 +607,7 @@ void stream_close_all(void) {
     reap();
     for (int i = 0; i < T.nlisten; i++) {
         close(T.lfd[i]);
-        unlink(T.lpath[i]);
+        if (T.lpath[i]) unlink(T.lpath[i]);
         free(T.lpath[i]);
     }
     T.nlisten = 0;

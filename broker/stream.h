@@ -1,5 +1,6 @@
-/* stream.h - unix:// endpoints: the protocol's frames on Unix stream sockets, read and written
- * by the loop itself (stream.c), with no ZeroMQ I/O thread between a local client and it. */
+/* stream.h - unix:// and mpb:// endpoints: the protocol's frames on Unix and TCP stream
+ * sockets (sealed on TCP), read and written by the loop itself (stream.c), with no ZeroMQ I/O
+ * thread between a client and it. */
 #ifndef BROKER_STREAM_H
 #define BROKER_STREAM_H
 
@@ -23,8 +24,12 @@ typedef void (*stream_on_frame_t)(const uint8_t *rid, size_t ridlen, const uint8
                                   size_t len, const char *addr);
 
 /* Binds "unix:///PATH" (a stale socket file of a broker that is gone is replaced; a live one
- * or another file is an error). tp: for the shared connection limit. 0, or -1 with a reason. */
-int stream_bind(const char *endpoint, transport_t *tp, char *err, size_t errlen);
+ * or another file is an error) or "mpb://ADDR:PORT" (TCP, sealed with keys made from authkey,
+ * which must outlive the listeners). tp: for the shared connection limit. bound gets the
+ * endpoint as clients reach it (mpb:// with the port the kernel gave for 0). 0, or -1 with a
+ * reason. */
+int stream_bind(const char *endpoint, transport_t *tp, const void *authkey, size_t keylen,
+                char *bound, size_t boundlen, char *err, size_t errlen);
 /* The descriptor the loop polls (an epoll set), -1 while nothing is bound. */
 int stream_fd(void);
 /* Accepts, reads and writes what is ready; each whole frame goes to on_frame. */

@@ -71,7 +71,7 @@ typedef struct addr_count {
 struct transport {
     void *router, *zap, *monitor;
     mpb__curve_t keys;
-    bool any_curve, any_plain, tcp_curve;
+    bool any_curve, any_plain, any_sealed, tcp_curve;
     conn_t **conns; /* by descriptor; each made at its first accept and kept for reuse */
     size_t nconns_cap, nopen, nunauth;
     TAILQ_HEAD(, conn) unproven; /* connections without a session nor the key, oldest first */
@@ -638,9 +638,14 @@ void transport_note_plain(transport_t *t) {
     t->any_plain = true;
 }
 
+void transport_note_sealed(transport_t *t) {
+    t->any_sealed = true;
+}
+
 const char *transport_encryption(const transport_t *t) {
     if (!t) return "none";
-    if (t->any_curve && t->any_plain) return "mixed";
+    if ((t->any_curve || t->any_sealed) && t->any_plain) return "mixed";
+    if (t->any_sealed) return t->any_curve ? "curve, chacha20-poly1305" : "chacha20-poly1305";
     return mode_name(t->any_curve);
 }
 

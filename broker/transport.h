@@ -17,6 +17,8 @@ transport_t *transport_open(void *zctx, void *router, const uint8_t *authkey, si
 int transport_bind(transport_t *t, const char *endpoint, int enc);
 /* An endpoint of another transport (unix://, stream.c) is bound, unencrypted. */
 void transport_note_plain(transport_t *t);
+/* An mpb:// endpoint (sealed by stream.c) is bound. */
+void transport_note_sealed(transport_t *t);
 /* "curve", "none" or "mixed" (some endpoints each way), for info. */
 const char *transport_encryption(const transport_t *t);
 size_t transport_connections(const transport_t *t);

@@ -208,6 +208,31 @@ int mpb__curve_keys(const void *authkey, size_t keylen, mpb__curve_t *out);
 /* Overwrites the keys with zeros (the compiler may not skip it). */
 void mpb__curve_wipe(mpb__curve_t *k);
 
+/* ---- mpb:// encryption (seal.c, PROTOCOL.md 1.2) ---- */
+
+#define MPB__GREET_LEN 36 /* "MPB1" and an X25519 public key */
+#define MPB__SEAL_TAG  16 /* Poly1305 */
+typedef struct mpb__seal {
+    struct evp_pkey_st *eph;           /* our ephemeral key, until the keys are made */
+    struct evp_cipher_ctx_st *tx, *rx; /* ChaCha20-Poly1305, one key per direction */
+    uint64_t ntx, nrx;                 /* the frames sealed and opened: the nonces */
+    uint8_t mine[32];                  /* our ephemeral public key */
+} mpb__seal_t;
+/* A new ephemeral key and the greeting that carries it. 0 or MPB_ENOMEM. */
+int mpb__seal_greet(mpb__seal_t *s, uint8_t out[MPB__GREET_LEN]);
+/* The same with a given X25519 secret key (the test vectors of PROTOCOL.md). */
+int mpb__seal_greet_with(mpb__seal_t *s, const uint8_t sec[32], uint8_t out[MPB__GREET_LEN]);
+/* The keys of both directions from the peer's greeting (after mpb__seal_greet()). 0, or
+ * MPB_EPROTO for a greeting that is not one. */
+int mpb__seal_keys(mpb__seal_t *s, const void *authkey, size_t keylen, bool broker,
+                   const uint8_t peer[MPB__GREET_LEN]);
+/* Seals n bytes into out: length (u32 big-endian, n + 16), ciphertext, tag (4 + n + 16). */
+int mpb__seal(mpb__seal_t *s, const uint8_t *pt, size_t n, uint8_t *out);
+/* Opens a sealed frame of n bytes (length included) in place: the plaintext is at p + 4, n -
+ * 20 bytes. 0, or MPB_EPROTO if it was not sealed by the peer's key or was changed. */
+int mpb__seal_open(mpb__seal_t *s, uint8_t *p, size_t n);
+void mpb__seal_free(mpb__seal_t *s);
+
 /* ---- authkey files (keyfile.c) ---- */
 
 #define MPB__KEY_MIN_LEN 16 /* shorter keys get a warning: guessable offline */

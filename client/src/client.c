@@ -257,6 +257,14 @@ static int use_curve(mpb_client_t *c) {
             return mpb__fail(c, MPB_EINVAL, "MPB_ENCRYPTION is '%s', not on, off or auto", env);
     }
     bool unix_ep = mpb__is_unix(c->endpoint);
+    if (mpb__is_stream(c->endpoint) && !unix_ep) { /* mpb://: sealed by link.c, not CURVE */
+        c->curve = false;
+        if (enc == MPB_ENCRYPTION_OFF)
+            return mpb__fail(c, MPB_EINVAL,
+                             "mpb:// is always encrypted: use encryption auto or on with it, or "
+                             "unix:// for a local socket");
+        return 0;
+    }
     if (unix_ep && enc == MPB_ENCRYPTION_ON)
         return mpb__fail(c, MPB_EINVAL,
                          "unix:// is not encrypted (the socket file's permissions guard it): "
@@ -286,7 +294,7 @@ static int use_curve(mpb_client_t *c) {
 }
 
 int mpb__open_socket(mpb_client_t *c) {
-    if (mpb__is_unix(c->endpoint)) {
+    if (mpb__is_stream(c->endpoint)) {
         int rc = use_curve(c);
         return rc ? rc : mpb__unix_connect(c);
     }
@@ -344,7 +352,7 @@ int mpb_connect(const char *endpoint, const void *authkey, size_t keylen, const 
     if (!authkey || !keylen) return mpb__fail(c, MPB_EINVAL, "no authkey given");
     memcpy(c->authkey, authkey, keylen);
     c->keylen = keylen;
-    if (!mpb__is_unix(c->endpoint)) { /* unix:// needs no ZeroMQ context, nor its threads */
+    if (!mpb__is_stream(c->endpoint)) { /* unix://, mpb://: no ZeroMQ context, nor its threads */
         void *ctx = ctx_ref();
         if (!ctx) return mpb__fail(c, MPB_ENOMEM, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
         c->ctx_held = true;

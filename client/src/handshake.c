@@ -195,8 +195,11 @@ static int hs_recv(mpb_client_t *c, int64_t deadline, uint8_t want, mpb__frame_t
                                       : " (encryption off: a broker that encrypts this "
                                         "endpoint needs MPB_ENCRYPTION=on)");
         if (c->ufd >= 0 && c->ustate != MPB__LINK_UP)
-            return mpb__fail(c, MPB_ECONN, "%s closed the connection during the handshake",
-                             c->endpoint);
+            return mpb__fail(c, MPB_ECONN, "%s closed the connection during the handshake%s",
+                             c->endpoint,
+                             c->useal ? ": it holds a different authkey (or it refuses "
+                                        "connections: its log says why)"
+                                      : "");
         int rc = recv_frame(c, c->mon && left > 50 ? 50 : (long)left);
         if (rc == MPB_ETIMEDOUT) continue;
         if (rc) return rc;
@@ -331,7 +334,7 @@ int mpb__handshake(mpb_client_t *c) {
 /* A fresh connection on the same socket (so mpb_fd() stays valid): what was queued for the
  * old one, sealed with its keys, is dropped with it. */
 static int relink(mpb_client_t *c) {
-    if (mpb__is_unix(c->endpoint)) return mpb__unix_connect(c);
+    if (mpb__is_stream(c->endpoint)) return mpb__unix_connect(c);
     zmq_disconnect(c->sock, c->endpoint);
     if (zmq_connect(c->sock, c->endpoint) != 0)
         return mpb__fail(c, MPB_ECONN, "connect %s: %s", c->endpoint, zmq_strerror(zmq_errno()));

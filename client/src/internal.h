@@ -53,11 +53,14 @@ struct mpb__later; /* below */
 struct mpb_client {
     pthread_mutex_t mu; /* recursive; held for a whole call, and by the heartbeat thread */
     void *sock;         /* a DEALER in the process's shared ZeroMQ context (not for unix://) */
-    int ufd;            /* unix://: the stream socket, the same number for life (link.c), else -1 */
-    uint8_t ustate;     /* unix://: MPB__LINK_* */
-    mpb__buf_t uin;     /* unix://: bytes read, from uin_at, not handed out yet */
+    int ufd;            /* unix://, mpb://: the stream socket, the same number for life (link.c),
+                           else -1 */
+    uint8_t ustate;     /* unix://, mpb://: MPB__LINK_* */
+    mpb__buf_t uin;     /* unix://, mpb://: bytes read, from uin_at, not handed out yet */
     size_t uin_at;
-    bool ctx_held; /* holds a reference to that context */
+    mpb__seal_t *useal; /* mpb://: the connection's keys */
+    mpb__buf_t uout;    /* mpb://: the frame being sealed */
+    bool ctx_held;      /* holds a reference to that context */
     char *endpoint;
     uint8_t *authkey;
     size_t keylen;
@@ -225,6 +228,8 @@ int mpb__send_frame(mpb_client_t *c, const uint8_t *p, size_t n, bool try_only);
 /* link.c: unix:// endpoints, the frames on a Unix stream socket. */
 enum { MPB__LINK_UP, MPB__LINK_LOST /* not told to a reader yet */, MPB__LINK_TOLD };
 bool mpb__is_unix(const char *endpoint);
+/* unix:// or mpb://: a stream socket of link.c, no ZeroMQ. */
+bool mpb__is_stream(const char *endpoint);
 /* Connects (again), in the place of the descriptor before. 0 or MPB_ECONN/MPB_EINVAL. */
 int mpb__unix_connect(mpb_client_t *c);
 void mpb__unix_close(mpb_client_t *c);

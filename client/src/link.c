@@ -1,5 +1,7 @@
-/* link.c - unix:// endpoints: the protocol's frames on a Unix stream socket, each after its
- * length (u32, big-endian), with no ZeroMQ thread between the caller and the broker. The
+/* link.c - unix:// and mpb:// endpoints: the protocol's frames on a Unix or TCP stream socket,
+ * each after its length (u32, big-endian), with no ZeroMQ thread between the caller and the
+ * broker. On mpb:// each side first sends a greeting with an ephemeral key, and every frame
+ * is sealed with the keys they make with the authkey (proto/seal.c, PROTOCOL.md 1.2). The
  * descriptor's number stays the client's for its life (mpb_fd()): a new connection is put in
  * its place with dup3(), and a lost one is replaced by a descriptor that never becomes ready,
  * so a loop polling it does not spin while the client connects again.
@@ -17,12 +19,19 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include "internal.h"
 
 bool mpb__is_unix(const char *endpoint) {
     return endpoint && !strncmp(endpoint, "unix://", 7);
+}
+
+bool mpb__is_stream(const char *endpoint) {
+    return mpb__is_unix(endpoint) || (endpoint && !strncmp(endpoint, "mpb://", 6));
 }
 
 /* fd takes the place of the client's descriptor, under its number, and what was read from
@@ -49,7 +58,113 @@ static void lost(mpb_client_t *c) {
     park(c);
 }
 
+/* Waits up to the deadline for fd to be ready for ev: 0, or -1 (errno ETIMEDOUT). */
+static int wait_fd(int fd, short ev, int64_t deadline) {
+    for (;;) {
+        int64_t left = deadline - mpb__now_ms();
+        if (left <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct pollfd pf = {fd, ev, 0};
+        int r = poll(&pf, 1, (int)left);
+        if (r > 0) return 0;
+        if (r < 0 && errno != EINTR) return -1;
+    }
+}
+
+/* The TCP connection of an mpb:// endpoint, greetings exchanged and keys made. */
+static int tcp_open(mpb_client_t *c, int *out) {
+    const char *hp = c->endpoint + 6, *colon = strrchr(hp, ':');
+    char host[256];
+    size_t hl = colon ? (size_t)(colon - hp) : 0;
+    if (!colon || !hl || hl >= sizeof host || !colon[1])
+        return mpb__fail(c, MPB_EINVAL, "bad endpoint '%s': mpb://HOST:PORT", c->endpoint);
+    memcpy(host, hp, hl);
+    host[hl] = 0;
+    if (host[0] == '[' && host[hl - 1] == ']') { /* [::1] */
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = 0;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int g = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (g) return mpb__fail(c, MPB_ECONN, "cannot connect to %s: %s", c->endpoint, gai_strerror(g));
+    int64_t deadline =
+        mpb__now_ms() + (c->opts.connect_timeout_ms > 0 ? c->opts.connect_timeout_ms : 10000);
+    int fd = -1, e = 0;
+    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+            e = errno;
+            continue;
+        }
+        int r = connect(fd, a->ai_addr, a->ai_addrlen);
+        socklen_t el = sizeof e;
+        if (r != 0 && errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline) == 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0)
+            r = 0;
+        else if (r != 0 && !e)
+            e = errno;
+        if (r != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(ai);
+    if (fd < 0)
+        return mpb__fail(c, MPB_ECONN, "cannot connect to %s: %s (is mpbrokerd running there?)",
+                         c->endpoint, strerror(e ? e : ECONNREFUSED));
+    int one = 1, idle = 60, intvl = 10, cnt = 3;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    if (!c->useal && !(c->useal = calloc(1, sizeof *c->useal))) {
+        close(fd);
+        return mpb__fail(c, MPB_ENOMEM, "out of memory");
+    }
+    uint8_t mine[MPB__GREET_LEN], theirs[MPB__GREET_LEN];
+    size_t got = 0;
+    const char *why = NULL;
+    if (mpb__seal_greet(c->useal, mine)) {
+        close(fd);
+        return mpb__fail(c, MPB_ENOMEM, "out of memory making a key");
+    }
+    if (send(fd, mine, sizeof mine, MSG_NOSIGNAL) != (ssize_t)sizeof mine) why = strerror(errno);
+    while (!why && got < sizeof theirs) {
+        ssize_t r = recv(fd, theirs + got, sizeof theirs - got, 0);
+        if (r > 0)
+            got += (size_t)r;
+        else if (r == 0)
+            why = "it closed the connection (is it an mpbroker's mpb:// endpoint?)";
+        else if (errno == EAGAIN && wait_fd(fd, POLLIN, deadline) != 0)
+            why = "no greeting came (is it an mpbroker's mpb:// endpoint?)";
+        else if (errno != EAGAIN && errno != EINTR)
+            why = strerror(errno);
+    }
+    if (!why && mpb__seal_keys(c->useal, c->authkey, c->keylen, false, theirs))
+        why = "what answered is not an mpbroker's mpb:// endpoint";
+    if (why) {
+        close(fd);
+        return mpb__fail(c, MPB_ECONN, "cannot connect to %s: %s", c->endpoint, why);
+    }
+    *out = fd;
+    return 0;
+}
+
 int mpb__unix_connect(mpb_client_t *c) {
+    if (!mpb__is_unix(c->endpoint)) {
+        int fd = -1, rc = tcp_open(c, &fd);
+        if (rc) {
+            if (c->ufd >= 0) park(c);
+            c->ustate = MPB__LINK_TOLD;
+            return rc;
+        }
+        install(c, fd);
+        c->ustate = MPB__LINK_UP;
+        return 0;
+    }
     const char *path = c->endpoint + 7;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (!*path || strlen(path) >= sizeof sa.sun_path)
@@ -76,6 +191,10 @@ void mpb__unix_close(mpb_client_t *c) {
     if (c->ufd >= 0) close(c->ufd);
     c->ufd = -1;
     mpb__buf_free(&c->uin);
+    mpb__buf_free(&c->uout);
+    if (c->useal) mpb__seal_free(c->useal);
+    free(c->useal);
+    c->useal = NULL;
 }
 
 /* The whole frame, or nothing when try_only and the socket has no room now. A broker that
@@ -87,13 +206,28 @@ int mpb__unix_send(mpb_client_t *c, const uint8_t *p, size_t n, bool try_only) {
         return 0;
     }
     uint8_t h[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-    size_t done = 0, total = n + 4;
+    if (c->useal) { /* the sealed frame, its length included, goes as the frame's body */
+        mpb__buf_reset(&c->uout);
+        if (mpb__buf_reserve(&c->uout, 4 + n + MPB__SEAL_TAG) ||
+            mpb__seal(c->useal, p, n, c->uout.p)) {
+            lost(c);
+            return 0;
+        }
+        c->uout.len = 4 + n + MPB__SEAL_TAG;
+    }
+    size_t hl = 4; /* the length goes before the frame, unless it is in it (sealed) */
+    if (c->useal) {
+        p = c->uout.p;
+        n = c->uout.len;
+        hl = 0;
+    }
+    size_t done = 0, total = n + hl;
     int64_t deadline = 0;
     while (done < total) {
         struct iovec iov[2];
         int k = 0;
-        if (done < 4) iov[k++] = (struct iovec){h + done, 4 - done};
-        size_t off = done < 4 ? 0 : done - 4;
+        if (done < hl) iov[k++] = (struct iovec){h + done, hl - done};
+        size_t off = done < hl ? 0 : done - hl;
         iov[k++] = (struct iovec){(void *)(p + off), n - off};
         struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)k};
         ssize_t w = sendmsg(c->ufd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -103,7 +237,10 @@ int mpb__unix_send(mpb_client_t *c, const uint8_t *p, size_t n, bool try_only) {
         }
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && errno == EAGAIN) {
-            if (try_only && done == 0) return 0;
+            if (try_only && done == 0) {
+                if (c->useal) c->useal->ntx--; /* not sent: its nonce is the next one's */
+                return 0;
+            }
             int64_t now = mpb__now_ms();
             if (!deadline)
                 deadline = now + (c->opts.op_timeout_ms > 0 ? c->opts.op_timeout_ms : 10000);
@@ -160,9 +297,16 @@ int mpb__unix_recv(mpb_client_t *c, mpb__buf_t *b, long timeout_ms) {
     for (;;) {
         size_t n = 0;
         if (whole(c, &n)) {
+            if (c->useal) {
+                if (n < MPB__SEAL_TAG || mpb__seal_open(c->useal, c->uin.p + c->uin_at, 4 + n)) {
+                    lost(c); /* not from the broker we greeted, or changed on the way */
+                    continue;
+                }
+                n -= MPB__SEAL_TAG;
+            }
             mpb__buf_reset(b);
             mpb__w_raw(b, c->uin.p + c->uin_at + 4, n);
-            c->uin_at += 4 + n;
+            c->uin_at += 4 + n + (c->useal ? MPB__SEAL_TAG : 0);
             if (c->uin_at == c->uin.len) c->uin.len = c->uin_at = 0;
             if (b->oom) return mpb__fail(c, MPB_ENOMEM, "out of memory receiving a reply");
             return 0;

@@ -24,6 +24,7 @@
 #include <zmq.h>
 
 #include "rawclient.h"
+#include "rawsock.h"
 #include "th.h"
 
 static th_broker_t B;
@@ -189,99 +190,12 @@ static void test_encrypted_by_default(void **state) {
     assert_true(th_log_has_line(&B, "encryption on", NULL));
 }
 
-/* A TCP proxy in front of the broker that keeps every byte of both directions. */
-typedef struct proxy {
-    int lfd, port, target;
-    pthread_t th;
-    volatile int stop;
-    uint8_t *up, *down; /* client -> broker, broker -> client */
-    size_t nup, ndown, cap;
-} proxy_t;
-
-static void *proxy_run(void *arg) {
-    proxy_t *p = arg;
-    int cfd = -1, bfd = -1;
-    while (!p->stop) {
-        struct pollfd pf[3] = {
-            {p->lfd, POLLIN, 0},
-            {cfd,    POLLIN, 0},
-            {bfd,    POLLIN, 0}
-        };
-        if (poll(pf, 3, 20) <= 0) continue;
-        if (pf[0].revents & POLLIN) {
-            int fd = accept(p->lfd, NULL, NULL);
-            if (fd >= 0 && cfd < 0) { /* one connection at a time is all the test makes */
-                cfd = fd;
-                bfd = raw_connect(NULL, p->target);
-                fcntl(cfd, F_SETFL, 0);
-                if (bfd >= 0) fcntl(bfd, F_SETFL, 0);
-            } else if (fd >= 0) {
-                close(fd);
-            }
-        }
-        for (int dir = 0; dir < 2; dir++) {
-            int from = dir ? bfd : cfd, to = dir ? cfd : bfd;
-            if (from < 0 || !(pf[1 + dir].revents & (POLLIN | POLLHUP))) continue;
-            uint8_t buf[65536];
-            ssize_t k = recv(from, buf, sizeof buf, 0);
-            if (k <= 0) {
-                close(cfd);
-                close(bfd);
-                cfd = bfd = -1;
-                break;
-            }
-            uint8_t **cap = dir ? &p->down : &p->up;
-            size_t *len = dir ? &p->ndown : &p->nup;
-            if (*len + (size_t)k <= p->cap) {
-                memcpy(*cap + *len, buf, (size_t)k);
-                *len += (size_t)k;
-            }
-            send_all(to, buf, (size_t)k, 2000);
-        }
-    }
-    if (cfd >= 0) close(cfd);
-    if (bfd >= 0) close(bfd);
-    return NULL;
-}
-
-static void proxy_start(proxy_t *p, int target) {
-    memset(p, 0, sizeof *p);
-    p->target = target;
-    p->cap = 16 << 20;
-    p->up = malloc(p->cap);
-    p->down = malloc(p->cap);
-    assert_non_null(p->up);
-    assert_non_null(p->down);
-    p->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    assert_int_equal(bind(p->lfd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(p->lfd, 8), 0);
-    socklen_t al = sizeof a;
-    getsockname(p->lfd, (struct sockaddr *)&a, &al);
-    p->port = ntohs(a.sin_port);
-    assert_int_equal(pthread_create(&p->th, NULL, proxy_run, p), 0);
-}
-
-static void proxy_free(proxy_t *p) {
-    close(p->lfd);
-    free(p->up);
-    free(p->down);
-}
-
-static bool has(const uint8_t *hay, size_t n, const char *needle) {
-    size_t k = strlen(needle);
-    for (size_t i = 0; i + k <= n; i++)
-        if (!memcmp(hay + i, needle, k)) return true;
-    return false;
-}
-
 #define SECRET_VALUE "correct-horse-battery-staple"
 #define SECRET_NAME  "db_password"
 
 /* Through the proxy: set and get a known value; what did the wire carry? */
-static void through_proxy(th_broker_t *b, int enc, proxy_t *p) {
-    proxy_start(p, broker_port(b));
+static void through_proxy(th_broker_t *b, int enc, rs_proxy_t *p) {
+    rs_proxy_start(p, broker_port(b));
     char ep[64];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", p->port);
     size_t kl;
@@ -293,44 +207,32 @@ static void through_proxy(th_broker_t *b, int enc, proxy_t *p) {
     mpb_client_t *c = NULL;
     int rc = mpb_connect(ep, key, kl, &o, &c);
     th_assert_ok(rc, c);
-    mpb_dict_t *d = NULL;
-    th_assert_ok(mpb_dict_open(c, "secrets", &d), c);
-    size_t kn, vn;
-    const uint8_t *k = th_str(SECRET_NAME, &kn), *v = th_str(SECRET_VALUE, &vn);
-    th_assert_ok(mpb_dict_set(d, k, kn, v, vn), c);
-    void *got;
-    size_t gn;
-    th_assert_ok(mpb_dict_get(d, k, kn, &got, &gn), c);
-    th_assert_bytes(got, gn, v, vn);
-    mpb_free(got);
-    mpb_dict_close(&d);
+    th_assert_str_roundtrip(c, "secrets", SECRET_NAME, SECRET_VALUE);
     mpb_close(&c);
     usleep(100000);
-    p->stop = 1;
-    pthread_join(p->th, NULL);
-    p->stop = 0;
+    rs_proxy_stop(p);
 }
 
 static void test_nothing_readable_on_the_wire(void **state) {
     (void)state;
-    proxy_t p;
+    rs_proxy_t p;
     through_proxy(&B, MPB_ENCRYPTION_AUTO, &p);
     assert_true(p.nup > 200 && p.ndown > 200); /* it did carry the traffic */
     const char *needles[] = {"correct-horse", SECRET_NAME, "secrets", "dict"};
     for (size_t i = 0; i < sizeof needles / sizeof *needles; i++) {
-        if (has(p.up, p.nup, needles[i])) fail_msg("'%s' readable client -> broker", needles[i]);
-        if (has(p.down, p.ndown, needles[i]))
+        if (rs_has(p.up, p.nup, needles[i])) fail_msg("'%s' readable client -> broker", needles[i]);
+        if (rs_has(p.down, p.ndown, needles[i]))
             fail_msg("'%s' readable broker -> client", needles[i]);
     }
-    proxy_free(&p);
+    rs_proxy_free(&p);
 
     /* The same through a broker that does not encrypt: the check would have seen them. */
     th_broker_t b2;
     th_broker_start(&b2, "--encryption", "off", NULL);
     through_proxy(&b2, MPB_ENCRYPTION_OFF, &p);
-    assert_true(has(p.up, p.nup, "correct-horse") && has(p.up, p.nup, SECRET_NAME));
-    assert_true(has(p.down, p.ndown, "correct-horse"));
-    proxy_free(&p);
+    assert_true(rs_has(p.up, p.nup, "correct-horse") && rs_has(p.up, p.nup, SECRET_NAME));
+    assert_true(rs_has(p.down, p.ndown, "correct-horse"));
+    rs_proxy_free(&p);
     th_broker_stop(&b2);
 }
 

@@ -23,6 +23,7 @@
 #include <zmq.h>
 
 #include "rawclient.h"
+#include "rawsock.h"
 #include "th.h"
 
 /* The largest frame a connection without a session may send (STREAM_UNPROVEN_FRAME). */
@@ -96,41 +97,10 @@ static int raw_unix(const char *path) {
     return fd;
 }
 
-static bool write_all(int fd, const void *p, size_t n) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t k = send(fd, (const uint8_t *)p + done, n - done, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return false;
-        done += (size_t)k;
-    }
-    return true;
-}
-
 /* Sends one frame after its length. */
 static bool send_frame(int fd, const void *p, size_t n) {
     uint8_t h[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-    return write_all(fd, h, 4) && write_all(fd, p, n);
-}
-
-/* Reads exactly n bytes by timeout_ms (absolute deadline end). 1 done, 0 EOF, -1 timeout or
- * error. */
-static int read_exact(int fd, uint8_t *p, size_t n, int64_t end) {
-    size_t got = 0;
-    while (got < n) {
-        int64_t left = end - th_now_ms();
-        if (left <= 0) return -1;
-        struct pollfd pf = {fd, POLLIN, 0};
-        if (poll(&pf, 1, (int)left) <= 0) continue;
-        ssize_t k = recv(fd, p + got, n - got, 0);
-        if (k == 0) return 0;
-        if (k < 0) {
-            if (errno == EINTR || errno == EAGAIN) continue;
-            return errno == ECONNRESET ? 0 : -1;
-        }
-        got += (size_t)k;
-    }
-    return 1;
+    return rs_write_all(fd, h, 4) && rs_write_all(fd, p, n);
 }
 
 /* Reads one length-prefixed frame into buf (at most cap bytes) within timeout_ms: its length,
@@ -138,29 +108,13 @@ static int read_exact(int fd, uint8_t *p, size_t n, int64_t end) {
 static long read_frame(int fd, uint8_t *buf, size_t cap, int timeout_ms) {
     int64_t end = th_now_ms() + timeout_ms;
     uint8_t h[4];
-    int r = read_exact(fd, h, 4, end);
+    int r = rs_read_exact(fd, h, 4, end);
     if (r <= 0) return r;
     size_t n = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
     if (n == 0 || n > cap) fail_msg("a frame of %zu bytes from the broker", n);
-    r = read_exact(fd, buf, n, end);
+    r = rs_read_exact(fd, buf, n, end);
     if (r <= 0) return r;
     return (long)n;
-}
-
-/* Waits up to timeout_ms for the broker to close fd, reading (and counting in *extra, if not
- * NULL) whatever it sends first: the ms it took, or -1 if it stays open. */
-static int64_t wait_closed(int fd, int timeout_ms, size_t *extra) {
-    int64_t t0 = th_now_ms(), end = t0 + timeout_ms;
-    if (extra) *extra = 0;
-    while (th_now_ms() < end) {
-        struct pollfd pf = {fd, POLLIN, 0};
-        if (poll(&pf, 1, 20) <= 0) continue;
-        uint8_t tmp[4096];
-        ssize_t k = recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
-        if (k == 0 || (k < 0 && errno == ECONNRESET)) return th_now_ms() - t0;
-        if (k > 0 && extra) *extra += (size_t)k;
-    }
-    return -1;
 }
 
 /* Whether fd has been closed by the broker (without waiting). */
@@ -394,18 +348,18 @@ static void test_raw_large_frame_without_session(void **state) {
     assert_true(fd >= 0);
     uint8_t h[4 + 100] = {0, 0, 0x40, 0x01}; /* 16385, then 100 bytes of it, in one write */
     memset(h + 4, 'x', 100);
-    assert_true(write_all(fd, h, sizeof h));
+    assert_true(rs_write_all(fd, h, sizeof h));
     size_t extra = 0;
-    int64_t ms = wait_closed(fd, 5000, &extra);
+    int64_t ms = rs_wait_closed(fd, 5000, &extra);
     close(fd);
     /* a length far past it, all of it sent */
     fd = raw_unix(upath);
     assert_true(fd >= 0);
     uint8_t h2[4] = {0x00, 0x10, 0x00, 0x00}; /* 1 MiB */
-    write_all(fd, h2, 4);
-    write_all(fd, junk, UNPROVEN_FRAME + 64); /* may fail once it is closed */
+    rs_write_all(fd, h2, 4);
+    rs_write_all(fd, junk, UNPROVEN_FRAME + 64); /* may fail once it is closed */
     size_t extra2 = 0;
-    int64_t ms2 = wait_closed(fd, 5000, &extra2);
+    int64_t ms2 = rs_wait_closed(fd, 5000, &extra2);
     close(fd);
     free(junk);
     print_message("a 16385-byte frame without a session: closed after %lld ms (%zu bytes "
@@ -449,10 +403,10 @@ static void test_raw_partial_frame_idle(void **state) {
     int64_t t0 = th_now_ms();
     uint8_t h[4] = {0, 0, 0, 100};
     uint8_t part[10] = {'M', 'B', 1, 1, 0, 0, 0, 0, 0, 0};
-    assert_true(write_all(fd, h, 4));
-    assert_true(write_all(fd, part, sizeof part));
+    assert_true(rs_write_all(fd, h, 4));
+    assert_true(rs_write_all(fd, part, sizeof part));
     size_t extra = 0;
-    int64_t ms = wait_closed(fd, 6000, &extra);
+    int64_t ms = rs_wait_closed(fd, 6000, &extra);
     int64_t total = ms >= 0 ? th_now_ms() - t0 : -1;
     close(fd);
     print_message("partial frame (10 of 100 bytes), idle-ms 1000: closed after %lld ms\n",

@@ -553,6 +553,21 @@ void th_assert_dict_roundtrip(mpb_client_t *c, const char *name, int64_t v) {
     mpb_dict_close(&d);
 }
 
+void th_assert_str_roundtrip(mpb_client_t *c, const char *name, const char *key,
+                             const char *value) {
+    mpb_dict_t *d = NULL;
+    th_assert_ok(mpb_dict_open(c, name, &d), c);
+    size_t kn, vn;
+    const uint8_t *k = th_str(key, &kn), *v = th_str(value, &vn);
+    th_assert_ok(mpb_dict_set(d, k, kn, v, vn), c);
+    void *got;
+    size_t gn;
+    th_assert_ok(mpb_dict_get(d, k, kn, &got, &gn), c);
+    th_assert_bytes(got, gn, v, vn);
+    mpb_free(got);
+    mpb_dict_close(&d);
+}
+
 int th_describe_get(mpb_client_t *c, const char *path, const char *field, void **buf,
                     mpb__rd_t *v) {
     size_t n;

@@ -54,6 +54,8 @@ void th_assert_survived(th_broker_t *b, mpb_client_t **c, mpb_client_t **shared)
 /* The common end of a suite's last test: through c, dict.set of "k" to v in dict name, then
  * dict.get of it, must give v back. */
 void th_assert_dict_roundtrip(mpb_client_t *c, const char *name, int64_t v);
+/* The same with the string key and value (msgpack str) given: what crosses the wire is known. */
+void th_assert_str_roundtrip(mpb_client_t *c, const char *name, const char *key, const char *value);
 /* Whether the broker process is still running. */
 int th_broker_alive(th_broker_t *b);
 /* Connects with the broker's key; fails the test on error. */

@@ -6,3 +6,8 @@
 # socket replaced, and ZeroMQ peers posing as a unix:// connection. Included by
 # CMakeLists.txt in this folder.
 mpb_integration_test(test_unix test_unix.c TIMEOUT 300)
+# test_mpb: mpb:// endpoints, the same frames on TCP sealed with keys made from the authkey
+# (proto/seal.c): ops from several processes, a pool served over it, nothing readable on the
+# wire, another key refused, bad input on raw sockets, a client built from PROTOCOL.md alone,
+# partial frames bounded, silent peers closed, a restart under a client, the refused starts.
+mpb_integration_test(test_mpb test_mpb.c TIMEOUT 300)

@@ -223,11 +223,11 @@ static void test_bad_endpoints_and_paths(void **state) {
     (void)state;
     expect_bad(load(NULL, "-l", "tcp://:1", "-l", "tcp://h:70000", "-l", "udp://h:1", "-l",
                     "ipc://", "-l", "unix://", "-l", "tcp://a b:1", "--http", "localhost:80",
-                    "--http", "1.2.3.4:x", "-d", "", NULL),
+                    "--http", "1.2.3.4:x", "-d", "", "-l", "mpb://host:1", NULL),
                "mpbrokerd: --listen: 'tcp://:1' is not tcp://ADDR:PORT\n"
                "mpbrokerd: --listen: 'tcp://h:70000': the port must be 0..65535 or *\n"
-               "mpbrokerd: --listen: 'udp://h:1' is not tcp://ADDR:PORT, ipc:///PATH or "
-               "unix:///PATH\n"
+               "mpbrokerd: --listen: 'udp://h:1' is not tcp://ADDR:PORT, mpb://ADDR:PORT, "
+               "ipc:///PATH or unix:///PATH\n"
                "mpbrokerd: --listen: 'ipc://': a socket path must have 1 to 107 characters\n"
                "mpbrokerd: --listen: 'unix://': a socket path must have 1 to 107 characters\n"
                "mpbrokerd: --listen: 'tcp://a b:1' contains a blank or control character\n"
@@ -235,7 +235,9 @@ static void test_bad_endpoints_and_paths(void **state) {
                "an [IPv6] one\n"
                "mpbrokerd: --http: '1.2.3.4:x': the port must be a number in 0..65535\n"
                "mpbrokerd: --data-dir: empty path\n"
-               "mpbrokerd: 9 bad settings\n");
+               "mpbrokerd: --listen: 'mpb://host:1': the address is not a numeric IPv4 one, * or "
+               "an [IPv6] one\n"
+               "mpbrokerd: 10 bad settings\n");
 }
 
 /* Bad values from the environment name the variable. */
