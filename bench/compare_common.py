@@ -36,7 +36,8 @@ REDIS_OF = {'dict.set': ['SET'], 'dict.get': ['GET'], 'dict.incr': ['INCR'],
 PY_TESTS = ['dict.set', 'dict.get', 'queue.put+get']
 
 
-SHAPES = [(tr, c, p) for tr in ('tcp', 'ipc', 'unix') for c in (1, 50) for p in (1, 16)]
+# mpb: mpbroker's own framing on TCP, always encrypted; last, so every earlier row keeps its place
+SHAPES = [(tr, c, p) for tr in ('tcp', 'ipc', 'unix', 'mpb') for c in (1, 50) for p in (1, 16)]
 
 
 def log(msg):

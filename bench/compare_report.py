@@ -114,7 +114,10 @@ def render(rows, mem, meta):
     w('rps: operations per second; p50/p99: latency in ms, per operation from send to reply.')
     w('echo: mpb-bench\'s harness against a bare ZeroMQ ROUTER echo (frames the size of a dict.get')
     w('  request, P separate messages in flight) over the same transport: the transport\'s own limit')
-    w('  (none for unix://: mpbroker\'s own framing on a Unix socket, no ZeroMQ on either side).')
+    w('  (none for unix:// nor mpb://: mpbroker\'s own framing on a Unix socket and on TCP, no ZeroMQ')
+    w('  on either side).')
+    w('mpb: mpbroker\'s own framing on TCP (mpb://, the same broker), always encrypted: an X25519')
+    w('  greeting, ChaCha20-Poly1305 per frame; beside Redis over TCP, and over TLS below.')
     w('redis: redis-benchmark over TCP with the same -c/-P/-d/-r (SET, GET, INCR, LPUSH; LPUSH+RPOP')
     w('  for queue.put+get, as 1/(1/a+1/b), so no latency); unix: Redis over its unix socket (ipc and')
     w('  unix rows).')
@@ -123,11 +126,16 @@ def render(rows, mem, meta):
     w('queue.put+get and lock.acquire+release count a pair as one operation (one round trip when')
     w('  pipelined, two at -P 1); each lock is uncontended (one per client and pipeline slot).')
     w('pool.apply: square(i) through one mpb-worker (concurrency 1) over tcp://, round trip per task.')
+    w('  (the worker is on tcp:// for every row; the caller on the row\'s transport.)')
     enc = [r for r in rows if r['transport'] == 'tcp' and r.get('plain_rps')]
-    if enc:
+    sealed = [r for r in rows if r['transport'] == 'mpb']  # mpb://: always encrypted, no plain twin
+    if enc or sealed:
         w()
         w('encryption, tcp rows: mpbroker with CURVE (the default, "mpb" above) beside the same')
         w('broker with --encryption off, and beside Redis over TLS (self-signed, redis-benchmark --tls)')
+        if sealed:
+            w('mpb rows: mpbroker over mpb:// (X25519 + ChaCha20-Poly1305, no ZeroMQ) beside the same')
+            w('Redis over TLS, measured in the same turns as the tcp rows')
         ecols = [('shape', 14, 'l'), ('op', 20, 'l'), ('curve rps', 9, 'r'), ('p99', 6, 'r'),
                  ('plain rps', 9, 'r'), ('p99', 6, 'r'), ('cost', 6, 'r'), ('|', 1, 'l'),
                  ('redis-tls', 9, 'r'), ('/tls', 5, 'r')]
@@ -137,17 +145,20 @@ def render(rows, mem, meta):
                             for (_, wd, al), v in zip(ecols, vals)).rstrip()
         w(eline([c[0] for c in ecols]))
         prev = None
-        for r in enc:
-            shape = 'tcp c=%d P=%d' % (r['clients'], r['pipeline'])
+        for r in enc + sealed:
+            shape = '%s c=%d P=%d' % (r['transport'], r['clients'], r['pipeline'])
             if prev and shape != prev:
                 w()
-            cost = '-' if not r['plain_rps'] else '%.0f%%' % (100 * (1 - r['mpb_rps'] / r['plain_rps']))
+            cost = '-' if not r.get('plain_rps') else '%.0f%%' % (100 * (1 - r['mpb_rps'] / r['plain_rps']))
             w(eline([shape if shape != prev else '', r['op'], fmt_rps(r['mpb_rps']),
                      fmt_ms(r['mpb_p99_ms']), fmt_rps(r['plain_rps']), fmt_ms(r['plain_p99_ms']),
                      cost, '|', fmt_rps(r['redis_tls_rps']),
                      fmt_x(r['mpb_rps'], r['redis_tls_rps'])]))
             prev = shape
         w('cost: throughput lost to encryption (1 - curve/plain); /tls: curve rps over Redis-TLS rps.')
+        if sealed:
+            w('mpb rows: "curve rps" holds mpb:// rps (its encryption, not CURVE); no plain nor cost:')
+            w('  mpb:// has no unencrypted mode; /tls: mpb:// rps over Redis-TLS rps.')
     if mem:
         w()
         w('memory per key, %d keys "key:000000000123" with 16-byte values in one dict / the keyspace:'
@@ -229,6 +240,13 @@ def targets(rows, mem):
     if vals:
         out.append('%s encrypted tcp c=50 P=16 >= 1.0x Redis over TLS: %s' % (
             verdict(all(v >= 1.0 for _, v in vals)), ', '.join('%s %.2fx' % (o, v) for o, v in vals)))
+    # the same for mpb://, encrypted too (its own framing on TCP)
+    vals = [(r['op'], r['mpb_rps'] / r['redis_tls_rps']) for r in rows
+            if r['transport'] == 'mpb' and r['clients'] == 50 and r['pipeline'] == 16 and
+            r.get('redis_tls_rps')]
+    if vals:
+        out.append('%s encrypted mpb:// c=50 P=16 >= 1.0x Redis over TLS: %s' % (
+            verdict(all(v >= 1.0 for _, v in vals)), ', '.join('%s %.2fx' % (o, v) for o, v in vals)))
     if mem and 'redis_used' in mem:
         out.append('%s memory per small key <= Redis: %.1f vs %.1f bytes (heap vs used_memory)' % (
             verdict(mem['mpb_heap'] <= mem['redis_used']), mem['mpb_heap'], mem['redis_used']))
@@ -283,6 +301,6 @@ def meta_lines(args, secs, keyspace):
             'mpbroker %s (%s), Redis %s, Python %s; %g s per measurement, 16-byte values, -r %d%s'
             % (rev, args.build_dir, redis_v, platform.python_version(), secs, keyspace,
                ' (--quick: figures are not meaningful)' if args.quick else '')] + (
-        ['--repeat %d: tcp encrypted, plain and Redis over TLS, and each fsync mode beside Redis, '
-         'measured %d times in turns; their rows are the medians' % (args.repeat, args.repeat)]
+        ['--repeat %d: tcp encrypted, plain, mpb:// and Redis over TLS, and each fsync mode beside '
+         'Redis, measured %d times in turns; their rows are the medians' % (args.repeat, args.repeat)]
         if args.repeat > 1 else [])

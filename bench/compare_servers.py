@@ -1,5 +1,6 @@
 """The programs bench/compare measures: the packages it needs, the mpbroker build, and the
-throwaway servers (mpbrokerd, the echo, an mpb-worker, redis-server, over TLS too) it starts.
+throwaway servers (mpbrokerd on tcp://, ipc://, unix:// and mpb://, the echo, an mpb-worker,
+redis-server, over TLS too) it starts.
 """
 import os
 import shutil
@@ -68,15 +69,18 @@ class Servers:
     def __init__(self, bins, procs, tmp, redis=True):
         self.bins, self.procs, self.tmp = bins, procs, tmp
         env = clean_env()
-        # mpbrokerd: tcp://, ipc:// and unix://, its own data dir (and so its own authkey)
+        # mpbrokerd: tcp://, ipc://, unix:// and mpb:// (its own framing on TCP, always
+        # encrypted), its own data dir (and so its own authkey). tcp:// first: the endpoint
+        # file holds the first --listen only
         self.data = os.path.join(tmp, 'data')
         os.mkdir(self.data)
         self.mpb_tcp = 'tcp://127.0.0.1:%d' % free_port()
         self.mpb_ipc = 'ipc://' + os.path.join(tmp, 'broker.sock')
         self.mpb_unix = 'unix://' + os.path.join(tmp, 'broker-unix.sock')
+        self.mpb_mpb = 'mpb://127.0.0.1:%d' % free_port()
         self.broker = procs.start('mpbrokerd', [
             bins.brokerd, '--listen', self.mpb_tcp, '--listen', self.mpb_ipc,
-            '--listen', self.mpb_unix,
+            '--listen', self.mpb_unix, '--listen', self.mpb_mpb,
             '--data-dir', self.data, '--endpoint-file', os.path.join(tmp, 'broker.ep'),
             '--log-level', 'warn', '--persist', 'off'], os.path.join(tmp, 'broker.log'), env)
         self.key = os.path.join(self.data, 'authkey')

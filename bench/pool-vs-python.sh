@@ -1,6 +1,6 @@
 #!/bin/sh
 # pool-vs-python.sh - tiny-task throughput of the remote Pool (2 mpb-worker processes over
-# tcp://, square, default settings) beside Python's local multiprocessing.Pool(2) on the same
+# TCP, square, default settings) beside Python's local multiprocessing.Pool(2) on the same
 # machine, in one run: apply_async with 1 caller and with 50 callers, 16 in flight each
 # (mpb-bench -t pool -c C -P 16; Python: one process keeping C x 16 apply_async in flight),
 # map over N integers with chunksize 1, and over 10 N with chunksize 100 (so that both run long
@@ -9,7 +9,9 @@
 # with every task at once, an unbounded prefetch. With REPEAT=R both sides run R times in turns
 # and the last lines give each figure's median and the ratios of the medians (one run of a few
 # seconds moves by 10-20 % on a small shared machine).
-# Usage: [PREFETCH=N] [REPEAT=R] bench/pool-vs-python.sh [N] [BUILD]
+# The broker, workers and callers speak over mpb:// (TCP without ZeroMQ, encrypted), the
+# endpoint for programs on other hosts; TRANSPORT=tcp measures tcp:// (ZeroMQ, CURVE) instead.
+# Usage: [PREFETCH=N] [REPEAT=R] [TRANSPORT=mpb|tcp] bench/pool-vs-python.sh [N] [BUILD]
 set -eu
 N=${1:-20000}
 B=${2:-build}
@@ -25,7 +27,10 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT INT TERM
-"$B/broker/mpbrokerd" --listen tcp://127.0.0.1:0 --endpoint-file "$T/ep" --data-dir "$T/data" \
+TRANSPORT=${TRANSPORT:-mpb}
+case $TRANSPORT in mpb|tcp) ;; *) echo "TRANSPORT is mpb or tcp, not $TRANSPORT" >&2; exit 2;; esac
+echo "transport: $TRANSPORT://"
+"$B/broker/mpbrokerd" --listen "$TRANSPORT://127.0.0.1:0" --endpoint-file "$T/ep" --data-dir "$T/data" \
     >/dev/null 2>"$T/broker.log" &
 PIDS="$PIDS $!"
 i=0
