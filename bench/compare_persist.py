@@ -31,13 +31,17 @@ def server_prefix():
     return ['taskset', '-c', PLACE.server] if PLACE.server else []
 
 
+# mpbroker's transports in the persistence rows ('mpb': mpb://, beside Redis over TCP)
+TRANSPORTS = ('tcp', 'unix', 'mpb')
+
+
 def unix_ep(d):
     return 'unix://' + os.path.join(d, 'b.sock')
 
 
-def start_mpb(bins, procs, d, extra, name='mpbrokerd(persist)'):
-    """A broker on a data dir of its own, on tcp:// and on unix_ep(d); returns (proc, tcp
-    endpoint, key, seconds to be ready)."""
+def start_mpb(bins, procs, d, extra, name='mpbrokerd(persist)', mpb_ep=None):
+    """A broker on a data dir of its own, on tcp://, on unix_ep(d) and on mpb_ep if given;
+    returns (proc, tcp endpoint, key, seconds to be ready)."""
     os.makedirs(os.path.join(d, 'data'), exist_ok=True)
     ep = 'tcp://127.0.0.1:%d' % free_port()
     epfile = os.path.join(d, 'ep')
@@ -47,7 +51,8 @@ def start_mpb(bins, procs, d, extra, name='mpbrokerd(persist)'):
     t0 = time.time()
     b = procs.start(name, server_prefix() + [
         bins.brokerd, '--listen', ep, '--listen', unix_ep(d), '--data-dir', os.path.join(d, 'data'),
-        '--endpoint-file', epfile, '--log-level', 'warn'] + extra, os.path.join(d, 'broker.log'),
+        '--endpoint-file', epfile, '--log-level', 'warn'] + (['--listen', mpb_ep] if mpb_ep else [])
+        + extra, os.path.join(d, 'broker.log'),
         clean_env())
     wait_for('mpbrokerd', lambda: os.path.exists(epfile) and os.path.exists(key) and
              Servers.alive(b), timeout=600)
@@ -89,8 +94,9 @@ def redis_persist_bench(port, secs, keyspace, quick, sock=None):
 
 def persistence(args, bins, procs, tmp, secs, keyspace, nkeys):
     """dict.set and queue.put at 50 clients, for each --fsync beside Redis's appendfsync (a
-    fresh pair of servers for each, measured in turns), over TCP and over a Unix socket
-    (mpbroker's unix://, Redis's unixsocket); then the time to start on 1 M keys, from the
+    fresh pair of servers for each, measured in turns), over TCP (mpbroker's tcp:// and mpb://,
+    both beside the same turn's Redis over TCP) and over a Unix socket (mpbroker's unix://,
+    Redis's unixsocket); then the time to start on 1 M keys, from the
     log and from a snapshot, beside Redis from its AOF and from a rewritten one (an RDB
     preamble)."""
     rows = []
@@ -102,17 +108,21 @@ def persistence(args, bins, procs, tmp, secs, keyspace, nkeys):
         rextra = ['--appendonly', 'no'] if mode == 'off' else ['--appendonly', 'yes',
                                                              '--appendfsync', mode]
         # both servers up, measured in turns (--repeat times): the medians
-        b, ep, key, _ = start_mpb(bins, procs, d, extra)
+        mep = 'mpb://127.0.0.1:%d' % free_port()
+        b, ep, key, _ = start_mpb(bins, procs, d, extra, mpb_ep=mep)
         rd, port, _ = start_redis(procs, os.path.join(d, 'redis'), rextra)
-        eps = {'tcp': ep, 'unix': unix_ep(d)}
+        eps = {'tcp': ep, 'unix': unix_ep(d), 'mpb': mep}
         socks = {'tcp': None, 'unix': os.path.join(d, 'redis', 'redis.sock')}
-        mruns, rruns = {'tcp': [], 'unix': []}, {'tcp': [], 'unix': []}
+        mruns, rruns = {tr: [] for tr in TRANSPORTS}, {tr: [] for tr in TRANSPORTS}
         for i in range(args.repeat):
             turn = ' (%d of %d)' % (i + 1, args.repeat) if args.repeat > 1 else ''
-            for tr in ('tcp', 'unix'):
+            for tr in TRANSPORTS:
                 log('persistence: mpbroker %s over %s%s' % (what, tr, turn))
                 mruns[tr].append(mpb_bench(bins, Ns(key=key), eps[tr], 50, 1, secs,
                                            list(PERSIST_TESTS), keyspace))
+                if tr == 'mpb':  # Redis over TCP, as measured for the tcp row of this turn
+                    rruns[tr].append(rruns['tcp'][-1])
+                    continue
                 log('persistence: redis %s over %s%s' % (rwhat, tr, turn))
                 rruns[tr].append(redis_persist_bench(port, secs, keyspace, args.quick,
                                                      socks[tr]))
@@ -120,7 +130,7 @@ def persistence(args, bins, procs, tmp, secs, keyspace, nkeys):
         procs.stop(rd)
         m = {tr: median_of(v) for tr, v in mruns.items()}
         r = {tr: median_of(v) for tr, v in rruns.items()}
-        for tr in ('tcp', 'unix'):
+        for tr in TRANSPORTS:
             for op, rop in PERSIST_TESTS.items():
                 rows.append({'transport': tr, 'fsync': mode, 'op': op,
                              'mpb_rps': m[tr].get(op, {}).get('rps'),
@@ -190,8 +200,9 @@ def render_persistence(rows, restart):
             fmt_x(r['mpb_rps'], r['redis_rps']), fmt_x(r['mpb_rps'], off.get((tr, r['op'])))))
     w('  (off: mpbrokerd --persist off, Redis appendonly no; the others: mpbrokerd --fsync X, '
       'Redis appendonly yes, appendfsync X;')
-    w('   tcp: mpbroker tcp:// (encrypted) and Redis over TCP; unix: mpbroker unix:// and Redis '
-      'over its unixsocket)')
+    w('   tcp: mpbroker tcp:// (encrypted) and Redis over TCP; mpb: mpbroker mpb:// (encrypted) and '
+      'the same turn\'s Redis over TCP;')
+    w('   unix: mpbroker unix:// and Redis over its unixsocket)')
     if restart:
         w()
         w('restart on %d keys (16-byte values), until the server answers:' % restart['keys'])
@@ -210,7 +221,7 @@ def persistence_targets(rows, restart):
     """Issue 12's targets, as this run measured them."""
     by = {(r['transport'], r['fsync'], r['op']): r for r in rows}
     out = []
-    for tr in ('tcp', 'unix'):
+    for tr in TRANSPORTS:
         for op in PERSIST_TESTS:
             ev, off, al = (by.get((tr, m, op)) for m in ('everysec', 'off', 'always'))
             if ev and off and ev['mpb_rps'] and off['mpb_rps']:

@@ -1,6 +1,7 @@
-"""Ways to reach a broker: Manager(address, authkey) with "tcp://host:port" or ("host", port),
-MPB_ENDPOINT with MPB_AUTHKEY_FILE or MPB_AUTHKEY, mpbroker.connect(); the private broker of
-Manager() and its end at shutdown, at the end of a with block and at interpreter exit."""
+"""Ways to reach a broker: Manager(address, authkey) with "tcp://host:port", ("host", port) or
+"mpb://host:port", MPB_ENDPOINT with MPB_AUTHKEY_FILE or MPB_AUTHKEY, mpbroker.connect(); the
+private broker of Manager() and its end at shutdown, at the end of a with block and at
+interpreter exit."""
 import os
 import signal
 import subprocess
@@ -53,6 +54,23 @@ class ConnectTest(unittest.TestCase):
                 m.dict(name="conn_tcp")[repr(addr)] = 1
         with mpbroker.connect(self.b.endpoint, self.b.authkey.decode()) as m:
             self.assertEqual(len(m.dict(name="conn_tcp")), 3)
+
+    def test_mpb_stream(self):
+        # mpb://: the same proxies over the broker's own encrypted TCP framing
+        b = th.Broker(listen="mpb://127.0.0.1:0")
+        try:
+            self.assertTrue(b.endpoint.startswith("mpb://127.0.0.1:"), b.endpoint)
+            with mpbroker.Manager(b.endpoint, authkey=b.authkey) as m:
+                d, q = m.dict(name="conn_mpb"), m.Queue()
+                d["k"] = [1, "two", {"3": 4.0}]
+                q.put(b"x" * 100000)
+                self.assertEqual(d["k"], [1, "two", {"3": 4.0}])
+                self.assertEqual(len(q.get(timeout=5)), 100000)
+            with self.assertRaises(Exception) as cm:
+                mpbroker.Manager(b.endpoint, authkey=b"another-key-0123456789").connect()
+            self.assertIn("different authkey", str(cm.exception))
+        finally:
+            b.stop()
 
     def run_child(self, how, **env):
         e = {k: v for k, v in os.environ.items() if not k.startswith("MPB_") or k == "MPB_BUILD_DIR"}

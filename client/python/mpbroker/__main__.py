@@ -19,7 +19,7 @@ def _worker(argv):
         description="Serve mpbroker Pool tasks: functions are imported from their modules on "
                     "first use. Stops on SIGTERM or SIGINT once the running tasks are reported.")
     ap.add_argument("-e", "--endpoint", default=os.environ.get("MPB_ENDPOINT"),
-                    help="the broker, tcp://host:port, ipc:///path or unix:///path "
+                    help="the broker, tcp://host:port, mpb://host:port, ipc:///path or unix:///path "
                          "(env MPB_ENDPOINT)")
     ap.add_argument("-k", "--authkey-file",
                     help="file holding the authkey (env MPB_AUTHKEY_FILE, or MPB_AUTHKEY)")

@@ -211,8 +211,8 @@ def default_authkey():
 
 
 def endpoint_of(address):
-    """"tcp://host:port", "ipc:///path", "unix:///path", ("host", port) or "host:port" -> an
-    endpoint."""
+    """"tcp://host:port", "mpb://host:port", "ipc:///path", "unix:///path", ("host", port) or
+    "host:port" -> an endpoint."""
     if isinstance(address, tuple):
         if len(address) != 2 or not isinstance(address[0], str) or not isinstance(
                 address[1], int) or isinstance(address[1], bool):
@@ -226,7 +226,8 @@ def endpoint_of(address):
         return address
     if ":" in address:
         return "tcp://" + address
-    raise ValueError("address %r: expected tcp://host:port, ipc:///path, unix:///path or "
+    raise ValueError("address %r: expected tcp://host:port, mpb://host:port, ipc:///path, "
+                     "unix:///path or "
                      "(host, port)"
                      % address)
 
