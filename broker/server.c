@@ -315,7 +315,8 @@ static void drain(void) {
         }
         size_t ridlen = zmq_msg_size(&id);
         if (ridlen == 0 || ridlen > RID_MAX) continue;
-        /* An id a peer chose to look like a unix:// connection's would reach its peer. */
+        /* An id a peer chose to look like a stream (unix://, mpb://) connection's would reach its
+         * peer. */
         if (stream_is_rid(zmq_msg_data(&id), ridlen)) continue;
         if (extra) {
             out_plain_error(zmq_msg_data(&id), ridlen, -MPB_EPROTO,

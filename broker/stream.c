@@ -46,8 +46,10 @@ typedef struct sconn {
     int fd;
     uint8_t rid[STREAM_RID_LEN];
     char addr[64];
-    mpb__seal_t *seal; /* mpb://: the keys (made once the peer's greeting is in) */
-    bool keyed;
+    mpb__seal_t *seal;   /* mpb://: the keys (made once the peer's greeting is in) */
+    bool tcp;            /* mpb:// */
+    bool keyed;          /* mpb://: greetings exchanged */
+    bool counted;        /* in its address's count of connections without a session */
     int64_t since_ms;    /* accepted, or last seen with a session: its idle clock */
     int64_t progress_ms; /* the last write that moved, or when output began to wait */
     mpb__buf_t in;       /* bytes read that are not a whole frame yet */
@@ -69,6 +71,7 @@ static struct {
     size_t keylen;
     int nlisten;
     sconn_t *conns;
+    struct addrcount *unproven_by_addr; /* mpb:// connections without a session, per host */
     size_t n;
     uint32_t next_id;
     transport_t *tp;
@@ -76,6 +79,40 @@ static struct {
     STAILQ_HEAD(, sconn) dead; /* closed at the end of the turn */
     bool read_frames;          /* since the last spin: only a busy client is waited for */
 } T = {.ep = -1};
+
+/* How many mpb:// connections without a session one host has: past max-handshakes-per-addr
+ * (at most half of max-handshakes, as handshake.c shares them) a new one is closed at once,
+ * so one host cannot fill max-connections with peers that never greet. */
+typedef struct addrcount {
+    char addr[64];
+    size_t n;
+    UT_hash_handle hh;
+} addrcount_t;
+
+static addrcount_t *addr_entry(const char *addr, bool make) {
+    addrcount_t *a;
+    HASH_FIND_STR(T.unproven_by_addr, addr, a);
+    if (!a && make && (a = calloc(1, sizeof *a))) {
+        snprintf(a->addr, sizeof a->addr, "%s", addr);
+        HASH_ADD_STR(T.unproven_by_addr, addr, a);
+    }
+    return a;
+}
+
+static void uncount(sconn_t *c) {
+    if (!c->counted) return;
+    c->counted = false;
+    addrcount_t *a = addr_entry(c->addr, false);
+    if (a && --a->n == 0) {
+        HASH_DEL(T.unproven_by_addr, a);
+        free(a);
+    }
+}
+
+static size_t addr_share(void) {
+    size_t half = g_limits.max_handshakes / 2;
+    return g_limits.max_handshakes_per_addr < half ? g_limits.max_handshakes_per_addr : half;
+}
 
 /* epoll data: listener i as i, a connection as its id + MAX_LISTEN */
 static sconn_t *conn_by_id(uint32_t id) {
@@ -120,6 +157,7 @@ static void reap(void) {
         /* A handshake cut short is over now; a session stays for its client to resume. */
         peer_t *p = peer_find(c->rid, STREAM_RID_LEN);
         if (p && !p->ready) peer_free(p);
+        uncount(c);
         close(c->fd); /* leaves the epoll set with it */
         if (c->seal) mpb__seal_free(c->seal);
         free(c->seal);
@@ -298,8 +336,9 @@ static void peer_ip(int fd, char *out, size_t n) {
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)n);
 }
 
-/* mpb://: no delay for small replies, keepalive so that a peer that vanished is closed, and
- * our greeting queued at once (the peer's may already be on its way). */
+/* mpb://: no delay for small replies, keepalive so that a peer that vanished is closed; over
+ * its host's share of connections without a session, refused. Nothing costs a key until the
+ * peer has sent a whole greeting. */
 static int tcp_start(sconn_t *c) {
     int one = 1, idle = 60, intvl = 10, cnt = 3;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -308,10 +347,43 @@ static int tcp_start(sconn_t *c) {
     setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
     setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
     peer_ip(c->fd, c->addr, sizeof c->addr);
+    c->tcp = true;
+    addrcount_t *a = addr_entry(c->addr, true);
+    if (!a) return -1;
+    if (a->n >= addr_share()) {
+        unsigned long long unlogged;
+        g_conn_refused++;
+        if (log_rate_ok("stream addr share", &unlogged))
+            log_kv(MPB_LOG_WARN, "connection refused: too many without a session from this address",
+                   "addr", c->addr, "open", LOG_UINT(a->n), "max_handshakes_per_addr",
+                   LOG_UINT(addr_share()), "not_logged", unlogged ? LOG_UINT(unlogged) : NULL,
+                   NULL);
+        if (a->n == 0) { /* made just now */
+            HASH_DEL(T.unproven_by_addr, a);
+            free(a);
+        }
+        return -1;
+    }
+    a->n++;
+    c->counted = true;
+    return 0;
+}
+
+/* The peer's greeting is in: ours goes out (before any reply) and the keys are made. */
+static int tcp_keys(sconn_t *c, const uint8_t *greeting) {
     uint8_t g[MPB__GREET_LEN];
-    if (!(c->seal = calloc(1, sizeof *c->seal)) || mpb__seal_greet(c->seal, g)) return -1;
+    if (!(c->seal = calloc(1, sizeof *c->seal)) || mpb__seal_greet(c->seal, g) ||
+        mpb__seal_keys(c->seal, T.authkey, T.keylen, true, greeting))
+        return -1;
     mpb__w_raw(&c->out, g, sizeof g);
-    return c->out.oom ? -1 : 0;
+    if (c->out.oom) return -1;
+    c->queued += sizeof g; /* as a frame's bytes are: written counts it too */
+    if (!c->dirty) {
+        c->dirty = true;
+        STAILQ_INSERT_TAIL(&T.dirty, c, dlink);
+    }
+    c->keyed = true;
+    return 0;
 }
 
 static void on_accept(int li) {
@@ -347,19 +419,13 @@ static void on_accept(int li) {
         bool tcp = !T.lpath[li];
         if (!tcp) peer_cred(fd, c->addr, sizeof c->addr);
         if ((tcp && tcp_start(c)) || epoll_ctl(T.ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            uncount(c);
             close(fd);
-            if (c->seal) mpb__seal_free(c->seal);
-            free(c->seal);
-            mpb__buf_free(&c->out);
             free(c);
-            return;
+            continue;
         }
         HASH_ADD(hh, T.conns, id, sizeof c->id, c);
         T.n++;
-        if (tcp) {
-            c->dirty = true; /* the greeting goes out at the end of the turn */
-            STAILQ_INSERT_TAIL(&T.dirty, c, dlink);
-        }
         admit(c);
     }
 }
@@ -375,15 +441,14 @@ static uint8_t rbuf[READ_TURN];
 static size_t frames(sconn_t *c, uint8_t *p, size_t n, stream_on_frame_t on_frame) {
     size_t at = 0;
     bool ok = proven(c); /* looked up again only while it is not: its AUTH may be in this read */
-    size_t tag = c->seal ? MPB__SEAL_TAG : 0;
-    if (c->seal && !c->keyed) {
-        if (n < MPB__GREET_LEN) return 0;
-        if (mpb__seal_keys(c->seal, T.authkey, T.keylen, true, p)) {
+    size_t tag = c->tcp ? MPB__SEAL_TAG : 0;
+    if (c->tcp && !c->keyed) {
+        if ((n >= 4 && memcmp(p, "MPB1", 4)) || (n >= MPB__GREET_LEN && tcp_keys(c, p))) {
             g_bad_frames++;
             doom(c, "not an mpb:// greeting");
             return SIZE_MAX;
         }
-        c->keyed = true;
+        if (!c->keyed) return 0; /* the rest of the greeting is to come */
         at = MPB__GREET_LEN;
     }
     while (!c->dead && n - at >= 4) {
@@ -394,7 +459,9 @@ static size_t frames(sconn_t *c, uint8_t *p, size_t n, stream_on_frame_t on_fram
             len < tag) {
             /* As ZeroMQ's maximum message size: a frame far past any limit is not read. */
             g_bad_frames++;
-            doom(c, ok ? "frame far over max-frame" : "large frame without a session");
+            doom(c, len < tag ? "a frame shorter than its tag"
+                    : ok      ? "frame far over max-frame"
+                              : "large frame without a session");
             return SIZE_MAX;
         }
         if (n - at < 4 + len) break;
@@ -476,7 +543,7 @@ bool stream_admit(const uint8_t *rid, size_t len) {
     sconn_t *c = conn_by_rid(rid);
     if (!c || c->dead) return false;
     if (c->queued == c->written) c->progress_ms = now_ms(); /* its output starts to wait now */
-    c->queued += 4 + len + (c->seal ? MPB__SEAL_TAG : 0);
+    c->queued += 4 + len + (c->tcp ? MPB__SEAL_TAG : 0);
     uint64_t pending = c->queued - c->written;
     /* One frame may ask for max-batch-reply at once: past twice max-output plus that, no
      * reading client is catching up. */
@@ -489,8 +556,8 @@ bool stream_admit(const uint8_t *rid, size_t len) {
 
 void stream_send(const uint8_t *rid, const uint8_t *frame, size_t len) {
     sconn_t *c = conn_by_rid(rid);
-    if (!c || c->dead) return;
-    size_t tag = c->seal ? MPB__SEAL_TAG : 0;
+    if (!c || c->dead || (c->tcp && !c->keyed)) return; /* nothing is sent before the keys */
+    size_t tag = c->tcp ? MPB__SEAL_TAG : 0;
     if (mpb__buf_reserve(&c->out, 4 + len + tag)) {
         doom(c, "out of memory for its replies");
         return;
@@ -574,6 +641,7 @@ void stream_sweep(int64_t now) {
     HASH_ITER(hh, T.conns, c, tmp) {
         if (c->dead) continue;
         if (proven(c)) {
+            uncount(c);
             c->since_ms = now;
         } else if (g_limits.idle_ms > 0 && now - c->since_ms > g_limits.idle_ms) {
             g_conn_idle_closed++;

@@ -4,6 +4,7 @@
  * a counter nonce with its length as associated data. A peer without the authkey cannot make
  * the keys, so its first frame does not open and the broker closes the connection before it
  * reads anything of it; a new connection has new keys, so nothing recorded replays. */
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -52,8 +53,9 @@ static EVP_CIPHER_CTX *cipher(const uint8_t key[32], bool enc) {
 int mpb__seal_keys(mpb__seal_t *s, const void *authkey, size_t keylen, bool broker,
                    const uint8_t peer[MPB__GREET_LEN]) {
     if (!s->eph || memcmp(peer, magic, 4)) return MPB_EPROTO;
-    uint8_t ikm[32 + 1024], salt[64], okm[64];
-    if (keylen > 1024) return MPB_EINVAL;
+    uint8_t salt[64], okm[64];
+    uint8_t *ikm = malloc(32 + keylen); /* the shared secret, then the authkey */
+    if (!ikm) return MPB_ENOMEM;
     EVP_PKEY *pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, peer + 4, 32);
     EVP_PKEY_CTX *dc = pk ? EVP_PKEY_CTX_new(s->eph, NULL) : NULL;
     size_t n = 32;
@@ -63,13 +65,19 @@ int mpb__seal_keys(mpb__seal_t *s, const void *authkey, size_t keylen, bool brok
     EVP_PKEY_free(pk);
     static const uint8_t zero[32];
     /* a low-order point gives all zeros (OpenSSL refuses it too): no secret at all */
-    if (!ok || CRYPTO_memcmp(ikm, zero, 32) == 0) return MPB_EPROTO;
+    if (!ok || CRYPTO_memcmp(ikm, zero, 32) == 0) {
+        OPENSSL_clear_free(ikm, 32 + keylen);
+        return MPB_EPROTO;
+    }
     memcpy(ikm + 32, authkey, keylen);
     memcpy(salt, broker ? peer + 4 : s->mine, 32); /* the client's key, then the broker's */
     memcpy(salt + 32, broker ? s->mine : peer + 4, 32);
     int rc = mpb__hkdf(ikm, 32 + keylen, salt, sizeof salt, "mpb1 stream", okm, sizeof okm);
-    OPENSSL_cleanse(ikm, sizeof ikm);
-    if (rc) return rc;
+    OPENSSL_clear_free(ikm, 32 + keylen);
+    if (rc) {
+        OPENSSL_cleanse(okm, sizeof okm);
+        return rc;
+    }
     /* okm: client to broker, then broker to client */
     s->tx = cipher(broker ? okm + 32 : okm, true);
     s->rx = cipher(broker ? okm : okm + 32, false);

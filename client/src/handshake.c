@@ -334,7 +334,8 @@ int mpb__handshake(mpb_client_t *c) {
 /* A fresh connection on the same socket (so mpb_fd() stays valid): what was queued for the
  * old one, sealed with its keys, is dropped with it. */
 static int relink(mpb_client_t *c) {
-    if (mpb__is_stream(c->endpoint)) return mpb__unix_connect(c);
+    if (mpb__is_stream(c->endpoint)) /* a connection made for this and not used yet serves */
+        return c->ustate == MPB__LINK_UP && c->ufresh ? 0 : mpb__unix_connect(c);
     zmq_disconnect(c->sock, c->endpoint);
     if (zmq_connect(c->sock, c->endpoint) != 0)
         return mpb__fail(c, MPB_ECONN, "connect %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
@@ -435,13 +436,26 @@ int mpb__reconnect(mpb_client_t *c) {
  * (a cut, a restart), and it connects again at once, so that a session which holds a lock
  * and only heartbeats (mpb lock -- CMD) does not run out its TTL after a short cut. Anything
  * else is for no one: every request has been answered or given up. */
+/* One try to connect a stream endpoint again, from the heartbeat thread: mpb:// may wait on a
+ * host that does not answer, and this thread pings every client of the process, so it waits
+ * a second at most. */
+static bool idle_connect(mpb_client_t *c) {
+    int saved = c->opts.connect_timeout_ms;
+    if (saved <= 0 || saved > 1000) c->opts.connect_timeout_ms = 1000;
+    c->uno_resolve = true;
+    int rc = mpb__unix_connect(c);
+    c->uno_resolve = false;
+    c->opts.connect_timeout_ms = saved;
+    return rc == 0;
+}
+
 void mpb__idle_check(mpb_client_t *c) {
     if (!c->connected || c->pcount || c->waits || c->opts.reconnect_ms < 0) return;
     if (c->ufd >= 0 && c->ustate != MPB__LINK_UP) {
-        /* unix://: the end of the stream is heard at once, also while the broker is away.
+        /* unix://, mpb://: the end of the stream is heard at once, also while the broker is away.
          * One try per look (this thread pings every client of the process): the session is
          * resumed once one connects. */
-        if (mpb__unix_connect(c) == 0) mpb__reconnect(c);
+        if (idle_connect(c)) mpb__reconnect(c);
         return;
     }
     for (int i = 0; i < 64; i++) {
@@ -455,7 +469,7 @@ void mpb__idle_check(mpb_client_t *c) {
         mpb__buf_give(c, b);
         if (rc) return;
         if (lost) { /* the outcome is for the next call: c->lost_pending, or ECONN */
-            if (c->ufd < 0 || mpb__unix_connect(c) == 0) mpb__reconnect(c); /* one try, as above */
+            if (c->ufd < 0 || idle_connect(c)) mpb__reconnect(c); /* one try, as above */
             return;
         }
     }

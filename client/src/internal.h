@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "mpbproto.h"
@@ -58,9 +59,13 @@ struct mpb_client {
     uint8_t ustate;     /* unix://, mpb://: MPB__LINK_* */
     mpb__buf_t uin;     /* unix://, mpb://: bytes read, from uin_at, not handed out yet */
     size_t uin_at;
-    mpb__seal_t *useal; /* mpb://: the connection's keys */
-    mpb__buf_t uout;    /* mpb://: the frame being sealed */
-    bool ctx_held;      /* holds a reference to that context */
+    mpb__seal_t *useal;            /* mpb://: the connection's keys */
+    mpb__buf_t uout;               /* mpb://: the frame being sealed */
+    struct sockaddr_storage uaddr; /* mpb://: the address that answered last */
+    socklen_t uaddrlen;
+    bool uno_resolve; /* mpb://: the heartbeat thread's try: that address only */
+    bool ufresh;      /* mpb://, unix://: connected, nothing sent on it yet */
+    bool ctx_held;    /* holds a reference to that context */
     char *endpoint;
     uint8_t *authkey;
     size_t keylen;

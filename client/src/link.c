@@ -73,6 +73,29 @@ static int wait_fd(int fd, short ev, int64_t deadline) {
     }
 }
 
+/* A connected TCP socket to sa (non-blocking), or -1 with the reason in *e. */
+static int try_addr(const struct sockaddr *sa, socklen_t len, int64_t deadline, int *e) {
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        *e = errno;
+        return -1;
+    }
+    int r = connect(fd, sa, len), err = r == 0 ? 0 : errno;
+    socklen_t el = sizeof err;
+    if (r != 0 && err == EINPROGRESS) {
+        if (wait_fd(fd, POLLOUT, deadline) != 0)
+            err = errno;
+        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+            err = errno;
+    }
+    if (err) {
+        *e = err;
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* The TCP connection of an mpb:// endpoint, greetings exchanged and keys made. */
 static int tcp_open(mpb_client_t *c, int *out) {
     const char *hp = c->endpoint + 6, *colon = strrchr(hp, ':');
@@ -86,31 +109,27 @@ static int tcp_open(mpb_client_t *c, int *out) {
         memmove(host, host + 1, hl - 2);
         host[hl - 2] = 0;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-    int g = getaddrinfo(host, colon + 1, &hints, &ai);
-    if (g) return mpb__fail(c, MPB_ECONN, "cannot connect to %s: %s", c->endpoint, gai_strerror(g));
     int64_t deadline =
         mpb__now_ms() + (c->opts.connect_timeout_ms > 0 ? c->opts.connect_timeout_ms : 10000);
-    int fd = -1, e = 0;
-    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
-        fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0) {
-            e = errno;
-            continue;
+    int e = 0;
+    /* the address that answered last first: a reconnect (from the heartbeat thread too) does
+     * not wait on a resolver */
+    int fd = c->uaddrlen ? try_addr((struct sockaddr *)&c->uaddr, c->uaddrlen, deadline, &e) : -1;
+    if (fd < 0 && !(c->uaddrlen && c->uno_resolve)) {
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+        int g = getaddrinfo(host, colon + 1, &hints, &ai);
+        if (g)
+            return mpb__fail(c, MPB_ECONN, "cannot connect to %s: %s", c->endpoint,
+                             gai_strerror(g));
+        for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+            fd = try_addr(a->ai_addr, a->ai_addrlen, deadline, &e);
+            if (fd >= 0 && a->ai_addrlen <= sizeof c->uaddr) {
+                memcpy(&c->uaddr, a->ai_addr, a->ai_addrlen);
+                c->uaddrlen = a->ai_addrlen;
+            }
         }
-        int r = connect(fd, a->ai_addr, a->ai_addrlen);
-        socklen_t el = sizeof e;
-        if (r != 0 && errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline) == 0 &&
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0)
-            r = 0;
-        else if (r != 0 && !e)
-            e = errno;
-        if (r != 0) {
-            close(fd);
-            fd = -1;
-        }
+        freeaddrinfo(ai);
     }
-    freeaddrinfo(ai);
     if (fd < 0)
         return mpb__fail(c, MPB_ECONN, "cannot connect to %s: %s (is mpbrokerd running there?)",
                          c->endpoint, strerror(e ? e : ECONNREFUSED));
@@ -163,6 +182,7 @@ int mpb__unix_connect(mpb_client_t *c) {
         }
         install(c, fd);
         c->ustate = MPB__LINK_UP;
+        c->ufresh = true;
         return 0;
     }
     const char *path = c->endpoint + 7;
@@ -184,6 +204,7 @@ int mpb__unix_connect(mpb_client_t *c) {
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     install(c, fd);
     c->ustate = MPB__LINK_UP;
+    c->ufresh = true;
     return 0;
 }
 
@@ -201,6 +222,7 @@ void mpb__unix_close(mpb_client_t *c) {
  * takes nothing for op_timeout_ms is taken for gone (a frame half written cannot be taken
  * back). Errors show on the next read, as on a ZeroMQ channel: 0 always. */
 int mpb__unix_send(mpb_client_t *c, const uint8_t *p, size_t n, bool try_only) {
+    c->ufresh = false;
     if (c->ustate != MPB__LINK_UP) { /* as ZeroMQ queues it: the next read tells */
         c->last_send_ms = mpb__coarse_ms();
         return 0;

@@ -9,5 +9,6 @@ mpb_integration_test(test_unix test_unix.c TIMEOUT 300)
 # test_mpb: mpb:// endpoints, the same frames on TCP sealed with keys made from the authkey
 # (proto/seal.c): ops from several processes, a pool served over it, nothing readable on the
 # wire, another key refused, bad input on raw sockets, a client built from PROTOCOL.md alone,
-# partial frames bounded, silent peers closed, a restart under a client, the refused starts.
+# partial frames bounded, silent peers closed, a restart under a client, the refused starts, a
+# writer through a 3 s network cut exactly once.
 mpb_integration_test(test_mpb test_mpb.c TIMEOUT 300)
