@@ -39,21 +39,14 @@ static int get_bin(mpb__rd_t *map, const char *key, size_t want, const uint8_t *
     return 0;
 }
 
-/* One address's share of the handshakes in progress: max-handshakes-per-addr, and at most half
- * of max-handshakes, so that one address never fills the table (HELLOs renewed faster than
- * handshake-ms forgets them kept every real client out). On tcp:// under CURVE only holders of
- * the key get this far; the share matters for ipc:// (an address is a process there: libzmq
- * gives ":uid:gid:pid") and for tcp:// with encryption off. */
-static size_t addr_share(void) {
-    size_t half = g_limits.max_handshakes / 2;
-    return g_limits.max_handshakes_per_addr < half ? g_limits.max_handshakes_per_addr : half;
-}
-
 /* Whether a HELLO from addr must be refused for the limits; if so, it is answered ELIMIT,
  * and logged (a line a second per address, with a count). */
 static bool over_limits(const uint8_t *rid, size_t ridlen, const char *addr) {
     char msg[160];
-    size_t share = addr_share();
+    /* On tcp:// under CURVE only holders of the key get this far; the share matters for ipc://
+     * (an address is a process there: libzmq gives ":uid:gid:pid") and for tcp:// with
+     * encryption off. */
+    size_t share = limits_addr_share();
     if (peer_pending_from(addr) >= share)
         snprintf(msg, sizeof msg,
                  "too many handshakes in progress from this address (%zu: "

@@ -62,6 +62,15 @@ typedef struct config {
 } config_t;
 
 extern limits_t g_limits;
+
+/* One address's share of what is in progress without a session: max-handshakes-per-addr, and
+ * at most half of max-handshakes, so that one address never fills the table (HELLOs renewed
+ * faster than handshake-ms forgets them kept every real client out). handshake.c counts HMAC
+ * handshakes against it, stream.c a host's mpb:// connections. */
+static inline size_t limits_addr_share(void) {
+    size_t half = g_limits.max_handshakes / 2;
+    return g_limits.max_handshakes_per_addr < half ? g_limits.max_handshakes_per_addr : half;
+}
 extern int64_t g_started_ms; /* when the broker started (ms) */
 
 #endif

@@ -46,9 +46,8 @@ typedef struct sconn {
     int fd;
     uint8_t rid[STREAM_RID_LEN];
     char addr[64];
-    mpb__seal_t *seal;   /* mpb://: the keys (made once the peer's greeting is in) */
+    mpb__seal_t *seal;   /* mpb://: the keys, once the peer's greeting is in (NULL before) */
     bool tcp;            /* mpb:// */
-    bool keyed;          /* mpb://: greetings exchanged */
     bool counted;        /* in its address's count of connections without a session */
     int64_t since_ms;    /* accepted, or last seen with a session: its idle clock */
     int64_t progress_ms; /* the last write that moved, or when output began to wait */
@@ -80,8 +79,8 @@ static struct {
     bool read_frames;          /* since the last spin: only a busy client is waited for */
 } T = {.ep = -1};
 
-/* How many mpb:// connections without a session one host has: past max-handshakes-per-addr
- * (at most half of max-handshakes, as handshake.c shares them) a new one is closed at once,
+/* How many mpb:// connections without a session one host has: past limits_addr_share() a new
+ * one is closed at once,
  * so one host cannot fill max-connections with peers that never greet. */
 typedef struct addrcount {
     char addr[64];
@@ -107,11 +106,6 @@ static void uncount(sconn_t *c) {
         HASH_DEL(T.unproven_by_addr, a);
         free(a);
     }
-}
-
-static size_t addr_share(void) {
-    size_t half = g_limits.max_handshakes / 2;
-    return g_limits.max_handshakes_per_addr < half ? g_limits.max_handshakes_per_addr : half;
 }
 
 /* epoll data: listener i as i, a connection as its id + MAX_LISTEN */
@@ -211,6 +205,24 @@ static int listening(int fd, char *path, char *err, size_t errlen) {
     return 0;
 }
 
+/* fd's own address (peer false) or its peer's as text into out, its port into *port: the
+ * family, or 0 (out and *port left as they were). */
+static int sock_ip(int fd, bool peer, char *out, size_t n, uint16_t *port) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if ((peer ? getpeername : getsockname)(fd, (struct sockaddr *)&ss, &sl) != 0) return 0;
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t)n);
+        *port = ntohs(s6->sin6_port);
+    } else if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &s4->sin_addr, out, (socklen_t)n);
+        *port = ntohs(s4->sin_port);
+    }
+    return ss.ss_family;
+}
+
 /* "mpb://ADDR:PORT": a TCP listener; bound gets the endpoint with the port it has. */
 static int bind_tcp(const char *endpoint, char *bound, size_t boundlen, char *err, size_t errlen) {
     addr_t a;
@@ -227,22 +239,10 @@ static int bind_tcp(const char *endpoint, char *bound, size_t boundlen, char *er
         close(fd);
         return -1;
     }
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
     char host[INET6_ADDRSTRLEN] = "";
     uint16_t port = a.port;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-            port = ntohs(s6->sin6_port);
-        } else {
-            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-            port = ntohs(s4->sin_port);
-        }
-    }
-    snprintf(bound, boundlen, ss.ss_family == AF_INET6 ? "mpb://[%s]:%u" : "mpb://%s:%u", host,
+    int fam = sock_ip(fd, false, host, sizeof host, &port);
+    snprintf(bound, boundlen, fam == AF_INET6 ? "mpb://[%s]:%u" : "mpb://%s:%u", host,
              (unsigned)port);
     return listening(fd, NULL, err, errlen);
 }
@@ -323,41 +323,27 @@ static void peer_cred(int fd, char *out, size_t n) {
         snprintf(out, n, "local");
 }
 
-/* The peer's address alone (as libzmq's Peer-Address for tcp://): per-address limits count
- * the connections of one host together. */
-static void peer_ip(int fd, char *out, size_t n) {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    snprintf(out, n, "?");
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) return;
-    if (ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)n);
-    else if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)n);
-}
-
 /* mpb://: no delay for small replies, keepalive so that a peer that vanished is closed; over
  * its host's share of connections without a session, refused. Nothing costs a key until the
  * peer has sent a whole greeting. */
 static int tcp_start(sconn_t *c) {
-    int one = 1, idle = 60, intvl = 10, cnt = 3;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
-    peer_ip(c->fd, c->addr, sizeof c->addr);
+    mpb__seal_tcp_opts(c->fd);
+    uint16_t port;
+    snprintf(c->addr, sizeof c->addr, "?");
+    /* the address alone (as libzmq's Peer-Address for tcp://): a host's connections count
+     * together */
+    sock_ip(c->fd, true, c->addr, sizeof c->addr, &port);
     c->tcp = true;
     addrcount_t *a = addr_entry(c->addr, true);
     if (!a) return -1;
-    if (a->n >= addr_share()) {
+    if (a->n >= limits_addr_share()) {
         unsigned long long unlogged;
         g_conn_refused++;
         if (log_rate_ok("stream addr share", &unlogged))
             log_kv(MPB_LOG_WARN, "connection refused: too many without a session from this address",
                    "addr", c->addr, "open", LOG_UINT(a->n), "max_handshakes_per_addr",
-                   LOG_UINT(addr_share()), "not_logged", unlogged ? LOG_UINT(unlogged) : NULL,
-                   NULL);
+                   LOG_UINT(limits_addr_share()), "not_logged",
+                   unlogged ? LOG_UINT(unlogged) : NULL, NULL);
         if (a->n == 0) { /* made just now */
             HASH_DEL(T.unproven_by_addr, a);
             free(a);
@@ -372,17 +358,19 @@ static int tcp_start(sconn_t *c) {
 /* The peer's greeting is in: ours goes out (before any reply) and the keys are made. */
 static int tcp_keys(sconn_t *c, const uint8_t *greeting) {
     uint8_t g[MPB__GREET_LEN];
-    if (!(c->seal = calloc(1, sizeof *c->seal)) || mpb__seal_greet(c->seal, g) ||
-        mpb__seal_keys(c->seal, T.authkey, T.keylen, true, greeting))
+    mpb__seal_t *s = calloc(1, sizeof *s);
+    if (!s || mpb__seal_greet(s, g) || mpb__seal_keys(s, T.authkey, T.keylen, true, greeting) ||
+        (mpb__w_raw(&c->out, g, sizeof g), c->out.oom)) {
+        if (s) mpb__seal_free(s);
+        free(s);
         return -1;
-    mpb__w_raw(&c->out, g, sizeof g);
-    if (c->out.oom) return -1;
+    }
+    c->seal = s;
     c->queued += sizeof g; /* as a frame's bytes are: written counts it too */
     if (!c->dirty) {
         c->dirty = true;
         STAILQ_INSERT_TAIL(&T.dirty, c, dlink);
     }
-    c->keyed = true;
     return 0;
 }
 
@@ -442,13 +430,13 @@ static size_t frames(sconn_t *c, uint8_t *p, size_t n, stream_on_frame_t on_fram
     size_t at = 0;
     bool ok = proven(c); /* looked up again only while it is not: its AUTH may be in this read */
     size_t tag = c->tcp ? MPB__SEAL_TAG : 0;
-    if (c->tcp && !c->keyed) {
-        if ((n >= 4 && memcmp(p, "MPB1", 4)) || (n >= MPB__GREET_LEN && tcp_keys(c, p))) {
+    if (c->tcp && !c->seal) {
+        if ((n >= 4 && memcmp(p, MPB__GREET_MAGIC, 4)) || (n >= MPB__GREET_LEN && tcp_keys(c, p))) {
             g_bad_frames++;
             doom(c, "not an mpb:// greeting");
             return SIZE_MAX;
         }
-        if (!c->keyed) return 0; /* the rest of the greeting is to come */
+        if (!c->seal) return 0; /* the rest of the greeting is to come */
         at = MPB__GREET_LEN;
     }
     while (!c->dead && n - at >= 4) {
@@ -556,7 +544,7 @@ bool stream_admit(const uint8_t *rid, size_t len) {
 
 void stream_send(const uint8_t *rid, const uint8_t *frame, size_t len) {
     sconn_t *c = conn_by_rid(rid);
-    if (!c || c->dead || (c->tcp && !c->keyed)) return; /* nothing is sent before the keys */
+    if (!c || c->dead || (c->tcp && !c->seal)) return; /* nothing is sent before the keys */
     size_t tag = c->tcp ? MPB__SEAL_TAG : 0;
     if (mpb__buf_reserve(&c->out, 4 + len + tag)) {
         doom(c, "out of memory for its replies");

@@ -210,8 +210,9 @@ void mpb__curve_wipe(mpb__curve_t *k);
 
 /* ---- mpb:// encryption (seal.c, PROTOCOL.md 1.2) ---- */
 
-#define MPB__GREET_LEN 36 /* "MPB1" and an X25519 public key */
-#define MPB__SEAL_TAG  16 /* Poly1305 */
+#define MPB__GREET_LEN   36     /* "MPB1" and an X25519 public key */
+#define MPB__GREET_MAGIC "MPB1" /* the first 4 bytes of a greeting */
+#define MPB__SEAL_TAG    16     /* Poly1305 */
 typedef struct mpb__seal {
     struct evp_pkey_st *eph;           /* our ephemeral key, until the keys are made */
     struct evp_cipher_ctx_st *tx, *rx; /* ChaCha20-Poly1305, one key per direction */
@@ -232,6 +233,9 @@ int mpb__seal(mpb__seal_t *s, const uint8_t *pt, size_t n, uint8_t *out);
  * 20 bytes. 0, or MPB_EPROTO if it was not sealed by the peer's key or was changed. */
 int mpb__seal_open(mpb__seal_t *s, uint8_t *p, size_t n);
 void mpb__seal_free(mpb__seal_t *s);
+/* Both ends of an mpb:// connection: no delay for small frames, and keepalive (60 s, then 3
+ * probes 10 s apart, PROTOCOL.md 1) so that a peer that vanished is closed. */
+void mpb__seal_tcp_opts(int fd);
 
 /* ---- authkey files (keyfile.c) ---- */
 

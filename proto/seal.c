@@ -6,6 +6,9 @@
  * reads anything of it; a new connection has new keys, so nothing recorded replays. */
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -13,7 +16,14 @@
 
 #include "mpbproto.h"
 
-static const uint8_t magic[4] = {'M', 'P', 'B', '1'};
+void mpb__seal_tcp_opts(int fd) {
+    int one = 1, idle = 60, intvl = 10, cnt = 3;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
 
 void mpb__seal_free(mpb__seal_t *s) {
     EVP_CIPHER_CTX_free(s->tx);
@@ -30,7 +40,7 @@ int mpb__seal_greet_with(mpb__seal_t *s, const uint8_t sec[32], uint8_t out[MPB_
         mpb__seal_free(s);
         return MPB_ENOMEM;
     }
-    memcpy(out, magic, 4);
+    memcpy(out, MPB__GREET_MAGIC, 4);
     memcpy(out + 4, s->mine, 32);
     return 0;
 }
@@ -52,7 +62,7 @@ static EVP_CIPHER_CTX *cipher(const uint8_t key[32], bool enc) {
 
 int mpb__seal_keys(mpb__seal_t *s, const void *authkey, size_t keylen, bool broker,
                    const uint8_t peer[MPB__GREET_LEN]) {
-    if (!s->eph || memcmp(peer, magic, 4)) return MPB_EPROTO;
+    if (!s->eph || memcmp(peer, MPB__GREET_MAGIC, 4)) return MPB_EPROTO;
     uint8_t salt[64], okm[64];
     uint8_t *ikm = malloc(32 + keylen); /* the shared secret, then the authkey */
     if (!ikm) return MPB_ENOMEM;

@@ -133,12 +133,7 @@ static int tcp_open(mpb_client_t *c, int *out) {
     if (fd < 0)
         return mpb__fail(c, MPB_ECONN, "cannot connect to %s: %s (is mpbrokerd running there?)",
                          c->endpoint, strerror(e ? e : ECONNREFUSED));
-    int one = 1, idle = 60, intvl = 10, cnt = 3;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    mpb__seal_tcp_opts(fd);
     if (!c->useal && !(c->useal = calloc(1, sizeof *c->useal))) {
         close(fd);
         return mpb__fail(c, MPB_ENOMEM, "out of memory");
