@@ -116,7 +116,9 @@ typedef struct mpb_options {
  * (nothing else to configure; PROTOCOL.md section 1). AUTO takes $MPB_ENCRYPTION ("on" or
  * "off") if set, else CURVE on tcp:// and none on ipc://, as mpbrokerd does by default. It
  * must match the broker's --encryption: a mismatch never finishes the ZeroMQ handshake, and
- * mpb_connect() fails with MPB_ECONN after connect_timeout_ms, saying so. */
+ * mpb_connect() fails with MPB_ECONN after connect_timeout_ms, saying so. mpb:// is always
+ * encrypted (its own X25519 and ChaCha20-Poly1305, keyed by the authkey): OFF is refused
+ * there with MPB_EINVAL. */
 enum { MPB_ENCRYPTION_AUTO = 0, MPB_ENCRYPTION_ON = 1, MPB_ENCRYPTION_OFF = 2 };
 
 /* Fills o with the defaults, o->size included. Start from it and change fields: a program
@@ -134,16 +136,18 @@ MPB_EXPORT void mpb_options_init(mpb_options_t *o);
 MPB_EXPORT int mpb_authkey_load(const char *path, void **key, size_t *len, char *errbuf,
                                 size_t errlen);
 
-/* Connects to endpoint ("tcp://host:port", "ipc:///path", or "unix:///path" for a broker on
- * this host listening there, the fastest; NULL: the one in $MPB_ENDPOINT, as
- * mpb_authkey_load() reads $MPB_AUTHKEY_FILE) and proves the authkey both ways
- * (the broker proves it too). Blocks up to opts->connect_timeout_ms. opts may be NULL for the
- * defaults. Returns 0 or a negative MPB_E* (MPB_EAUTH: wrong key; MPB_ECONN / MPB_ETIMEDOUT:
- * no broker answered; MPB_ECONN at once, without waiting out the timeout, when a tcp:// host
- * does not resolve or refuses the connection, mpb_errmsg() saying which). *out is set even on
- * failure (NULL only for MPB_ENOMEM) so mpb_errmsg() can say why; mpb_close() it either way. Unless
- * opts->no_heartbeat_thread, a background thread keeps the session alive between calls; it only
- * ever holds the client's internal lock briefly and never runs user code. */
+/* Connects to endpoint ("tcp://host:port"; "mpb://host:port", the broker's own encrypted
+ * TCP framing without ZeroMQ, the fastest from another host; "ipc:///path"; or
+ * "unix:///path" for a broker on this host listening there, the fastest; NULL: the one in
+ * $MPB_ENDPOINT, as mpb_authkey_load() reads $MPB_AUTHKEY_FILE) and proves the authkey both
+ * ways (the broker proves it too). Blocks up to opts->connect_timeout_ms. opts may be NULL for
+ * the defaults. Returns 0 or a negative MPB_E* (MPB_EAUTH: wrong key; MPB_ECONN /
+ * MPB_ETIMEDOUT: no broker answered; MPB_ECONN at once, without waiting out the timeout, when
+ * a tcp:// or mpb:// host does not resolve or refuses the connection, or an mpb:// broker with
+ * another key closes it, mpb_errmsg() saying which). *out is set even on failure (NULL only
+ * for MPB_ENOMEM) so mpb_errmsg() can say why; mpb_close() it either way. Unless
+ * opts->no_heartbeat_thread, a background thread keeps the session alive between calls; it
+ * only ever holds the client's internal lock briefly and never runs user code. */
 MPB_EXPORT int mpb_connect(const char *endpoint, const void *authkey, size_t authkey_len,
                            const mpb_options_t *opts, mpb_client_t **out);
 /* Ends the session (its locks, semaphore units and parked waits are released at once) and
@@ -206,7 +210,7 @@ MPB_EXPORT int mpb_drain(mpb_client_t *c, int timeout_ms);
 /* Requests sent or queued and not yet answered. */
 MPB_EXPORT size_t mpb_inflight(const mpb_client_t *c);
 /* A descriptor that becomes readable when replies may be waiting (see above), or -1. On
- * unix:// it is the socket itself, and keeps its number across reconnects. */
+ * unix:// and mpb:// it is the socket itself, and keeps its number across reconnects. */
 MPB_EXPORT int mpb_fd(mpb_client_t *c);
 
 /* ---- when callbacks run ------------------------------------------------------------------
